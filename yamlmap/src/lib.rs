@@ -1,0 +1,16 @@
+//! `yamlmap` — YAML documents with source positions, and the [`Diagnostic`]
+//! type that Cove's pure parsers (`devfiles`, `workflows`) report with.
+//!
+//! Typed deserialization is done with `serde_yaml`, which cannot tell where a
+//! value came from once it is in a struct. This crate parses the same text a
+//! second time into a [`Node`] tree in which every key and value carries its
+//! line and column, so semantic checks can point at the exact place to change.
+//!
+//! Invariants: no IO, no async, no knowledge of devfiles or workflows. Lines
+//! and columns are 1-based everywhere.
+
+mod diagnostic;
+mod node;
+
+pub use diagnostic::{Diagnostic, Pos, Severity};
+pub use node::{parse, Entry, Node, Seg, Value};
