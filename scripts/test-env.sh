@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Prepare this machine (Debian 12, as root) for Cove's tests. Idempotent:
+#   1. apt-get install docker.io debootstrap busybox-static   (skipped when present)
+#   2. make sure a docker engine answers; if none does, start dockerd under
+#      $COVE_DOCKERD_DIR (default /tmp/cove-dockerd) with its socket at
+#      $COVE_DOCKERD_DIR/docker.sock
+#   3. write `export DOCKER_HOST=...` to $COVE_DOCKERD_DIR/env (sourced by scripts/test.sh)
+#   4. images/build.sh (builds only the images that are missing)
+#
+# DOCKER_HOST convention: an engine that already answers is used as is (the caller's
+# DOCKER_HOST, else the default /var/run/docker.sock); otherwise Cove's own dockerd
+# at unix:///tmp/cove-dockerd/docker.sock. The tests crate falls back to that socket
+# by itself when DOCKER_HOST is unset and the default socket is absent.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+DIR="${COVE_DOCKERD_DIR:-/tmp/cove-dockerd}"
+SOCK="$DIR/docker.sock"
+ENV_FILE="$DIR/env"
+
+log() { printf '[test-env] %s\n' "$*"; }
+die() { log "ERROR: $*" >&2; exit 1; }
+now() { date +%s.%N; }
+elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
+
+t_all="$(now)"
+[ "$(id -u)" -eq 0 ] || die "run as root (apt-get and dockerd need it)"
+
+# --- 1. packages ------------------------------------------------------------
+need=()
+command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
+command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
+if ! { command -v busybox >/dev/null 2>&1 && ! ldd "$(command -v busybox)" >/dev/null 2>&1; }; then
+  need+=(busybox-static)
+fi
+if [ "${#need[@]}" -gt 0 ]; then
+  t0="$(now)"
+  log "apt-get install ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  log "packages installed in $(elapsed "$t0")s"
+else
+  log "packages present (dockerd, debootstrap, busybox-static)"
+fi
+# The docker CLI may come from elsewhere (/usr/local/bin); docker.io brings one otherwise.
+command -v docker >/dev/null 2>&1 || die "no docker CLI on PATH after installing docker.io"
+
+# --- 2. engine ----------------------------------------------------------------
+answers() { DOCKER_HOST="$1" timeout 10 docker version >/dev/null 2>&1; }
+
+host=""
+if [ -n "${DOCKER_HOST:-}" ] && answers "$DOCKER_HOST"; then
+  host="$DOCKER_HOST"
+elif [ -S /var/run/docker.sock ] && answers unix:///var/run/docker.sock; then
+  host="unix:///var/run/docker.sock"
+elif [ -S "$SOCK" ] && answers "unix://$SOCK"; then
+  host="unix://$SOCK"
+fi
+
+if [ -n "$host" ]; then
+  log "docker engine answers at $host"
+else
+  t0="$(now)"
+  mkdir -p "$DIR"
+  # A dockerd that died leaves its pidfile behind and refuses to start: clear stale state.
+  if [ -f "$DIR/pid" ] && ! kill -0 "$(cat "$DIR/pid")" 2>/dev/null; then
+    rm -f "$DIR/pid"
+  fi
+  rm -f "$SOCK"
+  log "starting dockerd (socket $SOCK, data $DIR/data, log $DIR/log)"
+  # setsid + nohup: the engine outlives this script and the shell that ran it.
+  setsid nohup dockerd \
+    --host "unix://$SOCK" \
+    --data-root "$DIR/data" \
+    --exec-root "$DIR/exec" \
+    --pidfile "$DIR/pid" \
+    >"$DIR/log" 2>&1 </dev/null &
+  host="unix://$SOCK"
+  for _ in $(seq 1 300); do
+    answers "$host" && break
+    sleep 0.1
+  done
+  if ! answers "$host"; then
+    tail -n 30 "$DIR/log" >&2 || true
+    die "dockerd did not answer on $SOCK within 30 s (log: $DIR/log)"
+  fi
+  log "dockerd up in $(elapsed "$t0")s"
+fi
+
+mkdir -p "$DIR"
+printf 'export DOCKER_HOST=%q\n' "$host" >"$ENV_FILE.tmp"
+mv "$ENV_FILE.tmp" "$ENV_FILE"
+export DOCKER_HOST="$host"
+
+# --- 3. images ----------------------------------------------------------------
+bash "$ROOT/images/build.sh"
+
+log "ready in $(elapsed "$t_all")s — DOCKER_HOST=$DOCKER_HOST (also in $ENV_FILE)"

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# The one test command: environment (dockerd + images), then fmt, clippy and tests.
+#   bash scripts/test.sh
+# Runs every step even when an earlier one fails, prints a summary, exits non-zero
+# if any step failed.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+now() { date +%s.%N; }
+elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.0f", b - a }'; }
+banner() { printf '\n==> %s\n' "$*"; }
+
+t_all="$(now)"
+banner "scripts/test-env.sh"
+bash scripts/test-env.sh
+# shellcheck disable=SC1091
+source "${COVE_DOCKERD_DIR:-/tmp/cove-dockerd}/env"
+export DOCKER_HOST
+echo "DOCKER_HOST=$DOCKER_HOST"
+
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+failed=()
+results=()
+step() {
+  local name="$1" t0 rc=0
+  shift
+  banner "$name"
+  t0="$(now)"
+  "$@" || rc=$?
+  if [ "$rc" -eq 0 ]; then
+    results+=("ok     $(elapsed "$t0")s  $name")
+  else
+    results+=("FAILED $(elapsed "$t0")s  $name (exit $rc)")
+    failed+=("$name")
+  fi
+}
+
+step "cargo fmt --all -- --check" cargo fmt --all -- --check
+step "cargo clippy --workspace --all-targets -- -D warnings" \
+  cargo clippy --workspace --all-targets -- -D warnings
+step "cargo test --workspace" cargo test --workspace
+
+banner "summary ($(elapsed "$t_all")s total)"
+printf '  %s\n' "${results[@]}"
+if [ "${#failed[@]}" -gt 0 ]; then
+  echo "FAILED: ${failed[*]}"
+  exit 1
+fi
+echo "all steps passed"
