@@ -1,1 +1,233 @@
-//! x
+//! `devfiles` — the devfile 2.x engine: parse (2.0.0–2.3.0, with positions),
+//! validate (schema of the file's own version, then the semantic rules),
+//! resolve `parent` chains and `{{variables}}`, and turn the result into an
+//! [`EnvironmentPlan`], the only thing an agent consumes.
+//!
+//! Invariants: pure. No Docker, no network, no async, no process spawning.
+//! The only IO is reading a parent devfile through a [`Resolver`], whose
+//! default ([`FsResolver`]) reads local files relative to the child. Errors
+//! and warnings are [`yamlmap::Diagnostic`]s with file, line and column, and
+//! are returned, never printed.
+
+pub mod model;
+mod plan;
+pub mod quantity;
+mod resolve;
+mod schema;
+mod schema_fields;
+mod validate;
+mod version;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+
+pub use model::{ComponentKind, Devfile, Exposure, GroupKind, Protocol};
+pub use plan::{
+    CommandAction, CommandPlan, ContainerPlan, EndpointPlan, EnvPair, EnvironmentPlan, EventsPlan,
+    MountPlan, PlanOptions, ProjectPlan, SkippedComponent, VolumePlan, DEFAULT_SOURCE_MAPPING,
+    KEEP_ALIVE,
+};
+pub use resolve::replace_vars;
+pub use schema::is_identifier;
+pub use validate::RESERVED_ENV;
+pub use version::Version;
+pub use yamlmap::{Diagnostic, Pos, Severity};
+
+/// File names looked up, in order, when a repository has a devfile.
+pub const DEVFILE_NAMES: &[&str] = &[
+    "devfile.yaml",
+    ".devfile.yaml",
+    "devfile.yml",
+    ".devfile.yml",
+];
+
+/// The image of the default environment.
+pub const UNIVERSAL_IMAGE: &str = "cove/universal:latest";
+
+/// The devfile used for repositories that have none: one universal
+/// container with the sources mounted, like CodeCatalyst's default.
+pub const DEFAULT_DEVFILE: &str = "\
+schemaVersion: 2.2.0
+metadata:
+  name: default
+components:
+  - name: universal
+    container:
+      image: cove/universal:latest
+      mountSources: true
+      memoryLimit: 4Gi
+";
+
+/// Reads parent devfiles named by `parent.uri`.
+pub trait Resolver {
+    /// Read `uri` as referenced from the devfile `from_file`. Returns the
+    /// display name of the parent file and its text, or a reason.
+    fn read(&self, from_file: &str, uri: &str) -> Result<(String, String), String>;
+}
+
+/// Resolves local and relative `parent.uri`s on the filesystem; refuses
+/// URLs (a server that can fetch them supplies its own [`Resolver`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FsResolver;
+
+impl Resolver for FsResolver {
+    fn read(&self, from_file: &str, uri: &str) -> Result<(String, String), String> {
+        if uri.starts_with("http://") || uri.starts_with("https://") {
+            return Err("fetching parents over the network is not supported; copy the parent into the repository".into());
+        }
+        let path = match Path::new(from_file).parent() {
+            Some(dir) if !Path::new(uri).is_absolute() => dir.join(uri),
+            _ => Path::new(uri).to_path_buf(),
+        };
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok((path.display().to_string(), text))
+    }
+}
+
+/// A resolver for devfiles that come from somewhere without siblings (an
+/// API request body): every `parent.uri` is refused.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoParents;
+
+impl Resolver for NoParents {
+    fn read(&self, _from: &str, _uri: &str) -> Result<(String, String), String> {
+        Err(
+            "this devfile was not read from a repository, so relative parents cannot be found"
+                .into(),
+        )
+    }
+}
+
+/// Options for loading.
+#[derive(Clone, Debug, Default)]
+pub struct LoadOptions {
+    /// Variable values that override the devfile's `variables` (`--var`).
+    pub variables: BTreeMap<String, String>,
+}
+
+/// A devfile that passed every check: flattened (parents merged),
+/// variables substituted.
+#[derive(Clone, Debug)]
+pub struct Loaded {
+    pub devfile: Devfile,
+    /// The declared schema version (suffix stripped).
+    pub version: Version,
+    pub warnings: Vec<Diagnostic>,
+    /// File and position of each component, for plan warnings.
+    component_pos: BTreeMap<String, (String, Pos)>,
+}
+
+impl Loaded {
+    /// Plan the environment. Returns the plan and warnings about what a
+    /// Docker backend leaves out.
+    pub fn plan(&self, opts: &PlanOptions) -> (EnvironmentPlan, Vec<Diagnostic>) {
+        let plan = plan::plan(&self.devfile, opts);
+        let warnings = plan
+            .skipped
+            .iter()
+            .map(|s| {
+                let (file, pos) = self.component_pos.get(&s.name).cloned().unwrap_or_default();
+                Diagnostic::warning(
+                    file,
+                    pos,
+                    format!(
+                        "component `{}` ({}) is skipped: {}",
+                        s.name,
+                        plan::kind_str(s.kind),
+                        s.reason
+                    ),
+                )
+            })
+            .collect();
+        (plan, warnings)
+    }
+}
+
+/// A devfile that was rejected: at least one error, plus any warnings.
+#[derive(Clone, Debug)]
+pub struct Rejected {
+    pub errors: Vec<Diagnostic>,
+    pub warnings: Vec<Diagnostic>,
+}
+
+impl fmt::Display for Rejected {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.errors.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Rejected {}
+
+/// Load a devfile from disk (parents relative to it).
+pub fn load_file(path: &Path, opts: &LoadOptions) -> Result<Loaded, Rejected> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| Rejected {
+        errors: vec![Diagnostic::error(
+            &file,
+            Pos::START,
+            format!("cannot read the devfile: {e}"),
+        )],
+        warnings: Vec::new(),
+    })?;
+    load_str(&file, &text, &FsResolver, opts)
+}
+
+/// Load a devfile from text. `file` is the name used in diagnostics and as
+/// the base for relative parents.
+pub fn load_str(
+    file: &str,
+    text: &str,
+    resolver: &dyn Resolver,
+    opts: &LoadOptions,
+) -> Result<Loaded, Rejected> {
+    let reject = |errors, warnings| Rejected { errors, warnings };
+    let mut chain = resolve::load_chain(file, text, resolver).map_err(|e| reject(e, Vec::new()))?;
+    let mut warnings = Vec::new();
+    // variables exist from 2.1.0 on (rule 8)
+    if chain[0].version >= Version::V2_1_0 {
+        let vars = resolve::collect_variables(&chain, &opts.variables);
+        for doc in &mut chain {
+            resolve::substitute_doc(doc, &vars, &mut warnings);
+        }
+    }
+    let flat = resolve::merge_chain(chain).map_err(|e| reject(e, warnings.clone()))?;
+    let findings = validate::validate(&flat);
+    warnings.extend(findings.warnings);
+    if !findings.errors.is_empty() {
+        return Err(reject(findings.errors, warnings));
+    }
+    let component_pos = flat
+        .devfile
+        .components
+        .iter()
+        .map(|c| {
+            let (file, pos) = flat.locate("components", &c.name, &[]);
+            (c.name.clone(), (file.to_string(), pos))
+        })
+        .collect();
+    Ok(Loaded {
+        version: flat.version,
+        devfile: flat.devfile,
+        warnings,
+        component_pos,
+    })
+}
+
+/// The default environment for repositories without a devfile.
+pub fn default_devfile() -> Loaded {
+    load_str(
+        "<default devfile>",
+        DEFAULT_DEVFILE,
+        &NoParents,
+        &LoadOptions::default(),
+    )
+    .expect("the built-in default devfile is valid (tested)")
+}

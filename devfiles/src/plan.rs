@@ -1,0 +1,464 @@
+//! `EnvironmentPlan`: the only thing an agent consumes. It is a resolved,
+//! Docker-oriented description of an environment: concrete containers,
+//! volumes, commands and events, with every devfile default applied.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{Component, ComponentKind, Devfile, Exposure, GroupKind, Protocol};
+use crate::quantity;
+
+/// The command given to containers that declare neither `command` nor
+/// `args`, so that the environment stays up and commands can be exec'd
+/// (devfile rule 10). It exits promptly on SIGTERM.
+pub const KEEP_ALIVE: &[&str] = &[
+    "/bin/sh",
+    "-c",
+    "trap 'exit 0' TERM INT; while :; do sleep 3600 & wait $!; done",
+];
+
+/// Default source mount path (`sourceMapping`).
+pub const DEFAULT_SOURCE_MAPPING: &str = "/projects";
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct EnvironmentPlan {
+    /// `metadata.name`, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub schema_version: String,
+    pub containers: Vec<ContainerPlan>,
+    pub volumes: Vec<VolumePlan>,
+    pub commands: Vec<CommandPlan>,
+    pub events: EventsPlan,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub projects: Vec<ProjectPlan>,
+    /// Components a Docker backend does not run (kubernetes, openshift, image).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<SkippedComponent>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ContainerPlan {
+    pub name: String,
+    pub image: String,
+    /// Replaces the image's ENTRYPOINT when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    /// Replaces the image's CMD when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub args: Option<Vec<String>>,
+    /// True when the devfile gave neither command nor args and `command` is
+    /// Cove's keep-alive.
+    pub keep_alive: bool,
+    /// Environment in declaration order; includes PROJECTS_ROOT and
+    /// PROJECT_SOURCE when sources are mounted.
+    pub env: Vec<EnvPair>,
+    pub mounts: Vec<MountPlan>,
+    /// Where the sources volume is mounted, when `mountSources` is true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_mapping: Option<String>,
+    pub endpoints: Vec<EndpointPlan>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_limit_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_request_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_limit_millis: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_request_millis: Option<u64>,
+    /// `dedicatedPod: true`: the container gets its own network namespace.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dedicated_pod: bool,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnvPair {
+    pub name: String,
+    pub value: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MountPlan {
+    pub volume: String,
+    pub path: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointPlan {
+    pub name: String,
+    pub port: u16,
+    pub exposure: Exposure,
+    /// Effective protocol: `http`/`ws` become `https`/`wss` when secure.
+    pub protocol: Protocol,
+    pub secure: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+}
+
+impl EndpointPlan {
+    /// Whether the endpoint is published outside the environment
+    /// (`exposure: none` ports are never published).
+    pub fn published(&self) -> bool {
+        self.exposure != Exposure::None
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumePlan {
+    pub name: String,
+    /// False for `ephemeral: true` volumes, which are recreated on restart.
+    pub persistent: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_bytes: Option<u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandPlan {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<GroupKind>,
+    /// The default command of its group (explicit, or the only one).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub default: bool,
+    pub action: CommandAction,
+}
+
+/// How to run a command (devfile rule 10).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum CommandAction {
+    /// `/bin/sh -c command_line` in `component`, after `cd working_dir`,
+    /// with `env` exported. Build/test/deploy/ungrouped commands terminate
+    /// (non-zero exit = failure); run/debug are long-running.
+    Exec {
+        component: String,
+        command_line: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        working_dir: Option<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        env: Vec<EnvPair>,
+        long_running: bool,
+        hot_reload_capable: bool,
+    },
+    /// Sub-commands by id; sequential stops at the first failure, parallel
+    /// runs them all.
+    Composite {
+        commands: Vec<String>,
+        parallel: bool,
+    },
+    /// Apply a component (a Docker backend runs container components as a
+    /// one-shot container and skips kubernetes/openshift/image ones).
+    Apply {
+        component: String,
+        component_kind: ComponentKind,
+    },
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventsPlan {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pre_start: Vec<String>,
+    /// Run once after the environment is created, in this order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub post_start: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pre_stop: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub post_stop: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProjectPlan {
+    pub name: String,
+    /// Relative to PROJECTS_ROOT.
+    pub clone_path: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub remotes: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkout_remote: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zip: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkippedComponent {
+    pub name: String,
+    pub kind: ComponentKind,
+    pub reason: String,
+}
+
+/// Caller-side choices for planning.
+#[derive(Clone, Debug, Default)]
+pub struct PlanOptions {
+    /// The repository the environment is for. It is cloned into
+    /// `PROJECTS_ROOT/<repo>` and becomes PROJECT_SOURCE.
+    pub repo: Option<String>,
+}
+
+impl EnvironmentPlan {
+    pub fn container(&self, name: &str) -> Option<&ContainerPlan> {
+        self.containers.iter().find(|c| c.name == name)
+    }
+
+    pub fn command(&self, id: &str) -> Option<&CommandPlan> {
+        self.commands.iter().find(|c| c.id.eq_ignore_ascii_case(id))
+    }
+
+    /// The default command of a group kind.
+    pub fn default_command(&self, kind: GroupKind) -> Option<&CommandPlan> {
+        self.commands
+            .iter()
+            .find(|c| c.group == Some(kind) && c.default)
+    }
+
+    /// The container that gets terminals and `cove env exec` by default: the
+    /// first one with sources mounted, else the first one.
+    pub fn main_container(&self) -> Option<&ContainerPlan> {
+        self.containers
+            .iter()
+            .find(|c| c.source_mapping.is_some())
+            .or_else(|| self.containers.first())
+    }
+}
+
+/// Turn a validated, flattened devfile into a plan.
+pub(crate) fn plan(devfile: &Devfile, opts: &PlanOptions) -> EnvironmentPlan {
+    let project_dir = opts.repo.clone().or_else(|| {
+        devfile
+            .projects
+            .first()
+            .map(|p| p.clone_path.clone().unwrap_or_else(|| p.name.clone()))
+    });
+    let kinds: BTreeMap<String, ComponentKind> = devfile
+        .components
+        .iter()
+        .filter_map(|c| c.kind().map(|k| (c.name.to_lowercase(), k)))
+        .collect();
+
+    let mut plan = EnvironmentPlan {
+        name: devfile
+            .metadata
+            .as_ref()
+            .and_then(|m| m.get("name"))
+            .and_then(|n| n.as_str())
+            .map(str::to_string),
+        schema_version: devfile.schema_version.clone(),
+        ..Default::default()
+    };
+    for c in &devfile.components {
+        match c.kind() {
+            Some(ComponentKind::Container) => plan
+                .containers
+                .push(container_plan(c, project_dir.as_deref())),
+            Some(ComponentKind::Volume) => {
+                let v = c.volume.as_ref().expect("kind() said volume");
+                plan.volumes.push(VolumePlan {
+                    name: c.name.clone(),
+                    persistent: !v.ephemeral.unwrap_or(false),
+                    size_bytes: v.size.as_deref().and_then(quantity::bytes),
+                });
+            }
+            Some(kind) => {
+                let reason = format!("{} components are cluster or build resources; the Docker backend does not run them", kind_str(kind));
+                plan.skipped.push(SkippedComponent {
+                    name: c.name.clone(),
+                    kind,
+                    reason,
+                });
+            }
+            None => {}
+        }
+    }
+    // defaults per group kind: explicit isDefault, or the only one of its kind
+    let mut count: BTreeMap<GroupKind, usize> = BTreeMap::new();
+    for c in &devfile.commands {
+        if let Some(g) = c.group() {
+            *count.entry(g.kind).or_default() += 1;
+        }
+    }
+    for c in &devfile.commands {
+        let group = c.group().map(|g| g.kind);
+        let default = c
+            .group()
+            .is_some_and(|g| g.is_default == Some(true) || count.get(&g.kind) == Some(&1));
+        let (label, action) = if let Some(e) = &c.exec {
+            (
+                e.label.clone(),
+                CommandAction::Exec {
+                    component: e.component.clone(),
+                    command_line: e.command_line.clone(),
+                    working_dir: e.working_dir.clone(),
+                    env: e
+                        .env
+                        .iter()
+                        .map(|v| EnvPair {
+                            name: v.name.clone(),
+                            value: v.value.clone(),
+                        })
+                        .collect(),
+                    long_running: matches!(group, Some(GroupKind::Run | GroupKind::Debug)),
+                    hot_reload_capable: e.hot_reload_capable.unwrap_or(false),
+                },
+            )
+        } else if let Some(a) = &c.apply {
+            let component_kind = kinds
+                .get(&a.component.to_lowercase())
+                .copied()
+                .unwrap_or(ComponentKind::Container);
+            (
+                a.label.clone(),
+                CommandAction::Apply {
+                    component: a.component.clone(),
+                    component_kind,
+                },
+            )
+        } else if let Some(comp) = &c.composite {
+            (
+                comp.label.clone(),
+                CommandAction::Composite {
+                    commands: comp.commands.iter().map(|s| s.to_lowercase()).collect(),
+                    parallel: comp.parallel.unwrap_or(false),
+                },
+            )
+        } else {
+            continue;
+        };
+        plan.commands.push(CommandPlan {
+            id: c.id.to_lowercase(),
+            label,
+            group,
+            default,
+            action,
+        });
+    }
+    if let Some(e) = &devfile.events {
+        let lower = |v: &Vec<String>| v.iter().map(|s| s.to_lowercase()).collect();
+        plan.events = EventsPlan {
+            pre_start: lower(&e.pre_start),
+            post_start: lower(&e.post_start),
+            pre_stop: lower(&e.pre_stop),
+            post_stop: lower(&e.post_stop),
+        };
+    }
+    for p in devfile.projects.iter().chain(&devfile.dependent_projects) {
+        plan.projects.push(ProjectPlan {
+            name: p.name.clone(),
+            clone_path: p.clone_path.clone().unwrap_or_else(|| p.name.clone()),
+            remotes: p
+                .git
+                .as_ref()
+                .map(|g| g.remotes.clone())
+                .unwrap_or_default(),
+            checkout_remote: p
+                .git
+                .as_ref()
+                .and_then(|g| g.checkout_from.as_ref())
+                .and_then(|c| c.remote.clone()),
+            revision: p
+                .git
+                .as_ref()
+                .and_then(|g| g.checkout_from.as_ref())
+                .and_then(|c| c.revision.clone()),
+            zip: p.zip.as_ref().and_then(|z| z.location.clone()),
+        });
+    }
+    plan
+}
+
+pub(crate) fn kind_str(k: ComponentKind) -> &'static str {
+    match k {
+        ComponentKind::Container => "container",
+        ComponentKind::Kubernetes => "kubernetes",
+        ComponentKind::Openshift => "openshift",
+        ComponentKind::Volume => "volume",
+        ComponentKind::Image => "image",
+    }
+}
+
+fn container_plan(c: &Component, project_dir: Option<&str>) -> ContainerPlan {
+    let ct = c
+        .container
+        .as_ref()
+        .expect("called for container components");
+    let dedicated = ct.dedicated_pod.unwrap_or(false);
+    let mount_sources = ct.mount_sources.unwrap_or(!dedicated);
+    let source_mapping = mount_sources.then(|| {
+        ct.source_mapping
+            .clone()
+            .unwrap_or_else(|| DEFAULT_SOURCE_MAPPING.to_string())
+    });
+    let mut env: Vec<EnvPair> = ct
+        .env
+        .iter()
+        .map(|e| EnvPair {
+            name: e.name.clone(),
+            value: e.value.clone(),
+        })
+        .collect();
+    if let Some(root) = &source_mapping {
+        let source = match project_dir {
+            Some(dir) => format!("{}/{dir}", root.trim_end_matches('/')),
+            None => root.clone(),
+        };
+        env.push(EnvPair {
+            name: "PROJECTS_ROOT".into(),
+            value: root.clone(),
+        });
+        env.push(EnvPair {
+            name: "PROJECT_SOURCE".into(),
+            value: source,
+        });
+    }
+    let keep_alive = ct.command.is_none() && ct.args.is_none();
+    ContainerPlan {
+        name: c.name.clone(),
+        image: ct.image.clone(),
+        command: if keep_alive {
+            Some(KEEP_ALIVE.iter().map(|s| s.to_string()).collect())
+        } else {
+            ct.command.clone()
+        },
+        args: ct.args.clone(),
+        keep_alive,
+        env,
+        mounts: ct
+            .volume_mounts
+            .iter()
+            .map(|m| MountPlan {
+                volume: m.name.clone(),
+                path: m.path.clone().unwrap_or_else(|| format!("/{}", m.name)),
+            })
+            .collect(),
+        source_mapping,
+        endpoints: ct
+            .endpoints
+            .iter()
+            .map(|e| {
+                let secure = e.secure.unwrap_or(false);
+                let protocol = match (e.protocol.unwrap_or_default(), secure) {
+                    (Protocol::Http, true) => Protocol::Https,
+                    (Protocol::Ws, true) => Protocol::Wss,
+                    (p, _) => p,
+                };
+                EndpointPlan {
+                    name: e.name.clone(),
+                    port: e.target_port,
+                    exposure: e.exposure.unwrap_or_default(),
+                    protocol,
+                    secure,
+                    path: e.path.clone(),
+                }
+            })
+            .collect(),
+        memory_limit_bytes: ct.memory_limit.as_deref().and_then(quantity::bytes),
+        memory_request_bytes: ct.memory_request.as_deref().and_then(quantity::bytes),
+        cpu_limit_millis: ct.cpu_limit.as_deref().and_then(quantity::millicores),
+        cpu_request_millis: ct.cpu_request.as_deref().and_then(quantity::millicores),
+        dedicated_pod: dedicated,
+    }
+}
