@@ -231,3 +231,10 @@ pub fn default_devfile() -> Loaded {
     )
     .expect("the built-in default devfile is valid (tested)")
 }
+
+/// The field table (path, first schema version, free-form), for the test
+/// that checks it against the official schemas.
+#[doc(hidden)]
+pub fn schema_field_table() -> &'static [(&'static str, &'static str, bool)] {
+    schema_fields::FIELDS
+}

@@ -158,14 +158,16 @@ pub(crate) fn parse_one(file: &str, text: &str) -> Result<SourceDoc, Vec<Diagnos
                     )
                     .with_help("use one of 2.0.0, 2.1.0, 2.2.0, 2.2.1, 2.2.2, 2.3.0")])
                 }
-                Some(ver) if !ver.is_supported() => return Err(vec![Diagnostic::error(
-                    file,
-                    v.pos,
-                    format!(
+                Some(ver) if !ver.is_supported() => {
+                    return Err(vec![Diagnostic::error(
+                        file,
+                        v.pos,
+                        format!(
                         "schemaVersion {ver} is not supported; Cove reads devfile 2.0.0 to 2.3.0"
                     ),
-                )
-                .with_help("use one of 2.0.0, 2.1.0, 2.2.0, 2.2.1, 2.2.2, 2.3.0")]),
+                    )
+                    .with_help("use one of 2.0.0, 2.1.0, 2.2.0, 2.2.1, 2.2.2, 2.3.0")])
+                }
                 Some(ver) => ver,
             }
         }

@@ -222,7 +222,9 @@ impl MarkedEventReceiver for Builder {
                     ),
                     Some(Open::Map(p, a, entries, _)) => (
                         Node {
-                            pos: p,
+                            // a block mapping's start event is marked at its first `:`;
+                            // point at the first key instead
+                            pos: entries.first().map_or(p, |e| e.key.pos.min(p)),
                             value: Value::Map(entries),
                         },
                         a,

@@ -1,0 +1,90 @@
+//! Keeps the field table true: re-derives, from the official JSON schemas in
+//! `../shared/devfile/schema/`, every property path and the first schema
+//! version that allows it, and compares with what the engine accepts.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde_json::Value;
+
+const VERSIONS: &[&str] = &["2.0.0", "2.1.0", "2.2.0", "2.2.1", "2.2.2", "2.3.0"];
+const REMOVED: &[&str] = &[
+    "plugin",
+    "vscodeTask",
+    "vscodeLaunch",
+    "github",
+    "sparseCheckoutDirs",
+];
+
+fn walk(node: &Value, prefix: &str, root: &Value, out: &mut BTreeMap<String, bool>, depth: usize) {
+    if depth > 14 {
+        return;
+    }
+    if let Some(r) = node.get("$ref").and_then(Value::as_str) {
+        let target = r
+            .trim_start_matches("#/")
+            .split('/')
+            .fold(root, |n, k| &n[k]);
+        return walk(target, prefix, root, out, depth + 1);
+    }
+    for k in ["oneOf", "anyOf", "allOf"] {
+        for s in node.get(k).and_then(Value::as_array).into_iter().flatten() {
+            walk(s, prefix, root, out, depth + 1);
+        }
+    }
+    if let Some(props) = node.get("properties").and_then(Value::as_object) {
+        for (k, v) in props {
+            let p = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}.{k}")
+            };
+            let free = v.get("properties").is_none()
+                && (v.get("type").and_then(Value::as_str) == Some("object")
+                    || v.get("additionalProperties") == Some(&Value::Bool(true)));
+            out.insert(p.clone(), free && p != "metadata");
+            if !free || p == "metadata" {
+                walk(v, &p, root, out, depth + 1);
+            }
+        }
+    }
+    if let Some(items) = node.get("items") {
+        walk(items, &format!("{prefix}[]"), root, out, depth + 1);
+    }
+}
+
+#[test]
+fn field_table_matches_the_official_schemas() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/devfile/schema");
+    let mut derived: BTreeMap<String, (String, bool)> = BTreeMap::new();
+    for v in VERSIONS {
+        let text = std::fs::read_to_string(dir.join(format!("devfile-{v}.json")))
+            .expect("official schema present");
+        let root: Value = serde_json::from_str(&text).unwrap();
+        let mut paths = BTreeMap::new();
+        walk(&root, "", &root, &mut paths, 0);
+        for (p, free) in paths {
+            if p.split(['.', '[']).any(|seg| REMOVED.contains(&seg)) {
+                continue;
+            }
+            derived.entry(p).or_insert_with(|| (v.to_string(), free));
+        }
+    }
+    let ours: BTreeMap<String, (String, bool)> = devfiles::schema_field_table()
+        .iter()
+        .map(|(p, s, f)| (p.to_string(), (s.to_string(), *f)))
+        .collect();
+    let missing: Vec<_> = derived.keys().filter(|k| !ours.contains_key(*k)).collect();
+    let extra: Vec<_> = ours.keys().filter(|k| !derived.contains_key(*k)).collect();
+    assert!(
+        missing.is_empty(),
+        "fields in the schemas but not accepted: {missing:?}"
+    );
+    assert!(
+        extra.is_empty(),
+        "fields accepted but not in any schema: {extra:?}"
+    );
+    for (p, (since, free)) in &derived {
+        assert_eq!(&ours[p], &(since.clone(), *free), "{p}");
+    }
+}
