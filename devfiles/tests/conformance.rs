@@ -3,6 +3,8 @@
 //! INDEX.md states; every invalid file is rejected with the substance INDEX.md
 //! expects, at a real position.
 
+#![allow(clippy::unwrap_used)]
+
 use std::path::{Path, PathBuf};
 
 use devfiles::{CommandAction, GroupKind, LoadOptions, Loaded, PlanOptions, Rejected, Severity};

@@ -1,6 +1,8 @@
 //! Property test: parsing and validating mutated real devfiles never panics,
 //! and every rejection carries a position inside the text.
 
+#![allow(clippy::unwrap_used)]
+
 use std::path::Path;
 
 use devfiles::{LoadOptions, NoParents};

@@ -1,6 +1,8 @@
 //! The validation rules on small inline devfiles. Each case goes through one
 //! `check` helper that renders every diagnostic, compared with `expect!`.
 
+#![allow(clippy::unwrap_used)]
+
 use std::collections::BTreeMap;
 
 use devfiles::{LoadOptions, NoParents, Resolver};

@@ -2,6 +2,8 @@
 //! `../shared/devfile/schema/`, every property path and the first schema
 //! version that allows it, and compares with what the engine accepts.
 
+#![allow(clippy::unwrap_used)]
+
 use std::collections::BTreeMap;
 use std::path::Path;
 

@@ -1,6 +1,8 @@
 //! Snapshot tests of plans: one `check` per devfile, the expected JSON kept in
 //! `tests/snapshots/`. Refresh with `UPDATE_EXPECT=1 cargo test -p devfiles --test snapshots`.
 
+#![allow(clippy::unwrap_used)]
+
 use std::path::Path;
 
 use devfiles::{LoadOptions, PlanOptions};
