@@ -127,10 +127,7 @@ fn every_invalid_file_is_rejected_with_the_expected_error() {
         };
         assert_eq!(hit.line, *line, "{rel}: {hit}");
         assert!(hit.column >= 1);
-        assert!(
-            hit.file.ends_with(name.as_ref() as &str),
-            "{rel}: file name in {hit}"
-        );
+        assert!(hit.file.ends_with(*name), "{rel}: file name in {hit}");
         assert!(rejected
             .errors
             .iter()
