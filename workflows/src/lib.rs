@@ -1,0 +1,180 @@
+//! `workflows` — Cove's reader for CI workflow files: CodeCatalyst workflow
+//! YAML (`.codecatalyst/workflows/*.yaml`) and CodeBuild buildspec 0.2, both
+//! turned into one normalized [`Workflow`] model, plus the pure logic built
+//! on it: validation, trigger matching ([`Workflow::matches_push`] …), the
+//! interpolation boundary ([`interpolate()`]) and run scheduling
+//! ([`RunPlan`]).
+//!
+//! Owns: the workflow model, its validation rules and their diagnostics
+//! (every error carries `file:line:col` and says what to change), and the
+//! documented execution semantics ([`Step`]) that the agent implements.
+//!
+//! Architecture invariant: this crate is pure. It must not depend on IO
+//! (no filesystem, no network, no clock, no process spawning), async
+//! runtimes, Docker, HTTP, or any other Cove crate except `yamlmap`. Callers
+//! pass text in and get values out; warnings are returned, never printed.
+//!
+//! Reference: `shared/design/workflows.md` §1, §2, §6; conformance corpus
+//! `shared/conformance/workflows/` (tested in `tests/conformance.rs`).
+
+mod buildspec;
+mod codecatalyst;
+pub mod interpolate;
+mod model;
+pub mod pattern;
+pub mod plan;
+mod reader;
+mod triggers;
+pub mod yaml11;
+
+pub use buildspec::{parse_on_failure, BUILDSPEC_ACTION};
+pub use codecatalyst::MAX_SECRETS_PER_ACTION;
+pub use interpolate::{interpolate, Context, InterpolateError, Target};
+pub use model::*;
+pub use pattern::{Pattern, PatternError};
+pub use plan::{ActionState, CycleError, RunPlan, RunProgress};
+pub use yamlmap::{Diagnostic, Severity};
+
+use reader::Reader;
+
+/// What [`validate_file`] returns on success: the workflow and its
+/// warnings.
+pub type Validated = (Workflow, Vec<Diagnostic>);
+
+/// Which format a document is, judged by its top-level keys.
+fn detect(root: &yamlmap::Node) -> Option<Format> {
+    let has = |k: &str| root.get(k).is_some();
+    if has("SchemaVersion") || has("Actions") {
+        Some(Format::Codecatalyst)
+    } else if has("version") || has("phases") {
+        Some(Format::Buildspec)
+    } else if has("Name") || has("Triggers") {
+        Some(Format::Codecatalyst)
+    } else {
+        None
+    }
+}
+
+/// Parse and validate one workflow file.
+///
+/// The format is detected from the content: a buildspec has `version` and
+/// `phases`; a CodeCatalyst workflow has `SchemaVersion` and `Actions`.
+/// `path_display` is used in diagnostics and as [`Workflow::source_file`];
+/// a buildspec's workflow name is its file stem.
+///
+/// On success returns the workflow and its warnings; otherwise every error
+/// found (and the warnings), sorted by position.
+pub fn validate_file(path_display: &str, text: &str) -> Result<Validated, Vec<Diagnostic>> {
+    let root = match yamlmap::parse(text) {
+        Ok(Some(root)) => root,
+        Ok(None) => {
+            return Err(vec![Diagnostic::error(
+                path_display,
+                yamlmap::Pos::START,
+                "the file is empty",
+            )
+            .with_help("a workflow needs `Name`, `SchemaVersion` and `Actions`; a buildspec needs `version` and `phases`")])
+        }
+        Err((pos, msg)) => {
+            return Err(vec![Diagnostic::error(
+                path_display,
+                pos,
+                format!("YAML syntax error: {msg}"),
+            )])
+        }
+    };
+    let mut r = Reader::new(path_display, text);
+    let workflow = match detect(&root) {
+        Some(Format::Codecatalyst) => codecatalyst::parse(&mut r, &root, text),
+        Some(Format::Buildspec) => buildspec::parse(&mut r, &root, text).map(|mut w| {
+            w.name = file_stem(path_display).to_string();
+            w
+        }),
+        None => {
+            r.error(
+                root.pos,
+                "not a workflow: found neither CodeCatalyst keys (`SchemaVersion`, `Actions`) nor buildspec keys (`version`, `phases`)",
+                "",
+            );
+            None
+        }
+    };
+    let mut diags = r.diags;
+    diags.sort_by_key(|d| (d.line, d.column));
+    match workflow {
+        Some(w) if !diags.iter().any(Diagnostic::is_error) => Ok((w, diags)),
+        _ => Err(diags),
+    }
+}
+
+fn file_stem(path: &str) -> &str {
+    let base = path.rsplit(['/', '\\']).next().unwrap_or(path);
+    match base.rfind('.') {
+        Some(i) if i > 0 => &base[..i],
+        _ => base,
+    }
+}
+
+/// The workflow for a repository that has a root `buildspec.yml` and no
+/// CodeCatalyst workflow: the buildspec's single action, triggered on a
+/// push to `default_branch`.
+pub fn implicit_buildspec_workflow(
+    path_display: &str,
+    text: &str,
+    default_branch: &str,
+) -> Result<Validated, Vec<Diagnostic>> {
+    let (mut w, warnings) = validate_file(path_display, text)?;
+    if w.format != Format::Buildspec {
+        return Err(vec![Diagnostic::error(
+            path_display,
+            yamlmap::Pos::START,
+            "expected a buildspec (`version` and `phases`), found a CodeCatalyst workflow",
+        )]);
+    }
+    w.triggers = vec![Trigger::Push {
+        branches: vec![Pattern::literal(default_branch)],
+        files_changed: Vec::new(),
+    }];
+    Ok((w, warnings))
+}
+
+/// True when a repository with these files (paths relative to its root,
+/// `/`-separated) should get [`implicit_buildspec_workflow`]: it has a root
+/// `buildspec.yml` (or `.yaml`) and no `.codecatalyst/workflows/*.yml|yaml`.
+pub fn needs_implicit_buildspec<S: AsRef<str>>(paths: &[S]) -> bool {
+    let is_workflow = |p: &str| {
+        p.strip_prefix(".codecatalyst/workflows/")
+            .is_some_and(|f| !f.contains('/') && (f.ends_with(".yaml") || f.ends_with(".yml")))
+    };
+    let paths: Vec<&str> = paths.iter().map(AsRef::as_ref).collect();
+    paths
+        .iter()
+        .any(|p| matches!(*p, "buildspec.yml" | "buildspec.yaml"))
+        && !paths.iter().any(|p| is_workflow(p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn implicit_workflow_needs_root_buildspec_and_no_workflow() {
+        assert!(needs_implicit_buildspec(&["buildspec.yml", "src/main.rs"]));
+        assert!(!needs_implicit_buildspec(&["ci/buildspec.yml"]));
+        assert!(!needs_implicit_buildspec(&[
+            "buildspec.yml",
+            ".codecatalyst/workflows/ci.yaml"
+        ]));
+        assert!(needs_implicit_buildspec(&[
+            "buildspec.yml",
+            ".codecatalyst/workflows/notes/readme.yaml"
+        ]));
+    }
+
+    #[test]
+    fn file_stems() {
+        assert_eq!(file_stem("a/b/buildspec.yml"), "buildspec");
+        assert_eq!(file_stem("buildspec"), "buildspec");
+        assert_eq!(file_stem(".hidden"), ".hidden");
+    }
+}

@@ -1,0 +1,250 @@
+//! Reading a `yamlmap::Node` tree while collecting diagnostics.
+//!
+//! Every helper reports what it could not read at the offending node and
+//! returns `None`/empty, so one pass finds all errors instead of stopping at
+//! the first.
+
+use yamlmap::{Diagnostic, Entry, Node, Pos, Value};
+
+use crate::yaml11;
+
+pub(crate) struct Reader<'a> {
+    pub file: &'a str,
+    lines: Vec<&'a str>,
+    pub diags: Vec<Diagnostic>,
+}
+
+impl<'a> Reader<'a> {
+    pub fn new(file: &'a str, text: &'a str) -> Self {
+        Reader {
+            file,
+            lines: text.lines().collect(),
+            diags: Vec::new(),
+        }
+    }
+
+    pub fn error(&mut self, pos: Pos, message: impl Into<String>, help: impl Into<String>) {
+        let help = help.into();
+        let mut d = Diagnostic::error(self.file, pos, message);
+        if !help.is_empty() {
+            d = d.with_help(help);
+        }
+        self.diags.push(d);
+    }
+
+    pub fn warn(&mut self, pos: Pos, message: impl Into<String>, help: impl Into<String>) {
+        let help = help.into();
+        let mut d = Diagnostic::warning(self.file, pos, message);
+        if !help.is_empty() {
+            d = d.with_help(help);
+        }
+        self.diags.push(d);
+    }
+
+    /// Where `needle` first occurs in the source at or after `from` (within
+    /// a few lines), so a diagnostic about part of a long or multi-line
+    /// scalar points at that part. Falls back to `from`.
+    pub fn find_from(&self, from: Pos, needle: &str) -> Pos {
+        if needle.is_empty() {
+            return from;
+        }
+        let first = from.line.saturating_sub(1);
+        for (i, line) in self.lines.iter().enumerate().skip(first).take(64) {
+            let start_char = if i == first {
+                from.column.saturating_sub(1)
+            } else {
+                0
+            };
+            let start_byte = line
+                .char_indices()
+                .nth(start_char)
+                .map(|(b, _)| b)
+                .unwrap_or(line.len());
+            if let Some(b) = line[start_byte..].find(needle) {
+                let col = line[..start_byte + b].chars().count() + 1;
+                return Pos::new(i + 1, col);
+            }
+        }
+        from
+    }
+
+    /// The entries of a mapping. A null value (`Key:` with nothing after
+    /// it) is an empty mapping; anything else is an error.
+    pub fn map<'n>(&mut self, node: &'n Node, what: &str) -> Option<&'n [Entry]> {
+        match &node.value {
+            Value::Map(entries) => Some(entries),
+            _ if node.is_null() => Some(&[]),
+            _ => {
+                self.error(
+                    node.pos,
+                    format!(
+                        "{what} must be a mapping (`key: value` lines), found {}",
+                        kind(node)
+                    ),
+                    "",
+                );
+                None
+            }
+        }
+    }
+
+    /// The items of a sequence; null is an empty sequence.
+    pub fn seq<'n>(&mut self, node: &'n Node, what: &str) -> Option<&'n [Node]> {
+        match &node.value {
+            Value::Seq(items) => Some(items),
+            _ if node.is_null() => Some(&[]),
+            _ => {
+                self.error(
+                    node.pos,
+                    format!("{what} must be a list, found {}", kind(node)),
+                    "write one `- item` per line, or `[a, b]`",
+                );
+                None
+            }
+        }
+    }
+
+    /// Report every key of `node` (a mapping) not in `allowed`.
+    pub fn check_keys(&mut self, node: &Node, allowed: &[&str], context: &str) {
+        for e in node.entries() {
+            let Some(key) = e.key.as_str() else {
+                self.error(
+                    e.key.pos,
+                    format!("{context}: keys must be plain names"),
+                    "",
+                );
+                continue;
+            };
+            if allowed.contains(&key) {
+                continue;
+            }
+            let canon = |s: &str| s.to_ascii_lowercase().replace(['-', '_'], "");
+            let help = match allowed.iter().find(|a| canon(a) == canon(key)) {
+                Some(a) => format!("did you mean `{a}`? (keys are case-sensitive)"),
+                None => format!(
+                    "allowed here: {}",
+                    allowed
+                        .iter()
+                        .map(|a| format!("`{a}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            };
+            self.error(e.key.pos, format!("unknown key `{key}` in {context}"), help);
+        }
+    }
+
+    /// The value under `key`, or an error at the mapping if it is missing.
+    pub fn required<'n>(&mut self, map: &'n Node, key: &str, context: &str) -> Option<&'n Node> {
+        match map.get(key) {
+            Some(v) => Some(v),
+            None => {
+                self.error(
+                    map.pos,
+                    format!("{context} is missing the required key `{key}`"),
+                    format!("add `{key}:`"),
+                );
+                None
+            }
+        }
+    }
+
+    /// A scalar's text. Null gives `None` without an error when
+    /// `null_ok`; a mapping or list is an error.
+    pub fn text(&mut self, node: &Node, what: &str) -> Option<String> {
+        match &node.value {
+            Value::Scalar { text, .. } => Some(text.clone()),
+            _ => {
+                self.error(
+                    node.pos,
+                    format!("{what} must be a single value, found {}", kind(node)),
+                    "",
+                );
+                None
+            }
+        }
+    }
+
+    /// A non-empty scalar's text.
+    pub fn nonempty_text(&mut self, node: &Node, what: &str) -> Option<String> {
+        if node.is_null() {
+            self.error(node.pos, format!("{what} must not be empty"), "");
+            return None;
+        }
+        let t = self.text(node, what)?;
+        if t.trim().is_empty() {
+            self.error(node.pos, format!("{what} must not be empty"), "");
+            return None;
+        }
+        Some(t)
+    }
+
+    /// A list of scalars (text).
+    pub fn text_list(&mut self, node: &Node, what: &str) -> Vec<String> {
+        let Some(items) = self.seq(node, what) else {
+            return Vec::new();
+        };
+        items
+            .iter()
+            .filter_map(|i| self.nonempty_text(i, &format!("an entry of {what}")))
+            .collect()
+    }
+
+    /// A YAML 1.1 boolean (`yes`/`no`, `true`/`false`, `on`/`off`).
+    pub fn boolean(&mut self, node: &Node, what: &str) -> Option<bool> {
+        let b = node.as_str().and_then(yaml11::bool_of);
+        if b.is_none() {
+            self.error(
+                node.pos,
+                format!("{what} must be a boolean, found `{}`", show(node)),
+                "write `true`/`false` (YAML 1.1 `yes`/`no` also work)",
+            );
+        }
+        b
+    }
+
+    /// A positive integer.
+    pub fn positive(&mut self, node: &Node, what: &str) -> Option<u32> {
+        let n = node
+            .as_str()
+            .and_then(|t| t.parse::<u32>().ok())
+            .filter(|n| *n > 0);
+        if n.is_none() {
+            self.error(
+                node.pos,
+                format!(
+                    "{what} must be a positive whole number, found `{}`",
+                    show(node)
+                ),
+                "",
+            );
+        }
+        n
+    }
+}
+
+/// A short description of a node's shape for messages.
+pub(crate) fn kind(node: &Node) -> &'static str {
+    match &node.value {
+        Value::Scalar { .. } if node.is_null() => "nothing",
+        Value::Scalar { .. } => "a single value",
+        Value::Seq(_) => "a list",
+        Value::Map(_) => "a mapping",
+    }
+}
+
+/// The node's text for messages (scalars only).
+pub(crate) fn show(node: &Node) -> String {
+    match &node.value {
+        Value::Scalar { text, .. } => text.clone(),
+        _ => kind(node).to_string(),
+    }
+}
+
+/// `[A-Za-z0-9_-]+`: the charset of CodeCatalyst names (workflow, action,
+/// group, artifact).
+pub(crate) fn is_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}

@@ -1,0 +1,106 @@
+//! Trigger matching (design notes §1.3 and §6 rule 7).
+//!
+//! - `Branches` and `FilesChanged` are full-match regular expressions
+//!   ([`crate::Pattern`]); omitted or `[]` means "all".
+//! - `FilesChanged`: the trigger fires if **any** changed file matches any
+//!   pattern. With an empty change list (e.g. a branch creation) it does not
+//!   fire when patterns are given.
+//! - Pull requests match the **destination** branch. `REVISION` ⊇ `OPEN`:
+//!   the first revision is the creation, so a trigger on `REVISION` also
+//!   fires for an opened pull request.
+//! - A workflow without triggers (or with only `MANUAL`) starts only by
+//!   hand.
+
+use crate::model::{PullRequestEvent, Trigger, Workflow};
+use crate::pattern::{any_full_match, Pattern};
+
+fn files_match(patterns: &[Pattern], changed: &[&str]) -> bool {
+    patterns.is_empty()
+        || changed
+            .iter()
+            .any(|f| patterns.iter().any(|p| p.full_match(f)))
+}
+
+impl Trigger {
+    /// Does a push of `changed_files` to `branch` fire this trigger?
+    pub fn matches_push(&self, branch: &str, changed_files: &[&str]) -> bool {
+        match self {
+            Trigger::Push {
+                branches,
+                files_changed,
+            } => any_full_match(branches, branch) && files_match(files_changed, changed_files),
+            _ => false,
+        }
+    }
+
+    /// Does a pull request `event` into `destination_branch` fire this
+    /// trigger?
+    pub fn matches_pull_request(
+        &self,
+        event: PullRequestEvent,
+        destination_branch: &str,
+        changed_files: &[&str],
+    ) -> bool {
+        match self {
+            Trigger::PullRequest {
+                events,
+                branches,
+                files_changed,
+            } => {
+                let event_ok = events.contains(&event)
+                    || (event == PullRequestEvent::Open
+                        && events.contains(&PullRequestEvent::Revision));
+                event_ok
+                    && any_full_match(branches, destination_branch)
+                    && files_match(files_changed, changed_files)
+            }
+            _ => false,
+        }
+    }
+}
+
+impl Workflow {
+    /// Does a push to `branch` changing `changed_files` start this workflow?
+    pub fn matches_push(&self, branch: &str, changed_files: &[&str]) -> bool {
+        self.triggers
+            .iter()
+            .any(|t| t.matches_push(branch, changed_files))
+    }
+
+    /// Does this pull request event start the workflow? Matches the
+    /// destination branch; the run uses the source branch's files.
+    pub fn matches_pull_request(
+        &self,
+        event: PullRequestEvent,
+        destination_branch: &str,
+        changed_files: &[&str],
+    ) -> bool {
+        self.triggers
+            .iter()
+            .any(|t| t.matches_pull_request(event, destination_branch, changed_files))
+    }
+
+    /// The schedule expression and the branches (out of `branches`) that
+    /// get one run each when it fires; `None` without a SCHEDULE trigger.
+    pub fn scheduled_runs<'b>(&self, branches: &[&'b str]) -> Option<(&str, Vec<&'b str>)> {
+        self.triggers.iter().find_map(|t| match t {
+            Trigger::Schedule {
+                expression,
+                branches: pats,
+            } => Some((
+                expression.as_str(),
+                branches
+                    .iter()
+                    .copied()
+                    .filter(|b| any_full_match(pats, b))
+                    .collect(),
+            )),
+            _ => None,
+        })
+    }
+
+    /// True when nothing but a person can start the workflow.
+    pub fn is_manual_only(&self) -> bool {
+        self.triggers.iter().all(|t| matches!(t, Trigger::Manual))
+    }
+}
