@@ -48,6 +48,23 @@ command -v docker >/dev/null 2>&1 || die "no docker CLI on PATH after installing
 
 # --- 2. engine ----------------------------------------------------------------
 answers() { DOCKER_HOST="$1" timeout 10 docker version >/dev/null 2>&1; }
+# Running and not a zombie (a killed dockerd may linger unreaped for a moment).
+alive() {
+  local st
+  st="$(ps -o stat= -p "$1" 2>/dev/null)" || return 1
+  [ -n "$st" ] && [ "${st:0:1}" != Z ] && [ "${st:0:1}" != X ]
+}
+# wait_for_engine HOST PID: up to 30 s for HOST to answer; gives up early when PID exits.
+wait_for_engine() {
+  local deadline=$((SECONDS + 30))
+  while [ "$SECONDS" -lt "$deadline" ]; do
+    answers "$1" && return 0
+    # $2 is dockerd itself (setsid execs it in place); the pidfile covers the other case.
+    alive "$2" || { [ -f "$DIR/pid" ] && alive "$(cat "$DIR/pid")"; } || return 1
+    sleep 0.1
+  done
+  answers "$1"
+}
 
 host=""
 if [ -n "${DOCKER_HOST:-}" ] && answers "$DOCKER_HOST"; then
@@ -58,16 +75,34 @@ elif [ -S "$SOCK" ] && answers "unix://$SOCK"; then
   host="unix://$SOCK"
 fi
 
+if [ -z "$host" ]; then
+  mkdir -p "$DIR"
+  # A dockerd that was killed leaves its pidfile behind and a new one refuses to start.
+  # A live (non-zombie) dockerd from that pidfile may still be starting: give it time.
+  if [ -f "$DIR/pid" ]; then
+    old_pid="$(cat "$DIR/pid" 2>/dev/null || true)"
+    if [ -n "$old_pid" ] && alive "$old_pid" && [ "$(ps -o comm= -p "$old_pid")" = dockerd ]; then
+      log "dockerd pid $old_pid exists but does not answer yet; waiting up to 30 s"
+      wait_for_engine "unix://$SOCK" "$old_pid" \
+        || die "dockerd pid $old_pid (pidfile $DIR/pid) does not answer on $SOCK; stop it and re-run"
+      host="unix://$SOCK"
+    else
+      rm -f "$DIR/pid"
+    fi
+  fi
+fi
+
 if [ -n "$host" ]; then
   log "docker engine answers at $host"
 else
   t0="$(now)"
-  mkdir -p "$DIR"
-  # A dockerd that died leaves its pidfile behind and refuses to start: clear stale state.
-  if [ -f "$DIR/pid" ] && ! kill -0 "$(cat "$DIR/pid")" 2>/dev/null; then
-    rm -f "$DIR/pid"
-  fi
   rm -f "$SOCK"
+  # Same for the containerd that dockerd supervises: a stale (or zombie) pid makes the
+  # new dockerd wait for a containerd that is gone, then fail after 15 s.
+  cpid_file="$DIR/exec/containerd/containerd.pid"
+  if [ -f "$cpid_file" ] && ! alive "$(cat "$cpid_file" 2>/dev/null || echo 0)"; then
+    rm -f "$cpid_file"
+  fi
   log "starting dockerd (socket $SOCK, data $DIR/data, log $DIR/log)"
   # setsid + nohup: the engine outlives this script and the shell that ran it.
   setsid nohup dockerd \
@@ -76,14 +111,11 @@ else
     --exec-root "$DIR/exec" \
     --pidfile "$DIR/pid" \
     >"$DIR/log" 2>&1 </dev/null &
+  dockerd_pid=$!
   host="unix://$SOCK"
-  for _ in $(seq 1 300); do
-    answers "$host" && break
-    sleep 0.1
-  done
-  if ! answers "$host"; then
+  if ! wait_for_engine "$host" "$dockerd_pid"; then
     tail -n 30 "$DIR/log" >&2 || true
-    die "dockerd did not answer on $SOCK within 30 s (log: $DIR/log)"
+    die "dockerd did not come up on $SOCK within 30 s (log: $DIR/log)"
   fi
   log "dockerd up in $(elapsed "$t0")s"
 fi
