@@ -1,0 +1,780 @@
+//! Environments as pods on Docker.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bollard::errors::Error as DockerError;
+use bollard::models::{
+    ContainerCreateBody, ExecConfig, HostConfig, Mount, MountType, PortBinding, VolumeCreateRequest,
+};
+use bollard::query_parameters::{
+    CreateContainerOptions, ListContainersOptions, ListVolumesOptions, RemoveContainerOptions,
+    RemoveVolumeOptions, StartContainerOptions, StopContainerOptions, UploadToContainerOptions,
+};
+use bollard::Docker;
+use devfiles::{ContainerPlan, EnvironmentPlan, Protocol, KEEP_ALIVE};
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+
+/// Label on every Docker object Cove owns: the environment id.
+pub const LABEL_ENV: &str = "cove.env";
+/// `infra`, `component`, `sources` or `volume`.
+pub const LABEL_ROLE: &str = "cove.role";
+/// The devfile component a container or volume belongs to.
+pub const LABEL_COMPONENT: &str = "cove.component";
+/// `true` on volumes that are recreated on every start (devfile `ephemeral`).
+pub const LABEL_EPHEMERAL: &str = "cove.ephemeral";
+
+/// Seconds a container gets between SIGTERM and SIGKILL on stop.
+const STOP_TIMEOUT_SECS: i32 = 5;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PodError {
+    #[error("cannot reach the Docker engine: {0}")]
+    Connect(#[source] DockerError),
+    #[error("environment id `{0}` is not valid (lower-case letters, digits and '-', at most 40)")]
+    BadId(String),
+    #[error("environment `{0}` has no containers on this engine")]
+    NotFound(String),
+    #[error("environment `{env}` has no component `{component}`")]
+    NoComponent { env: String, component: String },
+    #[error("docker {action} for environment `{env}` failed: {source}")]
+    Docker {
+        env: String,
+        action: String,
+        #[source]
+        source: DockerError,
+    },
+}
+
+type Result<T> = std::result::Result<T, PodError>;
+
+/// What to run: an environment id and its plan.
+#[derive(Clone, Debug)]
+pub struct PodSpec {
+    pub env_id: String,
+    pub plan: EnvironmentPlan,
+    /// Image of the infra container (tiny; it only holds the namespace).
+    pub infra_image: String,
+    /// Address endpoints are published on (127.0.0.1 by default).
+    pub publish_address: String,
+    /// Process limit of every container.
+    pub pids_limit: i64,
+    /// Memory limit for containers whose devfile sets none.
+    pub default_memory_bytes: Option<u64>,
+}
+
+impl PodSpec {
+    pub fn new(env_id: impl Into<String>, plan: EnvironmentPlan) -> Self {
+        PodSpec {
+            env_id: env_id.into(),
+            plan,
+            infra_image: "cove/busybox:latest".into(),
+            publish_address: "127.0.0.1".into(),
+            pids_limit: 4096,
+            default_memory_bytes: None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerState {
+    pub component: String,
+    pub id: String,
+    pub running: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublishedEndpoint {
+    pub port: u16,
+    pub protocol: String,
+    pub host_ip: String,
+    pub host_port: u16,
+}
+
+/// What the engine says about an environment.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodStatus {
+    pub env_id: String,
+    pub infra_running: bool,
+    pub containers: Vec<ContainerState>,
+    pub endpoints: Vec<PublishedEndpoint>,
+}
+
+impl PodStatus {
+    /// True when the infra container and every component run.
+    pub fn running(&self) -> bool {
+        self.infra_running && self.containers.iter().all(|c| c.running)
+    }
+}
+
+/// Output of a finished exec.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExecOutput {
+    pub exit_code: i64,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// The Docker side of environments.
+#[derive(Clone)]
+pub struct Runtime {
+    docker: Docker,
+}
+
+pub fn valid_env_id(id: &str) -> bool {
+    devfiles::is_identifier(id) && id.len() <= 40
+}
+
+fn container_name(env: &str, component: &str) -> String {
+    format!("cove-{env}-{component}")
+}
+
+fn infra_name(env: &str) -> String {
+    format!("cove-{env}--infra")
+}
+
+fn sources_volume(env: &str) -> String {
+    format!("cove-{env}--projects")
+}
+
+fn volume_name(env: &str, volume: &str) -> String {
+    format!("cove-{env}-vol-{volume}")
+}
+
+fn labels(env: &str, role: &str, component: Option<&str>) -> HashMap<String, String> {
+    let mut l = HashMap::from([
+        (LABEL_ENV.to_string(), env.to_string()),
+        (LABEL_ROLE.to_string(), role.to_string()),
+    ]);
+    if let Some(c) = component {
+        l.insert(LABEL_COMPONENT.to_string(), c.to_string());
+    }
+    l
+}
+
+fn is_not_found(e: &DockerError) -> bool {
+    matches!(
+        e,
+        DockerError::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
+    )
+}
+
+fn is_not_modified(e: &DockerError) -> bool {
+    matches!(
+        e,
+        DockerError::DockerResponseServerError {
+            status_code: 304,
+            ..
+        }
+    )
+}
+
+impl Runtime {
+    /// Connect to the engine named by DOCKER_HOST (or the default socket),
+    /// negotiating the API version (engine 20.10 speaks 1.41).
+    pub async fn connect() -> Result<Self> {
+        let docker = Docker::connect_with_local_defaults().map_err(PodError::Connect)?;
+        let docker = docker
+            .negotiate_version()
+            .await
+            .map_err(PodError::Connect)?;
+        Ok(Runtime { docker })
+    }
+
+    pub fn docker(&self) -> &Docker {
+        &self.docker
+    }
+
+    fn err(env: &str, action: impl Into<String>) -> impl FnOnce(DockerError) -> PodError + '_ {
+        let action = action.into();
+        move |source| PodError::Docker {
+            env: env.to_string(),
+            action,
+            source,
+        }
+    }
+
+    /// Create and start the pod. On failure everything this call created is
+    /// removed again; volumes that already existed are kept.
+    pub async fn create(&self, spec: &PodSpec) -> Result<PodStatus> {
+        if !valid_env_id(&spec.env_id) {
+            return Err(PodError::BadId(spec.env_id.clone()));
+        }
+        let mut created_volumes = Vec::new();
+        let result = self.create_inner(spec, &mut created_volumes).await;
+        if result.is_err() {
+            self.remove_containers(&spec.env_id).await.ok();
+            for v in created_volumes {
+                self.docker
+                    .remove_volume(&v, Some(RemoveVolumeOptions { force: true }))
+                    .await
+                    .ok();
+            }
+        }
+        result
+    }
+
+    async fn create_inner(
+        &self,
+        spec: &PodSpec,
+        created_volumes: &mut Vec<String>,
+    ) -> Result<PodStatus> {
+        let env = spec.env_id.as_str();
+        // volumes: sources + devfile volumes (ephemeral ones are recreated)
+        self.ensure_volume(
+            env,
+            &sources_volume(env),
+            "sources",
+            None,
+            false,
+            created_volumes,
+        )
+        .await?;
+        for v in &spec.plan.volumes {
+            let name = volume_name(env, &v.name);
+            if !v.persistent {
+                self.docker
+                    .remove_volume(&name, Some(RemoveVolumeOptions { force: true }))
+                    .await
+                    .ok();
+            }
+            self.ensure_volume(
+                env,
+                &name,
+                "volume",
+                Some(&v.name),
+                !v.persistent,
+                created_volumes,
+            )
+            .await?;
+        }
+        // infra container: owns the network namespace and publishes endpoints
+        let mut exposed = Vec::new();
+        let mut bindings = HashMap::new();
+        for c in spec.plan.containers.iter().filter(|c| !c.dedicated_pod) {
+            for e in c.endpoints.iter().filter(|e| e.published()) {
+                let key = format!(
+                    "{}/{}",
+                    e.port,
+                    if e.protocol == Protocol::Udp {
+                        "udp"
+                    } else {
+                        "tcp"
+                    }
+                );
+                exposed.push(key.clone());
+                bindings.insert(
+                    key,
+                    Some(vec![PortBinding {
+                        host_ip: Some(spec.publish_address.clone()),
+                        host_port: Some(String::new()),
+                    }]),
+                );
+            }
+        }
+        let infra = ContainerCreateBody {
+            image: Some(spec.infra_image.clone()),
+            entrypoint: Some(KEEP_ALIVE.iter().map(|s| s.to_string()).collect()),
+            cmd: Some(Vec::new()),
+            hostname: Some(
+                spec.plan
+                    .name
+                    .clone()
+                    .filter(|n| devfiles::is_identifier(n))
+                    .unwrap_or_else(|| env.to_string()),
+            ),
+            labels: Some(labels(env, "infra", None)),
+            exposed_ports: Some(exposed),
+            stop_timeout: Some(STOP_TIMEOUT_SECS.into()),
+            host_config: Some(HostConfig {
+                port_bindings: Some(bindings),
+                pids_limit: Some(64),
+                memory: Some(32 * 1024 * 1024),
+                security_opt: Some(vec!["no-new-privileges".into()]),
+                privileged: Some(false),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let infra_id = self
+            .docker
+            .create_container(
+                Some(CreateContainerOptions {
+                    name: Some(infra_name(env)),
+                    ..Default::default()
+                }),
+                infra,
+            )
+            .await
+            .map_err(Self::err(env, "create infra container"))?
+            .id;
+        self.docker
+            .start_container(&infra_id, None::<StartContainerOptions>)
+            .await
+            .map_err(Self::err(env, "start infra container"))?;
+        for c in &spec.plan.containers {
+            let body = self.component_body(spec, c, &infra_id);
+            let id = self
+                .docker
+                .create_container(
+                    Some(CreateContainerOptions {
+                        name: Some(container_name(env, &c.name)),
+                        ..Default::default()
+                    }),
+                    body,
+                )
+                .await
+                .map_err(Self::err(env, format!("create container `{}`", c.name)))?
+                .id;
+            self.docker
+                .start_container(&id, None::<StartContainerOptions>)
+                .await
+                .map_err(Self::err(env, format!("start container `{}`", c.name)))?;
+        }
+        self.status(env)
+            .await?
+            .ok_or_else(|| PodError::NotFound(env.to_string()))
+    }
+
+    async fn ensure_volume(
+        &self,
+        env: &str,
+        name: &str,
+        role: &str,
+        component: Option<&str>,
+        ephemeral: bool,
+        created: &mut Vec<String>,
+    ) -> Result<()> {
+        if self.docker.inspect_volume(name).await.is_ok() {
+            return Ok(());
+        }
+        let mut l = labels(env, role, component);
+        if ephemeral {
+            l.insert(LABEL_EPHEMERAL.into(), "true".into());
+        }
+        self.docker
+            .create_volume(VolumeCreateRequest {
+                name: Some(name.to_string()),
+                labels: Some(l),
+                ..Default::default()
+            })
+            .await
+            .map_err(Self::err(env, format!("create volume `{name}`")))?;
+        created.push(name.to_string());
+        Ok(())
+    }
+
+    fn component_body(
+        &self,
+        spec: &PodSpec,
+        c: &ContainerPlan,
+        infra_id: &str,
+    ) -> ContainerCreateBody {
+        let env = spec.env_id.as_str();
+        let mut mounts = Vec::new();
+        if let Some(path) = &c.source_mapping {
+            mounts.push(Mount {
+                target: Some(path.clone()),
+                source: Some(sources_volume(env)),
+                typ: Some(MountType::VOLUME),
+                ..Default::default()
+            });
+        }
+        for m in &c.mounts {
+            mounts.push(Mount {
+                target: Some(m.path.clone()),
+                source: Some(volume_name(env, &m.volume)),
+                typ: Some(MountType::VOLUME),
+                ..Default::default()
+            });
+        }
+        let memory = c
+            .memory_limit_bytes
+            .or(spec.default_memory_bytes)
+            .map(|b| b as i64);
+        ContainerCreateBody {
+            image: Some(c.image.clone()),
+            entrypoint: c.command.clone(),
+            cmd: c
+                .args
+                .clone()
+                .or_else(|| c.command.as_ref().map(|_| Vec::new())),
+            env: Some(
+                c.env
+                    .iter()
+                    .map(|e| format!("{}={}", e.name, e.value))
+                    .collect(),
+            ),
+            working_dir: c.source_mapping.clone(),
+            labels: Some(labels(env, "component", Some(&c.name))),
+            stop_timeout: Some(STOP_TIMEOUT_SECS.into()),
+            host_config: Some(HostConfig {
+                network_mode: if c.dedicated_pod {
+                    None
+                } else {
+                    Some(format!("container:{infra_id}"))
+                },
+                mounts: Some(mounts),
+                memory,
+                nano_cpus: c.cpu_limit_millis.map(|m| (m as i64) * 1_000_000),
+                pids_limit: Some(spec.pids_limit),
+                security_opt: Some(vec!["no-new-privileges".into()]),
+                privileged: Some(false),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// Containers of an environment (infra first).
+    async fn containers(&self, env: &str) -> Result<Vec<bollard::models::ContainerSummary>> {
+        let filters = HashMap::from([("label".to_string(), vec![format!("{LABEL_ENV}={env}")])]);
+        let mut list = self
+            .docker
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                filters: Some(filters),
+                ..Default::default()
+            }))
+            .await
+            .map_err(Self::err(env, "list containers"))?;
+        list.sort_by_key(|c| role_of(c) != "infra");
+        Ok(list)
+    }
+
+    /// The engine's view of an environment, or `None` if it has no containers.
+    pub async fn status(&self, env: &str) -> Result<Option<PodStatus>> {
+        let list = self.containers(env).await?;
+        if list.is_empty() {
+            return Ok(None);
+        }
+        let mut status = PodStatus {
+            env_id: env.to_string(),
+            infra_running: false,
+            containers: Vec::new(),
+            endpoints: Vec::new(),
+        };
+        for c in &list {
+            let running = matches!(
+                c.state,
+                Some(bollard::models::ContainerSummaryStateEnum::RUNNING)
+            );
+            let id = c.id.clone().unwrap_or_default();
+            if role_of(c) == "infra" {
+                status.infra_running = running;
+                for p in c.ports.iter().flatten() {
+                    if let (Some(ip), Some(public)) = (&p.ip, p.public_port) {
+                        if ip.contains(':') {
+                            continue; // report the IPv4 binding once
+                        }
+                        status.endpoints.push(PublishedEndpoint {
+                            port: p.private_port,
+                            protocol: p.typ.map(|t| t.to_string()).unwrap_or_else(|| "tcp".into()),
+                            host_ip: ip.clone(),
+                            host_port: public,
+                        });
+                    }
+                }
+            } else {
+                let component = c
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(LABEL_COMPONENT))
+                    .cloned()
+                    .unwrap_or_default();
+                status.containers.push(ContainerState {
+                    component,
+                    id,
+                    running,
+                });
+            }
+        }
+        status.endpoints.sort_by_key(|e| e.port);
+        Ok(Some(status))
+    }
+
+    /// Every environment Cove has on this engine (for reconciliation).
+    pub async fn list(&self) -> Result<Vec<PodStatus>> {
+        let filters = HashMap::from([("label".to_string(), vec![format!("{LABEL_ROLE}=infra")])]);
+        let infras = self
+            .docker
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                filters: Some(filters),
+                ..Default::default()
+            }))
+            .await
+            .map_err(Self::err("*", "list containers"))?;
+        let mut out = Vec::new();
+        for c in infras {
+            if let Some(env) = c.labels.as_ref().and_then(|l| l.get(LABEL_ENV)) {
+                if let Some(s) = self.status(env).await? {
+                    out.push(s);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Stop every container (components first, then infra). Volumes stay.
+    pub async fn stop(&self, env: &str) -> Result<()> {
+        let list = self.containers(env).await?;
+        if list.is_empty() {
+            return Err(PodError::NotFound(env.to_string()));
+        }
+        let stops = list.iter().filter(|c| role_of(c) != "infra").map(|c| {
+            let id = c.id.clone().unwrap_or_default();
+            async move {
+                match self
+                    .docker
+                    .stop_container(
+                        &id,
+                        Some(StopContainerOptions {
+                            t: Some(STOP_TIMEOUT_SECS),
+                            signal: None,
+                        }),
+                    )
+                    .await
+                {
+                    Err(e) if !is_not_modified(&e) && !is_not_found(&e) => Err(e),
+                    _ => Ok(()),
+                }
+            }
+        });
+        for r in futures_util::future::join_all(stops).await {
+            r.map_err(Self::err(env, "stop container"))?;
+        }
+        for c in list.iter().filter(|c| role_of(c) == "infra") {
+            let id = c.id.clone().unwrap_or_default();
+            match self
+                .docker
+                .stop_container(
+                    &id,
+                    Some(StopContainerOptions {
+                        t: Some(1),
+                        signal: None,
+                    }),
+                )
+                .await
+            {
+                Err(e) if !is_not_modified(&e) && !is_not_found(&e) => {
+                    return Err(Self::err(env, "stop infra container")(e))
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Start a stopped environment (infra first). Ephemeral volumes are
+    /// recreated empty by [`Runtime::recreate`], not by a plain start.
+    pub async fn start(&self, env: &str) -> Result<PodStatus> {
+        let list = self.containers(env).await?;
+        if list.is_empty() {
+            return Err(PodError::NotFound(env.to_string()));
+        }
+        for c in &list {
+            let id = c.id.clone().unwrap_or_default();
+            match self
+                .docker
+                .start_container(&id, None::<StartContainerOptions>)
+                .await
+            {
+                Err(e) if !is_not_modified(&e) => return Err(Self::err(env, "start container")(e)),
+                _ => {}
+            }
+        }
+        self.status(env)
+            .await?
+            .ok_or_else(|| PodError::NotFound(env.to_string()))
+    }
+
+    /// Replace the containers with ones built from a new plan. Volumes and
+    /// `/projects` are kept. If the new containers cannot be created the
+    /// environment is left stopped with its data intact.
+    pub async fn recreate(&self, spec: &PodSpec) -> Result<PodStatus> {
+        self.remove_containers(&spec.env_id).await?;
+        let mut created = Vec::new();
+        let result = self.create_inner(spec, &mut created).await;
+        if result.is_err() {
+            self.remove_containers(&spec.env_id).await.ok();
+        }
+        result
+    }
+
+    async fn remove_containers(&self, env: &str) -> Result<()> {
+        let list = self.containers(env).await?;
+        // components first: the infra container owns their namespace
+        for c in list.iter().rev() {
+            let id = c.id.clone().unwrap_or_default();
+            match self
+                .docker
+                .remove_container(
+                    &id,
+                    Some(RemoveContainerOptions {
+                        force: true,
+                        v: false,
+                        link: false,
+                    }),
+                )
+                .await
+            {
+                Err(e) if !is_not_found(&e) => return Err(Self::err(env, "remove container")(e)),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Remove every container and volume of the environment.
+    pub async fn delete(&self, env: &str) -> Result<()> {
+        self.remove_containers(env).await?;
+        let filters = HashMap::from([("label".to_string(), vec![format!("{LABEL_ENV}={env}")])]);
+        let volumes = self
+            .docker
+            .list_volumes(Some(ListVolumesOptions {
+                filters: Some(filters),
+            }))
+            .await
+            .map_err(Self::err(env, "list volumes"))?;
+        for v in volumes.volumes.into_iter().flatten() {
+            match self
+                .docker
+                .remove_volume(&v.name, Some(RemoveVolumeOptions { force: true }))
+                .await
+            {
+                Err(e) if !is_not_found(&e) => {
+                    return Err(Self::err(env, format!("remove volume `{}`", v.name))(e))
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    async fn component_id(&self, env: &str, component: &str) -> Result<String> {
+        let list = self.containers(env).await?;
+        if list.is_empty() {
+            return Err(PodError::NotFound(env.to_string()));
+        }
+        list.iter()
+            .find(|c| {
+                role_of(c) == "component"
+                    && c.labels
+                        .as_ref()
+                        .and_then(|l| l.get(LABEL_COMPONENT))
+                        .map(String::as_str)
+                        == Some(component)
+            })
+            .and_then(|c| c.id.clone())
+            .ok_or_else(|| PodError::NoComponent {
+                env: env.to_string(),
+                component: component.to_string(),
+            })
+    }
+
+    /// Run a command to completion in a component and collect its output.
+    pub async fn exec(
+        &self,
+        env: &str,
+        component: &str,
+        cmd: &[&str],
+        vars: &[(String, String)],
+        workdir: Option<&str>,
+    ) -> Result<ExecOutput> {
+        let id = self.component_id(env, component).await?;
+        let exec = self
+            .docker
+            .create_exec(
+                &id,
+                ExecConfig {
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
+                    env: Some(vars.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+                    working_dir: workdir.map(str::to_string),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(Self::err(env, "create exec"))?;
+        let mut out = ExecOutput {
+            exit_code: -1,
+            stdout: String::new(),
+            stderr: String::new(),
+        };
+        if let bollard::exec::StartExecResults::Attached { mut output, .. } = self
+            .docker
+            .start_exec(&exec.id, None)
+            .await
+            .map_err(Self::err(env, "start exec"))?
+        {
+            while let Some(chunk) = output.next().await {
+                match chunk.map_err(Self::err(env, "read exec output"))? {
+                    bollard::container::LogOutput::StdErr { message } => {
+                        out.stderr.push_str(&String::from_utf8_lossy(&message))
+                    }
+                    other => out
+                        .stdout
+                        .push_str(&String::from_utf8_lossy(&other.into_bytes())),
+                }
+            }
+        }
+        let inspect = self
+            .docker
+            .inspect_exec(&exec.id)
+            .await
+            .map_err(Self::err(env, "inspect exec"))?;
+        out.exit_code = inspect.exit_code.unwrap_or(-1);
+        Ok(out)
+    }
+
+    /// Write a tar archive into a component's filesystem at `path`.
+    pub async fn upload_tar(
+        &self,
+        env: &str,
+        component: &str,
+        path: &str,
+        tar: Vec<u8>,
+    ) -> Result<()> {
+        let id = self.component_id(env, component).await?;
+        self.docker
+            .upload_to_container(
+                &id,
+                Some(UploadToContainerOptions {
+                    path: path.to_string(),
+                    ..Default::default()
+                }),
+                bollard::body_full(tar.into()),
+            )
+            .await
+            .map_err(Self::err(env, "upload files"))
+    }
+
+    /// Wait until every container of the environment runs, or `timeout`.
+    pub async fn wait_running(&self, env: &str, timeout: Duration) -> Result<PodStatus> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let status = self
+                .status(env)
+                .await?
+                .ok_or_else(|| PodError::NotFound(env.to_string()))?;
+            if status.running() || tokio::time::Instant::now() >= deadline {
+                return Ok(status);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+fn role_of(c: &bollard::models::ContainerSummary) -> &str {
+    c.labels
+        .as_ref()
+        .and_then(|l| l.get(LABEL_ROLE))
+        .map(String::as_str)
+        .unwrap_or("")
+}
