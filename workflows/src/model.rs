@@ -226,7 +226,8 @@ pub struct Inputs {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Variable {
     pub name: String,
-    /// The scalar text (`1` stays `"1"`, `yes` stays `"yes"`).
+    /// The scalar text as written (`1` stays `"1"`, `yes` stays `"yes"`:
+    /// values are never re-typed, unlike YAML 1.1 booleans elsewhere).
     pub value: String,
 }
 

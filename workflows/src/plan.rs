@@ -274,4 +274,45 @@ mod tests {
         assert_eq!(c, vec![vec![0, 1, 2, 0], vec![3, 3]]);
         assert!(cycles(&[vec![1, 2], vec![2], vec![]]).is_empty());
     }
+
+    fn diamond() -> Workflow {
+        let text = "Name: d\nSchemaVersion: '1.0'\nActions:\n  A: {Identifier: aws/build@v1, Configuration: {Steps: [{Run: a}]}}\n  B: {Identifier: aws/build@v1, DependsOn: [A], Configuration: {Steps: [{Run: b}]}}\n  C: {Identifier: aws/build@v1, DependsOn: [A], Configuration: {Steps: [{Run: c}]}}\n  D: {Identifier: aws/build@v1, DependsOn: [B, C], Configuration: {Steps: [{Run: d}]}}\n  E: {Identifier: aws/build@v1, Configuration: {Steps: [{Run: e}]}}\n";
+        crate::validate_file("d.yaml", text).expect("valid").0
+    }
+
+    #[test]
+    fn ready_needs_every_dependency_to_succeed() {
+        let w = diamond();
+        let plan = RunPlan::new(&w).expect("acyclic");
+        assert_eq!(plan.order(), vec!["A", "B", "C", "D", "E"]);
+        let mut ok = BTreeSet::new();
+        assert_eq!(plan.ready(&ok), vec!["A", "E"]);
+        ok.insert("A".to_string());
+        assert_eq!(plan.ready(&ok), vec!["B", "C", "E"]);
+        ok.insert("B".to_string());
+        assert!(!plan.ready(&ok).contains(&"D"));
+        ok.insert("C".to_string());
+        assert!(plan.ready(&ok).contains(&"D"));
+        assert_eq!(plan.skipped_after_failure("A"), vec!["B", "C", "D"]);
+        assert_eq!(plan.dependencies("D"), vec!["B", "C"]);
+    }
+
+    #[test]
+    fn a_failure_skips_dependents_and_nothing_else() {
+        let w = diamond();
+        let plan = RunPlan::new(&w).expect("acyclic");
+        let mut run = RunProgress::new(&plan);
+        assert_eq!(run.start_ready(), vec!["A", "E"]);
+        assert!(run.start_ready().is_empty(), "nothing new while A runs");
+        run.finish("A", true);
+        assert_eq!(run.start_ready(), vec!["B", "C"]);
+        run.finish("B", false);
+        assert_eq!(run.state("D"), Some(ActionState::Skipped));
+        run.finish("C", true);
+        run.finish("E", true);
+        assert!(run.start_ready().is_empty());
+        assert!(run.is_done());
+        assert_eq!(run.state("C"), Some(ActionState::Succeeded));
+        assert_eq!(run.state("B"), Some(ActionState::Failed));
+    }
 }
