@@ -422,7 +422,7 @@ fn read_commands(r: &mut Reader, n: &Node, key: &str) -> Vec<String> {
             _ => r.error(
                 item.pos,
                 "a command must be a single line or block of text",
-                "",
+                "write the command as text, e.g. `- make test`; remove empty `-` entries",
             ),
         }
     }

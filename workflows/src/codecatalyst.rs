@@ -527,7 +527,7 @@ fn collect<'n>(
                         r.error(
                             inner.pos,
                             format!("action group `{name}` has no actions"),
-                            "",
+                            "add actions under its `Actions:` or remove the group",
                         );
                     }
                     collect(r, inner, &path, raws, actions, workflow_compute);

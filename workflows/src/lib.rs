@@ -80,7 +80,8 @@ pub fn validate_file(path_display: &str, text: &str) -> Result<Validated, Vec<Di
                 path_display,
                 pos,
                 format!("YAML syntax error: {msg}"),
-            )])
+            )
+            .with_help("check the indentation, quoting and brackets at and just before this position")])
         }
     };
     let mut r = Reader::new(path_display, text);
@@ -94,7 +95,7 @@ pub fn validate_file(path_display: &str, text: &str) -> Result<Validated, Vec<Di
             r.error(
                 root.pos,
                 "not a workflow: found neither CodeCatalyst keys (`SchemaVersion`, `Actions`) nor buildspec keys (`version`, `phases`)",
-                "",
+                "a CodeCatalyst workflow starts with `Name:`, `SchemaVersion: \"1.0\"` and `Actions:`; a buildspec with `version: 0.2` and `phases:`",
             );
             None
         }

@@ -81,7 +81,7 @@ impl<'a> Reader<'a> {
                         "{what} must be a mapping (`key: value` lines), found {}",
                         kind(node)
                     ),
-                    "",
+                    "put the entries on their own lines, indented under the key",
                 );
                 None
             }
@@ -111,7 +111,7 @@ impl<'a> Reader<'a> {
                 self.error(
                     e.key.pos,
                     format!("{context}: keys must be plain names"),
-                    "",
+                    "write the key as a plain word followed by `:`",
                 );
                 continue;
             };
@@ -158,7 +158,7 @@ impl<'a> Reader<'a> {
                 self.error(
                     node.pos,
                     format!("{what} must be a single value, found {}", kind(node)),
-                    "",
+                    "write the value on the same line as its key (quote it if it contains `: ` or starts with `-`, `[` or `{`)",
                 );
                 None
             }
@@ -168,12 +168,20 @@ impl<'a> Reader<'a> {
     /// A non-empty scalar's text.
     pub fn nonempty_text(&mut self, node: &Node, what: &str) -> Option<String> {
         if node.is_null() {
-            self.error(node.pos, format!("{what} must not be empty"), "");
+            self.error(
+                node.pos,
+                format!("{what} must not be empty"),
+                "give it a value",
+            );
             return None;
         }
         let t = self.text(node, what)?;
         if t.trim().is_empty() {
-            self.error(node.pos, format!("{what} must not be empty"), "");
+            self.error(
+                node.pos,
+                format!("{what} must not be empty"),
+                "give it a value",
+            );
             return None;
         }
         Some(t)
@@ -216,7 +224,7 @@ impl<'a> Reader<'a> {
                     "{what} must be a positive whole number, found `{}`",
                     show(node)
                 ),
-                "",
+                "write a number such as `60`",
             );
         }
         n

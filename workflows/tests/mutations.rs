@@ -125,6 +125,8 @@ proptest! {
                 prop_assert!(diags.iter().any(|d| d.is_error()), "{rel}: Err without an error");
                 for d in &diags {
                     prop_assert!(d.line >= 1 && d.line <= line_count && d.column >= 1, "{rel}: {d}\n{text}");
+                    // every error says what to change
+                    prop_assert!(!d.is_error() || d.help.is_some(), "{rel}: no help: {d}");
                 }
             }
         }

@@ -266,6 +266,7 @@ Actions:
             wf.yaml:9:5: error: action `A` sets `Compute` but the workflow already does
               help: compute is set at workflow level or action level, not both: remove one
             wf.yaml:10:14: error: `Timeout` (minutes) must be a positive whole number, found `0`
+              help: write a number such as `60`
             wf.yaml:15:38: error: `Enabled` must be a boolean, found `maybe`
               help: write `true`/`false` (YAML 1.1 `yes`/`no` also work)
         "#]],
@@ -313,9 +314,11 @@ fn action_shape_errors() {
             wf.yaml:17:11: error: this step is missing the required key `Run`
               help: add `Run:`
             wf.yaml:19:7: error: `Run` must not be empty
+              help: give it a value
             wf.yaml:19:29: error: unknown `Registry` `quay`
               help: use `CODECATALYST`, `ECR` or `DockerHub`
             wf.yaml:21:14: error: action group `Empty` has no actions
+              help: add actions under its `Actions:` or remove the group
         "#]],
     );
 }
@@ -442,8 +445,9 @@ fn syntax_and_detection_errors() {
     check(
         "Name: [unclosed\n",
         expect![[r#"
-        wf.yaml:2:1: error: YAML syntax error: while parsing a flow sequence, expected ',' or ']'
-    "#]],
+            wf.yaml:2:1: error: YAML syntax error: while parsing a flow sequence, expected ',' or ']'
+              help: check the indentation, quoting and brackets at and just before this position
+        "#]],
     );
     check(
         "",
@@ -455,14 +459,16 @@ fn syntax_and_detection_errors() {
     check(
         "just: text\n",
         expect![[r#"
-        wf.yaml:1:1: error: not a workflow: found neither CodeCatalyst keys (`SchemaVersion`, `Actions`) nor buildspec keys (`version`, `phases`)
-    "#]],
+            wf.yaml:1:1: error: not a workflow: found neither CodeCatalyst keys (`SchemaVersion`, `Actions`) nor buildspec keys (`version`, `phases`)
+              help: a CodeCatalyst workflow starts with `Name:`, `SchemaVersion: "1.0"` and `Actions:`; a buildspec with `version: 0.2` and `phases:`
+        "#]],
     );
     check(
         "Name: a\nName: b\n",
         expect![[r#"
-        wf.yaml:2:1: error: YAML syntax error: duplicate key `Name` in a mapping
-    "#]],
+            wf.yaml:2:1: error: YAML syntax error: duplicate key `Name` in a mapping
+              help: check the indentation, quoting and brackets at and just before this position
+        "#]],
     );
 }
 
