@@ -19,6 +19,7 @@
 
 mod buildspec;
 mod codecatalyst;
+mod graph;
 pub mod interpolate;
 mod model;
 pub mod pattern;
