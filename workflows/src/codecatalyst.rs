@@ -544,7 +544,7 @@ fn kind_of(identifier: &str) -> Option<ActionKind> {
         return None;
     }
     Some(match (owner, name) {
-        ("aws", "build") => ActionKind::Build,
+        ("aws", "build" | "build-beta") => ActionKind::Build,
         ("aws", "managed-test") => ActionKind::Test,
         ("aws", "github-actions-runner") => ActionKind::GithubActionsRunner,
         ("aws", "approval") => ActionKind::Approval,
@@ -593,35 +593,21 @@ fn action(
         .and_then(|t| r.positive(t, "`Timeout` (minutes)"));
     let environment = n.get("Environment").and_then(|e| environment(r, e));
     let caching = n.get("Caching").map(|c| caching(r, c)).unwrap_or_default();
-    let packages = n.get("Packages").and_then(|p| {
-        r.map(p, "`Packages`")?;
-        r.check_keys(
-            p,
-            &["NpmConfiguration", "ExportAuthorizationToken"],
-            "`Packages`",
-        );
-        if let Some(b) = p.get("ExportAuthorizationToken") {
-            r.boolean(b, "`ExportAuthorizationToken`");
-        }
-        if let Some(npm) = p.get("NpmConfiguration") {
-            if r.map(npm, "`NpmConfiguration`").is_some() {
-                r.check_keys(npm, &["PackageRegistries"], "`NpmConfiguration`");
-                if let Some(regs) = npm.get("PackageRegistries") {
-                    for reg in r.seq(regs, "`PackageRegistries`").unwrap_or_default() {
-                        if r.map(reg, "a package registry").is_some() {
-                            r.check_keys(
-                                reg,
-                                &["PackagesRepository", "Scopes"],
-                                "a package registry",
-                            );
-                            r.required(reg, "PackagesRepository", "this package registry");
-                        }
-                    }
-                }
+    let mut packages = n.get("Packages").and_then(|p| read_packages(r, p));
+    // AWS's own examples also put `Packages` under `Configuration`.
+    if let Some(e) = n.get("Configuration").and_then(|c| c.entry("Packages")) {
+        if kind.declares_outputs() {
+            if packages.is_some() {
+                r.error(
+                    e.key.pos,
+                    format!("action `{id}` sets `Packages` twice"),
+                    "keep either the action-level `Packages` or `Configuration.Packages`",
+                );
+            } else {
+                packages = read_packages(r, &e.value);
             }
         }
-        Some(to_json(p))
-    });
+    }
     let inputs = n.get("Inputs").map(|i| inputs(r, i)).unwrap_or_default();
     let outputs = n.get("Outputs").map(|o| outputs(r, o)).unwrap_or_default();
     let configuration = configuration(r, n, kind, id);
@@ -643,6 +629,41 @@ fn action(
         packages,
         secrets: Vec::new(),
     }
+}
+
+/// `Packages` (npm package repositories, token export), kept as data.
+fn read_packages(r: &mut Reader, p: &Node) -> Option<serde_json::Value> {
+    r.map(p, "`Packages`")?;
+    r.check_keys(
+        p,
+        &["NpmConfiguration", "ExportAuthorizationToken"],
+        "`Packages`",
+    );
+    if let Some(b) = p.get("ExportAuthorizationToken") {
+        r.boolean(b, "`ExportAuthorizationToken`");
+    }
+    let Some(npm) = p.get("NpmConfiguration") else {
+        return Some(to_json(p));
+    };
+    if r.map(npm, "`NpmConfiguration`").is_some() {
+        r.check_keys(npm, &["PackageRegistries"], "`NpmConfiguration`");
+        let regs = npm.get("PackageRegistries");
+        for reg in regs
+            .and_then(|x| r.seq(x, "`PackageRegistries`"))
+            .unwrap_or_default()
+        {
+            if r.map(reg, "a package registry").is_some() {
+                r.check_keys(reg, &["PackagesRepository", "Scopes"], "a package registry");
+                if let Some(repo) = r.required(reg, "PackagesRepository", "this package registry") {
+                    r.nonempty_text(repo, "`PackagesRepository`");
+                }
+                if let Some(scopes) = reg.get("Scopes") {
+                    r.text_list(scopes, "`Scopes`");
+                }
+            }
+        }
+    }
+    Some(to_json(p))
 }
 
 fn environment(r: &mut Reader, n: &Node) -> Option<Environment> {
@@ -874,7 +895,7 @@ fn configuration(r: &mut Reader, action: &Node, kind: ActionKind, id: &str) -> C
         ActionKind::Build | ActionKind::Test => {
             r.check_keys(
                 n,
-                &["Steps", "Container"],
+                &["Steps", "Container", "Packages"],
                 &format!("`Configuration` of build/test action `{id}`"),
             );
             match n.get("Steps") {

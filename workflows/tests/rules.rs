@@ -733,3 +733,38 @@ fn implicit_buildspec_workflow_runs_on_default_branch_pushes() {
     let cc = format!("{HEAD}Actions:\n  A:\n    Identifier: aws/build@v1\n    Configuration: {{Steps: [{{Run: a}}]}}\n");
     assert!(workflows::implicit_buildspec_workflow("wf.yaml", &cc, "main").is_err());
 }
+
+#[test]
+fn packages_under_configuration_as_in_aws_examples() {
+    let text = wf("Actions:
+  Build:
+    Identifier: aws/build-beta@v1
+    Configuration:
+      Packages:
+        NpmConfiguration:
+          PackageRegistries:
+            - PackagesRepository: main-repo
+            - PackagesRepository: scoped-repo
+              Scopes: [\"@scope1\"]
+      Steps:
+        - Run: npm ci
+");
+    let (w, _) = validate_file("wf.yaml", &text).expect("valid");
+    let a = &w.actions[0];
+    assert_eq!(a.kind, workflows::ActionKind::Build);
+    expect![[r#"{"NpmConfiguration":{"PackageRegistries":[{"PackagesRepository":"main-repo"},{"PackagesRepository":"scoped-repo","Scopes":["@scope1"]}]}}"#]].assert_eq(&serde_json::to_string(&a.packages).expect("json"));
+    check(
+        &wf("Actions:
+  Build:
+    Identifier: aws/build@v1
+    Packages: {ExportAuthorizationToken: yes}
+    Configuration:
+      Packages: {ExportAuthorizationToken: true}
+      Steps: [{Run: a}]
+"),
+        expect![[r#"
+            wf.yaml:8:7: error: action `Build` sets `Packages` twice
+              help: keep either the action-level `Packages` or `Configuration.Packages`
+        "#]],
+    );
+}
