@@ -8,7 +8,10 @@
 //! touches an object without Cove's labels. It knows nothing of HTTP, the
 //! server's store or devfile syntax: the plan is its only input.
 
+pub mod commands;
+pub mod environment;
 pub mod pod;
+pub mod sources;
 
 pub use pod::{
     ContainerState, ExecOutput, PodError, PodSpec, PodStatus, PublishedEndpoint, Runtime,

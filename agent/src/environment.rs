@@ -1,0 +1,208 @@
+//! The lifecycle of one environment on this agent: create (pod, sources,
+//! postStart), stop (preStop, then containers), start, restart from the
+//! devfile inside the workspace, and reading that devfile to notice changes.
+//! The server owns the state machine; these are the steps it asks for.
+
+use std::collections::BTreeMap;
+
+use devfiles::{EnvironmentPlan, LoadOptions, PlanOptions, Resolver};
+use serde::{Deserialize, Serialize};
+
+use crate::commands::{run_event, CommandRun};
+use crate::pod::{PodError, PodSpec, PodStatus, Runtime};
+use crate::sources::{checkout, SourceError, SourceSpec};
+
+/// A step of `create`/`restart`, for progress reporting.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "step", rename_all = "snake_case")]
+pub enum Progress {
+    CreatingContainers,
+    Cloning { repo: String },
+    PostStart { command: String },
+    Running,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EnvError {
+    #[error(transparent)]
+    Pod(#[from] PodError),
+    #[error(transparent)]
+    Sources(#[from] SourceError),
+    #[error("{0}")]
+    Devfile(String),
+}
+
+/// What `create` and `restart` did.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Started {
+    pub status: PodStatus,
+    /// postStart runs (failures are reported, the environment stays up).
+    pub post_start: Vec<CommandRun>,
+    /// Whether the sources were cloned now (false: already in the volume).
+    pub cloned: bool,
+}
+
+/// Create the pod, clone the sources into the main container and run the
+/// postStart events once. A failure before postStart removes what was made
+/// (nothing half-launched is left behind).
+pub async fn create(
+    rt: &Runtime,
+    spec: &PodSpec,
+    source: Option<&SourceSpec>,
+    progress: &mut (dyn FnMut(Progress) + Send),
+) -> Result<Started, EnvError> {
+    progress(Progress::CreatingContainers);
+    let status = rt.create(spec).await?;
+    let cloned = match clone_sources(rt, spec, source, progress).await {
+        Ok(c) => c,
+        Err(e) => {
+            rt.delete(&spec.env_id).await.ok();
+            return Err(e);
+        }
+    };
+    let mut post_start = Vec::new();
+    for id in &spec.plan.events.post_start {
+        progress(Progress::PostStart {
+            command: id.clone(),
+        });
+        post_start.extend(run_event(rt, &spec.env_id, &spec.plan, std::slice::from_ref(id)).await?);
+    }
+    progress(Progress::Running);
+    Ok(Started {
+        status,
+        post_start,
+        cloned,
+    })
+}
+
+async fn clone_sources(
+    rt: &Runtime,
+    spec: &PodSpec,
+    source: Option<&SourceSpec>,
+    progress: &mut (dyn FnMut(Progress) + Send),
+) -> Result<bool, EnvError> {
+    let (Some(src), Some(main)) = (source, spec.plan.main_container()) else {
+        return Ok(false);
+    };
+    let Some(root) = &main.source_mapping else {
+        return Ok(false);
+    };
+    progress(Progress::Cloning {
+        repo: src.repo.clone(),
+    });
+    Ok(checkout(rt, &spec.env_id, &main.name, root, src).await?)
+}
+
+/// Run preStop events, then stop the containers.
+pub async fn stop(
+    rt: &Runtime,
+    env: &str,
+    plan: &EnvironmentPlan,
+) -> Result<Vec<CommandRun>, EnvError> {
+    let runs = if plan.events.pre_stop.is_empty() {
+        Vec::new()
+    } else {
+        run_event(rt, env, plan, &plan.events.pre_stop)
+            .await
+            .unwrap_or_default()
+    };
+    rt.stop(env).await?;
+    Ok(runs)
+}
+
+/// Restart with a new plan: containers are recreated, volumes and
+/// `/projects` are kept. The caller validates the new devfile first (see
+/// [`plan_from_workspace`]), so an invalid devfile never reaches this point.
+pub async fn restart(
+    rt: &Runtime,
+    old: &EnvironmentPlan,
+    spec: &PodSpec,
+) -> Result<PodStatus, EnvError> {
+    if rt.status(&spec.env_id).await?.is_some_and(|s| s.running())
+        && !old.events.pre_stop.is_empty()
+    {
+        run_event(rt, &spec.env_id, old, &old.events.pre_stop)
+            .await
+            .ok();
+    }
+    Ok(rt.recreate(spec).await?)
+}
+
+/// Read a file from the main container; `None` when it does not exist.
+pub async fn read_file(
+    rt: &Runtime,
+    env: &str,
+    component: &str,
+    path: &str,
+) -> Result<Option<String>, PodError> {
+    let out = rt
+        .exec(env, component, &["cat", "--", path], &[], None)
+        .await?;
+    Ok((out.exit_code == 0).then_some(out.stdout))
+}
+
+/// Parents of a workspace devfile, fetched ahead of resolution.
+struct Prefetched(BTreeMap<String, String>);
+
+impl Resolver for Prefetched {
+    fn read(&self, from_file: &str, uri: &str) -> Result<(String, String), String> {
+        let path = join(from_file, uri);
+        self.0
+            .get(&path)
+            .map(|t| (path.clone(), t.clone()))
+            .ok_or_else(|| format!("{path} does not exist in the workspace"))
+    }
+}
+
+fn join(from_file: &str, uri: &str) -> String {
+    if uri.starts_with('/') {
+        return uri.to_string();
+    }
+    let dir = from_file.rsplit_once('/').map(|(d, _)| d).unwrap_or(".");
+    format!("{dir}/{uri}")
+}
+
+/// Load and plan the devfile at `path` inside the workspace (the way a user
+/// tries a change before pushing it). Errors come back as
+/// `path:line:col: error: …` lines and change nothing.
+pub async fn plan_from_workspace(
+    rt: &Runtime,
+    env: &str,
+    component: &str,
+    path: &str,
+    repo: &str,
+) -> Result<(EnvironmentPlan, String), EnvError> {
+    let text = read_file(rt, env, component, path).await?.ok_or_else(|| {
+        EnvError::Devfile(format!(
+            "{path}:1:1: error: the devfile does not exist in the workspace"
+        ))
+    })?;
+    // follow parent.uri references inside the workspace (a few levels)
+    let mut files = BTreeMap::new();
+    let mut pending = vec![(path.to_string(), text.clone())];
+    while let Some((file, body)) = pending.pop() {
+        if files.len() > 8 {
+            break;
+        }
+        if let Some(uri) = parent_uri(&body) {
+            let p = join(&file, &uri);
+            if !files.contains_key(&p) {
+                if let Some(t) = read_file(rt, env, component, &p).await? {
+                    files.insert(p.clone(), t.clone());
+                    pending.push((p, t));
+                }
+            }
+        }
+    }
+    let loaded = devfiles::load_str(path, &text, &Prefetched(files), &LoadOptions::default())
+        .map_err(|r| EnvError::Devfile(r.to_string()))?;
+    let (plan, _) = loaded.plan(&PlanOptions {
+        repo: Some(repo.to_string()),
+    });
+    Ok((plan, text))
+}
+
+fn parent_uri(text: &str) -> Option<String> {
+    let v: serde_yaml::Value = serde_yaml::from_str(text).ok()?;
+    v.get("parent")?.get("uri")?.as_str().map(str::to_string)
+}
