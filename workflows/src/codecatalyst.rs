@@ -421,15 +421,41 @@ fn patterns(r: &mut Reader, n: &Node, key: &str) -> Vec<Pattern> {
             }
             Err(e) => {
                 let help = if src.contains('*') && !src.contains(".*") {
-                    format!("{key} entries are regular expressions, not globs: `*` alone is not valid; write `.*` (e.g. `{}`)", src.replace('*', ".*"))
+                    format!(
+                        "{key} entries are regular expressions, not globs: \
+                         write `.*` for \"anything\" (e.g. `{}`)",
+                        src.replace('*', ".*")
+                    )
                 } else {
                     format!("{key} entries are regular expressions matched against the whole name")
                 };
-                r.error(item.pos, format!("`{key}`: {e}"), help);
+                r.error(
+                    pattern_error_pos(r, item, &src, e.offset),
+                    format!("`{key}`: {e}"),
+                    help,
+                );
             }
         }
     }
     out
+}
+
+/// Where in the file the regex error is: inside the scalar when its text
+/// appears verbatim on the scalar's first line, else the scalar itself.
+fn pattern_error_pos(r: &Reader, item: &Node, src: &str, offset: Option<usize>) -> Pos {
+    let Some(offset) = offset else {
+        return item.pos;
+    };
+    let found = r.find_from(item.pos, src);
+    let quote = usize::from(matches!(
+        &item.value,
+        yamlmap::Value::Scalar { plain: false, .. }
+    ));
+    if found.line == item.pos.line && found.column <= item.pos.column + quote {
+        Pos::new(found.line, found.column + offset)
+    } else {
+        item.pos
+    }
 }
 
 /// A 6-field EventBridge cron expression: `min hour dom month dow year`,

@@ -17,27 +17,37 @@ pub struct Pattern {
     regex: Regex,
 }
 
-/// Why a pattern did not compile: the regex crate's one-line reason.
+/// Why a pattern did not compile: the regex crate's one-line reason and
+/// where in the pattern (in characters from its start) the problem is.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("invalid regular expression `{pattern}`: {reason}")]
 pub struct PatternError {
     pub pattern: String,
     pub reason: String,
+    /// Character offset of the offending part, when the parser knows it.
+    pub offset: Option<usize>,
 }
 
 impl Pattern {
     pub fn new(source: &str) -> Result<Pattern, PatternError> {
-        // Compile the bare pattern first so the error talks about what the
-        // user wrote, not about our anchoring.
-        if let Err(e) = Regex::new(source) {
+        // Parse the bare pattern first so the error talks about what the
+        // user wrote (and where), not about our anchoring.
+        if let Err(e) = regex_syntax::Parser::new().parse(source) {
+            let (reason, span) = match &e {
+                regex_syntax::Error::Parse(e) => (e.kind().to_string(), Some(*e.span())),
+                regex_syntax::Error::Translate(e) => (e.kind().to_string(), Some(*e.span())),
+                other => (other.to_string(), None),
+            };
             return Err(PatternError {
                 pattern: source.to_string(),
-                reason: reason_of(&e),
+                reason,
+                offset: span.map(|s| source[..s.start.offset.min(source.len())].chars().count()),
             });
         }
         let regex = Regex::new(&format!("^(?:{source})$")).map_err(|e| PatternError {
             pattern: source.to_string(),
             reason: reason_of(&e),
+            offset: None,
         })?;
         Ok(Pattern {
             source: source.to_string(),
@@ -143,6 +153,12 @@ mod tests {
     fn glob_star_is_a_regex_error() {
         let e = Pattern::new("*").unwrap_err();
         assert_eq!(e.reason, "repetition operator missing expression");
+        assert_eq!(e.offset, Some(0));
+        let e = Pattern::new("main|(rel").unwrap_err();
+        assert_eq!(e.reason, "unclosed group");
+        assert_eq!(e.offset, Some(5));
+        let e = Pattern::new("é+\\q").unwrap_err();
+        assert_eq!(e.offset, Some(2), "{e:?}");
     }
 
     #[test]

@@ -230,7 +230,7 @@ Actions:
         expect![[r#"
             wf.yaml:9:5: error: `Events` is not allowed in a PUSH trigger
               help: `Events` belongs to PULLREQUEST triggers
-            wf.yaml:10:30: error: `FilesChanged`: invalid regular expression `(unclosed`: unclosed group
+            wf.yaml:10:31: error: `FilesChanged`: invalid regular expression `(unclosed`: unclosed group
               help: FilesChanged entries are regular expressions matched against the whole name
             wf.yaml:11:11: error: a workflow may have only one SCHEDULE trigger
               help: merge the schedules into one cron expression or split the workflow
