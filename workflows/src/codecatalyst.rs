@@ -491,7 +491,14 @@ fn collect<'n>(
         return;
     }
     for e in actions_node.entries() {
-        let Some(name) = e.key.as_str() else { continue };
+        let Some(name) = e.key.as_str() else {
+            r.error(
+                e.key.pos,
+                "an action name must be a plain name",
+                "write the name followed by `:`, e.g. `Build:`",
+            );
+            continue;
+        };
         check_name(r, e.key.pos, name, "action name");
         let mut path = group_path.to_vec();
         let id = if group_path.is_empty() {

@@ -134,6 +134,26 @@ pub struct Context {
     pub secrets: BTreeMap<String, String>,
 }
 
+impl Context {
+    /// A context for `action`'s text: its group path as the lookup scope
+    /// and its `Inputs.Variables`. The caller fills in the run's commit,
+    /// branch, finished actions' outputs and (for [`Target::Value`]) the
+    /// secret values.
+    pub fn for_action(action: &crate::model::Action, target: Target) -> Context {
+        Context {
+            target,
+            scope: action.group_path.clone(),
+            inputs: action
+                .inputs
+                .variables
+                .iter()
+                .map(|v| (v.name.clone(), v.value.clone()))
+                .collect(),
+            ..Context::default()
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum InterpolateError {
     #[error("`{reference}` names no action with outputs (no finished action `{scope}`)")]

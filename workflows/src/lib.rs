@@ -16,6 +16,45 @@
 //!
 //! Reference: `shared/design/workflows.md` §1, §2, §6; conformance corpus
 //! `shared/conformance/workflows/` (tested in `tests/conformance.rs`).
+//!
+//! ```
+//! use std::collections::BTreeSet;
+//! use workflows::{interpolate, validate_file, Context, RunPlan, Step, Target};
+//!
+//! let text = r#"
+//! Name: ci
+//! SchemaVersion: "1.0"
+//! Triggers:
+//!   - Type: Push
+//!     Branches: [main, "release/.*"]
+//! Actions:
+//!   Build:
+//!     Identifier: aws/build@v1
+//!     Outputs: {Variables: [VERSION]}
+//!     Configuration:
+//!       Steps:
+//!         - Run: VERSION=1.2.3
+//!   Deploy:
+//!     Identifier: aws/build@v1
+//!     Configuration:
+//!       Steps:
+//!         - Run: ./deploy.sh ${Build.VERSION} $HOME
+//! "#;
+//! let (workflow, warnings) = validate_file("ci.yaml", text).expect("valid");
+//! assert!(warnings.is_empty());
+//! assert!(workflow.matches_push("release/1.0", &[]));
+//! assert!(!workflow.matches_push("my-release/1.0", &[]), "full match");
+//!
+//! // `${Build.VERSION}` made Deploy depend on Build.
+//! let plan = RunPlan::new(&workflow).expect("no cycle");
+//! assert_eq!(plan.ready(&BTreeSet::new()), vec!["Build"]);
+//!
+//! let deploy = workflow.action("Deploy").expect("declared");
+//! let mut ctx = Context::for_action(deploy, Target::Shell);
+//! ctx.outputs.insert("Build".into(), [("VERSION".to_string(), "1.2.3".to_string())].into());
+//! let Step::Run { command } = &deploy.configuration.steps[0] else { unreachable!() };
+//! assert_eq!(interpolate(command, &ctx).expect("resolvable"), "./deploy.sh 1.2.3 $HOME");
+//! ```
 
 mod buildspec;
 mod codecatalyst;
