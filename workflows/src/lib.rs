@@ -172,8 +172,14 @@ pub fn implicit_buildspec_workflow(
             "expected a buildspec (`version` and `phases`), found a CodeCatalyst workflow",
         )]);
     }
+    let branch = Pattern::literal(default_branch).map_err(|e| {
+        vec![
+            Diagnostic::error(path_display, yamlmap::Pos::START, e.to_string())
+                .with_help("the default branch name cannot be used as a trigger"),
+        ]
+    })?;
     w.triggers = vec![Trigger::Push {
-        branches: vec![Pattern::literal(default_branch)],
+        branches: vec![branch],
         files_changed: Vec::new(),
     }];
     Ok((w, warnings))

@@ -56,11 +56,9 @@ impl Pattern {
     }
 
     /// A pattern matching exactly `literal`.
-    pub fn literal(literal: &str) -> Pattern {
-        let source = regex::escape(literal);
-        let regex = Regex::new(&format!("^(?:{source})$"))
-            .expect("an escaped literal is always a valid regex");
-        Pattern { source, regex }
+    /// Fails only if the literal is too long to compile.
+    pub fn literal(literal: &str) -> Result<Pattern, PatternError> {
+        Pattern::new(&regex::escape(literal))
     }
 
     pub fn source(&self) -> &str {
@@ -163,7 +161,7 @@ mod tests {
 
     #[test]
     fn literal_escapes() {
-        let p = Pattern::literal("release/1.0");
+        let p = Pattern::literal("release/1.0").unwrap();
         assert!(p.full_match("release/1.0"));
         assert!(!p.full_match("release/1x0"));
     }
