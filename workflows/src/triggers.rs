@@ -104,3 +104,55 @@ impl Workflow {
         self.triggers.iter().all(|t| matches!(t, Trigger::Manual))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wf(triggers: &str) -> Workflow {
+        let text = format!(
+            "Name: t\nSchemaVersion: '1.0'\nTriggers:\n{triggers}Actions:\n  A: {{Identifier: aws/build@v1, Configuration: {{Steps: [{{Run: a}}]}}}}\n"
+        );
+        crate::validate_file("t.yaml", &text).expect("valid").0
+    }
+
+    #[test]
+    fn revision_includes_open_but_not_the_reverse() {
+        let rev = wf("  - {Type: PULLREQUEST, Events: [REVISION]}\n");
+        assert!(rev.matches_pull_request(PullRequestEvent::Open, "main", &[]));
+        assert!(rev.matches_pull_request(PullRequestEvent::Revision, "main", &[]));
+        assert!(!rev.matches_pull_request(PullRequestEvent::Closed, "main", &[]));
+        let open = wf("  - {Type: PULLREQUEST, Events: [OPEN]}\n");
+        assert!(!open.matches_pull_request(PullRequestEvent::Revision, "main", &[]));
+        assert!(!open.matches_push("main", &[]));
+    }
+
+    #[test]
+    fn files_changed_needs_a_matching_file() {
+        let w = wf("  - {Type: PUSH, FilesChanged: ['src/.*', 'Cargo\\.toml']}\n");
+        assert!(w.matches_push("any", &["README.md", "src/lib.rs"]));
+        assert!(w.matches_push("any", &["Cargo.toml"]));
+        assert!(!w.matches_push("any", &["Cargo_toml"]));
+        assert!(
+            !w.matches_push("any", &["docs/src/x.md"]),
+            "full match, not search"
+        );
+        assert!(!w.matches_push("any", &[]));
+        let all = wf("  - {Type: PUSH, Branches: [], FilesChanged: []}\n");
+        assert!(all.matches_push("whatever", &[]));
+    }
+
+    #[test]
+    fn schedules_run_once_per_matching_branch() {
+        let w = wf("  - Type: SCHEDULE\n    Expression: \"0 3 ? * MON *\"\n    Branches: ['main', 'release-.*']\n");
+        let (expr, branches) = w
+            .scheduled_runs(&["main", "release-1", "feature", "pre-release-1"])
+            .expect("scheduled");
+        assert_eq!(expr, "0 3 ? * MON *");
+        assert_eq!(branches, vec!["main", "release-1"]);
+        assert!(!w.is_manual_only());
+        assert!(!w.matches_push("main", &[]));
+        assert!(wf("  - Type: MANUAL\n").is_manual_only());
+        assert!(wf("  []\n").is_manual_only());
+    }
+}
