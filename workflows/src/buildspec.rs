@@ -429,8 +429,17 @@ fn read_commands(r: &mut Reader, n: &Node, key: &str) -> Vec<String> {
     out
 }
 
-/// Parse a phase's `on-failure` (case-insensitive).
-pub fn parse_on_failure(text: &str) -> Result<OnFailure, String> {
+/// Why an `on-failure` value was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct OnFailureError(pub String);
+
+/// Parse a phase's `on-failure` (keywords case-insensitive).
+pub fn parse_on_failure(text: &str) -> Result<OnFailure, OnFailureError> {
+    on_failure(text).map_err(OnFailureError)
+}
+
+fn on_failure(text: &str) -> Result<OnFailure, String> {
     let upper = text.to_ascii_uppercase();
     match upper.as_str() {
         "ABORT" => return Ok(OnFailure::Abort),
@@ -784,6 +793,7 @@ mod tests {
         assert!(parse_on_failure("RETRY-0").is_err());
         assert!(parse_on_failure("RETRY-2-(")
             .unwrap_err()
+            .0
             .contains("unclosed group"));
         assert!(parse_on_failure("RETRY-").is_err());
     }

@@ -67,7 +67,7 @@ mod reader;
 mod triggers;
 pub mod yaml11;
 
-pub use buildspec::{parse_on_failure, BUILDSPEC_ACTION};
+pub use buildspec::{parse_on_failure, OnFailureError, BUILDSPEC_ACTION};
 pub use codecatalyst::MAX_SECRETS_PER_ACTION;
 pub use interpolate::{interpolate, Context, InterpolateError, Target};
 pub use model::*;
