@@ -8,6 +8,7 @@
 //! touches an object without Cove's labels. It knows nothing of HTTP, the
 //! server's store or devfile syntax: the plan is its only input.
 
+pub mod broker;
 pub mod commands;
 pub mod environment;
 pub mod pod;
