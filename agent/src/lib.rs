@@ -11,6 +11,7 @@
 pub mod broker;
 pub mod commands;
 pub mod environment;
+pub mod gateway;
 pub mod pod;
 pub mod sources;
 

@@ -316,24 +316,28 @@ impl Runtime {
             .start_container(&infra_id, None::<StartContainerOptions>)
             .await
             .map_err(Self::err(env, "start infra container"))?;
-        for c in &spec.plan.containers {
+        // components are independent once the namespace exists: create them concurrently
+        let starts = spec.plan.containers.iter().map(|c| {
             let body = self.component_body(spec, c, &infra_id);
-            let id = self
-                .docker
-                .create_container(
-                    Some(CreateContainerOptions {
-                        name: Some(container_name(env, &c.name)),
-                        ..Default::default()
-                    }),
-                    body,
-                )
-                .await
-                .map_err(Self::err(env, format!("create container `{}`", c.name)))?
-                .id;
-            self.docker
-                .start_container(&id, None::<StartContainerOptions>)
-                .await
-                .map_err(Self::err(env, format!("start container `{}`", c.name)))?;
+            async move {
+                let options = CreateContainerOptions {
+                    name: Some(container_name(env, &c.name)),
+                    ..Default::default()
+                };
+                let id = self
+                    .docker
+                    .create_container(Some(options), body)
+                    .await
+                    .map_err(Self::err(env, format!("create container `{}`", c.name)))?
+                    .id;
+                self.docker
+                    .start_container(&id, None::<StartContainerOptions>)
+                    .await
+                    .map_err(Self::err(env, format!("start container `{}`", c.name)))
+            }
+        });
+        for r in futures_util::future::join_all(starts).await {
+            r?;
         }
         self.status(env)
             .await?
@@ -608,24 +612,27 @@ impl Runtime {
 
     async fn remove_containers(&self, env: &str) -> Result<()> {
         let list = self.containers(env).await?;
-        // components first: the infra container owns their namespace
-        for c in list.iter().rev() {
+        let remove = |c: &bollard::models::ContainerSummary| {
             let id = c.id.clone().unwrap_or_default();
-            match self
-                .docker
-                .remove_container(
-                    &id,
-                    Some(RemoveContainerOptions {
-                        force: true,
-                        v: false,
-                        link: false,
-                    }),
-                )
-                .await
-            {
-                Err(e) if !is_not_found(&e) => return Err(Self::err(env, "remove container")(e)),
-                _ => {}
+            async move {
+                let options = RemoveContainerOptions {
+                    force: true,
+                    v: false,
+                    link: false,
+                };
+                match self.docker.remove_container(&id, Some(options)).await {
+                    Err(e) if !is_not_found(&e) => Err(Self::err(env, "remove container")(e)),
+                    _ => Ok(()),
+                }
             }
+        };
+        // components first (concurrently), then the infra container that owns their namespace
+        let components = list.iter().filter(|c| role_of(c) != "infra").map(remove);
+        for r in futures_util::future::join_all(components).await {
+            r?;
+        }
+        for c in list.iter().filter(|c| role_of(c) == "infra") {
+            remove(c).await?;
         }
         Ok(())
     }

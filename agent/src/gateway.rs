@@ -1,0 +1,679 @@
+//! Endpoint gateway: the one thing a build container on its private network
+//! can talk to (see `docs/private-subnet.md`).
+//!
+//! * **Package routes** (reverse proxy): `/npm/<repo>/…` and `/pypi/<repo>/…`
+//!   go to that repository's CodeArtifact endpoint with the token added
+//!   upstream (`Authorization: Bearer` for npm, basic `aws:<token>` for pypi).
+//!   Links to the upstream endpoint inside npm packuments and PyPI simple
+//!   pages are rewritten to point back at the gateway, and redirects are
+//!   followed here, so no token or pre-signed URL ever reaches the build.
+//! * **Forward proxy**: `CONNECT host:port` and absolute-URI requests, only
+//!   to destinations on the [`AllowList`]; anything else gets 403 and a
+//!   `gateway denied egress` warning naming the destination.
+//!
+//! Bodies stream both ways; only packuments and simple pages (JSON/HTML
+//! that must be rewritten) are buffered, up to [`MAX_REWRITE_BYTES`].
+//! One gateway serves one job: the listener identifies the job, so the
+//! build needs no credential to be told apart. Tokens come from an
+//! [`UpstreamSource`] per request (the broker's cache makes that cheap and
+//! refreshes expired tokens mid-job).
+
+use std::convert::Infallible;
+use std::fmt;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use http_body_util::{combinators::BoxBody, BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode, Uri};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::broker::{Broker, BrokerConfig, BrokerError, JobRef, PackageFormat, RepositoryRef, Secret};
+
+/// Largest packument / simple page the gateway buffers to rewrite.
+pub const MAX_REWRITE_BYTES: usize = 64 << 20;
+/// Redirects followed upstream (CodeArtifact may redirect asset downloads).
+const MAX_REDIRECTS: usize = 3;
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+type Body = BoxBody<Bytes, hyper::Error>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("gateway I/O on {what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("allow-list pattern `{0}` is not HOST:PORT (HOST may start with `*.`, PORT may be `*`)")]
+    BadPattern(String),
+    #[error("no {format} repository `{repository}` is configured for this job")]
+    UnknownRepository {
+        format: PackageFormat,
+        repository: String,
+    },
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+}
+
+/// Where a package route goes: the repository endpoint (ends with `/`) and
+/// the token to present there.
+#[derive(Clone)]
+pub struct Upstream {
+    pub endpoint: String,
+    pub token: Secret,
+}
+
+impl fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Upstream")
+            .field("endpoint", &self.endpoint)
+            .field("token", &"***")
+            .finish()
+    }
+}
+
+/// Resolves a package route to its upstream, called per request.
+pub trait UpstreamSource: Send + Sync + 'static {
+    fn upstream<'a>(
+        &'a self,
+        format: PackageFormat,
+        repository: &'a str,
+    ) -> BoxFuture<'a, Result<Upstream, GatewayError>>;
+}
+
+/// The broker as an [`UpstreamSource`] for one job: only the job's
+/// configured repositories, tokens from the broker's cache.
+pub struct BrokerSource {
+    pub broker: Arc<Broker>,
+    pub config: BrokerConfig,
+    pub job: JobRef,
+}
+
+impl UpstreamSource for BrokerSource {
+    fn upstream<'a>(
+        &'a self,
+        format: PackageFormat,
+        repository: &'a str,
+    ) -> BoxFuture<'a, Result<Upstream, GatewayError>> {
+        Box::pin(async move {
+            let repo = RepositoryRef {
+                name: repository.to_string(),
+                format,
+            };
+            if !self.config.repositories.contains(&repo) {
+                return Err(GatewayError::UnknownRepository {
+                    format,
+                    repository: repository.to_string(),
+                });
+            }
+            let endpoint = self
+                .broker
+                .repository_endpoint(&self.config, &self.job, &repo)
+                .await?;
+            let token = self.broker.token(&self.config, &self.job).await?;
+            Ok(Upstream {
+                endpoint: endpoint.url,
+                token: token.token,
+            })
+        })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Pattern {
+    /// Lower-case; a leading `*.` matches any subdomain.
+    host: String,
+    /// `None` = any port.
+    port: Option<u16>,
+}
+
+/// Destinations the forward proxy lets through: `host:port`,
+/// `*.suffix:port`, `host:*`. Everything else is denied.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AllowList(Vec<Pattern>);
+
+impl AllowList {
+    pub fn parse<S: AsRef<str>>(patterns: &[S]) -> Result<Self, GatewayError> {
+        let mut out = Vec::new();
+        for p in patterns {
+            let p = p.as_ref().trim();
+            let bad = || GatewayError::BadPattern(p.to_string());
+            let (host, port) = p.rsplit_once(':').ok_or_else(bad)?;
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            if host.is_empty() || host.contains('/') || host[1..].contains('*') {
+                return Err(bad());
+            }
+            let port = match port {
+                "*" => None,
+                n => Some(n.parse::<u16>().map_err(|_| bad())?),
+            };
+            out.push(Pattern {
+                host: host.to_ascii_lowercase(),
+                port,
+            });
+        }
+        Ok(AllowList(out))
+    }
+
+    pub fn allows(&self, host: &str, port: u16) -> bool {
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .trim_end_matches('.')
+            .to_ascii_lowercase();
+        self.0.iter().any(|p| {
+            let host_ok = match p.host.strip_prefix("*.") {
+                Some(suffix) => host.len() > suffix.len() && host.ends_with(&format!(".{suffix}")),
+                None => p.host == host,
+            };
+            host_ok && p.port.is_none_or(|want| want == port)
+        })
+    }
+}
+
+/// Per-job gateway settings.
+#[derive(Clone, Debug)]
+pub struct GatewayConfig {
+    /// For logs: which job this gateway serves.
+    pub job_id: String,
+    pub allow: AllowList,
+    pub connect_timeout: Duration,
+}
+
+impl GatewayConfig {
+    pub fn new(job_id: impl Into<String>, allow: AllowList) -> Self {
+        GatewayConfig {
+            job_id: job_id.into(),
+            allow,
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+struct State {
+    config: GatewayConfig,
+    source: Arc<dyn UpstreamSource>,
+    client: Client<hyper_rustls::HttpsConnector<HttpConnector>, Body>,
+}
+
+/// A running gateway; stops (and drops every open connection and tunnel)
+/// on [`Gateway::shutdown`] or when dropped.
+pub struct Gateway {
+    addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Gateway").field("addr", &self.addr).finish()
+    }
+}
+
+impl Gateway {
+    /// Serve on `listener` (bind it where the job's containers can reach
+    /// it, e.g. [`crate::private_net::PrivateNetwork::gateway_ip`]).
+    pub fn start(
+        listener: TcpListener,
+        source: Arc<dyn UpstreamSource>,
+        config: GatewayConfig,
+    ) -> Result<Gateway, GatewayError> {
+        let addr = listener.local_addr().map_err(|source| GatewayError::Io {
+            what: "listener address".into(),
+            source,
+        })?;
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_connect_timeout(Some(config.connect_timeout));
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_native_roots()
+            .map_err(|source| GatewayError::Io {
+                what: "system CA certificates".into(),
+                source,
+            })?
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new()).build(https);
+        let state = Arc::new(State {
+            config,
+            source,
+            client,
+        });
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(accept_loop(listener, state, stopped));
+        tracing::info!(%addr, "gateway listening");
+        Ok(Gateway {
+            addr,
+            stop,
+            task: Some(task),
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://ip:port` — the base for [`crate::broker::JobCredentials::token_free`].
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stop accepting, close every connection, wait until done.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+async fn accept_loop(listener: TcpListener, state: Arc<State>, mut stopped: watch::Receiver<bool>) {
+    let mut conns = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = stopped.changed() => break,
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(x) => x,
+                    Err(error) => {
+                        tracing::warn!(%error, "gateway accept failed");
+                        continue;
+                    }
+                };
+                let state = state.clone();
+                conns.spawn(async move {
+                    let svc = hyper::service::service_fn(move |req| {
+                        let state = state.clone();
+                        async move { Ok::<_, Infallible>(handle(state, peer, req).await) }
+                    });
+                    if let Err(error) = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .with_upgrades()
+                        .await
+                    {
+                        tracing::debug!(%peer, %error, "gateway connection ended with an error");
+                    }
+                });
+            }
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+        }
+    }
+    conns.shutdown().await;
+}
+
+fn full(status: StatusCode, text: impl Into<String>) -> Response<Body> {
+    let mut r = Response::new(
+        Full::new(Bytes::from(text.into() + "\n"))
+            .map_err(|never| match never {})
+            .boxed(),
+    );
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+async fn handle(state: Arc<State>, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
+    if req.method() == Method::CONNECT {
+        return connect(state, peer, req).await;
+    }
+    if req.uri().scheme().is_some() {
+        return forward(state, peer, req).await;
+    }
+    let path = req.uri().path().to_string();
+    let mut parts = path.trim_start_matches('/').splitn(3, '/');
+    let format = match parts.next() {
+        Some("npm") => PackageFormat::Npm,
+        Some("pypi") => PackageFormat::Pypi,
+        _ => return full(StatusCode::NOT_FOUND, "cove gateway: use /npm/<repo>/ or /pypi/<repo>/"),
+    };
+    let (Some(repo), rest) = (parts.next(), parts.next().unwrap_or("")) else {
+        return full(StatusCode::NOT_FOUND, "cove gateway: missing repository");
+    };
+    let (repo, rest) = (repo.to_string(), rest.to_string());
+    package(state, peer, format, &repo, &rest, req).await
+}
+
+fn deny(state: &State, peer: SocketAddr, method: &Method, destination: &str) -> Response<Body> {
+    tracing::warn!(
+        job = %state.config.job_id,
+        %peer,
+        %method,
+        destination,
+        "gateway denied egress"
+    );
+    full(
+        StatusCode::FORBIDDEN,
+        format!("cove gateway: {destination} is not on this job's allow-list"),
+    )
+}
+
+async fn connect(state: Arc<State>, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
+    let Some(authority) = req.uri().authority().cloned() else {
+        return full(StatusCode::BAD_REQUEST, "CONNECT needs host:port");
+    };
+    let (host, port) = (authority.host().to_string(), authority.port_u16().unwrap_or(443));
+    if !state.config.allow.allows(&host, port) {
+        return deny(&state, peer, req.method(), authority.as_str());
+    }
+    let upstream = match tokio::time::timeout(
+        state.config.connect_timeout,
+        TcpStream::connect((host.trim_start_matches('[').trim_end_matches(']'), port)),
+    )
+    .await
+    {
+        Ok(Ok(s)) => s,
+        Ok(Err(error)) => {
+            tracing::warn!(job = %state.config.job_id, destination = %authority, %error, "gateway tunnel connect failed");
+            return full(StatusCode::BAD_GATEWAY, format!("cannot reach {authority}: {error}"));
+        }
+        Err(_) => return full(StatusCode::GATEWAY_TIMEOUT, format!("cannot reach {authority}: timeout")),
+    };
+    tracing::debug!(job = %state.config.job_id, %peer, destination = %authority, "gateway tunnel");
+    tokio::spawn(async move {
+        match hyper::upgrade::on(req).await {
+            Ok(upgraded) => {
+                let mut client = TokioIo::new(upgraded);
+                let mut upstream = upstream;
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+            }
+            Err(error) => tracing::debug!(%error, "CONNECT upgrade failed"),
+        }
+    });
+    Response::new(http_body_util::Empty::new().map_err(|never| match never {}).boxed())
+}
+
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "proxy-connection",
+    "keep-alive",
+    "proxy-authorization",
+    "proxy-authenticate",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<String> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(',').map(|s| s.trim().to_ascii_lowercase()))
+        .collect();
+    for h in HOP_BY_HOP.iter().map(|s| s.to_string()).chain(named) {
+        headers.remove(h.as_str());
+    }
+}
+
+async fn forward(state: Arc<State>, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
+    let uri = req.uri().clone();
+    let host = uri.host().unwrap_or_default().to_string();
+    let port = uri
+        .port_u16()
+        .unwrap_or(if uri.scheme_str() == Some("https") { 443 } else { 80 });
+    if !state.config.allow.allows(&host, port) {
+        return deny(&state, peer, req.method(), &format!("{host}:{port}"));
+    }
+    let (mut parts, body) = req.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    let out = Request::from_parts(parts, body.boxed());
+    match state.client.request(out).await {
+        Ok(resp) => {
+            let (mut parts, body) = resp.into_parts();
+            strip_hop_by_hop(&mut parts.headers);
+            Response::from_parts(parts, body.boxed())
+        }
+        Err(error) => {
+            tracing::warn!(job = %state.config.job_id, %uri, %error, "gateway forward failed");
+            full(StatusCode::BAD_GATEWAY, format!("cannot reach {host}:{port}"))
+        }
+    }
+}
+
+fn authorization(format: PackageFormat, token: &Secret) -> Option<HeaderValue> {
+    let value = match format {
+        PackageFormat::Npm => format!("Bearer {}", token.expose()),
+        PackageFormat::Pypi => format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("aws:{}", token.expose()))
+        ),
+    };
+    let mut v = HeaderValue::from_str(&value).ok()?;
+    v.set_sensitive(true);
+    Some(v)
+}
+
+fn is_rewritable(headers: &HeaderMap) -> bool {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    ct.contains("json") || ct.contains("html")
+}
+
+/// Every spelling of `endpoint` that may appear in a document (with and
+/// without the scheme's default port).
+fn endpoint_spellings(endpoint: &str) -> Vec<String> {
+    let mut out = vec![endpoint.to_string()];
+    if let Ok(uri) = endpoint.parse::<Uri>() {
+        if let (Some(scheme), Some(host)) = (uri.scheme_str(), uri.host()) {
+            let default = if scheme == "https" { 443 } else { 80 };
+            let path = uri.path();
+            match uri.port_u16() {
+                None => out.push(format!("{scheme}://{host}:{default}{path}")),
+                Some(p) if p == default => out.push(format!("{scheme}://{host}{path}")),
+                Some(_) => {}
+            }
+        }
+    }
+    out
+}
+
+async fn package(
+    state: Arc<State>,
+    peer: SocketAddr,
+    format: PackageFormat,
+    repo: &str,
+    rest: &str,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    let upstream = match state.source.upstream(format, repo).await {
+        Ok(u) => u,
+        Err(e @ GatewayError::UnknownRepository { .. }) => {
+            return full(StatusCode::NOT_FOUND, format!("cove gateway: {e}"))
+        }
+        Err(e) => {
+            tracing::warn!(job = %state.config.job_id, %format, repo, error = %e, "gateway has no upstream");
+            return full(StatusCode::BAD_GATEWAY, format!("cove gateway: {e}"));
+        }
+    };
+    let gateway_base = format!(
+        "http://{}/{format}/{repo}/",
+        req.headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map_or_else(|| peer.to_string(), str::to_string)
+    );
+    let query = req.uri().query().map(|q| format!("?{q}")).unwrap_or_default();
+    let mut target = format!("{}{rest}{query}", upstream.endpoint);
+    let (mut parts, body) = req.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    parts.headers.remove(header::AUTHORIZATION);
+    parts.headers.remove(header::HOST);
+    // Identity so packuments and simple pages can be rewritten; tarballs
+    // and wheels are compressed already.
+    parts
+        .headers
+        .insert(header::ACCEPT_ENCODING, HeaderValue::from_static("identity"));
+    let Some(auth) = authorization(format, &upstream.token) else {
+        return full(StatusCode::BAD_GATEWAY, "cove gateway: token is not a valid header value");
+    };
+    let method = parts.method.clone();
+    let mut body = Some(body.boxed());
+    let mut redirects = 0;
+    let resp = loop {
+        let uri: Uri = match target.parse() {
+            Ok(u) => u,
+            Err(_) => return full(StatusCode::BAD_GATEWAY, "cove gateway: bad upstream URL"),
+        };
+        let same_origin = target.starts_with(&upstream.endpoint);
+        let mut out = Request::builder().method(method.clone()).uri(uri);
+        if let Some(h) = out.headers_mut() {
+            *h = parts.headers.clone();
+            if same_origin {
+                h.insert(header::AUTHORIZATION, auth.clone());
+            }
+        }
+        let req_body = body
+            .take()
+            .unwrap_or_else(|| http_body_util::Empty::new().map_err(|never| match never {}).boxed());
+        let out = match out.body(req_body) {
+            Ok(r) => r,
+            Err(_) => return full(StatusCode::BAD_GATEWAY, "cove gateway: bad upstream request"),
+        };
+        let resp = match state.client.request(out).await {
+            Ok(r) => r,
+            Err(error) => {
+                tracing::warn!(job = %state.config.job_id, endpoint = %upstream.endpoint, %error, "gateway upstream failed");
+                return full(
+                    StatusCode::BAD_GATEWAY,
+                    format!("cove gateway: cannot reach {}", upstream.endpoint),
+                );
+            }
+        };
+        let follow = resp.status().is_redirection()
+            && (method == Method::GET || method == Method::HEAD)
+            && redirects < MAX_REDIRECTS;
+        match resp.headers().get(header::LOCATION).and_then(|l| l.to_str().ok()) {
+            Some(location) if follow => {
+                target = resolve(&target, location);
+                redirects += 1;
+            }
+            _ => break resp,
+        }
+    };
+    let status = resp.status();
+    if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+        tracing::warn!(job = %state.config.job_id, %format, repo, %status, "upstream refused the gateway's token");
+    }
+    let (mut parts, body) = resp.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    parts.headers.remove(header::LOCATION);
+    if !status.is_success() || !is_rewritable(&parts.headers) {
+        return Response::from_parts(parts, body.boxed());
+    }
+    let bytes = match Limited::new(body, MAX_REWRITE_BYTES).collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(error) => {
+            return full(
+                StatusCode::BAD_GATEWAY,
+                format!("cove gateway: reading upstream document failed: {error}"),
+            )
+        }
+    };
+    let mut text = String::from_utf8_lossy(&bytes).into_owned();
+    for spelling in endpoint_spellings(&upstream.endpoint) {
+        text = text.replace(&spelling, &gateway_base);
+    }
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.remove(header::CONTENT_ENCODING);
+    parts.headers.remove(header::ETAG);
+    Response::from_parts(
+        parts,
+        Full::new(Bytes::from(text))
+            .map_err(|never| match never {})
+            .boxed(),
+    )
+}
+
+/// `location` relative to `base` (absolute, absolute-path or relative).
+fn resolve(base: &str, location: &str) -> String {
+    if location.contains("://") {
+        return location.to_string();
+    }
+    let origin_end = base
+        .find("://")
+        .and_then(|i| base[i + 3..].find('/').map(|j| i + 3 + j))
+        .unwrap_or(base.len());
+    if location.starts_with('/') {
+        format!("{}{location}", &base[..origin_end])
+    } else {
+        let dir_end = base.rfind('/').filter(|&i| i >= origin_end).unwrap_or(origin_end);
+        format!("{}/{location}", &base[..dir_end])
+    }
+}
+
+/// `HTTP_PROXY`/`HTTPS_PROXY` for a build that must reach allow-listed
+/// endpoints (STS, the Cove server) through the gateway.
+pub fn proxy_env(gateway: &str) -> Vec<(String, String)> {
+    ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"]
+        .iter()
+        .map(|k| (k.to_string(), gateway.to_string()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allow_list_matching() {
+        let a = AllowList::parse(&[
+            "*.codeartifact.us-east-1.amazonaws.com:443",
+            "sts.us-east-1.amazonaws.com:443",
+            "127.0.0.1:*",
+        ])
+        .unwrap();
+        assert!(a.allows("acme-1.d.codeartifact.us-east-1.amazonaws.com", 443));
+        assert!(a.allows("STS.us-east-1.amazonaws.com.", 443));
+        assert!(!a.allows("codeartifact.us-east-1.amazonaws.com", 443));
+        assert!(!a.allows("evil.com", 443));
+        assert!(!a.allows("sts.us-east-1.amazonaws.com", 80));
+        assert!(a.allows("127.0.0.1", 9));
+        assert!(!a.allows("169.254.169.254", 80));
+        assert!(AllowList::parse(&["nohost"]).is_err());
+        assert!(AllowList::parse(&["a.*.com:1"]).is_err());
+        assert!(AllowList::parse(&["h:99999"]).is_err());
+    }
+
+    #[test]
+    fn endpoint_spellings_cover_default_ports() {
+        assert_eq!(
+            endpoint_spellings("https://d-1.d.x.com/npm/r/"),
+            vec!["https://d-1.d.x.com/npm/r/", "https://d-1.d.x.com:443/npm/r/"]
+        );
+        assert_eq!(endpoint_spellings("http://h:81/p/"), vec!["http://h:81/p/"]);
+    }
+
+    #[test]
+    fn redirects_resolve() {
+        assert_eq!(resolve("http://h/a/b", "https://s3/x"), "https://s3/x");
+        assert_eq!(resolve("http://h/a/b", "/c"), "http://h/c");
+        assert_eq!(resolve("http://h/a/b", "c"), "http://h/a/c");
+    }
+}
