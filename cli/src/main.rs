@@ -1,6 +1,7 @@
 //! `cove` — the command line for Cove.
 
 mod devfile;
+mod workflow;
 
 use std::process::ExitCode;
 
@@ -22,12 +23,16 @@ enum Command {
     /// Check and plan devfiles offline.
     #[command(subcommand)]
     Devfile(devfile::DevfileCommand),
+    /// Check CodeCatalyst workflows and buildspecs offline.
+    #[command(subcommand)]
+    Workflow(workflow::WorkflowCommand),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Devfile(cmd) => devfile::run(cmd),
+        Command::Workflow(cmd) => workflow::run(cmd),
     };
     match result {
         Ok(code) => code,
