@@ -215,7 +215,7 @@ pub async fn branches(path: PathBuf) -> Result<Vec<Branch>, GitError> {
 }
 
 fn resolve_commit<'r>(repo: &'r git2::Repository, rev: &str) -> Result<git2::Commit<'r>, GitError> {
-    if rev.starts_with('-') || rev.len() > 256 {
+    if rev.starts_with('-') || rev.len() > 256 || rev.contains('\0') {
         return Err(GitError::NotFound(format!("revision {rev:?}")));
     }
     let object = repo
@@ -261,6 +261,9 @@ pub async fn read_file(path: PathBuf, rev: String, file: String) -> Result<FileC
         let repo = git2::Repository::open_bare(&path)?;
         let commit = resolve_commit(&repo, &rev)?;
         let not_found = || GitError::NotFound(format!("file {file:?} at {rev}"));
+        if file.contains('\0') || file.is_empty() {
+            return Err(not_found());
+        }
         let entry = commit
             .tree()?
             .get_path(Path::new(&file))

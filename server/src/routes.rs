@@ -9,7 +9,7 @@ use axum::extract::{Path, Query, RawPathParams, Request, State};
 use axum::handler::Handler;
 use axum::http::{Method, StatusCode};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::{Extension, Json, Router};
 use cove_api::{
@@ -318,12 +318,23 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Logs every request and turns a panicking handler into a 500 for that request only.
 async fn log_request(request: Request, next: Next) -> Response {
+    use futures_util::FutureExt;
     let method = request.method().clone();
     // The path only: query strings are not logged.
     let path = request.uri().path().to_string();
     let started = std::time::Instant::now();
-    let response = next.run(request).await;
+    let response = match std::panic::AssertUnwindSafe(next.run(request))
+        .catch_unwind()
+        .await
+    {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::error!(method = %method, path = %path, "request handler panicked");
+            ApiError::internal(anyhow::anyhow!("handler panicked")).into_response()
+        }
+    };
     tracing::info!(
         method = %method,
         path = %path,
@@ -646,7 +657,8 @@ async fn list_commits(
     let branch = query.branch.unwrap_or_else(|| repo.default_branch.clone());
     let limit = query.limit.unwrap_or(50).clamp(1, 1000);
     let rev = format!("refs/heads/{branch}");
-    if git2::Reference::is_valid_name(&rev) {
+    // git2 panics on interior NUL bytes, so they are refused first.
+    if !rev.contains('\0') && git2::Reference::is_valid_name(&rev) {
         Ok(Json(
             git::commits(repo_dir(&state, &repo), rev, limit).await?,
         ))
