@@ -141,6 +141,38 @@ pub async fn remove_repo(data_dir: &Path, path: &Path, id: i64) -> Result<(), Gi
         .map_err(io_err(format!("removing {}", target.display())))
 }
 
+/// Removes receive-pack quarantine directories (`objects/tmp_objdir-incoming-*`) left behind
+/// when a push was cut off by a crash: their objects were never referenced. Only call this
+/// before serving, when no push of this data directory can be running.
+pub fn remove_stale_quarantines(data_dir: &Path) -> Result<usize, GitError> {
+    let mut removed = 0;
+    let repos = data_dir.join("repos");
+    let owners = match std::fs::read_dir(&repos) {
+        Ok(it) => it,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(io_err(format!("listing {}", repos.display()))(e)),
+    };
+    for owner in owners.filter_map(Result::ok) {
+        let Ok(repos) = std::fs::read_dir(owner.path()) else {
+            continue;
+        };
+        for repo in repos.filter_map(Result::ok) {
+            let Ok(objects) = std::fs::read_dir(repo.path().join("objects")) else {
+                continue;
+            };
+            for entry in objects.filter_map(Result::ok) {
+                let name = entry.file_name();
+                if name.to_string_lossy().starts_with("tmp_objdir-incoming-") {
+                    std::fs::remove_dir_all(entry.path())
+                        .map_err(io_err(format!("removing {}", entry.path().display())))?;
+                    removed += 1;
+                }
+            }
+        }
+    }
+    Ok(removed)
+}
+
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, GitError> + Send + 'static,
 ) -> Result<T, GitError> {

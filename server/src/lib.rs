@@ -37,6 +37,8 @@ pub enum ServerError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Git(#[from] git::GitError),
     #[error("HTTP server failed: {0}")]
     Serve(#[source] std::io::Error),
     #[error("cannot read the listener's address: {0}")]
@@ -121,6 +123,13 @@ impl Server {
                 source,
             })?;
         let config = Config { data_dir, ..config };
+        let removed = git::remove_stale_quarantines(&config.data_dir)?;
+        if removed > 0 {
+            tracing::warn!(
+                count = removed,
+                "removed quarantine directories of interrupted pushes"
+            );
+        }
         let store = Store::open(&config.database_url()).await?;
         let bootstrap_token = bootstrap_admin(&store, config.admin_token.as_deref()).await?;
         let public_url = OnceLock::new();
