@@ -237,7 +237,9 @@ pub struct PushEvent {
     pub old_sha: String,
     /// 40 zeros when the ref was deleted.
     pub new_sha: String,
-    pub pusher: String,
+    /// Who pushed; `None` when the server recovered the update at start-up (the push landed
+    /// but the server stopped before acknowledging it).
+    pub pusher: Option<String>,
     /// Unix milliseconds.
     pub created_at_ms: i64,
 }

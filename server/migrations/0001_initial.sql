@@ -42,7 +42,8 @@ CREATE TABLE push_events (
     ref_name TEXT NOT NULL,
     old_sha TEXT NOT NULL,
     new_sha TEXT NOT NULL,
-    pusher_id BIGINT NOT NULL REFERENCES users (id),
+    -- NULL: recovered at start-up from a push whose acknowledgement was cut off.
+    pusher_id BIGINT REFERENCES users (id),
     created_at_ms BIGINT NOT NULL
 );
 CREATE INDEX push_events_repo ON push_events (repo_id, id);

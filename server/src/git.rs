@@ -633,7 +633,7 @@ async fn run_receive_pack(
     if !updates.is_empty() {
         let stored = state
             .store()
-            .insert_push_events(&repo, &pusher, &updates)
+            .insert_push_events(&repo, Some(&pusher), &updates)
             .await?;
         for event in stored {
             tracing::info!(
@@ -641,7 +641,7 @@ async fn run_receive_pack(
                 r#ref = %event.ref_name,
                 old = %event.old_sha,
                 new = %event.new_sha,
-                pusher = %event.pusher,
+                pusher = event.pusher.as_deref().unwrap_or_default(),
                 "push event stored"
             );
             state.publish(crate::routes::push_event_dto(&full_name, event));

@@ -132,6 +132,7 @@ impl Server {
         }
         let store = Store::open(&config.database_url()).await?;
         let bootstrap_token = bootstrap_admin(&store, config.admin_token.as_deref()).await?;
+        recover_push_events(&store, &config.data_dir).await?;
         let public_url = OnceLock::new();
         if let Some(url) = &config.public_url {
             let _ = public_url.set(url.clone());
@@ -224,4 +225,29 @@ async fn bootstrap_admin(
         }
         None => Ok(None),
     }
+}
+
+/// Start-up reconciliation: a push whose refs landed but whose events were not stored (the
+/// server died in between, so the client never got an acknowledgement) is recorded now, with
+/// no pusher, so subscribers such as the workflow engine still see every ref change.
+pub async fn recover_push_events(store: &Store, data_dir: &Path) -> Result<usize, ServerError> {
+    let mut recovered = 0;
+    for repo in store.list_repos(0, true).await? {
+        let path = git::repo_path(data_dir, &repo.owner, &repo.name);
+        if !path.exists() {
+            continue;
+        }
+        let on_disk = git::snapshot_refs(path).await?;
+        let recorded = store.recorded_refs(repo.id).await?;
+        let updates = git::diff_refs(&recorded, &on_disk);
+        if !updates.is_empty() {
+            tracing::warn!(
+                repo = %format!("{}/{}", repo.owner, repo.name),
+                count = updates.len(),
+                "recording ref updates of an unacknowledged push"
+            );
+            recovered += store.insert_push_events(&repo, None, &updates).await?.len();
+        }
+    }
+    Ok(recovered)
 }

@@ -101,7 +101,8 @@ pub struct PushEventRow {
     pub ref_name: String,
     pub old_sha: String,
     pub new_sha: String,
-    pub pusher: String,
+    /// `None` for an event recovered at start-up (see [`crate::recover_push_events`]).
+    pub pusher: Option<String>,
     pub created_at_ms: i64,
 }
 
@@ -492,11 +493,12 @@ impl Store {
             .collect()
     }
 
-    /// Stores the ref updates of one push in one transaction.
+    /// Stores the ref updates of one push in one transaction. `pusher` is `None` only for
+    /// updates recovered at start-up.
     pub async fn insert_push_events(
         &self,
         repo: &RepoRow,
-        pusher: &UserRow,
+        pusher: Option<&UserRow>,
         updates: &[RefUpdate],
     ) -> Result<Vec<PushEventRow>, StoreError> {
         let created_at_ms = now_ms();
@@ -513,7 +515,7 @@ impl Store {
             .bind(&update.ref_name)
             .bind(&update.old_sha)
             .bind(&update.new_sha)
-            .bind(pusher.id)
+            .bind(pusher.map(|p| p.id))
             .bind(created_at_ms)
             .execute(&mut *tx)
             .await?;
@@ -523,7 +525,7 @@ impl Store {
                 ref_name: update.ref_name.clone(),
                 old_sha: update.old_sha.clone(),
                 new_sha: update.new_sha.clone(),
-                pusher: pusher.username.clone(),
+                pusher: pusher.map(|p| p.username.clone()),
                 created_at_ms,
             });
         }
@@ -539,7 +541,7 @@ impl Store {
     ) -> Result<Vec<PushEventRow>, StoreError> {
         let rows = sqlx::query(
             "SELECT e.id, e.repo_id, e.ref_name, e.old_sha, e.new_sha, u.username, e.created_at_ms \
-             FROM push_events e JOIN users u ON u.id = e.pusher_id \
+             FROM push_events e LEFT JOIN users u ON u.id = e.pusher_id \
              WHERE e.repo_id = $1 ORDER BY e.id DESC LIMIT $2",
         )
         .bind(repo_id)
@@ -562,5 +564,29 @@ impl Store {
             .collect::<Result<Vec<_>, StoreError>>()?;
         events.reverse();
         Ok(events)
+    }
+
+    /// Each ref's value after the latest push event that touched it (deleted refs omitted):
+    /// what the repository's refs are, if every update was recorded.
+    pub async fn recorded_refs(
+        &self,
+        repo_id: i64,
+    ) -> Result<std::collections::BTreeMap<String, String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT e.ref_name, e.new_sha FROM push_events e WHERE e.repo_id = $1 AND e.id = \
+             (SELECT MAX(l.id) FROM push_events l WHERE l.repo_id = $2 AND l.ref_name = e.ref_name)",
+        )
+        .bind(repo_id)
+        .bind(repo_id)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut refs = std::collections::BTreeMap::new();
+        for row in rows {
+            let sha: String = row.try_get("new_sha")?;
+            if sha != cove_api::ZERO_SHA {
+                refs.insert(row.try_get("ref_name")?, sha);
+            }
+        }
+        Ok(refs)
     }
 }

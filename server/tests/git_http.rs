@@ -33,7 +33,7 @@ async fn clone_empty_commit_push_clone_again_and_compare_trees() -> Result<()> {
     assert_eq!(event.ref_name, "refs/heads/main");
     assert_eq!(event.old_sha, ZERO_SHA);
     assert_eq!(event.new_sha, head);
-    assert_eq!(event.pusher, "admin");
+    assert_eq!(event.pusher.as_deref(), Some("admin"));
 
     // A second push: old = previous head.
     let third = commit_file(&a, "README.md", b"hello again\n", "third").await?;
@@ -418,6 +418,60 @@ async fn concurrent_pushes_to_two_branches_both_land() -> Result<()> {
             ("refs/heads/two".into(), ZERO_SHA.into(), two),
         ]
     );
+    server.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ref_changes_without_stored_events_are_recovered_at_start() -> Result<()> {
+    let server = TestServer::start().await?;
+    server.create_repo(&server.admin_token, "rec").await?;
+    let work = tempfile::tempdir()?;
+    let url = server.git_url("admin/rec", Some(&server.admin_token));
+    let a = clone(work.path(), &url, "a", &[]).await?;
+    let head = commit_file(&a, "f", b"1", "one").await?;
+    git_ok(&a, &["push", "-q", "origin", "main"]).await?;
+    // Simulate a push that landed while the server died before storing its events.
+    let bare = server.data_dir.join("repos/admin/rec.git");
+    let bare_str = bare.to_string_lossy().into_owned();
+    git_ok(
+        &a,
+        &[
+            "--git-dir",
+            &bare_str,
+            "update-ref",
+            "refs/heads/lost",
+            &head,
+        ],
+    )
+    .await?;
+    let server = server.restart().await?;
+    let events: Vec<PushEvent> = server
+        .http
+        .get(server.api("/repos/admin/rec/events"))
+        .bearer_auth(&server.admin_token)
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert_eq!(events[1].ref_name, "refs/heads/lost");
+    assert_eq!(
+        (events[1].old_sha.as_str(), events[1].new_sha.as_str()),
+        (ZERO_SHA, head.as_str())
+    );
+    assert_eq!(events[1].pusher, None);
+    // Nothing more on the next start.
+    let server = server.restart().await?;
+    let events: Vec<PushEvent> = server
+        .http
+        .get(server.api("/repos/admin/rec/events"))
+        .bearer_auth(&server.admin_token)
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(events.len(), 2);
     server.stop().await;
     Ok(())
 }

@@ -168,12 +168,14 @@ async fn exercise(url: &str) -> Result<()> {
             new_sha: sha(char::from(b'a' + i as u8)),
         })
         .collect();
-    let stored = store.insert_push_events(&private, &carol, &updates).await?;
+    let stored = store
+        .insert_push_events(&private, Some(&carol), &updates)
+        .await?;
     assert_eq!(stored.len(), 5);
     let listed = store.list_push_events(private.id, 3).await?;
     let refs: Vec<&str> = listed.iter().map(|e| e.ref_name.as_str()).collect();
     assert_eq!(refs, ["refs/heads/b2", "refs/heads/b3", "refs/heads/b4"]);
-    assert_eq!(listed[0].pusher, "carol");
+    assert_eq!(listed[0].pusher.as_deref(), Some("carol"));
     assert!(store.list_push_events(public.id, 10).await?.is_empty());
 
     // Deleting a repository removes its events and members.

@@ -21,6 +21,7 @@ pub struct TestServer {
     pub state: AppState,
     pub http: reqwest::Client,
     pub tmp: TempDir,
+    database_url: Option<String>,
     shutdown: Option<oneshot::Sender<()>>,
     handle: Option<tokio::task::JoinHandle<()>>,
 }
@@ -31,11 +32,26 @@ impl TestServer {
     }
 
     pub async fn start_with(database_url: Option<String>) -> Result<TestServer> {
-        let tmp = tempfile::tempdir()?;
+        Self::start_in(tempfile::tempdir()?, database_url).await
+    }
+
+    /// Stops the server and starts a new one on the same data directory (new port).
+    pub async fn restart(mut self) -> Result<TestServer> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(handle) = self.handle.take() {
+            let _ = handle.await;
+        }
+        let tmp = std::mem::replace(&mut self.tmp, tempfile::tempdir()?);
+        Self::start_in(tmp, self.database_url.clone()).await
+    }
+
+    async fn start_in(tmp: TempDir, database_url: Option<String>) -> Result<TestServer> {
         let data_dir = tmp.path().join("data");
         let mut config = Config::new(&data_dir);
         config.admin_token = Some(ADMIN_TOKEN.to_string());
-        config.database_url = database_url;
+        config.database_url = database_url.clone();
         let server = Server::new(config).await?;
         let state = server.state().clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -55,6 +71,7 @@ impl TestServer {
             state,
             http: reqwest::Client::new(),
             tmp,
+            database_url,
             shutdown: Some(tx),
             handle: Some(handle),
         })
