@@ -652,3 +652,51 @@ async fn run_receive_pack(
     }
     Ok(report)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refs(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn diff_refs_reports_creates_updates_and_deletes() {
+        let before = refs(&[
+            ("refs/heads/a", "1"),
+            ("refs/heads/b", "2"),
+            ("refs/tags/t", "3"),
+        ]);
+        let after = refs(&[
+            ("refs/heads/a", "1"),
+            ("refs/heads/b", "4"),
+            ("refs/heads/c", "5"),
+        ]);
+        let got: Vec<(String, String, String)> = diff_refs(&before, &after)
+            .into_iter()
+            .map(|u| (u.ref_name, u.old_sha, u.new_sha))
+            .collect();
+        let s = |x: &str| x.to_string();
+        assert_eq!(
+            got,
+            vec![
+                (s("refs/heads/b"), s("2"), s("4")),
+                (s("refs/heads/c"), s(ZERO_SHA), s("5")),
+                (s("refs/tags/t"), s("3"), s(ZERO_SHA)),
+            ]
+        );
+    }
+
+    #[test]
+    fn v2_and_other_protocol_headers_are_validated() {
+        let mut headers = HeaderMap::new();
+        headers.insert("git-protocol", HeaderValue::from_static("version=2"));
+        assert_eq!(git_protocol(&headers).as_deref(), Some("version=2"));
+        headers.insert("git-protocol", HeaderValue::from_static("version=2;rm -rf"));
+        assert_eq!(git_protocol(&headers), None);
+    }
+}
