@@ -1,18 +1,18 @@
 //! `cove` — the command line for Cove.
 
+mod client;
 mod devfile;
+mod login;
+mod repo;
 mod workflow;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// Cove: self-hosted dev environments and private CI.
 #[derive(Parser)]
-#[command(
-    name = "cove",
-    version,
-    about = "Cove: dev environments from devfiles and private CI driven by git pushes"
-)]
+#[command(name = "cove", version)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -20,6 +20,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Log in to a Cove server and store the token.
+    Login(login::LoginArgs),
+    /// Manage hosted git repositories.
+    Repo(repo::RepoArgs),
     /// Check and plan devfiles offline.
     #[command(subcommand)]
     Devfile(devfile::DevfileCommand),
@@ -31,6 +35,8 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Login(args) => login::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Repo(args) => repo::run(args).map(|()| ExitCode::SUCCESS),
         Command::Devfile(cmd) => devfile::run(cmd),
         Command::Workflow(cmd) => workflow::run(cmd),
     };

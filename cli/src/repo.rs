@@ -1,0 +1,155 @@
+//! `cove repo create|list|show|delete|clone-url`.
+
+use anyhow::{bail, Result};
+use clap::{Args, Subcommand, ValueEnum};
+use cove_api::{CreateRepoRequest, Repo, User, Visibility};
+
+use crate::client::Client;
+
+/// Output format of list/show commands.
+#[derive(Debug, Clone, Copy, Default, ValueEnum)]
+pub enum Output {
+    #[default]
+    Text,
+    Json,
+}
+
+/// Manage hosted git repositories.
+#[derive(Debug, Args)]
+pub struct RepoArgs {
+    #[command(subcommand)]
+    pub command: RepoCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RepoCommand {
+    /// Create a repository (default branch `main`).
+    Create {
+        /// NAME or OWNER/NAME.
+        name: String,
+        /// Anyone may clone it (default: private).
+        #[arg(long)]
+        public: bool,
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
+    /// List the repositories you can read.
+    List {
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
+    /// Show one repository.
+    Show {
+        /// NAME or OWNER/NAME.
+        name: String,
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
+    /// Delete a repository and all its history.
+    Delete {
+        /// OWNER/NAME.
+        name: String,
+        /// Confirm the deletion.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Print the URL to `git clone`.
+    CloneUrl {
+        /// NAME or OWNER/NAME.
+        name: String,
+    },
+}
+
+/// Splits `owner/name`; a bare `name` belongs to the logged-in user.
+fn full_name(client: &Client, name: &str) -> Result<(String, String)> {
+    match name.split_once('/') {
+        Some((owner, repo)) if !owner.is_empty() && !repo.is_empty() && !repo.contains('/') => {
+            Ok((owner.to_string(), repo.to_string()))
+        }
+        Some(_) => bail!("expected NAME or OWNER/NAME, got {name:?}"),
+        None => {
+            let me: User = client.get("/user")?;
+            Ok((me.username, name.to_string()))
+        }
+    }
+}
+
+fn print_repo(repo: &Repo, output: Output) -> Result<()> {
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(repo)?),
+        Output::Text => {
+            println!("name:           {}", repo.full_name);
+            println!("visibility:     {}", repo.visibility.as_str());
+            println!("default branch: {}", repo.default_branch);
+            println!("clone url:      {}", repo.clone_url);
+        }
+    }
+    Ok(())
+}
+
+pub fn run(args: RepoArgs) -> Result<()> {
+    let client = Client::from_env_or_config()?;
+    match args.command {
+        RepoCommand::Create {
+            name,
+            public,
+            output,
+        } => {
+            let (owner, name) = match name.split_once('/') {
+                Some((owner, name)) => (Some(owner.to_string()), name.to_string()),
+                None => (None, name),
+            };
+            let request = CreateRepoRequest {
+                name,
+                owner,
+                visibility: if public {
+                    Visibility::Public
+                } else {
+                    Visibility::Private
+                },
+            };
+            let repo: Repo = client.post("/repos", &request)?;
+            print_repo(&repo, output)
+        }
+        RepoCommand::List { output } => {
+            let repos: Vec<Repo> = client.get("/repos")?;
+            match output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&repos)?),
+                Output::Text if repos.is_empty() => println!("no repositories"),
+                Output::Text => {
+                    let width = repos.iter().map(|r| r.full_name.len()).max().unwrap_or(4);
+                    println!("{:width$}  {:10}  CLONE URL", "NAME", "VISIBILITY");
+                    for r in &repos {
+                        println!(
+                            "{:width$}  {:10}  {}",
+                            r.full_name,
+                            r.visibility.as_str(),
+                            r.clone_url
+                        );
+                    }
+                }
+            }
+            Ok(())
+        }
+        RepoCommand::Show { name, output } => {
+            let (owner, name) = full_name(&client, &name)?;
+            let repo: Repo = client.get(&format!("/repos/{owner}/{name}"))?;
+            print_repo(&repo, output)
+        }
+        RepoCommand::Delete { name, yes } => {
+            let (owner, name) = full_name(&client, &name)?;
+            if !yes {
+                bail!("deleting {owner}/{name} destroys its history: re-run with --yes to confirm");
+            }
+            client.delete(&format!("/repos/{owner}/{name}"))?;
+            println!("deleted {owner}/{name}");
+            Ok(())
+        }
+        RepoCommand::CloneUrl { name } => {
+            let (owner, name) = full_name(&client, &name)?;
+            let repo: Repo = client.get(&format!("/repos/{owner}/{name}"))?;
+            println!("{}", repo.clone_url);
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! The `cove` binary against a real in-process `cove-server` on 127.0.0.1:0.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use anyhow::Result;
+use cove_server::{Config, Server};
+
+const ADMIN_TOKEN: &str = "cove_cli_test_admin_token_0123456789abcdef012345";
+
+struct Env {
+    url: String,
+    config_home: tempfile::TempDir,
+    _data: tempfile::TempDir,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+async fn start() -> Result<Env> {
+    let data = tempfile::tempdir()?;
+    let mut config = Config::new(data.path());
+    config.admin_token = Some(ADMIN_TOKEN.into());
+    let server = Server::new(config).await?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(server.serve(listener, async {
+        let _ = rx.await;
+    }));
+    Ok(Env {
+        url,
+        config_home: tempfile::tempdir()?,
+        _data: data,
+        _stop: tx,
+    })
+}
+
+async fn cove(config_home: &Path, args: &[&str]) -> Result<Output> {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_cove"));
+    cmd.args(args)
+        .env("XDG_CONFIG_HOME", config_home)
+        .env_remove("COVE_URL")
+        .env_remove("COVE_TOKEN");
+    Ok(cmd.output().await?)
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_then_repo_verbs() -> Result<()> {
+    let env = start().await?;
+    let home = env.config_home.path();
+
+    let out = cove(home, &["login", &env.url, "--token", ADMIN_TOKEN]).await?;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("as admin"), "{}", stdout(&out));
+    assert!(!stdout(&out).contains(ADMIN_TOKEN));
+    let config = home.join("cove/config.toml");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&config)?.permissions().mode() & 0o777,
+            0o600
+        );
+    }
+
+    let out = cove(home, &["repo", "create", "alpha", "--output", "json"]).await?;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let repo: cove_api::Repo = serde_json::from_str(&stdout(&out))?;
+    assert_eq!(repo.full_name, "admin/alpha");
+
+    let out = cove(home, &["repo", "list", "--output", "json"]).await?;
+    let repos: Vec<cove_api::Repo> = serde_json::from_str(&stdout(&out))?;
+    assert_eq!(repos.len(), 1);
+    let out = cove(home, &["repo", "list"]).await?;
+    assert!(stdout(&out).contains("admin/alpha"));
+
+    let out = cove(home, &["repo", "show", "alpha", "--output", "json"]).await?;
+    let shown: cove_api::Repo = serde_json::from_str(&stdout(&out))?;
+    assert_eq!(shown, repo);
+
+    let out = cove(home, &["repo", "clone-url", "admin/alpha"]).await?;
+    assert_eq!(
+        stdout(&out).trim(),
+        format!("{}/git/admin/alpha.git", env.url)
+    );
+
+    let out = cove(home, &["repo", "delete", "admin/alpha"]).await?;
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--yes"));
+    let out = cove(home, &["repo", "delete", "admin/alpha", "--yes"]).await?;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = cove(home, &["repo", "show", "admin/alpha"]).await?;
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("not found"), "{}", stderr(&out));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_tell_the_user_what_to_do() -> Result<()> {
+    let env = start().await?;
+    let home = env.config_home.path();
+
+    // Not logged in.
+    let out = cove(home, &["repo", "list"]).await?;
+    assert!(stderr(&out).contains("cove login"), "{}", stderr(&out));
+
+    // Bad token at login.
+    let out = cove(home, &["login", &env.url, "--token", "cove_nope"]).await?;
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("token expired or invalid"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!stderr(&out).contains("cove_nope"));
+
+    // Read-only token: creating a repository names the missing scope.
+    let client = create_token_raw(&env.url, &["read"])?;
+    let out = cove(home, &["login", &env.url, "--token", &client]).await?;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = cove(home, &["repo", "create", "beta"]).await?;
+    assert!(
+        stderr(&out).contains("token lacks scope write"),
+        "{}",
+        stderr(&out)
+    );
+
+    // Server unreachable (env override of URL).
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_cove"))
+        .args(["repo", "list"])
+        .env("XDG_CONFIG_HOME", home)
+        .env("COVE_URL", "http://127.0.0.1:9")
+        .env("COVE_TOKEN", ADMIN_TOKEN)
+        .output()
+        .await?;
+    assert!(
+        stderr(&out).contains("is cove-server running at http://127.0.0.1:9"),
+        "{}",
+        stderr(&out)
+    );
+    Ok(())
+}
+
+/// Creates a token through the API with a minimal HTTP/1.1 request (the CLI's client is not a
+/// library, so this uses a tiny request over std's TcpStream).
+fn create_token_raw(url: &str, scopes: &[&str]) -> Result<String> {
+    use std::io::{Read, Write};
+    let host = url.trim_start_matches("http://");
+    let body = serde_json::json!({"name": "ro", "scopes": scopes}).to_string();
+    let mut stream = std::net::TcpStream::connect(host)?;
+    write!(
+        stream,
+        "POST /api/v1/tokens HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let json = response.split("\r\n\r\n").nth(1).unwrap_or_default();
+    let created: cove_api::CreatedToken = serde_json::from_str(json)?;
+    Ok(created.token)
+}
+
+#[test]
+fn help_lists_login_and_repo() {
+    let out = Command::new(env!("CARGO_BIN_EXE_cove"))
+        .arg("--help")
+        .output()
+        .expect("cove runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("login") && text.contains("repo"), "{text}");
+}

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Benchmark (not a test): push and clone of a ~50 MB repository through Cove vs the same
+# repository served by plain `git http-backend` behind a tiny CGI wrapper, both on 127.0.0.1.
+#
+#   scripts/bench-git.sh            # release build (default)
+#   PROFILE=debug ROUNDS=1 scripts/bench-git.sh
+#
+# Prints seconds per operation (median of ROUNDS) and the throughput ratio cove/plain.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ROUNDS="${ROUNDS:-3}"
+SIZE_MB="${SIZE_MB:-50}"
+PROFILE="${PROFILE:-release}"
+if [ "$PROFILE" = release ]; then cargo build -q --release -p cove-server; else cargo build -q -p cove-server; fi
+BIN="target/$PROFILE/cove-server"
+
+WORK="$(mktemp -d /tmp/cove-bench.XXXXXX)"
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+now() { date +%s.%N; }
+export GIT_TERMINAL_PROMPT=0 GIT_CONFIG_NOSYSTEM=1 GIT_CONFIG_GLOBAL=/dev/null
+export GIT_AUTHOR_NAME=bench GIT_AUTHOR_EMAIL=bench@example.com GIT_COMMITTER_NAME=bench GIT_COMMITTER_EMAIL=bench@example.com
+
+# The source repository: SIZE_MB of incompressible data in 1 MiB files, 5 commits.
+SRC="$WORK/src"
+git init -q -b main "$SRC"
+per_commit=$(( SIZE_MB / 5 ))
+for c in 1 2 3 4 5; do
+  for i in $(seq 1 "$per_commit"); do head -c 1048576 /dev/urandom > "$SRC/c${c}_f${i}.bin"; done
+  git -C "$SRC" add -A && git -C "$SRC" commit -q -m "commit $c"
+done
+PACKED_MB=$(du -sm "$SRC/.git/objects" | cut -f1)
+
+# Cove.
+COVE_PORT=$(free_port)
+TOKEN="cove_bench_$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+COVE_ADMIN_TOKEN="$TOKEN" RUST_LOG=warn "$BIN" --data-dir "$WORK/cove-data" --listen "127.0.0.1:$COVE_PORT" >/dev/null 2>&1 &
+PIDS+=($!)
+# Plain git http-backend.
+PLAIN_PORT=$(free_port)
+mkdir -p "$WORK/plain"
+python3 scripts/git-http-backend-cgi.py "$PLAIN_PORT" "$WORK/plain" &
+PIDS+=($!)
+for _ in $(seq 1 100); do
+  curl -fsS -o /dev/null -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$COVE_PORT/api/v1/user" 2>/dev/null && break
+  sleep 0.1
+done
+sleep 0.5
+
+median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+declare -A T
+for target in cove plain; do
+  pushes=(); clones=()
+  for r in $(seq 1 "$ROUNDS"); do
+    if [ "$target" = cove ]; then
+      curl -fsS -o /dev/null -H "Authorization: Bearer $TOKEN" -H 'content-type: application/json' \
+        -d "{\"name\":\"bench$r\"}" "http://127.0.0.1:$COVE_PORT/api/v1/repos"
+      url="http://bench:$TOKEN@127.0.0.1:$COVE_PORT/git/admin/bench$r.git"
+    else
+      git init -q --bare -b main "$WORK/plain/bench$r.git"
+      git -C "$WORK/plain/bench$r.git" config http.receivepack true
+      url="http://127.0.0.1:$PLAIN_PORT/bench$r.git"
+    fi
+    t0=$(now); git -C "$SRC" push -q "$url" main; t1=$(now)
+    rm -rf "$WORK/clone"
+    t2=$(now); git clone -q "$url" "$WORK/clone"; t3=$(now)
+    test "$(git -C "$WORK/clone" rev-parse HEAD)" = "$(git -C "$SRC" rev-parse HEAD)"
+    pushes+=("$(echo "$t1 - $t0" | bc -l)"); clones+=("$(echo "$t3 - $t2" | bc -l)")
+  done
+  T[$target-push]=$(printf '%s\n' "${pushes[@]}" | median)
+  T[$target-clone]=$(printf '%s\n' "${clones[@]}" | median)
+done
+
+echo "repository: ${SIZE_MB} MiB of random data in 5 commits (${PACKED_MB} MiB of objects); median of $ROUNDS rounds; $PROFILE build; git $(git --version | cut -d' ' -f3)"
+printf '%-6s %12s %12s %14s %14s\n' op "cove (s)" "plain (s)" "cove MiB/s" "ratio cove/plain"
+for op in push clone; do
+  c=${T[cove-$op]}; p=${T[plain-$op]}
+  printf '%-6s %12.3f %12.3f %14.1f %14.2f\n' "$op" "$c" "$p" "$(echo "$SIZE_MB / $c" | bc -l)" "$(echo "$p / $c" | bc -l)"
+done

@@ -1,0 +1,229 @@
+//! Authentication (who is calling) and authorization (may they do this).
+//!
+//! Invariant: every permission decision — token scopes, admin-only routes, per-repository roles,
+//! public-repository reads — is made by [`require_scope`] and [`authorize_repo`] in this module;
+//! the REST middleware and the git handlers only call them. Secrets never reach a log line or an
+//! error message: tokens are compared by their SHA-256, passwords by argon2.
+
+use argon2::password_hash::rand_core::OsRng;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use axum::http::{header, HeaderMap};
+use base64::Engine;
+use cove_api::{Role, Scope, Visibility};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+use crate::error::ApiError;
+use crate::names::validate_name;
+use crate::store::{now_secs, RepoRow, Store, UserRow};
+
+/// Prefix of every API token; lets HTTP Basic tell a token from a password.
+pub const TOKEN_PREFIX: &str = "cove_";
+
+/// A new high-entropy token: the prefix and 32 random bytes in hex.
+pub fn generate_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    format!("{TOKEN_PREFIX}{}", hex::encode(bytes))
+}
+
+/// What is stored for a token: hex SHA-256 of the whole token.
+pub fn hash_token(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// Hashes a password with argon2id and a random salt (PHC string).
+pub fn hash_password(password: &str) -> Result<String, ApiError> {
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|hash| hash.to_string())
+        .map_err(|e| ApiError::internal(anyhow::anyhow!("hashing a password failed: {e}")))
+}
+
+fn verify_password(password: &str, phc: &str) -> bool {
+    PasswordHash::new(phc)
+        .map(|hash| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &hash)
+                .is_ok()
+        })
+        .unwrap_or(false)
+}
+
+/// An authenticated caller and what its credential allows.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub user: UserRow,
+    pub scopes: Vec<Scope>,
+    /// The token used, when authenticated by token.
+    pub token_id: Option<i64>,
+}
+
+impl Principal {
+    pub fn has_scope(&self, scope: Scope) -> bool {
+        self.scopes.contains(&scope)
+    }
+}
+
+enum Credential {
+    Token(String),
+    Password { username: String, password: String },
+}
+
+fn parse_authorization(headers: &HeaderMap) -> Result<Option<Credential>, ApiError> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let value = value.to_str().map_err(|_| ApiError::Unauthorized)?;
+    let (kind, rest) = value.split_once(' ').ok_or(ApiError::Unauthorized)?;
+    let rest = rest.trim();
+    if kind.eq_ignore_ascii_case("bearer") || kind.eq_ignore_ascii_case("token") {
+        return Ok(Some(Credential::Token(rest.to_string())));
+    }
+    if kind.eq_ignore_ascii_case("basic") {
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(rest)
+            .map_err(|_| ApiError::Unauthorized)?;
+        let decoded = String::from_utf8(decoded).map_err(|_| ApiError::Unauthorized)?;
+        let (username, password) = decoded.split_once(':').ok_or(ApiError::Unauthorized)?;
+        if password.starts_with(TOKEN_PREFIX) {
+            // git sends any username with the token as password.
+            return Ok(Some(Credential::Token(password.to_string())));
+        }
+        return Ok(Some(Credential::Password {
+            username: username.to_string(),
+            password: password.to_string(),
+        }));
+    }
+    Err(ApiError::Unauthorized)
+}
+
+/// Resolves the request's credentials. `Ok(None)`: no credentials at all; any credential
+/// that is present but wrong, expired or revoked is [`ApiError::Unauthorized`].
+pub async fn authenticate(
+    store: &Store,
+    headers: &HeaderMap,
+) -> Result<Option<Principal>, ApiError> {
+    match parse_authorization(headers)? {
+        None => Ok(None),
+        Some(Credential::Token(token)) => {
+            let Some((row, user)) = store.token_by_hash(&hash_token(&token)).await? else {
+                return Err(ApiError::Unauthorized);
+            };
+            if row.expires_at.is_some_and(|at| at <= now_secs()) {
+                return Err(ApiError::Unauthorized);
+            }
+            Ok(Some(Principal {
+                user,
+                scopes: row.scopes,
+                token_id: Some(row.id),
+            }))
+        }
+        Some(Credential::Password { username, password }) => {
+            let user = store
+                .user_by_name(&username)
+                .await?
+                .ok_or(ApiError::Unauthorized)?;
+            let Some(phc) = user.password_hash.clone() else {
+                return Err(ApiError::Unauthorized);
+            };
+            let ok = tokio::task::spawn_blocking(move || verify_password(&password, &phc))
+                .await
+                .map_err(ApiError::internal)?;
+            if !ok {
+                return Err(ApiError::Unauthorized);
+            }
+            let scopes = user_scopes(&user);
+            Ok(Some(Principal {
+                user,
+                scopes,
+                token_id: None,
+            }))
+        }
+    }
+}
+
+/// The scopes a user may hold: everything but `admin` for non-admins.
+pub fn user_scopes(user: &UserRow) -> Vec<Scope> {
+    Scope::ALL
+        .into_iter()
+        .filter(|s| *s != Scope::Admin || user.is_admin)
+        .collect()
+}
+
+/// Requires an authenticated caller whose credential has `scope` (and who is an admin when
+/// `admin_only`).
+pub fn require_scope(
+    principal: Option<&Principal>,
+    scope: Scope,
+    admin_only: bool,
+) -> Result<&Principal, ApiError> {
+    let principal = principal.ok_or(ApiError::Unauthorized)?;
+    if !principal.has_scope(scope) {
+        return Err(ApiError::MissingScope(scope));
+    }
+    if admin_only && !principal.user.is_admin {
+        return Err(ApiError::Forbidden(
+            "only administrators may do this".into(),
+        ));
+    }
+    Ok(principal)
+}
+
+/// The role a caller has on a repository, `None` when it may not even see it.
+async fn effective_role(
+    store: &Store,
+    principal: Option<&Principal>,
+    repo: &RepoRow,
+) -> Result<Option<Role>, ApiError> {
+    let member = match principal {
+        Some(p) if p.user.is_admin || p.user.id == repo.owner_id => Some(Role::Owner),
+        Some(p) => store.member_role(repo.id, p.user.id).await?,
+        None => None,
+    };
+    let public = (repo.visibility == Visibility::Public).then_some(Role::Reader);
+    Ok(member.max(public))
+}
+
+/// The single place that decides whether a caller may act on a repository: the credential
+/// must carry `scope` and the caller must hold at least `role` on `owner/name`.
+///
+/// Anonymous callers may read public repositories. Callers that cannot see a repository get
+/// 404 (its existence is not revealed); anonymous callers get 401 so git asks for credentials.
+pub async fn authorize_repo(
+    store: &Store,
+    principal: Option<&Principal>,
+    owner: &str,
+    name: &str,
+    scope: Scope,
+    role: Role,
+) -> Result<RepoRow, ApiError> {
+    validate_name("owner", owner).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    validate_name("repository name", name).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    if let Some(p) = principal {
+        if !p.has_scope(scope) {
+            return Err(ApiError::MissingScope(scope));
+        }
+    }
+    let full_name = format!("{owner}/{name}");
+    let Some(repo) = store.repo(owner, name).await? else {
+        return Err(match principal {
+            None => ApiError::Unauthorized,
+            Some(_) => ApiError::NotFound(format!("repository {full_name}")),
+        });
+    };
+    let have = effective_role(store, principal, &repo).await?;
+    // Anonymous callers only ever read.
+    let anonymous_ok = principal.is_some() || (scope == Scope::Read && role == Role::Reader);
+    match have {
+        Some(have) if have >= role && anonymous_ok => Ok(repo),
+        _ if principal.is_none() => Err(ApiError::Unauthorized),
+        None => Err(ApiError::NotFound(format!("repository {full_name}"))),
+        Some(_) => Err(ApiError::Forbidden(format!(
+            "this needs the {} role on {full_name}",
+            role.as_str()
+        ))),
+    }
+}

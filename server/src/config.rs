@@ -1,0 +1,199 @@
+//! Server configuration: a TOML file, overridden by environment variables, overridden by
+//! command-line flags.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// A configuration problem.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: toml::de::Error,
+    },
+    #[error("invalid listen address {0:?} (expected HOST:PORT)")]
+    Listen(String),
+    #[error("unsupported database URL scheme (expected sqlite:// or postgres://)")]
+    DatabaseScheme,
+    #[error("COVE_ADMIN_TOKEN must start with \"cove_\" and be at least 32 characters")]
+    AdminToken,
+}
+
+/// The keys accepted in the TOML file; every key is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub data_dir: Option<PathBuf>,
+    pub listen: Option<String>,
+    pub database_url: Option<String>,
+    pub public_url: Option<String>,
+}
+
+impl FileConfig {
+    /// Reads a TOML config file.
+    pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+}
+
+/// The resolved configuration of one server.
+#[derive(Clone)]
+pub struct Config {
+    /// Holds the SQLite database, git repositories and trash.
+    pub data_dir: PathBuf,
+    /// Address to listen on (used by the binary; tests pass their own listener).
+    pub listen: SocketAddr,
+    /// `sqlite://…` or `postgres://…`; default: SQLite in `data_dir/cove.db`.
+    pub database_url: Option<String>,
+    /// Base URL clients use (clone URLs); default: `http://` + the bound address.
+    pub public_url: Option<String>,
+    /// The bootstrap admin token (from `COVE_ADMIN_TOKEN`); generated when absent.
+    pub admin_token: Option<String>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("data_dir", &self.data_dir)
+            .field("listen", &self.listen)
+            .field(
+                "database_url",
+                &self.database_url.as_deref().map(redact_url),
+            )
+            .field("public_url", &self.public_url)
+            .field(
+                "admin_token",
+                &self.admin_token.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
+}
+
+/// A database URL with any password replaced, safe to log.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// Default listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+impl Config {
+    /// A configuration with defaults for everything but the data directory.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Config {
+        Config {
+            data_dir: data_dir.into(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            database_url: None,
+            public_url: None,
+            admin_token: None,
+        }
+    }
+
+    /// Merges layers: `flags` (already merged with the environment by clap) over `file`.
+    pub fn resolve(
+        data_dir: Option<PathBuf>,
+        listen: Option<String>,
+        database_url: Option<String>,
+        public_url: Option<String>,
+        admin_token: Option<String>,
+        file: FileConfig,
+    ) -> Result<Config, ConfigError> {
+        let data_dir = data_dir
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from(".cove-data"));
+        let listen_text = listen
+            .or(file.listen)
+            .unwrap_or_else(|| DEFAULT_LISTEN.to_string());
+        let listen = listen_text
+            .parse()
+            .map_err(|_| ConfigError::Listen(listen_text.clone()))?;
+        let database_url = database_url.or(file.database_url).filter(|s| !s.is_empty());
+        if let Some(url) = &database_url {
+            let ok = ["sqlite:", "postgres://", "postgresql://"]
+                .iter()
+                .any(|p| url.starts_with(p));
+            if !ok {
+                return Err(ConfigError::DatabaseScheme);
+            }
+        }
+        let admin_token = admin_token.filter(|s| !s.is_empty());
+        if let Some(token) = &admin_token {
+            if !token.starts_with(crate::auth::TOKEN_PREFIX) || token.len() < 32 {
+                return Err(ConfigError::AdminToken);
+            }
+        }
+        Ok(Config {
+            data_dir,
+            listen,
+            database_url,
+            public_url: public_url
+                .or(file.public_url)
+                .map(|u| u.trim_end_matches('/').to_string()),
+            admin_token,
+        })
+    }
+
+    /// The database URL to connect to.
+    pub fn database_url(&self) -> String {
+        self.database_url.clone().unwrap_or_else(|| {
+            format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("cove.db").display()
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_file() {
+        let file = FileConfig {
+            data_dir: Some("/file".into()),
+            listen: Some("0.0.0.0:1".into()),
+            database_url: None,
+            public_url: Some("http://file/".into()),
+        };
+        let c = Config::resolve(Some("/flag".into()), None, None, None, None, file)
+            .expect("valid config");
+        assert_eq!(c.data_dir, PathBuf::from("/flag"));
+        assert_eq!(c.listen.to_string(), "0.0.0.0:1");
+        assert_eq!(c.public_url.as_deref(), Some("http://file"));
+        assert!(c.database_url().starts_with("sqlite:///flag/cove.db"));
+    }
+
+    #[test]
+    fn redacts_database_passwords() {
+        assert_eq!(
+            redact_url("postgres://cove:secret@db:5432/cove"),
+            "postgres://cove:***@db:5432/cove"
+        );
+        assert_eq!(redact_url("sqlite:///x.db"), "sqlite:///x.db");
+    }
+}

@@ -1,0 +1,253 @@
+//! `cove-server`: Cove's control plane — the `/api/v1` REST API, git hosting over smart HTTP,
+//! authentication and authorization, the store (SQLite or PostgreSQL) and the in-process event
+//! bus that later subsystems (the workflow engine) subscribe to.
+//!
+//! Architecture invariants: only this crate knows axum, HTTP, sqlx and git2. Wire types come
+//! from `cove-api`; this crate must not depend on the CLI. Permission decisions live in
+//! [`auth`] only; SQL lives in [`store`] only; spawning git lives in [`git`] only.
+
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod git;
+pub mod names;
+pub mod routes;
+pub mod store;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use cove_api::{PushEvent, Scope};
+use tokio::net::TcpListener;
+use tokio::sync::broadcast;
+
+pub use config::Config;
+use store::{Store, StoreError};
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Git(#[from] git::GitError),
+    #[error("HTTP server failed: {0}")]
+    Serve(#[source] std::io::Error),
+    #[error("cannot read the listener's address: {0}")]
+    Listener(#[source] std::io::Error),
+}
+
+/// How many push events the bus holds for a slow subscriber before it lags.
+const EVENT_BUS_CAPACITY: usize = 1024;
+
+struct Inner {
+    store: Store,
+    data_dir: PathBuf,
+    public_url: OnceLock<String>,
+    events: broadcast::Sender<PushEvent>,
+    repo_locks: Mutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// Shared state of all handlers.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+impl AppState {
+    pub fn store(&self) -> &Store {
+        &self.0.store
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.0.data_dir
+    }
+
+    /// Base URL for clone URLs.
+    pub fn public_url(&self) -> &str {
+        self.0
+            .public_url
+            .get()
+            .map(String::as_str)
+            .unwrap_or("http://localhost")
+    }
+
+    /// A receiver of every push event stored from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<PushEvent> {
+        self.0.events.subscribe()
+    }
+
+    fn publish(&self, event: PushEvent) {
+        // No subscriber is fine: events are in the store either way.
+        let _ = self.0.events.send(event);
+    }
+
+    /// The lock that serializes pushes (and deletion) of one repository.
+    pub fn repo_lock(&self, repo_id: i64) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = match self.0.repo_locks.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        locks.entry(repo_id).or_default().clone()
+    }
+}
+
+/// A configured server, ready to serve.
+pub struct Server {
+    state: AppState,
+    /// The admin token created on first start when none was configured; show it once.
+    pub bootstrap_token: Option<String>,
+}
+
+impl Server {
+    /// Opens the data directory and the store, runs migrations, and on first start creates the
+    /// `admin` user with a token.
+    pub async fn new(config: Config) -> Result<Server, ServerError> {
+        std::fs::create_dir_all(config.data_dir.join("repos")).map_err(|source| {
+            ServerError::DataDir {
+                path: config.data_dir.clone(),
+                source,
+            }
+        })?;
+        let data_dir = config
+            .data_dir
+            .canonicalize()
+            .map_err(|source| ServerError::DataDir {
+                path: config.data_dir.clone(),
+                source,
+            })?;
+        let config = Config { data_dir, ..config };
+        let removed = git::remove_stale_quarantines(&config.data_dir)?;
+        if removed > 0 {
+            tracing::warn!(
+                count = removed,
+                "removed quarantine directories of interrupted pushes"
+            );
+        }
+        let store = Store::open(&config.database_url()).await?;
+        let bootstrap_token = bootstrap_admin(&store, config.admin_token.as_deref()).await?;
+        recover_push_events(&store, &config.data_dir).await?;
+        let public_url = OnceLock::new();
+        if let Some(url) = &config.public_url {
+            let _ = public_url.set(url.clone());
+        }
+        let (events, _) = broadcast::channel(EVENT_BUS_CAPACITY);
+        let state = AppState(Arc::new(Inner {
+            store,
+            data_dir: config.data_dir,
+            public_url,
+            events,
+            repo_locks: Mutex::new(HashMap::new()),
+        }));
+        Ok(Server {
+            state,
+            bootstrap_token,
+        })
+    }
+
+    /// Shared state (store, event bus) for embedding and tests.
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves HTTP on `listener` until `shutdown` completes, then finishes in-flight requests.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServerError> {
+        let addr = listener.local_addr().map_err(ServerError::Listener)?;
+        let _ = self.state.0.public_url.set(format!("http://{addr}"));
+        tracing::info!(addr = %addr, public_url = %self.state.public_url(), "cove-server listening");
+        let app = routes::router(self.state.clone());
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .map_err(ServerError::Serve)?;
+        self.state.store().close().await;
+        tracing::info!("cove-server stopped");
+        Ok(())
+    }
+}
+
+/// First start: create `admin` and its token. With `COVE_ADMIN_TOKEN` set, make sure that
+/// token is valid for the first admin. Returns a token only when it was generated here.
+async fn bootstrap_admin(
+    store: &Store,
+    configured: Option<&str>,
+) -> Result<Option<String>, StoreError> {
+    let admin = match store.first_admin().await? {
+        Some(admin) => Some(admin),
+        None if store.user_count().await? == 0 => {
+            Some(store.create_user("admin", None, true).await?)
+        }
+        None => None,
+    };
+    let Some(admin) = admin else { return Ok(None) };
+    let fresh = store.list_tokens(admin.id).await?.is_empty();
+    match configured {
+        Some(token) => {
+            if store
+                .token_by_hash(&auth::hash_token(token))
+                .await?
+                .is_none()
+            {
+                store
+                    .create_token(
+                        admin.id,
+                        "bootstrap",
+                        &auth::hash_token(token),
+                        &Scope::ALL,
+                        None,
+                    )
+                    .await?;
+            }
+            Ok(None)
+        }
+        None if fresh && store.user_count().await? == 1 => {
+            let token = auth::generate_token();
+            store
+                .create_token(
+                    admin.id,
+                    "bootstrap",
+                    &auth::hash_token(&token),
+                    &Scope::ALL,
+                    None,
+                )
+                .await?;
+            Ok(Some(token))
+        }
+        None => Ok(None),
+    }
+}
+
+/// Start-up reconciliation: a push whose refs landed but whose events were not stored (the
+/// server died in between, so the client never got an acknowledgement) is recorded now, with
+/// no pusher, so subscribers such as the workflow engine still see every ref change.
+pub async fn recover_push_events(store: &Store, data_dir: &Path) -> Result<usize, ServerError> {
+    let mut recovered = 0;
+    for repo in store.list_repos(0, true).await? {
+        let path = git::repo_path(data_dir, &repo.owner, &repo.name);
+        if !path.exists() {
+            continue;
+        }
+        let on_disk = git::snapshot_refs(path).await?;
+        let recorded = store.recorded_refs(repo.id).await?;
+        let updates = git::diff_refs(&recorded, &on_disk);
+        if !updates.is_empty() {
+            tracing::warn!(
+                repo = %format!("{}/{}", repo.owner, repo.name),
+                count = updates.len(),
+                "recording ref updates of an unacknowledged push"
+            );
+            recovered += store.insert_push_events(&repo, None, &updates).await?.len();
+        }
+    }
+    Ok(recovered)
+}

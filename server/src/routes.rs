@@ -1,0 +1,889 @@
+//! The route table: every REST route with the scope and repository role it needs. The router
+//! and the OpenAPI document are both built from [`api_routes`], and authorization runs as one
+//! middleware per route driven by its [`RouteSpec`], so no route can skip it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, RawPathParams, Request, State};
+use axum::handler::Handler;
+use axum::http::{Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{on, MethodFilter, MethodRouter};
+use axum::{Extension, Json, Router};
+use cove_api::{
+    CreateRepoRequest, CreateTokenRequest, CreateUserRequest, CreatedToken, Member, PushEvent,
+    Repo, Role, Scope, SetMemberRequest, TokenInfo, User,
+};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::auth::{self, Principal};
+use crate::error::ApiError;
+use crate::git;
+use crate::names::validate_name;
+use crate::store::{now_secs, PushEventRow, RepoRow, TokenRow};
+use crate::AppState;
+
+/// What a route needs from its caller.
+#[derive(Debug, Clone)]
+pub struct RouteSpec {
+    pub method: Method,
+    /// axum path syntax: `/api/v1/repos/{owner}/{name}`.
+    pub path: &'static str,
+    /// Scope the credential must carry.
+    pub scope: Scope,
+    /// Role on the repository `{owner}/{name}` the caller must hold, for repository routes.
+    pub repo_role: Option<Role>,
+    /// Only administrators.
+    pub admin_only: bool,
+    pub summary: &'static str,
+    /// Status of a successful call.
+    pub success: StatusCode,
+}
+
+/// A route: its spec and its handler.
+pub struct Route {
+    pub spec: RouteSpec,
+    handler: MethodRouter<AppState>,
+}
+
+fn filter(method: &Method) -> MethodFilter {
+    match *method {
+        Method::POST => MethodFilter::POST,
+        Method::PUT => MethodFilter::PUT,
+        Method::DELETE => MethodFilter::DELETE,
+        Method::PATCH => MethodFilter::PATCH,
+        _ => MethodFilter::GET,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn route<H, T>(
+    method: Method,
+    path: &'static str,
+    scope: Scope,
+    repo_role: Option<Role>,
+    admin_only: bool,
+    success: StatusCode,
+    summary: &'static str,
+    handler: H,
+) -> Route
+where
+    H: Handler<T, AppState>,
+    T: 'static,
+{
+    Route {
+        handler: on(filter(&method), handler),
+        spec: RouteSpec {
+            method,
+            path,
+            scope,
+            repo_role,
+            admin_only,
+            summary,
+            success,
+        },
+    }
+}
+
+/// Every `/api/v1` route.
+pub fn api_routes() -> Vec<Route> {
+    use Method as M;
+    use Scope::{Admin, Read, Write};
+    const OK: StatusCode = StatusCode::OK;
+    const CREATED: StatusCode = StatusCode::CREATED;
+    const GONE: StatusCode = StatusCode::NO_CONTENT;
+    let reader = Some(Role::Reader);
+    let owner = Some(Role::Owner);
+    vec![
+        route(
+            M::GET,
+            "/api/v1/openapi.json",
+            Read,
+            None,
+            false,
+            OK,
+            "This OpenAPI document",
+            openapi,
+        ),
+        route(
+            M::GET,
+            "/api/v1/user",
+            Read,
+            None,
+            false,
+            OK,
+            "The authenticated user",
+            whoami,
+        ),
+        route(
+            M::GET,
+            "/api/v1/users",
+            Admin,
+            None,
+            true,
+            OK,
+            "List users",
+            list_users,
+        ),
+        route(
+            M::POST,
+            "/api/v1/users",
+            Admin,
+            None,
+            true,
+            CREATED,
+            "Create a user",
+            create_user,
+        ),
+        route(
+            M::GET,
+            "/api/v1/tokens",
+            Read,
+            None,
+            false,
+            OK,
+            "List the caller's tokens",
+            list_tokens,
+        ),
+        route(
+            M::POST,
+            "/api/v1/tokens",
+            Write,
+            None,
+            false,
+            CREATED,
+            "Create a token (shown once)",
+            create_token,
+        ),
+        route(
+            M::DELETE,
+            "/api/v1/tokens/{id}",
+            Write,
+            None,
+            false,
+            GONE,
+            "Revoke a token",
+            delete_token,
+        ),
+        route(
+            M::GET,
+            "/api/v1/repos",
+            Read,
+            None,
+            false,
+            OK,
+            "List repositories the caller can read",
+            list_repos,
+        ),
+        route(
+            M::POST,
+            "/api/v1/repos",
+            Write,
+            None,
+            false,
+            CREATED,
+            "Create a repository",
+            create_repo,
+        ),
+        route(
+            M::GET,
+            "/api/v1/repos/{owner}/{name}",
+            Read,
+            reader,
+            false,
+            OK,
+            "Show a repository",
+            get_repo,
+        ),
+        route(
+            M::DELETE,
+            "/api/v1/repos/{owner}/{name}",
+            Write,
+            owner,
+            false,
+            GONE,
+            "Delete a repository",
+            delete_repo,
+        ),
+        route(
+            M::GET,
+            "/api/v1/repos/{owner}/{name}/branches",
+            Read,
+            reader,
+            false,
+            OK,
+            "List branches",
+            list_branches,
+        ),
+        route(
+            M::GET,
+            "/api/v1/repos/{owner}/{name}/commits",
+            Read,
+            reader,
+            false,
+            OK,
+            "List commits (?branch=&limit=)",
+            list_commits,
+        ),
+        route(
+            M::GET,
+            "/api/v1/repos/{owner}/{name}/files/{*path}",
+            Read,
+            reader,
+            false,
+            OK,
+            "Read a file at a commit (?ref=)",
+            read_file,
+        ),
+        route(
+            M::GET,
+            "/api/v1/repos/{owner}/{name}/events",
+            Read,
+            reader,
+            false,
+            OK,
+            "List push events (?limit=)",
+            list_events,
+        ),
+        route(
+            M::GET,
+            "/api/v1/repos/{owner}/{name}/members",
+            Read,
+            reader,
+            false,
+            OK,
+            "List members",
+            list_members,
+        ),
+        route(
+            M::PUT,
+            "/api/v1/repos/{owner}/{name}/members/{username}",
+            Write,
+            owner,
+            false,
+            OK,
+            "Add or change a member",
+            set_member,
+        ),
+        route(
+            M::DELETE,
+            "/api/v1/repos/{owner}/{name}/members/{username}",
+            Write,
+            owner,
+            false,
+            GONE,
+            "Remove a member",
+            remove_member,
+        ),
+    ]
+}
+
+/// The git smart HTTP routes (authorized by the git handlers through the same `auth` module).
+pub const GIT_ROUTES: [(&str, &str, &str); 3] = [
+    (
+        "get",
+        "/git/{owner}/{repo}/info/refs",
+        "Ref advertisement (?service=git-upload-pack|git-receive-pack)",
+    ),
+    (
+        "post",
+        "/git/{owner}/{repo}/git-upload-pack",
+        "Fetch / clone (streamed)",
+    ),
+    (
+        "post",
+        "/git/{owner}/{repo}/git-receive-pack",
+        "Push (needs write access)",
+    ),
+];
+
+/// Builds the whole HTTP router.
+pub fn router(state: AppState) -> Router {
+    let mut router = Router::new();
+    for Route { spec, handler } in api_routes() {
+        let path = spec.path;
+        let layer =
+            middleware::from_fn_with_state((state.clone(), Arc::new(spec)), authorize_route);
+        router = router.route(path, handler.route_layer(layer));
+    }
+    router
+        .route(GIT_ROUTES[0].1, axum::routing::get(git::info_refs))
+        .route(GIT_ROUTES[1].1, axum::routing::post(git::upload_pack))
+        .route(GIT_ROUTES[2].1, axum::routing::post(git::receive_pack))
+        .fallback(|| async { ApiError::NotFound("route".into()) })
+        .layer(middleware::from_fn(log_request))
+        .with_state(state)
+}
+
+/// Logs every request and turns a panicking handler into a 500 for that request only.
+async fn log_request(request: Request, next: Next) -> Response {
+    use futures_util::FutureExt;
+    let method = request.method().clone();
+    // The path only: query strings are not logged.
+    let path = request.uri().path().to_string();
+    let started = std::time::Instant::now();
+    let response = match std::panic::AssertUnwindSafe(next.run(request))
+        .catch_unwind()
+        .await
+    {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::error!(method = %method, path = %path, "request handler panicked");
+            ApiError::internal(anyhow::anyhow!("handler panicked")).into_response()
+        }
+    };
+    tracing::info!(
+        method = %method,
+        path = %path,
+        status = response.status().as_u16(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "request"
+    );
+    response
+}
+
+/// The per-route authorization middleware.
+async fn authorize_route(
+    State((state, spec)): State<(AppState, Arc<RouteSpec>)>,
+    params: RawPathParams,
+    mut request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let principal = auth::authenticate(state.store(), request.headers()).await?;
+    let principal = auth::require_scope(principal.as_ref(), spec.scope, spec.admin_only)?.clone();
+    if let Some(role) = spec.repo_role {
+        let param = |key: &str| {
+            params
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, v)| v.to_string())
+                .unwrap_or_default()
+        };
+        let repo = auth::authorize_repo(
+            state.store(),
+            Some(&principal),
+            &param("owner"),
+            &param("name"),
+            spec.scope,
+            role,
+        )
+        .await?;
+        request.extensions_mut().insert(repo);
+    }
+    request.extensions_mut().insert(principal);
+    Ok(next.run(request).await)
+}
+
+// ---------------------------------------------------------------------------------------
+// DTO conversions
+// ---------------------------------------------------------------------------------------
+
+fn repo_dto(state: &AppState, row: &RepoRow) -> Repo {
+    Repo {
+        owner: row.owner.clone(),
+        name: row.name.clone(),
+        full_name: format!("{}/{}", row.owner, row.name),
+        visibility: row.visibility,
+        default_branch: row.default_branch.clone(),
+        clone_url: format!("{}/git/{}/{}.git", state.public_url(), row.owner, row.name),
+        created_at: row.created_at,
+    }
+}
+
+fn token_dto(row: TokenRow) -> TokenInfo {
+    TokenInfo {
+        id: row.id,
+        name: row.name,
+        scopes: row.scopes,
+        created_at: row.created_at,
+        expires_at: row.expires_at,
+    }
+}
+
+/// The wire form of a stored push event.
+pub fn push_event_dto(full_name: &str, row: PushEventRow) -> PushEvent {
+    PushEvent {
+        id: row.id,
+        repo: full_name.to_string(),
+        ref_name: row.ref_name,
+        old_sha: row.old_sha,
+        new_sha: row.new_sha,
+        pusher: row.pusher,
+        created_at_ms: row.created_at_ms,
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Handlers
+// ---------------------------------------------------------------------------------------
+
+async fn openapi(State(state): State<AppState>) -> Json<Value> {
+    Json(openapi_document(state.public_url()))
+}
+
+async fn whoami(Extension(principal): Extension<Principal>) -> Json<User> {
+    Json(User {
+        username: principal.user.username.clone(),
+        is_admin: principal.user.is_admin,
+        scopes: principal.scopes.clone(),
+    })
+}
+
+async fn list_users(State(state): State<AppState>) -> Result<Json<Vec<User>>, ApiError> {
+    let users = state.store().list_users().await?;
+    Ok(Json(
+        users
+            .into_iter()
+            .map(|u| User {
+                username: u.username,
+                is_admin: u.is_admin,
+                scopes: Vec::new(),
+            })
+            .collect(),
+    ))
+}
+
+async fn create_user(
+    State(state): State<AppState>,
+    Json(req): Json<CreateUserRequest>,
+) -> Result<(StatusCode, Json<User>), ApiError> {
+    validate_name("username", &req.username).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    if req.password.chars().count() < 8 {
+        return Err(ApiError::BadRequest(
+            "password must have at least 8 characters".into(),
+        ));
+    }
+    let password = req.password;
+    let hash = tokio::task::spawn_blocking(move || auth::hash_password(&password))
+        .await
+        .map_err(ApiError::internal)??;
+    let user = state
+        .store()
+        .create_user(&req.username, Some(&hash), req.is_admin)
+        .await?;
+    tracing::info!(username = %user.username, is_admin = user.is_admin, "user created");
+    let scopes = auth::user_scopes(&user);
+    Ok((
+        StatusCode::CREATED,
+        Json(User {
+            username: user.username,
+            is_admin: user.is_admin,
+            scopes,
+        }),
+    ))
+}
+
+async fn list_tokens(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+) -> Result<Json<Vec<TokenInfo>>, ApiError> {
+    let tokens = state.store().list_tokens(principal.user.id).await?;
+    Ok(Json(tokens.into_iter().map(token_dto).collect()))
+}
+
+/// Longest token lifetime accepted: ten years.
+const MAX_TOKEN_SECONDS: u64 = 10 * 365 * 24 * 3600;
+
+async fn create_token(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Json(req): Json<CreateTokenRequest>,
+) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
+    let name = req.name.trim();
+    if name.is_empty() || name.len() > 100 || name.chars().any(char::is_control) {
+        return Err(ApiError::BadRequest(
+            "token name must be 1-100 printable characters".into(),
+        ));
+    }
+    if req.scopes.is_empty() {
+        return Err(ApiError::BadRequest(
+            "a token needs at least one scope".into(),
+        ));
+    }
+    let mut scopes = req.scopes.clone();
+    scopes.sort();
+    scopes.dedup();
+    if let Some(missing) = scopes.iter().find(|s| !principal.has_scope(**s)) {
+        return Err(ApiError::Forbidden(format!(
+            "cannot grant scope {} that the current credential lacks",
+            missing.as_str()
+        )));
+    }
+    let expires_at = match req.expires_in_seconds {
+        None => None,
+        Some(0) => {
+            return Err(ApiError::BadRequest(
+                "expires_in_seconds must be positive".into(),
+            ))
+        }
+        Some(s) if s > MAX_TOKEN_SECONDS => {
+            return Err(ApiError::BadRequest(
+                "expires_in_seconds is at most ten years".into(),
+            ))
+        }
+        Some(s) => Some(now_secs() + s as i64),
+    };
+    let token = auth::generate_token();
+    let row = state
+        .store()
+        .create_token(
+            principal.user.id,
+            name,
+            &auth::hash_token(&token),
+            &scopes,
+            expires_at,
+        )
+        .await?;
+    tracing::info!(username = %principal.user.username, token_id = row.id, "token created");
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedToken {
+            token,
+            info: token_dto(row),
+        }),
+    ))
+}
+
+async fn delete_token(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let id: i64 = id
+        .parse()
+        .map_err(|_| ApiError::BadRequest("token id must be a number".into()))?;
+    if state.store().delete_token(principal.user.id, id).await? {
+        tracing::info!(username = %principal.user.username, token_id = id, "token revoked");
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::NotFound(format!("token {id}")))
+    }
+}
+
+async fn list_repos(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+) -> Result<Json<Vec<Repo>>, ApiError> {
+    let repos = state
+        .store()
+        .list_repos(principal.user.id, principal.user.is_admin)
+        .await?;
+    Ok(Json(repos.iter().map(|r| repo_dto(&state, r)).collect()))
+}
+
+async fn create_repo(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Json(req): Json<CreateRepoRequest>,
+) -> Result<(StatusCode, Json<Repo>), ApiError> {
+    validate_name("repository name", &req.name).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let owner_name = req
+        .owner
+        .clone()
+        .unwrap_or_else(|| principal.user.username.clone());
+    validate_name("owner", &owner_name).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let owner = if owner_name == principal.user.username {
+        principal.user.clone()
+    } else if principal.user.is_admin {
+        state
+            .store()
+            .user_by_name(&owner_name)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("user {owner_name}")))?
+    } else {
+        return Err(ApiError::Forbidden(
+            "only administrators may create repositories for another user".into(),
+        ));
+    };
+    let row = state
+        .store()
+        .create_repo(&owner, &req.name, req.visibility, "main")
+        .await?;
+    let path = git::repo_path(state.data_dir(), &row.owner, &row.name);
+    if let Err(err) = git::init_bare(&path, &row.default_branch).await {
+        let _ = state.store().delete_repo(row.id).await;
+        return Err(err.into());
+    }
+    tracing::info!(repo = %format!("{}/{}", row.owner, row.name), by = %principal.user.username, "repository created");
+    Ok((StatusCode::CREATED, Json(repo_dto(&state, &row))))
+}
+
+async fn get_repo(
+    State(state): State<AppState>,
+    Extension(repo): Extension<RepoRow>,
+) -> Json<Repo> {
+    Json(repo_dto(&state, &repo))
+}
+
+async fn delete_repo(
+    State(state): State<AppState>,
+    Extension(repo): Extension<RepoRow>,
+    Extension(principal): Extension<Principal>,
+) -> Result<StatusCode, ApiError> {
+    let lock = state.repo_lock(repo.id);
+    let _guard = lock.lock().await;
+    state.store().delete_repo(repo.id).await?;
+    let path = git::repo_path(state.data_dir(), &repo.owner, &repo.name);
+    git::remove_repo(state.data_dir(), &path, repo.id).await?;
+    tracing::info!(repo = %format!("{}/{}", repo.owner, repo.name), by = %principal.user.username, "repository deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn repo_dir(state: &AppState, repo: &RepoRow) -> std::path::PathBuf {
+    git::repo_path(state.data_dir(), &repo.owner, &repo.name)
+}
+
+async fn list_branches(
+    State(state): State<AppState>,
+    Extension(repo): Extension<RepoRow>,
+) -> Result<Json<Vec<cove_api::Branch>>, ApiError> {
+    Ok(Json(git::branches(repo_dir(&state, &repo)).await?))
+}
+
+#[derive(Debug, Deserialize)]
+struct CommitsQuery {
+    branch: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn list_commits(
+    State(state): State<AppState>,
+    Extension(repo): Extension<RepoRow>,
+    Query(query): Query<CommitsQuery>,
+) -> Result<Json<Vec<cove_api::Commit>>, ApiError> {
+    let branch = query.branch.unwrap_or_else(|| repo.default_branch.clone());
+    let limit = query.limit.unwrap_or(50).clamp(1, 1000);
+    let rev = format!("refs/heads/{branch}");
+    // git2 panics on interior NUL bytes, so they are refused first.
+    if !rev.contains('\0') && git2::Reference::is_valid_name(&rev) {
+        Ok(Json(
+            git::commits(repo_dir(&state, &repo), rev, limit).await?,
+        ))
+    } else {
+        Err(ApiError::BadRequest(format!(
+            "invalid branch name {branch:?}"
+        )))
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct FileQuery {
+    #[serde(rename = "ref")]
+    rev: Option<String>,
+}
+
+async fn read_file(
+    State(state): State<AppState>,
+    Extension(repo): Extension<RepoRow>,
+    Path(params): Path<BTreeMap<String, String>>,
+    Query(query): Query<FileQuery>,
+) -> Result<Json<cove_api::FileContent>, ApiError> {
+    let file = params.get("path").cloned().unwrap_or_default();
+    let rev = query.rev.unwrap_or_else(|| repo.default_branch.clone());
+    Ok(Json(
+        git::read_file(repo_dir(&state, &repo), rev, file).await?,
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+struct LimitQuery {
+    limit: Option<i64>,
+}
+
+async fn list_events(
+    State(state): State<AppState>,
+    Extension(repo): Extension<RepoRow>,
+    Query(query): Query<LimitQuery>,
+) -> Result<Json<Vec<PushEvent>>, ApiError> {
+    let limit = query.limit.unwrap_or(100).clamp(1, 1000);
+    let full_name = format!("{}/{}", repo.owner, repo.name);
+    let rows = state.store().list_push_events(repo.id, limit).await?;
+    Ok(Json(
+        rows.into_iter()
+            .map(|r| push_event_dto(&full_name, r))
+            .collect(),
+    ))
+}
+
+async fn list_members(
+    State(state): State<AppState>,
+    Extension(repo): Extension<RepoRow>,
+) -> Result<Json<Vec<Member>>, ApiError> {
+    let members = state.store().list_members(repo.id).await?;
+    Ok(Json(
+        members
+            .into_iter()
+            .map(|(username, role)| Member { username, role })
+            .collect(),
+    ))
+}
+
+async fn member_user(
+    state: &AppState,
+    params: &BTreeMap<String, String>,
+) -> Result<crate::store::UserRow, ApiError> {
+    let username = params.get("username").cloned().unwrap_or_default();
+    validate_name("username", &username).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    state
+        .store()
+        .user_by_name(&username)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("user {username}")))
+}
+
+async fn set_member(
+    State(state): State<AppState>,
+    Extension(repo): Extension<RepoRow>,
+    Path(params): Path<BTreeMap<String, String>>,
+    Json(req): Json<SetMemberRequest>,
+) -> Result<Json<Member>, ApiError> {
+    let user = member_user(&state, &params).await?;
+    state.store().set_member(repo.id, user.id, req.role).await?;
+    Ok(Json(Member {
+        username: user.username,
+        role: req.role,
+    }))
+}
+
+async fn remove_member(
+    State(state): State<AppState>,
+    Extension(repo): Extension<RepoRow>,
+    Path(params): Path<BTreeMap<String, String>>,
+) -> Result<StatusCode, ApiError> {
+    let user = member_user(&state, &params).await?;
+    if state.store().remove_member(repo.id, user.id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::NotFound(format!("member {}", user.username)))
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// OpenAPI
+// ---------------------------------------------------------------------------------------
+
+fn path_params(path: &str) -> Vec<String> {
+    path.split('/')
+        .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+        .map(|s| s.trim_start_matches('*').to_string())
+        .collect()
+}
+
+fn openapi_path(path: &str) -> String {
+    path.replace("{*", "{")
+}
+
+/// The OpenAPI 3.1 document, generated from the route table.
+pub fn openapi_document(public_url: &str) -> Value {
+    let mut paths = serde_json::Map::new();
+    let mut add = |path: &str, method: &str, op: Value| {
+        let entry = paths.entry(openapi_path(path)).or_insert_with(|| json!({}));
+        if let Some(obj) = entry.as_object_mut() {
+            obj.insert(method.to_string(), op);
+        }
+    };
+    for Route { spec, .. } in api_routes() {
+        let params: Vec<Value> = path_params(spec.path)
+            .into_iter()
+            .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
+            .collect();
+        let mut description = format!("Needs scope `{}`", spec.scope.as_str());
+        if let Some(role) = spec.repo_role {
+            description.push_str(&format!(
+                " and the `{}` role on the repository",
+                role.as_str()
+            ));
+        }
+        if spec.admin_only {
+            description.push_str("; administrators only");
+        }
+        description.push('.');
+        let op = json!({
+            "summary": spec.summary,
+            "description": description,
+            "parameters": params,
+            "security": [{"bearer": []}, {"basic": []}],
+            "x-cove-scope": spec.scope.as_str(),
+            "x-cove-repo-role": spec.repo_role.map(Role::as_str),
+            "responses": {
+                spec.success.as_u16().to_string(): {"description": "success"},
+                "401": {"description": "missing, invalid or expired credentials"},
+                "403": {"description": "the credential lacks the scope or role"},
+            },
+        });
+        add(spec.path, &spec.method.as_str().to_ascii_lowercase(), op);
+    }
+    for (method, path, summary) in GIT_ROUTES {
+        let params: Vec<Value> = path_params(path)
+            .into_iter()
+            .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
+            .collect();
+        add(
+            path,
+            method,
+            json!({
+                "summary": summary,
+                "description": "git smart HTTP protocol; HTTP Basic with any username and a token as password. Public repositories can be read anonymously.",
+                "parameters": params,
+                "security": [{"basic": []}, {}],
+                "responses": {"200": {"description": "git protocol stream"}, "401": {"description": "credentials needed"}, "403": {"description": "no write access"}},
+            }),
+        );
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {"title": "Cove API", "version": env!("CARGO_PKG_VERSION")},
+        "servers": [{"url": public_url}],
+        "components": {"securitySchemes": {
+            "bearer": {"type": "http", "scheme": "bearer"},
+            "basic": {"type": "http", "scheme": "basic"},
+        }},
+        "paths": paths,
+    })
+}
+
+/// The OpenAPI path template of every route (for tests).
+pub fn all_paths() -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = api_routes()
+        .into_iter()
+        .map(|r| {
+            (
+                r.spec.method.as_str().to_ascii_lowercase(),
+                openapi_path(r.spec.path),
+            )
+        })
+        .collect();
+    out.extend(
+        GIT_ROUTES
+            .iter()
+            .map(|(m, p, _)| (m.to_string(), openapi_path(p))),
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cove_api::API_PREFIX;
+
+    #[test]
+    fn every_api_route_is_under_the_prefix_and_documented() {
+        let doc = openapi_document("http://x");
+        for route in api_routes() {
+            assert!(
+                route.spec.path.starts_with(API_PREFIX),
+                "{}",
+                route.spec.path
+            );
+            let method = route.spec.method.as_str().to_ascii_lowercase();
+            assert!(
+                doc["paths"][openapi_path(route.spec.path)][&method].is_object(),
+                "{method} {}",
+                route.spec.path
+            );
+        }
+    }
+}

@@ -1,0 +1,220 @@
+//! Shared test harness: an in-process server on 127.0.0.1:0 with a temporary data directory,
+//! an HTTP client, and a wrapper around the real `git` CLI.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use anyhow::{bail, Context, Result};
+use cove_api::{CreatedToken, Repo, Scope};
+use cove_server::{AppState, Config, Server};
+use serde_json::json;
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+
+pub const ADMIN_TOKEN: &str = "cove_test_admin_token_0123456789abcdef0123456789";
+
+pub struct TestServer {
+    pub url: String,
+    pub admin_token: String,
+    pub data_dir: PathBuf,
+    pub state: AppState,
+    pub http: reqwest::Client,
+    pub tmp: TempDir,
+    database_url: Option<String>,
+    shutdown: Option<oneshot::Sender<()>>,
+    handle: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestServer {
+    pub async fn start() -> Result<TestServer> {
+        Self::start_with(None).await
+    }
+
+    pub async fn start_with(database_url: Option<String>) -> Result<TestServer> {
+        Self::start_in(tempfile::tempdir()?, database_url).await
+    }
+
+    /// Stops the server and starts a new one on the same data directory (new port).
+    pub async fn restart(mut self) -> Result<TestServer> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(handle) = self.handle.take() {
+            let _ = handle.await;
+        }
+        let tmp = std::mem::replace(&mut self.tmp, tempfile::tempdir()?);
+        Self::start_in(tmp, self.database_url.clone()).await
+    }
+
+    async fn start_in(tmp: TempDir, database_url: Option<String>) -> Result<TestServer> {
+        let data_dir = tmp.path().join("data");
+        let mut config = Config::new(&data_dir);
+        config.admin_token = Some(ADMIN_TOKEN.to_string());
+        config.database_url = database_url.clone();
+        let server = Server::new(config).await?;
+        let state = server.state().clone();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let (tx, rx) = oneshot::channel::<()>();
+        let handle = tokio::spawn(async move {
+            let _ = server
+                .serve(listener, async {
+                    let _ = rx.await;
+                })
+                .await;
+        });
+        Ok(TestServer {
+            url,
+            admin_token: ADMIN_TOKEN.to_string(),
+            data_dir: data_dir.canonicalize()?,
+            state,
+            http: reqwest::Client::new(),
+            tmp,
+            database_url,
+            shutdown: Some(tx),
+            handle: Some(handle),
+        })
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(handle) = self.handle.take() {
+            let _ = handle.await;
+        }
+    }
+
+    pub fn api(&self, path: &str) -> String {
+        format!("{}/api/v1{path}", self.url)
+    }
+
+    pub async fn create_repo(&self, token: &str, name: &str) -> Result<Repo> {
+        let resp = self
+            .http
+            .post(self.api("/repos"))
+            .bearer_auth(token)
+            .json(&json!({ "name": name }))
+            .send()
+            .await?;
+        if resp.status() != 201 {
+            bail!(
+                "create repo {name}: {} {}",
+                resp.status(),
+                resp.text().await?
+            );
+        }
+        Ok(resp.json().await?)
+    }
+
+    pub async fn create_token(&self, token: &str, scopes: &[Scope]) -> Result<CreatedToken> {
+        let resp = self
+            .http
+            .post(self.api("/tokens"))
+            .bearer_auth(token)
+            .json(&json!({ "name": "test", "scopes": scopes }))
+            .send()
+            .await?;
+        if resp.status() != 201 {
+            bail!("create token: {} {}", resp.status(), resp.text().await?);
+        }
+        Ok(resp.json().await?)
+    }
+
+    /// Creates a user and returns a token with all its scopes.
+    pub async fn create_user(&self, username: &str) -> Result<String> {
+        let resp = self
+            .http
+            .post(self.api("/users"))
+            .bearer_auth(&self.admin_token)
+            .json(&json!({ "username": username, "password": "correct horse battery" }))
+            .send()
+            .await?;
+        if resp.status() != 201 {
+            bail!("create user: {} {}", resp.status(), resp.text().await?);
+        }
+        let resp = self
+            .http
+            .post(self.api("/tokens"))
+            .basic_auth(username, Some("correct horse battery"))
+            .json(&json!({ "name": "t", "scopes": ["read", "write"] }))
+            .send()
+            .await?;
+        if resp.status() != 201 {
+            bail!("user token: {} {}", resp.status(), resp.text().await?);
+        }
+        let created: CreatedToken = resp.json().await?;
+        Ok(created.token)
+    }
+
+    /// Clone URL with the token as Basic password.
+    pub fn git_url(&self, repo: &str, token: Option<&str>) -> String {
+        let host = self.url.trim_start_matches("http://");
+        match token {
+            Some(t) => format!("http://cove:{t}@{host}/git/{repo}.git"),
+            None => format!("http://{host}/git/{repo}.git"),
+        }
+    }
+
+    /// All refs of a hosted repository, read straight from disk.
+    pub fn disk_refs(&self, repo: &str) -> Result<String> {
+        let path = self.data_dir.join("repos").join(format!("{repo}.git"));
+        let out = std::process::Command::new("git")
+            .args(["for-each-ref", "--format=%(refname) %(objectname)"])
+            .current_dir(&path)
+            .env("GIT_DIR", &path)
+            .output()?;
+        Ok(String::from_utf8(out.stdout)?)
+    }
+}
+
+/// Runs real `git` in `dir` with no prompts and no user/system config.
+pub async fn git(dir: &Path, args: &[&str]) -> Result<Output> {
+    let out = tokio::process::Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_AUTHOR_NAME", "Test")
+        .env("GIT_AUTHOR_EMAIL", "test@example.com")
+        .env("GIT_COMMITTER_NAME", "Test")
+        .env("GIT_COMMITTER_EMAIL", "test@example.com")
+        .env_remove("GIT_DIR")
+        .output()
+        .await
+        .with_context(|| format!("running git {args:?}"))?;
+    Ok(out)
+}
+
+/// Runs `git` and fails with its stderr unless it succeeded; returns trimmed stdout.
+pub async fn git_ok(dir: &Path, args: &[&str]) -> Result<String> {
+    let out = git(dir, args).await?;
+    if !out.status.success() {
+        bail!(
+            "git {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8(out.stdout)?.trim().to_string())
+}
+
+/// Clones `url` into `parent/name` and returns its path.
+pub async fn clone(parent: &Path, url: &str, name: &str, extra: &[&str]) -> Result<PathBuf> {
+    let mut args: Vec<&str> = extra.to_vec();
+    args.extend(["clone", "-q", url, name]);
+    git_ok(parent, &args).await?;
+    Ok(parent.join(name))
+}
+
+/// Writes `content` to `file` in `dir`, commits it and returns the commit id.
+pub async fn commit_file(dir: &Path, file: &str, content: &[u8], message: &str) -> Result<String> {
+    if let Some(parent) = Path::new(file).parent() {
+        std::fs::create_dir_all(dir.join(parent))?;
+    }
+    std::fs::write(dir.join(file), content)?;
+    git_ok(dir, &["add", file]).await?;
+    git_ok(dir, &["commit", "-q", "-m", message]).await?;
+    git_ok(dir, &["rev-parse", "HEAD"]).await
+}

@@ -1,0 +1,249 @@
+//! Walks EVERY `/api/v1` route of the route table the router is built from and checks that
+//! a missing token, a wrong token, an expired token and a token without the needed scope are
+//! refused, that admin-only routes refuse non-admins, and that repository routes refuse
+//! callers without the needed role.
+
+mod common;
+
+use anyhow::Result;
+use common::TestServer;
+use cove_api::{Role, Scope};
+use cove_server::routes::{all_paths, api_routes, RouteSpec};
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+fn concrete_path(spec: &RouteSpec, repo: &str, token_id: i64) -> String {
+    let (owner, name) = repo.split_once('/').unwrap_or((repo, repo));
+    spec.path
+        .replace("{owner}", owner)
+        .replace("{name}", name)
+        .replace("{id}", &token_id.to_string())
+        .replace("{*path}", "README.md")
+        .replace("{username}", "bob")
+}
+
+async fn call(
+    server: &TestServer,
+    spec: &RouteSpec,
+    path: &str,
+    token: Option<&str>,
+) -> Result<StatusCode> {
+    let method = Method::from_bytes(spec.method.as_str().as_bytes())?;
+    let mut req = server
+        .http
+        .request(method, format!("{}{path}", server.url))
+        .json(&json!({}));
+    if let Some(token) = token {
+        req = req.bearer_auth(token);
+    }
+    let resp = req.send().await?;
+    let status = resp.status();
+    let body = resp.text().await?;
+    if let Some(token) = token {
+        assert!(!body.contains(token), "{path}: token echoed in response");
+    }
+    Ok(status)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_api_route_refuses_missing_wrong_expired_and_underscoped_tokens() -> Result<()> {
+    let server = TestServer::start().await?;
+    server.create_repo(&server.admin_token, "r1").await?;
+    let bob = server.create_user("bob").await?;
+    let admin_token_id = server
+        .create_token(&server.admin_token, &[Scope::Read])
+        .await?
+        .info
+        .id;
+    let expired = {
+        let resp = server
+            .http
+            .post(server.api("/tokens"))
+            .bearer_auth(&server.admin_token)
+            .json(&json!({"name": "short", "scopes": ["read", "write", "admin"], "expires_in_seconds": 1}))
+            .send()
+            .await?;
+        assert_eq!(resp.status(), 201);
+        resp.json::<cove_api::CreatedToken>().await?.token
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+
+    let routes = api_routes();
+    assert!(routes.len() >= 18, "route table shrank: {}", routes.len());
+    for route in &routes {
+        let spec = &route.spec;
+        let path = concrete_path(spec, "admin/r1", admin_token_id);
+        let what = format!("{} {}", spec.method, spec.path);
+
+        assert_eq!(
+            call(&server, spec, &path, None).await?,
+            401,
+            "{what}: no token"
+        );
+        assert_eq!(
+            call(
+                &server,
+                spec,
+                &path,
+                Some("cove_0000000000000000000000000000000000000000")
+            )
+            .await?,
+            401,
+            "{what}: wrong token"
+        );
+        assert_eq!(
+            call(&server, spec, &path, Some("not-even-a-token")).await?,
+            401,
+            "{what}: garbage"
+        );
+        assert_eq!(
+            call(&server, spec, &path, Some(&expired)).await?,
+            401,
+            "{what}: expired token"
+        );
+
+        // An admin token with every scope except the needed one.
+        let others: Vec<Scope> = Scope::ALL
+            .into_iter()
+            .filter(|s| *s != spec.scope)
+            .collect();
+        let underscoped = server
+            .create_token(&server.admin_token, &others)
+            .await?
+            .token;
+        assert_eq!(
+            call(&server, spec, &path, Some(&underscoped)).await?,
+            403,
+            "{what}: token without scope {}",
+            spec.scope.as_str()
+        );
+
+        // A non-admin user with all of their scopes.
+        if spec.admin_only {
+            assert_eq!(
+                call(&server, spec, &path, Some(&bob)).await?,
+                403,
+                "{what}: non-admin"
+            );
+        }
+        // A user who is not a member of the private repository: 404, existence not revealed.
+        if spec.repo_role.is_some() && spec.scope != Scope::Admin {
+            assert_eq!(
+                call(&server, spec, &path, Some(&bob)).await?,
+                404,
+                "{what}: non-member"
+            );
+        }
+    }
+
+    // Roles: make bob a reader; owner routes and writes still refuse him, reads work.
+    let resp = server
+        .http
+        .put(server.api("/repos/admin/r1/members/bob"))
+        .bearer_auth(&server.admin_token)
+        .json(&json!({"role": "reader"}))
+        .send()
+        .await?;
+    assert_eq!(resp.status(), 200);
+    for route in &routes {
+        let spec = &route.spec;
+        let Some(role) = spec.repo_role else { continue };
+        let path = concrete_path(spec, "admin/r1", admin_token_id);
+        let status = call(&server, spec, &path, Some(&bob)).await?;
+        if role > Role::Reader {
+            assert_eq!(status, 403, "{} {}: reader", spec.method, spec.path);
+        } else {
+            assert!(
+                status != 401 && status != 403,
+                "{} {}: reader got {status}",
+                spec.method,
+                spec.path
+            );
+        }
+    }
+
+    // Every GET route answers the admin without an auth error.
+    for route in &routes {
+        let spec = &route.spec;
+        if spec.method != axum::http::Method::GET {
+            continue;
+        }
+        let path = concrete_path(spec, "admin/r1", admin_token_id);
+        let status = call(&server, spec, &path, Some(&server.admin_token)).await?;
+        assert!(
+            status != 401 && status != 403 && status != 405,
+            "{} {}: admin got {status}",
+            spec.method,
+            spec.path
+        );
+    }
+
+    // The OpenAPI document lists every route, including git hosting.
+    let doc: serde_json::Value = server
+        .http
+        .get(server.api("/openapi.json"))
+        .bearer_auth(&server.admin_token)
+        .send()
+        .await?
+        .json()
+        .await?;
+    for (method, path) in all_paths() {
+        assert!(
+            doc["paths"][&path][&method].is_object(),
+            "openapi lacks {method} {path}"
+        );
+    }
+    server.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_are_shown_once_listed_without_secret_and_revocable() -> Result<()> {
+    let server = TestServer::start().await?;
+    let created = server
+        .create_token(&server.admin_token, &[Scope::Read])
+        .await?;
+    assert!(created.token.starts_with("cove_"));
+    let listed = server
+        .http
+        .get(server.api("/tokens"))
+        .bearer_auth(&server.admin_token)
+        .send()
+        .await?
+        .text()
+        .await?;
+    assert!(listed.contains(&created.info.id.to_string()));
+    assert!(!listed.contains(&created.token));
+    // A read-only token cannot mint a write token.
+    let resp = server
+        .http
+        .post(server.api("/tokens"))
+        .bearer_auth(&created.token)
+        .json(&json!({"name": "x", "scopes": ["write"]}))
+        .send()
+        .await?;
+    assert_eq!(resp.status(), 403);
+    let resp = server
+        .http
+        .delete(server.api(&format!("/tokens/{}", created.info.id)))
+        .bearer_auth(&server.admin_token)
+        .send()
+        .await?;
+    assert_eq!(resp.status(), 204);
+    let resp = server
+        .http
+        .get(server.api("/user"))
+        .bearer_auth(&created.token)
+        .send()
+        .await?;
+    assert_eq!(resp.status(), 401);
+    // The database (and its WAL) store hashes only.
+    for file in ["cove.db", "cove.db-wal"] {
+        let bytes = std::fs::read(server.data_dir.join(file)).unwrap_or_default();
+        assert!(!bytes
+            .windows(created.token.len())
+            .any(|w| w == created.token.as_bytes()));
+    }
+    server.stop().await;
+    Ok(())
+}

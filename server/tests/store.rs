@@ -1,0 +1,225 @@
+//! Store tests: run against SQLite always and against PostgreSQL when
+//! `COVE_TEST_POSTGRES_URL` is set (see scripts/setup-postgres.sh). In CI (`CI=true`) the
+//! PostgreSQL variable is required, so PostgreSQL is never skipped silently.
+
+mod common;
+
+use anyhow::{Context, Result};
+use common::{clone, commit_file, git_ok, TestServer};
+use cove_api::{PushEvent, Role, Scope, Visibility, ZERO_SHA};
+use cove_server::store::{next_id, RefUpdate, Store, StoreError};
+use rand::RngCore;
+
+fn postgres_base_url() -> Option<String> {
+    std::env::var("COVE_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|v| !v.is_empty())
+}
+
+/// A new, empty PostgreSQL database on the test cluster, so tests never share state.
+async fn fresh_postgres(base: &str) -> Result<String> {
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(base)
+        .await
+        .with_context(|| "connecting to COVE_TEST_POSTGRES_URL")?;
+    let mut suffix = [0u8; 6];
+    rand::thread_rng().fill_bytes(&mut suffix);
+    let name = format!("cove_t_{}", hex::encode(suffix));
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&pool)
+        .await?;
+    pool.close().await;
+    let (prefix, _) = base
+        .rsplit_once('/')
+        .context("COVE_TEST_POSTGRES_URL has no database path")?;
+    Ok(format!("{prefix}/{name}"))
+}
+
+/// Every backend to test: SQLite in a temp dir, plus PostgreSQL when configured.
+async fn backends(tmp: &tempfile::TempDir) -> Result<Vec<(String, String)>> {
+    let mut out = vec![(
+        "sqlite".to_string(),
+        format!("sqlite://{}?mode=rwc", tmp.path().join("t.db").display()),
+    )];
+    if let Some(base) = postgres_base_url() {
+        out.push(("postgres".to_string(), fresh_postgres(&base).await?));
+    }
+    Ok(out)
+}
+
+#[test]
+fn postgres_is_not_skipped_in_ci() {
+    let ci = std::env::var("CI").map(|v| v == "true").unwrap_or(false);
+    assert!(
+        !ci || postgres_base_url().is_some(),
+        "CI=true but COVE_TEST_POSTGRES_URL is not set: run `eval \"$(scripts/setup-postgres.sh)\"` before the tests"
+    );
+}
+
+#[tokio::test]
+async fn store_behaves_the_same_on_every_backend() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    for (backend, url) in backends(&tmp).await? {
+        exercise(&url)
+            .await
+            .with_context(|| format!("backend {backend}"))?;
+    }
+    Ok(())
+}
+
+async fn exercise(url: &str) -> Result<()> {
+    let store = Store::open(url).await?;
+    // Migrations are idempotent.
+    drop(Store::open(url).await?);
+    assert_eq!(store.user_count().await?, 0);
+
+    let alice = store
+        .create_user("alice", Some("$argon2id$fake"), true)
+        .await?;
+    let bob = store.create_user("bob", None, false).await?;
+    let carol = store.create_user("carol", None, false).await?;
+    assert!(matches!(
+        store.create_user("alice", None, false).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(store.user_count().await?, 3);
+    let found = store.user_by_name("alice").await?.context("alice")?;
+    assert_eq!(found.id, alice.id);
+    assert_eq!(found.password_hash.as_deref(), Some("$argon2id$fake"));
+    assert!(found.is_admin);
+    assert_eq!(store.first_admin().await?.map(|u| u.id), Some(alice.id));
+
+    // Tokens: stored by hash, with scopes and optional expiry.
+    let t = store
+        .create_token(
+            bob.id,
+            "laptop",
+            "hash-1",
+            &[Scope::Read, Scope::Write],
+            Some(123),
+        )
+        .await?;
+    let (row, user) = store.token_by_hash("hash-1").await?.context("token")?;
+    assert_eq!((row.id, user.id), (t.id, bob.id));
+    assert_eq!(row.scopes, vec![Scope::Read, Scope::Write]);
+    assert_eq!(row.expires_at, Some(123));
+    store
+        .create_token(bob.id, "ci", "hash-2", &[Scope::Read], None)
+        .await?;
+    assert!(store.token_by_hash("nope").await?.is_none());
+    assert_eq!(store.list_tokens(bob.id).await?.len(), 2);
+    assert!(
+        !store.delete_token(carol.id, t.id).await?,
+        "someone else's token"
+    );
+    assert!(store.delete_token(bob.id, t.id).await?);
+    assert!(store.token_by_hash("hash-1").await?.is_none());
+
+    // Repositories and visibility.
+    let private = store
+        .create_repo(&bob, "secret", Visibility::Private, "main")
+        .await?;
+    let public = store
+        .create_repo(&bob, "open", Visibility::Public, "main")
+        .await?;
+    assert!(matches!(
+        store
+            .create_repo(&bob, "secret", Visibility::Public, "main")
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    let names = |repos: Vec<cove_server::store::RepoRow>| {
+        repos.into_iter().map(|r| r.name).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        names(store.list_repos(bob.id, false).await?),
+        ["open", "secret"]
+    );
+    assert_eq!(names(store.list_repos(carol.id, false).await?), ["open"]);
+    assert_eq!(
+        names(store.list_repos(alice.id, true).await?),
+        ["open", "secret"]
+    );
+
+    // Members: set, replace, list, remove.
+    store.set_member(private.id, carol.id, Role::Reader).await?;
+    store.set_member(private.id, carol.id, Role::Writer).await?;
+    assert_eq!(
+        store.member_role(private.id, carol.id).await?,
+        Some(Role::Writer)
+    );
+    assert_eq!(
+        store.list_members(private.id).await?,
+        vec![("carol".to_string(), Role::Writer)]
+    );
+    assert_eq!(
+        names(store.list_repos(carol.id, false).await?),
+        ["open", "secret"]
+    );
+    assert!(store.remove_member(private.id, carol.id).await?);
+    assert_eq!(store.member_role(private.id, carol.id).await?, None);
+
+    // Push events: one transaction per push, listed oldest first, limited to the newest.
+    let sha = |c: char| c.to_string().repeat(40);
+    let updates: Vec<RefUpdate> = (0..5)
+        .map(|i| RefUpdate {
+            ref_name: format!("refs/heads/b{i}"),
+            old_sha: ZERO_SHA.to_string(),
+            new_sha: sha(char::from(b'a' + i as u8)),
+        })
+        .collect();
+    let stored = store
+        .insert_push_events(&private, Some(&carol), &updates)
+        .await?;
+    assert_eq!(stored.len(), 5);
+    let listed = store.list_push_events(private.id, 3).await?;
+    let refs: Vec<&str> = listed.iter().map(|e| e.ref_name.as_str()).collect();
+    assert_eq!(refs, ["refs/heads/b2", "refs/heads/b3", "refs/heads/b4"]);
+    assert_eq!(listed[0].pusher.as_deref(), Some("carol"));
+    assert!(store.list_push_events(public.id, 10).await?.is_empty());
+
+    // Deleting a repository removes its events and members.
+    store.set_member(private.id, carol.id, Role::Reader).await?;
+    store.delete_repo(private.id).await?;
+    assert!(store.repo("bob", "secret").await?.is_none());
+    assert!(store.list_push_events(private.id, 10).await?.is_empty());
+    assert!(store.list_members(private.id).await?.is_empty());
+    store.close().await;
+    Ok(())
+}
+
+#[test]
+fn ids_are_strictly_increasing() {
+    let ids: Vec<i64> = (0..10_000).map(|_| next_id()).collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]));
+}
+
+/// The whole server on PostgreSQL: create, push, events, clone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_on_postgres_push_and_clone() -> Result<()> {
+    let Some(base) = postgres_base_url() else {
+        // Covered by `postgres_is_not_skipped_in_ci` in CI.
+        return Ok(());
+    };
+    let server = TestServer::start_with(Some(fresh_postgres(&base).await?)).await?;
+    server.create_repo(&server.admin_token, "pg").await?;
+    let work = tempfile::tempdir()?;
+    let url = server.git_url("admin/pg", Some(&server.admin_token));
+    let a = clone(work.path(), &url, "a", &[]).await?;
+    let head = commit_file(&a, "f", b"postgres", "pg").await?;
+    git_ok(&a, &["push", "-q", "origin", "main"]).await?;
+    let b = clone(work.path(), &url, "b", &["-c", "protocol.version=2"]).await?;
+    assert_eq!(git_ok(&b, &["rev-parse", "HEAD"]).await?, head);
+    let events: Vec<PushEvent> = server
+        .http
+        .get(server.api("/repos/admin/pg/events"))
+        .bearer_auth(&server.admin_token)
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].new_sha, head);
+    server.stop().await;
+    Ok(())
+}
