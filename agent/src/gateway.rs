@@ -39,7 +39,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::broker::{Broker, BrokerConfig, BrokerError, JobRef, PackageFormat, RepositoryRef, Secret};
+use crate::broker::{
+    Broker, BrokerConfig, BrokerError, JobRef, PackageFormat, RepositoryRef, Secret,
+};
 
 /// Largest packument / simple page the gateway buffers to rewrite.
 pub const MAX_REWRITE_BYTES: usize = 64 << 20;
@@ -57,7 +59,9 @@ pub enum GatewayError {
         #[source]
         source: std::io::Error,
     },
-    #[error("allow-list pattern `{0}` is not HOST:PORT (HOST may start with `*.`, PORT may be `*`)")]
+    #[error(
+        "allow-list pattern `{0}` is not HOST:PORT (HOST may start with `*.`, PORT may be `*`)"
+    )]
     BadPattern(String),
     #[error("no {format} repository `{repository}` is configured for this job")]
     UnknownRepository {
@@ -179,7 +183,7 @@ impl AllowList {
                 Some(suffix) => host.len() > suffix.len() && host.ends_with(&format!(".{suffix}")),
                 None => p.host == host,
             };
-            host_ok && p.port.is_none_or(|want| want == port)
+            host_ok && (p.port.is_none() || p.port == Some(port))
         })
     }
 }
@@ -347,7 +351,12 @@ async fn handle(state: Arc<State>, peer: SocketAddr, req: Request<Incoming>) -> 
     let format = match parts.next() {
         Some("npm") => PackageFormat::Npm,
         Some("pypi") => PackageFormat::Pypi,
-        _ => return full(StatusCode::NOT_FOUND, "cove gateway: use /npm/<repo>/ or /pypi/<repo>/"),
+        _ => {
+            return full(
+                StatusCode::NOT_FOUND,
+                "cove gateway: use /npm/<repo>/ or /pypi/<repo>/",
+            )
+        }
     };
     let (Some(repo), rest) = (parts.next(), parts.next().unwrap_or("")) else {
         return full(StatusCode::NOT_FOUND, "cove gateway: missing repository");
@@ -374,7 +383,10 @@ async fn connect(state: Arc<State>, peer: SocketAddr, req: Request<Incoming>) ->
     let Some(authority) = req.uri().authority().cloned() else {
         return full(StatusCode::BAD_REQUEST, "CONNECT needs host:port");
     };
-    let (host, port) = (authority.host().to_string(), authority.port_u16().unwrap_or(443));
+    let (host, port) = (
+        authority.host().to_string(),
+        authority.port_u16().unwrap_or(443),
+    );
     if !state.config.allow.allows(&host, port) {
         return deny(&state, peer, req.method(), authority.as_str());
     }
@@ -387,9 +399,17 @@ async fn connect(state: Arc<State>, peer: SocketAddr, req: Request<Incoming>) ->
         Ok(Ok(s)) => s,
         Ok(Err(error)) => {
             tracing::warn!(job = %state.config.job_id, destination = %authority, %error, "gateway tunnel connect failed");
-            return full(StatusCode::BAD_GATEWAY, format!("cannot reach {authority}: {error}"));
+            return full(
+                StatusCode::BAD_GATEWAY,
+                format!("cannot reach {authority}: {error}"),
+            );
         }
-        Err(_) => return full(StatusCode::GATEWAY_TIMEOUT, format!("cannot reach {authority}: timeout")),
+        Err(_) => {
+            return full(
+                StatusCode::GATEWAY_TIMEOUT,
+                format!("cannot reach {authority}: timeout"),
+            )
+        }
     };
     tracing::debug!(job = %state.config.job_id, %peer, destination = %authority, "gateway tunnel");
     tokio::spawn(async move {
@@ -402,7 +422,11 @@ async fn connect(state: Arc<State>, peer: SocketAddr, req: Request<Incoming>) ->
             Err(error) => tracing::debug!(%error, "CONNECT upgrade failed"),
         }
     });
-    Response::new(http_body_util::Empty::new().map_err(|never| match never {}).boxed())
+    Response::new(
+        http_body_util::Empty::new()
+            .map_err(|never| match never {})
+            .boxed(),
+    )
 }
 
 const HOP_BY_HOP: [&str; 9] = [
@@ -434,7 +458,11 @@ async fn forward(state: Arc<State>, peer: SocketAddr, req: Request<Incoming>) ->
     let host = uri.host().unwrap_or_default().to_string();
     let port = uri
         .port_u16()
-        .unwrap_or(if uri.scheme_str() == Some("https") { 443 } else { 80 });
+        .unwrap_or(if uri.scheme_str() == Some("https") {
+            443
+        } else {
+            80
+        });
     if !state.config.allow.allows(&host, port) {
         return deny(&state, peer, req.method(), &format!("{host}:{port}"));
     }
@@ -449,7 +477,10 @@ async fn forward(state: Arc<State>, peer: SocketAddr, req: Request<Incoming>) ->
         }
         Err(error) => {
             tracing::warn!(job = %state.config.job_id, %uri, %error, "gateway forward failed");
-            full(StatusCode::BAD_GATEWAY, format!("cannot reach {host}:{port}"))
+            full(
+                StatusCode::BAD_GATEWAY,
+                format!("cannot reach {host}:{port}"),
+            )
         }
     }
 }
@@ -519,7 +550,11 @@ async fn package(
             .and_then(|h| h.to_str().ok())
             .map_or_else(|| peer.to_string(), str::to_string)
     );
-    let query = req.uri().query().map(|q| format!("?{q}")).unwrap_or_default();
+    let query = req
+        .uri()
+        .query()
+        .map(|q| format!("?{q}"))
+        .unwrap_or_default();
     let mut target = format!("{}{rest}{query}", upstream.endpoint);
     let (mut parts, body) = req.into_parts();
     strip_hop_by_hop(&mut parts.headers);
@@ -527,11 +562,15 @@ async fn package(
     parts.headers.remove(header::HOST);
     // Identity so packuments and simple pages can be rewritten; tarballs
     // and wheels are compressed already.
-    parts
-        .headers
-        .insert(header::ACCEPT_ENCODING, HeaderValue::from_static("identity"));
+    parts.headers.insert(
+        header::ACCEPT_ENCODING,
+        HeaderValue::from_static("identity"),
+    );
     let Some(auth) = authorization(format, &upstream.token) else {
-        return full(StatusCode::BAD_GATEWAY, "cove gateway: token is not a valid header value");
+        return full(
+            StatusCode::BAD_GATEWAY,
+            "cove gateway: token is not a valid header value",
+        );
     };
     let method = parts.method.clone();
     let mut body = Some(body.boxed());
@@ -549,12 +588,19 @@ async fn package(
                 h.insert(header::AUTHORIZATION, auth.clone());
             }
         }
-        let req_body = body
-            .take()
-            .unwrap_or_else(|| http_body_util::Empty::new().map_err(|never| match never {}).boxed());
+        let req_body = body.take().unwrap_or_else(|| {
+            http_body_util::Empty::new()
+                .map_err(|never| match never {})
+                .boxed()
+        });
         let out = match out.body(req_body) {
             Ok(r) => r,
-            Err(_) => return full(StatusCode::BAD_GATEWAY, "cove gateway: bad upstream request"),
+            Err(_) => {
+                return full(
+                    StatusCode::BAD_GATEWAY,
+                    "cove gateway: bad upstream request",
+                )
+            }
         };
         let resp = match state.client.request(out).await {
             Ok(r) => r,
@@ -569,7 +615,11 @@ async fn package(
         let follow = resp.status().is_redirection()
             && (method == Method::GET || method == Method::HEAD)
             && redirects < MAX_REDIRECTS;
-        match resp.headers().get(header::LOCATION).and_then(|l| l.to_str().ok()) {
+        match resp
+            .headers()
+            .get(header::LOCATION)
+            .and_then(|l| l.to_str().ok())
+        {
             Some(location) if follow => {
                 target = resolve(&target, location);
                 redirects += 1;
@@ -623,7 +673,10 @@ fn resolve(base: &str, location: &str) -> String {
     if location.starts_with('/') {
         format!("{}{location}", &base[..origin_end])
     } else {
-        let dir_end = base.rfind('/').filter(|&i| i >= origin_end).unwrap_or(origin_end);
+        let dir_end = base
+            .rfind('/')
+            .filter(|&i| i >= origin_end)
+            .unwrap_or(origin_end);
         format!("{}/{location}", &base[..dir_end])
     }
 }
@@ -665,7 +718,10 @@ mod tests {
     fn endpoint_spellings_cover_default_ports() {
         assert_eq!(
             endpoint_spellings("https://d-1.d.x.com/npm/r/"),
-            vec!["https://d-1.d.x.com/npm/r/", "https://d-1.d.x.com:443/npm/r/"]
+            vec![
+                "https://d-1.d.x.com/npm/r/",
+                "https://d-1.d.x.com:443/npm/r/"
+            ]
         );
         assert_eq!(endpoint_spellings("http://h:81/p/"), vec!["http://h:81/p/"]);
     }

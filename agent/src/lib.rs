@@ -13,6 +13,7 @@ pub mod commands;
 pub mod environment;
 pub mod gateway;
 pub mod pod;
+pub mod private_net;
 pub mod sources;
 
 pub use pod::{

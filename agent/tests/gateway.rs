@@ -1,0 +1,486 @@
+#![allow(clippy::unwrap_used)]
+//! Endpoint gateway end to end: moto (STS) + the CodeArtifact double on the
+//! host, the broker, a per-job private network with the gateway on its
+//! bridge address, and real `npm install` / `pip install` in cove/universal
+//! containers on that network. Needs the engine from scripts/test-env.sh.
+
+#[path = "../../tests/codeartifact_double/harness.rs"]
+mod harness;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex, Once, OnceLock};
+use std::time::{Duration, SystemTime};
+
+use cove_agent::broker::{
+    Broker, BrokerConfig, BrokerOptions, BuildInjection, Clock, JobRef, ManualClock, Mode,
+    PackageFormat, RepositoryRef,
+};
+use cove_agent::gateway::{AllowList, BrokerSource, Gateway, GatewayConfig};
+use cove_agent::private_net::{NetOptions, PrivateNetwork, LABEL_JOB};
+use harness::{Double, Moto};
+
+// ---------- log capture: the gateway's tracing events, process-wide ----------
+
+#[derive(Clone)]
+struct Buf(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Buf {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn logs() -> &'static Arc<Mutex<Vec<u8>>> {
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let writer = Buf(buf.clone());
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::INFO)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .init();
+        buf
+    })
+}
+
+fn log_text() -> String {
+    String::from_utf8_lossy(&logs().lock().unwrap()).into_owned()
+}
+
+// ---------- environment ----------
+
+fn base_env() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        std::env::set_var("AWS_ACCESS_KEY_ID", "AKIDCOVEGATEWAYTEST1");
+        std::env::set_var("AWS_SECRET_ACCESS_KEY", "gateway-base-secret-0123456789");
+        std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
+        std::env::set_var("AWS_CONFIG_FILE", "/nonexistent/cove-test-config");
+        std::env::set_var(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            "/nonexistent/cove-test-creds",
+        );
+    });
+}
+
+fn unique(prefix: &str) -> String {
+    let n = SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("{prefix}-{}-{n:x}", std::process::id())
+}
+
+fn docker(args: &[&str]) -> std::process::Output {
+    Command::new("docker").args(args).output().unwrap()
+}
+
+fn docker_ok(args: &[&str]) -> String {
+    let out = docker(args);
+    assert!(
+        out.status.success(),
+        "docker {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Everything one job needs: services, broker, network, gateway.
+struct Job {
+    double: Double,
+    _moto: Moto,
+    broker: Arc<Broker>,
+    clock: Arc<ManualClock>,
+    cfg: BrokerConfig,
+    job: JobRef,
+    gateway: Option<Gateway>,
+    net: Option<PrivateNetwork>,
+    containers: Vec<String>,
+}
+
+impl Job {
+    async fn start(allow_double: bool) -> Job {
+        logs();
+        base_env();
+        let moto = Moto::start();
+        let double = Double::start(&[]);
+        let clock = Arc::new(ManualClock::new(SystemTime::now()));
+        let options = BrokerOptions {
+            max_attempts: 1,
+            ..BrokerOptions::default()
+        };
+        let broker = Arc::new(
+            Broker::from_default_chain("us-east-1", clock.clone() as Arc<dyn Clock>, options).await,
+        );
+        let cfg = BrokerConfig {
+            role_arn: "arn:aws:iam::123456789012:role/cove-build".into(),
+            region: "us-east-1".into(),
+            domain: "acme".into(),
+            domain_owner: "123456789012".into(),
+            repositories: vec![
+                RepositoryRef {
+                    name: "npm-store".into(),
+                    format: PackageFormat::Npm,
+                },
+                RepositoryRef {
+                    name: "py-store".into(),
+                    format: PackageFormat::Pypi,
+                },
+            ],
+            sts_endpoint: Some(moto.url()),
+            codeartifact_endpoint: Some(double.url()),
+            max_session_secs: None,
+        };
+        let id = unique("gw");
+        let job = JobRef {
+            run_id: "run-1".into(),
+            job_id: id.clone(),
+            timeout: Duration::from_secs(1800),
+        };
+        let d = bollard::Docker::connect_with_local_defaults().unwrap();
+        let mut net = PrivateNetwork::create(&d, &id, NetOptions::default())
+            .await
+            .unwrap();
+        let listener = tokio::net::TcpListener::bind((net.gateway_ip(), 0))
+            .await
+            .unwrap();
+        net.allow_gateway_port(listener.local_addr().unwrap().port())
+            .await
+            .unwrap();
+        let allow: Vec<String> = if allow_double {
+            vec![format!("127.0.0.1:{}", double.port)]
+        } else {
+            vec![]
+        };
+        let gateway = Gateway::start(
+            listener,
+            Arc::new(BrokerSource {
+                broker: broker.clone(),
+                config: cfg.clone(),
+                job: job.clone(),
+            }),
+            GatewayConfig::new(&id, AllowList::parse(&allow).unwrap()),
+        )
+        .unwrap();
+        Job {
+            double,
+            _moto: moto,
+            broker,
+            clock,
+            cfg,
+            job,
+            gateway: Some(gateway),
+            net: Some(net),
+            containers: Vec::new(),
+        }
+    }
+
+    fn gateway_url(&self) -> String {
+        self.gateway.as_ref().unwrap().url()
+    }
+
+    /// A build container on the job's network, with the injection's files
+    /// copied in (as the job runner will) and its env kept for exec.
+    fn container(&mut self, image: &str) -> String {
+        let net = self.net.as_ref().unwrap().name().to_string();
+        let id = docker_ok(&[
+            "run",
+            "-d",
+            "--network",
+            &net,
+            "--label",
+            &format!("{LABEL_JOB}={}", self.job.job_id),
+            image,
+            "sleep",
+            "600",
+        ]);
+        self.containers.push(id.clone());
+        id
+    }
+
+    async fn shutdown(mut self) {
+        for c in self.containers.drain(..) {
+            let _ = docker(&["rm", "-f", &c]);
+        }
+        if let Some(g) = self.gateway.take() {
+            g.shutdown().await;
+        }
+        if let Some(n) = self.net.take() {
+            n.remove().await.unwrap();
+        }
+    }
+}
+
+impl Drop for Job {
+    fn drop(&mut self) {
+        for c in &self.containers {
+            let _ = docker(&["rm", "-f", c]);
+        }
+    }
+}
+
+/// Copy the injection's files into the container (a tar through `docker cp -`).
+fn inject(container: &str, inj: &BuildInjection) {
+    let mut tar = tar::Builder::new(Vec::new());
+    for f in &inj.files {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(f.contents.len() as u64);
+        h.set_mode(f.mode);
+        h.set_mtime(0);
+        h.set_cksum();
+        let rel = f.path.strip_prefix("/").unwrap();
+        tar.append_data(&mut h, rel, f.contents.as_bytes()).unwrap();
+    }
+    let bytes = tar.into_inner().unwrap();
+    let mut child = Command::new("docker")
+        .args(["cp", "-", &format!("{container}:/")])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&bytes).unwrap();
+    assert!(child.wait().unwrap().success());
+}
+
+fn exec(container: &str, env: &[(String, String)], script: &str) -> (bool, String) {
+    let mut args: Vec<String> = vec!["exec".into()];
+    for (k, v) in env {
+        args.push("-e".into());
+        args.push(format!("{k}={v}"));
+    }
+    args.extend([
+        container.to_string(),
+        "sh".into(),
+        "-c".into(),
+        script.into(),
+    ]);
+    let out = Command::new("docker").args(&args).output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+fn env_of(inj: &BuildInjection) -> Vec<(String, String)> {
+    inj.env
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+const NPM_INSTALL: &str = "set -e; mkdir -p /tmp/p && cd /tmp/p && npm init -y >/dev/null && \
+    npm install --no-audit --no-fund --loglevel=error @acme/hello >/dev/null && \
+    node -e 'console.log(require(\"@acme/hello\"))'";
+const PIP_INSTALL: &str =
+    "set -e; pip install --no-cache-dir --disable-pip-version-check -q acme-hello && \
+    python3 -c 'import acme_hello; print(acme_hello.GREETING)'";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn token_free_npm_and_pip_install_through_the_gateway() {
+    let mut j = Job::start(false).await;
+    let creds = j
+        .broker
+        .job_credentials(&j.cfg, &j.job, Mode::TokenFree)
+        .await
+        .unwrap();
+    let token = creds.token.token.expose().to_string();
+    let inj = creds.token_free(Path::new("/root"), &j.gateway_url());
+    assert!(inj.secrets.is_empty());
+    let c = j.container("cove/universal:latest");
+    inject(&c, &inj);
+    let env = env_of(&inj);
+
+    let (ok, out) = exec(&c, &env, NPM_INSTALL);
+    assert!(ok, "npm install through the gateway failed:\n{out}");
+    assert!(out.contains("hello from @acme/hello"), "{out}");
+    assert_eq!(j.double.stats()["last_data_auth_scheme"], "bearer");
+
+    let (ok, out) = exec(&c, &env, PIP_INSTALL);
+    assert!(ok, "pip install through the gateway failed:\n{out}");
+    assert!(out.contains("hello from acme-hello"), "{out}");
+    assert_eq!(j.double.stats()["last_data_auth_scheme"], "basic");
+
+    // The token is nowhere in the build: not in its env, files, lockfile
+    // (tarball URLs point at the gateway) or installed packages.
+    let (_, found) = exec(
+        &c,
+        &env,
+        &format!(
+            "env; grep -rl '{token}' /root /tmp/p /usr/local/lib 2>/dev/null | sed 's/^/LEAK: /'; \
+             grep -o '\"resolved\": \"[^\"]*\"' /tmp/p/package-lock.json"
+        ),
+    );
+    assert!(
+        !found.contains(&token) && !found.contains("LEAK: "),
+        "token leaked into the build:\n{found}"
+    );
+    assert!(
+        found.contains(&format!(
+            "\"resolved\": \"{}/npm/npm-store/",
+            j.gateway_url()
+        )),
+        "{found}"
+    );
+    // Unconfigured repositories are not proxied.
+    let (_, out) = exec(
+        &c,
+        &[],
+        &format!(
+            "curl -s -o /dev/null -w '%{{http_code}}' {}/npm/other-repo/x",
+            j.gateway_url()
+        ),
+    );
+    assert_eq!(out.trim(), "404");
+    j.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn compatible_mode_npm_and_pip_install_with_the_brokers_files() {
+    // Compatible mode: the build holds the token and talks to the
+    // repository endpoint itself, through the gateway's forward proxy (the
+    // only way out of the private network), which allows the double.
+    let mut j = Job::start(true).await;
+    let creds = j
+        .broker
+        .job_credentials(&j.cfg, &j.job, Mode::Compatible)
+        .await
+        .unwrap();
+    let inj = creds.compatible(Path::new("/root"));
+    let c = j.container("cove/universal:latest");
+    inject(&c, &inj);
+    let mut env = env_of(&inj);
+    for k in ["HTTP_PROXY", "http_proxy", "npm_config_proxy"] {
+        env.push((k.into(), j.gateway_url()));
+    }
+    let (_, mode) = exec(&c, &[], "stat -c %a /root/.npmrc /root/.pypirc");
+    assert_eq!(mode.split_whitespace().collect::<Vec<_>>(), ["600", "600"]);
+
+    let (ok, out) = exec(&c, &env, NPM_INSTALL);
+    assert!(ok, "npm install (compatible) failed:\n{out}");
+    assert!(out.contains("hello from @acme/hello"), "{out}");
+    let (ok, out) = exec(&c, &env, PIP_INSTALL);
+    assert!(ok, "pip install (compatible) failed:\n{out}");
+    assert!(out.contains("hello from acme-hello"), "{out}");
+    assert_eq!(j.double.count("data_unauthorized"), 0);
+
+    // Without the files the double refuses (the token is what works).
+    let (ok, out) = exec(
+        &c,
+        &[("http_proxy".into(), j.gateway_url())],
+        &format!(
+            "curl -s -o /dev/null -w '%{{http_code}}' {}",
+            creds.endpoints[0].url.clone() + "@acme%2fhello"
+        ),
+    );
+    assert!(ok);
+    assert_eq!(out.trim(), "401");
+    j.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn forward_proxy_denies_and_logs_destinations_not_on_the_allow_list() {
+    let mut j = Job::start(true).await;
+    let c = j.container("cove/busybox:latest");
+    let gw = j.gateway_url();
+    // An HTTP server this test started, on a port that is not allow-listed.
+    let other = harness::Double::start(&[]);
+    let denied_http = format!("http://127.0.0.1:{}/__double/stats", other.port);
+    let proxy = [("http_proxy".to_string(), gw.clone())];
+    let (_, out) = exec(
+        &c,
+        &proxy,
+        &format!("timeout 5 wget -q -O - {denied_http} 2>&1; true"),
+    );
+    assert!(out.contains("403"), "{out}");
+    // CONNECT to a name that is not allow-listed: refused before any lookup.
+    let host = j.gateway.as_ref().unwrap().local_addr();
+    let (_, out) = exec(
+        &c,
+        &[],
+        &format!(
+            "printf 'CONNECT denied.invalid:443 HTTP/1.1\\r\\nHost: denied.invalid:443\\r\\n\\r\\n' \
+             | timeout 5 nc {} {} | head -1",
+            host.ip(),
+            host.port()
+        ),
+    );
+    assert!(out.contains("403"), "{out}");
+    // The allow-listed double passes (absolute-URI request).
+    let (_, out) = exec(
+        &c,
+        &proxy,
+        &format!("timeout 5 wget -q -O - {}/__double/stats", j.double.url()),
+    );
+    assert!(out.contains("authorization_token"), "{out}");
+    assert_eq!(other.count("data_ok") + other.count("data_unauthorized"), 0);
+
+    let logs = log_text();
+    let denied: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("gateway denied egress") && l.contains(&j.job.job_id))
+        .collect();
+    assert!(
+        denied
+            .iter()
+            .any(|l| l.contains(&format!("destination=\"127.0.0.1:{}\"", other.port))),
+        "{logs}"
+    );
+    assert!(
+        denied
+            .iter()
+            .any(|l| l.contains("destination=\"denied.invalid:443\"")),
+        "{logs}"
+    );
+    j.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn gateway_refreshes_an_expired_token_mid_job() {
+    let j = Job::start(false).await;
+    let gw = j.gateway_url();
+    let url = format!("{gw}/npm/npm-store/@acme%2fhello");
+    let (status, body) = harness::http_get(&url);
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    // Tarball links point back at the gateway.
+    let doc: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let tarball = doc["versions"]["1.0.0"]["dist"]["tarball"]
+        .as_str()
+        .unwrap();
+    assert_eq!(
+        tarball,
+        format!("{gw}/npm/npm-store/@acme/hello/-/hello-1.0.0.tgz")
+    );
+    let (status, tgz) = harness::http_get(tarball);
+    assert_eq!(status, 200);
+    assert_eq!(&tgz[..2], &[0x1f, 0x8b]);
+    assert_eq!(j.double.count("authorization_token"), 1);
+
+    // Simple pages are rewritten too.
+    let (status, page) = harness::http_get(&format!("{gw}/pypi/py-store/simple/acme-hello/"));
+    assert_eq!(status, 200);
+    let page = String::from_utf8(page).unwrap();
+    assert!(
+        page.contains(&format!(
+            "href=\"{gw}/pypi/py-store/simple/acme-hello/1.0.0/"
+        )),
+        "{page}"
+    );
+    assert!(!page.contains(&j.double.url()), "{page}");
+
+    // A job longer than the token: past expiry the gateway gets a new one.
+    j.clock.advance(Duration::from_secs(13 * 3600));
+    j.double.expire_tokens();
+    let (status, _) = harness::http_get(&url);
+    assert_eq!(status, 200);
+    assert_eq!(j.double.count("authorization_token"), 2);
+    j.shutdown().await;
+}
