@@ -352,3 +352,51 @@ async fn outputs_for_both_modes_and_redacted_debug() {
         assert!(!everything.contains(s.as_str()));
     }
 }
+
+fn median_p95(mut v: Vec<Duration>) -> (Duration, Duration) {
+    v.sort();
+    (v[v.len() / 2], v[(v.len() * 95).div_ceil(100) - 1])
+}
+
+/// `scripts/bench-broker.sh`: latency of a cache miss (AssumeRole +
+/// GetAuthorizationToken + 2 × GetRepositoryEndpoint against moto and the
+/// double) vs a cache hit. Prints numbers, asserts nothing about them.
+#[tokio::test]
+#[ignore = "benchmark: run by scripts/bench-broker.sh"]
+async fn bench_broker_cache_hit_vs_miss() {
+    let moto = Moto::start();
+    let double = Double::start(&[]);
+    let cfg = config(&moto.url(), &double.url());
+    let (runs, hits) = (20, 2000);
+    let mut miss = Vec::new();
+    for _ in 0..runs {
+        let b = broker(Arc::new(SystemClock)).await;
+        let t = std::time::Instant::now();
+        let c = b
+            .job_credentials(&cfg, &job(600), Mode::TokenFree)
+            .await
+            .unwrap();
+        miss.push(t.elapsed());
+        assert!(!c.from_cache);
+    }
+    let b = broker(Arc::new(SystemClock)).await;
+    b.job_credentials(&cfg, &job(600), Mode::TokenFree)
+        .await
+        .unwrap();
+    let mut hit = Vec::new();
+    for _ in 0..hits {
+        let t = std::time::Instant::now();
+        let c = b
+            .job_credentials(&cfg, &job(600), Mode::TokenFree)
+            .await
+            .unwrap();
+        hit.push(t.elapsed());
+        assert!(c.from_cache);
+    }
+    let (m50, m95) = median_p95(miss);
+    let (h50, h95) = median_p95(hit);
+    println!("BENCH broker miss ({runs} runs: AssumeRole + GetAuthorizationToken + 2x GetRepositoryEndpoint, moto + double): median {m50:?}, p95 {m95:?}");
+    println!(
+        "BENCH broker hit  ({hits} runs: cached token + endpoints): median {h50:?}, p95 {h95:?}"
+    );
+}

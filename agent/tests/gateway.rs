@@ -484,3 +484,70 @@ async fn gateway_refreshes_an_expired_token_mid_job() {
     assert_eq!(j.double.count("authorization_token"), 2);
     j.shutdown().await;
 }
+
+/// `scripts/bench-broker.sh`: `npm install @acme/hello` (empty npm cache
+/// each run, timed inside the container) through the gateway from the
+/// private network vs straight at the double from a host-network container.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "benchmark: run by scripts/bench-broker.sh"]
+async fn bench_npm_install_gateway_vs_direct() {
+    let runs = 5;
+    let mut j = Job::start(false).await;
+    let creds = j
+        .broker
+        .job_credentials(&j.cfg, &j.job, Mode::Compatible)
+        .await
+        .unwrap();
+    let gated = j.container("cove/universal:latest");
+    inject(
+        &gated,
+        &creds.token_free(Path::new("/root"), &j.gateway_url()),
+    );
+    let direct = docker_ok(&[
+        "run",
+        "-d",
+        "--network",
+        "host",
+        "--label",
+        &format!("{LABEL_JOB}={}", j.job.job_id),
+        "cove/universal:latest",
+        "sleep",
+        "600",
+    ]);
+    j.containers.push(direct.clone());
+    inject(&direct, &creds.compatible(Path::new("/root")));
+    let script = |i: usize| {
+        format!(
+            "set -e; mkdir -p /tmp/b{i} && cd /tmp/b{i} && npm init -y >/dev/null; \
+             s=$(date +%s%N); npm install --cache /tmp/cache{i} --no-audit --no-fund --loglevel=error @acme/hello >/dev/null; \
+             e=$(date +%s%N); echo $(( (e - s) / 1000000 ))"
+        )
+    };
+    let mut results = Vec::new();
+    for (name, c) in [
+        ("gateway (token-free, private network)", &gated),
+        ("direct to the double (compatible, host network)", &direct),
+    ] {
+        // one warm-up run (npm's own startup caches), then timed runs
+        let (ok, out) = exec(c, &[], &script(100));
+        assert!(ok, "{out}");
+        let mut ms: Vec<u64> = (0..runs)
+            .map(|i| {
+                let (ok, out) = exec(c, &[], &script(i));
+                assert!(ok, "{out}");
+                out.trim().lines().last().unwrap().parse().unwrap()
+            })
+            .collect();
+        ms.sort();
+        results.push(format!(
+            "BENCH npm install @acme/hello via {name}: median {} ms, min {} ms, max {} ms ({runs} runs, empty cache)",
+            ms[runs / 2],
+            ms[0],
+            ms[runs - 1]
+        ));
+    }
+    for r in results {
+        println!("{r}");
+    }
+    j.shutdown().await;
+}
