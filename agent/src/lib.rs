@@ -12,6 +12,8 @@ pub mod broker;
 pub mod commands;
 pub mod environment;
 pub mod gateway;
+pub mod jobs;
+pub mod mask;
 pub mod pod;
 pub mod private_net;
 pub mod sources;

@@ -1,0 +1,1065 @@
+//! Running one workflow action as a job: a fresh container, the source at
+//! the run's commit, the action's commands with the design notes' semantics
+//! (§6 rules 1–3, §1.7, §2.2), masked logs streamed as they are written,
+//! exported variables and output artifacts collected, cancellation and
+//! timeout by SIGTERM → grace → SIGKILL to the running command's process
+//! group, and the container removed whatever happens.
+//!
+//! The agent does not read workflow syntax: the server turns a
+//! `workflows::Action` into a [`JobSpec`] (its `Run` steps become
+//! [`Script::Steps`], a buildspec's phases [`Script::Phases`], with
+//! `${…}` references already interpolated for the shell, so secrets appear
+//! in commands only as `${CATALYST_SECRETS_name}`). See `docs/jobs.md`.
+
+mod artifacts;
+mod script;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bollard::container::LogOutput;
+use bollard::errors::Error as DockerError;
+use bollard::exec::StartExecResults;
+use bollard::models::{ContainerCreateBody, ExecConfig, HostConfig};
+use bollard::query_parameters::{
+    CreateContainerOptions, DownloadFromContainerOptions, RemoveContainerOptions,
+    StartContainerOptions, UploadToContainerOptions,
+};
+use bollard::Docker;
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+pub use tokio_util::sync::CancellationToken;
+
+use crate::mask::{LogSink, LogStream, MaskSet, MaskedOutput};
+
+pub use artifacts::{collect, glob_match, ArtifactError, ArtifactSpec, OutputArtifact};
+pub use script::{ARTIFACTS_DIR, ROOT, SRC_DIR};
+
+/// Label on every job container: the job id.
+pub const LABEL_JOB: &str = "cove.job";
+/// Label on every job container: the attempt number.
+pub const LABEL_ATTEMPT: &str = "cove.attempt";
+/// The image a job runs in when its action names none.
+pub const DEFAULT_IMAGE: &str = "cove/universal:latest";
+
+/// How long to wait for a command's output to end after SIGKILL before
+/// giving up on it (the container is removed anyway).
+const AFTER_KILL: Duration = Duration::from_secs(5);
+/// Bytes of each command's output kept for `on-failure: RETRY-…-<regex>`.
+const TAIL_BYTES: usize = 64 * 1024;
+
+/// Everything the agent needs to run one job.
+#[derive(Clone, Debug)]
+pub struct JobSpec {
+    /// Server-issued job id (`[A-Za-z0-9_.-]`, at most 64).
+    pub job_id: String,
+    /// 1-based attempt number (fencing is the server's; the agent labels
+    /// its container with it and uses it for `RETRY` counts).
+    pub attempt: u32,
+    pub image: String,
+    pub script: Script,
+    /// Shell every command runs in (`/bin/sh`, buildspec `env.shell`).
+    pub shell: String,
+    pub source: Source,
+    /// Plain variables (`Inputs.Variables`, buildspec `env.variables`,
+    /// values taken literally).
+    pub env: Vec<(String, String)>,
+    /// Environment variable name → secret value (e.g.
+    /// `CATALYST_SECRETS_token`). Injected into the first command's
+    /// environment, never into the container's configuration, and masked
+    /// in every log line.
+    pub secrets: Vec<(String, String)>,
+    /// Artifacts of earlier actions, extracted into `/cove/artifacts/<name>`
+    /// and exposed as `CATALYST_SOURCE_DIR_<name>`.
+    pub inputs: Vec<InputArtifact>,
+    pub outputs: Vec<ArtifactSpec>,
+    /// Variables whose final values are exported (`Outputs.Variables`,
+    /// buildspec `exported-variables`).
+    pub exported_variables: Vec<String>,
+    /// The whole job (action `Timeout`).
+    pub timeout: Duration,
+    /// Between SIGTERM and SIGKILL on cancel or timeout.
+    pub grace: Duration,
+    pub limits: Limits,
+    /// Docker network to attach to (the private build network); `None`
+    /// uses the engine's default bridge.
+    pub network: Option<String>,
+}
+
+impl JobSpec {
+    pub fn new(job_id: impl Into<String>, script: Script) -> Self {
+        JobSpec {
+            job_id: job_id.into(),
+            attempt: 1,
+            image: DEFAULT_IMAGE.into(),
+            script,
+            shell: "/bin/sh".into(),
+            source: Source::None,
+            env: Vec::new(),
+            secrets: Vec::new(),
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+            exported_variables: Vec::new(),
+            timeout: Duration::from_secs(60 * 60),
+            grace: Duration::from_secs(10),
+            limits: Limits::default(),
+            network: None,
+        }
+    }
+}
+
+/// What to execute.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "detail", rename_all = "snake_case")]
+pub enum Script {
+    /// CodeCatalyst `Run` steps in order; the first failing one fails the
+    /// job and no later step runs.
+    Steps(Vec<String>),
+    /// Buildspec phases, in the order given (install, pre_build, build,
+    /// post_build; absent phases are simply not listed).
+    Phases(Vec<Phase>),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Phase {
+    pub name: PhaseName,
+    pub commands: Vec<String>,
+    #[serde(default)]
+    pub finally: Vec<String>,
+    #[serde(default)]
+    pub on_failure: Option<OnFailure>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PhaseName {
+    Install,
+    PreBuild,
+    Build,
+    PostBuild,
+}
+
+impl PhaseName {
+    pub fn key(self) -> &'static str {
+        match self {
+            PhaseName::Install => "install",
+            PhaseName::PreBuild => "pre_build",
+            PhaseName::Build => "build",
+            PhaseName::PostBuild => "post_build",
+        }
+    }
+}
+
+/// A phase's `on-failure` (the `workflows::OnFailure` shapes).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum OnFailure {
+    /// No later phase runs.
+    Abort,
+    /// The next phase runs; the job still fails.
+    Continue,
+    /// Like `Abort` for this attempt; [`JobResult::retry`] asks the server
+    /// for another attempt while `attempt <= count` (default 3) and the
+    /// failed phase's output matches `regex` (when given).
+    Retry {
+        count: Option<u32>,
+        regex: Option<String>,
+    },
+}
+
+/// Where the source comes from.
+#[derive(Clone, Debug)]
+pub enum Source {
+    /// No checkout; the working directory is the first input artifact, or
+    /// an empty `/cove/src`.
+    None,
+    /// A tar of the tree at the run's commit (handed over by the server).
+    Tar(Vec<u8>),
+    /// `git archive` of `commit`: `repo` is a local repository (bare or
+    /// not) or a URL the agent can fetch from without credentials.
+    Git { repo: String, commit: String },
+}
+
+#[derive(Clone, Debug)]
+pub struct InputArtifact {
+    pub name: String,
+    pub tar: Vec<u8>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    pub memory_bytes: Option<i64>,
+    /// CPU in billionths of a CPU.
+    pub nano_cpus: Option<i64>,
+    pub pids: i64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            memory_bytes: Some(4 * 1024 * 1024 * 1024),
+            nano_cpus: None,
+            pids: 4096,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    Succeeded,
+    Failed,
+    Cancelled,
+    TimedOut,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PhaseStatus {
+    Succeeded,
+    Failed,
+    /// Not started: an earlier phase failed (or the job was stopped).
+    Skipped,
+    /// Stopped by cancel or timeout while running.
+    Stopped,
+}
+
+/// One command that ran.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandRecord {
+    pub phase: Option<PhaseName>,
+    /// True for a phase's `finally` command.
+    pub finally: bool,
+    pub command: String,
+    /// `None` when the command was interrupted.
+    pub exit_code: Option<i64>,
+    pub millis: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PhaseRecord {
+    pub name: PhaseName,
+    pub status: PhaseStatus,
+}
+
+#[derive(Clone, Debug)]
+pub struct JobResult {
+    pub status: JobStatus,
+    pub commands: Vec<CommandRecord>,
+    /// Buildspec jobs only: every phase of the script, in order.
+    pub phases: Vec<PhaseRecord>,
+    /// The exported variables that were set at the end.
+    pub variables: BTreeMap<String, String>,
+    pub artifacts: Vec<OutputArtifact>,
+    /// Why the job failed beyond a command's exit status (e.g. an artifact
+    /// pattern that leaves the tree).
+    pub error: Option<String>,
+    /// `on-failure: RETRY` asks for another attempt.
+    pub retry: bool,
+    pub timings: JobTimings,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct JobTimings {
+    /// Container create → the first command's process started.
+    pub start_latency: Option<Duration>,
+    pub total: Duration,
+}
+
+/// Failures of the agent or the engine (not of the job's commands).
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error("job id `{0}` is not valid (letters, digits, `_`, `.`, `-`; at most 64)")]
+    BadId(String),
+    #[error("job `{job}`: {detail}")]
+    BadSpec { job: String, detail: String },
+    #[error("job `{job}`: getting the source failed: {detail}")]
+    Source { job: String, detail: String },
+    #[error("job `{job}`: docker {action} failed: {source}")]
+    Docker {
+        job: String,
+        action: String,
+        #[source]
+        source: DockerError,
+    },
+    #[error("job `{job}`: building the container's files failed: {source}")]
+    Io {
+        job: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn valid_job_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+fn valid_env_name(name: &str) -> bool {
+    let mut b = name.bytes();
+    b.next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == b'_')
+        && b.all(|c| c.is_ascii_alphanumeric() || c == b'_')
+}
+
+/// Why a command's output reading stopped early.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Interrupt {
+    Cancelled,
+    TimedOut,
+}
+
+/// Removes the job container when dropped without [`ContainerGuard::remove`]
+/// (a panic, or the job future dropped mid-way).
+struct ContainerGuard {
+    docker: Docker,
+    id: Option<String>,
+}
+
+impl ContainerGuard {
+    async fn remove(mut self) -> Result<(), DockerError> {
+        match self.id.take() {
+            Some(id) => remove_container(&self.docker, &id).await,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for ContainerGuard {
+    fn drop(&mut self) {
+        if let Some(id) = self.id.take() {
+            let docker = self.docker.clone();
+            if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                handle.spawn(async move {
+                    if let Err(error) = remove_container(&docker, &id).await {
+                        tracing::warn!(container = %id, %error, "removing job container failed");
+                    }
+                });
+            }
+        }
+    }
+}
+
+async fn remove_container(docker: &Docker, id: &str) -> Result<(), DockerError> {
+    let options = RemoveContainerOptions {
+        force: true,
+        v: true,
+        link: false,
+    };
+    match docker.remove_container(id, Some(options)).await {
+        Err(DockerError::DockerResponseServerError {
+            status_code: 404, ..
+        }) => Ok(()),
+        other => other,
+    }
+}
+
+/// Run one job to its end. Command failures, cancellation and timeout are
+/// reported in the [`JobResult`]; `Err` means the agent or the engine
+/// failed (the job should be retried elsewhere or failed as an
+/// infrastructure error). Log lines are masked and sent to `sink` as they
+/// are written. The container is removed before this returns.
+pub async fn run_job(
+    docker: &Docker,
+    job: &JobSpec,
+    sink: &mut LogSink,
+    cancel: &CancellationToken,
+) -> Result<JobResult, JobError> {
+    let began = Instant::now();
+    let deadline = tokio::time::Instant::now() + job.timeout;
+    if !valid_job_id(&job.job_id) {
+        return Err(JobError::BadId(job.job_id.clone()));
+    }
+    let bad = |detail: String| JobError::BadSpec {
+        job: job.job_id.clone(),
+        detail,
+    };
+    for (k, _) in job.env.iter().chain(&job.secrets) {
+        if !valid_env_name(k) {
+            return Err(bad(format!(
+                "`{k}` is not a valid environment variable name"
+            )));
+        }
+    }
+    for spec in &job.outputs {
+        spec.validate().map_err(|e| bad(e.to_string()))?;
+    }
+    for a in &job.inputs {
+        if !valid_env_name(&a.name) {
+            return Err(bad(format!(
+                "input artifact name `{}` is not valid",
+                a.name
+            )));
+        }
+    }
+    let secrets = Arc::new(MaskSet::new(job.secrets.iter().map(|(_, v)| v.as_bytes())));
+    let source = fetch_source(job).await?;
+    let err = |action: &str| {
+        let job = job.job_id.clone();
+        let action = action.to_string();
+        move |source| JobError::Docker {
+            job,
+            action,
+            source,
+        }
+    };
+    let created = Instant::now();
+    let container = docker
+        .create_container(
+            Some(CreateContainerOptions {
+                name: Some(format!("cove-job-{}-{}", job.job_id, job.attempt)),
+                ..Default::default()
+            }),
+            container_body(job),
+        )
+        .await
+        .map_err(err("create container"))?
+        .id;
+    let guard = ContainerGuard {
+        docker: docker.clone(),
+        id: Some(container.clone()),
+    };
+    let mut runner = Runner {
+        docker,
+        job,
+        container: &container,
+        secrets,
+        cancel,
+        deadline,
+        interrupted: None,
+        first_started: None,
+        commands: 0,
+        last_started: Instant::now(),
+        tail: String::new(),
+    };
+    let outcome = runner.run(sink, source).await;
+    let removed = guard.remove().await;
+    let mut result = outcome?;
+    removed.map_err(err("remove container"))?;
+    result.timings.start_latency = runner.first_started.map(|t| t - created);
+    result.timings.total = began.elapsed();
+    tracing::info!(job = %job.job_id, attempt = job.attempt, status = ?result.status, millis = result.timings.total.as_millis() as u64, "job finished");
+    Ok(result)
+}
+
+async fn fetch_source(job: &JobSpec) -> Result<Option<Vec<u8>>, JobError> {
+    let fail = |detail: String| JobError::Source {
+        job: job.job_id.clone(),
+        detail,
+    };
+    match &job.source {
+        Source::None => Ok(None),
+        Source::Tar(t) => Ok(Some(t.clone())),
+        Source::Git { repo, commit } => {
+            if commit.starts_with('-') || commit.is_empty() {
+                return Err(fail(format!("`{commit}` is not a commit")));
+            }
+            let git = |dir: &str, args: &[&str]| {
+                let mut c = tokio::process::Command::new("git");
+                c.arg("--git-dir").arg(dir).args(args);
+                c.env("GIT_TERMINAL_PROMPT", "0");
+                c
+            };
+            let run = |mut c: tokio::process::Command, what: &'static str| async move {
+                let out = c
+                    .output()
+                    .await
+                    .map_err(|e| fail(format!("cannot run git {what}: {e}")))?;
+                if out.status.success() {
+                    Ok(out.stdout)
+                } else {
+                    Err(fail(format!(
+                        "git {what} failed: {}",
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    )))
+                }
+            };
+            let local = std::path::Path::new(repo);
+            if local.is_dir() {
+                let dir = if local.join(".git").is_dir() {
+                    local.join(".git")
+                } else {
+                    local.to_path_buf()
+                };
+                let dir = dir.to_string_lossy().into_owned();
+                let spec = format!("{commit}^{{commit}}");
+                return run(git(&dir, &["archive", "--format=tar", &spec]), "archive")
+                    .await
+                    .map(Some);
+            }
+            let tmp = tempfile::tempdir().map_err(|e| fail(format!("temp dir: {e}")))?;
+            let dir = tmp.path().to_string_lossy().into_owned();
+            run(git(&dir, &["init", "-q", "--bare"]), "init").await?;
+            run(
+                git(&dir, &["fetch", "-q", "--depth", "1", repo, commit]),
+                "fetch",
+            )
+            .await?;
+            run(
+                git(&dir, &["archive", "--format=tar", "FETCH_HEAD"]),
+                "archive",
+            )
+            .await
+            .map(Some)
+        }
+    }
+}
+
+fn container_body(job: &JobSpec) -> ContainerCreateBody {
+    let labels = HashMap::from([
+        (LABEL_JOB.to_string(), job.job_id.clone()),
+        (LABEL_ATTEMPT.to_string(), job.attempt.to_string()),
+        (crate::pod::LABEL_ROLE.to_string(), "job".to_string()),
+    ]);
+    ContainerCreateBody {
+        image: Some(job.image.clone()),
+        entrypoint: Some(devfiles::KEEP_ALIVE.iter().map(|s| s.to_string()).collect()),
+        cmd: Some(Vec::new()),
+        working_dir: Some(SRC_DIR.into()),
+        labels: Some(labels),
+        host_config: Some(HostConfig {
+            init: Some(true),
+            privileged: Some(false),
+            security_opt: Some(vec!["no-new-privileges".into()]),
+            pids_limit: Some(job.limits.pids),
+            memory: job.limits.memory_bytes,
+            nano_cpus: job.limits.nano_cpus,
+            network_mode: job.network.clone(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+struct Runner<'a> {
+    docker: &'a Docker,
+    job: &'a JobSpec,
+    container: &'a str,
+    secrets: Arc<MaskSet>,
+    cancel: &'a CancellationToken,
+    deadline: tokio::time::Instant,
+    interrupted: Option<Interrupt>,
+    first_started: Option<Instant>,
+    /// Commands started so far.
+    commands: usize,
+    last_started: Instant,
+    /// Masked output of the running command (bounded), for RETRY regexes.
+    tail: String,
+}
+
+/// The outcome of one command.
+enum Ran {
+    Exit(i64),
+    Interrupted,
+}
+
+impl Runner<'_> {
+    fn err(&self, action: &str) -> impl FnOnce(DockerError) -> JobError {
+        let job = self.job.job_id.clone();
+        let action = action.to_string();
+        move |source| JobError::Docker {
+            job,
+            action,
+            source,
+        }
+    }
+
+    fn io(&self) -> impl FnOnce(std::io::Error) -> JobError {
+        let job = self.job.job_id.clone();
+        move |source| JobError::Io { job, source }
+    }
+
+    /// Every command in execution-file order.
+    fn all_commands(&self) -> Vec<&str> {
+        match &self.job.script {
+            Script::Steps(s) => s.iter().map(String::as_str).collect(),
+            Script::Phases(p) => p
+                .iter()
+                .flat_map(|p| p.commands.iter().chain(&p.finally))
+                .map(String::as_str)
+                .collect(),
+        }
+    }
+
+    fn workdir(&self) -> String {
+        match (&self.job.source, self.job.inputs.first()) {
+            (Source::None, Some(a)) => format!("{ARTIFACTS_DIR}/{}", a.name),
+            _ => SRC_DIR.to_string(),
+        }
+    }
+
+    async fn upload(&self, path: &str, tar: Vec<u8>) -> Result<(), JobError> {
+        self.docker
+            .upload_to_container(
+                self.container,
+                Some(UploadToContainerOptions {
+                    path: path.to_string(),
+                    ..Default::default()
+                }),
+                bollard::body_full(tar.into()),
+            )
+            .await
+            .map_err(self.err(&format!("upload to {path}")))
+    }
+
+    async fn run(
+        &mut self,
+        sink: &mut LogSink,
+        source: Option<Vec<u8>>,
+    ) -> Result<JobResult, JobError> {
+        let mut boot = script::Bootstrap::new().map_err(self.io())?;
+        for a in &self.job.inputs {
+            boot.dir(&format!("cove/artifacts/{}", a.name), 0o755)
+                .map_err(self.io())?;
+        }
+        boot.file(
+            "cove/state/pwd",
+            format!("{}\n", self.workdir()).as_bytes(),
+            0o644,
+        )
+        .map_err(self.io())?;
+        for (n, c) in self.all_commands().into_iter().enumerate() {
+            boot.command(n, c).map_err(self.io())?;
+        }
+        self.upload("/", boot.finish().map_err(self.io())?).await?;
+        if let Some(src) = source {
+            self.upload(SRC_DIR, src).await?;
+        }
+        for a in &self.job.inputs {
+            self.upload(&format!("{ARTIFACTS_DIR}/{}", a.name), a.tar.clone())
+                .await?;
+        }
+        self.docker
+            .start_container(self.container, None::<StartContainerOptions>)
+            .await
+            .map_err(self.err("start container"))?;
+
+        let mut out = MaskedOutput::new(sink, &self.secrets);
+        let mut result = JobResult {
+            status: JobStatus::Succeeded,
+            commands: Vec::new(),
+            phases: Vec::new(),
+            variables: BTreeMap::new(),
+            artifacts: Vec::new(),
+            error: None,
+            retry: false,
+            timings: JobTimings::default(),
+        };
+        let failed = match self.job.script.clone() {
+            Script::Steps(steps) => self.run_steps(&steps, &mut out, &mut result).await?,
+            Script::Phases(phases) => self.run_phases(&phases, &mut out, &mut result).await?,
+        };
+        result.status = match (self.interrupted, failed) {
+            (Some(Interrupt::Cancelled), _) => JobStatus::Cancelled,
+            (Some(Interrupt::TimedOut), _) => JobStatus::TimedOut,
+            (None, true) => JobStatus::Failed,
+            (None, false) => JobStatus::Succeeded,
+        };
+        if self.interrupted.is_none() {
+            // artifact upload is attempted even after a failed build (§2.2)
+            result.variables = self.exported_variables().await?;
+            match self.collect_artifacts().await {
+                Ok(a) => result.artifacts = a,
+                Err(Collect::Docker(e)) => return Err(e),
+                Err(Collect::Artifact(e)) => {
+                    out.system(&format!("[cove] {e}")).await;
+                    result.error = Some(e.to_string());
+                    result.status = JobStatus::Failed;
+                }
+            }
+        }
+        let summary = match result.status {
+            JobStatus::Succeeded => "succeeded",
+            JobStatus::Failed => "failed",
+            JobStatus::Cancelled => "cancelled",
+            JobStatus::TimedOut => "timed out",
+        };
+        out.system(&format!("[cove] job {summary}")).await;
+        Ok(result)
+    }
+
+    async fn run_steps(
+        &mut self,
+        steps: &[String],
+        out: &mut MaskedOutput<'_>,
+        result: &mut JobResult,
+    ) -> Result<bool, JobError> {
+        for (n, step) in steps.iter().enumerate() {
+            match self.run_command(n, step, &BTreeMap::new(), out).await? {
+                Ran::Exit(code) => {
+                    result
+                        .commands
+                        .push(self.record(None, false, step, Some(code)));
+                    if code != 0 {
+                        return Ok(true);
+                    }
+                }
+                Ran::Interrupted => {
+                    result.commands.push(self.record(None, false, step, None));
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
+    }
+
+    fn record(
+        &self,
+        phase: Option<PhaseName>,
+        finally: bool,
+        command: &str,
+        exit_code: Option<i64>,
+    ) -> CommandRecord {
+        CommandRecord {
+            phase,
+            finally,
+            command: command.to_string(),
+            exit_code,
+            millis: self.last_started.elapsed().as_millis() as u64,
+        }
+    }
+
+    /// The buildspec phase machine (rule 3). Returns whether the job failed.
+    async fn run_phases(
+        &mut self,
+        phases: &[Phase],
+        out: &mut MaskedOutput<'_>,
+        result: &mut JobResult,
+    ) -> Result<bool, JobError> {
+        let mut n = 0usize;
+        let mut job_failed = false;
+        let mut stop = false;
+        for phase in phases {
+            let first = n;
+            n += phase.commands.len() + phase.finally.len();
+            if stop || self.interrupted.is_some() {
+                result.phases.push(PhaseRecord {
+                    name: phase.name,
+                    status: PhaseStatus::Skipped,
+                });
+                continue;
+            }
+            out.system(&format!("[cove] phase {}", phase.name.key()))
+                .await;
+            let overrides = BTreeMap::from([
+                ("CODEBUILD_SRC_DIR".to_string(), SRC_DIR.to_string()),
+                (
+                    "CODEBUILD_BUILD_SUCCEEDING".to_string(),
+                    if job_failed { "0" } else { "1" }.to_string(),
+                ),
+            ]);
+            let mut phase_failed = false;
+            let mut output = String::new();
+            let lists = [
+                (false, &phase.commands, first),
+                (true, &phase.finally, first + phase.commands.len()),
+            ];
+            for (finally, list, base) in lists {
+                if self.interrupted.is_some() {
+                    break;
+                }
+                if finally && !list.is_empty() {
+                    out.system(&format!("[cove] phase {} finally", phase.name.key()))
+                        .await;
+                }
+                for (i, command) in list.iter().enumerate() {
+                    let ran = self.run_command(base + i, command, &overrides, out).await?;
+                    output.push_str(&self.tail);
+                    let code = match ran {
+                        Ran::Exit(c) => Some(c),
+                        Ran::Interrupted => None,
+                    };
+                    result
+                        .commands
+                        .push(self.record(Some(phase.name), finally, command, code));
+                    if code != Some(0) {
+                        phase_failed = true;
+                        break;
+                    }
+                }
+            }
+            let status = if self.interrupted.is_some() {
+                PhaseStatus::Stopped
+            } else if phase_failed {
+                PhaseStatus::Failed
+            } else {
+                PhaseStatus::Succeeded
+            };
+            result.phases.push(PhaseRecord {
+                name: phase.name,
+                status,
+            });
+            if !phase_failed {
+                continue;
+            }
+            job_failed = true;
+            match &phase.on_failure {
+                Some(OnFailure::Abort) => stop = true,
+                Some(OnFailure::Continue) => {}
+                Some(OnFailure::Retry { count, regex }) => {
+                    stop = true;
+                    let matches = match regex {
+                        None => true,
+                        Some(r) => match regex::Regex::new(r) {
+                            Ok(re) => re.is_match(&output),
+                            Err(e) => {
+                                out.system(&format!(
+                                    "[cove] on-failure RETRY regex `{r}` is invalid: {e}"
+                                ))
+                                .await;
+                                false
+                            }
+                        },
+                    };
+                    result.retry = matches && self.job.attempt <= count.unwrap_or(3);
+                }
+                // CodeBuild's transitions: install/pre_build failures skip
+                // the rest, a failed build still runs post_build
+                None => stop = matches!(phase.name, PhaseName::Install | PhaseName::PreBuild),
+            }
+        }
+        Ok(job_failed)
+    }
+
+    /// Run command file `n` and stream its output.
+    async fn run_command(
+        &mut self,
+        n: usize,
+        command: &str,
+        overrides: &BTreeMap<String, String>,
+        out: &mut MaskedOutput<'_>,
+    ) -> Result<Ran, JobError> {
+        let first_line = command.lines().next().unwrap_or("");
+        let shown = if command.lines().nth(1).is_some() {
+            format!("{first_line} …")
+        } else {
+            first_line.to_string()
+        };
+        if self.interrupted.is_none() {
+            if self.cancel.is_cancelled() {
+                self.interrupted = Some(Interrupt::Cancelled);
+            } else if tokio::time::Instant::now() >= self.deadline {
+                self.interrupted = Some(Interrupt::TimedOut);
+            }
+        }
+        if self.interrupted.is_some() {
+            return Ok(Ran::Interrupted);
+        }
+        out.system(&format!("[cove] $ {shown}")).await;
+        self.last_started = Instant::now();
+        let first = self.commands == 0;
+        self.commands += 1;
+        self.tail.clear();
+        let mut env: Vec<String> = Vec::new();
+        if first {
+            env.extend(self.builtin_env());
+            env.extend(self.job.env.iter().map(|(k, v)| format!("{k}={v}")));
+            env.extend(self.job.secrets.iter().map(|(k, v)| format!("{k}={v}")));
+        }
+        let exec = self
+            .docker
+            .create_exec(
+                self.container,
+                ExecConfig {
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    cmd: Some(script::command_line(&self.job.shell, n, first, overrides)),
+                    env: Some(env),
+                    working_dir: Some(self.workdir()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(self.err("create exec"))?;
+        let started = self
+            .docker
+            .start_exec(&exec.id, None)
+            .await
+            .map_err(self.err("start exec"))?;
+        if self.first_started.is_none() {
+            self.first_started = Some(Instant::now());
+        }
+        let StartExecResults::Attached { mut output, .. } = started else {
+            return Ok(Ran::Exit(-1));
+        };
+        let mut interrupted: Option<Interrupt> = self.interrupted;
+        let mut grace_until: Option<tokio::time::Instant> = None;
+        let mut give_up: Option<tokio::time::Instant> = None;
+        let far = tokio::time::Instant::now() + Duration::from_secs(365 * 24 * 3600);
+        loop {
+            tokio::select! {
+                chunk = output.next() => match chunk {
+                    None => break,
+                    Some(Ok(LogOutput::StdErr { message })) => {
+                        self.keep_tail(&message);
+                        out.write(LogStream::Stderr, &message).await;
+                    }
+                    Some(Ok(other)) => {
+                        let bytes = other.into_bytes();
+                        self.keep_tail(&bytes);
+                        out.write(LogStream::Stdout, &bytes).await;
+                    }
+                    Some(Err(e)) => {
+                        if interrupted.is_some() {
+                            break;
+                        }
+                        return Err(self.err("read exec output")(e));
+                    }
+                },
+                _ = self.cancel.cancelled(), if interrupted.is_none() => {
+                    interrupted = Some(Interrupt::Cancelled);
+                    out.system("[cove] cancelled: sending SIGTERM").await;
+                    self.signal("TERM").await;
+                    grace_until = Some(tokio::time::Instant::now() + self.job.grace);
+                }
+                _ = tokio::time::sleep_until(self.deadline), if interrupted.is_none() => {
+                    interrupted = Some(Interrupt::TimedOut);
+                    out.system(&format!("[cove] timed out after {:?}: sending SIGTERM", self.job.timeout)).await;
+                    self.signal("TERM").await;
+                    grace_until = Some(tokio::time::Instant::now() + self.job.grace);
+                }
+                _ = tokio::time::sleep_until(grace_until.unwrap_or(far)), if grace_until.is_some() => {
+                    grace_until = None;
+                    out.system("[cove] still running after the grace period: sending SIGKILL").await;
+                    self.signal("KILL").await;
+                    give_up = Some(tokio::time::Instant::now() + AFTER_KILL);
+                }
+                _ = tokio::time::sleep_until(give_up.unwrap_or(far)), if give_up.is_some() => break,
+            }
+        }
+        out.finish().await;
+        if interrupted.is_some() {
+            self.interrupted = interrupted;
+            return Ok(Ran::Interrupted);
+        }
+        let code = self
+            .docker
+            .inspect_exec(&exec.id)
+            .await
+            .map_err(self.err("inspect exec"))?
+            .exit_code
+            .unwrap_or(-1);
+        if code != 0 {
+            out.system(&format!("[cove] exit status {code}")).await;
+        }
+        Ok(Ran::Exit(code))
+    }
+
+    fn keep_tail(&mut self, bytes: &[u8]) {
+        if self.tail.len() < TAIL_BYTES {
+            self.tail.push_str(&String::from_utf8_lossy(bytes));
+        }
+    }
+
+    fn builtin_env(&self) -> Vec<String> {
+        let mut env = Vec::new();
+        if !matches!(self.job.source, Source::None) {
+            env.push(format!("CATALYST_SOURCE_DIR_WorkflowSource={SRC_DIR}"));
+        }
+        env.push(format!("CATALYST_DEFAULT_DIR={}", self.workdir()));
+        for a in &self.job.inputs {
+            env.push(format!(
+                "CATALYST_SOURCE_DIR_{}={ARTIFACTS_DIR}/{}",
+                a.name, a.name
+            ));
+        }
+        env
+    }
+
+    /// Signal the running command's process group (best effort: the
+    /// container is removed at the end anyway).
+    async fn signal(&self, sig: &str) {
+        let script = format!(
+            "p=$(cat {pid} 2>/dev/null) && [ -n \"$p\" ] && kill -{sig} -\"$p\"",
+            pid = script::PID_FILE
+        );
+        match self.exec_capture(&["/bin/sh", "-c", &script]).await {
+            Ok(_) => {}
+            Err(error) => {
+                tracing::warn!(job = %self.job.job_id, signal = sig, %error, "signalling the step failed")
+            }
+        }
+    }
+
+    /// Run a helper command in the container and collect its stdout.
+    async fn exec_capture(&self, cmd: &[&str]) -> Result<Vec<u8>, JobError> {
+        let exec = self
+            .docker
+            .create_exec(
+                self.container,
+                ExecConfig {
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(self.err("create exec"))?;
+        let mut stdout = Vec::new();
+        if let StartExecResults::Attached { mut output, .. } = self
+            .docker
+            .start_exec(&exec.id, None)
+            .await
+            .map_err(self.err("start exec"))?
+        {
+            while let Some(chunk) = output.next().await {
+                if let LogOutput::StdOut { message } =
+                    chunk.map_err(self.err("read exec output"))?
+                {
+                    stdout.extend_from_slice(&message);
+                }
+            }
+        }
+        Ok(stdout)
+    }
+
+    async fn exported_variables(&self) -> Result<BTreeMap<String, String>, JobError> {
+        if self.job.exported_variables.is_empty() || self.commands == 0 {
+            return Ok(BTreeMap::new());
+        }
+        let dump = self.exec_capture(&["cat", script::ENV0_FILE]).await?;
+        let env = script::parse_env(&dump);
+        Ok(self
+            .job
+            .exported_variables
+            .iter()
+            .filter_map(|k| env.get(k).map(|v| (k.clone(), v.clone())))
+            .collect())
+    }
+
+    async fn collect_artifacts(&self) -> Result<Vec<OutputArtifact>, Collect> {
+        if self.job.outputs.is_empty() {
+            return Ok(Vec::new());
+        }
+        for spec in &self.job.outputs {
+            spec.validate().map_err(Collect::Artifact)?;
+        }
+        let mut stream = self.docker.download_from_container(
+            self.container,
+            Some(DownloadFromContainerOptions {
+                path: SRC_DIR.to_string(),
+            }),
+        );
+        let mut tree = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            tree.extend_from_slice(
+                &chunk.map_err(|e| Collect::Docker(self.err("download sources")(e)))?,
+            );
+        }
+        self.job
+            .outputs
+            .iter()
+            .map(|spec| collect(spec, tree.as_slice(), Some("src")).map_err(Collect::Artifact))
+            .collect()
+    }
+}
+
+enum Collect {
+    Docker(JobError),
+    Artifact(ArtifactError),
+}

@@ -1,0 +1,618 @@
+//! Jobs on the real Docker engine (start it with scripts/test-env.sh; the
+//! tests fail, never skip, when no engine answers): step state carry-over,
+//! the buildspec phase machine, artifacts, exported variables, secrets in
+//! the log, cancel and timeout.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Read;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use bollard::query_parameters::ListContainersOptions;
+use bollard::Docker;
+use cove_agent::jobs::{
+    run_job, ArtifactSpec, CancellationToken, JobError, JobResult, JobSpec, JobStatus, OnFailure,
+    Phase, PhaseName, PhaseStatus, Script, Source, LABEL_JOB,
+};
+use cove_agent::mask::{LogLine, LogSink, LogStream};
+use cove_agent::Runtime;
+
+fn unique(prefix: &str) -> String {
+    let n = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("{prefix}-{}-{n:x}", std::process::id())
+}
+
+async fn docker() -> Docker {
+    Runtime::connect()
+        .await
+        .expect(
+            "a Docker engine must answer: run `bash scripts/test-env.sh` and export DOCKER_HOST",
+        )
+        .docker()
+        .clone()
+}
+
+/// Run a job, collecting its log; asserts the container is gone afterwards.
+async fn run(job: &JobSpec, cancel: CancellationToken) -> (JobResult, Vec<LogLine>) {
+    let docker = docker().await;
+    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+    let collector = tokio::spawn(async move {
+        let mut lines = Vec::new();
+        while let Some(l) = rx.recv().await {
+            lines.push(l);
+        }
+        lines
+    });
+    let mut sink = LogSink::new(tx);
+    let result = run_job(&docker, job, &mut sink, &cancel).await.unwrap();
+    drop(sink);
+    let lines = collector.await.unwrap();
+    assert_no_container(&docker, &job.job_id).await;
+    for (i, l) in lines.iter().enumerate() {
+        assert_eq!(l.seq, i as u64, "sequence numbers are gap-free");
+    }
+    (result, lines)
+}
+
+async fn assert_no_container(docker: &Docker, job: &str) {
+    let filters = HashMap::from([("label".to_string(), vec![format!("{LABEL_JOB}={job}")])]);
+    let left = docker
+        .list_containers(Some(ListContainersOptions {
+            all: true,
+            filters: Some(filters),
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    assert!(left.is_empty(), "job container left behind: {left:?}");
+}
+
+fn output(lines: &[LogLine]) -> Vec<String> {
+    lines
+        .iter()
+        .filter(|l| l.stream != LogStream::System)
+        .map(|l| l.text.clone())
+        .collect()
+}
+
+fn all_text(lines: &[LogLine]) -> String {
+    lines
+        .iter()
+        .map(|l| l.text.as_str())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A bare repository with one commit holding `sub/keep` and `README`;
+/// returns (tempdir, repo path, commit id).
+fn git_fixture() -> (tempfile::TempDir, String, String) {
+    let tmp = tempfile::tempdir().unwrap();
+    let work = tmp.path().join("work");
+    let bare = tmp.path().join("repo.git");
+    let sh = |dir: &std::path::Path, script: &str| {
+        let out = Command::new("sh")
+            .arg("-ec")
+            .arg(script)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    std::fs::create_dir_all(work.join("sub")).unwrap();
+    std::fs::write(work.join("sub/keep"), "kept\n").unwrap();
+    std::fs::write(work.join("README"), "hello\n").unwrap();
+    sh(
+        &work,
+        "git init -q . && git add -A && git -c user.name=t -c user.email=t@e commit -qm init",
+    );
+    let commit = sh(&work, "git rev-parse HEAD").trim().to_string();
+    sh(
+        tmp.path(),
+        &format!("git clone -q --bare {} {}", work.display(), bare.display()),
+    );
+    (tmp, bare.to_string_lossy().into_owned(), commit)
+}
+
+fn steps(id: &str, steps: &[&str]) -> JobSpec {
+    JobSpec::new(
+        unique(id),
+        Script::Steps(steps.iter().map(|s| s.to_string()).collect()),
+    )
+}
+
+#[tokio::test]
+async fn steps_carry_exported_env_plain_assignments_and_cwd() {
+    let (_tmp, repo, commit) = git_fixture();
+    let mut job = steps(
+        "carry",
+        &[
+            "cd sub",
+            "export X=1",
+            "Y=2",
+            "pwd; echo \"X=$X Y=$Y\"; cat keep",
+            "f() { echo in-f; }",
+            "f || echo no-function",
+            "set -e",
+            "false; echo options-do-not-carry",
+            "false\ntrue",
+            "unset X",
+            "echo \"X=${X-unset}\"",
+            "VERSION=1.2.3",
+            "cd /tmp",
+        ],
+    );
+    job.source = Source::Git { repo, commit };
+    job.exported_variables = vec!["VERSION".into(), "Y".into(), "MISSING".into()];
+    let (result, lines) = run(&job, CancellationToken::new()).await;
+    assert_eq!(result.status, JobStatus::Succeeded, "{}", all_text(&lines));
+    let out = output(&lines);
+    let expected = [
+        "/cove/src/sub",
+        "X=1 Y=2",
+        "kept",
+        "no-function",
+        "options-do-not-carry",
+        "X=unset",
+    ];
+    let mut at = 0;
+    for want in expected {
+        let found = out[at..].iter().position(|l| l == want);
+        assert!(
+            found.is_some(),
+            "`{want}` missing after line {at} in {out:?}"
+        );
+        at += found.unwrap() + 1;
+    }
+    assert_eq!(
+        result.variables,
+        BTreeMap::from([
+            ("VERSION".to_string(), "1.2.3".to_string()),
+            ("Y".to_string(), "2".to_string())
+        ])
+    );
+    assert_eq!(result.commands.len(), 13);
+    assert!(result.timings.start_latency.is_some());
+}
+
+#[tokio::test]
+async fn first_failing_step_ends_the_job() {
+    let job = steps("fail", &["echo one", "exit 3", "echo never"]);
+    let (result, lines) = run(&job, CancellationToken::new()).await;
+    assert_eq!(result.status, JobStatus::Failed);
+    assert_eq!(output(&lines), vec!["one"]);
+    assert_eq!(result.commands.last().unwrap().exit_code, Some(3));
+    assert!(all_text(&lines).contains("exit status 3"));
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Fail {
+    Nothing,
+    Commands(PhaseName),
+    Finally(PhaseName),
+}
+
+fn buildspec(fail: Fail, on_failure: Option<OnFailure>) -> Script {
+    let phases = [
+        PhaseName::Install,
+        PhaseName::PreBuild,
+        PhaseName::Build,
+        PhaseName::PostBuild,
+    ];
+    Script::Phases(
+        phases
+            .iter()
+            .map(|&p| {
+                let k = p.key();
+                let mut commands = vec![format!("echo ran-{k}-$CODEBUILD_BUILD_SUCCEEDING")];
+                if fail == Fail::Commands(p) {
+                    commands.push("false".into());
+                }
+                commands.push(format!("echo after-{k}"));
+                let mut finally = vec![format!("echo fin-{k}")];
+                if fail == Fail::Finally(p) {
+                    finally.push("exit 4".into());
+                }
+                let failing = matches!(fail, Fail::Commands(f) | Fail::Finally(f) if f == p);
+                Phase {
+                    name: p,
+                    commands,
+                    finally,
+                    on_failure: if failing { on_failure.clone() } else { None },
+                }
+            })
+            .collect(),
+    )
+}
+
+#[tokio::test]
+async fn buildspec_phase_machine_table() {
+    use Fail::*;
+    use PhaseName::*;
+    let all =
+        "ran-install-1 after-install fin-install ran-pre_build-1 after-pre_build fin-pre_build \
+               ran-build-1 after-build fin-build ran-post_build-1 after-post_build fin-post_build";
+    let cases: Vec<(Fail, Option<OnFailure>, JobStatus, &str)> = vec![
+        (Nothing, None, JobStatus::Succeeded, all),
+        // install failure: the rest is skipped unless CONTINUE
+        (Commands(Install), None, JobStatus::Failed, "ran-install-1 fin-install"),
+        (Commands(Install), Some(OnFailure::Abort), JobStatus::Failed, "ran-install-1 fin-install"),
+        (
+            Commands(Install),
+            Some(OnFailure::Continue),
+            JobStatus::Failed,
+            "ran-install-1 fin-install ran-pre_build-0 after-pre_build fin-pre_build \
+             ran-build-0 after-build fin-build ran-post_build-0 after-post_build fin-post_build",
+        ),
+        (Commands(PreBuild), None, JobStatus::Failed, "ran-install-1 after-install fin-install ran-pre_build-1 fin-pre_build"),
+        // build failure: post_build still runs (and knows), unless ABORT
+        (
+            Commands(Build),
+            None,
+            JobStatus::Failed,
+            "ran-install-1 after-install fin-install ran-pre_build-1 after-pre_build fin-pre_build \
+             ran-build-1 fin-build ran-post_build-0 after-post_build fin-post_build",
+        ),
+        (
+            Commands(Build),
+            Some(OnFailure::Abort),
+            JobStatus::Failed,
+            "ran-install-1 after-install fin-install ran-pre_build-1 after-pre_build fin-pre_build \
+             ran-build-1 fin-build",
+        ),
+        (
+            Commands(Build),
+            Some(OnFailure::Continue),
+            JobStatus::Failed,
+            "ran-install-1 after-install fin-install ran-pre_build-1 after-pre_build fin-pre_build \
+             ran-build-1 fin-build ran-post_build-0 after-post_build fin-post_build",
+        ),
+        // post_build failure: its finally still runs
+        (
+            Commands(PostBuild),
+            None,
+            JobStatus::Failed,
+            "ran-install-1 after-install fin-install ran-pre_build-1 after-pre_build fin-pre_build \
+             ran-build-1 after-build fin-build ran-post_build-1 fin-post_build",
+        ),
+        (
+            Commands(PostBuild),
+            Some(OnFailure::Abort),
+            JobStatus::Failed,
+            "ran-install-1 after-install fin-install ran-pre_build-1 after-pre_build fin-pre_build \
+             ran-build-1 after-build fin-build ran-post_build-1 fin-post_build",
+        ),
+        (
+            Commands(PostBuild),
+            Some(OnFailure::Continue),
+            JobStatus::Failed,
+            "ran-install-1 after-install fin-install ran-pre_build-1 after-pre_build fin-pre_build \
+             ran-build-1 after-build fin-build ran-post_build-1 fin-post_build",
+        ),
+        // a failing finally fails its phase
+        (
+            Finally(Install),
+            None,
+            JobStatus::Failed,
+            "ran-install-1 after-install fin-install",
+        ),
+        (
+            Finally(Build),
+            None,
+            JobStatus::Failed,
+            "ran-install-1 after-install fin-install ran-pre_build-1 after-pre_build fin-pre_build \
+             ran-build-1 after-build fin-build ran-post_build-0 after-post_build fin-post_build",
+        ),
+        (
+            Finally(Build),
+            Some(OnFailure::Abort),
+            JobStatus::Failed,
+            "ran-install-1 after-install fin-install ran-pre_build-1 after-pre_build fin-pre_build \
+             ran-build-1 after-build fin-build",
+        ),
+        (
+            Finally(Build),
+            Some(OnFailure::Continue),
+            JobStatus::Failed,
+            "ran-install-1 after-install fin-install ran-pre_build-1 after-pre_build fin-pre_build \
+             ran-build-1 after-build fin-build ran-post_build-0 after-post_build fin-post_build",
+        ),
+        (
+            Finally(PostBuild),
+            Some(OnFailure::Continue),
+            JobStatus::Failed,
+            all,
+        ),
+    ];
+    for (fail, on_failure, status, expected) in cases {
+        let mut job = JobSpec::new(unique("phases"), buildspec(fail, on_failure.clone()));
+        job.image = "cove/busybox:latest".into();
+        let (result, lines) = run(&job, CancellationToken::new()).await;
+        let got = output(&lines).join(" ");
+        let expected = expected.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert_eq!(got, expected, "{fail:?} with on-failure {on_failure:?}");
+        assert_eq!(
+            result.status, status,
+            "{fail:?} with on-failure {on_failure:?}"
+        );
+        // phases that never started are reported as skipped
+        let skipped: Vec<PhaseName> = result
+            .phases
+            .iter()
+            .filter(|p| p.status == PhaseStatus::Skipped)
+            .map(|p| p.name)
+            .collect();
+        for p in &skipped {
+            assert!(
+                !got.contains(&format!("ran-{}", p.key())),
+                "{fail:?}: {p:?} ran"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn retry_is_requested_when_the_output_matches() {
+    let script = |regex: &str| {
+        Script::Phases(vec![Phase {
+            name: PhaseName::Build,
+            commands: vec!["echo 'error: connection reset by peer'; false".into()],
+            finally: vec![],
+            on_failure: Some(OnFailure::Retry {
+                count: Some(2),
+                regex: Some(regex.into()),
+            }),
+        }])
+    };
+    let mut job = JobSpec::new(unique("retry"), script("connection reset"));
+    job.image = "cove/busybox:latest".into();
+    let (result, _) = run(&job, CancellationToken::new()).await;
+    assert_eq!(result.status, JobStatus::Failed);
+    assert!(result.retry);
+    job.job_id = unique("retry");
+    job.attempt = 3;
+    let (result, _) = run(&job, CancellationToken::new()).await;
+    assert!(!result.retry, "attempt 3 > count 2");
+    let mut job = JobSpec::new(unique("retry"), script("disk full"));
+    job.image = "cove/busybox:latest".into();
+    let (result, _) = run(&job, CancellationToken::new()).await;
+    assert!(!result.retry, "output does not match");
+}
+
+fn tar_files(tar: &[u8]) -> BTreeMap<String, Vec<u8>> {
+    let mut a = tar::Archive::new(tar);
+    let mut files = BTreeMap::new();
+    for e in a.entries().unwrap() {
+        let mut e = e.unwrap();
+        let path = e.path().unwrap().to_string_lossy().into_owned();
+        let mut data = Vec::new();
+        if e.header().entry_type().is_symlink() {
+            data = format!("-> {}", e.link_name().unwrap().unwrap().display()).into_bytes();
+        } else {
+            e.read_to_end(&mut data).unwrap();
+        }
+        files.insert(path, data);
+    }
+    files
+}
+
+#[tokio::test]
+async fn output_artifacts_are_collected_by_glob() {
+    let mut job = steps(
+        "artifacts",
+        &[
+            "mkdir -p dist/sub && printf 'alpha' > dist/a.txt && printf '\\001\\002\\377' > dist/sub/b.bin",
+            "echo notes > notes.md && echo no > other.txt && ln -s a.txt dist/link",
+        ],
+    );
+    job.image = "cove/busybox:latest".into();
+    job.outputs = vec![
+        ArtifactSpec {
+            name: "all".into(),
+            files: vec!["dist/**/*".into(), "*.md".into()],
+            ..Default::default()
+        },
+        ArtifactSpec {
+            name: "based".into(),
+            files: vec!["**/*".into()],
+            base_directory: Some("dist".into()),
+            exclude_paths: vec!["sub/*".into()],
+            ..Default::default()
+        },
+        ArtifactSpec {
+            name: "flat".into(),
+            files: vec!["dist/sub/*".into()],
+            discard_paths: true,
+            ..Default::default()
+        },
+    ];
+    let (result, lines) = run(&job, CancellationToken::new()).await;
+    assert_eq!(result.status, JobStatus::Succeeded, "{}", all_text(&lines));
+    let got: BTreeMap<&str, BTreeMap<String, Vec<u8>>> = result
+        .artifacts
+        .iter()
+        .map(|a| (a.name.as_str(), tar_files(&a.tar)))
+        .collect();
+    let b = |s: &[u8]| s.to_vec();
+    assert_eq!(
+        got["all"],
+        BTreeMap::from([
+            ("dist/a.txt".to_string(), b(b"alpha")),
+            ("dist/link".to_string(), b(b"-> a.txt")),
+            ("dist/sub/b.bin".to_string(), b(&[1, 2, 255])),
+            ("notes.md".to_string(), b(b"notes\n")),
+        ])
+    );
+    assert_eq!(
+        got["based"],
+        BTreeMap::from([
+            ("a.txt".to_string(), b(b"alpha")),
+            ("link".to_string(), b(b"-> a.txt")),
+        ])
+    );
+    assert_eq!(
+        got["flat"],
+        BTreeMap::from([("b.bin".to_string(), b(&[1, 2, 255]))])
+    );
+}
+
+#[tokio::test]
+async fn artifact_paths_outside_the_tree_are_rejected() {
+    let docker = docker().await;
+    for bad in ["../x", "/etc/passwd", "dist/../../x"] {
+        let mut job = steps("reject", &["true"]);
+        job.outputs = vec![ArtifactSpec {
+            name: "out".into(),
+            files: vec![bad.into()],
+            ..Default::default()
+        }];
+        let (tx, _rx) = tokio::sync::mpsc::channel(8);
+        let err = run_job(
+            &docker,
+            &job,
+            &mut LogSink::new(tx),
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(err, JobError::BadSpec { .. }), "{err}");
+        assert!(err.to_string().contains(bad), "{err}");
+    }
+    // a symlink that leaves the tree fails the job at collection time
+    let mut job = steps(
+        "symlink",
+        &["mkdir dist && echo ok > dist/ok && ln -s /etc/passwd dist/evil"],
+    );
+    job.image = "cove/busybox:latest".into();
+    job.outputs = vec![ArtifactSpec {
+        name: "out".into(),
+        files: vec!["dist/*".into()],
+        ..Default::default()
+    }];
+    let (result, lines) = run(&job, CancellationToken::new()).await;
+    assert_eq!(result.status, JobStatus::Failed);
+    let error = result.error.unwrap();
+    assert!(
+        error.contains("dist/evil") && error.contains("outside the source tree"),
+        "{error}"
+    );
+    assert!(all_text(&lines).contains("outside the source tree"));
+    assert!(result.artifacts.is_empty());
+}
+
+#[tokio::test]
+async fn secrets_are_injected_and_masked_in_every_form() {
+    let secret = "s3cr3t-Value-42/+x";
+    let mut job = steps(
+        "secrets",
+        &[
+            "test \"${#CATALYST_SECRETS_token}\" -eq 18 && echo injected",
+            "echo \"plain: $CATALYST_SECRETS_token\"",
+            "printf '%s' \"$CATALYST_SECRETS_token\" | base64",
+            "printf 'xy%s' \"$CATALYST_SECRETS_token\" | base64",
+            "s=$CATALYST_SECRETS_token; printf 'split: %s' \"${s%%-*}\"; sleep 0.3; printf '%s\\n' \"-${s#*-}\"",
+            "python3 -c 'import os, urllib.parse; print(\"url:\", urllib.parse.quote(os.environ[\"CATALYST_SECRETS_token\"], safe=\"\"))'",
+            "echo \"$CATALYST_SECRETS_token\" >&2",
+        ],
+    );
+    job.secrets = vec![("CATALYST_SECRETS_token".into(), secret.into())];
+    let (result, lines) = run(&job, CancellationToken::new()).await;
+    assert_eq!(result.status, JobStatus::Succeeded, "{}", all_text(&lines));
+    let text = all_text(&lines);
+    let b64 = base64::engine::general_purpose::STANDARD.encode(secret);
+    let b64_shifted = base64::engine::general_purpose::STANDARD.encode(format!("xy{secret}"));
+    let url = "s3cr3t-Value-42%2F%2Bx";
+    for leaked in [
+        secret,
+        &b64,
+        &b64[..20],
+        &b64_shifted[4..24],
+        url,
+        "s3cr3t-Value",
+    ] {
+        assert!(!text.contains(leaked), "`{leaked}` leaked:\n{text}");
+    }
+    let out = output(&lines);
+    assert!(out.contains(&"injected".to_string()));
+    for want in ["plain: ***", "split: ***", "url: ***"] {
+        assert!(out.iter().any(|l| l == want), "`{want}` missing: {out:?}");
+    }
+    assert!(lines
+        .iter()
+        .any(|l| l.stream == LogStream::Stderr && l.text == "***"));
+}
+
+#[tokio::test]
+async fn cancel_sends_sigterm_then_sigkill_and_removes_the_container() {
+    let mut job = steps(
+        "cancel",
+        &[
+            "trap 'echo got-term' TERM; echo looping; while :; do sleep 0.1; done",
+            "echo never",
+        ],
+    );
+    job.grace = Duration::from_secs(1);
+    let docker = docker().await;
+    let cancel = CancellationToken::new();
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<LogLine>(64);
+    let canceller = {
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            let mut lines = Vec::new();
+            let mut when = None;
+            while let Some(l) = rx.recv().await {
+                if l.text == "looping" && when.is_none() {
+                    when = Some(Instant::now());
+                    cancel.cancel();
+                }
+                lines.push(l);
+            }
+            (lines, when)
+        })
+    };
+    let mut sink = LogSink::new(tx);
+    let result = run_job(&docker, &job, &mut sink, &cancel).await.unwrap();
+    drop(sink);
+    let (lines, when) = canceller.await.unwrap();
+    let took = when.unwrap().elapsed();
+    assert_eq!(result.status, JobStatus::Cancelled);
+    let text = all_text(&lines);
+    assert!(text.contains("got-term"), "the TERM trap ran:\n{text}");
+    assert!(text.contains("SIGKILL"), "{text}");
+    assert!(!text.contains("never"));
+    assert_eq!(result.commands.len(), 1);
+    assert_eq!(result.commands[0].exit_code, None);
+    assert!(took < Duration::from_secs(6), "took {took:?}");
+    assert_no_container(&docker, &job.job_id).await;
+}
+
+#[tokio::test]
+async fn timeout_ends_the_job_as_timed_out() {
+    let mut job = steps("timeout", &["echo start; sleep 30", "echo never"]);
+    job.image = "cove/busybox:latest".into();
+    job.timeout = Duration::from_secs(2);
+    job.grace = Duration::from_secs(1);
+    let began = Instant::now();
+    let (result, lines) = run(&job, CancellationToken::new()).await;
+    assert_eq!(result.status, JobStatus::TimedOut, "{}", all_text(&lines));
+    assert!(
+        began.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        began.elapsed()
+    );
+    let text = all_text(&lines);
+    assert!(
+        text.contains("timed out") && !text.contains("never"),
+        "{text}"
+    );
+}
