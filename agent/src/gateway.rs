@@ -136,6 +136,25 @@ impl UpstreamSource for BrokerSource {
     }
 }
 
+/// For jobs without CodeArtifact: every package route is a 404.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoUpstream;
+
+impl UpstreamSource for NoUpstream {
+    fn upstream<'a>(
+        &'a self,
+        format: PackageFormat,
+        repository: &'a str,
+    ) -> BoxFuture<'a, Result<Upstream, GatewayError>> {
+        Box::pin(async move {
+            Err(GatewayError::UnknownRepository {
+                format,
+                repository: repository.to_string(),
+            })
+        })
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Pattern {
     /// Lower-case; a leading `*.` matches any subdomain.
@@ -170,6 +189,39 @@ impl AllowList {
             });
         }
         Ok(AllowList(out))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Also allow `host:port` of each URL (e.g. repository endpoints a
+    /// compatible-mode build talks to itself).
+    pub fn with_urls<'a>(mut self, urls: impl IntoIterator<Item = &'a str>) -> Self {
+        for url in urls {
+            if let Ok(uri) = url.parse::<Uri>() {
+                if let Some(host) = uri.host() {
+                    let port = uri
+                        .port_u16()
+                        .unwrap_or(if uri.scheme_str() == Some("https") {
+                            443
+                        } else {
+                            80
+                        });
+                    let p = Pattern {
+                        host: host
+                            .trim_start_matches('[')
+                            .trim_end_matches(']')
+                            .to_ascii_lowercase(),
+                        port: Some(port),
+                    };
+                    if !self.0.contains(&p) {
+                        self.0.push(p);
+                    }
+                }
+            }
+        }
+        self
     }
 
     pub fn allows(&self, host: &str, port: u16) -> bool {
@@ -208,6 +260,7 @@ impl GatewayConfig {
 }
 
 struct State {
+    addr: SocketAddr,
     config: GatewayConfig,
     source: Arc<dyn UpstreamSource>,
     client: Client<hyper_rustls::HttpsConnector<HttpConnector>, Body>,
@@ -253,6 +306,7 @@ impl Gateway {
             .wrap_connector(http);
         let client = Client::builder(TokioExecutor::new()).build(https);
         let state = Arc::new(State {
+            addr,
             config,
             source,
             client,
@@ -343,7 +397,7 @@ async fn handle(state: Arc<State>, peer: SocketAddr, req: Request<Incoming>) -> 
     if req.method() == Method::CONNECT {
         return connect(state, peer, req).await;
     }
-    if req.uri().scheme().is_some() {
+    if req.uri().scheme().is_some() && !is_self(&state, req.uri()) {
         return forward(state, peer, req).await;
     }
     let path = req.uri().path().to_string();
@@ -363,6 +417,18 @@ async fn handle(state: Arc<State>, peer: SocketAddr, req: Request<Incoming>) -> 
     };
     let (repo, rest) = (repo.to_string(), rest.to_string());
     package(state, peer, format, &repo, &rest, req).await
+}
+
+/// An absolute-URI request for the gateway's own address (a client with
+/// `HTTP_PROXY` set asking for a package route) is served locally.
+fn is_self(state: &State, uri: &Uri) -> bool {
+    let host = uri
+        .host()
+        .unwrap_or_default()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let port = uri.port_u16().unwrap_or(80);
+    port == state.addr.port() && host.parse::<std::net::IpAddr>().ok() == Some(state.addr.ip())
 }
 
 fn deny(state: &State, peer: SocketAddr, method: &Method, destination: &str) -> Response<Body> {

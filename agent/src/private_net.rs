@@ -20,11 +20,21 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use bollard::errors::Error as DockerError;
 use bollard::models::{NetworkCreateRequest, NetworkDisconnectRequest};
-use bollard::query_parameters::InspectNetworkOptions;
+use bollard::query_parameters::{InspectNetworkOptions, ListNetworksOptions};
 use bollard::Docker;
+
+use crate::broker::{
+    Broker, BrokerConfig, BrokerError, BuildInjection, JobCredentials, JobRef, Mode, Secret,
+};
+use crate::gateway::{
+    proxy_env, AllowList, BrokerSource, Gateway, GatewayConfig, GatewayError, NoUpstream,
+    UpstreamSource,
+};
 
 /// Label with the job id on every private network.
 pub const LABEL_JOB: &str = "cove.job";
@@ -410,5 +420,285 @@ impl Drop for PrivateNetwork {
             }
         });
         let _ = done.join();
+    }
+}
+
+/// Everything a job needs to run in its private subnet.
+#[derive(Clone, Debug)]
+pub struct SandboxSpec {
+    pub job: JobRef,
+    /// CodeArtifact for this job (`None`: no package routes).
+    pub codeartifact: Option<BrokerConfig>,
+    pub mode: Mode,
+    /// Forward-proxy destinations from agent configuration (STS, the Cove
+    /// server, …). In compatible mode the repository endpoints are added.
+    pub allow: AllowList,
+    /// Home directory of the build user inside the container.
+    pub home: PathBuf,
+    pub net: NetOptions,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error(transparent)]
+    Net(#[from] NetError),
+    #[error(transparent)]
+    Gateway(#[from] GatewayError),
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+    #[error("cannot listen on {addr} for job `{job}`'s gateway: {source}")]
+    Listen {
+        job: String,
+        addr: IpAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A job's private network, its gateway and what the build container gets.
+/// The job runner: `start` → run containers on [`JobSandbox::network_name`]
+/// with [`JobSandbox::injection`] → mask [`JobSandbox::secrets`] →
+/// [`JobSandbox::teardown`] (dropping it also cleans up).
+pub struct JobSandbox {
+    net: Option<PrivateNetwork>,
+    gateway: Option<Gateway>,
+    injection: BuildInjection,
+    credentials: Option<JobCredentials>,
+}
+
+impl fmt::Debug for JobSandbox {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JobSandbox")
+            .field("net", &self.net)
+            .field("gateway", &self.gateway)
+            .field("injection", &self.injection)
+            .field("credentials", &self.credentials)
+            .finish()
+    }
+}
+
+impl JobSandbox {
+    pub async fn start(
+        docker: &Docker,
+        broker: Arc<Broker>,
+        spec: SandboxSpec,
+    ) -> Result<JobSandbox, SandboxError> {
+        let job_id = spec.job.job_id.clone();
+        let mut net = PrivateNetwork::create(docker, &job_id, spec.net.clone()).await?;
+        let listener = tokio::net::TcpListener::bind((net.gateway_ip(), 0))
+            .await
+            .map_err(|source| SandboxError::Listen {
+                job: job_id.clone(),
+                addr: net.gateway_ip(),
+                source,
+            })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| SandboxError::Listen {
+                job: job_id.clone(),
+                addr: net.gateway_ip(),
+                source,
+            })?;
+        net.allow_gateway_port(addr.port()).await?;
+        let gateway_url = format!("http://{addr}");
+        let credentials = match &spec.codeartifact {
+            Some(cfg) => Some(broker.job_credentials(cfg, &spec.job, spec.mode).await?),
+            None => None,
+        };
+        let mut allow = spec.allow.clone();
+        let mut injection = BuildInjection::default();
+        if let Some(creds) = &credentials {
+            injection = match spec.mode {
+                Mode::TokenFree => creds.token_free(&spec.home, &gateway_url),
+                Mode::Compatible => {
+                    allow = allow.with_urls(creds.endpoints.iter().map(|e| e.url.as_str()));
+                    creds.compatible(&spec.home)
+                }
+            };
+        }
+        if !allow.is_empty() {
+            injection.env.extend(proxy_env(&gateway_url));
+            for k in ["NO_PROXY", "no_proxy"] {
+                injection.env.insert(k.into(), "localhost,127.0.0.1".into());
+            }
+        }
+        let source: Arc<dyn UpstreamSource> = match &spec.codeartifact {
+            Some(cfg) => Arc::new(BrokerSource {
+                broker,
+                config: cfg.clone(),
+                job: spec.job.clone(),
+            }),
+            None => Arc::new(NoUpstream),
+        };
+        let gateway = Gateway::start(listener, source, GatewayConfig::new(&job_id, allow))?;
+        Ok(JobSandbox {
+            net: Some(net),
+            gateway: Some(gateway),
+            injection,
+            credentials,
+        })
+    }
+
+    fn net(&self) -> &PrivateNetwork {
+        self.net
+            .as_ref()
+            .expect("the network lives until teardown consumes the sandbox")
+    }
+
+    /// `NetworkMode` for the job's containers.
+    pub fn network_name(&self) -> &str {
+        self.net().name()
+    }
+
+    pub fn network(&self) -> &PrivateNetwork {
+        self.net()
+    }
+
+    /// Base URL of the job's gateway (`http://<bridge ip>:<port>`).
+    pub fn gateway_url(&self) -> String {
+        self.gateway.as_ref().map(Gateway::url).unwrap_or_default()
+    }
+
+    /// Env and files for the build container.
+    pub fn injection(&self) -> &BuildInjection {
+        &self.injection
+    }
+
+    pub fn credentials(&self) -> Option<&JobCredentials> {
+        self.credentials.as_ref()
+    }
+
+    /// For the log masker: the token and session secrets, in both modes
+    /// (token-free builds never see them, but the agent's own logs might).
+    pub fn secrets(&self) -> Vec<Secret> {
+        self.credentials
+            .as_ref()
+            .map(JobCredentials::secrets)
+            .unwrap_or_default()
+    }
+
+    /// Stop the gateway, then delete the rules and the network.
+    pub async fn teardown(mut self) -> Result<(), NetError> {
+        if let Some(g) = self.gateway.take() {
+            g.shutdown().await;
+        }
+        match self.net.take() {
+            Some(n) => n.remove().await,
+            None => Ok(()),
+        }
+    }
+}
+
+/// INPUT rules carrying `--comment cove.job=<id>`: (job id, rule spec
+/// without `-A INPUT`), parsed from `iptables -S INPUT`.
+fn tagged_rules(listing: &str) -> Vec<(String, Vec<String>)> {
+    let prefix = format!("{LABEL_JOB}=");
+    listing
+        .lines()
+        .filter_map(|line| {
+            let words: Vec<String> = line
+                .split_whitespace()
+                .map(|w| w.trim_matches('"').to_string())
+                .collect();
+            if words.len() < 3 || words[0] != "-A" || words[1] != "INPUT" {
+                return None;
+            }
+            let at = words.iter().position(|w| w == "--comment")?;
+            let job = words.get(at + 1)?.strip_prefix(&prefix)?.to_string();
+            Some((job, words[2..].to_vec()))
+        })
+        .collect()
+}
+
+/// Reconcile after a crash (a killed agent runs no `Drop`): remove every
+/// `cove.role=private-net` network and every `cove.job=<id>` INPUT rule whose
+/// job `is_live` says is not running any more. Returns the job ids cleaned.
+pub async fn cleanup_orphans(
+    docker: &Docker,
+    options: &NetOptions,
+    is_live: impl Fn(&str) -> bool,
+) -> Result<Vec<String>, NetError> {
+    let mut cleaned = std::collections::BTreeSet::new();
+    let iptables = options.iptables.clone();
+    let listing = tokio::task::spawn_blocking(move || {
+        run_iptables(&iptables, &["-w".into(), "-S".into(), "INPUT".into()])
+    })
+    .await
+    .map_err(|e| std::io::Error::other(e.to_string()))
+    .and_then(|r| r)
+    .map_err(|e| NetError::Firewall {
+        job: "*".into(),
+        command: format!("{} -S INPUT", options.iptables),
+        message: e.to_string(),
+    })?;
+    let orphans: Vec<(String, Vec<String>)> =
+        tagged_rules(&String::from_utf8_lossy(&listing.stdout))
+            .into_iter()
+            .filter(|(job, _)| !is_live(job))
+            .collect();
+    for (job, spec) in orphans {
+        let iptables = options.iptables.clone();
+        let (j, rules) = (job.clone(), vec![spec]);
+        let _ = tokio::task::spawn_blocking(move || {
+            PrivateNetwork::delete_rules_blocking(&iptables, &j, &rules)
+        })
+        .await;
+        cleaned.insert(job);
+    }
+    let filters = HashMap::from([(
+        "label".to_string(),
+        vec![format!("{LABEL_ROLE}={ROLE_PRIVATE_NET}")],
+    )]);
+    let networks = docker
+        .list_networks(Some(ListNetworksOptions {
+            filters: Some(filters),
+        }))
+        .await
+        .map_err(|source| NetError::Docker {
+            job: "*".into(),
+            action: "network list",
+            source,
+        })?;
+    for n in networks {
+        let (Some(id), Some(job)) = (n.id, n.labels.and_then(|mut l| l.remove(LABEL_JOB))) else {
+            continue;
+        };
+        if is_live(&job) {
+            continue;
+        }
+        PrivateNetwork::remove_network(docker, &job, &id).await?;
+        cleaned.insert(job);
+    }
+    for job in &cleaned {
+        tracing::info!(job, "orphaned private network cleaned up");
+    }
+    Ok(cleaned.into_iter().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tagged_rules_are_found_in_iptables_listings() {
+        let listing = "-P INPUT ACCEPT\n\
+            -A INPUT -i br-0123456789ab -d 172.22.0.1/32 -p tcp -m tcp --dport 4000 -m comment --comment cove.job=j-1 -j ACCEPT\n\
+            -A INPUT -i br-0123456789ab -m comment --comment \"cove.job=j-1\" -j DROP\n\
+            -A INPUT -i eth0 -m comment --comment other -j ACCEPT\n";
+        let rules = tagged_rules(listing);
+        assert_eq!(rules.len(), 2);
+        assert_eq!(rules[0].0, "j-1");
+        assert_eq!(
+            rules[1].1.join(" "),
+            "-i br-0123456789ab -m comment --comment cove.job=j-1 -j DROP"
+        );
+    }
+
+    #[test]
+    fn job_ids() {
+        assert!(valid_job_id("run-1.job_2"));
+        assert!(!valid_job_id(""));
+        assert!(!valid_job_id("a/b"));
+        assert!(!valid_job_id(&"x".repeat(49)));
     }
 }

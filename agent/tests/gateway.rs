@@ -17,8 +17,8 @@ use cove_agent::broker::{
     Broker, BrokerConfig, BrokerOptions, BuildInjection, Clock, JobRef, ManualClock, Mode,
     PackageFormat, RepositoryRef,
 };
-use cove_agent::gateway::{AllowList, BrokerSource, Gateway, GatewayConfig};
-use cove_agent::private_net::{NetOptions, PrivateNetwork, LABEL_JOB};
+use cove_agent::gateway::AllowList;
+use cove_agent::private_net::{JobSandbox, NetOptions, SandboxSpec, LABEL_JOB};
 use harness::{Double, Moto};
 
 // ---------- log capture: the gateway's tracing events, process-wide ----------
@@ -93,7 +93,8 @@ fn docker_ok(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-/// Everything one job needs: services, broker, network, gateway.
+/// Everything one job needs: services, broker and the job's sandbox
+/// (private network + gateway + what the build gets).
 struct Job {
     double: Double,
     _moto: Moto,
@@ -101,17 +102,19 @@ struct Job {
     clock: Arc<ManualClock>,
     cfg: BrokerConfig,
     job: JobRef,
-    gateway: Option<Gateway>,
-    net: Option<PrivateNetwork>,
+    sandbox: Option<JobSandbox>,
     containers: Vec<String>,
 }
 
 impl Job {
-    async fn start(allow_double: bool) -> Job {
+    /// `allow_double`: put the double on the forward proxy's allow-list.
+    async fn start(mode: Mode, allow_double: bool) -> Job {
         logs();
         base_env();
         let moto = Moto::start();
-        let double = Double::start(&[]);
+        // Not 127.0.0.1: builds get NO_PROXY=localhost,127.0.0.1, and in
+        // compatible mode they must reach the double through the gateway.
+        let double = Double::start_on("127.0.0.2:0", &[]);
         let clock = Arc::new(ManualClock::new(SystemTime::now()));
         let options = BrokerOptions {
             max_attempts: 1,
@@ -146,29 +149,24 @@ impl Job {
             timeout: Duration::from_secs(1800),
         };
         let d = bollard::Docker::connect_with_local_defaults().unwrap();
-        let mut net = PrivateNetwork::create(&d, &id, NetOptions::default())
-            .await
-            .unwrap();
-        let listener = tokio::net::TcpListener::bind((net.gateway_ip(), 0))
-            .await
-            .unwrap();
-        net.allow_gateway_port(listener.local_addr().unwrap().port())
-            .await
-            .unwrap();
-        let allow: Vec<String> = if allow_double {
-            vec![format!("127.0.0.1:{}", double.port)]
-        } else {
-            vec![]
-        };
-        let gateway = Gateway::start(
-            listener,
-            Arc::new(BrokerSource {
-                broker: broker.clone(),
-                config: cfg.clone(),
+        let sandbox = JobSandbox::start(
+            &d,
+            broker.clone(),
+            SandboxSpec {
                 job: job.clone(),
-            }),
-            GatewayConfig::new(&id, AllowList::parse(&allow).unwrap()),
+                codeartifact: Some(cfg.clone()),
+                mode,
+                allow: AllowList::parse(&if allow_double {
+                    vec![double.addr()]
+                } else {
+                    vec![]
+                })
+                .unwrap(),
+                home: "/root".into(),
+                net: NetOptions::default(),
+            },
         )
+        .await
         .unwrap();
         Job {
             double,
@@ -177,20 +175,23 @@ impl Job {
             clock,
             cfg,
             job,
-            gateway: Some(gateway),
-            net: Some(net),
+            sandbox: Some(sandbox),
             containers: Vec::new(),
         }
     }
 
-    fn gateway_url(&self) -> String {
-        self.gateway.as_ref().unwrap().url()
+    fn sandbox(&self) -> &JobSandbox {
+        self.sandbox.as_ref().unwrap()
     }
 
-    /// A build container on the job's network, with the injection's files
-    /// copied in (as the job runner will) and its env kept for exec.
+    fn gateway_url(&self) -> String {
+        self.sandbox().gateway_url()
+    }
+
+    /// A build container on the job's network with the sandbox's files
+    /// copied in (as the job runner will); its env is passed per exec.
     fn container(&mut self, image: &str) -> String {
-        let net = self.net.as_ref().unwrap().name().to_string();
+        let net = self.sandbox().network_name().to_string();
         let id = docker_ok(&[
             "run",
             "-d",
@@ -203,6 +204,7 @@ impl Job {
             "600",
         ]);
         self.containers.push(id.clone());
+        inject(&id, self.sandbox().injection());
         id
     }
 
@@ -210,11 +212,8 @@ impl Job {
         for c in self.containers.drain(..) {
             let _ = docker(&["rm", "-f", &c]);
         }
-        if let Some(g) = self.gateway.take() {
-            g.shutdown().await;
-        }
-        if let Some(n) = self.net.take() {
-            n.remove().await.unwrap();
+        if let Some(s) = self.sandbox.take() {
+            s.teardown().await.unwrap();
         }
     }
 }
@@ -286,17 +285,16 @@ const PIP_INSTALL: &str =
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn token_free_npm_and_pip_install_through_the_gateway() {
-    let mut j = Job::start(false).await;
-    let creds = j
-        .broker
-        .job_credentials(&j.cfg, &j.job, Mode::TokenFree)
-        .await
-        .unwrap();
+    let mut j = Job::start(Mode::TokenFree, false).await;
+    let creds = j.sandbox().credentials().unwrap();
     let token = creds.token.token.expose().to_string();
-    let inj = creds.token_free(Path::new("/root"), &j.gateway_url());
+    let inj = j.sandbox().injection().clone();
     assert!(inj.secrets.is_empty());
+    assert!(
+        !inj.env.contains_key("HTTP_PROXY"),
+        "no allow-list, no proxy"
+    );
     let c = j.container("cove/universal:latest");
-    inject(&c, &inj);
     let env = env_of(&inj);
 
     let (ok, out) = exec(&c, &env, NPM_INSTALL);
@@ -348,19 +346,19 @@ async fn compatible_mode_npm_and_pip_install_with_the_brokers_files() {
     // Compatible mode: the build holds the token and talks to the
     // repository endpoint itself, through the gateway's forward proxy (the
     // only way out of the private network), which allows the double.
-    let mut j = Job::start(true).await;
-    let creds = j
-        .broker
-        .job_credentials(&j.cfg, &j.job, Mode::Compatible)
-        .await
-        .unwrap();
-    let inj = creds.compatible(Path::new("/root"));
+    // The sandbox adds the repository endpoints to the allow-list and the
+    // proxy variables to the env.
+    let mut j = Job::start(Mode::Compatible, false).await;
+    let creds = j.sandbox().credentials().unwrap().clone();
+    let inj = j.sandbox().injection().clone();
+    assert_eq!(inj.env["HTTP_PROXY"], j.gateway_url());
+    assert_eq!(
+        inj.env["CODEARTIFACT_AUTH_TOKEN"],
+        creds.token.token.expose()
+    );
+    assert_eq!(j.sandbox().secrets().len(), 3);
     let c = j.container("cove/universal:latest");
-    inject(&c, &inj);
-    let mut env = env_of(&inj);
-    for k in ["HTTP_PROXY", "http_proxy", "npm_config_proxy"] {
-        env.push((k.into(), j.gateway_url()));
-    }
+    let env = env_of(&inj);
     let (_, mode) = exec(&c, &[], "stat -c %a /root/.npmrc /root/.pypirc");
     assert_eq!(mode.split_whitespace().collect::<Vec<_>>(), ["600", "600"]);
 
@@ -388,7 +386,7 @@ async fn compatible_mode_npm_and_pip_install_with_the_brokers_files() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn forward_proxy_denies_and_logs_destinations_not_on_the_allow_list() {
-    let mut j = Job::start(true).await;
+    let mut j = Job::start(Mode::TokenFree, true).await;
     let c = j.container("cove/busybox:latest");
     let gw = j.gateway_url();
     // An HTTP server this test started, on a port that is not allow-listed.
@@ -402,7 +400,11 @@ async fn forward_proxy_denies_and_logs_destinations_not_on_the_allow_list() {
     );
     assert!(out.contains("403"), "{out}");
     // CONNECT to a name that is not allow-listed: refused before any lookup.
-    let host = j.gateway.as_ref().unwrap().local_addr();
+    let host: std::net::SocketAddr = j
+        .gateway_url()
+        .trim_start_matches("http://")
+        .parse()
+        .unwrap();
     let (_, out) = exec(
         &c,
         &[],
@@ -422,6 +424,16 @@ async fn forward_proxy_denies_and_logs_destinations_not_on_the_allow_list() {
     );
     assert!(out.contains("authorization_token"), "{out}");
     assert_eq!(other.count("data_ok") + other.count("data_unauthorized"), 0);
+    // With the proxy variables set (the sandbox sets them when the
+    // allow-list is not empty), package routes still work: an absolute URI
+    // naming the gateway itself is served locally, not denied.
+    assert!(j.sandbox().injection().env.contains_key("HTTP_PROXY"));
+    let (_, out) = exec(
+        &c,
+        &proxy,
+        &format!("timeout 5 wget -q -O - {gw}/npm/npm-store/@acme%2fhello"),
+    );
+    assert!(out.contains("dist-tags"), "{out}");
 
     let logs = log_text();
     let denied: Vec<&str> = logs
@@ -445,7 +457,7 @@ async fn forward_proxy_denies_and_logs_destinations_not_on_the_allow_list() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn gateway_refreshes_an_expired_token_mid_job() {
-    let j = Job::start(false).await;
+    let j = Job::start(Mode::TokenFree, false).await;
     let gw = j.gateway_url();
     let url = format!("{gw}/npm/npm-store/@acme%2fhello");
     let (status, body) = harness::http_get(&url);
@@ -492,17 +504,13 @@ async fn gateway_refreshes_an_expired_token_mid_job() {
 #[ignore = "benchmark: run by scripts/bench-broker.sh"]
 async fn bench_npm_install_gateway_vs_direct() {
     let runs = 5;
-    let mut j = Job::start(false).await;
+    let mut j = Job::start(Mode::TokenFree, false).await;
     let creds = j
         .broker
         .job_credentials(&j.cfg, &j.job, Mode::Compatible)
         .await
         .unwrap();
     let gated = j.container("cove/universal:latest");
-    inject(
-        &gated,
-        &creds.token_free(Path::new("/root"), &j.gateway_url()),
-    );
     let direct = docker_ok(&[
         "run",
         "-d",

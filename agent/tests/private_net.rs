@@ -344,3 +344,30 @@ async fn dropping_the_guard_removes_rules_and_network() {
             .is_err()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn orphans_of_a_killed_agent_are_cleaned_up() {
+    let d = engine().await;
+    let job = unique("pno");
+    let mut net = PrivateNetwork::create(&d, &job, NetOptions::default())
+        .await
+        .unwrap();
+    net.allow_gateway_port(9).await.unwrap();
+    let (id, rules) = (net.id().to_string(), net.rules().to_vec());
+    // A killed agent runs no destructor.
+    std::mem::forget(net);
+    assert!(rules.iter().all(|r| rule_exists(r)));
+
+    // Other jobs (other tests running now) count as live and are untouched.
+    let cleaned =
+        cove_agent::private_net::cleanup_orphans(&d, &NetOptions::default(), |j| j != job)
+            .await
+            .unwrap();
+    assert_eq!(cleaned, vec![job.clone()]);
+    assert!(rules.iter().all(|r| !rule_exists(r)), "rules left behind");
+    assert!(!docker(&["network", "inspect", &id]).status.success());
+    let again = cove_agent::private_net::cleanup_orphans(&d, &NetOptions::default(), |j| j != job)
+        .await
+        .unwrap();
+    assert!(again.is_empty());
+}

@@ -70,6 +70,7 @@ impl Drop for Moto {
 /// The CodeArtifact double (`double.py`).
 pub struct Double {
     child: Child,
+    pub host: String,
     pub port: u16,
 }
 
@@ -95,11 +96,17 @@ impl Double {
             let _ = child.kill();
             panic!("double printed {line:?} instead of its port")
         });
-        Double { child, port }
+        let host = bind.rsplit_once(':').unwrap().0.to_string();
+        Double { child, host, port }
+    }
+
+    /// `host:port`
+    pub fn addr(&self) -> String {
+        format!("{}:{}", self.host, self.port)
     }
 
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("http://{}", self.addr())
     }
 
     pub fn stats(&self) -> serde_json::Value {
