@@ -288,8 +288,14 @@ impl fmt::Debug for InjectedFile {
 /// the log masker must hide.
 #[derive(Clone, Default)]
 pub struct BuildInjection {
+    /// Plain variables (may go into the container's configuration).
     pub env: BTreeMap<String, String>,
+    /// Variables whose values contain a secret (`CODEARTIFACT_AUTH_TOKEN`,
+    /// a `PIP_INDEX_URL` with the token): for the job runner's secret
+    /// variables, never the container's configuration.
+    pub secret_env: BTreeMap<String, String>,
     pub files: Vec<InjectedFile>,
+    /// Every secret value, for the log masker (also ones in no variable).
     pub secrets: Vec<Secret>,
 }
 
@@ -303,6 +309,7 @@ impl fmt::Debug for BuildInjection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BuildInjection")
             .field("env", &self.env.keys().collect::<Vec<_>>())
+            .field("secret_env", &self.secret_env.keys().collect::<Vec<_>>())
             .field("files", &self.files)
             .field("secrets", &self.secrets.len())
             .finish()
@@ -332,7 +339,7 @@ impl JobCredentials {
             secrets: self.secrets(),
             ..BuildInjection::default()
         };
-        out.env
+        out.secret_env
             .insert("CODEARTIFACT_AUTH_TOKEN".into(), token.to_string());
         let npm: Vec<&RepositoryEndpoint> = self
             .endpoints
@@ -353,7 +360,7 @@ impl JobCredentials {
         if let Some(pypi) = self.first(PackageFormat::Pypi) {
             let index = with_userinfo(&pypi.url, &format!("aws:{token}")) + "simple/";
             let mut pip_conf = format!("[global]\nindex-url = {index}\n");
-            out.env.insert("PIP_INDEX_URL".into(), index);
+            out.secret_env.insert("PIP_INDEX_URL".into(), index);
             if let Some(host) = plain_http_host(&pypi.url) {
                 pip_conf.push_str(&format!("trusted-host = {host}\n"));
                 out.env.insert("PIP_TRUSTED_HOST".into(), host);

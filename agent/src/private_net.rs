@@ -45,7 +45,7 @@ pub const ROLE_PRIVATE_NET: &str = "private-net";
 #[derive(Debug, thiserror::Error)]
 pub enum NetError {
     #[error(
-        "job id `{0}` is not valid for a network name (letters, digits, '.', '_', '-'; at most 48)"
+        "job id `{0}` is not valid for a network name (letters, digits, '.', '_', '-'; at most 64)"
     )]
     BadJobId(String),
     #[error("docker {action} for the private network of job `{job}` failed: {source}")]
@@ -111,7 +111,7 @@ impl fmt::Debug for PrivateNetwork {
 
 fn valid_job_id(id: &str) -> bool {
     !id.is_empty()
-        && id.len() <= 48
+        && id.len() <= 64
         && id
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
@@ -699,6 +699,7 @@ mod tests {
         assert!(valid_job_id("run-1.job_2"));
         assert!(!valid_job_id(""));
         assert!(!valid_job_id("a/b"));
-        assert!(!valid_job_id(&"x".repeat(49)));
+        assert!(valid_job_id(&"x".repeat(64)));
+        assert!(!valid_job_id(&"x".repeat(65)));
     }
 }

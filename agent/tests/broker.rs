@@ -319,8 +319,12 @@ async fn outputs_for_both_modes_and_redacted_debug() {
     );
     assert_eq!(npmrc.mode, 0o600);
     let index = format!("http://aws:{token}@{host}/acme-123456789012/pypi/py-store/simple/");
-    assert_eq!(compat.env["PIP_INDEX_URL"], index);
-    assert_eq!(compat.env["CODEARTIFACT_AUTH_TOKEN"], token);
+    assert_eq!(compat.secret_env["PIP_INDEX_URL"], index);
+    assert_eq!(compat.secret_env["CODEARTIFACT_AUTH_TOKEN"], token);
+    // Plain variables hold no secret (they may land in container config).
+    for v in compat.env.values() {
+        assert!(!v.contains(&token), "{v}");
+    }
     assert_eq!(compat.env["PIP_TRUSTED_HOST"], host);
     let pip = compat.file("/root/.config/pip/pip.conf").unwrap();
     assert!(pip.contents.contains(&format!("index-url = {index}\n")));
@@ -340,6 +344,7 @@ async fn outputs_for_both_modes_and_redacted_debug() {
         "http://10.9.0.1:8080/pypi/py-store/simple/"
     );
     assert!(free.secrets.is_empty());
+    assert!(free.secret_env.is_empty());
     let everything = format!(
         "{:?}{}",
         free.env,

@@ -272,6 +272,7 @@ fn exec(container: &str, env: &[(String, String)], script: &str) -> (bool, Strin
 fn env_of(inj: &BuildInjection) -> Vec<(String, String)> {
     inj.env
         .iter()
+        .chain(&inj.secret_env)
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect()
 }
@@ -353,7 +354,7 @@ async fn compatible_mode_npm_and_pip_install_with_the_brokers_files() {
     let inj = j.sandbox().injection().clone();
     assert_eq!(inj.env["HTTP_PROXY"], j.gateway_url());
     assert_eq!(
-        inj.env["CODEARTIFACT_AUTH_TOKEN"],
+        inj.secret_env["CODEARTIFACT_AUTH_TOKEN"],
         creds.token.token.expose()
     );
     assert_eq!(j.sandbox().secrets().len(), 3);
