@@ -616,3 +616,102 @@ async fn timeout_ends_the_job_as_timed_out() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn lines_stream_while_the_step_runs_in_order_and_long_lines_are_cut() {
+    let mut job = steps(
+        "stream",
+        &[
+            "echo a; sleep 0.1; echo b >&2; sleep 0.1; echo c",
+            "head -c 40000 /dev/zero | tr '\\0' x; echo",
+            "echo first; sleep 2; echo second",
+        ],
+    );
+    job.image = "cove/busybox:latest".into();
+    let docker = docker().await;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<LogLine>(64);
+    let collector = tokio::spawn(async move {
+        let mut lines = Vec::new();
+        while let Some(l) = rx.recv().await {
+            lines.push((Instant::now(), l));
+        }
+        lines
+    });
+    let mut sink = LogSink::new(tx);
+    let result = run_job(&docker, &job, &mut sink, &CancellationToken::new())
+        .await
+        .unwrap();
+    let ended = Instant::now();
+    drop(sink);
+    let lines = collector.await.unwrap();
+    assert_eq!(result.status, JobStatus::Succeeded);
+    let out: Vec<(LogStream, usize, &str)> = lines
+        .iter()
+        .filter(|(_, l)| l.stream != LogStream::System)
+        .map(|(_, l)| (l.stream, l.text.len(), l.text.as_str()))
+        .collect();
+    assert_eq!(
+        out.iter().map(|(s, n, _)| (*s, *n)).collect::<Vec<_>>(),
+        vec![
+            (LogStream::Stdout, 1),
+            (LogStream::Stderr, 1),
+            (LogStream::Stdout, 1),
+            (LogStream::Stdout, 16 * 1024),
+            (LogStream::Stdout, 16 * 1024),
+            (LogStream::Stdout, 40000 - 32 * 1024),
+            (LogStream::Stdout, 5),
+            (LogStream::Stdout, 6),
+        ]
+    );
+    assert_eq!(
+        [out[0].2, out[1].2, out[2].2, out[6].2, out[7].2],
+        ["a", "b", "c", "first", "second"]
+    );
+    let first_at = lines.iter().find(|(_, l)| l.text == "first").unwrap().0;
+    assert!(
+        ended - first_at > Duration::from_millis(1500),
+        "`first` left only {:?} before the job ended",
+        ended - first_at
+    );
+}
+
+#[tokio::test]
+async fn input_artifacts_and_a_source_tarball() {
+    let tar_of = |path: &str, data: &[u8]| {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(0o644);
+        h.set_size(data.len() as u64);
+        b.append_data(&mut h, path, data).unwrap();
+        b.into_inner().unwrap()
+    };
+    // no source: the first input artifact is the working directory
+    let mut job = steps(
+        "inputs",
+        &["pwd; cat built.txt; cat \"$CATALYST_SOURCE_DIR_second/other.txt\""],
+    );
+    job.image = "cove/busybox:latest".into();
+    job.inputs = vec![
+        cove_agent::jobs::InputArtifact {
+            name: "build".into(),
+            tar: tar_of("built.txt", b"from-build\n"),
+        },
+        cove_agent::jobs::InputArtifact {
+            name: "second".into(),
+            tar: tar_of("other.txt", b"from-second\n"),
+        },
+    ];
+    let (result, lines) = run(&job, CancellationToken::new()).await;
+    assert_eq!(result.status, JobStatus::Succeeded, "{}", all_text(&lines));
+    assert_eq!(
+        output(&lines),
+        vec!["/cove/artifacts/build", "from-build", "from-second"]
+    );
+    // a tarball handed over by the server
+    let mut job = steps("tarball", &["pwd; cat app/main.txt"]);
+    job.image = "cove/busybox:latest".into();
+    job.source = Source::Tar(tar_of("app/main.txt", b"main\n"));
+    let (result, lines) = run(&job, CancellationToken::new()).await;
+    assert_eq!(result.status, JobStatus::Succeeded, "{}", all_text(&lines));
+    assert_eq!(output(&lines), vec!["/cove/src", "main"]);
+}

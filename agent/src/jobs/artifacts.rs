@@ -277,4 +277,63 @@ mod tests {
         assert!(!link_stays_inside("l", Path::new("/etc/passwd")));
         assert!(link_stays_inside("l", Path::new("./x/../y")));
     }
+
+    fn tree(entries: &[(&str, Option<&str>, &[u8])]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (path, link, data) in entries {
+            let mut h = tar::Header::new_gnu();
+            h.set_mode(0o644);
+            match link {
+                Some(target) => {
+                    h.set_entry_type(tar::EntryType::Symlink);
+                    h.set_size(0);
+                    b.append_link(&mut h, path, target).unwrap();
+                }
+                None => {
+                    h.set_size(data.len() as u64);
+                    b.append_data(&mut h, path, *data).unwrap();
+                }
+            }
+        }
+        b.into_inner().unwrap()
+    }
+
+    #[test]
+    fn collects_relative_to_base_and_refuses_escapes() {
+        let t = tree(&[
+            ("src/dist/a.txt", None, b"a"),
+            ("src/dist/deep/b.txt", None, b"b"),
+            ("src/dist/in", Some("deep/b.txt"), b""),
+            ("src/top.txt", None, b"t"),
+        ]);
+        let spec = ArtifactSpec {
+            name: "x".into(),
+            files: vec!["**/*.txt".into(), "in".into()],
+            base_directory: Some("dist".into()),
+            exclude_paths: vec!["deep/**/*".into()],
+            ..Default::default()
+        };
+        let out = collect(&spec, t.as_slice(), Some("src")).unwrap();
+        assert_eq!(out.files, vec!["a.txt", "in"]);
+
+        let t = tree(&[("src/dist/up", Some("../../etc"), b"")]);
+        let spec = ArtifactSpec {
+            name: "x".into(),
+            files: vec!["dist/*".into()],
+            ..Default::default()
+        };
+        let err = collect(&spec, t.as_slice(), Some("src")).unwrap_err();
+        assert!(
+            matches!(err, ArtifactError::EscapingSymlink { .. }),
+            "{err}"
+        );
+        for bad in ["../x", "/abs", "a/../../b", ""] {
+            let spec = ArtifactSpec {
+                name: "x".into(),
+                files: vec![bad.into()],
+                ..Default::default()
+            };
+            assert!(spec.validate().is_err(), "{bad:?}");
+        }
+    }
 }

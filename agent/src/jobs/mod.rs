@@ -15,6 +15,7 @@ mod artifacts;
 mod script;
 
 use std::collections::{BTreeMap, HashMap};
+use std::io::{Seek, SeekFrom};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,6 +30,7 @@ use bollard::query_parameters::{
 use bollard::Docker;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
+use tokio::io::AsyncWriteExt;
 pub use tokio_util::sync::CancellationToken;
 
 use crate::mask::{LogSink, LogStream, MaskSet, MaskedOutput};
@@ -1045,17 +1047,43 @@ impl Runner<'_> {
                 path: SRC_DIR.to_string(),
             }),
         );
-        let mut tree = Vec::new();
+        // spool the tree to a temporary file: a source tree can be large
+        let spool = tempfile::tempfile().map_err(|e| Collect::Docker(self.io()(e)))?;
+        let mut file = tokio::fs::File::from_std(spool);
         while let Some(chunk) = stream.next().await {
-            tree.extend_from_slice(
-                &chunk.map_err(|e| Collect::Docker(self.err("download sources")(e)))?,
-            );
+            let chunk = chunk.map_err(|e| Collect::Docker(self.err("download sources")(e)))?;
+            file.write_all(&chunk)
+                .await
+                .map_err(|e| Collect::Docker(self.io()(e)))?;
         }
-        self.job
-            .outputs
-            .iter()
-            .map(|spec| collect(spec, tree.as_slice(), Some("src")).map_err(Collect::Artifact))
-            .collect()
+        file.flush()
+            .await
+            .map_err(|e| Collect::Docker(self.io()(e)))?;
+        let mut tree = file.into_std().await;
+        let specs = self.job.outputs.clone();
+        let job = self.job.job_id.clone();
+        tokio::task::spawn_blocking(move || {
+            specs
+                .iter()
+                .map(|spec| {
+                    tree.seek(SeekFrom::Start(0)).map_err(|source| {
+                        Collect::Docker(JobError::Io {
+                            job: job.clone(),
+                            source,
+                        })
+                    })?;
+                    collect(spec, std::io::BufReader::new(&tree), Some("src"))
+                        .map_err(Collect::Artifact)
+                })
+                .collect()
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(Collect::Docker(JobError::Io {
+                job: self.job.job_id.clone(),
+                source: std::io::Error::other(e),
+            }))
+        })
     }
 }
 
