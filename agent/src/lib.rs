@@ -17,6 +17,7 @@ pub mod mask;
 pub mod pod;
 pub mod private_net;
 pub mod sources;
+pub mod worker;
 
 pub use pod::{
     ContainerState, ExecOutput, PodError, PodSpec, PodStatus, PublishedEndpoint, Runtime,

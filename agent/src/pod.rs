@@ -740,6 +740,24 @@ impl Runtime {
         Ok(out)
     }
 
+    /// The last `tail` lines a component wrote to stdout and stderr.
+    pub async fn logs(&self, env: &str, component: &str, tail: u32) -> Result<String> {
+        let id = self.component_id(env, component).await?;
+        let options = bollard::query_parameters::LogsOptions {
+            stdout: true,
+            stderr: true,
+            tail: tail.to_string(),
+            ..Default::default()
+        };
+        let mut stream = self.docker.logs(&id, Some(options));
+        let mut text = String::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(Self::err(env, "read logs"))?;
+            text.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
+        }
+        Ok(text)
+    }
+
     /// Write a tar archive into a component's filesystem at `path`.
     pub async fn upload_tar(
         &self,

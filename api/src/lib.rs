@@ -2,6 +2,13 @@
 //!
 //! Architecture invariant: this crate holds plain data with serde derives only. It must not
 //! depend on HTTP, async runtimes, databases or git (no axum, tokio, sqlx, git2, reqwest, ureq).
+//! Its one workspace dependency is `devfiles`, for the `EnvironmentPlan` the agent protocol
+//! carries.
+
+pub mod agent;
+mod env;
+
+pub use env::*;
 
 use serde::{Deserialize, Serialize};
 

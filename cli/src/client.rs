@@ -23,6 +23,9 @@ pub enum ClientError {
     Forbidden { message: String },
     #[error("{message}")]
     NotFound { message: String },
+    /// A rejected input that the server explained (e.g. an invalid devfile, with positions).
+    #[error("{message}")]
+    Invalid { message: String },
     #[error("the server refused the request ({status}): {message}")]
     Rejected { status: u16, message: String },
     #[error("unexpected response from {url}: {detail}")]
@@ -173,6 +176,7 @@ impl Client {
                     },
                     403 => ClientError::Forbidden { message },
                     404 => ClientError::NotFound { message },
+                    422 => ClientError::Invalid { message },
                     _ => ClientError::Rejected { status, message },
                 })
             }
@@ -202,6 +206,15 @@ impl Client {
     ) -> Result<T, ClientError> {
         let resp = self.handle(self.request("POST", path).send_json(body))?;
         self.decode(resp)
+    }
+
+    /// A plain-text answer (logs).
+    pub fn get_text(&self, path: &str) -> Result<String, ClientError> {
+        let resp = self.handle(self.request("GET", path).call())?;
+        resp.into_string().map_err(|e| ClientError::BadResponse {
+            url: self.url.clone(),
+            detail: e.to_string(),
+        })
     }
 
     pub fn delete(&self, path: &str) -> Result<(), ClientError> {

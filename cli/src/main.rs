@@ -2,6 +2,7 @@
 
 mod client;
 mod devfile;
+mod env;
 mod login;
 mod repo;
 mod workflow;
@@ -24,6 +25,8 @@ enum Command {
     Login(login::LoginArgs),
     /// Manage hosted git repositories.
     Repo(repo::RepoArgs),
+    /// Manage dev environments.
+    Env(env::EnvArgs),
     /// Check and plan devfiles offline.
     #[command(subcommand)]
     Devfile(devfile::DevfileCommand),
@@ -37,6 +40,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Login(args) => login::run(args).map(|()| ExitCode::SUCCESS),
         Command::Repo(args) => repo::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Env(args) => env::run(args),
         Command::Devfile(cmd) => devfile::run(cmd),
         Command::Workflow(cmd) => workflow::run(cmd),
     };

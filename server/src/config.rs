@@ -66,6 +66,10 @@ pub struct Config {
     pub public_url: Option<String>,
     /// The bootstrap admin token (from `COVE_ADMIN_TOKEN`); generated when absent.
     pub admin_token: Option<String>,
+    /// Run the embedded agent on the local Docker engine (default true).
+    pub embedded_agent: bool,
+    /// How often environments are checked for devfile changes and idleness.
+    pub intervals: crate::envs::Intervals,
 }
 
 impl std::fmt::Debug for Config {
@@ -110,6 +114,8 @@ impl Config {
             database_url: None,
             public_url: None,
             admin_token: None,
+            embedded_agent: true,
+            intervals: crate::envs::Intervals::default(),
         }
     }
 
@@ -154,6 +160,8 @@ impl Config {
                 .or(file.public_url)
                 .map(|u| u.trim_end_matches('/').to_string()),
             admin_token,
+            embedded_agent: true,
+            intervals: crate::envs::Intervals::default(),
         })
     }
 

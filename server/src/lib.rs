@@ -8,6 +8,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod envs;
 pub mod error;
 pub mod git;
 pub mod names;
@@ -54,6 +55,7 @@ struct Inner {
     public_url: OnceLock<String>,
     events: broadcast::Sender<PushEvent>,
     repo_locks: Mutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>,
+    envs: envs::Envs,
 }
 
 /// Shared state of all handlers.
@@ -63,6 +65,11 @@ pub struct AppState(Arc<Inner>);
 impl AppState {
     pub fn store(&self) -> &Store {
         &self.0.store
+    }
+
+    /// Environments and the agent that runs them.
+    pub fn envs(&self) -> &envs::Envs {
+        &self.0.envs
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -101,6 +108,8 @@ impl AppState {
 /// A configured server, ready to serve.
 pub struct Server {
     state: AppState,
+    agent_reports: Option<tokio::sync::mpsc::UnboundedReceiver<cove_api::agent::EnvReport>>,
+    intervals: envs::Intervals,
     /// The admin token created on first start when none was configured; show it once.
     pub bootstrap_token: Option<String>,
 }
@@ -138,15 +147,23 @@ impl Server {
             let _ = public_url.set(url.clone());
         }
         let (events, _) = broadcast::channel(EVENT_BUS_CAPACITY);
+        let (agent, agent_reports) = if config.embedded_agent {
+            embedded_agent().await
+        } else {
+            (None, None)
+        };
         let state = AppState(Arc::new(Inner {
             store,
             data_dir: config.data_dir,
             public_url,
             events,
             repo_locks: Mutex::new(HashMap::new()),
+            envs: envs::Envs::new(agent),
         }));
         Ok(Server {
             state,
+            agent_reports,
+            intervals: config.intervals,
             bootstrap_token,
         })
     }
@@ -165,6 +182,9 @@ impl Server {
         let addr = listener.local_addr().map_err(ServerError::Listener)?;
         let _ = self.state.0.public_url.set(format!("http://{addr}"));
         tracing::info!(addr = %addr, public_url = %self.state.public_url(), "cove-server listening");
+        if let Some(reports) = self.agent_reports {
+            envs::spawn_background(self.state.clone(), reports, self.intervals);
+        }
         let app = routes::router(self.state.clone());
         axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
@@ -173,6 +193,38 @@ impl Server {
         self.state.store().close().await;
         tracing::info!("cove-server stopped");
         Ok(())
+    }
+}
+
+type AgentParts = (
+    Option<cove_agent::worker::AgentHandle>,
+    Option<tokio::sync::mpsc::UnboundedReceiver<cove_api::agent::EnvReport>>,
+);
+
+/// The embedded agent on the local Docker engine, if one answers.
+async fn embedded_agent() -> AgentParts {
+    let connect = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        cove_agent::Runtime::connect(),
+    )
+    .await;
+    match connect {
+        Ok(Ok(rt)) => {
+            let (handle, reports) =
+                cove_agent::worker::spawn(rt, cove_agent::worker::AgentConfig::default());
+            tracing::info!("embedded agent connected to the Docker engine");
+            (Some(handle), Some(reports))
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "no Docker engine: environments are unavailable until one answers (set DOCKER_HOST)");
+            (None, None)
+        }
+        Err(_) => {
+            tracing::warn!(
+                "the Docker engine did not answer within 5 s: environments are unavailable"
+            );
+            (None, None)
+        }
     }
 }
 

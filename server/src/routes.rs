@@ -20,6 +20,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::auth::{self, Principal};
+use crate::envs;
 use crate::error::ApiError;
 use crate::git;
 use crate::names::validate_name;
@@ -95,7 +96,9 @@ pub fn api_routes() -> Vec<Route> {
     const OK: StatusCode = StatusCode::OK;
     const CREATED: StatusCode = StatusCode::CREATED;
     const GONE: StatusCode = StatusCode::NO_CONTENT;
+    const ACCEPTED: StatusCode = StatusCode::ACCEPTED;
     let reader = Some(Role::Reader);
+    let writer = Some(Role::Writer);
     let owner = Some(Role::Owner);
     vec![
         route(
@@ -278,6 +281,117 @@ pub fn api_routes() -> Vec<Route> {
             "Remove a member",
             remove_member,
         ),
+        // ---- environments: repository routes need a role on the environment's repository
+        route(
+            M::POST,
+            "/api/v1/repos/{owner}/{name}/environments",
+            Write,
+            writer,
+            false,
+            CREATED,
+            "Create a dev environment from the repository's devfile",
+            envs::create_env,
+        ),
+        route(
+            M::GET,
+            "/api/v1/environments",
+            Read,
+            None,
+            false,
+            OK,
+            "List the environments of repositories you can read",
+            envs::list_envs,
+        ),
+        route(
+            M::GET,
+            "/api/v1/environments/orphans",
+            Admin,
+            None,
+            true,
+            OK,
+            "Environments on the engine that the store does not know",
+            envs::orphans,
+        ),
+        route(
+            M::GET,
+            "/api/v1/environments/{env}",
+            Read,
+            reader,
+            false,
+            OK,
+            "Show an environment",
+            envs::show_env,
+        ),
+        route(
+            M::DELETE,
+            "/api/v1/environments/{env}",
+            Write,
+            writer,
+            false,
+            ACCEPTED,
+            "Delete an environment and its volumes",
+            envs::delete_env,
+        ),
+        route(
+            M::POST,
+            "/api/v1/environments/{env}/start",
+            Write,
+            writer,
+            false,
+            OK,
+            "Start a stopped environment",
+            envs::start_env,
+        ),
+        route(
+            M::POST,
+            "/api/v1/environments/{env}/stop",
+            Write,
+            writer,
+            false,
+            OK,
+            "Stop an environment (preStop first)",
+            envs::stop_env,
+        ),
+        route(
+            M::POST,
+            "/api/v1/environments/{env}/restart",
+            Write,
+            writer,
+            false,
+            OK,
+            "Restart from the devfile in the workspace; an invalid devfile is refused (422)",
+            envs::restart_env,
+        ),
+        route(
+            M::POST,
+            "/api/v1/environments/{env}/exec",
+            Write,
+            writer,
+            false,
+            OK,
+            "Run a command in a component",
+            envs::exec_env,
+        ),
+        route(
+            M::GET,
+            "/api/v1/environments/{env}/logs",
+            Read,
+            reader,
+            false,
+            OK,
+            "A component's recent output",
+            envs::env_logs,
+        ),
+        route(
+            M::GET,
+            "/api/v1/environments/{env}/events",
+            Read,
+            reader,
+            false,
+            OK,
+            "Progress, postStart output and state changes",
+            envs::env_events,
+        ),
     ]
 }
 
@@ -362,11 +476,29 @@ async fn authorize_route(
                 .map(|(_, v)| v.to_string())
                 .unwrap_or_default()
         };
+        let env_id = param("env");
+        let (owner, name) = if env_id.is_empty() {
+            (param("owner"), param("name"))
+        } else {
+            // environment routes: the role is checked on the environment's repository
+            let env = state
+                .store()
+                .env(&env_id)
+                .await?
+                .ok_or_else(|| ApiError::NotFound(format!("environment {env_id}")))?;
+            let repo = state
+                .store()
+                .repo_by_id(env.repo_id)
+                .await?
+                .ok_or_else(|| ApiError::NotFound(format!("environment {env_id}")))?;
+            request.extensions_mut().insert(env);
+            (repo.owner, repo.name)
+        };
         let repo = auth::authorize_repo(
             state.store(),
             Some(&principal),
-            &param("owner"),
-            &param("name"),
+            &owner,
+            &name,
             spec.scope,
             role,
         )

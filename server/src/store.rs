@@ -13,6 +13,10 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Row};
 
+mod envs;
+
+pub use envs::EnvRow;
+
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
 /// A failure of the store.

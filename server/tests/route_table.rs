@@ -12,6 +12,38 @@ use cove_server::routes::{all_paths, api_routes, RouteSpec};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
+/// An environment row in `admin/r1` so environment routes reach their role check.
+const ROUTE_TEST_ENV: &str = "e0routetable0";
+
+async fn insert_env(server: &TestServer) -> Result<()> {
+    let repo = server
+        .state
+        .store()
+        .repo("admin", "r1")
+        .await?
+        .expect("r1 exists");
+    let row = cove_server::store::EnvRow {
+        id: ROUTE_TEST_ENV.into(),
+        name: "route-test".into(),
+        repo_id: repo.id,
+        owner_id: repo.owner_id,
+        branch: "main".into(),
+        devfile_path: None,
+        state: cove_api::EnvState::Stopped,
+        reason: None,
+        plan_json: serde_json::to_string(&devfiles::default_devfile().plan(&Default::default()).0)?,
+        devfile_text: None,
+        restart_required: false,
+        devfile_changes: None,
+        endpoints_json: "[]".into(),
+        idle_timeout_secs: 0,
+        last_activity_ms: 0,
+        created_at: 0,
+    };
+    server.state.store().create_env(&row).await?;
+    Ok(())
+}
+
 fn concrete_path(spec: &RouteSpec, repo: &str, token_id: i64) -> String {
     let (owner, name) = repo.split_once('/').unwrap_or((repo, repo));
     spec.path
@@ -20,6 +52,7 @@ fn concrete_path(spec: &RouteSpec, repo: &str, token_id: i64) -> String {
         .replace("{id}", &token_id.to_string())
         .replace("{*path}", "README.md")
         .replace("{username}", "bob")
+        .replace("{env}", ROUTE_TEST_ENV)
 }
 
 async fn call(
@@ -49,6 +82,7 @@ async fn call(
 async fn every_api_route_refuses_missing_wrong_expired_and_underscoped_tokens() -> Result<()> {
     let server = TestServer::start().await?;
     server.create_repo(&server.admin_token, "r1").await?;
+    insert_env(&server).await?;
     let bob = server.create_user("bob").await?;
     let admin_token_id = server
         .create_token(&server.admin_token, &[Scope::Read])

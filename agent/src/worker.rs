@@ -1,0 +1,354 @@
+//! The agent side of the agent protocol: carries out [`EnvCommand`]s on
+//! the Docker engine and sends [`EnvReport`]s. The embedded agent runs this
+//! in the server's process; long operations run in the background, one at a
+//! time per environment.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use cove_api::agent::{AgentReply, EnvCommand, EnvReport, EnvSource, PodReport, PublishedPort};
+use cove_api::{EnvState, ExecResult};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::environment::{self, Progress};
+use crate::pod::{PodSpec, PodStatus, Runtime};
+use crate::sources::SourceSpec;
+
+type Job = (EnvCommand, oneshot::Sender<AgentReply>);
+
+/// How the server talks to an agent.
+#[derive(Clone)]
+pub struct AgentHandle {
+    tx: mpsc::Sender<Job>,
+}
+
+impl AgentHandle {
+    /// Send a command and wait for its direct reply.
+    pub async fn call(&self, cmd: EnvCommand) -> AgentReply {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send((cmd, tx)).await.is_err() {
+            return AgentReply::Error {
+                message: "the agent is not running".into(),
+            };
+        }
+        rx.await.unwrap_or(AgentReply::Error {
+            message: "the agent stopped before answering".into(),
+        })
+    }
+}
+
+/// Settings of the agent.
+#[derive(Clone, Debug)]
+pub struct AgentConfig {
+    pub infra_image: String,
+    pub publish_address: String,
+    pub pids_limit: i64,
+    pub default_memory_bytes: Option<u64>,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        let d = PodSpec::new("x", Default::default());
+        AgentConfig {
+            infra_image: d.infra_image,
+            publish_address: d.publish_address,
+            pids_limit: d.pids_limit,
+            default_memory_bytes: Some(4 * 1024 * 1024 * 1024),
+        }
+    }
+}
+
+/// Start an agent on `rt`. Returns its handle and the stream of reports.
+pub fn spawn(
+    rt: Runtime,
+    config: AgentConfig,
+) -> (AgentHandle, mpsc::UnboundedReceiver<EnvReport>) {
+    let (tx, mut rx) = mpsc::channel::<Job>(64);
+    let (reports, reports_rx) = mpsc::unbounded_channel();
+    let worker = Worker {
+        rt,
+        config,
+        reports,
+        locks: Arc::default(),
+    };
+    tokio::spawn(async move {
+        while let Some((cmd, reply)) = rx.recv().await {
+            let w = worker.clone();
+            tokio::spawn(async move {
+                let answer = w.handle(cmd).await;
+                let _ = reply.send(answer);
+            });
+        }
+    });
+    (AgentHandle { tx }, reports_rx)
+}
+
+#[derive(Clone)]
+struct Worker {
+    rt: Runtime,
+    config: AgentConfig,
+    reports: mpsc::UnboundedSender<EnvReport>,
+    locks: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+}
+
+fn ports(status: &PodStatus) -> Vec<PublishedPort> {
+    status
+        .endpoints
+        .iter()
+        .map(|e| PublishedPort {
+            port: e.port,
+            host_ip: e.host_ip.clone(),
+            host_port: e.host_port,
+        })
+        .collect()
+}
+
+impl Worker {
+    fn lock(&self, env: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = match self.locks.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        locks.entry(env.to_string()).or_default().clone()
+    }
+
+    fn spec(&self, env: &str, plan: devfiles::EnvironmentPlan) -> PodSpec {
+        PodSpec {
+            env_id: env.to_string(),
+            plan,
+            infra_image: self.config.infra_image.clone(),
+            publish_address: self.config.publish_address.clone(),
+            pids_limit: self.config.pids_limit,
+            default_memory_bytes: self.config.default_memory_bytes,
+        }
+    }
+
+    fn report(&self, r: EnvReport) {
+        let _ = self.reports.send(r);
+    }
+
+    fn state(
+        &self,
+        env: &str,
+        state: EnvState,
+        reason: Option<String>,
+        endpoints: Vec<PublishedPort>,
+    ) {
+        self.report(EnvReport::State {
+            env_id: env.to_string(),
+            state,
+            reason,
+            endpoints,
+        });
+    }
+
+    async fn handle(&self, cmd: EnvCommand) -> AgentReply {
+        match cmd {
+            EnvCommand::Create {
+                env_id,
+                plan,
+                source,
+            } => self.background(env_id.clone(), move |w| async move {
+                w.create(&env_id, plan, source).await
+            }),
+            EnvCommand::Start { env_id, plan } => {
+                self.background(env_id.clone(), move |w| async move {
+                    match w.rt.start(&env_id).await {
+                        Ok(st) => w.state(&env_id, EnvState::Running, None, ports(&st)),
+                        Err(e) => {
+                            // containers gone (e.g. removed by hand): build them again from the plan
+                            let spec = w.spec(&env_id, plan);
+                            match w.rt.recreate(&spec).await {
+                                Ok(st) => w.state(&env_id, EnvState::Running, None, ports(&st)),
+                                Err(e2) => w.state(
+                                    &env_id,
+                                    EnvState::Failed,
+                                    Some(format!("{e}; {e2}")),
+                                    vec![],
+                                ),
+                            }
+                        }
+                    }
+                })
+            }
+            EnvCommand::Stop { env_id, plan } => {
+                self.background(env_id.clone(), move |w| async move {
+                    match environment::stop(&w.rt, &env_id, &plan).await {
+                        Ok(runs) => {
+                            for r in runs {
+                                w.report(EnvReport::CommandOutput {
+                                    env_id: env_id.clone(),
+                                    event: "preStop".into(),
+                                    command: r.id,
+                                    exit_code: r.exit_code,
+                                    output: r.output,
+                                });
+                            }
+                            w.state(&env_id, EnvState::Stopped, None, vec![]);
+                        }
+                        Err(e) => w.state(&env_id, EnvState::Failed, Some(e.to_string()), vec![]),
+                    }
+                })
+            }
+            EnvCommand::Restart {
+                env_id,
+                old_plan,
+                plan,
+            } => self.background(env_id.clone(), move |w| async move {
+                let spec = w.spec(&env_id, plan);
+                match environment::restart(&w.rt, &old_plan, &spec).await {
+                    Ok(st) => w.state(&env_id, EnvState::Running, None, ports(&st)),
+                    Err(e) => w.state(
+                        &env_id,
+                        EnvState::Failed,
+                        Some(format!(
+                            "restart failed (volumes and /projects are kept): {e}"
+                        )),
+                        vec![],
+                    ),
+                }
+            }),
+            EnvCommand::Delete { env_id } => self.background(env_id.clone(), move |w| async move {
+                match w.rt.delete(&env_id).await {
+                    Ok(()) => w.state(&env_id, EnvState::Deleting, Some("deleted".into()), vec![]),
+                    Err(e) => w.state(
+                        &env_id,
+                        EnvState::Failed,
+                        Some(format!("delete failed: {e}")),
+                        vec![],
+                    ),
+                }
+            }),
+            EnvCommand::PlanWorkspace {
+                env_id,
+                component,
+                path,
+                repo,
+            } => {
+                match environment::plan_from_workspace(&self.rt, &env_id, &component, &path, &repo)
+                    .await
+                {
+                    Ok((plan, devfile)) => AgentReply::Plan {
+                        plan: Box::new(plan),
+                        devfile,
+                    },
+                    Err(e) => AgentReply::Error {
+                        message: e.to_string(),
+                    },
+                }
+            }
+            EnvCommand::ReadFile {
+                env_id,
+                component,
+                path,
+            } => match environment::read_file(&self.rt, &env_id, &component, &path).await {
+                Ok(content) => AgentReply::File { content },
+                Err(e) => AgentReply::Error {
+                    message: e.to_string(),
+                },
+            },
+            EnvCommand::Exec {
+                env_id,
+                component,
+                command,
+            } => {
+                let argv: Vec<&str> = command.iter().map(String::as_str).collect();
+                match self.rt.exec(&env_id, &component, &argv, &[], None).await {
+                    Ok(o) => AgentReply::Exec {
+                        result: ExecResult {
+                            exit_code: o.exit_code,
+                            stdout: o.stdout,
+                            stderr: o.stderr,
+                        },
+                    },
+                    Err(e) => AgentReply::Error {
+                        message: e.to_string(),
+                    },
+                }
+            }
+            EnvCommand::Logs {
+                env_id,
+                component,
+                tail,
+            } => match self.rt.logs(&env_id, &component, tail).await {
+                Ok(text) => AgentReply::Logs { text },
+                Err(e) => AgentReply::Error {
+                    message: e.to_string(),
+                },
+            },
+            EnvCommand::List => match self.rt.list().await {
+                Ok(pods) => AgentReply::Pods {
+                    pods: pods
+                        .iter()
+                        .map(|p| PodReport {
+                            env_id: p.env_id.clone(),
+                            running: p.running(),
+                            components: p.containers.iter().map(|c| c.component.clone()).collect(),
+                            endpoints: ports(p),
+                        })
+                        .collect(),
+                },
+                Err(e) => AgentReply::Error {
+                    message: e.to_string(),
+                },
+            },
+        }
+    }
+
+    /// Run `op` after any earlier operation on the same environment.
+    fn background<F, Fut>(&self, env: String, op: F) -> AgentReply
+    where
+        F: FnOnce(Worker) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send,
+    {
+        let w = self.clone();
+        let lock = self.lock(&env);
+        tokio::spawn(async move {
+            let _guard = lock.lock().await;
+            op(w).await;
+        });
+        AgentReply::Accepted
+    }
+
+    async fn create(&self, env: &str, plan: devfiles::EnvironmentPlan, source: Option<EnvSource>) {
+        let spec = self.spec(env, plan);
+        let source = source.map(|s| SourceSpec {
+            clone_url: s.clone_url,
+            repo: s.repo,
+            branch: s.branch,
+            new_branch: s.new_branch,
+            auth_header: s.auth_header,
+            git_user_name: s.git_user_name,
+            git_user_email: s.git_user_email,
+        });
+        let reports = self.reports.clone();
+        let id = env.to_string();
+        let mut progress = move |p: Progress| {
+            let step = match p {
+                Progress::CreatingContainers => "creating containers".to_string(),
+                Progress::Cloning { repo } => format!("cloning {repo}"),
+                Progress::PostStart { command } => format!("postStart: {command}"),
+                Progress::Running => "running".to_string(),
+            };
+            let _ = reports.send(EnvReport::Progress {
+                env_id: id.clone(),
+                step,
+            });
+        };
+        match environment::create(&self.rt, &spec, source.as_ref(), &mut progress).await {
+            Ok(started) => {
+                for r in started.post_start {
+                    self.report(EnvReport::CommandOutput {
+                        env_id: env.to_string(),
+                        event: "postStart".into(),
+                        command: r.id,
+                        exit_code: r.exit_code,
+                        output: r.output,
+                    });
+                }
+                self.state(env, EnvState::Running, None, ports(&started.status));
+            }
+            Err(e) => self.state(env, EnvState::Failed, Some(e.to_string()), vec![]),
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! The agent protocol: what the server asks an agent to do with
+//! environments, and what the agent reports back. The embedded agent
+//! receives these values in process; a remote agent receives the same values
+//! over the network.
+
+use devfiles::EnvironmentPlan;
+use serde::{Deserialize, Serialize};
+
+use crate::{EnvState, ExecResult};
+
+/// Protocol version; bumped on incompatible changes.
+pub const AGENT_PROTOCOL_VERSION: u32 = 1;
+
+/// Where an environment's sources come from.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnvSource {
+    /// Clone URL the agent can reach, without credentials.
+    pub clone_url: String,
+    /// Directory under PROJECTS_ROOT.
+    pub repo: String,
+    pub branch: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_branch: Option<String>,
+    /// `Authorization: …` header line for the clone; short-lived.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_header: Option<String>,
+    pub git_user_name: String,
+    pub git_user_email: String,
+}
+
+impl std::fmt::Debug for EnvSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnvSource")
+            .field("clone_url", &self.clone_url)
+            .field("repo", &self.repo)
+            .field("branch", &self.branch)
+            .field("new_branch", &self.new_branch)
+            .field(
+                "auth_header",
+                &self.auth_header.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
+}
+
+/// A request from the server to an agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EnvCommand {
+    /// Create the pod, clone sources, run postStart. Reports progress and a final state.
+    Create {
+        env_id: String,
+        plan: EnvironmentPlan,
+        source: Option<EnvSource>,
+    },
+    /// Start stopped containers.
+    Start {
+        env_id: String,
+        plan: EnvironmentPlan,
+    },
+    /// Run preStop, stop containers.
+    Stop {
+        env_id: String,
+        plan: EnvironmentPlan,
+    },
+    /// Recreate containers from `plan`, keeping volumes.
+    Restart {
+        env_id: String,
+        old_plan: EnvironmentPlan,
+        plan: EnvironmentPlan,
+    },
+    /// Remove containers and volumes.
+    Delete { env_id: String },
+    /// Load and plan the devfile at `path` inside the workspace.
+    PlanWorkspace {
+        env_id: String,
+        component: String,
+        path: String,
+        repo: String,
+    },
+    /// Read a file in a component (e.g. the workspace devfile).
+    ReadFile {
+        env_id: String,
+        component: String,
+        path: String,
+    },
+    /// Run a command to completion.
+    Exec {
+        env_id: String,
+        component: String,
+        command: Vec<String>,
+    },
+    /// The last lines of a component's output.
+    Logs {
+        env_id: String,
+        component: String,
+        tail: u32,
+    },
+    /// Every environment the agent has (for reconciliation).
+    List,
+}
+
+/// The direct answer to an [`EnvCommand`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum AgentReply {
+    /// A long operation was accepted; its outcome arrives as [`EnvReport`]s.
+    Accepted,
+    Plan {
+        plan: Box<EnvironmentPlan>,
+        devfile: String,
+    },
+    File {
+        content: Option<String>,
+    },
+    Exec {
+        result: ExecResult,
+    },
+    Logs {
+        text: String,
+    },
+    Pods {
+        pods: Vec<PodReport>,
+    },
+    /// The command could not be carried out; `message` is for people.
+    Error {
+        message: String,
+    },
+}
+
+/// What an agent knows about one environment's containers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodReport {
+    pub env_id: String,
+    pub running: bool,
+    pub components: Vec<String>,
+    pub endpoints: Vec<PublishedPort>,
+}
+
+/// A container port published on the agent's host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublishedPort {
+    pub port: u16,
+    pub host_ip: String,
+    pub host_port: u16,
+}
+
+/// Something an agent tells the server on its own, while or after working.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EnvReport {
+    Progress {
+        env_id: String,
+        step: String,
+    },
+    CommandOutput {
+        env_id: String,
+        event: String,
+        command: String,
+        exit_code: i64,
+        output: String,
+    },
+    State {
+        env_id: String,
+        state: EnvState,
+        reason: Option<String>,
+        endpoints: Vec<PublishedPort>,
+    },
+}

@@ -1,0 +1,148 @@
+//! Environments: REST request/response types.
+
+use serde::{Deserialize, Serialize};
+
+/// Lifecycle state of an environment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EnvState {
+    Creating,
+    Starting,
+    Running,
+    Stopping,
+    Stopped,
+    Failed,
+    Deleting,
+}
+
+impl EnvState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EnvState::Creating => "creating",
+            EnvState::Starting => "starting",
+            EnvState::Running => "running",
+            EnvState::Stopping => "stopping",
+            EnvState::Stopped => "stopped",
+            EnvState::Failed => "failed",
+            EnvState::Deleting => "deleting",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<EnvState> {
+        Some(match s {
+            "creating" => EnvState::Creating,
+            "starting" => EnvState::Starting,
+            "running" => EnvState::Running,
+            "stopping" => EnvState::Stopping,
+            "stopped" => EnvState::Stopped,
+            "failed" => EnvState::Failed,
+            "deleting" => EnvState::Deleting,
+            _ => return None,
+        })
+    }
+
+    /// States in which an operation is still in flight.
+    pub fn is_transient(self) -> bool {
+        matches!(
+            self,
+            EnvState::Creating | EnvState::Starting | EnvState::Stopping | EnvState::Deleting
+        )
+    }
+}
+
+/// `POST /api/v1/repos/{owner}/{name}/environments`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateEnvironmentRequest {
+    /// Branch to work on (default: the repository's default branch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+    /// Create this branch from `from` (or the default branch) and work on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_branch: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// Devfile path in the repository (default: devfile.yaml, .devfile.yaml, … or Cove's default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub devfile_path: Option<String>,
+    /// Name, unique per repository (default: generated).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Stop after this many seconds without exec or terminal activity; 0 = never (default 1800).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_timeout_secs: Option<u64>,
+}
+
+/// A published endpoint of an environment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnvEndpoint {
+    pub name: String,
+    pub port: u16,
+    pub exposure: String,
+    pub protocol: String,
+    /// Where it is reachable from the agent's host, when published.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+}
+
+/// An environment (`GET /api/v1/environments/{id}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Environment {
+    pub id: String,
+    pub name: String,
+    /// `owner/name`.
+    pub repo: String,
+    pub branch: String,
+    pub state: EnvState,
+    /// Why it failed, or what the last operation reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The devfile in the workspace differs from the applied one.
+    pub restart_required: bool,
+    /// What changed in the devfile (a short line diff), when `restart_required`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub devfile_changes: Option<String>,
+    /// Devfile path in the repository; `None` for Cove's default devfile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub devfile_path: Option<String>,
+    pub components: Vec<String>,
+    pub endpoints: Vec<EnvEndpoint>,
+    pub idle_timeout_secs: u64,
+    pub last_activity_ms: i64,
+    pub created_at: i64,
+    pub owner: String,
+}
+
+/// One line of an environment's history: progress, postStart output, state changes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnvEvent {
+    pub id: i64,
+    pub at_ms: i64,
+    /// `progress`, `post_start`, `state`, `error`.
+    pub kind: String,
+    pub message: String,
+}
+
+/// `POST /api/v1/environments/{id}/exec`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecRequest {
+    /// Container component (default: the main one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub component: Option<String>,
+    pub command: Vec<String>,
+}
+
+/// Result of a non-interactive exec.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecResult {
+    pub exit_code: i64,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Body of a 422 answer for an invalid devfile.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvalidDevfile {
+    pub error: String,
+    /// `FILE:LINE:COL: error: …` lines.
+    pub message: String,
+}

@@ -1,0 +1,427 @@
+//! `cove env …`: dev environments.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Result};
+use clap::{Args, Subcommand};
+use cove_api::{
+    CreateEnvironmentRequest, EnvEvent, EnvState, Environment, ExecRequest, ExecResult,
+};
+
+use crate::client::Client;
+use crate::repo::Output;
+
+/// Manage dev environments.
+#[derive(Debug, Args)]
+pub struct EnvArgs {
+    #[command(subcommand)]
+    pub command: EnvCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EnvCommand {
+    /// Create an environment from a repository's devfile and wait until it runs.
+    Create {
+        /// OWNER/NAME (or NAME for your own repository).
+        repo: String,
+        /// Branch to work on (default: the repository's default branch).
+        #[arg(long, conflicts_with = "new_branch")]
+        branch: Option<String>,
+        /// Work in a new branch created from --from.
+        #[arg(long)]
+        new_branch: Option<String>,
+        /// Base of --new-branch (default: the default branch).
+        #[arg(long, requires = "new_branch")]
+        from: Option<String>,
+        /// Devfile path in the repository.
+        #[arg(long)]
+        devfile: Option<String>,
+        #[arg(long)]
+        name: Option<String>,
+        /// Stop after this long without activity: 30m, 1h, 90s, 0 = never.
+        #[arg(long, value_parser = parse_duration)]
+        idle_timeout: Option<u64>,
+        /// Return at once instead of waiting until running.
+        #[arg(long)]
+        no_wait: bool,
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
+    /// List environments.
+    List {
+        /// Only this repository (OWNER/NAME).
+        #[arg(long)]
+        repo: Option<String>,
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
+    /// Show one environment (state, restart required, endpoints).
+    Show {
+        env: String,
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
+    /// Start a stopped environment.
+    Start {
+        env: String,
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Stop an environment (runs preStop first). Volumes and /projects are kept.
+    Stop {
+        env: String,
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Restart from the devfile in the workspace; volumes and /projects are kept.
+    Restart {
+        env: String,
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Delete an environment, its containers and volumes.
+    Delete {
+        env: String,
+        /// Confirm the deletion.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Print a component's recent output.
+    Logs {
+        env: String,
+        component: Option<String>,
+        /// Keep printing new output.
+        #[arg(short, long)]
+        follow: bool,
+        #[arg(long, default_value_t = 200)]
+        tail: u32,
+    },
+    /// Run a command in a component: cove env exec ENV [--component C] -- CMD ARGS…
+    Exec {
+        env: String,
+        #[arg(long)]
+        component: Option<String>,
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+}
+
+/// `30m`, `1h`, `90s`, `2d`, or plain seconds.
+pub fn parse_duration(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let (num, mult) = match t.chars().last() {
+        Some('s') => (&t[..t.len() - 1], 1),
+        Some('m') => (&t[..t.len() - 1], 60),
+        Some('h') => (&t[..t.len() - 1], 3600),
+        Some('d') => (&t[..t.len() - 1], 86400),
+        _ => (t, 1),
+    };
+    num.parse::<u64>()
+        .map(|n| n * mult)
+        .map_err(|_| format!("`{text}` is not a duration like 30m, 1h, 90s or 0"))
+}
+
+fn repo_path(client: &Client, repo: &str) -> Result<String> {
+    Ok(match repo.split_once('/') {
+        Some((o, n)) => format!("{o}/{n}"),
+        None => {
+            let me: cove_api::User = client.get("/user")?;
+            format!("{}/{repo}", me.username)
+        }
+    })
+}
+
+/// Find an environment by id or name.
+fn resolve(client: &Client, env: &str) -> Result<Environment> {
+    let all: Vec<Environment> = client.get("/environments")?;
+    let hits: Vec<Environment> = all
+        .into_iter()
+        .filter(|e| e.id == env || e.name == env)
+        .collect();
+    match hits.len() {
+        0 => bail!("no environment `{env}`: see `cove env list`"),
+        1 => Ok(hits.into_iter().next().expect("one hit")),
+        _ => bail!(
+            "`{env}` names environments in several repositories ({}): use the id",
+            hits.iter()
+                .map(|e| format!("{} in {}", e.id, e.repo))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+fn print_env(e: &Environment) {
+    println!("{} ({})", e.name, e.id);
+    println!("  repository:  {} @ {}", e.repo, e.branch);
+    println!(
+        "  state:       {}{}",
+        e.state.as_str(),
+        e.reason
+            .as_deref()
+            .map(|r| format!(" — {r}"))
+            .unwrap_or_default()
+    );
+    println!(
+        "  devfile:     {}",
+        e.devfile_path.as_deref().unwrap_or("(Cove's default)")
+    );
+    println!("  components:  {}", e.components.join(", "));
+    for ep in &e.endpoints {
+        println!(
+            "  endpoint:    {} :{} {} {}",
+            ep.name,
+            ep.port,
+            ep.exposure,
+            ep.url.as_deref().unwrap_or("")
+        );
+    }
+    if e.idle_timeout_secs > 0 {
+        println!(
+            "  idle stop:   after {} min without activity",
+            e.idle_timeout_secs / 60
+        );
+    }
+    if e.restart_required {
+        println!(
+            "  RESTART REQUIRED: the devfile in the workspace changed (run `cove env restart {}`)",
+            e.name
+        );
+        if let Some(c) = &e.devfile_changes {
+            for l in c.lines() {
+                println!("    {l}");
+            }
+        }
+    }
+}
+
+/// Poll until the environment leaves its transient state, printing its events.
+fn wait(client: &Client, id: &str, want: EnvState, mut after: i64) -> Result<Environment> {
+    let started = Instant::now();
+    loop {
+        let events: Vec<EnvEvent> = client
+            .get(&format!("/environments/{id}/events?after={after}"))
+            .unwrap_or_default();
+        for ev in &events {
+            after = after.max(ev.id);
+            let mut lines = ev.message.lines();
+            if let Some(first) = lines.next() {
+                eprintln!("  {:<10} {first}", ev.kind);
+            }
+            for l in lines {
+                eprintln!("             {l}");
+            }
+        }
+        let env: Environment = match client.get(&format!("/environments/{id}")) {
+            Ok(e) => e,
+            Err(crate::client::ClientError::NotFound { .. }) if want == EnvState::Deleting => {
+                bail!("deleted")
+            }
+            Err(e) => return Err(e.into()),
+        };
+        // a deletion is done when the environment is gone, not when it says "deleting"
+        if env.state == want && want != EnvState::Deleting {
+            return Ok(env);
+        }
+        if env.state == EnvState::Failed {
+            bail!(
+                "environment {} failed: {}",
+                env.name,
+                env.reason.unwrap_or_default()
+            );
+        }
+        if !env.state.is_transient() {
+            bail!(
+                "environment {} is {} (expected {})",
+                env.name,
+                env.state.as_str(),
+                want.as_str()
+            );
+        }
+        if started.elapsed() > Duration::from_secs(900) {
+            bail!(
+                "gave up waiting after 15 minutes; the environment is {}",
+                env.state.as_str()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn last_event(client: &Client, id: &str) -> Result<i64> {
+    let events: Vec<EnvEvent> = client.get(&format!("/environments/{id}/events"))?;
+    Ok(events.last().map(|e| e.id).unwrap_or(0))
+}
+
+pub fn run(args: EnvArgs) -> Result<std::process::ExitCode> {
+    use std::process::ExitCode;
+    let client = Client::from_env_or_config()?;
+    match args.command {
+        EnvCommand::Create {
+            repo,
+            branch,
+            new_branch,
+            from,
+            devfile,
+            name,
+            idle_timeout,
+            no_wait,
+            output,
+        } => {
+            let path = repo_path(&client, &repo)?;
+            let req = CreateEnvironmentRequest {
+                branch,
+                new_branch,
+                from,
+                devfile_path: devfile,
+                name,
+                idle_timeout_secs: idle_timeout,
+            };
+            let env: Environment = client.post(&format!("/repos/{path}/environments"), &req)?;
+            eprintln!(
+                "creating environment {} ({}) for {} @ {}",
+                env.name, env.id, env.repo, env.branch
+            );
+            let env = if no_wait {
+                env
+            } else {
+                wait(&client, &env.id, EnvState::Running, 0)?
+            };
+            match output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&env)?),
+                Output::Text => print_env(&env),
+            }
+        }
+        EnvCommand::List { repo, output } => {
+            let query = repo.map(|r| format!("?repo={r}")).unwrap_or_default();
+            let envs: Vec<Environment> = client.get(&format!("/environments{query}"))?;
+            match output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&envs)?),
+                Output::Text => {
+                    let h = ["ID", "NAME", "REPOSITORY@BRANCH", "STATE", "NOTE"];
+                    println!(
+                        "{:<14} {:<24} {:<28} {:<10} {}",
+                        h[0], h[1], h[2], h[3], h[4]
+                    );
+                    for e in envs {
+                        let note = if e.restart_required {
+                            "restart required"
+                        } else {
+                            ""
+                        };
+                        println!(
+                            "{:<14} {:<24} {:<28} {:<10} {note}",
+                            e.id,
+                            e.name,
+                            format!("{}@{}", e.repo, e.branch),
+                            e.state.as_str()
+                        );
+                    }
+                }
+            }
+        }
+        EnvCommand::Show { env, output } => {
+            let e = resolve(&client, &env)?;
+            match output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&e)?),
+                Output::Text => print_env(&e),
+            }
+        }
+        EnvCommand::Start { env, no_wait } => {
+            action(&client, &env, "start", EnvState::Running, no_wait)?
+        }
+        EnvCommand::Stop { env, no_wait } => {
+            action(&client, &env, "stop", EnvState::Stopped, no_wait)?
+        }
+        EnvCommand::Restart { env, no_wait } => {
+            action(&client, &env, "restart", EnvState::Running, no_wait)?
+        }
+        EnvCommand::Delete { env, yes } => {
+            let e = resolve(&client, &env)?;
+            if !yes {
+                bail!(
+                    "this deletes {} and its /projects volume for good; add --yes to confirm",
+                    e.name
+                );
+            }
+            client.delete(&format!("/environments/{}", e.id))?;
+            match wait(&client, &e.id, EnvState::Deleting, 0) {
+                Err(err) if err.to_string() == "deleted" => eprintln!("deleted {}", e.name),
+                Err(err) => return Err(err),
+                Ok(_) => {}
+            }
+        }
+        EnvCommand::Logs {
+            env,
+            component,
+            follow,
+            tail,
+        } => {
+            let e = resolve(&client, &env)?;
+            let comp = component
+                .map(|c| format!("&component={c}"))
+                .unwrap_or_default();
+            let mut seen =
+                client.get_text(&format!("/environments/{}/logs?tail={tail}{comp}", e.id))?;
+            print!("{seen}");
+            if !follow {
+                return Ok(ExitCode::SUCCESS);
+            }
+            loop {
+                std::thread::sleep(Duration::from_millis(500));
+                let now =
+                    client.get_text(&format!("/environments/{}/logs?tail={tail}{comp}", e.id))?;
+                // print what is new at the end
+                let new = match now.find(seen.lines().last().unwrap_or("\u{0}")) {
+                    _ if now == seen => "",
+                    Some(i) => {
+                        let from = i + seen.lines().last().map(str::len).unwrap_or(0);
+                        now.get(from..).unwrap_or("").trim_start_matches('\n')
+                    }
+                    None => now.as_str(),
+                };
+                if !new.is_empty() {
+                    println!("{new}");
+                    std::io::stdout().flush().ok();
+                }
+                seen = now;
+            }
+        }
+        EnvCommand::Exec {
+            env,
+            component,
+            command,
+        } => {
+            let e = resolve(&client, &env)?;
+            let r: ExecResult = client.post(
+                &format!("/environments/{}/exec", e.id),
+                &ExecRequest { component, command },
+            )?;
+            print!("{}", r.stdout);
+            eprint!("{}", r.stderr);
+            std::io::stdout().flush().ok();
+            return Ok(ExitCode::from(
+                u8::try_from(r.exit_code.clamp(0, 255)).unwrap_or(1),
+            ));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn action(client: &Client, env: &str, verb: &str, want: EnvState, no_wait: bool) -> Result<()> {
+    let e = resolve(client, env)?;
+    let after = last_event(client, &e.id)?;
+    let _: Environment = client.post(
+        &format!("/environments/{}/{verb}", e.id),
+        &serde_json::json!({}),
+    )?;
+    eprintln!("{verb}: {}", e.name);
+    if no_wait {
+        return Ok(());
+    }
+    let done =
+        wait(client, &e.id, want, after).map_err(|err| anyhow!("{verb} of {}: {err}", e.name))?;
+    print_env(&done);
+    Ok(())
+}

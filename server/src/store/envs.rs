@@ -1,0 +1,257 @@
+//! SQL for environments.
+
+use cove_api::EnvState;
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use super::{map_unique, next_id, now_ms, Store, StoreError};
+
+/// A stored environment.
+#[derive(Debug, Clone)]
+pub struct EnvRow {
+    pub id: String,
+    pub name: String,
+    pub repo_id: i64,
+    pub owner_id: i64,
+    pub branch: String,
+    pub devfile_path: Option<String>,
+    pub state: EnvState,
+    pub reason: Option<String>,
+    pub plan_json: String,
+    pub devfile_text: Option<String>,
+    pub restart_required: bool,
+    pub devfile_changes: Option<String>,
+    pub endpoints_json: String,
+    pub idle_timeout_secs: i64,
+    pub last_activity_ms: i64,
+    pub created_at: i64,
+}
+
+const ENV_COLS: &str =
+    "id, name, repo_id, owner_id, branch, devfile_path, state, reason, plan_json, \
+    devfile_text, restart_required, devfile_changes, endpoints_json, idle_timeout_secs, \
+    last_activity_ms, created_at";
+
+fn env_from_row(row: &AnyRow) -> Result<EnvRow, StoreError> {
+    let state: String = row.try_get("state")?;
+    Ok(EnvRow {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        repo_id: row.try_get("repo_id")?,
+        owner_id: row.try_get("owner_id")?,
+        branch: row.try_get("branch")?,
+        devfile_path: row.try_get("devfile_path")?,
+        state: EnvState::parse(&state)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown environment state {state:?}")))?,
+        reason: row.try_get("reason")?,
+        plan_json: row.try_get("plan_json")?,
+        devfile_text: row.try_get("devfile_text")?,
+        restart_required: row.try_get::<i64, _>("restart_required")? != 0,
+        devfile_changes: row.try_get("devfile_changes")?,
+        endpoints_json: row.try_get("endpoints_json")?,
+        idle_timeout_secs: row.try_get("idle_timeout_secs")?,
+        last_activity_ms: row.try_get("last_activity_ms")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+impl Store {
+    pub async fn create_env(&self, env: &EnvRow) -> Result<(), StoreError> {
+        sqlx::query(&format!(
+            "INSERT INTO environments ({ENV_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+        ))
+        .bind(&env.id)
+        .bind(&env.name)
+        .bind(env.repo_id)
+        .bind(env.owner_id)
+        .bind(&env.branch)
+        .bind(&env.devfile_path)
+        .bind(env.state.as_str())
+        .bind(&env.reason)
+        .bind(&env.plan_json)
+        .bind(&env.devfile_text)
+        .bind(i64::from(env.restart_required))
+        .bind(&env.devfile_changes)
+        .bind(&env.endpoints_json)
+        .bind(env.idle_timeout_secs)
+        .bind(env.last_activity_ms)
+        .bind(env.created_at)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| map_unique(e, || format!("environment {}", env.name)))?;
+        Ok(())
+    }
+
+    pub async fn env(&self, id: &str) -> Result<Option<EnvRow>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {ENV_COLS} FROM environments WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(env_from_row).transpose()
+    }
+
+    /// Environments by id or by name (names are unique per repository; a
+    /// name that exists in several repositories matches them all).
+    pub async fn find_envs(&self, id_or_name: &str) -> Result<Vec<EnvRow>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {ENV_COLS} FROM environments WHERE id = $1 OR name = $1 ORDER BY created_at"
+        ))
+        .bind(id_or_name)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(env_from_row).collect()
+    }
+
+    pub async fn list_envs(&self) -> Result<Vec<EnvRow>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {ENV_COLS} FROM environments ORDER BY created_at, id"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(env_from_row).collect()
+    }
+
+    pub async fn set_env_state(
+        &self,
+        id: &str,
+        state: EnvState,
+        reason: Option<&str>,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE environments SET state = $1, reason = $2 WHERE id = $3")
+            .bind(state.as_str())
+            .bind(reason)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn set_env_endpoints(
+        &self,
+        id: &str,
+        endpoints_json: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE environments SET endpoints_json = $1 WHERE id = $2")
+            .bind(endpoints_json)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Record a newly applied plan and devfile; clears `restart_required`.
+    pub async fn set_env_plan(
+        &self,
+        id: &str,
+        plan_json: &str,
+        devfile_text: Option<&str>,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE environments SET plan_json = $1, devfile_text = $2, restart_required = 0, devfile_changes = NULL WHERE id = $3")
+            .bind(plan_json)
+            .bind(devfile_text)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn set_env_restart_required(
+        &self,
+        id: &str,
+        required: bool,
+        changes: Option<&str>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE environments SET restart_required = $1, devfile_changes = $2 WHERE id = $3",
+        )
+        .bind(i64::from(required))
+        .bind(changes)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn touch_env(&self, id: &str, at_ms: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE environments SET last_activity_ms = $1 WHERE id = $2")
+            .bind(at_ms)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn delete_env(&self, id: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM environment_events WHERE env_id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        sqlx::query("DELETE FROM environments WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn add_env_event(
+        &self,
+        env_id: &str,
+        kind: &str,
+        message: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO environment_events (id, env_id, at_ms, kind, message) VALUES ($1, $2, $3, $4, $5)")
+            .bind(next_id())
+            .bind(env_id)
+            .bind(now_ms())
+            .bind(kind)
+            .bind(message)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Events after `after` (an event id), oldest first.
+    pub async fn env_events(
+        &self,
+        env_id: &str,
+        after: i64,
+    ) -> Result<Vec<(i64, i64, String, String)>, StoreError> {
+        let rows = sqlx::query("SELECT id, at_ms, kind, message FROM environment_events WHERE env_id = $1 AND id > $2 ORDER BY id")
+            .bind(env_id)
+            .bind(after)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("id")?,
+                    r.try_get("at_ms")?,
+                    r.try_get("kind")?,
+                    r.try_get("message")?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Repository (owner, name) of a repository id.
+    pub async fn repo_by_id(&self, id: i64) -> Result<Option<super::RepoRow>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {} FROM repos WHERE id = $1",
+            super::REPO_COLS
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(super::repo_from_row).transpose()
+    }
+
+    pub async fn username(&self, user_id: i64) -> Result<String, StoreError> {
+        let row = sqlx::query("SELECT username FROM users WHERE id = $1")
+            .bind(user_id)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("username")?)
+    }
+}
