@@ -54,6 +54,7 @@ struct Inner {
     public_url: OnceLock<String>,
     events: broadcast::Sender<PushEvent>,
     repo_locks: Mutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>,
+    max_push_bytes: u64,
 }
 
 /// Shared state of all handlers.
@@ -76,6 +77,11 @@ impl AppState {
             .get()
             .map(String::as_str)
             .unwrap_or("http://localhost")
+    }
+
+    /// Largest push accepted, in bytes.
+    pub fn max_push_bytes(&self) -> u64 {
+        self.0.max_push_bytes
     }
 
     /// A receiver of every push event stored from now on.
@@ -144,6 +150,7 @@ impl Server {
             public_url,
             events,
             repo_locks: Mutex::new(HashMap::new()),
+            max_push_bytes: config.max_push_bytes,
         }));
         Ok(Server {
             state,
