@@ -84,7 +84,9 @@ impl AppState {
         self.0.max_push_bytes
     }
 
-    /// A receiver of every push event stored from now on.
+    /// A receiver of every push event stored from now on. Events are published after they
+    /// are committed; a subscriber that falls more than 1024 events behind gets
+    /// `RecvError::Lagged` and should catch up from the store (`GET …/events`).
     pub fn subscribe(&self) -> broadcast::Receiver<PushEvent> {
         self.0.events.subscribe()
     }
