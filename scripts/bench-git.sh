@@ -51,12 +51,13 @@ for _ in $(seq 1 100); do
 done
 sleep 0.5
 
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
-declare -A T
-for target in cove plain; do
-  pushes=(); clones=()
-  for r in $(seq 1 "$ROUNDS"); do
+# Rounds interleave Cove and plain so that load from other processes hits both alike.
+declare -A PUSHES CLONES
+for r in $(seq 1 "$ROUNDS"); do
+  for target in cove plain; do
     if [ "$target" = cove ]; then
       curl -fsS -o /dev/null -H "Authorization: Bearer $TOKEN" -H 'content-type: application/json' \
         -d "{\"name\":\"bench$r\"}" "http://127.0.0.1:$COVE_PORT/api/v1/repos"
@@ -70,12 +71,17 @@ for target in cove plain; do
     rm -rf "$WORK/clone"
     t2=$(now); git clone -q "$url" "$WORK/clone"; t3=$(now)
     test "$(git -C "$WORK/clone" rev-parse HEAD)" = "$(git -C "$SRC" rev-parse HEAD)"
-    pushes+=("$(echo "$t1 - $t0" | bc -l)"); clones+=("$(echo "$t3 - $t2" | bc -l)")
+    PUSHES[$target]+="$(echo "$t1 - $t0" | bc -l) "
+    CLONES[$target]+="$(echo "$t3 - $t2" | bc -l) "
   done
-  T[$target-push]=$(printf '%s\n' "${pushes[@]}" | median)
-  T[$target-clone]=$(printf '%s\n' "${clones[@]}" | median)
+done
+declare -A T
+for target in cove plain; do
+  T[$target-push]=$(printf '%s\n' ${PUSHES[$target]} | median)
+  T[$target-clone]=$(printf '%s\n' ${CLONES[$target]} | median)
 done
 
+echo "load average before: $LOAD_BEFORE; after: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "repository: ${SIZE_MB} MiB of random data in 5 commits (${PACKED_MB} MiB of objects); median of $ROUNDS rounds; $PROFILE build; git $(git --version | cut -d' ' -f3)"
 printf '%-6s %12s %12s %14s %14s\n' op "cove (s)" "plain (s)" "cove MiB/s" "ratio cove/plain"
 for op in push clone; do

@@ -20,6 +20,11 @@ source "${COVE_DOCKERD_DIR:-/tmp/cove-dockerd}/env"
 export DOCKER_HOST
 echo "DOCKER_HOST=$DOCKER_HOST"
 
+banner "scripts/setup-postgres.sh"
+# A throwaway PostgreSQL on 127.0.0.1: the store tests run against SQLite and PostgreSQL.
+eval "$(bash scripts/setup-postgres.sh)"
+export COVE_TEST_POSTGRES_URL
+
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 failed=()
 results=()

@@ -37,6 +37,8 @@ pub struct FileConfig {
     pub listen: Option<String>,
     pub database_url: Option<String>,
     pub public_url: Option<String>,
+    /// Largest push accepted, in bytes (after gzip decoding).
+    pub max_push_bytes: Option<u64>,
 }
 
 impl FileConfig {
@@ -70,6 +72,8 @@ pub struct Config {
     pub embedded_agent: bool,
     /// How often environments are checked for devfile changes and idleness.
     pub intervals: crate::envs::Intervals,
+    /// Largest push accepted, in bytes (after gzip decoding); larger pushes get 413.
+    pub max_push_bytes: u64,
 }
 
 impl std::fmt::Debug for Config {
@@ -105,6 +109,9 @@ pub fn redact_url(url: &str) -> String {
 /// Default listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 
+/// Default largest push: 2 GiB.
+pub const DEFAULT_MAX_PUSH_BYTES: u64 = 2 << 30;
+
 impl Config {
     /// A configuration with defaults for everything but the data directory.
     pub fn new(data_dir: impl Into<PathBuf>) -> Config {
@@ -116,18 +123,24 @@ impl Config {
             admin_token: None,
             embedded_agent: true,
             intervals: crate::envs::Intervals::default(),
+            max_push_bytes: DEFAULT_MAX_PUSH_BYTES,
         }
     }
 
     /// Merges layers: `flags` (already merged with the environment by clap) over `file`.
+    /// The admin token comes from the environment only.
     pub fn resolve(
-        data_dir: Option<PathBuf>,
-        listen: Option<String>,
-        database_url: Option<String>,
-        public_url: Option<String>,
+        flags: FileConfig,
         admin_token: Option<String>,
         file: FileConfig,
     ) -> Result<Config, ConfigError> {
+        let FileConfig {
+            data_dir,
+            listen,
+            database_url,
+            public_url,
+            max_push_bytes,
+        } = flags;
         let data_dir = data_dir
             .or(file.data_dir)
             .unwrap_or_else(|| PathBuf::from(".cove-data"));
@@ -162,6 +175,9 @@ impl Config {
             admin_token,
             embedded_agent: true,
             intervals: crate::envs::Intervals::default(),
+            max_push_bytes: max_push_bytes
+                .or(file.max_push_bytes)
+                .unwrap_or(DEFAULT_MAX_PUSH_BYTES),
         })
     }
 
@@ -187,9 +203,14 @@ mod tests {
             listen: Some("0.0.0.0:1".into()),
             database_url: None,
             public_url: Some("http://file/".into()),
+            max_push_bytes: Some(7),
         };
-        let c = Config::resolve(Some("/flag".into()), None, None, None, None, file)
-            .expect("valid config");
+        let flags = FileConfig {
+            data_dir: Some("/flag".into()),
+            ..FileConfig::default()
+        };
+        let c = Config::resolve(flags, None, file).expect("valid config");
+        assert_eq!(c.max_push_bytes, 7);
         assert_eq!(c.data_dir, PathBuf::from("/flag"));
         assert_eq!(c.listen.to_string(), "0.0.0.0:1");
         assert_eq!(c.public_url.as_deref(), Some("http://file"));

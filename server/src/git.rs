@@ -520,7 +520,7 @@ pub async fn upload_pack(
         )));
     };
     tokio::spawn(async move {
-        if let Err(error) = tokio::io::copy(&mut reader, &mut stdin).await {
+        if let Err(error) = pump(&mut reader, &mut stdin, MAX_FETCH_REQUEST_BYTES).await {
             tracing::debug!(error = %error, "upload-pack request body ended early");
         }
         // Dropping stdin closes it, which ends the request for git.
@@ -546,6 +546,47 @@ pub async fn upload_pack(
         "application/x-git-upload-pack-result",
         Body::from_stream(ReaderStream::new(stdout)),
     ))
+}
+
+/// Largest fetch negotiation request (wants and haves) accepted.
+const MAX_FETCH_REQUEST_BYTES: u64 = 256 * 1024 * 1024;
+
+/// How long a request body may stall before the transfer is abandoned.
+const BODY_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Why copying a request body into git stopped.
+#[derive(Debug, thiserror::Error)]
+enum PumpError {
+    #[error("request body larger than {0} bytes")]
+    TooLarge(u64),
+    #[error("request body stalled for {}s", BODY_IDLE_TIMEOUT.as_secs())]
+    Idle,
+    #[error("{0}")]
+    Io(#[from] io::Error),
+}
+
+/// Copies `reader` into `writer`, refusing more than `limit` bytes and bodies that stall for
+/// [`BODY_IDLE_TIMEOUT`] (so a slow client cannot hold a repository's push lock forever).
+async fn pump(
+    reader: &mut BoxReader,
+    writer: &mut tokio::process::ChildStdin,
+    limit: u64,
+) -> Result<u64, PumpError> {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut total = 0u64;
+    loop {
+        let n = tokio::time::timeout(BODY_IDLE_TIMEOUT, reader.read(&mut buf))
+            .await
+            .map_err(|_| PumpError::Idle)??;
+        if n == 0 {
+            return Ok(total);
+        }
+        total += n as u64;
+        if total > limit {
+            return Err(PumpError::TooLarge(limit));
+        }
+        writer.write_all(&buf[..n]).await?;
+    }
 }
 
 /// Largest receive-pack status report kept in memory (it is a few lines per ref).
@@ -599,8 +640,9 @@ async fn run_receive_pack(
             "git receive-pack without pipes"
         )));
     };
+    let limit = state.max_push_bytes();
     let feed = async move {
-        let result = tokio::io::copy(&mut reader, &mut stdin).await;
+        let result = pump(&mut reader, &mut stdin, limit).await;
         let _ = stdin.shutdown().await;
         drop(stdin);
         result
@@ -647,10 +689,15 @@ async fn run_receive_pack(
             state.publish(crate::routes::push_event_dto(&full_name, event));
         }
     }
-    if fed.is_err() && updates.is_empty() {
-        return Err(ApiError::BadRequest("push request body ended early".into()));
+    match fed {
+        Err(PumpError::TooLarge(limit)) if updates.is_empty() => Err(ApiError::TooLarge(format!(
+            "push larger than the server's limit of {limit} bytes"
+        ))),
+        Err(_) if updates.is_empty() => {
+            Err(ApiError::BadRequest("push request body ended early".into()))
+        }
+        _ => Ok(report),
     }
-    Ok(report)
 }
 
 #[cfg(test)]

@@ -56,6 +56,7 @@ struct Inner {
     events: broadcast::Sender<PushEvent>,
     repo_locks: Mutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>,
     envs: envs::Envs,
+    max_push_bytes: u64,
 }
 
 /// Shared state of all handlers.
@@ -85,7 +86,14 @@ impl AppState {
             .unwrap_or("http://localhost")
     }
 
-    /// A receiver of every push event stored from now on.
+    /// Largest push accepted, in bytes.
+    pub fn max_push_bytes(&self) -> u64 {
+        self.0.max_push_bytes
+    }
+
+    /// A receiver of every push event stored from now on. Events are published after they
+    /// are committed; a subscriber that falls more than 1024 events behind gets
+    /// `RecvError::Lagged` and should catch up from the store (`GET …/events`).
     pub fn subscribe(&self) -> broadcast::Receiver<PushEvent> {
         self.0.events.subscribe()
     }
@@ -159,6 +167,7 @@ impl Server {
             events,
             repo_locks: Mutex::new(HashMap::new()),
             envs: envs::Envs::new(agent),
+            max_push_bytes: config.max_push_bytes,
         }));
         Ok(Server {
             state,

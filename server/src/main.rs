@@ -12,7 +12,7 @@ use cove_server::{Config, Server};
 #[derive(Debug, Parser)]
 #[command(name = "cove-server", version)]
 struct Args {
-    /// TOML config file (keys: data_dir, listen, database_url, public_url).
+    /// TOML config file (keys: data_dir, listen, database_url, public_url, max_push_bytes).
     #[arg(long, env = "COVE_CONFIG")]
     config: Option<PathBuf>,
     /// Data directory (SQLite database, repositories).
@@ -27,6 +27,9 @@ struct Args {
     /// URL clients reach this server at (used in clone URLs).
     #[arg(long, env = "COVE_PUBLIC_URL")]
     public_url: Option<String>,
+    /// Largest push accepted, in bytes (default 2 GiB).
+    #[arg(long, env = "COVE_MAX_PUSH_BYTES")]
+    max_push_bytes: Option<u64>,
     /// Log format.
     #[arg(long, env = "COVE_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -52,14 +55,14 @@ async fn main() -> anyhow::Result<()> {
     };
     // Secrets come from the environment only, never from argv.
     let admin_token = std::env::var("COVE_ADMIN_TOKEN").ok();
-    let config = Config::resolve(
-        args.data_dir,
-        args.listen,
-        args.database_url,
-        args.public_url,
-        admin_token,
-        file,
-    )?;
+    let flags = FileConfig {
+        data_dir: args.data_dir,
+        listen: args.listen,
+        database_url: args.database_url,
+        public_url: args.public_url,
+        max_push_bytes: args.max_push_bytes,
+    };
+    let config = Config::resolve(flags, admin_token, file)?;
     tracing::info!(
         data_dir = %config.data_dir.display(),
         database = %redact_url(&config.database_url()),

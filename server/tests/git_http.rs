@@ -475,3 +475,27 @@ async fn ref_changes_without_stored_events_are_recovered_at_start() -> Result<()
     server.stop().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_over_the_size_limit_is_refused_with_413_and_writes_nothing() -> Result<()> {
+    let server = TestServer::start_configured(|c| c.max_push_bytes = 1024 * 1024).await?;
+    server.create_repo(&server.admin_token, "small").await?;
+    let work = tempfile::tempdir()?;
+    let url = server.git_url("admin/small", Some(&server.admin_token));
+    let a = clone(work.path(), &url, "a", &[]).await?;
+    commit_file(&a, "ok.txt", b"fits\n", "fits").await?;
+    git_ok(&a, &["push", "-q", "origin", "main"]).await?;
+    let refs_before = server.disk_refs("admin/small")?;
+    let mut data = vec![0u8; 3 * 1024 * 1024];
+    rand::thread_rng().fill_bytes(&mut data);
+    commit_file(&a, "big.bin", &data, "too big").await?;
+    let out = git(&a, &["push", "origin", "main"]).await?;
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("413"),
+        "{out:?}"
+    );
+    assert_eq!(server.disk_refs("admin/small")?, refs_before);
+    server.stop().await;
+    Ok(())
+}

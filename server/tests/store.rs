@@ -35,6 +35,19 @@ async fn fresh_postgres(base: &str) -> Result<String> {
     Ok(format!("{prefix}/{name}"))
 }
 
+/// Drops a database made by [`fresh_postgres`] (its pools must be closed).
+async fn drop_postgres(base: &str, url: &str) -> Result<()> {
+    let Some((_, name)) = url.rsplit_once('/') else {
+        return Ok(());
+    };
+    let pool = sqlx::AnyPool::connect(base).await?;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&pool)
+        .await?;
+    pool.close().await;
+    Ok(())
+}
+
 /// Every backend to test: SQLite in a temp dir, plus PostgreSQL when configured.
 async fn backends(tmp: &tempfile::TempDir) -> Result<Vec<(String, String)>> {
     let mut out = vec![(
@@ -201,7 +214,8 @@ async fn server_on_postgres_push_and_clone() -> Result<()> {
         // Covered by `postgres_is_not_skipped_in_ci` in CI.
         return Ok(());
     };
-    let server = TestServer::start_with(Some(fresh_postgres(&base).await?)).await?;
+    let db = fresh_postgres(&base).await?;
+    let server = TestServer::start_with(Some(db.clone())).await?;
     server.create_repo(&server.admin_token, "pg").await?;
     let work = tempfile::tempdir()?;
     let url = server.git_url("admin/pg", Some(&server.admin_token));
@@ -221,5 +235,5 @@ async fn server_on_postgres_push_and_clone() -> Result<()> {
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].new_sha, head);
     server.stop().await;
-    Ok(())
+    drop_postgres(&base, &db).await
 }

@@ -15,7 +15,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("cove-api", &["devfiles"]),
     (
         "cove-server",
-        &["cove-api", "devfiles", "workflows", "yamlmap"],
+        // the server embeds the local agent by default
+        &["cove-agent", "cove-api", "devfiles", "workflows", "yamlmap"],
     ),
     ("cove-agent", &["cove-api", "devfiles", "yamlmap"]),
     ("cove", &["cove-api", "devfiles", "workflows", "yamlmap"]),

@@ -21,7 +21,7 @@ pub struct TestServer {
     pub state: AppState,
     pub http: reqwest::Client,
     pub tmp: TempDir,
-    database_url: Option<String>,
+    config: Config,
     shutdown: Option<oneshot::Sender<()>>,
     handle: Option<tokio::task::JoinHandle<()>>,
 }
@@ -32,7 +32,16 @@ impl TestServer {
     }
 
     pub async fn start_with(database_url: Option<String>) -> Result<TestServer> {
-        Self::start_in(tempfile::tempdir()?, database_url).await
+        Self::start_configured(|c| c.database_url = database_url).await
+    }
+
+    /// Starts with the test defaults changed by `change`.
+    pub async fn start_configured(change: impl FnOnce(&mut Config)) -> Result<TestServer> {
+        let tmp = tempfile::tempdir()?;
+        let mut config = Config::new(tmp.path().join("data"));
+        config.admin_token = Some(ADMIN_TOKEN.to_string());
+        change(&mut config);
+        Self::start_in(tmp, config).await
     }
 
     /// Stops the server and starts a new one on the same data directory (new port).
@@ -44,15 +53,12 @@ impl TestServer {
             let _ = handle.await;
         }
         let tmp = std::mem::replace(&mut self.tmp, tempfile::tempdir()?);
-        Self::start_in(tmp, self.database_url.clone()).await
+        Self::start_in(tmp, self.config.clone()).await
     }
 
-    async fn start_in(tmp: TempDir, database_url: Option<String>) -> Result<TestServer> {
-        let data_dir = tmp.path().join("data");
-        let mut config = Config::new(&data_dir);
-        config.admin_token = Some(ADMIN_TOKEN.to_string());
-        config.database_url = database_url.clone();
-        let server = Server::new(config).await?;
+    async fn start_in(tmp: TempDir, config: Config) -> Result<TestServer> {
+        let data_dir = config.data_dir.clone();
+        let server = Server::new(config.clone()).await?;
         let state = server.state().clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let url = format!("http://{}", listener.local_addr()?);
@@ -71,7 +77,7 @@ impl TestServer {
             state,
             http: reqwest::Client::new(),
             tmp,
-            database_url,
+            config,
             shutdown: Some(tx),
             handle: Some(handle),
         })
