@@ -715,3 +715,57 @@ async fn input_artifacts_and_a_source_tarball() {
     assert_eq!(result.status, JobStatus::Succeeded, "{}", all_text(&lines));
     assert_eq!(output(&lines), vec!["/cove/src", "main"]);
 }
+
+#[tokio::test]
+async fn a_stopped_phase_still_runs_its_finally_within_a_budget() {
+    let phases = |finally: &str| {
+        Script::Phases(vec![
+            Phase {
+                name: PhaseName::Build,
+                commands: vec!["echo started; sleep 30".into(), "echo never".into()],
+                finally: vec![finally.into(), "echo after-cleanup".into()],
+                on_failure: None,
+            },
+            Phase {
+                name: PhaseName::PostBuild,
+                commands: vec!["echo never-post".into()],
+                finally: vec![],
+                on_failure: None,
+            },
+        ])
+    };
+    // timeout: finally runs and the job ends timed out
+    let mut job = JobSpec::new(unique("cleanup"), phases("echo cleanup-ran"));
+    job.image = "cove/busybox:latest".into();
+    job.timeout = Duration::from_secs(2);
+    job.grace = Duration::from_secs(1);
+    let (result, lines) = run(&job, CancellationToken::new()).await;
+    assert_eq!(result.status, JobStatus::TimedOut);
+    assert_eq!(
+        output(&lines),
+        vec!["started", "cleanup-ran", "after-cleanup"]
+    );
+    assert_eq!(
+        result
+            .phases
+            .iter()
+            .map(|p| (p.name, p.status))
+            .collect::<Vec<_>>(),
+        vec![
+            (PhaseName::Build, PhaseStatus::Stopped),
+            (PhaseName::PostBuild, PhaseStatus::Skipped)
+        ]
+    );
+    // a finally that hangs is stopped when the budget is spent
+    let mut job = JobSpec::new(unique("cleanup"), phases("echo cleaning; sleep 30"));
+    job.image = "cove/busybox:latest".into();
+    job.timeout = Duration::from_secs(2);
+    job.grace = Duration::from_secs(1);
+    job.cleanup_budget = Duration::from_secs(1);
+    let began = Instant::now();
+    let (result, lines) = run(&job, CancellationToken::new()).await;
+    assert_eq!(result.status, JobStatus::TimedOut);
+    assert!(began.elapsed() < Duration::from_secs(10));
+    assert_eq!(output(&lines), vec!["started", "cleaning"]);
+    assert!(all_text(&lines).contains("cleanup budget"));
+}

@@ -83,6 +83,9 @@ pub struct JobSpec {
     pub timeout: Duration,
     /// Between SIGTERM and SIGKILL on cancel or timeout.
     pub grace: Duration,
+    /// How long a phase's `finally` may run after the phase was stopped by
+    /// cancel or timeout (then it is stopped the same way).
+    pub cleanup_budget: Duration,
     pub limits: Limits,
     /// Docker network to attach to (the private build network); `None`
     /// uses the engine's default bridge.
@@ -105,6 +108,7 @@ impl JobSpec {
             exported_variables: Vec::new(),
             timeout: Duration::from_secs(60 * 60),
             grace: Duration::from_secs(10),
+            cleanup_budget: Duration::from_secs(60),
             limits: Limits::default(),
             network: None,
         }
@@ -433,6 +437,7 @@ pub async fn run_job(
         cancel,
         deadline,
         interrupted: None,
+        cleanup_until: None,
         first_started: None,
         commands: 0,
         last_started: Instant::now(),
@@ -545,6 +550,9 @@ struct Runner<'a> {
     cancel: &'a CancellationToken,
     deadline: tokio::time::Instant,
     interrupted: Option<Interrupt>,
+    /// Set while a stopped phase's `finally` runs: its own deadline, and
+    /// cancellation is ignored.
+    cleanup_until: Option<tokio::time::Instant>,
     first_started: Option<Instant>,
     /// Commands started so far.
     commands: usize,
@@ -556,7 +564,10 @@ struct Runner<'a> {
 /// The outcome of one command.
 enum Ran {
     Exit(i64),
+    /// Stopped by cancel, timeout or the cleanup budget.
     Interrupted,
+    /// Not started: the job was already stopped.
+    NotStarted,
 }
 
 impl Runner<'_> {
@@ -704,6 +715,7 @@ impl Runner<'_> {
                     result.commands.push(self.record(None, false, step, None));
                     return Ok(true);
                 }
+                Ran::NotStarted => return Ok(true),
             }
         }
         Ok(false)
@@ -762,9 +774,19 @@ impl Runner<'_> {
             ];
             for (finally, list, base) in lists {
                 if self.interrupted.is_some() {
-                    break;
-                }
-                if finally && !list.is_empty() {
+                    if !finally || list.is_empty() {
+                        break;
+                    }
+                    // rule 10: a stopped phase's `finally` still runs, within a budget
+                    out.system(&format!(
+                        "[cove] phase {} finally (cleanup, at most {:?})",
+                        phase.name.key(),
+                        self.job.cleanup_budget
+                    ))
+                    .await;
+                    self.cleanup_until =
+                        Some(tokio::time::Instant::now() + self.job.cleanup_budget);
+                } else if finally && !list.is_empty() {
                     out.system(&format!("[cove] phase {} finally", phase.name.key()))
                         .await;
                 }
@@ -774,6 +796,10 @@ impl Runner<'_> {
                     let code = match ran {
                         Ran::Exit(c) => Some(c),
                         Ran::Interrupted => None,
+                        Ran::NotStarted => {
+                            phase_failed = true;
+                            break;
+                        }
                     };
                     result
                         .commands
@@ -784,6 +810,7 @@ impl Runner<'_> {
                     }
                 }
             }
+            self.cleanup_until = None;
             let status = if self.interrupted.is_some() {
                 PhaseStatus::Stopped
             } else if phase_failed {
@@ -841,6 +868,7 @@ impl Runner<'_> {
         } else {
             first_line.to_string()
         };
+        let cleanup = self.cleanup_until;
         if self.interrupted.is_none() {
             if self.cancel.is_cancelled() {
                 self.interrupted = Some(Interrupt::Cancelled);
@@ -848,8 +876,11 @@ impl Runner<'_> {
                 self.interrupted = Some(Interrupt::TimedOut);
             }
         }
-        if self.interrupted.is_some() {
-            return Ok(Ran::Interrupted);
+        let stop_at = cleanup.unwrap_or(self.deadline);
+        if (self.interrupted.is_some() && cleanup.is_none())
+            || tokio::time::Instant::now() >= stop_at
+        {
+            return Ok(Ran::NotStarted);
         }
         out.system(&format!("[cove] $ {shown}")).await;
         self.last_started = Instant::now();
@@ -888,7 +919,7 @@ impl Runner<'_> {
         let StartExecResults::Attached { mut output, .. } = started else {
             return Ok(Ran::Exit(-1));
         };
-        let mut interrupted: Option<Interrupt> = self.interrupted;
+        let mut interrupted: Option<Interrupt> = None;
         let mut grace_until: Option<tokio::time::Instant> = None;
         let mut give_up: Option<tokio::time::Instant> = None;
         let far = tokio::time::Instant::now() + Duration::from_secs(365 * 24 * 3600);
@@ -912,15 +943,20 @@ impl Runner<'_> {
                         return Err(self.err("read exec output")(e));
                     }
                 },
-                _ = self.cancel.cancelled(), if interrupted.is_none() => {
+                _ = self.cancel.cancelled(), if interrupted.is_none() && cleanup.is_none() => {
                     interrupted = Some(Interrupt::Cancelled);
                     out.system("[cove] cancelled: sending SIGTERM").await;
                     self.signal("TERM").await;
                     grace_until = Some(tokio::time::Instant::now() + self.job.grace);
                 }
-                _ = tokio::time::sleep_until(self.deadline), if interrupted.is_none() => {
+                _ = tokio::time::sleep_until(stop_at), if interrupted.is_none() => {
                     interrupted = Some(Interrupt::TimedOut);
-                    out.system(&format!("[cove] timed out after {:?}: sending SIGTERM", self.job.timeout)).await;
+                    let why = if cleanup.is_some() {
+                        format!("the cleanup budget of {:?} is spent", self.job.cleanup_budget)
+                    } else {
+                        format!("timed out after {:?}", self.job.timeout)
+                    };
+                    out.system(&format!("[cove] {why}: sending SIGTERM")).await;
                     self.signal("TERM").await;
                     grace_until = Some(tokio::time::Instant::now() + self.job.grace);
                 }
@@ -935,7 +971,8 @@ impl Runner<'_> {
         }
         out.finish().await;
         if interrupted.is_some() {
-            self.interrupted = interrupted;
+            // the first interruption decides the job's status
+            self.interrupted = self.interrupted.or(interrupted);
             return Ok(Ran::Interrupted);
         }
         let code = self
