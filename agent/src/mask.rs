@@ -57,6 +57,9 @@ pub const MIN_SECRET_LEN: usize = 4;
 /// Lines longer than this are cut into chunks of at most this many bytes.
 pub const MAX_LINE_BYTES: usize = 16 * 1024;
 
+/// Flag on a DFA transition whose target state ends a pattern.
+const MATCH: u32 = 1 << 31;
+
 /// A masker never holds more than this many bytes back, even when masked
 /// occurrences keep overlapping (e.g. a secret `aaaa` inside a megabyte of
 /// `a`s): past it the pending text is released (still masked).
@@ -154,7 +157,9 @@ pub struct MaskSet {
     /// Byte → class; bytes that occur in no pattern share class 0.
     class: [u16; 256],
     classes: usize,
-    /// `delta[state * classes + class]` → next state (complete DFA).
+    /// `delta[state + class]` → next state (complete DFA). States are
+    /// premultiplied (`id * classes`); [`MATCH`] is set on transitions into a
+    /// state where a pattern ends, so the hot loop needs one lookup per byte.
     delta: Vec<u32>,
     /// Length of the longest pattern ending in this state (0: none).
     out: Vec<u32>,
@@ -243,6 +248,10 @@ impl MaskSet {
                 }
             }
         }
+        for t in goto.iter_mut() {
+            let id = *t as usize;
+            *t = (id * classes) as u32 | if out[id] > 0 { MATCH } else { 0 };
+        }
         MaskSet {
             class,
             classes,
@@ -301,6 +310,7 @@ impl MaskSet {
 #[derive(Debug)]
 pub struct StreamMasker {
     set: Arc<MaskSet>,
+    /// Current DFA state (premultiplied).
     state: u32,
     /// Bytes consumed so far.
     pos: u64,
@@ -322,18 +332,20 @@ impl StreamMasker {
             return;
         }
         let mut state = self.state as usize;
-        for &b in chunk {
-            state =
-                set.delta[state * set.classes + usize::from(set.class[usize::from(b)])] as usize;
-            self.pos += 1;
-            let len = set.out[state];
-            if len > 0 {
-                self.add_interval(self.pos - u64::from(len), self.pos);
+        let base = self.pos;
+        for (i, &b) in chunk.iter().enumerate() {
+            let next = set.delta[state + usize::from(set.class[usize::from(b)])];
+            state = (next & !MATCH) as usize;
+            if next & MATCH != 0 {
+                let end = base + i as u64 + 1;
+                let len = set.out[state / set.classes];
+                self.add_interval(end - u64::from(len), end);
             }
         }
+        self.pos = base + chunk.len() as u64;
         self.state = state as u32;
         self.pending.extend_from_slice(chunk);
-        let mut release = self.pos - u64::from(set.depth[state]);
+        let mut release = self.pos - u64::from(set.depth[state / set.classes]);
         // never cut through a masked run that may still grow
         for &(s, e) in self.intervals.iter().rev() {
             if e < release {
