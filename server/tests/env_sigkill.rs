@@ -1,0 +1,218 @@
+//! The real `cove-server` binary (with its embedded agent) is SIGKILLed while
+//! an environment runs: the environment's containers keep running, and after
+//! the server restarts on the same data directory the environment is
+//! reconciled and listed as running — nothing deleted, nothing restarted.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::ADMIN_TOKEN;
+use cove_api::{EnvState, Environment};
+use serde_json::json;
+use tokio::process::{Child, Command};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn spawn_server(data_dir: &Path, port: u16) -> (Child, String) {
+    let child = Command::new(env!("CARGO_BIN_EXE_cove-server"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .env("COVE_ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Ok(r) = http
+            .get(format!("{url}/api/v1/user"))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+        {
+            if r.status() == 200 {
+                return (child, url);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("cove-server did not become ready");
+}
+
+async fn env_state(http: &reqwest::Client, url: &str, id: &str) -> Environment {
+    http.get(format!("{url}/api/v1/environments/{id}"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+fn running_containers(env_id: &str) -> usize {
+    let out = std::process::Command::new("docker")
+        .args([
+            "ps",
+            "-q",
+            "--filter",
+            &format!("label=cove.env={env_id}"),
+            "--filter",
+            "status=running",
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).lines().count()
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let st = std::process::Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .status()
+        .unwrap();
+    assert!(st.success(), "git {args:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn environment_survives_sigkill_of_the_server() {
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let (mut server, url) = spawn_server(data.path(), port).await;
+    let http = reqwest::Client::new();
+    let r = http
+        .post(format!("{url}/api/v1/repos"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"name": "svc"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let work = tempfile::tempdir().unwrap();
+    git(work.path(), &["init", "-q", "-b", "main"]);
+    std::fs::write(
+        work.path().join("devfile.yaml"),
+        "schemaVersion: 2.2.0\ncomponents:\n  - name: main\n    container: {image: cove/busybox:latest}\n",
+    )
+    .unwrap();
+    git(work.path(), &["add", "."]);
+    git(
+        work.path(),
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@example.com",
+            "commit",
+            "-q",
+            "-m",
+            "devfile",
+        ],
+    );
+    let push =
+        url.replace("http://", &format!("http://admin:{ADMIN_TOKEN}@")) + "/git/admin/svc.git";
+    git(work.path(), &["push", "-q", &push, "main"]);
+
+    let created: Environment = http
+        .post(format!("{url}/api/v1/repos/admin/svc/environments"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"name": "svc-dev"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created.id.clone();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while env_state(&http, &url, &id).await.state != EnvState::Running {
+        assert!(
+            Instant::now() < deadline,
+            "environment did not reach running"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let before = running_containers(&id);
+    assert_eq!(before, 2, "infra + main");
+
+    // SIGKILL: containers keep running
+    server.start_kill().unwrap();
+    server.wait().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        running_containers(&id),
+        before,
+        "containers must survive the server"
+    );
+
+    // restart on the same data dir: reconciled as running, exec works
+    let (mut server, url) = spawn_server(data.path(), port).await;
+    let mut env = env_state(&http, &url, &id).await;
+    for _ in 0..50 {
+        if env.state == EnvState::Running {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        env = env_state(&http, &url, &id).await;
+    }
+    assert_eq!(env.state, EnvState::Running);
+    let listed: Vec<Environment> = http
+        .get(format!("{url}/api/v1/environments"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(listed
+        .iter()
+        .any(|e| e.id == id && e.state == EnvState::Running));
+    let out: cove_api::ExecResult = http
+        .post(format!("{url}/api/v1/environments/{id}/exec"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"command": ["echo", "still here"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(out.stdout, "still here\n");
+
+    // clean up through the API
+    let r = http
+        .delete(format!("{url}/api/v1/environments/{id}"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while running_containers(&id) > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "delete did not remove the containers"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    server.start_kill().ok();
+}
