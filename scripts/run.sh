@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Set up and run Cove on this machine (Debian 12, as root):
-#   bash scripts/run.sh
-# Installs the Docker engine if missing, starts it, builds the images offline,
-# builds the `cove` CLI and plans the example environment. The server and the
-# local agent join this script as they are built.
+# Set up and run Cove on this machine (Debian 12, as root), one command:
+#   bash scripts/run.sh [DATA_DIR]          (default ./.cove-data)
+# 1. installs what is missing (Docker engine, debootstrap) and starts dockerd if
+#    no engine answers, builds the images offline (scripts/test-env.sh);
+# 2. builds the `cove` CLI and `cove-server`;
+# 3. starts cove-server with SQLite in DATA_DIR and its embedded agent on the
+#    local Docker engine, printing the URL and, on first start, the admin token.
+# Listen address: COVE_LISTEN (default 127.0.0.1:8080).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -13,10 +16,10 @@ bash scripts/test-env.sh
 source "${COVE_DOCKERD_DIR:-/tmp/cove-dockerd}/env"
 export DOCKER_HOST
 
-cargo build -q -p cove
-example=devfiles/examples/app-with-dynamodb.yaml
-./target/debug/cove devfile validate "$example"
-echo "==> plan of $example:"
-./target/debug/cove devfile plan "$example" --repo example
+cargo build -q -p cove -p cove-server
 echo
-echo "Cove CLI: $ROOT/target/debug/cove   (DOCKER_HOST=$DOCKER_HOST)"
+echo "CLI: $ROOT/target/debug/cove   (e.g. export PATH=\"$ROOT/target/debug:\$PATH\")"
+echo "then: cove login http://${COVE_LISTEN:-127.0.0.1:8080} --token <admin token below>"
+echo "      cove repo create myapp && git push … && cove env create myapp"
+echo
+exec bash scripts/run-server.sh "$@"
