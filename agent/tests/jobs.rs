@@ -508,6 +508,17 @@ async fn artifact_paths_outside_the_tree_are_rejected() {
     );
     assert!(all_text(&lines).contains("outside the source tree"));
     assert!(result.artifacts.is_empty());
+    // a job that removes its own source tree fails; the agent does not
+    let mut job = steps("gone", &["cd / && rm -rf /cove/src"]);
+    job.image = "cove/busybox:latest".into();
+    job.outputs = vec![ArtifactSpec {
+        name: "out".into(),
+        files: vec!["**/*".into()],
+        ..Default::default()
+    }];
+    let (result, _) = run(&job, CancellationToken::new()).await;
+    assert_eq!(result.status, JobStatus::Failed);
+    assert!(result.error.unwrap().contains("no longer exists"));
 }
 
 #[tokio::test]
@@ -523,9 +534,11 @@ async fn secrets_are_injected_and_masked_in_every_form() {
             "s=$CATALYST_SECRETS_token; printf 'split: %s' \"${s%%-*}\"; sleep 0.3; printf '%s\\n' \"-${s#*-}\"",
             "python3 -c 'import os, urllib.parse; print(\"url:\", urllib.parse.quote(os.environ[\"CATALYST_SECRETS_token\"], safe=\"\"))'",
             "echo \"$CATALYST_SECRETS_token\" >&2",
+            "LEAK=\"x-$CATALYST_SECRETS_token\"",
         ],
     );
     job.secrets = vec![("CATALYST_SECRETS_token".into(), secret.into())];
+    job.exported_variables = vec!["LEAK".into()];
     let (result, lines) = run(&job, CancellationToken::new()).await;
     assert_eq!(result.status, JobStatus::Succeeded, "{}", all_text(&lines));
     let text = all_text(&lines);
@@ -550,6 +563,10 @@ async fn secrets_are_injected_and_masked_in_every_form() {
     assert!(lines
         .iter()
         .any(|l| l.stream == LogStream::Stderr && l.text == "***"));
+    assert_eq!(
+        result.variables["LEAK"], "x-***",
+        "exported values are masked too"
+    );
 }
 
 #[tokio::test]

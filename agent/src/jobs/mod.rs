@@ -255,7 +255,8 @@ pub struct JobResult {
     pub commands: Vec<CommandRecord>,
     /// Buildspec jobs only: every phase of the script, in order.
     pub phases: Vec<PhaseRecord>,
-    /// The exported variables that were set at the end.
+    /// The exported variables that were set at the end (secret values in
+    /// them masked, as in the log).
     pub variables: BTreeMap<String, String>,
     pub artifacts: Vec<OutputArtifact>,
     /// Why the job failed beyond a command's exit status (e.g. an artifact
@@ -675,6 +676,17 @@ impl Runner<'_> {
         if self.interrupted.is_none() {
             // artifact upload is attempted even after a failed build (§2.2)
             result.variables = self.exported_variables().await?;
+            // an exported value leaves the private network like a log line
+            for (name, value) in result.variables.iter_mut() {
+                let masked = self.secrets.mask_str(value);
+                if masked != *value {
+                    out.system(&format!(
+                        "[cove] exported variable {name} contains a secret; it is exported masked"
+                    ))
+                    .await;
+                    *value = masked;
+                }
+            }
             match self.collect_artifacts().await {
                 Ok(a) => result.artifacts = a,
                 Err(Collect::Docker(e)) => return Err(e),
@@ -1088,7 +1100,19 @@ impl Runner<'_> {
         let spool = tempfile::tempfile().map_err(|e| Collect::Docker(self.io()(e)))?;
         let mut file = tokio::fs::File::from_std(spool);
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| Collect::Docker(self.err("download sources")(e)))?;
+            let chunk = chunk.map_err(|e| match e {
+                // the job removed its own source directory
+                DockerError::DockerResponseServerError {
+                    status_code: 404, ..
+                } => Collect::Artifact(ArtifactError::Io {
+                    artifact: self.job.outputs[0].name.clone(),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::NotFound,
+                        format!("{SRC_DIR} no longer exists"),
+                    ),
+                }),
+                e => Collect::Docker(self.err("download sources")(e)),
+            })?;
             file.write_all(&chunk)
                 .await
                 .map_err(|e| Collect::Docker(self.io()(e)))?;
