@@ -176,6 +176,7 @@ fn run(home: &Path, url: &str, state: &cove_server::AppState) {
         ],
     );
     let env: Environment = serde_json::from_str(&ok(&out)).unwrap();
+    let _cleanup = cove_tests::EnvCleanup(env.id.clone());
     let progress = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(env.state, EnvState::Running, "{progress}");
     assert!(

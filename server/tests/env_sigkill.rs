@@ -142,6 +142,7 @@ async fn environment_survives_sigkill_of_the_server() {
         .await
         .unwrap();
     let id = created.id.clone();
+    let _cleanup = cove_tests::EnvCleanup(id.clone());
     let deadline = Instant::now() + Duration::from_secs(60);
     while env_state(&http, &url, &id).await.state != EnvState::Running {
         assert!(

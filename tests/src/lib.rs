@@ -244,6 +244,42 @@ impl Drop for Container {
     }
 }
 
+/// Removes every container and volume labelled `cove.env=<id>` when dropped,
+/// so a failing end-to-end test leaves no environment behind.
+pub struct EnvCleanup(pub String);
+
+impl Drop for EnvCleanup {
+    fn drop(&mut self) {
+        let filter = format!("label=cove.env={}", self.0);
+        let ids = |args: &[&str]| {
+            std::process::Command::new("docker")
+                .args(args)
+                .output()
+                .map(|o| {
+                    String::from_utf8_lossy(&o.stdout)
+                        .split_whitespace()
+                        .map(str::to_string)
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default()
+        };
+        let containers = ids(&["ps", "-aq", "--filter", &filter]);
+        if !containers.is_empty() {
+            let _ = std::process::Command::new("docker")
+                .args(["rm", "-f", "-v"])
+                .args(&containers)
+                .output();
+        }
+        let volumes = ids(&["volume", "ls", "-q", "--filter", &filter]);
+        if !volumes.is_empty() {
+            let _ = std::process::Command::new("docker")
+                .args(["volume", "rm", "-f"])
+                .args(&volumes)
+                .output();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
