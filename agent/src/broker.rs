@@ -650,6 +650,22 @@ impl Broker {
         Ok(self.token_for(cfg, job, Duration::ZERO).await?.0)
     }
 
+    /// Drop the cached token for `cfg` if it is `token` (the upstream
+    /// refused it); a newer token minted meanwhile is kept.
+    pub async fn invalidate(&self, cfg: &BrokerConfig, token: &Secret) {
+        let slot = {
+            let map = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+            map.get(&cfg.cache_key()).cloned()
+        };
+        if let Some(slot) = slot {
+            let mut cached = slot.lock().await;
+            if cached.as_ref().is_some_and(|t| &t.token == token) {
+                tracing::info!(role = %cfg.role_arn, domain = %cfg.domain, "codeartifact token refused upstream; dropped from the cache");
+                *cached = None;
+            }
+        }
+    }
+
     /// The repository endpoint (cached forever: endpoints do not change).
     pub async fn repository_endpoint(
         &self,

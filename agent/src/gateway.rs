@@ -96,6 +96,18 @@ pub trait UpstreamSource: Send + Sync + 'static {
         format: PackageFormat,
         repository: &'a str,
     ) -> BoxFuture<'a, Result<Upstream, GatewayError>>;
+
+    /// The upstream answered 401/403 to `token`: forget it if it is cached.
+    /// The gateway then asks [`UpstreamSource::upstream`] again and retries
+    /// once when the token changed.
+    fn refused<'a>(
+        &'a self,
+        _format: PackageFormat,
+        _repository: &'a str,
+        _token: &'a Secret,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(async {})
+    }
 }
 
 /// The broker as an [`UpstreamSource`] for one job: only the job's
@@ -133,6 +145,15 @@ impl UpstreamSource for BrokerSource {
                 token: token.token,
             })
         })
+    }
+
+    fn refused<'a>(
+        &'a self,
+        _format: PackageFormat,
+        _repository: &'a str,
+        token: &'a Secret,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(async move { self.broker.invalidate(&self.config, token).await })
     }
 }
 
@@ -416,6 +437,13 @@ async fn handle(state: Arc<State>, peer: SocketAddr, req: Request<Incoming>) -> 
         return full(StatusCode::NOT_FOUND, "cove gateway: missing repository");
     };
     let (repo, rest) = (repo.to_string(), rest.to_string());
+    if has_dot_segments(&rest) {
+        tracing::warn!(job = %state.config.job_id, %peer, path, "gateway refused a path with dot segments");
+        return full(
+            StatusCode::BAD_REQUEST,
+            "cove gateway: `.` and `..` segments are not allowed",
+        );
+    }
     package(state, peer, format, &repo, &rest, req).await
 }
 
@@ -429,6 +457,19 @@ fn is_self(state: &State, uri: &Uri) -> bool {
         .trim_end_matches(']');
     let port = uri.port_u16().unwrap_or(80);
     port == state.addr.port() && host.parse::<std::net::IpAddr>().ok() == Some(state.addr.ip())
+}
+
+/// `.`/`..` segments, also percent-encoded (`%2e`, and `%2f` as a
+/// separator): they would let a build climb out of its repository's path
+/// on the upstream host, with the gateway's token.
+fn has_dot_segments(path: &str) -> bool {
+    let lower = path.to_ascii_lowercase();
+    let decoded = lower
+        .replace("%2e", ".")
+        .replace("%2f", "/")
+        .replace("%5c", "/")
+        .replace('\\', "/");
+    decoded.split('/').any(|seg| seg == "." || seg == "..")
 }
 
 fn deny(state: &State, peer: SocketAddr, method: &Method, destination: &str) -> Response<Body> {
@@ -621,7 +662,7 @@ async fn package(
         .query()
         .map(|q| format!("?{q}"))
         .unwrap_or_default();
-    let mut target = format!("{}{rest}{query}", upstream.endpoint);
+    let suffix = format!("{rest}{query}");
     let (mut parts, body) = req.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     parts.headers.remove(header::AUTHORIZATION);
@@ -632,67 +673,50 @@ async fn package(
         header::ACCEPT_ENCODING,
         HeaderValue::from_static("identity"),
     );
-    let Some(auth) = authorization(format, &upstream.token) else {
-        return full(
-            StatusCode::BAD_GATEWAY,
-            "cove gateway: token is not a valid header value",
-        );
-    };
     let method = parts.method.clone();
-    let mut body = Some(body.boxed());
-    let mut redirects = 0;
-    let resp = loop {
-        let uri: Uri = match target.parse() {
-            Ok(u) => u,
-            Err(_) => return full(StatusCode::BAD_GATEWAY, "cove gateway: bad upstream URL"),
-        };
-        let same_origin = target.starts_with(&upstream.endpoint);
-        let mut out = Request::builder().method(method.clone()).uri(uri);
-        if let Some(h) = out.headers_mut() {
-            *h = parts.headers.clone();
-            if same_origin {
-                h.insert(header::AUTHORIZATION, auth.clone());
-            }
-        }
-        let req_body = body.take().unwrap_or_else(|| {
-            http_body_util::Empty::new()
-                .map_err(|never| match never {})
-                .boxed()
-        });
-        let out = match out.body(req_body) {
-            Ok(r) => r,
-            Err(_) => {
-                return full(
-                    StatusCode::BAD_GATEWAY,
-                    "cove gateway: bad upstream request",
-                )
-            }
-        };
-        let resp = match state.client.request(out).await {
-            Ok(r) => r,
-            Err(error) => {
-                tracing::warn!(job = %state.config.job_id, endpoint = %upstream.endpoint, %error, "gateway upstream failed");
-                return full(
-                    StatusCode::BAD_GATEWAY,
-                    format!("cove gateway: cannot reach {}", upstream.endpoint),
-                );
-            }
-        };
-        let follow = resp.status().is_redirection()
-            && (method == Method::GET || method == Method::HEAD)
-            && redirects < MAX_REDIRECTS;
-        match resp
-            .headers()
-            .get(header::LOCATION)
-            .and_then(|l| l.to_str().ok())
-        {
-            Some(location) if follow => {
-                target = resolve(&target, location);
-                redirects += 1;
-            }
-            _ => break resp,
-        }
+    let mut upstream = upstream;
+    let mut resp = match fetch(
+        &state,
+        &upstream,
+        format,
+        &method,
+        &parts.headers,
+        Some(body.boxed()),
+        &suffix,
+    )
+    .await
+    {
+        Ok(r) => r,
+        Err(r) => return r,
     };
+    // A refused token (expired early, clock skew, policy change): tell the
+    // source, and retry once with a new one if it has one. Only for
+    // requests without a body, which can be replayed.
+    let refused =
+        resp.status() == StatusCode::UNAUTHORIZED || resp.status() == StatusCode::FORBIDDEN;
+    if refused && (method == Method::GET || method == Method::HEAD) {
+        state.source.refused(format, repo, &upstream.token).await;
+        if let Ok(fresh) = state.source.upstream(format, repo).await {
+            if fresh.token != upstream.token {
+                tracing::info!(job = %state.config.job_id, %format, repo, "retrying with a new token");
+                upstream = fresh;
+                resp = match fetch(
+                    &state,
+                    &upstream,
+                    format,
+                    &method,
+                    &parts.headers,
+                    None,
+                    &suffix,
+                )
+                .await
+                {
+                    Ok(r) => r,
+                    Err(r) => return r,
+                };
+            }
+        }
+    }
     let status = resp.status();
     if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
         tracing::warn!(job = %state.config.job_id, %format, repo, %status, "upstream refused the gateway's token");
@@ -725,6 +749,72 @@ async fn package(
             .map_err(|never| match never {})
             .boxed(),
     )
+}
+
+/// One upstream request (following redirects for GET/HEAD, the token only
+/// for the repository endpoint). `Err` is the response to give the client.
+async fn fetch(
+    state: &State,
+    upstream: &Upstream,
+    format: PackageFormat,
+    method: &Method,
+    headers: &HeaderMap,
+    body: Option<Body>,
+    suffix: &str,
+) -> Result<Response<Incoming>, Response<Body>> {
+    let Some(auth) = authorization(format, &upstream.token) else {
+        return Err(full(
+            StatusCode::BAD_GATEWAY,
+            "cove gateway: token is not a valid header value",
+        ));
+    };
+    let mut target = format!("{}{suffix}", upstream.endpoint);
+    let mut body = body;
+    let mut redirects = 0;
+    loop {
+        let uri: Uri = target
+            .parse()
+            .map_err(|_| full(StatusCode::BAD_GATEWAY, "cove gateway: bad upstream URL"))?;
+        let mut out = Request::builder().method(method.clone()).uri(uri);
+        if let Some(h) = out.headers_mut() {
+            *h = headers.clone();
+            if target.starts_with(&upstream.endpoint) {
+                h.insert(header::AUTHORIZATION, auth.clone());
+            }
+        }
+        let req_body = body.take().unwrap_or_else(|| {
+            http_body_util::Empty::new()
+                .map_err(|never| match never {})
+                .boxed()
+        });
+        let out = out.body(req_body).map_err(|_| {
+            full(
+                StatusCode::BAD_GATEWAY,
+                "cove gateway: bad upstream request",
+            )
+        })?;
+        let resp = state.client.request(out).await.map_err(|error| {
+            tracing::warn!(job = %state.config.job_id, endpoint = %upstream.endpoint, %error, "gateway upstream failed");
+            full(
+                StatusCode::BAD_GATEWAY,
+                format!("cove gateway: cannot reach {}", upstream.endpoint),
+            )
+        })?;
+        let follow = resp.status().is_redirection()
+            && (*method == Method::GET || *method == Method::HEAD)
+            && redirects < MAX_REDIRECTS;
+        match resp
+            .headers()
+            .get(header::LOCATION)
+            .and_then(|l| l.to_str().ok())
+        {
+            Some(location) if follow => {
+                target = resolve(&target, location);
+                redirects += 1;
+            }
+            _ => return Ok(resp),
+        }
+    }
 }
 
 /// `location` relative to `base` (absolute, absolute-path or relative).
@@ -790,6 +880,20 @@ mod tests {
             ]
         );
         assert_eq!(endpoint_spellings("http://h:81/p/"), vec!["http://h:81/p/"]);
+    }
+
+    #[test]
+    fn dot_segments_are_found_in_any_spelling() {
+        assert!(!has_dot_segments("@acme%2fhello"));
+        assert!(!has_dot_segments("@acme/hello/-/hello-1.0.0.tgz"));
+        assert!(!has_dot_segments("simple/acme-hello/"));
+        assert!(!has_dot_segments("a..b/.hidden"));
+        assert!(has_dot_segments("../other/x"));
+        assert!(has_dot_segments("a/%2e%2e/b"));
+        assert!(has_dot_segments("a/%2E./b"));
+        assert!(has_dot_segments("..%2fother"));
+        assert!(has_dot_segments("a\\..\\b"));
+        assert!(has_dot_segments("./x"));
     }
 
     #[test]

@@ -457,7 +457,7 @@ async fn forward_proxy_denies_and_logs_destinations_not_on_the_allow_list() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn gateway_refreshes_an_expired_token_mid_job() {
+async fn gateway_rewrites_links_and_refreshes_tokens_mid_job() {
     let j = Job::start(Mode::TokenFree, false).await;
     let gw = j.gateway_url();
     let url = format!("{gw}/npm/npm-store/@acme%2fhello");
@@ -489,12 +489,33 @@ async fn gateway_refreshes_an_expired_token_mid_job() {
     );
     assert!(!page.contains(&j.double.url()), "{page}");
 
-    // A job longer than the token: past expiry the gateway gets a new one.
+    // No climbing out of the repository's path with the gateway's token.
+    for bad in [
+        "../py-store/simple/",
+        "%2e%2e/%2e%2e/v1/",
+        "..%2fpy-store/simple/",
+    ] {
+        let (status, _) = harness::http_get(&format!("{gw}/npm/npm-store/{bad}"));
+        assert_eq!(status, 400, "{bad}");
+    }
+
+    // A job longer than the token: past expiry (on the broker's clock) the
+    // gateway gets a new one before asking upstream — no 401 on the way.
     j.clock.advance(Duration::from_secs(13 * 3600));
     j.double.expire_tokens();
+    let refused_before = j.double.count("data_unauthorized");
     let (status, _) = harness::http_get(&url);
     assert_eq!(status, 200);
     assert_eq!(j.double.count("authorization_token"), 2);
+    assert_eq!(j.double.count("data_unauthorized"), refused_before);
+
+    // Upstream refuses a token the broker still thinks valid (clock skew,
+    // early expiry): the gateway drops it, gets a new one, retries once.
+    j.double.expire_tokens();
+    let (status, _) = harness::http_get(&url);
+    assert_eq!(status, 200);
+    assert_eq!(j.double.count("authorization_token"), 3);
+    assert_eq!(j.double.count("data_unauthorized"), refused_before + 1);
     j.shutdown().await;
 }
 
