@@ -13,7 +13,9 @@
 //!   surrounding bytes do not matter), plus the padded encoding of the value
 //!   alone and the 76-column lines `base64` wraps it into;
 //! - its percent-encodings (upper- and lower-case hex, and the form encoding
-//!   that writes a space as `+`).
+//!   that writes a space as `+`);
+//! - its hex digits (lower and upper case, as `xxd -p` prints them) and its
+//!   JSON string escaping (a multi-line key inside a JSON document).
 //!
 //! **Streaming.** The matcher is an Aho–Corasick automaton over all those
 //! patterns whose state survives across writes, so a value split over two
@@ -34,8 +36,9 @@
 //! at most 3 (design notes §4); Cove masks from 4. The same threshold applies
 //! to each line of a multi-line value and to each encoded form.
 //!
-//! What is *not* caught: transformations other than the ones above (hex,
-//! JSON escapes, reversing, `base64 | base64`), a value printed one character
+//! What is *not* caught: transformations other than the ones above (hex
+//! dumps with separators, reversing, `base64 | base64`, hashes), a value
+//! printed one character
 //! per write with other output interleaved between the characters, and a
 //! prefix of a secret left over when the step ends mid-value.
 
@@ -88,6 +91,15 @@ pub fn patterns_for(secret: &[u8]) -> Vec<Vec<u8>> {
             out.push(percent_encode(v, upper, false));
         }
         out.push(percent_encode(v, true, true));
+        for upper in [false, true] {
+            out.push(hex(v, upper));
+        }
+        if let Ok(text) = std::str::from_utf8(v) {
+            // a JSON string body: quotes, backslashes, newlines escaped
+            if let Ok(json) = serde_json::to_string(text) {
+                out.push(json.as_bytes()[1..json.len() - 1].to_vec());
+            }
+        }
         for url_safe in [false, true] {
             for offset in 0..3 {
                 out.push(base64_core(v, offset, url_safe));
@@ -129,6 +141,18 @@ fn percent_encode(v: &[u8], upper: bool, form: bool) -> Vec<u8> {
         }
     }
     out
+}
+
+/// Hex digits of `v` (`xxd -p`, `od`-style dumps, hashes printed as hex).
+fn hex(v: &[u8], upper: bool) -> Vec<u8> {
+    let digits: &[u8; 16] = if upper {
+        b"0123456789ABCDEF"
+    } else {
+        b"0123456789abcdef"
+    };
+    v.iter()
+        .flat_map(|b| [digits[usize::from(b >> 4)], digits[usize::from(b & 15)]])
+        .collect()
 }
 
 /// The base64 characters fully determined by `v` when it starts `offset`

@@ -1,7 +1,9 @@
-//! Masking corpus: every tested secret, in every tested encoding, embedded in
-//! ordinary text and fed to the streaming masker cut at every split point
-//! (and in three pieces, and byte by byte). The output must never contain the
-//! secret in any tested form, and the text around it must come out unchanged.
+//! Masking corpus: every tested secret, in every tested encoding (plain,
+//! base64 std/url at every alignment, wrapped base64, percent-encoding, hex,
+//! JSON escaping), embedded in ordinary text and fed to the streaming masker
+//! cut at every split point (and in three pieces, and byte by byte). The
+//! output must never contain the secret in any tested form, and the text
+//! around it must come out unchanged.
 
 #![allow(clippy::unwrap_used)]
 
@@ -58,6 +60,18 @@ fn forms(secret: &str) -> Vec<(String, String)> {
         ("percent lower".into(), percent(b, false, false)),
         ("form".into(), percent(b, true, true)),
         (
+            "hex".into(),
+            b.iter().map(|x| format!("{x:02x}")).collect::<String>(),
+        ),
+        (
+            "HEX".into(),
+            b.iter().map(|x| format!("{x:02X}")).collect::<String>(),
+        ),
+        ("json".into(), {
+            let j = serde_json::to_string(secret).unwrap();
+            j[1..j.len() - 1].to_string()
+        }),
+        (
             "base64 wrapped".into(),
             STANDARD
                 .encode(b)
@@ -111,7 +125,7 @@ fn run(set: &Arc<MaskSet>, pieces: &[&[u8]]) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn check(set: &Arc<MaskSet>, secret: &str, label: &str, form: &str) -> usize {
+fn check_form(set: &Arc<MaskSet>, secret: &str, label: &str, form: &str) -> usize {
     let text = format!("before: {form} :after\n");
     let bytes = text.as_bytes();
     let bad = forbidden(secret, form);
@@ -165,7 +179,7 @@ fn corpus_never_leaks_a_tested_form() {
             if secret.len() < MIN_SECRET_LEN {
                 continue;
             }
-            cases += check(&set, secret, &label, &form);
+            cases += check_form(&set, secret, &label, &form);
         }
     }
     assert!(cases > 10_000, "only {cases} cases");
@@ -244,4 +258,77 @@ fn holds_back_at_most_longest_pattern_minus_one() {
     }
     m.finish(&mut out);
     assert_eq!(out.len(), fed);
+}
+
+/// The log-stream → masked-lines boundary as snapshots: `writes` are fed in
+/// order through a masker and a line splitter; each output line is shown.
+fn check(secrets: &[&str], writes: &[&str], expect: expect_test::Expect) {
+    let set = Arc::new(MaskSet::new(secrets));
+    let mut m = set.stream();
+    let mut lines = LineSplitter::default();
+    let mut shown = String::new();
+    let mut buf = Vec::new();
+    for w in writes {
+        buf.clear();
+        m.write(w.as_bytes(), &mut buf);
+        for l in lines.push(&buf) {
+            shown.push_str(&format!("{l}\n"));
+        }
+    }
+    buf.clear();
+    m.finish(&mut buf);
+    for l in lines.push(&buf).into_iter().chain(lines.flush()) {
+        shown.push_str(&format!("{l}\n"));
+    }
+    expect.assert_eq(&shown);
+}
+
+#[test]
+fn snapshots() {
+    use expect_test::expect;
+    check(
+        &["hunter2-password"],
+        &[
+            "login hun",
+            "ter2-pass",
+            "word ok\n",
+            "again: hunter2-password\n",
+        ],
+        expect![[r#"
+            login *** ok
+            again: ***
+        "#]],
+    );
+    check(
+        &["-----BEGIN-----\nAAAABBBB\n-----END-----"],
+        &[
+            "key:\n-----BEGIN-----\nAAAA",
+            "BBBB\n-----END-----\n",
+            "then AAAABBBB alone\n",
+        ],
+        expect![[r#"
+            key:
+            ***
+            then *** alone
+        "#]],
+    );
+    check(
+        &["p@ss word"],
+        &["url=https://u:p%40ss%20word@host form=p%40ss+word b64=cEBzcyB3b3Jk hex=7040737320776f7264\n"],
+        expect![[r#"
+            url=https://u:***@host form=*** b64=*** hex=***
+        "#]],
+    );
+    check(
+        &["abc", "tok3n-value"],
+        &[
+            "abc is too short to mask; tok3n-",
+            "value is not\n",
+            "partial tok3n-val",
+        ],
+        expect![[r#"
+            abc is too short to mask; *** is not
+            partial tok3n-val
+        "#]],
+    );
 }
