@@ -108,6 +108,19 @@ impl PodStatus {
     }
 }
 
+/// An interactive exec with a TTY.
+pub struct TtySession {
+    pub exec_id: String,
+    pub output: std::pin::Pin<
+        Box<
+            dyn futures_util::Stream<
+                    Item = std::result::Result<bollard::container::LogOutput, DockerError>,
+                > + Send,
+        >,
+    >,
+    pub input: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
+}
+
 /// Output of a finished exec.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ExecOutput {
@@ -738,6 +751,87 @@ impl Runtime {
             .map_err(Self::err(env, "inspect exec"))?;
         out.exit_code = inspect.exit_code.unwrap_or(-1);
         Ok(out)
+    }
+
+    /// Start an interactive command with a TTY in a component. Returns the
+    /// exec id (for [`Runtime::resize_tty`] and [`Runtime::exec_exit_code`]),
+    /// the output stream and the input writer.
+    pub async fn exec_tty(
+        &self,
+        env: &str,
+        component: &str,
+        cmd: Vec<String>,
+        cols: u16,
+        rows: u16,
+    ) -> Result<TtySession> {
+        let id = self.component_id(env, component).await?;
+        let exec = self
+            .docker
+            .create_exec(
+                &id,
+                ExecConfig {
+                    attach_stdin: Some(true),
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    tty: Some(true),
+                    cmd: Some(cmd),
+                    env: Some(vec!["TERM=xterm-256color".into()]),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(Self::err(env, "create terminal"))?;
+        let started = self
+            .docker
+            .start_exec(
+                &exec.id,
+                Some(bollard::exec::StartExecOptions {
+                    detach: false,
+                    tty: true,
+                    output_capacity: None,
+                }),
+            )
+            .await
+            .map_err(Self::err(env, "start terminal"))?;
+        let bollard::exec::StartExecResults::Attached { output, input } = started else {
+            return Err(PodError::NotFound(env.to_string()));
+        };
+        let session = TtySession {
+            exec_id: exec.id,
+            output,
+            input,
+        };
+        self.resize_tty(env, &session.exec_id, cols, rows)
+            .await
+            .ok();
+        Ok(session)
+    }
+
+    pub async fn resize_tty(&self, env: &str, exec_id: &str, cols: u16, rows: u16) -> Result<()> {
+        self.docker
+            .resize_exec(
+                exec_id,
+                bollard::query_parameters::ResizeExecOptions {
+                    h: rows.max(1) as i32,
+                    w: cols.max(1) as i32,
+                },
+            )
+            .await
+            .map_err(Self::err(env, "resize terminal"))
+    }
+
+    /// Exit code of a finished exec (`None` while it runs).
+    pub async fn exec_exit_code(&self, env: &str, exec_id: &str) -> Result<Option<i64>> {
+        let inspect = self
+            .docker
+            .inspect_exec(exec_id)
+            .await
+            .map_err(Self::err(env, "inspect exec"))?;
+        Ok(if inspect.running == Some(true) {
+            None
+        } else {
+            inspect.exit_code
+        })
     }
 
     /// The last `tail` lines a component wrote to stdout and stderr.

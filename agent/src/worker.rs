@@ -6,7 +6,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use cove_api::agent::{AgentReply, EnvCommand, EnvReport, EnvSource, PodReport, PublishedPort};
+use cove_api::agent::{
+    AgentReply, EnvCommand, EnvReport, EnvSource, PodReport, PublishedPort, TermInput, TermOutput,
+};
 use cove_api::{EnvState, ExecResult};
 use tokio::sync::{mpsc, oneshot};
 
@@ -20,6 +22,13 @@ type Job = (EnvCommand, oneshot::Sender<AgentReply>);
 #[derive(Clone)]
 pub struct AgentHandle {
     tx: mpsc::Sender<Job>,
+    rt: Runtime,
+}
+
+/// The two ends of an interactive terminal.
+pub struct Terminal {
+    pub input: mpsc::Sender<TermInput>,
+    pub output: mpsc::Receiver<TermOutput>,
 }
 
 impl AgentHandle {
@@ -33,6 +42,76 @@ impl AgentHandle {
         }
         rx.await.unwrap_or(AgentReply::Error {
             message: "the agent stopped before answering".into(),
+        })
+    }
+
+    /// Open an interactive terminal (`docker exec` with a TTY) running `cmd`
+    /// in `component`. Output ends with [`TermOutput::Exit`].
+    pub async fn open_terminal(
+        &self,
+        env: &str,
+        component: &str,
+        cmd: Vec<String>,
+        cols: u16,
+        rows: u16,
+    ) -> Result<Terminal, String> {
+        let session = self
+            .rt
+            .exec_tty(env, component, cmd, cols, rows)
+            .await
+            .map_err(|e| e.to_string())?;
+        let (in_tx, mut in_rx) = mpsc::channel::<TermInput>(64);
+        let (out_tx, out_rx) = mpsc::channel::<TermOutput>(64);
+        let crate::pod::TtySession {
+            exec_id,
+            mut output,
+            mut input,
+        } = session;
+        let rt = self.rt.clone();
+        let env_in = env.to_string();
+        let exec_in = exec_id.clone();
+        tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            while let Some(msg) = in_rx.recv().await {
+                match msg {
+                    TermInput::Data { bytes } => {
+                        if input.write_all(&bytes).await.is_err() || input.flush().await.is_err() {
+                            break;
+                        }
+                    }
+                    TermInput::Resize { cols, rows } => {
+                        rt.resize_tty(&env_in, &exec_in, cols, rows).await.ok();
+                    }
+                }
+            }
+        });
+        let rt = self.rt.clone();
+        let env_out = env.to_string();
+        tokio::spawn(async move {
+            use futures_util::StreamExt;
+            while let Some(chunk) = output.next().await {
+                let Ok(chunk) = chunk else { break };
+                if out_tx
+                    .send(TermOutput::Data {
+                        bytes: chunk.into_bytes().to_vec(),
+                    })
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            let code = rt
+                .exec_exit_code(&env_out, &exec_id)
+                .await
+                .ok()
+                .flatten()
+                .unwrap_or(-1);
+            let _ = out_tx.send(TermOutput::Exit { code }).await;
+        });
+        Ok(Terminal {
+            input: in_tx,
+            output: out_rx,
         })
     }
 }
@@ -65,6 +144,7 @@ pub fn spawn(
 ) -> (AgentHandle, mpsc::UnboundedReceiver<EnvReport>) {
     let (tx, mut rx) = mpsc::channel::<Job>(64);
     let (reports, reports_rx) = mpsc::unbounded_channel();
+    let handle_rt = rt.clone();
     let worker = Worker {
         rt,
         config,
@@ -80,7 +160,7 @@ pub fn spawn(
             });
         }
     });
-    (AgentHandle { tx }, reports_rx)
+    (AgentHandle { tx, rt: handle_rt }, reports_rx)
 }
 
 #[derive(Clone)]

@@ -167,3 +167,19 @@ pub enum EnvReport {
         endpoints: Vec<PublishedPort>,
     },
 }
+
+/// Input to an interactive terminal (a `docker exec` with a TTY).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum TermInput {
+    Data { bytes: Vec<u8> },
+    Resize { cols: u16, rows: u16 },
+}
+
+/// Output of an interactive terminal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum TermOutput {
+    Data { bytes: Vec<u8> },
+    Exit { code: i64 },
+}

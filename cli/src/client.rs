@@ -208,6 +208,15 @@ impl Client {
         self.decode(resp)
     }
 
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The token, for protocols the client does not wrap (the terminal WebSocket).
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
     /// A plain-text answer (logs).
     pub fn get_text(&self, path: &str) -> Result<String, ClientError> {
         let resp = self.handle(self.request("GET", path).call())?;

@@ -98,11 +98,17 @@ pub enum EnvCommand {
         tail: u32,
     },
     /// Run a command in a component: cove env exec ENV [--component C] -- CMD ARGS…
+    /// With a terminal on both ends the command gets a TTY (no command: a login shell).
     Exec {
         env: String,
         #[arg(long)]
         component: Option<String>,
-        #[arg(last = true, required = true)]
+        /// Force a TTY (interactive) or not; default: a TTY when stdin and stdout are terminals.
+        #[arg(long, overrides_with = "no_tty")]
+        tty: bool,
+        #[arg(long)]
+        no_tty: bool,
+        #[arg(last = true)]
         command: Vec<String>,
     },
 }
@@ -391,9 +397,28 @@ pub fn run(args: EnvArgs) -> Result<std::process::ExitCode> {
         EnvCommand::Exec {
             env,
             component,
+            tty,
+            no_tty,
             command,
         } => {
             let e = resolve(&client, &env)?;
+            if tty || (!no_tty && crate::terminal::interactive()) {
+                let code = crate::terminal::run(
+                    client.url(),
+                    client.token(),
+                    &e.id,
+                    component.as_deref(),
+                    &command,
+                )?;
+                return Ok(ExitCode::from(
+                    u8::try_from(code.clamp(0, 255)).unwrap_or(1),
+                ));
+            }
+            if command.is_empty() {
+                bail!(
+                    "give a command after `--` (or run from a terminal for an interactive shell)"
+                );
+            }
             let r: ExecResult = client.post(
                 &format!("/environments/{}/exec", e.id),
                 &ExecRequest { component, command },

@@ -5,6 +5,7 @@ mod devfile;
 mod env;
 mod login;
 mod repo;
+mod terminal;
 mod workflow;
 
 use std::process::ExitCode;

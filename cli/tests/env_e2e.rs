@@ -349,6 +349,63 @@ fn run(home: &Path, url: &str, state: &cove_server::AppState) {
         "keep\n"
     );
 
+    // interactive: a TTY through the terminal WebSocket (script(1) gives the CLI a terminal)
+    let mut child = Command::new("script")
+        .args([
+            "-qec",
+            &format!("{} env exec todo-dev", env!("CARGO_BIN_EXE_cove")),
+            "/dev/null",
+        ])
+        .env("XDG_CONFIG_HOME", home)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin
+            .write_all(b"echo tty-$IS_LOCAL-$(tty | cut -c1-8) && ls /projects && pwd\n")
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(1500));
+        stdin.write_all(b"exit 3\n").unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("tty-true-/dev/pts"), "{text}");
+    assert!(
+        text.contains("keep.txt") && text.contains("/projects/todo"),
+        "{text}"
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "the remote exit code is ours: {text}"
+    );
+
+    // a WebSocket opened with a foreign Origin is refused
+    let ws = format!(
+        "{}/api/v1/environments/{}/terminal",
+        url.replace("http://", "ws://"),
+        env.id
+    );
+    let mut req = tungstenite::client::IntoClientRequest::into_client_request(ws.as_str()).unwrap();
+    req.headers_mut().insert(
+        "Authorization",
+        format!("Bearer {ADMIN_TOKEN}").parse().unwrap(),
+    );
+    req.headers_mut()
+        .insert("Origin", "http://evil.example".parse().unwrap());
+    match tungstenite::connect(req) {
+        Err(tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 403),
+        other => panic!(
+            "foreign origin must be refused, got {:?}",
+            other.map(|_| ())
+        ),
+    }
+
     // list shows it; logs of the database component
     let list = ok(&cove(home, &["env", "list"]));
     assert!(

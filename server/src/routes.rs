@@ -392,6 +392,16 @@ pub fn api_routes() -> Vec<Route> {
             "Progress, postStart output and state changes",
             envs::env_events,
         ),
+        route(
+            M::GET,
+            "/api/v1/environments/{env}/terminal",
+            Write,
+            writer,
+            false,
+            StatusCode::SWITCHING_PROTOCOLS,
+            "Interactive terminal (WebSocket; binary frames are terminal bytes, text frames JSON resize/exit)",
+            envs::terminal,
+        ),
     ]
 }
 
