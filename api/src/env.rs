@@ -67,6 +67,10 @@ pub struct CreateEnvironmentRequest {
     /// Name, unique per repository (default: generated).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// Compute size for containers whose devfile sets no limits: `small` (2 GiB, 1 CPU),
+    /// `medium` (4 GiB, 2 CPUs, the default), `large` (8 GiB, 4 CPUs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<String>,
     /// Stop after this many seconds without exec or terminal activity; 0 = never (default 1800).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle_timeout_secs: Option<u64>,

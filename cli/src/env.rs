@@ -39,6 +39,9 @@ pub enum EnvCommand {
         devfile: Option<String>,
         #[arg(long)]
         name: Option<String>,
+        /// Limits for containers whose devfile sets none: small, medium (default), large.
+        #[arg(long)]
+        size: Option<String>,
         /// Stop after this long without activity: 30m, 1h, 90s, 0 = never.
         #[arg(long, value_parser = parse_duration)]
         idle_timeout: Option<u64>,
@@ -271,6 +274,7 @@ pub fn run(args: EnvArgs) -> Result<std::process::ExitCode> {
             from,
             devfile,
             name,
+            size,
             idle_timeout,
             no_wait,
             output,
@@ -282,6 +286,7 @@ pub fn run(args: EnvArgs) -> Result<std::process::ExitCode> {
                 from,
                 devfile_path: devfile,
                 name,
+                size,
                 idle_timeout_secs: idle_timeout,
             };
             let env: Environment = client.post(&format!("/repos/{path}/environments"), &req)?;

@@ -298,6 +298,21 @@ pub async fn create_env(
         Ok(x) => x,
         Err(message) => return Ok(invalid_devfile(message)),
     };
+    let mut plan = plan;
+    let (memory, cpu) = match req.size.as_deref().unwrap_or("medium") {
+        "small" => (2u64 << 30, 1000u64),
+        "medium" => (4 << 30, 2000),
+        "large" => (8 << 30, 4000),
+        other => {
+            return Err(ApiError::BadRequest(format!(
+                "size {other:?}: use small, medium or large"
+            )))
+        }
+    };
+    for c in &mut plan.containers {
+        c.memory_limit_bytes.get_or_insert(memory);
+        c.cpu_limit_millis.get_or_insert(cpu);
+    }
     if plan.containers.is_empty() {
         return Ok(invalid_devfile(format!(
             "{}:1:1: error: the devfile has no container component to run",
