@@ -15,7 +15,12 @@
 //! which listens on the bridge's own address. Every rule carries the comment
 //! `cove.job=<id>`. [`PrivateNetwork::remove`] deletes the rules and the
 //! network; dropping an un-removed [`PrivateNetwork`] does the same on a
-//! helper thread (a guard for panics and early returns).
+//! helper thread (a guard for panics and early returns), and
+//! [`cleanup_orphans`] finds what a killed agent left by label and comment.
+//!
+//! [`JobSandbox`] is the one call for the job runner: network, gateway on
+//! the bridge address, credentials from the broker and what the build
+//! container gets ([`crate::broker::BuildInjection`]).
 
 use std::collections::HashMap;
 use std::fmt;
