@@ -786,3 +786,23 @@ async fn a_stopped_phase_still_runs_its_finally_within_a_budget() {
     assert_eq!(output(&lines), vec!["started", "cleaning"]);
     assert!(all_text(&lines).contains("cleanup budget"));
 }
+
+#[tokio::test]
+async fn bash_as_the_shell_keeps_the_same_carry_over_rules() {
+    let mut job = steps(
+        "bash",
+        &[
+            "arr=(1 2 3); export A=\"x y\"; cd /tmp",
+            "echo \"arr=${#arr[@]} A=$A pwd=$PWD\" {p,q}",
+            "[[ $A == 'x y' ]] && echo bashism-ok",
+        ],
+    );
+    job.shell = "/bin/bash".into();
+    let (result, lines) = run(&job, CancellationToken::new()).await;
+    assert_eq!(result.status, JobStatus::Succeeded, "{}", all_text(&lines));
+    assert_eq!(
+        output(&lines),
+        vec!["arr=0 A=x y pwd=/tmp p q", "bashism-ok"],
+        "arrays do not carry, exports and cwd do, brace expansion works"
+    );
+}
