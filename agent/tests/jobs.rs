@@ -806,3 +806,37 @@ async fn bash_as_the_shell_keeps_the_same_carry_over_rules() {
         "arrays do not carry, exports and cwd do, brace expansion works"
     );
 }
+
+#[tokio::test]
+async fn source_fetched_from_a_url_at_a_commit() {
+    let (_tmp, repo, commit) = git_fixture();
+    let mut job = steps(
+        "url",
+        &["cat README sub/keep; ls -a | grep -c '^.git$' || true"],
+    );
+    job.image = "cove/busybox:latest".into();
+    job.source = Source::Git {
+        repo: format!("file://{repo}"),
+        commit,
+    };
+    let (result, lines) = run(&job, CancellationToken::new()).await;
+    assert_eq!(result.status, JobStatus::Succeeded, "{}", all_text(&lines));
+    assert_eq!(output(&lines), vec!["hello", "kept", "0"], "files, no .git");
+    // an unknown commit is the agent's error, before any container exists
+    let mut job = steps("url", &["true"]);
+    job.source = Source::Git {
+        repo: format!("file://{}", _tmp.path().join("repo.git").display()),
+        commit: "0123456789abcdef0123456789abcdef01234567".into(),
+    };
+    let (tx, _rx) = tokio::sync::mpsc::channel(8);
+    let err = run_job(
+        &docker().await,
+        &job,
+        &mut LogSink::new(tx),
+        &CancellationToken::new(),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, JobError::Source { .. }), "{err}");
+    assert_no_container(&docker().await, &job.job_id).await;
+}
