@@ -426,6 +426,7 @@ pub async fn run_job(
         .await
         .map_err(err("create container"))?
         .id;
+    tracing::info!(job = %job.job_id, attempt = job.attempt, container = %container, image = %job.image, "job container created");
     let guard = ContainerGuard {
         docker: docker.clone(),
         id: Some(container.clone()),
@@ -994,6 +995,7 @@ impl Runner<'_> {
             .map_err(self.err("inspect exec"))?
             .exit_code
             .unwrap_or(-1);
+        tracing::debug!(job = %self.job.job_id, command = n, exit_code = code, millis = self.last_started.elapsed().as_millis() as u64, "command finished");
         if code != 0 {
             out.system(&format!("[cove] exit status {code}")).await;
         }
