@@ -840,3 +840,88 @@ async fn source_fetched_from_a_url_at_a_commit() {
     assert!(matches!(err, JobError::Source { .. }), "{err}");
     assert_no_container(&docker().await, &job.job_id).await;
 }
+
+#[tokio::test]
+async fn dropping_the_job_future_removes_the_container() {
+    let mut job = steps("drop", &["echo running; sleep 60"]);
+    job.image = "cove/busybox:latest".into();
+    let docker = docker().await;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<LogLine>(64);
+    let task = {
+        let (docker, job) = (docker.clone(), job.clone());
+        tokio::spawn(async move {
+            let mut sink = LogSink::new(tx);
+            run_job(&docker, &job, &mut sink, &CancellationToken::new()).await
+        })
+    };
+    while let Some(l) = rx.recv().await {
+        if l.text == "running" {
+            break;
+        }
+    }
+    task.abort();
+    assert!(task.await.unwrap_err().is_cancelled());
+    // the guard's removal runs in the background
+    let filters = HashMap::from([(
+        "label".to_string(),
+        vec![format!("{LABEL_JOB}={}", job.job_id)],
+    )]);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let left = docker
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                filters: Some(filters.clone()),
+                ..Default::default()
+            }))
+            .await
+            .unwrap();
+        if left.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "container not removed: {left:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn stale_job_containers_are_removed_unless_running() {
+    use bollard::models::ContainerCreateBody;
+    use bollard::query_parameters::CreateContainerOptions;
+    let docker = docker().await;
+    let (stale, live) = (unique("stale"), unique("live"));
+    for job in [&stale, &live] {
+        let labels = HashMap::from([
+            (LABEL_JOB.to_string(), job.to_string()),
+            ("cove.role".to_string(), "job".to_string()),
+        ]);
+        docker
+            .create_container(
+                Some(CreateContainerOptions {
+                    name: Some(format!("cove-job-{job}-1")),
+                    ..Default::default()
+                }),
+                ContainerCreateBody {
+                    image: Some("cove/busybox:latest".into()),
+                    cmd: Some(vec!["true".into()]),
+                    labels: Some(labels),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+    }
+    // other tests' jobs run concurrently: claim every job but `stale`
+    let removed =
+        cove_agent::jobs::remove_stale_job_containers(&docker, |job| job != stale.as_str())
+            .await
+            .unwrap();
+    assert_eq!(removed, vec![stale.clone()]);
+    assert_no_container(&docker, &stale).await;
+    let removed =
+        cove_agent::jobs::remove_stale_job_containers(&docker, |job| job != live.as_str())
+            .await
+            .unwrap();
+    assert_eq!(removed, vec![live.clone()]);
+    assert_no_container(&docker, &live).await;
+}

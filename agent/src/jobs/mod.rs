@@ -351,6 +351,53 @@ impl Drop for ContainerGuard {
     }
 }
 
+/// Remove job containers this agent no longer runs (after an agent crash
+/// or restart): every container labelled `cove.role=job` whose job id
+/// `running` does not claim. Returns the job ids whose containers were
+/// removed.
+pub async fn remove_stale_job_containers(
+    docker: &Docker,
+    running: impl Fn(&str) -> bool,
+) -> Result<Vec<String>, JobError> {
+    let err = |action: &str| {
+        let action = action.to_string();
+        move |source| JobError::Docker {
+            job: "*".into(),
+            action,
+            source,
+        }
+    };
+    let filters = HashMap::from([(
+        "label".to_string(),
+        vec![format!("{}=job", crate::pod::LABEL_ROLE)],
+    )]);
+    let list = docker
+        .list_containers(Some(bollard::query_parameters::ListContainersOptions {
+            all: true,
+            filters: Some(filters),
+            ..Default::default()
+        }))
+        .await
+        .map_err(err("list job containers"))?;
+    let mut removed = Vec::new();
+    for c in list {
+        let Some(job) = c.labels.as_ref().and_then(|l| l.get(LABEL_JOB)).cloned() else {
+            continue;
+        };
+        if running(&job) {
+            continue;
+        }
+        if let Some(id) = &c.id {
+            remove_container(docker, id)
+                .await
+                .map_err(err("remove stale job container"))?;
+            tracing::info!(job = %job, container = %id, "removed a stale job container");
+            removed.push(job);
+        }
+    }
+    Ok(removed)
+}
+
 async fn remove_container(docker: &Docker, id: &str) -> Result<(), DockerError> {
     let options = RemoveContainerOptions {
         force: true,
