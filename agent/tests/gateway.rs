@@ -586,3 +586,49 @@ async fn bench_npm_install_gateway_vs_direct() {
     }
     j.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn gateway_streams_bodies_instead_of_buffering_them() {
+    use std::io::Read;
+    let j = Job::start(Mode::TokenFree, false).await;
+    let addr = j.gateway_url().trim_start_matches("http://").to_string();
+    let double_url = j.double.url();
+    let client = std::thread::spawn(move || {
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        // If the gateway buffered the body, the first half would never
+        // arrive: the double holds the second half until released.
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        write!(
+            s,
+            "GET /npm/npm-store/__stream/blob HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let half = 256 * 1024;
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 65536];
+        let body_len = |b: &[u8]| {
+            b.windows(4)
+                .position(|w| w == b"\r\n\r\n")
+                .map(|i| b.len() - i - 4)
+        };
+        while body_len(&buf).is_none_or(|n| n < half) {
+            let n = s
+                .read(&mut chunk)
+                .expect("first half must arrive before release");
+            assert!(n > 0, "connection closed early");
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        let (status, _) =
+            harness::http_request("POST", &format!("{double_url}/__double/release"), &[]);
+        assert_eq!(status, 200);
+        s.read_to_end(&mut buf).unwrap();
+        buf
+    });
+    let buf = tokio::task::spawn_blocking(move || client.join().unwrap())
+        .await
+        .unwrap();
+    let (status, body) = harness::parse_response(&buf);
+    assert_eq!(status, 200);
+    assert_eq!(body.len(), 512 * 1024);
+    j.shutdown().await;
+}

@@ -25,7 +25,9 @@ expired (`Bearer TOKEN` or basic `aws:TOKEN`), 401 otherwise. Links inside
 packuments and simple pages are absolute, like the real service's.
 
 Test hooks: `GET /__double/stats` (request counters, last credentials seen),
-`POST /__double/expire-tokens` (expire every issued token now).
+`POST /__double/expire-tokens` (expire every issued token now), and
+`<repository>/__stream/blob`: 256 KiB, then a pause until
+`POST /__double/release`, then 256 KiB more (proves streaming).
 
 Prints the bound port on stdout when ready.
 """
@@ -57,6 +59,7 @@ NPM_GREETING = "hello from @acme/hello"
 PY_NAME = "acme-hello"
 PY_VERSION = "1.0.0"
 PY_GREETING = "hello from acme-hello"
+STREAM_CHUNK = 256 * 1024
 
 
 def npm_tarball():
@@ -125,6 +128,7 @@ class State:
         self.tgz = npm_tarball()
         self.wheel_name, self.wheel = py_wheel()
         self.base = None  # "http://host:port", set once bound
+        self.release = threading.Event()
 
     def bump(self, key, **extra):
         with self.lock:
@@ -205,6 +209,9 @@ class Handler(BaseHTTPRequestHandler):
                 for t in st.tokens:
                     st.tokens[t] = 0
             return self.json(200, {"expired": len(st.tokens)})
+        if path == "/__double/release" and self.command == "POST":
+            st.release.set()
+            return self.json(200, {"released": True})
         if path == "/v1/authorization-token" and self.command == "POST":
             return self.get_authorization_token(q)
         if path == "/v1/repository/endpoint" and self.command == "GET":
@@ -304,6 +311,23 @@ class Handler(BaseHTTPRequestHandler):
         )
 
     # ---- data plane ----------------------------------------------------
+    def stream_blob(self):
+        """Half the body, then wait for POST /__double/release, then the rest:
+        a client that sees the first half before releasing proves that
+        whatever sits in between streams instead of buffering."""
+        st = self.server.state
+        chunk = b"x" * STREAM_CHUNK
+        self.send_response(200)
+        self.send_header("content-type", "application/octet-stream")
+        self.send_header("content-length", str(2 * STREAM_CHUNK))
+        self.end_headers()
+        self.wfile.write(chunk)
+        self.wfile.flush()
+        st.release.wait(60)
+        st.release.clear()
+        self.wfile.write(chunk)
+        self.wfile.flush()
+
     def token_ok(self):
         st = self.server.state
         auth = self.headers.get("authorization") or ""
@@ -332,6 +356,8 @@ class Handler(BaseHTTPRequestHandler):
             return
         prefix = "%s/%s/%s/%s/" % (st.base, do, fmt, repo)
         rest = unquote(rest)
+        if rest == "__stream/blob":
+            return self.stream_blob()
         if fmt == "npm":
             tgz_path = "@acme/hello/-/hello-%s.tgz" % NPM_VERSION
             if rest == NPM_NAME:
