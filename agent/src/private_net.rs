@@ -7,9 +7,12 @@
 //! Rules, in INPUT, for the network's bridge `br-<first 12 of the id>`:
 //!
 //! ```text
-//! -I INPUT -i br-XXXX -d <gateway ip> -p tcp --dport <gateway port> -j ACCEPT   (only with a gateway)
-//! -I INPUT -i br-XXXX -j DROP
+//! -A INPUT -i br-XXXX -d <gateway ip> -p tcp --dport <port> -j ACCEPT   ┐
+//! -A INPUT -i lo      -d <gateway ip> -p tcp --dport <port> -j ACCEPT   │ only with a gateway
+//! -A INPUT            -d <gateway ip> -p tcp --dport <port> -j DROP     ┘ (nobody else)
+//! -A INPUT -i br-XXXX -j DROP
 //! ```
+//! (all inserted at the top of INPUT, in that final order)
 //!
 //! so the only host socket a build can reach is the job's endpoint gateway,
 //! which listens on the bridge's own address. Every rule carries the comment
@@ -252,21 +255,40 @@ impl PrivateNetwork {
     }
 
     /// Let the job's containers reach `port` on the bridge address (where
-    /// the job's endpoint gateway listens). Nothing else on the host.
+    /// the job's endpoint gateway listens). Nothing else on the host; and
+    /// nobody else reaches that port (other jobs, environments on docker0,
+    /// other hosts routing to the bridge address) except the host itself.
     pub async fn allow_gateway_port(&mut self, port: u16) -> Result<(), NetError> {
-        self.insert_rule(vec![
-            "-i".into(),
-            self.bridge.clone(),
-            "-d".into(),
-            self.gateway_ip.to_string(),
-            "-p".into(),
-            "tcp".into(),
-            "--dport".into(),
-            port.to_string(),
-            "-j".into(),
-            "ACCEPT".into(),
-        ])
-        .await
+        let dest = |iface: Option<&str>, target: &str| {
+            let mut spec: Vec<String> = Vec::new();
+            if let Some(i) = iface {
+                spec.extend(["-i".to_string(), i.to_string()]);
+            }
+            spec.extend(
+                [
+                    "-d",
+                    &self.gateway_ip.to_string(),
+                    "-p",
+                    "tcp",
+                    "--dport",
+                    &port.to_string(),
+                    "-j",
+                    target,
+                ]
+                .map(String::from),
+            );
+            spec
+        };
+        // Inserted at the top one after the other, so they end up in
+        // reverse: bridge ACCEPT, loopback ACCEPT, DROP for everyone else.
+        let (drop, lo, bridge) = (
+            dest(None, "DROP"),
+            dest(Some("lo"), "ACCEPT"),
+            dest(Some(&self.bridge), "ACCEPT"),
+        );
+        self.insert_rule(drop).await?;
+        self.insert_rule(lo).await?;
+        self.insert_rule(bridge).await
     }
 
     pub fn id(&self) -> &str {

@@ -253,6 +253,26 @@ async fn private_network_reaches_only_the_gateway() {
         assert!(!reaches(&build, url), "private network reached {url}");
     }
     assert!(reaches(&build, &gateway_url), "gateway unreachable");
+    // The job's gateway is the job's: a container elsewhere (here the
+    // default bridge, where environments run) cannot use it; the host can.
+    assert!(
+        !reaches(&control, &gateway_url),
+        "default bridge reached the job's gateway"
+    );
+    let host_side = Command::new("curl")
+        .args([
+            "-s",
+            "-m",
+            "5",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            &gateway_url,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&host_side.stdout), "404");
 
     drop(containers);
     gateway.shutdown().await;
@@ -332,7 +352,7 @@ async fn dropping_the_guard_removes_rules_and_network() {
         .unwrap();
     net.allow_gateway_port(9).await.unwrap();
     let (id, rules) = (net.id().to_string(), net.rules().to_vec());
-    assert_eq!(rules.len(), 2);
+    assert_eq!(rules.len(), 4);
     assert!(rules.iter().all(|r| rule_exists(r)));
     drop(net);
     assert!(rules.iter().all(|r| !rule_exists(r)), "rules left behind");
