@@ -67,10 +67,12 @@ up() {
   docker run -d --name "raw-$e-app" --network "container:raw-$e-infra" -v "raw-$e-projects:/projects" -w /projects \
     -e IS_LOCAL=true -m 2g --pids-limit 4096 --security-opt no-new-privileges \
     --entrypoint /bin/sh cove/universal:latest -c "$KEEP" >/dev/null &
+  local app=$!
   docker run -d --name "raw-$e-db" --network "container:raw-$e-infra" -v "raw-$e-data:/data" \
     -m 512m --pids-limit 4096 --security-opt no-new-privileges \
     --entrypoint dynalite cove/dynamodb-local:latest --port 8000 --createTableMs 0 --path /data >/dev/null &
-  wait
+  local db=$!
+  wait "$app" "$db"
 }
 down() { docker rm -f "raw-$1-app" "raw-$1-db" >/dev/null; docker rm -f "raw-$1-infra" >/dev/null; }
 raw_create=(); raw_restart=()

@@ -254,7 +254,7 @@ fn wait(client: &Client, id: &str, want: EnvState, mut after: i64) -> Result<Env
                 env.state.as_str()
             );
         }
-        std::thread::sleep(Duration::from_millis(200));
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
