@@ -1,12 +1,16 @@
 //! `cove-agent` — Cove's data plane. Runs [`devfiles::EnvironmentPlan`]s on a
-//! Docker engine as pods: one infra container owns the network namespace and
+//! Docker engine as pods (one infra container owns the network namespace and
 //! publishes the endpoints, every container component joins it, named
-//! volumes hold `/projects` and the devfile volumes.
+//! volumes hold `/projects` and the devfile volumes), runs workflow jobs in
+//! fresh containers on per-job private networks, and brokers AWS credentials
+//! for them.
 //!
 //! Invariants: only this crate talks to Docker (through bollard). Every
-//! Docker object it creates carries the `cove.env` label, and it never
-//! touches an object without Cove's labels. It knows nothing of HTTP, the
-//! server's store or devfile syntax: the plan is its only input.
+//! Docker object it creates carries a Cove label (`cove.env`, `cove.job`),
+//! and it never touches an object without one. It knows nothing of the
+//! server's store, its REST API or devfile/workflow syntax: plans and job
+//! specs are its inputs. Its only HTTP server is the per-job endpoint
+//! gateway.
 
 pub mod broker;
 pub mod commands;
