@@ -46,6 +46,12 @@ fi
 # The docker CLI may come from elsewhere (/usr/local/bin); docker.io brings one otherwise.
 command -v docker >/dev/null 2>&1 || die "no docker CLI on PATH after installing docker.io"
 
+# moto's server is the STS stand-in of the broker tests (pre-installed on this machine kind).
+if ! command -v moto_server >/dev/null 2>&1; then
+  log "pip install moto[server]"
+  python3 -m pip install -q 'moto[server]' >/dev/null
+fi
+
 # --- 2. engine ----------------------------------------------------------------
 answers() { DOCKER_HOST="$1" timeout 10 docker version >/dev/null 2>&1; }
 # Running and not a zombie (a killed dockerd may linger unreaped for a moment).
