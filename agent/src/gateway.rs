@@ -316,8 +316,10 @@ impl Gateway {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_connect_timeout(Some(config.connect_timeout));
+        // Name the crypto provider: in a workspace build several providers are
+        // compiled into rustls, and it then refuses to pick a process default.
         let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_native_roots()
+            .with_provider_and_native_roots(rustls::crypto::aws_lc_rs::default_provider())
             .map_err(|source| GatewayError::Io {
                 what: "system CA certificates".into(),
                 source,
