@@ -41,8 +41,7 @@ git -C "$WORK/repo" add .
 git -C "$WORK/repo" -c user.name=b -c user.email=b@example.com commit -q -m bench
 git -C "$WORK/repo" push -q "http://admin:$TOKEN@127.0.0.1:$PORT/git/admin/bench.git" main
 
-now() { date +%s%N; }
-pct() { sort -n | awk -v p="$1" '{a[NR]=$1} END {i=int((NR-1)*p+0.5)+1; printf "%.0f", a[i]/1e6}'; }
+. scripts/raw-env.sh
 
 create=(); restart=()
 for i in $(seq "$RUNS"); do
@@ -56,38 +55,20 @@ for i in $(seq "$RUNS"); do
 done
 RSS_KB=$(awk '/VmRSS/ {print $2}' "/proc/$SERVER_PID/status")
 
-# the same docker calls by hand
-KEEP='trap "exit 0" TERM INT; while :; do sleep 3600 & wait $!; done'
-up() {
-  local e="$1"
-  docker volume create "raw-$e-projects" >/dev/null
-  docker volume create "raw-$e-data" >/dev/null
-  docker run -d --name "raw-$e-infra" -p 127.0.0.1::8000 --pids-limit 64 -m 32m --security-opt no-new-privileges \
-    --entrypoint /bin/sh cove/busybox:latest -c "$KEEP" >/dev/null
-  docker run -d --name "raw-$e-app" --network "container:raw-$e-infra" -v "raw-$e-projects:/projects" -w /projects \
-    -e IS_LOCAL=true -m 2g --pids-limit 4096 --security-opt no-new-privileges \
-    --entrypoint /bin/sh cove/universal:latest -c "$KEEP" >/dev/null &
-  local app=$!
-  docker run -d --name "raw-$e-db" --network "container:raw-$e-infra" -v "raw-$e-data:/data" \
-    -m 512m --pids-limit 4096 --security-opt no-new-privileges \
-    --entrypoint dynalite cove/dynamodb-local:latest --port 8000 --createTableMs 0 --path /data >/dev/null &
-  local db=$!
-  wait "$app" "$db"
-}
-down() { docker rm -f "raw-$1-app" "raw-$1-db" >/dev/null; docker rm -f "raw-$1-infra" >/dev/null; }
+# the same docker calls by hand (scripts/raw-env.sh)
 raw_create=(); raw_restart=()
 for i in $(seq "$RUNS"); do
   e="b$$-$i"
   t0=$(now)
-  up "$e"
+  raw_up "$e"
   rm -rf "$WORK/clone"; git clone -q "http://admin:$TOKEN@127.0.0.1:$PORT/git/admin/bench.git" "$WORK/clone"
   docker cp -q "$WORK/clone" "raw-$e-app:/projects/bench" >/dev/null
   docker exec "raw-$e-app" sh -c 'cd /projects/bench && python3 -m pytest -q' >/dev/null
   t1=$(now)
-  down "$e"; up "$e"
+  raw_down "$e"; raw_up "$e"
   t2=$(now)
   raw_create+=($((t1 - t0))); raw_restart+=($((t2 - t1)))
-  down "$e"; docker volume rm "raw-$e-projects" "raw-$e-data" >/dev/null
+  raw_down "$e"; raw_clean "$e"
 done
 
 c50=$(printf '%s\n' "${create[@]}" | pct 0.5); c95=$(printf '%s\n' "${create[@]}" | pct 0.95)

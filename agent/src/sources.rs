@@ -12,39 +12,14 @@ use std::process::Stdio;
 
 use tokio::process::Command;
 
+use cove_api::agent::EnvSource;
+
 use crate::pod::{PodError, Runtime};
 
-/// What to check out.
-#[derive(Clone)]
-pub struct SourceSpec {
-    /// Clone URL without credentials.
-    pub clone_url: String,
-    /// Directory name under PROJECTS_ROOT (the repository name).
-    pub repo: String,
-    /// Branch to check out (or the base of `new_branch`).
-    pub branch: String,
-    /// Create and check out this branch from `branch` ("work in a new branch").
-    pub new_branch: Option<String>,
-    /// A full HTTP header line, e.g. `Authorization: Basic …`. Short-lived.
-    pub auth_header: Option<String>,
-    pub git_user_name: String,
-    pub git_user_email: String,
-}
-
-impl std::fmt::Debug for SourceSpec {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SourceSpec")
-            .field("clone_url", &self.clone_url)
-            .field("repo", &self.repo)
-            .field("branch", &self.branch)
-            .field("new_branch", &self.new_branch)
-            .field(
-                "auth_header",
-                &self.auth_header.as_ref().map(|_| "<redacted>"),
-            )
-            .finish()
-    }
-}
+/// What to check out: the protocol's [`EnvSource`] (clone URL without
+/// credentials, repository directory, branch or new branch, a short-lived
+/// `Authorization` header line, git user).
+pub type SourceSpec = EnvSource;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {

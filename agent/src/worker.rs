@@ -14,7 +14,6 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::environment::{self, Progress};
 use crate::pod::{PodSpec, PodStatus, Runtime};
-use crate::sources::SourceSpec;
 
 type Job = (EnvCommand, oneshot::Sender<AgentReply>);
 
@@ -392,15 +391,7 @@ impl Worker {
 
     async fn create(&self, env: &str, plan: devfiles::EnvironmentPlan, source: Option<EnvSource>) {
         let spec = self.spec(env, plan);
-        let source = source.map(|s| SourceSpec {
-            clone_url: s.clone_url,
-            repo: s.repo,
-            branch: s.branch,
-            new_branch: s.new_branch,
-            auth_header: s.auth_header,
-            git_user_name: s.git_user_name,
-            git_user_email: s.git_user_email,
-        });
+
         let reports = self.reports.clone();
         let id = env.to_string();
         let mut progress = move |p: Progress| {

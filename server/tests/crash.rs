@@ -9,54 +9,10 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use common::{clone, commit_file, git_ok, ADMIN_TOKEN};
+use common::{clone, commit_file, free_port, git_ok, spawn_server, ADMIN_TOKEN};
 use cove_api::PushEvent;
 use rand::RngCore;
-use tokio::process::{Child, Command};
-
-struct Proc {
-    child: Child,
-    url: String,
-}
-
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-async fn spawn_server(data_dir: &Path, port: u16) -> Result<Proc> {
-    let child = Command::new(env!("CARGO_BIN_EXE_cove-server"))
-        .arg("--data-dir")
-        .arg(data_dir)
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{port}"))
-        .env("COVE_ADMIN_TOKEN", ADMIN_TOKEN)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()?;
-    let url = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let ready = http
-            .get(format!("{url}/api/v1/user"))
-            .bearer_auth(ADMIN_TOKEN)
-            .send()
-            .await
-            .map(|r| r.status() == 200)
-            .unwrap_or(false);
-        if ready {
-            return Ok(Proc { child, url });
-        }
-        if Instant::now() > deadline {
-            bail!("cove-server did not become ready");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+use tokio::process::Command;
 
 async fn events(url: &str) -> Result<Vec<PushEvent>> {
     Ok(reqwest::Client::new()

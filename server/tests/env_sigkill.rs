@@ -8,53 +8,11 @@
 mod common;
 
 use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::ADMIN_TOKEN;
+use common::{free_port, spawn_server, Proc, ADMIN_TOKEN};
 use cove_api::{EnvState, Environment};
 use serde_json::json;
-use tokio::process::{Child, Command};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-async fn spawn_server(data_dir: &Path, port: u16) -> (Child, String) {
-    let child = Command::new(env!("CARGO_BIN_EXE_cove-server"))
-        .arg("--data-dir")
-        .arg(data_dir)
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{port}"))
-        .env("COVE_ADMIN_TOKEN", ADMIN_TOKEN)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let url = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if let Ok(r) = http
-            .get(format!("{url}/api/v1/user"))
-            .bearer_auth(ADMIN_TOKEN)
-            .send()
-            .await
-        {
-            if r.status() == 200 {
-                return (child, url);
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("cove-server did not become ready");
-}
 
 async fn env_state(http: &reqwest::Client, url: &str, id: &str) -> Environment {
     http.get(format!("{url}/api/v1/environments/{id}"))
@@ -95,8 +53,11 @@ fn git(dir: &Path, args: &[&str]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn environment_survives_sigkill_of_the_server() {
     let data = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let (mut server, url) = spawn_server(data.path(), port).await;
+    let port = free_port().unwrap();
+    let Proc {
+        child: mut server,
+        url,
+    } = spawn_server(data.path(), port).await.unwrap();
     let http = reqwest::Client::new();
     let r = http
         .post(format!("{url}/api/v1/repos"))
@@ -165,7 +126,10 @@ async fn environment_survives_sigkill_of_the_server() {
     );
 
     // restart on the same data dir: reconciled as running, exec works
-    let (mut server, url) = spawn_server(data.path(), port).await;
+    let Proc {
+        child: mut server,
+        url,
+    } = spawn_server(data.path(), port).await.unwrap();
     let mut env = env_state(&http, &url, &id).await;
     for _ in 0..50 {
         if env.state == EnvState::Running {

@@ -3,13 +3,15 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::process::{Output, Stdio};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use cove_api::{CreatedToken, Repo, Scope};
 use cove_server::{AppState, Config, Server};
 use serde_json::json;
 use tempfile::TempDir;
+use tokio::process::{Child, Command};
 use tokio::sync::oneshot;
 
 pub const ADMIN_TOKEN: &str = "cove_test_admin_token_0123456789abcdef0123456789";
@@ -223,4 +225,50 @@ pub async fn commit_file(dir: &Path, file: &str, content: &[u8], message: &str) 
     git_ok(dir, &["add", file]).await?;
     git_ok(dir, &["commit", "-q", "-m", message]).await?;
     git_ok(dir, &["rev-parse", "HEAD"]).await
+}
+
+/// The real `cove-server` binary, started on `port` with `data_dir`.
+pub struct Proc {
+    pub child: Child,
+    pub url: String,
+}
+
+pub fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// Start the real binary and wait until it answers.
+pub async fn spawn_server(data_dir: &Path, port: u16) -> Result<Proc> {
+    let child = Command::new(env!("CARGO_BIN_EXE_cove-server"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .env("COVE_ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let url = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let ready = http
+            .get(format!("{url}/api/v1/user"))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .map(|r| r.status() == 200)
+            .unwrap_or(false);
+        if ready {
+            return Ok(Proc { child, url });
+        }
+        if Instant::now() > deadline {
+            bail!("cove-server did not become ready");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
