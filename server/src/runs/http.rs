@@ -25,6 +25,8 @@ use crate::AppState;
 
 /// Longest long-poll an agent may ask for.
 const MAX_LEASE_WAIT: Duration = Duration::from_secs(60);
+/// Largest artifact an agent may upload.
+const MAX_ARTIFACT_BYTES: usize = 1024 * 1024 * 1024;
 
 /// `(owner, name)` of the repository a run belongs to (for the authorization middleware).
 pub async fn repo_of_run(state: &AppState, run: &str) -> Result<(String, String), ApiError> {
@@ -500,10 +502,17 @@ pub async fn agent_upload_artifact(
     State(state): State<AppState>,
     Path(params): Path<BTreeMap<String, String>>,
     Query(q): Query<AttemptQuery>,
-    body: Bytes,
+    body: Body,
 ) -> Result<StatusCode, ApiError> {
     let job = job_param(&params)?;
     let name = param(&params, "artifact")?;
+    let body = axum::body::to_bytes(body, MAX_ARTIFACT_BYTES)
+        .await
+        .map_err(|_| {
+            ApiError::TooLarge(format!(
+                "artifacts are limited to {MAX_ARTIFACT_BYTES} bytes"
+            ))
+        })?;
     super::store_artifact(&state, job, q.attempt, &name, &body).await?;
     Ok(StatusCode::NO_CONTENT)
 }
