@@ -15,7 +15,12 @@ use serde_json::json;
 const LEASE: Duration = Duration::from_secs(10);
 
 async fn start(retry_lost: bool) -> Result<TestServer> {
+    start_on(retry_lost, None).await
+}
+
+async fn start_on(retry_lost: bool, database_url: Option<String>) -> Result<TestServer> {
     TestServer::start_configured(|c| {
+        c.database_url = database_url;
         c.embedded_agent = false;
         c.runs.lease = LEASE;
         c.runs.reap_interval = Duration::from_secs(3600);
@@ -79,9 +84,44 @@ async fn run_of(server: &TestServer, repo: &str) -> Result<Run> {
     Ok(runs.into_iter().next().expect("a run"))
 }
 
+/// A new, empty PostgreSQL database on the test cluster (`COVE_TEST_POSTGRES_URL`).
+async fn fresh_postgres() -> Result<Option<String>> {
+    let Some(base) = std::env::var("COVE_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|v| !v.is_empty())
+    else {
+        return Ok(None);
+    };
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&base).await?;
+    let name = format!("cove_runs_{}", cove_server::store::next_id());
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&pool)
+        .await?;
+    pool.close().await;
+    let (prefix, _) = base.rsplit_once('/').expect("a database path");
+    Ok(Some(format!("{prefix}/{name}")))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_agent_ends_agent_lost_and_late_reports_get_409() -> Result<()> {
-    let server = start(false).await?;
+    silent_agent_scenario(start(false).await?).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_agent_scenario_on_postgres() -> Result<()> {
+    let Some(url) = fresh_postgres().await? else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI must set COVE_TEST_POSTGRES_URL"
+        );
+        eprintln!("SKIP: COVE_TEST_POSTGRES_URL not set");
+        return Ok(());
+    };
+    silent_agent_scenario(start_on(false, Some(url)).await?).await
+}
+
+async fn silent_agent_scenario(server: TestServer) -> Result<()> {
     let work = tempfile::tempdir()?;
     // A poller waiting before the push is woken by it (long poll, no busy loop).
     let waiting = {
