@@ -21,7 +21,7 @@ use crate::jobs::{
     run_job, ArtifactSpec, InputArtifact, JobSpec, JobStatus, OnFailure, Phase, PhaseName, Script,
     Source,
 };
-use crate::mask::{LogLine, LogSink, LogStream};
+use crate::mask::{LogLine, LogSink, LogStream, MaskSet};
 
 /// Why a call to the server failed.
 #[derive(Debug, thiserror::Error)]
@@ -377,6 +377,17 @@ pub async fn execute<T: JobTransport>(
             }
         }
     };
+    // Exported variables and errors leave the agent masked like log lines.
+    let masks = std::sync::Arc::new(MaskSet::new(
+        lease.secrets.iter().map(|(_, v)| v.as_bytes()),
+    ));
+    let mut report = report;
+    if !masks.is_empty() {
+        for value in report.variables.values_mut() {
+            *value = masks.mask_str(value);
+        }
+        report.error = report.error.map(|e| masks.mask_str(&e));
+    }
     match transport.finish(job, report).await {
         Ok(()) => tracing::info!(job, attempt, "job reported"),
         Err(e) => tracing::warn!(job, attempt, error = %e, "reporting the job failed"),

@@ -111,8 +111,11 @@ Triggers:
 Actions:
   Leak:
     Identifier: aws/build@v1
+    Outputs:
+      Variables: [LEAKED]
     Configuration:
       Steps:
+        - Run: LEAKED="x-${Secrets.api_token}"
         - Run: echo "plain ${Secrets.api_token}"
         - Run: printf '%s' "${Secrets.api_token}" | base64
         - Run: printf 'split %s' "$(echo ${Secrets.api_token} | cut -c1-8)"; sleep 0.3; printf '%s\n' "$(echo ${Secrets.api_token} | cut -c9-)"
@@ -224,8 +227,13 @@ async fn run_and_secret_commands_with_masking() {
         // Wait for the end; check every output and the database file.
         let all = ok(&c(&["run", "logs", "-f", &id], None));
         assert!(all.contains("tick 6"), "{all}");
-        let shown = ok(&c(&["run", "show", &id, "--output", "json"], None));
-        let shown: Run = serde_json::from_str(&shown).unwrap();
+        let shown_json = ok(&c(&["run", "show", &id, "--output", "json"], None));
+        assert!(
+            !shown_json.contains(SECRET),
+            "exported variables are masked: {shown_json}"
+        );
+        assert!(shown_json.contains("x-***"), "{shown_json}");
+        let shown: Run = serde_json::from_str(&shown_json).unwrap();
         assert_eq!(shown.state, RunState::Succeeded, "{shown:#?}");
         let text = ok(&c(&["run", "show", &id], None));
         assert!(
