@@ -5,9 +5,10 @@ mod devfile;
 mod env;
 mod login;
 mod repo;
+mod workflow;
+// workflow runs (issue 5)
 mod run;
 mod secret;
-mod workflow;
 
 use std::process::ExitCode;
 
