@@ -16,6 +16,8 @@ pub mod broker;
 pub mod commands;
 pub mod environment;
 pub mod gateway;
+pub mod job_http;
+pub mod job_worker;
 pub mod jobs;
 pub mod mask;
 pub mod pod;

@@ -7,8 +7,10 @@
 
 pub mod agent;
 mod env;
+mod runs;
 
 pub use env::*;
+pub use runs::*;
 
 use serde::{Deserialize, Serialize};
 

@@ -226,6 +226,26 @@ impl Client {
         })
     }
 
+    pub fn put<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        let resp = self.handle(self.request("PUT", path).send_json(body))?;
+        self.decode(resp)
+    }
+
+    /// A streamed answer (followed logs): read until the server ends it.
+    pub fn get_reader(&self, path: &str) -> Result<Box<dyn std::io::Read + Send>, ClientError> {
+        let req = self
+            .agent
+            .request("GET", &format!("{}/api/v1{path}", self.url))
+            .set("Authorization", &format!("Bearer {}", self.token))
+            .timeout(Duration::from_secs(24 * 60 * 60));
+        let resp = self.handle(req.call())?;
+        Ok(Box::new(resp.into_reader()))
+    }
+
     pub fn delete(&self, path: &str) -> Result<(), ClientError> {
         self.handle(self.request("DELETE", path).call()).map(|_| ())
     }

@@ -7,6 +7,9 @@ mod login;
 mod repo;
 mod terminal;
 mod workflow;
+// workflow runs (issue 5)
+mod run;
+mod secret;
 
 use std::process::ExitCode;
 
@@ -28,6 +31,10 @@ enum Command {
     Repo(repo::RepoArgs),
     /// Manage dev environments.
     Env(env::EnvArgs),
+    /// Workflow runs: list, show, logs, cancel, retry, start.
+    Run(run::RunArgs),
+    /// Repository secrets for workflows (`${Secrets.NAME}`).
+    Secret(secret::SecretArgs),
     /// Check and plan devfiles offline.
     #[command(subcommand)]
     Devfile(devfile::DevfileCommand),
@@ -42,6 +49,8 @@ fn main() -> ExitCode {
         Command::Login(args) => login::run(args).map(|()| ExitCode::SUCCESS),
         Command::Repo(args) => repo::run(args).map(|()| ExitCode::SUCCESS),
         Command::Env(args) => env::run(args),
+        Command::Run(args) => run::run(args),
+        Command::Secret(args) => secret::run(args).map(|()| ExitCode::SUCCESS),
         Command::Devfile(cmd) => devfile::run(cmd),
         Command::Workflow(cmd) => workflow::run(cmd),
     };

@@ -70,6 +70,8 @@ pub struct Config {
     pub admin_token: Option<String>,
     /// Run the embedded agent on the local Docker engine (default true).
     pub embedded_agent: bool,
+    /// Workflow engine tuning (leases, default job image, embedded job slots).
+    pub runs: crate::runs::RunsConfig,
     /// How often environments are checked for devfile changes and idleness.
     pub intervals: crate::envs::Intervals,
     /// Largest push accepted, in bytes (after gzip decoding); larger pushes get 413.
@@ -122,6 +124,7 @@ impl Config {
             public_url: None,
             admin_token: None,
             embedded_agent: true,
+            runs: crate::runs::RunsConfig::default(),
             intervals: crate::envs::Intervals::default(),
             max_push_bytes: DEFAULT_MAX_PUSH_BYTES,
         }
@@ -174,6 +177,7 @@ impl Config {
                 .map(|u| u.trim_end_matches('/').to_string()),
             admin_token,
             embedded_agent: true,
+            runs: crate::runs::RunsConfig::default(),
             intervals: crate::envs::Intervals::default(),
             max_push_bytes: max_push_bytes
                 .or(file.max_push_bytes)

@@ -13,6 +13,7 @@ pub mod error;
 pub mod git;
 pub mod names;
 pub mod routes;
+pub mod runs;
 pub mod store;
 
 use std::collections::HashMap;
@@ -44,6 +45,8 @@ pub enum ServerError {
     Serve(#[source] std::io::Error),
     #[error("cannot read the listener's address: {0}")]
     Listener(#[source] std::io::Error),
+    #[error(transparent)]
+    Secrets(#[from] runs::secrets::SecretError),
 }
 
 /// How many push events the bus holds for a slow subscriber before it lags.
@@ -56,6 +59,7 @@ struct Inner {
     events: broadcast::Sender<PushEvent>,
     repo_locks: Mutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>,
     envs: envs::Envs,
+    runs: runs::Runs,
     max_push_bytes: u64,
 }
 
@@ -71,6 +75,11 @@ impl AppState {
     /// Environments and the agent that runs them.
     pub fn envs(&self) -> &envs::Envs {
         &self.0.envs
+    }
+
+    /// Workflow runs: scheduler, leases, secrets key.
+    pub fn runs(&self) -> &runs::Runs {
+        &self.0.runs
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -160,7 +169,13 @@ impl Server {
         } else {
             (None, None)
         };
+        let mut runs_config = config.runs.clone();
+        if !config.embedded_agent {
+            runs_config.embedded_slots = 0;
+        }
+        let runs = runs::Runs::new(&config.data_dir, runs_config)?;
         let state = AppState(Arc::new(Inner {
+            runs,
             store,
             data_dir: config.data_dir,
             public_url,
@@ -194,6 +209,7 @@ impl Server {
         if let Some(reports) = self.agent_reports {
             envs::spawn_background(self.state.clone(), reports, self.intervals);
         }
+        let _stop_jobs = runs::spawn_background(self.state.clone()).drop_guard();
         let app = routes::router(self.state.clone());
         axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)

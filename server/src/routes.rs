@@ -24,6 +24,7 @@ use crate::envs;
 use crate::error::ApiError;
 use crate::git;
 use crate::names::validate_name;
+use crate::runs::http as runs;
 use crate::store::{now_secs, PushEventRow, RepoRow, TokenRow};
 use crate::AppState;
 
@@ -281,6 +282,198 @@ pub fn api_routes() -> Vec<Route> {
             "Remove a member",
             remove_member,
         ),
+        // ---- workflow runs (issue 5): `{run}` routes check the role on the run's repository
+        route(
+            M::GET,
+            "/api/v1/repos/{owner}/{name}/runs",
+            Read,
+            reader,
+            false,
+            OK,
+            "List runs, newest first (?branch=&limit=)",
+            runs::list_runs,
+        ),
+        route(
+            M::POST,
+            "/api/v1/repos/{owner}/{name}/runs",
+            Write,
+            writer,
+            false,
+            CREATED,
+            "Start a workflow run by hand ({workflow, branch})",
+            runs::start_run,
+        ),
+        route(
+            M::GET,
+            "/api/v1/repos/{owner}/{name}/workflow-errors",
+            Read,
+            reader,
+            false,
+            OK,
+            "Invalid workflow files met on pushes (file:line:col)",
+            runs::workflow_errors,
+        ),
+        route(
+            M::GET,
+            "/api/v1/repos/{owner}/{name}/commits/{sha}/status",
+            Read,
+            reader,
+            false,
+            OK,
+            "The runs of a commit and their combined state",
+            runs::commit_status,
+        ),
+        route(
+            M::GET,
+            "/api/v1/repos/{owner}/{name}/secrets",
+            Read,
+            writer,
+            false,
+            OK,
+            "List secret names (never values)",
+            runs::list_secrets,
+        ),
+        route(
+            M::PUT,
+            "/api/v1/repos/{owner}/{name}/secrets/{secret}",
+            Write,
+            owner,
+            false,
+            OK,
+            "Create or replace a secret (encrypted at rest)",
+            runs::set_secret,
+        ),
+        route(
+            M::DELETE,
+            "/api/v1/repos/{owner}/{name}/secrets/{secret}",
+            Write,
+            owner,
+            false,
+            GONE,
+            "Delete a secret",
+            runs::delete_secret,
+        ),
+        route(
+            M::GET,
+            "/api/v1/runs/{run}",
+            Read,
+            reader,
+            false,
+            OK,
+            "Show a run and its jobs",
+            runs::get_run,
+        ),
+        route(
+            M::POST,
+            "/api/v1/runs/{run}/cancel",
+            Write,
+            writer,
+            false,
+            OK,
+            "Cancel a run",
+            runs::cancel_run,
+        ),
+        route(
+            M::POST,
+            "/api/v1/runs/{run}/retry",
+            Write,
+            writer,
+            false,
+            OK,
+            "Run the jobs of an ended run that did not succeed again",
+            runs::retry_run,
+        ),
+        route(
+            M::GET,
+            "/api/v1/runs/{run}/jobs/{job}/logs",
+            Read,
+            reader,
+            false,
+            OK,
+            "A job's log (?after=&format=json; ?follow=true streams until the job ends)",
+            runs::job_logs,
+        ),
+        route(
+            M::GET,
+            "/api/v1/runs/{run}/jobs/{job}/artifacts/{artifact}",
+            Read,
+            reader,
+            false,
+            OK,
+            "Download an output artifact (tar)",
+            runs::download_artifact,
+        ),
+        // ---- agent protocol: only administrators' tokens (an agent gets an admin token)
+        route(
+            M::POST,
+            "/api/v1/agent/lease",
+            Admin,
+            None,
+            true,
+            OK,
+            "Agent: long-poll for a ready job (204 when none within wait_ms)",
+            runs::agent_lease,
+        ),
+        route(
+            M::POST,
+            "/api/v1/agent/jobs/{job}/heartbeat",
+            Admin,
+            None,
+            true,
+            OK,
+            "Agent: renew a lease; the answer carries cancel (409 for a stale attempt)",
+            runs::agent_heartbeat,
+        ),
+        route(
+            M::POST,
+            "/api/v1/agent/jobs/{job}/logs",
+            Admin,
+            None,
+            true,
+            GONE,
+            "Agent: append masked log lines (409 for a stale attempt)",
+            runs::agent_logs,
+        ),
+        route(
+            M::POST,
+            "/api/v1/agent/jobs/{job}/finish",
+            Admin,
+            None,
+            true,
+            GONE,
+            "Agent: report how an attempt ended (409 for a stale attempt)",
+            runs::agent_finish,
+        ),
+        route(
+            M::GET,
+            "/api/v1/agent/jobs/{job}/source",
+            Admin,
+            None,
+            true,
+            OK,
+            "Agent: the source tar of the job's commit (?attempt=)",
+            runs::agent_source,
+        ),
+        route(
+            M::GET,
+            "/api/v1/agent/jobs/{job}/inputs/{artifact}",
+            Admin,
+            None,
+            true,
+            OK,
+            "Agent: an input artifact of the job (?attempt=)",
+            runs::agent_input,
+        ),
+        route(
+            M::PUT,
+            "/api/v1/agent/jobs/{job}/artifacts/{artifact}",
+            Admin,
+            None,
+            true,
+            GONE,
+            "Agent: upload an output artifact (tar body, ?attempt=)",
+            runs::agent_upload_artifact,
+        ),
         // ---- environments: repository routes need a role on the environment's repository
         route(
             M::POST,
@@ -487,7 +680,10 @@ async fn authorize_route(
                 .unwrap_or_default()
         };
         let env_id = param("env");
-        let (owner, name) = if env_id.is_empty() {
+        let run_id = param("run");
+        let (owner, name) = if !run_id.is_empty() {
+            crate::runs::http::repo_of_run(&state, &run_id).await?
+        } else if env_id.is_empty() {
             (param("owner"), param("name"))
         } else {
             // environment routes: the role is checked on the environment's repository

@@ -14,8 +14,10 @@ use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Row};
 
 mod envs;
+mod runs;
 
 pub use envs::EnvRow;
+pub use runs::{ActiveJob, JobRow, RunRow, WorkflowErrorRow};
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 

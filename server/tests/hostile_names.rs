@@ -168,7 +168,8 @@ fn hostile_names_and_paths_are_refused_and_nothing_escapes_the_data_dir() -> Res
         .into_iter()
         .filter(|n| !n.starts_with("cove.db"))
         .collect();
-    assert_eq!(top, vec!["repos".to_string()]);
+    // `secrets.key`: the workflow secrets' sealing key, created at start (mode 0600).
+    assert_eq!(top, vec!["repos".to_string(), "secrets.key".to_string()]);
     rt.block_on(server.stop());
     Ok(())
 }

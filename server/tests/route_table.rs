@@ -44,6 +44,54 @@ async fn insert_env(server: &TestServer) -> Result<()> {
     Ok(())
 }
 
+/// A run row (with one job) in `admin/r1` so run routes reach their role check.
+const ROUTE_TEST_RUN: i64 = 4242;
+
+async fn insert_run(server: &TestServer) -> Result<()> {
+    use cove_server::store::{JobRow, RunRow};
+    let repo = server
+        .state
+        .store()
+        .repo("admin", "r1")
+        .await?
+        .expect("r1 exists");
+    let run = RunRow {
+        id: ROUTE_TEST_RUN,
+        repo_id: repo.id,
+        workflow: "wf".into(),
+        workflow_file: ".codecatalyst/workflows/wf.yaml".into(),
+        workflow_text: String::new(),
+        implicit_branch: None,
+        run_mode: "QUEUED".into(),
+        branch: "main".into(),
+        commit_sha: "0".repeat(40),
+        trigger_kind: "manual".into(),
+        state: cove_api::RunState::Failed,
+        created_at_ms: 0,
+        finished_at_ms: Some(0),
+    };
+    let job = JobRow {
+        id: ROUTE_TEST_RUN + 1,
+        run_id: ROUTE_TEST_RUN,
+        idx: 0,
+        action: "Build".into(),
+        depends_on: vec![],
+        state: cove_api::JobState::Failed,
+        attempt: 1,
+        max_attempts: 1,
+        lease_expires_ms: None,
+        cancel_requested: false,
+        timeout_ms: 1000,
+        started_at_ms: None,
+        finished_at_ms: None,
+        error: None,
+        variables_json: "{}".into(),
+        artifacts_json: "[]".into(),
+    };
+    server.state.store().create_run(&run, &[job]).await?;
+    Ok(())
+}
+
 fn concrete_path(spec: &RouteSpec, repo: &str, token_id: i64) -> String {
     let (owner, name) = repo.split_once('/').unwrap_or((repo, repo));
     spec.path
@@ -53,6 +101,11 @@ fn concrete_path(spec: &RouteSpec, repo: &str, token_id: i64) -> String {
         .replace("{*path}", "README.md")
         .replace("{username}", "bob")
         .replace("{env}", ROUTE_TEST_ENV)
+        .replace("{run}", &ROUTE_TEST_RUN.to_string())
+        .replace("{job}", "Build")
+        .replace("{artifact}", "pkg")
+        .replace("{secret}", "token")
+        .replace("{sha}", &"0".repeat(40))
 }
 
 async fn call(
@@ -83,6 +136,7 @@ async fn every_api_route_refuses_missing_wrong_expired_and_underscoped_tokens() 
     let server = TestServer::start().await?;
     server.create_repo(&server.admin_token, "r1").await?;
     insert_env(&server).await?;
+    insert_run(&server).await?;
     let bob = server.create_user("bob").await?;
     let admin_token_id = server
         .create_token(&server.admin_token, &[Scope::Read])

@@ -1,0 +1,445 @@
+//! The job loop of an agent: lease a ready job from the server, run it with
+//! [`crate::jobs::run_job`], stream its masked log lines back in batches, heartbeat while it
+//! runs (a `cancel` in the answer cancels the job; a stale-attempt answer stops it), upload
+//! its output artifacts and report how it ended.
+//!
+//! The server is reached through [`JobTransport`]: the embedded agent implements it in
+//! process, a remote agent over HTTP (`cove_api` types either way).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bollard::Docker;
+use cove_api::{
+    FinishRequest, HeartbeatResponse, JobLease, JobLogLine, JobOutcome, JobScript, LogBatch,
+    LogStreamKind,
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::jobs::{
+    run_job, ArtifactSpec, InputArtifact, JobSpec, JobStatus, OnFailure, Phase, PhaseName, Script,
+    Source,
+};
+use crate::mask::{LogLine, LogSink, LogStream, MaskSet};
+
+/// Why a call to the server failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// The server no longer accepts reports of this attempt (HTTP 409).
+    #[error("the attempt is stale: {0}")]
+    Stale(String),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// How the agent talks to the server.
+pub trait JobTransport: Send + Sync + 'static {
+    /// Waits up to `wait` for a job.
+    fn lease(
+        &self,
+        wait: Duration,
+    ) -> impl Future<Output = Result<Option<JobLease>, TransportError>> + Send;
+    fn heartbeat(
+        &self,
+        job: i64,
+        attempt: u32,
+    ) -> impl Future<Output = Result<HeartbeatResponse, TransportError>> + Send;
+    fn logs(
+        &self,
+        job: i64,
+        batch: LogBatch,
+    ) -> impl Future<Output = Result<(), TransportError>> + Send;
+    /// The tar of the run's source tree.
+    fn source(
+        &self,
+        job: i64,
+        attempt: u32,
+    ) -> impl Future<Output = Result<Vec<u8>, TransportError>> + Send;
+    /// The tar of an earlier action's output artifact.
+    fn input(
+        &self,
+        job: i64,
+        attempt: u32,
+        name: &str,
+    ) -> impl Future<Output = Result<Vec<u8>, TransportError>> + Send;
+    fn upload_artifact(
+        &self,
+        job: i64,
+        attempt: u32,
+        name: &str,
+        tar: Vec<u8>,
+    ) -> impl Future<Output = Result<(), TransportError>> + Send;
+    fn finish(
+        &self,
+        job: i64,
+        report: FinishRequest,
+    ) -> impl Future<Output = Result<(), TransportError>> + Send;
+}
+
+/// Tuning of the job loop.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Jobs run at the same time.
+    pub slots: usize,
+    /// Long-poll wait of one lease request.
+    pub lease_wait: Duration,
+    /// A log batch is sent after this long or this many lines, whichever comes first.
+    pub log_flush: Duration,
+    pub log_batch_lines: usize,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            slots: 2,
+            lease_wait: Duration::from_secs(30),
+            log_flush: Duration::from_millis(100),
+            log_batch_lines: 64,
+        }
+    }
+}
+
+/// Runs `config.slots` job loops until `shutdown` is cancelled. Cancelling `shutdown` drops
+/// running jobs (their containers are removed); the server sees their leases expire.
+pub async fn run<T: JobTransport>(
+    docker: Docker,
+    transport: Arc<T>,
+    config: WorkerConfig,
+    shutdown: CancellationToken,
+) {
+    let mut loops = Vec::new();
+    for slot in 0..config.slots.max(1) {
+        let (docker, transport, config, shutdown) = (
+            docker.clone(),
+            transport.clone(),
+            config.clone(),
+            shutdown.clone(),
+        );
+        loops.push(tokio::spawn(async move {
+            tracing::debug!(slot, "job loop started");
+            loop {
+                let leased = tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    leased = transport.lease(config.lease_wait) => leased,
+                };
+                match leased {
+                    Ok(Some(lease)) => {
+                        tokio::select! {
+                            _ = shutdown.cancelled() => return,
+                            () = execute(&docker, transport.as_ref(), &config, lease) => {}
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "leasing a job failed; retrying in 1 s");
+                        tokio::select! {
+                            _ = shutdown.cancelled() => return,
+                            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        }
+                    }
+                }
+            }
+        }));
+    }
+    for l in loops {
+        let _ = l.await;
+    }
+}
+
+fn phase_name(name: &str) -> Option<PhaseName> {
+    Some(match name {
+        "install" => PhaseName::Install,
+        "pre_build" => PhaseName::PreBuild,
+        "build" => PhaseName::Build,
+        "post_build" => PhaseName::PostBuild,
+        _ => return None,
+    })
+}
+
+/// The runner's spec for a lease (without source and inputs).
+pub fn job_spec(lease: &JobLease) -> Result<JobSpec, String> {
+    let script = match &lease.script {
+        JobScript::Steps(steps) => Script::Steps(steps.clone()),
+        JobScript::Phases(phases) => Script::Phases(
+            phases
+                .iter()
+                .map(|p| {
+                    let name =
+                        phase_name(&p.name).ok_or_else(|| format!("unknown phase `{}`", p.name))?;
+                    let on_failure = match p.on_failure.as_deref() {
+                        None => None,
+                        Some("ABORT") => Some(OnFailure::Abort),
+                        Some("CONTINUE") => Some(OnFailure::Continue),
+                        Some("RETRY") => Some(OnFailure::Retry {
+                            count: p.retry_count,
+                            regex: p.retry_regex.clone(),
+                        }),
+                        Some(other) => return Err(format!("unknown on-failure `{other}`")),
+                    };
+                    Ok(Phase {
+                        name,
+                        commands: p.commands.clone(),
+                        finally: p.finally.clone(),
+                        on_failure,
+                    })
+                })
+                .collect::<Result<_, String>>()?,
+        ),
+    };
+    let mut spec = JobSpec::new(lease.job_id.to_string(), script);
+    spec.attempt = lease.attempt;
+    spec.image = lease.image.clone();
+    spec.shell = lease.shell.clone();
+    spec.env = lease.env.clone();
+    spec.secrets = lease.secrets.clone();
+    spec.outputs = lease
+        .outputs
+        .iter()
+        .map(|o| ArtifactSpec {
+            name: o.name.clone(),
+            files: o.files.clone(),
+            base_directory: o.base_directory.clone(),
+            discard_paths: o.discard_paths,
+            exclude_paths: o.exclude_paths.clone(),
+        })
+        .collect();
+    spec.exported_variables = lease.exported_variables.clone();
+    spec.timeout = Duration::from_secs(lease.timeout_secs.max(1));
+    Ok(spec)
+}
+
+fn wire_line(line: LogLine, base: u64) -> JobLogLine {
+    JobLogLine {
+        seq: base + line.seq,
+        stream: match line.stream {
+            LogStream::Stdout => LogStreamKind::Stdout,
+            LogStream::Stderr => LogStreamKind::Stderr,
+            LogStream::System => LogStreamKind::System,
+        },
+        ts: line.ts,
+        text: line.text,
+    }
+}
+
+/// Lines of attempt `n` are numbered from this.
+pub fn seq_base(attempt: u32) -> u64 {
+    u64::from(attempt.saturating_sub(1)) * 1_000_000_000
+}
+
+/// Runs one leased job to its report. Never panics on server errors: a stale attempt stops
+/// the job quietly (another attempt owns it now).
+pub async fn execute<T: JobTransport>(
+    docker: &Docker,
+    transport: &T,
+    config: &WorkerConfig,
+    lease: JobLease,
+) {
+    let (job, attempt) = (lease.job_id, lease.attempt);
+    tracing::info!(job, attempt, action = %lease.action, "job leased");
+    let cancel = CancellationToken::new();
+    let stale = CancellationToken::new();
+
+    // Heartbeats: cancel on request or when the attempt became stale.
+    let heartbeat = {
+        let (cancel, stale) = (cancel.clone(), stale.clone());
+        let every = Duration::from_millis(lease.heartbeat_ms.max(10));
+        async move {
+            loop {
+                tokio::time::sleep(every).await;
+                match transport.heartbeat(job, attempt).await {
+                    Ok(r) if r.cancel => cancel.cancel(),
+                    Ok(_) => {}
+                    Err(TransportError::Stale(_)) => {
+                        stale.cancel();
+                        cancel.cancel();
+                        return;
+                    }
+                    Err(e) => tracing::warn!(job, error = %e, "heartbeat failed"),
+                }
+            }
+        }
+    };
+
+    let work = async {
+        let mut spec = job_spec(&lease)?;
+        if lease.source {
+            let tar = transport
+                .source(job, attempt)
+                .await
+                .map_err(|e| format!("fetching the source failed: {e}"))?;
+            spec.source = Source::Tar(tar);
+        }
+        for name in &lease.inputs {
+            let tar = transport
+                .input(job, attempt, name)
+                .await
+                .map_err(|e| format!("fetching input artifact `{name}` failed: {e}"))?;
+            spec.inputs.push(InputArtifact {
+                name: name.clone(),
+                tar,
+            });
+        }
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<LogLine>(1024);
+        let shipper = async {
+            let base = seq_base(attempt);
+            let mut batch: Vec<JobLogLine> = Vec::new();
+            let mut open = true;
+            while open {
+                let deadline = tokio::time::sleep(config.log_flush);
+                tokio::pin!(deadline);
+                loop {
+                    tokio::select! {
+                        line = rx.recv() => match line {
+                            Some(line) => {
+                                batch.push(wire_line(line, base));
+                                if batch.len() >= config.log_batch_lines { break; }
+                            }
+                            None => { open = false; break; }
+                        },
+                        () = &mut deadline => break,
+                    }
+                }
+                if !batch.is_empty() {
+                    let lines = std::mem::take(&mut batch);
+                    match transport.logs(job, LogBatch { attempt, lines }).await {
+                        Ok(()) => {}
+                        Err(TransportError::Stale(_)) => {
+                            stale.cancel();
+                            cancel.cancel();
+                        }
+                        Err(e) => tracing::warn!(job, error = %e, "sending log lines failed"),
+                    }
+                }
+            }
+        };
+        let runner = async {
+            let mut sink = LogSink::new(tx);
+            let result = run_job(docker, &spec, &mut sink, &cancel).await;
+            drop(sink);
+            result
+        };
+        let (result, ()) = tokio::join!(runner, shipper);
+        Ok::<_, String>(result)
+    };
+
+    let outcome = tokio::select! {
+        r = work => r,
+        () = heartbeat => Err("heartbeats ended".to_string()),
+    };
+    if stale.is_cancelled() {
+        tracing::warn!(job, attempt, "attempt is stale; dropping its result");
+        return;
+    }
+    let report = match outcome {
+        Err(error) => FinishRequest {
+            attempt,
+            outcome: JobOutcome::Error,
+            variables: Default::default(),
+            error: Some(error),
+            retry: false,
+        },
+        Ok(Err(e)) => FinishRequest {
+            attempt,
+            outcome: JobOutcome::Error,
+            variables: Default::default(),
+            error: Some(e.to_string()),
+            retry: false,
+        },
+        Ok(Ok(result)) => {
+            let mut upload_error = None;
+            for artifact in result.artifacts {
+                if let Err(e) = transport
+                    .upload_artifact(job, attempt, &artifact.name, artifact.tar)
+                    .await
+                {
+                    if matches!(e, TransportError::Stale(_)) {
+                        return;
+                    }
+                    upload_error = Some(format!(
+                        "uploading artifact `{}` failed: {e}",
+                        artifact.name
+                    ));
+                }
+            }
+            let outcome = match result.status {
+                JobStatus::Succeeded if upload_error.is_none() => JobOutcome::Succeeded,
+                JobStatus::Succeeded | JobStatus::Failed => JobOutcome::Failed,
+                JobStatus::Cancelled => JobOutcome::Cancelled,
+                JobStatus::TimedOut => JobOutcome::TimedOut,
+            };
+            FinishRequest {
+                attempt,
+                outcome,
+                variables: result.variables,
+                error: upload_error.or(result.error),
+                retry: result.retry,
+            }
+        }
+    };
+    // Exported variables and errors leave the agent masked like log lines.
+    let masks = std::sync::Arc::new(MaskSet::new(
+        lease.secrets.iter().map(|(_, v)| v.as_bytes()),
+    ));
+    let mut report = report;
+    if !masks.is_empty() {
+        for value in report.variables.values_mut() {
+            *value = masks.mask_str(value);
+        }
+        report.error = report.error.map(|e| masks.mask_str(&e));
+    }
+    match transport.finish(job, report).await {
+        Ok(()) => tracing::info!(job, attempt, "job reported"),
+        Err(e) => tracing::warn!(job, attempt, error = %e, "reporting the job failed"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cove_api::JobPhase;
+
+    #[test]
+    fn phases_map_to_the_runner() {
+        let lease = JobLease {
+            job_id: 7,
+            run_id: 1,
+            attempt: 2,
+            action: "a".into(),
+            image: "img".into(),
+            shell: "/bin/sh".into(),
+            script: JobScript::Phases(vec![JobPhase {
+                name: "build".into(),
+                commands: vec!["true".into()],
+                finally: vec![],
+                on_failure: Some("RETRY".into()),
+                retry_count: Some(2),
+                retry_regex: None,
+            }]),
+            env: vec![],
+            secrets: vec![],
+            source: false,
+            inputs: vec![],
+            outputs: vec![],
+            exported_variables: vec![],
+            timeout_secs: 5,
+            heartbeat_ms: 100,
+            lease_ms: 1000,
+        };
+        let spec = job_spec(&lease).expect("valid");
+        assert_eq!(spec.attempt, 2);
+        assert_eq!(spec.job_id, "7");
+        let Script::Phases(p) = spec.script else {
+            panic!("phases")
+        };
+        assert_eq!(
+            p[0].on_failure,
+            Some(OnFailure::Retry {
+                count: Some(2),
+                regex: None
+            })
+        );
+        assert_eq!(seq_base(1), 0);
+        assert_eq!(seq_base(3), 2_000_000_000);
+    }
+}

@@ -1,0 +1,373 @@
+//! Workflow runs: REST DTOs (`/api/v1/repos/{owner}/{name}/runs…`, secrets, commit status)
+//! and the job part of the agent protocol (lease, heartbeat, logs, finish).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// A run's state, derived from its jobs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunState {
+    /// No job started yet (waiting for an agent or for its turn under QUEUED/SUPERSEDED).
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+    /// A newer run of the same SUPERSEDED workflow took its place while it waited.
+    Superseded,
+}
+
+impl RunState {
+    pub const ALL: [RunState; 6] = [
+        RunState::Queued,
+        RunState::Running,
+        RunState::Succeeded,
+        RunState::Failed,
+        RunState::Cancelled,
+        RunState::Superseded,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunState::Queued => "queued",
+            RunState::Running => "running",
+            RunState::Succeeded => "succeeded",
+            RunState::Failed => "failed",
+            RunState::Cancelled => "cancelled",
+            RunState::Superseded => "superseded",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<RunState> {
+        RunState::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, RunState::Queued | RunState::Running)
+    }
+}
+
+/// A job's (one action's) state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    /// Waiting for its dependencies, its turn, or an agent.
+    Pending,
+    /// Leased to an agent.
+    Running,
+    Succeeded,
+    Failed,
+    /// A dependency did not succeed; never ran.
+    Skipped,
+    Cancelled,
+    Superseded,
+    /// The agent stopped heartbeating and the lease expired.
+    AgentLost,
+    TimedOut,
+}
+
+impl JobState {
+    pub const ALL: [JobState; 9] = [
+        JobState::Pending,
+        JobState::Running,
+        JobState::Succeeded,
+        JobState::Failed,
+        JobState::Skipped,
+        JobState::Cancelled,
+        JobState::Superseded,
+        JobState::AgentLost,
+        JobState::TimedOut,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Pending => "pending",
+            JobState::Running => "running",
+            JobState::Succeeded => "succeeded",
+            JobState::Failed => "failed",
+            JobState::Skipped => "skipped",
+            JobState::Cancelled => "cancelled",
+            JobState::Superseded => "superseded",
+            JobState::AgentLost => "agent_lost",
+            JobState::TimedOut => "timed_out",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<JobState> {
+        JobState::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, JobState::Pending | JobState::Running)
+    }
+}
+
+/// One action of a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    pub id: i64,
+    pub action: String,
+    pub state: JobState,
+    /// Attempts leased so far (0 = never leased).
+    pub attempt: u32,
+    pub depends_on: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default)]
+    pub variables: BTreeMap<String, String>,
+    #[serde(default)]
+    pub artifacts: Vec<String>,
+}
+
+/// A workflow run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Run {
+    pub id: i64,
+    /// `owner/name`.
+    pub repo: String,
+    pub workflow: String,
+    pub workflow_file: String,
+    /// `QUEUED`, `SUPERSEDED` or `PARALLEL`.
+    pub run_mode: String,
+    pub branch: String,
+    pub commit: String,
+    /// `push`, `manual` or `retry`.
+    pub trigger: String,
+    pub state: RunState,
+    pub created_at_ms: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at_ms: Option<i64>,
+    pub jobs: Vec<Job>,
+}
+
+/// `POST /api/v1/repos/{owner}/{name}/runs`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StartRunRequest {
+    /// Workflow name (or its file path).
+    pub workflow: String,
+    /// Default: the repository's default branch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+}
+
+/// An invalid workflow file met on a push: no run was created.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkflowError {
+    pub id: i64,
+    pub file: String,
+    pub branch: String,
+    pub commit: String,
+    /// The diagnostics, one `FILE:LINE:COL: error: MESSAGE` per line.
+    pub message: String,
+    pub created_at_ms: i64,
+}
+
+/// `GET /api/v1/repos/{owner}/{name}/commits/{sha}/status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CommitStatus {
+    pub commit: String,
+    /// `none` without runs, else the worst of the runs' states (`running` while any runs).
+    pub state: String,
+    pub runs: Vec<Run>,
+}
+
+/// Which output a log line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogStreamKind {
+    Stdout,
+    Stderr,
+    System,
+}
+
+impl LogStreamKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogStreamKind::Stdout => "stdout",
+            LogStreamKind::Stderr => "stderr",
+            LogStreamKind::System => "system",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<LogStreamKind> {
+        [
+            LogStreamKind::Stdout,
+            LogStreamKind::Stderr,
+            LogStreamKind::System,
+        ]
+        .into_iter()
+        .find(|v| v.as_str() == s)
+    }
+}
+
+/// One stored, already masked log line. `seq` orders a job's lines; attempt `n` numbers its
+/// lines from `(n - 1) * 1_000_000_000`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobLogLine {
+    pub seq: u64,
+    pub stream: LogStreamKind,
+    pub ts: u64,
+    pub text: String,
+}
+
+/// A secret's name and times; the value is never returned.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SecretInfo {
+    pub name: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// `PUT /api/v1/repos/{owner}/{name}/secrets/{secret}`.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct SetSecretRequest {
+    pub value: String,
+}
+
+impl std::fmt::Debug for SetSecretRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SetSecretRequest { value: <redacted> }")
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Agent protocol: jobs
+// ---------------------------------------------------------------------------------------
+
+/// `POST /api/v1/agent/lease`: wait up to `wait_ms` for a ready job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LeaseRequest {
+    pub wait_ms: u64,
+}
+
+/// What the job executes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "detail", rename_all = "snake_case")]
+pub enum JobScript {
+    Steps(Vec<String>),
+    Phases(Vec<JobPhase>),
+}
+
+/// A buildspec phase; `name` is `install`, `pre_build`, `build` or `post_build`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobPhase {
+    pub name: String,
+    pub commands: Vec<String>,
+    #[serde(default)]
+    pub finally: Vec<String>,
+    /// `ABORT`, `CONTINUE` or `RETRY` (with `retry_count` / `retry_regex`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_failure: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_count: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_regex: Option<String>,
+}
+
+/// An output artifact to collect.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobArtifactSpec {
+    pub name: String,
+    pub files: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_directory: Option<String>,
+    #[serde(default)]
+    pub discard_paths: bool,
+    #[serde(default)]
+    pub exclude_paths: Vec<String>,
+}
+
+/// A leased job: everything the agent needs, fenced by `attempt`.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobLease {
+    pub job_id: i64,
+    pub run_id: i64,
+    pub attempt: u32,
+    pub action: String,
+    pub image: String,
+    pub shell: String,
+    pub script: JobScript,
+    pub env: Vec<(String, String)>,
+    /// Environment name → secret value; masked by the agent in every log line.
+    pub secrets: Vec<(String, String)>,
+    /// Fetch the source tar at the run's commit (`GET …/agent/jobs/{job}/source`).
+    pub source: bool,
+    /// Input artifact names (`GET …/agent/jobs/{job}/inputs/{name}`).
+    pub inputs: Vec<String>,
+    pub outputs: Vec<JobArtifactSpec>,
+    pub exported_variables: Vec<String>,
+    pub timeout_secs: u64,
+    /// Heartbeat at least this often.
+    pub heartbeat_ms: u64,
+    /// The lease ends this long after the last heartbeat.
+    pub lease_ms: u64,
+}
+
+impl std::fmt::Debug for JobLease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secret_names: Vec<&str> = self.secrets.iter().map(|(k, _)| k.as_str()).collect();
+        f.debug_struct("JobLease")
+            .field("job_id", &self.job_id)
+            .field("run_id", &self.run_id)
+            .field("attempt", &self.attempt)
+            .field("action", &self.action)
+            .field("image", &self.image)
+            .field("script", &self.script)
+            .field("secrets", &secret_names)
+            .field("source", &self.source)
+            .field("inputs", &self.inputs)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `POST /api/v1/agent/jobs/{job}/heartbeat`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeartbeatRequest {
+    pub attempt: u32,
+}
+
+/// Whether to stop, and until when the lease holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeartbeatResponse {
+    pub cancel: bool,
+    pub lease_expires_ms: i64,
+}
+
+/// `POST /api/v1/agent/jobs/{job}/logs`: lines of one attempt (idempotent by `seq`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogBatch {
+    pub attempt: u32,
+    pub lines: Vec<JobLogLine>,
+}
+
+/// How the job ended on the agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobOutcome {
+    Succeeded,
+    Failed,
+    Cancelled,
+    TimedOut,
+    /// The agent or the engine failed (not the job's commands).
+    Error,
+}
+
+/// `POST /api/v1/agent/jobs/{job}/finish`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FinishRequest {
+    pub attempt: u32,
+    pub outcome: JobOutcome,
+    #[serde(default)]
+    pub variables: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// `on-failure: RETRY` asked for another attempt.
+    #[serde(default)]
+    pub retry: bool,
+}

@@ -1,0 +1,258 @@
+//! `cove run …`: workflow runs.
+
+use std::io::{Read, Write};
+use std::process::ExitCode;
+
+use anyhow::{bail, Result};
+use clap::{Args, Subcommand};
+use cove_api::{Repo, Run, RunState, StartRunRequest, User};
+
+use crate::client::Client;
+use crate::repo::Output;
+
+/// Workflow runs: list, show, follow logs, cancel, retry, start by hand.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(subcommand)]
+    pub command: RunCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RunCommand {
+    /// List runs, newest first.
+    List {
+        /// Only this repository (OWNER/NAME or NAME); default: every repository you can read.
+        #[arg(long)]
+        repo: Option<String>,
+        #[arg(long)]
+        branch: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
+    /// Show a run and its actions.
+    Show {
+        run: i64,
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
+    /// Print an action's log (every action's when none is named); -f follows until it ends.
+    Logs {
+        run: i64,
+        action: Option<String>,
+        #[arg(short, long)]
+        follow: bool,
+    },
+    /// Cancel a run.
+    Cancel { run: i64 },
+    /// Run the actions of an ended run that did not succeed again.
+    Retry { run: i64 },
+    /// Start a workflow by hand.
+    Start {
+        /// OWNER/NAME or NAME.
+        repo: String,
+        #[arg(long)]
+        workflow: String,
+        /// Default: the repository's default branch.
+        #[arg(long)]
+        branch: Option<String>,
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
+}
+
+/// `owner/name` from OWNER/NAME or NAME (the logged-in user's).
+pub fn repo_full_name(client: &Client, repo: &str) -> Result<String> {
+    match repo.split_once('/') {
+        Some((o, n)) if !o.is_empty() && !n.is_empty() && !n.contains('/') => Ok(repo.to_string()),
+        Some(_) => bail!("expected NAME or OWNER/NAME, got {repo:?}"),
+        None => {
+            let me: User = client.get("/user")?;
+            Ok(format!("{}/{repo}", me.username))
+        }
+    }
+}
+
+fn query_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn print_run_line(run: &Run) {
+    println!(
+        "{:<20} {:<11} {:<24} {:<16} {:<8} {}",
+        run.id,
+        run.state.as_str(),
+        format!("{}:{}", run.repo, run.workflow),
+        run.branch,
+        run.commit.get(..8).unwrap_or(&run.commit),
+        run.trigger
+    );
+}
+
+fn print_run(run: &Run) {
+    println!("run        {}", run.id);
+    println!("repository {}", run.repo);
+    println!(
+        "workflow   {} ({}, {})",
+        run.workflow, run.workflow_file, run.run_mode
+    );
+    println!("branch     {} @ {}", run.branch, run.commit);
+    println!("trigger    {}", run.trigger);
+    println!("state      {}", run.state.as_str());
+    println!();
+    println!(
+        "{:<24} {:<11} {:<8} {:<10} NOTE",
+        "ACTION", "STATE", "ATTEMPT", "SECONDS"
+    );
+    for j in &run.jobs {
+        let secs = match (j.started_at_ms, j.finished_at_ms) {
+            (Some(s), Some(f)) => format!("{:.1}", (f - s) as f64 / 1000.0),
+            _ => "-".into(),
+        };
+        let mut note = j.error.clone().unwrap_or_default();
+        if !j.artifacts.is_empty() {
+            note = format!("artifacts: {} {note}", j.artifacts.join(", "));
+        }
+        println!(
+            "{:<24} {:<11} {:<8} {:<10} {}",
+            j.action,
+            j.state.as_str(),
+            j.attempt,
+            secs,
+            note.trim()
+        );
+    }
+}
+
+fn emit(run: &Run, output: Output) -> Result<()> {
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(run)?),
+        Output::Text => print_run(run),
+    }
+    Ok(())
+}
+
+pub fn run(args: RunArgs) -> Result<ExitCode> {
+    let client = Client::from_env_or_config()?;
+    match args.command {
+        RunCommand::List {
+            repo,
+            branch,
+            limit,
+            output,
+        } => {
+            let repos = match repo {
+                Some(r) => vec![repo_full_name(&client, &r)?],
+                None => client
+                    .get::<Vec<Repo>>("/repos")?
+                    .into_iter()
+                    .map(|r| r.full_name)
+                    .collect(),
+            };
+            let mut runs: Vec<Run> = Vec::new();
+            for r in repos {
+                let mut path = format!("/repos/{r}/runs?limit={limit}");
+                if let Some(b) = &branch {
+                    path.push_str(&format!("&branch={}", query_escape(b)));
+                }
+                runs.extend(client.get::<Vec<Run>>(&path)?);
+            }
+            runs.sort_by_key(|r| std::cmp::Reverse(r.id));
+            runs.truncate(limit as usize);
+            match output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&runs)?),
+                Output::Text => {
+                    println!(
+                        "{:<20} {:<11} {:<24} {:<16} {:<8} TRIGGER",
+                        "RUN", "STATE", "WORKFLOW", "BRANCH", "COMMIT"
+                    );
+                    for r in &runs {
+                        print_run_line(r);
+                    }
+                }
+            }
+        }
+        RunCommand::Show { run, output } => {
+            let run: Run = client.get(&format!("/runs/{run}"))?;
+            emit(&run, output)?;
+        }
+        RunCommand::Logs {
+            run,
+            action,
+            follow,
+        } => {
+            let shown: Run = client.get(&format!("/runs/{run}"))?;
+            let actions: Vec<String> = match action {
+                Some(a) => {
+                    if !shown.jobs.iter().any(|j| j.action == a) {
+                        bail!("run {run} has no action {a:?}");
+                    }
+                    vec![a]
+                }
+                None => shown.jobs.iter().map(|j| j.action.clone()).collect(),
+            };
+            let several = actions.len() > 1;
+            let stdout = std::io::stdout();
+            for a in actions {
+                if several {
+                    println!("==> {a} <==");
+                }
+                let path = format!(
+                    "/runs/{run}/jobs/{}/logs{}",
+                    query_escape(&a),
+                    if follow { "?follow=true" } else { "" }
+                );
+                let mut reader = client.get_reader(&path)?;
+                let mut buf = [0u8; 8192];
+                loop {
+                    let n = reader.read(&mut buf)?;
+                    if n == 0 {
+                        break;
+                    }
+                    let mut out = stdout.lock();
+                    out.write_all(&buf[..n])?;
+                    out.flush()?;
+                }
+            }
+            if follow {
+                let done: Run = client.get(&format!("/runs/{run}"))?;
+                if done.state.is_terminal() && done.state != RunState::Succeeded {
+                    return Ok(ExitCode::FAILURE);
+                }
+            }
+        }
+        RunCommand::Cancel { run } => {
+            let run: Run = client.post(&format!("/runs/{run}/cancel"), &serde_json::json!({}))?;
+            println!("run {} {}", run.id, run.state.as_str());
+        }
+        RunCommand::Retry { run } => {
+            let run: Run = client.post(&format!("/runs/{run}/retry"), &serde_json::json!({}))?;
+            println!("run {} {}", run.id, run.state.as_str());
+        }
+        RunCommand::Start {
+            repo,
+            workflow,
+            branch,
+            output,
+        } => {
+            let full = repo_full_name(&client, &repo)?;
+            let run: Run = client.post(
+                &format!("/repos/{full}/runs"),
+                &StartRunRequest { workflow, branch },
+            )?;
+            match output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&run)?),
+                Output::Text => println!("run {} started ({})", run.id, run.state.as_str()),
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,89 @@
+//! `cove secret …`: repository secrets (values are write-only).
+
+use std::io::Read;
+
+use anyhow::{bail, Result};
+use clap::{Args, Subcommand};
+use cove_api::{SecretInfo, SetSecretRequest};
+
+use crate::client::Client;
+use crate::repo::Output;
+use crate::run::repo_full_name;
+
+/// Repository secrets, referenced in workflows as `${Secrets.NAME}`.
+#[derive(Debug, Args)]
+pub struct SecretArgs {
+    #[command(subcommand)]
+    pub command: SecretCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretCommand {
+    /// Create or replace a secret. The value is read from standard input (a trailing newline
+    /// is dropped) unless --value is given.
+    Set {
+        /// OWNER/NAME or NAME.
+        repo: String,
+        name: String,
+        /// The value (visible in your shell history and process list; prefer stdin).
+        #[arg(long)]
+        value: Option<String>,
+    },
+    /// List secret names (never values).
+    List {
+        repo: String,
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
+    /// Delete a secret.
+    Delete { repo: String, name: String },
+}
+
+pub fn run(args: SecretArgs) -> Result<()> {
+    let client = Client::from_env_or_config()?;
+    match args.command {
+        SecretCommand::Set { repo, name, value } => {
+            let full = repo_full_name(&client, &repo)?;
+            let value = match value {
+                Some(v) => v,
+                None => {
+                    let mut v = String::new();
+                    std::io::stdin().read_to_string(&mut v)?;
+                    if v.ends_with('\n') {
+                        v.pop();
+                        if v.ends_with('\r') {
+                            v.pop();
+                        }
+                    }
+                    v
+                }
+            };
+            if value.is_empty() {
+                bail!("the secret value is empty");
+            }
+            let info: SecretInfo = client.put(
+                &format!("/repos/{full}/secrets/{name}"),
+                &SetSecretRequest { value },
+            )?;
+            println!("secret {} set on {full}", info.name);
+        }
+        SecretCommand::List { repo, output } => {
+            let full = repo_full_name(&client, &repo)?;
+            let list: Vec<SecretInfo> = client.get(&format!("/repos/{full}/secrets"))?;
+            match output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&list)?),
+                Output::Text => {
+                    for s in list {
+                        println!("{}", s.name);
+                    }
+                }
+            }
+        }
+        SecretCommand::Delete { repo, name } => {
+            let full = repo_full_name(&client, &repo)?;
+            client.delete(&format!("/repos/{full}/secrets/{name}"))?;
+            println!("secret {name} deleted from {full}");
+        }
+    }
+    Ok(())
+}

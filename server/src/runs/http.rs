@@ -1,0 +1,518 @@
+//! HTTP handlers of the workflow engine (routes and their authorization are in
+//! [`crate::routes::api_routes`]). Run routes live under `/api/v1/runs/{run}`; the
+//! authorization middleware checks the role on the run's repository ([`repo_of_run`]).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use cove_api::{
+    CommitStatus, FinishRequest, HeartbeatRequest, HeartbeatResponse, Job, JobLease, JobLogLine,
+    LeaseRequest, LogBatch, Run, RunState, SecretInfo, SetSecretRequest, StartRunRequest,
+    WorkflowError,
+};
+use serde::Deserialize;
+
+use super::secrets::valid_secret_name;
+use super::RunsError;
+use crate::error::ApiError;
+use crate::store::{JobRow, RepoRow, RunRow};
+use crate::AppState;
+
+/// Longest long-poll an agent may ask for.
+const MAX_LEASE_WAIT: Duration = Duration::from_secs(60);
+/// Largest artifact an agent may upload.
+const MAX_ARTIFACT_BYTES: usize = 1024 * 1024 * 1024;
+
+/// `(owner, name)` of the repository a run belongs to (for the authorization middleware).
+pub async fn repo_of_run(state: &AppState, run: &str) -> Result<(String, String), ApiError> {
+    let not_found = || ApiError::NotFound(format!("run {run}"));
+    let id: i64 = run.parse().map_err(|_| not_found())?;
+    let run = state.store().run(id).await?.ok_or_else(not_found)?;
+    let repo = state
+        .store()
+        .repo_by_id(run.repo_id)
+        .await?
+        .ok_or_else(not_found)?;
+    Ok((repo.owner, repo.name))
+}
+
+fn job_dto(j: JobRow) -> Job {
+    Job {
+        id: j.id,
+        action: j.action,
+        state: j.state,
+        attempt: j.attempt,
+        depends_on: j.depends_on,
+        started_at_ms: j.started_at_ms,
+        finished_at_ms: j.finished_at_ms,
+        error: j.error,
+        variables: serde_json::from_str(&j.variables_json).unwrap_or_default(),
+        artifacts: serde_json::from_str(&j.artifacts_json).unwrap_or_default(),
+    }
+}
+
+/// The wire form of a run with its jobs.
+pub async fn run_dto(state: &AppState, repo: &RepoRow, run: RunRow) -> Result<Run, ApiError> {
+    let jobs = state.store().jobs_of_run(run.id).await?;
+    Ok(Run {
+        id: run.id,
+        repo: format!("{}/{}", repo.owner, repo.name),
+        workflow: run.workflow,
+        workflow_file: run.workflow_file,
+        run_mode: run.run_mode,
+        branch: run.branch,
+        commit: run.commit_sha,
+        trigger: run.trigger_kind,
+        state: run.state,
+        created_at_ms: run.created_at_ms,
+        finished_at_ms: run.finished_at_ms,
+        jobs: jobs.into_iter().map(job_dto).collect(),
+    })
+}
+
+fn param(params: &BTreeMap<String, String>, key: &str) -> Result<String, ApiError> {
+    params
+        .get(key)
+        .cloned()
+        .ok_or_else(|| ApiError::BadRequest(format!("missing path parameter {key}")))
+}
+
+async fn load_run(
+    state: &AppState,
+    repo: &RepoRow,
+    params: &BTreeMap<String, String>,
+) -> Result<RunRow, ApiError> {
+    let raw = param(params, "run")?;
+    let not_found = || ApiError::NotFound(format!("run {raw}"));
+    let id: i64 = raw.parse().map_err(|_| not_found())?;
+    let run = state.store().run(id).await?.ok_or_else(not_found)?;
+    if run.repo_id != repo.id {
+        return Err(not_found());
+    }
+    Ok(run)
+}
+
+/// The job named by `{job}`: its id or its action name.
+async fn load_job(
+    state: &AppState,
+    run: &RunRow,
+    params: &BTreeMap<String, String>,
+) -> Result<JobRow, ApiError> {
+    let raw = param(params, "job")?;
+    state
+        .store()
+        .jobs_of_run(run.id)
+        .await?
+        .into_iter()
+        .find(|j| j.id.to_string() == raw || j.action == raw)
+        .ok_or_else(|| ApiError::NotFound(format!("job {raw} of run {}", run.id)))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListRunsQuery {
+    branch: Option<String>,
+    limit: Option<i64>,
+}
+
+pub async fn list_runs(
+    State(state): State<AppState>,
+    Extension(repo): Extension<RepoRow>,
+    Query(q): Query<ListRunsQuery>,
+) -> Result<Json<Vec<Run>>, ApiError> {
+    let limit = q.limit.unwrap_or(50).clamp(1, 500);
+    let mut out = Vec::new();
+    for run in state
+        .store()
+        .list_runs(repo.id, q.branch.as_deref(), limit)
+        .await?
+    {
+        out.push(run_dto(&state, &repo, run).await?);
+    }
+    Ok(Json(out))
+}
+
+pub async fn start_run(
+    State(state): State<AppState>,
+    Extension(repo): Extension<RepoRow>,
+    Json(req): Json<StartRunRequest>,
+) -> Result<(StatusCode, Json<Run>), ApiError> {
+    let branch = req.branch.unwrap_or_else(|| repo.default_branch.clone());
+    if branch.is_empty() || branch.starts_with('-') || branch.contains("..") {
+        return Err(ApiError::BadRequest(format!("bad branch name {branch:?}")));
+    }
+    let run = super::start_manual(&state, &repo, &req.workflow, &branch).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(run_dto(&state, &repo, run).await?),
+    ))
+}
+
+pub async fn get_run(
+    State(state): State<AppState>,
+    Extension(repo): Extension<RepoRow>,
+    Path(params): Path<BTreeMap<String, String>>,
+) -> Result<Json<Run>, ApiError> {
+    let run = load_run(&state, &repo, &params).await?;
+    Ok(Json(run_dto(&state, &repo, run).await?))
+}
+
+pub async fn cancel_run(
+    State(state): State<AppState>,
+    Extension(repo): Extension<RepoRow>,
+    Path(params): Path<BTreeMap<String, String>>,
+) -> Result<Json<Run>, ApiError> {
+    let run = load_run(&state, &repo, &params).await?;
+    super::cancel_run(&state, run.id).await?;
+    let run = load_run(&state, &repo, &params).await?;
+    Ok(Json(run_dto(&state, &repo, run).await?))
+}
+
+pub async fn retry_run(
+    State(state): State<AppState>,
+    Extension(repo): Extension<RepoRow>,
+    Path(params): Path<BTreeMap<String, String>>,
+) -> Result<Json<Run>, ApiError> {
+    let run = load_run(&state, &repo, &params).await?;
+    super::retry_run(&state, run.id).await?;
+    let run = load_run(&state, &repo, &params).await?;
+    Ok(Json(run_dto(&state, &repo, run).await?))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LogsQuery {
+    #[serde(default)]
+    follow: bool,
+    after: Option<u64>,
+    /// `text` (default) or `json`.
+    format: Option<String>,
+}
+
+/// `GET /api/v1/runs/{run}/jobs/{job}/logs`: the lines after `after`; `format=json` gives
+/// `[JobLogLine]`; `follow=true` streams plain text (chunked) until the job has ended.
+pub async fn job_logs(
+    State(state): State<AppState>,
+    Extension(repo): Extension<RepoRow>,
+    Path(params): Path<BTreeMap<String, String>>,
+    Query(q): Query<LogsQuery>,
+) -> Result<Response, ApiError> {
+    let run = load_run(&state, &repo, &params).await?;
+    let job = load_job(&state, &run, &params).await?;
+    if !q.follow {
+        let lines = state.store().job_logs(job.id, q.after, 100_000).await?;
+        if q.format.as_deref() == Some("json") {
+            return Ok(Json(lines).into_response());
+        }
+        let mut text = String::new();
+        for l in lines {
+            text.push_str(&l.text);
+            text.push('\n');
+        }
+        return Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response());
+    }
+    struct Follow {
+        state: AppState,
+        job: i64,
+        after: Option<u64>,
+    }
+    let start = Follow {
+        state: state.clone(),
+        job: job.id,
+        after: q.after,
+    };
+    let stream = futures_util::stream::unfold(start, |mut f| async move {
+        let st = f.state.clone();
+        loop {
+            let notified = st.runs().progress().notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            // Read the state before the lines: lines stored before the end are then seen.
+            let ended = match f.state.store().job(f.job).await {
+                Ok(Some(j)) => j.state.is_terminal(),
+                Ok(None) => true,
+                Err(e) => return Some((Err(std::io::Error::other(e.to_string())), f)),
+            };
+            let lines: Vec<JobLogLine> = match f.state.store().job_logs(f.job, f.after, 1000).await
+            {
+                Ok(lines) => lines,
+                Err(e) => return Some((Err(std::io::Error::other(e.to_string())), f)),
+            };
+            if let Some(last) = lines.last() {
+                f.after = Some(last.seq);
+                let mut chunk = String::new();
+                for l in &lines {
+                    chunk.push_str(&l.text);
+                    chunk.push('\n');
+                }
+                return Some((Ok(Bytes::from(chunk)), f));
+            }
+            if ended {
+                return None;
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(1), notified).await;
+        }
+    });
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+pub async fn download_artifact(
+    State(state): State<AppState>,
+    Extension(repo): Extension<RepoRow>,
+    Path(params): Path<BTreeMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let run = load_run(&state, &repo, &params).await?;
+    let job = load_job(&state, &run, &params).await?;
+    let name = param(&params, "artifact")?;
+    let names: Vec<String> = serde_json::from_str(&job.artifacts_json).unwrap_or_default();
+    if !names.contains(&name) {
+        return Err(ApiError::NotFound(format!("artifact {name}")));
+    }
+    let path = super::artifact_path(&state, run.id, job.id, &name);
+    let bytes = tokio::fs::read(&path).await.map_err(ApiError::internal)?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/x-tar".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}.tar\""),
+            ),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
+pub async fn workflow_errors(
+    State(state): State<AppState>,
+    Extension(repo): Extension<RepoRow>,
+) -> Result<Json<Vec<WorkflowError>>, ApiError> {
+    let rows = state.store().list_workflow_errors(repo.id, 100).await?;
+    Ok(Json(
+        rows.into_iter()
+            .map(|e| WorkflowError {
+                id: e.id,
+                file: e.file,
+                branch: e.branch,
+                commit: e.commit_sha,
+                message: e.message,
+                created_at_ms: e.created_at_ms,
+            })
+            .collect(),
+    ))
+}
+
+pub async fn commit_status(
+    State(state): State<AppState>,
+    Extension(repo): Extension<RepoRow>,
+    Path(params): Path<BTreeMap<String, String>>,
+) -> Result<Json<CommitStatus>, ApiError> {
+    let sha = param(&params, "sha")?;
+    let mut runs = Vec::new();
+    for run in state.store().runs_for_commit(repo.id, &sha).await? {
+        runs.push(run_dto(&state, &repo, run).await?);
+    }
+    let rank = |s: RunState| match s {
+        RunState::Succeeded => 0,
+        RunState::Superseded => 1,
+        RunState::Cancelled => 2,
+        RunState::Failed => 3,
+        RunState::Queued => 4,
+        RunState::Running => 5,
+    };
+    let state_name = runs
+        .iter()
+        .map(|r| r.state)
+        .max_by_key(|s| rank(*s))
+        .map_or("none", |s| s.as_str())
+        .to_string();
+    Ok(Json(CommitStatus {
+        commit: sha,
+        state: state_name,
+        runs,
+    }))
+}
+
+// ---- secrets
+
+pub async fn list_secrets(
+    State(state): State<AppState>,
+    Extension(repo): Extension<RepoRow>,
+) -> Result<Json<Vec<SecretInfo>>, ApiError> {
+    let rows = state.store().list_secrets(repo.id).await?;
+    Ok(Json(
+        rows.into_iter()
+            .map(|(name, _, created_at, updated_at)| SecretInfo {
+                name,
+                created_at,
+                updated_at,
+            })
+            .collect(),
+    ))
+}
+
+pub async fn set_secret(
+    State(state): State<AppState>,
+    Extension(repo): Extension<RepoRow>,
+    Path(params): Path<BTreeMap<String, String>>,
+    Json(req): Json<SetSecretRequest>,
+) -> Result<Json<SecretInfo>, ApiError> {
+    let name = param(&params, "secret")?;
+    if !valid_secret_name(&name) {
+        return Err(ApiError::BadRequest(format!(
+            "secret name {name:?}: letters, digits and `_`, not starting with a digit, at most 64"
+        )));
+    }
+    if req.value.is_empty() || req.value.len() > 64 * 1024 {
+        return Err(ApiError::BadRequest(
+            "a secret value must be 1 byte to 64 KiB".into(),
+        ));
+    }
+    let sealed = state
+        .runs()
+        .key()
+        .seal(repo.id, &name, &req.value)
+        .map_err(|e| ApiError::internal(RunsError::from(e)))?;
+    let now = crate::store::now_secs();
+    state
+        .store()
+        .put_secret(repo.id, &name, &sealed, now)
+        .await?;
+    let info = state
+        .store()
+        .list_secrets(repo.id)
+        .await?
+        .into_iter()
+        .find(|(n, ..)| *n == name)
+        .map(|(name, _, created_at, updated_at)| SecretInfo {
+            name,
+            created_at,
+            updated_at,
+        })
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("secret vanished")))?;
+    tracing::info!(repo = %format!("{}/{}", repo.owner, repo.name), secret = %info.name, "secret set");
+    Ok(Json(info))
+}
+
+pub async fn delete_secret(
+    State(state): State<AppState>,
+    Extension(repo): Extension<RepoRow>,
+    Path(params): Path<BTreeMap<String, String>>,
+) -> Result<StatusCode, ApiError> {
+    let name = param(&params, "secret")?;
+    if state.store().delete_secret(repo.id, &name).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::NotFound(format!("secret {name}")))
+    }
+}
+
+// ---- agent protocol
+
+pub async fn agent_lease(
+    State(state): State<AppState>,
+    Json(req): Json<LeaseRequest>,
+) -> Result<Response, ApiError> {
+    let wait = Duration::from_millis(req.wait_ms).min(MAX_LEASE_WAIT);
+    match super::lease(&state, wait).await? {
+        Some(lease) => Ok(Json::<JobLease>(lease).into_response()),
+        None => Ok(StatusCode::NO_CONTENT.into_response()),
+    }
+}
+
+fn job_param(params: &BTreeMap<String, String>) -> Result<i64, ApiError> {
+    let raw = param(params, "job")?;
+    raw.parse()
+        .map_err(|_| ApiError::NotFound(format!("job {raw}")))
+}
+
+pub async fn agent_heartbeat(
+    State(state): State<AppState>,
+    Path(params): Path<BTreeMap<String, String>>,
+    Json(req): Json<HeartbeatRequest>,
+) -> Result<Json<HeartbeatResponse>, ApiError> {
+    let job = job_param(&params)?;
+    Ok(Json(super::heartbeat(&state, job, req.attempt).await?))
+}
+
+pub async fn agent_logs(
+    State(state): State<AppState>,
+    Path(params): Path<BTreeMap<String, String>>,
+    Json(batch): Json<LogBatch>,
+) -> Result<StatusCode, ApiError> {
+    let job = job_param(&params)?;
+    super::append_logs(&state, job, &batch).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn agent_finish(
+    State(state): State<AppState>,
+    Path(params): Path<BTreeMap<String, String>>,
+    Json(report): Json<FinishRequest>,
+) -> Result<StatusCode, ApiError> {
+    let job = job_param(&params)?;
+    super::finish(&state, job, &report).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct AttemptQuery {
+    #[serde(default)]
+    attempt: u32,
+}
+
+fn tar_response(bytes: Vec<u8>) -> Response {
+    ([(header::CONTENT_TYPE, "application/x-tar")], bytes).into_response()
+}
+
+pub async fn agent_source(
+    State(state): State<AppState>,
+    Path(params): Path<BTreeMap<String, String>>,
+    Query(q): Query<AttemptQuery>,
+) -> Result<Response, ApiError> {
+    let job = job_param(&params)?;
+    Ok(tar_response(
+        super::source_tar(&state, job, q.attempt).await?,
+    ))
+}
+
+pub async fn agent_input(
+    State(state): State<AppState>,
+    Path(params): Path<BTreeMap<String, String>>,
+    Query(q): Query<AttemptQuery>,
+) -> Result<Response, ApiError> {
+    let job = job_param(&params)?;
+    let name = param(&params, "artifact")?;
+    Ok(tar_response(
+        super::input_tar(&state, job, q.attempt, &name).await?,
+    ))
+}
+
+pub async fn agent_upload_artifact(
+    State(state): State<AppState>,
+    Path(params): Path<BTreeMap<String, String>>,
+    Query(q): Query<AttemptQuery>,
+    body: Body,
+) -> Result<StatusCode, ApiError> {
+    let job = job_param(&params)?;
+    let name = param(&params, "artifact")?;
+    let body = axum::body::to_bytes(body, MAX_ARTIFACT_BYTES)
+        .await
+        .map_err(|_| {
+            ApiError::TooLarge(format!(
+                "artifacts are limited to {MAX_ARTIFACT_BYTES} bytes"
+            ))
+        })?;
+    super::store_artifact(&state, job, q.attempt, &name, &body).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,1248 @@
+//! The workflow engine: push events → runs → jobs, the scheduler (run modes, dependencies),
+//! leases with heartbeats and attempt fencing, job reports (logs, artifacts, results), the
+//! lease reaper, secrets, and the embedded agent's job loop. HTTP handlers are in [`http`].
+//!
+//! Invariants:
+//! - The store is the truth: every state change is a conditional row update (`WHERE state =
+//!   … AND attempt = …`), so a stale attempt can never change a job, and a job is leased at
+//!   most once per attempt (`lease_job` only moves `pending → running`).
+//! - Leasing is serialized by one async mutex (one server process owns the scheduler).
+//! - Time comes from [`Clock`], which tests can move forward.
+
+pub mod http;
+pub mod schedule;
+pub mod secrets;
+pub mod source;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use cove_api::{
+    FinishRequest, HeartbeatResponse, JobArtifactSpec, JobLease, JobLogLine, JobOutcome, JobPhase,
+    JobScript, JobState, LogBatch, PushEvent, RunState,
+};
+use tokio::sync::Notify;
+use workflows::{Format, Workflow};
+
+use crate::git::{self, GitError};
+use crate::store::{self, JobRow, RepoRow, RunRow, StoreError, WorkflowErrorRow};
+use crate::AppState;
+use secrets::{SecretError, SecretKey};
+
+/// Tuning of the engine.
+#[derive(Debug, Clone)]
+pub struct RunsConfig {
+    /// A lease ends this long after the last heartbeat.
+    pub lease: Duration,
+    /// Agents heartbeat this often (told in every lease).
+    pub heartbeat: Duration,
+    /// How often expired leases are looked for.
+    pub reap_interval: Duration,
+    /// Image of actions that name no container.
+    pub default_image: String,
+    /// Retry a job once after `agent_lost` (never for actions with an `Environment`).
+    pub retry_lost_jobs: bool,
+    /// Jobs the embedded agent runs at once (0 = no embedded job loop).
+    pub embedded_slots: usize,
+}
+
+impl Default for RunsConfig {
+    fn default() -> Self {
+        RunsConfig {
+            lease: Duration::from_secs(30),
+            heartbeat: Duration::from_secs(5),
+            reap_interval: Duration::from_secs(5),
+            default_image: cove_agent::jobs::DEFAULT_IMAGE.to_string(),
+            retry_lost_jobs: false,
+            embedded_slots: 2,
+        }
+    }
+}
+
+/// Wall-clock milliseconds plus an offset tests can advance.
+#[derive(Debug, Default)]
+pub struct Clock {
+    offset_ms: AtomicI64,
+}
+
+impl Clock {
+    pub fn now_ms(&self) -> i64 {
+        store::now_ms() + self.offset_ms.load(Ordering::Relaxed)
+    }
+
+    /// Moves this clock forward (tests).
+    pub fn advance(&self, by: Duration) {
+        let ms = i64::try_from(by.as_millis()).unwrap_or(i64::MAX);
+        self.offset_ms.fetch_add(ms, Ordering::Relaxed);
+    }
+}
+
+/// Why an engine operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RunsError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Git(#[from] GitError),
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    /// A report from an attempt that no longer owns the job (HTTP 409).
+    #[error("job {job}: attempt {attempt} is not the current attempt")]
+    Stale { job: i64, attempt: u32 },
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl From<RunsError> for crate::error::ApiError {
+    fn from(e: RunsError) -> Self {
+        use crate::error::ApiError;
+        match e {
+            RunsError::Stale { .. } | RunsError::Conflict(_) => ApiError::Conflict(e.to_string()),
+            RunsError::NotFound(what) => ApiError::NotFound(what),
+            RunsError::BadRequest(m) => ApiError::BadRequest(m),
+            RunsError::Git(g) => g.into(),
+            RunsError::Store(s) => s.into(),
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+/// The engine's shared part of the server state.
+pub struct Runs {
+    config: RunsConfig,
+    clock: Clock,
+    /// Woken when a job may have become ready (pollers re-check).
+    ready: Notify,
+    /// Woken when log lines were stored or a job/run changed (log followers re-check).
+    progress: Notify,
+    scheduler: tokio::sync::Mutex<()>,
+    key: SecretKey,
+}
+
+impl std::fmt::Debug for Runs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runs")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Runs {
+    pub fn new(data_dir: &std::path::Path, config: RunsConfig) -> Result<Runs, SecretError> {
+        Ok(Runs {
+            config,
+            clock: Clock::default(),
+            ready: Notify::new(),
+            progress: Notify::new(),
+            scheduler: tokio::sync::Mutex::new(()),
+            key: SecretKey::load_or_create(data_dir)?,
+        })
+    }
+
+    pub fn config(&self) -> &RunsConfig {
+        &self.config
+    }
+
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    pub fn key(&self) -> &SecretKey {
+        &self.key
+    }
+
+    /// A future that completes at the next progress notification (register before checking).
+    pub fn progress(&self) -> &Notify {
+        &self.progress
+    }
+
+    fn wake(&self) {
+        self.ready.notify_waiters();
+        self.progress.notify_waiters();
+    }
+}
+
+fn artifacts_dir(state: &AppState, run_id: i64, job_id: i64) -> std::path::PathBuf {
+    state
+        .data_dir()
+        .join("artifacts")
+        .join(run_id.to_string())
+        .join(job_id.to_string())
+}
+
+/// Where an artifact's tar is stored.
+pub fn artifact_path(state: &AppState, run_id: i64, job_id: i64, name: &str) -> std::path::PathBuf {
+    artifacts_dir(state, run_id, job_id).join(format!("{name}.tar"))
+}
+
+fn valid_artifact_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 100
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+// ---------------------------------------------------------------------------------------
+// Runs from pushes and manual starts
+// ---------------------------------------------------------------------------------------
+
+/// Parses a run's stored workflow again (the text is kept with the run).
+fn parse_run_workflow(run: &RunRow) -> Result<Workflow, RunsError> {
+    let parsed = match &run.implicit_branch {
+        Some(branch) => {
+            workflows::implicit_buildspec_workflow(&run.workflow_file, &run.workflow_text, branch)
+        }
+        None => workflows::validate_file(&run.workflow_file, &run.workflow_text),
+    };
+    parsed.map(|(w, _)| w).map_err(|diags| {
+        RunsError::BadRequest(
+            diags
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n"),
+        )
+    })
+}
+
+/// Stores a new run of `workflow` and its jobs, and wakes pollers.
+#[allow(clippy::too_many_arguments)]
+pub async fn create_run(
+    state: &AppState,
+    repo: &RepoRow,
+    workflow: &Workflow,
+    file: &str,
+    text: &str,
+    implicit_branch: Option<&str>,
+    branch: &str,
+    commit: &str,
+    trigger: &str,
+) -> Result<RunRow, RunsError> {
+    let plan = workflows::RunPlan::new(workflow)
+        .map_err(|e| RunsError::BadRequest(format!("{file}: {e}")))?;
+    let runs = state.runs();
+    let now = runs.clock.now_ms();
+    let run = RunRow {
+        id: store::next_id(),
+        repo_id: repo.id,
+        workflow: workflow.name.clone(),
+        workflow_file: file.to_string(),
+        workflow_text: text.to_string(),
+        implicit_branch: implicit_branch.map(str::to_string),
+        run_mode: schedule::mode_name(workflow.run_mode).to_string(),
+        branch: branch.to_string(),
+        commit_sha: commit.to_string(),
+        trigger_kind: trigger.to_string(),
+        state: RunState::Queued,
+        created_at_ms: now,
+        finished_at_ms: None,
+    };
+    let jobs: Vec<JobRow> = workflow
+        .actions
+        .iter()
+        .enumerate()
+        .map(|(idx, action)| JobRow {
+            id: store::next_id(),
+            run_id: run.id,
+            idx: idx as i64,
+            action: action.id.clone(),
+            depends_on: plan
+                .dependencies(&action.id)
+                .into_iter()
+                .map(str::to_string)
+                .collect(),
+            state: JobState::Pending,
+            attempt: 0,
+            max_attempts: if runs.config.retry_lost_jobs && action.environment.is_none() {
+                2
+            } else {
+                1
+            },
+            lease_expires_ms: None,
+            cancel_requested: false,
+            timeout_ms: i64::from(action.timeout_minutes.unwrap_or(60)) * 60_000,
+            started_at_ms: None,
+            finished_at_ms: None,
+            error: None,
+            variables_json: "{}".into(),
+            artifacts_json: "[]".into(),
+        })
+        .collect();
+    state.store().create_run(&run, &jobs).await?;
+    tracing::info!(run = run.id, workflow = %run.workflow, branch, commit, trigger, "run created");
+    runs.wake();
+    Ok(run)
+}
+
+/// Handles one push event: every matching workflow at the new commit becomes a run; invalid
+/// workflow files become workflow errors.
+pub async fn on_push(state: &AppState, event: &PushEvent) -> Result<Vec<RunRow>, RunsError> {
+    let Some(branch) = event.ref_name.strip_prefix("refs/heads/") else {
+        return Ok(Vec::new());
+    };
+    if event.new_sha.bytes().all(|b| b == b'0') {
+        return Ok(Vec::new()); // branch deleted
+    }
+    let Some((owner, name)) = event.repo.split_once('/') else {
+        return Ok(Vec::new());
+    };
+    let Some(repo) = state.store().repo(owner, name).await? else {
+        return Ok(Vec::new());
+    };
+    let path = git::repo_path(state.data_dir(), owner, name);
+    let (commit, files) = source::workflow_files(path.clone(), event.new_sha.clone()).await?;
+    let changed = source::changed_files(path, event.old_sha.clone(), event.new_sha.clone()).await?;
+    let changed: Vec<&str> = changed.iter().map(String::as_str).collect();
+    let mut created = Vec::new();
+    let record_error = |file: &str, message: String| WorkflowErrorRow {
+        id: store::next_id(),
+        repo_id: repo.id,
+        file: file.to_string(),
+        branch: branch.to_string(),
+        commit_sha: commit.clone(),
+        message,
+        created_at_ms: store::now_ms(),
+    };
+    for (file, text) in &files.workflows {
+        match workflows::validate_file(file, text) {
+            Ok((wf, _)) => {
+                if wf.matches_push(branch, &changed) {
+                    created.push(
+                        create_run(state, &repo, &wf, file, text, None, branch, &commit, "push")
+                            .await?,
+                    );
+                }
+            }
+            Err(diags) => {
+                let message = diags
+                    .iter()
+                    .filter(|d| d.is_error())
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                tracing::warn!(file = %file, commit = %commit, "invalid workflow file");
+                state
+                    .store()
+                    .insert_workflow_error(&record_error(file, message))
+                    .await?;
+            }
+        }
+    }
+    if files.workflows.is_empty() {
+        if let Some((file, text)) = &files.buildspec {
+            match workflows::implicit_buildspec_workflow(file, text, &repo.default_branch) {
+                Ok((wf, _)) => {
+                    if wf.matches_push(branch, &changed) {
+                        created.push(
+                            create_run(
+                                state,
+                                &repo,
+                                &wf,
+                                file,
+                                text,
+                                Some(&repo.default_branch),
+                                branch,
+                                &commit,
+                                "push",
+                            )
+                            .await?,
+                        );
+                    }
+                }
+                Err(diags) => {
+                    let message = diags
+                        .iter()
+                        .filter(|d| d.is_error())
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("\n");
+                    state
+                        .store()
+                        .insert_workflow_error(&record_error(file, message))
+                        .await?;
+                }
+            }
+        }
+    }
+    Ok(created)
+}
+
+/// A manual run of the workflow named `workflow` (or at that file path) on `branch`.
+pub async fn start_manual(
+    state: &AppState,
+    repo: &RepoRow,
+    workflow: &str,
+    branch: &str,
+) -> Result<RunRow, RunsError> {
+    let path = git::repo_path(state.data_dir(), &repo.owner, &repo.name);
+    let (commit, files) = source::workflow_files(path, format!("refs/heads/{branch}"))
+        .await
+        .map_err(|e| match e {
+            GitError::NotFound(_) => RunsError::NotFound(format!("branch {branch}")),
+            other => other.into(),
+        })?;
+    for (file, text) in &files.workflows {
+        if let Ok((wf, _)) = workflows::validate_file(file, text) {
+            if wf.name == workflow || file == workflow {
+                return create_run(
+                    state, repo, &wf, file, text, None, branch, &commit, "manual",
+                )
+                .await;
+            }
+        }
+    }
+    if files.workflows.is_empty() {
+        if let Some((file, text)) = &files.buildspec {
+            if let Ok((wf, _)) =
+                workflows::implicit_buildspec_workflow(file, text, &repo.default_branch)
+            {
+                if wf.name == workflow || file == workflow {
+                    return create_run(
+                        state,
+                        repo,
+                        &wf,
+                        file,
+                        text,
+                        Some(&repo.default_branch),
+                        branch,
+                        &commit,
+                        "manual",
+                    )
+                    .await;
+                }
+            }
+        }
+    }
+    Err(RunsError::NotFound(format!(
+        "valid workflow `{workflow}` on branch {branch}"
+    )))
+}
+
+/// Consumes the push bus until it closes. Errors are logged, never fatal.
+pub fn spawn_push_consumer(state: AppState) {
+    let mut rx = state.subscribe();
+    tokio::spawn(async move {
+        loop {
+            match rx.recv().await {
+                Ok(event) => {
+                    if let Err(e) = on_push(&state, &event).await {
+                        tracing::error!(repo = %event.repo, ref_name = %event.ref_name, error = %e, "creating runs for a push failed");
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::error!(
+                        missed = n,
+                        "the workflow engine fell behind the push bus; missed pushes get no runs"
+                    );
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// Job and run state
+// ---------------------------------------------------------------------------------------
+
+/// The run's state from its jobs.
+pub fn derive_run_state(jobs: &[JobRow]) -> RunState {
+    let all_terminal = jobs.iter().all(|j| j.state.is_terminal());
+    if !all_terminal {
+        let started = jobs
+            .iter()
+            .any(|j| j.state == JobState::Running || j.state.is_terminal());
+        return if started {
+            RunState::Running
+        } else {
+            RunState::Queued
+        };
+    }
+    let any = |s: JobState| jobs.iter().any(|j| j.state == s);
+    if any(JobState::Superseded) {
+        RunState::Superseded
+    } else if any(JobState::Cancelled) {
+        RunState::Cancelled
+    } else if jobs.iter().any(|j| {
+        matches!(
+            j.state,
+            JobState::Failed | JobState::AgentLost | JobState::TimedOut | JobState::Skipped
+        )
+    }) {
+        RunState::Failed
+    } else {
+        RunState::Succeeded
+    }
+}
+
+/// After a job ended: skip pending dependents of jobs that did not succeed, store the run's
+/// state, wake pollers and followers.
+pub async fn settle_run(state: &AppState, run_id: i64) -> Result<RunState, RunsError> {
+    let store = state.store();
+    let now = state.runs().clock.now_ms();
+    loop {
+        let jobs = store.jobs_of_run(run_id).await?;
+        let bad: BTreeSet<&str> = jobs
+            .iter()
+            .filter(|j| j.state.is_terminal() && j.state != JobState::Succeeded)
+            .map(|j| j.action.as_str())
+            .collect();
+        let mut changed = false;
+        for j in &jobs {
+            if j.state == JobState::Pending && j.depends_on.iter().any(|d| bad.contains(d.as_str()))
+            {
+                changed |= store
+                    .end_job(
+                        j.id,
+                        JobState::Pending,
+                        None,
+                        JobState::Skipped,
+                        Some("a dependency did not succeed"),
+                        None,
+                        now,
+                    )
+                    .await?;
+            }
+        }
+        if changed {
+            continue;
+        }
+        let derived = derive_run_state(&jobs);
+        let finished = derived.is_terminal().then_some(now);
+        store.set_run_state(run_id, derived, finished).await?;
+        state.runs().wake();
+        return Ok(derived);
+    }
+}
+
+/// Cancels a run: pending jobs end `cancelled`, running ones are told in their next heartbeat
+/// (and finalized by the reaper when their agent stays silent).
+pub async fn cancel_run(state: &AppState, run_id: i64) -> Result<RunState, RunsError> {
+    let now = state.runs().clock.now_ms();
+    for j in state.store().jobs_of_run(run_id).await? {
+        match j.state {
+            JobState::Pending => {
+                state
+                    .store()
+                    .end_job(
+                        j.id,
+                        JobState::Pending,
+                        None,
+                        JobState::Cancelled,
+                        Some("cancelled"),
+                        None,
+                        now,
+                    )
+                    .await?;
+            }
+            JobState::Running => state.store().request_cancel(j.id).await?,
+            _ => {}
+        }
+    }
+    settle_run(state, run_id).await
+}
+
+/// Retries an ended run: jobs that did not succeed run again (same commit, same workflow).
+pub async fn retry_run(state: &AppState, run_id: i64) -> Result<RunState, RunsError> {
+    let run = state
+        .store()
+        .run(run_id)
+        .await?
+        .ok_or_else(|| RunsError::NotFound(format!("run {run_id}")))?;
+    if !run.state.is_terminal() {
+        return Err(RunsError::Conflict(format!(
+            "run {run_id} is still {}",
+            run.state.as_str()
+        )));
+    }
+    if run.state == RunState::Succeeded {
+        return Err(RunsError::Conflict(format!(
+            "run {run_id} already succeeded"
+        )));
+    }
+    state.store().reset_run_jobs(run_id).await?;
+    settle_run(state, run_id).await
+}
+
+/// Marks every unfinished job of a run `superseded` (running ones are also told to stop).
+async fn supersede_run(state: &AppState, run_id: i64) -> Result<(), RunsError> {
+    let now = state.runs().clock.now_ms();
+    for j in state.store().jobs_of_run(run_id).await? {
+        match j.state {
+            JobState::Pending => {
+                state
+                    .store()
+                    .end_job(
+                        j.id,
+                        JobState::Pending,
+                        None,
+                        JobState::Superseded,
+                        Some("superseded by a newer run"),
+                        None,
+                        now,
+                    )
+                    .await?;
+            }
+            JobState::Running => state.store().request_cancel(j.id).await?,
+            _ => {}
+        }
+    }
+    tracing::info!(run = run_id, "run superseded");
+    settle_run(state, run_id).await?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// Leases
+// ---------------------------------------------------------------------------------------
+
+/// Waits up to `wait` for a ready job and leases it (long poll, woken by [`Notify`]).
+pub async fn lease(state: &AppState, wait: Duration) -> Result<Option<JobLease>, RunsError> {
+    let deadline = tokio::time::Instant::now() + wait;
+    let runs = state.runs();
+    loop {
+        let notified = runs.ready.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if let Some(lease) = try_lease(state).await? {
+            return Ok(Some(lease));
+        }
+        if tokio::time::timeout_at(deadline, notified).await.is_err() {
+            return Ok(None);
+        }
+    }
+}
+
+/// One scheduling pass: supersede what the run modes say, lease the first ready job.
+pub async fn try_lease(state: &AppState) -> Result<Option<JobLease>, RunsError> {
+    let runs = state.runs();
+    let _serialized = runs.scheduler.lock().await;
+    loop {
+        let active = state.store().active_jobs().await?;
+        let decision = schedule::decide(&active);
+        for run_id in &decision.supersede {
+            supersede_run(state, *run_id).await?;
+        }
+        if !decision.supersede.is_empty() {
+            continue;
+        }
+        let Some(job_id) = decision.lease else {
+            return Ok(None);
+        };
+        let now = runs.clock.now_ms();
+        let expires = now + i64::try_from(runs.config.lease.as_millis()).unwrap_or(i64::MAX);
+        let Some(attempt) = state.store().lease_job(job_id, now, expires).await? else {
+            continue;
+        };
+        let job = state
+            .store()
+            .job(job_id)
+            .await?
+            .ok_or_else(|| RunsError::NotFound(format!("job {job_id}")))?;
+        match build_lease(state, &job, attempt).await {
+            Ok(lease) => {
+                settle_run(state, job.run_id).await?;
+                tracing::info!(job = job_id, attempt, action = %job.action, "job leased");
+                return Ok(Some(lease));
+            }
+            Err(e) => {
+                // The job cannot start (missing secret, bad reference): it fails, visibly.
+                let message = e.to_string();
+                tracing::warn!(job = job_id, error = %message, "job cannot start");
+                state
+                    .store()
+                    .append_logs(
+                        job_id,
+                        &[JobLogLine {
+                            seq: cove_agent::job_worker::seq_base(attempt),
+                            stream: cove_api::LogStreamKind::System,
+                            ts: u64::try_from(now).unwrap_or(0),
+                            text: format!("[cove] the job cannot start: {message}"),
+                        }],
+                    )
+                    .await?;
+                state
+                    .store()
+                    .end_job(
+                        job_id,
+                        JobState::Running,
+                        Some(attempt),
+                        JobState::Failed,
+                        Some(&message),
+                        None,
+                        now,
+                    )
+                    .await?;
+                settle_run(state, job.run_id).await?;
+            }
+        }
+    }
+}
+
+fn phase_to_wire(
+    p: &workflows::Phase,
+    interp: &dyn Fn(&str) -> Result<String, RunsError>,
+) -> Result<JobPhase, RunsError> {
+    let (on_failure, retry_count, retry_regex) = match &p.on_failure {
+        None => (None, None, None),
+        Some(workflows::OnFailure::Abort) => (Some("ABORT".to_string()), None, None),
+        Some(workflows::OnFailure::Continue) => (Some("CONTINUE".to_string()), None, None),
+        Some(workflows::OnFailure::Retry { count, regex }) => {
+            (Some("RETRY".to_string()), *count, regex.clone())
+        }
+    };
+    Ok(JobPhase {
+        name: p.name.key().to_string(),
+        commands: p
+            .commands
+            .iter()
+            .map(|c| interp(c))
+            .collect::<Result<_, _>>()?,
+        finally: p
+            .finally
+            .iter()
+            .map(|c| interp(c))
+            .collect::<Result<_, _>>()?,
+        on_failure,
+        retry_count,
+        retry_regex,
+    })
+}
+
+/// The secrets of a repository, opened.
+pub async fn open_secrets(
+    state: &AppState,
+    repo_id: i64,
+) -> Result<BTreeMap<String, String>, RunsError> {
+    let mut out = BTreeMap::new();
+    for (name, sealed, _, _) in state.store().list_secrets(repo_id).await? {
+        let value = state.runs().key.open(repo_id, &name, &sealed)?;
+        out.insert(name, value);
+    }
+    Ok(out)
+}
+
+/// Turns a job's action into what the agent runs: interpolation (`${Secrets.x}` stays a
+/// variable reference; its value travels in `secrets`), outputs of finished dependencies,
+/// source and input artifacts.
+async fn build_lease(state: &AppState, job: &JobRow, attempt: u32) -> Result<JobLease, RunsError> {
+    let run = state
+        .store()
+        .run(job.run_id)
+        .await?
+        .ok_or_else(|| RunsError::NotFound(format!("run {}", job.run_id)))?;
+    let wf = parse_run_workflow(&run)?;
+    let action = wf
+        .action(&job.action)
+        .ok_or_else(|| RunsError::BadRequest(format!("action {} is gone", job.action)))?;
+    let mut ctx = workflows::Context::for_action(action, workflows::Target::Shell);
+    ctx.commit_id = run.commit_sha.clone();
+    ctx.branch_name = run.branch.clone();
+    for other in state.store().jobs_of_run(run.id).await? {
+        if other.state == JobState::Succeeded {
+            let vars: BTreeMap<String, String> =
+                serde_json::from_str(&other.variables_json).unwrap_or_default();
+            ctx.outputs.insert(other.action.clone(), vars);
+        }
+    }
+    let mut referenced: BTreeSet<String> = action
+        .secrets
+        .iter()
+        .filter_map(|s| match s {
+            workflows::SecretRef::Codecatalyst { name } => Some(name.clone()),
+            _ => None,
+        })
+        .collect();
+    let interp = |text: &str| -> Result<String, RunsError> {
+        workflows::interpolate(text, &ctx)
+            .map_err(|e| RunsError::BadRequest(format!("action {}: {e}", action.id)))
+    };
+    let mut note_secrets = |text: &str| {
+        for r in workflows::interpolate::references(text) {
+            if r.scope == "Secrets" {
+                referenced.insert(r.name.to_string());
+            }
+        }
+    };
+    let mut steps = Vec::new();
+    let mut phases = Vec::new();
+    for step in &action.configuration.steps {
+        match step {
+            workflows::Step::Run { command } => {
+                note_secrets(command);
+                steps.push(interp(command)?);
+            }
+            workflows::Step::Phase(p) => {
+                for c in p.commands.iter().chain(&p.finally) {
+                    note_secrets(c);
+                }
+                phases.push(phase_to_wire(p, &interp)?);
+            }
+            workflows::Step::Github { .. } => {
+                return Err(RunsError::BadRequest(format!(
+                    "action {}: GitHub Actions steps are not supported by Cove's runner",
+                    action.id
+                )))
+            }
+        }
+    }
+    let mut env = Vec::new();
+    for v in &action.inputs.variables {
+        note_secrets(&v.value);
+        env.push((v.name.clone(), interp(&v.value)?));
+    }
+    env.push(("CATALYST_WORKFLOW_RUN_ID".into(), run.id.to_string()));
+    env.push(("CATALYST_SOURCE_COMMIT".into(), run.commit_sha.clone()));
+    env.push(("CATALYST_SOURCE_BRANCH".into(), run.branch.clone()));
+    let script = if phases.is_empty() {
+        JobScript::Steps(steps)
+    } else {
+        JobScript::Phases(phases)
+    };
+    let mut secrets = Vec::new();
+    if !referenced.is_empty() {
+        let opened = open_secrets(state, run.repo_id).await?;
+        for name in &referenced {
+            let value = opened.get(name).ok_or_else(|| {
+                RunsError::BadRequest(format!(
+                    "secret `{name}` is not defined for this repository (cove secret set)"
+                ))
+            })?;
+            secrets.push((workflows::interpolate::secret_env_name(name), value.clone()));
+        }
+    }
+    let sources = &action.inputs.sources;
+    let source = wf.format == Format::Buildspec
+        || sources.iter().any(|s| s == "WorkflowSource")
+        || (sources.is_empty() && action.inputs.artifacts.is_empty());
+    let runs = state.runs();
+    Ok(JobLease {
+        job_id: job.id,
+        run_id: run.id,
+        attempt,
+        action: job.action.clone(),
+        image: action
+            .configuration
+            .container
+            .as_ref()
+            .map(|c| c.image.clone())
+            .unwrap_or_else(|| runs.config.default_image.clone()),
+        shell: action
+            .configuration
+            .shell
+            .clone()
+            .unwrap_or_else(|| "/bin/sh".into()),
+        script,
+        env,
+        secrets,
+        source,
+        inputs: action.inputs.artifacts.clone(),
+        outputs: action
+            .outputs
+            .artifacts
+            .iter()
+            .map(|a| JobArtifactSpec {
+                name: a.name.clone(),
+                files: a.files.clone(),
+                base_directory: a.base_directory.clone(),
+                discard_paths: a.discard_paths,
+                exclude_paths: a.exclude_paths.clone(),
+            })
+            .collect(),
+        exported_variables: action.outputs.variables.clone(),
+        timeout_secs: u64::try_from(job.timeout_ms / 1000).unwrap_or(3600),
+        heartbeat_ms: u64::try_from(runs.config.heartbeat.as_millis()).unwrap_or(5000),
+        lease_ms: u64::try_from(runs.config.lease.as_millis()).unwrap_or(30_000),
+    })
+}
+
+async fn current_job(state: &AppState, job_id: i64, attempt: u32) -> Result<JobRow, RunsError> {
+    let job = state
+        .store()
+        .job(job_id)
+        .await?
+        .ok_or_else(|| RunsError::NotFound(format!("job {job_id}")))?;
+    if job.state != JobState::Running || job.attempt != attempt {
+        return Err(RunsError::Stale {
+            job: job_id,
+            attempt,
+        });
+    }
+    Ok(job)
+}
+
+/// Renews the lease; the answer says whether to cancel.
+pub async fn heartbeat(
+    state: &AppState,
+    job_id: i64,
+    attempt: u32,
+) -> Result<HeartbeatResponse, RunsError> {
+    let runs = state.runs();
+    let now = runs.clock.now_ms();
+    let expires = now + i64::try_from(runs.config.lease.as_millis()).unwrap_or(i64::MAX);
+    let job = state
+        .store()
+        .renew_lease(job_id, attempt, expires)
+        .await?
+        .ok_or(RunsError::Stale {
+            job: job_id,
+            attempt,
+        })?;
+    // The agent enforces the timeout itself; this is the server's backstop.
+    let overdue = job
+        .started_at_ms
+        .is_some_and(|s| now > s + job.timeout_ms + 60_000);
+    Ok(HeartbeatResponse {
+        cancel: job.cancel_requested || overdue,
+        lease_expires_ms: expires,
+    })
+}
+
+/// Stores log lines of the current attempt.
+pub async fn append_logs(state: &AppState, job_id: i64, batch: &LogBatch) -> Result<(), RunsError> {
+    current_job(state, job_id, batch.attempt).await?;
+    state.store().append_logs(job_id, &batch.lines).await?;
+    state.runs().progress.notify_waiters();
+    Ok(())
+}
+
+/// The source tar of the job's run.
+pub async fn source_tar(state: &AppState, job_id: i64, attempt: u32) -> Result<Vec<u8>, RunsError> {
+    let job = current_job(state, job_id, attempt).await?;
+    let run = state
+        .store()
+        .run(job.run_id)
+        .await?
+        .ok_or_else(|| RunsError::NotFound(format!("run {}", job.run_id)))?;
+    let repo = state
+        .store()
+        .repo_by_id(run.repo_id)
+        .await?
+        .ok_or_else(|| RunsError::NotFound(format!("repository of run {}", run.id)))?;
+    let path = git::repo_path(state.data_dir(), &repo.owner, &repo.name);
+    Ok(source::archive(&path, &run.commit_sha).await?)
+}
+
+/// An artifact produced by an earlier job of the same run.
+pub async fn input_tar(
+    state: &AppState,
+    job_id: i64,
+    attempt: u32,
+    name: &str,
+) -> Result<Vec<u8>, RunsError> {
+    let job = current_job(state, job_id, attempt).await?;
+    for other in state.store().jobs_of_run(job.run_id).await? {
+        let names: Vec<String> = serde_json::from_str(&other.artifacts_json).unwrap_or_default();
+        if names.iter().any(|n| n == name) {
+            let path = artifact_path(state, job.run_id, other.id, name);
+            return tokio::fs::read(&path)
+                .await
+                .map_err(|source| RunsError::Io {
+                    context: format!("reading artifact {name}"),
+                    source,
+                });
+        }
+    }
+    Err(RunsError::NotFound(format!("artifact {name}")))
+}
+
+/// Stores an output artifact of the current attempt.
+pub async fn store_artifact(
+    state: &AppState,
+    job_id: i64,
+    attempt: u32,
+    name: &str,
+    tar: &[u8],
+) -> Result<(), RunsError> {
+    if !valid_artifact_name(name) {
+        return Err(RunsError::BadRequest(format!(
+            "artifact name {name:?} is not valid"
+        )));
+    }
+    let job = current_job(state, job_id, attempt).await?;
+    let dir = artifacts_dir(state, job.run_id, job_id);
+    let io = |context: &str| {
+        let context = context.to_string();
+        move |source| RunsError::Io { context, source }
+    };
+    tokio::fs::create_dir_all(&dir)
+        .await
+        .map_err(io("creating the artifact directory"))?;
+    let tmp = dir.join(format!(".{name}.{attempt}.tmp"));
+    tokio::fs::write(&tmp, tar)
+        .await
+        .map_err(io("writing an artifact"))?;
+    tokio::fs::rename(&tmp, artifact_path(state, job.run_id, job_id, name))
+        .await
+        .map_err(io("storing an artifact"))?;
+    let mut names: Vec<String> = serde_json::from_str(&job.artifacts_json).unwrap_or_default();
+    if !names.iter().any(|n| n == name) {
+        names.push(name.to_string());
+    }
+    let json = serde_json::to_string(&names).map_err(|e| RunsError::BadRequest(e.to_string()))?;
+    state.store().set_job_artifacts(job_id, &json).await?;
+    Ok(())
+}
+
+/// The agent's final report of an attempt.
+pub async fn finish(
+    state: &AppState,
+    job_id: i64,
+    report: &FinishRequest,
+) -> Result<(), RunsError> {
+    let job = current_job(state, job_id, report.attempt).await?;
+    let now = state.runs().clock.now_ms();
+    let retry = (report.retry
+        || (report.outcome == JobOutcome::Error && report.attempt < job.max_attempts))
+        && !job.cancel_requested;
+    if retry {
+        let why = report
+            .error
+            .clone()
+            .unwrap_or_else(|| "retry requested".into());
+        if state
+            .store()
+            .requeue_job(job_id, report.attempt, &why)
+            .await?
+        {
+            tracing::info!(
+                job = job_id,
+                attempt = report.attempt,
+                "job requeued for another attempt"
+            );
+            state.runs().wake();
+            return Ok(());
+        }
+    }
+    let to = match report.outcome {
+        JobOutcome::Succeeded => JobState::Succeeded,
+        JobOutcome::Failed | JobOutcome::Error => JobState::Failed,
+        JobOutcome::Cancelled => JobState::Cancelled,
+        JobOutcome::TimedOut => JobState::TimedOut,
+    };
+    let vars = serde_json::to_string(&report.variables)
+        .map_err(|e| RunsError::BadRequest(e.to_string()))?;
+    let ended = state
+        .store()
+        .end_job(
+            job_id,
+            JobState::Running,
+            Some(report.attempt),
+            to,
+            report.error.as_deref(),
+            Some(&vars),
+            now,
+        )
+        .await?;
+    if !ended {
+        return Err(RunsError::Stale {
+            job: job_id,
+            attempt: report.attempt,
+        });
+    }
+    tracing::info!(
+        job = job_id,
+        attempt = report.attempt,
+        state = to.as_str(),
+        "job finished"
+    );
+    settle_run(state, job.run_id).await?;
+    Ok(())
+}
+
+/// Ends leases whose heartbeats stopped: a requested cancel is finalized as `cancelled`; else
+/// the job is retried when its policy allows, or ends `agent_lost`. Returns the jobs handled.
+pub async fn reap_expired(state: &AppState) -> Result<Vec<i64>, RunsError> {
+    let now = state.runs().clock.now_ms();
+    let lease_s = state.runs().config.lease.as_secs_f64();
+    let mut handled = Vec::new();
+    for job in state.store().expired_leases(now).await? {
+        let done = if job.cancel_requested {
+            state
+                .store()
+                .end_job(
+                    job.id,
+                    JobState::Running,
+                    Some(job.attempt),
+                    JobState::Cancelled,
+                    Some("cancelled (the agent did not confirm before its lease ended)"),
+                    None,
+                    now,
+                )
+                .await?
+        } else if job.attempt < job.max_attempts {
+            state
+                .store()
+                .requeue_job(
+                    job.id,
+                    job.attempt,
+                    &format!("attempt {} lost its agent; retrying", job.attempt),
+                )
+                .await?
+        } else {
+            state
+                .store()
+                .end_job(
+                    job.id,
+                    JobState::Running,
+                    Some(job.attempt),
+                    JobState::AgentLost,
+                    Some(&format!(
+                        "agent lost: no heartbeat for {lease_s:.0} s (attempt {})",
+                        job.attempt
+                    )),
+                    None,
+                    now,
+                )
+                .await?
+        };
+        if done {
+            tracing::warn!(job = job.id, attempt = job.attempt, "lease expired");
+            handled.push(job.id);
+            settle_run(state, job.run_id).await?;
+        }
+    }
+    Ok(handled)
+}
+
+/// The reaper loop.
+pub fn spawn_reaper(state: AppState) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(state.runs().config.reap_interval);
+        loop {
+            tick.tick().await;
+            if let Err(e) = reap_expired(&state).await {
+                tracing::warn!(error = %e, "reaping expired leases failed");
+            }
+        }
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// The embedded agent
+// ---------------------------------------------------------------------------------------
+
+/// The embedded agent's transport: the same operations as the HTTP routes, in process.
+#[derive(Clone)]
+pub struct InProcess(pub AppState);
+
+fn transport_err(e: RunsError) -> cove_agent::job_worker::TransportError {
+    use cove_agent::job_worker::TransportError;
+    match e {
+        RunsError::Stale { .. } => TransportError::Stale(e.to_string()),
+        other => TransportError::Other(other.to_string()),
+    }
+}
+
+impl cove_agent::job_worker::JobTransport for InProcess {
+    async fn lease(
+        &self,
+        wait: Duration,
+    ) -> Result<Option<JobLease>, cove_agent::job_worker::TransportError> {
+        lease(&self.0, wait).await.map_err(transport_err)
+    }
+
+    async fn heartbeat(
+        &self,
+        job: i64,
+        attempt: u32,
+    ) -> Result<HeartbeatResponse, cove_agent::job_worker::TransportError> {
+        heartbeat(&self.0, job, attempt)
+            .await
+            .map_err(transport_err)
+    }
+
+    async fn logs(
+        &self,
+        job: i64,
+        batch: LogBatch,
+    ) -> Result<(), cove_agent::job_worker::TransportError> {
+        append_logs(&self.0, job, &batch)
+            .await
+            .map_err(transport_err)
+    }
+
+    async fn source(
+        &self,
+        job: i64,
+        attempt: u32,
+    ) -> Result<Vec<u8>, cove_agent::job_worker::TransportError> {
+        source_tar(&self.0, job, attempt)
+            .await
+            .map_err(transport_err)
+    }
+
+    async fn input(
+        &self,
+        job: i64,
+        attempt: u32,
+        name: &str,
+    ) -> Result<Vec<u8>, cove_agent::job_worker::TransportError> {
+        input_tar(&self.0, job, attempt, name)
+            .await
+            .map_err(transport_err)
+    }
+
+    async fn upload_artifact(
+        &self,
+        job: i64,
+        attempt: u32,
+        name: &str,
+        tar: Vec<u8>,
+    ) -> Result<(), cove_agent::job_worker::TransportError> {
+        store_artifact(&self.0, job, attempt, name, &tar)
+            .await
+            .map_err(transport_err)
+    }
+
+    async fn finish(
+        &self,
+        job: i64,
+        report: FinishRequest,
+    ) -> Result<(), cove_agent::job_worker::TransportError> {
+        finish(&self.0, job, &report).await.map_err(transport_err)
+    }
+}
+
+/// Starts the push consumer, the reaper and (with a Docker engine) the embedded job loop.
+/// Returns the token that stops the embedded job loop.
+pub fn spawn_background(state: AppState) -> tokio_util::sync::CancellationToken {
+    spawn_push_consumer(state.clone());
+    spawn_reaper(state.clone());
+    let stop = tokio_util::sync::CancellationToken::new();
+    let slots = state.runs().config.embedded_slots;
+    if slots > 0 {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let docker =
+                match tokio::time::timeout(Duration::from_secs(5), cove_agent::Runtime::connect())
+                    .await
+                {
+                    Ok(Ok(rt)) => rt.docker().clone(),
+                    _ => {
+                        tracing::warn!("no Docker engine: the embedded agent runs no jobs");
+                        return;
+                    }
+                };
+            let config = cove_agent::job_worker::WorkerConfig {
+                slots,
+                ..Default::default()
+            };
+            cove_agent::job_worker::run(docker, Arc::new(InProcess(state)), config, stop).await;
+        });
+    }
+    stop
+}

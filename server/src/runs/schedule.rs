@@ -1,0 +1,206 @@
+//! The scheduling decision, pure: from the pending and running jobs, which job to lease next
+//! and which runs a SUPERSEDED workflow drops.
+//!
+//! Queues form at the entry of each action of a workflow (key: repository, workflow file,
+//! action):
+//! - **PARALLEL**: no queue; a job is ready when its dependencies succeeded.
+//! - **QUEUED**: FIFO per action — a run enters an action only when no older unfinished run
+//!   of the workflow still has that action ahead of it or inside it, and no run is inside it.
+//! - **SUPERSEDED**: a run enters an action when no run is inside it; of the runs waiting at
+//!   an action's entry only the newest stays, older waiting runs end `superseded`.
+//!
+//! A pending job whose dependencies are all gone from the active set has them all succeeded:
+//! a dependency that ended any other way skipped its dependents already (`settle_run`).
+
+use std::collections::{HashMap, HashSet};
+
+use cove_api::JobState;
+use workflows::RunMode;
+
+use crate::store::ActiveJob;
+
+/// The wire/storage name of a run mode.
+pub fn mode_name(mode: RunMode) -> &'static str {
+    match mode {
+        RunMode::Queued => "QUEUED",
+        RunMode::Superseded => "SUPERSEDED",
+        RunMode::Parallel => "PARALLEL",
+    }
+}
+
+/// What one scheduling pass does.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Decision {
+    /// The job to lease (oldest run first, then workflow order).
+    pub lease: Option<i64>,
+    /// Runs to end as superseded (handled before leasing).
+    pub supersede: Vec<i64>,
+}
+
+type Key<'a> = (i64, &'a str, &'a str);
+
+fn key(j: &ActiveJob) -> Key<'_> {
+    (j.repo_id, j.workflow_file.as_str(), j.job.action.as_str())
+}
+
+/// Decides the next lease. `active` is every pending or running job, ordered by run id (=
+/// creation order) and position in the workflow.
+pub fn decide(active: &[ActiveJob]) -> Decision {
+    let mut in_run: HashMap<i64, HashSet<&str>> = HashMap::new();
+    let mut occupied: HashSet<Key<'_>> = HashSet::new();
+    let mut oldest: HashMap<Key<'_>, i64> = HashMap::new();
+    for j in active {
+        in_run
+            .entry(j.job.run_id)
+            .or_default()
+            .insert(j.job.action.as_str());
+        if j.job.state == JobState::Running {
+            occupied.insert(key(j));
+        }
+        let o = oldest.entry(key(j)).or_insert(j.job.run_id);
+        *o = (*o).min(j.job.run_id);
+    }
+    let deps_done = |j: &ActiveJob| {
+        let same_run = in_run.get(&j.job.run_id);
+        !j.job
+            .depends_on
+            .iter()
+            .any(|d| same_run.is_some_and(|s| s.contains(d.as_str())))
+    };
+    // SUPERSEDED: runs waiting at each action's entry; keep the newest.
+    let mut waiting: HashMap<Key<'_>, Vec<i64>> = HashMap::new();
+    for j in active {
+        if j.run_mode == "SUPERSEDED" && j.job.state == JobState::Pending && deps_done(j) {
+            waiting.entry(key(j)).or_default().push(j.job.run_id);
+        }
+    }
+    let mut supersede: Vec<i64> = Vec::new();
+    for runs in waiting.values() {
+        if runs.len() > 1 {
+            let newest = runs.iter().copied().max().unwrap_or_default();
+            supersede.extend(runs.iter().copied().filter(|r| *r != newest));
+        }
+    }
+    supersede.sort_unstable();
+    supersede.dedup();
+    if !supersede.is_empty() {
+        return Decision {
+            lease: None,
+            supersede,
+        };
+    }
+    let lease = active
+        .iter()
+        .filter(|j| j.job.state == JobState::Pending && deps_done(j))
+        .find(|j| match j.run_mode.as_str() {
+            "PARALLEL" => true,
+            "SUPERSEDED" => !occupied.contains(&key(j)),
+            _ => {
+                !occupied.contains(&key(j))
+                    && oldest.get(&key(j)).is_none_or(|o| *o >= j.job.run_id)
+            }
+        })
+        .map(|j| j.job.id);
+    Decision {
+        lease,
+        supersede: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::JobRow;
+
+    fn job(
+        run: i64,
+        id: i64,
+        action: &str,
+        deps: &[&str],
+        state: JobState,
+        mode: &str,
+    ) -> ActiveJob {
+        ActiveJob {
+            job: JobRow {
+                id,
+                run_id: run,
+                idx: 0,
+                action: action.into(),
+                depends_on: deps.iter().map(|d| d.to_string()).collect(),
+                state,
+                attempt: 0,
+                max_attempts: 1,
+                lease_expires_ms: None,
+                cancel_requested: false,
+                timeout_ms: 1000,
+                started_at_ms: None,
+                finished_at_ms: None,
+                error: None,
+                variables_json: "{}".into(),
+                artifacts_json: "[]".into(),
+            },
+            repo_id: 1,
+            workflow_file: "w.yaml".into(),
+            run_mode: mode.into(),
+        }
+    }
+
+    use JobState::{Pending, Running};
+
+    #[test]
+    fn dependencies_gate_readiness() {
+        let a = [
+            job(1, 10, "build", &[], Running, "PARALLEL"),
+            job(1, 11, "test", &["build"], Pending, "PARALLEL"),
+        ];
+        assert_eq!(decide(&a).lease, None);
+        let a = [job(1, 11, "test", &["build"], Pending, "PARALLEL")];
+        assert_eq!(decide(&a).lease, Some(11));
+    }
+
+    #[test]
+    fn queued_is_fifo_per_action() {
+        // Run 1 is inside A; run 2 waits at A even though A is ready for it.
+        let a = [
+            job(1, 10, "A", &[], Running, "QUEUED"),
+            job(1, 11, "B", &["A"], Pending, "QUEUED"),
+            job(2, 20, "A", &[], Pending, "QUEUED"),
+            job(2, 21, "B", &["A"], Pending, "QUEUED"),
+        ];
+        assert_eq!(decide(&a), Decision::default());
+        // Run 1 moved on to B: run 2 enters A.
+        let a = [
+            job(1, 11, "B", &["A"], Running, "QUEUED"),
+            job(2, 20, "A", &[], Pending, "QUEUED"),
+            job(2, 21, "B", &["A"], Pending, "QUEUED"),
+        ];
+        assert_eq!(decide(&a).lease, Some(20));
+        // PARALLEL: both enter.
+        let a = [
+            job(1, 10, "A", &[], Running, "PARALLEL"),
+            job(2, 20, "A", &[], Pending, "PARALLEL"),
+        ];
+        assert_eq!(decide(&a).lease, Some(20));
+    }
+
+    #[test]
+    fn superseded_keeps_the_newest_waiting_run() {
+        let a = [
+            job(1, 10, "A", &[], Running, "SUPERSEDED"),
+            job(2, 20, "A", &[], Pending, "SUPERSEDED"),
+            job(3, 30, "A", &[], Pending, "SUPERSEDED"),
+        ];
+        assert_eq!(
+            decide(&a),
+            Decision {
+                lease: None,
+                supersede: vec![2]
+            }
+        );
+        let a = [
+            job(1, 10, "A", &[], Running, "SUPERSEDED"),
+            job(3, 30, "A", &[], Pending, "SUPERSEDED"),
+        ];
+        assert_eq!(decide(&a), Decision::default());
+    }
+}

@@ -1,0 +1,135 @@
+//! What the workflow engine reads from a hosted repository: the workflow files at a commit,
+//! the files a push changed, and the source tree as a tar.
+
+use std::path::{Path, PathBuf};
+
+use crate::git::GitError;
+
+/// Workflow files at one commit.
+#[derive(Debug, Default)]
+pub struct WorkflowFiles {
+    /// `.codecatalyst/workflows/*.yaml|yml` (path, text), by path.
+    pub workflows: Vec<(String, String)>,
+    /// A root `buildspec.yml`/`.yaml` (path, text).
+    pub buildspec: Option<(String, String)>,
+}
+
+const WORKFLOW_DIR: &str = ".codecatalyst/workflows";
+/// Larger workflow files are reported as errors instead of being parsed.
+const MAX_WORKFLOW_BYTES: usize = 1024 * 1024;
+
+fn blob_text(repo: &git2::Repository, id: git2::Oid, path: &str) -> Result<String, GitError> {
+    let blob = repo.find_blob(id)?;
+    if blob.size() > MAX_WORKFLOW_BYTES {
+        return Err(GitError::NotFound(format!(
+            "{path} (larger than {MAX_WORKFLOW_BYTES} bytes)"
+        )));
+    }
+    Ok(String::from_utf8_lossy(blob.content()).into_owned())
+}
+
+fn commit_of<'r>(repo: &'r git2::Repository, rev: &str) -> Result<git2::Commit<'r>, GitError> {
+    if rev.starts_with('-') || rev.len() > 256 || rev.contains('\0') {
+        return Err(GitError::NotFound(format!("revision {rev:?}")));
+    }
+    repo.revparse_single(rev)
+        .and_then(|o| o.peel_to_commit())
+        .map_err(|_| GitError::NotFound(format!("commit {rev:?}")))
+}
+
+/// The workflow files at `rev` (a sha or a branch name) and the commit id it resolved to.
+pub async fn workflow_files(
+    repo_path: PathBuf,
+    rev: String,
+) -> Result<(String, WorkflowFiles), GitError> {
+    tokio::task::spawn_blocking(move || {
+        let repo = git2::Repository::open_bare(&repo_path)?;
+        let commit = commit_of(&repo, &rev)?;
+        let tree = commit.tree()?;
+        let mut files = WorkflowFiles::default();
+        if let Ok(entry) = tree.get_path(Path::new(WORKFLOW_DIR)) {
+            if let Ok(dir) = entry.to_object(&repo).and_then(|o| o.peel_to_tree()) {
+                for e in dir.iter() {
+                    let Some(name) = e.name() else { continue };
+                    if e.kind() != Some(git2::ObjectType::Blob)
+                        || !(name.ends_with(".yaml") || name.ends_with(".yml"))
+                    {
+                        continue;
+                    }
+                    let path = format!("{WORKFLOW_DIR}/{name}");
+                    let text = blob_text(&repo, e.id(), &path)?;
+                    files.workflows.push((path, text));
+                }
+            }
+        }
+        for name in ["buildspec.yml", "buildspec.yaml"] {
+            if let Some(e) = tree.get_name(name) {
+                if e.kind() == Some(git2::ObjectType::Blob) && files.buildspec.is_none() {
+                    files.buildspec = Some((name.to_string(), blob_text(&repo, e.id(), name)?));
+                }
+            }
+        }
+        files.workflows.sort();
+        Ok((commit.id().to_string(), files))
+    })
+    .await?
+}
+
+/// Paths that differ between `old` and `new` (every path of `new` when `old` is the zero
+/// id or unknown, i.e. a new branch).
+pub async fn changed_files(
+    repo_path: PathBuf,
+    old: String,
+    new: String,
+) -> Result<Vec<String>, GitError> {
+    tokio::task::spawn_blocking(move || {
+        let repo = git2::Repository::open_bare(&repo_path)?;
+        let new_tree = commit_of(&repo, &new)?.tree()?;
+        let old_tree = if old.bytes().all(|b| b == b'0') {
+            None
+        } else {
+            commit_of(&repo, &old).ok().and_then(|c| c.tree().ok())
+        };
+        let diff = repo.diff_tree_to_tree(old_tree.as_ref(), Some(&new_tree), None)?;
+        let mut paths = Vec::new();
+        for delta in diff.deltas() {
+            for file in [delta.old_file(), delta.new_file()] {
+                if let Some(p) = file.path().and_then(Path::to_str) {
+                    if !paths.iter().any(|x: &String| x == p) {
+                        paths.push(p.to_string());
+                    }
+                }
+            }
+        }
+        Ok(paths)
+    })
+    .await?
+}
+
+/// `git archive --format=tar <commit>` of a bare repository.
+pub async fn archive(repo_path: &Path, commit: &str) -> Result<Vec<u8>, GitError> {
+    if !commit.bytes().all(|b| b.is_ascii_hexdigit()) || commit.is_empty() {
+        return Err(GitError::NotFound(format!("commit {commit:?}")));
+    }
+    let out = tokio::process::Command::new("git")
+        .arg("--git-dir")
+        .arg(repo_path)
+        .args(["archive", "--format=tar", commit])
+        .env_remove("GIT_DIR")
+        .env_remove("GIT_WORK_TREE")
+        .env_remove("GIT_INDEX_FILE")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .map_err(|source| GitError::Io {
+            context: "spawning git archive".into(),
+            source,
+        })?;
+    if !out.status.success() {
+        return Err(GitError::Command {
+            command: "archive".into(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    Ok(out.stdout)
+}

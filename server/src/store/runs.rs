@@ -1,0 +1,601 @@
+//! SQL for workflow runs, jobs, job logs, workflow errors and sealed secrets.
+
+use cove_api::{JobLogLine, JobState, LogStreamKind, RunState};
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use super::{Store, StoreError};
+
+/// A stored run.
+#[derive(Debug, Clone)]
+pub struct RunRow {
+    pub id: i64,
+    pub repo_id: i64,
+    pub workflow: String,
+    pub workflow_file: String,
+    pub workflow_text: String,
+    /// Set for the implicit buildspec workflow: the default branch it triggers on.
+    pub implicit_branch: Option<String>,
+    pub run_mode: String,
+    pub branch: String,
+    pub commit_sha: String,
+    pub trigger_kind: String,
+    pub state: RunState,
+    pub created_at_ms: i64,
+    pub finished_at_ms: Option<i64>,
+}
+
+/// A stored job (one action of a run).
+#[derive(Debug, Clone)]
+pub struct JobRow {
+    pub id: i64,
+    pub run_id: i64,
+    pub idx: i64,
+    pub action: String,
+    pub depends_on: Vec<String>,
+    pub state: JobState,
+    pub attempt: u32,
+    pub max_attempts: u32,
+    pub lease_expires_ms: Option<i64>,
+    pub cancel_requested: bool,
+    pub timeout_ms: i64,
+    pub started_at_ms: Option<i64>,
+    pub finished_at_ms: Option<i64>,
+    pub error: Option<String>,
+    pub variables_json: String,
+    pub artifacts_json: String,
+}
+
+/// A pending or running job with what the scheduler needs of its run.
+#[derive(Debug, Clone)]
+pub struct ActiveJob {
+    pub job: JobRow,
+    pub repo_id: i64,
+    pub workflow_file: String,
+    pub run_mode: String,
+}
+
+/// A stored workflow error.
+#[derive(Debug, Clone)]
+pub struct WorkflowErrorRow {
+    pub id: i64,
+    pub repo_id: i64,
+    pub file: String,
+    pub branch: String,
+    pub commit_sha: String,
+    pub message: String,
+    pub created_at_ms: i64,
+}
+
+const RUN_COLS: &str = "id, repo_id, workflow, workflow_file, workflow_text, implicit_branch, \
+    run_mode, branch, commit_sha, trigger_kind, state, created_at_ms, finished_at_ms";
+const JOB_COLS: &str = "id, run_id, idx, action, depends_on, state, attempt, max_attempts, \
+    lease_expires_ms, cancel_requested, timeout_ms, started_at_ms, finished_at_ms, error, \
+    variables, artifacts";
+
+fn run_from_row(row: &AnyRow) -> Result<RunRow, StoreError> {
+    let state: String = row.try_get("state")?;
+    Ok(RunRow {
+        id: row.try_get("id")?,
+        repo_id: row.try_get("repo_id")?,
+        workflow: row.try_get("workflow")?,
+        workflow_file: row.try_get("workflow_file")?,
+        workflow_text: row.try_get("workflow_text")?,
+        implicit_branch: row.try_get("implicit_branch")?,
+        run_mode: row.try_get("run_mode")?,
+        branch: row.try_get("branch")?,
+        commit_sha: row.try_get("commit_sha")?,
+        trigger_kind: row.try_get("trigger_kind")?,
+        state: RunState::parse(&state)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown run state {state:?}")))?,
+        created_at_ms: row.try_get("created_at_ms")?,
+        finished_at_ms: row.try_get("finished_at_ms")?,
+    })
+}
+
+fn job_from_row(row: &AnyRow) -> Result<JobRow, StoreError> {
+    let state: String = row.try_get("state")?;
+    let deps: String = row.try_get("depends_on")?;
+    Ok(JobRow {
+        id: row.try_get("id")?,
+        run_id: row.try_get("run_id")?,
+        idx: row.try_get("idx")?,
+        action: row.try_get("action")?,
+        depends_on: serde_json::from_str(&deps)
+            .map_err(|e| StoreError::Corrupt(format!("job dependencies: {e}")))?,
+        state: JobState::parse(&state)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown job state {state:?}")))?,
+        attempt: u32::try_from(row.try_get::<i64, _>("attempt")?).unwrap_or(0),
+        max_attempts: u32::try_from(row.try_get::<i64, _>("max_attempts")?).unwrap_or(1),
+        lease_expires_ms: row.try_get("lease_expires_ms")?,
+        cancel_requested: row.try_get::<i64, _>("cancel_requested")? != 0,
+        timeout_ms: row.try_get("timeout_ms")?,
+        started_at_ms: row.try_get("started_at_ms")?,
+        finished_at_ms: row.try_get("finished_at_ms")?,
+        error: row.try_get("error")?,
+        variables_json: row.try_get("variables")?,
+        artifacts_json: row.try_get("artifacts")?,
+    })
+}
+
+fn prefixed(cols: &str, prefix: &str) -> String {
+    cols.split(',')
+        .map(|c| format!("{prefix}.{}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl Store {
+    /// Stores a run and its jobs in one transaction.
+    pub async fn create_run(&self, run: &RunRow, jobs: &[JobRow]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(&format!(
+            "INSERT INTO runs ({RUN_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+        ))
+        .bind(run.id)
+        .bind(run.repo_id)
+        .bind(&run.workflow)
+        .bind(&run.workflow_file)
+        .bind(&run.workflow_text)
+        .bind(&run.implicit_branch)
+        .bind(&run.run_mode)
+        .bind(&run.branch)
+        .bind(&run.commit_sha)
+        .bind(&run.trigger_kind)
+        .bind(run.state.as_str())
+        .bind(run.created_at_ms)
+        .bind(run.finished_at_ms)
+        .execute(&mut *tx)
+        .await?;
+        for job in jobs {
+            let deps = serde_json::to_string(&job.depends_on)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            sqlx::query(&format!(
+                "INSERT INTO jobs ({JOB_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+            ))
+            .bind(job.id)
+            .bind(job.run_id)
+            .bind(job.idx)
+            .bind(&job.action)
+            .bind(deps)
+            .bind(job.state.as_str())
+            .bind(i64::from(job.attempt))
+            .bind(i64::from(job.max_attempts))
+            .bind(job.lease_expires_ms)
+            .bind(i64::from(job.cancel_requested))
+            .bind(job.timeout_ms)
+            .bind(job.started_at_ms)
+            .bind(job.finished_at_ms)
+            .bind(&job.error)
+            .bind(&job.variables_json)
+            .bind(&job.artifacts_json)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn run(&self, id: i64) -> Result<Option<RunRow>, StoreError> {
+        sqlx::query(&format!("SELECT {RUN_COLS} FROM runs WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(run_from_row)
+            .transpose()
+    }
+
+    /// Runs of a repository, newest first.
+    pub async fn list_runs(
+        &self,
+        repo_id: i64,
+        branch: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<RunRow>, StoreError> {
+        let rows = match branch {
+            Some(b) => {
+                sqlx::query(&format!(
+                    "SELECT {RUN_COLS} FROM runs WHERE repo_id = $1 AND branch = $2 ORDER BY id DESC LIMIT $3"
+                ))
+                .bind(repo_id)
+                .bind(b)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?
+            }
+            None => {
+                sqlx::query(&format!(
+                    "SELECT {RUN_COLS} FROM runs WHERE repo_id = $1 ORDER BY id DESC LIMIT $2"
+                ))
+                .bind(repo_id)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
+        rows.iter().map(run_from_row).collect()
+    }
+
+    pub async fn runs_for_commit(
+        &self,
+        repo_id: i64,
+        sha: &str,
+    ) -> Result<Vec<RunRow>, StoreError> {
+        sqlx::query(&format!(
+            "SELECT {RUN_COLS} FROM runs WHERE repo_id = $1 AND commit_sha = $2 ORDER BY id"
+        ))
+        .bind(repo_id)
+        .bind(sha)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(run_from_row)
+        .collect()
+    }
+
+    pub async fn set_run_state(
+        &self,
+        id: i64,
+        state: RunState,
+        finished_at_ms: Option<i64>,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE runs SET state = $1, finished_at_ms = $2 WHERE id = $3")
+            .bind(state.as_str())
+            .bind(finished_at_ms)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn jobs_of_run(&self, run_id: i64) -> Result<Vec<JobRow>, StoreError> {
+        sqlx::query(&format!(
+            "SELECT {JOB_COLS} FROM jobs WHERE run_id = $1 ORDER BY idx"
+        ))
+        .bind(run_id)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(job_from_row)
+        .collect()
+    }
+
+    pub async fn job(&self, id: i64) -> Result<Option<JobRow>, StoreError> {
+        sqlx::query(&format!("SELECT {JOB_COLS} FROM jobs WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(job_from_row)
+            .transpose()
+    }
+
+    /// Every pending or running job, oldest run first, with its run's scheduling data.
+    pub async fn active_jobs(&self) -> Result<Vec<ActiveJob>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {}, r.repo_id AS r_repo_id, r.workflow_file AS r_workflow_file, \
+             r.run_mode AS r_run_mode FROM jobs j JOIN runs r ON r.id = j.run_id \
+             WHERE j.state IN ('pending', 'running') ORDER BY j.run_id, j.idx",
+            prefixed(JOB_COLS, "j")
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(ActiveJob {
+                    job: job_from_row(row)?,
+                    repo_id: row.try_get("r_repo_id")?,
+                    workflow_file: row.try_get("r_workflow_file")?,
+                    run_mode: row.try_get("r_run_mode")?,
+                })
+            })
+            .collect()
+    }
+
+    /// pending → running with a new attempt. `None` when the job was no longer pending.
+    pub async fn lease_job(
+        &self,
+        id: i64,
+        now_ms: i64,
+        expires_ms: i64,
+    ) -> Result<Option<u32>, StoreError> {
+        let done = sqlx::query(
+            "UPDATE jobs SET state = 'running', attempt = attempt + 1, lease_expires_ms = $1, \
+             started_at_ms = $2, finished_at_ms = NULL WHERE id = $3 AND state = 'pending'",
+        )
+        .bind(expires_ms)
+        .bind(now_ms)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Ok(None);
+        }
+        Ok(self.job(id).await?.map(|j| j.attempt))
+    }
+
+    /// Extends the lease of the running `attempt`; `None` when that attempt is stale.
+    pub async fn renew_lease(
+        &self,
+        id: i64,
+        attempt: u32,
+        expires_ms: i64,
+    ) -> Result<Option<JobRow>, StoreError> {
+        let done = sqlx::query(
+            "UPDATE jobs SET lease_expires_ms = $1 WHERE id = $2 AND attempt = $3 AND state = 'running'",
+        )
+        .bind(expires_ms)
+        .bind(id)
+        .bind(i64::from(attempt))
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Ok(None);
+        }
+        self.job(id).await
+    }
+
+    /// True when `attempt` is the job's current, running attempt.
+    pub async fn attempt_is_current(&self, id: i64, attempt: u32) -> Result<bool, StoreError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM jobs WHERE id = $1 AND attempt = $2 AND state = 'running'",
+        )
+        .bind(id)
+        .bind(i64::from(attempt))
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get::<i64, _>("n")? > 0)
+    }
+
+    /// Ends a job that is in `from` (and, when given, at `attempt`). False when it was not.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn end_job(
+        &self,
+        id: i64,
+        from: JobState,
+        attempt: Option<u32>,
+        to: JobState,
+        error: Option<&str>,
+        variables_json: Option<&str>,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE jobs SET state = $1, error = COALESCE($2, error), \
+             variables = COALESCE($3, variables), finished_at_ms = $4, lease_expires_ms = NULL \
+             WHERE id = $5 AND state = $6 AND ($7 < 0 OR attempt = $7)",
+        )
+        .bind(to.as_str())
+        .bind(error)
+        .bind(variables_json)
+        .bind(now_ms)
+        .bind(id)
+        .bind(from.as_str())
+        .bind(attempt.map(i64::from).unwrap_or(-1))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// running attempt → pending again (a retry); keeps the attempt count.
+    pub async fn requeue_job(
+        &self,
+        id: i64,
+        attempt: u32,
+        error: &str,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE jobs SET state = 'pending', lease_expires_ms = NULL, error = $1 \
+             WHERE id = $2 AND attempt = $3 AND state = 'running'",
+        )
+        .bind(error)
+        .bind(id)
+        .bind(i64::from(attempt))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Resets a run's ended jobs for a retry (all jobs back to pending, attempts kept).
+    pub async fn reset_run_jobs(&self, run_id: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE jobs SET state = 'pending', cancel_requested = 0, error = NULL, \
+             lease_expires_ms = NULL, finished_at_ms = NULL WHERE run_id = $1 AND state <> 'succeeded'",
+        )
+        .bind(run_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn request_cancel(&self, job_id: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE jobs SET cancel_requested = 1 WHERE id = $1")
+            .bind(job_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Running jobs whose lease ended before `now_ms`.
+    pub async fn expired_leases(&self, now_ms: i64) -> Result<Vec<JobRow>, StoreError> {
+        sqlx::query(&format!(
+            "SELECT {JOB_COLS} FROM jobs WHERE state = 'running' AND lease_expires_ms < $1"
+        ))
+        .bind(now_ms)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(job_from_row)
+        .collect()
+    }
+
+    pub async fn set_job_artifacts(&self, id: i64, names_json: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE jobs SET artifacts = $1 WHERE id = $2")
+            .bind(names_json)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Appends log lines; a line already stored (same seq) is ignored, so resends are safe.
+    pub async fn append_logs(&self, job_id: i64, lines: &[JobLogLine]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for line in lines {
+            sqlx::query(
+                "INSERT INTO job_logs (job_id, seq, stream, ts, text) VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (job_id, seq) DO NOTHING",
+            )
+            .bind(job_id)
+            .bind(i64::try_from(line.seq).unwrap_or(i64::MAX))
+            .bind(line.stream.as_str())
+            .bind(i64::try_from(line.ts).unwrap_or(0))
+            .bind(&line.text)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Lines with `seq > after` (all when `None`), in order.
+    pub async fn job_logs(
+        &self,
+        job_id: i64,
+        after: Option<u64>,
+        limit: i64,
+    ) -> Result<Vec<JobLogLine>, StoreError> {
+        let after = after.map_or(-1, |a| i64::try_from(a).unwrap_or(i64::MAX));
+        let rows = sqlx::query(
+            "SELECT seq, stream, ts, text FROM job_logs WHERE job_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+        )
+        .bind(job_id)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let stream: String = row.try_get("stream")?;
+                Ok(JobLogLine {
+                    seq: u64::try_from(row.try_get::<i64, _>("seq")?).unwrap_or(0),
+                    stream: LogStreamKind::parse(&stream)
+                        .ok_or_else(|| StoreError::Corrupt(format!("log stream {stream:?}")))?,
+                    ts: u64::try_from(row.try_get::<i64, _>("ts")?).unwrap_or(0),
+                    text: row.try_get("text")?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn insert_workflow_error(&self, e: &WorkflowErrorRow) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO workflow_errors (id, repo_id, file, branch, commit_sha, message, created_at_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(e.id)
+        .bind(e.repo_id)
+        .bind(&e.file)
+        .bind(&e.branch)
+        .bind(&e.commit_sha)
+        .bind(&e.message)
+        .bind(e.created_at_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Newest first.
+    pub async fn list_workflow_errors(
+        &self,
+        repo_id: i64,
+        limit: i64,
+    ) -> Result<Vec<WorkflowErrorRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, repo_id, file, branch, commit_sha, message, created_at_ms FROM workflow_errors \
+             WHERE repo_id = $1 ORDER BY id DESC LIMIT $2",
+        )
+        .bind(repo_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(WorkflowErrorRow {
+                    id: row.try_get("id")?,
+                    repo_id: row.try_get("repo_id")?,
+                    file: row.try_get("file")?,
+                    branch: row.try_get("branch")?,
+                    commit_sha: row.try_get("commit_sha")?,
+                    message: row.try_get("message")?,
+                    created_at_ms: row.try_get("created_at_ms")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Creates or replaces a sealed secret.
+    pub async fn put_secret(
+        &self,
+        repo_id: i64,
+        name: &str,
+        sealed: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let updated = sqlx::query(
+            "UPDATE secrets SET sealed = $1, updated_at = $2 WHERE repo_id = $3 AND name = $4",
+        )
+        .bind(sealed)
+        .bind(now)
+        .bind(repo_id)
+        .bind(name)
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() == 0 {
+            sqlx::query(
+                "INSERT INTO secrets (repo_id, name, sealed, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)",
+            )
+            .bind(repo_id)
+            .bind(name)
+            .bind(sealed)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// `(name, sealed, created_at, updated_at)` of every secret of a repository, by name.
+    pub async fn list_secrets(
+        &self,
+        repo_id: i64,
+    ) -> Result<Vec<(String, String, i64, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT name, sealed, created_at, updated_at FROM secrets WHERE repo_id = $1 ORDER BY name",
+        )
+        .bind(repo_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    row.try_get("name")?,
+                    row.try_get("sealed")?,
+                    row.try_get("created_at")?,
+                    row.try_get("updated_at")?,
+                ))
+            })
+            .collect()
+    }
+
+    pub async fn delete_secret(&self, repo_id: i64, name: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM secrets WHERE repo_id = $1 AND name = $2")
+            .bind(repo_id)
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+}

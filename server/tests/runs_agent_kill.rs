@@ -1,0 +1,185 @@
+#![allow(clippy::unwrap_used)]
+//! SIGKILL of an agent mid-job (design notes §6 rule 9). The agent is a separate process
+//! (`cove-job-agent`) talking to the server over HTTP with a token; the server's embedded
+//! agent is off. After the kill the job ends `agent_lost` once its lease expires, it never
+//! runs twice, the dead attempt's report gets 409, and a restarted agent runs the next push.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use common::{commit_file, git_ok, TestServer};
+use cove_api::{JobState, Run, RunState};
+use serde_json::json;
+
+const WORKFLOW: &str = "Name: slow\nSchemaVersion: \"1.0\"\nTriggers:\n  - Type: PUSH\nActions:\n  Slow:\n    Identifier: aws/build@v1\n    Inputs: {Sources: [WorkflowSource]}\n    Configuration:\n      Steps:\n        - Run: echo \"started $(cat mode.txt)\"\n        - Run: if [ \"$(cat mode.txt)\" = slow ]; then sleep 60; fi; echo finished\n";
+
+/// The agent process; killed (SIGKILL) and reaped on drop.
+struct Agent(Child);
+
+impl Agent {
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn spawn_agent(server: &TestServer) -> Agent {
+    let child = Command::new(env!("CARGO_BIN_EXE_cove-job-agent"))
+        .env("COVE_URL", &server.url)
+        .env("COVE_AGENT_TOKEN", &server.admin_token)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    Agent(child)
+}
+
+async fn runs(server: &TestServer) -> Result<Vec<Run>> {
+    Ok(server
+        .http
+        .get(server.api("/repos/admin/k/runs"))
+        .bearer_auth(&server.admin_token)
+        .send()
+        .await?
+        .json()
+        .await?)
+}
+
+async fn logs(server: &TestServer, run: i64) -> Result<String> {
+    Ok(server
+        .http
+        .get(server.api(&format!("/runs/{run}/jobs/Slow/logs")))
+        .bearer_auth(&server.admin_token)
+        .send()
+        .await?
+        .text()
+        .await?)
+}
+
+fn remove_job_containers(job: i64) {
+    let out = Command::new("docker")
+        .args(["ps", "-aq", "--filter", &format!("label=cove.job={job}")])
+        .output()
+        .unwrap();
+    for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+        let _ = Command::new("docker").args(["rm", "-f", id]).output();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigkill_of_an_http_agent_mid_job_ends_agent_lost() -> Result<()> {
+    if !matches!(
+        tokio::time::timeout(Duration::from_secs(5), cove_agent::Runtime::connect()).await,
+        Ok(Ok(_))
+    ) {
+        eprintln!("SKIP: no Docker engine (set DOCKER_HOST)");
+        return Ok(());
+    }
+    let server = TestServer::start_configured(|c| {
+        c.embedded_agent = false;
+        c.runs.default_image = "cove/busybox:latest".into();
+        c.runs.lease = Duration::from_secs(3);
+        c.runs.heartbeat = Duration::from_millis(500);
+        c.runs.reap_interval = Duration::from_millis(200);
+    })
+    .await?;
+    server.create_repo(&server.admin_token, "k").await?;
+    let work = tempfile::tempdir()?;
+    let dir = work.path();
+    git_ok(dir, &["init", "-q", "-b", "main"]).await?;
+    std::fs::write(dir.join("mode.txt"), "slow")?;
+    git_ok(dir, &["add", "mode.txt"]).await?;
+    commit_file(
+        dir,
+        ".codecatalyst/workflows/slow.yaml",
+        WORKFLOW.as_bytes(),
+        "wf",
+    )
+    .await?;
+    let url = server.git_url("admin/k", Some(&server.admin_token));
+    let mut agent = spawn_agent(&server);
+    git_ok(dir, &["push", "-q", &url, "main"]).await?;
+
+    // The job runs in the agent process; its first line arrives over HTTP.
+    let start = Instant::now();
+    let run = loop {
+        if let Some(r) = runs(&server).await?.into_iter().next() {
+            if logs(&server, r.id).await?.contains("started slow") {
+                break r;
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the job did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let job = run.jobs[0].id;
+    agent.kill(); // SIGKILL
+    let killed = Instant::now();
+
+    let lost = loop {
+        let r = runs(&server).await?.into_iter().next().unwrap();
+        if r.state.is_terminal() {
+            break r;
+        }
+        assert!(killed.elapsed() < Duration::from_secs(20), "{r:#?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let waited = killed.elapsed();
+    assert_eq!(lost.jobs[0].state, JobState::AgentLost, "{lost:#?}");
+    assert_eq!(lost.state, RunState::Failed);
+    assert_eq!(lost.jobs[0].attempt, 1, "never leased twice");
+    assert!(
+        waited >= Duration::from_millis(2000),
+        "not before the lease: {waited:?}"
+    );
+    // The dead attempt's report is refused.
+    let resp = server
+        .http
+        .post(server.api(&format!("/agent/jobs/{job}/finish")))
+        .bearer_auth(&server.admin_token)
+        .json(&json!({"attempt": 1, "outcome": "succeeded"}))
+        .send()
+        .await?;
+    assert_eq!(resp.status(), 409);
+    // The orphaned container of the killed agent is found by its label.
+    remove_job_containers(job);
+
+    // A restarted agent runs the next push to the end.
+    let mut agent = spawn_agent(&server);
+    std::fs::write(dir.join("mode.txt"), "fast")?;
+    commit_file(dir, "mode.txt", b"fast", "fast").await?;
+    git_ok(dir, &["push", "-q", &url, "main"]).await?;
+    let start = Instant::now();
+    let done = loop {
+        let all = runs(&server).await?;
+        if all.len() == 2 && all[0].state.is_terminal() {
+            break all[0].clone();
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "{all:#?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(done.state, RunState::Succeeded, "{done:#?}");
+    let text = logs(&server, done.id).await?;
+    assert!(
+        text.contains("started fast") && text.contains("finished"),
+        "{text}"
+    );
+    // The first run did not change.
+    let first = runs(&server).await?.pop().unwrap();
+    assert_eq!(first.jobs[0].state, JobState::AgentLost);
+    agent.kill();
+    server.stop().await;
+    Ok(())
+}
