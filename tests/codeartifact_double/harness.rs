@@ -43,14 +43,33 @@ pub struct Moto {
 }
 
 impl Moto {
+    /// Starts moto on a port it picks itself (`-p 0`) and reads the port from
+    /// its banner: picking a free port first and handing it over races with
+    /// other tests that do the same.
     pub fn start() -> Moto {
-        let port = free_port();
         let mut child = Command::new("moto_server")
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .args(["-H", "127.0.0.1", "-p", "0"])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("moto_server on PATH (pip install 'moto[server]')");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            // keep draining moto's request log so it never blocks on a full pipe
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("Running on http://127.0.0.1:").nth(1) {
+                    let _ = tx.send(rest.trim().parse::<u16>().ok());
+                }
+            }
+        });
+        let port = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(Some(port)) => port,
+            other => {
+                let _ = child.kill();
+                panic!("moto_server did not report its port: {other:?}");
+            }
+        };
         wait_tcp(([127, 0, 0, 1], port).into(), &mut child, "moto_server");
         Moto { child, port }
     }
