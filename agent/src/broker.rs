@@ -384,7 +384,7 @@ impl JobCredentials {
     }
 
     /// Gateway URLs only: `gateway` is the base URL the build reaches the
-    /// endpoint gateway at (e.g. `http://10.1.0.1:8080`). Nothing secret.
+    /// endpoint gateway at (e.g. `http://<bridge address>:<port>`). Nothing secret.
     pub fn token_free(&self, home: &Path, gateway: &str) -> BuildInjection {
         let gateway = gateway.trim_end_matches('/');
         let mut out = BuildInjection::default();

@@ -293,7 +293,7 @@ async fn outputs_for_both_modes_and_redacted_debug() {
     // Nothing secret in any Debug output.
     let home = Path::new("/root");
     let compat = creds.compatible(home);
-    let free = creds.token_free(home, "http://10.9.0.1:8080");
+    let free = creds.token_free(home, "http://gateway.invalid:8080");
     for text in [
         format!("{creds:?}"),
         format!("{:?}", creds.token),
@@ -337,11 +337,11 @@ async fn outputs_for_both_modes_and_redacted_debug() {
     // Token-free: gateway URLs only, nothing secret anywhere.
     assert_eq!(
         free.file("/root/.npmrc").unwrap().contents,
-        "registry=http://10.9.0.1:8080/npm/npm-store/\n"
+        "registry=http://gateway.invalid:8080/npm/npm-store/\n"
     );
     assert_eq!(
         free.env["PIP_INDEX_URL"],
-        "http://10.9.0.1:8080/pypi/py-store/simple/"
+        "http://gateway.invalid:8080/pypi/py-store/simple/"
     );
     assert!(free.secrets.is_empty());
     assert!(free.secret_env.is_empty());
