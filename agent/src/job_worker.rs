@@ -87,6 +87,8 @@ pub struct WorkerConfig {
     /// A log batch is sent after this long or this many lines, whichever comes first.
     pub log_flush: Duration,
     pub log_batch_lines: usize,
+    /// How jobs are isolated (private networks, gateway, egress allow-list).
+    pub sandbox: crate::private_net::SandboxSettings,
 }
 
 impl Default for WorkerConfig {
@@ -96,6 +98,7 @@ impl Default for WorkerConfig {
             lease_wait: Duration::from_secs(30),
             log_flush: Duration::from_millis(100),
             log_batch_lines: 64,
+            sandbox: crate::private_net::SandboxSettings::default(),
         }
     }
 }

@@ -35,6 +35,7 @@ use bollard::errors::Error as DockerError;
 use bollard::models::{NetworkCreateRequest, NetworkDisconnectRequest};
 use bollard::query_parameters::{InspectNetworkOptions, ListNetworksOptions};
 use bollard::Docker;
+use serde::{Deserialize, Serialize};
 
 use crate::broker::{
     Broker, BrokerConfig, BrokerError, BuildInjection, JobCredentials, JobRef, Mode, Secret,
@@ -84,6 +85,60 @@ impl Default for NetOptions {
     fn default() -> Self {
         NetOptions {
             iptables: "iptables".into(),
+        }
+    }
+}
+
+/// Where a job's endpoint gateway listens.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Placement {
+    /// `container` when the agent runs inside a container (`/.dockerenv`),
+    /// else `host`.
+    #[default]
+    Auto,
+    /// The agent runs on the host: the gateway listens on the job bridge's
+    /// own address, behind one INPUT exception.
+    Host,
+    /// The agent runs in a container: it joins each job network itself and
+    /// the gateway listens on its address there; host firewall rules are
+    /// applied by a short-lived helper container in the host's network
+    /// namespace.
+    Container,
+}
+
+/// The agent configuration's `sandbox:` section: how jobs are isolated.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SandboxSettings {
+    /// Run every job on its own private network (default). `false` puts
+    /// builds on the engine's default bridge, with a route out.
+    pub private_network: bool,
+    /// Destinations the gateway's forward proxy lets builds reach
+    /// (`host:port`, `*.suffix:port`, `host:*`): STS, the Cove server, ….
+    pub egress_allow: Vec<String>,
+    pub placement: Placement,
+    /// The iptables binary (its backend must be the one dockerd uses).
+    pub iptables: String,
+    /// Image with iptables for the helper container (container placement).
+    pub firewall_image: String,
+    /// STS endpoint for the broker (a VPC endpoint); overrides the
+    /// repository's configuration.
+    pub sts_endpoint: Option<String>,
+    /// CodeArtifact API endpoint for the broker (a VPC endpoint).
+    pub codeartifact_endpoint: Option<String>,
+}
+
+impl Default for SandboxSettings {
+    fn default() -> Self {
+        SandboxSettings {
+            private_network: true,
+            egress_allow: Vec::new(),
+            placement: Placement::Auto,
+            iptables: "iptables".into(),
+            firewall_image: "cove/agent:latest".into(),
+            sts_endpoint: None,
+            codeartifact_endpoint: None,
         }
     }
 }
