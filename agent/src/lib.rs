@@ -17,6 +17,7 @@ pub mod commands;
 pub mod environment;
 pub mod gateway;
 pub mod job_http;
+pub mod job_sandbox;
 pub mod job_worker;
 pub mod jobs;
 pub mod mask;

@@ -7,9 +7,11 @@
 
 pub mod agent;
 mod env;
+mod packages;
 mod runs;
 
 pub use env::*;
+pub use packages::*;
 pub use runs::*;
 
 use serde::{Deserialize, Serialize};

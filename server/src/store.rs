@@ -14,6 +14,7 @@ use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Row};
 
 mod envs;
+mod packages;
 mod runs;
 
 pub use envs::EnvRow;
