@@ -368,6 +368,19 @@ pub async fn execute<T: JobTransport>(
         Ok(Ok(result)) => {
             let mut upload_error = None;
             for artifact in result.artifacts {
+                // An artifact holding a secret (a copied `.npmrc`, an env
+                // dump) is refused, not uploaded.
+                if mask
+                    .iter()
+                    .filter(|m| m.len() >= 4)
+                    .any(|m| artifact.tar.windows(m.len()).any(|w| w == m.as_bytes()))
+                {
+                    upload_error = Some(format!(
+                        "artifact `{}` contains a secret value and was not uploaded",
+                        artifact.name
+                    ));
+                    continue;
+                }
                 if let Err(e) = transport
                     .upload_artifact(job, attempt, &artifact.name, artifact.tar)
                     .await
