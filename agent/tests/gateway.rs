@@ -411,7 +411,7 @@ async fn forward_proxy_denies_and_logs_destinations_not_on_the_allow_list() {
         &c,
         &[],
         &format!(
-            "printf 'CONNECT denied.invalid:443 HTTP/1.1\\r\\nHost: denied.invalid:443\\r\\n\\r\\n' \
+            "(printf 'CONNECT denied.invalid:443 HTTP/1.1\\r\\nHost: denied.invalid:443\\r\\n\\r\\n'; sleep 3) \
              | timeout 5 nc {} {} | head -1",
             host.ip(),
             host.port()
