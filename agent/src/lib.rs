@@ -14,6 +14,7 @@
 
 pub mod broker;
 pub mod commands;
+pub mod config;
 pub mod environment;
 pub mod gateway;
 pub mod job_http;

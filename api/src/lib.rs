@@ -6,9 +6,11 @@
 //! carries.
 
 pub mod agent;
+mod agents;
 mod env;
 mod runs;
 
+pub use agents::*;
 pub use env::*;
 pub use runs::*;
 
