@@ -149,7 +149,9 @@ impl AgentConfig {
                 .state_dir
                 .or(file.state_dir)
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR)),
-            registration_token_file: over.registration_token_file.or(file.registration_token_file),
+            registration_token_file: over
+                .registration_token_file
+                .or(file.registration_token_file),
             sandbox: file.sandbox,
         })
     }
@@ -181,21 +183,31 @@ mod tests {
         .expect("valid");
         assert_eq!(file.slots, Some(3));
         assert!(!file.sandbox.private_network);
-        assert_eq!(file.sandbox.egress_allow, vec!["sts.example:443".to_string()]);
+        assert_eq!(
+            file.sandbox.egress_allow,
+            vec!["sts.example:443".to_string()]
+        );
         let config = AgentConfig::resolve(file, Overrides::default(), "host").expect("valid");
         assert_eq!(config.server, "http://cove.internal:8080");
         assert_eq!(config.name, "build-1");
         assert_eq!(config.token_path(), PathBuf::from("/srv/agent/agent-token"));
-        assert_eq!(config.registration_token_file, Some(PathBuf::from("/run/reg")));
+        assert_eq!(
+            config.registration_token_file,
+            Some(PathBuf::from("/run/reg"))
+        );
     }
 
     #[test]
     fn an_unknown_key_is_an_error_naming_the_file_and_the_key() {
-        let err = parse("server: http://x\ntoken: abc\n").unwrap_err().to_string();
+        let err = parse("server: http://x\ntoken: abc\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("/etc/cove/agent.yaml: "), "{err}");
         assert!(err.contains("unknown field `token`"), "{err}");
         assert!(err.contains("line 2"), "{err}");
-        let err = parse("sandbox:\n  private_netwrk: true\n").unwrap_err().to_string();
+        let err = parse("sandbox:\n  private_netwrk: true\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("/etc/cove/agent.yaml: "), "{err}");
         assert!(err.contains("private_netwrk"), "{err}");
     }

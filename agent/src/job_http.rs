@@ -101,7 +101,13 @@ pub async fn register(
     };
     let body = serde_json::to_vec(&body).map_err(|e| failed(e.to_string()))?;
     let (status, bytes) = transport
-        .send(Method::POST, "/agents/register", "application/json", body, Duration::from_secs(30))
+        .send(
+            Method::POST,
+            "/agents/register",
+            "application/json",
+            body,
+            Duration::from_secs(30),
+        )
         .await
         .map_err(|e| failed(e.to_string()))?;
     let text = || String::from_utf8_lossy(&bytes).into_owned();
@@ -143,7 +149,13 @@ impl HttpTransport {
     /// (revoked or unknown).
     pub async fn identity(&self) -> Result<Option<AgentIdentity>, TransportError> {
         let (status, body) = self
-            .send(Method::GET, "/agent/self", "application/json", Vec::new(), Duration::from_secs(30))
+            .send(
+                Method::GET,
+                "/agent/self",
+                "application/json",
+                Vec::new(),
+                Duration::from_secs(30),
+            )
             .await?;
         if status == StatusCode::UNAUTHORIZED {
             return Ok(None);

@@ -98,8 +98,7 @@ pub fn run(args: AgentArgs) -> Result<()> {
                         "ID", "NAME", "CREATED", "LAST SEEN", "STATE"
                     );
                     for a in agents {
-                        let jobs: Vec<String> =
-                            a.current_jobs.iter().map(i64::to_string).collect();
+                        let jobs: Vec<String> = a.current_jobs.iter().map(i64::to_string).collect();
                         println!(
                             "{:<20} {:<24} {:<10} {:<12} {:<8} {}",
                             a.id,

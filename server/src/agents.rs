@@ -50,7 +50,12 @@ pub async fn create_registration_token(
     let token = auth::generate_token_with(REGISTRATION_TOKEN_PREFIX);
     let row = state
         .store()
-        .create_registration_token(&auth::hash_token(&token), principal.user.id, now, expires_at)
+        .create_registration_token(
+            &auth::hash_token(&token),
+            principal.user.id,
+            now,
+            expires_at,
+        )
         .await?;
     tracing::info!(
         registration_token = row.id,
@@ -84,7 +89,12 @@ pub async fn register(
     let token = auth::generate_token_with(AGENT_TOKEN_PREFIX);
     let agent = state
         .store()
-        .register_agent(&grant.token_hash, name, &auth::hash_token(&token), now_secs())
+        .register_agent(
+            &grant.token_hash,
+            name,
+            &auth::hash_token(&token),
+            now_secs(),
+        )
         .await?
         .map_err(auth::registration_refused)?;
     tracing::info!(

@@ -107,7 +107,16 @@ where
     H: Handler<T, AppState>,
     T: 'static,
 {
-    let mut r = route(method, path, Scope::Admin, None, false, success, summary, handler);
+    let mut r = route(
+        method,
+        path,
+        Scope::Admin,
+        None,
+        false,
+        success,
+        summary,
+        handler,
+    );
     r.spec.audience = Audience::Agents;
     r
 }

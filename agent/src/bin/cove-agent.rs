@@ -197,13 +197,12 @@ async fn run(args: Args, env_registration: Option<String>) -> Result<ExitCode> {
         );
         return Ok(ExitCode::FAILURE);
     };
-    let docker = match tokio::time::timeout(Duration::from_secs(10), cove_agent::Runtime::connect())
-        .await
-    {
-        Ok(Ok(rt)) => rt.docker().clone(),
-        Ok(Err(e)) => bail!("no Docker engine: {e}"),
-        Err(_) => bail!("no Docker engine answered within 10 s"),
-    };
+    let docker =
+        match tokio::time::timeout(Duration::from_secs(10), cove_agent::Runtime::connect()).await {
+            Ok(Ok(rt)) => rt.docker().clone(),
+            Ok(Err(e)) => bail!("no Docker engine: {e}"),
+            Err(_) => bail!("no Docker engine answered within 10 s"),
+        };
     tracing::info!(
         server = %config.server,
         agent_id = identity.agent_id,
@@ -213,7 +212,8 @@ async fn run(args: Args, env_registration: Option<String>) -> Result<ExitCode> {
     );
     let on_signal = stop.clone();
     tokio::spawn(async move {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}

@@ -11,9 +11,9 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use cove_api::{
-    AgentIdentity, CommitStatus, FinishRequest, HeartbeatRequest, HeartbeatResponse, Job, JobLease, JobLogLine,
-    LeaseRequest, LogBatch, Run, RunState, SecretInfo, SetSecretRequest, StartRunRequest,
-    WorkflowError,
+    AgentIdentity, CommitStatus, FinishRequest, HeartbeatRequest, HeartbeatResponse, Job, JobLease,
+    JobLogLine, LeaseRequest, LogBatch, Run, RunState, SecretInfo, SetSecretRequest,
+    StartRunRequest, WorkflowError,
 };
 use serde::Deserialize;
 

@@ -222,13 +222,12 @@ impl Store {
         if exists.is_none() {
             return Ok(None);
         }
-        let done = sqlx::query(
-            "UPDATE agents SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
-        )
-        .bind(now)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
+        let done =
+            sqlx::query("UPDATE agents SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+                .bind(now)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
         sqlx::query(
             "UPDATE jobs SET lease_expires_ms = $1 \
              WHERE agent_id = $2 AND state = 'running' AND lease_expires_ms > $3",
@@ -257,12 +256,11 @@ impl Store {
 
     /// `(job id, agent id)` of the jobs of a run that a registered agent leased.
     pub async fn job_agents_of_run(&self, run_id: i64) -> Result<Vec<(i64, i64)>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, agent_id FROM jobs WHERE run_id = $1 AND agent_id IS NOT NULL",
-        )
-        .bind(run_id)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows =
+            sqlx::query("SELECT id, agent_id FROM jobs WHERE run_id = $1 AND agent_id IS NOT NULL")
+                .bind(run_id)
+                .fetch_all(&self.pool)
+                .await?;
         rows.iter()
             .map(|r| Ok((r.try_get("id")?, r.try_get("agent_id")?)))
             .collect()
