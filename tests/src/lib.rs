@@ -31,12 +31,15 @@ pub const IMAGE_UNIVERSAL: &str = "cove/universal:latest";
 pub const IMAGE_DYNAMODB_LOCAL: &str = "cove/dynamodb-local:latest";
 /// busybox-static only; starts fastest.
 pub const IMAGE_BUSYBOX: &str = "cove/busybox:latest";
+/// Runtime for a containerized `cove-agent` (iptables, git; the binary is bind-mounted).
+pub const IMAGE_AGENT: &str = "cove/agent:latest";
 /// All images `images/build.sh` produces.
-pub const ALL_IMAGES: [&str; 4] = [
+pub const ALL_IMAGES: [&str; 5] = [
     IMAGE_BASE,
     IMAGE_UNIVERSAL,
     IMAGE_DYNAMODB_LOCAL,
     IMAGE_BUSYBOX,
+    IMAGE_AGENT,
 ];
 
 const SETUP_HINT: &str = "run `bash scripts/test-env.sh` as root first (installs docker.io, \
