@@ -264,8 +264,21 @@ pub async fn execute<T: JobTransport>(
         }
     };
 
+    // Values the report must not carry: the lease's secrets and, once the
+    // sandbox exists, the job's package credentials.
+    let mut mask: Vec<String> = lease.secrets.iter().map(|(_, v)| v.clone()).collect();
+    let mut sandbox = None;
     let work = async {
         let mut spec = job_spec(&lease)?;
+        if config.sandbox.private_network {
+            let s =
+                crate::job_sandbox::SandboxedJob::start(docker, &config.sandbox, &lease, &mut spec)
+                    .await?;
+            tracing::info!(job, attempt, network = %s.network_name(), "job sandbox ready");
+            sandbox = Some(s);
+            mask.extend(spec.mask.iter().cloned());
+            mask.extend(spec.secrets.iter().map(|(_, v)| v.clone()));
+        }
         if lease.source {
             let tar = transport
                 .source(job, attempt)
@@ -330,6 +343,9 @@ pub async fn execute<T: JobTransport>(
         r = work => r,
         () = heartbeat => Err("heartbeats ended".to_string()),
     };
+    if let Some(s) = sandbox.take() {
+        s.teardown().await;
+    }
     if stale.is_cancelled() {
         tracing::warn!(job, attempt, "attempt is stale; dropping its result");
         return;
@@ -352,6 +368,19 @@ pub async fn execute<T: JobTransport>(
         Ok(Ok(result)) => {
             let mut upload_error = None;
             for artifact in result.artifacts {
+                // An artifact holding a secret (a copied `.npmrc`, an env
+                // dump) is refused, not uploaded.
+                if mask
+                    .iter()
+                    .filter(|m| m.len() >= 4)
+                    .any(|m| artifact.tar.windows(m.len()).any(|w| w == m.as_bytes()))
+                {
+                    upload_error = Some(format!(
+                        "artifact `{}` contains a secret value and was not uploaded",
+                        artifact.name
+                    ));
+                    continue;
+                }
                 if let Err(e) = transport
                     .upload_artifact(job, attempt, &artifact.name, artifact.tar)
                     .await
@@ -381,9 +410,7 @@ pub async fn execute<T: JobTransport>(
         }
     };
     // Exported variables and errors leave the agent masked like log lines.
-    let masks = std::sync::Arc::new(MaskSet::new(
-        lease.secrets.iter().map(|(_, v)| v.as_bytes()),
-    ));
+    let masks = std::sync::Arc::new(MaskSet::new(mask.iter().map(|v| v.as_bytes())));
     let mut report = report;
     if !masks.is_empty() {
         for value in report.variables.values_mut() {
@@ -428,6 +455,7 @@ mod tests {
             timeout_secs: 5,
             heartbeat_ms: 100,
             lease_ms: 1000,
+            packages: None,
         };
         let spec = job_spec(&lease).expect("valid");
         assert_eq!(spec.attempt, 2);

@@ -18,6 +18,7 @@ pub mod config;
 pub mod environment;
 pub mod gateway;
 pub mod job_http;
+pub mod job_sandbox;
 pub mod job_worker;
 pub mod jobs;
 pub mod mask;

@@ -74,17 +74,209 @@ pub enum NetError {
     },
 }
 
+/// Where iptables runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Firewall {
+    /// This process runs in the host's network namespace: run the binary.
+    Local { iptables: String },
+    /// The agent runs in a container with the engine's socket: each batch
+    /// of rules runs in a short-lived container of `image` in the host's
+    /// network namespace with `NET_ADMIN` (the agent itself stays
+    /// unprivileged).
+    HostContainer { iptables: String, image: String },
+}
+
 /// How rules are installed.
 #[derive(Clone, Debug)]
 pub struct NetOptions {
-    /// The iptables binary (its backend must be the one dockerd uses).
-    pub iptables: String,
+    pub firewall: Firewall,
 }
 
 impl Default for NetOptions {
     fn default() -> Self {
         NetOptions {
-            iptables: "iptables".into(),
+            firewall: Firewall::Local {
+                iptables: "iptables".into(),
+            },
+        }
+    }
+}
+
+impl Firewall {
+    fn binary(&self) -> &str {
+        match self {
+            Firewall::Local { iptables } | Firewall::HostContainer { iptables, .. } => iptables,
+        }
+    }
+
+    /// Runs `batch` (argument lists for iptables) in order. With
+    /// `keep_going` every command runs and failures are collected;
+    /// otherwise the first failure stops the batch. Returns the standard
+    /// output of the commands and the failures (`command: message`).
+    async fn run(
+        &self,
+        docker: &Docker,
+        batch: Vec<Vec<String>>,
+        keep_going: bool,
+    ) -> (String, Vec<String>) {
+        match self {
+            Firewall::Local { iptables } => {
+                let iptables = iptables.clone();
+                tokio::task::spawn_blocking(move || {
+                    let (mut out, mut failures) = (String::new(), Vec::new());
+                    for args in batch {
+                        let command = format!("{iptables} {}", args.join(" "));
+                        match std::process::Command::new(&iptables).args(&args).output() {
+                            Ok(o) if o.status.success() => {
+                                out.push_str(&String::from_utf8_lossy(&o.stdout))
+                            }
+                            Ok(o) => failures.push(format!(
+                                "{command}: {}",
+                                String::from_utf8_lossy(&o.stderr).trim()
+                            )),
+                            Err(e) => failures.push(format!("{command}: {e}")),
+                        }
+                        if !failures.is_empty() && !keep_going {
+                            break;
+                        }
+                    }
+                    (out, failures)
+                })
+                .await
+                .unwrap_or_else(|e| (String::new(), vec![e.to_string()]))
+            }
+            Firewall::HostContainer { iptables, image } => {
+                host_container_batch(docker, image, iptables, &batch, keep_going).await
+            }
+        }
+    }
+}
+
+fn shell_quote(word: &str) -> String {
+    format!("'{}'", word.replace('\'', "'\\''"))
+}
+
+/// One helper container for a batch of iptables commands: `--network host`,
+/// `NET_ADMIN`/`NET_RAW` only, removed afterwards.
+async fn host_container_batch(
+    docker: &Docker,
+    image: &str,
+    iptables: &str,
+    batch: &[Vec<String>],
+    keep_going: bool,
+) -> (String, Vec<String>) {
+    use bollard::models::{ContainerCreateBody, HostConfig};
+    use bollard::query_parameters::{
+        LogsOptions, RemoveContainerOptions, StartContainerOptions, WaitContainerOptions,
+    };
+    use futures_util::StreamExt;
+    // Each command's stderr goes to stdout behind a marker line, so a
+    // failure can be attributed to its command.
+    let mut script = String::from("rc=0\n");
+    for (n, args) in batch.iter().enumerate() {
+        let words: Vec<String> = std::iter::once(iptables.to_string())
+            .chain(args.iter().cloned())
+            .map(|w| shell_quote(&w))
+            .collect();
+        script.push_str(&format!(
+            "{} 2>/tmp/err || {{ rc=1; echo \"@@cove-fail {n} $(tr '\\n' ' ' </tmp/err)\"; {} }}\n",
+            words.join(" "),
+            if keep_going { "" } else { "exit 1;" }
+        ));
+    }
+    script.push_str("exit $rc\n");
+    let labels = HashMap::from([(LABEL_ROLE.to_string(), "firewall".to_string())]);
+    let body = ContainerCreateBody {
+        image: Some(image.to_string()),
+        entrypoint: Some(vec!["/bin/sh".into(), "-c".into(), script]),
+        cmd: Some(Vec::new()),
+        labels: Some(labels),
+        network_disabled: Some(false),
+        host_config: Some(HostConfig {
+            network_mode: Some("host".into()),
+            cap_drop: Some(vec!["ALL".into()]),
+            cap_add: Some(vec!["NET_ADMIN".into(), "NET_RAW".into()]),
+            security_opt: Some(vec!["no-new-privileges".into()]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let fail = |e: String| {
+        (
+            String::new(),
+            vec![format!("firewall helper container ({image}): {e}")],
+        )
+    };
+    let id = match docker
+        .create_container(
+            None::<bollard::query_parameters::CreateContainerOptions>,
+            body,
+        )
+        .await
+    {
+        Ok(c) => c.id,
+        Err(e) => return fail(e.to_string()),
+    };
+    let result = async {
+        docker
+            .start_container(&id, None::<StartContainerOptions>)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut wait = docker.wait_container(&id, None::<WaitContainerOptions>);
+        while let Some(w) = wait.next().await {
+            // A non-zero exit is reported as an error by bollard; the
+            // output below says which command failed.
+            if w.is_err() {
+                break;
+            }
+        }
+        let mut logs = docker.logs(
+            &id,
+            Some(LogsOptions {
+                stdout: true,
+                stderr: true,
+                ..Default::default()
+            }),
+        );
+        let mut out = String::new();
+        while let Some(chunk) = logs.next().await {
+            out.push_str(&chunk.map_err(|e| e.to_string())?.to_string());
+        }
+        Ok::<String, String>(out)
+    }
+    .await;
+    let _ = docker
+        .remove_container(
+            &id,
+            Some(RemoveContainerOptions {
+                force: true,
+                ..Default::default()
+            }),
+        )
+        .await;
+    match result {
+        Err(e) => fail(e),
+        Ok(out) => {
+            let (mut stdout, mut failures) = (String::new(), Vec::new());
+            for line in out.lines() {
+                match line.strip_prefix("@@cove-fail ") {
+                    Some(rest) => {
+                        let (n, msg) = rest.split_once(' ').unwrap_or((rest, ""));
+                        let args = n
+                            .parse::<usize>()
+                            .ok()
+                            .and_then(|n| batch.get(n))
+                            .map(|a| a.join(" "))
+                            .unwrap_or_default();
+                        failures.push(format!("{iptables} {args}: {}", msg.trim()));
+                    }
+                    None => {
+                        stdout.push_str(line);
+                        stdout.push('\n');
+                    }
+                }
+            }
+            (stdout, failures)
         }
     }
 }
@@ -93,8 +285,8 @@ impl Default for NetOptions {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Placement {
-    /// `container` when the agent runs inside a container (`/.dockerenv`),
-    /// else `host`.
+    /// `container` when the agent's container is named (`container`, or
+    /// `COVE_AGENT_CONTAINER` in its environment), else `host`.
     #[default]
     Auto,
     /// The agent runs on the host: the gateway listens on the job bridge's
@@ -127,6 +319,10 @@ pub struct SandboxSettings {
     pub sts_endpoint: Option<String>,
     /// CodeArtifact API endpoint for the broker (a VPC endpoint).
     pub codeartifact_endpoint: Option<String>,
+    /// Container placement: the agent's own container (id or name);
+    /// default: `COVE_AGENT_CONTAINER`, else `$HOSTNAME` (Docker sets it to
+    /// the short container id).
+    pub container: Option<String>,
 }
 
 impl Default for SandboxSettings {
@@ -139,6 +335,7 @@ impl Default for SandboxSettings {
             firewall_image: "cove/agent:latest".into(),
             sts_endpoint: None,
             codeartifact_endpoint: None,
+            container: None,
         }
     }
 }
@@ -178,10 +375,6 @@ fn valid_job_id(id: &str) -> bool {
         && id
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-}
-
-fn run_iptables(iptables: &str, args: &[String]) -> std::io::Result<std::process::Output> {
-    std::process::Command::new(iptables).args(args).output()
 }
 
 impl PrivateNetwork {
@@ -287,22 +480,16 @@ impl PrivateNetwork {
         );
         let mut args = vec!["-w".to_string(), "-I".into(), "INPUT".into()];
         args.extend(spec.iter().cloned());
-        let iptables = self.options.iptables.clone();
-        let command = format!("{iptables} {}", args.join(" "));
-        let out = tokio::task::spawn_blocking(move || run_iptables(&iptables, &args))
-            .await
-            .map_err(|e| std::io::Error::other(e.to_string()))
-            .and_then(|r| r)
-            .map_err(|e| NetError::Firewall {
-                job: self.job_id.clone(),
-                command: command.clone(),
-                message: e.to_string(),
-            })?;
-        if !out.status.success() {
+        let (_, failures) = self
+            .options
+            .firewall
+            .run(&self.docker, vec![args.clone()], false)
+            .await;
+        if let Some(message) = failures.into_iter().next() {
             return Err(NetError::Firewall {
                 job: self.job_id.clone(),
-                command,
-                message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+                command: format!("{} {}", self.options.firewall.binary(), args.join(" ")),
+                message,
             });
         }
         self.rules.push(spec);
@@ -378,21 +565,25 @@ impl PrivateNetwork {
         &self.rules
     }
 
-    fn delete_rules_blocking(iptables: &str, job: &str, rules: &[Vec<String>]) -> Vec<String> {
-        let mut failures = Vec::new();
-        for spec in rules.iter().rev() {
-            let mut args = vec!["-w".to_string(), "-D".into(), "INPUT".into()];
-            args.extend(spec.iter().cloned());
-            match run_iptables(iptables, &args) {
-                Ok(out) if out.status.success() => {}
-                Ok(out) => failures.push(format!(
-                    "{iptables} {}: {}",
-                    args.join(" "),
-                    String::from_utf8_lossy(&out.stderr).trim()
-                )),
-                Err(e) => failures.push(format!("{iptables} {}: {e}", args.join(" "))),
-            }
+    async fn delete_rules(
+        docker: &Docker,
+        firewall: &Firewall,
+        job: &str,
+        rules: &[Vec<String>],
+    ) -> Vec<String> {
+        let batch = rules
+            .iter()
+            .rev()
+            .map(|spec| {
+                let mut args = vec!["-w".to_string(), "-D".into(), "INPUT".into()];
+                args.extend(spec.iter().cloned());
+                args
+            })
+            .collect::<Vec<_>>();
+        if batch.is_empty() {
+            return Vec::new();
         }
+        let (_, failures) = firewall.run(docker, batch, true).await;
         for f in &failures {
             tracing::warn!(job, failure = %f, "private network rule removal failed");
         }
@@ -444,16 +635,9 @@ impl PrivateNetwork {
     /// network someone else already removed.
     pub async fn remove(mut self) -> Result<(), NetError> {
         self.removed = true;
-        let (iptables, job, rules) = (
-            self.options.iptables.clone(),
-            self.job_id.clone(),
-            std::mem::take(&mut self.rules),
-        );
-        let failures = tokio::task::spawn_blocking(move || {
-            Self::delete_rules_blocking(&iptables, &job, &rules)
-        })
-        .await
-        .unwrap_or_else(|e| vec![e.to_string()]);
+        let rules = std::mem::take(&mut self.rules);
+        let failures =
+            Self::delete_rules(&self.docker, &self.options.firewall, &self.job_id, &rules).await;
         Self::remove_network(&self.docker, &self.job_id, &self.id).await?;
         if let Some(first) = failures.into_iter().next() {
             return Err(NetError::Firewall {
@@ -473,8 +657,8 @@ impl Drop for PrivateNetwork {
             return;
         }
         tracing::warn!(job = %self.job_id, network = %self.name, "private network dropped without remove(); cleaning up");
-        let (iptables, job, rules, id, docker) = (
-            self.options.iptables.clone(),
+        let (firewall, job, rules, id, docker) = (
+            self.options.firewall.clone(),
             self.job_id.clone(),
             std::mem::take(&mut self.rules),
             self.id.clone(),
@@ -483,7 +667,6 @@ impl Drop for PrivateNetwork {
         // A fresh thread and runtime: Drop may run inside (or after) the
         // caller's runtime, where blocking on a future is not allowed.
         let done = std::thread::spawn(move || {
-            Self::delete_rules_blocking(&iptables, &job, &rules);
             match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -492,9 +675,12 @@ impl Drop for PrivateNetwork {
                     // bollard's connection pool belongs to the caller's
                     // runtime; reconnect with the same settings.
                     let docker = Docker::connect_with_local_defaults().unwrap_or(docker);
-                    if let Err(error) = rt.block_on(Self::remove_network(&docker, &job, &id)) {
-                        tracing::warn!(job, %error, "private network removal failed");
-                    }
+                    rt.block_on(async {
+                        Self::delete_rules(&docker, &firewall, &job, &rules).await;
+                        if let Err(error) = Self::remove_network(&docker, &job, &id).await {
+                            tracing::warn!(job, %error, "private network removal failed");
+                        }
+                    });
                 }
                 Err(error) => {
                     tracing::warn!(job, %error, "no runtime to remove the private network")
@@ -518,6 +704,18 @@ pub struct SandboxSpec {
     /// Home directory of the build user inside the container.
     pub home: PathBuf,
     pub net: NetOptions,
+    /// Where the gateway listens.
+    pub gateway_at: GatewayAt,
+}
+
+/// Where a job's gateway listens (see [`Placement`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GatewayAt {
+    /// On the job bridge's host address (the agent is on the host).
+    HostBridge,
+    /// On this container's address in the job network: the agent runs in
+    /// the container with this id or name and joins each job network.
+    Container(String),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -567,21 +765,36 @@ impl JobSandbox {
     ) -> Result<JobSandbox, SandboxError> {
         let job_id = spec.job.job_id.clone();
         let mut net = PrivateNetwork::create(docker, &job_id, spec.net.clone()).await?;
-        let listener = tokio::net::TcpListener::bind((net.gateway_ip(), 0))
+        if spec.codeartifact.is_none() && spec.allow.is_empty() {
+            // Nothing to forward to: no gateway, the network has no way out.
+            return Ok(JobSandbox {
+                net: Some(net),
+                gateway: None,
+                injection: BuildInjection::default(),
+                credentials: None,
+            });
+        }
+        let listen_ip = match &spec.gateway_at {
+            GatewayAt::HostBridge => net.gateway_ip(),
+            GatewayAt::Container(me) => join_network(docker, &net, me).await?,
+        };
+        let listener = tokio::net::TcpListener::bind((listen_ip, 0))
             .await
             .map_err(|source| SandboxError::Listen {
                 job: job_id.clone(),
-                addr: net.gateway_ip(),
+                addr: listen_ip,
                 source,
             })?;
         let addr = listener
             .local_addr()
             .map_err(|source| SandboxError::Listen {
                 job: job_id.clone(),
-                addr: net.gateway_ip(),
+                addr: listen_ip,
                 source,
             })?;
-        net.allow_gateway_port(addr.port()).await?;
+        if spec.gateway_at == GatewayAt::HostBridge {
+            net.allow_gateway_port(addr.port()).await?;
+        }
         let gateway_url = format!("http://{addr}");
         let credentials = match &spec.codeartifact {
             Some(cfg) => Some(broker.job_credentials(cfg, &spec.job, spec.mode).await?),
@@ -671,6 +884,45 @@ impl JobSandbox {
     }
 }
 
+/// Connects the agent's own container `me` to the job network and returns
+/// its address there.
+async fn join_network(docker: &Docker, net: &PrivateNetwork, me: &str) -> Result<IpAddr, NetError> {
+    use bollard::models::NetworkConnectRequest;
+    use bollard::query_parameters::InspectContainerOptions;
+    let err = |action: &'static str| {
+        let job = net.job_id.clone();
+        move |source| NetError::Docker {
+            job,
+            action,
+            source,
+        }
+    };
+    docker
+        .connect_network(
+            &net.id,
+            NetworkConnectRequest {
+                container: me.to_string(),
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(err("network connect (agent container)"))?;
+    let inspect = docker
+        .inspect_container(me, None::<InspectContainerOptions>)
+        .await
+        .map_err(err("inspect (agent container)"))?;
+    inspect
+        .network_settings
+        .and_then(|n| n.networks)
+        .and_then(|mut n| n.remove(&net.name))
+        .and_then(|e| e.ip_address)
+        .and_then(|ip| ip.parse::<Ipv4Addr>().ok())
+        .map(IpAddr::V4)
+        .ok_or_else(|| NetError::NoGateway {
+            job: net.job_id.clone(),
+        })
+}
+
 /// INPUT rules carrying `--comment cove.job=<id>`: (job id, rule spec
 /// without `-A INPUT`), parsed from `iptables -S INPUT`.
 fn tagged_rules(listing: &str) -> Vec<(String, Vec<String>)> {
@@ -701,30 +953,27 @@ pub async fn cleanup_orphans(
     is_live: impl Fn(&str) -> bool,
 ) -> Result<Vec<String>, NetError> {
     let mut cleaned = std::collections::BTreeSet::new();
-    let iptables = options.iptables.clone();
-    let listing = tokio::task::spawn_blocking(move || {
-        run_iptables(&iptables, &["-w".into(), "-S".into(), "INPUT".into()])
-    })
-    .await
-    .map_err(|e| std::io::Error::other(e.to_string()))
-    .and_then(|r| r)
-    .map_err(|e| NetError::Firewall {
-        job: "*".into(),
-        command: format!("{} -S INPUT", options.iptables),
-        message: e.to_string(),
-    })?;
-    let orphans: Vec<(String, Vec<String>)> =
-        tagged_rules(&String::from_utf8_lossy(&listing.stdout))
-            .into_iter()
-            .filter(|(job, _)| !is_live(job))
-            .collect();
-    for (job, spec) in orphans {
-        let iptables = options.iptables.clone();
-        let (j, rules) = (job.clone(), vec![spec]);
-        let _ = tokio::task::spawn_blocking(move || {
-            PrivateNetwork::delete_rules_blocking(&iptables, &j, &rules)
-        })
+    let (listing, failures) = options
+        .firewall
+        .run(
+            docker,
+            vec![vec!["-w".into(), "-S".into(), "INPUT".into()]],
+            false,
+        )
         .await;
+    if let Some(message) = failures.into_iter().next() {
+        return Err(NetError::Firewall {
+            job: "*".into(),
+            command: format!("{} -S INPUT", options.firewall.binary()),
+            message,
+        });
+    }
+    let orphans: Vec<(String, Vec<String>)> = tagged_rules(&listing)
+        .into_iter()
+        .filter(|(job, _)| !is_live(job))
+        .collect();
+    for (job, spec) in orphans {
+        PrivateNetwork::delete_rules(docker, &options.firewall, &job, &[spec]).await;
         cleaned.insert(job);
     }
     let filters = HashMap::from([(

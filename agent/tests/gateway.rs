@@ -18,7 +18,7 @@ use cove_agent::broker::{
     PackageFormat, RepositoryRef,
 };
 use cove_agent::gateway::AllowList;
-use cove_agent::private_net::{JobSandbox, NetOptions, SandboxSpec, LABEL_JOB};
+use cove_agent::private_net::{GatewayAt, JobSandbox, NetOptions, SandboxSpec, LABEL_JOB};
 use harness::{Double, Moto};
 
 // ---------- log capture: the gateway's tracing events, process-wide ----------
@@ -164,6 +164,7 @@ impl Job {
                 .unwrap(),
                 home: "/root".into(),
                 net: NetOptions::default(),
+                gateway_at: GatewayAt::HostBridge,
             },
         )
         .await

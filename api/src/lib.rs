@@ -8,10 +8,12 @@
 pub mod agent;
 mod agents;
 mod env;
+mod packages;
 mod runs;
 
 pub use agents::*;
 pub use env::*;
+pub use packages::*;
 pub use runs::*;
 
 use serde::{Deserialize, Serialize};

@@ -310,6 +310,9 @@ pub struct JobLease {
     pub heartbeat_ms: u64,
     /// The lease ends this long after the last heartbeat.
     pub lease_ms: u64,
+    /// CodeArtifact access for this job (`None`: the repository has none).
+    #[serde(default)]
+    pub packages: Option<crate::JobPackages>,
 }
 
 impl std::fmt::Debug for JobLease {

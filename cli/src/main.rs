@@ -5,6 +5,7 @@ mod client;
 mod devfile;
 mod env;
 mod login;
+mod packages;
 mod repo;
 mod terminal;
 mod workflow;

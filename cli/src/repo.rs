@@ -58,10 +58,12 @@ pub enum RepoCommand {
         /// NAME or OWNER/NAME.
         name: String,
     },
+    /// CodeArtifact access of the repository's builds.
+    Packages(crate::packages::PackagesArgs),
 }
 
 /// Splits `owner/name`; a bare `name` belongs to the logged-in user.
-fn full_name(client: &Client, name: &str) -> Result<(String, String)> {
+pub(crate) fn full_name(client: &Client, name: &str) -> Result<(String, String)> {
     match name.split_once('/') {
         Some((owner, repo)) if !owner.is_empty() && !repo.is_empty() && !repo.contains('/') => {
             Ok((owner.to_string(), repo.to_string()))
@@ -145,6 +147,7 @@ pub fn run(args: RepoArgs) -> Result<()> {
             println!("deleted {owner}/{name}");
             Ok(())
         }
+        RepoCommand::Packages(args) => crate::packages::run(&client, args),
         RepoCommand::CloneUrl { name } => {
             let (owner, name) = full_name(&client, &name)?;
             let repo: Repo = client.get(&format!("/repos/{owner}/{name}"))?;

@@ -15,6 +15,7 @@ use sqlx::{AnyPool, Row};
 
 mod agents;
 mod envs;
+mod packages;
 mod runs;
 
 pub use agents::{AgentRow, RegistrationRefusal, RegistrationTokenRow};

@@ -25,6 +25,7 @@ expired (`Bearer TOKEN` or basic `aws:TOKEN`), 401 otherwise. Links inside
 packuments and simple pages are absolute, like the real service's.
 
 Test hooks: `GET /__double/stats` (request counters, last credentials seen),
+`GET /__double/tokens` (every token issued),
 `POST /__double/expire-tokens` (expire every issued token now), and
 `<repository>/__stream/blob`: 256 KiB, then a pause until
 `POST /__double/release`, then 256 KiB more (proves streaming).
@@ -204,6 +205,10 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/__double/stats":
             with st.lock:
                 return self.json(200, dict(st.stats))
+        if path == "/__double/tokens":
+            # every token ever issued: tests search logs and artifacts for them
+            with st.lock:
+                return self.json(200, sorted(st.tokens))
         if path == "/__double/expire-tokens" and self.command == "POST":
             with st.lock:
                 for t in st.tokens:

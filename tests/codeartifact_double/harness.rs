@@ -40,6 +40,7 @@ fn wait_tcp(addr: SocketAddr, child: &mut Child, what: &str) {
 pub struct Moto {
     child: Child,
     pub port: u16,
+    pub host: String,
 }
 
 impl Moto {
@@ -47,8 +48,13 @@ impl Moto {
     /// its banner: picking a free port first and handing it over races with
     /// other tests that do the same.
     pub fn start() -> Moto {
+        Moto::start_on("127.0.0.1")
+    }
+
+    /// Moto listening on `host`.
+    pub fn start_on(host: &str) -> Moto {
         let mut child = Command::new("moto_server")
-            .args(["-H", "127.0.0.1", "-p", "0"])
+            .args(["-H", host, "-p", "0"])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -58,8 +64,12 @@ impl Moto {
         std::thread::spawn(move || {
             // keep draining moto's request log so it never blocks on a full pipe
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("Running on http://127.0.0.1:").nth(1) {
-                    let _ = tx.send(rest.trim().parse::<u16>().ok());
+                if let Some(rest) = line.split("Running on http://").nth(1) {
+                    let port = rest
+                        .trim()
+                        .rsplit_once(':')
+                        .and_then(|(_, p)| p.parse::<u16>().ok());
+                    let _ = tx.send(port);
                 }
             }
         });
@@ -70,12 +80,17 @@ impl Moto {
                 panic!("moto_server did not report its port: {other:?}");
             }
         };
-        wait_tcp(([127, 0, 0, 1], port).into(), &mut child, "moto_server");
-        Moto { child, port }
+        let addr: SocketAddr = format!("{host}:{port}").parse().unwrap();
+        wait_tcp(addr, &mut child, "moto_server");
+        Moto {
+            child,
+            port,
+            host: host.to_string(),
+        }
     }
 
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("http://{}:{}", self.host, self.port)
     }
 }
 
@@ -136,6 +151,13 @@ impl Double {
 
     pub fn count(&self, key: &str) -> u64 {
         self.stats()[key].as_u64().unwrap()
+    }
+
+    /// Every token the double issued.
+    pub fn tokens(&self) -> Vec<String> {
+        let (status, body) = http_get(&format!("{}/__double/tokens", self.url()));
+        assert_eq!(status, 200);
+        serde_json::from_slice(&body).unwrap()
     }
 
     pub fn expire_tokens(&self) {

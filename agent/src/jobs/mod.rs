@@ -90,6 +90,32 @@ pub struct JobSpec {
     /// Docker network to attach to (the private build network); `None`
     /// uses the engine's default bridge.
     pub network: Option<String>,
+    /// Files written into the container before it starts (`.npmrc`,
+    /// `pip.conf`, …), with their modes.
+    pub files: Vec<JobFile>,
+    /// Values masked in every log line that are in no variable (session
+    /// credentials the agent holds for the job).
+    pub mask: Vec<String>,
+}
+
+/// A file the runner writes into the build container.
+#[derive(Clone, PartialEq, Eq)]
+pub struct JobFile {
+    /// Absolute path in the container.
+    pub path: String,
+    pub contents: Vec<u8>,
+    pub mode: u32,
+}
+
+impl std::fmt::Debug for JobFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Contents may hold a token.
+        f.debug_struct("JobFile")
+            .field("path", &self.path)
+            .field("mode", &format_args!("{:o}", self.mode))
+            .field("bytes", &self.contents.len())
+            .finish()
+    }
 }
 
 impl JobSpec {
@@ -111,6 +137,8 @@ impl JobSpec {
             cleanup_budget: Duration::from_secs(60),
             limits: Limits::default(),
             network: None,
+            files: Vec::new(),
+            mask: Vec::new(),
         }
     }
 }
@@ -450,7 +478,20 @@ pub async fn run_job(
             )));
         }
     }
-    let secrets = Arc::new(MaskSet::new(job.secrets.iter().map(|(_, v)| v.as_bytes())));
+    for f in &job.files {
+        if !f.path.starts_with('/') || f.path.split('/').any(|c| c == "..") {
+            return Err(bad(format!(
+                "file path `{}` must be absolute, without `..`",
+                f.path
+            )));
+        }
+    }
+    let secrets = Arc::new(MaskSet::new(
+        job.secrets
+            .iter()
+            .map(|(_, v)| v.as_bytes())
+            .chain(job.mask.iter().map(|v| v.as_bytes())),
+    ));
     let source = fetch_source(job).await?;
     let err = |action: &str| {
         let job = job.job_id.clone();
@@ -688,6 +729,15 @@ impl Runner<'_> {
             boot.command(n, c).map_err(self.io())?;
         }
         self.upload("/", boot.finish().map_err(self.io())?).await?;
+        if !self.job.files.is_empty() {
+            let mut files = script::Bootstrap::empty();
+            for f in &self.job.files {
+                files
+                    .file(f.path.trim_start_matches('/'), &f.contents, f.mode)
+                    .map_err(self.io())?;
+            }
+            self.upload("/", files.finish().map_err(self.io())?).await?;
+        }
         if let Some(src) = source {
             self.upload(SRC_DIR, src).await?;
         }

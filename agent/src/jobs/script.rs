@@ -79,6 +79,13 @@ impl Bootstrap {
         Ok(b)
     }
 
+    /// A tar without the runner's own files.
+    pub(crate) fn empty() -> Self {
+        Bootstrap {
+            builder: tar::Builder::new(Vec::new()),
+        }
+    }
+
     pub(crate) fn dir(&mut self, path: &str, mode: u32) -> std::io::Result<()> {
         let mut h = tar::Header::new_gnu();
         h.set_entry_type(tar::EntryType::Directory);

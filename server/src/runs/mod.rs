@@ -10,6 +10,7 @@
 //! - Time comes from [`Clock`], which tests can move forward.
 
 pub mod http;
+pub mod packages;
 pub mod schedule;
 pub mod secrets;
 pub mod source;
@@ -847,6 +848,7 @@ async fn build_lease(state: &AppState, job: &JobRow, attempt: u32) -> Result<Job
     let source = wf.format == Format::Buildspec
         || sources.iter().any(|s| s == "WorkflowSource")
         || (sources.is_empty() && action.inputs.artifacts.is_empty());
+    let packages = packages::job_packages(state, run.repo_id, action).await?;
     let runs = state.runs();
     Ok(JobLease {
         job_id: job.id,
@@ -885,6 +887,7 @@ async fn build_lease(state: &AppState, job: &JobRow, attempt: u32) -> Result<Job
         timeout_secs: u64::try_from(job.timeout_ms / 1000).unwrap_or(3600),
         heartbeat_ms: u64::try_from(runs.config.heartbeat.as_millis()).unwrap_or(5000),
         lease_ms: u64::try_from(runs.config.lease.as_millis()).unwrap_or(30_000),
+        packages,
     })
 }
 

@@ -48,6 +48,16 @@ impl TestServer {
         Self::start_in(tmp, config).await
     }
 
+    /// Like [`TestServer::start_configured`], listening on `host` (port 0).
+    pub async fn start_on(host: &str, change: impl FnOnce(&mut Config)) -> Result<TestServer> {
+        let tmp = tempfile::tempdir()?;
+        let mut config = Config::new(tmp.path().join("data"));
+        config.admin_token = Some(ADMIN_TOKEN.to_string());
+        config.listen = format!("{host}:0").parse()?;
+        change(&mut config);
+        Self::start_in(tmp, config).await
+    }
+
     /// Stops the server and starts a new one on the same data directory (new port).
     pub async fn restart(mut self) -> Result<TestServer> {
         if let Some(tx) = self.shutdown.take() {
@@ -64,7 +74,12 @@ impl TestServer {
         let data_dir = config.data_dir.clone();
         let server = Server::new(config.clone()).await?;
         let state = server.state().clone();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let host = if config.listen.ip().is_loopback() || config.listen.ip().is_unspecified() {
+            "127.0.0.1".to_string()
+        } else {
+            config.listen.ip().to_string()
+        };
+        let listener = tokio::net::TcpListener::bind(format!("{host}:0")).await?;
         let url = format!("http://{}", listener.local_addr()?);
         let (tx, rx) = oneshot::channel::<()>();
         let handle = tokio::spawn(async move {

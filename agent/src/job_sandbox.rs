@@ -1,0 +1,290 @@
+//! A leased job's sandbox: its private network, the endpoint gateway and
+//! the package credentials the lease asks for, turned into what the job
+//! runner gets ([`SandboxedJob`]: network, variables, files, masked values).
+//!
+//! The agent's [`SandboxSettings`] decide placement and egress; the lease's
+//! [`JobPackages`] (from the server's per-repository configuration and the
+//! workflow's `Packages` section) decide role, domain, repositories and mode.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bollard::Docker;
+use cove_api::{JobLease, JobPackages, PackageMode};
+
+use crate::broker::{
+    Broker, BrokerConfig, BrokerOptions, JobRef, Mode, PackageFormat, RepositoryRef, SystemClock,
+};
+use crate::gateway::AllowList;
+use crate::jobs::{JobFile, JobSpec};
+use crate::private_net::{
+    Firewall, GatewayAt, JobSandbox, NetOptions, Placement, SandboxSettings, SandboxSpec,
+};
+
+/// Home directory of the build user (jobs run as root).
+const HOME: &str = "/root";
+
+/// The process-wide broker: base credentials from the standard AWS chain,
+/// tokens cached across jobs.
+static BROKER: tokio::sync::OnceCell<Arc<Broker>> = tokio::sync::OnceCell::const_new();
+
+async fn broker() -> Arc<Broker> {
+    BROKER
+        .get_or_init(|| async {
+            Arc::new(
+                Broker::from_default_chain(
+                    "us-east-1",
+                    Arc::new(SystemClock),
+                    BrokerOptions::default(),
+                )
+                .await,
+            )
+        })
+        .await
+        .clone()
+}
+
+/// Where this agent's gateway listens and how it reaches the host firewall.
+pub fn gateway_at(settings: &SandboxSettings) -> GatewayAt {
+    let named = settings
+        .container
+        .clone()
+        .or_else(|| std::env::var("COVE_AGENT_CONTAINER").ok())
+        .filter(|c| !c.is_empty());
+    match (settings.placement, named) {
+        (Placement::Host, _) | (Placement::Auto, None) => GatewayAt::HostBridge,
+        (Placement::Container | Placement::Auto, Some(me)) => GatewayAt::Container(me),
+        // Docker sets the hostname to the short container id.
+        (Placement::Container, None) => {
+            GatewayAt::Container(std::env::var("HOSTNAME").unwrap_or_default())
+        }
+    }
+}
+
+pub fn net_options(settings: &SandboxSettings) -> NetOptions {
+    NetOptions {
+        firewall: match gateway_at(settings) {
+            GatewayAt::HostBridge => Firewall::Local {
+                iptables: settings.iptables.clone(),
+            },
+            GatewayAt::Container(_) => Firewall::HostContainer {
+                iptables: settings.iptables.clone(),
+                image: settings.firewall_image.clone(),
+            },
+        },
+    }
+}
+
+/// The broker's configuration for a lease; the agent's endpoints win. npm
+/// repositories are narrowed to (and ordered like) the ones the action
+/// names, the unscoped one first.
+pub fn broker_config(settings: &SandboxSettings, p: &JobPackages) -> BrokerConfig {
+    let c = &p.config;
+    let format = |f: &str| match f {
+        "pypi" => Some(PackageFormat::Pypi),
+        "npm" => Some(PackageFormat::Npm),
+        _ => None,
+    };
+    let mut repositories: Vec<RepositoryRef> = Vec::new();
+    let mut npm: Vec<&cove_api::NpmRegistry> = p.npm.iter().collect();
+    npm.sort_by_key(|r| !r.scopes.is_empty());
+    for r in npm {
+        repositories.push(RepositoryRef {
+            name: r.repository.clone(),
+            format: PackageFormat::Npm,
+        });
+    }
+    for r in &c.repositories {
+        let Some(f) = format(&r.format) else { continue };
+        if f == PackageFormat::Npm && !p.npm.is_empty() {
+            continue;
+        }
+        let r = RepositoryRef {
+            name: r.name.clone(),
+            format: f,
+        };
+        if !repositories.contains(&r) {
+            repositories.push(r);
+        }
+    }
+    BrokerConfig {
+        role_arn: c.role_arn.clone(),
+        region: c.region.clone(),
+        domain: c.domain.clone(),
+        domain_owner: c.domain_owner.clone(),
+        repositories,
+        sts_endpoint: settings
+            .sts_endpoint
+            .clone()
+            .or_else(|| c.sts_endpoint.clone()),
+        codeartifact_endpoint: settings
+            .codeartifact_endpoint
+            .clone()
+            .or_else(|| c.codeartifact_endpoint.clone()),
+        max_session_secs: c.max_session_secs,
+    }
+}
+
+/// A job in its sandbox; [`SandboxedJob::teardown`] after the job.
+#[derive(Debug)]
+pub struct SandboxedJob {
+    sandbox: JobSandbox,
+}
+
+impl SandboxedJob {
+    /// Creates the sandbox for `lease` and points `spec` at it.
+    pub async fn start(
+        docker: &Docker,
+        settings: &SandboxSettings,
+        lease: &JobLease,
+        spec: &mut JobSpec,
+    ) -> Result<SandboxedJob, String> {
+        let packages = lease.packages.as_ref();
+        let codeartifact = packages.map(|p| broker_config(settings, p));
+        let mode = match packages.map(|p| p.mode) {
+            Some(PackageMode::Compatible) => Mode::Compatible,
+            _ => Mode::TokenFree,
+        };
+        let aws_cli = packages.is_some_and(|p| p.aws_cli);
+        let mut allow = AllowList::parse(&settings.egress_allow)
+            .map_err(|e| format!("the agent's egress allow-list: {e}"))?;
+        let api_url = codeartifact.as_ref().map(|c| {
+            c.codeartifact_endpoint
+                .clone()
+                .unwrap_or_else(|| format!("https://codeartifact.{}.amazonaws.com", c.region))
+        });
+        if aws_cli {
+            allow = allow.with_urls(api_url.iter().map(String::as_str));
+        }
+        let job = JobRef {
+            run_id: lease.run_id.to_string(),
+            job_id: lease.job_id.to_string(),
+            timeout: Duration::from_secs(lease.timeout_secs.max(1)),
+        };
+        let broker = match &codeartifact {
+            Some(_) => broker().await,
+            None => Arc::new(Broker::new(
+                aws_config::SdkConfig::builder().build(),
+                Arc::new(SystemClock),
+                BrokerOptions::default(),
+            )),
+        };
+        let sandbox = JobSandbox::start(
+            docker,
+            broker,
+            SandboxSpec {
+                job,
+                codeartifact: codeartifact.clone(),
+                mode,
+                allow,
+                home: HOME.into(),
+                net: net_options(settings),
+                gateway_at: gateway_at(settings),
+            },
+        )
+        .await
+        .map_err(|e| format!("the job's private network could not be set up: {e}"))?;
+
+        spec.network = Some(sandbox.network_name().to_string());
+        let injection = sandbox.injection();
+        let mut files = injection.files.clone();
+        let mut secret_env: Vec<(String, String)> = injection
+            .secret_env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let mut env: Vec<(String, String)> = injection
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        if let (Some(p), Some(creds)) = (packages, sandbox.credentials()) {
+            // npm scopes of `NpmConfiguration`: `@scope:registry=` lines.
+            let scoped: Vec<String> = p
+                .npm
+                .iter()
+                .flat_map(|r| r.scopes.iter().map(move |s| (s, &r.repository)))
+                .filter_map(|(scope, repo)| {
+                    let url = match mode {
+                        Mode::TokenFree => format!(
+                            "{}/npm/{repo}/",
+                            sandbox.gateway_url().trim_end_matches('/')
+                        ),
+                        Mode::Compatible => creds
+                            .endpoints
+                            .iter()
+                            .find(|e| &e.repository == repo && e.format == PackageFormat::Npm)?
+                            .url
+                            .clone(),
+                    };
+                    let scope = if scope.starts_with('@') {
+                        scope.clone()
+                    } else {
+                        format!("@{scope}")
+                    };
+                    Some(format!("{scope}:registry={url}\n"))
+                })
+                .collect();
+            if let Some(npmrc) = files
+                .iter_mut()
+                .find(|f| f.path == Path::new(HOME).join(".npmrc"))
+            {
+                for line in scoped {
+                    npmrc.contents.push_str(&line);
+                }
+            }
+            let token = creds.token.token.expose().to_string();
+            if p.export_token {
+                secret_env.push(("CATALYST_PACKAGES_AUTHORIZATION_TOKEN".into(), token));
+                env.push((
+                    "CATALYST_MACHINE_RESOURCE_NAME".into(),
+                    format!("cove-{}-{}", lease.run_id, lease.job_id),
+                ));
+            }
+            if aws_cli {
+                let s = &creds.token.session;
+                secret_env.push(("AWS_ACCESS_KEY_ID".into(), s.access_key_id.clone()));
+                secret_env.push((
+                    "AWS_SECRET_ACCESS_KEY".into(),
+                    s.secret_access_key.expose().to_string(),
+                ));
+                secret_env.push((
+                    "AWS_SESSION_TOKEN".into(),
+                    s.session_token.expose().to_string(),
+                ));
+                env.push(("AWS_REGION".into(), p.config.region.clone()));
+                env.push(("AWS_DEFAULT_REGION".into(), p.config.region.clone()));
+                if let Some(url) = &api_url {
+                    env.push(("AWS_ENDPOINT_URL_CODEARTIFACT".into(), url.clone()));
+                }
+            }
+        }
+        // Later entries win: the sandbox's variables override the action's
+        // own proxy or index settings.
+        spec.env.retain(|(k, _)| !env.iter().any(|(e, _)| e == k));
+        spec.env.extend(env);
+        spec.secrets
+            .retain(|(k, _)| !secret_env.iter().any(|(e, _)| e == k));
+        spec.secrets.extend(secret_env);
+        spec.files.extend(files.into_iter().map(|f| JobFile {
+            path: f.path.to_string_lossy().into_owned(),
+            contents: f.contents.into_bytes(),
+            mode: f.mode,
+        }));
+        spec.mask
+            .extend(sandbox.secrets().iter().map(|s| s.expose().to_string()));
+        Ok(SandboxedJob { sandbox })
+    }
+
+    pub fn network_name(&self) -> &str {
+        self.sandbox.network_name()
+    }
+
+    /// Gateway stopped, rules and network removed.
+    pub async fn teardown(self) {
+        if let Err(e) = self.sandbox.teardown().await {
+            tracing::warn!(error = %e, "removing a job's private network failed");
+        }
+    }
+}
