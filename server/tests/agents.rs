@@ -427,6 +427,42 @@ async fn revoking_an_agent_ends_its_leases_like_a_lost_agent_and_others_cannot_r
     )
     .await?;
     assert_eq!(s, 401);
+
+    // Revoked while its long poll waits: the job it then leases is not kept (401, lease
+    // expired at once, ended like a lost agent's by the next reaper pass).
+    let (poller_id, poller) = server.register_agent("poller").await?;
+    let poll = {
+        let (http, url) = (server.http.clone(), server.api("/agent/lease"));
+        tokio::spawn(async move {
+            http.post(url)
+                .bearer_auth(poller)
+                .json(&json!({"wait_ms": 20_000}))
+                .send()
+                .await
+                .map(|r| r.status())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let resp = server
+        .http
+        .delete(server.api(&format!("/agents/{poller_id}")))
+        .bearer_auth(&server.admin_token)
+        .send()
+        .await?;
+    assert_eq!(resp.status(), 204);
+    commit_file(work.path(), "two.txt", b"2", "two").await?;
+    let url = server.git_url("admin/app", Some(&server.admin_token));
+    git_ok(work.path(), &["push", "-q", &url, "main"]).await?;
+    assert_eq!(poll.await??, 401);
+    server
+        .state
+        .runs()
+        .clock()
+        .advance(Duration::from_millis(10));
+    cove_server::runs::reap_expired(&server.state).await?;
+    let run = runs(&server, "admin/app").await?.remove(0);
+    assert_eq!(run.jobs[0].state, JobState::AgentLost, "{run:#?}");
+    assert_eq!(run.jobs[0].agent_id, Some(poller_id));
     server.stop().await;
     Ok(())
 }
@@ -575,14 +611,38 @@ async fn a_registered_cove_agent_process_runs_pushed_jobs_and_reuses_its_token()
         );
     }
 
-    // Revoked: the next start fails with what to do.
-    let resp = server
-        .http
-        .delete(server.api(&format!("/agents/{}", listed[0].id)))
-        .bearer_auth(&server.admin_token)
-        .send()
+    // `cove agent list` shows it; `cove agent revoke` revokes it.
+    let cli = |args: &[&str]| {
+        let mut cmd = tokio::process::Command::new(&cli_bin);
+        cmd.args(args)
+            .env("HOME", &home)
+            .env("COVE_URL", &server.url)
+            .env("COVE_TOKEN", &server.admin_token);
+        cmd
+    };
+    let out = cli(&["agent", "list"]).output().await?;
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout)?;
+    assert!(
+        text.contains("e2e-agent") && text.contains("active"),
+        "{text}"
+    );
+    let out = cli(&["agent", "list", "--output", "json"]).output().await?;
+    let json: Vec<AgentInfo> = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(json[0].id, listed[0].id);
+    assert!(!String::from_utf8_lossy(&out.stdout).contains(&agent_token));
+    let out = cli(&["agent", "revoke", &listed[0].id.to_string()])
+        .output()
         .await?;
-    assert_eq!(resp.status(), 204);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = cli(&["agent", "list"]).output().await?;
+    assert!(String::from_utf8(out.stdout)?.contains("revoked"));
+
+    // Revoked: the next start fails with what to do.
     let out = tokio::process::Command::new(&agent_bin)
         .arg("--config")
         .arg(&config)

@@ -448,7 +448,20 @@ pub async fn agent_lease(
     Json(req): Json<LeaseRequest>,
 ) -> Result<Response, ApiError> {
     let wait = Duration::from_millis(req.wait_ms).min(MAX_LEASE_WAIT);
-    match super::lease_for(&state, wait, Some(agent.id)).await? {
+    let lease = super::lease_for(&state, wait, Some(agent.id)).await?;
+    // Revoked during the long poll: the lease just taken expires at once (the reaper handles
+    // it like a lost agent's) and the agent learns it was revoked.
+    if lease.is_some() && state.store().agent_revoked(agent.id).await? != Some(false) {
+        let now_ms = state.runs().clock().now_ms();
+        state
+            .store()
+            .revoke_agent(agent.id, crate::store::now_secs(), now_ms)
+            .await?;
+        return Err(ApiError::UnauthorizedBecause(
+            crate::auth::AGENT_TOKEN_REFUSED.into(),
+        ));
+    }
+    match lease {
         Some(lease) => Ok(Json::<JobLease>(lease).into_response()),
         None => Ok(StatusCode::NO_CONTENT.into_response()),
     }

@@ -176,6 +176,18 @@ impl Store {
         row.as_ref().map(agent_from_row).transpose()
     }
 
+    /// Whether the agent was revoked (`None`: no such agent).
+    pub async fn agent_revoked(&self, id: i64) -> Result<Option<bool>, StoreError> {
+        let row = sqlx::query("SELECT revoked_at FROM agents WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            Some(r) => Some(r.try_get::<Option<i64>, _>("revoked_at")?.is_some()),
+            None => None,
+        })
+    }
+
     pub async fn touch_agent(&self, id: i64, now: i64) -> Result<(), StoreError> {
         sqlx::query("UPDATE agents SET last_seen_at = $1 WHERE id = $2")
             .bind(now)
