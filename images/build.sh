@@ -6,13 +6,15 @@
 #   cove/universal:latest     FROM cove/base: bash git curl python3 pip boto3 pytest node npm awscli
 #   cove/dynamodb-local:latest FROM cove/universal: dynalite 3.2.2 on port 8000
 #   cove/busybox:latest       busybox-static only, docker import (~2 MB, sub-second)
+#   cove/agent:latest         FROM cove/base: iptables ca-certificates git; runs a bind-mounted
+#                             cove-agent (docs/private-subnet.md, "Running cove-agent")
 #
 # Needs: a reachable docker engine (DOCKER_HOST honoured), debootstrap, busybox-static,
 # root. The Debian mirror is read from this machine's apt configuration at build time:
 # no mirror host is written into the repository.
 set -euo pipefail
 
-usage() { echo "usage: $0 [--force] [IMAGE...]   (IMAGE: base universal dynamodb-local busybox)"; }
+usage() { echo "usage: $0 [--force] [IMAGE...]   (IMAGE: base universal dynamodb-local busybox agent)"; }
 
 FORCE=0
 ONLY=()
@@ -20,7 +22,7 @@ for arg in "$@"; do
   case "$arg" in
     --force) FORCE=1 ;;
     -h|--help) usage; exit 0 ;;
-    base|universal|dynamodb-local|busybox) ONLY+=("$arg") ;;
+    base|universal|dynamodb-local|busybox|agent) ONLY+=("$arg") ;;
     *) usage >&2; exit 2 ;;
   esac
 done
@@ -148,6 +150,7 @@ docker_build() {
 
 build_universal() { docker_build universal cove/universal:latest; }
 build_dynamodb_local() { docker_build dynamodb-local cove/dynamodb-local:latest; }
+build_agent() { docker_build agent cove/agent:latest; }
 
 build_busybox() {
   local tag="cove/busybox:latest" d bb a
@@ -171,12 +174,13 @@ build_busybox() {
   rm -rf "$d"
 }
 
-# name  tag  builder — order matters (universal needs base, dynamodb-local needs universal).
+# name  tag  builder — order matters (universal and agent need base, dynamodb-local needs universal).
 IMAGES=(
   "base cove/base:bookworm build_base"
   "universal cove/universal:latest build_universal"
   "dynamodb-local cove/dynamodb-local:latest build_dynamodb_local"
   "busybox cove/busybox:latest build_busybox"
+  "agent cove/agent:latest build_agent"
 )
 
 docker version >/dev/null 2>&1 || die "docker engine not reachable (DOCKER_HOST=${DOCKER_HOST:-unset}); run scripts/test-env.sh"

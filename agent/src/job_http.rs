@@ -1,27 +1,37 @@
-//! [`JobTransport`] over HTTP: the agent protocol routes of the server
-//! (`/api/v1/agent/…`), authenticated with the agent's token. 409 answers are
-//! [`TransportError::Stale`]. Plain `http://` only for now (a remote agent behind TLS
-//! comes with the remote-agent issue).
+//! [`JobTransport`] over HTTP(S): the agent protocol routes of the server
+//! (`/api/v1/agent/…`), authenticated with the agent's own token, plus the one-time
+//! registration call (`POST /api/v1/agents/register` with a registration token). The agent
+//! only dials out. 409 answers are [`TransportError::Stale`]; a 401 (the token was revoked)
+//! also cancels the token given to [`HttpTransport::on_unauthorized`], so the agent stops.
+//!
+//! Invariant: tokens are only ever put in the `Authorization` header; no log line or error
+//! message of this module contains one (server messages never echo credentials).
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use cove_api::{
-    FinishRequest, HeartbeatRequest, HeartbeatResponse, JobLease, LeaseRequest, LogBatch,
+    AgentIdentity, FinishRequest, HeartbeatRequest, HeartbeatResponse, JobLease, LeaseRequest,
+    LogBatch, RegisterAgentRequest, RegisteredAgent,
 };
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request, StatusCode};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use tokio_util::sync::CancellationToken;
 
 use crate::job_worker::{JobTransport, TransportError};
+
+type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 /// The HTTP client of one agent.
 pub struct HttpTransport {
     base: String,
     token: String,
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: HttpClient,
+    unauthorized: Option<CancellationToken>,
 }
 
 impl std::fmt::Debug for HttpTransport {
@@ -36,17 +46,131 @@ fn other(e: impl std::fmt::Display) -> TransportError {
     TransportError::Other(e.to_string())
 }
 
+/// An HTTP and HTTPS client (system CA certificates; without any, only `http://` works).
+fn client() -> HttpClient {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_connect_timeout(Some(Duration::from_secs(10)));
+    // Name the crypto provider: several are compiled into a workspace build.
+    let builder = match hyper_rustls::HttpsConnectorBuilder::new()
+        .with_provider_and_native_roots(rustls::crypto::aws_lc_rs::default_provider())
+    {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::warn!(error = %e, "no system CA certificates: https:// servers will fail");
+            // Panics never: aws-lc-rs supports rustls' default protocol versions.
+            let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+                rustls::crypto::aws_lc_rs::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .expect("aws-lc-rs supports the default TLS versions")
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth();
+            hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(config)
+        }
+    };
+    let https = builder.https_or_http().enable_http1().wrap_connector(http);
+    Client::builder(TokioExecutor::new()).build(https)
+}
+
+/// Why registering failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RegisterError {
+    /// The server refused the registration token (unknown, used or expired).
+    #[error("the server refused the registration token: {0}")]
+    Refused(String),
+    #[error("registering with {server} failed: {message}")]
+    Failed { server: String, message: String },
+}
+
+/// Registers an agent named `name` with a one-time `registration_token`; the answer holds the
+/// agent's id and its own token.
+pub async fn register(
+    server: &str,
+    registration_token: &str,
+    name: &str,
+) -> Result<RegisteredAgent, RegisterError> {
+    let transport = HttpTransport::new(server, registration_token);
+    let body = RegisterAgentRequest {
+        name: name.to_string(),
+        version: Some(env!("CARGO_PKG_VERSION").to_string()),
+    };
+    let failed = |message: String| RegisterError::Failed {
+        server: transport.base.clone(),
+        message,
+    };
+    let body = serde_json::to_vec(&body).map_err(|e| failed(e.to_string()))?;
+    let (status, bytes) = transport
+        .send(
+            Method::POST,
+            "/agents/register",
+            "application/json",
+            body,
+            Duration::from_secs(30),
+        )
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    let text = || String::from_utf8_lossy(&bytes).into_owned();
+    if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+        return Err(RegisterError::Refused(error_message(&bytes)));
+    }
+    if !status.is_success() {
+        return Err(failed(format!("HTTP {status}: {}", text())));
+    }
+    serde_json::from_slice(&bytes).map_err(|e| failed(format!("bad answer: {e}")))
+}
+
+/// The `message` of a JSON error body, else the body.
+fn error_message(bytes: &[u8]) -> String {
+    serde_json::from_slice::<serde_json::Value>(bytes)
+        .ok()
+        .and_then(|v| v["message"].as_str().map(str::to_string))
+        .unwrap_or_else(|| String::from_utf8_lossy(bytes).into_owned())
+}
+
 impl HttpTransport {
-    /// `base`: the server's URL (`http://host:port`); `token`: the agent's token.
+    /// `base`: the server's URL (`http://host:port` or `https://…`); `token`: the agent's token.
     pub fn new(base: &str, token: &str) -> HttpTransport {
         HttpTransport {
             base: base.trim_end_matches('/').to_string(),
             token: token.to_string(),
-            client: Client::builder(TokioExecutor::new()).build_http(),
+            client: client(),
+            unauthorized: None,
         }
     }
 
-    async fn call(
+    /// Cancels `token` when the server answers 401 (the agent token was revoked).
+    pub fn on_unauthorized(mut self, token: CancellationToken) -> HttpTransport {
+        self.unauthorized = Some(token);
+        self
+    }
+
+    /// `GET /api/v1/agent/self`: checks the token. `Ok(None)` when the server refuses it
+    /// (revoked or unknown).
+    pub async fn identity(&self) -> Result<Option<AgentIdentity>, TransportError> {
+        let (status, body) = self
+            .send(
+                Method::GET,
+                "/agent/self",
+                "application/json",
+                Vec::new(),
+                Duration::from_secs(30),
+            )
+            .await?;
+        if status == StatusCode::UNAUTHORIZED {
+            return Ok(None);
+        }
+        if !status.is_success() {
+            return Err(other(format!(
+                "/agent/self: HTTP {status}: {}",
+                error_message(&body)
+            )));
+        }
+        serde_json::from_slice(&body).map(Some).map_err(other)
+    }
+
+    /// One request; any status is returned.
+    async fn send(
         &self,
         method: Method,
         path: &str,
@@ -67,9 +191,27 @@ impl HttpTransport {
             let body = resp.into_body().collect().await.map_err(other)?.to_bytes();
             Ok::<_, TransportError>((status, body))
         };
-        let (status, body) = tokio::time::timeout(timeout, fut)
+        tokio::time::timeout(timeout, fut)
             .await
-            .map_err(|_| other(format!("{path}: no answer within {timeout:?}")))??;
+            .map_err(|_| other(format!("{path}: no answer within {timeout:?}")))?
+    }
+
+    /// One request of the agent protocol: 409 is [`TransportError::Stale`], any other
+    /// failure status an error (a 401 also fires [`HttpTransport::on_unauthorized`]).
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<(StatusCode, Bytes), TransportError> {
+        let (status, body) = self.send(method, path, content_type, body, timeout).await?;
+        if status == StatusCode::UNAUTHORIZED {
+            if let Some(token) = &self.unauthorized {
+                token.cancel();
+            }
+        }
         if status == StatusCode::CONFLICT {
             return Err(TransportError::Stale(
                 String::from_utf8_lossy(&body).into_owned(),
@@ -78,7 +220,7 @@ impl HttpTransport {
         if !status.is_success() {
             return Err(other(format!(
                 "{path}: HTTP {status}: {}",
-                String::from_utf8_lossy(&body)
+                error_message(&body)
             )));
         }
         Ok((status, body))

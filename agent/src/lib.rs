@@ -8,12 +8,15 @@
 //! Invariants: only this crate talks to Docker (through bollard). Every
 //! Docker object it creates carries a Cove label (`cove.env`, `cove.job`),
 //! and it never touches an object without one. It knows nothing of the
-//! server's store, its REST API or devfile/workflow syntax: plans and job
-//! specs are its inputs. Its only HTTP server is the per-job endpoint
-//! gateway.
+//! server's store, of its REST API beyond the agent protocol and agent
+//! registration (`job_http`), or of devfile/workflow syntax: plans and job
+//! specs are its inputs. It only dials out to the server; its only HTTP
+//! server is the per-job endpoint gateway. The standalone binary is
+//! `cove-agent` (`src/bin/cove-agent.rs`, configuration in [`config`]).
 
 pub mod broker;
 pub mod commands;
+pub mod config;
 pub mod environment;
 pub mod gateway;
 pub mod job_http;

@@ -6,10 +6,12 @@
 //! carries.
 
 pub mod agent;
+mod agents;
 mod env;
 mod packages;
 mod runs;
 
+pub use agents::*;
 pub use env::*;
 pub use packages::*;
 pub use runs::*;

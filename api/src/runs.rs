@@ -123,6 +123,9 @@ pub struct Job {
     pub variables: BTreeMap<String, String>,
     #[serde(default)]
     pub artifacts: Vec<String>,
+    /// The registered agent that holds (or last held) the lease; absent for the embedded one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_id: Option<i64>,
 }
 
 /// A workflow run.

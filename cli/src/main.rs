@@ -1,5 +1,6 @@
 //! `cove` — the command line for Cove.
 
+mod agent;
 mod client;
 mod devfile;
 mod env;
@@ -36,6 +37,8 @@ enum Command {
     Run(run::RunArgs),
     /// Repository secrets for workflows (`${Secrets.NAME}`).
     Secret(secret::SecretArgs),
+    /// Standalone agents: registration tokens, list, revoke (administrators).
+    Agent(agent::AgentArgs),
     /// Check and plan devfiles offline.
     #[command(subcommand)]
     Devfile(devfile::DevfileCommand),
@@ -52,6 +55,7 @@ fn main() -> ExitCode {
         Command::Env(args) => env::run(args),
         Command::Run(args) => run::run(args),
         Command::Secret(args) => secret::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Agent(args) => agent::run(args).map(|()| ExitCode::SUCCESS),
         Command::Devfile(cmd) => devfile::run(cmd),
         Command::Workflow(cmd) => workflow::run(cmd),
     };

@@ -2,8 +2,11 @@
 //!
 //! Invariant: every permission decision — token scopes, admin-only routes, per-repository roles,
 //! public-repository reads — is made by [`require_scope`] and [`authorize_repo`] in this module;
-//! the REST middleware and the git handlers only call them. Secrets never reach a log line or an
-//! error message: tokens are compared by their SHA-256, passwords by argon2.
+//! the REST middleware and the git handlers only call them. Which *kind* of caller a route
+//! admits — users, registered agents ([`require_agent`]) or a one-time registration token
+//! ([`require_registration`]) — is decided here too; the kinds never stand in for one another.
+//! Secrets never reach a log line or an error message: tokens are compared by their SHA-256,
+//! passwords by argon2.
 
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -16,16 +19,24 @@ use sha2::{Digest, Sha256};
 
 use crate::error::ApiError;
 use crate::names::validate_name;
-use crate::store::{now_secs, RepoRow, Store, UserRow};
+use crate::store::{now_secs, RegistrationRefusal, RepoRow, Store, UserRow};
 
 /// Prefix of every API token; lets HTTP Basic tell a token from a password.
 pub const TOKEN_PREFIX: &str = "cove_";
 
+pub use cove_api::{AGENT_TOKEN_PREFIX, REGISTRATION_TOKEN_PREFIX};
+
 /// A new high-entropy token: the prefix and 32 random bytes in hex.
 pub fn generate_token() -> String {
+    generate_token_with(TOKEN_PREFIX)
+}
+
+/// A new high-entropy token with `prefix` (user, agent or registration token). User tokens
+/// are `cove_` + hex, so the `cove_agt_`/`cove_reg_` kinds never collide with them.
+pub fn generate_token_with(prefix: &str) -> String {
     let mut bytes = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
-    format!("{TOKEN_PREFIX}{}", hex::encode(bytes))
+    format!("{prefix}{}", hex::encode(bytes))
 }
 
 /// What is stored for a token: hex SHA-256 of the whole token.
@@ -67,6 +78,44 @@ impl Principal {
     }
 }
 
+/// A registered agent authenticated by its own token.
+#[derive(Debug, Clone)]
+pub struct AgentPrincipal {
+    pub id: i64,
+    pub name: String,
+}
+
+/// A valid, unused, unexpired registration token (consumed by the register handler).
+#[derive(Debug, Clone)]
+pub struct RegistrationGrant {
+    /// SHA-256 of the token, to consume it.
+    pub token_hash: String,
+}
+
+/// Who is calling: a user (token or password), a registered agent, or the holder of a
+/// registration token. The kinds never stand in for one another.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    User(Principal),
+    Agent(AgentPrincipal),
+    Registration(RegistrationGrant),
+}
+
+/// What a route admits: users (with scopes and roles), agents, or registration tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audience {
+    Users,
+    Agents,
+    Registration,
+}
+
+/// The 401 message for an agent token that is unknown or revoked.
+pub const AGENT_TOKEN_REFUSED: &str = "the agent token was revoked or is unknown; register \
+     again with a new registration token (cove agent registration-token)";
+
+/// `last_seen_at` is written at most this often per agent (seconds).
+const LAST_SEEN_GRANULARITY: i64 = 15;
+
 enum Credential {
     Token(String),
     Password { username: String, password: String },
@@ -100,14 +149,55 @@ fn parse_authorization(headers: &HeaderMap) -> Result<Option<Credential>, ApiErr
     Err(ApiError::Unauthorized)
 }
 
-/// Resolves the request's credentials. `Ok(None)`: no credentials at all; any credential
-/// that is present but wrong, expired or revoked is [`ApiError::Unauthorized`].
+/// Resolves the request's credentials to a **user**. `Ok(None)`: no credentials at all; any
+/// credential that is present but wrong, expired or revoked is [`ApiError::Unauthorized`]; a
+/// valid agent or registration token is [`ApiError::Forbidden`] (they only open their own
+/// routes).
 pub async fn authenticate(
     store: &Store,
     headers: &HeaderMap,
 ) -> Result<Option<Principal>, ApiError> {
+    user_of(authenticate_caller(store, headers).await?)
+}
+
+/// Resolves the request's credentials to any kind of caller (see [`authenticate`]). An
+/// agent's `last_seen_at` is refreshed here, at most every few seconds.
+pub async fn authenticate_caller(
+    store: &Store,
+    headers: &HeaderMap,
+) -> Result<Option<Caller>, ApiError> {
     match parse_authorization(headers)? {
         None => Ok(None),
+        Some(Credential::Token(token)) if token.starts_with(AGENT_TOKEN_PREFIX) => {
+            let agent = store
+                .agent_by_token_hash(&hash_token(&token))
+                .await?
+                .filter(|a| a.revoked_at.is_none())
+                .ok_or_else(|| ApiError::UnauthorizedBecause(AGENT_TOKEN_REFUSED.into()))?;
+            let now = now_secs();
+            let stale = match agent.last_seen_at {
+                Some(seen) => now - seen >= LAST_SEEN_GRANULARITY,
+                None => true,
+            };
+            if stale {
+                store.touch_agent(agent.id, now).await?;
+            }
+            Ok(Some(Caller::Agent(AgentPrincipal {
+                id: agent.id,
+                name: agent.name,
+            })))
+        }
+        Some(Credential::Token(token)) if token.starts_with(REGISTRATION_TOKEN_PREFIX) => {
+            let token_hash = hash_token(&token);
+            let row = store
+                .registration_token_by_hash(&token_hash)
+                .await?
+                .ok_or(ApiError::Unauthorized)?;
+            match row.refusal(now_secs()) {
+                None => Ok(Some(Caller::Registration(RegistrationGrant { token_hash }))),
+                Some(refusal) => Err(registration_refused(refusal)),
+            }
+        }
         Some(Credential::Token(token)) => {
             let Some((row, user)) = store.token_by_hash(&hash_token(&token)).await? else {
                 return Err(ApiError::Unauthorized);
@@ -115,11 +205,11 @@ pub async fn authenticate(
             if row.expires_at.is_some_and(|at| at <= now_secs()) {
                 return Err(ApiError::Unauthorized);
             }
-            Ok(Some(Principal {
+            Ok(Some(Caller::User(Principal {
                 user,
                 scopes: row.scopes,
                 token_id: Some(row.id),
-            }))
+            })))
         }
         Some(Credential::Password { username, password }) => {
             let user = store
@@ -136,12 +226,68 @@ pub async fn authenticate(
                 return Err(ApiError::Unauthorized);
             }
             let scopes = user_scopes(&user);
-            Ok(Some(Principal {
+            Ok(Some(Caller::User(Principal {
                 user,
                 scopes,
                 token_id: None,
-            }))
+            })))
         }
+    }
+}
+
+/// The 401 for a registration token that cannot register (again).
+pub fn registration_refused(refusal: RegistrationRefusal) -> ApiError {
+    ApiError::UnauthorizedBecause(
+        match refusal {
+            RegistrationRefusal::Unknown => "unknown registration token",
+            RegistrationRefusal::Used => {
+                "this registration token was already used; create a new one \
+                 (cove agent registration-token)"
+            }
+            RegistrationRefusal::Expired => {
+                "this registration token has expired; create a new one \
+                 (cove agent registration-token)"
+            }
+        }
+        .into(),
+    )
+}
+
+/// The user behind a caller: agent and registration tokens are refused (403) on user routes.
+pub fn user_of(caller: Option<Caller>) -> Result<Option<Principal>, ApiError> {
+    match caller {
+        None => Ok(None),
+        Some(Caller::User(p)) => Ok(Some(p)),
+        Some(Caller::Agent(_)) => Err(ApiError::Forbidden(
+            "an agent token only opens the agent protocol (/api/v1/agent/…)".into(),
+        )),
+        Some(Caller::Registration(_)) => Err(ApiError::Forbidden(
+            "a registration token only registers an agent (POST /api/v1/agents/register)".into(),
+        )),
+    }
+}
+
+/// Requires a registered agent: no credential is 401, any other kind of credential 403.
+pub fn require_agent(caller: Option<Caller>) -> Result<AgentPrincipal, ApiError> {
+    match caller {
+        None => Err(ApiError::Unauthorized),
+        Some(Caller::Agent(agent)) => Ok(agent),
+        Some(_) => Err(ApiError::Forbidden(
+            "only registered agents may call the agent protocol; register one with a \
+             registration token (cove agent registration-token)"
+                .into(),
+        )),
+    }
+}
+
+/// Requires a valid registration token: no credential is 401, any other credential 403.
+pub fn require_registration(caller: Option<Caller>) -> Result<RegistrationGrant, ApiError> {
+    match caller {
+        None => Err(ApiError::Unauthorized),
+        Some(Caller::Registration(grant)) => Ok(grant),
+        Some(_) => Err(ApiError::Forbidden(
+            "registering an agent needs a registration token as the bearer credential".into(),
+        )),
     }
 }
 

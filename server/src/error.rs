@@ -15,6 +15,9 @@ pub enum ApiError {
     /// No credentials, or credentials that are wrong, expired or revoked.
     #[error("missing, invalid or expired credentials")]
     Unauthorized,
+    /// A 401 that says why (e.g. a used registration token); never contains the credential.
+    #[error("{0}")]
+    UnauthorizedBecause(String),
     /// The credential is valid but lacks a scope.
     #[error("token lacks scope {}", .0.as_str())]
     MissingScope(Scope),
@@ -45,7 +48,9 @@ impl ApiError {
 
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
-            ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::Unauthorized | ApiError::UnauthorizedBecause(_) => {
+                (StatusCode::UNAUTHORIZED, "unauthorized")
+            }
             ApiError::MissingScope(_) | ApiError::Forbidden(_) => {
                 (StatusCode::FORBIDDEN, "forbidden")
             }

@@ -6,6 +6,7 @@
 //! from `cove-api`; this crate must not depend on the CLI. Permission decisions live in
 //! [`auth`] only; SQL lives in [`store`] only; spawning git lives in [`git`] only.
 
+pub mod agents;
 pub mod auth;
 pub mod config;
 pub mod envs;

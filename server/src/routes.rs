@@ -19,7 +19,8 @@ use cove_api::{
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::auth::{self, Principal};
+use crate::agents;
+use crate::auth::{self, Audience, Principal};
 use crate::envs;
 use crate::error::ApiError;
 use crate::git;
@@ -34,7 +35,10 @@ pub struct RouteSpec {
     pub method: Method,
     /// axum path syntax: `/api/v1/repos/{owner}/{name}`.
     pub path: &'static str,
-    /// Scope the credential must carry.
+    /// Who may call it: users (with `scope`, `repo_role`, `admin_only`), registered agents,
+    /// or a registration token ([`auth::Audience`]).
+    pub audience: Audience,
+    /// Scope the credential must carry (user routes only).
     pub scope: Scope,
     /// Role on the repository `{owner}/{name}` the caller must hold, for repository routes.
     pub repo_role: Option<Role>,
@@ -81,6 +85,7 @@ where
         spec: RouteSpec {
             method,
             path,
+            audience: Audience::Users,
             scope,
             repo_role,
             admin_only,
@@ -88,6 +93,32 @@ where
             success,
         },
     }
+}
+
+/// A route of the agent protocol: only registered agents' tokens (users get 403).
+fn agent_route<H, T>(
+    method: Method,
+    path: &'static str,
+    success: StatusCode,
+    summary: &'static str,
+    handler: H,
+) -> Route
+where
+    H: Handler<T, AppState>,
+    T: 'static,
+{
+    let mut r = route(
+        method,
+        path,
+        Scope::Admin,
+        None,
+        false,
+        success,
+        summary,
+        handler,
+    );
+    r.spec.audience = Audience::Agents;
+    r
 }
 
 /// Every `/api/v1` route.
@@ -433,73 +464,105 @@ pub fn api_routes() -> Vec<Route> {
             "Download an output artifact (tar)",
             runs::download_artifact,
         ),
-        // ---- agent protocol: only administrators' tokens (an agent gets an admin token)
+        // ---- registered agents (issue 6): administrators manage them; an agent registers
+        // with a one-time registration token and then uses its own agent token
         route(
             M::POST,
-            "/api/v1/agent/lease",
+            "/api/v1/agents/registration-tokens",
             Admin,
             None,
             true,
+            CREATED,
+            "Create a one-time agent registration token (shown once; ttl_secs, default 1 h)",
+            agents::create_registration_token,
+        ),
+        {
+            let mut r = route(
+                M::POST,
+                "/api/v1/agents/register",
+                Admin,
+                None,
+                false,
+                CREATED,
+                "Register an agent (bearer: a registration token, used once) → its agent token",
+                agents::register,
+            );
+            r.spec.audience = Audience::Registration;
+            r
+        },
+        route(
+            M::GET,
+            "/api/v1/agents",
+            Admin,
+            None,
+            true,
+            OK,
+            "List registered agents",
+            agents::list_agents,
+        ),
+        route(
+            M::DELETE,
+            "/api/v1/agents/{agent}",
+            Admin,
+            None,
+            true,
+            GONE,
+            "Revoke an agent's token (its leases expire now)",
+            agents::revoke_agent,
+        ),
+        // ---- agent protocol: only registered agents' tokens
+        agent_route(
+            M::GET,
+            "/api/v1/agent/self",
+            OK,
+            "Agent: who this agent token belongs to",
+            runs::agent_self,
+        ),
+        agent_route(
+            M::POST,
+            "/api/v1/agent/lease",
             OK,
             "Agent: long-poll for a ready job (204 when none within wait_ms)",
             runs::agent_lease,
         ),
-        route(
+        agent_route(
             M::POST,
             "/api/v1/agent/jobs/{job}/heartbeat",
-            Admin,
-            None,
-            true,
             OK,
             "Agent: renew a lease; the answer carries cancel (409 for a stale attempt)",
             runs::agent_heartbeat,
         ),
-        route(
+        agent_route(
             M::POST,
             "/api/v1/agent/jobs/{job}/logs",
-            Admin,
-            None,
-            true,
             GONE,
             "Agent: append masked log lines (409 for a stale attempt)",
             runs::agent_logs,
         ),
-        route(
+        agent_route(
             M::POST,
             "/api/v1/agent/jobs/{job}/finish",
-            Admin,
-            None,
-            true,
             GONE,
             "Agent: report how an attempt ended (409 for a stale attempt)",
             runs::agent_finish,
         ),
-        route(
+        agent_route(
             M::GET,
             "/api/v1/agent/jobs/{job}/source",
-            Admin,
-            None,
-            true,
             OK,
             "Agent: the source tar of the job's commit (?attempt=)",
             runs::agent_source,
         ),
-        route(
+        agent_route(
             M::GET,
             "/api/v1/agent/jobs/{job}/inputs/{artifact}",
-            Admin,
-            None,
-            true,
             OK,
             "Agent: an input artifact of the job (?attempt=)",
             runs::agent_input,
         ),
-        route(
+        agent_route(
             M::PUT,
             "/api/v1/agent/jobs/{job}/artifacts/{artifact}",
-            Admin,
-            None,
-            true,
             GONE,
             "Agent: upload an output artifact (tar body, ?attempt=)",
             runs::agent_upload_artifact,
@@ -699,7 +762,21 @@ async fn authorize_route(
     mut request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let principal = auth::authenticate(state.store(), request.headers()).await?;
+    let caller = auth::authenticate_caller(state.store(), request.headers()).await?;
+    match spec.audience {
+        Audience::Agents => {
+            let agent = auth::require_agent(caller)?;
+            request.extensions_mut().insert(agent);
+            return Ok(next.run(request).await);
+        }
+        Audience::Registration => {
+            let grant = auth::require_registration(caller)?;
+            request.extensions_mut().insert(grant);
+            return Ok(next.run(request).await);
+        }
+        Audience::Users => {}
+    }
+    let principal = auth::user_of(caller)?;
     let principal = auth::require_scope(principal.as_ref(), spec.scope, spec.admin_only)?.clone();
     if let Some(role) = spec.repo_role {
         let param = |key: &str| {
@@ -1158,7 +1235,13 @@ pub fn openapi_document(public_url: &str) -> Value {
             .into_iter()
             .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
             .collect();
-        let mut description = format!("Needs scope `{}`", spec.scope.as_str());
+        let mut description = match spec.audience {
+            Audience::Users => format!("Needs scope `{}`", spec.scope.as_str()),
+            Audience::Agents => "Needs a registered agent's token (`cove_agt_…`)".to_string(),
+            Audience::Registration => {
+                "Needs a one-time registration token (`cove_reg_…`)".to_string()
+            }
+        };
         if let Some(role) = spec.repo_role {
             description.push_str(&format!(
                 " and the `{}` role on the repository",
@@ -1174,7 +1257,11 @@ pub fn openapi_document(public_url: &str) -> Value {
             "description": description,
             "parameters": params,
             "security": [{"bearer": []}, {"basic": []}],
-            "x-cove-scope": spec.scope.as_str(),
+            "x-cove-scope": match spec.audience {
+                Audience::Users => spec.scope.as_str(),
+                Audience::Agents => "agent",
+                Audience::Registration => "registration",
+            },
             "x-cove-repo-role": spec.repo_role.map(Role::as_str),
             "responses": {
                 spec.success.as_u16().to_string(): {"description": "success"},

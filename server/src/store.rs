@@ -13,10 +13,12 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Row};
 
+mod agents;
 mod envs;
 mod packages;
 mod runs;
 
+pub use agents::{AgentRow, RegistrationRefusal, RegistrationTokenRow};
 pub use envs::EnvRow;
 pub use runs::{ActiveJob, JobRow, RunRow, WorkflowErrorRow};
 

@@ -8,6 +8,7 @@ mod common;
 use anyhow::Result;
 use common::TestServer;
 use cove_api::{Role, Scope};
+use cove_server::auth::Audience;
 use cove_server::routes::{all_paths, api_routes, RouteSpec};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
@@ -106,6 +107,7 @@ fn concrete_path(spec: &RouteSpec, repo: &str, token_id: i64) -> String {
         .replace("{artifact}", "pkg")
         .replace("{secret}", "token")
         .replace("{sha}", &"0".repeat(40))
+        .replace("{agent}", "1")
 }
 
 async fn call(
@@ -250,10 +252,33 @@ async fn every_api_route_refuses_missing_wrong_expired_and_underscoped_tokens() 
         }
     }
 
-    // Every GET route answers the admin without an auth error.
+    // Agent-protocol routes refuse every user token (admins' too) and take agent tokens;
+    // agent tokens are refused on every other route.
+    let (_, agent_token) = server.register_agent("route-table").await?;
     for route in &routes {
         let spec = &route.spec;
-        if spec.method != axum::http::Method::GET {
+        let path = concrete_path(spec, "admin/r1", admin_token_id);
+        let what = format!("{} {}", spec.method, spec.path);
+        let as_agent = call(&server, spec, &path, Some(&agent_token)).await?;
+        if spec.audience == Audience::Agents {
+            assert_eq!(
+                call(&server, spec, &path, Some(&server.admin_token)).await?,
+                403,
+                "{what}: admin on an agent route"
+            );
+            assert!(
+                as_agent != 401 && as_agent != 403,
+                "{what}: agent got {as_agent}"
+            );
+        } else {
+            assert_eq!(as_agent, 403, "{what}: agent token on a non-agent route");
+        }
+    }
+
+    // Every user GET route answers the admin without an auth error.
+    for route in &routes {
+        let spec = &route.spec;
+        if spec.method != axum::http::Method::GET || spec.audience != Audience::Users {
             continue;
         }
         let path = concrete_path(spec, "admin/r1", admin_token_id);

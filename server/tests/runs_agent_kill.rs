@@ -1,11 +1,13 @@
 #![allow(clippy::unwrap_used)]
-//! SIGKILL of an agent mid-job (design notes §6 rule 9). The agent is a separate process
-//! (`cove-job-agent`) talking to the server over HTTP with a token; the server's embedded
-//! agent is off. After the kill the job ends `agent_lost` once its lease expires, it never
-//! runs twice, the dead attempt's report gets 409, and a restarted agent runs the next push.
+//! SIGKILL of an agent mid-job (design notes §6 rule 9). The agent is the real `cove-agent`
+//! binary in its own process, registered with a one-time registration token and talking to
+//! the server over HTTP with its own agent token; the server's embedded agent is off. After
+//! the kill the job ends `agent_lost` once its lease expires, it never runs twice, the dead
+//! attempt's report gets 409, and the restarted agent (same stored token) runs the next push.
 
 mod common;
 
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -32,16 +34,27 @@ impl Drop for Agent {
     }
 }
 
-fn spawn_agent(server: &TestServer) -> Agent {
-    let child = Command::new(env!("CARGO_BIN_EXE_cove-job-agent"))
-        .env("COVE_URL", &server.url)
-        .env("COVE_AGENT_TOKEN", &server.admin_token)
+/// Starts `cove-agent` with `state_dir`; `registration` is only needed on the first start.
+fn spawn_agent(
+    bin: &Path,
+    server: &TestServer,
+    state_dir: &Path,
+    registration: Option<&str>,
+) -> Agent {
+    let mut cmd = Command::new(bin);
+    cmd.arg("--server")
+        .arg(&server.url)
+        .arg("--state-dir")
+        .arg(state_dir)
+        .args(["--name", "kill-test", "--slots", "1"])
+        .env_remove("COVE_REGISTRATION_TOKEN")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    Agent(child)
+        .stderr(Stdio::inherit());
+    if let Some(token) = registration {
+        cmd.env("COVE_REGISTRATION_TOKEN", token);
+    }
+    Agent(cmd.spawn().unwrap())
 }
 
 async fn runs(server: &TestServer) -> Result<Vec<Run>> {
@@ -85,6 +98,7 @@ async fn sigkill_of_an_http_agent_mid_job_ends_agent_lost() -> Result<()> {
         eprintln!("SKIP: no Docker engine (set DOCKER_HOST)");
         return Ok(());
     }
+    let bin: PathBuf = cove_tests::cargo_bin("cove-agent", "cove-agent")?;
     let server = TestServer::start_configured(|c| {
         c.embedded_agent = false;
         c.runs.default_image = "cove/busybox:latest".into();
@@ -107,7 +121,9 @@ async fn sigkill_of_an_http_agent_mid_job_ends_agent_lost() -> Result<()> {
     )
     .await?;
     let url = server.git_url("admin/k", Some(&server.admin_token));
-    let mut agent = spawn_agent(&server);
+    let state = tempfile::tempdir()?;
+    let registration = server.registration_token(None).await?;
+    let mut agent = spawn_agent(&bin, &server, state.path(), Some(&registration));
     git_ok(dir, &["push", "-q", &url, "main"]).await?;
 
     // The job runs in the agent process; its first line arrives over HTTP.
@@ -144,11 +160,12 @@ async fn sigkill_of_an_http_agent_mid_job_ends_agent_lost() -> Result<()> {
         waited >= Duration::from_millis(2000),
         "not before the lease: {waited:?}"
     );
-    // The dead attempt's report is refused.
+    // The dead attempt's report is refused (sent with the killed agent's own token).
+    let agent_token = std::fs::read_to_string(state.path().join("agent-token"))?;
     let resp = server
         .http
         .post(server.api(&format!("/agent/jobs/{job}/finish")))
-        .bearer_auth(&server.admin_token)
+        .bearer_auth(agent_token.trim())
         .json(&json!({"attempt": 1, "outcome": "succeeded"}))
         .send()
         .await?;
@@ -156,8 +173,8 @@ async fn sigkill_of_an_http_agent_mid_job_ends_agent_lost() -> Result<()> {
     // The orphaned container of the killed agent is found by its label.
     remove_job_containers(job);
 
-    // A restarted agent runs the next push to the end.
-    let mut agent = spawn_agent(&server);
+    // The restarted agent (its stored token, no registration token) runs the next push.
+    let mut agent = spawn_agent(&bin, &server, state.path(), None);
     std::fs::write(dir.join("mode.txt"), "fast")?;
     commit_file(dir, "mode.txt", b"fast", "fast").await?;
     git_ok(dir, &["push", "-q", &url, "main"]).await?;

@@ -1,5 +1,5 @@
 #![allow(clippy::unwrap_used)]
-//! Leases over the agent HTTP protocol, without Docker: the test plays the agent. Time is the
+//! Leases over the agent HTTP protocol, without Docker: the test plays a registered agent. Time is the
 //! engine's injectable clock, so lease expiry needs no long sleeps.
 
 mod common;
@@ -50,7 +50,7 @@ async fn lease(server: &TestServer, wait_ms: u64) -> Result<Option<JobLease>> {
     let resp = server
         .http
         .post(server.api("/agent/lease"))
-        .bearer_auth(&server.admin_token)
+        .bearer_auth(server.agent_token().await?)
         .json(&json!({ "wait_ms": wait_ms }))
         .send()
         .await?;
@@ -61,11 +61,17 @@ async fn lease(server: &TestServer, wait_ms: u64) -> Result<Option<JobLease>> {
     Ok(Some(resp.json().await?))
 }
 
+/// POSTs as the agent on agent routes, else as the administrator.
 async fn post(server: &TestServer, path: &str, body: serde_json::Value) -> Result<(u16, String)> {
+    let token = if path.starts_with("/agent/") {
+        server.agent_token().await?
+    } else {
+        server.admin_token.clone()
+    };
     let resp = server
         .http
         .post(server.api(path))
-        .bearer_auth(&server.admin_token)
+        .bearer_auth(token)
         .json(&body)
         .send()
         .await?;
@@ -125,7 +131,7 @@ async fn silent_agent_scenario(server: TestServer) -> Result<()> {
     let work = tempfile::tempdir()?;
     // A poller waiting before the push is woken by it (long poll, no busy loop).
     let waiting = {
-        let (url, token) = (server.api("/agent/lease"), server.admin_token.clone());
+        let (url, token) = (server.api("/agent/lease"), server.agent_token().await?);
         let http = server.http.clone();
         tokio::spawn(async move {
             let started = Instant::now();
@@ -260,16 +266,18 @@ async fn silent_agent_scenario(server: TestServer) -> Result<()> {
         .await?;
     assert_eq!(logs, "hi\n");
 
-    // Non-admin tokens cannot act as agents.
+    // User tokens — administrators' too — cannot act as agents.
     let bob = server.create_user("bob").await?;
-    let resp = server
-        .http
-        .post(server.api("/agent/lease"))
-        .bearer_auth(&bob)
-        .json(&json!({"wait_ms": 0}))
-        .send()
-        .await?;
-    assert_eq!(resp.status(), 403);
+    for token in [&bob, &server.admin_token] {
+        let resp = server
+            .http
+            .post(server.api("/agent/lease"))
+            .bearer_auth(token)
+            .json(&json!({"wait_ms": 0}))
+            .send()
+            .await?;
+        assert_eq!(resp.status(), 403);
+    }
     server.stop().await;
     Ok(())
 }

@@ -31,12 +31,15 @@ pub const IMAGE_UNIVERSAL: &str = "cove/universal:latest";
 pub const IMAGE_DYNAMODB_LOCAL: &str = "cove/dynamodb-local:latest";
 /// busybox-static only; starts fastest.
 pub const IMAGE_BUSYBOX: &str = "cove/busybox:latest";
+/// Runtime for a containerized `cove-agent` (iptables, git; the binary is bind-mounted).
+pub const IMAGE_AGENT: &str = "cove/agent:latest";
 /// All images `images/build.sh` produces.
-pub const ALL_IMAGES: [&str; 4] = [
+pub const ALL_IMAGES: [&str; 5] = [
     IMAGE_BASE,
     IMAGE_UNIVERSAL,
     IMAGE_DYNAMODB_LOCAL,
     IMAGE_BUSYBOX,
+    IMAGE_AGENT,
 ];
 
 const SETUP_HINT: &str = "run `bash scripts/test-env.sh` as root first (installs docker.io, \
@@ -278,6 +281,61 @@ impl Drop for EnvCleanup {
                 .output();
         }
     }
+}
+
+/// The path of binary `bin` of workspace package `package`, built on first use with
+/// `$CARGO build -q -p <package> --bin <bin>` (same target directory — `CARGO_TARGET_DIR` is
+/// honoured — and profile as the running test). `CARGO_BIN_EXE_*` only covers binaries of the
+/// test's own package; this covers the others. Cargo's build lock is free while tests run.
+pub fn cargo_bin(package: &str, bin: &str) -> Result<PathBuf> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static BUILT: OnceLock<Mutex<HashMap<(String, String), PathBuf>>> = OnceLock::new();
+    let built = BUILT.get_or_init(|| Mutex::new(HashMap::new()));
+    let mut built = built
+        .lock()
+        .map_err(|_| anyhow::anyhow!("a cargo_bin build panicked"))?;
+    let key = (package.to_string(), bin.to_string());
+    if let Some(path) = built.get(&key) {
+        return Ok(path.clone());
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("the tests crate lives in the workspace")?
+        .join("Cargo.toml");
+    let release = std::env::current_exe()
+        .map(|p| p.components().any(|c| c.as_os_str() == "release"))
+        .unwrap_or(false);
+    let mut cmd = Command::new(cargo);
+    cmd.args([
+        "build",
+        "-q",
+        "--message-format=json-render-diagnostics",
+        "-p",
+        package,
+    ])
+    .args(["--bin", bin])
+    .arg("--manifest-path")
+    .arg(&manifest)
+    .stderr(Stdio::inherit());
+    if release {
+        cmd.arg("--release");
+    }
+    let out = cmd
+        .output()
+        .with_context(|| format!("running cargo build -p {package} --bin {bin}"))?;
+    if !out.status.success() {
+        bail!("cargo build -p {package} --bin {bin} failed");
+    }
+    let path = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|msg| msg["reason"] == "compiler-artifact" && msg["target"]["name"] == bin)
+        .find_map(|msg| msg["executable"].as_str().map(PathBuf::from))
+        .with_context(|| format!("cargo build named no executable for {package}/{bin}"))?;
+    built.insert(key, path.clone());
+    Ok(path)
 }
 
 #[cfg(test)]

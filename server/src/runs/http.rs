@@ -11,14 +11,15 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use cove_api::{
-    CommitStatus, FinishRequest, HeartbeatRequest, HeartbeatResponse, Job, JobLease, JobLogLine,
-    LeaseRequest, LogBatch, Run, RunState, SecretInfo, SetSecretRequest, StartRunRequest,
-    WorkflowError,
+    AgentIdentity, CommitStatus, FinishRequest, HeartbeatRequest, HeartbeatResponse, Job, JobLease,
+    JobLogLine, LeaseRequest, LogBatch, Run, RunState, SecretInfo, SetSecretRequest,
+    StartRunRequest, WorkflowError,
 };
 use serde::Deserialize;
 
 use super::secrets::valid_secret_name;
 use super::RunsError;
+use crate::auth::AgentPrincipal;
 use crate::error::ApiError;
 use crate::store::{JobRow, RepoRow, RunRow};
 use crate::AppState;
@@ -41,8 +42,9 @@ pub async fn repo_of_run(state: &AppState, run: &str) -> Result<(String, String)
     Ok((repo.owner, repo.name))
 }
 
-fn job_dto(j: JobRow) -> Job {
+fn job_dto(j: JobRow, agent_id: Option<i64>) -> Job {
     Job {
+        agent_id,
         id: j.id,
         action: j.action,
         state: j.state,
@@ -59,6 +61,12 @@ fn job_dto(j: JobRow) -> Job {
 /// The wire form of a run with its jobs.
 pub async fn run_dto(state: &AppState, repo: &RepoRow, run: RunRow) -> Result<Run, ApiError> {
     let jobs = state.store().jobs_of_run(run.id).await?;
+    let agents: BTreeMap<i64, i64> = state
+        .store()
+        .job_agents_of_run(run.id)
+        .await?
+        .into_iter()
+        .collect();
     Ok(Run {
         id: run.id,
         repo: format!("{}/{}", repo.owner, repo.name),
@@ -71,7 +79,13 @@ pub async fn run_dto(state: &AppState, repo: &RepoRow, run: RunRow) -> Result<Ru
         state: run.state,
         created_at_ms: run.created_at_ms,
         finished_at_ms: run.finished_at_ms,
-        jobs: jobs.into_iter().map(job_dto).collect(),
+        jobs: jobs
+            .into_iter()
+            .map(|j| {
+                let agent = agents.get(&j.id).copied();
+                job_dto(j, agent)
+            })
+            .collect(),
     })
 }
 
@@ -419,12 +433,35 @@ pub async fn delete_secret(
 
 // ---- agent protocol
 
+/// `GET /api/v1/agent/self`: who the agent token belongs to (the agent checks its stored
+/// token with this at start).
+pub async fn agent_self(Extension(agent): Extension<AgentPrincipal>) -> Json<AgentIdentity> {
+    Json(AgentIdentity {
+        agent_id: agent.id,
+        name: agent.name,
+    })
+}
+
 pub async fn agent_lease(
     State(state): State<AppState>,
+    Extension(agent): Extension<AgentPrincipal>,
     Json(req): Json<LeaseRequest>,
 ) -> Result<Response, ApiError> {
     let wait = Duration::from_millis(req.wait_ms).min(MAX_LEASE_WAIT);
-    match super::lease(&state, wait).await? {
+    let lease = super::lease_for(&state, wait, Some(agent.id)).await?;
+    // Revoked during the long poll: the lease just taken expires at once (the reaper handles
+    // it like a lost agent's) and the agent learns it was revoked.
+    if lease.is_some() && state.store().agent_revoked(agent.id).await? != Some(false) {
+        let now_ms = state.runs().clock().now_ms();
+        state
+            .store()
+            .revoke_agent(agent.id, crate::store::now_secs(), now_ms)
+            .await?;
+        return Err(ApiError::UnauthorizedBecause(
+            crate::auth::AGENT_TOKEN_REFUSED.into(),
+        ));
+    }
+    match lease {
         Some(lease) => Ok(Json::<JobLease>(lease).into_response()),
         None => Ok(StatusCode::NO_CONTENT.into_response()),
     }
@@ -436,31 +473,50 @@ fn job_param(params: &BTreeMap<String, String>) -> Result<i64, ApiError> {
         .map_err(|_| ApiError::NotFound(format!("job {raw}")))
 }
 
+/// The `{job}` of an agent route, which must be leased to the calling agent (409 otherwise,
+/// like a stale attempt: the agent stops the job and drops its result).
+async fn agent_job(
+    state: &AppState,
+    agent: &AgentPrincipal,
+    params: &BTreeMap<String, String>,
+) -> Result<i64, ApiError> {
+    let job = job_param(params)?;
+    if state.store().job_agent(job).await? != Some(agent.id) {
+        return Err(ApiError::Conflict(format!(
+            "job {job} is not leased to this agent"
+        )));
+    }
+    Ok(job)
+}
+
 pub async fn agent_heartbeat(
     State(state): State<AppState>,
+    Extension(agent): Extension<AgentPrincipal>,
     Path(params): Path<BTreeMap<String, String>>,
     Json(req): Json<HeartbeatRequest>,
 ) -> Result<Json<HeartbeatResponse>, ApiError> {
-    let job = job_param(&params)?;
+    let job = agent_job(&state, &agent, &params).await?;
     Ok(Json(super::heartbeat(&state, job, req.attempt).await?))
 }
 
 pub async fn agent_logs(
     State(state): State<AppState>,
+    Extension(agent): Extension<AgentPrincipal>,
     Path(params): Path<BTreeMap<String, String>>,
     Json(batch): Json<LogBatch>,
 ) -> Result<StatusCode, ApiError> {
-    let job = job_param(&params)?;
+    let job = agent_job(&state, &agent, &params).await?;
     super::append_logs(&state, job, &batch).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 pub async fn agent_finish(
     State(state): State<AppState>,
+    Extension(agent): Extension<AgentPrincipal>,
     Path(params): Path<BTreeMap<String, String>>,
     Json(report): Json<FinishRequest>,
 ) -> Result<StatusCode, ApiError> {
-    let job = job_param(&params)?;
+    let job = agent_job(&state, &agent, &params).await?;
     super::finish(&state, job, &report).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -477,10 +533,11 @@ fn tar_response(bytes: Vec<u8>) -> Response {
 
 pub async fn agent_source(
     State(state): State<AppState>,
+    Extension(agent): Extension<AgentPrincipal>,
     Path(params): Path<BTreeMap<String, String>>,
     Query(q): Query<AttemptQuery>,
 ) -> Result<Response, ApiError> {
-    let job = job_param(&params)?;
+    let job = agent_job(&state, &agent, &params).await?;
     Ok(tar_response(
         super::source_tar(&state, job, q.attempt).await?,
     ))
@@ -488,10 +545,11 @@ pub async fn agent_source(
 
 pub async fn agent_input(
     State(state): State<AppState>,
+    Extension(agent): Extension<AgentPrincipal>,
     Path(params): Path<BTreeMap<String, String>>,
     Query(q): Query<AttemptQuery>,
 ) -> Result<Response, ApiError> {
-    let job = job_param(&params)?;
+    let job = agent_job(&state, &agent, &params).await?;
     let name = param(&params, "artifact")?;
     Ok(tar_response(
         super::input_tar(&state, job, q.attempt, &name).await?,
@@ -500,11 +558,12 @@ pub async fn agent_input(
 
 pub async fn agent_upload_artifact(
     State(state): State<AppState>,
+    Extension(agent): Extension<AgentPrincipal>,
     Path(params): Path<BTreeMap<String, String>>,
     Query(q): Query<AttemptQuery>,
     body: Body,
 ) -> Result<StatusCode, ApiError> {
-    let job = job_param(&params)?;
+    let job = agent_job(&state, &agent, &params).await?;
     let name = param(&params, "artifact")?;
     let body = axum::body::to_bytes(body, MAX_ARTIFACT_BYTES)
         .await

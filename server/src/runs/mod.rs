@@ -610,15 +610,26 @@ async fn supersede_run(state: &AppState, run_id: i64) -> Result<(), RunsError> {
 // Leases
 // ---------------------------------------------------------------------------------------
 
-/// Waits up to `wait` for a ready job and leases it (long poll, woken by [`Notify`]).
+/// Waits up to `wait` for a ready job and leases it to the embedded agent (long poll, woken
+/// by [`Notify`]).
 pub async fn lease(state: &AppState, wait: Duration) -> Result<Option<JobLease>, RunsError> {
+    lease_for(state, wait, None).await
+}
+
+/// [`lease`] for the registered agent `agent` (`None`: the embedded agent); the job records
+/// which agent holds it.
+pub async fn lease_for(
+    state: &AppState,
+    wait: Duration,
+    agent: Option<i64>,
+) -> Result<Option<JobLease>, RunsError> {
     let deadline = tokio::time::Instant::now() + wait;
     let runs = state.runs();
     loop {
         let notified = runs.ready.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        if let Some(lease) = try_lease(state).await? {
+        if let Some(lease) = try_lease_for(state, agent).await? {
             return Ok(Some(lease));
         }
         if tokio::time::timeout_at(deadline, notified).await.is_err() {
@@ -629,6 +640,14 @@ pub async fn lease(state: &AppState, wait: Duration) -> Result<Option<JobLease>,
 
 /// One scheduling pass: supersede what the run modes say, lease the first ready job.
 pub async fn try_lease(state: &AppState) -> Result<Option<JobLease>, RunsError> {
+    try_lease_for(state, None).await
+}
+
+/// [`try_lease`] for the registered agent `agent` (`None`: the embedded agent).
+pub async fn try_lease_for(
+    state: &AppState,
+    agent: Option<i64>,
+) -> Result<Option<JobLease>, RunsError> {
     let runs = state.runs();
     let _serialized = runs.scheduler.lock().await;
     loop {
@@ -645,7 +664,7 @@ pub async fn try_lease(state: &AppState) -> Result<Option<JobLease>, RunsError> 
         };
         let now = runs.clock.now_ms();
         let expires = now + i64::try_from(runs.config.lease.as_millis()).unwrap_or(i64::MAX);
-        let Some(attempt) = state.store().lease_job(job_id, now, expires).await? else {
+        let Some(attempt) = state.store().lease_job(job_id, now, expires, agent).await? else {
             continue;
         };
         let job = state
@@ -656,7 +675,7 @@ pub async fn try_lease(state: &AppState) -> Result<Option<JobLease>, RunsError> 
         match build_lease(state, &job, attempt).await {
             Ok(lease) => {
                 settle_run(state, job.run_id).await?;
-                tracing::info!(job = job_id, attempt, action = %job.action, "job leased");
+                tracing::info!(job = job_id, attempt, action = %job.action, agent, "job leased");
                 return Ok(Some(lease));
             }
             Err(e) => {

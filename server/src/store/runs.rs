@@ -293,20 +293,24 @@ impl Store {
             .collect()
     }
 
-    /// pending → running with a new attempt. `None` when the job was no longer pending.
+    /// pending → running with a new attempt, leased by `agent_id` (`None`: the embedded
+    /// agent). `None` when the job was no longer pending.
     pub async fn lease_job(
         &self,
         id: i64,
         now_ms: i64,
         expires_ms: i64,
+        agent_id: Option<i64>,
     ) -> Result<Option<u32>, StoreError> {
         let done = sqlx::query(
             "UPDATE jobs SET state = 'running', attempt = attempt + 1, lease_expires_ms = $1, \
-             started_at_ms = $2, finished_at_ms = NULL WHERE id = $3 AND state = 'pending'",
+             started_at_ms = $2, finished_at_ms = NULL, agent_id = $4 \
+             WHERE id = $3 AND state = 'pending'",
         )
         .bind(expires_ms)
         .bind(now_ms)
         .bind(id)
+        .bind(agent_id)
         .execute(&self.pool)
         .await?;
         if done.rows_affected() == 0 {

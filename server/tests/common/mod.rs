@@ -24,6 +24,8 @@ pub struct TestServer {
     pub http: reqwest::Client,
     pub tmp: TempDir,
     config: Config,
+    /// An agent registered on first use by [`TestServer::agent_token`].
+    agent: tokio::sync::OnceCell<String>,
     shutdown: Option<oneshot::Sender<()>>,
     handle: Option<tokio::task::JoinHandle<()>>,
 }
@@ -95,6 +97,7 @@ impl TestServer {
             http: reqwest::Client::new(),
             tmp,
             config,
+            agent: tokio::sync::OnceCell::new(),
             shutdown: Some(tx),
             handle: Some(handle),
         })
@@ -169,6 +172,54 @@ impl TestServer {
         }
         let created: CreatedToken = resp.json().await?;
         Ok(created.token)
+    }
+
+    /// A new one-time agent registration token (`ttl_secs` default: the server's).
+    pub async fn registration_token(&self, ttl_secs: Option<u64>) -> Result<String> {
+        let body = match ttl_secs {
+            Some(t) => json!({ "ttl_secs": t }),
+            None => json!({}),
+        };
+        let resp = self
+            .http
+            .post(self.api("/agents/registration-tokens"))
+            .bearer_auth(&self.admin_token)
+            .json(&body)
+            .send()
+            .await?;
+        if resp.status() != 201 {
+            bail!(
+                "registration token: {} {}",
+                resp.status(),
+                resp.text().await?
+            );
+        }
+        Ok(resp.json::<cove_api::RegistrationToken>().await?.token)
+    }
+
+    /// Registers an agent named `name`: `(agent id, agent token)`.
+    pub async fn register_agent(&self, name: &str) -> Result<(i64, String)> {
+        let registration = self.registration_token(None).await?;
+        let resp = self
+            .http
+            .post(self.api("/agents/register"))
+            .bearer_auth(&registration)
+            .json(&json!({ "name": name }))
+            .send()
+            .await?;
+        if resp.status() != 201 {
+            bail!("register: {} {}", resp.status(), resp.text().await?);
+        }
+        let agent: cove_api::RegisteredAgent = resp.json().await?;
+        Ok((agent.agent_id, agent.token))
+    }
+
+    /// The token of an agent registered on first use (for tests that play the agent).
+    pub async fn agent_token(&self) -> Result<String> {
+        self.agent
+            .get_or_try_init(|| async { Ok(self.register_agent("test-agent").await?.1) })
+            .await
+            .cloned()
     }
 
     /// Clone URL with the token as Basic password.

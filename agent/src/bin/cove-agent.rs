@@ -1,0 +1,241 @@
+//! `cove-agent`: runs workflow jobs on the local Docker engine for a Cove server on another
+//! host or network. It only dials out: it registers once with a one-time registration token,
+//! keeps the agent token it gets in `<state_dir>/agent-token` (mode 0600) and long-polls the
+//! server for leases with it. See docs/private-subnet.md, "Running cove-agent".
+//!
+//! Neither token is ever logged or printed.
+
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use cove_agent::config::{AgentConfig, FileConfig, Overrides};
+use cove_agent::job_http::{self, HttpTransport};
+use cove_agent::job_worker::{self, WorkerConfig};
+use tokio_util::sync::CancellationToken;
+
+/// Environment variable that may hold a one-time registration token.
+const REGISTRATION_TOKEN_ENV: &str = "COVE_REGISTRATION_TOKEN";
+
+/// Runs Cove workflow jobs on this host's Docker engine for a Cove server.
+#[derive(Debug, Parser)]
+#[command(name = "cove-agent", version)]
+struct Args {
+    /// The agent configuration (YAML: server, name, slots, state_dir,
+    /// registration_token_file, sandbox).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// The server's URL (overrides `server:`).
+    #[arg(long, env = "COVE_URL")]
+    server: Option<String>,
+    /// The agent's name (overrides `name:`; default: the host name).
+    #[arg(long, env = "COVE_AGENT_NAME")]
+    name: Option<String>,
+    /// Jobs at the same time (overrides `slots:`; default 1).
+    #[arg(long, env = "COVE_AGENT_SLOTS")]
+    slots: Option<usize>,
+    /// Where the agent token is kept (overrides `state_dir:`).
+    #[arg(long, env = "COVE_AGENT_STATE_DIR", value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// A file holding a one-time registration token, used when no agent token is stored yet
+    /// (or set COVE_REGISTRATION_TOKEN).
+    #[arg(long, env = "COVE_REGISTRATION_TOKEN_FILE", value_name = "FILE")]
+    registration_token_file: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    // Read the registration token before any thread starts, and keep it out of the
+    // environment of anything the agent spawns.
+    let env_registration = std::env::var(REGISTRATION_TOKEN_ENV)
+        .ok()
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty());
+    std::env::remove_var(REGISTRATION_TOKEN_ENV);
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args, env_registration)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn host_name() -> String {
+    ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .find_map(|p| std::fs::read_to_string(p).ok())
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "cove-agent".to_string())
+}
+
+fn load_config(args: &Args) -> Result<AgentConfig> {
+    let file = match &args.config {
+        Some(path) => FileConfig::load(path)?,
+        None => FileConfig::default(),
+    };
+    let over = Overrides {
+        server: args.server.clone(),
+        name: args.name.clone(),
+        slots: args.slots,
+        state_dir: args.state_dir.clone(),
+        registration_token_file: args.registration_token_file.clone(),
+    };
+    Ok(AgentConfig::resolve(file, over, &host_name())?)
+}
+
+/// Writes `contents` to `path` with mode 0600 (temporary file, then rename).
+fn write_private(path: &Path, contents: &str) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("creating {}", tmp.display()))?;
+    file.write_all(contents.as_bytes())
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
+    Ok(())
+}
+
+fn read_registration_token(config: &AgentConfig, from_env: Option<String>) -> Result<String> {
+    if let Some(file) = &config.registration_token_file {
+        let token = std::fs::read_to_string(file)
+            .with_context(|| format!("reading the registration token file {}", file.display()))?;
+        let token = token.trim().to_string();
+        if token.is_empty() {
+            bail!("the registration token file {} is empty", file.display());
+        }
+        return Ok(token);
+    }
+    from_env.with_context(|| {
+        format!(
+            "no agent token in {} and no registration token: create one with `cove agent \
+             registration-token` and pass it with --registration-token-file or {REGISTRATION_TOKEN_ENV}",
+            config.state_dir.display()
+        )
+    })
+}
+
+/// The stored agent token, or a new one from registering.
+async fn agent_token(config: &AgentConfig, env_registration: Option<String>) -> Result<String> {
+    let token_path = config.token_path();
+    match std::fs::read_to_string(&token_path) {
+        Ok(token) if !token.trim().is_empty() => {
+            let mode = std::fs::metadata(&token_path)?.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                tracing::warn!(file = %token_path.display(), mode = format!("{mode:o}"), "the agent token file is readable by others; setting mode 0600");
+                std::fs::set_permissions(&token_path, std::fs::Permissions::from_mode(0o600))?;
+            }
+            return Ok(token.trim().to_string());
+        }
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("reading {}", token_path.display())),
+    }
+    let registration = read_registration_token(config, env_registration)?;
+    std::fs::create_dir_all(&config.state_dir)
+        .with_context(|| format!("creating {}", config.state_dir.display()))?;
+    std::fs::set_permissions(&config.state_dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("restricting {}", config.state_dir.display()))?;
+    let registered = job_http::register(&config.server, &registration, &config.name).await?;
+    write_private(&token_path, &registered.token)?;
+    write_private(&config.id_path(), &format!("{}\n", registered.agent_id))?;
+    tracing::info!(
+        agent_id = registered.agent_id,
+        name = %config.name,
+        state_dir = %config.state_dir.display(),
+        "registered with the server; the agent token is stored in the state directory"
+    );
+    Ok(registered.token)
+}
+
+const REVOKED: &str = "the agent token was revoked or is unknown; register again with a new \
+     registration token (cove agent registration-token)";
+
+async fn run(args: Args, env_registration: Option<String>) -> Result<ExitCode> {
+    let config = load_config(&args)?;
+    let token = agent_token(&config, env_registration).await?;
+    let stop = CancellationToken::new();
+    let revoked = CancellationToken::new();
+    let transport = HttpTransport::new(&config.server, &token).on_unauthorized(revoked.clone());
+    drop(token);
+    let identity = transport
+        .identity()
+        .await
+        .with_context(|| format!("reaching {}", config.server))?;
+    let Some(identity) = identity else {
+        eprintln!(
+            "error: {REVOKED} (token file {})",
+            config.token_path().display()
+        );
+        return Ok(ExitCode::FAILURE);
+    };
+    let docker =
+        match tokio::time::timeout(Duration::from_secs(10), cove_agent::Runtime::connect()).await {
+            Ok(Ok(rt)) => rt.docker().clone(),
+            Ok(Err(e)) => bail!("no Docker engine: {e}"),
+            Err(_) => bail!("no Docker engine answered within 10 s"),
+        };
+    tracing::info!(
+        server = %config.server,
+        agent_id = identity.agent_id,
+        name = %identity.name,
+        slots = config.slots,
+        "cove-agent started"
+    );
+    let on_signal = stop.clone();
+    tokio::spawn(async move {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+        }
+        on_signal.cancel();
+    });
+    let on_revoked = (revoked.clone(), stop.clone());
+    tokio::spawn(async move {
+        on_revoked.0.cancelled().await;
+        on_revoked.1.cancel();
+    });
+    let worker = WorkerConfig {
+        slots: config.slots,
+        lease_wait: Duration::from_secs(20),
+        sandbox: config.sandbox.clone(),
+        ..Default::default()
+    };
+    job_worker::run(docker, Arc::new(transport), worker, stop).await;
+    if revoked.is_cancelled() {
+        eprintln!("error: {REVOKED}");
+        return Ok(ExitCode::FAILURE);
+    }
+    tracing::info!("cove-agent stopped");
+    Ok(ExitCode::SUCCESS)
+}

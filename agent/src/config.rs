@@ -1,0 +1,270 @@
+//! The configuration of a standalone `cove-agent` (`--config agent.yaml`), and how flags and
+//! environment variables override it.
+//!
+//! ```yaml
+//! server: https://cove.example.internal   # the only place the agent dials
+//! name: build-1                            # shown in `cove agent list`
+//! slots: 2                                 # jobs at once
+//! state_dir: /var/lib/cove-agent           # holds agent-token (0600) and agent-id
+//! registration_token_file: /run/secrets/cove-registration-token
+//! sandbox:                                 # job isolation (private_net::SandboxSettings)
+//!   private_network: true
+//! ```
+//!
+//! Unknown keys are errors that name the file. The file never holds the agent token; the
+//! registration token only by reference (`registration_token_file`).
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::private_net::SandboxSettings;
+
+/// Default state directory.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/cove-agent";
+/// Name of the agent token file in the state directory.
+pub const TOKEN_FILE: &str = "agent-token";
+/// Name of the agent id file in the state directory.
+pub const ID_FILE: &str = "agent-id";
+
+/// `agent.yaml` as written.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// The server's URL (`http://host:port`).
+    pub server: Option<String>,
+    /// The agent's name (default: the host name).
+    pub name: Option<String>,
+    /// Jobs run at the same time (default 1).
+    pub slots: Option<usize>,
+    /// Where the agent keeps its token (default `/var/lib/cove-agent`).
+    pub state_dir: Option<PathBuf>,
+    /// A file holding a one-time registration token (used on first start only).
+    pub registration_token_file: Option<PathBuf>,
+    /// How jobs are isolated.
+    #[serde(default)]
+    pub sandbox: SandboxSettings,
+}
+
+/// Overrides from flags and environment variables (these win over the file).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Overrides {
+    pub server: Option<String>,
+    pub name: Option<String>,
+    pub slots: Option<usize>,
+    pub state_dir: Option<PathBuf>,
+    pub registration_token_file: Option<PathBuf>,
+}
+
+/// The effective configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentConfig {
+    pub server: String,
+    pub name: String,
+    pub slots: usize,
+    pub state_dir: PathBuf,
+    pub registration_token_file: Option<PathBuf>,
+    pub sandbox: SandboxSettings,
+}
+
+/// Why the configuration is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {}: {source}", file.display())]
+    Read {
+        file: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: {message}", file.display())]
+    Parse { file: PathBuf, message: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl FileConfig {
+    /// Parses `text`, the contents of `file` (named in errors).
+    pub fn parse(file: &Path, text: &str) -> Result<FileConfig, ConfigError> {
+        if text.trim().is_empty() {
+            return Ok(FileConfig::default());
+        }
+        serde_yaml::from_str(text).map_err(|e| ConfigError::Parse {
+            file: file.to_path_buf(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Reads and parses `file`.
+    pub fn load(file: &Path) -> Result<FileConfig, ConfigError> {
+        let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
+            file: file.to_path_buf(),
+            source,
+        })?;
+        FileConfig::parse(file, &text)
+    }
+}
+
+impl AgentConfig {
+    /// Overrides over the file over defaults; `default_name` is used when neither names the
+    /// agent.
+    pub fn resolve(
+        file: FileConfig,
+        over: Overrides,
+        default_name: &str,
+    ) -> Result<AgentConfig, ConfigError> {
+        let server = over
+            .server
+            .or(file.server)
+            .map(|s| s.trim().trim_end_matches('/').to_string())
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| {
+                ConfigError::Invalid(
+                    "no server: set `server:` in the configuration, --server or COVE_URL".into(),
+                )
+            })?;
+        if !(server.starts_with("http://") || server.starts_with("https://")) {
+            return Err(ConfigError::Invalid(format!(
+                "server {server:?} must be an http:// or https:// URL"
+            )));
+        }
+        let name = over
+            .name
+            .or(file.name)
+            .unwrap_or_else(|| default_name.to_string());
+        let name = name.trim().to_string();
+        if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+            return Err(ConfigError::Invalid(
+                "the agent name must be 1-100 printable characters".into(),
+            ));
+        }
+        let slots = over.slots.or(file.slots).unwrap_or(1);
+        if slots == 0 {
+            return Err(ConfigError::Invalid("slots must be at least 1".into()));
+        }
+        Ok(AgentConfig {
+            server,
+            name,
+            slots,
+            state_dir: over
+                .state_dir
+                .or(file.state_dir)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR)),
+            registration_token_file: over
+                .registration_token_file
+                .or(file.registration_token_file),
+            sandbox: file.sandbox,
+        })
+    }
+
+    pub fn token_path(&self) -> PathBuf {
+        self.state_dir.join(TOKEN_FILE)
+    }
+
+    pub fn id_path(&self) -> PathBuf {
+        self.state_dir.join(ID_FILE)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<FileConfig, ConfigError> {
+        FileConfig::parse(Path::new("/etc/cove/agent.yaml"), text)
+    }
+
+    #[test]
+    fn a_full_file_parses_with_its_sandbox_section() {
+        let file = parse(
+            "server: http://cove.internal:8080/\nname: build-1\nslots: 3\nstate_dir: /srv/agent\n\
+             registration_token_file: /run/reg\nsandbox:\n  private_network: false\n  \
+             egress_allow: [\"sts.example:443\"]\n",
+        )
+        .expect("valid");
+        assert_eq!(file.slots, Some(3));
+        assert!(!file.sandbox.private_network);
+        assert_eq!(
+            file.sandbox.egress_allow,
+            vec!["sts.example:443".to_string()]
+        );
+        let config = AgentConfig::resolve(file, Overrides::default(), "host").expect("valid");
+        assert_eq!(config.server, "http://cove.internal:8080");
+        assert_eq!(config.name, "build-1");
+        assert_eq!(config.token_path(), PathBuf::from("/srv/agent/agent-token"));
+        assert_eq!(
+            config.registration_token_file,
+            Some(PathBuf::from("/run/reg"))
+        );
+    }
+
+    #[test]
+    fn an_unknown_key_is_an_error_naming_the_file_and_the_key() {
+        let err = parse("server: http://x\ntoken: abc\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("/etc/cove/agent.yaml: "), "{err}");
+        assert!(err.contains("unknown field `token`"), "{err}");
+        assert!(err.contains("line 2"), "{err}");
+        let err = parse("sandbox:\n  private_netwrk: true\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("/etc/cove/agent.yaml: "), "{err}");
+        assert!(err.contains("private_netwrk"), "{err}");
+    }
+
+    #[test]
+    fn flags_and_environment_win_over_the_file_and_defaults_fill_the_rest() {
+        let file = parse("server: http://file:1\nname: from-file\nslots: 4\n").expect("valid");
+        let config = AgentConfig::resolve(
+            file,
+            Overrides {
+                server: Some("http://flag:2".into()),
+                slots: Some(2),
+                ..Default::default()
+            },
+            "host",
+        )
+        .expect("valid");
+        assert_eq!(config.server, "http://flag:2");
+        assert_eq!(config.name, "from-file");
+        assert_eq!(config.slots, 2);
+        assert_eq!(config.state_dir, PathBuf::from(DEFAULT_STATE_DIR));
+        assert_eq!(config.sandbox, SandboxSettings::default());
+
+        let empty = parse("").expect("an empty file is all defaults");
+        let config = AgentConfig::resolve(
+            empty,
+            Overrides {
+                server: Some("http://s".into()),
+                ..Default::default()
+            },
+            "myhost",
+        )
+        .expect("valid");
+        assert_eq!((config.name.as_str(), config.slots), ("myhost", 1));
+    }
+
+    #[test]
+    fn missing_or_bad_values_are_explained() {
+        let err = AgentConfig::resolve(FileConfig::default(), Overrides::default(), "h")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("COVE_URL"), "{err}");
+        let err = AgentConfig::resolve(
+            parse("server: cove.internal\n").expect("valid yaml"),
+            Overrides::default(),
+            "h",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("http://"), "{err}");
+        let err = AgentConfig::resolve(
+            parse("server: http://x\nslots: 0\n").expect("valid yaml"),
+            Overrides::default(),
+            "h",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("slots"), "{err}");
+    }
+}

@@ -1,0 +1,158 @@
+//! Registered agents (issue 6): one-time registration tokens, registration, listing and
+//! revocation. Routes and their authorization are in [`crate::routes::api_routes`]; which
+//! kind of caller may call what is decided in [`crate::auth`].
+//!
+//! Revoking an agent expires the leases it holds at once, so the reaper handles its running
+//! jobs like a lost agent's on its next pass (`agent_lost`, or a retry when configured)
+//! instead of waiting for the lease to run out; the agent's next call gets 401.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::{Extension, Json};
+use cove_api::{
+    AgentInfo, CreateRegistrationTokenRequest, RegisterAgentRequest, RegisteredAgent,
+    RegistrationToken, AGENT_TOKEN_PREFIX, REGISTRATION_TOKEN_PREFIX,
+};
+
+use crate::auth::{self, Principal, RegistrationGrant};
+use crate::error::ApiError;
+use crate::store::now_secs;
+use crate::AppState;
+
+/// Lifetime of a registration token when none is asked for.
+pub const DEFAULT_REGISTRATION_TTL: Duration = Duration::from_secs(3600);
+/// Longest lifetime of a registration token.
+pub const MAX_REGISTRATION_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// `POST /api/v1/agents/registration-tokens` (administrators).
+pub async fn create_registration_token(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    body: Option<Json<CreateRegistrationTokenRequest>>,
+) -> Result<(StatusCode, Json<RegistrationToken>), ApiError> {
+    let req = body.map(|Json(r)| r).unwrap_or_default();
+    let ttl = match req.ttl_secs {
+        None => DEFAULT_REGISTRATION_TTL.as_secs(),
+        Some(0) => return Err(ApiError::BadRequest("ttl_secs must be positive".into())),
+        Some(s) if s > MAX_REGISTRATION_TTL.as_secs() => {
+            return Err(ApiError::BadRequest(format!(
+                "ttl_secs is at most {} (a week)",
+                MAX_REGISTRATION_TTL.as_secs()
+            )))
+        }
+        Some(s) => s,
+    };
+    let now = now_secs();
+    let expires_at = now + i64::try_from(ttl).unwrap_or(i64::MAX / 2);
+    let token = auth::generate_token_with(REGISTRATION_TOKEN_PREFIX);
+    let row = state
+        .store()
+        .create_registration_token(
+            &auth::hash_token(&token),
+            principal.user.id,
+            now,
+            expires_at,
+        )
+        .await?;
+    tracing::info!(
+        registration_token = row.id,
+        by = %principal.user.username,
+        expires_at,
+        "agent registration token created"
+    );
+    Ok((
+        StatusCode::CREATED,
+        Json(RegistrationToken { token, expires_at }),
+    ))
+}
+
+fn valid_agent_name(name: &str) -> bool {
+    !name.is_empty() && name.chars().count() <= 100 && !name.chars().any(char::is_control)
+}
+
+/// `POST /api/v1/agents/register`, authenticated by a registration token (consumed here:
+/// the agent row and the token's `used_at` are written in one transaction, or nothing is).
+pub async fn register(
+    State(state): State<AppState>,
+    Extension(grant): Extension<RegistrationGrant>,
+    Json(req): Json<RegisterAgentRequest>,
+) -> Result<(StatusCode, Json<RegisteredAgent>), ApiError> {
+    let name = req.name.trim();
+    if !valid_agent_name(name) {
+        return Err(ApiError::BadRequest(
+            "agent name must be 1-100 printable characters".into(),
+        ));
+    }
+    let token = auth::generate_token_with(AGENT_TOKEN_PREFIX);
+    let agent = state
+        .store()
+        .register_agent(
+            &grant.token_hash,
+            name,
+            &auth::hash_token(&token),
+            now_secs(),
+        )
+        .await?
+        .map_err(auth::registration_refused)?;
+    tracing::info!(
+        agent = agent.id,
+        name = %agent.name,
+        version = req.version.as_deref().unwrap_or("?"),
+        "agent registered"
+    );
+    Ok((
+        StatusCode::CREATED,
+        Json(RegisteredAgent {
+            agent_id: agent.id,
+            token,
+        }),
+    ))
+}
+
+/// `GET /api/v1/agents` (administrators).
+pub async fn list_agents(State(state): State<AppState>) -> Result<Json<Vec<AgentInfo>>, ApiError> {
+    let mut jobs: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+    for (agent, job) in state.store().running_jobs_by_agent().await? {
+        jobs.entry(agent).or_default().push(job);
+    }
+    let agents = state.store().list_agents().await?;
+    Ok(Json(
+        agents
+            .into_iter()
+            .map(|a| AgentInfo {
+                current_jobs: jobs.remove(&a.id).unwrap_or_default(),
+                id: a.id,
+                name: a.name,
+                created_at: a.created_at,
+                last_seen_at: a.last_seen_at,
+                revoked: a.revoked_at.is_some(),
+            })
+            .collect(),
+    ))
+}
+
+/// `DELETE /api/v1/agents/{agent}` (administrators): revokes the agent's token and expires
+/// its leases now (the reaper ends or retries those jobs like a lost agent's).
+pub async fn revoke_agent(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(params): Path<BTreeMap<String, String>>,
+) -> Result<StatusCode, ApiError> {
+    let raw = params.get("agent").cloned().unwrap_or_default();
+    let id: i64 = raw
+        .parse()
+        .map_err(|_| ApiError::NotFound(format!("agent {raw}")))?;
+    let now_ms = state.runs().clock().now_ms();
+    match state.store().revoke_agent(id, now_secs(), now_ms).await? {
+        None => Err(ApiError::NotFound(format!("agent {id}"))),
+        Some(newly) => {
+            if newly {
+                tracing::info!(agent = id, by = %principal.user.username, "agent revoked");
+            }
+            Ok(StatusCode::NO_CONTENT)
+        }
+    }
+}
