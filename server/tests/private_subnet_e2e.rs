@@ -226,19 +226,6 @@ impl Drop for AgentContainer {
     }
 }
 
-fn cargo_bin(package: &str, bin: &str) -> PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args(["build", "-q", "-p", package, "--bin", bin])
-        .status()
-        .unwrap();
-    assert!(status.success(), "cargo build -p {package} --bin {bin}");
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    target.join("debug").join(bin).canonicalize().unwrap()
-}
-
 fn docker_socket() -> String {
     let host = std::env::var("DOCKER_HOST").unwrap_or_default();
     host.strip_prefix("unix://")
@@ -329,6 +316,20 @@ Actions:
       Steps:
         - Run: pip install -q --no-cache-dir --target deps acme-hello
         - Run: PYTHONPATH=deps python3 app.py
+  LeakyArtifact:
+    Identifier: aws/build@v1
+    Environment:
+      Name: compat
+    Outputs:
+      Artifacts:
+        - Name: leaky
+          Files: [out/**]
+    Configuration:
+      Container:
+        Registry: CODECATALYST
+        Image: cove/universal:latest
+      Steps:
+        - Run: mkdir -p out && cp ~/.npmrc out/npmrc
   Probes:
     Identifier: aws/build@v1
     Configuration:
@@ -409,10 +410,10 @@ async fn api_bytes(server: &TestServer, path: &str) -> Result<Vec<u8>> {
         .to_vec())
 }
 
-async fn put_packages(server: &TestServer, body: serde_json::Value) -> Result<()> {
+async fn put_packages(server: &TestServer, repo: &str, body: serde_json::Value) -> Result<()> {
     let resp = server
         .http
-        .put(server.api("/repos/admin/app/packages"))
+        .put(server.api(&format!("/repos/admin/{repo}/packages")))
         .bearer_auth(&server.admin_token)
         .json(&body)
         .send()
@@ -437,8 +438,8 @@ async fn wait_run(server: &TestServer, id: i64, limit: Duration) -> Result<Run> 
     }
 }
 
-async fn runs_of(server: &TestServer) -> Result<Vec<Run>> {
-    api_json(server, "/repos/admin/app/runs").await
+async fn runs_of(server: &TestServer, repo: &str) -> Result<Vec<Run>> {
+    api_json(server, &format!("/repos/admin/{repo}/runs")).await
 }
 
 fn untar(bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
@@ -479,7 +480,7 @@ async fn separate_agent_builds_with_codeartifact_packages_in_a_private_subnet() 
     cove_tests::require_docker();
     cove_tests::require_image("cove/universal:latest");
     cove_tests::require_image("cove/agent:latest");
-    let agent_bin = cargo_bin("cove-agent", "cove-agent");
+    let agent_bin = cove_tests::cargo_bin("cove-agent", "cove-agent")?;
 
     let mut net = AgentNet::create();
     let g = net.gateway.clone();
@@ -497,6 +498,14 @@ async fn separate_agent_builds_with_codeartifact_packages_in_a_private_subnet() 
     // The host reaches both targets (so "unreachable from the build" means something).
     assert!(std::net::TcpStream::connect(&outsider.addr).is_ok());
     assert!(std::net::TcpStream::connect(&metadata.target.addr).is_ok());
+    // (wait until the accept threads counted those, then start from zero)
+    let t0 = Instant::now();
+    while (outsider.hits.load(Ordering::SeqCst) < 1
+        || metadata.target.hits.load(Ordering::SeqCst) < 1)
+        && t0.elapsed() < Duration::from_secs(5)
+    {
+        std::thread::sleep(Duration::from_millis(10));
+    }
     outsider.hits.store(0, Ordering::SeqCst);
     metadata.target.hits.store(0, Ordering::SeqCst);
     net.only(&[server_port, double.port, moto.port]);
@@ -511,18 +520,24 @@ async fn separate_agent_builds_with_codeartifact_packages_in_a_private_subnet() 
             "mode": mode, "sts_endpoint": sts, "codeartifact_endpoint": double.url(),
         })
     };
+    server.create_repo(&server.admin_token, "bs").await?;
+    for repo in ["app", "bs"] {
+        put_packages(
+            &server,
+            repo,
+            serde_json::json!({"config": repos("token-free", ROLE, moto.url())}),
+        )
+        .await?;
+    }
     put_packages(
         &server,
-        serde_json::json!({"config": repos("token-free", ROLE, moto.url())}),
-    )
-    .await?;
-    put_packages(
-        &server,
+        "app",
         serde_json::json!({"environment": "compat", "config": repos("compatible", ROLE, moto.url())}),
     )
     .await?;
     put_packages(
         &server,
+        "app",
         serde_json::json!({"environment": "denied", "config": repos("token-free", DENIED_ROLE, format!("{}/sts/", double.url()))}),
     )
     .await?;
@@ -614,7 +629,7 @@ async fn separate_agent_builds_with_codeartifact_packages_in_a_private_subnet() 
     ]);
     // One attempt each, 2 s; the job fails if any target answers.
     let probes = format!(
-        "for t in http://{outsider}/ http://{meta}/ http://169.254.169.254/ http://{docker0}:{server_port}/ http://{g}:{server_port}/api/v1/health http://$(ip route | awk '/default/ {{print $3}}'):{server_port}/; do if curl -s -o /dev/null --noproxy '*' -m 2 \"$t\"; then echo \"REACHED $t\"; exit 1; else echo \"blocked $t\"; fi; done; if curl -s -o /dev/null -m 2 http://{outsider}/; then echo 'REACHED via proxy'; exit 1; else echo 'proxy refused {outsider}'; fi",
+        "for t in http://{outsider}/ http://{meta}/ http://169.254.169.254/ http://{docker0}:{server_port}/ http://{g}:{server_port}/api/v1/health http://$(ip route | awk '/default/ {{print $3}}'):{server_port}/; do if curl -s -o /dev/null --noproxy '*' -m 2 \"$t\"; then echo \"REACHED $t\"; exit 1; else echo \"blocked $t\"; fi; done; if curl -sf -o /dev/null -m 2 http://{outsider}/; then echo 'REACHED via proxy'; exit 1; else echo 'proxy refused {outsider}'; fi",
         outsider = outsider.addr,
         meta = metadata.target.addr,
     );
@@ -624,7 +639,6 @@ async fn separate_agent_builds_with_codeartifact_packages_in_a_private_subnet() 
         ("app.py", APP_PY.to_string()),
         (".codecatalyst/workflows/packages.yaml", workflow(&probes)),
         (".codecatalyst/workflows/refresh.yaml", REFRESH.to_string()),
-        ("buildspec.yml", BUILDSPEC.to_string()),
     ] {
         if let Some(parent) = Path::new(file).parent() {
             std::fs::create_dir_all(d.join(parent))?;
@@ -632,22 +646,49 @@ async fn separate_agent_builds_with_codeartifact_packages_in_a_private_subnet() 
         commit_file(d, file, content.as_bytes(), file).await?;
     }
     git_ok(d, &["push", "-q", "origin", "main"]).await?;
+    // A buildspec repository (its buildspec runs when it has no workflows).
+    let bs_dir = tempfile::tempdir()?;
+    let b = bs_dir.path();
+    git_ok(b, &["init", "-q", "-b", "main"]).await?;
+    git_ok(
+        b,
+        &[
+            "remote",
+            "add",
+            "origin",
+            &server.git_url("admin/bs", Some(&server.admin_token)),
+        ],
+    )
+    .await?;
+    for (file, content) in [
+        ("package.json", PACKAGE_JSON),
+        ("index.js", INDEX_JS),
+        ("buildspec.yml", BUILDSPEC),
+    ] {
+        commit_file(b, file, content.as_bytes(), file).await?;
+    }
+    git_ok(b, &["push", "-q", "origin", "main"]).await?;
 
     // Both runs (workflow + buildspec) end.
     let started = Instant::now();
-    let runs = loop {
-        let runs = runs_of(&server).await?;
-        if runs.len() >= 2 && runs.iter().all(|r| r.state.is_terminal()) {
-            break runs;
+    let (wf, bs) = loop {
+        let runs = runs_of(&server, "app").await?;
+        let bs_runs = runs_of(&server, "bs").await?;
+        if let (Some(wf), Some(bs)) = (runs.first(), bs_runs.first()) {
+            if wf.state.is_terminal() && bs.state.is_terminal() {
+                break (wf.clone(), bs.clone());
+            }
         }
         if started.elapsed() > Duration::from_secs(400) {
-            bail!("runs did not end: {runs:#?}\nagent log:\n{}", agent.logs());
+            bail!(
+                "runs did not end: {runs:#?} {bs_runs:#?}\nagent log:\n{}",
+                agent.logs()
+            );
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
+    let (wf, bs) = (&wf, &bs);
     let agent_log = agent.logs();
-    let wf = runs.iter().find(|r| r.workflow == "packages").unwrap();
-    let bs = runs.iter().find(|r| r.workflow != "packages").unwrap();
     let mut logs: Vec<(String, String)> = Vec::new();
     for run in [wf, bs] {
         for job in &run.jobs {
@@ -720,6 +761,12 @@ async fn separate_agent_builds_with_codeartifact_packages_in_a_private_subnet() 
     );
     assert!(bs_log.contains("session secret is ***"), "{bs_log}");
 
+    // An artifact holding the token is refused, not stored.
+    let (leaky_state, leaky_error) = state(wf, "LeakyArtifact");
+    assert_eq!(leaky_state, JobState::Failed);
+    assert!(leaky_error
+        .unwrap_or_default()
+        .contains("artifact `leaky` contains a secret value and was not uploaded"));
     // STS denied the role: the job failed, the reason names the role.
     let (denied_state, denied_error) = state(wf, "Denied");
     assert_eq!(denied_state, JobState::Failed);
@@ -746,7 +793,13 @@ async fn separate_agent_builds_with_codeartifact_packages_in_a_private_subnet() 
     );
 
     // Token-free builds saw gateway URLs only.
-    let tf_npm = untar(&api_bytes(&server, &format!("/runs/{}/artifacts/npmtf", wf.id)).await?);
+    let tf_npm = untar(
+        &api_bytes(
+            &server,
+            &format!("/runs/{}/jobs/NpmTokenFree/artifacts/npmtf", wf.id),
+        )
+        .await?,
+    );
     let npmrc = tf_npm
         .iter()
         .find(|(p, _)| p.ends_with(".npmrc"))
@@ -807,7 +860,11 @@ async fn separate_agent_builds_with_codeartifact_packages_in_a_private_subnet() 
         haystacks.push((format!("run {}", run.id), serde_json::to_vec(run)?));
         for job in &run.jobs {
             for a in &job.artifacts {
-                let tar = api_bytes(&server, &format!("/runs/{}/artifacts/{a}", run.id)).await?;
+                let tar = api_bytes(
+                    &server,
+                    &format!("/runs/{}/jobs/{}/artifacts/{a}", run.id, job.action),
+                )
+                .await?;
                 for (path, data) in untar(&tar) {
                     haystacks.push((format!("artifact {a}/{path}"), data));
                 }
@@ -825,7 +882,11 @@ async fn separate_agent_builds_with_codeartifact_packages_in_a_private_subnet() 
     let token_free_dump = tf_npm
         .iter()
         .chain(&untar(
-            &api_bytes(&server, &format!("/runs/{}/artifacts/piptf", wf.id)).await?,
+            &api_bytes(
+                &server,
+                &format!("/runs/{}/jobs/PipTokenFree/artifacts/piptf", wf.id),
+            )
+            .await?,
         ))
         .map(|(p, d)| (p.clone(), d.clone()))
         .collect::<Vec<_>>();
