@@ -15,7 +15,7 @@ PROFILE="${PROFILE:-release}"
 args=(-p cove-agent)
 [ "$PROFILE" = release ] && args+=(--release)
 echo "# $(date -u +%FT%TZ) $(uname -m), $(nproc) cores, cargo test profile: $PROFILE"
-for t in "broker bench_broker_cache_hit_vs_miss" "gateway bench_npm_install_gateway_vs_direct"; do
+for t in "broker bench_broker_cache_hit_vs_miss" "gateway bench_npm_install_gateway_vs_direct" "jobs bench_job_sandbox_overhead"; do
   set -- $t
   cargo test "${args[@]}" --test "$1" -- --ignored --exact "$2" --nocapture --test-threads=1 2>&1 \
     | grep -o 'BENCH .*' | sed 's/^BENCH //'

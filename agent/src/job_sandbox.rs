@@ -288,3 +288,114 @@ impl SandboxedJob {
         }
     }
 }
+
+/// At agent start: private networks and firewall rules a killed agent left
+/// behind (no destructor ran). A job is live while a container labelled
+/// with it runs — whichever agent on this engine owns it — so only the
+/// leftovers of finished jobs are removed.
+pub async fn clean_after_crash(docker: &Docker, settings: &SandboxSettings) {
+    use std::collections::{HashMap, HashSet};
+    let filters = HashMap::from([(
+        "label".to_string(),
+        vec![format!("{}=job", crate::pod::LABEL_ROLE)],
+    )]);
+    let running: HashSet<String> = match docker
+        .list_containers(Some(bollard::query_parameters::ListContainersOptions {
+            all: false,
+            filters: Some(filters),
+            ..Default::default()
+        }))
+        .await
+    {
+        Ok(list) => list
+            .into_iter()
+            .filter_map(|c| c.labels?.remove(crate::jobs::LABEL_JOB))
+            .collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "listing job containers failed; no crash cleanup");
+            return;
+        }
+    };
+    // Networks created in the last two minutes may belong to a job another
+    // agent on this engine is starting right now (no container yet).
+    let mut young = HashSet::new();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let filters = HashMap::from([(
+        "label".to_string(),
+        vec![format!(
+            "{}={}",
+            crate::private_net::LABEL_ROLE,
+            crate::private_net::ROLE_PRIVATE_NET
+        )],
+    )]);
+    if let Ok(nets) = docker
+        .list_networks(Some(bollard::query_parameters::ListNetworksOptions {
+            filters: Some(filters),
+        }))
+        .await
+    {
+        for n in nets {
+            let created = n.created.as_deref().and_then(rfc3339_secs).unwrap_or(now);
+            if now.saturating_sub(created) < 120 {
+                if let Some(job) = n
+                    .labels
+                    .and_then(|mut l| l.remove(crate::private_net::LABEL_JOB))
+                {
+                    young.insert(job);
+                }
+            }
+        }
+    }
+    match crate::private_net::cleanup_orphans(docker, &net_options(settings), |job| {
+        running.contains(job) || young.contains(job)
+    })
+    .await
+    {
+        Ok(cleaned) if !cleaned.is_empty() => {
+            tracing::info!(
+                jobs = cleaned.len(),
+                "removed private networks of finished jobs"
+            )
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cleaning up private networks failed"),
+    }
+}
+
+/// Seconds since the epoch of an RFC 3339 UTC time (`2026-11-26T11:32:06.5Z`).
+fn rfc3339_secs(t: &str) -> Option<u64> {
+    let b = t.as_bytes();
+    if b.len() < 19 || b[4] != b'-' || b[10] != b'T' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| t.get(r)?.parse::<i64>().ok();
+    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hh, mm, ss) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    // Days from the civil date (proleptic Gregorian).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    u64::try_from(days * 86_400 + hh * 3600 + mm * 60 + ss).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_times() {
+        assert_eq!(rfc3339_secs("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(
+            rfc3339_secs("2026-11-26T11:32:06.566582Z"),
+            Some(1_795_692_726)
+        );
+        assert_eq!(rfc3339_secs("2000-03-01T00:00:00+00:00"), Some(951_868_800));
+        assert_eq!(rfc3339_secs("garbage"), None);
+    }
+}

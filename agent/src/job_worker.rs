@@ -111,6 +111,9 @@ pub async fn run<T: JobTransport>(
     config: WorkerConfig,
     shutdown: CancellationToken,
 ) {
+    if config.sandbox.private_network {
+        crate::job_sandbox::clean_after_crash(&docker, &config.sandbox).await;
+    }
     let mut loops = Vec::new();
     for slot in 0..config.slots.max(1) {
         let (docker, transport, config, shutdown) = (

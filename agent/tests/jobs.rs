@@ -925,3 +925,98 @@ async fn stale_job_containers_are_removed_unless_running() {
     assert_eq!(removed, vec![live.clone()]);
     assert_no_container(&docker, &live).await;
 }
+
+/// What a job's sandbox costs: a trivial job on the default bridge vs on its
+/// own private network (host placement: network, DROP rule, gateway listener
+/// and its port rules, teardown), and one batch of host firewall rules run
+/// through the helper container that container placement uses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: run by scripts/bench-broker.sh"]
+async fn bench_job_sandbox_overhead() {
+    use cove_agent::broker::{Broker, BrokerOptions, JobRef, Mode, SystemClock};
+    use cove_agent::gateway::AllowList;
+    use cove_agent::private_net::{
+        Firewall, GatewayAt, JobSandbox, NetOptions, PrivateNetwork, SandboxSpec,
+    };
+    let docker = docker().await;
+    let rounds = 10;
+    let broker = std::sync::Arc::new(Broker::new(
+        aws_config::SdkConfig::builder().build(),
+        std::sync::Arc::new(SystemClock),
+        BrokerOptions::default(),
+    ));
+    let (mut plain, mut sandboxed, mut helper) = (Vec::new(), Vec::new(), Vec::new());
+    let once = |network: Option<String>| {
+        let mut spec = JobSpec::new(unique("bench"), Script::Steps(vec!["true".into()]));
+        spec.image = "cove/busybox:latest".into();
+        spec.network = network;
+        spec
+    };
+    for _ in 0..rounds {
+        let t = Instant::now();
+        let (r, _) = run(&once(None), CancellationToken::new()).await;
+        assert_eq!(r.status, JobStatus::Succeeded);
+        plain.push(t.elapsed().as_secs_f64() * 1000.0);
+
+        let t = Instant::now();
+        let job = unique("bench");
+        let sandbox = JobSandbox::start(
+            &docker,
+            broker.clone(),
+            SandboxSpec {
+                job: JobRef {
+                    run_id: "bench".into(),
+                    job_id: job.clone(),
+                    timeout: Duration::from_secs(60),
+                },
+                codeartifact: None,
+                mode: Mode::TokenFree,
+                allow: AllowList::parse(&["allowed.invalid:443"]).unwrap(),
+                home: "/root".into(),
+                net: NetOptions::default(),
+                gateway_at: GatewayAt::HostBridge,
+            },
+        )
+        .await
+        .unwrap();
+        let mut spec = once(Some(sandbox.network_name().to_string()));
+        spec.job_id = job;
+        let (r, _) = run(&spec, CancellationToken::new()).await;
+        assert_eq!(r.status, JobStatus::Succeeded);
+        sandbox.teardown().await.unwrap();
+        sandboxed.push(t.elapsed().as_secs_f64() * 1000.0);
+
+        let t = Instant::now();
+        let net = PrivateNetwork::create(
+            &docker,
+            &unique("bench"),
+            NetOptions {
+                firewall: Firewall::HostContainer {
+                    iptables: "iptables".into(),
+                    image: "cove/agent:latest".into(),
+                },
+            },
+        )
+        .await
+        .unwrap();
+        net.remove().await.unwrap();
+        helper.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(|a, b| a.total_cmp(b));
+        v[v.len() / 2]
+    };
+    let (p, s, h) = (
+        median(&mut plain),
+        median(&mut sandboxed),
+        median(&mut helper),
+    );
+    println!("BENCH trivial job, default bridge (no sandbox): median {p:.0} ms of {rounds}");
+    println!(
+        "BENCH trivial job in its private network with a gateway (host placement), incl. teardown: median {s:.0} ms of {rounds} (+{:.0} ms)",
+        s - p
+    );
+    println!(
+        "BENCH private network create + remove with rules through the helper container (container placement): median {h:.0} ms of {rounds}"
+    );
+}
