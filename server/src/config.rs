@@ -39,6 +39,20 @@ pub struct FileConfig {
     pub public_url: Option<String>,
     /// Largest push accepted, in bytes (after gzip decoding).
     pub max_push_bytes: Option<u64>,
+    /// `[jobs]`: the embedded agent's job loop (file only).
+    #[serde(default)]
+    pub jobs: Option<JobsFileConfig>,
+}
+
+/// `[jobs]` of the TOML file.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobsFileConfig {
+    /// Jobs the embedded agent runs at once (0: only separate agents run jobs).
+    pub embedded_slots: Option<usize>,
+    /// `[jobs.sandbox]`: job isolation of the embedded agent (private
+    /// networks, egress allow-list, VPC endpoints), as in `agent.yaml`.
+    pub sandbox: Option<cove_agent::private_net::SandboxSettings>,
 }
 
 impl FileConfig {
@@ -143,7 +157,16 @@ impl Config {
             database_url,
             public_url,
             max_push_bytes,
+            jobs: _,
         } = flags;
+        let jobs = file.jobs.clone().unwrap_or_default();
+        let mut runs = crate::runs::RunsConfig::default();
+        if let Some(slots) = jobs.embedded_slots {
+            runs.embedded_slots = slots;
+        }
+        if let Some(sandbox) = jobs.sandbox {
+            runs.sandbox = sandbox;
+        }
         let data_dir = data_dir
             .or(file.data_dir)
             .unwrap_or_else(|| PathBuf::from(".cove-data"));
@@ -177,7 +200,7 @@ impl Config {
                 .map(|u| u.trim_end_matches('/').to_string()),
             admin_token,
             embedded_agent: true,
-            runs: crate::runs::RunsConfig::default(),
+            runs,
             intervals: crate::envs::Intervals::default(),
             max_push_bytes: max_push_bytes
                 .or(file.max_push_bytes)
@@ -208,6 +231,7 @@ mod tests {
             database_url: None,
             public_url: Some("http://file/".into()),
             max_push_bytes: Some(7),
+            jobs: None,
         };
         let flags = FileConfig {
             data_dir: Some("/flag".into()),
@@ -219,6 +243,21 @@ mod tests {
         assert_eq!(c.listen.to_string(), "0.0.0.0:1");
         assert_eq!(c.public_url.as_deref(), Some("http://file"));
         assert!(c.database_url().starts_with("sqlite:///flag/cove.db"));
+    }
+
+    #[test]
+    fn jobs_section_sets_the_embedded_agents_sandbox() {
+        let file: FileConfig = toml::from_str(
+            "[jobs]\nembedded_slots = 1\n[jobs.sandbox]\negress_allow = [\"cove.internal:443\"]\n",
+        )
+        .expect("valid toml");
+        let c = Config::resolve(FileConfig::default(), None, file).expect("valid config");
+        assert_eq!(c.runs.embedded_slots, 1);
+        assert_eq!(c.runs.sandbox.egress_allow, vec!["cove.internal:443"]);
+        assert!(c.runs.sandbox.private_network);
+        let err = toml::from_str::<FileConfig>("[jobs.sandbox]\nprivate_netwrok = false\n")
+            .expect_err("unknown key");
+        assert!(err.to_string().contains("private_netwrok"), "{err}");
     }
 
     #[test]

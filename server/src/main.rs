@@ -61,6 +61,7 @@ async fn main() -> anyhow::Result<()> {
         database_url: args.database_url,
         public_url: args.public_url,
         max_push_bytes: args.max_push_bytes,
+        jobs: None,
     };
     let config = Config::resolve(flags, admin_token, file)?;
     tracing::info!(

@@ -47,6 +47,8 @@ pub struct RunsConfig {
     pub retry_lost_jobs: bool,
     /// Jobs the embedded agent runs at once (0 = no embedded job loop).
     pub embedded_slots: usize,
+    /// How the embedded agent isolates jobs (`[jobs.sandbox]` of the config file).
+    pub sandbox: cove_agent::private_net::SandboxSettings,
 }
 
 impl Default for RunsConfig {
@@ -58,6 +60,7 @@ impl Default for RunsConfig {
             default_image: cove_agent::jobs::DEFAULT_IMAGE.to_string(),
             retry_lost_jobs: false,
             embedded_slots: 2,
+            sandbox: cove_agent::private_net::SandboxSettings::default(),
         }
     }
 }
@@ -1261,6 +1264,7 @@ pub fn spawn_background(state: AppState) -> tokio_util::sync::CancellationToken 
                 };
             let config = cove_agent::job_worker::WorkerConfig {
                 slots,
+                sandbox: state.runs().config.sandbox.clone(),
                 ..Default::default()
             };
             cove_agent::job_worker::run(docker, Arc::new(InProcess(state)), config, stop).await;
