@@ -10,11 +10,13 @@ mod agents;
 mod env;
 mod packages;
 mod runs;
+mod session;
 
 pub use agents::*;
 pub use env::*;
 pub use packages::*;
 pub use runs::*;
+pub use session::*;
 
 use serde::{Deserialize, Serialize};
 

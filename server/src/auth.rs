@@ -7,6 +7,14 @@
 //! ([`require_registration`]) — is decided here too; the kinds never stand in for one another.
 //! Secrets never reach a log line or an error message: tokens are compared by their SHA-256,
 //! passwords by argon2.
+//!
+//! Browser sessions (the web UI): [`start_session`] turns a password login into a random
+//! session secret sent as the `cove_session` cookie (HttpOnly, SameSite=Strict, Secure over
+//! https); only its SHA-256 is stored, with an expiry. [`authenticate_request`] accepts that
+//! cookie when no `Authorization` header is present, and for anything but GET/HEAD requires
+//! the `X-Cove-CSRF` header to carry [`csrf_token`] of the session (derived from the secret,
+//! handed to the page by `GET /api/v1/session`). Bearer/Basic clients are unaffected. The git
+//! handlers never accept the cookie. A session is always a user, never an agent.
 
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -70,6 +78,36 @@ pub struct Principal {
     pub scopes: Vec<Scope>,
     /// The token used, when authenticated by token.
     pub token_id: Option<i64>,
+    /// How the caller authenticated.
+    pub method: AuthMethod,
+    /// The browser session, when authenticated by the session cookie.
+    pub session: Option<SessionAuth>,
+}
+
+/// The kind of credential a request carried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMethod {
+    Token,
+    Password,
+    Session,
+}
+
+/// A browser session that authenticated a request.
+#[derive(Clone)]
+pub struct SessionAuth {
+    pub id: i64,
+    pub expires_at: i64,
+    /// The session's CSRF token (never logged: `Debug` leaves it out).
+    pub csrf_token: String,
+}
+
+impl std::fmt::Debug for SessionAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionAuth")
+            .field("id", &self.id)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Principal {
@@ -209,6 +247,8 @@ pub async fn authenticate_caller(
                 user,
                 scopes: row.scopes,
                 token_id: Some(row.id),
+                method: AuthMethod::Token,
+                session: None,
             })))
         }
         Some(Credential::Password { username, password }) => {
@@ -230,6 +270,8 @@ pub async fn authenticate_caller(
                 user,
                 scopes,
                 token_id: None,
+                method: AuthMethod::Password,
+                session: None,
             })))
         }
     }
@@ -289,6 +331,148 @@ pub fn require_registration(caller: Option<Caller>) -> Result<RegistrationGrant,
             "registering an agent needs a registration token as the bearer credential".into(),
         )),
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Browser sessions
+// ---------------------------------------------------------------------------------------
+
+/// Name of the web UI's session cookie.
+pub const SESSION_COOKIE: &str = "cove_session";
+/// Header that must carry the session's CSRF token on cookie-authenticated changes.
+pub const CSRF_HEADER: &str = "x-cove-csrf";
+/// How long a browser session lasts (no sliding renewal).
+pub const SESSION_TTL_SECS: i64 = 12 * 3600;
+
+/// The CSRF token of the session whose cookie value is `secret`: a keyed derivation, so the
+/// server recomputes it from the cookie instead of storing it, and the page (which cannot read
+/// the HttpOnly cookie) learns it from `GET /api/v1/session`.
+pub fn csrf_token(secret: &str) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(b"cove-csrf\0");
+    hasher.update(secret.as_bytes());
+    hex::encode(hasher.finalize())
+}
+
+/// A session just created: the secret goes into the cookie, never into a log.
+pub struct NewSession {
+    pub secret: String,
+    pub auth: SessionAuth,
+}
+
+/// Starts a browser session for a caller who logged in with user name and password.
+/// Tokens and existing sessions cannot mint sessions: the UI login is a password login.
+pub async fn start_session(store: &Store, principal: &Principal) -> Result<NewSession, ApiError> {
+    if principal.method != AuthMethod::Password {
+        return Err(ApiError::BadRequest(
+            "log in with user name and password (HTTP Basic) to start a session".into(),
+        ));
+    }
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    let secret = hex::encode(bytes);
+    let expires_at = now_secs() + SESSION_TTL_SECS;
+    let row = store
+        .create_session(principal.user.id, &hash_token(&secret), expires_at)
+        .await?;
+    // Opportunistic cleanup; a failure only leaves dead rows behind.
+    let _ = store.delete_expired_sessions(now_secs()).await;
+    Ok(NewSession {
+        auth: SessionAuth {
+            id: row.id,
+            expires_at,
+            csrf_token: csrf_token(&secret),
+        },
+        secret,
+    })
+}
+
+/// Ends the caller's browser session (logout).
+pub async fn end_session(store: &Store, principal: &Principal) -> Result<(), ApiError> {
+    let Some(session) = &principal.session else {
+        return Err(ApiError::BadRequest(
+            "this request was not authenticated by a session cookie".into(),
+        ));
+    };
+    store.delete_session(session.id).await?;
+    Ok(())
+}
+
+/// The `Set-Cookie` value that stores a session (`secure` when the server is served over https).
+pub fn session_cookie(secret: &str, max_age_secs: i64, secure: bool) -> String {
+    let secure = if secure { "; Secure" } else { "" };
+    format!("{SESSION_COOKIE}={secret}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age_secs}{secure}")
+}
+
+/// The `Set-Cookie` value that removes the session cookie.
+pub fn clear_session_cookie(secure: bool) -> String {
+    session_cookie("", 0, secure)
+}
+
+fn session_secret(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, value)| *name == SESSION_COOKIE && !value.is_empty())
+        .map(|(_, value)| value.to_string())
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Authenticates a REST request: the `Authorization` header as in [`authenticate_caller`],
+/// else the session cookie (always a user). A cookie-authenticated request that is not GET/HEAD
+/// must carry the session's CSRF token in `X-Cove-CSRF` (403 otherwise); bearer and Basic
+/// callers never need it.
+pub async fn authenticate_request(
+    store: &Store,
+    method: &axum::http::Method,
+    headers: &HeaderMap,
+) -> Result<Option<Caller>, ApiError> {
+    if headers.contains_key(header::AUTHORIZATION) {
+        return authenticate_caller(store, headers).await;
+    }
+    let Some(secret) = session_secret(headers) else {
+        return Ok(None);
+    };
+    let Some((row, user)) = store.session_by_hash(&hash_token(&secret)).await? else {
+        return Err(ApiError::Unauthorized);
+    };
+    if row.expires_at <= now_secs() {
+        return Err(ApiError::Unauthorized);
+    }
+    let csrf = csrf_token(&secret);
+    let safe = matches!(
+        *method,
+        axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS
+    );
+    if !safe {
+        let sent = headers
+            .get(CSRF_HEADER)
+            .map(|v| v.as_bytes())
+            .unwrap_or_default();
+        if !constant_time_eq(sent, csrf.as_bytes()) {
+            return Err(ApiError::Forbidden(
+                "missing or wrong X-Cove-CSRF header for a cookie-authenticated request".into(),
+            ));
+        }
+    }
+    let scopes = user_scopes(&user);
+    Ok(Some(Caller::User(Principal {
+        user,
+        scopes,
+        token_id: None,
+        method: AuthMethod::Session,
+        session: Some(SessionAuth {
+            id: row.id,
+            expires_at: row.expires_at,
+            csrf_token: csrf,
+        }),
+    })))
 }
 
 /// The scopes a user may hold: everything but `admin` for non-admins.

@@ -429,12 +429,12 @@ pub struct ListQuery {
     pub repo: Option<String>,
 }
 
-/// `GET /api/v1/environments`: the environments of repositories the caller can read.
-pub async fn list_envs(
-    State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
-    Query(q): Query<ListQuery>,
-) -> Result<Json<Vec<Environment>>, ApiError> {
+/// The environments of repositories `principal` can read (of one repository with `repo`).
+async fn visible_envs(
+    state: &AppState,
+    principal: &Principal,
+    repo: Option<&str>,
+) -> Result<Vec<Environment>, ApiError> {
     let mut out = Vec::new();
     let readable: std::collections::HashSet<i64> = state
         .store()
@@ -447,13 +447,45 @@ pub async fn list_envs(
         if !readable.contains(&row.repo_id) {
             continue;
         }
-        let dto = env_dto(&state, &row).await?;
-        if q.repo.as_deref().is_some_and(|r| r != dto.repo) {
+        let dto = env_dto(state, &row).await?;
+        if repo.is_some_and(|r| r != dto.repo) {
             continue;
         }
         out.push(dto);
     }
-    Ok(Json(out))
+    Ok(out)
+}
+
+/// `GET /api/v1/environments`: the environments of repositories the caller can read.
+pub async fn list_envs(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Vec<Environment>>, ApiError> {
+    Ok(Json(
+        visible_envs(&state, &principal, q.repo.as_deref()).await?,
+    ))
+}
+
+/// `GET /api/v1/environments/stream` (server-sent events): the list of
+/// `GET /api/v1/environments` as event `environments`, sent again whenever any state,
+/// reason, restart-required flag or endpoint changes (checked every second).
+pub async fn stream_envs(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Query(q): Query<ListQuery>,
+) -> Response {
+    crate::sse::snapshots(state, "environments", move |state| {
+        let principal = principal.clone();
+        let repo = q.repo.clone();
+        async move {
+            let envs = visible_envs(&state, &principal, repo.as_deref()).await?;
+            Ok((
+                serde_json::to_value(envs).map_err(ApiError::internal)?,
+                false,
+            ))
+        }
+    })
 }
 
 /// `GET /api/v1/environments/{env}`

@@ -15,7 +15,9 @@ pub mod git;
 pub mod names;
 pub mod routes;
 pub mod runs;
+pub mod sse;
 pub mod store;
+pub mod ui;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -62,6 +64,9 @@ struct Inner {
     envs: envs::Envs,
     runs: runs::Runs,
     max_push_bytes: u64,
+    /// Cancelled when the server begins its graceful shutdown: long-lived streams (server-sent
+    /// events) end then, so in-flight requests can finish.
+    closing: tokio_util::sync::CancellationToken,
 }
 
 /// Shared state of all handlers.
@@ -111,6 +116,11 @@ impl AppState {
     fn publish(&self, event: PushEvent) {
         // No subscriber is fine: events are in the store either way.
         let _ = self.0.events.send(event);
+    }
+
+    /// Cancelled when the server shuts down; long-lived responses end with it.
+    pub fn closing(&self) -> &tokio_util::sync::CancellationToken {
+        &self.0.closing
     }
 
     /// The lock that serializes pushes (and deletion) of one repository.
@@ -184,6 +194,7 @@ impl Server {
             repo_locks: Mutex::new(HashMap::new()),
             envs: envs::Envs::new(agent),
             max_push_bytes: config.max_push_bytes,
+            closing: tokio_util::sync::CancellationToken::new(),
         }));
         Ok(Server {
             state,
@@ -212,6 +223,11 @@ impl Server {
         }
         let _stop_jobs = runs::spawn_background(self.state.clone()).drop_guard();
         let app = routes::router(self.state.clone());
+        let closing = self.state.0.closing.clone();
+        let shutdown = async move {
+            shutdown.await;
+            closing.cancel();
+        };
         axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
             .await

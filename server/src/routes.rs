@@ -27,6 +27,7 @@ use crate::git;
 use crate::names::validate_name;
 use crate::runs::http as runs;
 use crate::store::{now_secs, PushEventRow, RepoRow, TokenRow};
+use crate::ui;
 use crate::AppState;
 
 /// What a route needs from its caller.
@@ -152,6 +153,36 @@ pub fn api_routes() -> Vec<Route> {
             OK,
             "The authenticated user",
             whoami,
+        ),
+        route(
+            M::POST,
+            "/api/v1/session",
+            Read,
+            None,
+            false,
+            CREATED,
+            "Log in to the web UI: HTTP Basic user + password; sets the HttpOnly session cookie and answers the CSRF token",
+            ui::login,
+        ),
+        route(
+            M::GET,
+            "/api/v1/session",
+            Read,
+            None,
+            false,
+            OK,
+            "The logged-in user and, for the session cookie, its CSRF token (send it as X-Cove-CSRF)",
+            ui::session,
+        ),
+        route(
+            M::DELETE,
+            "/api/v1/session",
+            Read,
+            None,
+            false,
+            GONE,
+            "Log out: ends the session of the cookie and clears it",
+            ui::logout,
         ),
         route(
             M::GET,
@@ -325,6 +356,16 @@ pub fn api_routes() -> Vec<Route> {
             runs::list_runs,
         ),
         route(
+            M::GET,
+            "/api/v1/repos/{owner}/{name}/runs/stream",
+            Read,
+            reader,
+            false,
+            OK,
+            "Server-sent events: the run list (?branch=&limit=) whenever it changes",
+            runs::stream_runs,
+        ),
+        route(
             M::POST,
             "/api/v1/repos/{owner}/{name}/runs",
             Write,
@@ -425,6 +466,16 @@ pub fn api_routes() -> Vec<Route> {
             runs::get_run,
         ),
         route(
+            M::GET,
+            "/api/v1/runs/{run}/stream",
+            Read,
+            reader,
+            false,
+            OK,
+            "Server-sent events: the run and its jobs (states, DAG) whenever they change, then `end`",
+            runs::stream_run,
+        ),
+        route(
             M::POST,
             "/api/v1/runs/{run}/cancel",
             Write,
@@ -453,6 +504,16 @@ pub fn api_routes() -> Vec<Route> {
             OK,
             "A job's log (?after=&format=json; ?follow=true streams until the job ends)",
             runs::job_logs,
+        ),
+        route(
+            M::GET,
+            "/api/v1/runs/{run}/jobs/{job}/logs/stream",
+            Read,
+            reader,
+            false,
+            OK,
+            "Server-sent events: a job's log lines as they are stored (id = seq; Last-Event-ID resumes), then `end`",
+            runs::stream_job_logs,
         ),
         route(
             M::GET,
@@ -590,6 +651,16 @@ pub fn api_routes() -> Vec<Route> {
         ),
         route(
             M::GET,
+            "/api/v1/environments/stream",
+            Read,
+            None,
+            false,
+            OK,
+            "Server-sent events: the environment list (?repo=) whenever a state changes",
+            envs::stream_envs,
+        ),
+        route(
+            M::GET,
             "/api/v1/environments/orphans",
             Admin,
             None,
@@ -723,7 +794,8 @@ pub fn router(state: AppState) -> Router {
         .route(GIT_ROUTES[0].1, axum::routing::get(git::info_refs))
         .route(GIT_ROUTES[1].1, axum::routing::post(git::upload_pack))
         .route(GIT_ROUTES[2].1, axum::routing::post(git::receive_pack))
-        .fallback(|| async { ApiError::NotFound("route".into()) })
+        .fallback(ui::fallback)
+        .layer(middleware::from_fn(ui::no_basic_prompt))
         .layer(middleware::from_fn(log_request))
         .with_state(state)
 }
@@ -762,7 +834,8 @@ async fn authorize_route(
     mut request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let caller = auth::authenticate_caller(state.store(), request.headers()).await?;
+    let caller =
+        auth::authenticate_request(state.store(), request.method(), request.headers()).await?;
     match spec.audience {
         Audience::Agents => {
             let agent = auth::require_agent(caller)?;
@@ -1256,7 +1329,7 @@ pub fn openapi_document(public_url: &str) -> Value {
             "summary": spec.summary,
             "description": description,
             "parameters": params,
-            "security": [{"bearer": []}, {"basic": []}],
+            "security": [{"bearer": []}, {"basic": []}, {"session": []}],
             "x-cove-scope": match spec.audience {
                 Audience::Users => spec.scope.as_str(),
                 Audience::Agents => "agent",
@@ -1295,6 +1368,8 @@ pub fn openapi_document(public_url: &str) -> Value {
         "components": {"securitySchemes": {
             "bearer": {"type": "http", "scheme": "bearer"},
             "basic": {"type": "http", "scheme": "basic"},
+            "session": {"type": "apiKey", "in": "cookie", "name": crate::auth::SESSION_COOKIE,
+                        "description": "web UI session (POST /api/v1/session); requests other than GET/HEAD also need the X-Cove-CSRF header"},
         }},
         "paths": paths,
     })

@@ -17,10 +17,12 @@ mod agents;
 mod envs;
 mod packages;
 mod runs;
+mod sessions;
 
 pub use agents::{AgentRow, RegistrationRefusal, RegistrationTokenRow};
 pub use envs::EnvRow;
 pub use runs::{ActiveJob, JobRow, RunRow, WorkflowErrorRow};
+pub use sessions::SessionRow;
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 

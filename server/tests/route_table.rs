@@ -126,6 +126,15 @@ async fn call(
     }
     let resp = req.send().await?;
     let status = resp.status();
+    let streaming = resp
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"));
+    if streaming {
+        // Server-sent events stay open: the status is what is checked here.
+        return Ok(status);
+    }
     let body = resp.text().await?;
     if let Some(token) = token {
         assert!(!body.contains(token), "{path}: token echoed in response");

@@ -575,3 +575,149 @@ pub async fn agent_upload_artifact(
     super::store_artifact(&state, job, q.attempt, &name, &body).await?;
     Ok(StatusCode::NO_CONTENT)
 }
+
+// ---------------------------------------------------------------------------------------
+// Live updates (server-sent events) for the web UI
+// ---------------------------------------------------------------------------------------
+
+/// `GET /api/v1/repos/{owner}/{name}/runs/stream` (SSE): the list of `…/runs` (same
+/// `branch`/`limit` filters) as event `runs`, sent again whenever it changes.
+pub async fn stream_runs(
+    State(state): State<AppState>,
+    Extension(repo): Extension<RepoRow>,
+    Query(q): Query<ListRunsQuery>,
+) -> Response {
+    let limit = q.limit.unwrap_or(50).clamp(1, 500);
+    crate::sse::snapshots(state, "runs", move |state| {
+        let repo = repo.clone();
+        let branch = q.branch.clone();
+        async move {
+            let mut out = Vec::new();
+            for run in state
+                .store()
+                .list_runs(repo.id, branch.as_deref(), limit)
+                .await?
+            {
+                out.push(run_dto(&state, &repo, run).await?);
+            }
+            Ok((
+                serde_json::to_value(out).map_err(ApiError::internal)?,
+                false,
+            ))
+        }
+    })
+}
+
+/// `GET /api/v1/runs/{run}/stream` (SSE): the run with its jobs (the DAG: `depends_on`, states)
+/// as event `run` whenever anything changes; after the run has ended, one last `run` event,
+/// then `end`.
+pub async fn stream_run(
+    State(state): State<AppState>,
+    Extension(repo): Extension<RepoRow>,
+    Path(params): Path<BTreeMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let run_id = load_run(&state, &repo, &params).await?.id;
+    Ok(crate::sse::snapshots(state, "run", move |state| {
+        let repo = repo.clone();
+        async move {
+            let run = state
+                .store()
+                .run(run_id)
+                .await?
+                .ok_or_else(|| ApiError::NotFound(format!("run {run_id}")))?;
+            let run = run_dto(&state, &repo, run).await?;
+            let ended = !matches!(run.state, RunState::Queued | RunState::Running);
+            Ok((
+                serde_json::to_value(run).map_err(ApiError::internal)?,
+                ended,
+            ))
+        }
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LogStreamQuery {
+    after: Option<u64>,
+}
+
+/// `GET /api/v1/runs/{run}/jobs/{job}/logs/stream` (SSE): the job's log lines as they are
+/// stored, in batches: event `lines`, data `[JobLogLine]`, id = the last line's `seq`. A
+/// reconnecting `EventSource` sends `Last-Event-ID` and continues after it (`?after=` does the
+/// same for the first connection). When the job has ended and every line was sent: event
+/// `end` with `{"state": …}`.
+pub async fn stream_job_logs(
+    State(state): State<AppState>,
+    Extension(repo): Extension<RepoRow>,
+    Path(params): Path<BTreeMap<String, String>>,
+    Query(q): Query<LogStreamQuery>,
+    headers: axum::http::HeaderMap,
+) -> Result<Response, ApiError> {
+    use axum::response::sse::Event;
+    use futures_util::StreamExt;
+    let run = load_run(&state, &repo, &params).await?;
+    let job = load_job(&state, &run, &params).await?;
+    let resume = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    struct Follow {
+        state: AppState,
+        job: i64,
+        after: Option<u64>,
+        done: bool,
+    }
+    let closing = state.clone();
+    let start = Follow {
+        state,
+        job: job.id,
+        after: resume.or(q.after),
+        done: false,
+    };
+    let stream = futures_util::stream::unfold(start, |mut f| async move {
+        if f.done {
+            return None;
+        }
+        loop {
+            let st = f.state.clone();
+            let notified = st.runs().progress().notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            // Read the state before the lines: lines stored before the end are then seen.
+            let job = match f.state.store().job(f.job).await {
+                Ok(job) => job,
+                Err(e) => {
+                    f.done = true;
+                    let ev = Event::default().event("error").data(e.to_string());
+                    return Some((Ok::<_, std::convert::Infallible>(ev), f));
+                }
+            };
+            let lines = match f.state.store().job_logs(f.job, f.after, 500).await {
+                Ok(lines) => lines,
+                Err(e) => {
+                    f.done = true;
+                    return Some((Ok(Event::default().event("error").data(e.to_string())), f));
+                }
+            };
+            if let Some(last) = lines.last() {
+                f.after = Some(last.seq);
+                let data = serde_json::to_string(&lines).unwrap_or_else(|_| "[]".into());
+                let ev = Event::default()
+                    .event("lines")
+                    .id(last.seq.to_string())
+                    .data(data);
+                return Some((Ok(ev), f));
+            }
+            let ended = job.as_ref().map(|j| j.state.is_terminal()).unwrap_or(true);
+            if ended {
+                f.done = true;
+                let state = job
+                    .map(|j| j.state.as_str().to_string())
+                    .unwrap_or_default();
+                let data = serde_json::json!({ "state": state }).to_string();
+                return Some((Ok(Event::default().event("end").data(data)), f));
+            }
+            let _ = tokio::time::timeout(crate::sse::POLL, notified).await;
+        }
+    });
+    Ok(crate::sse::response(&closing, stream.boxed()))
+}
