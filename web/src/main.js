@@ -1,0 +1,133 @@
+// Cove web UI: a small hash router over pages that render into <main>. Each page returns a
+// cleanup function (closing event streams and terminals) that runs when the route changes.
+import '@xterm/xterm/css/xterm.css';
+import './style.css';
+import { api, setCsrf, setUnauthorizedHandler } from './api.js';
+import { h, replace } from './dom.js';
+import { loginPage } from './pages/login.js';
+import { reposPage, repoPage } from './pages/repos.js';
+import { envsPage } from './pages/envs.js';
+import { envPage } from './pages/env.js';
+import { runsPage, runPage } from './pages/runs.js';
+
+const app = document.getElementById('app');
+let session = null;
+let cleanup = null;
+
+const routes = [
+  [/^\/login$/, () => loginPage],
+  [/^\/?$/, () => envsPage],
+  [/^\/repos$/, () => reposPage],
+  [/^\/repos\/([^/]+)\/([^/]+)$/, () => repoPage],
+  [/^\/repos\/([^/]+)\/([^/]+)\/runs$/, () => runsPage],
+  [/^\/envs$/, () => envsPage],
+  [/^\/envs\/([^/]+)$/, () => envPage],
+  [/^\/runs\/(\d+)$/, () => runPage],
+];
+
+export function navigate(hash) {
+  if (location.hash === hash) render();
+  else location.hash = hash;
+}
+
+function parseHash() {
+  const raw = location.hash.replace(/^#/, '') || '/';
+  const [path, query = ''] = raw.split('?');
+  return { path, query: new URLSearchParams(query) };
+}
+
+function header() {
+  const { path } = parseHash();
+  const link = (href, label, active) =>
+    h('a', { href, 'aria-current': active ? 'page' : undefined }, label);
+  return h(
+    'header',
+    { class: 'top' },
+    h('a', { href: '#/', class: 'brand', 'aria-label': 'Cove home' }, 'Cove'),
+    h(
+      'nav',
+      { 'aria-label': 'Main' },
+      link('#/repos', 'Repositories', path.startsWith('/repos')),
+      link('#/envs', 'Environments', path === '/' || path.startsWith('/envs')),
+    ),
+    h(
+      'div',
+      { class: 'who' },
+      h('span', { 'data-testid': 'username' }, session.username),
+      h('button', { type: 'button', class: 'secondary', onclick: logout }, 'Log out'),
+    ),
+  );
+}
+
+async function logout() {
+  try {
+    await api('/session', { method: 'DELETE' });
+  } catch {
+    /* the session may already be gone */
+  }
+  session = null;
+  setCsrf(null);
+  navigate('#/login');
+}
+
+export function loggedIn(info) {
+  session = info;
+  setCsrf(info.csrf_token);
+}
+
+async function render() {
+  if (cleanup) {
+    try {
+      cleanup();
+    } catch {
+      /* ignore */
+    }
+    cleanup = null;
+  }
+  const { path, query } = parseHash();
+  if (!session && path !== '/login') {
+    try {
+      loggedIn(await api('/session'));
+    } catch {
+      sessionStorage.setItem('cove.after-login', location.hash);
+      navigate('#/login');
+      return;
+    }
+  }
+  const main = h('main', { id: 'main', tabindex: '-1' });
+  if (path === '/login') {
+    replace(app, main);
+  } else {
+    replace(app, header(), main);
+  }
+  const match = routes.find(([re]) => re.test(path));
+  if (!match) {
+    main.append(h('h1', {}, 'Not found'), h('p', {}, h('a', { href: '#/' }, 'Back to environments')));
+    return;
+  }
+  const params = path.match(match[0]).slice(1).map(decodeURIComponent);
+  const page = match[1]();
+  try {
+    cleanup = (await page(main, { params, query, session, navigate })) || null;
+  } catch (err) {
+    main.append(h('p', { role: 'alert', class: 'error' }, String(err.message || err)));
+  }
+  const heading = main.querySelector('h1');
+  if (heading) {
+    document.title = `${heading.textContent} · Cove`;
+    heading.setAttribute('tabindex', '-1');
+    if (path !== '/login') heading.focus({ preventScroll: true });
+  }
+}
+
+setUnauthorizedHandler(() => {
+  if (session) {
+    session = null;
+    setCsrf(null);
+    sessionStorage.setItem('cove.after-login', location.hash);
+    navigate('#/login');
+  }
+});
+
+window.addEventListener('hashchange', render);
+render();

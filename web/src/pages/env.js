@@ -1,0 +1,200 @@
+import { Terminal } from '@xterm/xterm';
+import { FitAddon } from '@xterm/addon-fit';
+import { api, subscribe } from '../api.js';
+import { h, replace, badge, ago } from '../dom.js';
+import { envActions } from './envs.js';
+
+function openTerminal(box, env, status) {
+  const term = new Terminal({
+    cursorBlink: true,
+    convertEol: false,
+    fontFamily: 'ui-monospace, SFMono-Regular, Menlo, Consolas, monospace',
+    fontSize: 14,
+    theme: { background: '#0d1117', foreground: '#e6edf3', cursor: '#e6edf3' },
+  });
+  const fit = new FitAddon();
+  term.loadAddon(fit);
+  replace(box);
+  term.open(box);
+  try {
+    fit.fit();
+  } catch {
+    /* not visible yet */
+  }
+  const proto = location.protocol === 'https:' ? 'wss' : 'ws';
+  const url = `${proto}://${location.host}/api/v1/environments/${encodeURIComponent(env.id)}/terminal?cols=${term.cols}&rows=${term.rows}`;
+  const ws = new WebSocket(url);
+  ws.binaryType = 'arraybuffer';
+  const enc = new TextEncoder();
+  status.textContent = 'Connecting…';
+  ws.onopen = () => {
+    status.textContent = `Connected to ${env.components[0] || 'main'} — terminal in /projects`;
+    term.focus();
+  };
+  ws.onmessage = (ev) => {
+    if (typeof ev.data === 'string') {
+      try {
+        const msg = JSON.parse(ev.data);
+        if (msg.type === 'exit') status.textContent = `Shell exited with code ${msg.code}.`;
+      } catch {
+        term.write(ev.data);
+      }
+      return;
+    }
+    term.write(new Uint8Array(ev.data));
+  };
+  ws.onclose = () => {
+    if (!status.textContent.startsWith('Shell exited')) status.textContent = 'Disconnected.';
+  };
+  const send = (data) => {
+    if (ws.readyState === WebSocket.OPEN) ws.send(data);
+  };
+  term.onData((d) => send(enc.encode(d)));
+  term.onBinary((d) => send(Uint8Array.from(d, (c) => c.charCodeAt(0))));
+  term.onResize(({ cols, rows }) => send(JSON.stringify({ type: 'resize', cols, rows })));
+  const onWindowResize = () => {
+    try {
+      fit.fit();
+    } catch {
+      /* ignore */
+    }
+  };
+  window.addEventListener('resize', onWindowResize);
+  return () => {
+    window.removeEventListener('resize', onWindowResize);
+    ws.close();
+    term.dispose();
+  };
+}
+
+export async function envPage(main, { params, navigate }) {
+  const [id] = params;
+  let env = await api(`/environments/${encodeURIComponent(id)}`);
+  const title = h('h1', {}, env.name);
+  const stateBox = h('p', { class: 'env-state', role: 'status', 'aria-live': 'polite' });
+  const error = h('p', { role: 'alert', class: 'error' });
+  const banner = h('div', { id: 'restart-banner' });
+  const actions = h('div', { class: 'toolbar' });
+  const endpoints = h('section', { 'aria-labelledby': 'ep-h' });
+  const termStatus = h('p', { class: 'term-status', role: 'status' });
+  const termBox = h('div', { class: 'terminal', id: 'terminal', 'aria-label': 'Terminal' });
+  const termButton = h('button', { type: 'button', class: 'secondary small', onclick: () => connect(true) }, 'Reconnect terminal');
+  const progress = h('pre', { class: 'log small-log', role: 'log', 'aria-label': 'Progress' });
+  const compSelect = h('select', { id: 'log-component' });
+  const logsOut = h('pre', { class: 'log', id: 'component-logs', role: 'log', 'aria-label': 'Component logs' });
+  const logsForm = h(
+    'form',
+    { class: 'inline' },
+    h('label', { for: 'log-component' }, 'Component'),
+    compSelect,
+    h('button', { type: 'submit', class: 'secondary small' }, 'Show logs'),
+  );
+  logsForm.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    logsOut.textContent = 'Loading…';
+    try {
+      logsOut.textContent = (await api(`/environments/${env.id}/logs?component=${encodeURIComponent(compSelect.value)}&tail=300`, { text: true })) || '(no output)';
+    } catch (err) {
+      logsOut.textContent = err.message;
+    }
+  });
+  main.append(
+    h('p', { class: 'crumbs' }, h('a', { href: '#/envs' }, 'Environments'), ' / ', h('a', { href: `#/repos/${env.repo}` }, env.repo)),
+    title,
+    stateBox,
+    banner,
+    actions,
+    error,
+    h('section', { 'aria-labelledby': 'term-h' }, h('h2', { id: 'term-h' }, 'Terminal'), h('div', { class: 'inline' }, termStatus, termButton), termBox),
+    endpoints,
+    h('section', { 'aria-labelledby': 'logs-h' }, h('h2', { id: 'logs-h' }, 'Logs'), logsForm, logsOut),
+    h('section', { 'aria-labelledby': 'progress-h' }, h('h2', { id: 'progress-h' }, 'Progress'), progress),
+  );
+
+  let closeTerm = null;
+  let termFor = null;
+  function connect(force) {
+    if (env.state !== 'running') {
+      if (closeTerm) closeTerm();
+      closeTerm = null;
+      termFor = null;
+      replace(termBox, h('p', { class: 'term-placeholder' }, `The terminal opens when the environment is running (now ${env.state}).`));
+      termStatus.textContent = '';
+      return;
+    }
+    // A restart replaces the containers: reconnect when the environment becomes running again.
+    if (closeTerm && !force && termFor === env.last_running_key) return;
+    if (closeTerm) closeTerm();
+    termFor = env.last_running_key;
+    closeTerm = openTerminal(termBox, env, termStatus);
+  }
+
+  let lastEvent = 0;
+  async function loadProgress() {
+    try {
+      const events = await api(`/environments/${env.id}/events?after=${lastEvent}`);
+      for (const e of events) {
+        lastEvent = Math.max(lastEvent, e.id);
+        progress.append(`${new Date(e.at_ms).toLocaleTimeString()}  ${e.kind}: ${e.message}\n`);
+      }
+    } catch {
+      /* ignore */
+    }
+  }
+
+  let prevState = null;
+  let runningSince = 0;
+  function show(next) {
+    if (prevState !== 'running' && next.state === 'running') runningSince += 1;
+    next.last_running_key = runningSince;
+    const changed = !prevState || prevState !== next.state;
+    prevState = next.state;
+    env = next;
+    replace(stateBox, badge(env.state, { id: 'env-state' }), ' ', env.reason ? env.reason : '', ` · ${env.repo} · branch ${env.branch}`, env.last_activity_ms ? ` · active ${ago(env.last_activity_ms)}` : '');
+    replace(actions, envActions(env, { onError: (err) => (error.textContent = err.message), onDeleted: () => navigate('#/envs') }));
+    if (env.restart_required) {
+      replace(
+        banner,
+        h(
+          'div',
+          { class: 'banner', role: 'region', 'aria-label': 'Restart required' },
+          h('p', {}, h('strong', {}, 'Restart required: '), 'the devfile in the workspace changed since this environment was started.'),
+          h('pre', { class: 'diff', 'aria-label': 'Devfile changes' }, (env.devfile_changes || '').split('\n').map((l) => h('span', { class: l.startsWith('+') ? 'add' : l.startsWith('-') ? 'del' : '' }, `${l}\n`))),
+          h('button', { type: 'button', onclick: async (ev) => { ev.target.disabled = true; try { await api(`/environments/${env.id}/restart`, { method: 'POST' }); } catch (err) { error.textContent = err.message; ev.target.disabled = false; } } }, 'Restart now'),
+        ),
+      );
+    } else {
+      replace(banner);
+    }
+    replace(
+      endpoints,
+      h('h2', { id: 'ep-h' }, 'Endpoints'),
+      env.endpoints.length
+        ? h('ul', {}, env.endpoints.map((e) => h('li', {}, e.url ? h('a', { href: e.url, target: '_blank', rel: 'noopener' }, `${e.name} (${e.port})`) : `${e.name} (${e.port}, ${e.exposure}) — available while running`, ` ${e.url || ''}`)))
+        : h('p', {}, 'No endpoints in the devfile.'),
+    );
+    const sel = compSelect.value;
+    replace(compSelect, env.components.map((c) => h('option', { value: c, selected: c === sel }, c)));
+    if (changed) {
+      connect(false);
+      loadProgress();
+    }
+  }
+  show(env);
+  const stop = subscribe('/environments/stream', {
+    environments(envs) {
+      const next = envs.find((e) => e.id === id);
+      if (!next) {
+        replace(stateBox, 'This environment was deleted.');
+        if (closeTerm) closeTerm();
+        closeTerm = null;
+        return;
+      }
+      show(next);
+    },
+  });
+  return () => {
+    stop();
+    if (closeTerm) closeTerm();
+  };
+}

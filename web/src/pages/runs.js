@@ -1,0 +1,241 @@
+import { api, subscribe } from '../api.js';
+import { h, replace, badge, shortSha, ago, duration } from '../dom.js';
+
+const ACTIVE = new Set(['queued', 'running']);
+
+export async function runsPage(main, { params, query, navigate }) {
+  const [owner, name] = params;
+  const branch = query.get('branch') || '';
+  const branches = await api(`/repos/${owner}/${name}/branches`);
+  const select = h('select', { id: 'runs-branch' }, h('option', { value: '' }, 'all branches'), branches.map((b) => h('option', { value: b.name, selected: b.name === branch }, b.name)));
+  select.addEventListener('change', () => navigate(`#/repos/${owner}/${name}/runs${select.value ? `?branch=${encodeURIComponent(select.value)}` : ''}`));
+  const table = h('div', { 'aria-live': 'polite' }, h('p', {}, 'Loading…'));
+  main.append(
+    h('p', { class: 'crumbs' }, h('a', { href: `#/repos/${owner}/${name}` }, `${owner}/${name}`)),
+    h('h1', {}, branch ? `Runs on ${branch}` : 'Runs'),
+    h('div', { class: 'inline' }, h('label', { for: 'runs-branch' }, 'Branch'), select),
+    table,
+  );
+  const q = branch ? `?branch=${encodeURIComponent(branch)}` : '';
+  return subscribe(`/repos/${owner}/${name}/runs/stream${q}`, {
+    runs(runs) {
+      if (!runs.length) {
+        replace(table, h('p', {}, 'No runs yet. Push a commit with a workflow in .codecatalyst/workflows/.'));
+        return;
+      }
+      replace(
+        table,
+        h(
+          'table',
+          { id: 'runs-table' },
+          h('thead', {}, h('tr', {}, ['Run', 'Workflow', 'Branch', 'Commit', 'Trigger', 'State', 'Started', 'Duration'].map((c) => h('th', { scope: 'col' }, c)))),
+          h(
+            'tbody',
+            {},
+            runs.map((r) =>
+              h(
+                'tr',
+                {},
+                h('th', { scope: 'row' }, h('a', { href: `#/runs/${r.id}` }, `#${r.id}`)),
+                h('td', {}, r.workflow),
+                h('td', {}, r.branch),
+                h('td', {}, h('code', {}, shortSha(r.commit))),
+                h('td', {}, r.trigger),
+                h('td', {}, badge(r.state)),
+                h('td', {}, ago(r.created_at_ms)),
+                h('td', {}, duration(r.created_at_ms, r.finished_at_ms)),
+              ),
+            ),
+          ),
+        ),
+      );
+    },
+  });
+}
+
+/** Columns of the DAG: an action's column is one more than its deepest dependency's. */
+function levels(jobs) {
+  const byName = new Map(jobs.map((j) => [j.action, j]));
+  const memo = new Map();
+  const depth = (j, seen = new Set()) => {
+    if (memo.has(j.action)) return memo.get(j.action);
+    if (seen.has(j.action)) return 0;
+    seen.add(j.action);
+    const d = Math.max(-1, ...j.depends_on.filter((n) => byName.has(n)).map((n) => depth(byName.get(n), seen))) + 1;
+    memo.set(j.action, d);
+    return d;
+  };
+  const cols = [];
+  for (const j of jobs) {
+    const d = depth(j);
+    (cols[d] ||= []).push(j);
+  }
+  return cols.filter(Boolean);
+}
+
+function drawEdges(svg, grid, jobs) {
+  const box = grid.getBoundingClientRect();
+  svg.setAttribute('width', String(box.width));
+  svg.setAttribute('height', String(box.height));
+  svg.setAttribute('viewBox', `0 0 ${box.width} ${box.height}`);
+  replace(svg);
+  for (const j of jobs) {
+    const to = grid.querySelector(`[data-action="${CSS.escape(j.action)}"]`);
+    for (const dep of j.depends_on) {
+      const from = grid.querySelector(`[data-action="${CSS.escape(dep)}"]`);
+      if (!from || !to) continue;
+      const a = from.getBoundingClientRect();
+      const b = to.getBoundingClientRect();
+      const x1 = a.right - box.left;
+      const y1 = a.top + a.height / 2 - box.top;
+      const x2 = b.left - box.left;
+      const y2 = b.top + b.height / 2 - box.top;
+      const mid = (x1 + x2) / 2;
+      const path = document.createElementNS('http://www.w3.org/2000/svg', 'path');
+      path.setAttribute('d', `M${x1},${y1} C${mid},${y1} ${mid},${y2} ${x2},${y2}`);
+      path.setAttribute('class', 'edge');
+      svg.append(path);
+    }
+  }
+}
+
+export async function runPage(main, { params }) {
+  const [id] = params;
+  let run = await api(`/runs/${id}`);
+  let selected = null;
+  let closeLogs = null;
+  const title = h('h1', {}, `Run #${run.id} · ${run.workflow}`);
+  const stateBox = h('p', { role: 'status', 'aria-live': 'polite', class: 'run-state' });
+  const error = h('p', { role: 'alert', class: 'error' });
+  const toolbar = h('div', { class: 'toolbar' });
+  const svg = document.createElementNS('http://www.w3.org/2000/svg', 'svg');
+  svg.setAttribute('class', 'edges');
+  svg.setAttribute('aria-hidden', 'true');
+  const grid = h('div', { class: 'dag-grid' });
+  const dag = h('div', { class: 'dag', role: 'group', 'aria-label': 'Actions (dependencies left to right)' }, svg, grid);
+  const logTitle = h('h2', { id: 'log-h' }, 'Log');
+  const logStatus = h('p', { class: 'muted-text', role: 'status' });
+  const logBox = h('pre', { class: 'log', id: 'job-log', role: 'log', 'aria-labelledby': 'log-h', tabindex: '0' });
+  const artifacts = h('div', { id: 'artifacts' });
+  main.append(
+    h('p', { class: 'crumbs' }, h('a', { href: `#/repos/${run.repo}` }, run.repo), ' / ', h('a', { href: `#/repos/${run.repo}/runs?branch=${encodeURIComponent(run.branch)}` }, `runs on ${run.branch}`)),
+    title,
+    stateBox,
+    toolbar,
+    error,
+    h('section', { 'aria-labelledby': 'dag-h' }, h('h2', { id: 'dag-h' }, 'Actions'), dag),
+    h('section', { 'aria-labelledby': 'log-h', class: 'log-section' }, logTitle, logStatus, logBox),
+    h('section', { 'aria-labelledby': 'art-h' }, h('h2', { id: 'art-h' }, 'Artifacts'), artifacts),
+  );
+
+  function follow(action) {
+    if (closeLogs) closeLogs();
+    selected = action;
+    logBox.textContent = '';
+    logTitle.textContent = `Log of ${action}`;
+    logStatus.textContent = 'Streaming…';
+    closeLogs = subscribe(`/runs/${run.id}/jobs/${encodeURIComponent(action)}/logs/stream`, {
+      lines(lines) {
+        const atBottom = logBox.scrollHeight - logBox.scrollTop - logBox.clientHeight < 40;
+        for (const l of lines) {
+          logBox.append(h('span', { class: `line ${l.stream}`, 'data-seq': l.seq }, `${l.text}\n`));
+        }
+        if (atBottom) logBox.scrollTop = logBox.scrollHeight;
+      },
+      end(data) {
+        logStatus.textContent = `Finished: ${data.state}.`;
+      },
+    });
+    for (const b of grid.querySelectorAll('.job')) b.setAttribute('aria-pressed', String(b.dataset.action === action));
+  }
+
+  function render() {
+    replace(
+      stateBox,
+      badge(run.state, { id: 'run-state' }),
+      ` · branch ${run.branch} · commit `,
+      h('code', {}, shortSha(run.commit)),
+      ` · ${run.trigger} · started ${ago(run.created_at_ms)} · ${duration(run.created_at_ms, run.finished_at_ms)}`,
+    );
+    const buttons = [];
+    if (ACTIVE.has(run.state)) {
+      buttons.push(h('button', { type: 'button', class: 'danger small', onclick: () => act('cancel') }, 'Cancel run'));
+    } else if (run.state !== 'succeeded') {
+      buttons.push(h('button', { type: 'button', class: 'secondary small', onclick: () => act('retry') }, 'Retry failed actions'));
+    }
+    replace(toolbar, buttons);
+    const cols = levels(run.jobs);
+    replace(
+      grid,
+      cols.map((col) =>
+        h(
+          'div',
+          { class: 'dag-col' },
+          col.map((j) =>
+            h(
+              'button',
+              {
+                type: 'button',
+                class: `job state-${j.state}`,
+                'data-action': j.action,
+                'aria-pressed': String(j.action === selected),
+                'aria-label': `${j.action}: ${j.state.replace('_', ' ')}${j.depends_on.length ? `, after ${j.depends_on.join(', ')}` : ''}. Show its log.`,
+                onclick: () => follow(j.action),
+              },
+              h('span', { class: 'job-name' }, j.action),
+              badge(j.state),
+              h('span', { class: 'job-time' }, duration(j.started_at_ms, j.finished_at_ms)),
+              j.error ? h('span', { class: 'job-error' }, j.error) : null,
+            ),
+          ),
+        ),
+      ),
+    );
+    requestAnimationFrame(() => drawEdges(svg, grid, run.jobs));
+    const arts = run.jobs.flatMap((j) => j.artifacts.map((a) => [j, a]));
+    replace(
+      artifacts,
+      arts.length
+        ? h('ul', {}, arts.map(([j, a]) => h('li', {}, h('a', { href: `/api/v1/runs/${run.id}/jobs/${j.id}/artifacts/${encodeURIComponent(a)}`, download: `${a}.tar` }, `${a}.tar`), ` from ${j.action}`)))
+        : h('p', {}, 'No artifacts.'),
+    );
+    if (!selected && run.jobs.length) {
+      const pick = run.jobs.find((j) => j.state === 'running') || run.jobs.find((j) => j.state !== 'pending') || run.jobs[0];
+      if (pick.state !== 'pending' || !ACTIVE.has(run.state)) follow(pick.action);
+    }
+  }
+
+  async function act(what) {
+    error.textContent = '';
+    try {
+      run = await api(`/runs/${run.id}/${what}`, { method: 'POST' });
+      if (what === 'retry') {
+        selected = null;
+        restartStream();
+      }
+      render();
+    } catch (err) {
+      error.textContent = err.message;
+    }
+  }
+
+  let closeRun = null;
+  function restartStream() {
+    if (closeRun) closeRun();
+    closeRun = subscribe(`/runs/${run.id}/stream`, {
+      run(next) {
+        run = next;
+        render();
+      },
+    });
+  }
+  render();
+  restartStream();
+  const onResize = () => drawEdges(svg, grid, run.jobs);
+  window.addEventListener('resize', onResize);
+  return () => {
+    window.removeEventListener('resize', onResize);
+    if (closeRun) closeRun();
+    if (closeLogs) closeLogs();
+  };
+}

@@ -1,0 +1,304 @@
+// Browser tests of the Cove web UI: real headless Chromium (Debian's package) driven by
+// playwright-core, against a real cove-server with its embedded agent on the Docker engine
+// (started by scripts/test-ui.sh, which passes COVE_URL, COVE_USER, COVE_PASSWORD …).
+// The steps depend on each other and run in order.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync, mkdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { chromium } from 'playwright-core';
+import WebSocket from 'ws';
+
+const URL = process.env.COVE_URL;
+const USER = process.env.COVE_USER;
+const PASSWORD = process.env.COVE_PASSWORD;
+const SHOTS = process.env.COVE_SCREENSHOTS;
+const CHROMIUM = process.env.COVE_CHROMIUM || '/usr/bin/chromium';
+if (!URL || !USER || !PASSWORD || !SHOTS) {
+  throw new Error('run through scripts/test-ui.sh (COVE_URL, COVE_USER, COVE_PASSWORD, COVE_SCREENSHOTS)');
+}
+const REPO = 'webapp';
+
+const DEVFILE = `schemaVersion: 2.2.0
+metadata:
+  name: webapp
+components:
+  - name: app
+    container:
+      image: cove/universal:latest
+      env:
+        - name: IS_LOCAL
+          value: "true"
+`;
+
+const WORKFLOW = `Name: ui-demo
+SchemaVersion: "1.0"
+Triggers:
+  - Type: PUSH
+    Branches: [main]
+Actions:
+  Build:
+    Identifier: aws/build@v1
+    Inputs:
+      Sources: [WorkflowSource]
+    Configuration:
+      Steps:
+        - Run: echo "ui step one"
+        - Run: sleep 8
+        - Run: echo "ui step two"
+  Check:
+    Identifier: aws/build@v1
+    DependsOn: [Build]
+    Configuration:
+      Steps:
+        - Run: echo "ui checked"
+`;
+
+let browser;
+let context;
+let page;
+let work;
+let envId;
+
+const shot = (name) => page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
+
+function git(args, cwd = work) {
+  return execFileSync('git', args, {
+    cwd,
+    encoding: 'utf8',
+    env: {
+      ...process.env,
+      GIT_AUTHOR_NAME: 'UI Test',
+      GIT_AUTHOR_EMAIL: 'ui@test.invalid',
+      GIT_COMMITTER_NAME: 'UI Test',
+      GIT_COMMITTER_EMAIL: 'ui@test.invalid',
+      GIT_TERMINAL_PROMPT: '0',
+    },
+  });
+}
+
+function pushUrl(cloneUrl) {
+  const u = new globalThis.URL(cloneUrl);
+  u.username = USER;
+  u.password = PASSWORD;
+  return u.toString();
+}
+
+/** The terminal's text, one string per row (xterm's DOM renderer). */
+async function terminalRows() {
+  return page.$$eval('#terminal .xterm-rows > div', (rows) => rows.map((r) => r.textContent.replace(/\u00a0/g, ' ').trimEnd()));
+}
+
+async function envEvents() {
+  return page.evaluate(async (id) => (await fetch(`/api/v1/environments/${id}/events`, { headers: { 'X-Cove-UI': '1' } })).json(), envId);
+}
+
+before(async () => {
+  work = mkdtempSync(path.join(tmpdir(), 'cove-ui-repo-'));
+  browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox', '--disable-dev-shm-usage'] });
+  context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  page = await context.newPage();
+  page.on('dialog', (d) => d.accept());
+  page.on('pageerror', (err) => console.error('page error:', err.message));
+});
+
+after(async () => {
+  if (browser) await browser.close();
+  if (work) rmSync(work, { recursive: true, force: true });
+});
+
+test('log in (a wrong password is refused, the session cookie is HttpOnly and SameSite=Strict)', async () => {
+  await page.goto(`${URL}/`);
+  await page.waitForSelector('#login-user');
+  await page.getByLabel('User name').fill(USER);
+  await page.getByLabel('Password').fill('not the password');
+  await page.getByRole('button', { name: 'Log in' }).click();
+  await page.getByText('Wrong user name or password.').waitFor();
+  await shot('login');
+  await page.getByLabel('Password').fill(PASSWORD);
+  await page.keyboard.press('Enter');
+  await page.locator('[data-testid=username]', { hasText: USER }).waitFor();
+  await page.getByRole('heading', { name: 'Environments' }).waitFor();
+  const cookie = (await context.cookies()).find((c) => c.name === 'cove_session');
+  assert.ok(cookie, 'session cookie set');
+  assert.equal(cookie.httpOnly, true);
+  assert.equal(cookie.sameSite, 'Strict');
+  assert.equal(cookie.path, '/');
+  // The page cannot read it.
+  assert.equal(await page.evaluate(() => document.cookie.includes('cove_session')), false);
+});
+
+test('create a repository, copy its clone URL and push to it with git', async () => {
+  await page.getByRole('link', { name: 'Repositories' }).click();
+  await page.getByRole('heading', { name: 'Repositories' }).waitFor();
+  await page.getByLabel('Name').fill(REPO);
+  await page.getByRole('button', { name: 'Create repository' }).click();
+  await page.getByRole('heading', { name: `${USER}/${REPO}` }).waitFor();
+  await page.getByText('Empty repository').waitFor();
+  const cloneUrl = await page.getByLabel('Clone URL').inputValue();
+  assert.equal(cloneUrl, `${URL}/git/${USER}/${REPO}.git`);
+  await page.getByRole('button', { name: 'Copy clone URL' }).click();
+  await page.locator('.copied').filter({ hasText: /Copied|Ctrl\+C/ }).waitFor();
+
+  git(['init', '-q', '-b', 'main']);
+  writeFileSync(path.join(work, 'devfile.yaml'), DEVFILE);
+  writeFileSync(path.join(work, 'README.md'), '# webapp\n');
+  git(['add', '.']);
+  git(['commit', '-q', '-m', 'devfile']);
+  git(['push', '-q', pushUrl(cloneUrl), 'main']);
+
+  await page.reload();
+  await page.getByRole('row', { name: /main/ }).getByRole('button', { name: 'Open environment' }).waitFor();
+  await page.getByRole('link', { name: 'Repositories' }).click();
+  await page.getByRole('link', { name: `${USER}/${REPO}` }).waitFor();
+  await shot('repositories');
+});
+
+test('one click from a branch to a running environment', async () => {
+  await page.getByRole('link', { name: `${USER}/${REPO}` }).click();
+  await page.getByRole('row', { name: /main/ }).getByRole('button', { name: 'Open environment' }).click();
+  await page.waitForURL(/#\/envs\/[^/]+$/);
+  envId = decodeURIComponent(page.url().split('#/envs/')[1]);
+  // Live state: the badge changes without a reload.
+  await page.locator('#env-state[data-state=running]').waitFor({ timeout: 180_000 });
+  const progress = await page.locator('[aria-label=Progress]').textContent();
+  assert.match(progress, /state: creating/);
+});
+
+test('the terminal runs in the main container at /projects/<repo>', async () => {
+  await page.locator('.term-status', { hasText: 'Connected' }).waitFor({ timeout: 30_000 });
+  await page.locator('#terminal .xterm-rows').waitFor();
+  await page.locator('#terminal').click();
+  // Wait for a prompt before typing.
+  await page.waitForFunction(() => {
+    const rows = document.querySelector('#terminal .xterm-rows');
+    return rows && rows.textContent.replace(/\u00a0/g, ' ').trim().length > 0;
+  }, null, { timeout: 20_000 });
+  await page.keyboard.type('echo $IS_LOCAL && ls /projects && pwd', { delay: 10 });
+  await page.keyboard.press('Enter');
+  let rows = [];
+  const deadline = Date.now() + 20_000;
+  while (Date.now() < deadline) {
+    rows = (await terminalRows()).map((r) => r.trim());
+    if (rows.includes('true') && rows.includes(REPO) && rows.includes(`/projects/${REPO}`)) break;
+    await page.waitForTimeout(200);
+  }
+  assert.ok(rows.includes('true'), `IS_LOCAL printed: ${JSON.stringify(rows)}`);
+  assert.ok(rows.includes(REPO), `ls /projects lists the repository: ${JSON.stringify(rows)}`);
+  assert.ok(rows.includes(`/projects/${REPO}`), `starts in /projects/${REPO}: ${JSON.stringify(rows)}`);
+  await shot('environment-terminal');
+});
+
+test('logs per component and the live environment list', async () => {
+  await page.getByLabel('Component').selectOption('app');
+  await page.getByRole('button', { name: 'Show logs' }).click();
+  await page.waitForFunction(() => {
+    const t = document.querySelector('#component-logs').textContent;
+    return t && t !== 'Loading…';
+  });
+  await page.getByRole('link', { name: 'Environments' }).first().click();
+  const row = page.locator(`#env-table tr[data-env="${envId}"]`);
+  await row.locator('[data-state=running]').waitFor();
+  await shot('environments');
+  await row.getByRole('link').click();
+  await page.locator('#env-state[data-state=running]').waitFor();
+});
+
+test('restart from the UI', async () => {
+  const before = await envEvents();
+  const lastId = Math.max(0, ...before.map((e) => e.id));
+  await page.getByRole('button', { name: /^Restart / }).click();
+  // The server records starting → running for this restart; the page follows it live.
+  const deadline = Date.now() + 120_000;
+  let fresh = [];
+  while (Date.now() < deadline) {
+    fresh = (await envEvents()).filter((e) => e.id > lastId && e.kind === 'state');
+    if (fresh.some((e) => e.message === 'running')) break;
+    await page.waitForTimeout(500);
+  }
+  assert.deepEqual(fresh.map((e) => e.message).slice(0, 2), ['starting', 'running']);
+  await page.locator('#env-state[data-state=running]').waitFor({ timeout: 30_000 });
+  await page.locator('.term-status', { hasText: 'Connected' }).waitFor({ timeout: 30_000 });
+});
+
+test('a WebSocket with a foreign Origin is refused; the right Origin is accepted', async () => {
+  const cookies = (await context.cookies()).filter((c) => c.name === 'cove_session');
+  const cookie = cookies.map((c) => `${c.name}=${c.value}`).join('; ');
+  const wsUrl = `${URL.replace(/^http/, 'ws')}/api/v1/environments/${encodeURIComponent(envId)}/terminal`;
+  const attempt = (headers) =>
+    new Promise((resolve) => {
+      const ws = new WebSocket(wsUrl, { headers });
+      ws.on('unexpected-response', (_req, res) => resolve(res.statusCode));
+      ws.on('open', () => {
+        ws.close();
+        resolve(101);
+      });
+      ws.on('error', () => resolve('error'));
+    });
+  assert.equal(await attempt({ Cookie: cookie, Origin: 'http://evil.invalid' }), 403);
+  assert.equal(await attempt({ Cookie: cookie, Origin: URL }), 101);
+  assert.equal(await attempt({ Origin: URL }), 401);
+});
+
+test('push a commit and watch its run: DAG and log lines move live, then succeeded', async () => {
+  mkdirSync(path.join(work, '.codecatalyst/workflows'), { recursive: true });
+  writeFileSync(path.join(work, '.codecatalyst/workflows/ui-demo.yaml'), WORKFLOW);
+  git(['add', '.']);
+  git(['commit', '-q', '-m', 'workflow']);
+  git(['push', '-q', pushUrl(`${URL}/git/${USER}/${REPO}.git`), 'main']);
+
+  await page.goto(`${URL}/#/repos/${USER}/${REPO}/runs?branch=main`);
+  const runLink = page.locator('#runs-table tbody tr').first().getByRole('link');
+  await runLink.waitFor({ timeout: 30_000 });
+  await runLink.click();
+  await page.waitForURL(/#\/runs\/\d+$/);
+  // Two actions, one edge.
+  await page.locator('.job[data-action=Build]').waitFor();
+  await page.locator('.job[data-action=Check]').waitFor();
+  await page.locator('.dag .edge').first().waitFor({ state: 'attached' });
+  // The first line shows up while the run is still running (the step after it sleeps 8 s).
+  await page.locator('#job-log', { hasText: 'ui step one' }).waitFor({ timeout: 60_000 });
+  const stateWhileLogging = await page.locator('#run-state').getAttribute('data-state');
+  assert.equal(stateWhileLogging, 'running', 'log lines appear before the run ends');
+  assert.equal(await page.locator('#job-log', { hasText: 'ui step two' }).count(), 0);
+  await shot('run-running');
+  await page.locator('#run-state[data-state=succeeded]').waitFor({ timeout: 120_000 });
+  await page.locator('#job-log', { hasText: 'ui step two' }).waitFor();
+  assert.equal(await page.locator('.job[data-action=Check] [data-state]').getAttribute('data-state'), 'succeeded');
+  await page.locator('.job[data-action=Check]').click();
+  await page.locator('#job-log', { hasText: 'ui checked' }).waitFor({ timeout: 10_000 });
+  await shot('run-succeeded');
+
+  // The repository page shows the run next to its branch.
+  await page.goto(`${URL}/#/repos/${USER}/${REPO}`);
+  await page.locator('.runs-cell .run-link [data-state=succeeded]').first().waitFor({ timeout: 10_000 });
+  await shot('repository');
+});
+
+test('keyboard: the skip link and the main navigation are reachable with Tab', async () => {
+  await page.goto(`${URL}/#/envs`);
+  await page.getByRole('heading', { name: 'Environments' }).waitFor();
+  await page.evaluate(() => document.activeElement && document.activeElement.blur());
+  await page.keyboard.press('Tab');
+  assert.equal(await page.evaluate(() => document.activeElement.textContent), 'Skip to content');
+  const names = [];
+  for (let i = 0; i < 4; i += 1) {
+    await page.keyboard.press('Tab');
+    names.push(await page.evaluate(() => document.activeElement.textContent));
+  }
+  assert.deepEqual(names.slice(0, 3), ['Cove', 'Repositories', 'Environments']);
+});
+
+test('delete the environment and log out', async () => {
+  await page.goto(`${URL}/#/envs/${encodeURIComponent(envId)}`);
+  await page.locator('#env-state').waitFor();
+  await page.getByRole('button', { name: /^Delete / }).click();
+  await page.waitForURL(/#\/envs$/);
+  await page.waitForFunction((id) => !document.querySelector(`#env-table tr[data-env="${id}"]`), envId, { timeout: 120_000 });
+  await page.getByRole('button', { name: 'Log out' }).click();
+  await page.locator('#login-user').waitFor();
+  const status = await page.evaluate(async () => (await fetch('/api/v1/session', { headers: { 'X-Cove-UI': '1' } })).status);
+  assert.equal(status, 401);
+});
