@@ -78,5 +78,5 @@ log "browser tests (node --test web/tests)"
 t0=$SECONDS
 (cd web && COVE_URL="$URL" COVE_USER="$USER_NAME" COVE_PASSWORD="$USER_PASSWORD" \
   COVE_ADMIN_TOKEN="$ADMIN_TOKEN" COVE_CHROMIUM="$CHROMIUM" COVE_SCREENSHOTS="$SHOTS" \
-  node --test --test-concurrency=1 --test-reporter=spec tests/)
+  node --test --test-force-exit --test-concurrency=1 --test-reporter=spec tests/)
 log "browser tests passed in $((SECONDS - t0))s; screenshots in $SHOTS"

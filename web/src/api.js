@@ -12,6 +12,42 @@ export function setUnauthorizedHandler(fn) {
   onUnauthorized = fn;
 }
 
+/**
+ * JSON.parse that keeps integers beyond 2^53 exact: Cove's ids are 64-bit, so integers of 16 or
+ * more digits outside strings become strings (ids are only compared and put in URLs).
+ */
+export function parseJson(text) {
+  let out = '';
+  let i = 0;
+  let start = 0;
+  while (i < text.length) {
+    const c = text[i];
+    if (c === '"') {
+      // Skip the string, honouring escapes.
+      i += 1;
+      while (i < text.length && text[i] !== '"') i += text[i] === '\\' ? 2 : 1;
+      i += 1;
+    } else if (c === '-' || (c >= '0' && c <= '9')) {
+      let j = i + 1;
+      while (j < text.length && /[0-9.eE+-]/.test(text[j])) j += 1;
+      const num = text.slice(i, j);
+      if (/^-?\d{16,}$/.test(num)) {
+        out += `${text.slice(start, i)}"${num}"`;
+        start = j;
+      }
+      i = j;
+    } else {
+      i += 1;
+    }
+  }
+  return JSON.parse(out + text.slice(start));
+}
+
+/** The larger of two ids (numbers or digit strings), as a string. */
+export function maxId(a, b) {
+  return BigInt(a) > BigInt(b) ? String(a) : String(b);
+}
+
 export class ApiError extends Error {
   constructor(status, message) {
     super(message);
@@ -49,7 +85,9 @@ export async function api(path, { method = 'GET', body, auth, text = false } = {
     throw new ApiError(resp.status, message);
   }
   if (resp.status === 204) return null;
-  return text ? resp.text() : resp.json();
+  const raw = await resp.text();
+  if (text) return raw;
+  return raw.trim() ? parseJson(raw) : null;
 }
 
 /** Base64 of UTF-8 text (for HTTP Basic). */
@@ -72,7 +110,7 @@ export function subscribe(path, handlers) {
     source.addEventListener(name, (ev) => {
       let data = null;
       try {
-        data = JSON.parse(ev.data);
+        data = parseJson(ev.data);
       } catch {
         data = ev.data;
       }

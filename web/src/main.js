@@ -13,6 +13,7 @@ import { runsPage, runPage } from './pages/runs.js';
 const app = document.getElementById('app');
 let session = null;
 let cleanup = null;
+let firstRender = true;
 
 const routes = [
   [/^\/login$/, () => loginPage],
@@ -116,8 +117,11 @@ async function render() {
   if (heading) {
     document.title = `${heading.textContent} · Cove`;
     heading.setAttribute('tabindex', '-1');
-    if (path !== '/login') heading.focus({ preventScroll: true });
+    // Moving focus to the new page's heading tells keyboard and screen-reader users that the
+    // route changed; on the first load the browser's own focus order starts at the skip link.
+    if (path !== '/login' && !firstRender) heading.focus({ preventScroll: true });
   }
+  firstRender = false;
 }
 
 setUnauthorizedHandler(() => {
@@ -129,5 +133,10 @@ setUnauthorizedHandler(() => {
   }
 });
 
+document.querySelector('.skip').addEventListener('click', (ev) => {
+  ev.preventDefault();
+  const main = document.getElementById('main');
+  if (main) main.focus();
+});
 window.addEventListener('hashchange', render);
 render();

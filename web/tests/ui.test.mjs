@@ -2,7 +2,7 @@
 // playwright-core, against a real cove-server with its embedded agent on the Docker engine
 // (started by scripts/test-ui.sh, which passes COVE_URL, COVE_USER, COVE_PASSWORD …).
 // The steps depend on each other and run in order.
-import { test, before, after } from 'node:test';
+import { test as nodeTest, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync, mkdirSync, rmSync } from 'node:fs';
@@ -58,6 +58,30 @@ Actions:
 
 let browser;
 let context;
+let failed = null;
+
+// The steps build on each other: after the first failure the rest are skipped, not timed out.
+function test(name, fn) {
+  nodeTest(name, async (t) => {
+    if (failed) {
+      t.skip(`an earlier step failed: ${failed}`);
+      return;
+    }
+    try {
+      await fn(t);
+    } catch (err) {
+      failed = name;
+      if (page) await shot(`FAILED-${name.replace(/[^a-z0-9]+/gi, '-').slice(0, 40)}`).catch(() => {});
+      throw err;
+    }
+  });
+}
+
+// Never hang the test command: a stuck step ends the run.
+setTimeout(() => {
+  console.error('ui tests: watchdog (6 min) expired');
+  process.exit(1);
+}, 6 * 60 * 1000).unref();
 let page;
 let work;
 let envId;
@@ -113,11 +137,11 @@ test('log in (a wrong password is refused, the session cookie is HttpOnly and Sa
   await page.goto(`${URL}/`);
   await page.waitForSelector('#login-user');
   await page.getByLabel('User name').fill(USER);
-  await page.getByLabel('Password').fill('not the password');
+  await page.getByLabel('Password', { exact: true }).fill('not the password');
   await page.getByRole('button', { name: 'Log in' }).click();
   await page.getByText('Wrong user name or password.').waitFor();
   await shot('login');
-  await page.getByLabel('Password').fill(PASSWORD);
+  await page.getByLabel('Password', { exact: true }).fill(PASSWORD);
   await page.keyboard.press('Enter');
   await page.locator('[data-testid=username]', { hasText: USER }).waitFor();
   await page.getByRole('heading', { name: 'Environments' }).waitFor();
@@ -133,11 +157,11 @@ test('log in (a wrong password is refused, the session cookie is HttpOnly and Sa
 test('create a repository, copy its clone URL and push to it with git', async () => {
   await page.getByRole('link', { name: 'Repositories' }).click();
   await page.getByRole('heading', { name: 'Repositories' }).waitFor();
-  await page.getByLabel('Name').fill(REPO);
+  await page.getByLabel('Name', { exact: true }).fill(REPO);
   await page.getByRole('button', { name: 'Create repository' }).click();
   await page.getByRole('heading', { name: `${USER}/${REPO}` }).waitFor();
   await page.getByText('Empty repository').waitFor();
-  const cloneUrl = await page.getByLabel('Clone URL').inputValue();
+  const cloneUrl = await page.getByLabel('Clone URL', { exact: true }).inputValue();
   assert.equal(cloneUrl, `${URL}/git/${USER}/${REPO}.git`);
   await page.getByRole('button', { name: 'Copy clone URL' }).click();
   await page.locator('.copied').filter({ hasText: /Copied|Ctrl\+C/ }).waitFor();
@@ -192,7 +216,7 @@ test('the terminal runs in the main container at /projects/<repo>', async () => 
 });
 
 test('logs per component and the live environment list', async () => {
-  await page.getByLabel('Component').selectOption('app');
+  await page.getByLabel('Component', { exact: true }).selectOption('app');
   await page.getByRole('button', { name: 'Show logs' }).click();
   await page.waitForFunction(() => {
     const t = document.querySelector('#component-logs').textContent;
@@ -220,7 +244,14 @@ test('restart from the UI', async () => {
   }
   assert.deepEqual(fresh.map((e) => e.message).slice(0, 2), ['starting', 'running']);
   await page.locator('#env-state[data-state=running]').waitFor({ timeout: 30_000 });
+  // The terminal reconnects to the new container by itself.
   await page.locator('.term-status', { hasText: 'Connected' }).waitFor({ timeout: 30_000 });
+  await page.locator('#terminal').click();
+  await page.keyboard.type('echo again-$IS_LOCAL', { delay: 10 });
+  await page.keyboard.press('Enter');
+  await page.waitForFunction(() => [...document.querySelectorAll('#terminal .xterm-rows > div')]
+    .some((r) => r.textContent.replace(/\u00a0/g, ' ').trim() === 'again-true'), null, { timeout: 20_000 });
+  await shot('environment-restarted');
 });
 
 test('a WebSocket with a foreign Origin is refused; the right Origin is accepted', async () => {
@@ -277,18 +308,39 @@ test('push a commit and watch its run: DAG and log lines move live, then succeed
   await shot('repository');
 });
 
-test('keyboard: the skip link and the main navigation are reachable with Tab', async () => {
-  await page.goto(`${URL}/#/envs`);
-  await page.getByRole('heading', { name: 'Environments' }).waitFor();
-  await page.evaluate(() => document.activeElement && document.activeElement.blur());
-  await page.keyboard.press('Tab');
-  assert.equal(await page.evaluate(() => document.activeElement.textContent), 'Skip to content');
-  const names = [];
-  for (let i = 0; i < 4; i += 1) {
-    await page.keyboard.press('Tab');
-    names.push(await page.evaluate(() => document.activeElement.textContent));
+test('keyboard: skip link first, then the main navigation; the skip link moves focus to the content', async () => {
+  const fresh = await context.newPage();
+  try {
+    await fresh.goto(`${URL}/#/envs`);
+    await fresh.getByRole('heading', { name: 'Environments' }).waitFor();
+    await fresh.keyboard.press('Tab');
+    assert.equal(await fresh.evaluate(() => document.activeElement.textContent), 'Skip to content');
+    const names = [];
+    for (let i = 0; i < 3; i += 1) {
+      await fresh.keyboard.press('Tab');
+      names.push(await fresh.evaluate(() => document.activeElement.textContent));
+    }
+    assert.deepEqual(names, ['Cove', 'Repositories', 'Environments']);
+    // Enter on a focused link follows it.
+    await fresh.keyboard.press('Shift+Tab');
+    await fresh.keyboard.press('Enter');
+    await fresh.getByRole('heading', { name: 'Repositories' }).waitFor();
+    // After a route change the focus is on the new page's heading…
+    await fresh.waitForFunction(() => document.activeElement && document.activeElement.tagName === 'H1');
+    // …and going back passes Log out, the navigation and the brand to the skip link.
+    const back = [];
+    for (let i = 0; i < 5; i += 1) {
+      await fresh.keyboard.press('Shift+Tab');
+      back.push(await fresh.evaluate(() => document.activeElement.textContent));
+    }
+    assert.deepEqual(back.slice(0, 4), ['Log out', 'Environments', 'Repositories', 'Cove']);
+    assert.equal(await fresh.evaluate(() => document.activeElement.textContent), 'Skip to content');
+    await fresh.keyboard.press('Enter');
+    assert.equal(await fresh.evaluate(() => document.activeElement.id), 'main');
+    assert.match(fresh.url(), /#\/repos$/);
+  } finally {
+    await fresh.close();
   }
-  assert.deepEqual(names.slice(0, 3), ['Cove', 'Repositories', 'Environments']);
 });
 
 test('delete the environment and log out', async () => {

@@ -1,10 +1,10 @@
 import { Terminal } from '@xterm/xterm';
 import { FitAddon } from '@xterm/addon-fit';
-import { api, subscribe } from '../api.js';
+import { api, subscribe, maxId } from '../api.js';
 import { h, replace, badge, ago } from '../dom.js';
 import { envActions } from './envs.js';
 
-function openTerminal(box, env, status) {
+function openTerminal(box, env, status, onEnded) {
   const term = new Terminal({
     cursorBlink: true,
     convertEol: false,
@@ -31,6 +31,7 @@ function openTerminal(box, env, status) {
     status.textContent = `Connected to ${env.components[0] || 'main'} — terminal in /projects`;
     term.focus();
   };
+  let disposed = false;
   ws.onmessage = (ev) => {
     if (typeof ev.data === 'string') {
       try {
@@ -45,6 +46,7 @@ function openTerminal(box, env, status) {
   };
   ws.onclose = () => {
     if (!status.textContent.startsWith('Shell exited')) status.textContent = 'Disconnected.';
+    if (!disposed && onEnded) onEnded();
   };
   const send = (data) => {
     if (ws.readyState === WebSocket.OPEN) ws.send(data);
@@ -61,6 +63,7 @@ function openTerminal(box, env, status) {
   };
   window.addEventListener('resize', onWindowResize);
   return () => {
+    disposed = true;
     window.removeEventListener('resize', onWindowResize);
     ws.close();
     term.dispose();
@@ -113,6 +116,7 @@ export async function envPage(main, { params, navigate }) {
 
   let closeTerm = null;
   let termFor = null;
+  let pageClosed = false;
   function connect(force) {
     if (env.state !== 'running') {
       if (closeTerm) closeTerm();
@@ -126,20 +130,47 @@ export async function envPage(main, { params, navigate }) {
     if (closeTerm && !force && termFor === env.last_running_key) return;
     if (closeTerm) closeTerm();
     termFor = env.last_running_key;
-    closeTerm = openTerminal(termBox, env, termStatus);
+    closeTerm = openTerminal(termBox, env, termStatus, terminalEnded);
   }
 
-  let lastEvent = 0;
-  async function loadProgress() {
-    try {
-      const events = await api(`/environments/${env.id}/events?after=${lastEvent}`);
-      for (const e of events) {
-        lastEvent = Math.max(lastEvent, e.id);
-        progress.append(`${new Date(e.at_ms).toLocaleTimeString()}  ${e.kind}: ${e.message}\n`);
+  // The shell ended. When the environment changed state meanwhile (a restart recreates the
+  // containers), open a new terminal once it is running again; otherwise wait for the user.
+  async function terminalEnded() {
+    const events = await loadProgress();
+    if (!events.some((e) => e.kind === 'state')) return;
+    for (let i = 0; i < 60 && !pageClosed; i += 1) {
+      try {
+        const now = await api(`/environments/${encodeURIComponent(env.id)}`);
+        if (now.state === 'running') {
+          termStatus.textContent = 'Environment restarted: reconnecting…';
+          show(now);
+          connect(true);
+          return;
+        }
+      } catch {
+        return;
       }
-    } catch {
-      /* ignore */
+      await new Promise((r) => setTimeout(r, 1000));
     }
+  }
+
+  let lastEvent = '0';
+  let loading = Promise.resolve([]);
+  function loadProgress() {
+    // One request at a time, so no event is appended twice.
+    loading = loading.then(async () => {
+      try {
+        const events = await api(`/environments/${env.id}/events?after=${lastEvent}`);
+        for (const e of events) {
+          lastEvent = maxId(lastEvent, e.id);
+          progress.append(`${new Date(e.at_ms).toLocaleTimeString()}  ${e.kind}: ${e.message}\n`);
+        }
+        return events;
+      } catch {
+        return [];
+      }
+    });
+    return loading;
   }
 
   let prevState = null;
@@ -194,6 +225,7 @@ export async function envPage(main, { params, navigate }) {
     },
   });
   return () => {
+    pageClosed = true;
     stop();
     if (closeTerm) closeTerm();
   };
