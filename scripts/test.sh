@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The one test command: environment (dockerd + images), then fmt, clippy and tests.
+# The one test command: environment (dockerd + images), then fmt, clippy, tests and the
+# browser tests of the web UI.
 #   bash scripts/test.sh
 # Runs every step even when an earlier one fails, prints a summary, exits non-zero
 # if any step failed.
@@ -46,6 +47,9 @@ step "cargo fmt --all -- --check" cargo fmt --all -- --check
 step "cargo clippy --workspace --all-targets -- -D warnings" \
   cargo clippy --workspace --all-targets -- -D warnings
 step "cargo test --workspace" cargo test --workspace
+# The web UI in real headless Chromium against a real server + Docker (screenshots:
+# target/ui-screenshots/).
+step "scripts/test-ui.sh (browser tests)" bash scripts/test-ui.sh
 
 banner "summary ($(elapsed "$t_all")s total)"
 printf '  %s\n' "${results[@]}"
