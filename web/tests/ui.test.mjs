@@ -115,6 +115,14 @@ async function terminalRows() {
   return page.$$eval('#terminal .xterm-rows > div', (rows) => rows.map((r) => r.textContent.replace(/\u00a0/g, ' ').trimEnd()));
 }
 
+/** Waits until the terminal is connected and shows a shell prompt, then focuses it. */
+async function waitForPrompt() {
+  await page.locator('.term-status', { hasText: 'Connected' }).waitFor({ timeout: 30_000 });
+  await page.waitForFunction(() => [...document.querySelectorAll('#terminal .xterm-rows > div')]
+    .some((r) => /[#$]$/.test(r.textContent.replace(/\u00a0/g, ' ').trim())), null, { timeout: 20_000 });
+  await page.locator('#terminal').click();
+}
+
 async function envEvents() {
   return page.evaluate(async (id) => (await fetch(`/api/v1/environments/${id}/events`, { headers: { 'X-Cove-UI': '1' } })).json(), envId);
 }
@@ -192,14 +200,7 @@ test('one click from a branch to a running environment', async () => {
 });
 
 test('the terminal runs in the main container at /projects/<repo>', async () => {
-  await page.locator('.term-status', { hasText: 'Connected' }).waitFor({ timeout: 30_000 });
-  await page.locator('#terminal .xterm-rows').waitFor();
-  await page.locator('#terminal').click();
-  // Wait for a prompt before typing.
-  await page.waitForFunction(() => {
-    const rows = document.querySelector('#terminal .xterm-rows');
-    return rows && rows.textContent.replace(/\u00a0/g, ' ').trim().length > 0;
-  }, null, { timeout: 20_000 });
+  await waitForPrompt();
   await page.keyboard.type('echo $IS_LOCAL && ls /projects && pwd', { delay: 10 });
   await page.keyboard.press('Enter');
   let rows = [];
@@ -230,28 +231,78 @@ test('logs per component and the live environment list', async () => {
   await page.locator('#env-state[data-state=running]').waitFor();
 });
 
-test('restart from the UI', async () => {
+test('restart from the UI: the "restart required" banner shows the devfile change', async () => {
   const before = await envEvents();
-  const lastId = Math.max(0, ...before.map((e) => e.id));
-  await page.getByRole('button', { name: /^Restart / }).click();
+  const lastId = before.reduce((m, e) => (BigInt(e.id) > BigInt(m) ? e.id : m), '0');
+  // Change the devfile inside the workspace from the terminal; the server's watcher notices.
+  await waitForPrompt();
+  await page.keyboard.type("echo '# tuned from the terminal' >> devfile.yaml", { delay: 5 });
+  await page.keyboard.press('Enter');
+  const banner = page.getByRole('region', { name: 'Restart required' });
+  await banner.waitFor({ timeout: 30_000 });
+  await banner.locator('.add', { hasText: '# tuned from the terminal' }).waitFor();
+  await shot('environment-restart-required');
+  await banner.getByRole('button', { name: 'Restart now' }).click();
   // The server records starting → running for this restart; the page follows it live.
   const deadline = Date.now() + 120_000;
   let fresh = [];
   while (Date.now() < deadline) {
-    fresh = (await envEvents()).filter((e) => e.id > lastId && e.kind === 'state');
+    fresh = (await envEvents()).filter((e) => BigInt(e.id) > BigInt(lastId) && e.kind === 'state');
     if (fresh.some((e) => e.message === 'running')) break;
     await page.waitForTimeout(500);
   }
   assert.deepEqual(fresh.map((e) => e.message).slice(0, 2), ['starting', 'running']);
   await page.locator('#env-state[data-state=running]').waitFor({ timeout: 30_000 });
+  await banner.waitFor({ state: 'detached', timeout: 30_000 });
   // The terminal reconnects to the new container by itself.
-  await page.locator('.term-status', { hasText: 'Connected' }).waitFor({ timeout: 30_000 });
-  await page.locator('#terminal').click();
+  await waitForPrompt();
   await page.keyboard.type('echo again-$IS_LOCAL', { delay: 10 });
   await page.keyboard.press('Enter');
   await page.waitForFunction(() => [...document.querySelectorAll('#terminal .xterm-rows > div')]
     .some((r) => r.textContent.replace(/\u00a0/g, ' ').trim() === 'again-true'), null, { timeout: 20_000 });
   await shot('environment-restarted');
+});
+
+test('restart with the toolbar button', async () => {
+  const before = await envEvents();
+  const lastId = before.reduce((m, e) => (BigInt(e.id) > BigInt(m) ? e.id : m), '0');
+  await page.getByRole('button', { name: /^Restart webapp/ }).click();
+  const deadline = Date.now() + 120_000;
+  let fresh = [];
+  while (Date.now() < deadline) {
+    fresh = (await envEvents()).filter((e) => BigInt(e.id) > BigInt(lastId) && e.kind === 'state');
+    if (fresh.some((e) => e.message === 'running')) break;
+    await page.waitForTimeout(500);
+  }
+  assert.deepEqual(fresh.map((e) => e.message).slice(0, 2), ['starting', 'running']);
+  await page.locator('.term-status', { hasText: 'Connected' }).waitFor({ timeout: 30_000 });
+});
+
+test('create an environment from the form on a new branch, then delete it', async () => {
+  await page.getByRole('link', { name: 'Environments' }).first().click();
+  await page.getByRole('heading', { name: 'Environments' }).waitFor();
+  await page.getByLabel('Repository', { exact: true }).selectOption(`${USER}/${REPO}`);
+  await page.locator('#env-branch option[value=main]').waitFor({ state: 'attached' });
+  await page.getByLabel('Branch', { exact: true }).selectOption('main');
+  await page.getByLabel('New branch from it').fill('feature-ui');
+  await page.getByLabel('Devfile path').fill('devfile.yaml');
+  await page.getByLabel(/Idle timeout/).fill('5');
+  await page.getByRole('button', { name: 'Create environment' }).click();
+  await page.waitForURL(/#\/envs\/[^/]+$/);
+  const id = decodeURIComponent(page.url().split('#/envs/')[1]);
+  assert.notEqual(id, envId);
+  await page.locator('#env-state[data-state=running]').waitFor({ timeout: 180_000 });
+  await page.locator('.env-state', { hasText: 'branch feature-ui' }).waitFor();
+  const env = await page.evaluate(async (i) => (await fetch(`/api/v1/environments/${i}`, { headers: { 'X-Cove-UI': '1' } })).json(), id);
+  assert.equal(env.idle_timeout_secs, 300);
+  assert.equal(env.devfile_path, 'devfile.yaml');
+  await page.getByRole('button', { name: /^Delete / }).click();
+  await page.waitForURL(/#\/envs$/);
+  await page.waitForFunction((i) => !document.querySelector(`#env-table tr[data-env="${i}"]`), id, { timeout: 120_000 });
+  // The first environment is still there.
+  await page.locator(`#env-table tr[data-env="${envId}"]`).waitFor();
+  await page.goto(`${URL}/#/envs/${encodeURIComponent(envId)}`);
+  await page.locator('#env-state[data-state=running]').waitFor();
 });
 
 test('a WebSocket with a foreign Origin is refused; the right Origin is accepted', async () => {

@@ -4,70 +4,100 @@ import { api, subscribe, maxId } from '../api.js';
 import { h, replace, badge, ago } from '../dom.js';
 import { envActions } from './envs.js';
 
-function openTerminal(box, env, status, onEnded) {
-  const term = new Terminal({
-    cursorBlink: true,
-    convertEol: false,
-    fontFamily: 'ui-monospace, SFMono-Regular, Menlo, Consolas, monospace',
-    fontSize: 14,
-    theme: { background: '#0d1117', foreground: '#e6edf3', cursor: '#e6edf3' },
-  });
-  const fit = new FitAddon();
-  term.loadAddon(fit);
-  replace(box);
-  term.open(box);
-  try {
-    fit.fit();
-  } catch {
-    /* not visible yet */
-  }
-  const proto = location.protocol === 'https:' ? 'wss' : 'ws';
-  const url = `${proto}://${location.host}/api/v1/environments/${encodeURIComponent(env.id)}/terminal?cols=${term.cols}&rows=${term.rows}`;
-  const ws = new WebSocket(url);
-  ws.binaryType = 'arraybuffer';
+/**
+ * The page's terminal: one xterm.js instance (kept across reconnects, so its scrollback stays)
+ * and a WebSocket to the environment's main container that `connect` (re)opens.
+ */
+function terminalView(box, status) {
+  let term = null;
+  let fit = null;
+  let ws = null;
+  let onEnded = null;
   const enc = new TextEncoder();
-  status.textContent = 'Connecting…';
-  ws.onopen = () => {
-    status.textContent = `Connected to ${env.components[0] || 'main'} — terminal in /projects`;
-    term.focus();
-  };
-  let disposed = false;
-  ws.onmessage = (ev) => {
-    if (typeof ev.data === 'string') {
-      try {
-        const msg = JSON.parse(ev.data);
-        if (msg.type === 'exit') status.textContent = `Shell exited with code ${msg.code}.`;
-      } catch {
-        term.write(ev.data);
-      }
-      return;
-    }
-    term.write(new Uint8Array(ev.data));
-  };
-  ws.onclose = () => {
-    if (!status.textContent.startsWith('Shell exited')) status.textContent = 'Disconnected.';
-    if (!disposed && onEnded) onEnded();
-  };
   const send = (data) => {
-    if (ws.readyState === WebSocket.OPEN) ws.send(data);
+    if (ws && ws.readyState === WebSocket.OPEN) ws.send(data);
   };
-  term.onData((d) => send(enc.encode(d)));
-  term.onBinary((d) => send(Uint8Array.from(d, (c) => c.charCodeAt(0))));
-  term.onResize(({ cols, rows }) => send(JSON.stringify({ type: 'resize', cols, rows })));
-  const onWindowResize = () => {
+  const refit = () => {
     try {
-      fit.fit();
+      if (term) fit.fit();
     } catch {
-      /* ignore */
+      /* not visible */
     }
   };
-  window.addEventListener('resize', onWindowResize);
-  return () => {
-    disposed = true;
-    window.removeEventListener('resize', onWindowResize);
-    ws.close();
-    term.dispose();
-  };
+  function ensure() {
+    if (term) return;
+    term = new Terminal({
+      cursorBlink: true,
+      fontFamily: 'ui-monospace, SFMono-Regular, Menlo, Consolas, monospace',
+      fontSize: 14,
+      theme: { background: '#0d1117', foreground: '#e6edf3', cursor: '#e6edf3' },
+    });
+    fit = new FitAddon();
+    term.loadAddon(fit);
+    replace(box);
+    term.open(box);
+    refit();
+    term.onData((d) => send(enc.encode(d)));
+    term.onBinary((d) => send(Uint8Array.from(d, (c) => c.charCodeAt(0))));
+    term.onResize(({ cols, rows }) => send(JSON.stringify({ type: 'resize', cols, rows })));
+    window.addEventListener('resize', refit);
+  }
+  function disconnect() {
+    if (!ws) return;
+    const old = ws;
+    ws = null;
+    old.onclose = null;
+    old.close();
+  }
+  function connect(env, ended) {
+    ensure();
+    disconnect();
+    onEnded = ended;
+    const proto = location.protocol === 'https:' ? 'wss' : 'ws';
+    const url = `${proto}://${location.host}/api/v1/environments/${encodeURIComponent(env.id)}/terminal?cols=${term.cols}&rows=${term.rows}`;
+    const socket = new WebSocket(url);
+    ws = socket;
+    socket.binaryType = 'arraybuffer';
+    status.textContent = 'Connecting…';
+    socket.onopen = () => {
+      status.textContent = `Connected to ${env.components[0] || 'main'} — terminal in /projects`;
+      term.focus();
+    };
+    socket.onmessage = (ev) => {
+      if (typeof ev.data === 'string') {
+        try {
+          const msg = JSON.parse(ev.data);
+          if (msg.type === 'exit') status.textContent = `Shell exited with code ${msg.code}.`;
+        } catch {
+          term.write(ev.data);
+        }
+        return;
+      }
+      term.write(new Uint8Array(ev.data));
+    };
+    socket.onclose = () => {
+      if (ws !== socket) return;
+      ws = null;
+      if (!status.textContent.startsWith('Shell exited')) status.textContent = 'Disconnected.';
+      if (onEnded) onEnded();
+    };
+  }
+  function placeholder(text) {
+    disconnect();
+    if (term) {
+      term.write(`\r\n\x1b[2m[${text}]\x1b[0m\r\n`);
+    } else {
+      replace(box, h('p', { class: 'term-placeholder' }, text));
+    }
+    status.textContent = '';
+  }
+  function dispose() {
+    disconnect();
+    window.removeEventListener('resize', refit);
+    if (term) term.dispose();
+    term = null;
+  }
+  return { connect, disconnect, placeholder, dispose, get connected() { return ws !== null; } };
 }
 
 export async function envPage(main, { params, navigate }) {
@@ -114,23 +144,19 @@ export async function envPage(main, { params, navigate }) {
     h('section', { 'aria-labelledby': 'progress-h' }, h('h2', { id: 'progress-h' }, 'Progress'), progress),
   );
 
-  let closeTerm = null;
+  const view = terminalView(termBox, termStatus);
   let termFor = null;
   let pageClosed = false;
   function connect(force) {
     if (env.state !== 'running') {
-      if (closeTerm) closeTerm();
-      closeTerm = null;
       termFor = null;
-      replace(termBox, h('p', { class: 'term-placeholder' }, `The terminal opens when the environment is running (now ${env.state}).`));
-      termStatus.textContent = '';
+      view.placeholder(`The terminal opens when the environment is running (now ${env.state}).`);
       return;
     }
     // A restart replaces the containers: reconnect when the environment becomes running again.
-    if (closeTerm && !force && termFor === env.last_running_key) return;
-    if (closeTerm) closeTerm();
+    if (view.connected && !force && termFor === env.last_running_key) return;
     termFor = env.last_running_key;
-    closeTerm = openTerminal(termBox, env, termStatus, terminalEnded);
+    view.connect(env, terminalEnded);
   }
 
   // The shell ended. When the environment changed state meanwhile (a restart recreates the
@@ -217,8 +243,7 @@ export async function envPage(main, { params, navigate }) {
       const next = envs.find((e) => e.id === id);
       if (!next) {
         replace(stateBox, 'This environment was deleted.');
-        if (closeTerm) closeTerm();
-        closeTerm = null;
+        view.disconnect();
         return;
       }
       show(next);
@@ -227,6 +252,6 @@ export async function envPage(main, { params, navigate }) {
   return () => {
     pageClosed = true;
     stop();
-    if (closeTerm) closeTerm();
+    view.dispose();
   };
 }

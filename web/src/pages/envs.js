@@ -38,11 +38,12 @@ function createForm(navigate) {
   const newBranch = h('input', { id: 'env-new-branch', placeholder: 'optional', autocomplete: 'off' });
   const devfile = h('input', { id: 'env-devfile', placeholder: 'devfile.yaml (auto-detected)', autocomplete: 'off' });
   const idle = h('input', { id: 'env-idle', type: 'number', min: '0', value: '30', inputmode: 'numeric' });
+  let loads = 0;
   const loadBranches = async () => {
-    replace(branch);
-    if (!repo.value) return;
-    const branches = await api(`/repos/${repo.value}/branches`).catch(() => []);
-    for (const b of branches) branch.append(h('option', { value: b.name }, b.name));
+    const mine = ++loads;
+    const branches = repo.value ? await api(`/repos/${repo.value}/branches`).catch(() => []) : [];
+    if (mine !== loads) return; // a newer choice of repository won
+    replace(branch, branches.map((b) => h('option', { value: b.name }, b.name)));
   };
   repo.addEventListener('change', loadBranches);
   api('/repos').then(async (repos) => {
