@@ -1,10 +1,14 @@
 //! `cove-server`: Cove's control plane — the `/api/v1` REST API, git hosting over smart HTTP,
 //! authentication and authorization, the store (SQLite or PostgreSQL) and the in-process event
-//! bus that later subsystems (the workflow engine) subscribe to.
+//! bus that later subsystems (the workflow engine) subscribe to, and the web UI's server side:
+//! the single-page app from `web/dist` at `/`, browser sessions and server-sent events
+//! ([`ui`], [`sse`]).
 //!
 //! Architecture invariants: only this crate knows axum, HTTP, sqlx and git2. Wire types come
 //! from `cove-api`; this crate must not depend on the CLI. Permission decisions live in
-//! [`auth`] only; SQL lives in [`store`] only; spawning git lives in [`git`] only.
+//! [`auth`] only (browser sessions and CSRF included); SQL lives in [`store`] only; spawning git
+//! lives in [`git`] only. The UI is a client of the public API: it gets no route of its own
+//! beyond the static files and `/api/v1/session`.
 
 pub mod agents;
 pub mod auth;
