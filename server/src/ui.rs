@@ -43,7 +43,8 @@ pub async fn login(
     Extension(principal): Extension<Principal>,
 ) -> Result<Response, ApiError> {
     let new = auth::start_session(state.store(), &principal).await?;
-    tracing::info!(username = %principal.user.username, session_id = new.auth.id, "session started");
+    // Neither the session secret nor its CSRF token is ever logged.
+    tracing::info!(username = %principal.user.username, "session started");
     let cookie = auth::session_cookie(&new.secret, auth::SESSION_TTL_SECS, secure(&state));
     let cookie = HeaderValue::from_str(&cookie).map_err(ApiError::internal)?;
     Ok((

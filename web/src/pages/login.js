@@ -17,6 +17,7 @@ export function loginPage(main) {
     pass,
     submit,
     error,
+    h('p', { class: 'hint' }, 'Accounts with a password are created by an administrator (see docs/ui.md). API tokens work for the CLI and git, not here.'),
   );
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
