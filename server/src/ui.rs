@@ -1,6 +1,6 @@
 //! The web UI: browser sessions over HTTP (`/api/v1/session`, the decisions are in
 //! [`crate::auth`]) and the single-page app's static files, built from `web/` into `web/dist`
-//! and served at `/`. Release builds embed the files; debug builds read them from disk, and a
+//! and served at `/` (the app routes in the URL fragment, so only `/` answers with the page). Release builds embed the files; debug builds read them from disk, and a
 //! missing `web/dist` gives a page that says how to build it instead of a build failure.
 
 use axum::extract::{Request, State};
@@ -163,28 +163,27 @@ const NOT_BUILT: &str = "<!doctype html><html lang=\"en\"><head><meta charset=\"
 <code>bash scripts/run.sh</code>), then reload. The API is served under <code>/api/v1</code>.</p>\
 </main></body></html>";
 
-/// Everything that is not an API or git route: the single-page app. Known files are served
-/// as they are; other paths without a file extension get `index.html` (client-side routes).
+/// Everything that is not an API or git route: the single-page app. `/` is `index.html`, the
+/// built files are served as they are, anything else is a 404 — the app routes in the URL's
+/// fragment (`/#/envs/…`), so no other path needs to answer with the page, and mistyped git or
+/// API URLs keep getting a plain 404.
 pub async fn fallback(method: Method, uri: Uri) -> Response {
     let path = uri.path();
-    if path == "/api" || path.starts_with("/api/") || path.starts_with("/git/") {
-        return ApiError::NotFound("route".into()).into_response();
-    }
     if method != Method::GET && method != Method::HEAD {
         return ApiError::NotFound("route".into()).into_response();
     }
     let rel = path.trim_start_matches('/');
-    if rel.split('/').any(|seg| seg == ".." || seg.contains('\\')) {
-        return ApiError::NotFound("file".into()).into_response();
-    }
-    if !rel.is_empty() {
-        if let Some(file) = Assets::get(rel) {
-            return asset(rel, file);
+    if !rel.is_empty() && rel != "index.html" {
+        if path.starts_with("/api/") || path.starts_with("/git/") {
+            return ApiError::NotFound("route".into()).into_response();
         }
-        let last = rel.rsplit('/').next().unwrap_or(rel);
-        if last.contains('.') {
-            return ApiError::NotFound(format!("file {last}")).into_response();
+        if rel.split('/').any(|seg| seg == ".." || seg.contains('\\')) {
+            return ApiError::NotFound("file".into()).into_response();
         }
+        return match Assets::get(rel) {
+            Some(file) => asset(rel, file),
+            None => ApiError::NotFound("route".into()).into_response(),
+        };
     }
     match Assets::get("index.html") {
         Some(file) => asset("index.html", file),

@@ -474,7 +474,7 @@ async fn sse_streams_deliver_runs_logs_with_resume_and_environments() -> Result<
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_single_page_app_is_served_at_the_root_and_api_misses_stay_json() -> Result<()> {
     let server = TestServer::start_configured(|c| c.embedded_agent = false).await?;
-    for path in ["/", "/repos/admin/x", "/envs"] {
+    for path in ["/", "/index.html"] {
         let resp = server
             .http
             .get(format!("{}{path}", server.url))
@@ -492,6 +492,20 @@ async fn the_single_page_app_is_served_at_the_root_and_api_misses_stay_json() ->
         let csp = resp.headers()["content-security-policy"].to_str()?;
         assert!(csp.contains("frame-ancestors 'none'") && csp.contains("script-src 'self'"));
         assert!(resp.text().await?.contains("<html"));
+    }
+    // The app routes in the fragment: other paths are plain 404s (mistyped git URLs too).
+    for path in [
+        "/envs",
+        "/real.git/info/refs?service=git-upload-pack",
+        "/git/x",
+        "/api",
+    ] {
+        let resp = server
+            .http
+            .get(format!("{}{path}", server.url))
+            .send()
+            .await?;
+        assert_eq!(resp.status(), 404, "{path}");
     }
     let resp = server.http.get(server.api("/no-such-route")).send().await?;
     assert_eq!(resp.status(), 404);

@@ -123,6 +123,44 @@ async function waitForPrompt() {
   await page.locator('#terminal').click();
 }
 
+/** Text whose contrast with its background is below 4.5:1 (WCAG AA), outside the terminal. */
+async function lowContrast() {
+  return page.evaluate(() => {
+    const parse = (c) => {
+      const m = c.match(/rgba?\(([^)]+)\)/);
+      if (!m) return null;
+      const [r, g, b, a = 1] = m[1].split(',').map((x) => Number(x.trim()));
+      return { r, g, b, a };
+    };
+    const lum = ({ r, g, b }) => {
+      const f = (v) => {
+        const x = v / 255;
+        return x <= 0.03928 ? x / 12.92 : ((x + 0.055) / 1.055) ** 2.4;
+      };
+      return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+    };
+    const background = (el) => {
+      for (let e = el; e; e = e.parentElement) {
+        const c = parse(getComputedStyle(e).backgroundColor);
+        if (c && c.a > 0.5) return c;
+      }
+      return { r: 255, g: 255, b: 255, a: 1 };
+    };
+    const bad = [];
+    for (const el of document.querySelectorAll('body *')) {
+      if (el.closest('.xterm') || el.closest('svg') || el.disabled) continue;
+      const own = [...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim());
+      if (!own || !el.getClientRects().length) continue;
+      const fg = parse(getComputedStyle(el).color);
+      const bg = background(el);
+      const [a, b] = [lum(fg), lum(bg)].sort((x, y) => y - x);
+      const ratio = (a + 0.05) / (b + 0.05);
+      if (ratio < 4.5) bad.push(`${el.tagName}.${el.className} "${el.textContent.trim().slice(0, 30)}" ${ratio.toFixed(2)}`);
+    }
+    return bad;
+  });
+}
+
 async function envEvents() {
   return page.evaluate(async (id) => (await fetch(`/api/v1/environments/${id}/events`, { headers: { 'X-Cove-UI': '1' } })).json(), envId);
 }
@@ -149,6 +187,7 @@ test('log in (a wrong password is refused, the session cookie is HttpOnly and Sa
   await page.getByRole('button', { name: 'Log in' }).click();
   await page.getByText('Wrong user name or password.').waitFor();
   await shot('login');
+  assert.deepEqual(await lowContrast(), [], 'login page contrast');
   await page.getByLabel('Password', { exact: true }).fill(PASSWORD);
   await page.keyboard.press('Enter');
   await page.locator('[data-testid=username]', { hasText: USER }).waitFor();
@@ -186,6 +225,7 @@ test('create a repository, copy its clone URL and push to it with git', async ()
   await page.getByRole('link', { name: 'Repositories' }).click();
   await page.getByRole('link', { name: `${USER}/${REPO}` }).waitFor();
   await shot('repositories');
+  assert.deepEqual(await lowContrast(), [], 'repositories page contrast');
 });
 
 test('one click from a branch to a running environment', async () => {
@@ -214,6 +254,7 @@ test('the terminal runs in the main container at /projects/<repo>', async () => 
   assert.ok(rows.includes(REPO), `ls /projects lists the repository: ${JSON.stringify(rows)}`);
   assert.ok(rows.includes(`/projects/${REPO}`), `starts in /projects/${REPO}: ${JSON.stringify(rows)}`);
   await shot('environment-terminal');
+  assert.deepEqual(await lowContrast(), [], 'environment page contrast');
 });
 
 test('logs per component and the live environment list', async () => {
@@ -227,6 +268,7 @@ test('logs per component and the live environment list', async () => {
   const row = page.locator(`#env-table tr[data-env="${envId}"]`);
   await row.locator('[data-state=running]').waitFor();
   await shot('environments');
+  assert.deepEqual(await lowContrast(), [], 'environments page contrast');
   await row.getByRole('link').click();
   await page.locator('#env-state[data-state=running]').waitFor();
 });
@@ -352,6 +394,7 @@ test('push a commit and watch its run: DAG and log lines move live, then succeed
   await page.locator('.job[data-action=Check]').click();
   await page.locator('#job-log', { hasText: 'ui checked' }).waitFor({ timeout: 10_000 });
   await shot('run-succeeded');
+  assert.deepEqual(await lowContrast(), [], 'run page contrast');
 
   // The repository page shows the run next to its branch.
   await page.goto(`${URL}/#/repos/${USER}/${REPO}`);
