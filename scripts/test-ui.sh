@@ -22,6 +22,9 @@ fi
 CHROMIUM="${COVE_CHROMIUM:-$(command -v chromium || true)}"
 [ -n "$CHROMIUM" ] || { log "chromium is missing: run scripts/test-env.sh"; exit 1; }
 command -v npm >/dev/null || { log "npm is missing: run scripts/test-env.sh"; exit 1; }
+# playwright-core and `node --test --test-force-exit` need Node.js 20 or newer.
+node_major="$(node -p 'process.versions.node.split(".")[0]')"
+[ "$node_major" -ge 20 ] || { log "Node.js $(node --version) is too old: the browser tests need 20+"; exit 1; }
 
 log "web assets: npm ci && npm run build"
 (cd web && npm ci --no-audit --no-fund --loglevel=error && npm run build)
@@ -78,5 +81,5 @@ log "browser tests (node --test web/tests)"
 t0=$SECONDS
 (cd web && COVE_URL="$URL" COVE_USER="$USER_NAME" COVE_PASSWORD="$USER_PASSWORD" \
   COVE_ADMIN_TOKEN="$ADMIN_TOKEN" COVE_CHROMIUM="$CHROMIUM" COVE_SCREENSHOTS="$SHOTS" \
-  node --test --test-force-exit --test-concurrency=1 --test-reporter=spec tests/)
+  node --test --test-force-exit --test-concurrency=1 --test-reporter=spec tests/*.test.mjs)
 log "browser tests passed in $((SECONDS - t0))s; screenshots in $SHOTS"
