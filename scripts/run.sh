@@ -25,6 +25,6 @@ echo
 echo "CLI: $ROOT/target/debug/cove   (e.g. export PATH=\"$ROOT/target/debug:\$PATH\")"
 echo "then: cove login http://${COVE_LISTEN:-127.0.0.1:8080} --token <admin token below>"
 echo "      cove repo create myapp && git push … && cove env create myapp"
-echo "web UI: http://${COVE_LISTEN:-127.0.0.1:8080}/  (log in with a user that has a password; see docs/ui.md)"
+echo "web UI: http://${COVE_LISTEN:-127.0.0.1:8080}/  (log in as a user with a password: echo PASSWORD | cove user create NAME --admin)"
 echo
 exec bash scripts/run-server.sh "$@"

@@ -8,6 +8,7 @@ mod login;
 mod packages;
 mod repo;
 mod terminal;
+mod user;
 mod workflow;
 // workflow runs (issue 5)
 mod run;
@@ -39,6 +40,8 @@ enum Command {
     Secret(secret::SecretArgs),
     /// Standalone agents: registration tokens, list, revoke (administrators).
     Agent(agent::AgentArgs),
+    /// Users with a password, e.g. for the web UI (administrators).
+    User(user::UserArgs),
     /// Check and plan devfiles offline.
     #[command(subcommand)]
     Devfile(devfile::DevfileCommand),
@@ -56,6 +59,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run::run(args),
         Command::Secret(args) => secret::run(args).map(|()| ExitCode::SUCCESS),
         Command::Agent(args) => agent::run(args).map(|()| ExitCode::SUCCESS),
+        Command::User(args) => user::run(args).map(|()| ExitCode::SUCCESS),
         Command::Devfile(cmd) => devfile::run(cmd),
         Command::Workflow(cmd) => workflow::run(cmd),
     };

@@ -176,3 +176,47 @@ fn help_lists_login_and_repo() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("login") && text.contains("repo"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_create_reads_the_password_from_stdin_and_it_logs_in() -> Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let env = start().await?;
+    let home = env.config_home.path();
+    let out = cove(home, &["login", &env.url, "--token", ADMIN_TOKEN]).await?;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let create = |password: &'static str| {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_cove"));
+        cmd.args(["user", "create", "alice"])
+            .env("XDG_CONFIG_HOME", home)
+            .env_remove("COVE_URL")
+            .env_remove("COVE_TOKEN")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        async move {
+            let mut child = cmd.spawn()?;
+            let mut stdin = child.stdin.take().unwrap();
+            stdin.write_all(password.as_bytes()).await?;
+            drop(stdin);
+            Ok::<_, anyhow::Error>(child.wait_with_output().await?)
+        }
+    };
+    let short = create("short\n").await?;
+    assert!(!short.status.success());
+    assert!(stderr(&short).contains("at least 8 characters"));
+    let out = create("a long passphrase\n").await?;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "created user alice");
+    assert!(!stdout(&out).contains("passphrase"));
+    // The password opens a browser session.
+    let resp = reqwest::Client::new()
+        .post(format!("{}/api/v1/session", env.url))
+        .basic_auth("alice", Some("a long passphrase"))
+        .send()
+        .await?;
+    assert!(resp.status().is_success(), "{}", resp.status());
+    assert!(resp.headers().get("set-cookie").is_some());
+    let list = cove(home, &["user", "list"]).await?;
+    assert!(stdout(&list).contains("alice"), "{}", stdout(&list));
+    Ok(())
+}
