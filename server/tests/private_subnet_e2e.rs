@@ -385,6 +385,14 @@ phases:
       - echo "session secret is $AWS_SECRET_ACCESS_KEY"
 "#;
 
+/// `git init` in `dir` with the server's repository `admin/<name>` as origin.
+async fn init_repo(server: &TestServer, dir: &Path, name: &str) -> Result<()> {
+    git_ok(dir, &["init", "-q", "-b", "main"]).await?;
+    let url = server.git_url(&format!("admin/{name}"), Some(&server.admin_token));
+    git_ok(dir, &["remote", "add", "origin", &url]).await?;
+    Ok(())
+}
+
 async fn api_json<T: serde::de::DeserializeOwned>(server: &TestServer, path: &str) -> Result<T> {
     Ok(server
         .http
@@ -606,20 +614,11 @@ async fn separate_agent_builds_with_codeartifact_packages_in_a_private_subnet() 
         "/etc/cove/agent.yaml",
     ]);
 
-    // The push: a Node project and a Python app, the workflow and a buildspec.
+    // The push: a Node project and a Python app with the workflows; a
+    // buildspec repository beside it (its buildspec runs when it has no workflows).
     let dir = tempfile::tempdir()?;
     let d = dir.path();
-    git_ok(d, &["init", "-q", "-b", "main"]).await?;
-    git_ok(
-        d,
-        &[
-            "remote",
-            "add",
-            "origin",
-            &server.git_url("admin/app", Some(&server.admin_token)),
-        ],
-    )
-    .await?;
+    init_repo(&server, d, "app").await?;
     let docker0 = docker_ok(&[
         "network",
         "inspect",
@@ -646,20 +645,9 @@ async fn separate_agent_builds_with_codeartifact_packages_in_a_private_subnet() 
         commit_file(d, file, content.as_bytes(), file).await?;
     }
     git_ok(d, &["push", "-q", "origin", "main"]).await?;
-    // A buildspec repository (its buildspec runs when it has no workflows).
     let bs_dir = tempfile::tempdir()?;
     let b = bs_dir.path();
-    git_ok(b, &["init", "-q", "-b", "main"]).await?;
-    git_ok(
-        b,
-        &[
-            "remote",
-            "add",
-            "origin",
-            &server.git_url("admin/bs", Some(&server.admin_token)),
-        ],
-    )
-    .await?;
+    init_repo(&server, b, "bs").await?;
     for (file, content) in [
         ("package.json", PACKAGE_JSON),
         ("index.js", INDEX_JS),
