@@ -340,18 +340,7 @@ async fn registration_scenario(server: &TestServer) -> Result<()> {
 const WORKFLOW: &str = "Name: one\nSchemaVersion: \"1.0\"\nTriggers:\n  - Type: PUSH\nActions:\n  Only:\n    Identifier: aws/build@v1\n    Configuration:\n      Steps:\n        - Run: echo hi from the agent\n";
 
 async fn push_workflow(server: &TestServer, dir: &Path, repo: &str) -> Result<()> {
-    server.create_repo(&server.admin_token, repo).await?;
-    git_ok(dir, &["init", "-q", "-b", "main"]).await?;
-    commit_file(
-        dir,
-        ".codecatalyst/workflows/one.yaml",
-        WORKFLOW.as_bytes(),
-        "wf",
-    )
-    .await?;
-    let url = server.git_url(&format!("admin/{repo}"), Some(&server.admin_token));
-    git_ok(dir, &["push", "-q", &url, "main"]).await?;
-    Ok(())
+    common::push_workflow(server, dir, repo, WORKFLOW).await
 }
 
 async fn runs(server: &TestServer, repo: &str) -> Result<Vec<Run>> {

@@ -394,15 +394,7 @@ async fn init_repo(server: &TestServer, dir: &Path, name: &str) -> Result<()> {
 }
 
 async fn api_json<T: serde::de::DeserializeOwned>(server: &TestServer, path: &str) -> Result<T> {
-    Ok(server
-        .http
-        .get(server.api(path))
-        .bearer_auth(&server.admin_token)
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?)
+    Ok(serde_json::from_slice(&api_bytes(server, path).await?)?)
 }
 
 async fn api_bytes(server: &TestServer, path: &str) -> Result<Vec<u8>> {

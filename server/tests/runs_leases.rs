@@ -32,18 +32,7 @@ async fn start_on(retry_lost: bool, database_url: Option<String>) -> Result<Test
 const WORKFLOW: &str = "Name: one\nSchemaVersion: \"1.0\"\nTriggers:\n  - Type: PUSH\nActions:\n  Only:\n    Identifier: aws/build@v1\n    Configuration:\n      Steps:\n        - Run: echo hi\n";
 
 async fn push_workflow(server: &TestServer, dir: &Path, repo: &str) -> Result<()> {
-    server.create_repo(&server.admin_token, repo).await?;
-    git_ok(dir, &["init", "-q", "-b", "main"]).await?;
-    commit_file(
-        dir,
-        ".codecatalyst/workflows/one.yaml",
-        WORKFLOW.as_bytes(),
-        "wf",
-    )
-    .await?;
-    let url = server.git_url(&format!("admin/{repo}"), Some(&server.admin_token));
-    git_ok(dir, &["push", "-q", &url, "main"]).await?;
-    Ok(())
+    common::push_workflow(server, dir, repo, WORKFLOW).await
 }
 
 async fn lease(server: &TestServer, wait_ms: u64) -> Result<Option<JobLease>> {

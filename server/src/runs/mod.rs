@@ -535,28 +535,32 @@ pub async fn settle_run(state: &AppState, run_id: i64) -> Result<RunState, RunsE
 /// Cancels a run: pending jobs end `cancelled`, running ones are told in their next heartbeat
 /// (and finalized by the reaper when their agent stays silent).
 pub async fn cancel_run(state: &AppState, run_id: i64) -> Result<RunState, RunsError> {
+    end_unfinished(state, run_id, JobState::Cancelled, "cancelled").await?;
+    settle_run(state, run_id).await
+}
+
+/// Ends a run's pending jobs in `to` with `reason`; running ones are told to stop in their
+/// next heartbeat (and finalized by the reaper when their agent stays silent).
+async fn end_unfinished(
+    state: &AppState,
+    run_id: i64,
+    to: JobState,
+    reason: &str,
+) -> Result<(), RunsError> {
     let now = state.runs().clock.now_ms();
     for j in state.store().jobs_of_run(run_id).await? {
         match j.state {
             JobState::Pending => {
                 state
                     .store()
-                    .end_job(
-                        j.id,
-                        JobState::Pending,
-                        None,
-                        JobState::Cancelled,
-                        Some("cancelled"),
-                        None,
-                        now,
-                    )
+                    .end_job(j.id, JobState::Pending, None, to, Some(reason), None, now)
                     .await?;
             }
             JobState::Running => state.store().request_cancel(j.id).await?,
             _ => {}
         }
     }
-    settle_run(state, run_id).await
+    Ok(())
 }
 
 /// Retries an ended run: jobs that did not succeed run again (same commit, same workflow).
@@ -583,27 +587,13 @@ pub async fn retry_run(state: &AppState, run_id: i64) -> Result<RunState, RunsEr
 
 /// Marks every unfinished job of a run `superseded` (running ones are also told to stop).
 async fn supersede_run(state: &AppState, run_id: i64) -> Result<(), RunsError> {
-    let now = state.runs().clock.now_ms();
-    for j in state.store().jobs_of_run(run_id).await? {
-        match j.state {
-            JobState::Pending => {
-                state
-                    .store()
-                    .end_job(
-                        j.id,
-                        JobState::Pending,
-                        None,
-                        JobState::Superseded,
-                        Some("superseded by a newer run"),
-                        None,
-                        now,
-                    )
-                    .await?;
-            }
-            JobState::Running => state.store().request_cancel(j.id).await?,
-            _ => {}
-        }
-    }
+    end_unfinished(
+        state,
+        run_id,
+        JobState::Superseded,
+        "superseded by a newer run",
+    )
+    .await?;
     tracing::info!(run = run_id, "run superseded");
     settle_run(state, run_id).await?;
     Ok(())

@@ -338,3 +338,25 @@ pub async fn spawn_server(data_dir: &Path, port: u16) -> Result<Proc> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Creates `admin/<repo>`, commits `workflow` as `.codecatalyst/workflows/one.yaml` in a new
+/// repository at `dir` and pushes it to `main`.
+pub async fn push_workflow(
+    server: &TestServer,
+    dir: &Path,
+    repo: &str,
+    workflow: &str,
+) -> Result<()> {
+    server.create_repo(&server.admin_token, repo).await?;
+    git_ok(dir, &["init", "-q", "-b", "main"]).await?;
+    commit_file(
+        dir,
+        ".codecatalyst/workflows/one.yaml",
+        workflow.as_bytes(),
+        "wf",
+    )
+    .await?;
+    let url = server.git_url(&format!("admin/{repo}"), Some(&server.admin_token));
+    git_ok(dir, &["push", "-q", &url, "main"]).await?;
+    Ok(())
+}
