@@ -46,7 +46,19 @@ step() {
 step "cargo fmt --all -- --check" cargo fmt --all -- --check
 step "cargo clippy --workspace --all-targets -- -D warnings" \
   cargo clippy --workspace --all-targets -- -D warnings
-step "cargo test --workspace" cargo test --workspace
+# --no-fail-fast: one failing test binary must not hide the others; the summary names
+# every binary that failed (from cargo's own report, kept in target/cargo-test.log).
+cargo_test() {
+  local rc=0
+  mkdir -p target
+  cargo test --workspace --no-fail-fast 2>&1 | tee target/cargo-test.log || rc=$?
+  if [ "$rc" -ne 0 ]; then
+    failed_bins+=("$(grep -E '^ {4}(-p |`)' target/cargo-test.log | sed 's/^ *//' || true)")
+  fi
+  return "$rc"
+}
+failed_bins=()
+step "cargo test --workspace --no-fail-fast" cargo_test
 # The web UI in real headless Chromium against a real server + Docker (screenshots:
 # target/ui-screenshots/).
 step "scripts/test-ui.sh (browser tests)" bash scripts/test-ui.sh
@@ -55,6 +67,10 @@ banner "summary ($(elapsed "$t_all")s total)"
 printf '  %s\n' "${results[@]}"
 if [ "${#failed[@]}" -gt 0 ]; then
   echo "FAILED: ${failed[*]}"
+  if [ "${#failed_bins[@]}" -gt 0 ] && [ -n "${failed_bins[*]}" ]; then
+    echo "failed test binaries:"
+    printf '%s\n' "${failed_bins[@]}" | sed 's/^/  /'
+  fi
   exit 1
 fi
 echo "all steps passed"

@@ -377,6 +377,97 @@ fn valid_job_id(id: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
+/// The host's IPv4 address on a Docker bridge network (where a listener on
+/// the host is reachable from the network's containers), found the way the
+/// engine itself does: the IPAM gateway when the engine reports it; else the
+/// address of the network's bridge interface on this host (the
+/// `com.docker.network.bridge.name` option, `docker0` for the default
+/// bridge, `br-<first 12 of the id>` for user networks) — Debian's engine
+/// 20.10 reports only the subnet for the default bridge; else, for an agent
+/// that cannot see the host's interfaces (it runs in a container), the
+/// first host address of the subnet, which is where the engine puts the
+/// bridge unless told otherwise. Returns the address and the subnet.
+pub async fn bridge_host_address(
+    docker: &Docker,
+    network: &str,
+) -> Result<(Ipv4Addr, String), DockerError> {
+    let inspect = docker
+        .inspect_network(network, None::<InspectNetworkOptions>)
+        .await?;
+    Ok(host_address_of(&inspect, &host_ipv4_addresses())
+        .unwrap_or((Ipv4Addr::UNSPECIFIED, String::new())))
+}
+
+/// This host's IPv4 interface addresses (name, address); empty when they
+/// cannot be read.
+fn host_ipv4_addresses() -> Vec<(String, Ipv4Addr)> {
+    if_addrs::get_if_addrs()
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|i| match i.ip() {
+            IpAddr::V4(v4) => Some((i.name, v4)),
+            IpAddr::V6(_) => None,
+        })
+        .collect()
+}
+
+/// [`bridge_host_address`] on an inspected network, with the host's
+/// interfaces given (pure, for tests).
+fn host_address_of(
+    inspect: &bollard::models::NetworkInspect,
+    interfaces: &[(String, Ipv4Addr)],
+) -> Option<(Ipv4Addr, String)> {
+    let configs = inspect
+        .ipam
+        .as_ref()
+        .and_then(|i| i.config.clone())
+        .unwrap_or_default();
+    // IPv4 subnets only (a dual-stack network lists its IPv6 range too).
+    type V4Config = (Option<Ipv4Addr>, String, Option<(Ipv4Addr, u8)>);
+    let v4: Vec<V4Config> = configs
+        .into_iter()
+        .filter_map(|c| {
+            let subnet = c.subnet.unwrap_or_default();
+            let parsed = parse_v4_cidr(&subnet);
+            let gateway = c.gateway.and_then(|g| g.parse::<Ipv4Addr>().ok());
+            (parsed.is_some() || gateway.is_some()).then_some((gateway, subnet, parsed))
+        })
+        .collect();
+    if let Some((Some(gw), subnet, _)) = v4.iter().find(|(gw, _, _)| gw.is_some()) {
+        return Some((*gw, subnet.clone()));
+    }
+    let (_, subnet, cidr) = v4.into_iter().find(|(_, _, c)| c.is_some())?;
+    let (base, prefix) = cidr?;
+    let bridge = inspect
+        .options
+        .as_ref()
+        .and_then(|o| o.get("com.docker.network.bridge.name").cloned())
+        .or_else(|| {
+            inspect
+                .id
+                .as_deref()
+                .map(|id| format!("br-{}", &id[..id.len().min(12)]))
+        });
+    let in_subnet =
+        |a: &Ipv4Addr| prefix == 0 || (u32::from(*a) ^ u32::from(base)) >> (32 - prefix) == 0;
+    if let Some(name) = bridge {
+        if let Some((_, addr)) = interfaces.iter().find(|(n, a)| *n == name && in_subnet(a)) {
+            return Some((*addr, subnet));
+        }
+    }
+    // Not visible from here: the engine's default is the subnet's first host.
+    (prefix < 31).then(|| (Ipv4Addr::from(u32::from(base) + 1), subnet))
+}
+
+/// `a.b.c.d/n` with the host bits cleared.
+fn parse_v4_cidr(cidr: &str) -> Option<(Ipv4Addr, u8)> {
+    let (addr, len) = cidr.split_once('/')?;
+    let addr: Ipv4Addr = addr.parse().ok()?;
+    let len: u8 = len.parse().ok().filter(|l| *l <= 32)?;
+    let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+    Some((Ipv4Addr::from(u32::from(addr) & mask), len))
+}
+
 impl PrivateNetwork {
     /// Network name for a job.
     pub fn name_for(job_id: &str) -> String {
@@ -437,16 +528,7 @@ impl PrivateNetwork {
             .inspect_network(&net.id, None::<InspectNetworkOptions>)
             .await
             .map_err(err("network inspect"))?;
-        let ipam = inspect
-            .ipam
-            .and_then(|i| i.config)
-            .unwrap_or_default()
-            .into_iter()
-            .find_map(|c| {
-                let gw: Ipv4Addr = c.gateway?.parse().ok()?;
-                Some((gw, c.subnet.unwrap_or_default()))
-            });
-        let Some((gateway_ip, subnet)) = ipam else {
+        let Some((gateway_ip, subnet)) = host_address_of(&inspect, &host_ipv4_addresses()) else {
             return Err(NetError::NoGateway {
                 job: job_id.to_string(),
             });
@@ -1009,6 +1091,68 @@ pub async fn cleanup_orphans(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn network(
+        config: serde_json::Value,
+        options: serde_json::Value,
+    ) -> bollard::models::NetworkInspect {
+        serde_json::from_value(serde_json::json!({
+            "Id": "131d749d4f31ee0e2c38322f9c14a80eedb622cb7b168d4f99eb091aa9410097",
+            "IPAM": { "Config": config },
+            "Options": options,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn bridge_address_from_ipam_gateway_interface_or_subnet() {
+        let ifaces = vec![
+            ("lo".to_string(), Ipv4Addr::LOCALHOST),
+            ("docker0".to_string(), Ipv4Addr::new(172, 17, 0, 1)),
+            ("br-131d749d4f31".to_string(), Ipv4Addr::new(10, 9, 0, 254)),
+        ];
+        // Reported gateway wins.
+        let n = network(
+            serde_json::json!([{"Subnet": "172.18.0.0/16", "Gateway": "172.18.0.1"}]),
+            serde_json::json!({}),
+        );
+        assert_eq!(
+            host_address_of(&n, &ifaces),
+            Some((Ipv4Addr::new(172, 18, 0, 1), "172.18.0.0/16".into()))
+        );
+        // Debian's engine 20.10: the default bridge reports only its subnet.
+        let n = network(
+            serde_json::json!([{"Subnet": "172.17.0.0/16"}]),
+            serde_json::json!({"com.docker.network.bridge.name": "docker0"}),
+        );
+        assert_eq!(
+            host_address_of(&n, &ifaces).unwrap().0,
+            Ipv4Addr::new(172, 17, 0, 1)
+        );
+        // A user network without a name option: br-<id>, address in the subnet.
+        let n = network(
+            serde_json::json!([{"Subnet": "10.9.0.0/24"}]),
+            serde_json::json!({}),
+        );
+        assert_eq!(
+            host_address_of(&n, &ifaces).unwrap().0,
+            Ipv4Addr::new(10, 9, 0, 254)
+        );
+        // Interface invisible (agent in a container): the subnet's first host;
+        // an IPv6 range listed first is skipped.
+        let n = network(
+            serde_json::json!([{"Subnet": "fd00::/64"}, {"Subnet": "192.168.5.0/24"}]),
+            serde_json::json!({"com.docker.network.bridge.name": "docker0"}),
+        );
+        assert_eq!(
+            host_address_of(&n, &[]),
+            Some((Ipv4Addr::new(192, 168, 5, 1), "192.168.5.0/24".into()))
+        );
+        assert_eq!(
+            host_address_of(&network(serde_json::json!([]), serde_json::json!({})), &[]),
+            None
+        );
+    }
 
     #[test]
     fn tagged_rules_are_found_in_iptables_listings() {

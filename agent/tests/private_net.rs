@@ -188,13 +188,12 @@ async fn private_network_reaches_only_the_gateway() {
     // Targets this test started on this machine.
     let _imds = LocalAddress::add(METADATA_IP);
     let host_port = host_server("cove-host-target");
-    let docker0 = docker_ok(&[
-        "network",
-        "inspect",
-        "bridge",
-        "-f",
-        "{{(index .IPAM.Config 0).Gateway}}",
-    ]);
+    // The host's address on the default bridge, found as the agent finds it
+    // (Debian's engine reports no IPAM gateway for it).
+    let (docker0, _) = cove_agent::private_net::bridge_host_address(&d, "bridge")
+        .await
+        .unwrap();
+    assert!(!docker0.is_unspecified(), "no host address on docker0");
     let mut containers = Containers(Vec::new());
     let peer = docker_ok(&[
         "run",

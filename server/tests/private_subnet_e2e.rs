@@ -42,6 +42,20 @@ const OWNER: &str = "123456789012";
 const BASE_KEY: &str = "AKIAE2EBASEKEY000001";
 const BASE_SECRET: &str = "e2eBaseSecretKey/NeverInLogs0123456789abc";
 
+/// The host's address on a Docker network, as the agent finds it (the engine
+/// may report no IPAM gateway, as Debian's 20.10 does for the default bridge).
+async fn host_address(network: &str) -> String {
+    let docker = bollard::Docker::connect_with_local_defaults().unwrap();
+    let (addr, _) = cove_agent::private_net::bridge_host_address(&docker, network)
+        .await
+        .unwrap();
+    assert!(
+        !addr.is_unspecified(),
+        "no host address on network {network}"
+    );
+    addr.to_string()
+}
+
 fn docker(args: &[&str]) -> std::process::Output {
     cove_tests::docker(args).output().unwrap()
 }
@@ -66,7 +80,7 @@ struct AgentNet {
 }
 
 impl AgentNet {
-    fn create() -> AgentNet {
+    async fn create() -> AgentNet {
         let name = cove_tests::unique_name("cove-e2e-agentnet");
         let id = docker_ok(&[
             "network",
@@ -76,13 +90,7 @@ impl AgentNet {
             "cove.test=private-subnet-e2e",
             &name,
         ]);
-        let gateway = docker_ok(&[
-            "network",
-            "inspect",
-            "-f",
-            "{{range .IPAM.Config}}{{.Gateway}}{{end}}",
-            &name,
-        ]);
+        let gateway = host_address(&name).await;
         AgentNet {
             name,
             bridge: format!("br-{}", &id[..12]),
@@ -482,7 +490,7 @@ async fn separate_agent_builds_with_codeartifact_packages_in_a_private_subnet() 
     cove_tests::require_image("cove/agent:latest");
     let agent_bin = cove_tests::cargo_bin("cove-agent", "cove-agent")?;
 
-    let mut net = AgentNet::create();
+    let mut net = AgentNet::create().await;
     let g = net.gateway.clone();
     let server = TestServer::start_on(&g, |c| {
         c.runs.embedded_slots = 0;
@@ -611,13 +619,7 @@ async fn separate_agent_builds_with_codeartifact_packages_in_a_private_subnet() 
     let dir = tempfile::tempdir()?;
     let d = dir.path();
     init_repo(&server, d, "app").await?;
-    let docker0 = docker_ok(&[
-        "network",
-        "inspect",
-        "-f",
-        "{{range .IPAM.Config}}{{.Gateway}}{{end}}",
-        "bridge",
-    ]);
+    let docker0 = host_address("bridge").await;
     // One attempt each, 2 s; the job fails if any target answers.
     let probes = format!(
         "for t in http://{outsider}/ http://{meta}/ http://169.254.169.254/ http://{docker0}:{server_port}/ http://{g}:{server_port}/api/v1/health http://$(ip route | awk '/default/ {{print $3}}'):{server_port}/; do if curl -s -o /dev/null --noproxy '*' -m 2 \"$t\"; then echo \"REACHED $t\"; exit 1; else echo \"blocked $t\"; fi; done; if curl -sf -o /dev/null -m 2 http://{outsider}/; then echo 'REACHED via proxy'; exit 1; else echo 'proxy refused {outsider}'; fi",
