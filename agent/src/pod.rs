@@ -860,6 +860,19 @@ impl Runtime {
         path: &str,
         tar: Vec<u8>,
     ) -> Result<()> {
+        let body = futures_util::stream::once(async move { Ok(bytes::Bytes::from(tar)) });
+        self.upload_tar_stream(env, component, path, body).await
+    }
+
+    /// Write a tar archive, streamed in chunks, into a component's filesystem
+    /// at `path`.
+    pub async fn upload_tar_stream(
+        &self,
+        env: &str,
+        component: &str,
+        path: &str,
+        body: impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'static,
+    ) -> Result<()> {
         let id = self.component_id(env, component).await?;
         self.docker
             .upload_to_container(
@@ -868,7 +881,7 @@ impl Runtime {
                     path: path.to_string(),
                     ..Default::default()
                 }),
-                bollard::body_full(tar.into()),
+                bollard::body_try_stream(body),
             )
             .await
             .map_err(Self::err(env, "upload files"))

@@ -10,7 +10,10 @@
 use std::path::Path;
 use std::process::Stdio;
 
+use bytes::Bytes;
 use tokio::process::Command;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 use cove_api::agent::EnvSource;
 
@@ -174,16 +177,88 @@ pub async fn checkout(
         "config",
     )
     .await?;
-    let repo = spec.repo.clone();
-    let archive = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
-        let mut builder = tar::Builder::new(Vec::new());
-        builder.follow_symlinks(false);
-        builder.append_dir_all(&repo, &dir)?;
-        builder.into_inner()
-    })
-    .await
-    .map_err(|e| std::io::Error::other(e.to_string()))??;
-    rt.upload_tar(env, component, projects_root, archive)
-        .await?;
+    // Streamed: a blocking thread writes the tar in 64 KiB chunks into a
+    // small channel that is the upload's body, so memory stays bounded
+    // whatever the size of the working tree.
+    let (body, writer) = tar_stream(dir.clone(), spec.repo.clone());
+    let upload = rt
+        .upload_tar_stream(env, component, projects_root, body)
+        .await;
+    let written = writer
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    // The writer's error explains a failed upload best (the upload only sees
+    // its body end early).
+    written?;
+    upload?;
     Ok(true)
+}
+
+/// Chunk size of a streamed tar, and how many chunks may wait in flight.
+const CHUNK: usize = 64 * 1024;
+const IN_FLIGHT: usize = 4;
+
+/// A tar of `dir` under the name `name`, as a stream of chunks fed by a
+/// blocking thread. At most `IN_FLIGHT` chunks of `CHUNK` bytes are held.
+fn tar_stream(
+    dir: std::path::PathBuf,
+    name: String,
+) -> (
+    impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send + 'static,
+    JoinHandle<std::io::Result<()>>,
+) {
+    let (tx, rx) = mpsc::channel::<std::io::Result<Bytes>>(IN_FLIGHT);
+    let writer = tokio::task::spawn_blocking(move || {
+        let mut builder = tar::Builder::new(ChunkWriter {
+            tx: tx.clone(),
+            buf: Vec::with_capacity(CHUNK),
+        });
+        builder.follow_symlinks(false);
+        let result = builder
+            .append_dir_all(&name, &dir)
+            .and_then(|()| builder.into_inner())
+            .and_then(|mut w| std::io::Write::flush(&mut w));
+        if let Err(e) = &result {
+            // The upload ends with this error rather than a short archive.
+            let _ = tx.blocking_send(Err(std::io::Error::new(e.kind(), e.to_string())));
+        }
+        result
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    (stream, writer)
+}
+
+/// `Write` into the body channel, in chunks of [`CHUNK`] bytes.
+struct ChunkWriter {
+    tx: mpsc::Sender<std::io::Result<Bytes>>,
+    buf: Vec<u8>,
+}
+
+impl ChunkWriter {
+    fn send(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
+        self.tx
+            .blocking_send(Ok(chunk))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "upload ended"))
+    }
+}
+
+impl std::io::Write for ChunkWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let n = data.len().min(CHUNK - self.buf.len());
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() >= CHUNK {
+            self.send()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.send()
+    }
 }
