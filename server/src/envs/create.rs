@@ -51,6 +51,13 @@ pub async fn create_env(
     }
     let branch = req.new_branch.clone().unwrap_or_else(|| base.clone());
     let repo_path = crate::git::repo_path(state.data_dir(), &repo.owner, &repo.name);
+    check_branches(
+        repo_path.clone(),
+        base.clone(),
+        req.new_branch.clone(),
+        repo.default_branch.clone(),
+    )
+    .await?;
     let (rp, rev) = (repo_path.clone(), base.clone());
     let requested = req.devfile_path.clone();
     let repo_name = repo.name.clone();
@@ -185,7 +192,12 @@ pub async fn create_env(
             let message = reply_error(other);
             state
                 .store()
-                .set_env_state(&row.id, EnvState::Failed, Some(&message))
+                .transition_env(
+                    &row.id,
+                    &[EnvState::Creating],
+                    EnvState::Failed,
+                    Some(&message),
+                )
                 .await?;
         }
     }
@@ -195,4 +207,36 @@ pub async fn create_env(
         .await?
         .ok_or_else(|| ApiError::NotFound("environment".into()))?;
     Ok((StatusCode::CREATED, Json(env_dto(&state, &row).await?)).into_response())
+}
+
+/// Refuses, before anything is created, a base branch that does not exist (404) and a
+/// `new_branch` that already exists (409). An empty repository (no branch at all) may
+/// still start its default branch.
+async fn check_branches(
+    repo_path: std::path::PathBuf,
+    base: String,
+    new_branch: Option<String>,
+    default_branch: String,
+) -> Result<(), ApiError> {
+    tokio::task::spawn_blocking(move || {
+        let repo = git2::Repository::open_bare(&repo_path).map_err(ApiError::internal)?;
+        let exists = |b: &str| repo.find_reference(&format!("refs/heads/{b}")).is_ok();
+        let empty = repo
+            .references_glob("refs/heads/*")
+            .map_err(ApiError::internal)?
+            .next()
+            .is_none();
+        let startable = exists(&base) || (empty && base == default_branch);
+        if !startable {
+            return Err(ApiError::NotFound(format!("branch {base}")));
+        }
+        if let Some(nb) = new_branch.as_deref().filter(|nb| exists(nb)) {
+            return Err(ApiError::Conflict(format!(
+                "branch {nb} already exists; use branch to work on it, or choose another new_branch"
+            )));
+        }
+        Ok(())
+    })
+    .await
+    .map_err(ApiError::internal)?
 }

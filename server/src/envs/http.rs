@@ -281,10 +281,16 @@ pub async fn delete_env(
     Extension(row): Extension<EnvRow>,
 ) -> Result<StatusCode, ApiError> {
     let agent = state.envs().agent()?;
-    state
+    if !state
         .store()
-        .set_env_state(&row.id, EnvState::Deleting, None)
-        .await?;
+        .transition_env(&row.id, &[row.state], EnvState::Deleting, None)
+        .await?
+    {
+        return Err(ApiError::Conflict(format!(
+            "environment {} changed state meanwhile; look at it again",
+            row.name
+        )));
+    }
     match agent
         .call(EnvCommand::Delete {
             env_id: row.id.clone(),
@@ -296,7 +302,12 @@ pub async fn delete_env(
             let message = reply_error(other);
             state
                 .store()
-                .set_env_state(&row.id, EnvState::Failed, Some(&message))
+                .transition_env(
+                    &row.id,
+                    &[EnvState::Deleting],
+                    EnvState::Failed,
+                    Some(&message),
+                )
                 .await?;
             Err(ApiError::Conflict(message))
         }

@@ -27,7 +27,6 @@ pub use state::*;
 pub use terminal::*;
 pub use watcher::*;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use cove_agent::worker::AgentHandle;
@@ -49,6 +48,8 @@ pub struct Envs {
     agent: Option<AgentHandle>,
     /// Environments found on the engine with no row in the store.
     orphans: Mutex<Vec<String>>,
+    /// Environments whose devfile check is under way (the watcher skips them).
+    watching: watcher::InFlight,
 }
 
 impl Envs {
@@ -56,6 +57,7 @@ impl Envs {
         Envs {
             agent,
             orphans: Mutex::new(Vec::new()),
+            watching: watcher::InFlight::default(),
         }
     }
 
@@ -107,12 +109,22 @@ impl Default for Intervals {
     }
 }
 
-/// Start the loops: agent reports, devfile watcher, idle reaper; reconcile once first.
-pub fn spawn_background(
+/// Longest the start-up reconciliation may take before serving begins anyway.
+pub const RECONCILE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Reconcile with the engine (before the server takes requests, so that nothing created
+/// by this process is mistaken for a leftover), then start the loops: agent reports,
+/// devfile watcher, idle reaper.
+pub async fn spawn_background(
     state: AppState,
     mut reports: mpsc::UnboundedReceiver<EnvReport>,
     intervals: Intervals,
 ) {
+    match tokio::time::timeout(RECONCILE_TIMEOUT, reconcile(&state)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "reconciliation failed"),
+        Err(_) => tracing::error!("reconciliation did not finish within 60 s"),
+    }
     let s = state.clone();
     tokio::spawn(async move {
         while let Some(r) = reports.recv().await {
@@ -121,25 +133,26 @@ pub fn spawn_background(
             }
         }
     });
-    let s = Arc::new(state);
+    // two loops, so that a slow pass of one never delays the other; each pass works
+    // per environment (see check_devfiles and reap_idle)
+    let s = state.clone();
     tokio::spawn(async move {
-        if let Err(e) = reconcile(&s).await {
-            tracing::error!(error = %e, "reconciliation failed");
-        }
         let mut devfile = tokio::time::interval(intervals.devfile_check);
-        let mut idle = tokio::time::interval(intervals.idle_check);
+        devfile.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tokio::select! {
-                _ = devfile.tick() => {
-                    if let Err(e) = check_devfiles(&s).await {
-                        tracing::warn!(error = %e, "devfile check failed");
-                    }
-                }
-                _ = idle.tick() => {
-                    if let Err(e) = reap_idle(&s, now_ms()).await {
-                        tracing::warn!(error = %e, "idle check failed");
-                    }
-                }
+            devfile.tick().await;
+            if let Err(e) = check_devfiles(&s).await {
+                tracing::warn!(error = %e, "devfile check failed");
+            }
+        }
+    });
+    tokio::spawn(async move {
+        let mut idle = tokio::time::interval(intervals.idle_check);
+        idle.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            idle.tick().await;
+            if let Err(e) = reap_idle(&state, now_ms()).await {
+                tracing::warn!(error = %e, "idle check failed");
             }
         }
     });
