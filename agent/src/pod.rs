@@ -949,12 +949,34 @@ impl Runtime {
             tail: tail.to_string(),
             ..Default::default()
         };
+        // keep the last `output_bytes` (the end of a log is what matters), for at most the
+        // exec timeout
+        let cap = self.exec_limits.output_bytes;
+        let deadline = tokio::time::Instant::now() + self.exec_limits.timeout;
         let mut stream = self.docker.logs(&id, Some(options));
-        let mut text = String::new();
-        while let Some(chunk) = stream.next().await {
+        let mut kept: Vec<u8> = Vec::new();
+        let mut dropped = 0u64;
+        while let Ok(Some(chunk)) = tokio::time::timeout_at(deadline, stream.next()).await {
             let chunk = chunk.map_err(Self::err(env, "read logs"))?;
-            text.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
+            kept.extend_from_slice(&chunk.into_bytes());
+            if kept.len() > 2 * cap {
+                let cut = kept.len() - cap;
+                dropped += cut as u64;
+                kept.drain(..cut);
+            }
         }
+        if kept.len() > cap {
+            let cut = kept.len() - cap;
+            dropped += cut as u64;
+            kept.drain(..cut);
+        }
+        let mut text = String::new();
+        if dropped > 0 {
+            text.push_str(&format!(
+                "[cove: {dropped} bytes of earlier output dropped]\n"
+            ));
+        }
+        text.push_str(&String::from_utf8_lossy(&kept));
         Ok(text)
     }
 

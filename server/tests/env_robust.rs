@@ -365,6 +365,39 @@ async fn a_dev_zero_devfile_keeps_server_memory_flat_and_other_environments_watc
     assert!(out.stderr.contains("did not finish within 3 s"), "{out:?}");
     assert!(started.elapsed() < Duration::from_secs(30));
 
+    // logs keep the last 1 MiB with a note (3 MB written to the container's own stdout)
+    let out = server
+        .exec(
+            zero,
+            &[
+                "sh",
+                "-c",
+                "head -c 3000000 /dev/zero | tr '\\0' y > /proc/1/fd/1",
+            ],
+        )
+        .await;
+    assert_eq!(out.exit_code, 0, "{out:?}");
+    let logs = server
+        .http
+        .get(format!(
+            "{}/api/v1/environments/{zero}/logs?tail=100000000",
+            server.url
+        ))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(logs.len() <= (1 << 20) + 100, "{}", logs.len());
+    assert!(
+        logs.starts_with("[cove: ") && logs.contains("bytes of earlier output dropped]"),
+        "{}",
+        &logs[..80.min(logs.len())]
+    );
+    assert!(logs.ends_with("yyyy"));
+
     // let the watcher settle, then measure
     tokio::time::sleep(Duration::from_secs(5)).await;
     let before = rss(server.pid());
