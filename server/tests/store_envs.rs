@@ -31,6 +31,20 @@ async fn backends(tmp: &tempfile::TempDir) -> Result<Vec<(String, String)>> {
     Ok(out)
 }
 
+/// Drops a database made by [`backends`] (its pools are closed).
+async fn drop_postgres(url: &str) -> Result<()> {
+    let base = std::env::var("COVE_TEST_POSTGRES_URL")?;
+    let Some((_, name)) = url.rsplit_once('/') else {
+        return Ok(());
+    };
+    let pool = sqlx::AnyPool::connect(&base).await?;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&pool)
+        .await?;
+    pool.close().await;
+    Ok(())
+}
+
 #[tokio::test]
 async fn environment_transitions_are_conditional_on_every_backend() -> Result<()> {
     let tmp = tempfile::tempdir()?;
@@ -38,6 +52,9 @@ async fn environment_transitions_are_conditional_on_every_backend() -> Result<()
         exercise(&url)
             .await
             .with_context(|| format!("backend {backend}"))?;
+        if backend == "postgres" {
+            drop_postgres(&url).await?;
+        }
     }
     Ok(())
 }
