@@ -128,17 +128,19 @@ pub async fn restart(
     Ok(rt.recreate(spec).await?)
 }
 
-/// Read a file from the main container; `None` when it does not exist.
+/// Largest workspace file (a devfile or one of its parents) the agent reads: 1 MiB.
+pub const MAX_WORKSPACE_FILE_BYTES: usize = 1 << 20;
+
+/// Read a file from the main container; `None` when it does not exist; an error when
+/// it is larger than [`MAX_WORKSPACE_FILE_BYTES`] or does not end (`/dev/zero`).
 pub async fn read_file(
     rt: &Runtime,
     env: &str,
     component: &str,
     path: &str,
 ) -> Result<Option<String>, PodError> {
-    let out = rt
-        .exec(env, component, &["cat", "--", path], &[], None)
-        .await?;
-    Ok((out.exit_code == 0).then_some(out.stdout))
+    rt.read_file(env, component, path, MAX_WORKSPACE_FILE_BYTES)
+        .await
 }
 
 /// Parents of a workspace devfile, fetched ahead of resolution.

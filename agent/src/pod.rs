@@ -38,6 +38,8 @@ pub enum PodError {
     NotFound(String),
     #[error("environment `{env}` has no component `{component}`")]
     NoComponent { env: String, component: String },
+    #[error("environment `{env}`: {what}")]
+    TooLarge { env: String, what: String },
     #[error("docker {action} for environment `{env}` failed: {source}")]
     Docker {
         env: String,
@@ -133,6 +135,7 @@ pub struct ExecOutput {
 #[derive(Clone)]
 pub struct Runtime {
     docker: Docker,
+    exec_limits: crate::bounded::ExecLimits,
 }
 
 pub fn valid_env_id(id: &str) -> bool {
@@ -195,7 +198,21 @@ impl Runtime {
             .negotiate_version()
             .await
             .map_err(PodError::Connect)?;
-        Ok(Runtime { docker })
+        Ok(Runtime {
+            docker,
+            exec_limits: crate::bounded::ExecLimits::from_env(),
+        })
+    }
+
+    /// The same engine with other bounds for [`Runtime::exec`].
+    pub fn with_exec_limits(mut self, limits: crate::bounded::ExecLimits) -> Self {
+        self.exec_limits = limits;
+        self
+    }
+
+    /// The bounds of [`Runtime::exec`].
+    pub fn exec_limits(&self) -> crate::bounded::ExecLimits {
+        self.exec_limits
     }
 
     pub fn docker(&self) -> &Docker {
@@ -697,7 +714,10 @@ impl Runtime {
             })
     }
 
-    /// Run a command to completion in a component and collect its output.
+    /// Run a command to completion in a component and collect its output,
+    /// within the runtime's [`ExecLimits`](crate::bounded::ExecLimits): output
+    /// past the budget is counted and dropped (a note says how much), and a
+    /// command still running at the timeout is abandoned with exit code 124.
     pub async fn exec(
         &self,
         env: &str,
@@ -706,6 +726,83 @@ impl Runtime {
         vars: &[(String, String)],
         workdir: Option<&str>,
     ) -> Result<ExecOutput> {
+        let limits = self.exec_limits;
+        let (out, exit_code) = self
+            .exec_bounded(env, component, cmd, vars, workdir, limits, false)
+            .await?;
+        let (stdout, mut stderr) = out.finish();
+        if exit_code.is_none() {
+            stderr.push_str(&crate::bounded::timeout_note(limits.timeout));
+        }
+        Ok(ExecOutput {
+            exit_code: exit_code.unwrap_or(crate::bounded::TIMED_OUT_EXIT_CODE),
+            stdout,
+            stderr,
+        })
+    }
+
+    /// Read a file of at most `max_bytes` from a component (`cat`). `Ok(None)`
+    /// when it cannot be read; an error when it is larger, endless (a device) or
+    /// takes longer than [`FILE_READ_TIMEOUT`](crate::bounded::FILE_READ_TIMEOUT).
+    /// Reading stops at the first byte past the limit.
+    pub async fn read_file(
+        &self,
+        env: &str,
+        component: &str,
+        path: &str,
+        max_bytes: usize,
+    ) -> Result<Option<String>> {
+        let limits = crate::bounded::ExecLimits {
+            output_bytes: max_bytes,
+            timeout: crate::bounded::FILE_READ_TIMEOUT.min(self.exec_limits.timeout),
+        };
+        let (out, exit_code) = self
+            .exec_bounded(
+                env,
+                component,
+                &["cat", "--", path],
+                &[],
+                None,
+                limits,
+                true,
+            )
+            .await?;
+        if out.dropped() > 0 {
+            return Err(PodError::TooLarge {
+                env: env.to_string(),
+                what: format!("{path} is larger than {max_bytes} bytes"),
+            });
+        }
+        match exit_code {
+            None => Err(PodError::TooLarge {
+                env: env.to_string(),
+                what: format!(
+                    "reading {path} did not finish within {} s",
+                    limits.timeout.as_secs()
+                ),
+            }),
+            Some(0) => Ok(Some(
+                String::from_utf8_lossy(&out.into_stdout()).into_owned(),
+            )),
+            Some(_) => Ok(None),
+        }
+    }
+
+    /// Runs `cmd`, keeping at most `limits.output_bytes`. Returns the output and
+    /// the exit code (`None` when the timeout struck first). With `stop_on_overflow`
+    /// reading stops at the first dropped byte.
+    #[allow(clippy::too_many_arguments)]
+    async fn exec_bounded(
+        &self,
+        env: &str,
+        component: &str,
+        cmd: &[&str],
+        vars: &[(String, String)],
+        workdir: Option<&str>,
+        limits: crate::bounded::ExecLimits,
+        stop_on_overflow: bool,
+    ) -> Result<(crate::bounded::BoundedOutput, Option<i64>)> {
+        let deadline = tokio::time::Instant::now() + limits.timeout;
         let id = self.component_id(env, component).await?;
         let exec = self
             .docker
@@ -722,35 +819,44 @@ impl Runtime {
             )
             .await
             .map_err(Self::err(env, "create exec"))?;
-        let mut out = ExecOutput {
-            exit_code: -1,
-            stdout: String::new(),
-            stderr: String::new(),
-        };
+        let mut out = crate::bounded::BoundedOutput::new(limits.output_bytes);
+        let mut finished = true;
         if let bollard::exec::StartExecResults::Attached { mut output, .. } = self
             .docker
             .start_exec(&exec.id, None)
             .await
             .map_err(Self::err(env, "start exec"))?
         {
-            while let Some(chunk) = output.next().await {
-                match chunk.map_err(Self::err(env, "read exec output"))? {
-                    bollard::container::LogOutput::StdErr { message } => {
-                        out.stderr.push_str(&String::from_utf8_lossy(&message))
+            loop {
+                let chunk = match tokio::time::timeout_at(deadline, output.next()).await {
+                    Err(_) => {
+                        finished = false;
+                        break;
                     }
-                    other => out
-                        .stdout
-                        .push_str(&String::from_utf8_lossy(&other.into_bytes())),
+                    Ok(None) => break,
+                    Ok(Some(chunk)) => chunk.map_err(Self::err(env, "read exec output"))?,
+                };
+                match chunk {
+                    bollard::container::LogOutput::StdErr { message } => out.push(true, &message),
+                    other => out.push(false, &other.into_bytes()),
+                }
+                if stop_on_overflow && out.dropped() > 0 {
+                    finished = false;
+                    break;
                 }
             }
+            // dropping the stream closes the attach connection: a command that
+            // keeps writing gets a broken pipe
+        }
+        if !finished {
+            return Ok((out, None));
         }
         let inspect = self
             .docker
             .inspect_exec(&exec.id)
             .await
             .map_err(Self::err(env, "inspect exec"))?;
-        out.exit_code = inspect.exit_code.unwrap_or(-1);
-        Ok(out)
+        Ok((out, Some(inspect.exit_code.unwrap_or(-1))))
     }
 
     /// Start an interactive command with a TTY in a component. Returns the
@@ -843,12 +949,34 @@ impl Runtime {
             tail: tail.to_string(),
             ..Default::default()
         };
+        // keep the last `output_bytes` (the end of a log is what matters), for at most the
+        // exec timeout
+        let cap = self.exec_limits.output_bytes;
+        let deadline = tokio::time::Instant::now() + self.exec_limits.timeout;
         let mut stream = self.docker.logs(&id, Some(options));
-        let mut text = String::new();
-        while let Some(chunk) = stream.next().await {
+        let mut kept: Vec<u8> = Vec::new();
+        let mut dropped = 0u64;
+        while let Ok(Some(chunk)) = tokio::time::timeout_at(deadline, stream.next()).await {
             let chunk = chunk.map_err(Self::err(env, "read logs"))?;
-            text.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
+            kept.extend_from_slice(&chunk.into_bytes());
+            if kept.len() > 2 * cap {
+                let cut = kept.len() - cap;
+                dropped += cut as u64;
+                kept.drain(..cut);
+            }
         }
+        if kept.len() > cap {
+            let cut = kept.len() - cap;
+            dropped += cut as u64;
+            kept.drain(..cut);
+        }
+        let mut text = String::new();
+        if dropped > 0 {
+            text.push_str(&format!(
+                "[cove: {dropped} bytes of earlier output dropped]\n"
+            ));
+        }
+        text.push_str(&String::from_utf8_lossy(&kept));
         Ok(text)
     }
 

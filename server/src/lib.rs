@@ -223,7 +223,7 @@ impl Server {
         let _ = self.state.0.public_url.set(format!("http://{addr}"));
         tracing::info!(addr = %addr, public_url = %self.state.public_url(), "cove-server listening");
         if let Some(reports) = self.agent_reports {
-            envs::spawn_background(self.state.clone(), reports, self.intervals);
+            envs::spawn_background(self.state.clone(), reports, self.intervals).await;
         }
         let _stop_jobs = runs::spawn_background(self.state.clone()).drop_guard();
         let app = routes::router(self.state.clone());

@@ -1143,6 +1143,8 @@ async fn delete_repo(
 ) -> Result<StatusCode, ApiError> {
     let lock = state.repo_lock(repo.id);
     let _guard = lock.lock().await;
+    // environments first (containers and volumes on the engine), then the rows
+    envs::delete_repo_envs(&state, repo.id).await?;
     state.store().delete_repo(repo.id).await?;
     let path = git::repo_path(state.data_dir(), &repo.owner, &repo.name);
     git::remove_repo(state.data_dir(), &path, repo.id).await?;

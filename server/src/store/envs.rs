@@ -128,6 +128,49 @@ impl Store {
         Ok(())
     }
 
+    /// Compare-and-set of an environment's state: moves it to `to` (with `reason`) only
+    /// while its state is one of `from`. Returns false, changing nothing, otherwise (or
+    /// when the environment is gone).
+    pub async fn transition_env(
+        &self,
+        id: &str,
+        from: &[EnvState],
+        to: EnvState,
+        reason: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        if from.is_empty() {
+            return Ok(false);
+        }
+        let placeholders: Vec<String> = (0..from.len()).map(|i| format!("${}", i + 4)).collect();
+        let sql = format!(
+            "UPDATE environments SET state = $1, reason = $2 WHERE id = $3 AND state IN ({})",
+            placeholders.join(", ")
+        );
+        let mut q = sqlx::query(&sql).bind(to.as_str()).bind(reason).bind(id);
+        for s in from {
+            q = q.bind(s.as_str());
+        }
+        let done = q.execute(&self.pool).await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Deletes an environment row (and its events) only while it is `deleting`.
+    pub async fn delete_env_if_deleting(&self, id: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM environments WHERE id = $1 AND state = $2")
+            .bind(id)
+            .bind(EnvState::Deleting.as_str())
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        sqlx::query("DELETE FROM environment_events WHERE env_id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(true)
+    }
+
     pub async fn set_env_endpoints(
         &self,
         id: &str,
@@ -157,21 +200,27 @@ impl Store {
         Ok(())
     }
 
+    /// Sets the restart-required flag, only while the environment is running with the
+    /// devfile text `applied` (a check that raced with a restart changes nothing).
     pub async fn set_env_restart_required(
         &self,
         id: &str,
+        applied: Option<&str>,
         required: bool,
         changes: Option<&str>,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE environments SET restart_required = $1, devfile_changes = $2 WHERE id = $3",
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE environments SET restart_required = $1, devfile_changes = $2 \
+             WHERE id = $3 AND state = $4 AND COALESCE(devfile_text, '') = COALESCE($5, '')",
         )
         .bind(i64::from(required))
         .bind(changes)
         .bind(id)
+        .bind(EnvState::Running.as_str())
+        .bind(applied)
         .execute(&self.pool)
         .await?;
-        Ok(())
+        Ok(done.rows_affected() > 0)
     }
 
     pub async fn touch_env(&self, id: &str, at_ms: i64) -> Result<(), StoreError> {

@@ -1,0 +1,242 @@
+//! `POST /api/v1/repos/{owner}/{name}/environments`: validate, plan, store, send `Create`.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use base64::Engine;
+use cove_api::agent::{AgentReply, EnvCommand, EnvSource};
+use cove_api::{CreateEnvironmentRequest, EnvState, Scope};
+use devfiles::{EnvironmentPlan, LoadOptions, PlanOptions};
+
+use super::*;
+use crate::auth::{self, Principal};
+use crate::error::ApiError;
+use crate::store::{now_ms, now_secs, EnvRow, RepoRow};
+use crate::AppState;
+
+pub(super) fn random_hex(n: usize) -> String {
+    use rand::Rng;
+    let mut rng = rand::thread_rng();
+    (0..n)
+        .map(|_| format!("{:x}", rng.gen_range(0..16u8)))
+        .collect()
+}
+
+/// (devfile path in the repository, its text, the plan)
+pub(super) type LoadedDevfile = (Option<String>, String, EnvironmentPlan);
+
+/// `POST /api/v1/repos/{owner}/{name}/environments`
+pub async fn create_env(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Extension(repo): Extension<RepoRow>,
+    Json(req): Json<CreateEnvironmentRequest>,
+) -> Result<Response, ApiError> {
+    let agent = state.envs().agent()?.clone();
+    let base = req
+        .from
+        .clone()
+        .or_else(|| req.branch.clone())
+        .unwrap_or_else(|| repo.default_branch.clone());
+    for b in [Some(&base), req.new_branch.as_ref()].into_iter().flatten() {
+        if b.is_empty()
+            || b.starts_with('-')
+            || b.contains("..")
+            || b.contains(char::is_whitespace)
+            || b.contains(['~', '^', ':', '\\', '?', '*', '['])
+        {
+            return Err(ApiError::BadRequest(format!("invalid branch name {b:?}")));
+        }
+    }
+    let branch = req.new_branch.clone().unwrap_or_else(|| base.clone());
+    let repo_path = crate::git::repo_path(state.data_dir(), &repo.owner, &repo.name);
+    check_branches(
+        repo_path.clone(),
+        base.clone(),
+        req.new_branch.clone(),
+        repo.default_branch.clone(),
+    )
+    .await?;
+    let (rp, rev) = (repo_path.clone(), base.clone());
+    let requested = req.devfile_path.clone();
+    let repo_name = repo.name.clone();
+    let loaded =
+        tokio::task::spawn_blocking(move || -> Result<Result<LoadedDevfile, String>, ApiError> {
+            let (path, text) = devfile_at(&rp, &rev, requested.as_deref())?;
+            let display = path.clone().unwrap_or_else(|| "<default devfile>".into());
+            let resolver = GitResolver {
+                repo: rp.clone(),
+                rev: rev.clone(),
+            };
+            Ok(
+                devfiles::load_str(&display, &text, &resolver, &LoadOptions::default())
+                    .map(|l| {
+                        (
+                            path,
+                            text,
+                            l.plan(&PlanOptions {
+                                repo: Some(repo_name),
+                            })
+                            .0,
+                        )
+                    })
+                    .map_err(|r| r.to_string()),
+            )
+        })
+        .await
+        .map_err(ApiError::internal)??;
+    let (devfile_path, devfile_text, plan) = match loaded {
+        Ok(x) => x,
+        Err(message) => return Ok(invalid_devfile(message)),
+    };
+    let mut plan = plan;
+    let (memory, cpu) = match req.size.as_deref().unwrap_or("medium") {
+        "small" => (2u64 << 30, 1000u64),
+        "medium" => (4 << 30, 2000),
+        "large" => (8 << 30, 4000),
+        other => {
+            return Err(ApiError::BadRequest(format!(
+                "size {other:?}: use small, medium or large"
+            )))
+        }
+    };
+    for c in &mut plan.containers {
+        c.memory_limit_bytes.get_or_insert(memory);
+        c.cpu_limit_millis.get_or_insert(cpu);
+    }
+    if plan.containers.is_empty() {
+        return Ok(invalid_devfile(format!(
+            "{}:1:1: error: the devfile has no container component to run",
+            devfile_path.unwrap_or_default()
+        )));
+    }
+    let name = match &req.name {
+        Some(n) if devfiles::is_identifier(n) && n.len() <= 63 => n.clone(),
+        Some(n) => {
+            return Err(ApiError::BadRequest(format!(
+                "environment name {n:?}: use lower-case letters, digits and '-'"
+            )))
+        }
+        None => format!(
+            "{}-{}",
+            if devfiles::is_identifier(&repo.name.to_lowercase()) {
+                repo.name.to_lowercase()
+            } else {
+                "env".into()
+            },
+            random_hex(4)
+        ),
+    };
+    let row = EnvRow {
+        id: format!("e{}", random_hex(11)),
+        name,
+        repo_id: repo.id,
+        owner_id: principal.user.id,
+        branch: branch.clone(),
+        devfile_path,
+        state: EnvState::Creating,
+        reason: None,
+        plan_json: serde_json::to_string(&plan).map_err(ApiError::internal)?,
+        devfile_text: Some(devfile_text),
+        restart_required: false,
+        devfile_changes: None,
+        endpoints_json: "[]".into(),
+        idle_timeout_secs: req.idle_timeout_secs.unwrap_or(DEFAULT_IDLE_TIMEOUT_SECS) as i64,
+        last_activity_ms: now_ms(),
+        created_at: now_secs(),
+    };
+    state.store().create_env(&row).await?;
+    state
+        .store()
+        .add_env_event(&row.id, "state", "creating")
+        .await?;
+    // a short-lived, read-only credential for the clone; removed once the environment is up
+    let token = auth::generate_token();
+    state
+        .store()
+        .create_token(
+            principal.user.id,
+            &clone_token_name(&row.id),
+            &auth::hash_token(&token),
+            &[Scope::Read],
+            Some(now_secs() + CLONE_TOKEN_SECS),
+        )
+        .await?;
+    let basic = base64::engine::general_purpose::STANDARD
+        .encode(format!("{}:{token}", principal.user.username));
+    let source = EnvSource {
+        clone_url: format!(
+            "{}/git/{}/{}.git",
+            state.public_url(),
+            repo.owner,
+            repo.name
+        ),
+        repo: repo.name.clone(),
+        branch: base,
+        new_branch: req.new_branch.clone(),
+        auth_header: Some(format!("Authorization: Basic {basic}")),
+        git_user_name: principal.user.username.clone(),
+        git_user_email: format!("{}@users.noreply.cove", principal.user.username),
+    };
+    match agent
+        .call(EnvCommand::Create {
+            env_id: row.id.clone(),
+            plan,
+            source: Some(source),
+        })
+        .await
+    {
+        AgentReply::Accepted => {}
+        other => {
+            let message = reply_error(other);
+            state
+                .store()
+                .transition_env(
+                    &row.id,
+                    &[EnvState::Creating],
+                    EnvState::Failed,
+                    Some(&message),
+                )
+                .await?;
+        }
+    }
+    let row = state
+        .store()
+        .env(&row.id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("environment".into()))?;
+    Ok((StatusCode::CREATED, Json(env_dto(&state, &row).await?)).into_response())
+}
+
+/// Refuses, before anything is created, a base branch that does not exist (404) and a
+/// `new_branch` that already exists (409). An empty repository (no branch at all) may
+/// still start its default branch.
+async fn check_branches(
+    repo_path: std::path::PathBuf,
+    base: String,
+    new_branch: Option<String>,
+    default_branch: String,
+) -> Result<(), ApiError> {
+    tokio::task::spawn_blocking(move || {
+        let repo = git2::Repository::open_bare(&repo_path).map_err(ApiError::internal)?;
+        let exists = |b: &str| repo.find_reference(&format!("refs/heads/{b}")).is_ok();
+        let empty = repo
+            .references_glob("refs/heads/*")
+            .map_err(ApiError::internal)?
+            .next()
+            .is_none();
+        let startable = exists(&base) || (empty && base == default_branch);
+        if !startable {
+            return Err(ApiError::NotFound(format!("branch {base}")));
+        }
+        if let Some(nb) = new_branch.as_deref().filter(|nb| exists(nb)) {
+            return Err(ApiError::Conflict(format!(
+                "branch {nb} already exists; use branch to work on it, or choose another new_branch"
+            )));
+        }
+        Ok(())
+    })
+    .await
+    .map_err(ApiError::internal)?
+}

@@ -1,0 +1,159 @@
+//! Dev environments: the REST handlers, the state machine the server keeps
+//! in the store, and the loops that watch environments (agent reports,
+//! devfile changes, idle stop, reconciliation at start-up).
+//!
+//! The server never touches Docker: it sends [`EnvCommand`]s to an agent
+//! (the embedded one by default) and applies the [`EnvReport`]s it gets back.
+
+//!
+//! Layout: `create` (the create handler), `http` (the other REST handlers and the DTO),
+//! `state` (transitions, agent reports, reconciliation), `watcher` (devfile changes),
+//! `reaper` (idle stop), `terminal` (WebSocket terminals), `devfile` (reading devfiles
+//! from the repository).
+
+mod create;
+mod devfile;
+mod http;
+mod reaper;
+mod state;
+mod terminal;
+mod watcher;
+
+pub use create::*;
+use devfile::*;
+pub use http::*;
+pub use reaper::*;
+pub use state::*;
+pub use terminal::*;
+pub use watcher::*;
+
+use std::time::Duration;
+
+use cove_agent::worker::AgentHandle;
+use cove_api::agent::{AgentReply, EnvReport};
+use devfiles::EnvironmentPlan;
+use tokio::sync::{mpsc, Mutex};
+
+use crate::error::ApiError;
+use crate::store::{now_ms, EnvRow};
+use crate::AppState;
+
+/// Default idle timeout: 30 minutes.
+pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 30 * 60;
+/// How long the clone credential handed to the agent lives.
+pub(super) const CLONE_TOKEN_SECS: i64 = 10 * 60;
+
+/// The server's side of environments.
+pub struct Envs {
+    agent: Option<AgentHandle>,
+    /// Environments found on the engine with no row in the store.
+    orphans: Mutex<Vec<String>>,
+    /// Environments whose devfile check is under way (the watcher skips them).
+    watching: watcher::InFlight,
+}
+
+impl Envs {
+    pub fn new(agent: Option<AgentHandle>) -> Self {
+        Envs {
+            agent,
+            orphans: Mutex::new(Vec::new()),
+            watching: watcher::InFlight::default(),
+        }
+    }
+
+    fn agent(&self) -> Result<&AgentHandle, ApiError> {
+        self.agent.as_ref().ok_or_else(|| {
+            ApiError::Unavailable("no agent is connected: start cove-server where a Docker engine answers (DOCKER_HOST)".into())
+        })
+    }
+
+    pub fn has_agent(&self) -> bool {
+        self.agent.is_some()
+    }
+}
+
+pub(super) fn plan_of(row: &EnvRow) -> Result<EnvironmentPlan, ApiError> {
+    serde_json::from_str(&row.plan_json).map_err(ApiError::internal)
+}
+
+pub(super) fn main_component(plan: &EnvironmentPlan) -> Result<String, ApiError> {
+    plan.main_container()
+        .map(|c| c.name.clone())
+        .ok_or_else(|| ApiError::Conflict("the environment has no container".into()))
+}
+
+pub(super) fn clone_token_name(env_id: &str) -> String {
+    format!("env-clone-{env_id}")
+}
+
+pub(super) fn reply_error(reply: AgentReply) -> String {
+    match reply {
+        AgentReply::Error { message } => message,
+        other => format!("unexpected agent reply {other:?}"),
+    }
+}
+
+/// Intervals of the background loops.
+#[derive(Clone, Copy, Debug)]
+pub struct Intervals {
+    pub devfile_check: Duration,
+    pub idle_check: Duration,
+}
+
+impl Default for Intervals {
+    fn default() -> Self {
+        Intervals {
+            devfile_check: Duration::from_secs(2),
+            idle_check: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Longest the start-up reconciliation may take before serving begins anyway.
+pub const RECONCILE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Reconcile with the engine (before the server takes requests, so that nothing created
+/// by this process is mistaken for a leftover), then start the loops: agent reports,
+/// devfile watcher, idle reaper.
+pub async fn spawn_background(
+    state: AppState,
+    mut reports: mpsc::UnboundedReceiver<EnvReport>,
+    intervals: Intervals,
+) {
+    match tokio::time::timeout(RECONCILE_TIMEOUT, reconcile(&state)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "reconciliation failed"),
+        Err(_) => tracing::error!("reconciliation did not finish within 60 s"),
+    }
+    let s = state.clone();
+    tokio::spawn(async move {
+        while let Some(r) = reports.recv().await {
+            if let Err(e) = apply_report(&s, r).await {
+                tracing::error!(error = %e, "applying an agent report failed");
+            }
+        }
+    });
+    // two loops, so that a slow pass of one never delays the other; each pass works
+    // per environment (see check_devfiles and reap_idle)
+    let s = state.clone();
+    tokio::spawn(async move {
+        let mut devfile = tokio::time::interval(intervals.devfile_check);
+        devfile.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            devfile.tick().await;
+            if let Err(e) = check_devfiles(&s).await {
+                tracing::warn!(error = %e, "devfile check failed");
+            }
+        }
+    });
+    tokio::spawn(async move {
+        let mut idle = tokio::time::interval(intervals.idle_check);
+        idle.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            idle.tick().await;
+            if let Err(e) = reap_idle(&state, now_ms()).await {
+                tracing::warn!(error = %e, "idle check failed");
+            }
+        }
+    });
+}

@@ -1,0 +1,369 @@
+//! The state machine: checked transitions, agent reports applied to the store,
+//! reconciliation with the engine at start-up.
+
+use axum::Json;
+use cove_api::agent::{AgentReply, EnvCommand, EnvReport};
+use cove_api::{EnvState, Environment};
+
+use std::time::Duration;
+
+use super::*;
+use crate::error::ApiError;
+use crate::store::{now_ms, EnvRow};
+use crate::AppState;
+
+pub(super) async fn transition(
+    state: &AppState,
+    row: &EnvRow,
+    allowed: &[EnvState],
+    to: EnvState,
+    cmd: EnvCommand,
+) -> Result<Json<Environment>, ApiError> {
+    if !allowed.contains(&row.state) {
+        return Err(ApiError::Conflict(format!(
+            "environment {} is {}; this needs it to be {}",
+            row.name,
+            row.state.as_str(),
+            allowed
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(" or ")
+        )));
+    }
+    let agent = state.envs().agent()?;
+    // conditional on the state the caller saw: a concurrent change wins, this one is refused
+    if !state
+        .store()
+        .transition_env(&row.id, &[row.state], to, None)
+        .await?
+    {
+        return Err(ApiError::Conflict(format!(
+            "environment {} changed state meanwhile; look at it again",
+            row.name
+        )));
+    }
+    state
+        .store()
+        .add_env_event(&row.id, "state", to.as_str())
+        .await?;
+    if let reply @ AgentReply::Error { .. } = agent.call(cmd).await {
+        let message = reply_error(reply);
+        state
+            .store()
+            .transition_env(&row.id, &[to], row.state, Some(&message))
+            .await?;
+        return Err(ApiError::Conflict(message));
+    }
+    let row = state
+        .store()
+        .env(&row.id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("environment".into()))?;
+    Ok(Json(env_dto(state, &row).await?))
+}
+
+/// Apply one agent report to the store.
+pub async fn apply_report(state: &AppState, report: EnvReport) -> Result<(), ApiError> {
+    let store = state.store();
+    match report {
+        EnvReport::Progress { env_id, step } => {
+            store.add_env_event(&env_id, "progress", &step).await?
+        }
+        EnvReport::CommandOutput {
+            env_id,
+            event,
+            command,
+            exit_code,
+            output,
+        } => {
+            let status = if exit_code == 0 {
+                "succeeded".to_string()
+            } else {
+                format!("failed with exit code {exit_code}")
+            };
+            store
+                .add_env_event(
+                    &env_id,
+                    if event == "postStart" {
+                        "post_start"
+                    } else {
+                        "pre_stop"
+                    },
+                    &format!("{event} command {command} {status}\n{output}"),
+                )
+                .await?;
+        }
+        EnvReport::State {
+            env_id,
+            state: new,
+            reason,
+            endpoints,
+        } => {
+            let Some(row) = store.env(&env_id).await? else {
+                return Ok(());
+            };
+            if new == EnvState::Deleting && reason.as_deref() == Some("deleted") {
+                store.delete_env_if_deleting(&env_id).await?;
+                return Ok(());
+            }
+            // an agent report moves the environment only from the states that asked for it,
+            // so a late or stale report cannot revive a stopped, failed or deleting one
+            let from = report_sources(new);
+            if !store
+                .transition_env(&env_id, from, new, reason.as_deref())
+                .await?
+            {
+                tracing::info!(
+                    env = %env_id,
+                    state = row.state.as_str(),
+                    report = new.as_str(),
+                    "ignored an agent report that does not fit the environment's state"
+                );
+                return Ok(());
+            }
+            if new == EnvState::Running {
+                store
+                    .set_env_endpoints(
+                        &env_id,
+                        &serde_json::to_string(&endpoints).map_err(ApiError::internal)?,
+                    )
+                    .await?;
+                store.touch_env(&env_id, now_ms()).await?;
+            }
+            let msg = match &reason {
+                Some(r) => format!("{}: {r}", new.as_str()),
+                None => new.as_str().to_string(),
+            };
+            store
+                .add_env_event(
+                    &env_id,
+                    if new == EnvState::Failed {
+                        "error"
+                    } else {
+                        "state"
+                    },
+                    &msg,
+                )
+                .await?;
+            if matches!(new, EnvState::Running | EnvState::Failed)
+                && row.state == EnvState::Creating
+            {
+                drop_clone_token(state, &row).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The states an agent report may move an environment from.
+fn report_sources(to: EnvState) -> &'static [EnvState] {
+    match to {
+        EnvState::Running => &[EnvState::Creating, EnvState::Starting],
+        EnvState::Stopped => &[EnvState::Stopping],
+        EnvState::Failed => &[
+            EnvState::Creating,
+            EnvState::Starting,
+            EnvState::Stopping,
+            EnvState::Running,
+            EnvState::Deleting,
+        ],
+        _ => &[],
+    }
+}
+
+pub(super) async fn drop_clone_token(state: &AppState, row: &EnvRow) -> Result<(), ApiError> {
+    let name = clone_token_name(&row.id);
+    for t in state.store().list_tokens(row.owner_id).await? {
+        if t.name == name {
+            state.store().delete_token(row.owner_id, t.id).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Why an environment found in `creating` at start-up is failed.
+pub const INTERRUPTED_CREATE: &str = "the server stopped while the environment was being created, so its clone or postStart may not have finished: delete it and create it again";
+
+/// Match stored environments with what the engine runs (at start-up, before requests
+/// are served). Running ones stay running; ones caught in `creating` are failed (their
+/// clone or postStart may not have finished; never running); a delete under way is sent
+/// again; vanished ones are marked failed; unknown ones are reported as orphans and left
+/// alone.
+pub async fn reconcile(state: &AppState) -> Result<(), ApiError> {
+    let Some(agent) = state.envs().agent.clone() else {
+        return Ok(());
+    };
+    let AgentReply::Pods { pods } = agent.call(EnvCommand::List).await else {
+        return Ok(());
+    };
+    let rows = state.store().list_envs().await?;
+    for row in &rows {
+        let pod = pods.iter().find(|p| p.env_id == row.id);
+        let (new, reason) = match (row.state, pod) {
+            // the agent that was creating it died with the server: its clone or postStart
+            // may not have finished, so it is never taken for running
+            (EnvState::Creating, _) => (EnvState::Failed, Some(INTERRUPTED_CREATE.to_string())),
+            // a delete that was under way: ask again
+            (EnvState::Deleting, Some(_)) => {
+                if let reply @ AgentReply::Error { .. } = agent
+                    .call(EnvCommand::Delete {
+                        env_id: row.id.clone(),
+                    })
+                    .await
+                {
+                    tracing::warn!(env = %row.id, error = %reply_error(reply), "resuming a delete failed");
+                }
+                continue;
+            }
+            (EnvState::Running | EnvState::Starting, Some(p)) if p.running => {
+                (EnvState::Running, None)
+            }
+            (EnvState::Stopping | EnvState::Stopped, Some(p)) if !p.running => {
+                (EnvState::Stopped, None)
+            }
+            (EnvState::Stopping, Some(_)) => (EnvState::Running, None),
+            (s, Some(_)) if s == EnvState::Failed || s == EnvState::Stopped => continue,
+            (EnvState::Running | EnvState::Starting, Some(_)) => (
+                EnvState::Stopped,
+                Some("containers were stopped while the server was down".to_string()),
+            ),
+            (EnvState::Deleting, None) => {
+                state.store().delete_env_if_deleting(&row.id).await?;
+                continue;
+            }
+            (EnvState::Stopped | EnvState::Failed, None) => continue,
+            (_, None) => (
+                EnvState::Failed,
+                Some("its containers are gone from the Docker engine".to_string()),
+            ),
+            _ => continue,
+        };
+        if new != row.state || reason.is_some() {
+            if !state
+                .store()
+                .transition_env(&row.id, &[row.state], new, reason.as_deref())
+                .await?
+            {
+                continue; // changed meanwhile (a request or report won)
+            }
+            let msg = match &reason {
+                Some(r) => format!("reconciled: {}: {r}", new.as_str()),
+                None => format!("reconciled: {}", new.as_str()),
+            };
+            state.store().add_env_event(&row.id, "state", &msg).await?;
+            if row.state == EnvState::Creating {
+                drop_clone_token(state, row).await?;
+            }
+        }
+        if let (EnvState::Running, Some(p)) = (new, pod) {
+            state
+                .store()
+                .set_env_endpoints(
+                    &row.id,
+                    &serde_json::to_string(&p.endpoints).map_err(ApiError::internal)?,
+                )
+                .await?;
+        }
+    }
+    let orphans: Vec<String> = pods
+        .iter()
+        .filter(|p| !rows.iter().any(|r| r.id == p.env_id))
+        .map(|p| p.env_id.clone())
+        .collect();
+    for o in &orphans {
+        tracing::warn!(env = %o, "orphan environment on the Docker engine: no such environment in the store; leaving it alone");
+    }
+    *state.envs().orphans.lock().await = orphans;
+    Ok(())
+}
+
+/// How long deleting a repository waits for its environments to be removed.
+pub const REPO_ENVS_DELETE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Removes every environment of repository `repo_id` — containers and volumes through the
+/// agent, then the rows — and waits until they are gone. Used before a repository is
+/// deleted, so that nothing it owned is left running on the engine. An environment the
+/// agent cannot remove is a 409 and the repository stays.
+pub async fn delete_repo_envs(state: &AppState, repo_id: i64) -> Result<(), ApiError> {
+    let rows: Vec<EnvRow> = state
+        .store()
+        .list_envs()
+        .await?
+        .into_iter()
+        .filter(|r| r.repo_id == repo_id)
+        .collect();
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let agent = state.envs().agent()?.clone();
+    for row in &rows {
+        if row.state != EnvState::Deleting
+            && !state
+                .store()
+                .transition_env(&row.id, &[row.state], EnvState::Deleting, None)
+                .await?
+        {
+            return Err(ApiError::Conflict(format!(
+                "environment {} changed state meanwhile; try again",
+                row.name
+            )));
+        }
+        state
+            .store()
+            .add_env_event(
+                &row.id,
+                "state",
+                "deleting: its repository is being deleted",
+            )
+            .await?;
+        if let reply @ AgentReply::Error { .. } = agent
+            .call(EnvCommand::Delete {
+                env_id: row.id.clone(),
+            })
+            .await
+        {
+            let message = reply_error(reply);
+            state
+                .store()
+                .transition_env(
+                    &row.id,
+                    &[EnvState::Deleting],
+                    EnvState::Failed,
+                    Some(&message),
+                )
+                .await?;
+            return Err(ApiError::Conflict(format!(
+                "environment {} could not be deleted: {message}",
+                row.name
+            )));
+        }
+    }
+    // the agent reports each delete; applying the report removes the row
+    let deadline = tokio::time::Instant::now() + REPO_ENVS_DELETE_TIMEOUT;
+    loop {
+        let mut pending = Vec::new();
+        for row in &rows {
+            if let Some(now) = state.store().env(&row.id).await? {
+                if now.state == EnvState::Failed {
+                    return Err(ApiError::Conflict(format!(
+                        "environment {} could not be deleted: {}",
+                        now.name,
+                        now.reason.unwrap_or_default()
+                    )));
+                }
+                pending.push(now.name);
+            }
+        }
+        if pending.is_empty() {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(ApiError::Conflict(format!(
+                "environments {} are still being deleted; try again",
+                pending.join(", ")
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -1,0 +1,162 @@
+//! Interactive terminals over WebSocket.
+
+use axum::extract::{Query, State};
+use axum::response::Response;
+use axum::Extension;
+use cove_api::EnvState;
+use serde::Deserialize;
+
+use super::*;
+use crate::error::ApiError;
+use crate::store::{now_ms, EnvRow};
+use crate::AppState;
+
+#[derive(Debug, Deserialize)]
+pub struct TerminalQuery {
+    #[serde(default)]
+    pub component: Option<String>,
+    #[serde(default)]
+    pub cols: Option<u16>,
+    #[serde(default)]
+    pub rows: Option<u16>,
+    /// A command to run instead of a login shell (JSON array of strings).
+    #[serde(default)]
+    pub cmd: Option<String>,
+}
+
+/// Control messages on a terminal WebSocket (text frames); binary frames are
+/// the terminal's bytes in both directions.
+#[derive(Debug, serde::Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum TerminalControl {
+    Resize { cols: u16, rows: u16 },
+    Exit { code: i64 },
+}
+
+/// True when a browser's `Origin` is this server (or absent, for non-browser clients).
+pub fn origin_allowed(headers: &axum::http::HeaderMap, public_url: &str) -> bool {
+    let Some(origin) = headers
+        .get(axum::http::header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return true;
+    };
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let strip = |u: &str| {
+        u.split_once("://")
+            .map(|(_, rest)| rest.trim_end_matches('/').to_string())
+            .unwrap_or_default()
+    };
+    let o = strip(origin);
+    !o.is_empty() && (o == host || o == strip(public_url))
+}
+
+/// `GET /api/v1/environments/{env}/terminal` (WebSocket): an interactive
+/// terminal in the main container (or `component`), starting in
+/// PROJECT_SOURCE. A foreign `Origin` is refused.
+pub async fn terminal(
+    State(state): State<AppState>,
+    Extension(row): Extension<EnvRow>,
+    Query(q): Query<TerminalQuery>,
+    headers: axum::http::HeaderMap,
+    ws: axum::extract::ws::WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    if !origin_allowed(&headers, state.public_url()) {
+        return Err(ApiError::Forbidden(
+            "cross-origin terminal connections are refused".into(),
+        ));
+    }
+    if row.state != EnvState::Running {
+        return Err(ApiError::Conflict(format!(
+            "environment {} is {}; start it first",
+            row.name,
+            row.state.as_str()
+        )));
+    }
+    let plan = plan_of(&row)?;
+    let component = match q.component {
+        Some(c) if plan.container(&c).is_some() => c,
+        Some(c) => return Err(ApiError::NotFound(format!("component {c}"))),
+        None => main_component(&plan)?,
+    };
+    let cmd: Vec<String> = match &q.cmd {
+        Some(json) => serde_json::from_str(json).map_err(|_| ApiError::BadRequest("cmd must be a JSON array of strings".into()))?,
+        None => vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            "cd \"${PROJECT_SOURCE:-${PROJECTS_ROOT:-/}}\" 2>/dev/null; if command -v bash >/dev/null; then exec bash -l; else exec sh -l; fi".into(),
+        ],
+    };
+    let agent = state.envs().agent()?.clone();
+    let term = agent
+        .open_terminal(
+            &row.id,
+            &component,
+            cmd,
+            q.cols.unwrap_or(80),
+            q.rows.unwrap_or(24),
+        )
+        .await
+        .map_err(ApiError::Conflict)?;
+    state.store().touch_env(&row.id, now_ms()).await?;
+    let env_id = row.id.clone();
+    Ok(ws.on_upgrade(move |socket| pump_terminal(state, env_id, socket, term)))
+}
+
+pub(super) async fn pump_terminal(
+    state: AppState,
+    env_id: String,
+    socket: axum::extract::ws::WebSocket,
+    term: cove_agent::worker::Terminal,
+) {
+    use axum::extract::ws::Message;
+    use cove_api::agent::{TermInput, TermOutput};
+    use futures_util::{SinkExt, StreamExt};
+    let (mut sink, mut stream) = socket.split();
+    let cove_agent::worker::Terminal { input, mut output } = term;
+    let to_client = tokio::spawn(async move {
+        while let Some(out) = output.recv().await {
+            let msg = match out {
+                TermOutput::Data { bytes } => Message::Binary(bytes.into()),
+                TermOutput::Exit { code } => {
+                    let text =
+                        serde_json::to_string(&TerminalControl::Exit { code }).unwrap_or_default();
+                    let _ = sink.send(Message::Text(text.into())).await;
+                    let _ = sink.close().await;
+                    return;
+                }
+            };
+            if sink.send(msg).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut last_touch = now_ms();
+    while let Some(Ok(msg)) = stream.next().await {
+        let input_msg = match msg {
+            Message::Binary(b) => TermInput::Data { bytes: b.to_vec() },
+            Message::Text(t) => match serde_json::from_str::<TerminalControl>(&t) {
+                Ok(TerminalControl::Resize { cols, rows }) => TermInput::Resize { cols, rows },
+                _ => TermInput::Data {
+                    bytes: t.as_bytes().to_vec(),
+                },
+            },
+            Message::Close(_) => break,
+            _ => continue,
+        };
+        if input.send(input_msg).await.is_err() {
+            break;
+        }
+        // terminal input is activity (for the idle stop); record it at most every few seconds
+        let now = now_ms();
+        if now - last_touch > 5_000 {
+            last_touch = now;
+            let _ = state.store().touch_env(&env_id, now).await;
+        }
+    }
+    drop(input);
+    let _ = to_client.await;
+}
