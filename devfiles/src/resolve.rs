@@ -122,13 +122,15 @@ pub(crate) fn parse_one(file: &str, text: &str) -> Result<SourceDoc, Vec<Diagnos
                 "start it with `schemaVersion: 2.2.0` and a `components:` list",
             )])
         }
-        Err((pos, msg)) => {
-            return Err(vec![Diagnostic::error(
-                file,
-                pos,
-                format!("YAML syntax error: {msg}"),
-            )
-            .with_help("fix the indentation or quoting at this position")])
+        Err(e) => {
+            let help = if e.syntax {
+                "fix the indentation or quoting at this position"
+            } else {
+                e.limit_help()
+            };
+            return Err(vec![
+                Diagnostic::error(file, e.pos, e.describe()).with_help(help)
+            ]);
         }
     };
     if !matches!(node.value, yamlmap::Value::Map(_)) {
