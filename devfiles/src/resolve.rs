@@ -321,19 +321,39 @@ fn scalar_text(v: &Yaml) -> Option<String> {
     }
 }
 
+/// How many bytes `{{variable}}` substitution may add to one devfile
+/// chain (a value of 1 KiB used a thousand times is 1 MiB of text).
+pub const MAX_SUBSTITUTED_BYTES: usize = yamlmap::MAX_INPUT_BYTES;
+
+/// What substitution has left to spend, across the files of a chain.
+pub(crate) struct SubstBudget {
+    pub left: usize,
+}
+
+impl Default for SubstBudget {
+    fn default() -> Self {
+        SubstBudget {
+            left: MAX_SUBSTITUTED_BYTES,
+        }
+    }
+}
+
 /// Substitute `{{key}}` in the substitutable strings of `doc`; unknown keys
-/// become warnings and stay as written.
+/// become warnings and stay as written. Fails (at the string where it
+/// happens) when substitution grows the text past [`MAX_SUBSTITUTED_BYTES`].
 pub(crate) fn substitute_doc(
     doc: &mut SourceDoc,
     vars: &BTreeMap<String, String>,
     warnings: &mut Vec<Diagnostic>,
-) {
+    budget: &mut SubstBudget,
+) -> Result<(), Diagnostic> {
     let mut found = Vec::new();
     let mut path = Vec::new();
+    let mut over = None;
     for (section, _) in SECTIONS {
         if let Some(v) = doc.value.get_mut(*section) {
             path.push(PathSeg::Key((*section).to_string()));
-            substitute(v, &mut path, vars, &mut found);
+            substitute(v, &mut path, vars, &mut found, budget, &mut over);
             path.pop();
         }
         if let Some(v) = doc
@@ -343,12 +363,27 @@ pub(crate) fn substitute_doc(
         {
             path.push(PathSeg::Key("parent".into()));
             path.push(PathSeg::Key((*section).to_string()));
-            substitute(v, &mut path, vars, &mut found);
+            substitute(v, &mut path, vars, &mut found, budget, &mut over);
             path.truncate(path.len() - 2);
         }
     }
-    for (p, name) in found {
-        let pos = doc.node.locate(&borrow(&p));
+    if let Some(p) = over {
+        return Err(Diagnostic::error(
+            &doc.file,
+            doc.node.locate(&borrow(&p)),
+            format!(
+                "substituting `{{{{variables}}}}` makes the devfile more than {MAX_SUBSTITUTED_BYTES} bytes larger"
+            ),
+        )
+        .with_help("use shorter variable values or fewer references"));
+    }
+    for (i, (p, name)) in found.into_iter().enumerate() {
+        // past the cap the warning is only counted: skip finding where it is
+        let pos = if i < yamlmap::MAX_DIAGNOSTICS {
+            doc.node.locate(&borrow(&p))
+        } else {
+            Pos::START
+        };
         warnings.push(
             Diagnostic::warning(
                 &doc.file,
@@ -358,6 +393,7 @@ pub(crate) fn substitute_doc(
             .with_help(format!("define `{name}` under `variables:` or pass it with --var {name}=VALUE")),
         );
     }
+    Ok(())
 }
 
 /// Keys whose values are identifiers, references or enums: never substituted.
@@ -378,13 +414,20 @@ fn substitute(
     path: &mut OwnedPath,
     vars: &BTreeMap<String, String>,
     found: &mut Vec<(OwnedPath, String)>,
+    budget: &mut SubstBudget,
+    over: &mut Option<OwnedPath>,
 ) {
-    if is_reference(path) {
+    if is_reference(path) || over.is_some() {
         return;
     }
     match v {
         Yaml::String(s) if s.contains("{{") => {
-            let (out, missing) = replace_vars(s, vars);
+            let limit = s.len().saturating_add(budget.left);
+            let Some((out, missing)) = replace_vars_within(s, vars, limit) else {
+                *over = Some(path.clone());
+                return;
+            };
+            budget.left -= out.len().saturating_sub(s.len());
             *s = out;
             for m in missing {
                 found.push((path.clone(), m));
@@ -393,7 +436,7 @@ fn substitute(
         Yaml::Sequence(items) => {
             for (i, item) in items.iter_mut().enumerate() {
                 path.push(PathSeg::Index(i));
-                substitute(item, path, vars, found);
+                substitute(item, path, vars, found, budget, over);
                 path.pop();
             }
         }
@@ -407,7 +450,7 @@ fn substitute(
                 // keys that are themselves variables (env names live in values, so map keys stay)
                 path.push(PathSeg::Key(name));
                 if let Some(val) = map.get_mut(&k) {
-                    substitute(val, path, vars, found);
+                    substitute(val, path, vars, found, budget, over);
                 }
                 path.pop();
             }
@@ -418,8 +461,19 @@ fn substitute(
 
 /// Replace every `{{ key }}` whose key is defined; return the unknown keys.
 pub fn replace_vars(text: &str, vars: &BTreeMap<String, String>) -> (String, Vec<String>) {
-    let mut out = String::with_capacity(text.len());
+    replace_vars_within(text, vars, usize::MAX).expect("no limit")
+}
+
+/// [`replace_vars`], or `None` as soon as the result would be longer than
+/// `limit` bytes.
+fn replace_vars_within(
+    text: &str,
+    vars: &BTreeMap<String, String>,
+    limit: usize,
+) -> Option<(String, Vec<String>)> {
+    let mut out = String::with_capacity(text.len().min(limit));
     let mut missing = Vec::new();
+    let mut missing_set = std::collections::HashSet::new();
     let mut rest = text;
     while let Some(start) = rest.find("{{") {
         out.push_str(&rest[..start]);
@@ -428,9 +482,14 @@ pub fn replace_vars(text: &str, vars: &BTreeMap<String, String>) -> (String, Vec
             Some(end) => {
                 let key = after[..end].trim();
                 match vars.get(key) {
-                    Some(v) if !key.is_empty() => out.push_str(v),
+                    Some(v) if !key.is_empty() => {
+                        if out.len().saturating_add(v.len()) > limit {
+                            return None;
+                        }
+                        out.push_str(v)
+                    }
                     _ => {
-                        if !key.is_empty() && !missing.iter().any(|m| m == key) {
+                        if !key.is_empty() && missing_set.insert(key) {
                             missing.push(key.to_string());
                         }
                         out.push_str(&rest[start..start + 2 + end + 2]);
@@ -445,7 +504,7 @@ pub fn replace_vars(text: &str, vars: &BTreeMap<String, String>) -> (String, Vec
         }
     }
     out.push_str(rest);
-    (out, missing)
+    Some((out, missing))
 }
 
 /// Merge the chain into one devfile (root first).

@@ -152,11 +152,12 @@ impl Dropped {
 /// Keep the first `max` of `diags` and replace the rest (plus `dropped`,
 /// which a collector counted without storing) by one final diagnostic
 /// "… and N more". That diagnostic is an error when any removed one was, so
-/// a capped list still fails when the full one would.
+/// a capped list still fails when the full one would. A list of `max + 1`
+/// (one already capped) is left as it is, so capping twice changes nothing.
 pub fn cap_diagnostics(diags: &mut Vec<Diagnostic>, max: usize, dropped: Dropped) {
     let mut removed = dropped;
     let mut file = diags.first().map(|d| d.file.clone()).unwrap_or_default();
-    if diags.len() > max {
+    if diags.len() > max + 1 || (diags.len() == max + 1 && dropped.count > 0) {
         for d in &diags[max..] {
             removed.count += 1;
             removed.any_error |= d.is_error();
@@ -197,6 +198,9 @@ mod tests {
             .collect();
         cap_diagnostics(&mut diags, 100, Dropped::default());
         assert_eq!(diags.len(), 101);
+        let once = diags.clone();
+        cap_diagnostics(&mut diags, 100, Dropped::default());
+        assert_eq!(diags, once, "capping twice changes nothing");
         let last = diags.last().unwrap();
         assert!(last.is_error());
         assert_eq!(last.pos(), Pos::new(101, 1));
