@@ -108,11 +108,16 @@ const SECTIONS: &[(&str, &str)] = &[
 
 const MAX_PARENT_DEPTH: usize = 8;
 
-/// Parse and schema-check one file.
-pub(crate) fn parse_one(file: &str, text: &str) -> Result<SourceDoc, Vec<Diagnostic>> {
-    let node = match yamlmap::parse(text) {
-        Ok(Some(node)) => node,
-        Ok(None) => {
+/// Parse and schema-check one file within `limits`; also returns its node
+/// count.
+pub(crate) fn parse_one(
+    file: &str,
+    text: &str,
+    limits: &yamlmap::Limits,
+) -> Result<(SourceDoc, usize), Vec<Diagnostic>> {
+    let (node, nodes) = match yamlmap::parse_counted(text, limits) {
+        Ok((Some(node), nodes)) => (node, nodes),
+        Ok((None, _)) => {
             return Err(vec![Diagnostic::error(
                 file,
                 Pos::START,
@@ -124,9 +129,14 @@ pub(crate) fn parse_one(file: &str, text: &str) -> Result<SourceDoc, Vec<Diagnos
         }
         Err(e) => {
             let help = if e.syntax {
-                "fix the indentation or quoting at this position"
+                "fix the indentation or quoting at this position".to_string()
             } else {
-                e.limit_help()
+                format!(
+                    "{} (a devfile and its parents share one budget of {} bytes and {} nodes)",
+                    e.limit_help(),
+                    yamlmap::MAX_INPUT_BYTES,
+                    yamlmap::MAX_NODES
+                )
             };
             return Err(vec![
                 Diagnostic::error(file, e.pos, e.describe()).with_help(help)
@@ -183,12 +193,15 @@ pub(crate) fn parse_one(file: &str, text: &str) -> Result<SourceDoc, Vec<Diagnos
         return Err(vec![typed_error(file, &e)]);
     }
     let value: Yaml = serde_yaml::from_str(text).map_err(|e| vec![typed_error(file, &e)])?;
-    Ok(SourceDoc {
-        file: file.to_string(),
-        node,
-        value,
-        version,
-    })
+    Ok((
+        SourceDoc {
+            file: file.to_string(),
+            node,
+            value,
+            version,
+        },
+        nodes,
+    ))
 }
 
 fn typed_error(file: &str, e: &serde_yaml::Error) -> Diagnostic {
@@ -197,6 +210,8 @@ fn typed_error(file: &str, e: &serde_yaml::Error) -> Diagnostic {
         Some("add the missing field at this place")
     } else if d.message.contains("unknown variant") {
         Some("use one of the values listed")
+    } else if d.message.contains("repetition limit") || d.message.contains("recursion limit") {
+        Some("the aliases here expand too far: write the values out or use fewer aliases")
     } else if d.message.contains("invalid type") {
         Some("check the value's type: quote strings, write numbers and true/false without quotes")
     } else {
@@ -214,7 +229,12 @@ pub(crate) fn load_chain(
     text: &str,
     resolver: &dyn Resolver,
 ) -> Result<Vec<SourceDoc>, Vec<Diagnostic>> {
-    let mut chain = vec![parse_one(file, text)?];
+    // one budget of bytes and nodes for the devfile and all its parents
+    let mut limits = yamlmap::Limits::default();
+    let (child, nodes) = parse_one(file, text, &limits)?;
+    limits.max_bytes -= text.len();
+    limits.max_nodes -= nodes;
+    let mut chain = vec![child];
     loop {
         let current = chain.last().expect("chain starts with the child");
         let Some(parent) = current.node.get("parent") else {
@@ -262,7 +282,9 @@ pub(crate) fn load_chain(
                 format!("parent `{uri}` is already part of this parent chain (a cycle)"),
             )]);
         }
-        let parent_doc = parse_one(&parent_file, &parent_text)?;
+        let (parent_doc, nodes) = parse_one(&parent_file, &parent_text, &limits)?;
+        limits.max_bytes = limits.max_bytes.saturating_sub(parent_text.len());
+        limits.max_nodes = limits.max_nodes.saturating_sub(nodes);
         if parent_doc.version > current.version {
             return Err(vec![Diagnostic::error(
                 &current.file,

@@ -157,6 +157,11 @@ impl Checker<'_> {
     }
 
     fn unknown_field(&mut self, key: &str, pos: yamlmap::Pos, parent: &str) {
+        if self.errors.len() >= MAX_DIAGNOSTICS {
+            // only counted: skip the suggestions
+            self.dropped.add(&Diagnostic::error(self.file, pos, ""));
+            return;
+        }
         if let Some((_, what)) = REMOVED_IN_2_1.iter().find(|(k, _)| *k == key) {
             self.err(
                 Diagnostic::error(

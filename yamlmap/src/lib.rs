@@ -14,6 +14,6 @@ mod node;
 
 pub use diagnostic::{cap_diagnostics, Diagnostic, Dropped, Pos, Severity, MAX_DIAGNOSTICS};
 pub use node::{
-    parse, parse_with, Entry, Limits, Node, ParseError, Seg, Value, MAX_DEPTH, MAX_INPUT_BYTES,
-    MAX_NODES,
+    parse, parse_counted, parse_with, Entry, Limits, Node, ParseError, Seg, Value, MAX_DEPTH,
+    MAX_INPUT_BYTES, MAX_NODES,
 };

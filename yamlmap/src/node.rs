@@ -152,7 +152,7 @@ pub const MAX_INPUT_BYTES: usize = 1 << 20;
 /// Deepest nesting of collections.
 pub const MAX_DEPTH: usize = 64;
 /// Most nodes after alias expansion.
-pub const MAX_NODES: usize = 200_000;
+pub const MAX_NODES: usize = 50_000;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -218,6 +218,12 @@ pub fn parse(text: &str) -> Result<Option<Node>, ParseError> {
 
 /// [`parse`] with explicit limits.
 pub fn parse_with(text: &str, limits: &Limits) -> Result<Option<Node>, ParseError> {
+    parse_counted(text, limits).map(|(root, _)| root)
+}
+
+/// [`parse_with`], also returning how many nodes the document has after
+/// alias expansion (for callers that share one budget between files).
+pub fn parse_counted(text: &str, limits: &Limits) -> Result<(Option<Node>, usize), ParseError> {
     if text.len() > limits.max_bytes {
         return Err(ParseError::limit(
             Pos::START,
@@ -240,10 +246,19 @@ pub fn parse_with(text: &str, limits: &Limits) -> Result<Option<Node>, ParseErro
     // first error.
     let mut in_document = false;
     loop {
-        let (ev, mark) = parser.next_token().map_err(|e| ParseError {
-            pos: pos_of(e.marker()),
-            message: e.info().to_string(),
-            syntax: true,
+        let (ev, mark) = parser.next_token().map_err(|e| {
+            let pos = pos_of(e.marker());
+            if e.info().contains("recursion limit") {
+                // the scanner's own guard against deep flow nesting, which
+                // it can reach before the builder sees the events
+                nested_too_deep(pos, limits)
+            } else {
+                ParseError {
+                    pos,
+                    message: e.info().to_string(),
+                    syntax: true,
+                }
+            }
         })?;
         match ev {
             Event::StreamEnd => break,
@@ -262,7 +277,17 @@ pub fn parse_with(text: &str, limits: &Limits) -> Result<Option<Node>, ParseErro
             break;
         }
     }
-    Ok(builder.root)
+    Ok((builder.root, builder.nodes))
+}
+
+fn nested_too_deep(pos: Pos, limits: &Limits) -> ParseError {
+    ParseError::limit(
+        pos,
+        format!(
+            "this collection is nested more than {} levels deep",
+            limits.max_depth
+        ),
+    )
 }
 
 fn pos_of(m: &Marker) -> Pos {
@@ -338,7 +363,7 @@ impl Builder<'_> {
         self.error = Some(ParseError::limit(
             pos,
             format!(
-                "{what} takes the document past {} nodes (an alias counts as a copy of its anchor)",
+                "{what} takes the document past {} nodes",
                 self.limits.max_nodes
             ),
         ));
@@ -360,7 +385,7 @@ impl Builder<'_> {
                     .collect()
             })
             .unwrap_or_default();
-        format!("the alias `*{name}`")
+        format!("the alias `*{name}` (a copy of its anchor)")
     }
 
     fn on_event(&mut self, ev: Event, mark: Marker) {
@@ -382,13 +407,7 @@ impl Builder<'_> {
             }
             Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
                 if self.stack.len() >= self.limits.max_depth {
-                    self.error = Some(ParseError::limit(
-                        pos,
-                        format!(
-                            "this collection is nested more than {} levels deep",
-                            self.limits.max_depth
-                        ),
-                    ));
+                    self.error = Some(nested_too_deep(pos, &self.limits));
                     return;
                 }
                 if !self.count(1, pos, |_| "this collection".to_string()) {
