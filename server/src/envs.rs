@@ -269,8 +269,13 @@ pub async fn create_env(
     let (rp, rev) = (repo_path.clone(), base.clone());
     let requested = req.devfile_path.clone();
     let repo_name = repo.name.clone();
-    let loaded =
-        tokio::task::spawn_blocking(move || -> Result<Result<LoadedDevfile, String>, ApiError> {
+    let label = req
+        .devfile_path
+        .clone()
+        .unwrap_or_else(|| "devfile.yaml".into());
+    let loaded = crate::parse_budget::off_thread(
+        &label,
+        move || -> Result<Result<LoadedDevfile, String>, ApiError> {
             let (path, text) = devfile_at(&rp, &rev, requested.as_deref())?;
             let display = path.clone().unwrap_or_else(|| "<default devfile>".into());
             let resolver = GitResolver {
@@ -291,9 +296,10 @@ pub async fn create_env(
                     })
                     .map_err(|r| r.to_string()),
             )
-        })
-        .await
-        .map_err(ApiError::internal)??;
+        },
+    )
+    .await
+    .unwrap_or_else(|budget| Ok(Err(budget.to_string())))?;
     let (devfile_path, devfile_text, plan) = match loaded {
         Ok(x) => x,
         Err(message) => return Ok(invalid_devfile(message)),
@@ -890,15 +896,15 @@ async fn drop_clone_token(state: &AppState, row: &EnvRow) -> Result<(), ApiError
 
 /// A short summary of what changed between two devfile texts.
 pub fn devfile_diff(old: &str, new: &str) -> String {
-    let old_lines: Vec<&str> = old.lines().collect();
-    let new_lines: Vec<&str> = new.lines().collect();
+    let old_lines: std::collections::HashSet<&str> = old.lines().collect();
+    let new_lines: std::collections::HashSet<&str> = new.lines().collect();
     let mut out = Vec::new();
-    for l in &old_lines {
+    for l in old.lines() {
         if !new_lines.contains(l) {
             out.push(format!("- {l}"));
         }
     }
-    for l in &new_lines {
+    for l in new.lines() {
         if !old_lines.contains(l) {
             out.push(format!("+ {l}"));
         }
