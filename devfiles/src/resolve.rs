@@ -8,7 +8,7 @@
 //! result as substituting after the merge but lets a warning point at the
 //! file and line where the unknown variable is written.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use serde_yaml::{Mapping, Value as Yaml};
@@ -548,6 +548,8 @@ pub(crate) fn merge_chain(chain: Vec<SourceDoc>) -> Result<Flattened, Vec<Diagno
                 let Some(overrides) = parent.get(*section).and_then(Yaml::as_sequence) else {
                     continue;
                 };
+                // key → position in the merged list (the first one), so overrides are linear
+                let index = key_index(&flat, section, key_field);
                 for (i, ov) in overrides.iter().enumerate() {
                     let key = ov
                         .get(*key_field)
@@ -560,12 +562,11 @@ pub(crate) fn merge_chain(chain: Vec<SourceDoc>) -> Result<Flattened, Vec<Diagno
                         Seg::Index(i),
                         Seg::Key(key_field),
                     ]);
-                    let base = flat
-                        .get_mut(*section)
-                        .and_then(Yaml::as_sequence_mut)
-                        .and_then(|items| {
-                            items.iter_mut().find(|it| same_key(it, key_field, &key))
-                        });
+                    let base = index.get(&key.to_ascii_lowercase()).and_then(|&j| {
+                        flat.get_mut(*section)
+                            .and_then(Yaml::as_sequence_mut)
+                            .and_then(|items| items.get_mut(j))
+                    });
                     match base {
                         None => errors.push(
                             Diagnostic::error(
@@ -594,16 +595,16 @@ pub(crate) fn merge_chain(chain: Vec<SourceDoc>) -> Result<Flattened, Vec<Diagno
             let Some(items) = doc.value.get(*section).and_then(Yaml::as_sequence) else {
                 continue;
             };
+            let mut existing = key_index(&flat, section, key_field);
             for (i, item) in items.iter().enumerate() {
                 let key = item
                     .get(*key_field)
                     .and_then(Yaml::as_str)
                     .unwrap_or_default()
                     .to_string();
-                let exists = flat
-                    .get(*section)
-                    .and_then(Yaml::as_sequence)
-                    .is_some_and(|base| base.iter().any(|b| same_key(b, key_field, &key)));
+                let exists = existing
+                    .insert(key.to_ascii_lowercase(), usize::MAX)
+                    .is_some();
                 if exists {
                     let at =
                         doc.node
@@ -743,10 +744,22 @@ fn record_origins(flat: &Yaml, doc: usize, origins: &mut Origins, _prefix: &[Pat
     }
 }
 
-fn same_key(item: &Yaml, key_field: &str, key: &str) -> bool {
-    item.get(key_field)
-        .and_then(Yaml::as_str)
-        .is_some_and(|k| k.eq_ignore_ascii_case(key))
+/// The elements of `section` by their lowercased `key_field`: the position
+/// of the first one with each key.
+fn key_index(flat: &Yaml, section: &str, key_field: &str) -> HashMap<String, usize> {
+    let mut index = HashMap::new();
+    for (j, item) in flat
+        .get(section)
+        .and_then(Yaml::as_sequence)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        if let Some(k) = item.get(key_field).and_then(Yaml::as_str) {
+            index.entry(k.to_ascii_lowercase()).or_insert(j);
+        }
+    }
+    index
 }
 
 const KINDS: &[&str] = &[

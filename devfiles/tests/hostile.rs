@@ -195,6 +195,31 @@ fn parent_chains_share_one_budget() {
     assert!(e.message.contains("nodes"), "{e}");
 }
 
+#[test]
+fn merging_with_a_parent_is_linear() {
+    for redefine in [false, true] {
+        let (child, parent) = parent_and_overrides(1_500, redefine);
+        let parents = BTreeMap::from([("p.yaml".to_string(), parent)]);
+        let out = run_with("parent with 1500 overrides", child, parents);
+        if redefine {
+            let r = out.unwrap_err();
+            assert!(
+                r.errors[0].message.contains("already defined"),
+                "{}",
+                r.errors[0]
+            );
+            assert!(r
+                .errors
+                .last()
+                .unwrap()
+                .message
+                .starts_with("and 1400 more"));
+        } else {
+            out.unwrap();
+        }
+    }
+}
+
 fn hostile_devfile() -> impl Strategy<Value = String> {
     prop_oneof![
         (1usize..10, 1usize..12).prop_map(|(l, f)| devfile_with_attributes(&alias_tree(l, f))),

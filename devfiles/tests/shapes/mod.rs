@@ -119,3 +119,21 @@ pub fn parent_doc(has_parent: bool, next: usize, body: &str) -> String {
     }
     s
 }
+
+/// A parent with `n` containers, and a child that overrides each of them
+/// under `parent.components` and (when `redefine`) also redefines each at
+/// the top level (an error per element).
+pub fn parent_and_overrides(n: usize, redefine: bool) -> (String, String) {
+    let parent = many_containers(n);
+    let mut child = format!("{HEAD}parent:\n  uri: p.yaml\n  components:\n");
+    for i in 0..n {
+        child.push_str(&format!("    - {{name: c{i}, container: {{image: cove/universal}}}}\n"));
+    }
+    if redefine {
+        child.push_str("components:\n");
+        for i in 0..n {
+            child.push_str(&format!("  - {{name: c{i}, container: {{image: x}}}}\n"));
+        }
+    }
+    (child, parent)
+}
