@@ -764,6 +764,9 @@ pub async fn open_secrets(
     Ok(out)
 }
 
+/// Most text (steps, phase commands, input variables) one job gets after interpolation.
+const MAX_JOB_TEXT_BYTES: usize = 4 * workflows::interpolate::MAX_INTERPOLATED_BYTES;
+
 /// Turns a job's action into what the agent runs: interpolation (`${Secrets.x}` stays a
 /// variable reference; its value travels in `secrets`), outputs of finished dependencies,
 /// source and input artifacts.
@@ -795,9 +798,20 @@ async fn build_lease(state: &AppState, job: &JobRow, attempt: u32) -> Result<Job
             _ => None,
         })
         .collect();
+    // each text is capped by `interpolate`; all of one job's together are capped here
+    let interpolated = std::sync::atomic::AtomicUsize::new(0);
     let interp = |text: &str| -> Result<String, RunsError> {
-        workflows::interpolate(text, &ctx)
-            .map_err(|e| RunsError::BadRequest(format!("action {}: {e}", action.id)))
+        let out = workflows::interpolate(text, &ctx)
+            .map_err(|e| RunsError::BadRequest(format!("action {}: {e}", action.id)))?;
+        let total = interpolated.fetch_add(out.len(), Ordering::Relaxed) + out.len();
+        if total > MAX_JOB_TEXT_BYTES {
+            return Err(RunsError::BadRequest(format!(
+                "action {}: its steps and variables are longer than {MAX_JOB_TEXT_BYTES} bytes \
+                 once references are substituted",
+                action.id
+            )));
+        }
+        Ok(out)
     };
     let mut note_secrets = |text: &str| {
         for r in workflows::interpolate::references(text) {
