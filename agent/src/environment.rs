@@ -196,15 +196,25 @@ pub async fn plan_from_workspace(
             }
         }
     }
-    let loaded = devfiles::load_str(path, &text, &Prefetched(files), &LoadOptions::default())
-        .map_err(|r| EnvError::Devfile(r.to_string()))?;
-    let (plan, _) = loaded.plan(&PlanOptions {
-        repo: Some(repo.to_string()),
-    });
+    // a user's file: parsed on a blocking thread, within the parser's own bounds
+    let (file, body, repo) = (path.to_string(), text.clone(), repo.to_string());
+    let plan = tokio::task::spawn_blocking(move || {
+        devfiles::load_str(&file, &body, &Prefetched(files), &LoadOptions::default())
+            .map(|loaded| loaded.plan(&PlanOptions { repo: Some(repo) }).0)
+            .map_err(|r| EnvError::Devfile(r.to_string()))
+    })
+    .await
+    .map_err(|e| {
+        EnvError::Devfile(format!(
+            "{path}:1:1: error: the devfile could not be read ({e})"
+        ))
+    })??;
     Ok((plan, text))
 }
 
+/// `parent.uri` of a devfile text, read with the bounded parser (no alias
+/// expansion beyond its budget).
 fn parent_uri(text: &str) -> Option<String> {
-    let v: serde_yaml::Value = serde_yaml::from_str(text).ok()?;
-    v.get("parent")?.get("uri")?.as_str().map(str::to_string)
+    let root = yamlmap::parse(text).ok()??;
+    root.get("parent")?.get("uri")?.as_str().map(str::to_string)
 }

@@ -29,9 +29,11 @@ pub use plan::{
     KEEP_ALIVE,
 };
 pub use resolve::replace_vars;
+pub use resolve::MAX_SUBSTITUTED_BYTES;
 pub use schema::is_identifier;
 pub use validate::RESERVED_ENV;
 pub use version::Version;
+use yamlmap::{cap_diagnostics, Dropped, MAX_DIAGNOSTICS};
 pub use yamlmap::{Diagnostic, Pos, Severity};
 
 /// File names looked up, in order, when a repository has a devfile.
@@ -188,22 +190,41 @@ pub fn load_str(
     resolver: &dyn Resolver,
     opts: &LoadOptions,
 ) -> Result<Loaded, Rejected> {
-    let reject = |errors, warnings| Rejected { errors, warnings };
-    let mut chain = resolve::load_chain(file, text, resolver).map_err(|e| reject(e, Vec::new()))?;
+    // every list is cut to MAX_DIAGNOSTICS plus an "and N more"
+    let none = Dropped::default();
+    let reject = |mut errors: Vec<Diagnostic>,
+                  dropped_errors,
+                  mut warnings: Vec<Diagnostic>,
+                  dropped_warnings| {
+        cap_diagnostics(&mut errors, MAX_DIAGNOSTICS, dropped_errors);
+        cap_diagnostics(&mut warnings, MAX_DIAGNOSTICS, dropped_warnings);
+        Rejected { errors, warnings }
+    };
+    let mut chain =
+        resolve::load_chain(file, text, resolver).map_err(|e| reject(e, none, Vec::new(), none))?;
     let mut warnings = Vec::new();
     // variables exist from 2.1.0 on (rule 8)
     if chain[0].version >= Version::V2_1_0 {
         let vars = resolve::collect_variables(&chain, &opts.variables);
+        let mut budget = resolve::SubstBudget::default();
         for doc in &mut chain {
-            resolve::substitute_doc(doc, &vars, &mut warnings);
+            if let Err(e) = resolve::substitute_doc(doc, &vars, &mut warnings, &mut budget) {
+                return Err(reject(vec![e], none, warnings, none));
+            }
         }
     }
-    let flat = resolve::merge_chain(chain).map_err(|e| reject(e, warnings.clone()))?;
+    let flat = resolve::merge_chain(chain).map_err(|e| reject(e, none, warnings.clone(), none))?;
     let findings = validate::validate(&flat);
     warnings.extend(findings.warnings);
     if !findings.errors.is_empty() {
-        return Err(reject(findings.errors, warnings));
+        return Err(reject(
+            findings.errors,
+            findings.dropped_errors,
+            warnings,
+            findings.dropped_warnings,
+        ));
     }
+    cap_diagnostics(&mut warnings, MAX_DIAGNOSTICS, findings.dropped_warnings);
     let component_pos = flat
         .devfile
         .components

@@ -8,7 +8,7 @@
 //! result as substituting after the merge but lets a warning point at the
 //! file and line where the unknown variable is written.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use serde_yaml::{Mapping, Value as Yaml};
@@ -108,11 +108,16 @@ const SECTIONS: &[(&str, &str)] = &[
 
 const MAX_PARENT_DEPTH: usize = 8;
 
-/// Parse and schema-check one file.
-pub(crate) fn parse_one(file: &str, text: &str) -> Result<SourceDoc, Vec<Diagnostic>> {
-    let node = match yamlmap::parse(text) {
-        Ok(Some(node)) => node,
-        Ok(None) => {
+/// Parse and schema-check one file within `limits`; also returns its node
+/// count.
+pub(crate) fn parse_one(
+    file: &str,
+    text: &str,
+    limits: &yamlmap::Limits,
+) -> Result<(SourceDoc, usize), Vec<Diagnostic>> {
+    let (node, nodes) = match yamlmap::parse_counted(text, limits) {
+        Ok((Some(node), nodes)) => (node, nodes),
+        Ok((None, _)) => {
             return Err(vec![Diagnostic::error(
                 file,
                 Pos::START,
@@ -122,13 +127,20 @@ pub(crate) fn parse_one(file: &str, text: &str) -> Result<SourceDoc, Vec<Diagnos
                 "start it with `schemaVersion: 2.2.0` and a `components:` list",
             )])
         }
-        Err((pos, msg)) => {
-            return Err(vec![Diagnostic::error(
-                file,
-                pos,
-                format!("YAML syntax error: {msg}"),
-            )
-            .with_help("fix the indentation or quoting at this position")])
+        Err(e) => {
+            let help = if e.syntax {
+                "fix the indentation or quoting at this position".to_string()
+            } else {
+                format!(
+                    "{} (a devfile and its parents share one budget of {} bytes and {} nodes)",
+                    e.limit_help(),
+                    yamlmap::MAX_INPUT_BYTES,
+                    yamlmap::MAX_NODES
+                )
+            };
+            return Err(vec![
+                Diagnostic::error(file, e.pos, e.describe()).with_help(help)
+            ]);
         }
     };
     if !matches!(node.value, yamlmap::Value::Map(_)) {
@@ -181,12 +193,15 @@ pub(crate) fn parse_one(file: &str, text: &str) -> Result<SourceDoc, Vec<Diagnos
         return Err(vec![typed_error(file, &e)]);
     }
     let value: Yaml = serde_yaml::from_str(text).map_err(|e| vec![typed_error(file, &e)])?;
-    Ok(SourceDoc {
-        file: file.to_string(),
-        node,
-        value,
-        version,
-    })
+    Ok((
+        SourceDoc {
+            file: file.to_string(),
+            node,
+            value,
+            version,
+        },
+        nodes,
+    ))
 }
 
 fn typed_error(file: &str, e: &serde_yaml::Error) -> Diagnostic {
@@ -195,6 +210,8 @@ fn typed_error(file: &str, e: &serde_yaml::Error) -> Diagnostic {
         Some("add the missing field at this place")
     } else if d.message.contains("unknown variant") {
         Some("use one of the values listed")
+    } else if d.message.contains("repetition limit") || d.message.contains("recursion limit") {
+        Some("the aliases here expand too far: write the values out or use fewer aliases")
     } else if d.message.contains("invalid type") {
         Some("check the value's type: quote strings, write numbers and true/false without quotes")
     } else {
@@ -212,7 +229,12 @@ pub(crate) fn load_chain(
     text: &str,
     resolver: &dyn Resolver,
 ) -> Result<Vec<SourceDoc>, Vec<Diagnostic>> {
-    let mut chain = vec![parse_one(file, text)?];
+    // one budget of bytes and nodes for the devfile and all its parents
+    let mut limits = yamlmap::Limits::default();
+    let (child, nodes) = parse_one(file, text, &limits)?;
+    limits.max_bytes -= text.len();
+    limits.max_nodes -= nodes;
+    let mut chain = vec![child];
     loop {
         let current = chain.last().expect("chain starts with the child");
         let Some(parent) = current.node.get("parent") else {
@@ -260,7 +282,9 @@ pub(crate) fn load_chain(
                 format!("parent `{uri}` is already part of this parent chain (a cycle)"),
             )]);
         }
-        let parent_doc = parse_one(&parent_file, &parent_text)?;
+        let (parent_doc, nodes) = parse_one(&parent_file, &parent_text, &limits)?;
+        limits.max_bytes = limits.max_bytes.saturating_sub(parent_text.len());
+        limits.max_nodes = limits.max_nodes.saturating_sub(nodes);
         if parent_doc.version > current.version {
             return Err(vec![Diagnostic::error(
                 &current.file,
@@ -319,19 +343,39 @@ fn scalar_text(v: &Yaml) -> Option<String> {
     }
 }
 
+/// How many bytes `{{variable}}` substitution may add to one devfile
+/// chain (a value of 1 KiB used a thousand times is 1 MiB of text).
+pub const MAX_SUBSTITUTED_BYTES: usize = yamlmap::MAX_INPUT_BYTES;
+
+/// What substitution has left to spend, across the files of a chain.
+pub(crate) struct SubstBudget {
+    pub left: usize,
+}
+
+impl Default for SubstBudget {
+    fn default() -> Self {
+        SubstBudget {
+            left: MAX_SUBSTITUTED_BYTES,
+        }
+    }
+}
+
 /// Substitute `{{key}}` in the substitutable strings of `doc`; unknown keys
-/// become warnings and stay as written.
+/// become warnings and stay as written. Fails (at the string where it
+/// happens) when substitution grows the text past [`MAX_SUBSTITUTED_BYTES`].
 pub(crate) fn substitute_doc(
     doc: &mut SourceDoc,
     vars: &BTreeMap<String, String>,
     warnings: &mut Vec<Diagnostic>,
-) {
+    budget: &mut SubstBudget,
+) -> Result<(), Diagnostic> {
     let mut found = Vec::new();
     let mut path = Vec::new();
+    let mut over = None;
     for (section, _) in SECTIONS {
         if let Some(v) = doc.value.get_mut(*section) {
             path.push(PathSeg::Key((*section).to_string()));
-            substitute(v, &mut path, vars, &mut found);
+            substitute(v, &mut path, vars, &mut found, budget, &mut over);
             path.pop();
         }
         if let Some(v) = doc
@@ -341,12 +385,27 @@ pub(crate) fn substitute_doc(
         {
             path.push(PathSeg::Key("parent".into()));
             path.push(PathSeg::Key((*section).to_string()));
-            substitute(v, &mut path, vars, &mut found);
+            substitute(v, &mut path, vars, &mut found, budget, &mut over);
             path.truncate(path.len() - 2);
         }
     }
-    for (p, name) in found {
-        let pos = doc.node.locate(&borrow(&p));
+    if let Some(p) = over {
+        return Err(Diagnostic::error(
+            &doc.file,
+            doc.node.locate(&borrow(&p)),
+            format!(
+                "substituting `{{{{variables}}}}` makes the devfile more than {MAX_SUBSTITUTED_BYTES} bytes larger"
+            ),
+        )
+        .with_help("use shorter variable values or fewer references"));
+    }
+    for (i, (p, name)) in found.into_iter().enumerate() {
+        // past the cap the warning is only counted: skip finding where it is
+        let pos = if i < yamlmap::MAX_DIAGNOSTICS {
+            doc.node.locate(&borrow(&p))
+        } else {
+            Pos::START
+        };
         warnings.push(
             Diagnostic::warning(
                 &doc.file,
@@ -356,6 +415,7 @@ pub(crate) fn substitute_doc(
             .with_help(format!("define `{name}` under `variables:` or pass it with --var {name}=VALUE")),
         );
     }
+    Ok(())
 }
 
 /// Keys whose values are identifiers, references or enums: never substituted.
@@ -376,13 +436,20 @@ fn substitute(
     path: &mut OwnedPath,
     vars: &BTreeMap<String, String>,
     found: &mut Vec<(OwnedPath, String)>,
+    budget: &mut SubstBudget,
+    over: &mut Option<OwnedPath>,
 ) {
-    if is_reference(path) {
+    if is_reference(path) || over.is_some() {
         return;
     }
     match v {
         Yaml::String(s) if s.contains("{{") => {
-            let (out, missing) = replace_vars(s, vars);
+            let limit = s.len().saturating_add(budget.left);
+            let Some((out, missing)) = replace_vars_within(s, vars, limit) else {
+                *over = Some(path.clone());
+                return;
+            };
+            budget.left -= out.len().saturating_sub(s.len());
             *s = out;
             for m in missing {
                 found.push((path.clone(), m));
@@ -391,7 +458,7 @@ fn substitute(
         Yaml::Sequence(items) => {
             for (i, item) in items.iter_mut().enumerate() {
                 path.push(PathSeg::Index(i));
-                substitute(item, path, vars, found);
+                substitute(item, path, vars, found, budget, over);
                 path.pop();
             }
         }
@@ -405,7 +472,7 @@ fn substitute(
                 // keys that are themselves variables (env names live in values, so map keys stay)
                 path.push(PathSeg::Key(name));
                 if let Some(val) = map.get_mut(&k) {
-                    substitute(val, path, vars, found);
+                    substitute(val, path, vars, found, budget, over);
                 }
                 path.pop();
             }
@@ -416,8 +483,19 @@ fn substitute(
 
 /// Replace every `{{ key }}` whose key is defined; return the unknown keys.
 pub fn replace_vars(text: &str, vars: &BTreeMap<String, String>) -> (String, Vec<String>) {
-    let mut out = String::with_capacity(text.len());
+    replace_vars_within(text, vars, usize::MAX).expect("no limit")
+}
+
+/// [`replace_vars`], or `None` as soon as the result would be longer than
+/// `limit` bytes.
+fn replace_vars_within(
+    text: &str,
+    vars: &BTreeMap<String, String>,
+    limit: usize,
+) -> Option<(String, Vec<String>)> {
+    let mut out = String::with_capacity(text.len().min(limit));
     let mut missing = Vec::new();
+    let mut missing_set = std::collections::HashSet::new();
     let mut rest = text;
     while let Some(start) = rest.find("{{") {
         out.push_str(&rest[..start]);
@@ -426,9 +504,14 @@ pub fn replace_vars(text: &str, vars: &BTreeMap<String, String>) -> (String, Vec
             Some(end) => {
                 let key = after[..end].trim();
                 match vars.get(key) {
-                    Some(v) if !key.is_empty() => out.push_str(v),
+                    Some(v) if !key.is_empty() => {
+                        if out.len().saturating_add(v.len()) > limit {
+                            return None;
+                        }
+                        out.push_str(v)
+                    }
                     _ => {
-                        if !key.is_empty() && !missing.iter().any(|m| m == key) {
+                        if !key.is_empty() && missing_set.insert(key) {
                             missing.push(key.to_string());
                         }
                         out.push_str(&rest[start..start + 2 + end + 2]);
@@ -443,7 +526,7 @@ pub fn replace_vars(text: &str, vars: &BTreeMap<String, String>) -> (String, Vec
         }
     }
     out.push_str(rest);
-    (out, missing)
+    Some((out, missing))
 }
 
 /// Merge the chain into one devfile (root first).
@@ -465,6 +548,8 @@ pub(crate) fn merge_chain(chain: Vec<SourceDoc>) -> Result<Flattened, Vec<Diagno
                 let Some(overrides) = parent.get(*section).and_then(Yaml::as_sequence) else {
                     continue;
                 };
+                // key → position in the merged list (the first one), so overrides are linear
+                let index = key_index(&flat, section, key_field);
                 for (i, ov) in overrides.iter().enumerate() {
                     let key = ov
                         .get(*key_field)
@@ -477,12 +562,11 @@ pub(crate) fn merge_chain(chain: Vec<SourceDoc>) -> Result<Flattened, Vec<Diagno
                         Seg::Index(i),
                         Seg::Key(key_field),
                     ]);
-                    let base = flat
-                        .get_mut(*section)
-                        .and_then(Yaml::as_sequence_mut)
-                        .and_then(|items| {
-                            items.iter_mut().find(|it| same_key(it, key_field, &key))
-                        });
+                    let base = index.get(&key.to_ascii_lowercase()).and_then(|&j| {
+                        flat.get_mut(*section)
+                            .and_then(Yaml::as_sequence_mut)
+                            .and_then(|items| items.get_mut(j))
+                    });
                     match base {
                         None => errors.push(
                             Diagnostic::error(
@@ -511,16 +595,16 @@ pub(crate) fn merge_chain(chain: Vec<SourceDoc>) -> Result<Flattened, Vec<Diagno
             let Some(items) = doc.value.get(*section).and_then(Yaml::as_sequence) else {
                 continue;
             };
+            let mut existing = key_index(&flat, section, key_field);
             for (i, item) in items.iter().enumerate() {
                 let key = item
                     .get(*key_field)
                     .and_then(Yaml::as_str)
                     .unwrap_or_default()
                     .to_string();
-                let exists = flat
-                    .get(*section)
-                    .and_then(Yaml::as_sequence)
-                    .is_some_and(|base| base.iter().any(|b| same_key(b, key_field, &key)));
+                let exists = existing
+                    .insert(key.to_ascii_lowercase(), usize::MAX)
+                    .is_some();
                 if exists {
                     let at =
                         doc.node
@@ -660,10 +744,22 @@ fn record_origins(flat: &Yaml, doc: usize, origins: &mut Origins, _prefix: &[Pat
     }
 }
 
-fn same_key(item: &Yaml, key_field: &str, key: &str) -> bool {
-    item.get(key_field)
-        .and_then(Yaml::as_str)
-        .is_some_and(|k| k.eq_ignore_ascii_case(key))
+/// The elements of `section` by their lowercased `key_field`: the position
+/// of the first one with each key.
+fn key_index(flat: &Yaml, section: &str, key_field: &str) -> HashMap<String, usize> {
+    let mut index = HashMap::new();
+    for (j, item) in flat
+        .get(section)
+        .and_then(Yaml::as_sequence)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        if let Some(k) = item.get(key_field).and_then(Yaml::as_str) {
+            index.entry(k.to_ascii_lowercase()).or_insert(j);
+        }
+    }
+    index
 }
 
 const KINDS: &[&str] = &[

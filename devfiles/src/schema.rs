@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
-use yamlmap::{Diagnostic, Node, Value};
+use yamlmap::{cap_diagnostics, Diagnostic, Dropped, Node, Value, MAX_DIAGNOSTICS};
 
 use crate::schema_fields::FIELDS;
 use crate::version::{is_semver, Version};
@@ -80,22 +80,30 @@ pub(crate) struct Checker<'a> {
     file: &'a str,
     version: Version,
     errors: Vec<Diagnostic>,
+    dropped: Dropped,
 }
 
-/// Check `root` against the schema of `version`. Returns every violation.
+/// Check `root` against the schema of `version`. Returns the violations
+/// (the first [`MAX_DIAGNOSTICS`] and an "and N more").
 pub(crate) fn check(file: &str, root: &Node, version: Version) -> Vec<Diagnostic> {
     let mut c = Checker {
         file,
         version,
         errors: Vec::new(),
+        dropped: Dropped::default(),
     };
     c.walk(root, "");
+    cap_diagnostics(&mut c.errors, MAX_DIAGNOSTICS, c.dropped);
     c.errors
 }
 
 impl Checker<'_> {
     fn err(&mut self, d: Diagnostic) {
-        self.errors.push(d);
+        if self.errors.len() < MAX_DIAGNOSTICS {
+            self.errors.push(d);
+        } else {
+            self.dropped.add(&d);
+        }
     }
 
     fn walk(&mut self, node: &Node, path: &str) {
@@ -149,6 +157,11 @@ impl Checker<'_> {
     }
 
     fn unknown_field(&mut self, key: &str, pos: yamlmap::Pos, parent: &str) {
+        if self.errors.len() >= MAX_DIAGNOSTICS {
+            // only counted: skip the suggestions
+            self.dropped.add(&Diagnostic::error(self.file, pos, ""));
+            return;
+        }
         if let Some((_, what)) = REMOVED_IN_2_1.iter().find(|(k, _)| *k == key) {
             self.err(
                 Diagnostic::error(

@@ -4,15 +4,19 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use yamlmap::{Diagnostic, Seg};
+use yamlmap::{Diagnostic, Dropped, Pos, Seg, MAX_DIAGNOSTICS};
 
 use crate::model::{Command, ComponentKind, Devfile, GroupKind, Project};
 use crate::quantity;
 use crate::resolve::Flattened;
 
+/// What the semantic stage found: at most [`MAX_DIAGNOSTICS`] errors and
+/// warnings each, and how many more were counted without being kept.
 pub(crate) struct Findings {
     pub errors: Vec<Diagnostic>,
     pub warnings: Vec<Diagnostic>,
+    pub dropped_errors: Dropped,
+    pub dropped_warnings: Dropped,
 }
 
 /// Environment variables Cove sets itself (rule 6).
@@ -25,6 +29,8 @@ pub(crate) fn validate(f: &Flattened) -> Findings {
         findings: Findings {
             errors: Vec::new(),
             warnings: Vec::new(),
+            dropped_errors: Dropped::default(),
+            dropped_warnings: Dropped::default(),
         },
     };
     v.unique_names();
@@ -51,12 +57,30 @@ impl Validator<'_> {
         msg: String,
         help: Option<String>,
     ) {
+        if self.errors_full() {
+            // counted, not kept: no need to look up where
+            let d = Diagnostic::error("", Pos::START, "");
+            self.findings.dropped_errors.add(&d);
+            return;
+        }
         let (file, pos) = self.f.locate(section, key, rel);
         let mut d = Diagnostic::error(file, pos, msg);
         if let Some(h) = help {
             d = d.with_help(h);
         }
-        self.findings.errors.push(d);
+        self.push_error(d);
+    }
+
+    fn errors_full(&self) -> bool {
+        self.findings.errors.len() >= MAX_DIAGNOSTICS
+    }
+
+    fn push_error(&mut self, d: Diagnostic) {
+        if self.errors_full() {
+            self.findings.dropped_errors.add(&d);
+        } else {
+            self.findings.errors.push(d);
+        }
     }
 
     fn warn(
@@ -67,6 +91,11 @@ impl Validator<'_> {
         msg: String,
         help: Option<String>,
     ) {
+        if self.findings.warnings.len() >= MAX_DIAGNOSTICS {
+            let d = Diagnostic::warning("", Pos::START, "");
+            self.findings.dropped_warnings.add(&d);
+            return;
+        }
         let (file, pos) = self.f.locate(section, key, rel);
         let mut d = Diagnostic::warning(file, pos, msg);
         if let Some(h) = help {
@@ -247,7 +276,7 @@ impl Validator<'_> {
                         format!("exec command `{}` runs in `{}`, which is a {} component; exec commands need a container", c.id, e.component, kind_name(*k)), None),
                     None => self.error("commands", &c.id, &[Seg::Key("exec"), Seg::Key("component")],
                         format!("exec command `{}` refers to component `{}`, which does not exist", c.id, e.component),
-                        Some(format!("use one of the container components: {}", self.names_of(&[ComponentKind::Container])))),
+                        (!self.errors_full()).then(|| format!("use one of the container components: {}", self.names_of(&[ComponentKind::Container])))),
                 }
             }
             if let Some(a) = &c.apply {
@@ -269,40 +298,51 @@ impl Validator<'_> {
                 }
             }
         }
-        // composite cycles
-        for c in &self.d.commands {
-            if c.composite.is_none() {
+        // composite cycles: one pass finds the commands on a cycle; a path is
+        // spelled out for the first few of them
+        let graph = CommandGraph::new(self.d);
+        let on_cycle = graph.on_cycle();
+        let mut paths = 0;
+        for (i, c) in self.d.commands.iter().enumerate() {
+            if !on_cycle[i] || graph.first[&c.id.to_lowercase()] != i {
                 continue;
             }
-            let mut stack = vec![c.id.to_lowercase()];
-            if let Some(cycle) = find_cycle(&by_id, &mut stack) {
-                self.error(
-                    "commands",
-                    &c.id,
-                    &[Seg::Key("composite"), Seg::Key("commands")],
-                    format!(
-                        "composite command `{}` includes itself: {}",
-                        c.id,
-                        cycle.join(" -> ")
-                    ),
-                    Some("remove one of the references to break the cycle".into()),
-                );
-            }
+            let message = if paths < MAX_CYCLE_PATHS {
+                paths += 1;
+                let cycle = graph.cycle_through(i);
+                format!(
+                    "composite command `{}` includes itself: {}",
+                    c.id,
+                    show_cycle(&cycle)
+                )
+            } else {
+                format!(
+                    "composite command `{}` includes itself (through other composite commands)",
+                    c.id
+                )
+            };
+            self.error(
+                "commands",
+                &c.id,
+                &[Seg::Key("composite"), Seg::Key("commands")],
+                message,
+                Some("remove one of the references to break the cycle".into()),
+            );
         }
     }
 
     fn names_of(&self, kinds: &[ComponentKind]) -> String {
-        let names: Vec<&str> = self
-            .d
-            .components
-            .iter()
-            .filter(|c| c.kind().is_some_and(|k| kinds.contains(&k)))
-            .map(|c| c.name.as_str())
-            .collect();
+        let names = list_names(
+            self.d
+                .components
+                .iter()
+                .filter(|c| c.kind().is_some_and(|k| kinds.contains(&k)))
+                .map(|c| c.name.as_str()),
+        );
         if names.is_empty() {
             "(none)".into()
         } else {
-            names.join(", ")
+            names
         }
     }
 
@@ -310,6 +350,9 @@ impl Validator<'_> {
     fn events(&mut self) {
         let Some(events) = &self.d.events else { return };
         let by_id = commands_by_id(self.d);
+        let graph = CommandGraph::new(self.d);
+        let leaves_apply = graph.leaves_are(self.d, true);
+        let leaves_exec = graph.leaves_are(self.d, false);
         for (kind, ids, want_apply) in [
             ("preStart", &events.pre_start, true),
             ("postStart", &events.post_start, false),
@@ -319,7 +362,7 @@ impl Validator<'_> {
             for (i, id) in ids.iter().enumerate() {
                 let (file, pos) = self.f.locate_event(kind, i);
                 match by_id.get(&id.to_lowercase()) {
-                    None => self.findings.errors.push(
+                    None => self.push_error(
                         Diagnostic::error(
                             file,
                             pos,
@@ -331,14 +374,20 @@ impl Validator<'_> {
                             "define a command with id `{id}` or remove it from events.{kind}"
                         )),
                     ),
-                    Some(cmd) => {
-                        if !leaves_are(cmd, &by_id, want_apply, &mut HashSet::new()) {
+                    Some(_) => {
+                        let i = graph.first[&id.to_lowercase()];
+                        let ok = if want_apply {
+                            leaves_apply[i]
+                        } else {
+                            leaves_exec[i]
+                        };
+                        if !ok {
                             let need = if want_apply {
                                 "an apply command or a composite command with apply commands"
                             } else {
                                 "an exec command or a composite command with exec commands"
                             };
-                            self.findings.errors.push(
+                            self.push_error(
                                 Diagnostic::error(
                                     file,
                                     pos,
@@ -372,9 +421,9 @@ impl Validator<'_> {
                 .filter(|c| c.group().and_then(|g| g.is_default) == Some(true))
                 .collect();
             if defaults.len() > 1 {
-                let ids: Vec<&str> = defaults.iter().map(|c| c.id.as_str()).collect();
+                let ids = list_names(defaults.iter().map(|c| c.id.as_str()));
                 self.error("commands", &defaults[1].id, &[],
-                    format!("there should be exactly one default command, currently there are {} default commands for group kind {} ({})", defaults.len(), kind.as_str(), ids.join(", ")),
+                    format!("there should be exactly one default command, currently there are {} default commands for group kind {} ({ids})", defaults.len(), kind.as_str()),
                     Some("set `isDefault: true` on only one of them".into()));
             } else if defaults.is_empty() && cmds.len() > 1 {
                 self.warn("commands", &cmds[0].id, &[],
@@ -466,51 +515,201 @@ fn kind_name(k: ComponentKind) -> &'static str {
     }
 }
 
-/// True when every leaf command reached from `cmd` is apply (`want_apply`)
-/// or exec (otherwise). Unknown children and cycles are reported elsewhere.
-fn leaves_are(
-    cmd: &Command,
-    by_id: &HashMap<String, &Command>,
-    want_apply: bool,
-    seen: &mut HashSet<String>,
-) -> bool {
-    if !seen.insert(cmd.id.to_lowercase()) {
-        return true;
+/// Most composite cycles spelled out as a path.
+const MAX_CYCLE_PATHS: usize = 20;
+
+/// `names` joined with `, `: at most 20, then how many more.
+fn list_names<'s>(names: impl Iterator<Item = &'s str>) -> String {
+    let mut shown = Vec::new();
+    let mut more = 0usize;
+    for n in names {
+        if shown.len() < 20 {
+            shown.push(n);
+        } else {
+            more += 1;
+        }
     }
-    match (&cmd.exec, &cmd.apply, &cmd.composite) {
-        (Some(_), _, _) => !want_apply,
-        (_, Some(_), _) => want_apply,
-        (_, _, Some(c)) => c.commands.iter().all(|child| {
-            by_id
-                .get(&child.to_lowercase())
-                .is_none_or(|cc| leaves_are(cc, by_id, want_apply, seen))
-        }),
-        _ => false,
+    let mut out = shown.join(", ");
+    if more > 0 {
+        out.push_str(&format!(" and {more} more"));
     }
+    out
 }
 
-fn find_cycle(by_id: &HashMap<String, &Command>, stack: &mut Vec<String>) -> Option<Vec<String>> {
-    let current = stack.last()?.clone();
-    let children = by_id
-        .get(&current)
-        .and_then(|c| c.composite.as_ref())
-        .map(|c| c.commands.clone())
-        .unwrap_or_default();
-    for child in children {
-        let child = child.to_lowercase();
-        if child == stack[0] {
-            let mut cycle = stack.clone();
-            cycle.push(child);
-            return Some(cycle);
-        }
-        if stack.contains(&child) || !by_id.contains_key(&child) {
-            continue;
-        }
-        stack.push(child);
-        if let Some(c) = find_cycle(by_id, stack) {
-            return Some(c);
-        }
-        stack.pop();
+/// A cycle for a message; a long one shows its ends.
+fn show_cycle(cycle: &[&str]) -> String {
+    const ENDS: usize = 8;
+    if cycle.len() <= 2 * ENDS + 1 {
+        return cycle.join(" -> ");
     }
-    None
+    format!(
+        "{} -> … ({} more) … -> {}",
+        cycle[..ENDS].join(" -> "),
+        cycle.len() - 2 * ENDS,
+        cycle[cycle.len() - ENDS..].join(" -> ")
+    )
+}
+
+/// Commands as a graph: a composite command points at the commands it
+/// includes (unknown children are left out; they are reported elsewhere).
+/// Every question asked of it is answered in time linear in the graph, so
+/// long chains and wide diamonds of composites cost no more than their
+/// size, and nothing recurses.
+struct CommandGraph<'d> {
+    /// lowercased id → index of the first command with that id
+    first: HashMap<String, usize>,
+    /// lowercased ids, by index
+    ids: Vec<String>,
+    /// index → included commands (only for composite commands, the way
+    /// the agent runs them: exec and apply take precedence)
+    children: Vec<Vec<usize>>,
+    _d: std::marker::PhantomData<&'d Devfile>,
+}
+
+impl<'d> CommandGraph<'d> {
+    fn new(d: &'d Devfile) -> Self {
+        let ids: Vec<String> = d.commands.iter().map(|c| c.id.to_lowercase()).collect();
+        let mut first = HashMap::new();
+        for (i, id) in ids.iter().enumerate() {
+            first.entry(id.clone()).or_insert(i);
+        }
+        let children = d
+            .commands
+            .iter()
+            .map(|c| match (&c.exec, &c.apply, &c.composite) {
+                (None, None, Some(comp)) => comp
+                    .commands
+                    .iter()
+                    .filter_map(|child| first.get(&child.to_lowercase()).copied())
+                    .collect(),
+                _ => Vec::new(),
+            })
+            .collect();
+        CommandGraph {
+            first,
+            ids,
+            children,
+            _d: std::marker::PhantomData,
+        }
+    }
+
+    /// Which commands lie on a cycle (Tarjan's strongly connected
+    /// components, iteratively).
+    fn on_cycle(&self) -> Vec<bool> {
+        let n = self.children.len();
+        let mut index = vec![usize::MAX; n];
+        let mut low = vec![0usize; n];
+        let mut on_stack = vec![false; n];
+        let mut stack = Vec::new();
+        let mut result = vec![false; n];
+        let mut next = 0usize;
+        for root in 0..n {
+            if index[root] != usize::MAX {
+                continue;
+            }
+            // (node, next child position)
+            let mut work = vec![(root, 0usize)];
+            index[root] = next;
+            low[root] = next;
+            next += 1;
+            stack.push(root);
+            on_stack[root] = true;
+            while let Some(&mut (v, ref mut ci)) = work.last_mut() {
+                if let Some(&w) = self.children[v].get(*ci) {
+                    *ci += 1;
+                    if index[w] == usize::MAX {
+                        index[w] = next;
+                        low[w] = next;
+                        next += 1;
+                        stack.push(w);
+                        on_stack[w] = true;
+                        work.push((w, 0));
+                    } else if on_stack[w] {
+                        low[v] = low[v].min(index[w]);
+                    }
+                    continue;
+                }
+                work.pop();
+                if let Some(&(parent, _)) = work.last() {
+                    low[parent] = low[parent].min(low[v]);
+                }
+                if low[v] == index[v] {
+                    let mut members = Vec::new();
+                    while let Some(w) = stack.pop() {
+                        on_stack[w] = false;
+                        members.push(w);
+                        if w == v {
+                            break;
+                        }
+                    }
+                    let cyclic = members.len() > 1 || self.children[v].contains(&v);
+                    for m in members {
+                        result[m] = cyclic;
+                    }
+                }
+            }
+        }
+        result
+    }
+
+    /// A path `start -> … -> start` (lowercased ids), found by a
+    /// depth-first search that visits each command once.
+    fn cycle_through(&self, start: usize) -> Vec<&str> {
+        let mut seen = vec![false; self.children.len()];
+        let mut work = vec![(start, 0usize)];
+        seen[start] = true;
+        while let Some(&mut (v, ref mut ci)) = work.last_mut() {
+            let Some(&w) = self.children[v].get(*ci) else {
+                work.pop();
+                continue;
+            };
+            *ci += 1;
+            if w == start {
+                let mut path: Vec<&str> = work.iter().map(|(n, _)| self.ids[*n].as_str()).collect();
+                path.push(self.ids[start].as_str());
+                return path;
+            }
+            if !seen[w] {
+                seen[w] = true;
+                work.push((w, 0));
+            }
+        }
+        vec![self.ids[start].as_str()]
+    }
+
+    /// For each command: true when every leaf command reached from it is
+    /// apply (`want_apply`) or exec (otherwise). A command that reaches a
+    /// wrong leaf is found by walking back from the wrong leaves once.
+    fn leaves_are(&self, d: &Devfile, want_apply: bool) -> Vec<bool> {
+        let n = self.children.len();
+        let mut parents = vec![Vec::new(); n];
+        for (v, cs) in self.children.iter().enumerate() {
+            for &w in cs {
+                parents[w].push(v);
+            }
+        }
+        let mut ok = vec![true; n];
+        let mut todo = Vec::new();
+        for (i, c) in d.commands.iter().enumerate() {
+            let wrong = match (&c.exec, &c.apply, &c.composite) {
+                (Some(_), _, _) => want_apply,
+                (_, Some(_), _) => !want_apply,
+                (_, _, Some(_)) => false,
+                _ => true,
+            };
+            if wrong {
+                ok[i] = false;
+                todo.push(i);
+            }
+        }
+        while let Some(w) = todo.pop() {
+            for &v in &parents[w] {
+                if ok[v] {
+                    ok[v] = false;
+                    todo.push(v);
+                }
+            }
+        }
+        ok
+    }
 }

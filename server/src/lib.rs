@@ -17,6 +17,7 @@ pub mod envs;
 pub mod error;
 pub mod git;
 pub mod names;
+pub mod parse_budget;
 pub mod routes;
 pub mod runs;
 pub mod sse;

@@ -685,6 +685,7 @@ fn check_batch(r: &mut Reader, b: &Node) {
             .iter()
             .filter_map(|i| i.get("identifier")?.as_str())
             .collect();
+        let known: std::collections::HashSet<&str> = ids.iter().copied().collect();
         for item in items {
             if r.map(item, "a batch build").is_none() {
                 continue;
@@ -713,11 +714,19 @@ fn check_batch(r: &mut Reader, b: &Node) {
             if let Some(deps) = item.get("depend-on") {
                 for d in r.seq(deps, "`depend-on`").unwrap_or_default() {
                     if let Some(id) = d.as_str() {
-                        if !ids.contains(&id) {
+                        if !known.contains(id) {
+                            let help = if r.is_full() {
+                                String::new()
+                            } else {
+                                format!(
+                                    "builds here: {}",
+                                    crate::reader::list_names(ids.iter().copied())
+                                )
+                            };
                             r.error(
                                 d.pos,
                                 format!("`depend-on` names `{id}`, which is not a build in `{list_key}`"),
-                                format!("builds here: {}", ids.join(", ")),
+                                help,
                             );
                         }
                     }

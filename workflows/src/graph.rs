@@ -9,7 +9,7 @@
 //! may name a top-level group — accepted with a warning, as AWS's local
 //! runner accepts it).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use yamlmap::{Node, Pos};
 
@@ -34,9 +34,48 @@ struct Graph<'a, 'n> {
     /// id → member action indices (an action is its own single member; a
     /// group has every action below it).
     members: BTreeMap<&'a str, Vec<usize>>,
-    /// (dependent, dependency, where the edge was written)
-    edges: Vec<(usize, usize, Pos)>,
+    /// Ids of the groups.
+    groups: BTreeSet<&'a str>,
+    /// (dependent, dependency, where it was first written), in the order
+    /// written
+    edge_list: Vec<(usize, usize, At)>,
+    /// (dependent, dependency) → its index in `edge_list`
+    edges: HashMap<(usize, usize), usize>,
+    /// Set once the edge budget is spent (reported once).
+    edges_full: bool,
 }
+
+/// Most dependency edges in one workflow (a `DependsOn` on a group adds an
+/// edge to each of its actions, so group-to-group dependencies multiply).
+pub(crate) const MAX_EDGES: usize = 50_000;
+
+/// Where an edge or a finding was written: exactly, or as the scalar that
+/// holds it plus the text to look for in the source (looked up only when
+/// reported, so many references in one long scalar cost no rescans).
+#[derive(Clone, Debug)]
+enum At {
+    Exact(Pos),
+    Lazy(Pos, String),
+}
+
+impl At {
+    fn pos(&self, r: &Reader) -> Pos {
+        match self {
+            At::Exact(p) => *p,
+            At::Lazy(p, _) if r.is_full() => *p,
+            At::Lazy(p, needle) => r.find_from(*p, needle),
+        }
+    }
+
+    fn node_pos(&self) -> Pos {
+        match self {
+            At::Exact(p) | At::Lazy(p, _) => *p,
+        }
+    }
+}
+
+/// Most cycles reported with their path.
+const MAX_CYCLES: usize = 20;
 
 /// Fill in every action's `depends_on` and `secrets`; report unknown names,
 /// unknown variables, secrets over the limit and cycles.
@@ -54,6 +93,11 @@ pub(crate) fn resolve(r: &mut Reader, raws: &[Raw], actions: &mut [Action]) {
 
 impl<'a, 'n> Graph<'a, 'n> {
     fn new(raws: &'a [Raw<'n>]) -> Self {
+        let groups: BTreeSet<&str> = raws
+            .iter()
+            .filter(|x| x.action.is_none())
+            .map(|x| x.id.as_str())
+            .collect();
         let mut members: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
         for raw in raws {
             let entry = members.entry(raw.id.as_str()).or_default();
@@ -61,20 +105,40 @@ impl<'a, 'n> Graph<'a, 'n> {
             entry.push(i);
             for depth in 1..=raw.group_path.len() {
                 let gid = raw.group_path[..depth].join(".");
-                if let Some(group) = raws.iter().find(|x| x.id == gid && x.action.is_none()) {
-                    members.entry(group.id.as_str()).or_default().push(i);
+                if let Some(&group) = groups.get(gid.as_str()) {
+                    members.entry(group).or_default().push(i);
                 }
             }
         }
         Graph {
             raws,
             members,
-            edges: Vec::new(),
+            groups,
+            edge_list: Vec::new(),
+            edges: HashMap::new(),
+            edges_full: false,
         }
     }
 
     fn is_group(&self, id: &str) -> bool {
-        self.raws.iter().any(|x| x.id == id && x.action.is_none())
+        self.groups.contains(id)
+    }
+
+    /// False (with one error at `pos`) once the workflow has
+    /// [`MAX_EDGES`] dependency edges.
+    fn has_room(&mut self, r: &mut Reader, pos: Pos) -> bool {
+        if self.edge_list.len() < MAX_EDGES {
+            return true;
+        }
+        if !self.edges_full {
+            self.edges_full = true;
+            r.error(
+                pos,
+                format!("this workflow has more than {MAX_EDGES} dependencies between actions"),
+                "depend on fewer actions or groups (a dependency on a group counts once per action in it)",
+            );
+        }
+        false
     }
 
     fn lookup(&self, scope: &[String], name: &str) -> Option<String> {
@@ -87,16 +151,18 @@ impl<'a, 'n> Graph<'a, 'n> {
         from: usize,
         to: usize,
         via: DependencyReason,
-        pos: Pos,
+        at: At,
     ) {
-        self.edges.push((from, to, pos));
-        let target = actions[to].id.clone();
-        if !actions[from].depends_on.iter().any(|d| d.action == target) {
-            actions[from].depends_on.push(Dependency {
-                action: target,
-                via,
-            });
+        if self.edges.contains_key(&(from, to)) {
+            return;
         }
+        self.edges.insert((from, to), self.edge_list.len());
+        self.edge_list.push((from, to, at));
+        let target = actions[to].id.clone();
+        actions[from].depends_on.push(Dependency {
+            action: target,
+            via,
+        });
     }
 
     /// Explicit `DependsOn` of actions and groups.
@@ -142,9 +208,12 @@ impl<'a, 'n> Graph<'a, 'n> {
                     .get(target.as_str())
                     .cloned()
                     .unwrap_or_default();
-                for &f in &from {
+                'pairs: for &f in &from {
                     for &t in &to {
-                        self.add(actions, f, t, via.clone(), item.pos);
+                        if !self.has_room(r, item.pos) {
+                            break 'pairs;
+                        }
+                        self.add(actions, f, t, via.clone(), At::Exact(item.pos));
                     }
                 }
             }
@@ -152,22 +221,28 @@ impl<'a, 'n> Graph<'a, 'n> {
     }
 
     fn unknown_depends_on(&self, r: &mut Reader, raw: &Raw, item: &Node, name: &str) {
-        let siblings: Vec<&str> = self
+        let message = format!(
+            "`{}` depends on `{name}`, which is not an action or action group",
+            raw.id
+        );
+        if r.is_full() {
+            // not stored: skip listing the siblings
+            r.error(item.pos, message, "");
+            return;
+        }
+        let siblings = self
             .raws
             .iter()
             .filter(|x| x.group_path == raw.group_path && x.id != raw.id)
-            .map(|x| x.id.rsplit('.').next().unwrap_or(&x.id))
-            .collect();
+            .map(|x| x.id.rsplit('.').next().unwrap_or(&x.id));
+        let listed = crate::reader::list_names(siblings);
         r.error(
             item.pos,
-            format!(
-                "`{}` depends on `{name}`, which is not an action or action group",
-                raw.id
-            ),
-            if siblings.is_empty() {
+            message,
+            if listed.is_empty() {
                 "remove the entry".to_string()
             } else {
-                format!("names at this level: {}", siblings.join(", "))
+                format!("names at this level: {listed}")
             },
         );
     }
@@ -216,8 +291,10 @@ impl<'a, 'n> Graph<'a, 'n> {
                         "remove it from `Inputs.Artifacts`",
                     ),
                     Some(&p) => {
-                        let via = DependencyReason::Artifact(name.to_string());
-                        self.add(actions, i, p, via, item.pos);
+                        if self.has_room(r, item.pos) {
+                            let via = DependencyReason::Artifact(name.to_string());
+                            self.add(actions, i, p, via, At::Exact(item.pos));
+                        }
                     }
                 }
             }
@@ -239,19 +316,20 @@ impl<'a, 'n> Graph<'a, 'n> {
         for node in nodes {
             let Some(text) = node.as_str() else { continue };
             for rf in references(text) {
-                let pos = r.find_from(node.pos, rf.text(text));
+                // the exact place is looked up only when it is reported
+                let at = At::Lazy(node.pos, rf.text(text).to_string());
                 match rf.scope {
                     "Secrets" => {
                         let s = SecretRef::Codecatalyst {
                             name: rf.name.to_string(),
                         };
-                        if secrets.contains(&s) {
+                        if secrets.contains(&s) || secrets.len() > MAX_SECRETS_PER_ACTION {
                             continue;
                         }
                         secrets.push(s);
                         if secrets.len() == MAX_SECRETS_PER_ACTION + 1 {
                             r.error(
-                                pos,
+                                at.pos(r),
                                 format!(
                                     "action `{}` uses more than {MAX_SECRETS_PER_ACTION} secrets",
                                     raw.id
@@ -263,14 +341,14 @@ impl<'a, 'n> Graph<'a, 'n> {
                     "WorkflowSource" => {
                         if !matches!(rf.name, "CommitId" | "BranchName") {
                             r.error(
-                                pos,
+                                at.pos(r),
                                 format!("unknown variable `{}`", rf.text(text)),
                                 "WorkflowSource provides `${WorkflowSource.CommitId}` and \
                                  `${WorkflowSource.BranchName}`",
                             );
                         }
                     }
-                    _ => self.output_reference(r, raw, i, actions, &rf, text, pos),
+                    _ => self.output_reference(r, raw, i, actions, &rf, text, at),
                 }
             }
         }
@@ -286,12 +364,12 @@ impl<'a, 'n> Graph<'a, 'n> {
         actions: &mut [Action],
         rf: &Reference,
         text: &str,
-        pos: Pos,
+        at: At,
     ) {
         let rtext = rf.text(text);
         let Some(target) = self.lookup(&raw.group_path, rf.scope) else {
             r.error(
-                pos,
+                at.pos(r),
                 format!("`{rtext}` refers to `{}`, which is not an action", rf.scope),
                 "write `${Action.Variable}` or `${Group.Action.Variable}`; \
                  for a shell variable write `$NAME`",
@@ -300,7 +378,7 @@ impl<'a, 'n> Graph<'a, 'n> {
         };
         if self.is_group(&target) {
             r.error(
-                pos,
+                at.pos(r),
                 format!("`{rtext}` refers to action group `{target}`"),
                 format!(
                     "name the action inside it: `${{{target}.<Action>.{}}}`",
@@ -314,7 +392,7 @@ impl<'a, 'n> Graph<'a, 'n> {
         };
         if t == i {
             r.error(
-                pos,
+                at.pos(r),
                 format!("action `{}` refers to its own output `{rtext}`", raw.id),
                 format!("inside the action use the shell variable `${}`", rf.name),
             );
@@ -324,45 +402,75 @@ impl<'a, 'n> Graph<'a, 'n> {
             && !actions[t].outputs.variables.iter().any(|v| v == rf.name)
         {
             r.error(
-                pos,
+                at.pos(r),
                 format!("`{rtext}`: action `{target}` does not export `{}`", rf.name),
                 format!("add `{}` to `Outputs.Variables` of `{target}`", rf.name),
             );
+        }
+        if self.edges.contains_key(&(i, t)) || !self.has_room(r, at.node_pos()) {
+            return;
         }
         self.add(
             actions,
             i,
             t,
             DependencyReason::Variable(rtext.to_string()),
-            pos,
+            at,
         );
     }
 
     /// One error per cycle, at the edge that closes it.
     fn report_cycles(&self, r: &mut Reader, actions: &[Action]) {
         let mut deps = vec![Vec::new(); actions.len()];
-        for &(f, t, _) in &self.edges {
-            if !deps[f].contains(&t) {
-                deps[f].push(t);
-            }
+        for &(f, t, _) in &self.edge_list {
+            deps[f].push(t);
         }
-        for cycle in cycles(&deps) {
+        let (found, more) = cycles(&deps, MAX_CYCLES);
+        for cycle in found {
             let n = cycle.len();
             let (f, t) = (cycle[n - 2], cycle[n - 1]);
             let pos = self
                 .edges
-                .iter()
-                .find(|(a, b, _)| *a == f && *b == t)
-                .map_or(Pos::START, |e| e.2);
-            let path: Vec<&str> = cycle.iter().map(|&i| actions[i].id.as_str()).collect();
+                .get(&(f, t))
+                .map_or(Pos::START, |&e| self.edge_list[e].2.pos(r));
             r.error(
                 pos,
-                format!("dependency cycle: {}", path.join(" -> ")),
+                format!("dependency cycle: {}", show_path(&cycle, actions)),
                 "remove one of these dependencies \
                  (DependsOn entries, ${Action.Var} references or input artifacts)",
             );
         }
+        if more > 0 {
+            r.error(
+                Pos::START,
+                format!("and {more} more dependency cycles"),
+                "break the cycles above first",
+            );
+        }
     }
+}
+
+/// A cycle for a message; a long one shows its ends.
+fn show_path(cycle: &[usize], actions: &[Action]) -> String {
+    const ENDS: usize = 8;
+    let id = |i: &usize| actions[*i].id.as_str();
+    if cycle.len() <= 2 * ENDS + 1 {
+        return cycle.iter().map(id).collect::<Vec<_>>().join(" -> ");
+    }
+    format!(
+        "{} -> … ({} more) … -> {}",
+        cycle[..ENDS]
+            .iter()
+            .map(id)
+            .collect::<Vec<_>>()
+            .join(" -> "),
+        cycle.len() - 2 * ENDS,
+        cycle[cycle.len() - ENDS..]
+            .iter()
+            .map(id)
+            .collect::<Vec<_>>()
+            .join(" -> ")
+    )
 }
 
 /// All scalar values under `n` (not keys), skipping the given top-level

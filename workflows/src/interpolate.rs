@@ -168,7 +168,13 @@ pub enum InterpolateError {
     UnknownWorkflowSourceVariable { reference: String },
     #[error("`{reference}`: secret `{name}` is not defined")]
     MissingSecret { reference: String, name: String },
+    #[error("substituting the references makes this text longer than {limit} bytes")]
+    TooLarge { limit: usize },
 }
+
+/// Longest text [`interpolate`] produces: output variables used many times
+/// cannot multiply into an unbounded script.
+pub const MAX_INTERPOLATED_BYTES: usize = yamlmap::MAX_INPUT_BYTES;
 
 /// Resolve `name` (possibly dotted) seen from `scope`: innermost group
 /// first, then outward. `exists` says whether an id is known.
@@ -193,7 +199,28 @@ pub fn resolve_scoped(
 /// Substitute the workflow references in `text` (see the module docs);
 /// everything else is copied unchanged.
 pub fn interpolate(text: &str, ctx: &Context) -> Result<String, InterpolateError> {
-    let mut out = String::with_capacity(text.len());
+    let out = substitute_all(text, ctx)?;
+    if out.len() > MAX_INTERPOLATED_BYTES {
+        return Err(InterpolateError::TooLarge {
+            limit: MAX_INTERPOLATED_BYTES,
+        });
+    }
+    Ok(out)
+}
+
+/// Append `v` unless `out` would pass [`MAX_INTERPOLATED_BYTES`].
+fn push_bounded(out: &mut String, v: &str) -> Result<(), InterpolateError> {
+    if out.len().saturating_add(v.len()) > MAX_INTERPOLATED_BYTES {
+        return Err(InterpolateError::TooLarge {
+            limit: MAX_INTERPOLATED_BYTES,
+        });
+    }
+    out.push_str(v);
+    Ok(())
+}
+
+fn substitute_all(text: &str, ctx: &Context) -> Result<String, InterpolateError> {
+    let mut out = String::with_capacity(text.len().min(MAX_INTERPOLATED_BYTES));
     let mut last = 0;
     for r in references(text) {
         out.push_str(&text[last..r.start]);
@@ -207,7 +234,7 @@ pub fn interpolate(text: &str, ctx: &Context) -> Result<String, InterpolateError
                     out.push('}');
                 }
                 Target::Value => match ctx.secrets.get(r.name) {
-                    Some(v) => out.push_str(v),
+                    Some(v) => push_bounded(&mut out, v)?,
                     None => {
                         return Err(InterpolateError::MissingSecret {
                             reference,
@@ -230,7 +257,7 @@ pub fn interpolate(text: &str, ctx: &Context) -> Result<String, InterpolateError
                     });
                 };
                 match ctx.outputs.get(&id).and_then(|vars| vars.get(r.name)) {
-                    Some(v) => out.push_str(v),
+                    Some(v) => push_bounded(&mut out, v)?,
                     None => {
                         return Err(InterpolateError::UnknownVariable {
                             reference,
@@ -249,7 +276,7 @@ pub fn interpolate(text: &str, ctx: &Context) -> Result<String, InterpolateError
         for (start, end, name) in input_references(&out) {
             if let Some(v) = ctx.inputs.get(name) {
                 with_inputs.push_str(&out[last..start]);
-                with_inputs.push_str(v);
+                push_bounded(&mut with_inputs, v)?;
                 last = end;
             }
         }
@@ -262,6 +289,23 @@ pub fn interpolate(text: &str, ctx: &Context) -> Result<String, InterpolateError
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_value_used_many_times_cannot_grow_past_the_cap() {
+        let mut c = ctx();
+        c.outputs.insert(
+            "Big".into(),
+            BTreeMap::from([("V".to_string(), "x".repeat(100 * 1024))]),
+        );
+        let text = "${Big.V} ".repeat(20);
+        assert_eq!(
+            interpolate(&text, &c),
+            Err(InterpolateError::TooLarge {
+                limit: MAX_INTERPOLATED_BYTES
+            })
+        );
+        assert!(interpolate(&"${Big.V} ".repeat(5), &c).is_ok());
+    }
 
     fn ctx() -> Context {
         let mut outputs = BTreeMap::new();

@@ -115,13 +115,15 @@ pub fn validate_file(path_display: &str, text: &str) -> Result<Validated, Vec<Di
             )
             .with_help("a workflow needs `Name`, `SchemaVersion` and `Actions`; a buildspec needs `version` and `phases`")])
         }
-        Err((pos, msg)) => {
-            return Err(vec![Diagnostic::error(
-                path_display,
-                pos,
-                format!("YAML syntax error: {msg}"),
-            )
-            .with_help("check the indentation, quoting and brackets at and just before this position")])
+        Err(e) => {
+            let help = if e.syntax {
+                "check the indentation, quoting and brackets at and just before this position"
+            } else {
+                e.limit_help()
+            };
+            return Err(vec![
+                Diagnostic::error(path_display, e.pos, e.describe()).with_help(help)
+            ]);
         }
     };
     let mut r = Reader::new(path_display, text);
@@ -140,8 +142,7 @@ pub fn validate_file(path_display: &str, text: &str) -> Result<Validated, Vec<Di
             None
         }
     };
-    let mut diags = r.diags;
-    diags.sort_by_key(|d| (d.line, d.column));
+    let diags = r.finish();
     match workflow {
         Some(w) if !diags.iter().any(Diagnostic::is_error) => Ok((w, diags)),
         _ => Err(diags),

@@ -19,9 +19,11 @@ pub struct CycleError {
     pub path: Vec<String>,
 }
 
-/// Every cycle found by a depth-first search over `deps` (node → the
-/// nodes it depends on), one per back edge, each as `[a, …, a]`.
-pub(crate) fn cycles(deps: &[Vec<usize>]) -> Vec<Vec<usize>> {
+/// Cycles found by one depth-first search over `deps` (node → the nodes it
+/// depends on), one per back edge, each as `[a, …, a]`: the first `max` of
+/// them, and how many more back edges there were. Linear in the graph plus
+/// the length of the paths returned.
+pub(crate) fn cycles(deps: &[Vec<usize>], max: usize) -> (Vec<Vec<usize>>, usize) {
     #[derive(Clone, Copy, PartialEq)]
     enum Mark {
         New,
@@ -29,7 +31,10 @@ pub(crate) fn cycles(deps: &[Vec<usize>]) -> Vec<Vec<usize>> {
         Done,
     }
     let mut mark = vec![Mark::New; deps.len()];
+    // where each open node is on the stack
+    let mut depth_of = vec![0usize; deps.len()];
     let mut found = Vec::new();
+    let mut more = 0;
     for root in 0..deps.len() {
         if mark[root] != Mark::New {
             continue;
@@ -43,14 +48,16 @@ pub(crate) fn cycles(deps: &[Vec<usize>]) -> Vec<Vec<usize>> {
                 match mark[dep] {
                     Mark::New => {
                         mark[dep] = Mark::Open;
+                        depth_of[dep] = stack.len();
                         stack.push((dep, 0));
                     }
-                    Mark::Open => {
-                        let from = stack.iter().position(|(n, _)| *n == dep).unwrap_or(0);
-                        let mut path: Vec<usize> = stack[from..].iter().map(|(n, _)| *n).collect();
+                    Mark::Open if found.len() < max => {
+                        let mut path: Vec<usize> =
+                            stack[depth_of[dep]..].iter().map(|(n, _)| *n).collect();
                         path.push(dep);
                         found.push(path);
                     }
+                    Mark::Open => more += 1,
                     Mark::Done => {}
                 }
             } else {
@@ -59,7 +66,7 @@ pub(crate) fn cycles(deps: &[Vec<usize>]) -> Vec<Vec<usize>> {
             }
         }
     }
-    found
+    (found, more)
 }
 
 /// The dependency graph of one workflow, ready to schedule.
@@ -69,6 +76,8 @@ pub struct RunPlan {
     deps: Vec<Vec<usize>>,
     dependents: Vec<Vec<usize>>,
     order: Vec<usize>,
+    #[serde(skip)]
+    by_id: BTreeMap<String, usize>,
 }
 
 impl RunPlan {
@@ -89,7 +98,7 @@ impl RunPlan {
                     .collect()
             })
             .collect();
-        if let Some(c) = cycles(&deps).into_iter().next() {
+        if let Some(c) = cycles(&deps, 1).0.into_iter().next() {
             return Err(CycleError {
                 path: c.into_iter().map(|i| ids[i].clone()).collect(),
             });
@@ -114,11 +123,17 @@ impl RunPlan {
                 }
             }
         }
+        let by_id = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (id.clone(), i))
+            .collect();
         Ok(RunPlan {
             ids,
             deps,
             dependents,
             order,
+            by_id,
         })
     }
 
@@ -174,7 +189,7 @@ impl RunPlan {
     }
 
     fn index(&self, id: &str) -> Option<usize> {
-        self.ids.iter().position(|x| x == id)
+        self.by_id.get(id).copied()
     }
 }
 
@@ -270,9 +285,10 @@ mod tests {
     fn cycles_are_reported_as_paths() {
         // 0 -> 1 -> 2 -> 0, 3 -> 3
         let deps = vec![vec![1], vec![2], vec![0], vec![3]];
-        let c = cycles(&deps);
-        assert_eq!(c, vec![vec![0, 1, 2, 0], vec![3, 3]]);
-        assert!(cycles(&[vec![1, 2], vec![2], vec![]]).is_empty());
+        let c = cycles(&deps, 10);
+        assert_eq!(c, (vec![vec![0, 1, 2, 0], vec![3, 3]], 0));
+        assert_eq!(cycles(&deps, 1), (vec![vec![0, 1, 2, 0]], 1));
+        assert!(cycles(&[vec![1, 2], vec![2], vec![]], 10).0.is_empty());
     }
 
     fn diamond() -> Workflow {

@@ -4,7 +4,7 @@
 //! returns `None`/empty, so one pass finds all errors instead of stopping at
 //! the first.
 
-use yamlmap::{Diagnostic, Entry, Node, Pos, Value};
+use yamlmap::{Diagnostic, Dropped, Entry, Node, Pos, Value};
 
 use crate::yaml11;
 
@@ -12,7 +12,14 @@ pub(crate) struct Reader<'a> {
     pub file: &'a str,
     lines: Vec<&'a str>,
     pub diags: Vec<Diagnostic>,
+    /// Diagnostics past [`KEEP`], counted but not stored.
+    pub dropped: Dropped,
 }
+
+/// How many diagnostics a reader stores; the list returned is cut to
+/// [`yamlmap::MAX_DIAGNOSTICS`] after sorting, so this only needs to be
+/// large enough that the earliest positions are among the stored ones.
+const KEEP: usize = 10 * yamlmap::MAX_DIAGNOSTICS;
 
 impl<'a> Reader<'a> {
     pub fn new(file: &'a str, text: &'a str) -> Self {
@@ -20,6 +27,7 @@ impl<'a> Reader<'a> {
             file,
             lines: text.lines().collect(),
             diags: Vec::new(),
+            dropped: Dropped::default(),
         }
     }
 
@@ -29,7 +37,24 @@ impl<'a> Reader<'a> {
         if !help.is_empty() {
             d = d.with_help(help);
         }
-        self.diags.push(d);
+        self.push(d);
+    }
+
+    fn push(&mut self, d: Diagnostic) {
+        if self.diags.len() < KEEP {
+            self.diags.push(d);
+        } else {
+            self.dropped.add(&d);
+        }
+    }
+
+    /// The diagnostics sorted by position, at most
+    /// [`yamlmap::MAX_DIAGNOSTICS`] of them plus an "and N more".
+    pub fn finish(self) -> Vec<Diagnostic> {
+        let mut diags = self.diags;
+        diags.sort_by_key(|d| (d.line, d.column));
+        yamlmap::cap_diagnostics(&mut diags, yamlmap::MAX_DIAGNOSTICS, self.dropped);
+        diags
     }
 
     pub fn warn(&mut self, pos: Pos, message: impl Into<String>, help: impl Into<String>) {
@@ -38,17 +63,25 @@ impl<'a> Reader<'a> {
         if !help.is_empty() {
             d = d.with_help(help);
         }
-        self.diags.push(d);
+        self.push(d);
+    }
+
+    /// True once the reader stores no more diagnostics: callers skip
+    /// expensive hints and position look-ups for ones that are dropped.
+    pub fn is_full(&self) -> bool {
+        self.diags.len() >= KEEP
     }
 
     /// Where `needle` first occurs in the source at or after `from` (within
-    /// a few lines), so a diagnostic about part of a long or multi-line
-    /// scalar points at that part. Falls back to `from`.
+    /// a few lines and [`FIND_WINDOW`] bytes), so a diagnostic about part of
+    /// a long or multi-line scalar points at that part. Falls back to
+    /// `from`. Costs at most the window plus the column of `from`.
     pub fn find_from(&self, from: Pos, needle: &str) -> Pos {
-        if needle.is_empty() {
+        if needle.is_empty() || from.column > FIND_WINDOW {
             return from;
         }
         let first = from.line.saturating_sub(1);
+        let mut budget = FIND_WINDOW;
         for (i, line) in self.lines.iter().enumerate().skip(first).take(64) {
             let start_char = if i == first {
                 from.column.saturating_sub(1)
@@ -60,9 +93,17 @@ impl<'a> Reader<'a> {
                 .nth(start_char)
                 .map(|(b, _)| b)
                 .unwrap_or(line.len());
-            if let Some(b) = line[start_byte..].find(needle) {
-                let col = line[..start_byte + b].chars().count() + 1;
+            let mut end = line.len().min(start_byte.saturating_add(budget));
+            while !line.is_char_boundary(end) {
+                end -= 1;
+            }
+            if let Some(b) = line[start_byte..end].find(needle) {
+                let col = from_col(i == first, start_char, &line[start_byte..start_byte + b]);
                 return Pos::new(i + 1, col);
+            }
+            budget = budget.saturating_sub(end - start_byte + 1);
+            if budget == 0 {
+                break;
             }
         }
         from
@@ -230,6 +271,35 @@ impl<'a> Reader<'a> {
         n
     }
 }
+
+/// Bytes of source [`Reader::find_from`] looks through.
+const FIND_WINDOW: usize = 16 * 1024;
+
+fn from_col(first_line: bool, start_char: usize, before: &str) -> usize {
+    let base = if first_line { start_char } else { 0 };
+    base + before.chars().count() + 1
+}
+
+/// `names` joined with `, `, at most [`LIST_NAMES`] of them and a count of
+/// the rest, for hints that list what exists.
+pub(crate) fn list_names<'s>(names: impl Iterator<Item = &'s str>) -> String {
+    let mut shown = Vec::new();
+    let mut more = 0usize;
+    for n in names {
+        if shown.len() < LIST_NAMES {
+            shown.push(n);
+        } else {
+            more += 1;
+        }
+    }
+    let mut out = shown.join(", ");
+    if more > 0 {
+        out.push_str(&format!(" and {more} more"));
+    }
+    out
+}
+
+const LIST_NAMES: usize = 20;
 
 /// A short description of a node's shape for messages.
 pub(crate) fn kind(node: &Node) -> &'static str {

@@ -126,3 +126,88 @@ impl fmt::Display for Diagnostic {
 }
 
 impl std::error::Error for Diagnostic {}
+
+/// Most diagnostics a parser returns for one file; the rest are summed up in
+/// one final "and N more" diagnostic (see [`cap_diagnostics`]).
+pub const MAX_DIAGNOSTICS: usize = 100;
+
+/// Diagnostics a collector did not keep (it stopped storing them), so the
+/// final "and N more" can count them too.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Dropped {
+    pub count: usize,
+    pub any_error: bool,
+    /// Where the first dropped one was.
+    pub first: Option<Pos>,
+}
+
+impl Dropped {
+    pub fn add(&mut self, d: &Diagnostic) {
+        self.count += 1;
+        self.any_error |= d.is_error();
+        self.first.get_or_insert(d.pos());
+    }
+}
+
+/// Keep the first `max` of `diags` and replace the rest (plus `dropped`,
+/// which a collector counted without storing) by one final diagnostic
+/// "… and N more". That diagnostic is an error when any removed one was, so
+/// a capped list still fails when the full one would. A list of `max + 1`
+/// (one already capped) is left as it is, so capping twice changes nothing.
+pub fn cap_diagnostics(diags: &mut Vec<Diagnostic>, max: usize, dropped: Dropped) {
+    let mut removed = dropped;
+    let mut file = diags.first().map(|d| d.file.clone()).unwrap_or_default();
+    if diags.len() > max + 1 || (diags.len() == max + 1 && dropped.count > 0) {
+        for d in &diags[max..] {
+            removed.count += 1;
+            removed.any_error |= d.is_error();
+        }
+        file = diags[max].file.clone();
+        removed.first = Some(diags[max].pos());
+        diags.truncate(max);
+    }
+    if removed.count == 0 {
+        return;
+    }
+    let pos = removed.first.unwrap_or(Pos::START);
+    let message = format!(
+        "and {} more {} not shown (only the first {max} are listed)",
+        removed.count,
+        if removed.any_error {
+            "errors and warnings"
+        } else {
+            "warnings"
+        }
+    );
+    let d = if removed.any_error {
+        Diagnostic::error(file, pos, message)
+    } else {
+        Diagnostic::warning(file, pos, message)
+    };
+    diags.push(d.with_help("fix the ones above first; the rest are often consequences of them"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capping_keeps_the_first_and_counts_the_rest() {
+        let mut diags: Vec<Diagnostic> = (1..=250)
+            .map(|i| Diagnostic::error("f.yaml", Pos::new(i, 1), format!("e{i}")))
+            .collect();
+        cap_diagnostics(&mut diags, 100, Dropped::default());
+        assert_eq!(diags.len(), 101);
+        let once = diags.clone();
+        cap_diagnostics(&mut diags, 100, Dropped::default());
+        assert_eq!(diags, once, "capping twice changes nothing");
+        let last = diags.last().unwrap();
+        assert!(last.is_error());
+        assert_eq!(last.pos(), Pos::new(101, 1));
+        assert!(last.message.starts_with("and 150 more"), "{last}");
+
+        let mut few = vec![Diagnostic::warning("f.yaml", Pos::START, "w")];
+        cap_diagnostics(&mut few, 100, Dropped::default());
+        assert_eq!(few.len(), 1);
+    }
+}

@@ -12,5 +12,8 @@
 mod diagnostic;
 mod node;
 
-pub use diagnostic::{Diagnostic, Pos, Severity};
-pub use node::{parse, Entry, Node, Seg, Value};
+pub use diagnostic::{cap_diagnostics, Diagnostic, Dropped, Pos, Severity, MAX_DIAGNOSTICS};
+pub use node::{
+    parse, parse_counted, parse_with, Entry, Limits, Node, ParseError, Seg, Value, MAX_DEPTH,
+    MAX_INPUT_BYTES, MAX_NODES,
+};

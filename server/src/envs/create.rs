@@ -61,8 +61,14 @@ pub async fn create_env(
     let (rp, rev) = (repo_path.clone(), base.clone());
     let requested = req.devfile_path.clone();
     let repo_name = repo.name.clone();
-    let loaded =
-        tokio::task::spawn_blocking(move || -> Result<Result<LoadedDevfile, String>, ApiError> {
+    let label = req
+        .devfile_path
+        .clone()
+        .unwrap_or_else(|| "devfile.yaml".into());
+    // Off the async workers, with the parse budget (bounded concurrency and time).
+    let loaded = crate::parse_budget::off_thread(
+        &label,
+        move || -> Result<Result<LoadedDevfile, String>, ApiError> {
             let (path, text) = devfile_at(&rp, &rev, requested.as_deref())?;
             let display = path.clone().unwrap_or_else(|| "<default devfile>".into());
             let resolver = GitResolver {
@@ -83,9 +89,10 @@ pub async fn create_env(
                     })
                     .map_err(|r| r.to_string()),
             )
-        })
-        .await
-        .map_err(ApiError::internal)??;
+        },
+    )
+    .await
+    .unwrap_or_else(|budget| Ok(Err(budget.to_string())))?;
     let (devfile_path, devfile_text, plan) = match loaded {
         Ok(x) => x,
         Err(message) => return Ok(invalid_devfile(message)),

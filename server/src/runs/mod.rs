@@ -28,6 +28,7 @@ use tokio::sync::Notify;
 use workflows::{Format, Workflow};
 
 use crate::git::{self, GitError};
+use crate::parse_budget;
 use crate::store::{self, JobRow, RepoRow, RunRow, StoreError, WorkflowErrorRow};
 use crate::AppState;
 use secrets::{SecretError, SecretKey};
@@ -203,13 +204,14 @@ fn valid_artifact_name(name: &str) -> bool {
 // Runs from pushes and manual starts
 // ---------------------------------------------------------------------------------------
 
-/// Parses a run's stored workflow again (the text is kept with the run).
-fn parse_run_workflow(run: &RunRow) -> Result<Workflow, RunsError> {
+/// Parses a run's stored workflow again (the text is kept with the run), off the async
+/// workers within the parse budget.
+async fn parse_run_workflow(run: &RunRow) -> Result<Workflow, RunsError> {
     let parsed = match &run.implicit_branch {
         Some(branch) => {
-            workflows::implicit_buildspec_workflow(&run.workflow_file, &run.workflow_text, branch)
+            parse_budget::implicit_buildspec(&run.workflow_file, &run.workflow_text, branch).await
         }
-        None => workflows::validate_file(&run.workflow_file, &run.workflow_text),
+        None => parse_budget::workflow(&run.workflow_file, &run.workflow_text).await,
     };
     parsed.map(|(w, _)| w).map_err(|diags| {
         RunsError::BadRequest(
@@ -321,7 +323,7 @@ pub async fn on_push(state: &AppState, event: &PushEvent) -> Result<Vec<RunRow>,
         created_at_ms: store::now_ms(),
     };
     for (file, text) in &files.workflows {
-        match workflows::validate_file(file, text) {
+        match parse_budget::workflow(file, text).await {
             Ok((wf, _)) => {
                 if wf.matches_push(branch, &changed) {
                     created.push(
@@ -345,9 +347,23 @@ pub async fn on_push(state: &AppState, event: &PushEvent) -> Result<Vec<RunRow>,
             }
         }
     }
-    if files.workflows.is_empty() {
+    let has_workflows =
+        !files.workflows.is_empty() || files.too_large.iter().any(|(f, _)| f.contains('/'));
+    for (file, size) in &files.too_large {
+        if file.contains('/') || !has_workflows {
+            let message = format!(
+                "{file}:1:1: error: the file is {size} bytes; Cove reads workflow files of at most {} bytes",
+                source::MAX_WORKFLOW_BYTES
+            );
+            state
+                .store()
+                .insert_workflow_error(&record_error(file, message))
+                .await?;
+        }
+    }
+    if !has_workflows {
         if let Some((file, text)) = &files.buildspec {
-            match workflows::implicit_buildspec_workflow(file, text, &repo.default_branch) {
+            match parse_budget::implicit_buildspec(file, text, &repo.default_branch).await {
                 Ok((wf, _)) => {
                     if wf.matches_push(branch, &changed) {
                         created.push(
@@ -399,7 +415,7 @@ pub async fn start_manual(
             other => other.into(),
         })?;
     for (file, text) in &files.workflows {
-        if let Ok((wf, _)) = workflows::validate_file(file, text) {
+        if let Ok((wf, _)) = parse_budget::workflow(file, text).await {
             if wf.name == workflow || file == workflow {
                 return create_run(
                     state, repo, &wf, file, text, None, branch, &commit, "manual",
@@ -411,7 +427,7 @@ pub async fn start_manual(
     if files.workflows.is_empty() {
         if let Some((file, text)) = &files.buildspec {
             if let Ok((wf, _)) =
-                workflows::implicit_buildspec_workflow(file, text, &repo.default_branch)
+                parse_budget::implicit_buildspec(file, text, &repo.default_branch).await
             {
                 if wf.name == workflow || file == workflow {
                     return create_run(
@@ -748,6 +764,9 @@ pub async fn open_secrets(
     Ok(out)
 }
 
+/// Most text (steps, phase commands, input variables) one job gets after interpolation.
+const MAX_JOB_TEXT_BYTES: usize = 4 * workflows::interpolate::MAX_INTERPOLATED_BYTES;
+
 /// Turns a job's action into what the agent runs: interpolation (`${Secrets.x}` stays a
 /// variable reference; its value travels in `secrets`), outputs of finished dependencies,
 /// source and input artifacts.
@@ -757,7 +776,7 @@ async fn build_lease(state: &AppState, job: &JobRow, attempt: u32) -> Result<Job
         .run(job.run_id)
         .await?
         .ok_or_else(|| RunsError::NotFound(format!("run {}", job.run_id)))?;
-    let wf = parse_run_workflow(&run)?;
+    let wf = parse_run_workflow(&run).await?;
     let action = wf
         .action(&job.action)
         .ok_or_else(|| RunsError::BadRequest(format!("action {} is gone", job.action)))?;
@@ -779,9 +798,20 @@ async fn build_lease(state: &AppState, job: &JobRow, attempt: u32) -> Result<Job
             _ => None,
         })
         .collect();
+    // each text is capped by `interpolate`; all of one job's together are capped here
+    let interpolated = std::sync::atomic::AtomicUsize::new(0);
     let interp = |text: &str| -> Result<String, RunsError> {
-        workflows::interpolate(text, &ctx)
-            .map_err(|e| RunsError::BadRequest(format!("action {}: {e}", action.id)))
+        let out = workflows::interpolate(text, &ctx)
+            .map_err(|e| RunsError::BadRequest(format!("action {}: {e}", action.id)))?;
+        let total = interpolated.fetch_add(out.len(), Ordering::Relaxed) + out.len();
+        if total > MAX_JOB_TEXT_BYTES {
+            return Err(RunsError::BadRequest(format!(
+                "action {}: its steps and variables are longer than {MAX_JOB_TEXT_BYTES} bytes \
+                 once references are substituted",
+                action.id
+            )));
+        }
+        Ok(out)
     };
     let mut note_secrets = |text: &str| {
         for r in workflows::interpolate::references(text) {

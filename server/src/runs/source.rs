@@ -12,20 +12,23 @@ pub struct WorkflowFiles {
     pub workflows: Vec<(String, String)>,
     /// A root `buildspec.yml`/`.yaml` (path, text).
     pub buildspec: Option<(String, String)>,
+    /// Workflow files (or a buildspec) over [`MAX_WORKFLOW_BYTES`]: (path, size), not read.
+    pub too_large: Vec<(String, usize)>,
 }
 
 const WORKFLOW_DIR: &str = ".codecatalyst/workflows";
 /// Larger workflow files are reported as errors instead of being parsed.
-const MAX_WORKFLOW_BYTES: usize = 1024 * 1024;
+pub const MAX_WORKFLOW_BYTES: usize = yamlmap::MAX_INPUT_BYTES;
 
-fn blob_text(repo: &git2::Repository, id: git2::Oid, path: &str) -> Result<String, GitError> {
-    let blob = repo.find_blob(id)?;
-    if blob.size() > MAX_WORKFLOW_BYTES {
-        return Err(GitError::NotFound(format!(
-            "{path} (larger than {MAX_WORKFLOW_BYTES} bytes)"
-        )));
+/// The blob's text, or its size when it is over [`MAX_WORKFLOW_BYTES`] (read from the
+/// object header, without inflating it).
+fn blob_text(repo: &git2::Repository, id: git2::Oid) -> Result<Result<String, usize>, GitError> {
+    let (size, _) = repo.odb()?.read_header(id)?;
+    if size > MAX_WORKFLOW_BYTES {
+        return Ok(Err(size));
     }
-    Ok(String::from_utf8_lossy(blob.content()).into_owned())
+    let blob = repo.find_blob(id)?;
+    Ok(Ok(String::from_utf8_lossy(blob.content()).into_owned()))
 }
 
 fn commit_of<'r>(repo: &'r git2::Repository, rev: &str) -> Result<git2::Commit<'r>, GitError> {
@@ -57,15 +60,20 @@ pub async fn workflow_files(
                         continue;
                     }
                     let path = format!("{WORKFLOW_DIR}/{name}");
-                    let text = blob_text(&repo, e.id(), &path)?;
-                    files.workflows.push((path, text));
+                    match blob_text(&repo, e.id())? {
+                        Ok(text) => files.workflows.push((path, text)),
+                        Err(size) => files.too_large.push((path, size)),
+                    }
                 }
             }
         }
         for name in ["buildspec.yml", "buildspec.yaml"] {
             if let Some(e) = tree.get_name(name) {
                 if e.kind() == Some(git2::ObjectType::Blob) && files.buildspec.is_none() {
-                    files.buildspec = Some((name.to_string(), blob_text(&repo, e.id(), name)?));
+                    match blob_text(&repo, e.id())? {
+                        Ok(text) => files.buildspec = Some((name.to_string(), text)),
+                        Err(size) => files.too_large.push((name.to_string(), size)),
+                    }
                 }
             }
         }
