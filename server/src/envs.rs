@@ -25,6 +25,7 @@ use tokio::sync::{mpsc, Mutex};
 
 use crate::auth::{self, Principal};
 use crate::error::ApiError;
+use crate::metrics::EnvOp;
 use crate::store::{now_ms, now_secs, EnvRow, RepoRow};
 use crate::AppState;
 
@@ -387,6 +388,7 @@ pub async fn create_env(
         git_user_name: principal.user.username.clone(),
         git_user_email: format!("{}@users.noreply.cove", principal.user.username),
     };
+    state.metrics().env_op_begun(&row.id, EnvOp::Create);
     match agent
         .call(EnvCommand::Create {
             env_id: row.id.clone(),
@@ -544,6 +546,7 @@ pub async fn start_env(
 ) -> Result<Json<Environment>, ApiError> {
     let plan = plan_of(&row)?;
     state.store().touch_env(&row.id, now_ms()).await?;
+    state.metrics().env_op_begun(&row.id, EnvOp::Start);
     transition(
         &state,
         &row,
@@ -643,6 +646,7 @@ pub async fn restart_env(
         )
         .await?;
     state.store().touch_env(&row.id, now_ms()).await?;
+    state.metrics().env_op_begun(&row.id, EnvOp::Restart);
     let json = transition(
         &state,
         &row,
@@ -844,6 +848,7 @@ pub async fn apply_report(state: &AppState, report: EnvReport) -> Result<(), Api
                 return Ok(());
             }
             store.set_env_state(&env_id, new, reason.as_deref()).await?;
+            state.metrics().env_reported(&env_id, new);
             if new == EnvState::Running {
                 store
                     .set_env_endpoints(
