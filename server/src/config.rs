@@ -93,7 +93,10 @@ pub const DEFAULT_PUSH_DEADLINE: Duration = Duration::from_secs(15 * 60);
 /// Default job log cap: 16 MiB.
 pub const DEFAULT_MAX_JOB_LOG_BYTES: u64 = 16 << 20;
 /// Default retention: 90 days, 100 runs per repository.
-pub const DEFAULT_RETENTION: Retention = Retention { days: 90, runs: 100 };
+pub const DEFAULT_RETENTION: Retention = Retention {
+    days: 90,
+    runs: 100,
+};
 /// Default interval of the retention pass: hourly.
 pub const DEFAULT_RETENTION_INTERVAL: Duration = Duration::from_secs(3600);
 
@@ -233,14 +236,22 @@ impl Config {
             max_job_log_bytes: _,
             retention: _,
         } = flags;
-        let metrics_listen = match metrics_listen.or(file.metrics_listen).filter(|s| !s.is_empty()) {
-            Some(text) => Some(text.parse().map_err(|_| ConfigError::Listen(text.clone()))?),
+        let metrics_listen = match metrics_listen
+            .or(file.metrics_listen)
+            .filter(|s| !s.is_empty())
+        {
+            Some(text) => Some(
+                text.parse()
+                    .map_err(|_| ConfigError::Listen(text.clone()))?,
+            ),
             None => None,
         };
         let retention_file = file.retention.clone().unwrap_or_default();
         let retention_interval = retention_file
             .interval_secs
-            .map_or(DEFAULT_RETENTION_INTERVAL, |s| Duration::from_secs(s.max(1)));
+            .map_or(DEFAULT_RETENTION_INTERVAL, |s| {
+                Duration::from_secs(s.max(1))
+            });
         let limits = Limits {
             push_deadline: file
                 .push_deadline_secs

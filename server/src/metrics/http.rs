@@ -79,7 +79,11 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         .await
         .is_ok_and(|r| r.is_ok());
     if !store_ok {
-        return (StatusCode::SERVICE_UNAVAILABLE, "not ready: store unreachable\n").into_response();
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: store unreachable\n",
+        )
+            .into_response();
     }
     if state.envs().has_agent() {
         return (StatusCode::OK, "ready\n").into_response();
@@ -87,8 +91,16 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     let since = crate::store::now_secs() - super::AGENT_ACTIVE_SECS;
     match state.store().state_counts(since).await {
         Ok(counts) if counts.agents_active > 0 => (StatusCode::OK, "ready\n").into_response(),
-        Ok(_) => (StatusCode::SERVICE_UNAVAILABLE, "not ready: no agent reachable\n").into_response(),
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "not ready: store unreachable\n").into_response(),
+        Ok(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: no agent reachable\n",
+        )
+            .into_response(),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: store unreachable\n",
+        )
+            .into_response(),
     }
 }
 

@@ -29,7 +29,8 @@ pub fn marker(cap: u64) -> String {
 struct Usage {
     bytes: u64,
     max_seq: i64,
-    truncated: bool,
+    /// Sequence number of the marker: lines from it on are dropped.
+    truncated_at: Option<i64>,
 }
 
 /// Per-job log usage.
@@ -67,7 +68,7 @@ pub async fn admit(
             Usage {
                 bytes,
                 max_seq,
-                truncated: bytes >= cap,
+                truncated_at: (bytes >= cap).then_some(max_seq),
             }
         }
     };
@@ -75,6 +76,14 @@ pub async fn admit(
     let mut dropped = 0u64;
     for line in lines {
         let seq = i64::try_from(line.seq).unwrap_or(i64::MAX);
+        if usage.truncated_at.is_some_and(|at| seq >= at) {
+            // Past the marker (or a resend of a line dropped there): dropped again.
+            if seq > usage.max_seq {
+                usage.max_seq = seq;
+                dropped += 1;
+            }
+            continue;
+        }
         if seq <= usage.max_seq {
             // A resend (or a late line): the store keeps the first copy; not counted again.
             kept.push(line.clone());
@@ -82,10 +91,8 @@ pub async fn admit(
         }
         usage.max_seq = seq;
         let len = line.text.len() as u64;
-        if usage.truncated {
-            dropped += 1;
-        } else if usage.bytes.saturating_add(len) > cap {
-            usage.truncated = true;
+        if usage.bytes.saturating_add(len) > cap {
+            usage.truncated_at = Some(seq);
             dropped += 1;
             kept.push(JobLogLine {
                 seq: line.seq,
