@@ -612,3 +612,106 @@ async fn retention_deletes_old_runs_with_their_logs_and_artifacts() -> Result<()
     server.stop().await;
     Ok(())
 }
+
+// ---------------------------------------------------------------------------------------
+// The standalone agent's own metrics
+// ---------------------------------------------------------------------------------------
+
+/// The real `cove-agent` with `metrics_listen` in agent.yaml serves its job counters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_standalone_agent_serves_its_own_metrics() -> Result<()> {
+    assert!(
+        docker_available().await,
+        "no Docker engine: run `bash scripts/test-env.sh` and export DOCKER_HOST"
+    );
+    let agent_bin = cove_tests::cargo_bin("cove-agent", "cove-agent")?;
+    let server = TestServer::start_configured(|c| {
+        c.runs.embedded_slots = 0;
+        c.runs.default_image = "cove/busybox:latest".into();
+    })
+    .await?;
+    let tmp = tempfile::tempdir()?;
+    let reg_file = tmp.path().join("registration-token");
+    std::fs::write(&reg_file, server.registration_token(None).await?)?;
+    let port = common::free_port()?;
+    let config = tmp.path().join("agent.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "name: metrics-agent\nstate_dir: {}\nmetrics_listen: 127.0.0.1:{port}\nsandbox:\n  private_network: false\n",
+            tmp.path().join("state").display()
+        ),
+    )?;
+    let _agent = tokio::process::Command::new(&agent_bin)
+        .arg("--config")
+        .arg(&config)
+        .arg("--server")
+        .arg(&server.url)
+        .arg("--registration-token-file")
+        .arg(&reg_file)
+        .env_remove("COVE_REGISTRATION_TOKEN")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let metrics_url = format!("http://127.0.0.1:{port}/metrics");
+    let start = Instant::now();
+    let before = loop {
+        if let Ok(resp) = server.http.get(&metrics_url).send().await {
+            break resp.text().await?;
+        }
+        if start.elapsed() > Duration::from_secs(30) {
+            bail!("the agent's metrics listener did not answer");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        series(&before, "cove_agent_jobs_started_total"),
+        0.0,
+        "{before}"
+    );
+
+    let work = tempfile::tempdir()?;
+    common::push_workflow(&server, work.path(), "agentmetrics", WORKFLOW).await?;
+    let start = Instant::now();
+    loop {
+        let runs = runs_of(&server, "admin/agentmetrics").await?;
+        if runs.first().is_some_and(|r| r.state.is_terminal()) {
+            assert_eq!(runs[0].state, RunState::Succeeded, "{runs:#?}");
+            break;
+        }
+        if start.elapsed() > Duration::from_secs(120) {
+            bail!("the run did not end: {runs:#?}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let after = server.http.get(&metrics_url).send().await?.text().await?;
+    assert_eq!(
+        series(&after, "cove_agent_jobs_started_total"),
+        1.0,
+        "{after}"
+    );
+    assert_eq!(
+        series(
+            &after,
+            "cove_agent_jobs_finished_total{outcome=\"succeeded\"}"
+        ),
+        1.0,
+        "{after}"
+    );
+    assert_eq!(
+        series(
+            &after,
+            "cove_agent_job_duration_seconds_count{outcome=\"succeeded\"}"
+        ),
+        1.0,
+        "{after}"
+    );
+    assert_eq!(series(&after, "cove_agent_jobs_running"), 0.0, "{after}");
+    assert!(
+        after.contains("cove_agent_gateway_denials_total 0"),
+        "{after}"
+    );
+    server.stop().await;
+    Ok(())
+}
