@@ -331,9 +331,38 @@ async fn readyz_is_503_when_the_store_is_gone() -> Result<()> {
 // The per-job log cap
 // ---------------------------------------------------------------------------------------
 
+/// A new, empty PostgreSQL database on the test cluster (`COVE_TEST_POSTGRES_URL`, set by
+/// `eval "$(bash scripts/setup-postgres.sh)"`; required, never skipped).
+async fn fresh_postgres() -> Result<String> {
+    let base = std::env::var("COVE_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .expect("COVE_TEST_POSTGRES_URL: run eval \"$(bash scripts/setup-postgres.sh)\" first");
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&base).await?;
+    let name = format!("cove_operable_{}", cove_server::store::next_id());
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&pool)
+        .await?;
+    pool.close().await;
+    let (prefix, _) = base.rsplit_once('/').expect("a database path");
+    Ok(format!("{prefix}/{name}"))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn job_log_is_capped_with_a_visible_marker() -> Result<()> {
+    log_cap_scenario(None).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_log_cap_and_retention_on_postgres() -> Result<()> {
+    log_cap_scenario(Some(fresh_postgres().await?)).await?;
+    retention_scenario(Some(fresh_postgres().await?)).await
+}
+
+async fn log_cap_scenario(database_url: Option<String>) -> Result<()> {
     let server = TestServer::start_configured(|c| {
+        c.database_url = database_url;
         c.embedded_agent = false;
         c.limits.max_job_log_bytes = 100;
     })
@@ -441,9 +470,6 @@ async fn a_trickling_push_cannot_hold_the_repository_lock() -> Result<()> {
         let mut answer = Vec::new();
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(90) {
-            if s.write_all(b"0").is_err() {
-                break;
-            }
             let mut buf = [0u8; 4096];
             match s.read(&mut buf) {
                 Ok(0) => break,
@@ -452,6 +478,13 @@ async fn a_trickling_push_cannot_hold_the_repository_lock() -> Result<()> {
                 Err(_) => break,
             }
             if answer.windows(4).any(|w| w == b"\r\n\r\n") {
+                break;
+            }
+            if s.write_all(b"0").is_err() {
+                // The server answered and closed: read what it sent.
+                s.set_nonblocking(false).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                let _ = s.read_to_end(&mut answer);
                 break;
             }
             std::thread::sleep(Duration::from_millis(200));
@@ -502,7 +535,15 @@ async fn a_trickling_push_cannot_hold_the_repository_lock() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_deletes_old_runs_with_their_logs_and_artifacts() -> Result<()> {
-    let server = TestServer::start_configured(|c| c.embedded_agent = false).await?;
+    retention_scenario(None).await
+}
+
+async fn retention_scenario(database_url: Option<String>) -> Result<()> {
+    let server = TestServer::start_configured(|c| {
+        c.database_url = database_url;
+        c.embedded_agent = false;
+    })
+    .await?;
     let work = tempfile::tempdir()?;
     let dir = work.path();
     common::push_workflow(&server, dir, "keep", WORKFLOW).await?;
