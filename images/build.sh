@@ -181,8 +181,12 @@ build_busybox() {
   rm -rf "$d" "$x"
   mkdir -p "$d/bin" "$d/etc" "$d/tmp" "$d/proc" "$d/sys" "$d/dev" "$d/root" "$x"
   chmod 1777 "$d/tmp"
-  (cd "$x" && apt-get download busybox >"$x/download.log" 2>&1) \
-    || { cat "$x/download.log" >&2; die "apt-get download busybox failed (run apt-get update)"; }
+  if ! (cd "$x" && apt-get download busybox >"$x/download.log" 2>&1); then
+    log "apt-get download busybox failed; apt-get update and retry"
+    apt-get update -qq >/dev/null 2>&1 || true
+    (cd "$x" && apt-get download busybox >"$x/download.log" 2>&1) \
+      || { cat "$x/download.log" >&2; die "apt-get download busybox failed"; }
+  fi
   deb="$(ls "$x"/busybox_*.deb)"
   dpkg-deb -x "$deb" "$x/root"
   bb="$x/root/bin/busybox"

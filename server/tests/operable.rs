@@ -327,6 +327,31 @@ async fn readyz_is_503_when_the_store_is_gone() -> Result<()> {
     Ok(())
 }
 
+/// A lease that expires (the agent went silent) is counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_lease_is_counted() -> Result<()> {
+    let server = TestServer::start_configured(|c| {
+        c.embedded_agent = false;
+        c.runs.lease = Duration::from_secs(10);
+        c.runs.reap_interval = Duration::from_secs(3600);
+    })
+    .await?;
+    let work = tempfile::tempdir()?;
+    common::push_workflow(&server, work.path(), "lost", WORKFLOW).await?;
+    let job = lease(&server).await?;
+    let text = scrape(&server).await?;
+    assert_eq!(series(&text, "cove_jobs{state=\"running\"}"), 1.0, "{text}");
+    assert_eq!(series(&text, "cove_lease_expiries_total"), 0.0, "{text}");
+    server.state.runs().clock().advance(Duration::from_secs(11));
+    let expired = cove_server::runs::reap_expired(&server.state).await?;
+    assert_eq!(expired, vec![job.job_id]);
+    let text = scrape(&server).await?;
+    assert_eq!(series(&text, "cove_lease_expiries_total"), 1.0, "{text}");
+    assert_eq!(series(&text, "cove_jobs{state=\"running\"}"), 0.0, "{text}");
+    server.stop().await;
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------------------
 // The per-job log cap
 // ---------------------------------------------------------------------------------------
