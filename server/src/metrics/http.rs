@@ -89,8 +89,8 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         return (StatusCode::OK, "ready\n").into_response();
     }
     let since = crate::store::now_secs() - super::AGENT_ACTIVE_SECS;
-    match state.store().state_counts(since).await {
-        Ok(counts) if counts.agents_active > 0 => (StatusCode::OK, "ready\n").into_response(),
+    match state.store().active_agents(since).await {
+        Ok(n) if n > 0 => (StatusCode::OK, "ready\n").into_response(),
         Ok(_) => (
             StatusCode::SERVICE_UNAVAILABLE,
             "not ready: no agent reachable\n",

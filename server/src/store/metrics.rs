@@ -51,6 +51,17 @@ impl Store {
         })
     }
 
+    /// Registered, not revoked agents seen at or after `seen_since` (seconds).
+    pub async fn active_agents(&self, seen_since: i64) -> Result<i64, StoreError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM agents WHERE revoked_at IS NULL AND last_seen_at >= $1",
+        )
+        .bind(seen_since)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get("n")?)
+    }
+
     /// Whether the database answers a trivial query.
     pub async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
