@@ -262,3 +262,46 @@ async fn closed_stdout_pipe_ends_quietly() -> Result<()> {
     }
     Ok(())
 }
+
+/// `cove repo retention`: shows the default, sets one limit keeping the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repo_retention_shows_and_sets_the_policy() -> Result<()> {
+    let env = start().await?;
+    let home = env.config_home.path();
+    let out = cove(home, &["login", &env.url, "--token", ADMIN_TOKEN]).await?;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(cove(home, &["repo", "create", "kept"])
+        .await?
+        .status
+        .success());
+    let out = cove(home, &["repo", "retention", "kept"]).await?;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("kept for 90 days, at most 100;"),
+        "{}",
+        stdout(&out)
+    );
+    let out = cove(
+        home,
+        &[
+            "repo",
+            "retention",
+            "kept",
+            "--runs",
+            "5",
+            "--output",
+            "json",
+        ],
+    )
+    .await?;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let set: serde_json::Value = serde_json::from_str(&stdout(&out))?;
+    assert_eq!(set, serde_json::json!({"days": 90, "runs": 5}));
+    let out = cove(home, &["repo", "retention", "admin/kept", "--days", "0"]).await?;
+    assert!(
+        stdout(&out).contains("kept of any age, at most 5;"),
+        "{}",
+        stdout(&out)
+    );
+    Ok(())
+}
