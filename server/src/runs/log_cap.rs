@@ -1,4 +1,5 @@
-//! The per-job log cap: past `max_job_log_bytes` (default 16 MiB) of text, one visible marker
+//! The per-job log cap: past `max_job_log_bytes` (default 16 MiB) of text in one attempt of a
+//! job (a retried attempt starts afresh, its lines are numbered from its own base), one visible marker
 //! line replaces the first line that does not fit and later lines are dropped (counted in
 //! `cove_job_log_lines_dropped_total`). The running total lives in memory and is re-read from
 //! the store after a restart (or when the table of tracked jobs is full), so the cap holds
@@ -36,35 +37,41 @@ struct Usage {
 /// Per-job log usage.
 #[derive(Default)]
 pub struct LogCaps {
-    jobs: Mutex<HashMap<i64, Usage>>,
+    jobs: Mutex<HashMap<(i64, u32), Usage>>,
 }
 
 impl LogCaps {
-    fn get(&self, job_id: i64) -> Option<Usage> {
-        lock(&self.jobs).get(&job_id).copied()
+    fn get(&self, key: (i64, u32)) -> Option<Usage> {
+        lock(&self.jobs).get(&key).copied()
     }
 
-    fn put(&self, job_id: i64, usage: Usage) {
+    fn put(&self, key: (i64, u32), usage: Usage) {
         let mut jobs = lock(&self.jobs);
-        if jobs.len() >= MAX_TRACKED_JOBS && !jobs.contains_key(&job_id) {
+        if jobs.len() >= MAX_TRACKED_JOBS && !jobs.contains_key(&key) {
             jobs.clear();
         }
-        jobs.insert(job_id, usage);
+        jobs.insert(key, usage);
     }
 }
 
-/// The lines of `lines` to store for `job_id` under the cap (see the module doc).
+/// The lines of `lines` (attempt `attempt`) to store for `job_id` under the cap (see the
+/// module doc).
 pub async fn admit(
     state: &AppState,
     job_id: i64,
+    attempt: u32,
     lines: &[JobLogLine],
 ) -> Result<Vec<JobLogLine>, StoreError> {
     let cap = state.limits().max_job_log_bytes;
     let caps = state.log_caps();
-    let mut usage = match caps.get(job_id) {
+    let key = (job_id, attempt);
+    let mut usage = match caps.get(key) {
         Some(usage) => usage,
         None => {
-            let (bytes, max_seq) = state.store().job_log_usage(job_id).await?;
+            let base =
+                |a: u32| i64::try_from(cove_agent::job_worker::seq_base(a)).unwrap_or(i64::MAX);
+            let seqs = base(attempt)..base(attempt.saturating_add(1)).max(base(attempt) + 1);
+            let (bytes, max_seq) = state.store().job_log_usage(job_id, seqs).await?;
             Usage {
                 bytes,
                 max_seq,
@@ -105,7 +112,7 @@ pub async fn admit(
             kept.push(line.clone());
         }
     }
-    caps.put(job_id, usage);
+    caps.put(key, usage);
     if dropped > 0 {
         state.metrics().log_lines_dropped(dropped);
     }

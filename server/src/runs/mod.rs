@@ -930,7 +930,7 @@ pub async fn heartbeat(
 /// Stores log lines of the current attempt.
 pub async fn append_logs(state: &AppState, job_id: i64, batch: &LogBatch) -> Result<(), RunsError> {
     current_job(state, job_id, batch.attempt).await?;
-    let lines = log_cap::admit(state, job_id, &batch.lines).await?;
+    let lines = log_cap::admit(state, job_id, batch.attempt, &batch.lines).await?;
     state.store().append_logs(job_id, &lines).await?;
     state.runs().progress.notify_waiters();
     Ok(())

@@ -101,13 +101,20 @@ impl Store {
 }
 
 impl Store {
-    /// Characters of log text stored for a job and its highest sequence number (-1: none).
-    pub async fn job_log_usage(&self, job_id: i64) -> Result<(u64, i64), StoreError> {
+    /// Characters of log text stored for a job with sequence numbers in `seqs` (one attempt's
+    /// range) and the highest such sequence number (-1: none).
+    pub async fn job_log_usage(
+        &self,
+        job_id: i64,
+        seqs: std::ops::Range<i64>,
+    ) -> Result<(u64, i64), StoreError> {
         let row = sqlx::query(
             "SELECT COALESCE(SUM(LENGTH(text)), 0) AS bytes, COALESCE(MAX(seq), -1) AS max_seq \
-             FROM job_logs WHERE job_id = $1",
+             FROM job_logs WHERE job_id = $1 AND seq >= $2 AND seq < $3",
         )
         .bind(job_id)
+        .bind(seqs.start)
+        .bind(seqs.end)
         .fetch_one(&self.pool)
         .await?;
         let bytes: i64 = row.try_get("bytes")?;
