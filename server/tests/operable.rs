@@ -224,6 +224,29 @@ async fn metrics_change_when_an_environment_is_created_and_a_run_completes() -> 
     );
     assert!(!after.contains(&env.id), "a raw URL leaked into a label");
 
+    // A restart is timed too, from the request to Running again.
+    let resp = server
+        .http
+        .post(server.api(&format!("/environments/{}/restart", env.id)))
+        .bearer_auth(&server.admin_token)
+        .send()
+        .await?;
+    assert!(resp.status().is_success(), "{}", resp.text().await?);
+    let key =
+        "cove_environment_operation_duration_seconds_count{op=\"restart\",result=\"running\"}";
+    let start = Instant::now();
+    loop {
+        let text = scrape(&server).await?;
+        if series(&text, key) == 1.0 {
+            assert_eq!(series(&text, "cove_environments{state=\"running\"}"), 1.0);
+            break;
+        }
+        if start.elapsed() > Duration::from_secs(120) {
+            bail!("no restart observed: {text}");
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
     let resp = server
         .http
         .delete(server.api(&format!("/environments/{}", env.id)))
