@@ -404,6 +404,7 @@ pub async fn create_env(
                 .store()
                 .set_env_state(&row.id, EnvState::Failed, Some(&message))
                 .await?;
+            state.metrics().env_reported(&row.id, EnvState::Failed);
         }
     }
     let row = state
