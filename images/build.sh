@@ -5,12 +5,12 @@
 #   cove/base:bookworm        debootstrap --variant=minbase bookworm, slimmed, docker import
 #   cove/universal:latest     FROM cove/base: bash git curl python3 pip boto3 pytest node npm awscli
 #   cove/dynamodb-local:latest FROM cove/universal: dynalite 3.2.2 on port 8000
-#   cove/busybox:latest       busybox-static only, docker import (~2 MB, sub-second)
+#   cove/busybox:latest       Debian's busybox + its libc, the wget wrapper of busybox/; docker import (~4 MB, sub-second)
 #   cove/agent:latest         FROM cove/base: iptables ca-certificates git; runs a bind-mounted
 #                             cove-agent (docs/private-subnet.md, "Running cove-agent")
 #
-# Needs: a reachable docker engine (DOCKER_HOST honoured), debootstrap, busybox-static,
-# root. The Debian mirror is read from this machine's apt configuration at build time:
+# Needs: a reachable docker engine (DOCKER_HOST honoured), debootstrap, apt-get (busybox
+# is downloaded, not installed), root. The Debian mirror is read from this machine's apt configuration at build time:
 # no mirror host is written into the repository.
 set -euo pipefail
 
@@ -46,6 +46,24 @@ wanted() {
 }
 
 exists() { docker image inspect "$1" >/dev/null 2>&1; }
+
+# Images whose recipe (builder function + files under images/NAME/) is hashed into the label
+# cove.recipe: an existing image with another hash is rebuilt, so a fix to the recipe reaches
+# machines that built the image before it.
+RECIPE_IMAGES=" busybox "
+recipe() {
+  local name="$1" builder="$2"
+  case "$RECIPE_IMAGES" in *" $name "*) ;; *) return 0 ;; esac
+  { declare -f "$builder"; [ -d "$HERE/$name" ] && find "$HERE/$name" -type f | LC_ALL=C sort | xargs cat; } \
+    | sha256sum | cut -c1-16
+}
+current() {
+  local tag="$1" want="$2" have
+  exists "$tag" || return 1
+  [ -z "$want" ] && return 0
+  have="$(docker image inspect -f '{{index .Config.Labels "cove.recipe"}}' "$tag" 2>/dev/null || true)"
+  [ "$have" = "$want" ]
+}
 
 # --- Debian mirror discovery -------------------------------------------------
 # Prints the first URI whose suites include $1 (e.g. "bookworm", "bookworm-security"),
@@ -153,25 +171,42 @@ build_dynamodb_local() { docker_build dynamodb-local cove/dynamodb-local:latest;
 build_agent() { docker_build agent cove/agent:latest; }
 
 build_busybox() {
-  local tag="cove/busybox:latest" d bb a
-  bb="$(command -v busybox || true)"
-  [ -n "$bb" ] || die "busybox not found (apt-get install busybox-static)"
-  file_is_static() { ! ldd "$1" >/dev/null 2>&1; }
-  file_is_static "$bb" || die "$bb is dynamically linked; install busybox-static"
+  # Debian's dynamically linked busybox (package `busybox`, extracted, not installed) with the
+  # few glibc libraries it links, plus the wget wrapper of images/busybox/. Not busybox-static:
+  # its shell runs applets in preference to PATH, so no wrapper could replace its wget, whose
+  # -T segfaults (images/busybox/wget says why).
+  local tag="cove/busybox:latest" d x deb bb a lib
   d="$BUILD_DIR/busybox-rootfs"
-  rm -rf "$d"
-  mkdir -p "$d/bin" "$d/etc" "$d/tmp" "$d/proc" "$d/sys" "$d/dev" "$d/root"
+  x="$BUILD_DIR/busybox-deb"
+  rm -rf "$d" "$x"
+  mkdir -p "$d/bin" "$d/etc" "$d/tmp" "$d/proc" "$d/sys" "$d/dev" "$d/root" "$x"
   chmod 1777 "$d/tmp"
+  if ! (cd "$x" && apt-get download busybox >"$x/download.log" 2>&1); then
+    log "apt-get download busybox failed; apt-get update and retry"
+    apt-get update -qq >/dev/null 2>&1 || true
+    (cd "$x" && apt-get download busybox >"$x/download.log" 2>&1) \
+      || { cat "$x/download.log" >&2; die "apt-get download busybox failed"; }
+  fi
+  deb="$(ls "$x"/busybox_*.deb)"
+  dpkg-deb -x "$deb" "$x/root"
+  bb="$x/root/bin/busybox"
+  [ -x "$bb" ] || die "no bin/busybox in $deb"
   cp "$bb" "$d/bin/busybox"
+  for lib in $(ldd "$bb" | grep -o '/[^ ]*'); do
+    mkdir -p "$d$(dirname "$lib")"
+    cp -L "$lib" "$d$lib"
+  done
+  install -m 0755 "$HERE/busybox/wget" "$d/bin/wget"
   for a in $("$bb" --list); do [ -e "$d/bin/$a" ] || ln -s busybox "$d/bin/$a"; done
   echo 'root:x:0:0:root:/root:/bin/sh' >"$d/etc/passwd"
   echo 'root:x:0:' >"$d/etc/group"
   tar -C "$d" -c . | docker import \
     --change "LABEL $LABEL_KEY=$LABEL_VAL" \
+    --change "LABEL cove.recipe=$RECIPE" \
     --change 'ENV PATH=/usr/local/bin:/usr/bin:/bin' \
     --change 'CMD ["/bin/sh"]' \
     - "$tag" >/dev/null
-  rm -rf "$d"
+  rm -rf "$d" "$x"
 }
 
 # name  tag  builder — order matters (universal and agent need base, dynamodb-local needs universal).
@@ -192,7 +227,8 @@ for entry in "${IMAGES[@]}"; do
   read -r name tag builder <<<"$entry"
   wanted "$name" || continue
   t0="$(now)"
-  if [ "$FORCE" -eq 0 ] && exists "$tag"; then
+  RECIPE="$(recipe "$name" "$builder")"
+  if [ "$FORCE" -eq 0 ] && current "$tag" "$RECIPE"; then
     summary+=("$(printf '%-28s %-8s %6ss' "$tag" skipped "$(elapsed "$t0")")")
     continue
   fi

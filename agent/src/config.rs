@@ -7,6 +7,7 @@
 //! slots: 2                                 # jobs at once
 //! state_dir: /var/lib/cove-agent           # holds agent-token (0600) and agent-id
 //! registration_token_file: /run/secrets/cove-registration-token
+//! metrics_listen: 127.0.0.1:9465          # /metrics and /healthz, no credentials (off if absent)
 //! sandbox:                                 # job isolation (private_net::SandboxSettings)
 //!   private_network: true
 //! ```
@@ -44,6 +45,9 @@ pub struct FileConfig {
     /// How jobs are isolated.
     #[serde(default)]
     pub sandbox: SandboxSettings,
+    /// Serve the agent's own metrics (`/metrics`, `/healthz`) on HOST:PORT, without
+    /// credentials (off when absent; keep it on a loopback or private address).
+    pub metrics_listen: Option<String>,
 }
 
 /// Overrides from flags and environment variables (these win over the file).
@@ -54,6 +58,7 @@ pub struct Overrides {
     pub slots: Option<usize>,
     pub state_dir: Option<PathBuf>,
     pub registration_token_file: Option<PathBuf>,
+    pub metrics_listen: Option<String>,
 }
 
 /// The effective configuration.
@@ -65,6 +70,8 @@ pub struct AgentConfig {
     pub state_dir: PathBuf,
     pub registration_token_file: Option<PathBuf>,
     pub sandbox: SandboxSettings,
+    /// Where the agent's metrics are served (none: not served).
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// Why the configuration is unusable.
@@ -138,6 +145,18 @@ impl AgentConfig {
             ));
         }
         let slots = over.slots.or(file.slots).unwrap_or(1);
+        let metrics_listen = match over
+            .metrics_listen
+            .or(file.metrics_listen)
+            .filter(|s| !s.trim().is_empty())
+        {
+            Some(text) => Some(text.trim().parse().map_err(|_| {
+                ConfigError::Invalid(format!(
+                    "metrics_listen {text:?} must be HOST:PORT with an IP address, e.g. 127.0.0.1:9465"
+                ))
+            })?),
+            None => None,
+        };
         if slots == 0 {
             return Err(ConfigError::Invalid("slots must be at least 1".into()));
         }
@@ -153,6 +172,7 @@ impl AgentConfig {
                 .registration_token_file
                 .or(file.registration_token_file),
             sandbox: file.sandbox,
+            metrics_listen,
         })
     }
 
@@ -242,6 +262,22 @@ mod tests {
         )
         .expect("valid");
         assert_eq!((config.name.as_str(), config.slots), ("myhost", 1));
+    }
+
+    #[test]
+    fn metrics_listen_is_an_address_and_off_by_default() {
+        let file = parse("server: http://s\nmetrics_listen: 127.0.0.1:9465\n").expect("valid");
+        let config = AgentConfig::resolve(file, Overrides::default(), "h").expect("valid");
+        assert_eq!(
+            config.metrics_listen,
+            Some("127.0.0.1:9465".parse().expect("address"))
+        );
+        let file = parse("server: http://s\n").expect("valid");
+        let config = AgentConfig::resolve(file, Overrides::default(), "h").expect("valid");
+        assert_eq!(config.metrics_listen, None);
+        let file = parse("server: http://s\nmetrics_listen: localhost\n").expect("valid");
+        let err = AgentConfig::resolve(file, Overrides::default(), "h").unwrap_err();
+        assert!(err.to_string().contains("metrics_listen"), "{err}");
     }
 
     #[test]

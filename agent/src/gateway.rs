@@ -475,6 +475,7 @@ fn has_dot_segments(path: &str) -> bool {
 }
 
 fn deny(state: &State, peer: SocketAddr, method: &Method, destination: &str) -> Response<Body> {
+    crate::metrics::global().gateway_denied();
     tracing::warn!(
         job = %state.config.job_id,
         %peer,

@@ -243,6 +243,8 @@ pub async fn execute<T: JobTransport>(
 ) {
     let (job, attempt) = (lease.job_id, lease.attempt);
     tracing::info!(job, attempt, action = %lease.action, "job leased");
+    let started = std::time::Instant::now();
+    crate::metrics::global().job_started();
     let cancel = CancellationToken::new();
     let stale = CancellationToken::new();
 
@@ -350,6 +352,7 @@ pub async fn execute<T: JobTransport>(
         s.teardown().await;
     }
     if stale.is_cancelled() {
+        crate::metrics::global().job_ended(None, started.elapsed());
         tracing::warn!(job, attempt, "attempt is stale; dropping its result");
         return;
     }
@@ -389,6 +392,7 @@ pub async fn execute<T: JobTransport>(
                     .await
                 {
                     if matches!(e, TransportError::Stale(_)) {
+                        crate::metrics::global().job_ended(None, started.elapsed());
                         return;
                     }
                     upload_error = Some(format!(
@@ -412,6 +416,7 @@ pub async fn execute<T: JobTransport>(
             }
         }
     };
+    crate::metrics::global().job_ended(Some(report.outcome), started.elapsed());
     // Exported variables and errors leave the agent masked like log lines.
     let masks = std::sync::Arc::new(MaskSet::new(mask.iter().map(|v| v.as_bytes())));
     let mut report = report;

@@ -25,6 +25,7 @@ pub mod job_sandbox;
 pub mod job_worker;
 pub mod jobs;
 pub mod mask;
+pub mod metrics;
 pub mod pod;
 pub mod private_net;
 pub mod sources;

@@ -454,6 +454,14 @@ async fn forward_proxy_denies_and_logs_destinations_not_on_the_allow_list() {
             .any(|l| l.contains("destination=\"denied.invalid:443\"")),
         "{logs}"
     );
+    // Both refusals are counted in the agent's metrics (served on `metrics_listen`).
+    let metrics = cove_agent::metrics::global().encode();
+    let denials: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("cove_agent_gateway_denials_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0);
+    assert!(denials >= 2.0, "{metrics}");
     j.shutdown().await;
 }
 

@@ -51,6 +51,9 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Like other Unix tools: when the reader of stdout goes away (`cove run list | head`),
+    // the default SIGPIPE action ends the process quietly instead of a panic in `println!`.
+    sigpipe::reset();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Login(args) => login::run(args).map(|()| ExitCode::SUCCESS),

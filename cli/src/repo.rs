@@ -60,6 +60,19 @@ pub enum RepoCommand {
     },
     /// CodeArtifact access of the repository's builds.
     Packages(crate::packages::PackagesArgs),
+    /// Show or set how long finished runs (with their logs and artifacts) are kept.
+    Retention {
+        /// NAME or OWNER/NAME.
+        name: String,
+        /// Delete finished runs older than this many days (0: no age limit).
+        #[arg(long)]
+        days: Option<u32>,
+        /// Keep only the newest this many finished runs (0: no count limit).
+        #[arg(long)]
+        runs: Option<u32>,
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
 }
 
 /// Splits `owner/name`; a bare `name` belongs to the logged-in user.
@@ -148,6 +161,39 @@ pub fn run(args: RepoArgs) -> Result<()> {
             Ok(())
         }
         RepoCommand::Packages(args) => crate::packages::run(&client, args),
+        RepoCommand::Retention {
+            name,
+            days,
+            runs,
+            output,
+        } => {
+            let (owner, name) = full_name(&client, &name)?;
+            let path = format!("/repos/{owner}/{name}/retention");
+            let mut current: serde_json::Value = client.get(&path)?;
+            if days.is_some() || runs.is_some() {
+                let pick = |new: Option<u32>, key: &str| {
+                    new.map_or_else(|| current[key].clone(), serde_json::Value::from)
+                };
+                let body =
+                    serde_json::json!({"days": pick(days, "days"), "runs": pick(runs, "runs")});
+                current = client.put(&path, &body)?;
+            }
+            match output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&current)?),
+                Output::Text => {
+                    let age = match current["days"].as_u64() {
+                        Some(0) | None => "of any age".to_string(),
+                        Some(n) => format!("for {n} days"),
+                    };
+                    let count = match current["runs"].as_u64() {
+                        Some(0) | None => "any number of them".to_string(),
+                        Some(n) => format!("at most {n}"),
+                    };
+                    println!("{owner}/{name}: finished runs are kept {age}, {count}; older ones are deleted with their logs and artifacts");
+                }
+            }
+            Ok(())
+        }
         RepoCommand::CloneUrl { name } => {
             let (owner, name) = full_name(&client, &name)?;
             let repo: Repo = client.get(&format!("/repos/{owner}/{name}"))?;

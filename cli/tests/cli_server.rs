@@ -220,3 +220,88 @@ async fn user_create_reads_the_password_from_stdin_and_it_logs_in() -> Result<()
     assert!(stdout(&list).contains("alice"), "{}", stdout(&list));
     Ok(())
 }
+
+/// `cove … | head`: the reader of stdout is gone before the command writes. The CLI must end
+/// like other Unix tools — killed by SIGPIPE (the shell's status 141) or exit 0 — and print no
+/// panic. Before the fix, `println!` panicked ("failed printing to stdout: Broken pipe", exit 101).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closed_stdout_pipe_ends_quietly() -> Result<()> {
+    use std::os::unix::process::ExitStatusExt;
+    let env = start().await?;
+    let home = env.config_home.path();
+    let out = cove(home, &["login", &env.url, "--token", ADMIN_TOKEN]).await?;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = cove(home, &["repo", "create", "piped"]).await?;
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    for args in [
+        &["repo", "list"][..],
+        &["env", "list"][..],
+        &["run", "list"][..],
+    ] {
+        // The read end is closed before the child starts: its first write meets no reader.
+        let (reader, writer) = std::io::pipe()?;
+        drop(reader);
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_cove"))
+            .args(args)
+            .env("XDG_CONFIG_HOME", home)
+            .env_remove("COVE_URL")
+            .env_remove("COVE_TOKEN")
+            .stdout(std::process::Stdio::from(writer))
+            .stderr(std::process::Stdio::piped())
+            .spawn()?
+            .wait_with_output()
+            .await?;
+        let err = stderr(&out);
+        assert!(
+            !err.contains("panicked") && !err.contains("Broken pipe"),
+            "cove {args:?} wrote to stderr: {err}"
+        );
+        let quiet = out.status.success() || out.status.signal() == Some(13);
+        assert!(quiet, "cove {args:?} ended with {:?}: {err}", out.status);
+    }
+    Ok(())
+}
+
+/// `cove repo retention`: shows the default, sets one limit keeping the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repo_retention_shows_and_sets_the_policy() -> Result<()> {
+    let env = start().await?;
+    let home = env.config_home.path();
+    let out = cove(home, &["login", &env.url, "--token", ADMIN_TOKEN]).await?;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(cove(home, &["repo", "create", "kept"])
+        .await?
+        .status
+        .success());
+    let out = cove(home, &["repo", "retention", "kept"]).await?;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("kept for 90 days, at most 100;"),
+        "{}",
+        stdout(&out)
+    );
+    let out = cove(
+        home,
+        &[
+            "repo",
+            "retention",
+            "kept",
+            "--runs",
+            "5",
+            "--output",
+            "json",
+        ],
+    )
+    .await?;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let set: serde_json::Value = serde_json::from_str(&stdout(&out))?;
+    assert_eq!(set, serde_json::json!({"days": 90, "runs": 5}));
+    let out = cove(home, &["repo", "retention", "admin/kept", "--days", "0"]).await?;
+    assert!(
+        stdout(&out).contains("kept of any age, at most 5;"),
+        "{}",
+        stdout(&out)
+    );
+    Ok(())
+}

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -42,6 +43,72 @@ pub struct FileConfig {
     /// `[jobs]`: the embedded agent's job loop (file only).
     #[serde(default)]
     pub jobs: Option<JobsFileConfig>,
+    /// A second listener serving only `/metrics`, `/healthz`, `/readyz` without credentials
+    /// (HOST:PORT; off when absent).
+    pub metrics_listen: Option<String>,
+    /// Deadline of a whole push (receive-pack), in seconds (file only).
+    pub push_deadline_secs: Option<u64>,
+    /// Largest log kept per job, in bytes; the rest is dropped after a marker (file only).
+    pub max_job_log_bytes: Option<u64>,
+    /// `[retention]`: how long runs, logs and artifacts are kept (file only).
+    pub retention: Option<RetentionFileConfig>,
+}
+
+/// `[retention]` of the TOML file: the server-wide default of every repository.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionFileConfig {
+    /// Runs older than this many days are deleted (0: no age limit).
+    pub days: Option<u32>,
+    /// Only the newest this many finished runs per repository are kept (0: no count limit).
+    pub runs: Option<u32>,
+    /// How often the retention pass runs, in seconds.
+    pub interval_secs: Option<u64>,
+}
+
+/// Operational limits (issue 13 "bounded everything").
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// A push (the whole receive-pack, from taking the repository lock) is cut off after this.
+    pub push_deadline: Duration,
+    /// Largest log kept per job, in bytes.
+    pub max_job_log_bytes: u64,
+    /// Server-wide retention default; a repository may set its own (`PUT …/retention`).
+    pub retention: Retention,
+    /// How often the retention pass runs.
+    pub retention_interval: Duration,
+}
+
+/// How long runs, their logs and artifacts are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, Deserialize)]
+pub struct Retention {
+    /// Finished runs older than this many days are deleted (0: no age limit).
+    pub days: u32,
+    /// Only the newest this many finished runs of a repository are kept (0: no count limit).
+    pub runs: u32,
+}
+
+/// Default push deadline: 15 minutes.
+pub const DEFAULT_PUSH_DEADLINE: Duration = Duration::from_secs(15 * 60);
+/// Default job log cap: 16 MiB.
+pub const DEFAULT_MAX_JOB_LOG_BYTES: u64 = 16 << 20;
+/// Default retention: 90 days, 100 runs per repository.
+pub const DEFAULT_RETENTION: Retention = Retention {
+    days: 90,
+    runs: 100,
+};
+/// Default interval of the retention pass: hourly.
+pub const DEFAULT_RETENTION_INTERVAL: Duration = Duration::from_secs(3600);
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            push_deadline: DEFAULT_PUSH_DEADLINE,
+            max_job_log_bytes: DEFAULT_MAX_JOB_LOG_BYTES,
+            retention: DEFAULT_RETENTION,
+            retention_interval: DEFAULT_RETENTION_INTERVAL,
+        }
+    }
 }
 
 /// `[jobs]` of the TOML file.
@@ -90,6 +157,10 @@ pub struct Config {
     pub intervals: crate::envs::Intervals,
     /// Largest push accepted, in bytes (after gzip decoding); larger pushes get 413.
     pub max_push_bytes: u64,
+    /// The separate metrics listener (no credentials); off when `None`.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Push deadline, job log cap, retention default.
+    pub limits: Limits,
 }
 
 impl std::fmt::Debug for Config {
@@ -141,6 +212,8 @@ impl Config {
             runs: crate::runs::RunsConfig::default(),
             intervals: crate::envs::Intervals::default(),
             max_push_bytes: DEFAULT_MAX_PUSH_BYTES,
+            metrics_listen: None,
+            limits: Limits::default(),
         }
     }
 
@@ -158,7 +231,38 @@ impl Config {
             public_url,
             max_push_bytes,
             jobs: _,
+            metrics_listen,
+            push_deadline_secs: _,
+            max_job_log_bytes: _,
+            retention: _,
         } = flags;
+        let metrics_listen = match metrics_listen
+            .or(file.metrics_listen)
+            .filter(|s| !s.is_empty())
+        {
+            Some(text) => Some(
+                text.parse()
+                    .map_err(|_| ConfigError::Listen(text.clone()))?,
+            ),
+            None => None,
+        };
+        let retention_file = file.retention.clone().unwrap_or_default();
+        let retention_interval = retention_file
+            .interval_secs
+            .map_or(DEFAULT_RETENTION_INTERVAL, |s| {
+                Duration::from_secs(s.max(1))
+            });
+        let limits = Limits {
+            push_deadline: file
+                .push_deadline_secs
+                .map_or(DEFAULT_PUSH_DEADLINE, |s| Duration::from_secs(s.max(1))),
+            max_job_log_bytes: file.max_job_log_bytes.unwrap_or(DEFAULT_MAX_JOB_LOG_BYTES),
+            retention: Retention {
+                days: retention_file.days.unwrap_or(DEFAULT_RETENTION.days),
+                runs: retention_file.runs.unwrap_or(DEFAULT_RETENTION.runs),
+            },
+            retention_interval,
+        };
         let jobs = file.jobs.clone().unwrap_or_default();
         let mut runs = crate::runs::RunsConfig::default();
         if let Some(slots) = jobs.embedded_slots {
@@ -205,6 +309,8 @@ impl Config {
             max_push_bytes: max_push_bytes
                 .or(file.max_push_bytes)
                 .unwrap_or(DEFAULT_MAX_PUSH_BYTES),
+            metrics_listen,
+            limits,
         })
     }
 
@@ -231,7 +337,7 @@ mod tests {
             database_url: None,
             public_url: Some("http://file/".into()),
             max_push_bytes: Some(7),
-            jobs: None,
+            ..FileConfig::default()
         };
         let flags = FileConfig {
             data_dir: Some("/flag".into()),

@@ -35,6 +35,9 @@ pub enum ApiError {
     Unavailable(String),
     #[error("{0}")]
     TooLarge(String),
+    /// The request took longer than the server allows (e.g. a push past its deadline).
+    #[error("{0}")]
+    Timeout(String),
     /// Anything else; the detail is logged, the client sees a generic message.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
@@ -59,6 +62,7 @@ impl ApiError {
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            ApiError::Timeout(_) => (StatusCode::REQUEST_TIMEOUT, "timeout"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }

@@ -561,6 +561,8 @@ enum PumpError {
     TooLarge(u64),
     #[error("request body stalled for {}s", BODY_IDLE_TIMEOUT.as_secs())]
     Idle,
+    #[error("push did not finish within the server's deadline of {}s", .0.as_secs())]
+    Deadline(std::time::Duration),
     #[error("{0}")]
     Io(#[from] io::Error),
 }
@@ -630,6 +632,7 @@ async fn run_receive_pack(
 ) -> Result<Vec<u8>, ApiError> {
     let lock = state.repo_lock(repo.id);
     let _guard = lock.lock().await;
+    let held = std::time::Instant::now();
     let path = repo_path(state.data_dir(), &repo.owner, &repo.name);
     let before = snapshot_refs(path.clone()).await?;
     let mut child = spawn_service(Service::ReceivePack, &path, protocol.as_deref())?;
@@ -651,11 +654,24 @@ async fn run_receive_pack(
     let mut err = Vec::new();
     let mut stdout = stdout.take(MAX_REPORT_BYTES);
     let mut stderr = stderr.take(MAX_REPORT_BYTES);
-    let (fed, out, _) = tokio::join!(
-        feed,
-        stdout.read_to_end(&mut report),
-        stderr.read_to_end(&mut err),
-    );
+    // The whole receive has a deadline (push_deadline_secs), so a client that trickles its
+    // body cannot hold the repository's lock: past it git is killed and the lock released.
+    let deadline = state.limits().push_deadline;
+    let pumped = tokio::time::timeout(deadline, async {
+        tokio::join!(
+            feed,
+            stdout.read_to_end(&mut report),
+            stderr.read_to_end(&mut err),
+        )
+    })
+    .await;
+    let (fed, out) = match pumped {
+        Ok((fed, out, _)) => (fed, out),
+        Err(_) => {
+            let _ = child.start_kill();
+            (Err(PumpError::Deadline(deadline)), Ok(0))
+        }
+    };
     let status = child.wait().await.map_err(ApiError::internal)?;
     out.map_err(ApiError::internal)?;
     let full_name = format!("{}/{}", repo.owner, repo.name);
@@ -689,7 +705,19 @@ async fn run_receive_pack(
             state.publish(crate::routes::push_event_dto(&full_name, event));
         }
     }
+    let result = match &fed {
+        Ok(_) if status.success() => "ok",
+        Err(PumpError::Deadline(_)) => "deadline",
+        _ => "refused",
+    };
+    state
+        .metrics()
+        .push_finished(fed.as_ref().ok().copied(), held.elapsed(), result);
     match fed {
+        Err(PumpError::Deadline(d)) if updates.is_empty() => Err(ApiError::Timeout(format!(
+            "push did not finish within the server's deadline of {} s",
+            d.as_secs()
+        ))),
         Err(PumpError::TooLarge(limit)) if updates.is_empty() => Err(ApiError::TooLarge(format!(
             "push larger than the server's limit of {limit} bytes"
         ))),

@@ -16,8 +16,10 @@ pub mod config;
 pub mod envs;
 pub mod error;
 pub mod git;
+pub mod metrics;
 pub mod names;
 pub mod parse_budget;
+pub mod retention;
 pub mod routes;
 pub mod runs;
 pub mod sse;
@@ -69,6 +71,12 @@ struct Inner {
     envs: envs::Envs,
     runs: runs::Runs,
     max_push_bytes: u64,
+    /// Operational metrics (`/metrics`).
+    metrics: metrics::Metrics,
+    /// Operational limits: push deadline, job log cap, retention.
+    limits: config::Limits,
+    /// Per-job log usage under the log cap.
+    log_caps: runs::log_cap::LogCaps,
     /// Cancelled when the server begins its graceful shutdown: long-lived streams (server-sent
     /// events) end then, so in-flight requests can finish.
     closing: tokio_util::sync::CancellationToken,
@@ -111,6 +119,21 @@ impl AppState {
         self.0.max_push_bytes
     }
 
+    /// Operational metrics.
+    pub fn metrics(&self) -> &metrics::Metrics {
+        &self.0.metrics
+    }
+
+    /// Push deadline, job log cap, retention.
+    pub fn limits(&self) -> &config::Limits {
+        &self.0.limits
+    }
+
+    /// Per-job log usage under the log cap.
+    pub fn log_caps(&self) -> &runs::log_cap::LogCaps {
+        &self.0.log_caps
+    }
+
     /// A receiver of every push event stored from now on. Events are published after they
     /// are committed; a subscriber that falls more than 1024 events behind gets
     /// `RecvError::Lagged` and should catch up from the store (`GET …/events`).
@@ -143,6 +166,8 @@ pub struct Server {
     state: AppState,
     agent_reports: Option<tokio::sync::mpsc::UnboundedReceiver<cove_api::agent::EnvReport>>,
     intervals: envs::Intervals,
+    /// The separate, credential-free metrics listener address (`metrics_listen`).
+    metrics_listen: Option<std::net::SocketAddr>,
     /// The admin token created on first start when none was configured; show it once.
     pub bootstrap_token: Option<String>,
 }
@@ -199,12 +224,16 @@ impl Server {
             repo_locks: Mutex::new(HashMap::new()),
             envs: envs::Envs::new(agent),
             max_push_bytes: config.max_push_bytes,
+            metrics: metrics::Metrics::new(),
+            limits: config.limits.clone(),
+            log_caps: runs::log_cap::LogCaps::default(),
             closing: tokio_util::sync::CancellationToken::new(),
         }));
         Ok(Server {
             state,
             agent_reports,
             intervals: config.intervals,
+            metrics_listen: config.metrics_listen,
             bootstrap_token,
         })
     }
@@ -227,6 +256,22 @@ impl Server {
             envs::spawn_background(self.state.clone(), reports, self.intervals).await;
         }
         let _stop_jobs = runs::spawn_background(self.state.clone()).drop_guard();
+        let _stop_retention = retention::spawn(self.state.clone()).drop_guard();
+        if let Some(addr) = self.metrics_listen {
+            let metrics_listener = TcpListener::bind(addr).await.map_err(ServerError::Serve)?;
+            tracing::info!(addr = %addr, "metrics listener (no credentials) listening");
+            let app = metrics::http::listener_router(self.state.clone());
+            let closing = self.state.0.closing.clone();
+            tokio::spawn(async move {
+                let stop = async move { closing.cancelled().await };
+                if let Err(e) = axum::serve(metrics_listener, app)
+                    .with_graceful_shutdown(stop)
+                    .await
+                {
+                    tracing::error!(error = %e, "metrics listener failed");
+                }
+            });
+        }
         let app = routes::router(self.state.clone());
         let closing = self.state.0.closing.clone();
         let shutdown = async move {

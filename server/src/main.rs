@@ -12,7 +12,8 @@ use cove_server::{Config, Server};
 #[derive(Debug, Parser)]
 #[command(name = "cove-server", version)]
 struct Args {
-    /// TOML config file (keys: data_dir, listen, database_url, public_url, max_push_bytes).
+    /// TOML config file (keys: data_dir, listen, database_url, public_url, max_push_bytes, metrics_listen,
+    /// push_deadline_secs, max_job_log_bytes, [retention], [jobs]; docs/server.md).
     #[arg(long, env = "COVE_CONFIG")]
     config: Option<PathBuf>,
     /// Data directory (SQLite database, repositories).
@@ -30,6 +31,10 @@ struct Args {
     /// Largest push accepted, in bytes (default 2 GiB).
     #[arg(long, env = "COVE_MAX_PUSH_BYTES")]
     max_push_bytes: Option<u64>,
+    /// A second listener serving /metrics, /healthz and /readyz WITHOUT credentials, HOST:PORT
+    /// (off by default; bind it to a private address).
+    #[arg(long, env = "COVE_METRICS_LISTEN")]
+    metrics_listen: Option<String>,
     /// Log format.
     #[arg(long, env = "COVE_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -61,7 +66,8 @@ async fn main() -> anyhow::Result<()> {
         database_url: args.database_url,
         public_url: args.public_url,
         max_push_bytes: args.max_push_bytes,
-        jobs: None,
+        metrics_listen: args.metrics_listen,
+        ..FileConfig::default()
     };
     let config = Config::resolve(flags, admin_token, file)?;
     tracing::info!(

@@ -24,6 +24,7 @@ use crate::auth::{self, Audience, Principal};
 use crate::envs;
 use crate::error::ApiError;
 use crate::git;
+use crate::metrics;
 use crate::names::validate_name;
 use crate::runs::http as runs;
 use crate::store::{now_secs, PushEventRow, RepoRow, TokenRow};
@@ -313,6 +314,26 @@ pub fn api_routes() -> Vec<Route> {
             OK,
             "List push events (?limit=)",
             list_events,
+        ),
+        route(
+            M::GET,
+            "/api/v1/repos/{owner}/{name}/retention",
+            Read,
+            reader,
+            false,
+            OK,
+            "The retention of runs, logs and artifacts that applies to the repository (its own or the server's default)",
+            crate::retention::get_retention,
+        ),
+        route(
+            M::PUT,
+            "/api/v1/repos/{owner}/{name}/retention",
+            Write,
+            owner,
+            false,
+            OK,
+            "Set the repository's retention: finished runs older than `days` or beyond the newest `runs` are deleted with their logs and artifacts (0: no limit)",
+            crate::retention::set_retention,
         ),
         route(
             M::GET,
@@ -790,13 +811,36 @@ pub fn router(state: AppState) -> Router {
             middleware::from_fn_with_state((state.clone(), Arc::new(spec)), authorize_route);
         router = router.route(path, handler.route_layer(layer));
     }
+    // Operations (crate::metrics::http says who may call them): /metrics needs an admin.
+    let metrics_spec = RouteSpec {
+        method: Method::GET,
+        path: "/metrics",
+        audience: Audience::Users,
+        scope: Scope::Read,
+        repo_role: None,
+        admin_only: true,
+        summary: "Prometheus metrics (administrators)",
+        success: StatusCode::OK,
+    };
+    let metrics_auth =
+        middleware::from_fn_with_state((state.clone(), Arc::new(metrics_spec)), authorize_route);
     router
+        .route(
+            "/metrics",
+            axum::routing::get(metrics::http::metrics).route_layer(metrics_auth),
+        )
+        .route("/healthz", axum::routing::get(metrics::http::healthz))
+        .route("/readyz", axum::routing::get(metrics::http::readyz))
         .route(GIT_ROUTES[0].1, axum::routing::get(git::info_refs))
         .route(GIT_ROUTES[1].1, axum::routing::post(git::upload_pack))
         .route(GIT_ROUTES[2].1, axum::routing::post(git::receive_pack))
         .fallback(ui::fallback)
         .layer(middleware::from_fn(ui::no_basic_prompt))
         .layer(middleware::from_fn(log_request))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            metrics::http::track,
+        ))
         .with_state(state)
 }
 

@@ -15,12 +15,15 @@ use sqlx::{AnyPool, Row};
 
 mod agents;
 mod envs;
+mod metrics;
 mod packages;
+mod retention;
 mod runs;
 mod sessions;
 
 pub use agents::{AgentRow, RegistrationRefusal, RegistrationTokenRow};
 pub use envs::EnvRow;
+pub use metrics::StateCounts;
 pub use runs::{ActiveJob, JobRow, RunRow, WorkflowErrorRow};
 pub use sessions::SessionRow;
 

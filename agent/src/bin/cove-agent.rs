@@ -27,7 +27,7 @@ const REGISTRATION_TOKEN_ENV: &str = "COVE_REGISTRATION_TOKEN";
 #[command(name = "cove-agent", version)]
 struct Args {
     /// The agent configuration (YAML: server, name, slots, state_dir,
-    /// registration_token_file, sandbox).
+    /// registration_token_file, sandbox, metrics_listen).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// The server's URL (overrides `server:`).
@@ -46,6 +46,10 @@ struct Args {
     /// (or set COVE_REGISTRATION_TOKEN).
     #[arg(long, env = "COVE_REGISTRATION_TOKEN_FILE", value_name = "FILE")]
     registration_token_file: Option<PathBuf>,
+    /// Serve /metrics and /healthz on HOST:PORT without credentials (overrides
+    /// `metrics_listen:`; off by default).
+    #[arg(long, env = "COVE_AGENT_METRICS_LISTEN", value_name = "HOST:PORT")]
+    metrics_listen: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -103,6 +107,7 @@ fn load_config(args: &Args) -> Result<AgentConfig> {
         slots: args.slots,
         state_dir: args.state_dir.clone(),
         registration_token_file: args.registration_token_file.clone(),
+        metrics_listen: args.metrics_listen.clone(),
     };
     Ok(AgentConfig::resolve(file, over, &host_name())?)
 }
@@ -210,6 +215,13 @@ async fn run(args: Args, env_registration: Option<String>) -> Result<ExitCode> {
         slots = config.slots,
         "cove-agent started"
     );
+    if let Some(addr) = config.metrics_listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen for metrics on {addr}"))?;
+        tracing::info!(%addr, "agent metrics listening (no credentials)");
+        tokio::spawn(cove_agent::metrics::serve(listener, stop.clone()));
+    }
     let on_signal = stop.clone();
     tokio::spawn(async move {
         let mut term =

@@ -186,6 +186,9 @@ pub async fn create_env(
         git_user_name: principal.user.username.clone(),
         git_user_email: format!("{}@users.noreply.cove", principal.user.username),
     };
+    state
+        .metrics()
+        .env_op_begun(&row.id, crate::metrics::EnvOp::Create);
     match agent
         .call(EnvCommand::Create {
             env_id: row.id.clone(),
@@ -206,6 +209,7 @@ pub async fn create_env(
                     Some(&message),
                 )
                 .await?;
+            state.metrics().env_reported(&row.id, EnvState::Failed);
         }
     }
     let row = state

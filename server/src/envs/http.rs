@@ -161,6 +161,9 @@ pub async fn start_env(
 ) -> Result<Json<Environment>, ApiError> {
     let plan = plan_of(&row)?;
     state.store().touch_env(&row.id, now_ms()).await?;
+    state
+        .metrics()
+        .env_op_begun(&row.id, crate::metrics::EnvOp::Start);
     transition(
         &state,
         &row,
@@ -260,6 +263,9 @@ pub async fn restart_env(
         )
         .await?;
     state.store().touch_env(&row.id, now_ms()).await?;
+    state
+        .metrics()
+        .env_op_begun(&row.id, crate::metrics::EnvOp::Restart);
     let json = transition(
         &state,
         &row,

@@ -122,6 +122,7 @@ pub async fn apply_report(state: &AppState, report: EnvReport) -> Result<(), Api
                 );
                 return Ok(());
             }
+            state.metrics().env_reported(&env_id, new);
             if new == EnvState::Running {
                 store
                     .set_env_endpoints(

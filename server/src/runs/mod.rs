@@ -10,6 +10,7 @@
 //! - Time comes from [`Clock`], which tests can move forward.
 
 pub mod http;
+pub mod log_cap;
 pub mod packages;
 pub mod schedule;
 pub mod secrets;
@@ -959,7 +960,8 @@ pub async fn heartbeat(
 /// Stores log lines of the current attempt.
 pub async fn append_logs(state: &AppState, job_id: i64, batch: &LogBatch) -> Result<(), RunsError> {
     current_job(state, job_id, batch.attempt).await?;
-    state.store().append_logs(job_id, &batch.lines).await?;
+    let lines = log_cap::admit(state, job_id, batch.attempt, &batch.lines).await?;
+    state.store().append_logs(job_id, &lines).await?;
     state.runs().progress.notify_waiters();
     Ok(())
 }
@@ -1155,6 +1157,7 @@ pub async fn reap_expired(state: &AppState) -> Result<Vec<i64>, RunsError> {
                 .await?
         };
         if done {
+            state.metrics().lease_expired();
             tracing::warn!(job = job.id, attempt = job.attempt, "lease expired");
             handled.push(job.id);
             settle_run(state, job.run_id).await?;
