@@ -132,6 +132,8 @@ pub struct Runs {
     /// Woken when log lines were stored or a job/run changed (log followers re-check).
     progress: Notify,
     scheduler: tokio::sync::Mutex<()>,
+    /// One pass over the stored push events at a time.
+    push_cursor: tokio::sync::Mutex<()>,
     key: SecretKey,
 }
 
@@ -151,6 +153,7 @@ impl Runs {
             ready: Notify::new(),
             progress: Notify::new(),
             scheduler: tokio::sync::Mutex::new(()),
+            push_cursor: tokio::sync::Mutex::new(()),
             key: SecretKey::load_or_create(data_dir)?,
         })
     }
@@ -235,6 +238,46 @@ pub async fn create_run(
     commit: &str,
     trigger: &str,
 ) -> Result<RunRow, RunsError> {
+    let source = RunSource {
+        file,
+        text,
+        implicit_branch,
+        branch,
+        commit,
+        trigger,
+    };
+    insert_run(state, repo, workflow, &source, None)
+        .await?
+        .ok_or_else(|| RunsError::Conflict("the run already exists".into()))
+}
+
+/// Where a new run comes from.
+struct RunSource<'a> {
+    file: &'a str,
+    text: &'a str,
+    implicit_branch: Option<&'a str>,
+    branch: &'a str,
+    commit: &'a str,
+    trigger: &'a str,
+}
+
+/// Stores a new run (of push event `push_event`, when given) and wakes pollers. `None` when
+/// that event already has a run of this workflow file (the event is processed again).
+async fn insert_run(
+    state: &AppState,
+    repo: &RepoRow,
+    workflow: &Workflow,
+    source: &RunSource<'_>,
+    push_event: Option<i64>,
+) -> Result<Option<RunRow>, RunsError> {
+    let RunSource {
+        file,
+        text,
+        implicit_branch,
+        branch,
+        commit,
+        trigger,
+    } = *source;
     let plan = workflows::RunPlan::new(workflow)
         .map_err(|e| RunsError::BadRequest(format!("{file}: {e}")))?;
     let runs = state.runs();
@@ -285,10 +328,18 @@ pub async fn create_run(
             artifacts_json: "[]".into(),
         })
         .collect();
-    state.store().create_run(&run, &jobs).await?;
+    match push_event {
+        Some(event) => {
+            if !state.store().create_push_run(&run, &jobs, event).await? {
+                tracing::info!(event, workflow = %run.workflow, "push event already has this run");
+                return Ok(None);
+            }
+        }
+        None => state.store().create_run(&run, &jobs).await?,
+    }
     tracing::info!(run = run.id, workflow = %run.workflow, branch, commit, trigger, "run created");
     runs.wake();
-    Ok(run)
+    Ok(Some(run))
 }
 
 /// Handles one push event: every matching workflow at the new commit becomes a run; invalid
@@ -324,10 +375,15 @@ pub async fn on_push(state: &AppState, event: &PushEvent) -> Result<Vec<RunRow>,
         match workflows::validate_file(file, text) {
             Ok((wf, _)) => {
                 if wf.matches_push(branch, &changed) {
-                    created.push(
-                        create_run(state, &repo, &wf, file, text, None, branch, &commit, "push")
-                            .await?,
-                    );
+                    let source = RunSource {
+                        file,
+                        text,
+                        implicit_branch: None,
+                        branch,
+                        commit: &commit,
+                        trigger: "push",
+                    };
+                    created.extend(insert_run(state, &repo, &wf, &source, Some(event.id)).await?);
                 }
             }
             Err(diags) => {
@@ -350,20 +406,16 @@ pub async fn on_push(state: &AppState, event: &PushEvent) -> Result<Vec<RunRow>,
             match workflows::implicit_buildspec_workflow(file, text, &repo.default_branch) {
                 Ok((wf, _)) => {
                     if wf.matches_push(branch, &changed) {
-                        created.push(
-                            create_run(
-                                state,
-                                &repo,
-                                &wf,
-                                file,
-                                text,
-                                Some(&repo.default_branch),
-                                branch,
-                                &commit,
-                                "push",
-                            )
-                            .await?,
-                        );
+                        let source = RunSource {
+                            file,
+                            text,
+                            implicit_branch: Some(&repo.default_branch),
+                            branch,
+                            commit: &commit,
+                            trigger: "push",
+                        };
+                        created
+                            .extend(insert_run(state, &repo, &wf, &source, Some(event.id)).await?);
                     }
                 }
                 Err(diags) => {
@@ -435,24 +487,61 @@ pub async fn start_manual(
     )))
 }
 
-/// Consumes the push bus until it closes. Errors are logged, never fatal.
+/// How often stored push events are looked at without a push (a missed wake-up, a failed
+/// pass).
+const PUSH_CURSOR_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Creates the runs of every stored push event that has none yet, oldest first, and moves
+/// the cursor past each (`push_events.runs_pending`). Idempotent: a run is stored at most
+/// once per event and workflow file, so an event processed again (the server died before its
+/// cursor moved) creates nothing twice. A store failure stops the pass and leaves the event
+/// pending (the next pass retries it); any other failure (an unreadable commit) is logged and
+/// the event is done. Returns the runs created.
+pub async fn process_pending_pushes(state: &AppState) -> Result<usize, RunsError> {
+    let _one_pass = state.runs().push_cursor.lock().await;
+    let mut created = 0;
+    loop {
+        let events = state.store().pending_push_events(100).await?;
+        if events.is_empty() {
+            return Ok(created);
+        }
+        for event in &events {
+            match on_push(state, event).await {
+                Ok(runs) => created += runs.len(),
+                Err(RunsError::Store(e)) => return Err(RunsError::Store(e)),
+                Err(e) => {
+                    tracing::error!(repo = %event.repo, ref_name = %event.ref_name, error = %e, "creating runs for a push failed");
+                }
+            }
+            state.store().push_event_done(event.id).await?;
+        }
+    }
+}
+
+/// Creates runs from stored push events: at start-up, whenever the push bus says a push was
+/// stored (or that this subscriber lagged), and every 30 s. Errors are logged, never fatal.
 pub fn spawn_push_consumer(state: AppState) {
     let mut rx = state.subscribe();
     tokio::spawn(async move {
+        let mut tick = tokio::time::interval(PUSH_CURSOR_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            match rx.recv().await {
-                Ok(event) => {
-                    if let Err(e) = on_push(&state, &event).await {
-                        tracing::error!(repo = %event.repo, ref_name = %event.ref_name, error = %e, "creating runs for a push failed");
+            if let Err(e) = process_pending_pushes(&state).await {
+                tracing::error!(error = %e, "creating runs from stored push events failed; retrying");
+            }
+            tokio::select! {
+                got = rx.recv() => match got {
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        // Every stored event is read from the store: drain the bus.
+                        while !matches!(
+                            rx.try_recv(),
+                            Err(tokio::sync::broadcast::error::TryRecvError::Empty
+                                | tokio::sync::broadcast::error::TryRecvError::Closed)
+                        ) {}
                     }
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                    tracing::error!(
-                        missed = n,
-                        "the workflow engine fell behind the push bus; missed pushes get no runs"
-                    );
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                },
+                _ = tick.tick() => {}
             }
         }
     });

@@ -1,6 +1,6 @@
 //! SQL for workflow runs, jobs, job logs, workflow errors and sealed secrets.
 
-use cove_api::{JobLogLine, JobState, LogStreamKind, RunState};
+use cove_api::{JobLogLine, JobState, LogStreamKind, PushEvent, RunState};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
@@ -128,9 +128,41 @@ fn prefixed(cols: &str, prefix: &str) -> String {
 impl Store {
     /// Stores a run and its jobs in one transaction.
     pub async fn create_run(&self, run: &RunRow, jobs: &[JobRow]) -> Result<(), StoreError> {
+        self.insert_run(run, jobs, None).await.map(|_| ())
+    }
+
+    /// Stores a run created from push event `event` and its jobs in one transaction. False
+    /// (and nothing written) when that event already has a run of the same workflow file.
+    pub async fn create_push_run(
+        &self,
+        run: &RunRow,
+        jobs: &[JobRow],
+        event: i64,
+    ) -> Result<bool, StoreError> {
+        self.insert_run(run, jobs, Some(event)).await
+    }
+
+    async fn insert_run(
+        &self,
+        run: &RunRow,
+        jobs: &[JobRow],
+        push_event: Option<i64>,
+    ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query(&format!(
-            "INSERT INTO runs ({RUN_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+        if let Some(event) = push_event {
+            let row = sqlx::query(
+                "SELECT COUNT(*) AS n FROM runs WHERE push_event_id = $1 AND workflow_file = $2",
+            )
+            .bind(event)
+            .bind(&run.workflow_file)
+            .fetch_one(&mut *tx)
+            .await?;
+            if row.try_get::<i64, _>("n")? > 0 {
+                return Ok(false);
+            }
+        }
+        let inserted = sqlx::query(&format!(
+            "INSERT INTO runs ({RUN_COLS}, push_event_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
         ))
         .bind(run.id)
         .bind(run.repo_id)
@@ -145,8 +177,16 @@ impl Store {
         .bind(run.state.as_str())
         .bind(run.created_at_ms)
         .bind(run.finished_at_ms)
+        .bind(push_event)
         .execute(&mut *tx)
-        .await?;
+        .await;
+        match inserted {
+            // Another process created the same event's run first (unique index).
+            Err(sqlx::Error::Database(db)) if db.is_unique_violation() => return Ok(false),
+            other => {
+                other?;
+            }
+        }
         for job in jobs {
             let deps = serde_json::to_string(&job.depends_on)
                 .map_err(|e| StoreError::Corrupt(e.to_string()))?;
@@ -173,6 +213,44 @@ impl Store {
             .await?;
         }
         tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Up to `limit` push events whose runs are not created yet, oldest first.
+    pub async fn pending_push_events(&self, limit: i64) -> Result<Vec<PushEvent>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT e.id, r.owner, r.name, e.ref_name, e.old_sha, e.new_sha, u.username, \
+             e.created_at_ms FROM push_events e JOIN repos r ON r.id = e.repo_id \
+             LEFT JOIN users u ON u.id = e.pusher_id WHERE e.runs_pending = 1 ORDER BY e.id LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(PushEvent {
+                    id: row.try_get("id")?,
+                    repo: format!(
+                        "{}/{}",
+                        row.try_get::<String, _>("owner")?,
+                        row.try_get::<String, _>("name")?
+                    ),
+                    ref_name: row.try_get("ref_name")?,
+                    old_sha: row.try_get("old_sha")?,
+                    new_sha: row.try_get("new_sha")?,
+                    pusher: row.try_get("username")?,
+                    created_at_ms: row.try_get("created_at_ms")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Marks a push event's runs as created (the cursor moves past it).
+    pub async fn push_event_done(&self, id: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE push_events SET runs_pending = 0 WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 

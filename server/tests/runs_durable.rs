@@ -1,0 +1,130 @@
+#![allow(clippy::unwrap_used)]
+//! Nothing acknowledged is lost (issue 13 §4): runs come from stored push events, so a push
+//! that git acknowledged gets its runs even when the real `cove-server` binary is SIGKILLed
+//! right after the acknowledgement; processing an event again creates nothing twice.
+
+mod common;
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+use common::{commit_file, free_port, git_ok, ADMIN_TOKEN};
+use cove_api::Run;
+use tokio::process::{Child, Command};
+
+/// Workflow files in the pushed commit: creating this many runs (one fsync'd transaction
+/// each) takes far longer than the moment between the push's acknowledgement and the kill.
+const WORKFLOWS: usize = 120;
+
+/// The real binary with `config` (no embedded job loop), ready when it answers.
+async fn spawn(data_dir: &Path, config: &Path, port: u16) -> Result<(Child, String)> {
+    let child = Command::new(env!("CARGO_BIN_EXE_cove-server"))
+        .arg("--config")
+        .arg(config)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .env("COVE_ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()?;
+    let url = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let ready = http
+            .get(format!("{url}/api/v1/user"))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200);
+        if ready {
+            return Ok((child, url));
+        }
+        if Instant::now() > deadline {
+            bail!("cove-server did not become ready");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn runs(url: &str) -> Result<Vec<Run>> {
+    Ok(reqwest::Client::new()
+        .get(format!("{url}/api/v1/repos/admin/cursor/runs?limit=500"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?)
+}
+
+fn workflow(n: usize) -> String {
+    format!(
+        "Name: wf{n}\nSchemaVersion: \"1.0\"\nRunMode: PARALLEL\nTriggers:\n  - Type: PUSH\n    Branches: [main]\n\
+         Actions:\n  A:\n    Identifier: aws/build@v1\n    Configuration:\n      Steps:\n        - Run: echo {n}\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acknowledged_push_gets_its_runs_after_a_sigkill() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let data_dir = tmp.path().join("data");
+    let config = tmp.path().join("cove.toml");
+    std::fs::write(&config, "[jobs]\nembedded_slots = 0\n")?;
+    let port = free_port()?;
+    let (mut server, url) = spawn(&data_dir, &config, port).await?;
+    let resp = reqwest::Client::new()
+        .post(format!("{url}/api/v1/repos"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&serde_json::json!({"name": "cursor"}))
+        .send()
+        .await?;
+    assert_eq!(resp.status(), 201);
+
+    let work = tmp.path().join("work");
+    std::fs::create_dir_all(&work)?;
+    git_ok(&work, &["init", "-q", "-b", "main"]).await?;
+    for n in 0..WORKFLOWS {
+        let file = work.join(format!(".codecatalyst/workflows/wf{n:03}.yaml"));
+        std::fs::create_dir_all(file.parent().unwrap())?;
+        std::fs::write(file, workflow(n))?;
+    }
+    git_ok(&work, &["add", "."]).await?;
+    commit_file(&work, "README", b"x", "workflows").await?;
+    let host = url.trim_start_matches("http://");
+    let git_url = format!("http://cove:{ADMIN_TOKEN}@{host}/git/admin/cursor.git");
+    // `git push` returns once the server acknowledged the push; kill it at once.
+    git_ok(&work, &["push", "-q", &git_url, "main"]).await?;
+    server.kill().await?;
+
+    let (mut server, url) = spawn(&data_dir, &config, port).await?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let all = loop {
+        let all = runs(&url).await?;
+        if all.len() >= WORKFLOWS || Instant::now() > deadline {
+            break all;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    // Every workflow of the acknowledged push has its run, exactly once.
+    let mut names: Vec<&str> = all.iter().map(|r| r.workflow.as_str()).collect();
+    names.sort_unstable();
+    let before = names.len();
+    names.dedup();
+    assert_eq!(before, names.len(), "a workflow got two runs: {names:?}");
+    assert_eq!(names.len(), WORKFLOWS, "runs after the restart");
+
+    // Restarting again (every event already done) creates nothing more.
+    server.kill().await?;
+    let (mut server, url) = spawn(&data_dir, &config, port).await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(runs(&url).await?.len(), WORKFLOWS);
+    server.kill().await?;
+    Ok(())
+}
