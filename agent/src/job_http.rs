@@ -175,7 +175,7 @@ impl HttpTransport {
         method: Method,
         path: &str,
         content_type: &str,
-        body: Vec<u8>,
+        body: impl Into<Bytes>,
         timeout: Duration,
     ) -> Result<(StatusCode, Bytes), TransportError> {
         let req = Request::builder()
@@ -183,7 +183,7 @@ impl HttpTransport {
             .uri(format!("{}/api/v1{path}", self.base))
             .header("authorization", format!("Bearer {}", self.token))
             .header("content-type", content_type)
-            .body(Full::new(Bytes::from(body)))
+            .body(Full::new(body.into()))
             .map_err(other)?;
         let fut = async {
             let resp = self.client.request(req).await.map_err(other)?;
@@ -203,7 +203,7 @@ impl HttpTransport {
         method: Method,
         path: &str,
         content_type: &str,
-        body: Vec<u8>,
+        body: impl Into<Bytes>,
         timeout: Duration,
     ) -> Result<(StatusCode, Bytes), TransportError> {
         let (status, body) = self.send(method, path, content_type, body, timeout).await?;
@@ -302,7 +302,7 @@ impl JobTransport for HttpTransport {
         job: i64,
         attempt: u32,
         name: &str,
-        tar: Vec<u8>,
+        tar: Bytes,
     ) -> Result<(), TransportError> {
         self.call(
             Method::PUT,

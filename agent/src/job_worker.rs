@@ -68,7 +68,7 @@ pub trait JobTransport: Send + Sync + 'static {
         job: i64,
         attempt: u32,
         name: &str,
-        tar: Vec<u8>,
+        tar: bytes::Bytes,
     ) -> impl Future<Output = Result<(), TransportError>> + Send;
     fn finish(
         &self,
@@ -233,8 +233,70 @@ pub fn seq_base(attempt: u32) -> u64 {
     u64::from(attempt.saturating_sub(1)) * 1_000_000_000
 }
 
+/// Until when the current lease holds, as far as this agent knows: renewed by every
+/// successful heartbeat.
+#[derive(Debug, Clone)]
+struct LeaseEnd {
+    until: Arc<std::sync::Mutex<tokio::time::Instant>>,
+    lease: Duration,
+}
+
+impl LeaseEnd {
+    fn new(lease: Duration) -> LeaseEnd {
+        LeaseEnd {
+            until: Arc::new(std::sync::Mutex::new(tokio::time::Instant::now() + lease)),
+            lease,
+        }
+    }
+
+    fn renewed(&self) {
+        let mut until = self.until.lock().unwrap_or_else(|p| p.into_inner());
+        *until = tokio::time::Instant::now() + self.lease;
+    }
+
+    fn until(&self) -> tokio::time::Instant {
+        *self.until.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// First wait before a report is sent again; it doubles up to [`RETRY_MAX`].
+const RETRY_FIRST: Duration = Duration::from_millis(200);
+const RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// Sends a report until the server takes it: failures other than a stale attempt are retried
+/// with exponential back-off until the lease ends (the server accepts the same report twice,
+/// so a report whose answer was lost is simply sent again).
+async fn with_retries<R, F, Fut>(
+    lease: &LeaseEnd,
+    job: i64,
+    what: &str,
+    mut send: F,
+) -> Result<R, TransportError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<R, TransportError>>,
+{
+    let mut wait = RETRY_FIRST;
+    loop {
+        match send().await {
+            Ok(r) => return Ok(r),
+            Err(TransportError::Stale(m)) => return Err(TransportError::Stale(m)),
+            Err(e) => {
+                if tokio::time::Instant::now() + wait >= lease.until() {
+                    tracing::warn!(job, error = %e, "{what} failed; the lease ends, giving up");
+                    return Err(e);
+                }
+                tracing::warn!(job, error = %e, retry_in_ms = wait.as_millis() as u64, "{what} failed; retrying");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(RETRY_MAX);
+            }
+        }
+    }
+}
+
 /// Runs one leased job to its report. Never panics on server errors: a stale attempt stops
-/// the job quietly (another attempt owns it now).
+/// the job quietly (another attempt owns it now). Heartbeats go on until the job's report
+/// was taken, and every report is retried until the lease ends.
 pub async fn execute<T: JobTransport>(
     docker: &Docker,
     transport: &T,
@@ -245,37 +307,78 @@ pub async fn execute<T: JobTransport>(
     tracing::info!(job, attempt, action = %lease.action, "job leased");
     let cancel = CancellationToken::new();
     let stale = CancellationToken::new();
+    let reported = CancellationToken::new();
+    let lease_end = LeaseEnd::new(Duration::from_millis(lease.lease_ms.max(10)));
 
-    // Heartbeats: cancel on request or when the attempt became stale.
+    // Heartbeats until the report was taken: cancel on request or when the attempt became
+    // stale; a failed heartbeat is tried again within a second.
     let heartbeat = {
-        let (cancel, stale) = (cancel.clone(), stale.clone());
+        let (cancel, stale, reported, lease_end) = (
+            cancel.clone(),
+            stale.clone(),
+            reported.clone(),
+            lease_end.clone(),
+        );
         let every = Duration::from_millis(lease.heartbeat_ms.max(10));
         async move {
+            let mut next = every;
             loop {
-                tokio::time::sleep(every).await;
+                tokio::select! {
+                    () = reported.cancelled() => return,
+                    () = tokio::time::sleep(next) => {}
+                }
                 match transport.heartbeat(job, attempt).await {
-                    Ok(r) if r.cancel => cancel.cancel(),
-                    Ok(_) => {}
+                    Ok(r) => {
+                        lease_end.renewed();
+                        next = every;
+                        if r.cancel {
+                            cancel.cancel();
+                        }
+                    }
                     Err(TransportError::Stale(_)) => {
                         stale.cancel();
                         cancel.cancel();
                         return;
                     }
-                    Err(e) => tracing::warn!(job, error = %e, "heartbeat failed"),
+                    Err(e) => {
+                        tracing::warn!(job, error = %e, "heartbeat failed");
+                        next = every.min(Duration::from_secs(1));
+                    }
                 }
             }
         }
     };
+    let work = async {
+        report_job(
+            docker, transport, config, &lease, &cancel, &stale, &lease_end,
+        )
+        .await;
+        reported.cancel();
+    };
+    tokio::join!(heartbeat, work);
+}
+
+/// [`execute`] without its heartbeats.
+async fn report_job<T: JobTransport>(
+    docker: &Docker,
+    transport: &T,
+    config: &WorkerConfig,
+    lease: &JobLease,
+    cancel: &CancellationToken,
+    stale: &CancellationToken,
+    lease_end: &LeaseEnd,
+) {
+    let (job, attempt) = (lease.job_id, lease.attempt);
 
     // Values the report must not carry: the lease's secrets and, once the
     // sandbox exists, the job's package credentials.
     let mut mask: Vec<String> = lease.secrets.iter().map(|(_, v)| v.clone()).collect();
     let mut sandbox = None;
     let work = async {
-        let mut spec = job_spec(&lease)?;
+        let mut spec = job_spec(lease)?;
         if config.sandbox.private_network {
             let s =
-                crate::job_sandbox::SandboxedJob::start(docker, &config.sandbox, &lease, &mut spec)
+                crate::job_sandbox::SandboxedJob::start(docker, &config.sandbox, lease, &mut spec)
                     .await?;
             tracing::info!(job, attempt, network = %s.network_name(), "job sandbox ready");
             sandbox = Some(s);
@@ -320,21 +423,27 @@ pub async fn execute<T: JobTransport>(
                     }
                 }
                 if !batch.is_empty() {
-                    let lines = std::mem::take(&mut batch);
-                    match transport.logs(job, LogBatch { attempt, lines }).await {
+                    // The same batch (same attempt, same seqs) until it is taken: the server
+                    // stores a line once.
+                    let sent = LogBatch {
+                        attempt,
+                        lines: std::mem::take(&mut batch),
+                    };
+                    let send = || transport.logs(job, sent.clone());
+                    match with_retries(lease_end, job, "sending log lines", send).await {
                         Ok(()) => {}
                         Err(TransportError::Stale(_)) => {
                             stale.cancel();
                             cancel.cancel();
                         }
-                        Err(e) => tracing::warn!(job, error = %e, "sending log lines failed"),
+                        Err(_) => {}
                     }
                 }
             }
         };
         let runner = async {
             let mut sink = LogSink::new(tx);
-            let result = run_job(docker, &spec, &mut sink, &cancel).await;
+            let result = run_job(docker, &spec, &mut sink, cancel).await;
             drop(sink);
             result
         };
@@ -344,7 +453,7 @@ pub async fn execute<T: JobTransport>(
 
     let outcome = tokio::select! {
         r = work => r,
-        () = heartbeat => Err("heartbeats ended".to_string()),
+        () = stale.cancelled() => Err("the attempt became stale".to_string()),
     };
     if let Some(s) = sandbox.take() {
         s.teardown().await;
@@ -384,10 +493,9 @@ pub async fn execute<T: JobTransport>(
                     ));
                     continue;
                 }
-                if let Err(e) = transport
-                    .upload_artifact(job, attempt, &artifact.name, artifact.tar)
-                    .await
-                {
+                let tar = bytes::Bytes::from(artifact.tar);
+                let send = || transport.upload_artifact(job, attempt, &artifact.name, tar.clone());
+                if let Err(e) = with_retries(lease_end, job, "uploading an artifact", send).await {
                     if matches!(e, TransportError::Stale(_)) {
                         return;
                     }
@@ -421,7 +529,8 @@ pub async fn execute<T: JobTransport>(
         }
         report.error = report.error.map(|e| masks.mask_str(&e));
     }
-    match transport.finish(job, report).await {
+    let send = || transport.finish(job, report.clone());
+    match with_retries(lease_end, job, "reporting the job", send).await {
         Ok(()) => tracing::info!(job, attempt, "job reported"),
         Err(e) => tracing::warn!(job, attempt, error = %e, "reporting the job failed"),
     }

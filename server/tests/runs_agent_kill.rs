@@ -105,6 +105,7 @@ async fn sigkill_of_an_http_agent_mid_job_ends_agent_lost() -> Result<()> {
         c.runs.lease = Duration::from_secs(3);
         c.runs.heartbeat = Duration::from_millis(500);
         c.runs.reap_interval = Duration::from_millis(200);
+        c.runs.retry_on_agent_lost = 0;
     })
     .await?;
     server.create_repo(&server.admin_token, "k").await?;

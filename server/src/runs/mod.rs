@@ -43,8 +43,10 @@ pub struct RunsConfig {
     pub reap_interval: Duration,
     /// Image of actions that name no container.
     pub default_image: String,
-    /// Retry a job once after `agent_lost` (never for actions with an `Environment`).
-    pub retry_lost_jobs: bool,
+    /// Further attempts of a job whose agent was lost (its lease ended, or the server with
+    /// its embedded agent restarted mid-job) or failed (`RetryOnAgentLost`, default 1; never
+    /// for actions with an `Environment`).
+    pub retry_on_agent_lost: u32,
     /// Jobs the embedded agent runs at once (0 = no embedded job loop).
     pub embedded_slots: usize,
     /// How the embedded agent isolates jobs (`[jobs.sandbox]` of the config file).
@@ -58,7 +60,7 @@ impl Default for RunsConfig {
             heartbeat: Duration::from_secs(5),
             reap_interval: Duration::from_secs(5),
             default_image: cove_agent::jobs::DEFAULT_IMAGE.to_string(),
-            retry_lost_jobs: false,
+            retry_on_agent_lost: 1,
             embedded_slots: 2,
             sandbox: cove_agent::private_net::SandboxSettings::default(),
         }
@@ -313,8 +315,8 @@ async fn insert_run(
                 .collect(),
             state: JobState::Pending,
             attempt: 0,
-            max_attempts: if runs.config.retry_lost_jobs && action.environment.is_none() {
-                2
+            max_attempts: if action.environment.is_none() {
+                1 + runs.config.retry_on_agent_lost.min(10)
             } else {
                 1
             },
@@ -526,10 +528,15 @@ pub fn spawn_push_consumer(state: AppState) {
         let mut tick = tokio::time::interval(PUSH_CURSOR_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            if let Err(e) = process_pending_pushes(&state).await {
-                tracing::error!(error = %e, "creating runs from stored push events failed; retrying");
-            }
+            let failed = match process_pending_pushes(&state).await {
+                Ok(_) => false,
+                Err(e) => {
+                    tracing::error!(error = %e, "creating runs from stored push events failed; retrying in 1 s");
+                    true
+                }
+            };
             tokio::select! {
+                () = tokio::time::sleep(Duration::from_secs(1)), if failed => {}
                 got = rx.recv() => match got {
                     Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
                         // Every stored event is read from the store: drain the bus.
@@ -1101,12 +1108,33 @@ pub async fn store_artifact(
     Ok(())
 }
 
-/// The agent's final report of an attempt.
+/// SHA-256 of a finish report's JSON (variables are a sorted map, so equal reports hash
+/// equally).
+fn finish_digest(report: &FinishRequest) -> Result<String, RunsError> {
+    use sha2::Digest;
+    let json = serde_json::to_vec(report).map_err(|e| RunsError::BadRequest(e.to_string()))?;
+    Ok(hex::encode(sha2::Sha256::digest(&json)))
+}
+
+/// The agent's final report of an attempt. Idempotent: the report that already ended (or
+/// requeued) this attempt, sent again because its answer was lost, is accepted and changes
+/// nothing; a different report for an ended attempt is stale (409).
 pub async fn finish(
     state: &AppState,
     job_id: i64,
     report: &FinishRequest,
 ) -> Result<(), RunsError> {
+    let digest = finish_digest(report)?;
+    if let Some((attempt, stored)) = state.store().finish_digest(job_id).await? {
+        if attempt == report.attempt && stored == digest {
+            tracing::info!(
+                job = job_id,
+                attempt,
+                "finish report received again; already applied"
+            );
+            return Ok(());
+        }
+    }
     let job = current_job(state, job_id, report.attempt).await?;
     let now = state.runs().clock.now_ms();
     let retry = (report.retry
@@ -1119,7 +1147,7 @@ pub async fn finish(
             .unwrap_or_else(|| "retry requested".into());
         if state
             .store()
-            .requeue_job(job_id, report.attempt, &why)
+            .requeue_finished(job_id, report.attempt, &why, &digest)
             .await?
         {
             tracing::info!(
@@ -1141,14 +1169,14 @@ pub async fn finish(
         .map_err(|e| RunsError::BadRequest(e.to_string()))?;
     let ended = state
         .store()
-        .end_job(
+        .finish_job(
             job_id,
-            JobState::Running,
-            Some(report.attempt),
+            report.attempt,
             to,
             report.error.as_deref(),
-            Some(&vars),
+            &vars,
             now,
+            &digest,
         )
         .await?;
     if !ended {
@@ -1305,7 +1333,7 @@ impl cove_agent::job_worker::JobTransport for InProcess {
         job: i64,
         attempt: u32,
         name: &str,
-        tar: Vec<u8>,
+        tar: bytes::Bytes,
     ) -> Result<(), cove_agent::job_worker::TransportError> {
         store_artifact(&self.0, job, attempt, name, &tar)
             .await

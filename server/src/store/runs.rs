@@ -148,19 +148,10 @@ impl Store {
         jobs: &[JobRow],
         push_event: Option<i64>,
     ) -> Result<bool, StoreError> {
+        // Write first (no read before the first write: SQLite could not upgrade the
+        // transaction); the unique index on (push_event_id, workflow_file) refuses a second
+        // run of the same event.
         let mut tx = self.pool.begin().await?;
-        if let Some(event) = push_event {
-            let row = sqlx::query(
-                "SELECT COUNT(*) AS n FROM runs WHERE push_event_id = $1 AND workflow_file = $2",
-            )
-            .bind(event)
-            .bind(&run.workflow_file)
-            .fetch_one(&mut *tx)
-            .await?;
-            if row.try_get::<i64, _>("n")? > 0 {
-                return Ok(false);
-            }
-        }
         let inserted = sqlx::query(&format!(
             "INSERT INTO runs ({RUN_COLS}, push_event_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
         ))
@@ -457,6 +448,70 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() > 0)
+    }
+
+    /// Ends the running `attempt` with the agent's finish report (its digest is kept so the
+    /// same report sent again is recognized). False when that attempt was not running.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn finish_job(
+        &self,
+        id: i64,
+        attempt: u32,
+        to: JobState,
+        error: Option<&str>,
+        variables_json: &str,
+        now_ms: i64,
+        digest: &str,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE jobs SET state = $1, error = COALESCE($2, error), variables = $3, \
+             finished_at_ms = $4, lease_expires_ms = NULL, finish_digest = $5 \
+             WHERE id = $6 AND state = 'running' AND attempt = $7",
+        )
+        .bind(to.as_str())
+        .bind(error)
+        .bind(variables_json)
+        .bind(now_ms)
+        .bind(digest)
+        .bind(id)
+        .bind(i64::from(attempt))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// running attempt → pending again because its finish report asked for a retry (the
+    /// report's digest is kept like [`Store::finish_job`]).
+    pub async fn requeue_finished(
+        &self,
+        id: i64,
+        attempt: u32,
+        error: &str,
+        digest: &str,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE jobs SET state = 'pending', lease_expires_ms = NULL, error = $1, \
+             finish_digest = $2 WHERE id = $3 AND attempt = $4 AND state = 'running'",
+        )
+        .bind(error)
+        .bind(digest)
+        .bind(id)
+        .bind(i64::from(attempt))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// `(attempt, digest)` of the finish report that ended the job's last attempt, if any.
+    pub async fn finish_digest(&self, id: i64) -> Result<Option<(u32, String)>, StoreError> {
+        let row = sqlx::query("SELECT attempt, finish_digest FROM jobs WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let digest: Option<String> = row.try_get("finish_digest")?;
+        let attempt = u32::try_from(row.try_get::<i64, _>("attempt")?).unwrap_or(0);
+        Ok(digest.map(|d| (attempt, d)))
     }
 
     /// running attempt → pending again (a retry); keeps the attempt count.
