@@ -89,6 +89,11 @@ pub struct WorkerConfig {
     pub log_batch_lines: usize,
     /// How jobs are isolated (private networks, gateway, egress allow-list).
     pub sandbox: crate::private_net::SandboxSettings,
+    /// This agent's name on its job containers (`cove.owner`). At start, [`run`] kills and
+    /// removes the containers with this owner (no job of theirs can still be driven) and
+    /// reports each of their attempts as failed by the agent, so the server retries the job
+    /// (`RetryOnAgentLost`) at once instead of after the lease. `None`: no owner label.
+    pub owner: Option<String>,
 }
 
 impl Default for WorkerConfig {
@@ -99,6 +104,7 @@ impl Default for WorkerConfig {
             log_flush: Duration::from_millis(100),
             log_batch_lines: 64,
             sandbox: crate::private_net::SandboxSettings::default(),
+            owner: None,
         }
     }
 }
@@ -111,6 +117,9 @@ pub async fn run<T: JobTransport>(
     config: WorkerConfig,
     shutdown: CancellationToken,
 ) {
+    if let Some(owner) = &config.owner {
+        recover_orphans(&docker, transport.as_ref(), owner).await;
+    }
     if config.sandbox.private_network {
         crate::job_sandbox::clean_after_crash(&docker, &config.sandbox).await;
     }
@@ -151,6 +160,53 @@ pub async fn run<T: JobTransport>(
     for l in loops {
         let _ = l.await;
     }
+}
+
+/// Kills and removes the job containers `owner` left behind when it stopped (a crash, a
+/// SIGKILL of the server that embeds it) and reports each of their attempts as an agent
+/// failure, so the server retries the job when its policy allows (else fails it) — the job
+/// is never left running, and never runs twice at once: its container is gone before the
+/// report. Returns the orphans found.
+pub async fn recover_orphans<T: JobTransport>(
+    docker: &Docker,
+    transport: &T,
+    owner: &str,
+) -> Vec<crate::jobs::OrphanedJob> {
+    let orphans = match crate::jobs::remove_owned_job_containers(docker, owner).await {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::warn!(error = %e, "looking for orphaned job containers failed");
+            return Vec::new();
+        }
+    };
+    for orphan in &orphans {
+        let Ok(job) = orphan.job.parse::<i64>() else {
+            continue;
+        };
+        let report = FinishRequest {
+            attempt: orphan.attempt,
+            outcome: JobOutcome::Error,
+            variables: Default::default(),
+            error: Some(format!(
+                "the agent stopped while attempt {} ran; its container was removed when the agent started again",
+                orphan.attempt
+            )),
+            retry: false,
+        };
+        let lease = LeaseEnd::new(Duration::from_secs(30));
+        let send = || transport.finish(job, report.clone());
+        match with_retries(&lease, job, "reporting an orphaned attempt", send).await {
+            Ok(()) => {
+                tracing::info!(job, attempt = orphan.attempt, "orphaned attempt reported")
+            }
+            // The attempt had already ended or moved on (its lease expired).
+            Err(TransportError::Stale(_)) => {}
+            Err(e) => {
+                tracing::warn!(job, error = %e, "reporting an orphaned attempt failed")
+            }
+        }
+    }
+    orphans
 }
 
 fn phase_name(name: &str) -> Option<PhaseName> {
@@ -376,6 +432,7 @@ async fn report_job<T: JobTransport>(
     let mut sandbox = None;
     let work = async {
         let mut spec = job_spec(lease)?;
+        spec.owner = config.owner.clone();
         if config.sandbox.private_network {
             let s =
                 crate::job_sandbox::SandboxedJob::start(docker, &config.sandbox, lease, &mut spec)

@@ -128,3 +128,154 @@ async fn an_acknowledged_push_gets_its_runs_after_a_sigkill() -> Result<()> {
     server.kill().await?;
     Ok(())
 }
+
+const SLOW: &str = "Name: slow\nSchemaVersion: \"1.0\"\nTriggers:\n  - Type: PUSH\nActions:\n  Slow:\n    Identifier: aws/build@v1\n    Configuration:\n      Steps:\n        - Run: echo started\n        - Run: sleep 8; echo finished\n";
+
+/// `cove.attempt` labels of the containers of `job` (running or not).
+fn job_containers(job: i64) -> Vec<String> {
+    let out = std::process::Command::new("docker")
+        .args([
+            "ps",
+            "-a",
+            "--filter",
+            &format!("label=cove.job={job}"),
+            "--format",
+            "{{.Label \"cove.attempt\"}}",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "docker ps failed");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
+}
+
+fn remove_job_containers(job: i64) {
+    let out = std::process::Command::new("docker")
+        .args(["ps", "-aq", "--filter", &format!("label=cove.job={job}")])
+        .output()
+        .unwrap();
+    for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+        let _ = std::process::Command::new("docker")
+            .args(["rm", "-f", id])
+            .output();
+    }
+}
+
+async fn slow_runs(url: &str) -> Result<Vec<Run>> {
+    Ok(reqwest::Client::new()
+        .get(format!("{url}/api/v1/repos/admin/slow/runs"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?)
+}
+
+async fn slow_logs(url: &str, run: i64) -> Result<String> {
+    Ok(reqwest::Client::new()
+        .get(format!("{url}/api/v1/runs/{run}/jobs/Slow/logs"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await?
+        .text()
+        .await?)
+}
+
+/// The server (with its embedded agent) is SIGKILLed while a job runs. After the restart
+/// the job's container is gone, the job ran again exactly once (attempt 2, never two
+/// containers at once) and succeeded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_of_the_server_mid_job_leaves_no_container_and_retries_once() -> Result<()> {
+    if !matches!(
+        tokio::time::timeout(Duration::from_secs(5), cove_agent::Runtime::connect()).await,
+        Ok(Ok(_))
+    ) {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "no Docker engine in CI"
+        );
+        eprintln!("SKIP: no Docker engine (set DOCKER_HOST)");
+        return Ok(());
+    }
+    let tmp = tempfile::tempdir()?;
+    let data_dir = tmp.path().join("data");
+    let config = tmp.path().join("cove.toml");
+    std::fs::write(
+        &config,
+        "[jobs]\nembedded_slots = 1\ndefault_image = \"cove/busybox:latest\"\nretry_on_agent_lost = 1\n\
+         [jobs.sandbox]\nprivate_network = false\n",
+    )?;
+    let port = free_port()?;
+    let (mut server, url) = spawn(&data_dir, &config, port).await?;
+    let resp = reqwest::Client::new()
+        .post(format!("{url}/api/v1/repos"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&serde_json::json!({"name": "slow"}))
+        .send()
+        .await?;
+    assert_eq!(resp.status(), 201);
+    let work = tmp.path().join("work");
+    std::fs::create_dir_all(&work)?;
+    git_ok(&work, &["init", "-q", "-b", "main"]).await?;
+    commit_file(
+        &work,
+        ".codecatalyst/workflows/slow.yaml",
+        SLOW.as_bytes(),
+        "wf",
+    )
+    .await?;
+    let host = url.trim_start_matches("http://");
+    let git_url = format!("http://cove:{ADMIN_TOKEN}@{host}/git/admin/slow.git");
+    git_ok(&work, &["push", "-q", &git_url, "main"]).await?;
+
+    // Kill the server once the job's first step ran.
+    let start = Instant::now();
+    let run = loop {
+        if let Some(r) = slow_runs(&url).await?.into_iter().next() {
+            if slow_logs(&url, r.id).await?.contains("\nstarted\n") {
+                break r;
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the job did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let job = run.jobs[0].id;
+    server.kill().await?;
+    assert_eq!(
+        job_containers(job),
+        vec!["1"],
+        "the killed server's job container"
+    );
+
+    let (mut server, url) = spawn(&data_dir, &config, port).await?;
+    let start = Instant::now();
+    let done = loop {
+        let attempts = job_containers(job);
+        assert!(
+            attempts.len() <= 1,
+            "two containers of the job at once: {attempts:?}"
+        );
+        let r = slow_runs(&url).await?.remove(0);
+        if r.state.is_terminal() {
+            break r;
+        }
+        assert!(start.elapsed() < Duration::from_secs(90), "{r:#?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let left = job_containers(job);
+    remove_job_containers(job);
+    assert!(left.is_empty(), "job containers left behind: {left:?}");
+    assert_eq!(done.state, cove_api::RunState::Succeeded, "{done:#?}");
+    assert_eq!(done.jobs[0].attempt, 2, "retried exactly once: {done:#?}");
+    let text = slow_logs(&url, done.id).await?;
+    assert_eq!(text.matches("\nstarted\n").count(), 2, "{text}");
+    assert_eq!(text.matches("\nfinished\n").count(), 1, "{text}");
+    server.kill().await?;
+    Ok(())
+}

@@ -42,6 +42,9 @@ pub use script::{ARTIFACTS_DIR, ROOT, SRC_DIR};
 pub const LABEL_JOB: &str = "cove.job";
 /// Label on every job container: the attempt number.
 pub const LABEL_ATTEMPT: &str = "cove.attempt";
+/// Label on job containers of an agent that names itself (`JobSpec::owner`): which agent
+/// runs them, so that agent finds its own containers again after a crash.
+pub const LABEL_OWNER: &str = "cove.owner";
 /// The image a job runs in when its action names none.
 pub const DEFAULT_IMAGE: &str = "cove/universal:latest";
 
@@ -96,6 +99,8 @@ pub struct JobSpec {
     /// Values masked in every log line that are in no variable (session
     /// credentials the agent holds for the job).
     pub mask: Vec<String>,
+    /// The agent running the job (label [`LABEL_OWNER`]); `None`: no owner label.
+    pub owner: Option<String>,
 }
 
 /// A file the runner writes into the build container.
@@ -139,6 +144,7 @@ impl JobSpec {
             network: None,
             files: Vec::new(),
             mask: Vec::new(),
+            owner: None,
         }
     }
 }
@@ -426,6 +432,69 @@ pub async fn remove_stale_job_containers(
     Ok(removed)
 }
 
+/// A job container found by [`remove_owned_job_containers`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrphanedJob {
+    /// The job id of its [`LABEL_JOB`] label.
+    pub job: String,
+    /// Its [`LABEL_ATTEMPT`] label (0 when missing).
+    pub attempt: u32,
+    pub container: String,
+}
+
+/// Kills and removes every job container labelled with `owner` (at an agent's start, when
+/// none of them can still be driven by it: their commands were run by the process that
+/// died). Returns what was removed.
+pub async fn remove_owned_job_containers(
+    docker: &Docker,
+    owner: &str,
+) -> Result<Vec<OrphanedJob>, JobError> {
+    let err = |action: &str| {
+        let action = action.to_string();
+        move |source| JobError::Docker {
+            job: "*".into(),
+            action,
+            source,
+        }
+    };
+    let filters = HashMap::from([(
+        "label".to_string(),
+        vec![
+            format!("{}=job", crate::pod::LABEL_ROLE),
+            format!("{LABEL_OWNER}={owner}"),
+        ],
+    )]);
+    let list = docker
+        .list_containers(Some(bollard::query_parameters::ListContainersOptions {
+            all: true,
+            filters: Some(filters),
+            ..Default::default()
+        }))
+        .await
+        .map_err(err("list job containers"))?;
+    let mut removed = Vec::new();
+    for c in list {
+        let (Some(id), Some(labels)) = (c.id, c.labels) else {
+            continue;
+        };
+        remove_container(docker, &id)
+            .await
+            .map_err(err("remove an orphaned job container"))?;
+        let job = labels.get(LABEL_JOB).cloned().unwrap_or_default();
+        let attempt = labels
+            .get(LABEL_ATTEMPT)
+            .and_then(|a| a.parse().ok())
+            .unwrap_or(0);
+        tracing::warn!(job = %job, attempt, container = %id, "removed an orphaned job container");
+        removed.push(OrphanedJob {
+            job,
+            attempt,
+            container: id,
+        });
+    }
+    Ok(removed)
+}
+
 async fn remove_container(docker: &Docker, id: &str) -> Result<(), DockerError> {
     let options = RemoveContainerOptions {
         force: true,
@@ -607,11 +676,14 @@ async fn fetch_source(job: &JobSpec) -> Result<Option<Vec<u8>>, JobError> {
 }
 
 fn container_body(job: &JobSpec) -> ContainerCreateBody {
-    let labels = HashMap::from([
+    let mut labels = HashMap::from([
         (LABEL_JOB.to_string(), job.job_id.clone()),
         (LABEL_ATTEMPT.to_string(), job.attempt.to_string()),
         (crate::pod::LABEL_ROLE.to_string(), "job".to_string()),
     ]);
+    if let Some(owner) = &job.owner {
+        labels.insert(LABEL_OWNER.to_string(), owner.clone());
+    }
     ContainerCreateBody {
         image: Some(job.image.clone()),
         entrypoint: Some(devfiles::KEEP_ALIVE.iter().map(|s| s.to_string()).collect()),

@@ -1349,33 +1349,65 @@ impl cove_agent::job_worker::JobTransport for InProcess {
     }
 }
 
+/// The owner label of the embedded agent's job containers: one per data directory, so a
+/// restarted server finds its own orphans and no other server's or agent's.
+pub fn embedded_owner(data_dir: &std::path::Path) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(data_dir.as_os_str().as_encoded_bytes());
+    format!("server-{}", &hex::encode(digest)[..16])
+}
+
 /// Starts the push consumer, the reaper and (with a Docker engine) the embedded job loop.
 /// Returns the token that stops the embedded job loop.
+///
+/// At start-up, before the reaper's first pass: leases of registered agents are extended by
+/// one lease (they could not heartbeat while the server was down), and the embedded agent
+/// kills and removes the job containers it left behind and reports their attempts as lost,
+/// so those jobs are retried at once (`RetryOnAgentLost`) and never run twice at once.
 pub fn spawn_background(state: AppState) -> tokio_util::sync::CancellationToken {
     spawn_push_consumer(state.clone());
-    spawn_reaper(state.clone());
     let stop = tokio_util::sync::CancellationToken::new();
     let slots = state.runs().config.embedded_slots;
-    if slots > 0 {
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            let docker =
-                match tokio::time::timeout(Duration::from_secs(5), cove_agent::Runtime::connect())
-                    .await
-                {
-                    Ok(Ok(rt)) => rt.docker().clone(),
-                    _ => {
-                        tracing::warn!("no Docker engine: the embedded agent runs no jobs");
-                        return;
-                    }
-                };
-            let config = cove_agent::job_worker::WorkerConfig {
-                slots,
-                sandbox: state.runs().config.sandbox.clone(),
-                ..Default::default()
-            };
-            cove_agent::job_worker::run(docker, Arc::new(InProcess(state)), config, stop).await;
-        });
-    }
+    let stop_loop = stop.clone();
+    tokio::spawn(async move {
+        let runs = state.runs();
+        let lease_ms = i64::try_from(runs.config.lease.as_millis()).unwrap_or(i64::MAX);
+        match state
+            .store()
+            .extend_agent_leases(runs.clock.now_ms().saturating_add(lease_ms))
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(jobs = n, "extended the leases of agents' running jobs"),
+            Err(e) => tracing::warn!(error = %e, "extending agents' leases failed"),
+        }
+        let docker = if slots > 0 {
+            match tokio::time::timeout(Duration::from_secs(5), cove_agent::Runtime::connect()).await
+            {
+                Ok(Ok(rt)) => Some(rt.docker().clone()),
+                _ => {
+                    tracing::warn!("no Docker engine: the embedded agent runs no jobs");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let Some(docker) = docker else {
+            spawn_reaper(state);
+            return;
+        };
+        let owner = embedded_owner(state.data_dir());
+        let transport = Arc::new(InProcess(state.clone()));
+        cove_agent::job_worker::recover_orphans(&docker, transport.as_ref(), &owner).await;
+        spawn_reaper(state.clone());
+        let config = cove_agent::job_worker::WorkerConfig {
+            slots,
+            sandbox: state.runs().config.sandbox.clone(),
+            owner: Some(owner),
+            ..Default::default()
+        };
+        cove_agent::job_worker::run(docker, transport, config, stop_loop).await;
+    });
     stop
 }

@@ -553,6 +553,19 @@ impl Store {
         Ok(())
     }
 
+    /// Moves the lease end of every job leased to a registered agent to at least `until_ms`
+    /// (at start-up: the agents could not heartbeat while the server was down).
+    pub async fn extend_agent_leases(&self, until_ms: i64) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE jobs SET lease_expires_ms = $1 WHERE state = 'running' \
+             AND agent_id IS NOT NULL AND lease_expires_ms < $1",
+        )
+        .bind(until_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
     /// Running jobs whose lease ended before `now_ms`.
     pub async fn expired_leases(&self, now_ms: i64) -> Result<Vec<JobRow>, StoreError> {
         sqlx::query(&format!(
