@@ -279,3 +279,82 @@ async fn sigkill_of_the_server_mid_job_leaves_no_container_and_retries_once() ->
     server.kill().await?;
     Ok(())
 }
+
+/// Many artifacts of one job uploaded at the same time: every one is recorded and its bytes
+/// are downloadable (none overwrites another's record).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_artifact_uploads_are_all_kept() -> Result<()> {
+    const UPLOADS: usize = 16;
+    let server = common::TestServer::start_configured(|c| c.embedded_agent = false).await?;
+    let work = tempfile::tempdir()?;
+    common::push_workflow(
+        &server,
+        work.path(),
+        "art",
+        "Name: art\nSchemaVersion: \"1.0\"\nTriggers:\n  - Type: PUSH\nActions:\n  Build:\n    Identifier: aws/build@v1\n    Configuration:\n      Steps:\n        - Run: echo hi\n",
+    )
+    .await?;
+    let token = server.agent_token().await?;
+    let lease: cove_api::JobLease = server
+        .http
+        .post(server.api("/agent/lease"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"wait_ms": 10000}))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let job = lease.job_id;
+    let uploads = (0..UPLOADS).map(|i| {
+        let (http, token) = (server.http.clone(), token.clone());
+        let url = server.api(&format!("/agent/jobs/{job}/artifacts/a{i}?attempt=1"));
+        async move {
+            let body = vec![i as u8; 256 * 1024 + i];
+            let resp = http.put(url).bearer_auth(token).body(body).send().await?;
+            anyhow::ensure!(resp.status().is_success(), "upload {i}: {}", resp.status());
+            Ok::<_, anyhow::Error>(())
+        }
+    });
+    for r in futures_util::future::join_all(uploads).await {
+        r?;
+    }
+    let run: Run = server
+        .http
+        .get(server.api(&format!("/runs/{}", lease.run_id)))
+        .bearer_auth(&server.admin_token)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let mut names = run.jobs[0].artifacts.clone();
+    names.sort();
+    let mut wanted: Vec<String> = (0..UPLOADS).map(|i| format!("a{i}")).collect();
+    wanted.sort();
+    assert_eq!(names, wanted, "every concurrent upload is recorded");
+    for i in 0..UPLOADS {
+        let bytes = server
+            .http
+            .get(server.api(&format!("/runs/{}/jobs/Build/artifacts/a{i}", lease.run_id)))
+            .bearer_auth(&server.admin_token)
+            .send()
+            .await?
+            .error_for_status()?
+            .bytes()
+            .await?;
+        assert_eq!(bytes.len(), 256 * 1024 + i);
+        assert!(bytes.iter().all(|b| *b == i as u8));
+    }
+    // No temporary file is left next to the artifacts.
+    let dir = server
+        .data_dir
+        .join(format!("artifacts/{}/{job}", lease.run_id));
+    let stray: Vec<_> = std::fs::read_dir(&dir)?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(stray.is_empty(), "{stray:?}");
+    server.stop().await;
+    Ok(())
+}

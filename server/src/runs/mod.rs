@@ -103,6 +103,9 @@ pub enum RunsError {
     BadRequest(String),
     #[error("{0}")]
     Conflict(String),
+    /// A body over its limit (HTTP 413).
+    #[error("{0}")]
+    TooLarge(String),
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -118,6 +121,7 @@ impl From<RunsError> for crate::error::ApiError {
             RunsError::Stale { .. } | RunsError::Conflict(_) => ApiError::Conflict(e.to_string()),
             RunsError::NotFound(what) => ApiError::NotFound(what),
             RunsError::BadRequest(m) => ApiError::BadRequest(m),
+            RunsError::TooLarge(m) => ApiError::TooLarge(m),
             RunsError::Git(g) => g.into(),
             RunsError::Store(s) => s.into(),
             other => ApiError::internal(other),
@@ -1030,8 +1034,12 @@ pub async fn append_logs(state: &AppState, job_id: i64, batch: &LogBatch) -> Res
     Ok(())
 }
 
-/// The source tar of the job's run.
-pub async fn source_tar(state: &AppState, job_id: i64, attempt: u32) -> Result<Vec<u8>, RunsError> {
+/// The source tar of the job's run, streamed from `git archive` (never whole in memory).
+pub async fn source_tar(
+    state: &AppState,
+    job_id: i64,
+    attempt: u32,
+) -> Result<source::TarStream, RunsError> {
     let job = current_job(state, job_id, attempt).await?;
     let run = state
         .store()
@@ -1044,40 +1052,46 @@ pub async fn source_tar(state: &AppState, job_id: i64, attempt: u32) -> Result<V
         .await?
         .ok_or_else(|| RunsError::NotFound(format!("repository of run {}", run.id)))?;
     let path = git::repo_path(state.data_dir(), &repo.owner, &repo.name);
-    Ok(source::archive(&path, &run.commit_sha).await?)
+    Ok(source::archive_stream(&path, &run.commit_sha).await?)
 }
 
-/// An artifact produced by an earlier job of the same run.
-pub async fn input_tar(
+/// The file of an artifact produced by an earlier job of the same run.
+pub async fn input_path(
     state: &AppState,
     job_id: i64,
     attempt: u32,
     name: &str,
-) -> Result<Vec<u8>, RunsError> {
+) -> Result<std::path::PathBuf, RunsError> {
     let job = current_job(state, job_id, attempt).await?;
     for other in state.store().jobs_of_run(job.run_id).await? {
         let names: Vec<String> = serde_json::from_str(&other.artifacts_json).unwrap_or_default();
         if names.iter().any(|n| n == name) {
-            let path = artifact_path(state, job.run_id, other.id, name);
-            return tokio::fs::read(&path)
-                .await
-                .map_err(|source| RunsError::Io {
-                    context: format!("reading artifact {name}"),
-                    source,
-                });
+            return Ok(artifact_path(state, job.run_id, other.id, name));
         }
     }
     Err(RunsError::NotFound(format!("artifact {name}")))
 }
 
-/// Stores an output artifact of the current attempt.
-pub async fn store_artifact(
+/// Largest artifact an agent may upload.
+pub const MAX_ARTIFACT_BYTES: u64 = 1024 * 1024 * 1024;
+
+/// Stores an output artifact of the current attempt from a stream of chunks: written to a
+/// temporary file of its own (concurrent uploads never share one), fsynced, renamed into
+/// place, the directory fsynced, and only then recorded on the job (so a recorded artifact
+/// survives a crash; concurrent uploads of one job all stay recorded).
+pub async fn store_artifact<S, E>(
     state: &AppState,
     job_id: i64,
     attempt: u32,
     name: &str,
-    tar: &[u8],
-) -> Result<(), RunsError> {
+    body: S,
+) -> Result<(), RunsError>
+where
+    S: futures_util::Stream<Item = Result<bytes::Bytes, E>>,
+    E: std::fmt::Display,
+{
+    use futures_util::StreamExt;
+    use tokio::io::AsyncWriteExt;
     if !valid_artifact_name(name) {
         return Err(RunsError::BadRequest(format!(
             "artifact name {name:?} is not valid"
@@ -1092,19 +1106,46 @@ pub async fn store_artifact(
     tokio::fs::create_dir_all(&dir)
         .await
         .map_err(io("creating the artifact directory"))?;
-    let tmp = dir.join(format!(".{name}.{attempt}.tmp"));
-    tokio::fs::write(&tmp, tar)
-        .await
-        .map_err(io("writing an artifact"))?;
-    tokio::fs::rename(&tmp, artifact_path(state, job.run_id, job_id, name))
-        .await
-        .map_err(io("storing an artifact"))?;
-    let mut names: Vec<String> = serde_json::from_str(&job.artifacts_json).unwrap_or_default();
-    if !names.iter().any(|n| n == name) {
-        names.push(name.to_string());
+    let tmp = dir.join(format!(".{name}.{attempt}.{}.tmp", store::next_id()));
+    let written = async {
+        let mut file = tokio::fs::File::create(&tmp)
+            .await
+            .map_err(io("creating an artifact file"))?;
+        let mut size = 0u64;
+        tokio::pin!(body);
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| {
+                RunsError::BadRequest(format!("reading the artifact upload failed: {e}"))
+            })?;
+            size += chunk.len() as u64;
+            if size > MAX_ARTIFACT_BYTES {
+                return Err(RunsError::TooLarge(format!(
+                    "artifacts are limited to {MAX_ARTIFACT_BYTES} bytes"
+                )));
+            }
+            file.write_all(&chunk)
+                .await
+                .map_err(io("writing an artifact"))?;
+        }
+        file.sync_all().await.map_err(io("syncing an artifact"))?;
+        tokio::fs::rename(&tmp, artifact_path(state, job.run_id, job_id, name))
+            .await
+            .map_err(io("storing an artifact"))?;
+        tokio::fs::File::open(&dir)
+            .await
+            .map_err(io("opening the artifact directory"))?
+            .sync_all()
+            .await
+            .map_err(io("syncing the artifact directory"))?;
+        Ok(())
     }
-    let json = serde_json::to_string(&names).map_err(|e| RunsError::BadRequest(e.to_string()))?;
-    state.store().set_job_artifacts(job_id, &json).await?;
+    .await;
+    if let Err(e) = written {
+        let _ = tokio::fs::remove_file(&tmp).await;
+        return Err(e);
+    }
+    current_job(state, job_id, attempt).await?;
+    state.store().add_job_artifact(job_id, name).await?;
     Ok(())
 }
 
@@ -1312,9 +1353,15 @@ impl cove_agent::job_worker::JobTransport for InProcess {
         job: i64,
         attempt: u32,
     ) -> Result<Vec<u8>, cove_agent::job_worker::TransportError> {
-        source_tar(&self.0, job, attempt)
+        use futures_util::TryStreamExt;
+        let stream = source_tar(&self.0, job, attempt)
             .await
-            .map_err(transport_err)
+            .map_err(transport_err)?;
+        let chunks: Vec<bytes::Bytes> = stream
+            .try_collect()
+            .await
+            .map_err(|e| cove_agent::job_worker::TransportError::Other(e.to_string()))?;
+        Ok(chunks.concat())
     }
 
     async fn input(
@@ -1323,9 +1370,12 @@ impl cove_agent::job_worker::JobTransport for InProcess {
         attempt: u32,
         name: &str,
     ) -> Result<Vec<u8>, cove_agent::job_worker::TransportError> {
-        input_tar(&self.0, job, attempt, name)
+        let path = input_path(&self.0, job, attempt, name)
             .await
-            .map_err(transport_err)
+            .map_err(transport_err)?;
+        tokio::fs::read(&path).await.map_err(|e| {
+            cove_agent::job_worker::TransportError::Other(format!("reading artifact {name}: {e}"))
+        })
     }
 
     async fn upload_artifact(
@@ -1335,7 +1385,8 @@ impl cove_agent::job_worker::JobTransport for InProcess {
         name: &str,
         tar: bytes::Bytes,
     ) -> Result<(), cove_agent::job_worker::TransportError> {
-        store_artifact(&self.0, job, attempt, name, &tar)
+        let body = futures_util::stream::iter([Ok::<_, std::convert::Infallible>(tar)]);
+        store_artifact(&self.0, job, attempt, name, body)
             .await
             .map_err(transport_err)
     }

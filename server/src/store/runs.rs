@@ -579,12 +579,33 @@ impl Store {
         .collect()
     }
 
-    pub async fn set_job_artifacts(&self, id: i64, names_json: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE jobs SET artifacts = $1 WHERE id = $2")
-            .bind(names_json)
+    /// Adds `name` to the job's artifact list (once). Safe against concurrent uploads, across
+    /// processes too: the transaction writes the row first (SQLite's write lock, PostgreSQL's
+    /// row lock), so the list it reads next is the latest committed one.
+    pub async fn add_job_artifact(&self, id: i64, name: &str) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE jobs SET artifacts = artifacts WHERE id = $1")
             .bind(id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        let json: String = sqlx::query("SELECT artifacts FROM jobs WHERE id = $1")
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get("artifacts")?;
+        let mut names: Vec<String> = serde_json::from_str(&json)
+            .map_err(|e| StoreError::Corrupt(format!("job artifacts: {e}")))?;
+        if !names.iter().any(|n| n == name) {
+            names.push(name.to_string());
+            let json =
+                serde_json::to_string(&names).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            sqlx::query("UPDATE jobs SET artifacts = $1 WHERE id = $2")
+                .bind(json)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
