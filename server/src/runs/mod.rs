@@ -1413,8 +1413,9 @@ pub fn embedded_owner(data_dir: &std::path::Path) -> String {
 ///
 /// At start-up, before the reaper's first pass: leases of registered agents are extended by
 /// one lease (they could not heartbeat while the server was down), and the embedded agent
-/// kills and removes the job containers it left behind and reports their attempts as lost,
-/// so those jobs are retried at once (`RetryOnAgentLost`) and never run twice at once.
+/// kills and removes the job containers it left behind and reports their attempts as lost
+/// (any other lease of the embedded agent ends at once), so those jobs are retried at once
+/// (`RetryOnAgentLost`) and never run twice at once.
 pub fn spawn_background(state: AppState) -> tokio_util::sync::CancellationToken {
     spawn_push_consumer(state.clone());
     let stop = tokio_util::sync::CancellationToken::new();
@@ -1451,6 +1452,12 @@ pub fn spawn_background(state: AppState) -> tokio_util::sync::CancellationToken 
         let owner = embedded_owner(state.data_dir());
         let transport = Arc::new(InProcess(state.clone()));
         cove_agent::job_worker::recover_orphans(&docker, transport.as_ref(), &owner).await;
+        // Embedded leases whose container was already gone (a graceful stop removed it).
+        match state.store().expire_embedded_leases().await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(jobs = n, "the embedded agent's earlier jobs were lost"),
+            Err(e) => tracing::warn!(error = %e, "ending the embedded agent's old leases failed"),
+        }
         spawn_reaper(state.clone());
         let config = cove_agent::job_worker::WorkerConfig {
             slots,

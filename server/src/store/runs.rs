@@ -566,6 +566,18 @@ impl Store {
         Ok(done.rows_affected())
     }
 
+    /// Ends the leases of the embedded agent's running jobs now (at server start: the embedded
+    /// agent that held them died with the previous process), so the reaper's next pass retries
+    /// or ends them.
+    pub async fn expire_embedded_leases(&self) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE jobs SET lease_expires_ms = 0 WHERE state = 'running' AND agent_id IS NULL",
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
     /// Running jobs whose lease ended before `now_ms`.
     pub async fn expired_leases(&self, now_ms: i64) -> Result<Vec<JobRow>, StoreError> {
         sqlx::query(&format!(
