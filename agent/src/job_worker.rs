@@ -50,19 +50,21 @@ pub trait JobTransport: Send + Sync + 'static {
         job: i64,
         batch: LogBatch,
     ) -> impl Future<Output = Result<(), TransportError>> + Send;
-    /// The tar of the run's source tree.
+    /// Writes the tar of the run's source tree to the file `dest` (streamed).
     fn source(
         &self,
         job: i64,
         attempt: u32,
-    ) -> impl Future<Output = Result<Vec<u8>, TransportError>> + Send;
-    /// The tar of an earlier action's output artifact.
+        dest: &std::path::Path,
+    ) -> impl Future<Output = Result<(), TransportError>> + Send;
+    /// Writes the tar of an earlier action's output artifact to the file `dest` (streamed).
     fn input(
         &self,
         job: i64,
         attempt: u32,
         name: &str,
-    ) -> impl Future<Output = Result<Vec<u8>, TransportError>> + Send;
+        dest: &std::path::Path,
+    ) -> impl Future<Output = Result<(), TransportError>> + Send;
     fn upload_artifact(
         &self,
         job: i64,
@@ -442,21 +444,25 @@ async fn report_job<T: JobTransport>(
             mask.extend(spec.mask.iter().cloned());
             mask.extend(spec.secrets.iter().map(|(_, v)| v.clone()));
         }
+        // Source and input tars go through files, never whole in memory.
+        let files = tempfile::tempdir().map_err(|e| format!("a temporary directory: {e}"))?;
         if lease.source {
-            let tar = transport
-                .source(job, attempt)
+            let path = files.path().join("source.tar");
+            let send = || transport.source(job, attempt, &path);
+            with_retries(lease_end, job, "fetching the source", send)
                 .await
                 .map_err(|e| format!("fetching the source failed: {e}"))?;
-            spec.source = Source::Tar(tar);
+            spec.source = Source::TarFile(path);
         }
-        for name in &lease.inputs {
-            let tar = transport
-                .input(job, attempt, name)
+        for (n, name) in lease.inputs.iter().enumerate() {
+            let path = files.path().join(format!("input-{n}.tar"));
+            let send = || transport.input(job, attempt, name, &path);
+            with_retries(lease_end, job, "fetching an input artifact", send)
                 .await
                 .map_err(|e| format!("fetching input artifact `{name}` failed: {e}"))?;
             spec.inputs.push(InputArtifact {
                 name: name.clone(),
-                tar,
+                tar: crate::jobs::Tar::File(path),
             });
         }
         let (tx, mut rx) = tokio::sync::mpsc::channel::<LogLine>(1024);

@@ -216,6 +216,8 @@ pub enum Source {
     None,
     /// A tar of the tree at the run's commit (handed over by the server).
     Tar(Vec<u8>),
+    /// The same in a file (streamed into the container, never whole in memory).
+    TarFile(std::path::PathBuf),
     /// `git archive` of `commit`: `repo` is a local repository (bare or
     /// not) or a URL the agent can fetch from without credentials.
     Git { repo: String, commit: String },
@@ -224,7 +226,39 @@ pub enum Source {
 #[derive(Clone, Debug)]
 pub struct InputArtifact {
     pub name: String,
-    pub tar: Vec<u8>,
+    pub tar: Tar,
+}
+
+/// A tar handed to the runner: in memory, or a file that is streamed into the container.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Tar {
+    Bytes(Vec<u8>),
+    File(std::path::PathBuf),
+}
+
+impl From<Vec<u8>> for Tar {
+    fn from(bytes: Vec<u8>) -> Tar {
+        Tar::Bytes(bytes)
+    }
+}
+
+/// A file's bytes as a stream of chunks of at most 64 KiB.
+fn file_chunks(
+    file: tokio::fs::File,
+) -> impl futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send + 'static {
+    futures_util::stream::unfold(Some(file), |file| async move {
+        use tokio::io::AsyncReadExt;
+        let mut file = file?;
+        let mut buf = vec![0u8; 64 * 1024];
+        match file.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok(bytes::Bytes::from(buf)), Some(file)))
+            }
+            Err(e) => Some((Err(e), None)),
+        }
+    })
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -612,14 +646,15 @@ pub async fn run_job(
     Ok(result)
 }
 
-async fn fetch_source(job: &JobSpec) -> Result<Option<Vec<u8>>, JobError> {
+async fn fetch_source(job: &JobSpec) -> Result<Option<Tar>, JobError> {
     let fail = |detail: String| JobError::Source {
         job: job.job_id.clone(),
         detail,
     };
     match &job.source {
         Source::None => Ok(None),
-        Source::Tar(t) => Ok(Some(t.clone())),
+        Source::Tar(t) => Ok(Some(Tar::Bytes(t.clone()))),
+        Source::TarFile(path) => Ok(Some(Tar::File(path.clone()))),
         Source::Git { repo, commit } => {
             if commit.starts_with('-') || commit.is_empty() {
                 return Err(fail(format!("`{commit}` is not a commit")));
@@ -655,7 +690,7 @@ async fn fetch_source(job: &JobSpec) -> Result<Option<Vec<u8>>, JobError> {
                 let spec = format!("{commit}^{{commit}}");
                 return run(git(&dir, &["archive", "--format=tar", &spec]), "archive")
                     .await
-                    .map(Some);
+                    .map(|t| Some(Tar::Bytes(t)));
             }
             let tmp = tempfile::tempdir().map_err(|e| fail(format!("temp dir: {e}")))?;
             let dir = tmp.path().to_string_lossy().into_owned();
@@ -670,7 +705,7 @@ async fn fetch_source(job: &JobSpec) -> Result<Option<Vec<u8>>, JobError> {
                 "archive",
             )
             .await
-            .map(Some)
+            .map(|t| Some(Tar::Bytes(t)))
         }
     }
 }
@@ -767,7 +802,14 @@ impl Runner<'_> {
         }
     }
 
-    async fn upload(&self, path: &str, tar: Vec<u8>) -> Result<(), JobError> {
+    async fn upload(&self, path: &str, tar: impl Into<Tar>) -> Result<(), JobError> {
+        let body = match tar.into() {
+            Tar::Bytes(bytes) => bollard::body_full(bytes.into()),
+            Tar::File(file) => {
+                let file = tokio::fs::File::open(&file).await.map_err(self.io())?;
+                bollard::body_try_stream(file_chunks(file))
+            }
+        };
         self.docker
             .upload_to_container(
                 self.container,
@@ -775,7 +817,7 @@ impl Runner<'_> {
                     path: path.to_string(),
                     ..Default::default()
                 }),
-                bollard::body_full(tar.into()),
+                body,
             )
             .await
             .map_err(self.err(&format!("upload to {path}")))
@@ -784,7 +826,7 @@ impl Runner<'_> {
     async fn run(
         &mut self,
         sink: &mut LogSink,
-        source: Option<Vec<u8>>,
+        source: Option<Tar>,
     ) -> Result<JobResult, JobError> {
         let mut boot = script::Bootstrap::new().map_err(self.io())?;
         for a in &self.job.inputs {

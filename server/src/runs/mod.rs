@@ -1352,16 +1352,26 @@ impl cove_agent::job_worker::JobTransport for InProcess {
         &self,
         job: i64,
         attempt: u32,
-    ) -> Result<Vec<u8>, cove_agent::job_worker::TransportError> {
-        use futures_util::TryStreamExt;
-        let stream = source_tar(&self.0, job, attempt)
+        dest: &std::path::Path,
+    ) -> Result<(), cove_agent::job_worker::TransportError> {
+        use futures_util::StreamExt;
+        use tokio::io::AsyncWriteExt;
+        let other = |e: String| cove_agent::job_worker::TransportError::Other(e);
+        let mut stream = source_tar(&self.0, job, attempt)
             .await
             .map_err(transport_err)?;
-        let chunks: Vec<bytes::Bytes> = stream
-            .try_collect()
+        let mut file = tokio::fs::File::create(dest)
             .await
-            .map_err(|e| cove_agent::job_worker::TransportError::Other(e.to_string()))?;
-        Ok(chunks.concat())
+            .map_err(|e| other(format!("{}: {e}", dest.display())))?;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| other(format!("the source tar: {e}")))?;
+            file.write_all(&chunk)
+                .await
+                .map_err(|e| other(format!("{}: {e}", dest.display())))?;
+        }
+        file.flush()
+            .await
+            .map_err(|e| other(format!("{}: {e}", dest.display())))
     }
 
     async fn input(
@@ -1369,11 +1379,12 @@ impl cove_agent::job_worker::JobTransport for InProcess {
         job: i64,
         attempt: u32,
         name: &str,
-    ) -> Result<Vec<u8>, cove_agent::job_worker::TransportError> {
+        dest: &std::path::Path,
+    ) -> Result<(), cove_agent::job_worker::TransportError> {
         let path = input_path(&self.0, job, attempt, name)
             .await
             .map_err(transport_err)?;
-        tokio::fs::read(&path).await.map_err(|e| {
+        tokio::fs::copy(&path, dest).await.map(|_| ()).map_err(|e| {
             cove_agent::job_worker::TransportError::Other(format!("reading artifact {name}: {e}"))
         })
     }
