@@ -358,3 +358,60 @@ async fn concurrent_artifact_uploads_are_all_kept() -> Result<()> {
     server.stop().await;
     Ok(())
 }
+
+/// A registered agent's lease that ran out while the server was down is extended at start-up
+/// (the agent could not heartbeat), so the agent's next heartbeat keeps its job instead of
+/// the reaper's first pass taking it away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_keep_their_leases_across_a_server_restart() -> Result<()> {
+    let server = common::TestServer::start_configured(|c| {
+        c.embedded_agent = false;
+        c.runs.lease = Duration::from_secs(1);
+        // One reaper pass at each start, none in between.
+        c.runs.reap_interval = Duration::from_secs(3600);
+        c.runs.retry_on_agent_lost = 0;
+    })
+    .await?;
+    let work = tempfile::tempdir()?;
+    common::push_workflow(
+        &server,
+        work.path(),
+        "keep",
+        "Name: keep\nSchemaVersion: \"1.0\"\nTriggers:\n  - Type: PUSH\nActions:\n  Build:\n    Identifier: aws/build@v1\n    Configuration:\n      Steps:\n        - Run: echo hi\n",
+    )
+    .await?;
+    let token = server.agent_token().await?;
+    let lease: cove_api::JobLease = server
+        .http
+        .post(server.api("/agent/lease"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"wait_ms": 10000}))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    // The lease runs out (no heartbeat), then the server restarts: its reaper's first pass
+    // would end the job as lost if the lease were not extended at start-up.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let server = server.restart().await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let resp = server
+        .http
+        .post(server.api(&format!("/agent/jobs/{}/heartbeat", lease.job_id)))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"attempt": lease.attempt}))
+        .send()
+        .await?;
+    assert_eq!(resp.status(), 200, "the lease survived the restart");
+    let resp = server
+        .http
+        .post(server.api(&format!("/agent/jobs/{}/finish", lease.job_id)))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"attempt": lease.attempt, "outcome": "succeeded"}))
+        .send()
+        .await?;
+    assert!(resp.status().is_success(), "{}", resp.status());
+    server.stop().await;
+    Ok(())
+}
