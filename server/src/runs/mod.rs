@@ -1166,17 +1166,24 @@ pub async fn finish(
     report: &FinishRequest,
 ) -> Result<(), RunsError> {
     let digest = finish_digest(report)?;
-    if let Some((attempt, stored)) = state.store().finish_digest(job_id).await? {
-        if attempt == report.attempt && stored == digest {
+    // The report that already ended this attempt, sent again (its answer was lost)?
+    let replayed = || async {
+        let stored = state.store().finish_digest(job_id).await?;
+        let same = stored.is_some_and(|(a, d)| a == report.attempt && d == digest);
+        if same {
             tracing::info!(
                 job = job_id,
-                attempt,
+                attempt = report.attempt,
                 "finish report received again; already applied"
             );
-            return Ok(());
         }
-    }
-    let job = current_job(state, job_id, report.attempt).await?;
+        Ok::<_, RunsError>(same)
+    };
+    let job = match current_job(state, job_id, report.attempt).await {
+        Ok(job) => job,
+        Err(RunsError::Stale { .. }) if replayed().await? => return Ok(()),
+        Err(e) => return Err(e),
+    };
     let now = state.runs().clock.now_ms();
     let retry = (report.retry
         || (report.outcome == JobOutcome::Error && report.attempt < job.max_attempts))
@@ -1221,6 +1228,9 @@ pub async fn finish(
         )
         .await?;
     if !ended {
+        if replayed().await? {
+            return Ok(());
+        }
         return Err(RunsError::Stale {
             job: job_id,
             attempt: report.attempt,
