@@ -531,16 +531,22 @@ pub fn spawn_push_consumer(state: AppState) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(PUSH_CURSOR_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut retry_in = Duration::ZERO;
         loop {
             let failed = match process_pending_pushes(&state).await {
-                Ok(_) => false,
+                Ok(_) => {
+                    retry_in = Duration::ZERO;
+                    false
+                }
                 Err(e) => {
-                    tracing::error!(error = %e, "creating runs from stored push events failed; retrying in 1 s");
+                    // 1 s, doubling up to the periodic pass.
+                    retry_in = (retry_in * 2).clamp(Duration::from_secs(1), PUSH_CURSOR_INTERVAL);
+                    tracing::error!(error = %e, retry_in_s = retry_in.as_secs(), "creating runs from stored push events failed; retrying");
                     true
                 }
             };
             tokio::select! {
-                () = tokio::time::sleep(Duration::from_secs(1)), if failed => {}
+                () = tokio::time::sleep(retry_in), if failed => {}
                 got = rx.recv() => match got {
                     Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
                         // Every stored event is read from the store: drain the bus.
