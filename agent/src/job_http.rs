@@ -175,7 +175,7 @@ impl HttpTransport {
         method: Method,
         path: &str,
         content_type: &str,
-        body: Vec<u8>,
+        body: impl Into<Bytes>,
         timeout: Duration,
     ) -> Result<(StatusCode, Bytes), TransportError> {
         let req = Request::builder()
@@ -183,7 +183,7 @@ impl HttpTransport {
             .uri(format!("{}/api/v1{path}", self.base))
             .header("authorization", format!("Bearer {}", self.token))
             .header("content-type", content_type)
-            .body(Full::new(Bytes::from(body)))
+            .body(Full::new(body.into()))
             .map_err(other)?;
         let fut = async {
             let resp = self.client.request(req).await.map_err(other)?;
@@ -203,7 +203,7 @@ impl HttpTransport {
         method: Method,
         path: &str,
         content_type: &str,
-        body: Vec<u8>,
+        body: impl Into<Bytes>,
         timeout: Duration,
     ) -> Result<(StatusCode, Bytes), TransportError> {
         let (status, body) = self.send(method, path, content_type, body, timeout).await?;
@@ -240,6 +240,69 @@ impl HttpTransport {
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// A download may take this long between two chunks.
+const CHUNK_TIMEOUT: Duration = Duration::from_secs(60);
+
+impl HttpTransport {
+    /// `GET path` of the agent protocol, its body streamed into the file `dest` (created or
+    /// truncated); statuses map like [`HttpTransport::call`].
+    async fn download(&self, path: &str, dest: &std::path::Path) -> Result<(), TransportError> {
+        use tokio::io::AsyncWriteExt;
+        let req = Request::builder()
+            .method(Method::GET)
+            .uri(format!("{}/api/v1{path}", self.base))
+            .header("authorization", format!("Bearer {}", self.token))
+            .body(Full::new(Bytes::new()))
+            .map_err(other)?;
+        let resp = tokio::time::timeout(CALL_TIMEOUT, self.client.request(req))
+            .await
+            .map_err(|_| other(format!("{path}: no answer within {CALL_TIMEOUT:?}")))?
+            .map_err(other)?;
+        let status = resp.status();
+        if !status.is_success() {
+            let body = tokio::time::timeout(CHUNK_TIMEOUT, resp.into_body().collect())
+                .await
+                .map_err(|_| other(format!("{path}: no answer within {CHUNK_TIMEOUT:?}")))?
+                .map_err(other)?
+                .to_bytes();
+            if status == StatusCode::UNAUTHORIZED {
+                if let Some(token) = &self.unauthorized {
+                    token.cancel();
+                }
+            }
+            if status == StatusCode::CONFLICT {
+                return Err(TransportError::Stale(
+                    String::from_utf8_lossy(&body).into_owned(),
+                ));
+            }
+            return Err(other(format!(
+                "{path}: HTTP {status}: {}",
+                error_message(&body)
+            )));
+        }
+        let mut file = tokio::fs::File::create(dest)
+            .await
+            .map_err(|e| other(format!("{}: {e}", dest.display())))?;
+        let mut body = resp.into_body();
+        loop {
+            let frame = tokio::time::timeout(CHUNK_TIMEOUT, body.frame())
+                .await
+                .map_err(|_| other(format!("{path}: stalled for {CHUNK_TIMEOUT:?}")))?;
+            let Some(frame) = frame else { break };
+            let frame = frame.map_err(|e| other(format!("{path}: {e}")))?;
+            if let Ok(data) = frame.into_data() {
+                file.write_all(&data)
+                    .await
+                    .map_err(|e| other(format!("{}: {e}", dest.display())))?;
+            }
+        }
+        file.flush()
+            .await
+            .map_err(|e| other(format!("{}: {e}", dest.display())))?;
+        Ok(())
+    }
+}
+
 impl JobTransport for HttpTransport {
     async fn lease(&self, wait: Duration) -> Result<Option<JobLease>, TransportError> {
         let req = LeaseRequest {
@@ -271,30 +334,28 @@ impl JobTransport for HttpTransport {
             .map(|_| ())
     }
 
-    async fn source(&self, job: i64, attempt: u32) -> Result<Vec<u8>, TransportError> {
-        let (_, body) = self
-            .call(
-                Method::GET,
-                &format!("/agent/jobs/{job}/source?attempt={attempt}"),
-                "application/json",
-                Vec::new(),
-                CALL_TIMEOUT,
-            )
-            .await?;
-        Ok(body.to_vec())
+    async fn source(
+        &self,
+        job: i64,
+        attempt: u32,
+        dest: &std::path::Path,
+    ) -> Result<(), TransportError> {
+        self.download(&format!("/agent/jobs/{job}/source?attempt={attempt}"), dest)
+            .await
     }
 
-    async fn input(&self, job: i64, attempt: u32, name: &str) -> Result<Vec<u8>, TransportError> {
-        let (_, body) = self
-            .call(
-                Method::GET,
-                &format!("/agent/jobs/{job}/inputs/{name}?attempt={attempt}"),
-                "application/json",
-                Vec::new(),
-                CALL_TIMEOUT,
-            )
-            .await?;
-        Ok(body.to_vec())
+    async fn input(
+        &self,
+        job: i64,
+        attempt: u32,
+        name: &str,
+        dest: &std::path::Path,
+    ) -> Result<(), TransportError> {
+        self.download(
+            &format!("/agent/jobs/{job}/inputs/{name}?attempt={attempt}"),
+            dest,
+        )
+        .await
     }
 
     async fn upload_artifact(
@@ -302,7 +363,7 @@ impl JobTransport for HttpTransport {
         job: i64,
         attempt: u32,
         name: &str,
-        tar: Vec<u8>,
+        tar: Bytes,
     ) -> Result<(), TransportError> {
         self.call(
             Method::PUT,

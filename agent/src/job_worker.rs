@@ -50,25 +50,27 @@ pub trait JobTransport: Send + Sync + 'static {
         job: i64,
         batch: LogBatch,
     ) -> impl Future<Output = Result<(), TransportError>> + Send;
-    /// The tar of the run's source tree.
+    /// Writes the tar of the run's source tree to the file `dest` (streamed).
     fn source(
         &self,
         job: i64,
         attempt: u32,
-    ) -> impl Future<Output = Result<Vec<u8>, TransportError>> + Send;
-    /// The tar of an earlier action's output artifact.
+        dest: &std::path::Path,
+    ) -> impl Future<Output = Result<(), TransportError>> + Send;
+    /// Writes the tar of an earlier action's output artifact to the file `dest` (streamed).
     fn input(
         &self,
         job: i64,
         attempt: u32,
         name: &str,
-    ) -> impl Future<Output = Result<Vec<u8>, TransportError>> + Send;
+        dest: &std::path::Path,
+    ) -> impl Future<Output = Result<(), TransportError>> + Send;
     fn upload_artifact(
         &self,
         job: i64,
         attempt: u32,
         name: &str,
-        tar: Vec<u8>,
+        tar: bytes::Bytes,
     ) -> impl Future<Output = Result<(), TransportError>> + Send;
     fn finish(
         &self,
@@ -89,6 +91,11 @@ pub struct WorkerConfig {
     pub log_batch_lines: usize,
     /// How jobs are isolated (private networks, gateway, egress allow-list).
     pub sandbox: crate::private_net::SandboxSettings,
+    /// This agent's name on its job containers (`cove.owner`). At start, [`run`] kills and
+    /// removes the containers with this owner (no job of theirs can still be driven) and
+    /// reports each of their attempts as failed by the agent, so the server retries the job
+    /// (`RetryOnAgentLost`) at once instead of after the lease. `None`: no owner label.
+    pub owner: Option<String>,
 }
 
 impl Default for WorkerConfig {
@@ -99,6 +106,7 @@ impl Default for WorkerConfig {
             log_flush: Duration::from_millis(100),
             log_batch_lines: 64,
             sandbox: crate::private_net::SandboxSettings::default(),
+            owner: None,
         }
     }
 }
@@ -111,6 +119,9 @@ pub async fn run<T: JobTransport>(
     config: WorkerConfig,
     shutdown: CancellationToken,
 ) {
+    if let Some(owner) = &config.owner {
+        recover_orphans(&docker, transport.as_ref(), owner).await;
+    }
     if config.sandbox.private_network {
         crate::job_sandbox::clean_after_crash(&docker, &config.sandbox).await;
     }
@@ -151,6 +162,53 @@ pub async fn run<T: JobTransport>(
     for l in loops {
         let _ = l.await;
     }
+}
+
+/// Kills and removes the job containers `owner` left behind when it stopped (a crash, a
+/// SIGKILL of the server that embeds it) and reports each of their attempts as an agent
+/// failure, so the server retries the job when its policy allows (else fails it) — the job
+/// is never left running, and never runs twice at once: its container is gone before the
+/// report. Returns the orphans found.
+pub async fn recover_orphans<T: JobTransport>(
+    docker: &Docker,
+    transport: &T,
+    owner: &str,
+) -> Vec<crate::jobs::OrphanedJob> {
+    let orphans = match crate::jobs::remove_owned_job_containers(docker, owner).await {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::warn!(error = %e, "looking for orphaned job containers failed");
+            return Vec::new();
+        }
+    };
+    for orphan in &orphans {
+        let Ok(job) = orphan.job.parse::<i64>() else {
+            continue;
+        };
+        let report = FinishRequest {
+            attempt: orphan.attempt,
+            outcome: JobOutcome::Error,
+            variables: Default::default(),
+            error: Some(format!(
+                "the agent stopped while attempt {} ran; its container was removed when the agent started again",
+                orphan.attempt
+            )),
+            retry: false,
+        };
+        let lease = LeaseEnd::new(Duration::from_secs(30));
+        let send = || transport.finish(job, report.clone());
+        match with_retries(&lease, job, "reporting an orphaned attempt", send).await {
+            Ok(()) => {
+                tracing::info!(job, attempt = orphan.attempt, "orphaned attempt reported")
+            }
+            // The attempt had already ended or moved on (its lease expired).
+            Err(TransportError::Stale(_)) => {}
+            Err(e) => {
+                tracing::warn!(job, error = %e, "reporting an orphaned attempt failed")
+            }
+        }
+    }
+    orphans
 }
 
 fn phase_name(name: &str) -> Option<PhaseName> {
@@ -233,8 +291,70 @@ pub fn seq_base(attempt: u32) -> u64 {
     u64::from(attempt.saturating_sub(1)) * 1_000_000_000
 }
 
+/// Until when the current lease holds, as far as this agent knows: renewed by every
+/// successful heartbeat.
+#[derive(Debug, Clone)]
+struct LeaseEnd {
+    until: Arc<std::sync::Mutex<tokio::time::Instant>>,
+    lease: Duration,
+}
+
+impl LeaseEnd {
+    fn new(lease: Duration) -> LeaseEnd {
+        LeaseEnd {
+            until: Arc::new(std::sync::Mutex::new(tokio::time::Instant::now() + lease)),
+            lease,
+        }
+    }
+
+    fn renewed(&self) {
+        let mut until = self.until.lock().unwrap_or_else(|p| p.into_inner());
+        *until = tokio::time::Instant::now() + self.lease;
+    }
+
+    fn until(&self) -> tokio::time::Instant {
+        *self.until.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// First wait before a report is sent again; it doubles up to [`RETRY_MAX`].
+const RETRY_FIRST: Duration = Duration::from_millis(200);
+const RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// Sends a report until the server takes it: failures other than a stale attempt are retried
+/// with exponential back-off until the lease ends (the server accepts the same report twice,
+/// so a report whose answer was lost is simply sent again).
+async fn with_retries<R, F, Fut>(
+    lease: &LeaseEnd,
+    job: i64,
+    what: &str,
+    mut send: F,
+) -> Result<R, TransportError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<R, TransportError>>,
+{
+    let mut wait = RETRY_FIRST;
+    loop {
+        match send().await {
+            Ok(r) => return Ok(r),
+            Err(TransportError::Stale(m)) => return Err(TransportError::Stale(m)),
+            Err(e) => {
+                if tokio::time::Instant::now() + wait >= lease.until() {
+                    tracing::warn!(job, error = %e, "{what} failed; the lease ends, giving up");
+                    return Err(e);
+                }
+                tracing::warn!(job, error = %e, retry_in_ms = wait.as_millis() as u64, "{what} failed; retrying");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(RETRY_MAX);
+            }
+        }
+    }
+}
+
 /// Runs one leased job to its report. Never panics on server errors: a stale attempt stops
-/// the job quietly (another attempt owns it now).
+/// the job quietly (another attempt owns it now). Heartbeats go on until the job's report
+/// was taken, and every report is retried until the lease ends.
 pub async fn execute<T: JobTransport>(
     docker: &Docker,
     transport: &T,
@@ -247,58 +367,105 @@ pub async fn execute<T: JobTransport>(
     crate::metrics::global().job_started();
     let cancel = CancellationToken::new();
     let stale = CancellationToken::new();
+    let reported = CancellationToken::new();
+    let lease_end = LeaseEnd::new(Duration::from_millis(lease.lease_ms.max(10)));
 
-    // Heartbeats: cancel on request or when the attempt became stale.
+    // Heartbeats until the report was taken: cancel on request or when the attempt became
+    // stale; a failed heartbeat is tried again within a second.
     let heartbeat = {
-        let (cancel, stale) = (cancel.clone(), stale.clone());
+        let (cancel, stale, reported, lease_end) = (
+            cancel.clone(),
+            stale.clone(),
+            reported.clone(),
+            lease_end.clone(),
+        );
         let every = Duration::from_millis(lease.heartbeat_ms.max(10));
         async move {
+            let mut next = every;
             loop {
-                tokio::time::sleep(every).await;
+                tokio::select! {
+                    () = reported.cancelled() => return,
+                    () = tokio::time::sleep(next) => {}
+                }
                 match transport.heartbeat(job, attempt).await {
-                    Ok(r) if r.cancel => cancel.cancel(),
-                    Ok(_) => {}
+                    Ok(r) => {
+                        lease_end.renewed();
+                        next = every;
+                        if r.cancel {
+                            cancel.cancel();
+                        }
+                    }
                     Err(TransportError::Stale(_)) => {
                         stale.cancel();
                         cancel.cancel();
                         return;
                     }
-                    Err(e) => tracing::warn!(job, error = %e, "heartbeat failed"),
+                    Err(e) => {
+                        tracing::warn!(job, error = %e, "heartbeat failed");
+                        next = every.min(Duration::from_secs(1));
+                    }
                 }
             }
         }
     };
+    let work = async {
+        report_job(
+            docker, transport, config, &lease, &cancel, &stale, &lease_end, started,
+        )
+        .await;
+        reported.cancel();
+    };
+    tokio::join!(heartbeat, work);
+}
+
+/// [`execute`] without its heartbeats.
+async fn report_job<T: JobTransport>(
+    docker: &Docker,
+    transport: &T,
+    config: &WorkerConfig,
+    lease: &JobLease,
+    cancel: &CancellationToken,
+    stale: &CancellationToken,
+    lease_end: &LeaseEnd,
+    started: std::time::Instant,
+) {
+    let (job, attempt) = (lease.job_id, lease.attempt);
 
     // Values the report must not carry: the lease's secrets and, once the
     // sandbox exists, the job's package credentials.
     let mut mask: Vec<String> = lease.secrets.iter().map(|(_, v)| v.clone()).collect();
     let mut sandbox = None;
     let work = async {
-        let mut spec = job_spec(&lease)?;
+        let mut spec = job_spec(lease)?;
+        spec.owner = config.owner.clone();
         if config.sandbox.private_network {
             let s =
-                crate::job_sandbox::SandboxedJob::start(docker, &config.sandbox, &lease, &mut spec)
+                crate::job_sandbox::SandboxedJob::start(docker, &config.sandbox, lease, &mut spec)
                     .await?;
             tracing::info!(job, attempt, network = %s.network_name(), "job sandbox ready");
             sandbox = Some(s);
             mask.extend(spec.mask.iter().cloned());
             mask.extend(spec.secrets.iter().map(|(_, v)| v.clone()));
         }
+        // Source and input tars go through files, never whole in memory.
+        let files = tempfile::tempdir().map_err(|e| format!("a temporary directory: {e}"))?;
         if lease.source {
-            let tar = transport
-                .source(job, attempt)
+            let path = files.path().join("source.tar");
+            let send = || transport.source(job, attempt, &path);
+            with_retries(lease_end, job, "fetching the source", send)
                 .await
                 .map_err(|e| format!("fetching the source failed: {e}"))?;
-            spec.source = Source::Tar(tar);
+            spec.source = Source::TarFile(path);
         }
-        for name in &lease.inputs {
-            let tar = transport
-                .input(job, attempt, name)
+        for (n, name) in lease.inputs.iter().enumerate() {
+            let path = files.path().join(format!("input-{n}.tar"));
+            let send = || transport.input(job, attempt, name, &path);
+            with_retries(lease_end, job, "fetching an input artifact", send)
                 .await
                 .map_err(|e| format!("fetching input artifact `{name}` failed: {e}"))?;
             spec.inputs.push(InputArtifact {
                 name: name.clone(),
-                tar,
+                tar: crate::jobs::Tar::File(path),
             });
         }
         let (tx, mut rx) = tokio::sync::mpsc::channel::<LogLine>(1024);
@@ -322,21 +489,27 @@ pub async fn execute<T: JobTransport>(
                     }
                 }
                 if !batch.is_empty() {
-                    let lines = std::mem::take(&mut batch);
-                    match transport.logs(job, LogBatch { attempt, lines }).await {
+                    // The same batch (same attempt, same seqs) until it is taken: the server
+                    // stores a line once.
+                    let sent = LogBatch {
+                        attempt,
+                        lines: std::mem::take(&mut batch),
+                    };
+                    let send = || transport.logs(job, sent.clone());
+                    match with_retries(lease_end, job, "sending log lines", send).await {
                         Ok(()) => {}
                         Err(TransportError::Stale(_)) => {
                             stale.cancel();
                             cancel.cancel();
                         }
-                        Err(e) => tracing::warn!(job, error = %e, "sending log lines failed"),
+                        Err(_) => {}
                     }
                 }
             }
         };
         let runner = async {
             let mut sink = LogSink::new(tx);
-            let result = run_job(docker, &spec, &mut sink, &cancel).await;
+            let result = run_job(docker, &spec, &mut sink, cancel).await;
             drop(sink);
             result
         };
@@ -346,7 +519,7 @@ pub async fn execute<T: JobTransport>(
 
     let outcome = tokio::select! {
         r = work => r,
-        () = heartbeat => Err("heartbeats ended".to_string()),
+        () = stale.cancelled() => Err("the attempt became stale".to_string()),
     };
     if let Some(s) = sandbox.take() {
         s.teardown().await;
@@ -387,10 +560,9 @@ pub async fn execute<T: JobTransport>(
                     ));
                     continue;
                 }
-                if let Err(e) = transport
-                    .upload_artifact(job, attempt, &artifact.name, artifact.tar)
-                    .await
-                {
+                let tar = bytes::Bytes::from(artifact.tar);
+                let send = || transport.upload_artifact(job, attempt, &artifact.name, tar.clone());
+                if let Err(e) = with_retries(lease_end, job, "uploading an artifact", send).await {
                     if matches!(e, TransportError::Stale(_)) {
                         crate::metrics::global().job_ended(None, started.elapsed());
                         return;
@@ -426,7 +598,8 @@ pub async fn execute<T: JobTransport>(
         }
         report.error = report.error.map(|e| masks.mask_str(&e));
     }
-    match transport.finish(job, report).await {
+    let send = || transport.finish(job, report.clone());
+    match with_retries(lease_end, job, "reporting the job", send).await {
         Ok(()) => tracing::info!(job, attempt, "job reported"),
         Err(e) => tracing::warn!(job, attempt, error = %e, "reporting the job failed"),
     }

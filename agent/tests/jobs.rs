@@ -711,11 +711,11 @@ async fn input_artifacts_and_a_source_tarball() {
     job.inputs = vec![
         cove_agent::jobs::InputArtifact {
             name: "build".into(),
-            tar: tar_of("built.txt", b"from-build\n"),
+            tar: tar_of("built.txt", b"from-build\n").into(),
         },
         cove_agent::jobs::InputArtifact {
             name: "second".into(),
-            tar: tar_of("other.txt", b"from-second\n"),
+            tar: tar_of("other.txt", b"from-second\n").into(),
         },
     ];
     let (result, lines) = run(&job, CancellationToken::new()).await;

@@ -120,6 +120,10 @@ pub struct JobsFileConfig {
     /// `[jobs.sandbox]`: job isolation of the embedded agent (private
     /// networks, egress allow-list, VPC endpoints), as in `agent.yaml`.
     pub sandbox: Option<cove_agent::private_net::SandboxSettings>,
+    /// Further attempts of a job whose agent was lost (`RetryOnAgentLost`, default 1).
+    pub retry_on_agent_lost: Option<u32>,
+    /// Image of actions that name no container (default `cove/universal:latest`).
+    pub default_image: Option<String>,
 }
 
 impl FileConfig {
@@ -270,6 +274,12 @@ impl Config {
         }
         if let Some(sandbox) = jobs.sandbox {
             runs.sandbox = sandbox;
+        }
+        if let Some(n) = jobs.retry_on_agent_lost {
+            runs.retry_on_agent_lost = n;
+        }
+        if let Some(image) = jobs.default_image {
+            runs.default_image = image;
         }
         let data_dir = data_dir
             .or(file.data_dir)

@@ -360,6 +360,7 @@ async fn revoking_an_agent_ends_its_leases_like_a_lost_agent_and_others_cannot_r
     let server = TestServer::start_configured(|c| {
         c.embedded_agent = false;
         c.runs.reap_interval = Duration::from_secs(3600);
+        c.runs.retry_on_agent_lost = 0;
     })
     .await?;
     let work = tempfile::tempdir()?;

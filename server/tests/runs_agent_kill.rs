@@ -3,7 +3,8 @@
 //! binary in its own process, registered with a one-time registration token and talking to
 //! the server over HTTP with its own agent token; the server's embedded agent is off. After
 //! the kill the job ends `agent_lost` once its lease expires, it never runs twice, the dead
-//! attempt's report gets 409, and the restarted agent (same stored token) runs the next push.
+//! attempt's report gets 409, and the restarted agent (same stored token) removes the killed
+//! attempt's orphaned container and runs the next push.
 
 mod common;
 
@@ -79,13 +80,21 @@ async fn logs(server: &TestServer, run: i64) -> Result<String> {
         .await?)
 }
 
-fn remove_job_containers(job: i64) {
+fn job_containers(job: i64) -> Vec<String> {
     let out = Command::new("docker")
         .args(["ps", "-aq", "--filter", &format!("label=cove.job={job}")])
         .output()
         .unwrap();
-    for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-        let _ = Command::new("docker").args(["rm", "-f", id]).output();
+    assert!(out.status.success(), "docker ps failed");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
+}
+
+fn remove_job_containers(job: i64) {
+    for id in job_containers(job) {
+        let _ = Command::new("docker").args(["rm", "-f", &id]).output();
     }
 }
 
@@ -109,6 +118,7 @@ async fn sigkill_of_an_http_agent_mid_job_ends_agent_lost() -> Result<()> {
         c.runs.lease = Duration::from_secs(3);
         c.runs.heartbeat = Duration::from_millis(500);
         c.runs.reap_interval = Duration::from_millis(200);
+        c.runs.retry_on_agent_lost = 0;
     })
     .await?;
     server.create_repo(&server.admin_token, "k").await?;
@@ -174,11 +184,20 @@ async fn sigkill_of_an_http_agent_mid_job_ends_agent_lost() -> Result<()> {
         .send()
         .await?;
     assert_eq!(resp.status(), 409);
-    // The orphaned container of the killed agent is found by its label.
-    remove_job_containers(job);
+    // The orphaned container of the killed agent is found by its label (job and owner)...
+    assert_eq!(job_containers(job).len(), 1, "the killed agent's container");
 
-    // The restarted agent (its stored token, no registration token) runs the next push.
+    // ... and the restarted agent (its stored token, no registration token) removes it
+    // before it leases anything, then runs the next push.
     let mut agent = spawn_agent(&bin, &server, state.path(), None);
+    let restarted = Instant::now();
+    while !job_containers(job).is_empty() {
+        if restarted.elapsed() > Duration::from_secs(30) {
+            remove_job_containers(job);
+            panic!("the restarted agent left its orphaned job container");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     std::fs::write(dir.join("mode.txt"), "fast")?;
     commit_file(dir, "mode.txt", b"fast", "fast").await?;
     git_ok(dir, &["push", "-q", &url, "main"]).await?;

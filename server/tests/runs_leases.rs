@@ -24,7 +24,7 @@ async fn start_on(retry_lost: bool, database_url: Option<String>) -> Result<Test
         c.embedded_agent = false;
         c.runs.lease = LEASE;
         c.runs.reap_interval = Duration::from_secs(3600);
-        c.runs.retry_lost_jobs = retry_lost;
+        c.runs.retry_on_agent_lost = u32::from(retry_lost);
     })
     .await
 }

@@ -237,3 +237,127 @@ async fn server_on_postgres_push_and_clone() -> Result<()> {
     server.stop().await;
     drop_postgres(&base, &db).await
 }
+
+/// Durability in the store (issue 13 §4), on every backend: the push-event cursor, one run per
+/// workflow per event, concurrent artifact records, the finish digest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn durable_runs_store_on_every_backend() -> Result<()> {
+    use cove_api::{JobState, RunState};
+    use cove_server::store::{JobRow, RunRow};
+    let tmp = tempfile::tempdir()?;
+    for (backend, url) in backends(&tmp).await? {
+        let check = async {
+            let store = Store::open(&url).await?;
+            let owner = store.create_user("dora", None, false).await?;
+            let repo = store
+                .create_repo(&owner, "d", Visibility::Private, "main")
+                .await?;
+            let update = |r: &str| RefUpdate {
+                ref_name: format!("refs/heads/{r}"),
+                old_sha: ZERO_SHA.to_string(),
+                new_sha: "a".repeat(40),
+            };
+            let stored = store
+                .insert_push_events(&repo, Some(&owner), &[update("main"), update("dev")])
+                .await?;
+            let pending = store.pending_push_events(10).await?;
+            assert_eq!(
+                pending.iter().map(|e| e.id).collect::<Vec<_>>(),
+                stored.iter().map(|e| e.id).collect::<Vec<_>>(),
+                "oldest first"
+            );
+            assert_eq!(pending[0].repo, "dora/d");
+            assert_eq!(pending[0].pusher.as_deref(), Some("dora"));
+
+            let event = stored[0].id;
+            let run = |id: i64| RunRow {
+                id,
+                repo_id: repo.id,
+                workflow: "wf".into(),
+                workflow_file: ".codecatalyst/workflows/wf.yaml".into(),
+                workflow_text: String::new(),
+                implicit_branch: None,
+                run_mode: "QUEUED".into(),
+                branch: "main".into(),
+                commit_sha: "a".repeat(40),
+                trigger_kind: "push".into(),
+                state: RunState::Queued,
+                created_at_ms: 0,
+                finished_at_ms: None,
+            };
+            let job = |id: i64, run_id: i64| JobRow {
+                id,
+                run_id,
+                idx: 0,
+                action: "Build".into(),
+                depends_on: vec![],
+                state: JobState::Pending,
+                attempt: 0,
+                max_attempts: 2,
+                lease_expires_ms: None,
+                cancel_requested: false,
+                timeout_ms: 1000,
+                started_at_ms: None,
+                finished_at_ms: None,
+                error: None,
+                variables_json: "{}".into(),
+                artifacts_json: "[]".into(),
+            };
+            let (r1, j1) = (next_id(), next_id());
+            assert!(
+                store
+                    .create_push_run(&run(r1), &[job(j1, r1)], event)
+                    .await?
+            );
+            let r2 = next_id();
+            assert!(
+                !store
+                    .create_push_run(&run(r2), &[job(next_id(), r2)], event)
+                    .await?,
+                "a second run of the same event and workflow"
+            );
+            assert!(store.run(r2).await?.is_none(), "nothing of it was written");
+            store.push_event_done(event).await?;
+            let pending = store.pending_push_events(10).await?;
+            assert_eq!(pending.len(), 1);
+            assert_eq!(pending[0].id, stored[1].id);
+
+            // Concurrent artifact records of one job all stay.
+            let adds = (0..12).map(|i| {
+                let store = store.clone();
+                async move { store.add_job_artifact(j1, &format!("a{i}")).await }
+            });
+            for r in futures_util::future::join_all(adds).await {
+                r?;
+            }
+            store.add_job_artifact(j1, "a0").await?;
+            let names: Vec<String> =
+                serde_json::from_str(&store.job(j1).await?.context("job")?.artifacts_json)?;
+            assert_eq!(names.len(), 12, "{names:?}");
+
+            // The finish digest is kept with the attempt that ended.
+            let attempt = store.lease_job(j1, 1, 1000, None).await?.context("lease")?;
+            assert!(
+                store
+                    .finish_job(j1, attempt, JobState::Succeeded, None, "{}", 2, "d1")
+                    .await?
+            );
+            assert_eq!(store.finish_digest(j1).await?, Some((attempt, "d1".into())));
+            assert!(
+                !store
+                    .finish_job(j1, attempt, JobState::Failed, None, "{}", 3, "d2")
+                    .await?,
+                "an ended attempt does not end twice"
+            );
+            store.close().await;
+            Ok::<_, anyhow::Error>(())
+        };
+        check.await.with_context(|| format!("backend {backend}"))?;
+        if backend == "postgres" {
+            if let Some(base) = postgres_base_url() {
+                drop_postgres(&base, &url).await?;
+            }
+        }
+    }
+    Ok(())
+}

@@ -241,6 +241,7 @@ async fn run(args: Args, env_registration: Option<String>) -> Result<ExitCode> {
         slots: config.slots,
         lease_wait: Duration::from_secs(20),
         sandbox: config.sandbox.clone(),
+        owner: Some(format!("agent-{}", identity.agent_id)),
         ..Default::default()
     };
     job_worker::run(docker, Arc::new(transport), worker, stop).await;

@@ -42,6 +42,9 @@ pub use script::{ARTIFACTS_DIR, ROOT, SRC_DIR};
 pub const LABEL_JOB: &str = "cove.job";
 /// Label on every job container: the attempt number.
 pub const LABEL_ATTEMPT: &str = "cove.attempt";
+/// Label on job containers of an agent that names itself (`JobSpec::owner`): which agent
+/// runs them, so that agent finds its own containers again after a crash.
+pub const LABEL_OWNER: &str = "cove.owner";
 /// The image a job runs in when its action names none.
 pub const DEFAULT_IMAGE: &str = "cove/universal:latest";
 
@@ -96,6 +99,8 @@ pub struct JobSpec {
     /// Values masked in every log line that are in no variable (session
     /// credentials the agent holds for the job).
     pub mask: Vec<String>,
+    /// The agent running the job (label [`LABEL_OWNER`]); `None`: no owner label.
+    pub owner: Option<String>,
 }
 
 /// A file the runner writes into the build container.
@@ -139,6 +144,7 @@ impl JobSpec {
             network: None,
             files: Vec::new(),
             mask: Vec::new(),
+            owner: None,
         }
     }
 }
@@ -210,6 +216,8 @@ pub enum Source {
     None,
     /// A tar of the tree at the run's commit (handed over by the server).
     Tar(Vec<u8>),
+    /// The same in a file (streamed into the container, never whole in memory).
+    TarFile(std::path::PathBuf),
     /// `git archive` of `commit`: `repo` is a local repository (bare or
     /// not) or a URL the agent can fetch from without credentials.
     Git { repo: String, commit: String },
@@ -218,7 +226,39 @@ pub enum Source {
 #[derive(Clone, Debug)]
 pub struct InputArtifact {
     pub name: String,
-    pub tar: Vec<u8>,
+    pub tar: Tar,
+}
+
+/// A tar handed to the runner: in memory, or a file that is streamed into the container.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Tar {
+    Bytes(Vec<u8>),
+    File(std::path::PathBuf),
+}
+
+impl From<Vec<u8>> for Tar {
+    fn from(bytes: Vec<u8>) -> Tar {
+        Tar::Bytes(bytes)
+    }
+}
+
+/// A file's bytes as a stream of chunks of at most 64 KiB.
+fn file_chunks(
+    file: tokio::fs::File,
+) -> impl futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send + 'static {
+    futures_util::stream::unfold(Some(file), |file| async move {
+        use tokio::io::AsyncReadExt;
+        let mut file = file?;
+        let mut buf = vec![0u8; 64 * 1024];
+        match file.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok(bytes::Bytes::from(buf)), Some(file)))
+            }
+            Err(e) => Some((Err(e), None)),
+        }
+    })
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -426,6 +466,69 @@ pub async fn remove_stale_job_containers(
     Ok(removed)
 }
 
+/// A job container found by [`remove_owned_job_containers`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrphanedJob {
+    /// The job id of its [`LABEL_JOB`] label.
+    pub job: String,
+    /// Its [`LABEL_ATTEMPT`] label (0 when missing).
+    pub attempt: u32,
+    pub container: String,
+}
+
+/// Kills and removes every job container labelled with `owner` (at an agent's start, when
+/// none of them can still be driven by it: their commands were run by the process that
+/// died). Returns what was removed.
+pub async fn remove_owned_job_containers(
+    docker: &Docker,
+    owner: &str,
+) -> Result<Vec<OrphanedJob>, JobError> {
+    let err = |action: &str| {
+        let action = action.to_string();
+        move |source| JobError::Docker {
+            job: "*".into(),
+            action,
+            source,
+        }
+    };
+    let filters = HashMap::from([(
+        "label".to_string(),
+        vec![
+            format!("{}=job", crate::pod::LABEL_ROLE),
+            format!("{LABEL_OWNER}={owner}"),
+        ],
+    )]);
+    let list = docker
+        .list_containers(Some(bollard::query_parameters::ListContainersOptions {
+            all: true,
+            filters: Some(filters),
+            ..Default::default()
+        }))
+        .await
+        .map_err(err("list job containers"))?;
+    let mut removed = Vec::new();
+    for c in list {
+        let (Some(id), Some(labels)) = (c.id, c.labels) else {
+            continue;
+        };
+        remove_container(docker, &id)
+            .await
+            .map_err(err("remove an orphaned job container"))?;
+        let job = labels.get(LABEL_JOB).cloned().unwrap_or_default();
+        let attempt = labels
+            .get(LABEL_ATTEMPT)
+            .and_then(|a| a.parse().ok())
+            .unwrap_or(0);
+        tracing::warn!(job = %job, attempt, container = %id, "removed an orphaned job container");
+        removed.push(OrphanedJob {
+            job,
+            attempt,
+            container: id,
+        });
+    }
+    Ok(removed)
+}
+
 async fn remove_container(docker: &Docker, id: &str) -> Result<(), DockerError> {
     let options = RemoveContainerOptions {
         force: true,
@@ -543,14 +646,15 @@ pub async fn run_job(
     Ok(result)
 }
 
-async fn fetch_source(job: &JobSpec) -> Result<Option<Vec<u8>>, JobError> {
+async fn fetch_source(job: &JobSpec) -> Result<Option<Tar>, JobError> {
     let fail = |detail: String| JobError::Source {
         job: job.job_id.clone(),
         detail,
     };
     match &job.source {
         Source::None => Ok(None),
-        Source::Tar(t) => Ok(Some(t.clone())),
+        Source::Tar(t) => Ok(Some(Tar::Bytes(t.clone()))),
+        Source::TarFile(path) => Ok(Some(Tar::File(path.clone()))),
         Source::Git { repo, commit } => {
             if commit.starts_with('-') || commit.is_empty() {
                 return Err(fail(format!("`{commit}` is not a commit")));
@@ -586,7 +690,7 @@ async fn fetch_source(job: &JobSpec) -> Result<Option<Vec<u8>>, JobError> {
                 let spec = format!("{commit}^{{commit}}");
                 return run(git(&dir, &["archive", "--format=tar", &spec]), "archive")
                     .await
-                    .map(Some);
+                    .map(|t| Some(Tar::Bytes(t)));
             }
             let tmp = tempfile::tempdir().map_err(|e| fail(format!("temp dir: {e}")))?;
             let dir = tmp.path().to_string_lossy().into_owned();
@@ -601,17 +705,20 @@ async fn fetch_source(job: &JobSpec) -> Result<Option<Vec<u8>>, JobError> {
                 "archive",
             )
             .await
-            .map(Some)
+            .map(|t| Some(Tar::Bytes(t)))
         }
     }
 }
 
 fn container_body(job: &JobSpec) -> ContainerCreateBody {
-    let labels = HashMap::from([
+    let mut labels = HashMap::from([
         (LABEL_JOB.to_string(), job.job_id.clone()),
         (LABEL_ATTEMPT.to_string(), job.attempt.to_string()),
         (crate::pod::LABEL_ROLE.to_string(), "job".to_string()),
     ]);
+    if let Some(owner) = &job.owner {
+        labels.insert(LABEL_OWNER.to_string(), owner.clone());
+    }
     ContainerCreateBody {
         image: Some(job.image.clone()),
         entrypoint: Some(devfiles::KEEP_ALIVE.iter().map(|s| s.to_string()).collect()),
@@ -695,7 +802,14 @@ impl Runner<'_> {
         }
     }
 
-    async fn upload(&self, path: &str, tar: Vec<u8>) -> Result<(), JobError> {
+    async fn upload(&self, path: &str, tar: impl Into<Tar>) -> Result<(), JobError> {
+        let body = match tar.into() {
+            Tar::Bytes(bytes) => bollard::body_full(bytes.into()),
+            Tar::File(file) => {
+                let file = tokio::fs::File::open(&file).await.map_err(self.io())?;
+                bollard::body_try_stream(file_chunks(file))
+            }
+        };
         self.docker
             .upload_to_container(
                 self.container,
@@ -703,7 +817,7 @@ impl Runner<'_> {
                     path: path.to_string(),
                     ..Default::default()
                 }),
-                bollard::body_full(tar.into()),
+                body,
             )
             .await
             .map_err(self.err(&format!("upload to {path}")))
@@ -712,7 +826,7 @@ impl Runner<'_> {
     async fn run(
         &mut self,
         sink: &mut LogSink,
-        source: Option<Vec<u8>>,
+        source: Option<Tar>,
     ) -> Result<JobResult, JobError> {
         let mut boot = script::Bootstrap::new().map_err(self.io())?;
         for a in &self.job.inputs {

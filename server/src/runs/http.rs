@@ -26,8 +26,6 @@ use crate::AppState;
 
 /// Longest long-poll an agent may ask for.
 const MAX_LEASE_WAIT: Duration = Duration::from_secs(60);
-/// Largest artifact an agent may upload.
-const MAX_ARTIFACT_BYTES: usize = 1024 * 1024 * 1024;
 
 /// `(owner, name)` of the repository a run belongs to (for the authorization middleware).
 pub async fn repo_of_run(state: &AppState, run: &str) -> Result<(String, String), ApiError> {
@@ -293,7 +291,7 @@ pub async fn download_artifact(
         return Err(ApiError::NotFound(format!("artifact {name}")));
     }
     let path = super::artifact_path(&state, run.id, job.id, &name);
-    let bytes = tokio::fs::read(&path).await.map_err(ApiError::internal)?;
+    let bytes = file_body(&path).await?;
     Ok((
         [
             (header::CONTENT_TYPE, "application/x-tar".to_string()),
@@ -527,8 +525,16 @@ pub struct AttemptQuery {
     attempt: u32,
 }
 
-fn tar_response(bytes: Vec<u8>) -> Response {
-    ([(header::CONTENT_TYPE, "application/x-tar")], bytes).into_response()
+fn tar_response(body: Body) -> Response {
+    ([(header::CONTENT_TYPE, "application/x-tar")], body).into_response()
+}
+
+/// A file's bytes as a streamed body (never whole in memory).
+async fn file_body(path: &std::path::Path) -> Result<Body, ApiError> {
+    let file = tokio::fs::File::open(path)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Body::from_stream(tokio_util::io::ReaderStream::new(file)))
 }
 
 pub async fn agent_source(
@@ -538,9 +544,8 @@ pub async fn agent_source(
     Query(q): Query<AttemptQuery>,
 ) -> Result<Response, ApiError> {
     let job = agent_job(&state, &agent, &params).await?;
-    Ok(tar_response(
-        super::source_tar(&state, job, q.attempt).await?,
-    ))
+    let stream = super::source_tar(&state, job, q.attempt).await?;
+    Ok(tar_response(Body::from_stream(stream)))
 }
 
 pub async fn agent_input(
@@ -551,11 +556,11 @@ pub async fn agent_input(
 ) -> Result<Response, ApiError> {
     let job = agent_job(&state, &agent, &params).await?;
     let name = param(&params, "artifact")?;
-    Ok(tar_response(
-        super::input_tar(&state, job, q.attempt, &name).await?,
-    ))
+    let path = super::input_path(&state, job, q.attempt, &name).await?;
+    Ok(tar_response(file_body(&path).await?))
 }
 
+/// Streams the upload to disk (see [`super::store_artifact`]); over 1 GiB is 413.
 pub async fn agent_upload_artifact(
     State(state): State<AppState>,
     Extension(agent): Extension<AgentPrincipal>,
@@ -565,14 +570,7 @@ pub async fn agent_upload_artifact(
 ) -> Result<StatusCode, ApiError> {
     let job = agent_job(&state, &agent, &params).await?;
     let name = param(&params, "artifact")?;
-    let body = axum::body::to_bytes(body, MAX_ARTIFACT_BYTES)
-        .await
-        .map_err(|_| {
-            ApiError::TooLarge(format!(
-                "artifacts are limited to {MAX_ARTIFACT_BYTES} bytes"
-            ))
-        })?;
-    super::store_artifact(&state, job, q.attempt, &name, &body).await?;
+    super::store_artifact(&state, job, q.attempt, &name, body.into_data_stream()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -45,8 +45,10 @@ pub struct RunsConfig {
     pub reap_interval: Duration,
     /// Image of actions that name no container.
     pub default_image: String,
-    /// Retry a job once after `agent_lost` (never for actions with an `Environment`).
-    pub retry_lost_jobs: bool,
+    /// Further attempts of a job whose agent was lost (its lease ended, or the server with
+    /// its embedded agent restarted mid-job) or failed (`RetryOnAgentLost`, default 1; never
+    /// for actions with an `Environment`).
+    pub retry_on_agent_lost: u32,
     /// Jobs the embedded agent runs at once (0 = no embedded job loop).
     pub embedded_slots: usize,
     /// How the embedded agent isolates jobs (`[jobs.sandbox]` of the config file).
@@ -60,7 +62,7 @@ impl Default for RunsConfig {
             heartbeat: Duration::from_secs(5),
             reap_interval: Duration::from_secs(5),
             default_image: cove_agent::jobs::DEFAULT_IMAGE.to_string(),
-            retry_lost_jobs: false,
+            retry_on_agent_lost: 1,
             embedded_slots: 2,
             sandbox: cove_agent::private_net::SandboxSettings::default(),
         }
@@ -103,6 +105,9 @@ pub enum RunsError {
     BadRequest(String),
     #[error("{0}")]
     Conflict(String),
+    /// A body over its limit (HTTP 413).
+    #[error("{0}")]
+    TooLarge(String),
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -118,6 +123,7 @@ impl From<RunsError> for crate::error::ApiError {
             RunsError::Stale { .. } | RunsError::Conflict(_) => ApiError::Conflict(e.to_string()),
             RunsError::NotFound(what) => ApiError::NotFound(what),
             RunsError::BadRequest(m) => ApiError::BadRequest(m),
+            RunsError::TooLarge(m) => ApiError::TooLarge(m),
             RunsError::Git(g) => g.into(),
             RunsError::Store(s) => s.into(),
             other => ApiError::internal(other),
@@ -134,6 +140,8 @@ pub struct Runs {
     /// Woken when log lines were stored or a job/run changed (log followers re-check).
     progress: Notify,
     scheduler: tokio::sync::Mutex<()>,
+    /// One pass over the stored push events at a time.
+    push_cursor: tokio::sync::Mutex<()>,
     key: SecretKey,
 }
 
@@ -153,6 +161,7 @@ impl Runs {
             ready: Notify::new(),
             progress: Notify::new(),
             scheduler: tokio::sync::Mutex::new(()),
+            push_cursor: tokio::sync::Mutex::new(()),
             key: SecretKey::load_or_create(data_dir)?,
         })
     }
@@ -238,6 +247,46 @@ pub async fn create_run(
     commit: &str,
     trigger: &str,
 ) -> Result<RunRow, RunsError> {
+    let source = RunSource {
+        file,
+        text,
+        implicit_branch,
+        branch,
+        commit,
+        trigger,
+    };
+    insert_run(state, repo, workflow, &source, None)
+        .await?
+        .ok_or_else(|| RunsError::Conflict("the run already exists".into()))
+}
+
+/// Where a new run comes from.
+struct RunSource<'a> {
+    file: &'a str,
+    text: &'a str,
+    implicit_branch: Option<&'a str>,
+    branch: &'a str,
+    commit: &'a str,
+    trigger: &'a str,
+}
+
+/// Stores a new run (of push event `push_event`, when given) and wakes pollers. `None` when
+/// that event already has a run of this workflow file (the event is processed again).
+async fn insert_run(
+    state: &AppState,
+    repo: &RepoRow,
+    workflow: &Workflow,
+    source: &RunSource<'_>,
+    push_event: Option<i64>,
+) -> Result<Option<RunRow>, RunsError> {
+    let RunSource {
+        file,
+        text,
+        implicit_branch,
+        branch,
+        commit,
+        trigger,
+    } = *source;
     let plan = workflows::RunPlan::new(workflow)
         .map_err(|e| RunsError::BadRequest(format!("{file}: {e}")))?;
     let runs = state.runs();
@@ -273,8 +322,8 @@ pub async fn create_run(
                 .collect(),
             state: JobState::Pending,
             attempt: 0,
-            max_attempts: if runs.config.retry_lost_jobs && action.environment.is_none() {
-                2
+            max_attempts: if action.environment.is_none() {
+                1 + runs.config.retry_on_agent_lost.min(10)
             } else {
                 1
             },
@@ -288,10 +337,18 @@ pub async fn create_run(
             artifacts_json: "[]".into(),
         })
         .collect();
-    state.store().create_run(&run, &jobs).await?;
+    match push_event {
+        Some(event) => {
+            if !state.store().create_push_run(&run, &jobs, event).await? {
+                tracing::info!(event, workflow = %run.workflow, "push event already has this run");
+                return Ok(None);
+            }
+        }
+        None => state.store().create_run(&run, &jobs).await?,
+    }
     tracing::info!(run = run.id, workflow = %run.workflow, branch, commit, trigger, "run created");
     runs.wake();
-    Ok(run)
+    Ok(Some(run))
 }
 
 /// Handles one push event: every matching workflow at the new commit becomes a run; invalid
@@ -327,10 +384,15 @@ pub async fn on_push(state: &AppState, event: &PushEvent) -> Result<Vec<RunRow>,
         match parse_budget::workflow(file, text).await {
             Ok((wf, _)) => {
                 if wf.matches_push(branch, &changed) {
-                    created.push(
-                        create_run(state, &repo, &wf, file, text, None, branch, &commit, "push")
-                            .await?,
-                    );
+                    let source = RunSource {
+                        file,
+                        text,
+                        implicit_branch: None,
+                        branch,
+                        commit: &commit,
+                        trigger: "push",
+                    };
+                    created.extend(insert_run(state, &repo, &wf, &source, Some(event.id)).await?);
                 }
             }
             Err(diags) => {
@@ -367,20 +429,16 @@ pub async fn on_push(state: &AppState, event: &PushEvent) -> Result<Vec<RunRow>,
             match parse_budget::implicit_buildspec(file, text, &repo.default_branch).await {
                 Ok((wf, _)) => {
                     if wf.matches_push(branch, &changed) {
-                        created.push(
-                            create_run(
-                                state,
-                                &repo,
-                                &wf,
-                                file,
-                                text,
-                                Some(&repo.default_branch),
-                                branch,
-                                &commit,
-                                "push",
-                            )
-                            .await?,
-                        );
+                        let source = RunSource {
+                            file,
+                            text,
+                            implicit_branch: Some(&repo.default_branch),
+                            branch,
+                            commit: &commit,
+                            trigger: "push",
+                        };
+                        created
+                            .extend(insert_run(state, &repo, &wf, &source, Some(event.id)).await?);
                     }
                 }
                 Err(diags) => {
@@ -452,24 +510,72 @@ pub async fn start_manual(
     )))
 }
 
-/// Consumes the push bus until it closes. Errors are logged, never fatal.
+/// How often stored push events are looked at without a push (a missed wake-up, a failed
+/// pass).
+const PUSH_CURSOR_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Creates the runs of every stored push event that has none yet, oldest first, and moves
+/// the cursor past each (`push_events.runs_pending`). Idempotent: a run is stored at most
+/// once per event and workflow file, so an event processed again (the server died before its
+/// cursor moved) creates nothing twice. A store failure stops the pass and leaves the event
+/// pending (the next pass retries it); any other failure (an unreadable commit) is logged and
+/// the event is done. Returns the runs created.
+pub async fn process_pending_pushes(state: &AppState) -> Result<usize, RunsError> {
+    let _one_pass = state.runs().push_cursor.lock().await;
+    let mut created = 0;
+    loop {
+        let events = state.store().pending_push_events(100).await?;
+        if events.is_empty() {
+            return Ok(created);
+        }
+        for event in &events {
+            match on_push(state, event).await {
+                Ok(runs) => created += runs.len(),
+                Err(RunsError::Store(e)) => return Err(RunsError::Store(e)),
+                Err(e) => {
+                    tracing::error!(repo = %event.repo, ref_name = %event.ref_name, error = %e, "creating runs for a push failed");
+                }
+            }
+            state.store().push_event_done(event.id).await?;
+        }
+    }
+}
+
+/// Creates runs from stored push events: at start-up, whenever the push bus says a push was
+/// stored (or that this subscriber lagged), and every 30 s. Errors are logged, never fatal.
 pub fn spawn_push_consumer(state: AppState) {
     let mut rx = state.subscribe();
     tokio::spawn(async move {
+        let mut tick = tokio::time::interval(PUSH_CURSOR_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut retry_in = Duration::ZERO;
         loop {
-            match rx.recv().await {
-                Ok(event) => {
-                    if let Err(e) = on_push(&state, &event).await {
-                        tracing::error!(repo = %event.repo, ref_name = %event.ref_name, error = %e, "creating runs for a push failed");
+            let failed = match process_pending_pushes(&state).await {
+                Ok(_) => {
+                    retry_in = Duration::ZERO;
+                    false
+                }
+                Err(e) => {
+                    // 1 s, doubling up to the periodic pass.
+                    retry_in = (retry_in * 2).clamp(Duration::from_secs(1), PUSH_CURSOR_INTERVAL);
+                    tracing::error!(error = %e, retry_in_s = retry_in.as_secs(), "creating runs from stored push events failed; retrying");
+                    true
+                }
+            };
+            tokio::select! {
+                () = tokio::time::sleep(retry_in), if failed => {}
+                got = rx.recv() => match got {
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        // Every stored event is read from the store: drain the bus.
+                        while !matches!(
+                            rx.try_recv(),
+                            Err(tokio::sync::broadcast::error::TryRecvError::Empty
+                                | tokio::sync::broadcast::error::TryRecvError::Closed)
+                        ) {}
                     }
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                    tracing::error!(
-                        missed = n,
-                        "the workflow engine fell behind the push bus; missed pushes get no runs"
-                    );
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                },
+                _ = tick.tick() => {}
             }
         }
     });
@@ -966,8 +1072,12 @@ pub async fn append_logs(state: &AppState, job_id: i64, batch: &LogBatch) -> Res
     Ok(())
 }
 
-/// The source tar of the job's run.
-pub async fn source_tar(state: &AppState, job_id: i64, attempt: u32) -> Result<Vec<u8>, RunsError> {
+/// The source tar of the job's run, streamed from `git archive` (never whole in memory).
+pub async fn source_tar(
+    state: &AppState,
+    job_id: i64,
+    attempt: u32,
+) -> Result<source::TarStream, RunsError> {
     let job = current_job(state, job_id, attempt).await?;
     let run = state
         .store()
@@ -980,40 +1090,46 @@ pub async fn source_tar(state: &AppState, job_id: i64, attempt: u32) -> Result<V
         .await?
         .ok_or_else(|| RunsError::NotFound(format!("repository of run {}", run.id)))?;
     let path = git::repo_path(state.data_dir(), &repo.owner, &repo.name);
-    Ok(source::archive(&path, &run.commit_sha).await?)
+    Ok(source::archive_stream(&path, &run.commit_sha).await?)
 }
 
-/// An artifact produced by an earlier job of the same run.
-pub async fn input_tar(
+/// The file of an artifact produced by an earlier job of the same run.
+pub async fn input_path(
     state: &AppState,
     job_id: i64,
     attempt: u32,
     name: &str,
-) -> Result<Vec<u8>, RunsError> {
+) -> Result<std::path::PathBuf, RunsError> {
     let job = current_job(state, job_id, attempt).await?;
     for other in state.store().jobs_of_run(job.run_id).await? {
         let names: Vec<String> = serde_json::from_str(&other.artifacts_json).unwrap_or_default();
         if names.iter().any(|n| n == name) {
-            let path = artifact_path(state, job.run_id, other.id, name);
-            return tokio::fs::read(&path)
-                .await
-                .map_err(|source| RunsError::Io {
-                    context: format!("reading artifact {name}"),
-                    source,
-                });
+            return Ok(artifact_path(state, job.run_id, other.id, name));
         }
     }
     Err(RunsError::NotFound(format!("artifact {name}")))
 }
 
-/// Stores an output artifact of the current attempt.
-pub async fn store_artifact(
+/// Largest artifact an agent may upload.
+pub const MAX_ARTIFACT_BYTES: u64 = 1024 * 1024 * 1024;
+
+/// Stores an output artifact of the current attempt from a stream of chunks: written to a
+/// temporary file of its own (concurrent uploads never share one), fsynced, renamed into
+/// place, the directory fsynced, and only then recorded on the job (so a recorded artifact
+/// survives a crash; concurrent uploads of one job all stay recorded).
+pub async fn store_artifact<S, E>(
     state: &AppState,
     job_id: i64,
     attempt: u32,
     name: &str,
-    tar: &[u8],
-) -> Result<(), RunsError> {
+    body: S,
+) -> Result<(), RunsError>
+where
+    S: futures_util::Stream<Item = Result<bytes::Bytes, E>>,
+    E: std::fmt::Display,
+{
+    use futures_util::StreamExt;
+    use tokio::io::AsyncWriteExt;
     if !valid_artifact_name(name) {
         return Err(RunsError::BadRequest(format!(
             "artifact name {name:?} is not valid"
@@ -1028,29 +1144,84 @@ pub async fn store_artifact(
     tokio::fs::create_dir_all(&dir)
         .await
         .map_err(io("creating the artifact directory"))?;
-    let tmp = dir.join(format!(".{name}.{attempt}.tmp"));
-    tokio::fs::write(&tmp, tar)
-        .await
-        .map_err(io("writing an artifact"))?;
-    tokio::fs::rename(&tmp, artifact_path(state, job.run_id, job_id, name))
-        .await
-        .map_err(io("storing an artifact"))?;
-    let mut names: Vec<String> = serde_json::from_str(&job.artifacts_json).unwrap_or_default();
-    if !names.iter().any(|n| n == name) {
-        names.push(name.to_string());
+    let tmp = dir.join(format!(".{name}.{attempt}.{}.tmp", store::next_id()));
+    let written = async {
+        let mut file = tokio::fs::File::create(&tmp)
+            .await
+            .map_err(io("creating an artifact file"))?;
+        let mut size = 0u64;
+        tokio::pin!(body);
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| {
+                RunsError::BadRequest(format!("reading the artifact upload failed: {e}"))
+            })?;
+            size += chunk.len() as u64;
+            if size > MAX_ARTIFACT_BYTES {
+                return Err(RunsError::TooLarge(format!(
+                    "artifacts are limited to {MAX_ARTIFACT_BYTES} bytes"
+                )));
+            }
+            file.write_all(&chunk)
+                .await
+                .map_err(io("writing an artifact"))?;
+        }
+        file.sync_all().await.map_err(io("syncing an artifact"))?;
+        tokio::fs::rename(&tmp, artifact_path(state, job.run_id, job_id, name))
+            .await
+            .map_err(io("storing an artifact"))?;
+        tokio::fs::File::open(&dir)
+            .await
+            .map_err(io("opening the artifact directory"))?
+            .sync_all()
+            .await
+            .map_err(io("syncing the artifact directory"))?;
+        Ok(())
     }
-    let json = serde_json::to_string(&names).map_err(|e| RunsError::BadRequest(e.to_string()))?;
-    state.store().set_job_artifacts(job_id, &json).await?;
+    .await;
+    if let Err(e) = written {
+        let _ = tokio::fs::remove_file(&tmp).await;
+        return Err(e);
+    }
+    current_job(state, job_id, attempt).await?;
+    state.store().add_job_artifact(job_id, name).await?;
     Ok(())
 }
 
-/// The agent's final report of an attempt.
+/// SHA-256 of a finish report's JSON (variables are a sorted map, so equal reports hash
+/// equally).
+fn finish_digest(report: &FinishRequest) -> Result<String, RunsError> {
+    use sha2::Digest;
+    let json = serde_json::to_vec(report).map_err(|e| RunsError::BadRequest(e.to_string()))?;
+    Ok(hex::encode(sha2::Sha256::digest(&json)))
+}
+
+/// The agent's final report of an attempt. Idempotent: the report that already ended (or
+/// requeued) this attempt, sent again because its answer was lost, is accepted and changes
+/// nothing; a different report for an ended attempt is stale (409).
 pub async fn finish(
     state: &AppState,
     job_id: i64,
     report: &FinishRequest,
 ) -> Result<(), RunsError> {
-    let job = current_job(state, job_id, report.attempt).await?;
+    let digest = finish_digest(report)?;
+    // The report that already ended this attempt, sent again (its answer was lost)?
+    let replayed = || async {
+        let stored = state.store().finish_digest(job_id).await?;
+        let same = stored.is_some_and(|(a, d)| a == report.attempt && d == digest);
+        if same {
+            tracing::info!(
+                job = job_id,
+                attempt = report.attempt,
+                "finish report received again; already applied"
+            );
+        }
+        Ok::<_, RunsError>(same)
+    };
+    let job = match current_job(state, job_id, report.attempt).await {
+        Ok(job) => job,
+        Err(RunsError::Stale { .. }) if replayed().await? => return Ok(()),
+        Err(e) => return Err(e),
+    };
     let now = state.runs().clock.now_ms();
     let retry = (report.retry
         || (report.outcome == JobOutcome::Error && report.attempt < job.max_attempts))
@@ -1062,7 +1233,7 @@ pub async fn finish(
             .unwrap_or_else(|| "retry requested".into());
         if state
             .store()
-            .requeue_job(job_id, report.attempt, &why)
+            .requeue_finished(job_id, report.attempt, &why, &digest)
             .await?
         {
             tracing::info!(
@@ -1084,17 +1255,20 @@ pub async fn finish(
         .map_err(|e| RunsError::BadRequest(e.to_string()))?;
     let ended = state
         .store()
-        .end_job(
+        .finish_job(
             job_id,
-            JobState::Running,
-            Some(report.attempt),
+            report.attempt,
             to,
             report.error.as_deref(),
-            Some(&vars),
+            &vars,
             now,
+            &digest,
         )
         .await?;
     if !ended {
+        if replayed().await? {
+            return Ok(());
+        }
         return Err(RunsError::Stale {
             job: job_id,
             attempt: report.attempt,
@@ -1227,10 +1401,26 @@ impl cove_agent::job_worker::JobTransport for InProcess {
         &self,
         job: i64,
         attempt: u32,
-    ) -> Result<Vec<u8>, cove_agent::job_worker::TransportError> {
-        source_tar(&self.0, job, attempt)
+        dest: &std::path::Path,
+    ) -> Result<(), cove_agent::job_worker::TransportError> {
+        use futures_util::StreamExt;
+        use tokio::io::AsyncWriteExt;
+        let other = |e: String| cove_agent::job_worker::TransportError::Other(e);
+        let mut stream = source_tar(&self.0, job, attempt)
             .await
-            .map_err(transport_err)
+            .map_err(transport_err)?;
+        let mut file = tokio::fs::File::create(dest)
+            .await
+            .map_err(|e| other(format!("{}: {e}", dest.display())))?;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| other(format!("the source tar: {e}")))?;
+            file.write_all(&chunk)
+                .await
+                .map_err(|e| other(format!("{}: {e}", dest.display())))?;
+        }
+        file.flush()
+            .await
+            .map_err(|e| other(format!("{}: {e}", dest.display())))
     }
 
     async fn input(
@@ -1238,10 +1428,14 @@ impl cove_agent::job_worker::JobTransport for InProcess {
         job: i64,
         attempt: u32,
         name: &str,
-    ) -> Result<Vec<u8>, cove_agent::job_worker::TransportError> {
-        input_tar(&self.0, job, attempt, name)
+        dest: &std::path::Path,
+    ) -> Result<(), cove_agent::job_worker::TransportError> {
+        let path = input_path(&self.0, job, attempt, name)
             .await
-            .map_err(transport_err)
+            .map_err(transport_err)?;
+        tokio::fs::copy(&path, dest).await.map(|_| ()).map_err(|e| {
+            cove_agent::job_worker::TransportError::Other(format!("reading artifact {name}: {e}"))
+        })
     }
 
     async fn upload_artifact(
@@ -1249,9 +1443,10 @@ impl cove_agent::job_worker::JobTransport for InProcess {
         job: i64,
         attempt: u32,
         name: &str,
-        tar: Vec<u8>,
+        tar: bytes::Bytes,
     ) -> Result<(), cove_agent::job_worker::TransportError> {
-        store_artifact(&self.0, job, attempt, name, &tar)
+        let body = futures_util::stream::iter([Ok::<_, std::convert::Infallible>(tar)]);
+        store_artifact(&self.0, job, attempt, name, body)
             .await
             .map_err(transport_err)
     }
@@ -1265,33 +1460,72 @@ impl cove_agent::job_worker::JobTransport for InProcess {
     }
 }
 
+/// The owner label of the embedded agent's job containers: one per data directory, so a
+/// restarted server finds its own orphans and no other server's or agent's.
+pub fn embedded_owner(data_dir: &std::path::Path) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(data_dir.as_os_str().as_encoded_bytes());
+    format!("server-{}", &hex::encode(digest)[..16])
+}
+
 /// Starts the push consumer, the reaper and (with a Docker engine) the embedded job loop.
 /// Returns the token that stops the embedded job loop.
+///
+/// At start-up, before the reaper's first pass: leases of registered agents are extended by
+/// one lease (they could not heartbeat while the server was down), and the embedded agent
+/// kills and removes the job containers it left behind and reports their attempts as lost
+/// (any other lease of the embedded agent ends at once), so those jobs are retried at once
+/// (`RetryOnAgentLost`) and never run twice at once.
 pub fn spawn_background(state: AppState) -> tokio_util::sync::CancellationToken {
     spawn_push_consumer(state.clone());
-    spawn_reaper(state.clone());
     let stop = tokio_util::sync::CancellationToken::new();
     let slots = state.runs().config.embedded_slots;
-    if slots > 0 {
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            let docker =
-                match tokio::time::timeout(Duration::from_secs(5), cove_agent::Runtime::connect())
-                    .await
-                {
-                    Ok(Ok(rt)) => rt.docker().clone(),
-                    _ => {
-                        tracing::warn!("no Docker engine: the embedded agent runs no jobs");
-                        return;
-                    }
-                };
-            let config = cove_agent::job_worker::WorkerConfig {
-                slots,
-                sandbox: state.runs().config.sandbox.clone(),
-                ..Default::default()
-            };
-            cove_agent::job_worker::run(docker, Arc::new(InProcess(state)), config, stop).await;
-        });
-    }
+    let stop_loop = stop.clone();
+    tokio::spawn(async move {
+        let runs = state.runs();
+        let lease_ms = i64::try_from(runs.config.lease.as_millis()).unwrap_or(i64::MAX);
+        match state
+            .store()
+            .extend_agent_leases(runs.clock.now_ms().saturating_add(lease_ms))
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(jobs = n, "extended the leases of agents' running jobs"),
+            Err(e) => tracing::warn!(error = %e, "extending agents' leases failed"),
+        }
+        let docker = if slots > 0 {
+            match tokio::time::timeout(Duration::from_secs(5), cove_agent::Runtime::connect()).await
+            {
+                Ok(Ok(rt)) => Some(rt.docker().clone()),
+                _ => {
+                    tracing::warn!("no Docker engine: the embedded agent runs no jobs");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let Some(docker) = docker else {
+            spawn_reaper(state);
+            return;
+        };
+        let owner = embedded_owner(state.data_dir());
+        let transport = Arc::new(InProcess(state.clone()));
+        cove_agent::job_worker::recover_orphans(&docker, transport.as_ref(), &owner).await;
+        // Embedded leases whose container was already gone (a graceful stop removed it).
+        match state.store().expire_embedded_leases().await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(jobs = n, "the embedded agent's earlier jobs were lost"),
+            Err(e) => tracing::warn!(error = %e, "ending the embedded agent's old leases failed"),
+        }
+        spawn_reaper(state.clone());
+        let config = cove_agent::job_worker::WorkerConfig {
+            slots,
+            sandbox: state.runs().config.sandbox.clone(),
+            owner: Some(owner),
+            ..Default::default()
+        };
+        cove_agent::job_worker::run(docker, transport, config, stop_loop).await;
+    });
     stop
 }

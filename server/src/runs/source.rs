@@ -114,30 +114,76 @@ pub async fn changed_files(
     .await?
 }
 
-/// `git archive --format=tar <commit>` of a bare repository.
-pub async fn archive(repo_path: &Path, commit: &str) -> Result<Vec<u8>, GitError> {
+/// A tar streamed from `git archive`; ends with an error when git failed.
+pub type TarStream = std::pin::Pin<
+    Box<dyn futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send>,
+>;
+
+/// `git archive --format=tar <commit>` of a bare repository as a stream of chunks (64 KiB
+/// at most each, so memory stays bounded whatever the tree's size). The commit is checked
+/// first (an unknown one is `NotFound`); a failure of git midway ends the stream with an
+/// error, so a reader never takes a cut tar for a whole one.
+pub async fn archive_stream(repo_path: &Path, commit: &str) -> Result<TarStream, GitError> {
+    use tokio::io::AsyncReadExt;
     if !commit.bytes().all(|b| b.is_ascii_hexdigit()) || commit.is_empty() {
         return Err(GitError::NotFound(format!("commit {commit:?}")));
     }
-    let out = tokio::process::Command::new("git")
-        .arg("--git-dir")
-        .arg(repo_path)
-        .args(["archive", "--format=tar", commit])
-        .env_remove("GIT_DIR")
-        .env_remove("GIT_WORK_TREE")
-        .env_remove("GIT_INDEX_FILE")
-        .stdin(std::process::Stdio::null())
-        .output()
+    let git = |args: &[&str]| {
+        let mut c = tokio::process::Command::new("git");
+        c.arg("--git-dir")
+            .arg(repo_path)
+            .args(args)
+            .env_remove("GIT_DIR")
+            .env_remove("GIT_WORK_TREE")
+            .env_remove("GIT_INDEX_FILE")
+            .stdin(std::process::Stdio::null());
+        c
+    };
+    let spawn_err = |source| GitError::Io {
+        context: "spawning git".into(),
+        source,
+    };
+    let exists = git(&["cat-file", "-e", &format!("{commit}^{{commit}}")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
         .await
-        .map_err(|source| GitError::Io {
-            context: "spawning git archive".into(),
-            source,
-        })?;
-    if !out.status.success() {
-        return Err(GitError::Command {
-            command: "archive".into(),
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        });
+        .map_err(spawn_err)?;
+    if !exists.success() {
+        return Err(GitError::NotFound(format!("commit {commit}")));
     }
-    Ok(out.stdout)
+    let mut child = git(&["archive", "--format=tar", commit])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(spawn_err)?;
+    let Some(stdout) = child.stdout.take() else {
+        return Err(GitError::Io {
+            context: "git archive without a pipe".into(),
+            source: std::io::Error::other("no stdout"),
+        });
+    };
+    let stream = futures_util::stream::unfold(Some((stdout, child)), |st| async move {
+        let (mut out, mut child) = st?;
+        let mut buf = vec![0u8; 64 * 1024];
+        match out.read(&mut buf).await {
+            Ok(0) => match child.wait().await {
+                Ok(status) if status.success() => None,
+                Ok(status) => Some((
+                    Err(std::io::Error::other(format!(
+                        "git archive failed: {status}"
+                    ))),
+                    None,
+                )),
+                Err(e) => Some((Err(e), None)),
+            },
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok(bytes::Bytes::from(buf)), Some((out, child))))
+            }
+            Err(e) => Some((Err(e), None)),
+        }
+    });
+    Ok(Box::pin(stream))
 }

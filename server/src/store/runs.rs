@@ -1,6 +1,6 @@
 //! SQL for workflow runs, jobs, job logs, workflow errors and sealed secrets.
 
-use cove_api::{JobLogLine, JobState, LogStreamKind, RunState};
+use cove_api::{JobLogLine, JobState, LogStreamKind, PushEvent, RunState};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
@@ -128,9 +128,32 @@ fn prefixed(cols: &str, prefix: &str) -> String {
 impl Store {
     /// Stores a run and its jobs in one transaction.
     pub async fn create_run(&self, run: &RunRow, jobs: &[JobRow]) -> Result<(), StoreError> {
+        self.insert_run(run, jobs, None).await.map(|_| ())
+    }
+
+    /// Stores a run created from push event `event` and its jobs in one transaction. False
+    /// (and nothing written) when that event already has a run of the same workflow file.
+    pub async fn create_push_run(
+        &self,
+        run: &RunRow,
+        jobs: &[JobRow],
+        event: i64,
+    ) -> Result<bool, StoreError> {
+        self.insert_run(run, jobs, Some(event)).await
+    }
+
+    async fn insert_run(
+        &self,
+        run: &RunRow,
+        jobs: &[JobRow],
+        push_event: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        // Write first (no read before the first write: SQLite could not upgrade the
+        // transaction); the unique index on (push_event_id, workflow_file) refuses a second
+        // run of the same event.
         let mut tx = self.pool.begin().await?;
-        sqlx::query(&format!(
-            "INSERT INTO runs ({RUN_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+        let inserted = sqlx::query(&format!(
+            "INSERT INTO runs ({RUN_COLS}, push_event_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
         ))
         .bind(run.id)
         .bind(run.repo_id)
@@ -145,8 +168,16 @@ impl Store {
         .bind(run.state.as_str())
         .bind(run.created_at_ms)
         .bind(run.finished_at_ms)
+        .bind(push_event)
         .execute(&mut *tx)
-        .await?;
+        .await;
+        match inserted {
+            // Another process created the same event's run first (unique index).
+            Err(sqlx::Error::Database(db)) if db.is_unique_violation() => return Ok(false),
+            other => {
+                other?;
+            }
+        }
         for job in jobs {
             let deps = serde_json::to_string(&job.depends_on)
                 .map_err(|e| StoreError::Corrupt(e.to_string()))?;
@@ -173,6 +204,44 @@ impl Store {
             .await?;
         }
         tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Up to `limit` push events whose runs are not created yet, oldest first.
+    pub async fn pending_push_events(&self, limit: i64) -> Result<Vec<PushEvent>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT e.id, r.owner, r.name, e.ref_name, e.old_sha, e.new_sha, u.username, \
+             e.created_at_ms FROM push_events e JOIN repos r ON r.id = e.repo_id \
+             LEFT JOIN users u ON u.id = e.pusher_id WHERE e.runs_pending = 1 ORDER BY e.id LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(PushEvent {
+                    id: row.try_get("id")?,
+                    repo: format!(
+                        "{}/{}",
+                        row.try_get::<String, _>("owner")?,
+                        row.try_get::<String, _>("name")?
+                    ),
+                    ref_name: row.try_get("ref_name")?,
+                    old_sha: row.try_get("old_sha")?,
+                    new_sha: row.try_get("new_sha")?,
+                    pusher: row.try_get("username")?,
+                    created_at_ms: row.try_get("created_at_ms")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Marks a push event's runs as created (the cursor moves past it).
+    pub async fn push_event_done(&self, id: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE push_events SET runs_pending = 0 WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -381,6 +450,70 @@ impl Store {
         Ok(done.rows_affected() > 0)
     }
 
+    /// Ends the running `attempt` with the agent's finish report (its digest is kept so the
+    /// same report sent again is recognized). False when that attempt was not running.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn finish_job(
+        &self,
+        id: i64,
+        attempt: u32,
+        to: JobState,
+        error: Option<&str>,
+        variables_json: &str,
+        now_ms: i64,
+        digest: &str,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE jobs SET state = $1, error = COALESCE($2, error), variables = $3, \
+             finished_at_ms = $4, lease_expires_ms = NULL, finish_digest = $5 \
+             WHERE id = $6 AND state = 'running' AND attempt = $7",
+        )
+        .bind(to.as_str())
+        .bind(error)
+        .bind(variables_json)
+        .bind(now_ms)
+        .bind(digest)
+        .bind(id)
+        .bind(i64::from(attempt))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// running attempt → pending again because its finish report asked for a retry (the
+    /// report's digest is kept like [`Store::finish_job`]).
+    pub async fn requeue_finished(
+        &self,
+        id: i64,
+        attempt: u32,
+        error: &str,
+        digest: &str,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE jobs SET state = 'pending', lease_expires_ms = NULL, error = $1, \
+             finish_digest = $2 WHERE id = $3 AND attempt = $4 AND state = 'running'",
+        )
+        .bind(error)
+        .bind(digest)
+        .bind(id)
+        .bind(i64::from(attempt))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// `(attempt, digest)` of the finish report that ended the job's last attempt, if any.
+    pub async fn finish_digest(&self, id: i64) -> Result<Option<(u32, String)>, StoreError> {
+        let row = sqlx::query("SELECT attempt, finish_digest FROM jobs WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let digest: Option<String> = row.try_get("finish_digest")?;
+        let attempt = u32::try_from(row.try_get::<i64, _>("attempt")?).unwrap_or(0);
+        Ok(digest.map(|d| (attempt, d)))
+    }
+
     /// running attempt → pending again (a retry); keeps the attempt count.
     pub async fn requeue_job(
         &self,
@@ -420,6 +553,31 @@ impl Store {
         Ok(())
     }
 
+    /// Moves the lease end of every job leased to a registered agent to at least `until_ms`
+    /// (at start-up: the agents could not heartbeat while the server was down).
+    pub async fn extend_agent_leases(&self, until_ms: i64) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE jobs SET lease_expires_ms = $1 WHERE state = 'running' \
+             AND agent_id IS NOT NULL AND lease_expires_ms < $1",
+        )
+        .bind(until_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Ends the leases of the embedded agent's running jobs now (at server start: the embedded
+    /// agent that held them died with the previous process), so the reaper's next pass retries
+    /// or ends them.
+    pub async fn expire_embedded_leases(&self) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE jobs SET lease_expires_ms = 0 WHERE state = 'running' AND agent_id IS NULL",
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
     /// Running jobs whose lease ended before `now_ms`.
     pub async fn expired_leases(&self, now_ms: i64) -> Result<Vec<JobRow>, StoreError> {
         sqlx::query(&format!(
@@ -433,12 +591,33 @@ impl Store {
         .collect()
     }
 
-    pub async fn set_job_artifacts(&self, id: i64, names_json: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE jobs SET artifacts = $1 WHERE id = $2")
-            .bind(names_json)
+    /// Adds `name` to the job's artifact list (once). Safe against concurrent uploads, across
+    /// processes too: the transaction writes the row first (SQLite's write lock, PostgreSQL's
+    /// row lock), so the list it reads next is the latest committed one.
+    pub async fn add_job_artifact(&self, id: i64, name: &str) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE jobs SET artifacts = artifacts WHERE id = $1")
             .bind(id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        let json: String = sqlx::query("SELECT artifacts FROM jobs WHERE id = $1")
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get("artifacts")?;
+        let mut names: Vec<String> = serde_json::from_str(&json)
+            .map_err(|e| StoreError::Corrupt(format!("job artifacts: {e}")))?;
+        if !names.iter().any(|n| n == name) {
+            names.push(name.to_string());
+            let json =
+                serde_json::to_string(&names).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            sqlx::query("UPDATE jobs SET artifacts = $1 WHERE id = $2")
+                .bind(json)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
