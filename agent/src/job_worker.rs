@@ -363,7 +363,6 @@ pub async fn execute<T: JobTransport>(
 ) {
     let (job, attempt) = (lease.job_id, lease.attempt);
     tracing::info!(job, attempt, action = %lease.action, "job leased");
-    let started = std::time::Instant::now();
     crate::metrics::global().job_started();
     let cancel = CancellationToken::new();
     let stale = CancellationToken::new();
@@ -410,7 +409,7 @@ pub async fn execute<T: JobTransport>(
     };
     let work = async {
         report_job(
-            docker, transport, config, &lease, &cancel, &stale, &lease_end, started,
+            docker, transport, config, &lease, &cancel, &stale, &lease_end,
         )
         .await;
         reported.cancel();
@@ -427,9 +426,10 @@ async fn report_job<T: JobTransport>(
     cancel: &CancellationToken,
     stale: &CancellationToken,
     lease_end: &LeaseEnd,
-    started: std::time::Instant,
 ) {
     let (job, attempt) = (lease.job_id, lease.attempt);
+    // The job's duration for the metrics: from the lease (a few instructions ago).
+    let started = std::time::Instant::now();
 
     // Values the report must not carry: the lease's secrets and, once the
     // sandbox exists, the job's package credentials.
