@@ -1189,7 +1189,10 @@ async fn delete_repo(
     let _guard = lock.lock().await;
     // environments first (containers and volumes on the engine), then the rows
     envs::delete_repo_envs(&state, repo.id).await?;
+    // runs, jobs and logs go with the row (foreign keys cascade); their artifact files here
+    let runs = state.store().run_ids_of_repo(repo.id).await?;
     state.store().delete_repo(repo.id).await?;
+    crate::retention::remove_run_files(&state, &runs).await;
     let path = git::repo_path(state.data_dir(), &repo.owner, &repo.name);
     git::remove_repo(state.data_dir(), &path, repo.id).await?;
     tracing::info!(repo = %format!("{}/{}", repo.owner, repo.name), by = %principal.user.username, "repository deleted");

@@ -698,6 +698,27 @@ async fn retention_scenario(database_url: Option<String>) -> Result<()> {
     assert!(!left[0].state.is_terminal());
     let text = scrape(&server).await?;
     assert_eq!(series(&text, "cove_retention_deleted_runs_total"), 3.0);
+
+    // Deleting the repository removes its runs and their artifact files, not only the row.
+    let last = left[0].id;
+    let art = server.data_dir.join("artifacts").join(last.to_string());
+    std::fs::create_dir_all(art.join("1"))?;
+    std::fs::write(art.join("1").join("out.tar"), b"tar")?;
+    let resp = server
+        .http
+        .delete(server.api("/repos/admin/keep"))
+        .bearer_auth(&server.admin_token)
+        .send()
+        .await?;
+    assert_eq!(resp.status(), 204, "{}", resp.text().await?);
+    assert!(!art.exists(), "artifacts of a deleted repository remain");
+    let resp = server
+        .http
+        .get(server.api(&format!("/runs/{last}")))
+        .bearer_auth(&server.admin_token)
+        .send()
+        .await?;
+    assert_eq!(resp.status(), 404);
     server.stop().await;
     Ok(())
 }

@@ -29,6 +29,20 @@ pub async fn effective(state: &AppState, repo_id: i64) -> Result<Retention, Stor
         .unwrap_or(state.limits().retention))
 }
 
+/// Removes the artifact directories of these (deleted) runs; returns how many existed.
+pub async fn remove_run_files(state: &AppState, run_ids: &[i64]) -> usize {
+    let mut removed = 0;
+    for run_id in run_ids {
+        let dir = state.data_dir().join("artifacts").join(run_id.to_string());
+        match tokio::fs::remove_dir_all(&dir).await {
+            Ok(()) => removed += 1,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!(dir = %dir.display(), error = %e, "cannot remove artifacts"),
+        }
+    }
+    removed
+}
+
 /// One retention pass over every repository at `now_ms`.
 pub async fn run_once(state: &AppState, now_ms: i64) -> Result<Pass, StoreError> {
     let mut pass = Pass::default();
@@ -41,20 +55,10 @@ pub async fn run_once(state: &AppState, now_ms: i64) -> Result<Pass, StoreError>
         if expired.is_empty() {
             continue;
         }
-        // Rows first: a run whose files outlive it is only disk; files without a row are
-        // removed on the next pass by the orphan sweep below.
+        // Rows first: a run whose files outlive it (a failed removal, logged) is only disk.
         state.store().delete_runs(&expired).await?;
         pass.runs += expired.len();
-        for run_id in &expired {
-            let dir = state.data_dir().join("artifacts").join(run_id.to_string());
-            match tokio::fs::remove_dir_all(&dir).await {
-                Ok(()) => pass.artifact_dirs += 1,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => {
-                    tracing::warn!(dir = %dir.display(), error = %e, "cannot remove artifacts")
-                }
-            }
-        }
+        pass.artifact_dirs += remove_run_files(state, &expired).await;
         tracing::info!(
             repo = %format!("{}/{}", repo.owner, repo.name),
             runs = expired.len(),

@@ -83,6 +83,17 @@ impl Store {
         Ok(expired)
     }
 
+    /// Every run of a repository (for removing its files when the repository goes).
+    pub async fn run_ids_of_repo(&self, repo_id: i64) -> Result<Vec<i64>, StoreError> {
+        let rows = sqlx::query("SELECT id FROM runs WHERE repo_id = $1")
+            .bind(repo_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| r.try_get::<i64, _>("id").map_err(StoreError::from))
+            .collect()
+    }
+
     /// Deletes runs with their jobs and logs (artifact files are the caller's).
     pub async fn delete_runs(&self, run_ids: &[i64]) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
