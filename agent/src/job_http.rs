@@ -26,11 +26,23 @@ use crate::job_worker::{JobTransport, TransportError};
 
 type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
+/// A request body streamed from a file (artifact uploads).
+type FileBody = http_body_util::StreamBody<
+    std::pin::Pin<
+        Box<
+            dyn futures_util::Stream<Item = Result<hyper::body::Frame<Bytes>, std::io::Error>>
+                + Send,
+        >,
+    >,
+>;
+type UploadClient = Client<HttpsConnector<HttpConnector>, FileBody>;
+
 /// The HTTP client of one agent.
 pub struct HttpTransport {
     base: String,
     token: String,
     client: HttpClient,
+    uploads: UploadClient,
     unauthorized: Option<CancellationToken>,
 }
 
@@ -47,7 +59,12 @@ fn other(e: impl std::fmt::Display) -> TransportError {
 }
 
 /// An HTTP and HTTPS client (system CA certificates; without any, only `http://` works).
-fn client() -> HttpClient {
+fn client<B>() -> Client<HttpsConnector<HttpConnector>, B>
+where
+    B: hyper::body::Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_connect_timeout(Some(Duration::from_secs(10)));
@@ -135,6 +152,7 @@ impl HttpTransport {
             base: base.trim_end_matches('/').to_string(),
             token: token.to_string(),
             client: client(),
+            uploads: client(),
             unauthorized: None,
         }
     }
@@ -207,6 +225,16 @@ impl HttpTransport {
         timeout: Duration,
     ) -> Result<(StatusCode, Bytes), TransportError> {
         let (status, body) = self.send(method, path, content_type, body, timeout).await?;
+        self.check(path, status, body)
+    }
+
+    /// Status mapping of every call: 409 is stale, 401 fires `unauthorized`.
+    fn check(
+        &self,
+        path: &str,
+        status: StatusCode,
+        body: Bytes,
+    ) -> Result<(StatusCode, Bytes), TransportError> {
         if status == StatusCode::UNAUTHORIZED {
             if let Some(token) = &self.unauthorized {
                 token.cancel();
@@ -244,6 +272,36 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 const CHUNK_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl HttpTransport {
+    /// `PUT path` with the file `src` as the body, streamed in 64 KiB chunks (an artifact
+    /// can be large; nothing of it is held in memory). The deadline grows with the size.
+    async fn upload_file(&self, path: &str, src: &std::path::Path) -> Result<(), TransportError> {
+        let file = tokio::fs::File::open(src).await.map_err(other)?;
+        let size = file.metadata().await.map_err(other)?.len();
+        let timeout = CALL_TIMEOUT + Duration::from_secs(size / (1 << 20));
+        let stream = futures_util::StreamExt::map(crate::jobs::file_chunks(file), |c| {
+            c.map(hyper::body::Frame::data)
+        });
+        let body: FileBody = http_body_util::StreamBody::new(Box::pin(stream));
+        let req = Request::builder()
+            .method(Method::PUT)
+            .uri(format!("{}/api/v1{path}", self.base))
+            .header("authorization", format!("Bearer {}", self.token))
+            .header("content-type", "application/x-tar")
+            .header("content-length", size)
+            .body(body)
+            .map_err(other)?;
+        let fut = async {
+            let resp = self.uploads.request(req).await.map_err(other)?;
+            let status = resp.status();
+            let body = resp.into_body().collect().await.map_err(other)?.to_bytes();
+            Ok::<_, TransportError>((status, body))
+        };
+        let (status, body) = tokio::time::timeout(timeout, fut)
+            .await
+            .map_err(|_| other(format!("{path}: no answer within {timeout:?}")))??;
+        self.check(path, status, body).map(|_| ())
+    }
+
     /// `GET path` of the agent protocol, its body streamed into the file `dest` (created or
     /// truncated); statuses map like [`HttpTransport::call`].
     async fn download(&self, path: &str, dest: &std::path::Path) -> Result<(), TransportError> {
@@ -363,17 +421,13 @@ impl JobTransport for HttpTransport {
         job: i64,
         attempt: u32,
         name: &str,
-        tar: Bytes,
+        tar: &std::path::Path,
     ) -> Result<(), TransportError> {
-        self.call(
-            Method::PUT,
+        self.upload_file(
             &format!("/agent/jobs/{job}/artifacts/{name}?attempt={attempt}"),
-            "application/x-tar",
             tar,
-            CALL_TIMEOUT,
         )
         .await
-        .map(|_| ())
     }
 
     async fn finish(&self, job: i64, report: FinishRequest) -> Result<(), TransportError> {

@@ -70,7 +70,7 @@ pub trait JobTransport: Send + Sync + 'static {
         job: i64,
         attempt: u32,
         name: &str,
-        tar: bytes::Bytes,
+        tar: &std::path::Path,
     ) -> impl Future<Output = Result<(), TransportError>> + Send;
     fn finish(
         &self,
@@ -549,19 +549,31 @@ async fn report_job<T: JobTransport>(
             for artifact in result.artifacts {
                 // An artifact holding a secret (a copied `.npmrc`, an env
                 // dump) is refused, not uploaded.
-                if mask
-                    .iter()
-                    .filter(|m| m.len() >= 4)
-                    .any(|m| artifact.tar.windows(m.len()).any(|w| w == m.as_bytes()))
-                {
-                    upload_error = Some(format!(
-                        "artifact `{}` contains a secret value and was not uploaded",
-                        artifact.name
-                    ));
-                    continue;
+                let needles: Vec<String> = mask.iter().filter(|m| m.len() >= 4).cloned().collect();
+                let tar = artifact.tar.clone();
+                let scanned = tokio::task::spawn_blocking(move || tar.contains_any(&needles))
+                    .await
+                    .map_err(std::io::Error::other)
+                    .and_then(|r| r);
+                match scanned {
+                    Ok(false) => {}
+                    Ok(true) => {
+                        upload_error = Some(format!(
+                            "artifact `{}` contains a secret value and was not uploaded",
+                            artifact.name
+                        ));
+                        continue;
+                    }
+                    Err(e) => {
+                        upload_error = Some(format!(
+                            "artifact `{}` could not be checked for secrets ({e}) and was not uploaded",
+                            artifact.name
+                        ));
+                        continue;
+                    }
                 }
-                let tar = bytes::Bytes::from(artifact.tar);
-                let send = || transport.upload_artifact(job, attempt, &artifact.name, tar.clone());
+                let tar = artifact.tar.path();
+                let send = || transport.upload_artifact(job, attempt, &artifact.name, tar);
                 if let Err(e) = with_retries(lease_end, job, "uploading an artifact", send).await {
                     if matches!(e, TransportError::Stale(_)) {
                         crate::metrics::global().job_ended(None, started.elapsed());

@@ -441,7 +441,7 @@ async fn output_artifacts_are_collected_by_glob() {
     let got: BTreeMap<&str, BTreeMap<String, Vec<u8>>> = result
         .artifacts
         .iter()
-        .map(|a| (a.name.as_str(), tar_files(&a.tar)))
+        .map(|a| (a.name.as_str(), tar_files(&a.tar.read().unwrap())))
         .collect();
     let b = |s: &[u8]| s.to_vec();
     assert_eq!(

@@ -43,8 +43,64 @@ pub struct OutputArtifact {
     pub name: String,
     /// Paths inside the tar, in tree order.
     pub files: Vec<String>,
-    pub tar: Vec<u8>,
+    pub tar: ArtifactFile,
 }
+
+/// The tar of an output artifact, in a temporary file (removed when the last clone goes):
+/// an artifact can be as large as the server accepts, so it is never held in memory.
+#[derive(Clone, Debug)]
+pub struct ArtifactFile(std::sync::Arc<tempfile::TempPath>);
+
+impl PartialEq for ArtifactFile {
+    fn eq(&self, other: &ArtifactFile) -> bool {
+        self.path() == other.path()
+    }
+}
+impl Eq for ArtifactFile {}
+
+impl ArtifactFile {
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// The whole tar (tests and small artifacts).
+    pub fn read(&self) -> std::io::Result<Vec<u8>> {
+        std::fs::read(self.path())
+    }
+
+    /// Whether any of `needles` occurs in the tar, read in 64 KiB chunks (a needle across
+    /// two chunks is found: each chunk keeps the previous one's last `longest - 1` bytes).
+    pub fn contains_any(&self, needles: &[String]) -> std::io::Result<bool> {
+        let needles: Vec<&[u8]> = needles
+            .iter()
+            .map(|n| n.as_bytes())
+            .filter(|n| !n.is_empty())
+            .collect();
+        let Some(longest) = needles.iter().map(|n| n.len()).max() else {
+            return Ok(false);
+        };
+        let mut file = std::fs::File::open(self.path())?;
+        let mut window: Vec<u8> = Vec::with_capacity(CHUNK + longest);
+        let mut chunk = vec![0u8; CHUNK];
+        loop {
+            let n = file.read(&mut chunk)?;
+            if n == 0 {
+                return Ok(false);
+            }
+            window.extend_from_slice(&chunk[..n]);
+            if needles
+                .iter()
+                .any(|needle| window.windows(needle.len()).any(|w| w == *needle))
+            {
+                return Ok(true);
+            }
+            let keep = window.len().min(longest - 1);
+            window.drain(..window.len() - keep);
+        }
+    }
+}
+
+const CHUNK: usize = 64 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ArtifactError {
@@ -187,7 +243,9 @@ pub fn collect<R: Read>(
         .map(segments)
         .unwrap_or_default();
     let mut archive = tar::Archive::new(tree);
-    let mut out = tar::Builder::new(Vec::new());
+    let spool = tempfile::NamedTempFile::new().map_err(io)?;
+    let (file, path) = spool.into_parts();
+    let mut out = tar::Builder::new(std::io::BufWriter::new(file));
     out.mode(tar::HeaderMode::Deterministic);
     let mut files = Vec::new();
     for entry in archive.entries().map_err(io)? {
@@ -232,10 +290,9 @@ pub fn collect<R: Read>(
             }
             out.append_link(&mut header, &name, &target).map_err(io)?;
         } else {
-            let mut data = Vec::new();
-            entry.read_to_end(&mut data).map_err(io)?;
-            header.set_size(data.len() as u64);
-            out.append_data(&mut header, &name, data.as_slice())
+            // Streamed entry by entry: the header's size is the entry's own.
+            header.set_size(entry.size());
+            out.append_data(&mut header, &name, &mut entry)
                 .map_err(io)?;
         }
         files.push(name);
@@ -243,7 +300,11 @@ pub fn collect<R: Read>(
     Ok(OutputArtifact {
         name: spec.name.clone(),
         files,
-        tar: out.into_inner().map_err(io)?,
+        tar: {
+            let mut w = out.into_inner().map_err(io)?;
+            std::io::Write::flush(&mut w).map_err(io)?;
+            ArtifactFile(std::sync::Arc::new(path))
+        },
     })
 }
 
@@ -315,6 +376,12 @@ mod tests {
         };
         let out = collect(&spec, t.as_slice(), Some("src")).unwrap();
         assert_eq!(out.files, vec!["a.txt", "in"]);
+        let mut names = Vec::new();
+        let bytes = out.tar.read().unwrap();
+        for e in tar::Archive::new(bytes.as_slice()).entries().unwrap() {
+            names.push(e.unwrap().path().unwrap().to_string_lossy().into_owned());
+        }
+        assert_eq!(names, ["a.txt", "in"]);
 
         let t = tree(&[("src/dist/up", Some("../../etc"), b"")]);
         let spec = ArtifactSpec {
@@ -335,5 +402,33 @@ mod tests {
             };
             assert!(spec.validate().is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_large_entry_is_streamed_and_secrets_are_found_across_chunks() {
+        // 300 KiB file whose secret straddles the 64 KiB chunk boundaries of the scan.
+        let mut data = vec![b'x'; 300 * 1024];
+        let at = 2 * CHUNK - 3;
+        data[at..at + 8].copy_from_slice(b"s3cr3t!!");
+        let t = tree(&[("src/big.bin", None, &data)]);
+        let spec = ArtifactSpec {
+            name: "big".into(),
+            files: vec!["**/*".into()],
+            ..Default::default()
+        };
+        let out = collect(&spec, t.as_slice(), Some("src")).unwrap();
+        let bytes = out.tar.read().unwrap();
+        let mut archive = tar::Archive::new(bytes.as_slice());
+        let mut entry = archive.entries().unwrap().next().unwrap().unwrap();
+        let mut back = Vec::new();
+        entry.read_to_end(&mut back).unwrap();
+        assert_eq!(back, data);
+        assert!(out.tar.contains_any(&["s3cr3t!!".into()]).unwrap());
+        assert!(!out.tar.contains_any(&["absent-value".into()]).unwrap());
+        assert!(!out.tar.contains_any(&[]).unwrap());
+        let path = out.tar.path().to_path_buf();
+        assert!(path.exists());
+        drop(out);
+        assert!(!path.exists(), "the temporary tar goes with the artifact");
     }
 }

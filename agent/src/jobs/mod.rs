@@ -35,7 +35,9 @@ pub use tokio_util::sync::CancellationToken;
 
 use crate::mask::{LogSink, LogStream, MaskSet, MaskedOutput};
 
-pub use artifacts::{collect, glob_match, ArtifactError, ArtifactSpec, OutputArtifact};
+pub use artifacts::{
+    collect, glob_match, ArtifactError, ArtifactFile, ArtifactSpec, OutputArtifact,
+};
 pub use script::{ARTIFACTS_DIR, ROOT, SRC_DIR};
 
 /// Label on every job container: the job id.
@@ -243,7 +245,7 @@ impl From<Vec<u8>> for Tar {
 }
 
 /// A file's bytes as a stream of chunks of at most 64 KiB.
-fn file_chunks(
+pub fn file_chunks(
     file: tokio::fs::File,
 ) -> impl futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send + 'static {
     futures_util::stream::unfold(Some(file), |file| async move {

@@ -1443,9 +1443,12 @@ impl cove_agent::job_worker::JobTransport for InProcess {
         job: i64,
         attempt: u32,
         name: &str,
-        tar: bytes::Bytes,
+        tar: &std::path::Path,
     ) -> Result<(), cove_agent::job_worker::TransportError> {
-        let body = futures_util::stream::iter([Ok::<_, std::convert::Infallible>(tar)]);
+        let file = tokio::fs::File::open(tar).await.map_err(|e| {
+            cove_agent::job_worker::TransportError::Other(format!("reading artifact {name}: {e}"))
+        })?;
+        let body = cove_agent::jobs::file_chunks(file);
         store_artifact(&self.0, job, attempt, name, body)
             .await
             .map_err(transport_err)
