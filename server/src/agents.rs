@@ -9,9 +9,11 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
-use axum::{Extension, Json};
+use axum::Extension;
+
+use crate::extract::{Json, Path};
 use cove_api::{
     AgentInfo, CreateRegistrationTokenRequest, RegisterAgentRequest, RegisteredAgent,
     RegistrationToken, AGENT_TOKEN_PREFIX, REGISTRATION_TOKEN_PREFIX,

@@ -8,10 +8,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Query, State};
+use crate::extract::{Json, Query};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
+use axum::Extension;
 use base64::Engine;
 use cove_agent::worker::AgentHandle;
 use cove_api::agent::{AgentReply, EnvCommand, EnvReport, EnvSource, PublishedPort};
@@ -423,7 +424,8 @@ fn reply_error(reply: AgentReply) -> String {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     #[serde(default)]
     pub repo: Option<String>,
@@ -725,7 +727,8 @@ pub async fn exec_env(
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LogsQuery {
     #[serde(default)]
     pub component: Option<String>,
@@ -760,7 +763,8 @@ pub async fn env_logs(
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct EventsQuery {
     #[serde(default)]
     pub after: Option<i64>,
@@ -1139,7 +1143,8 @@ pub fn spawn_background(
 // Terminals
 // ---------------------------------------------------------------------------------------
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct TerminalQuery {
     #[serde(default)]
     pub component: Option<String>,
