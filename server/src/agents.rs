@@ -28,6 +28,8 @@ use crate::AppState;
 pub const DEFAULT_REGISTRATION_TTL: Duration = Duration::from_secs(3600);
 /// Longest lifetime of a registration token.
 pub const MAX_REGISTRATION_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Most registration tokens outstanding (unused and unexpired) at once; the next is a 429.
+pub const MAX_OUTSTANDING_REGISTRATION_TOKENS: i64 = 100;
 
 /// `POST /api/v1/agents/registration-tokens` (administrators).
 pub async fn create_registration_token(
@@ -57,8 +59,15 @@ pub async fn create_registration_token(
             principal.user.id,
             now,
             expires_at,
+            MAX_OUTSTANDING_REGISTRATION_TOKENS,
         )
-        .await?;
+        .await?
+        .ok_or_else(|| {
+            ApiError::TooMany(format!(
+                "{MAX_OUTSTANDING_REGISTRATION_TOKENS} registration tokens are outstanding \
+                 (unused and unexpired); register agents with them or let them expire first"
+            ))
+        })?;
     tracing::info!(
         registration_token = row.id,
         by = %principal.user.username,

@@ -5,7 +5,7 @@
 //! | problem | status |
 //! |---|---|
 //! | body is not JSON (syntax) | 400 `bad_request` |
-//! | wrong JSON type, unknown field, missing field | 422 `invalid` |
+//! | not a JSON object (an array, a string …), wrong type, unknown field, missing field | 422 `invalid` |
 //! | no `Content-Type: application/json` | 415 `unsupported_media_type` |
 //! | body over the limit | 413 `too_large` |
 //! | query string or path segment does not parse | 400 `bad_request` |
@@ -14,6 +14,7 @@
 //! extractors does not compile into the route table: every route documents its body and
 //! query from the handler's own types, and every rejection has the JSON shape.
 
+use axum::body::Bytes;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, OptionalFromRequest, Request};
 use axum::http::request::Parts;
@@ -49,10 +50,66 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match <axum::Json<T> as FromRequest<S>>::from_request(req, state).await {
+        if !json_content_type(req.headers()) {
+            return Err(ApiError::UnsupportedMediaType(
+                "expected a JSON body with Content-Type: application/json".into(),
+            ));
+        }
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(bytes_rejection)?;
+        // serde reads a struct from a JSON array too (by position): every request body of
+        // this API is an object, so anything else is refused before it is read.
+        let first = bytes.iter().find(|b| !b.is_ascii_whitespace()).copied();
+        if first != Some(b'{') {
+            return Err(
+                match serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
+                    Err(err) if !err.is_data() => ApiError::BadRequest(format!(
+                        "Failed to parse the request body as JSON: {err}"
+                    )),
+                    _ => ApiError::Unprocessable(format!(
+                        "invalid type: the request body must be a JSON object, not {}",
+                        match first {
+                            Some(b'[') => "an array",
+                            Some(b'"') => "a string",
+                            Some(b'n') => "null",
+                            Some(b't' | b'f') => "a boolean",
+                            _ => "a number",
+                        }
+                    )),
+                },
+            );
+        }
+        match axum::Json::<T>::from_bytes(&bytes) {
             Ok(axum::Json(value)) => Ok(Json(value)),
             Err(rejection) => Err(json_rejection(rejection)),
         }
+    }
+}
+
+/// `application/json` or `application/…+json`, parameters (charset) allowed.
+fn json_content_type(headers: &axum::http::HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+fn bytes_rejection(rejection: axum::extract::rejection::BytesRejection) -> ApiError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::TooLarge(rejection.body_text())
+    } else {
+        ApiError::BadRequest(rejection.body_text())
     }
 }
 
@@ -67,15 +124,9 @@ where
     async fn from_request(req: Request, state: &S) -> Result<Option<Self>, Self::Rejection> {
         if !req.headers().contains_key(header::CONTENT_TYPE) {
             // No content type: an empty body means "no body"; anything else is refused (415).
-            let bytes = axum::body::Bytes::from_request(req, state)
+            let bytes = Bytes::from_request(req, state)
                 .await
-                .map_err(|e| {
-                    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                        ApiError::TooLarge(e.body_text())
-                    } else {
-                        ApiError::BadRequest(e.body_text())
-                    }
-                })?;
+                .map_err(bytes_rejection)?;
             if bytes.is_empty() {
                 return Ok(None);
             }

@@ -593,7 +593,8 @@ pub fn api_routes() -> Vec<Route> {
             CREATED,
             "Create a one-time agent registration token (shown once; ttl_secs, default 1 h)",
             agents::create_registration_token,
-        ),
+        )
+        .answers(&[429]),
         {
             let mut r = route(
                 M::POST,
