@@ -279,9 +279,13 @@ fn success_content(route: &Route, description: &str) -> Value {
     match &route.doc.output {
         OutputDoc::Raw("application/json") => media("application/json", json!({"type": "object"})),
         OutputDoc::Json(schema) => media("application/json", schema.clone()),
-        OutputDoc::Raw(ct) if ct.starts_with("text/event-stream") => {
-            media(ct, json!({"type": "string"}))
-        }
+        // The schema of one event (what OpenAPI 3.2 calls `itemSchema`).
+        OutputDoc::Raw(ct) if ct.starts_with("text/event-stream") => media(
+            ct,
+            json!({"type": "object", "properties": {
+                "event": {"type": "string"}, "data": {"type": "string"},
+                "id": {"type": "string"}, "retry": {"type": "integer"}}}),
+        ),
         OutputDoc::Raw(ct) if ct.starts_with("text/") => media(ct, json!({"type": "string"})),
         OutputDoc::Raw(ct) => media(ct, json!({"type": "string", "format": "binary"})),
         OutputDoc::Empty | OutputDoc::Undeclared => json!({"description": description}),

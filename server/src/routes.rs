@@ -208,6 +208,7 @@ pub fn api_routes() -> Vec<Route> {
             "Log in to the web UI: HTTP Basic user + password; sets the HttpOnly session cookie and answers the CSRF token",
             ui::login,
         )
+        .answers(&[400])
         .json::<cove_api::SessionInfo>(),
         route(
             M::GET,
@@ -230,6 +231,7 @@ pub fn api_routes() -> Vec<Route> {
             "Log out: ends the session of the cookie and clears it",
             ui::logout,
         )
+        .answers(&[400])
         .empty(),
         route(
             M::GET,
@@ -250,7 +252,8 @@ pub fn api_routes() -> Vec<Route> {
             CREATED,
             "Create a user",
             create_user,
-        ),
+        )
+        .answers(&[409]),
         route(
             M::GET,
             "/api/v1/tokens",
@@ -280,7 +283,8 @@ pub fn api_routes() -> Vec<Route> {
             GONE,
             "Revoke a token",
             delete_token,
-        ),
+        )
+        .answers(&[404]),
         route(
             M::GET,
             "/api/v1/repos",
@@ -300,7 +304,8 @@ pub fn api_routes() -> Vec<Route> {
             CREATED,
             "Create a repository",
             create_repo,
-        ),
+        )
+        .answers(&[404, 409]),
         route(
             M::GET,
             "/api/v1/repos/{owner}/{name}",
@@ -340,7 +345,8 @@ pub fn api_routes() -> Vec<Route> {
             OK,
             "List commits (?branch=&limit=)",
             list_commits,
-        ),
+        )
+        .answers(&[404]),
         route(
             M::GET,
             "/api/v1/repos/{owner}/{name}/files/{*path}",
@@ -350,7 +356,8 @@ pub fn api_routes() -> Vec<Route> {
             OK,
             "Read a file at a commit (?ref=)",
             read_file,
-        ),
+        )
+        .answers(&[404]),
         route(
             M::GET,
             "/api/v1/repos/{owner}/{name}/events",
@@ -380,7 +387,8 @@ pub fn api_routes() -> Vec<Route> {
             OK,
             "Add or change a member",
             set_member,
-        ),
+        )
+        .answers(&[404]),
         route(
             M::DELETE,
             "/api/v1/repos/{owner}/{name}/members/{username}",
@@ -390,7 +398,8 @@ pub fn api_routes() -> Vec<Route> {
             GONE,
             "Remove a member",
             remove_member,
-        ),
+        )
+        .answers(&[404]),
         // ---- workflow runs (issue 5): `{run}` routes check the role on the run's repository
         route(
             M::GET,
@@ -422,7 +431,8 @@ pub fn api_routes() -> Vec<Route> {
             CREATED,
             "Start a workflow run by hand ({workflow, branch})",
             runs::start_run,
-        ),
+        )
+        .answers(&[404]),
         route(
             M::GET,
             "/api/v1/repos/{owner}/{name}/workflow-errors",
@@ -442,7 +452,8 @@ pub fn api_routes() -> Vec<Route> {
             OK,
             "The runs of a commit and their combined state",
             runs::commit_status,
-        ),
+        )
+        .answers(&[404]),
         route(
             M::GET,
             "/api/v1/repos/{owner}/{name}/secrets",
@@ -462,7 +473,8 @@ pub fn api_routes() -> Vec<Route> {
             OK,
             "Create or replace a secret (encrypted at rest)",
             runs::set_secret,
-        ),
+        )
+        .answers(&[409]),
         route(
             M::DELETE,
             "/api/v1/repos/{owner}/{name}/secrets/{secret}",
@@ -472,7 +484,8 @@ pub fn api_routes() -> Vec<Route> {
             GONE,
             "Delete a secret",
             runs::delete_secret,
-        ),
+        )
+        .answers(&[404]),
         route(
             M::GET,
             "/api/v1/repos/{owner}/{name}/packages",
@@ -502,7 +515,8 @@ pub fn api_routes() -> Vec<Route> {
             GONE,
             "Remove a package configuration (`?environment=`; none: the default)",
             crate::runs::packages::delete,
-        ),
+        )
+        .answers(&[404]),
         route(
             M::GET,
             "/api/v1/runs/{run}",
@@ -534,7 +548,8 @@ pub fn api_routes() -> Vec<Route> {
             OK,
             "Cancel a run",
             runs::cancel_run,
-        ),
+        )
+        .answers(&[404, 409]),
         route(
             M::POST,
             "/api/v1/runs/{run}/retry",
@@ -544,7 +559,8 @@ pub fn api_routes() -> Vec<Route> {
             OK,
             "Run the jobs of an ended run that did not succeed again",
             runs::retry_run,
-        ),
+        )
+        .answers(&[404, 409]),
         route(
             M::GET,
             "/api/v1/runs/{run}/jobs/{job}/logs",
@@ -628,7 +644,8 @@ pub fn api_routes() -> Vec<Route> {
             GONE,
             "Revoke an agent's token (its leases expire now)",
             agents::revoke_agent,
-        ),
+        )
+        .answers(&[404]),
         // ---- agent protocol: only registered agents' tokens
         agent_route(
             M::GET,
@@ -652,21 +669,24 @@ pub fn api_routes() -> Vec<Route> {
             OK,
             "Agent: renew a lease; the answer carries cancel (409 for a stale attempt)",
             runs::agent_heartbeat,
-        ),
+        )
+        .answers(&[404, 409]),
         agent_route(
             M::POST,
             "/api/v1/agent/jobs/{job}/logs",
             GONE,
             "Agent: append masked log lines (409 for a stale attempt)",
             runs::agent_logs,
-        ),
+        )
+        .answers(&[404, 409]),
         agent_route(
             M::POST,
             "/api/v1/agent/jobs/{job}/finish",
             GONE,
             "Agent: report how an attempt ended (409 for a stale attempt)",
             runs::agent_finish,
-        ),
+        )
+        .answers(&[404, 409]),
         agent_route(
             M::GET,
             "/api/v1/agent/jobs/{job}/source",
@@ -691,7 +711,8 @@ pub fn api_routes() -> Vec<Route> {
             GONE,
             "Agent: upload an output artifact (tar body, ?attempt=)",
             runs::agent_upload_artifact,
-        ),
+        )
+        .answers(&[404, 409]),
         // ---- environments: repository routes need a role on the environment's repository
         route(
             M::POST,
@@ -735,7 +756,8 @@ pub fn api_routes() -> Vec<Route> {
             OK,
             "Environments on the engine that the store does not know",
             envs::orphans,
-        ),
+        )
+        .answers(&[503]),
         route(
             M::GET,
             "/api/v1/environments/{env}",
@@ -755,7 +777,8 @@ pub fn api_routes() -> Vec<Route> {
             ACCEPTED,
             "Delete an environment and its volumes",
             envs::delete_env,
-        ),
+        )
+        .answers(&[409, 503]),
         route(
             M::POST,
             "/api/v1/environments/{env}/start",
@@ -765,7 +788,8 @@ pub fn api_routes() -> Vec<Route> {
             OK,
             "Start a stopped environment",
             envs::start_env,
-        ),
+        )
+        .answers(&[409, 503]),
         route(
             M::POST,
             "/api/v1/environments/{env}/stop",
@@ -775,7 +799,8 @@ pub fn api_routes() -> Vec<Route> {
             OK,
             "Stop an environment (preStop first)",
             envs::stop_env,
-        ),
+        )
+        .answers(&[409, 503]),
         route(
             M::POST,
             "/api/v1/environments/{env}/restart",
@@ -797,7 +822,8 @@ pub fn api_routes() -> Vec<Route> {
             OK,
             "Run a command in a component",
             envs::exec_env,
-        ),
+        )
+        .answers(&[404, 409, 503]),
         route(
             M::GET,
             "/api/v1/environments/{env}/logs",
@@ -807,7 +833,8 @@ pub fn api_routes() -> Vec<Route> {
             OK,
             "A component's recent output",
             envs::env_logs,
-        ),
+        )
+        .answers(&[404, 409, 503]),
         route(
             M::GET,
             "/api/v1/environments/{env}/events",

@@ -1,0 +1,141 @@
+#![allow(clippy::unwrap_used)]
+//! A schema-driven API fuzzer against the real `cove-server` binary: schemathesis reads the
+//! server's own OpenAPI document and sends generated requests (valid and invalid: wrong
+//! types, missing and unknown fields, odd path segments and query values) to every
+//! `/api/v1` operation for a bounded time, as the administrator. It fails on any 5xx, any
+//! status the document does not list for the operation, a content type the document does not
+//! list, and a response body that breaks its schema.
+//!
+//! Needs schemathesis (`python3 -m pip install schemathesis`, done by scripts/test-env.sh).
+//! Without it the test fails when `CI=true` and skips (with a note) otherwise.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use common::{spawn_server, ADMIN_TOKEN};
+use serde_json::json;
+use tokio::process::Command;
+
+/// Whole-run bound of the fuzzer (its own `--max-time` is less; this also covers start-up).
+const HARD_LIMIT: Duration = Duration::from_secs(240);
+/// The fuzzer's time budget, in seconds.
+const FUZZ_SECONDS: &str = "120";
+
+async fn schemathesis_present() -> bool {
+    Command::new("python3")
+        .args(["-m", "schemathesis.cli", "--version"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .await
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schemathesis_finds_no_server_error_or_undocumented_answer() -> Result<()> {
+    if !schemathesis_present().await {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "schemathesis is not installed (python3 -m pip install schemathesis; scripts/test-env.sh does it)"
+        );
+        eprintln!("SKIP: schemathesis is not installed (python3 -m pip install schemathesis)");
+        return Ok(());
+    }
+    let tmp = tempfile::tempdir()?;
+    let port = common::free_port()?;
+    let mut server = spawn_server(&tmp.path().join("data"), port).await?;
+    let http = reqwest::Client::new();
+    // Some data, so that list answers have items for their schemas to be checked against.
+    let resp = http
+        .post(format!("{}/api/v1/repos", server.url))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"name": "fuzzed"}))
+        .send()
+        .await?;
+    assert_eq!(resp.status(), 201, "{}", resp.text().await?);
+
+    let report = tmp.path().join("report");
+    let mut fuzzer = Command::new("python3");
+    fuzzer
+        .args(["-m", "schemathesis.cli", "run"])
+        .arg(format!("{}/api/v1/openapi.json", server.url))
+        .arg("--header")
+        .arg(format!("Authorization: Bearer {ADMIN_TOKEN}"))
+        .args([
+            "--checks",
+            "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
+            "--phases",
+            "examples,coverage,fuzzing",
+            "--max-examples",
+            "25",
+            "--max-time",
+            FUZZ_SECONDS,
+            "--exclude-path-regex",
+            "^/git/",
+            "--request-timeout",
+            "20",
+            "--workers",
+            "2",
+            "--seed",
+            "20261205",
+            "--no-color",
+            "--report-dir",
+        ])
+        .arg(&report)
+        .current_dir(tmp.path())
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    let output = tokio::time::timeout(HARD_LIMIT, fuzzer.output())
+        .await
+        .context("schemathesis ran past its bound")??;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    // Environments the fuzzer may have created are removed before the verdict.
+    let envs: Vec<cove_api::Environment> = http
+        .get(format!("{}/api/v1/environments", server.url))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await?
+        .json()
+        .await?;
+    for env in &envs {
+        let _ = http
+            .delete(format!("{}/api/v1/environments/{}", server.url, env.id))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await;
+    }
+    for _ in 0..120 {
+        let left: Vec<cove_api::Environment> = http
+            .get(format!("{}/api/v1/environments", server.url))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await?
+            .json()
+            .await?;
+        if left.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let _ = server.child.kill().await;
+
+    assert!(
+        output.status.success(),
+        "schemathesis found problems (exit {:?}):\n{text}",
+        output.status.code()
+    );
+    assert!(
+        text.contains("API Operations:") && !text.contains("Tested: 0"),
+        "schemathesis tested nothing:\n{text}"
+    );
+    Ok(())
+}
