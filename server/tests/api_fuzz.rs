@@ -58,13 +58,55 @@ async fn schemathesis_finds_no_server_error_or_undocumented_answer() -> Result<(
         .await?;
     assert_eq!(resp.status(), 201, "{}", resp.text().await?);
 
+    // The agent protocol is fuzzed with a registered agent's token.
+    let registration: cove_api::RegistrationToken = http
+        .post(format!("{}/api/v1/agents/registration-tokens", server.url))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let agent: cove_api::RegisteredAgent = http
+        .post(format!("{}/api/v1/agents/register", server.url))
+        .bearer_auth(&registration.token)
+        .json(&json!({"name": "fuzz-agent"}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    // Repository routes get the real repository's path, so that the fuzzer reaches the
+    // handlers instead of the 404 of an unknown repository. Deleting the repository and
+    // creating environments (containers on the engine) keep generated names.
+    let config = tmp.path().join("schemathesis.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+headers = {{ Authorization = "Bearer {ADMIN_TOKEN}" }}
+
+[parameters]
+"path.owner" = "admin"
+"path.name" = "fuzzed"
+
+[[operations]]
+include-operation-id-regex = "^(delete_repos_owner_name|post_repos_owner_name_environments)$"
+parameters = {{ "path.owner" = "nobody", "path.name" = "no-such-repository" }}
+
+[[operations]]
+include-path-regex = "^/api/v1/agent/"
+headers = {{ Authorization = "Bearer {agent_token}" }}
+"#,
+            agent_token = agent.token
+        ),
+    )?;
     let report = tmp.path().join("report");
     let mut fuzzer = Command::new("python3");
     fuzzer
-        .args(["-m", "schemathesis.cli", "run"])
+        .args(["-m", "schemathesis.cli", "--no-color", "--config-file"])
+        .arg(&config)
+        .arg("run")
         .arg(format!("{}/api/v1/openapi.json", server.url))
-        .arg("--header")
-        .arg(format!("Authorization: Bearer {ADMIN_TOKEN}"))
         .args([
             "--checks",
             "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
@@ -82,7 +124,6 @@ async fn schemathesis_finds_no_server_error_or_undocumented_answer() -> Result<(
             "2",
             "--seed",
             "20261205",
-            "--no-color",
             "--report-dir",
         ])
         .arg(&report)
@@ -128,6 +169,9 @@ async fn schemathesis_finds_no_server_error_or_undocumented_answer() -> Result<(
     }
     let _ = server.child.kill().await;
 
+    // The summary (operations, phases, warnings) for the test log.
+    let summary = text.rfind("SUMMARY").map_or("", |i| &text[i..]);
+    eprintln!("schemathesis:\n{summary}");
     assert!(
         output.status.success(),
         "schemathesis found problems (exit {:?}):\n{text}",
