@@ -1,7 +1,9 @@
 //! `cove-api`: the wire types of Cove's REST API (`/api/v1`), shared by the server and the CLI.
 //!
-//! Architecture invariant: this crate holds plain data with serde derives only. It must not
-//! depend on HTTP, async runtimes, databases or git (no axum, tokio, sqlx, git2, reqwest, ureq).
+//! Architecture invariant: this crate holds plain data with serde derives only (plus
+//! `utoipa::ToSchema` derives behind the `openapi` feature, for the server's OpenAPI
+//! document: a pure derive). It must not depend on HTTP, async runtimes, databases or git (no
+//! axum, tokio, sqlx, git2, reqwest, ureq). Request types refuse unknown fields.
 //! Its one workspace dependency is `devfiles`, for the `EnvironmentPlan` the agent protocol
 //! carries.
 
