@@ -1195,7 +1195,7 @@ pub async fn terminal(
     Extension(row): Extension<EnvRow>,
     Query(q): Query<TerminalQuery>,
     headers: axum::http::HeaderMap,
-    ws: axum::extract::ws::WebSocketUpgrade,
+    ws: crate::extract::WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
     if !origin_allowed(&headers, state.public_url()) {
         return Err(ApiError::Forbidden(

@@ -197,6 +197,36 @@ fn path_rejection(rejection: PathRejection) -> ApiError {
     }
 }
 
+/// A WebSocket upgrade, refused with the JSON error (400) when the request is not one.
+pub struct WebSocketUpgrade(axum::extract::ws::WebSocketUpgrade);
+
+impl WebSocketUpgrade {
+    /// Answers 101 and runs `callback` on the socket.
+    pub fn on_upgrade<C, Fut>(self, callback: C) -> Response
+    where
+        C: FnOnce(axum::extract::ws::WebSocket) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.0.on_upgrade(callback)
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for WebSocketUpgrade {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::ws::WebSocketUpgrade::from_request_parts(parts, state)
+            .await
+            .map(WebSocketUpgrade)
+            .map_err(|rejection| {
+                ApiError::BadRequest(format!(
+                    "a WebSocket upgrade request is expected: {}",
+                    rejection.body_text()
+                ))
+            })
+    }
+}
+
 /// Validates a `limit` query parameter: absent → `default`; zero or negative → 400; above
 /// `max` → clamped to `max` (documented in docs/server.md).
 pub fn limit(value: Option<i64>, default: i64, max: i64) -> Result<i64, ApiError> {

@@ -12,7 +12,6 @@ use std::collections::BTreeMap;
 use std::future::Future;
 
 use axum::body::Body;
-use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
@@ -22,7 +21,7 @@ use utoipa::openapi::path::ParameterIn;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Audience;
-use crate::extract::{Json, Path, Query};
+use crate::extract::{Json, Path, Query, WebSocketUpgrade};
 use crate::routes::{api_routes, Route, GIT_ROUTES};
 
 /// A request body of an operation.

@@ -8,6 +8,9 @@
 //! (`negative_data_rejection`), an operation that answers without credentials
 //! (`ignored_auth`) and a method the path does not have that is not 405.
 //!
+//! The server is the real one (router, store on SQLite, embedded agent on the engine), in
+//! process so that the test can seed an environment and a run directly in its store.
+//!
 //! Needs schemathesis (`python3 -m pip install schemathesis`, done by scripts/test-env.sh).
 //! Without it the test fails when `CI=true` and skips (with a note) otherwise.
 
@@ -17,12 +20,15 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use common::{spawn_server, ADMIN_TOKEN};
+use common::{insert_env_row, insert_run_row, TestServer, ADMIN_TOKEN};
 use serde_json::json;
 use tokio::process::Command;
 
 /// Whole-run bound of the fuzzer (its own `--max-time` is less; this also covers start-up).
 const HARD_LIMIT: Duration = Duration::from_secs(240);
+/// The environment and run the fuzzer's `{env}` and `{run}` paths name.
+const FUZZ_ENV: &str = "e0fuzzed0000";
+const FUZZ_RUN: i64 = 7070;
 /// The fuzzer's time budget, in seconds.
 const FUZZ_SECONDS: &str = "100";
 
@@ -47,22 +53,22 @@ async fn schemathesis_finds_no_server_error_or_undocumented_answer() -> Result<(
         eprintln!("SKIP: schemathesis is not installed (python3 -m pip install schemathesis)");
         return Ok(());
     }
-    let tmp = tempfile::tempdir()?;
-    let port = common::free_port()?;
-    let mut server = spawn_server(&tmp.path().join("data"), port).await?;
-    let http = reqwest::Client::new();
-    // Some data, so that list answers have items for their schemas to be checked against.
+    let server = TestServer::start().await?;
+    let http = server.http.clone();
+    // Some data, so that handlers are reached and list answers have items for their schemas
+    // to be checked against: a repository, a (stopped) environment and a finished run in it.
     let resp = http
-        .post(format!("{}/api/v1/repos", server.url))
+        .post(server.api("/repos"))
         .bearer_auth(ADMIN_TOKEN)
         .json(&json!({"name": "fuzzed"}))
         .send()
         .await?;
     assert_eq!(resp.status(), 201, "{}", resp.text().await?);
-
+    insert_env_row(&server, "admin", "fuzzed", FUZZ_ENV).await?;
+    insert_run_row(&server, "admin", "fuzzed", FUZZ_RUN).await?;
     // The agent protocol is fuzzed with a registered agent's token.
     let registration: cove_api::RegistrationToken = http
-        .post(format!("{}/api/v1/agents/registration-tokens", server.url))
+        .post(server.api("/agents/registration-tokens"))
         .bearer_auth(ADMIN_TOKEN)
         .json(&json!({}))
         .send()
@@ -70,7 +76,7 @@ async fn schemathesis_finds_no_server_error_or_undocumented_answer() -> Result<(
         .json()
         .await?;
     let agent: cove_api::RegisteredAgent = http
-        .post(format!("{}/api/v1/agents/register", server.url))
+        .post(server.api("/agents/register"))
         .bearer_auth(&registration.token)
         .json(&json!({"name": "fuzz-agent"}))
         .send()
@@ -80,7 +86,7 @@ async fn schemathesis_finds_no_server_error_or_undocumented_answer() -> Result<(
     // Repository routes get the real repository's path, so that the fuzzer reaches the
     // handlers instead of the 404 of an unknown repository. Deleting the repository and
     // creating environments (containers on the engine) keep generated names.
-    let config = tmp.path().join("schemathesis.toml");
+    let config = server.tmp.path().join("schemathesis.toml");
     std::fs::write(
         &config,
         format!(
@@ -90,6 +96,9 @@ headers = {{ Authorization = "Bearer {ADMIN_TOKEN}" }}
 [parameters]
 "path.owner" = "admin"
 "path.name" = "fuzzed"
+"path.env" = "{FUZZ_ENV}"
+"path.run" = "{FUZZ_RUN}"
+"path.job" = "Build"
 
 [[operations]]
 include-operation-id-regex = "^(delete_repos_owner_name|post_repos_owner_name_environments)$"
@@ -108,6 +117,7 @@ parameters = {{ "body.wait_ms" = 0 }}
             agent_token = agent.token
         ),
     )?;
+    let tmp = tempfile::tempdir()?;
     let report = tmp.path().join("report");
     let mut fuzzer = Command::new("python3");
     fuzzer
@@ -136,7 +146,7 @@ parameters = {{ "body.wait_ms" = 0 }}
             "--report-dir",
         ])
         .arg(&report)
-        .current_dir(tmp.path())
+        .current_dir(server.tmp.path())
         .stdin(Stdio::null())
         .kill_on_drop(true);
     let output = tokio::time::timeout(HARD_LIMIT, fuzzer.output())
@@ -150,7 +160,7 @@ parameters = {{ "body.wait_ms" = 0 }}
 
     // Environments the fuzzer may have created are removed before the verdict.
     let envs: Vec<cove_api::Environment> = http
-        .get(format!("{}/api/v1/environments", server.url))
+        .get(server.api("/environments"))
         .bearer_auth(ADMIN_TOKEN)
         .send()
         .await?
@@ -158,14 +168,14 @@ parameters = {{ "body.wait_ms" = 0 }}
         .await?;
     for env in &envs {
         let _ = http
-            .delete(format!("{}/api/v1/environments/{}", server.url, env.id))
+            .delete(server.api(&format!("/environments/{}", env.id)))
             .bearer_auth(ADMIN_TOKEN)
             .send()
             .await;
     }
     for _ in 0..120 {
         let left: Vec<cove_api::Environment> = http
-            .get(format!("{}/api/v1/environments", server.url))
+            .get(server.api("/environments"))
             .bearer_auth(ADMIN_TOKEN)
             .send()
             .await?
@@ -176,7 +186,7 @@ parameters = {{ "body.wait_ms" = 0 }}
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let _ = server.child.kill().await;
+    server.stop().await;
 
     // The summary (operations, phases, warnings) for the test log.
     let summary = text.rfind("SUMMARY").map_or("", |i| &text[i..]);

@@ -17,80 +17,14 @@ use serde_json::json;
 const ROUTE_TEST_ENV: &str = "e0routetable0";
 
 async fn insert_env(server: &TestServer) -> Result<()> {
-    let repo = server
-        .state
-        .store()
-        .repo("admin", "r1")
-        .await?
-        .expect("r1 exists");
-    let row = cove_server::store::EnvRow {
-        id: ROUTE_TEST_ENV.into(),
-        name: "route-test".into(),
-        repo_id: repo.id,
-        owner_id: repo.owner_id,
-        branch: "main".into(),
-        devfile_path: None,
-        state: cove_api::EnvState::Stopped,
-        reason: None,
-        plan_json: serde_json::to_string(&devfiles::default_devfile().plan(&Default::default()).0)?,
-        devfile_text: None,
-        restart_required: false,
-        devfile_changes: None,
-        endpoints_json: "[]".into(),
-        idle_timeout_secs: 0,
-        last_activity_ms: 0,
-        created_at: 0,
-    };
-    server.state.store().create_env(&row).await?;
-    Ok(())
+    common::insert_env_row(server, "admin", "r1", ROUTE_TEST_ENV).await
 }
 
 /// A run row (with one job) in `admin/r1` so run routes reach their role check.
 const ROUTE_TEST_RUN: i64 = 4242;
 
 async fn insert_run(server: &TestServer) -> Result<()> {
-    use cove_server::store::{JobRow, RunRow};
-    let repo = server
-        .state
-        .store()
-        .repo("admin", "r1")
-        .await?
-        .expect("r1 exists");
-    let run = RunRow {
-        id: ROUTE_TEST_RUN,
-        repo_id: repo.id,
-        workflow: "wf".into(),
-        workflow_file: ".codecatalyst/workflows/wf.yaml".into(),
-        workflow_text: String::new(),
-        implicit_branch: None,
-        run_mode: "QUEUED".into(),
-        branch: "main".into(),
-        commit_sha: "0".repeat(40),
-        trigger_kind: "manual".into(),
-        state: cove_api::RunState::Failed,
-        created_at_ms: 0,
-        finished_at_ms: Some(0),
-    };
-    let job = JobRow {
-        id: ROUTE_TEST_RUN + 1,
-        run_id: ROUTE_TEST_RUN,
-        idx: 0,
-        action: "Build".into(),
-        depends_on: vec![],
-        state: cove_api::JobState::Failed,
-        attempt: 1,
-        max_attempts: 1,
-        lease_expires_ms: None,
-        cancel_requested: false,
-        timeout_ms: 1000,
-        started_at_ms: None,
-        finished_at_ms: None,
-        error: None,
-        variables_json: "{}".into(),
-        artifacts_json: "[]".into(),
-    };
-    server.state.store().create_run(&run, &[job]).await?;
-    Ok(())
+    common::insert_run_row(server, "admin", "r1", ROUTE_TEST_RUN).await
 }
 
 fn concrete_path(spec: &RouteSpec, repo: &str, token_id: i64) -> String {
