@@ -58,6 +58,11 @@ if ! command -v moto_server >/dev/null 2>&1; then
   log "pip install moto[server]"
   python3 -m pip install -q 'moto[server]' >/dev/null
 fi
+# schemathesis is the API fuzzer of server/tests/api_fuzz.rs (reads the server's OpenAPI document).
+if ! python3 -m schemathesis.cli --version >/dev/null 2>&1; then
+  log "pip install schemathesis"
+  python3 -m pip install -q schemathesis >/dev/null
+fi
 
 # --- 2. engine ----------------------------------------------------------------
 answers() { DOCKER_HOST="$1" timeout 10 docker version >/dev/null 2>&1; }

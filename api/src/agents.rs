@@ -9,6 +9,7 @@ pub const AGENT_TOKEN_PREFIX: &str = "cove_agt_";
 
 /// `POST /api/v1/agents/registration-tokens` (administrators).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateRegistrationTokenRequest {
     /// Lifetime in seconds (default one hour, at most a week).
@@ -18,6 +19,7 @@ pub struct CreateRegistrationTokenRequest {
 
 /// A new registration token, shown once.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RegistrationToken {
     pub token: String,
     /// Unix seconds.
@@ -26,6 +28,8 @@ pub struct RegistrationToken {
 
 /// `POST /api/v1/agents/register`, authenticated by the registration token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
 pub struct RegisterAgentRequest {
     pub name: String,
     /// The agent's version, for the record.
@@ -35,6 +39,7 @@ pub struct RegisterAgentRequest {
 
 /// The agent's identity and its own token (shown once).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RegisteredAgent {
     pub agent_id: i64,
     pub token: String,
@@ -42,6 +47,7 @@ pub struct RegisteredAgent {
 
 /// `GET /api/v1/agent/self`: who the agent token belongs to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AgentIdentity {
     pub agent_id: i64,
     pub name: String,
@@ -49,6 +55,7 @@ pub struct AgentIdentity {
 
 /// A registered agent as listed to administrators.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AgentInfo {
     pub id: i64,
     pub name: String,

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// Lifecycle state of an environment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum EnvState {
     Creating,
@@ -52,6 +53,8 @@ impl EnvState {
 
 /// `POST /api/v1/repos/{owner}/{name}/environments`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
 pub struct CreateEnvironmentRequest {
     /// Branch to work on (default: the repository's default branch).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -78,6 +81,7 @@ pub struct CreateEnvironmentRequest {
 
 /// A published endpoint of an environment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EnvEndpoint {
     pub name: String,
     pub port: u16,
@@ -90,6 +94,7 @@ pub struct EnvEndpoint {
 
 /// An environment (`GET /api/v1/environments/{id}`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Environment {
     pub id: String,
     pub name: String,
@@ -118,6 +123,7 @@ pub struct Environment {
 
 /// One line of an environment's history: progress, postStart output, state changes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EnvEvent {
     pub id: i64,
     pub at_ms: i64,
@@ -128,6 +134,8 @@ pub struct EnvEvent {
 
 /// `POST /api/v1/environments/{id}/exec`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
 pub struct ExecRequest {
     /// Container component (default: the main one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -137,6 +145,7 @@ pub struct ExecRequest {
 
 /// Result of a non-interactive exec.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ExecResult {
     pub exit_code: i64,
     pub stdout: String,
@@ -145,6 +154,7 @@ pub struct ExecResult {
 
 /// Body of a 422 answer for an invalid devfile.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct InvalidDevfile {
     pub error: String,
     /// `FILE:LINE:COL: error: …` lines.

@@ -1,7 +1,9 @@
 //! `cove-api`: the wire types of Cove's REST API (`/api/v1`), shared by the server and the CLI.
 //!
-//! Architecture invariant: this crate holds plain data with serde derives only. It must not
-//! depend on HTTP, async runtimes, databases or git (no axum, tokio, sqlx, git2, reqwest, ureq).
+//! Architecture invariant: this crate holds plain data with serde derives only (plus
+//! `utoipa::ToSchema` derives behind the `openapi` feature, for the server's OpenAPI
+//! document: a pure derive). It must not depend on HTTP, async runtimes, databases or git (no
+//! axum, tokio, sqlx, git2, reqwest, ureq). Request types refuse unknown fields.
 //! Its one workspace dependency is `devfiles`, for the `EnvironmentPlan` the agent protocol
 //! carries.
 
@@ -25,6 +27,7 @@ pub const API_PREFIX: &str = "/api/v1";
 
 /// What a token may do. Scopes are independent: a token has exactly the scopes it was given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Scope {
     /// Read repositories, events, tokens and the caller's own account.
@@ -56,6 +59,7 @@ impl Scope {
 
 /// A user's permission on one repository, from weakest to strongest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// May clone, fetch and read through the API.
@@ -86,6 +90,7 @@ impl Role {
 
 /// Who may read a repository without being a member.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Visibility {
     /// Only members (and admins).
@@ -116,6 +121,7 @@ impl Visibility {
 
 /// Body of every error response.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     /// Stable machine-readable code, e.g. `unauthorized`, `forbidden`, `not_found`.
     pub error: String,
@@ -125,6 +131,7 @@ pub struct ErrorBody {
 
 /// The authenticated caller (`GET /api/v1/user`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct User {
     pub username: String,
     pub is_admin: bool,
@@ -135,6 +142,8 @@ pub struct User {
 
 /// `POST /api/v1/users` (admin only).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
 pub struct CreateUserRequest {
     pub username: String,
     pub password: String,
@@ -144,6 +153,8 @@ pub struct CreateUserRequest {
 
 /// `POST /api/v1/tokens`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
 pub struct CreateTokenRequest {
     /// A label for the token, e.g. `laptop`.
     pub name: String,
@@ -156,6 +167,7 @@ pub struct CreateTokenRequest {
 
 /// A token as listed (never contains the secret).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TokenInfo {
     pub id: i64,
     pub name: String,
@@ -168,6 +180,7 @@ pub struct TokenInfo {
 
 /// Response to `POST /api/v1/tokens`: the only time the secret is shown.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreatedToken {
     pub token: String,
     #[serde(flatten)]
@@ -176,6 +189,8 @@ pub struct CreatedToken {
 
 /// `POST /api/v1/repos`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
 pub struct CreateRepoRequest {
     pub name: String,
     /// Defaults to the caller's username; only admins may create under another owner.
@@ -187,6 +202,7 @@ pub struct CreateRepoRequest {
 
 /// A hosted repository.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Repo {
     pub owner: String,
     pub name: String,
@@ -202,6 +218,7 @@ pub struct Repo {
 
 /// A branch and the commit it points to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Branch {
     pub name: String,
     pub commit: String,
@@ -209,6 +226,7 @@ pub struct Branch {
 
 /// One commit in a history listing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Commit {
     pub id: String,
     pub summary: String,
@@ -221,6 +239,7 @@ pub struct Commit {
 
 /// How [`FileContent::content`] is encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum ContentEncoding {
     /// The file is valid UTF-8 and `content` is the text itself.
@@ -231,6 +250,7 @@ pub enum ContentEncoding {
 
 /// A file read at a commit.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FileContent {
     pub path: String,
     /// The commit the file was read at.
@@ -242,6 +262,7 @@ pub struct FileContent {
 
 /// One ref update of a successful push.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PushEvent {
     pub id: i64,
     /// `owner/name`.
@@ -261,6 +282,7 @@ pub struct PushEvent {
 
 /// A repository member.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Member {
     pub username: String,
     pub role: Role,
@@ -268,6 +290,8 @@ pub struct Member {
 
 /// `PUT /api/v1/repos/{owner}/{name}/members/{username}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
 pub struct SetMemberRequest {
     pub role: Role,
 }

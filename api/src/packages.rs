@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 /// How a build reaches its packages.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum PackageMode {
     /// The build sees only the agent gateway's package URLs; no token enters it.
@@ -17,6 +18,8 @@ pub enum PackageMode {
 
 /// One CodeArtifact repository builds may read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
 pub struct PackageRepository {
     pub name: String,
     /// `npm` or `pypi`.
@@ -27,6 +30,7 @@ pub struct PackageRepository {
 /// may read. Per repository, optionally per workflow environment
 /// (`Environment.Name` of an action).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PackageConfig {
     pub role_arn: String,
@@ -50,6 +54,7 @@ pub struct PackageConfig {
 
 /// `PUT /api/v1/repos/{owner}/{name}/packages` and an entry of its `GET`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PackageConfigEntry {
     /// Workflow environment this applies to; absent: the repository default.
@@ -60,6 +65,7 @@ pub struct PackageConfigEntry {
 
 /// npm scopes routed to one repository (`NpmConfiguration.PackageRegistries`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NpmRegistry {
     pub repository: String,
     /// `@scope` names; empty: the default registry.
@@ -69,6 +75,7 @@ pub struct NpmRegistry {
 
 /// Package access of one leased job.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobPackages {
     /// The configuration that applies (repository default or the action's
     /// environment).

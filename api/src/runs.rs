@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 /// A run's state, derived from its jobs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum RunState {
     /// No job started yet (waiting for an agent or for its turn under QUEUED/SUPERSEDED).
@@ -51,6 +52,7 @@ impl RunState {
 
 /// A job's (one action's) state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum JobState {
     /// Waiting for its dependencies, its turn, or an agent.
@@ -106,6 +108,7 @@ impl JobState {
 
 /// One action of a run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Job {
     pub id: i64,
     pub action: String,
@@ -130,6 +133,7 @@ pub struct Job {
 
 /// A workflow run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Run {
     pub id: i64,
     /// `owner/name`.
@@ -151,6 +155,8 @@ pub struct Run {
 
 /// `POST /api/v1/repos/{owner}/{name}/runs`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
 pub struct StartRunRequest {
     /// Workflow name (or its file path).
     pub workflow: String,
@@ -161,6 +167,7 @@ pub struct StartRunRequest {
 
 /// An invalid workflow file met on a push: no run was created.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WorkflowError {
     pub id: i64,
     pub file: String,
@@ -173,6 +180,7 @@ pub struct WorkflowError {
 
 /// `GET /api/v1/repos/{owner}/{name}/commits/{sha}/status`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CommitStatus {
     pub commit: String,
     /// `none` without runs, else the worst of the runs' states (`running` while any runs).
@@ -182,6 +190,7 @@ pub struct CommitStatus {
 
 /// Which output a log line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum LogStreamKind {
     Stdout,
@@ -212,6 +221,8 @@ impl LogStreamKind {
 /// One stored, already masked log line. `seq` orders a job's lines; attempt `n` numbers its
 /// lines from `(n - 1) * 1_000_000_000`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
 pub struct JobLogLine {
     pub seq: u64,
     pub stream: LogStreamKind,
@@ -221,6 +232,7 @@ pub struct JobLogLine {
 
 /// A secret's name and times; the value is never returned.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SecretInfo {
     pub name: String,
     pub created_at: i64,
@@ -229,6 +241,8 @@ pub struct SecretInfo {
 
 /// `PUT /api/v1/repos/{owner}/{name}/secrets/{secret}`.
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
 pub struct SetSecretRequest {
     pub value: String,
 }
@@ -245,12 +259,15 @@ impl std::fmt::Debug for SetSecretRequest {
 
 /// `POST /api/v1/agent/lease`: wait up to `wait_ms` for a ready job.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
 pub struct LeaseRequest {
     pub wait_ms: u64,
 }
 
 /// What the job executes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "kind", content = "detail", rename_all = "snake_case")]
 pub enum JobScript {
     Steps(Vec<String>),
@@ -259,6 +276,7 @@ pub enum JobScript {
 
 /// A buildspec phase; `name` is `install`, `pre_build`, `build` or `post_build`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobPhase {
     pub name: String,
     pub commands: Vec<String>,
@@ -275,6 +293,7 @@ pub struct JobPhase {
 
 /// An output artifact to collect.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobArtifactSpec {
     pub name: String,
     pub files: Vec<String>,
@@ -288,6 +307,7 @@ pub struct JobArtifactSpec {
 
 /// A leased job: everything the agent needs, fenced by `attempt`.
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobLease {
     pub job_id: i64,
     pub run_id: i64,
@@ -334,12 +354,15 @@ impl std::fmt::Debug for JobLease {
 
 /// `POST /api/v1/agent/jobs/{job}/heartbeat`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
 pub struct HeartbeatRequest {
     pub attempt: u32,
 }
 
 /// Whether to stop, and until when the lease holds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HeartbeatResponse {
     pub cancel: bool,
     pub lease_expires_ms: i64,
@@ -347,6 +370,8 @@ pub struct HeartbeatResponse {
 
 /// `POST /api/v1/agent/jobs/{job}/logs`: lines of one attempt (idempotent by `seq`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
 pub struct LogBatch {
     pub attempt: u32,
     pub lines: Vec<JobLogLine>,
@@ -354,6 +379,7 @@ pub struct LogBatch {
 
 /// How the job ended on the agent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum JobOutcome {
     Succeeded,
@@ -366,6 +392,8 @@ pub enum JobOutcome {
 
 /// `POST /api/v1/agent/jobs/{job}/finish`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
 pub struct FinishRequest {
     pub attempt: u32,
     pub outcome: JobOutcome,

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 /// `GET`/`POST /api/v1/session`: who is logged in and the CSRF token the page must send in
 /// `X-Cove-CSRF` on every cookie-authenticated request that changes something.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SessionInfo {
     pub username: String,
     pub is_admin: bool,

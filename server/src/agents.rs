@@ -9,9 +9,11 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
-use axum::{Extension, Json};
+use axum::Extension;
+
+use crate::extract::{Json, Path};
 use cove_api::{
     AgentInfo, CreateRegistrationTokenRequest, RegisterAgentRequest, RegisteredAgent,
     RegistrationToken, AGENT_TOKEN_PREFIX, REGISTRATION_TOKEN_PREFIX,
@@ -26,6 +28,8 @@ use crate::AppState;
 pub const DEFAULT_REGISTRATION_TTL: Duration = Duration::from_secs(3600);
 /// Longest lifetime of a registration token.
 pub const MAX_REGISTRATION_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Most registration tokens outstanding (unused and unexpired) at once; the next is a 429.
+pub const MAX_OUTSTANDING_REGISTRATION_TOKENS: i64 = 100;
 
 /// `POST /api/v1/agents/registration-tokens` (administrators).
 pub async fn create_registration_token(
@@ -55,8 +59,15 @@ pub async fn create_registration_token(
             principal.user.id,
             now,
             expires_at,
+            MAX_OUTSTANDING_REGISTRATION_TOKENS,
         )
-        .await?;
+        .await?
+        .ok_or_else(|| {
+            ApiError::TooMany(format!(
+                "{MAX_OUTSTANDING_REGISTRATION_TOKENS} registration tokens are outstanding \
+                 (unused and unexpired); register agents with them or let them expire first"
+            ))
+        })?;
     tracing::info!(
         registration_token = row.id,
         by = %principal.user.username,

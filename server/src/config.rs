@@ -80,7 +80,7 @@ pub struct Limits {
 }
 
 /// How long runs, their logs and artifacts are kept.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Retention {
     /// Finished runs older than this many days are deleted (0: no age limit).
     pub days: u32,

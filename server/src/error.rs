@@ -38,6 +38,15 @@ pub enum ApiError {
     /// The request took longer than the server allows (e.g. a push past its deadline).
     #[error("{0}")]
     Timeout(String),
+    /// A well-formed body of the wrong shape: wrong JSON type, unknown or missing field.
+    #[error("{0}")]
+    Unprocessable(String),
+    /// A body without `Content-Type: application/json`.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// A bounded resource is used up (e.g. outstanding registration tokens).
+    #[error("{0}")]
+    TooMany(String),
     /// Anything else; the detail is logged, the client sees a generic message.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
@@ -63,6 +72,11 @@ impl ApiError {
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             ApiError::Timeout(_) => (StatusCode::REQUEST_TIMEOUT, "timeout"),
+            ApiError::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
+            ApiError::UnsupportedMediaType(_) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
+            ApiError::TooMany(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }

@@ -3,11 +3,12 @@
 //! and served at `/` (the app routes in the URL fragment, so only `/` answers with the page). Release builds embed the files; debug builds read them from disk, and a
 //! missing `web/dist` gives a page that says how to build it instead of a build failure.
 
+use crate::extract::Json;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
+use axum::Extension;
 use cove_api::SessionInfo;
 
 use crate::auth::{self, Principal};

@@ -666,3 +666,40 @@ async fn stop(mut agent: AgentProc) -> Result<String> {
     agent.0.wait().await?;
     Ok(text)
 }
+
+/// Outstanding registration tokens are capped: the 101st unused, unexpired one is a 429 with
+/// a JSON error that says why, and using one (registering an agent) frees a place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outstanding_registration_tokens_are_capped() -> Result<()> {
+    let server = TestServer::start().await?;
+    let cap = cove_server::agents::MAX_OUTSTANDING_REGISTRATION_TOKENS;
+    let mut tokens = Vec::new();
+    for _ in 0..cap {
+        tokens.push(server.registration_token(Some(600)).await?);
+    }
+    let (status, text) = call(
+        &server,
+        reqwest::Method::POST,
+        "/agents/registration-tokens",
+        Some(&server.admin_token),
+        json!({}),
+    )
+    .await?;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{text}");
+    let error: cove_api::ErrorBody = serde_json::from_str(&text)?;
+    assert_eq!(error.error, "too_many");
+    assert!(error.message.contains("outstanding"), "{text}");
+
+    let (status, text) = call(
+        &server,
+        reqwest::Method::POST,
+        "/agents/register",
+        Some(&tokens[0]),
+        json!({"name": "frees-a-place"}),
+    )
+    .await?;
+    assert_eq!(status, StatusCode::CREATED, "{text}");
+    server.registration_token(Some(600)).await?;
+    server.stop().await;
+    Ok(())
+}

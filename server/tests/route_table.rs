@@ -17,80 +17,14 @@ use serde_json::json;
 const ROUTE_TEST_ENV: &str = "e0routetable0";
 
 async fn insert_env(server: &TestServer) -> Result<()> {
-    let repo = server
-        .state
-        .store()
-        .repo("admin", "r1")
-        .await?
-        .expect("r1 exists");
-    let row = cove_server::store::EnvRow {
-        id: ROUTE_TEST_ENV.into(),
-        name: "route-test".into(),
-        repo_id: repo.id,
-        owner_id: repo.owner_id,
-        branch: "main".into(),
-        devfile_path: None,
-        state: cove_api::EnvState::Stopped,
-        reason: None,
-        plan_json: serde_json::to_string(&devfiles::default_devfile().plan(&Default::default()).0)?,
-        devfile_text: None,
-        restart_required: false,
-        devfile_changes: None,
-        endpoints_json: "[]".into(),
-        idle_timeout_secs: 0,
-        last_activity_ms: 0,
-        created_at: 0,
-    };
-    server.state.store().create_env(&row).await?;
-    Ok(())
+    common::insert_env_row(server, "admin", "r1", ROUTE_TEST_ENV).await
 }
 
 /// A run row (with one job) in `admin/r1` so run routes reach their role check.
 const ROUTE_TEST_RUN: i64 = 4242;
 
 async fn insert_run(server: &TestServer) -> Result<()> {
-    use cove_server::store::{JobRow, RunRow};
-    let repo = server
-        .state
-        .store()
-        .repo("admin", "r1")
-        .await?
-        .expect("r1 exists");
-    let run = RunRow {
-        id: ROUTE_TEST_RUN,
-        repo_id: repo.id,
-        workflow: "wf".into(),
-        workflow_file: ".codecatalyst/workflows/wf.yaml".into(),
-        workflow_text: String::new(),
-        implicit_branch: None,
-        run_mode: "QUEUED".into(),
-        branch: "main".into(),
-        commit_sha: "0".repeat(40),
-        trigger_kind: "manual".into(),
-        state: cove_api::RunState::Failed,
-        created_at_ms: 0,
-        finished_at_ms: Some(0),
-    };
-    let job = JobRow {
-        id: ROUTE_TEST_RUN + 1,
-        run_id: ROUTE_TEST_RUN,
-        idx: 0,
-        action: "Build".into(),
-        depends_on: vec![],
-        state: cove_api::JobState::Failed,
-        attempt: 1,
-        max_attempts: 1,
-        lease_expires_ms: None,
-        cancel_requested: false,
-        timeout_ms: 1000,
-        started_at_ms: None,
-        finished_at_ms: None,
-        error: None,
-        variables_json: "{}".into(),
-        artifacts_json: "[]".into(),
-    };
-    server.state.store().create_run(&run, &[job]).await?;
-    Ok(())
+    common::insert_run_row(server, "admin", "r1", ROUTE_TEST_RUN).await
 }
 
 fn concrete_path(spec: &RouteSpec, repo: &str, token_id: i64) -> String {
@@ -365,6 +299,134 @@ async fn tokens_are_shown_once_listed_without_secret_and_revocable() -> Result<(
         assert!(!bytes
             .windows(created.token.len())
             .any(|w| w == created.token.as_bytes()));
+    }
+    server.stop().await;
+    Ok(())
+}
+
+/// Every route whose handler takes a JSON body refuses a JSON array, an unknown field, a body
+/// that is not JSON and a body without the JSON content type, each with the project's JSON
+/// error (`{error, message}`) naming the problem, and creates nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_json_body_refuses_wrong_shapes_with_a_json_error() -> Result<()> {
+    let server = TestServer::start().await?;
+    server.create_repo(&server.admin_token, "r1").await?;
+    insert_env(&server).await?;
+    insert_run(&server).await?;
+    server.create_user("bob").await?;
+    let agent = server.agent_token().await?;
+    let registration = server.registration_token(None).await?;
+    let mut checked = 0;
+    for route in api_routes() {
+        let Some(body) = &route.doc.body else {
+            continue;
+        };
+        if body.content_type != "application/json" {
+            continue;
+        }
+        let spec = &route.spec;
+        let what = format!("{} {}", spec.method, spec.path);
+        let token = match spec.audience {
+            Audience::Users => server.admin_token.clone(),
+            Audience::Agents => agent.clone(),
+            Audience::Registration => registration.clone(),
+        };
+        let path = concrete_path(spec, "admin/r1", 1);
+        let method = Method::from_bytes(spec.method.as_str().as_bytes())?;
+        let cases: [(&str, Option<&str>, u16, &str, &str); 5] = [
+            (
+                "[]",
+                Some("application/json"),
+                422,
+                "invalid",
+                "invalid type",
+            ),
+            (
+                r#"{"zz_unknown_field": 1}"#,
+                Some("application/json"),
+                422,
+                "invalid",
+                "zz_unknown_field",
+            ),
+            (
+                r#"["a", "b", false]"#,
+                Some("application/json"),
+                422,
+                "invalid",
+                "must be a JSON object",
+            ),
+            ("{", Some("application/json"), 400, "bad_request", "EOF"),
+            (
+                "{}",
+                None,
+                415,
+                "unsupported_media_type",
+                "application/json",
+            ),
+        ];
+        for (text, content_type, status, code, needle) in cases {
+            let mut req = server
+                .http
+                .request(method.clone(), format!("{}{path}", server.url))
+                .bearer_auth(&token)
+                .body(text);
+            if let Some(ct) = content_type {
+                req = req.header(reqwest::header::CONTENT_TYPE, ct);
+            }
+            let resp = req.send().await?;
+            let got = resp.status().as_u16();
+            let answer = resp.text().await?;
+            assert_eq!(got, status, "{what} with {text:?}: {answer}");
+            let error: cove_api::ErrorBody = serde_json::from_str(&answer).unwrap_or_else(|e| {
+                panic!("{what} with {text:?}: not the JSON error shape ({e}): {answer}")
+            });
+            assert_eq!(error.error, code, "{what} with {text:?}: {answer}");
+            assert!(
+                error.message.contains(needle),
+                "{what} with {text:?}: message does not name the problem: {answer}"
+            );
+        }
+        checked += 1;
+    }
+    assert!(checked >= 15, "only {checked} JSON-body routes");
+    // Nothing was created by any of the refused calls.
+    let envs = server.state.store().list_envs().await?;
+    assert_eq!(envs.len(), 1, "environments: {envs:?}");
+    server.stop().await;
+    Ok(())
+}
+
+/// Numeric `limit` query parameters: zero, negative and non-numbers are 400 with the JSON
+/// error; a huge one is clamped (answered, not refused).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limit_parameters_are_validated() -> Result<()> {
+    let server = TestServer::start().await?;
+    server.create_repo(&server.admin_token, "r1").await?;
+    for route in ["commits", "events", "runs"] {
+        for (limit, status) in [
+            ("0", 400),
+            ("-1", 400),
+            ("abc", 400),
+            ("1", 200),
+            ("9223372036854775807", 200),
+        ] {
+            if route == "commits" && status == 200 {
+                continue; // an empty repository has no commits: 404
+            }
+            let resp = server
+                .http
+                .get(server.api(&format!("/repos/admin/r1/{route}?limit={limit}")))
+                .bearer_auth(&server.admin_token)
+                .send()
+                .await?;
+            let got = resp.status().as_u16();
+            let text = resp.text().await?;
+            assert_eq!(got, status, "{route}?limit={limit}: {text}");
+            if status == 400 {
+                let error: cove_api::ErrorBody = serde_json::from_str(&text)?;
+                assert!(error.message.contains("limit"), "{route}: {text}");
+            }
+        }
     }
     server.stop().await;
     Ok(())

@@ -3,7 +3,9 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
+use axum::Extension;
+
+use crate::extract::Json;
 use base64::Engine;
 use cove_api::agent::{AgentReply, EnvCommand, EnvSource};
 use cove_api::{CreateEnvironmentRequest, EnvState, Scope};

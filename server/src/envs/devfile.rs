@@ -1,8 +1,8 @@
 //! The devfile of an environment, read from the repository with git2 (parents from the same commit).
 
+use crate::extract::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use cove_api::InvalidDevfile;
 use devfiles::Resolver;
 

@@ -1,9 +1,11 @@
 //! REST handlers for environments (except creation and terminals) and the DTO they answer.
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
+use axum::Extension;
+
+use crate::extract::{Json, Query};
 use cove_api::agent::{AgentReply, EnvCommand, PublishedPort};
 use cove_api::{EnvEndpoint, EnvEvent, EnvState, Environment, ExecRequest, ExecResult};
 use devfiles::EnvironmentPlan;
@@ -81,7 +83,8 @@ pub(super) async fn env_dto(state: &AppState, row: &EnvRow) -> Result<Environmen
     })
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     #[serde(default)]
     pub repo: Option<String>,
@@ -359,7 +362,8 @@ pub async fn exec_env(
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LogsQuery {
     #[serde(default)]
     pub component: Option<String>,
@@ -394,7 +398,8 @@ pub async fn env_logs(
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct EventsQuery {
     #[serde(default)]
     pub after: Option<i64>,

@@ -1,7 +1,7 @@
 //! The state machine: checked transitions, agent reports applied to the store,
 //! reconciliation with the engine at start-up.
 
-use axum::Json;
+use crate::extract::Json;
 use cove_api::agent::{AgentReply, EnvCommand, EnvReport};
 use cove_api::{EnvState, Environment};
 

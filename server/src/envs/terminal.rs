@@ -1,6 +1,8 @@
 //! Interactive terminals over WebSocket.
 
-use axum::extract::{Query, State};
+use axum::extract::State;
+
+use crate::extract::Query;
 use axum::response::Response;
 use axum::Extension;
 use cove_api::EnvState;
@@ -11,7 +13,8 @@ use crate::error::ApiError;
 use crate::store::{now_ms, EnvRow};
 use crate::AppState;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct TerminalQuery {
     #[serde(default)]
     pub component: Option<String>,
@@ -62,7 +65,7 @@ pub async fn terminal(
     Extension(row): Extension<EnvRow>,
     Query(q): Query<TerminalQuery>,
     headers: axum::http::HeaderMap,
-    ws: axum::extract::ws::WebSocketUpgrade,
+    ws: crate::extract::WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
     if !origin_allowed(&headers, state.public_url()) {
         return Err(ApiError::Forbidden(

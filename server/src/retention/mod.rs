@@ -5,7 +5,9 @@
 //! never touched. See docs/server.md "Retention".
 
 use axum::extract::State;
-use axum::{Extension, Json};
+use axum::Extension;
+
+use crate::extract::Json;
 use serde::Deserialize;
 
 use crate::config::Retention;
@@ -101,7 +103,7 @@ pub async fn get_retention(
 }
 
 /// Body of `PUT …/retention`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetRetention {
     /// Days a finished run is kept (0: no age limit).

@@ -5,11 +5,12 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use crate::extract::{Json, Path, Query};
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
+use axum::Extension;
 use cove_api::{
     AgentIdentity, CommitStatus, FinishRequest, HeartbeatRequest, HeartbeatResponse, Job, JobLease,
     JobLogLine, LeaseRequest, LogBatch, Run, RunState, SecretInfo, SetSecretRequest,
@@ -125,9 +126,13 @@ async fn load_job(
         .ok_or_else(|| ApiError::NotFound(format!("job {raw} of run {}", run.id)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListRunsQuery {
+    /// Only runs of this branch.
     branch: Option<String>,
+    /// How many, newest first: 1 or more (default 50; above 500 answers 500).
+    #[param(minimum = 1)]
     limit: Option<i64>,
 }
 
@@ -136,7 +141,7 @@ pub async fn list_runs(
     Extension(repo): Extension<RepoRow>,
     Query(q): Query<ListRunsQuery>,
 ) -> Result<Json<Vec<Run>>, ApiError> {
-    let limit = q.limit.unwrap_or(50).clamp(1, 500);
+    let limit = crate::extract::limit(q.limit, 50, 500)?;
     let mut out = Vec::new();
     for run in state
         .store()
@@ -195,7 +200,8 @@ pub async fn retry_run(
     Ok(Json(run_dto(&state, &repo, run).await?))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LogsQuery {
     #[serde(default)]
     follow: bool,
@@ -519,7 +525,8 @@ pub async fn agent_finish(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AttemptQuery {
     #[serde(default)]
     attempt: u32,
@@ -584,9 +591,9 @@ pub async fn stream_runs(
     State(state): State<AppState>,
     Extension(repo): Extension<RepoRow>,
     Query(q): Query<ListRunsQuery>,
-) -> Response {
-    let limit = q.limit.unwrap_or(50).clamp(1, 500);
-    crate::sse::snapshots(state, "runs", move |state| {
+) -> Result<Response, ApiError> {
+    let limit = crate::extract::limit(q.limit, 50, 500)?;
+    Ok(crate::sse::snapshots(state, "runs", move |state| {
         let repo = repo.clone();
         let branch = q.branch.clone();
         async move {
@@ -603,7 +610,7 @@ pub async fn stream_runs(
                 false,
             ))
         }
-    })
+    }))
 }
 
 /// `GET /api/v1/runs/{run}/stream` (SSE): the run with its jobs (the DAG: `depends_on`, states)
@@ -633,7 +640,8 @@ pub async fn stream_run(
     }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LogStreamQuery {
     after: Option<u64>,
 }

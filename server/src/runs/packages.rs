@@ -3,8 +3,9 @@
 //! ([`job_packages`]). The agent turns that into credentials (its broker),
 //! a gateway and the build's `.npmrc`/`pip.conf`.
 
-use axum::extract::{Query, State};
-use axum::{Extension, Json};
+use crate::extract::{Json, Query};
+use axum::extract::State;
+use axum::Extension;
 use cove_api::{JobPackages, NpmRegistry, PackageConfig, PackageConfigEntry, PackageMode};
 use serde::Deserialize;
 use workflows::{Action, Step};
@@ -136,7 +137,8 @@ pub async fn put(
     Ok(Json(entry))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct EnvironmentQuery {
     pub environment: Option<String>,
 }

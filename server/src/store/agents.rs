@@ -71,32 +71,43 @@ impl RegistrationTokenRow {
 }
 
 impl Store {
+    /// Stores a registration token unless `cap` tokens are already outstanding (unused and
+    /// unexpired at `now`): `None` then, and nothing is stored. The count and the insert are
+    /// one statement.
     pub async fn create_registration_token(
         &self,
         token_hash: &str,
         created_by: i64,
         now: i64,
         expires_at: i64,
-    ) -> Result<RegistrationTokenRow, StoreError> {
+        cap: i64,
+    ) -> Result<Option<RegistrationTokenRow>, StoreError> {
         let id = next_id();
-        sqlx::query(
+        let inserted = sqlx::query(
             "INSERT INTO agent_registration_tokens (id, token_hash, created_by, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5)",
+             SELECT $1, $2, $3, $4, $5 WHERE (SELECT COUNT(*) FROM agent_registration_tokens \
+             WHERE used_at IS NULL AND expires_at > $6) < $7",
         )
         .bind(id)
         .bind(token_hash)
         .bind(created_by)
         .bind(now)
         .bind(expires_at)
+        .bind(now)
+        .bind(cap)
         .execute(&self.pool)
-        .await?;
-        Ok(RegistrationTokenRow {
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            return Ok(None);
+        }
+        Ok(Some(RegistrationTokenRow {
             id,
             created_by,
             expires_at,
             used_at: None,
             used_by_agent: None,
-        })
+        }))
     }
 
     pub async fn registration_token_by_hash(

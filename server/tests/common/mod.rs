@@ -360,3 +360,86 @@ pub async fn push_workflow(
     git_ok(dir, &["push", "-q", &url, "main"]).await?;
     Ok(())
 }
+
+/// A stopped environment row `id` (default devfile's plan) in `owner/name`, written to the
+/// store directly, so that environment routes have something to act on.
+pub async fn insert_env_row(server: &TestServer, owner: &str, name: &str, id: &str) -> Result<()> {
+    let repo = server
+        .state
+        .store()
+        .repo(owner, name)
+        .await?
+        .context("repository exists")?;
+    let row = cove_server::store::EnvRow {
+        id: id.into(),
+        name: "route-test".into(),
+        repo_id: repo.id,
+        owner_id: repo.owner_id,
+        branch: "main".into(),
+        devfile_path: None,
+        state: cove_api::EnvState::Stopped,
+        reason: None,
+        plan_json: serde_json::to_string(&devfiles::default_devfile().plan(&Default::default()).0)?,
+        devfile_text: None,
+        restart_required: false,
+        devfile_changes: None,
+        endpoints_json: "[]".into(),
+        idle_timeout_secs: 0,
+        last_activity_ms: 0,
+        created_at: 0,
+    };
+    server.state.store().create_env(&row).await?;
+    Ok(())
+}
+
+/// A failed run `run_id` with one failed job `Build` (id `run_id + 1`) in `owner/name`, written
+/// to the store directly.
+pub async fn insert_run_row(
+    server: &TestServer,
+    owner: &str,
+    name: &str,
+    run_id: i64,
+) -> Result<()> {
+    use cove_server::store::{JobRow, RunRow};
+    let repo = server
+        .state
+        .store()
+        .repo(owner, name)
+        .await?
+        .context("repository exists")?;
+    let run = RunRow {
+        id: run_id,
+        repo_id: repo.id,
+        workflow: "wf".into(),
+        workflow_file: ".codecatalyst/workflows/wf.yaml".into(),
+        workflow_text: String::new(),
+        implicit_branch: None,
+        run_mode: "QUEUED".into(),
+        branch: "main".into(),
+        commit_sha: "0".repeat(40),
+        trigger_kind: "manual".into(),
+        state: cove_api::RunState::Failed,
+        created_at_ms: 0,
+        finished_at_ms: Some(0),
+    };
+    let job = JobRow {
+        id: run_id + 1,
+        run_id,
+        idx: 0,
+        action: "Build".into(),
+        depends_on: vec![],
+        state: cove_api::JobState::Failed,
+        attempt: 1,
+        max_attempts: 1,
+        lease_expires_ms: None,
+        cancel_requested: false,
+        timeout_ms: 1000,
+        started_at_ms: None,
+        finished_at_ms: None,
+        error: None,
+        variables_json: "{}".into(),
+        artifacts_json: "[]".into(),
+    };
+    server.state.store().create_run(&run, &[job]).await?;
+    Ok(())
+}
