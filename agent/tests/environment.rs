@@ -5,22 +5,13 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::Path;
-use std::process::Command;
+mod common;
 
+use common::git;
 use cove_agent::environment::{self, Progress};
 use cove_agent::sources::SourceSpec;
 use cove_agent::{PodSpec, Runtime};
 use devfiles::{LoadOptions, NoParents, PlanOptions};
-
-fn git(dir: &Path, args: &[&str]) {
-    let st = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .status()
-        .unwrap();
-    assert!(st.success(), "git {args:?}");
-}
 
 const DEVFILE: &str = r#"schemaVersion: 2.2.0
 components:
