@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::git;
+use common::{commit_all, git};
 use cove_agent::environment::{self, Progress};
 use cove_agent::sources::SourceSpec;
 use cove_agent::{PodSpec, Runtime};
@@ -37,20 +37,7 @@ fn repo_with_devfile() -> (tempfile::TempDir, String) {
     git(&work, &["init", "-q", "-b", "main"]);
     std::fs::write(work.join("devfile.yaml"), DEVFILE).unwrap();
     std::fs::write(work.join("hello.txt"), "hello from git\n").unwrap();
-    git(&work, &["add", "."]);
-    git(
-        &work,
-        &[
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@example.com",
-            "commit",
-            "-q",
-            "-m",
-            "init",
-        ],
-    );
+    commit_all(&work, "init");
     git(tmp.path(), &["clone", "-q", "--bare", "work", "demo.git"]);
     let url = format!("file://{}/demo.git", tmp.path().display());
     (tmp, url)

@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{git, peak_kib};
+use common::{commit_all, git, peak_kib};
 use cove_agent::sources::SourceSpec;
 use cove_agent::{PodSpec, Runtime};
 use devfiles::{LoadOptions, NoParents, PlanOptions};
@@ -41,20 +41,7 @@ async fn a_large_working_tree_is_streamed_not_buffered() {
             f.write_all(&x.to_le_bytes()).unwrap();
         }
     }
-    git(&work, &["add", "."]);
-    git(
-        &work,
-        &[
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@example.com",
-            "commit",
-            "-q",
-            "-m",
-            "big",
-        ],
-    );
+    commit_all(&work, "big");
     std::fs::remove_file(work.join("big.bin")).unwrap();
     let url = format!("file://{}", work.display());
 

@@ -430,16 +430,11 @@ async fn sigkill_during_post_start_leaves_the_environment_failed_not_running() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(server.env(&id).await.state, EnvState::Failed);
     // its containers are accounted for: not orphans, and removed by deleting it
-    let orphans: Vec<String> = server
-        .http
-        .get(format!("{}/api/v1/environments/orphans", server.url))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let orphans: Vec<String> = common::admin_get(
+        &server.http,
+        format!("{}/api/v1/environments/orphans", server.url),
+    )
+    .await;
     assert!(!orphans.contains(&id), "{orphans:?}");
     server.delete_env(&id).await;
     wait_gone(&id).await;
