@@ -4,19 +4,12 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::peak_kib;
 use cove_agent::jobs::{run_job, ArtifactSpec, JobSpec, JobStatus, Script};
 use cove_agent::mask::LogSink;
 use tokio_util::sync::CancellationToken;
-
-/// Peak resident set of this process, in KiB (`VmHWM`).
-fn peak_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
 
 #[tokio::test]
 async fn a_large_output_artifact_is_spooled_not_buffered() {

@@ -5,22 +5,13 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::Path;
-use std::process::Command;
+mod common;
 
+use common::{commit_all, git};
 use cove_agent::environment::{self, Progress};
 use cove_agent::sources::SourceSpec;
 use cove_agent::{PodSpec, Runtime};
 use devfiles::{LoadOptions, NoParents, PlanOptions};
-
-fn git(dir: &Path, args: &[&str]) {
-    let st = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .status()
-        .unwrap();
-    assert!(st.success(), "git {args:?}");
-}
 
 const DEVFILE: &str = r#"schemaVersion: 2.2.0
 components:
@@ -46,20 +37,7 @@ fn repo_with_devfile() -> (tempfile::TempDir, String) {
     git(&work, &["init", "-q", "-b", "main"]);
     std::fs::write(work.join("devfile.yaml"), DEVFILE).unwrap();
     std::fs::write(work.join("hello.txt"), "hello from git\n").unwrap();
-    git(&work, &["add", "."]);
-    git(
-        &work,
-        &[
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@example.com",
-            "commit",
-            "-q",
-            "-m",
-            "init",
-        ],
-    );
+    commit_all(&work, "init");
     git(tmp.path(), &["clone", "-q", "--bare", "work", "demo.git"]);
     let url = format!("file://{}/demo.git", tmp.path().display());
     (tmp, url)

@@ -5,31 +5,12 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::Path;
-use std::process::Command;
+mod common;
 
+use common::{commit_all, git, peak_kib};
 use cove_agent::sources::SourceSpec;
 use cove_agent::{PodSpec, Runtime};
 use devfiles::{LoadOptions, NoParents, PlanOptions};
-
-fn git(dir: &Path, args: &[&str]) {
-    let st = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .status()
-        .unwrap();
-    assert!(st.success(), "git {args:?}");
-}
-
-/// Peak resident set of this process, in KiB (`VmHWM`).
-fn peak_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
 
 const DEVFILE: &str = "schemaVersion: 2.2.0
 components:
@@ -60,20 +41,7 @@ async fn a_large_working_tree_is_streamed_not_buffered() {
             f.write_all(&x.to_le_bytes()).unwrap();
         }
     }
-    git(&work, &["add", "."]);
-    git(
-        &work,
-        &[
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@example.com",
-            "commit",
-            "-q",
-            "-m",
-            "big",
-        ],
-    );
+    commit_all(&work, "big");
     std::fs::remove_file(work.join("big.bin")).unwrap();
     let url = format!("file://{}", work.display());
 

@@ -10,7 +10,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use common::{commit_file, git_ok, TestServer};
+use common::{commit_file, git_ok, runs_of, TestServer};
 use cove_api::{AgentInfo, JobLease, JobState, RegisteredAgent, Run, RunState};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -28,15 +28,9 @@ async fn fresh_postgres() -> Result<Option<String>> {
         eprintln!("SKIP: COVE_TEST_POSTGRES_URL not set");
         return Ok(None);
     };
-    sqlx::any::install_default_drivers();
-    let pool = sqlx::AnyPool::connect(&base).await?;
-    let name = format!("cove_agents_{}", cove_server::store::next_id());
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&pool)
-        .await?;
-    pool.close().await;
-    let (prefix, _) = base.rsplit_once('/').expect("a database path");
-    Ok(Some(format!("{prefix}/{name}")))
+    Ok(Some(
+        common::create_postgres_db(&base, "cove_agents").await?,
+    ))
 }
 
 async fn call(
@@ -343,17 +337,6 @@ async fn push_workflow(server: &TestServer, dir: &Path, repo: &str) -> Result<()
     common::push_workflow(server, dir, repo, WORKFLOW).await
 }
 
-async fn runs(server: &TestServer, repo: &str) -> Result<Vec<Run>> {
-    Ok(server
-        .http
-        .get(server.api(&format!("/repos/{repo}/runs")))
-        .bearer_auth(&server.admin_token)
-        .send()
-        .await?
-        .json()
-        .await?)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoking_an_agent_ends_its_leases_like_a_lost_agent_and_others_cannot_report() -> Result<()>
 {
@@ -377,7 +360,7 @@ async fn revoking_an_agent_ends_its_leases_like_a_lost_agent_and_others_cannot_r
     assert_eq!(resp.status(), 200);
     let lease: JobLease = resp.json().await?;
     // The job records its agent: in the run's job details and the agent list.
-    let run = runs(&server, "admin/app").await?.remove(0);
+    let run = runs_of(&server, "admin/app").await?.remove(0);
     assert_eq!(run.jobs[0].agent_id, Some(id));
     let listed = agents(&server).await?;
     let holder = listed.iter().find(|a| a.id == id).unwrap();
@@ -406,7 +389,7 @@ async fn revoking_an_agent_ends_its_leases_like_a_lost_agent_and_others_cannot_r
         .clock()
         .advance(Duration::from_millis(10));
     cove_server::runs::reap_expired(&server.state).await?;
-    let run = runs(&server, "admin/app").await?.remove(0);
+    let run = runs_of(&server, "admin/app").await?.remove(0);
     assert_eq!(run.jobs[0].state, JobState::AgentLost, "{run:#?}");
     let (s, _) = call(
         &server,
@@ -450,7 +433,7 @@ async fn revoking_an_agent_ends_its_leases_like_a_lost_agent_and_others_cannot_r
         .clock()
         .advance(Duration::from_millis(10));
     cove_server::runs::reap_expired(&server.state).await?;
-    let run = runs(&server, "admin/app").await?.remove(0);
+    let run = runs_of(&server, "admin/app").await?.remove(0);
     assert_eq!(run.jobs[0].state, JobState::AgentLost, "{run:#?}");
     assert_eq!(run.jobs[0].agent_id, Some(poller_id));
     server.stop().await;
@@ -463,7 +446,7 @@ struct AgentProc(tokio::process::Child);
 async fn wait_for_run(server: &TestServer, repo: &str, count: usize) -> Result<Run> {
     let start = Instant::now();
     loop {
-        let all = runs(server, repo).await?;
+        let all = runs_of(server, repo).await?;
         if all.len() == count && all[0].state.is_terminal() {
             return Ok(all[0].clone());
         }
@@ -475,15 +458,7 @@ async fn wait_for_run(server: &TestServer, repo: &str, count: usize) -> Result<R
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_registered_cove_agent_process_runs_pushed_jobs_and_reuses_its_token() -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    if !matches!(
-        tokio::time::timeout(Duration::from_secs(5), cove_agent::Runtime::connect()).await,
-        Ok(Ok(_))
-    ) {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true: a Docker engine must answer (set DOCKER_HOST); tests never skip in CI"
-        );
-        eprintln!("SKIP: no Docker engine (set DOCKER_HOST)");
+    if !common::docker_engine_or_skip().await {
         return Ok(());
     }
     let agent_bin = cove_tests::cargo_bin("cove-agent", "cove-agent")?;

@@ -15,13 +15,12 @@
 mod common;
 
 use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{free_port, ADMIN_TOKEN};
+use common::{free_port, spawn_server_with, Proc, SpawnOptions, ADMIN_TOKEN};
 use cove_api::{EnvEvent, EnvState, Environment, ExecResult};
 use serde_json::json;
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
 struct Server {
     child: Child,
@@ -32,34 +31,16 @@ struct Server {
 impl Server {
     /// The real binary on `data_dir` and `port`, with `envs` set.
     async fn spawn(data_dir: &Path, port: u16, envs: &[(&str, &str)]) -> Server {
-        let child = Command::new(env!("CARGO_BIN_EXE_cove-server"))
-            .arg("--data-dir")
-            .arg(data_dir)
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .env("COVE_ADMIN_TOKEN", ADMIN_TOKEN)
-            .env("RUST_LOG", "warn")
-            .envs(envs.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let url = format!("http://127.0.0.1:{port}");
-        let http = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let ready = http
-                .get(format!("{url}/api/v1/user"))
-                .bearer_auth(ADMIN_TOKEN)
-                .send()
-                .await
-                .is_ok_and(|r| r.status() == 200);
-            if ready {
-                return Server { child, url, http };
-            }
-            assert!(Instant::now() < deadline, "cove-server did not start");
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        let options = SpawnOptions {
+            envs,
+            ready_within: Duration::from_secs(60),
+            ..SpawnOptions::default()
+        };
+        let Proc { child, url } = spawn_server_with(data_dir, port, options).await.unwrap();
+        Server {
+            child,
+            url,
+            http: reqwest::Client::new(),
         }
     }
 
@@ -74,38 +55,7 @@ impl Server {
 
     /// Creates `admin/<name>` with `devfile` committed on `main`.
     async fn repo_with_devfile(&self, name: &str, devfile: &str) {
-        let r = self
-            .http
-            .post(format!("{}/api/v1/repos", self.url))
-            .bearer_auth(ADMIN_TOKEN)
-            .json(&json!({ "name": name }))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 201);
-        let work = tempfile::tempdir().unwrap();
-        let dir = work.path();
-        git(dir, &["init", "-q", "-b", "main"]);
-        std::fs::write(dir.join("devfile.yaml"), devfile).unwrap();
-        git(dir, &["add", "."]);
-        git(
-            dir,
-            &[
-                "-c",
-                "user.name=t",
-                "-c",
-                "user.email=t@example.com",
-                "commit",
-                "-q",
-                "-m",
-                "devfile",
-            ],
-        );
-        let push = self
-            .url
-            .replace("http://", &format!("http://admin:{ADMIN_TOKEN}@"))
-            + &format!("/git/admin/{name}.git");
-        git(dir, &["push", "-q", &push, "main"]);
+        common::repo_with_devfile(&self.http, &self.url, name, devfile).await;
     }
 
     async fn create(&self, repo: &str, body: serde_json::Value) -> reqwest::Response {
@@ -122,27 +72,11 @@ impl Server {
     }
 
     async fn env(&self, id: &str) -> Environment {
-        self.http
-            .get(format!("{}/api/v1/environments/{id}", self.url))
-            .bearer_auth(ADMIN_TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        common::admin_get(&self.http, format!("{}/api/v1/environments/{id}", self.url)).await
     }
 
     async fn list(&self) -> Vec<Environment> {
-        self.http
-            .get(format!("{}/api/v1/environments", self.url))
-            .bearer_auth(ADMIN_TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        common::admin_get(&self.http, format!("{}/api/v1/environments", self.url)).await
     }
 
     async fn wait_running(&self, id: &str) {
@@ -173,15 +107,11 @@ impl Server {
     }
 
     async fn events(&self, id: &str) -> Vec<EnvEvent> {
-        self.http
-            .get(format!("{}/api/v1/environments/{id}/events", self.url))
-            .bearer_auth(ADMIN_TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        common::admin_get(
+            &self.http,
+            format!("{}/api/v1/environments/{id}/events", self.url),
+        )
+        .await
     }
 
     async fn delete_env(&self, id: &str) {
@@ -194,16 +124,6 @@ impl Server {
             .unwrap();
         assert_eq!(r.status(), 202);
     }
-}
-
-fn git(dir: &Path, args: &[&str]) {
-    let st = std::process::Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .status()
-        .unwrap();
-    assert!(st.success(), "git {args:?}");
 }
 
 /// Docker objects (`ps -a` or `volume ls`) carrying `label`.
@@ -252,17 +172,7 @@ fn devfile(component: &str, extra: &str) -> String {
 
 /// Resident memory of process `pid` in bytes.
 fn rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .expect("VmRSS");
-    let kib: u64 = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|n| n.parse().ok())
-        .unwrap();
-    kib * 1024
+    common::rss(pid).0
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -520,16 +430,11 @@ async fn sigkill_during_post_start_leaves_the_environment_failed_not_running() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(server.env(&id).await.state, EnvState::Failed);
     // its containers are accounted for: not orphans, and removed by deleting it
-    let orphans: Vec<String> = server
-        .http
-        .get(format!("{}/api/v1/environments/orphans", server.url))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let orphans: Vec<String> = common::admin_get(
+        &server.http,
+        format!("{}/api/v1/environments/orphans", server.url),
+    )
+    .await;
     assert!(!orphans.contains(&id), "{orphans:?}");
     server.delete_env(&id).await;
     wait_gone(&id).await;

@@ -7,22 +7,14 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{free_port, spawn_server, Proc, ADMIN_TOKEN};
+use common::{free_port, repo_with_devfile, spawn_server, Proc, ADMIN_TOKEN};
 use cove_api::{EnvState, Environment};
 use serde_json::json;
 
 async fn env_state(http: &reqwest::Client, url: &str, id: &str) -> Environment {
-    http.get(format!("{url}/api/v1/environments/{id}"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    common::admin_get(http, format!("{url}/api/v1/environments/{id}")).await
 }
 
 fn running_containers(env_id: &str) -> usize {
@@ -40,16 +32,6 @@ fn running_containers(env_id: &str) -> usize {
     String::from_utf8_lossy(&out.stdout).lines().count()
 }
 
-fn git(dir: &Path, args: &[&str]) {
-    let st = std::process::Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .status()
-        .unwrap();
-    assert!(st.success(), "git {args:?}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn environment_survives_sigkill_of_the_server() {
     let data = tempfile::tempdir().unwrap();
@@ -59,38 +41,13 @@ async fn environment_survives_sigkill_of_the_server() {
         url,
     } = spawn_server(data.path(), port).await.unwrap();
     let http = reqwest::Client::new();
-    let r = http
-        .post(format!("{url}/api/v1/repos"))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&json!({"name": "svc"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let work = tempfile::tempdir().unwrap();
-    git(work.path(), &["init", "-q", "-b", "main"]);
-    std::fs::write(
-        work.path().join("devfile.yaml"),
+    repo_with_devfile(
+        &http,
+        &url,
+        "svc",
         "schemaVersion: 2.2.0\ncomponents:\n  - name: main\n    container: {image: cove/busybox:latest}\n",
     )
-    .unwrap();
-    git(work.path(), &["add", "."]);
-    git(
-        work.path(),
-        &[
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@example.com",
-            "commit",
-            "-q",
-            "-m",
-            "devfile",
-        ],
-    );
-    let push =
-        url.replace("http://", &format!("http://admin:{ADMIN_TOKEN}@")) + "/git/admin/svc.git";
-    git(work.path(), &["push", "-q", &push, "main"]);
+    .await;
 
     let created: Environment = http
         .post(format!("{url}/api/v1/repos/admin/svc/environments"))
@@ -139,15 +96,8 @@ async fn environment_survives_sigkill_of_the_server() {
         env = env_state(&http, &url, &id).await;
     }
     assert_eq!(env.state, EnvState::Running);
-    let listed: Vec<Environment> = http
-        .get(format!("{url}/api/v1/environments"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed: Vec<Environment> =
+        common::admin_get(&http, format!("{url}/api/v1/environments")).await;
     assert!(listed
         .iter()
         .any(|e| e.id == id && e.state == EnvState::Running));

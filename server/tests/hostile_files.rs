@@ -13,33 +13,17 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{free_port, spawn_server, Proc, ADMIN_TOKEN};
+use common::{
+    admin_git_url, create_repo_http, free_port, git_blocking, rss, spawn_server, Proc, ADMIN_TOKEN,
+};
 use cove_api::{Run, WorkflowError};
 use serde_json::json;
 
-/// (VmRSS, VmHWM) of a process, in bytes.
-fn rss(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let field = |name: &str| -> u64 {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .unwrap()
-            * 1024
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
-
+/// `git` with a committer identity.
 fn git(dir: &Path, args: &[&str]) {
-    let st = std::process::Command::new("git")
-        .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .status()
-        .unwrap();
-    assert!(st.success(), "git {args:?}");
+    let mut all = vec!["-c", "user.name=t", "-c", "user.email=t@example.com"];
+    all.extend_from_slice(args);
+    git_blocking(dir, &all);
 }
 
 fn write(dir: &Path, file: &str, text: &str) {
@@ -126,14 +110,7 @@ async fn hostile_files_fail_alone_and_the_server_stays_flat() {
     let Proc { child: server, url } = spawn_server(data.path(), port).await.unwrap();
     let pid = server.id().unwrap();
     let http = reqwest::Client::new();
-    let r = http
-        .post(format!("{url}/api/v1/repos"))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&json!({"name": "h"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
+    create_repo_http(&http, &url, "h").await;
 
     let work = tempfile::tempdir().unwrap();
     let dir = work.path();
@@ -159,22 +136,14 @@ async fn hostile_files_fail_alone_and_the_server_stays_flat() {
     alive(&http, &url).await;
     let (rss_before, _) = rss(pid);
 
-    let push = url.replace("http://", &format!("http://admin:{ADMIN_TOKEN}@")) + "/git/admin/h.git";
-    git(dir, &["push", "-q", &push, "main"]);
+    git(dir, &["push", "-q", &admin_git_url(&url, "h"), "main"]);
 
     // each bad workflow is its own error, with the position of the problem
     let deadline = Instant::now() + Duration::from_secs(60);
     let errors: Vec<WorkflowError> = loop {
         alive(&http, &url).await;
-        let errors: Vec<WorkflowError> = http
-            .get(format!("{url}/api/v1/repos/admin/h/workflow-errors"))
-            .bearer_auth(ADMIN_TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let errors: Vec<WorkflowError> =
+            common::admin_get(&http, format!("{url}/api/v1/repos/admin/h/workflow-errors")).await;
         if errors.len() >= 3 {
             break errors;
         }
@@ -218,15 +187,7 @@ async fn hostile_files_fail_alone_and_the_server_stays_flat() {
     );
 
     // the good workflow of the same push got its run
-    let runs: Vec<Run> = http
-        .get(format!("{url}/api/v1/repos/admin/h/runs"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let runs: Vec<Run> = common::admin_get(&http, format!("{url}/api/v1/repos/admin/h/runs")).await;
     assert_eq!(runs.len(), 1, "{runs:?}");
     assert_eq!(runs[0].workflow, "good");
 
@@ -248,15 +209,8 @@ async fn hostile_files_fail_alone_and_the_server_stays_flat() {
         assert!(body.contains(expect), "{path}: {body}");
         alive(&http, &url).await;
     }
-    let envs: serde_json::Value = http
-        .get(format!("{url}/api/v1/environments"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let envs: serde_json::Value =
+        common::admin_get(&http, format!("{url}/api/v1/environments")).await;
     assert_eq!(envs.as_array().map(Vec::len), Some(0), "{envs}");
 
     let (_, peak) = rss(pid);

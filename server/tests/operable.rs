@@ -9,8 +9,8 @@ use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
-use common::{commit_file, git, git_ok, TestServer};
-use cove_api::{JobLease, Run, RunState};
+use common::{commit_file, git, git_ok, runs_of, TestServer};
+use cove_api::{JobLease, RunState};
 use serde_json::json;
 
 const WORKFLOW: &str = "Name: one\nSchemaVersion: \"1.0\"\nTriggers:\n  - Type: PUSH\nActions:\n  Only:\n    Identifier: aws/build@v1\n    Configuration:\n      Steps:\n        - Run: echo hi\n";
@@ -37,18 +37,6 @@ fn series(text: &str, key: &str) -> f64 {
             (k == key).then(|| v.parse().ok()).flatten()
         })
         .unwrap_or(0.0)
-}
-
-async fn runs_of(server: &TestServer, repo: &str) -> Result<Vec<Run>> {
-    Ok(server
-        .http
-        .get(server.api(&format!("/repos/{repo}/runs")))
-        .bearer_auth(&server.admin_token)
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?)
 }
 
 async fn agent_post(
@@ -89,17 +77,10 @@ async fn lease(server: &TestServer) -> Result<JobLease> {
 // /metrics with real Docker
 // ---------------------------------------------------------------------------------------
 
-async fn docker_available() -> bool {
-    matches!(
-        tokio::time::timeout(Duration::from_secs(5), cove_agent::Runtime::connect()).await,
-        Ok(Ok(_))
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn metrics_change_when_an_environment_is_created_and_a_run_completes() -> Result<()> {
     assert!(
-        docker_available().await,
+        common::docker_available().await,
         "no Docker engine: run `bash scripts/test-env.sh` and export DOCKER_HOST"
     );
     let server = TestServer::start_configured(|c| {
@@ -386,15 +367,7 @@ async fn fresh_postgres() -> Result<String> {
         .ok()
         .filter(|v| !v.is_empty())
         .expect("COVE_TEST_POSTGRES_URL: run eval \"$(bash scripts/setup-postgres.sh)\" first");
-    sqlx::any::install_default_drivers();
-    let pool = sqlx::AnyPool::connect(&base).await?;
-    let name = format!("cove_operable_{}", cove_server::store::next_id());
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&pool)
-        .await?;
-    pool.close().await;
-    let (prefix, _) = base.rsplit_once('/').expect("a database path");
-    Ok(format!("{prefix}/{name}"))
+    common::create_postgres_db(&base, "cove_operable").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -731,7 +704,7 @@ async fn retention_scenario(database_url: Option<String>) -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_standalone_agent_serves_its_own_metrics() -> Result<()> {
     assert!(
-        docker_available().await,
+        common::docker_available().await,
         "no Docker engine: run `bash scripts/test-env.sh` and export DOCKER_HOST"
     );
     let agent_bin = cove_tests::cargo_bin("cove-agent", "cove-agent")?;

@@ -13,7 +13,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use common::{commit_file, git_ok, TestServer};
+use common::{
+    commit_file, git_ok, job_container_ids, remove_job_containers, start_for_agent_process,
+    TestServer,
+};
 use cove_api::{JobState, Run, RunState};
 use serde_json::json;
 
@@ -80,47 +83,13 @@ async fn logs(server: &TestServer, run: i64) -> Result<String> {
         .await?)
 }
 
-fn job_containers(job: i64) -> Vec<String> {
-    let out = Command::new("docker")
-        .args(["ps", "-aq", "--filter", &format!("label=cove.job={job}")])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "docker ps failed");
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .map(str::to_string)
-        .collect()
-}
-
-fn remove_job_containers(job: i64) {
-    for id in job_containers(job) {
-        let _ = Command::new("docker").args(["rm", "-f", &id]).output();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigkill_of_an_http_agent_mid_job_ends_agent_lost() -> Result<()> {
-    if !matches!(
-        tokio::time::timeout(Duration::from_secs(5), cove_agent::Runtime::connect()).await,
-        Ok(Ok(_))
-    ) {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true: a Docker engine must answer (set DOCKER_HOST); tests never skip in CI"
-        );
-        eprintln!("SKIP: no Docker engine (set DOCKER_HOST)");
+    if !common::docker_engine_or_skip().await {
         return Ok(());
     }
     let bin: PathBuf = cove_tests::cargo_bin("cove-agent", "cove-agent")?;
-    let server = TestServer::start_configured(|c| {
-        c.embedded_agent = false;
-        c.runs.default_image = "cove/busybox:latest".into();
-        c.runs.lease = Duration::from_secs(3);
-        c.runs.heartbeat = Duration::from_millis(500);
-        c.runs.reap_interval = Duration::from_millis(200);
-        c.runs.retry_on_agent_lost = 0;
-    })
-    .await?;
+    let server = start_for_agent_process(0).await?;
     server.create_repo(&server.admin_token, "k").await?;
     let work = tempfile::tempdir()?;
     let dir = work.path();
@@ -185,13 +154,17 @@ async fn sigkill_of_an_http_agent_mid_job_ends_agent_lost() -> Result<()> {
         .await?;
     assert_eq!(resp.status(), 409);
     // The orphaned container of the killed agent is found by its label (job and owner)...
-    assert_eq!(job_containers(job).len(), 1, "the killed agent's container");
+    assert_eq!(
+        job_container_ids(job).len(),
+        1,
+        "the killed agent's container"
+    );
 
     // ... and the restarted agent (its stored token, no registration token) removes it
     // before it leases anything, then runs the next push.
     let mut agent = spawn_agent(&bin, &server, state.path(), None);
     let restarted = Instant::now();
-    while !job_containers(job).is_empty() {
+    while !job_container_ids(job).is_empty() {
         if restarted.elapsed() > Duration::from_secs(30) {
             remove_job_containers(job);
             panic!("the restarted agent left its orphaned job container");

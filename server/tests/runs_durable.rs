@@ -6,13 +6,12 @@
 mod common;
 
 use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Result};
-use common::{commit_file, free_port, git_ok, ADMIN_TOKEN};
+use anyhow::Result;
+use common::{commit_file, free_port, git_ok, spawn_server_with, Proc, SpawnOptions, ADMIN_TOKEN};
 use cove_api::Run;
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
 /// Workflow files in the pushed commit: creating this many runs (one fsync'd transaction
 /// each) takes far longer than the moment between the push's acknowledgement and the kill.
@@ -20,42 +19,20 @@ const WORKFLOWS: usize = 120;
 
 /// The real binary with `config` (no embedded job loop), ready when it answers.
 async fn spawn(data_dir: &Path, config: &Path, port: u16) -> Result<(Child, String)> {
-    let child = Command::new(env!("CARGO_BIN_EXE_cove-server"))
-        .arg("--config")
-        .arg(config)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{port}"))
-        .env("COVE_ADMIN_TOKEN", ADMIN_TOKEN)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()?;
-    let url = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let ready = http
-            .get(format!("{url}/api/v1/user"))
-            .bearer_auth(ADMIN_TOKEN)
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == 200);
-        if ready {
-            return Ok((child, url));
-        }
-        if Instant::now() > deadline {
-            bail!("cove-server did not become ready");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let options = SpawnOptions {
+        config: Some(config),
+        inherit_stderr: true,
+        ready_within: Duration::from_secs(60),
+        ..SpawnOptions::default()
+    };
+    let Proc { child, url } = spawn_server_with(data_dir, port, options).await?;
+    Ok((child, url))
 }
 
-async fn runs(url: &str) -> Result<Vec<Run>> {
+/// The runs of `admin/<repo>` at the server at `url`; `query` follows `/runs`.
+async fn runs(url: &str, repo: &str, query: &str) -> Result<Vec<Run>> {
     Ok(reqwest::Client::new()
-        .get(format!("{url}/api/v1/repos/admin/cursor/runs?limit=500"))
+        .get(format!("{url}/api/v1/repos/admin/{repo}/runs{query}"))
         .bearer_auth(ADMIN_TOKEN)
         .send()
         .await?
@@ -106,7 +83,7 @@ async fn an_acknowledged_push_gets_its_runs_after_a_sigkill() -> Result<()> {
     let (mut server, url) = spawn(&data_dir, &config, port).await?;
     let deadline = Instant::now() + Duration::from_secs(60);
     let all = loop {
-        let all = runs(&url).await?;
+        let all = runs(&url, "cursor", "?limit=500").await?;
         if all.len() >= WORKFLOWS || Instant::now() > deadline {
             break all;
         }
@@ -124,7 +101,7 @@ async fn an_acknowledged_push_gets_its_runs_after_a_sigkill() -> Result<()> {
     server.kill().await?;
     let (mut server, url) = spawn(&data_dir, &config, port).await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(runs(&url).await?.len(), WORKFLOWS);
+    assert_eq!(runs(&url, "cursor", "?limit=500").await?.len(), WORKFLOWS);
     server.kill().await?;
     Ok(())
 }
@@ -133,45 +110,7 @@ const SLOW: &str = "Name: slow\nSchemaVersion: \"1.0\"\nTriggers:\n  - Type: PUS
 
 /// `cove.attempt` labels of the containers of `job` (running or not).
 fn job_containers(job: i64) -> Vec<String> {
-    let out = std::process::Command::new("docker")
-        .args([
-            "ps",
-            "-a",
-            "--filter",
-            &format!("label=cove.job={job}"),
-            "--format",
-            "{{.Label \"cove.attempt\"}}",
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "docker ps failed");
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .map(str::to_string)
-        .collect()
-}
-
-fn remove_job_containers(job: i64) {
-    let out = std::process::Command::new("docker")
-        .args(["ps", "-aq", "--filter", &format!("label=cove.job={job}")])
-        .output()
-        .unwrap();
-    for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-        let _ = std::process::Command::new("docker")
-            .args(["rm", "-f", id])
-            .output();
-    }
-}
-
-async fn slow_runs(url: &str) -> Result<Vec<Run>> {
-    Ok(reqwest::Client::new()
-        .get(format!("{url}/api/v1/repos/admin/slow/runs"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?)
+    common::job_containers(job, "{{.Label \"cove.attempt\"}}")
 }
 
 async fn slow_logs(url: &str, run: i64) -> Result<String> {
@@ -189,15 +128,7 @@ async fn slow_logs(url: &str, run: i64) -> Result<String> {
 /// containers at once) and succeeded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_of_the_server_mid_job_leaves_no_container_and_retries_once() -> Result<()> {
-    if !matches!(
-        tokio::time::timeout(Duration::from_secs(5), cove_agent::Runtime::connect()).await,
-        Ok(Ok(_))
-    ) {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "no Docker engine in CI"
-        );
-        eprintln!("SKIP: no Docker engine (set DOCKER_HOST)");
+    if !common::docker_engine_or_skip().await {
         return Ok(());
     }
     let tmp = tempfile::tempdir()?;
@@ -234,7 +165,7 @@ async fn sigkill_of_the_server_mid_job_leaves_no_container_and_retries_once() ->
     // Kill the server once the job's first step ran.
     let start = Instant::now();
     let run = loop {
-        if let Some(r) = slow_runs(&url).await?.into_iter().next() {
+        if let Some(r) = runs(&url, "slow", "").await?.into_iter().next() {
             if slow_logs(&url, r.id).await?.contains("\nstarted\n") {
                 break r;
             }
@@ -261,7 +192,7 @@ async fn sigkill_of_the_server_mid_job_leaves_no_container_and_retries_once() ->
             attempts.len() <= 1,
             "two containers of the job at once: {attempts:?}"
         );
-        let r = slow_runs(&url).await?.remove(0);
+        let r = runs(&url, "slow", "").await?.remove(0);
         if r.state.is_terminal() {
             break r;
         }
@@ -269,7 +200,7 @@ async fn sigkill_of_the_server_mid_job_leaves_no_container_and_retries_once() ->
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let left = job_containers(job);
-    remove_job_containers(job);
+    common::remove_job_containers(job);
     assert!(left.is_empty(), "job containers left behind: {left:?}");
     assert_eq!(done.state, cove_api::RunState::Succeeded, "{done:#?}");
     assert_eq!(done.jobs[0].attempt, 2, "retried exactly once: {done:#?}");
@@ -278,6 +209,20 @@ async fn sigkill_of_the_server_mid_job_leaves_no_container_and_retries_once() ->
     assert_eq!(text.matches("\nfinished\n").count(), 1, "{text}");
     server.kill().await?;
     Ok(())
+}
+
+/// Leases the one queued job with agent `token` (waiting up to 10 s).
+async fn lease_one(server: &common::TestServer, token: &str) -> Result<cove_api::JobLease> {
+    Ok(server
+        .http
+        .post(server.api("/agent/lease"))
+        .bearer_auth(token)
+        .json(&serde_json::json!({"wait_ms": 10000}))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?)
 }
 
 /// Many artifacts of one job uploaded at the same time: every one is recorded and its bytes
@@ -295,16 +240,7 @@ async fn concurrent_artifact_uploads_are_all_kept() -> Result<()> {
     )
     .await?;
     let token = server.agent_token().await?;
-    let lease: cove_api::JobLease = server
-        .http
-        .post(server.api("/agent/lease"))
-        .bearer_auth(&token)
-        .json(&serde_json::json!({"wait_ms": 10000}))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
+    let lease = lease_one(&server, &token).await?;
     let job = lease.job_id;
     let uploads = (0..UPLOADS).map(|i| {
         let (http, token) = (server.http.clone(), token.clone());
@@ -334,15 +270,8 @@ async fn concurrent_artifact_uploads_are_all_kept() -> Result<()> {
     wanted.sort();
     assert_eq!(names, wanted, "every concurrent upload is recorded");
     for i in 0..UPLOADS {
-        let bytes = server
-            .http
-            .get(server.api(&format!("/runs/{}/jobs/Build/artifacts/a{i}", lease.run_id)))
-            .bearer_auth(&server.admin_token)
-            .send()
-            .await?
-            .error_for_status()?
-            .bytes()
-            .await?;
+        let bytes =
+            common::artifact_bytes(&server, lease.run_id, "Build", &format!("a{i}")).await?;
         assert_eq!(bytes.len(), 256 * 1024 + i);
         assert!(bytes.iter().all(|b| *b == i as u8));
     }
@@ -381,16 +310,7 @@ async fn agents_keep_their_leases_across_a_server_restart() -> Result<()> {
     )
     .await?;
     let token = server.agent_token().await?;
-    let lease: cove_api::JobLease = server
-        .http
-        .post(server.api("/agent/lease"))
-        .bearer_auth(&token)
-        .json(&serde_json::json!({"wait_ms": 10000}))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
+    let lease = lease_one(&server, &token).await?;
     // The lease runs out (no heartbeat), then the server restarts: its reaper's first pass
     // would end the job as lost if the lease were not extended at start-up.
     tokio::time::sleep(Duration::from_millis(1500)).await;

@@ -10,15 +10,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
-use common::{commit_file, git_ok, TestServer};
+use common::{commit_file, git_ok, runs_of, TestServer};
 use cove_api::{JobState, Run, RunState};
-
-async fn docker_available() -> bool {
-    matches!(
-        tokio::time::timeout(Duration::from_secs(5), cove_agent::Runtime::connect()).await,
-        Ok(Ok(_))
-    )
-}
 
 pub async fn start_server() -> Result<TestServer> {
     TestServer::start_configured(|c| {
@@ -38,28 +31,8 @@ async fn init_repo(server: &TestServer, dir: &Path, name: &str) -> Result<()> {
     Ok(())
 }
 
-async fn runs_of(server: &TestServer, repo: &str) -> Result<Vec<Run>> {
-    Ok(server
-        .http
-        .get(server.api(&format!("/repos/{repo}/runs")))
-        .bearer_auth(&server.admin_token)
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?)
-}
-
 async fn get_run(server: &TestServer, id: i64) -> Result<Run> {
-    Ok(server
-        .http
-        .get(server.api(&format!("/runs/{id}")))
-        .bearer_auth(&server.admin_token)
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?)
+    common::api_json(server, &format!("/runs/{id}")).await
 }
 
 /// Waits for `count` runs of the repository and for all of them to end.
@@ -157,12 +130,7 @@ fn untar(bytes: &[u8]) -> Vec<(String, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn push_runs_a_workflow_with_logs_artifacts_and_skips() -> Result<()> {
-    if !docker_available().await {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true: a Docker engine must answer (set DOCKER_HOST); tests never skip in CI"
-        );
-        eprintln!("SKIP: no Docker engine (set DOCKER_HOST)");
+    if !common::docker_engine_or_skip().await {
         return Ok(());
     }
     let server = start_server().await?;
@@ -203,15 +171,7 @@ async fn push_runs_a_workflow_with_logs_artifacts_and_skips() -> Result<()> {
     // The artifact, byte for byte.
     let package = run.jobs.iter().find(|j| j.action == "Package").unwrap();
     assert_eq!(package.artifacts, vec!["pkg".to_string()]);
-    let tar = server
-        .http
-        .get(server.api(&format!("/runs/{}/jobs/Package/artifacts/pkg", run.id)))
-        .bearer_auth(&server.admin_token)
-        .send()
-        .await?
-        .error_for_status()?
-        .bytes()
-        .await?;
+    let tar = common::artifact_bytes(&server, run.id, "Package", "pkg").await?;
     let files = untar(&tar);
     assert!(
         files
@@ -288,12 +248,7 @@ async fn push_runs_a_workflow_with_logs_artifacts_and_skips() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_root_buildspec_runs_its_phases_on_push_to_main() -> Result<()> {
-    if !docker_available().await {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true: a Docker engine must answer (set DOCKER_HOST); tests never skip in CI"
-        );
-        eprintln!("SKIP: no Docker engine (set DOCKER_HOST)");
+    if !common::docker_engine_or_skip().await {
         return Ok(());
     }
     let server = start_server().await?;

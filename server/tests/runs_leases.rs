@@ -87,15 +87,7 @@ async fn fresh_postgres() -> Result<Option<String>> {
     else {
         return Ok(None);
     };
-    sqlx::any::install_default_drivers();
-    let pool = sqlx::AnyPool::connect(&base).await?;
-    let name = format!("cove_runs_{}", cove_server::store::next_id());
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&pool)
-        .await?;
-    pool.close().await;
-    let (prefix, _) = base.rsplit_once('/').expect("a database path");
-    Ok(Some(format!("{prefix}/{name}")))
+    Ok(Some(common::create_postgres_db(&base, "cove_runs").await?))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

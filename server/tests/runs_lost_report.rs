@@ -18,7 +18,7 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use common::{push_workflow, TestServer};
+use common::{push_workflow, start_for_agent_process, TestServer};
 use cove_api::{JobState, Run, RunState};
 
 const WORKFLOW: &str = "Name: once\nSchemaVersion: \"1.0\"\nTriggers:\n  - Type: PUSH\nActions:\n  Once:\n    Identifier: aws/build@v1\n    Configuration:\n      Steps:\n        - Run: echo \"executed the job\"\n        - Run: for i in 1 2 3; do echo line $i; done\n";
@@ -101,28 +101,12 @@ async fn runs(server: &TestServer) -> Result<Vec<Run>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_lost_finish_report_is_sent_again_and_the_job_runs_once() -> Result<()> {
-    if !matches!(
-        tokio::time::timeout(Duration::from_secs(5), cove_agent::Runtime::connect()).await,
-        Ok(Ok(_))
-    ) {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "no Docker engine in CI"
-        );
-        eprintln!("SKIP: no Docker engine (set DOCKER_HOST)");
+    if !common::docker_engine_or_skip().await {
         return Ok(());
     }
     let bin: PathBuf = cove_tests::cargo_bin("cove-agent", "cove-agent")?;
-    let server = TestServer::start_configured(|c| {
-        c.embedded_agent = false;
-        c.runs.default_image = "cove/busybox:latest".into();
-        c.runs.lease = Duration::from_secs(3);
-        c.runs.heartbeat = Duration::from_millis(500);
-        c.runs.reap_interval = Duration::from_millis(200);
-        // A lost job would be run again: the test sees a second execution.
-        c.runs.retry_on_agent_lost = 1;
-    })
-    .await?;
+    // A lost job would be run again: the test sees a second execution.
+    let server = start_for_agent_process(1).await?;
     let proxy = Proxy {
         upstream: server.url.clone(),
         http: reqwest::Client::new(),

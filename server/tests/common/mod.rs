@@ -1,6 +1,6 @@
 //! Shared test harness: an in-process server on 127.0.0.1:0 with a temporary data directory,
 //! an HTTP client, and a wrapper around the real `git` CLI.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
@@ -305,22 +305,63 @@ pub fn free_port() -> Result<u16> {
         .port())
 }
 
-/// Start the real binary and wait until it answers.
+/// Start the real binary and wait (up to 30 s) until it answers.
 pub async fn spawn_server(data_dir: &Path, port: u16) -> Result<Proc> {
-    let child = Command::new(env!("CARGO_BIN_EXE_cove-server"))
+    spawn_server_with(data_dir, port, SpawnOptions::default()).await
+}
+
+/// How [`spawn_server_with`] starts the real binary.
+pub struct SpawnOptions<'a> {
+    /// `--config` file, if any.
+    pub config: Option<&'a Path>,
+    /// Extra environment variables.
+    pub envs: &'a [(&'a str, &'a str)],
+    /// Pass the server's stderr through to the test's (default: discarded).
+    pub inherit_stderr: bool,
+    /// How long the server may take to answer.
+    pub ready_within: Duration,
+}
+
+impl Default for SpawnOptions<'_> {
+    fn default() -> Self {
+        SpawnOptions {
+            config: None,
+            envs: &[],
+            inherit_stderr: false,
+            ready_within: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Start the real binary as `options` say and wait until it answers.
+pub async fn spawn_server_with(
+    data_dir: &Path,
+    port: u16,
+    options: SpawnOptions<'_>,
+) -> Result<Proc> {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cove-server"));
+    if let Some(config) = options.config {
+        cmd.arg("--config").arg(config);
+    }
+    let child = cmd
         .arg("--data-dir")
         .arg(data_dir)
         .arg("--listen")
         .arg(format!("127.0.0.1:{port}"))
         .env("COVE_ADMIN_TOKEN", ADMIN_TOKEN)
         .env("RUST_LOG", "warn")
+        .envs(options.envs.iter().copied())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(if options.inherit_stderr {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        })
         .kill_on_drop(true)
         .spawn()?;
     let url = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + options.ready_within;
     loop {
         let ready = http
             .get(format!("{url}/api/v1/user"))
@@ -442,4 +483,205 @@ pub async fn insert_run_row(
     };
     server.state.store().create_run(&run, &[job]).await?;
     Ok(())
+}
+
+/// `git` run synchronously in `dir`; panics unless it succeeds.
+pub fn git_blocking(dir: &Path, args: &[&str]) {
+    let st = std::process::Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .status()
+        .unwrap();
+    assert!(st.success(), "git {args:?}");
+}
+
+/// The admin's push URL of `admin/<name>` on the server at `url`.
+pub fn admin_git_url(url: &str, name: &str) -> String {
+    url.replace("http://", &format!("http://admin:{ADMIN_TOKEN}@"))
+        + &format!("/git/admin/{name}.git")
+}
+
+/// Creates `admin/<name>` through the API of the server at `url` (201).
+pub async fn create_repo_http(http: &reqwest::Client, url: &str, name: &str) {
+    let r = http
+        .post(format!("{url}/api/v1/repos"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({ "name": name }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+}
+
+/// Creates `admin/<name>` with `devfile` committed on `main`.
+pub async fn repo_with_devfile(http: &reqwest::Client, url: &str, name: &str, devfile: &str) {
+    create_repo_http(http, url, name).await;
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    git_blocking(dir, &["init", "-q", "-b", "main"]);
+    std::fs::write(dir.join("devfile.yaml"), devfile).unwrap();
+    git_blocking(dir, &["add", "."]);
+    git_blocking(
+        dir,
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@example.com",
+            "commit",
+            "-q",
+            "-m",
+            "devfile",
+        ],
+    );
+    git_blocking(dir, &["push", "-q", &admin_git_url(url, name), "main"]);
+}
+
+/// (VmRSS, VmHWM) of process `pid`, in bytes.
+pub fn rss(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| -> u64 {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .unwrap()
+            * 1024
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// Whether a Docker engine answers within 5 s.
+pub async fn docker_available() -> bool {
+    matches!(
+        tokio::time::timeout(Duration::from_secs(5), cove_agent::Runtime::connect()).await,
+        Ok(Ok(_))
+    )
+}
+
+/// Whether a Docker engine answers within 5 s. Without one the caller skips (prints SKIP),
+/// except in CI where this fails.
+pub async fn docker_engine_or_skip() -> bool {
+    if docker_available().await {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "CI=true: a Docker engine must answer (set DOCKER_HOST); tests never skip in CI"
+    );
+    eprintln!("SKIP: no Docker engine (set DOCKER_HOST)");
+    false
+}
+
+/// A new, empty database `<prefix>_<id>` on the PostgreSQL cluster at `base`; its URL.
+pub async fn create_postgres_db(base: &str, prefix: &str) -> Result<String> {
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(base).await?;
+    let name = format!("{prefix}_{}", cove_server::store::next_id());
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&pool)
+        .await?;
+    pool.close().await;
+    let (url, _) = base.rsplit_once('/').expect("a database path");
+    Ok(format!("{url}/{name}"))
+}
+
+/// GET API `path` (after `/api/v1`) as the admin; the decoded JSON of a 2xx answer.
+pub async fn api_json<T: serde::de::DeserializeOwned>(
+    server: &TestServer,
+    path: &str,
+) -> Result<T> {
+    Ok(server
+        .http
+        .get(server.api(path))
+        .bearer_auth(&server.admin_token)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?)
+}
+
+/// The runs of `repo` (`owner/name`), newest first.
+pub async fn runs_of(server: &TestServer, repo: &str) -> Result<Vec<cove_api::Run>> {
+    api_json(server, &format!("/repos/{repo}/runs")).await
+}
+
+/// GET `url` as the admin and decode its JSON body; panics on any failure.
+pub async fn admin_get<T: serde::de::DeserializeOwned>(http: &reqwest::Client, url: String) -> T {
+    http.get(url)
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// A server for a separate `cove-agent` process: no embedded agent, busybox jobs, a 3 s lease,
+/// 500 ms heartbeats, a reaper every 200 ms, and `retry_on_agent_lost` retries.
+pub async fn start_for_agent_process(retry_on_agent_lost: u32) -> Result<TestServer> {
+    TestServer::start_configured(|c| {
+        c.embedded_agent = false;
+        c.runs.default_image = "cove/busybox:latest".into();
+        c.runs.lease = Duration::from_secs(3);
+        c.runs.heartbeat = Duration::from_millis(500);
+        c.runs.reap_interval = Duration::from_millis(200);
+        c.runs.retry_on_agent_lost = retry_on_agent_lost;
+    })
+    .await
+}
+
+/// The bytes of artifact `name` of job `job` in run `run`, as the admin.
+pub async fn artifact_bytes(
+    server: &TestServer,
+    run: i64,
+    job: &str,
+    name: &str,
+) -> Result<bytes::Bytes> {
+    Ok(server
+        .http
+        .get(server.api(&format!("/runs/{run}/jobs/{job}/artifacts/{name}")))
+        .bearer_auth(&server.admin_token)
+        .send()
+        .await?
+        .error_for_status()?
+        .bytes()
+        .await?)
+}
+
+/// Ids of the containers (running or not) of job `job`.
+pub fn job_container_ids(job: i64) -> Vec<String> {
+    job_containers(job, "{{.ID}}")
+}
+
+/// Each container (running or not) of job `job`, as a `docker ps --format` template shows it.
+pub fn job_containers(job: i64, format: &str) -> Vec<String> {
+    let out = std::process::Command::new("docker")
+        .args([
+            "ps",
+            "-a",
+            "--filter",
+            &format!("label=cove.job={job}"),
+            "--format",
+            format,
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "docker ps failed");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Removes every container of job `job`.
+pub fn remove_job_containers(job: i64) {
+    for id in job_container_ids(job) {
+        let _ = std::process::Command::new("docker")
+            .args(["rm", "-f", &id])
+            .output();
+    }
 }
