@@ -266,16 +266,18 @@ mod tests {
 
     #[test]
     fn metrics_listen_is_an_address_and_off_by_default() {
-        let file = parse("server: http://s\nmetrics_listen: 127.0.0.1:9465\n").expect("valid");
+        let file = parse("server: http://127.0.0.1:8080\nmetrics_listen: 127.0.0.1:9465\n")
+            .expect("valid");
         let config = AgentConfig::resolve(file, Overrides::default(), "h").expect("valid");
         assert_eq!(
             config.metrics_listen,
             Some("127.0.0.1:9465".parse().expect("address"))
         );
-        let file = parse("server: http://s\n").expect("valid");
+        let file = parse("server: http://127.0.0.1:8080\n").expect("valid");
         let config = AgentConfig::resolve(file, Overrides::default(), "h").expect("valid");
         assert_eq!(config.metrics_listen, None);
-        let file = parse("server: http://s\nmetrics_listen: localhost\n").expect("valid");
+        let file =
+            parse("server: http://127.0.0.1:8080\nmetrics_listen: localhost\n").expect("valid");
         let err = AgentConfig::resolve(file, Overrides::default(), "h").unwrap_err();
         assert!(err.to_string().contains("metrics_listen"), "{err}");
     }

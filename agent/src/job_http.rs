@@ -58,6 +58,29 @@ fn other(e: impl std::fmt::Display) -> TransportError {
     TransportError::Other(e.to_string())
 }
 
+/// One request and its whole (small) answer, within `timeout`.
+async fn exchange<B>(
+    client: &Client<HttpsConnector<HttpConnector>, B>,
+    req: Request<B>,
+    path: &str,
+    timeout: Duration,
+) -> Result<(StatusCode, Bytes), TransportError>
+where
+    B: hyper::body::Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let fut = async {
+        let resp = client.request(req).await.map_err(other)?;
+        let status = resp.status();
+        let body = resp.into_body().collect().await.map_err(other)?.to_bytes();
+        Ok::<_, TransportError>((status, body))
+    };
+    tokio::time::timeout(timeout, fut)
+        .await
+        .map_err(|_| other(format!("{path}: no answer within {timeout:?}")))?
+}
+
 /// An HTTP and HTTPS client (system CA certificates; without any, only `http://` works).
 fn client<B>() -> Client<HttpsConnector<HttpConnector>, B>
 where
@@ -203,15 +226,7 @@ impl HttpTransport {
             .header("content-type", content_type)
             .body(Full::new(body.into()))
             .map_err(other)?;
-        let fut = async {
-            let resp = self.client.request(req).await.map_err(other)?;
-            let status = resp.status();
-            let body = resp.into_body().collect().await.map_err(other)?.to_bytes();
-            Ok::<_, TransportError>((status, body))
-        };
-        tokio::time::timeout(timeout, fut)
-            .await
-            .map_err(|_| other(format!("{path}: no answer within {timeout:?}")))?
+        exchange(&self.client, req, path, timeout).await
     }
 
     /// One request of the agent protocol: 409 is [`TransportError::Stale`], any other
@@ -290,15 +305,7 @@ impl HttpTransport {
             .header("content-length", size)
             .body(body)
             .map_err(other)?;
-        let fut = async {
-            let resp = self.uploads.request(req).await.map_err(other)?;
-            let status = resp.status();
-            let body = resp.into_body().collect().await.map_err(other)?.to_bytes();
-            Ok::<_, TransportError>((status, body))
-        };
-        let (status, body) = tokio::time::timeout(timeout, fut)
-            .await
-            .map_err(|_| other(format!("{path}: no answer within {timeout:?}")))??;
+        let (status, body) = exchange(&self.uploads, req, path, timeout).await?;
         self.check(path, status, body).map(|_| ())
     }
 
