@@ -5,26 +5,42 @@
 # script that makes the same raw docker calls (volumes, infra container, two
 # containers in its namespace, sources copied in, the postStart test run).
 # Also prints the idle RSS of cove-server (which embeds the agent).
-#   bash scripts/bench-env.sh [RUNS]        (needs DOCKER_HOST; see scripts/test-env.sh)
+#
+#   bash scripts/bench-env.sh [RUNS] [--vs REV]    (needs DOCKER_HOST; see scripts/test-env.sh)
+#
+# With --vs REV the version REV (any git revision, e.g. a previous commit) is built in
+# its own worktree (target/bench-vs/REV, kept between runs) and measured in the same
+# invocation: its server runs beside this one and every round runs this version, REV
+# and the raw script back to back, so load on the machine falls on all three alike.
 set -euo pipefail
-RUNS="${1:-10}"
+RUNS=10
+VS=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --vs) VS="$2"; shift 2 ;;
+    *) RUNS="$1"; shift ;;
+  esac
+done
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 [ -n "${DOCKER_HOST:-}" ] || { source "${COVE_DOCKERD_DIR:-/tmp/cove-dockerd}/env"; export DOCKER_HOST; }
 cargo build -q --release -p cove -p cove-server
-COVE="$ROOT/target/release/cove"
+VERSIONS=(current)
+declare -A BIN=([current]="$ROOT/target/release")
+if [ -n "$VS" ]; then
+  sha=$(git rev-parse --short "$VS^{commit}")
+  tree="$ROOT/target/bench-vs/$sha"
+  [ -d "$tree" ] || git worktree add -q --detach "$tree" "$sha"
+  # its own target dir inside the worktree; dependencies are rebuilt once, then kept
+  (cd "$tree" && cargo build -q --release -p cove -p cove-server)
+  VERSIONS+=("$sha")
+  BIN[$sha]="$tree/target/release"
+fi
 
 WORK="$(mktemp -d)"
-trap 'kill "$SERVER_PID" 2>/dev/null || true; rm -rf "$WORK"' EXIT
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+PIDS=()
+trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"' EXIT
 TOKEN="cove_bench_admin_token_0123456789abcdef0123456789"
-COVE_ADMIN_TOKEN="$TOKEN" RUST_LOG=warn "$ROOT/target/release/cove-server" --data-dir "$WORK/data" --listen "127.0.0.1:$PORT" >"$WORK/server.log" 2>&1 &
-SERVER_PID=$!
-URL="http://127.0.0.1:$PORT"
-for _ in $(seq 100); do curl -fs -H "Authorization: Bearer $TOKEN" "$URL/api/v1/user" >/dev/null && break; sleep 0.1; done
-export XDG_CONFIG_HOME="$WORK/config"
-"$COVE" login "$URL" --token "$TOKEN" >/dev/null
-"$COVE" repo create bench >/dev/null
 
 # the repository: the example devfile plus a test that uses the sidecar
 mkdir -p "$WORK/repo"
@@ -39,45 +55,75 @@ PY
 git -C "$WORK/repo" init -q -b main
 git -C "$WORK/repo" add .
 git -C "$WORK/repo" -c user.name=b -c user.email=b@example.com commit -q -m bench
-git -C "$WORK/repo" push -q "http://admin:$TOKEN@127.0.0.1:$PORT/git/admin/bench.git" main
+
+declare -A URL SERVER_PID
+for v in "${VERSIONS[@]}"; do
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  COVE_ADMIN_TOKEN="$TOKEN" RUST_LOG=warn "${BIN[$v]}/cove-server" --data-dir "$WORK/$v/data" \
+    --listen "127.0.0.1:$port" >"$WORK/$v.server.log" 2>&1 &
+  SERVER_PID[$v]=$!; PIDS+=($!)
+  URL[$v]="http://127.0.0.1:$port"
+  for _ in $(seq 100); do curl -fs -H "Authorization: Bearer $TOKEN" "${URL[$v]}/api/v1/user" >/dev/null && break; sleep 0.1; done
+  XDG_CONFIG_HOME="$WORK/$v/config" "${BIN[$v]}/cove" login "${URL[$v]}" --token "$TOKEN" >/dev/null
+  XDG_CONFIG_HOME="$WORK/$v/config" "${BIN[$v]}/cove" repo create bench >/dev/null
+  git -C "$WORK/repo" push -q "http://admin:$TOKEN@127.0.0.1:$port/git/admin/bench.git" main
+done
 
 . scripts/raw-env.sh
 
-create=(); restart=()
-for i in $(seq "$RUNS"); do
+# one round of a Cove version: create (waits for running, postStart done), restart, delete
+cove_round() {
+  local v="$1" i="$2" t0 t1 t2
+  local cli=(env XDG_CONFIG_HOME="$WORK/$v/config" "${BIN[$v]}/cove")
   t0=$(now)
-  "$COVE" env create admin/bench --name "b$i" >/dev/null 2>"$WORK/create.log" || { cat "$WORK/create.log"; exit 1; }
+  "${cli[@]}" env create admin/bench --name "b$i" >/dev/null 2>"$WORK/create.log" || { cat "$WORK/create.log"; exit 1; }
   t1=$(now)
-  "$COVE" env restart "b$i" >/dev/null 2>&1
+  "${cli[@]}" env restart "b$i" >/dev/null 2>&1
   t2=$(now)
-  create+=($((t1 - t0))); restart+=($((t2 - t1)))
-  "$COVE" env delete "b$i" --yes >/dev/null 2>&1
-done
-RSS_KB=$(awk '/VmRSS/ {print $2}' "/proc/$SERVER_PID/status")
-
+  echo $((t1 - t0)) >>"$WORK/$v.create"; echo $((t2 - t1)) >>"$WORK/$v.restart"
+  "${cli[@]}" env delete "b$i" --yes >/dev/null 2>&1
+}
 # the same docker calls by hand (scripts/raw-env.sh)
-raw_create=(); raw_restart=()
-for i in $(seq "$RUNS"); do
-  e="b$$-$i"
+raw_round() {
+  local e="b$$-$1" t0 t1 t2 url="${URL[current]}"
   t0=$(now)
   raw_up "$e"
-  rm -rf "$WORK/clone"; git clone -q "http://admin:$TOKEN@127.0.0.1:$PORT/git/admin/bench.git" "$WORK/clone"
+  rm -rf "$WORK/clone"; git clone -q "http://admin:$TOKEN@${url#http://}/git/admin/bench.git" "$WORK/clone"
   docker cp -q "$WORK/clone" "raw-$e-app:/projects/bench" >/dev/null
   docker exec "raw-$e-app" sh -c 'cd /projects/bench && python3 -m pytest -q' >/dev/null
   t1=$(now)
   raw_down "$e"; raw_up "$e"
   t2=$(now)
-  raw_create+=($((t1 - t0))); raw_restart+=($((t2 - t1)))
+  echo $((t1 - t0)) >>"$WORK/raw.create"; echo $((t2 - t1)) >>"$WORK/raw.restart"
   raw_down "$e"; raw_clean "$e"
+}
+
+for i in $(seq "$RUNS"); do
+  for v in "${VERSIONS[@]}"; do cove_round "$v" "$i"; done
+  raw_round "$i"
+done
+declare -A RSS_KB RSS_PARTS
+for v in "${VERSIONS[@]}"; do
+  st="/proc/${SERVER_PID[$v]}/status"
+  RSS_KB[$v]=$(awk '/VmRSS/ {print $2}' "$st")
+  RSS_PARTS[$v]=$(awk '/RssAnon/ {a=$2} /RssFile/ {f=$2} END {printf "heap and stacks %.1f MiB, mapped files %.1f MiB", a/1024, f/1024}' "$st")
 done
 
-c50=$(printf '%s\n' "${create[@]}" | pct 0.5); c95=$(printf '%s\n' "${create[@]}" | pct 0.95)
-r50=$(printf '%s\n' "${restart[@]}" | pct 0.5); r95=$(printf '%s\n' "${restart[@]}" | pct 0.95)
-rc50=$(printf '%s\n' "${raw_create[@]}" | pct 0.5); rc95=$(printf '%s\n' "${raw_create[@]}" | pct 0.95)
-rr50=$(printf '%s\n' "${raw_restart[@]}" | pct 0.5); rr95=$(printf '%s\n' "${raw_restart[@]}" | pct 0.95)
-echo "| operation ($RUNS runs) | Cove p50 ms | Cove p95 ms | raw docker p50 ms | raw docker p95 ms | ratio p50 |"
-echo "|---|---|---|---|---|---|"
-echo "| create → running (postStart done) | $c50 | $c95 | $rc50 | $rc95 | $(awk -v a="$c50" -v b="$rc50" 'BEGIN{printf "%.2f", a/b}') |"
-echo "| warm restart | $r50 | $r95 | $rr50 | $rr95 | $(awk -v a="$r50" -v b="$rr50" 'BEGIN{printf "%.2f", a/b}') |"
+stat_of() { pct "$2" <"$WORK/$1"; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", a/b}'; }
+echo "$(date -u '+%Y-%m-%d %H:%M UTC'), load average $(cut -d' ' -f1-3 /proc/loadavg), $RUNS rounds (each: every version, then raw)"
 echo
-echo "idle RSS of cove-server (with the embedded agent): $((RSS_KB / 1024)) MiB"
+echo "| operation | version | p50 ms | p95 ms | raw docker p50 ms | raw docker p95 ms | ratio p50 to raw |"
+echo "|---|---|---:|---:|---:|---:|---:|"
+for op in create restart; do
+  label="create → running (postStart done)"; [ "$op" = restart ] && label="warm restart"
+  r50=$(stat_of raw.$op 0.5); r95=$(stat_of raw.$op 0.95)
+  for v in "${VERSIONS[@]}"; do
+    c50=$(stat_of "$v.$op" 0.5); c95=$(stat_of "$v.$op" 0.95)
+    echo "| $label | $v | $c50 | $c95 | $r50 | $r95 | $(ratio "$c50" "$r50") |"
+  done
+done
+echo
+for v in "${VERSIONS[@]}"; do
+  echo "idle RSS of cove-server $v (with the embedded agent): $(awk -v k="${RSS_KB[$v]}" 'BEGIN{printf "%.1f", k/1024}') MiB (${RSS_PARTS[$v]})"
+done
