@@ -667,6 +667,16 @@ pub fn api_routes() -> Vec<Route> {
             agents::revoke_agent,
         )
         .answers(&[404]),
+        route(
+            M::GET,
+            "/api/v1/audit",
+            Admin,
+            None,
+            true,
+            OK,
+            "The audit log, newest first (?user=&action=&target=&repo=&result=&since=&until=&limit=&cursor=)",
+            crate::audit::list,
+        ),
         // ---- agent protocol: only registered agents' tokens
         agent_route(
             M::GET,
@@ -938,6 +948,10 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn(log_request))
         .layer(middleware::from_fn_with_state(
             state.clone(),
+            crate::audit::layer,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
             metrics::http::track,
         ))
         .with_state(state)
@@ -979,15 +993,18 @@ async fn authorize_route(
 ) -> Result<Response, ApiError> {
     let caller =
         auth::authenticate_request(state.store(), request.method(), request.headers()).await?;
+    crate::audit::note_caller(caller.as_ref());
     match spec.audience {
         Audience::Agents => {
             let agent = auth::require_agent(caller)?;
             request.extensions_mut().insert(agent);
+            crate::audit::authorized();
             return Ok(next.run(request).await);
         }
         Audience::Registration => {
             let grant = auth::require_registration(caller)?;
             request.extensions_mut().insert(grant);
+            crate::audit::authorized();
             return Ok(next.run(request).await);
         }
         Audience::Users => {}
@@ -1023,6 +1040,7 @@ async fn authorize_route(
             request.extensions_mut().insert(env);
             (repo.owner, repo.name)
         };
+        crate::audit::note_repo(&owner, &name);
         let repo = auth::authorize_repo(
             state.store(),
             Some(&principal),
@@ -1035,6 +1053,7 @@ async fn authorize_route(
         request.extensions_mut().insert(repo);
     }
     request.extensions_mut().insert(principal);
+    crate::audit::authorized();
     Ok(next.run(request).await)
 }
 
