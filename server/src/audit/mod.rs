@@ -176,6 +176,8 @@ enum Kind {
     /// A push (`git.push`), unless [`push`] recorded it; anonymous refusals are not recorded
     /// (git always asks without credentials first).
     Push,
+    /// The ref advertisement before a push: only a refusal of a known caller (`git.push`).
+    PushRefused,
     /// Nothing but a refused credential.
     Nothing,
 }
@@ -183,10 +185,16 @@ enum Kind {
 fn classify(method: &Method, template: &str, query: Option<&str>) -> Kind {
     let read = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
     if template.starts_with("/git/") {
-        let push = template.ends_with("/git-receive-pack")
-            || (template.ends_with("/info/refs")
-                && query.is_some_and(|q| q.split('&').any(|p| p == "service=git-receive-pack")));
-        return if push { Kind::Push } else { Kind::Nothing };
+        if template.ends_with("/git-receive-pack") {
+            return Kind::Push;
+        }
+        let push_refs = template.ends_with("/info/refs")
+            && query.is_some_and(|q| q.split('&').any(|p| p == "service=git-receive-pack"));
+        return if push_refs {
+            Kind::PushRefused
+        } else {
+            Kind::Nothing
+        };
     }
     if !template.starts_with("/api/") {
         return Kind::Nothing;
@@ -297,8 +305,9 @@ pub async fn layer(State(state): State<AppState>, request: Request, next: Next) 
     row.action = match kind {
         Kind::Nothing => return response,
         Kind::WhenDenied if result != "denied" => return response,
-        Kind::Push if who.is_none() => return response,
-        Kind::Push => {
+        Kind::Push | Kind::PushRefused if who.is_none() => return response,
+        Kind::PushRefused if result != "denied" => return response,
+        Kind::Push | Kind::PushRefused => {
             row.detail = Some(route);
             "git.push".into()
         }
@@ -425,6 +434,10 @@ mod tests {
         let refs = "/git/{owner}/{repo}/info/refs";
         assert_eq!(
             classify(&Method::GET, refs, Some("service=git-receive-pack")),
+            Kind::PushRefused
+        );
+        assert_eq!(
+            classify(&Method::POST, "/git/{owner}/{repo}/git-receive-pack", None),
             Kind::Push
         );
         assert_eq!(
