@@ -227,10 +227,9 @@ fn print_table(entries: &[AuditEntry], header: bool) {
     }
     for e in entries {
         let mut target = e.target.clone();
-        if let Some(detail) = &e.detail {
-            if e.action == "git.push" || e.action == "login" {
-                target = format!("{target} [{detail}]");
-            }
+        // A login's detail is the route it came with, which its target already shows.
+        if let Some(detail) = e.detail.as_deref().filter(|_| e.action != "login") {
+            target = format!("{target} [{detail}]");
         }
         println!(
             "{:<19} {:<16} {:<26} {:<6} {:<6} {:<48} {:<40} {}",

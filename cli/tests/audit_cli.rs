@@ -283,6 +283,23 @@ async fn cove_audit_lists_the_actions_of_a_session() {
         .await
         .unwrap();
     assert_eq!(r.status(), 403);
+    // ... and to push (git asks without credentials first; that refusal is not recorded).
+    let bob_remote = format!(
+        "http://bob:{BOB_PASSWORD}@{}/git/alice/proj.git",
+        url.trim_start_matches("http://")
+    );
+    let dir = work.path().to_path_buf();
+    let refused = tokio::task::spawn_blocking(move || {
+        Command::new("git")
+            .args(["push", "-q", &bob_remote, "main:refs/heads/bob"])
+            .current_dir(&dir)
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(!refused.status.success(), "a reader cannot push");
 
     // What `cove audit` says, as the administrator.
     let home = tempfile::tempdir().unwrap();
@@ -290,6 +307,7 @@ async fn cove_audit_lists_the_actions_of_a_session() {
     let env_id = env.id.clone();
     let admin_url = url.clone();
     let alice_token = alice.clone();
+    let tokens_created: Vec<i64> = tokens.iter().map(|t| t.info.id).collect();
     tokio::task::spawn_blocking(move || {
         ok(&cove(&home, &["login", &admin_url, "--token", ADMIN_TOKEN]));
         let entries = audit(&home, &[]);
@@ -306,6 +324,13 @@ async fn cove_audit_lists_the_actions_of_a_session() {
             .filter(|e| e.action == "POST /api/v1/tokens" && e.user.as_deref() == Some("alice"))
             .count();
         assert_eq!(created, 2, "both token creations are listed");
+        let laptop = format!("token {} \"laptop\"", tokens_created[0]);
+        assert!(
+            entries
+                .iter()
+                .any(|e| e.detail.as_deref() == Some(laptop.as_str())),
+            "a token creation names the token: {laptop}"
+        );
         let revoke = find(
             &entries,
             "DELETE /api/v1/tokens/{id}",
@@ -364,6 +389,9 @@ async fn cove_audit_lists_the_actions_of_a_session() {
             "/DEPLOY_KEY",
         );
         assert_eq!(denied.status, Some(403));
+        let refused_push = find(&entries, "git.push", "bob", "denied", "/git/alice/proj.git");
+        assert_eq!(refused_push.status, Some(403));
+        assert_eq!(refused_push.repo.as_deref(), Some("alice/proj"));
 
         // Reads are not recorded, and nothing secret ever is.
         assert!(entries
@@ -384,11 +412,11 @@ async fn cove_audit_lists_the_actions_of_a_session() {
 
         // Filters: user + result, action, repository; pages follow the cursor.
         let bob = audit(&home, &["--user", "bob", "--result", "denied"]);
-        assert_eq!(bob.len(), 1, "{bob:?}");
+        assert_eq!(bob.len(), 2, "{bob:?}");
         let logins = audit(&home, &["--action", "login", "--user", "alice"]);
         assert_eq!(logins.len(), 2, "{logins:?}");
         let pushes = audit(&home, &["--action", "git.push", "--repo", "alice/proj"]);
-        assert_eq!(pushes.len(), 1, "{pushes:?}");
+        assert_eq!(pushes.len(), 2, "{pushes:?}");
         let first: AuditPage =
             serde_json::from_str(&ok(&cove(&home, &["audit", "--json", "--limit", "2"]))).unwrap();
         assert_eq!(first.entries.len(), 2);

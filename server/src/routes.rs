@@ -1218,6 +1218,7 @@ async fn create_token(
         )
         .await?;
     tracing::info!(username = %principal.user.username, token_id = row.id, "token created");
+    crate::audit::note_detail(format!("token {} {:?}", row.id, row.name));
     Ok((
         StatusCode::CREATED,
         Json(CreatedToken {
@@ -1288,6 +1289,7 @@ async fn create_repo(
         return Err(err.into());
     }
     tracing::info!(repo = %format!("{}/{}", row.owner, row.name), by = %principal.user.username, "repository created");
+    crate::audit::note_repo(&row.owner, &row.name);
     Ok((StatusCode::CREATED, Json(repo_dto(&state, &row))))
 }
 

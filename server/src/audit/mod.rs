@@ -59,6 +59,8 @@ struct Slot {
     who: Option<Who>,
     repo: Option<String>,
     authorized: bool,
+    /// What the handler added (e.g. the id of the token it created).
+    detail: Option<String>,
     /// Already written by an explicit call ([`push`]): the layer writes nothing more.
     recorded: bool,
 }
@@ -143,6 +145,12 @@ pub fn note_principal(principal: Option<&Principal>) {
 pub fn note_repo(owner: &str, name: &str) {
     let repo = bounded(&format!("{owner}/{name}"), MAX_TARGET_CHARS);
     with_context(|ctx| ctx.with(|slot| slot.repo = Some(repo)));
+}
+
+/// What the handler did beyond its route and path, e.g. `token 42 "laptop"` (never a secret).
+pub fn note_detail(detail: String) {
+    let detail = bounded(&detail, MAX_DETAIL_CHARS);
+    with_context(|ctx| ctx.with(|slot| slot.detail = Some(detail)));
 }
 
 /// The route's authorization passed; an error from here on is the handler's.
@@ -268,12 +276,13 @@ pub async fn layer(State(state): State<AppState>, request: Request, next: Next) 
     });
     let response = CONTEXT.scope(ctx.clone(), next.run(request)).await;
     let status = response.status();
-    let (who, repo, authorized, recorded) = ctx.with(|slot| {
+    let (who, repo, authorized, recorded, detail) = ctx.with(|slot| {
         (
             slot.who.take(),
             slot.repo.take(),
             slot.authorized,
             slot.recorded,
+            slot.detail.take(),
         )
     });
     if recorded {
@@ -315,7 +324,10 @@ pub async fn layer(State(state): State<AppState>, request: Request, next: Next) 
             row.detail = Some(route);
             "login".into()
         }
-        Kind::Request | Kind::WhenDenied => route,
+        Kind::Request | Kind::WhenDenied => {
+            row.detail = detail;
+            route
+        }
     };
     if let Some(who) = who {
         row.username = who.username;
