@@ -157,6 +157,14 @@ async fn cove_audit_lists_the_actions_of_a_session() {
         .await
         .unwrap();
     assert_eq!(r.status(), 204);
+    // The revoked token no longer opens anything: a refused credential, even on a read.
+    let r = http
+        .get(format!("{api}/user"))
+        .bearer_auth(&tokens[1].token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
 
     // A repository, a secret, a push.
     let r = http
@@ -343,6 +351,19 @@ async fn cove_audit_lists_the_actions_of_a_session() {
             revoke.token_id.is_some(),
             "the token used is named: {revoke:?}"
         );
+
+        let refused_token: Vec<&AuditEntry> = entries
+            .iter()
+            .filter(|e| e.action == "login" && e.auth.as_deref() == Some("token"))
+            .collect();
+        assert_eq!(
+            refused_token.len(),
+            1,
+            "the revoked token's use: {refused_token:?}"
+        );
+        assert_eq!(refused_token[0].result, "denied");
+        assert_eq!(refused_token[0].target, "/api/v1/user");
+        assert!(refused_token[0].user.is_none());
 
         let secret = find(
             &entries,

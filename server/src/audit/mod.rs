@@ -27,7 +27,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
-use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
 use base64::Engine;
@@ -224,8 +224,8 @@ fn classify(method: &Method, template: &str, query: Option<&str>) -> Kind {
 
 /// The credential kind and, for a password, the user name of the `Authorization` header —
 /// never the password or token itself.
-fn presented_credential(headers: &HeaderMap) -> Option<(&'static str, Option<String>)> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+fn presented_credential(value: &HeaderValue) -> Option<(&'static str, Option<String>)> {
+    let value = value.to_str().ok()?;
     let (kind, rest) = value.split_once(' ')?;
     if kind.eq_ignore_ascii_case("basic") {
         let decoded = base64::engine::general_purpose::STANDARD
@@ -262,10 +262,14 @@ pub async fn layer(State(state): State<AppState>, request: Request, next: Next) 
     else {
         return next.run(request).await;
     };
+    if !(template.starts_with("/api/") || template.starts_with("/git/")) {
+        return next.run(request).await;
+    }
     let method = request.method().clone();
     let kind = classify(&method, &template, request.uri().query());
     let path = bounded(request.uri().path(), MAX_TARGET_CHARS);
-    let credential = presented_credential(request.headers());
+    // Looked at only when the credential is refused.
+    let authorization = request.headers().get(header::AUTHORIZATION).cloned();
     let client = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
@@ -298,10 +302,12 @@ pub async fn layer(State(state): State<AppState>, request: Request, next: Next) 
         ..AuditRow::default()
     };
     // A credential that was presented and refused: a failed login, whatever the route.
-    let refused_credential =
-        who.is_none() && matches!(status.as_u16(), 401 | 429) && credential.is_some();
-    if refused_credential {
-        let (auth, username) = credential.unwrap_or(("token", None));
+    let refused_credential = if who.is_none() && matches!(status.as_u16(), 401 | 429) {
+        authorization.as_ref().and_then(presented_credential)
+    } else {
+        None
+    };
+    if let Some((auth, username)) = refused_credential {
         row.username = username;
         row.auth = Some(auth.to_string());
         row.action = "login".into();
@@ -473,22 +479,20 @@ mod tests {
 
     #[test]
     fn only_the_user_name_of_a_credential_is_kept() {
-        let mut headers = HeaderMap::new();
-        let basic = base64::engine::general_purpose::STANDARD.encode("mallory:hunter22");
-        headers.insert(
-            header::AUTHORIZATION,
-            format!("Basic {basic}").parse().unwrap(),
-        );
+        let basic = |text: &str| -> HeaderValue {
+            let encoded = base64::engine::general_purpose::STANDARD.encode(text);
+            format!("Basic {encoded}").parse().unwrap()
+        };
         assert_eq!(
-            presented_credential(&headers),
+            presented_credential(&basic("mallory:hunter22")),
             Some(("password", Some("mallory".to_string())))
         );
-        let basic = base64::engine::general_purpose::STANDARD.encode("x:cove_abc");
-        headers.insert(
-            header::AUTHORIZATION,
-            format!("Basic {basic}").parse().unwrap(),
+        assert_eq!(
+            presented_credential(&basic("x:cove_abc")),
+            Some(("token", None))
         );
-        assert_eq!(presented_credential(&headers), Some(("token", None)));
+        let bearer: HeaderValue = "Bearer cove_agt_123".parse().unwrap();
+        assert_eq!(presented_credential(&bearer), Some(("agent", None)));
     }
 
     #[test]
