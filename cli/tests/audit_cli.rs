@@ -454,6 +454,18 @@ async fn cove_audit_lists_the_actions_of_a_session() {
         assert_eq!(second.entries[0], entries[2]);
         let since_future = audit(&home, &["--since", "2999-01-01"]);
         assert!(since_future.is_empty());
+        // Bad filters are refused with what to do, not answered with everything.
+        let long = "x".repeat(300);
+        for (args, says) in [
+            (vec!["audit", "--cursor", "nope"], "cursor must be"),
+            (vec!["audit", "--user", long.as_str()], "longer than 256"),
+            (vec!["audit", "--since", "yesterday"], "a time ago"),
+        ] {
+            let out = cove(&home, &args);
+            assert!(!out.status.success(), "{args:?}");
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(err.contains(says), "{args:?}: {err}");
+        }
 
         // The table, as a person reads it.
         let table = ok(&cove(&home, &["audit", "--user", "bob"]));
