@@ -910,7 +910,8 @@ pub const GIT_ROUTES: [(&str, &str, &str); 3] = [
     ),
 ];
 
-/// Builds the whole HTTP router.
+/// Builds the whole HTTP router. Every request passes the audit layer ([`crate::audit`]),
+/// which `authorize_route` tells who is calling and whether the route's checks passed.
 pub fn router(state: AppState) -> Router {
     let mut router = Router::new();
     for Route { spec, handler, .. } in api_routes() {
