@@ -300,3 +300,51 @@ async fn the_retention_pass_deletes_audit_records_past_audit_days() -> Result<()
     ensure!(left.len() == 2);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_audit_write_does_not_fail_the_request() -> Result<()> {
+    const ADMIN: &str = "cove_audit_store_admin_token_0123456789abcdef01234";
+    let data = tempfile::tempdir()?;
+    let mut config = cove_server::Config::new(data.path());
+    config.embedded_agent = false;
+    config.admin_token = Some(ADMIN.into());
+    let db = config.database_url();
+    let server = cove_server::Server::new(config).await?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/api/v1", listener.local_addr()?);
+    let (_stop, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(server.serve(listener, async {
+        let _ = rx.await;
+    }));
+    let http = reqwest::Client::new();
+    let create = |name: &'static str| {
+        http.post(format!("{url}/repos"))
+            .bearer_auth(ADMIN)
+            .json(&serde_json::json!({ "name": name }))
+            .send()
+    };
+    ensure!(create("first").await?.status() == 201);
+    let audit: cove_api::AuditPage = http
+        .get(format!("{url}/audit?action=POST"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await?
+        .json()
+        .await?;
+    ensure!(audit.entries.len() == 1, "{audit:?}");
+    ensure!(audit.entries[0].repo.as_deref() == Some("admin/first"));
+
+    // The audit table is gone (a broken store): the request still does what it was asked.
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&db).await?;
+    sqlx::query("DROP TABLE audit_log").execute(&pool).await?;
+    pool.close().await;
+    ensure!(create("second").await?.status() == 201);
+    let r = http
+        .get(format!("{url}/repos/admin/second"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await?;
+    ensure!(r.status() == 200, "the repository exists");
+    Ok(())
+}
