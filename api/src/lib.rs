@@ -9,12 +9,14 @@
 
 pub mod agent;
 mod agents;
+mod audit;
 mod env;
 mod packages;
 mod runs;
 mod session;
 
 pub use agents::*;
+pub use audit::*;
 pub use env::*;
 pub use packages::*;
 pub use runs::*;

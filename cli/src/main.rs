@@ -1,6 +1,7 @@
 //! `cove` — the command line for Cove.
 
 mod agent;
+mod audit;
 mod client;
 mod devfile;
 mod env;
@@ -42,6 +43,8 @@ enum Command {
     Agent(agent::AgentArgs),
     /// Users with a password, e.g. for the web UI (administrators).
     User(user::UserArgs),
+    /// The audit log: who did what, when, from where, with what result (administrators).
+    Audit(audit::AuditArgs),
     /// Check and plan devfiles offline.
     #[command(subcommand)]
     Devfile(devfile::DevfileCommand),
@@ -63,6 +66,7 @@ fn main() -> ExitCode {
         Command::Secret(args) => secret::run(args).map(|()| ExitCode::SUCCESS),
         Command::Agent(args) => agent::run(args).map(|()| ExitCode::SUCCESS),
         Command::User(args) => user::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Audit(args) => audit::run(args).map(|()| ExitCode::SUCCESS),
         Command::Devfile(cmd) => devfile::run(cmd),
         Command::Workflow(cmd) => workflow::run(cmd),
     };

@@ -64,6 +64,8 @@ pub struct RetentionFileConfig {
     pub runs: Option<u32>,
     /// How often the retention pass runs, in seconds.
     pub interval_secs: Option<u64>,
+    /// Audit records older than this many days are deleted (default 365; 0: kept forever).
+    pub audit_days: Option<u32>,
 }
 
 /// Operational limits (issue 13 "bounded everything").
@@ -77,6 +79,8 @@ pub struct Limits {
     pub retention: Retention,
     /// How often the retention pass runs.
     pub retention_interval: Duration,
+    /// Audit records older than this many days are deleted by the retention pass (0: never).
+    pub audit_days: u32,
 }
 
 /// How long runs, their logs and artifacts are kept.
@@ -97,6 +101,8 @@ pub const DEFAULT_RETENTION: Retention = Retention {
     days: 90,
     runs: 100,
 };
+/// Default age of the oldest audit record kept: a year.
+pub const DEFAULT_AUDIT_DAYS: u32 = 365;
 /// Default interval of the retention pass: hourly.
 pub const DEFAULT_RETENTION_INTERVAL: Duration = Duration::from_secs(3600);
 
@@ -107,6 +113,7 @@ impl Default for Limits {
             max_job_log_bytes: DEFAULT_MAX_JOB_LOG_BYTES,
             retention: DEFAULT_RETENTION,
             retention_interval: DEFAULT_RETENTION_INTERVAL,
+            audit_days: DEFAULT_AUDIT_DAYS,
         }
     }
 }
@@ -266,6 +273,7 @@ impl Config {
                 runs: retention_file.runs.unwrap_or(DEFAULT_RETENTION.runs),
             },
             retention_interval,
+            audit_days: retention_file.audit_days.unwrap_or(DEFAULT_AUDIT_DAYS),
         };
         let jobs = file.jobs.clone().unwrap_or_default();
         let mut runs = crate::runs::RunsConfig::default();

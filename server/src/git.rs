@@ -384,8 +384,11 @@ async fn authorize_git(
         .strip_suffix(".git")
         .ok_or_else(|| ApiError::NotFound(format!("repository {owner}/{repo_segment}")))?;
     let principal = authenticate(state.store(), headers).await?;
+    crate::audit::note_principal(principal.as_ref());
+    crate::audit::note_repo(owner, name);
     let (scope, role) = service.scope_and_role();
     let repo = authorize_repo(state.store(), principal.as_ref(), owner, name, scope, role).await?;
+    crate::audit::authorized();
     Ok((repo, principal))
 }
 
@@ -611,12 +614,11 @@ pub async fn receive_pack(
     let reader = body_reader(&parts.headers, body)?;
     let protocol = git_protocol(&parts.headers);
     let task_state = state.clone();
-    let report =
-        tokio::spawn(
-            async move { run_receive_pack(task_state, row, pusher, reader, protocol).await },
-        )
-        .await
-        .map_err(ApiError::internal)??;
+    let report = tokio::spawn(crate::audit::carry(async move {
+        run_receive_pack(task_state, row, pusher, reader, protocol).await
+    }))
+    .await
+    .map_err(ApiError::internal)??;
     Ok(git_response(
         "application/x-git-receive-pack-result",
         Body::from(report),
@@ -713,6 +715,7 @@ async fn run_receive_pack(
     state
         .metrics()
         .push_finished(fed.as_ref().ok().copied(), held.elapsed(), result);
+    crate::audit::push(&state, &repo, &pusher.username, &updates, result).await;
     match fed {
         Err(PumpError::Deadline(d)) if updates.is_empty() => Err(ApiError::Timeout(format!(
             "push did not finish within the server's deadline of {} s",

@@ -11,6 +11,7 @@
 //! beyond the static files and `/api/v1/session`.
 
 pub mod agents;
+pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod envs;
@@ -280,6 +281,8 @@ impl Server {
             shutdown.await;
             closing.cancel();
         };
+        // The peer address is what the audit log records as the client's.
+        let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
         axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
             .await

@@ -667,6 +667,16 @@ pub fn api_routes() -> Vec<Route> {
             agents::revoke_agent,
         )
         .answers(&[404]),
+        route(
+            M::GET,
+            "/api/v1/audit",
+            Admin,
+            None,
+            true,
+            OK,
+            "The audit log, newest first (?user=&action=&target=&repo=&result=&since=&until=&limit=&cursor=)",
+            crate::audit::list,
+        ),
         // ---- agent protocol: only registered agents' tokens
         agent_route(
             M::GET,
@@ -900,7 +910,8 @@ pub const GIT_ROUTES: [(&str, &str, &str); 3] = [
     ),
 ];
 
-/// Builds the whole HTTP router.
+/// Builds the whole HTTP router. Every request passes the audit layer ([`crate::audit`]),
+/// which `authorize_route` tells who is calling and whether the route's checks passed.
 pub fn router(state: AppState) -> Router {
     let mut router = Router::new();
     for Route { spec, handler, .. } in api_routes() {
@@ -936,6 +947,10 @@ pub fn router(state: AppState) -> Router {
         .fallback(ui::fallback)
         .layer(middleware::from_fn(ui::no_basic_prompt))
         .layer(middleware::from_fn(log_request))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::audit::layer,
+        ))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             metrics::http::track,
@@ -979,15 +994,18 @@ async fn authorize_route(
 ) -> Result<Response, ApiError> {
     let caller =
         auth::authenticate_request(state.store(), request.method(), request.headers()).await?;
+    crate::audit::note_caller(caller.as_ref());
     match spec.audience {
         Audience::Agents => {
             let agent = auth::require_agent(caller)?;
             request.extensions_mut().insert(agent);
+            crate::audit::authorized();
             return Ok(next.run(request).await);
         }
         Audience::Registration => {
             let grant = auth::require_registration(caller)?;
             request.extensions_mut().insert(grant);
+            crate::audit::authorized();
             return Ok(next.run(request).await);
         }
         Audience::Users => {}
@@ -1023,6 +1041,7 @@ async fn authorize_route(
             request.extensions_mut().insert(env);
             (repo.owner, repo.name)
         };
+        crate::audit::note_repo(&owner, &name);
         let repo = auth::authorize_repo(
             state.store(),
             Some(&principal),
@@ -1035,6 +1054,7 @@ async fn authorize_route(
         request.extensions_mut().insert(repo);
     }
     request.extensions_mut().insert(principal);
+    crate::audit::authorized();
     Ok(next.run(request).await)
 }
 
@@ -1199,6 +1219,7 @@ async fn create_token(
         )
         .await?;
     tracing::info!(username = %principal.user.username, token_id = row.id, "token created");
+    crate::audit::note_detail(format!("token {} {:?}", row.id, row.name));
     Ok((
         StatusCode::CREATED,
         Json(CreatedToken {
@@ -1269,6 +1290,7 @@ async fn create_repo(
         return Err(err.into());
     }
     tracing::info!(repo = %format!("{}/{}", row.owner, row.name), by = %principal.user.username, "repository created");
+    crate::audit::note_repo(&row.owner, &row.name);
     Ok((StatusCode::CREATED, Json(repo_dto(&state, &row))))
 }
 

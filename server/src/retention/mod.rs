@@ -20,6 +20,8 @@ use crate::AppState;
 pub struct Pass {
     pub runs: usize,
     pub artifact_dirs: usize,
+    /// Audit records older than `[retention] audit_days`.
+    pub audit_rows: u64,
 }
 
 /// The retention that applies to a repository.
@@ -70,6 +72,7 @@ pub async fn run_once(state: &AppState, now_ms: i64) -> Result<Pass, StoreError>
         );
     }
     state.metrics().retention_deleted(pass.runs as u64);
+    pass.audit_rows = crate::audit::expire(state, now_ms).await?;
     Ok(pass)
 }
 
