@@ -24,6 +24,7 @@ mod sessions;
 pub use agents::{AgentRow, RegistrationRefusal, RegistrationTokenRow};
 pub use envs::EnvRow;
 pub use metrics::StateCounts;
+pub use runs::SecretRow;
 pub use runs::{ActiveJob, JobRow, RunRow, WorkflowErrorRow};
 pub use sessions::SessionRow;
 
