@@ -141,12 +141,13 @@ pub fn run(client: &Client, args: PackagesArgs) -> Result<()> {
                 Output::Text => {
                     for e in &list {
                         println!(
-                            "{:<14} {:<10} {} {}/{} {}",
+                            "{:<14} {:<10} {:<12} {} {}/{} {}",
                             e.environment.as_deref().unwrap_or("(default)"),
                             match e.config.mode {
                                 PackageMode::TokenFree => "token-free",
                                 PackageMode::Compatible => "compatible",
                             },
+                            e.config.endpoints.as_deref().unwrap_or("(aws)"),
                             e.config.role_arn,
                             e.config.domain,
                             e.config.domain_owner,
