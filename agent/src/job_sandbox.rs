@@ -76,9 +76,12 @@ pub fn net_options(settings: &SandboxSettings) -> NetOptions {
     }
 }
 
-/// The broker's configuration for a lease; the agent's endpoints win. npm
-/// repositories are narrowed to (and ordered like) the ones the action
-/// names, the unscoped one first.
+/// The broker's configuration for a lease; the agent's endpoints win over
+/// the lease's (the server administrator's endpoint profile). Endpoints a
+/// repository's own configuration might still carry (`config.sts_endpoint`,
+/// `config.codeartifact_endpoint`, refused by servers since issue 14) are
+/// never used. npm repositories are narrowed to (and ordered like) the ones
+/// the action names, the unscoped one first.
 pub fn broker_config(settings: &SandboxSettings, p: &JobPackages) -> BrokerConfig {
     let c = &p.config;
     let format = |f: &str| match f {
@@ -117,11 +120,11 @@ pub fn broker_config(settings: &SandboxSettings, p: &JobPackages) -> BrokerConfi
         sts_endpoint: settings
             .sts_endpoint
             .clone()
-            .or_else(|| c.sts_endpoint.clone()),
+            .or_else(|| p.sts_endpoint.clone()),
         codeartifact_endpoint: settings
             .codeartifact_endpoint
             .clone()
-            .or_else(|| c.codeartifact_endpoint.clone()),
+            .or_else(|| p.codeartifact_endpoint.clone()),
         max_session_secs: c.max_session_secs,
     }
 }
@@ -387,6 +390,44 @@ fn rfc3339_secs(t: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn endpoints_come_from_the_agent_or_the_servers_profile_never_the_repository() {
+        let mut p = JobPackages {
+            config: cove_api::PackageConfig {
+                role_arn: "arn:aws:iam::123456789012:role/cove-build".into(),
+                region: "us-east-1".into(),
+                domain: "acme".into(),
+                domain_owner: "123456789012".into(),
+                repositories: vec![],
+                mode: PackageMode::TokenFree,
+                endpoints: Some("vpc".into()),
+                sts_endpoint: Some("http://owner-typed.example:1".into()),
+                codeartifact_endpoint: Some("http://owner-typed.example:2".into()),
+                max_session_secs: None,
+            },
+            mode: PackageMode::TokenFree,
+            npm: vec![],
+            export_token: false,
+            aws_cli: true,
+            sts_endpoint: None,
+            codeartifact_endpoint: None,
+        };
+        let mut settings = SandboxSettings::default();
+        let c = broker_config(&settings, &p);
+        assert_eq!((c.sts_endpoint, c.codeartifact_endpoint), (None, None));
+        p.sts_endpoint = Some("http://sts.admin:1".into());
+        p.codeartifact_endpoint = Some("http://ca.admin:2".into());
+        let c = broker_config(&settings, &p);
+        assert_eq!(c.sts_endpoint.as_deref(), Some("http://sts.admin:1"));
+        assert_eq!(
+            c.codeartifact_endpoint.as_deref(),
+            Some("http://ca.admin:2")
+        );
+        settings.sts_endpoint = Some("http://sts.agent:1".into());
+        let c = broker_config(&settings, &p);
+        assert_eq!(c.sts_endpoint.as_deref(), Some("http://sts.agent:1"));
+    }
 
     #[test]
     fn rfc3339_times() {

@@ -41,10 +41,17 @@ pub struct PackageConfig {
     pub repositories: Vec<PackageRepository>,
     #[serde(default)]
     pub mode: PackageMode,
-    /// STS endpoint (a VPC endpoint); the agent's own setting wins.
+    /// Name of an endpoint profile of the server's configuration
+    /// (`[packages.endpoints.NAME]`: STS and CodeArtifact endpoints chosen by an
+    /// administrator); absent: AWS's regional endpoints (or the agent's own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoints: Option<String>,
+    /// No longer accepted: endpoints come only from administrator configuration
+    /// (`endpoints` names a profile). Kept so that a request or a stored
+    /// configuration naming one is refused with a message, not ignored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sts_endpoint: Option<String>,
-    /// CodeArtifact API endpoint (a VPC endpoint); the agent's own setting wins.
+    /// No longer accepted (see `sts_endpoint`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub codeartifact_endpoint: Option<String>,
     /// The role's maximum session, when below 12 h.
@@ -96,4 +103,12 @@ pub struct JobPackages {
     /// login`): give it the job's role session and the API endpoint.
     #[serde(default)]
     pub aws_cli: bool,
+    /// STS endpoint of the administrator's endpoint profile the configuration
+    /// names (the server resolves it; the agent's own setting wins). Never
+    /// anything a repository owner typed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sts_endpoint: Option<String>,
+    /// CodeArtifact API endpoint of that profile (as `sts_endpoint`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub codeartifact_endpoint: Option<String>,
 }

@@ -237,6 +237,9 @@ pub struct SecretInfo {
     pub name: String,
     pub created_at: i64,
     pub updated_at: i64,
+    /// Given to runs of every branch; otherwise only to runs of the default branch.
+    #[serde(default)]
+    pub all_branches: bool,
 }
 
 /// `PUT /api/v1/repos/{owner}/{name}/secrets/{secret}`.
@@ -245,11 +248,18 @@ pub struct SecretInfo {
 #[serde(deny_unknown_fields)]
 pub struct SetSecretRequest {
     pub value: String,
+    /// Give the secret to runs of every branch (default: only runs of the repository's
+    /// default branch get it).
+    #[serde(default)]
+    pub all_branches: bool,
 }
 
 impl std::fmt::Debug for SetSecretRequest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SetSecretRequest { value: <redacted> }")
+        f.debug_struct("SetSecretRequest")
+            .field("value", &"<redacted>")
+            .field("all_branches", &self.all_branches)
+            .finish()
     }
 }
 

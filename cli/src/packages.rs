@@ -45,12 +45,11 @@ pub enum PackagesCommand {
         /// Workflow environment (`Environment.Name`) this applies to.
         #[arg(long)]
         environment: Option<String>,
-        /// STS endpoint (VPC endpoint); an agent's own setting wins.
+        /// Endpoint profile of the server's configuration (`[packages.endpoints.NAME]`, STS
+        /// and CodeArtifact endpoints chosen by the administrator); default: AWS's regional
+        /// endpoints.
         #[arg(long)]
-        sts_endpoint: Option<String>,
-        /// CodeArtifact API endpoint (VPC endpoint); an agent's own setting wins.
-        #[arg(long)]
-        codeartifact_endpoint: Option<String>,
+        endpoints: Option<String>,
     },
     /// Show the configurations.
     List {
@@ -87,8 +86,7 @@ pub fn run(client: &Client, args: PackagesArgs) -> Result<()> {
             repositories,
             mode,
             environment,
-            sts_endpoint,
-            codeartifact_endpoint,
+            endpoints,
         } => {
             let (owner, name) = full_name(client, &repo)?;
             let entry = PackageConfigEntry {
@@ -106,8 +104,9 @@ pub fn run(client: &Client, args: PackagesArgs) -> Result<()> {
                         ModeArg::TokenFree => PackageMode::TokenFree,
                         ModeArg::Compatible => PackageMode::Compatible,
                     },
-                    sts_endpoint,
-                    codeartifact_endpoint,
+                    endpoints,
+                    sts_endpoint: None,
+                    codeartifact_endpoint: None,
                     max_session_secs: None,
                 },
             };
@@ -142,12 +141,13 @@ pub fn run(client: &Client, args: PackagesArgs) -> Result<()> {
                 Output::Text => {
                     for e in &list {
                         println!(
-                            "{:<14} {:<10} {} {}/{} {}",
+                            "{:<14} {:<10} {:<12} {} {}/{} {}",
                             e.environment.as_deref().unwrap_or("(default)"),
                             match e.config.mode {
                                 PackageMode::TokenFree => "token-free",
                                 PackageMode::Compatible => "compatible",
                             },
+                            e.config.endpoints.as_deref().unwrap_or("(aws)"),
                             e.config.role_arn,
                             e.config.domain,
                             e.config.domain_owner,

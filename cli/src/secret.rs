@@ -28,6 +28,10 @@ pub enum SecretCommand {
         /// The value (visible in your shell history and process list; prefer stdin).
         #[arg(long)]
         value: Option<String>,
+        /// Give the secret to runs of every branch. Without it, only runs of the repository's
+        /// default branch get it; a run on another branch that uses it fails.
+        #[arg(long)]
+        all_branches: bool,
     },
     /// List secret names (never values).
     List {
@@ -42,7 +46,12 @@ pub enum SecretCommand {
 pub fn run(args: SecretArgs) -> Result<()> {
     let client = Client::from_env_or_config()?;
     match args.command {
-        SecretCommand::Set { repo, name, value } => {
+        SecretCommand::Set {
+            repo,
+            name,
+            value,
+            all_branches,
+        } => {
             let full = repo_full_name(&client, &repo)?;
             let value = match value {
                 Some(v) => v,
@@ -63,9 +72,20 @@ pub fn run(args: SecretArgs) -> Result<()> {
             }
             let info: SecretInfo = client.put(
                 &format!("/repos/{full}/secrets/{name}"),
-                &SetSecretRequest { value },
+                &SetSecretRequest {
+                    value,
+                    all_branches,
+                },
             )?;
-            println!("secret {} set on {full}", info.name);
+            println!(
+                "secret {} set on {full} ({})",
+                info.name,
+                if info.all_branches {
+                    "all branches"
+                } else {
+                    "default branch only"
+                }
+            );
         }
         SecretCommand::List { repo, output } => {
             let full = repo_full_name(&client, &repo)?;
@@ -74,7 +94,11 @@ pub fn run(args: SecretArgs) -> Result<()> {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&list)?),
                 Output::Text => {
                     for s in list {
-                        println!("{}", s.name);
+                        if s.all_branches {
+                            println!("{}\tall branches", s.name);
+                        } else {
+                            println!("{}\tdefault branch only", s.name);
+                        }
                     }
                 }
             }

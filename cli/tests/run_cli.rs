@@ -172,6 +172,19 @@ async fn run_and_secret_commands_with_masking() {
             listed.contains("api_token") && !listed.contains(SECRET),
             "{listed}"
         );
+        // Issue 14: default branch only unless marked for all branches.
+        let out = ok(&c(
+            &["secret", "set", "app", "shared", "--all-branches"],
+            Some("shared-value\n"),
+        ));
+        assert!(out.contains("(all branches)"), "{out}");
+        let listed = ok(&c(&["secret", "list", "app"], None));
+        assert!(
+            listed.contains("api_token\tdefault branch only")
+                && listed.contains("shared\tall branches"),
+            "{listed}"
+        );
+        ok(&c(&["secret", "delete", "app", "shared"], None));
     })
     .await
     .unwrap();

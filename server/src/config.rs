@@ -28,6 +28,8 @@ pub enum ConfigError {
     DatabaseScheme,
     #[error("COVE_ADMIN_TOKEN must start with \"cove_\" and be at least 32 characters")]
     AdminToken,
+    #[error("invalid [packages] settings: {0}")]
+    Packages(String),
 }
 
 /// The keys accepted in the TOML file; every key is optional.
@@ -52,6 +54,9 @@ pub struct FileConfig {
     pub max_job_log_bytes: Option<u64>,
     /// `[retention]`: how long runs, logs and artifacts are kept (file only).
     pub retention: Option<RetentionFileConfig>,
+    /// `[packages]`: endpoint profiles and the roles repositories may name for CodeArtifact
+    /// access (file only; nothing a repository owner types widens these).
+    pub packages: Option<crate::runs::package_policy::PackagesPolicy>,
 }
 
 /// `[retention]` of the TOML file: the server-wide default of every repository.
@@ -246,6 +251,7 @@ impl Config {
             push_deadline_secs: _,
             max_job_log_bytes: _,
             retention: _,
+            packages: _,
         } = flags;
         let metrics_listen = match metrics_listen
             .or(file.metrics_listen)
@@ -288,6 +294,10 @@ impl Config {
         }
         if let Some(image) = jobs.default_image {
             runs.default_image = image;
+        }
+        if let Some(packages) = file.packages.clone() {
+            packages.check().map_err(ConfigError::Packages)?;
+            runs.packages = packages;
         }
         let data_dir = data_dir
             .or(file.data_dir)
@@ -382,6 +392,24 @@ mod tests {
         let err = toml::from_str::<FileConfig>("[jobs.sandbox]\nprivate_netwrok = false\n")
             .expect_err("unknown key");
         assert!(err.to_string().contains("private_netwrok"), "{err}");
+    }
+
+    #[test]
+    fn packages_section_sets_the_policy_and_bad_values_are_named() {
+        let file: FileConfig = toml::from_str(
+            "[packages]\nrole_arn_patterns = [\"arn:aws:iam::123456789012:role/cove-*\"]\n\
+             [packages.endpoints.vpc]\nsts = \"https://sts.internal\"\n",
+        )
+        .expect("valid toml");
+        let c = Config::resolve(FileConfig::default(), None, file).expect("valid config");
+        assert_eq!(c.runs.packages.role_arn_patterns.len(), 1);
+        assert!(c.runs.packages.endpoints.contains_key("vpc"));
+        let file: FileConfig =
+            toml::from_str("[packages.endpoints.vpc]\nsts = \"sts.internal\"\n").expect("toml");
+        let err = Config::resolve(FileConfig::default(), None, file)
+            .expect_err("refused")
+            .to_string();
+        assert!(err.contains("packages.endpoints.vpc.sts"), "{err}");
     }
 
     #[test]

@@ -26,6 +26,7 @@ pub use agents::{AgentRow, RegistrationRefusal, RegistrationTokenRow};
 pub use audit::{AuditFilter, AuditRow};
 pub use envs::EnvRow;
 pub use metrics::StateCounts;
+pub use runs::SecretRow;
 pub use runs::{ActiveJob, JobRow, RunRow, WorkflowErrorRow};
 pub use sessions::SessionRow;
 

@@ -492,15 +492,26 @@ async fn separate_agent_builds_with_codeartifact_packages_in_a_private_subnet() 
 
     let mut net = AgentNet::create().await;
     let g = net.gateway.clone();
+    let moto = Moto::start_on(&g);
+    let double = Double::start_on(&format!("{g}:0"), &["--deny-role", DENIED_ROLE]);
+    // The administrator's endpoint profiles and allowed roles (issue 14).
+    let policy = format!(
+        "role_arn_patterns = [\"arn:aws:iam::{OWNER}:role/cove-*\"]\n\
+         [endpoints.moto]\nsts = \"{}\"\ncodeartifact = \"{}\"\n\
+         [endpoints.double]\nsts = \"{}/sts/\"\ncodeartifact = \"{}\"\n",
+        moto.url(),
+        double.url(),
+        double.url(),
+        double.url()
+    );
     let server = TestServer::start_on(&g, |c| {
         c.runs.embedded_slots = 0;
         c.runs.heartbeat = Duration::from_millis(500);
         c.runs.lease = Duration::from_secs(20);
+        c.runs.packages = toml::from_str(&policy).unwrap();
     })
     .await?;
     let server_port: u16 = server.url.rsplit(':').next().unwrap().parse()?;
-    let moto = Moto::start_on(&g);
-    let double = Double::start_on(&format!("{g}:0"), &["--deny-role", DENIED_ROLE]);
     let outsider = Target::start(&format!("{g}:0"));
     let metadata = Metadata::start();
     // The host reaches both targets (so "unreachable from the build" means something).
@@ -521,11 +532,11 @@ async fn separate_agent_builds_with_codeartifact_packages_in_a_private_subnet() 
     // Repository, package configuration: default token-free, `compat`
     // compatible, `denied` with a role STS refuses.
     server.create_repo(&server.admin_token, "app").await?;
-    let repos = |mode: &str, role: &str, sts: String| {
+    let repos = |mode: &str, role: &str, endpoints: &str| {
         serde_json::json!({
             "role_arn": role, "region": "us-east-1", "domain": "acme", "domain_owner": OWNER,
             "repositories": [{"name": "npm-store", "format": "npm"}, {"name": "pypi-store", "format": "pypi"}],
-            "mode": mode, "sts_endpoint": sts, "codeartifact_endpoint": double.url(),
+            "mode": mode, "endpoints": endpoints,
         })
     };
     server.create_repo(&server.admin_token, "bs").await?;
@@ -533,20 +544,20 @@ async fn separate_agent_builds_with_codeartifact_packages_in_a_private_subnet() 
         put_packages(
             &server,
             repo,
-            serde_json::json!({"config": repos("token-free", ROLE, moto.url())}),
+            serde_json::json!({"config": repos("token-free", ROLE, "moto")}),
         )
         .await?;
     }
     put_packages(
         &server,
         "app",
-        serde_json::json!({"environment": "compat", "config": repos("compatible", ROLE, moto.url())}),
+        serde_json::json!({"environment": "compat", "config": repos("compatible", ROLE, "moto")}),
     )
     .await?;
     put_packages(
         &server,
         "app",
-        serde_json::json!({"environment": "denied", "config": repos("token-free", DENIED_ROLE, format!("{}/sts/", double.url()))}),
+        serde_json::json!({"environment": "denied", "config": repos("token-free", DENIED_ROLE, "double")}),
     )
     .await?;
 

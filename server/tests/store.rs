@@ -361,3 +361,70 @@ async fn durable_runs_store_on_every_backend() -> Result<()> {
     }
     Ok(())
 }
+
+/// Issue 14: a secret's `all_branches` flag (migration 0011) is stored, replaced and listed
+/// alike on every backend; secrets stored before it default to the default branch only.
+#[tokio::test]
+async fn secret_branch_flag_on_every_backend() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    for (backend, url) in backends(&tmp).await? {
+        let check = async {
+            let store = Store::open(&url).await?;
+            let owner = store.create_user("erin", None, false).await?;
+            let repo = store
+                .create_repo(&owner, "s", Visibility::Private, "main")
+                .await?;
+            store.put_secret(repo.id, "B", "sealed-b", true, 1).await?;
+            store.put_secret(repo.id, "A", "sealed-a", false, 1).await?;
+            let flags = |rows: Vec<cove_server::store::SecretRow>| {
+                rows.into_iter()
+                    .map(|r| (r.name, r.sealed, r.all_branches))
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(
+                flags(store.list_secrets(repo.id).await?),
+                vec![
+                    ("A".into(), "sealed-a".into(), false),
+                    ("B".into(), "sealed-b".into(), true)
+                ]
+            );
+            // Replacing a secret replaces its flag too.
+            store
+                .put_secret(repo.id, "B", "sealed-b2", false, 2)
+                .await?;
+            store.put_secret(repo.id, "A", "sealed-a2", true, 2).await?;
+            assert_eq!(
+                flags(store.list_secrets(repo.id).await?),
+                vec![
+                    ("A".into(), "sealed-a2".into(), true),
+                    ("B".into(), "sealed-b2".into(), false)
+                ]
+            );
+            // A row written without the column (as before the migration) is default-branch only.
+            let raw = sqlx::AnyPool::connect(&url).await?;
+            sqlx::query(
+                "INSERT INTO secrets (repo_id, name, sealed, created_at, updated_at) VALUES ($1, 'OLD', 'x', 0, 0)",
+            )
+            .bind(repo.id)
+            .execute(&raw)
+            .await?;
+            raw.close().await;
+            let old = store
+                .list_secrets(repo.id)
+                .await?
+                .into_iter()
+                .find(|r| r.name == "OLD")
+                .context("OLD listed")?;
+            assert!(!old.all_branches);
+            store.close().await;
+            anyhow::Ok(())
+        };
+        check.await.with_context(|| format!("backend {backend}"))?;
+        if backend == "postgres" {
+            if let Some(base) = postgres_base_url() {
+                drop_postgres(&base, &url).await?;
+            }
+        }
+    }
+    Ok(())
+}

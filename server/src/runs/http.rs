@@ -363,20 +363,21 @@ pub async fn commit_status(
 
 // ---- secrets
 
+fn secret_info(row: crate::store::SecretRow) -> SecretInfo {
+    SecretInfo {
+        name: row.name,
+        created_at: row.created_at,
+        updated_at: row.updated_at,
+        all_branches: row.all_branches,
+    }
+}
+
 pub async fn list_secrets(
     State(state): State<AppState>,
     Extension(repo): Extension<RepoRow>,
 ) -> Result<Json<Vec<SecretInfo>>, ApiError> {
     let rows = state.store().list_secrets(repo.id).await?;
-    Ok(Json(
-        rows.into_iter()
-            .map(|(name, _, created_at, updated_at)| SecretInfo {
-                name,
-                created_at,
-                updated_at,
-            })
-            .collect(),
-    ))
+    Ok(Json(rows.into_iter().map(secret_info).collect()))
 }
 
 pub async fn set_secret(
@@ -404,21 +405,17 @@ pub async fn set_secret(
     let now = crate::store::now_secs();
     state
         .store()
-        .put_secret(repo.id, &name, &sealed, now)
+        .put_secret(repo.id, &name, &sealed, req.all_branches, now)
         .await?;
     let info = state
         .store()
         .list_secrets(repo.id)
         .await?
         .into_iter()
-        .find(|(n, ..)| *n == name)
-        .map(|(name, _, created_at, updated_at)| SecretInfo {
-            name,
-            created_at,
-            updated_at,
-        })
+        .find(|s| s.name == name)
+        .map(secret_info)
         .ok_or_else(|| ApiError::internal(anyhow::anyhow!("secret vanished")))?;
-    tracing::info!(repo = %format!("{}/{}", repo.owner, repo.name), secret = %info.name, "secret set");
+    tracing::info!(repo = %format!("{}/{}", repo.owner, repo.name), secret = %info.name, all_branches = info.all_branches, "secret set");
     Ok(Json(info))
 }
 

@@ -11,6 +11,7 @@
 
 pub mod http;
 pub mod log_cap;
+pub mod package_policy;
 pub mod packages;
 pub mod schedule;
 pub mod secrets;
@@ -53,6 +54,8 @@ pub struct RunsConfig {
     pub embedded_slots: usize,
     /// How the embedded agent isolates jobs (`[jobs.sandbox]` of the config file).
     pub sandbox: cove_agent::private_net::SandboxSettings,
+    /// Endpoint profiles and roles repositories may use for packages (`[packages]`).
+    pub packages: package_policy::PackagesPolicy,
 }
 
 impl Default for RunsConfig {
@@ -65,6 +68,7 @@ impl Default for RunsConfig {
             retry_on_agent_lost: 1,
             embedded_slots: 2,
             sandbox: cove_agent::private_net::SandboxSettings::default(),
+            packages: package_policy::PackagesPolicy::default(),
         }
     }
 }
@@ -858,15 +862,42 @@ fn phase_to_wire(
     })
 }
 
-/// The secrets of a repository, opened.
-pub async fn open_secrets(
+/// The secrets `names` of a repository for a run on `branch`, opened: every secret on the
+/// default branch, elsewhere only those marked for all branches. A name that is not defined, or
+/// not given to this branch, is an error naming it and the reason (the job fails before it
+/// starts; nothing is silently empty).
+pub async fn open_secrets_for(
     state: &AppState,
     repo_id: i64,
+    branch: &str,
+    names: &BTreeSet<String>,
 ) -> Result<BTreeMap<String, String>, RunsError> {
     let mut out = BTreeMap::new();
-    for (name, sealed, _, _) in state.store().list_secrets(repo_id).await? {
-        let value = state.runs().key.open(repo_id, &name, &sealed)?;
-        out.insert(name, value);
+    if names.is_empty() {
+        return Ok(out);
+    }
+    let repo = state
+        .store()
+        .repo_by_id(repo_id)
+        .await?
+        .ok_or_else(|| RunsError::NotFound(format!("repository {repo_id}")))?;
+    let every = secrets::branch_gets_every_secret(&repo.default_branch, branch);
+    let stored = state.store().list_secrets(repo_id).await?;
+    for name in names {
+        let row = stored.iter().find(|s| &s.name == name).ok_or_else(|| {
+            RunsError::BadRequest(format!(
+                "secret `{name}` is not defined for this repository (cove secret set)"
+            ))
+        })?;
+        if !every && !row.all_branches {
+            return Err(RunsError::BadRequest(secrets::withheld_reason(
+                name,
+                &repo.default_branch,
+                branch,
+            )));
+        }
+        let value = state.runs().key.open(repo_id, name, &row.sealed)?;
+        out.insert(name.clone(), value);
     }
     Ok(out)
 }
@@ -962,18 +993,11 @@ async fn build_lease(state: &AppState, job: &JobRow, attempt: u32) -> Result<Job
     } else {
         JobScript::Phases(phases)
     };
-    let mut secrets = Vec::new();
-    if !referenced.is_empty() {
-        let opened = open_secrets(state, run.repo_id).await?;
-        for name in &referenced {
-            let value = opened.get(name).ok_or_else(|| {
-                RunsError::BadRequest(format!(
-                    "secret `{name}` is not defined for this repository (cove secret set)"
-                ))
-            })?;
-            secrets.push((workflows::interpolate::secret_env_name(name), value.clone()));
-        }
-    }
+    let secrets = open_secrets_for(state, run.repo_id, &run.branch, &referenced)
+        .await?
+        .into_iter()
+        .map(|(name, value)| (workflows::interpolate::secret_env_name(&name), value))
+        .collect();
     let sources = &action.inputs.sources;
     let source = wf.format == Format::Buildspec
         || sources.iter().any(|s| s == "WorkflowSource")

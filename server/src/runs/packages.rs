@@ -10,6 +10,7 @@ use cove_api::{JobPackages, NpmRegistry, PackageConfig, PackageConfigEntry, Pack
 use serde::Deserialize;
 use workflows::{Action, Step};
 
+use super::package_policy::PackagesPolicy;
 use super::RunsError;
 use crate::error::ApiError;
 use crate::store::{now_secs, RepoRow};
@@ -22,7 +23,43 @@ fn valid_word(s: &str, max: usize) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
-/// Every problem with a configuration, as one message a person can act on.
+/// An AWS region name (`us-east-1`, `us-gov-west-1`): lowercase words and a
+/// number joined by `-`. The default CodeArtifact API host of a build that runs
+/// the AWS CLI is derived from it, so it is never more than a region name.
+fn valid_region(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('-').collect();
+    s.len() <= 32
+        && parts.len() >= 3
+        && parts[..parts.len() - 1]
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()))
+        && parts
+            .last()
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Every problem with a configuration, as one message a person can act on:
+/// its shape, then what the administrator's `policy` does not allow for
+/// repository `repo` (`owner/name`): raw endpoints, unknown endpoint
+/// profiles, roles outside the allowed patterns.
+pub fn validate_for(
+    policy: &PackagesPolicy,
+    repo: &str,
+    entry: &PackageConfigEntry,
+) -> Result<(), String> {
+    let mut problems = Vec::new();
+    if let Err(e) = validate(entry) {
+        problems.push(e);
+    }
+    problems.extend(policy.refusals(repo, &entry.config));
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("; "))
+    }
+}
+
+/// Every problem with a configuration's shape, as one message a person can act on.
 pub fn validate(entry: &PackageConfigEntry) -> Result<(), String> {
     let c = &entry.config;
     let mut problems = Vec::new();
@@ -47,8 +84,11 @@ pub fn validate(entry: &PackageConfigEntry) -> Result<(), String> {
             c.role_arn
         ));
     }
-    if !valid_word(&c.region, 32) {
-        problems.push(format!("region {:?} is not a region name", c.region));
+    if !valid_region(&c.region) {
+        problems.push(format!(
+            "region {:?} is not an AWS region name (e.g. us-east-1)",
+            c.region
+        ));
     }
     if !valid_word(&c.domain, 50) {
         problems.push(format!(
@@ -74,16 +114,6 @@ pub fn validate(entry: &PackageConfigEntry) -> Result<(), String> {
                 "repository {}: format {:?} is not supported (npm, pypi)",
                 r.name, r.format
             ));
-        }
-    }
-    for (what, url) in [
-        ("sts_endpoint", &c.sts_endpoint),
-        ("codeartifact_endpoint", &c.codeartifact_endpoint),
-    ] {
-        if let Some(u) = url {
-            if !(u.starts_with("https://") || u.starts_with("http://")) {
-                problems.push(format!("{what} {u:?} must be an http(s) URL"));
-            }
         }
     }
     if let Some(s) = c.max_session_secs {
@@ -122,7 +152,8 @@ pub async fn put(
     Extension(repo): Extension<RepoRow>,
     Json(entry): Json<PackageConfigEntry>,
 ) -> Result<Json<PackageConfigEntry>, ApiError> {
-    validate(&entry).map_err(ApiError::BadRequest)?;
+    let full = format!("{}/{}", repo.owner, repo.name);
+    validate_for(&state.runs().config.packages, &full, &entry).map_err(ApiError::Unprocessable)?;
     let json = serde_json::to_string(&entry.config)
         .map_err(|e| ApiError::internal(anyhow::anyhow!("{e}")))?;
     state
@@ -223,7 +254,7 @@ pub async fn job_packages(
     let chosen = env
         .and_then(|e| configs.iter().find(|(n, _)| n == e))
         .or_else(|| configs.iter().find(|(n, _)| n.is_empty()));
-    let Some((_, json)) = chosen else {
+    let Some((chosen_env, json)) = chosen else {
         if !npm.is_empty() || export_token {
             return Err(RunsError::BadRequest(format!(
                 "action {} asks for packages (`Packages`) but this repository has no package configuration{} (cove repo packages set)",
@@ -234,8 +265,32 @@ pub async fn job_packages(
         }
         return Ok(None);
     };
-    let config: PackageConfig = serde_json::from_str(json)
+    let mut config: PackageConfig = serde_json::from_str(json)
         .map_err(|e| RunsError::BadRequest(format!("stored package configuration: {e}")))?;
+    // A configuration stored before endpoints and roles came from the
+    // administrator (or before the policy changed) is refused here, by field.
+    let repo = state
+        .store()
+        .repo_by_id(repo_id)
+        .await?
+        .ok_or_else(|| RunsError::NotFound(format!("repository {repo_id}")))?;
+    let policy = &state.runs().config.packages;
+    let refusals = policy.refusals(&format!("{}/{}", repo.owner, repo.name), &config);
+    if !refusals.is_empty() {
+        let which = match chosen_env.as_str() {
+            "" => "the repository default".to_string(),
+            e => format!("environment {e}"),
+        };
+        return Err(RunsError::BadRequest(format!(
+            "action {}: the package configuration ({which}) is no longer allowed: {}; set it again with `cove repo packages set`",
+            action.id,
+            refusals.join("; ")
+        )));
+    }
+    let profile = policy.profile(&config).cloned().unwrap_or_default();
+    // Only administrator settings travel to the agent.
+    config.sts_endpoint = None;
+    config.codeartifact_endpoint = None;
     for r in &npm {
         if !config
             .repositories
@@ -266,6 +321,8 @@ pub async fn job_packages(
         npm,
         export_token,
         aws_cli,
+        sts_endpoint: profile.sts,
+        codeartifact_endpoint: profile.codeartifact,
     }))
 }
 
@@ -287,6 +344,7 @@ mod tests {
                     format: "npm".into(),
                 }],
                 mode: PackageMode::TokenFree,
+                endpoints: None,
                 sts_endpoint: None,
                 codeartifact_endpoint: None,
                 max_session_secs: None,
@@ -302,9 +360,39 @@ mod tests {
         bad.config.domain_owner = "12".into();
         bad.config.repositories[0].format = "maven".into();
         bad.environment = Some("a b".into());
+        bad.config.region = "x.evil.example".into();
         let message = validate(&bad).unwrap_err();
-        for needle in ["role_arn", "domain_owner", "maven", "environment \"a b\""] {
+        for needle in [
+            "role_arn",
+            "domain_owner",
+            "maven",
+            "environment \"a b\"",
+            "region \"x.evil.example\"",
+        ] {
             assert!(message.contains(needle), "{needle} not in {message}");
+        }
+    }
+
+    #[test]
+    fn regions_are_aws_region_names() {
+        for ok in [
+            "us-east-1",
+            "eu-central-1",
+            "us-gov-west-1",
+            "ap-southeast-2",
+        ] {
+            assert!(valid_region(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "us",
+            "us-east",
+            "US-east-1",
+            "us.east-1",
+            "x.evil.com",
+            "us-east-1a",
+        ] {
+            assert!(!valid_region(bad), "{bad}");
         }
     }
 

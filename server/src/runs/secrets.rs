@@ -134,6 +134,25 @@ pub fn valid_secret_name(name: &str) -> bool {
         && !name.starts_with(|c: char| c.is_ascii_digit())
 }
 
+/// Whether runs of `branch` get every secret of the repository, or only those marked for all
+/// branches (`all_branches`). Today that is the default branch alone.
+///
+/// Extension point: protected branch patterns (issue "team loop") belong here — a run on a
+/// branch matching one of the repository's protected patterns would get every secret too.
+pub fn branch_gets_every_secret(default_branch: &str, branch: &str) -> bool {
+    branch == default_branch
+}
+
+/// Why a run on `branch` does not get secret `name` (it is not marked for all branches). No
+/// value in it.
+pub fn withheld_reason(name: &str, default_branch: &str, branch: &str) -> String {
+    format!(
+        "secret `{name}` is given only to runs of the default branch `{default_branch}`, and \
+         this run is on branch `{branch}`; to give it to every branch, set it again with \
+         `cove secret set --all-branches`"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,5 +187,16 @@ mod tests {
         assert!(valid_secret_name("api_token"));
         assert!(!valid_secret_name("a b"));
         assert!(!valid_secret_name("1x"));
+    }
+
+    #[test]
+    fn only_the_default_branch_gets_every_secret() {
+        assert!(branch_gets_every_secret("main", "main"));
+        assert!(!branch_gets_every_secret("main", "feature"));
+        assert!(!branch_gets_every_secret("main", "Main"));
+        let reason = withheld_reason("api_token", "main", "feature");
+        for needle in ["`api_token`", "`main`", "`feature`", "--all-branches"] {
+            assert!(reason.contains(needle), "{needle} not in {reason}");
+        }
     }
 }

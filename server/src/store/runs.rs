@@ -6,6 +6,17 @@ use sqlx::Row;
 
 use super::{Store, StoreError};
 
+/// A stored secret: its sealed value and whether runs of every branch get it.
+#[derive(Clone)]
+pub struct SecretRow {
+    pub name: String,
+    pub sealed: String,
+    /// Given to runs of every branch, not only the default branch's.
+    pub all_branches: bool,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
 /// A stored run.
 #[derive(Debug, Clone)]
 pub struct RunRow {
@@ -723,13 +734,15 @@ impl Store {
         repo_id: i64,
         name: &str,
         sealed: &str,
+        all_branches: bool,
         now: i64,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         let updated = sqlx::query(
-            "UPDATE secrets SET sealed = $1, updated_at = $2 WHERE repo_id = $3 AND name = $4",
+            "UPDATE secrets SET sealed = $1, all_branches = $2, updated_at = $3 WHERE repo_id = $4 AND name = $5",
         )
         .bind(sealed)
+        .bind(i64::from(all_branches))
         .bind(now)
         .bind(repo_id)
         .bind(name)
@@ -737,11 +750,12 @@ impl Store {
         .await?;
         if updated.rows_affected() == 0 {
             sqlx::query(
-                "INSERT INTO secrets (repo_id, name, sealed, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)",
+                "INSERT INTO secrets (repo_id, name, sealed, all_branches, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5)",
             )
             .bind(repo_id)
             .bind(name)
             .bind(sealed)
+            .bind(i64::from(all_branches))
             .bind(now)
             .execute(&mut *tx)
             .await?;
@@ -750,25 +764,23 @@ impl Store {
         Ok(())
     }
 
-    /// `(name, sealed, created_at, updated_at)` of every secret of a repository, by name.
-    pub async fn list_secrets(
-        &self,
-        repo_id: i64,
-    ) -> Result<Vec<(String, String, i64, i64)>, StoreError> {
+    /// Every secret of a repository (sealed), by name.
+    pub async fn list_secrets(&self, repo_id: i64) -> Result<Vec<SecretRow>, StoreError> {
         let rows = sqlx::query(
-            "SELECT name, sealed, created_at, updated_at FROM secrets WHERE repo_id = $1 ORDER BY name",
+            "SELECT name, sealed, all_branches, created_at, updated_at FROM secrets WHERE repo_id = $1 ORDER BY name",
         )
         .bind(repo_id)
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
             .map(|row| {
-                Ok((
-                    row.try_get("name")?,
-                    row.try_get("sealed")?,
-                    row.try_get("created_at")?,
-                    row.try_get("updated_at")?,
-                ))
+                Ok(SecretRow {
+                    name: row.try_get("name")?,
+                    sealed: row.try_get("sealed")?,
+                    all_branches: row.try_get::<i64, _>("all_branches")? != 0,
+                    created_at: row.try_get("created_at")?,
+                    updated_at: row.try_get("updated_at")?,
+                })
             })
             .collect()
     }
