@@ -380,7 +380,7 @@ pub async fn ask_for_basic(mut response: Response) -> Response {
     if response.status() == axum::http::StatusCode::UNAUTHORIZED {
         response.headers_mut().insert(
             axum::http::header::WWW_AUTHENTICATE,
-            axum::http::HeaderValue::from_static("Basic realm=\"cove git\""),
+            axum::http::HeaderValue::from_static("Basic realm=\"cove\""),
         );
     }
     response
