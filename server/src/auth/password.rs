@@ -269,3 +269,49 @@ impl Logins {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn never_more_hashes_at_once_than_the_slots() {
+        let logins = Arc::new(Logins::new(AuthSettings {
+            max_concurrent_hashes: 2,
+            ..AuthSettings::default()
+        }));
+        let running = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        let mut tasks = Vec::new();
+        for _ in 0..8 {
+            let (logins, running, most) = (logins.clone(), running.clone(), most.clone());
+            tasks.push(tokio::spawn(async move {
+                logins
+                    .hash_slot(move || {
+                        let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                        most.fetch_max(now, Ordering::SeqCst);
+                        std::thread::sleep(Duration::from_millis(30));
+                        running.fetch_sub(1, Ordering::SeqCst);
+                    })
+                    .await
+            }));
+        }
+        for task in tasks {
+            task.await.expect("task").expect("a slot within the wait");
+        }
+        let most = most.load(Ordering::SeqCst);
+        assert!((1..=2).contains(&most), "{most} hashes ran at once");
+    }
+
+    #[test]
+    fn ipv6_clients_are_keyed_by_their_64() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().expect("v6");
+        let b: IpAddr = "2001:db8:1:2:bbbb::9".parse().expect("v6");
+        let c: IpAddr = "2001:db8:1:3::1".parse().expect("v6");
+        assert_eq!(addr_key(a), addr_key(b));
+        assert_ne!(addr_key(a), addr_key(c));
+    }
+}
