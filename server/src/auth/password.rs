@@ -83,15 +83,29 @@ impl LoginResult {
     }
 }
 
+/// The first bytes of a user name as typed, for keys and logs (a Basic header can carry a
+/// user name of any length; real names have at most 100 bytes).
+fn bounded(username: &str) -> &str {
+    let mut end = username.len().min(MAX_USERNAME_KEY_BYTES);
+    while !username.is_char_boundary(end) {
+        end -= 1;
+    }
+    &username[..end]
+}
+
+/// Longest prefix of a typed user name kept in the throttle table and the log.
+const MAX_USERNAME_KEY_BYTES: usize = 128;
+
 /// Where every password login's outcome is reported (logs now; the audit log hooks in here).
-/// Never given the password.
+/// Never given the password. The user name is as typed (bounded, and logged escaped).
 pub fn login_outcome(username: &str, client: IpAddr, result: LoginResult) {
+    let username = bounded(username);
     match result {
         LoginResult::Success => {
-            tracing::info!(username = %username, client = %client, result = result.as_str(), "password login")
+            tracing::info!(username = ?username, client = %client, result = result.as_str(), "password login")
         }
         _ => {
-            tracing::warn!(username = %username, client = %client, result = result.as_str(), "password login")
+            tracing::warn!(username = ?username, client = %client, result = result.as_str(), "password login")
         }
     }
 }
@@ -233,10 +247,12 @@ impl Logins {
             keys,
             done: false,
         };
-        let user = if password.len() > MAX_PASSWORD_BYTES {
-            None
-        } else {
+        let plausible = password.len() <= MAX_PASSWORD_BYTES
+            && crate::names::validate_name("username", username).is_ok();
+        let user = if plausible {
             store.user_by_name(username).await?
+        } else {
+            None
         };
         let usable = user
             .as_ref()
