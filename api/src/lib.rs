@@ -140,6 +140,9 @@ pub struct User {
     /// Scopes of the credential used for this request.
     #[serde(default)]
     pub scopes: Vec<Scope>,
+    /// An administrator disabled the account: none of its credentials work.
+    #[serde(default)]
+    pub disabled: bool,
 }
 
 /// `POST /api/v1/users` (admin only).
@@ -162,9 +165,32 @@ pub struct CreateTokenRequest {
     pub name: String,
     /// Must be a subset of the scopes of the credential creating it.
     pub scopes: Vec<Scope>,
-    /// Lifetime in seconds; `None` means the token does not expire.
+    /// Lifetime in seconds; `None` means the server's default (90 days unless configured).
     #[serde(default)]
     pub expires_in_seconds: Option<u64>,
+    /// A token that never expires (administrators only; not with `expires_in_seconds`).
+    #[serde(default)]
+    pub never_expires: bool,
+}
+
+/// `PUT /api/v1/user/password`: the caller changes its own password.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ChangePasswordRequest {
+    /// The password now (checked, and throttled, like a login).
+    pub current_password: String,
+    /// At least 8 characters.
+    pub new_password: String,
+}
+
+/// `PUT /api/v1/users/{username}/password` (administrators): set a user's password.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct SetPasswordRequest {
+    /// At least 8 characters.
+    pub new_password: String,
 }
 
 /// A token as listed (never contains the secret).

@@ -235,6 +235,12 @@ impl Client {
         self.decode(resp)
     }
 
+    /// A PUT whose success has no body (204).
+    pub fn put_no_content<B: Serialize>(&self, path: &str, body: &B) -> Result<(), ClientError> {
+        self.handle(self.request("PUT", path).send_json(body))
+            .map(|_| ())
+    }
+
     /// A streamed answer (followed logs): read until the server ends it.
     pub fn get_reader(&self, path: &str) -> Result<Box<dyn std::io::Read + Send>, ClientError> {
         let req = self

@@ -9,6 +9,7 @@ mod login;
 mod packages;
 mod repo;
 mod terminal;
+mod token;
 mod user;
 mod workflow;
 // workflow runs (issue 5)
@@ -41,10 +42,12 @@ enum Command {
     Secret(secret::SecretArgs),
     /// Standalone agents: registration tokens, list, revoke (administrators).
     Agent(agent::AgentArgs),
-    /// Users with a password, e.g. for the web UI (administrators).
+    /// Users with a password, e.g. for the web UI; your own password (`passwd`).
     User(user::UserArgs),
     /// The audit log: who did what, when, from where, with what result (administrators).
     Audit(audit::AuditArgs),
+    /// Your API tokens: create (with an expiry), list, revoke.
+    Token(token::TokenArgs),
     /// Check and plan devfiles offline.
     #[command(subcommand)]
     Devfile(devfile::DevfileCommand),
@@ -67,6 +70,7 @@ fn main() -> ExitCode {
         Command::Agent(args) => agent::run(args).map(|()| ExitCode::SUCCESS),
         Command::User(args) => user::run(args).map(|()| ExitCode::SUCCESS),
         Command::Audit(args) => audit::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Token(args) => token::run(args).map(|()| ExitCode::SUCCESS),
         Command::Devfile(cmd) => devfile::run(cmd),
         Command::Workflow(cmd) => workflow::run(cmd),
     };

@@ -1,10 +1,11 @@
-//! `cove user create|list` (administrators): accounts with a password, e.g. for the web UI.
+//! `cove user create|list|disable|enable` (administrators) and `cove user passwd`: accounts
+//! with a password, e.g. for the web UI. Passwords are read from standard input, never argv.
 
 use std::io::Read;
 
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
-use cove_api::{CreateUserRequest, User};
+use cove_api::{ChangePasswordRequest, CreateUserRequest, SetPasswordRequest, User};
 
 use crate::client::Client;
 
@@ -25,6 +26,31 @@ pub enum UserCommand {
     },
     /// List users.
     List,
+    /// Disable a user (administrators): its tokens, sessions and password stop working at once.
+    Disable { username: String },
+    /// Enable a disabled user again (administrators).
+    Enable { username: String },
+    /// Change your password: standard input gives the current password on the first line and
+    /// the new one on the second. With USERNAME (administrators): set that user's password,
+    /// the new one alone on standard input.
+    Passwd { username: Option<String> },
+}
+
+/// Lines of standard input without their line ends.
+fn stdin_lines() -> Result<Vec<String>> {
+    let mut text = String::new();
+    std::io::stdin().read_to_string(&mut text)?;
+    Ok(text
+        .lines()
+        .map(|l| l.trim_end_matches('\r').to_string())
+        .collect())
+}
+
+fn check_length(password: &str) -> Result<()> {
+    if password.chars().count() < 8 {
+        bail!("the new password (standard input) must have at least 8 characters");
+    }
+    Ok(())
 }
 
 pub fn run(args: UserArgs) -> Result<()> {
@@ -59,8 +85,60 @@ pub fn run(args: UserArgs) -> Result<()> {
         UserCommand::List => {
             let users: Vec<User> = client.get("/users")?;
             for u in users {
-                println!("{}{}", u.username, if u.is_admin { "  admin" } else { "" });
+                println!(
+                    "{}{}{}",
+                    u.username,
+                    if u.is_admin { "  admin" } else { "" },
+                    if u.disabled { "  disabled" } else { "" }
+                );
             }
+            Ok(())
+        }
+        UserCommand::Disable { username } => {
+            let user: User = client.post(
+                &format!("/users/{username}/disable"),
+                &serde_json::json!({}),
+            )?;
+            println!("disabled user {}", user.username);
+            Ok(())
+        }
+        UserCommand::Enable { username } => {
+            let user: User =
+                client.post(&format!("/users/{username}/enable"), &serde_json::json!({}))?;
+            println!("enabled user {}", user.username);
+            Ok(())
+        }
+        UserCommand::Passwd { username: None } => {
+            let lines = stdin_lines()?;
+            let [current, new, ..] = lines.as_slice() else {
+                bail!("give the current password and the new one on two lines of standard input");
+            };
+            check_length(new)?;
+            client.put_no_content(
+                "/user/password",
+                &ChangePasswordRequest {
+                    current_password: current.clone(),
+                    new_password: new.clone(),
+                },
+            )?;
+            println!("password changed; your web sessions were logged out");
+            Ok(())
+        }
+        UserCommand::Passwd {
+            username: Some(username),
+        } => {
+            let lines = stdin_lines()?;
+            let Some(new) = lines.first() else {
+                bail!("give the new password on standard input");
+            };
+            check_length(new)?;
+            client.put_no_content(
+                &format!("/users/{username}/password"),
+                &SetPasswordRequest {
+                    new_password: new.clone(),
+                },
+            )?;
+            println!("password of {username} set; its web sessions were logged out");
             Ok(())
         }
     }

@@ -305,3 +305,116 @@ async fn repo_retention_shows_and_sets_the_policy() -> Result<()> {
     );
     Ok(())
 }
+
+/// `cove` with stdin and extra environment (e.g. another user's `COVE_TOKEN`).
+async fn cove_input(
+    config_home: &Path,
+    args: &[&str],
+    input: &str,
+    env: &[(&str, &str)],
+) -> Result<Output> {
+    use tokio::io::AsyncWriteExt;
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_cove"));
+    cmd.args(args)
+        .env("XDG_CONFIG_HOME", config_home)
+        .env_remove("COVE_URL")
+        .env_remove("COVE_TOKEN")
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn()?;
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    stdin.write_all(input.as_bytes()).await?;
+    drop(stdin);
+    Ok(child.wait_with_output().await?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_expiry_user_disable_and_passwd() -> Result<()> {
+    let env = start().await?;
+    let home = env.config_home.path();
+    let out = cove(home, &["login", &env.url, "--token", ADMIN_TOKEN]).await?;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = cove_input(
+        home,
+        &["user", "create", "alice"],
+        "a long passphrase\n",
+        &[],
+    )
+    .await?;
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // Tokens: an expiry by default or as asked; `never` for administrators only.
+    let out = cove(home, &["token", "create", "ci", "--expires", "30d"]).await?;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).trim().starts_with("cove_"));
+    assert!(!stderr(&out).contains("expires: never"), "{}", stderr(&out));
+    let out = cove(home, &["token", "create", "forever", "--expires", "never"]).await?;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("expires: never"), "{}", stderr(&out));
+    let out = cove(home, &["token", "create", "x", "--expires", "30"]).await?;
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("unit"), "{}", stderr(&out));
+    let list = stdout(&cove(home, &["token", "list"]).await?);
+    assert!(
+        list.contains("\tci\t") && list.contains("\tforever\t"),
+        "{list}"
+    );
+
+    let http = reqwest::Client::new();
+    let resp = http
+        .post(format!("{}/api/v1/tokens", env.url))
+        .basic_auth("alice", Some("a long passphrase"))
+        .json(&serde_json::json!({"name": "cli", "scopes": ["read", "write"]}))
+        .send()
+        .await?;
+    assert_eq!(resp.status(), 201);
+    let alice: cove_api::CreatedToken = resp.json().await?;
+    let as_alice = [
+        ("COVE_URL", env.url.as_str()),
+        ("COVE_TOKEN", alice.token.as_str()),
+    ];
+    let out = cove_input(
+        home,
+        &["token", "create", "x", "--expires", "never"],
+        "",
+        &as_alice,
+    )
+    .await?;
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("only administrators"),
+        "{}",
+        stderr(&out)
+    );
+
+    // Alice changes her password: the old one stops working.
+    let out = cove_input(
+        home,
+        &["user", "passwd"],
+        "a long passphrase\nan even longer passphrase\n",
+        &as_alice,
+    )
+    .await?;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let basic = |password: &'static str| {
+        http.get(format!("{}/api/v1/user", env.url))
+            .basic_auth("alice", Some(password))
+            .send()
+    };
+    assert_eq!(basic("a long passphrase").await?.status(), 401);
+    assert_eq!(basic("an even longer passphrase").await?.status(), 200);
+
+    // Disabled: her token stops working at once; enabled: it works again.
+    let out = cove(home, &["user", "disable", "alice"]).await?;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&cove(home, &["user", "list"]).await?).contains("alice  disabled"));
+    let out = cove_input(home, &["token", "list"], "", &as_alice).await?;
+    assert!(!out.status.success(), "a disabled user's token still works");
+    let out = cove(home, &["user", "enable", "alice"]).await?;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = cove_input(home, &["token", "list"], "", &as_alice).await?;
+    assert!(out.status.success(), "{}", stderr(&out));
+    Ok(())
+}

@@ -30,6 +30,8 @@ pub enum ConfigError {
     AdminToken,
     #[error("invalid [packages] settings: {0}")]
     Packages(String),
+    #[error("invalid [auth] trusted_proxies entry {0:?} (expected an IP address or CIDR, e.g. 10.0.0.0/8)")]
+    TrustedProxy(String),
 }
 
 /// The keys accepted in the TOML file; every key is optional.
@@ -57,6 +59,90 @@ pub struct FileConfig {
     /// `[packages]`: endpoint profiles and the roles repositories may name for CodeArtifact
     /// access (file only; nothing a repository owner types widens these).
     pub packages: Option<crate::runs::package_policy::PackagesPolicy>,
+    /// `[auth]`: logins and tokens (file only).
+    pub auth: Option<AuthFileConfig>,
+}
+
+/// `[auth]` of the TOML file: logins and tokens (docs/security.md "Logins and tokens").
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthFileConfig {
+    /// Lifetime of a token created without one, in days (default 90; 0: no default expiry).
+    pub token_expiry_days: Option<u32>,
+    /// Reverse proxies (IP addresses or CIDRs) whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Option<Vec<String>>,
+    /// Failed password checks of one user name before back-off starts (default 5).
+    pub free_failures_per_user: Option<u32>,
+    /// Failed password checks from one client address before back-off starts (default 20).
+    pub free_failures_per_address: Option<u32>,
+    /// Password hashes computed at once (default 2).
+    pub max_concurrent_hashes: Option<usize>,
+}
+
+/// Logins and tokens, resolved.
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    /// Lifetime of a token created without one; `None`: such tokens do not expire.
+    pub token_expiry: Option<Duration>,
+    /// Reverse proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Failed password checks of one user name before back-off starts.
+    pub free_failures_per_user: u32,
+    /// Failed password checks from one client address before back-off starts.
+    pub free_failures_per_address: u32,
+    /// Password hashes (argon2) computed at once.
+    pub max_concurrent_hashes: usize,
+}
+
+/// Default token lifetime: 90 days.
+pub const DEFAULT_TOKEN_EXPIRY: Duration = Duration::from_secs(90 * 24 * 3600);
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        AuthSettings {
+            token_expiry: Some(DEFAULT_TOKEN_EXPIRY),
+            trusted_proxies: Vec::new(),
+            free_failures_per_user: 5,
+            free_failures_per_address: 20,
+            max_concurrent_hashes: 2,
+        }
+    }
+}
+
+impl AuthFileConfig {
+    fn resolve(self) -> Result<AuthSettings, ConfigError> {
+        let d = AuthSettings::default();
+        let trusted_proxies = self
+            .trusted_proxies
+            .unwrap_or_default()
+            .into_iter()
+            .map(|text| {
+                text.parse::<ipnet::IpNet>()
+                    .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| ConfigError::TrustedProxy(text.clone()))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(AuthSettings {
+            token_expiry: match self.token_expiry_days {
+                None => d.token_expiry,
+                Some(0) => None,
+                Some(days) => Some(Duration::from_secs(u64::from(days) * 24 * 3600)),
+            },
+            trusted_proxies,
+            free_failures_per_user: self
+                .free_failures_per_user
+                .unwrap_or(d.free_failures_per_user)
+                .max(1),
+            free_failures_per_address: self
+                .free_failures_per_address
+                .unwrap_or(d.free_failures_per_address)
+                .max(1),
+            max_concurrent_hashes: self
+                .max_concurrent_hashes
+                .unwrap_or(d.max_concurrent_hashes)
+                .clamp(1, 64),
+        })
+    }
 }
 
 /// `[retention]` of the TOML file: the server-wide default of every repository.
@@ -177,6 +263,8 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// Push deadline, job log cap, retention default.
     pub limits: Limits,
+    /// Logins and tokens: throttling, hashing, token expiry, trusted proxies.
+    pub auth: AuthSettings,
 }
 
 impl std::fmt::Debug for Config {
@@ -230,6 +318,7 @@ impl Config {
             max_push_bytes: DEFAULT_MAX_PUSH_BYTES,
             metrics_listen: None,
             limits: Limits::default(),
+            auth: AuthSettings::default(),
         }
     }
 
@@ -252,7 +341,9 @@ impl Config {
             max_job_log_bytes: _,
             retention: _,
             packages: _,
+            auth: _,
         } = flags;
+        let auth = file.auth.clone().unwrap_or_default().resolve()?;
         let metrics_listen = match metrics_listen
             .or(file.metrics_listen)
             .filter(|s| !s.is_empty())
@@ -339,6 +430,7 @@ impl Config {
                 .unwrap_or(DEFAULT_MAX_PUSH_BYTES),
             metrics_listen,
             limits,
+            auth,
         })
     }
 
@@ -410,6 +502,25 @@ mod tests {
             .expect_err("refused")
             .to_string();
         assert!(err.contains("packages.endpoints.vpc.sts"), "{err}");
+    }
+
+    #[test]
+    fn auth_section_sets_expiry_proxies_and_throttle() {
+        let file: FileConfig = toml::from_str(
+            "[auth]\ntoken_expiry_days = 30\ntrusted_proxies = [\"10.0.0.0/8\", \"::1\"]\n",
+        )
+        .expect("valid toml");
+        let c = Config::resolve(FileConfig::default(), None, file).expect("valid config");
+        assert_eq!(c.auth.token_expiry, Some(Duration::from_secs(30 * 86400)));
+        assert_eq!(c.auth.trusted_proxies.len(), 2);
+        assert_eq!(c.auth.free_failures_per_user, 5);
+        let never: FileConfig = toml::from_str("[auth]\ntoken_expiry_days = 0\n").expect("toml");
+        let c = Config::resolve(FileConfig::default(), None, never).expect("valid config");
+        assert_eq!(c.auth.token_expiry, None);
+        let bad: FileConfig =
+            toml::from_str("[auth]\ntrusted_proxies = [\"proxy.example\"]\n").expect("toml");
+        let err = Config::resolve(FileConfig::default(), None, bad).expect_err("not an address");
+        assert!(err.to_string().contains("proxy.example"), "{err}");
     }
 
     #[test]

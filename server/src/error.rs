@@ -47,6 +47,10 @@ pub enum ApiError {
     /// A bounded resource is used up (e.g. outstanding registration tokens).
     #[error("{0}")]
     TooMany(String),
+    /// Too many failed password checks lately for this user name or client address: 429 with
+    /// `Retry-After`.
+    #[error("too many failed logins; try again in {retry_after_secs} s")]
+    TooManyAttempts { retry_after_secs: u64 },
     /// Anything else; the detail is logged, the client sees a generic message.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
@@ -77,6 +81,7 @@ impl ApiError {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
             ApiError::TooMany(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many"),
+            ApiError::TooManyAttempts { .. } => (StatusCode::TOO_MANY_REQUESTS, "throttled"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -102,10 +107,12 @@ impl IntoResponse for ApiError {
             message: self.to_string(),
         };
         let mut response = (status, Json(body)).into_response();
-        if status == StatusCode::UNAUTHORIZED {
+        // No `WWW-Authenticate` here: only the git routes ask for Basic credentials
+        // (`git::ask_for_basic`), so a browser never caches Basic credentials for the API.
+        if let ApiError::TooManyAttempts { retry_after_secs } = self {
             response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Basic realm=\"cove\""),
+                header::RETRY_AFTER,
+                HeaderValue::from(retry_after_secs.max(1)),
             );
         }
         response

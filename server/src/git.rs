@@ -18,6 +18,7 @@ use axum::body::Body;
 use axum::extract::{Path as UrlPath, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use base64::Engine;
 use cove_api::{Branch, Commit, ContentEncoding, FileContent, Role, Scope, ZERO_SHA};
 use futures_util::TryStreamExt;
@@ -26,7 +27,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
 use tokio_util::io::{ReaderStream, StreamReader};
 
-use crate::auth::{authenticate, authorize_repo, Principal};
+use crate::auth::{authenticate, authorize_repo, ClientAddr, Principal};
 use crate::error::ApiError;
 use crate::store::{RefUpdate, RepoRow};
 use crate::AppState;
@@ -373,8 +374,21 @@ fn git_protocol(headers: &HeaderMap) -> Option<String> {
     ok.then(|| value.to_string())
 }
 
+/// Adds `WWW-Authenticate: Basic` to a git route's 401, so git asks for credentials. (The
+/// API never sends it: a browser must not cache Basic credentials for the API.)
+pub async fn ask_for_basic(mut response: Response) -> Response {
+    if response.status() == axum::http::StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(
+            axum::http::header::WWW_AUTHENTICATE,
+            axum::http::HeaderValue::from_static("Basic realm=\"cove\""),
+        );
+    }
+    response
+}
+
 async fn authorize_git(
     state: &AppState,
+    client: std::net::IpAddr,
     headers: &HeaderMap,
     owner: &str,
     repo_segment: &str,
@@ -383,7 +397,7 @@ async fn authorize_git(
     let name = repo_segment
         .strip_suffix(".git")
         .ok_or_else(|| ApiError::NotFound(format!("repository {owner}/{repo_segment}")))?;
-    let principal = authenticate(state.store(), headers).await?;
+    let principal = authenticate(state, client, headers).await?;
     crate::audit::note_principal(principal.as_ref());
     crate::audit::note_repo(owner, name);
     let (scope, role) = service.scope_and_role();
@@ -407,6 +421,7 @@ pub async fn info_refs(
     State(state): State<AppState>,
     UrlPath((owner, repo)): UrlPath<(String, String)>,
     Query(query): Query<InfoRefsQuery>,
+    Extension(ClientAddr(client)): Extension<ClientAddr>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let service = query
@@ -418,7 +433,7 @@ pub async fn info_refs(
                 "only the smart HTTP protocol is supported; use git 1.6.6 or newer".into(),
             )
         })?;
-    let (row, _) = authorize_git(&state, &headers, &owner, &repo, service).await?;
+    let (row, _) = authorize_git(&state, client, &headers, &owner, &repo, service).await?;
     let path = repo_path(state.data_dir(), &row.owner, &row.name);
     let protocol = git_protocol(&headers);
     let mut cmd = git();
@@ -506,8 +521,16 @@ pub async fn upload_pack(
     request: Request,
 ) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
-    let (row, _) =
-        authorize_git(&state, &parts.headers, &owner, &repo, Service::UploadPack).await?;
+    let client = crate::auth::client::of(&parts.extensions);
+    let (row, _) = authorize_git(
+        &state,
+        client,
+        &parts.headers,
+        &owner,
+        &repo,
+        Service::UploadPack,
+    )
+    .await?;
     let path = repo_path(state.data_dir(), &row.owner, &row.name);
     let mut reader = body_reader(&parts.headers, body)?;
     let mut child = spawn_service(
@@ -606,8 +629,16 @@ pub async fn receive_pack(
     request: Request,
 ) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
-    let (row, principal) =
-        authorize_git(&state, &parts.headers, &owner, &repo, Service::ReceivePack).await?;
+    let client = crate::auth::client::of(&parts.extensions);
+    let (row, principal) = authorize_git(
+        &state,
+        client,
+        &parts.headers,
+        &owner,
+        &repo,
+        Service::ReceivePack,
+    )
+    .await?;
     let Some(pusher) = principal.map(|p| p.user) else {
         return Err(ApiError::Unauthorized);
     };

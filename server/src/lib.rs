@@ -83,6 +83,8 @@ struct Inner {
     /// Cancelled when the server begins its graceful shutdown: long-lived streams (server-sent
     /// events) end then, so in-flight requests can finish.
     closing: tokio_util::sync::CancellationToken,
+    /// Password checks: throttling, hashing slots, `[auth]` settings.
+    logins: auth::Logins,
 }
 
 /// Shared state of all handlers.
@@ -135,6 +137,11 @@ impl AppState {
     /// Per-job log usage under the log cap.
     pub fn log_caps(&self) -> &runs::log_cap::LogCaps {
         &self.0.log_caps
+    }
+
+    /// Password checks (throttle, hashing slots) and the `[auth]` settings.
+    pub fn logins(&self) -> &auth::Logins {
+        &self.0.logins
     }
 
     /// A receiver of every push event stored from now on. Events are published after they
@@ -231,6 +238,7 @@ impl Server {
             limits: config.limits.clone(),
             log_caps: runs::log_cap::LogCaps::default(),
             closing: tokio_util::sync::CancellationToken::new(),
+            logins: auth::Logins::new(config.auth.clone()),
         }));
         Ok(Server {
             state,
@@ -281,7 +289,7 @@ impl Server {
             shutdown.await;
             closing.cancel();
         };
-        // The peer address is what the audit log records as the client's.
+        // The peer address feeds the login throttle (auth::client) and the audit log.
         let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
         axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)

@@ -216,7 +216,7 @@ pub fn status_text(status: u16) -> &'static str {
         413 => "body too large",
         415 => "body is not `application/json`",
         422 => "a JSON body of the wrong shape (wrong type, unknown or missing field), or an invalid file it names",
-        429 => "a bounded resource is used up",
+        429 => "too many requests: a bounded resource is used up, or too many failed password checks lately (see Retry-After)",
         503 => "a needed part (e.g. an agent) is not available",
         _ => "see the message",
     }
@@ -226,7 +226,8 @@ pub fn status_text(status: u16) -> &'static str {
 /// the route's own.
 pub fn statuses(route: &Route) -> Vec<u16> {
     let spec = &route.spec;
-    let mut out = vec![spec.success.as_u16(), 401, 403];
+    // 429: HTTP Basic with a password is throttled after failed attempts (auth::throttle).
+    let mut out = vec![spec.success.as_u16(), 401, 403, 429];
     if spec.path.contains('{') || !route.doc.query.is_empty() {
         out.push(400);
     }

@@ -7,15 +7,12 @@ use std::sync::Arc;
 
 use axum::extract::{RawPathParams, Request, State};
 use axum::handler::Handler;
-use axum::http::{Method, StatusCode};
+use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::{Extension, Router};
-use cove_api::{
-    CreateRepoRequest, CreateTokenRequest, CreateUserRequest, CreatedToken, Member, PushEvent,
-    Repo, Role, Scope, SetMemberRequest, TokenInfo, User,
-};
+use cove_api::{CreateRepoRequest, Member, PushEvent, Repo, Role, Scope, SetMemberRequest};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -30,7 +27,7 @@ use crate::names::validate_name;
 pub use crate::openapi::{all_paths, openapi_document};
 use crate::openapi::{DocHandler, OpDoc, OutputDoc};
 use crate::runs::http as runs;
-use crate::store::{now_secs, PushEventRow, RepoRow, TokenRow};
+use crate::store::{PushEventRow, RepoRow};
 use crate::ui;
 use crate::AppState;
 
@@ -197,7 +194,7 @@ pub fn api_routes() -> Vec<Route> {
             false,
             OK,
             "The authenticated user",
-            whoami,
+            auth::http::whoami,
         ),
         route(
             M::POST,
@@ -242,7 +239,7 @@ pub fn api_routes() -> Vec<Route> {
             true,
             OK,
             "List users",
-            list_users,
+            auth::http::list_users,
         ),
         route(
             M::POST,
@@ -252,9 +249,53 @@ pub fn api_routes() -> Vec<Route> {
             true,
             CREATED,
             "Create a user",
-            create_user,
+            auth::http::create_user,
         )
         .answers(&[409]),
+        route(
+            M::PUT,
+            "/api/v1/user/password",
+            Write,
+            None,
+            false,
+            GONE,
+            "Change the caller's own password (the current one is checked and throttled like a login); ends the user's browser sessions",
+            auth::http::change_password,
+        )
+        .answers(&[400, 429]),
+        route(
+            M::POST,
+            "/api/v1/users/{username}/disable",
+            Admin,
+            None,
+            true,
+            OK,
+            "Disable a user: its tokens, sessions and password stop working at once",
+            auth::http::disable_user,
+        )
+        .answers(&[400, 404]),
+        route(
+            M::POST,
+            "/api/v1/users/{username}/enable",
+            Admin,
+            None,
+            true,
+            OK,
+            "Enable a disabled user again",
+            auth::http::enable_user,
+        )
+        .answers(&[404]),
+        route(
+            M::PUT,
+            "/api/v1/users/{username}/password",
+            Admin,
+            None,
+            true,
+            GONE,
+            "Set a user's password (administrators); ends the user's browser sessions",
+            auth::http::set_password,
+        )
+        .answers(&[400, 404]),
         route(
             M::GET,
             "/api/v1/tokens",
@@ -263,7 +304,7 @@ pub fn api_routes() -> Vec<Route> {
             false,
             OK,
             "List the caller's tokens",
-            list_tokens,
+            auth::http::list_tokens,
         ),
         route(
             M::POST,
@@ -272,8 +313,8 @@ pub fn api_routes() -> Vec<Route> {
             None,
             false,
             CREATED,
-            "Create a token (shown once)",
-            create_token,
+            "Create a token (shown once); it expires after the server's default (90 days) unless `expires_in_seconds` or, for administrators, `never_expires` says otherwise",
+            auth::http::create_token,
         ),
         route(
             M::DELETE,
@@ -283,7 +324,7 @@ pub fn api_routes() -> Vec<Route> {
             false,
             GONE,
             "Revoke a token",
-            delete_token,
+            auth::http::delete_token,
         )
         .answers(&[404]),
         route(
@@ -941,11 +982,20 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/healthz", axum::routing::get(metrics::http::healthz))
         .route("/readyz", axum::routing::get(metrics::http::readyz))
-        .route(GIT_ROUTES[0].1, axum::routing::get(git::info_refs))
-        .route(GIT_ROUTES[1].1, axum::routing::post(git::upload_pack))
-        .route(GIT_ROUTES[2].1, axum::routing::post(git::receive_pack))
+        .merge(
+            Router::new()
+                .route(GIT_ROUTES[0].1, axum::routing::get(git::info_refs))
+                .route(GIT_ROUTES[1].1, axum::routing::post(git::upload_pack))
+                .route(GIT_ROUTES[2].1, axum::routing::post(git::receive_pack))
+                // Only git asks for Basic credentials; API 401s never do.
+                .layer(middleware::map_response(git::ask_for_basic)),
+        )
         .fallback(ui::fallback)
         .layer(middleware::from_fn(ui::no_basic_prompt))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::client::client_addr_layer,
+        ))
         .layer(middleware::from_fn(log_request))
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -992,8 +1042,9 @@ async fn authorize_route(
     mut request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
+    let client = auth::client::of(request.extensions());
     let caller =
-        auth::authenticate_request(state.store(), request.method(), request.headers()).await?;
+        auth::authenticate_request(&state, client, request.method(), request.headers()).await?;
     crate::audit::note_caller(caller.as_ref());
     match spec.audience {
         Audience::Agents => {
@@ -1053,9 +1104,23 @@ async fn authorize_route(
         .await?;
         request.extensions_mut().insert(repo);
     }
+    let renewed_cookie = principal
+        .session
+        .as_ref()
+        .and_then(|s| s.renewed_cookie.clone());
     request.extensions_mut().insert(principal);
     crate::audit::authorized();
-    Ok(next.run(request).await)
+    let mut response = next.run(request).await;
+    // A session renewed by this request gets its cookie's lifetime moved too, unless the
+    // handler set the cookie itself (logout).
+    if let Some(cookie) = renewed_cookie {
+        if !response.headers().contains_key(header::SET_COOKIE) {
+            if let Ok(value) = HeaderValue::from_str(&cookie) {
+                response.headers_mut().insert(header::SET_COOKIE, value);
+            }
+        }
+    }
+    Ok(response)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1071,16 +1136,6 @@ fn repo_dto(state: &AppState, row: &RepoRow) -> Repo {
         default_branch: row.default_branch.clone(),
         clone_url: format!("{}/git/{}/{}.git", state.public_url(), row.owner, row.name),
         created_at: row.created_at,
-    }
-}
-
-fn token_dto(row: TokenRow) -> TokenInfo {
-    TokenInfo {
-        id: row.id,
-        name: row.name,
-        scopes: row.scopes,
-        created_at: row.created_at,
-        expires_at: row.expires_at,
     }
 }
 
@@ -1103,146 +1158,6 @@ pub fn push_event_dto(full_name: &str, row: PushEventRow) -> PushEvent {
 
 async fn openapi(State(state): State<AppState>) -> Response {
     Json(openapi_document(state.public_url())).into_response()
-}
-
-async fn whoami(Extension(principal): Extension<Principal>) -> Json<User> {
-    Json(User {
-        username: principal.user.username.clone(),
-        is_admin: principal.user.is_admin,
-        scopes: principal.scopes.clone(),
-    })
-}
-
-async fn list_users(State(state): State<AppState>) -> Result<Json<Vec<User>>, ApiError> {
-    let users = state.store().list_users().await?;
-    Ok(Json(
-        users
-            .into_iter()
-            .map(|u| User {
-                username: u.username,
-                is_admin: u.is_admin,
-                scopes: Vec::new(),
-            })
-            .collect(),
-    ))
-}
-
-async fn create_user(
-    State(state): State<AppState>,
-    Json(req): Json<CreateUserRequest>,
-) -> Result<(StatusCode, Json<User>), ApiError> {
-    validate_name("username", &req.username).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    if req.password.chars().count() < 8 {
-        return Err(ApiError::BadRequest(
-            "password must have at least 8 characters".into(),
-        ));
-    }
-    let password = req.password;
-    let hash = tokio::task::spawn_blocking(move || auth::hash_password(&password))
-        .await
-        .map_err(ApiError::internal)??;
-    let user = state
-        .store()
-        .create_user(&req.username, Some(&hash), req.is_admin)
-        .await?;
-    tracing::info!(username = %user.username, is_admin = user.is_admin, "user created");
-    let scopes = auth::user_scopes(&user);
-    Ok((
-        StatusCode::CREATED,
-        Json(User {
-            username: user.username,
-            is_admin: user.is_admin,
-            scopes,
-        }),
-    ))
-}
-
-async fn list_tokens(
-    State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
-) -> Result<Json<Vec<TokenInfo>>, ApiError> {
-    let tokens = state.store().list_tokens(principal.user.id).await?;
-    Ok(Json(tokens.into_iter().map(token_dto).collect()))
-}
-
-/// Longest token lifetime accepted: ten years.
-const MAX_TOKEN_SECONDS: u64 = 10 * 365 * 24 * 3600;
-
-async fn create_token(
-    State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
-    Json(req): Json<CreateTokenRequest>,
-) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
-    let name = req.name.trim();
-    if name.is_empty() || name.len() > 100 || name.chars().any(char::is_control) {
-        return Err(ApiError::BadRequest(
-            "token name must be 1-100 printable characters".into(),
-        ));
-    }
-    if req.scopes.is_empty() {
-        return Err(ApiError::BadRequest(
-            "a token needs at least one scope".into(),
-        ));
-    }
-    let mut scopes = req.scopes.clone();
-    scopes.sort();
-    scopes.dedup();
-    if let Some(missing) = scopes.iter().find(|s| !principal.has_scope(**s)) {
-        return Err(ApiError::Forbidden(format!(
-            "cannot grant scope {} that the current credential lacks",
-            missing.as_str()
-        )));
-    }
-    let expires_at = match req.expires_in_seconds {
-        None => None,
-        Some(0) => {
-            return Err(ApiError::BadRequest(
-                "expires_in_seconds must be positive".into(),
-            ))
-        }
-        Some(s) if s > MAX_TOKEN_SECONDS => {
-            return Err(ApiError::BadRequest(
-                "expires_in_seconds is at most ten years".into(),
-            ))
-        }
-        Some(s) => Some(now_secs() + s as i64),
-    };
-    let token = auth::generate_token();
-    let row = state
-        .store()
-        .create_token(
-            principal.user.id,
-            name,
-            &auth::hash_token(&token),
-            &scopes,
-            expires_at,
-        )
-        .await?;
-    tracing::info!(username = %principal.user.username, token_id = row.id, "token created");
-    crate::audit::note_detail(format!("token {} {:?}", row.id, row.name));
-    Ok((
-        StatusCode::CREATED,
-        Json(CreatedToken {
-            token,
-            info: token_dto(row),
-        }),
-    ))
-}
-
-async fn delete_token(
-    State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
-    Path(id): Path<String>,
-) -> Result<StatusCode, ApiError> {
-    let id: i64 = id
-        .parse()
-        .map_err(|_| ApiError::BadRequest("token id must be a number".into()))?;
-    if state.store().delete_token(principal.user.id, id).await? {
-        tracing::info!(username = %principal.user.username, token_id = id, "token revoked");
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(ApiError::NotFound(format!("token {id}")))
-    }
 }
 
 async fn list_repos(

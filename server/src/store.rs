@@ -21,6 +21,7 @@ mod packages;
 mod retention;
 mod runs;
 mod sessions;
+mod users;
 
 pub use agents::{AgentRow, RegistrationRefusal, RegistrationTokenRow};
 pub use audit::{AuditFilter, AuditRow};
@@ -85,6 +86,8 @@ pub struct UserRow {
     pub username: String,
     pub password_hash: Option<String>,
     pub is_admin: bool,
+    /// An administrator disabled the account: none of its credentials authenticate.
+    pub disabled: bool,
 }
 
 /// A stored token (without its hash).
@@ -165,6 +168,7 @@ fn user_from_row(row: &AnyRow) -> Result<UserRow, StoreError> {
         username: row.try_get("username")?,
         password_hash: row.try_get("password_hash")?,
         is_admin: row.try_get::<i64, _>("is_admin")? != 0,
+        disabled: row.try_get::<Option<i64>, _>("disabled_at")?.is_some(),
     })
 }
 
@@ -193,7 +197,7 @@ fn repo_from_row(row: &AnyRow) -> Result<RepoRow, StoreError> {
     })
 }
 
-const USER_COLS: &str = "id, username, password_hash, is_admin";
+const USER_COLS: &str = "id, username, password_hash, is_admin, disabled_at";
 const TOKEN_COLS: &str = "id, user_id, name, scopes, expires_at, created_at";
 const REPO_COLS: &str = "id, owner, name, owner_id, visibility, default_branch, created_at";
 
@@ -253,12 +257,17 @@ impl Store {
         .bind(now_secs())
         .execute(&self.pool)
         .await
-        .map_err(|e| map_unique(e, || format!("user {username}")))?;
+        .map_err(|e| {
+            map_unique(e, || {
+                format!("user {username} (or one that differs only in letter case)")
+            })
+        })?;
         Ok(UserRow {
             id,
             username: username.to_string(),
             password_hash: password_hash.map(str::to_string),
             is_admin,
+            disabled: false,
         })
     }
 
@@ -328,7 +337,7 @@ impl Store {
     ) -> Result<Option<(TokenRow, UserRow)>, StoreError> {
         let row = sqlx::query(
             "SELECT t.id, t.user_id, t.name, t.scopes, t.expires_at, t.created_at, \
-                    u.username, u.password_hash, u.is_admin \
+                    u.username, u.password_hash, u.is_admin, u.disabled_at \
              FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = $1",
         )
         .bind(token_hash)
@@ -341,6 +350,7 @@ impl Store {
             username: row.try_get("username")?,
             password_hash: row.try_get("password_hash")?,
             is_admin: row.try_get::<i64, _>("is_admin")? != 0,
+            disabled: row.try_get::<Option<i64>, _>("disabled_at")?.is_some(),
         };
         Ok(Some((token, user)))
     }
@@ -394,7 +404,14 @@ impl Store {
         .bind(row.created_at)
         .execute(&self.pool)
         .await
-        .map_err(|e| map_unique(e, || format!("repository {}/{name}", owner.username)))?;
+        .map_err(|e| {
+            map_unique(e, || {
+                format!(
+                    "repository {}/{name} (or one that differs only in letter case)",
+                    owner.username
+                )
+            })
+        })?;
         Ok(row)
     }
 

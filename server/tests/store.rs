@@ -428,3 +428,97 @@ async fn secret_branch_flag_on_every_backend() -> Result<()> {
     }
     Ok(())
 }
+
+/// Migration 0009_login and the account SQL on every backend: names unique without regard to
+/// case, disabling (ends sessions, flags every lookup), password change (ends sessions),
+/// session renewal.
+#[tokio::test]
+async fn login_store_on_every_backend() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    for (backend, url) in backends(&tmp).await? {
+        login_store(&url)
+            .await
+            .with_context(|| format!("backend {backend}"))?;
+        if backend == "postgres" {
+            if let Some(base) = postgres_base_url() {
+                drop_postgres(&base, &url).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn login_store(url: &str) -> Result<()> {
+    let store = Store::open(url).await?;
+    let admin = store.create_user("admin", None, true).await?;
+    for lookalike in ["Admin", "ADMIN"] {
+        assert!(
+            matches!(
+                store.create_user(lookalike, None, false).await,
+                Err(StoreError::Conflict(_))
+            ),
+            "{lookalike} beside admin"
+        );
+    }
+    store
+        .create_repo(&admin, "app", Visibility::Private, "main")
+        .await?;
+    assert!(matches!(
+        store
+            .create_repo(&admin, "App", Visibility::Private, "main")
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+
+    let bob = store
+        .create_user("bob", Some("$argon2id$old"), false)
+        .await?;
+    assert!(!bob.disabled);
+    store
+        .create_token(bob.id, "t", "bob-token", &[Scope::Read], None)
+        .await?;
+    let session = store
+        .create_session(bob.id, "bob-session", now() + 60)
+        .await?;
+    store.renew_session(session.id, now() + 3600).await?;
+    let (row, _) = store
+        .session_by_hash("bob-session")
+        .await?
+        .context("session")?;
+    assert_eq!(row.expires_at, now() + 3600);
+
+    assert!(store.set_user_disabled(bob.id, true).await?);
+    assert!(store.user_by_name("bob").await?.context("bob")?.disabled);
+    let (_, user) = store.token_by_hash("bob-token").await?.context("token")?;
+    assert!(user.disabled, "the token lookup sees the flag");
+    assert!(store.session_by_hash("bob-session").await?.is_none());
+    assert!(store
+        .list_users()
+        .await?
+        .iter()
+        .any(|u| u.username == "bob" && u.disabled));
+    assert!(store.set_user_disabled(bob.id, false).await?);
+    assert!(
+        !store
+            .token_by_hash("bob-token")
+            .await?
+            .context("token")?
+            .1
+            .disabled
+    );
+    assert!(!store.set_user_disabled(next_id(), true).await?);
+
+    store
+        .create_session(bob.id, "bob-session-2", now() + 60)
+        .await?;
+    store.set_password_hash(bob.id, "$argon2id$new").await?;
+    let bob = store.user_by_name("bob").await?.context("bob")?;
+    assert_eq!(bob.password_hash.as_deref(), Some("$argon2id$new"));
+    assert!(store.session_by_hash("bob-session-2").await?.is_none());
+    store.close().await;
+    Ok(())
+}
+
+fn now() -> i64 {
+    cove_server::store::now_secs()
+}

@@ -164,17 +164,26 @@ async fn session_cookie_login_csrf_logout_and_expiry() -> Result<()> {
     let names: Vec<&str> = repos.iter().filter_map(|r| r["name"].as_str()).collect();
     assert_eq!(names, ["withcsrf"]);
 
-    // Bearer clients are unaffected (no CSRF header), and a cookie next to a bearer token is
-    // ignored: the token decides.
+    // Bearer clients without the cookie are unaffected (no CSRF header); a change that carries
+    // the live session cookie needs the CSRF header even beside a bearer token (a browser
+    // attaches cookies and cached credentials to cross-site requests, never the header).
+    let resp = server
+        .http
+        .post(server.api("/repos"))
+        .bearer_auth(&bob_token)
+        .json(&json!({ "name": "bybearer" }))
+        .send()
+        .await?;
+    assert_eq!(resp.status(), 201);
     let resp = server
         .http
         .post(server.api("/repos"))
         .bearer_auth(&bob_token)
         .header(COOKIE, &cookie)
-        .json(&json!({ "name": "bybearer" }))
+        .json(&json!({ "name": "bearerandcookie" }))
         .send()
         .await?;
-    assert_eq!(resp.status(), 201);
+    assert_eq!(resp.status(), 403);
 
     // Sessions come from passwords only: a token cannot mint one; a wrong password is 401,
     // without the Basic prompt when the UI asks.
@@ -200,7 +209,11 @@ async fn session_cookie_login_csrf_logout_and_expiry() -> Result<()> {
         .basic_auth("bob", Some("wrong password"))
         .send()
         .await?;
-    assert!(resp.headers().get(WWW_AUTHENTICATE).is_some());
+    assert_eq!(resp.status(), 401);
+    assert!(
+        resp.headers().get(WWW_AUTHENTICATE).is_none(),
+        "API routes never ask for Basic (only git does)"
+    );
 
     // A forged or unknown cookie is 401.
     let resp = server

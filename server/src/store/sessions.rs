@@ -49,7 +49,7 @@ impl Store {
     ) -> Result<Option<(SessionRow, UserRow)>, StoreError> {
         let row = sqlx::query(
             "SELECT s.id, s.user_id, s.created_at, s.expires_at, \
-                    u.username, u.password_hash, u.is_admin \
+                    u.username, u.password_hash, u.is_admin, u.disabled_at \
              FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.session_hash = $1",
         )
         .bind(session_hash)
@@ -67,8 +67,19 @@ impl Store {
             username: row.try_get("username")?,
             password_hash: row.try_get("password_hash")?,
             is_admin: row.try_get::<i64, _>("is_admin")? != 0,
+            disabled: row.try_get::<Option<i64>, _>("disabled_at")?.is_some(),
         };
         Ok(Some((session, user)))
+    }
+
+    /// Moves a session's expiry (sliding renewal while it is used).
+    pub async fn renew_session(&self, session_id: i64, expires_at: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE sessions SET expires_at = $1 WHERE id = $2")
+            .bind(expires_at)
+            .bind(session_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     /// Ends a session (logout). True when it existed.

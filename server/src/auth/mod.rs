@@ -8,17 +8,21 @@
 //! Secrets never reach a log line or an error message: tokens are compared by their SHA-256,
 //! passwords by argon2.
 //!
-//! Browser sessions (the web UI): [`start_session`] turns a password login into a random
-//! session secret sent as the `cove_session` cookie (HttpOnly, SameSite=Strict, Secure over
-//! https); only its SHA-256 is stored, with an expiry. [`authenticate_request`] accepts that
-//! cookie when no `Authorization` header is present, and for anything but GET/HEAD requires
-//! the `X-Cove-CSRF` header to carry [`csrf_token`] of the session (derived from the secret,
-//! handed to the page by `GET /api/v1/session`). Bearer/Basic clients are unaffected. The git
-//! handlers never accept the cookie. A session is always a user, never an agent.
+//! Browser sessions (the web UI, `sessions.rs`): [`start_session`] turns a password login into
+//! a random session secret sent as the `cove_session` cookie (HttpOnly, SameSite=Strict, Secure
+//! over https); only its SHA-256 is stored, with an expiry that slides while the session is
+//! used. [`authenticate_request`] accepts that cookie when no `Authorization` header is
+//! present; a request other than GET/HEAD that carries a live session cookie needs the
+//! `X-Cove-CSRF` header with [`csrf_token`] of the session (derived from the secret, handed to
+//! the page by `GET /api/v1/session`) even when it also carries an `Authorization` header. The
+//! git handlers never accept the cookie. A session is always a user, never an agent.
+//!
+//! Passwords (`password.rs`): argon2 with a bounded number of hashes at once, failed checks
+//! throttled per user name and client address (`throttle.rs`, `client.rs`), unknown users
+//! checked against a dummy hash. A disabled account's tokens, sessions and password all fail.
 
-use argon2::password_hash::rand_core::OsRng;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
+use std::net::IpAddr;
+
 use axum::http::{header, HeaderMap};
 use base64::Engine;
 use cove_api::{Role, Scope, Visibility};
@@ -28,6 +32,17 @@ use sha2::{Digest, Sha256};
 use crate::error::ApiError;
 use crate::names::validate_name;
 use crate::store::{now_secs, RegistrationRefusal, RepoRow, Store, UserRow};
+use crate::AppState;
+
+pub mod client;
+pub mod http;
+pub mod password;
+mod sessions;
+pub mod throttle;
+
+pub use client::ClientAddr;
+pub use password::{hash_password, login_outcome, LoginResult, Logins};
+pub use sessions::*;
 
 /// Prefix of every API token; lets HTTP Basic tell a token from a password.
 pub const TOKEN_PREFIX: &str = "cove_";
@@ -52,23 +67,9 @@ pub fn hash_token(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
-/// Hashes a password with argon2id and a random salt (PHC string).
-pub fn hash_password(password: &str) -> Result<String, ApiError> {
-    let salt = SaltString::generate(&mut OsRng);
-    Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|hash| hash.to_string())
-        .map_err(|e| ApiError::internal(anyhow::anyhow!("hashing a password failed: {e}")))
-}
-
-fn verify_password(password: &str, phc: &str) -> bool {
-    PasswordHash::new(phc)
-        .map(|hash| {
-            Argon2::default()
-                .verify_password(password.as_bytes(), &hash)
-                .is_ok()
-        })
-        .unwrap_or(false)
+/// The 401 of a valid token or session whose account an administrator disabled.
+pub fn account_disabled() -> ApiError {
+    ApiError::UnauthorizedBecause("this account is disabled; ask an administrator".into())
 }
 
 /// An authenticated caller and what its credential allows.
@@ -99,6 +100,8 @@ pub struct SessionAuth {
     pub expires_at: i64,
     /// The session's CSRF token (never logged: `Debug` leaves it out).
     pub csrf_token: String,
+    /// `Set-Cookie` value to send back when this request renewed the session (never logged).
+    pub renewed_cookie: Option<String>,
 }
 
 impl std::fmt::Debug for SessionAuth {
@@ -188,22 +191,27 @@ fn parse_authorization(headers: &HeaderMap) -> Result<Option<Credential>, ApiErr
 }
 
 /// Resolves the request's credentials to a **user**. `Ok(None)`: no credentials at all; any
-/// credential that is present but wrong, expired or revoked is [`ApiError::Unauthorized`]; a
-/// valid agent or registration token is [`ApiError::Forbidden`] (they only open their own
-/// routes).
+/// credential that is present but wrong, expired, revoked or of a disabled account is
+/// [`ApiError::Unauthorized`]; too many failed passwords lately is 429
+/// ([`ApiError::TooManyAttempts`]); a valid agent or registration token is
+/// [`ApiError::Forbidden`] (they only open their own routes). `client` is the request's
+/// client address ([`client::of`]), which password checks are throttled by.
 pub async fn authenticate(
-    store: &Store,
+    state: &AppState,
+    client: IpAddr,
     headers: &HeaderMap,
 ) -> Result<Option<Principal>, ApiError> {
-    user_of(authenticate_caller(store, headers).await?)
+    user_of(authenticate_caller(state, client, headers).await?)
 }
 
 /// Resolves the request's credentials to any kind of caller (see [`authenticate`]). An
 /// agent's `last_seen_at` is refreshed here, at most every few seconds.
 pub async fn authenticate_caller(
-    store: &Store,
+    state: &AppState,
+    client: IpAddr,
     headers: &HeaderMap,
 ) -> Result<Option<Caller>, ApiError> {
+    let store = state.store();
     match parse_authorization(headers)? {
         None => Ok(None),
         Some(Credential::Token(token)) if token.starts_with(AGENT_TOKEN_PREFIX) => {
@@ -243,6 +251,9 @@ pub async fn authenticate_caller(
             if row.expires_at.is_some_and(|at| at <= now_secs()) {
                 return Err(ApiError::Unauthorized);
             }
+            if user.disabled {
+                return Err(account_disabled());
+            }
             Ok(Some(Caller::User(Principal {
                 user,
                 scopes: row.scopes,
@@ -252,19 +263,10 @@ pub async fn authenticate_caller(
             })))
         }
         Some(Credential::Password { username, password }) => {
-            let user = store
-                .user_by_name(&username)
-                .await?
-                .ok_or(ApiError::Unauthorized)?;
-            let Some(phc) = user.password_hash.clone() else {
-                return Err(ApiError::Unauthorized);
-            };
-            let ok = tokio::task::spawn_blocking(move || verify_password(&password, &phc))
-                .await
-                .map_err(ApiError::internal)?;
-            if !ok {
-                return Err(ApiError::Unauthorized);
-            }
+            let user = state
+                .logins()
+                .check_password(store, client, &username, &password)
+                .await?;
             let scopes = user_scopes(&user);
             Ok(Some(Caller::User(Principal {
                 user,
@@ -331,148 +333,6 @@ pub fn require_registration(caller: Option<Caller>) -> Result<RegistrationGrant,
             "registering an agent needs a registration token as the bearer credential".into(),
         )),
     }
-}
-
-// ---------------------------------------------------------------------------------------
-// Browser sessions
-// ---------------------------------------------------------------------------------------
-
-/// Name of the web UI's session cookie.
-pub const SESSION_COOKIE: &str = "cove_session";
-/// Header that must carry the session's CSRF token on cookie-authenticated changes.
-pub const CSRF_HEADER: &str = "x-cove-csrf";
-/// How long a browser session lasts (no sliding renewal).
-pub const SESSION_TTL_SECS: i64 = 12 * 3600;
-
-/// The CSRF token of the session whose cookie value is `secret`: a keyed derivation, so the
-/// server recomputes it from the cookie instead of storing it, and the page (which cannot read
-/// the HttpOnly cookie) learns it from `GET /api/v1/session`.
-pub fn csrf_token(secret: &str) -> String {
-    let mut hasher = Sha256::new();
-    hasher.update(b"cove-csrf\0");
-    hasher.update(secret.as_bytes());
-    hex::encode(hasher.finalize())
-}
-
-/// A session just created: the secret goes into the cookie, never into a log.
-pub struct NewSession {
-    pub secret: String,
-    pub auth: SessionAuth,
-}
-
-/// Starts a browser session for a caller who logged in with user name and password.
-/// Tokens and existing sessions cannot mint sessions: the UI login is a password login.
-pub async fn start_session(store: &Store, principal: &Principal) -> Result<NewSession, ApiError> {
-    if principal.method != AuthMethod::Password {
-        return Err(ApiError::BadRequest(
-            "log in with user name and password (HTTP Basic) to start a session".into(),
-        ));
-    }
-    let mut bytes = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
-    let secret = hex::encode(bytes);
-    let expires_at = now_secs() + SESSION_TTL_SECS;
-    let row = store
-        .create_session(principal.user.id, &hash_token(&secret), expires_at)
-        .await?;
-    // Opportunistic cleanup; a failure only leaves dead rows behind.
-    let _ = store.delete_expired_sessions(now_secs()).await;
-    Ok(NewSession {
-        auth: SessionAuth {
-            id: row.id,
-            expires_at,
-            csrf_token: csrf_token(&secret),
-        },
-        secret,
-    })
-}
-
-/// Ends the caller's browser session (logout).
-pub async fn end_session(store: &Store, principal: &Principal) -> Result<(), ApiError> {
-    let Some(session) = &principal.session else {
-        return Err(ApiError::BadRequest(
-            "this request was not authenticated by a session cookie".into(),
-        ));
-    };
-    store.delete_session(session.id).await?;
-    Ok(())
-}
-
-/// The `Set-Cookie` value that stores a session (`secure` when the server is served over https).
-pub fn session_cookie(secret: &str, max_age_secs: i64, secure: bool) -> String {
-    let secure = if secure { "; Secure" } else { "" };
-    format!("{SESSION_COOKIE}={secret}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age_secs}{secure}")
-}
-
-/// The `Set-Cookie` value that removes the session cookie.
-pub fn clear_session_cookie(secure: bool) -> String {
-    session_cookie("", 0, secure)
-}
-
-fn session_secret(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, value)| *name == SESSION_COOKIE && !value.is_empty())
-        .map(|(_, value)| value.to_string())
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// Authenticates a REST request: the `Authorization` header as in [`authenticate_caller`],
-/// else the session cookie (always a user). A cookie-authenticated request that is not GET/HEAD
-/// must carry the session's CSRF token in `X-Cove-CSRF` (403 otherwise); bearer and Basic
-/// callers never need it.
-pub async fn authenticate_request(
-    store: &Store,
-    method: &axum::http::Method,
-    headers: &HeaderMap,
-) -> Result<Option<Caller>, ApiError> {
-    if headers.contains_key(header::AUTHORIZATION) {
-        return authenticate_caller(store, headers).await;
-    }
-    let Some(secret) = session_secret(headers) else {
-        return Ok(None);
-    };
-    let Some((row, user)) = store.session_by_hash(&hash_token(&secret)).await? else {
-        return Err(ApiError::Unauthorized);
-    };
-    if row.expires_at <= now_secs() {
-        return Err(ApiError::Unauthorized);
-    }
-    let csrf = csrf_token(&secret);
-    let safe = matches!(
-        *method,
-        axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS
-    );
-    if !safe {
-        let sent = headers
-            .get(CSRF_HEADER)
-            .map(|v| v.as_bytes())
-            .unwrap_or_default();
-        if !constant_time_eq(sent, csrf.as_bytes()) {
-            return Err(ApiError::Forbidden(
-                "missing or wrong X-Cove-CSRF header for a cookie-authenticated request".into(),
-            ));
-        }
-    }
-    let scopes = user_scopes(&user);
-    Ok(Some(Caller::User(Principal {
-        user,
-        scopes,
-        token_id: None,
-        method: AuthMethod::Session,
-        session: Some(SessionAuth {
-            id: row.id,
-            expires_at: row.expires_at,
-            csrf_token: csrf,
-        }),
-    })))
 }
 
 /// The scopes a user may hold: everything but `admin` for non-admins.
