@@ -15,6 +15,7 @@ use sqlx::{AnyPool, Row};
 
 mod agents;
 mod envs;
+mod live_auth;
 mod metrics;
 mod packages;
 mod retention;

@@ -1,0 +1,180 @@
+//! Authorization that holds for the whole life of a long-lived response: server-sent-event
+//! streams and terminal WebSockets.
+//!
+//! The route middleware (`crate::routes`) puts a [`Grant`] into every authorized user request:
+//! the route, the credential that was used (token, browser session or password, by id) and the
+//! path parameters. A stream re-checks it every [`RECHECK`]: the credential must still exist
+//! and be unexpired (a revoked token, a logged-out or expired session, a removed user or a
+//! changed password fail), and the same route rules ([`crate::routes::authorize_user`]: scope,
+//! administrator, repository role, environment access) must still admit the caller, read
+//! afresh from the store. When the check fails the stream ends with a reason: an SSE
+//! `event: error`, a WebSocket close frame (1008), a last line of a followed log. So a stream
+//! ends at most `RECHECK` plus one store round trip after the change — well inside 30 s.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{Stream, StreamExt};
+
+use crate::auth::{self, AuthMethod, Principal};
+use crate::error::ApiError;
+use crate::routes::{self, RouteSpec};
+use crate::store::now_secs;
+use crate::AppState;
+
+/// How often a long-lived stream re-checks its caller's authorization.
+pub const RECHECK: Duration = Duration::from_secs(5);
+
+/// The credential behind a grant, by id (never the secret itself).
+#[derive(Debug, Clone)]
+enum Credential {
+    Token(i64),
+    Session(i64),
+    /// HTTP Basic user + password: the password hash at the time of the request.
+    Password(Option<String>),
+}
+
+/// What authorized a request, to be checked again while its response lasts.
+#[derive(Debug, Clone)]
+pub struct Grant {
+    spec: Arc<RouteSpec>,
+    user_id: i64,
+    credential: Credential,
+    params: Vec<(String, String)>,
+}
+
+impl Grant {
+    /// The grant of a request `principal` made to the route `spec` with these path parameters.
+    pub fn new(spec: Arc<RouteSpec>, principal: &Principal, params: Vec<(String, String)>) -> Self {
+        let credential = match (principal.method, principal.token_id, &principal.session) {
+            (AuthMethod::Token, Some(id), _) => Credential::Token(id),
+            (AuthMethod::Session, _, Some(session)) => Credential::Session(session.id),
+            _ => Credential::Password(principal.user.password_hash.clone()),
+        };
+        Grant {
+            spec,
+            user_id: principal.user.id,
+            credential,
+            params,
+        }
+    }
+
+    /// The caller as the store says now, or why the credential no longer holds.
+    async fn principal_now(&self, state: &AppState) -> Result<Principal, String> {
+        let store = state.store();
+        let failed = |e: crate::store::StoreError| {
+            tracing::warn!(error = %e, "re-checking a stream's credential failed");
+            "cannot re-check the credential (internal error)".to_string()
+        };
+        let now = now_secs();
+        let (scopes, token_id, session) = match &self.credential {
+            Credential::Token(id) => {
+                let token = store
+                    .token_by_id(*id)
+                    .await
+                    .map_err(failed)?
+                    .ok_or("the token was revoked")?;
+                if token.expires_at.is_some_and(|at| at <= now) {
+                    return Err("the token expired".into());
+                }
+                (Some(token.scopes), Some(*id), None)
+            }
+            Credential::Session(id) => {
+                let row = store
+                    .session_by_id(*id)
+                    .await
+                    .map_err(failed)?
+                    .ok_or("the session ended (logged out)")?;
+                if row.expires_at <= now {
+                    return Err("the session expired".into());
+                }
+                (None, None, Some(row))
+            }
+            Credential::Password(_) => (None, None, None),
+        };
+        let user = store
+            .user_by_id(self.user_id)
+            .await
+            .map_err(failed)?
+            .ok_or("the user was removed")?;
+        if let Credential::Password(hash) = &self.credential {
+            if user.password_hash != *hash {
+                return Err("the password changed".into());
+            }
+        }
+        let scopes = scopes.unwrap_or_else(|| auth::user_scopes(&user));
+        let method = match self.credential {
+            Credential::Token(_) => AuthMethod::Token,
+            Credential::Session(_) => AuthMethod::Session,
+            Credential::Password(_) => AuthMethod::Password,
+        };
+        Ok(Principal {
+            user,
+            scopes,
+            token_id,
+            method,
+            session: session.map(|s| auth::SessionAuth {
+                id: s.id,
+                expires_at: s.expires_at,
+                // not needed for a re-check (no request is made with it)
+                csrf_token: String::new(),
+            }),
+        })
+    }
+
+    /// Checks the grant again: `Err` says why it no longer holds.
+    pub async fn recheck(&self, state: &AppState) -> Result<(), String> {
+        let principal = self.principal_now(state).await?;
+        match routes::authorize_user(state, &self.spec, &principal, &self.params).await {
+            Ok(_) => Ok(()),
+            Err(ApiError::Internal(e)) => {
+                tracing::warn!(error = %e, "re-checking a stream's access failed");
+                Err("cannot re-check the access (internal error)".into())
+            }
+            Err(e) => Err(format!("access withdrawn: {e}")),
+        }
+    }
+
+    /// Resolves (with the reason) once the grant no longer holds; checks every [`RECHECK`].
+    pub async fn revoked(self, state: AppState) -> String {
+        loop {
+            tokio::time::sleep(RECHECK).await;
+            if let Err(reason) = self.recheck(&state).await {
+                tracing::info!(user_id = self.user_id, path = self.spec.path, %reason,
+                    "a long-lived response ends: its authorization no longer holds");
+                return reason;
+            }
+        }
+    }
+}
+
+/// `stream` until `revoked` resolves; then `last(reason)` as the final item and the end.
+pub fn until_revoked<S, F>(
+    stream: S,
+    revoked: F,
+    last: impl FnOnce(String) -> S::Item + Send + 'static,
+) -> impl Stream<Item = S::Item> + Send + 'static
+where
+    S: Stream + Send + Unpin + 'static,
+    S::Item: Send,
+    F: Future<Output = String> + Send + 'static,
+{
+    struct Watch<S, F, L> {
+        stream: S,
+        revoked: std::pin::Pin<Box<F>>,
+        last: L,
+    }
+    let start = Some(Watch {
+        stream,
+        revoked: Box::pin(revoked),
+        last,
+    });
+    futures_util::stream::unfold(start, |watch| async move {
+        let mut w = watch?;
+        tokio::select! {
+            item = w.stream.next() => item.map(|item| (item, Some(w))),
+            reason = &mut w.revoked => Some(((w.last)(reason), None)),
+        }
+    })
+}
