@@ -31,7 +31,8 @@ pub const RECHECK: Duration = Duration::from_secs(5);
 enum Credential {
     Token(i64),
     Session(i64),
-    /// HTTP Basic user + password: the password hash at the time of the request.
+    /// HTTP Basic user + password: a digest of the stored password hash at the time of the
+    /// request (so that a changed password ends the stream; the hash itself is not kept).
     Password(Option<String>),
 }
 
@@ -50,7 +51,7 @@ impl Grant {
         let credential = match (principal.method, principal.token_id, &principal.session) {
             (AuthMethod::Token, Some(id), _) => Credential::Token(id),
             (AuthMethod::Session, _, Some(session)) => Credential::Session(session.id),
-            _ => Credential::Password(principal.user.password_hash.clone()),
+            _ => Credential::Password(password_digest(&principal.user)),
         };
         Grant {
             spec,
@@ -98,8 +99,8 @@ impl Grant {
             .await
             .map_err(failed)?
             .ok_or("the user was removed")?;
-        if let Credential::Password(hash) = &self.credential {
-            if user.password_hash != *hash {
+        if let Credential::Password(digest) = &self.credential {
+            if password_digest(&user) != *digest {
                 return Err("the password changed".into());
             }
         }
@@ -147,6 +148,10 @@ impl Grant {
             }
         }
     }
+}
+
+fn password_digest(user: &crate::store::UserRow) -> Option<String> {
+    user.password_hash.as_deref().map(auth::hash_token)
 }
 
 /// `stream` until `revoked` resolves; then `last(reason)` as the final item and the end.

@@ -749,12 +749,15 @@ pub fn api_routes() -> Vec<Route> {
         // `.env(…)` says who may act on that environment (server/src/envs/access.rs):
         //
         //   route                     creator  admin  repo owner  other writer  reader  stranger
-        //   create                    writer   yes    yes         yes           403     404
+        //   create (writers)          -        yes    yes         yes           403     404
         //   list, stream, show        yes      yes    yes         yes           yes     hidden/404
         //   logs, events              yes      yes    403         403           403     404
         //   exec, terminal            yes      yes    403         403           403     404
         //   start, restart            yes      yes    403         403           403     404
         //   stop, delete              yes      yes    yes         403           403     404
+        //
+        // The terminal (and every SSE stream) re-checks its row every 5 s and ends when it no
+        // longer holds (server/src/live_auth.rs).
         route(
             M::POST,
             "/api/v1/repos/{owner}/{name}/environments",

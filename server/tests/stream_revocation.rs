@@ -239,7 +239,13 @@ async fn event_streams_end_within_30_s_of_revocation_logout_expiry_and_removal()
     // removal from the repository: the run list, a run and its job's log lines
     let mut list = open(run_list, bearer(&t.walt)).await;
     let mut one = open(&run_stream, bearer(&t.walt)).await;
-    let mut lines = open(&job_logs, bearer(&t.walt)).await;
+    // (this one with user + password: HTTP Basic)
+    let basic = {
+        use base64::Engine;
+        let pair = base64::engine::general_purpose::STANDARD.encode("walt:correct horse battery");
+        ("authorization", format!("Basic {pair}"))
+    };
+    let mut lines = open(&job_logs, basic).await;
     assert!(matches!(list.next(BOUND).await, Next::Event(n, _) if n == "runs"));
     assert!(matches!(one.next(BOUND).await, Next::Event(n, _) if n == "run"));
     let removed = Instant::now();
