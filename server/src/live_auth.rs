@@ -69,7 +69,7 @@ impl Grant {
             "cannot re-check the credential (internal error)".to_string()
         };
         let now = now_secs();
-        let (scopes, token_id, session) = match &self.credential {
+        let (scopes, token_id) = match &self.credential {
             Credential::Token(id) => {
                 let token = store
                     .token_by_id(*id)
@@ -79,20 +79,20 @@ impl Grant {
                 if token.expires_at.is_some_and(|at| at <= now) {
                     return Err("the token expired".into());
                 }
-                (Some(token.scopes), Some(*id), None)
+                (Some(token.scopes), Some(*id))
             }
             Credential::Session(id) => {
-                let row = store
+                let session = store
                     .session_by_id(*id)
                     .await
                     .map_err(failed)?
                     .ok_or("the session ended (logged out)")?;
-                if row.expires_at <= now {
+                if session.expires_at <= now {
                     return Err("the session expired".into());
                 }
-                (None, None, Some(row))
+                (None, None)
             }
-            Credential::Password(_) => (None, None, None),
+            Credential::Password(_) => (None, None),
         };
         let user = store
             .user_by_id(self.user_id)
@@ -115,12 +115,8 @@ impl Grant {
             scopes,
             token_id,
             method,
-            session: session.map(|s| auth::SessionAuth {
-                id: s.id,
-                expires_at: s.expires_at,
-                // not needed for a re-check (no request is made with it)
-                csrf_token: String::new(),
-            }),
+            // the session's details only matter to the session routes, never to a re-check
+            session: None,
         })
     }
 
