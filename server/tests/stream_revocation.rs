@@ -269,9 +269,11 @@ async fn event_streams_end_within_30_s_of_revocation_logout_expiry_and_removal()
     ends_with("run list, logout", &mut runs, logged_out, "logged out").await;
 
     // session expiry
+    // (expiry is counted in whole seconds: the session ends 2 to 3 s from now; the bound is
+    // measured from the earliest)
     let cookie = expiring_session(&server, "alice", 3).await;
+    let expiry = Instant::now() + Duration::from_secs(2);
     let mut envs = open("/environments/stream", ("cookie", cookie.clone())).await;
-    let expiry = Instant::now() + Duration::from_secs(3);
     assert!(matches!(envs.next(BOUND).await, Next::Event(n, _) if n == "environments"));
     tokio::time::sleep_until(expiry.into()).await;
     ends_with(
@@ -372,9 +374,10 @@ async fn terminals_close_within_30_s_of_revocation_logout_expiry_and_removal() {
     closed_with("logout", &mut socket, since, "logged out").await;
 
     // session expiry
-    let cookie = expiring_session(&server, "alice", 3).await;
+    // (ends 7 to 8 s from now: time for `live` before the first re-check that sees it)
+    let cookie = expiring_session(&server, "alice", 8).await;
+    let expiry = Instant::now() + Duration::from_secs(7);
     let mut socket = open("cookie", cookie).await;
-    let expiry = Instant::now() + Duration::from_secs(3);
     live("expiring session", &mut socket).await;
     closed_with("session expiry", &mut socket, expiry, "the session expired").await;
 
