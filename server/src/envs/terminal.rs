@@ -128,6 +128,7 @@ pub(super) async fn pump_terminal(
     let (mut sink, mut stream) = socket.split();
     let cove_agent::worker::Terminal { input, mut output } = term;
     let (withdrawn_tx, mut withdrawn) = tokio::sync::oneshot::channel::<String>();
+    let mut withdrawn_tx = Some(withdrawn_tx);
     let to_client = tokio::spawn(async move {
         loop {
             let out = tokio::select! {
@@ -177,7 +178,7 @@ pub(super) async fn pump_terminal(
                 _ => break,
             },
             reason = &mut revoked => {
-                let _ = withdrawn_tx.send(reason);
+                let _ = withdrawn_tx.take().map(|tx| tx.send(reason));
                 break;
             }
         };
@@ -203,5 +204,17 @@ pub(super) async fn pump_terminal(
         }
     }
     drop(input);
-    let _ = to_client.await;
+    if withdrawn_tx.is_none() {
+        // access ended: the close frame goes out within a few seconds, unless the client
+        // stopped reading (the sender is then stuck), in which case the socket is dropped
+        let mut to_client = to_client;
+        if tokio::time::timeout(std::time::Duration::from_secs(5), &mut to_client)
+            .await
+            .is_err()
+        {
+            to_client.abort();
+        }
+    } else {
+        let _ = to_client.await;
+    }
 }
