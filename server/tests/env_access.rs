@@ -86,6 +86,47 @@ async fn walk(
     }
 }
 
+/// Every environment route of the route table with its environment rule: a new environment
+/// route fails this test until it is added here and to the walk below.
+#[test]
+fn the_route_table_names_the_environment_rule_of_every_environment_route() {
+    use cove_server::envs::EnvAccess::{Creator, CreatorOrRepoOwner};
+    let expected = [
+        ("POST", "/api/v1/repos/{owner}/{name}/environments", None),
+        ("GET", "/api/v1/environments", None),
+        ("GET", "/api/v1/environments/stream", None),
+        ("GET", "/api/v1/environments/orphans", None),
+        ("GET", "/api/v1/environments/{env}", None),
+        (
+            "DELETE",
+            "/api/v1/environments/{env}",
+            Some(CreatorOrRepoOwner),
+        ),
+        ("POST", "/api/v1/environments/{env}/start", Some(Creator)),
+        (
+            "POST",
+            "/api/v1/environments/{env}/stop",
+            Some(CreatorOrRepoOwner),
+        ),
+        ("POST", "/api/v1/environments/{env}/restart", Some(Creator)),
+        ("POST", "/api/v1/environments/{env}/exec", Some(Creator)),
+        ("GET", "/api/v1/environments/{env}/logs", Some(Creator)),
+        ("GET", "/api/v1/environments/{env}/events", Some(Creator)),
+        ("GET", "/api/v1/environments/{env}/terminal", Some(Creator)),
+    ];
+    let table: Vec<_> = cove_server::routes::api_routes()
+        .into_iter()
+        .map(|r| r.spec)
+        .filter(|s| s.path.contains("environments"))
+        .map(|s| (s.method.to_string(), s.path, s.env_access))
+        .collect();
+    let expected: Vec<_> = expected
+        .into_iter()
+        .map(|(m, p, a)| (m.to_string(), p, a))
+        .collect();
+    assert_eq!(table, expected);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_environment_route_as_creator_writer_reader_stranger_owner_and_admin() {
     cove_tests::require_docker();
@@ -130,6 +171,21 @@ async fn every_environment_route_as_creator_writer_reader_stranger_owner_and_adm
         );
     }
     assert!(listed(&server, &t.sam).await.is_empty(), "list as stranger");
+    walk(
+        &server,
+        Method::GET,
+        "/environments/orphans",
+        json!({}),
+        &[
+            ("alice", &t.alice, 403),
+            ("walt", &t.walt, 403),
+            ("rita", &t.rita, 403),
+            ("olga", &t.olga, 403),
+            ("sam", &t.sam, 403),
+            ("admin", &t.admin, 200),
+        ],
+    )
+    .await;
     assert!(
         streamed(&server, &t.sam).await.is_empty(),
         "stream as stranger"
