@@ -179,3 +179,29 @@ where
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_revoked_stream_ends_with_the_reason_and_an_ended_one_without() {
+        // an endless stream whose access ends after its first item
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let endless = futures_util::stream::iter([1]).chain(futures_util::stream::pending());
+        let revoked = async move {
+            let _ = rx.await;
+            "the token was revoked".to_string()
+        };
+        let mut s = Box::pin(until_revoked(endless, revoked, |r| r.len()));
+        assert_eq!(s.next().await, Some(1));
+        tx.send(()).unwrap();
+        assert_eq!(s.next().await, Some("the token was revoked".len()));
+        assert_eq!(s.next().await, None);
+
+        // a stream that ends by itself ends without the last item
+        let short = futures_util::stream::iter([1, 2]);
+        let s = until_revoked(short, std::future::pending::<String>(), |_| 0);
+        assert_eq!(s.collect::<Vec<_>>().await, vec![1, 2]);
+    }
+}
