@@ -1002,48 +1002,6 @@ async fn log_request(request: Request, next: Next) -> Response {
     response
 }
 
-/// The per-route authorization middleware. Besides the route's repository (and environment),
-/// it hands the handler a [`live_auth::Grant`], with which a long-lived response checks the
-/// same rules again while it lasts.
-async fn authorize_route(
-    State((state, spec)): State<(AppState, Arc<RouteSpec>)>,
-    params: RawPathParams,
-    mut request: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
-    let caller =
-        auth::authenticate_request(state.store(), request.method(), request.headers()).await?;
-    match spec.audience {
-        Audience::Agents => {
-            let agent = auth::require_agent(caller)?;
-            request.extensions_mut().insert(agent);
-            return Ok(next.run(request).await);
-        }
-        Audience::Registration => {
-            let grant = auth::require_registration(caller)?;
-            request.extensions_mut().insert(grant);
-            return Ok(next.run(request).await);
-        }
-        Audience::Users => {}
-    }
-    let principal = auth::user_of(caller)?.ok_or(ApiError::Unauthorized)?;
-    let params: Vec<(String, String)> = params
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    let (repo, env) = authorize_user(&state, &spec, &principal, &params).await?;
-    if let Some(repo) = repo {
-        request.extensions_mut().insert(repo);
-    }
-    if let Some(env) = env {
-        request.extensions_mut().insert(env);
-    }
-    let grant = live_auth::Grant::new(spec.clone(), &principal, params);
-    request.extensions_mut().insert(grant);
-    request.extensions_mut().insert(principal);
-    Ok(next.run(request).await)
-}
-
 /// The rules of route `spec` for a user: scope, administrators only, the role on the
 /// repository (`{owner}/{name}`, the run's or the environment's) and the environment access.
 /// Answers the repository and environment the route acts on. Used by the middleware and by
@@ -1118,6 +1076,48 @@ pub(crate) async fn authorize_user(
         envs::access::authorize(state.store(), access, principal, spec.scope, &env, &repo).await?;
     }
     Ok((Some(repo), Some(env)))
+}
+
+/// The per-route authorization middleware. Besides the route's repository (and environment),
+/// it hands the handler a [`live_auth::Grant`], with which a long-lived response checks the
+/// same rules again while it lasts.
+async fn authorize_route(
+    State((state, spec)): State<(AppState, Arc<RouteSpec>)>,
+    params: RawPathParams,
+    mut request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let caller =
+        auth::authenticate_request(state.store(), request.method(), request.headers()).await?;
+    match spec.audience {
+        Audience::Agents => {
+            let agent = auth::require_agent(caller)?;
+            request.extensions_mut().insert(agent);
+            return Ok(next.run(request).await);
+        }
+        Audience::Registration => {
+            let grant = auth::require_registration(caller)?;
+            request.extensions_mut().insert(grant);
+            return Ok(next.run(request).await);
+        }
+        Audience::Users => {}
+    }
+    let principal = auth::user_of(caller)?.ok_or(ApiError::Unauthorized)?;
+    let params: Vec<(String, String)> = params
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let (repo, env) = authorize_user(&state, &spec, &principal, &params).await?;
+    if let Some(env) = env {
+        request.extensions_mut().insert(env);
+    }
+    let grant = live_auth::Grant::new(spec.clone(), &principal, params);
+    request.extensions_mut().insert(grant);
+    if let Some(repo) = repo {
+        request.extensions_mut().insert(repo);
+    }
+    request.extensions_mut().insert(principal);
+    Ok(next.run(request).await)
 }
 
 // ---------------------------------------------------------------------------------------
