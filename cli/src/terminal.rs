@@ -122,6 +122,14 @@ pub fn run(
                     }
                 }
             }
+            Ok(Message::Close(Some(frame)))
+                if frame.code == tungstenite::protocol::frame::coding::CloseCode::Policy =>
+            {
+                // the server ended the terminal: the caller's access ended (token revoked,
+                // logged out, removed from the repository)
+                drop(raw);
+                bail!("the server closed the terminal: {}", frame.reason);
+            }
             Ok(Message::Close(_)) => break,
             Ok(_) => {}
             Err(tungstenite::Error::Io(e))

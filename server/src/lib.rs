@@ -18,6 +18,7 @@ pub mod envs;
 pub mod error;
 pub mod extract;
 pub mod git;
+pub mod live_auth;
 pub mod metrics;
 pub mod names;
 pub mod openapi;

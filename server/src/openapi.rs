@@ -309,6 +309,9 @@ pub fn operation(route: &Route, components: &mut BTreeMap<String, Value>) -> Val
             role.as_str()
         ));
     }
+    if let Some(access) = spec.env_access {
+        description.push_str(&format!("; only {}", access.describe()));
+    }
     if spec.admin_only {
         description.push_str("; administrators only");
     }

@@ -18,10 +18,11 @@ use utoipa::IntoParams;
 
 use crate::agents;
 use crate::auth::{self, Audience, Principal};
-use crate::envs;
+use crate::envs::{self, EnvAccess};
 use crate::error::ApiError;
 use crate::extract::{self, Json, Path, Query};
 use crate::git;
+use crate::live_auth;
 use crate::metrics;
 use crate::names::validate_name;
 pub use crate::openapi::{all_paths, openapi_document};
@@ -46,6 +47,9 @@ pub struct RouteSpec {
     pub repo_role: Option<Role>,
     /// Only administrators.
     pub admin_only: bool,
+    /// `{env}` routes: who may act on the environment beyond `repo_role` (its creator, an
+    /// administrator, for some routes the repository's owners). `None`: `repo_role` alone.
+    pub env_access: Option<EnvAccess>,
     pub summary: &'static str,
     /// Status of a successful call.
     pub success: StatusCode,
@@ -85,6 +89,12 @@ impl Route {
     fn also_json<T: utoipa::ToSchema>(mut self) -> Self {
         let schema = self.doc.schema::<T>();
         self.doc.alternatives.push(("application/json", schema));
+        self
+    }
+
+    /// An `{env}` route that needs more than its repository role (see [`EnvAccess`]).
+    fn env(mut self, access: EnvAccess) -> Self {
+        self.spec.env_access = Some(access);
         self
     }
 
@@ -130,6 +140,7 @@ where
             scope,
             repo_role,
             admin_only,
+            env_access: None,
             summary,
             success,
             extra_statuses: Vec::new(),
@@ -785,7 +796,19 @@ pub fn api_routes() -> Vec<Route> {
             runs::agent_upload_artifact,
         )
         .answers(&[404, 409]),
-        // ---- environments: repository routes need a role on the environment's repository
+        // ---- environments: `{env}` routes need the role on the environment's repository, and
+        // `.env(…)` says who may act on that environment (server/src/envs/access.rs):
+        //
+        //   route                     creator  admin  repo owner  other writer  reader  stranger
+        //   create (writers)          -        yes    yes         yes           403     404
+        //   list, stream, show        yes      yes    yes         yes           yes     hidden/404
+        //   logs, events              yes      yes    403         403           403     404
+        //   exec, terminal            yes      yes    403         403           403     404
+        //   start, restart            yes      yes    403         403           403     404
+        //   stop, delete              yes      yes    yes         403           403     404
+        //
+        // The terminal (and every SSE stream) re-checks its row every 5 s and ends when it no
+        // longer holds (server/src/live_auth.rs).
         route(
             M::POST,
             "/api/v1/repos/{owner}/{name}/environments",
@@ -850,6 +873,7 @@ pub fn api_routes() -> Vec<Route> {
             "Delete an environment and its volumes",
             envs::delete_env,
         )
+        .env(EnvAccess::CreatorOrRepoOwner)
         .answers(&[409, 503]),
         route(
             M::POST,
@@ -861,6 +885,7 @@ pub fn api_routes() -> Vec<Route> {
             "Start a stopped environment",
             envs::start_env,
         )
+        .env(EnvAccess::Creator)
         .answers(&[409, 503]),
         route(
             M::POST,
@@ -872,6 +897,7 @@ pub fn api_routes() -> Vec<Route> {
             "Stop an environment (preStop first)",
             envs::stop_env,
         )
+        .env(EnvAccess::CreatorOrRepoOwner)
         .answers(&[409, 503]),
         route(
             M::POST,
@@ -883,6 +909,7 @@ pub fn api_routes() -> Vec<Route> {
             "Restart from the devfile in the workspace; an invalid devfile is refused (422)",
             envs::restart_env,
         )
+        .env(EnvAccess::Creator)
         .json::<cove_api::Environment>()
         .answers(&[409, 422, 503]),
         route(
@@ -895,6 +922,7 @@ pub fn api_routes() -> Vec<Route> {
             "Run a command in a component",
             envs::exec_env,
         )
+        .env(EnvAccess::Creator)
         .answers(&[404, 409, 503]),
         route(
             M::GET,
@@ -906,6 +934,7 @@ pub fn api_routes() -> Vec<Route> {
             "A component's recent output",
             envs::env_logs,
         )
+        .env(EnvAccess::Creator)
         .answers(&[404, 409, 503]),
         route(
             M::GET,
@@ -916,7 +945,8 @@ pub fn api_routes() -> Vec<Route> {
             OK,
             "Progress, postStart output and state changes",
             envs::env_events,
-        ),
+        )
+        .env(EnvAccess::Creator),
         route(
             M::GET,
             "/api/v1/environments/{env}/terminal",
@@ -927,6 +957,7 @@ pub fn api_routes() -> Vec<Route> {
             "Interactive terminal (WebSocket; binary frames are terminal bytes, text frames JSON resize/exit)",
             envs::terminal,
         )
+        .env(EnvAccess::Creator)
         .empty()
         .answers(&[409, 503]),
     ]
@@ -969,6 +1000,7 @@ pub fn router(state: AppState) -> Router {
         scope: Scope::Read,
         repo_role: None,
         admin_only: true,
+        env_access: None,
         summary: "Prometheus metrics (administrators)",
         success: StatusCode::OK,
         extra_statuses: Vec::new(),
@@ -1035,7 +1067,88 @@ async fn log_request(request: Request, next: Next) -> Response {
     response
 }
 
-/// The per-route authorization middleware.
+/// The rules of route `spec` for a user: scope, administrators only, the role on the
+/// repository (`{owner}/{name}`, the run's or the environment's) and the environment access.
+/// Answers the repository and environment the route acts on. Used by the middleware and by
+/// long-lived responses re-checking their caller ([`live_auth::Grant::recheck`]).
+pub(crate) async fn authorize_user(
+    state: &AppState,
+    spec: &RouteSpec,
+    principal: &Principal,
+    params: &[(String, String)],
+) -> Result<(Option<RepoRow>, Option<crate::store::EnvRow>), ApiError> {
+    auth::require_scope(Some(principal), spec.scope, spec.admin_only)?;
+    let Some(role) = spec.repo_role else {
+        return Ok((None, None));
+    };
+    let param = |key: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    let env_id = param("env");
+    let run_id = param("run");
+    if !run_id.is_empty() {
+        let (owner, name) = crate::runs::http::repo_of_run(state, &run_id).await?;
+        crate::audit::note_repo(&owner, &name);
+        let repo = auth::authorize_repo(
+            state.store(),
+            Some(principal),
+            &owner,
+            &name,
+            spec.scope,
+            role,
+        )
+        .await?;
+        return Ok((Some(repo), None));
+    }
+    if env_id.is_empty() {
+        crate::audit::note_repo(&param("owner"), &param("name"));
+        let repo = auth::authorize_repo(
+            state.store(),
+            Some(principal),
+            &param("owner"),
+            &param("name"),
+            spec.scope,
+            role,
+        )
+        .await?;
+        return Ok((Some(repo), None));
+    }
+    // environment routes: the role is checked on the environment's repository; a caller who
+    // cannot see that repository learns nothing about it (404 for the environment)
+    let not_found = || ApiError::NotFound(format!("environment {env_id}"));
+    let env = state.store().env(&env_id).await?.ok_or_else(not_found)?;
+    let repo = state
+        .store()
+        .repo_by_id(env.repo_id)
+        .await?
+        .ok_or_else(not_found)?;
+    crate::audit::note_repo(&repo.owner, &repo.name);
+    let repo = auth::authorize_repo(
+        state.store(),
+        Some(principal),
+        &repo.owner,
+        &repo.name,
+        spec.scope,
+        role,
+    )
+    .await
+    .map_err(|e| match e {
+        ApiError::NotFound(_) => not_found(),
+        other => other,
+    })?;
+    if let Some(access) = spec.env_access {
+        envs::access::authorize(state.store(), access, principal, spec.scope, &env, &repo).await?;
+    }
+    Ok((Some(repo), Some(env)))
+}
+
+/// The per-route authorization middleware. Besides the route's repository (and environment),
+/// it hands the handler a [`live_auth::Grant`], with which a long-lived response checks the
+/// same rules again while it lasts.
 async fn authorize_route(
     State((state, spec)): State<(AppState, Arc<RouteSpec>)>,
     params: RawPathParams,
@@ -1061,47 +1174,18 @@ async fn authorize_route(
         }
         Audience::Users => {}
     }
-    let principal = auth::user_of(caller)?;
-    let principal = auth::require_scope(principal.as_ref(), spec.scope, spec.admin_only)?.clone();
-    if let Some(role) = spec.repo_role {
-        let param = |key: &str| {
-            params
-                .iter()
-                .find(|(k, _)| *k == key)
-                .map(|(_, v)| v.to_string())
-                .unwrap_or_default()
-        };
-        let env_id = param("env");
-        let run_id = param("run");
-        let (owner, name) = if !run_id.is_empty() {
-            crate::runs::http::repo_of_run(&state, &run_id).await?
-        } else if env_id.is_empty() {
-            (param("owner"), param("name"))
-        } else {
-            // environment routes: the role is checked on the environment's repository
-            let env = state
-                .store()
-                .env(&env_id)
-                .await?
-                .ok_or_else(|| ApiError::NotFound(format!("environment {env_id}")))?;
-            let repo = state
-                .store()
-                .repo_by_id(env.repo_id)
-                .await?
-                .ok_or_else(|| ApiError::NotFound(format!("environment {env_id}")))?;
-            request.extensions_mut().insert(env);
-            (repo.owner, repo.name)
-        };
-        crate::audit::note_repo(&owner, &name);
-        let repo = auth::authorize_repo(
-            state.store(),
-            Some(&principal),
-            &owner,
-            &name,
-            spec.scope,
-            role,
-        )
-        .await?;
+    let principal = auth::user_of(caller)?.ok_or(ApiError::Unauthorized)?;
+    let params: Vec<(String, String)> = params
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let (repo, env) = authorize_user(&state, &spec, &principal, &params).await?;
+    if let Some(env) = env {
+        request.extensions_mut().insert(env);
+    }
+    let grant = live_auth::Grant::new(spec.clone(), &principal, params);
+    request.extensions_mut().insert(grant);
+    if let Some(repo) = repo {
         request.extensions_mut().insert(repo);
     }
     let renewed_cookie = principal

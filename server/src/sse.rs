@@ -1,6 +1,10 @@
 //! Server-sent events for the web UI: a stream of snapshots that are sent whenever they change.
 //! The owners of each concern (runs, environments) decide what a snapshot is; this module only
 //! knows how to watch and send it.
+//!
+//! Every stream ends within [`crate::live_auth::RECHECK`] (plus a store round trip) once its
+//! caller's authorization no longer holds — token revoked, logged out, session expired,
+//! removed from the repository: a last `error` event says why.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -12,17 +16,23 @@ use futures_util::stream::BoxStream;
 use futures_util::StreamExt;
 
 use crate::error::ApiError;
+use crate::live_auth::{self, Grant};
 use crate::AppState;
 
 /// Longest wait between two loads when nothing woke the watcher.
 pub const POLL: Duration = Duration::from_secs(1);
 
-/// A stream of SSE events, ready to be answered. It ends when the server shuts down.
+/// A stream of SSE events, ready to be answered. It ends when the server shuts down, and
+/// with an `error` event naming the reason when `grant` no longer holds.
 pub fn response(
     state: &AppState,
+    grant: Grant,
     stream: BoxStream<'static, Result<Event, Infallible>>,
 ) -> Response {
-    let stream = stream.take_until(state.closing().clone().cancelled_owned());
+    let stream = live_auth::until_revoked(stream, grant.revoked(state.clone()), |reason| {
+        Ok(Event::default().event("error").data(reason))
+    })
+    .take_until(state.closing().clone().cancelled_owned());
     let mut response = Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response();
@@ -43,8 +53,8 @@ enum Phase {
 /// Sends `load()`'s snapshot as event `name` now and whenever it changes (checked when the
 /// workflow engine reports progress, at least every [`POLL`]). When a snapshot says it is
 /// final (`true`), it is sent, followed by an `end` event, and the stream ends. A failing load
-/// sends an `error` event with the message and ends the stream.
-pub fn snapshots<F, Fut>(state: AppState, name: &'static str, load: F) -> Response
+/// sends an `error` event with the message and ends the stream; so does the end of `grant`.
+pub fn snapshots<F, Fut>(state: AppState, grant: Grant, name: &'static str, load: F) -> Response
 where
     F: Fn(AppState) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<(serde_json::Value, bool), ApiError>> + Send + 'static,
@@ -100,5 +110,5 @@ where
             let _ = tokio::time::timeout(POLL, notified).await;
         }
     });
-    response(&closing, stream.boxed())
+    response(&closing, grant, stream.boxed())
 }

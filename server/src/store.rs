@@ -16,6 +16,7 @@ use sqlx::{AnyPool, Row};
 mod agents;
 mod audit;
 mod envs;
+mod live_auth;
 mod metrics;
 mod packages;
 mod retention;

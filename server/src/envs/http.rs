@@ -134,9 +134,10 @@ pub async fn list_envs(
 pub async fn stream_envs(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
+    Extension(grant): Extension<crate::live_auth::Grant>,
     Query(q): Query<ListQuery>,
 ) -> Response {
-    crate::sse::snapshots(state, "environments", move |state| {
+    crate::sse::snapshots(state, grant, "environments", move |state| {
         let principal = principal.clone();
         let repo = q.repo.clone();
         async move {

@@ -6,11 +6,12 @@
 //! (the embedded one by default) and applies the [`EnvReport`]s it gets back.
 
 //!
-//! Layout: `create` (the create handler), `http` (the other REST handlers and the DTO),
-//! `state` (transitions, agent reports, reconciliation), `watcher` (devfile changes),
-//! `reaper` (idle stop), `terminal` (WebSocket terminals), `devfile` (reading devfiles
-//! from the repository).
+//! Layout: `access` (who may act on an environment), `create` (the create handler), `http`
+//! (the other REST handlers and the DTO), `state` (transitions, agent reports,
+//! reconciliation), `watcher` (devfile changes), `reaper` (idle stop), `terminal` (WebSocket
+//! terminals), `devfile` (reading devfiles from the repository).
 
+pub mod access;
 mod create;
 mod devfile;
 mod http;
@@ -19,6 +20,7 @@ mod state;
 mod terminal;
 mod watcher;
 
+pub use access::EnvAccess;
 pub use create::*;
 use devfile::*;
 pub use http::*;

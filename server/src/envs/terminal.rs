@@ -59,10 +59,12 @@ pub fn origin_allowed(headers: &axum::http::HeaderMap, public_url: &str) -> bool
 
 /// `GET /api/v1/environments/{env}/terminal` (WebSocket): an interactive
 /// terminal in the main container (or `component`), starting in
-/// PROJECT_SOURCE. A foreign `Origin` is refused.
+/// PROJECT_SOURCE. A foreign `Origin` is refused. The socket is closed (1008, with the
+/// reason) once the caller's authorization no longer holds ([`crate::live_auth`]).
 pub async fn terminal(
     State(state): State<AppState>,
     Extension(row): Extension<EnvRow>,
+    Extension(grant): Extension<crate::live_auth::Grant>,
     Query(q): Query<TerminalQuery>,
     headers: axum::http::HeaderMap,
     ws: crate::extract::WebSocketUpgrade,
@@ -106,22 +108,51 @@ pub async fn terminal(
         .map_err(ApiError::Conflict)?;
     state.store().touch_env(&row.id, now_ms()).await?;
     let env_id = row.id.clone();
-    Ok(ws.on_upgrade(move |socket| pump_terminal(state, env_id, socket, term)))
+    let revoked = grant.revoked(state.clone());
+    Ok(ws.on_upgrade(move |socket| pump_terminal(state, env_id, socket, term, revoked)))
 }
+
+/// WebSocket close code for a terminal whose caller lost access (policy violation).
+pub const CLOSE_ACCESS_WITHDRAWN: u16 = 1008;
 
 pub(super) async fn pump_terminal(
     state: AppState,
     env_id: String,
     socket: axum::extract::ws::WebSocket,
     term: cove_agent::worker::Terminal,
+    revoked: impl std::future::Future<Output = String> + Send + 'static,
 ) {
-    use axum::extract::ws::Message;
+    use axum::extract::ws::{CloseFrame, Message};
     use cove_api::agent::{TermInput, TermOutput};
     use futures_util::{SinkExt, StreamExt};
     let (mut sink, mut stream) = socket.split();
     let cove_agent::worker::Terminal { input, mut output } = term;
+    let (withdrawn_tx, mut withdrawn) = tokio::sync::oneshot::channel::<String>();
+    let mut withdrawn_tx = Some(withdrawn_tx);
     let to_client = tokio::spawn(async move {
-        while let Some(out) = output.recv().await {
+        loop {
+            let out = tokio::select! {
+                out = output.recv() => match out {
+                    Some(out) => out,
+                    None => return,
+                },
+                reason = &mut withdrawn => {
+                    if let Ok(reason) = reason {
+                        // a close reason has at most 123 bytes
+                        let mut end = reason.len().min(123);
+                        while !reason.is_char_boundary(end) {
+                            end -= 1;
+                        }
+                        let frame = CloseFrame {
+                            code: CLOSE_ACCESS_WITHDRAWN,
+                            reason: reason[..end].into(),
+                        };
+                        let _ = sink.send(Message::Close(Some(frame))).await;
+                        let _ = sink.close().await;
+                    }
+                    return;
+                }
+            };
             let msg = match out {
                 TermOutput::Data { bytes } => Message::Binary(bytes.into()),
                 TermOutput::Exit { code } => {
@@ -138,7 +169,19 @@ pub(super) async fn pump_terminal(
         }
     });
     let mut last_touch = now_ms();
-    while let Some(Ok(msg)) = stream.next().await {
+    let revoked = revoked;
+    tokio::pin!(revoked);
+    loop {
+        let msg = tokio::select! {
+            msg = stream.next() => match msg {
+                Some(Ok(msg)) => msg,
+                _ => break,
+            },
+            reason = &mut revoked => {
+                let _ = withdrawn_tx.take().map(|tx| tx.send(reason));
+                break;
+            }
+        };
         let input_msg = match msg {
             Message::Binary(b) => TermInput::Data { bytes: b.to_vec() },
             Message::Text(t) => match serde_json::from_str::<TerminalControl>(&t) {
@@ -161,5 +204,17 @@ pub(super) async fn pump_terminal(
         }
     }
     drop(input);
-    let _ = to_client.await;
+    if withdrawn_tx.is_none() {
+        // access ended: the close frame goes out within a few seconds, unless the client
+        // stopped reading (the sender is then stuck), in which case the socket is dropped
+        let mut to_client = to_client;
+        if tokio::time::timeout(std::time::Duration::from_secs(5), &mut to_client)
+            .await
+            .is_err()
+        {
+            to_client.abort();
+        }
+    } else {
+        let _ = to_client.await;
+    }
 }

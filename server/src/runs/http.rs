@@ -22,6 +22,7 @@ use super::secrets::valid_secret_name;
 use super::RunsError;
 use crate::auth::AgentPrincipal;
 use crate::error::ApiError;
+use crate::live_auth::Grant;
 use crate::store::{JobRow, RepoRow, RunRow};
 use crate::AppState;
 
@@ -215,6 +216,7 @@ pub struct LogsQuery {
 pub async fn job_logs(
     State(state): State<AppState>,
     Extension(repo): Extension<RepoRow>,
+    Extension(grant): Extension<Grant>,
     Path(params): Path<BTreeMap<String, String>>,
     Query(q): Query<LogsQuery>,
 ) -> Result<Response, ApiError> {
@@ -274,6 +276,11 @@ pub async fn job_logs(
             let _ = tokio::time::timeout(Duration::from_secs(1), notified).await;
         }
     });
+    // ends with a last line saying why once the caller's authorization no longer holds
+    let stream =
+        crate::live_auth::until_revoked(Box::pin(stream), grant.revoked(state.clone()), |reason| {
+            Ok(Bytes::from(format!("[cove: log stream ended: {reason}]\n")))
+        });
     Ok((
         [
             (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
@@ -587,10 +594,11 @@ pub async fn agent_upload_artifact(
 pub async fn stream_runs(
     State(state): State<AppState>,
     Extension(repo): Extension<RepoRow>,
+    Extension(grant): Extension<Grant>,
     Query(q): Query<ListRunsQuery>,
 ) -> Result<Response, ApiError> {
     let limit = crate::extract::limit(q.limit, 50, 500)?;
-    Ok(crate::sse::snapshots(state, "runs", move |state| {
+    Ok(crate::sse::snapshots(state, grant, "runs", move |state| {
         let repo = repo.clone();
         let branch = q.branch.clone();
         async move {
@@ -616,10 +624,11 @@ pub async fn stream_runs(
 pub async fn stream_run(
     State(state): State<AppState>,
     Extension(repo): Extension<RepoRow>,
+    Extension(grant): Extension<Grant>,
     Path(params): Path<BTreeMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let run_id = load_run(&state, &repo, &params).await?.id;
-    Ok(crate::sse::snapshots(state, "run", move |state| {
+    Ok(crate::sse::snapshots(state, grant, "run", move |state| {
         let repo = repo.clone();
         async move {
             let run = state
@@ -651,6 +660,7 @@ pub struct LogStreamQuery {
 pub async fn stream_job_logs(
     State(state): State<AppState>,
     Extension(repo): Extension<RepoRow>,
+    Extension(grant): Extension<Grant>,
     Path(params): Path<BTreeMap<String, String>>,
     Query(q): Query<LogStreamQuery>,
     headers: axum::http::HeaderMap,
@@ -722,5 +732,5 @@ pub async fn stream_job_logs(
             let _ = tokio::time::timeout(crate::sse::POLL, notified).await;
         }
     });
-    Ok(crate::sse::response(&closing, stream.boxed()))
+    Ok(crate::sse::response(&closing, grant, stream.boxed()))
 }
