@@ -353,12 +353,23 @@ async fn delete_rules(docker: &Docker, fw: &Firewall, env: &str, listing: &str) 
     fw.run(docker, batch, true).await.1
 }
 
-/// After a crash (a killed agent runs no cleanup): removes every
+/// At agent start (a killed agent runs no cleanup): removes every
 /// environment network whose environment has no container left (unless it
 /// was created in the last two minutes: another agent on this engine may be
 /// creating that environment right now), and every `cove.env=<id>` rule
 /// whose environment has no network. Returns the environments cleaned.
 pub async fn cleanup_orphans(docker: &Docker, n: &EnvNetwork) -> Result<Vec<String>, PodError> {
+    cleanup_orphans_where(docker, n, std::time::Duration::from_secs(120), |_| true).await
+}
+
+/// [`cleanup_orphans`] for networks at least `min_age` old and environments
+/// `consider` accepts (tests limit it to their own).
+pub async fn cleanup_orphans_where(
+    docker: &Docker,
+    n: &EnvNetwork,
+    min_age: std::time::Duration,
+    consider: impl Fn(&str) -> bool,
+) -> Result<Vec<String>, PodError> {
     let filters = HashMap::from([(
         "label".to_string(),
         vec![format!("{LABEL_ROLE}={ROLE_NETWORK}")],
@@ -380,12 +391,15 @@ pub async fn cleanup_orphans(docker: &Docker, n: &EnvNetwork) -> Result<Vec<Stri
             continue;
         };
         with_network.insert(env.clone());
+        if !consider(&env) {
+            continue;
+        }
         let created = net
             .created
             .as_deref()
             .and_then(crate::job_sandbox::rfc3339_secs)
             .unwrap_or(now);
-        if now.saturating_sub(created) < 120 || has_containers(docker, &env).await? {
+        if now.saturating_sub(created) < min_age.as_secs() || has_containers(docker, &env).await? {
             continue;
         }
         remove(docker, &env, n).await?;
@@ -396,7 +410,7 @@ pub async fn cleanup_orphans(docker: &Docker, n: &EnvNetwork) -> Result<Vec<Stri
         let stale: BTreeSet<String> = tagged_rules(&listing)
             .into_iter()
             .map(|(e, _)| e)
-            .filter(|e| !with_network.contains(e))
+            .filter(|e| !with_network.contains(e) && consider(e))
             .collect();
         for env in stale {
             for f in delete_rules(docker, &n.net.firewall, &env, &listing).await {

@@ -75,11 +75,13 @@ pub struct PodSpec {
     /// Memory limit for containers whose devfile sets none (at most the
     /// maximum).
     pub default_memory_bytes: Option<u64>,
-    /// Largest CPU limit a container may ask for, in millicores; also the
-    /// limit of containers that set none. `None`: the engine's CPU count.
+    /// Largest CPU limit a container may ask for, in millicores; when set,
+    /// also the limit of containers that set none. `None`: the engine's CPU
+    /// count.
     pub max_cpu_millis: Option<u64>,
-    /// Largest memory limit a container may ask for, in bytes. `None`: the
-    /// engine's total memory.
+    /// Largest memory limit a container may ask for, in bytes; when set,
+    /// also the limit of containers with neither a devfile limit nor a
+    /// default. `None`: the engine's total memory.
     pub max_memory_bytes: Option<u64>,
 }
 
@@ -162,7 +164,9 @@ pub struct Runtime {
 
 /// `64000m` as `64 CPUs`, `500m` as it is.
 fn fmt_cpu(millis: u64) -> String {
-    if millis.is_multiple_of(1000) {
+    if millis == 1000 {
+        "1 CPU".into()
+    } else if millis.is_multiple_of(1000) {
         format!("{} CPUs", millis / 1000)
     } else {
         format!("{millis}m")
@@ -553,7 +557,11 @@ impl Runtime {
             (Some(d), Some(m)) => Some(d.min(m)),
             (d, _) => d,
         };
-        let memory = c.memory_limit_bytes.or(default_memory).map(|b| b as i64);
+        let memory = c
+            .memory_limit_bytes
+            .or(default_memory)
+            .or(spec.max_memory_bytes)
+            .map(|b| b as i64);
         let cpu_millis = c.cpu_limit_millis.or(spec.max_cpu_millis);
         ContainerCreateBody {
             image: Some(c.image.clone()),
