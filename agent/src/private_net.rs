@@ -580,7 +580,7 @@ impl PrivateNetwork {
 
     /// Let the job's containers reach `port` on the bridge address (where
     /// the job's endpoint gateway listens). Nothing else on the host; and
-    /// nobody else reaches that port (other jobs, environments on docker0,
+    /// nobody else reaches that port (other jobs, environments, containers on docker0,
     /// other hosts routing to the bridge address) except the host itself.
     pub async fn allow_gateway_port(&mut self, port: u16) -> Result<(), NetError> {
         let dest = |iface: Option<&str>, target: &str| {

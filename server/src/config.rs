@@ -28,6 +28,8 @@ pub enum ConfigError {
     DatabaseScheme,
     #[error("COVE_ADMIN_TOKEN must start with \"cove_\" and be at least 32 characters")]
     AdminToken,
+    #[error("invalid [environments] setting: {0}")]
+    Environments(String),
 }
 
 /// The keys accepted in the TOML file; every key is optional.
@@ -52,6 +54,83 @@ pub struct FileConfig {
     pub max_job_log_bytes: Option<u64>,
     /// `[retention]`: how long runs, logs and artifacts are kept (file only).
     pub retention: Option<RetentionFileConfig>,
+    /// `[environments]`: resource maximums and networking of environments (file only).
+    pub environments: Option<EnvironmentsFileConfig>,
+}
+
+/// `[environments]` of the TOML file.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvironmentsFileConfig {
+    /// Largest CPU limit of one container (`4`, `"1.5"`, `"500m"`); a devfile
+    /// asking for more is refused. Default: the engine's CPU count.
+    pub max_cpus: Option<Quantity>,
+    /// Largest memory limit of one container (`"16Gi"`, `"512Mi"`); a devfile
+    /// asking for more is refused. Default: the engine's memory.
+    pub max_memory: Option<Quantity>,
+    /// `[environments.network]`: `isolate` (own network, host and metadata
+    /// blocked; default true), `blocked` (CIDRs, default `169.254.0.0/16`).
+    pub network: Option<cove_agent::env_net::EnvNetSettings>,
+}
+
+/// A Kubernetes-style quantity, written as a TOML number or string.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Quantity {
+    Number(f64),
+    Text(String),
+}
+
+impl Quantity {
+    fn text(&self) -> String {
+        match self {
+            Quantity::Number(n) => n.to_string(),
+            Quantity::Text(t) => t.clone(),
+        }
+    }
+}
+
+/// Environments: what a devfile may ask for and how environments are networked.
+#[derive(Debug, Clone, Default)]
+pub struct EnvironmentsConfig {
+    /// Largest CPU limit of a container, in millicores (`None`: the engine's CPUs).
+    pub max_cpu_millis: Option<u64>,
+    /// Largest memory limit of a container, in bytes (`None`: the engine's memory).
+    pub max_memory_bytes: Option<u64>,
+    pub network: cove_agent::env_net::EnvNetSettings,
+}
+
+impl EnvironmentsFileConfig {
+    fn resolve(self) -> Result<EnvironmentsConfig, ConfigError> {
+        let bad = |what: &str, q: &Quantity| {
+            ConfigError::Environments(format!("{what} = {:?} is not a quantity", q.text()))
+        };
+        let max_cpu_millis = match &self.max_cpus {
+            Some(q) => Some(
+                devfiles::quantity::millicores(&q.text())
+                    .filter(|m| *m > 0)
+                    .ok_or_else(|| bad("max_cpus", q))?,
+            ),
+            None => None,
+        };
+        let max_memory_bytes = match &self.max_memory {
+            Some(q) => Some(
+                devfiles::quantity::bytes(&q.text())
+                    .filter(|b| *b > 0)
+                    .ok_or_else(|| bad("max_memory", q))?,
+            ),
+            None => None,
+        };
+        let network = self.network.unwrap_or_default();
+        network
+            .blocked_cidrs()
+            .map_err(|e| ConfigError::Environments(format!("network.blocked: {e}")))?;
+        Ok(EnvironmentsConfig {
+            max_cpu_millis,
+            max_memory_bytes,
+            network,
+        })
+    }
 }
 
 /// `[retention]` of the TOML file: the server-wide default of every repository.
@@ -165,6 +244,8 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// Push deadline, job log cap, retention default.
     pub limits: Limits,
+    /// Resource maximums and networking of environments (`[environments]`).
+    pub environments: EnvironmentsConfig,
 }
 
 impl std::fmt::Debug for Config {
@@ -218,6 +299,7 @@ impl Config {
             max_push_bytes: DEFAULT_MAX_PUSH_BYTES,
             metrics_listen: None,
             limits: Limits::default(),
+            environments: EnvironmentsConfig::default(),
         }
     }
 
@@ -239,7 +321,9 @@ impl Config {
             push_deadline_secs: _,
             max_job_log_bytes: _,
             retention: _,
+            environments: _,
         } = flags;
+        let environments = file.environments.clone().unwrap_or_default().resolve()?;
         let metrics_listen = match metrics_listen
             .or(file.metrics_listen)
             .filter(|s| !s.is_empty())
@@ -321,6 +405,7 @@ impl Config {
                 .unwrap_or(DEFAULT_MAX_PUSH_BYTES),
             metrics_listen,
             limits,
+            environments,
         })
     }
 
@@ -374,6 +459,34 @@ mod tests {
         let err = toml::from_str::<FileConfig>("[jobs.sandbox]\nprivate_netwrok = false\n")
             .expect_err("unknown key");
         assert!(err.to_string().contains("private_netwrok"), "{err}");
+    }
+
+    #[test]
+    fn environments_section_sets_maximums_and_network() {
+        let file: FileConfig = toml::from_str(
+            "[environments]\nmax_cpus = 2\nmax_memory = \"8Gi\"\n[environments.network]\nblocked = [\"169.254.0.0/16\", \"10.0.0.0/8\"]\n",
+        )
+        .expect("valid toml");
+        let c = Config::resolve(FileConfig::default(), None, file).expect("valid config");
+        assert_eq!(c.environments.max_cpu_millis, Some(2000));
+        assert_eq!(c.environments.max_memory_bytes, Some(8 << 30));
+        assert!(c.environments.network.isolate);
+        assert_eq!(c.environments.network.blocked.len(), 2);
+        let d = Config::resolve(FileConfig::default(), None, FileConfig::default()).unwrap();
+        assert_eq!(d.environments.max_cpu_millis, None);
+        assert_eq!(d.environments.network.blocked, vec!["169.254.0.0/16"]);
+        for (text, needle) in [
+            ("[environments]\nmax_cpus = \"lots\"\n", "max_cpus"),
+            ("[environments]\nmax_memory = \"-1Gi\"\n", "max_memory"),
+            (
+                "[environments.network]\nblocked = [\"metadata\"]\n",
+                "metadata",
+            ),
+        ] {
+            let file: FileConfig = toml::from_str(text).expect("valid toml");
+            let err = Config::resolve(FileConfig::default(), None, file).unwrap_err();
+            assert!(err.to_string().contains(needle), "{err}");
+        }
     }
 
     #[test]
