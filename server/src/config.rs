@@ -156,6 +156,8 @@ pub struct Limits {
     pub retention: Retention,
     /// How often the retention pass runs.
     pub retention_interval: Duration,
+    /// Resource maximums and networking of environments (`[environments]`).
+    pub environments: EnvironmentsConfig,
 }
 
 /// How long runs, their logs and artifacts are kept.
@@ -186,6 +188,7 @@ impl Default for Limits {
             max_job_log_bytes: DEFAULT_MAX_JOB_LOG_BYTES,
             retention: DEFAULT_RETENTION,
             retention_interval: DEFAULT_RETENTION_INTERVAL,
+            environments: EnvironmentsConfig::default(),
         }
     }
 }
@@ -244,8 +247,6 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// Push deadline, job log cap, retention default.
     pub limits: Limits,
-    /// Resource maximums and networking of environments (`[environments]`).
-    pub environments: EnvironmentsConfig,
 }
 
 impl std::fmt::Debug for Config {
@@ -299,7 +300,6 @@ impl Config {
             max_push_bytes: DEFAULT_MAX_PUSH_BYTES,
             metrics_listen: None,
             limits: Limits::default(),
-            environments: EnvironmentsConfig::default(),
         }
     }
 
@@ -350,6 +350,7 @@ impl Config {
                 runs: retention_file.runs.unwrap_or(DEFAULT_RETENTION.runs),
             },
             retention_interval,
+            environments,
         };
         let jobs = file.jobs.clone().unwrap_or_default();
         let mut runs = crate::runs::RunsConfig::default();
@@ -405,7 +406,6 @@ impl Config {
                 .unwrap_or(DEFAULT_MAX_PUSH_BYTES),
             metrics_listen,
             limits,
-            environments,
         })
     }
 
@@ -468,13 +468,16 @@ mod tests {
         )
         .expect("valid toml");
         let c = Config::resolve(FileConfig::default(), None, file).expect("valid config");
-        assert_eq!(c.environments.max_cpu_millis, Some(2000));
-        assert_eq!(c.environments.max_memory_bytes, Some(8 << 30));
-        assert!(c.environments.network.isolate);
-        assert_eq!(c.environments.network.blocked.len(), 2);
+        assert_eq!(c.limits.environments.max_cpu_millis, Some(2000));
+        assert_eq!(c.limits.environments.max_memory_bytes, Some(8 << 30));
+        assert!(c.limits.environments.network.isolate);
+        assert_eq!(c.limits.environments.network.blocked.len(), 2);
         let d = Config::resolve(FileConfig::default(), None, FileConfig::default()).unwrap();
-        assert_eq!(d.environments.max_cpu_millis, None);
-        assert_eq!(d.environments.network.blocked, vec!["169.254.0.0/16"]);
+        assert_eq!(d.limits.environments.max_cpu_millis, None);
+        assert_eq!(
+            d.limits.environments.network.blocked,
+            vec!["169.254.0.0/16"]
+        );
         for (text, needle) in [
             ("[environments]\nmax_cpus = \"lots\"\n", "max_cpus"),
             ("[environments]\nmax_memory = \"-1Gi\"\n", "max_memory"),

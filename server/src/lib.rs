@@ -208,7 +208,7 @@ impl Server {
         }
         let (events, _) = broadcast::channel(EVENT_BUS_CAPACITY);
         let (agent, agent_reports) = if config.embedded_agent {
-            embedded_agent(&config.environments, &config.runs.sandbox).await
+            embedded_agent(&config.limits.environments, &config.runs.sandbox).await
         } else {
             (None, None)
         };

@@ -256,6 +256,8 @@ pub async fn restart_env(
             }
         },
     };
+    let mut plan = plan;
+    keep_limits(&mut plan, &old);
     let plan_json = serde_json::to_string(&plan).map_err(ApiError::internal)?;
     state
         .store()
