@@ -162,6 +162,38 @@ pub struct Runtime {
     capacity: (Option<u64>, Option<u64>),
 }
 
+/// Why `plan` cannot run under these maximums (CPU millicores, memory bytes
+/// per container), or `None` when it can: the first container asking for more.
+pub fn over_limit(
+    plan: &EnvironmentPlan,
+    max_cpu: Option<u64>,
+    max_mem: Option<u64>,
+) -> Option<String> {
+    for c in &plan.containers {
+        if let (Some(asked), Some(max)) = (c.cpu_limit_millis, max_cpu) {
+            if asked > max {
+                return Some(format!(
+                    "component `{}` asks for cpuLimit {}; this server allows at most {} per container",
+                    c.name,
+                    fmt_cpu(asked),
+                    fmt_cpu(max)
+                ));
+            }
+        }
+        if let (Some(asked), Some(max)) = (c.memory_limit_bytes, max_mem) {
+            if asked > max {
+                return Some(format!(
+                    "component `{}` asks for memoryLimit {}; this server allows at most {} per container",
+                    c.name,
+                    fmt_bytes(asked),
+                    fmt_bytes(max)
+                ));
+            }
+        }
+    }
+    None
+}
+
 /// `64000m` as `64 CPUs`, `500m` as it is.
 fn fmt_cpu(millis: u64) -> String {
     if millis == 1000 {
@@ -285,40 +317,23 @@ impl Runtime {
         )
     }
 
+    /// The engine's CPUs (millicores) and memory (bytes), as it reported them at connect.
+    pub fn capacity(&self) -> (Option<u64>, Option<u64>) {
+        self.capacity
+    }
+
     /// Refuses a plan whose containers ask for more than the maximum (what
     /// a Kubernetes LimitRange does for Che, and a template's parameter
     /// bounds for Coder), before anything is created or removed.
     fn check_limits(&self, spec: &PodSpec) -> Result<()> {
         let (max_cpu, max_mem) = self.max_limits(spec);
-        for c in &spec.plan.containers {
-            if let (Some(asked), Some(max)) = (c.cpu_limit_millis, max_cpu) {
-                if asked > max {
-                    return Err(PodError::OverLimit {
-                        env: spec.env_id.clone(),
-                        what: format!(
-                            "component `{}` asks for cpuLimit {}; this server allows at most {} per container",
-                            c.name,
-                            fmt_cpu(asked),
-                            fmt_cpu(max)
-                        ),
-                    });
-                }
-            }
-            if let (Some(asked), Some(max)) = (c.memory_limit_bytes, max_mem) {
-                if asked > max {
-                    return Err(PodError::OverLimit {
-                        env: spec.env_id.clone(),
-                        what: format!(
-                            "component `{}` asks for memoryLimit {}; this server allows at most {} per container",
-                            c.name,
-                            fmt_bytes(asked),
-                            fmt_bytes(max)
-                        ),
-                    });
-                }
-            }
+        match over_limit(&spec.plan, max_cpu, max_mem) {
+            Some(what) => Err(PodError::OverLimit {
+                env: spec.env_id.clone(),
+                what,
+            }),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// The same engine with other bounds for [`Runtime::exec`].

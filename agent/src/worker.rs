@@ -31,6 +31,12 @@ pub struct Terminal {
 }
 
 impl AgentHandle {
+    /// The engine's CPUs (millicores) and memory (bytes): the default maximum
+    /// of a container's limits.
+    pub fn capacity(&self) -> (Option<u64>, Option<u64>) {
+        self.rt.capacity()
+    }
+
     /// Send a command and wait for its direct reply.
     pub async fn call(&self, cmd: EnvCommand) -> AgentReply {
         let (tx, rx) = oneshot::channel();

@@ -1,7 +1,8 @@
 //! Environment resource limits through the server (in-process server, embedded agent, real
 //! Docker and git): the size's limits survive `restart` (which re-plans from the workspace
-//! devfile), and a devfile asking for more than the server's maximum is refused with a
-//! clear reason, leaving nothing behind. docs/security.md "What an environment can reach".
+//! devfile); a devfile asking for more than the server's maximum is refused (422) at create
+//! and at restart, leaving nothing behind and the running environment as it was; a size is
+//! trimmed to a configured maximum. docs/security.md "What an environment can reach".
 
 #![allow(clippy::unwrap_used)]
 
@@ -94,7 +95,37 @@ async fn restart_keeps_the_size_limits_and_over_limit_devfiles_are_refused() {
     assert_eq!(after.state, EnvState::Running, "{:?}", after.reason);
     assert_eq!(limits_of(&e.id, "main"), medium, "restart lost the limits");
 
-    // 64 CPUs: refused (the default maximum is the engine's CPU count), nothing left.
+    // The workspace devfile now asks for 64 CPUs: the restart is refused (422) before
+    // anything changes, and the environment keeps running with its limits.
+    let devfile = "/projects/sized/devfile.yaml";
+    let r = server
+        .http
+        .post(server.api(&format!("/environments/{}/exec", e.id)))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({ "command": ["sh", "-c", format!("echo \"    container: {{image: cove/busybox:latest, cpuLimit: '64'}}\" > /tmp/l && sed -i '$d' {devfile} && cat /tmp/l >> {devfile} && cat {devfile}")] }))
+        .send()
+        .await
+        .unwrap();
+    let out: cove_api::ExecResult = r.json().await.unwrap();
+    assert!(out.stdout.contains("cpuLimit: '64'"), "{out:?}");
+    let r = server
+        .http
+        .post(server.api(&format!("/environments/{}/restart", e.id)))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    let body = r.text().await.unwrap();
+    assert!(
+        body.contains("devfile.yaml:1:1: error: component `main` asks for cpuLimit 64 CPUs; this server allows at most"),
+        "{body}"
+    );
+    assert_eq!(env(&server, &e.id).await.state, EnvState::Running);
+    assert_eq!(limits_of(&e.id, "main"), medium);
+
+    // 64 CPUs in the repository's devfile: refused at create (the default maximum is the
+    // engine's CPU count), nothing stored, nothing started.
     common::repo_with_devfile(
         &server.http,
         &server.url,
@@ -102,17 +133,64 @@ async fn restart_keeps_the_size_limits_and_over_limit_devfiles_are_refused() {
         "schemaVersion: 2.2.0\ncomponents:\n  - name: main\n    container: {image: cove/busybox:latest, cpuLimit: '64'}\n",
     )
     .await;
-    let g = create(&server, "greedy").await;
-    let _cleanup_g = cove_tests::EnvCleanup(g.id.clone());
-    let failed = settled(&server, &g.id).await;
-    assert_eq!(failed.state, EnvState::Failed);
-    let reason = failed.reason.unwrap_or_default();
+    let r = server
+        .http
+        .post(server.api("/repos/admin/greedy/environments"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    let body = r.text().await.unwrap();
     assert!(
-        reason.contains("component `main` asks for cpuLimit 64 CPUs; this server allows at most"),
-        "{reason}"
+        body.contains("devfile.yaml:1:1: error: component `main` asks for cpuLimit 64 CPUs; this server allows at most"),
+        "{body}"
     );
-    let filter = format!("label=cove.env={}", g.id);
-    assert_eq!(docker(&["ps", "-aq", "--filter", &filter]), "");
-    assert_eq!(docker(&["network", "ls", "-q", "--filter", &filter]), "");
+    let all: Vec<Environment> = common::admin_get(&server.http, server.api("/environments")).await;
+    assert_eq!(all.len(), 1, "{all:?}");
+    // 1 TiB against a configured maximum: the same, and a size is trimmed to the maximum.
+    let capped = TestServer::start_configured(|c| {
+        c.limits.environments.max_memory_bytes = Some(1 << 30);
+        c.limits.environments.max_cpu_millis = Some(500);
+    })
+    .await
+    .unwrap();
+    common::repo_with_devfile(
+        &capped.http,
+        &capped.url,
+        "huge",
+        "schemaVersion: 2.2.0\ncomponents:\n  - name: main\n    container: {image: cove/busybox:latest, memoryLimit: 1Ti}\n",
+    )
+    .await;
+    let r = capped
+        .http
+        .post(capped.api("/repos/admin/huge/environments"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    let body = r.text().await.unwrap();
+    assert!(
+        body.contains("asks for memoryLimit 1Ti; this server allows at most 1Gi"),
+        "{body}"
+    );
+    common::repo_with_devfile(
+        &capped.http,
+        &capped.url,
+        "plain",
+        "schemaVersion: 2.2.0\ncomponents:\n  - name: main\n    container: {image: cove/busybox:latest}\n",
+    )
+    .await;
+    let p = create(&capped, "plain").await;
+    let _cleanup_p = cove_tests::EnvCleanup(p.id.clone());
+    assert_eq!(settled(&capped, &p.id).await.state, EnvState::Running);
+    assert_eq!(
+        limits_of(&p.id, "main"),
+        format!("500000000 {}", 1u64 << 30)
+    );
+    capped.stop().await;
     server.stop().await;
 }

@@ -128,14 +128,20 @@ pub async fn create_env(
             )))
         }
     };
-    // the size's defaults, within the server's maximum (a devfile asking for more than the
-    // maximum is refused by the agent; a size is the server's own choice and is trimmed)
-    let max = &state.limits().environments;
-    let memory = max.max_memory_bytes.map_or(memory, |m| memory.min(m));
-    let cpu = max.max_cpu_millis.map_or(cpu, |m| cpu.min(m));
+    // the size's defaults, within the server's maximum (a size is the server's own choice
+    // and is trimmed; a devfile asking for more than the maximum is refused)
+    let (max_cpu, max_mem) = state.envs().max_limits(&state.limits().environments);
+    let memory = max_mem.map_or(memory, |m| memory.min(m));
+    let cpu = max_cpu.map_or(cpu, |m| cpu.min(m));
     for c in &mut plan.containers {
         c.memory_limit_bytes.get_or_insert(memory);
         c.cpu_limit_millis.get_or_insert(cpu);
+    }
+    if let Some(why) = cove_agent::pod::over_limit(&plan, max_cpu, max_mem) {
+        return Ok(invalid_devfile(format!(
+            "{}:1:1: error: {why}\n  help: ask for less, or have an administrator raise `[environments] max_cpus`/`max_memory`",
+            devfile_path.as_deref().unwrap_or("<default devfile>")
+        )));
     }
     if plan.containers.is_empty() {
         return Ok(invalid_devfile(format!(
