@@ -369,7 +369,7 @@ pub async fn clean_after_crash(docker: &Docker, settings: &SandboxSettings) {
 }
 
 /// Seconds since the epoch of an RFC 3339 UTC time (`2026-11-26T11:32:06.5Z`).
-fn rfc3339_secs(t: &str) -> Option<u64> {
+pub(crate) fn rfc3339_secs(t: &str) -> Option<u64> {
     let b = t.as_bytes();
     if b.len() < 19 || b[4] != b'-' || b[10] != b'T' {
         return None;

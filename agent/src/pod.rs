@@ -28,6 +28,12 @@ pub const LABEL_EPHEMERAL: &str = "cove.ephemeral";
 /// Seconds a container gets between SIGTERM and SIGKILL on stop.
 const STOP_TIMEOUT_SECS: i32 = 5;
 
+/// Capabilities taken from Docker's default set in every component
+/// container: raw sockets (packet spoofing, ARP games on the bridge),
+/// device nodes, audit writes and file capabilities. The infra container
+/// keeps none at all. docs/security.md "What an environment can reach".
+pub const DROPPED_CAPABILITIES: &[&str] = &["NET_RAW", "MKNOD", "AUDIT_WRITE", "SETFCAP"];
+
 #[derive(Debug, thiserror::Error)]
 pub enum PodError {
     #[error("cannot reach the Docker engine: {0}")]
@@ -40,6 +46,10 @@ pub enum PodError {
     NoComponent { env: String, component: String },
     #[error("environment `{env}`: {what}")]
     TooLarge { env: String, what: String },
+    #[error("environment `{env}`: {what}")]
+    OverLimit { env: String, what: String },
+    #[error("network of environment `{env}`: {message}")]
+    Network { env: String, message: String },
     #[error("docker {action} for environment `{env}` failed: {source}")]
     Docker {
         env: String,
@@ -62,8 +72,17 @@ pub struct PodSpec {
     pub publish_address: String,
     /// Process limit of every container.
     pub pids_limit: i64,
-    /// Memory limit for containers whose devfile sets none.
+    /// Memory limit for containers whose devfile sets none (at most the
+    /// maximum).
     pub default_memory_bytes: Option<u64>,
+    /// Largest CPU limit a container may ask for, in millicores; when set,
+    /// also the limit of containers that set none. `None`: the engine's CPU
+    /// count.
+    pub max_cpu_millis: Option<u64>,
+    /// Largest memory limit a container may ask for, in bytes; when set,
+    /// also the limit of containers with neither a devfile limit nor a
+    /// default. `None`: the engine's total memory.
+    pub max_memory_bytes: Option<u64>,
 }
 
 impl PodSpec {
@@ -75,6 +94,8 @@ impl PodSpec {
             publish_address: "127.0.0.1".into(),
             pids_limit: 4096,
             default_memory_bytes: None,
+            max_cpu_millis: None,
+            max_memory_bytes: None,
         }
     }
 }
@@ -136,6 +157,67 @@ pub struct ExecOutput {
 pub struct Runtime {
     docker: Docker,
     exec_limits: crate::bounded::ExecLimits,
+    network: crate::env_net::EnvNetwork,
+    /// The engine's CPUs (millicores) and memory (bytes): the default maximum.
+    capacity: (Option<u64>, Option<u64>),
+}
+
+/// Why `plan` cannot run under these maximums (CPU millicores, memory bytes
+/// per container), or `None` when it can: the first container asking for more.
+pub fn over_limit(
+    plan: &EnvironmentPlan,
+    max_cpu: Option<u64>,
+    max_mem: Option<u64>,
+) -> Option<String> {
+    for c in &plan.containers {
+        if let (Some(asked), Some(max)) = (c.cpu_limit_millis, max_cpu) {
+            if asked > max {
+                return Some(format!(
+                    "component `{}` asks for cpuLimit {}; this server allows at most {} per container",
+                    c.name,
+                    fmt_cpu(asked),
+                    fmt_cpu(max)
+                ));
+            }
+        }
+        if let (Some(asked), Some(max)) = (c.memory_limit_bytes, max_mem) {
+            if asked > max {
+                return Some(format!(
+                    "component `{}` asks for memoryLimit {}; this server allows at most {} per container",
+                    c.name,
+                    fmt_bytes(asked),
+                    fmt_bytes(max)
+                ));
+            }
+        }
+    }
+    None
+}
+
+/// `64000m` as `64 CPUs`, `500m` as it is.
+fn fmt_cpu(millis: u64) -> String {
+    if millis == 1000 {
+        "1 CPU".into()
+    } else if millis.is_multiple_of(1000) {
+        format!("{} CPUs", millis / 1000)
+    } else {
+        format!("{millis}m")
+    }
+}
+
+/// Bytes in the largest binary unit that divides them.
+fn fmt_bytes(b: u64) -> String {
+    for (unit, size) in [
+        ("Ti", 1u64 << 40),
+        ("Gi", 1 << 30),
+        ("Mi", 1 << 20),
+        ("Ki", 1 << 10),
+    ] {
+        if b >= size && b.is_multiple_of(size) {
+            return format!("{}{unit}", b / size);
+        }
+    }
+    format!("{b} bytes")
 }
 
 pub fn valid_env_id(id: &str) -> bool {
@@ -198,10 +280,60 @@ impl Runtime {
             .negotiate_version()
             .await
             .map_err(PodError::Connect)?;
+        let capacity = match docker.info().await {
+            Ok(info) => (
+                info.ncpu
+                    .and_then(|n| u64::try_from(n).ok())
+                    .map(|n| n * 1000),
+                info.mem_total.and_then(|m| u64::try_from(m).ok()),
+            ),
+            Err(_) => (None, None),
+        };
         Ok(Runtime {
             docker,
             exec_limits: crate::bounded::ExecLimits::from_env(),
+            network: crate::env_net::EnvNetwork::default(),
+            capacity,
         })
+    }
+
+    /// The same engine with other network settings for environments.
+    pub fn with_network(mut self, network: crate::env_net::EnvNetwork) -> Self {
+        self.network = network;
+        self
+    }
+
+    /// How environments are networked.
+    pub fn network(&self) -> &crate::env_net::EnvNetwork {
+        &self.network
+    }
+
+    /// The largest CPU (millicores) and memory (bytes) limits a container
+    /// of `spec` may have: the spec's, else the engine's capacity.
+    pub fn max_limits(&self, spec: &PodSpec) -> (Option<u64>, Option<u64>) {
+        (
+            spec.max_cpu_millis.or(self.capacity.0),
+            spec.max_memory_bytes.or(self.capacity.1),
+        )
+    }
+
+    /// The engine's CPUs (millicores) and memory (bytes), as it reported them at connect.
+    pub fn capacity(&self) -> (Option<u64>, Option<u64>) {
+        self.capacity
+    }
+
+    /// Refuses a plan whose containers ask for more than the maximum (what
+    /// a Kubernetes LimitRange does for Che, and a template's parameter
+    /// bounds for Coder), before anything is created or removed.
+    fn check_limits(&self, spec: &PodSpec) -> Result<()> {
+        let (max_cpu, max_mem) = self.max_limits(spec);
+        match over_limit(&spec.plan, max_cpu, max_mem) {
+            Some(what) => Err(PodError::OverLimit {
+                env: spec.env_id.clone(),
+                what,
+            }),
+            None => Ok(()),
+        }
     }
 
     /// The same engine with other bounds for [`Runtime::exec`].
@@ -234,10 +366,14 @@ impl Runtime {
         if !valid_env_id(&spec.env_id) {
             return Err(PodError::BadId(spec.env_id.clone()));
         }
+        self.check_limits(spec)?;
         let mut created_volumes = Vec::new();
         let result = self.create_inner(spec, &mut created_volumes).await;
         if result.is_err() {
             self.remove_containers(&spec.env_id).await.ok();
+            crate::env_net::remove(&self.docker, &spec.env_id, &self.network)
+                .await
+                .ok();
             for v in created_volumes {
                 self.docker
                     .remove_volume(&v, Some(RemoveVolumeOptions { force: true }))
@@ -282,6 +418,8 @@ impl Runtime {
             )
             .await?;
         }
+        // the environment's own network (with host isolation), unless turned off
+        let network = crate::env_net::ensure(&self.docker, env, &self.network).await?;
         // infra container: owns the network namespace and publishes endpoints
         let mut exposed = Vec::new();
         let mut bindings = HashMap::new();
@@ -321,9 +459,11 @@ impl Runtime {
             exposed_ports: Some(exposed),
             stop_timeout: Some(STOP_TIMEOUT_SECS.into()),
             host_config: Some(HostConfig {
+                network_mode: network.clone(),
                 port_bindings: Some(bindings),
                 pids_limit: Some(64),
                 memory: Some(32 * 1024 * 1024),
+                cap_drop: Some(vec!["ALL".into()]),
                 security_opt: Some(vec!["no-new-privileges".into()]),
                 privileged: Some(false),
                 ..Default::default()
@@ -348,7 +488,7 @@ impl Runtime {
             .map_err(Self::err(env, "start infra container"))?;
         // components are independent once the namespace exists: create them concurrently
         let starts = spec.plan.containers.iter().map(|c| {
-            let body = self.component_body(spec, c, &infra_id);
+            let body = self.component_body(spec, c, &infra_id, network.as_deref());
             async move {
                 let options = CreateContainerOptions {
                     name: Some(container_name(env, &c.name)),
@@ -407,6 +547,7 @@ impl Runtime {
         spec: &PodSpec,
         c: &ContainerPlan,
         infra_id: &str,
+        network: Option<&str>,
     ) -> ContainerCreateBody {
         let env = spec.env_id.as_str();
         let mut mounts = Vec::new();
@@ -426,10 +567,17 @@ impl Runtime {
                 ..Default::default()
             });
         }
+        let (_, max_mem) = self.max_limits(spec);
+        let default_memory = match (spec.default_memory_bytes, max_mem) {
+            (Some(d), Some(m)) => Some(d.min(m)),
+            (d, _) => d,
+        };
         let memory = c
             .memory_limit_bytes
-            .or(spec.default_memory_bytes)
+            .or(default_memory)
+            .or(spec.max_memory_bytes)
             .map(|b| b as i64);
+        let cpu_millis = c.cpu_limit_millis.or(spec.max_cpu_millis);
         ContainerCreateBody {
             image: Some(c.image.clone()),
             entrypoint: c.command.clone(),
@@ -448,14 +596,15 @@ impl Runtime {
             stop_timeout: Some(STOP_TIMEOUT_SECS.into()),
             host_config: Some(HostConfig {
                 network_mode: if c.dedicated_pod {
-                    None
+                    network.map(str::to_string)
                 } else {
                     Some(format!("container:{infra_id}"))
                 },
                 mounts: Some(mounts),
                 memory,
-                nano_cpus: c.cpu_limit_millis.map(|m| (m as i64) * 1_000_000),
+                nano_cpus: cpu_millis.map(|m| (m as i64) * 1_000_000),
                 pids_limit: Some(spec.pids_limit),
+                cap_drop: Some(DROPPED_CAPABILITIES.iter().map(|c| c.to_string()).collect()),
                 security_opt: Some(vec!["no-new-privileges".into()]),
                 privileged: Some(false),
                 ..Default::default()
@@ -611,6 +760,8 @@ impl Runtime {
         if list.is_empty() {
             return Err(PodError::NotFound(env.to_string()));
         }
+        // rules lost to a host reboot come back before anything runs
+        crate::env_net::ensure(&self.docker, env, &self.network).await?;
         for c in &list {
             let id = c.id.clone().unwrap_or_default();
             match self
@@ -631,6 +782,7 @@ impl Runtime {
     /// `/projects` are kept. If the new containers cannot be created the
     /// environment is left stopped with its data intact.
     pub async fn recreate(&self, spec: &PodSpec) -> Result<PodStatus> {
+        self.check_limits(spec)?;
         self.remove_containers(&spec.env_id).await?;
         let mut created = Vec::new();
         let result = self.create_inner(spec, &mut created).await;
@@ -667,7 +819,8 @@ impl Runtime {
         Ok(())
     }
 
-    /// Remove every container and volume of the environment.
+    /// Remove every container, volume and the network (with its firewall
+    /// rules) of the environment.
     pub async fn delete(&self, env: &str) -> Result<()> {
         self.remove_containers(env).await?;
         let filters = HashMap::from([("label".to_string(), vec![format!("{LABEL_ENV}={env}")])]);
@@ -690,7 +843,7 @@ impl Runtime {
                 _ => {}
             }
         }
-        Ok(())
+        crate::env_net::remove(&self.docker, env, &self.network).await
     }
 
     async fn component_id(&self, env: &str, component: &str) -> Result<String> {

@@ -103,7 +103,7 @@ impl Default for NetOptions {
 }
 
 impl Firewall {
-    fn binary(&self) -> &str {
+    pub(crate) fn binary(&self) -> &str {
         match self {
             Firewall::Local { iptables } | Firewall::HostContainer { iptables, .. } => iptables,
         }
@@ -113,7 +113,7 @@ impl Firewall {
     /// `keep_going` every command runs and failures are collected;
     /// otherwise the first failure stops the batch. Returns the standard
     /// output of the commands and the failures (`command: message`).
-    async fn run(
+    pub(crate) async fn run(
         &self,
         docker: &Docker,
         batch: Vec<Vec<String>>,
@@ -400,7 +400,7 @@ pub async fn bridge_host_address(
 
 /// This host's IPv4 interface addresses (name, address); empty when they
 /// cannot be read.
-fn host_ipv4_addresses() -> Vec<(String, Ipv4Addr)> {
+pub(crate) fn host_ipv4_addresses() -> Vec<(String, Ipv4Addr)> {
     if_addrs::get_if_addrs()
         .unwrap_or_default()
         .into_iter()
@@ -413,7 +413,7 @@ fn host_ipv4_addresses() -> Vec<(String, Ipv4Addr)> {
 
 /// [`bridge_host_address`] on an inspected network, with the host's
 /// interfaces given (pure, for tests).
-fn host_address_of(
+pub(crate) fn host_address_of(
     inspect: &bollard::models::NetworkInspect,
     interfaces: &[(String, Ipv4Addr)],
 ) -> Option<(Ipv4Addr, String)> {
@@ -460,7 +460,7 @@ fn host_address_of(
 }
 
 /// `a.b.c.d/n` with the host bits cleared.
-fn parse_v4_cidr(cidr: &str) -> Option<(Ipv4Addr, u8)> {
+pub(crate) fn parse_v4_cidr(cidr: &str) -> Option<(Ipv4Addr, u8)> {
     let (addr, len) = cidr.split_once('/')?;
     let addr: Ipv4Addr = addr.parse().ok()?;
     let len: u8 = len.parse().ok().filter(|l| *l <= 32)?;
@@ -580,7 +580,7 @@ impl PrivateNetwork {
 
     /// Let the job's containers reach `port` on the bridge address (where
     /// the job's endpoint gateway listens). Nothing else on the host; and
-    /// nobody else reaches that port (other jobs, environments on docker0,
+    /// nobody else reaches that port (other jobs, environments, containers on docker0,
     /// other hosts routing to the bridge address) except the host itself.
     pub async fn allow_gateway_port(&mut self, port: u16) -> Result<(), NetError> {
         let dest = |iface: Option<&str>, target: &str| {

@@ -31,6 +31,12 @@ pub struct Terminal {
 }
 
 impl AgentHandle {
+    /// The engine's CPUs (millicores) and memory (bytes): the default maximum
+    /// of a container's limits.
+    pub fn capacity(&self) -> (Option<u64>, Option<u64>) {
+        self.rt.capacity()
+    }
+
     /// Send a command and wait for its direct reply.
     pub async fn call(&self, cmd: EnvCommand) -> AgentReply {
         let (tx, rx) = oneshot::channel();
@@ -122,6 +128,12 @@ pub struct AgentConfig {
     pub publish_address: String,
     pub pids_limit: i64,
     pub default_memory_bytes: Option<u64>,
+    /// Largest CPU limit of a container, in millicores (`None`: the
+    /// engine's CPUs); a devfile asking for more is refused.
+    pub max_cpu_millis: Option<u64>,
+    /// Largest memory limit of a container, in bytes (`None`: the engine's
+    /// memory); a devfile asking for more is refused.
+    pub max_memory_bytes: Option<u64>,
 }
 
 impl Default for AgentConfig {
@@ -132,6 +144,8 @@ impl Default for AgentConfig {
             publish_address: d.publish_address,
             pids_limit: d.pids_limit,
             default_memory_bytes: Some(4 * 1024 * 1024 * 1024),
+            max_cpu_millis: None,
+            max_memory_bytes: None,
         }
     }
 }
@@ -144,6 +158,13 @@ pub fn spawn(
     let (tx, mut rx) = mpsc::channel::<Job>(64);
     let (reports, reports_rx) = mpsc::unbounded_channel();
     let handle_rt = rt.clone();
+    // what a killed agent left: networks of environments without containers, stale rules
+    let (docker, network) = (rt.docker().clone(), rt.network().clone());
+    tokio::spawn(async move {
+        if let Err(error) = crate::env_net::cleanup_orphans(&docker, &network).await {
+            tracing::warn!(%error, "cleaning up environment networks failed");
+        }
+    });
     let worker = Worker {
         rt,
         config,
@@ -199,6 +220,8 @@ impl Worker {
             publish_address: self.config.publish_address.clone(),
             pids_limit: self.config.pids_limit,
             default_memory_bytes: self.config.default_memory_bytes,
+            max_cpu_millis: self.config.max_cpu_millis,
+            max_memory_bytes: self.config.max_memory_bytes,
         }
     }
 

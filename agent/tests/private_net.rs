@@ -253,7 +253,7 @@ async fn private_network_reaches_only_the_gateway() {
     }
     assert!(reaches(&build, &gateway_url), "gateway unreachable");
     // The job's gateway is the job's: a container elsewhere (here the
-    // default bridge, where environments run) cannot use it; the host can.
+    // default bridge, like any other network) cannot use it; the host can.
     assert!(
         !reaches(&control, &gateway_url),
         "default bridge reached the job's gateway"

@@ -28,6 +28,8 @@ pub enum ConfigError {
     DatabaseScheme,
     #[error("COVE_ADMIN_TOKEN must start with \"cove_\" and be at least 32 characters")]
     AdminToken,
+    #[error("invalid [environments] setting: {0}")]
+    Environments(String),
     #[error("invalid [packages] settings: {0}")]
     Packages(String),
     #[error("invalid [auth] trusted_proxies entry {0:?} (expected an IP address or CIDR, e.g. 10.0.0.0/8)")]
@@ -61,6 +63,83 @@ pub struct FileConfig {
     pub packages: Option<crate::runs::package_policy::PackagesPolicy>,
     /// `[auth]`: logins and tokens (file only).
     pub auth: Option<AuthFileConfig>,
+    /// `[environments]`: resource maximums and networking of environments (file only).
+    pub environments: Option<EnvironmentsFileConfig>,
+}
+
+/// `[environments]` of the TOML file.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvironmentsFileConfig {
+    /// Largest CPU limit of one container (`4`, `"1.5"`, `"500m"`); a devfile
+    /// asking for more is refused. Default: the engine's CPU count.
+    pub max_cpus: Option<Quantity>,
+    /// Largest memory limit of one container (`"16Gi"`, `"512Mi"`); a devfile
+    /// asking for more is refused. Default: the engine's memory.
+    pub max_memory: Option<Quantity>,
+    /// `[environments.network]`: `isolate` (own network, host and metadata
+    /// blocked; default true), `blocked` (CIDRs, default `169.254.0.0/16`).
+    pub network: Option<cove_agent::env_net::EnvNetSettings>,
+}
+
+/// A Kubernetes-style quantity, written as a TOML number or string.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Quantity {
+    Number(f64),
+    Text(String),
+}
+
+impl Quantity {
+    fn text(&self) -> String {
+        match self {
+            Quantity::Number(n) => n.to_string(),
+            Quantity::Text(t) => t.clone(),
+        }
+    }
+}
+
+/// Environments: what a devfile may ask for and how environments are networked.
+#[derive(Debug, Clone, Default)]
+pub struct EnvironmentsConfig {
+    /// Largest CPU limit of a container, in millicores (`None`: the engine's CPUs).
+    pub max_cpu_millis: Option<u64>,
+    /// Largest memory limit of a container, in bytes (`None`: the engine's memory).
+    pub max_memory_bytes: Option<u64>,
+    pub network: cove_agent::env_net::EnvNetSettings,
+}
+
+impl EnvironmentsFileConfig {
+    fn resolve(self) -> Result<EnvironmentsConfig, ConfigError> {
+        let bad = |what: &str, q: &Quantity| {
+            ConfigError::Environments(format!("{what} = {:?} is not a quantity", q.text()))
+        };
+        let max_cpu_millis = match &self.max_cpus {
+            Some(q) => Some(
+                devfiles::quantity::millicores(&q.text())
+                    .filter(|m| *m > 0)
+                    .ok_or_else(|| bad("max_cpus", q))?,
+            ),
+            None => None,
+        };
+        let max_memory_bytes = match &self.max_memory {
+            Some(q) => Some(
+                devfiles::quantity::bytes(&q.text())
+                    .filter(|b| *b > 0)
+                    .ok_or_else(|| bad("max_memory", q))?,
+            ),
+            None => None,
+        };
+        let network = self.network.unwrap_or_default();
+        network
+            .blocked_cidrs()
+            .map_err(|e| ConfigError::Environments(format!("network.blocked: {e}")))?;
+        Ok(EnvironmentsConfig {
+            max_cpu_millis,
+            max_memory_bytes,
+            network,
+        })
+    }
 }
 
 /// `[auth]` of the TOML file: logins and tokens (docs/security.md "Logins and tokens").
@@ -172,6 +251,8 @@ pub struct Limits {
     pub retention_interval: Duration,
     /// Audit records older than this many days are deleted by the retention pass (0: never).
     pub audit_days: u32,
+    /// Resource maximums and networking of environments (`[environments]`).
+    pub environments: EnvironmentsConfig,
 }
 
 /// How long runs, their logs and artifacts are kept.
@@ -205,6 +286,7 @@ impl Default for Limits {
             retention: DEFAULT_RETENTION,
             retention_interval: DEFAULT_RETENTION_INTERVAL,
             audit_days: DEFAULT_AUDIT_DAYS,
+            environments: EnvironmentsConfig::default(),
         }
     }
 }
@@ -342,7 +424,9 @@ impl Config {
             retention: _,
             packages: _,
             auth: _,
+            environments: _,
         } = flags;
+        let environments = file.environments.clone().unwrap_or_default().resolve()?;
         let auth = file.auth.clone().unwrap_or_default().resolve()?;
         let metrics_listen = match metrics_listen
             .or(file.metrics_listen)
@@ -369,6 +453,7 @@ impl Config {
                 days: retention_file.days.unwrap_or(DEFAULT_RETENTION.days),
                 runs: retention_file.runs.unwrap_or(DEFAULT_RETENTION.runs),
             },
+            environments,
             retention_interval,
             audit_days: retention_file.audit_days.unwrap_or(DEFAULT_AUDIT_DAYS),
         };
@@ -521,6 +606,37 @@ mod tests {
             toml::from_str("[auth]\ntrusted_proxies = [\"proxy.example\"]\n").expect("toml");
         let err = Config::resolve(FileConfig::default(), None, bad).expect_err("not an address");
         assert!(err.to_string().contains("proxy.example"), "{err}");
+    }
+
+    #[test]
+    fn environments_section_sets_maximums_and_network() {
+        let file: FileConfig = toml::from_str(
+            "[environments]\nmax_cpus = 2\nmax_memory = \"8Gi\"\n[environments.network]\nblocked = [\"169.254.0.0/16\", \"10.0.0.0/8\"]\n",
+        )
+        .expect("valid toml");
+        let c = Config::resolve(FileConfig::default(), None, file).expect("valid config");
+        assert_eq!(c.limits.environments.max_cpu_millis, Some(2000));
+        assert_eq!(c.limits.environments.max_memory_bytes, Some(8 << 30));
+        assert!(c.limits.environments.network.isolate);
+        assert_eq!(c.limits.environments.network.blocked.len(), 2);
+        let d = Config::resolve(FileConfig::default(), None, FileConfig::default()).unwrap();
+        assert_eq!(d.limits.environments.max_cpu_millis, None);
+        assert_eq!(
+            d.limits.environments.network.blocked,
+            vec!["169.254.0.0/16"]
+        );
+        for (text, needle) in [
+            ("[environments]\nmax_cpus = \"lots\"\n", "max_cpus"),
+            ("[environments]\nmax_memory = \"-1Gi\"\n", "max_memory"),
+            (
+                "[environments.network]\nblocked = [\"metadata\"]\n",
+                "metadata",
+            ),
+        ] {
+            let file: FileConfig = toml::from_str(text).expect("valid toml");
+            let err = Config::resolve(FileConfig::default(), None, file).unwrap_err();
+            assert!(err.to_string().contains(needle), "{err}");
+        }
     }
 
     #[test]

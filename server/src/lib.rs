@@ -217,7 +217,7 @@ impl Server {
         }
         let (events, _) = broadcast::channel(EVENT_BUS_CAPACITY);
         let (agent, agent_reports) = if config.embedded_agent {
-            embedded_agent().await
+            embedded_agent(&config.limits.environments, &config.runs.sandbox).await
         } else {
             (None, None)
         };
@@ -307,8 +307,13 @@ type AgentParts = (
     Option<tokio::sync::mpsc::UnboundedReceiver<cove_api::agent::EnvReport>>,
 );
 
-/// The embedded agent on the local Docker engine, if one answers.
-async fn embedded_agent() -> AgentParts {
+/// The embedded agent on the local Docker engine, if one answers. Environments get the
+/// `[environments]` maximums and network settings; firewall rules are installed the way the
+/// job sandbox installs them (`[jobs.sandbox]` iptables and placement).
+async fn embedded_agent(
+    envs: &config::EnvironmentsConfig,
+    sandbox: &cove_agent::private_net::SandboxSettings,
+) -> AgentParts {
     let connect = tokio::time::timeout(
         std::time::Duration::from_secs(5),
         cove_agent::Runtime::connect(),
@@ -316,8 +321,16 @@ async fn embedded_agent() -> AgentParts {
     .await;
     match connect {
         Ok(Ok(rt)) => {
-            let (handle, reports) =
-                cove_agent::worker::spawn(rt, cove_agent::worker::AgentConfig::default());
+            let rt = rt.with_network(cove_agent::env_net::EnvNetwork {
+                settings: envs.network.clone(),
+                net: cove_agent::job_sandbox::net_options(sandbox),
+            });
+            let agent_config = cove_agent::worker::AgentConfig {
+                max_cpu_millis: envs.max_cpu_millis,
+                max_memory_bytes: envs.max_memory_bytes,
+                ..Default::default()
+            };
+            let (handle, reports) = cove_agent::worker::spawn(rt, agent_config);
             tracing::info!("embedded agent connected to the Docker engine");
             (Some(handle), Some(reports))
         }

@@ -247,8 +247,9 @@ impl Drop for Container {
     }
 }
 
-/// Removes every container and volume labelled `cove.env=<id>` when dropped,
-/// so a failing end-to-end test leaves no environment behind.
+/// Removes every container, volume and network labelled `cove.env=<id>` and
+/// the firewall rules tagged with it when dropped, so a failing end-to-end
+/// test leaves no environment behind.
 pub struct EnvCleanup(pub String);
 
 impl Drop for EnvCleanup {
@@ -279,6 +280,33 @@ impl Drop for EnvCleanup {
                 .args(["volume", "rm", "-f"])
                 .args(&volumes)
                 .output();
+        }
+        // the environment's network and its firewall rules (comment `cove.env=<id>`)
+        for network in ids(&["network", "ls", "-q", "--filter", &filter]) {
+            let _ = std::process::Command::new("docker")
+                .args(["network", "rm", &network])
+                .output();
+        }
+        let tag = format!("cove.env={}", self.0);
+        for chain in ["INPUT", "DOCKER-USER"] {
+            let Ok(listing) = std::process::Command::new("iptables")
+                .args(["-w", "-S", chain])
+                .output()
+            else {
+                continue;
+            };
+            for line in String::from_utf8_lossy(&listing.stdout).lines() {
+                let words: Vec<String> = line
+                    .split_whitespace()
+                    .map(|w| w.trim_matches('"').to_string())
+                    .collect();
+                if words.len() > 2 && words[0] == "-A" && words.contains(&tag) {
+                    let _ = std::process::Command::new("iptables")
+                        .args(["-w", "-D", chain])
+                        .args(&words[2..])
+                        .output();
+                }
+            }
         }
     }
 }

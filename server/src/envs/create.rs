@@ -25,6 +25,24 @@ pub(super) fn random_hex(n: usize) -> String {
         .collect()
 }
 
+/// A restart's plan keeps the limits the running one has where the devfile sets none: a
+/// container keeps its own (the size chosen at create), a new container gets the main
+/// container's. Without this a restart dropped the size's CPU and memory limits.
+pub(super) fn keep_limits(plan: &mut EnvironmentPlan, old: &EnvironmentPlan) {
+    let main = old.main_container();
+    for c in &mut plan.containers {
+        let before = old.containers.iter().find(|o| o.name == c.name).or(main);
+        if let Some(before) = before {
+            if c.cpu_limit_millis.is_none() {
+                c.cpu_limit_millis = before.cpu_limit_millis;
+            }
+            if c.memory_limit_bytes.is_none() {
+                c.memory_limit_bytes = before.memory_limit_bytes;
+            }
+        }
+    }
+}
+
 /// (devfile path in the repository, its text, the plan)
 pub(super) type LoadedDevfile = (Option<String>, String, EnvironmentPlan);
 
@@ -110,9 +128,20 @@ pub async fn create_env(
             )))
         }
     };
+    // the size's defaults, within the server's maximum (a size is the server's own choice
+    // and is trimmed; a devfile asking for more than the maximum is refused)
+    let (max_cpu, max_mem) = state.envs().max_limits(&state.limits().environments);
+    let memory = max_mem.map_or(memory, |m| memory.min(m));
+    let cpu = max_cpu.map_or(cpu, |m| cpu.min(m));
     for c in &mut plan.containers {
         c.memory_limit_bytes.get_or_insert(memory);
         c.cpu_limit_millis.get_or_insert(cpu);
+    }
+    if let Some(why) = cove_agent::pod::over_limit(&plan, max_cpu, max_mem) {
+        return Ok(invalid_devfile(format!(
+            "{}:1:1: error: {why}\n  help: ask for less, or have an administrator raise `[environments] max_cpus`/`max_memory`",
+            devfile_path.as_deref().unwrap_or("<default devfile>")
+        )));
     }
     if plan.containers.is_empty() {
         return Ok(invalid_devfile(format!(

@@ -243,7 +243,7 @@ pub async fn restart_env(
             .call(EnvCommand::PlanWorkspace {
                 env_id: row.id.clone(),
                 component,
-                path,
+                path: path.clone(),
                 repo: repo.name.clone(),
             })
             .await
@@ -257,6 +257,14 @@ pub async fn restart_env(
             }
         },
     };
+    let mut plan = plan;
+    keep_limits(&mut plan, &old);
+    let (max_cpu, max_mem) = state.envs().max_limits(&state.limits().environments);
+    if let Some(why) = cove_agent::pod::over_limit(&plan, max_cpu, max_mem) {
+        return Ok(invalid_devfile(format!(
+            "{path}:1:1: error: {why}\n  help: ask for less, or have an administrator raise `[environments] max_cpus`/`max_memory`"
+        )));
+    }
     let plan_json = serde_json::to_string(&plan).map_err(ApiError::internal)?;
     state
         .store()

@@ -72,6 +72,20 @@ impl Envs {
     pub fn has_agent(&self) -> bool {
         self.agent.is_some()
     }
+
+    /// The largest CPU (millicores) and memory (bytes) limit of one container: the
+    /// `[environments]` maximums, else the agent's engine capacity.
+    pub fn max_limits(
+        &self,
+        cfg: &crate::config::EnvironmentsConfig,
+    ) -> (Option<u64>, Option<u64>) {
+        let (cpu, mem) = self
+            .agent
+            .as_ref()
+            .map(AgentHandle::capacity)
+            .unwrap_or_default();
+        (cfg.max_cpu_millis.or(cpu), cfg.max_memory_bytes.or(mem))
+    }
 }
 
 pub(super) fn plan_of(row: &EnvRow) -> Result<EnvironmentPlan, ApiError> {
