@@ -735,7 +735,7 @@ async fn run_receive_pack(
                 pusher = event.pusher.as_deref().unwrap_or_default(),
                 "push event stored"
             );
-            state.publish(crate::routes::push_event_dto(&full_name, event));
+            state.publish(crate::repos::push_event_dto(&full_name, event));
         }
     }
     let result = match &fed {

@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod names;
 pub mod openapi;
 pub mod parse_budget;
+pub mod repos;
 pub mod retention;
 pub mod routes;
 pub mod runs;
