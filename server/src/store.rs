@@ -14,6 +14,7 @@ use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Row};
 
 mod agents;
+mod approvals;
 mod envs;
 mod metrics;
 mod packages;
@@ -22,6 +23,7 @@ mod runs;
 mod sessions;
 
 pub use agents::{AgentRow, RegistrationRefusal, RegistrationTokenRow};
+pub use approvals::{DecisionRow, GateRow};
 pub use envs::EnvRow;
 pub use metrics::StateCounts;
 pub use runs::{ActiveJob, JobRow, RunRow, WorkflowErrorRow};

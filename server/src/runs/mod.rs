@@ -9,6 +9,7 @@
 //! - Leasing is serialized by one async mutex (one server process owns the scheduler).
 //! - Time comes from [`Clock`], which tests can move forward.
 
+pub mod approval;
 pub mod http;
 pub mod log_cap;
 pub mod packages;
@@ -53,6 +54,9 @@ pub struct RunsConfig {
     pub embedded_slots: usize,
     /// How the embedded agent isolates jobs (`[jobs.sandbox]` of the config file).
     pub sandbox: cove_agent::private_net::SandboxSettings,
+    /// How long an approval gate waits when its action sets no `Timeout`
+    /// (`[jobs] approval_timeout_secs`, default 7 days).
+    pub approval_timeout: Duration,
 }
 
 impl Default for RunsConfig {
@@ -65,6 +69,7 @@ impl Default for RunsConfig {
             retry_on_agent_lost: 1,
             embedded_slots: 2,
             sandbox: cove_agent::private_net::SandboxSettings::default(),
+            approval_timeout: approval::DEFAULT_TIMEOUT,
         }
     }
 }
@@ -105,6 +110,9 @@ pub enum RunsError {
     BadRequest(String),
     #[error("{0}")]
     Conflict(String),
+    /// The caller may not do this (HTTP 403).
+    #[error("{0}")]
+    Forbidden(String),
     /// A body over its limit (HTTP 413).
     #[error("{0}")]
     TooLarge(String),
@@ -123,6 +131,7 @@ impl From<RunsError> for crate::error::ApiError {
             RunsError::Stale { .. } | RunsError::Conflict(_) => ApiError::Conflict(e.to_string()),
             RunsError::NotFound(what) => ApiError::NotFound(what),
             RunsError::BadRequest(m) => ApiError::BadRequest(m),
+            RunsError::Forbidden(m) => ApiError::Forbidden(m),
             RunsError::TooLarge(m) => ApiError::TooLarge(m),
             RunsError::Git(g) => g.into(),
             RunsError::Store(s) => s.into(),
@@ -329,7 +338,13 @@ async fn insert_run(
             },
             lease_expires_ms: None,
             cancel_requested: false,
-            timeout_ms: i64::from(action.timeout_minutes.unwrap_or(60)) * 60_000,
+            timeout_ms: match (&action.gate, action.timeout_minutes) {
+                (_, Some(minutes)) => i64::from(minutes) * 60_000,
+                (Some(_), None) => {
+                    i64::try_from(runs.config.approval_timeout.as_millis()).unwrap_or(i64::MAX)
+                }
+                (None, None) => 60 * 60_000,
+            },
             started_at_ms: None,
             finished_at_ms: None,
             error: None,
@@ -337,16 +352,27 @@ async fn insert_run(
             artifacts_json: "[]".into(),
         })
         .collect();
-    match push_event {
-        Some(event) => {
-            if !state.store().create_push_run(&run, &jobs, event).await? {
-                tracing::info!(event, workflow = %run.workflow, "push event already has this run");
-                return Ok(None);
-            }
-        }
-        None => state.store().create_run(&run, &jobs).await?,
+    // Approval gates are never leased: they wait for people (runs/approval.rs).
+    let gates: Vec<i64> = workflow
+        .actions
+        .iter()
+        .zip(&jobs)
+        .filter(|(action, _)| action.gate.is_some())
+        .map(|(_, job)| job.id)
+        .collect();
+    if !state
+        .store()
+        .create_gated_run(&run, &jobs, &gates, push_event)
+        .await?
+    {
+        tracing::info!(event = push_event, workflow = %run.workflow, "push event already has this run");
+        return Ok(None);
     }
     tracing::info!(run = run.id, workflow = %run.workflow, branch, commit, trigger, "run created");
+    if !gates.is_empty() {
+        // A gate without dependencies opens at once.
+        settle_run(state, run.id).await?;
+    }
     runs.wake();
     Ok(Some(run))
 }
@@ -644,7 +670,7 @@ pub async fn settle_run(state: &AppState, run_id: i64) -> Result<RunState, RunsE
                     .await?;
             }
         }
-        if changed {
+        if changed || approval::open_ready_gates(state, run_id, &jobs).await? {
             continue;
         }
         let derived = derive_run_state(&jobs);
@@ -677,6 +703,20 @@ async fn end_unfinished(
                 state
                     .store()
                     .end_job(j.id, JobState::Pending, None, to, Some(reason), None, now)
+                    .await?;
+            }
+            JobState::WaitingApproval => {
+                state
+                    .store()
+                    .end_job(
+                        j.id,
+                        JobState::WaitingApproval,
+                        None,
+                        to,
+                        Some(reason),
+                        None,
+                        now,
+                    )
                     .await?;
             }
             JobState::Running => state.store().request_cancel(j.id).await?,
@@ -1348,6 +1388,9 @@ pub fn spawn_reaper(state: AppState) {
             tick.tick().await;
             if let Err(e) = reap_expired(&state).await {
                 tracing::warn!(error = %e, "reaping expired leases failed");
+            }
+            if let Err(e) = approval::tick(&state).await {
+                tracing::warn!(error = %e, "expiring or opening approval gates failed");
             }
         }
     });
