@@ -193,9 +193,13 @@ fn print_approval(action: &str, a: &cove_api::Approval) {
     }
     for d in &a.decisions {
         println!(
-            "  {} {}d by {} (round {}){}{}",
+            "  {} {} by {} (round {}){}{}",
             utc(d.at_ms),
-            d.decision,
+            if d.decision == "reject" {
+                "rejected"
+            } else {
+                "approved"
+            },
             d.user,
             d.round,
             if d.comment.is_empty() { "" } else { ": " },
