@@ -617,7 +617,10 @@ pub fn derive_run_state(jobs: &[JobRow]) -> RunState {
     if !all_terminal {
         let started = jobs
             .iter()
-            .any(|j| j.state == JobState::Running || j.state.is_terminal());
+            .any(|j| {
+                matches!(j.state, JobState::Running | JobState::WaitingApproval)
+                    || j.state.is_terminal()
+            });
         return if started {
             RunState::Running
         } else {
