@@ -488,6 +488,31 @@ async fn two_approvals_need_two_listed_users() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("only alice, bob"), "{err}");
     }
+    // A comment over 4096 bytes, or deciding on an action that is not a gate, changes nothing.
+    let long = s
+        .http
+        .post(s.api(&format!("/runs/{id}/actions/Approve/approve")))
+        .bearer_auth(&alice)
+        .json(&json!({"comment": "x".repeat(5000)}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(long.status(), 400);
+    let not_gate = s
+        .http
+        .post(s.api(&format!("/runs/{id}/actions/Deploy/approve")))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"comment": ""}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(not_gate.status(), 409);
+    assert!(job(&s.run(id).await, "Approve")
+        .approval
+        .as_ref()
+        .unwrap()
+        .decisions
+        .is_empty());
     // alice twice is one approval.
     ok(&s
         .cove(
