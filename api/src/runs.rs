@@ -59,6 +59,9 @@ pub enum JobState {
     Pending,
     /// Leased to an agent.
     Running,
+    /// An `aws/approval` gate whose dependencies are done: no agent, no container, waiting
+    /// for enough approvals (or a rejection, or its timeout).
+    WaitingApproval,
     Succeeded,
     Failed,
     /// A dependency did not succeed; never ran.
@@ -71,9 +74,10 @@ pub enum JobState {
 }
 
 impl JobState {
-    pub const ALL: [JobState; 9] = [
+    pub const ALL: [JobState; 10] = [
         JobState::Pending,
         JobState::Running,
+        JobState::WaitingApproval,
         JobState::Succeeded,
         JobState::Failed,
         JobState::Skipped,
@@ -87,6 +91,7 @@ impl JobState {
         match self {
             JobState::Pending => "pending",
             JobState::Running => "running",
+            JobState::WaitingApproval => "waiting_approval",
             JobState::Succeeded => "succeeded",
             JobState::Failed => "failed",
             JobState::Skipped => "skipped",
@@ -102,7 +107,10 @@ impl JobState {
     }
 
     pub fn is_terminal(self) -> bool {
-        !matches!(self, JobState::Pending | JobState::Running)
+        !matches!(
+            self,
+            JobState::Pending | JobState::Running | JobState::WaitingApproval
+        )
     }
 }
 
@@ -129,6 +137,52 @@ pub struct Job {
     /// The registered agent that holds (or last held) the lease; absent for the embedded one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_id: Option<i64>,
+    /// Set for `aws/approval` gates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<Approval>,
+}
+
+/// An approval gate: who may decide, how many approvals it needs, what was decided.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Approval {
+    /// The `Approvers` user names; empty: the repository's owners and administrators.
+    pub approvers: Vec<String>,
+    /// `ApprovalsRequired` (distinct approvers).
+    pub approvals_required: u32,
+    /// Distinct approvals in the current round.
+    pub approvals: u32,
+    /// Why a conditional gate paused or passed by itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub condition: Option<String>,
+    /// When a waiting gate fails by timeout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at_ms: Option<i64>,
+    /// Every decision, oldest first (all rounds: a retried run opens a new round).
+    pub decisions: Vec<ApprovalDecision>,
+}
+
+/// One recorded decision on an approval gate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ApprovalDecision {
+    pub user: String,
+    /// `approve` or `reject`.
+    pub decision: String,
+    pub comment: String,
+    pub at_ms: i64,
+    /// The gate's round (1 for the first time it waited).
+    pub round: u32,
+}
+
+/// `POST /api/v1/runs/{run}/actions/{action}/approve` and `…/reject`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalRequest {
+    /// Why (kept with the decision; at most 4096 bytes).
+    #[serde(default)]
+    pub comment: String,
 }
 
 /// A workflow run.

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
-use cove_api::{Repo, Run, RunState, StartRunRequest, User};
+use cove_api::{ApprovalRequest, Repo, Run, RunState, StartRunRequest, User};
 
 use crate::client::Client;
 use crate::repo::Output;
@@ -48,6 +48,22 @@ pub enum RunCommand {
     Cancel { run: i64 },
     /// Run the actions of an ended run that did not succeed again.
     Retry { run: i64 },
+    /// Approve an approval gate that waits (an `aws/approval` action).
+    Approve {
+        run: i64,
+        action: String,
+        /// Why (kept with the decision).
+        #[arg(long, default_value = "")]
+        comment: String,
+    },
+    /// Reject an approval gate that waits: it fails and the actions after it are skipped.
+    Reject {
+        run: i64,
+        action: String,
+        /// Why (kept with the decision).
+        #[arg(long, default_value = "")]
+        comment: String,
+    },
     /// Start a workflow by hand.
     Start {
         /// OWNER/NAME or NAME.
@@ -109,7 +125,7 @@ fn print_run(run: &Run) {
     println!("state      {}", run.state.as_str());
     println!();
     println!(
-        "{:<24} {:<11} {:<8} {:<10} NOTE",
+        "{:<24} {:<16} {:<8} {:<10} NOTE",
         "ACTION", "STATE", "ATTEMPT", "SECONDS"
     );
     for j in &run.jobs {
@@ -122,12 +138,72 @@ fn print_run(run: &Run) {
             note = format!("artifacts: {} {note}", j.artifacts.join(", "));
         }
         println!(
-            "{:<24} {:<11} {:<8} {:<10} {}",
+            "{:<24} {:<16} {:<8} {:<10} {}",
             j.action,
             j.state.as_str(),
             j.attempt,
             secs,
             note.trim()
+        );
+    }
+    for j in &run.jobs {
+        if let Some(a) = &j.approval {
+            print_approval(&j.action, a);
+        }
+    }
+}
+
+/// `YYYY-MM-DD HH:MM:SS UTC` of Unix milliseconds (Howard Hinnant's civil-from-days).
+fn utc(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+fn print_approval(action: &str, a: &cove_api::Approval) {
+    let who = if a.approvers.is_empty() {
+        "the repository's owners".to_string()
+    } else {
+        a.approvers.join(", ")
+    };
+    println!();
+    println!(
+        "approval {action}: {}/{} approvals from {who}",
+        a.approvals, a.approvals_required
+    );
+    if let Some(c) = &a.condition {
+        println!("  condition: {c}");
+    }
+    if let Some(at) = a.expires_at_ms {
+        println!("  expires:   {}", utc(at));
+    }
+    for d in &a.decisions {
+        println!(
+            "  {} {} by {} (round {}){}{}",
+            utc(d.at_ms),
+            if d.decision == "reject" {
+                "rejected"
+            } else {
+                "approved"
+            },
+            d.user,
+            d.round,
+            if d.comment.is_empty() { "" } else { ": " },
+            d.comment
         );
     }
 }
@@ -237,6 +313,37 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
             let run: Run = client.post(&format!("/runs/{run}/retry"), &serde_json::json!({}))?;
             println!("run {} {}", run.id, run.state.as_str());
         }
+        RunCommand::Approve {
+            run,
+            action,
+            comment,
+        } => {
+            let run: Run = client.post(
+                &format!("/runs/{run}/actions/{}/approve", query_escape(&action)),
+                &ApprovalRequest { comment },
+            )?;
+            let state = run.jobs.iter().find(|j| j.action == action);
+            println!(
+                "approved {action} of run {} ({})",
+                run.id,
+                state.map_or("?", |j| j.state.as_str())
+            );
+        }
+        RunCommand::Reject {
+            run,
+            action,
+            comment,
+        } => {
+            let run: Run = client.post(
+                &format!("/runs/{run}/actions/{}/reject", query_escape(&action)),
+                &ApprovalRequest { comment },
+            )?;
+            println!(
+                "rejected {action} of run {} ({})",
+                run.id,
+                run.state.as_str()
+            );
+        }
         RunCommand::Start {
             repo,
             workflow,
@@ -255,4 +362,14 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn utc_formats_unix_milliseconds() {
+        assert_eq!(super::utc(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(super::utc(1_780_000_000_123), "2026-05-28 20:26:40 UTC");
+        assert_eq!(super::utc(951_825_600_000), "2000-02-29 12:00:00 UTC");
+    }
 }

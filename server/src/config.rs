@@ -304,6 +304,9 @@ pub struct JobsFileConfig {
     pub retry_on_agent_lost: Option<u32>,
     /// Image of actions that name no container (default `cove/universal:latest`).
     pub default_image: Option<String>,
+    /// How long an approval gate waits before it fails, when its action sets no `Timeout`
+    /// (default 7 days).
+    pub approval_timeout_secs: Option<u64>,
 }
 
 impl FileConfig {
@@ -474,6 +477,9 @@ impl Config {
         if let Some(packages) = file.packages.clone() {
             packages.check().map_err(ConfigError::Packages)?;
             runs.packages = packages;
+        }
+        if let Some(secs) = jobs.approval_timeout_secs {
+            runs.approval_timeout = Duration::from_secs(secs.max(1));
         }
         let data_dir = data_dir
             .or(file.data_dir)

@@ -631,6 +631,30 @@ pub fn api_routes() -> Vec<Route> {
             runs::retry_run,
         )
         .answers(&[404, 409]),
+        // Approval gates: any reader may be named in `Approvers`; the handler checks that
+        // the caller is one of them (or, without a list, an owner of the repository).
+        route(
+            M::POST,
+            "/api/v1/runs/{run}/actions/{action}/approve",
+            Write,
+            reader,
+            false,
+            OK,
+            "Approve an approval gate that waits (body {comment}); enough distinct approvals let the run go on",
+            crate::runs::approval::approve,
+        )
+        .answers(&[403, 404, 409]),
+        route(
+            M::POST,
+            "/api/v1/runs/{run}/actions/{action}/reject",
+            Write,
+            reader,
+            false,
+            OK,
+            "Reject an approval gate that waits (body {comment}): it fails and its dependents are skipped",
+            crate::runs::approval::reject,
+        )
+        .answers(&[403, 404, 409]),
         route(
             M::GET,
             "/api/v1/runs/{run}/jobs/{job}/logs",

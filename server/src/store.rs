@@ -15,6 +15,8 @@ use sqlx::{AnyPool, Row};
 
 mod agents;
 mod audit;
+
+mod approvals;
 mod envs;
 mod live_auth;
 mod metrics;
@@ -26,6 +28,8 @@ mod users;
 
 pub use agents::{AgentRow, RegistrationRefusal, RegistrationTokenRow};
 pub use audit::{AuditFilter, AuditRow};
+
+pub use approvals::{DecisionRow, GateRow};
 pub use envs::EnvRow;
 pub use metrics::StateCounts;
 pub use runs::SecretRow;

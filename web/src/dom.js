@@ -40,6 +40,7 @@ export function replace(el, ...children) {
 
 const STATE_CLASS = {
   running: 'run',
+  waiting_approval: 'warn',
   succeeded: 'ok',
   failed: 'bad',
   timed_out: 'bad',

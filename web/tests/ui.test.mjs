@@ -402,6 +402,61 @@ test('push a commit and watch its run: DAG and log lines move live, then succeed
   await shot('repository');
 });
 
+const GATED = `Name: ui-gate
+SchemaVersion: "1.0"
+Triggers:
+  - Type: PUSH
+    Branches: [gate]
+Actions:
+  Approve:
+    Identifier: aws/approval@v1
+    Configuration:
+      ApprovalsRequired: 1
+  After:
+    Identifier: aws/build@v1
+    DependsOn: [Approve]
+    Configuration:
+      Steps:
+        - Run: echo "after approval"
+`;
+
+test('an approval gate waits with a banner; approving it in the UI lets the run go on', async () => {
+  git(['checkout', '-q', '-b', 'gate']);
+  writeFileSync(path.join(work, '.codecatalyst/workflows/ui-gate.yaml'), GATED);
+  git(['add', '.']);
+  git(['commit', '-q', '-m', 'gated workflow']);
+  git(['push', '-q', pushUrl(`${URL}/git/${USER}/${REPO}.git`), 'gate']);
+  git(['checkout', '-q', 'main']);
+
+  await page.goto(`${URL}/#/repos/${USER}/${REPO}/runs?branch=gate`);
+  const runLink = page.locator('#runs-table tbody tr').first().getByRole('link');
+  await runLink.waitFor({ timeout: 30_000 });
+  await runLink.click();
+  await page.waitForURL(/#\/runs\/\d+$/);
+  const banner = page.getByRole('region', { name: 'Approval needed: Approve' });
+  await banner.waitFor({ timeout: 30_000 });
+  assert.match(await banner.textContent(), /0 of 1 approval · may approve: the repository’s owners/);
+  // The gate does not complete by itself.
+  await new Promise((r) => setTimeout(r, 2500));
+  assert.equal(await page.locator('.job[data-action=Approve] [data-state]').getAttribute('data-state'), 'waiting_approval');
+  assert.equal(await page.locator('.job[data-action=After] [data-state]').getAttribute('data-state'), 'pending');
+  assert.equal(await page.locator('#run-state').getAttribute('data-state'), 'running');
+  await shot('run-waiting-approval');
+  assert.deepEqual(await lowContrast(), [], 'approval banner contrast');
+
+  await banner.getByLabel('Comment').fill('ship it');
+  await banner.getByRole('button', { name: 'Approve' }).click();
+  await page.locator('#run-state[data-state=succeeded]').waitFor({ timeout: 120_000 });
+  assert.equal(await page.locator('.job[data-action=After] [data-state]').getAttribute('data-state'), 'succeeded');
+  assert.equal(await banner.count(), 0, 'the banner is gone once decided');
+  const decision = page.locator('.approval.done .decisions li[data-decision=approve]');
+  await decision.waitFor();
+  assert.match(await decision.textContent(), new RegExp(`Approved by ${USER}.*ship it`));
+  await page.locator('.job[data-action=After]').click();
+  await page.locator('#job-log', { hasText: 'after approval' }).waitFor({ timeout: 10_000 });
+  await shot('run-approved');
+});
+
 test('keyboard: skip link first, then the main navigation; the skip link moves focus to the content', async () => {
   const fresh = await context.newPage();
   try {

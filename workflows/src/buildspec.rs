@@ -189,6 +189,7 @@ pub(crate) fn parse(r: &mut Reader, root: &Node, text: &str) -> Option<Workflow>
             caching,
             packages: None,
             secrets,
+            gate: None,
         }],
         batch,
     })

@@ -399,7 +399,7 @@ fn pr_events(r: &mut Reader, n: &Node) -> Vec<PullRequestEvent> {
     out
 }
 
-fn patterns(r: &mut Reader, n: &Node, key: &str) -> Vec<Pattern> {
+pub(crate) fn patterns(r: &mut Reader, n: &Node, key: &str) -> Vec<Pattern> {
     let Some(items) = r.seq(n, &format!("`{key}`")) else {
         return Vec::new();
     };
@@ -644,6 +644,12 @@ fn action(
     let inputs = n.get("Inputs").map(|i| inputs(r, i)).unwrap_or_default();
     let outputs = n.get("Outputs").map(|o| outputs(r, o)).unwrap_or_default();
     let configuration = configuration(r, n, kind, id);
+    let gate = (kind == ActionKind::Approval).then(|| {
+        let config = n
+            .get("Configuration")
+            .filter(|c| matches!(c.value, yamlmap::Value::Map(_)));
+        crate::approval::read_gate(r, config, id)
+    });
 
     Action {
         id: id.to_string(),
@@ -661,6 +667,7 @@ fn action(
         caching,
         packages,
         secrets: Vec::new(),
+        gate,
     }
 }
 

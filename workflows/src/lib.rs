@@ -56,6 +56,7 @@
 //! assert_eq!(interpolate(command, &ctx).expect("resolvable"), "./deploy.sh 1.2.3 $HOME");
 //! ```
 
+pub mod approval;
 mod buildspec;
 mod codecatalyst;
 mod graph;

@@ -190,6 +190,9 @@ pub struct Action {
     /// Every secret the action uses, in first-use order.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub secrets: Vec<SecretRef>,
+    /// `aws/approval@…` only: who decides, how many, and when it pauses.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gate: Option<crate::approval::Gate>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

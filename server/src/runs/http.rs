@@ -55,12 +55,14 @@ fn job_dto(j: JobRow, agent_id: Option<i64>) -> Job {
         error: j.error,
         variables: serde_json::from_str(&j.variables_json).unwrap_or_default(),
         artifacts: serde_json::from_str(&j.artifacts_json).unwrap_or_default(),
+        approval: None,
     }
 }
 
 /// The wire form of a run with its jobs.
 pub async fn run_dto(state: &AppState, repo: &RepoRow, run: RunRow) -> Result<Run, ApiError> {
     let jobs = state.store().jobs_of_run(run.id).await?;
+    let mut approvals = super::approval::approvals_of_run(state, &run, &jobs).await?;
     let agents: BTreeMap<i64, i64> = state
         .store()
         .job_agents_of_run(run.id)
@@ -83,7 +85,11 @@ pub async fn run_dto(state: &AppState, repo: &RepoRow, run: RunRow) -> Result<Ru
             .into_iter()
             .map(|j| {
                 let agent = agents.get(&j.id).copied();
-                job_dto(j, agent)
+                let approval = approvals.remove(&j.id);
+                Job {
+                    approval,
+                    ..job_dto(j, agent)
+                }
             })
             .collect(),
     })
@@ -96,7 +102,7 @@ fn param(params: &BTreeMap<String, String>, key: &str) -> Result<String, ApiErro
         .ok_or_else(|| ApiError::BadRequest(format!("missing path parameter {key}")))
 }
 
-async fn load_run(
+pub(super) async fn load_run(
     state: &AppState,
     repo: &RepoRow,
     params: &BTreeMap<String, String>,

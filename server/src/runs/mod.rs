@@ -1,6 +1,8 @@
 //! The workflow engine: push events → runs → jobs, the scheduler (run modes, dependencies),
 //! leases with heartbeats and attempt fencing, job reports (logs, artifacts, results), the
-//! lease reaper, secrets, and the embedded agent's job loop. HTTP handlers are in [`http`].
+//! lease reaper, secrets, and the embedded agent's job loop. HTTP handlers are in [`http`];
+//! run/job state (settle, cancel, retry, supersede) in `state.rs`; approval gates in
+//! [`approval`].
 //!
 //! Invariants:
 //! - The store is the truth: every state change is a conditional row update (`WHERE state =
@@ -9,6 +11,7 @@
 //! - Leasing is serialized by one async mutex (one server process owns the scheduler).
 //! - Time comes from [`Clock`], which tests can move forward.
 
+pub mod approval;
 pub mod http;
 pub mod log_cap;
 pub mod package_policy;
@@ -16,6 +19,10 @@ pub mod packages;
 pub mod schedule;
 pub mod secrets;
 pub mod source;
+mod state;
+
+use state::supersede_run;
+pub use state::{cancel_run, derive_run_state, retry_run, settle_run};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -56,6 +63,10 @@ pub struct RunsConfig {
     pub sandbox: cove_agent::private_net::SandboxSettings,
     /// Endpoint profiles and roles repositories may use for packages (`[packages]`).
     pub packages: package_policy::PackagesPolicy,
+
+    /// How long an approval gate waits when its action sets no `Timeout`
+    /// (`[jobs] approval_timeout_secs`, default 7 days).
+    pub approval_timeout: Duration,
 }
 
 impl Default for RunsConfig {
@@ -69,6 +80,8 @@ impl Default for RunsConfig {
             embedded_slots: 2,
             sandbox: cove_agent::private_net::SandboxSettings::default(),
             packages: package_policy::PackagesPolicy::default(),
+
+            approval_timeout: approval::DEFAULT_TIMEOUT,
         }
     }
 }
@@ -109,6 +122,9 @@ pub enum RunsError {
     BadRequest(String),
     #[error("{0}")]
     Conflict(String),
+    /// The caller may not do this (HTTP 403).
+    #[error("{0}")]
+    Forbidden(String),
     /// A body over its limit (HTTP 413).
     #[error("{0}")]
     TooLarge(String),
@@ -127,6 +143,7 @@ impl From<RunsError> for crate::error::ApiError {
             RunsError::Stale { .. } | RunsError::Conflict(_) => ApiError::Conflict(e.to_string()),
             RunsError::NotFound(what) => ApiError::NotFound(what),
             RunsError::BadRequest(m) => ApiError::BadRequest(m),
+            RunsError::Forbidden(m) => ApiError::Forbidden(m),
             RunsError::TooLarge(m) => ApiError::TooLarge(m),
             RunsError::Git(g) => g.into(),
             RunsError::Store(s) => s.into(),
@@ -333,7 +350,13 @@ async fn insert_run(
             },
             lease_expires_ms: None,
             cancel_requested: false,
-            timeout_ms: i64::from(action.timeout_minutes.unwrap_or(60)) * 60_000,
+            timeout_ms: match (&action.gate, action.timeout_minutes) {
+                (_, Some(minutes)) => i64::from(minutes) * 60_000,
+                (Some(_), None) => {
+                    i64::try_from(runs.config.approval_timeout.as_millis()).unwrap_or(i64::MAX)
+                }
+                (None, None) => 60 * 60_000,
+            },
             started_at_ms: None,
             finished_at_ms: None,
             error: None,
@@ -341,16 +364,27 @@ async fn insert_run(
             artifacts_json: "[]".into(),
         })
         .collect();
-    match push_event {
-        Some(event) => {
-            if !state.store().create_push_run(&run, &jobs, event).await? {
-                tracing::info!(event, workflow = %run.workflow, "push event already has this run");
-                return Ok(None);
-            }
-        }
-        None => state.store().create_run(&run, &jobs).await?,
+    // Approval gates are never leased: they wait for people (runs/approval.rs).
+    let gates: Vec<i64> = workflow
+        .actions
+        .iter()
+        .zip(&jobs)
+        .filter(|(action, _)| action.gate.is_some())
+        .map(|(_, job)| job.id)
+        .collect();
+    if !state
+        .store()
+        .create_gated_run(&run, &jobs, &gates, push_event)
+        .await?
+    {
+        tracing::info!(event = push_event, workflow = %run.workflow, "push event already has this run");
+        return Ok(None);
     }
     tracing::info!(run = run.id, workflow = %run.workflow, branch, commit, trigger, "run created");
+    if !gates.is_empty() {
+        // A gate without dependencies opens at once.
+        settle_run(state, run.id).await?;
+    }
     runs.wake();
     Ok(Some(run))
 }
@@ -583,147 +617,6 @@ pub fn spawn_push_consumer(state: AppState) {
             }
         }
     });
-}
-
-// ---------------------------------------------------------------------------------------
-// Job and run state
-// ---------------------------------------------------------------------------------------
-
-/// The run's state from its jobs.
-pub fn derive_run_state(jobs: &[JobRow]) -> RunState {
-    let all_terminal = jobs.iter().all(|j| j.state.is_terminal());
-    if !all_terminal {
-        let started = jobs
-            .iter()
-            .any(|j| j.state == JobState::Running || j.state.is_terminal());
-        return if started {
-            RunState::Running
-        } else {
-            RunState::Queued
-        };
-    }
-    let any = |s: JobState| jobs.iter().any(|j| j.state == s);
-    if any(JobState::Superseded) {
-        RunState::Superseded
-    } else if any(JobState::Cancelled) {
-        RunState::Cancelled
-    } else if jobs.iter().any(|j| {
-        matches!(
-            j.state,
-            JobState::Failed | JobState::AgentLost | JobState::TimedOut | JobState::Skipped
-        )
-    }) {
-        RunState::Failed
-    } else {
-        RunState::Succeeded
-    }
-}
-
-/// After a job ended: skip pending dependents of jobs that did not succeed, store the run's
-/// state, wake pollers and followers.
-pub async fn settle_run(state: &AppState, run_id: i64) -> Result<RunState, RunsError> {
-    let store = state.store();
-    let now = state.runs().clock.now_ms();
-    loop {
-        let jobs = store.jobs_of_run(run_id).await?;
-        let bad: BTreeSet<&str> = jobs
-            .iter()
-            .filter(|j| j.state.is_terminal() && j.state != JobState::Succeeded)
-            .map(|j| j.action.as_str())
-            .collect();
-        let mut changed = false;
-        for j in &jobs {
-            if j.state == JobState::Pending && j.depends_on.iter().any(|d| bad.contains(d.as_str()))
-            {
-                changed |= store
-                    .end_job(
-                        j.id,
-                        JobState::Pending,
-                        None,
-                        JobState::Skipped,
-                        Some("a dependency did not succeed"),
-                        None,
-                        now,
-                    )
-                    .await?;
-            }
-        }
-        if changed {
-            continue;
-        }
-        let derived = derive_run_state(&jobs);
-        let finished = derived.is_terminal().then_some(now);
-        store.set_run_state(run_id, derived, finished).await?;
-        state.runs().wake();
-        return Ok(derived);
-    }
-}
-
-/// Cancels a run: pending jobs end `cancelled`, running ones are told in their next heartbeat
-/// (and finalized by the reaper when their agent stays silent).
-pub async fn cancel_run(state: &AppState, run_id: i64) -> Result<RunState, RunsError> {
-    end_unfinished(state, run_id, JobState::Cancelled, "cancelled").await?;
-    settle_run(state, run_id).await
-}
-
-/// Ends a run's pending jobs in `to` with `reason`; running ones are told to stop in their
-/// next heartbeat (and finalized by the reaper when their agent stays silent).
-async fn end_unfinished(
-    state: &AppState,
-    run_id: i64,
-    to: JobState,
-    reason: &str,
-) -> Result<(), RunsError> {
-    let now = state.runs().clock.now_ms();
-    for j in state.store().jobs_of_run(run_id).await? {
-        match j.state {
-            JobState::Pending => {
-                state
-                    .store()
-                    .end_job(j.id, JobState::Pending, None, to, Some(reason), None, now)
-                    .await?;
-            }
-            JobState::Running => state.store().request_cancel(j.id).await?,
-            _ => {}
-        }
-    }
-    Ok(())
-}
-
-/// Retries an ended run: jobs that did not succeed run again (same commit, same workflow).
-pub async fn retry_run(state: &AppState, run_id: i64) -> Result<RunState, RunsError> {
-    let run = state
-        .store()
-        .run(run_id)
-        .await?
-        .ok_or_else(|| RunsError::NotFound(format!("run {run_id}")))?;
-    if !run.state.is_terminal() {
-        return Err(RunsError::Conflict(format!(
-            "run {run_id} is still {}",
-            run.state.as_str()
-        )));
-    }
-    if run.state == RunState::Succeeded {
-        return Err(RunsError::Conflict(format!(
-            "run {run_id} already succeeded"
-        )));
-    }
-    state.store().reset_run_jobs(run_id).await?;
-    settle_run(state, run_id).await
-}
-
-/// Marks every unfinished job of a run `superseded` (running ones are also told to stop).
-async fn supersede_run(state: &AppState, run_id: i64) -> Result<(), RunsError> {
-    end_unfinished(
-        state,
-        run_id,
-        JobState::Superseded,
-        "superseded by a newer run",
-    )
-    .await?;
-    tracing::info!(run = run_id, "run superseded");
-    settle_run(state, run_id).await?;
-    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1372,6 +1265,9 @@ pub fn spawn_reaper(state: AppState) {
             tick.tick().await;
             if let Err(e) = reap_expired(&state).await {
                 tracing::warn!(error = %e, "reaping expired leases failed");
+            }
+            if let Err(e) = approval::tick(&state).await {
+                tracing::warn!(error = %e, "expiring or opening approval gates failed");
             }
         }
     });

@@ -91,7 +91,7 @@ pub fn decide(active: &[ActiveJob]) -> Decision {
     }
     let lease = active
         .iter()
-        .filter(|j| j.job.state == JobState::Pending && deps_done(j))
+        .filter(|j| j.job.state == JobState::Pending && !j.gate && deps_done(j))
         .find(|j| match j.run_mode.as_str() {
             "PARALLEL" => true,
             "SUPERSEDED" => !occupied.contains(&key(j)),
@@ -142,7 +142,21 @@ mod tests {
             repo_id: 1,
             workflow_file: "w.yaml".into(),
             run_mode: mode.into(),
+            gate: false,
         }
+    }
+
+    #[test]
+    fn approval_gates_are_never_leased_and_hold_their_dependents() {
+        let mut gate = job(1, 10, "approve", &[], Pending, "PARALLEL");
+        gate.gate = true;
+        assert_eq!(decide(std::slice::from_ref(&gate)).lease, None);
+        gate.job.state = JobState::WaitingApproval;
+        let a = [
+            gate,
+            job(1, 11, "deploy", &["approve"], Pending, "PARALLEL"),
+        ];
+        assert_eq!(decide(&a).lease, None, "deploy waits for the gate");
     }
 
     use JobState::{Pending, Running};

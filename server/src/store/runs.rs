@@ -64,6 +64,8 @@ pub struct ActiveJob {
     pub repo_id: i64,
     pub workflow_file: String,
     pub run_mode: String,
+    /// An approval gate: never leased (it waits for people, not for an agent).
+    pub gate: bool,
 }
 
 /// A stored workflow error.
@@ -139,7 +141,20 @@ fn prefixed(cols: &str, prefix: &str) -> String {
 impl Store {
     /// Stores a run and its jobs in one transaction.
     pub async fn create_run(&self, run: &RunRow, jobs: &[JobRow]) -> Result<(), StoreError> {
-        self.insert_run(run, jobs, None).await.map(|_| ())
+        self.insert_run(run, jobs, &[], None).await.map(|_| ())
+    }
+
+    /// Stores a run, its jobs and which of them are approval gates (`gates`: job ids) in one
+    /// transaction, from push event `push_event` when given. False (and nothing written) when
+    /// that event already has a run of the same workflow file.
+    pub async fn create_gated_run(
+        &self,
+        run: &RunRow,
+        jobs: &[JobRow],
+        gates: &[i64],
+        push_event: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        self.insert_run(run, jobs, gates, push_event).await
     }
 
     /// Stores a run created from push event `event` and its jobs in one transaction. False
@@ -150,13 +165,14 @@ impl Store {
         jobs: &[JobRow],
         event: i64,
     ) -> Result<bool, StoreError> {
-        self.insert_run(run, jobs, Some(event)).await
+        self.insert_run(run, jobs, &[], Some(event)).await
     }
 
     async fn insert_run(
         &self,
         run: &RunRow,
         jobs: &[JobRow],
+        gates: &[i64],
         push_event: Option<i64>,
     ) -> Result<bool, StoreError> {
         // Write first (no read before the first write: SQLite could not upgrade the
@@ -213,6 +229,13 @@ impl Store {
             .bind(&job.artifacts_json)
             .execute(&mut *tx)
             .await?;
+        }
+        for gate in gates {
+            sqlx::query("INSERT INTO approval_gates (job_id, run_id) VALUES ($1, $2)")
+                .bind(gate)
+                .bind(run.id)
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         Ok(true)
@@ -351,12 +374,14 @@ impl Store {
             .transpose()
     }
 
-    /// Every pending or running job, oldest run first, with its run's scheduling data.
+    /// Every pending, running or waiting job, oldest run first, with its run's scheduling data.
     pub async fn active_jobs(&self) -> Result<Vec<ActiveJob>, StoreError> {
         let rows = sqlx::query(&format!(
             "SELECT {}, r.repo_id AS r_repo_id, r.workflow_file AS r_workflow_file, \
-             r.run_mode AS r_run_mode FROM jobs j JOIN runs r ON r.id = j.run_id \
-             WHERE j.state IN ('pending', 'running') ORDER BY j.run_id, j.idx",
+             r.run_mode AS r_run_mode, \
+             (SELECT COUNT(*) FROM approval_gates g WHERE g.job_id = j.id) AS gate_count \
+             FROM jobs j JOIN runs r ON r.id = j.run_id \
+             WHERE j.state IN ('pending', 'running', 'waiting_approval') ORDER BY j.run_id, j.idx",
             prefixed(JOB_COLS, "j")
         ))
         .fetch_all(&self.pool)
@@ -368,6 +393,7 @@ impl Store {
                     repo_id: row.try_get("r_repo_id")?,
                     workflow_file: row.try_get("r_workflow_file")?,
                     run_mode: row.try_get("r_run_mode")?,
+                    gate: row.try_get::<i64, _>("gate_count")? > 0,
                 })
             })
             .collect()

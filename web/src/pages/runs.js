@@ -108,6 +108,8 @@ export async function runPage(main, { params }) {
   const stateBox = h('p', { role: 'status', 'aria-live': 'polite', class: 'run-state' });
   const error = h('p', { role: 'alert', class: 'error' });
   const toolbar = h('div', { class: 'toolbar' });
+  const approvals = h('div', { id: 'approvals' });
+  const comments = new Map();
   const svg = document.createElementNS('http://www.w3.org/2000/svg', 'svg');
   svg.setAttribute('class', 'edges');
   svg.setAttribute('aria-hidden', 'true');
@@ -121,6 +123,7 @@ export async function runPage(main, { params }) {
     h('p', { class: 'crumbs' }, h('a', { href: `#/repos/${run.repo}` }, run.repo), ' / ', h('a', { href: `#/repos/${run.repo}/runs?branch=${encodeURIComponent(run.branch)}` }, `runs on ${run.branch}`)),
     title,
     stateBox,
+    approvals,
     toolbar,
     error,
     h('section', { 'aria-labelledby': 'dag-h' }, h('h2', { id: 'dag-h' }, 'Actions'), dag),
@@ -164,6 +167,7 @@ export async function runPage(main, { params }) {
       buttons.push(h('button', { type: 'button', class: 'secondary small', onclick: () => act('retry') }, 'Retry failed actions'));
     }
     replace(toolbar, buttons);
+    renderApprovals();
     const cols = levels(run.jobs);
     replace(
       grid,
@@ -200,8 +204,76 @@ export async function runPage(main, { params }) {
         : h('p', {}, 'No artifacts.'),
     );
     if (!selected && run.jobs.length) {
-      const pick = run.jobs.find((j) => j.state === 'running') || run.jobs.find((j) => j.state !== 'pending') || run.jobs[0];
+      const pick = run.jobs.find((j) => j.state === 'running') || run.jobs.find((j) => j.state !== 'pending' && !j.approval) || run.jobs[0];
       if (pick.state !== 'pending' || !ACTIVE.has(run.state)) follow(pick.action);
+    }
+  }
+
+  /** A banner per approval gate: who may decide and the buttons while it waits; decisions. */
+  function renderApprovals() {
+    const gates = run.jobs.filter((j) => j.approval);
+    const focused = document.activeElement && approvals.contains(document.activeElement) ? document.activeElement.id : null;
+    replace(
+      approvals,
+      gates.map((j) => {
+        const a = j.approval;
+        const waiting = j.state === 'waiting_approval';
+        const slug = j.action.replace(/[^A-Za-z0-9_-]/g, '_');
+        const who = a.approvers.length ? a.approvers.join(', ') : 'the repository’s owners';
+        const decisions = a.decisions.length
+          ? h(
+              'ul',
+              { class: 'decisions' },
+              a.decisions.map((d) =>
+                h('li', { 'data-decision': d.decision }, `${d.decision === 'reject' ? 'Rejected' : 'Approved'} by ${d.user} ${ago(d.at_ms)}`, d.comment ? h('q', {}, d.comment) : null),
+              ),
+            )
+          : null;
+        if (!waiting) {
+          if (!decisions && !a.condition) return null;
+          return h('section', { class: 'approval done', 'aria-label': `Approval ${j.action}` }, h('p', {}, h('strong', {}, j.action), ' ', badge(j.state), a.condition ? ` · ${a.condition}` : ''), decisions);
+        }
+        const box = h('textarea', {
+          id: `approval-comment-${slug}`,
+          rows: '2',
+          maxlength: '4096',
+          oninput: (ev) => comments.set(j.action, ev.target.value),
+        });
+        box.value = comments.get(j.action) || '';
+        return h(
+          'section',
+          { class: 'approval waiting', role: 'region', 'aria-label': `Approval needed: ${j.action}`, 'data-action': j.action },
+          h('h2', {}, `Approval needed: ${j.action}`),
+          h(
+            'p',
+            {},
+            `${a.approvals} of ${a.approvals_required} approval${a.approvals_required === 1 ? '' : 's'} · may approve: ${who}`,
+            a.expires_at_ms ? ` · times out ${new Date(a.expires_at_ms).toLocaleString()}` : '',
+          ),
+          a.condition ? h('p', { class: 'hint' }, `Why it waits: ${a.condition}`) : null,
+          h('label', { for: `approval-comment-${slug}` }, 'Comment'),
+          box,
+          h(
+            'div',
+            { class: 'inline' },
+            h('button', { type: 'button', id: `approve-${slug}`, onclick: () => decide(j.action, 'approve') }, 'Approve'),
+            h('button', { type: 'button', class: 'danger', id: `reject-${slug}`, onclick: () => decide(j.action, 'reject') }, 'Reject'),
+          ),
+          decisions,
+        );
+      }),
+    );
+    if (focused) document.getElementById(focused)?.focus();
+  }
+
+  async function decide(action, what) {
+    error.textContent = '';
+    try {
+      run = await api(`/runs/${run.id}/actions/${encodeURIComponent(action)}/${what}`, { method: 'POST', body: { comment: comments.get(action) || '' } });
+      comments.delete(action);
+      render();
+    } catch (err) {
+      error.textContent = err.message;
     }
   }
 

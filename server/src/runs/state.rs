@@ -1,0 +1,163 @@
+//! Job and run state: the run's state derived from its jobs, settling a run after a job ended
+//! (skipping dependents of jobs that did not succeed, opening approval gates), cancel, retry
+//! and supersede.
+
+use std::collections::BTreeSet;
+
+use cove_api::{JobState, RunState};
+
+use super::{approval, RunsError};
+use crate::store::JobRow;
+use crate::AppState;
+
+/// The run's state from its jobs.
+pub fn derive_run_state(jobs: &[JobRow]) -> RunState {
+    let all_terminal = jobs.iter().all(|j| j.state.is_terminal());
+    if !all_terminal {
+        let started = jobs.iter().any(|j| {
+            matches!(j.state, JobState::Running | JobState::WaitingApproval)
+                || j.state.is_terminal()
+        });
+        return if started {
+            RunState::Running
+        } else {
+            RunState::Queued
+        };
+    }
+    let any = |s: JobState| jobs.iter().any(|j| j.state == s);
+    if any(JobState::Superseded) {
+        RunState::Superseded
+    } else if any(JobState::Cancelled) {
+        RunState::Cancelled
+    } else if jobs.iter().any(|j| {
+        matches!(
+            j.state,
+            JobState::Failed | JobState::AgentLost | JobState::TimedOut | JobState::Skipped
+        )
+    }) {
+        RunState::Failed
+    } else {
+        RunState::Succeeded
+    }
+}
+
+/// After a job ended: skip pending dependents of jobs that did not succeed, store the run's
+/// state, wake pollers and followers.
+pub async fn settle_run(state: &AppState, run_id: i64) -> Result<RunState, RunsError> {
+    let store = state.store();
+    let now = state.runs().clock.now_ms();
+    loop {
+        let jobs = store.jobs_of_run(run_id).await?;
+        let bad: BTreeSet<&str> = jobs
+            .iter()
+            .filter(|j| j.state.is_terminal() && j.state != JobState::Succeeded)
+            .map(|j| j.action.as_str())
+            .collect();
+        let mut changed = false;
+        for j in &jobs {
+            if j.state == JobState::Pending && j.depends_on.iter().any(|d| bad.contains(d.as_str()))
+            {
+                changed |= store
+                    .end_job(
+                        j.id,
+                        JobState::Pending,
+                        None,
+                        JobState::Skipped,
+                        Some("a dependency did not succeed"),
+                        None,
+                        now,
+                    )
+                    .await?;
+            }
+        }
+        if changed || approval::open_ready_gates(state, run_id, &jobs).await? {
+            continue;
+        }
+        let derived = derive_run_state(&jobs);
+        let finished = derived.is_terminal().then_some(now);
+        store.set_run_state(run_id, derived, finished).await?;
+        state.runs().wake();
+        return Ok(derived);
+    }
+}
+
+/// Cancels a run: pending jobs end `cancelled`, running ones are told in their next heartbeat
+/// (and finalized by the reaper when their agent stays silent).
+pub async fn cancel_run(state: &AppState, run_id: i64) -> Result<RunState, RunsError> {
+    end_unfinished(state, run_id, JobState::Cancelled, "cancelled").await?;
+    settle_run(state, run_id).await
+}
+
+/// Ends a run's pending jobs in `to` with `reason`; running ones are told to stop in their
+/// next heartbeat (and finalized by the reaper when their agent stays silent).
+async fn end_unfinished(
+    state: &AppState,
+    run_id: i64,
+    to: JobState,
+    reason: &str,
+) -> Result<(), RunsError> {
+    let now = state.runs().clock.now_ms();
+    for j in state.store().jobs_of_run(run_id).await? {
+        match j.state {
+            JobState::Pending => {
+                state
+                    .store()
+                    .end_job(j.id, JobState::Pending, None, to, Some(reason), None, now)
+                    .await?;
+            }
+            JobState::WaitingApproval => {
+                state
+                    .store()
+                    .end_job(
+                        j.id,
+                        JobState::WaitingApproval,
+                        None,
+                        to,
+                        Some(reason),
+                        None,
+                        now,
+                    )
+                    .await?;
+            }
+            JobState::Running => state.store().request_cancel(j.id).await?,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Retries an ended run: jobs that did not succeed run again (same commit, same workflow).
+pub async fn retry_run(state: &AppState, run_id: i64) -> Result<RunState, RunsError> {
+    let run = state
+        .store()
+        .run(run_id)
+        .await?
+        .ok_or_else(|| RunsError::NotFound(format!("run {run_id}")))?;
+    if !run.state.is_terminal() {
+        return Err(RunsError::Conflict(format!(
+            "run {run_id} is still {}",
+            run.state.as_str()
+        )));
+    }
+    if run.state == RunState::Succeeded {
+        return Err(RunsError::Conflict(format!(
+            "run {run_id} already succeeded"
+        )));
+    }
+    state.store().reset_run_jobs(run_id).await?;
+    settle_run(state, run_id).await
+}
+
+/// Marks every unfinished job of a run `superseded` (running ones are also told to stop).
+pub(super) async fn supersede_run(state: &AppState, run_id: i64) -> Result<(), RunsError> {
+    end_unfinished(
+        state,
+        run_id,
+        JobState::Superseded,
+        "superseded by a newer run",
+    )
+    .await?;
+    tracing::info!(run = run_id, "run superseded");
+    settle_run(state, run_id).await?;
+    Ok(())
+}
