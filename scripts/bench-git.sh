@@ -4,6 +4,11 @@
 #
 #   scripts/bench-git.sh            # release build (default)
 #   PROFILE=debug ROUNDS=1 scripts/bench-git.sh
+#   VS_BIN=/path/to/older/cove-server scripts/bench-git.sh   # also measure another version
+#   COVE_BIN=/path/to/cove-server scripts/bench-git.sh       # measure this binary (no build)
+#
+# With VS_BIN, a second Cove server (that binary) runs beside the first and every round pushes
+# and clones through this version, VS_BIN and plain git back to back.
 #
 # Prints seconds per operation (median of ROUNDS) and the throughput ratio cove/plain.
 set -euo pipefail
@@ -12,8 +17,15 @@ cd "$(dirname "$0")/.."
 ROUNDS="${ROUNDS:-3}"
 SIZE_MB="${SIZE_MB:-50}"
 PROFILE="${PROFILE:-release}"
-if [ "$PROFILE" = release ]; then cargo build -q --release -p cove-server; else cargo build -q -p cove-server; fi
-BIN="target/$PROFILE/cove-server"
+if [ -n "${COVE_BIN:-}" ]; then
+  BIN="$COVE_BIN"
+else
+  if [ "$PROFILE" = release ]; then cargo build -q --release -p cove-server; else cargo build -q -p cove-server; fi
+  BIN="target/$PROFILE/cove-server"
+fi
+TARGETS=(cove)
+[ -n "${VS_BIN:-}" ] && TARGETS+=(vs)
+TARGETS+=(plain)
 
 WORK="$(mktemp -d /tmp/cove-bench.XXXXXX)"
 PIDS=()
@@ -40,14 +52,22 @@ COVE_PORT=$(free_port)
 TOKEN="cove_bench_$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 COVE_ADMIN_TOKEN="$TOKEN" RUST_LOG=warn "$BIN" --data-dir "$WORK/cove-data" --listen "127.0.0.1:$COVE_PORT" >/dev/null 2>&1 &
 PIDS+=($!)
+declare -A PORT=([cove]=$COVE_PORT)
+if [ -n "${VS_BIN:-}" ]; then
+  PORT[vs]=$(free_port)
+  COVE_ADMIN_TOKEN="$TOKEN" RUST_LOG=warn "$VS_BIN" --data-dir "$WORK/vs-data" --listen "127.0.0.1:${PORT[vs]}" >/dev/null 2>&1 &
+  PIDS+=($!)
+fi
 # Plain git http-backend.
 PLAIN_PORT=$(free_port)
 mkdir -p "$WORK/plain"
 python3 scripts/git-http-backend-cgi.py "$PLAIN_PORT" "$WORK/plain" &
 PIDS+=($!)
-for _ in $(seq 1 100); do
-  curl -fsS -o /dev/null -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$COVE_PORT/api/v1/user" 2>/dev/null && break
-  sleep 0.1
+for t in "${!PORT[@]}"; do
+  for _ in $(seq 1 100); do
+    curl -fsS -o /dev/null -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:${PORT[$t]}/api/v1/user" 2>/dev/null && break
+    sleep 0.1
+  done
 done
 sleep 0.5
 
@@ -57,11 +77,12 @@ median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 # Rounds interleave Cove and plain so that load from other processes hits both alike.
 declare -A PUSHES CLONES
 for r in $(seq 1 "$ROUNDS"); do
-  for target in cove plain; do
-    if [ "$target" = cove ]; then
+  for target in "${TARGETS[@]}"; do
+    if [ "$target" != plain ]; then
+      port=${PORT[$target]}
       curl -fsS -o /dev/null -H "Authorization: Bearer $TOKEN" -H 'content-type: application/json' \
-        -d "{\"name\":\"bench$r\"}" "http://127.0.0.1:$COVE_PORT/api/v1/repos"
-      url="http://bench:$TOKEN@127.0.0.1:$COVE_PORT/git/admin/bench$r.git"
+        -d "{\"name\":\"bench$r\"}" "http://127.0.0.1:$port/api/v1/repos"
+      url="http://bench:$TOKEN@127.0.0.1:$port/git/admin/bench$r.git"
     else
       git init -q --bare -b main "$WORK/plain/bench$r.git"
       git -C "$WORK/plain/bench$r.git" config http.receivepack true
@@ -76,15 +97,20 @@ for r in $(seq 1 "$ROUNDS"); do
   done
 done
 declare -A T
-for target in cove plain; do
+for target in "${TARGETS[@]}"; do
   T[$target-push]=$(printf '%s\n' ${PUSHES[$target]} | median)
   T[$target-clone]=$(printf '%s\n' ${CLONES[$target]} | median)
 done
 
 echo "load average before: $LOAD_BEFORE; after: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "repository: ${SIZE_MB} MiB of random data in 5 commits (${PACKED_MB} MiB of objects); median of $ROUNDS rounds; $PROFILE build; git $(git --version | cut -d' ' -f3)"
-printf '%-6s %12s %12s %14s %14s\n' op "cove (s)" "plain (s)" "cove MiB/s" "ratio cove/plain"
+[ -n "${VS_BIN:-}" ] && echo "vs = $VS_BIN"
+printf '%-6s %-6s %12s %12s %14s %14s\n' op server "time (s)" "plain (s)" "MiB/s" "ratio to plain"
 for op in push clone; do
-  c=${T[cove-$op]}; p=${T[plain-$op]}
-  printf '%-6s %12.3f %12.3f %14.1f %14.2f\n' "$op" "$c" "$p" "$(echo "$SIZE_MB / $c" | bc -l)" "$(echo "$p / $c" | bc -l)"
+  p=${T[plain-$op]}
+  for target in "${TARGETS[@]}"; do
+    [ "$target" = plain ] && continue
+    c=${T[$target-$op]}
+    printf '%-6s %-6s %12.3f %12.3f %14.1f %14.2f\n' "$op" "$target" "$c" "$p" "$(echo "$SIZE_MB / $c" | bc -l)" "$(echo "$p / $c" | bc -l)"
+  done
 done

@@ -127,16 +127,28 @@ async fn remove_member(server: &TestServer, t: &team::Team, user: &str) {
 }
 
 /// A browser session of `user` that expires `secs` from now, written to the store the way a
-/// login writes it: the `Cookie` header value.
+/// login writes it: the `Cookie` header value. Sessions renew while used (12 h after the last
+/// use) but never past their maximum lifetime after login, so this one is dated back to the
+/// end of that lifetime: using it cannot renew it, and it really expires.
 async fn expiring_session(server: &TestServer, user: &str, secs: i64) -> String {
     let store = server.state.store();
     let user = store.user_by_name(user).await.unwrap().unwrap();
     let secret = format!("{:064x}", cove_server::store::next_id());
     let expires = cove_server::store::now_secs() + secs;
-    store
+    let row = store
         .create_session(user.id, &cove_server::auth::hash_token(&secret), expires)
         .await
         .unwrap();
+    sqlx::any::install_default_drivers();
+    let url = format!("sqlite://{}", server.data_dir.join("cove.db").display());
+    let db = sqlx::AnyPool::connect(&url).await.unwrap();
+    sqlx::query("UPDATE sessions SET created_at = $1 WHERE id = $2")
+        .bind(expires - cove_server::auth::SESSION_MAX_SECS)
+        .bind(row.id)
+        .execute(&db)
+        .await
+        .unwrap();
+    db.close().await;
     format!("cove_session={secret}")
 }
 
