@@ -170,7 +170,9 @@ export async function envPage(main, { params, navigate }) {
         if (now.state === 'running') {
           termStatus.textContent = 'Environment restarted: reconnecting…';
           show(now);
-          connect(true);
+          // not forced: the live environment update may have reconnected already, and a
+          // second connection would cut the first one while someone types into it
+          connect(false);
           return;
         }
       } catch {
