@@ -103,6 +103,11 @@ function terminalView(box, status) {
 export async function envPage(main, { params, navigate }) {
   const [id] = params;
   let env = await api(`/environments/${encodeURIComponent(id)}`);
+  // An environment belongs to its creator: only they and administrators see its terminal,
+  // logs and progress (the server refuses everyone else; the page says so instead of failing).
+  const me = await api('/user').catch(() => null);
+  const mine = !!me && (me.is_admin || me.username === env.owner);
+  const notYours = `This environment belongs to ${env.owner}: only they or an administrator can open its terminal and read its logs.`;
   const title = h('h1', {}, env.name);
   const stateBox = h('p', { class: 'env-state', role: 'status', 'aria-live': 'polite' });
   const error = h('p', { role: 'alert', class: 'error' });
@@ -140,7 +145,7 @@ export async function envPage(main, { params, navigate }) {
     error,
     h('section', { 'aria-labelledby': 'term-h' }, h('h2', { id: 'term-h' }, 'Terminal'), h('div', { class: 'inline' }, termStatus, termButton), termBox),
     endpoints,
-    h('section', { 'aria-labelledby': 'logs-h' }, h('h2', { id: 'logs-h' }, 'Logs'), logsForm, logsOut),
+    h('section', { 'aria-labelledby': 'logs-h' }, h('h2', { id: 'logs-h' }, 'Logs'), mine ? logsForm : h('p', {}, notYours), logsOut),
     h('section', { 'aria-labelledby': 'progress-h' }, h('h2', { id: 'progress-h' }, 'Progress'), progress),
   );
 
@@ -148,6 +153,11 @@ export async function envPage(main, { params, navigate }) {
   let termFor = null;
   let pageClosed = false;
   function connect(force) {
+    if (!mine) {
+      view.placeholder(notYours);
+      termButton.hidden = true;
+      return;
+    }
     if (env.state !== 'running') {
       termFor = null;
       view.placeholder(`The terminal opens when the environment is running (now ${env.state}).`);
@@ -187,6 +197,7 @@ export async function envPage(main, { params, navigate }) {
   function loadProgress() {
     // One request at a time, so no event is appended twice.
     loading = loading.then(async () => {
+      if (!mine) return [];
       try {
         const events = await api(`/environments/${env.id}/events?after=${lastEvent}`);
         for (const e of events) {
