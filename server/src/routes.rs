@@ -1045,14 +1045,16 @@ pub fn router(state: AppState) -> Router {
         )
         .fallback(ui::fallback)
         .layer(middleware::from_fn(ui::no_basic_prompt))
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            auth::client::client_addr_layer,
-        ))
         .layer(middleware::from_fn(log_request))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             crate::audit::layer,
+        ))
+        // outside the audit layer: the audit log records the client address it finds
+        // (the peer, or X-Forwarded-For from a trusted proxy)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::client::client_addr_layer,
         ))
         .layer(middleware::from_fn_with_state(
             state.clone(),

@@ -270,10 +270,18 @@ pub async fn layer(State(state): State<AppState>, request: Request, next: Next) 
     let path = bounded(request.uri().path(), MAX_TARGET_CHARS);
     // Looked at only when the credential is refused.
     let authorization = request.headers().get(header::AUTHORIZATION).cloned();
+    // the client address as the login throttle sees it: the peer, or the address a trusted
+    // proxy forwarded (crate::auth::client)
     let client = request
         .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| addr.ip().to_string());
+        .get::<crate::auth::ClientAddr>()
+        .map(|c| c.0.to_string())
+        .or_else(|| {
+            request
+                .extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|ConnectInfo(addr)| addr.ip().to_string())
+        });
     let ctx = Arc::new(Context {
         client,
         slot: Mutex::new(Slot::default()),
