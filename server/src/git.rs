@@ -692,7 +692,12 @@ async fn run_receive_pack(
         }
     })?;
     let rules = state.store().branch_rules(repo.id).await?;
-    let verdicts = crate::forge::rules_push::Verdicts::for_push(&rules, &commands.commands);
+    let pusher_is_owner = pusher.is_admin
+        || pusher.id == repo.owner_id
+        || (!rules.is_empty()
+            && state.store().member_role(repo.id, pusher.id).await? == Some(Role::Owner));
+    let verdicts =
+        crate::forge::rules_push::Verdicts::for_push(&rules, &commands.commands, pusher_is_owner);
     let guard = if verdicts.is_empty() {
         None
     } else {

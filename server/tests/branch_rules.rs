@@ -278,6 +278,7 @@ async fn scenario(server: &TestServer) -> Result<()> {
     // Only release/* is protected now: release/1 gets it, feature does not.
     let mut secrets_rule = rule("release/*");
     secrets_rule.allow_force_push = true;
+    secrets_rule.require_pull_request = true;
     assert_eq!(
         put_rules(server, &server.admin_token, &[secrets_rule]).await?,
         200
@@ -289,6 +290,16 @@ async fn scenario(server: &TestServer) -> Result<()> {
     );
     assert!(open_for("feature").await.is_err());
     assert!(open_for("main").await.is_ok());
+    // That is why, under a rule that requires pull requests, only owners create branches: a
+    // writer cannot push a new release/3 (with a workflow of their own) to get the secrets.
+    let before = server.disk_refs("admin/app")?;
+    let stderr = push_refused(d, &[&walt_url, "HEAD:release/3"]).await?;
+    assert!(
+        stderr.contains("(protected branch: only the repository's owners may create `release/3`)"),
+        "{stderr}"
+    );
+    assert_eq!(server.disk_refs("admin/app")?, before);
+    git_ok(d, &["push", "-q", "origin", "HEAD:release/3"]).await?;
     Ok(())
 }
 

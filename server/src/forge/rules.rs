@@ -7,7 +7,10 @@
 //! - Rules apply to everyone, administrators and owners included (an owner who must bypass a
 //!   rule changes the rule; that change is in the audit log).
 //! - Creating a branch that matches a rule is allowed (there is nothing to protect yet, and a
-//!   pull request needs its destination to exist); moving it then follows the rule.
+//!   pull request needs its destination to exist); moving it then follows the rule. Except
+//!   under a rule with `require_pull_request`: such a branch is created by the repository's
+//!   owners (or administrators) only, since its runs get every secret — a writer could
+//!   otherwise push a new `release/x` with a workflow of their own and read them.
 //! - `require_pull_request` refuses every push that moves an existing branch; the server's own
 //!   merge of a pull request updates the ref with git2, not through receive-pack, and checks
 //!   with `via_pull_request = true`.
@@ -96,6 +99,12 @@ pub fn is_protected(rules: &[BranchRule], branch: &str) -> bool {
     rule_for(rules, branch).is_some()
 }
 
+/// Whether `branch` only changes through reviewed pull requests (its rule requires them; such
+/// branches are created by owners only): its runs get every secret like the default branch's.
+pub fn is_reviewed(rules: &[BranchRule], branch: &str) -> bool {
+    rule_for(rules, branch).is_some_and(|rule| rule.require_pull_request)
+}
+
 /// Checks a whole rule list as given to `PUT …/branch-rules`; the error says what to change.
 pub fn validate(rules: &[BranchRule]) -> Result<(), String> {
     if rules.len() > MAX_RULES {
@@ -171,12 +180,15 @@ pub enum PushCheck {
 
 /// The check that applies to the update of `ref_name` from `old` to `new` (full hex ids,
 /// [`ZERO_SHA`] for none). `via_pull_request`: the update is the merge of a pull request.
+/// `pusher_is_owner`: the pusher is an owner of the repository or an administrator (only they
+/// create branches under a rule that requires pull requests).
 pub fn check_update(
     rules: &[BranchRule],
     ref_name: &str,
     old: &str,
     new: &str,
     via_pull_request: bool,
+    pusher_is_owner: bool,
 ) -> PushCheck {
     let Some(branch) = ref_name.strip_prefix("refs/heads/") else {
         return PushCheck::Allow;
@@ -193,7 +205,13 @@ pub fn check_update(
         };
     }
     if old == ZERO_SHA {
-        return PushCheck::Allow;
+        return if rule.require_pull_request && !via_pull_request && !pusher_is_owner {
+            PushCheck::Refuse(format!(
+                "protected branch: only the repository's owners may create {named}"
+            ))
+        } else {
+            PushCheck::Allow
+        };
     }
     if rule.require_pull_request && !via_pull_request {
         return PushCheck::Refuse(format!(
@@ -360,36 +378,45 @@ mod tests {
         main.require_pull_request = true;
         let rules = vec![main.clone(), rule("release/*")];
         // Direct push to a PR-only branch: refused; the PR's own merge is not.
-        let refused = check_update(&rules, "refs/heads/main", &a, &b, false);
+        let refused = check_update(&rules, "refs/heads/main", &a, &b, false, false);
         assert!(
             matches!(&refused, PushCheck::Refuse(m) if m.contains("must go through a pull request")),
             "{refused:?}"
         );
         assert!(matches!(
-            check_update(&rules, "refs/heads/main", &a, &b, true),
+            check_update(&rules, "refs/heads/main", &a, &b, true, false),
             PushCheck::FastForwardOnly(_)
         ));
-        // Creating is allowed, deleting is not.
+        // Creating is for owners under a pull-request rule, for everyone otherwise; deleting is
+        // refused.
         assert_eq!(
-            check_update(&rules, "refs/heads/main", ZERO_SHA, &b, false),
+            check_update(&rules, "refs/heads/main", ZERO_SHA, &b, false, true),
             PushCheck::Allow
         );
         assert!(matches!(
-            check_update(&rules, "refs/heads/release/1", &a, ZERO_SHA, false),
+            check_update(&rules, "refs/heads/main", ZERO_SHA, &b, false, false),
+            PushCheck::Refuse(m) if m.contains("only the repository's owners may create")
+        ));
+        assert_eq!(
+            check_update(&rules, "refs/heads/release/2", ZERO_SHA, &b, false, false),
+            PushCheck::Allow
+        );
+        assert!(matches!(
+            check_update(&rules, "refs/heads/release/1", &a, ZERO_SHA, false, false),
             PushCheck::Refuse(m) if m.contains("may not be deleted")
         ));
         // Without require_pull_request: fast-forwards only.
         assert!(matches!(
-            check_update(&rules, "refs/heads/release/1", &a, &b, false),
+            check_update(&rules, "refs/heads/release/1", &a, &b, false, false),
             PushCheck::FastForwardOnly(m) if m.contains("force push")
         ));
         // Unprotected branches and tags: anything goes.
         assert_eq!(
-            check_update(&rules, "refs/heads/feature", &a, ZERO_SHA, false),
+            check_update(&rules, "refs/heads/feature", &a, ZERO_SHA, false, false),
             PushCheck::Allow
         );
         assert_eq!(
-            check_update(&rules, "refs/tags/main", &a, ZERO_SHA, false),
+            check_update(&rules, "refs/tags/main", &a, ZERO_SHA, false, false),
             PushCheck::Allow
         );
         // Allowed when the rule says so.
@@ -398,11 +425,11 @@ mod tests {
         open.allow_deletion = true;
         let rules = vec![open];
         assert_eq!(
-            check_update(&rules, "refs/heads/main", &a, &b, false),
+            check_update(&rules, "refs/heads/main", &a, &b, false, false),
             PushCheck::Allow
         );
         assert_eq!(
-            check_update(&rules, "refs/heads/main", &a, ZERO_SHA, false),
+            check_update(&rules, "refs/heads/main", &a, ZERO_SHA, false, false),
             PushCheck::Allow
         );
     }

@@ -139,15 +139,19 @@ pub struct Verdicts {
 }
 
 impl Verdicts {
-    pub fn for_push(rules: &[BranchRule], commands: &[PushCommand]) -> Verdicts {
+    pub fn for_push(
+        rules: &[BranchRule],
+        commands: &[PushCommand],
+        pusher_is_owner: bool,
+    ) -> Verdicts {
         let refs = commands
             .iter()
-            .filter_map(
-                |c| match check_update(rules, &c.ref_name, &c.old, &c.new, false) {
+            .filter_map(|c| {
+                match check_update(rules, &c.ref_name, &c.old, &c.new, false, pusher_is_owner) {
                     PushCheck::Allow => None,
                     check => Some((c.ref_name.clone(), check)),
-                },
-            )
+                }
+            })
             .collect();
         Verdicts { refs }
     }
@@ -387,6 +391,7 @@ mod tests {
                     ref_name: "refs/heads/dev".into(),
                 },
             ],
+            true,
         );
         let mut status = Vec::new();
         pkt(&mut status, b"unpack ok\n");
