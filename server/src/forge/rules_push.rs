@@ -190,6 +190,10 @@ impl Verdicts {
 const UPDATE_HOOK: &str = r#"#!/bin/sh
 # Cove branch rules: written by cove-server for the pushes it serves; do not edit.
 [ -n "$COVE_PUSH_VERDICTS" ] || exit 0
+if [ ! -r "$COVE_PUSH_VERDICTS" ]; then
+  echo "cove: the branch rules of this push could not be read; try again" >&2
+  exit 1
+fi
 while IFS='	' read -r name kind message; do
   [ "$name" = "$1" ] || continue
   case $kind in
@@ -215,6 +219,8 @@ pub struct PushGuard {
 impl PushGuard {
     /// Writes the hook (if missing or changed) and the verdict file under `data_dir`.
     pub fn prepare(data_dir: &Path, verdicts: Verdicts) -> std::io::Result<PushGuard> {
+        // Absolute: git resolves a relative hooks path against the repository directory.
+        let data_dir = std::path::absolute(data_dir)?;
         let hooks = data_dir.join("hooks");
         std::fs::create_dir_all(&hooks)?;
         let hook = hooks.join("update");
@@ -229,7 +235,7 @@ impl PushGuard {
             }
             tmp.persist(&hook).map_err(|e| e.error)?;
         }
-        let tmp_dir = data_dir.join("tmp");
+        let tmp_dir = data_dir.join("tmp").join("push-verdicts");
         std::fs::create_dir_all(&tmp_dir)?;
         let mut verdicts_file = tempfile::NamedTempFile::new_in(&tmp_dir)?;
         std::io::Write::write_all(&mut verdicts_file, verdicts.file_text().as_bytes())?;
