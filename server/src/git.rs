@@ -795,7 +795,7 @@ async fn run_receive_pack(
         protected_refusal = refused;
     }
     let result = match &fed {
-        Ok(_) if protected_refusal => "refused",
+        Ok(_) if protected_refusal => "protected",
         Ok(_) if status.success() => "ok",
         Err(PumpError::Deadline(_)) => "deadline",
         _ => "refused",

@@ -177,6 +177,18 @@ async fn scenario(server: &TestServer) -> Result<()> {
         "{stderr}"
     );
 
+    // The refused pushes are in the audit log.
+    let audit: cove_api::AuditPage =
+        common::api_json(server, "/audit?action=git.push&user=walt&repo=admin/app").await?;
+    assert!(
+        audit
+            .entries
+            .iter()
+            .any(|e| e.result == "failed"
+                && e.detail.as_deref() == Some("no ref updated (protected)")),
+        "{audit:?}"
+    );
+
     // An unprotected branch takes the push (and the same commit, pushed there, starts a run);
     // in one push with a refused ref, the other ref still goes through.
     let stderr = push_refused(d, &["origin", "main", "main:feature"]).await?;

@@ -379,6 +379,35 @@ mod tests {
         assert!(read_commands(&mut empty).await.unwrap().commands.is_empty());
     }
 
+    #[tokio::test]
+    async fn commands_are_bounded() {
+        let a = "a".repeat(40);
+        let line = format!("{a} {a} refs/heads/{}\n", "x".repeat(900));
+        let mut body = Vec::new();
+        while body.len() <= MAX_COMMAND_BYTES {
+            pkt(&mut body, line.as_bytes());
+        }
+        body.extend_from_slice(b"0000");
+        let mut reader = &body[..];
+        assert!(matches!(
+            read_commands(&mut reader).await,
+            Err(CommandsError::TooLarge)
+        ));
+        // Cut off inside the commands, or a line that is not a command: malformed.
+        let mut cut = &body[..100];
+        assert!(matches!(
+            read_commands(&mut cut).await,
+            Err(CommandsError::Malformed(_))
+        ));
+        let mut junk = Vec::new();
+        pkt(&mut junk, b"hello world\n");
+        let mut junk = &junk[..];
+        assert!(matches!(
+            read_commands(&mut junk).await,
+            Err(CommandsError::Malformed(_))
+        ));
+    }
+
     #[test]
     fn the_report_gets_coves_reason() {
         let a = "a".repeat(40);
