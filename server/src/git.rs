@@ -671,26 +671,42 @@ async fn run_receive_pack(
     // Branch rules: the push's commands are read first (and replayed to git); refs the rules
     // refuse or allow only as fast-forwards are checked by Cove's update hook (forge/rules_push).
     let deadline = state.limits().push_deadline;
-    let commands = tokio::time::timeout(
+    let started = std::time::Instant::now();
+    let read = tokio::time::timeout(
         deadline,
         crate::forge::rules_push::read_commands(&mut reader),
     )
-    .await
-    .map_err(|_| {
-        ApiError::Timeout(format!(
-            "push did not finish within the server's deadline of {} s",
-            deadline.as_secs()
-        ))
-    })?
-    .map_err(|e| match e {
-        crate::forge::rules_push::CommandsError::TooLarge => ApiError::TooLarge(e.to_string()),
-        crate::forge::rules_push::CommandsError::Malformed(_) => {
-            ApiError::BadRequest(e.to_string())
+    .await;
+    let commands = match read {
+        Ok(Ok(commands)) => commands,
+        failed => {
+            use crate::forge::rules_push::CommandsError;
+            let (result, error) = match failed {
+                Err(_) => (
+                    "deadline",
+                    ApiError::Timeout(format!(
+                        "push did not finish within the server's deadline of {} s",
+                        deadline.as_secs()
+                    )),
+                ),
+                Ok(Err(e @ CommandsError::TooLarge)) => {
+                    ("refused", ApiError::TooLarge(e.to_string()))
+                }
+                Ok(Err(e @ CommandsError::Malformed(_))) => {
+                    ("refused", ApiError::BadRequest(e.to_string()))
+                }
+                Ok(Err(CommandsError::Io(_))) | Ok(Ok(_)) => (
+                    "refused",
+                    ApiError::BadRequest("push request body ended early".into()),
+                ),
+            };
+            state
+                .metrics()
+                .push_finished(None, started.elapsed(), result);
+            crate::audit::push(&state, &repo, &pusher.username, &[], result).await;
+            return Err(error);
         }
-        crate::forge::rules_push::CommandsError::Io(_) => {
-            ApiError::BadRequest("push request body ended early".into())
-        }
-    })?;
+    };
     let rules = state.store().branch_rules(repo.id).await?;
     let pusher_is_owner = pusher.is_admin
         || pusher.id == repo.owner_id
