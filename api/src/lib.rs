@@ -10,6 +10,7 @@
 pub mod agent;
 mod agents;
 mod audit;
+mod branch_rules;
 mod env;
 mod packages;
 mod runs;
@@ -17,6 +18,7 @@ mod session;
 
 pub use agents::*;
 pub use audit::*;
+pub use branch_rules::*;
 pub use env::*;
 pub use packages::*;
 pub use runs::*;

@@ -8,6 +8,7 @@ mod env;
 mod login;
 mod packages;
 mod repo;
+mod rules;
 mod terminal;
 mod token;
 mod user;

@@ -1,4 +1,4 @@
-//! `cove repo create|list|show|delete|clone-url`.
+//! `cove repo create|list|show|delete|clone-url` (and `rules`, `packages`, `retention`).
 
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand, ValueEnum};
@@ -60,6 +60,8 @@ pub enum RepoCommand {
     },
     /// CodeArtifact access of the repository's builds.
     Packages(crate::packages::PackagesArgs),
+    /// Branch rules (branch protection): list, set, delete.
+    Rules(crate::rules::RulesArgs),
     /// Show or set how long finished runs (with their logs and artifacts) are kept.
     Retention {
         /// NAME or OWNER/NAME.
@@ -161,6 +163,7 @@ pub fn run(args: RepoArgs) -> Result<()> {
             Ok(())
         }
         RepoCommand::Packages(args) => crate::packages::run(&client, args),
+        RepoCommand::Rules(args) => crate::rules::run(&client, args),
         RepoCommand::Retention {
             name,
             days,

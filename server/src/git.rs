@@ -500,8 +500,12 @@ fn spawn_service(
     service: Service,
     path: &Path,
     protocol: Option<&str>,
+    guard: Option<&crate::forge::rules_push::PushGuard>,
 ) -> Result<tokio::process::Child, ApiError> {
     let mut cmd = git();
+    if let Some(guard) = guard {
+        guard.configure(&mut cmd);
+    }
     cmd.arg(service.subcommand())
         .arg("--stateless-rpc")
         .arg(path)
@@ -537,6 +541,7 @@ pub async fn upload_pack(
         Service::UploadPack,
         &path,
         git_protocol(&parts.headers).as_deref(),
+        None,
     )?;
     let (Some(mut stdin), Some(stdout), Some(mut stderr)) =
         (child.stdin.take(), child.stdout.take(), child.stderr.take())
@@ -663,12 +668,73 @@ async fn run_receive_pack(
     mut reader: BoxReader,
     protocol: Option<String>,
 ) -> Result<Vec<u8>, ApiError> {
+    // Branch rules: the push's commands are read first (and replayed to git); refs the rules
+    // refuse or allow only as fast-forwards are checked by Cove's update hook (forge/rules_push).
+    let deadline = state.limits().push_deadline;
+    let started = std::time::Instant::now();
+    let read = tokio::time::timeout(
+        deadline,
+        crate::forge::rules_push::read_commands(&mut reader),
+    )
+    .await;
+    let commands = match read {
+        Ok(Ok(commands)) => commands,
+        failed => {
+            use crate::forge::rules_push::CommandsError;
+            let (result, error) = match failed {
+                Err(_) => (
+                    "deadline",
+                    ApiError::Timeout(format!(
+                        "push did not finish within the server's deadline of {} s",
+                        deadline.as_secs()
+                    )),
+                ),
+                Ok(Err(e @ CommandsError::TooLarge)) => {
+                    ("refused", ApiError::TooLarge(e.to_string()))
+                }
+                Ok(Err(e @ CommandsError::Malformed(_))) => {
+                    ("refused", ApiError::BadRequest(e.to_string()))
+                }
+                Ok(Err(CommandsError::Io(_))) | Ok(Ok(_)) => (
+                    "refused",
+                    ApiError::BadRequest("push request body ended early".into()),
+                ),
+            };
+            state
+                .metrics()
+                .push_finished(None, started.elapsed(), result);
+            crate::audit::push(&state, &repo, &pusher.username, &[], result).await;
+            return Err(error);
+        }
+    };
+    let rules = state.store().branch_rules(repo.id).await?;
+    let pusher_is_owner = pusher.is_admin
+        || pusher.id == repo.owner_id
+        || (!rules.is_empty()
+            && state.store().member_role(repo.id, pusher.id).await? == Some(Role::Owner));
+    let verdicts =
+        crate::forge::rules_push::Verdicts::for_push(&rules, &commands.commands, pusher_is_owner);
+    let guard = if verdicts.is_empty() {
+        None
+    } else {
+        Some(
+            crate::forge::rules_push::PushGuard::prepare(state.data_dir(), verdicts)
+                .map_err(ApiError::internal)?,
+        )
+    };
+    let side_band = commands.side_band;
+    let mut reader: BoxReader = Box::pin(io::Cursor::new(commands.raw).chain(reader));
     let lock = state.repo_lock(repo.id);
     let _guard = lock.lock().await;
     let held = std::time::Instant::now();
     let path = repo_path(state.data_dir(), &repo.owner, &repo.name);
     let before = snapshot_refs(path.clone()).await?;
-    let mut child = spawn_service(Service::ReceivePack, &path, protocol.as_deref())?;
+    let mut child = spawn_service(
+        Service::ReceivePack,
+        &path,
+        protocol.as_deref(),
+        guard.as_ref(),
+    )?;
     let (Some(mut stdin), Some(stdout), Some(stderr)) =
         (child.stdin.take(), child.stdout.take(), child.stderr.take())
     else {
@@ -689,7 +755,6 @@ async fn run_receive_pack(
     let mut stderr = stderr.take(MAX_REPORT_BYTES);
     // The whole receive has a deadline (push_deadline_secs), so a client that trickles its
     // body cannot hold the repository's lock: past it git is killed and the lock released.
-    let deadline = state.limits().push_deadline;
     let pumped = tokio::time::timeout(deadline, async {
         tokio::join!(
             feed,
@@ -738,7 +803,15 @@ async fn run_receive_pack(
             state.publish(crate::repos::push_event_dto(&full_name, event));
         }
     }
+    let mut protected_refusal = false;
+    if let Some(guard) = &guard {
+        let (rewritten, refused) =
+            crate::forge::rules_push::rewrite_report(&report, &guard.verdicts, side_band);
+        report = rewritten;
+        protected_refusal = refused;
+    }
     let result = match &fed {
+        Ok(_) if protected_refusal => "protected",
         Ok(_) if status.success() => "ok",
         Err(PumpError::Deadline(_)) => "deadline",
         _ => "refused",

@@ -17,6 +17,7 @@ pub mod config;
 pub mod envs;
 pub mod error;
 pub mod extract;
+pub mod forge;
 pub mod git;
 pub mod live_auth;
 pub mod metrics;

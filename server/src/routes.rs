@@ -440,6 +440,27 @@ pub fn api_routes() -> Vec<Route> {
         ),
         route(
             M::GET,
+            "/api/v1/repos/{owner}/{name}/branch-rules",
+            Read,
+            reader,
+            false,
+            OK,
+            "The repository's ordered branch rules (the first whose pattern matches a branch applies)",
+            crate::forge::rules_http::get_rules,
+        ),
+        route(
+            M::PUT,
+            "/api/v1/repos/{owner}/{name}/branch-rules",
+            Write,
+            owner,
+            false,
+            OK,
+            "Replace the repository's branch rules: per branch name pattern, pull requests only, approvals, required checks, who may merge, force push and deletion",
+            crate::forge::rules_http::set_rules,
+        )
+        .answers(&[400]),
+        route(
+            M::GET,
             "/api/v1/repos/{owner}/{name}/members",
             Read,
             reader,

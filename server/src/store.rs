@@ -15,6 +15,7 @@ use sqlx::{AnyPool, Row};
 
 mod agents;
 mod audit;
+mod branch_rules;
 
 mod approvals;
 mod envs;

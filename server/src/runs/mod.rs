@@ -774,7 +774,8 @@ pub async fn open_secrets_for(
         .repo_by_id(repo_id)
         .await?
         .ok_or_else(|| RunsError::NotFound(format!("repository {repo_id}")))?;
-    let every = secrets::branch_gets_every_secret(&repo.default_branch, branch);
+    let rules = state.store().branch_rules(repo_id).await?;
+    let every = secrets::branch_gets_every_secret(&repo.default_branch, branch, &rules);
     let stored = state.store().list_secrets(repo_id).await?;
     for name in names {
         let row = stored.iter().find(|s| &s.name == name).ok_or_else(|| {

@@ -135,20 +135,23 @@ pub fn valid_secret_name(name: &str) -> bool {
 }
 
 /// Whether runs of `branch` get every secret of the repository, or only those marked for all
-/// branches (`all_branches`). Today that is the default branch alone.
-///
-/// Extension point: protected branch patterns (issue "team loop") belong here — a run on a
-/// branch matching one of the repository's protected patterns would get every secret too.
-pub fn branch_gets_every_secret(default_branch: &str, branch: &str) -> bool {
-    branch == default_branch
+/// branches (`all_branches`): the default branch and every branch whose rule requires pull
+/// requests (`forge::rules::is_reviewed`: it changes only through reviewed merges and only
+/// owners create it) get them all.
+pub fn branch_gets_every_secret(
+    default_branch: &str,
+    branch: &str,
+    rules: &[cove_api::BranchRule],
+) -> bool {
+    branch == default_branch || crate::forge::rules::is_reviewed(rules, branch)
 }
 
 /// Why a run on `branch` does not get secret `name` (it is not marked for all branches). No
 /// value in it.
 pub fn withheld_reason(name: &str, default_branch: &str, branch: &str) -> String {
     format!(
-        "secret `{name}` is given only to runs of the default branch `{default_branch}`, and \
-         this run is on branch `{branch}`; to give it to every branch, set it again with \
+        "secret `{name}` is given only to runs of the default branch `{default_branch}` and of \
+         branches whose rule requires pull requests, and this run is on branch `{branch}`; to give it to every branch, set it again with \
          `cove secret set --all-branches`"
     )
 }
@@ -190,10 +193,27 @@ mod tests {
     }
 
     #[test]
-    fn only_the_default_branch_gets_every_secret() {
-        assert!(branch_gets_every_secret("main", "main"));
-        assert!(!branch_gets_every_secret("main", "feature"));
-        assert!(!branch_gets_every_secret("main", "Main"));
+    fn only_the_default_branch_and_protected_branches_get_every_secret() {
+        assert!(branch_gets_every_secret("main", "main", &[]));
+        assert!(!branch_gets_every_secret("main", "feature", &[]));
+        assert!(!branch_gets_every_secret("main", "Main", &[]));
+        let rules = vec![cove_api::BranchRule {
+            pattern: "release/*".into(),
+            require_pull_request: true,
+            required_approvals: 0,
+            required_checks: Vec::new(),
+            merge_roles: Vec::new(),
+            merge_users: Vec::new(),
+            allow_force_push: false,
+            allow_deletion: false,
+        }];
+        assert!(branch_gets_every_secret("main", "release/1.0", &rules));
+        assert!(!branch_gets_every_secret("main", "feature", &rules));
+        // A rule without pull requests (say, only "no force push") does not make a branch
+        // trusted with every secret.
+        let mut open = rules.clone();
+        open[0].require_pull_request = false;
+        assert!(!branch_gets_every_secret("main", "release/1.0", &open));
         let reason = withheld_reason("api_token", "main", "feature");
         for needle in ["`api_token`", "`main`", "`feature`", "--all-branches"] {
             assert!(reason.contains(needle), "{needle} not in {reason}");
