@@ -120,8 +120,11 @@ async fn schedule_fires_once_per_slot(database_url: Option<String>, real_run: bo
     // Neither the schedule-only nor the manual-only workflow runs on a push.
     assert!(runs_at(&server.url, "cron").await?.is_empty());
 
-    // The minute passes: two passes race (and the background scheduler may join them).
-    clock.advance(Duration::from_secs(61));
+    // The minute passes: the clock goes to 1 s after the slot, so the next slot is 59 s of
+    // real time away while the counts below are taken. Two passes race (and the background
+    // scheduler may join them).
+    let to_slot = next - clock.now_ms() + 1000;
+    clock.advance(Duration::from_millis(u64::try_from(to_slot).unwrap()));
     let (a, b) = tokio::join!(
         schedules::fire_due(&server.state),
         schedules::fire_due(&server.state)
@@ -153,7 +156,8 @@ async fn schedule_fires_once_per_slot(database_url: Option<String>, real_run: bo
     assert_eq!(after[0].last_run, Some(1));
     assert!(after[0].next_fire_at_ms.unwrap() > clock.now_ms());
 
-    // Ten minutes without the scheduler: the missed slots fire once, not ten times.
+    // Ten minutes without the scheduler: the missed slots fire once, not ten times (the clock
+    // keeps its phase: 1 s past a slot).
     clock.advance(Duration::from_secs(600));
     schedules::fire_due(&server.state).await?;
     schedules::fire_due(&server.state).await?;
