@@ -190,6 +190,9 @@ pub struct ApprovalRequest {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Run {
     pub id: i64,
+    /// The run's number in its repository (`#1`, `#2` …; 0 for a run stored before numbers).
+    #[serde(default)]
+    pub number: i64,
     /// `owner/name`.
     pub repo: String,
     pub workflow: String,
@@ -198,13 +201,32 @@ pub struct Run {
     pub run_mode: String,
     pub branch: String,
     pub commit: String,
-    /// `push`, `manual` or `retry`.
+    /// `push`, `manual`, `schedule` or `retry`.
     pub trigger: String,
     pub state: RunState,
     pub created_at_ms: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at_ms: Option<i64>,
     pub jobs: Vec<Job>,
+}
+
+/// One SCHEDULE trigger on one branch: `GET /api/v1/repos/{owner}/{name}/schedules`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Schedule {
+    pub workflow: String,
+    pub workflow_file: String,
+    pub branch: String,
+    /// The 6-field cron expression (UTC).
+    pub expression: String,
+    /// When it fires next; absent when the expression names no later minute.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_fire_at_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_fired_at_ms: Option<i64>,
+    /// The number of the run it started last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_run: Option<i64>,
 }
 
 /// `POST /api/v1/repos/{owner}/{name}/runs`.

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
-use cove_api::{ApprovalRequest, Repo, Run, RunState, StartRunRequest, User};
+use cove_api::{ApprovalRequest, Repo, Run, RunState, Schedule, StartRunRequest, User};
 
 use crate::client::Client;
 use crate::repo::Output;
@@ -33,33 +33,51 @@ pub enum RunCommand {
     },
     /// Show a run and its actions.
     Show {
-        run: i64,
+        /// The run: OWNER/NAME#N, NAME#N, #N or N with --repo, or its id.
+        run: String,
+        /// The repository of a run given by number.
+        #[arg(long)]
+        repo: Option<String>,
         #[arg(long, value_enum, default_value_t)]
         output: Output,
     },
     /// Print an action's log (every action's when none is named); -f follows until it ends.
     Logs {
-        run: i64,
+        run: String,
         action: Option<String>,
+        #[arg(long)]
+        repo: Option<String>,
         #[arg(short, long)]
         follow: bool,
     },
     /// Cancel a run.
-    Cancel { run: i64 },
+    Cancel {
+        run: String,
+        #[arg(long)]
+        repo: Option<String>,
+    },
     /// Run the actions of an ended run that did not succeed again.
-    Retry { run: i64 },
+    Retry {
+        run: String,
+        #[arg(long)]
+        repo: Option<String>,
+    },
     /// Approve an approval gate that waits (an `aws/approval` action).
     Approve {
-        run: i64,
+        run: String,
         action: String,
+        #[arg(long)]
+        repo: Option<String>,
         /// Why (kept with the decision).
         #[arg(long, default_value = "")]
         comment: String,
     },
     /// Reject an approval gate that waits: it fails and the actions after it are skipped.
     Reject {
-        run: i64,
+        run: String,
         action: String,
+        #[arg(long)]
+        repo: Option<String>,
         /// Why (kept with the decision).
         #[arg(long, default_value = "")]
         comment: String,
@@ -76,6 +94,46 @@ pub enum RunCommand {
         #[arg(long, value_enum, default_value_t)]
         output: Output,
     },
+    /// List SCHEDULE triggers with their next time (UTC).
+    Schedules {
+        /// OWNER/NAME or NAME; default: every repository you can read.
+        repo: Option<String>,
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
+}
+
+/// The id of the run named by `run`: `OWNER/NAME#N` or `NAME#N` (a run number), `#N` or `N`
+/// with `--repo` (a run number), else a run id.
+pub fn resolve_run(client: &Client, run: &str, repo: Option<&str>) -> Result<i64> {
+    let by_number = |repo: &str, number: &str| -> Result<i64> {
+        if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
+            bail!("expected a run number after `#`, got {number:?}");
+        }
+        let full = repo_full_name(client, repo)?;
+        let found: Run = client.get(&format!("/repos/{full}/runs/by-number/{number}"))?;
+        Ok(found.id)
+    };
+    match (run.split_once('#'), repo) {
+        (Some((r, n)), _) if !r.is_empty() => by_number(r, n),
+        (Some((_, n)), Some(r)) => by_number(r, n),
+        (Some(_), None) => {
+            bail!("`{run}`: name the repository (--repo OWNER/NAME or OWNER/NAME{run})")
+        }
+        (None, Some(r)) => by_number(r, run),
+        (None, None) => run.parse().map_err(|_| {
+            anyhow::anyhow!("expected a run id, OWNER/NAME#N, or #N with --repo; got {run:?}")
+        }),
+    }
+}
+
+/// `owner/name#N` (the id for a run stored before numbers).
+fn run_name(run: &Run) -> String {
+    if run.number > 0 {
+        format!("{}#{}", run.repo, run.number)
+    } else {
+        run.id.to_string()
+    }
 }
 
 /// `owner/name` from OWNER/NAME or NAME (the logged-in user's).
@@ -104,9 +162,9 @@ fn query_escape(s: &str) -> String {
 fn print_run_line(run: &Run) {
     println!(
         "{:<20} {:<11} {:<24} {:<16} {:<8} {}",
-        run.id,
+        run_name(run),
         run.state.as_str(),
-        format!("{}:{}", run.repo, run.workflow),
+        run.workflow,
         run.branch,
         run.commit.get(..8).unwrap_or(&run.commit),
         run.trigger
@@ -114,7 +172,7 @@ fn print_run_line(run: &Run) {
 }
 
 fn print_run(run: &Run) {
-    println!("run        {}", run.id);
+    println!("run        {} (id {})", run_name(run), run.id);
     println!("repository {}", run.repo);
     println!(
         "workflow   {} ({}, {})",
@@ -256,15 +314,18 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
                 }
             }
         }
-        RunCommand::Show { run, output } => {
+        RunCommand::Show { run, repo, output } => {
+            let run = resolve_run(&client, &run, repo.as_deref())?;
             let run: Run = client.get(&format!("/runs/{run}"))?;
             emit(&run, output)?;
         }
         RunCommand::Logs {
             run,
             action,
+            repo,
             follow,
         } => {
+            let run = resolve_run(&client, &run, repo.as_deref())?;
             let shown: Run = client.get(&format!("/runs/{run}"))?;
             let actions: Vec<String> = match action {
                 Some(a) => {
@@ -305,19 +366,23 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
                 }
             }
         }
-        RunCommand::Cancel { run } => {
+        RunCommand::Cancel { run, repo } => {
+            let run = resolve_run(&client, &run, repo.as_deref())?;
             let run: Run = client.post(&format!("/runs/{run}/cancel"), &serde_json::json!({}))?;
-            println!("run {} {}", run.id, run.state.as_str());
+            println!("run {} {}", run_name(&run), run.state.as_str());
         }
-        RunCommand::Retry { run } => {
+        RunCommand::Retry { run, repo } => {
+            let run = resolve_run(&client, &run, repo.as_deref())?;
             let run: Run = client.post(&format!("/runs/{run}/retry"), &serde_json::json!({}))?;
-            println!("run {} {}", run.id, run.state.as_str());
+            println!("run {} {}", run_name(&run), run.state.as_str());
         }
         RunCommand::Approve {
             run,
             action,
+            repo,
             comment,
         } => {
+            let run = resolve_run(&client, &run, repo.as_deref())?;
             let run: Run = client.post(
                 &format!("/runs/{run}/actions/{}/approve", query_escape(&action)),
                 &ApprovalRequest { comment },
@@ -325,22 +390,24 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
             let state = run.jobs.iter().find(|j| j.action == action);
             println!(
                 "approved {action} of run {} ({})",
-                run.id,
+                run_name(&run),
                 state.map_or("?", |j| j.state.as_str())
             );
         }
         RunCommand::Reject {
             run,
             action,
+            repo,
             comment,
         } => {
+            let run = resolve_run(&client, &run, repo.as_deref())?;
             let run: Run = client.post(
                 &format!("/runs/{run}/actions/{}/reject", query_escape(&action)),
                 &ApprovalRequest { comment },
             )?;
             println!(
                 "rejected {action} of run {} ({})",
-                run.id,
+                run_name(&run),
                 run.state.as_str()
             );
         }
@@ -357,7 +424,58 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
             )?;
             match output {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&run)?),
-                Output::Text => println!("run {} started ({})", run.id, run.state.as_str()),
+                Output::Text => println!(
+                    "run {} started ({}, id {})",
+                    run_name(&run),
+                    run.state.as_str(),
+                    run.id
+                ),
+            }
+        }
+        RunCommand::Schedules { repo, output } => {
+            let repos = match repo {
+                Some(r) => vec![repo_full_name(&client, &r)?],
+                None => client
+                    .get::<Vec<Repo>>("/repos")?
+                    .into_iter()
+                    .map(|r| r.full_name)
+                    .collect(),
+            };
+            let mut all: Vec<(String, Schedule)> = Vec::new();
+            for r in repos {
+                for s in client.get::<Vec<Schedule>>(&format!("/repos/{r}/schedules"))? {
+                    all.push((r.clone(), s));
+                }
+            }
+            match output {
+                Output::Json => {
+                    let list: Vec<serde_json::Value> = all
+                        .iter()
+                        .map(|(r, s)| {
+                            let mut v = serde_json::to_value(s).unwrap_or_default();
+                            v["repo"] = serde_json::Value::String(r.clone());
+                            v
+                        })
+                        .collect();
+                    println!("{}", serde_json::to_string_pretty(&list)?);
+                }
+                Output::Text => {
+                    println!(
+                        "{:<24} {:<20} {:<16} {:<22} {:<24} LAST RUN",
+                        "REPOSITORY", "WORKFLOW", "BRANCH", "EXPRESSION", "NEXT"
+                    );
+                    for (r, s) in &all {
+                        println!(
+                            "{:<24} {:<20} {:<16} {:<22} {:<24} {}",
+                            r,
+                            s.workflow,
+                            s.branch,
+                            s.expression,
+                            s.next_fire_at_ms.map_or_else(|| "never".into(), utc),
+                            s.last_run.map_or_else(|| "-".into(), |n| format!("#{n}"))
+                        );
+                    }
+                }
             }
         }
     }

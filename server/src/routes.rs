@@ -526,6 +526,27 @@ pub fn api_routes() -> Vec<Route> {
         .answers(&[404]),
         route(
             M::GET,
+            "/api/v1/repos/{owner}/{name}/runs/by-number/{number}",
+            Read,
+            reader,
+            false,
+            OK,
+            "The run with this per-repository number (#N)",
+            runs::get_run_by_number,
+        )
+        .answers(&[404]),
+        route(
+            M::GET,
+            "/api/v1/repos/{owner}/{name}/schedules",
+            Read,
+            reader,
+            false,
+            OK,
+            "The repository's SCHEDULE triggers per branch with their next fire time",
+            crate::runs::schedules::list,
+        ),
+        route(
+            M::GET,
             "/api/v1/repos/{owner}/{name}/workflow-errors",
             Read,
             reader,

@@ -24,6 +24,7 @@ mod metrics;
 mod packages;
 mod retention;
 mod runs;
+mod schedules;
 mod sessions;
 mod users;
 
@@ -35,6 +36,7 @@ pub use envs::EnvRow;
 pub use metrics::StateCounts;
 pub use runs::SecretRow;
 pub use runs::{ActiveJob, JobRow, RunRow, WorkflowErrorRow};
+pub use schedules::{ScheduleClaim, ScheduleRow};
 pub use sessions::SessionRow;
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations");

@@ -284,6 +284,7 @@ async fn durable_runs_store_on_every_backend() -> Result<()> {
                 state: RunState::Queued,
                 created_at_ms: 0,
                 finished_at_ms: None,
+                number: 0,
             };
             let job = |id: i64, run_id: i64| JobRow {
                 id,

@@ -44,6 +44,7 @@ async fn open_run(server: &TestServer) -> i64 {
         state: RunState::Running,
         created_at_ms: 0,
         finished_at_ms: None,
+        number: 0,
     };
     let job = JobRow {
         id: run_id + 1,

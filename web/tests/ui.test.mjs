@@ -457,6 +457,53 @@ test('an approval gate waits with a banner; approving it in the UI lets the run 
   await shot('run-approved');
 });
 
+const MANUAL_ONLY = `Name: ui-manual
+SchemaVersion: "1.0"
+Triggers:
+  - Type: MANUAL
+Actions:
+  Hello:
+    Identifier: aws/build@v1
+    Configuration:
+      Steps:
+        - Run: echo "started by hand"
+`;
+
+test('a MANUAL workflow does not run on push; "Run workflow" starts it and shows #N', async () => {
+  writeFileSync(path.join(work, '.codecatalyst/workflows/ui-manual.yaml'), MANUAL_ONLY);
+  git(['add', '.']);
+  git(['commit', '-q', '-m', 'manual workflow']);
+  git(['push', '-q', pushUrl(`${URL}/git/${USER}/${REPO}.git`), 'main']);
+
+  await page.goto(`${URL}/#/repos/${USER}/${REPO}/runs?branch=main`);
+  await page.locator('#runs-table tbody tr').first().waitFor({ timeout: 30_000 });
+  // Runs are numbered per repository, not shown by their 19-digit id.
+  const labels = await page.locator('#runs-table tbody th a').allTextContents();
+  assert.ok(labels.every((l) => /^#\d{1,4}$/.test(l)), labels.join(' '));
+  // Give the push time to be processed: no run of the manual-only workflow appears.
+  await new Promise((r) => setTimeout(r, 2000));
+  const workflows = await page.locator('#runs-table tbody tr td:nth-child(2)').allTextContents();
+  assert.ok(!workflows.includes('ui-manual'), 'a push does not start a MANUAL workflow');
+
+  const form = page.getByRole('form', { name: 'Run workflow' });
+  await form.getByLabel('Workflow').fill('ui-manual');
+  await form.getByRole('button', { name: 'Run workflow' }).click();
+  await page.waitForURL(/#\/runs\/\d+$/);
+  const title = await page.locator('h1').textContent();
+  assert.match(title, /^Run #\d{1,4} · ui-manual$/);
+  await page.locator('#run-state[data-state=succeeded]').waitFor({ timeout: 120_000 });
+  await page.locator('.job[data-action=Hello]').click();
+  await page.locator('#job-log', { hasText: 'started by hand' }).waitFor({ timeout: 10_000 });
+  await shot('run-started-by-hand');
+
+  // A workflow that does not exist: the form says so and stays.
+  await page.goto(`${URL}/#/repos/${USER}/${REPO}/runs?branch=main`);
+  const again = page.getByRole('form', { name: 'Run workflow' });
+  await again.getByLabel('Workflow').fill('no-such-workflow');
+  await again.getByRole('button', { name: 'Run workflow' }).click();
+  await again.getByRole('alert').filter({ hasText: 'no-such-workflow' }).waitFor({ timeout: 10_000 });
+});
+
 test('keyboard: skip link first, then the main navigation; the skip link moves focus to the content', async () => {
   const fresh = await context.newPage();
   try {

@@ -326,9 +326,10 @@ fn triggers(r: &mut Reader, n: &Node) -> Vec<Trigger> {
                     .required(item, "Expression", "a SCHEDULE trigger")
                     .and_then(|e| {
                         let text = r.nonempty_text(e, "`Expression`")?;
-                        if let Err(why) = check_cron(&text) {
+                        if let Err(why) = crate::cron::Cron::parse(&text) {
+                            let pos = pattern_error_pos(r, e, &text, Some(why.offset));
                             r.error(
-                                e.pos,
+                                pos,
                                 format!("invalid schedule `Expression` `{text}`: {why}"),
                                 "use 6 fields `min hour day-of-month month day-of-week year` (UTC), with `?` in exactly one of day-of-month/day-of-week",
                             );
@@ -456,26 +457,6 @@ fn pattern_error_pos(r: &Reader, item: &Node, src: &str, offset: Option<usize>) 
     } else {
         item.pos
     }
-}
-
-/// A 6-field EventBridge cron expression: `min hour dom month dow year`,
-/// exactly one of dom/dow `?`.
-pub(crate) fn check_cron(expr: &str) -> Result<(), String> {
-    let fields: Vec<&str> = expr.split_whitespace().collect();
-    if fields.len() != 6 {
-        return Err(format!("expected 6 fields, found {}", fields.len()));
-    }
-    let allowed = |f: &str| {
-        f.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '*' | '?' | ',' | '-' | '/' | '#'))
-    };
-    if let Some(bad) = fields.iter().find(|f| !allowed(f)) {
-        return Err(format!("unexpected characters in `{bad}`"));
-    }
-    if (fields[2] == "?") == (fields[4] == "?") {
-        return Err("exactly one of day-of-month and day-of-week must be `?`".to_string());
-    }
-    Ok(())
 }
 
 /// Walk `Actions` (recursively through groups), creating actions.

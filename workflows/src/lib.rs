@@ -59,6 +59,7 @@
 pub mod approval;
 mod buildspec;
 mod codecatalyst;
+pub mod cron;
 mod graph;
 pub mod interpolate;
 mod model;
@@ -70,6 +71,7 @@ pub mod yaml11;
 
 pub use buildspec::{parse_on_failure, OnFailureError, BUILDSPEC_ACTION};
 pub use codecatalyst::MAX_SECRETS_PER_ACTION;
+pub use cron::{Cron, CronError};
 pub use interpolate::{interpolate, Context, InterpolateError, Target};
 pub use model::*;
 pub use pattern::{Pattern, PatternError};

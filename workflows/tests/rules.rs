@@ -234,7 +234,7 @@ Actions:
               help: FilesChanged entries are regular expressions matched against the whole name
             wf.yaml:11:11: error: a workflow may have only one SCHEDULE trigger
               help: merge the schedules into one cron expression or split the workflow
-            wf.yaml:12:17: error: invalid schedule `Expression` `0 9 * * * *`: exactly one of day-of-month and day-of-week must be `?`
+            wf.yaml:12:22: error: invalid schedule `Expression` `0 9 * * * *`: exactly one of day-of-month and day-of-week must be `?`
               help: use 6 fields `min hour day-of-month month day-of-week year` (UTC), with `?` in exactly one of day-of-month/day-of-week
             wf.yaml:14:14: error: unknown pull request event `opened`
               help: use OPEN, REVISION or CLOSED

@@ -71,6 +71,7 @@ pub async fn run_dto(state: &AppState, repo: &RepoRow, run: RunRow) -> Result<Ru
         .collect();
     Ok(Run {
         id: run.id,
+        number: run.number,
         repo: format!("{}/{}", repo.owner, repo.name),
         workflow: run.workflow,
         workflow_file: run.workflow_file,
@@ -182,6 +183,25 @@ pub async fn get_run(
     Path(params): Path<BTreeMap<String, String>>,
 ) -> Result<Json<Run>, ApiError> {
     let run = load_run(&state, &repo, &params).await?;
+    Ok(Json(run_dto(&state, &repo, run).await?))
+}
+
+pub async fn get_run_by_number(
+    State(state): State<AppState>,
+    Extension(repo): Extension<RepoRow>,
+    Path(params): Path<BTreeMap<String, String>>,
+) -> Result<Json<Run>, ApiError> {
+    let raw = params.get("number").map(String::as_str).unwrap_or("");
+    let not_found = || ApiError::NotFound(format!("run #{raw}"));
+    let number: i64 = raw
+        .trim_start_matches('#')
+        .parse()
+        .map_err(|_| not_found())?;
+    let run = state
+        .store()
+        .run_by_number(repo.id, number)
+        .await?
+        .ok_or_else(not_found)?;
     Ok(Json(run_dto(&state, &repo, run).await?))
 }
 

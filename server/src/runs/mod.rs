@@ -17,6 +17,7 @@ pub mod log_cap;
 pub mod package_policy;
 pub mod packages;
 pub mod schedule;
+pub mod schedules;
 pub mod secrets;
 pub mod source;
 mod state;
@@ -276,7 +277,7 @@ pub async fn create_run(
         commit,
         trigger,
     };
-    insert_run(state, repo, workflow, &source, None)
+    insert_run(state, repo, workflow, &source, None, None)
         .await?
         .ok_or_else(|| RunsError::Conflict("the run already exists".into()))
 }
@@ -299,6 +300,7 @@ async fn insert_run(
     workflow: &Workflow,
     source: &RunSource<'_>,
     push_event: Option<i64>,
+    claim: Option<&store::ScheduleClaim>,
 ) -> Result<Option<RunRow>, RunsError> {
     let RunSource {
         file,
@@ -312,7 +314,7 @@ async fn insert_run(
         .map_err(|e| RunsError::BadRequest(format!("{file}: {e}")))?;
     let runs = state.runs();
     let now = runs.clock.now_ms();
-    let run = RunRow {
+    let mut run = RunRow {
         id: store::next_id(),
         repo_id: repo.id,
         workflow: workflow.name.clone(),
@@ -326,6 +328,7 @@ async fn insert_run(
         state: RunState::Queued,
         created_at_ms: now,
         finished_at_ms: None,
+        number: 0,
     };
     let jobs: Vec<JobRow> = workflow
         .actions
@@ -372,15 +375,16 @@ async fn insert_run(
         .filter(|(action, _)| action.gate.is_some())
         .map(|(_, job)| job.id)
         .collect();
-    if !state
+    let Some(number) = state
         .store()
-        .create_gated_run(&run, &jobs, &gates, push_event)
+        .create_numbered_run(&run, &jobs, &gates, push_event, claim)
         .await?
-    {
-        tracing::info!(event = push_event, workflow = %run.workflow, "push event already has this run");
+    else {
+        tracing::info!(event = push_event, workflow = %run.workflow, "push event (or schedule slot) already has this run");
         return Ok(None);
-    }
-    tracing::info!(run = run.id, workflow = %run.workflow, branch, commit, trigger, "run created");
+    };
+    run.number = number;
+    tracing::info!(run = run.id, number, workflow = %run.workflow, branch, commit, trigger, "run created");
     if !gates.is_empty() {
         // A gate without dependencies opens at once.
         settle_run(state, run.id).await?;
@@ -395,15 +399,17 @@ pub async fn on_push(state: &AppState, event: &PushEvent) -> Result<Vec<RunRow>,
     let Some(branch) = event.ref_name.strip_prefix("refs/heads/") else {
         return Ok(Vec::new());
     };
-    if event.new_sha.bytes().all(|b| b == b'0') {
-        return Ok(Vec::new()); // branch deleted
-    }
     let Some((owner, name)) = event.repo.split_once('/') else {
         return Ok(Vec::new());
     };
     let Some(repo) = state.store().repo(owner, name).await? else {
         return Ok(Vec::new());
     };
+    if event.new_sha.bytes().all(|b| b == b'0') {
+        // Branch deleted: so are its schedules.
+        schedules::update_branch(state, &repo, branch, &[]).await?;
+        return Ok(Vec::new());
+    }
     let path = git::repo_path(state.data_dir(), owner, name);
     let (commit, files) = source::workflow_files(path.clone(), event.new_sha.clone()).await?;
     let changed = source::changed_files(path, event.old_sha.clone(), event.new_sha.clone()).await?;
@@ -418,9 +424,15 @@ pub async fn on_push(state: &AppState, event: &PushEvent) -> Result<Vec<RunRow>,
         message,
         created_at_ms: store::now_ms(),
     };
+    let mut scheduled = Vec::new();
     for (file, text) in &files.workflows {
         match parse_budget::workflow(file, text).await {
             Ok((wf, _)) => {
+                if let Some(row) =
+                    schedules::schedule_of(&wf, file, branch, state.runs().clock.now_ms())
+                {
+                    scheduled.push(row);
+                }
                 if wf.matches_push(branch, &changed) {
                     let source = RunSource {
                         file,
@@ -430,7 +442,9 @@ pub async fn on_push(state: &AppState, event: &PushEvent) -> Result<Vec<RunRow>,
                         commit: &commit,
                         trigger: "push",
                     };
-                    created.extend(insert_run(state, &repo, &wf, &source, Some(event.id)).await?);
+                    created.extend(
+                        insert_run(state, &repo, &wf, &source, Some(event.id), None).await?,
+                    );
                 }
             }
             Err(diags) => {
@@ -448,6 +462,7 @@ pub async fn on_push(state: &AppState, event: &PushEvent) -> Result<Vec<RunRow>,
             }
         }
     }
+    schedules::update_branch(state, &repo, branch, &scheduled).await?;
     let has_workflows =
         !files.workflows.is_empty() || files.too_large.iter().any(|(f, _)| f.contains('/'));
     for (file, size) in &files.too_large {
@@ -475,8 +490,9 @@ pub async fn on_push(state: &AppState, event: &PushEvent) -> Result<Vec<RunRow>,
                             commit: &commit,
                             trigger: "push",
                         };
-                        created
-                            .extend(insert_run(state, &repo, &wf, &source, Some(event.id)).await?);
+                        created.extend(
+                            insert_run(state, &repo, &wf, &source, Some(event.id), None).await?,
+                        );
                     }
                 }
                 Err(diags) => {
@@ -1402,6 +1418,7 @@ pub fn embedded_owner(data_dir: &std::path::Path) -> String {
 /// (`RetryOnAgentLost`) and never run twice at once.
 pub fn spawn_background(state: AppState) -> tokio_util::sync::CancellationToken {
     spawn_push_consumer(state.clone());
+    schedules::spawn_scheduler(state.clone());
     let stop = tokio_util::sync::CancellationToken::new();
     let slots = state.runs().config.embedded_slots;
     let stop_loop = stop.clone();

@@ -1,5 +1,6 @@
 //! SQL for workflow runs, jobs, job logs, workflow errors and sealed secrets.
 
+use crate::store::ScheduleClaim;
 use cove_api::{JobLogLine, JobState, LogStreamKind, PushEvent, RunState};
 use sqlx::any::AnyRow;
 use sqlx::Row;
@@ -34,6 +35,9 @@ pub struct RunRow {
     pub state: RunState,
     pub created_at_ms: i64,
     pub finished_at_ms: Option<i64>,
+    /// The run's number in its repository (#1, #2 …), allocated when it is stored (the value
+    /// given to the store is ignored).
+    pub number: i64,
 }
 
 /// A stored job (one action of a run).
@@ -81,7 +85,7 @@ pub struct WorkflowErrorRow {
 }
 
 const RUN_COLS: &str = "id, repo_id, workflow, workflow_file, workflow_text, implicit_branch, \
-    run_mode, branch, commit_sha, trigger_kind, state, created_at_ms, finished_at_ms";
+    run_mode, branch, commit_sha, trigger_kind, state, created_at_ms, finished_at_ms, number";
 const JOB_COLS: &str = "id, run_id, idx, action, depends_on, state, attempt, max_attempts, \
     lease_expires_ms, cancel_requested, timeout_ms, started_at_ms, finished_at_ms, error, \
     variables, artifacts";
@@ -103,6 +107,7 @@ fn run_from_row(row: &AnyRow) -> Result<RunRow, StoreError> {
             .ok_or_else(|| StoreError::Corrupt(format!("unknown run state {state:?}")))?,
         created_at_ms: row.try_get("created_at_ms")?,
         finished_at_ms: row.try_get("finished_at_ms")?,
+        number: row.try_get::<Option<i64>, _>("number")?.unwrap_or(0),
     })
 }
 
@@ -141,7 +146,9 @@ fn prefixed(cols: &str, prefix: &str) -> String {
 impl Store {
     /// Stores a run and its jobs in one transaction.
     pub async fn create_run(&self, run: &RunRow, jobs: &[JobRow]) -> Result<(), StoreError> {
-        self.insert_run(run, jobs, &[], None).await.map(|_| ())
+        self.insert_run(run, jobs, &[], None, None)
+            .await
+            .map(|_| ())
     }
 
     /// Stores a run, its jobs and which of them are approval gates (`gates`: job ids) in one
@@ -154,7 +161,24 @@ impl Store {
         gates: &[i64],
         push_event: Option<i64>,
     ) -> Result<bool, StoreError> {
-        self.insert_run(run, jobs, gates, push_event).await
+        Ok(self
+            .insert_run(run, jobs, gates, push_event, None)
+            .await?
+            .is_some())
+    }
+
+    /// Like [`Store::create_gated_run`], returning the run's number; with `claim`, only when
+    /// the schedule's conditional update succeeds in the same transaction (`None` and nothing
+    /// written when another process fired that slot).
+    pub async fn create_numbered_run(
+        &self,
+        run: &RunRow,
+        jobs: &[JobRow],
+        gates: &[i64],
+        push_event: Option<i64>,
+        claim: Option<&ScheduleClaim>,
+    ) -> Result<Option<i64>, StoreError> {
+        self.insert_run(run, jobs, gates, push_event, claim).await
     }
 
     /// Stores a run created from push event `event` and its jobs in one transaction. False
@@ -165,7 +189,10 @@ impl Store {
         jobs: &[JobRow],
         event: i64,
     ) -> Result<bool, StoreError> {
-        self.insert_run(run, jobs, &[], Some(event)).await
+        Ok(self
+            .insert_run(run, jobs, &[], Some(event), None)
+            .await?
+            .is_some())
     }
 
     async fn insert_run(
@@ -174,13 +201,40 @@ impl Store {
         jobs: &[JobRow],
         gates: &[i64],
         push_event: Option<i64>,
-    ) -> Result<bool, StoreError> {
+        claim: Option<&ScheduleClaim>,
+    ) -> Result<Option<i64>, StoreError> {
         // Write first (no read before the first write: SQLite could not upgrade the
         // transaction); the unique index on (push_event_id, workflow_file) refuses a second
         // run of the same event.
         let mut tx = self.pool.begin().await?;
+        if let Some(claim) = claim {
+            // The slot is this process's only if nobody moved `next_fire_at_ms` since it
+            // was read (another server, or this one before a restart).
+            let moved = sqlx::query(
+                "UPDATE schedules SET next_fire_at_ms = $1, last_fired_at_ms = $2, last_run_id = $3 \
+                 WHERE id = $4 AND next_fire_at_ms = $5",
+            )
+            .bind(claim.next_fire_at_ms)
+            .bind(claim.fired_at_ms)
+            .bind(run.id)
+            .bind(claim.schedule_id)
+            .bind(claim.due_at_ms)
+            .execute(&mut *tx)
+            .await?;
+            if moved.rows_affected() == 0 {
+                return Ok(None);
+            }
+        }
+        // The repository's counter: the row lock (PostgreSQL) or the write transaction
+        // (SQLite) makes every number unique and sequential.
+        let number: i64 = sqlx::query_scalar(
+            "UPDATE repos SET run_counter = run_counter + 1 WHERE id = $1 RETURNING run_counter",
+        )
+        .bind(run.repo_id)
+        .fetch_one(&mut *tx)
+        .await?;
         let inserted = sqlx::query(&format!(
-            "INSERT INTO runs ({RUN_COLS}, push_event_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+            "INSERT INTO runs ({RUN_COLS}, push_event_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
         ))
         .bind(run.id)
         .bind(run.repo_id)
@@ -195,12 +249,13 @@ impl Store {
         .bind(run.state.as_str())
         .bind(run.created_at_ms)
         .bind(run.finished_at_ms)
+        .bind(number)
         .bind(push_event)
         .execute(&mut *tx)
         .await;
         match inserted {
             // Another process created the same event's run first (unique index).
-            Err(sqlx::Error::Database(db)) if db.is_unique_violation() => return Ok(false),
+            Err(sqlx::Error::Database(db)) if db.is_unique_violation() => return Ok(None),
             other => {
                 other?;
             }
@@ -238,7 +293,25 @@ impl Store {
                 .await?;
         }
         tx.commit().await?;
-        Ok(true)
+        Ok(Some(number))
+    }
+
+    /// Run `number` of repository `repo_id`.
+    pub async fn run_by_number(
+        &self,
+        repo_id: i64,
+        number: i64,
+    ) -> Result<Option<RunRow>, StoreError> {
+        sqlx::query(&format!(
+            "SELECT {RUN_COLS} FROM runs WHERE repo_id = $1 AND number = $2"
+        ))
+        .bind(repo_id)
+        .bind(number)
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(run_from_row)
+        .transpose()
     }
 
     /// Up to `limit` push events whose runs are not created yet, oldest first.

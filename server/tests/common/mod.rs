@@ -462,6 +462,7 @@ pub async fn insert_run_row(
         state: cove_api::RunState::Failed,
         created_at_ms: 0,
         finished_at_ms: Some(0),
+        number: 0,
     };
     let job = JobRow {
         id: run_id + 1,

@@ -94,7 +94,8 @@ export async function reposPage(main, { navigate }) {
 }
 
 export function runBadgeLink(run) {
-  return h('a', { href: `#/runs/${run.id}`, class: 'run-link', 'aria-label': `Run ${run.id} ${run.workflow}: ${run.state}` }, badge(run.state), ` #${run.id}`);
+  const label = run.number ? `#${run.number}` : `#${run.id}`;
+  return h('a', { href: `#/runs/${run.id}`, class: 'run-link', 'aria-label': `Run ${label} ${run.workflow}: ${run.state}` }, badge(run.state), ` ${label}`);
 }
 
 export async function repoPage(main, { params, navigate }) {

@@ -14,7 +14,9 @@ export async function runsPage(main, { params, query, navigate }) {
     h('p', { class: 'crumbs' }, h('a', { href: `#/repos/${owner}/${name}` }, `${owner}/${name}`)),
     h('h1', {}, branch ? `Runs on ${branch}` : 'Runs'),
     h('div', { class: 'inline' }, h('label', { for: 'runs-branch' }, 'Branch'), select),
+    startForm(owner, name, branches, branch, navigate),
     table,
+    await schedulesSection(owner, name),
   );
   const q = branch ? `?branch=${encodeURIComponent(branch)}` : '';
   return subscribe(`/repos/${owner}/${name}/runs/stream${q}`, {
@@ -36,7 +38,7 @@ export async function runsPage(main, { params, query, navigate }) {
               h(
                 'tr',
                 {},
-                h('th', { scope: 'row' }, h('a', { href: `#/runs/${r.id}` }, `#${r.id}`)),
+                h('th', { scope: 'row' }, h('a', { href: `#/runs/${r.id}` }, runLabel(r))),
                 h('td', {}, r.workflow),
                 h('td', {}, r.branch),
                 h('td', {}, h('code', {}, shortSha(r.commit))),
@@ -51,6 +53,67 @@ export async function runsPage(main, { params, query, navigate }) {
       );
     },
   });
+}
+
+/** `#N` (the run's number in its repository; the id for a run stored before numbers). */
+export function runLabel(run) {
+  return run.number ? `#${run.number}` : `#${run.id}`;
+}
+
+/** "Run workflow": starts a workflow (its name or file) by hand on a branch (MANUAL triggers). */
+function startForm(owner, name, branches, branch, navigate) {
+  const workflow = h('input', { id: 'start-workflow', name: 'workflow', required: true, placeholder: 'name or .codecatalyst/workflows/file.yaml', autocomplete: 'off' });
+  const on = h('select', { id: 'start-branch', name: 'branch' }, branches.map((b) => h('option', { value: b.name, selected: b.name === branch }, b.name)));
+  const error = h('p', { role: 'alert', class: 'error' });
+  const button = h('button', { type: 'submit' }, 'Run workflow');
+  const form = h(
+    'form',
+    { id: 'start-run', class: 'inline', 'aria-label': 'Run workflow' },
+    h('label', { for: 'start-workflow' }, 'Workflow'),
+    workflow,
+    h('label', { for: 'start-branch' }, 'on'),
+    on,
+    button,
+    error,
+  );
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    error.textContent = '';
+    button.disabled = true;
+    try {
+      const run = await api(`/repos/${owner}/${name}/runs`, { method: 'POST', body: { workflow: workflow.value.trim(), branch: on.value || null } });
+      navigate(`#/runs/${run.id}`);
+    } catch (err) {
+      error.textContent = err.message;
+    } finally {
+      button.disabled = false;
+    }
+  });
+  return form;
+}
+
+/** The repository's SCHEDULE triggers with their next time (UTC). */
+async function schedulesSection(owner, name) {
+  const list = await api(`/repos/${owner}/${name}/schedules`);
+  if (!list.length) return h('div');
+  const when = (ms) => (ms ? new Date(ms).toISOString().replace('T', ' ').replace(/:00\.000Z$/, ' UTC') : 'never');
+  return h(
+    'section',
+    { 'aria-labelledby': 'sched-h' },
+    h('h2', { id: 'sched-h' }, 'Schedules'),
+    h(
+      'table',
+      { id: 'schedules-table' },
+      h('thead', {}, h('tr', {}, ['Workflow', 'Branch', 'Expression (UTC)', 'Next', 'Last run'].map((c) => h('th', { scope: 'col' }, c)))),
+      h(
+        'tbody',
+        {},
+        list.map((s) =>
+          h('tr', {}, h('th', { scope: 'row' }, s.workflow), h('td', {}, s.branch), h('td', {}, h('code', {}, s.expression)), h('td', {}, when(s.next_fire_at_ms)), h('td', {}, s.last_run ? `#${s.last_run}` : '–')),
+        ),
+      ),
+    ),
+  );
 }
 
 /** Columns of the DAG: an action's column is one more than its deepest dependency's. */
@@ -104,7 +167,7 @@ export async function runPage(main, { params }) {
   let run = await api(`/runs/${id}`);
   let selected = null;
   let closeLogs = null;
-  const title = h('h1', {}, `Run #${run.id} · ${run.workflow}`);
+  const title = h('h1', {}, `Run ${runLabel(run)} · ${run.workflow}`);
   const stateBox = h('p', { role: 'status', 'aria-live': 'polite', class: 'run-state' });
   const error = h('p', { role: 'alert', class: 'error' });
   const toolbar = h('div', { class: 'toolbar' });
