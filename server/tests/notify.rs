@@ -1,0 +1,554 @@
+#![allow(clippy::unwrap_used)]
+//! Notifications (issue 15) against a real server, a real HTTP receiver on 127.0.0.1 and,
+//! for runs, the embedded agent on real Docker: signed webhooks and Slack messages for run
+//! and approval events, retries with a delivery log, SSRF refusals, and a pending delivery
+//! that survives SIGKILL of the real binary.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use axum::Router;
+use common::{spawn_server_with, Proc, SpawnOptions, TestServer, ADMIN_TOKEN};
+use cove_api::{NotifyDelivery, NotifyTarget, Run, RunState};
+use hmac::{Hmac, Mac};
+use serde_json::{json, Value};
+use sha2::Sha256;
+
+/// One request the receiver got.
+#[derive(Debug, Clone)]
+struct Got {
+    path: String,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl Got {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap()
+    }
+}
+
+#[derive(Clone, Default)]
+struct Receiver {
+    got: Arc<Mutex<Vec<Got>>>,
+    /// Path → how many more requests answer 500.
+    fail: Arc<Mutex<HashMap<String, u32>>>,
+}
+
+impl Receiver {
+    /// Serves on `127.0.0.1:port` (0: any); answers the base URL.
+    async fn serve(&self, port: u16) -> Result<String> {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let app = Router::new()
+            .route("/{*path}", post(receive))
+            .with_state(self.clone());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(url)
+    }
+
+    fn requests(&self, path: &str) -> Vec<Got> {
+        self.got
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|g| g.path == path)
+            .cloned()
+            .collect()
+    }
+
+    /// Waits (up to 60 s) for a request to `path` whose event is `event`.
+    async fn wait_for(&self, path: &str, event: &str) -> Got {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(g) = self.requests(path).into_iter().find(|g| {
+                g.headers.get("x-cove-event").and_then(|v| v.to_str().ok()) == Some(event)
+            }) {
+                return g;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {event} at {path}; got {:#?}",
+                self.got.lock().unwrap()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+async fn receive(
+    State(r): State<Receiver>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
+    let path = uri.path().to_string();
+    let failing = {
+        let mut fail = r.fail.lock().unwrap();
+        match fail.get_mut(&path) {
+            Some(n) if *n > 0 => {
+                *n -= 1;
+                true
+            }
+            _ => false,
+        }
+    };
+    r.got.lock().unwrap().push(Got {
+        path,
+        headers,
+        body,
+    });
+    if failing {
+        StatusCode::INTERNAL_SERVER_ERROR
+    } else {
+        StatusCode::OK
+    }
+}
+
+fn verify(secret: &str, got: &Got) {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(&got.body);
+    let expected = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+    let header = got.headers["x-cove-signature"].to_str().unwrap();
+    assert_eq!(header, expected, "signature over the raw body");
+    assert!(!got.headers["x-cove-delivery"].is_empty());
+}
+
+async fn add_target(
+    http: &reqwest::Client,
+    base: &str,
+    repo: &str,
+    body: Value,
+) -> Result<reqwest::Response> {
+    Ok(http
+        .post(format!(
+            "{base}/api/v1/repos/admin/{repo}/notifications/targets"
+        ))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&body)
+        .send()
+        .await?)
+}
+
+async fn deliveries(
+    http: &reqwest::Client,
+    base: &str,
+    repo: &str,
+    target: i64,
+) -> Result<Vec<NotifyDelivery>> {
+    Ok(http
+        .get(format!(
+            "{base}/api/v1/repos/admin/{repo}/notifications/targets/{target}/deliveries"
+        ))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?)
+}
+
+/// Waits until `target`'s first delivery is no longer pending.
+async fn settled_delivery(
+    http: &reqwest::Client,
+    base: &str,
+    repo: &str,
+    target: i64,
+) -> Result<NotifyDelivery> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let list = deliveries(http, base, repo, target).await?;
+        if let Some(d) = list.iter().find(|d| d.status != "pending") {
+            return Ok(d.clone());
+        }
+        assert!(Instant::now() < deadline, "still pending: {list:#?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+const WORKFLOW: &str = r#"Name: ship
+SchemaVersion: "1.0"
+Triggers:
+  - Type: PUSH
+    Branches: [main]
+Actions:
+  Gate:
+    Identifier: aws/approval@v1
+    Configuration:
+      ApprovalsRequired: 1
+  Deploy:
+    Identifier: aws/build@v1
+    DependsOn: [Gate]
+    Configuration:
+      Steps:
+        - Run: echo deployed
+"#;
+
+/// The run finishes: a signed `run_succeeded` to the webhook, the Slack message with a link
+/// to the run to the Slack target, `approval_needed` (with who may approve) when the gate
+/// opens, and a target answering 500 twice gets it on the third attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_notifies_webhooks_slack_and_retries() -> Result<()> {
+    if !common::docker_engine_or_skip().await {
+        return Ok(());
+    }
+    let receiver = Receiver::default();
+    let hook = receiver.serve(0).await?;
+    receiver.fail.lock().unwrap().insert("/flaky".into(), 2);
+    let server = TestServer::start_configured(|c| {
+        c.runs.default_image = "cove/busybox:latest".into();
+        c.notify.allow_private = vec!["127.0.0.1/32".parse().unwrap()];
+        c.notify.retry_base = Duration::from_millis(200);
+        c.public_url = Some("https://cove.test".into());
+    })
+    .await?;
+    let http = reqwest::Client::new();
+    server.create_repo(ADMIN_TOKEN, "app").await?;
+    let r = add_target(
+        &http,
+        &server.url,
+        "app",
+        json!({"kind": "webhook", "url": format!("{hook}/hook"),
+               "events": ["run_succeeded", "run_failed", "approval_needed"]}),
+    )
+    .await?;
+    assert_eq!(r.status(), 201);
+    let webhook: NotifyTarget = r.json().await?;
+    let secret = webhook
+        .secret
+        .clone()
+        .expect("the secret is shown at creation");
+    assert_eq!(webhook.url, format!("{hook}/…"), "the path is hidden");
+    let r = add_target(
+        &http,
+        &server.url,
+        "app",
+        json!({"kind": "slack", "url": format!("{hook}/slack"), "events": ["run_succeeded"]}),
+    )
+    .await?;
+    assert_eq!(r.status(), 201);
+    let slack: NotifyTarget = r.json().await?;
+    assert!(slack.secret.is_none());
+    let r = add_target(
+        &http,
+        &server.url,
+        "app",
+        json!({"kind": "webhook", "url": format!("{hook}/flaky"), "events": ["run_succeeded"]}),
+    )
+    .await?;
+    let flaky: NotifyTarget = r.json().await?;
+    // The list never shows a secret again.
+    let list: Vec<NotifyTarget> = http
+        .get(server.api("/repos/admin/app/notifications/targets"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(list.len(), 3);
+    assert!(list.iter().all(|t| t.secret.is_none()));
+
+    let work = server.tmp.path().join("work");
+    std::fs::create_dir_all(&work)?;
+    common::git_ok(&work, &["init", "-q", "-b", "main"]).await?;
+    common::commit_file(
+        &work,
+        ".codecatalyst/workflows/ship.yaml",
+        WORKFLOW.as_bytes(),
+        "wf",
+    )
+    .await?;
+    let url = server.git_url("admin/app", Some(ADMIN_TOKEN));
+    common::git_ok(&work, &["push", "-q", &url, "main"]).await?;
+
+    // The gate opens: approval_needed, signed, naming who may approve.
+    let needed = receiver.wait_for("/hook", "approval_needed").await;
+    verify(&secret, &needed);
+    let body = needed.json();
+    assert_eq!(body["event"], "approval_needed");
+    assert_eq!(body["repository"], "admin/app");
+    assert_eq!(body["data"]["action"], "Gate");
+    assert_eq!(body["data"]["approvers"], json!(["admin"]));
+    assert_eq!(
+        body["delivery"].as_str().unwrap(),
+        needed.headers["x-cove-delivery"].to_str().unwrap()
+    );
+    let run_id: i64 = body["data"]["run"].as_str().unwrap().parse()?;
+    assert!(
+        receiver.requests("/slack").is_empty(),
+        "slack only subscribed to run_succeeded"
+    );
+
+    let r = http
+        .post(server.api(&format!("/runs/{run_id}/actions/Gate/approve")))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"comment": "go"}))
+        .send()
+        .await?;
+    assert_eq!(r.status(), 200);
+
+    let done = receiver.wait_for("/hook", "run_succeeded").await;
+    verify(&secret, &done);
+    let body = done.json();
+    assert_eq!(body["data"]["run"], run_id.to_string());
+    assert_eq!(body["data"]["state"], "succeeded");
+    assert_eq!(body["url"], format!("https://cove.test/#/runs/{run_id}"));
+    let run: Run = common::api_json(&server, &format!("/runs/{run_id}")).await?;
+    assert_eq!(run.state, RunState::Succeeded);
+
+    let slack_msg = receiver.wait_for("/slack", "run_succeeded").await;
+    let text = slack_msg.json()["text"].as_str().unwrap().to_string();
+    assert!(
+        text.contains(&format!("<https://cove.test/#/runs/{run_id}|Open in Cove>")),
+        "{text}"
+    );
+    assert!(
+        text.contains("admin/app: workflow ship succeeded on main"),
+        "{text}"
+    );
+    assert!(slack_msg.headers.get("x-cove-signature").is_none());
+
+    // 500, 500, then 200: delivered on the third attempt, and the log says so.
+    let d = settled_delivery(&http, &server.url, "app", flaky.id).await?;
+    assert_eq!(d.status, "delivered", "{d:#?}");
+    assert_eq!(d.attempts, 3);
+    assert_eq!(d.response_code, Some(200));
+    assert_eq!(receiver.requests("/flaky").len(), 3);
+    // Each attempt carries the same delivery id and body.
+    let flaky_got = receiver.requests("/flaky");
+    assert!(flaky_got.windows(2).all(|w| w[0].body == w[1].body
+        && w[0].headers["x-cove-delivery"] == w[1].headers["x-cove-delivery"]));
+    let d = settled_delivery(&http, &server.url, "app", webhook.id).await?;
+    assert_eq!((d.status.as_str(), d.attempts), ("delivered", 1));
+
+    // Settling the run again (a stale report, a retry of the settle) notifies nobody twice.
+    cove_server::runs::settle_run(&server.state, run_id).await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(receiver.requests("/slack").len(), 1);
+    server.stop().await;
+    Ok(())
+}
+
+/// A target on 127.0.0.1 is refused at creation (422) without `[notify] allow_private`, and
+/// refused again at delivery when the allowance is withdrawn later. A delivery pending when the
+/// real server is SIGKILLed is delivered after its restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ssrf_refusals_and_a_pending_delivery_survives_sigkill() -> Result<()> {
+    let http = reqwest::Client::new();
+    let tmp = tempfile::tempdir()?;
+    let data_dir = tmp.path().join("data");
+    let open = tmp.path().join("open.toml");
+    let closed = tmp.path().join("closed.toml");
+    // Retries far apart: only the restart makes the pending delivery due again.
+    std::fs::write(
+        &open,
+        "[notify]\nallow_private = [\"127.0.0.1/32\"]\nretry_base_ms = 600000\n",
+    )?;
+    std::fs::write(&closed, "[notify]\nretry_base_ms = 600000\n")?;
+    let receiver_port = common::free_port()?;
+    let hook = format!("http://127.0.0.1:{receiver_port}");
+    let port = common::free_port()?;
+    let spawn = |config: std::path::PathBuf| {
+        let data_dir = data_dir.clone();
+        async move {
+            let options = SpawnOptions {
+                config: Some(&config),
+                ready_within: Duration::from_secs(60),
+                ..SpawnOptions::default()
+            };
+            spawn_server_with(&data_dir, port, options).await
+        }
+    };
+
+    // Without the allowance: 127.0.0.1, localhost, metadata and private addresses are refused.
+    let Proc { mut child, url } = spawn(closed.clone()).await?;
+    common::create_repo_http(&http, &url, "app").await;
+    for target in [
+        format!("{hook}/hook"),
+        format!("http://localhost:{receiver_port}/hook"),
+        "http://169.254.169.254/latest/meta-data/".to_string(),
+        "http://10.0.0.1/x".to_string(),
+        "http://[::1]/x".to_string(),
+    ] {
+        let r = add_target(
+            &http,
+            &url,
+            "app",
+            json!({"kind": "webhook", "url": target}),
+        )
+        .await?;
+        assert_eq!(r.status(), 422, "{target}");
+        let err: Value = r.json().await?;
+        assert!(err.to_string().contains("allow_private"), "{target}: {err}");
+    }
+    let r = add_target(
+        &http,
+        &url,
+        "app",
+        json!({"kind": "webhook", "url": "ftp://x.example/"}),
+    )
+    .await?;
+    assert_eq!(r.status(), 422);
+    let r = add_target(
+        &http,
+        &url,
+        "app",
+        json!({"kind": "webhook", "url": "http://x.example/", "events": ["everything"]}),
+    )
+    .await?;
+    assert_eq!(r.status(), 422);
+    child.kill().await?;
+
+    // With it: the target is accepted; the receiver is down, so the ping stays pending.
+    let Proc { mut child, url } = spawn(open.clone()).await?;
+    let r = add_target(
+        &http,
+        &url,
+        "app",
+        json!({"kind": "webhook", "url": format!("{hook}/hook")}),
+    )
+    .await?;
+    assert_eq!(r.status(), 201);
+    let target: NotifyTarget = r.json().await?;
+    let secret = target.secret.unwrap();
+    let r = http
+        .post(format!(
+            "{url}/api/v1/repos/admin/app/notifications/targets/{}/test",
+            target.id
+        ))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await?;
+    assert_eq!(r.status(), 202);
+    let ping: NotifyDelivery = r.json().await?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let list = deliveries(&http, &url, "app", target.id).await?;
+        let d = list.iter().find(|d| d.id == ping.id).unwrap();
+        if d.attempts >= 1 {
+            assert_eq!(d.status, "pending", "{d:#?}");
+            assert!(
+                d.error.as_deref().unwrap_or_default().contains("connect"),
+                "{d:#?}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "no attempt: {list:#?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    child.kill().await?;
+    child.wait().await?;
+
+    // The receiver comes up, the server restarts: the pending ping is delivered.
+    let receiver = Receiver::default();
+    receiver.serve(receiver_port).await?;
+    let Proc { mut child, url } = spawn(open.clone()).await?;
+    let got = receiver.wait_for("/hook", "ping").await;
+    verify(&secret, &got);
+    assert_eq!(
+        got.headers["x-cove-delivery"].to_str().unwrap(),
+        ping.id.to_string()
+    );
+    let d = settled_delivery(&http, &url, "app", target.id).await?;
+    assert_eq!((d.status.as_str(), d.attempts), ("delivered", 2));
+    child.kill().await?;
+    child.wait().await?;
+
+    // The allowance is withdrawn: the existing target's deliveries are refused, not sent.
+    let Proc { mut child, url } = spawn(closed.clone()).await?;
+    let r = http
+        .post(format!(
+            "{url}/api/v1/repos/admin/app/notifications/targets/{}/test",
+            target.id
+        ))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await?;
+    let second: NotifyDelivery = r.json().await?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let d = loop {
+        let list = deliveries(&http, &url, "app", target.id).await?;
+        let d = list.iter().find(|d| d.id == second.id).unwrap().clone();
+        if d.attempts >= 1 {
+            break d;
+        }
+        assert!(Instant::now() < deadline, "no attempt: {list:#?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        d.error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("allow_private"),
+        "{d:#?}"
+    );
+    assert_eq!(receiver.requests("/hook").len(), 1, "nothing more was sent");
+
+    // Deleting the target removes it and its log.
+    let r = http
+        .delete(format!(
+            "{url}/api/v1/repos/admin/app/notifications/targets/{}",
+            target.id
+        ))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await?;
+    assert_eq!(r.status(), 204);
+    let r = http
+        .get(format!(
+            "{url}/api/v1/repos/admin/app/notifications/targets/{}/deliveries",
+            target.id
+        ))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await?;
+    assert_eq!(r.status(), 404);
+    child.kill().await?;
+    Ok(())
+}
+
+/// Only the repository's owners may see or change its targets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn targets_are_for_owners_only() -> Result<()> {
+    let server = TestServer::start_configured(|c| {
+        c.notify.allow_private = vec!["127.0.0.1/32".parse().unwrap()];
+    })
+    .await?;
+    server.create_repo(ADMIN_TOKEN, "app").await?;
+    let writer = server.create_user("wendy").await?;
+    let r = server
+        .http
+        .put(server.api("/repos/admin/app/members/wendy"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"role": "writer"}))
+        .send()
+        .await?;
+    assert!(r.status().is_success());
+    let r = server
+        .http
+        .get(server.api("/repos/admin/app/notifications/targets"))
+        .bearer_auth(&writer)
+        .send()
+        .await?;
+    assert_eq!(r.status(), 403);
+    let r = server
+        .http
+        .post(server.api("/repos/admin/app/notifications/targets"))
+        .bearer_auth(&writer)
+        .json(&json!({"kind": "slack", "url": "http://127.0.0.1:9/x"}))
+        .send()
+        .await?;
+    assert_eq!(r.status(), 403);
+    server.stop().await;
+    Ok(())
+}
