@@ -1,4 +1,5 @@
-//! `cove repo create|list|show|delete|clone-url`.
+//! `cove repo create|list|show|delete|clone-url|retention`; `packages` and `notify` have their
+//! own modules.
 
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand, ValueEnum};
@@ -60,6 +61,8 @@ pub enum RepoCommand {
     },
     /// CodeArtifact access of the repository's builds.
     Packages(crate::packages::PackagesArgs),
+    /// Notification targets: Slack and signed webhooks (repository owners).
+    Notify(crate::notify::NotifyArgs),
     /// Show or set how long finished runs (with their logs and artifacts) are kept.
     Retention {
         /// NAME or OWNER/NAME.
@@ -161,6 +164,7 @@ pub fn run(args: RepoArgs) -> Result<()> {
             Ok(())
         }
         RepoCommand::Packages(args) => crate::packages::run(&client, args),
+        RepoCommand::Notify(args) => crate::notify::run(&client, args),
         RepoCommand::Retention {
             name,
             days,
