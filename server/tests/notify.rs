@@ -25,6 +25,8 @@ use sha2::Sha256;
 /// One request the receiver got.
 #[derive(Debug, Clone)]
 struct Got {
+    /// When it arrived (ms since the epoch).
+    at_ms: i64,
     path: String,
     headers: HeaderMap,
     body: Bytes,
@@ -104,6 +106,7 @@ async fn receive(
         }
     };
     r.got.lock().unwrap().push(Got {
+        at_ms: cove_server::store::now_ms(),
         path,
         headers,
         body,
@@ -645,4 +648,84 @@ async fn outbox_on_postgres() -> Result<()> {
     };
     let db = common::create_postgres_db(&base, "cove_notify").await?;
     outbox_on(Some(db)).await
+}
+
+const BENCH_WORKFLOW: &str = r#"Name: quick
+SchemaVersion: "1.0"
+Triggers:
+  - Type: PUSH
+    Branches: [main]
+Actions:
+  Build:
+    Identifier: aws/build@v1
+    Configuration:
+      Steps:
+        - Run: echo built
+"#;
+
+/// Bench (scripts/bench-notify.sh): from a run's end (its stored `finished_at_ms`) to the
+/// receiver holding its signed `run_succeeded`, over `COVE_BENCH_RUNS` (default 12) runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: scripts/bench-notify.sh"]
+async fn bench_notify_latency() -> Result<()> {
+    let runs: usize = std::env::var("COVE_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(12);
+    let receiver = Receiver::default();
+    let hook = receiver.serve(0).await?;
+    let server = TestServer::start_configured(|c| {
+        c.runs.default_image = "cove/busybox:latest".into();
+        c.notify.allow_private = vec!["127.0.0.1/32".parse().unwrap()];
+    })
+    .await?;
+    let http = reqwest::Client::new();
+    server.create_repo(ADMIN_TOKEN, "bench").await?;
+    let r = add_target(
+        &http,
+        &server.url,
+        "bench",
+        json!({"kind": "webhook", "url": format!("{hook}/hook"), "events": ["run_succeeded"]}),
+    )
+    .await?;
+    assert_eq!(r.status(), 201);
+    let work = server.tmp.path().join("work");
+    std::fs::create_dir_all(&work)?;
+    common::git_ok(&work, &["init", "-q", "-b", "main"]).await?;
+    let url = server.git_url("admin/bench", Some(ADMIN_TOKEN));
+    let mut latencies = Vec::new();
+    for i in 0..runs {
+        common::commit_file(
+            &work,
+            ".codecatalyst/workflows/quick.yaml",
+            format!("{BENCH_WORKFLOW}# {i}\n").as_bytes(),
+            "wf",
+        )
+        .await?;
+        common::git_ok(&work, &["push", "-q", &url, "main"]).await?;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let got = loop {
+            let all = receiver.requests("/hook");
+            if all.len() > i {
+                break all[i].clone();
+            }
+            assert!(Instant::now() < deadline, "run {i}: no notification");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let run_id: i64 = got.json()["data"]["run"].as_str().unwrap().parse()?;
+        let run: Run = common::api_json(&server, &format!("/runs/{run_id}")).await?;
+        let ended = run.finished_at_ms.unwrap();
+        latencies.push(got.at_ms - ended);
+    }
+    latencies.sort_unstable();
+    let pct = |p: usize| latencies[((latencies.len() * p).div_ceil(100)).saturating_sub(1)];
+    println!(
+        "BENCH notification after run end: runs={} p50={} ms p95={} ms max={} ms all={latencies:?}",
+        latencies.len(),
+        pct(50),
+        pct(95),
+        latencies[latencies.len() - 1]
+    );
+    server.stop().await;
+    Ok(())
 }
