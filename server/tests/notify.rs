@@ -222,7 +222,7 @@ async fn a_run_notifies_webhooks_slack_and_retries() -> Result<()> {
         &server.url,
         "app",
         json!({"kind": "webhook", "url": format!("{hook}/hook"),
-               "events": ["run_succeeded", "run_failed", "approval_needed"]}),
+               "events": ["run_succeeded", "run_failed", "approval_needed", "approval_decided"]}),
     )
     .await?;
     assert_eq!(r.status(), 201);
@@ -299,6 +299,13 @@ async fn a_run_notifies_webhooks_slack_and_retries() -> Result<()> {
         .send()
         .await?;
     assert_eq!(r.status(), 200);
+
+    let decided = receiver.wait_for("/hook", "approval_decided").await;
+    verify(&secret, &decided);
+    let body = decided.json();
+    assert_eq!(body["data"]["user"], "admin");
+    assert_eq!(body["data"]["decision"], "approve");
+    assert_eq!(body["data"]["comment"], "go");
 
     let done = receiver.wait_for("/hook", "run_succeeded").await;
     verify(&secret, &done);
@@ -725,6 +732,67 @@ async fn bench_notify_latency() -> Result<()> {
         pct(50),
         pct(95),
         latencies[latencies.len() - 1]
+    );
+    server.stop().await;
+    Ok(())
+}
+
+/// The idle reaper stops an environment: `env_stopped_idle` with a link to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_stop_notifies() -> Result<()> {
+    if !common::docker_engine_or_skip().await {
+        return Ok(());
+    }
+    let receiver = Receiver::default();
+    let hook = receiver.serve(0).await?;
+    let server = TestServer::start_configured(|c| {
+        c.notify.allow_private = vec!["127.0.0.1/32".parse().unwrap()];
+        c.public_url = Some("https://cove.test".into());
+    })
+    .await?;
+    server.create_repo(ADMIN_TOKEN, "app").await?;
+    let r = add_target(
+        &reqwest::Client::new(),
+        &server.url,
+        "app",
+        json!({"kind": "slack", "url": format!("{hook}/idle"), "events": ["env_stopped_idle"]}),
+    )
+    .await?;
+    assert_eq!(r.status(), 201);
+    let store = server.state.store();
+    let repo = store.repo("admin", "app").await?.unwrap();
+    let plan = serde_json::to_string(&devfiles::EnvironmentPlan::default())?;
+    store
+        .create_env(&cove_server::store::EnvRow {
+            id: "notifyidle1".into(),
+            name: "sleepy".into(),
+            repo_id: repo.id,
+            owner_id: repo.owner_id,
+            branch: "main".into(),
+            devfile_path: None,
+            state: cove_api::EnvState::Running,
+            reason: None,
+            plan_json: plan,
+            devfile_text: None,
+            restart_required: false,
+            devfile_changes: None,
+            endpoints_json: "[]".into(),
+            idle_timeout_secs: 60,
+            last_activity_ms: 0,
+            created_at: 0,
+        })
+        .await?;
+    let stopped = cove_server::envs::reap_idle(&server.state, 10 * 60 * 1000).await?;
+    assert_eq!(stopped, vec!["notifyidle1".to_string()]);
+    let got = receiver.wait_for("/idle", "env_stopped_idle").await;
+    let text = got.json()["text"].as_str().unwrap().to_string();
+    assert!(
+        text.contains("environment sleepy of admin on main was stopped after 60 s"),
+        "{text}"
+    );
+    assert!(
+        text.contains("<https://cove.test/#/envs/notifyidle1|Open in Cove>"),
+        "{text}"
     );
     server.stop().await;
     Ok(())
