@@ -661,6 +661,28 @@ mod tests {
     }
 
     #[test]
+    fn notify_section_sets_allowances_and_retries() {
+        let file: FileConfig = toml::from_str(
+            "[notify]\nallow_private = [\"127.0.0.1/32\", \"::1\"]\nmax_attempts = 3\nretry_base_ms = 250\n",
+        )
+        .expect("valid toml");
+        let c = Config::resolve(FileConfig::default(), None, file).expect("valid config");
+        assert_eq!(c.notify.allow_private.len(), 2);
+        assert_eq!(c.notify.max_attempts, 3);
+        assert_eq!(c.notify.retry_base, Duration::from_millis(250));
+        let d = Config::resolve(FileConfig::default(), None, FileConfig::default()).unwrap();
+        assert!(
+            d.notify.allow_private.is_empty(),
+            "nothing private by default"
+        );
+        assert_eq!(d.notify.max_attempts, 5);
+        let bad: FileConfig =
+            toml::from_str("[notify]\nallow_private = [\"intranet\"]\n").expect("toml");
+        let err = Config::resolve(FileConfig::default(), None, bad).expect_err("not an address");
+        assert!(err.to_string().contains("intranet"), "{err}");
+    }
+
+    #[test]
     fn redacts_database_passwords() {
         assert_eq!(
             redact_url("postgres://cove:secret@db:5432/cove"),
