@@ -340,6 +340,17 @@ async fn a_run_notifies_webhooks_slack_and_retries() -> Result<()> {
         && w[0].headers["x-cove-delivery"] == w[1].headers["x-cove-delivery"]));
     let d = settled_delivery(&http, &server.url, "app", webhook.id).await?;
     assert_eq!((d.status.as_str(), d.attempts), ("delivered", 1));
+    let metrics = http
+        .get(format!("{}/metrics", server.url))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await?
+        .text()
+        .await?;
+    assert!(
+        metrics.contains("cove_notification_attempts_total{result=\"retry\"} 2"),
+        "{metrics}"
+    );
 
     // Settling the run again (a stale report, a retry of the settle) notifies nobody twice.
     cove_server::runs::settle_run(&server.state, run_id).await?;

@@ -152,6 +152,10 @@ async fn attempt(state: &AppState, d: DeliveryRow) -> Result<(), store::StoreErr
         }
     };
     let finished = record.status != "pending";
+    state.metrics().notification_attempt(match record.status {
+        "pending" => "retry",
+        other => other,
+    });
     state
         .store()
         .record_attempt(d.id, attempts, &record)
