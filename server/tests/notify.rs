@@ -93,7 +93,8 @@ async fn receive(
     uri: axum::http::Uri,
     headers: HeaderMap,
     body: Bytes,
-) -> StatusCode {
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
     let path = uri.path().to_string();
     let failing = {
         let mut fail = r.fail.lock().unwrap();
@@ -111,10 +112,12 @@ async fn receive(
         headers,
         body,
     });
-    if failing {
-        StatusCode::INTERNAL_SERVER_ERROR
+    if uri.path() == "/redirect" {
+        (StatusCode::TEMPORARY_REDIRECT, [("location", "/elsewhere")]).into_response()
+    } else if failing {
+        StatusCode::INTERNAL_SERVER_ERROR.into_response()
     } else {
-        StatusCode::OK
+        StatusCode::OK.into_response()
     }
 }
 
@@ -805,6 +808,53 @@ async fn an_idle_stop_notifies() -> Result<()> {
         text.contains("<https://cove.test/#/envs/notifyidle1|Open in Cove>"),
         "{text}"
     );
+    server.stop().await;
+    Ok(())
+}
+
+/// A redirect is not followed: the attempt fails with the 307 and nothing reaches the
+/// redirect's target; with `max_attempts = 1` the delivery ends `failed`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirects_are_not_followed() -> Result<()> {
+    let receiver = Receiver::default();
+    let hook = receiver.serve(0).await?;
+    let server = TestServer::start_configured(|c| {
+        c.notify.allow_private = vec!["127.0.0.1/32".parse().unwrap()];
+        c.notify.max_attempts = 1;
+    })
+    .await?;
+    server.create_repo(ADMIN_TOKEN, "app").await?;
+    let http = reqwest::Client::new();
+    let r = add_target(
+        &http,
+        &server.url,
+        "app",
+        json!({"kind": "webhook", "url": format!("{hook}/redirect")}),
+    )
+    .await?;
+    let target: NotifyTarget = r.json().await?;
+    let r = http
+        .post(server.api(&format!(
+            "/repos/admin/app/notifications/targets/{}/test",
+            target.id
+        )))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await?;
+    assert_eq!(r.status(), 202);
+    let d = settled_delivery(&http, &server.url, "app", target.id).await?;
+    assert_eq!(d.status, "failed", "{d:#?}");
+    assert_eq!(d.attempts, 1);
+    assert_eq!(d.response_code, Some(307));
+    assert!(
+        d.error
+            .as_deref()
+            .unwrap()
+            .contains("redirects are not followed"),
+        "{d:#?}"
+    );
+    assert_eq!(receiver.requests("/redirect").len(), 1);
+    assert!(receiver.requests("/elsewhere").is_empty());
     server.stop().await;
     Ok(())
 }
