@@ -6,6 +6,7 @@ mod client;
 mod devfile;
 mod env;
 mod login;
+mod notify;
 mod packages;
 mod repo;
 mod rules;

@@ -1,4 +1,5 @@
-//! `cove repo create|list|show|delete|clone-url` (and `rules`, `packages`, `retention`).
+//! `cove repo create|list|show|delete|clone-url|retention`; `rules`, `packages` and `notify`
+//! have their own modules.
 
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand, ValueEnum};
@@ -62,6 +63,8 @@ pub enum RepoCommand {
     Packages(crate::packages::PackagesArgs),
     /// Branch rules (branch protection): list, set, delete.
     Rules(crate::rules::RulesArgs),
+    /// Notification targets: Slack and signed webhooks (repository owners).
+    Notify(crate::notify::NotifyArgs),
     /// Show or set how long finished runs (with their logs and artifacts) are kept.
     Retention {
         /// NAME or OWNER/NAME.
@@ -164,6 +167,7 @@ pub fn run(args: RepoArgs) -> Result<()> {
         }
         RepoCommand::Packages(args) => crate::packages::run(&client, args),
         RepoCommand::Rules(args) => crate::rules::run(&client, args),
+        RepoCommand::Notify(args) => crate::notify::run(&client, args),
         RepoCommand::Retention {
             name,
             days,

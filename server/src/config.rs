@@ -34,6 +34,8 @@ pub enum ConfigError {
     Packages(String),
     #[error("invalid [auth] trusted_proxies entry {0:?} (expected an IP address or CIDR, e.g. 10.0.0.0/8)")]
     TrustedProxy(String),
+    #[error("invalid [notify] allow_private entry {0:?} (expected an IP address or CIDR, e.g. 127.0.0.1/32)")]
+    NotifyAllow(String),
 }
 
 /// The keys accepted in the TOML file; every key is optional.
@@ -65,6 +67,8 @@ pub struct FileConfig {
     pub auth: Option<AuthFileConfig>,
     /// `[environments]`: resource maximums and networking of environments (file only).
     pub environments: Option<EnvironmentsFileConfig>,
+    /// `[notify]`: webhook destinations allowed although private, retries, log size.
+    pub notify: Option<crate::notify::NotifyFileConfig>,
 }
 
 /// `[environments]` of the TOML file.
@@ -350,6 +354,8 @@ pub struct Config {
     pub limits: Limits,
     /// Logins and tokens: throttling, hashing, token expiry, trusted proxies.
     pub auth: AuthSettings,
+    /// Notifications: private destinations allowed, retries, delivery log size.
+    pub notify: crate::notify::NotifySettings,
 }
 
 impl std::fmt::Debug for Config {
@@ -404,6 +410,7 @@ impl Config {
             metrics_listen: None,
             limits: Limits::default(),
             auth: AuthSettings::default(),
+            notify: crate::notify::NotifySettings::default(),
         }
     }
 
@@ -428,9 +435,16 @@ impl Config {
             packages: _,
             auth: _,
             environments: _,
+            notify: _,
         } = flags;
         let environments = file.environments.clone().unwrap_or_default().resolve()?;
         let auth = file.auth.clone().unwrap_or_default().resolve()?;
+        let notify = file
+            .notify
+            .clone()
+            .unwrap_or_default()
+            .resolve()
+            .map_err(ConfigError::NotifyAllow)?;
         let metrics_listen = match metrics_listen
             .or(file.metrics_listen)
             .filter(|s| !s.is_empty())
@@ -522,6 +536,7 @@ impl Config {
             metrics_listen,
             limits,
             auth,
+            notify,
         })
     }
 
@@ -643,6 +658,28 @@ mod tests {
             let err = Config::resolve(FileConfig::default(), None, file).unwrap_err();
             assert!(err.to_string().contains(needle), "{err}");
         }
+    }
+
+    #[test]
+    fn notify_section_sets_allowances_and_retries() {
+        let file: FileConfig = toml::from_str(
+            "[notify]\nallow_private = [\"127.0.0.1/32\", \"::1\"]\nmax_attempts = 3\nretry_base_ms = 250\n",
+        )
+        .expect("valid toml");
+        let c = Config::resolve(FileConfig::default(), None, file).expect("valid config");
+        assert_eq!(c.notify.allow_private.len(), 2);
+        assert_eq!(c.notify.max_attempts, 3);
+        assert_eq!(c.notify.retry_base, Duration::from_millis(250));
+        let d = Config::resolve(FileConfig::default(), None, FileConfig::default()).unwrap();
+        assert!(
+            d.notify.allow_private.is_empty(),
+            "nothing private by default"
+        );
+        assert_eq!(d.notify.max_attempts, 5);
+        let bad: FileConfig =
+            toml::from_str("[notify]\nallow_private = [\"intranet\"]\n").expect("toml");
+        let err = Config::resolve(FileConfig::default(), None, bad).expect_err("not an address");
+        assert!(err.to_string().contains("intranet"), "{err}");
     }
 
     #[test]

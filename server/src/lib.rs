@@ -22,6 +22,7 @@ pub mod git;
 pub mod live_auth;
 pub mod metrics;
 pub mod names;
+pub mod notify;
 pub mod openapi;
 pub mod parse_budget;
 pub mod repos;
@@ -88,6 +89,8 @@ struct Inner {
     closing: tokio_util::sync::CancellationToken,
     /// Password checks: throttling, hashing slots, `[auth]` settings.
     logins: auth::Logins,
+    /// Notifications: settings and the delivery worker's wake-up.
+    notifier: notify::Notifier,
 }
 
 /// Shared state of all handlers.
@@ -145,6 +148,11 @@ impl AppState {
     /// Password checks (throttle, hashing slots) and the `[auth]` settings.
     pub fn logins(&self) -> &auth::Logins {
         &self.0.logins
+    }
+
+    /// Notifications: settings and the delivery worker's wake-up.
+    pub fn notifier(&self) -> &notify::Notifier {
+        &self.0.notifier
     }
 
     /// A receiver of every push event stored from now on. Events are published after they
@@ -242,6 +250,7 @@ impl Server {
             log_caps: runs::log_cap::LogCaps::default(),
             closing: tokio_util::sync::CancellationToken::new(),
             logins: auth::Logins::new(config.auth.clone()),
+            notifier: notify::Notifier::new(config.notify.clone()),
         }));
         Ok(Server {
             state,
@@ -271,6 +280,7 @@ impl Server {
         }
         let _stop_jobs = runs::spawn_background(self.state.clone()).drop_guard();
         let _stop_retention = retention::spawn(self.state.clone()).drop_guard();
+        let _stop_notify = notify::worker::spawn(self.state.clone()).drop_guard();
         if let Some(addr) = self.metrics_listen {
             let metrics_listener = TcpListener::bind(addr).await.map_err(ServerError::Serve)?;
             tracing::info!(addr = %addr, "metrics listener (no credentials) listening");

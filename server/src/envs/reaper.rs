@@ -65,5 +65,6 @@ async fn stop_idle(state: &AppState, row: EnvRow) -> Result<(), ApiError> {
         },
     )
     .await?;
+    crate::notify::env_stopped_idle(state, &row).await;
     Ok(())
 }

@@ -110,6 +110,7 @@ pub struct Metrics {
     push_seconds: Histogram,
     log_lines_dropped: Counter,
     retention_deleted_runs: Counter,
+    notification_attempts: Family<ResultLabels, Counter>,
     environments: Family<StateLabels, Gauge>,
     runs: Family<StateLabels, Gauge>,
     jobs: Family<StateLabels, Gauge>,
@@ -139,6 +140,7 @@ impl Metrics {
             push_seconds: Histogram::new(exponential_buckets(0.01, 2.0, 16)),
             log_lines_dropped: Counter::default(),
             retention_deleted_runs: Counter::default(),
+            notification_attempts: Family::default(),
             environments: Family::default(),
             runs: Family::default(),
             jobs: Family::default(),
@@ -195,6 +197,11 @@ impl Metrics {
             "retention_deleted_runs",
             "Runs deleted (with their logs and artifacts) by the retention policy",
             m.retention_deleted_runs.clone(),
+        );
+        registry.register(
+            "notification_attempts",
+            "Notification delivery attempts, by result (delivered, retry, failed: the last attempt failed)",
+            m.notification_attempts.clone(),
         );
         registry.register(
             "environments",
@@ -305,6 +312,15 @@ impl Metrics {
     /// Runs deleted by the retention policy.
     pub fn retention_deleted(&self, runs: u64) {
         self.retention_deleted_runs.inc_by(runs);
+    }
+
+    /// A notification delivery attempt ended: delivered, retry or failed.
+    pub fn notification_attempt(&self, result: &str) {
+        self.notification_attempts
+            .get_or_create(&ResultLabels {
+                result: result.to_string(),
+            })
+            .inc();
     }
 
     /// Reads the state series from the store and encodes everything in the text format.

@@ -109,6 +109,7 @@ pub(super) async fn open_ready_gates(
             .await?
         {
             tracing::info!(run = run_id, action = %job.action, "waiting for approval");
+            crate::notify::approval_needed(state, &run, job, &gate).await;
             changed = true;
         }
     }
@@ -277,6 +278,7 @@ pub async fn decide(
         )));
     };
     tracing::info!(run = run.id, action, user = %principal.user.username, decision = %row.decision, "approval decision recorded");
+    crate::notify::approval_decided(state, repo, run, &row).await;
     if end.is_some() {
         settle_run(state, run.id).await?;
     } else {

@@ -76,6 +76,7 @@ pub async fn settle_run(state: &AppState, run_id: i64) -> Result<RunState, RunsE
         let derived = derive_run_state(&jobs);
         let finished = derived.is_terminal().then_some(now);
         store.set_run_state(run_id, derived, finished).await?;
+        crate::notify::run_finished(state, run_id, derived, &jobs).await;
         state.runs().wake();
         return Ok(derived);
     }

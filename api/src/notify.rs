@@ -1,0 +1,69 @@
+//! Notification targets and their delivery logs (`/repos/{owner}/{name}/notifications/…`).
+
+use serde::{Deserialize, Serialize};
+
+/// The events a notification target may subscribe to.
+pub const NOTIFY_EVENTS: [&str; 8] = [
+    "run_succeeded",
+    "run_failed",
+    "approval_needed",
+    "approval_decided",
+    "pr_opened",
+    "review_requested",
+    "pr_merged",
+    "env_stopped_idle",
+];
+
+/// A repository's notification target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct NotifyTarget {
+    pub id: i64,
+    /// `slack` (a Slack-compatible incoming webhook: `{"text": …}`) or `webhook` (a JSON body
+    /// signed with HMAC-SHA256 in `X-Cove-Signature`).
+    pub kind: String,
+    /// The target's URL with its path hidden (an incoming-webhook URL is itself a credential).
+    pub url: String,
+    /// Subscribed events (see `NOTIFY_EVENTS`).
+    pub events: Vec<String>,
+    pub created_by: String,
+    pub created_at_ms: i64,
+    /// The signing secret of a `webhook` target: only in the answer to its creation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+}
+
+/// Body of `POST …/notifications/targets`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CreateNotifyTarget {
+    /// `slack` or `webhook`.
+    pub kind: String,
+    /// `http://` or `https://` URL; private, loopback and link-local addresses are refused
+    /// unless the server's `[notify] allow_private` allows them.
+    pub url: String,
+    /// Events to send (empty: all of them).
+    #[serde(default)]
+    pub events: Vec<String>,
+}
+
+/// One delivery of an event to a target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct NotifyDelivery {
+    /// Also the `X-Cove-Delivery` header.
+    pub id: i64,
+    pub event: String,
+    /// `pending`, `delivered` or `failed` (every attempt failed).
+    pub status: String,
+    pub attempts: u32,
+    /// HTTP status of the last attempt, when one answered.
+    pub response_code: Option<u16>,
+    /// Why the last attempt failed.
+    pub error: Option<String>,
+    /// Duration of the last attempt.
+    pub duration_ms: Option<i64>,
+    pub created_at_ms: i64,
+    pub finished_at_ms: Option<i64>,
+}
