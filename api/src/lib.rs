@@ -12,6 +12,7 @@ mod agents;
 mod audit;
 mod env;
 mod packages;
+mod pulls;
 mod runs;
 mod session;
 
@@ -19,6 +20,7 @@ pub use agents::*;
 pub use audit::*;
 pub use env::*;
 pub use packages::*;
+pub use pulls::*;
 pub use runs::*;
 pub use session::*;
 
