@@ -26,8 +26,14 @@ const OLD_TXT: &str = "one\ntwo\nthree\nfour\nfive\nsix\nseven\neight\nnine\nten
 eleven\ntwelve\nthirteen\nfourteen\nfifteen\n";
 
 impl Team {
-    async fn start(embedded_agent: bool) -> Result<Team> {
-        let server = TestServer::start_configured(|c| c.embedded_agent = embedded_agent).await?;
+    /// A server without the embedded agent (runs stay queued) on `database_url` (SQLite in
+    /// the data directory when `None`).
+    async fn start(database_url: Option<String>) -> Result<Team> {
+        let server = TestServer::start_configured(|c| {
+            c.embedded_agent = false;
+            c.database_url = database_url;
+        })
+        .await?;
         let alice = server.create_user("alice").await?;
         let bob = server.create_user("bob").await?;
         let rita = server.create_user("rita").await?;
@@ -173,7 +179,7 @@ fn kinds(events: &Value) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn open_revise_review_comment_and_fast_forward() -> Result<()> {
-    let t = Team::start(false).await?;
+    let t = Team::start(None).await?;
     let w = &t.work;
     git_ok(w, &["checkout", "-q", "-b", "feature"]).await?;
     git_ok(w, &["mv", "old.txt", "new.txt"]).await?;
@@ -405,7 +411,7 @@ async fn open_revise_review_comment_and_fast_forward() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn merge_commit_squash_conflict_and_numbering() -> Result<()> {
-    let t = Team::start(false).await?;
+    let t = Team::start(None).await?;
     let w = &t.work;
     git_ok(w, &["checkout", "-q", "-b", "f1"]).await?;
     let f1 = commit_file(w, "f1.txt", b"one\n", "f1").await?;
@@ -603,7 +609,7 @@ Actions:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn merge_starts_the_destinations_push_workflow() -> Result<()> {
     // No agent: the run is created from the merge's push event and stays queued.
-    let t = Team::start(false).await?;
+    let t = Team::start(None).await?;
     let w = &t.work;
     git_ok(w, &["checkout", "-q", "-b", "wf"]).await?;
     let head = commit_file(
@@ -641,5 +647,52 @@ async fn merge_starts_the_destinations_push_workflow() -> Result<()> {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     t.server.stop().await;
+    Ok(())
+}
+
+fn postgres_base_url() -> Option<String> {
+    std::env::var("COVE_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|v| !v.is_empty())
+}
+
+/// Ten pull requests opened at once get #1 … #10, each once, on SQLite and on PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn numbers_are_allocated_atomically_on_every_backend() -> Result<()> {
+    let ci = std::env::var("CI").map(|v| v == "true").unwrap_or(false);
+    assert!(
+        !ci || postgres_base_url().is_some(),
+        "CI=true but COVE_TEST_POSTGRES_URL is not set"
+    );
+    let mut backends = vec![None];
+    if let Some(base) = postgres_base_url() {
+        backends.push(Some(common::create_postgres_db(&base, "cove_pulls").await?));
+    }
+    for database_url in backends {
+        let t = Team::start(database_url.clone()).await?;
+        let url = t.server.git_url(REPO, Some(&t.alice));
+        for i in 0..10 {
+            let branch = format!("b{i}");
+            git_ok(&t.work, &["checkout", "-q", "-b", &branch, "main"]).await?;
+            commit_file(&t.work, &format!("{branch}.txt"), b"x\n", &branch).await?;
+            git_ok(&t.work, &["push", "-q", &url, &branch]).await?;
+        }
+        let opened = futures_util::future::join_all((0..10).map(|i| {
+            let t = &t;
+            async move { t.open(&format!("b{i}"), &[]).await }
+        }))
+        .await;
+        let mut numbers = Vec::new();
+        for pr in opened {
+            numbers.push(pr?["number"].as_i64().unwrap_or_default());
+        }
+        numbers.sort_unstable();
+        assert_eq!(
+            numbers,
+            (1..=10).collect::<Vec<_>>(),
+            "backend {database_url:?}"
+        );
+        t.server.stop().await;
+    }
     Ok(())
 }
