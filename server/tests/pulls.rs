@@ -696,3 +696,68 @@ async fn numbers_are_allocated_atomically_on_every_backend() -> Result<()> {
     }
     Ok(())
 }
+
+/// Oversized input is refused with the bound and creates nothing; an oversized patch is cut
+/// at the per-file cap and the answer says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sizes_are_bounded_and_truncation_is_said() -> Result<()> {
+    let t = Team::start(None).await?;
+    let w = &t.work;
+    git_ok(w, &["checkout", "-q", "-b", "big"]).await?;
+    // ~2 MiB of text in one file: its patch passes the 1 MiB per-file cap.
+    let big: String = (0..40_000)
+        .map(|i| format!("line {i:06} of a file that is much too large to review\n"))
+        .collect();
+    commit_file(w, "big.txt", big.as_bytes(), "big").await?;
+    t.push("big").await?;
+    let pulls = format!("/repos/{REPO}/pulls");
+    for (field, value) in [
+        ("title", "t".repeat(513)),
+        ("description", "d".repeat(64 * 1024 + 1)),
+    ] {
+        let mut body = json!({ "source": "big", "title": "ok" });
+        body[field] = json!(value);
+        let (status, refused) = t.api(&t.alice, "POST", &pulls, Some(body)).await?;
+        assert_eq!(status, 400, "{field}: {refused}");
+        assert!(refused.to_string().contains("at most"), "{refused}");
+    }
+    let (status, refused) = t
+        .api(
+            &t.alice,
+            "POST",
+            &pulls,
+            Some(json!({ "source": "big", "title": "ok", "reviewers": ["nobody"] })),
+        )
+        .await?;
+    assert_eq!(status, 400, "{refused}");
+    let (_, all) = t
+        .api(&t.alice, "GET", &format!("{pulls}?state=all"), None)
+        .await?;
+    assert_eq!(all, json!([]), "a refused request creates nothing");
+
+    let pr = t.open("big", &[]).await?;
+    let (status, diff) = t
+        .api(
+            &t.alice,
+            "GET",
+            &format!("{pulls}/{}/diff", pr["number"]),
+            None,
+        )
+        .await?;
+    assert_eq!(status, 200);
+    assert_eq!(diff["truncated"], true);
+    assert!(
+        diff["truncated_reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("1024 KiB per file"),
+        "{}",
+        diff["truncated_reason"]
+    );
+    let file = &diff["files"][0];
+    assert_eq!(file["truncated"], true);
+    assert_eq!(file["additions"], 40_000);
+    assert!(file["patch"].as_str().unwrap_or_default().len() <= 1024 * 1024);
+    t.server.stop().await;
+    Ok(())
+}
