@@ -229,3 +229,72 @@ fn conflicts_blocking(path: &Path, dest: &str, head: &str) -> Result<bool, ApiEr
     let index = repo.merge_commits(&ours, &theirs, None).map_err(git_err)?;
     Ok(index.has_conflicts())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pull(reviewers: &[&str]) -> PullRow {
+        PullRow {
+            id: 1,
+            repo_id: 1,
+            number: 1,
+            source: "f".into(),
+            destination: "main".into(),
+            title: "t".into(),
+            description: String::new(),
+            author_id: 1,
+            author: "alice".into(),
+            state: PullState::Open,
+            head_sha: "h".into(),
+            base_sha: "b".into(),
+            merge_sha: None,
+            revision: 2,
+            reviewers: reviewers.iter().map(|r| r.to_string()).collect(),
+            created_at_ms: 0,
+            updated_at_ms: 0,
+        }
+    }
+
+    fn review(id: i64, who: &str, verdict: ReviewVerdict, stale: bool) -> ReviewRow {
+        ReviewRow {
+            id,
+            pr_id: 1,
+            reviewer_id: id,
+            reviewer: who.into(),
+            verdict,
+            body: String::new(),
+            revision: 1,
+            stale,
+            created_at_ms: id,
+        }
+    }
+
+    #[test]
+    fn required_reviewers_need_a_standing_approval() {
+        let p = pull(&["bob"]);
+        assert_eq!(
+            review_reasons(&p, &[]),
+            ["required reviewer bob has not approved the current revision"]
+        );
+        // A stale approval does not count; a comment is no verdict.
+        let stale = [
+            review(1, "bob", ReviewVerdict::Approve, true),
+            review(2, "bob", ReviewVerdict::Comment, false),
+        ];
+        assert_eq!(review_reasons(&p, &stale).len(), 1);
+        let fresh = [review(3, "bob", ReviewVerdict::Approve, false)];
+        assert!(review_reasons(&p, &fresh).is_empty());
+    }
+
+    #[test]
+    fn changes_requested_block_until_the_same_reviewer_approves() {
+        let p = pull(&[]);
+        let mut reviews = vec![review(1, "carol", ReviewVerdict::RequestChanges, false)];
+        assert_eq!(review_reasons(&p, &reviews), ["carol requested changes"]);
+        reviews.push(review(2, "dave", ReviewVerdict::Approve, false));
+        assert_eq!(review_reasons(&p, &reviews), ["carol requested changes"]);
+        reviews.push(review(3, "carol", ReviewVerdict::Approve, false));
+        assert!(review_reasons(&p, &reviews).is_empty());
+    }
+}
