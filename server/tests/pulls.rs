@@ -622,6 +622,8 @@ async fn merge_starts_the_destinations_push_workflow() -> Result<()> {
     t.push("wf").await?;
     let runs: Vec<cove_api::Run> = common::runs_of(&t.server, REPO).await?;
     assert!(runs.is_empty(), "a push to wf starts nothing: {runs:?}");
+    // Subscribers (notifications) get the pull request's events after they are stored.
+    let mut bus = t.server.state.subscribe_pulls();
     t.open("wf", &[]).await?;
     let (status, merged) = t
         .api(
@@ -632,6 +634,13 @@ async fn merge_starts_the_destinations_push_workflow() -> Result<()> {
         )
         .await?;
     assert_eq!(status, 200, "{merged}");
+    let opened = bus.recv().await?;
+    assert_eq!((opened.kind.as_str(), opened.number), ("pr_opened", 1));
+    assert_eq!(opened.repo, REPO);
+    let merged_event = bus.recv().await?;
+    assert_eq!(merged_event.kind, "pr_merged");
+    assert_eq!(merged_event.actor.as_deref(), Some("alice"));
+    assert_eq!(merged_event.detail, head);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
         let runs = common::runs_of(&t.server, REPO).await?;
