@@ -179,7 +179,16 @@ fn kinds(events: &Value) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn open_revise_review_comment_and_fast_forward() -> Result<()> {
-    let t = Team::start(None).await?;
+    for database_url in backends().await? {
+        open_revise_review_comment_and_fast_forward_on(database_url).await?;
+    }
+    Ok(())
+}
+
+async fn open_revise_review_comment_and_fast_forward_on(
+    database_url: Option<String>,
+) -> Result<()> {
+    let t = Team::start(database_url).await?;
     let w = &t.work;
     git_ok(w, &["checkout", "-q", "-b", "feature"]).await?;
     git_ok(w, &["mv", "old.txt", "new.txt"]).await?;
@@ -411,7 +420,14 @@ async fn open_revise_review_comment_and_fast_forward() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn merge_commit_squash_conflict_and_numbering() -> Result<()> {
-    let t = Team::start(None).await?;
+    for database_url in backends().await? {
+        merge_commit_squash_conflict_and_numbering_on(database_url).await?;
+    }
+    Ok(())
+}
+
+async fn merge_commit_squash_conflict_and_numbering_on(database_url: Option<String>) -> Result<()> {
+    let t = Team::start(database_url).await?;
     let w = &t.work;
     git_ok(w, &["checkout", "-q", "-b", "f1"]).await?;
     let f1 = commit_file(w, "f1.txt", b"one\n", "f1").await?;
@@ -659,6 +675,15 @@ async fn merge_starts_the_destinations_push_workflow() -> Result<()> {
     Ok(())
 }
 
+/// SQLite (`None`), plus a fresh PostgreSQL database when `COVE_TEST_POSTGRES_URL` is set.
+async fn backends() -> Result<Vec<Option<String>>> {
+    let mut out = vec![None];
+    if let Some(base) = postgres_base_url() {
+        out.push(Some(common::create_postgres_db(&base, "cove_pulls").await?));
+    }
+    Ok(out)
+}
+
 fn postgres_base_url() -> Option<String> {
     std::env::var("COVE_TEST_POSTGRES_URL")
         .ok()
@@ -673,11 +698,7 @@ async fn numbers_are_allocated_atomically_on_every_backend() -> Result<()> {
         !ci || postgres_base_url().is_some(),
         "CI=true but COVE_TEST_POSTGRES_URL is not set"
     );
-    let mut backends = vec![None];
-    if let Some(base) = postgres_base_url() {
-        backends.push(Some(common::create_postgres_db(&base, "cove_pulls").await?));
-    }
-    for database_url in backends {
+    for database_url in backends().await? {
         let t = Team::start(database_url.clone()).await?;
         let url = t.server.git_url(REPO, Some(&t.alice));
         for i in 0..10 {
