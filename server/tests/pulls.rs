@@ -760,6 +760,18 @@ async fn sizes_are_bounded_and_truncation_is_said() -> Result<()> {
         )
         .await?;
     assert_eq!(status, 400, "{refused}");
+    let (status, refused) = t
+        .api(
+            &t.alice,
+            "POST",
+            &pulls,
+            Some(json!({ "source": "big", "title": "ok", "reviewers": ["alice"] })),
+        )
+        .await?;
+    assert_eq!(status, 400, "{refused}");
+    assert!(refused
+        .to_string()
+        .contains("author cannot be a required reviewer"));
     let (_, all) = t
         .api(&t.alice, "GET", &format!("{pulls}?state=all"), None)
         .await?;

@@ -118,6 +118,7 @@ pub(crate) fn check_text(
 async fn check_reviewers(
     state: &AppState,
     repo: &RepoRow,
+    author: &str,
     names: &[String],
 ) -> Result<Vec<String>, ApiError> {
     if names.len() > MAX_REVIEWERS {
@@ -132,6 +133,11 @@ async fn check_reviewers(
             .user_by_name(name)
             .await?
             .ok_or_else(|| ApiError::BadRequest(format!("reviewer {name:?} is not a user")))?;
+        if user.username == author {
+            return Err(ApiError::BadRequest(
+                "the author cannot be a required reviewer of their own pull request".into(),
+            ));
+        }
         if auth::role_of_user(state.store(), &user, repo)
             .await?
             .is_none()
@@ -224,7 +230,8 @@ pub async fn create_pull(
             "source and destination are the same branch".into(),
         ));
     }
-    let reviewers = check_reviewers(&state, &repo, &req.reviewers).await?;
+    let reviewers =
+        check_reviewers(&state, &repo, &principal.user.username, &req.reviewers).await?;
     let path = crate::repos::repo_dir(&state, &repo);
     let (head, base) = diff::branch_heads(path, req.source.clone(), destination.clone()).await?;
     let head = head.ok_or_else(|| ApiError::NotFound(format!("branch {}", req.source)))?;
@@ -283,7 +290,7 @@ pub async fn update_pull(
         pull.description = description.clone();
     }
     if let Some(reviewers) = &req.reviewers {
-        pull.reviewers = check_reviewers(&state, &repo, reviewers).await?;
+        pull.reviewers = check_reviewers(&state, &repo, &pull.author, reviewers).await?;
     }
     state.store().update_pull(&pull).await?;
     let reviews = state.store().reviews(pull.id).await?;
