@@ -257,6 +257,9 @@ impl Server {
             closing: tokio_util::sync::CancellationToken::new(),
             logins: auth::Logins::new(config.auth.clone()),
         }));
+        // Pull requests whose source moved while the server was down (or between a push's
+        // events and its revisions) get their revision now.
+        forge::reconcile(&state).await?;
         Ok(Server {
             state,
             agent_reports,

@@ -803,3 +803,67 @@ async fn sizes_are_bounded_and_truncation_is_said() -> Result<()> {
     t.server.stop().await;
     Ok(())
 }
+
+/// A push the server stored on disk but never saw (it stopped in between) becomes a revision
+/// of the open pull request at the next start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_missed_while_down_is_a_revision_at_start() -> Result<()> {
+    let t = Team::start(None).await?;
+    let w = &t.work;
+    git_ok(w, &["checkout", "-q", "-b", "feature"]).await?;
+    commit_file(w, "a.txt", b"one\n", "one").await?;
+    t.push("feature").await?;
+    t.open("feature", &["bob"]).await?;
+    let (status, _) = t
+        .api(
+            &t.bob,
+            "POST",
+            &format!("/repos/{REPO}/pulls/1/reviews"),
+            Some(json!({ "verdict": "approve" })),
+        )
+        .await?;
+    assert_eq!(status, 201);
+    // Straight into the bare repository, behind the server's back.
+    let head = commit_file(w, "a.txt", b"two\n", "two").await?;
+    let bare = t.bare_dir();
+    git_ok(
+        w,
+        &["push", "-q", bare.to_str().unwrap_or_default(), "feature"],
+    )
+    .await?;
+    let Team { server, alice, .. } = t;
+    let server = server.restart().await?;
+    let (status, pr) = call(
+        &server,
+        &alice,
+        "GET",
+        &format!("/repos/{REPO}/pulls/1"),
+        None,
+    )
+    .await?;
+    assert_eq!(status, 200);
+    assert_eq!(pr["revision"], 2, "{pr}");
+    assert_eq!(pr["head_sha"], head.as_str());
+    assert_eq!(
+        pr["reviewers"][0]["verdict"],
+        Value::Null,
+        "the approval went stale"
+    );
+    let (_, events) = call(
+        &server,
+        &alice,
+        "GET",
+        &format!("/repos/{REPO}/pulls/1/events"),
+        None,
+    )
+    .await?;
+    let last = events
+        .as_array()
+        .and_then(|a| a.last())
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(last["kind"], "pr_revision");
+    assert_eq!(last["actor"], Value::Null);
+    server.stop().await;
+    Ok(())
+}

@@ -107,3 +107,50 @@ async fn revise(
     }
     Ok(())
 }
+
+/// Start-up reconciliation: every open pull request whose source branch on disk is not at its
+/// recorded head gets a revision (no pusher), as if the push had been seen.
+pub async fn reconcile(state: &AppState) -> Result<usize, crate::store::StoreError> {
+    let mut revised = 0;
+    let pulls = state.store().all_open_pulls().await?;
+    if pulls.is_empty() {
+        return Ok(0);
+    }
+    let repos: std::collections::HashMap<i64, RepoRow> = state
+        .store()
+        .list_repos(0, true)
+        .await?
+        .into_iter()
+        .map(|r| (r.id, r))
+        .collect();
+    for pull in pulls {
+        let Some(repo) = repos.get(&pull.repo_id) else {
+            continue;
+        };
+        let path = crate::repos::repo_dir(state, repo);
+        let heads = diff::branch_heads(path, pull.source.clone(), pull.destination.clone()).await;
+        let Ok((Some(head), base)) = heads else {
+            continue;
+        };
+        if head == pull.head_sha {
+            continue;
+        }
+        let settings = state.store().pull_settings(repo.id).await?;
+        let base = base.unwrap_or_else(|| pull.base_sha.clone());
+        if let Some((_, event)) = state
+            .store()
+            .add_revision(&pull, &head, &base, settings.stale_approvals, None)
+            .await?
+        {
+            revised += 1;
+            published(state, repo, pull.number, event);
+        }
+    }
+    if revised > 0 {
+        tracing::warn!(
+            revised,
+            "recorded pull request revisions of pushes seen at start-up"
+        );
+    }
+    Ok(revised)
+}

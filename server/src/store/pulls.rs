@@ -349,6 +349,18 @@ impl Store {
         .collect()
     }
 
+    /// Every open pull request of every repository (start-up reconciliation).
+    pub async fn all_open_pulls(&self) -> Result<Vec<PullRow>, StoreError> {
+        sqlx::query(&format!(
+            "SELECT {PULL_COLS} FROM pull_requests WHERE state = 'open' ORDER BY id"
+        ))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(pull_from_row)
+        .collect()
+    }
+
     /// Changes title, description and reviewers.
     pub async fn update_pull(&self, pull: &PullRow) -> Result<(), StoreError> {
         sqlx::query(
