@@ -14,6 +14,7 @@ mod branch_rules;
 mod env;
 mod notify;
 mod packages;
+mod pulls;
 mod runs;
 mod session;
 
@@ -23,6 +24,7 @@ pub use branch_rules::*;
 pub use env::*;
 pub use notify::*;
 pub use packages::*;
+pub use pulls::*;
 pub use runs::*;
 pub use session::*;
 

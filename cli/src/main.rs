@@ -8,6 +8,7 @@ mod env;
 mod login;
 mod notify;
 mod packages;
+mod pr;
 mod repo;
 mod rules;
 mod terminal;
@@ -40,6 +41,8 @@ enum Command {
     Env(env::EnvArgs),
     /// Workflow runs: list, show, logs, cancel, retry, start.
     Run(run::RunArgs),
+    /// Pull requests: create, list, show, diff, comment, review, merge, close.
+    Pr(pr::PrArgs),
     /// Repository secrets for workflows (`${Secrets.NAME}`).
     Secret(secret::SecretArgs),
     /// Standalone agents: registration tokens, list, revoke (administrators).
@@ -68,6 +71,7 @@ fn main() -> ExitCode {
         Command::Repo(args) => repo::run(args).map(|()| ExitCode::SUCCESS),
         Command::Env(args) => env::run(args),
         Command::Run(args) => run::run(args),
+        Command::Pr(args) => pr::run(args).map(|()| ExitCode::SUCCESS),
         Command::Secret(args) => secret::run(args).map(|()| ExitCode::SUCCESS),
         Command::Agent(args) => agent::run(args).map(|()| ExitCode::SUCCESS),
         Command::User(args) => user::run(args).map(|()| ExitCode::SUCCESS),

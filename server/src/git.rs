@@ -791,6 +791,8 @@ async fn run_receive_pack(
             .store()
             .insert_push_events(&repo, Some(&pusher), &updates)
             .await?;
+        // Open pull requests whose source branch moved get a new revision.
+        crate::forge::after_push(&state, &repo, Some(&pusher.username), &stored).await;
         for event in stored {
             tracing::info!(
                 repo = %full_name,

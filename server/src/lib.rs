@@ -74,6 +74,8 @@ struct Inner {
     data_dir: PathBuf,
     public_url: OnceLock<String>,
     events: broadcast::Sender<PushEvent>,
+    /// Pull-request events, published after they are committed (`forge`).
+    pull_events: broadcast::Sender<cove_api::PullEvent>,
     repo_locks: Mutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>,
     envs: envs::Envs,
     runs: runs::Runs,
@@ -167,6 +169,17 @@ impl AppState {
         let _ = self.0.events.send(event);
     }
 
+    /// A receiver of every pull-request event (`pr_opened`, `pr_revision`, `pr_merged`,
+    /// `pr_closed`, `review_submitted`, `comment_added`) stored from now on, published after
+    /// commit; a lagging subscriber catches up from `GET …/pulls/{number}/events`.
+    pub fn subscribe_pulls(&self) -> broadcast::Receiver<cove_api::PullEvent> {
+        self.0.pull_events.subscribe()
+    }
+
+    fn publish_pull(&self, event: cove_api::PullEvent) {
+        let _ = self.0.pull_events.send(event);
+    }
+
     /// Cancelled when the server shuts down; long-lived responses end with it.
     pub fn closing(&self) -> &tokio_util::sync::CancellationToken {
         &self.0.closing
@@ -242,6 +255,7 @@ impl Server {
             data_dir: config.data_dir,
             public_url,
             events,
+            pull_events: broadcast::channel(EVENT_BUS_CAPACITY).0,
             repo_locks: Mutex::new(HashMap::new()),
             envs: envs::Envs::new(agent),
             max_push_bytes: config.max_push_bytes,
@@ -252,6 +266,9 @@ impl Server {
             logins: auth::Logins::new(config.auth.clone()),
             notifier: notify::Notifier::new(config.notify.clone()),
         }));
+        // Pull requests whose source moved while the server was down (or between a push's
+        // events and its revisions) get their revision now.
+        forge::reconcile(&state).await?;
         Ok(Server {
             state,
             agent_reports,

@@ -18,6 +18,7 @@ use crate::auth::{self, Audience, Principal};
 use crate::envs::{self, EnvAccess};
 use crate::error::ApiError;
 use crate::extract::Json;
+use crate::forge::http as forge;
 use crate::git;
 use crate::live_auth;
 use crate::metrics;
@@ -545,6 +546,213 @@ pub fn api_routes() -> Vec<Route> {
             repos::remove_member,
         )
         .answers(&[404]),
+        // ---- pull requests (issue 15): handlers in forge/http.rs
+        route(
+            M::GET,
+            "/api/v1/repos/{owner}/{name}/pulls",
+            Read,
+            reader,
+            false,
+            OK,
+            "List pull requests, newest first (?state=open|merged|closed|all&limit=)",
+            forge::list_pulls,
+        ),
+        route(
+            M::POST,
+            "/api/v1/repos/{owner}/{name}/pulls",
+            Write,
+            writer,
+            false,
+            CREATED,
+            "Open a pull request from a source branch into a destination branch (default: the default branch), with required reviewers",
+            forge::create_pull,
+        )
+        .answers(&[404, 409]),
+        route(
+            M::GET,
+            "/api/v1/repos/{owner}/{name}/pulls/{number}",
+            Read,
+            reader,
+            false,
+            OK,
+            "Show a pull request with its reviewers' standing verdicts",
+            forge::get_pull,
+        )
+        .answers(&[404]),
+        route(
+            M::PATCH,
+            "/api/v1/repos/{owner}/{name}/pulls/{number}",
+            Write,
+            writer,
+            false,
+            OK,
+            "Change a pull request's title, description or reviewers (its author or a repository owner)",
+            forge::update_pull,
+        )
+        .answers(&[404]),
+        route(
+            M::POST,
+            "/api/v1/repos/{owner}/{name}/pulls/{number}/close",
+            Write,
+            writer,
+            false,
+            OK,
+            "Close a pull request without merging (its author or a repository owner)",
+            forge::close_pull,
+        )
+        .answers(&[404, 409]),
+        route(
+            M::GET,
+            "/api/v1/repos/{owner}/{name}/pulls/{number}/diff",
+            Read,
+            reader,
+            false,
+            OK,
+            "The diff against the merge base: files, unified diff per file, renames; capped (see `truncated`)",
+            forge::pull_diff,
+        )
+        .answers(&[404, 409, 503]),
+        route(
+            M::GET,
+            "/api/v1/repos/{owner}/{name}/pulls/{number}/commits",
+            Read,
+            reader,
+            false,
+            OK,
+            "The commits of the source that the destination does not have, oldest first",
+            forge::pull_commits,
+        )
+        .answers(&[404, 503]),
+        route(
+            M::GET,
+            "/api/v1/repos/{owner}/{name}/pulls/{number}/revisions",
+            Read,
+            reader,
+            false,
+            OK,
+            "The revisions: one per push to the source branch",
+            forge::pull_revisions,
+        )
+        .answers(&[404]),
+        route(
+            M::GET,
+            "/api/v1/repos/{owner}/{name}/pulls/{number}/comments",
+            Read,
+            reader,
+            false,
+            OK,
+            "The comments, oldest first",
+            forge::list_comments,
+        )
+        .answers(&[404]),
+        route(
+            M::POST,
+            "/api/v1/repos/{owner}/{name}/pulls/{number}/comments",
+            Write,
+            writer,
+            false,
+            CREATED,
+            "Comment on the pull request, on a line of its diff (path, side, line, commit), or reply (parent_id)",
+            forge::create_comment,
+        )
+        .answers(&[404]),
+        route(
+            M::PATCH,
+            "/api/v1/repos/{owner}/{name}/pulls/{number}/comments/{comment}",
+            Write,
+            writer,
+            false,
+            OK,
+            "Edit a comment (its author)",
+            forge::edit_comment,
+        )
+        .answers(&[404]),
+        route(
+            M::DELETE,
+            "/api/v1/repos/{owner}/{name}/pulls/{number}/comments/{comment}",
+            Write,
+            writer,
+            false,
+            GONE,
+            "Delete a comment and its replies (its author or an administrator)",
+            forge::delete_comment,
+        )
+        .answers(&[404]),
+        route(
+            M::GET,
+            "/api/v1/repos/{owner}/{name}/pulls/{number}/reviews",
+            Read,
+            reader,
+            false,
+            OK,
+            "The reviews, oldest first (approvals of earlier revisions may be stale)",
+            forge::list_reviews,
+        )
+        .answers(&[404]),
+        route(
+            M::POST,
+            "/api/v1/repos/{owner}/{name}/pulls/{number}/reviews",
+            Write,
+            writer,
+            false,
+            CREATED,
+            "Review: approve, request_changes or comment",
+            forge::create_review,
+        )
+        .answers(&[404, 409]),
+        route(
+            M::GET,
+            "/api/v1/repos/{owner}/{name}/pulls/{number}/mergeable",
+            Read,
+            reader,
+            false,
+            OK,
+            "Whether the caller could merge now, and every reason not",
+            forge::mergeability,
+        )
+        .answers(&[404, 503]),
+        route(
+            M::POST,
+            "/api/v1/repos/{owner}/{name}/pulls/{number}/merge",
+            Write,
+            writer,
+            false,
+            OK,
+            "Merge (fast_forward, merge or squash) on the server; recorded as a push to the destination by the merger. 409 with the reasons when not mergeable",
+            forge::merge_pull,
+        )
+        .answers(&[404, 409, 503]),
+        route(
+            M::GET,
+            "/api/v1/repos/{owner}/{name}/pulls/{number}/events",
+            Read,
+            reader,
+            false,
+            OK,
+            "The pull request's events: pr_opened, pr_revision, pr_merged, pr_closed, review_submitted, comment_added",
+            forge::list_events,
+        )
+        .answers(&[404]),
+        route(
+            M::GET,
+            "/api/v1/repos/{owner}/{name}/pull-settings",
+            Read,
+            reader,
+            false,
+            OK,
+            "The repository's pull-request settings: allowed merge methods, whether new revisions make approvals stale",
+            forge::get_settings,
+        ),
+        route(
+            M::PUT,
+            "/api/v1/repos/{owner}/{name}/pull-settings",
+            Write,
+            owner,
+            false,
+            OK,
+            "Set the repository's pull-request settings",
+            forge::set_settings,
+        ),
         // ---- workflow runs (issue 5): `{run}` routes check the role on the run's repository
         route(
             M::GET,

@@ -20,7 +20,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use common::{insert_env_row, insert_run_row, TestServer, ADMIN_TOKEN};
+use common::{commit_file, git_ok, insert_env_row, insert_run_row, TestServer, ADMIN_TOKEN};
 use serde_json::json;
 use tokio::process::Command;
 
@@ -72,6 +72,23 @@ async fn schemathesis_finds_no_server_error_or_undocumented_answer() -> Result<(
     assert_eq!(resp.status(), 201, "{}", resp.text().await?);
     insert_env_row(&server, "admin", "fuzzed", FUZZ_ENV).await?;
     insert_run_row(&server, "admin", "fuzzed", FUZZ_RUN).await?;
+    // A pull request #1 (branch `topic` into `main`), so that `{number}` routes reach it.
+    let work = server.tmp.path().join("fuzz-work");
+    std::fs::create_dir_all(&work)?;
+    let url = server.git_url("admin/fuzzed", Some(ADMIN_TOKEN));
+    git_ok(&work, &["init", "-q", "-b", "main"]).await?;
+    commit_file(&work, "a.txt", b"a\n", "a").await?;
+    git_ok(&work, &["push", "-q", &url, "main"]).await?;
+    git_ok(&work, &["checkout", "-q", "-b", "topic"]).await?;
+    commit_file(&work, "a.txt", b"b\n", "b").await?;
+    git_ok(&work, &["push", "-q", &url, "topic"]).await?;
+    let resp = http
+        .post(server.api("/repos/admin/fuzzed/pulls"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"source": "topic", "title": "fuzzed"}))
+        .send()
+        .await?;
+    assert_eq!(resp.status(), 201, "{}", resp.text().await?);
     // The agent protocol is fuzzed with a registered agent's token.
     let registration: cove_api::RegistrationToken = http
         .post(server.api("/agents/registration-tokens"))
@@ -105,6 +122,7 @@ headers = {{ Authorization = "Bearer {ADMIN_TOKEN}" }}
 "path.env" = "{FUZZ_ENV}"
 "path.run" = "{FUZZ_RUN}"
 "path.job" = "Build"
+"path.number" = "1"
 
 [[operations]]
 include-operation-id-regex = "^(delete_repos_owner_name|post_repos_owner_name_environments)$"

@@ -43,6 +43,8 @@ fn concrete_path(spec: &RouteSpec, repo: &str, token_id: i64) -> String {
         .replace("{secret}", "token")
         .replace("{sha}", &"0".repeat(40))
         .replace("{agent}", "1")
+        .replace("{number}", "1")
+        .replace("{comment}", "1")
 }
 
 async fn call(

@@ -362,6 +362,27 @@ pub fn require_scope(
     Ok(principal)
 }
 
+/// The role `user` holds on `repo` (administrators and the owner: owner; public
+/// repositories: at least reader), `None` when the user may not see it. For decisions about
+/// someone other than the caller (e.g. a pull request's named reviewers).
+pub async fn role_of_user(
+    store: &Store,
+    user: &UserRow,
+    repo: &RepoRow,
+) -> Result<Option<Role>, ApiError> {
+    let member = if user.is_admin || user.id == repo.owner_id {
+        Some(Role::Owner)
+    } else {
+        store.member_role(repo.id, user.id).await?
+    };
+    let public = (repo.visibility == Visibility::Public).then_some(Role::Reader);
+    Ok(if user.disabled {
+        None
+    } else {
+        member.max(public)
+    })
+}
+
 /// The role a caller has on a repository, `None` when it may not even see it.
 async fn effective_role(
     store: &Store,
