@@ -867,3 +867,70 @@ async fn a_push_missed_while_down_is_a_revision_at_start() -> Result<()> {
     server.stop().await;
     Ok(())
 }
+
+/// The destination's branch rule takes part in the merge decision (`forge::merge::requirements`
+/// → `forge::rules::merge_requirements`): its approvals, required checks and who may merge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_destinations_branch_rule_gates_the_merge() -> Result<()> {
+    let t = Team::start(None).await?;
+    let (status, body) = t
+        .api(
+            &t.server.admin_token,
+            "PUT",
+            &format!("/repos/{REPO}/branch-rules"),
+            Some(json!({ "rules": [{
+                "pattern": "main",
+                "require_pull_request": true,
+                "required_approvals": 1,
+                "required_checks": ["ci"],
+                "merge_roles": [],
+                "merge_users": ["bob"],
+                "allow_force_push": false,
+                "allow_deletion": false,
+            }] })),
+        )
+        .await?;
+    assert_eq!(status, 200, "{body}");
+    let w = &t.work;
+    git_ok(w, &["checkout", "-q", "-b", "ruled"]).await?;
+    commit_file(w, "a.txt", b"changed\n", "change a").await?;
+    t.push("ruled").await?;
+    t.open("ruled", &[]).await?;
+    let t = &t;
+    let merge = |token: String| async move {
+        t.api(
+            &token,
+            "POST",
+            &format!("/repos/{REPO}/pulls/1/merge"),
+            Some(json!({ "method": "merge" })),
+        )
+        .await
+    };
+    // No approval, no green `ci`, and alice may not merge into main.
+    let (status, refused) = merge(t.alice.clone()).await?;
+    assert_eq!(status, 409, "{refused}");
+    let text = refused.to_string();
+    for needle in ["approval", "ci", "alice"] {
+        assert!(text.contains(needle), "{needle} in {text}");
+    }
+    // Bob approves: the approval is counted; the check is still missing.
+    let (status, body) = t
+        .api(
+            &t.bob,
+            "POST",
+            &format!("/repos/{REPO}/pulls/1/reviews"),
+            Some(json!({ "verdict": "approve", "body": "ok" })),
+        )
+        .await?;
+    assert!(status == 200 || status == 201, "{body}");
+    let (status, refused) = merge(t.bob.clone()).await?;
+    assert_eq!(status, 409, "{refused}");
+    let text = refused.to_string();
+    assert!(text.contains("ci"), "{text}");
+    assert!(!text.contains("approval"), "the approval counts: {text}");
+    // The main branch is unchanged by the refusals.
+    let main = t.bare(&["rev-parse", "refs/heads/main"]).await?;
+    let base = git_ok(w, &["rev-parse", "main"]).await?;
+    assert_eq!(main.trim(), base.trim());
+    Ok(())
+}

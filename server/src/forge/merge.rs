@@ -19,9 +19,9 @@ use crate::AppState;
 /// reasons (N approvals, required checks green, who may merge) here.
 pub async fn requirements(
     state: &AppState,
-    _repo: &RepoRow,
+    repo: &RepoRow,
     pull: &PullRow,
-    _merger: &UserRow,
+    merger: &UserRow,
 ) -> Result<Vec<String>, ApiError> {
     let mut reasons = Vec::new();
     if pull.state != PullState::Open {
@@ -30,6 +30,50 @@ pub async fn requirements(
     }
     let reviews = state.store().reviews(pull.id).await?;
     reasons.extend(review_reasons(pull, &reviews));
+    // the destination's branch rule: approvals, required checks, who may merge
+    let rules = state.store().branch_rules(repo.id).await?;
+    if let Some(rule) = super::rules::rule_for(&rules, &pull.destination) {
+        let approvals: Vec<super::rules::Approval> = reviews
+            .iter()
+            .filter(|r| r.verdict == ReviewVerdict::Approve)
+            .map(|r| super::rules::Approval {
+                user: r.reviewer.clone(),
+                stale: r.stale,
+            })
+            .collect();
+        // the latest run of each workflow on the pull request's head commit
+        let mut checks: std::collections::BTreeMap<String, (i64, cove_api::RunState)> =
+            std::collections::BTreeMap::new();
+        for run in state
+            .store()
+            .runs_for_commit(repo.id, &pull.head_sha)
+            .await?
+        {
+            let newer = checks
+                .get(&run.workflow)
+                .is_none_or(|(at, _)| run.created_at_ms >= *at);
+            if newer {
+                checks.insert(run.workflow.clone(), (run.created_at_ms, run.state));
+            }
+        }
+        let checks: Vec<(String, cove_api::RunState)> = checks
+            .into_iter()
+            .map(|(name, (_, state))| (name, state))
+            .collect();
+        let role = crate::auth::role_of_user(state.store(), merger, repo)
+            .await?
+            .unwrap_or(cove_api::Role::Reader);
+        let merger = super::rules::Merger {
+            username: merger.username.clone(),
+            role,
+        };
+        reasons.extend(super::rules::merge_requirements(
+            Some(rule),
+            &approvals,
+            &checks,
+            &merger,
+        ));
+    }
     Ok(reasons)
 }
 
