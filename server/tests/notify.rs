@@ -597,3 +597,83 @@ async fn redirects_are_not_followed() -> Result<()> {
     server.stop().await;
     Ok(())
 }
+
+/// Pull requests notify too: opening one (with the reviewer it names) and merging it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pull_requests_notify_opened_review_requested_and_merged() -> Result<()> {
+    let server = TestServer::start_configured(|c| {
+        c.notify.allow_private = vec!["127.0.0.1/32".parse().unwrap()];
+        c.embedded_agent = false;
+    })
+    .await?;
+    server.create_repo(ADMIN_TOKEN, "app").await?;
+    let bob = server.create_user("bob").await?;
+    let r = server
+        .http
+        .put(server.api("/repos/admin/app/members/bob"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"role": "writer"}))
+        .send()
+        .await?;
+    assert!(r.status().is_success());
+    let receiver = Receiver::default();
+    let hook = receiver.serve(0).await?;
+    let r = add_target(
+        &server.http,
+        &server.url,
+        "app",
+        json!({"kind": "webhook", "url": format!("{hook}/hook"),
+               "events": ["pr_opened", "review_requested", "pr_merged"]}),
+    )
+    .await?;
+    assert_eq!(r.status(), 201);
+    let target: Value = r.json().await?;
+    let secret = target["secret"].as_str().unwrap_or_default().to_string();
+    let work = server.tmp.path().join("pr-work");
+    std::fs::create_dir_all(&work)?;
+    common::git_ok(&work, &["init", "-q", "-b", "main"]).await?;
+    common::commit_file(&work, "a.txt", b"a\n", "a").await?;
+    let url = server.git_url("admin/app", Some(ADMIN_TOKEN));
+    common::git_ok(&work, &["push", "-q", &url, "main"]).await?;
+    common::git_ok(&work, &["checkout", "-q", "-b", "feature"]).await?;
+    common::commit_file(&work, "a.txt", b"b\n", "b").await?;
+    common::git_ok(&work, &["push", "-q", &url, "feature"]).await?;
+    let r = server
+        .http
+        .post(server.api("/repos/admin/app/pulls"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"source": "feature", "title": "Change a", "reviewers": ["bob"]}))
+        .send()
+        .await?;
+    assert_eq!(r.status(), 201, "{}", r.text().await?);
+    let opened = receiver.wait_for("/hook", "pr_opened").await;
+    if !secret.is_empty() {
+        verify(&secret, &opened);
+    }
+    assert_eq!(opened.json()["data"]["pr"], 1);
+    let requested = receiver.wait_for("/hook", "review_requested").await;
+    assert_eq!(requested.json()["data"]["reviewers"], json!(["bob"]));
+    let r = server
+        .http
+        .post(server.api("/repos/admin/app/pulls/1/reviews"))
+        .bearer_auth(&bob)
+        .json(&json!({"verdict": "approve", "body": "ok"}))
+        .send()
+        .await?;
+    assert!(r.status().is_success());
+    let r = server
+        .http
+        .post(server.api("/repos/admin/app/pulls/1/merge"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"method": "merge"}))
+        .send()
+        .await?;
+    assert_eq!(r.status(), 200, "{}", r.text().await?);
+    let merged = receiver.wait_for("/hook", "pr_merged").await;
+    assert!(merged.json()["text"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("#1"));
+    server.stop().await;
+    Ok(())
+}

@@ -51,7 +51,59 @@ pub fn published(state: &AppState, repo: &RepoRow, number: i64, row: PullEventRo
         kind = %row.kind,
         "pull request event stored"
     );
+    notify_pull_event(state, repo, number, &row);
     state.publish_pull(event_dto(repo, number, row));
+}
+
+/// Notification targets hear of opened pull requests (and the reviewers they name) and merges
+/// (`crate::notify`); the other kinds are not notification events.
+fn notify_pull_event(state: &AppState, repo: &RepoRow, number: i64, row: &PullEventRow) {
+    use crate::notify::{Event, EventKind};
+    if row.kind != "pr_opened" && row.kind != "pr_merged" {
+        return;
+    }
+    let (state, repo_id, kind) = (state.clone(), repo.id, row.kind.clone());
+    let full = format!("{}/{}", repo.owner, repo.name);
+    let (event_id, actor, detail) = (
+        row.id,
+        row.actor.clone().unwrap_or_default(),
+        row.detail.clone(),
+    );
+    tokio::spawn(async move {
+        let link = Some(format!("/repos/{full}/pulls/{number}"));
+        let pull = state.store().pull(repo_id, number).await.ok().flatten();
+        let title = pull.as_ref().map(|p| p.title.clone()).unwrap_or_default();
+        let reviewers = pull.map(|p| p.reviewers).unwrap_or_default();
+        if kind == "pr_merged" {
+            let event = Event {
+                kind: EventKind::PrMerged,
+                key: format!("pr_merged:{event_id}"),
+                text: format!("{full}: #{number} {title} merged by {actor}"),
+                link,
+                data: serde_json::json!({ "pr": number, "merged_by": actor, "merge_commit": detail }),
+            };
+            crate::notify::emit(&state, repo_id, event).await;
+            return;
+        }
+        let opened = Event {
+            kind: EventKind::PrOpened,
+            key: format!("pr_opened:{event_id}"),
+            text: format!("{full}: #{number} {title} opened by {actor}"),
+            link: link.clone(),
+            data: serde_json::json!({ "pr": number, "author": actor, "reviewers": reviewers }),
+        };
+        crate::notify::emit(&state, repo_id, opened).await;
+        for reviewer in reviewers {
+            let requested = Event {
+                kind: EventKind::ReviewRequested,
+                key: format!("review_requested:{event_id}:{reviewer}"),
+                text: format!("{full}: {reviewer}, your review is requested on #{number} {title}"),
+                link: link.clone(),
+                data: serde_json::json!({ "pr": number, "author": actor, "reviewers": [reviewer] }),
+            };
+            crate::notify::emit(&state, repo_id, requested).await;
+        }
+    });
 }
 
 /// Called after a push's events are stored (by `crate::git` and by a merge): every open pull
