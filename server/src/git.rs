@@ -718,8 +718,15 @@ async fn run_receive_pack(
         None
     } else {
         Some(
-            crate::forge::rules_push::PushGuard::prepare(state.data_dir(), verdicts)
-                .map_err(ApiError::internal)?,
+            crate::forge::rules_push::PushGuard::prepare(state.data_dir(), verdicts).map_err(
+                |e| {
+                    tracing::error!(error = %e, "branch rules cannot be enforced: push refused");
+                    ApiError::Unavailable(
+                        "branch rules cannot be enforced on this server right now; ask an administrator"
+                            .into(),
+                    )
+                },
+            )?,
         )
     };
     let side_band = commands.side_band;

@@ -208,6 +208,36 @@ done < "$COVE_PUSH_VERDICTS"
 exit 0
 "#;
 
+/// Runs the hook once without verdicts (it answers 0 at once): an error when it cannot be
+/// executed, so that the push is refused rather than let through unchecked.
+pub fn check_hook_runs(hook: &Path) -> std::io::Result<()> {
+    let status = std::process::Command::new(hook)
+        .arg("refs/heads/cove-hook-probe")
+        .env_remove("COVE_PUSH_VERDICTS")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!(
+                    "the branch-rule hook {} cannot run ({e}); is the data directory mounted noexec? \
+                     pushes that touch protected branches are refused until it can",
+                    hook.display()
+                ),
+            )
+        })?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(std::io::Error::other(format!(
+            "the branch-rule hook {} failed its self-check ({status})",
+            hook.display()
+        )))
+    }
+}
+
 /// What a push with verdicts needs: the hook directory and this push's verdict file (removed
 /// on drop).
 pub struct PushGuard {
@@ -235,6 +265,9 @@ impl PushGuard {
             }
             tmp.persist(&hook).map_err(|e| e.error)?;
         }
+        // Fail closed: git silently skips a hook it cannot execute (a data directory mounted
+        // `noexec`, a hook made non-executable), which would let protected refs through.
+        check_hook_runs(&hook)?;
         let tmp_dir = data_dir.join("tmp").join("push-verdicts");
         std::fs::create_dir_all(&tmp_dir)?;
         let mut verdicts_file = tempfile::NamedTempFile::new_in(&tmp_dir)?;
@@ -406,6 +439,27 @@ mod tests {
             read_commands(&mut junk).await,
             Err(CommandsError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn a_hook_that_cannot_run_refuses_the_push() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let verdicts = Verdicts::default();
+        let guard = PushGuard::prepare(dir.path(), verdicts).expect("a runnable hook");
+        drop(guard);
+        let hook = std::path::absolute(dir.path())
+            .unwrap()
+            .join("hooks")
+            .join("update");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o644)).unwrap();
+            let err = PushGuard::prepare(dir.path(), Verdicts::default())
+                .err()
+                .expect("a hook that cannot run refuses the push");
+            assert!(err.to_string().contains("cannot run"), "{err}");
+        }
     }
 
     #[test]
