@@ -13,7 +13,8 @@ use cove_server::{Config, Server};
 #[command(name = "cove-server", version)]
 struct Args {
     /// TOML config file (keys: data_dir, listen, database_url, public_url, max_push_bytes, metrics_listen,
-    /// push_deadline_secs, max_job_log_bytes, [retention], [jobs]; docs/server.md).
+    /// push_deadline_secs, max_job_log_bytes, [retention], [jobs], [auth], [packages], [environments],
+    /// [notify]; docs/server.md).
     #[arg(long, env = "COVE_CONFIG")]
     config: Option<PathBuf>,
     /// Data directory (SQLite database, repositories).
