@@ -17,10 +17,7 @@ use serde_json::{json, Value};
 
 /// A new, empty PostgreSQL database on the test cluster (`COVE_TEST_POSTGRES_URL`).
 async fn fresh_postgres() -> Result<Option<String>> {
-    let Some(base) = std::env::var("COVE_TEST_POSTGRES_URL")
-        .ok()
-        .filter(|v| !v.is_empty())
-    else {
+    let Some(base) = common::postgres_base_url() else {
         assert!(
             std::env::var("CI").as_deref() != Ok("true"),
             "CI must set COVE_TEST_POSTGRES_URL"

@@ -174,6 +174,49 @@ impl TestServer {
         Ok(created.token)
     }
 
+    /// Logs `user` in with `password` (201); returns (`name=value` for the Cookie header, the
+    /// full Set-Cookie, the session).
+    pub async fn login(
+        &self,
+        user: &str,
+        password: &str,
+    ) -> Result<(String, String, cove_api::SessionInfo)> {
+        let resp = self
+            .http
+            .post(self.api("/session"))
+            .basic_auth(user, Some(password))
+            .send()
+            .await?;
+        if resp.status() != 201 {
+            bail!("login {user}: {} {}", resp.status(), resp.text().await?);
+        }
+        let set_cookie = resp
+            .headers()
+            .get(reqwest::header::SET_COOKIE)
+            .context("no Set-Cookie")?
+            .to_str()?
+            .to_string();
+        let pair = set_cookie.split(';').next().unwrap().trim().to_string();
+        Ok((pair, set_cookie, resp.json().await?))
+    }
+
+    /// Makes `user` a member of `repo` (`owner/name`) with `role`, as the admin; the answer
+    /// is the caller's to check.
+    pub async fn put_member(
+        &self,
+        repo: &str,
+        user: &str,
+        role: &str,
+    ) -> Result<reqwest::Response> {
+        Ok(self
+            .http
+            .put(self.api(&format!("/repos/{repo}/members/{user}")))
+            .bearer_auth(&self.admin_token)
+            .json(&json!({ "role": role }))
+            .send()
+            .await?)
+    }
+
     /// A new one-time agent registration token (`ttl_secs` default: the server's).
     pub async fn registration_token(&self, ttl_secs: Option<u64>) -> Result<String> {
         let body = match ttl_secs {
@@ -573,6 +616,67 @@ pub async fn docker_engine_or_skip() -> bool {
     );
     eprintln!("SKIP: no Docker engine (set DOCKER_HOST)");
     false
+}
+
+/// The PostgreSQL cluster of the tests (`COVE_TEST_POSTGRES_URL`, set by
+/// `eval "$(bash scripts/setup-postgres.sh)"`), if set.
+pub fn postgres_base_url() -> Option<String> {
+    std::env::var("COVE_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|v| !v.is_empty())
+}
+
+/// Drops a database made by [`create_postgres_db`] on the cluster at `base` (its pools
+/// closed).
+pub async fn drop_postgres_db(base: &str, url: &str) -> Result<()> {
+    let Some((_, name)) = url.rsplit_once('/') else {
+        return Ok(());
+    };
+    let pool = sqlx::AnyPool::connect(base).await?;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&pool)
+        .await?;
+    pool.close().await;
+    Ok(())
+}
+
+/// Every store backend to test, as (name, database URL): SQLite in `tmp`, plus a fresh
+/// PostgreSQL database when [`postgres_base_url`] is set.
+pub async fn store_backends(tmp: &TempDir) -> Result<Vec<(String, String)>> {
+    let mut out = vec![(
+        "sqlite".to_string(),
+        format!("sqlite://{}?mode=rwc", tmp.path().join("t.db").display()),
+    )];
+    if let Some(base) = postgres_base_url() {
+        out.push((
+            "postgres".to_string(),
+            create_postgres_db(&base, "cove_t")
+                .await
+                .context("connecting to COVE_TEST_POSTGRES_URL")?,
+        ));
+    }
+    Ok(out)
+}
+
+/// Runs `check` with the URL of each of [`store_backends`] (an error names the backend) and
+/// drops the PostgreSQL database afterwards.
+pub async fn on_every_backend<F, Fut>(check: F) -> Result<()>
+where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    let tmp = tempfile::tempdir()?;
+    for (backend, url) in store_backends(&tmp).await? {
+        check(url.clone())
+            .await
+            .with_context(|| format!("backend {backend}"))?;
+        if backend == "postgres" {
+            if let Some(base) = postgres_base_url() {
+                drop_postgres_db(&base, &url).await?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A new, empty database `<prefix>_<id>` on the PostgreSQL cluster at `base`; its URL.
