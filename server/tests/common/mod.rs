@@ -626,6 +626,20 @@ pub fn postgres_base_url() -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
+/// A new, empty database `<prefix>_<id>` on the test cluster; `None` (prints SKIP) when
+/// `COVE_TEST_POSTGRES_URL` is not set, which fails in CI.
+pub async fn postgres_db_or_skip(prefix: &str) -> Result<Option<String>> {
+    let Some(base) = postgres_base_url() else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI must set COVE_TEST_POSTGRES_URL"
+        );
+        eprintln!("SKIP: COVE_TEST_POSTGRES_URL not set");
+        return Ok(None);
+    };
+    Ok(Some(create_postgres_db(&base, prefix).await?))
+}
+
 /// Drops a database made by [`create_postgres_db`] on the cluster at `base` (its pools
 /// closed).
 pub async fn drop_postgres_db(base: &str, url: &str) -> Result<()> {
@@ -705,6 +719,32 @@ pub async fn api_json<T: serde::de::DeserializeOwned>(
         .await?
         .error_for_status()?
         .json()
+        .await?)
+}
+
+/// GET API `path` (after `/api/v1`) as the admin from the server at `url`; the decoded JSON
+/// of a 2xx answer.
+pub async fn api_json_at<T: serde::de::DeserializeOwned>(url: &str, path: &str) -> Result<T> {
+    Ok(reqwest::Client::new()
+        .get(format!("{url}/api/v1{path}"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?)
+}
+
+/// The log of job `job` of run `run`, as text (2xx).
+pub async fn log_text(server: &TestServer, run: i64, job: &str) -> Result<String> {
+    Ok(server
+        .http
+        .get(server.api(&format!("/runs/{run}/jobs/{job}/logs")))
+        .bearer_auth(&server.admin_token)
+        .send()
+        .await?
+        .error_for_status()?
+        .text()
         .await?)
 }
 
