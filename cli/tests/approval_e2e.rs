@@ -57,29 +57,11 @@ impl Served {
     }
 
     async fn run(&self, id: i64) -> Run {
-        self.http
-            .get(self.api(&format!("/runs/{id}")))
-            .bearer_auth(ADMIN_TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .error_for_status()
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        self.admin_get(&format!("/runs/{id}")).await
     }
 
     async fn runs(&self, repo: &str) -> Vec<Run> {
-        self.http
-            .get(self.api(&format!("/repos/admin/{repo}/runs")))
-            .bearer_auth(ADMIN_TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        self.admin_get(&format!("/repos/admin/{repo}/runs")).await
     }
 
     /// Waits (up to 120 s) until `done(run)` holds for run `id`.

@@ -32,6 +32,21 @@ impl Served {
     pub fn api(&self, path: &str) -> String {
         format!("{}/api/v1{path}", self.url)
     }
+
+    /// GET API `path` (after `/api/v1`) as the admin; the decoded JSON of a 2xx answer.
+    pub async fn admin_get<T: serde::de::DeserializeOwned>(&self, path: &str) -> T {
+        self.http
+            .get(self.api(path))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .error_for_status()
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
 }
 
 /// Starts a server on a new data directory with [`ADMIN_TOKEN`], its configuration changed by
