@@ -39,14 +39,9 @@ impl Team {
         let rita = server.create_user("rita").await?;
         server.create_repo(&server.admin_token, "pr").await?;
         for (user, role) in [("alice", "writer"), ("bob", "writer"), ("rita", "reader")] {
-            let (status, body) = call(
-                &server,
-                &server.admin_token,
-                "PUT",
-                &format!("/repos/{REPO}/members/{user}"),
-                Some(json!({ "role": role })),
-            )
-            .await?;
+            let r = server.put_member(REPO, user, role).await?;
+            let status = r.status();
+            let body = r.text().await?;
             assert_eq!(status, 200, "{body}");
         }
         let work = server.tmp.path().join("work");

@@ -208,10 +208,22 @@ impl TestServer {
         user: &str,
         role: &str,
     ) -> Result<reqwest::Response> {
+        self.put_member_as(&self.admin_token, repo, user, role)
+            .await
+    }
+
+    /// [`TestServer::put_member`] as the holder of `token`.
+    pub async fn put_member_as(
+        &self,
+        token: &str,
+        repo: &str,
+        user: &str,
+        role: &str,
+    ) -> Result<reqwest::Response> {
         Ok(self
             .http
             .put(self.api(&format!("/repos/{repo}/members/{user}")))
-            .bearer_auth(&self.admin_token)
+            .bearer_auth(token)
             .json(&json!({ "role": role }))
             .send()
             .await?)
