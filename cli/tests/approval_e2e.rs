@@ -7,144 +7,61 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use cove_api::{Job, JobState, Run, RunState};
-use cove_server::{Config, Server};
 use serde_json::json;
 
-const ADMIN_TOKEN: &str = "cove_approval_e2e_admin_token_0123456789abcdef012";
+use common::{git, ok, Served, ADMIN_TOKEN};
 
-struct Setup {
-    url: String,
-    home: tempfile::TempDir,
-    _data: tempfile::TempDir,
-    http: reqwest::Client,
-    _stop: tokio::sync::oneshot::Sender<()>,
-}
+type Setup = Served;
 
 async fn start(approval_timeout: Option<Duration>) -> Option<Setup> {
-    if std::env::var_os("DOCKER_HOST").is_none() && !Path::new("/var/run/docker.sock").exists() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true: a Docker engine must answer (set DOCKER_HOST); tests never skip in CI"
-        );
-        eprintln!("SKIP: no Docker engine (set DOCKER_HOST)");
-        return None;
-    }
-    let data = tempfile::tempdir().unwrap();
-    let mut config = Config::new(data.path());
-    config.admin_token = Some(ADMIN_TOKEN.into());
-    config.runs.default_image = "cove/busybox:latest".into();
-    config.runs.heartbeat = Duration::from_millis(500);
-    config.runs.reap_interval = Duration::from_millis(300);
-    if let Some(t) = approval_timeout {
-        config.runs.approval_timeout = t;
-    }
-    let server = Server::new(config).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(server.serve(listener, async {
-        let _ = rx.await;
-    }));
-    Some(Setup {
-        url,
-        home: tempfile::tempdir().unwrap(),
-        _data: data,
-        http: reqwest::Client::new(),
-        _stop: tx,
+    common::serve_jobs(|config| {
+        config.runs.reap_interval = Duration::from_millis(300);
+        if let Some(t) = approval_timeout {
+            config.runs.approval_timeout = t;
+        }
     })
+    .await
 }
 
-impl Setup {
-    fn api(&self, path: &str) -> String {
-        format!("{}/api/v1{path}", self.url)
-    }
-
+impl Served {
     /// The real `cove` binary as the holder of `token`.
     async fn cove(&self, token: &str, args: &[&str]) -> Output {
-        let (home, url, token) = (
-            self.home.path().to_path_buf(),
-            self.url.clone(),
-            token.to_string(),
-        );
-        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        tokio::task::spawn_blocking(move || {
-            Command::new(env!("CARGO_BIN_EXE_cove"))
-                .args(&args)
-                .env("XDG_CONFIG_HOME", home)
-                .env("COVE_URL", url)
-                .env("COVE_TOKEN", token)
-                .output()
-                .unwrap()
-        })
-        .await
-        .unwrap()
+        common::cove_async(self.home.path(), &self.url, token, args).await
     }
 
     /// A user with a read+write token, made a member of `admin/<repo>` with `role`.
     async fn user(&self, name: &str, repo: &str, role: &str) -> String {
-        let r = self
-            .http
-            .post(self.api("/users"))
-            .bearer_auth(ADMIN_TOKEN)
-            .json(&json!({"username": name, "password": "correct horse battery"}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
-        let r = self
-            .http
-            .post(self.api("/tokens"))
-            .basic_auth(name, Some("correct horse battery"))
-            .json(&json!({"name": "t", "scopes": ["read", "write"]}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 201);
-        let token = r.json::<serde_json::Value>().await.unwrap()["token"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        let r = self
-            .http
-            .put(self.api(&format!("/repos/admin/{repo}/members/{name}")))
-            .bearer_auth(ADMIN_TOKEN)
-            .json(&json!({"role": role}))
-            .send()
-            .await
-            .unwrap();
+        let password = "correct horse battery";
+        common::create_user(&self.http, &self.url, name, password).await;
+        let token = common::create_token(
+            &self.http,
+            &self.url,
+            name,
+            password,
+            "t",
+            &["read", "write"],
+        )
+        .await
+        .token;
+        let r =
+            common::put_member(&self.http, &self.url, &format!("admin/{repo}"), name, role).await;
         assert!(r.status().is_success(), "{}", r.text().await.unwrap());
         token
     }
 
     async fn run(&self, id: i64) -> Run {
-        self.http
-            .get(self.api(&format!("/runs/{id}")))
-            .bearer_auth(ADMIN_TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .error_for_status()
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        self.admin_get(&format!("/runs/{id}")).await
     }
 
     async fn runs(&self, repo: &str) -> Vec<Run> {
-        self.http
-            .get(self.api(&format!("/repos/admin/{repo}/runs")))
-            .bearer_auth(ADMIN_TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        self.admin_get(&format!("/repos/admin/{repo}/runs")).await
     }
 
     /// Waits (up to 120 s) until `done(run)` holds for run `id`.
@@ -163,6 +80,14 @@ impl Setup {
         }
     }
 
+    /// Waits (up to 120 s) until action `action` of run `id` waits for people to decide.
+    async fn wait_gate(&self, id: i64, action: &str) -> Run {
+        self.wait_for(id, &format!("waiting at {action}"), |r| {
+            state_of(r, action) == JobState::WaitingApproval
+        })
+        .await
+    }
+
     /// The `n`-th run (1-based, oldest first) of `admin/<repo>`, once it exists.
     async fn nth_run(&self, repo: &str, n: usize) -> i64 {
         let start = Instant::now();
@@ -178,15 +103,7 @@ impl Setup {
     }
 
     async fn create_repo(&self, name: &str) {
-        let r = self
-            .http
-            .post(self.api("/repos"))
-            .bearer_auth(ADMIN_TOKEN)
-            .json(&json!({"name": name}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+        common::create_repo(&self.http, &self.url, ADMIN_TOKEN, name).await;
     }
 
     /// Writes `files` into the work tree `dir`, commits and pushes `main` to `admin/<repo>`.
@@ -196,10 +113,7 @@ impl Setup {
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(path, text).unwrap();
         }
-        let url = format!(
-            "http://cove:{ADMIN_TOKEN}@{}/git/admin/{repo}.git",
-            self.url.trim_start_matches("http://")
-        );
+        let url = common::admin_git_url(&self.url, repo);
         let dir = dir.to_path_buf();
         tokio::task::spawn_blocking(move || {
             if !dir.join(".git").exists() {
@@ -212,37 +126,6 @@ impl Setup {
         .await
         .unwrap();
     }
-}
-
-fn git(dir: &Path, args: &[&str]) {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_AUTHOR_NAME", "T")
-        .env("GIT_AUTHOR_EMAIL", "t@example.com")
-        .env("GIT_COMMITTER_NAME", "T")
-        .env("GIT_COMMITTER_EMAIL", "t@example.com")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "cove failed ({:?}):\nstdout: {}\nstderr: {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn job<'r>(run: &'r Run, action: &str) -> &'r Job {
@@ -311,11 +194,7 @@ async fn a_gate_waits_for_an_owner_then_approval_runs_and_rejection_skips() {
     )
     .await;
     let id = s.nth_run("app", 1).await;
-    let run = s
-        .wait_for(id, "waiting for approval", |r| {
-            state_of(r, "Approve") == JobState::WaitingApproval
-        })
-        .await;
+    let run = s.wait_gate(id, "Approve").await;
     assert_eq!(state_of(&run, "Build"), JobState::Succeeded);
     let gate_id = job(&run, "Approve").id;
     // The gate never completes by itself: it stays waiting, never leased, no container,
@@ -413,10 +292,7 @@ async fn a_gate_waits_for_an_owner_then_approval_runs_and_rejection_skips() {
         .await);
     assert!(started.contains("started"), "{started}");
     let id2 = s.nth_run("app", 2).await;
-    s.wait_for(id2, "waiting for approval", |r| {
-        state_of(r, "Approve") == JobState::WaitingApproval
-    })
-    .await;
+    s.wait_gate(id2, "Approve").await;
     ok(&s
         .cove(
             ADMIN_TOKEN,
@@ -476,10 +352,7 @@ async fn two_approvals_need_two_listed_users() {
         .cove(ADMIN_TOKEN, &["run", "start", "two", "--workflow", "two"])
         .await);
     let id = s.nth_run("two", 1).await;
-    s.wait_for(id, "waiting", |r| {
-        state_of(r, "Approve") == JobState::WaitingApproval
-    })
-    .await;
+    s.wait_gate(id, "Approve").await;
     let sid = id.to_string();
     // Not on the list: a writer, and even the owner, get 403.
     for token in [&carol, ADMIN_TOKEN] {
@@ -598,11 +471,7 @@ async fn a_conditional_gate_passes_when_false_and_waits_when_true() {
     s.push(work.path(), "cdk", &[("broadened.txt", "true\n")])
         .await;
     let id = s.nth_run("cdk", 2).await;
-    let run = s
-        .wait_for(id, "waiting", |r| {
-            state_of(r, "ApproveIam") == JobState::WaitingApproval
-        })
-        .await;
+    let run = s.wait_gate(id, "ApproveIam").await;
     let why = job(&run, "ApproveIam")
         .approval
         .clone()
@@ -633,11 +502,7 @@ async fn a_conditional_gate_passes_when_false_and_waits_when_true() {
     )
     .await;
     let id = s.nth_run("cdk", 3).await;
-    let run = s
-        .wait_for(id, "waiting", |r| {
-            state_of(r, "ApproveIam") == JobState::WaitingApproval
-        })
-        .await;
+    let run = s.wait_gate(id, "ApproveIam").await;
     let why = job(&run, "ApproveIam")
         .approval
         .clone()
@@ -672,10 +537,7 @@ async fn a_gate_nobody_decides_on_times_out() {
         .cove(ADMIN_TOKEN, &["run", "start", "slow", "--workflow", "two"])
         .await);
     let id = s.nth_run("slow", 1).await;
-    s.wait_for(id, "waiting", |r| {
-        state_of(r, "Approve") == JobState::WaitingApproval
-    })
-    .await;
+    s.wait_gate(id, "Approve").await;
     let run = s.wait_for(id, "finished", |r| r.state.is_terminal()).await;
     assert_eq!(run.state, RunState::Failed);
     assert_eq!(state_of(&run, "Approve"), JobState::TimedOut);

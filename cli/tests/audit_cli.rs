@@ -6,53 +6,19 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use cove_api::{AuditEntry, AuditPage, CreatedToken, EnvState, Environment};
-use cove_server::{Config, Server};
+use cove_api::{AuditEntry, AuditPage, EnvState, Environment};
 use serde_json::json;
 
-const ADMIN_TOKEN: &str = "cove_audit_cli_admin_token_0123456789abcdef012345";
+use common::{cove_logged_in as cove, create_token, create_user, git, ok, ADMIN_TOKEN};
+
 const ALICE_PASSWORD: &str = "alice-correct-horse";
 const BOB_PASSWORD: &str = "bob-battery-staple";
 const SECRET_VALUE: &str = "s3cret-value-that-must-never-be-logged";
-
-fn cove(home: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cove"))
-        .args(args)
-        .env("XDG_CONFIG_HOME", home)
-        .env_remove("COVE_URL")
-        .env_remove("COVE_TOKEN")
-        .output()
-        .unwrap()
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "cove failed ({:?}):\nstdout: {}\nstderr: {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn git(dir: &Path, args: &[&str]) {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 fn audit(home: &Path, args: &[&str]) -> Vec<AuditEntry> {
     let mut all = vec!["audit", "--json", "--limit", "1000"];
@@ -90,33 +56,14 @@ fn find<'a>(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cove_audit_lists_the_actions_of_a_session() {
     cove_tests::require_image("cove/busybox:latest");
-    let data = tempfile::tempdir().unwrap();
-    let mut config = Config::new(data.path());
-    config.admin_token = Some(ADMIN_TOKEN.into());
-    let server = Server::new(config).await.unwrap();
-    assert!(
-        server.state().envs().has_agent(),
-        "no Docker engine answered: run `bash scripts/test-env.sh` and export DOCKER_HOST"
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let (_stop, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(server.serve(listener, async {
-        let _ = rx.await;
-    }));
+    let s = common::serve_with_engine(|_| {}).await;
+    let url = s.url.clone();
     let api = format!("{url}/api/v1");
-    let http = reqwest::Client::new();
+    let http = s.http.clone();
 
     // Users: alice (who acts) and bob (a reader of her repository).
     for (name, password) in [("alice", ALICE_PASSWORD), ("bob", BOB_PASSWORD)] {
-        let r = http
-            .post(format!("{api}/users"))
-            .bearer_auth(ADMIN_TOKEN)
-            .json(&json!({"username": name, "password": password}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 201);
+        create_user(&http, &url, name, password).await;
     }
 
     // A failed and a successful web UI login.
@@ -138,15 +85,17 @@ async fn cove_audit_lists_the_actions_of_a_session() {
     // Tokens: one kept, one revoked (created with the password, like a first login would).
     let mut tokens = Vec::new();
     for name in ["laptop", "old"] {
-        let r = http
-            .post(format!("{api}/tokens"))
-            .basic_auth("alice", Some(ALICE_PASSWORD))
-            .json(&json!({"name": name, "scopes": ["read", "write"]}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 201);
-        tokens.push(r.json::<CreatedToken>().await.unwrap());
+        tokens.push(
+            create_token(
+                &http,
+                &url,
+                "alice",
+                ALICE_PASSWORD,
+                name,
+                &["read", "write"],
+            )
+            .await,
+        );
     }
     let alice = tokens[0].token.clone();
     let revoked = tokens[1].info.id;
@@ -167,14 +116,7 @@ async fn cove_audit_lists_the_actions_of_a_session() {
     assert_eq!(r.status(), 401);
 
     // A repository, a secret, a push.
-    let r = http
-        .post(format!("{api}/repos"))
-        .bearer_auth(&alice)
-        .json(&json!({"name": "proj"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
+    common::create_repo(&http, &url, &alice, "proj").await;
     let r = http
         .put(format!("{api}/repos/alice/proj/secrets/DEPLOY_KEY"))
         .bearer_auth(&alice)
@@ -298,12 +240,7 @@ async fn cove_audit_lists_the_actions_of_a_session() {
     );
     let dir = work.path().to_path_buf();
     let refused = tokio::task::spawn_blocking(move || {
-        Command::new("git")
-            .args(["push", "-q", &bob_remote, "main:refs/heads/bob"])
-            .current_dir(&dir)
-            .env("GIT_TERMINAL_PROMPT", "0")
-            .output()
-            .unwrap()
+        common::git_output(&dir, &["push", "-q", &bob_remote, "main:refs/heads/bob"])
     })
     .await
     .unwrap();

@@ -1,46 +1,20 @@
 //! The `cove` binary against a real in-process `cove-server` on 127.0.0.1:0.
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
 use anyhow::Result;
-use cove_server::{Config, Server};
 
-const ADMIN_TOKEN: &str = "cove_cli_test_admin_token_0123456789abcdef012345";
+use common::{Served, ADMIN_TOKEN};
 
-struct Env {
-    url: String,
-    config_home: tempfile::TempDir,
-    _data: tempfile::TempDir,
-    _stop: tokio::sync::oneshot::Sender<()>,
-}
-
-async fn start() -> Result<Env> {
-    let data = tempfile::tempdir()?;
-    let mut config = Config::new(data.path());
-    config.admin_token = Some(ADMIN_TOKEN.into());
-    let server = Server::new(config).await?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}", listener.local_addr()?);
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(server.serve(listener, async {
-        let _ = rx.await;
-    }));
-    Ok(Env {
-        url,
-        config_home: tempfile::tempdir()?,
-        _data: data,
-        _stop: tx,
-    })
+async fn start() -> Result<Served> {
+    Ok(common::serve(|_| {}).await)
 }
 
 async fn cove(config_home: &Path, args: &[&str]) -> Result<Output> {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_cove"));
-    cmd.args(args)
-        .env("XDG_CONFIG_HOME", config_home)
-        .env_remove("COVE_URL")
-        .env_remove("COVE_TOKEN");
-    Ok(cmd.output().await?)
+    Ok(common::cove_logged_in_async(config_home, args).await)
 }
 
 fn stdout(out: &Output) -> String {
@@ -54,7 +28,7 @@ fn stderr(out: &Output) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_then_repo_verbs() -> Result<()> {
     let env = start().await?;
-    let home = env.config_home.path();
+    let home = env.home.path();
 
     let out = cove(home, &["login", &env.url, "--token", ADMIN_TOKEN]).await?;
     assert!(out.status.success(), "{}", stderr(&out));
@@ -105,7 +79,7 @@ async fn login_then_repo_verbs() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_tell_the_user_what_to_do() -> Result<()> {
     let env = start().await?;
-    let home = env.config_home.path();
+    let home = env.home.path();
 
     // Not logged in.
     let out = cove(home, &["repo", "list"]).await?;
@@ -181,7 +155,7 @@ fn help_lists_login_and_repo() {
 async fn user_create_reads_the_password_from_stdin_and_it_logs_in() -> Result<()> {
     use tokio::io::AsyncWriteExt;
     let env = start().await?;
-    let home = env.config_home.path();
+    let home = env.home.path();
     let out = cove(home, &["login", &env.url, "--token", ADMIN_TOKEN]).await?;
     assert!(out.status.success(), "{}", stderr(&out));
     let create = |password: &'static str| {
@@ -228,7 +202,7 @@ async fn user_create_reads_the_password_from_stdin_and_it_logs_in() -> Result<()
 async fn closed_stdout_pipe_ends_quietly() -> Result<()> {
     use std::os::unix::process::ExitStatusExt;
     let env = start().await?;
-    let home = env.config_home.path();
+    let home = env.home.path();
     let out = cove(home, &["login", &env.url, "--token", ADMIN_TOKEN]).await?;
     assert!(out.status.success(), "{}", stderr(&out));
     let out = cove(home, &["repo", "create", "piped"]).await?;
@@ -267,7 +241,7 @@ async fn closed_stdout_pipe_ends_quietly() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repo_retention_shows_and_sets_the_policy() -> Result<()> {
     let env = start().await?;
-    let home = env.config_home.path();
+    let home = env.home.path();
     let out = cove(home, &["login", &env.url, "--token", ADMIN_TOKEN]).await?;
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(cove(home, &["repo", "create", "kept"])
@@ -333,7 +307,7 @@ async fn cove_input(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_expiry_user_disable_and_passwd() -> Result<()> {
     let env = start().await?;
-    let home = env.config_home.path();
+    let home = env.home.path();
     let out = cove(home, &["login", &env.url, "--token", ADMIN_TOKEN]).await?;
     assert!(out.status.success(), "{}", stderr(&out));
     let out = cove_input(

@@ -4,82 +4,21 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::Duration;
 
 use cove_api::{EnvState, Environment};
-use cove_server::{Config, Server};
 
-const ADMIN_TOKEN: &str = "cove_env_e2e_admin_token_0123456789abcdef0123456";
+use common::{cove_logged_in as cove, git, ok, Served, ADMIN_TOKEN};
 
-struct Setup {
-    url: String,
-    home: tempfile::TempDir,
-    _data: tempfile::TempDir,
-    state: cove_server::AppState,
-    _stop: tokio::sync::oneshot::Sender<()>,
-}
-
-async fn start() -> Setup {
-    let data = tempfile::tempdir().unwrap();
-    let mut config = Config::new(data.path());
-    config.admin_token = Some(ADMIN_TOKEN.into());
-    config.intervals.devfile_check = Duration::from_millis(500);
-    let server = Server::new(config).await.unwrap();
-    assert!(
-        server.state().envs().has_agent(),
-        "no Docker engine answered: run `bash scripts/test-env.sh` and export DOCKER_HOST"
-    );
-    let state = server.state().clone();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(server.serve(listener, async {
-        let _ = rx.await;
-    }));
-    Setup {
-        url,
-        home: tempfile::tempdir().unwrap(),
-        _data: data,
-        state,
-        _stop: tx,
-    }
-}
-
-fn cove(home: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cove"))
-        .args(args)
-        .env("XDG_CONFIG_HOME", home)
-        .env_remove("COVE_URL")
-        .env_remove("COVE_TOKEN")
-        .output()
-        .unwrap()
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "cove failed ({:?}):\nstdout: {}\nstderr: {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn git(dir: &Path, args: &[&str]) {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+async fn start() -> Served {
+    common::serve_with_engine(|config| {
+        config.intervals.devfile_check = Duration::from_millis(500);
+    })
+    .await
 }
 
 const TEST_PY: &str = r#"import os, boto3

@@ -2,14 +2,15 @@
 //! `cove repo notify add|list|test|deliveries|remove` with the real binary against a real
 //! server and a real HTTP receiver on 127.0.0.1 (allowed by the server's configuration).
 
-use std::process::{Command, Output};
+mod common;
+
+use std::process::Output;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cove_server::{Config, Server};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const ADMIN_TOKEN: &str = "cove_test_admin_token_0123456789abcdef0123456789";
+use common::{ok as stdout, ADMIN_TOKEN};
 
 /// Accepts connections, keeps each request's text, answers 200.
 async fn receiver() -> (String, Arc<Mutex<Vec<String>>>) {
@@ -58,41 +59,17 @@ async fn receiver() -> (String, Arc<Mutex<Vec<String>>>) {
 }
 
 async fn cove(url: &str, home: &std::path::Path, args: &[&str]) -> Output {
-    let (home, url) = (home.to_path_buf(), url.to_string());
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_cove"))
-            .args(&args)
-            .env("XDG_CONFIG_HOME", home)
-            .env("COVE_URL", url)
-            .env("COVE_TOKEN", ADMIN_TOKEN)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap()
-}
-
-fn stdout(o: &Output) -> String {
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    String::from_utf8_lossy(&o.stdout).to_string()
+    common::cove_async(home, url, ADMIN_TOKEN, args).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repo_notify_commands() {
-    let data = tempfile::tempdir().unwrap();
-    let home = tempfile::tempdir().unwrap();
-    let mut config = Config::new(data.path());
-    config.admin_token = Some(ADMIN_TOKEN.into());
-    config.embedded_agent = false;
-    config.notify.allow_private = vec!["127.0.0.1/32".parse().unwrap()];
-    let server = Server::new(config).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let (_stop, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(server.serve(listener, async {
-        let _ = rx.await;
-    }));
+    let s = common::serve(|config| {
+        config.embedded_agent = false;
+        config.notify.allow_private = vec!["127.0.0.1/32".parse().unwrap()];
+    })
+    .await;
+    let (url, home) = (s.url.clone(), &s.home);
     let (hook, got) = receiver().await;
     stdout(&cove(&url, home.path(), &["repo", "create", "app"]).await);
 

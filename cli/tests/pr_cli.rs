@@ -5,112 +5,35 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod common;
 
-use cove_api::{CreatedToken, PullRequest};
-use cove_server::{Config, Server};
-use serde_json::json;
+use cove_api::PullRequest;
 
-const ADMIN_TOKEN: &str = "cove_pr_cli_admin_token_0123456789abcdef01234567";
-
-fn cove(home: &Path, url: &str, token: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cove"))
-        .args(args)
-        .env("XDG_CONFIG_HOME", home)
-        .env("COVE_URL", url)
-        .env("COVE_TOKEN", token)
-        .output()
-        .unwrap()
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "cove failed ({:?}):\nstdout: {}\nstderr: {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_AUTHOR_NAME", "T")
-        .env("GIT_AUTHOR_EMAIL", "t@example.com")
-        .env("GIT_COMMITTER_NAME", "T")
-        .env("GIT_COMMITTER_EMAIL", "t@example.com")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
+use common::{cove, create_repo, create_token, create_user, git, ok, put_member, ADMIN_TOKEN};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pr_commands_open_review_and_merge() {
-    let data = tempfile::tempdir().unwrap();
-    let mut config = Config::new(data.path());
-    config.admin_token = Some(ADMIN_TOKEN.into());
-    config.embedded_agent = false;
-    let server = Server::new(config).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let (_stop, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(server.serve(listener, async {
-        let _ = rx.await;
-    }));
-    let api = format!("{url}/api/v1");
-    let http = reqwest::Client::new();
-    let r = http
-        .post(format!("{api}/users"))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&json!({"username": "bob", "password": "bob's long password"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let r = http
-        .post(format!("{api}/tokens"))
-        .basic_auth("bob", Some("bob's long password"))
-        .json(&json!({"name": "cli", "scopes": ["read", "write"]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let bob = r.json::<CreatedToken>().await.unwrap().token;
-    let r = http
-        .post(format!("{api}/repos"))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&json!({"name": "app"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let r = http
-        .put(format!("{api}/repos/admin/app/members/bob"))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&json!({"role": "writer"}))
-        .send()
-        .await
-        .unwrap();
+    let s = common::serve(|config| config.embedded_agent = false).await;
+    let url = s.url.clone();
+    let http = &s.http;
+    create_user(http, &url, "bob", "bob's long password").await;
+    let bob = create_token(
+        http,
+        &url,
+        "bob",
+        "bob's long password",
+        "cli",
+        &["read", "write"],
+    )
+    .await
+    .token;
+    create_repo(http, &url, ADMIN_TOKEN, "app").await;
+    let r = put_member(http, &url, "admin/app", "bob", "writer").await;
     assert_eq!(r.status(), 200);
 
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
-    let remote = format!(
-        "http://cove:{ADMIN_TOKEN}@{}/git/admin/app.git",
-        url.trim_start_matches("http://")
-    );
+    let remote = common::admin_git_url(&url, "app");
     git(w, &["init", "-q", "-b", "main"]);
     std::fs::write(w.join("a.txt"), "one\n").unwrap();
     git(w, &["add", "a.txt"]);
@@ -122,8 +45,7 @@ async fn pr_commands_open_review_and_merge() {
     git(w, &["push", "-q", &remote, "topic"]);
     let head = git(w, &["rev-parse", "HEAD"]);
 
-    let home = tempfile::tempdir().unwrap();
-    let h = home.path();
+    let h = s.home.path();
     let created = ok(&cove(
         h,
         &url,

@@ -3,85 +3,20 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod common;
 
 use cove_api::BranchRules;
-use cove_server::{Config, Server};
-use serde_json::json;
 
-const ADMIN_TOKEN: &str = "cove_rules_cli_admin_token_0123456789abcdef0123456";
-
-fn cove(home: &Path, url: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cove"))
-        .args(args)
-        .env("XDG_CONFIG_HOME", home)
-        .env("COVE_URL", url)
-        .env("COVE_TOKEN", ADMIN_TOKEN)
-        .output()
-        .unwrap()
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "cove failed ({:?}):\nstdout: {}\nstderr: {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn git(dir: &Path, args: &[&str]) -> Output {
-    Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_AUTHOR_NAME", "T")
-        .env("GIT_AUTHOR_EMAIL", "t@example.com")
-        .env("GIT_COMMITTER_NAME", "T")
-        .env("GIT_COMMITTER_EMAIL", "t@example.com")
-        .output()
-        .unwrap()
-}
-
-fn git_ok(dir: &Path, args: &[&str]) {
-    let out = git(dir, args);
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+use common::{cove, git, git_output, ok, ADMIN_TOKEN};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cove_repo_rules_set_list_delete_and_the_push_it_refuses() {
-    let data = tempfile::tempdir().unwrap();
-    let home = tempfile::tempdir().unwrap();
-    let mut config = Config::new(data.path());
-    config.admin_token = Some(ADMIN_TOKEN.into());
-    config.embedded_agent = false;
-    let server = Server::new(config).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let (_stop, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(server.serve(listener, async {
-        let _ = rx.await;
-    }));
-    let r = reqwest::Client::new()
-        .post(format!("{url}/api/v1/repos"))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&json!({"name": "app"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let h = home.path();
+    let s = common::serve(|config| config.embedded_agent = false).await;
+    let url = s.url.clone();
+    common::create_repo(&s.http, &url, ADMIN_TOKEN, "app").await;
+    let h = s.home.path();
     let url2 = url.clone();
-    let run = move |args: &[&str]| cove(h, &url2, args);
+    let run = move |args: &[&str]| cove(h, &url2, ADMIN_TOKEN, args);
 
     assert!(ok(&run(&["repo", "rules", "list", "admin/app"])).contains("no branch rules"));
     let out = ok(&run(&[
@@ -146,18 +81,15 @@ async fn cove_repo_rules_set_list_delete_and_the_push_it_refuses() {
     // The rule set through the CLI refuses a direct push to main.
     let work = tempfile::tempdir().unwrap();
     let d = work.path();
-    let remote = format!(
-        "http://cove:{ADMIN_TOKEN}@{}/git/admin/app.git",
-        url.trim_start_matches("http://")
-    );
-    git_ok(d, &["init", "-q", "-b", "main"]);
+    let remote = common::admin_git_url(&url, "app");
+    git(d, &["init", "-q", "-b", "main"]);
     std::fs::write(d.join("a"), "1").unwrap();
-    git_ok(d, &["add", "a"]);
-    git_ok(d, &["commit", "-q", "-m", "one"]);
-    git_ok(d, &["push", "-q", &remote, "main"]); // creating main is allowed
+    git(d, &["add", "a"]);
+    git(d, &["commit", "-q", "-m", "one"]);
+    git(d, &["push", "-q", &remote, "main"]); // creating main is allowed
     std::fs::write(d.join("a"), "2").unwrap();
-    git_ok(d, &["commit", "-q", "-am", "two"]);
-    let out = git(d, &["push", &remote, "main"]);
+    git(d, &["commit", "-q", "-am", "two"]);
+    let out = git_output(d, &["push", &remote, "main"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
     assert!(
@@ -168,5 +100,5 @@ async fn cove_repo_rules_set_list_delete_and_the_push_it_refuses() {
     // Deleting the rule lets the push through.
     let out = ok(&run(&["repo", "rules", "delete", "admin/app", "main"]));
     assert!(!out.contains(" main "), "{out}");
-    git_ok(d, &["push", "-q", &remote, "main"]);
+    git(d, &["push", "-q", &remote, "main"]);
 }

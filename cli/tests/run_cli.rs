@@ -5,59 +5,26 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use cove_api::{Run, RunState};
-use cove_server::{Config, Server};
 
-const ADMIN_TOKEN: &str = "cove_run_cli_admin_token_0123456789abcdef0123456";
+use common::{git, ok, Served, ADMIN_TOKEN};
+
 const SECRET: &str = "s3cr3t-Value-9f2b7c1e";
 
-struct Setup {
-    url: String,
-    home: tempfile::TempDir,
-    data: tempfile::TempDir,
-    _stop: tokio::sync::oneshot::Sender<()>,
-}
-
-async fn start() -> Option<Setup> {
-    if std::env::var_os("DOCKER_HOST").is_none() && !Path::new("/var/run/docker.sock").exists() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true: a Docker engine must answer (set DOCKER_HOST); tests never skip in CI"
-        );
-        eprintln!("SKIP: no Docker engine (set DOCKER_HOST)");
-        return None;
-    }
-    let data = tempfile::tempdir().unwrap();
-    let mut config = Config::new(data.path());
-    config.admin_token = Some(ADMIN_TOKEN.into());
-    config.runs.default_image = "cove/busybox:latest".into();
-    config.runs.heartbeat = Duration::from_millis(500);
-    let server = Server::new(config).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(server.serve(listener, async {
-        let _ = rx.await;
-    }));
-    Some(Setup {
-        url,
-        home: tempfile::tempdir().unwrap(),
-        data,
-        _stop: tx,
-    })
+async fn start() -> Option<Served> {
+    common::serve_jobs(|_| {}).await
 }
 
 fn cove_with(home: &Path, url: &str, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cove"))
+    let mut child = common::cove_command(home, url, ADMIN_TOKEN)
         .args(args)
-        .env("XDG_CONFIG_HOME", home)
-        .env("COVE_URL", url)
-        .env("COVE_TOKEN", ADMIN_TOKEN)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -74,37 +41,6 @@ fn cove_with(home: &Path, url: &str, args: &[&str], stdin: Option<&str>) -> Outp
         drop(child.stdin.take());
     }
     child.wait_with_output().unwrap()
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "cove failed ({:?}):\nstdout: {}\nstderr: {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn git(dir: &Path, args: &[&str]) {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_AUTHOR_NAME", "T")
-        .env("GIT_AUTHOR_EMAIL", "t@example.com")
-        .env("GIT_COMMITTER_NAME", "T")
-        .env("GIT_COMMITTER_EMAIL", "t@example.com")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 const WORKFLOW: &str = r#"Name: secrets
@@ -198,10 +134,7 @@ async fn run_and_secret_commands_with_masking() {
     // Not stored in clear anywhere in the database file.
     let work = tempfile::tempdir().unwrap();
     let dir = work.path().to_path_buf();
-    let push_url = format!(
-        "http://cove:{ADMIN_TOKEN}@{}/git/admin/app.git",
-        s.url.trim_start_matches("http://")
-    );
+    let push_url = common::admin_git_url(&s.url, "app");
     {
         let dir = dir.clone();
         tokio::task::spawn_blocking(move || {

@@ -3,70 +3,33 @@
 //! time, runs are named `owner/name#N` by the CLI, and `OWNER/NAME#N`, `NAME#N` and `#N` with
 //! `--repo` are accepted wherever a run id is (the id keeps working).
 
+mod common;
+
 use std::path::Path;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use cove_server::{Config, Server};
 
-const ADMIN_TOKEN: &str = "cove_cli_sched_admin_token_0123456789abcdef01234";
+use common::{ok, ADMIN_TOKEN};
 
 const NIGHTLY: &str = "Name: nightly\nSchemaVersion: \"1.0\"\nTriggers:\n  - Type: SCHEDULE\n    Expression: \"0 3 ? * MON-FRI *\"\n    Branches: [main]\nActions:\n  A:\n    Identifier: aws/build@v1\n    Configuration:\n      Steps:\n        - Run: echo n\n";
 const MANUAL: &str = "Name: by-hand\nSchemaVersion: \"1.0\"\nTriggers:\n  - Type: MANUAL\nActions:\n  A:\n    Identifier: aws/build@v1\n    Configuration:\n      Steps:\n        - Run: echo m\n";
 
 async fn cove(home: &Path, url: &str, args: &[&str]) -> Result<Output> {
-    Ok(tokio::process::Command::new(env!("CARGO_BIN_EXE_cove"))
-        .args(args)
-        .env("XDG_CONFIG_HOME", home)
-        .env("COVE_URL", url)
-        .env("COVE_TOKEN", ADMIN_TOKEN)
-        .output()
-        .await?)
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    Ok(common::cove_async(home, url, ADMIN_TOKEN, args).await)
 }
 
 async fn git(dir: &Path, args: &[&str]) -> Result<()> {
-    let out = tokio::process::Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "t")
-        .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
-        .env("GIT_COMMITTER_NAME", "t")
-        .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
-        .output()
-        .await?;
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::git_async(dir, args).await;
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schedules_are_listed_and_runs_go_by_number() -> Result<()> {
-    let data = tempfile::tempdir()?;
-    let mut config = Config::new(data.path());
-    config.admin_token = Some(ADMIN_TOKEN.into());
-    config.embedded_agent = false;
-    let server = Server::new(config).await?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}", listener.local_addr()?);
-    let (_stop, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(server.serve(listener, async {
-        let _ = rx.await;
-    }));
-    let home = tempfile::tempdir()?;
-    let home = home.path();
+    let s = common::serve(|config| config.embedded_agent = false).await;
+    let url = s.url.clone();
+    let home = s.home.path();
     ok(&cove(home, &url, &["repo", "create", "app"]).await?);
 
     let work = tempfile::tempdir()?;
@@ -77,15 +40,9 @@ async fn schedules_are_listed_and_runs_go_by_number() -> Result<()> {
     std::fs::write(w.join(".codecatalyst/workflows/by-hand.yaml"), MANUAL)?;
     git(w, &["add", "."]).await?;
     git(w, &["commit", "-q", "-m", "workflows"]).await?;
-    let host = url.trim_start_matches("http://");
     git(
         w,
-        &[
-            "push",
-            "-q",
-            &format!("http://cove:{ADMIN_TOKEN}@{host}/git/admin/app.git"),
-            "main",
-        ],
+        &["push", "-q", &common::admin_git_url(&url, "app"), "main"],
     )
     .await?;
 

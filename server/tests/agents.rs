@@ -15,24 +15,6 @@ use cove_api::{AgentInfo, JobLease, JobState, RegisteredAgent, Run, RunState};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-/// A new, empty PostgreSQL database on the test cluster (`COVE_TEST_POSTGRES_URL`).
-async fn fresh_postgres() -> Result<Option<String>> {
-    let Some(base) = std::env::var("COVE_TEST_POSTGRES_URL")
-        .ok()
-        .filter(|v| !v.is_empty())
-    else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI must set COVE_TEST_POSTGRES_URL"
-        );
-        eprintln!("SKIP: COVE_TEST_POSTGRES_URL not set");
-        return Ok(None);
-    };
-    Ok(Some(
-        common::create_postgres_db(&base, "cove_agents").await?,
-    ))
-}
-
 async fn call(
     server: &TestServer,
     method: reqwest::Method,
@@ -87,7 +69,7 @@ async fn registration_and_agent_tokens_on_sqlite() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registration_and_agent_tokens_on_postgres() -> Result<()> {
-    let Some(url) = fresh_postgres().await? else {
+    let Some(url) = common::postgres_db_or_skip("cove_agents").await? else {
         return Ok(());
     };
     let server = TestServer::start_configured(|c| {

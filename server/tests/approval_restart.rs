@@ -46,14 +46,7 @@ async fn spawn(data_dir: &Path, config: &Path, port: u16) -> Result<(Child, Stri
 }
 
 async fn get_run(url: &str, id: i64) -> Result<Run> {
-    Ok(reqwest::Client::new()
-        .get(format!("{url}/api/v1/runs/{id}"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?)
+    common::api_json_at(url, &format!("/runs/{id}")).await
 }
 
 fn gate(run: &Run) -> &cove_api::Job {
@@ -227,17 +220,8 @@ async fn a_waiting_gate_survives_sigkill_on_postgres() -> Result<()> {
     if !common::docker_engine_or_skip().await {
         return Ok(());
     }
-    let Some(base) = std::env::var("COVE_TEST_POSTGRES_URL")
-        .ok()
-        .filter(|v| !v.is_empty())
-    else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI must set COVE_TEST_POSTGRES_URL"
-        );
-        eprintln!("SKIP: COVE_TEST_POSTGRES_URL not set");
+    let Some(db) = common::postgres_db_or_skip("cove_approval").await? else {
         return Ok(());
     };
-    let db = common::create_postgres_db(&base, "cove_approval").await?;
     waiting_survives_sigkill(Some(db)).await
 }

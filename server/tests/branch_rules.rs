@@ -101,13 +101,7 @@ async fn scenario(server: &TestServer) -> Result<()> {
     server.create_repo(&server.admin_token, "app").await?;
     let repo = server.state.store().repo("admin", "app").await?.unwrap();
     let walt = server.create_user("walt").await?;
-    let r = server
-        .http
-        .put(server.api("/repos/admin/app/members/walt"))
-        .bearer_auth(&server.admin_token)
-        .json(&json!({ "role": "writer" }))
-        .send()
-        .await?;
+    let r = server.put_member("admin/app", "walt", "writer").await?;
     assert_eq!(r.status(), 200);
 
     let work = tempfile::tempdir()?;

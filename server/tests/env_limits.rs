@@ -32,15 +32,20 @@ fn limits_of(env: &str, component: &str) -> String {
     ])
 }
 
-async fn create(server: &TestServer, repo: &str) -> Environment {
-    let r = server
+/// POST a new environment of `admin/<repo>` as the admin; the answer.
+async fn post_env(server: &TestServer, repo: &str) -> reqwest::Response {
+    server
         .http
         .post(server.api(&format!("/repos/admin/{repo}/environments")))
         .bearer_auth(ADMIN_TOKEN)
         .json(&json!({}))
         .send()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+async fn create(server: &TestServer, repo: &str) -> Environment {
+    let r = post_env(server, repo).await;
     assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
     r.json().await.unwrap()
 }
@@ -133,14 +138,7 @@ async fn restart_keeps_the_size_limits_and_over_limit_devfiles_are_refused() {
         "schemaVersion: 2.2.0\ncomponents:\n  - name: main\n    container: {image: cove/busybox:latest, cpuLimit: '64'}\n",
     )
     .await;
-    let r = server
-        .http
-        .post(server.api("/repos/admin/greedy/environments"))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
+    let r = post_env(&server, "greedy").await;
     assert_eq!(r.status(), 422);
     let body = r.text().await.unwrap();
     assert!(
@@ -163,14 +161,7 @@ async fn restart_keeps_the_size_limits_and_over_limit_devfiles_are_refused() {
         "schemaVersion: 2.2.0\ncomponents:\n  - name: main\n    container: {image: cove/busybox:latest, memoryLimit: 1Ti}\n",
     )
     .await;
-    let r = capped
-        .http
-        .post(capped.api("/repos/admin/huge/environments"))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
+    let r = post_env(&capped, "huge").await;
     assert_eq!(r.status(), 422);
     let body = r.text().await.unwrap();
     assert!(

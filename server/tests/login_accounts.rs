@@ -9,9 +9,9 @@ mod common;
 
 use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use common::{clone, git, insert_run_row, TestServer};
-use cove_api::{CreatedToken, SessionInfo, User};
+use cove_api::{CreatedToken, User};
 use cove_server::store::now_secs;
 use reqwest::header::{COOKIE, SET_COOKIE, WWW_AUTHENTICATE};
 use serde_json::{json, Value};
@@ -20,18 +20,7 @@ const PASSWORD: &str = "correct horse battery";
 const DAY: i64 = 24 * 3600;
 
 async fn login(server: &TestServer, user: &str, password: &str) -> Result<(String, String)> {
-    let resp = server
-        .http
-        .post(server.api("/session"))
-        .basic_auth(user, Some(password))
-        .send()
-        .await?;
-    if resp.status() != 201 {
-        bail!("login {user}: {}", resp.status());
-    }
-    let cookie = resp.headers()[SET_COOKIE].to_str()?;
-    let pair = cookie.split(';').next().unwrap().trim().to_string();
-    let info: SessionInfo = resp.json().await?;
+    let (pair, _, info) = server.login(user, password).await?;
     Ok((pair, info.csrf_token.unwrap()))
 }
 

@@ -77,13 +77,7 @@ async fn sixth_wrong_password_is_429_on_the_ui_login_api_basic_and_git_basic() -
     for user in ["ui", "api", "git"] {
         make_user(&server, user).await?;
     }
-    let resp = server
-        .http
-        .put(server.api("/repos/admin/app/members/git"))
-        .bearer_auth(&server.admin_token)
-        .json(&json!({ "role": "reader" }))
-        .send()
-        .await?;
+    let resp = server.put_member("admin/app", "git", "reader").await?;
     assert!(resp.status().is_success(), "member: {}", resp.status());
 
     five_then_429("POST /api/v1/session", |password| {

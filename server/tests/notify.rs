@@ -383,13 +383,7 @@ async fn targets_are_for_owners_only() -> Result<()> {
     .await?;
     server.create_repo(ADMIN_TOKEN, "app").await?;
     let writer = server.create_user("wendy").await?;
-    let r = server
-        .http
-        .put(server.api("/repos/admin/app/members/wendy"))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&json!({"role": "writer"}))
-        .send()
-        .await?;
+    let r = server.put_member("admin/app", "wendy", "writer").await?;
     assert!(r.status().is_success());
     let r = server
         .http
@@ -608,13 +602,7 @@ async fn pull_requests_notify_opened_review_requested_and_merged() -> Result<()>
     .await?;
     server.create_repo(ADMIN_TOKEN, "app").await?;
     let bob = server.create_user("bob").await?;
-    let r = server
-        .http
-        .put(server.api("/repos/admin/app/members/bob"))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&json!({"role": "writer"}))
-        .send()
-        .await?;
+    let r = server.put_member("admin/app", "bob", "writer").await?;
     assert!(r.status().is_success());
     let receiver = Receiver::default();
     let hook = receiver.serve(0).await?;

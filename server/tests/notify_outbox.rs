@@ -87,17 +87,8 @@ async fn outbox_on_sqlite() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outbox_on_postgres() -> Result<()> {
-    let Some(base) = std::env::var("COVE_TEST_POSTGRES_URL")
-        .ok()
-        .filter(|v| !v.is_empty())
-    else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI must set COVE_TEST_POSTGRES_URL"
-        );
-        eprintln!("SKIP: COVE_TEST_POSTGRES_URL not set");
+    let Some(db) = common::postgres_db_or_skip("cove_notify").await? else {
         return Ok(());
     };
-    let db = common::create_postgres_db(&base, "cove_notify").await?;
     outbox_on(Some(db)).await
 }

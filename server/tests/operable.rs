@@ -365,9 +365,7 @@ async fn an_expired_lease_is_counted() -> Result<()> {
 /// A new, empty PostgreSQL database on the test cluster (`COVE_TEST_POSTGRES_URL`, set by
 /// `eval "$(bash scripts/setup-postgres.sh)"`; required, never skipped).
 async fn fresh_postgres() -> Result<String> {
-    let base = std::env::var("COVE_TEST_POSTGRES_URL")
-        .ok()
-        .filter(|v| !v.is_empty())
+    let base = common::postgres_base_url()
         .expect("COVE_TEST_POSTGRES_URL: run eval \"$(bash scripts/setup-postgres.sh)\" first");
     common::create_postgres_db(&base, "cove_operable").await
 }

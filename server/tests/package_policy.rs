@@ -80,18 +80,6 @@ async fn put(server: &TestServer, body: serde_json::Value) -> Result<(u16, Strin
     Ok((resp.status().as_u16(), resp.text().await?))
 }
 
-async fn log_text(server: &TestServer, run: i64, job: &str) -> Result<String> {
-    Ok(server
-        .http
-        .get(server.api(&format!("/runs/{run}/jobs/{job}/logs")))
-        .bearer_auth(&server.admin_token)
-        .send()
-        .await?
-        .error_for_status()?
-        .text()
-        .await?)
-}
-
 fn workflow(outsider: &str) -> String {
     format!(
         r#"Name: packages
@@ -236,7 +224,7 @@ async fn package_endpoints_and_roles_come_only_from_the_administrator() -> Resul
     // The allowed configuration: the build reaches the administrator's CodeArtifact endpoint
     // through the gateway; the host the owner tried is not on its allow-list.
     let allowed = job("Allowed");
-    let log = log_text(&server, run.id, "Allowed").await?;
+    let log = common::log_text(&server, run.id, "Allowed").await?;
     assert_eq!(
         allowed.state,
         JobState::Succeeded,
@@ -273,7 +261,7 @@ async fn package_endpoints_and_roles_come_only_from_the_administrator() -> Resul
     ] {
         assert!(error.contains(needle), "{needle} not in {error}");
     }
-    let log = log_text(&server, run.id, "Legacy").await?;
+    let log = common::log_text(&server, run.id, "Legacy").await?;
     assert!(!log.contains("legacy ran"), "{log}");
 
     // Neither the agent's credentials nor any build ever reached the owner's host.

@@ -39,14 +39,9 @@ impl Team {
         let rita = server.create_user("rita").await?;
         server.create_repo(&server.admin_token, "pr").await?;
         for (user, role) in [("alice", "writer"), ("bob", "writer"), ("rita", "reader")] {
-            let (status, body) = call(
-                &server,
-                &server.admin_token,
-                "PUT",
-                &format!("/repos/{REPO}/members/{user}"),
-                Some(json!({ "role": role })),
-            )
-            .await?;
+            let r = server.put_member(REPO, user, role).await?;
+            let status = r.status();
+            let body = r.text().await?;
             assert_eq!(status, 200, "{body}");
         }
         let work = server.tmp.path().join("work");
@@ -678,16 +673,10 @@ async fn merge_starts_the_destinations_push_workflow() -> Result<()> {
 /// SQLite (`None`), plus a fresh PostgreSQL database when `COVE_TEST_POSTGRES_URL` is set.
 async fn backends() -> Result<Vec<Option<String>>> {
     let mut out = vec![None];
-    if let Some(base) = postgres_base_url() {
+    if let Some(base) = common::postgres_base_url() {
         out.push(Some(common::create_postgres_db(&base, "cove_pulls").await?));
     }
     Ok(out)
-}
-
-fn postgres_base_url() -> Option<String> {
-    std::env::var("COVE_TEST_POSTGRES_URL")
-        .ok()
-        .filter(|v| !v.is_empty())
 }
 
 /// Ten pull requests opened at once get #1 … #10, each once, on SQLite and on PostgreSQL.
@@ -695,7 +684,7 @@ fn postgres_base_url() -> Option<String> {
 async fn numbers_are_allocated_atomically_on_every_backend() -> Result<()> {
     let ci = std::env::var("CI").map(|v| v == "true").unwrap_or(false);
     assert!(
-        !ci || postgres_base_url().is_some(),
+        !ci || common::postgres_base_url().is_some(),
         "CI=true but COVE_TEST_POSTGRES_URL is not set"
     );
     for database_url in backends().await? {

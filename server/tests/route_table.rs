@@ -173,13 +173,7 @@ async fn every_api_route_refuses_missing_wrong_expired_and_underscoped_tokens() 
     }
 
     // Roles: make bob a reader; owner routes and writes still refuse him, reads work.
-    let resp = server
-        .http
-        .put(server.api("/repos/admin/r1/members/bob"))
-        .bearer_auth(&server.admin_token)
-        .json(&json!({"role": "reader"}))
-        .send()
-        .await?;
+    let resp = server.put_member("admin/r1", "bob", "reader").await?;
     assert_eq!(resp.status(), 200);
     for route in &routes {
         let spec = &route.spec;

@@ -31,14 +31,7 @@ async fn spawn(data_dir: &Path, config: &Path, port: u16) -> Result<(Child, Stri
 
 /// The runs of `admin/<repo>` at the server at `url`; `query` follows `/runs`.
 async fn runs(url: &str, repo: &str, query: &str) -> Result<Vec<Run>> {
-    Ok(reqwest::Client::new()
-        .get(format!("{url}/api/v1/repos/admin/{repo}/runs{query}"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?)
+    common::api_json_at(url, &format!("/repos/admin/{repo}/runs{query}")).await
 }
 
 fn workflow(n: usize) -> String {

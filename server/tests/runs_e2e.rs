@@ -55,18 +55,6 @@ async fn wait_runs_done(
     }
 }
 
-async fn log_text(server: &TestServer, run: i64, job: &str) -> Result<String> {
-    Ok(server
-        .http
-        .get(server.api(&format!("/runs/{run}/jobs/{job}/logs")))
-        .bearer_auth(&server.admin_token)
-        .send()
-        .await?
-        .error_for_status()?
-        .text()
-        .await?)
-}
-
 const WORKFLOW: &str = r#"Name: ci
 SchemaVersion: "1.0"
 Triggers:
@@ -158,9 +146,9 @@ async fn push_runs_a_workflow_with_logs_artifacts_and_skips() -> Result<()> {
     for job in &run.jobs {
         assert_eq!(job.state, JobState::Succeeded, "{job:#?}");
     }
-    let build_log = log_text(&server, run.id, "Build").await?;
+    let build_log = common::log_text(&server, run.id, "Build").await?;
     assert!(build_log.contains("building world"), "{build_log}");
-    let test_log = log_text(&server, run.id, "Test").await?;
+    let test_log = common::log_text(&server, run.id, "Test").await?;
     assert!(test_log.contains("testing 1.2.3"), "{test_log}");
     let build = run.jobs.iter().find(|j| j.action == "Build").unwrap();
     assert_eq!(
@@ -203,7 +191,7 @@ async fn push_runs_a_workflow_with_logs_artifacts_and_skips() -> Result<()> {
     assert_eq!(state_of("Test"), JobState::Failed);
     assert_eq!(state_of("Package"), JobState::Succeeded);
     assert_eq!(state_of("Deploy"), JobState::Skipped);
-    let deploy_log = log_text(&server, run.id, "Deploy").await?;
+    let deploy_log = common::log_text(&server, run.id, "Deploy").await?;
     assert!(!deploy_log.contains("deploying"));
 
     // An invalid workflow file: no run, a workflow error with file:line:col.
@@ -264,7 +252,7 @@ async fn a_root_buildspec_runs_its_phases_on_push_to_main() -> Result<()> {
     let run = &runs[0];
     assert_eq!(run.workflow, "buildspec");
     assert_eq!(run.state, RunState::Failed, "the build phase fails");
-    let log = log_text(&server, run.id, &run.jobs[0].action).await?;
+    let log = common::log_text(&server, run.id, &run.jobs[0].action).await?;
     assert!(log.contains("phase-install"), "{log}");
     assert!(log.contains("phase-build cove"), "{log}");
     assert!(log.contains("phase-post-build succeeding=0"), "{log}");

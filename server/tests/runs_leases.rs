@@ -81,10 +81,7 @@ async fn run_of(server: &TestServer, repo: &str) -> Result<Run> {
 
 /// A new, empty PostgreSQL database on the test cluster (`COVE_TEST_POSTGRES_URL`).
 async fn fresh_postgres() -> Result<Option<String>> {
-    let Some(base) = std::env::var("COVE_TEST_POSTGRES_URL")
-        .ok()
-        .filter(|v| !v.is_empty())
-    else {
+    let Some(base) = common::postgres_base_url() else {
         return Ok(None);
     };
     Ok(Some(common::create_postgres_db(&base, "cove_runs").await?))

@@ -24,25 +24,11 @@ const DAILY: &str = "Name: daily\nSchemaVersion: \"1.0\"\nTriggers:\n  - Type: S
 const MANUAL: &str = "Name: by-hand\nSchemaVersion: \"1.0\"\nTriggers:\n  - Type: MANUAL\nActions:\n  A:\n    Identifier: aws/build@v1\n    Configuration:\n      Steps:\n        - Run: echo manual\n";
 
 async fn schedules_of(url: &str, repo: &str) -> Result<Vec<Schedule>> {
-    Ok(reqwest::Client::new()
-        .get(format!("{url}/api/v1/repos/admin/{repo}/schedules"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?)
+    common::api_json_at(url, &format!("/repos/admin/{repo}/schedules")).await
 }
 
 async fn runs_at(url: &str, repo: &str) -> Result<Vec<Run>> {
-    Ok(reqwest::Client::new()
-        .get(format!("{url}/api/v1/repos/admin/{repo}/runs?limit=500"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?)
+    common::api_json_at(url, &format!("/repos/admin/{repo}/runs?limit=500")).await
 }
 
 /// Waits until `repo` has `n` schedules (pushes are turned into schedules asynchronously).
@@ -226,18 +212,9 @@ async fn a_schedule_fires_once_per_slot_into_a_real_run() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schedules_and_run_numbers_on_postgres() -> Result<()> {
-    let Some(base) = std::env::var("COVE_TEST_POSTGRES_URL")
-        .ok()
-        .filter(|v| !v.is_empty())
-    else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI must set COVE_TEST_POSTGRES_URL"
-        );
-        eprintln!("SKIP: COVE_TEST_POSTGRES_URL not set");
+    let Some(url) = common::postgres_db_or_skip("cove_sched").await? else {
         return Ok(());
     };
-    let url = common::create_postgres_db(&base, "cove_sched").await?;
     schedule_fires_once_per_slot(Some(url), false).await
 }
 

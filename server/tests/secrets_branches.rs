@@ -53,18 +53,6 @@ async fn set_secret(server: &TestServer, name: &str, value: &str, all: bool) -> 
     Ok(resp.json().await?)
 }
 
-async fn log_text(server: &TestServer, run: i64, job: &str) -> Result<String> {
-    Ok(server
-        .http
-        .get(server.api(&format!("/runs/{run}/jobs/{job}/logs")))
-        .bearer_auth(&server.admin_token)
-        .send()
-        .await?
-        .error_for_status()?
-        .text()
-        .await?)
-}
-
 async fn wait_run_of_branch(server: &TestServer, branch: &str) -> Result<Run> {
     let start = Instant::now();
     loop {
@@ -137,7 +125,7 @@ async fn a_non_default_branch_gets_only_secrets_marked_for_all_branches() -> Res
         ("UsesEverywhere", "everywhere", EVERYWHERE_VALUE.len()),
         ("UsesDefaultOnly", "default_only", DEFAULT_ONLY_VALUE.len()),
     ] {
-        let log = log_text(&server, main.id, action).await?;
+        let log = common::log_text(&server, main.id, action).await?;
         let j = job(&main, action);
         assert_eq!(
             j.state,
@@ -149,7 +137,7 @@ async fn a_non_default_branch_gets_only_secrets_marked_for_all_branches() -> Res
     }
 
     // Another branch: the all-branches secret is given ...
-    let log = log_text(&server, feature.id, "UsesEverywhere").await?;
+    let log = common::log_text(&server, feature.id, "UsesEverywhere").await?;
     let j = job(&feature, "UsesEverywhere");
     assert_eq!(j.state, JobState::Succeeded, "{:?}\n{log}", j.error);
     assert!(
@@ -158,7 +146,7 @@ async fn a_non_default_branch_gets_only_secrets_marked_for_all_branches() -> Res
     );
     // ... the default-branch secret is not: the action fails, naming it and why.
     let j = job(&feature, "UsesDefaultOnly");
-    let log = log_text(&server, feature.id, "UsesDefaultOnly").await?;
+    let log = common::log_text(&server, feature.id, "UsesDefaultOnly").await?;
     assert_eq!(j.state, JobState::Failed, "{:?}\n{log}", j.error);
     let error = j.error.clone().unwrap_or_default();
     for needle in [
@@ -173,7 +161,7 @@ async fn a_non_default_branch_gets_only_secrets_marked_for_all_branches() -> Res
     assert!(!log.contains("default_only="), "the step never ran: {log}");
     for run in [&main, &feature] {
         for j in &run.jobs {
-            let log = log_text(&server, run.id, &j.action).await?;
+            let log = common::log_text(&server, run.id, &j.action).await?;
             assert!(
                 !log.contains(DEFAULT_ONLY_VALUE) && !log.contains(EVERYWHERE_VALUE),
                 "a secret value in the log of {}: {log}",

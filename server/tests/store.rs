@@ -5,60 +5,9 @@
 mod common;
 
 use anyhow::{Context, Result};
-use common::{clone, commit_file, git_ok, TestServer};
+use common::{clone, commit_file, git_ok, on_every_backend, postgres_base_url, TestServer};
 use cove_api::{PushEvent, Role, Scope, Visibility, ZERO_SHA};
 use cove_server::store::{next_id, RefUpdate, Store, StoreError};
-use rand::RngCore;
-
-fn postgres_base_url() -> Option<String> {
-    std::env::var("COVE_TEST_POSTGRES_URL")
-        .ok()
-        .filter(|v| !v.is_empty())
-}
-
-/// A new, empty PostgreSQL database on the test cluster, so tests never share state.
-async fn fresh_postgres(base: &str) -> Result<String> {
-    sqlx::any::install_default_drivers();
-    let pool = sqlx::AnyPool::connect(base)
-        .await
-        .with_context(|| "connecting to COVE_TEST_POSTGRES_URL")?;
-    let mut suffix = [0u8; 6];
-    rand::thread_rng().fill_bytes(&mut suffix);
-    let name = format!("cove_t_{}", hex::encode(suffix));
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&pool)
-        .await?;
-    pool.close().await;
-    let (prefix, _) = base
-        .rsplit_once('/')
-        .context("COVE_TEST_POSTGRES_URL has no database path")?;
-    Ok(format!("{prefix}/{name}"))
-}
-
-/// Drops a database made by [`fresh_postgres`] (its pools must be closed).
-async fn drop_postgres(base: &str, url: &str) -> Result<()> {
-    let Some((_, name)) = url.rsplit_once('/') else {
-        return Ok(());
-    };
-    let pool = sqlx::AnyPool::connect(base).await?;
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .execute(&pool)
-        .await?;
-    pool.close().await;
-    Ok(())
-}
-
-/// Every backend to test: SQLite in a temp dir, plus PostgreSQL when configured.
-async fn backends(tmp: &tempfile::TempDir) -> Result<Vec<(String, String)>> {
-    let mut out = vec![(
-        "sqlite".to_string(),
-        format!("sqlite://{}?mode=rwc", tmp.path().join("t.db").display()),
-    )];
-    if let Some(base) = postgres_base_url() {
-        out.push(("postgres".to_string(), fresh_postgres(&base).await?));
-    }
-    Ok(out)
-}
 
 #[test]
 fn postgres_is_not_skipped_in_ci() {
@@ -71,13 +20,7 @@ fn postgres_is_not_skipped_in_ci() {
 
 #[tokio::test]
 async fn store_behaves_the_same_on_every_backend() -> Result<()> {
-    let tmp = tempfile::tempdir()?;
-    for (backend, url) in backends(&tmp).await? {
-        exercise(&url)
-            .await
-            .with_context(|| format!("backend {backend}"))?;
-    }
-    Ok(())
+    on_every_backend(|url| async move { exercise(&url).await }).await
 }
 
 async fn exercise(url: &str) -> Result<()> {
@@ -214,7 +157,7 @@ async fn server_on_postgres_push_and_clone() -> Result<()> {
         // Covered by `postgres_is_not_skipped_in_ci` in CI.
         return Ok(());
     };
-    let db = fresh_postgres(&base).await?;
+    let db = common::create_postgres_db(&base, "cove_t").await?;
     let server = TestServer::start_with(Some(db.clone())).await?;
     server.create_repo(&server.admin_token, "pg").await?;
     let work = tempfile::tempdir()?;
@@ -235,7 +178,7 @@ async fn server_on_postgres_push_and_clone() -> Result<()> {
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].new_sha, head);
     server.stop().await;
-    drop_postgres(&base, &db).await
+    common::drop_postgres_db(&base, &db).await
 }
 
 /// Durability in the store (issue 13 §4), on every backend: the push-event cursor, one run per
@@ -244,190 +187,172 @@ async fn server_on_postgres_push_and_clone() -> Result<()> {
 async fn durable_runs_store_on_every_backend() -> Result<()> {
     use cove_api::{JobState, RunState};
     use cove_server::store::{JobRow, RunRow};
-    let tmp = tempfile::tempdir()?;
-    for (backend, url) in backends(&tmp).await? {
-        let check = async {
-            let store = Store::open(&url).await?;
-            let owner = store.create_user("dora", None, false).await?;
-            let repo = store
-                .create_repo(&owner, "d", Visibility::Private, "main")
-                .await?;
-            let update = |r: &str| RefUpdate {
-                ref_name: format!("refs/heads/{r}"),
-                old_sha: ZERO_SHA.to_string(),
-                new_sha: "a".repeat(40),
-            };
-            let stored = store
-                .insert_push_events(&repo, Some(&owner), &[update("main"), update("dev")])
-                .await?;
-            let pending = store.pending_push_events(10).await?;
-            assert_eq!(
-                pending.iter().map(|e| e.id).collect::<Vec<_>>(),
-                stored.iter().map(|e| e.id).collect::<Vec<_>>(),
-                "oldest first"
-            );
-            assert_eq!(pending[0].repo, "dora/d");
-            assert_eq!(pending[0].pusher.as_deref(), Some("dora"));
-
-            let event = stored[0].id;
-            let run = |id: i64| RunRow {
-                id,
-                repo_id: repo.id,
-                workflow: "wf".into(),
-                workflow_file: ".codecatalyst/workflows/wf.yaml".into(),
-                workflow_text: String::new(),
-                implicit_branch: None,
-                run_mode: "QUEUED".into(),
-                branch: "main".into(),
-                commit_sha: "a".repeat(40),
-                trigger_kind: "push".into(),
-                state: RunState::Queued,
-                created_at_ms: 0,
-                finished_at_ms: None,
-                number: 0,
-            };
-            let job = |id: i64, run_id: i64| JobRow {
-                id,
-                run_id,
-                idx: 0,
-                action: "Build".into(),
-                depends_on: vec![],
-                state: JobState::Pending,
-                attempt: 0,
-                max_attempts: 2,
-                lease_expires_ms: None,
-                cancel_requested: false,
-                timeout_ms: 1000,
-                started_at_ms: None,
-                finished_at_ms: None,
-                error: None,
-                variables_json: "{}".into(),
-                artifacts_json: "[]".into(),
-            };
-            let (r1, j1) = (next_id(), next_id());
-            assert!(
-                store
-                    .create_push_run(&run(r1), &[job(j1, r1)], event)
-                    .await?
-            );
-            let r2 = next_id();
-            assert!(
-                !store
-                    .create_push_run(&run(r2), &[job(next_id(), r2)], event)
-                    .await?,
-                "a second run of the same event and workflow"
-            );
-            assert!(store.run(r2).await?.is_none(), "nothing of it was written");
-            store.push_event_done(event).await?;
-            let pending = store.pending_push_events(10).await?;
-            assert_eq!(pending.len(), 1);
-            assert_eq!(pending[0].id, stored[1].id);
-
-            // Concurrent artifact records of one job all stay.
-            let adds = (0..12).map(|i| {
-                let store = store.clone();
-                async move { store.add_job_artifact(j1, &format!("a{i}")).await }
-            });
-            for r in futures_util::future::join_all(adds).await {
-                r?;
-            }
-            store.add_job_artifact(j1, "a0").await?;
-            let names: Vec<String> =
-                serde_json::from_str(&store.job(j1).await?.context("job")?.artifacts_json)?;
-            assert_eq!(names.len(), 12, "{names:?}");
-
-            // The finish digest is kept with the attempt that ended.
-            let attempt = store.lease_job(j1, 1, 1000, None).await?.context("lease")?;
-            assert!(
-                store
-                    .finish_job(j1, attempt, JobState::Succeeded, None, "{}", 2, "d1")
-                    .await?
-            );
-            assert_eq!(store.finish_digest(j1).await?, Some((attempt, "d1".into())));
-            assert!(
-                !store
-                    .finish_job(j1, attempt, JobState::Failed, None, "{}", 3, "d2")
-                    .await?,
-                "an ended attempt does not end twice"
-            );
-            store.close().await;
-            Ok::<_, anyhow::Error>(())
+    on_every_backend(|url| async move {
+        let store = Store::open(&url).await?;
+        let owner = store.create_user("dora", None, false).await?;
+        let repo = store
+            .create_repo(&owner, "d", Visibility::Private, "main")
+            .await?;
+        let update = |r: &str| RefUpdate {
+            ref_name: format!("refs/heads/{r}"),
+            old_sha: ZERO_SHA.to_string(),
+            new_sha: "a".repeat(40),
         };
-        check.await.with_context(|| format!("backend {backend}"))?;
-        if backend == "postgres" {
-            if let Some(base) = postgres_base_url() {
-                drop_postgres(&base, &url).await?;
-            }
+        let stored = store
+            .insert_push_events(&repo, Some(&owner), &[update("main"), update("dev")])
+            .await?;
+        let pending = store.pending_push_events(10).await?;
+        assert_eq!(
+            pending.iter().map(|e| e.id).collect::<Vec<_>>(),
+            stored.iter().map(|e| e.id).collect::<Vec<_>>(),
+            "oldest first"
+        );
+        assert_eq!(pending[0].repo, "dora/d");
+        assert_eq!(pending[0].pusher.as_deref(), Some("dora"));
+
+        let event = stored[0].id;
+        let run = |id: i64| RunRow {
+            id,
+            repo_id: repo.id,
+            workflow: "wf".into(),
+            workflow_file: ".codecatalyst/workflows/wf.yaml".into(),
+            workflow_text: String::new(),
+            implicit_branch: None,
+            run_mode: "QUEUED".into(),
+            branch: "main".into(),
+            commit_sha: "a".repeat(40),
+            trigger_kind: "push".into(),
+            state: RunState::Queued,
+            created_at_ms: 0,
+            finished_at_ms: None,
+            number: 0,
+        };
+        let job = |id: i64, run_id: i64| JobRow {
+            id,
+            run_id,
+            idx: 0,
+            action: "Build".into(),
+            depends_on: vec![],
+            state: JobState::Pending,
+            attempt: 0,
+            max_attempts: 2,
+            lease_expires_ms: None,
+            cancel_requested: false,
+            timeout_ms: 1000,
+            started_at_ms: None,
+            finished_at_ms: None,
+            error: None,
+            variables_json: "{}".into(),
+            artifacts_json: "[]".into(),
+        };
+        let (r1, j1) = (next_id(), next_id());
+        assert!(
+            store
+                .create_push_run(&run(r1), &[job(j1, r1)], event)
+                .await?
+        );
+        let r2 = next_id();
+        assert!(
+            !store
+                .create_push_run(&run(r2), &[job(next_id(), r2)], event)
+                .await?,
+            "a second run of the same event and workflow"
+        );
+        assert!(store.run(r2).await?.is_none(), "nothing of it was written");
+        store.push_event_done(event).await?;
+        let pending = store.pending_push_events(10).await?;
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].id, stored[1].id);
+
+        // Concurrent artifact records of one job all stay.
+        let adds = (0..12).map(|i| {
+            let store = store.clone();
+            async move { store.add_job_artifact(j1, &format!("a{i}")).await }
+        });
+        for r in futures_util::future::join_all(adds).await {
+            r?;
         }
-    }
-    Ok(())
+        store.add_job_artifact(j1, "a0").await?;
+        let names: Vec<String> =
+            serde_json::from_str(&store.job(j1).await?.context("job")?.artifacts_json)?;
+        assert_eq!(names.len(), 12, "{names:?}");
+
+        // The finish digest is kept with the attempt that ended.
+        let attempt = store.lease_job(j1, 1, 1000, None).await?.context("lease")?;
+        assert!(
+            store
+                .finish_job(j1, attempt, JobState::Succeeded, None, "{}", 2, "d1")
+                .await?
+        );
+        assert_eq!(store.finish_digest(j1).await?, Some((attempt, "d1".into())));
+        assert!(
+            !store
+                .finish_job(j1, attempt, JobState::Failed, None, "{}", 3, "d2")
+                .await?,
+            "an ended attempt does not end twice"
+        );
+        store.close().await;
+        Ok::<_, anyhow::Error>(())
+    })
+    .await
 }
 
 /// Issue 14: a secret's `all_branches` flag (migration 0011) is stored, replaced and listed
 /// alike on every backend; secrets stored before it default to the default branch only.
 #[tokio::test]
 async fn secret_branch_flag_on_every_backend() -> Result<()> {
-    let tmp = tempfile::tempdir()?;
-    for (backend, url) in backends(&tmp).await? {
-        let check = async {
-            let store = Store::open(&url).await?;
-            let owner = store.create_user("erin", None, false).await?;
-            let repo = store
-                .create_repo(&owner, "s", Visibility::Private, "main")
-                .await?;
-            store.put_secret(repo.id, "B", "sealed-b", true, 1).await?;
-            store.put_secret(repo.id, "A", "sealed-a", false, 1).await?;
-            let flags = |rows: Vec<cove_server::store::SecretRow>| {
-                rows.into_iter()
-                    .map(|r| (r.name, r.sealed, r.all_branches))
-                    .collect::<Vec<_>>()
-            };
-            assert_eq!(
-                flags(store.list_secrets(repo.id).await?),
-                vec![
-                    ("A".into(), "sealed-a".into(), false),
-                    ("B".into(), "sealed-b".into(), true)
-                ]
-            );
-            // Replacing a secret replaces its flag too.
-            store
-                .put_secret(repo.id, "B", "sealed-b2", false, 2)
-                .await?;
-            store.put_secret(repo.id, "A", "sealed-a2", true, 2).await?;
-            assert_eq!(
-                flags(store.list_secrets(repo.id).await?),
-                vec![
-                    ("A".into(), "sealed-a2".into(), true),
-                    ("B".into(), "sealed-b2".into(), false)
-                ]
-            );
-            // A row written without the column (as before the migration) is default-branch only.
-            let raw = sqlx::AnyPool::connect(&url).await?;
-            sqlx::query(
-                "INSERT INTO secrets (repo_id, name, sealed, created_at, updated_at) VALUES ($1, 'OLD', 'x', 0, 0)",
-            )
-            .bind(repo.id)
-            .execute(&raw)
+    on_every_backend(|url| async move {
+        let store = Store::open(&url).await?;
+        let owner = store.create_user("erin", None, false).await?;
+        let repo = store
+            .create_repo(&owner, "s", Visibility::Private, "main")
             .await?;
-            raw.close().await;
-            let old = store
-                .list_secrets(repo.id)
-                .await?
-                .into_iter()
-                .find(|r| r.name == "OLD")
-                .context("OLD listed")?;
-            assert!(!old.all_branches);
-            store.close().await;
-            anyhow::Ok(())
+        store.put_secret(repo.id, "B", "sealed-b", true, 1).await?;
+        store.put_secret(repo.id, "A", "sealed-a", false, 1).await?;
+        let flags = |rows: Vec<cove_server::store::SecretRow>| {
+            rows.into_iter()
+                .map(|r| (r.name, r.sealed, r.all_branches))
+                .collect::<Vec<_>>()
         };
-        check.await.with_context(|| format!("backend {backend}"))?;
-        if backend == "postgres" {
-            if let Some(base) = postgres_base_url() {
-                drop_postgres(&base, &url).await?;
-            }
-        }
-    }
-    Ok(())
+        assert_eq!(
+            flags(store.list_secrets(repo.id).await?),
+            vec![
+                ("A".into(), "sealed-a".into(), false),
+                ("B".into(), "sealed-b".into(), true)
+            ]
+        );
+        // Replacing a secret replaces its flag too.
+        store
+            .put_secret(repo.id, "B", "sealed-b2", false, 2)
+            .await?;
+        store.put_secret(repo.id, "A", "sealed-a2", true, 2).await?;
+        assert_eq!(
+            flags(store.list_secrets(repo.id).await?),
+            vec![
+                ("A".into(), "sealed-a2".into(), true),
+                ("B".into(), "sealed-b2".into(), false)
+            ]
+        );
+        // A row written without the column (as before the migration) is default-branch only.
+        let raw = sqlx::AnyPool::connect(&url).await?;
+        sqlx::query(
+            "INSERT INTO secrets (repo_id, name, sealed, created_at, updated_at) VALUES ($1, 'OLD', 'x', 0, 0)",
+        )
+        .bind(repo.id)
+        .execute(&raw)
+        .await?;
+        raw.close().await;
+        let old = store
+            .list_secrets(repo.id)
+            .await?
+            .into_iter()
+            .find(|r| r.name == "OLD")
+            .context("OLD listed")?;
+        assert!(!old.all_branches);
+        store.close().await;
+        anyhow::Ok(())
+    })
+    .await
 }
 
 /// Migration 0009_login and the account SQL on every backend: names unique without regard to
@@ -435,18 +360,7 @@ async fn secret_branch_flag_on_every_backend() -> Result<()> {
 /// session renewal.
 #[tokio::test]
 async fn login_store_on_every_backend() -> Result<()> {
-    let tmp = tempfile::tempdir()?;
-    for (backend, url) in backends(&tmp).await? {
-        login_store(&url)
-            .await
-            .with_context(|| format!("backend {backend}"))?;
-        if backend == "postgres" {
-            if let Some(base) = postgres_base_url() {
-                drop_postgres(&base, &url).await?;
-            }
-        }
-    }
-    Ok(())
+    on_every_backend(|url| async move { login_store(&url).await }).await
 }
 
 async fn login_store(url: &str) -> Result<()> {

@@ -2,59 +2,14 @@
 //! PostgreSQL (when `COVE_TEST_POSTGRES_URL` is set; see scripts/setup-postgres.sh), and the
 //! retention pass deleting records older than `[retention] audit_days`.
 
-use anyhow::{ensure, Context, Result};
+mod common;
+
+use anyhow::{ensure, Result};
 use cove_server::store::{now_ms, AuditFilter, AuditRow, Store};
-use rand::RngCore;
-
-async fn backends(tmp: &tempfile::TempDir) -> Result<Vec<(String, String)>> {
-    let mut out = vec![(
-        "sqlite".to_string(),
-        format!("sqlite://{}?mode=rwc", tmp.path().join("t.db").display()),
-    )];
-    if let Some(base) = std::env::var("COVE_TEST_POSTGRES_URL")
-        .ok()
-        .filter(|v| !v.is_empty())
-    {
-        sqlx::any::install_default_drivers();
-        let pool = sqlx::AnyPool::connect(&base).await?;
-        let mut suffix = [0u8; 6];
-        rand::thread_rng().fill_bytes(&mut suffix);
-        let name = format!("cove_t_{}", hex::encode(suffix));
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&pool)
-            .await?;
-        pool.close().await;
-        let (prefix, _) = base.rsplit_once('/').context("no database path")?;
-        out.push(("postgres".to_string(), format!("{prefix}/{name}")));
-    }
-    Ok(out)
-}
-
-async fn drop_postgres(url: &str) -> Result<()> {
-    let base = std::env::var("COVE_TEST_POSTGRES_URL")?;
-    let Some((_, name)) = url.rsplit_once('/') else {
-        return Ok(());
-    };
-    let pool = sqlx::AnyPool::connect(&base).await?;
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .execute(&pool)
-        .await?;
-    pool.close().await;
-    Ok(())
-}
 
 #[tokio::test]
 async fn audit_filters_pages_and_expiry_on_every_backend() -> Result<()> {
-    let tmp = tempfile::tempdir()?;
-    for (backend, url) in backends(&tmp).await? {
-        exercise(&url)
-            .await
-            .with_context(|| format!("backend {backend}"))?;
-        if backend == "postgres" {
-            drop_postgres(&url).await?;
-        }
-    }
-    Ok(())
+    common::on_every_backend(|url| async move { exercise(&url).await }).await
 }
 
 fn row(at_ms: i64, user: Option<&str>, action: &str, target: &str, result: &str) -> AuditRow {

@@ -2,61 +2,15 @@
 //! PostgreSQL (when `COVE_TEST_POSTGRES_URL` is set; see scripts/setup-postgres.sh and
 //! `store::postgres_is_not_skipped_in_ci`).
 
+mod common;
+
 use anyhow::{Context, Result};
 use cove_api::{EnvState, Visibility};
 use cove_server::store::{EnvRow, Store};
-use rand::RngCore;
-
-async fn backends(tmp: &tempfile::TempDir) -> Result<Vec<(String, String)>> {
-    let mut out = vec![(
-        "sqlite".to_string(),
-        format!("sqlite://{}?mode=rwc", tmp.path().join("t.db").display()),
-    )];
-    if let Some(base) = std::env::var("COVE_TEST_POSTGRES_URL")
-        .ok()
-        .filter(|v| !v.is_empty())
-    {
-        sqlx::any::install_default_drivers();
-        let pool = sqlx::AnyPool::connect(&base).await?;
-        let mut suffix = [0u8; 6];
-        rand::thread_rng().fill_bytes(&mut suffix);
-        let name = format!("cove_t_{}", hex::encode(suffix));
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&pool)
-            .await?;
-        pool.close().await;
-        let (prefix, _) = base.rsplit_once('/').context("no database path")?;
-        out.push(("postgres".to_string(), format!("{prefix}/{name}")));
-    }
-    Ok(out)
-}
-
-/// Drops a database made by [`backends`] (its pools are closed).
-async fn drop_postgres(url: &str) -> Result<()> {
-    let base = std::env::var("COVE_TEST_POSTGRES_URL")?;
-    let Some((_, name)) = url.rsplit_once('/') else {
-        return Ok(());
-    };
-    let pool = sqlx::AnyPool::connect(&base).await?;
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .execute(&pool)
-        .await?;
-    pool.close().await;
-    Ok(())
-}
 
 #[tokio::test]
 async fn environment_transitions_are_conditional_on_every_backend() -> Result<()> {
-    let tmp = tempfile::tempdir()?;
-    for (backend, url) in backends(&tmp).await? {
-        exercise(&url)
-            .await
-            .with_context(|| format!("backend {backend}"))?;
-        if backend == "postgres" {
-            drop_postgres(&url).await?;
-        }
-    }
-    Ok(())
+    common::on_every_backend(|url| async move { exercise(&url).await }).await
 }
 
 async fn exercise(url: &str) -> Result<()> {

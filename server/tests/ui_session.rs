@@ -18,23 +18,7 @@ const PASSWORD: &str = "correct horse battery";
 
 /// Logs `user` in; returns (`name=value` for the Cookie header, the full Set-Cookie, info).
 async fn login(server: &TestServer, user: &str) -> Result<(String, String, SessionInfo)> {
-    let resp = server
-        .http
-        .post(server.api("/session"))
-        .basic_auth(user, Some(PASSWORD))
-        .send()
-        .await?;
-    if resp.status() != 201 {
-        bail!("login: {} {}", resp.status(), resp.text().await?);
-    }
-    let set_cookie = resp
-        .headers()
-        .get(SET_COOKIE)
-        .unwrap()
-        .to_str()?
-        .to_string();
-    let pair = set_cookie.split(';').next().unwrap().trim().to_string();
-    Ok((pair, set_cookie, resp.json().await?))
+    server.login(user, PASSWORD).await
 }
 
 /// A minimal SSE reader: the next `(event, id, data)` within `within`.

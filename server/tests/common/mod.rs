@@ -174,6 +174,61 @@ impl TestServer {
         Ok(created.token)
     }
 
+    /// Logs `user` in with `password` (201); returns (`name=value` for the Cookie header, the
+    /// full Set-Cookie, the session).
+    pub async fn login(
+        &self,
+        user: &str,
+        password: &str,
+    ) -> Result<(String, String, cove_api::SessionInfo)> {
+        let resp = self
+            .http
+            .post(self.api("/session"))
+            .basic_auth(user, Some(password))
+            .send()
+            .await?;
+        if resp.status() != 201 {
+            bail!("login {user}: {} {}", resp.status(), resp.text().await?);
+        }
+        let set_cookie = resp
+            .headers()
+            .get(reqwest::header::SET_COOKIE)
+            .context("no Set-Cookie")?
+            .to_str()?
+            .to_string();
+        let pair = set_cookie.split(';').next().unwrap().trim().to_string();
+        Ok((pair, set_cookie, resp.json().await?))
+    }
+
+    /// Makes `user` a member of `repo` (`owner/name`) with `role`, as the admin; the answer
+    /// is the caller's to check.
+    pub async fn put_member(
+        &self,
+        repo: &str,
+        user: &str,
+        role: &str,
+    ) -> Result<reqwest::Response> {
+        self.put_member_as(&self.admin_token, repo, user, role)
+            .await
+    }
+
+    /// [`TestServer::put_member`] as the holder of `token`.
+    pub async fn put_member_as(
+        &self,
+        token: &str,
+        repo: &str,
+        user: &str,
+        role: &str,
+    ) -> Result<reqwest::Response> {
+        Ok(self
+            .http
+            .put(self.api(&format!("/repos/{repo}/members/{user}")))
+            .bearer_auth(token)
+            .json(&json!({ "role": role }))
+            .send()
+            .await?)
+    }
+
     /// A new one-time agent registration token (`ttl_secs` default: the server's).
     pub async fn registration_token(&self, ttl_secs: Option<u64>) -> Result<String> {
         let body = match ttl_secs {
@@ -575,6 +630,81 @@ pub async fn docker_engine_or_skip() -> bool {
     false
 }
 
+/// The PostgreSQL cluster of the tests (`COVE_TEST_POSTGRES_URL`, set by
+/// `eval "$(bash scripts/setup-postgres.sh)"`), if set.
+pub fn postgres_base_url() -> Option<String> {
+    std::env::var("COVE_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|v| !v.is_empty())
+}
+
+/// A new, empty database `<prefix>_<id>` on the test cluster; `None` (prints SKIP) when
+/// `COVE_TEST_POSTGRES_URL` is not set, which fails in CI.
+pub async fn postgres_db_or_skip(prefix: &str) -> Result<Option<String>> {
+    let Some(base) = postgres_base_url() else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI must set COVE_TEST_POSTGRES_URL"
+        );
+        eprintln!("SKIP: COVE_TEST_POSTGRES_URL not set");
+        return Ok(None);
+    };
+    Ok(Some(create_postgres_db(&base, prefix).await?))
+}
+
+/// Drops a database made by [`create_postgres_db`] on the cluster at `base` (its pools
+/// closed).
+pub async fn drop_postgres_db(base: &str, url: &str) -> Result<()> {
+    let Some((_, name)) = url.rsplit_once('/') else {
+        return Ok(());
+    };
+    let pool = sqlx::AnyPool::connect(base).await?;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&pool)
+        .await?;
+    pool.close().await;
+    Ok(())
+}
+
+/// Every store backend to test, as (name, database URL): SQLite in `tmp`, plus a fresh
+/// PostgreSQL database when [`postgres_base_url`] is set.
+pub async fn store_backends(tmp: &TempDir) -> Result<Vec<(String, String)>> {
+    let mut out = vec![(
+        "sqlite".to_string(),
+        format!("sqlite://{}?mode=rwc", tmp.path().join("t.db").display()),
+    )];
+    if let Some(base) = postgres_base_url() {
+        out.push((
+            "postgres".to_string(),
+            create_postgres_db(&base, "cove_t")
+                .await
+                .context("connecting to COVE_TEST_POSTGRES_URL")?,
+        ));
+    }
+    Ok(out)
+}
+
+/// Runs `check` with the URL of each of [`store_backends`] (an error names the backend) and
+/// drops the PostgreSQL database afterwards.
+pub async fn on_every_backend<F, Fut>(check: F) -> Result<()>
+where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    let tmp = tempfile::tempdir()?;
+    for (backend, url) in store_backends(&tmp).await? {
+        check(url.clone())
+            .await
+            .with_context(|| format!("backend {backend}"))?;
+        if backend == "postgres" {
+            if let Some(base) = postgres_base_url() {
+                drop_postgres_db(&base, &url).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// A new, empty database `<prefix>_<id>` on the PostgreSQL cluster at `base`; its URL.
 pub async fn create_postgres_db(base: &str, prefix: &str) -> Result<String> {
     sqlx::any::install_default_drivers();
@@ -601,6 +731,32 @@ pub async fn api_json<T: serde::de::DeserializeOwned>(
         .await?
         .error_for_status()?
         .json()
+        .await?)
+}
+
+/// GET API `path` (after `/api/v1`) as the admin from the server at `url`; the decoded JSON
+/// of a 2xx answer.
+pub async fn api_json_at<T: serde::de::DeserializeOwned>(url: &str, path: &str) -> Result<T> {
+    Ok(reqwest::Client::new()
+        .get(format!("{url}/api/v1{path}"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?)
+}
+
+/// The log of job `job` of run `run`, as text (2xx).
+pub async fn log_text(server: &TestServer, run: i64, job: &str) -> Result<String> {
+    Ok(server
+        .http
+        .get(server.api(&format!("/runs/{run}/jobs/{job}/logs")))
+        .bearer_auth(&server.admin_token)
+        .send()
+        .await?
+        .error_for_status()?
+        .text()
         .await?)
 }
 

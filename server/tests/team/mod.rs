@@ -70,11 +70,7 @@ pub async fn setup(server: &TestServer) -> Team {
 /// Gives `user` `role` on `olga/shared` (as `owner_token`).
 pub async fn set_member(server: &TestServer, owner_token: &str, user: &str, role: &str) {
     let r = server
-        .http
-        .put(server.api(&format!("/repos/olga/shared/members/{user}")))
-        .bearer_auth(owner_token)
-        .json(&json!({ "role": role }))
-        .send()
+        .put_member_as(owner_token, "olga/shared", user, role)
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
