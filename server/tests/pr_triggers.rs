@@ -370,3 +370,52 @@ async fn a_required_pull_request_check_blocks_the_merge_until_green() -> Result<
     server.stop().await;
     Ok(())
 }
+
+/// A pull request event stored just before a crash (its runs not created) starts its runs at
+/// the next start: `pr_events.runs_pending` is the cursor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_whose_runs_were_not_created_gets_them_at_start() -> Result<()> {
+    let server = TestServer::start_configured(|c| c.embedded_agent = false).await?;
+    let (alice, w) = setup(&server).await?;
+    git_ok(&w, &["checkout", "-q", "-b", "feature"]).await?;
+    commit_file(
+        &w,
+        ".codecatalyst/workflows/on-revision.yaml",
+        ON_REVISION.as_bytes(),
+        "ci",
+    )
+    .await?;
+    let head = commit_file(&w, "src/lib.rs", b"fn a() {}\n", "code").await?;
+    push(&server, &alice, &w, "feature").await?;
+    open_pull(&server, &alice, "feature").await?;
+    let runs = wait_runs(&server, 1).await?;
+    assert_eq!(runs[0].workflow, "on-revision");
+    // The crash: the event is stored, its run is not.
+    sqlx::any::install_default_drivers();
+    let db = format!("sqlite://{}", server.data_dir.join("cove.db").display());
+    let pool = sqlx::AnyPool::connect(&db).await?;
+    sqlx::query("DELETE FROM jobs WHERE run_id IN (SELECT id FROM runs WHERE pr_number = 1)")
+        .execute(&pool)
+        .await?;
+    sqlx::query("DELETE FROM runs WHERE pr_number = 1")
+        .execute(&pool)
+        .await?;
+    let marked = sqlx::query("UPDATE pr_events SET runs_pending = 1 WHERE kind = 'pr_opened'")
+        .execute(&pool)
+        .await?;
+    assert_eq!(marked.rows_affected(), 1);
+    pool.close().await;
+    assert!(runs_of(&server, REPO).await?.is_empty());
+    let server = server.restart().await?;
+    let runs = wait_runs(&server, 1).await?;
+    assert_eq!(runs.len(), 1, "{runs:#?}");
+    assert_eq!(runs[0].workflow, "on-revision");
+    assert_eq!(runs[0].trigger, "pullrequest");
+    assert_eq!(runs[0].commit, head.trim());
+    // Once: a second start creates nothing more.
+    let server = server.restart().await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(runs_of(&server, REPO).await?.len(), 1);
+    server.stop().await;
+    Ok(())
+}

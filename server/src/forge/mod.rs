@@ -53,7 +53,7 @@ pub fn published(state: &AppState, repo: &RepoRow, number: i64, row: PullEventRo
         "pull request event stored"
     );
     notify_pull_event(state, repo, number, &row);
-    crate::runs::pulls::spawn_on_pull_event(state, repo, number, &row);
+    crate::runs::pulls::spawn_on_pull_event(state, &row);
     state.publish_pull(event_dto(repo, number, row));
 }
 

@@ -165,6 +165,8 @@ pub struct Runs {
     scheduler: tokio::sync::Mutex<()>,
     /// One pass over the stored push events at a time.
     push_cursor: tokio::sync::Mutex<()>,
+    /// One pass over pending pull request events at a time (`pulls::process_pending`).
+    pull_cursor: tokio::sync::Mutex<()>,
     key: SecretKey,
 }
 
@@ -185,6 +187,7 @@ impl Runs {
             progress: Notify::new(),
             scheduler: tokio::sync::Mutex::new(()),
             push_cursor: tokio::sync::Mutex::new(()),
+            pull_cursor: tokio::sync::Mutex::new(()),
             key: SecretKey::load_or_create(data_dir)?,
         })
     }
@@ -1432,6 +1435,8 @@ pub fn embedded_owner(data_dir: &std::path::Path) -> String {
 /// (`RetryOnAgentLost`) and never run twice at once.
 pub fn spawn_background(state: AppState) -> tokio_util::sync::CancellationToken {
     spawn_push_consumer(state.clone());
+    // Pull request events stored before a restart whose runs were not created yet.
+    pulls::spawn_pending(state.clone());
     schedules::spawn_scheduler(state.clone());
     let stop = tokio_util::sync::CancellationToken::new();
     let slots = state.runs().config.embedded_slots;
