@@ -217,6 +217,20 @@ async fn events_on(database_url: Option<String>) -> Result<()> {
         assert_eq!(check.state, RunState::Queued);
         assert_eq!(check.commit, head1.trim());
     }
+    // The commit's status shows the same runs.
+    let (status, commit) = call(
+        &server,
+        &alice,
+        "GET",
+        &format!("/repos/{REPO}/commits/{}/status", head1.trim()),
+        None,
+    )
+    .await?;
+    assert_eq!(status, 200, "{commit}");
+    assert_eq!(commit["state"], "queued", "{commit}");
+    let on_commit = commit["runs"].as_array().unwrap();
+    assert_eq!(on_commit.len(), 2, "{commit}");
+    assert!(on_commit.iter().all(|r| r["trigger"] == "pullrequest"));
     // The required check is queued: the merge is refused and says so.
     let (status, refused) = call(
         &server,
