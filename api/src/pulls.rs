@@ -309,6 +309,24 @@ pub struct Mergeability {
     pub reasons: Vec<String>,
 }
 
+/// One check of a pull request: the latest run of a workflow on its head commit (a run of a
+/// PULLREQUEST trigger, or of a push to the source branch).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PullCheck {
+    /// The workflow's `Name` (what branch rules' required checks name).
+    pub name: String,
+    pub state: crate::RunState,
+    /// The run's number in the repository (`owner/name#N`).
+    pub run_number: i64,
+    /// The run's id (`/api/v1/runs/{id}`).
+    pub run_id: i64,
+    /// `push`, `pullrequest`, `manual` or `schedule`.
+    pub trigger: String,
+    pub commit: String,
+    pub created_at_ms: i64,
+}
+
 /// A recorded pull-request event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

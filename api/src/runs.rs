@@ -201,7 +201,7 @@ pub struct Run {
     pub run_mode: String,
     pub branch: String,
     pub commit: String,
-    /// `push`, `manual`, `schedule` or `retry`.
+    /// `push`, `pullrequest`, `manual`, `schedule` or `retry`.
     pub trigger: String,
     pub state: RunState,
     pub created_at_ms: i64,

@@ -4,7 +4,7 @@ use anyhow::{bail, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use cove_api::{
     CreateComment, CreatePullRequest, CreateReview, MergeMethod, MergeRequest, Mergeability,
-    PullComment, PullDiff, PullRequest, PullReview, ReviewVerdict,
+    PullCheck, PullComment, PullDiff, PullRequest, PullReview, ReviewVerdict,
 };
 
 use crate::client::Client;
@@ -151,6 +151,7 @@ fn print_pull(
     reviews: &[PullReview],
     comments: &[PullComment],
     merge: &Mergeability,
+    checks: &[PullCheck],
 ) {
     println!("#{} {}", pr.number, pr.title);
     println!("repository  {}", pr.repo);
@@ -168,6 +169,16 @@ fn print_pull(
     }
     for r in &pr.reviewers {
         println!("reviewer    {} ({})", r.username, verdict_text(r.verdict));
+    }
+    for c in checks {
+        println!(
+            "check       {} {} ({}#{}, {})",
+            c.name,
+            c.state.as_str(),
+            pr.repo,
+            c.run_number,
+            c.trigger
+        );
     }
     if merge.mergeable {
         println!("mergeable   yes");
@@ -311,7 +322,8 @@ pub fn run(args: PrArgs) -> Result<()> {
                     let reviews: Vec<PullReview> = client.get(&format!("{base}/reviews"))?;
                     let comments: Vec<PullComment> = client.get(&format!("{base}/comments"))?;
                     let merge: Mergeability = client.get(&format!("{base}/mergeable"))?;
-                    print_pull(&pr, &reviews, &comments, &merge);
+                    let checks: Vec<PullCheck> = client.get(&format!("{base}/checks"))?;
+                    print_pull(&pr, &reviews, &comments, &merge, &checks);
                 }
             }
         }

@@ -1,7 +1,7 @@
 //! `cove pr …` against a real in-process server (no agent: nothing runs), the repository
 //! pushed with the real `git`: create with a reviewer, list, diff --stat, a line comment,
 //! show (not mergeable until the reviewer approves, with the reason), review, merge, and the
-//! destination checked with `git`.
+//! destination checked with `git`; a PULLREQUEST workflow's run printed as a check by `pr show`.
 
 #![allow(clippy::unwrap_used)]
 
@@ -163,4 +163,40 @@ async fn pr_commands_open_review_and_merge() {
         &["pr", "list", "admin/app", "--state", "merged"],
     ));
     assert!(list.contains("merged"), "{list}");
+
+    // A PULLREQUEST workflow on the source branch runs for the next pull request (queued: no
+    // agent) and `pr show` prints it as a check with its run number.
+    git(w, &["checkout", "-q", "-b", "ci", "FETCH_HEAD"]);
+    std::fs::create_dir_all(w.join(".codecatalyst/workflows")).unwrap();
+    std::fs::write(
+        w.join(".codecatalyst/workflows/ci.yaml"),
+        "Name: ci\nSchemaVersion: '1.0'\nTriggers:\n  - {Type: PULLREQUEST, Events: [OPEN], Branches: [main]}\nActions:\n  A: {Identifier: aws/build@v1, Configuration: {Steps: [{Run: 'true'}]}}\n",
+    )
+    .unwrap();
+    git(w, &["add", "."]);
+    git(w, &["commit", "-q", "-m", "ci"]);
+    git(w, &["push", "-q", &remote, "ci"]);
+    ok(&cove(
+        h,
+        &url,
+        ADMIN_TOKEN,
+        &["pr", "create", "admin/app", "ci", "--title", "CI"],
+    ));
+    let start = std::time::Instant::now();
+    loop {
+        let show = ok(&cove(
+            h,
+            &url,
+            ADMIN_TOKEN,
+            &["pr", "show", "admin/app", "2"],
+        ));
+        if show.contains("check       ci queued (admin/app#1, pullrequest)") {
+            break;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "no check in: {show}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
 }

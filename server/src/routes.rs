@@ -625,6 +625,17 @@ pub fn api_routes() -> Vec<Route> {
         .answers(&[404, 503]),
         route(
             M::GET,
+            "/api/v1/repos/{owner}/{name}/pulls/{number}/checks",
+            Read,
+            reader,
+            false,
+            OK,
+            "The checks: the latest run of each workflow on the head commit (name, state, run number)",
+            forge::pull_checks,
+        )
+        .answers(&[404]),
+        route(
+            M::GET,
             "/api/v1/repos/{owner}/{name}/pulls/{number}/revisions",
             Read,
             reader,

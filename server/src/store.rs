@@ -37,7 +37,7 @@ pub use approvals::{DecisionRow, GateRow};
 pub use envs::EnvRow;
 pub use metrics::StateCounts;
 pub use notify::{Attempt, DeliveryRow, NotifyTargetRow};
-pub use pulls::{CommentRow, NewPull, PullEventRow, PullRow, ReviewRow};
+pub use pulls::{CommentRow, NewPull, PendingPullEvent, PullEventRow, PullRow, ReviewRow};
 pub use runs::SecretRow;
 pub use runs::{ActiveJob, JobRow, RunRow, WorkflowErrorRow};
 pub use schedules::{ScheduleClaim, ScheduleRow};

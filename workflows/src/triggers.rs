@@ -128,6 +128,34 @@ mod tests {
     }
 
     #[test]
+    fn pull_requests_match_the_destination_branch_events_and_files() {
+        let w = wf("  - Type: PULLREQUEST\n    Events: [OPEN, CLOSED]\n    Branches: ['main', 'release-.*']\n    FilesChanged: ['src/.*']\n");
+        // the destination is matched, never the source
+        assert!(w.matches_pull_request(PullRequestEvent::Open, "main", &["src/a.rs"]));
+        assert!(w.matches_pull_request(PullRequestEvent::Closed, "release-2", &["src/a.rs"]));
+        assert!(!w.matches_pull_request(PullRequestEvent::Open, "feature", &["src/a.rs"]));
+        assert!(!w.matches_pull_request(PullRequestEvent::Open, "xmain", &["src/a.rs"]));
+        // only the listed events
+        assert!(!w.matches_pull_request(PullRequestEvent::Revision, "main", &["src/a.rs"]));
+        assert!(!w.matches_pull_request(PullRequestEvent::Merged, "main", &["src/a.rs"]));
+        // FilesChanged: one changed file must match
+        assert!(w.matches_pull_request(PullRequestEvent::Open, "main", &["README", "src/b.rs"]));
+        assert!(!w.matches_pull_request(PullRequestEvent::Open, "main", &["README"]));
+        assert!(!w.matches_pull_request(PullRequestEvent::Open, "main", &[]));
+        // no push fires a PULLREQUEST trigger
+        assert!(!w.matches_push("main", &["src/a.rs"]));
+        // `Branches: []` and no `Branches` mean every destination
+        for t in [
+            "  - {Type: PULLREQUEST, Events: [CLOSED], Branches: []}\n",
+            "  - {Type: PULLREQUEST, Events: [CLOSED]}\n",
+        ] {
+            let all = wf(t);
+            assert!(all.matches_pull_request(PullRequestEvent::Closed, "any/branch", &[]));
+            assert!(!all.matches_pull_request(PullRequestEvent::Open, "any/branch", &[]));
+        }
+    }
+
+    #[test]
     fn files_changed_needs_a_matching_file() {
         let w = wf("  - {Type: PUSH, FilesChanged: ['src/.*', 'Cargo\\.toml']}\n");
         assert!(w.matches_push("any", &["README.md", "src/lib.rs"]));

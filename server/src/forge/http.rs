@@ -10,8 +10,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Extension;
 use cove_api::{
-    CreatePullRequest, MergeMethod, MergeRequest, Mergeability, PullCommit, PullDiff, PullEvent,
-    PullRequest, PullRevision, PullSettings, PullState, ReviewerStatus, Role, UpdatePullRequest,
+    CreatePullRequest, MergeMethod, MergeRequest, Mergeability, PullCheck, PullCommit, PullDiff,
+    PullEvent, PullRequest, PullRevision, PullSettings, PullState, ReviewerStatus, Role,
+    UpdatePullRequest,
 };
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -363,6 +364,29 @@ pub async fn pull_revisions(
 ) -> Result<Json<Vec<PullRevision>>, ApiError> {
     let pull = load_pull(&state, &repo, &params).await?;
     Ok(Json(state.store().pull_revisions(pull.id).await?))
+}
+
+/// The checks of the pull request: the latest run of each workflow on its head commit.
+pub async fn pull_checks(
+    State(state): State<AppState>,
+    Extension(repo): Extension<RepoRow>,
+    Path(params): Params,
+) -> Result<Json<Vec<PullCheck>>, ApiError> {
+    let pull = load_pull(&state, &repo, &params).await?;
+    let runs = crate::runs::pulls::checks(&state, repo.id, &pull.head_sha).await?;
+    Ok(Json(
+        runs.into_iter()
+            .map(|run| PullCheck {
+                name: run.workflow,
+                state: run.state,
+                run_number: run.number,
+                run_id: run.id,
+                trigger: run.trigger_kind,
+                commit: run.commit_sha,
+                created_at_ms: run.created_at_ms,
+            })
+            .collect(),
+    ))
 }
 
 pub async fn list_events(

@@ -42,24 +42,12 @@ pub async fn requirements(
             })
             .collect();
         // the latest run of each workflow on the pull request's head commit
-        let mut checks: std::collections::BTreeMap<String, (i64, cove_api::RunState)> =
-            std::collections::BTreeMap::new();
-        for run in state
-            .store()
-            .runs_for_commit(repo.id, &pull.head_sha)
-            .await?
-        {
-            let newer = checks
-                .get(&run.workflow)
-                .is_none_or(|(at, _)| run.created_at_ms >= *at);
-            if newer {
-                checks.insert(run.workflow.clone(), (run.created_at_ms, run.state));
-            }
-        }
-        let checks: Vec<(String, cove_api::RunState)> = checks
-            .into_iter()
-            .map(|(name, (_, state))| (name, state))
-            .collect();
+        let checks: Vec<(String, cove_api::RunState)> =
+            crate::runs::pulls::checks(state, repo.id, &pull.head_sha)
+                .await?
+                .into_iter()
+                .map(|run| (run.workflow, run.state))
+                .collect();
         let role = crate::auth::role_of_user(state.store(), merger, repo)
             .await?
             .unwrap_or(cove_api::Role::Reader);

@@ -43,7 +43,8 @@ pub fn event_dto(repo: &RepoRow, number: i64, row: PullEventRow) -> PullEvent {
     }
 }
 
-/// Publishes a committed pull-request event to subscribers (notifications).
+/// Publishes a committed pull-request event to subscribers (notifications) and starts the
+/// workflows its PULLREQUEST triggers match (`crate::runs::pulls`).
 pub fn published(state: &AppState, repo: &RepoRow, number: i64, row: PullEventRow) {
     tracing::info!(
         repo = %format!("{}/{}", repo.owner, repo.name),
@@ -52,6 +53,7 @@ pub fn published(state: &AppState, repo: &RepoRow, number: i64, row: PullEventRo
         "pull request event stored"
     );
     notify_pull_event(state, repo, number, &row);
+    crate::runs::pulls::spawn_on_pull_event(state, &row);
     state.publish_pull(event_dto(repo, number, row));
 }
 

@@ -16,6 +16,7 @@ pub mod http;
 pub mod log_cap;
 pub mod package_policy;
 pub mod packages;
+pub mod pulls;
 pub mod schedule;
 pub mod schedules;
 pub mod secrets;
@@ -164,6 +165,8 @@ pub struct Runs {
     scheduler: tokio::sync::Mutex<()>,
     /// One pass over the stored push events at a time.
     push_cursor: tokio::sync::Mutex<()>,
+    /// One pass over pending pull request events at a time (`pulls::process_pending`).
+    pull_cursor: tokio::sync::Mutex<()>,
     key: SecretKey,
 }
 
@@ -184,6 +187,7 @@ impl Runs {
             progress: Notify::new(),
             scheduler: tokio::sync::Mutex::new(()),
             push_cursor: tokio::sync::Mutex::new(()),
+            pull_cursor: tokio::sync::Mutex::new(()),
             key: SecretKey::load_or_create(data_dir)?,
         })
     }
@@ -277,7 +281,7 @@ pub async fn create_run(
         commit,
         trigger,
     };
-    insert_run(state, repo, workflow, &source, None, None)
+    insert_run(state, repo, workflow, &source, None, None, None)
         .await?
         .ok_or_else(|| RunsError::Conflict("the run already exists".into()))
 }
@@ -292,8 +296,9 @@ struct RunSource<'a> {
     trigger: &'a str,
 }
 
-/// Stores a new run (of push event `push_event`, when given) and wakes pollers. `None` when
-/// that event already has a run of this workflow file (the event is processed again).
+/// Stores a new run (of push event `push_event`, or of pull request event `pr` = (pull
+/// request number, `pr_events` id), when given) and wakes pollers. `None` when that event
+/// already has a run of this workflow file (the event is processed again).
 async fn insert_run(
     state: &AppState,
     repo: &RepoRow,
@@ -301,6 +306,7 @@ async fn insert_run(
     source: &RunSource<'_>,
     push_event: Option<i64>,
     claim: Option<&store::ScheduleClaim>,
+    pr: Option<(i64, i64)>,
 ) -> Result<Option<RunRow>, RunsError> {
     let RunSource {
         file,
@@ -375,11 +381,21 @@ async fn insert_run(
         .filter(|(action, _)| action.gate.is_some())
         .map(|(_, job)| job.id)
         .collect();
-    let Some(number) = state
-        .store()
-        .create_numbered_run(&run, &jobs, &gates, push_event, claim)
-        .await?
-    else {
+    let stored = match pr {
+        Some((pr_number, pr_event)) => {
+            state
+                .store()
+                .create_pr_run(&run, &jobs, &gates, pr_number, pr_event)
+                .await?
+        }
+        None => {
+            state
+                .store()
+                .create_numbered_run(&run, &jobs, &gates, push_event, claim)
+                .await?
+        }
+    };
+    let Some(number) = stored else {
         tracing::info!(event = push_event, workflow = %run.workflow, "push event (or schedule slot) already has this run");
         return Ok(None);
     };
@@ -443,7 +459,7 @@ pub async fn on_push(state: &AppState, event: &PushEvent) -> Result<Vec<RunRow>,
                         trigger: "push",
                     };
                     created.extend(
-                        insert_run(state, &repo, &wf, &source, Some(event.id), None).await?,
+                        insert_run(state, &repo, &wf, &source, Some(event.id), None, None).await?,
                     );
                 }
             }
@@ -491,7 +507,8 @@ pub async fn on_push(state: &AppState, event: &PushEvent) -> Result<Vec<RunRow>,
                             trigger: "push",
                         };
                         created.extend(
-                            insert_run(state, &repo, &wf, &source, Some(event.id), None).await?,
+                            insert_run(state, &repo, &wf, &source, Some(event.id), None, None)
+                                .await?,
                         );
                     }
                 }
@@ -1418,6 +1435,8 @@ pub fn embedded_owner(data_dir: &std::path::Path) -> String {
 /// (`RetryOnAgentLost`) and never run twice at once.
 pub fn spawn_background(state: AppState) -> tokio_util::sync::CancellationToken {
     spawn_push_consumer(state.clone());
+    // Pull request events stored before a restart whose runs were not created yet.
+    pulls::spawn_pending(state.clone());
     schedules::spawn_scheduler(state.clone());
     let stop = tokio_util::sync::CancellationToken::new();
     let slots = state.runs().config.embedded_slots;

@@ -156,7 +156,7 @@ async fn fire_one(
         next_fire_at_ms: next,
         fired_at_ms: now,
     };
-    insert_run(state, &repo, &wf, &source, None, Some(&claim)).await
+    insert_run(state, &repo, &wf, &source, None, Some(&claim), None).await
 }
 
 /// Fires due schedules at start-up (missed slots: once) and every [`TICK`]. Errors are

@@ -114,6 +114,23 @@ pub async fn changed_files(
     .await?
 }
 
+/// Paths a pull request changes: `head` against the merge base of `base` and `head` (against
+/// `base` itself when they share no history).
+pub async fn pull_changed_files(
+    repo_path: PathBuf,
+    base: String,
+    head: String,
+) -> Result<Vec<String>, GitError> {
+    let (path, b, h) = (repo_path.clone(), base.clone(), head.clone());
+    let merge_base = tokio::task::spawn_blocking(move || -> Result<String, GitError> {
+        let repo = git2::Repository::open_bare(&path)?;
+        let (b, h) = (commit_of(&repo, &b)?.id(), commit_of(&repo, &h)?.id());
+        Ok(repo.merge_base(b, h).unwrap_or(b).to_string())
+    })
+    .await??;
+    changed_files(repo_path, merge_base, head).await
+}
+
 /// A tar streamed from `git archive`; ends with an error when git failed.
 pub type TarStream = std::pin::Pin<
     Box<dyn futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send>,

@@ -191,7 +191,7 @@ async fn insert_event(
         created_at_ms: now_ms(),
     };
     sqlx::query(&format!(
-        "INSERT INTO pr_events ({EVENT_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+        "INSERT INTO pr_events ({EVENT_COLS}, runs_pending) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
     ))
     .bind(event.id)
     .bind(event.repo_id)
@@ -200,6 +200,11 @@ async fn insert_event(
     .bind(&event.actor)
     .bind(&event.detail)
     .bind(event.created_at_ms)
+    // PULLREQUEST triggers' cursor (`crate::runs::pulls`).
+    .bind(i64::from(matches!(
+        kind,
+        "pr_opened" | "pr_revision" | "pr_closed" | "pr_merged"
+    )))
     .execute(&mut **tx)
     .await?;
     Ok(event)
@@ -698,6 +703,52 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// A pull request event whose runs are not created yet.
+#[derive(Debug, Clone)]
+pub struct PendingPullEvent {
+    pub owner: String,
+    pub name: String,
+    pub number: i64,
+    pub event: PullEventRow,
+}
+
+impl Store {
+    /// Up to `limit` pull request events whose runs are not created yet, oldest first.
+    pub async fn pending_pull_events(
+        &self,
+        limit: i64,
+    ) -> Result<Vec<PendingPullEvent>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT e.id, e.repo_id, e.pr_id, e.kind, e.actor, e.detail, e.created_at_ms, \
+             p.number, r.owner, r.name FROM pr_events e \
+             JOIN pull_requests p ON p.id = e.pr_id JOIN repos r ON r.id = e.repo_id \
+             WHERE e.runs_pending = 1 ORDER BY e.id LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(PendingPullEvent {
+                    owner: row.try_get("owner")?,
+                    name: row.try_get("name")?,
+                    number: row.try_get("number")?,
+                    event: event_from_row(row)?,
+                })
+            })
+            .collect()
+    }
+
+    /// The runs of pull request event `id` are created (or it had none to create).
+    pub async fn pull_event_done(&self, id: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE pr_events SET runs_pending = 0 WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 }

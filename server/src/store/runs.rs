@@ -146,7 +146,7 @@ fn prefixed(cols: &str, prefix: &str) -> String {
 impl Store {
     /// Stores a run and its jobs in one transaction.
     pub async fn create_run(&self, run: &RunRow, jobs: &[JobRow]) -> Result<(), StoreError> {
-        self.insert_run(run, jobs, &[], None, None)
+        self.insert_run(run, jobs, &[], None, None, None)
             .await
             .map(|_| ())
     }
@@ -162,7 +162,7 @@ impl Store {
         push_event: Option<i64>,
     ) -> Result<bool, StoreError> {
         Ok(self
-            .insert_run(run, jobs, gates, push_event, None)
+            .insert_run(run, jobs, gates, push_event, None, None)
             .await?
             .is_some())
     }
@@ -178,7 +178,8 @@ impl Store {
         push_event: Option<i64>,
         claim: Option<&ScheduleClaim>,
     ) -> Result<Option<i64>, StoreError> {
-        self.insert_run(run, jobs, gates, push_event, claim).await
+        self.insert_run(run, jobs, gates, push_event, claim, None)
+            .await
     }
 
     /// Stores a run created from push event `event` and its jobs in one transaction. False
@@ -190,9 +191,38 @@ impl Store {
         event: i64,
     ) -> Result<bool, StoreError> {
         Ok(self
-            .insert_run(run, jobs, &[], Some(event), None)
+            .insert_run(run, jobs, &[], Some(event), None, None)
             .await?
             .is_some())
+    }
+
+    /// Stores a run of a PULLREQUEST trigger: pull request `pr_number`, fired by its event
+    /// `pr_event` (a `pr_events` id). `None` (and nothing written) when that event already has
+    /// a run of the same workflow file.
+    pub async fn create_pr_run(
+        &self,
+        run: &RunRow,
+        jobs: &[JobRow],
+        gates: &[i64],
+        pr_number: i64,
+        pr_event: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        self.insert_run(run, jobs, gates, None, None, Some((pr_number, pr_event)))
+            .await
+    }
+
+    /// The runs of pull request `pr_number` of repository `repo_id`, newest first.
+    pub async fn pr_runs(&self, repo_id: i64, pr_number: i64) -> Result<Vec<RunRow>, StoreError> {
+        sqlx::query(&format!(
+            "SELECT {RUN_COLS} FROM runs WHERE repo_id = $1 AND pr_number = $2 ORDER BY id DESC"
+        ))
+        .bind(repo_id)
+        .bind(pr_number)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(run_from_row)
+        .collect()
     }
 
     async fn insert_run(
@@ -202,6 +232,7 @@ impl Store {
         gates: &[i64],
         push_event: Option<i64>,
         claim: Option<&ScheduleClaim>,
+        pr: Option<(i64, i64)>,
     ) -> Result<Option<i64>, StoreError> {
         // Write first (no read before the first write: SQLite could not upgrade the
         // transaction); the unique index on (push_event_id, workflow_file) refuses a second
@@ -234,7 +265,7 @@ impl Store {
         .fetch_one(&mut *tx)
         .await?;
         let inserted = sqlx::query(&format!(
-            "INSERT INTO runs ({RUN_COLS}, push_event_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+            "INSERT INTO runs ({RUN_COLS}, push_event_id, pr_number, pr_event_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
         ))
         .bind(run.id)
         .bind(run.repo_id)
@@ -251,6 +282,8 @@ impl Store {
         .bind(run.finished_at_ms)
         .bind(number)
         .bind(push_event)
+        .bind(pr.map(|(number, _)| number))
+        .bind(pr.map(|(_, event)| event))
         .execute(&mut *tx)
         .await;
         match inserted {
