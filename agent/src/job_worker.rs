@@ -112,7 +112,8 @@ impl Default for WorkerConfig {
 }
 
 /// Runs `config.slots` job loops until `shutdown` is cancelled. Cancelling `shutdown` drops
-/// running jobs (their containers are removed); the server sees their leases expire.
+/// running jobs and, when the worker has an owner label, removes their containers before it
+/// returns; the server sees their leases expire.
 pub async fn run<T: JobTransport>(
     docker: Docker,
     transport: Arc<T>,
@@ -161,6 +162,20 @@ pub async fn run<T: JobTransport>(
     }
     for l in loops {
         let _ = l.await;
+    }
+    // A graceful stop: the dropped jobs' containers are removed now, so nothing they started
+    // keeps running after the agent (their attempts end with the lease, or at the next start).
+    if let Some(owner) = config.owner.as_deref().filter(|_| shutdown.is_cancelled()) {
+        match crate::jobs::remove_owned_job_containers(&docker, owner).await {
+            Ok(removed) if !removed.is_empty() => {
+                tracing::info!(
+                    containers = removed.len(),
+                    "job containers removed at shutdown"
+                )
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "removing job containers at shutdown failed"),
+        }
     }
 }
 

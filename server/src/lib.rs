@@ -295,7 +295,8 @@ impl Server {
         if let Some(reports) = self.agent_reports {
             envs::spawn_background(self.state.clone(), reports, self.intervals).await;
         }
-        let _stop_jobs = runs::spawn_background(self.state.clone()).drop_guard();
+        let (stop_jobs, jobs) = runs::spawn_background(self.state.clone());
+        let stop_jobs = stop_jobs.drop_guard();
         let _stop_retention = retention::spawn(self.state.clone()).drop_guard();
         let _stop_notify = notify::worker::spawn(self.state.clone()).drop_guard();
         if let Some(addr) = self.metrics_listen {
@@ -325,6 +326,14 @@ impl Server {
             .with_graceful_shutdown(shutdown)
             .await
             .map_err(ServerError::Serve)?;
+        // The embedded agent stops its jobs and removes their containers (bounded wait).
+        drop(stop_jobs);
+        if tokio::time::timeout(std::time::Duration::from_secs(15), jobs)
+            .await
+            .is_err()
+        {
+            tracing::warn!("the embedded agent's jobs did not stop within 15 s");
+        }
         self.state.store().close().await;
         tracing::info!("cove-server stopped");
         Ok(())

@@ -1433,7 +1433,12 @@ pub fn embedded_owner(data_dir: &std::path::Path) -> String {
 /// kills and removes the job containers it left behind and reports their attempts as lost
 /// (any other lease of the embedded agent ends at once), so those jobs are retried at once
 /// (`RetryOnAgentLost`) and never run twice at once.
-pub fn spawn_background(state: AppState) -> tokio_util::sync::CancellationToken {
+pub fn spawn_background(
+    state: AppState,
+) -> (
+    tokio_util::sync::CancellationToken,
+    tokio::task::JoinHandle<()>,
+) {
     spawn_push_consumer(state.clone());
     // Pull request events stored before a restart whose runs were not created yet.
     pulls::spawn_pending(state.clone());
@@ -1441,7 +1446,7 @@ pub fn spawn_background(state: AppState) -> tokio_util::sync::CancellationToken 
     let stop = tokio_util::sync::CancellationToken::new();
     let slots = state.runs().config.embedded_slots;
     let stop_loop = stop.clone();
-    tokio::spawn(async move {
+    let jobs = tokio::spawn(async move {
         let runs = state.runs();
         let lease_ms = i64::try_from(runs.config.lease.as_millis()).unwrap_or(i64::MAX);
         match state
@@ -1487,5 +1492,5 @@ pub fn spawn_background(state: AppState) -> tokio_util::sync::CancellationToken 
         };
         cove_agent::job_worker::run(docker, transport, config, stop_loop).await;
     });
-    stop
+    (stop, jobs)
 }
