@@ -200,11 +200,10 @@ async fn insert_event(
     .bind(&event.actor)
     .bind(&event.detail)
     .bind(event.created_at_ms)
-    // PULLREQUEST triggers' cursor (`crate::runs::pulls`).
-    .bind(i64::from(matches!(
-        kind,
-        "pr_opened" | "pr_revision" | "pr_closed" | "pr_merged"
-    )))
+    // PULLREQUEST triggers' cursor: pending for the kinds that fire triggers
+    .bind(i64::from(
+        !crate::runs::pulls::trigger_events(kind).is_empty(),
+    ))
     .execute(&mut **tx)
     .await?;
     Ok(event)
