@@ -480,11 +480,17 @@ pub struct OrphanedJob {
 
 /// Kills and removes every job container labelled with `owner` (at an agent's start, when
 /// none of them can still be driven by it: their commands were run by the process that
-/// died). Returns what was removed.
+/// died; and at a graceful stop, after the job loops were dropped). Returns what was removed.
+///
+/// A removal already in progress (a dropped job's [`ContainerGuard`] races this at a
+/// graceful stop) is not an error: the list is read again until no owned container is left,
+/// within a bounded number of rounds, so nothing is reported removed that still runs.
 pub async fn remove_owned_job_containers(
     docker: &Docker,
     owner: &str,
 ) -> Result<Vec<OrphanedJob>, JobError> {
+    const ROUNDS: u32 = 50;
+    const PAUSE: Duration = Duration::from_millis(200);
     let err = |action: &str| {
         let action = action.to_string();
         move |source| JobError::Docker {
@@ -500,35 +506,57 @@ pub async fn remove_owned_job_containers(
             format!("{LABEL_OWNER}={owner}"),
         ],
     )]);
-    let list = docker
-        .list_containers(Some(bollard::query_parameters::ListContainersOptions {
-            all: true,
-            filters: Some(filters),
-            ..Default::default()
-        }))
-        .await
-        .map_err(err("list job containers"))?;
-    let mut removed = Vec::new();
-    for c in list {
-        let (Some(id), Some(labels)) = (c.id, c.labels) else {
-            continue;
-        };
-        remove_container(docker, &id)
+    let mut removed: Vec<OrphanedJob> = Vec::new();
+    for round in 0..ROUNDS {
+        let list = docker
+            .list_containers(Some(bollard::query_parameters::ListContainersOptions {
+                all: true,
+                filters: Some(filters.clone()),
+                ..Default::default()
+            }))
             .await
-            .map_err(err("remove an orphaned job container"))?;
-        let job = labels.get(LABEL_JOB).cloned().unwrap_or_default();
-        let attempt = labels
-            .get(LABEL_ATTEMPT)
-            .and_then(|a| a.parse().ok())
-            .unwrap_or(0);
-        tracing::warn!(job = %job, attempt, container = %id, "removed an orphaned job container");
-        removed.push(OrphanedJob {
-            job,
-            attempt,
-            container: id,
-        });
+            .map_err(err("list job containers"))?;
+        if list.is_empty() {
+            return Ok(removed);
+        }
+        let last = round + 1 == ROUNDS;
+        for c in list {
+            let (Some(id), Some(labels)) = (c.id, c.labels) else {
+                continue;
+            };
+            match remove_container(docker, &id).await {
+                Ok(()) => {}
+                // Someone else is removing it: look again in the next round.
+                Err(DockerError::DockerResponseServerError {
+                    status_code: 409, ..
+                }) if !last => {}
+                Err(e) => return Err(err("remove an orphaned job container")(e)),
+            }
+            if removed.iter().any(|r| r.container == id) {
+                continue;
+            }
+            let job = labels.get(LABEL_JOB).cloned().unwrap_or_default();
+            let attempt = labels
+                .get(LABEL_ATTEMPT)
+                .and_then(|a| a.parse().ok())
+                .unwrap_or(0);
+            tracing::warn!(job = %job, attempt, container = %id, "removed an orphaned job container");
+            removed.push(OrphanedJob {
+                job,
+                attempt,
+                container: id,
+            });
+        }
+        tokio::time::sleep(PAUSE).await;
     }
-    Ok(removed)
+    Err(JobError::Docker {
+        job: "*".into(),
+        action: "remove orphaned job containers".into(),
+        source: DockerError::DockerResponseServerError {
+            status_code: 409,
+            message: format!("job containers of {owner} still exist after {ROUNDS} rounds"),
+        },
+    })
 }
 
 async fn remove_container(docker: &Docker, id: &str) -> Result<(), DockerError> {
