@@ -726,9 +726,11 @@ async fn the_team_loop_from_an_environment_to_a_notified_gated_deploy() {
     let err = failed_with(&s.cove(&bob, &["pr", "merge", REPO, "1"]).await);
     assert!(err.contains("0 given"), "{err}");
 
-    // bob's checkout moves to the new revision; his environment is reused
+    // bob's checkout moves to the new revision; his environment, stopped meanwhile, is
+    // reused and started
     ok(&s.cove_in(&bob_clone, &bob, &["pr", "checkout", "1"]).await);
     assert_eq!(git(&bob_clone, &["rev-parse", "HEAD"]), commit_2);
+    ok(&s.cove(&bob, &["env", "stop", &env_b.id]).await);
     let out = s
         .cove_in(
             &bob_clone,
@@ -738,6 +740,7 @@ async fn the_team_loop_from_an_environment_to_a_notified_gated_deploy() {
         .await;
     let again: Environment = serde_json::from_str(&ok(&out)).unwrap();
     assert_eq!(again.id, env_b.id, "bob's live environment is reused");
+    assert_eq!(again.state, cove_api::EnvState::Running, "and started");
     assert!(String::from_utf8_lossy(&out.stderr).contains("reusing your environment"));
 
     // ---- bob approves the current revision and merges
@@ -811,7 +814,7 @@ async fn the_team_loop_from_an_environment_to_a_notified_gated_deploy() {
             g.json()["text"].as_str().is_some_and(|t| t.contains(&link))
         })
         .await;
-    assert!(slack.headers.get("x-cove-signature").is_none());
+    assert!(!slack.headers.contains_key("x-cove-signature"));
     let text = slack.json()["text"].as_str().unwrap().to_string();
     assert!(
         text.contains("admin/app: workflow ship succeeded on main")
