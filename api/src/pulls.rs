@@ -362,3 +362,20 @@ impl Default for PullSettings {
         }
     }
 }
+
+/// Body of `POST /api/v1/repos/{owner}/{name}/pulls/{number}/environment` ("Open in
+/// environment"); the body is optional. The environment works on the pull request's source
+/// branch; these choose how a new one is made (an environment the caller already has on that
+/// branch is reused as it is).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct OpenPullEnvironment {
+    /// Devfile path in the repository (default: devfile.yaml, .devfile.yaml, … or Cove's
+    /// default), read at the source branch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub devfile_path: Option<String>,
+    /// `small`, `medium` (default) or `large`, as for `POST …/environments`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<String>,
+}

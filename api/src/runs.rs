@@ -203,6 +203,10 @@ pub struct Run {
     pub commit: String,
     /// `push`, `pullrequest`, `manual`, `schedule` or `retry`.
     pub trigger: String,
+    /// The pull request the run ran for (its per-repository number): set for runs of
+    /// PULLREQUEST triggers, absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pr_number: Option<i64>,
     pub state: RunState,
     pub created_at_ms: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]

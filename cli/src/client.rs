@@ -208,6 +208,17 @@ impl Client {
         self.decode(resp)
     }
 
+    /// [`Client::post`] that also answers the success's status (e.g. 201 created, 200 reused).
+    pub fn post_with_status<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<(u16, T), ClientError> {
+        let resp = self.handle(self.request("POST", path).send_json(body))?;
+        let status = resp.status();
+        Ok((status, self.decode(resp)?))
+    }
+
     pub fn url(&self) -> &str {
         &self.url
     }

@@ -161,7 +161,7 @@ fn resolve(client: &Client, env: &str) -> Result<Environment> {
     }
 }
 
-fn print_env(e: &Environment) {
+pub(crate) fn print_env(e: &Environment) {
     println!("{} ({})", e.name, e.id);
     println!("  repository:  {} @ {}", e.repo, e.branch);
     println!(
@@ -206,7 +206,12 @@ fn print_env(e: &Environment) {
 }
 
 /// Poll until the environment leaves its transient state, printing its events.
-fn wait(client: &Client, id: &str, want: EnvState, mut after: i64) -> Result<Environment> {
+pub(crate) fn wait(
+    client: &Client,
+    id: &str,
+    want: EnvState,
+    mut after: i64,
+) -> Result<Environment> {
     let started = Instant::now();
     loop {
         let events: Vec<EnvEvent> = client
@@ -258,7 +263,7 @@ fn wait(client: &Client, id: &str, want: EnvState, mut after: i64) -> Result<Env
     }
 }
 
-fn last_event(client: &Client, id: &str) -> Result<i64> {
+pub(crate) fn last_event(client: &Client, id: &str) -> Result<i64> {
     let events: Vec<EnvEvent> = client.get(&format!("/environments/{id}/events"))?;
     Ok(events.last().map(|e| e.id).unwrap_or(0))
 }

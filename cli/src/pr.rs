@@ -1,10 +1,13 @@
-//! `cove pr …`: pull requests — create, list, show, diff, comment, review, merge, close.
+//! `cove pr …`: pull requests — create, list, show, diff, comment, review, merge, close, and
+//! checkout (the source branch into the local clone with the git CLI, or `--env`: "Open in
+//! environment" on the server).
 
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use cove_api::{
-    CreateComment, CreatePullRequest, CreateReview, MergeMethod, MergeRequest, Mergeability,
-    PullCheck, PullComment, PullDiff, PullRequest, PullReview, ReviewVerdict,
+    CreateComment, CreatePullRequest, CreateReview, EnvState, Environment, MergeMethod,
+    MergeRequest, Mergeability, OpenPullEnvironment, PullCheck, PullComment, PullDiff, PullRequest,
+    PullReview, ReviewVerdict,
 };
 
 use crate::client::Client;
@@ -126,6 +129,29 @@ pub enum PrCommand {
     },
     /// Close without merging.
     Close { repo: String, number: i64 },
+    /// Fetch pull request N's source branch into this clone and check it out (run inside a
+    /// clone whose remote is the repository on this server); with --env, open it in a dev
+    /// environment of yours on the server instead (reused when you have one on that branch).
+    Checkout {
+        number: i64,
+        /// OWNER/NAME or NAME (default: the repository this clone's remote points at).
+        #[arg(long)]
+        repo: Option<String>,
+        /// Open the pull request in a dev environment (created, or your live one reused).
+        #[arg(long)]
+        env: bool,
+        /// With --env: the devfile path in the repository.
+        #[arg(long, requires = "env")]
+        devfile: Option<String>,
+        /// With --env: small, medium (default) or large.
+        #[arg(long, requires = "env")]
+        size: Option<String>,
+        /// With --env: return at once instead of waiting until it runs.
+        #[arg(long, requires = "env")]
+        no_wait: bool,
+        #[arg(long, value_enum, default_value_t, requires = "env")]
+        output: Output,
+    },
 }
 
 fn print_line(pr: &PullRequest) {
@@ -421,6 +447,25 @@ pub fn run(args: PrArgs) -> Result<()> {
                 ),
             }
         }
+        PrCommand::Checkout {
+            number,
+            repo,
+            env,
+            devfile,
+            size,
+            no_wait,
+            output,
+        } => {
+            if env {
+                let repo = match repo {
+                    Some(r) => repo_full_name(&client, &r)?,
+                    None => checkout::clone_remote(&client, None)?.1,
+                };
+                open_in_environment(&client, &repo, number, devfile, size, no_wait, output)?;
+            } else {
+                checkout::checkout(&client, repo.as_deref(), number)?;
+            }
+        }
         PrCommand::Close { repo, number } => {
             let repo = repo_full_name(&client, &repo)?;
             let pr: PullRequest = client.post(
@@ -431,4 +476,273 @@ pub fn run(args: PrArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `cove pr checkout N --env`: the server's "Open in environment", then the environment as
+/// `cove env create` prints it, with how to get a shell in it.
+fn open_in_environment(
+    client: &Client,
+    repo: &str,
+    number: i64,
+    devfile_path: Option<String>,
+    size: Option<String>,
+    no_wait: bool,
+    output: Output,
+) -> Result<()> {
+    let (status, env): (u16, Environment) = client.post_with_status(
+        &format!("/repos/{repo}/pulls/{number}/environment"),
+        &OpenPullEnvironment { devfile_path, size },
+    )?;
+    let reused = status == 200;
+    eprintln!(
+        "{} environment {} ({}) for {} @ {} (pull request #{number})",
+        if reused { "reusing your" } else { "creating" },
+        env.name,
+        env.id,
+        env.repo,
+        env.branch
+    );
+    let env = if no_wait || env.state == EnvState::Running {
+        env
+    } else {
+        let after = if reused {
+            crate::env::last_event(client, &env.id)?
+        } else {
+            0
+        };
+        crate::env::wait(client, &env.id, EnvState::Running, after)?
+    };
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&env)?),
+        Output::Text => {
+            crate::env::print_env(&env);
+            println!("  shell:       cove env exec {}", env.id);
+            println!("  run:         cove env exec {} -- COMMAND…", env.id);
+            println!("  web:         {}/#/envs/{}", client.url(), env.id);
+        }
+    }
+    Ok(())
+}
+
+mod checkout {
+    //! `cove pr checkout N`: like `gh pr checkout`, with the git CLI in the current clone.
+    //! The clone's remote that points at this server (`{url}/git/OWNER/NAME[.git]`) names
+    //! the repository; git gets the CLI's own token for that server only (as an
+    //! `http.<url>.extraHeader` in `GIT_CONFIG_*` variables of the git process, never on its
+    //! command line or in the clone's configuration).
+
+    use std::process::{Command, Output};
+
+    use anyhow::{anyhow, bail, Result};
+    use cove_api::PullRequest;
+
+    use crate::client::Client;
+
+    /// `url` without a user name or password (`http://user:pw@host/…` → `http://host/…`).
+    pub(super) fn without_userinfo(url: &str) -> String {
+        let Some((scheme, rest)) = url.split_once("://") else {
+            return url.to_string();
+        };
+        let authority_end = rest.find('/').unwrap_or(rest.len());
+        let (authority, path) = rest.split_at(authority_end);
+        let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+        format!("{}://{host}{path}", scheme.to_ascii_lowercase())
+    }
+
+    /// The `OWNER/NAME` of a remote URL on the server at `server` (the CLI's URL), if it is one.
+    pub(super) fn repo_of_remote(server: &str, remote: &str) -> Option<String> {
+        let prefix = format!("{}/git/", without_userinfo(server.trim_end_matches('/')));
+        let remote = without_userinfo(remote.trim_end_matches('/'));
+        let rest = remote.strip_prefix(&prefix)?;
+        let rest = rest.strip_suffix(".git").unwrap_or(rest);
+        let (owner, name) = rest.split_once('/')?;
+        (!owner.is_empty() && !name.is_empty() && !name.contains('/'))
+            .then(|| format!("{owner}/{name}"))
+    }
+
+    fn git(args: &[&str]) -> Result<Output> {
+        Command::new("git")
+            .args(args)
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .output()
+            .map_err(|e| anyhow!("cannot run git: {e} (is git installed?)"))
+    }
+
+    fn stdout(out: &Output) -> String {
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    fn stderr(out: &Output) -> String {
+        String::from_utf8_lossy(&out.stderr).trim().to_string()
+    }
+
+    /// The clone's remote on this server (`--repo` picks among several): (remote, OWNER/NAME).
+    pub(super) fn clone_remote(client: &Client, want: Option<&str>) -> Result<(String, String)> {
+        let inside = git(&["rev-parse", "--is-inside-work-tree"])?;
+        if !inside.status.success() || stdout(&inside) != "true" {
+            bail!(
+                "not inside a git clone: run `cove pr checkout` in a clone of the repository \
+                 (git clone {}/git/OWNER/NAME.git), or use --env --repo OWNER/NAME",
+                client.url()
+            );
+        }
+        let remotes = git(&["remote"])?;
+        let mut found: Vec<(String, String)> = Vec::new();
+        for remote in stdout(&remotes)
+            .lines()
+            .map(str::trim)
+            .filter(|r| !r.is_empty())
+        {
+            let url = git(&["remote", "get-url", remote])?;
+            if let Some(repo) = repo_of_remote(client.url(), &stdout(&url)) {
+                found.push((remote.to_string(), repo));
+            }
+        }
+        if let Some(want) = want {
+            found.retain(|(_, repo)| repo == want);
+        }
+        let mut repos: Vec<&str> = found.iter().map(|(_, r)| r.as_str()).collect();
+        repos.dedup();
+        match repos.len() {
+            0 => bail!(
+                "no remote of this clone is {} on {} (expected a remote URL like {}/git/OWNER/NAME.git)",
+                want.unwrap_or("a repository"),
+                client.url(),
+                client.url()
+            ),
+            1 => {}
+            _ => bail!(
+                "this clone has remotes for several repositories on {} ({}): pick one with --repo",
+                client.url(),
+                repos.join(", ")
+            ),
+        }
+        let pick = found
+            .iter()
+            .find(|(remote, _)| remote == "origin")
+            .unwrap_or(&found[0]);
+        Ok(pick.clone())
+    }
+
+    /// git with the CLI's token for this server only (`GIT_CONFIG_*`, after any the caller has).
+    fn authed_git(client: &Client, args: &[&str]) -> Result<Output> {
+        let first: usize = std::env::var("GIT_CONFIG_COUNT")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let key = format!("http.{}/.extraHeader", without_userinfo(client.url()));
+        Command::new("git")
+            .args(args)
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .env("GIT_CONFIG_COUNT", (first + 1).to_string())
+            .env(format!("GIT_CONFIG_KEY_{first}"), key)
+            .env(
+                format!("GIT_CONFIG_VALUE_{first}"),
+                format!("Authorization: Bearer {}", client.token()),
+            )
+            .output()
+            .map_err(|e| anyhow!("cannot run git: {e} (is git installed?)"))
+    }
+
+    /// Fetches pull request `number`'s source branch from the clone's remote on this server
+    /// and checks it out: a new local branch of that name tracking it, or the existing local
+    /// branch fast-forwarded to it.
+    pub(super) fn checkout(client: &Client, repo: Option<&str>, number: i64) -> Result<()> {
+        let want = repo.map(|r| super::repo_full_name(client, r)).transpose()?;
+        let (remote, repo) = clone_remote(client, want.as_deref())?;
+        let pr: PullRequest = client.get(&format!("/repos/{repo}/pulls/{number}"))?;
+        let branch = pr.source.clone();
+        let tracking = format!("refs/remotes/{remote}/{branch}");
+        let fetched = authed_git(
+            client,
+            &[
+                "fetch",
+                "--quiet",
+                &remote,
+                &format!("+refs/heads/{branch}:{tracking}"),
+            ],
+        )?;
+        if !fetched.status.success() {
+            let err = stderr(&fetched);
+            if err.contains("couldn't find remote ref") {
+                bail!(
+                    "the source branch {branch} of pull request #{number} no longer exists in {repo}"
+                );
+            }
+            bail!("git fetch {remote} {branch} failed: {err}");
+        }
+        let local = format!("refs/heads/{branch}");
+        let exists = git(&["show-ref", "--verify", "--quiet", &local])?
+            .status
+            .success();
+        if exists {
+            let out = git(&["checkout", "--quiet", &branch])?;
+            if !out.status.success() {
+                bail!("git checkout {branch} failed: {}", stderr(&out));
+            }
+            let out = git(&["merge", "--ff-only", "--quiet", &tracking])?;
+            if !out.status.success() {
+                bail!(
+                    "your local branch {branch} has commits the pull request does not: \
+                     it was not moved (git merge --ff-only {tracking}: {})",
+                    stderr(&out)
+                );
+            }
+        } else {
+            let out = git(&[
+                "checkout",
+                "--quiet",
+                "-b",
+                &branch,
+                "--track",
+                &format!("{remote}/{branch}"),
+            ])?;
+            if !out.status.success() {
+                bail!("git checkout -b {branch} failed: {}", stderr(&out));
+            }
+        }
+        println!(
+            "switched to branch {branch} at {} (pull request #{number} of {repo}: {}, {})",
+            pr.head_sha.get(..8).unwrap_or(&pr.head_sha),
+            pr.title,
+            pr.state.as_str()
+        );
+        Ok(())
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn remotes_on_this_server_name_their_repository() {
+            let server = "http://127.0.0.1:8080";
+            assert_eq!(
+                repo_of_remote(server, "http://127.0.0.1:8080/git/olga/app.git").as_deref(),
+                Some("olga/app")
+            );
+            assert_eq!(
+                repo_of_remote(server, "http://x:cove_tok@127.0.0.1:8080/git/olga/app").as_deref(),
+                Some("olga/app")
+            );
+            assert_eq!(
+                repo_of_remote(
+                    "https://h.example/cove/",
+                    "https://h.example/cove/git/a/b.git/"
+                )
+                .as_deref(),
+                Some("a/b")
+            );
+            for other in [
+                "http://127.0.0.1:9090/git/olga/app.git",
+                "https://127.0.0.1:8080/git/olga/app.git",
+                "http://127.0.0.1:8080/olga/app.git",
+                "http://127.0.0.1:8080/git/olga/app/extra.git",
+                "git@127.0.0.1:olga/app.git",
+                "/srv/git/olga/app.git",
+            ] {
+                assert_eq!(repo_of_remote(server, other), None, "{other}");
+            }
+        }
+    }
 }

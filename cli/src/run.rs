@@ -167,8 +167,16 @@ fn print_run_line(run: &Run) {
         run.workflow,
         run.branch,
         run.commit.get(..8).unwrap_or(&run.commit),
-        run.trigger
+        trigger_text(run)
     );
+}
+
+/// The trigger, with the pull request a PULLREQUEST run ran for: `pullrequest (PR #3)`.
+fn trigger_text(run: &Run) -> String {
+    match run.pr_number {
+        Some(n) => format!("{} (PR #{n})", run.trigger),
+        None => run.trigger.clone(),
+    }
 }
 
 fn print_run(run: &Run) {
@@ -179,7 +187,7 @@ fn print_run(run: &Run) {
         run.workflow, run.workflow_file, run.run_mode
     );
     println!("branch     {} @ {}", run.branch, run.commit);
-    println!("trigger    {}", run.trigger);
+    println!("trigger    {}", trigger_text(run));
     println!("state      {}", run.state.as_str());
     println!();
     println!(

@@ -321,6 +321,9 @@ pub fn operation(route: &Route, components: &mut BTreeMap<String, Value>) -> Val
     for status in statuses(route) {
         let doc = if status == spec.success.as_u16() {
             success_response(route)
+        } else if (200..300).contains(&status) && status != 204 {
+            // another success (e.g. 200 for a reused item where a new one is 201): same body
+            success_content(route, status_text(status))
         } else if status == 204 || status == 101 {
             json!({"description": status_text(status)})
         } else {

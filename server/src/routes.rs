@@ -734,6 +734,18 @@ pub fn api_routes() -> Vec<Route> {
         )
         .answers(&[404, 409, 503]),
         route(
+            M::POST,
+            "/api/v1/repos/{owner}/{name}/pulls/{number}/environment",
+            Write,
+            writer,
+            false,
+            CREATED,
+            "Open in environment: a dev environment of the caller's on the source branch — 201 when created (as `POST …/environments`), 200 when the caller's live one on that branch is reused (started if stopped); 409 when the pull request is not open or its source branch is gone",
+            crate::forge::open_env::open_in_environment,
+        )
+        .json::<cove_api::Environment>()
+        .answers(&[200, 404, 409, 422, 503]),
+        route(
             M::GET,
             "/api/v1/repos/{owner}/{name}/pulls/{number}/events",
             Read,

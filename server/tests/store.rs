@@ -226,6 +226,7 @@ async fn durable_runs_store_on_every_backend() -> Result<()> {
             created_at_ms: 0,
             finished_at_ms: None,
             number: 0,
+            pr_number: None,
         };
         let job = |id: i64, run_id: i64| JobRow {
             id,

@@ -45,6 +45,7 @@ async fn open_run(server: &TestServer) -> i64 {
         created_at_ms: 0,
         finished_at_ms: None,
         number: 0,
+        pr_number: None,
     };
     let job = JobRow {
         id: run_id + 1,

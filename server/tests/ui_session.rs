@@ -334,6 +334,7 @@ async fn sse_streams_deliver_runs_logs_with_resume_and_environments() -> Result<
         created_at_ms: 1,
         finished_at_ms: None,
         number: 0,
+        pr_number: None,
     };
     let job = |id: i64, idx: i64, action: &str, deps: Vec<String>, state| JobRow {
         id,

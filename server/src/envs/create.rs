@@ -53,6 +53,19 @@ pub async fn create_env(
     Extension(repo): Extension<RepoRow>,
     Json(req): Json<CreateEnvironmentRequest>,
 ) -> Result<Response, ApiError> {
+    create(&state, &principal, &repo, req).await
+}
+
+/// Creates an environment owned by `principal` in `repo` as `req` asks: the one code path of
+/// `POST …/environments` and of "Open in environment" on a pull request
+/// (`crate::forge::open_env`). A success is 201 with the [`cove_api::Environment`]; an
+/// invalid devfile is the 422 of [`invalid_devfile`].
+pub(crate) async fn create(
+    state: &AppState,
+    principal: &Principal,
+    repo: &RepoRow,
+    req: CreateEnvironmentRequest,
+) -> Result<Response, ApiError> {
     let agent = state.envs().agent()?.clone();
     let base = req
         .from
@@ -248,7 +261,7 @@ pub async fn create_env(
         .env(&row.id)
         .await?
         .ok_or_else(|| ApiError::NotFound("environment".into()))?;
-    Ok((StatusCode::CREATED, Json(env_dto(&state, &row).await?)).into_response())
+    Ok((StatusCode::CREATED, Json(env_dto(state, &row).await?)).into_response())
 }
 
 /// Refuses, before anything is created, a base branch that does not exist (404) and a

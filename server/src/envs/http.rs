@@ -17,7 +17,7 @@ use crate::error::ApiError;
 use crate::store::{now_ms, EnvRow};
 use crate::AppState;
 
-pub(super) async fn env_dto(state: &AppState, row: &EnvRow) -> Result<Environment, ApiError> {
+pub(crate) async fn env_dto(state: &AppState, row: &EnvRow) -> Result<Environment, ApiError> {
     let repo = state
         .store()
         .repo_by_id(row.repo_id)

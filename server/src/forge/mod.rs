@@ -2,7 +2,7 @@
 //! `rules_push.rs`: enforcement on push; `rules_http.rs`: the routes' handlers) and pull requests (issue 15) — a source branch proposed for a destination branch
 //! of the same repository, with revisions (each push to the source), a diff against the
 //! merge base (`diff.rs`), comments and reviews, and a server-side merge (`merge.rs`) that is
-//! recorded as a push. REST handlers in `http.rs` (comments and reviews: `reviews.rs`); their routes and authorization stay in the
+//! recorded as a push. REST handlers in `http.rs` (comments and reviews: `reviews.rs`; "Open in environment": `open_env.rs`); their routes and authorization stay in the
 //! one route table (`crate::routes`). SQL in `crate::store::pulls`.
 //!
 //! Every pull-request event is stored in `pr_events` in the same transaction as the change
@@ -11,6 +11,7 @@
 pub mod diff;
 pub mod http;
 pub mod merge;
+pub mod open_env;
 pub mod reviews;
 pub mod rules;
 pub mod rules_http;

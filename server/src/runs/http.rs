@@ -79,6 +79,7 @@ pub async fn run_dto(state: &AppState, repo: &RepoRow, run: RunRow) -> Result<Ru
         branch: run.branch,
         commit: run.commit_sha,
         trigger: run.trigger_kind,
+        pr_number: run.pr_number,
         state: run.state,
         created_at_ms: run.created_at_ms,
         finished_at_ms: run.finished_at_ms,

@@ -335,6 +335,7 @@ async fn insert_run(
         created_at_ms: now,
         finished_at_ms: None,
         number: 0,
+        pr_number: pr.map(|(number, _)| number),
     };
     let jobs: Vec<JobRow> = workflow
         .actions

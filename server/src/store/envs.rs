@@ -104,6 +104,25 @@ impl Store {
         rows.iter().map(env_from_row).collect()
     }
 
+    /// The environments user `owner_id` created on `branch` of repository `repo_id`, oldest
+    /// first (what "Open in environment" on a pull request may reuse).
+    pub async fn user_branch_envs(
+        &self,
+        repo_id: i64,
+        owner_id: i64,
+        branch: &str,
+    ) -> Result<Vec<EnvRow>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {ENV_COLS} FROM environments WHERE repo_id = $1 AND owner_id = $2 AND branch = $3 ORDER BY created_at, id"
+        ))
+        .bind(repo_id)
+        .bind(owner_id)
+        .bind(branch)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(env_from_row).collect()
+    }
+
     pub async fn list_envs(&self) -> Result<Vec<EnvRow>, StoreError> {
         let rows = sqlx::query(&format!(
             "SELECT {ENV_COLS} FROM environments ORDER BY created_at, id"

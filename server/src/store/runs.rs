@@ -38,6 +38,9 @@ pub struct RunRow {
     /// The run's number in its repository (#1, #2 …), allocated when it is stored (the value
     /// given to the store is ignored).
     pub number: i64,
+    /// The pull request a PULLREQUEST run ran for (`runs.pr_number`); read from the store
+    /// (the value given to the store is ignored: `create_pr_run` takes the number).
+    pub pr_number: Option<i64>,
 }
 
 /// A stored job (one action of a run).
@@ -108,6 +111,7 @@ fn run_from_row(row: &AnyRow) -> Result<RunRow, StoreError> {
         created_at_ms: row.try_get("created_at_ms")?,
         finished_at_ms: row.try_get("finished_at_ms")?,
         number: row.try_get::<Option<i64>, _>("number")?.unwrap_or(0),
+        pr_number: row.try_get("pr_number")?,
     })
 }
 
@@ -214,7 +218,7 @@ impl Store {
     /// The runs of pull request `pr_number` of repository `repo_id`, newest first.
     pub async fn pr_runs(&self, repo_id: i64, pr_number: i64) -> Result<Vec<RunRow>, StoreError> {
         sqlx::query(&format!(
-            "SELECT {RUN_COLS} FROM runs WHERE repo_id = $1 AND pr_number = $2 ORDER BY id DESC"
+            "SELECT {RUN_COLS}, pr_number FROM runs WHERE repo_id = $1 AND pr_number = $2 ORDER BY id DESC"
         ))
         .bind(repo_id)
         .bind(pr_number)
@@ -336,7 +340,7 @@ impl Store {
         number: i64,
     ) -> Result<Option<RunRow>, StoreError> {
         sqlx::query(&format!(
-            "SELECT {RUN_COLS} FROM runs WHERE repo_id = $1 AND number = $2"
+            "SELECT {RUN_COLS}, pr_number FROM runs WHERE repo_id = $1 AND number = $2"
         ))
         .bind(repo_id)
         .bind(number)
@@ -386,13 +390,15 @@ impl Store {
     }
 
     pub async fn run(&self, id: i64) -> Result<Option<RunRow>, StoreError> {
-        sqlx::query(&format!("SELECT {RUN_COLS} FROM runs WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .as_ref()
-            .map(run_from_row)
-            .transpose()
+        sqlx::query(&format!(
+            "SELECT {RUN_COLS}, pr_number FROM runs WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(run_from_row)
+        .transpose()
     }
 
     /// Runs of a repository, newest first.
@@ -405,7 +411,7 @@ impl Store {
         let rows = match branch {
             Some(b) => {
                 sqlx::query(&format!(
-                    "SELECT {RUN_COLS} FROM runs WHERE repo_id = $1 AND branch = $2 ORDER BY id DESC LIMIT $3"
+                    "SELECT {RUN_COLS}, pr_number FROM runs WHERE repo_id = $1 AND branch = $2 ORDER BY id DESC LIMIT $3"
                 ))
                 .bind(repo_id)
                 .bind(b)
@@ -415,7 +421,7 @@ impl Store {
             }
             None => {
                 sqlx::query(&format!(
-                    "SELECT {RUN_COLS} FROM runs WHERE repo_id = $1 ORDER BY id DESC LIMIT $2"
+                    "SELECT {RUN_COLS}, pr_number FROM runs WHERE repo_id = $1 ORDER BY id DESC LIMIT $2"
                 ))
                 .bind(repo_id)
                 .bind(limit)
@@ -432,7 +438,7 @@ impl Store {
         sha: &str,
     ) -> Result<Vec<RunRow>, StoreError> {
         sqlx::query(&format!(
-            "SELECT {RUN_COLS} FROM runs WHERE repo_id = $1 AND commit_sha = $2 ORDER BY id"
+            "SELECT {RUN_COLS}, pr_number FROM runs WHERE repo_id = $1 AND commit_sha = $2 ORDER BY id"
         ))
         .bind(repo_id)
         .bind(sha)

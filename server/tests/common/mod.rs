@@ -518,6 +518,7 @@ pub async fn insert_run_row(
         created_at_ms: 0,
         finished_at_ms: Some(0),
         number: 0,
+        pr_number: None,
     };
     let job = JobRow {
         id: run_id + 1,
