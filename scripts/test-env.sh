@@ -42,7 +42,8 @@ command -v chromium >/dev/null 2>&1 || need+=(chromium)
 # deploy/systemd/ is checked with systemd-analyze and systemd-sysusers (tests/tests/deploy.rs).
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 # The email notification tests receive mail with a real SMTP server (server/tests/notify_email.rs).
-python3 -c 'import aiosmtpd' >/dev/null 2>&1 || need+=(python3-aiosmtpd)
+# Debian's python3 (/usr/bin), where the package installs; pyenv's python3 may come first on PATH.
+/usr/bin/python3 -c 'import aiosmtpd' >/dev/null 2>&1 || need+=(python3-aiosmtpd)
 if [ "${#need[@]}" -gt 0 ]; then
   t0="$(now)"
   log "apt-get install ${need[*]}"
