@@ -110,10 +110,11 @@ pub fn run(args: UserArgs) -> Result<()> {
             let users: Vec<User> = client.get("/users")?;
             for u in users {
                 println!(
-                    "{}{}{}",
+                    "{}{}{}{}",
                     u.username,
                     if u.is_admin { "  admin" } else { "" },
-                    if u.disabled { "  disabled" } else { "" }
+                    if u.disabled { "  disabled" } else { "" },
+                    u.email.map(|e| format!("  <{e}>")).unwrap_or_default()
                 );
             }
             Ok(())

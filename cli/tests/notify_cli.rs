@@ -198,6 +198,11 @@ async fn email_commands() {
         out.contains("email notifications of admin go to admin@example.test"),
         "{out}"
     );
+    let users = stdout(&cove(&url, home.path(), &["user", "list"]).await);
+    assert!(
+        users.contains("admin  admin  <admin@example.test>"),
+        "{users}"
+    );
     let bad = cove(&url, home.path(), &["user", "set-email", "not an address"]).await;
     assert!(!bad.status.success());
     assert!(

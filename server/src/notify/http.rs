@@ -149,7 +149,12 @@ pub async fn create_target(
         created_at_ms: store::now_ms(),
     };
     state.store().create_notify_target(&row).await?;
-    tracing::info!(repo = %format!("{}/{}", repo.owner, repo.name), target = id, kind = %row.kind, url = %ssrf::redact(&row.url), "notification target created");
+    let shown = if row.kind == "email" {
+        format!("{} address(es)", req.addresses.len())
+    } else {
+        ssrf::redact(&row.url)
+    };
+    tracing::info!(repo = %format!("{}/{}", repo.owner, repo.name), target = id, kind = %row.kind, to = %shown, "notification target created");
     Ok((StatusCode::CREATED, Json(target_dto(&row, secret))))
 }
 
