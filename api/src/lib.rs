@@ -149,6 +149,9 @@ pub struct User {
     /// An administrator disabled the account: none of its credentials work.
     #[serde(default)]
     pub disabled: bool,
+    /// Where the user's email notifications go (approvals, reviews, idle stops), if anywhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
 }
 
 /// `POST /api/v1/users` (admin only).

@@ -19,11 +19,16 @@ pub const NOTIFY_EVENTS: [&str; 8] = [
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NotifyTarget {
     pub id: i64,
-    /// `slack` (a Slack-compatible incoming webhook: `{"text": …}`) or `webhook` (a JSON body
-    /// signed with HMAC-SHA256 in `X-Cove-Signature`).
+    /// `slack` (a Slack-compatible incoming webhook: `{"text": …}`), `webhook` (a JSON body
+    /// signed with HMAC-SHA256 in `X-Cove-Signature`) or `email` (through the server's SMTP
+    /// server).
     pub kind: String,
-    /// The target's URL with its path hidden (an incoming-webhook URL is itself a credential).
+    /// The target's URL with its path hidden (an incoming-webhook URL is itself a credential);
+    /// an `email` target's is `mailto:` and its addresses.
     pub url: String,
+    /// The addresses of an `email` target.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<String>,
     /// Subscribed events (see `NOTIFY_EVENTS`).
     pub events: Vec<String>,
     pub created_by: String,
@@ -38,11 +43,15 @@ pub struct NotifyTarget {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateNotifyTarget {
-    /// `slack` or `webhook`.
+    /// `slack`, `webhook` or `email`.
     pub kind: String,
-    /// `http://` or `https://` URL; private, loopback and link-local addresses are refused
-    /// unless the server's `[notify] allow_private` allows them.
+    /// `http://` or `https://` URL (`slack`, `webhook`); private, loopback and link-local
+    /// addresses are refused unless the server's `[notify] allow_private` allows them.
+    #[serde(default)]
     pub url: String,
+    /// Email addresses (`email`: 1 to 20, plain `user@example.com`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<String>,
     /// Events to send (empty: all of them).
     #[serde(default)]
     pub events: Vec<String>,
@@ -66,4 +75,14 @@ pub struct NotifyDelivery {
     pub duration_ms: Option<i64>,
     pub created_at_ms: i64,
     pub finished_at_ms: Option<i64>,
+}
+
+/// Body of `PUT /api/v1/user/email` and `PUT /api/v1/users/{username}/email`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct SetEmailRequest {
+    /// A plain address (`user@example.com`), or null to remove it: the user then gets no
+    /// email notifications.
+    pub email: Option<String>,
 }

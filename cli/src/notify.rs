@@ -20,6 +20,8 @@ pub enum KindArg {
     Slack,
     /// A JSON body signed with HMAC-SHA256 (`X-Cove-Signature: sha256=…`).
     Webhook,
+    /// Email to --address (repeat) through the server's SMTP server.
+    Email,
 }
 
 #[derive(Debug, Subcommand)]
@@ -30,9 +32,12 @@ pub enum NotifyCommand {
         repo: String,
         #[arg(long, value_enum)]
         kind: KindArg,
-        /// The URL to POST to.
-        #[arg(long)]
-        url: String,
+        /// The URL to POST to (slack, webhook).
+        #[arg(long, required_unless_present = "addresses")]
+        url: Option<String>,
+        /// An email address (email; repeat for several).
+        #[arg(long = "address")]
+        addresses: Vec<String>,
         /// An event to send (repeat; default: all): run_succeeded, run_failed,
         /// approval_needed, approval_decided, pr_opened, review_requested, pr_merged,
         /// env_stopped_idle.
@@ -89,6 +94,33 @@ fn print_targets(targets: &[NotifyTarget]) {
     }
 }
 
+/// A delivery log, as a table or JSON.
+pub fn print_deliveries(list: &[NotifyDelivery], output: Output) -> Result<()> {
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&list)?),
+        Output::Text if list.is_empty() => println!("no deliveries"),
+        Output::Text => {
+            println!(
+                "{:19}  {:17}  {:9}  {:8}  {:4}  {:>8}  ERROR",
+                "ID", "EVENT", "STATUS", "ATTEMPTS", "CODE", "MS"
+            );
+            for d in list {
+                println!(
+                    "{:<19}  {:17}  {:9}  {:<8}  {:4}  {:>8}  {}",
+                    d.id,
+                    d.event,
+                    d.status,
+                    d.attempts,
+                    d.response_code.map(|c| c.to_string()).unwrap_or_default(),
+                    d.duration_ms.map(|c| c.to_string()).unwrap_or_default(),
+                    d.error.as_deref().unwrap_or_default()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 pub fn run(client: &Client, args: NotifyArgs) -> Result<()> {
     let base = |repo: &str| -> Result<String> {
         let (owner, name) = full_name(client, repo)?;
@@ -99,6 +131,7 @@ pub fn run(client: &Client, args: NotifyArgs) -> Result<()> {
             repo,
             kind,
             url,
+            addresses,
             events,
             output,
         } => {
@@ -111,9 +144,11 @@ pub fn run(client: &Client, args: NotifyArgs) -> Result<()> {
                 kind: match kind {
                     KindArg::Slack => "slack",
                     KindArg::Webhook => "webhook",
+                    KindArg::Email => "email",
                 }
                 .to_string(),
-                url,
+                url: url.unwrap_or_default(),
+                addresses,
                 events,
             };
             let t: NotifyTarget = client.post(&base(&repo)?, &body)?;
@@ -141,28 +176,7 @@ pub fn run(client: &Client, args: NotifyArgs) -> Result<()> {
         NotifyCommand::Deliveries { repo, id, output } => {
             let list: Vec<NotifyDelivery> =
                 client.get(&format!("{}/{id}/deliveries", base(&repo)?))?;
-            match output {
-                Output::Json => println!("{}", serde_json::to_string_pretty(&list)?),
-                Output::Text if list.is_empty() => println!("no deliveries"),
-                Output::Text => {
-                    println!(
-                        "{:19}  {:17}  {:9}  {:8}  {:4}  {:>8}  ERROR",
-                        "ID", "EVENT", "STATUS", "ATTEMPTS", "CODE", "MS"
-                    );
-                    for d in &list {
-                        println!(
-                            "{:<19}  {:17}  {:9}  {:<8}  {:4}  {:>8}  {}",
-                            d.id,
-                            d.event,
-                            d.status,
-                            d.attempts,
-                            d.response_code.map(|c| c.to_string()).unwrap_or_default(),
-                            d.duration_ms.map(|c| c.to_string()).unwrap_or_default(),
-                            d.error.as_deref().unwrap_or_default()
-                        );
-                    }
-                }
-            }
+            print_deliveries(&list, output)?;
         }
         NotifyCommand::Test { repo, id } => {
             let d: NotifyDelivery = client.post(

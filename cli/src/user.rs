@@ -1,11 +1,16 @@
-//! `cove user create|list|disable|enable` (administrators) and `cove user passwd`: accounts
+//! `cove user create|list|disable|enable` (administrators), `cove user passwd`: accounts
 //! with a password, e.g. for the web UI. Passwords are read from standard input, never argv.
+//! `cove user set-email` (yours, or anyone's for administrators) and `cove user deliveries`:
+//! where email notifications go and what was sent.
 
 use std::io::Read;
 
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
-use cove_api::{ChangePasswordRequest, CreateUserRequest, SetPasswordRequest, User};
+use cove_api::{
+    ChangePasswordRequest, CreateUserRequest, NotifyDelivery, SetEmailRequest, SetPasswordRequest,
+    User,
+};
 
 use crate::client::Client;
 
@@ -34,6 +39,25 @@ pub enum UserCommand {
     /// the new one on the second. With USERNAME (administrators): set that user's password,
     /// the new one alone on standard input.
     Passwd { username: Option<String> },
+    /// Set the address your email notifications go to (approvals you may give, reviews
+    /// requested from you, your environments stopped for idleness); administrators may set
+    /// another user's with --user.
+    SetEmail {
+        /// A plain address, e.g. ann@example.com.
+        #[arg(required_unless_present = "clear", conflicts_with = "clear")]
+        address: Option<String>,
+        /// Remove the address: no more email notifications.
+        #[arg(long)]
+        clear: bool,
+        /// Whose address (administrators); default: yours.
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Your email notifications, newest first (status, attempts, last SMTP reply, error).
+    Deliveries {
+        #[arg(long, value_enum, default_value_t)]
+        output: crate::repo::Output,
+    },
 }
 
 /// Lines of standard input without their line ends.
@@ -86,10 +110,11 @@ pub fn run(args: UserArgs) -> Result<()> {
             let users: Vec<User> = client.get("/users")?;
             for u in users {
                 println!(
-                    "{}{}{}",
+                    "{}{}{}{}",
                     u.username,
                     if u.is_admin { "  admin" } else { "" },
-                    if u.disabled { "  disabled" } else { "" }
+                    if u.disabled { "  disabled" } else { "" },
+                    u.email.map(|e| format!("  <{e}>")).unwrap_or_default()
                 );
             }
             Ok(())
@@ -140,6 +165,30 @@ pub fn run(args: UserArgs) -> Result<()> {
             )?;
             println!("password of {username} set; its web sessions were logged out");
             Ok(())
+        }
+        UserCommand::SetEmail {
+            address,
+            clear,
+            user,
+        } => {
+            let path = match &user {
+                Some(name) => format!("/users/{name}/email"),
+                None => "/user/email".to_string(),
+            };
+            let email = if clear { None } else { address };
+            let u: User = client.put(&path, &SetEmailRequest { email })?;
+            match &u.email {
+                Some(e) => println!("email notifications of {} go to {e}", u.username),
+                None => println!(
+                    "{} has no email address: no email notifications",
+                    u.username
+                ),
+            }
+            Ok(())
+        }
+        UserCommand::Deliveries { output } => {
+            let list: Vec<NotifyDelivery> = client.get("/user/deliveries")?;
+            crate::notify::print_deliveries(&list, output)
         }
     }
 }

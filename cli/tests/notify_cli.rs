@@ -170,3 +170,84 @@ async fn repo_notify_commands() {
     let list = stdout(&cove(&url, home.path(), &["repo", "notify", "list", "admin/app"]).await);
     assert!(list.contains("no notification targets"), "{list}");
 }
+
+/// `cove user set-email` (your own, another user's as an administrator, `--clear`),
+/// `cove repo notify add --kind email --address …` and `cove user deliveries`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn email_commands() {
+    let s = common::serve(|config| {
+        config.embedded_agent = false;
+        // Nothing listens there: the test only creates and lists.
+        config.notify.smtp = Some(
+            cove_server::notify::config::SmtpSettings::plain("127.0.0.1", 9, "cove@example.test")
+                .unwrap(),
+        );
+    })
+    .await;
+    let (url, home) = (s.url.clone(), &s.home);
+    stdout(&cove(&url, home.path(), &["repo", "create", "app"]).await);
+    let out = stdout(
+        &cove(
+            &url,
+            home.path(),
+            &["user", "set-email", "admin@example.test"],
+        )
+        .await,
+    );
+    assert!(
+        out.contains("email notifications of admin go to admin@example.test"),
+        "{out}"
+    );
+    let users = stdout(&cove(&url, home.path(), &["user", "list"]).await);
+    assert!(
+        users.contains("admin  admin  <admin@example.test>"),
+        "{users}"
+    );
+    let bad = cove(&url, home.path(), &["user", "set-email", "not an address"]).await;
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("not an email address"),
+        "{bad:?}"
+    );
+    let out = stdout(
+        &cove(
+            &url,
+            home.path(),
+            &["user", "set-email", "--user", "admin", "--clear"],
+        )
+        .await,
+    );
+    assert!(out.contains("admin has no email address"), "{out}");
+    let out = stdout(
+        &cove(
+            &url,
+            home.path(),
+            &[
+                "repo",
+                "notify",
+                "add",
+                "app",
+                "--kind",
+                "email",
+                "--address",
+                "team@example.test",
+                "--address",
+                "ops@example.test",
+                "--event",
+                "run_failed",
+            ],
+        )
+        .await,
+    );
+    assert!(
+        out.contains("email mailto:team@example.test,ops@example.test"),
+        "{out}"
+    );
+    let list = stdout(&cove(&url, home.path(), &["repo", "notify", "list", "app"]).await);
+    assert!(
+        list.contains("mailto:team@example.test,ops@example.test"),
+        "{list}"
+    );
+    let out = stdout(&cove(&url, home.path(), &["user", "deliveries"]).await);
+    assert!(out.contains("no deliveries"), "{out}");
+}

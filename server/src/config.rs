@@ -36,6 +36,8 @@ pub enum ConfigError {
     TrustedProxy(String),
     #[error("invalid [notify] allow_private entry {0:?} (expected an IP address or CIDR, e.g. 127.0.0.1/32)")]
     NotifyAllow(String),
+    #[error("invalid [notify.smtp] setting: {0}")]
+    Smtp(String),
 }
 
 /// The keys accepted in the TOML file; every key is optional.
@@ -444,7 +446,10 @@ impl Config {
             .clone()
             .unwrap_or_default()
             .resolve()
-            .map_err(ConfigError::NotifyAllow)?;
+            .map_err(|e| match e {
+                crate::notify::config::NotifyConfigError::Allow(a) => ConfigError::NotifyAllow(a),
+                crate::notify::config::NotifyConfigError::Smtp(s) => ConfigError::Smtp(s),
+            })?;
         let metrics_listen = match metrics_listen
             .or(file.metrics_listen)
             .filter(|s| !s.is_empty())
@@ -680,6 +685,54 @@ mod tests {
             toml::from_str("[notify]\nallow_private = [\"intranet\"]\n").expect("toml");
         let err = Config::resolve(FileConfig::default(), None, bad).expect_err("not an address");
         assert!(err.to_string().contains("intranet"), "{err}");
+    }
+
+    #[test]
+    fn notify_smtp_section() {
+        let file: FileConfig = toml::from_str(
+            "[notify.smtp]\nhost = \"mail.example\"\nfrom = \"Cove <cove@example.com>\"\n\
+             username = \"cove\"\npassword = \"hunter2-smtp\"\n",
+        )
+        .expect("valid toml");
+        let c = Config::resolve(FileConfig::default(), None, file).expect("valid config");
+        let smtp = c.notify.smtp.clone().expect("smtp");
+        assert_eq!(
+            (smtp.port, smtp.tls),
+            (587, crate::notify::config::SmtpTls::StartTls)
+        );
+        assert_eq!(smtp.from.email.to_string(), "cove@example.com");
+        // The password is in no Debug output (configuration dumps, logs).
+        assert!(!format!("{:?}", c.notify).contains("hunter2-smtp"));
+        let file: FileConfig = toml::from_str(
+            "[notify.smtp]\nhost = \"h\"\nfrom = \"c@example.com\"\ntls = \"tls\"\n",
+        )
+        .expect("valid toml");
+        let c = Config::resolve(FileConfig::default(), None, file).expect("valid config");
+        assert_eq!(c.notify.smtp.expect("smtp").port, 465);
+        for (text, needle) in [
+            (
+                "host = \"h\"\nfrom = \"c@example.com\"\ntls = \"ssl\"\n",
+                "tls must be",
+            ),
+            (
+                "host = \"h\"\nfrom = \"not an address\"\n",
+                "not an email address",
+            ),
+            (
+                "host = \"h\"\nfrom = \"c@example.com\"\nusername = \"u\"\n",
+                "go together",
+            ),
+            (
+                "host = \"h\"\nfrom = \"c@example.com\"\npassword = \"pw-only\"\n",
+                "go together",
+            ),
+        ] {
+            let file: FileConfig =
+                toml::from_str(&format!("[notify.smtp]\n{text}")).expect("valid toml");
+            let err = Config::resolve(FileConfig::default(), None, file).expect_err(text);
+            assert!(err.to_string().contains(needle), "{err}");
+            assert!(!err.to_string().contains("pw-only"), "{err}");
+        }
     }
 
     #[test]

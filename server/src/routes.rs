@@ -306,6 +306,38 @@ pub fn api_routes() -> Vec<Route> {
         )
         .answers(&[400, 404]),
         route(
+            M::PUT,
+            "/api/v1/user/email",
+            Write,
+            None,
+            false,
+            OK,
+            "Set (or, with null, remove) the caller's own email address: where their approval, review and idle-stop emails go",
+            crate::notify::users::set_own_email,
+        )
+        .answers(&[422]),
+        route(
+            M::PUT,
+            "/api/v1/users/{username}/email",
+            Admin,
+            None,
+            true,
+            OK,
+            "Set (or, with null, remove) a user's email address (administrators)",
+            crate::notify::users::set_user_email,
+        )
+        .answers(&[404, 422]),
+        route(
+            M::GET,
+            "/api/v1/user/deliveries",
+            Read,
+            None,
+            false,
+            OK,
+            "The caller's email notifications, newest first: status, attempts, last SMTP reply and error",
+            crate::notify::users::own_deliveries,
+        ),
+        route(
             M::GET,
             "/api/v1/tokens",
             Read,

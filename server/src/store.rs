@@ -100,6 +100,8 @@ pub struct UserRow {
     pub is_admin: bool,
     /// An administrator disabled the account: none of its credentials authenticate.
     pub disabled: bool,
+    /// Where email notifications for this user go (migration 0018), if anywhere.
+    pub email: Option<String>,
 }
 
 /// A stored token (without its hash).
@@ -181,6 +183,7 @@ fn user_from_row(row: &AnyRow) -> Result<UserRow, StoreError> {
         password_hash: row.try_get("password_hash")?,
         is_admin: row.try_get::<i64, _>("is_admin")? != 0,
         disabled: row.try_get::<Option<i64>, _>("disabled_at")?.is_some(),
+        email: row.try_get("email")?,
     })
 }
 
@@ -209,7 +212,7 @@ fn repo_from_row(row: &AnyRow) -> Result<RepoRow, StoreError> {
     })
 }
 
-const USER_COLS: &str = "id, username, password_hash, is_admin, disabled_at";
+const USER_COLS: &str = "id, username, password_hash, is_admin, disabled_at, email";
 const TOKEN_COLS: &str = "id, user_id, name, scopes, expires_at, created_at";
 const REPO_COLS: &str = "id, owner, name, owner_id, visibility, default_branch, created_at";
 
@@ -280,6 +283,7 @@ impl Store {
             password_hash: password_hash.map(str::to_string),
             is_admin,
             disabled: false,
+            email: None,
         })
     }
 
@@ -349,7 +353,7 @@ impl Store {
     ) -> Result<Option<(TokenRow, UserRow)>, StoreError> {
         let row = sqlx::query(
             "SELECT t.id, t.user_id, t.name, t.scopes, t.expires_at, t.created_at, \
-                    u.username, u.password_hash, u.is_admin, u.disabled_at \
+                    u.username, u.password_hash, u.is_admin, u.disabled_at, u.email \
              FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = $1",
         )
         .bind(token_hash)
@@ -363,6 +367,7 @@ impl Store {
             password_hash: row.try_get("password_hash")?,
             is_admin: row.try_get::<i64, _>("is_admin")? != 0,
             disabled: row.try_get::<Option<i64>, _>("disabled_at")?.is_some(),
+            email: row.try_get("email")?,
         };
         Ok(Some((token, user)))
     }

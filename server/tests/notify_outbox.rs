@@ -31,7 +31,8 @@ async fn outbox_on(database_url: Option<String>) -> Result<()> {
     let later = now_ms() + 3_600_000;
     let row = |key: &str| DeliveryRow {
         id: cove_server::store::next_id(),
-        target_id: target.id,
+        target_id: Some(target.id),
+        user_id: None,
         event: "run_failed".into(),
         event_key: key.into(),
         body: "{}".into(),
@@ -76,6 +77,34 @@ async fn outbox_on(database_url: Option<String>) -> Result<()> {
     assert_eq!(store.retry_pending_deliveries(now_ms()).await?, 1);
     assert!(store.delete_notify_target(repo.id, target.id).await?);
     assert!(store.deliveries_of_target(target.id, 100).await?.is_empty());
+    // Email to one user (migration 0018): the user's address, and deliveries that belong to
+    // no target, deduplicated per user.
+    let user = store.user_by_name("admin").await?.unwrap();
+    assert_eq!(user.email, None);
+    assert!(
+        store
+            .set_user_email(user.id, Some("admin@example.test"))
+            .await?
+    );
+    let user = store.user_by_name("admin").await?.unwrap();
+    assert_eq!(user.email.as_deref(), Some("admin@example.test"));
+    let mail = |key: &str| DeliveryRow {
+        target_id: None,
+        user_id: Some(user.id),
+        ..row(key)
+    };
+    assert_eq!(
+        store.enqueue_deliveries(&[mail("k0"), mail("k9")]).await?,
+        2
+    );
+    assert_eq!(
+        store.enqueue_deliveries(&[mail("k0")]).await?,
+        0,
+        "same key"
+    );
+    assert_eq!(store.deliveries_of_user(user.id, 100).await?.len(), 2);
+    assert!(store.set_user_email(user.id, None).await?);
+    assert_eq!(store.user_by_name("admin").await?.unwrap().email, None);
     server.stop().await;
     Ok(())
 }

@@ -32,12 +32,13 @@ pub fn token_dto(row: TokenRow) -> TokenInfo {
     }
 }
 
-fn user_dto(user: UserRow, scopes: Vec<cove_api::Scope>) -> User {
+pub(crate) fn user_dto(user: UserRow, scopes: Vec<cove_api::Scope>) -> User {
     User {
         username: user.username,
         is_admin: user.is_admin,
         scopes,
         disabled: user.disabled,
+        email: user.email,
     }
 }
 

@@ -102,9 +102,9 @@ fn notify_pull_event(state: &AppState, repo: &RepoRow, number: i64, row: &PullEv
                 key: format!("review_requested:{event_id}:{reviewer}"),
                 text: format!("{full}: {reviewer}, your review is requested on #{number} {title}"),
                 link: link.clone(),
-                data: serde_json::json!({ "pr": number, "author": actor, "reviewers": [reviewer] }),
+                data: serde_json::json!({ "pr": number, "author": actor, "reviewers": [&reviewer] }),
             };
-            crate::notify::emit(&state, repo_id, requested).await;
+            crate::notify::emit_to(&state, repo_id, requested, &[reviewer]).await;
         }
     });
 }

@@ -10,7 +10,7 @@ use cove_api::{CreateNotifyTarget, NotifyDelivery, NotifyTarget, NOTIFY_EVENTS};
 use rand::RngCore;
 use serde_json::json;
 
-use super::{ssrf, worker, Event, EventKind};
+use super::{email, ssrf, worker, Event, EventKind};
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::extract::{Json, Path};
@@ -25,10 +25,23 @@ const MAX_URL: usize = 2048;
 const LIST_LIMIT: i64 = 200;
 
 fn target_dto(t: &NotifyTargetRow, secret: Option<String>) -> NotifyTarget {
+    let email = t.kind == "email";
     NotifyTarget {
         id: t.id,
         kind: t.kind.clone(),
-        url: ssrf::redact(&t.url),
+        url: if email {
+            t.url.clone()
+        } else {
+            ssrf::redact(&t.url)
+        },
+        addresses: if email {
+            email::target_addresses(&t.url)
+                .iter()
+                .map(ToString::to_string)
+                .collect()
+        } else {
+            Vec::new()
+        },
         events: t.events.clone(),
         created_by: t.created_by.clone(),
         created_at_ms: t.created_at_ms,
@@ -36,7 +49,7 @@ fn target_dto(t: &NotifyTargetRow, secret: Option<String>) -> NotifyTarget {
     }
 }
 
-fn delivery_dto(d: &DeliveryRow) -> NotifyDelivery {
+pub(crate) fn delivery_dto(d: &DeliveryRow) -> NotifyDelivery {
     NotifyDelivery {
         id: d.id,
         event: d.event.clone(),
@@ -66,18 +79,31 @@ pub async fn create_target(
     Extension(principal): Extension<Principal>,
     Json(req): Json<CreateNotifyTarget>,
 ) -> Result<(StatusCode, Json<NotifyTarget>), ApiError> {
-    if req.kind != "slack" && req.kind != "webhook" {
+    if !matches!(req.kind.as_str(), "slack" | "webhook" | "email") {
         return Err(ApiError::Unprocessable(format!(
-            "kind must be slack or webhook, not {:?}",
+            "kind must be slack, webhook or email, not {:?}",
             req.kind.chars().take(40).collect::<String>()
         )));
     }
-    if req.url.len() > MAX_URL {
-        return Err(ApiError::Unprocessable(format!(
-            "the URL is {} bytes; at most {MAX_URL}",
-            req.url.len()
-        )));
-    }
+    let url = if req.kind == "email" {
+        email_target_url(&state, &req)?
+    } else {
+        if !req.addresses.is_empty() {
+            return Err(ApiError::Unprocessable(
+                "addresses are for email targets; slack and webhook targets take a url".into(),
+            ));
+        }
+        if req.url.len() > MAX_URL {
+            return Err(ApiError::Unprocessable(format!(
+                "the URL is {} bytes; at most {MAX_URL}",
+                req.url.len()
+            )));
+        }
+        ssrf::check(&req.url, &state.notifier().settings().allow_private)
+            .await
+            .map_err(ApiError::Unprocessable)?;
+        req.url.clone()
+    };
     let mut events: Vec<String> = Vec::new();
     for e in &req.events {
         if !NOTIFY_EVENTS.contains(&e.as_str()) {
@@ -91,9 +117,6 @@ pub async fn create_target(
             events.push(e.clone());
         }
     }
-    ssrf::check(&req.url, &state.notifier().settings().allow_private)
-        .await
-        .map_err(ApiError::Unprocessable)?;
     if state.store().notify_targets(repo.id).await?.len() >= MAX_TARGETS {
         return Err(ApiError::Conflict(format!(
             "a repository has at most {MAX_TARGETS} notification targets"
@@ -119,15 +142,49 @@ pub async fn create_target(
         id,
         repo_id: repo.id,
         kind: req.kind.clone(),
-        url: req.url.clone(),
+        url,
         secret_sealed,
         events,
         created_by: principal.user.username.clone(),
         created_at_ms: store::now_ms(),
     };
     state.store().create_notify_target(&row).await?;
-    tracing::info!(repo = %format!("{}/{}", repo.owner, repo.name), target = id, kind = %row.kind, url = %ssrf::redact(&row.url), "notification target created");
+    let shown = if row.kind == "email" {
+        format!("{} address(es)", req.addresses.len())
+    } else {
+        ssrf::redact(&row.url)
+    };
+    tracing::info!(repo = %format!("{}/{}", repo.owner, repo.name), target = id, kind = %row.kind, to = %shown, "notification target created");
     Ok((StatusCode::CREATED, Json(target_dto(&row, secret))))
+}
+
+/// An `email` target's stored URL (`mailto:` and its checked addresses), or why not.
+fn email_target_url(state: &AppState, req: &CreateNotifyTarget) -> Result<String, ApiError> {
+    if state.notifier().settings().smtp.is_none() {
+        return Err(ApiError::Unprocessable(
+            "email targets need an SMTP server: the administrator sets [notify.smtp] in the server's configuration".into(),
+        ));
+    }
+    if !req.url.is_empty() {
+        return Err(ApiError::Unprocessable(
+            "an email target takes addresses, not a url".into(),
+        ));
+    }
+    if req.addresses.is_empty() || req.addresses.len() > email::MAX_ADDRESSES {
+        return Err(ApiError::Unprocessable(format!(
+            "an email target takes 1 to {} addresses, not {}",
+            email::MAX_ADDRESSES,
+            req.addresses.len()
+        )));
+    }
+    let mut list = Vec::new();
+    for a in &req.addresses {
+        let address = email::parse_address(a.trim()).map_err(ApiError::Unprocessable)?;
+        if !list.contains(&address) {
+            list.push(address);
+        }
+    }
+    Ok(email::target_url(&list))
 }
 
 fn target_id(params: &BTreeMap<String, String>) -> Result<i64, ApiError> {

@@ -1,6 +1,8 @@
 //! Notifications (docs/notifications.md): per repository targets — Slack-compatible incoming
-//! webhooks (`{"text": …}` with a link into the web UI) and generic webhooks (a JSON body
-//! signed with HMAC-SHA256) — and a durable outbox the [`worker`] delivers from.
+//! webhooks (`{"text": …}` with a link into the web UI), generic webhooks (a JSON body
+//! signed with HMAC-SHA256) and email (a list of addresses, through `[notify.smtp]`) — email
+//! to one user (the approvers, a reviewer, an environment's owner: [`emit_to`]), and a durable
+//! outbox the [`worker`] delivers from.
 //!
 //! Any module reports an event with [`emit`]: it is written to the store (`notify_deliveries`,
 //! once per subscribed target; an event's `key` makes a repeated emit a no-op) before `emit`
@@ -16,8 +18,10 @@
 //! `notify::emit(state, repo_id, event)` after its change is committed.
 
 pub mod config;
+pub mod email;
 pub mod http;
 pub mod ssrf;
+pub mod users;
 pub mod worker;
 
 use std::collections::BTreeSet;
@@ -111,6 +115,119 @@ pub async fn emit(state: &AppState, repo_id: i64, event: Event) {
     }
 }
 
+/// [`emit`], and the same event by email to each of `users` (user names) who has an email
+/// address and may read the repository — through the same outbox, retried and logged per
+/// user. Nothing is mailed when no SMTP server is configured. Never fails its caller.
+pub async fn emit_to(state: &AppState, repo_id: i64, event: Event, users: &[String]) {
+    emit(state, repo_id, event.clone()).await;
+    if let Err(e) = enqueue_users(state, repo_id, &event, users).await {
+        tracing::error!(repo = repo_id, event = event.kind.as_str(), error = %e, "cannot enqueue an email notification");
+    }
+}
+
+/// The absolute link of an event.
+fn event_url(state: &AppState, event: &Event) -> Option<String> {
+    event
+        .link
+        .as_ref()
+        .map(|l| format!("{}/#{l}", state.public_url()))
+}
+
+/// An event's text, at most `MAX_TEXT` bytes.
+fn bounded_text(event: &Event) -> String {
+    let mut text = event.text.clone();
+    if text.len() > MAX_TEXT {
+        let mut end = MAX_TEXT;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push('…');
+    }
+    text
+}
+
+/// One delivery row, pending and due now.
+fn pending_row(
+    target_id: Option<i64>,
+    user_id: Option<i64>,
+    event: &Event,
+    id: i64,
+    body: String,
+    now: i64,
+) -> DeliveryRow {
+    DeliveryRow {
+        id,
+        target_id,
+        user_id,
+        event: event.kind.as_str().to_string(),
+        event_key: event.key.clone(),
+        body,
+        status: "pending".into(),
+        attempts: 0,
+        next_attempt_ms: now,
+        response_code: None,
+        error: None,
+        duration_ms: None,
+        created_at_ms: now,
+        finished_at_ms: None,
+    }
+}
+
+/// Enqueues `event` by email to each named user with an address who may read the repository.
+async fn enqueue_users(
+    state: &AppState,
+    repo_id: i64,
+    event: &Event,
+    users: &[String],
+) -> Result<Vec<DeliveryRow>, crate::error::ApiError> {
+    if state.notifier().settings().smtp.is_none() || users.is_empty() {
+        return Ok(Vec::new());
+    }
+    let Some(repo) = state.store().repo_by_id(repo_id).await? else {
+        return Ok(Vec::new());
+    };
+    let now = store::now_ms();
+    let mail = email::render(
+        event.kind.as_str(),
+        &bounded_text(event),
+        event_url(state, event).as_deref(),
+    );
+    let body = serde_json::to_string(&mail).unwrap_or_default();
+    let mut rows = Vec::new();
+    let mut seen = BTreeSet::new();
+    for name in users {
+        if !seen.insert(name.as_str()) {
+            continue;
+        }
+        let Some(user) = state.store().user_by_name(name).await? else {
+            continue;
+        };
+        if user.email.is_none()
+            || crate::auth::role_of_user(state.store(), &user, &repo)
+                .await?
+                .is_none()
+        {
+            continue;
+        }
+        rows.push(pending_row(
+            None,
+            Some(user.id),
+            event,
+            store::next_id(),
+            body.clone(),
+            now,
+        ));
+    }
+    if rows.is_empty() {
+        return Ok(rows);
+    }
+    if state.store().enqueue_deliveries(&rows).await? > 0 {
+        state.notifier().wake();
+    }
+    Ok(rows)
+}
+
 /// Enqueues `event` (for one target only when `only` is set); returns the new deliveries.
 pub(crate) async fn enqueue(
     state: &AppState,
@@ -136,24 +253,16 @@ pub(crate) async fn enqueue(
         None => return Ok(Vec::new()),
     };
     let now = store::now_ms();
-    let url = event
-        .link
-        .as_ref()
-        .map(|l| format!("{}/#{l}", state.public_url()));
-    let mut text = event.text.clone();
-    if text.len() > MAX_TEXT {
-        let mut end = MAX_TEXT;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text.truncate(end);
-        text.push('…');
-    }
+    let url = event_url(state, event);
+    let text = bounded_text(event);
     let rows: Vec<DeliveryRow> = targets
         .iter()
         .map(|t| {
             let id = store::next_id();
-            let body = if t.kind == "slack" {
+            let body = if t.kind == "email" {
+                let mail = email::render(event.kind.as_str(), &text, url.as_deref());
+                serde_json::to_value(&mail).unwrap_or_default()
+            } else if t.kind == "slack" {
                 json!({ "text": slack_text(&text, url.as_deref()) })
             } else {
                 json!({
@@ -166,21 +275,7 @@ pub(crate) async fn enqueue(
                     "data": event.data,
                 })
             };
-            DeliveryRow {
-                id,
-                target_id: t.id,
-                event: event.kind.as_str().to_string(),
-                event_key: event.key.clone(),
-                body: body.to_string(),
-                status: "pending".into(),
-                attempts: 0,
-                next_attempt_ms: now,
-                response_code: None,
-                error: None,
-                duration_ms: None,
-                created_at_ms: now,
-                finished_at_ms: None,
-            }
+            pending_row(Some(t.id), None, event, id, body.to_string(), now)
         })
         .collect();
     let added = state.store().enqueue_deliveries(&rows).await?;
@@ -290,7 +385,8 @@ async fn approvers_of(state: &AppState, repo: &RepoRow, listed: &[String]) -> Ve
     owners.into_iter().collect()
 }
 
-/// Gate `job` of `run` opened and waits for a decision (called by `runs::approval`).
+/// Gate `job` of `run` opened and waits for a decision (called by `runs::approval`): the
+/// repository's targets, and each approver by email.
 pub async fn approval_needed(
     state: &AppState,
     run: &RunRow,
@@ -332,7 +428,7 @@ pub async fn approval_needed(
             "approvals_required": gate.approvals_required,
         }),
     };
-    emit(state, run.repo_id, event).await;
+    emit_to(state, run.repo_id, event, &approvers).await;
 }
 
 /// A decision was recorded on gate `action` (called by `runs::approval::decide`).
@@ -379,7 +475,8 @@ pub async fn approval_decided(state: &AppState, repo: &RepoRow, run: &RunRow, d:
     emit(state, repo.id, event).await;
 }
 
-/// The idle reaper stopped `env` (called by `envs::reaper`).
+/// The idle reaper stopped `env` (called by `envs::reaper`): the repository's targets, and
+/// the environment's owner by email.
 pub async fn env_stopped_idle(state: &AppState, env: &EnvRow) {
     let owner = state
         .store()
@@ -408,5 +505,9 @@ pub async fn env_stopped_idle(state: &AppState, env: &EnvRow) {
             "idle_timeout_secs": env.idle_timeout_secs,
         }),
     };
-    emit(state, env.repo_id, event).await;
+    let to: Vec<String> = (!owner.is_empty())
+        .then(|| owner.clone())
+        .into_iter()
+        .collect();
+    emit_to(state, env.repo_id, event, &to).await;
 }

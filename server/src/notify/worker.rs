@@ -1,4 +1,5 @@
-//! The delivery worker: sends due deliveries from the outbox, records each attempt, retries
+//! The delivery worker: sends due deliveries from the outbox (webhooks here, email with
+//! [`super::email::send`]), records each attempt, retries
 //! with exponential back-off (`[notify] retry_base_ms`, doubling, at most one hour apart)
 //! until `max_attempts`, prunes each target's log. Woken at once by [`super::emit`].
 
@@ -106,25 +107,42 @@ async fn attempt(state: &AppState, d: DeliveryRow) -> Result<(), store::StoreErr
     let settings = state.notifier().settings().clone();
     let attempts = d.attempts + 1;
     let started = Instant::now();
-    let outcome = match state.store().notify_target(d.target_id).await? {
-        Some(target) => {
-            let secret = match &target.secret_sealed {
-                Some(sealed) => state
-                    .runs()
-                    .key()
-                    .open(target.repo_id, &secret_name(target.id), sealed)
-                    .map(Some)
-                    .map_err(|_| "cannot open the target's signing secret".to_string()),
-                None => Ok(None),
-            };
-            match secret {
-                Ok(secret) => {
-                    send(&target.url, &d, secret.as_deref(), &settings.allow_private).await
-                }
-                Err(e) => Err((None, e)),
+    let outcome = match (d.target_id, d.user_id) {
+        (Some(target_id), _) => match state.store().notify_target(target_id).await? {
+            Some(target) if target.kind == "email" => {
+                let to = super::email::target_addresses(&target.url);
+                super::email::send(settings.smtp.as_ref(), &to, d.id, &d.body).await
             }
-        }
-        None => Err((None, "the target was deleted".to_string())),
+            Some(target) => {
+                let secret = match &target.secret_sealed {
+                    Some(sealed) => state
+                        .runs()
+                        .key()
+                        .open(target.repo_id, &secret_name(target.id), sealed)
+                        .map(Some)
+                        .map_err(|_| "cannot open the target's signing secret".to_string()),
+                    None => Ok(None),
+                };
+                match secret {
+                    Ok(secret) => {
+                        send(&target.url, &d, secret.as_deref(), &settings.allow_private).await
+                    }
+                    Err(e) => Err((None, e)),
+                }
+            }
+            None => Err((None, "the target was deleted".to_string())),
+        },
+        (None, Some(user_id)) => match state.store().user_by_id(user_id).await? {
+            Some(user) if user.disabled => Err((None, "the user is disabled".to_string())),
+            Some(user) => match user.email.as_deref().map(super::email::parse_address) {
+                Some(Ok(address)) => {
+                    super::email::send(settings.smtp.as_ref(), &[address], d.id, &d.body).await
+                }
+                _ => Err((None, "the user has no email address".to_string())),
+            },
+            None => Err((None, "the user was deleted".to_string())),
+        },
+        (None, None) => Err((None, "the delivery has no recipient".to_string())),
     };
     let duration_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
     let now = store::now_ms();
@@ -139,7 +157,7 @@ async fn attempt(state: &AppState, d: DeliveryRow) -> Result<(), store::StoreErr
         },
         Err((code, error)) => {
             let last = attempts >= settings.max_attempts;
-            tracing::warn!(delivery = d.id, target = d.target_id, attempts, error = %error, "notification attempt failed");
+            tracing::warn!(delivery = d.id, target = ?d.target_id, user = ?d.user_id, attempts, error = %error, "notification attempt failed");
             let base = i64::try_from(settings.retry_base.as_millis()).unwrap_or(i64::MAX);
             Attempt {
                 status: if last { "failed" } else { "pending" },
@@ -164,15 +182,18 @@ async fn attempt(state: &AppState, d: DeliveryRow) -> Result<(), store::StoreErr
         if record.status == "delivered" {
             tracing::debug!(
                 delivery = d.id,
-                target = d.target_id,
+                target = ?d.target_id,
+                user = ?d.user_id,
                 attempts,
                 "notification delivered"
             );
         }
-        state
-            .store()
-            .prune_deliveries(d.target_id, i64::from(settings.log_keep))
-            .await?;
+        let keep = i64::from(settings.log_keep);
+        if let Some(target_id) = d.target_id {
+            state.store().prune_deliveries(target_id, keep).await?;
+        } else if let Some(user_id) = d.user_id {
+            state.store().prune_user_deliveries(user_id, keep).await?;
+        }
     }
     Ok(())
 }

@@ -1,6 +1,7 @@
-//! SQL for notifications (migration 0015): targets and the outbox of deliveries. An event
-//! is enqueued once per target (`event_key` is unique per target); the worker claims due
-//! rows with a conditional update, so one delivery attempt is made by one worker at a time.
+//! SQL for notifications (migrations 0015, 0018): targets and the outbox of deliveries, to a
+//! target or (email) to one user. An event is enqueued once per target and once per user
+//! (`event_key` is unique per target and per user); the worker claims due rows with a
+//! conditional update, so one delivery attempt is made by one worker at a time.
 
 use sqlx::any::AnyRow;
 use sqlx::Row;
@@ -24,7 +25,10 @@ pub struct NotifyTargetRow {
 #[derive(Debug, Clone)]
 pub struct DeliveryRow {
     pub id: i64,
-    pub target_id: i64,
+    /// The target it goes to; `None` for an email to one user.
+    pub target_id: Option<i64>,
+    /// The user an email goes to (an approver, a reviewer, an environment's owner).
+    pub user_id: Option<i64>,
     pub event: String,
     pub event_key: String,
     pub body: String,
@@ -51,7 +55,7 @@ pub struct Attempt {
 }
 
 const TARGET_COLS: &str = "id, repo_id, kind, url, secret, events, created_by, created_at_ms";
-const DELIVERY_COLS: &str = "id, target_id, event, event_key, body, status, attempts, \
+const DELIVERY_COLS: &str = "id, target_id, user_id, event, event_key, body, status, attempts, \
     next_attempt_ms, response_code, error, duration_ms, created_at_ms, finished_at_ms";
 
 fn target_from_row(row: &AnyRow) -> Result<NotifyTargetRow, StoreError> {
@@ -76,6 +80,7 @@ fn delivery_from_row(row: &AnyRow) -> Result<DeliveryRow, StoreError> {
     Ok(DeliveryRow {
         id: row.try_get("id")?,
         target_id: row.try_get("target_id")?,
+        user_id: row.try_get("user_id")?,
         event: row.try_get("event")?,
         event_key: row.try_get("event_key")?,
         body: row.try_get("body")?,
@@ -153,19 +158,20 @@ impl Store {
         Ok(gone.rows_affected() > 0)
     }
 
-    /// Enqueues deliveries (one transaction); a `(target, event_key)` already enqueued is
-    /// left as it is. Returns how many rows were new.
+    /// Enqueues deliveries (one transaction); a `(target, event_key)` or `(user, event_key)`
+    /// already enqueued is left as it is. Returns how many rows were new.
     pub async fn enqueue_deliveries(&self, rows: &[DeliveryRow]) -> Result<u64, StoreError> {
         let mut tx = self.pool.begin().await?;
         let mut added = 0;
         for d in rows {
             added += sqlx::query(&format!(
                 "INSERT INTO notify_deliveries ({DELIVERY_COLS}) VALUES \
-                 ($1, $2, $3, $4, $5, 'pending', 0, $6, NULL, NULL, NULL, $7, NULL) \
-                 ON CONFLICT (target_id, event_key) DO NOTHING"
+                 ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, NULL, NULL, NULL, $8, NULL) \
+                 ON CONFLICT DO NOTHING"
             ))
             .bind(d.id)
             .bind(d.target_id)
+            .bind(d.user_id)
             .bind(&d.event)
             .bind(&d.event_key)
             .bind(&d.body)
@@ -282,6 +288,54 @@ impl Store {
         .iter()
         .map(delivery_from_row)
         .collect()
+    }
+
+    /// A user's email deliveries, newest first.
+    pub async fn deliveries_of_user(
+        &self,
+        user_id: i64,
+        limit: i64,
+    ) -> Result<Vec<DeliveryRow>, StoreError> {
+        sqlx::query(&format!(
+            "SELECT {DELIVERY_COLS} FROM notify_deliveries WHERE user_id = $1 \
+             ORDER BY id DESC LIMIT $2"
+        ))
+        .bind(user_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(delivery_from_row)
+        .collect()
+    }
+
+    /// Keeps a user's newest `keep` finished email deliveries; pending ones are never pruned.
+    pub async fn prune_user_deliveries(&self, user_id: i64, keep: i64) -> Result<u64, StoreError> {
+        Ok(sqlx::query(
+            "DELETE FROM notify_deliveries WHERE user_id = $1 AND status <> 'pending' \
+             AND id < (SELECT id FROM notify_deliveries WHERE user_id = $1 \
+             AND status <> 'pending' ORDER BY id DESC LIMIT 1 OFFSET $2)",
+        )
+        .bind(user_id)
+        .bind(keep - 1)
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
+    }
+
+    /// Sets (or, with `None`, removes) a user's email address; false when there is no such
+    /// user.
+    pub async fn set_user_email(
+        &self,
+        user_id: i64,
+        email: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE users SET email = $1 WHERE id = $2")
+            .bind(email)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
     }
 
     /// Keeps a target's newest `keep` finished deliveries; pending ones are never pruned.

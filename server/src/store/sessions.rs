@@ -49,7 +49,7 @@ impl Store {
     ) -> Result<Option<(SessionRow, UserRow)>, StoreError> {
         let row = sqlx::query(
             "SELECT s.id, s.user_id, s.created_at, s.expires_at, \
-                    u.username, u.password_hash, u.is_admin, u.disabled_at \
+                    u.username, u.password_hash, u.is_admin, u.disabled_at, u.email \
              FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.session_hash = $1",
         )
         .bind(session_hash)
@@ -68,6 +68,7 @@ impl Store {
             password_hash: row.try_get("password_hash")?,
             is_admin: row.try_get::<i64, _>("is_admin")? != 0,
             disabled: row.try_get::<Option<i64>, _>("disabled_at")?.is_some(),
+            email: row.try_get("email")?,
         };
         Ok(Some((session, user)))
     }
