@@ -36,6 +36,8 @@ pub enum ConfigError {
     TrustedProxy(String),
     #[error("invalid [notify] allow_private entry {0:?} (expected an IP address or CIDR, e.g. 127.0.0.1/32)")]
     NotifyAllow(String),
+    #[error("invalid [mirrors] allow_private entry {0:?} (expected an IP address or CIDR, e.g. 127.0.0.1/32)")]
+    MirrorsAllow(String),
 }
 
 /// The keys accepted in the TOML file; every key is optional.
@@ -69,6 +71,8 @@ pub struct FileConfig {
     pub environments: Option<EnvironmentsFileConfig>,
     /// `[notify]`: webhook destinations allowed although private, retries, log size.
     pub notify: Option<crate::notify::NotifyFileConfig>,
+    /// `[mirrors]`: upstreams allowed although private, fetch timeout (file only).
+    pub mirrors: Option<crate::forge::mirror::MirrorsFileConfig>,
 }
 
 /// `[environments]` of the TOML file.
@@ -356,6 +360,8 @@ pub struct Config {
     pub auth: AuthSettings,
     /// Notifications: private destinations allowed, retries, delivery log size.
     pub notify: crate::notify::NotifySettings,
+    /// Mirrors: upstreams allowed although private, fetch timeout.
+    pub mirrors: crate::forge::mirror::MirrorSettings,
 }
 
 impl std::fmt::Debug for Config {
@@ -411,6 +417,7 @@ impl Config {
             limits: Limits::default(),
             auth: AuthSettings::default(),
             notify: crate::notify::NotifySettings::default(),
+            mirrors: crate::forge::mirror::MirrorSettings::default(),
         }
     }
 
@@ -436,6 +443,7 @@ impl Config {
             auth: _,
             environments: _,
             notify: _,
+            mirrors: _,
         } = flags;
         let environments = file.environments.clone().unwrap_or_default().resolve()?;
         let auth = file.auth.clone().unwrap_or_default().resolve()?;
@@ -445,6 +453,12 @@ impl Config {
             .unwrap_or_default()
             .resolve()
             .map_err(ConfigError::NotifyAllow)?;
+        let mirrors = file
+            .mirrors
+            .clone()
+            .unwrap_or_default()
+            .resolve()
+            .map_err(ConfigError::MirrorsAllow)?;
         let metrics_listen = match metrics_listen
             .or(file.metrics_listen)
             .filter(|s| !s.is_empty())
@@ -537,6 +551,7 @@ impl Config {
             limits,
             auth,
             notify,
+            mirrors,
         })
     }
 

@@ -11,6 +11,7 @@
 pub mod diff;
 pub mod http;
 pub mod merge;
+pub mod mirror;
 pub mod reviews;
 pub mod rules;
 pub mod rules_http;
