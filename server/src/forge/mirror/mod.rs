@@ -224,3 +224,23 @@ async fn sync_locked(
     crate::audit::push(state, repo, &pusher, &updates, "ok").await;
     Ok(stored)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mirrors_section_of_the_config_file() {
+        let file: crate::config::FileConfig = toml::from_str(
+            "[mirrors]\nallow_private = [\"127.0.0.1\", \"10.0.0.0/8\"]\nfetch_timeout_secs = 1\n",
+        )
+        .unwrap();
+        let settings = file.mirrors.unwrap().resolve().unwrap();
+        assert_eq!(settings.allow_private.len(), 2);
+        assert_eq!(settings.fetch_timeout, Duration::from_secs(5), "clamped");
+        let bad: crate::config::FileConfig =
+            toml::from_str("[mirrors]\nallow_private = [\"intranet\"]\n").unwrap();
+        assert_eq!(bad.mirrors.unwrap().resolve().unwrap_err(), "intranet");
+        assert!(toml::from_str::<crate::config::FileConfig>("[mirrors]\nnope = 1\n").is_err());
+    }
+}
