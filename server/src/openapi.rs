@@ -337,7 +337,12 @@ pub fn operation(route: &Route, components: &mut BTreeMap<String, Value>) -> Val
         "summary": spec.summary,
         "description": description,
         "parameters": parameters,
-        "security": [{"bearer": []}, {"basic": []}, {"session": []}],
+        // A signature route takes no credential: its handler verifies the body's signature.
+        "security": if spec.audience == Audience::Signature {
+            json!([])
+        } else {
+            json!([{"bearer": []}, {"basic": []}, {"session": []}])
+        },
         "x-cove-scope": match spec.audience {
             Audience::Users => spec.scope.as_str(),
             Audience::Agents => "agent",
