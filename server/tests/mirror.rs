@@ -526,6 +526,14 @@ async fn mirrors_follow_verified_webhooks(database_url: String) -> Result<()> {
         .await?;
         assert_eq!(status, 422, "{bad}: {text}");
     }
+    let (_, text) = put_mirror(
+        &server,
+        &server.admin_token,
+        "plain",
+        json!({"url": "http://169.254.169.254/x.git", "forge": "github"}),
+    )
+    .await?;
+    assert!(text.contains("[mirrors] allow_private"), "{text}");
     let (status, _) = put_mirror(
         &server,
         &server.admin_token,
@@ -614,6 +622,14 @@ async fn mirrors_follow_verified_webhooks(database_url: String) -> Result<()> {
         .await?;
     assert_eq!(resp.status(), 204);
     git_ok(&mine, &["push", "-q", "origin", "main"]).await?;
+    // Deleting a mirror repository removes its configuration with it.
+    let resp = server
+        .http
+        .delete(server.api("/repos/admin/m-gitlab"))
+        .bearer_auth(&server.admin_token)
+        .send()
+        .await?;
+    assert_eq!(resp.status(), 204);
     server.stop().await;
     Ok(())
 }

@@ -95,11 +95,9 @@ pub async fn set_mirror(
             req.url.len()
         )));
     }
-    crate::notify::ssrf::check(&req.url, &state.mirrors().settings().allow_private)
+    super::check_upstream(&state, &req.url)
         .await
-        .map_err(|e| {
-            ApiError::Unprocessable(e.replace("[notify] allow_private", "[mirrors] allow_private"))
-        })?;
+        .map_err(ApiError::Unprocessable)?;
     if let Some(secret) = &req.webhook_secret {
         if !SECRET_LEN.contains(&secret.chars().count()) || !header_safe(secret) {
             return Err(ApiError::Unprocessable(format!(

@@ -111,6 +111,17 @@ impl Mirrors {
     }
 }
 
+/// Checks an upstream URL with the SSRF guard of notifications (`notify/ssrf.rs`) against
+/// `[mirrors] allow_private`; the address to connect to, or why it is refused.
+pub async fn check_upstream(
+    state: &AppState,
+    url: &str,
+) -> Result<crate::notify::ssrf::Destination, String> {
+    crate::notify::ssrf::check(url, &state.mirrors().settings().allow_private)
+        .await
+        .map_err(|e| e.replace("[notify] allow_private", "[mirrors] allow_private"))
+}
+
 /// The system identity recorded as the pusher of a mirror's fetched updates.
 pub fn pusher_name(forge: &str) -> String {
     format!("mirror:{forge}")
@@ -182,10 +193,9 @@ async fn sync_locked(
         ),
         None => None,
     };
-    let destination =
-        crate::notify::ssrf::check(&mirror.url, &state.mirrors().settings().allow_private)
-            .await
-            .map_err(|e| ApiError::Unavailable(format!("the upstream is refused: {e}")))?;
+    let destination = check_upstream(state, &mirror.url)
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("the upstream is refused: {e}")))?;
     let path = crate::git::repo_path(state.data_dir(), &repo.owner, &repo.name);
     let lock = state.repo_lock(repo.id);
     let _guard = lock.lock().await;
