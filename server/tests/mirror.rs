@@ -390,6 +390,34 @@ async fn mirrors_follow_verified_webhooks(database_url: String) -> Result<()> {
         );
     }
 
+    // The audit log has the verified delivery (with the forge's delivery id), the refused
+    // one as denied, and the fetch as a push by `mirror:github`.
+    let audit: cove_api::AuditPage =
+        common::api_json(&server, "/audit?repo=admin/m-github&limit=100").await?;
+    assert!(
+        audit.entries.iter().any(|e| e.result == "ok"
+            && e.detail
+                .as_deref()
+                .is_some_and(|d| d.contains("delivery 72d3162e-cc78-11e3-81ab-4c9367dc0958"))),
+        "{audit:?}"
+    );
+    assert!(
+        audit
+            .entries
+            .iter()
+            .any(|e| e.action == "git.push" && e.user.as_deref() == Some("mirror:github")),
+        "{audit:?}"
+    );
+    let denied: cove_api::AuditPage = common::api_json(
+        &server,
+        "/audit?action=POST%20/api/v1/repos/{owner}/{name}/mirror/webhook&result=denied&limit=100",
+    )
+    .await?;
+    assert!(
+        !denied.entries.is_empty(),
+        "the refused deliveries are audited"
+    );
+
     // The wrong-signature delivery above fetched nothing: a later commit sent with a bad
     // signature leaves main where it is, and the mirror's last fetch unchanged.
     let work = server.tmp.path().join("upstream/up-github-work");

@@ -5,6 +5,9 @@
 //! recorded as a push. REST handlers in `http.rs` (comments and reviews: `reviews.rs`); their routes and authorization stay in the
 //! one route table (`crate::routes`). SQL in `crate::store::pulls`.
 //!
+//! Mirrors of external repositories (fetched on the upstream forge's push webhook) are in
+//! `mirror/` (docs/mirrors.md).
+//!
 //! Every pull-request event is stored in `pr_events` in the same transaction as the change
 //! it records, then published on [`AppState::subscribe_pulls`].
 

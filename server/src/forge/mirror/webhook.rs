@@ -180,8 +180,23 @@ pub async fn webhook(
         }
     }
     let push = parse_push(&body).map_err(ApiError::BadRequest)?;
+    // The forge's delivery id, for matching Cove's audit record to the forge's delivery log.
+    let delivery: String = header(
+        &headers,
+        &[
+            "x-github-delivery",
+            "x-forgejo-delivery",
+            "x-gitea-delivery",
+            "x-gitlab-event-uuid",
+        ],
+    )
+    .unwrap_or("-")
+    .chars()
+    .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+    .take(64)
+    .collect();
     crate::audit::note_detail(format!(
-        "{} push {} {}..{}",
+        "{} push {} {}..{} delivery {delivery}",
         mirror.forge, push.ref_name, push.before, push.after
     ));
     tracing::info!(
@@ -189,6 +204,7 @@ pub async fn webhook(
         forge = %mirror.forge,
         r#ref = %push.ref_name,
         after = %push.after,
+        delivery = %delivery,
         "mirror webhook: fetch queued"
     );
     let message = format!(
