@@ -152,6 +152,103 @@ pub async fn fetch(f: Fetch<'_>) -> Result<(), FetchError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    fn bare_repo() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let status = std::process::Command::new("git")
+            .args(["init", "-q", "--bare"])
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        dir
+    }
+
+    async fn destination(port: u16) -> Destination {
+        let allow = vec!["127.0.0.1/32".parse().unwrap()];
+        crate::notify::ssrf::check(&format!("http://127.0.0.1:{port}/up.git"), &allow)
+            .await
+            .unwrap()
+    }
+
+    /// The token goes to the upstream as HTTP Basic credentials, and the error of a refused
+    /// fetch does not contain it.
+    #[tokio::test]
+    async fn the_token_is_sent_as_a_header_and_never_in_the_error() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = tokio::spawn(async move {
+            let (mut conn, _) = listener.accept().await.unwrap();
+            let mut buf = vec![0u8; 8192];
+            let mut got = Vec::new();
+            while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = conn.read(&mut buf).await.unwrap();
+                if n == 0 {
+                    break;
+                }
+                got.extend_from_slice(&buf[..n]);
+            }
+            let _ = conn
+                .write_all(
+                    b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                )
+                .await;
+            String::from_utf8_lossy(&got).into_owned()
+        });
+        let repo = bare_repo();
+        let dest = destination(port).await;
+        let err = fetch(Fetch {
+            repo: repo.path(),
+            destination: &dest,
+            credentials: Some(("x-access-token".into(), "tok-SECRET-42".into())),
+            timeout: Duration::from_secs(60),
+        })
+        .await
+        .unwrap_err();
+        let request = seen.await.unwrap();
+        let basic =
+            base64::engine::general_purpose::STANDARD.encode("x-access-token:tok-SECRET-42");
+        assert!(
+            request
+                .lines()
+                .any(|l| l.eq_ignore_ascii_case(&format!("authorization: Basic {basic}"))),
+            "{request}"
+        );
+        assert!(
+            request.starts_with("GET /up.git/info/refs?service=git-upload-pack "),
+            "{request}"
+        );
+        let text = err.to_string();
+        assert!(
+            !text.contains("tok-SECRET-42") && !text.contains(&basic),
+            "{text}"
+        );
+    }
+
+    /// An upstream that never answers costs at most the timeout.
+    #[tokio::test]
+    async fn a_silent_upstream_times_out() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let hold = tokio::spawn(async move {
+            let (conn, _) = listener.accept().await.unwrap();
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            drop(conn);
+        });
+        let repo = bare_repo();
+        let dest = destination(port).await;
+        let err = fetch(Fetch {
+            repo: repo.path(),
+            destination: &dest,
+            credentials: None,
+            timeout: Duration::from_secs(1),
+        })
+        .await
+        .unwrap_err();
+        assert!(matches!(err, FetchError::Timeout(_)), "{err}");
+        hold.abort();
+    }
 
     #[test]
     fn secrets_are_scrubbed_from_git_output() {
