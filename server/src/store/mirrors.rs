@@ -1,4 +1,4 @@
-//! SQL for mirrors (migration 0018): one row per mirror repository, its secrets sealed.
+//! SQL for mirrors (migration 0019): one row per mirror repository, its secrets sealed.
 
 use sqlx::any::AnyRow;
 use sqlx::Row;
