@@ -32,12 +32,12 @@ pub enum ConfigError {
     Environments(String),
     #[error("invalid [packages] settings: {0}")]
     Packages(String),
+    #[error("invalid [mirrors] allow_private entry {0:?} (expected an IP address or CIDR, e.g. 127.0.0.1/32)")]
+    MirrorsAllow(String),
     #[error("invalid [auth] trusted_proxies entry {0:?} (expected an IP address or CIDR, e.g. 10.0.0.0/8)")]
     TrustedProxy(String),
     #[error("invalid [notify] allow_private entry {0:?} (expected an IP address or CIDR, e.g. 127.0.0.1/32)")]
     NotifyAllow(String),
-    #[error("invalid [mirrors] allow_private entry {0:?} (expected an IP address or CIDR, e.g. 127.0.0.1/32)")]
-    MirrorsAllow(String),
 }
 
 /// The keys accepted in the TOML file; every key is optional.
@@ -446,6 +446,12 @@ impl Config {
             mirrors: _,
         } = flags;
         let environments = file.environments.clone().unwrap_or_default().resolve()?;
+        let mirrors = file
+            .mirrors
+            .clone()
+            .unwrap_or_default()
+            .resolve()
+            .map_err(ConfigError::MirrorsAllow)?;
         let auth = file.auth.clone().unwrap_or_default().resolve()?;
         let notify = file
             .notify
@@ -453,12 +459,6 @@ impl Config {
             .unwrap_or_default()
             .resolve()
             .map_err(ConfigError::NotifyAllow)?;
-        let mirrors = file
-            .mirrors
-            .clone()
-            .unwrap_or_default()
-            .resolve()
-            .map_err(ConfigError::MirrorsAllow)?;
         let metrics_listen = match metrics_listen
             .or(file.metrics_listen)
             .filter(|s| !s.is_empty())

@@ -14,11 +14,13 @@
 pub mod diff;
 pub mod http;
 pub mod merge;
-pub mod mirror;
 pub mod reviews;
 pub mod rules;
 pub mod rules_http;
 pub mod rules_push;
+
+// Mirrors of external repositories (docs/mirrors.md).
+pub mod mirror;
 
 use cove_api::{PullEvent, ZERO_SHA};
 
