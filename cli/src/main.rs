@@ -6,6 +6,7 @@ mod client;
 mod devfile;
 mod env;
 mod login;
+mod mirror;
 mod notify;
 mod packages;
 mod pr;

@@ -1,5 +1,5 @@
-//! `cove repo create|list|show|delete|clone-url|retention`; `rules`, `packages` and `notify`
-//! have their own modules.
+//! `cove repo create|list|show|delete|clone-url|retention`; `rules`, `packages`, `notify` and
+//! `mirror` have their own modules.
 
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand, ValueEnum};
@@ -65,6 +65,8 @@ pub enum RepoCommand {
     Rules(crate::rules::RulesArgs),
     /// Notification targets: Slack and signed webhooks (repository owners).
     Notify(crate::notify::NotifyArgs),
+    /// Mirror an upstream on GitHub, GitLab or Gitea: set, show, sync, unset (owners).
+    Mirror(crate::mirror::MirrorArgs),
     /// Show or set how long finished runs (with their logs and artifacts) are kept.
     Retention {
         /// NAME or OWNER/NAME.
@@ -168,6 +170,7 @@ pub fn run(args: RepoArgs) -> Result<()> {
         RepoCommand::Packages(args) => crate::packages::run(&client, args),
         RepoCommand::Rules(args) => crate::rules::run(&client, args),
         RepoCommand::Notify(args) => crate::notify::run(&client, args),
+        RepoCommand::Mirror(args) => crate::mirror::run(&client, args),
         RepoCommand::Retention {
             name,
             days,

@@ -32,6 +32,8 @@ pub enum ConfigError {
     Environments(String),
     #[error("invalid [packages] settings: {0}")]
     Packages(String),
+    #[error("invalid [mirrors] allow_private entry {0:?} (expected an IP address or CIDR, e.g. 127.0.0.1/32)")]
+    MirrorsAllow(String),
     #[error("invalid [auth] trusted_proxies entry {0:?} (expected an IP address or CIDR, e.g. 10.0.0.0/8)")]
     TrustedProxy(String),
     #[error("invalid [notify] allow_private entry {0:?} (expected an IP address or CIDR, e.g. 127.0.0.1/32)")]
@@ -71,6 +73,8 @@ pub struct FileConfig {
     pub environments: Option<EnvironmentsFileConfig>,
     /// `[notify]`: webhook destinations allowed although private, retries, log size.
     pub notify: Option<crate::notify::NotifyFileConfig>,
+    /// `[mirrors]`: upstreams allowed although private, fetch timeout (file only).
+    pub mirrors: Option<crate::forge::mirror::MirrorsFileConfig>,
 }
 
 /// `[environments]` of the TOML file.
@@ -358,6 +362,8 @@ pub struct Config {
     pub auth: AuthSettings,
     /// Notifications: private destinations allowed, retries, delivery log size.
     pub notify: crate::notify::NotifySettings,
+    /// Mirrors: upstreams allowed although private, fetch timeout.
+    pub mirrors: crate::forge::mirror::MirrorSettings,
 }
 
 impl std::fmt::Debug for Config {
@@ -413,6 +419,7 @@ impl Config {
             limits: Limits::default(),
             auth: AuthSettings::default(),
             notify: crate::notify::NotifySettings::default(),
+            mirrors: crate::forge::mirror::MirrorSettings::default(),
         }
     }
 
@@ -438,8 +445,15 @@ impl Config {
             auth: _,
             environments: _,
             notify: _,
+            mirrors: _,
         } = flags;
         let environments = file.environments.clone().unwrap_or_default().resolve()?;
+        let mirrors = file
+            .mirrors
+            .clone()
+            .unwrap_or_default()
+            .resolve()
+            .map_err(ConfigError::MirrorsAllow)?;
         let auth = file.auth.clone().unwrap_or_default().resolve()?;
         let notify = file
             .notify
@@ -542,6 +556,7 @@ impl Config {
             limits,
             auth,
             notify,
+            mirrors,
         })
     }
 

@@ -712,8 +712,15 @@ async fn run_receive_pack(
         || pusher.id == repo.owner_id
         || (!rules.is_empty()
             && state.store().member_role(repo.id, pusher.id).await? == Some(Role::Owner));
-    let verdicts =
-        crate::forge::rules_push::Verdicts::for_push(&rules, &commands.commands, pusher_is_owner);
+    // A mirror takes no pushes from users: its refs follow the upstream (forge/mirror).
+    let verdicts = match state.store().mirror(repo.id).await? {
+        Some(mirror) => crate::forge::rules_push::Verdicts::mirror(&commands.commands, &mirror.url),
+        None => crate::forge::rules_push::Verdicts::for_push(
+            &rules,
+            &commands.commands,
+            pusher_is_owner,
+        ),
+    };
     let guard = if verdicts.is_empty() {
         None
     } else {

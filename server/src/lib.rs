@@ -93,6 +93,8 @@ struct Inner {
     logins: auth::Logins,
     /// Notifications: settings and the delivery worker's wake-up.
     notifier: notify::Notifier,
+    /// Mirrors: settings and the per-repository fetch queue.
+    mirrors: forge::mirror::Mirrors,
 }
 
 /// Shared state of all handlers.
@@ -155,6 +157,11 @@ impl AppState {
     /// Notifications: settings and the delivery worker's wake-up.
     pub fn notifier(&self) -> &notify::Notifier {
         &self.0.notifier
+    }
+
+    /// Mirrors: settings and the per-repository fetch queue.
+    pub fn mirrors(&self) -> &forge::mirror::Mirrors {
+        &self.0.mirrors
     }
 
     /// A receiver of every push event stored from now on. Events are published after they
@@ -265,6 +272,7 @@ impl Server {
             closing: tokio_util::sync::CancellationToken::new(),
             logins: auth::Logins::new(config.auth.clone()),
             notifier: notify::Notifier::new(config.notify.clone()),
+            mirrors: forge::mirror::Mirrors::new(config.mirrors.clone()),
         }));
         // Pull requests whose source moved while the server was down (or between a push's
         // events and its revisions) get their revision now.

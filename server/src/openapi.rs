@@ -302,6 +302,9 @@ pub fn operation(route: &Route, components: &mut BTreeMap<String, Value>) -> Val
         Audience::Users => format!("Needs scope `{}`", spec.scope.as_str()),
         Audience::Agents => "Needs a registered agent's token (`cove_agt_…`)".to_string(),
         Audience::Registration => "Needs a one-time registration token (`cove_reg_…`)".to_string(),
+        Audience::Signature => {
+            "No credential: authenticated by the forge's signature over the body".to_string()
+        }
     };
     if let Some(role) = spec.repo_role {
         description.push_str(&format!(
@@ -337,11 +340,17 @@ pub fn operation(route: &Route, components: &mut BTreeMap<String, Value>) -> Val
         "summary": spec.summary,
         "description": description,
         "parameters": parameters,
-        "security": [{"bearer": []}, {"basic": []}, {"session": []}],
+        // A signature route takes no credential: its handler verifies the body's signature.
+        "security": if spec.audience == Audience::Signature {
+            json!([])
+        } else {
+            json!([{"bearer": []}, {"basic": []}, {"session": []}])
+        },
         "x-cove-scope": match spec.audience {
             Audience::Users => spec.scope.as_str(),
             Audience::Agents => "agent",
             Audience::Registration => "registration",
+            Audience::Signature => "signature",
         },
         "x-cove-repo-role": spec.repo_role.map(Role::as_str),
         "responses": responses,

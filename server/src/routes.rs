@@ -546,6 +546,63 @@ pub fn api_routes() -> Vec<Route> {
             crate::notify::http::test_target,
         )
         .answers(&[404]),
+        // ---- mirrors of external repositories (issue 15, forge/mirror)
+        route(
+            M::GET,
+            "/api/v1/repos/{owner}/{name}/mirror",
+            Read,
+            owner,
+            false,
+            OK,
+            "The repository's mirror configuration: upstream URL, forge, webhook URL, last fetch (secrets are never shown)",
+            crate::forge::mirror::http::get_mirror,
+        ),
+        route(
+            M::PUT,
+            "/api/v1/repos/{owner}/{name}/mirror",
+            Write,
+            owner,
+            false,
+            OK,
+            "Make the repository a mirror of an upstream on GitHub, GitLab or Gitea (or change it); a generated webhook secret is answered once; users can no longer push to it",
+            crate::forge::mirror::http::set_mirror,
+        ),
+        route(
+            M::DELETE,
+            "/api/v1/repos/{owner}/{name}/mirror",
+            Write,
+            owner,
+            false,
+            GONE,
+            "Stop mirroring: the repository becomes an ordinary one and keeps its refs",
+            crate::forge::mirror::http::delete_mirror,
+        ),
+        route(
+            M::POST,
+            "/api/v1/repos/{owner}/{name}/mirror/sync",
+            Write,
+            owner,
+            false,
+            OK,
+            "Fetch from the upstream now; answers the refs that moved (each recorded as a push event of `mirror:<forge>`)",
+            crate::forge::mirror::http::sync_mirror,
+        )
+        .answers(&[503]),
+        {
+            let mut r = route(
+                M::POST,
+                "/api/v1/repos/{owner}/{name}/mirror/webhook",
+                Read,
+                None,
+                false,
+                ACCEPTED,
+                "The upstream forge's push webhook (GitHub `X-Hub-Signature-256`, Gitea/Forgejo `X-Gitea-Signature`/`X-Forgejo-Signature`, GitLab `X-Gitlab-Token`): 202 once a fetch is queued, 200 for a ping, 202 `ignored` for other events; 401 when it does not verify",
+                crate::forge::mirror::webhook::webhook,
+            )
+            .answers(&[200, 400]);
+            r.spec.audience = Audience::Signature;
+            r
+        },
         route(
             M::GET,
             "/api/v1/repos/{owner}/{name}/members",
@@ -1537,6 +1594,10 @@ async fn authorize_route(
     mut request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
+    if spec.audience == Audience::Signature {
+        // The handler verifies the request's signature (and marks it authorized) itself.
+        return Ok(next.run(request).await);
+    }
     let client = auth::client::of(request.extensions());
     let caller =
         auth::authenticate_request(&state, client, request.method(), request.headers()).await?;
@@ -1555,6 +1616,7 @@ async fn authorize_route(
             return Ok(next.run(request).await);
         }
         Audience::Users => {}
+        Audience::Signature => unreachable!("answered above"),
     }
     let principal = auth::user_of(caller)?.ok_or(ApiError::Unauthorized)?;
     let params: Vec<(String, String)> = params

@@ -21,6 +21,7 @@ mod approvals;
 mod envs;
 mod live_auth;
 mod metrics;
+mod mirrors;
 mod notify;
 mod packages;
 mod pulls;
@@ -36,6 +37,7 @@ pub use audit::{AuditFilter, AuditRow};
 pub use approvals::{DecisionRow, GateRow};
 pub use envs::EnvRow;
 pub use metrics::StateCounts;
+pub use mirrors::MirrorRow;
 pub use notify::{Attempt, DeliveryRow, NotifyTargetRow};
 pub use pulls::{CommentRow, NewPull, PendingPullEvent, PullEventRow, PullRow, ReviewRow};
 pub use runs::SecretRow;
@@ -552,21 +554,52 @@ impl Store {
         pusher: Option<&UserRow>,
         updates: &[RefUpdate],
     ) -> Result<Vec<PushEventRow>, StoreError> {
+        self.insert_push_events_by(
+            repo,
+            pusher.map(|p| p.id),
+            None,
+            pusher.map(|p| p.username.clone()),
+            updates,
+        )
+        .await
+    }
+
+    /// Stores ref updates the server made itself (a mirror's fetch), with a system pusher
+    /// name such as `mirror:github` instead of a user.
+    pub async fn insert_system_push_events(
+        &self,
+        repo: &RepoRow,
+        pusher: &str,
+        updates: &[RefUpdate],
+    ) -> Result<Vec<PushEventRow>, StoreError> {
+        self.insert_push_events_by(repo, None, Some(pusher), Some(pusher.to_string()), updates)
+            .await
+    }
+
+    async fn insert_push_events_by(
+        &self,
+        repo: &RepoRow,
+        pusher_id: Option<i64>,
+        pusher_name: Option<&str>,
+        pusher: Option<String>,
+        updates: &[RefUpdate],
+    ) -> Result<Vec<PushEventRow>, StoreError> {
         let created_at_ms = now_ms();
         let mut stored = Vec::with_capacity(updates.len());
         let mut tx = self.pool.begin().await?;
         for update in updates {
             let id = next_id();
             sqlx::query(
-                "INSERT INTO push_events (id, repo_id, ref_name, old_sha, new_sha, pusher_id, created_at_ms) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                "INSERT INTO push_events (id, repo_id, ref_name, old_sha, new_sha, pusher_id, pusher_name, created_at_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             )
             .bind(id)
             .bind(repo.id)
             .bind(&update.ref_name)
             .bind(&update.old_sha)
             .bind(&update.new_sha)
-            .bind(pusher.map(|p| p.id))
+            .bind(pusher_id)
+            .bind(pusher_name)
             .bind(created_at_ms)
             .execute(&mut *tx)
             .await?;
@@ -576,7 +609,7 @@ impl Store {
                 ref_name: update.ref_name.clone(),
                 old_sha: update.old_sha.clone(),
                 new_sha: update.new_sha.clone(),
-                pusher: pusher.map(|p| p.username.clone()),
+                pusher: pusher.clone(),
                 created_at_ms,
             });
         }
@@ -591,7 +624,8 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<PushEventRow>, StoreError> {
         let rows = sqlx::query(
-            "SELECT e.id, e.repo_id, e.ref_name, e.old_sha, e.new_sha, u.username, e.created_at_ms \
+            "SELECT e.id, e.repo_id, e.ref_name, e.old_sha, e.new_sha, \
+             COALESCE(u.username, e.pusher_name) AS username, e.created_at_ms \
              FROM push_events e LEFT JOIN users u ON u.id = e.pusher_id \
              WHERE e.repo_id = $1 ORDER BY e.id DESC LIMIT $2",
         )

@@ -137,6 +137,15 @@ async fn every_api_route_refuses_missing_wrong_expired_and_underscoped_tokens() 
             401,
             "{what}: expired token"
         );
+        if spec.audience == Audience::Signature {
+            // No credential works here, not even the admin's: only the forge's signature.
+            assert_eq!(
+                call(&server, spec, &path, Some(&server.admin_token)).await?,
+                401,
+                "{what}: admin token on a signature route"
+            );
+            continue;
+        }
 
         // An admin token with every scope except the needed one.
         let others: Vec<Scope> = Scope::ALL
@@ -201,7 +210,9 @@ async fn every_api_route_refuses_missing_wrong_expired_and_underscoped_tokens() 
         let path = concrete_path(spec, "admin/r1", admin_token_id);
         let what = format!("{} {}", spec.method, spec.path);
         let as_agent = call(&server, spec, &path, Some(&agent_token)).await?;
-        if spec.audience == Audience::Agents {
+        if spec.audience == Audience::Signature {
+            assert_eq!(as_agent, 401, "{what}: agent token on a signature route");
+        } else if spec.audience == Audience::Agents {
             assert_eq!(
                 call(&server, spec, &path, Some(&server.admin_token)).await?,
                 403,
@@ -328,6 +339,7 @@ async fn every_json_body_refuses_wrong_shapes_with_a_json_error() -> Result<()> 
             Audience::Users => server.admin_token.clone(),
             Audience::Agents => agent.clone(),
             Audience::Registration => registration.clone(),
+            Audience::Signature => continue,
         };
         let path = concrete_path(spec, "admin/r1", 1);
         let method = Method::from_bytes(spec.method.as_str().as_bytes())?;

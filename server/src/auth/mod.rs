@@ -148,6 +148,9 @@ pub enum Audience {
     Users,
     Agents,
     Registration,
+    /// No credential: the handler authenticates the request itself by a signature over its
+    /// body (a mirror's upstream webhook, `forge::mirror::webhook`).
+    Signature,
 }
 
 /// The 401 message for an agent token that is unknown or revoked.

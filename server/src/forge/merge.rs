@@ -28,6 +28,13 @@ pub async fn requirements(
         reasons.push(format!("the pull request is {}", pull.state.as_str()));
         return Ok(reasons);
     }
+    // A mirror's branches follow the upstream (forge/mirror): a merge here would be undone.
+    if let Some(mirror) = state.store().mirror(repo.id).await? {
+        reasons.push(format!(
+            "this repository is a mirror of {}; merge in the upstream",
+            mirror.url
+        ));
+    }
     let reviews = state.store().reviews(pull.id).await?;
     reasons.extend(review_reasons(pull, &reviews));
     // the destination's branch rule: approvals, required checks, who may merge

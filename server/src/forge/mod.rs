@@ -5,6 +5,9 @@
 //! recorded as a push. REST handlers in `http.rs` (comments and reviews: `reviews.rs`; "Open in environment": `open_env.rs`); their routes and authorization stay in the
 //! one route table (`crate::routes`). SQL in `crate::store::pulls`.
 //!
+//! Mirrors of external repositories (fetched on the upstream forge's push webhook) are in
+//! `mirror/` (docs/mirrors.md).
+//!
 //! Every pull-request event is stored in `pr_events` in the same transaction as the change
 //! it records, then published on [`AppState::subscribe_pulls`].
 
@@ -16,6 +19,9 @@ pub mod reviews;
 pub mod rules;
 pub mod rules_http;
 pub mod rules_push;
+
+// Mirrors of external repositories (docs/mirrors.md).
+pub mod mirror;
 
 use cove_api::{PullEvent, ZERO_SHA};
 

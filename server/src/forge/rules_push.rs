@@ -136,6 +136,9 @@ pub async fn read_commands<R: AsyncRead + Unpin>(
 #[derive(Debug, Default)]
 pub struct Verdicts {
     pub refs: Vec<(String, PushCheck)>,
+    /// The repository is a mirror: every ref is refused with the mirror's message alone
+    /// (no pointer to branch rules).
+    pub mirror: bool,
 }
 
 impl Verdicts {
@@ -153,7 +156,22 @@ impl Verdicts {
                 }
             })
             .collect();
-        Verdicts { refs }
+        Verdicts {
+            refs,
+            mirror: false,
+        }
+    }
+
+    /// A mirror of `url` (`crate::forge::mirror`) refuses every ref of a user's push.
+    pub fn mirror(commands: &[PushCommand], url: &str) -> Verdicts {
+        let message = format!("this repository is a mirror of {url}; push to the upstream");
+        Verdicts {
+            refs: commands
+                .iter()
+                .map(|c| (c.ref_name.clone(), PushCheck::Refuse(message.clone())))
+                .collect(),
+            mirror: true,
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -176,6 +194,7 @@ impl Verdicts {
         for (name, check) in &self.refs {
             let (kind, message) = match check {
                 PushCheck::Allow => continue,
+                PushCheck::Refuse(m) if self.mirror => ("mirror", m),
                 PushCheck::Refuse(m) => ("refuse", m),
                 PushCheck::FastForwardOnly(m) => ("ff", m),
             };
@@ -198,6 +217,7 @@ while IFS='	' read -r name kind message; do
   [ "$name" = "$1" ] || continue
   case $kind in
     refuse) ;;
+    mirror) echo "cove: $message" >&2; exit 1 ;;
     ff) git merge-base --is-ancestor "$2" "$3" 2>/dev/null && exit 0 ;;
     *) exit 0 ;;
   esac

@@ -354,8 +354,8 @@ impl Store {
     /// Up to `limit` push events whose runs are not created yet, oldest first.
     pub async fn pending_push_events(&self, limit: i64) -> Result<Vec<PushEvent>, StoreError> {
         let rows = sqlx::query(
-            "SELECT e.id, r.owner, r.name, e.ref_name, e.old_sha, e.new_sha, u.username, \
-             e.created_at_ms FROM push_events e JOIN repos r ON r.id = e.repo_id \
+            "SELECT e.id, r.owner, r.name, e.ref_name, e.old_sha, e.new_sha, \
+             COALESCE(u.username, e.pusher_name) AS username, e.created_at_ms FROM push_events e JOIN repos r ON r.id = e.repo_id \
              LEFT JOIN users u ON u.id = e.pusher_id WHERE e.runs_pending = 1 ORDER BY e.id LIMIT $1",
         )
         .bind(limit)
