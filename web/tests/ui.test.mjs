@@ -542,7 +542,8 @@ async function apiAs(pg, method, p, body) {
     return { status: r.status, text: await r.text() };
   }, { method, p, body });
   assert.ok(res.status < 300, `${method} ${p}: ${res.status} ${res.text}`);
-  return res.text ? JSON.parse(res.text) : null;
+  // Ids are 64-bit: keep integers of 16+ digits exact, as strings (like the UI's api.js).
+  return res.text ? JSON.parse(res.text.replace(/([:[,]\s*)(-?\d{16,})(?=\s*[,\]}])/g, '$1"$2"')) : null;
 }
 
 async function noXss(pg) {

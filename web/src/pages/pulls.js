@@ -3,7 +3,7 @@
 // merge). The diff tab lives in diff.js; user text is only ever set as text (dom.js h()), and
 // Markdown goes through markdown.js.
 import { api } from '../api.js';
-import { h, replace, badge, shortSha, ago } from '../dom.js';
+import { h, badge, shortSha, ago } from '../dom.js';
 import { renderMarkdown } from '../markdown.js';
 import { diffTab } from './diff.js';
 import { threads, threadView } from './comments.js';
@@ -11,6 +11,13 @@ import { threads, threadView } from './comments.js';
 const PR_STATE_CLASS = { open: 'ok', merged: 'run', closed: 'muted' };
 const METHOD_LABEL = { fast_forward: 'Fast-forward', merge: 'Merge commit', squash: 'Squash' };
 const VERDICT_LABEL = { approve: 'approved', request_changes: 'requested changes', comment: 'commented' };
+
+/** A reviewer's standing verdict as a badge (text plus colour). */
+function verdictBadge(verdict) {
+  if (verdict === 'approve') return h('span', { class: 'badge ok' }, 'approved');
+  if (verdict === 'request_changes') return h('span', { class: 'badge bad' }, 'changes requested');
+  return h('span', { class: 'badge pending' }, 'no verdict yet');
+}
 
 /** A pull request's state as a badge (text plus colour). */
 export function prBadge(state, extra = {}) {
@@ -232,7 +239,7 @@ export async function pullPage(main, { params, query, session, navigate }) {
           'ul',
           { id: 'pr-reviewers', 'aria-labelledby': 'reviewers-h' },
           pull.reviewers.map((r) =>
-            h('li', { 'data-reviewer': r.username, 'data-verdict': r.verdict || 'pending' }, h('strong', {}, r.username), ' ', r.verdict ? badge(r.verdict === 'approve' ? 'succeeded' : 'failed', {}) : badge('pending'), ' ', r.verdict ? VERDICT_LABEL[r.verdict] : 'no verdict yet'),
+            h('li', { 'data-reviewer': r.username, 'data-verdict': r.verdict || 'pending' }, h('strong', {}, r.username), ' ', verdictBadge(r.verdict)),
           ),
         )
       : h('p', { class: 'muted-text' }, 'No required reviewers.'),
