@@ -660,8 +660,22 @@ test('pull requests: the diff with line numbers, renames, and a line comment add
     [comments[0].path, comments[0].side, comments[0].line, comments[0].commit],
     ['src/app.js', 'new', 1, pull.head_sha],
   );
+  assert.equal(await page.locator('.diff-file', { hasText: 'README.md → GUIDE.md' }).locator('p').textContent(), 'No change to the content.');
   await shot('pr-diff-line-comment');
   assert.deepEqual(await lowContrast(), [], 'diff contrast');
+
+  // A comment on the pull request from the conversation tab, then edited by its author.
+  await page.getByRole('link', { name: 'Conversation' }).click();
+  await page.getByLabel('Add a comment (Markdown)').fill(`First **pass** done ${XSS_LINE}`);
+  await page.getByRole('button', { name: 'Comment', exact: true }).click();
+  const mine = page.locator('#pr-timeline .comment-item', { hasText: 'First pass done' });
+  await mine.waitFor();
+  assert.equal(await mine.locator('.md strong').textContent(), 'pass');
+  await noXss(page);
+  await mine.getByRole('button', { name: 'Edit' }).click();
+  await mine.getByLabel('Edit your comment').fill('First pass done, all fine.');
+  await mine.getByRole('button', { name: 'Save' }).click();
+  await page.locator('#pr-timeline .comment-item', { hasText: 'First pass done, all fine.' }).locator('header', { hasText: '(edited)' }).waitFor();
 });
 
 test('pull requests: the reviewer approves in the UI, then the author merges and the PR shows merged', async () => {
@@ -677,7 +691,16 @@ test('pull requests: the reviewer approves in the UI, then the author merges and
     await rp.locator('#pr-title').waitFor();
     assert.equal(await rp.locator('[data-testid=username]').textContent(), REVIEWER);
     // The reviewer sees the line comment in the conversation too.
-    await rp.locator('#pr-timeline .comment-item', { hasText: 'Why single quotes?' }).waitFor();
+    const lineThread = rp.locator('#pr-timeline .comment-item', { hasText: 'Why single quotes?' });
+    await lineThread.waitFor();
+    // …and replies to it there; the reply joins the thread under its line in the diff.
+    await lineThread.locator('.reply-open').click();
+    await lineThread.getByLabel(`Reply to ${USER}`).fill('They are the project style.');
+    await lineThread.locator('.reply-form button[type=submit]').click();
+    await rp.locator('#pr-timeline .comment-item .reply', { hasText: 'They are the project style.' }).waitFor();
+    await rp.getByRole('link', { name: 'Files changed' }).click();
+    await rp.locator('.diff-file[data-path="src/app.js"] tr.line-thread .reply', { hasText: 'They are the project style.' }).waitFor();
+    await rp.getByRole('link', { name: 'Conversation' }).click();
     const review = rp.getByRole('form', { name: 'Review' });
     await review.getByLabel('Approve').check();
     await review.getByLabel('Review comment (Markdown)').fill('Looks good.');
@@ -689,7 +712,10 @@ test('pull requests: the reviewer approves in the UI, then the author merges and
     await reviewerContext.close();
   }
 
+  // The author's page still shows the PR from before the review: load it again.
   await page.goto(`${URL}/#/repos/${USER}/${REPO}/pulls/${pull.number}`);
+  await page.reload();
+  await page.locator('#pr-timeline .reply', { hasText: 'They are the project style.' }).waitFor();
   await page.locator('#merge-ready').waitFor();
   assert.equal(await page.locator('#merge-button').isDisabled(), false);
   await page.getByLabel('Method').selectOption('merge');
@@ -721,6 +747,7 @@ test('code browser: tree and file view at a branch, file text shown as text', as
   await page.locator('#code-tree a', { hasText: 'src/' }).click();
   await page.locator('#code-tree a', { hasText: 'app.js' }).click();
   await page.locator('#file-content').waitFor();
+  assert.doesNotMatch(await page.locator('.code-tree').textContent(), /null|undefined/);
   const text = await page.locator('#file-content').textContent();
   assert.match(text, /const greeting = 'hello';/);
   assert.match(text, /<img src=x onerror="window.__xss='diff'">/);

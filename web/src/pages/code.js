@@ -2,7 +2,7 @@
 // file view (…/files/{path}). #/repos/OWNER/NAME/code?ref=BRANCH&dir=DIR&file=PATH.
 // File names and contents are only set as text; binary and large files are not shown.
 import { api } from '../api.js';
-import { h, shortSha } from '../dom.js';
+import { h, append, shortSha } from '../dom.js';
 
 /** Files above this many bytes are listed but not displayed. */
 export const MAX_SHOWN_BYTES = 1024 * 1024;
@@ -63,7 +63,7 @@ export async function codePage(main, { params, query, navigate }) {
     treeBox.append(h('p', { role: 'alert', class: 'error' }, err.message));
     return null;
   }
-  treeBox.append(
+  append(treeBox, [
     h('p', { class: 'muted-text' }, 'at ', h('code', {}, shortSha(listing.commit))),
     h(
       'ul',
@@ -76,7 +76,7 @@ export async function codePage(main, { params, query, navigate }) {
       }),
     ),
     listing.truncated ? h('p', { class: 'muted-text' }, 'More entries than shown.') : null,
-  );
+  ]);
 
   if (!file) {
     fileBox.append(h('p', { class: 'muted-text' }, 'Choose a file.'));

@@ -3,7 +3,7 @@
 // comment button on every line opens a form that posts a line comment (path, side, line,
 // commit), and line comments are shown under their line. Diff text is only set as text.
 import { api } from '../api.js';
-import { h } from '../dom.js';
+import { h, append } from '../dom.js';
 import { threads, threadView } from './comments.js';
 
 /**
@@ -53,7 +53,8 @@ function position(file, row) {
 
 const key = (p) => `${p.side}\u0000${p.path}\u0000${p.line}`;
 
-export async function diffTab({ base, pull, comments, post, canWrite }) {
+export async function diffTab(ctx) {
+  const { base, pull, comments, post, canWrite } = ctx;
   const diff = await api(`${base}/diff`);
   // Line threads by position; replies inherit their root's position.
   const lineThreads = new Map();
@@ -94,12 +95,12 @@ export async function diffTab({ base, pull, comments, post, canWrite }) {
       file.truncated ? h('span', { class: 'badge warn file-truncated' }, 'truncated') : null,
     );
     const section = h('section', { class: 'diff-file', 'data-path': file.new_path || file.old_path, 'aria-label': `Diff of ${title}` }, head);
+    const rows = file.patch ? parsePatch(file.patch) : [];
     if (file.binary) {
       section.append(h('p', { class: 'muted-text' }, 'Binary file: not shown.'));
-    } else if (!file.patch) {
-      section.append(h('p', { class: 'muted-text' }, file.truncated ? 'Patch left out: the diff is too large.' : 'No textual change.'));
+    } else if (!rows.length) {
+      section.append(h('p', { class: 'muted-text' }, file.truncated ? 'Patch left out: the diff is too large.' : 'No change to the content.'));
     }
-    const rows = file.patch ? parsePatch(file.patch) : [];
     if (rows.length) {
       const tbody = h('tbody');
       for (const row of rows) {
@@ -132,14 +133,14 @@ export async function diffTab({ base, pull, comments, post, canWrite }) {
     // Line comments on lines this diff no longer shows (an earlier revision, or cut).
     const elsewhere = [...lineThreads.entries()].filter(([k]) => !shown.has(k) && [file.old_path, file.new_path].some((p) => p && k.split('\u0000')[1] === p));
     if (elsewhere.length) {
-      section.append(h('p', { class: 'muted-text' }, 'Comments on lines not in this diff:'), elsewhere.flatMap(([, list]) => list.map(([root, replies]) => threadView(root, replies, post, canWrite))));
+      append(section, [h('p', { class: 'muted-text' }, 'Comments on lines not in this diff:'), elsewhere.flatMap(([, list]) => list.map(([root, replies]) => threadView(root, replies, ctx)))]);
       for (const [k] of elsewhere) shown.add(k);
     }
     out.append(section);
   });
 
   function threadRow(root, replies) {
-    return h('tr', { class: 'line-thread' }, h('td', { colspan: '3' }, threadView(root, replies, post, canWrite)));
+    return h('tr', { class: 'line-thread' }, h('td', { colspan: '3' }, threadView(root, replies, ctx)));
   }
 
   function openForm(tr, pos, where) {

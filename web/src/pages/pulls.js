@@ -155,7 +155,7 @@ export async function pullPage(main, { params, query, session, navigate }) {
   const reload = () => navigate(`${here}${tab === 'conversation' ? '' : `?tab=${tab}`}`);
 
   async function post(body, parentId, position) {
-    await api(`${base}/comments`, { method: 'POST', body: { body, parent_id: parentId ?? null, ...(position || {}) } });
+    await api(`${base}/comments`, { method: 'POST', body: { body, parent_id: parentId == null ? null : BigInt(parentId), ...(position || {}) } });
     reload();
   }
 
@@ -225,7 +225,7 @@ export async function pullPage(main, { params, query, session, navigate }) {
     return null;
   }
   if (tab === 'diff') {
-    main.append(await diffTab({ base, pull, comments, post, canWrite: open }));
+    main.append(await diffTab({ base, pull, comments, post, canWrite: open, me, reload }));
     return null;
   }
 
@@ -279,7 +279,7 @@ export async function pullPage(main, { params, query, session, navigate }) {
   }
   for (const [root, replies] of threads(comments)) {
     const where = root.path ? h('p', { class: 'muted-text' }, 'on ', h('a', { href: `${here}?tab=diff` }, `${root.path}:${root.line}`), ` (${root.side || 'new'})`) : null;
-    items.push([root.created_at_ms, 2, h('li', { class: 'comment-item' }, where, threadView(root, replies, (body, parent) => post(body, parent), open))]);
+    items.push([root.created_at_ms, 2, h('li', { class: 'comment-item' }, where, threadView(root, replies, { post, canWrite: open, me, base, reload }))]);
   }
   items.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
 
