@@ -524,6 +524,7 @@ const XSS_DESCRIPTION = `Adds a **greeting** and renames the readme.
 
 - see [the docs](https://example.com/docs)
 - not a link: [click](javascript:window.__xss='link')
+- nor these: [upper](JaVaScRiPt:window.__xss='upper') [data](data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==)
 
 <img src=x onerror="window.__xss='body'">
 `;
@@ -601,7 +602,8 @@ test('pull requests: a PR from a pushed branch is listed and its page renders sa
   const desc = page.locator('#pr-description');
   assert.equal(await desc.locator('strong').textContent(), 'greeting');
   assert.equal(await desc.locator('a[href="https://example.com/docs"]').count(), 1);
-  assert.equal(await desc.locator('a').count(), 1, 'the javascript: link is not a link');
+  assert.equal(await desc.locator('a').count(), 1, 'javascript: and data: links are not links');
+  assert.match(await desc.textContent(), /nor these: upper data/);
   assert.match(await desc.textContent(), /not a link: click/);
   assert.match(await desc.textContent(), /<img src=x onerror="window.__xss='body'">/);
   await noXss(page);
@@ -631,6 +633,9 @@ test('pull requests: a PR from a pushed branch is listed and its page renders sa
 });
 
 test('pull requests: the diff with line numbers, renames, and a line comment added in the UI', async () => {
+  await page.getByRole('link', { name: 'Commits', exact: true }).click();
+  await page.locator('#pr-commits tbody tr', { hasText: 'greeting' }).waitFor();
+  assert.equal(await page.locator('#pr-commits tbody tr').count(), 1);
   await page.getByRole('link', { name: 'Files changed' }).click();
   await page.locator('#diff').waitFor();
   const renamed = page.locator('.diff-file', { hasText: 'README.md → GUIDE.md' });
