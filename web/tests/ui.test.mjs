@@ -706,6 +706,25 @@ test('pull requests: the reviewer approves in the UI, then the author merges and
     await rp.getByRole('link', { name: 'Files changed' }).click();
     await rp.locator('.diff-file[data-path="src/app.js"] tr.line-thread .reply', { hasText: 'They are the project style.' }).waitFor();
     await rp.getByRole('link', { name: 'Conversation' }).click();
+    // "Open in environment": an environment of the reviewer's own on the source branch. The
+    // endpoint (POST …/pulls/{n}/environment) comes from another part of issue 15: a server
+    // whose OpenAPI document lacks it must answer 404, and the page shows that error.
+    const openapi = await apiAs(rp, 'GET', '/openapi.json');
+    const hasEndpoint = Boolean(openapi.paths['/api/v1/repos/{owner}/{name}/pulls/{number}/environment']);
+    await rp.getByRole('button', { name: 'Open in environment' }).click();
+    if (hasEndpoint) {
+      await rp.waitForURL(/#\/envs\/[^/]+$/, { timeout: 30_000 });
+      const id = decodeURIComponent(rp.url().split('#/envs/')[1]);
+      await rp.locator('.env-state', { hasText: 'branch pr-feature' }).waitFor({ timeout: 30_000 });
+      const env = await apiAs(rp, 'GET', `/environments/${encodeURIComponent(id)}`);
+      assert.deepEqual([env.owner, env.branch, env.repo], [REVIEWER, 'pr-feature', `${USER}/${REPO}`]);
+      await shot('pr-open-in-environment');
+      await apiAs(rp, 'DELETE', `/environments/${encodeURIComponent(id)}`);
+      await rp.goto(`${URL}/#/repos/${USER}/${REPO}/pulls/${pull.number}`);
+      await rp.locator('#pr-title').waitFor();
+    } else {
+      await rp.locator('#pr-error', { hasText: /^Open in environment: .*(not found|404)/i }).waitFor();
+    }
     const review = rp.getByRole('form', { name: 'Review' });
     await review.getByLabel('Approve').check();
     await review.getByLabel('Review comment (Markdown)').fill('Looks good.');
