@@ -718,7 +718,7 @@ test('pull requests: the reviewer approves in the UI, then the author merges and
       await rp.locator('.env-state', { hasText: 'branch pr-feature' }).waitFor({ timeout: 30_000 });
       const env = await apiAs(rp, 'GET', `/environments/${encodeURIComponent(id)}`);
       assert.deepEqual([env.owner, env.branch, env.repo], [REVIEWER, 'pr-feature', `${USER}/${REPO}`]);
-      await shot('pr-open-in-environment');
+      await rp.screenshot({ path: path.join(SHOTS, 'pr-open-in-environment.png'), fullPage: true });
       await apiAs(rp, 'DELETE', `/environments/${encodeURIComponent(id)}`);
       await rp.goto(`${URL}/#/repos/${USER}/${REPO}/pulls/${pull.number}`);
       await rp.locator('#pr-title').waitFor();
