@@ -761,6 +761,7 @@ test('pull requests: the reviewer approves in the UI, then the author merges and
   await page.getByRole('link', { name: 'pull requests', exact: true }).click();
   await page.getByRole('link', { name: 'Merged', exact: true }).click();
   await page.locator(`#pulls-table tr[data-number="${pull.number}"] [data-pr-state=merged]`).waitFor();
+  assert.deepEqual(await lowContrast(), [], 'pull request list contrast');
 });
 
 test('code browser: tree and file view at a branch, file text shown as text', async () => {
@@ -777,6 +778,7 @@ test('code browser: tree and file view at a branch, file text shown as text', as
   assert.match(text, /<img src=x onerror="window.__xss='diff'">/);
   await noXss(page);
   await shot('code-browser');
+  assert.deepEqual(await lowContrast(), [], 'code browser contrast');
   // Another branch: the gate branch has no src/ directory.
   await page.getByLabel('Branch', { exact: true }).selectOption('gate');
   await page.locator('#code-tree a', { hasText: 'README.md' }).waitFor();
