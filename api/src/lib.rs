@@ -299,6 +299,42 @@ pub struct FileContent {
     pub content: String,
 }
 
+/// What an entry of a directory listing is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum TreeEntryKind {
+    Dir,
+    File,
+    Symlink,
+    Submodule,
+}
+
+/// One entry of a directory at a commit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TreeEntry {
+    pub name: String,
+    /// Path from the repository's root.
+    pub path: String,
+    pub kind: TreeEntryKind,
+    /// Bytes, for files and symlinks.
+    pub size: Option<u64>,
+}
+
+/// A directory read at a commit (`GET …/tree?ref=&path=`): directories first, then by name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TreeListing {
+    /// The directory (empty for the root).
+    pub path: String,
+    /// The commit it was read at.
+    pub commit: String,
+    pub entries: Vec<TreeEntry>,
+    /// More entries than the cap (5,000): the rest are left out.
+    pub truncated: bool,
+}
+
 /// One ref update of a successful push.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -247,7 +247,10 @@ pub async fn branches(path: PathBuf) -> Result<Vec<Branch>, GitError> {
     .await
 }
 
-fn resolve_commit<'r>(repo: &'r git2::Repository, rev: &str) -> Result<git2::Commit<'r>, GitError> {
+pub(crate) fn resolve_commit<'r>(
+    repo: &'r git2::Repository,
+    rev: &str,
+) -> Result<git2::Commit<'r>, GitError> {
     if rev.starts_with('-') || rev.len() > 256 || rev.contains('\0') {
         return Err(GitError::NotFound(format!("revision {rev:?}")));
     }

@@ -443,6 +443,17 @@ pub fn api_routes() -> Vec<Route> {
         .answers(&[404]),
         route(
             M::GET,
+            "/api/v1/repos/{owner}/{name}/tree",
+            Read,
+            reader,
+            false,
+            OK,
+            "List a directory at a commit (?ref=&path=): directories first, at most 5,000 entries",
+            repos::read_tree,
+        )
+        .answers(&[404]),
+        route(
+            M::GET,
             "/api/v1/repos/{owner}/{name}/events",
             Read,
             reader,

@@ -97,6 +97,39 @@ async fn clone_empty_commit_push_clone_again_and_compare_trees() -> Result<()> {
         .await?;
     assert_eq!(commits.len(), 3);
     assert_eq!(commits[0].id, third);
+
+    // The code browser's directory listing: directories first, then files with their sizes.
+    let get_tree = |query: &'static str| {
+        server
+            .http
+            .get(server.api(&format!("/repos/admin/demo/tree{query}")))
+            .bearer_auth(&server.admin_token)
+            .send()
+    };
+    let root: cove_api::TreeListing = get_tree("?ref=main").await?.json().await?;
+    assert_eq!(root.commit, third);
+    let names: Vec<_> = root
+        .entries
+        .iter()
+        .map(|e| (e.name.as_str(), e.kind, e.size))
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            ("src", cove_api::TreeEntryKind::Dir, None),
+            ("README.md", cove_api::TreeEntryKind::File, Some(12)),
+        ]
+    );
+    let src: cove_api::TreeListing = get_tree("?ref=main&path=src").await?.json().await?;
+    assert_eq!(src.entries.len(), 1);
+    assert_eq!(src.entries[0].path, "src/lib.rs");
+    // The default branch when no ref is given; a file or a missing path is not a directory.
+    let default: cove_api::TreeListing = get_tree("").await?.json().await?;
+    assert_eq!(default.entries.len(), 2);
+    assert_eq!(get_tree("?path=src/lib.rs").await?.status(), 404);
+    assert_eq!(get_tree("?path=nope").await?.status(), 404);
+    assert_eq!(get_tree("?path=../src").await?.status(), 404);
+    assert_eq!(get_tree("?ref=nope").await?.status(), 404);
     server.stop().await;
     Ok(())
 }

@@ -61,6 +61,14 @@ function headers(extra = {}) {
   return h;
 }
 
+/**
+ * JSON.stringify that writes BigInt values as plain JSON integers: how a 64-bit id read by
+ * parseJson (a digit string) goes back to the server as a number (`BigInt(id)`).
+ */
+export function stringifyJson(value) {
+  return JSON.stringify(value, (_key, v) => (typeof v === 'bigint' ? `\u0000big:${v}` : v)).replace(/"\\u0000big:(-?\d+)"/g, '$1');
+}
+
 export async function api(path, { method = 'GET', body, auth, text = false } = {}) {
   const extra = {};
   if (body !== undefined) extra['Content-Type'] = 'application/json';
@@ -68,7 +76,7 @@ export async function api(path, { method = 'GET', body, auth, text = false } = {
   const resp = await fetch(`/api/v1${path}`, {
     method,
     headers: headers(extra),
-    body: body === undefined ? undefined : JSON.stringify(body),
+    body: body === undefined ? undefined : stringifyJson(body),
     credentials: 'same-origin',
   });
   if (resp.status === 401 && !auth) {

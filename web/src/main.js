@@ -9,6 +9,8 @@ import { reposPage, repoPage } from './pages/repos.js';
 import { envsPage } from './pages/envs.js';
 import { envPage } from './pages/env.js';
 import { runsPage, runPage } from './pages/runs.js';
+import { pullsPage, pullPage } from './pages/pulls.js';
+import { codePage } from './pages/code.js';
 
 const app = document.getElementById('app');
 let session = null;
@@ -21,6 +23,9 @@ const routes = [
   [/^\/repos$/, () => reposPage],
   [/^\/repos\/([^/]+)\/([^/]+)$/, () => repoPage],
   [/^\/repos\/([^/]+)\/([^/]+)\/runs$/, () => runsPage],
+  [/^\/repos\/([^/]+)\/([^/]+)\/pulls$/, () => pullsPage],
+  [/^\/repos\/([^/]+)\/([^/]+)\/pulls\/(\d+)$/, () => pullPage],
+  [/^\/repos\/([^/]+)\/([^/]+)\/code$/, () => codePage],
   [/^\/envs$/, () => envsPage],
   [/^\/envs\/([^/]+)$/, () => envPage],
   [/^\/runs\/(\d+)$/, () => runPage],

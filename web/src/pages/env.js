@@ -178,7 +178,9 @@ export async function envPage(main, { params, navigate }) {
       try {
         const now = await api(`/environments/${encodeURIComponent(env.id)}`);
         if (now.state === 'running') {
-          termStatus.textContent = 'Environment restarted: reconnecting…';
+          // Only when no connection is open or opening: the live update may have reconnected
+          // already, and its "Connected" must not be overwritten by a message that stays.
+          if (!view.connected) termStatus.textContent = 'Environment restarted: reconnecting…';
           show(now);
           // not forced: the live environment update may have reconnected already, and a
           // second connection would cut the first one while someone types into it

@@ -1,5 +1,6 @@
 import { api, subscribe } from '../api.js';
 import { h, replace, badge, shortSha, ago } from '../dom.js';
+import { openPullsSection } from './pulls.js';
 
 function copyButton(text, label) {
   const status = h('span', { class: 'copied', role: 'status' });
@@ -104,13 +105,23 @@ export async function repoPage(main, { params, navigate }) {
   const repo = await api(`/repos/${owner}/${name}`);
   main.append(
     h('h1', {}, full),
-    h('p', {}, `${repo.visibility} · default branch ${repo.default_branch} · `, h('a', { href: `#/repos/${owner}/${name}/runs` }, 'All runs')),
+    h(
+      'p',
+      {},
+      `${repo.visibility} · default branch ${repo.default_branch} · `,
+      h('a', { href: `#/repos/${owner}/${name}/runs` }, 'All runs'),
+      ' · ',
+      h('a', { href: `#/repos/${owner}/${name}/pulls` }, 'Pull requests'),
+      ' · ',
+      h('a', { href: `#/repos/${owner}/${name}/code` }, 'Browse code'),
+    ),
     cloneUrl(repo.clone_url, 'clone-url'),
   );
   const error = h('p', { role: 'alert', class: 'error' });
   const branchesBox = h('section', { 'aria-labelledby': 'branches-h' }, h('h2', { id: 'branches-h' }, 'Branches'));
   main.append(error, branchesBox);
   const branches = await api(`/repos/${owner}/${name}/branches`);
+  if (branches.length) main.insertBefore(await openPullsSection(owner, name), branchesBox);
   const envs = await api(`/environments?repo=${encodeURIComponent(full)}`);
   if (!branches.length) {
     branchesBox.append(
