@@ -36,6 +36,11 @@ pub struct BranchRule {
     /// Allows deleting the branch by a push. Default: refused.
     #[serde(default)]
     pub allow_deletion: bool,
+    /// A pull request merges only when its source branch contains the destination's current
+    /// head (it was rebased on, or merged with, the latest destination): what is merged is
+    /// what its checks ran on. Default: not required.
+    #[serde(default)]
+    pub require_up_to_date: bool,
 }
 
 /// A repository's ordered branch rules (the body of `PUT` and the answer of `GET`).

@@ -51,6 +51,10 @@ pub enum RulesCommand {
         /// Allow deleting the branch by a push.
         #[arg(long)]
         allow_deletion: bool,
+        /// A pull request merges only when its source branch contains the branch's latest
+        /// commit (merged or rebased on it).
+        #[arg(long)]
+        require_up_to_date: bool,
         /// Put the rule at this place in the list (1 = first); default: where it was, or last.
         #[arg(long)]
         position: Option<usize>,
@@ -122,6 +126,9 @@ fn describe(rule: &BranchRule) -> String {
         }
         .to_string(),
     );
+    if rule.require_up_to_date {
+        parts.push("up to date required".to_string());
+    }
     parts.push(
         if rule.allow_deletion {
             "deletion allowed"
@@ -171,6 +178,7 @@ pub fn run(client: &Client, args: RulesArgs) -> Result<()> {
             merge_users,
             allow_force_push,
             allow_deletion,
+            require_up_to_date,
             position,
         } => {
             let (owner, name) = full_name(client, &repo)?;
@@ -185,6 +193,7 @@ pub fn run(client: &Client, args: RulesArgs) -> Result<()> {
                 merge_users,
                 allow_force_push,
                 allow_deletion,
+                require_up_to_date,
             };
             let body = BranchRules {
                 rules: with_rule(current.rules, rule, position),
@@ -219,6 +228,7 @@ mod tests {
             merge_users: Vec::new(),
             allow_force_push: false,
             allow_deletion: false,
+            require_up_to_date: false,
         }
     }
 

@@ -39,6 +39,7 @@ fn rule(pattern: &str) -> BranchRule {
         merge_users: Vec::new(),
         allow_force_push: false,
         allow_deletion: false,
+        require_up_to_date: false,
     }
 }
 

@@ -923,3 +923,60 @@ async fn the_destinations_branch_rule_gates_the_merge() -> Result<()> {
     assert_eq!(main.trim(), base.trim());
     Ok(())
 }
+
+/// A rule with `require_up_to_date` refuses the merge while the source branch lacks the
+/// destination's latest commit, and allows it once the destination was merged into it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_out_of_date_branch_merges_only_when_the_rule_allows() -> Result<()> {
+    let t = Team::start(None).await?;
+    let (status, body) = t
+        .api(
+            &t.server.admin_token,
+            "PUT",
+            &format!("/repos/{REPO}/branch-rules"),
+            Some(json!({ "rules": [{ "pattern": "main", "require_up_to_date": true }] })),
+        )
+        .await?;
+    assert_eq!(status, 200, "{body}");
+    let w = &t.work;
+    git_ok(w, &["checkout", "-q", "-b", "behind"]).await?;
+    commit_file(w, "b.txt", b"from the branch\n", "branch change").await?;
+    t.push("behind").await?;
+    t.open("behind", &[]).await?;
+    // main moves on after the branch was cut
+    git_ok(w, &["checkout", "-q", "main"]).await?;
+    commit_file(w, "m.txt", b"main moved\n", "main moves").await?;
+    t.push("main").await?;
+    let merge = || async {
+        t.api(
+            &t.alice,
+            "POST",
+            &format!("/repos/{REPO}/pulls/1/merge"),
+            Some(json!({ "method": "merge" })),
+        )
+        .await
+    };
+    let (status, refused) = merge().await?;
+    assert_eq!(status, 409, "{refused}");
+    assert!(
+        refused.to_string().contains("out of date with main"),
+        "{refused}"
+    );
+    let (status, mergeable) = t
+        .api(
+            &t.alice,
+            "GET",
+            &format!("/repos/{REPO}/pulls/1/mergeable"),
+            None,
+        )
+        .await?;
+    assert_eq!(status, 200, "{mergeable}");
+    assert!(mergeable.to_string().contains("out of date"), "{mergeable}");
+    // The branch takes main in: the same merge goes through.
+    git_ok(w, &["checkout", "-q", "behind"]).await?;
+    git_ok(w, &["merge", "-q", "--no-edit", "main"]).await?;
+    t.push("behind").await?;
+    let (status, merged) = merge().await?;
+    assert_eq!(status, 200, "{merged}");
+    Ok(())
+}

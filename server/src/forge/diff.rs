@@ -85,6 +85,24 @@ pub async fn branch_heads(
     .await
 }
 
+/// Whether the `destination` branch's head is contained in the `source` branch (the source
+/// is up to date with the destination). A missing branch counts as not up to date.
+pub async fn contains_destination(
+    path: PathBuf,
+    source: String,
+    destination: String,
+) -> Result<bool, ApiError> {
+    off_thread(move || {
+        let repo = open(&path)?;
+        let (Some(src), Some(dst)) = (branch_sha(&repo, &source), branch_sha(&repo, &destination))
+        else {
+            return Ok(false);
+        };
+        Ok(src == dst || repo.graph_descendant_of(src, dst).map_err(git_err)?)
+    })
+    .await
+}
+
 /// The diff of `head` against the merge base of `base` and `head`.
 pub async fn pull_diff(path: PathBuf, base: String, head: String) -> Result<PullDiff, ApiError> {
     off_thread(move || diff_blocking(&path, &base, &head)).await

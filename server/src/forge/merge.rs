@@ -68,6 +68,19 @@ pub async fn requirements(
             &checks,
             &merger,
         ));
+        if rule.require_up_to_date
+            && !super::diff::contains_destination(
+                crate::repos::repo_dir(state, repo),
+                pull.source.clone(),
+                pull.destination.clone(),
+            )
+            .await?
+        {
+            reasons.push(format!(
+                "{} is out of date with {}: rule `{}` requires it to contain the latest {} (merge or rebase it first)",
+                pull.source, pull.destination, rule.pattern, pull.destination
+            ));
+        }
     }
     Ok(reasons)
 }

@@ -404,6 +404,7 @@ mod tests {
             merge_users: Vec::new(),
             allow_force_push: false,
             allow_deletion: false,
+            require_up_to_date: false,
         }
     }
 

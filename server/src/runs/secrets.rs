@@ -206,6 +206,7 @@ mod tests {
             merge_users: Vec::new(),
             allow_force_push: false,
             allow_deletion: false,
+            require_up_to_date: false,
         }];
         assert!(branch_gets_every_secret("main", "release/1.0", &rules));
         assert!(!branch_gets_every_secret("main", "feature", &rules));

@@ -19,7 +19,7 @@ impl Store {
     pub async fn branch_rules(&self, repo_id: i64) -> Result<Vec<BranchRule>, StoreError> {
         let rows = sqlx::query(
             "SELECT pattern, require_pull_request, required_approvals, required_checks, \
-             merge_roles, merge_users, allow_force_push, allow_deletion \
+             merge_roles, merge_users, allow_force_push, allow_deletion, require_up_to_date \
              FROM branch_rules WHERE repo_id = $1 ORDER BY position",
         )
         .bind(repo_id)
@@ -40,6 +40,7 @@ impl Store {
                     merge_users: list_from(&users),
                     allow_force_push: row.try_get::<i64, _>("allow_force_push")? != 0,
                     allow_deletion: row.try_get::<i64, _>("allow_deletion")? != 0,
+                    require_up_to_date: row.try_get::<i64, _>("require_up_to_date")? != 0,
                 })
             })
             .collect()
@@ -61,8 +62,8 @@ impl Store {
             sqlx::query(
                 "INSERT INTO branch_rules (repo_id, position, pattern, require_pull_request, \
                  required_approvals, required_checks, merge_roles, merge_users, \
-                 allow_force_push, allow_deletion) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                 allow_force_push, allow_deletion, require_up_to_date) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
             )
             .bind(repo_id)
             .bind(position as i64)
@@ -74,6 +75,7 @@ impl Store {
             .bind(list_json(&rule.merge_users))
             .bind(i64::from(rule.allow_force_push))
             .bind(i64::from(rule.allow_deletion))
+            .bind(i64::from(rule.require_up_to_date))
             .execute(&mut *tx)
             .await?;
         }
