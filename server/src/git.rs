@@ -74,7 +74,7 @@ pub fn repo_path(data_dir: &Path, owner: &str, name: &str) -> PathBuf {
 }
 
 /// A `git` command with an environment that cannot redirect it to another repository.
-fn git() -> Command {
+pub(crate) fn git() -> Command {
     let mut cmd = Command::new("git");
     for var in [
         "GIT_DIR",

@@ -182,16 +182,7 @@ impl NotifyFileConfig {
     /// The settings, or the entry of `allow_private` that is not an address.
     pub fn resolve(self) -> Result<NotifySettings, NotifyConfigError> {
         let d = NotifySettings::default();
-        let allow_private = self
-            .allow_private
-            .unwrap_or_default()
-            .into_iter()
-            .map(|text| {
-                text.parse::<ipnet::IpNet>()
-                    .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-                    .map_err(|_| text.clone())
-            })
-            .collect::<Result<_, _>>()
+        let allow_private = super::ssrf::parse_allow_list(self.allow_private.unwrap_or_default())
             .map_err(NotifyConfigError::Allow)?;
         let smtp = self
             .smtp

@@ -58,6 +58,19 @@ pub struct Destination {
     pub addr: SocketAddr,
 }
 
+/// Parses an `allow_private` list of the configuration (`[notify]`, `[mirrors]`): each entry
+/// a network (`10.0.0.0/8`) or one address; `Err` is the first entry that is neither.
+pub fn parse_allow_list(entries: Vec<String>) -> Result<Vec<ipnet::IpNet>, String> {
+    entries
+        .into_iter()
+        .map(|text| {
+            text.parse::<ipnet::IpNet>()
+                .or_else(|_| text.parse::<IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| text)
+        })
+        .collect()
+}
+
 /// Parses `text` as a target URL: http(s), a host, no user name or password in it.
 pub fn parse_url(text: &str) -> Result<Url, String> {
     let url = Url::parse(text).map_err(|e| format!("not a URL: {e}"))?;

@@ -56,15 +56,10 @@ fn scrub(text: &str, secrets: &[&str]) -> String {
 }
 
 pub async fn fetch(f: Fetch<'_>) -> Result<(), FetchError> {
-    let mut cmd = tokio::process::Command::new("git");
+    // git.rs's `git()`: no variable that could aim it at another repository; then nothing
+    // that would trace the credential header or ask for one.
+    let mut cmd = crate::git::git();
     for var in [
-        "GIT_DIR",
-        "GIT_WORK_TREE",
-        "GIT_INDEX_FILE",
-        "GIT_OBJECT_DIRECTORY",
-        "GIT_ALTERNATE_OBJECT_DIRECTORIES",
-        "GIT_CEILING_DIRECTORIES",
-        "GIT_PROTOCOL",
         "GIT_TRACE",
         "GIT_TRACE_CURL",
         "GIT_TRACE_PACKET",

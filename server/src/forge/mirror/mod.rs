@@ -58,16 +58,8 @@ impl MirrorsFileConfig {
     /// The settings, or the entry of `allow_private` that is not an address.
     pub fn resolve(self) -> Result<MirrorSettings, String> {
         let d = MirrorSettings::default();
-        let allow_private = self
-            .allow_private
-            .unwrap_or_default()
-            .into_iter()
-            .map(|text| {
-                text.parse::<ipnet::IpNet>()
-                    .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-                    .map_err(|_| text.clone())
-            })
-            .collect::<Result<_, _>>()?;
+        let allow_private =
+            crate::notify::ssrf::parse_allow_list(self.allow_private.unwrap_or_default())?;
         Ok(MirrorSettings {
             allow_private,
             fetch_timeout: self
