@@ -17,6 +17,7 @@ mod packages;
 mod pulls;
 mod runs;
 mod session;
+mod ssh;
 
 pub use agents::*;
 pub use audit::*;
@@ -27,6 +28,7 @@ pub use packages::*;
 pub use pulls::*;
 pub use runs::*;
 pub use session::*;
+pub use ssh::*;
 
 use serde::{Deserialize, Serialize};
 

@@ -69,6 +69,17 @@ pub struct FileConfig {
     pub environments: Option<EnvironmentsFileConfig>,
     /// `[notify]`: webhook destinations allowed although private, retries, log size.
     pub notify: Option<crate::notify::NotifyFileConfig>,
+    /// `[ssh]`: the SSH endpoint for environments (file only; off when absent).
+    pub ssh: Option<SshFileConfig>,
+}
+
+/// `[ssh]` of the TOML file.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SshFileConfig {
+    /// HOST:PORT of the SSH listener, e.g. `127.0.0.1:2222`. SSH (this listener and the
+    /// WebSocket route `…/environments/{env}/ssh`) is off when `[ssh]` or `listen` is absent.
+    pub listen: Option<String>,
 }
 
 /// `[environments]` of the TOML file.
@@ -356,6 +367,8 @@ pub struct Config {
     pub auth: AuthSettings,
     /// Notifications: private destinations allowed, retries, delivery log size.
     pub notify: crate::notify::NotifySettings,
+    /// The SSH listener (`[ssh] listen`); SSH is off when `None`.
+    pub ssh_listen: Option<SocketAddr>,
 }
 
 impl std::fmt::Debug for Config {
@@ -411,6 +424,7 @@ impl Config {
             limits: Limits::default(),
             auth: AuthSettings::default(),
             notify: crate::notify::NotifySettings::default(),
+            ssh_listen: None,
         }
     }
 
@@ -436,6 +450,7 @@ impl Config {
             auth: _,
             environments: _,
             notify: _,
+            ssh: _,
         } = flags;
         let environments = file.environments.clone().unwrap_or_default().resolve()?;
         let auth = file.auth.clone().unwrap_or_default().resolve()?;
@@ -447,6 +462,18 @@ impl Config {
             .map_err(ConfigError::NotifyAllow)?;
         let metrics_listen = match metrics_listen
             .or(file.metrics_listen)
+            .filter(|s| !s.is_empty())
+        {
+            Some(text) => Some(
+                text.parse()
+                    .map_err(|_| ConfigError::Listen(text.clone()))?,
+            ),
+            None => None,
+        };
+        let ssh_listen = match file
+            .ssh
+            .as_ref()
+            .and_then(|s| s.listen.clone())
             .filter(|s| !s.is_empty())
         {
             Some(text) => Some(
@@ -537,6 +564,7 @@ impl Config {
             limits,
             auth,
             notify,
+            ssh_listen,
         })
     }
 
