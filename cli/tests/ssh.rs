@@ -198,6 +198,8 @@ fn run(url: &str, port: u16, state: &AppState, alice: &str, bob: &str) {
     let bad = common::cove_command(home, url, alice)
         .args(["ssh-key", "add", "-"])
         .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .and_then(|mut c| {
             use std::io::Write;
@@ -239,7 +241,12 @@ fn run(url: &str, port: u16, state: &AppState, alice: &str, bob: &str) {
             alice_key.with_extension("pub").to_str().unwrap(),
         ],
     );
-    assert!(!again.status.success());
+    assert!(
+        !again.status.success(),
+        "{}{}",
+        text(&again.stdout),
+        text(&again.stderr)
+    );
 
     // alice's environment: the app + DynamoDB devfile
     let work = tempfile::tempdir().unwrap();
