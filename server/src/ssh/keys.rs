@@ -35,6 +35,12 @@ pub fn parse_public_key(text: &str) -> Result<ParsedKey, String> {
             text.len()
         ));
     }
+    if text.contains("PRIVATE KEY-----") {
+        return Err(
+            "this is a private key: give the public key (the .pub file) and keep the private key secret"
+                .into(),
+        );
+    }
     let lines: Vec<&str> = text
         .lines()
         .map(str::trim)
@@ -50,12 +56,6 @@ pub fn parse_public_key(text: &str) -> Result<ParsedKey, String> {
             ))
         }
     };
-    if line.starts_with("-----BEGIN") {
-        return Err(
-            "this is a private key: give the public key (the .pub file) and keep the private key secret"
-                .into(),
-        );
-    }
     let key = PublicKey::from_openssh(line).map_err(|e| {
         format!(
             "not an OpenSSH public key ({e}): expected a line like \"ssh-ed25519 AAAA… comment\""

@@ -157,6 +157,7 @@ where
     let closing = state.closing().clone();
     let deadline = tokio::time::sleep(AUTH_DEADLINE);
     tokio::pin!(session, deadline);
+    let mut deadline_passed = false;
     loop {
         tokio::select! {
             result = &mut session => {
@@ -165,15 +166,26 @@ where
                 }
                 return;
             }
-            _ = &mut deadline, if !authenticated.load(Ordering::Relaxed) => {
-                let _ = handle
-                    .disconnect(russh::Disconnect::ByApplication, "authentication timed out".into(), String::new())
-                    .await;
-                return;
+            _ = &mut deadline, if !deadline_passed => {
+                deadline_passed = true;
+                if !authenticated.load(Ordering::Relaxed) {
+                    let _ = handle
+                        .disconnect(
+                            russh::Disconnect::ByApplication,
+                            "authentication timed out".into(),
+                            String::new(),
+                        )
+                        .await;
+                    return;
+                }
             }
             _ = closing.cancelled() => {
                 let _ = handle
-                    .disconnect(russh::Disconnect::ByApplication, "the server is shutting down".into(), String::new())
+                    .disconnect(
+                        russh::Disconnect::ByApplication,
+                        "the server is shutting down".into(),
+                        String::new(),
+                    )
                     .await;
                 return;
             }
