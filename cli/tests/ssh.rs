@@ -334,6 +334,9 @@ fn run(url: &str, port: u16, state: &AppState, alice: &str, bob: &str) {
         text(&out.stdout)
     );
 
+    // an interactive shell under a real terminal (tmux): its size, and a resize reaching it
+    resize_under_tmux(port, &alice_key, &id);
+
     // sftp put and get into /projects
     let local = keys.path().join("up.txt");
     std::fs::write(&local, "sent by sftp\n").unwrap();
@@ -542,4 +545,84 @@ fn run(url: &str, port: u16, state: &AppState, alice: &str, bob: &str) {
     assert_eq!(out.status.code(), Some(255));
 
     ok(&cove(home, url, alice, &["env", "delete", &id, "--yes"]));
+}
+
+/// Runs `ssh -tt` with a login shell in a tmux pane, asks `stty size`, resizes the window and
+/// asks again: the shell sees each size of the pane (pty-req, then window-change).
+fn resize_under_tmux(port: u16, key: &Path, id: &str) {
+    let socket = format!("cove-ssh-test-{}", std::process::id());
+    let tmux = |args: &[&str]| {
+        let out = Command::new("tmux")
+            .args(["-L", &socket, "-f", "/dev/null"])
+            .args(args)
+            .output()
+            .expect("tmux must be installed (scripts/test-env.sh)");
+        assert!(out.status.success(), "tmux {args:?}: {}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    struct Kill(String);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = Command::new("tmux")
+                .args(["-L", &self.0, "kill-server"])
+                .output();
+        }
+    }
+    let _kill = Kill(socket.clone());
+    let command = format!(
+        "ssh -F /dev/null -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
+         -o BatchMode=yes -o IdentitiesOnly=yes -o LogLevel=ERROR -i {} -p {port} -tt {id}@127.0.0.1",
+        key.display()
+    );
+    tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        "t",
+        "-x",
+        "100",
+        "-y",
+        "30",
+        &command,
+    ]);
+    tmux(&["set-option", "-t", "t", "status", "off"]);
+    let screen_has = |want: &str| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let screen = tmux(&["capture-pane", "-p", "-t", "t"]);
+            if screen.contains(want) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "never saw {want:?} on:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    let pane = || {
+        let dims = tmux(&[
+            "display-message",
+            "-p",
+            "-t",
+            "t",
+            "#{pane_height} #{pane_width}",
+        ]);
+        dims.trim().to_string()
+    };
+    // the prompt of the login shell, then the size it sees
+    std::thread::sleep(Duration::from_millis(500));
+    tmux(&["send-keys", "-t", "t", "echo size=$(stty size)=", "Enter"]);
+    screen_has(&format!("size={}=", pane()));
+    tmux(&["resize-window", "-t", "t", "-x", "120", "-y", "40"]);
+    assert_eq!(pane(), "40 120");
+    tmux(&[
+        "send-keys",
+        "-t",
+        "t",
+        "clear; echo size=$(stty size)=",
+        "Enter",
+    ]);
+    screen_has("size=40 120=");
+    tmux(&["send-keys", "-t", "t", "exit", "Enter"]);
 }

@@ -170,6 +170,7 @@ pub(super) async fn run_session(state: AppState, login: Login, channel: Channel<
         }
         (_, None) => None,
     };
+    let has_tty = tty.is_some();
     let exec = match agent
         .open_exec(&env.id, &component, command_of(&program), tty, vars)
         .await
@@ -221,6 +222,9 @@ pub(super) async fn run_session(state: AppState, login: Login, channel: Channel<
                             .send(ExecInput::Resize { cols: clamp(col_width), rows: clamp(row_height) })
                             .await;
                     }
+                    // with a TTY, the engine ends the output when stdin closes: the client's
+                    // EOF (ssh -tt with no input) must not cut the command's output short
+                    Some(ChannelMsg::Eof) if has_tty => {}
                     Some(ChannelMsg::Eof) => {
                         let _ = tx.send(ExecInput::Eof).await;
                     }
