@@ -131,6 +131,9 @@ pub enum EnvCommand {
         /// Force a TTY (`ssh -tt`).
         #[arg(short = 't', long)]
         tty: bool,
+        /// The container to run in (default: the devfile's first container that mounts sources).
+        #[arg(long)]
+        container: Option<String>,
         #[arg(last = true)]
         command: Vec<String>,
     },
@@ -425,6 +428,7 @@ pub fn run(args: EnvArgs) -> Result<std::process::ExitCode> {
             identity,
             options,
             tty,
+            container,
             command,
         } => {
             if stdio {
@@ -449,7 +453,14 @@ pub fn run(args: EnvArgs) -> Result<std::process::ExitCode> {
             if tty {
                 extra.push("-tt".into());
             }
-            return crate::ssh::env_ssh(&client, &e, identity.as_deref(), &extra, &command);
+            return crate::ssh::env_ssh(
+                &client,
+                &e,
+                container.as_deref(),
+                identity.as_deref(),
+                &extra,
+                &command,
+            );
         }
         EnvCommand::Exec {
             env,

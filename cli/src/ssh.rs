@@ -137,10 +137,19 @@ fn proxy_command(id: &str) -> Result<String> {
     Ok(format!("\"{exe}\" env ssh --stdio {id}"))
 }
 
-/// Options that make OpenSSH use Cove's proxy for environment `e`.
-fn ssh_options(client: &Client, e: &Environment) -> Result<Vec<(String, String)>> {
+/// Options that make OpenSSH use Cove's proxy for environment `e` (in `container`, else the
+/// main one).
+fn ssh_options(
+    client: &Client,
+    e: &Environment,
+    container: Option<&str>,
+) -> Result<Vec<(String, String)>> {
+    let user = match container {
+        Some(c) => format!("{}.{c}", e.id),
+        None => e.id.clone(),
+    };
     Ok(vec![
-        ("User".into(), e.id.clone()),
+        ("User".into(), user),
         ("ProxyCommand".into(), proxy_command(&e.id)?),
         // one host key for the whole server, whatever the environment
         ("HostKeyAlias".into(), host_key_alias(client.url())),
@@ -161,12 +170,22 @@ fn host_key_alias(url: &str) -> String {
 pub fn env_ssh(
     client: &Client,
     e: &Environment,
+    container: Option<&str>,
     identity: Option<&str>,
     ssh_args: &[String],
     command: &[String],
 ) -> Result<ExitCode> {
     let mut cmd = std::process::Command::new("ssh");
-    for (k, v) in ssh_options(client, e)? {
+    if let Some(c) = container {
+        if !e.components.iter().any(|x| x == c) {
+            bail!(
+                "environment {} has no container {c} (it has: {})",
+                e.name,
+                e.components.join(", ")
+            );
+        }
+    }
+    for (k, v) in ssh_options(client, e, container)? {
         cmd.arg("-o").arg(format!("{k}={v}"));
     }
     if let Some(i) = identity {
@@ -288,7 +307,7 @@ pub fn config_block(client: &Client, envs: &[Environment]) -> Result<String> {
     out.push_str("# Written by `cove config-ssh`; it replaces this block each time it runs.\n");
     for e in envs {
         out.push_str(&format!("Host {}\n", host_alias(e, envs)));
-        for (k, v) in ssh_options(client, e)? {
+        for (k, v) in ssh_options(client, e, None)? {
             out.push_str(&format!("  {k} {v}\n"));
         }
     }

@@ -441,6 +441,58 @@ fn run(url: &str, port: u16, state: &AppState, alice: &str, bob: &str) {
         text(&out.stdout)
     );
 
+    // cove env ssh: the system ssh through the WebSocket; the exit status is cove's; another
+    // container with --container (the sidecar has dynalite, the main container does not)
+    let env_ssh = |extra: &[&str]| {
+        let mut cmd = common::cove_command(home, url, alice);
+        cmd.args(["env", "ssh", "-i", alice_key.to_str().unwrap()])
+            .args([
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+            ])
+            .args([
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "IdentitiesOnly=yes",
+                "-o",
+                "LogLevel=ERROR",
+            ])
+            .args(extra)
+            .stdin(Stdio::null());
+        cmd.output().unwrap()
+    };
+    let out = env_ssh(&["todo-ssh", "--", "exit 3"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    let out = env_ssh(&["todo-ssh", "--", "command -v dynalite"]);
+    assert_ne!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    let out = env_ssh(&[
+        "--container",
+        "dynamodb",
+        "todo-ssh",
+        "--",
+        "command -v dynalite",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = env_ssh(&["--container", "nope", "todo-ssh", "--", "true"]);
+    assert!(
+        text(&out.stderr).contains("no container nope"),
+        "{}",
+        text(&out.stderr)
+    );
+    // the same by user name straight to the listener; an unknown container is refused
+    let out = ssh(
+        port,
+        &alice_key,
+        &format!("{id}.dynamodb"),
+        &["command -v dynalite"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = ssh(port, &alice_key, &format!("{id}.nope"), &["true"]);
+    assert_eq!(out.status.code(), Some(255));
+
     // ssh -L to the DynamoDB sidecar's port 8000 inside the environment
     let local_port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

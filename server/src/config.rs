@@ -584,6 +584,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn ssh_is_off_unless_listen_is_set() {
+        let off = Config::resolve(FileConfig::default(), None, FileConfig::default()).unwrap();
+        assert_eq!(off.ssh_listen, None);
+        let file: FileConfig = toml::from_str("[ssh]\nlisten = \"127.0.0.1:2222\"\n").unwrap();
+        let on = Config::resolve(FileConfig::default(), None, file).unwrap();
+        assert_eq!(
+            on.ssh_listen.map(|a| a.to_string()).as_deref(),
+            Some("127.0.0.1:2222")
+        );
+        let bad: FileConfig = toml::from_str("[ssh]\nlisten = \"nowhere\"\n").unwrap();
+        assert!(matches!(
+            Config::resolve(FileConfig::default(), None, bad),
+            Err(ConfigError::Listen(_))
+        ));
+        assert!(toml::from_str::<FileConfig>("[ssh]\nlsten = \"x\"\n").is_err());
+    }
+
+    #[test]
     fn flags_override_file() {
         let file = FileConfig {
             data_dir: Some("/file".into()),

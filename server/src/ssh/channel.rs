@@ -149,7 +149,7 @@ pub(super) async fn run_session(state: AppState, login: Login, channel: Channel<
         let _ = write.close().await;
         return;
     };
-    let component = match main_component(&env) {
+    let component = match login.component.clone().or_else(|| main_component(&env)) {
         Some(c) => c,
         None => {
             let _ = stderr

@@ -1,6 +1,7 @@
 //! The SSH server inside cove-server (russh): the host key, the listener, and each
 //! connection's authentication. The SSH user name names the environment (its id, or its name
-//! when the key's user owns exactly one environment of that name); a login succeeds only
+//! when the key's user owns exactly one environment of that name), optionally followed by
+//! `.<component>` for another container than the main one; a login succeeds only
 //! with a public key registered by a user who may open the environment's terminal (its
 //! creator or an administrator, with the writer role on its repository: the very rule of
 //! `GET /api/v1/environments/{env}/terminal`, `crate::routes::authorize_user`). Everyone
@@ -198,6 +199,8 @@ where
 pub(super) struct Login {
     pub user: UserRow,
     pub env: EnvRow,
+    /// The container sessions run in (`<env>.<component>` as user name); `None`: the main one.
+    pub component: Option<String>,
     pub grant: crate::live_auth::Grant,
 }
 
@@ -250,7 +253,16 @@ impl Connection {
         if user.disabled {
             return None;
         }
-        let env = resolve_env(&self.state, &user, ssh_user).await?;
+        // `<env>.<component>` picks a container (environment ids and names have no dot)
+        let (env_name, component) = match ssh_user.split_once('.') {
+            Some((e, c)) => (e, Some(c.to_string())),
+            None => (ssh_user, None),
+        };
+        let env = resolve_env(&self.state, &user, env_name).await?;
+        if let Some(c) = &component {
+            let plan: devfiles::EnvironmentPlan = serde_json::from_str(&env.plan_json).ok()?;
+            plan.container(c)?;
+        }
         let principal = Principal {
             scopes: auth::user_scopes(&user),
             user: user.clone(),
@@ -265,7 +277,12 @@ impl Connection {
             .ok()?;
         let _ = store.touch_ssh_key(row.id, now_secs()).await;
         let grant = crate::live_auth::Grant::new(spec, &principal, params);
-        Some(Login { user, env, grant })
+        Some(Login {
+            user,
+            env,
+            component,
+            grant,
+        })
     }
 }
 
