@@ -1048,10 +1048,29 @@ impl Runtime {
         vars: Vec<String>,
     ) -> Result<TtySession> {
         let id = self.component_id(env, component).await?;
+        self.exec_attached_in(env, &id, cmd, tty, vars).await
+    }
+
+    /// [`Runtime::exec_attached`] without a TTY in the environment's infra container (Cove's
+    /// busybox image), which owns the pod's network namespace: what runs there reaches every
+    /// component's loopback services (e.g. `nc 127.0.0.1 PORT`).
+    pub async fn exec_in_namespace(&self, env: &str, cmd: Vec<String>) -> Result<TtySession> {
+        self.exec_attached_in(env, &infra_name(env), cmd, None, Vec::new())
+            .await
+    }
+
+    async fn exec_attached_in(
+        &self,
+        env: &str,
+        id: &str,
+        cmd: Vec<String>,
+        tty: Option<(u16, u16)>,
+        vars: Vec<String>,
+    ) -> Result<TtySession> {
         let exec = self
             .docker
             .create_exec(
-                &id,
+                id,
                 ExecConfig {
                     attach_stdin: Some(true),
                     attach_stdout: Some(true),

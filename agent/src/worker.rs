@@ -165,6 +165,26 @@ impl AgentHandle {
             .exec_attached(env, component, cmd, tty, vars)
             .await
             .map_err(|e| e.to_string())?;
+        Ok(self.pump_exec(env, session))
+    }
+
+    /// Runs `cmd` without a TTY in the environment's network namespace (its infra container,
+    /// Cove's busybox), stdin/stdout/stderr attached: e.g. `nc 127.0.0.1 PORT` to reach a
+    /// service that listens on the pod's loopback only.
+    pub async fn open_namespace_exec(
+        &self,
+        env: &str,
+        cmd: Vec<String>,
+    ) -> Result<ExecSession, String> {
+        let session = self
+            .rt
+            .exec_in_namespace(env, cmd)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(self.pump_exec(env, session))
+    }
+
+    fn pump_exec(&self, env: &str, session: crate::pod::TtySession) -> ExecSession {
         let (in_tx, mut in_rx) = mpsc::channel::<ExecInput>(64);
         let (out_tx, out_rx) = mpsc::channel::<ExecOutput>(64);
         let crate::pod::TtySession {
@@ -222,10 +242,10 @@ impl AgentHandle {
             }
             let _ = out_tx.send(ExecOutput::Exit(code)).await;
         });
-        Ok(ExecSession {
+        ExecSession {
             input: in_tx,
             output: out_rx,
-        })
+        }
     }
 
     /// The address of the environment's network namespace as this host reaches it (for

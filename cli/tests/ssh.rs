@@ -493,55 +493,36 @@ fn run(url: &str, port: u16, state: &AppState, alice: &str, bob: &str) {
     let out = ssh(port, &alice_key, &format!("{id}.nope"), &["true"]);
     assert_eq!(out.status.code(), Some(255));
 
-    // ssh -L to the DynamoDB sidecar's port 8000 inside the environment
-    let local_port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let mut forward = ssh_base("ssh", &alice_key)
-        .args([
-            "-p",
-            &port.to_string(),
-            "-N",
-            "-o",
-            "ExitOnForwardFailure=yes",
-        ])
-        .args(["-L", &format!("{local_port}:localhost:8000")])
-        .arg(format!("{id}@127.0.0.1"))
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let answer = loop {
-        let body = r#"{}"#;
-        let reply = (|| -> std::io::Result<String> {
-            use std::io::{Read, Write};
-            let mut c = std::net::TcpStream::connect(("127.0.0.1", local_port))?;
-            c.set_read_timeout(Some(Duration::from_secs(10)))?;
-            write!(
-                c,
-                "POST / HTTP/1.1\r\nHost: localhost:8000\r\nX-Amz-Target: DynamoDB_20120810.ListTables\r\n\
-                 Content-Type: application/x-amz-json-1.0\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            )?;
-            let mut s = String::new();
-            c.read_to_string(&mut s)?;
-            Ok(s)
-        })();
-        match reply {
-            Ok(s) if s.starts_with("HTTP/1.1") => break s,
-            _ if Instant::now() > deadline => panic!("ssh -L never reached the sidecar: {reply:?}"),
-            _ => std::thread::sleep(Duration::from_millis(300)),
-        }
-    };
-    let _ = forward.kill();
-    let _ = forward.wait();
-    // dynalite answers a signed-less request with its own error body: it was reached
+    // ssh -L to the DynamoDB sidecar's port 8000 inside the environment (it listens on all
+    // addresses)
+    let body = "{}";
+    let list_tables = format!(
+        "POST / HTTP/1.1\r\nHost: localhost:8000\r\nX-Amz-Target: DynamoDB_20120810.ListTables\r\n\
+         Content-Type: application/x-amz-json-1.0\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let answer = forward_and_ask(port, &alice_key, &id, 8000, &list_tables);
+    // dynalite's own answer to an unsigned request: the sidecar was reached
     assert!(
-        answer.contains("x-amzn-RequestId")
-            || answer.contains("TableNames")
-            || answer.contains("__type"),
+        answer.contains("x-amzn-RequestId") && answer.contains("com.amazon.coral.service"),
         "{answer}"
     );
+    // and to a server on the pod's loopback only (as editors' servers listen)
+    let out = ssh(
+        port,
+        &alice_key,
+        &id,
+        &["cd /projects && (nohup python3 -m http.server --bind 127.0.0.1 8123 >/dev/null 2>&1 &) && sleep 1"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let answer = forward_and_ask(
+        port,
+        &alice_key,
+        &id,
+        8123,
+        "GET /up.txt HTTP/1.0\r\nHost: localhost\r\n\r\n",
+    );
+    assert!(answer.contains("sent by sftp"), "{answer}");
     // forwarding anywhere but the environment is refused
     let out = ssh(
         port,
@@ -677,4 +658,47 @@ fn resize_under_tmux(port: u16, key: &Path, id: &str) {
     ]);
     screen_has("size=40 120=");
     tmux(&["send-keys", "-t", "t", "exit", "Enter"]);
+}
+
+/// Opens `ssh -L LOCAL:localhost:REMOTE` and sends `request` to LOCAL until an HTTP answer
+/// comes back (the forward takes a moment to listen); the answer.
+fn forward_and_ask(port: u16, key: &Path, id: &str, remote: u16, request: &str) -> String {
+    let local_port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut forward = ssh_base("ssh", key)
+        .args([
+            "-p",
+            &port.to_string(),
+            "-N",
+            "-o",
+            "ExitOnForwardFailure=yes",
+        ])
+        .args(["-L", &format!("{local_port}:localhost:{remote}")])
+        .arg(format!("{id}@127.0.0.1"))
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let answer = loop {
+        let reply = (|| -> std::io::Result<String> {
+            use std::io::{Read, Write};
+            let mut c = std::net::TcpStream::connect(("127.0.0.1", local_port))?;
+            c.set_read_timeout(Some(Duration::from_secs(10)))?;
+            c.write_all(request.as_bytes())?;
+            let mut s = String::new();
+            c.read_to_string(&mut s)?;
+            Ok(s)
+        })();
+        match reply {
+            Ok(s) if s.starts_with("HTTP/1.") => break s,
+            _ if Instant::now() > deadline => {
+                panic!("ssh -L to port {remote} never answered: {reply:?}")
+            }
+            _ => std::thread::sleep(Duration::from_millis(300)),
+        }
+    };
+    let _ = forward.kill();
+    let _ = forward.wait();
+    answer
 }

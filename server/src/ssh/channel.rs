@@ -10,8 +10,9 @@
 //! - a **direct-tcpip** channel (`ssh -L`) connects to a port of the environment's network
 //!   namespace: `localhost`, `127.0.0.1`, `::1` or `0.0.0.0` name the environment itself
 //!   (other destinations are refused, so the server is no proxy to anywhere else); the
-//!   connection goes to the namespace's address on its network, so a service must listen on
-//!   all addresses (`0.0.0.0`), not only on the container's loopback.
+//!   connection goes to the namespace's address on its network, and when nothing listens
+//!   there (a service on the pod's loopback only, as editors' servers listen), through
+//!   `nc 127.0.0.1 PORT` run in the pod's infra container (Cove's busybox).
 //!
 //! An open session is activity for the idle stop (recorded when it opens, on input, and
 //! every [`TOUCH_EVERY`] while it lasts), and it ends (with the reason on stderr) once its
@@ -398,8 +399,34 @@ pub(super) async fn run_direct_tcpip(
         }
     };
     let connect = tokio::net::TcpStream::connect((address, port));
-    let mut tcp = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
-        Ok(Ok(tcp)) => tcp,
+    match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
+        Ok(Ok(mut tcp)) => {
+            reply.accept().await;
+            let _ = state.store().touch_env(&env.id, now_ms()).await;
+            let mut stream = channel.into_stream();
+            let _ = tokio::io::copy_bidirectional(&mut stream, &mut tcp).await;
+        }
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            // nothing on the namespace's address: a service on the pod's loopback only
+            // (as editors' servers listen) is reached from inside the namespace
+            let relay = agent
+                .open_namespace_exec(
+                    &env.id,
+                    vec!["nc".into(), "127.0.0.1".into(), port.to_string()],
+                )
+                .await;
+            let Ok(relay) = relay else {
+                reply
+                    .reject(refuse(&format!(
+                        "nothing answers on port {port} in the environment"
+                    )))
+                    .await;
+                return;
+            };
+            reply.accept().await;
+            let _ = state.store().touch_env(&env.id, now_ms()).await;
+            relay_channel(channel, relay).await;
+        }
         _ => {
             reply
                 .reject(refuse(&format!(
@@ -408,12 +435,50 @@ pub(super) async fn run_direct_tcpip(
                 .await;
             return;
         }
-    };
-    reply.accept().await;
+    }
     let _ = state.store().touch_env(&env.id, now_ms()).await;
-    let mut stream = channel.into_stream();
-    let _ = tokio::io::copy_bidirectional(&mut stream, &mut tcp).await;
-    let _ = state.store().touch_env(&env.id, now_ms()).await;
+}
+
+/// Bridges a forwarding channel and a relay command's stdin/stdout until both ends are done.
+async fn relay_channel(channel: Channel<Msg>, relay: cove_agent::worker::ExecSession) {
+    let (mut read, write) = channel.split();
+    let cove_agent::worker::ExecSession { input, mut output } = relay;
+    let mut out = write.make_writer();
+    let mut input = Some(input);
+    loop {
+        tokio::select! {
+            o = output.recv() => match o {
+                Some(ExecOutput::Stdout(bytes)) => {
+                    if out.write_all(&bytes).await.is_err() || out.flush().await.is_err() {
+                        break;
+                    }
+                }
+                Some(ExecOutput::Stderr(_)) => {}
+                Some(ExecOutput::Exit(_)) | None => break,
+            },
+            msg = read.wait(), if input.is_some() => {
+                let Some(tx) = input.as_ref() else { continue };
+                match msg {
+                    Some(ChannelMsg::Data { data }) => {
+                        if tx.send(ExecInput::Data(data.to_vec())).await.is_err() {
+                            input = None;
+                        }
+                    }
+                    Some(ChannelMsg::Eof) => {
+                        let _ = tx.send(ExecInput::Eof).await;
+                    }
+                    Some(ChannelMsg::Close) | None => {
+                        let _ = tx.send(ExecInput::Eof).await;
+                        input = None;
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+    }
+    drop(input);
+    let _ = write.eof().await;
+    let _ = write.close().await;
 }
 
 #[cfg(test)]
