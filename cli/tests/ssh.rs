@@ -560,6 +560,37 @@ fn run(url: &str, port: u16, state: &AppState, alice: &str, bob: &str) {
     let row = rt.block_on(state.store().env(&id)).unwrap().unwrap();
     assert!(row.last_activity_ms > 1_000_000, "{}", row.last_activity_ms);
 
+    // logins and refusals are in the audit log, with the client address (also through the
+    // WebSocket)
+    let audit = rt
+        .block_on(state.store().list_audit(
+            &cove_server::store::AuditFilter {
+                action: Some("ssh.login".into()),
+                ..Default::default()
+            },
+            1000,
+        ))
+        .unwrap();
+    let ok_rows: Vec<_> = audit.iter().filter(|r| r.result == "ok").collect();
+    assert!(
+        ok_rows
+            .iter()
+            .all(|r| r.username.as_deref() == Some("alice") && r.target == id),
+        "{ok_rows:?}"
+    );
+    assert!(
+        ok_rows
+            .iter()
+            .all(|r| r.client.as_deref() == Some("127.0.0.1")),
+        "{ok_rows:?}"
+    );
+    assert!(
+        audit
+            .iter()
+            .any(|r| r.result == "denied" && r.username.is_none()),
+        "{audit:?}"
+    );
+
     // a stopped environment is started on connect, with progress on stderr
     ok(&cove(home, url, alice, &["env", "stop", &id]));
     let out = ssh(port, &alice_key, &id, &["echo back"]);

@@ -18,6 +18,7 @@ const MAX_FRAME: usize = 256 * 1024;
 pub async fn ssh_websocket(
     State(state): State<AppState>,
     Extension(_row): Extension<EnvRow>,
+    Extension(client): Extension<crate::auth::ClientAddr>,
     headers: axum::http::HeaderMap,
     ws: crate::extract::WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
@@ -31,17 +32,23 @@ pub async fn ssh_websocket(
             "SSH is not enabled on this server: set [ssh] listen in its configuration".into(),
         ));
     }
+    // the client's address, for the audit record of the SSH login inside (port unknown)
+    let peer = Some(std::net::SocketAddr::new(client.0, 0));
     Ok(ws
         .max_message_size(MAX_FRAME)
-        .on_upgrade(move |socket| bridge(state, socket)))
+        .on_upgrade(move |socket| bridge(state, socket, peer)))
 }
 
-async fn bridge(state: AppState, socket: axum::extract::ws::WebSocket) {
+async fn bridge(
+    state: AppState,
+    socket: axum::extract::ws::WebSocket,
+    peer: Option<std::net::SocketAddr>,
+) {
     use axum::extract::ws::Message;
     use futures_util::{SinkExt, StreamExt};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let (ours, theirs) = tokio::io::duplex(64 * 1024);
-    tokio::spawn(super::serve_stream(state, theirs, None));
+    tokio::spawn(super::serve_stream(state, theirs, peer));
     let (mut rd, mut wr) = tokio::io::split(ours);
     let (mut sink, mut stream) = socket.split();
     let to_client = async move {
