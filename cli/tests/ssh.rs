@@ -602,6 +602,54 @@ fn run(url: &str, port: u16, state: &AppState, alice: &str, bob: &str) {
         text(&out.stderr)
     );
 
+    // an open session ends (with the reason) once its user is disabled
+    let mut long = ssh_base("ssh", &alice_key)
+        .args([
+            "-p",
+            &port.to_string(),
+            &format!("{id}@127.0.0.1"),
+            "sleep 300",
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        long.try_wait().unwrap().is_none(),
+        "the session ended early"
+    );
+    let admin = |path: &str| {
+        let r = rt
+            .block_on(
+                reqwest::Client::new()
+                    .post(format!("{url}/api/v1/users/alice/{path}"))
+                    .bearer_auth(ADMIN_TOKEN)
+                    .send(),
+            )
+            .unwrap();
+        assert!(r.status().is_success(), "{path}: {}", r.status());
+    };
+    admin("disable");
+    let disabled_at = Instant::now();
+    let status = loop {
+        if let Some(status) = long.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            disabled_at.elapsed() < Duration::from_secs(30),
+            "the session outlived its user's access by 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let out = long.wait_with_output().unwrap();
+    assert!(!status.success());
+    assert!(
+        text(&out.stderr).contains("session closed: the account was disabled"),
+        "{}",
+        text(&out.stderr)
+    );
+    admin("enable");
+
     // a removed key no longer logs in
     let key_id = listed.split_whitespace().next().unwrap().to_string();
     ok(&cove(home, url, alice, &["ssh-key", "remove", &key_id]));
