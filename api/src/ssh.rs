@@ -33,3 +33,14 @@ pub struct SshKeyInfo {
     /// Unix seconds of the last SSH login with this key.
     pub last_used_at: Option<i64>,
 }
+
+/// The public host key of the server's SSH endpoint (`GET /api/v1/ssh/host-key`), for
+/// clients to pin (`cove config-ssh` writes it to a known-hosts file).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SshHostKey {
+    /// OpenSSH form: `ssh-ed25519 AAAA…`.
+    pub public_key: String,
+    /// `SHA256:…`.
+    pub fingerprint: String,
+}

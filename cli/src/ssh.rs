@@ -138,23 +138,59 @@ fn proxy_command(id: &str) -> Result<String> {
 }
 
 /// Options that make OpenSSH use Cove's proxy for environment `e` (in `container`, else the
-/// main one).
+/// main one), checking the server's host key against `known_hosts`.
 fn ssh_options(
     client: &Client,
     e: &Environment,
     container: Option<&str>,
+    known_hosts: &Path,
 ) -> Result<Vec<(String, String)>> {
     let user = match container {
         Some(c) => format!("{}.{c}", e.id),
         None => e.id.clone(),
     };
+    let known = known_hosts.display().to_string();
+    if known.contains('"') {
+        bail!("the path {known} contains a quote, which ssh_config cannot hold");
+    }
     Ok(vec![
         ("User".into(), user),
         ("ProxyCommand".into(), proxy_command(&e.id)?),
-        // one host key for the whole server, whatever the environment
+        // one host key for the whole server, whatever the environment, pinned from the API
         ("HostKeyAlias".into(), host_key_alias(client.url())),
+        ("UserKnownHostsFile".into(), format!("\"{known}\"")),
+        ("StrictHostKeyChecking".into(), "yes".into()),
         ("ServerAliveInterval".into(), "30".into()),
     ])
+}
+
+/// Fetches the server's SSH host key (`GET /api/v1/ssh/host-key`) and records it for this
+/// server in `known_hosts` beside the CLI's config (other servers' lines are kept); the path.
+pub fn pin_host_key(client: &Client) -> Result<PathBuf> {
+    let key: cove_api::SshHostKey = client
+        .get("/ssh/host-key")
+        .context("cannot read the server's SSH host key")?;
+    let path = crate::client::config_path()?
+        .parent()
+        .map(|d| d.join("known_hosts"))
+        .context("no directory for the known-hosts file")?;
+    let alias = host_key_alias(client.url());
+    let existing = std::fs::read_to_string(&path).unwrap_or_default();
+    let mut text: String = existing
+        .lines()
+        .filter(|l| !l.starts_with(&format!("{alias} ")))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    text.push_str(&format!("{alias} {}\n", key.public_key));
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    if text != existing {
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, &text).with_context(|| format!("cannot write {}", tmp.display()))?;
+        std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(path)
 }
 
 fn host_key_alias(url: &str) -> String {
@@ -185,7 +221,8 @@ pub fn env_ssh(
             );
         }
     }
-    for (k, v) in ssh_options(client, e, container)? {
+    let known_hosts = pin_host_key(client)?;
+    for (k, v) in ssh_options(client, e, container, &known_hosts)? {
         cmd.arg("-o").arg(format!("{k}={v}"));
     }
     if let Some(i) = identity {
@@ -300,14 +337,14 @@ pub fn stdio(client: &Client, env_id: &str) -> Result<()> {
 }
 
 /// The user's environments as `Host` entries.
-pub fn config_block(client: &Client, envs: &[Environment]) -> Result<String> {
+pub fn config_block(client: &Client, envs: &[Environment], known_hosts: &Path) -> Result<String> {
     let mut out = String::new();
     out.push_str(BLOCK_START);
     out.push('\n');
     out.push_str("# Written by `cove config-ssh`; it replaces this block each time it runs.\n");
     for e in envs {
         out.push_str(&format!("Host {}\n", host_alias(e, envs)));
-        for (k, v) in ssh_options(client, e, None)? {
+        for (k, v) in ssh_options(client, e, None, known_hosts)? {
             out.push_str(&format!("  {k} {v}\n"));
         }
     }
@@ -359,7 +396,8 @@ pub fn config_ssh(args: ConfigSshArgs) -> Result<()> {
     let me: cove_api::User = client.get("/user")?;
     let all: Vec<Environment> = client.get("/environments")?;
     let mine: Vec<Environment> = all.into_iter().filter(|e| e.owner == me.username).collect();
-    let block = config_block(&client, &mine)?;
+    let known_hosts = pin_host_key(&client)?;
+    let block = config_block(&client, &mine, &known_hosts)?;
     if args.dry_run {
         print!("{block}");
         return Ok(());

@@ -401,12 +401,6 @@ fn run(url: &str, port: u16, state: &AppState, alice: &str, bob: &str) {
             .arg(&ssh_config)
             .args([
                 "-o",
-                "StrictHostKeyChecking=no",
-                "-o",
-                "UserKnownHostsFile=/dev/null",
-            ])
-            .args([
-                "-o",
                 "BatchMode=yes",
                 "-o",
                 "IdentitiesOnly=yes",
@@ -440,18 +434,32 @@ fn run(url: &str, port: u16, state: &AppState, alice: &str, bob: &str) {
         "{}",
         text(&out.stdout)
     );
+    // the host key was pinned from the API: another key in its place is refused
+    let known_hosts = home.join("cove").join("known_hosts");
+    let pinned = std::fs::read_to_string(&known_hosts).unwrap();
+    assert!(
+        pinned.starts_with("cove-server.") && pinned.contains("ssh-ed25519 "),
+        "{pinned}"
+    );
+    let alias = pinned.split_whitespace().next().unwrap();
+    let wrong = std::fs::read_to_string(bob_key.with_extension("pub")).unwrap();
+    let wrong: Vec<&str> = wrong.split_whitespace().take(2).collect();
+    std::fs::write(&known_hosts, format!("{alias} {}\n", wrong.join(" "))).unwrap();
+    let out = via_config(&["cove.todo-ssh", "true"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(255));
+    assert!(
+        text(&out.stderr).contains("Host key verification failed")
+            || text(&out.stderr).contains("HOST IDENTIFICATION HAS CHANGED"),
+        "{}",
+        text(&out.stderr)
+    );
+    std::fs::write(&known_hosts, &pinned).unwrap();
 
     // cove env ssh: the system ssh through the WebSocket; the exit status is cove's; another
     // container with --container (the sidecar has dynalite, the main container does not)
     let env_ssh = |extra: &[&str]| {
         let mut cmd = common::cove_command(home, url, alice);
         cmd.args(["env", "ssh", "-i", alice_key.to_str().unwrap()])
-            .args([
-                "-o",
-                "StrictHostKeyChecking=no",
-                "-o",
-                "UserKnownHostsFile=/dev/null",
-            ])
             .args([
                 "-o",
                 "BatchMode=yes",

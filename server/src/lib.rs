@@ -268,10 +268,7 @@ impl Server {
                 let listener = TcpListener::bind(addr)
                     .await
                     .map_err(|e| ServerError::Ssh(format!("cannot listen on {addr}: {e}")))?;
-                (
-                    Some(ssh::SshService::new(ssh::russh_config(key))),
-                    Some(listener),
-                )
+                (Some(ssh::SshService::new(key)), Some(listener))
             }
             None => (None, None),
         };

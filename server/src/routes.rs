@@ -372,6 +372,17 @@ pub fn api_routes() -> Vec<Route> {
         .answers(&[400, 404]),
         route(
             M::GET,
+            "/api/v1/ssh/host-key",
+            Read,
+            None,
+            false,
+            OK,
+            "The public host key of the server's SSH endpoint, to pin in a known-hosts file",
+            ssh::http::host_key,
+        )
+        .answers(&[503]),
+        route(
+            M::GET,
             "/api/v1/ssh-keys",
             Admin,
             None,

@@ -108,6 +108,18 @@ pub async fn delete_own_key(
     }
 }
 
+/// `GET /api/v1/ssh/host-key`: the SSH endpoint's public host key (503 when SSH is off).
+pub async fn host_key(
+    State(state): State<AppState>,
+) -> Result<Json<cove_api::SshHostKey>, ApiError> {
+    let ssh = state.ssh().ok_or_else(|| {
+        ApiError::Unavailable(
+            "SSH is not enabled on this server: set [ssh] listen in its configuration".into(),
+        )
+    })?;
+    Ok(Json(ssh.host_key.clone()))
+}
+
 /// `GET /api/v1/ssh-keys` (administrators): every user's keys.
 pub async fn list_all_keys(
     State(state): State<AppState>,

@@ -98,13 +98,27 @@ pub fn russh_config(host_key: PrivateKey) -> Arc<russh::server::Config> {
 /// the TCP listener and the WebSocket route.
 pub struct SshService {
     pub config: Arc<russh::server::Config>,
+    /// The host key's public half, as clients pin it.
+    pub host_key: cove_api::SshHostKey,
     slots: Arc<Semaphore>,
 }
 
 impl SshService {
-    pub fn new(config: Arc<russh::server::Config>) -> Self {
+    /// The service with host key `key`.
+    pub fn new(key: PrivateKey) -> Self {
+        let public = key.public_key().clone();
+        let mut plain = public.clone();
+        plain.set_comment("");
+        let host_key = cove_api::SshHostKey {
+            public_key: plain
+                .to_openssh()
+                .map(|t| t.trim().to_string())
+                .unwrap_or_default(),
+            fingerprint: super::keys::fingerprint(&public),
+        };
         SshService {
-            config,
+            config: russh_config(key),
+            host_key,
             slots: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
         }
     }
