@@ -434,6 +434,64 @@ fn run(url: &str, port: u16, state: &AppState, alice: &str, bob: &str) {
         "{}",
         text(&out.stdout)
     );
+    // scp (the sftp protocol) and git over ssh with the same host entry
+    let scp_src = keys.path().join("scp.txt");
+    std::fs::write(&scp_src, "copied by scp\n").unwrap();
+    let out = Command::new("scp")
+        .arg("-F")
+        .arg(&ssh_config)
+        .args(["-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-i"])
+        .arg(&alice_key)
+        .arg(&scp_src)
+        .arg("cove.todo-ssh:/projects/scp.txt")
+        .env("XDG_CONFIG_HOME", home)
+        .env("COVE_URL", url)
+        .env("COVE_TOKEN", alice)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "scp: {}", text(&out.stderr));
+    let out = via_config(&["cove.todo-ssh", "cat /projects/scp.txt"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        text(&out.stdout),
+        "copied by scp\n",
+        "{}",
+        text(&out.stderr)
+    );
+    let clone_dir = keys.path().join("clone");
+    let out = Command::new("git")
+        .arg("clone")
+        .arg("-q")
+        .arg("cove.todo-ssh:/projects/todo")
+        .arg(&clone_dir)
+        .env(
+            "GIT_SSH_COMMAND",
+            format!(
+                "ssh -F {} -o BatchMode=yes -o IdentitiesOnly=yes -i {}",
+                ssh_config.display(),
+                alice_key.display()
+            ),
+        )
+        .env("XDG_CONFIG_HOME", home)
+        .env("COVE_URL", url)
+        .env("COVE_TOKEN", alice)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git clone over ssh: {}",
+        text(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(clone_dir.join("test_app.py")).unwrap(),
+        TEST_PY
+    );
+
     // the host key was pinned from the API: another key in its place is refused
     let known_hosts = home.join("cove").join("known_hosts");
     let pinned = std::fs::read_to_string(&known_hosts).unwrap();
