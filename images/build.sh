@@ -4,7 +4,7 @@
 #
 #   cove/base:bookworm        debootstrap --variant=minbase bookworm, slimmed, docker import
 #   cove/universal:latest     FROM cove/base: bash git curl python3 pip boto3 pytest node npm awscli,
-#                             openssh-sftp-server (the `sftp` subsystem of Cove's SSH server)
+#                             openssh-sftp-server (the `sftp` subsystem of Cove's SSH server), rsync
 #   cove/dynamodb-local:latest FROM cove/universal: dynalite 3.2.2 on port 8000
 #   cove/busybox:latest       Debian's busybox + its libc, the wget wrapper of busybox/; docker import (~4 MB, sub-second)
 #   cove/agent:latest         FROM cove/base: iptables ca-certificates git; runs a bind-mounted

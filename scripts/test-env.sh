@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Prepare this machine (Debian 12, as root) for Cove's tests. Idempotent:
 #   1. apt-get install docker.io debootstrap busybox-static nodejs npm chromium systemd
-#      openssh-client tmux (each skipped when present)
+#      openssh-client rsync tmux (each skipped when present)
 #   2. make sure a docker engine answers; if none does, start dockerd under
 #      $COVE_DOCKERD_DIR (default /tmp/cove-dockerd) with its socket at
 #      $COVE_DOCKERD_DIR/docker.sock
@@ -42,8 +42,9 @@ command -v chromium >/dev/null 2>&1 || need+=(chromium)
 # deploy/systemd/ is checked with systemd-analyze and systemd-sysusers (tests/tests/deploy.rs).
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 # SSH into environments is tested with Debian's OpenSSH client (cli/tests/ssh.rs: ssh, sftp,
-# ssh-keygen) and its window resizes under tmux.
+# scp, ssh-keygen), rsync over it, and its window resizes under tmux.
 command -v ssh >/dev/null 2>&1 || need+=(openssh-client)
+command -v rsync >/dev/null 2>&1 || need+=(rsync)
 command -v tmux >/dev/null 2>&1 || need+=(tmux)
 if [ "${#need[@]}" -gt 0 ]; then
   t0="$(now)"
@@ -53,7 +54,7 @@ if [ "${#need[@]}" -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
   log "packages installed in $(elapsed "$t0")s"
 else
-  log "packages present (dockerd, debootstrap, busybox-static, node, npm, chromium, systemd, ssh, tmux)"
+  log "packages present (dockerd, debootstrap, busybox-static, node, npm, chromium, systemd, ssh, rsync, tmux)"
 fi
 # The docker CLI may come from elsewhere (/usr/local/bin); docker.io brings one otherwise.
 command -v docker >/dev/null 2>&1 || die "no docker CLI on PATH after installing docker.io"

@@ -492,6 +492,31 @@ fn run(url: &str, port: u16, state: &AppState, alice: &str, bob: &str) {
         TEST_PY
     );
 
+    // rsync over ssh
+    let tree = keys.path().join("tree");
+    std::fs::create_dir_all(tree.join("sub")).unwrap();
+    std::fs::write(tree.join("sub/a.txt"), "synced\n").unwrap();
+    let out = Command::new("rsync")
+        .args(["-a", "-e"])
+        .arg(format!(
+            "ssh -F {} -o BatchMode=yes -o IdentitiesOnly=yes -i {}",
+            ssh_config.display(),
+            alice_key.display()
+        ))
+        .arg(format!("{}/", tree.display()))
+        .arg("cove.todo-ssh:/projects/tree/")
+        .env("XDG_CONFIG_HOME", home)
+        .env("COVE_URL", url)
+        .env("COVE_TOKEN", alice)
+        .stdin(Stdio::null())
+        .output()
+        .expect("rsync must be installed (scripts/test-env.sh)");
+    assert!(out.status.success(), "rsync: {}", text(&out.stderr));
+    let out = via_config(&["cove.todo-ssh", "cat /projects/tree/sub/a.txt"])
+        .output()
+        .unwrap();
+    assert_eq!(text(&out.stdout), "synced\n", "{}", text(&out.stderr));
+
     // the host key was pinned from the API: another key in its place is refused
     let known_hosts = home.join("cove").join("known_hosts");
     let pinned = std::fs::read_to_string(&known_hosts).unwrap();
