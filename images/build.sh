@@ -3,7 +3,8 @@
 # already exists is skipped (`docker image inspect TAG`); `--force` rebuilds all.
 #
 #   cove/base:bookworm        debootstrap --variant=minbase bookworm, slimmed, docker import
-#   cove/universal:latest     FROM cove/base: bash git curl python3 pip boto3 pytest node npm awscli
+#   cove/universal:latest     FROM cove/base: bash git curl python3 pip boto3 pytest node npm awscli,
+#                             openssh-sftp-server (the `sftp` subsystem of Cove's SSH server), rsync
 #   cove/dynamodb-local:latest FROM cove/universal: dynalite 3.2.2 on port 8000
 #   cove/busybox:latest       Debian's busybox + its libc, the wget wrapper of busybox/; docker import (~4 MB, sub-second)
 #   cove/agent:latest         FROM cove/base: iptables ca-certificates git; runs a bind-mounted
@@ -50,7 +51,7 @@ exists() { docker image inspect "$1" >/dev/null 2>&1; }
 # Images whose recipe (builder function + files under images/NAME/) is hashed into the label
 # cove.recipe: an existing image with another hash is rebuilt, so a fix to the recipe reaches
 # machines that built the image before it.
-RECIPE_IMAGES=" busybox "
+RECIPE_IMAGES=" busybox universal "
 recipe() {
   local name="$1" builder="$2"
   case "$RECIPE_IMAGES" in *" $name "*) ;; *) return 0 ;; esac
@@ -159,7 +160,9 @@ docker_build() {
   mkdir -p "$ctx"
   cp -r "$HERE/$name/." "$ctx/"
   cp /etc/ssl/certs/ca-certificates.crt "$ctx/host-ca.crt"
-  if ! docker build --force-rm -q -t "$tag" "$ctx" >"$BUILD_DIR/build-$name.log" 2>&1; then
+  local label=()
+  [ -n "${RECIPE:-}" ] && label=(--label "cove.recipe=$RECIPE")
+  if ! docker build --force-rm -q "${label[@]}" -t "$tag" "$ctx" >"$BUILD_DIR/build-$name.log" 2>&1; then
     tail -n 40 "$BUILD_DIR/build-$name.log" >&2
     die "docker build of $tag failed (log: $BUILD_DIR/build-$name.log)"
   fi

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Prepare this machine (Debian 12, as root) for Cove's tests. Idempotent:
 #   1. apt-get install docker.io debootstrap busybox-static nodejs npm chromium systemd
-#      python3-aiosmtpd (each skipped when present)
+#      python3-aiosmtpd openssh-client rsync tmux (each skipped when present)
 #   2. make sure a docker engine answers; if none does, start dockerd under
 #      $COVE_DOCKERD_DIR (default /tmp/cove-dockerd) with its socket at
 #      $COVE_DOCKERD_DIR/docker.sock
@@ -44,6 +44,11 @@ command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 # The email notification tests receive mail with a real SMTP server (server/tests/notify_email.rs).
 # Debian's python3 (/usr/bin), where the package installs; pyenv's python3 may come first on PATH.
 /usr/bin/python3 -c 'import aiosmtpd' >/dev/null 2>&1 || need+=(python3-aiosmtpd)
+# SSH into environments is tested with Debian's OpenSSH client (cli/tests/ssh.rs: ssh, sftp,
+# scp, ssh-keygen), rsync over it, and its window resizes under tmux.
+command -v ssh >/dev/null 2>&1 || need+=(openssh-client)
+command -v rsync >/dev/null 2>&1 || need+=(rsync)
+command -v tmux >/dev/null 2>&1 || need+=(tmux)
 if [ "${#need[@]}" -gt 0 ]; then
   t0="$(now)"
   log "apt-get install ${need[*]}"
@@ -52,7 +57,7 @@ if [ "${#need[@]}" -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
   log "packages installed in $(elapsed "$t0")s"
 else
-  log "packages present (dockerd, debootstrap, busybox-static, node, npm, chromium, systemd, aiosmtpd)"
+  log "packages present (dockerd, debootstrap, busybox-static, node, npm, chromium, systemd, aiosmtpd, ssh, rsync, tmux)"
 fi
 # The docker CLI may come from elsewhere (/usr/local/bin); docker.io brings one otherwise.
 command -v docker >/dev/null 2>&1 || die "no docker CLI on PATH after installing docker.io"

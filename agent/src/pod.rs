@@ -8,8 +8,9 @@ use bollard::models::{
     ContainerCreateBody, ExecConfig, HostConfig, Mount, MountType, PortBinding, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
-    CreateContainerOptions, ListContainersOptions, ListVolumesOptions, RemoveContainerOptions,
-    RemoveVolumeOptions, StartContainerOptions, StopContainerOptions, UploadToContainerOptions,
+    CreateContainerOptions, InspectContainerOptions, ListContainersOptions, ListVolumesOptions,
+    RemoveContainerOptions, RemoveVolumeOptions, StartContainerOptions, StopContainerOptions,
+    UploadToContainerOptions,
 };
 use bollard::Docker;
 use devfiles::{ContainerPlan, EnvironmentPlan, Protocol, KEEP_ALIVE};
@@ -1023,18 +1024,60 @@ impl Runtime {
         cols: u16,
         rows: u16,
     ) -> Result<TtySession> {
+        self.exec_attached(
+            env,
+            component,
+            cmd,
+            Some((cols, rows)),
+            vec!["TERM=xterm-256color".into()],
+        )
+        .await
+    }
+
+    /// Start a command in a component with stdin, stdout and stderr attached: with a TTY of
+    /// `tty` = (cols, rows) (output is one stream), or without (stdout and stderr apart, as
+    /// [`bollard::container::LogOutput::StdOut`] / `StdErr`). `vars` are `NAME=value`
+    /// additions to the container's environment. Shutting the input down closes the
+    /// command's stdin. Nothing bounds its output: the caller streams it.
+    pub async fn exec_attached(
+        &self,
+        env: &str,
+        component: &str,
+        cmd: Vec<String>,
+        tty: Option<(u16, u16)>,
+        vars: Vec<String>,
+    ) -> Result<TtySession> {
         let id = self.component_id(env, component).await?;
+        self.exec_attached_in(env, &id, cmd, tty, vars).await
+    }
+
+    /// [`Runtime::exec_attached`] without a TTY in the environment's infra container (Cove's
+    /// busybox image), which owns the pod's network namespace: what runs there reaches every
+    /// component's loopback services (e.g. `nc 127.0.0.1 PORT`).
+    pub async fn exec_in_namespace(&self, env: &str, cmd: Vec<String>) -> Result<TtySession> {
+        self.exec_attached_in(env, &infra_name(env), cmd, None, Vec::new())
+            .await
+    }
+
+    async fn exec_attached_in(
+        &self,
+        env: &str,
+        id: &str,
+        cmd: Vec<String>,
+        tty: Option<(u16, u16)>,
+        vars: Vec<String>,
+    ) -> Result<TtySession> {
         let exec = self
             .docker
             .create_exec(
-                &id,
+                id,
                 ExecConfig {
                     attach_stdin: Some(true),
                     attach_stdout: Some(true),
                     attach_stderr: Some(true),
-                    tty: Some(true),
+                    tty: Some(tty.is_some()),
                     cmd: Some(cmd),
-                    env: Some(vec!["TERM=xterm-256color".into()]),
+                    env: Some(vars),
                     ..Default::default()
                 },
             )
@@ -1046,7 +1089,7 @@ impl Runtime {
                 &exec.id,
                 Some(bollard::exec::StartExecOptions {
                     detach: false,
-                    tty: true,
+                    tty: tty.is_some(),
                     output_capacity: None,
                 }),
             )
@@ -1060,10 +1103,39 @@ impl Runtime {
             output,
             input,
         };
-        self.resize_tty(env, &session.exec_id, cols, rows)
-            .await
-            .ok();
+        if let Some((cols, rows)) = tty {
+            self.resize_tty(env, &session.exec_id, cols, rows)
+                .await
+                .ok();
+        }
         Ok(session)
+    }
+
+    /// The address of an environment's network namespace (its infra container) on its
+    /// network, as the engine's host reaches it; `None` when it has none (not running).
+    pub async fn env_address(&self, env: &str) -> Result<Option<std::net::IpAddr>> {
+        let inspect = match self
+            .docker
+            .inspect_container(&infra_name(env), None::<InspectContainerOptions>)
+            .await
+        {
+            Ok(i) => i,
+            Err(DockerError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => return Ok(None),
+            Err(e) => return Err(Self::err(env, "inspect infra container")(e)),
+        };
+        let networks = inspect
+            .network_settings
+            .and_then(|n| n.networks)
+            .unwrap_or_default();
+        // the environment's own network first (`cove-<env>--net`), else any
+        let mut names: Vec<&String> = networks.keys().collect();
+        names.sort_by_key(|n| !n.starts_with(&format!("cove-{env}")));
+        Ok(names
+            .into_iter()
+            .filter_map(|n| networks.get(n)?.ip_address.clone())
+            .find_map(|ip| ip.parse().ok()))
     }
 
     pub async fn resize_tty(&self, env: &str, exec_id: &str, cols: u16, rows: u16) -> Result<()> {

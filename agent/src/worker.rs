@@ -121,6 +121,140 @@ impl AgentHandle {
     }
 }
 
+/// Input to an attached exec ([`AgentHandle::open_exec`]).
+#[derive(Debug)]
+pub enum ExecInput {
+    Data(Vec<u8>),
+    /// Close the command's stdin.
+    Eof,
+    /// New TTY size (ignored without a TTY).
+    Resize {
+        cols: u16,
+        rows: u16,
+    },
+}
+
+/// Output of an attached exec; ends with [`ExecOutput::Exit`].
+#[derive(Debug)]
+pub enum ExecOutput {
+    Stdout(Vec<u8>),
+    Stderr(Vec<u8>),
+    Exit(i64),
+}
+
+/// The two ends of an attached exec.
+pub struct ExecSession {
+    pub input: mpsc::Sender<ExecInput>,
+    pub output: mpsc::Receiver<ExecOutput>,
+}
+
+impl AgentHandle {
+    /// Start `cmd` in `component` with stdin, stdout and stderr attached, with a TTY of
+    /// (cols, rows) or without one, `vars` (`NAME=value`) added to its environment. Used by
+    /// the SSH server's session channels; the output is streamed, never collected.
+    pub async fn open_exec(
+        &self,
+        env: &str,
+        component: &str,
+        cmd: Vec<String>,
+        tty: Option<(u16, u16)>,
+        vars: Vec<String>,
+    ) -> Result<ExecSession, String> {
+        let session = self
+            .rt
+            .exec_attached(env, component, cmd, tty, vars)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(self.pump_exec(env, session))
+    }
+
+    /// Runs `cmd` without a TTY in the environment's network namespace (its infra container,
+    /// Cove's busybox), stdin/stdout/stderr attached: e.g. `nc 127.0.0.1 PORT` to reach a
+    /// service that listens on the pod's loopback only.
+    pub async fn open_namespace_exec(
+        &self,
+        env: &str,
+        cmd: Vec<String>,
+    ) -> Result<ExecSession, String> {
+        let session = self
+            .rt
+            .exec_in_namespace(env, cmd)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(self.pump_exec(env, session))
+    }
+
+    fn pump_exec(&self, env: &str, session: crate::pod::TtySession) -> ExecSession {
+        let (in_tx, mut in_rx) = mpsc::channel::<ExecInput>(64);
+        let (out_tx, out_rx) = mpsc::channel::<ExecOutput>(64);
+        let crate::pod::TtySession {
+            exec_id,
+            mut output,
+            mut input,
+        } = session;
+        let rt = self.rt.clone();
+        let env_in = env.to_string();
+        let exec_in = exec_id.clone();
+        tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            while let Some(msg) = in_rx.recv().await {
+                match msg {
+                    ExecInput::Data(bytes) => {
+                        if input.write_all(&bytes).await.is_err() || input.flush().await.is_err() {
+                            break;
+                        }
+                    }
+                    ExecInput::Eof => {
+                        let _ = input.shutdown().await;
+                    }
+                    ExecInput::Resize { cols, rows } => {
+                        rt.resize_tty(&env_in, &exec_in, cols, rows).await.ok();
+                    }
+                }
+            }
+        });
+        let rt = self.rt.clone();
+        let env_out = env.to_string();
+        tokio::spawn(async move {
+            use bollard::container::LogOutput;
+            use futures_util::StreamExt;
+            while let Some(chunk) = output.next().await {
+                let Ok(chunk) = chunk else { break };
+                let out = match chunk {
+                    LogOutput::StdErr { message } => ExecOutput::Stderr(message.to_vec()),
+                    other => ExecOutput::Stdout(other.into_bytes().to_vec()),
+                };
+                if out_tx.send(out).await.is_err() {
+                    return;
+                }
+            }
+            // the engine may still call the exec running for a moment after its output ends
+            let mut code = -1;
+            for _ in 0..40 {
+                match rt.exec_exit_code(&env_out, &exec_id).await {
+                    Ok(Some(c)) => {
+                        code = c;
+                        break;
+                    }
+                    Ok(None) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+                    Err(_) => break,
+                }
+            }
+            let _ = out_tx.send(ExecOutput::Exit(code)).await;
+        });
+        ExecSession {
+            input: in_tx,
+            output: out_rx,
+        }
+    }
+
+    /// The address of the environment's network namespace as this host reaches it (for
+    /// forwarded TCP connections); `None` when it is not running.
+    pub async fn env_address(&self, env: &str) -> Result<Option<std::net::IpAddr>, String> {
+        self.rt.env_address(env).await.map_err(|e| e.to_string())
+    }
+}
+
 /// Settings of the agent.
 #[derive(Clone, Debug)]
 pub struct AgentConfig {

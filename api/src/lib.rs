@@ -18,6 +18,7 @@ mod packages;
 mod pulls;
 mod runs;
 mod session;
+mod ssh;
 
 pub use agents::*;
 pub use audit::*;
@@ -29,6 +30,7 @@ pub use packages::*;
 pub use pulls::*;
 pub use runs::*;
 pub use session::*;
+pub use ssh::*;
 
 use serde::{Deserialize, Serialize};
 

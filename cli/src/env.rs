@@ -114,6 +114,29 @@ pub enum EnvCommand {
         #[arg(last = true)]
         command: Vec<String>,
     },
+    /// SSH into an environment with the system `ssh` (a shell, or COMMAND), through the
+    /// server's SSH WebSocket; your key must be registered (`cove ssh-key add`).
+    /// `--stdio` speaks SSH on standard input/output, for OpenSSH's ProxyCommand.
+    Ssh {
+        env: String,
+        /// Bridge standard input/output to the environment's SSH endpoint (ProxyCommand).
+        #[arg(long)]
+        stdio: bool,
+        /// Private key file for ssh (`-i`).
+        #[arg(short = 'i', long)]
+        identity: Option<String>,
+        /// An extra ssh option (`-o NAME=VALUE`), repeatable.
+        #[arg(short = 'o', long = "option")]
+        options: Vec<String>,
+        /// Force a TTY (`ssh -tt`).
+        #[arg(short = 't', long)]
+        tty: bool,
+        /// The container to run in (default: the devfile's first container that mounts sources).
+        #[arg(long)]
+        container: Option<String>,
+        #[arg(last = true)]
+        command: Vec<String>,
+    },
 }
 
 /// `30m`, `1h`, `90s`, `2d`, or plain seconds.
@@ -403,6 +426,46 @@ pub fn run(args: EnvArgs) -> Result<std::process::ExitCode> {
                 }
                 seen = now;
             }
+        }
+        EnvCommand::Ssh {
+            env,
+            stdio,
+            identity,
+            options,
+            tty,
+            container,
+            command,
+        } => {
+            if stdio {
+                // an id needs no lookup (ProxyCommand runs this for every connection)
+                let looks_like_id = env.len() == 12
+                    && env.starts_with('e')
+                    && env[1..].chars().all(|c| c.is_ascii_hexdigit());
+                let id = if looks_like_id {
+                    env
+                } else {
+                    resolve(&client, &env)?.id
+                };
+                crate::ssh::stdio(&client, &id)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            let e = resolve(&client, &env)?;
+            let mut extra: Vec<String> = Vec::new();
+            for o in options {
+                extra.push("-o".into());
+                extra.push(o);
+            }
+            if tty {
+                extra.push("-tt".into());
+            }
+            return crate::ssh::env_ssh(
+                &client,
+                &e,
+                container.as_deref(),
+                identity.as_deref(),
+                &extra,
+                &command,
+            );
         }
         EnvCommand::Exec {
             env,

@@ -19,6 +19,7 @@ mod workflow;
 // workflow runs (issue 5)
 mod run;
 mod secret;
+mod ssh;
 
 use std::process::ExitCode;
 
@@ -54,6 +55,10 @@ enum Command {
     Audit(audit::AuditArgs),
     /// Your API tokens: create (with an expiry), list, revoke.
     Token(token::TokenArgs),
+    /// Your SSH public keys (for `ssh` into environments): add, list, remove.
+    SshKey(ssh::SshKeyArgs),
+    /// Write a `Host cove.<env>` per environment of yours into ~/.ssh/config (a managed block).
+    ConfigSsh(ssh::ConfigSshArgs),
     /// Check and plan devfiles offline.
     #[command(subcommand)]
     Devfile(devfile::DevfileCommand),
@@ -78,6 +83,8 @@ fn main() -> ExitCode {
         Command::User(args) => user::run(args).map(|()| ExitCode::SUCCESS),
         Command::Audit(args) => audit::run(args).map(|()| ExitCode::SUCCESS),
         Command::Token(args) => token::run(args).map(|()| ExitCode::SUCCESS),
+        Command::SshKey(args) => ssh::run_keys(args).map(|()| ExitCode::SUCCESS),
+        Command::ConfigSsh(args) => ssh::config_ssh(args).map(|()| ExitCode::SUCCESS),
         Command::Devfile(cmd) => devfile::run(cmd),
         Command::Workflow(cmd) => workflow::run(cmd),
     };

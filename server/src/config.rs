@@ -75,6 +75,17 @@ pub struct FileConfig {
     pub notify: Option<crate::notify::NotifyFileConfig>,
     /// `[mirrors]`: upstreams allowed although private, fetch timeout (file only).
     pub mirrors: Option<crate::forge::mirror::MirrorsFileConfig>,
+    /// `[ssh]`: the SSH endpoint for environments (file only; off when absent).
+    pub ssh: Option<SshFileConfig>,
+}
+
+/// `[ssh]` of the TOML file.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SshFileConfig {
+    /// HOST:PORT of the SSH listener, e.g. `127.0.0.1:2222`. SSH (this listener and the
+    /// WebSocket route `…/environments/{env}/ssh`) is off when `[ssh]` or `listen` is absent.
+    pub listen: Option<String>,
 }
 
 /// `[environments]` of the TOML file.
@@ -364,6 +375,8 @@ pub struct Config {
     pub notify: crate::notify::NotifySettings,
     /// Mirrors: upstreams allowed although private, fetch timeout.
     pub mirrors: crate::forge::mirror::MirrorSettings,
+    /// The SSH listener (`[ssh] listen`); SSH is off when `None`.
+    pub ssh_listen: Option<SocketAddr>,
 }
 
 impl std::fmt::Debug for Config {
@@ -420,6 +433,7 @@ impl Config {
             auth: AuthSettings::default(),
             notify: crate::notify::NotifySettings::default(),
             mirrors: crate::forge::mirror::MirrorSettings::default(),
+            ssh_listen: None,
         }
     }
 
@@ -446,6 +460,7 @@ impl Config {
             environments: _,
             notify: _,
             mirrors: _,
+            ssh: _,
         } = flags;
         let environments = file.environments.clone().unwrap_or_default().resolve()?;
         let mirrors = file
@@ -466,6 +481,18 @@ impl Config {
             })?;
         let metrics_listen = match metrics_listen
             .or(file.metrics_listen)
+            .filter(|s| !s.is_empty())
+        {
+            Some(text) => Some(
+                text.parse()
+                    .map_err(|_| ConfigError::Listen(text.clone()))?,
+            ),
+            None => None,
+        };
+        let ssh_listen = match file
+            .ssh
+            .as_ref()
+            .and_then(|s| s.listen.clone())
             .filter(|s| !s.is_empty())
         {
             Some(text) => Some(
@@ -557,6 +584,7 @@ impl Config {
             auth,
             notify,
             mirrors,
+            ssh_listen,
         })
     }
 
@@ -574,6 +602,24 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ssh_is_off_unless_listen_is_set() {
+        let off = Config::resolve(FileConfig::default(), None, FileConfig::default()).unwrap();
+        assert_eq!(off.ssh_listen, None);
+        let file: FileConfig = toml::from_str("[ssh]\nlisten = \"127.0.0.1:2222\"\n").unwrap();
+        let on = Config::resolve(FileConfig::default(), None, file).unwrap();
+        assert_eq!(
+            on.ssh_listen.map(|a| a.to_string()).as_deref(),
+            Some("127.0.0.1:2222")
+        );
+        let bad: FileConfig = toml::from_str("[ssh]\nlisten = \"nowhere\"\n").unwrap();
+        assert!(matches!(
+            Config::resolve(FileConfig::default(), None, bad),
+            Err(ConfigError::Listen(_))
+        ));
+        assert!(toml::from_str::<FileConfig>("[ssh]\nlsten = \"x\"\n").is_err());
+    }
 
     #[test]
     fn flags_override_file() {

@@ -209,6 +209,11 @@ impl WebSocketUpgrade {
     {
         self.0.on_upgrade(callback)
     }
+
+    /// Bounds the size of one message (and frame) the peer may send.
+    pub fn max_message_size(self, max: usize) -> Self {
+        WebSocketUpgrade(self.0.max_message_size(max).max_frame_size(max))
+    }
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for WebSocketUpgrade {

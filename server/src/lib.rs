@@ -30,6 +30,7 @@ pub mod retention;
 pub mod routes;
 pub mod runs;
 pub mod sse;
+pub mod ssh;
 pub mod store;
 pub mod ui;
 
@@ -64,6 +65,8 @@ pub enum ServerError {
     Listener(#[source] std::io::Error),
     #[error(transparent)]
     Secrets(#[from] runs::secrets::SecretError),
+    #[error("SSH: {0}")]
+    Ssh(String),
 }
 
 /// How many push events the bus holds for a slow subscriber before it lags.
@@ -95,6 +98,8 @@ struct Inner {
     notifier: notify::Notifier,
     /// Mirrors: settings and the per-repository fetch queue.
     mirrors: forge::mirror::Mirrors,
+    /// The SSH server (`[ssh]`); `None` when SSH is not enabled.
+    ssh: Option<ssh::SshService>,
 }
 
 /// Shared state of all handlers.
@@ -102,6 +107,11 @@ struct Inner {
 pub struct AppState(Arc<Inner>);
 
 impl AppState {
+    /// The SSH server, when `[ssh]` enables it.
+    pub fn ssh(&self) -> Option<&ssh::SshService> {
+        self.0.ssh.as_ref()
+    }
+
     pub fn store(&self) -> &Store {
         &self.0.store
     }
@@ -211,6 +221,8 @@ pub struct Server {
     metrics_listen: Option<std::net::SocketAddr>,
     /// The admin token created on first start when none was configured; show it once.
     pub bootstrap_token: Option<String>,
+    /// The SSH listener, bound by [`Server::new`] when `[ssh] listen` is set.
+    ssh_listener: Option<TcpListener>,
 }
 
 impl Server {
@@ -256,6 +268,17 @@ impl Server {
             runs_config.embedded_slots = 0;
         }
         let runs = runs::Runs::new(&config.data_dir, runs_config)?;
+        let (ssh, ssh_listener) = match config.ssh_listen {
+            Some(addr) => {
+                let key =
+                    ssh::load_or_create_host_key(&config.data_dir).map_err(ServerError::Ssh)?;
+                let listener = TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| ServerError::Ssh(format!("cannot listen on {addr}: {e}")))?;
+                (Some(ssh::SshService::new(key)), Some(listener))
+            }
+            None => (None, None),
+        };
         let state = AppState(Arc::new(Inner {
             runs,
             store,
@@ -273,6 +296,7 @@ impl Server {
             logins: auth::Logins::new(config.auth.clone()),
             notifier: notify::Notifier::new(config.notify.clone()),
             mirrors: forge::mirror::Mirrors::new(config.mirrors.clone()),
+            ssh,
         }));
         // Pull requests whose source moved while the server was down (or between a push's
         // events and its revisions) get their revision now.
@@ -283,7 +307,13 @@ impl Server {
             intervals: config.intervals,
             metrics_listen: config.metrics_listen,
             bootstrap_token,
+            ssh_listener,
         })
+    }
+
+    /// The address of the SSH listener, when `[ssh] listen` is set.
+    pub fn ssh_addr(&self) -> Option<std::net::SocketAddr> {
+        self.ssh_listener.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// Shared state (store, event bus) for embedding and tests.
@@ -307,6 +337,12 @@ impl Server {
         let stop_jobs = stop_jobs.drop_guard();
         let _stop_retention = retention::spawn(self.state.clone()).drop_guard();
         let _stop_notify = notify::worker::spawn(self.state.clone()).drop_guard();
+        if let Some(listener) = self.ssh_listener {
+            if let Ok(addr) = listener.local_addr() {
+                tracing::info!(addr = %addr, "SSH listening");
+            }
+            tokio::spawn(ssh::serve_tcp(self.state.clone(), listener));
+        }
         if let Some(addr) = self.metrics_listen {
             let metrics_listener = TcpListener::bind(addr).await.map_err(ServerError::Serve)?;
             tracing::info!(addr = %addr, "metrics listener (no credentials) listening");

@@ -26,6 +26,7 @@ pub use crate::openapi::{all_paths, openapi_document};
 use crate::openapi::{DocHandler, OpDoc, OutputDoc};
 use crate::repos;
 use crate::runs::http as runs;
+use crate::ssh;
 use crate::store::RepoRow;
 use crate::ui;
 use crate::AppState;
@@ -368,6 +369,71 @@ pub fn api_routes() -> Vec<Route> {
             auth::http::delete_token,
         )
         .answers(&[404]),
+        // ---- SSH keys: a user manages their own; administrators list and remove anyone's
+        route(
+            M::GET,
+            "/api/v1/user/ssh-keys",
+            Read,
+            None,
+            false,
+            OK,
+            "List the caller's SSH public keys",
+            ssh::http::list_own_keys,
+        ),
+        route(
+            M::POST,
+            "/api/v1/user/ssh-keys",
+            Write,
+            None,
+            false,
+            CREATED,
+            "Register an SSH public key (one OpenSSH line) for the caller; it authenticates them at Cove's SSH endpoint",
+            ssh::http::add_key,
+        )
+        .answers(&[400, 409]),
+        route(
+            M::DELETE,
+            "/api/v1/user/ssh-keys/{id}",
+            Write,
+            None,
+            false,
+            GONE,
+            "Remove one of the caller's SSH keys",
+            ssh::http::delete_own_key,
+        )
+        .answers(&[400, 404]),
+        route(
+            M::GET,
+            "/api/v1/ssh/host-key",
+            Read,
+            None,
+            false,
+            OK,
+            "The public host key of the server's SSH endpoint, to pin in a known-hosts file",
+            ssh::http::host_key,
+        )
+        .answers(&[503]),
+        route(
+            M::GET,
+            "/api/v1/ssh-keys",
+            Admin,
+            None,
+            true,
+            OK,
+            "List every user's SSH public keys (administrators)",
+            ssh::http::list_all_keys,
+        ),
+        route(
+            M::DELETE,
+            "/api/v1/ssh-keys/{id}",
+            Admin,
+            None,
+            true,
+            GONE,
+            "Remove any user's SSH key (administrators)",
+            ssh::http::delete_any_key,
+        )
+        .answers(&[400, 404]),
         route(
             M::GET,
             "/api/v1/repos",
@@ -1251,7 +1317,7 @@ pub fn api_routes() -> Vec<Route> {
         //   create (writers)          -        yes    yes         yes           403     404
         //   list, stream, show        yes      yes    yes         yes           yes     hidden/404
         //   logs, events              yes      yes    403         403           403     404
-        //   exec, terminal            yes      yes    403         403           403     404
+        //   exec, terminal, ssh       yes      yes    403         403           403     404
         //   start, restart            yes      yes    403         403           403     404
         //   stop, delete              yes      yes    yes         403           403     404
         //
@@ -1408,6 +1474,19 @@ pub fn api_routes() -> Vec<Route> {
         .env(EnvAccess::Creator)
         .empty()
         .answers(&[409, 503]),
+        route(
+            M::GET,
+            "/api/v1/environments/{env}/ssh",
+            Write,
+            writer,
+            false,
+            StatusCode::SWITCHING_PROTOCOLS,
+            "SSH over a WebSocket (binary frames carry the SSH byte stream; `cove env ssh --stdio` as OpenSSH's ProxyCommand); the SSH login inside needs a registered key",
+            ssh::ws::ssh_websocket,
+        )
+        .env(EnvAccess::Creator)
+        .empty()
+        .answers(&[503]),
     ]
 }
 

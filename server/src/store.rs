@@ -29,6 +29,7 @@ mod retention;
 mod runs;
 mod schedules;
 mod sessions;
+mod ssh_keys;
 mod users;
 
 pub use agents::{AgentRow, RegistrationRefusal, RegistrationTokenRow};
@@ -44,6 +45,7 @@ pub use runs::SecretRow;
 pub use runs::{ActiveJob, JobRow, RunRow, WorkflowErrorRow};
 pub use schedules::{ScheduleClaim, ScheduleRow};
 pub use sessions::SessionRow;
+pub use ssh_keys::SshKeyRow;
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 

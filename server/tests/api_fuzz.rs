@@ -58,6 +58,8 @@ async fn schemathesis_finds_no_server_error_or_undocumented_answer() -> Result<(
     let server = TestServer::start_configured(|c| {
         c.auth.free_failures_per_user = u32::MAX;
         c.auth.free_failures_per_address = u32::MAX;
+        // SSH on, so that its routes (host key, WebSocket) answer as documented, not 503
+        c.ssh_listen = Some("127.0.0.1:0".parse().unwrap());
     })
     .await?;
     let http = server.http.clone();

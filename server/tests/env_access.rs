@@ -17,7 +17,7 @@ use reqwest::Method;
 use serde_json::json;
 use std::time::Duration;
 
-use team::{bearer, create_env, open_terminal, wait_gone, wait_state, Events, Next, Team};
+use team::{bearer, create_env, open_terminal, open_ws, wait_gone, wait_state, Events, Next, Team};
 
 /// `method path` as `token` (JSON body `body`): the status.
 async fn status(
@@ -113,6 +113,7 @@ fn the_route_table_names_the_environment_rule_of_every_environment_route() {
         ("GET", "/api/v1/environments/{env}/logs", Some(Creator)),
         ("GET", "/api/v1/environments/{env}/events", Some(Creator)),
         ("GET", "/api/v1/environments/{env}/terminal", Some(Creator)),
+        ("GET", "/api/v1/environments/{env}/ssh", Some(Creator)),
     ];
     let table: Vec<_> = cove_server::routes::api_routes()
         .into_iter()
@@ -130,7 +131,12 @@ fn the_route_table_names_the_environment_rule_of_every_environment_route() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_environment_route_as_creator_writer_reader_stranger_owner_and_admin() {
     cove_tests::require_docker();
-    let server = TestServer::start().await.unwrap();
+    // SSH on (its WebSocket route is walked like the terminal)
+    let server = TestServer::start_configured(|c| {
+        c.ssh_listen = Some("127.0.0.1:0".parse().unwrap());
+    })
+    .await
+    .unwrap();
     let t: Team = team::setup(&server).await;
     let mut cleanup = team::Cleanup::default();
 
@@ -239,6 +245,16 @@ async fn every_environment_route_as_creator_writer_reader_stranger_owner_and_adm
                 socket.close(None).await.unwrap();
             }
             Err(got) => assert_eq!(got, want, "terminal as {name}"),
+        }
+    }
+    for (name, token, want) in creator_only(101) {
+        let (header, value) = bearer(token);
+        match open_ws(&server, &format!("/environments/{a}/ssh"), header, &value).await {
+            Ok(mut socket) => {
+                assert_eq!(want, 101, "SSH WebSocket as {name} was opened");
+                socket.close(None).await.unwrap();
+            }
+            Err(got) => assert_eq!(got, want, "SSH WebSocket as {name}"),
         }
     }
 

@@ -170,8 +170,8 @@ echo "applets=$n"
     assert!(count > 200, "busybox --list gave {count} applets: {text}");
 }
 
-/// Every tool cove/universal claims (bash git curl python3 pip boto3 pytest node npm awscli)
-/// runs, and curl fetches from a local HTTP server inside the image.
+/// Every tool cove/universal claims (bash git curl python3 pip boto3 pytest node npm awscli,
+/// sftp-server for Cove's SSH `sftp` subsystem, rsync) runs, and curl fetches from a local HTTP server inside the image.
 #[test]
 fn universal_tools_all_run() {
     cove_tests::require_image(cove_tests::IMAGE_UNIVERSAL);
@@ -186,6 +186,8 @@ check pytest python3 -m pytest --version
 check node node -e 'console.log(1+1)'
 check npm npm --version
 check aws aws --version
+check rsync rsync --version
+check sftp-server sh -c 'test -x /usr/lib/openssh/sftp-server && /usr/lib/openssh/sftp-server -h 2>&1 | grep -q usage'
 mkdir -p /tmp/www && echo hello-universal >/tmp/www/index.html
 (cd /tmp/www && exec python3 -m http.server 8080 --bind 127.0.0.1 >/dev/null 2>&1) &
 i=0; until curl -fsS http://127.0.0.1:8080/ >/dev/null 2>&1 || [ $i -ge 100 ]; do i=$((i+1)); sleep 0.1; done
@@ -208,6 +210,8 @@ check git-clone-local sh -c 'cd /tmp && git init -q r && cd r && git -c user.ema
         "node",
         "npm",
         "aws",
+        "sftp-server",
+        "rsync",
         "curl",
         "git-clone-local",
     ] {

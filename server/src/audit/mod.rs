@@ -432,6 +432,28 @@ pub async fn expire(state: &AppState, now_ms: i64) -> Result<u64, crate::store::
     Ok(deleted)
 }
 
+/// An SSH login (`ssh.login`, target the environment) or a refused one (`result` `denied`,
+/// no environment named back): recorded by the SSH server, which has no HTTP request.
+pub async fn ssh_login(
+    state: &AppState,
+    username: Option<&str>,
+    env: &str,
+    client: Option<std::net::SocketAddr>,
+    ok: bool,
+) {
+    let row = AuditRow {
+        at_ms: now_ms(),
+        action: "ssh.login".into(),
+        target: bounded(env, MAX_TARGET_CHARS),
+        username: username.map(|u| bounded(u, MAX_NAME_CHARS)),
+        auth: Some("ssh-key".into()),
+        client: client.map(|c| c.ip().to_string()),
+        result: if ok { "ok" } else { "denied" }.into(),
+        ..AuditRow::default()
+    };
+    write(state, row).await;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

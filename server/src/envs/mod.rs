@@ -69,6 +69,11 @@ impl Envs {
         })
     }
 
+    /// The agent, when one is connected (the SSH server's sessions run through it).
+    pub fn agent_handle(&self) -> Option<&AgentHandle> {
+        self.agent.as_ref()
+    }
+
     pub fn has_agent(&self) -> bool {
         self.agent.is_some()
     }

@@ -176,6 +176,28 @@ pub async fn open_terminal(
     }
 }
 
+/// Opens the WebSocket at API `path` (after `/api/v1`) with one header: the socket, or the
+/// HTTP status of the refusal.
+pub async fn open_ws(
+    server: &TestServer,
+    path: &str,
+    header: &str,
+    value: &str,
+) -> Result<Socket, u16> {
+    use tungstenite::client::IntoClientRequest;
+    let url = format!("{}/api/v1{path}", server.url.replace("http://", "ws://"));
+    let mut request = url.into_client_request().unwrap();
+    request.headers_mut().insert(
+        tungstenite::http::HeaderName::from_bytes(header.as_bytes()).unwrap(),
+        value.parse().unwrap(),
+    );
+    match tokio_tungstenite::connect_async(request).await {
+        Ok((socket, _)) => Ok(socket),
+        Err(tungstenite::Error::Http(response)) => Err(response.status().as_u16()),
+        Err(e) => panic!("WebSocket {path}: {e}"),
+    }
+}
+
 /// `Authorization: Bearer <token>` as a header pair for [`open_terminal`].
 pub fn bearer(token: &str) -> (&'static str, String) {
     ("authorization", format!("Bearer {token}"))
