@@ -1552,6 +1552,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(ui::fallback)
         .layer(middleware::from_fn(ui::no_basic_prompt))
         .layer(middleware::from_fn(log_request))
+        .layer(middleware::map_response(close_after_refused_body))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             crate::audit::layer,
@@ -1567,6 +1568,18 @@ pub fn router(state: AppState) -> Router {
             metrics::http::track,
         ))
         .with_state(state)
+}
+
+/// A body refused as too large was not read to its end, so the connection cannot carry
+/// another request: say so (`Connection: close`), or a client that pools connections sends
+/// its next request on a connection the server is closing and sees it fail.
+async fn close_after_refused_body(mut response: Response) -> Response {
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
 }
 
 /// Logs every request and turns a panicking handler into a 500 for that request only.
