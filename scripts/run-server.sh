@@ -20,5 +20,14 @@ mkdir -p "$DATA_DIR"
 URL="${COVE_PUBLIC_URL:-http://$LISTEN}"
 echo "cove-server: $URL (data in $DATA_DIR)"
 echo "log in with:  cove login $URL --token <admin token>"
+# SSH into environments (docs/ssh.md) on COVE_SSH_LISTEN (default 127.0.0.1:2222), through a
+# config file written into the data directory, unless COVE_CONFIG names the caller's own.
+CONFIG_FLAG=()
+if [ -z "${COVE_CONFIG:-}" ]; then
+  SSH_LISTEN="${COVE_SSH_LISTEN:-127.0.0.1:2222}"
+  printf '# written by scripts/run-server.sh\n[ssh]\nlisten = "%s"\n' "$SSH_LISTEN" >"$DATA_DIR/run.toml"
+  CONFIG_FLAG=(--config "$DATA_DIR/run.toml")
+  echo "ssh:          $SSH_LISTEN  (cove ssh-key add ~/.ssh/id_ed25519.pub && cove config-ssh && ssh cove.<env>)"
+fi
 # The admin token is printed by the server itself, once, on first start.
-exec "$BIN" --data-dir "$DATA_DIR" --listen "$LISTEN" --public-url "$URL"
+exec "$BIN" --data-dir "$DATA_DIR" --listen "$LISTEN" --public-url "$URL" "${CONFIG_FLAG[@]}"
