@@ -12,7 +12,6 @@ use std::sync::mpsc;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use cove_api::{AddSshKeyRequest, Environment, SshKeyInfo};
-use tungstenite::client::IntoClientRequest;
 use tungstenite::stream::MaybeTlsStream;
 use tungstenite::Message;
 
@@ -256,22 +255,7 @@ pub fn stdio(client: &Client, env_id: &str) -> Result<()> {
         bail!("unsupported server URL {base}");
     };
     let url = format!("{ws_base}/api/v1/environments/{env_id}/ssh");
-    let mut request = url.into_client_request()?;
-    request.headers_mut().insert(
-        "Authorization",
-        format!("Bearer {}", client.token()).parse()?,
-    );
-    let (mut socket, _) = tungstenite::connect(request).map_err(|e| match e {
-        tungstenite::Error::Http(resp) => anyhow::anyhow!(
-            "the server refused SSH ({}): {}",
-            resp.status(),
-            resp.body()
-                .as_deref()
-                .map(String::from_utf8_lossy)
-                .unwrap_or_default()
-        ),
-        other => anyhow::anyhow!("cannot reach the SSH endpoint: {other}"),
-    })?;
+    let mut socket = crate::terminal::connect(&url, client.token(), "the SSH endpoint")?;
     match socket.get_mut() {
         MaybeTlsStream::Plain(tcp) => {
             tcp.set_read_timeout(Some(std::time::Duration::from_millis(10)))?;

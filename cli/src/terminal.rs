@@ -70,21 +70,7 @@ pub fn run(
             .collect();
         url.push_str(&format!("&cmd={encoded}"));
     }
-    let mut request = url.into_client_request()?;
-    request
-        .headers_mut()
-        .insert("Authorization", format!("Bearer {token}").parse()?);
-    let (mut socket, _) = tungstenite::connect(request).map_err(|e| match e {
-        tungstenite::Error::Http(resp) => anyhow::anyhow!(
-            "the server refused the terminal ({}): {}",
-            resp.status(),
-            resp.body()
-                .as_deref()
-                .map(String::from_utf8_lossy)
-                .unwrap_or_default()
-        ),
-        other => anyhow::anyhow!("cannot open the terminal: {other}"),
-    })?;
+    let mut socket = connect(&url, token, "the terminal")?;
     if let MaybeTlsStream::Plain(tcp) = socket.get_mut() {
         set_timeout(tcp)?;
     }
@@ -158,6 +144,31 @@ pub fn run(
     }
     drop(raw);
     Ok(code)
+}
+
+/// Opens the WebSocket at `url` with the bearer `token`; a refusal names `what` with the
+/// server's status and message.
+pub fn connect(
+    url: &str,
+    token: &str,
+    what: &str,
+) -> Result<tungstenite::WebSocket<MaybeTlsStream<TcpStream>>> {
+    let mut request = url.into_client_request()?;
+    request
+        .headers_mut()
+        .insert("Authorization", format!("Bearer {token}").parse()?);
+    let (socket, _) = tungstenite::connect(request).map_err(|e| match e {
+        tungstenite::Error::Http(resp) => anyhow::anyhow!(
+            "the server refused {what} ({}): {}",
+            resp.status(),
+            resp.body()
+                .as_deref()
+                .map(String::from_utf8_lossy)
+                .unwrap_or_default()
+        ),
+        other => anyhow::anyhow!("cannot open {what}: {other}"),
+    })?;
+    Ok(socket)
 }
 
 fn set_timeout(tcp: &mut TcpStream) -> Result<()> {
