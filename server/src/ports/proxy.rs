@@ -26,6 +26,8 @@ use crate::AppState;
 
 /// The path prefix of the proxy.
 pub const PREFIX: &str = "/env";
+/// Requests record activity on their environment at most this often.
+pub const TOUCH_EVERY: Duration = Duration::from_secs(30);
 /// How long the service may take to answer with its response head.
 pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -109,7 +111,10 @@ async fn forward(
     let stream = super::connect(&state, &env.id, port)
         .await
         .map_err(|e| ApiError::Unavailable(e.to_string()))?;
-    super::touch(&state, &env).await;
+    // activity for the idle stop, written at most every TOUCH_EVERY (a page loads many assets)
+    if crate::store::now_ms() - env.last_activity_ms >= TOUCH_EVERY.as_millis() as i64 {
+        super::touch(&state, &env).await;
+    }
 
     let prefix = format!("{PREFIX}/{}/{endpoint}", env.id);
     let query = request
