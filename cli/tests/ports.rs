@@ -242,6 +242,32 @@ fn run(url: &str, tokens: &[String]) {
         let got = tunnel_status(url, token, &id, 8000);
         assert_eq!(got, Some(status), "{who}");
     }
+    // an open tunnel ends once its token is revoked (checked every 5 s, like a terminal)
+    let second: cove_api::CreatedToken = ureq::post(&format!("{url}/api/v1/tokens"))
+        .set("Authorization", &format!("Bearer {alice}"))
+        .send_json(serde_json::json!({"name": "short", "scopes": ["read", "write"]}))
+        .unwrap()
+        .into_json()
+        .unwrap();
+    let mut socket = open_tunnel(url, &second.token, &id, 8000);
+    ureq::delete(&format!("{url}/api/v1/tokens/{}", second.info.id))
+        .set("Authorization", &format!("Bearer {alice}"))
+        .call()
+        .unwrap();
+    let started = Instant::now();
+    loop {
+        match socket.read() {
+            Ok(tungstenite::Message::Close(_)) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+    // generous: the bound is the 5 s re-check
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+
     // and `cove env port-forward` as bob says why
     let (mut child, ports) = port_forward(home, url, bob, &id, &["0:8000"]);
     assert_eq!(http_over(ports[0], "GET / HTTP/1.0\r\n\r\n"), "");
@@ -325,6 +351,28 @@ fn run(url: &str, tokens: &[String]) {
         assert!(Instant::now() < deadline, "{status} {body}");
         std::thread::sleep(Duration::from_millis(500));
     }
+}
+
+/// An accepted tunnel WebSocket, with a read timeout that fails a hung read.
+fn open_tunnel(
+    url: &str,
+    token: &str,
+    env: &str,
+    port: u16,
+) -> tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<TcpStream>> {
+    let ws = format!(
+        "{}/api/v1/environments/{env}/ports/{port}/tunnel",
+        url.replace("http://", "ws://")
+    );
+    let mut request = tungstenite::client::IntoClientRequest::into_client_request(ws).unwrap();
+    request
+        .headers_mut()
+        .insert("Authorization", format!("Bearer {token}").parse().unwrap());
+    let (socket, _) = tungstenite::connect(request).unwrap();
+    if let tungstenite::stream::MaybeTlsStream::Plain(tcp) = socket.get_ref() {
+        tcp.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    }
+    socket
 }
 
 /// The status the tunnel WebSocket answers with (`None`: it was accepted).

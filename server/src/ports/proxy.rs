@@ -3,7 +3,7 @@
 //! goes over a fresh connection from [`super::connect`] with `X-Forwarded-For`,
 //! `X-Forwarded-Proto`, `X-Forwarded-Host` and `X-Forwarded-Prefix`, and the response is
 //! streamed back; an `Upgrade` (WebSocket) request is passed through once the service
-//! answers 101. Cove's own credentials (`Authorization`, the session cookie, the CSRF
+//! answers 101 (and ends within 5 s of the caller losing access). Cove's own credentials (`Authorization`, the session cookie, the CSRF
 //! header) never reach the service. Who may call: anyone who may see the environment (a role
 //! on its repository; others get 404, as for every `{env}` route); `internal` and `none`
 //! endpoints, unknown names and stopped environments are 404 / 503. See docs/ports.md.
@@ -68,10 +68,11 @@ pub async fn proxy(
     State(state): State<AppState>,
     Extension(env): Extension<EnvRow>,
     Extension(client): Extension<crate::auth::ClientAddr>,
+    Extension(grant): Extension<crate::live_auth::Grant>,
     crate::extract::Path((_env, endpoint, rest)): crate::extract::Path<(String, String, String)>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    forward(state, env, client, endpoint, rest, request).await
+    forward(state, env, client, grant, endpoint, rest, request).await
 }
 
 /// Any method on `/env/{env}/{endpoint}/`.
@@ -79,16 +80,18 @@ pub async fn proxy_root(
     State(state): State<AppState>,
     Extension(env): Extension<EnvRow>,
     Extension(client): Extension<crate::auth::ClientAddr>,
+    Extension(grant): Extension<crate::live_auth::Grant>,
     crate::extract::Path((_env, endpoint)): crate::extract::Path<(String, String)>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    forward(state, env, client, endpoint, String::new(), request).await
+    forward(state, env, client, grant, endpoint, String::new(), request).await
 }
 
 async fn forward(
     state: AppState,
     env: EnvRow,
     client: crate::auth::ClientAddr,
+    grant: crate::live_auth::Grant,
     endpoint: String,
     rest: String,
     mut request: Request,
@@ -186,7 +189,11 @@ async fn forward(
             };
             let mut client = TokioIo::new(client);
             let mut service = TokioIo::new(service);
-            let _ = tokio::io::copy_bidirectional(&mut client, &mut service).await;
+            // until either side closes, or the caller loses access (checked every 5 s)
+            tokio::select! {
+                _ = tokio::io::copy_bidirectional(&mut client, &mut service) => {}
+                _ = grant.revoked(state2.clone()) => {}
+            }
             super::touch(&state2, &env2).await;
         });
         let (mut parts, _) = response.into_parts();

@@ -2,7 +2,8 @@
 //! carry one TCP connection to `port` in the environment (`cove env port-forward`), opened
 //! with [`super::connect`]. Same callers as the terminal and SSH (the environment's creator
 //! or an administrator). Bounded: [`MAX_TUNNELS_PER_USER`] open at once per user, closed
-//! after [`IDLE_TIMEOUT`] without a byte either way. An open tunnel is activity for the idle
+//! after [`IDLE_TIMEOUT`] without a byte either way, and within 5 s of its caller losing
+//! access ([`crate::live_auth`]). An open tunnel is activity for the idle
 //! stop (when it opens, every [`TOUCH_EVERY`] while it carries bytes, and when it closes).
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,6 +34,7 @@ pub async fn port_tunnel(
     State(state): State<AppState>,
     Extension(env): Extension<EnvRow>,
     Extension(principal): Extension<Principal>,
+    Extension(grant): Extension<crate::live_auth::Grant>,
     crate::extract::Path((_env, port)): crate::extract::Path<(String, String)>,
     headers: axum::http::HeaderMap,
     ws: crate::extract::WebSocketUpgrade,
@@ -71,10 +73,15 @@ pub async fn port_tunnel(
             other => ApiError::Unavailable(other.to_string()),
         })?;
     super::touch(&state, &env).await;
+    let revoked = grant.revoked(state.clone());
     Ok(ws
         .max_message_size(MAX_FRAME)
         .on_upgrade(move |socket| async move {
-            bridge(&state, &env, socket, stream).await;
+            tokio::select! {
+                _ = bridge(&state, &env, socket, stream) => {}
+                // the caller lost access (token revoked, session ended, role removed)
+                _ = revoked => {}
+            }
             super::touch(&state, &env).await;
             drop(slot);
         }))
