@@ -287,6 +287,20 @@ fn run(url: &str, tokens: &[String]) {
         body.contains(&format!("x-forwarded-prefix=/env/{id}/web\n")),
         "{body}"
     );
+    // the page is sandboxed (an opaque origin: no access to Cove's API as the viewer) and
+    // cannot plant a cookie named like Cove's session
+    {
+        let r = ureq::get(&format!("{web_url}sandboxed"))
+            .set("Authorization", &format!("Bearer {alice}"))
+            .call()
+            .unwrap();
+        let csp = r.all("content-security-policy").join("; ");
+        assert!(csp.contains("sandbox"), "{csp}");
+        assert!(!csp.contains("allow-same-origin"), "{csp}");
+        let cookies = r.all("set-cookie").join(" | ");
+        assert!(cookies.contains("app=1"), "{cookies}");
+        assert!(!cookies.contains("cove_session"), "{cookies}");
+    }
     // the root, and the prefix without its slash redirected to it
     let (status, body) = proxied("GET", &web_url, Some(alice), None);
     assert_eq!(status, 200, "{body}");

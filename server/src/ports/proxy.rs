@@ -209,6 +209,7 @@ async fn forward(
     }
     let (mut parts, body) = response.into_parts();
     clean_response_headers(&mut parts.headers);
+    confine(&mut parts.headers);
     Ok(Response::from_parts(parts, Body::new(body)))
 }
 
@@ -275,6 +276,45 @@ fn clean_request_headers(headers: &mut HeaderMap) {
 
 fn clean_response_headers(headers: &mut HeaderMap) {
     drop_hop_by_hop(headers);
+}
+
+/// The sandbox every proxied page runs in. The page is served from Cove's own origin, so
+/// without it the environment's code could call Cove's API as whoever opens the page. With
+/// `sandbox` and no `allow-same-origin` the browser gives the page an opaque origin: its
+/// scripts cannot read Cove's cookies or pages, and its requests to Cove are cross-site (the
+/// `SameSite=Strict` session cookie is not sent, CORS hides the answers). Cookies the
+/// service sets are kept, except any that would shadow Cove's own (`cove_*`).
+pub(crate) const SANDBOX_CSP: &str =
+    "sandbox allow-scripts allow-forms allow-popups allow-modals allow-downloads";
+
+fn confine(headers: &mut HeaderMap) {
+    let cookies: Vec<HeaderValue> = headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter(|v| {
+            let name = v
+                .to_str()
+                .unwrap_or("")
+                .split('=')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
+            !name.starts_with("cove_")
+                && !name.starts_with("__host-cove")
+                && !name.starts_with("__secure-cove")
+        })
+        .cloned()
+        .collect();
+    headers.remove(header::SET_COOKIE);
+    for c in cookies {
+        headers.append(header::SET_COOKIE, c);
+    }
+    // Added beside any policy of the service's own: browsers enforce every policy given.
+    headers.append(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(SANDBOX_CSP),
+    );
 }
 
 fn forwarded_headers(
