@@ -87,7 +87,10 @@ pub struct EnvEndpoint {
     pub port: u16,
     pub exposure: String,
     pub protocol: String,
-    /// Where it is reachable from the agent's host, when published.
+    /// Where it is reachable: `public` endpoints through the server's proxy
+    /// (`<server>/env/<env-id>/<endpoint>/`, for those who may see the environment),
+    /// `internal` ones on the agent's host while the environment runs. `none` endpoints are
+    /// not listed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
 }

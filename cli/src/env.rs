@@ -114,6 +114,15 @@ pub enum EnvCommand {
         #[arg(last = true)]
         command: Vec<String>,
     },
+    /// Forward TCP from 127.0.0.1:LOCAL on this machine to REMOTE in the environment, through
+    /// the server: cove env port-forward ENV 8000:8000 [3000 …] (LOCAL 0 picks a free port).
+    /// Runs until interrupted.
+    PortForward {
+        env: String,
+        /// LOCAL:REMOTE pairs (or PORT for the same port on both ends).
+        #[arg(required = true)]
+        ports: Vec<String>,
+    },
     /// SSH into an environment with the system `ssh` (a shell, or COMMAND), through the
     /// server's SSH WebSocket; your key must be registered (`cove ssh-key add`).
     /// `--stdio` speaks SSH on standard input/output, for OpenSSH's ProxyCommand.
@@ -426,6 +435,14 @@ pub fn run(args: EnvArgs) -> Result<std::process::ExitCode> {
                 }
                 seen = now;
             }
+        }
+        EnvCommand::PortForward { env, ports } => {
+            let forwards = ports
+                .iter()
+                .map(|p| crate::forward::parse_forward(p))
+                .collect::<Result<Vec<_>>>()?;
+            let e = resolve(&client, &env)?;
+            crate::forward::port_forward(client.url(), client.token(), &e.id, &e.name, &forwards)?;
         }
         EnvCommand::Ssh {
             env,

@@ -5,6 +5,7 @@ mod audit;
 mod client;
 mod devfile;
 mod env;
+mod forward;
 mod login;
 mod mirror;
 mod notify;

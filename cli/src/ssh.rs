@@ -7,13 +7,10 @@
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::mpsc;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use cove_api::{AddSshKeyRequest, Environment, SshKeyInfo};
-use tungstenite::stream::MaybeTlsStream;
-use tungstenite::Message;
 
 use crate::client::Client;
 
@@ -246,78 +243,14 @@ pub fn env_ssh(
 /// `cove env ssh --stdio ENV`: bridges standard input and output to the environment's SSH
 /// endpoint over the server's WebSocket, until either side closes.
 pub fn stdio(client: &Client, env_id: &str) -> Result<()> {
-    let base = client.url();
-    let ws_base = if let Some(rest) = base.strip_prefix("http://") {
-        format!("ws://{rest}")
-    } else if let Some(rest) = base.strip_prefix("https://") {
-        format!("wss://{rest}")
-    } else {
-        bail!("unsupported server URL {base}");
-    };
-    let url = format!("{ws_base}/api/v1/environments/{env_id}/ssh");
-    let mut socket = crate::terminal::connect(&url, client.token(), "the SSH endpoint")?;
-    match socket.get_mut() {
-        MaybeTlsStream::Plain(tcp) => {
-            tcp.set_read_timeout(Some(std::time::Duration::from_millis(10)))?;
-        }
-        _ => bail!("SSH over https:// is not supported by this cove binary yet"),
-    }
-    let (tx, rx) = mpsc::channel::<Option<Vec<u8>>>();
-    std::thread::spawn(move || {
-        let mut stdin = std::io::stdin();
-        let mut buf = vec![0u8; 32 * 1024];
-        loop {
-            match stdin.read(&mut buf) {
-                Ok(0) | Err(_) => {
-                    let _ = tx.send(None);
-                    break;
-                }
-                Ok(n) => {
-                    if tx.send(Some(buf[..n].to_vec())).is_err() {
-                        break;
-                    }
-                }
-            }
-        }
-    });
-    let mut stdout = std::io::stdout();
-    let mut input_open = true;
-    loop {
-        match socket.read() {
-            Ok(Message::Binary(bytes)) => {
-                stdout.write_all(&bytes)?;
-                stdout.flush()?;
-            }
-            Ok(Message::Close(_)) => break,
-            Ok(_) => {}
-            Err(tungstenite::Error::Io(e))
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => break,
-            Err(e) => bail!("SSH connection failed: {e}"),
-        }
-        while input_open {
-            match rx.try_recv() {
-                Ok(Some(bytes)) => socket.send(Message::Binary(bytes.into()))?,
-                Ok(None) | Err(mpsc::TryRecvError::Disconnected) => {
-                    // ssh closed its end: we are done
-                    input_open = false;
-                    let _ = socket.close(None);
-                }
-                Err(mpsc::TryRecvError::Empty) => break,
-            }
-        }
-        if !input_open {
-            // drain what the server still sends until it closes
-            match socket.flush() {
-                Ok(()) => {}
-                Err(_) => break,
-            }
-        }
-    }
-    Ok(())
+    crate::forward::bridge(
+        client.url(),
+        client.token(),
+        &format!("/api/v1/environments/{env_id}/ssh"),
+        "SSH",
+        std::io::stdin(),
+        std::io::stdout(),
+    )
 }
 
 /// The user's environments as `Host` entries.

@@ -25,6 +25,7 @@ pub mod names;
 pub mod notify;
 pub mod openapi;
 pub mod parse_budget;
+pub mod ports;
 pub mod repos;
 pub mod retention;
 pub mod routes;
@@ -100,6 +101,8 @@ struct Inner {
     mirrors: forge::mirror::Mirrors,
     /// The SSH server (`[ssh]`); `None` when SSH is not enabled.
     ssh: Option<ssh::SshService>,
+    /// Open port tunnels per user (`cove env port-forward`).
+    tunnels: ports::Tunnels,
 }
 
 /// Shared state of all handlers.
@@ -110,6 +113,11 @@ impl AppState {
     /// The SSH server, when `[ssh]` enables it.
     pub fn ssh(&self) -> Option<&ssh::SshService> {
         self.0.ssh.as_ref()
+    }
+
+    /// Open port tunnels per user.
+    pub fn tunnels(&self) -> &ports::Tunnels {
+        &self.0.tunnels
     }
 
     pub fn store(&self) -> &Store {
@@ -297,6 +305,7 @@ impl Server {
             notifier: notify::Notifier::new(config.notify.clone()),
             mirrors: forge::mirror::Mirrors::new(config.mirrors.clone()),
             ssh,
+            tunnels: ports::Tunnels::default(),
         }));
         // Pull requests whose source moved while the server was down (or between a push's
         // events and its revisions) get their revision now.

@@ -1317,7 +1317,8 @@ pub fn api_routes() -> Vec<Route> {
         //   create (writers)          -        yes    yes         yes           403     404
         //   list, stream, show        yes      yes    yes         yes           yes     hidden/404
         //   logs, events              yes      yes    403         403           403     404
-        //   exec, terminal, ssh       yes      yes    403         403           403     404
+        //   exec, terminal, ssh,      yes      yes    403         403           403     404
+        //   port tunnel
         //   start, restart            yes      yes    403         403           403     404
         //   stop, delete              yes      yes    yes         403           403     404
         //
@@ -1487,6 +1488,19 @@ pub fn api_routes() -> Vec<Route> {
         .env(EnvAccess::Creator)
         .empty()
         .answers(&[503]),
+        route(
+            M::GET,
+            "/api/v1/environments/{env}/ports/{port}/tunnel",
+            Write,
+            writer,
+            false,
+            StatusCode::SWITCHING_PROTOCOLS,
+            "One TCP connection to PORT in the environment (WebSocket; binary frames carry the bytes both ways; `cove env port-forward`)",
+            crate::ports::tunnel::port_tunnel,
+        )
+        .env(EnvAccess::Creator)
+        .empty()
+        .answers(&[400, 409, 429, 503]),
     ]
 }
 
@@ -1534,10 +1548,38 @@ pub fn router(state: AppState) -> Router {
     };
     let metrics_auth =
         middleware::from_fn_with_state((state.clone(), Arc::new(metrics_spec)), authorize_route);
+    // Public devfile endpoints (crate::ports::proxy): any method, anyone who may see the
+    // environment (a role on its repository; others 404 like every `{env}` route).
+    let proxy_spec = RouteSpec {
+        method: Method::GET,
+        path: "/env/{env}/{endpoint}/{*rest}",
+        audience: Audience::Users,
+        scope: Scope::Read,
+        repo_role: Some(Role::Reader),
+        admin_only: false,
+        env_access: None,
+        summary: "A public devfile endpoint through the reverse proxy",
+        success: StatusCode::OK,
+        extra_statuses: Vec::new(),
+    };
+    let proxy_auth =
+        middleware::from_fn_with_state((state.clone(), Arc::new(proxy_spec)), authorize_route);
     router
         .route(
             "/metrics",
             axum::routing::get(metrics::http::metrics).route_layer(metrics_auth),
+        )
+        .route(
+            "/env/{env}/{endpoint}/{*rest}",
+            axum::routing::any(crate::ports::proxy::proxy).layer(proxy_auth.clone()),
+        )
+        .route(
+            "/env/{env}/{endpoint}/",
+            axum::routing::any(crate::ports::proxy::proxy_root).layer(proxy_auth.clone()),
+        )
+        .route(
+            "/env/{env}/{endpoint}",
+            axum::routing::get(crate::ports::proxy::endpoint_root).route_layer(proxy_auth),
         )
         .route("/healthz", axum::routing::get(metrics::http::healthz))
         .route("/readyz", axum::routing::get(metrics::http::readyz))

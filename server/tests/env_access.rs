@@ -114,6 +114,11 @@ fn the_route_table_names_the_environment_rule_of_every_environment_route() {
         ("GET", "/api/v1/environments/{env}/events", Some(Creator)),
         ("GET", "/api/v1/environments/{env}/terminal", Some(Creator)),
         ("GET", "/api/v1/environments/{env}/ssh", Some(Creator)),
+        (
+            "GET",
+            "/api/v1/environments/{env}/ports/{port}/tunnel",
+            Some(Creator),
+        ),
     ];
     let table: Vec<_> = cove_server::routes::api_routes()
         .into_iter()
@@ -255,6 +260,19 @@ async fn every_environment_route_as_creator_writer_reader_stranger_owner_and_adm
                 socket.close(None).await.unwrap();
             }
             Err(got) => assert_eq!(got, want, "SSH WebSocket as {name}"),
+        }
+    }
+    // a port tunnel (`cove env port-forward`): opened even when nothing listens (the
+    // loopback relay then ends it)
+    for (name, token, want) in creator_only(101) {
+        let (header, value) = bearer(token);
+        let path = format!("/environments/{a}/ports/8000/tunnel");
+        match open_ws(&server, &path, header, &value).await {
+            Ok(mut socket) => {
+                assert_eq!(want, 101, "port tunnel as {name} was opened");
+                let _ = socket.close(None).await;
+            }
+            Err(got) => assert_eq!(got, want, "port tunnel as {name}"),
         }
     }
 

@@ -45,6 +45,7 @@ fn concrete_path(spec: &RouteSpec, repo: &str, token_id: i64) -> String {
         .replace("{agent}", "1")
         .replace("{number}", "1")
         .replace("{comment}", "1")
+        .replace("{port}", "8000")
 }
 
 async fn call(

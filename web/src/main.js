@@ -11,6 +11,7 @@ import { envPage } from './pages/env.js';
 import { runsPage, runPage } from './pages/runs.js';
 import { pullsPage, pullPage } from './pages/pulls.js';
 import { codePage } from './pages/code.js';
+import { sshKeysPage } from './pages/keys.js';
 
 const app = document.getElementById('app');
 let session = null;
@@ -29,6 +30,7 @@ const routes = [
   [/^\/envs$/, () => envsPage],
   [/^\/envs\/([^/]+)$/, () => envPage],
   [/^\/runs\/(\d+)$/, () => runPage],
+  [/^\/settings\/ssh-keys$/, () => sshKeysPage],
 ];
 
 export function navigate(hash) {
@@ -55,6 +57,7 @@ function header() {
       { 'aria-label': 'Main' },
       link('#/repos', 'Repositories', path.startsWith('/repos')),
       link('#/envs', 'Environments', path === '/' || path.startsWith('/envs')),
+      link('#/settings/ssh-keys', 'SSH keys', path.startsWith('/settings')),
     ),
     h(
       'div',

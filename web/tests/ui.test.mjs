@@ -31,6 +31,16 @@ components:
       env:
         - name: IS_LOCAL
           value: "true"
+      endpoints:
+        - name: web
+          targetPort: 8000
+          exposure: public
+        - name: admin
+          targetPort: 8001
+          exposure: internal
+        - name: hidden
+          targetPort: 8002
+          exposure: none
 `;
 
 const WORKFLOW = `Name: ui-demo
@@ -271,6 +281,70 @@ test('logs per component and the live environment list', async () => {
   assert.deepEqual(await lowContrast(), [], 'environments page contrast');
   await row.getByRole('link').click();
   await page.locator('#env-state[data-state=running]').waitFor();
+});
+
+test('endpoints: the public one opens through the server, internal ones have no link, none are not listed; SSH lines to copy', async () => {
+  await waitForPrompt();
+  await page.keyboard.type('(python3 -m http.server 8000 >/dev/null 2>&1 &)', { delay: 5 });
+  await page.keyboard.press('Enter');
+  const web = page.locator('li[data-endpoint=web]');
+  const open = web.getByRole('link', { name: 'Open web' });
+  await open.waitFor();
+  assert.equal(await open.getAttribute('href'), `${URL}/env/${envId}/web/`);
+  assert.equal(await page.locator('li[data-endpoint=admin]').getByRole('link').count(), 0, 'internal: no Open link');
+  assert.equal(await page.locator('li[data-endpoint=hidden]').count(), 0, 'exposure none: not listed');
+  // "Open" shows the service through the server's proxy, authenticated by the session cookie
+  let listing = '';
+  const deadline = Date.now() + 20_000;
+  while (Date.now() < deadline) {
+    const [tab] = await Promise.all([context.waitForEvent('page'), open.click()]);
+    await tab.waitForLoadState();
+    listing = (await tab.textContent('body').catch(() => '')) || '';
+    await tab.close();
+    if (listing.includes('Directory listing for /')) break;
+    await page.waitForTimeout(500);
+  }
+  assert.match(listing, /Directory listing for \//);
+  assert.match(listing, /devfile\.yaml/);
+  // SSH: the lines to copy
+  const name = (await page.locator('h1').textContent()).trim();
+  const ssh = page.getByRole('region', { name: 'SSH', exact: true });
+  const lines = await ssh.locator('pre.command').allTextContents();
+  assert.deepEqual(lines, ['cove config-ssh', `ssh cove.${name}`]);
+  assert.equal(await ssh.getByRole('button', { name: 'Copy: ssh command' }).count(), 1);
+  await shot('environment-endpoints-ssh');
+  assert.deepEqual(await lowContrast(), [], 'endpoints and SSH contrast');
+});
+
+test('SSH keys: add a key (its fingerprint as ssh-keygen prints it), a malformed one is refused, remove it', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'cove-ui-key-'));
+  try {
+    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'ui@test', '-f', path.join(dir, 'key')]);
+    const pub = execFileSync('cat', [path.join(dir, 'key.pub')], { encoding: 'utf8' }).trim();
+    const fingerprint = execFileSync('ssh-keygen', ['-lf', path.join(dir, 'key.pub')], { encoding: 'utf8' }).split(' ')[1];
+    await page.getByRole('link', { name: 'SSH keys' }).first().click();
+    await page.waitForURL(/#\/settings\/ssh-keys$/);
+    await page.getByText('No keys yet.').waitFor();
+    await page.getByLabel('Public key (one line of a .pub file)').fill('ssh-ed25519 not-base64');
+    await page.getByRole('button', { name: 'Add key' }).click();
+    await page.locator('[role=alert]', { hasText: /key/i }).waitFor();
+    await page.getByLabel('Public key (one line of a .pub file)').fill(pub);
+    await page.getByLabel('Name (optional)').fill('laptop');
+    await page.getByRole('button', { name: 'Add key' }).click();
+    const row = page.getByRole('row', { name: /laptop/ });
+    await row.waitFor();
+    assert.match(await row.textContent(), new RegExp(fingerprint.replace(/[+/]/g, (c) => `\\${c}`)));
+    assert.match(await row.textContent(), /ssh-ed25519/);
+    await shot('ssh-keys');
+    assert.deepEqual(await lowContrast(), [], 'SSH keys page contrast');
+    await row.getByRole('button', { name: 'Remove key laptop' }).click();
+    await page.getByText('No keys yet.').waitFor();
+    // back to the environment for the next steps
+    await page.goto(`${URL}/#/envs/${envId}`);
+    await page.locator('#env-state[data-state=running]').waitFor();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('restart from the UI: the "restart required" banner shows the devfile change', async () => {
@@ -806,11 +880,11 @@ test('keyboard: skip link first, then the main navigation; the skip link moves f
     await fresh.waitForFunction(() => document.activeElement && document.activeElement.tagName === 'H1');
     // …and going back passes Log out, the navigation and the brand to the skip link.
     const back = [];
-    for (let i = 0; i < 5; i += 1) {
+    for (let i = 0; i < 6; i += 1) {
       await fresh.keyboard.press('Shift+Tab');
       back.push(await fresh.evaluate(() => document.activeElement.textContent));
     }
-    assert.deepEqual(back.slice(0, 4), ['Log out', 'Environments', 'Repositories', 'Cove']);
+    assert.deepEqual(back.slice(0, 5), ['Log out', 'SSH keys', 'Environments', 'Repositories', 'Cove']);
     assert.equal(await fresh.evaluate(() => document.activeElement.textContent), 'Skip to content');
     await fresh.keyboard.press('Enter');
     assert.equal(await fresh.evaluate(() => document.activeElement.id), 'main');

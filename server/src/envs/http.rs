@@ -38,6 +38,26 @@ pub(crate) async fn env_dto(state: &AppState, row: &EnvRow) -> Result<Environmen
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_string))
                 .unwrap_or_default();
+            if e.exposure == devfiles::Exposure::None {
+                // `exposure: none` endpoints are not even listed
+                continue;
+            }
+            if e.exposure == devfiles::Exposure::Public {
+                // reachable through the server's endpoint proxy (docs/ports.md)
+                endpoints.push(EnvEndpoint {
+                    name: e.name.clone(),
+                    port: e.port,
+                    exposure,
+                    protocol,
+                    url: Some(crate::ports::proxy::endpoint_url(
+                        state.public_url(),
+                        &row.id,
+                        &e.name,
+                        e.path.as_deref(),
+                    )),
+                });
+                continue;
+            }
             let url = published
                 .iter()
                 .find(|p| p.port == e.port)

@@ -12,7 +12,8 @@
 //!   (other destinations are refused, so the server is no proxy to anywhere else); the
 //!   connection goes to the namespace's address on its network, and when nothing listens
 //!   there (a service on the pod's loopback only, as editors' servers listen), through
-//!   `nc 127.0.0.1 PORT` run in the pod's infra container (Cove's busybox).
+//!   `nc 127.0.0.1 PORT` run in the pod's infra container (Cove's busybox) — both in
+//!   [`crate::ports::connect`], shared with port forwarding and the endpoint proxy.
 //!
 //! An open session is activity for the idle stop (recorded when it opens, on input, and
 //! every [`TOUCH_EVERY`] while it lasts), and it ends (with the reason on stderr) once its
@@ -37,8 +38,6 @@ pub const MAX_VARS: usize = 64;
 pub const MAX_VAR_BYTES: usize = 4096;
 /// How long a stopped environment may take to start on connect.
 pub const START_TIMEOUT: Duration = Duration::from_secs(300);
-/// How long a forwarded connection may take to be established.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Where the `sftp` subsystem's server is looked for in the container (Debian's
 /// openssh-sftp-server first).
 pub const SFTP_SERVERS: &[&str] = &[
@@ -380,105 +379,16 @@ pub(super) async fn run_direct_tcpip(
         reply.reject(refuse("invalid port")).await;
         return;
     };
-    let env = match state.store().env(&login.env.id).await {
-        Ok(Some(env)) if env.state == EnvState::Running => env,
-        _ => {
-            reply.reject(refuse("the environment is not running")).await;
-            return;
-        }
-    };
-    let Some(agent) = state.envs().agent_handle() else {
-        reply.reject(refuse("no agent is connected")).await;
-        return;
-    };
-    let address = match agent.env_address(&env.id).await {
-        Ok(Some(ip)) => ip,
-        _ => {
-            reply.reject(refuse("the environment has no address")).await;
-            return;
-        }
-    };
-    let connect = tokio::net::TcpStream::connect((address, port));
-    match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
-        Ok(Ok(mut tcp)) => {
+    match crate::ports::connect(&state, &login.env.id, port).await {
+        Ok(mut stream) => {
             reply.accept().await;
-            let _ = state.store().touch_env(&env.id, now_ms()).await;
-            let mut stream = channel.into_stream();
-            let _ = tokio::io::copy_bidirectional(&mut stream, &mut tcp).await;
+            crate::ports::touch(&state, &login.env).await;
+            let mut channel = channel.into_stream();
+            let _ = tokio::io::copy_bidirectional(&mut channel, &mut stream).await;
+            crate::ports::touch(&state, &login.env).await;
         }
-        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-            // nothing on the namespace's address: a service on the pod's loopback only
-            // (as editors' servers listen) is reached from inside the namespace
-            let relay = agent
-                .open_namespace_exec(
-                    &env.id,
-                    vec!["nc".into(), "127.0.0.1".into(), port.to_string()],
-                )
-                .await;
-            let Ok(relay) = relay else {
-                reply
-                    .reject(refuse(&format!(
-                        "nothing answers on port {port} in the environment"
-                    )))
-                    .await;
-                return;
-            };
-            reply.accept().await;
-            let _ = state.store().touch_env(&env.id, now_ms()).await;
-            relay_channel(channel, relay).await;
-        }
-        _ => {
-            reply
-                .reject(refuse(&format!(
-                    "nothing answers on port {port} in the environment"
-                )))
-                .await;
-            return;
-        }
+        Err(e) => reply.reject(refuse(&e.to_string())).await,
     }
-    let _ = state.store().touch_env(&env.id, now_ms()).await;
-}
-
-/// Bridges a forwarding channel and a relay command's stdin/stdout until both ends are done.
-async fn relay_channel(channel: Channel<Msg>, relay: cove_agent::worker::ExecSession) {
-    let (mut read, write) = channel.split();
-    let cove_agent::worker::ExecSession { input, mut output } = relay;
-    let mut out = write.make_writer();
-    let mut input = Some(input);
-    loop {
-        tokio::select! {
-            o = output.recv() => match o {
-                Some(ExecOutput::Stdout(bytes)) => {
-                    if out.write_all(&bytes).await.is_err() || out.flush().await.is_err() {
-                        break;
-                    }
-                }
-                Some(ExecOutput::Stderr(_)) => {}
-                Some(ExecOutput::Exit(_)) | None => break,
-            },
-            msg = read.wait(), if input.is_some() => {
-                let Some(tx) = input.as_ref() else { continue };
-                match msg {
-                    Some(ChannelMsg::Data { data }) => {
-                        if tx.send(ExecInput::Data(data.to_vec())).await.is_err() {
-                            input = None;
-                        }
-                    }
-                    Some(ChannelMsg::Eof) => {
-                        let _ = tx.send(ExecInput::Eof).await;
-                    }
-                    Some(ChannelMsg::Close) | None => {
-                        let _ = tx.send(ExecInput::Eof).await;
-                        input = None;
-                    }
-                    Some(_) => {}
-                }
-            }
-        }
-    }
-    drop(input);
-    let _ = write.eof().await;
-    let _ = write.close().await;
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@ import { FitAddon } from '@xterm/addon-fit';
 import { api, subscribe, maxId } from '../api.js';
 import { h, replace, badge, ago } from '../dom.js';
 import { envActions } from './envs.js';
+import { endpointsSection, sshSection } from './env_ports.js';
 
 /**
  * The page's terminal: one xterm.js instance (kept across reconnects, so its scrollback stays)
@@ -145,6 +146,7 @@ export async function envPage(main, { params, navigate }) {
     error,
     h('section', { 'aria-labelledby': 'term-h' }, h('h2', { id: 'term-h' }, 'Terminal'), h('div', { class: 'inline' }, termStatus, termButton), termBox),
     endpoints,
+    sshSection(env, mine),
     h('section', { 'aria-labelledby': 'logs-h' }, h('h2', { id: 'logs-h' }, 'Logs'), mine ? logsForm : h('p', {}, notYours), logsOut),
     h('section', { 'aria-labelledby': 'progress-h' }, h('h2', { id: 'progress-h' }, 'Progress'), progress),
   );
@@ -238,13 +240,7 @@ export async function envPage(main, { params, navigate }) {
     } else {
       replace(banner);
     }
-    replace(
-      endpoints,
-      h('h2', { id: 'ep-h' }, 'Endpoints'),
-      env.endpoints.length
-        ? h('ul', {}, env.endpoints.map((e) => h('li', {}, e.url ? h('a', { href: e.url, target: '_blank', rel: 'noopener' }, `${e.name} (${e.port})`) : `${e.name} (${e.port}, ${e.exposure}) — available while running`, ` ${e.url || ''}`)))
-        : h('p', {}, 'No endpoints in the devfile.'),
-    );
+    replace(endpoints, endpointsSection(env, mine));
     const sel = compSelect.value;
     replace(compSelect, env.components.map((c) => h('option', { value: c, selected: c === sel }, c)));
     if (changed) {
