@@ -318,6 +318,27 @@ pub fn api_routes() -> Vec<Route> {
         )
         .answers(&[422]),
         route(
+            M::GET,
+            "/api/v1/user/settings",
+            Read,
+            None,
+            false,
+            OK,
+            "The caller's personal settings (the dotfiles repository)",
+            crate::dotfiles::http::get_settings,
+        ),
+        route(
+            M::PUT,
+            "/api/v1/user/settings",
+            Write,
+            None,
+            false,
+            OK,
+            "Replace the caller's personal settings: `dotfiles`, an http(s) git URL or a Cove repository owner/name cloned into every new environment's ~/.dotfiles (null clears it)",
+            crate::dotfiles::http::put_settings,
+        )
+        .answers(&[422]),
+        route(
             M::PUT,
             "/api/v1/users/{username}/email",
             Admin,

@@ -216,6 +216,22 @@ pub(crate) async fn create(
         .await?;
     let basic = base64::engine::general_purpose::STANDARD
         .encode(format!("{}:{token}", principal.user.username));
+    let auth_header = format!("Authorization: Basic {basic}");
+    // the owner's dotfiles: a setting that cannot be used is a warning, never a failure
+    let dotfiles = match crate::dotfiles::for_create(state, principal, &auth_header).await {
+        Ok(d) => d,
+        Err(why) => {
+            state
+                .store()
+                .add_env_event(
+                    &row.id,
+                    "dotfiles",
+                    &format!("warning: dotfiles not installed: {why}"),
+                )
+                .await?;
+            None
+        }
+    };
     let source = EnvSource {
         clone_url: format!(
             "{}/git/{}/{}.git",
@@ -226,7 +242,7 @@ pub(crate) async fn create(
         repo: repo.name.clone(),
         branch: base,
         new_branch: req.new_branch.clone(),
-        auth_header: Some(format!("Authorization: Basic {basic}")),
+        auth_header: Some(auth_header),
         git_user_name: principal.user.username.clone(),
         git_user_email: format!("{}@users.noreply.cove", principal.user.username),
     };
@@ -238,6 +254,7 @@ pub(crate) async fn create(
             env_id: row.id.clone(),
             plan,
             source: Some(source),
+            dotfiles,
         })
         .await
     {
