@@ -1449,6 +1449,19 @@ pub fn api_routes() -> Vec<Route> {
         .answers(&[409, 422, 503]),
         route(
             M::POST,
+            "/api/v1/environments/{env}/update",
+            Write,
+            writer,
+            false,
+            OK,
+            "Restart onto the devfile of the environment's branch in the repository (an outdated environment); an invalid devfile is refused (422)",
+            envs::update_env,
+        )
+        .env(EnvAccess::Creator)
+        .json::<cove_api::Environment>()
+        .answers(&[409, 422, 503]),
+        route(
+            M::POST,
             "/api/v1/environments/{env}/exec",
             Write,
             writer,
