@@ -1,7 +1,8 @@
 //! Dotfiles end to end (issue 18): `cove user dotfiles set` with a Cove repository, then new
 //! environments on the real Docker engine — an install.sh that writes ~/.cove-dotfiles-ok has
 //! run; a failing install.sh leaves the environment running with the failure in its log; an
-//! external URL the SSRF guard refuses is a warning, never a failure.
+//! external URL the SSRF guard refuses is a warning, never a failure; an http URL (a public
+//! repository of the test server, allowed by `[mirrors] allow_private`) is cloned by URL.
 
 #![allow(clippy::unwrap_used)]
 
@@ -16,7 +17,12 @@ use common::{cove_logged_in as cove, git, ok, ADMIN_TOKEN};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn dotfiles_are_installed_and_failures_never_block() {
-    let s = common::serve_with_engine(|_| {}).await;
+    // the test's own server stands for an external git host on 127.0.0.1: allowed here, so
+    // the URL path (SSRF check, pinned address, anonymous clone) is exercised for real
+    let s = common::serve_with_engine(|config| {
+        config.mirrors.allow_private = vec!["127.0.0.1/32".parse().unwrap()];
+    })
+    .await;
     let home = s.home.path().to_path_buf();
     let url = s.url.clone();
     tokio::task::spawn_blocking(move || run(&home, &url))
@@ -161,14 +167,37 @@ fn run(home: &Path, url: &str) {
     let up = ok(&exec(home, &env2.name, "echo up"));
     assert_eq!(up.trim(), "up");
 
-    // an external URL the SSRF guard refuses (loopback): a warning, the environment runs
+    // an external URL the SSRF guard refuses (link-local, not allowed): a warning, the
+    // environment runs
     ok(&cove(
         home,
-        &["user", "dotfiles", "set", "http://127.0.0.1:9/dots.git"],
+        &["user", "dotfiles", "set", "http://169.254.169.254/dots.git"],
     ));
     let (_env3, log, _c3) = create(home, "dots-ssrf");
     assert!(log.contains("warning: dotfiles not installed"), "{log}");
-    assert!(log.contains("loopback"), "{log}");
+    assert!(log.contains("link-local"), "{log}");
+
+    // an http(s) URL outside Cove's repositories (a public repository cloned anonymously
+    // by URL, the way any git host is): its bootstrap.sh runs
+    ok(&cove(home, &["repo", "create", "pubdots", "--public"]));
+    let pubdots = tempfile::tempdir().unwrap();
+    let p = pubdots.path();
+    git(p, &["init", "-q", "-b", "main"]);
+    std::fs::write(
+        p.join("bootstrap.sh"),
+        "echo by-url > \"$HOME/.cove-dotfiles-url\"\n",
+    )
+    .unwrap();
+    commit_and_push(p, url, "admin/pubdots", "dotfiles by URL");
+    let by_url = format!("{url}/git/admin/pubdots.git");
+    ok(&cove(home, &["user", "dotfiles", "set", &by_url]));
+    let (env4, log, _c4) = create(home, "dots-url");
+    assert!(
+        log.contains("dotfiles: ~/.dotfiles/bootstrap.sh succeeded"),
+        "{log}"
+    );
+    let marker = ok(&exec(home, &env4.name, "cat \"$HOME/.cove-dotfiles-url\""));
+    assert_eq!(marker.trim(), "by-url");
 
     let cleared = ok(&cove(home, &["user", "dotfiles", "clear"]));
     assert!(cleared.contains("no dotfiles repository"), "{cleared}");
