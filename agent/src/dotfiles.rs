@@ -33,6 +33,8 @@ pub const CLONE_TIMEOUT: Duration = Duration::from_secs(120);
 pub const INSTALL_TIMEOUT: Duration = Duration::from_secs(300);
 /// Output of the install script kept for the environment's log.
 pub const INSTALL_OUTPUT_BYTES: usize = 64 * 1024;
+/// Largest checked-out dotfiles repository (working tree and `.git`) copied into a container.
+pub const MAX_BYTES: u64 = 64 << 20;
 /// git's error output kept.
 const MAX_STDERR_BYTES: u64 = 16 * 1024;
 
@@ -84,6 +86,21 @@ pub async fn install(rt: &Runtime, env: &str, component: &str, spec: &EnvDotfile
     let dir = tmp.path().join("dotfiles");
     if let Err(e) = clone(spec, &dir).await {
         return DotfilesRun::failed("clone", e);
+    }
+    let measured = dir.clone();
+    match tokio::task::spawn_blocking(move || tree_bytes(&measured, MAX_BYTES)).await {
+        Ok(Ok(n)) if n <= MAX_BYTES => {}
+        Ok(Ok(_)) => {
+            return DotfilesRun::failed(
+                "clone",
+                format!(
+                    "the dotfiles repository is larger than {} MiB",
+                    MAX_BYTES >> 20
+                ),
+            )
+        }
+        Ok(Err(e)) => return DotfilesRun::failed("clone", e.to_string()),
+        Err(e) => return DotfilesRun::failed("clone", e.to_string()),
     }
     let (body, writer) = crate::sources::tar_stream(dir, ".dotfiles".into());
     let upload = rt.upload_tar_stream(env, component, &home, body).await;
@@ -140,6 +157,28 @@ exit 0"#,
         }
         Err(e) => DotfilesRun::failed("install", e.to_string()),
     }
+}
+
+/// Bytes of the regular files under `dir` (symbolic links not followed); stops counting once
+/// past `limit`.
+fn tree_bytes(dir: &std::path::Path, limit: u64) -> std::io::Result<u64> {
+    let mut total = 0u64;
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(d) = pending.pop() {
+        for entry in std::fs::read_dir(&d)? {
+            let entry = entry?;
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
+                pending.push(entry.path());
+            } else if kind.is_file() {
+                total += entry.metadata()?.len();
+                if total > limit {
+                    return Ok(total);
+                }
+            }
+        }
+    }
+    Ok(total)
 }
 
 /// `git clone --depth 1` on the agent's side: http(s) only, no redirects, the server's
@@ -223,4 +262,20 @@ async fn clone(spec: &EnvDotfiles, dir: &std::path::Path) -> Result<(), String> 
         }
     }
     Err(format!("git clone of {} failed: {detail}", spec.clone_url))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tree_bytes_counts_files_and_stops_past_the_limit() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir(tmp.path().join("sub")).unwrap();
+        std::fs::write(tmp.path().join("a"), [0u8; 10]).unwrap();
+        std::fs::write(tmp.path().join("sub/b"), [0u8; 20]).unwrap();
+        assert_eq!(tree_bytes(tmp.path(), 100).unwrap(), 30);
+        assert!(tree_bytes(tmp.path(), 15).unwrap() > 15);
+    }
 }
