@@ -1,7 +1,8 @@
 //! Outdated environments end to end (issue 18): a devfile change pushed to an environment's
 //! branch marks it outdated (`cove env show`, `cove env list`); `cove env update` restarts it
 //! onto the branch's devfile — outdated again false and the new devfile's variable in the
-//! container. The workspace devfile was not edited, so this is not "restart required".
+//! container. The workspace devfile was not edited, so this is not "restart required" — not
+//! before the update, nor after it while the workspace still has the replaced devfile.
 
 #![allow(clippy::unwrap_used)]
 
@@ -57,7 +58,10 @@ fn show(home: &Path, env: &str) -> Environment {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_pushed_devfile_change_makes_an_environment_outdated_until_updated() {
-    let s = common::serve_with_engine(|_| {}).await;
+    let s = common::serve_with_engine(|config| {
+        config.intervals.devfile_check = std::time::Duration::from_millis(200);
+    })
+    .await;
     let home = s.home.path().to_path_buf();
     let url = s.url.clone();
     tokio::task::spawn_blocking(move || run(&home, &url))
@@ -135,4 +139,32 @@ fn run(home: &Path, url: &str) {
     assert_eq!(e.state, EnvState::Running);
     assert!(!e.outdated, "{e:?}");
     assert_eq!(greeting(home), "two");
+
+    // the workspace still has the old devfile: behind the branch, not edited — several
+    // watcher passes (every 200 ms) later it is not "restart required"
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let e = show(home, "app-dev");
+    assert!(!e.restart_required, "{e:?}");
+    // an edit in the workspace still is
+    ok(&cove(
+        home,
+        &[
+            "env",
+            "exec",
+            "app-dev",
+            "--no-tty",
+            "--",
+            "sh",
+            "-c",
+            "echo '# edited' >> \"$PROJECT_SOURCE/devfile.yaml\"",
+        ],
+    ));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !show(home, "app-dev").restart_required {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "an edit is restart required"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
 }

@@ -5,3 +5,6 @@ ALTER TABLE users ADD COLUMN dotfiles TEXT;
 -- created (or last updated) from; when the branch's devfile moves on, the environment is
 -- outdated. NULL for rows from before this migration (never reported outdated).
 ALTER TABLE environments ADD COLUMN devfile_upstream TEXT;
+-- The applied devfile an update replaced (its blob id): a workspace devfile still equal to it
+-- is behind the branch, not edited, so it does not make the environment "restart required".
+ALTER TABLE environments ADD COLUMN devfile_behind TEXT;

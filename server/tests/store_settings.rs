@@ -1,7 +1,8 @@
 //! Personal settings and outdated-environment bookkeeping in the store (migration
 //! 0022_dotfiles) on SQLite and PostgreSQL (when `COVE_TEST_POSTGRES_URL` is set; see
 //! scripts/setup-postgres.sh): a user's dotfiles repository set, read, replaced and cleared,
-//! per user; an environment's devfile blob id recorded and read back.
+//! per user; an environment's devfile blob ids (applied upstream, replaced by an update)
+//! recorded and read back.
 
 mod common;
 
@@ -62,5 +63,8 @@ async fn exercise(url: &str) -> Result<()> {
     store.set_env_devfile_upstream("e1", Some("abc123")).await?;
     ensure!(store.env_devfile_upstream("e1").await?.as_deref() == Some("abc123"));
     ensure!(store.env_devfile_upstream("nope").await?.is_none());
+    ensure!(store.env_devfile_behind("e1").await?.is_none());
+    store.set_env_devfile_behind("e1", Some("old456")).await?;
+    ensure!(store.env_devfile_behind("e1").await?.as_deref() == Some("old456"));
     Ok(())
 }

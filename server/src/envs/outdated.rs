@@ -7,7 +7,9 @@
 //! (`environments.devfile_upstream`); the DTO compares it with the branch's devfile now.
 //! `POST /api/v1/environments/{env}/update` restarts the environment onto the branch's current
 //! devfile (validated and planned as at create; containers recreated, volumes and the
-//! workspace kept — the restart path of `restart_env`).
+//! workspace kept — the restart path of `restart_env`). The devfile it replaced is kept
+//! (`devfile_behind`): a workspace devfile still equal to it is behind the branch, not edited,
+//! and the watcher does not call that "restart required".
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
@@ -21,7 +23,7 @@ use crate::store::{now_ms, EnvRow};
 use crate::AppState;
 
 /// The git blob id of a devfile text (what `git hash-object` prints).
-pub(super) fn blob_id(text: &str) -> String {
+pub(crate) fn blob_id(text: &str) -> String {
     git2::Oid::hash_object(git2::ObjectType::Blob, text.as_bytes())
         .map(|o| o.to_string())
         .unwrap_or_default()
@@ -132,6 +134,12 @@ pub async fn update_env(
         )));
     }
     let plan_json = serde_json::to_string(&plan).map_err(ApiError::internal)?;
+    // the workspace keeps the devfile it had: while it is unchanged it is behind, not edited
+    let behind = row.devfile_text.as_deref().map(blob_id);
+    state
+        .store()
+        .set_env_devfile_behind(&row.id, behind.as_deref())
+        .await?;
     state
         .store()
         .set_env_plan(&row.id, &plan_json, Some(&text))

@@ -353,4 +353,30 @@ impl Store {
             None => None,
         })
     }
+
+    /// Records the blob id of the applied devfile an update replaced.
+    pub async fn set_env_devfile_behind(
+        &self,
+        id: &str,
+        blob: Option<&str>,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE environments SET devfile_behind = $1 WHERE id = $2")
+            .bind(blob)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The blob id recorded by [`Store::set_env_devfile_behind`].
+    pub async fn env_devfile_behind(&self, id: &str) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT devfile_behind FROM environments WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            Some(r) => r.try_get::<Option<String>, _>(0)?,
+            None => None,
+        })
+    }
 }
