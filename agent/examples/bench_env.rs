@@ -35,7 +35,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let env = format!("bench-{}-{i}", std::process::id());
         let spec = PodSpec::new(&env, plan.clone());
         let t = Instant::now();
-        environment::create(&rt, &spec, None, &mut |_| {}).await?;
+        environment::create(&rt, &spec, None, None, &mut |_| {}).await?;
         create.push(t.elapsed());
         let t = Instant::now();
         environment::restart(&rt, &plan, &spec).await?;

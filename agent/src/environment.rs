@@ -8,7 +8,10 @@ use std::collections::BTreeMap;
 use devfiles::{EnvironmentPlan, LoadOptions, PlanOptions, Resolver};
 use serde::{Deserialize, Serialize};
 
+use cove_api::agent::EnvDotfiles;
+
 use crate::commands::{run_event, CommandRun};
+use crate::dotfiles::DotfilesRun;
 use crate::pod::{PodError, PodSpec, PodStatus, Runtime};
 use crate::sources::{checkout, SourceError, SourceSpec};
 
@@ -18,6 +21,7 @@ use crate::sources::{checkout, SourceError, SourceSpec};
 pub enum Progress {
     CreatingContainers,
     Cloning { repo: String },
+    Dotfiles,
     PostStart { command: String },
     Running,
 }
@@ -40,15 +44,20 @@ pub struct Started {
     pub post_start: Vec<CommandRun>,
     /// Whether the sources were cloned now (false: already in the volume).
     pub cloned: bool,
+    /// The owner's dotfiles, when asked for (a failure is here, never an error).
+    #[serde(skip)]
+    pub dotfiles: Option<DotfilesRun>,
 }
 
-/// Create the pod, clone the sources into the main container and run the
+/// Create the pod, clone the sources into the main container, install the owner's
+/// dotfiles (a failure is reported in [`Started::dotfiles`], never an error) and run the
 /// postStart events once. A failure before postStart removes what was made
 /// (nothing half-launched is left behind).
 pub async fn create(
     rt: &Runtime,
     spec: &PodSpec,
     source: Option<&SourceSpec>,
+    dotfiles: Option<&EnvDotfiles>,
     progress: &mut (dyn FnMut(Progress) + Send),
 ) -> Result<Started, EnvError> {
     progress(Progress::CreatingContainers);
@@ -60,6 +69,11 @@ pub async fn create(
             return Err(e);
         }
     };
+    let mut installed = None;
+    if let (Some(d), Some(main)) = (dotfiles, spec.plan.main_container()) {
+        progress(Progress::Dotfiles);
+        installed = Some(crate::dotfiles::install(rt, &spec.env_id, &main.name, d).await);
+    }
     let mut post_start = Vec::new();
     for id in &spec.plan.events.post_start {
         progress(Progress::PostStart {
@@ -72,6 +86,7 @@ pub async fn create(
         status,
         post_start,
         cloned,
+        dotfiles: installed,
     })
 }
 

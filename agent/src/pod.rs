@@ -880,7 +880,24 @@ impl Runtime {
         vars: &[(String, String)],
         workdir: Option<&str>,
     ) -> Result<ExecOutput> {
-        let limits = self.exec_limits;
+        self.exec_limited(env, component, cmd, vars, workdir, self.exec_limits)
+            .await
+    }
+
+    /// [`Runtime::exec`] within `limits` (at most the runtime's own timeout).
+    pub async fn exec_limited(
+        &self,
+        env: &str,
+        component: &str,
+        cmd: &[&str],
+        vars: &[(String, String)],
+        workdir: Option<&str>,
+        limits: crate::bounded::ExecLimits,
+    ) -> Result<ExecOutput> {
+        let limits = crate::bounded::ExecLimits {
+            output_bytes: limits.output_bytes.min(self.exec_limits.output_bytes),
+            timeout: limits.timeout.min(self.exec_limits.timeout),
+        };
         let (out, exit_code) = self
             .exec_bounded(env, component, cmd, vars, workdir, limits, false)
             .await?;

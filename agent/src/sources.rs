@@ -200,7 +200,7 @@ const IN_FLIGHT: usize = 4;
 
 /// A tar of `dir` under the name `name`, as a stream of chunks fed by a
 /// blocking thread. At most `IN_FLIGHT` chunks of `CHUNK` bytes are held.
-fn tar_stream(
+pub(crate) fn tar_stream(
     dir: std::path::PathBuf,
     name: String,
 ) -> (

@@ -7,7 +7,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use cove_api::agent::{
-    AgentReply, EnvCommand, EnvReport, EnvSource, PodReport, PublishedPort, TermInput, TermOutput,
+    AgentReply, EnvCommand, EnvDotfiles, EnvReport, EnvSource, PodReport, PublishedPort, TermInput,
+    TermOutput,
 };
 use cove_api::{EnvState, ExecResult};
 use tokio::sync::{mpsc, oneshot};
@@ -384,8 +385,9 @@ impl Worker {
                 env_id,
                 plan,
                 source,
+                dotfiles,
             } => self.background(env_id.clone(), move |w| async move {
-                w.create(&env_id, plan, source).await
+                w.create(&env_id, plan, source, dotfiles).await
             }),
             EnvCommand::Start { env_id, plan } => {
                 self.background(env_id.clone(), move |w| async move {
@@ -546,7 +548,13 @@ impl Worker {
         AgentReply::Accepted
     }
 
-    async fn create(&self, env: &str, plan: devfiles::EnvironmentPlan, source: Option<EnvSource>) {
+    async fn create(
+        &self,
+        env: &str,
+        plan: devfiles::EnvironmentPlan,
+        source: Option<EnvSource>,
+        dotfiles: Option<EnvDotfiles>,
+    ) {
         let spec = self.spec(env, plan);
 
         let reports = self.reports.clone();
@@ -555,6 +563,7 @@ impl Worker {
             let step = match p {
                 Progress::CreatingContainers => "creating containers".to_string(),
                 Progress::Cloning { repo } => format!("cloning {repo}"),
+                Progress::Dotfiles => "installing dotfiles".to_string(),
                 Progress::PostStart { command } => format!("postStart: {command}"),
                 Progress::Running => "running".to_string(),
             };
@@ -563,8 +572,25 @@ impl Worker {
                 step,
             });
         };
-        match environment::create(&self.rt, &spec, source.as_ref(), &mut progress).await {
+        match environment::create(
+            &self.rt,
+            &spec,
+            source.as_ref(),
+            dotfiles.as_ref(),
+            &mut progress,
+        )
+        .await
+        {
             Ok(started) => {
+                if let Some(d) = started.dotfiles {
+                    self.report(EnvReport::CommandOutput {
+                        env_id: env.to_string(),
+                        event: "dotfiles".into(),
+                        command: d.step,
+                        exit_code: d.exit_code,
+                        output: d.output,
+                    });
+                }
                 for r in started.post_start {
                     self.report(EnvReport::CommandOutput {
                         env_id: env.to_string(),

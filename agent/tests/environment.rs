@@ -85,7 +85,7 @@ async fn create_clone_post_start_restart() {
     };
     let spec = PodSpec::new(&env, plan_of(DEVFILE));
     let mut steps = Vec::new();
-    let started = environment::create(&rt, &spec, Some(&source), &mut |p| steps.push(p))
+    let started = environment::create(&rt, &spec, Some(&source), None, &mut |p| steps.push(p))
         .await
         .unwrap();
     assert!(started.cloned);

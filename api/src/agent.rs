@@ -43,6 +43,35 @@ impl std::fmt::Debug for EnvSource {
     }
 }
 
+/// A user's dotfiles repository to clone into an environment's home (`~/.dotfiles`) and
+/// install once, on create. The server has checked the URL (SSRF guard) and pinned the
+/// address it resolved to.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnvDotfiles {
+    /// http(s) clone URL without credentials.
+    pub clone_url: String,
+    /// `Authorization: …` header line (a Cove repository's short-lived credential).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_header: Option<String>,
+    /// `host:port:address` the URL's host must resolve to (curl's resolve list), so no
+    /// second DNS answer is used after the server's check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolve: Option<String>,
+}
+
+impl std::fmt::Debug for EnvDotfiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnvDotfiles")
+            .field("clone_url", &self.clone_url)
+            .field(
+                "auth_header",
+                &self.auth_header.as_ref().map(|_| "<redacted>"),
+            )
+            .field("resolve", &self.resolve)
+            .finish()
+    }
+}
+
 /// A request from the server to an agent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -52,6 +81,10 @@ pub enum EnvCommand {
         env_id: String,
         plan: EnvironmentPlan,
         source: Option<EnvSource>,
+        /// The owner's dotfiles, installed after the sources are cloned; a failure is
+        /// reported and never fails the environment.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        dotfiles: Option<EnvDotfiles>,
     },
     /// Start stopped containers.
     Start {

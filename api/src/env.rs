@@ -110,6 +110,10 @@ pub struct Environment {
     pub reason: Option<String>,
     /// The devfile in the workspace differs from the applied one.
     pub restart_required: bool,
+    /// The devfile of the environment's branch in the repository changed after the
+    /// environment was created or last updated (`POST …/update` applies it).
+    #[serde(default)]
+    pub outdated: bool,
     /// What changed in the devfile (a short line diff), when `restart_required`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub devfile_changes: Option<String>,

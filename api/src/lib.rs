@@ -18,6 +18,7 @@ mod packages;
 mod pulls;
 mod runs;
 mod session;
+mod settings;
 mod ssh;
 
 pub use agents::*;
@@ -30,6 +31,7 @@ pub use packages::*;
 pub use pulls::*;
 pub use runs::*;
 pub use session::*;
+pub use settings::*;
 pub use ssh::*;
 
 use serde::{Deserialize, Serialize};

@@ -83,6 +83,13 @@ pub enum EnvCommand {
         #[arg(long)]
         no_wait: bool,
     },
+    /// Restart onto the devfile of the environment's branch in the repository (an outdated
+    /// environment: that devfile changed since it was created); volumes and /projects are kept.
+    Update {
+        env: String,
+        #[arg(long)]
+        no_wait: bool,
+    },
     /// Delete an environment, its containers and volumes.
     Delete {
         env: String,
@@ -224,6 +231,12 @@ pub(crate) fn print_env(e: &Environment) {
             e.idle_timeout_secs / 60
         );
     }
+    if e.outdated {
+        println!(
+            "  OUTDATED: the devfile of branch {} changed (run `cove env update {}`)",
+            e.branch, e.name
+        );
+    }
     if e.restart_required {
         println!(
             "  RESTART REQUIRED: the devfile in the workspace changed (run `cove env restart {}`)",
@@ -353,10 +366,11 @@ pub fn run(args: EnvArgs) -> Result<std::process::ExitCode> {
                         h[0], h[1], h[2], h[3], h[4]
                     );
                     for e in envs {
-                        let note = if e.restart_required {
-                            "restart required"
-                        } else {
-                            ""
+                        let note = match (e.restart_required, e.outdated) {
+                            (true, true) => "restart required, outdated",
+                            (true, false) => "restart required",
+                            (false, true) => "outdated",
+                            (false, false) => "",
                         };
                         println!(
                             "{:<14} {:<24} {:<28} {:<10} {note}",
@@ -384,6 +398,9 @@ pub fn run(args: EnvArgs) -> Result<std::process::ExitCode> {
         }
         EnvCommand::Restart { env, no_wait } => {
             action(&client, &env, "restart", EnvState::Running, no_wait)?
+        }
+        EnvCommand::Update { env, no_wait } => {
+            action(&client, &env, "update", EnvState::Running, no_wait)?
         }
         EnvCommand::Delete { env, yes } => {
             let e = resolve(&client, &env)?;

@@ -1,7 +1,8 @@
 //! `cove user create|list|disable|enable` (administrators), `cove user passwd`: accounts
 //! with a password, e.g. for the web UI. Passwords are read from standard input, never argv.
 //! `cove user set-email` (yours, or anyone's for administrators) and `cove user deliveries`:
-//! where email notifications go and what was sent.
+//! where email notifications go and what was sent. `cove user dotfiles show|set|clear`: the
+//! dotfiles repository cloned into your new environments.
 
 use std::io::Read;
 
@@ -9,7 +10,7 @@ use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
 use cove_api::{
     ChangePasswordRequest, CreateUserRequest, NotifyDelivery, SetEmailRequest, SetPasswordRequest,
-    User,
+    User, UserSettings,
 };
 
 use crate::client::Client;
@@ -53,11 +54,28 @@ pub enum UserCommand {
         #[arg(long)]
         user: Option<String>,
     },
+    /// Your dotfiles repository: cloned into ~/.dotfiles of every environment you create,
+    /// whose install script (install.sh, install, bootstrap.sh, bootstrap, script/bootstrap,
+    /// setup.sh, setup, script/setup: the first found) runs once.
+    Dotfiles {
+        #[command(subcommand)]
+        command: DotfilesCommand,
+    },
     /// Your email notifications, newest first (status, attempts, last SMTP reply, error).
     Deliveries {
         #[arg(long, value_enum, default_value_t)]
         output: crate::repo::Output,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DotfilesCommand {
+    /// Print your dotfiles repository.
+    Show,
+    /// Set it: an http(s) git URL, or a Cove repository owner/name.
+    Set { repository: String },
+    /// Remove it: new environments get no dotfiles.
+    Clear,
 }
 
 /// Lines of standard input without their line ends.
@@ -183,6 +201,25 @@ pub fn run(args: UserArgs) -> Result<()> {
                     "{} has no email address: no email notifications",
                     u.username
                 ),
+            }
+            Ok(())
+        }
+        UserCommand::Dotfiles { command } => {
+            let settings: UserSettings = match command {
+                DotfilesCommand::Show => client.get("/user/settings")?,
+                DotfilesCommand::Set { repository } => client.put(
+                    "/user/settings",
+                    &UserSettings {
+                        dotfiles: Some(repository),
+                    },
+                )?,
+                DotfilesCommand::Clear => {
+                    client.put("/user/settings", &UserSettings { dotfiles: None })?
+                }
+            };
+            match settings.dotfiles {
+                Some(d) => println!("dotfiles: {d}"),
+                None => println!("no dotfiles repository"),
             }
             Ok(())
         }

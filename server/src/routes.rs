@@ -318,6 +318,27 @@ pub fn api_routes() -> Vec<Route> {
         )
         .answers(&[422]),
         route(
+            M::GET,
+            "/api/v1/user/settings",
+            Read,
+            None,
+            false,
+            OK,
+            "The caller's personal settings (the dotfiles repository)",
+            crate::dotfiles::http::get_settings,
+        ),
+        route(
+            M::PUT,
+            "/api/v1/user/settings",
+            Write,
+            None,
+            false,
+            OK,
+            "Replace the caller's personal settings: `dotfiles`, an http(s) git URL or a Cove repository owner/name cloned into every new environment's ~/.dotfiles (null clears it)",
+            crate::dotfiles::http::put_settings,
+        )
+        .answers(&[422]),
+        route(
             M::PUT,
             "/api/v1/users/{username}/email",
             Admin,
@@ -1423,6 +1444,19 @@ pub fn api_routes() -> Vec<Route> {
             OK,
             "Restart from the devfile in the workspace; an invalid devfile is refused (422)",
             envs::restart_env,
+        )
+        .env(EnvAccess::Creator)
+        .json::<cove_api::Environment>()
+        .answers(&[409, 422, 503]),
+        route(
+            M::POST,
+            "/api/v1/environments/{env}/update",
+            Write,
+            writer,
+            false,
+            OK,
+            "Restart onto the devfile of the environment's branch in the repository (an outdated environment); an invalid devfile is refused (422)",
+            envs::update_env,
         )
         .env(EnvAccess::Creator)
         .json::<cove_api::Environment>()

@@ -29,6 +29,7 @@ mod retention;
 mod runs;
 mod schedules;
 mod sessions;
+mod settings;
 mod ssh_keys;
 mod users;
 

@@ -2,7 +2,7 @@
 //! walked as the environment's creator, another writer, a reader, a stranger (no access to
 //! the repository), the repository's owner and an administrator, on real environments (the
 //! embedded agent on the real Docker engine). An environment belongs to its creator: terminal,
-//! exec, logs, events, start and restart need the creator or an administrator; the
+//! exec, logs, events, start, restart and update need the creator or an administrator; the
 //! repository's owner may also stop and delete it; everyone else with a role on the
 //! repository only sees that it exists.
 
@@ -109,6 +109,7 @@ fn the_route_table_names_the_environment_rule_of_every_environment_route() {
             Some(CreatorOrRepoOwner),
         ),
         ("POST", "/api/v1/environments/{env}/restart", Some(Creator)),
+        ("POST", "/api/v1/environments/{env}/update", Some(Creator)),
         ("POST", "/api/v1/environments/{env}/exec", Some(Creator)),
         ("GET", "/api/v1/environments/{env}/logs", Some(Creator)),
         ("GET", "/api/v1/environments/{env}/events", Some(Creator)),
@@ -300,6 +301,18 @@ async fn every_environment_route_as_creator_writer_reader_stranger_owner_and_adm
         .await;
         wait_state(&server, &a, EnvState::Running).await;
     }
+    // update (onto the branch's devfile): the same rule as restart
+    let update = format!("/environments/{a}/update");
+    walk(&server, Method::POST, &update, json!({}), &refused).await;
+    walk(
+        &server,
+        Method::POST,
+        &update,
+        json!({}),
+        &[("alice", t.alice.as_str(), 200)],
+    )
+    .await;
+    wait_state(&server, &a, EnvState::Running).await;
     walk(&server, Method::POST, &stop, json!({}), &refused[..2]).await;
     walk(&server, Method::POST, &stop, json!({}), &refused[3..]).await;
     for (name, token) in [("alice", &t.alice), ("admin", &t.admin), ("olga", &t.olga)] {

@@ -267,6 +267,75 @@ test('the terminal runs in the main container at /projects/<repo>', async () => 
   assert.deepEqual(await lowContrast(), [], 'environment page contrast');
 });
 
+/** Pixels of the page inside `clip` that are lit (light text on the dark terminal). */
+async function litPixels(clip) {
+  const png = await page.screenshot({ clip });
+  return page.evaluate(async (b64) => {
+    const img = new Image();
+    img.src = `data:image/png;base64,${b64}`;
+    await img.decode();
+    const canvas = document.createElement('canvas');
+    canvas.width = img.width;
+    canvas.height = img.height;
+    const g = canvas.getContext('2d');
+    g.drawImage(img, 0, 0);
+    const d = g.getImageData(0, 0, canvas.width, canvas.height).data;
+    let lit = 0;
+    for (let i = 0; i < d.length; i += 4) if (d[i] + d[i + 1] + d[i + 2] > 300) lit += 1;
+    return lit;
+  }, png.toString('base64'));
+}
+
+/**
+ * The box of the second cell of the terminal row whose text is `text`, down to the bottom of
+ * the (blank) row below it: where that cell's glyph may be drawn, descenders included.
+ */
+async function secondCell(text) {
+  return page.$$eval(
+    '#terminal .xterm-rows > div',
+    (rows, want) => {
+      const row = rows.find((r) => r.textContent.replace(/\u00a0/g, ' ').trimEnd() === want);
+      const walker = document.createTreeWalker(row, NodeFilter.SHOW_TEXT);
+      let offset = 1;
+      for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+        if (offset < node.length) {
+          const range = document.createRange();
+          range.setStart(node, offset);
+          range.setEnd(node, offset + 1);
+          const cell = range.getBoundingClientRect();
+          const box = row.getBoundingClientRect();
+          return { x: cell.x, y: box.y, width: cell.width, height: box.height * 2 };
+        }
+        offset -= node.length;
+      }
+      return null;
+    },
+    text,
+  );
+}
+
+test('the terminal renders every glyph: `echo a_b` shows its underscore', async () => {
+  await page.locator('#terminal').click();
+  await page.keyboard.type("clear; echo a_b; echo; echo 'a b'; echo", { delay: 10 });
+  await page.keyboard.press('Enter');
+  let rows = [];
+  const deadline = Date.now() + 20_000;
+  while (Date.now() < deadline) {
+    rows = await terminalRows();
+    if (rows.includes('a_b') && rows.includes('a b')) break;
+    await page.waitForTimeout(200);
+  }
+  assert.ok(rows.includes('a_b') && rows.includes('a b'), `output rows: ${JSON.stringify(rows)}`);
+  // The second cell: an underscore in "a_b", a space in "a b" (nothing drawn: the control).
+  const underscore = await secondCell('a_b');
+  const space = await secondCell('a b');
+  assert.ok(underscore && space && underscore.width > 0, `cells: ${JSON.stringify({ underscore, space })}`);
+  assert.equal(await litPixels(space), 0, 'a space draws nothing');
+  const lit = await litPixels(underscore);
+  assert.ok(lit >= 3, `the underscore is drawn: ${lit} lit pixels in its cell ${JSON.stringify(underscore)}`);
+  await shot('terminal-underscore');
+});
+
 test('logs per component and the live environment list', async () => {
   await page.getByLabel('Component', { exact: true }).selectOption('app');
   await page.getByRole('button', { name: 'Show logs' }).click();
@@ -392,6 +461,34 @@ test('restart with the toolbar button', async () => {
   }
   assert.deepEqual(fresh.map((e) => e.message).slice(0, 2), ['starting', 'running']);
   await page.locator('.term-status', { hasText: 'Connected' }).waitFor({ timeout: 30_000 });
+});
+
+test('outdated: a devfile change pushed to the branch shows a banner; "Update now" applies it', async () => {
+  writeFileSync(path.join(work, 'devfile.yaml'), DEVFILE.replace('value: "true"', 'value: "updated"'));
+  git(['commit', '-q', '-am', 'devfile: IS_LOCAL=updated']);
+  git(['push', '-q', pushUrl(`${URL}/git/${USER}/${REPO}.git`), 'main']);
+  const banner = page.getByRole('region', { name: 'Outdated' });
+  await banner.waitFor({ timeout: 30_000 });
+  await shot('environment-outdated');
+  const before = await envEvents();
+  const lastId = before.reduce((m, e) => (BigInt(e.id) > BigInt(m) ? e.id : m), '0');
+  await banner.getByRole('button', { name: 'Update now' }).click();
+  await banner.waitFor({ state: 'detached', timeout: 60_000 });
+  const deadline = Date.now() + 120_000;
+  let fresh = [];
+  while (Date.now() < deadline) {
+    fresh = (await envEvents()).filter((e) => BigInt(e.id) > BigInt(lastId) && e.kind === 'state');
+    if (fresh.some((e) => e.message === 'running')) break;
+    await page.waitForTimeout(500);
+  }
+  assert.deepEqual(fresh.map((e) => e.message).slice(0, 2), ['starting', 'running']);
+  // the branch's devfile is applied: its variable is in the new container
+  await page.locator('.term-status', { hasText: 'Connected' }).waitFor({ timeout: 30_000 });
+  await waitForPrompt();
+  await page.keyboard.type('echo "is_local=$IS_LOCAL"', { delay: 10 });
+  await page.keyboard.press('Enter');
+  await page.waitForFunction(() => [...document.querySelectorAll('#terminal .xterm-rows > div')]
+    .some((r) => r.textContent.trim() === 'is_local=updated'), null, { timeout: 20_000 });
 });
 
 test('create an environment from the form on a new branch, then delete it', async () => {

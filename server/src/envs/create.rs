@@ -46,6 +46,45 @@ pub(super) fn keep_limits(plan: &mut EnvironmentPlan, old: &EnvironmentPlan) {
 /// (devfile path in the repository, its text, the plan)
 pub(super) type LoadedDevfile = (Option<String>, String, EnvironmentPlan);
 
+/// Reads, validates and plans the devfile of `rev` in the bare repository at `repo_path`
+/// (`requested` path, else the usual names, else Cove's default), off the async workers with
+/// the parse budget. The inner `Err` is the `FILE:LINE:COL` text of an invalid devfile.
+pub(super) async fn load_devfile(
+    repo_path: std::path::PathBuf,
+    rev: String,
+    requested: Option<String>,
+    repo_name: String,
+) -> Result<Result<LoadedDevfile, String>, ApiError> {
+    let label = requested.clone().unwrap_or_else(|| "devfile.yaml".into());
+    crate::parse_budget::off_thread(
+        &label,
+        move || -> Result<Result<LoadedDevfile, String>, ApiError> {
+            let (path, text) = devfile_at(&repo_path, &rev, requested.as_deref())?;
+            let display = path.clone().unwrap_or_else(|| "<default devfile>".into());
+            let resolver = GitResolver {
+                repo: repo_path.clone(),
+                rev: rev.clone(),
+            };
+            Ok(
+                devfiles::load_str(&display, &text, &resolver, &LoadOptions::default())
+                    .map(|l| {
+                        (
+                            path,
+                            text,
+                            l.plan(&PlanOptions {
+                                repo: Some(repo_name),
+                            })
+                            .0,
+                        )
+                    })
+                    .map_err(|r| r.to_string()),
+            )
+        },
+    )
+    .await
+    .unwrap_or_else(|budget| Ok(Err(budget.to_string())))
+}
+
 /// `POST /api/v1/repos/{owner}/{name}/environments`
 pub async fn create_env(
     State(state): State<AppState>,
@@ -91,45 +130,18 @@ pub(crate) async fn create(
         repo.default_branch.clone(),
     )
     .await?;
-    let (rp, rev) = (repo_path.clone(), base.clone());
-    let requested = req.devfile_path.clone();
-    let repo_name = repo.name.clone();
-    let label = req
-        .devfile_path
-        .clone()
-        .unwrap_or_else(|| "devfile.yaml".into());
-    // Off the async workers, with the parse budget (bounded concurrency and time).
-    let loaded = crate::parse_budget::off_thread(
-        &label,
-        move || -> Result<Result<LoadedDevfile, String>, ApiError> {
-            let (path, text) = devfile_at(&rp, &rev, requested.as_deref())?;
-            let display = path.clone().unwrap_or_else(|| "<default devfile>".into());
-            let resolver = GitResolver {
-                repo: rp.clone(),
-                rev: rev.clone(),
-            };
-            Ok(
-                devfiles::load_str(&display, &text, &resolver, &LoadOptions::default())
-                    .map(|l| {
-                        (
-                            path,
-                            text,
-                            l.plan(&PlanOptions {
-                                repo: Some(repo_name),
-                            })
-                            .0,
-                        )
-                    })
-                    .map_err(|r| r.to_string()),
-            )
-        },
+    let loaded = load_devfile(
+        repo_path.clone(),
+        base.clone(),
+        req.devfile_path.clone(),
+        repo.name.clone(),
     )
-    .await
-    .unwrap_or_else(|budget| Ok(Err(budget.to_string())))?;
+    .await?;
     let (devfile_path, devfile_text, plan) = match loaded {
         Ok(x) => x,
         Err(message) => return Ok(invalid_devfile(message)),
     };
+    let upstream = super::outdated::blob_id(&devfile_text);
     let mut plan = plan;
     let (memory, cpu) = match req.size.as_deref().unwrap_or("medium") {
         "small" => (2u64 << 30, 1000u64),
@@ -200,6 +212,10 @@ pub(crate) async fn create(
     state.store().create_env(&row).await?;
     state
         .store()
+        .set_env_devfile_upstream(&row.id, Some(&upstream))
+        .await?;
+    state
+        .store()
         .add_env_event(&row.id, "state", "creating")
         .await?;
     // a short-lived, read-only credential for the clone; removed once the environment is up
@@ -216,6 +232,22 @@ pub(crate) async fn create(
         .await?;
     let basic = base64::engine::general_purpose::STANDARD
         .encode(format!("{}:{token}", principal.user.username));
+    let auth_header = format!("Authorization: Basic {basic}");
+    // the owner's dotfiles: a setting that cannot be used is a warning, never a failure
+    let dotfiles = match crate::dotfiles::for_create(state, principal, &auth_header).await {
+        Ok(d) => d,
+        Err(why) => {
+            state
+                .store()
+                .add_env_event(
+                    &row.id,
+                    "dotfiles",
+                    &format!("warning: dotfiles not installed: {why}"),
+                )
+                .await?;
+            None
+        }
+    };
     let source = EnvSource {
         clone_url: format!(
             "{}/git/{}/{}.git",
@@ -226,7 +258,7 @@ pub(crate) async fn create(
         repo: repo.name.clone(),
         branch: base,
         new_branch: req.new_branch.clone(),
-        auth_header: Some(format!("Authorization: Basic {basic}")),
+        auth_header: Some(auth_header),
         git_user_name: principal.user.username.clone(),
         git_user_email: format!("{}@users.noreply.cove", principal.user.username),
     };
@@ -238,6 +270,7 @@ pub(crate) async fn create(
             env_id: row.id.clone(),
             plan,
             source: Some(source),
+            dotfiles,
         })
         .await
     {

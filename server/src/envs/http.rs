@@ -92,6 +92,7 @@ pub(crate) async fn env_dto(state: &AppState, row: &EnvRow) -> Result<Environmen
         state: row.state,
         reason: row.reason.clone(),
         restart_required: row.restart_required,
+        outdated: is_outdated(state, row).await,
         devfile_changes: row.devfile_changes.clone(),
         devfile_path: row.devfile_path.clone(),
         components: plan.containers.iter().map(|c| c.name.clone()).collect(),
@@ -294,6 +295,9 @@ pub async fn restart_env(
             devfile.as_deref().or(row.devfile_text.as_deref()),
         )
         .await?;
+    if let Some(text) = &devfile {
+        super::outdated::restarted_with(&state, &row, text).await;
+    }
     state.store().touch_env(&row.id, now_ms()).await?;
     state
         .metrics()

@@ -9,12 +9,14 @@
 //! Layout: `access` (who may act on an environment), `create` (the create handler), `http`
 //! (the other REST handlers and the DTO), `state` (transitions, agent reports,
 //! reconciliation), `watcher` (devfile changes), `reaper` (idle stop), `terminal` (WebSocket
-//! terminals), `devfile` (reading devfiles from the repository).
+//! terminals), `devfile` (reading devfiles from the repository), `outdated` (the branch's
+//! devfile moved on; `update`).
 
 pub mod access;
 mod create;
 mod devfile;
 mod http;
+mod outdated;
 mod reaper;
 mod state;
 mod terminal;
@@ -24,6 +26,8 @@ pub use access::EnvAccess;
 pub use create::*;
 use devfile::*;
 pub use http::*;
+pub(crate) use outdated::is_outdated;
+pub use outdated::update_env;
 pub use reaper::*;
 pub use state::*;
 pub use terminal::*;

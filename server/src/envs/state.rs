@@ -82,6 +82,18 @@ pub async fn apply_report(state: &AppState, report: EnvReport) -> Result<(), Api
             } else {
                 format!("failed with exit code {exit_code}")
             };
+            if event == "dotfiles" {
+                // the owner's dotfiles: a failure is a warning, the environment goes on
+                let message = match (exit_code, command.as_str()) {
+                    (0, "none") => format!("dotfiles cloned into ~/.dotfiles\n{output}"),
+                    (0, script) => format!("dotfiles: ~/.dotfiles/{script} succeeded\n{output}"),
+                    (_, step) => format!(
+                        "warning: dotfiles not installed: {step} failed with exit code {exit_code}\n{output}"
+                    ),
+                };
+                store.add_env_event(&env_id, "dotfiles", &message).await?;
+                return Ok(());
+            }
             store
                 .add_env_event(
                     &env_id,

@@ -122,12 +122,21 @@ async fn check_devfile(state: &AppState, agent: &AgentHandle, row: EnvRow) -> Re
     } else {
         None
     };
-    let changed = match (&applied, &content) {
+    let mut changed = match (&applied, &content) {
         (Some(a), Some(c)) => a != c,
         (None, Some(_)) => true, // a devfile appeared in a default environment
         (Some(_), None) => true, // the devfile was removed
         (None, None) => false,
     };
+    if changed {
+        // after `update`, a workspace devfile that is still the replaced one is behind the
+        // branch (the user has not pulled yet), not edited
+        if let (Some(c), Some(behind)) =
+            (&content, state.store().env_devfile_behind(&row.id).await?)
+        {
+            changed = super::outdated::blob_id(c) != behind;
+        }
+    }
     if changed {
         let diff = devfile_diff(
             applied.as_deref().unwrap_or(""),

@@ -323,3 +323,60 @@ impl Store {
         Ok(row.try_get("username")?)
     }
 }
+
+// Outdated environments (migration 0022_dotfiles): the blob id of the branch's devfile an
+// environment was created or last updated from.
+impl Store {
+    /// Records the blob id of the branch devfile the environment now runs.
+    pub async fn set_env_devfile_upstream(
+        &self,
+        id: &str,
+        blob: Option<&str>,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE environments SET devfile_upstream = $1 WHERE id = $2")
+            .bind(blob)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The blob id recorded by [`Store::set_env_devfile_upstream`]; `None` for environments
+    /// from before it was recorded.
+    pub async fn env_devfile_upstream(&self, id: &str) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT devfile_upstream FROM environments WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            Some(r) => r.try_get::<Option<String>, _>(0)?,
+            None => None,
+        })
+    }
+
+    /// Records the blob id of the applied devfile an update replaced.
+    pub async fn set_env_devfile_behind(
+        &self,
+        id: &str,
+        blob: Option<&str>,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE environments SET devfile_behind = $1 WHERE id = $2")
+            .bind(blob)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The blob id recorded by [`Store::set_env_devfile_behind`].
+    pub async fn env_devfile_behind(&self, id: &str) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT devfile_behind FROM environments WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            Some(r) => r.try_get::<Option<String>, _>(0)?,
+            None => None,
+        })
+    }
+}

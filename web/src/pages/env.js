@@ -6,6 +6,35 @@ import { envActions } from './envs.js';
 import { endpointsSection, sshSection } from './env_ports.js';
 
 /**
+ * xterm.js options of the web terminal. `lineHeight` above 1 leaves room below the baseline:
+ * with a line height of 1 the rows of the DOM renderer are exactly one font height tall and
+ * clip glyphs drawn at the very bottom of the cell, so underscores were invisible.
+ */
+function terminalOptions() {
+  return {
+    cursorBlink: true,
+    fontFamily: 'ui-monospace, SFMono-Regular, Menlo, Consolas, "DejaVu Sans Mono", monospace',
+    fontSize: 14,
+    lineHeight: 1.2,
+    theme: { background: '#0d1117', foreground: '#e6edf3', cursor: '#e6edf3' },
+  };
+}
+
+/**
+ * "Outdated": the devfile of the environment's branch changed in the repository since the
+ * environment was created; "Update now" restarts it onto that devfile (`POST …/update`).
+ */
+function outdatedBanner(env, onError) {
+  if (!env.outdated) return null;
+  return h(
+    'div',
+    { class: 'banner', role: 'region', 'aria-label': 'Outdated' },
+    h('p', {}, h('strong', {}, 'Outdated: '), `the devfile of branch ${env.branch} changed in the repository since this environment was created.`),
+    h('button', { type: 'button', onclick: async (ev) => { ev.target.disabled = true; try { await api(`/environments/${env.id}/update`, { method: 'POST' }); } catch (err) { onError(err); ev.target.disabled = false; } } }, 'Update now'),
+  );
+}
+
+/**
  * The page's terminal: one xterm.js instance (kept across reconnects, so its scrollback stays)
  * and a WebSocket to the environment's main container that `connect` (re)opens.
  */
@@ -27,12 +56,7 @@ function terminalView(box, status) {
   };
   function ensure() {
     if (term) return;
-    term = new Terminal({
-      cursorBlink: true,
-      fontFamily: 'ui-monospace, SFMono-Regular, Menlo, Consolas, monospace',
-      fontSize: 14,
-      theme: { background: '#0d1117', foreground: '#e6edf3', cursor: '#e6edf3' },
-    });
+    term = new Terminal(terminalOptions());
     fit = new FitAddon();
     term.loadAddon(fit);
     replace(box);
@@ -113,6 +137,7 @@ export async function envPage(main, { params, navigate }) {
   const stateBox = h('p', { class: 'env-state', role: 'status', 'aria-live': 'polite' });
   const error = h('p', { role: 'alert', class: 'error' });
   const banner = h('div', { id: 'restart-banner' });
+  const outdated = h('div', { id: 'outdated-banner' });
   const actions = h('div', { class: 'toolbar' });
   const endpoints = h('section', { 'aria-labelledby': 'ep-h' });
   const termStatus = h('p', { class: 'term-status', role: 'status' });
@@ -142,6 +167,7 @@ export async function envPage(main, { params, navigate }) {
     title,
     stateBox,
     banner,
+    outdated,
     actions,
     error,
     h('section', { 'aria-labelledby': 'term-h' }, h('h2', { id: 'term-h' }, 'Terminal'), h('div', { class: 'inline' }, termStatus, termButton), termBox),
@@ -240,6 +266,7 @@ export async function envPage(main, { params, navigate }) {
     } else {
       replace(banner);
     }
+    replace(outdated, outdatedBanner(env, (err) => (error.textContent = err.message)));
     replace(endpoints, endpointsSection(env, mine));
     const sel = compSelect.value;
     replace(compSelect, env.components.map((c) => h('option', { value: c, selected: c === sel }, c)));

@@ -114,7 +114,7 @@ export function envsPage(main, { navigate }) {
                 h('th', { scope: 'row' }, h('a', { href: `#/envs/${env.id}` }, env.name)),
                 h('td', {}, env.repo),
                 h('td', {}, env.branch),
-                h('td', {}, badge(env.state), env.restart_required ? [' ', h('span', { class: 'badge warn' }, 'restart required')] : null),
+                h('td', {}, badge(env.state), env.restart_required ? [' ', h('span', { class: 'badge warn' }, 'restart required')] : null, env.outdated ? [' ', h('span', { class: 'badge warn' }, 'outdated')] : null),
                 h('td', {}, envActions(env, { onError: (err) => (error.textContent = err.message) })),
               ),
             ),

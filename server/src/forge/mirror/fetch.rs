@@ -38,7 +38,7 @@ pub enum FetchError {
 }
 
 /// `host:port:address` for curl's resolve list (IPv6 addresses in brackets).
-fn resolve_entry(d: &Destination) -> String {
+pub(crate) fn resolve_entry(d: &Destination) -> String {
     let ip = match d.addr.ip() {
         std::net::IpAddr::V4(v4) => v4.to_string(),
         std::net::IpAddr::V6(v6) => format!("[{v6}]"),
