@@ -277,17 +277,7 @@ impl Store {
         target_id: i64,
         limit: i64,
     ) -> Result<Vec<DeliveryRow>, StoreError> {
-        sqlx::query(&format!(
-            "SELECT {DELIVERY_COLS} FROM notify_deliveries WHERE target_id = $1 \
-             ORDER BY id DESC LIMIT $2"
-        ))
-        .bind(target_id)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(delivery_from_row)
-        .collect()
+        self.deliveries_where("target_id", target_id, limit).await
     }
 
     /// A user's email deliveries, newest first.
@@ -296,11 +286,21 @@ impl Store {
         user_id: i64,
         limit: i64,
     ) -> Result<Vec<DeliveryRow>, StoreError> {
+        self.deliveries_where("user_id", user_id, limit).await
+    }
+
+    /// The newest `limit` deliveries whose `column` (a fixed column name) is `id`.
+    async fn deliveries_where(
+        &self,
+        column: &'static str,
+        id: i64,
+        limit: i64,
+    ) -> Result<Vec<DeliveryRow>, StoreError> {
         sqlx::query(&format!(
-            "SELECT {DELIVERY_COLS} FROM notify_deliveries WHERE user_id = $1 \
+            "SELECT {DELIVERY_COLS} FROM notify_deliveries WHERE {column} = $1 \
              ORDER BY id DESC LIMIT $2"
         ))
-        .bind(user_id)
+        .bind(id)
         .bind(limit)
         .fetch_all(&self.pool)
         .await?

@@ -559,14 +559,26 @@ impl Store {
 
     /// The comments of a pull request, oldest first.
     pub async fn comments(&self, pr_id: i64) -> Result<Vec<CommentRow>, StoreError> {
+        self.rows_of_pull(COMMENT_COLS, "pr_comments", pr_id, comment_from_row)
+            .await
+    }
+
+    /// The rows of `table` that belong to pull request `pr_id`, oldest first.
+    async fn rows_of_pull<T>(
+        &self,
+        cols: &str,
+        table: &str,
+        pr_id: i64,
+        from_row: fn(&AnyRow) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
         sqlx::query(&format!(
-            "SELECT {COMMENT_COLS} FROM pr_comments WHERE pr_id = $1 ORDER BY id"
+            "SELECT {cols} FROM {table} WHERE pr_id = $1 ORDER BY id"
         ))
         .bind(pr_id)
         .fetch_all(&self.pool)
         .await?
         .iter()
-        .map(comment_from_row)
+        .map(from_row)
         .collect()
     }
 
@@ -633,28 +645,14 @@ impl Store {
 
     /// The reviews of a pull request, oldest first.
     pub async fn reviews(&self, pr_id: i64) -> Result<Vec<ReviewRow>, StoreError> {
-        sqlx::query(&format!(
-            "SELECT {REVIEW_COLS} FROM pr_reviews WHERE pr_id = $1 ORDER BY id"
-        ))
-        .bind(pr_id)
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(review_from_row)
-        .collect()
+        self.rows_of_pull(REVIEW_COLS, "pr_reviews", pr_id, review_from_row)
+            .await
     }
 
     /// The events of a pull request, oldest first.
     pub async fn pull_events(&self, pr_id: i64) -> Result<Vec<PullEventRow>, StoreError> {
-        sqlx::query(&format!(
-            "SELECT {EVENT_COLS} FROM pr_events WHERE pr_id = $1 ORDER BY id"
-        ))
-        .bind(pr_id)
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(event_from_row)
-        .collect()
+        self.rows_of_pull(EVENT_COLS, "pr_events", pr_id, event_from_row)
+            .await
     }
 
     /// A repository's pull-request settings (defaults when never set).
