@@ -18,7 +18,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
-use team::{bearer, create_env, open_ws, wait_state, Socket};
+use team::{bearer, create_env, open_ws, wait_gone, wait_state, Socket};
 
 /// Reads the socket until its terminal output contains `needle`: the output read (30 s bound).
 async fn read_until(ws: &mut Socket, needle: &str) -> Vec<u8> {
@@ -180,4 +180,14 @@ async fn a_reconnecting_terminal_survives_a_dropped_socket_for_its_owner_only() 
     // a malformed reconnect id is refused
     let bad = format!("/environments/{env}/terminal?reconnect=short");
     assert_eq!(open_ws(&server, &bad, h, &olga).await.err(), Some(400));
+
+    let r = server
+        .http
+        .delete(server.api(&format!("/environments/{env}")))
+        .bearer_auth(&team.olga)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    wait_gone(&server, &env).await;
 }
