@@ -93,6 +93,7 @@ async fn a_reconnecting_terminal_survives_a_dropped_socket_for_its_owner_only() 
     let (status, env) = create_env(&server, &team.olga, "reconnect").await;
     assert_eq!(status, 201);
     let env = env.unwrap().id;
+    let _cleanup = cove_tests::EnvCleanup(env.clone());
     wait_state(&server, &env, EnvState::Running).await;
     let rid = "test-reconnect-0001";
     let path = format!("/environments/{env}/terminal?reconnect={rid}&cols=100&rows=30");
