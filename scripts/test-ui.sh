@@ -78,7 +78,7 @@ curl -fsS -o /dev/null -H "Authorization: Bearer $ADMIN_TOKEN" -H 'Content-Type:
   -d "{\"username\":\"$USER_NAME\",\"password\":\"$USER_PASSWORD\",\"is_admin\":false}" "$URL/api/v1/users"
 
 TESTS=("$@")
-[ "${#TESTS[@]}" -gt 0 ] || TESTS=(tests/*.test.mjs)
+[ "${#TESTS[@]}" -gt 0 ] || mapfile -t TESTS < <(cd web && ls tests/*.test.mjs)
 log "browser tests (node --test in web/: ${TESTS[*]})"
 t0=$SECONDS
 (cd web && COVE_URL="$URL" COVE_USER="$USER_NAME" COVE_PASSWORD="$USER_PASSWORD" \

@@ -521,6 +521,8 @@ async fn serve(
             Message::Text(t) => match serde_json::from_str::<TerminalControl>(&t) {
                 Ok(TerminalControl::Resize { cols, rows }) => TermInput::Resize { cols, rows },
                 Ok(TerminalControl::Close) => {
+                    // ended (and the id free) before the client sees its socket close
+                    session.end(state);
                     ended_by_client = true;
                     break None;
                 }
