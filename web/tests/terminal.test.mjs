@@ -206,6 +206,9 @@ test('copy and paste: output selected and copied with Ctrl+Shift+C, pasted back 
   assert.equal(copied.trim(), 'echo pasted-$((6*7))');
   await shot('terminal-copied');
   await page.keyboard.press('Control+Shift+V');
+  // the paste reads the clipboard asynchronously: Enter once the line is on the prompt
+  await page.waitForFunction(() => [...document.querySelectorAll('#terminal .xterm-rows > div')]
+    .some((r) => /[#$] echo pasted-\$\(\(6\*7\)\)\s*$/.test(r.textContent.replace(/\u00a0/g, ' '))), null, { timeout: 10_000 });
   await page.keyboard.press('Enter');
   await waitForRow('pasted-42');
 });
