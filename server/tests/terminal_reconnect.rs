@@ -184,6 +184,51 @@ async fn a_reconnecting_terminal_survives_a_dropped_socket_for_its_owner_only() 
     read_until(&mut ws, "val::").await;
     drop(ws);
 
+    // a caller who loses access (here: the token is revoked) has the session ended at once:
+    // closed with 1008, and the id opens a new shell right away
+    let (token, token_id) = {
+        let r = server
+            .http
+            .post(server.api("/tokens"))
+            .basic_auth("olga", Some("correct horse battery"))
+            .json(&json!({"name": "term", "scopes": ["read", "write"]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        let created: cove_api::CreatedToken = r.json().await.unwrap();
+        (created.token, created.info.id)
+    };
+    let revocable = format!("Bearer {token}");
+    let rid2 = format!("{env}/terminal?reconnect=test-reconnect-0002");
+    let path2 = format!("/environments/{rid2}");
+    let mut ws = open_ws(&server, &path2, h, &revocable).await.unwrap();
+    assert_eq!(hello(&mut ws).await["resumed"], false);
+    type_line(&mut ws, "export X=44; echo set-$((40+4))").await;
+    read_until(&mut ws, "set-44").await;
+    let r = server
+        .http
+        .delete(server.api(&format!("/tokens/{token_id}")))
+        .basic_auth("olga", Some("correct horse battery"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let code = loop {
+        match tokio::time::timeout(Duration::from_secs(30), ws.next()).await {
+            Ok(Some(Ok(Message::Close(frame)))) => break frame.map(|f| u16::from(f.code)),
+            Ok(Some(Ok(_))) => {}
+            other => panic!("the terminal was not closed after the revocation: {other:?}"),
+        }
+    };
+    assert_eq!(code, Some(1008));
+    drop(ws);
+    let mut ws = open_ws(&server, &path2, h, &olga).await.unwrap();
+    assert_eq!(hello(&mut ws).await["resumed"], false, "ended, not kept");
+    type_line(&mut ws, "echo \"val:$X:\"").await;
+    read_until(&mut ws, "val::").await;
+    drop(ws);
+
     // a malformed reconnect id is refused
     let bad = format!("/environments/{env}/terminal?reconnect=short");
     assert_eq!(open_ws(&server, &bad, h, &olga).await.err(), Some(400));

@@ -512,6 +512,8 @@ async fn serve(
                 _ => break None,
             },
             reason = &mut revoked => {
+                // ended (not kept for the grace period) before the client sees the reason
+                session.end(state);
                 let _ = withdrawn_tx.take().map(|tx| tx.send(reason));
                 break None;
             }
