@@ -243,3 +243,82 @@ async fn a_reconnecting_terminal_survives_a_dropped_socket_for_its_owner_only() 
     assert_eq!(r.status(), 202);
     wait_gone(&server, &env).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reconnecting_terminals_are_bounded_per_user() {
+    let server = TestServer::start().await.unwrap();
+    let team = team::setup(&server).await;
+    let (status, env) = create_env(&server, &team.olga, "bounded").await;
+    assert_eq!(status, 201);
+    let env = env.unwrap().id;
+    let _cleanup = cove_tests::EnvCleanup(env.clone());
+    wait_state(&server, &env, EnvState::Running).await;
+    let (h, olga) = bearer(&team.olga);
+    let max = cove_server::envs::terminal_sessions::MAX_PER_USER;
+    let path = |i: usize| format!("/environments/{env}/terminal?reconnect=test-bounded-{i:04}");
+
+    // as many attached sessions as allowed; one more is refused
+    let mut open = Vec::new();
+    for i in 0..max {
+        let mut ws = open_ws(&server, &path(i), h, &olga).await.unwrap();
+        assert_eq!(hello(&mut ws).await["resumed"], false);
+        open.push(ws);
+    }
+    let shells = || async {
+        processes(&server, &team.olga, &env)
+            .await
+            .matches("sh -l ")
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while shells().await != max {
+        assert!(
+            Instant::now() < deadline,
+            "{max} shells: {}",
+            shells().await
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        open_ws(&server, &path(max), h, &olga).await.err(),
+        Some(409)
+    );
+    assert_eq!(
+        shells().await,
+        max,
+        "a refused terminal leaves no shell behind"
+    );
+    // another user is not counted against olga's sessions
+    let (_, admin) = bearer(&team.admin);
+    let mut other = open_ws(&server, &path(1000), h, &admin).await.unwrap();
+    assert_eq!(hello(&mut other).await["resumed"], false);
+    drop(other);
+
+    // one socket drops: its session is detached, and the next new one ends it to make room
+    drop(open.remove(0));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut ws = loop {
+        match open_ws(&server, &path(max), h, &olga).await {
+            Ok(ws) => break ws,
+            Err(409) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
+            Err(e) => panic!("a session while one is detached: {e}"),
+        }
+    };
+    assert_eq!(hello(&mut ws).await["resumed"], false);
+    // the detached one was ended, not kept: its id is a new session, over the bound again
+    assert_eq!(open_ws(&server, &path(0), h, &olga).await.err(), Some(409));
+    drop(ws);
+    drop(open);
+
+    let r = server
+        .http
+        .delete(server.api(&format!("/environments/{env}")))
+        .bearer_auth(&team.olga)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    wait_gone(&server, &env).await;
+}

@@ -136,6 +136,7 @@ pub async fn terminal(
                 (session, true)
             }
             None => {
+                sessions.check_room(id, user)?;
                 let marker = hex::encode(rand::random::<[u8; 16]>());
                 let term = agent
                     .open_terminal(

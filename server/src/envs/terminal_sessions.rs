@@ -142,24 +142,35 @@ impl Session {
         }
         self.ended.cancel();
         state.envs().terminals().remove(&self.id, self);
-        let Ok(agent) = state.envs().agent().cloned() else {
-            return;
-        };
-        let command = vec!["/bin/sh".into(), "-c".into(), end_script(&self.marker)];
-        let (env_id, component) = (self.env_id.clone(), self.component.clone());
-        tokio::spawn(async move {
-            let reply = agent
-                .call(EnvCommand::Exec {
-                    env_id: env_id.clone(),
-                    component,
-                    command,
-                })
-                .await;
-            if let cove_api::agent::AgentReply::Error { message } = reply {
-                tracing::warn!(env = %env_id, error = %message, "ending a detached terminal failed");
-            }
-        });
+        end_processes(state, &self.env_id, &self.component, &self.marker);
     }
+}
+
+/// Hangs up (then kills) every process of the exec started with `marker`, in the background.
+pub fn end_processes(state: &AppState, env_id: &str, component: &str, marker: &str) {
+    let Ok(agent) = state.envs().agent().cloned() else {
+        return;
+    };
+    let command = vec!["/bin/sh".into(), "-c".into(), end_script(marker)];
+    let (env_id, component) = (env_id.to_string(), component.to_string());
+    tokio::spawn(async move {
+        let reply = agent
+            .call(EnvCommand::Exec {
+                env_id: env_id.clone(),
+                component,
+                command,
+            })
+            .await;
+        if let cove_api::agent::AgentReply::Error { message } = reply {
+            tracing::warn!(env = %env_id, error = %message, "ending a terminal's processes failed");
+        }
+    });
+}
+
+fn too_many() -> ApiError {
+    ApiError::Conflict(format!(
+        "at most {MAX_PER_USER} terminals may be open at once; close one first"
+    ))
 }
 
 /// How a client's attachment ended.
@@ -216,6 +227,23 @@ impl TerminalSessions {
         Ok(Some(session))
     }
 
+    /// Whether `user` may open a new session `id` now: the id is free and, at
+    /// [`MAX_PER_USER`], one of their sessions is detached (it will be ended to make room).
+    /// Checked before the exec is opened, so a refusal leaves nothing behind.
+    pub fn check_room(&self, id: &str, user: i64) -> Result<(), ApiError> {
+        let map = self.map();
+        if map.contains_key(id) {
+            return Err(ApiError::Conflict(
+                "a terminal with this reconnect id is being opened".into(),
+            ));
+        }
+        let mine: Vec<&Arc<Session>> = map.values().filter(|s| s.user_id == user).collect();
+        if mine.len() >= MAX_PER_USER && !mine.iter().any(|s| s.lock().attached.is_none()) {
+            return Err(too_many());
+        }
+        Ok(())
+    }
+
     fn remove(&self, id: &str, session: &Arc<Session>) {
         let mut map = self.map();
         if map.get(id).is_some_and(|s| Arc::ptr_eq(s, session)) {
@@ -226,7 +254,8 @@ impl TerminalSessions {
     /// Registers a new session around an opened terminal (whose command came from
     /// [`marked_command`] with `marker`) and starts reading its output. Past
     /// [`MAX_PER_USER`] the user's oldest detached session is ended; when none is
-    /// detached the new one is refused (and the caller must end `term`).
+    /// detached (a race past [`TerminalSessions::check_room`]) the new one is refused and
+    /// its processes are ended.
     #[allow(clippy::too_many_arguments)]
     pub fn start(
         &self,
@@ -238,6 +267,13 @@ impl TerminalSessions {
         marker: String,
         term: cove_agent::worker::Terminal,
     ) -> Result<Arc<Session>, ApiError> {
+        let refused = {
+            let marker = marker.clone();
+            move |e: ApiError| {
+                end_processes(state, env, component, &marker);
+                e
+            }
+        };
         let cove_agent::worker::Terminal { input, output } = term;
         let session = Arc::new(Session {
             id: id.to_string(),
@@ -261,9 +297,9 @@ impl TerminalSessions {
         let evict = {
             let mut map = self.map();
             if map.contains_key(id) {
-                return Err(ApiError::Conflict(
+                return Err(refused(ApiError::Conflict(
                     "a terminal with this reconnect id is being opened".into(),
-                ));
+                )));
             }
             let mine: Vec<&Arc<Session>> = map.values().filter(|s| s.user_id == user).collect();
             let evict = if mine.len() >= MAX_PER_USER {
@@ -274,11 +310,7 @@ impl TerminalSessions {
                     .map(|(_, s)| s);
                 match oldest {
                     Some(s) => Some(s),
-                    None => {
-                        return Err(ApiError::Conflict(format!(
-                            "at most {MAX_PER_USER} terminals may be open at once; close one first"
-                        )))
-                    }
+                    None => return Err(refused(too_many())),
                 }
             } else {
                 None
@@ -290,7 +322,28 @@ impl TerminalSessions {
             old.end(state);
         }
         tokio::spawn(read_output(state.clone(), session.clone(), output));
+        // a socket that never arrives (the upgrade failed) leaves it detached from the start
+        self.expire_after_grace(state.clone(), session.clone(), 0);
         Ok(session)
+    }
+
+    /// Ends `session` after the grace period unless a socket attached since `generation`.
+    fn expire_after_grace(&self, state: AppState, session: Arc<Session>, generation: u64) {
+        let grace = self.grace();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = tokio::time::sleep(grace) => {}
+                _ = session.ended.cancelled() => return,
+            }
+            let expired = {
+                let s = session.lock();
+                s.generation == generation && s.attached.is_none() && s.exit.is_none()
+            };
+            if expired {
+                tracing::info!(env = %session.env_id, "detached terminal ended after its grace period");
+                session.end(&state);
+            }
+        });
     }
 
     /// Serves `socket` as the session's client until it goes, then keeps the session for the
@@ -329,23 +382,7 @@ impl TerminalSessions {
         match how {
             Detach::Done => {}
             Detach::End => session.end(&state),
-            Detach::Dropped => {
-                let grace = self.grace();
-                tokio::spawn(async move {
-                    tokio::select! {
-                        _ = tokio::time::sleep(grace) => {}
-                        _ = session.ended.cancelled() => return,
-                    }
-                    let expired = {
-                        let s = session.lock();
-                        s.generation == generation && s.attached.is_none() && s.exit.is_none()
-                    };
-                    if expired {
-                        tracing::info!(env = %session.env_id, "detached terminal ended after its grace period");
-                        session.end(&state);
-                    }
-                });
-            }
+            Detach::Dropped => self.expire_after_grace(state, session, generation),
         }
     }
 }
