@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Browser tests of the web UI, against a real cove-server on the real Docker engine.
-#   bash scripts/test-ui.sh
+#   bash scripts/test-ui.sh [tests/NAME.test.mjs …]   (default: every web/tests/*.test.mjs)
 # 1. builds the web assets (npm ci && npm run build in web/) and cove-server (debug);
 # 2. starts cove-server with SQLite in a temp data dir, its embedded agent on the Docker
 #    engine of scripts/test-env.sh, on a free 127.0.0.1 port, and creates a user;
@@ -77,9 +77,11 @@ done
 curl -fsS -o /dev/null -H "Authorization: Bearer $ADMIN_TOKEN" -H 'Content-Type: application/json' \
   -d "{\"username\":\"$USER_NAME\",\"password\":\"$USER_PASSWORD\",\"is_admin\":false}" "$URL/api/v1/users"
 
-log "browser tests (node --test web/tests)"
+TESTS=("$@")
+[ "${#TESTS[@]}" -gt 0 ] || mapfile -t TESTS < <(cd web && ls tests/*.test.mjs)
+log "browser tests (node --test in web/: ${TESTS[*]})"
 t0=$SECONDS
 (cd web && COVE_URL="$URL" COVE_USER="$USER_NAME" COVE_PASSWORD="$USER_PASSWORD" \
   COVE_ADMIN_TOKEN="$ADMIN_TOKEN" COVE_CHROMIUM="$CHROMIUM" COVE_SCREENSHOTS="$SHOTS" \
-  node --test --test-force-exit --test-concurrency=1 --test-reporter=spec tests/*.test.mjs)
+  node --test --test-force-exit --test-concurrency=1 --test-reporter=spec "${TESTS[@]}")
 log "browser tests passed in $((SECONDS - t0))s; screenshots in $SHOTS"

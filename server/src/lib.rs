@@ -296,7 +296,7 @@ impl Server {
             events,
             pull_events: broadcast::channel(EVENT_BUS_CAPACITY).0,
             repo_locks: Mutex::new(HashMap::new()),
-            envs: envs::Envs::new(agent),
+            envs: envs::Envs::new(agent).with_terminal_grace(config.intervals.terminal_grace),
             max_push_bytes: config.max_push_bytes,
             metrics: metrics::Metrics::new(),
             limits: config.limits.clone(),

@@ -1503,7 +1503,7 @@ pub fn api_routes() -> Vec<Route> {
             writer,
             false,
             StatusCode::SWITCHING_PROTOCOLS,
-            "Interactive terminal (WebSocket; binary frames are terminal bytes, text frames JSON resize/exit)",
+            "Interactive terminal (WebSocket; binary frames are terminal bytes, text frames JSON resize/exit/session/close); with `reconnect=ID` the shell outlives a dropped socket for a grace period and the same user reattaches to it",
             envs::terminal,
         )
         .env(EnvAccess::Creator)

@@ -12,6 +12,7 @@ import { runsPage, runPage } from './pages/runs.js';
 import { pullsPage, pullPage } from './pages/pulls.js';
 import { codePage } from './pages/code.js';
 import { sshKeysPage } from './pages/keys.js';
+import { settingsPage } from './pages/settings.js';
 
 const app = document.getElementById('app');
 let session = null;
@@ -30,6 +31,7 @@ const routes = [
   [/^\/envs$/, () => envsPage],
   [/^\/envs\/([^/]+)$/, () => envPage],
   [/^\/runs\/(\d+)$/, () => runPage],
+  [/^\/settings$/, () => settingsPage],
   [/^\/settings\/ssh-keys$/, () => sshKeysPage],
 ];
 
@@ -57,7 +59,8 @@ function header() {
       { 'aria-label': 'Main' },
       link('#/repos', 'Repositories', path.startsWith('/repos')),
       link('#/envs', 'Environments', path === '/' || path.startsWith('/envs')),
-      link('#/settings/ssh-keys', 'SSH keys', path.startsWith('/settings')),
+      link('#/settings/ssh-keys', 'SSH keys', path.startsWith('/settings/ssh-keys')),
+      link('#/settings', 'Settings', path === '/settings'),
     ),
     h(
       'div',

@@ -9,7 +9,7 @@
 //! Layout: `access` (who may act on an environment), `create` (the create handler), `http`
 //! (the other REST handlers and the DTO), `state` (transitions, agent reports,
 //! reconciliation), `watcher` (devfile changes), `reaper` (idle stop), `terminal` (WebSocket
-//! terminals), `devfile` (reading devfiles from the repository), `outdated` (the branch's
+//! terminals), `terminal_sessions` (reconnecting terminals), `devfile` (reading devfiles from the repository), `outdated` (the branch's
 //! devfile moved on; `update`).
 
 pub mod access;
@@ -20,6 +20,7 @@ mod outdated;
 mod reaper;
 mod state;
 mod terminal;
+pub mod terminal_sessions;
 mod watcher;
 
 pub use access::EnvAccess;
@@ -56,6 +57,8 @@ pub struct Envs {
     orphans: Mutex<Vec<String>>,
     /// Environments whose devfile check is under way (the watcher skips them).
     watching: watcher::InFlight,
+    /// Reconnecting terminals (`?reconnect=ID`), kept across dropped sockets.
+    terminals: terminal_sessions::TerminalSessions,
 }
 
 impl Envs {
@@ -64,7 +67,19 @@ impl Envs {
             agent,
             orphans: Mutex::new(Vec::new()),
             watching: watcher::InFlight::default(),
+            terminals: terminal_sessions::TerminalSessions::default(),
         }
+    }
+
+    /// With `grace` as the grace period of detached reconnecting terminals.
+    pub fn with_terminal_grace(mut self, grace: Duration) -> Self {
+        self.terminals = terminal_sessions::TerminalSessions::new(grace);
+        self
+    }
+
+    /// Reconnecting terminals.
+    pub fn terminals(&self) -> &terminal_sessions::TerminalSessions {
+        &self.terminals
     }
 
     fn agent(&self) -> Result<&AgentHandle, ApiError> {
@@ -123,6 +138,8 @@ pub(super) fn reply_error(reply: AgentReply) -> String {
 pub struct Intervals {
     pub devfile_check: Duration,
     pub idle_check: Duration,
+    /// How long a reconnecting terminal outlives its dropped WebSocket.
+    pub terminal_grace: Duration,
 }
 
 impl Default for Intervals {
@@ -130,6 +147,7 @@ impl Default for Intervals {
         Intervals {
             devfile_check: Duration::from_secs(2),
             idle_check: Duration::from_secs(30),
+            terminal_grace: terminal_sessions::DEFAULT_GRACE,
         }
     }
 }

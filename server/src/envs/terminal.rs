@@ -8,6 +8,7 @@ use axum::Extension;
 use cove_api::EnvState;
 use serde::Deserialize;
 
+use super::terminal_sessions::{marked_command, valid_id};
 use super::*;
 use crate::error::ApiError;
 use crate::store::{now_ms, EnvRow};
@@ -25,6 +26,15 @@ pub struct TerminalQuery {
     /// A command to run instead of a login shell (JSON array of strings).
     #[serde(default)]
     pub cmd: Option<String>,
+    /// A reconnecting session's id, chosen by the client (16–64 of `A-Z a-z 0-9 - _`): the
+    /// session outlives a dropped socket for a grace period and a new socket with the same
+    /// id takes it over (docs/ui.md "Reconnecting terminals").
+    #[serde(default)]
+    pub reconnect: Option<String>,
+    /// With `reconnect`: the byte offset of the output the client has already shown; the
+    /// replay starts there when the server still has it.
+    #[serde(default)]
+    pub since: Option<u64>,
 }
 
 /// Control messages on a terminal WebSocket (text frames); binary frames are
@@ -32,8 +42,19 @@ pub struct TerminalQuery {
 #[derive(Debug, serde::Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum TerminalControl {
+    /// Client → server: the terminal's new size.
     Resize { cols: u16, rows: u16 },
+    /// Server → client: the command ended.
     Exit { code: i64 },
+    /// Server → client, first frame of a reconnecting terminal: whether the session existed
+    /// before (`resumed`) and the byte offset of the output that follows.
+    Session {
+        id: String,
+        resumed: bool,
+        offset: u64,
+    },
+    /// Client → server: end a reconnecting session now (not kept for the grace period).
+    Close,
 }
 
 /// True when a browser's `Origin` is this server (or absent, for non-browser clients).
@@ -65,6 +86,7 @@ pub async fn terminal(
     State(state): State<AppState>,
     Extension(row): Extension<EnvRow>,
     Extension(grant): Extension<crate::live_auth::Grant>,
+    Extension(principal): Extension<crate::auth::Principal>,
     Query(q): Query<TerminalQuery>,
     headers: axum::http::HeaderMap,
     ws: crate::extract::WebSocketUpgrade,
@@ -96,19 +118,55 @@ pub async fn terminal(
         ],
     };
     let agent = state.envs().agent()?.clone();
+    let (cols, rows) = (q.cols.unwrap_or(80), q.rows.unwrap_or(24));
+    let revoked = grant.revoked(state.clone());
+    if let Some(id) = &q.reconnect {
+        if !valid_id(id) {
+            return Err(ApiError::BadRequest(
+                "reconnect must be 16 to 64 characters of A-Z a-z 0-9 - _".into(),
+            ));
+        }
+        let sessions = state.envs().terminals().clone();
+        let user = principal.user.id;
+        let (session, resumed) = match sessions.find(id, user, &row.id)? {
+            Some(session) => {
+                if q.cols.is_some() || q.rows.is_some() {
+                    session.resize(cols, rows).await;
+                }
+                (session, true)
+            }
+            None => {
+                sessions.check_room(id, user)?;
+                let marker = hex::encode(rand::random::<[u8; 16]>());
+                let term = agent
+                    .open_terminal(
+                        &row.id,
+                        &component,
+                        marked_command(&marker, cmd),
+                        cols,
+                        rows,
+                    )
+                    .await
+                    .map_err(ApiError::Conflict)?;
+                let session =
+                    sessions.start(&state, id, user, &row.id, &component, marker, term)?;
+                (session, false)
+            }
+        };
+        state.store().touch_env(&row.id, now_ms()).await?;
+        let since = q.since;
+        return Ok(ws.on_upgrade(move |socket| async move {
+            sessions
+                .attach(state, session, socket, since, resumed, revoked)
+                .await
+        }));
+    }
     let term = agent
-        .open_terminal(
-            &row.id,
-            &component,
-            cmd,
-            q.cols.unwrap_or(80),
-            q.rows.unwrap_or(24),
-        )
+        .open_terminal(&row.id, &component, cmd, cols, rows)
         .await
         .map_err(ApiError::Conflict)?;
     state.store().touch_env(&row.id, now_ms()).await?;
     let env_id = row.id.clone();
-    let revoked = grant.revoked(state.clone());
     Ok(ws.on_upgrade(move |socket| pump_terminal(state, env_id, socket, term, revoked)))
 }
 

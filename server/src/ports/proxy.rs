@@ -69,9 +69,11 @@ pub async fn proxy(
     Extension(env): Extension<EnvRow>,
     Extension(client): Extension<crate::auth::ClientAddr>,
     Extension(grant): Extension<crate::live_auth::Grant>,
+    Extension(principal): Extension<crate::auth::Principal>,
     crate::extract::Path((_env, endpoint, rest)): crate::extract::Path<(String, String, String)>,
     request: Request,
 ) -> Result<Response, ApiError> {
+    refuse_cross_origin_upgrade(&state, &principal, request.headers())?;
     forward(state, env, client, grant, endpoint, rest, request).await
 }
 
@@ -81,10 +83,37 @@ pub async fn proxy_root(
     Extension(env): Extension<EnvRow>,
     Extension(client): Extension<crate::auth::ClientAddr>,
     Extension(grant): Extension<crate::live_auth::Grant>,
+    Extension(principal): Extension<crate::auth::Principal>,
     crate::extract::Path((_env, endpoint)): crate::extract::Path<(String, String)>,
     request: Request,
 ) -> Result<Response, ApiError> {
+    refuse_cross_origin_upgrade(&state, &principal, request.headers())?;
     forward(state, env, client, grant, endpoint, String::new(), request).await
+}
+
+/// A WebSocket (any `Upgrade`) through the proxy authenticated by a credential the browser
+/// sends by itself — the session cookie, or cached HTTP Basic — must come from Cove's own
+/// origin (or carry no `Origin`, as non-browser clients do). WebSockets are not subject to
+/// CORS, so this is the check that stops another site from using the viewer's session
+/// (cross-site WebSocket hijacking). That includes `Origin: null`: the proxied pages run
+/// sandboxed in an opaque origin, but so does any site's sandboxed iframe, and the two cannot
+/// be told apart. A token (`Authorization: Bearer`) is not sent by browsers on their own, so
+/// token-authenticated upgrades are taken from any origin. See docs/ports.md "WebSockets and
+/// Origin".
+fn refuse_cross_origin_upgrade(
+    state: &AppState,
+    principal: &crate::auth::Principal,
+    headers: &HeaderMap,
+) -> Result<(), ApiError> {
+    if principal.method == crate::auth::AuthMethod::Token || !is_upgrade(headers) {
+        return Ok(());
+    }
+    if crate::envs::origin_allowed(headers, state.public_url()) {
+        return Ok(());
+    }
+    Err(ApiError::Forbidden(
+        "cross-origin WebSocket connections to endpoints are refused with the session cookie (Origin is not this server's)".into(),
+    ))
 }
 
 async fn forward(

@@ -1,24 +1,8 @@
-import { Terminal } from '@xterm/xterm';
-import { FitAddon } from '@xterm/addon-fit';
 import { api, subscribe, maxId } from '../api.js';
 import { h, replace, badge, ago } from '../dom.js';
 import { envActions } from './envs.js';
 import { endpointsSection, sshSection } from './env_ports.js';
-
-/**
- * xterm.js options of the web terminal. `lineHeight` above 1 leaves room below the baseline:
- * with a line height of 1 the rows of the DOM renderer are exactly one font height tall and
- * clip glyphs drawn at the very bottom of the cell, so underscores were invisible.
- */
-function terminalOptions() {
-  return {
-    cursorBlink: true,
-    fontFamily: 'ui-monospace, SFMono-Regular, Menlo, Consolas, "DejaVu Sans Mono", monospace',
-    fontSize: 14,
-    lineHeight: 1.2,
-    theme: { background: '#0d1117', foreground: '#e6edf3', cursor: '#e6edf3' },
-  };
-}
+import { terminalView } from './terminal.js';
 
 /**
  * "Outdated": the devfile of the environment's branch changed in the repository since the
@@ -32,97 +16,6 @@ function outdatedBanner(env, onError) {
     h('p', {}, h('strong', {}, 'Outdated: '), `the devfile of branch ${env.branch} changed in the repository since this environment was created.`),
     h('button', { type: 'button', onclick: async (ev) => { ev.target.disabled = true; try { await api(`/environments/${env.id}/update`, { method: 'POST' }); } catch (err) { onError(err); ev.target.disabled = false; } } }, 'Update now'),
   );
-}
-
-/**
- * The page's terminal: one xterm.js instance (kept across reconnects, so its scrollback stays)
- * and a WebSocket to the environment's main container that `connect` (re)opens.
- */
-function terminalView(box, status) {
-  let term = null;
-  let fit = null;
-  let ws = null;
-  let onEnded = null;
-  const enc = new TextEncoder();
-  const send = (data) => {
-    if (ws && ws.readyState === WebSocket.OPEN) ws.send(data);
-  };
-  const refit = () => {
-    try {
-      if (term) fit.fit();
-    } catch {
-      /* not visible */
-    }
-  };
-  function ensure() {
-    if (term) return;
-    term = new Terminal(terminalOptions());
-    fit = new FitAddon();
-    term.loadAddon(fit);
-    replace(box);
-    term.open(box);
-    refit();
-    term.onData((d) => send(enc.encode(d)));
-    term.onBinary((d) => send(Uint8Array.from(d, (c) => c.charCodeAt(0))));
-    term.onResize(({ cols, rows }) => send(JSON.stringify({ type: 'resize', cols, rows })));
-    window.addEventListener('resize', refit);
-  }
-  function disconnect() {
-    if (!ws) return;
-    const old = ws;
-    ws = null;
-    old.onclose = null;
-    old.close();
-  }
-  function connect(env, ended) {
-    ensure();
-    disconnect();
-    onEnded = ended;
-    const proto = location.protocol === 'https:' ? 'wss' : 'ws';
-    const url = `${proto}://${location.host}/api/v1/environments/${encodeURIComponent(env.id)}/terminal?cols=${term.cols}&rows=${term.rows}`;
-    const socket = new WebSocket(url);
-    ws = socket;
-    socket.binaryType = 'arraybuffer';
-    status.textContent = 'Connecting…';
-    socket.onopen = () => {
-      status.textContent = `Connected to ${env.components[0] || 'main'} — terminal in /projects`;
-      term.focus();
-    };
-    socket.onmessage = (ev) => {
-      if (typeof ev.data === 'string') {
-        try {
-          const msg = JSON.parse(ev.data);
-          if (msg.type === 'exit') status.textContent = `Shell exited with code ${msg.code}.`;
-        } catch {
-          term.write(ev.data);
-        }
-        return;
-      }
-      term.write(new Uint8Array(ev.data));
-    };
-    socket.onclose = () => {
-      if (ws !== socket) return;
-      ws = null;
-      if (!status.textContent.startsWith('Shell exited')) status.textContent = 'Disconnected.';
-      if (onEnded) onEnded();
-    };
-  }
-  function placeholder(text) {
-    disconnect();
-    if (term) {
-      term.write(`\r\n\x1b[2m[${text}]\x1b[0m\r\n`);
-    } else {
-      replace(box, h('p', { class: 'term-placeholder' }, text));
-    }
-    status.textContent = '';
-  }
-  function dispose() {
-    disconnect();
-    window.removeEventListener('resize', refit);
-    if (term) term.dispose();
-    term = null;
-  }
-  return { connect, disconnect, placeholder, dispose, get connected() { return ws !== null; } };
 }
 
 export async function envPage(main, { params, navigate }) {
