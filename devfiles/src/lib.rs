@@ -10,6 +10,7 @@
 //! are returned, never printed.
 
 pub mod model;
+mod overrides;
 mod plan;
 pub mod quantity;
 mod resolve;
@@ -23,10 +24,13 @@ use std::fmt;
 use std::path::Path;
 
 pub use model::{ComponentKind, Devfile, Exposure, GroupKind, Protocol};
+pub use overrides::{
+    capability_name, ADDABLE_CAPABILITIES, CONTAINER_OVERRIDES, POD_OVERRIDES, REFUSED_CAPABILITIES,
+};
 pub use plan::{
     CommandAction, CommandPlan, ContainerPlan, EndpointPlan, EnvPair, EnvironmentPlan, EventsPlan,
     MountPlan, PlanOptions, ProjectPlan, SkippedComponent, VolumePlan, DEFAULT_SOURCE_MAPPING,
-    KEEP_ALIVE,
+    ENTRYPOINT_ATTRIBUTE, KEEP_ALIVE,
 };
 pub use resolve::replace_vars;
 pub use resolve::MAX_SUBSTITUTED_BYTES;
