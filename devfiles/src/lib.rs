@@ -200,6 +200,8 @@ pub fn load_str(
                   dropped_errors,
                   mut warnings: Vec<Diagnostic>,
                   dropped_warnings| {
+        sort_diagnostics(&mut errors);
+        sort_diagnostics(&mut warnings);
         cap_diagnostics(&mut errors, MAX_DIAGNOSTICS, dropped_errors);
         cap_diagnostics(&mut warnings, MAX_DIAGNOSTICS, dropped_warnings);
         Rejected { errors, warnings }
@@ -228,6 +230,7 @@ pub fn load_str(
             findings.dropped_warnings,
         ));
     }
+    sort_diagnostics(&mut warnings);
     cap_diagnostics(&mut warnings, MAX_DIAGNOSTICS, findings.dropped_warnings);
     let component_pos = flat
         .devfile
@@ -246,6 +249,14 @@ pub fn load_str(
     })
 }
 
+/// Order diagnostics by file, line and column (stable: one place keeps the
+/// order they were found in). A list already capped keeps its final
+/// "and N more" last.
+fn sort_diagnostics(diags: &mut [Diagnostic]) {
+    let n = diags.len().min(MAX_DIAGNOSTICS);
+    diags[..n].sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
+}
+
 /// The default environment for repositories without a devfile.
 pub fn default_devfile() -> Loaded {
     load_str(
@@ -262,4 +273,10 @@ pub fn default_devfile() -> Loaded {
 #[doc(hidden)]
 pub fn schema_field_table() -> &'static [(&'static str, &'static str, bool)] {
     schema_fields::FIELDS
+}
+
+/// The fields only devfile 2.0.0 has (path, free-form), for the same test.
+#[doc(hidden)]
+pub fn schema_field_table_2_0_only() -> &'static [(&'static str, bool)] {
+    schema_fields::ONLY_2_0_0
 }

@@ -213,6 +213,20 @@ pub struct ProjectPlan {
     pub revision: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub zip: Option<String>,
+    /// Only these directories are checked out (git sparse checkout).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sparse_checkout_dirs: Vec<String>,
+}
+
+impl ProjectPlan {
+    /// The URL to clone: the `checkoutFrom` remote, else the only (first) one.
+    pub fn clone_url(&self) -> Option<&str> {
+        self.checkout_remote
+            .as_ref()
+            .and_then(|r| self.remotes.get(r))
+            .or_else(|| self.remotes.values().next())
+            .map(String::as_str)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -264,7 +278,7 @@ pub(crate) fn plan(devfile: &Devfile, opts: &PlanOptions) -> EnvironmentPlan {
         devfile
             .projects
             .first()
-            .map(|p| p.clone_path.clone().unwrap_or_else(|| p.name.clone()))
+            .map(|p| clone_dir(p.clone_path.as_deref(), &p.name))
     });
     let kinds: BTreeMap<String, ComponentKind> = devfile
         .components
@@ -398,26 +412,38 @@ pub(crate) fn plan(devfile: &Devfile, opts: &PlanOptions) -> EnvironmentPlan {
     for p in devfile.projects.iter().chain(&devfile.dependent_projects) {
         plan.projects.push(ProjectPlan {
             name: p.name.clone(),
-            clone_path: p.clone_path.clone().unwrap_or_else(|| p.name.clone()),
+            clone_path: clone_dir(p.clone_path.as_deref(), &p.name),
             remotes: p
-                .git
-                .as_ref()
+                .git_source()
                 .map(|g| g.remotes.clone())
                 .unwrap_or_default(),
             checkout_remote: p
-                .git
-                .as_ref()
+                .git_source()
                 .and_then(|g| g.checkout_from.as_ref())
                 .and_then(|c| c.remote.clone()),
             revision: p
-                .git
-                .as_ref()
+                .git_source()
                 .and_then(|g| g.checkout_from.as_ref())
                 .and_then(|c| c.revision.clone()),
             zip: p.zip.as_ref().and_then(|z| z.location.clone()),
+            sparse_checkout_dirs: p
+                .sparse_checkout_dirs
+                .iter()
+                .map(|d| d.trim_matches('/').to_string())
+                .collect(),
         });
     }
     plan
+}
+
+/// Where a project goes, relative to PROJECTS_ROOT: its `clonePath` with
+/// any leading `/` stripped (an absolute clonePath is under the projects
+/// root), else its name.
+fn clone_dir(clone_path: Option<&str>, name: &str) -> String {
+    match clone_path.map(|c| c.trim_start_matches('/')) {
+        Some(c) if !c.is_empty() => c.trim_end_matches('/').to_string(),
+        _ => name.to_string(),
+    }
 }
 
 pub(crate) fn kind_str(k: ComponentKind) -> &'static str {

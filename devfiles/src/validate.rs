@@ -448,23 +448,55 @@ impl Validator<'_> {
     }
 
     fn project(&mut self, section: &str, p: &Project) {
+        for (i, dir) in p.sparse_checkout_dirs.iter().enumerate() {
+            if dir.split('/').any(|s| s == "..") || dir.trim_matches('/').is_empty() {
+                self.error(
+                    section,
+                    &p.name,
+                    &[Seg::Key("sparseCheckoutDirs"), Seg::Index(i)],
+                    format!(
+                        "sparseCheckoutDirs entry `{dir}` must name a directory inside the project"
+                    ),
+                    Some("use a path such as `docs` or `src/app`, without `..`".into()),
+                );
+            }
+        }
+        if !p.sparse_checkout_dirs.is_empty() && p.zip.is_some() {
+            self.error(
+                section,
+                &p.name,
+                &[Seg::Key("sparseCheckoutDirs")],
+                format!(
+                    "project `{}` is a zip archive; sparseCheckoutDirs needs a git source",
+                    p.name
+                ),
+                None,
+            );
+        }
         if let Some(cp) = &p.clone_path {
-            if cp.starts_with('/') || cp.split('/').any(|s| s == "..") {
+            // an absolute clonePath is under the projects root (leading `/`
+            // stripped, as devfile/library and the DevWorkspace Operator's
+            // path join do); `..` would leave it
+            if cp.split('/').any(|s| s == "..") || cp.trim_start_matches('/').is_empty() {
                 self.error(
                     section,
                     &p.name,
                     &[Seg::Key("clonePath")],
-                    format!("clonePath `{cp}` must be a relative path inside the projects root"),
-                    Some("remove the leading `/` and any `..`".into()),
+                    format!("clonePath `{cp}` must name a directory inside the projects root"),
+                    Some(
+                        "remove any `..`; an absolute path such as `/app` means PROJECTS_ROOT/app"
+                            .into(),
+                    ),
                 );
             }
         }
-        if let Some(git) = &p.git {
+        if let Some(git) = p.git_source() {
+            let kind = if p.git.is_some() { "git" } else { "github" };
             if git.remotes.is_empty() {
                 self.error(
                     section,
                     &p.name,
-                    &[Seg::Key("git"), Seg::Key("remotes")],
+                    &[Seg::Key(kind), Seg::Key("remotes")],
                     format!("project `{}` has no git remotes", p.name),
                     Some("add at least one remote, e.g. `origin: <url>`".into()),
                 );
@@ -474,18 +506,14 @@ impl Validator<'_> {
                 Some(r) if !git.remotes.contains_key(r) => self.error(
                     section,
                     &p.name,
-                    &[
-                        Seg::Key("git"),
-                        Seg::Key("checkoutFrom"),
-                        Seg::Key("remote"),
-                    ],
+                    &[Seg::Key(kind), Seg::Key("checkoutFrom"), Seg::Key("remote")],
                     format!("checkoutFrom.remote `{r}` is not one of the project's remotes"),
                     None,
                 ),
                 None if git.remotes.len() > 1 => self.error(
                     section,
                     &p.name,
-                    &[Seg::Key("git"), Seg::Key("remotes")],
+                    &[Seg::Key(kind), Seg::Key("remotes")],
                     format!(
                         "project `{}` has {} remotes; say which one to check out from",
                         p.name,

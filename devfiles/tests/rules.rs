@@ -247,7 +247,7 @@ fn registry_and_missing_parents_say_what_to_do() {
 #[test]
 fn projects_stay_inside_the_projects_root() {
     check(&format!("{C}projects:\n  - name: p\n    clonePath: ../../etc\n    git: {{remotes: {{origin: 'http://x'}}}}\n"), expect![[r#"
-        devfile.yaml:8:16: error: clonePath `../../etc` must be a relative path inside the projects root
-          help: remove the leading `/` and any `..`
+        devfile.yaml:8:16: error: clonePath `../../etc` must name a directory inside the projects root
+          help: remove any `..`; an absolute path such as `/app` means PROJECTS_ROOT/app
     "#]]);
 }
