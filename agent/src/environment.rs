@@ -47,6 +47,10 @@ pub struct Started {
     /// The owner's dotfiles, when asked for (a failure is here, never an error).
     #[serde(skip)]
     pub dotfiles: Option<DotfilesRun>,
+    /// The devfile's git projects, cloned beside the sources (a failure is
+    /// here, never an error).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub projects: Vec<crate::sources::ProjectClone>,
 }
 
 /// Create the pod, clone the sources into the main container, install the owner's
@@ -69,6 +73,7 @@ pub async fn create(
             return Err(e);
         }
     };
+    let projects = clone_projects(rt, spec, progress).await;
     let mut installed = None;
     if let (Some(d), Some(main)) = (dotfiles, spec.plan.main_container()) {
         progress(Progress::Dotfiles);
@@ -87,7 +92,32 @@ pub async fn create(
         post_start,
         cloned,
         dotfiles: installed,
+        projects,
     })
+}
+
+/// Clone the plan's git projects (`projects` and `dependentProjects`) into
+/// the projects root of the main container, in order; one that is already
+/// there (Cove's own repository, or a restart) is left alone.
+pub async fn clone_projects(
+    rt: &Runtime,
+    spec: &PodSpec,
+    progress: &mut (dyn FnMut(Progress) + Send),
+) -> Vec<crate::sources::ProjectClone> {
+    let Some(main) = spec.plan.main_container() else {
+        return Vec::new();
+    };
+    let Some(root) = &main.source_mapping else {
+        return Vec::new();
+    };
+    let mut done = Vec::new();
+    for p in spec.plan.projects.iter().filter(|p| p.zip.is_none()) {
+        progress(Progress::Cloning {
+            repo: p.name.clone(),
+        });
+        done.push(crate::sources::clone_project(rt, &spec.env_id, &main.name, root, p).await);
+    }
+    done
 }
 
 async fn clone_sources(

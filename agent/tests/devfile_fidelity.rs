@@ -117,3 +117,53 @@ async fn sidecar_keeps_its_entrypoint_and_overrides_apply() {
         r#"["httpd","-f","-p","8080","-h","/www"]"#
     );
 }
+
+#[tokio::test]
+async fn github_project_with_sparse_checkout_is_cloned_with_git() {
+    let rt = Runtime::connect().await.expect(
+        "a Docker engine must answer: run `bash scripts/test-env.sh` and export DOCKER_HOST",
+    );
+    let env = unique("t-sparse");
+    let _cleanup = Cleanup(rt.clone(), env.clone());
+    let mut plan = plan("github-2.0.0.yaml");
+    plan.projects.truncate(1); // the second one names a remote that cannot be reached
+    let spec = PodSpec::new(&env, plan);
+    rt.create(&spec).await.unwrap();
+    // the seed repository, inside the environment (the clone uses the
+    // container's own git and network)
+    let seed = "set -e; mkdir -p /tmp/seed && cd /tmp/seed && git init -q -b main . \
+        && mkdir docs src site && echo d > docs/a.md && echo s > src/b.rs && echo w > site/i.html \
+        && echo r > README && git add . && git -c user.name=t -c user.email=t@t commit -qm seed \
+        && git clone -q --bare /tmp/seed /tmp/seed.git";
+    let out = rt
+        .exec(&env, "tools", &["sh", "-c", seed], &[], None)
+        .await
+        .unwrap();
+    assert_eq!(out.exit_code, 0, "{out:?}");
+
+    let mut steps = Vec::new();
+    let done = cove_agent::environment::clone_projects(&rt, &spec, &mut |p| steps.push(p)).await;
+    assert_eq!(done.len(), 1);
+    assert_eq!(done[0].outcome, "cloned", "{done:?}");
+    assert_eq!(done[0].path, "/projects/docs-only");
+    let out = rt
+        .exec(
+            &env,
+            "tools",
+            &[
+                "sh",
+                "-c",
+                "cd /projects/docs-only && ls -A | grep -v '^.git$' | sort | tr '\\n' ' '; git remote",
+            ],
+            &[],
+            None,
+        )
+        .await
+        .unwrap();
+    // only the listed directories (and top-level files) are checked out
+    assert_eq!(out.stdout, "README docs site origin\n", "{out:?}");
+
+    // a second run leaves the clone alone
+    let again = cove_agent::environment::clone_projects(&rt, &spec, &mut |_| {}).await;
+    assert_eq!(again[0].outcome, "present");
+}

@@ -461,6 +461,15 @@ impl Validator<'_> {
                 );
             }
         }
+        if p.zip.is_some() && section != "starterProjects" {
+            self.warn(
+                section,
+                &p.name,
+                &[Seg::Key("zip")],
+                format!("project `{}` is a zip archive; Cove clones git projects only and does not download it", p.name),
+                Some("use a `git` source, or download the archive in a postStart command".into()),
+            );
+        }
         if !p.sparse_checkout_dirs.is_empty() && p.zip.is_some() {
             self.error(
                 section,
