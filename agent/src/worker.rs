@@ -591,6 +591,20 @@ impl Worker {
                         output: d.output,
                     });
                 }
+                for p in started.projects {
+                    let failed = p.outcome == "failed";
+                    self.report(EnvReport::CommandOutput {
+                        env_id: env.to_string(),
+                        event: "project".into(),
+                        command: format!("clone {} into {}", p.name, p.path),
+                        exit_code: i64::from(failed),
+                        output: if p.detail.is_empty() {
+                            p.outcome
+                        } else {
+                            format!("{}: {}", p.outcome, p.detail)
+                        },
+                    });
+                }
                 for r in started.post_start {
                     self.report(EnvReport::CommandOutput {
                         env_id: env.to_string(),
