@@ -20,7 +20,9 @@ pub enum DevfileCommand {
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
-    /// Print the environment plan of a devfile as JSON.
+    /// Print the environment plan of a devfile: JSON, or with `--output text`
+    /// a summary per container (image, entrypoint kept or overridden and why,
+    /// user, limits, endpoints).
     Plan {
         file: PathBuf,
         /// Repository name: sources go to PROJECTS_ROOT/<repo>.
@@ -28,6 +30,8 @@ pub enum DevfileCommand {
         repo: Option<String>,
         #[command(flatten)]
         vars: VarArgs,
+        #[arg(long, value_enum, default_value_t = Output::Json)]
+        output: Output,
     },
 }
 
@@ -105,26 +109,84 @@ pub fn run(cmd: DevfileCommand) -> Result<ExitCode> {
                 ExitCode::from(1)
             })
         }
-        DevfileCommand::Plan { file, repo, vars } => {
-            match devfiles::load_file(&file, &vars.options()?) {
-                Ok(loaded) => {
-                    let (plan, plan_warnings) = loaded.plan(&PlanOptions { repo });
-                    for w in loaded.warnings.iter().chain(&plan_warnings) {
-                        eprintln!("{w}");
-                    }
-                    println!("{}", serde_json::to_string_pretty(&plan)?);
-                    Ok(ExitCode::SUCCESS)
+        DevfileCommand::Plan {
+            file,
+            repo,
+            vars,
+            output,
+        } => match devfiles::load_file(&file, &vars.options()?) {
+            Ok(loaded) => {
+                let (plan, plan_warnings) = loaded.plan(&PlanOptions { repo });
+                for w in loaded.warnings.iter().chain(&plan_warnings) {
+                    eprintln!("{w}");
                 }
-                Err(r) => {
-                    for w in &r.warnings {
-                        eprintln!("{w}");
-                    }
-                    for e in &r.errors {
-                        println!("{e}");
-                    }
-                    Ok(ExitCode::from(1))
+                match output {
+                    Output::Json => println!("{}", serde_json::to_string_pretty(&plan)?),
+                    Output::Text => print!("{}", summary(&plan)),
                 }
+                Ok(ExitCode::SUCCESS)
             }
+            Err(r) => {
+                for w in &r.warnings {
+                    eprintln!("{w}");
+                }
+                for e in &r.errors {
+                    println!("{e}");
+                }
+                Ok(ExitCode::from(1))
+            }
+        },
+    }
+}
+
+/// The plan for people: one block per container, then projects.
+fn summary(plan: &devfiles::EnvironmentPlan) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    for c in &plan.containers {
+        let _ = writeln!(out, "container {} ({})", c.name, c.image);
+        let _ = writeln!(out, "  entrypoint: {}", c.entrypoint);
+        if c.terminal {
+            let _ = writeln!(out, "  terminals and `cove env exec` run here");
+        }
+        if let Some(root) = &c.source_mapping {
+            let _ = writeln!(out, "  sources: {root}");
+        }
+        if let Some(u) = &c.user {
+            let _ = writeln!(out, "  user: {u}");
+        }
+        if let Some(m) = c.memory_limit_bytes {
+            let _ = writeln!(out, "  memory limit: {} MiB", m / (1024 * 1024));
+        }
+        if let Some(m) = c.cpu_limit_millis {
+            let _ = writeln!(out, "  cpu limit: {m}m");
+        }
+        if c.read_only_root_fs {
+            let _ = writeln!(out, "  root filesystem: read-only");
+        }
+        if !c.cap_add.is_empty() || !c.cap_drop.is_empty() {
+            let _ = writeln!(
+                out,
+                "  capabilities: add [{}] drop [{}]",
+                c.cap_add.join(", "),
+                c.cap_drop.join(", ")
+            );
+        }
+        for e in &c.endpoints {
+            let _ = writeln!(out, "  endpoint {}: {} ({:?})", e.name, e.port, e.exposure);
         }
     }
+    for p in &plan.projects {
+        let sparse = if p.sparse_checkout_dirs.is_empty() {
+            String::new()
+        } else {
+            format!(" (only {})", p.sparse_checkout_dirs.join(", "))
+        };
+        let _ = writeln!(
+            out,
+            "project {} -> PROJECTS_ROOT/{}{sparse}",
+            p.name, p.clone_path
+        );
+    }
+    out
 }
