@@ -8,6 +8,8 @@ use anyhow::{bail, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use devfiles::{LoadOptions, PlanOptions};
 
+use crate::devfile_registry::RegistryResolver;
+
 #[derive(Subcommand)]
 pub enum DevfileCommand {
     /// Validate devfiles: prints `FILE:LINE:COL: error: …` for each problem
@@ -40,6 +42,30 @@ pub struct VarArgs {
     /// Override a devfile variable: --var KEY=VALUE (repeatable).
     #[arg(long = "var", value_name = "KEY=VALUE")]
     vars: Vec<String>,
+    /// Devfile registry for `parent.id` parents that name no `registryUrl`:
+    /// an http(s) registry URL or a directory (`<dir>/<id>/<version>/devfile.yaml`).
+    /// Default: COVE_DEVFILE_REGISTRY.
+    #[arg(long, value_name = "URL|DIR")]
+    registry: Option<String>,
+}
+
+/// Load a devfile from disk: local parents relative to it, registry parents
+/// through [`RegistryResolver`].
+fn load(
+    path: &std::path::Path,
+    opts: &LoadOptions,
+    resolver: &RegistryResolver,
+) -> Result<devfiles::Loaded, devfiles::Rejected> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| devfiles::Rejected {
+        errors: vec![devfiles::Diagnostic::error(
+            &file,
+            devfiles::Pos::START,
+            format!("cannot read the devfile: {e}"),
+        )],
+        warnings: Vec::new(),
+    })?;
+    devfiles::load_str(&file, &text, resolver, opts)
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -69,10 +95,11 @@ pub fn run(cmd: DevfileCommand) -> Result<ExitCode> {
             output,
         } => {
             let opts = vars.options()?;
+            let resolver = RegistryResolver::new(vars.registry.clone());
             let mut ok = true;
             let mut report = Vec::new();
             for f in &files {
-                let (errors, warnings) = match devfiles::load_file(f, &opts) {
+                let (errors, warnings) = match load(f, &opts, &resolver) {
                     Ok(loaded) => {
                         let (_, plan_warnings) = loaded.plan(&PlanOptions::default());
                         (
@@ -114,7 +141,11 @@ pub fn run(cmd: DevfileCommand) -> Result<ExitCode> {
             repo,
             vars,
             output,
-        } => match devfiles::load_file(&file, &vars.options()?) {
+        } => match load(
+            &file,
+            &vars.options()?,
+            &RegistryResolver::new(vars.registry.clone()),
+        ) {
             Ok(loaded) => {
                 let (plan, plan_warnings) = loaded.plan(&PlanOptions { repo });
                 for w in loaded.warnings.iter().chain(&plan_warnings) {

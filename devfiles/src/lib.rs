@@ -65,11 +65,31 @@ components:
       memoryLimit: 4Gi
 ";
 
-/// Reads parent devfiles named by `parent.uri`.
+/// Reads parent devfiles named by `parent.uri`, and by `parent.id` from a
+/// devfile registry.
 pub trait Resolver {
     /// Read `uri` as referenced from the devfile `from_file`. Returns the
     /// display name of the parent file and its text, or a reason.
     fn read(&self, from_file: &str, uri: &str) -> Result<(String, String), String>;
+
+    /// Read the parent `id` (at `version`, else the registry's default)
+    /// from `registry_url`, else from the caller's default registry.
+    /// Returns a display name (`REGISTRY/devfiles/ID/VERSION`) and the text,
+    /// or a reason that says what was tried (e.g. "cannot reach registry
+    /// URL …"). The default refuses: only callers that can reach a registry
+    /// (the `cove` CLI, the server) supply one.
+    fn read_registry(
+        &self,
+        registry_url: Option<&str>,
+        id: &str,
+        version: Option<&str>,
+    ) -> Result<(String, String), String> {
+        let _ = (id, version);
+        Err(match registry_url {
+            Some(url) => format!("devfile registries (here {url}) are not read by this caller; `cove devfile` and the server read them"),
+            None => "`parent.id` needs `parent.registryUrl` or a configured default devfile registry".into(),
+        })
+    }
 }
 
 /// Resolves local and relative `parent.uri`s on the filesystem; refuses

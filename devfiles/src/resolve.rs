@@ -256,14 +256,7 @@ pub(crate) fn load_chain(
             break;
         };
         let at = |key: &str| current.node.locate(&[Seg::Key("parent"), Seg::Key(key)]);
-        if parent.get("id").is_some() {
-            return Err(vec![Diagnostic::error(
-                &current.file,
-                at("id"),
-                "a parent from a devfile registry (`parent.id`) needs a registry URL, and Cove has no devfile registry configured",
-            )
-            .with_help("copy the parent devfile into the repository and point to it with `parent.uri: <relative path>`")]);
-        }
+        let from_registry = parent.get("id").and_then(Node::as_str);
         if parent.get("kubernetes").is_some() {
             return Err(vec![Diagnostic::error(
                 &current.file,
@@ -272,28 +265,46 @@ pub(crate) fn load_chain(
             )
             .with_help("copy the parent devfile into the repository and point to it with `parent.uri`")]);
         }
-        let Some(uri) = parent.get("uri").and_then(Node::as_str) else {
-            break;
+        let (key, uri) = match (from_registry, parent.get("uri").and_then(Node::as_str)) {
+            (Some(id), _) => ("id", id),
+            (None, Some(uri)) => ("uri", uri),
+            (None, None) => break,
         };
         if chain.len() > MAX_PARENT_DEPTH {
             return Err(vec![Diagnostic::error(
                 &current.file,
-                at("uri"),
+                at(key),
                 format!("the parent chain is deeper than {MAX_PARENT_DEPTH} devfiles"),
             )]);
         }
-        let (parent_file, parent_text) = resolver.read(&current.file, uri).map_err(|reason| {
-            vec![Diagnostic::error(
-                &current.file,
-                at("uri"),
-                format!("cannot read parent devfile `{uri}`: {reason}"),
-            )
-            .with_help("`parent.uri` is resolved relative to this devfile's directory")]
-        })?;
+        let read = if key == "id" {
+            let registry = parent.get("registryUrl").and_then(Node::as_str);
+            let version = parent.get("version").and_then(Node::as_str);
+            resolver
+                .read_registry(registry, uri, version)
+                .map_err(|reason| {
+                    vec![Diagnostic::error(
+                        &current.file,
+                        at(key),
+                        format!("cannot read parent `{uri}` from a devfile registry: {reason}"),
+                    )
+                    .with_help("check `parent.registryUrl` and `parent.version`, or copy the parent into the repository and use `parent.uri`")]
+                })
+        } else {
+            resolver.read(&current.file, uri).map_err(|reason| {
+                vec![Diagnostic::error(
+                    &current.file,
+                    at(key),
+                    format!("cannot read parent devfile `{uri}`: {reason}"),
+                )
+                .with_help("`parent.uri` is resolved relative to this devfile's directory")]
+            })
+        };
+        let (parent_file, parent_text) = read?;
         if chain.iter().any(|d| same_file(&d.file, &parent_file)) {
             return Err(vec![Diagnostic::error(
                 &current.file,
-                at("uri"),
+                at(key),
                 format!("parent `{uri}` is already part of this parent chain (a cycle)"),
             )]);
         }
@@ -303,7 +314,7 @@ pub(crate) fn load_chain(
         if parent_doc.version > current.version {
             return Err(vec![Diagnostic::error(
                 &current.file,
-                at("uri"),
+                at(key),
                 format!(
                     "the parent devfile uses schemaVersion {} which is newer than this devfile's {}",
                     parent_doc.version, current.version

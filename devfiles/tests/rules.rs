@@ -231,9 +231,9 @@ fn registry_and_missing_parents_say_what_to_do() {
     check(
         "schemaVersion: 2.2.0\nparent: {id: nodejs, registryUrl: 'http://r'}\n",
         expect![[r#"
-        devfile.yaml:2:14: error: a parent from a devfile registry (`parent.id`) needs a registry URL, and Cove has no devfile registry configured
-          help: copy the parent devfile into the repository and point to it with `parent.uri: <relative path>`
-    "#]],
+            devfile.yaml:2:14: error: cannot read parent `nodejs` from a devfile registry: devfile registries (here http://r) are not read by this caller; `cove devfile` and the server read them
+              help: check `parent.registryUrl` and `parent.version`, or copy the parent into the repository and use `parent.uri`
+        "#]],
     );
     check(
         "schemaVersion: 2.2.0\nparent: {uri: base.yaml}\n",
