@@ -40,6 +40,7 @@ pub(crate) fn validate(f: &Flattened) -> Findings {
     v.default_commands();
     v.projects();
     v.overrides();
+    v.docker_only();
     v.findings
 }
 
@@ -612,6 +613,45 @@ impl Validator<'_> {
                 if let Some(ct) = &c.container {
                     self.override_requests(c, ct, &applied);
                 }
+            }
+        }
+    }
+
+    /// Constructs the Docker backend accepts but cannot give their
+    /// Kubernetes meaning: each is a warning, never silence.
+    fn docker_only(&mut self) {
+        for c in &self.d.components {
+            let Some(ct) = &c.container else { continue };
+            if ct.annotation.is_some() {
+                self.warn(
+                    "components",
+                    &c.name,
+                    &[Seg::Key("container"), Seg::Key("annotation")],
+                    format!("annotations of container `{}` have no effect: they annotate a Kubernetes Deployment or Service, which Cove does not create", c.name),
+                    None,
+                );
+            }
+            for (i, e) in ct.endpoints.iter().enumerate() {
+                if e.annotation.is_some() {
+                    self.warn(
+                        "components",
+                        &c.name,
+                        &[Seg::Key("container"), Seg::Key("endpoints"), Seg::Index(i), Seg::Key("annotation")],
+                        format!("annotations of endpoint `{}` have no effect: they annotate a Kubernetes Ingress or Route, which Cove does not create", e.name),
+                        None,
+                    );
+                }
+            }
+        }
+        for c in &self.d.commands {
+            if let Some(a) = &c.apply {
+                self.warn(
+                    "commands",
+                    &c.id,
+                    &[Seg::Key("apply")],
+                    format!("apply command `{}` is not run: the Docker backend does not apply components (running it, or an event or composite that includes it, reports it as skipped)", c.id),
+                    Some(format!("use an exec command in a container to do what applying `{}` would", a.component)),
+                );
             }
         }
     }
