@@ -9,48 +9,14 @@ use std::path::Path;
 
 use serde_json::Value;
 
+mod schema_walk;
+use schema_walk::walk;
+
 const VERSIONS: &[&str] = &["2.0.0", "2.1.0", "2.2.0", "2.2.1", "2.2.2", "2.3.0"];
 /// Removed in 2.1.0 and refused by Cove.
 const REMOVED: &[&str] = &["plugin", "vscodeTask", "vscodeLaunch"];
 /// Removed in 2.1.0 and accepted in 2.0.0 files.
 const ONLY_2_0_0: &[&str] = &["github", "sparseCheckoutDirs"];
-
-fn walk(node: &Value, prefix: &str, root: &Value, out: &mut BTreeMap<String, bool>, depth: usize) {
-    if depth > 14 {
-        return;
-    }
-    if let Some(r) = node.get("$ref").and_then(Value::as_str) {
-        let target = r
-            .trim_start_matches("#/")
-            .split('/')
-            .fold(root, |n, k| &n[k]);
-        return walk(target, prefix, root, out, depth + 1);
-    }
-    for k in ["oneOf", "anyOf", "allOf"] {
-        for s in node.get(k).and_then(Value::as_array).into_iter().flatten() {
-            walk(s, prefix, root, out, depth + 1);
-        }
-    }
-    if let Some(props) = node.get("properties").and_then(Value::as_object) {
-        for (k, v) in props {
-            let p = if prefix.is_empty() {
-                k.clone()
-            } else {
-                format!("{prefix}.{k}")
-            };
-            let free = v.get("properties").is_none()
-                && (v.get("type").and_then(Value::as_str) == Some("object")
-                    || v.get("additionalProperties") == Some(&Value::Bool(true)));
-            out.insert(p.clone(), free && p != "metadata");
-            if !free || p == "metadata" {
-                walk(v, &p, root, out, depth + 1);
-            }
-        }
-    }
-    if let Some(items) = node.get("items") {
-        walk(items, &format!("{prefix}[]"), root, out, depth + 1);
-    }
-}
 
 #[test]
 fn field_table_matches_the_official_schemas() {
