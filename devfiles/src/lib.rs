@@ -86,7 +86,7 @@ pub trait Resolver {
     ) -> Result<(String, String), String> {
         let _ = (id, version);
         Err(match registry_url {
-            Some(url) => format!("devfile registries (here {url}) are not read by this caller; `cove devfile` and the server read them"),
+            Some(url) => format!("parents from a devfile registry (here {url}) are read by `cove devfile validate|plan`, not here; commit the parent into the repository and use `parent.uri`"),
             None => "`parent.id` needs `parent.registryUrl` or a configured default devfile registry".into(),
         })
     }

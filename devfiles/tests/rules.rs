@@ -231,7 +231,7 @@ fn registry_and_missing_parents_say_what_to_do() {
     check(
         "schemaVersion: 2.2.0\nparent: {id: nodejs, registryUrl: 'http://r'}\n",
         expect![[r#"
-            devfile.yaml:2:14: error: cannot read parent `nodejs` from a devfile registry: devfile registries (here http://r) are not read by this caller; `cove devfile` and the server read them
+            devfile.yaml:2:14: error: cannot read parent `nodejs` from a devfile registry: parents from a devfile registry (here http://r) are read by `cove devfile validate|plan`, not here; commit the parent into the repository and use `parent.uri`
               help: check `parent.registryUrl` and `parent.version`, or copy the parent into the repository and use `parent.uri`
         "#]],
     );
