@@ -27,7 +27,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use devfiles::{FsResolver, Resolver, Version};
+use devfiles::{FsResolver, Resolver};
 
 /// Largest devfile or index read from a registry.
 const MAX_BYTES: u64 = 4 * 1024 * 1024;
@@ -136,45 +136,6 @@ impl Resolver for RegistryResolver {
     }
 }
 
-/// The version to use among `available` (version, is-default).
-pub fn select_version(
-    id: &str,
-    available: &[(String, bool)],
-    wanted: Option<&str>,
-) -> Result<String, String> {
-    let highest = || {
-        available
-            .iter()
-            .max_by_key(|(v, _)| Version::parse(v))
-            .map(|(v, _)| v.clone())
-    };
-    let list = || {
-        available
-            .iter()
-            .map(|(v, _)| v.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    match wanted {
-        Some("latest") => highest(),
-        Some(v) => available
-            .iter()
-            .find(|(a, _)| a == v)
-            .map(|(a, _)| a.clone()),
-        None => available
-            .iter()
-            .find(|(_, default)| *default)
-            .map(|(v, _)| v.clone())
-            .or_else(highest),
-    }
-    .ok_or_else(|| match wanted {
-        Some(v) if !available.is_empty() => {
-            format!("stack `{id}` has no version {v} (available: {})", list())
-        }
-        _ => format!("stack `{id}` has no versions"),
-    })
-}
-
 fn agent() -> ureq::Agent {
     ureq::AgentBuilder::new()
         .timeout_connect(Duration::from_secs(5))
@@ -204,22 +165,6 @@ fn get(agent: &ureq::Agent, registry: &str, url: &str) -> Result<Option<String>,
     }
 }
 
-#[derive(serde::Deserialize)]
-struct IndexEntry {
-    name: String,
-    #[serde(default)]
-    version: Option<String>,
-    #[serde(default)]
-    versions: Vec<IndexVersion>,
-}
-
-#[derive(serde::Deserialize)]
-struct IndexVersion {
-    version: String,
-    #[serde(default)]
-    default: bool,
-}
-
 fn http_registry(
     registry: &str,
     id: &str,
@@ -229,22 +174,9 @@ fn http_registry(
     let index = get(&agent, registry, &format!("{registry}/index"))?.ok_or_else(|| {
         format!("registry URL {registry} has no /index; is it a devfile registry?")
     })?;
-    let entries: Vec<IndexEntry> = serde_json::from_str(&index).map_err(|e| {
-        format!("the index of registry URL {registry} is not a devfile registry index: {e}")
-    })?;
-    let entry = entries
-        .iter()
-        .find(|e| e.name == id)
-        .ok_or_else(|| format!("registry URL {registry} has no stack `{id}`"))?;
-    let mut available: Vec<(String, bool)> = entry
-        .versions
-        .iter()
-        .map(|v| (v.version.clone(), v.default))
-        .collect();
-    if available.is_empty() {
-        available.extend(entry.version.clone().map(|v| (v, true)));
-    }
-    let chosen = select_version(id, &available, version)?;
+    let available = devfiles::registry::index_versions(&index, id)
+        .map_err(|e| format!("registry URL {registry}: {e}"))?;
+    let chosen = devfiles::registry::select_version(id, &available, version)?;
     let text = get(
         &agent,
         registry,
@@ -278,31 +210,8 @@ fn dir_registry(
             std::fs::read_to_string(&single).map_err(|e| format!("{}: {e}", single.display()))?;
         return Ok((version.unwrap_or("latest").to_string(), text));
     }
-    let chosen = select_version(id, &available, version)?;
+    let chosen = devfiles::registry::select_version(id, &available, version)?;
     let path = dir.join(&chosen).join("devfile.yaml");
     let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     Ok((chosen, text))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::select_version;
-
-    #[test]
-    fn versions_are_selected_like_the_registry() {
-        let av = vec![
-            ("1.0.0".to_string(), false),
-            ("2.0.0".to_string(), true),
-            ("2.10.0".to_string(), false),
-        ];
-        assert_eq!(select_version("s", &av, None).unwrap(), "2.0.0");
-        assert_eq!(select_version("s", &av, Some("latest")).unwrap(), "2.10.0");
-        assert_eq!(select_version("s", &av, Some("1.0.0")).unwrap(), "1.0.0");
-        assert_eq!(
-            select_version("s", &av, Some("3.0.0")).unwrap_err(),
-            "stack `s` has no version 3.0.0 (available: 1.0.0, 2.0.0, 2.10.0)"
-        );
-        let no_default = vec![("1.0.0".to_string(), false), ("1.2.0".to_string(), false)];
-        assert_eq!(select_version("s", &no_default, None).unwrap(), "1.2.0");
-    }
 }

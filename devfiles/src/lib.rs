@@ -13,6 +13,7 @@ pub mod model;
 mod overrides;
 mod plan;
 pub mod quantity;
+pub mod registry;
 mod resolve;
 mod schema;
 mod schema_fields;
