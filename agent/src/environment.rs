@@ -188,10 +188,25 @@ pub async fn read_file(
         .await
 }
 
-/// Parents of a workspace devfile, fetched ahead of resolution.
-struct Prefetched(BTreeMap<String, String>);
+/// Parents of a workspace devfile, fetched ahead of resolution: files of
+/// the workspace, and the `parent.id` parent the server fetched.
+struct Prefetched(
+    BTreeMap<String, String>,
+    Option<Result<(String, String), String>>,
+);
 
 impl Resolver for Prefetched {
+    fn read_registry(
+        &self,
+        _registry_url: Option<&str>,
+        _id: &str,
+        _version: Option<&str>,
+    ) -> Result<(String, String), String> {
+        self.1.clone().unwrap_or_else(|| {
+            Err("only the devfile's own parent is read from a devfile registry; commit this parent into the repository and use `parent.uri`".into())
+        })
+    }
+
     fn read(&self, from_file: &str, uri: &str) -> Result<(String, String), String> {
         let path = join(from_file, uri);
         self.0
@@ -218,6 +233,7 @@ pub async fn plan_from_workspace(
     component: &str,
     path: &str,
     repo: &str,
+    registry_parent: Option<Result<(String, String), String>>,
 ) -> Result<(EnvironmentPlan, String), EnvError> {
     let text = read_file(rt, env, component, path).await?.ok_or_else(|| {
         EnvError::Devfile(format!(
@@ -244,7 +260,8 @@ pub async fn plan_from_workspace(
     // a user's file: parsed on a blocking thread, within the parser's own bounds
     let (file, body, repo) = (path.to_string(), text.clone(), repo.to_string());
     let plan = tokio::task::spawn_blocking(move || {
-        devfiles::load_str(&file, &body, &Prefetched(files), &LoadOptions::default())
+        let resolver = Prefetched(files, registry_parent);
+        devfiles::load_str(&file, &body, &resolver, &LoadOptions::default())
             .map(|loaded| loaded.plan(&PlanOptions { repo: Some(repo) }).0)
             .map_err(|r| EnvError::Devfile(r.to_string()))
     })

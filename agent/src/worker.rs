@@ -462,9 +462,17 @@ impl Worker {
                 component,
                 path,
                 repo,
+                registry_parent,
             } => {
-                match environment::plan_from_workspace(&self.rt, &env_id, &component, &path, &repo)
-                    .await
+                match environment::plan_from_workspace(
+                    &self.rt,
+                    &env_id,
+                    &component,
+                    &path,
+                    &repo,
+                    registry_parent,
+                )
+                .await
                 {
                     Ok((plan, devfile)) => AgentReply::Plan {
                         plan: Box::new(plan),
