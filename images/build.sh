@@ -7,6 +7,7 @@
 #                             openssh-sftp-server (the `sftp` subsystem of Cove's SSH server), rsync
 #   cove/dynamodb-local:latest FROM cove/universal: dynalite 3.2.2 on port 8000
 #   cove/busybox:latest       Debian's busybox + its libc, the wget wrapper of busybox/; docker import (~4 MB, sub-second)
+#   cove/echo-server:latest   FROM cove/busybox: httpd on 8080 as the image's own ENTRYPOINT (a test sidecar)
 #   cove/agent:latest         FROM cove/base: iptables ca-certificates git; runs a bind-mounted
 #                             cove-agent (docs/private-subnet.md, "Running cove-agent")
 #
@@ -15,7 +16,7 @@
 # no mirror host is written into the repository.
 set -euo pipefail
 
-usage() { echo "usage: $0 [--force] [IMAGE...]   (IMAGE: base universal dynamodb-local busybox agent)"; }
+usage() { echo "usage: $0 [--force] [IMAGE...]   (IMAGE: base universal dynamodb-local busybox echo-server agent)"; }
 
 FORCE=0
 ONLY=()
@@ -23,7 +24,7 @@ for arg in "$@"; do
   case "$arg" in
     --force) FORCE=1 ;;
     -h|--help) usage; exit 0 ;;
-    base|universal|dynamodb-local|busybox|agent) ONLY+=("$arg") ;;
+    base|universal|dynamodb-local|busybox|echo-server|agent) ONLY+=("$arg") ;;
     *) usage >&2; exit 2 ;;
   esac
 done
@@ -51,7 +52,7 @@ exists() { docker image inspect "$1" >/dev/null 2>&1; }
 # Images whose recipe (builder function + files under images/NAME/) is hashed into the label
 # cove.recipe: an existing image with another hash is rebuilt, so a fix to the recipe reaches
 # machines that built the image before it.
-RECIPE_IMAGES=" busybox universal "
+RECIPE_IMAGES=" busybox universal echo-server "
 recipe() {
   local name="$1" builder="$2"
   case "$RECIPE_IMAGES" in *" $name "*) ;; *) return 0 ;; esac
@@ -172,6 +173,7 @@ docker_build() {
 build_universal() { docker_build universal cove/universal:latest; }
 build_dynamodb_local() { docker_build dynamodb-local cove/dynamodb-local:latest; }
 build_agent() { docker_build agent cove/agent:latest; }
+build_echo_server() { docker_build echo-server cove/echo-server:latest; }
 
 build_busybox() {
   # Debian's dynamically linked busybox (package `busybox`, extracted, not installed) with the
@@ -212,12 +214,14 @@ build_busybox() {
   rm -rf "$d" "$x"
 }
 
-# name  tag  builder — order matters (universal and agent need base, dynamodb-local needs universal).
+# name  tag  builder — order matters (universal and agent need base, dynamodb-local needs universal,
+# echo-server needs busybox).
 IMAGES=(
   "base cove/base:bookworm build_base"
   "universal cove/universal:latest build_universal"
   "dynamodb-local cove/dynamodb-local:latest build_dynamodb_local"
   "busybox cove/busybox:latest build_busybox"
+  "echo-server cove/echo-server:latest build_echo_server"
   "agent cove/agent:latest build_agent"
 )
 

@@ -7,7 +7,7 @@
 #      $COVE_DOCKERD_DIR/docker.sock
 #   3. write `export DOCKER_HOST=...` to $COVE_DOCKERD_DIR/env (sourced by scripts/test.sh)
 #   4. images/build.sh (builds only the images that are missing: base, universal,
-#      dynamodb-local, busybox, agent)
+#      dynamodb-local, busybox, echo-server, agent)
 #
 # DOCKER_HOST convention: an engine that already answers is used as is (the caller's
 # DOCKER_HOST, else the default /var/run/docker.sock); otherwise Cove's own dockerd

@@ -47,6 +47,10 @@ pub struct Started {
     /// The owner's dotfiles, when asked for (a failure is here, never an error).
     #[serde(skip)]
     pub dotfiles: Option<DotfilesRun>,
+    /// The devfile's git projects, cloned beside the sources (a failure is
+    /// here, never an error).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub projects: Vec<crate::sources::ProjectClone>,
 }
 
 /// Create the pod, clone the sources into the main container, install the owner's
@@ -69,6 +73,7 @@ pub async fn create(
             return Err(e);
         }
     };
+    let projects = clone_projects(rt, spec, progress).await;
     let mut installed = None;
     if let (Some(d), Some(main)) = (dotfiles, spec.plan.main_container()) {
         progress(Progress::Dotfiles);
@@ -87,7 +92,32 @@ pub async fn create(
         post_start,
         cloned,
         dotfiles: installed,
+        projects,
     })
+}
+
+/// Clone the plan's git projects (`projects` and `dependentProjects`) into
+/// the projects root of the main container, in order; one that is already
+/// there (Cove's own repository, or a restart) is left alone.
+pub async fn clone_projects(
+    rt: &Runtime,
+    spec: &PodSpec,
+    progress: &mut (dyn FnMut(Progress) + Send),
+) -> Vec<crate::sources::ProjectClone> {
+    let Some(main) = spec.plan.main_container() else {
+        return Vec::new();
+    };
+    let Some(root) = &main.source_mapping else {
+        return Vec::new();
+    };
+    let mut done = Vec::new();
+    for p in spec.plan.projects.iter().filter(|p| p.zip.is_none()) {
+        progress(Progress::Cloning {
+            repo: p.name.clone(),
+        });
+        done.push(crate::sources::clone_project(rt, &spec.env_id, &main.name, root, p).await);
+    }
+    done
 }
 
 async fn clone_sources(
@@ -158,10 +188,25 @@ pub async fn read_file(
         .await
 }
 
-/// Parents of a workspace devfile, fetched ahead of resolution.
-struct Prefetched(BTreeMap<String, String>);
+/// Parents of a workspace devfile, fetched ahead of resolution: files of
+/// the workspace, and the `parent.id` parent the server fetched.
+struct Prefetched(
+    BTreeMap<String, String>,
+    Option<Result<(String, String), String>>,
+);
 
 impl Resolver for Prefetched {
+    fn read_registry(
+        &self,
+        _registry_url: Option<&str>,
+        _id: &str,
+        _version: Option<&str>,
+    ) -> Result<(String, String), String> {
+        self.1.clone().unwrap_or_else(|| {
+            Err("only the devfile's own parent is read from a devfile registry; commit this parent into the repository and use `parent.uri`".into())
+        })
+    }
+
     fn read(&self, from_file: &str, uri: &str) -> Result<(String, String), String> {
         let path = join(from_file, uri);
         self.0
@@ -188,6 +233,7 @@ pub async fn plan_from_workspace(
     component: &str,
     path: &str,
     repo: &str,
+    registry_parent: Option<Result<(String, String), String>>,
 ) -> Result<(EnvironmentPlan, String), EnvError> {
     let text = read_file(rt, env, component, path).await?.ok_or_else(|| {
         EnvError::Devfile(format!(
@@ -214,7 +260,8 @@ pub async fn plan_from_workspace(
     // a user's file: parsed on a blocking thread, within the parser's own bounds
     let (file, body, repo) = (path.to_string(), text.clone(), repo.to_string());
     let plan = tokio::task::spawn_blocking(move || {
-        devfiles::load_str(&file, &body, &Prefetched(files), &LoadOptions::default())
+        let resolver = Prefetched(files, registry_parent);
+        devfiles::load_str(&file, &body, &resolver, &LoadOptions::default())
             .map(|loaded| loaded.plan(&PlanOptions { repo: Some(repo) }).0)
             .map_err(|r| EnvError::Devfile(r.to_string()))
     })

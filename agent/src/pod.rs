@@ -33,7 +33,28 @@ const STOP_TIMEOUT_SECS: i32 = 5;
 /// container: raw sockets (packet spoofing, ARP games on the bridge),
 /// device nodes, audit writes and file capabilities. The infra container
 /// keeps none at all. docs/security.md "What an environment can reach".
-pub const DROPPED_CAPABILITIES: &[&str] = &["NET_RAW", "MKNOD", "AUDIT_WRITE", "SETFCAP"];
+pub const DROPPED_CAPABILITIES: &[&str] = devfiles::REFUSED_CAPABILITIES;
+
+/// Docker capability lists of a component: Cove's baseline drops plus the
+/// plan's (`container-overrides`), and the plan's additions limited to
+/// [`devfiles::ADDABLE_CAPABILITIES`], whatever the plan says (a plan can
+/// come from a stored row or a request).
+fn capabilities(c: &ContainerPlan) -> (Vec<String>, Vec<String>) {
+    let mut drop: Vec<String> = DROPPED_CAPABILITIES.iter().map(|c| c.to_string()).collect();
+    for d in &c.cap_drop {
+        let d = devfiles::capability_name(d);
+        if !drop.contains(&d) {
+            drop.push(d);
+        }
+    }
+    let add = c
+        .cap_add
+        .iter()
+        .map(|a| devfiles::capability_name(a))
+        .filter(|a| devfiles::ADDABLE_CAPABILITIES.contains(&a.as_str()))
+        .collect();
+    (add, drop)
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum PodError {
@@ -579,8 +600,10 @@ impl Runtime {
             .or(spec.max_memory_bytes)
             .map(|b| b as i64);
         let cpu_millis = c.cpu_limit_millis.or(spec.max_cpu_millis);
+        let (cap_add, cap_drop) = capabilities(c);
         ContainerCreateBody {
             image: Some(c.image.clone()),
+            user: c.user.clone(),
             entrypoint: c.command.clone(),
             cmd: c
                 .args
@@ -605,7 +628,9 @@ impl Runtime {
                 memory,
                 nano_cpus: cpu_millis.map(|m| (m as i64) * 1_000_000),
                 pids_limit: Some(spec.pids_limit),
-                cap_drop: Some(DROPPED_CAPABILITIES.iter().map(|c| c.to_string()).collect()),
+                cap_drop: Some(cap_drop),
+                cap_add: (!cap_add.is_empty()).then_some(cap_add),
+                readonly_rootfs: c.read_only_root_fs.then_some(true),
                 security_opt: Some(vec!["no-new-privileges".into()]),
                 privileged: Some(false),
                 ..Default::default()

@@ -262,3 +262,150 @@ impl std::io::Write for ChunkWriter {
         self.send()
     }
 }
+
+/// What happened to one devfile project (`projects`/`dependentProjects`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ProjectClone {
+    pub name: String,
+    /// `PROJECTS_ROOT/<clonePath>`.
+    pub path: String,
+    /// `cloned`, `present` (already there, left alone) or `failed`.
+    pub outcome: String,
+    /// Why it failed, or a note (a revision that was not found).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub detail: String,
+}
+
+/// The script of [`clone_project`]; every value comes in through the
+/// environment, never through the script text. Clone with `git` into a
+/// temporary directory beside the target (with `--sparse` and
+/// `git sparse-checkout set DIRS` when directories are listed), add the other
+/// remotes, check out the revision (the default branch stays when it is not
+/// found, as the devfile schema says), then move it into place.
+const CLONE_SCRIPT: &str = r#"
+set -u
+if [ -e "$COVE_TARGET" ]; then echo present; exit 0; fi
+command -v git >/dev/null 2>&1 || { echo "git is not installed in this container" >&2; exit 3; }
+tmp="$COVE_TARGET.cove-clone"
+rm -rf "$tmp"
+mkdir -p "$(dirname "$COVE_TARGET")" || exit 1
+if [ -n "$COVE_SPARSE" ]; then
+  git clone --quiet --sparse -o "$COVE_REMOTE" "$COVE_URL" "$tmp" || exit 1
+  printf '%s\n' "$COVE_SPARSE" | git -C "$tmp" sparse-checkout set --stdin || exit 1
+else
+  git clone --quiet -o "$COVE_REMOTE" "$COVE_URL" "$tmp" || exit 1
+fi
+printf '%s\n' "$COVE_REMOTES" | while read -r name url; do
+  [ -n "$name" ] && git -C "$tmp" remote add "$name" "$url"
+done
+if [ -n "$COVE_REV" ]; then
+  if ! git -C "$tmp" checkout --quiet "$COVE_REV" 2>/dev/null; then
+    git -C "$tmp" fetch --quiet "$COVE_REMOTE" "$COVE_REV" 2>/dev/null \
+      && git -C "$tmp" checkout --quiet FETCH_HEAD 2>/dev/null \
+      || echo "revision $COVE_REV not found; the default branch is checked out"
+  fi
+fi
+mv "$tmp" "$COVE_TARGET" || exit 1
+echo cloned
+"#;
+
+/// Clone a devfile project into `projects_root` of `component`, with the
+/// container's own `git` and network, so a project can reach only what the
+/// environment can (no agent-side fetch, no credentials). Sparse checkout
+/// for `sparseCheckoutDirs`. A target that exists is left alone. Zip
+/// projects are not downloaded (the plan warns).
+pub async fn clone_project(
+    rt: &Runtime,
+    env: &str,
+    component: &str,
+    projects_root: &str,
+    project: &devfiles::ProjectPlan,
+) -> ProjectClone {
+    let path = format!(
+        "{}/{}",
+        projects_root.trim_end_matches('/'),
+        project.clone_path
+    );
+    let mut result = ProjectClone {
+        name: project.name.clone(),
+        path: path.clone(),
+        outcome: "failed".into(),
+        detail: String::new(),
+    };
+    let Some(url) = project.clone_url() else {
+        result.detail = "not a git project (zip archives are not downloaded)".into();
+        return result;
+    };
+    let remote = project
+        .checkout_remote
+        .clone()
+        .or_else(|| project.remotes.keys().next().cloned())
+        .unwrap_or_else(|| "origin".into());
+    let others: Vec<String> = project
+        .remotes
+        .iter()
+        .filter(|(name, _)| **name != remote)
+        .map(|(name, url)| format!("{name} {url}"))
+        .collect();
+    let vars = vec![
+        ("COVE_TARGET".to_string(), path),
+        ("COVE_URL".to_string(), url.to_string()),
+        ("COVE_REMOTE".to_string(), remote),
+        (
+            "COVE_REV".to_string(),
+            project.revision.clone().unwrap_or_default(),
+        ),
+        (
+            "COVE_SPARSE".to_string(),
+            project.sparse_checkout_dirs.join("\n"),
+        ),
+        ("COVE_REMOTES".to_string(), others.join("\n")),
+    ];
+    match rt
+        .exec(env, component, &["sh", "-c", CLONE_SCRIPT], &vars, None)
+        .await
+    {
+        Ok(out) if out.exit_code == 0 => {
+            let mut lines: Vec<&str> = out.stdout.lines().collect();
+            result.outcome = lines.pop().unwrap_or("cloned").to_string();
+            result.detail = lines.join("\n");
+        }
+        Ok(out) => {
+            let shown = without_userinfo(url);
+            result.detail = format!(
+                "git clone of {shown} failed (exit {}): {}",
+                out.exit_code,
+                out.stderr.trim().replace(url, &shown)
+            );
+        }
+        Err(e) => result.detail = e.to_string(),
+    }
+    result
+}
+
+/// `scheme://user:secret@host/…` as `scheme://***@host/…`: a URL with
+/// credentials never reaches a report.
+fn without_userinfo(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://") {
+        let host_end = rest.find('/').unwrap_or(rest.len());
+        if let Some(at) = rest[..host_end].rfind('@') {
+            return format!("{scheme}://***@{}", &rest[at + 1..]);
+        }
+    }
+    url.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn userinfo_is_hidden() {
+        assert_eq!(
+            super::without_userinfo("https://u:tok@example.invalid/a.git"),
+            "https://***@example.invalid/a.git"
+        );
+        assert_eq!(
+            super::without_userinfo("https://example.invalid/a@b.git"),
+            "https://example.invalid/a@b.git"
+        );
+    }
+}

@@ -462,9 +462,17 @@ impl Worker {
                 component,
                 path,
                 repo,
+                registry_parent,
             } => {
-                match environment::plan_from_workspace(&self.rt, &env_id, &component, &path, &repo)
-                    .await
+                match environment::plan_from_workspace(
+                    &self.rt,
+                    &env_id,
+                    &component,
+                    &path,
+                    &repo,
+                    registry_parent,
+                )
+                .await
                 {
                     Ok((plan, devfile)) => AgentReply::Plan {
                         plan: Box::new(plan),
@@ -589,6 +597,20 @@ impl Worker {
                         command: d.step,
                         exit_code: d.exit_code,
                         output: d.output,
+                    });
+                }
+                for p in started.projects {
+                    let failed = p.outcome == "failed";
+                    self.report(EnvReport::CommandOutput {
+                        env_id: env.to_string(),
+                        event: "project".into(),
+                        command: format!("clone {} into {}", p.name, p.path),
+                        exit_code: i64::from(failed),
+                        output: if p.detail.is_empty() {
+                            p.outcome
+                        } else {
+                            format!("{}: {}", p.outcome, p.detail)
+                        },
                     });
                 }
                 for r in started.post_start {

@@ -573,7 +573,7 @@ async fn resource_limits_are_capped_and_kept_across_restarts() {
     let _cleanup = Cleanup(rt.clone(), env.clone());
     let asking = |cpu: &str, memory: &str| {
         plan(&format!(
-            "schemaVersion: 2.2.0\ncomponents:\n  - name: main\n    container: {{image: cove/busybox:latest, cpuLimit: '{cpu}', memoryLimit: {memory}}}\n  - name: free\n    container: {{image: cove/busybox:latest, mountSources: false}}\n"
+            "schemaVersion: 2.2.0\ncomponents:\n  - name: main\n    container: {{image: cove/busybox:latest, cpuLimit: '{cpu}', memoryLimit: {memory}}}\n  - name: free\n    attributes: {{cove/entrypoint: keep-alive}}\n    container: {{image: cove/busybox:latest, mountSources: false}}\n"
         ))
     };
     let capped = |p: devfiles::EnvironmentPlan| PodSpec {

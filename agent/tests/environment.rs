@@ -157,10 +157,16 @@ async fn create_clone_post_start_restart() {
     )
     .await
     .unwrap();
-    let (new_plan, text) =
-        environment::plan_from_workspace(&rt, &env, "main", "/projects/demo/devfile.yaml", "demo")
-            .await
-            .unwrap();
+    let (new_plan, text) = environment::plan_from_workspace(
+        &rt,
+        &env,
+        "main",
+        "/projects/demo/devfile.yaml",
+        "demo",
+        None,
+    )
+    .await
+    .unwrap();
     assert_eq!(text, changed);
     let new_spec = PodSpec::new(&env, new_plan);
     let status = environment::restart(&rt, &spec.plan, &new_spec)
@@ -181,10 +187,16 @@ async fn create_clone_post_start_restart() {
 
     // a broken devfile is refused with file:line:col, the environment keeps running
     rt.exec(&env, "main", &["sh", "-c", "printf 'schemaVersion: 2.2.0\\ncomponents:\\n  - name: Bad Name\\n    container: {image: x}\\n' > /projects/demo/devfile.yaml"], &[], None).await.unwrap();
-    let err =
-        environment::plan_from_workspace(&rt, &env, "main", "/projects/demo/devfile.yaml", "demo")
-            .await
-            .unwrap_err();
+    let err = environment::plan_from_workspace(
+        &rt,
+        &env,
+        "main",
+        "/projects/demo/devfile.yaml",
+        "demo",
+        None,
+    )
+    .await
+    .unwrap_err();
     assert!(
         err.to_string()
             .starts_with("/projects/demo/devfile.yaml:3:11: error:"),

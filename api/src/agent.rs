@@ -110,6 +110,10 @@ pub enum EnvCommand {
         component: String,
         path: String,
         repo: String,
+        /// The devfile's `parent.id` parent, fetched by the server from a
+        /// devfile registry: (display name, text), or why it could not be.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        registry_parent: Option<Result<(String, String), String>>,
     },
     /// Read a file in a component (e.g. the workspace devfile).
     ReadFile {

@@ -8,6 +8,8 @@ use anyhow::{bail, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use devfiles::{LoadOptions, PlanOptions};
 
+use crate::devfile_registry::RegistryResolver;
+
 #[derive(Subcommand)]
 pub enum DevfileCommand {
     /// Validate devfiles: prints `FILE:LINE:COL: error: …` for each problem
@@ -20,7 +22,9 @@ pub enum DevfileCommand {
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
-    /// Print the environment plan of a devfile as JSON.
+    /// Print the environment plan of a devfile: JSON, or with `--output text`
+    /// a summary per container (image, entrypoint kept or overridden and why,
+    /// user, limits, endpoints).
     Plan {
         file: PathBuf,
         /// Repository name: sources go to PROJECTS_ROOT/<repo>.
@@ -28,6 +32,8 @@ pub enum DevfileCommand {
         repo: Option<String>,
         #[command(flatten)]
         vars: VarArgs,
+        #[arg(long, value_enum, default_value_t = Output::Json)]
+        output: Output,
     },
 }
 
@@ -36,6 +42,30 @@ pub struct VarArgs {
     /// Override a devfile variable: --var KEY=VALUE (repeatable).
     #[arg(long = "var", value_name = "KEY=VALUE")]
     vars: Vec<String>,
+    /// Devfile registry for `parent.id` parents that name no `registryUrl`:
+    /// an http(s) registry URL or a directory (`<dir>/<id>/<version>/devfile.yaml`).
+    /// Default: COVE_DEVFILE_REGISTRY.
+    #[arg(long, value_name = "URL|DIR")]
+    registry: Option<String>,
+}
+
+/// Load a devfile from disk: local parents relative to it, registry parents
+/// through [`RegistryResolver`].
+fn load(
+    path: &std::path::Path,
+    opts: &LoadOptions,
+    resolver: &RegistryResolver,
+) -> Result<devfiles::Loaded, devfiles::Rejected> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| devfiles::Rejected {
+        errors: vec![devfiles::Diagnostic::error(
+            &file,
+            devfiles::Pos::START,
+            format!("cannot read the devfile: {e}"),
+        )],
+        warnings: Vec::new(),
+    })?;
+    devfiles::load_str(&file, &text, resolver, opts)
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -65,10 +95,11 @@ pub fn run(cmd: DevfileCommand) -> Result<ExitCode> {
             output,
         } => {
             let opts = vars.options()?;
+            let resolver = RegistryResolver::new(vars.registry.clone());
             let mut ok = true;
             let mut report = Vec::new();
             for f in &files {
-                let (errors, warnings) = match devfiles::load_file(f, &opts) {
+                let (errors, warnings) = match load(f, &opts, &resolver) {
                     Ok(loaded) => {
                         let (_, plan_warnings) = loaded.plan(&PlanOptions::default());
                         (
@@ -105,26 +136,88 @@ pub fn run(cmd: DevfileCommand) -> Result<ExitCode> {
                 ExitCode::from(1)
             })
         }
-        DevfileCommand::Plan { file, repo, vars } => {
-            match devfiles::load_file(&file, &vars.options()?) {
-                Ok(loaded) => {
-                    let (plan, plan_warnings) = loaded.plan(&PlanOptions { repo });
-                    for w in loaded.warnings.iter().chain(&plan_warnings) {
-                        eprintln!("{w}");
-                    }
-                    println!("{}", serde_json::to_string_pretty(&plan)?);
-                    Ok(ExitCode::SUCCESS)
+        DevfileCommand::Plan {
+            file,
+            repo,
+            vars,
+            output,
+        } => match load(
+            &file,
+            &vars.options()?,
+            &RegistryResolver::new(vars.registry.clone()),
+        ) {
+            Ok(loaded) => {
+                let (plan, plan_warnings) = loaded.plan(&PlanOptions { repo });
+                for w in loaded.warnings.iter().chain(&plan_warnings) {
+                    eprintln!("{w}");
                 }
-                Err(r) => {
-                    for w in &r.warnings {
-                        eprintln!("{w}");
-                    }
-                    for e in &r.errors {
-                        println!("{e}");
-                    }
-                    Ok(ExitCode::from(1))
+                match output {
+                    Output::Json => println!("{}", serde_json::to_string_pretty(&plan)?),
+                    Output::Text => print!("{}", summary(&plan)),
                 }
+                Ok(ExitCode::SUCCESS)
             }
+            Err(r) => {
+                for w in &r.warnings {
+                    eprintln!("{w}");
+                }
+                for e in &r.errors {
+                    println!("{e}");
+                }
+                Ok(ExitCode::from(1))
+            }
+        },
+    }
+}
+
+/// The plan for people: one block per container, then projects.
+fn summary(plan: &devfiles::EnvironmentPlan) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    for c in &plan.containers {
+        let _ = writeln!(out, "container {} ({})", c.name, c.image);
+        let _ = writeln!(out, "  entrypoint: {}", c.entrypoint);
+        if c.terminal {
+            let _ = writeln!(out, "  terminals and `cove env exec` run here");
+        }
+        if let Some(root) = &c.source_mapping {
+            let _ = writeln!(out, "  sources: {root}");
+        }
+        if let Some(u) = &c.user {
+            let _ = writeln!(out, "  user: {u}");
+        }
+        if let Some(m) = c.memory_limit_bytes {
+            let _ = writeln!(out, "  memory limit: {} MiB", m / (1024 * 1024));
+        }
+        if let Some(m) = c.cpu_limit_millis {
+            let _ = writeln!(out, "  cpu limit: {m}m");
+        }
+        if c.read_only_root_fs {
+            let _ = writeln!(out, "  root filesystem: read-only");
+        }
+        if !c.cap_add.is_empty() || !c.cap_drop.is_empty() {
+            let _ = writeln!(
+                out,
+                "  capabilities: add [{}] drop [{}]",
+                c.cap_add.join(", "),
+                c.cap_drop.join(", ")
+            );
+        }
+        for e in &c.endpoints {
+            let _ = writeln!(out, "  endpoint {}: {} ({:?})", e.name, e.port, e.exposure);
         }
     }
+    for p in &plan.projects {
+        let sparse = if p.sparse_checkout_dirs.is_empty() {
+            String::new()
+        } else {
+            format!(" (only {})", p.sparse_checkout_dirs.join(", "))
+        };
+        let _ = writeln!(
+            out,
+            "project {} -> PROJECTS_ROOT/{}{sparse}",
+            p.name, p.clone_path
+        );
+    }
+    out
 }

@@ -4,6 +4,7 @@ mod agent;
 mod audit;
 mod client;
 mod devfile;
+mod devfile_registry;
 mod env;
 mod forward;
 mod login;

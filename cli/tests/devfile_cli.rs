@@ -97,3 +97,37 @@ fn plan_prints_json() {
     assert_eq!(plan["containers"][0]["name"], "app");
     assert_eq!(plan["containers"][1]["endpoints"][0]["port"], 8000);
 }
+
+#[test]
+fn plan_shows_per_container_whether_the_image_entrypoint_is_kept() {
+    let sidecar = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../devfiles/tests/fidelity/sidecar.yaml")
+        .display()
+        .to_string();
+    let (code, stdout, stderr) = cove(&["devfile", "plan", &sidecar, "--output", "text"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains(
+            "container app (cove/busybox:latest)\n  entrypoint: keep-alive (commands run here)\n"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "container web (cove/echo-server:latest)\n  entrypoint: image (no command runs here)\n"
+        ),
+        "{stdout}"
+    );
+    let (code, stdout, stderr) = cove(&["devfile", "plan", &sidecar]);
+    assert_eq!(code, 0, "{stderr}");
+    let plan: serde_json::Value = serde_json::from_str(&stdout).expect("JSON plan");
+    assert_eq!(
+        plan["containers"][0]["entrypoint"],
+        "keep-alive (commands run here)"
+    );
+    assert_eq!(
+        plan["containers"][1]["entrypoint"],
+        "image (no command runs here)"
+    );
+    assert_eq!(plan["containers"][1]["keep_alive"], false);
+}

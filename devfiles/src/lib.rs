@@ -10,8 +10,10 @@
 //! are returned, never printed.
 
 pub mod model;
+mod overrides;
 mod plan;
 pub mod quantity;
+pub mod registry;
 mod resolve;
 mod schema;
 mod schema_fields;
@@ -23,10 +25,13 @@ use std::fmt;
 use std::path::Path;
 
 pub use model::{ComponentKind, Devfile, Exposure, GroupKind, Protocol};
+pub use overrides::{
+    capability_name, ADDABLE_CAPABILITIES, CONTAINER_OVERRIDES, POD_OVERRIDES, REFUSED_CAPABILITIES,
+};
 pub use plan::{
     CommandAction, CommandPlan, ContainerPlan, EndpointPlan, EnvPair, EnvironmentPlan, EventsPlan,
     MountPlan, PlanOptions, ProjectPlan, SkippedComponent, VolumePlan, DEFAULT_SOURCE_MAPPING,
-    KEEP_ALIVE,
+    ENTRYPOINT_ATTRIBUTE, KEEP_ALIVE,
 };
 pub use resolve::replace_vars;
 pub use resolve::MAX_SUBSTITUTED_BYTES;
@@ -61,11 +66,31 @@ components:
       memoryLimit: 4Gi
 ";
 
-/// Reads parent devfiles named by `parent.uri`.
+/// Reads parent devfiles named by `parent.uri`, and by `parent.id` from a
+/// devfile registry.
 pub trait Resolver {
     /// Read `uri` as referenced from the devfile `from_file`. Returns the
     /// display name of the parent file and its text, or a reason.
     fn read(&self, from_file: &str, uri: &str) -> Result<(String, String), String>;
+
+    /// Read the parent `id` (at `version`, else the registry's default)
+    /// from `registry_url`, else from the caller's default registry.
+    /// Returns a display name (`REGISTRY/devfiles/ID/VERSION`) and the text,
+    /// or a reason that says what was tried (e.g. "cannot reach registry
+    /// URL …"). The default refuses: only callers that can reach a registry
+    /// (the `cove` CLI, the server) supply one.
+    fn read_registry(
+        &self,
+        registry_url: Option<&str>,
+        id: &str,
+        version: Option<&str>,
+    ) -> Result<(String, String), String> {
+        let _ = (id, version);
+        Err(match registry_url {
+            Some(url) => format!("parents from a devfile registry (here {url}) are read by `cove devfile validate|plan`, not here; commit the parent into the repository and use `parent.uri`"),
+            None => "`parent.id` needs `parent.registryUrl` or a configured default devfile registry".into(),
+        })
+    }
 }
 
 /// Resolves local and relative `parent.uri`s on the filesystem; refuses
@@ -196,6 +221,8 @@ pub fn load_str(
                   dropped_errors,
                   mut warnings: Vec<Diagnostic>,
                   dropped_warnings| {
+        sort_diagnostics(&mut errors);
+        sort_diagnostics(&mut warnings);
         cap_diagnostics(&mut errors, MAX_DIAGNOSTICS, dropped_errors);
         cap_diagnostics(&mut warnings, MAX_DIAGNOSTICS, dropped_warnings);
         Rejected { errors, warnings }
@@ -224,6 +251,7 @@ pub fn load_str(
             findings.dropped_warnings,
         ));
     }
+    sort_diagnostics(&mut warnings);
     cap_diagnostics(&mut warnings, MAX_DIAGNOSTICS, findings.dropped_warnings);
     let component_pos = flat
         .devfile
@@ -242,6 +270,14 @@ pub fn load_str(
     })
 }
 
+/// Order diagnostics by file, line and column (stable: one place keeps the
+/// order they were found in). A list already capped keeps its final
+/// "and N more" last.
+fn sort_diagnostics(diags: &mut [Diagnostic]) {
+    let n = diags.len().min(MAX_DIAGNOSTICS);
+    diags[..n].sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
+}
+
 /// The default environment for repositories without a devfile.
 pub fn default_devfile() -> Loaded {
     load_str(
@@ -258,4 +294,10 @@ pub fn default_devfile() -> Loaded {
 #[doc(hidden)]
 pub fn schema_field_table() -> &'static [(&'static str, &'static str, bool)] {
     schema_fields::FIELDS
+}
+
+/// The fields only devfile 2.0.0 has (path, free-form), for the same test.
+#[doc(hidden)]
+pub fn schema_field_table_2_0_only() -> &'static [(&'static str, bool)] {
+    schema_fields::ONLY_2_0_0
 }

@@ -320,8 +320,14 @@ pub struct Project {
     pub sub_dir: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub git: Option<GitSource>,
+    /// Devfile 2.0.0 only: a GitHub-hosted git source (cloned as git).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub github: Option<GitSource>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub zip: Option<ZipSource>,
+    /// Devfile 2.0.0 only: check out just these directories.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sparse_checkout_dirs: Vec<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub attributes: Attributes,
 }
@@ -342,6 +348,13 @@ pub struct CheckoutFrom {
     pub remote: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision: Option<String>,
+}
+
+impl Project {
+    /// The git source: `git`, or the 2.0.0 `github` (the same shape).
+    pub fn git_source(&self) -> Option<&GitSource> {
+        self.git.as_ref().or(self.github.as_ref())
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

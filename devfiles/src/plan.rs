@@ -2,11 +2,12 @@
 //! Docker-oriented description of an environment: concrete containers,
 //! volumes, commands and events, with every devfile default applied.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
 use crate::model::{Component, ComponentKind, Devfile, Exposure, GroupKind, Protocol};
+use crate::overrides::{self, Applied};
 use crate::quantity;
 
 /// The command given to containers that declare neither `command` nor
@@ -17,6 +18,16 @@ pub const KEEP_ALIVE: &[&str] = &[
     "-c",
     "trap 'exit 0' TERM INT; while :; do sleep 3600 & wait $!; done",
 ];
+
+/// Component attribute that chooses a container's entrypoint: `image` keeps
+/// the image's ENTRYPOINT/CMD, `keep-alive` runs [`KEEP_ALIVE`]. Without it
+/// (and without `command`/`args`), a container gets the keep-alive when a
+/// devfile exec command runs in it, or when it is the terminal container
+/// (the first container commands run in — with sources mounted if any is —
+/// or, when no command runs anywhere, the first with sources mounted, else
+/// the first); every other container is a service and keeps its image's
+/// entrypoint, as in odo and Che.
+pub const ENTRYPOINT_ATTRIBUTE: &str = "cove/entrypoint";
 
 /// Default source mount path (`sourceMapping`).
 pub const DEFAULT_SOURCE_MAPPING: &str = "/projects";
@@ -48,9 +59,16 @@ pub struct ContainerPlan {
     /// Replaces the image's CMD when set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub args: Option<Vec<String>>,
-    /// True when the devfile gave neither command nor args and `command` is
-    /// Cove's keep-alive.
+    /// True when `command` is Cove's keep-alive (see [`ENTRYPOINT_ATTRIBUTE`]
+    /// for the rule).
     pub keep_alive: bool,
+    /// What the container runs and why, e.g. `image (no command runs here)`
+    /// or `keep-alive (commands run here)`; shown by `cove devfile plan`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub entrypoint: String,
+    /// The container terminals, `cove env exec`, the sources and dotfiles use.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub terminal: bool,
     /// Environment in declaration order; includes PROJECTS_ROOT and
     /// PROJECT_SOURCE when sources are mounted.
     pub env: Vec<EnvPair>,
@@ -70,6 +88,18 @@ pub struct ContainerPlan {
     /// `dedicatedPod: true`: the container gets its own network namespace.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dedicated_pod: bool,
+    /// `uid[:gid]` from `runAsUser`/`runAsGroup` overrides.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// `readOnlyRootFilesystem: true` override.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub read_only_root_fs: bool,
+    /// Capabilities added back (only [`crate::ADDABLE_CAPABILITIES`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cap_add: Vec<String>,
+    /// Capabilities dropped on top of Cove's baseline.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cap_drop: Vec<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -183,6 +213,20 @@ pub struct ProjectPlan {
     pub revision: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub zip: Option<String>,
+    /// Only these directories are checked out (git sparse checkout).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sparse_checkout_dirs: Vec<String>,
+}
+
+impl ProjectPlan {
+    /// The URL to clone: the `checkoutFrom` remote, else the only (first) one.
+    pub fn clone_url(&self) -> Option<&str> {
+        self.checkout_remote
+            .as_ref()
+            .and_then(|r| self.remotes.get(r))
+            .or_else(|| self.remotes.values().next())
+            .map(String::as_str)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -217,11 +261,13 @@ impl EnvironmentPlan {
     }
 
     /// The container that gets terminals and `cove env exec` by default: the
-    /// first one with sources mounted, else the first one.
+    /// one marked `terminal` (see [`ENTRYPOINT_ATTRIBUTE`]); plans stored
+    /// before that flag: the first one with sources mounted, else the first.
     pub fn main_container(&self) -> Option<&ContainerPlan> {
         self.containers
             .iter()
-            .find(|c| c.source_mapping.is_some())
+            .find(|c| c.terminal)
+            .or_else(|| self.containers.iter().find(|c| c.source_mapping.is_some()))
             .or_else(|| self.containers.first())
     }
 }
@@ -232,7 +278,7 @@ pub(crate) fn plan(devfile: &Devfile, opts: &PlanOptions) -> EnvironmentPlan {
         devfile
             .projects
             .first()
-            .map(|p| p.clone_path.clone().unwrap_or_else(|| p.name.clone()))
+            .map(|p| clone_dir(p.clone_path.as_deref(), &p.name))
     });
     let kinds: BTreeMap<String, ComponentKind> = devfile
         .components
@@ -250,11 +296,29 @@ pub(crate) fn plan(devfile: &Devfile, opts: &PlanOptions) -> EnvironmentPlan {
         schema_version: devfile.schema_version.clone(),
         ..Default::default()
     };
+    let runs_commands: BTreeSet<String> = devfile
+        .commands
+        .iter()
+        .filter_map(|c| c.exec.as_ref())
+        .map(|e| e.component.to_lowercase())
+        .collect();
+    let terminal = terminal_container(devfile, &runs_commands);
+    let pod = pod_overrides(devfile);
     for c in &devfile.components {
         match c.kind() {
-            Some(ComponentKind::Container) => plan
-                .containers
-                .push(container_plan(c, project_dir.as_deref())),
+            Some(ComponentKind::Container) => {
+                let runs = runs_commands.contains(&c.name.to_lowercase());
+                let is_terminal = terminal.as_deref() == Some(c.name.as_str());
+                plan.containers.push(container_plan(
+                    c,
+                    project_dir.as_deref(),
+                    Role {
+                        runs_commands: runs,
+                        terminal: is_terminal,
+                    },
+                    &pod,
+                ))
+            }
             Some(ComponentKind::Volume) => {
                 let v = c.volume.as_ref().expect("kind() said volume");
                 plan.volumes.push(VolumePlan {
@@ -348,26 +412,38 @@ pub(crate) fn plan(devfile: &Devfile, opts: &PlanOptions) -> EnvironmentPlan {
     for p in devfile.projects.iter().chain(&devfile.dependent_projects) {
         plan.projects.push(ProjectPlan {
             name: p.name.clone(),
-            clone_path: p.clone_path.clone().unwrap_or_else(|| p.name.clone()),
+            clone_path: clone_dir(p.clone_path.as_deref(), &p.name),
             remotes: p
-                .git
-                .as_ref()
+                .git_source()
                 .map(|g| g.remotes.clone())
                 .unwrap_or_default(),
             checkout_remote: p
-                .git
-                .as_ref()
+                .git_source()
                 .and_then(|g| g.checkout_from.as_ref())
                 .and_then(|c| c.remote.clone()),
             revision: p
-                .git
-                .as_ref()
+                .git_source()
                 .and_then(|g| g.checkout_from.as_ref())
                 .and_then(|c| c.revision.clone()),
             zip: p.zip.as_ref().and_then(|z| z.location.clone()),
+            sparse_checkout_dirs: p
+                .sparse_checkout_dirs
+                .iter()
+                .map(|d| d.trim_matches('/').to_string())
+                .collect(),
         });
     }
     plan
+}
+
+/// Where a project goes, relative to PROJECTS_ROOT: its `clonePath` with
+/// any leading `/` stripped (an absolute clonePath is under the projects
+/// root), else its name.
+fn clone_dir(clone_path: Option<&str>, name: &str) -> String {
+    match clone_path.map(|c| c.trim_start_matches('/')) {
+        Some(c) if !c.is_empty() => c.trim_end_matches('/').to_string(),
+        _ => name.to_string(),
+    }
 }
 
 pub(crate) fn kind_str(k: ComponentKind) -> &'static str {
@@ -380,7 +456,101 @@ pub(crate) fn kind_str(k: ComponentKind) -> &'static str {
     }
 }
 
-fn container_plan(c: &Component, project_dir: Option<&str>) -> ContainerPlan {
+/// The terminal container's name (rule at [`ENTRYPOINT_ATTRIBUTE`]).
+fn terminal_container(devfile: &Devfile, runs_commands: &BTreeSet<String>) -> Option<String> {
+    let containers: Vec<&Component> = devfile
+        .components
+        .iter()
+        .filter(|c| c.container.is_some())
+        .collect();
+    let mounts = |c: &&&Component| {
+        let ct = c.container.as_ref().expect("filtered on container");
+        ct.mount_sources
+            .unwrap_or(!ct.dedicated_pod.unwrap_or(false))
+    };
+    let runs = |c: &&&Component| runs_commands.contains(&c.name.to_lowercase());
+    let with_commands: Vec<&&Component> = containers.iter().filter(runs).collect();
+    let pick = if with_commands.is_empty() {
+        containers
+            .iter()
+            .find(mounts)
+            .or_else(|| containers.first())
+    } else {
+        with_commands
+            .iter()
+            .copied()
+            .find(mounts)
+            .or_else(|| with_commands.first().copied())
+    };
+    pick.map(|c| c.name.clone())
+}
+
+/// `pod-overrides` of the top level, then of each component, merged.
+fn pod_overrides(devfile: &Devfile) -> Applied {
+    let mut out = Applied::default();
+    let attrs = std::iter::once(&devfile.attributes)
+        .chain(devfile.components.iter().map(|c| &c.attributes));
+    for a in attrs {
+        if let Some(v) = a.get(overrides::POD_OVERRIDES) {
+            let (p, _) = overrides::pod(v);
+            out.run_as_user = p.run_as_user.or(out.run_as_user);
+            out.run_as_group = p.run_as_group.or(out.run_as_group);
+        }
+    }
+    out
+}
+
+/// What commands do with a container.
+struct Role {
+    runs_commands: bool,
+    terminal: bool,
+}
+
+/// The entrypoint choice: (keep-alive, explanation).
+fn entrypoint(c: &Component, role: &Role) -> (bool, String) {
+    let ct = c.container.as_ref().expect("container component");
+    if ct.command.is_some() || ct.args.is_some() {
+        let what = match (&ct.command, &ct.args) {
+            (Some(_), Some(_)) => "command and args",
+            (Some(_), None) => "command",
+            _ => "args",
+        };
+        return (false, format!("devfile {what}"));
+    }
+    match c
+        .attributes
+        .get(ENTRYPOINT_ATTRIBUTE)
+        .and_then(|v| v.as_str())
+    {
+        Some("image") => {
+            return (
+                false,
+                format!("image (attribute {ENTRYPOINT_ATTRIBUTE}: image)"),
+            )
+        }
+        Some("keep-alive") => {
+            return (
+                true,
+                format!("keep-alive (attribute {ENTRYPOINT_ATTRIBUTE}: keep-alive)"),
+            )
+        }
+        _ => {}
+    }
+    if role.runs_commands {
+        (true, "keep-alive (commands run here)".into())
+    } else if role.terminal {
+        (true, "keep-alive (terminals run here)".into())
+    } else {
+        (false, "image (no command runs here)".into())
+    }
+}
+
+fn container_plan(
+    c: &Component,
+    project_dir: Option<&str>,
+    role: Role,
+    pod: &Applied,
+) -> ContainerPlan {
     let ct = c
         .container
         .as_ref()
@@ -414,8 +584,32 @@ fn container_plan(c: &Component, project_dir: Option<&str>) -> ContainerPlan {
             value: source,
         });
     }
-    let keep_alive = ct.command.is_none() && ct.args.is_none();
+    let (keep_alive, entrypoint) = entrypoint(c, &role);
+    let over = c
+        .attributes
+        .get(overrides::CONTAINER_OVERRIDES)
+        .map(|v| overrides::container(v).0)
+        .unwrap_or_default();
+    // the override wins over the container's own fields
+    let memory_limit = over.memory_limit.as_ref().or(ct.memory_limit.as_ref());
+    let memory_request = over.memory_request.as_ref().or(ct.memory_request.as_ref());
+    let cpu_limit = over.cpu_limit.as_ref().or(ct.cpu_limit.as_ref());
+    let cpu_request = over.cpu_request.as_ref().or(ct.cpu_request.as_ref());
+    let uid = over.run_as_user.or(pod.run_as_user);
+    let gid = over.run_as_group.or(pod.run_as_group);
+    let user = match (uid, gid) {
+        (Some(u), Some(g)) => Some(format!("{u}:{g}")),
+        (Some(u), None) => Some(u.to_string()),
+        // a group alone is not applied (the validator warns)
+        (None, _) => None,
+    };
     ContainerPlan {
+        entrypoint,
+        terminal: role.terminal,
+        user,
+        read_only_root_fs: over.read_only_root.unwrap_or(false),
+        cap_add: over.cap_add,
+        cap_drop: over.cap_drop,
         name: c.name.clone(),
         image: ct.image.clone(),
         command: if keep_alive {
@@ -455,10 +649,10 @@ fn container_plan(c: &Component, project_dir: Option<&str>) -> ContainerPlan {
                 }
             })
             .collect(),
-        memory_limit_bytes: ct.memory_limit.as_deref().and_then(quantity::bytes),
-        memory_request_bytes: ct.memory_request.as_deref().and_then(quantity::bytes),
-        cpu_limit_millis: ct.cpu_limit.as_deref().and_then(quantity::millicores),
-        cpu_request_millis: ct.cpu_request.as_deref().and_then(quantity::millicores),
+        memory_limit_bytes: memory_limit.and_then(|q| quantity::bytes(q)),
+        memory_request_bytes: memory_request.and_then(|q| quantity::bytes(q)),
+        cpu_limit_millis: cpu_limit.and_then(|q| quantity::millicores(q)),
+        cpu_request_millis: cpu_request.and_then(|q| quantity::millicores(q)),
         dedicated_pod: dedicated,
     }
 }

@@ -8,7 +8,7 @@
 //! result as substituting after the merge but lets a warning point at the
 //! file and line where the unknown variable is written.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
 use serde_yaml::{Mapping, Value as Yaml};
@@ -51,6 +51,9 @@ pub(crate) struct Origins {
     pub elements: BTreeMap<(String, String), (usize, OwnedPath)>,
     /// (event kind, index in the merged list) → (doc index, path)
     pub events: BTreeMap<(String, usize), (usize, OwnedPath)>,
+    /// (section, key) → the `parent:` overrides of that element, in the
+    /// order applied (the last one wins)
+    pub overrides: BTreeMap<(String, String), Vec<(usize, OwnedPath)>>,
 }
 
 /// The flattened devfile plus what is needed to point back into the files.
@@ -64,7 +67,19 @@ pub(crate) struct Flattened {
 impl Flattened {
     /// File and position of `rel` inside the element `key` of `section`
     /// (e.g. `("components", "runtime")`), or of the element itself.
+    /// A value set by a child's `parent:` override is found in the child.
     pub fn locate(&self, section: &str, key: &str, rel: &[Seg<'_>]) -> (&str, Pos) {
+        let id = (section.to_string(), key.to_lowercase());
+        if !rel.is_empty() {
+            for (doc, path) in self.origins.overrides.get(&id).into_iter().flatten().rev() {
+                let d = &self.docs[*doc];
+                let mut full = borrow(path);
+                full.extend_from_slice(rel);
+                if let Some(node) = d.node.at(&full) {
+                    return (&d.file, node.pos);
+                }
+            }
+        }
         match self
             .origins
             .elements
@@ -241,14 +256,7 @@ pub(crate) fn load_chain(
             break;
         };
         let at = |key: &str| current.node.locate(&[Seg::Key("parent"), Seg::Key(key)]);
-        if parent.get("id").is_some() {
-            return Err(vec![Diagnostic::error(
-                &current.file,
-                at("id"),
-                "a parent from a devfile registry (`parent.id`) needs a registry URL, and Cove has no devfile registry configured",
-            )
-            .with_help("copy the parent devfile into the repository and point to it with `parent.uri: <relative path>`")]);
-        }
+        let from_registry = parent.get("id").and_then(Node::as_str);
         if parent.get("kubernetes").is_some() {
             return Err(vec![Diagnostic::error(
                 &current.file,
@@ -257,28 +265,46 @@ pub(crate) fn load_chain(
             )
             .with_help("copy the parent devfile into the repository and point to it with `parent.uri`")]);
         }
-        let Some(uri) = parent.get("uri").and_then(Node::as_str) else {
-            break;
+        let (key, uri) = match (from_registry, parent.get("uri").and_then(Node::as_str)) {
+            (Some(id), _) => ("id", id),
+            (None, Some(uri)) => ("uri", uri),
+            (None, None) => break,
         };
         if chain.len() > MAX_PARENT_DEPTH {
             return Err(vec![Diagnostic::error(
                 &current.file,
-                at("uri"),
+                at(key),
                 format!("the parent chain is deeper than {MAX_PARENT_DEPTH} devfiles"),
             )]);
         }
-        let (parent_file, parent_text) = resolver.read(&current.file, uri).map_err(|reason| {
-            vec![Diagnostic::error(
-                &current.file,
-                at("uri"),
-                format!("cannot read parent devfile `{uri}`: {reason}"),
-            )
-            .with_help("`parent.uri` is resolved relative to this devfile's directory")]
-        })?;
+        let read = if key == "id" {
+            let registry = parent.get("registryUrl").and_then(Node::as_str);
+            let version = parent.get("version").and_then(Node::as_str);
+            resolver
+                .read_registry(registry, uri, version)
+                .map_err(|reason| {
+                    vec![Diagnostic::error(
+                        &current.file,
+                        at(key),
+                        format!("cannot read parent `{uri}` from a devfile registry: {reason}"),
+                    )
+                    .with_help("check `parent.registryUrl` and `parent.version`, or copy the parent into the repository and use `parent.uri`")]
+                })
+        } else {
+            resolver.read(&current.file, uri).map_err(|reason| {
+                vec![Diagnostic::error(
+                    &current.file,
+                    at(key),
+                    format!("cannot read parent devfile `{uri}`: {reason}"),
+                )
+                .with_help("`parent.uri` is resolved relative to this devfile's directory")]
+            })
+        };
+        let (parent_file, parent_text) = read?;
         if chain.iter().any(|d| same_file(&d.file, &parent_file)) {
             return Err(vec![Diagnostic::error(
                 &current.file,
-                at("uri"),
+                at(key),
                 format!("parent `{uri}` is already part of this parent chain (a cycle)"),
             )]);
         }
@@ -288,7 +314,7 @@ pub(crate) fn load_chain(
         if parent_doc.version > current.version {
             return Err(vec![Diagnostic::error(
                 &current.file,
-                at("uri"),
+                at(key),
                 format!(
                     "the parent devfile uses schemaVersion {} which is newer than this devfile's {}",
                     parent_doc.version, current.version
@@ -542,6 +568,24 @@ pub(crate) fn merge_chain(chain: Vec<SourceDoc>) -> Result<Flattened, Vec<Diagno
     record_origins(&flat, root_idx, &mut origins, &[]);
     for idx in (0..root_idx).rev() {
         let doc = &chain[idx];
+        // the variables and attributes of the ancestors (before this file's
+        // `parent:` overrides, which may only change them)
+        let inherited_keys: HashMap<&str, HashSet<String>> = ["variables", "attributes"]
+            .into_iter()
+            .map(|key| {
+                let keys = flat
+                    .get(key)
+                    .and_then(Yaml::as_mapping)
+                    .map(|m| {
+                        m.keys()
+                            .filter_map(Yaml::as_str)
+                            .map(str::to_string)
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                (key, keys)
+            })
+            .collect();
         // 1. overrides under `parent:` change existing elements only
         if let Some(parent) = doc.value.get("parent") {
             for (section, key_field) in SECTIONS {
@@ -581,6 +625,18 @@ pub(crate) fn merge_chain(chain: Vec<SourceDoc>) -> Result<Flattened, Vec<Diagno
                                 errors.push(Diagnostic::error(&doc.file, at, format!("override of `{key}` {kind_err}")));
                             } else {
                                 merge_value(base, ov, None);
+                                origins
+                                    .overrides
+                                    .entry(((*section).to_string(), key.to_lowercase()))
+                                    .or_default()
+                                    .push((
+                                        idx,
+                                        vec![
+                                            PathSeg::Key("parent".into()),
+                                            PathSeg::Key((*section).to_string()),
+                                            PathSeg::Index(i),
+                                        ],
+                                    ));
                             }
                         }
                     }
@@ -672,7 +728,36 @@ pub(crate) fn merge_chain(chain: Vec<SourceDoc>) -> Result<Flattened, Vec<Diagno
                 }
             }
         }
-        // 4. the rest of the top level comes from the child
+        // 4. the rest of the top level comes from the child; a top-level
+        //    variable or attribute the parent chain defines is an error
+        //    (overrides belong under `parent:`), as in devfile/library
+        for key in ["variables", "attributes"] {
+            let (Some(mine), Some(inherited)) = (
+                doc.value.get(key).and_then(Yaml::as_mapping),
+                inherited_keys.get(key),
+            ) else {
+                continue;
+            };
+            for k in mine.keys().filter_map(Yaml::as_str) {
+                if inherited.contains(k) {
+                    let what = if key == "variables" {
+                        "variable"
+                    } else {
+                        "attribute"
+                    };
+                    errors.push(
+                        Diagnostic::error(
+                            &doc.file,
+                            doc.node.locate_key(&[Seg::Key(key), Seg::Key(k)]),
+                            format!("{what} `{k}` is already defined in parent"),
+                        )
+                        .with_help(format!(
+                            "to change it, set it under `parent: {key}:` instead of the top-level `{key}:`"
+                        )),
+                    );
+                }
+            }
+        }
         if let Some(m) = doc.value.as_mapping() {
             for key in ["schemaVersion", "metadata", "variables"] {
                 if let Some(v) = m.get(key) {
@@ -772,6 +857,7 @@ const KINDS: &[&str] = &[
     "apply",
     "composite",
     "git",
+    "github",
     "zip",
 ];
 

@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 
 use yamlmap::{cap_diagnostics, Diagnostic, Dropped, Node, Value, MAX_DIAGNOSTICS};
 
-use crate::schema_fields::FIELDS;
+use crate::schema_fields::{FIELDS, ONLY_2_0_0};
 use crate::version::{is_semver, Version};
 
 struct Field {
@@ -29,12 +29,40 @@ fn fields() -> &'static HashMap<&'static str, Field> {
     })
 }
 
-/// Constructs of devfile 2.0.0 that 2.1.0 removed; Cove does not run them.
+/// The fields of devfile 2.0.0 that 2.1.0 removed (`github`, `sparseCheckoutDirs`).
+fn only_2_0_0() -> &'static HashMap<&'static str, bool> {
+    static MAP: OnceLock<HashMap<&'static str, bool>> = OnceLock::new();
+    MAP.get_or_init(|| ONLY_2_0_0.iter().copied().collect())
+}
+
+/// The field at `path` as the schema of `version` has it.
+fn field(path: &str, version: Version) -> Option<Field> {
+    match fields().get(path) {
+        Some(f) => Some(Field {
+            since: f.since,
+            free: f.free,
+        }),
+        None if version < Version::V2_1_0 => only_2_0_0().get(path).map(|free| Field {
+            since: Version::V2_0_0,
+            free: *free,
+        }),
+        None => None,
+    }
+}
+
+/// Constructs of devfile 2.0.0 that 2.1.0 removed and Cove does not run.
 const REMOVED_IN_2_1: &[(&str, &str)] = &[
     ("plugin", "`plugin` components"),
     ("vscodeTask", "`vscodeTask` commands"),
     ("vscodeLaunch", "`vscodeLaunch` commands"),
-    ("github", "`github` project sources (use `git`)"),
+];
+
+/// Constructs of devfile 2.0.0 that 2.1.0 removed: fine in 2.0.0 files.
+const ONLY_IN_2_0: &[(&str, &str)] = &[
+    (
+        "github",
+        "`github` project sources (use `git` from 2.1.0 on)",
+    ),
     ("sparseCheckoutDirs", "`sparseCheckoutDirs`"),
 ];
 
@@ -45,8 +73,8 @@ const ONE_OF: &[(&str, &[&str])] = &[
         &["container", "kubernetes", "openshift", "volume", "image"],
     ),
     ("commands[]", &["exec", "apply", "composite"]),
-    ("projects[]", &["git", "zip"]),
-    ("starterProjects[]", &["git", "zip"]),
+    ("projects[]", &["git", "github", "zip"]),
+    ("starterProjects[]", &["git", "github", "zip"]),
     ("dependentProjects[]", &["git", "zip"]),
     ("components[].kubernetes", &["uri", "inlined"]),
     ("components[].openshift", &["uri", "inlined"]),
@@ -124,7 +152,7 @@ impl Checker<'_> {
                         format!("{path}.{key}")
                     };
                     let lookup = child.strip_prefix("parent.").unwrap_or(&child);
-                    match fields().get(child.as_str()) {
+                    match field(child.as_str(), self.version) {
                         Some(f) if f.since <= self.version => {
                             self.check_value(&e.value, lookup, &child);
                             if !f.free {
@@ -160,6 +188,22 @@ impl Checker<'_> {
         if self.errors.len() >= MAX_DIAGNOSTICS {
             // only counted: skip the suggestions
             self.dropped.add(&Diagnostic::error(self.file, pos, ""));
+            return;
+        }
+        if let Some((_, what)) = ONLY_IN_2_0.iter().find(|(k, _)| *k == key) {
+            self.err(
+                Diagnostic::error(
+                    self.file,
+                    pos,
+                    format!(
+                        "{what}: devfile 2.0.0 has them, but 2.1.0 removed them and this devfile declares {}",
+                        self.version
+                    ),
+                )
+                .with_help(
+                    "use `git` remotes (and no `sparseCheckoutDirs`), or declare schemaVersion 2.0.0",
+                ),
+            );
             return;
         }
         if let Some((_, what)) = REMOVED_IN_2_1.iter().find(|(k, _)| *k == key) {
@@ -221,6 +265,12 @@ impl Checker<'_> {
         let Some((_, options)) = ONE_OF.iter().find(|(p, _)| *p == lookup) else {
             return;
         };
+        // `github` is a project source of 2.0.0 only
+        let options: Vec<&str> = options
+            .iter()
+            .copied()
+            .filter(|o| *o != "github" || self.version < Version::V2_1_0)
+            .collect();
         let present: Vec<&str> = options
             .iter()
             .copied()

@@ -5,9 +5,10 @@
 //!
 //! Columns: (path, since, free_form). `[]` marks a list item; a free-form
 //! entry is a map whose keys are not checked (attributes, git remotes,
-//! annotations, variables). 2.0.0-only constructs that later versions removed
-//! (plugin components, vscodeTask/vscodeLaunch commands, github projects,
-//! sparseCheckoutDirs) are deliberately absent: Cove rejects them with a
+//! annotations, variables). 2.0.0-only constructs that later versions removed:
+//! `github` project sources and `sparseCheckoutDirs` are in [`ONLY_2_0_0`]
+//! (accepted in 2.0.0 files, run as git); plugin components and
+//! vscodeTask/vscodeLaunch commands are absent: Cove rejects them with a
 //! message saying so.
 
 pub(crate) const FIELDS: &[(&str, &str, bool)] = &[
@@ -624,4 +625,34 @@ pub(crate) const FIELDS: &[(&str, &str, bool)] = &[
     ("starterProjects[].zip", "2.0.0", false),
     ("starterProjects[].zip.location", "2.0.0", false),
     ("variables", "2.1.0", true),
+];
+
+/// Fields that only the 2.0.0 schema has (2.1.0 removed them): accepted in
+/// 2.0.0 devfiles. Columns: (path, free_form).
+pub(crate) const ONLY_2_0_0: &[(&str, bool)] = &[
+    ("parent.projects[].github", false),
+    ("parent.projects[].github.checkoutFrom", false),
+    ("parent.projects[].github.checkoutFrom.remote", false),
+    ("parent.projects[].github.checkoutFrom.revision", false),
+    ("parent.projects[].github.remotes", true),
+    ("parent.projects[].sparseCheckoutDirs", false),
+    ("parent.starterProjects[].github", false),
+    ("parent.starterProjects[].github.checkoutFrom", false),
+    ("parent.starterProjects[].github.checkoutFrom.remote", false),
+    (
+        "parent.starterProjects[].github.checkoutFrom.revision",
+        false,
+    ),
+    ("parent.starterProjects[].github.remotes", true),
+    ("projects[].github", false),
+    ("projects[].github.checkoutFrom", false),
+    ("projects[].github.checkoutFrom.remote", false),
+    ("projects[].github.checkoutFrom.revision", false),
+    ("projects[].github.remotes", true),
+    ("projects[].sparseCheckoutDirs", false),
+    ("starterProjects[].github", false),
+    ("starterProjects[].github.checkoutFrom", false),
+    ("starterProjects[].github.checkoutFrom.remote", false),
+    ("starterProjects[].github.checkoutFrom.revision", false),
+    ("starterProjects[].github.remotes", true),
 ];

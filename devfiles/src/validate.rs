@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use yamlmap::{Diagnostic, Dropped, Pos, Seg, MAX_DIAGNOSTICS};
 
 use crate::model::{Command, ComponentKind, Devfile, GroupKind, Project};
-use crate::quantity;
 use crate::resolve::Flattened;
+use crate::{overrides, quantity};
 
 /// What the semantic stage found: at most [`MAX_DIAGNOSTICS`] errors and
 /// warnings each, and how many more were counted without being kept.
@@ -39,6 +39,8 @@ pub(crate) fn validate(f: &Flattened) -> Findings {
     v.events();
     v.default_commands();
     v.projects();
+    v.overrides();
+    v.docker_only();
     v.findings
 }
 
@@ -447,23 +449,64 @@ impl Validator<'_> {
     }
 
     fn project(&mut self, section: &str, p: &Project) {
+        for (i, dir) in p.sparse_checkout_dirs.iter().enumerate() {
+            if dir.split('/').any(|s| s == "..") || dir.trim_matches('/').is_empty() {
+                self.error(
+                    section,
+                    &p.name,
+                    &[Seg::Key("sparseCheckoutDirs"), Seg::Index(i)],
+                    format!(
+                        "sparseCheckoutDirs entry `{dir}` must name a directory inside the project"
+                    ),
+                    Some("use a path such as `docs` or `src/app`, without `..`".into()),
+                );
+            }
+        }
+        if p.zip.is_some() && section != "starterProjects" {
+            self.warn(
+                section,
+                &p.name,
+                &[Seg::Key("zip")],
+                format!("project `{}` is a zip archive; Cove clones git projects only and does not download it", p.name),
+                Some("use a `git` source, or download the archive in a postStart command".into()),
+            );
+        }
+        if !p.sparse_checkout_dirs.is_empty() && p.zip.is_some() {
+            self.error(
+                section,
+                &p.name,
+                &[Seg::Key("sparseCheckoutDirs")],
+                format!(
+                    "project `{}` is a zip archive; sparseCheckoutDirs needs a git source",
+                    p.name
+                ),
+                None,
+            );
+        }
         if let Some(cp) = &p.clone_path {
-            if cp.starts_with('/') || cp.split('/').any(|s| s == "..") {
+            // an absolute clonePath is under the projects root (leading `/`
+            // stripped, as devfile/library and the DevWorkspace Operator's
+            // path join do); `..` would leave it
+            if cp.split('/').any(|s| s == "..") || cp.trim_start_matches('/').is_empty() {
                 self.error(
                     section,
                     &p.name,
                     &[Seg::Key("clonePath")],
-                    format!("clonePath `{cp}` must be a relative path inside the projects root"),
-                    Some("remove the leading `/` and any `..`".into()),
+                    format!("clonePath `{cp}` must name a directory inside the projects root"),
+                    Some(
+                        "remove any `..`; an absolute path such as `/app` means PROJECTS_ROOT/app"
+                            .into(),
+                    ),
                 );
             }
         }
-        if let Some(git) = &p.git {
+        if let Some(git) = p.git_source() {
+            let kind = if p.git.is_some() { "git" } else { "github" };
             if git.remotes.is_empty() {
                 self.error(
                     section,
                     &p.name,
-                    &[Seg::Key("git"), Seg::Key("remotes")],
+                    &[Seg::Key(kind), Seg::Key("remotes")],
                     format!("project `{}` has no git remotes", p.name),
                     Some("add at least one remote, e.g. `origin: <url>`".into()),
                 );
@@ -473,18 +516,14 @@ impl Validator<'_> {
                 Some(r) if !git.remotes.contains_key(r) => self.error(
                     section,
                     &p.name,
-                    &[
-                        Seg::Key("git"),
-                        Seg::Key("checkoutFrom"),
-                        Seg::Key("remote"),
-                    ],
+                    &[Seg::Key(kind), Seg::Key("checkoutFrom"), Seg::Key("remote")],
                     format!("checkoutFrom.remote `{r}` is not one of the project's remotes"),
                     None,
                 ),
                 None if git.remotes.len() > 1 => self.error(
                     section,
                     &p.name,
-                    &[Seg::Key("git"), Seg::Key("remotes")],
+                    &[Seg::Key(kind), Seg::Key("remotes")],
                     format!(
                         "project `{}` has {} remotes; say which one to check out from",
                         p.name,
@@ -494,6 +533,178 @@ impl Validator<'_> {
                 ),
                 _ => {}
             }
+        }
+    }
+}
+
+impl Validator<'_> {
+    /// `container-overrides` / `pod-overrides`: malformed values are
+    /// errors, fields Docker cannot express are warnings naming them.
+    fn overrides(&mut self) {
+        let top_pod = self.d.attributes.get(overrides::POD_OVERRIDES);
+        if let Some(v) = top_pod {
+            let (_, findings) = overrides::pod(v);
+            for f in findings {
+                let mut path: Vec<Seg<'_>> =
+                    vec![Seg::Key("attributes"), Seg::Key(overrides::POD_OVERRIDES)];
+                path.extend(f.path.iter().map(|k| Seg::Key(k)));
+                let (file, pos) = self.f.top(&path);
+                let d = if f.error {
+                    Diagnostic::error(file, pos, f.message)
+                } else {
+                    Diagnostic::warning(file, pos, f.message)
+                };
+                self.push(d);
+            }
+        }
+        let mut pod_user = top_pod
+            .map(|v| overrides::pod(v).0.run_as_user)
+            .unwrap_or_default();
+        for c in &self.d.components {
+            if let Some(v) = c.attributes.get(overrides::POD_OVERRIDES) {
+                pod_user = overrides::pod(v).0.run_as_user.or(pod_user);
+            }
+        }
+        for c in &self.d.components {
+            for attr in [overrides::CONTAINER_OVERRIDES, overrides::POD_OVERRIDES] {
+                let Some(v) = c.attributes.get(attr) else {
+                    continue;
+                };
+                let (applied, findings) = if attr == overrides::POD_OVERRIDES {
+                    overrides::pod(v)
+                } else if c.container.is_some() {
+                    overrides::container(v)
+                } else {
+                    let (file, pos) = self.f.locate(
+                        "components",
+                        &c.name,
+                        &[Seg::Key("attributes"), Seg::Key(attr)],
+                    );
+                    self.push(Diagnostic::warning(file, pos, format!("`{attr}` of `{}` is not applied: only container components have a container to override", c.name)));
+                    continue;
+                };
+                for f in findings {
+                    let mut rel: Vec<Seg<'_>> = vec![Seg::Key("attributes"), Seg::Key(attr)];
+                    rel.extend(f.path.iter().map(|k| Seg::Key(k)));
+                    let (file, pos) = self.f.locate("components", &c.name, &rel);
+                    let d = if f.error {
+                        Diagnostic::error(file, pos, f.message)
+                    } else {
+                        Diagnostic::warning(file, pos, f.message)
+                    };
+                    self.push(d);
+                }
+                if attr == overrides::CONTAINER_OVERRIDES
+                    && applied.run_as_group.is_some()
+                    && applied.run_as_user.or(pod_user).is_none()
+                {
+                    let (file, pos) = self.f.locate(
+                        "components",
+                        &c.name,
+                        &[
+                            Seg::Key("attributes"),
+                            Seg::Key(attr),
+                            Seg::Key("securityContext"),
+                            Seg::Key("runAsGroup"),
+                        ],
+                    );
+                    self.push(Diagnostic::warning(file, pos, format!("`{attr}` securityContext.runAsGroup is not applied without runAsUser: Docker sets the group together with the user")));
+                }
+                if let Some(ct) = &c.container {
+                    self.override_requests(c, ct, &applied);
+                }
+            }
+        }
+    }
+
+    /// Constructs the Docker backend accepts but cannot give their
+    /// Kubernetes meaning: each is a warning, never silence.
+    fn docker_only(&mut self) {
+        for c in &self.d.components {
+            let Some(ct) = &c.container else { continue };
+            if ct.annotation.is_some() {
+                self.warn(
+                    "components",
+                    &c.name,
+                    &[Seg::Key("container"), Seg::Key("annotation")],
+                    format!("annotations of container `{}` have no effect: they annotate a Kubernetes Deployment or Service, which Cove does not create", c.name),
+                    None,
+                );
+            }
+            for (i, e) in ct.endpoints.iter().enumerate() {
+                if e.annotation.is_some() {
+                    self.warn(
+                        "components",
+                        &c.name,
+                        &[Seg::Key("container"), Seg::Key("endpoints"), Seg::Index(i), Seg::Key("annotation")],
+                        format!("annotations of endpoint `{}` have no effect: they annotate a Kubernetes Ingress or Route, which Cove does not create", e.name),
+                        None,
+                    );
+                }
+            }
+        }
+        for c in &self.d.commands {
+            if let Some(a) = &c.apply {
+                self.warn(
+                    "commands",
+                    &c.id,
+                    &[Seg::Key("apply")],
+                    format!("apply command `{}` is not run: the Docker backend does not apply components (running it, or an event or composite that includes it, reports it as skipped)", c.id),
+                    Some(format!("use an exec command in a container to do what applying `{}` would", a.component)),
+                );
+            }
+        }
+    }
+
+    /// Request ≤ limit once the override is applied.
+    fn override_requests(
+        &mut self,
+        c: &crate::model::Component,
+        ct: &crate::model::Container,
+        a: &overrides::Applied,
+    ) {
+        let pairs = [
+            (
+                "memory",
+                a.memory_limit.as_ref().or(ct.memory_limit.as_ref()),
+                a.memory_request.as_ref().or(ct.memory_request.as_ref()),
+                quantity::bytes as fn(&str) -> Option<u64>,
+            ),
+            (
+                "cpu",
+                a.cpu_limit.as_ref().or(ct.cpu_limit.as_ref()),
+                a.cpu_request.as_ref().or(ct.cpu_request.as_ref()),
+                quantity::millicores,
+            ),
+        ];
+        for (what, limit, request, parse) in pairs {
+            if let (Some(l), Some(r)) =
+                (limit.and_then(|q| parse(q)), request.and_then(|q| parse(q)))
+            {
+                let from_override = match what {
+                    "memory" => a.memory_limit.is_some() || a.memory_request.is_some(),
+                    _ => a.cpu_limit.is_some() || a.cpu_request.is_some(),
+                };
+                if r > l && from_override {
+                    self.error(
+                        "components",
+                        &c.name,
+                        &[Seg::Key("attributes"), Seg::Key(overrides::CONTAINER_OVERRIDES), Seg::Key("resources")],
+                        format!("with `{}` applied, the {what} request of container `{}` is larger than its limit", overrides::CONTAINER_OVERRIDES, c.name),
+                        Some(format!("lower the {what} request or raise the limit")),
+                    );
+                }
+            }
+        }
+    }
+
+    fn push(&mut self, d: Diagnostic) {
+        if d.is_error() {
+            self.push_error(d);
+        } else if self.findings.warnings.len() >= MAX_DIAGNOSTICS {
+            self.findings.dropped_warnings.add(&d);
+        } else {
+            self.findings.warnings.push(d);
         }
     }
 }

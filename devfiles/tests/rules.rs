@@ -231,9 +231,9 @@ fn registry_and_missing_parents_say_what_to_do() {
     check(
         "schemaVersion: 2.2.0\nparent: {id: nodejs, registryUrl: 'http://r'}\n",
         expect![[r#"
-        devfile.yaml:2:14: error: a parent from a devfile registry (`parent.id`) needs a registry URL, and Cove has no devfile registry configured
-          help: copy the parent devfile into the repository and point to it with `parent.uri: <relative path>`
-    "#]],
+            devfile.yaml:2:14: error: cannot read parent `nodejs` from a devfile registry: parents from a devfile registry (here http://r) are read by `cove devfile validate|plan`, not here; commit the parent into the repository and use `parent.uri`
+              help: check `parent.registryUrl` and `parent.version`, or copy the parent into the repository and use `parent.uri`
+        "#]],
     );
     check(
         "schemaVersion: 2.2.0\nparent: {uri: base.yaml}\n",
@@ -247,7 +247,7 @@ fn registry_and_missing_parents_say_what_to_do() {
 #[test]
 fn projects_stay_inside_the_projects_root() {
     check(&format!("{C}projects:\n  - name: p\n    clonePath: ../../etc\n    git: {{remotes: {{origin: 'http://x'}}}}\n"), expect![[r#"
-        devfile.yaml:8:16: error: clonePath `../../etc` must be a relative path inside the projects root
-          help: remove the leading `/` and any `..`
+        devfile.yaml:8:16: error: clonePath `../../etc` must name a directory inside the projects root
+          help: remove any `..`; an absolute path such as `/app` means PROJECTS_ROOT/app
     "#]]);
 }

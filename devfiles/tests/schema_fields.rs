@@ -9,56 +9,20 @@ use std::path::Path;
 
 use serde_json::Value;
 
-const VERSIONS: &[&str] = &["2.0.0", "2.1.0", "2.2.0", "2.2.1", "2.2.2", "2.3.0"];
-const REMOVED: &[&str] = &[
-    "plugin",
-    "vscodeTask",
-    "vscodeLaunch",
-    "github",
-    "sparseCheckoutDirs",
-];
+mod schema_walk;
+use schema_walk::walk;
 
-fn walk(node: &Value, prefix: &str, root: &Value, out: &mut BTreeMap<String, bool>, depth: usize) {
-    if depth > 14 {
-        return;
-    }
-    if let Some(r) = node.get("$ref").and_then(Value::as_str) {
-        let target = r
-            .trim_start_matches("#/")
-            .split('/')
-            .fold(root, |n, k| &n[k]);
-        return walk(target, prefix, root, out, depth + 1);
-    }
-    for k in ["oneOf", "anyOf", "allOf"] {
-        for s in node.get(k).and_then(Value::as_array).into_iter().flatten() {
-            walk(s, prefix, root, out, depth + 1);
-        }
-    }
-    if let Some(props) = node.get("properties").and_then(Value::as_object) {
-        for (k, v) in props {
-            let p = if prefix.is_empty() {
-                k.clone()
-            } else {
-                format!("{prefix}.{k}")
-            };
-            let free = v.get("properties").is_none()
-                && (v.get("type").and_then(Value::as_str) == Some("object")
-                    || v.get("additionalProperties") == Some(&Value::Bool(true)));
-            out.insert(p.clone(), free && p != "metadata");
-            if !free || p == "metadata" {
-                walk(v, &p, root, out, depth + 1);
-            }
-        }
-    }
-    if let Some(items) = node.get("items") {
-        walk(items, &format!("{prefix}[]"), root, out, depth + 1);
-    }
-}
+const VERSIONS: &[&str] = &["2.0.0", "2.1.0", "2.2.0", "2.2.1", "2.2.2", "2.3.0"];
+/// Removed in 2.1.0 and refused by Cove.
+const REMOVED: &[&str] = &["plugin", "vscodeTask", "vscodeLaunch"];
+/// Removed in 2.1.0 and accepted in 2.0.0 files.
+const ONLY_2_0_0: &[&str] = &["github", "sparseCheckoutDirs"];
 
 #[test]
 fn field_table_matches_the_official_schemas() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/devfile/schema");
     let mut derived: BTreeMap<String, (String, bool)> = BTreeMap::new();
+    let mut only_2_0_0: BTreeMap<String, bool> = BTreeMap::new();
     for v in VERSIONS {
         let text = std::fs::read_to_string(dir.join(format!("devfile-{v}.json")))
             .expect("official schema present");
@@ -67,6 +31,11 @@ fn field_table_matches_the_official_schemas() {
         walk(&root, "", &root, &mut paths, 0);
         for (p, free) in paths {
             if p.split(['.', '[']).any(|seg| REMOVED.contains(&seg)) {
+                continue;
+            }
+            if p.split(['.', '[']).any(|seg| ONLY_2_0_0.contains(&seg)) {
+                assert_eq!(*v, "2.0.0", "{p} is in the {v} schema");
+                only_2_0_0.insert(p, free);
                 continue;
             }
             derived.entry(p).or_insert_with(|| (v.to_string(), free));
@@ -89,4 +58,9 @@ fn field_table_matches_the_official_schemas() {
     for (p, (since, free)) in &derived {
         assert_eq!(&ours[p], &(since.clone(), *free), "{p}");
     }
+    let ours_2_0_0: BTreeMap<String, bool> = devfiles::schema_field_table_2_0_only()
+        .iter()
+        .map(|(p, f)| (p.to_string(), *f))
+        .collect();
+    assert_eq!(ours_2_0_0, only_2_0_0, "the 2.0.0-only fields");
 }

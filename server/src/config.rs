@@ -101,6 +101,12 @@ pub struct EnvironmentsFileConfig {
     /// `[environments.network]`: `isolate` (own network, host and metadata
     /// blocked; default true), `blocked` (CIDRs, default `169.254.0.0/16`).
     pub network: Option<cove_agent::env_net::EnvNetSettings>,
+    /// The devfile registry (http(s) URL) of `parent.id` parents that name
+    /// no `registryUrl` (docs/devfiles.md "Parents").
+    pub devfile_registry: Option<String>,
+    /// Addresses (CIDRs or single addresses) a devfile registry may have
+    /// although they are loopback, private or link-local.
+    pub devfile_registry_allow_private: Option<Vec<String>>,
 }
 
 /// A Kubernetes-style quantity, written as a TOML number or string.
@@ -128,6 +134,10 @@ pub struct EnvironmentsConfig {
     /// Largest memory limit of a container, in bytes (`None`: the engine's memory).
     pub max_memory_bytes: Option<u64>,
     pub network: cove_agent::env_net::EnvNetSettings,
+    /// Default devfile registry for `parent.id`.
+    pub devfile_registry: Option<String>,
+    /// Private addresses a devfile registry may have.
+    pub devfile_registry_allow: Vec<ipnet::IpNet>,
 }
 
 impl EnvironmentsFileConfig {
@@ -155,10 +165,24 @@ impl EnvironmentsFileConfig {
         network
             .blocked_cidrs()
             .map_err(|e| ConfigError::Environments(format!("network.blocked: {e}")))?;
+        let devfile_registry_allow = crate::notify::ssrf::parse_allow_list(
+            self.devfile_registry_allow_private.unwrap_or_default(),
+        )
+        .map_err(|e| {
+            ConfigError::Environments(format!(
+                "devfile_registry_allow_private entry {e:?} is not an IP address or CIDR"
+            ))
+        })?;
+        if let Some(url) = &self.devfile_registry {
+            crate::notify::ssrf::parse_url(url)
+                .map_err(|e| ConfigError::Environments(format!("devfile_registry: {e}")))?;
+        }
         Ok(EnvironmentsConfig {
             max_cpu_millis,
             max_memory_bytes,
             network,
+            devfile_registry: self.devfile_registry,
+            devfile_registry_allow,
         })
     }
 }

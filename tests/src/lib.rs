@@ -33,13 +33,16 @@ pub const IMAGE_DYNAMODB_LOCAL: &str = "cove/dynamodb-local:latest";
 pub const IMAGE_BUSYBOX: &str = "cove/busybox:latest";
 /// Runtime for a containerized `cove-agent` (iptables, git; the binary is bind-mounted).
 pub const IMAGE_AGENT: &str = "cove/agent:latest";
+/// A service sidecar whose own ENTRYPOINT is the server (busybox httpd on 8080).
+pub const IMAGE_ECHO_SERVER: &str = "cove/echo-server:latest";
 /// All images `images/build.sh` produces.
-pub const ALL_IMAGES: [&str; 5] = [
+pub const ALL_IMAGES: [&str; 6] = [
     IMAGE_BASE,
     IMAGE_UNIVERSAL,
     IMAGE_DYNAMODB_LOCAL,
     IMAGE_BUSYBOX,
     IMAGE_AGENT,
+    IMAGE_ECHO_SERVER,
 ];
 
 const SETUP_HINT: &str = "run `bash scripts/test-env.sh` as root first (installs docker.io, \

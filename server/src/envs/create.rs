@@ -50,20 +50,30 @@ pub(super) type LoadedDevfile = (Option<String>, String, EnvironmentPlan);
 /// (`requested` path, else the usual names, else Cove's default), off the async workers with
 /// the parse budget. The inner `Err` is the `FILE:LINE:COL` text of an invalid devfile.
 pub(super) async fn load_devfile(
+    state: &AppState,
     repo_path: std::path::PathBuf,
     rev: String,
     requested: Option<String>,
     repo_name: String,
 ) -> Result<Result<LoadedDevfile, String>, ApiError> {
     let label = requested.clone().unwrap_or_else(|| "devfile.yaml".into());
+    // a `parent.id` parent comes from a registry: fetched here, on the async side
+    let found = {
+        let (repo_path, rev, requested) = (repo_path.clone(), rev.clone(), requested.clone());
+        tokio::task::spawn_blocking(move || devfile_at(&repo_path, &rev, requested.as_deref()))
+            .await
+            .map_err(ApiError::internal)??
+    };
+    let registry = super::registry::prefetch(&found.1, &state.limits().environments).await;
     crate::parse_budget::off_thread(
         &label,
         move || -> Result<Result<LoadedDevfile, String>, ApiError> {
-            let (path, text) = devfile_at(&repo_path, &rev, requested.as_deref())?;
+            let (path, text) = found;
             let display = path.clone().unwrap_or_else(|| "<default devfile>".into());
             let resolver = GitResolver {
                 repo: repo_path.clone(),
                 rev: rev.clone(),
+                registry,
             };
             Ok(
                 devfiles::load_str(&display, &text, &resolver, &LoadOptions::default())
@@ -131,6 +141,7 @@ pub(crate) async fn create(
     )
     .await?;
     let loaded = load_devfile(
+        state,
         repo_path.clone(),
         base.clone(),
         req.devfile_path.clone(),

@@ -12,6 +12,8 @@ use crate::error::ApiError;
 pub(super) struct GitResolver {
     pub(super) repo: std::path::PathBuf,
     pub(super) rev: String,
+    /// The devfile's `parent.id` parent, fetched ahead (`envs::registry`).
+    pub(super) registry: Option<super::registry::Fetched>,
 }
 
 pub(super) fn read_blob(repo: &std::path::Path, rev: &str, path: &str) -> Option<String> {
@@ -41,6 +43,19 @@ pub(super) fn normalize(path: &str) -> Option<String> {
 }
 
 impl Resolver for GitResolver {
+    fn read_registry(
+        &self,
+        _registry_url: Option<&str>,
+        _id: &str,
+        _version: Option<&str>,
+    ) -> Result<(String, String), String> {
+        match &self.registry {
+            Some(fetched) => fetched.clone(),
+            // a registry parent of a parent: not fetched ahead
+            None => Err("only the devfile's own parent is read from a devfile registry; commit this parent into the repository and use `parent.uri`".into()),
+        }
+    }
+
     fn read(&self, from_file: &str, uri: &str) -> Result<(String, String), String> {
         if uri.contains("://") {
             return Err(

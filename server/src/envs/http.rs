@@ -251,14 +251,21 @@ pub async fn restart_env(
         .clone()
         .unwrap_or_else(|| "devfile.yaml".into());
     let path = format!("{}/{}/{rel}", root.trim_end_matches('/'), repo.name);
-    let (plan, devfile) = match agent
+    let read = agent
         .call(EnvCommand::ReadFile {
             env_id: row.id.clone(),
             component: component.clone(),
             path: path.clone(),
         })
-        .await
-    {
+        .await;
+    // a `parent.id` parent comes from a devfile registry, fetched here
+    let registry_parent = match &read {
+        AgentReply::File {
+            content: Some(text),
+        } => super::registry::prefetch(text, &state.limits().environments).await,
+        _ => None,
+    };
+    let (plan, devfile) = match read {
         AgentReply::File { content: None } if row.devfile_path.is_none() => (old.clone(), None),
         _ => match agent
             .call(EnvCommand::PlanWorkspace {
@@ -266,6 +273,7 @@ pub async fn restart_env(
                 component,
                 path: path.clone(),
                 repo: repo.name.clone(),
+                registry_parent,
             })
             .await
         {

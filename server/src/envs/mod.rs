@@ -18,6 +18,7 @@ mod devfile;
 mod http;
 mod outdated;
 mod reaper;
+mod registry;
 mod state;
 mod terminal;
 pub mod terminal_sessions;

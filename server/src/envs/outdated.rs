@@ -108,6 +108,7 @@ pub async fn update_env(
         )));
     }
     let loaded = load_devfile(
+        &state,
         repo_path,
         row.branch.clone(),
         row.devfile_path.clone(),
