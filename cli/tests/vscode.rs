@@ -77,14 +77,21 @@ fn get(url: &str, token: &str) -> (u16, String) {
     }
 }
 
-/// Waits (bounded) until the editor answers 200 and returns its page. code-server starts in
-/// a few seconds once the environment runs; until then the proxy answers 503.
+/// Waits (bounded) until the editor answers and returns its page. code-server starts in a
+/// few seconds once the environment runs; until then the proxy answers 503. Its root
+/// redirects (relatively, so under the prefix) to `./?folder=<the project's folder>`.
 fn editor_page(url: &str, token: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
         let (status, body) = get(url, token);
-        if status == 200 {
-            return body;
+        if status == 302 {
+            assert!(
+                body.contains("Redirecting to ./?folder=/projects/code"),
+                "{body}"
+            );
+            let (status, page) = get(&format!("{url}?folder=/projects/code"), token);
+            assert_eq!(status, 200, "{page}");
+            return page;
         }
         assert!(
             status == 503 && Instant::now() < deadline,
