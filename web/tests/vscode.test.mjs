@@ -94,6 +94,8 @@ after(async () => {
 });
 
 test('VS Code in the browser: open a file from /projects, type, save; the change is in the environment', async () => {
+  const t0 = Date.now();
+  const mark = (step) => console.log(`[vscode] ${step}: ${Date.now() - t0} ms`);
   await logIn(page, USER, PASSWORD);
   await api('POST', '/repos', { name: REPO });
   git(['init', '-q', '-b', 'main']);
@@ -115,30 +117,35 @@ test('VS Code in the browser: open a file from /projects, type, save; the change
   await link.waitFor();
   assert.equal(await link.getAttribute('href'), env.editor_url);
   await shot(page, 'env-page');
+  mark('environment running');
 
+  // code-server starts within seconds of the environment; until it listens the proxy says 503
+  for (let i = 0; i < 120; i += 1) {
+    const r = await page.request.get(env.editor_url);
+    if (r.status() === 200) break;
+    assert.equal(r.status(), 503, await r.text());
+    await new Promise((res) => setTimeout(res, 500));
+  }
   const [editor] = await Promise.all([context.waitForEvent('page'), link.click()]);
   editor.on('pageerror', (err) => console.error('editor page error:', err.message));
-  // code-server starts within seconds of the environment; until it listens the proxy says 503
-  for (let i = 0; i < 60; i += 1) {
-    await editor.waitForLoadState('domcontentloaded');
-    if (await editor.locator('.monaco-workbench').count()) break;
-    await new Promise((r) => setTimeout(r, 1000));
-    await editor.reload();
-  }
   await editor.locator('.monaco-workbench').waitFor({ timeout: 120_000 });
+  mark('workbench shown');
   assert.match(editor.url(), new RegExp(`/env/${env.id}/vscode/\\?folder=/projects/${REPO}`));
   // the explorer lists the sources; open hello.txt
   const row = editor.locator('.explorer-folders-view .monaco-list-row', { hasText: 'hello.txt' });
   await row.waitFor({ timeout: 120_000 });
+  mark('explorer lists hello.txt');
   await row.dblclick();
   const lines = editor.locator('.editor-instance .monaco-editor .view-lines');
   await lines.filter({ hasText: 'hello' }).waitFor({ timeout: 60_000 });
+  mark('file open');
   await lines.click();
   await editor.keyboard.press('Control+End');
   await editor.keyboard.type('typed in VS Code', { delay: 20 });
   await lines.filter({ hasText: 'typed in VS Code' }).waitFor();
   await editor.keyboard.press('Control+S');
   await shot(editor, 'editor');
+  mark('typed and saved');
 
   // the file in the environment has the change (read with the API's exec)
   let out = '';
@@ -149,6 +156,7 @@ test('VS Code in the browser: open a file from /projects, type, save; the change
     await new Promise((r2) => setTimeout(r2, 500));
   }
   assert.equal(out, 'hello\ntyped in VS Code');
+  mark('change read back with exec');
   await editor.close();
 });
 

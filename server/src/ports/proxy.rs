@@ -23,6 +23,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::Extension;
 use cove_api::EnvState;
 use devfiles::EnvironmentPlan;
+use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 
 use crate::auth::{CSRF_HEADER, SESSION_COOKIE};
@@ -213,9 +214,6 @@ async fn forward_to(
 ) -> Result<Response, ApiError> {
     let endpoint = target.name;
     let port = target.port;
-    let stream = super::connect(&state, &env.id, port)
-        .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
     // activity for the idle stop, written at most every TOUCH_EVERY (a page loads many assets)
     if crate::store::now_ms() - env.last_activity_ms >= TOUCH_EVERY.as_millis() as i64 {
         super::touch(&state, &env).await;
@@ -258,24 +256,47 @@ async fn forward_to(
     );
     parts.uri = upstream_uri;
     parts.version = axum::http::Version::HTTP_11;
-    let upstream_request = Request::from_parts(parts, body);
-
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| ApiError::Unavailable(format!("endpoint {endpoint}: {e}")))?;
-    tokio::spawn(async move {
-        let _ = conn.with_upgrades().await;
+    // the editor's GET/HEAD requests reuse idle connections (super::pool); a pooled one the
+    // service closed meanwhile is retried once on a fresh connection
+    let pooled = !target.sandbox
+        && !upgrade
+        && (parts.method == axum::http::Method::GET || parts.method == axum::http::Method::HEAD);
+    let again = pooled.then(|| {
+        let mut r = Request::new(Body::empty());
+        *r.method_mut() = parts.method.clone();
+        *r.uri_mut() = parts.uri.clone();
+        *r.version_mut() = parts.version;
+        *r.headers_mut() = parts.headers.clone();
+        r
     });
-    let mut response =
-        tokio::time::timeout(RESPONSE_TIMEOUT, sender.send_request(upstream_request))
-            .await
-            .map_err(|_| {
-                ApiError::Unavailable(format!(
-                    "endpoint {endpoint} did not answer within {} s",
-                    RESPONSE_TIMEOUT.as_secs()
-                ))
-            })?
-            .map_err(|e| ApiError::Unavailable(format!("endpoint {endpoint}: {e}")))?;
+    let upstream_request = Request::from_parts(parts, body);
+    let reused = if pooled {
+        super::pool::take(&env.id, port)
+    } else {
+        None
+    };
+    let (sender, mut response) = match (reused, again) {
+        (Some(mut sender), Some(again)) => {
+            match send(&mut sender, upstream_request, endpoint).await {
+                Ok(response) => (sender, response),
+                Err(_) => {
+                    let mut sender = open(&state, &env, port, endpoint).await?;
+                    let response = send(&mut sender, again, endpoint).await?;
+                    (sender, response)
+                }
+            }
+        }
+        _ => {
+            let mut sender = open(&state, &env, port, endpoint).await?;
+            let response = send(&mut sender, upstream_request, endpoint).await?;
+            (sender, response)
+        }
+    };
+    if pooled && response.status() != StatusCode::SWITCHING_PROTOCOLS {
+        super::pool::give_back(&env.id, port, sender);
+    } else {
+        drop(sender);
+    }
 
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
         let Some(client_upgrade) = client_upgrade else {
@@ -313,6 +334,42 @@ async fn forward_to(
     clean_response_headers(&mut parts.headers);
     confine(&mut parts.headers, target.sandbox);
     Ok(Response::from_parts(parts, Body::new(body)))
+}
+
+/// A new HTTP/1 connection to `port` in the environment (super::connect).
+async fn open(
+    state: &AppState,
+    env: &EnvRow,
+    port: u16,
+    endpoint: &str,
+) -> Result<SendRequest<Body>, ApiError> {
+    let stream = super::connect(state, &env.id, port)
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("endpoint {endpoint}: {e}")))?;
+    tokio::spawn(async move {
+        let _ = conn.with_upgrades().await;
+    });
+    Ok(sender)
+}
+
+/// Sends one request and waits (bounded) for the response head.
+async fn send(
+    sender: &mut SendRequest<Body>,
+    request: Request,
+    endpoint: &str,
+) -> Result<Response<hyper::body::Incoming>, ApiError> {
+    tokio::time::timeout(RESPONSE_TIMEOUT, sender.send_request(request))
+        .await
+        .map_err(|_| {
+            ApiError::Unavailable(format!(
+                "endpoint {endpoint} did not answer within {} s",
+                RESPONSE_TIMEOUT.as_secs()
+            ))
+        })?
+        .map_err(|e| ApiError::Unavailable(format!("endpoint {endpoint}: {e}")))
 }
 
 fn is_upgrade(headers: &HeaderMap) -> bool {
