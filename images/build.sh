@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Build Cove's local images without any registry. Idempotent: an image whose tag
-# already exists is skipped (`docker image inspect TAG`); `--force` rebuilds all.
+# Build Cove's local images without any image registry (only cove/code-server fetches npm
+# packages, docs/vscode.md). Idempotent: an image whose tag already exists is skipped
+# (`docker image inspect TAG`); `--force` rebuilds all.
 #
 #   cove/base:bookworm        debootstrap --variant=minbase bookworm, slimmed, docker import
 #   cove/universal:latest     FROM cove/base: bash git curl python3 pip boto3 pytest node npm awscli,
