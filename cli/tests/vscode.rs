@@ -4,8 +4,8 @@
 //! does this test — it never skips). The owner's `editor` setting picks `vscode` for
 //! `cove env create`; code-server then answers through the server at `/env/{id}/vscode/` for
 //! the owner (200, its workbench page), 403 for another member of the repository, 404 for a
-//! stranger and for an environment created with `--editor terminal`; after stop and start it
-//! answers again.
+//! stranger and for an environment created with `--editor terminal`; after stop and start,
+//! and after a restart, it answers again.
 
 #![allow(clippy::unwrap_used)]
 
@@ -213,6 +213,15 @@ fn run(url: &str, tokens: &[String]) {
         "a stopped environment's editor does not answer"
     );
     ok(&common::cove(home, url, alice, &["env", "start", "code"]));
+    assert_eq!(show(home, url, alice, "code").state, EnvState::Running);
+    let page = editor_page(&editor_url, alice);
+    assert!(
+        page.contains("vscode-workbench-web-configuration"),
+        "{page}"
+    );
+
+    // restart (new containers from the workspace devfile): mounted and started again
+    ok(&common::cove(home, url, alice, &["env", "restart", "code"]));
     assert_eq!(show(home, url, alice, "code").state, EnvState::Running);
     let page = editor_page(&editor_url, alice);
     assert!(
