@@ -157,6 +157,14 @@ test('VS Code in the browser: open a file from /projects, type, save; the change
   }
   assert.equal(out, 'hello\ntyped in VS Code');
   mark('change read back with exec');
+
+  // an open editor is activity for the idle stop (its WebSocket, every 30 s), like an SSH
+  // session: nothing else touches the environment meanwhile
+  const before = (await api('GET', `/environments/${env.id}`)).last_activity_ms;
+  await new Promise((r) => setTimeout(r, 40_000));
+  const later = (await api('GET', `/environments/${env.id}`)).last_activity_ms;
+  assert.ok(later > before, `last activity ${before} -> ${later} with the editor open`);
+  mark('activity recorded while open');
   await editor.close();
 });
 

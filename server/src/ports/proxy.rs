@@ -306,16 +306,29 @@ async fn forward_to(
         };
         let service_upgrade = hyper::upgrade::on(&mut response);
         let (state2, env2) = (state.clone(), env.clone());
+        // an open editor (its WebSocket) is activity for the idle stop, like an SSH session
+        let keeps_active = !target.sandbox;
         tokio::spawn(async move {
             let (Ok(client), Ok(service)) = (client_upgrade.await, service_upgrade.await) else {
                 return;
             };
             let mut client = TokioIo::new(client);
             let mut service = TokioIo::new(service);
+            let active = async {
+                if !keeps_active {
+                    return std::future::pending::<()>().await;
+                }
+                let mut every = tokio::time::interval(TOUCH_EVERY);
+                loop {
+                    every.tick().await;
+                    super::touch(&state2, &env2).await;
+                }
+            };
             // until either side closes, or the caller loses access (checked every 5 s)
             tokio::select! {
                 _ = tokio::io::copy_bidirectional(&mut client, &mut service) => {}
                 _ = grant.revoked(state2.clone()) => {}
+                _ = active => {}
             }
             super::touch(&state2, &env2).await;
         });
