@@ -427,16 +427,13 @@ impl Worker {
                         }
                         Err(e) => {
                             // containers gone (e.g. removed by hand): build them again from the plan
-                            let recreated = match w.spec_for(&env_id, plan, editor).await {
-                                Ok(spec) => match w.rt.recreate(&spec).await {
-                                    Ok(st) => {
-                                        w.start_editor(&spec, editor).await;
-                                        Ok(st)
-                                    }
-                                    Err(e2) => Err(e2),
-                                },
-                                Err(e2) => Err(e2),
-                            };
+                            let recreated = async {
+                                let spec = w.spec_for(&env_id, plan, editor).await?;
+                                let st = w.rt.recreate(&spec).await?;
+                                w.start_editor(&spec, editor).await;
+                                Ok::<_, crate::pod::PodError>(st)
+                            }
+                            .await;
                             match recreated {
                                 Ok(st) => w.state(&env_id, EnvState::Running, None, ports(&st)),
                                 Err(e2) => w.state(
