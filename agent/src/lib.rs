@@ -19,6 +19,7 @@ pub mod broker;
 pub mod commands;
 pub mod config;
 pub mod dotfiles;
+pub mod editor;
 pub mod env_net;
 pub mod environment;
 pub mod gateway;

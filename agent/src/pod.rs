@@ -70,6 +70,8 @@ pub enum PodError {
     TooLarge { env: String, what: String },
     #[error("environment `{env}`: {what}")]
     OverLimit { env: String, what: String },
+    #[error("environment `{env}`: {message}")]
+    Editor { env: String, message: String },
     #[error("network of environment `{env}`: {message}")]
     Network { env: String, message: String },
     #[error("docker {action} for environment `{env}` failed: {source}")]
@@ -105,6 +107,9 @@ pub struct PodSpec {
     /// also the limit of containers with neither a devfile limit nor a
     /// default. `None`: the engine's total memory.
     pub max_memory_bytes: Option<u64>,
+    /// The code-server volume mounted read-only at `/opt/cove/code-server` into the first
+    /// source container (the editor `vscode`, crate::editor).
+    pub editor_volume: Option<String>,
 }
 
 impl PodSpec {
@@ -118,6 +123,7 @@ impl PodSpec {
             default_memory_bytes: None,
             max_cpu_millis: None,
             max_memory_bytes: None,
+            editor_volume: None,
         }
     }
 }
@@ -588,6 +594,17 @@ impl Runtime {
                 typ: Some(MountType::VOLUME),
                 ..Default::default()
             });
+        }
+        if let Some(v) = &spec.editor_volume {
+            if spec.plan.main_container().map(|m| m.name.as_str()) == Some(c.name.as_str()) {
+                mounts.push(Mount {
+                    target: Some(crate::editor::MOUNT.into()),
+                    source: Some(v.clone()),
+                    typ: Some(MountType::VOLUME),
+                    read_only: Some(true),
+                    ..Default::default()
+                });
+            }
         }
         let (_, max_mem) = self.max_limits(spec);
         let default_memory = match (spec.default_memory_bytes, max_mem) {
@@ -1091,6 +1108,39 @@ impl Runtime {
     ) -> Result<TtySession> {
         let id = self.component_id(env, component).await?;
         self.exec_attached_in(env, &id, cmd, tty, vars).await
+    }
+
+    /// Start a command in a component and leave it running (nothing attached, no limits):
+    /// the editor's server (crate::editor). It ends with the container.
+    pub async fn exec_detached(&self, env: &str, component: &str, cmd: Vec<String>) -> Result<()> {
+        let id = self.component_id(env, component).await?;
+        let exec = self
+            .docker
+            .create_exec(
+                &id,
+                ExecConfig {
+                    attach_stdin: Some(false),
+                    attach_stdout: Some(false),
+                    attach_stderr: Some(false),
+                    tty: Some(false),
+                    cmd: Some(cmd),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(Self::err(env, "create exec"))?;
+        self.docker
+            .start_exec(
+                &exec.id,
+                Some(bollard::exec::StartExecOptions {
+                    detach: true,
+                    tty: false,
+                    output_capacity: None,
+                }),
+            )
+            .await
+            .map_err(Self::err(env, "start exec"))?;
+        Ok(())
     }
 
     /// [`Runtime::exec_attached`] without a TTY in the environment's infra container (Cove's

@@ -10,7 +10,7 @@ use cove_api::agent::{
     AgentReply, EnvCommand, EnvDotfiles, EnvReport, EnvSource, PodReport, PublishedPort, TermInput,
     TermOutput,
 };
-use cove_api::{EnvState, ExecResult};
+use cove_api::{Editor, EnvState, ExecResult};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::environment::{self, Progress};
@@ -357,6 +357,30 @@ impl Worker {
             default_memory_bytes: self.config.default_memory_bytes,
             max_cpu_millis: self.config.max_cpu_millis,
             max_memory_bytes: self.config.max_memory_bytes,
+            editor_volume: None,
+        }
+    }
+
+    /// [`Worker::spec`] with the editor's volume when `editor` is `vscode` (crate::editor).
+    async fn spec_for(
+        &self,
+        env: &str,
+        plan: devfiles::EnvironmentPlan,
+        editor: Editor,
+    ) -> Result<PodSpec, crate::pod::PodError> {
+        let mut spec = self.spec(env, plan);
+        crate::editor::prepare(&self.rt, &mut spec, editor).await?;
+        Ok(spec)
+    }
+
+    /// Starts the editor's server once the containers run; a failure is an event of the
+    /// environment, never a failure of it.
+    async fn start_editor(&self, spec: &PodSpec, editor: Editor) {
+        if let Err(e) = crate::editor::start(&self.rt, spec, editor).await {
+            self.report(EnvReport::Progress {
+                env_id: spec.env_id.clone(),
+                step: format!("VS Code did not start: {e}"),
+            });
         }
     }
 
@@ -386,17 +410,31 @@ impl Worker {
                 plan,
                 source,
                 dotfiles,
+                editor,
             } => self.background(env_id.clone(), move |w| async move {
-                w.create(&env_id, plan, source, dotfiles).await
+                w.create(&env_id, plan, source, dotfiles, editor).await
             }),
-            EnvCommand::Start { env_id, plan } => {
+            EnvCommand::Start {
+                env_id,
+                plan,
+                editor,
+            } => {
                 self.background(env_id.clone(), move |w| async move {
                     match w.rt.start(&env_id).await {
-                        Ok(st) => w.state(&env_id, EnvState::Running, None, ports(&st)),
+                        Ok(st) => {
+                            w.start_editor(&w.spec(&env_id, plan), editor).await;
+                            w.state(&env_id, EnvState::Running, None, ports(&st))
+                        }
                         Err(e) => {
                             // containers gone (e.g. removed by hand): build them again from the plan
-                            let spec = w.spec(&env_id, plan);
-                            match w.rt.recreate(&spec).await {
+                            let recreated = async {
+                                let spec = w.spec_for(&env_id, plan, editor).await?;
+                                let st = w.rt.recreate(&spec).await?;
+                                w.start_editor(&spec, editor).await;
+                                Ok::<_, crate::pod::PodError>(st)
+                            }
+                            .await;
+                            match recreated {
                                 Ok(st) => w.state(&env_id, EnvState::Running, None, ports(&st)),
                                 Err(e2) => w.state(
                                     &env_id,
@@ -432,10 +470,19 @@ impl Worker {
                 env_id,
                 old_plan,
                 plan,
+                editor,
             } => self.background(env_id.clone(), move |w| async move {
-                let spec = w.spec(&env_id, plan);
-                match environment::restart(&w.rt, &old_plan, &spec).await {
-                    Ok(st) => w.state(&env_id, EnvState::Running, None, ports(&st)),
+                let restarted = match w.spec_for(&env_id, plan, editor).await {
+                    Ok(spec) => environment::restart(&w.rt, &old_plan, &spec)
+                        .await
+                        .map(|st| (st, spec)),
+                    Err(e) => Err(e.into()),
+                };
+                match restarted {
+                    Ok((st, spec)) => {
+                        w.start_editor(&spec, editor).await;
+                        w.state(&env_id, EnvState::Running, None, ports(&st))
+                    }
                     Err(e) => w.state(
                         &env_id,
                         EnvState::Failed,
@@ -562,8 +609,12 @@ impl Worker {
         plan: devfiles::EnvironmentPlan,
         source: Option<EnvSource>,
         dotfiles: Option<EnvDotfiles>,
+        editor: Editor,
     ) {
-        let spec = self.spec(env, plan);
+        let spec = match self.spec_for(env, plan, editor).await {
+            Ok(spec) => spec,
+            Err(e) => return self.state(env, EnvState::Failed, Some(e.to_string()), vec![]),
+        };
 
         let reports = self.reports.clone();
         let id = env.to_string();
@@ -622,6 +673,7 @@ impl Worker {
                         output: r.output,
                     });
                 }
+                self.start_editor(&spec, editor).await;
                 self.state(env, EnvState::Running, None, ports(&started.status));
             }
             Err(e) => self.state(env, EnvState::Failed, Some(e.to_string()), vec![]),

@@ -85,11 +85,16 @@ pub enum EnvCommand {
         /// reported and never fails the environment.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         dotfiles: Option<EnvDotfiles>,
+        /// `vscode`: code-server mounted into the first source container and started there.
+        #[serde(default)]
+        editor: crate::Editor,
     },
     /// Start stopped containers.
     Start {
         env_id: String,
         plan: EnvironmentPlan,
+        #[serde(default)]
+        editor: crate::Editor,
     },
     /// Run preStop, stop containers.
     Stop {
@@ -101,6 +106,8 @@ pub enum EnvCommand {
         env_id: String,
         old_plan: EnvironmentPlan,
         plan: EnvironmentPlan,
+        #[serde(default)]
+        editor: crate::Editor,
     },
     /// Remove containers and volumes.
     Delete { env_id: String },

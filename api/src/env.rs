@@ -51,6 +51,36 @@ impl EnvState {
     }
 }
 
+/// What an environment is worked on with besides Cove's web terminal (docs/vscode.md).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum Editor {
+    /// The web terminal, SSH and port forwarding only.
+    #[default]
+    Terminal,
+    /// Also VS Code in the browser (code-server), started in the environment's first
+    /// source container and reached through the server at `/env/{env}/vscode/`.
+    Vscode,
+}
+
+impl Editor {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Editor::Terminal => "terminal",
+            Editor::Vscode => "vscode",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Editor> {
+        match s {
+            "terminal" => Some(Editor::Terminal),
+            "vscode" => Some(Editor::Vscode),
+            _ => None,
+        }
+    }
+}
+
 /// `POST /api/v1/repos/{owner}/{name}/environments`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -77,6 +107,10 @@ pub struct CreateEnvironmentRequest {
     /// Stop after this many seconds without exec or terminal activity; 0 = never (default 1800).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle_timeout_secs: Option<u64>,
+    /// `vscode` adds VS Code in the browser (default: the caller's `editor` setting, else
+    /// `terminal`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub editor: Option<Editor>,
 }
 
 /// A published endpoint of an environment.
@@ -126,6 +160,13 @@ pub struct Environment {
     pub last_activity_ms: i64,
     pub created_at: i64,
     pub owner: String,
+    /// The editor chosen at create.
+    #[serde(default)]
+    pub editor: Editor,
+    /// VS Code in the browser through the server (`<server>/env/<env-id>/vscode/`), for the
+    /// environment's owner, when `editor` is `vscode`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub editor_url: Option<String>,
 }
 
 /// One line of an environment's history: progress, postStart output, state changes.

@@ -45,6 +45,10 @@ pub enum EnvCommand {
         /// Stop after this long without activity: 30m, 1h, 90s, 0 = never.
         #[arg(long, value_parser = parse_duration)]
         idle_timeout: Option<u64>,
+        /// Also VS Code in the browser (`vscode`), or the terminal only (`terminal`); default:
+        /// your `editor` setting.
+        #[arg(long, value_parser = parse_editor)]
+        editor: Option<cove_api::Editor>,
         /// Return at once instead of waiting until running.
         #[arg(long)]
         no_wait: bool,
@@ -200,6 +204,10 @@ fn resolve(client: &Client, env: &str) -> Result<Environment> {
     }
 }
 
+fn parse_editor(s: &str) -> Result<cove_api::Editor, String> {
+    cove_api::Editor::parse(s).ok_or_else(|| format!("{s:?}: use vscode or terminal"))
+}
+
 pub(crate) fn print_env(e: &Environment) {
     println!("{} ({})", e.name, e.id);
     println!("  repository:  {} @ {}", e.repo, e.branch);
@@ -224,6 +232,9 @@ pub(crate) fn print_env(e: &Environment) {
             ep.exposure,
             ep.url.as_deref().unwrap_or("")
         );
+    }
+    if let Some(url) = &e.editor_url {
+        println!("  VS Code:     {url}");
     }
     if e.idle_timeout_secs > 0 {
         println!(
@@ -326,6 +337,7 @@ pub fn run(args: EnvArgs) -> Result<std::process::ExitCode> {
             name,
             size,
             idle_timeout,
+            editor,
             no_wait,
             output,
         } => {
@@ -338,6 +350,7 @@ pub fn run(args: EnvArgs) -> Result<std::process::ExitCode> {
                 name,
                 size,
                 idle_timeout_secs: idle_timeout,
+                editor,
             };
             let env: Environment = client.post(&format!("/repos/{path}/environments"), &req)?;
             eprintln!(

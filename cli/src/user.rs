@@ -211,11 +211,10 @@ pub fn run(args: UserArgs) -> Result<()> {
                     "/user/settings",
                     &UserSettings {
                         dotfiles: Some(repository),
+                        ..Default::default()
                     },
                 )?,
-                DotfilesCommand::Clear => {
-                    client.put("/user/settings", &UserSettings { dotfiles: None })?
-                }
+                DotfilesCommand::Clear => client.put("/user/settings", &UserSettings::default())?,
             };
             match settings.dotfiles {
                 Some(d) => println!("dotfiles: {d}"),

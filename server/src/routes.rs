@@ -1598,10 +1598,39 @@ pub fn router(state: AppState) -> Router {
     };
     let proxy_auth =
         middleware::from_fn_with_state((state.clone(), Arc::new(proxy_spec)), authorize_route);
+    // VS Code in the browser (crate::ports::proxy::editor): the environment's owner only, not
+    // administrators (the page runs unsandboxed on Cove's origin: docs/security.md); others
+    // with a role on the repository 403, the rest 404.
+    let editor_spec = RouteSpec {
+        method: Method::GET,
+        path: "/env/{env}/vscode/{*rest}",
+        audience: Audience::Users,
+        scope: Scope::Write,
+        repo_role: Some(Role::Reader),
+        admin_only: false,
+        env_access: Some(EnvAccess::CreatorOnly),
+        summary: "VS Code in the browser of an environment (its owner)",
+        success: StatusCode::OK,
+        extra_statuses: Vec::new(),
+    };
+    let editor_auth =
+        middleware::from_fn_with_state((state.clone(), Arc::new(editor_spec)), authorize_route);
     router
         .route(
             "/metrics",
             axum::routing::get(metrics::http::metrics).route_layer(metrics_auth),
+        )
+        .route(
+            "/env/{env}/vscode/{*rest}",
+            axum::routing::any(crate::ports::proxy::editor).layer(editor_auth.clone()),
+        )
+        .route(
+            "/env/{env}/vscode/",
+            axum::routing::any(crate::ports::proxy::editor_root).layer(editor_auth.clone()),
+        )
+        .route(
+            "/env/{env}/vscode",
+            axum::routing::get(crate::ports::proxy::editor_root_redirect).route_layer(editor_auth),
         )
         .route(
             "/env/{env}/{endpoint}/{*rest}",

@@ -16,6 +16,7 @@ use sqlx::{AnyPool, Row};
 mod agents;
 mod audit;
 mod branch_rules;
+mod editor;
 
 mod approvals;
 mod envs;

@@ -17,11 +17,12 @@ pub async fn get_settings(
 ) -> Result<Json<UserSettings>, ApiError> {
     Ok(Json(UserSettings {
         dotfiles: state.store().user_dotfiles(principal.user.id).await?,
+        editor: Some(state.store().user_editor(principal.user.id).await?),
     }))
 }
 
 /// `PUT /api/v1/user/settings`: replaces the caller's settings (null clears the dotfiles
-/// repository). A dotfiles value that is neither an http(s) URL without credentials nor a
+/// repository; an absent `editor` keeps the current one). A dotfiles value that is neither an http(s) URL without credentials nor a
 /// Cove repository the caller can read is a 422 and changes nothing.
 pub async fn put_settings(
     State(state): State<AppState>,
@@ -51,6 +52,15 @@ pub async fn put_settings(
             principal.user.username
         )));
     }
+    if let Some(editor) = req.editor {
+        state
+            .store()
+            .set_user_editor(principal.user.id, editor)
+            .await?;
+    }
     tracing::info!(user = %principal.user.username, set = dotfiles.is_some(), "dotfiles setting changed");
-    Ok(Json(UserSettings { dotfiles }))
+    Ok(Json(UserSettings {
+        dotfiles,
+        editor: Some(state.store().user_editor(principal.user.id).await?),
+    }))
 }

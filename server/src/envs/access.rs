@@ -20,6 +20,10 @@ pub enum EnvAccess {
     /// The creator, an administrator, or an owner of the environment's repository (its
     /// owner or a member with the `owner` role).
     CreatorOrRepoOwner,
+    /// The creator only, not even an administrator: for pages served unsandboxed on Cove's
+    /// origin from inside the environment (VS Code in the browser), whose code would act with
+    /// the viewer's session — an administrator's would be worth more than the owner's own.
+    CreatorOnly,
 }
 
 impl EnvAccess {
@@ -30,6 +34,7 @@ impl EnvAccess {
             EnvAccess::CreatorOrRepoOwner => {
                 "the environment's creator, an owner of its repository or an administrator"
             }
+            EnvAccess::CreatorOnly => "the environment's creator",
         }
     }
 }
@@ -43,7 +48,9 @@ pub async fn authorize(
     env: &EnvRow,
     repo: &RepoRow,
 ) -> Result<(), ApiError> {
-    if principal.user.is_admin || principal.user.id == env.owner_id {
+    if principal.user.id == env.owner_id
+        || (principal.user.is_admin && access != EnvAccess::CreatorOnly)
+    {
         return Ok(());
     }
     if access == EnvAccess::CreatorOrRepoOwner

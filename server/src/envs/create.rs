@@ -220,11 +220,17 @@ pub(crate) async fn create(
         last_activity_ms: now_ms(),
         created_at: now_secs(),
     };
+    // the editor: the request's, else the caller's setting (docs/vscode.md)
+    let editor = match req.editor {
+        Some(e) => e,
+        None => state.store().user_editor(principal.user.id).await?,
+    };
     state.store().create_env(&row).await?;
     state
         .store()
         .set_env_devfile_upstream(&row.id, Some(&upstream))
         .await?;
+    state.store().set_env_editor(&row.id, editor).await?;
     state
         .store()
         .add_env_event(&row.id, "state", "creating")
@@ -282,6 +288,7 @@ pub(crate) async fn create(
             plan,
             source: Some(source),
             dotfiles,
+            editor,
         })
         .await
     {

@@ -84,6 +84,7 @@ pub(crate) async fn env_dto(state: &AppState, row: &EnvRow) -> Result<Environmen
             });
         }
     }
+    let editor = state.store().env_editor(&row.id).await?;
     Ok(Environment {
         id: row.id.clone(),
         name: row.name.clone(),
@@ -101,6 +102,9 @@ pub(crate) async fn env_dto(state: &AppState, row: &EnvRow) -> Result<Environmen
         last_activity_ms: row.last_activity_ms,
         created_at: row.created_at,
         owner: state.store().username(row.owner_id).await?,
+        editor,
+        editor_url: (editor == cove_api::Editor::Vscode)
+            .then(|| crate::ports::proxy::editor_url(state.public_url(), &row.id)),
     })
 }
 
@@ -197,6 +201,7 @@ pub async fn start_env(
         EnvCommand::Start {
             env_id: row.id.clone(),
             plan,
+            editor: state.store().env_editor(&row.id).await?,
         },
     )
     .await
@@ -319,6 +324,7 @@ pub async fn restart_env(
             env_id: row.id.clone(),
             old_plan: old,
             plan,
+            editor: state.store().env_editor(&row.id).await?,
         },
     )
     .await?;

@@ -170,6 +170,7 @@ pub async fn update_env(
             env_id: row.id.clone(),
             old_plan: old,
             plan,
+            editor: state.store().env_editor(&row.id).await?,
         },
     )
     .await?;

@@ -4,6 +4,7 @@
 //! ([`tunnel`]) and the reverse proxy of public devfile endpoints at `/env/{env}/{endpoint}/…`
 //! ([`proxy`]). See docs/ports.md.
 
+pub mod pool;
 pub mod proxy;
 pub mod tunnel;
 

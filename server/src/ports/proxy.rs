@@ -7,6 +7,12 @@
 //! header) never reach the service. Who may call: anyone who may see the environment (a role
 //! on its repository; others get 404, as for every `{env}` route); `internal` and `none`
 //! endpoints, unknown names and stopped environments are 404 / 503. See docs/ports.md.
+//!
+//! `/env/{env}/vscode/…` is the same proxy in front of the environment's VS Code in the
+//! browser (code-server on the pod's loopback, `cove_agent::editor`), for the environment's
+//! owner only (the terminal's rule), when its editor is `vscode`. Its pages are not put in
+//! the sandbox (code-server needs its origin's storage, workers and service worker):
+//! docs/vscode.md "Serving it" and docs/security.md say why that is acceptable.
 
 use std::time::Duration;
 
@@ -17,6 +23,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::Extension;
 use cove_api::EnvState;
 use devfiles::EnvironmentPlan;
+use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 
 use crate::auth::{CSRF_HEADER, SESSION_COOKIE};
@@ -30,6 +37,14 @@ pub const PREFIX: &str = "/env";
 pub const TOUCH_EVERY: Duration = Duration::from_secs(30);
 /// How long the service may take to answer with its response head.
 pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The proxy's name of the editor (a static segment: it shadows a devfile endpoint of that name).
+pub const EDITOR: &str = "vscode";
+
+/// The URL of an environment's VS Code in the browser (ends with `/`).
+pub fn editor_url(public_url: &str, env_id: &str) -> String {
+    endpoint_url(public_url, env_id, EDITOR, None)
+}
 
 /// The URL of a public endpoint through the proxy (ends with `/`, plus the endpoint's path).
 pub fn endpoint_url(public_url: &str, env_id: &str, endpoint: &str, path: Option<&str>) -> String {
@@ -114,6 +129,84 @@ fn refuse_cross_origin_upgrade(
     Err(ApiError::Forbidden(
         "cross-origin WebSocket connections to endpoints are refused with the session cookie (Origin is not this server's)".into(),
     ))
+/// `/env/{env}/vscode` without the trailing slash: a redirect to it.
+pub async fn editor_root_redirect(
+    crate::extract::Path(env): crate::extract::Path<String>,
+    uri: Uri,
+) -> Response {
+    let query = uri.query().map(|q| format!("?{q}")).unwrap_or_default();
+    Redirect::temporary(&format!("{PREFIX}/{env}/{EDITOR}/{query}")).into_response()
+}
+
+/// Any method on `/env/{env}/vscode/{*rest}`: the environment's code-server.
+pub async fn editor(
+    State(state): State<AppState>,
+    Extension(env): Extension<EnvRow>,
+    Extension(client): Extension<crate::auth::ClientAddr>,
+    Extension(grant): Extension<crate::live_auth::Grant>,
+    Extension(principal): Extension<crate::auth::Principal>,
+    crate::extract::Path((_env, rest)): crate::extract::Path<(String, String)>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    refuse_cross_origin_upgrade(&state, &principal, request.headers())?;
+    forward_editor(state, env, client, grant, rest, request).await
+}
+
+/// Any method on `/env/{env}/vscode/`.
+pub async fn editor_root(
+    State(state): State<AppState>,
+    Extension(env): Extension<EnvRow>,
+    Extension(client): Extension<crate::auth::ClientAddr>,
+    Extension(grant): Extension<crate::live_auth::Grant>,
+    Extension(principal): Extension<crate::auth::Principal>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    refuse_cross_origin_upgrade(&state, &principal, request.headers())?;
+    forward_editor(state, env, client, grant, String::new(), request).await
+}
+
+async fn forward_editor(
+    state: AppState,
+    env: EnvRow,
+    client: crate::auth::ClientAddr,
+    grant: crate::live_auth::Grant,
+    rest: String,
+    request: Request,
+) -> Result<Response, ApiError> {
+    if state.store().env_editor(&env.id).await? != cove_api::Editor::Vscode {
+        return Err(ApiError::NotFound(format!(
+            "VS Code of environment {} (it was created with the editor `terminal`)",
+            env.name
+        )));
+    }
+    running(&env)?;
+    let target = Target {
+        name: EDITOR,
+        port: cove_agent::editor::PORT,
+        sandbox: false,
+    };
+    forward_to(state, env, client, grant, target, rest, request).await
+}
+
+fn running(env: &EnvRow) -> Result<(), ApiError> {
+    if env.state != EnvState::Running {
+        return Err(ApiError::Unavailable(format!(
+            "environment {} is {}: its endpoints answer while it runs",
+            env.name,
+            env.state.as_str()
+        )));
+    }
+    Ok(())
+}
+
+/// Where a proxied request goes.
+struct Target<'a> {
+    /// The proxy's name of it (the second path segment).
+    name: &'a str,
+    /// The port in the environment's network namespace.
+    port: u16,
+    /// Whether its pages get [`SANDBOX_CSP`] (every devfile endpoint; not the editor).
+    sandbox: bool,
 }
 
 async fn forward(
@@ -123,7 +216,7 @@ async fn forward(
     grant: crate::live_auth::Grant,
     endpoint: String,
     rest: String,
-    mut request: Request,
+    request: Request,
 ) -> Result<Response, ApiError> {
     let plan: EnvironmentPlan = serde_json::from_str(&env.plan_json).map_err(ApiError::internal)?;
     let ep = plan
@@ -132,17 +225,26 @@ async fn forward(
         .flat_map(|c| c.endpoints.iter())
         .find(|e| e.name == endpoint && e.exposure == devfiles::Exposure::Public)
         .ok_or_else(|| ApiError::NotFound(format!("public endpoint {endpoint}")))?;
-    if env.state != EnvState::Running {
-        return Err(ApiError::Unavailable(format!(
-            "environment {} is {}: its endpoints answer while it runs",
-            env.name,
-            env.state.as_str()
-        )));
-    }
-    let port = ep.port;
-    let stream = super::connect(&state, &env.id, port)
-        .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    running(&env)?;
+    let target = Target {
+        name: &endpoint,
+        port: ep.port,
+        sandbox: true,
+    };
+    forward_to(state, env, client, grant, target, rest, request).await
+}
+
+async fn forward_to(
+    state: AppState,
+    env: EnvRow,
+    client: crate::auth::ClientAddr,
+    grant: crate::live_auth::Grant,
+    target: Target<'_>,
+    rest: String,
+    mut request: Request,
+) -> Result<Response, ApiError> {
+    let endpoint = target.name;
+    let port = target.port;
     // activity for the idle stop, written at most every TOUCH_EVERY (a page loads many assets)
     if crate::store::now_ms() - env.last_activity_ms >= TOUCH_EVERY.as_millis() as i64 {
         super::touch(&state, &env).await;
@@ -185,24 +287,47 @@ async fn forward(
     );
     parts.uri = upstream_uri;
     parts.version = axum::http::Version::HTTP_11;
-    let upstream_request = Request::from_parts(parts, body);
-
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| ApiError::Unavailable(format!("endpoint {endpoint}: {e}")))?;
-    tokio::spawn(async move {
-        let _ = conn.with_upgrades().await;
+    // the editor's GET/HEAD requests reuse idle connections (super::pool); a pooled one the
+    // service closed meanwhile is retried once on a fresh connection
+    let pooled = !target.sandbox
+        && !upgrade
+        && (parts.method == axum::http::Method::GET || parts.method == axum::http::Method::HEAD);
+    let again = pooled.then(|| {
+        let mut r = Request::new(Body::empty());
+        *r.method_mut() = parts.method.clone();
+        *r.uri_mut() = parts.uri.clone();
+        *r.version_mut() = parts.version;
+        *r.headers_mut() = parts.headers.clone();
+        r
     });
-    let mut response =
-        tokio::time::timeout(RESPONSE_TIMEOUT, sender.send_request(upstream_request))
-            .await
-            .map_err(|_| {
-                ApiError::Unavailable(format!(
-                    "endpoint {endpoint} did not answer within {} s",
-                    RESPONSE_TIMEOUT.as_secs()
-                ))
-            })?
-            .map_err(|e| ApiError::Unavailable(format!("endpoint {endpoint}: {e}")))?;
+    let upstream_request = Request::from_parts(parts, body);
+    let reused = if pooled {
+        super::pool::take(&env.id, port)
+    } else {
+        None
+    };
+    let (sender, mut response) = match (reused, again) {
+        (Some(mut sender), Some(again)) => {
+            match send(&mut sender, upstream_request, endpoint).await {
+                Ok(response) => (sender, response),
+                Err(_) => {
+                    let mut sender = open(&state, &env, port, endpoint).await?;
+                    let response = send(&mut sender, again, endpoint).await?;
+                    (sender, response)
+                }
+            }
+        }
+        _ => {
+            let mut sender = open(&state, &env, port, endpoint).await?;
+            let response = send(&mut sender, upstream_request, endpoint).await?;
+            (sender, response)
+        }
+    };
+    if pooled && response.status() != StatusCode::SWITCHING_PROTOCOLS {
+        super::pool::give_back(&env.id, port, sender);
+    } else {
+        drop(sender);
+    }
 
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
         let Some(client_upgrade) = client_upgrade else {
@@ -212,16 +337,29 @@ async fn forward(
         };
         let service_upgrade = hyper::upgrade::on(&mut response);
         let (state2, env2) = (state.clone(), env.clone());
+        // an open editor (its WebSocket) is activity for the idle stop, like an SSH session
+        let keeps_active = !target.sandbox;
         tokio::spawn(async move {
             let (Ok(client), Ok(service)) = (client_upgrade.await, service_upgrade.await) else {
                 return;
             };
             let mut client = TokioIo::new(client);
             let mut service = TokioIo::new(service);
+            let active = async {
+                if !keeps_active {
+                    return std::future::pending::<()>().await;
+                }
+                let mut every = tokio::time::interval(TOUCH_EVERY);
+                loop {
+                    every.tick().await;
+                    super::touch(&state2, &env2).await;
+                }
+            };
             // until either side closes, or the caller loses access (checked every 5 s)
             tokio::select! {
                 _ = tokio::io::copy_bidirectional(&mut client, &mut service) => {}
                 _ = grant.revoked(state2.clone()) => {}
+                _ = active => {}
             }
             super::touch(&state2, &env2).await;
         });
@@ -238,8 +376,44 @@ async fn forward(
     }
     let (mut parts, body) = response.into_parts();
     clean_response_headers(&mut parts.headers);
-    confine(&mut parts.headers);
+    confine(&mut parts.headers, target.sandbox);
     Ok(Response::from_parts(parts, Body::new(body)))
+}
+
+/// A new HTTP/1 connection to `port` in the environment (super::connect).
+async fn open(
+    state: &AppState,
+    env: &EnvRow,
+    port: u16,
+    endpoint: &str,
+) -> Result<SendRequest<Body>, ApiError> {
+    let stream = super::connect(state, &env.id, port)
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("endpoint {endpoint}: {e}")))?;
+    tokio::spawn(async move {
+        let _ = conn.with_upgrades().await;
+    });
+    Ok(sender)
+}
+
+/// Sends one request and waits (bounded) for the response head.
+async fn send(
+    sender: &mut SendRequest<Body>,
+    request: Request,
+    endpoint: &str,
+) -> Result<Response<hyper::body::Incoming>, ApiError> {
+    tokio::time::timeout(RESPONSE_TIMEOUT, sender.send_request(request))
+        .await
+        .map_err(|_| {
+            ApiError::Unavailable(format!(
+                "endpoint {endpoint} did not answer within {} s",
+                RESPONSE_TIMEOUT.as_secs()
+            ))
+        })?
+        .map_err(|e| ApiError::Unavailable(format!("endpoint {endpoint}: {e}")))
 }
 
 fn is_upgrade(headers: &HeaderMap) -> bool {
@@ -316,7 +490,7 @@ fn clean_response_headers(headers: &mut HeaderMap) {
 pub(crate) const SANDBOX_CSP: &str =
     "sandbox allow-scripts allow-forms allow-popups allow-modals allow-downloads";
 
-fn confine(headers: &mut HeaderMap) {
+fn confine(headers: &mut HeaderMap, sandbox: bool) {
     let cookies: Vec<HeaderValue> = headers
         .get_all(header::SET_COOKIE)
         .iter()
@@ -338,6 +512,9 @@ fn confine(headers: &mut HeaderMap) {
     headers.remove(header::SET_COOKIE);
     for c in cookies {
         headers.append(header::SET_COOKIE, c);
+    }
+    if !sandbox {
+        return;
     }
     // Added beside any policy of the service's own: browsers enforce every policy given.
     headers.append(

@@ -3,6 +3,7 @@ import { h, replace, badge, ago } from '../dom.js';
 import { envActions } from './envs.js';
 import { endpointsSection, sshSection } from './env_ports.js';
 import { terminalView } from './terminal.js';
+import { editorLink } from './env_editor.js';
 
 /**
  * "Outdated": the devfile of the environment's branch changed in the repository since the
@@ -32,6 +33,7 @@ export async function envPage(main, { params, navigate }) {
   const banner = h('div', { id: 'restart-banner' });
   const outdated = h('div', { id: 'outdated-banner' });
   const actions = h('div', { class: 'toolbar' });
+  const editorBox = h('div', { id: 'editor-link' });
   const endpoints = h('section', { 'aria-labelledby': 'ep-h' });
   const termStatus = h('p', { class: 'term-status', role: 'status' });
   const termBox = h('div', { class: 'terminal', id: 'terminal', 'aria-label': 'Terminal' });
@@ -62,6 +64,7 @@ export async function envPage(main, { params, navigate }) {
     banner,
     outdated,
     actions,
+    editorBox,
     error,
     h('section', { 'aria-labelledby': 'term-h' }, h('h2', { id: 'term-h' }, 'Terminal'), h('div', { class: 'inline' }, termStatus, termButton), termBox),
     endpoints,
@@ -161,6 +164,7 @@ export async function envPage(main, { params, navigate }) {
     }
     replace(outdated, outdatedBanner(env, (err) => (error.textContent = err.message)));
     replace(endpoints, endpointsSection(env, mine));
+    replace(editorBox, editorLink(env, mine));
     const sel = compSelect.value;
     replace(compSelect, env.components.map((c) => h('option', { value: c, selected: c === sel }, c)));
     if (changed) {
