@@ -35,14 +35,17 @@ pub const IMAGE_BUSYBOX: &str = "cove/busybox:latest";
 pub const IMAGE_AGENT: &str = "cove/agent:latest";
 /// A service sidecar whose own ENTRYPOINT is the server (busybox httpd on 8080).
 pub const IMAGE_ECHO_SERVER: &str = "cove/echo-server:latest";
+/// VS Code in the browser (docs/vscode.md).
+pub const IMAGE_CODE_SERVER: &str = "cove/code-server:latest";
 /// All images `images/build.sh` produces.
-pub const ALL_IMAGES: [&str; 6] = [
+pub const ALL_IMAGES: [&str; 7] = [
     IMAGE_BASE,
     IMAGE_UNIVERSAL,
     IMAGE_DYNAMODB_LOCAL,
     IMAGE_BUSYBOX,
     IMAGE_AGENT,
     IMAGE_ECHO_SERVER,
+    IMAGE_CODE_SERVER,
 ];
 
 const SETUP_HINT: &str = "run `bash scripts/test-env.sh` as root first (installs docker.io, \
