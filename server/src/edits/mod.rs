@@ -216,13 +216,17 @@ pub async fn commit_file(new: NewCommit<'_>) -> Result<(String, String), ApiErro
     let env = [("GIT_INDEX_FILE", index.as_str())];
     git_out(new.path, &["read-tree", new.parent], None, &env).await?;
     let cacheinfo = format!("{},{blob},{}", new.mode, new.file);
-    git_out(
+    // git refuses paths it cannot place (under an existing file, names it does not allow).
+    run_git(
         new.path,
         &["update-index", "--add", "--cacheinfo", &cacheinfo],
         None,
         &env,
     )
-    .await?;
+    .await
+    .map_err(|(stderr, _)| {
+        ApiError::Unprocessable(format!("{} cannot be written: {stderr}", new.file))
+    })?;
     let tree = git_out(new.path, &["write-tree"], None, &env).await?;
     let (name, email) = new.author;
     let ident = [
