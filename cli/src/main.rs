@@ -6,6 +6,8 @@ mod client;
 mod devfile;
 mod env;
 mod forward;
+// issues and the board (issue 16)
+mod issue;
 mod login;
 mod mirror;
 mod notify;
@@ -46,6 +48,8 @@ enum Command {
     Run(run::RunArgs),
     /// Pull requests: create, list, show, diff, comment, review, merge, close.
     Pr(pr::PrArgs),
+    /// Issues and the board: create, list, show, edit, comment, assign, move, close, branch.
+    Issue(issue::IssueArgs),
     /// Repository secrets for workflows (`${Secrets.NAME}`).
     Secret(secret::SecretArgs),
     /// Standalone agents: registration tokens, list, revoke (administrators).
@@ -79,6 +83,7 @@ fn main() -> ExitCode {
         Command::Env(args) => env::run(args),
         Command::Run(args) => run::run(args),
         Command::Pr(args) => pr::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Issue(args) => issue::run(args).map(|()| ExitCode::SUCCESS),
         Command::Secret(args) => secret::run(args).map(|()| ExitCode::SUCCESS),
         Command::Agent(args) => agent::run(args).map(|()| ExitCode::SUCCESS),
         Command::User(args) => user::run(args).map(|()| ExitCode::SUCCESS),
