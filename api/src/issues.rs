@@ -252,3 +252,13 @@ pub struct EditResult {
     /// The file's new blob id.
     pub blob: String,
 }
+
+/// `GET /repos/{owner}/{name}/access`: what the caller may do there (the web UI hides the
+/// controls of what it may not; the server refuses them anyway).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RepoAccess {
+    pub role: crate::Role,
+    /// Writer or owner: may create and move issues and commit edits.
+    pub can_write: bool,
+}

@@ -1105,6 +1105,16 @@ pub fn api_routes() -> Vec<Route> {
             crate::issues::board::get_board,
         ),
         route(
+            M::GET,
+            "/api/v1/repos/{owner}/{name}/access",
+            Read,
+            reader,
+            false,
+            OK,
+            "The caller's role on the repository and whether it may write (the web UI shows controls by it)",
+            crate::issues::board::access,
+        ),
+        route(
             M::PUT,
             "/api/v1/repos/{owner}/{name}/board/columns",
             Write,

@@ -3,9 +3,10 @@
 
 use axum::extract::State;
 use axum::Extension;
-use cove_api::{Board, BoardColumn, SetColumns};
+use cove_api::{Board, BoardColumn, RepoAccess, Role, SetColumns};
 
 use super::{done_column, issue_dto, MAX_COLUMNS, MAX_COLUMN_BYTES};
+use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::extract::Json;
 use crate::store::{ColumnRow, RepoRow, StoreError};
@@ -84,4 +85,19 @@ pub async fn set_columns(
         Err(e) => return Err(e.into()),
     };
     Ok(Json(board_of(&state, &repo, stored).await?))
+}
+
+/// The caller's role on the repository (its route needs the reader role, so there is one).
+pub async fn access(
+    State(state): State<AppState>,
+    Extension(repo): Extension<RepoRow>,
+    Extension(principal): Extension<Principal>,
+) -> Result<Json<RepoAccess>, ApiError> {
+    let role = crate::auth::role_of_user(state.store(), &principal.user, &repo)
+        .await?
+        .unwrap_or(Role::Reader);
+    Ok(Json(RepoAccess {
+        role,
+        can_write: role >= Role::Writer,
+    }))
 }
