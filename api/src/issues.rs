@@ -153,7 +153,8 @@ pub struct IssueCommentBody {
     pub body: String,
 }
 
-/// A column of the board with its cards in order.
+/// A column of the board with its cards in order (their `description` is empty: a card does
+/// not show it; `GET …/issues/{number}` has it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BoardColumn {

@@ -1101,7 +1101,7 @@ pub fn api_routes() -> Vec<Route> {
             reader,
             false,
             OK,
-            "The board: its columns in order (name, limit) with their issues in card order",
+            "The board: its columns in order (name, limit) with their issues in card order (without descriptions)",
             crate::issues::board::get_board,
         ),
         route(

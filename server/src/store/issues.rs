@@ -483,10 +483,12 @@ impl Store {
         ))
     }
 
-    /// Every issue of the repository in board order (column position, then rank).
+    /// Every issue of the repository in board order (column position, then rank), without
+    /// descriptions (a card does not show one).
     pub async fn board_issues(&self, repo_id: i64) -> Result<Vec<IssueRow>, StoreError> {
+        let select = ISSUE_SELECT.replace("i.description,", "'' AS description,");
         sqlx::query(&format!(
-            "{ISSUE_SELECT} WHERE i.repo_id = $1 ORDER BY c.position, i.card_rank, i.id"
+            "{select} WHERE i.repo_id = $1 ORDER BY c.position, i.card_rank, i.id"
         ))
         .bind(repo_id)
         .fetch_all(&self.pool)
