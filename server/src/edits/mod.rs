@@ -43,11 +43,11 @@ pub fn check_branch_name(name: &str) -> Result<(), ApiError> {
 }
 
 /// A repository-relative file path: no leading or trailing `/`, no empty, `.` or `..`
-/// component, no `.git` component, no NUL, at most 4096 bytes.
+/// component, no `.git` component, no control character or backslash, at most 4096 bytes.
 pub fn check_path(path: &str) -> Result<(), ApiError> {
     let bad = path.is_empty()
         || path.len() > 4096
-        || path.contains('\0')
+        || path.chars().any(char::is_control)
         || path.contains('\\')
         || path
             .split('/')

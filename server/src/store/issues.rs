@@ -276,6 +276,20 @@ impl Store {
     /// The repository's board columns in order, creating the board with its default columns
     /// on first use.
     pub async fn board_columns(&self, repo_id: i64) -> Result<Vec<ColumnRow>, StoreError> {
+        // Read first: the board exists after its first use, and a read takes no write lock.
+        let existing: Vec<ColumnRow> = sqlx::query(
+            "SELECT id, name, position, wip_limit FROM issue_columns WHERE repo_id = $1 \
+             ORDER BY position",
+        )
+        .bind(repo_id)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(column_from_row)
+        .collect::<Result<_, _>>()?;
+        if !existing.is_empty() {
+            return Ok(existing);
+        }
         let mut tx = self.pool.begin().await?;
         let created = sqlx::query(
             "INSERT INTO issue_boards (repo_id, version) VALUES ($1, 0) ON CONFLICT DO NOTHING",
