@@ -474,6 +474,23 @@ async fn board_moves_are_ordered_limited_and_stable_under_concurrent_moves() -> 
             .await;
         assert_eq!(closed["column"], "Done");
         assert_eq!(closed["done"], true);
+        // A repository with issues, comments and columns can be deleted.
+        team.ok(
+            &team.bob,
+            "POST",
+            &format!("/repos/{REPO}/issues/1/comments"),
+            Some(json!({"body": "bye"})),
+        )
+        .await;
+        let (status, answer) = team
+            .api(
+                &team.server.admin_token,
+                "DELETE",
+                &format!("/repos/{REPO}"),
+                None,
+            )
+            .await?;
+        assert_eq!(status, 204, "{answer}");
         team.server.stop().await;
         Ok(())
     })
