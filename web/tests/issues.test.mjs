@@ -190,6 +190,26 @@ test('a file edited in the browser and committed is the branch head, by the user
   assert.equal(after.content, '# Plan by admin\n');
 });
 
+test('an owner sets a column limit on the board; a move past it shows the server\'s refusal', async () => {
+  await admin('PUT', `/repos/${FULL}/members/${USER}`, { role: 'owner' });
+  await page.goto(`${URL}/#/repos/${FULL}/board`);
+  await page.locator('#board-columns').waitFor();
+  await page.waitForFunction(() => document.querySelector('#board-columns').value.includes('In progress'));
+  const text = await page.locator('#board-columns').inputValue();
+  await page.locator('#board-columns').fill(text.replace('In progress', 'In progress: 1'));
+  await page.getByRole('button', { name: 'Save columns' }).click();
+  await page.locator('section.board-col[data-column="In progress"] .count', { hasText: '0/1' }).waitFor();
+  await page.dragAndDrop('li.card[data-number="2"]', 'section.board-col[data-column="In progress"]');
+  await page.locator('#board-status', { hasText: 'Moved #2 to In progress' }).waitFor();
+  await page.locator('li.card[data-number="3"] select.card-move').selectOption('In progress');
+  await page.locator('#board-error', { hasText: 'limit of 1' }).waitFor();
+  assert.deepEqual(await column('In progress'), [2]);
+  await shot('issues-board-limit');
+  // Back as it was for the reader's step.
+  await admin('POST', `/repos/${FULL}/issues/2/move`, { column: 'Backlog' });
+  await admin('PUT', `/repos/${FULL}/members/${USER}`, { role: 'writer' });
+});
+
 test('a reader sees no move or edit controls, and the API refuses them with 403', async () => {
   await page.goto(`${URL}/#/`);
   await page.getByRole('button', { name: 'Log out' }).click();

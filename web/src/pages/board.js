@@ -1,7 +1,8 @@
 // The board (issue 16): #/repos/O/N/board — columns in order with their cards; writers drag
 // a card (HTML5 drag and drop) to a place in any column, or use the card's "Move to" list
 // (keyboard), and the order is kept by the server (POST …/issues/{n}/move with the column
-// and the position among the other cards). Readers see the cards without move controls.
+// and the position among the other cards). Readers see the cards without move controls;
+// owners also get the columns form (names, order, limits: PUT …/board/columns).
 import { api } from '../api.js';
 import { h } from '../dom.js';
 
@@ -105,5 +106,46 @@ export async function boardPage(main, { params }) {
   };
 
   await load();
+  if (access.role === 'owner') main.append(columnsForm(base, ctx, load, error));
   return null;
+}
+
+/**
+ * Owners set the columns: one per line, `Name` or `Name: limit`, in order; the last is the
+ * done column. Columns keep their cards by name; the server refuses removing one with cards.
+ */
+function columnsForm(base, ctx, load, error) {
+  const area = h('textarea', { id: 'board-columns', rows: '6' });
+  const fill = (columns) => {
+    area.value = columns.map((c) => (c.limit ? `${c.name}: ${c.limit}` : c.name)).join('\n');
+  };
+  const form = h(
+    'form',
+    { class: 'stack', id: 'columns-form', 'aria-labelledby': 'columns-h' },
+    h('h2', { id: 'columns-h' }, 'Columns'),
+    h('label', { for: 'board-columns' }, 'One per line, in order, as "Name" or "Name: limit"; the last is the done column'),
+    area,
+    h('button', { type: 'submit', class: 'secondary' }, 'Save columns'),
+  );
+  api(`${base}/board`).then((b) => fill(b.columns)).catch(() => {});
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    error.textContent = '';
+    const columns = area.value
+      .split('\n')
+      .map((l) => l.trim())
+      .filter(Boolean)
+      .map((l) => {
+        const m = l.match(/^(.*?):\s*(\d+)$/);
+        return m ? { name: m[1].trim(), limit: Number(m[2]) } : { name: l };
+      });
+    try {
+      const board = await api(`${base}/board/columns`, { method: 'PUT', body: { columns } });
+      fill(board.columns);
+      await load();
+    } catch (err) {
+      error.textContent = err.message;
+    }
+  });
+  return form;
 }
