@@ -1,12 +1,12 @@
 //! `cove issue …`: issues and the board — create, list, show, edit, comment, assign, move,
-//! close, branch, board. The repository is `--repo OWNER/NAME` (or NAME), else `COVE_REPO`,
+//! close, branch, columns, board. The repository is `--repo OWNER/NAME` (or NAME), else `COVE_REPO`,
 //! else the remote of the clone the command runs in.
 
 use anyhow::Result;
 use clap::{Args, Subcommand, ValueEnum};
 use cove_api::{
-    Board, Branch, CreateIssue, CreateIssueBranch, Issue, IssueComment, IssueCommentBody,
-    IssueLinks, IssueList, MoveIssue, Priority, UpdateIssue,
+    Board, Branch, ColumnSpec, CreateIssue, CreateIssueBranch, Issue, IssueComment,
+    IssueCommentBody, IssueLinks, IssueList, MoveIssue, Priority, SetColumns, UpdateIssue,
 };
 
 use crate::client::Client;
@@ -125,6 +125,12 @@ pub enum IssueCommand {
         number: i64,
         #[arg(long)]
         name: Option<String>,
+    },
+    /// Set the board's columns in order (owners): each `NAME` or `NAME:LIMIT`; the last is
+    /// the done column; a column left out must be empty.
+    Columns {
+        #[arg(required = true)]
+        columns: Vec<String>,
     },
     /// Print the board: columns with their cards in order.
     Board {
@@ -368,6 +374,34 @@ pub fn run(args: IssueArgs) -> Result<()> {
                 branch.name,
                 branch.commit.get(..12).unwrap_or(&branch.commit)
             );
+        }
+        IssueCommand::Columns { columns } => {
+            let specs = columns
+                .iter()
+                .map(|c| match c.rsplit_once(':') {
+                    Some((name, limit)) if limit.trim().parse::<u32>().is_ok() => ColumnSpec {
+                        name: name.trim().to_string(),
+                        limit: limit.trim().parse().ok(),
+                    },
+                    _ => ColumnSpec {
+                        name: c.trim().to_string(),
+                        limit: None,
+                    },
+                })
+                .collect();
+            let board: Board = client.put(
+                &format!("/repos/{repo}/board/columns"),
+                &SetColumns { columns: specs },
+            )?;
+            let names: Vec<String> = board
+                .columns
+                .iter()
+                .map(|c| match c.limit {
+                    Some(l) => format!("{} (limit {l})", c.name),
+                    None => c.name.clone(),
+                })
+                .collect();
+            println!("columns: {}", names.join(", "));
         }
         IssueCommand::Board { output } => {
             let board: Board = client.get(&format!("/repos/{repo}/board"))?;

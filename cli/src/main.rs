@@ -48,7 +48,8 @@ enum Command {
     Run(run::RunArgs),
     /// Pull requests: create, list, show, diff, comment, review, merge, close.
     Pr(pr::PrArgs),
-    /// Issues and the board: create, list, show, edit, comment, assign, move, close, branch.
+    /// Issues and the board: create, list, show, edit, comment, assign, move, close, branch,
+    /// columns, board.
     Issue(issue::IssueArgs),
     /// Repository secrets for workflows (`${Secrets.NAME}`).
     Secret(secret::SecretArgs),

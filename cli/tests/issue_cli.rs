@@ -140,6 +140,25 @@ async fn issue_commands_plan_and_move_work() {
     let listed = ok(&run(&bob, &["list", "--column", "Backlog"]));
     assert!(listed.contains("low") && listed.contains("XL"), "{listed}");
 
+    let out = ok(&run(
+        ADMIN_TOKEN,
+        &[
+            "columns",
+            "Backlog",
+            "To do",
+            "In progress:2",
+            "In review",
+            "Done",
+        ],
+    ));
+    assert!(out.contains("In progress (limit 2)"), "{out}");
+    let text = ok(&run(&rita, &["board"]));
+    assert!(text.contains("== In progress (0/2)"), "{text}");
+    let refused = run(ADMIN_TOKEN, &["columns", "To do", "Done"]);
+    assert!(!refused.status.success(), "Backlog holds #2: it cannot go");
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("Backlog"), "{err}");
+
     let refused = run(&rita, &["move", "2", "Done"]);
     assert!(!refused.status.success());
     let err = String::from_utf8_lossy(&refused.stderr);
