@@ -145,7 +145,7 @@ pub async fn after_push(
         }
     }
     // Issues (issue 16): `Fixes #N` in commits pushed to the default branch.
-    crate::issues::after_push(state, repo, events).await;
+    crate::issues::after_push(state, repo, pusher, events).await;
 }
 
 async fn revise(

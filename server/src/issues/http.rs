@@ -314,10 +314,17 @@ async fn move_to(
 ) -> Result<Issue, ApiError> {
     let columns = state.store().board_columns(repo.id).await?;
     let target = find_column(&columns, column)?;
-    let moved = state
+    let moved = match state
         .store()
         .move_issue(repo.id, issue.id, target.id, position)
-        .await?;
+        .await
+    {
+        Ok(moved) => moved,
+        Err(crate::store::StoreError::Conflict(message)) => {
+            return Err(ApiError::Conflict(format!("{message}; reload the board")))
+        }
+        Err(e) => return Err(e.into()),
+    };
     match moved {
         Ok(row) => Ok(issue_dto(repo, &row, done_column(&columns))),
         Err(MoveRefusal::ColumnFull { column, limit }) => Err(ApiError::Conflict(format!(

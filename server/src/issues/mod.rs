@@ -243,8 +243,17 @@ async fn pushed_messages(
 }
 
 /// Commits pushed to the default branch that say `Fixes #N` move issue N to done (called
-/// by `crate::forge::after_push` for pushes and merges).
-pub async fn after_push(state: &AppState, repo: &RepoRow, events: &[PushEventRow]) {
+/// by `crate::forge::after_push` for pushes, merges and edits). A mirror's sync (pusher
+/// `mirror:<forge>`) closes nothing: its commits' numbers name the upstream's issues.
+pub async fn after_push(
+    state: &AppState,
+    repo: &RepoRow,
+    pusher: Option<&str>,
+    events: &[PushEventRow],
+) {
+    if pusher.is_some_and(|p| p.starts_with("mirror:")) {
+        return;
+    }
     let default_ref = format!("refs/heads/{}", repo.default_branch);
     for event in events {
         if event.ref_name != default_ref || event.new_sha == ZERO_SHA {
