@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// The events a notification target may subscribe to.
-pub const NOTIFY_EVENTS: [&str; 8] = [
+pub const NOTIFY_EVENTS: [&str; 10] = [
     "run_succeeded",
     "run_failed",
     "approval_needed",
@@ -12,6 +12,8 @@ pub const NOTIFY_EVENTS: [&str; 8] = [
     "review_requested",
     "pr_merged",
     "env_stopped_idle",
+    "issue_mentioned",
+    "issue_assigned",
 ];
 
 /// A repository's notification target.

@@ -246,6 +246,15 @@ impl Client {
         self.decode(resp)
     }
 
+    pub fn patch<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        let resp = self.handle(self.request("PATCH", path).send_json(body))?;
+        self.decode(resp)
+    }
+
     /// A PUT whose success has no body (204).
     pub fn put_no_content<B: Serialize>(&self, path: &str, body: &B) -> Result<(), ClientError> {
         self.handle(self.request("PUT", path).send_json(body))

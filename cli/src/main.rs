@@ -7,6 +7,8 @@ mod devfile;
 mod devfile_registry;
 mod env;
 mod forward;
+// issues and the board (issue 16)
+mod issue;
 mod login;
 mod mirror;
 mod notify;
@@ -47,6 +49,9 @@ enum Command {
     Run(run::RunArgs),
     /// Pull requests: create, list, show, diff, comment, review, merge, close.
     Pr(pr::PrArgs),
+    /// Issues and the board: create, list, show, edit, comment, assign, move, close, branch,
+    /// columns, board.
+    Issue(issue::IssueArgs),
     /// Repository secrets for workflows (`${Secrets.NAME}`).
     Secret(secret::SecretArgs),
     /// Standalone agents: registration tokens, list, revoke (administrators).
@@ -80,6 +85,7 @@ fn main() -> ExitCode {
         Command::Env(args) => env::run(args),
         Command::Run(args) => run::run(args),
         Command::Pr(args) => pr::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Issue(args) => issue::run(args).map(|()| ExitCode::SUCCESS),
         Command::Secret(args) => secret::run(args).map(|()| ExitCode::SUCCESS),
         Command::Agent(args) => agent::run(args).map(|()| ExitCode::SUCCESS),
         Command::User(args) => user::run(args).map(|()| ExitCode::SUCCESS),

@@ -524,7 +524,7 @@ fn open_in_environment(
     Ok(())
 }
 
-mod checkout {
+pub(crate) mod checkout {
     //! `cove pr checkout N`: like `gh pr checkout`, with the git CLI in the current clone.
     //! The clone's remote that points at this server (`{url}/git/OWNER/NAME[.git]`) names
     //! the repository; git gets the CLI's own token for that server only (as an
@@ -577,7 +577,7 @@ mod checkout {
     }
 
     /// The clone's remote on this server (`--repo` picks among several): (remote, OWNER/NAME).
-    pub(super) fn clone_remote(client: &Client, want: Option<&str>) -> Result<(String, String)> {
+    pub(crate) fn clone_remote(client: &Client, want: Option<&str>) -> Result<(String, String)> {
         let inside = git(&["rev-parse", "--is-inside-work-tree"])?;
         if !inside.status.success() || stdout(&inside) != "true" {
             bail!(

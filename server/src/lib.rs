@@ -15,11 +15,15 @@ pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod dotfiles;
+// In-browser edits (issue 16): one file committed with git plumbing, recorded as a push.
+pub mod edits;
 pub mod envs;
 pub mod error;
 pub mod extract;
 pub mod forge;
 pub mod git;
+// Issues and the board (issue 16).
+pub mod issues;
 pub mod live_auth;
 pub mod metrics;
 pub mod names;

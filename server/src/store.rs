@@ -20,6 +20,7 @@ mod editor;
 
 mod approvals;
 mod envs;
+mod issues;
 mod live_auth;
 mod metrics;
 mod mirrors;
@@ -39,6 +40,9 @@ pub use audit::{AuditFilter, AuditRow};
 
 pub use approvals::{DecisionRow, GateRow};
 pub use envs::EnvRow;
+pub use issues::{
+    ColumnRow, IssueCommentRow, IssueFilter, IssueRow, MoveRefusal, NewIssue, DEFAULT_COLUMNS,
+};
 pub use metrics::StateCounts;
 pub use mirrors::MirrorRow;
 pub use notify::{Attempt, DeliveryRow, NotifyTargetRow};

@@ -436,7 +436,16 @@ async fn mirrors_follow_verified_webhooks(database_url: String) -> Result<()> {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    let next = upstream_commit(&up, &work, "up-github", "github 2").await?;
+    // Issues (issue 16): the upstream's "Fixes #1" names the upstream's issue, not Cove's #1.
+    let resp = server
+        .http
+        .post(server.api("/repos/admin/m-github/issues"))
+        .bearer_auth(&server.admin_token)
+        .json(&json!({"title": "a Cove issue of the mirror"}))
+        .send()
+        .await?;
+    assert_eq!(resp.status(), 201);
+    let next = upstream_commit(&up, &work, "up-github", "github 2, Fixes #1").await?;
     let (mut headers, body) = delivery("github", "whatever", &before_bad, &next);
     let (status, _) = post_webhook(&server, "m-github", &headers, body.clone()).await?;
     assert_eq!(status, 401);
@@ -464,6 +473,9 @@ async fn mirrors_follow_verified_webhooks(database_url: String) -> Result<()> {
     assert_eq!(moved.updated[0].ref_name, "refs/heads/main");
     assert_eq!(moved.updated[0].new_sha, next);
     wait_for_push_run(&server, "m-github", &next).await?;
+    let issue: cove_api::Issue =
+        common::api_json(&server, "/repos/admin/m-github/issues/1").await?;
+    assert_eq!(issue.column, "Backlog", "a mirror's sync closes no issue");
 
     // A ping is answered; other events are ignored with a message (Forgejo headers too).
     let secret_gh = {

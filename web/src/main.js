@@ -13,6 +13,9 @@ import { pullsPage, pullPage } from './pages/pulls.js';
 import { codePage } from './pages/code.js';
 import { sshKeysPage } from './pages/keys.js';
 import { settingsPage } from './pages/settings.js';
+// issues and the board (issue 16)
+import { issuesPage, issuePage } from './pages/issues.js';
+import { boardPage } from './pages/board.js';
 
 const app = document.getElementById('app');
 let session = null;
@@ -28,6 +31,10 @@ const routes = [
   [/^\/repos\/([^/]+)\/([^/]+)\/pulls$/, () => pullsPage],
   [/^\/repos\/([^/]+)\/([^/]+)\/pulls\/(\d+)$/, () => pullPage],
   [/^\/repos\/([^/]+)\/([^/]+)\/code$/, () => codePage],
+  // issues and the board (issue 16)
+  [/^\/repos\/([^/]+)\/([^/]+)\/issues$/, () => issuesPage],
+  [/^\/repos\/([^/]+)\/([^/]+)\/issues\/(\d+)$/, () => issuePage],
+  [/^\/repos\/([^/]+)\/([^/]+)\/board$/, () => boardPage],
   [/^\/envs$/, () => envsPage],
   [/^\/envs\/([^/]+)$/, () => envPage],
   [/^\/runs\/(\d+)$/, () => runPage],

@@ -24,6 +24,10 @@ export function safeUrl(raw) {
   return url;
 }
 
+/** `owner/name` while rendering an issue's text: `#N`, `!N` and file paths link (issue 16). */
+let refBase = null;
+const encRepoPath = (p) => p.split('/').map(encodeURIComponent).join('/');
+
 function link(text, url) {
   const href = safeUrl(url);
   if (!href) return document.createTextNode(text);
@@ -47,7 +51,13 @@ export function inline(text, depth = 0) {
       i += 2;
     } else if (rest[0] === '`' && (m = rest.match(/^(`+)([\s\S]*?[^`])\1(?!`)/))) {
       flush();
-      out.push(h('code', {}, m[2].trim()));
+      const code = m[2].trim();
+      // In an issue, `path/to/file.ext` links to the code browser.
+      if (refBase && /^[\w.-]+(\/[\w.-]+)*\.[A-Za-z0-9]{1,10}$/.test(code) && !code.includes('..')) {
+        out.push(h('a', { href: `#/repos/${refBase}/code?file=${encodeURIComponent(code)}`, class: 'file-ref' }, h('code', {}, code)));
+      } else {
+        out.push(h('code', {}, code));
+      }
       i += m[0].length;
     } else if (depth < MAX_DEPTH && (m = rest.match(/^\*\*(?=\S)([\s\S]*?\S)\*\*/))) {
       flush();
@@ -61,6 +71,11 @@ export function inline(text, depth = 0) {
       flush();
       out.push(link(m[1], m[2]));
       i += m[0].length;
+    } else if (refBase && (m = rest.match(/^([#!])(\d{1,9})(?![A-Za-z0-9_])/)) && !/[A-Za-z0-9_&/]$/.test(plain)) {
+      // In an issue: #N is issue N, !N pull request N of the same repository.
+      flush();
+      out.push(h('a', { href: `#/repos/${refBase}/${m[1] === '#' ? 'issues' : 'pulls'}/${m[2]}`, class: 'ref' }, m[0]));
+      i += m[0].length;
     } else if ((m = rest.match(/^https?:\/\/[^\s<>()]+[^\s<>().,;:!?'"]/)) && !/[A-Za-z0-9]$/.test(plain)) {
       flush();
       out.push(link(m[0], m[0]));
@@ -72,6 +87,19 @@ export function inline(text, depth = 0) {
   }
   flush();
   return out;
+}
+
+/**
+ * [`renderMarkdown`] for an issue or comment of `owner/name`: `#N` links to issue N, `!N` to
+ * pull request N, a code span that is a file path to the code browser.
+ */
+export function renderMarkdownIn(source, repo) {
+  refBase = encRepoPath(repo);
+  try {
+    return renderMarkdown(source);
+  } finally {
+    refBase = null;
+  }
 }
 
 /** Renders Markdown source into a fragment of safe DOM nodes. */

@@ -60,6 +60,10 @@ pub fn published(state: &AppState, repo: &RepoRow, number: i64, row: PullEventRo
         "pull request event stored"
     );
     notify_pull_event(state, repo, number, &row);
+    // Issues (issue 16): `Fixes #N` in a merged pull request moves issue N to done.
+    if row.kind == "pr_merged" {
+        crate::issues::on_pull_merged(state, repo, number);
+    }
     crate::runs::pulls::spawn_on_pull_event(state, &row);
     state.publish_pull(event_dto(repo, number, row));
 }
@@ -140,6 +144,8 @@ pub async fn after_push(
             );
         }
     }
+    // Issues (issue 16): `Fixes #N` in commits pushed to the default branch.
+    crate::issues::after_push(state, repo, pusher, events).await;
 }
 
 async fn revise(

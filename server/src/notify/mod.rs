@@ -45,6 +45,10 @@ pub enum EventKind {
     ReviewRequested,
     PrMerged,
     EnvStoppedIdle,
+    /// `@user` in an issue or its comments (issue 16).
+    IssueMentioned,
+    /// A user was made an assignee of an issue (issue 16).
+    IssueAssigned,
     /// `POST …/targets/{id}/test`: sent to one target whatever it subscribes to.
     Ping,
 }
@@ -60,6 +64,8 @@ impl EventKind {
             EventKind::ReviewRequested => "review_requested",
             EventKind::PrMerged => "pr_merged",
             EventKind::EnvStoppedIdle => "env_stopped_idle",
+            EventKind::IssueMentioned => "issue_mentioned",
+            EventKind::IssueAssigned => "issue_assigned",
             EventKind::Ping => "ping",
         }
     }

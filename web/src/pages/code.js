@@ -3,6 +3,8 @@
 // File names and contents are only set as text; binary and large files are not shown.
 import { api } from '../api.js';
 import { h, append, shortSha } from '../dom.js';
+// in-browser edits (issue 16)
+import { editButton, committedNote } from './editor.js';
 
 /** Files above this many bytes are listed but not displayed. */
 export const MAX_SHOWN_BYTES = 1024 * 1024;
@@ -16,7 +18,7 @@ function formatSize(n) {
   return `${(n / 1024 / 1024).toFixed(1)} MiB`;
 }
 
-export async function codePage(main, { params, query, navigate }) {
+export async function codePage(main, { params, query, navigate, session }) {
   const [owner, name] = params;
   const repoPath = `/repos/${encodeURIComponent(owner)}/${encodeURIComponent(name)}`;
   const [repo, branches] = await Promise.all([api(repoPath), api(`${repoPath}/branches`)]);
@@ -100,9 +102,16 @@ export async function codePage(main, { params, query, navigate }) {
   } else if (content.size > MAX_SHOWN_BYTES) {
     fileBox.append(h('p', { class: 'banner', id: 'file-large' }, `Large file (${formatSize(content.size)}): not shown.`));
   } else {
+    // In-browser edits (issue 16): writers get "Edit file" (the server refuses the others).
+    const access = await api(`${repoPath}/access`).catch(() => ({ can_write: false }));
+    const note = committedNote();
+    if (note) fileBox.prepend(note);
+    const view = h('div', { class: 'file-view' });
+    if (access.can_write) fileBox.append(editButton(view, { repoPath, owner, name, ref, file, content, session, navigate }));
+    fileBox.append(view);
     const lines = content.content.split('\n');
     if (lines.length > 1 && lines[lines.length - 1] === '') lines.pop();
-    fileBox.append(
+    view.append(
       h(
         'pre',
         { class: 'code-view', id: 'file-content', tabindex: '0' },

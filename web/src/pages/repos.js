@@ -114,6 +114,11 @@ export async function repoPage(main, { params, navigate }) {
       h('a', { href: `#/repos/${owner}/${name}/pulls` }, 'Pull requests'),
       ' · ',
       h('a', { href: `#/repos/${owner}/${name}/code` }, 'Browse code'),
+      // issues and the board (issue 16)
+      ' · ',
+      h('a', { href: `#/repos/${owner}/${name}/issues` }, 'Issues'),
+      ' · ',
+      h('a', { href: `#/repos/${owner}/${name}/board` }, 'Board'),
     ),
     cloneUrl(repo.clone_url, 'clone-url'),
   );
