@@ -129,6 +129,8 @@ fn refuse_cross_origin_upgrade(
     Err(ApiError::Forbidden(
         "cross-origin WebSocket connections to endpoints are refused with the session cookie (Origin is not this server's)".into(),
     ))
+}
+
 /// `/env/{env}/vscode` without the trailing slash: a redirect to it.
 pub async fn editor_root_redirect(
     crate::extract::Path(env): crate::extract::Path<String>,
