@@ -156,13 +156,13 @@ test('settings: the dotfiles repository is shown, set, refused with the server\'
   await page.locator('#dotfiles-current', { hasText: 'No dotfiles repository is set.' }).waitFor();
   // a Cove repository the user can read
   await page.getByLabel('Dotfiles repository').fill(`${USER}/${REPO}`);
-  await page.getByRole('button', { name: 'Save' }).click();
+  await page.getByRole('button', { name: 'Save', exact: true }).click();
   await page.locator('#settings-status', { hasText: 'Saved.' }).waitFor();
   await page.locator('#dotfiles-current code', { hasText: `${USER}/${REPO}` }).waitFor();
   assert.equal((await rest('GET', '/user/settings')).dotfiles, `${USER}/${REPO}`);
   // something the server refuses: its reason is shown, the setting is unchanged
   await page.getByLabel('Dotfiles repository').fill('file:///etc/passwd');
-  await page.getByRole('button', { name: 'Save' }).click();
+  await page.getByRole('button', { name: 'Save', exact: true }).click();
   const error = page.locator('#settings-error');
   await error.filter({ hasText: /\S/ }).waitFor();
   const reason = await error.textContent();
@@ -178,6 +178,23 @@ test('settings: the dotfiles repository is shown, set, refused with the server\'
   await page.locator('#settings-status', { hasText: 'Cleared.' }).waitFor();
   await page.locator('#dotfiles-current', { hasText: 'No dotfiles repository is set.' }).waitFor();
   assert.equal((await rest('GET', '/user/settings')).dotfiles ?? null, null);
+});
+
+test('settings: the editor of new environments is chosen and kept beside the dotfiles', async () => {
+  await rest('PUT', '/user/settings', { dotfiles: `${USER}/${REPO}`, editor: 'terminal' });
+  await page.goto(`${URL}/#/settings`);
+  await page.locator('#dotfiles-current code', { hasText: `${USER}/${REPO}` }).waitFor();
+  assert.equal(await page.locator('#editor').inputValue(), 'terminal');
+  await page.locator('#editor').selectOption('vscode');
+  await page.getByRole('button', { name: 'Save editor' }).click();
+  await page.locator('#settings-status', { hasText: 'Editor saved.' }).waitFor();
+  const settings = await rest('GET', '/user/settings');
+  assert.equal(settings.editor, 'vscode');
+  assert.equal(settings.dotfiles, `${USER}/${REPO}`, 'saving the editor keeps the dotfiles');
+  await page.reload();
+  await page.locator('#dotfiles-current code', { hasText: `${USER}/${REPO}` }).waitFor();
+  assert.equal(await page.locator('#editor').inputValue(), 'vscode');
+  await rest('PUT', '/user/settings', { dotfiles: null, editor: 'terminal' });
 });
 
 test('the terminal opens when the environment runs', async () => {
