@@ -14,6 +14,7 @@ pub mod agents;
 pub mod audit;
 pub mod auth;
 pub mod config;
+pub mod deploy;
 pub mod dotfiles;
 pub mod envs;
 pub mod error;

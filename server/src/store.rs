@@ -18,6 +18,7 @@ mod audit;
 mod branch_rules;
 
 mod approvals;
+mod deploy;
 mod envs;
 mod live_auth;
 mod metrics;
@@ -37,6 +38,9 @@ pub use agents::{AgentRow, RegistrationRefusal, RegistrationTokenRow};
 pub use audit::{AuditFilter, AuditRow};
 
 pub use approvals::{DecisionRow, GateRow};
+pub use deploy::{
+    DeployConnectionRow, DeployEnvRow, DeployVariableRow, DeploymentRow, NewDeployment,
+};
 pub use envs::EnvRow;
 pub use metrics::StateCounts;
 pub use mirrors::MirrorRow;
