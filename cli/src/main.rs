@@ -3,6 +3,7 @@
 mod agent;
 mod audit;
 mod client;
+mod deploy;
 mod devfile;
 mod env;
 mod forward;
@@ -48,6 +49,8 @@ enum Command {
     Pr(pr::PrArgs),
     /// Repository secrets for workflows (`${Secrets.NAME}`).
     Secret(secret::SecretArgs),
+    /// Deployment environments, their history and rollback.
+    Deploy(deploy::DeployArgs),
     /// Standalone agents: registration tokens, list, revoke (administrators).
     Agent(agent::AgentArgs),
     /// Users with a password, e.g. for the web UI; your own password (`passwd`).
@@ -80,6 +83,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run::run(args),
         Command::Pr(args) => pr::run(args).map(|()| ExitCode::SUCCESS),
         Command::Secret(args) => secret::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Deploy(args) => deploy::run(args).map(|()| ExitCode::SUCCESS),
         Command::Agent(args) => agent::run(args).map(|()| ExitCode::SUCCESS),
         Command::User(args) => user::run(args).map(|()| ExitCode::SUCCESS),
         Command::Audit(args) => audit::run(args).map(|()| ExitCode::SUCCESS),
