@@ -664,6 +664,7 @@ mod tests {
             heartbeat_ms: 100,
             lease_ms: 1000,
             packages: None,
+            deploy: None,
         };
         let spec = job_spec(&lease).expect("valid");
         assert_eq!(spec.attempt, 2);

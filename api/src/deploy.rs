@@ -151,3 +151,24 @@ pub struct RollbackRequest {
     /// The earlier run (its number in the repository) whose deploy actions run again.
     pub run: i64,
 }
+
+/// What a leased deploy action's agent assumes: decided by the server from the environment's
+/// administrator-set connection, never from anything a repository owner typed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct JobDeploy {
+    pub environment: String,
+    pub connection: String,
+    pub account_id: String,
+    pub region: String,
+    pub role_arn: String,
+    /// `cove-<repo>-<run>-<action>`, at most 64 characters.
+    pub session_name: String,
+    /// The session's duration: the action's timeout and a margin, 900..=43200 s.
+    pub duration_secs: u64,
+    /// Session tags: repository, branch, environment.
+    pub tags: Vec<(String, String)>,
+    /// STS endpoint of the connection's endpoint profile (administrator configuration).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sts_endpoint: Option<String>,
+}

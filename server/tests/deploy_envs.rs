@@ -418,8 +418,8 @@ async fn deploy_actions_are_checked_before_anything_is_leased() -> Result<()> {
     assert!(log.contains("deploy refused"), "{log}");
 
     // Only DeployDev and the package-only action are leased; prod waits for olga.
-    let leases = lease_all(&server).await;
-    let mut actions: Vec<&str> = leases.iter().map(|l| l.action.as_str()).collect();
+    let leases_first = lease_all(&server).await;
+    let mut actions: Vec<&str> = leases_first.iter().map(|l| l.action.as_str()).collect();
     actions.sort();
     assert_eq!(actions, vec!["DeployDev", "Packages"]);
     let approve = format!("/runs/{}/actions/DeployProd/approve", run.id);
@@ -453,6 +453,29 @@ async fn deploy_actions_are_checked_before_anything_is_leased() -> Result<()> {
     assert!(prod
         .secrets
         .contains(&("TOKEN".to_string(), secret.to_string())));
+    // The role the agent assumes: the connection's, with a bounded session and tags.
+    let role = prod.deploy.as_ref().expect("deploy role in the lease");
+    assert_eq!(role.role_arn, DEPLOY_ROLE);
+    assert_eq!(role.account_id, ACCOUNT);
+    assert_eq!(
+        role.session_name,
+        format!("cove-admin_app-{}-DeployProd", run.number)
+    );
+    assert_eq!(role.duration_secs, 3600 + 300);
+    assert!(role
+        .tags
+        .contains(&("branch".to_string(), "main".to_string())));
+    assert!(role
+        .tags
+        .contains(&("environment".to_string(), "prod".to_string())));
+    assert!(role
+        .tags
+        .contains(&("repository".to_string(), "admin/app".to_string())));
+    let packages = leases_first
+        .iter()
+        .find(|l| l.action == "Packages")
+        .unwrap();
+    assert!(packages.deploy.is_none());
 
     // The history names the run, the action, who pushed and the state.
     let history: Vec<Deployment> =

@@ -260,6 +260,8 @@ pub struct LeaseDeploy {
     pub env: Vec<(String, String)>,
     pub secrets: Vec<(String, String)>,
     pub environment: Option<String>,
+    /// The role the agent assumes for the job (an action with a connection).
+    pub role: Option<cove_api::JobDeploy>,
 }
 
 /// At lease: the run-creation checks again with the environment as it is now (it may have
@@ -331,6 +333,7 @@ pub async fn for_lease(
     }
     let mut out = LeaseDeploy {
         environment: Some(env.name.clone()),
+        role: job_role(state, &repo, run, job, action, &env).await?,
         ..Default::default()
     };
     for v in state.store().deploy_variables(env.id).await? {
@@ -346,6 +349,64 @@ pub async fn for_lease(
         }
     }
     Ok(Some(out))
+}
+
+/// The role of an action's (single, checked) connection, as the agent assumes it.
+async fn job_role(
+    state: &AppState,
+    repo: &RepoRow,
+    run: &RunRow,
+    job: &JobRow,
+    action: &Action,
+    env: &DeployEnvRow,
+) -> Result<Option<cove_api::JobDeploy>, RunsError> {
+    let Some(c) = action
+        .environment
+        .as_ref()
+        .and_then(|e| e.connections.first())
+    else {
+        return Ok(None);
+    };
+    let stored = state.store().deploy_connections(env.id).await?;
+    let conn = stored.iter().find(|s| s.name == c.name).ok_or_else(|| {
+        RunsError::BadRequest(format!("deploy refused: connection `{}` is gone", c.name))
+    })?;
+    let sts_endpoint = match &conn.endpoints {
+        None => None,
+        Some(p) => Some(
+            state
+                .runs()
+                .config()
+                .packages
+                .endpoints
+                .get(p)
+                .ok_or_else(|| {
+                    RunsError::BadRequest(format!(
+                        "deploy refused: connection `{}` names endpoint profile `{p}`, which the server's configuration no longer has",
+                        c.name
+                    ))
+                })?
+                .sts
+                .clone(),
+        ),
+    }
+    .flatten();
+    let full = format!("{}/{}", repo.owner, repo.name);
+    Ok(Some(cove_api::JobDeploy {
+        environment: env.name.clone(),
+        connection: conn.name.clone(),
+        account_id: conn.account_id.clone(),
+        region: conn.region.clone(),
+        role_arn: c.role.clone(),
+        session_name: rules::session_name(&full, run.number, &job.action),
+        duration_secs: rules::session_secs(u64::try_from(job.timeout_ms / 1000).unwrap_or(3600)),
+        tags: vec![
+            ("repository".into(), rules::tag_value(&full)),
+            ("branch".into(), rules::tag_value(&run.branch)),
+            ("environment".into(), rules::tag_value(&env.name)),
+        ],
+        sts_endpoint,
+    }))
 }
 
 /// The actions of `workflow` that deploy into `env` and every action they depend on

@@ -980,9 +980,11 @@ async fn build_lease(state: &AppState, job: &JobRow, attempt: u32) -> Result<Job
         || (sources.is_empty() && action.inputs.artifacts.is_empty());
     let packages = packages::job_packages(state, run.repo_id, action).await?;
     let mut secrets: Vec<(String, String)> = secrets;
-    if let Some(deploy) = crate::deploy::for_lease(state, &run, job, action).await? {
-        env.extend(deploy.env);
-        secrets.extend(deploy.secrets);
+    let mut deploy = None;
+    if let Some(d) = crate::deploy::for_lease(state, &run, job, action).await? {
+        env.extend(d.env);
+        secrets.extend(d.secrets);
+        deploy = d.role;
     }
     let runs = state.runs();
     Ok(JobLease {
@@ -1023,6 +1025,7 @@ async fn build_lease(state: &AppState, job: &JobRow, attempt: u32) -> Result<Job
         heartbeat_ms: u64::try_from(runs.config.heartbeat.as_millis()).unwrap_or(5000),
         lease_ms: u64::try_from(runs.config.lease.as_millis()).unwrap_or(30_000),
         packages,
+        deploy,
     })
 }
 
