@@ -22,6 +22,10 @@ use crate::broker::{AssumeRequest, Broker, BrokerError, Secret, SessionCredentia
 /// The path of the credentials endpoint on the job's gateway.
 pub const CREDENTIALS_PATH: &str = "/cove/credentials";
 
+/// The container-credentials address of the AWS SDKs (ECS), redirected to the job's gateway
+/// on the job's network ([`crate::private_net::PrivateNetwork::redirect`]).
+pub const CREDENTIALS_IP: std::net::Ipv4Addr = std::net::Ipv4Addr::new(169, 254, 170, 2);
+
 /// Credentials are refreshed this long before they expire.
 pub const REFRESH_MARGIN: Duration = Duration::from_secs(300);
 

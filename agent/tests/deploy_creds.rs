@@ -206,3 +206,183 @@ async fn credentials_are_cached_and_refreshed_before_expiry() {
     assert_ne!(later["AccessKeyId"], first["AccessKeyId"], "refreshed");
     gateway.shutdown().await;
 }
+
+// ---------- a job's containers on real Docker ----------
+
+fn docker(args: &[&str]) -> std::process::Output {
+    Command::new("docker").args(args).output().unwrap()
+}
+
+fn docker_ok(args: &[&str]) -> String {
+    let out = docker(args);
+    assert!(
+        out.status.success(),
+        "docker {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Removes the test's containers even when an assertion fails.
+struct Containers(Vec<String>);
+
+impl Drop for Containers {
+    fn drop(&mut self) {
+        for c in &self.0 {
+            let _ = docker(&["rm", "-f", c]);
+        }
+    }
+}
+
+fn exec(container: &str, env: &[(String, String)], script: &str) -> (bool, String) {
+    let mut args: Vec<String> = vec!["exec".into()];
+    for (k, v) in env {
+        args.push("-e".into());
+        args.push(format!("{k}={v}"));
+    }
+    args.extend([
+        container.to_string(),
+        "sh".into(),
+        "-c".into(),
+        script.into(),
+    ]);
+    let out = Command::new("docker").args(&args).output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// A job sandbox with a deploy role (moto on 127.0.0.2, reached through the gateway's
+/// forward proxy) and a cove/universal container on it: the AWS CLI inside finds the role
+/// through `AWS_CONTAINER_CREDENTIALS_FULL_URI` (169.254.170.2, redirected to this job's
+/// gateway) and writes to a bucket; a container on another job's network, and one on this
+/// network without the token, get nothing; no credential string is in the container's
+/// configuration.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_container_uses_the_deploy_role_and_nothing_else_can() {
+    use cove_agent::private_net::{GatewayAt, JobSandbox, NetOptions, SandboxSpec, LABEL_JOB};
+    base_env();
+    let moto = Moto::start_on("127.0.0.2");
+    let options = BrokerOptions {
+        max_attempts: 1,
+        ..BrokerOptions::default()
+    };
+    let broker = Arc::new(
+        Broker::from_default_chain(
+            "us-east-1",
+            Arc::new(cove_agent::broker::SystemClock),
+            options,
+        )
+        .await,
+    );
+    let d = bollard::Docker::connect_with_local_defaults().unwrap();
+    let suffix = format!(
+        "{}-{:x}",
+        std::process::id(),
+        SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos()
+    );
+    let mut containers = Containers(Vec::new());
+    let mut sandboxes = Vec::new();
+    for which in ["deploy", "other"] {
+        let creds = Arc::new(DeployCredentials::new(broker.clone(), &deploy(&moto.url())).unwrap());
+        let job_id = format!("dc-{which}-{suffix}");
+        let sandbox = JobSandbox::start(
+            &d,
+            broker.clone(),
+            SandboxSpec {
+                job: cove_agent::broker::JobRef {
+                    run_id: "run-1".into(),
+                    job_id: job_id.clone(),
+                    timeout: Duration::from_secs(600),
+                },
+                codeartifact: None,
+                mode: cove_agent::broker::Mode::TokenFree,
+                allow: AllowList::parse(&[format!("127.0.0.2:{}", moto.port)]).unwrap(),
+                home: "/root".into(),
+                net: NetOptions::default(),
+                gateway_at: GatewayAt::HostBridge,
+                deploy: (which == "deploy").then(|| creds.clone()),
+            },
+        )
+        .await
+        .unwrap();
+        let id = docker_ok(&[
+            "run",
+            "-d",
+            "--network",
+            sandbox.network_name(),
+            "--label",
+            &format!("{LABEL_JOB}={job_id}"),
+            "cove/universal:latest",
+            "sleep",
+            "600",
+        ]);
+        containers.0.push(id.clone());
+        sandboxes.push((sandbox, id, creds));
+    }
+    let (deploy_box, deploy_ctr, creds) = &sandboxes[0];
+    let (_, other_ctr, _) = &sandboxes[1];
+    let inj = deploy_box.injection();
+    let mut env: Vec<(String, String)> = inj.env.clone().into_iter().collect();
+    env.extend(inj.secret_env.clone());
+    assert!(env
+        .iter()
+        .any(|(k, v)| k == "AWS_CONTAINER_CREDENTIALS_FULL_URI"
+            && v == "http://169.254.170.2/cove/credentials"));
+    let endpoint = moto.url();
+    let (ok, out) = exec(
+        deploy_ctr,
+        &env,
+        &format!(
+            "aws --endpoint-url {endpoint} sts get-caller-identity --query Arn --output text && \
+             aws --endpoint-url {endpoint} s3 mb s3://prod-bucket && \
+             echo v1 > /tmp/r.txt && aws --endpoint-url {endpoint} s3 cp /tmp/r.txt s3://prod-bucket/r.txt && \
+             aws --endpoint-url {endpoint} s3 ls s3://prod-bucket/"
+        ),
+    );
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("assumed-role/deploy-prod/cove-acme_app-7-DeployProd"),
+        "{out}"
+    );
+    assert!(out.contains("r.txt"), "{out}");
+
+    // Without the token: 401 from the same container.
+    let (_, out) = exec(
+        deploy_ctr,
+        &[],
+        "curl -s -o /dev/null -w '%{http_code}' -m 5 http://169.254.170.2/cove/credentials",
+    );
+    assert_eq!(out.trim(), "401", "{out}");
+    // Another job's container, even with the token, reaches no credentials endpoint of this
+    // job: its own redirect does not exist and this job's gateway port is not reachable.
+    let token = creds.token().expose().to_string();
+    let url = format!("{}/cove/credentials", deploy_box.gateway_url());
+    for target in ["http://169.254.170.2/cove/credentials", url.as_str()] {
+        let (_, out) = exec(
+            other_ctr,
+            &[],
+            &format!("curl -s -m 5 -H 'Authorization: {token}' {target}; echo \" rc=$?\""),
+        );
+        assert!(!out.contains("AccessKeyId"), "{target}: {out}");
+    }
+    // No credential string in the container's configuration (docker inspect).
+    let inspect = docker_ok(&["inspect", deploy_ctr]);
+    for s in creds.secrets() {
+        assert!(
+            !inspect.contains(s.expose()),
+            "a credential in docker inspect"
+        );
+    }
+    drop(containers);
+    for (sandbox, _, _) in sandboxes {
+        sandbox.teardown().await.unwrap();
+    }
+}
