@@ -386,3 +386,86 @@ async fn a_job_container_uses_the_deploy_role_and_nothing_else_can() {
         sandbox.teardown().await.unwrap();
     }
 }
+
+// ---------- bench (scripts/bench-deploy-creds.sh) ----------
+
+fn pct(mut v: Vec<Duration>, p: f64) -> Duration {
+    v.sort();
+    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+    v[i.min(v.len() - 1)]
+}
+
+fn report(what: &str, v: Vec<Duration>) {
+    let n = v.len();
+    println!(
+        "BENCH | {what} | n={n} median {:.3} ms, p95 {:.3} ms |",
+        pct(v.clone(), 0.5).as_secs_f64() * 1e3,
+        pct(v, 0.95).as_secs_f64() * 1e3
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "benchmark: scripts/bench-deploy-creds.sh"]
+async fn bench_deploy_creds() {
+    let (moto, creds, gateway) = setup(Arc::new(cove_agent::broker::SystemClock)).await;
+    let token = creds.token().expose().to_string();
+    // Baseline: a raw AssumeRole with the SDK against moto.
+    let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .load()
+        .await;
+    let sts = aws_sdk_sts::Client::from_conf(
+        aws_sdk_sts::config::Builder::from(&conf)
+            .endpoint_url(moto.url())
+            .build(),
+    );
+    let mut raw = Vec::new();
+    for i in 0..30 {
+        let t = std::time::Instant::now();
+        sts.assume_role()
+            .role_arn(ROLE)
+            .role_session_name(format!("raw-{i}"))
+            .send()
+            .await
+            .unwrap();
+        raw.push(t.elapsed());
+    }
+    report("raw SDK AssumeRole against moto (baseline)", raw);
+    // First AssumeRole of a job: a new DeployCredentials each time (cache miss).
+    let broker = Arc::new(
+        Broker::from_default_chain(
+            "us-east-1",
+            Arc::new(cove_agent::broker::SystemClock),
+            BrokerOptions {
+                max_attempts: 1,
+                ..BrokerOptions::default()
+            },
+        )
+        .await,
+    );
+    let mut first = Vec::new();
+    for _ in 0..30 {
+        let c = DeployCredentials::new(broker.clone(), &deploy(&moto.url())).unwrap();
+        let t = std::time::Instant::now();
+        c.credentials().await.unwrap();
+        first.push(t.elapsed());
+    }
+    report(
+        "first AssumeRole of a job (broker, tags, against moto)",
+        first,
+    );
+    // The endpoint on a cache hit: one HTTP request through the gateway (new connection each).
+    get(&gateway, Some(&token)).await;
+    let mut hits = Vec::new();
+    for _ in 0..500 {
+        let t = std::time::Instant::now();
+        let (status, _) = get(&gateway, Some(&token)).await;
+        hits.push(t.elapsed());
+        assert_eq!(status, 200);
+    }
+    report(
+        "credentials endpoint, cache hit (GET over a new TCP connection)",
+        hits,
+    );
+    gateway.shutdown().await;
+}
