@@ -343,7 +343,7 @@ async fn lease_all(server: &TestServer) -> Vec<cove_api::JobLease> {
 #[tokio::test]
 async fn deploy_actions_are_checked_before_anything_is_leased() -> Result<()> {
     let server = TestServer::start_configured(|c| c.embedded_agent = false).await?;
-    let (olga, walt, _rita) = team(&server).await;
+    let (olga, walt, rita) = team(&server).await;
     use reqwest::Method as M;
     for (name, protection) in [
         ("dev", json!({"branches": ["main"]})),
@@ -492,6 +492,72 @@ async fn deploy_actions_are_checked_before_anything_is_leased() -> Result<()> {
         .as_deref()
         .unwrap_or_default()
         .contains("walt may not deploy"));
+
+    // The prod deploy succeeds (as its agent would report); the environment shows it.
+    assert!(
+        server
+            .state
+            .store()
+            .end_job(
+                prod.job_id,
+                JobState::Running,
+                Some(prod.attempt),
+                JobState::Succeeded,
+                None,
+                None,
+                cove_server::store::now_ms(),
+            )
+            .await?
+    );
+    let page: DeployEnvironment = common::api_json(&server, &format!("{ENVS}/prod")).await?;
+    assert_eq!(page.current.as_ref().map(|d| d.run_id), Some(run.id));
+
+    // Rollback: only to a run that deployed there successfully; the new run has only that
+    // environment's deploy actions and the same protections (prod waits for olga again).
+    let rollback = format!("{ENVS}/ops/rollback");
+    let (s, b) = call(
+        &server,
+        M::POST,
+        &walt,
+        &rollback,
+        Some(json!({"run": run.number})),
+    )
+    .await;
+    assert_eq!(s, 409, "{b}");
+    let rollback = format!("{ENVS}/prod/rollback");
+    assert_eq!(
+        call(
+            &server,
+            M::POST,
+            &rita,
+            &rollback,
+            Some(json!({"run": run.number}))
+        )
+        .await
+        .0,
+        403
+    );
+    let (s, b) = call(
+        &server,
+        M::POST,
+        &walt,
+        &rollback,
+        Some(json!({"run": run.number})),
+    )
+    .await;
+    assert_eq!(s, 201, "{b}");
+    let again: Run = serde_json::from_str(&b)?;
+    assert_eq!(again.trigger, "rollback");
+    let again = settled(&server, again.id, |r| {
+        job(r, "DeployProd").state == JobState::WaitingApproval
+    })
+    .await;
+    let actions: Vec<&str> = again.jobs.iter().map(|j| j.action.as_str()).collect();
+    assert_eq!(actions, vec!["DeployProd"]);
+    let history: Vec<Deployment> =
+        common::api_json(&server, &format!("{ENVS}/prod/deployments")).await?;
+    assert_eq!(history[0].rollback_of, Some(run.id));
+    assert_eq!(history[0].state, "waiting_approval");
 
     // A branch prod and dev do not allow: refused before anything is leased.
     git_ok(dir, &["checkout", "-q", "-b", "feature"]).await?;
