@@ -12,6 +12,7 @@ import { runsPage, runPage } from './pages/runs.js';
 import { pullsPage, pullPage } from './pages/pulls.js';
 import { codePage } from './pages/code.js';
 import { sshKeysPage } from './pages/keys.js';
+import { deployEnvsPage, deployEnvPage } from './pages/deploy.js';
 
 const app = document.getElementById('app');
 let session = null;
@@ -27,6 +28,8 @@ const routes = [
   [/^\/repos\/([^/]+)\/([^/]+)\/pulls$/, () => pullsPage],
   [/^\/repos\/([^/]+)\/([^/]+)\/pulls\/(\d+)$/, () => pullPage],
   [/^\/repos\/([^/]+)\/([^/]+)\/code$/, () => codePage],
+  [/^\/repos\/([^/]+)\/([^/]+)\/deploy$/, () => deployEnvsPage],
+  [/^\/repos\/([^/]+)\/([^/]+)\/deploy\/([^/]+)$/, () => deployEnvPage],
   [/^\/envs$/, () => envsPage],
   [/^\/envs\/([^/]+)$/, () => envPage],
   [/^\/runs\/(\d+)$/, () => runPage],

@@ -114,6 +114,8 @@ export async function repoPage(main, { params, navigate }) {
       h('a', { href: `#/repos/${owner}/${name}/pulls` }, 'Pull requests'),
       ' · ',
       h('a', { href: `#/repos/${owner}/${name}/code` }, 'Browse code'),
+      ' · ',
+      h('a', { href: `#/repos/${owner}/${name}/deploy` }, 'Deployments'),
     ),
     cloneUrl(repo.clone_url, 'clone-url'),
   );
