@@ -1313,6 +1313,21 @@ mod tests {
     }
 
     #[test]
+    fn deploy_redirects_are_found_in_nat_listings() {
+        let listing = "-P PREROUTING ACCEPT\n\
+            -A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER\n\
+            -A PREROUTING -d 169.254.170.2/32 -i br-0123456789ab -p tcp -m tcp --dport 80 -m comment --comment cove.job=j-2 -j DNAT --to-destination 172.22.0.1:41000\n";
+        let rules = tagged_rules_in(listing, "PREROUTING");
+        assert_eq!(rules.len(), 1);
+        assert_eq!(rules[0].0, "j-2");
+        assert!(rules[0]
+            .1
+            .join(" ")
+            .ends_with("-j DNAT --to-destination 172.22.0.1:41000"));
+        assert!(tagged_rules(listing).is_empty(), "INPUT rules only");
+    }
+
+    #[test]
     fn job_ids() {
         assert!(valid_job_id("run-1.job_2"));
         assert!(!valid_job_id(""));
