@@ -592,3 +592,193 @@ async fn deploy_actions_are_checked_before_anything_is_leased() -> Result<()> {
     server.stop().await;
     Ok(())
 }
+
+/// The YAML block after `<!-- example: NAME -->` in docs/deployments.md.
+fn documented_example(name: &str) -> String {
+    let doc = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/deployments.md"),
+    )
+    .unwrap();
+    let at = doc
+        .find(&format!("<!-- example: {name} -->"))
+        .unwrap_or_else(|| panic!("example {name} in docs/deployments.md"));
+    let rest = &doc[at..];
+    let start = rest.find("```yaml\n").unwrap() + "```yaml\n".len();
+    let end = rest[start..].find("```").unwrap();
+    rest[start..start + end].to_string()
+}
+
+/// Ends a leased job as succeeded (what its agent would report).
+async fn succeed(server: &TestServer, lease: &cove_api::JobLease) {
+    assert!(server
+        .state
+        .store()
+        .end_job(
+            lease.job_id,
+            JobState::Running,
+            Some(lease.attempt),
+            JobState::Succeeded,
+            None,
+            None,
+            cove_server::store::now_ms(),
+        )
+        .await
+        .unwrap());
+}
+
+#[tokio::test]
+async fn the_documented_examples_deploy_in_order_and_in_parallel() -> Result<()> {
+    let server = TestServer::start_configured(|c| c.embedded_agent = false).await?;
+    let (olga, walt, _rita) = team(&server).await;
+    use reqwest::Method as M;
+    let envs = [
+        ("dev", vec![("dev-account", "111111111111")], 0),
+        ("test", vec![("test-account", "222222222222")], 0),
+        ("prod", vec![("prod-account", "333333333333")], 1),
+        (
+            "fleet",
+            vec![
+                ("eu-account", "444444444444"),
+                ("us-account", "555555555555"),
+            ],
+            0,
+        ),
+    ];
+    for (name, conns, approvals) in &envs {
+        let (s, b) = call(
+            &server,
+            M::POST,
+            &olga,
+            ENVS,
+            Some(json!({"name": name, "protection": {"required_approvals": approvals, "approvers": if *approvals > 0 { vec!["olga"] } else { vec![] }}})),
+        )
+        .await;
+        assert_eq!(s, 201, "{b}");
+        for (conn, account) in conns {
+            let (s, b) = call(
+                &server,
+                M::PUT,
+                &server.admin_token,
+                &format!("{ENVS}/{name}/connections/{conn}"),
+                Some(json!({"account_id": account, "region": "us-east-1",
+                    "roles": [format!("arn:aws:iam::{account}:role/deploy")]})),
+            )
+            .await;
+            assert_eq!(s, 200, "{b}");
+        }
+    }
+    let work = tempfile::tempdir()?;
+    let dir = work.path();
+    git_ok(dir, &["init", "-q", "-b", "main"]).await?;
+    commit_file(
+        dir,
+        ".codecatalyst/workflows/promote.yaml",
+        documented_example("sequential").as_bytes(),
+        "promote",
+    )
+    .await?;
+    commit_file(
+        dir,
+        ".codecatalyst/workflows/fleet.yaml",
+        documented_example("parallel").as_bytes(),
+        "fleet",
+    )
+    .await?;
+    git_ok(
+        dir,
+        &[
+            "push",
+            "-q",
+            &server.git_url("admin/app", Some(&walt)),
+            "main",
+        ],
+    )
+    .await?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let runs = loop {
+        let runs = common::runs_of(&server, "admin/app").await?;
+        if runs.len() == 2 {
+            break runs;
+        }
+        assert!(Instant::now() < deadline, "two runs: {runs:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let promote = runs.iter().find(|r| r.workflow == "promote").unwrap().id;
+    let fleet = runs.iter().find(|r| r.workflow == "fleet").unwrap().id;
+
+    // Both builds first; then the fleet's two accounts at once, dev alone.
+    let mut leased = lease_all(&server).await;
+    leased.sort_by(|a, b| a.action.cmp(&b.action));
+    let names: Vec<&str> = leased.iter().map(|l| l.action.as_str()).collect();
+    assert_eq!(names, vec!["Build", "Build"]);
+    for l in &leased {
+        succeed(&server, l).await;
+    }
+    let mut leased = lease_all(&server).await;
+    leased.sort_by(|a, b| a.action.cmp(&b.action));
+    let got: Vec<(String, String)> = leased
+        .iter()
+        .map(|l| {
+            (
+                l.action.clone(),
+                l.deploy.as_ref().unwrap().role_arn.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (
+                "DeployDev".into(),
+                "arn:aws:iam::111111111111:role/deploy".into()
+            ),
+            (
+                "DeployEu".into(),
+                "arn:aws:iam::444444444444:role/deploy".into()
+            ),
+            (
+                "DeployUs".into(),
+                "arn:aws:iam::555555555555:role/deploy".into()
+            ),
+        ]
+    );
+    assert!(leased
+        .iter()
+        .filter(|l| l.action != "DeployDev")
+        .all(|l| l.run_id == fleet));
+    // Promotion: test after dev, prod after test and an approval.
+    for l in &leased {
+        succeed(&server, l).await;
+    }
+    let next = lease_all(&server).await;
+    let names: Vec<&str> = next.iter().map(|l| l.action.as_str()).collect();
+    assert_eq!(names, vec!["DeployTest"]);
+    succeed(&server, &next[0]).await;
+    // (the agent's finish report settles the run, which opens the gate; here: the reaper's tick)
+    cove_server::runs::approval::tick(&server.state)
+        .await
+        .unwrap();
+    let run = settled(&server, promote, |r| {
+        job(r, "DeployProd").state == JobState::WaitingApproval
+    })
+    .await;
+    assert_eq!(job(&run, "DeployTest").state, JobState::Succeeded);
+    assert!(lease_all(&server).await.is_empty());
+    let (s, b) = call(
+        &server,
+        M::POST,
+        &olga,
+        &format!("/runs/{promote}/actions/DeployProd/approve"),
+        Some(json!({"comment": "go"})),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    let last = lease_all(&server).await;
+    assert_eq!(last.len(), 1);
+    assert_eq!(
+        last[0].deploy.as_ref().unwrap().role_arn,
+        "arn:aws:iam::333333333333:role/deploy"
+    );
+    server.stop().await;
+    Ok(())
+}
