@@ -210,6 +210,14 @@ pub async fn decide(
     let wf = parse_run_workflow(run).await?;
     // A deploy action's gate: the approvers of its environment; approved, the action runs.
     let deploy_gate = crate::deploy::gate_of_job(state, job.id).await?;
+    if deploy_gate.is_none() && wf.action(action).is_none_or(|a| a.gate.is_none()) {
+        // A deploy action whose environment was deleted (or lost its approvals) while it
+        // waited: approving it would neither deploy under a rule nor be an approval action.
+        return Err(RunsError::Conflict(format!(
+            "action {action} waits for a deployment environment's approval, and that environment \
+             no longer exists or no longer requires approvals; retry the run"
+        )));
+    }
     let approved_state = if deploy_gate.is_some() {
         JobState::Pending
     } else {
