@@ -1,4 +1,4 @@
-//! SQL for deployment environments (migration 0023_deploy): environments with their
+//! SQL for deployment environments (migration 0025_deploy): environments with their
 //! protection rules (JSON), administrator-set account connections, environment-scoped
 //! variables and sealed secrets, and the deployments recorded per deploy action of a run.
 
