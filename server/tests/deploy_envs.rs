@@ -342,7 +342,25 @@ async fn lease_all(server: &TestServer) -> Vec<cove_api::JobLease> {
 
 #[tokio::test]
 async fn deploy_actions_are_checked_before_anything_is_leased() -> Result<()> {
-    let server = TestServer::start_configured(|c| c.embedded_agent = false).await?;
+    deploy_actions_on(None).await
+}
+
+/// The same on PostgreSQL (every query of `store/deploy.rs` and the gate path).
+#[tokio::test]
+async fn deploy_actions_are_checked_before_anything_is_leased_on_postgres() -> Result<()> {
+    let Some(url) = common::postgres_db_or_skip("deploy").await? else {
+        return Ok(());
+    };
+    deploy_actions_on(Some(url.clone())).await?;
+    common::drop_postgres_db(&common::postgres_base_url().unwrap(), &url).await
+}
+
+async fn deploy_actions_on(database_url: Option<String>) -> Result<()> {
+    let server = TestServer::start_configured(|c| {
+        c.embedded_agent = false;
+        c.database_url = database_url;
+    })
+    .await?;
     let (olga, walt, rita) = team(&server).await;
     use reqwest::Method as M;
     for (name, protection) in [
