@@ -93,12 +93,6 @@ pub struct BrokerConfig {
 }
 
 impl BrokerConfig {
-    fn sts_url(&self) -> String {
-        self.sts_endpoint
-            .clone()
-            .unwrap_or_else(|| format!("https://sts.{}.amazonaws.com", self.region))
-    }
-
     fn codeartifact_url(&self) -> String {
         self.codeartifact_endpoint
             .clone()
@@ -210,6 +204,20 @@ impl fmt::Debug for SessionCredentials {
             .field("expires_at", &self.expires_at)
             .finish()
     }
+}
+
+/// One STS AssumeRole call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AssumeRequest {
+    pub role_arn: String,
+    pub region: String,
+    /// STS endpoint (VPC endpoint, test double); `None`: AWS's regional endpoint.
+    pub sts_endpoint: Option<String>,
+    pub session_name: String,
+    /// Clamped to 900..=43200.
+    pub duration_secs: u64,
+    /// Session tags (key, value).
+    pub tags: Vec<(String, String)>,
 }
 
 /// A CodeArtifact authorization token and the session that minted it.
@@ -741,56 +749,83 @@ impl Broker {
         if let Some(max) = cfg.max_session_secs {
             secs = secs.min(max.max(MIN_DURATION_SECS));
         }
+        self.assume(&AssumeRequest {
+            role_arn: cfg.role_arn.clone(),
+            region: cfg.region.clone(),
+            sts_endpoint: cfg.sts_endpoint.clone(),
+            session_name: session_name(&job.run_id, &job.job_id),
+            duration_secs: secs,
+            tags: Vec::new(),
+        })
+        .await
+    }
+
+    /// STS AssumeRole with the base credentials: the session's credentials and when they
+    /// expire (by this broker's clock).
+    pub async fn assume(&self, req: &AssumeRequest) -> Result<SessionCredentials, BrokerError> {
+        let secs = req
+            .duration_secs
+            .clamp(MIN_DURATION_SECS, MAX_DURATION_SECS);
         let mut conf = aws_sdk_sts::config::Builder::from(&self.base)
-            .region(Region::new(cfg.region.clone()))
+            .region(Region::new(req.region.clone()))
             .retry_config(self.retry())
             .timeout_config(self.timeouts());
-        if let Some(url) = &cfg.sts_endpoint {
+        if let Some(url) = &req.sts_endpoint {
             conf = conf.endpoint_url(url);
         }
+        let sts_url = req
+            .sts_endpoint
+            .clone()
+            .unwrap_or_else(|| format!("https://sts.{}.amazonaws.com", req.region));
         let client = aws_sdk_sts::Client::from_conf(conf.build());
-        let session_name = session_name(&job.run_id, &job.job_id);
+        let session_name = &req.session_name;
         let started = std::time::Instant::now();
-        let out = client
+        let mut call = client
             .assume_role()
-            .role_arn(&cfg.role_arn)
-            .role_session_name(&session_name)
-            .duration_seconds(i32::try_from(secs).unwrap_or(i32::MAX))
-            .send()
-            .await
-            .map_err(|e| {
-                if let SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) = &e {
-                    return BrokerError::Unreachable {
-                        service: "STS",
-                        url: cfg.sts_url(),
-                        message: error_chain(&e),
-                    };
+            .role_arn(&req.role_arn)
+            .role_session_name(session_name)
+            .duration_seconds(i32::try_from(secs).unwrap_or(i32::MAX));
+        for (key, value) in &req.tags {
+            let tag = aws_sdk_sts::types::Tag::builder()
+                .key(key)
+                .value(value)
+                .build()
+                .map_err(|e| BrokerError::Config(format!("session tag {key}: {e}")))?;
+            call = call.tags(tag);
+        }
+        let out = call.send().await.map_err(|e| {
+            if let SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) = &e {
+                return BrokerError::Unreachable {
+                    service: "STS",
+                    url: sts_url.clone(),
+                    message: error_chain(&e),
+                };
+            }
+            let code = e.code().unwrap_or_default().to_string();
+            let message = e
+                .message()
+                .map(str::to_string)
+                .unwrap_or_else(|| DisplayErrorContext(&e).to_string());
+            if code == "AccessDenied" || code == "AccessDeniedException" {
+                BrokerError::AssumeRoleDenied {
+                    role_arn: req.role_arn.clone(),
+                    message,
                 }
-                let code = e.code().unwrap_or_default().to_string();
-                let message = e
-                    .message()
-                    .map(str::to_string)
-                    .unwrap_or_else(|| DisplayErrorContext(&e).to_string());
-                if code == "AccessDenied" || code == "AccessDeniedException" {
-                    BrokerError::AssumeRoleDenied {
-                        role_arn: cfg.role_arn.clone(),
-                        message,
-                    }
-                } else {
-                    BrokerError::AssumeRole {
-                        role_arn: cfg.role_arn.clone(),
-                        message: format!("{code} {message}").trim().to_string(),
-                    }
+            } else {
+                BrokerError::AssumeRole {
+                    role_arn: req.role_arn.clone(),
+                    message: format!("{code} {message}").trim().to_string(),
                 }
-            })?;
+            }
+        })?;
         let creds = out.credentials().ok_or_else(|| BrokerError::AssumeRole {
-            role_arn: cfg.role_arn.clone(),
+            role_arn: req.role_arn.clone(),
             message: "response has no credentials".into(),
         })?;
         let expires_at = self.clock.now()
             + SystemTime::try_from(*creds.expiration()).map_or(Duration::ZERO, remaining);
         tracing::info!(
-            role = %cfg.role_arn,
+            role = %req.role_arn,
             session = %session_name,
             duration_secs = secs,
             elapsed_ms = started.elapsed().as_millis() as u64,

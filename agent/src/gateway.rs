@@ -268,6 +268,8 @@ pub struct GatewayConfig {
     pub job_id: String,
     pub allow: AllowList,
     pub connect_timeout: Duration,
+    /// The job's deploy role, served at [`crate::creds::CREDENTIALS_PATH`] (issue 21).
+    pub credentials: Option<Arc<crate::creds::DeployCredentials>>,
 }
 
 impl GatewayConfig {
@@ -276,6 +278,7 @@ impl GatewayConfig {
             job_id: job_id.into(),
             allow,
             connect_timeout: Duration::from_secs(10),
+            credentials: None,
         }
     }
 }
@@ -424,6 +427,9 @@ async fn handle(state: Arc<State>, peer: SocketAddr, req: Request<Incoming>) -> 
         return forward(state, peer, req).await;
     }
     let path = req.uri().path().to_string();
+    if path == crate::creds::CREDENTIALS_PATH {
+        return credentials(&state, peer, &req).await;
+    }
     let mut parts = path.trim_start_matches('/').splitn(3, '/');
     let format = match parts.next() {
         Some("npm") => PackageFormat::Npm,
@@ -447,6 +453,39 @@ async fn handle(state: Arc<State>, peer: SocketAddr, req: Request<Incoming>) -> 
         );
     }
     package(state, peer, format, &repo, &rest, req).await
+}
+
+/// `GET /cove/credentials`: the job's deploy role in the container-credentials protocol, for
+/// a request that carries the job's token.
+async fn credentials(state: &State, peer: SocketAddr, req: &Request<Incoming>) -> Response<Body> {
+    let Some(creds) = state.config.credentials.as_ref() else {
+        return full(
+            StatusCode::NOT_FOUND,
+            "cove gateway: this job has no deploy role",
+        );
+    };
+    if req.method() != Method::GET {
+        return full(StatusCode::METHOD_NOT_ALLOWED, "cove gateway: GET only");
+    }
+    let auth = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(HeaderValue::as_bytes);
+    let (status, body) = creds.answer(auth).await;
+    if status == 401 {
+        tracing::warn!(job = %state.config.job_id, %peer, "credentials request without the job's token refused");
+    }
+    let mut r = Response::new(
+        Full::new(Bytes::from(body))
+            .map_err(|never| match never {})
+            .boxed(),
+    );
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
 }
 
 /// An absolute-URI request for the gateway's own address (a client with

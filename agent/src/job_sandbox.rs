@@ -129,6 +129,16 @@ pub fn broker_config(settings: &SandboxSettings, p: &JobPackages) -> BrokerConfi
     }
 }
 
+/// The lease's deploy role with the agent's own STS endpoint, which wins over the server's
+/// endpoint profile (as for packages).
+fn deploy_with(settings: &SandboxSettings, d: &cove_api::JobDeploy) -> cove_api::JobDeploy {
+    let mut d = d.clone();
+    if let Some(sts) = &settings.sts_endpoint {
+        d.sts_endpoint = Some(sts.clone());
+    }
+    d
+}
+
 /// A job in its sandbox; [`SandboxedJob::teardown`] after the job.
 #[derive(Debug)]
 pub struct SandboxedJob {
@@ -165,13 +175,20 @@ impl SandboxedJob {
             job_id: lease.job_id.to_string(),
             timeout: Duration::from_secs(lease.timeout_secs.max(1)),
         };
-        let broker = match &codeartifact {
-            Some(_) => broker().await,
-            None => Arc::new(Broker::new(
+        let broker = match (&codeartifact, &lease.deploy) {
+            (Some(_), _) | (None, Some(_)) => broker().await,
+            (None, None) => Arc::new(Broker::new(
                 aws_config::SdkConfig::builder().build(),
                 Arc::new(SystemClock),
                 BrokerOptions::default(),
             )),
+        };
+        let deploy = match &lease.deploy {
+            Some(d) => Some(Arc::new(
+                crate::creds::DeployCredentials::new(broker.clone(), &deploy_with(settings, d))
+                    .map_err(|e| format!("the job's deploy role: {e}"))?,
+            )),
+            None => None,
         };
         let sandbox = JobSandbox::start(
             docker,
@@ -184,6 +201,7 @@ impl SandboxedJob {
                 home: HOME.into(),
                 net: net_options(settings),
                 gateway_at: gateway_at(settings),
+                deploy,
             },
         )
         .await

@@ -453,6 +453,14 @@ async fn report_job<T: JobTransport>(
     let work = async {
         let mut spec = job_spec(lease)?;
         spec.owner = config.owner.clone();
+        if lease.deploy.is_some() && !config.sandbox.private_network {
+            // The role is served only on the job's own network (docs/deployments.md).
+            return Err(
+                "this deploy action needs the agent's private-network sandbox \
+                 (sandbox.private_network), which is off on this agent"
+                    .to_string(),
+            );
+        }
         if config.sandbox.private_network {
             let s =
                 crate::job_sandbox::SandboxedJob::start(docker, &config.sandbox, lease, &mut spec)
@@ -664,6 +672,7 @@ mod tests {
             heartbeat_ms: 100,
             lease_ms: 1000,
             packages: None,
+            deploy: None,
         };
         let spec = job_spec(&lease).expect("valid");
         assert_eq!(spec.attempt, 2);

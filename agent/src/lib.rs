@@ -18,6 +18,7 @@ pub mod bounded;
 pub mod broker;
 pub mod commands;
 pub mod config;
+pub mod creds;
 pub mod dotfiles;
 pub mod editor;
 pub mod env_net;

@@ -352,6 +352,8 @@ pub struct PrivateNetwork {
     subnet: String,
     /// Installed INPUT rule specs, in insertion order.
     rules: Vec<Vec<String>>,
+    /// Installed `nat PREROUTING` rule specs (the deploy credentials address), in order.
+    nat_rules: Vec<Vec<String>>,
     removed: bool,
 }
 
@@ -522,6 +524,7 @@ impl PrivateNetwork {
             gateway_ip: Ipv4Addr::UNSPECIFIED,
             subnet: String::new(),
             rules: Vec::new(),
+            nat_rules: Vec::new(),
             removed: false,
         };
         let inspect = docker
@@ -613,6 +616,84 @@ impl PrivateNetwork {
         self.insert_rule(drop).await?;
         self.insert_rule(lo).await?;
         self.insert_rule(bridge).await
+    }
+
+    /// Redirect the job's TCP connections to `from`:`from_port` (an address the job does not
+    /// otherwise reach, e.g. 169.254.170.2:80 of the container-credentials protocol) to `to`,
+    /// the job's gateway: `-t nat -I PREROUTING -i br-<id12> -d FROM -p tcp --dport PORT -j DNAT
+    /// --to-destination TO`, only for this job's bridge. The gateway's INPUT rules then admit it.
+    pub async fn redirect(
+        &mut self,
+        from: Ipv4Addr,
+        from_port: u16,
+        to: std::net::SocketAddr,
+    ) -> Result<(), NetError> {
+        let comment = format!("{LABEL_JOB}={}", self.job_id);
+        let spec: Vec<String> = [
+            "-i",
+            &self.bridge,
+            "-d",
+            &from.to_string(),
+            "-p",
+            "tcp",
+            "--dport",
+            &from_port.to_string(),
+            "-m",
+            "comment",
+            "--comment",
+            &comment,
+            "-j",
+            "DNAT",
+            "--to-destination",
+            &to.to_string(),
+        ]
+        .map(String::from)
+        .to_vec();
+        let mut args: Vec<String> = ["-w", "-t", "nat", "-I", "PREROUTING"]
+            .map(String::from)
+            .to_vec();
+        args.extend(spec.iter().cloned());
+        let (_, failures) = self
+            .options
+            .firewall
+            .run(&self.docker, vec![args.clone()], false)
+            .await;
+        if let Some(message) = failures.into_iter().next() {
+            return Err(NetError::Firewall {
+                job: self.job_id.clone(),
+                command: format!("{} {}", self.options.firewall.binary(), args.join(" ")),
+                message,
+            });
+        }
+        self.nat_rules.push(spec);
+        Ok(())
+    }
+
+    async fn delete_nat_rules(
+        docker: &Docker,
+        firewall: &Firewall,
+        job: &str,
+        rules: &[Vec<String>],
+    ) -> Vec<String> {
+        let batch = rules
+            .iter()
+            .rev()
+            .map(|spec| {
+                let mut args: Vec<String> = ["-w", "-t", "nat", "-D", "PREROUTING"]
+                    .map(String::from)
+                    .to_vec();
+                args.extend(spec.iter().cloned());
+                args
+            })
+            .collect::<Vec<_>>();
+        if batch.is_empty() {
+            return Vec::new();
+        }
+        let (_, failures) = firewall.run(docker, batch, true).await;
+        for f in &failures {
+            tracing::warn!(job, failure = %f, "private network nat rule removal failed");
+        }
+        failures
     }
 
     pub fn id(&self) -> &str {
@@ -718,8 +799,17 @@ impl PrivateNetwork {
     pub async fn remove(mut self) -> Result<(), NetError> {
         self.removed = true;
         let rules = std::mem::take(&mut self.rules);
-        let failures =
-            Self::delete_rules(&self.docker, &self.options.firewall, &self.job_id, &rules).await;
+        let nat_rules = std::mem::take(&mut self.nat_rules);
+        let mut failures = Self::delete_nat_rules(
+            &self.docker,
+            &self.options.firewall,
+            &self.job_id,
+            &nat_rules,
+        )
+        .await;
+        failures.extend(
+            Self::delete_rules(&self.docker, &self.options.firewall, &self.job_id, &rules).await,
+        );
         Self::remove_network(&self.docker, &self.job_id, &self.id).await?;
         if let Some(first) = failures.into_iter().next() {
             return Err(NetError::Firewall {
@@ -746,6 +836,7 @@ impl Drop for PrivateNetwork {
             self.id.clone(),
             self.docker.clone(),
         );
+        let nat_rules = std::mem::take(&mut self.nat_rules);
         // A fresh thread and runtime: Drop may run inside (or after) the
         // caller's runtime, where blocking on a future is not allowed.
         let done = std::thread::spawn(move || {
@@ -758,6 +849,7 @@ impl Drop for PrivateNetwork {
                     // runtime; reconnect with the same settings.
                     let docker = Docker::connect_with_local_defaults().unwrap_or(docker);
                     rt.block_on(async {
+                        Self::delete_nat_rules(&docker, &firewall, &job, &nat_rules).await;
                         Self::delete_rules(&docker, &firewall, &job, &rules).await;
                         if let Err(error) = Self::remove_network(&docker, &job, &id).await {
                             tracing::warn!(job, %error, "private network removal failed");
@@ -788,6 +880,8 @@ pub struct SandboxSpec {
     pub net: NetOptions,
     /// Where the gateway listens.
     pub gateway_at: GatewayAt,
+    /// A deploy action's role, served by the gateway (docs/deployments.md).
+    pub deploy: Option<Arc<crate::creds::DeployCredentials>>,
 }
 
 /// Where a job's gateway listens (see [`Placement`]).
@@ -826,6 +920,7 @@ pub struct JobSandbox {
     gateway: Option<Gateway>,
     injection: BuildInjection,
     credentials: Option<JobCredentials>,
+    deploy: Option<Arc<crate::creds::DeployCredentials>>,
 }
 
 impl fmt::Debug for JobSandbox {
@@ -847,13 +942,14 @@ impl JobSandbox {
     ) -> Result<JobSandbox, SandboxError> {
         let job_id = spec.job.job_id.clone();
         let mut net = PrivateNetwork::create(docker, &job_id, spec.net.clone()).await?;
-        if spec.codeartifact.is_none() && spec.allow.is_empty() {
+        if spec.codeartifact.is_none() && spec.allow.is_empty() && spec.deploy.is_none() {
             // Nothing to forward to: no gateway, the network has no way out.
             return Ok(JobSandbox {
                 net: Some(net),
                 gateway: None,
                 injection: BuildInjection::default(),
                 credentials: None,
+                deploy: None,
             });
         }
         let listen_ip = match &spec.gateway_at {
@@ -893,10 +989,27 @@ impl JobSandbox {
                 }
             };
         }
+        let mut no_proxy = "localhost,127.0.0.1".to_string();
+        if let Some(deploy) = &spec.deploy {
+            // The SDKs take a plain-http credentials URI only on loopback or the container
+            // credentials addresses: 169.254.170.2:80 is redirected to this job's gateway.
+            net.redirect(crate::creds::CREDENTIALS_IP, 80, addr).await?;
+            // The first AssumeRole, before the job starts: a role that cannot be assumed fails
+            // the job with the reason, and the credentials are in the mask set from the start.
+            deploy.credentials().await?;
+            for (k, v) in deploy.env(&format!("http://{}", crate::creds::CREDENTIALS_IP)) {
+                if k == "AWS_CONTAINER_AUTHORIZATION_TOKEN" {
+                    injection.secret_env.insert(k, v);
+                } else {
+                    injection.env.insert(k, v);
+                }
+            }
+            no_proxy.push_str(&format!(",{}", crate::creds::CREDENTIALS_IP));
+        }
         if !allow.is_empty() {
             injection.env.extend(proxy_env(&gateway_url));
             for k in ["NO_PROXY", "no_proxy"] {
-                injection.env.insert(k.into(), "localhost,127.0.0.1".into());
+                injection.env.insert(k.into(), no_proxy.clone());
             }
         }
         let source: Arc<dyn UpstreamSource> = match &spec.codeartifact {
@@ -907,12 +1020,15 @@ impl JobSandbox {
             }),
             None => Arc::new(NoUpstream),
         };
-        let gateway = Gateway::start(listener, source, GatewayConfig::new(&job_id, allow))?;
+        let mut config = GatewayConfig::new(&job_id, allow);
+        config.credentials = spec.deploy.clone();
+        let gateway = Gateway::start(listener, source, config)?;
         Ok(JobSandbox {
             net: Some(net),
             gateway: Some(gateway),
             injection,
             credentials,
+            deploy: spec.deploy,
         })
     }
 
@@ -948,10 +1064,15 @@ impl JobSandbox {
     /// For the log masker: the token and session secrets, in both modes
     /// (token-free builds never see them, but the agent's own logs might).
     pub fn secrets(&self) -> Vec<Secret> {
-        self.credentials
+        let mut out = self
+            .credentials
             .as_ref()
             .map(JobCredentials::secrets)
-            .unwrap_or_default()
+            .unwrap_or_default();
+        if let Some(d) = &self.deploy {
+            out.extend(d.secrets());
+        }
+        out
     }
 
     /// Stop the gateway, then delete the rules and the network.
@@ -1008,6 +1129,10 @@ async fn join_network(docker: &Docker, net: &PrivateNetwork, me: &str) -> Result
 /// INPUT rules carrying `--comment cove.job=<id>`: (job id, rule spec
 /// without `-A INPUT`), parsed from `iptables -S INPUT`.
 fn tagged_rules(listing: &str) -> Vec<(String, Vec<String>)> {
+    tagged_rules_in(listing, "INPUT")
+}
+
+fn tagged_rules_in(listing: &str, chain: &str) -> Vec<(String, Vec<String>)> {
     let prefix = format!("{LABEL_JOB}=");
     listing
         .lines()
@@ -1016,7 +1141,7 @@ fn tagged_rules(listing: &str) -> Vec<(String, Vec<String>)> {
                 .split_whitespace()
                 .map(|w| w.trim_matches('"').to_string())
                 .collect();
-            if words.len() < 3 || words[0] != "-A" || words[1] != "INPUT" {
+            if words.len() < 3 || words[0] != "-A" || words[1] != chain {
                 return None;
             }
             let at = words.iter().position(|w| w == "--comment")?;
@@ -1056,6 +1181,24 @@ pub async fn cleanup_orphans(
         .collect();
     for (job, spec) in orphans {
         PrivateNetwork::delete_rules(docker, &options.firewall, &job, &[spec]).await;
+        cleaned.insert(job);
+    }
+    // Deploy credentials redirects (`redirect`); a listing failure is not fatal here.
+    let (nat, _) = options
+        .firewall
+        .run(
+            docker,
+            vec![["-w", "-t", "nat", "-S", "PREROUTING"]
+                .map(String::from)
+                .to_vec()],
+            false,
+        )
+        .await;
+    for (job, spec) in tagged_rules_in(&nat, "PREROUTING")
+        .into_iter()
+        .filter(|(job, _)| !is_live(job))
+    {
+        PrivateNetwork::delete_nat_rules(docker, &options.firewall, &job, &[spec]).await;
         cleaned.insert(job);
     }
     let filters = HashMap::from([(
@@ -1167,6 +1310,21 @@ mod tests {
             rules[1].1.join(" "),
             "-i br-0123456789ab -m comment --comment cove.job=j-1 -j DROP"
         );
+    }
+
+    #[test]
+    fn deploy_redirects_are_found_in_nat_listings() {
+        let listing = "-P PREROUTING ACCEPT\n\
+            -A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER\n\
+            -A PREROUTING -d 169.254.170.2/32 -i br-0123456789ab -p tcp -m tcp --dport 80 -m comment --comment cove.job=j-2 -j DNAT --to-destination 172.22.0.1:41000\n";
+        let rules = tagged_rules_in(listing, "PREROUTING");
+        assert_eq!(rules.len(), 1);
+        assert_eq!(rules[0].0, "j-2");
+        assert!(rules[0]
+            .1
+            .join(" ")
+            .ends_with("-j DNAT --to-destination 172.22.0.1:41000"));
+        assert!(tagged_rules(listing).is_empty(), "INPUT rules only");
     }
 
     #[test]

@@ -165,6 +165,7 @@ impl Job {
                 home: "/root".into(),
                 net: NetOptions::default(),
                 gateway_at: GatewayAt::HostBridge,
+                deploy: None,
             },
         )
         .await

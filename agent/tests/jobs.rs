@@ -975,6 +975,7 @@ async fn bench_job_sandbox_overhead() {
                 home: "/root".into(),
                 net: NetOptions::default(),
                 gateway_at: GatewayAt::HostBridge,
+                deploy: None,
             },
         )
         .await

@@ -423,6 +423,10 @@ pub struct JobLease {
     /// CodeArtifact access for this job (`None`: the repository has none).
     #[serde(default)]
     pub packages: Option<crate::JobPackages>,
+    /// A deploy action's role (`Environment.Connections`): the agent assumes it and serves
+    /// the credentials to the job through its container-credentials endpoint.
+    #[serde(default)]
+    pub deploy: Option<crate::JobDeploy>,
 }
 
 impl std::fmt::Debug for JobLease {

@@ -3,6 +3,7 @@
 mod agent;
 mod audit;
 mod client;
+mod deploy;
 mod devfile;
 mod devfile_registry;
 mod env;
@@ -54,6 +55,8 @@ enum Command {
     Issue(issue::IssueArgs),
     /// Repository secrets for workflows (`${Secrets.NAME}`).
     Secret(secret::SecretArgs),
+    /// Deployment environments, their history and rollback.
+    Deploy(deploy::DeployArgs),
     /// Standalone agents: registration tokens, list, revoke (administrators).
     Agent(agent::AgentArgs),
     /// Users with a password, e.g. for the web UI; your own password (`passwd`).
@@ -87,6 +90,7 @@ fn main() -> ExitCode {
         Command::Pr(args) => pr::run(args).map(|()| ExitCode::SUCCESS),
         Command::Issue(args) => issue::run(args).map(|()| ExitCode::SUCCESS),
         Command::Secret(args) => secret::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Deploy(args) => deploy::run(args).map(|()| ExitCode::SUCCESS),
         Command::Agent(args) => agent::run(args).map(|()| ExitCode::SUCCESS),
         Command::User(args) => user::run(args).map(|()| ExitCode::SUCCESS),
         Command::Audit(args) => audit::run(args).map(|()| ExitCode::SUCCESS),

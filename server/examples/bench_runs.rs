@@ -107,6 +107,7 @@ async fn dispatch(n: usize) -> Result<()> {
             "main",
             &"0".repeat(40),
             "manual",
+            None,
         )
         .await?;
     }

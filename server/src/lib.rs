@@ -14,6 +14,7 @@ pub mod agents;
 pub mod audit;
 pub mod auth;
 pub mod config;
+pub mod deploy;
 pub mod dotfiles;
 // In-browser edits (issue 16): one file committed with git plumbing, recorded as a push.
 pub mod edits;

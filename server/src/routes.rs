@@ -1274,6 +1274,129 @@ pub fn api_routes() -> Vec<Route> {
             crate::runs::packages::delete,
         )
         .answers(&[404]),
+        // Deployment environments (deploy/): readers see them and their history, owners manage
+        // them and their variables, only administrators set account connections (which roles
+        // the agent's credentials may assume), writers roll back (under the same protections).
+        route(
+            M::GET,
+            "/api/v1/repos/{owner}/{name}/deploy/environments",
+            Read,
+            reader,
+            false,
+            OK,
+            "Deployment environments: protection rules, account connections, variables (secret values never), what is deployed",
+            crate::deploy::http::list_envs,
+        ),
+        route(
+            M::POST,
+            "/api/v1/repos/{owner}/{name}/deploy/environments",
+            Write,
+            owner,
+            false,
+            CREATED,
+            "Create a deployment environment (name, description, protection rule)",
+            crate::deploy::http::create_env,
+        )
+        .answers(&[409]),
+        route(
+            M::GET,
+            "/api/v1/repos/{owner}/{name}/deploy/environments/{environment}",
+            Read,
+            reader,
+            false,
+            OK,
+            "Show a deployment environment",
+            crate::deploy::http::get_env,
+        )
+        .answers(&[404]),
+        route(
+            M::PUT,
+            "/api/v1/repos/{owner}/{name}/deploy/environments/{environment}",
+            Write,
+            owner,
+            false,
+            OK,
+            "Change a deployment environment's description and protection rule",
+            crate::deploy::http::update_env,
+        )
+        .answers(&[404]),
+        route(
+            M::DELETE,
+            "/api/v1/repos/{owner}/{name}/deploy/environments/{environment}",
+            Write,
+            owner,
+            false,
+            GONE,
+            "Delete a deployment environment with its connections, variables and history",
+            crate::deploy::http::delete_env,
+        )
+        .answers(&[404]),
+        route(
+            M::PUT,
+            "/api/v1/repos/{owner}/{name}/deploy/environments/{environment}/connections/{connection}",
+            Admin,
+            owner,
+            true,
+            OK,
+            "Administrators: set an AWS account connection (account, region, the role ARNs workflows may name, endpoint profile)",
+            crate::deploy::http::put_connection,
+        )
+        .answers(&[404]),
+        route(
+            M::DELETE,
+            "/api/v1/repos/{owner}/{name}/deploy/environments/{environment}/connections/{connection}",
+            Admin,
+            owner,
+            true,
+            GONE,
+            "Administrators: remove an account connection",
+            crate::deploy::http::delete_connection,
+        )
+        .answers(&[404]),
+        route(
+            M::PUT,
+            "/api/v1/repos/{owner}/{name}/deploy/environments/{environment}/variables/{variable}",
+            Write,
+            owner,
+            false,
+            OK,
+            "Set an environment-scoped variable or secret (a secret is sealed, never shown, masked in logs)",
+            crate::deploy::http::put_variable,
+        )
+        .answers(&[404]),
+        route(
+            M::DELETE,
+            "/api/v1/repos/{owner}/{name}/deploy/environments/{environment}/variables/{variable}",
+            Write,
+            owner,
+            false,
+            GONE,
+            "Delete an environment-scoped variable or secret",
+            crate::deploy::http::delete_variable,
+        )
+        .answers(&[404]),
+        route(
+            M::GET,
+            "/api/v1/repos/{owner}/{name}/deploy/environments/{environment}/deployments",
+            Read,
+            reader,
+            false,
+            OK,
+            "The environment's deployments, newest first (run, action, commit, who, when, result)",
+            crate::deploy::http::list_deployments,
+        )
+        .answers(&[404]),
+        route(
+            M::POST,
+            "/api/v1/repos/{owner}/{name}/deploy/environments/{environment}/rollback",
+            Write,
+            writer,
+            false,
+            CREATED,
+            "Deploy an earlier successful run again (body {run}: its number): a new run of its deploy actions for this environment, same protections",
+            crate::deploy::http::rollback,
+        )
+        .answers(&[404, 409]),
         route(
             M::GET,
             "/api/v1/runs/{run}",

@@ -19,6 +19,7 @@ mod branch_rules;
 mod editor;
 
 mod approvals;
+mod deploy;
 mod envs;
 mod issues;
 mod live_auth;
@@ -39,6 +40,9 @@ pub use agents::{AgentRow, RegistrationRefusal, RegistrationTokenRow};
 pub use audit::{AuditFilter, AuditRow};
 
 pub use approvals::{DecisionRow, GateRow};
+pub use deploy::{
+    DeployConnectionRow, DeployEnvRow, DeployVariableRow, DeploymentRow, NewDeployment,
+};
 pub use envs::EnvRow;
 pub use issues::{
     ColumnRow, IssueCommentRow, IssueFilter, IssueRow, MoveRefusal, NewIssue, DEFAULT_COLUMNS,

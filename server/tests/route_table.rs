@@ -46,6 +46,9 @@ fn concrete_path(spec: &RouteSpec, repo: &str, token_id: i64) -> String {
         .replace("{number}", "1")
         .replace("{comment}", "1")
         .replace("{port}", "8000")
+        .replace("{environment}", "prod")
+        .replace("{connection}", "main")
+        .replace("{variable}", "REGION")
 }
 
 async fn call(

@@ -16,6 +16,7 @@ import { settingsPage } from './pages/settings.js';
 // issues and the board (issue 16)
 import { issuesPage, issuePage } from './pages/issues.js';
 import { boardPage } from './pages/board.js';
+import { deployEnvsPage, deployEnvPage } from './pages/deploy.js';
 
 const app = document.getElementById('app');
 let session = null;
@@ -35,6 +36,8 @@ const routes = [
   [/^\/repos\/([^/]+)\/([^/]+)\/issues$/, () => issuesPage],
   [/^\/repos\/([^/]+)\/([^/]+)\/issues\/(\d+)$/, () => issuePage],
   [/^\/repos\/([^/]+)\/([^/]+)\/board$/, () => boardPage],
+  [/^\/repos\/([^/]+)\/([^/]+)\/deploy$/, () => deployEnvsPage],
+  [/^\/repos\/([^/]+)\/([^/]+)\/deploy\/([^/]+)$/, () => deployEnvPage],
   [/^\/envs$/, () => envsPage],
   [/^\/envs\/([^/]+)$/, () => envPage],
   [/^\/runs\/(\d+)$/, () => runPage],

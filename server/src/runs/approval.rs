@@ -75,7 +75,12 @@ pub(super) async fn open_ready_gates(
     let mut changed = false;
     for job in ready {
         let action = wf.action(&job.action);
-        let gate = action.and_then(|a| a.gate.clone()).unwrap_or_default();
+        // A deploy action's gate: the approvers of its environment (deploy/).
+        let deploy_gate = crate::deploy::gate_of_job(state, job.id).await?;
+        let gate = deploy_gate
+            .clone()
+            .or_else(|| action.and_then(|a| a.gate.clone()))
+            .unwrap_or_default();
         let mut note = None;
         if let (Some(cond), Some(action)) = (&gate.condition, action) {
             let mut ctx = workflows::Context::for_action(action, workflows::Target::Value);
@@ -203,9 +208,23 @@ pub async fn decide(
         )));
     }
     let wf = parse_run_workflow(run).await?;
-    let gate: Gate = wf
-        .action(action)
-        .and_then(|a| a.gate.clone())
+    // A deploy action's gate: the approvers of its environment; approved, the action runs.
+    let deploy_gate = crate::deploy::gate_of_job(state, job.id).await?;
+    if deploy_gate.is_none() && wf.action(action).is_none_or(|a| a.gate.is_none()) {
+        // A deploy action whose environment was deleted (or lost its approvals) while it
+        // waited: approving it would neither deploy under a rule nor be an approval action.
+        return Err(RunsError::Conflict(format!(
+            "action {action} waits for a deployment environment's approval, and that environment \
+             no longer exists or no longer requires approvals; retry the run"
+        )));
+    }
+    let approved_state = if deploy_gate.is_some() {
+        JobState::Pending
+    } else {
+        JobState::Succeeded
+    };
+    let gate: Gate = deploy_gate
+        .or_else(|| wf.action(action).and_then(|a| a.gate.clone()))
         .unwrap_or_default();
     // Owners: the repository's owner, members with the owner role, administrators.
     let owner = principal.user.is_admin
@@ -259,7 +278,7 @@ pub async fn decide(
                 (d.user_name.as_str(), kind)
             });
             match tally(required, decisions) {
-                Tally::Approved => Some((JobState::Succeeded, None)),
+                Tally::Approved => Some((approved_state, None)),
                 Tally::Rejected { by } => {
                     let why = so_far
                         .iter()
@@ -305,11 +324,14 @@ pub async fn approvals_of_run(
         let Some(job) = jobs.iter().find(|j| j.id == g.job_id) else {
             continue;
         };
-        let gate = wf
-            .as_ref()
-            .and_then(|w| w.action(&job.action))
-            .and_then(|a| a.gate.clone())
-            .unwrap_or_default();
+        let gate = match crate::deploy::gate_of_job(state, job.id).await? {
+            Some(g) => g,
+            None => wf
+                .as_ref()
+                .and_then(|w| w.action(&job.action))
+                .and_then(|a| a.gate.clone())
+                .unwrap_or_default(),
+        };
         let mine: Vec<&DecisionRow> = decisions.iter().filter(|d| d.job_id == g.job_id).collect();
         let approvals = mine
             .iter()

@@ -165,13 +165,21 @@ pub async fn list_runs(
 pub async fn start_run(
     State(state): State<AppState>,
     Extension(repo): Extension<RepoRow>,
+    Extension(principal): Extension<crate::auth::Principal>,
     Json(req): Json<StartRunRequest>,
 ) -> Result<(StatusCode, Json<Run>), ApiError> {
     let branch = req.branch.unwrap_or_else(|| repo.default_branch.clone());
     if branch.is_empty() || branch.starts_with('-') || branch.contains("..") {
         return Err(ApiError::BadRequest(format!("bad branch name {branch:?}")));
     }
-    let run = super::start_manual(&state, &repo, &req.workflow, &branch).await?;
+    let run = super::start_manual(
+        &state,
+        &repo,
+        &req.workflow,
+        &branch,
+        Some(&principal.user.username),
+    )
+    .await?;
     Ok((
         StatusCode::CREATED,
         Json(run_dto(&state, &repo, run).await?),

@@ -242,7 +242,7 @@ fn valid_artifact_name(name: &str) -> bool {
 
 /// Parses a run's stored workflow again (the text is kept with the run), off the async
 /// workers within the parse budget.
-async fn parse_run_workflow(run: &RunRow) -> Result<Workflow, RunsError> {
+pub(crate) async fn parse_run_workflow(run: &RunRow) -> Result<Workflow, RunsError> {
     let parsed = match &run.implicit_branch {
         Some(branch) => {
             parse_budget::implicit_buildspec(&run.workflow_file, &run.workflow_text, branch).await
@@ -272,6 +272,7 @@ pub async fn create_run(
     branch: &str,
     commit: &str,
     trigger: &str,
+    actor: Option<&str>,
 ) -> Result<RunRow, RunsError> {
     let source = RunSource {
         file,
@@ -280,6 +281,8 @@ pub async fn create_run(
         branch,
         commit,
         trigger,
+        actor,
+        rollback_of: None,
     };
     insert_run(state, repo, workflow, &source, None, None, None)
         .await?
@@ -294,6 +297,34 @@ struct RunSource<'a> {
     branch: &'a str,
     commit: &'a str,
     trigger: &'a str,
+    /// Who started it (the pusher, the person who started it by hand); `None`: no person.
+    actor: Option<&'a str>,
+    /// The run a rollback run deploys again.
+    rollback_of: Option<i64>,
+}
+
+/// A rollback run (`deploy::rollback`): `workflow` (the actions to run again) at `old`'s
+/// commit, started by `actor`.
+pub(crate) async fn create_rollback_run(
+    state: &AppState,
+    repo: &RepoRow,
+    workflow: &Workflow,
+    old: &RunRow,
+    actor: &str,
+) -> Result<RunRow, RunsError> {
+    let source = RunSource {
+        file: &old.workflow_file,
+        text: &old.workflow_text,
+        implicit_branch: old.implicit_branch.as_deref(),
+        branch: &old.branch,
+        commit: &old.commit_sha,
+        trigger: "rollback",
+        actor: Some(actor),
+        rollback_of: Some(old.id),
+    };
+    insert_run(state, repo, workflow, &source, None, None, None)
+        .await?
+        .ok_or_else(|| RunsError::Conflict("the run already exists".into()))
 }
 
 /// Stores a new run (of push event `push_event`, or of pull request event `pr` = (pull
@@ -315,6 +346,8 @@ async fn insert_run(
         branch,
         commit,
         trigger,
+        actor,
+        rollback_of,
     } = *source;
     let plan = workflows::RunPlan::new(workflow)
         .map_err(|e| RunsError::BadRequest(format!("{file}: {e}")))?;
@@ -374,12 +407,20 @@ async fn insert_run(
             artifacts_json: "[]".into(),
         })
         .collect();
+    // Deploy actions (deploy/): refused ones fail once stored, those that need approvals wait
+    // at a gate like approval actions.
+    let deploys = crate::deploy::plan(state, repo, workflow, branch, actor).await?;
+    let deploy_gated = |id: &str| {
+        deploys
+            .iter()
+            .any(|d| d.action == id && d.refused.is_none() && d.approvals > 0)
+    };
     // Approval gates are never leased: they wait for people (runs/approval.rs).
     let gates: Vec<i64> = workflow
         .actions
         .iter()
         .zip(&jobs)
-        .filter(|(action, _)| action.gate.is_some())
+        .filter(|(action, _)| action.gate.is_some() || deploy_gated(&action.id))
         .map(|(_, job)| job.id)
         .collect();
     let stored = match pr {
@@ -402,7 +443,8 @@ async fn insert_run(
     };
     run.number = number;
     tracing::info!(run = run.id, number, workflow = %run.workflow, branch, commit, trigger, "run created");
-    if !gates.is_empty() {
+    let refused = crate::deploy::record(state, &run, &jobs, &deploys, actor, rollback_of).await?;
+    if !gates.is_empty() || refused {
         // A gate without dependencies opens at once.
         settle_run(state, run.id).await?;
     }
@@ -458,6 +500,8 @@ pub async fn on_push(state: &AppState, event: &PushEvent) -> Result<Vec<RunRow>,
                         branch,
                         commit: &commit,
                         trigger: "push",
+                        actor: event.pusher.as_deref(),
+                        rollback_of: None,
                     };
                     created.extend(
                         insert_run(state, &repo, &wf, &source, Some(event.id), None, None).await?,
@@ -506,6 +550,8 @@ pub async fn on_push(state: &AppState, event: &PushEvent) -> Result<Vec<RunRow>,
                             branch,
                             commit: &commit,
                             trigger: "push",
+                            actor: event.pusher.as_deref(),
+                            rollback_of: None,
                         };
                         created.extend(
                             insert_run(state, &repo, &wf, &source, Some(event.id), None, None)
@@ -537,6 +583,7 @@ pub async fn start_manual(
     repo: &RepoRow,
     workflow: &str,
     branch: &str,
+    actor: Option<&str>,
 ) -> Result<RunRow, RunsError> {
     let path = git::repo_path(state.data_dir(), &repo.owner, &repo.name);
     let (commit, files) = source::workflow_files(path, format!("refs/heads/{branch}"))
@@ -549,7 +596,7 @@ pub async fn start_manual(
         if let Ok((wf, _)) = parse_budget::workflow(file, text).await {
             if wf.name == workflow || file == workflow {
                 return create_run(
-                    state, repo, &wf, file, text, None, branch, &commit, "manual",
+                    state, repo, &wf, file, text, None, branch, &commit, "manual", actor,
                 )
                 .await;
             }
@@ -571,6 +618,7 @@ pub async fn start_manual(
                         branch,
                         &commit,
                         "manual",
+                        actor,
                     )
                     .await;
                 }
@@ -931,6 +979,13 @@ async fn build_lease(state: &AppState, job: &JobRow, attempt: u32) -> Result<Job
         || sources.iter().any(|s| s == "WorkflowSource")
         || (sources.is_empty() && action.inputs.artifacts.is_empty());
     let packages = packages::job_packages(state, run.repo_id, action).await?;
+    let mut secrets: Vec<(String, String)> = secrets;
+    let mut deploy = None;
+    if let Some(d) = crate::deploy::for_lease(state, &run, job, action).await? {
+        env.extend(d.env);
+        secrets.extend(d.secrets);
+        deploy = d.role;
+    }
     let runs = state.runs();
     Ok(JobLease {
         job_id: job.id,
@@ -970,6 +1025,7 @@ async fn build_lease(state: &AppState, job: &JobRow, attempt: u32) -> Result<Job
         heartbeat_ms: u64::try_from(runs.config.heartbeat.as_millis()).unwrap_or(5000),
         lease_ms: u64::try_from(runs.config.lease.as_millis()).unwrap_or(30_000),
         packages,
+        deploy,
     })
 }
 

@@ -93,6 +93,8 @@ pub async fn on_pull_event(
             branch: &pull.source,
             commit: &commit,
             trigger: "pullrequest",
+            actor: None,
+            rollback_of: None,
         };
         created.extend(
             insert_run(

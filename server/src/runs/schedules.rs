@@ -149,6 +149,8 @@ async fn fire_one(
         branch: &schedule.branch,
         commit: &commit,
         trigger: "schedule",
+        actor: None,
+        rollback_of: None,
     };
     let claim = ScheduleClaim {
         schedule_id: schedule.id,

@@ -219,16 +219,25 @@ impl Store {
         .collect::<Result<_, _>>()?;
         let end = outcome(&so_far);
         if let Some((to, why)) = &end {
+            // `pending`: an approved deploy action (deploy/) goes on as a job; it is no
+            // longer a gate, so the scheduler leases it and no new round opens.
+            let finished = (*to != cove_api::JobState::Pending).then_some(decision.created_at_ms);
             sqlx::query(
                 "UPDATE jobs SET state = $1, error = $2, finished_at_ms = $3 \
                  WHERE id = $4 AND state = 'waiting_approval'",
             )
             .bind(to.as_str())
             .bind(why)
-            .bind(decision.created_at_ms)
+            .bind(finished)
             .bind(decision.job_id)
             .execute(&mut *tx)
             .await?;
+            if *to == cove_api::JobState::Pending {
+                sqlx::query("DELETE FROM approval_gates WHERE job_id = $1")
+                    .bind(decision.job_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
         }
         tx.commit().await?;
         Ok(Some(end))

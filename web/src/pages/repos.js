@@ -119,6 +119,8 @@ export async function repoPage(main, { params, navigate }) {
       h('a', { href: `#/repos/${owner}/${name}/issues` }, 'Issues'),
       ' · ',
       h('a', { href: `#/repos/${owner}/${name}/board` }, 'Board'),
+      ' · ',
+      h('a', { href: `#/repos/${owner}/${name}/deploy` }, 'Deployments'),
     ),
     cloneUrl(repo.clone_url, 'clone-url'),
   );
