@@ -66,6 +66,7 @@ mod model;
 pub mod pattern;
 pub mod plan;
 mod reader;
+pub mod reports;
 pub mod support;
 mod triggers;
 pub mod yaml11;
