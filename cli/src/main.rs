@@ -19,6 +19,7 @@ mod user;
 mod workflow;
 // workflow runs (issue 5)
 mod run;
+mod run_reports;
 mod secret;
 mod ssh;
 

@@ -80,7 +80,11 @@ pub const CONSTRUCTS: &[Construct] = &[
     cc("Actions.<action>.Outputs.Artifacts", "runs", "collected by glob after the steps"),
     cc("Actions.<action>.Outputs.Variables", "runs", "exported for `${Action.Var}`"),
     cc("Actions.<action>.Outputs.AutoDiscoverReports", "runs · refuses", "`Enabled: false` runs (nothing to do); enabled auto-discovery is refused"),
-    cc("Actions.<action>.Outputs.Reports", "refuses", "test and coverage reports are not collected by Cove yet"),
+    cc("Actions.<action>.Outputs.Reports", "runs", "test and coverage reports: collected after the steps (also after a failure), stored with the run, `cove run reports`, the run page (docs/runs.md \"Reports\")"),
+    cc("Actions.<action>.Outputs.Reports.<name>.Format", "runs · refuses", "`JUNITXML`, `TESTNGXML`, `NUNITXML`, `NUNIT3XML`, `VISUALSTUDIOTRX`, `CUCUMBERJSON`, `COBERTURAXML`, `JACOCOXML`, `CLOVERXML`, `LCOV` run; `SIMPLECOV`, `ESLINTJSON`, `PYLINTJSON`, `SARIFSA`, `SARIFSCA` are refused"),
+    cc("Actions.<action>.Outputs.Reports.<name>.IncludePaths", "runs", "globs relative to the source directory"),
+    cc("Actions.<action>.Outputs.Reports.<name>.ExcludePaths", "runs", "globs left out"),
+    cc("Actions.<action>.Outputs.Reports.<name>.SuccessCriteria", "runs · refuses", "`PassRate`, `LineCoverage`, `BranchCoverage` (minimum percent) run: a report below one fails its action; `Vulnerabilities` and `StaticAnalysis*` are refused"),
     cc("Actions.<action>.Configuration", "runs", "build/test: `Steps`, `Container`, `Packages`; approval gates: docs/approvals.md"),
     cc("Actions.<action>.Configuration.Steps[].Run", "runs", "one shell script per step (docs/jobs.md)"),
     cc("Actions.<action>.Configuration.Container", "runs · refuses", "the job runs in `Image`, pulled by the agent's engine; CodeCatalyst's curated `CodeCatalystLinux*` images are refused (omit `Container` for Cove's default image)"),
@@ -105,11 +109,11 @@ pub const CONSTRUCTS: &[Construct] = &[
     bs("phases.<phase>.runtime-versions", "warns", "runtimes are not installed: the job image's versions are used"),
     bs("phases.<phase>.commands", "runs", "each command in a fresh shell with carried state"),
     bs("phases.<phase>.finally", "runs", "always runs once its phase started"),
-    bs("reports", "refuses", "test and coverage reports are not collected by Cove yet"),
-    bs("reports.<group>.files", "refuses", "see `reports`"),
-    bs("reports.<group>.base-directory", "refuses", "see `reports`"),
-    bs("reports.<group>.discard-paths", "refuses", "see `reports`"),
-    bs("reports.<group>.file-format", "refuses", "see `reports`"),
+    bs("reports", "runs", "report groups: collected after the phases, stored with the run, `cove run reports`, the run page; as in CodeBuild they do not change the build's result"),
+    bs("reports.<group>.files", "runs", "globs"),
+    bs("reports.<group>.base-directory", "runs", "paths relative to it"),
+    bs("reports.<group>.discard-paths", "runs", "file names only matter for messages"),
+    bs("reports.<group>.file-format", "runs · refuses", "as CodeCatalyst `Format`; `SIMPLECOV` is refused"),
     bs("artifacts", "runs", "the artifact `primary`"),
     bs("artifacts.files", "runs", "globs"),
     bs("artifacts.name", "warns", "the artifact is stored as `primary` (or its secondary identifier), not under this name"),
@@ -310,12 +314,29 @@ fn action(c: &mut Checker, n: &Node) {
         }
     }
     if let Some(outputs) = n.get("Outputs") {
-        if let Some(e) = outputs.entry("Reports") {
-            c.refuse(
-                e.key.pos,
-                "`Outputs.Reports` (test and coverage reports are not collected yet)",
-                "remove `Reports`, or make a failing test fail its step",
-            );
+        for e in outputs
+            .get("Reports")
+            .map(Node::entries)
+            .unwrap_or_default()
+        {
+            if let Some(f) = e.value.get("Format") {
+                report_format(c, f);
+            }
+            for k in e
+                .value
+                .get("SuccessCriteria")
+                .map(Node::entries)
+                .unwrap_or_default()
+            {
+                let key = k.key.as_str().unwrap_or_default();
+                if !crate::reports::CRITERIA.contains(&key) {
+                    c.refuse(
+                        k.key.pos,
+                        format!("the success criterion `{key}`"),
+                        "use `PassRate`, `LineCoverage` or `BranchCoverage`",
+                    );
+                }
+            }
         }
         if let Some(e) = outputs.entry("AutoDiscoverReports") {
             if !e.value.get("Enabled").is_some_and(is_false) {
@@ -416,12 +437,10 @@ fn buildspec(c: &mut Checker, root: &Node) {
             );
         }
     }
-    if let Some(e) = root.entry("reports") {
-        c.refuse(
-            e.key.pos,
-            "`reports` (test and coverage reports are not collected yet)",
-            "remove `reports`, or make a failing test fail its command",
-        );
+    for e in root.get("reports").map(Node::entries).unwrap_or_default() {
+        if let Some(f) = e.value.get("file-format") {
+            report_format(c, f);
+        }
     }
     if let Some(a) = root.get("artifacts") {
         artifact_notes(c, a);
@@ -438,6 +457,22 @@ fn buildspec(c: &mut Checker, root: &Node) {
             e.key.pos,
             "`cache` (caches are not restored or saved yet)",
             "remove `cache`; the build then runs without one",
+        );
+    }
+}
+
+fn report_format(c: &mut Checker, f: &Node) {
+    let Some(t) = text(f) else { return };
+    let upper = t.trim().to_ascii_uppercase();
+    if !crate::reports::supported(&upper) {
+        c.refuse(
+            f.pos,
+            format!("the report format `{}`", t.trim()),
+            &format!(
+                "Cove reads {} and {}",
+                crate::reports::TEST_FORMATS.join(", "),
+                crate::reports::COVERAGE_FORMATS.join(", ")
+            ),
         );
     }
 }
@@ -497,6 +532,11 @@ mod tests {
             c,
             "Actions.<action>.Outputs.",
             &["Artifacts", "Variables", "AutoDiscoverReports", "Reports"],
+        );
+        need(
+            c,
+            "Actions.<action>.Outputs.Reports.<name>.",
+            &["Format", "IncludePaths", "ExcludePaths", "SuccessCriteria"],
         );
         need(
             c,

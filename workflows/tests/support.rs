@@ -52,14 +52,23 @@ fn caching_is_refused_until_caches_run() {
 }
 
 #[test]
-fn reports_and_auto_discovery_are_refused() {
-    let t = action("    Outputs:\n      Reports:\n        unit:\n          Format: JUNITXML\n          IncludePaths: [out/*.xml]\n");
-    refused_at(&t, 7, 7, "`Outputs.Reports`");
+fn reports_run_in_formats_cove_reads_and_auto_discovery_is_refused() {
+    let t = action("    Outputs:\n      Reports:\n        unit:\n          Format: JUNITXML\n          IncludePaths: [out/*.xml]\n          SuccessCriteria: {PassRate: 100}\n        cov:\n          Format: LCOV\n          IncludePaths: [lcov.info]\n          SuccessCriteria: {LineCoverage: 80, BranchCoverage: 50}\n");
+    assert!(cove_warnings(&t).is_empty());
+    let t = action("    Outputs:\n      Reports:\n        lint:\n          Format: PYLINTJSON\n          IncludePaths: [lint.json]\n");
+    refused_at(&t, 9, 19, "report format `PYLINTJSON`");
+    let t = action("    Outputs:\n      Reports:\n        unit:\n          Format: JUNITXML\n          IncludePaths: [a.xml]\n          SuccessCriteria:\n            Vulnerabilities: {Severity: HIGH, Number: 0}\n");
+    refused_at(&t, 12, 13, "success criterion `Vulnerabilities`");
     let t = action("    Outputs:\n      AutoDiscoverReports:\n        Enabled: true\n");
     refused_at(&t, 7, 7, "AutoDiscoverReports");
     // disabled auto-discovery asks for nothing
     let t = action("    Outputs:\n      AutoDiscoverReports:\n        Enabled: false\n");
     assert!(cove_warnings(&t).is_empty());
+    // buildspec report groups
+    let b = "version: 0.2\nphases:\n  build:\n    commands: [make]\nreports:\n  unit:\n    files: ['*.xml']\n    file-format: junitxml\n";
+    assert!(cove_warnings(b).is_empty());
+    let b = "version: 0.2\nphases:\n  build:\n    commands: [make]\nreports:\n  cov:\n    files: ['*.json']\n    file-format: SIMPLECOV\n";
+    refused_at(b, 8, 18, "report format `SIMPLECOV`");
 }
 
 #[test]
@@ -145,12 +154,6 @@ fn buildspec_constructs_cove_does_not_run() {
             6,
             26,
             "git-credential-helper",
-        ),
-        (
-            "reports:\n  unit:\n    files: ['*.xml']\n",
-            5,
-            1,
-            "`reports`",
         ),
         ("cache:\n  paths: ['/root/.m2/**/*']\n", 5, 1, "`cache`"),
     ] {

@@ -17,6 +17,7 @@ pub mod log_cap;
 pub mod package_policy;
 pub mod packages;
 pub mod pulls;
+pub mod reports;
 pub mod schedule;
 pub mod schedules;
 pub mod secrets;
@@ -964,6 +965,7 @@ async fn build_lease(state: &AppState, job: &JobRow, attempt: u32) -> Result<Job
                 discard_paths: a.discard_paths,
                 exclude_paths: a.exclude_paths.clone(),
             })
+            .chain(reports::artifact_specs(action))
             .collect(),
         exported_variables: action.outputs.variables.clone(),
         timeout_secs: u64::try_from(job.timeout_ms / 1000).unwrap_or(3600),
@@ -1203,6 +1205,28 @@ pub async fn finish(
         JobOutcome::Cancelled => JobState::Cancelled,
         JobOutcome::TimedOut => JobState::TimedOut,
     };
+    // Reports are read once the steps ended (also after a failed build); a failed success
+    // criterion fails a job whose steps succeeded.
+    let mut to = to;
+    let mut error = report.error.clone();
+    if matches!(to, JobState::Succeeded | JobState::Failed) {
+        let failed = match report_action(state, &job).await {
+            Ok(Some(action)) => reports::collect(state, &job, &action).await,
+            Ok(None) => Ok(Vec::new()),
+            Err(e) => Err(e),
+        };
+        match failed {
+            Ok(failed) if !failed.is_empty() => {
+                tracing::info!(job = job_id, reasons = ?failed, "report success criteria failed");
+                if to == JobState::Succeeded {
+                    to = JobState::Failed;
+                    error = Some(failed.join("; "));
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(job = job_id, error = %e, "reading the job's reports failed"),
+        }
+    }
     let vars = serde_json::to_string(&report.variables)
         .map_err(|e| RunsError::BadRequest(e.to_string()))?;
     let ended = state
@@ -1211,7 +1235,7 @@ pub async fn finish(
             job_id,
             report.attempt,
             to,
-            report.error.as_deref(),
+            error.as_deref(),
             &vars,
             now,
             &digest,
@@ -1234,6 +1258,21 @@ pub async fn finish(
     );
     settle_run(state, job.run_id).await?;
     Ok(())
+}
+
+/// The action of a job when it declares reports (the run's workflow parsed again).
+async fn report_action(
+    state: &AppState,
+    job: &JobRow,
+) -> Result<Option<workflows::Action>, RunsError> {
+    let Some(run) = state.store().run(job.run_id).await? else {
+        return Ok(None);
+    };
+    let wf = parse_run_workflow(&run).await?;
+    Ok(wf
+        .action(&job.action)
+        .filter(|a| !a.outputs.reports.is_empty())
+        .cloned())
 }
 
 /// Ends leases whose heartbeats stopped: a requested cancel is finalized as `cancelled`; else
