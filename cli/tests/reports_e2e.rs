@@ -71,6 +71,20 @@ Actions:
         - Run: printf 'SF:src/ok.rs\nDA:1,1\nDA:2,0\nend_of_record\n' > lcov.info
 "#;
 
+/// A root buildspec (the implicit workflow of a repository without CodeCatalyst workflows).
+const BUILDSPEC: &str = r#"version: 0.2
+phases:
+  build:
+    commands:
+      - mkdir -p build/test-results
+      - printf '<testsuite name="s"><testcase classname="k" name="ok"/><testcase classname="k" name="bad"><failure message="boom"/></testcase></testsuite>' > build/test-results/TEST-k.xml
+reports:
+  junit:
+    files: ['**/*.xml']
+    base-directory: build/test-results
+    file-format: JUNITXML
+"#;
+
 fn cove(home: &Path, url: &str, args: &[&str]) -> Output {
     common::cove_command(home, url, ADMIN_TOKEN)
         .args(args)
@@ -158,6 +172,48 @@ async fn reports_are_collected_shown_and_fail_their_action() {
         assert_eq!(cov.files[0].path, "src/calc.rs");
         assert!(get("Tests", "cov").criteria_failed.is_empty());
         assert!(get("Green", "cov").criteria_failed.is_empty());
+
+        // a buildspec report group is collected from its base directory; as in CodeBuild a
+        // failed test in it does not change the build's result
+        let dir_b = dir.join("b");
+        std::fs::create_dir_all(&dir_b).unwrap();
+        ok(&cove(&home, &url, &["repo", "create", "bs"]));
+        git(&dir_b, &["init", "-q", "-b", "main"]);
+        std::fs::write(dir_b.join("buildspec.yml"), BUILDSPEC).unwrap();
+        git(&dir_b, &["add", "."]);
+        git(&dir_b, &["commit", "-q", "-m", "bs"]);
+        git(
+            &dir_b,
+            &["push", "-q", &common::admin_git_url(&url, "bs"), "main"],
+        );
+        let start = Instant::now();
+        let bs_run = loop {
+            let out = ok(&cove(
+                &home,
+                &url,
+                &["run", "list", "--repo", "bs", "--output", "json"],
+            ));
+            let runs: Vec<Run> = serde_json::from_str(&out).unwrap();
+            if let Some(r) = runs.first().filter(|r| r.state.is_terminal()) {
+                break r.clone();
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(180),
+                "buildspec run not done: {runs:?}"
+            );
+            std::thread::sleep(Duration::from_millis(300));
+        };
+        assert_eq!(bs_run.state, RunState::Succeeded, "{bs_run:#?}");
+        let json = ok(&cove(
+            &home,
+            &url,
+            &["run", "reports", &bs_run.id.to_string(), "--output", "json"],
+        ));
+        let bs: Vec<RunReport> = serde_json::from_str(&json).unwrap();
+        assert_eq!(bs.len(), 1, "{bs:#?}");
+        let t = bs[0].tests.as_ref().unwrap();
+        assert_eq!((bs[0].files, t.total, t.failed), (1, 2, 1), "{bs:#?}");
+        assert_eq!(t.failures[0].message, "boom");
 
         let text = ok(&cove(&home, &url, &["run", "reports", &id]));
         for want in [
