@@ -423,6 +423,21 @@ pub struct JobLease {
     /// CodeArtifact access for this job (`None`: the repository has none).
     #[serde(default)]
     pub packages: Option<crate::JobPackages>,
+    /// File caches: a hit is fetched like an input artifact by its name before the steps; after
+    /// a success the agent uploads each cache's paths as an output artifact of that name.
+    #[serde(default)]
+    pub caches: Vec<JobCacheSpec>,
+}
+
+/// One file cache of a leased job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct JobCacheSpec {
+    /// `cove-cache-<i>`.
+    pub name: String,
+    pub paths: Vec<String>,
+    /// A stored cache matched its key or a restore key: fetch it (`…/inputs/{name}`).
+    pub restore: bool,
 }
 
 impl std::fmt::Debug for JobLease {

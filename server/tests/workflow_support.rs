@@ -1,6 +1,6 @@
-//! A pushed workflow that uses a construct Cove would not run (a cache, a
+//! A pushed workflow that uses a construct Cove would not run (a cache glob, a
 //! managed deploy action, a GitHub Actions runner step, a buildspec
-//! cache) becomes a workflow error `not supported by Cove: …` at the
+//! `run-as`) becomes a workflow error `not supported by Cove: …` at the
 //! construct's line and column, and no run: never a run that silently skips
 //! it. Before `workflows::validate_for_cove`, each of these started a run.
 
@@ -20,10 +20,11 @@ fn write(dir: &Path, file: &str, text: &str) {
     std::fs::write(path, text).unwrap();
 }
 
-const CACHED: &str = "Name: cached\nSchemaVersion: \"1.0\"\nTriggers:\n  - Type: PUSH\nActions:\n  Build:\n    Identifier: aws/build@v1\n    Caching:\n      FileCaching:\n        deps: {Path: node_modules}\n    Configuration: {Steps: [{Run: echo built}]}\n";
+const CACHED: &str = "Name: cached\nSchemaVersion: \"1.0\"\nTriggers:\n  - Type: PUSH\nActions:\n  Build:\n    Identifier: aws/build@v1\n    Caching:\n      FileCaching:\n        deps: {Path: '*.jar'}\n    Configuration: {Steps: [{Run: echo built}]}\n";
 const DEPLOY: &str = "Name: deploy\nSchemaVersion: \"1.0\"\nTriggers:\n  - Type: PUSH\nActions:\n  Deploy:\n    Identifier: aws/cdk-deploy@v1\n    Configuration: {StackName: app, Region: us-east-1}\n";
 const GITHUB: &str = "Name: gh\nSchemaVersion: \"1.0\"\nTriggers:\n  - Type: PUSH\nActions:\n  Scan:\n    Identifier: aws/github-actions-runner@v1\n    Configuration:\n      Steps:\n        - uses: actions/checkout@v4\n";
-const BUILDSPEC: &str = "version: 0.2\nphases:\n  build:\n    commands: [echo built]\ncache:\n  paths: ['/root/.m2/**/*']\n";
+const BUILDSPEC: &str =
+    "version: 0.2\nphases:\n  build:\n    commands: [echo built]\nrun-as: builder\n";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unsupported_constructs_are_workflow_errors_and_start_no_run() {
@@ -72,8 +73,8 @@ async fn unsupported_constructs_are_workflow_errors_and_start_no_run() {
     for (file, at, what) in [
         (
             "cached.yaml",
-            "cached.yaml:8:5: error: not supported by Cove: ",
-            "`Caching`",
+            "cached.yaml:10:22: error: not supported by Cove: ",
+            "cache path `*.jar`",
         ),
         (
             "deploy.yaml",
@@ -111,7 +112,7 @@ async fn unsupported_constructs_are_workflow_errors_and_start_no_run() {
         if let Some(e) = errors.iter().find(|e| e.file == "buildspec.yml") {
             assert!(
                 e.message
-                    .contains("buildspec.yml:5:1: error: not supported by Cove: `cache`"),
+                    .contains("buildspec.yml:5:1: error: not supported by Cove: `run-as`"),
                 "{}",
                 e.message
             );

@@ -69,9 +69,9 @@ pub const CONSTRUCTS: &[Construct] = &[
     cc("Actions.<action>.Environment", "runs", "selects the package configuration of that environment; deployment environments: docs/deployments.md"),
     cc("Actions.<action>.Environment.Name", "runs", "the environment's name"),
     cc("Actions.<action>.Environment.Connections", "runs", "account connection and role (docs/deployments.md)"),
-    cc("Actions.<action>.Caching", "refuses", "file caches are not restored or saved by Cove yet"),
-    cc("Actions.<action>.Caching.FileCaching.<key>.Path", "refuses", "see `Caching`"),
-    cc("Actions.<action>.Caching.FileCaching.<key>.RestoreKeys", "refuses", "see `Caching`"),
+    cc("Actions.<action>.Caching", "runs", "file caches stored by the server per repository, workflow, action and key; restored before the steps, saved after a success (docs/runs.md \"Caches\")"),
+    cc("Actions.<action>.Caching.FileCaching.<key>.Path", "runs · refuses", "a directory or file (relative: under the source directory); a glob is refused"),
+    cc("Actions.<action>.Caching.FileCaching.<key>.RestoreKeys", "runs", "keys tried in order when the cache's own key has nothing stored"),
     cc("Actions.<action>.Inputs", "runs", "see the keys below"),
     cc("Actions.<action>.Inputs.Sources", "runs · refuses", "`WorkflowSource` (the run's commit) runs; other source names are refused"),
     cc("Actions.<action>.Inputs.Artifacts", "runs", "extracted to `$CATALYST_SOURCE_DIR_<name>`"),
@@ -123,11 +123,11 @@ pub const CONSTRUCTS: &[Construct] = &[
     bs("artifacts.enable-symlinks", "warns", "artifacts are tar archives; symlinks are kept as they are"),
     bs("artifacts.s3-prefix", "warns", "artifacts are stored by the Cove server, not in S3"),
     bs("artifacts.secondary-artifacts", "runs", "one artifact per identifier"),
-    bs("cache", "refuses", "caches are not restored or saved by Cove yet"),
-    bs("cache.paths", "refuses", "see `cache`"),
-    bs("cache.key", "refuses", "see `cache`"),
-    bs("cache.fallback-keys", "refuses", "see `cache`"),
-    bs("cache.action", "refuses", "see `cache`"),
+    bs("cache", "runs", "restored before the phases, saved after a successful build (docs/runs.md \"Caches\")"),
+    bs("cache.paths", "runs · refuses", "directories or files, `dir/**/*` meaning the directory; other globs are refused"),
+    bs("cache.key", "runs", "the key (default `default`)"),
+    bs("cache.fallback-keys", "runs", "keys tried in order when the key has nothing stored"),
+    bs("cache.action", "refuses", "restore-only or save-only caches are not supported"),
 ];
 
 /// The "## Workflows" tables of docs/compatibility.md.
@@ -295,12 +295,15 @@ fn action(c: &mut Checker, n: &Node) {
     if let Some(n) = n.get("Compute") {
         compute(c, n);
     }
-    if let Some(e) = n.entry("Caching") {
-        c.refuse(
-            e.key.pos,
-            "`Caching` (file caches are not restored or saved yet)",
-            "remove `Caching`; the action then runs without a cache",
-        );
+    for e in n
+        .get("Caching")
+        .and_then(|x| x.get("FileCaching"))
+        .map(Node::entries)
+        .unwrap_or_default()
+    {
+        if let Some(p) = e.value.get("Path") {
+            cache_path(c, p);
+        }
     }
     if let Some(inputs) = n.get("Inputs") {
         for s in inputs.get("Sources").map(Node::items).unwrap_or_default() {
@@ -452,11 +455,35 @@ fn buildspec(c: &mut Checker, root: &Node) {
             artifact_notes(c, &s.value);
         }
     }
-    if let Some(e) = root.entry("cache") {
+    if let Some(cache) = root.get("cache") {
+        for p in cache.get("paths").map(Node::items).unwrap_or_default() {
+            cache_path(c, p);
+        }
+        if let Some(e) = cache.entry("action") {
+            c.refuse(
+                e.key.pos,
+                "`cache.action` (a cache is always restored before the build and saved after it)",
+                "remove `action`",
+            );
+        }
+    }
+}
+
+/// A cache path must be a plain path (`dir/**/*` means the directory).
+fn cache_path(c: &mut Checker, p: &Node) {
+    let Some(t) = text(p) else { return };
+    let t = t.trim();
+    let base = t
+        .strip_suffix("/**/*")
+        .or_else(|| t.strip_suffix("/**"))
+        .unwrap_or(t);
+    if base.contains(['*', '?', '[']) || base.split('/').any(|s| s == "..") {
         c.refuse(
-            e.key.pos,
-            "`cache` (caches are not restored or saved yet)",
-            "remove `cache`; the build then runs without one",
+            p.pos,
+            format!(
+                "the cache path `{t}` (only directories and files, `dir/**/*` for a directory)"
+            ),
+            "name the directory to cache, e.g. `node_modules` or `/root/.m2`",
         );
     }
 }

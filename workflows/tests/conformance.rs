@@ -496,7 +496,7 @@ fn cove_refuses_what_it_would_not_run() {
         ("buildspec/aws.aws-lc--run_x509_limbo_reports_target.yaml", vec![]),
         ("buildspec/aws.s2n-tls--buildspec_mem.yaml", vec![]),
         ("buildspec/aws.s2n-tls--buildspec_ubuntu_integrationv2.yaml", vec![]),
-        ("buildspec/awslabs.aws-crt-java--build-jar.yaml", vec![(51, "`cache`")]),
+        ("buildspec/awslabs.aws-crt-java--build-jar.yaml", vec![]),
         ("buildspec/schoemme.aws-codebuild-parallel-testing--buildspec.yaml", vec![]),
         ("codecatalyst/Coykto.foodfeed--dev_backend.yaml", vec![(27, "`AutoDiscoverReports`"), (46, "the managed action `aws/cdk-bootstrap@v1`"), (61, "the managed action `aws/cdk-deploy@v1`")]),
         ("codecatalyst/Lock128.projen-pipelines-typescript-example--deploy.yaml", vec![]),

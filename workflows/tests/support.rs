@@ -45,10 +45,17 @@ fn refused_at(text: &str, line: usize, column: usize, needle: &str) {
 }
 
 #[test]
-fn caching_is_refused_until_caches_run() {
-    let t =
-        action("    Caching:\n      FileCaching:\n        deps:\n          Path: node_modules\n");
-    refused_at(&t, 6, 5, "`Caching`");
+fn caches_run_and_globs_are_refused() {
+    let t = action("    Caching:\n      FileCaching:\n        deps:\n          Path: node_modules\n          RestoreKeys: [old]\n");
+    assert!(cove_warnings(&t).is_empty());
+    let t = action("    Caching:\n      FileCaching:\n        deps:\n          Path: '*.jar'\n");
+    refused_at(&t, 9, 17, "cache path `*.jar`");
+    let b = "version: 0.2\nphases:\n  build:\n    commands: [make]\ncache:\n  paths: ['/root/.m2/**/*', 'deps']\n  key: k\n  fallback-keys: [j]\n";
+    assert!(cove_warnings(b).is_empty());
+    let b = "version: 0.2\nphases:\n  build:\n    commands: [make]\ncache:\n  paths: ['/root/.m2/**/*.jar']\n";
+    refused_at(b, 6, 11, "cache path");
+    let b = "version: 0.2\nphases:\n  build:\n    commands: [make]\ncache:\n  paths: [deps]\n  action: restore\n";
+    refused_at(b, 7, 3, "`cache.action`");
 }
 
 #[test]
@@ -155,7 +162,6 @@ fn buildspec_constructs_cove_does_not_run() {
             26,
             "git-credential-helper",
         ),
-        ("cache:\n  paths: ['/root/.m2/**/*']\n", 5, 1, "`cache`"),
     ] {
         refused_at(&format!("{base}{extra}"), line, col, needle);
     }

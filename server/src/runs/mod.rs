@@ -12,6 +12,7 @@
 //! - Time comes from [`Clock`], which tests can move forward.
 
 pub mod approval;
+pub mod cache;
 pub mod http;
 pub mod log_cap;
 pub mod package_policy;
@@ -972,6 +973,7 @@ async fn build_lease(state: &AppState, job: &JobRow, attempt: u32) -> Result<Job
         heartbeat_ms: u64::try_from(runs.config.heartbeat.as_millis()).unwrap_or(5000),
         lease_ms: u64::try_from(runs.config.lease.as_millis()).unwrap_or(30_000),
         packages,
+        caches: cache::lease_specs(state, &run, action),
     })
 }
 
@@ -1055,6 +1057,19 @@ pub async fn input_path(
     name: &str,
 ) -> Result<std::path::PathBuf, RunsError> {
     let job = current_job(state, job_id, attempt).await?;
+    if cache::index_of(name).is_some() {
+        // a cache of this job's action, never another job's upload of the same name
+        let run = state
+            .store()
+            .run(job.run_id)
+            .await?
+            .ok_or_else(|| RunsError::NotFound(format!("run {}", job.run_id)))?;
+        let wf = parse_run_workflow(&run).await?;
+        return wf
+            .action(&job.action)
+            .and_then(|a| cache::input_file(state, &run, a, name))
+            .ok_or_else(|| RunsError::NotFound(format!("cache {name}")));
+    }
     for other in state.store().jobs_of_run(job.run_id).await? {
         let names: Vec<String> = serde_json::from_str(&other.artifacts_json).unwrap_or_default();
         if names.iter().any(|n| n == name) {
@@ -1209,12 +1224,13 @@ pub async fn finish(
     // criterion fails a job whose steps succeeded.
     let mut to = to;
     let mut error = report.error.clone();
-    if matches!(to, JobState::Succeeded | JobState::Failed) {
-        let failed = match report_action(state, &job).await {
-            Ok(Some(action)) => reports::collect(state, &job, &action).await,
-            Ok(None) => Ok(Vec::new()),
-            Err(e) => Err(e),
-        };
+    let finished_action = if matches!(to, JobState::Succeeded | JobState::Failed) {
+        finished_action(state, &job).await
+    } else {
+        Ok(None)
+    };
+    if let Ok(Some((run, action))) = &finished_action {
+        let failed = reports::collect(state, &job, action).await;
         match failed {
             Ok(failed) if !failed.is_empty() => {
                 tracing::info!(job = job_id, reasons = ?failed, "report success criteria failed");
@@ -1226,6 +1242,14 @@ pub async fn finish(
             Ok(_) => {}
             Err(e) => tracing::warn!(job = job_id, error = %e, "reading the job's reports failed"),
         }
+        if to == JobState::Succeeded {
+            if let Err(e) = cache::save(state, run, &job, action).await {
+                tracing::warn!(job = job_id, error = %e, "saving the job's caches failed");
+            }
+        }
+    }
+    if let Err(e) = finished_action {
+        tracing::warn!(job = job_id, error = %e, "the finished job's action cannot be read");
     }
     let vars = serde_json::to_string(&report.variables)
         .map_err(|e| RunsError::BadRequest(e.to_string()))?;
@@ -1260,19 +1284,21 @@ pub async fn finish(
     Ok(())
 }
 
-/// The action of a job when it declares reports (the run's workflow parsed again).
-async fn report_action(
+/// The run and action of a finished job when it declares reports or caches (the run's
+/// workflow parsed again).
+async fn finished_action(
     state: &AppState,
     job: &JobRow,
-) -> Result<Option<workflows::Action>, RunsError> {
+) -> Result<Option<(RunRow, workflows::Action)>, RunsError> {
     let Some(run) = state.store().run(job.run_id).await? else {
         return Ok(None);
     };
     let wf = parse_run_workflow(&run).await?;
-    Ok(wf
+    let action = wf
         .action(&job.action)
-        .filter(|a| !a.outputs.reports.is_empty())
-        .cloned())
+        .filter(|a| !a.outputs.reports.is_empty() || !a.caching.is_empty())
+        .cloned();
+    Ok(action.map(|a| (run, a)))
 }
 
 /// Ends leases whose heartbeats stopped: a requested cancel is finalized as `cancelled`; else
