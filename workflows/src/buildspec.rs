@@ -145,6 +145,11 @@ pub(crate) fn parse(r: &mut Reader, root: &Node, text: &str) -> Option<Workflow>
     }
     match root.get("phases") {
         Some(phases) => configuration.steps = read_phases(r, phases),
+        None if root.get("batch").is_some() => r.error(
+            root.entry("batch").map_or(root.pos, |e| e.key.pos),
+            "not supported by Cove: a batch-only buildspec (`batch:` without `phases`: build-graph, build-list, build-matrix)",
+            "write the builds as actions of a CodeCatalyst workflow with `DependsOn`, or add `phases` to run this buildspec as one build",
+        ),
         None => r.error(
             root.pos,
             "the buildspec has no `phases`",

@@ -102,7 +102,7 @@ pub const CONSTRUCTS: &[Construct] = &[
     bs("env.exported-variables", "runs", "exported like `Outputs.Variables`"),
     bs("env.git-credential-helper", "runs · refuses", "`no` runs; `yes` is refused: jobs get no git credentials"),
     bs("proxy", "warns", "explicit-proxy settings do not apply: Cove uploads artifacts and logs itself"),
-    bs("batch", "warns", "beside `phases`: warns, the phases run as one build (as a non-batch CodeBuild start does); a batch-only buildspec is not supported yet"),
+    bs("batch", "warns · refuses", "beside `phases`: warns, the phases run as one build (as a non-batch CodeBuild start does); a batch-only buildspec (`batch` without `phases`) is refused"),
     bs("phases", "runs", "install, pre_build, build, post_build in order (docs/jobs.md)"),
     bs("phases.<phase>.run-as", "refuses", "commands run as the image's user"),
     bs("phases.<phase>.on-failure", "runs", "`ABORT`, `CONTINUE`, `RETRY[-n][-regex]`"),

@@ -176,3 +176,15 @@ fn buildspec_constructs_that_run_with_a_warning() {
     let lines: Vec<usize> = w.iter().map(|d| d.line).collect();
     assert_eq!(lines, vec![2, 6, 10, 11, 12], "{w:?}");
 }
+
+#[test]
+fn a_batch_only_buildspec_is_refused_as_not_supported() {
+    let b = "version: 0.2\nbatch:\n  build-graph:\n    - identifier: a\n      buildspec: a.yml\n";
+    let errs = validate_for_cove("wf.yaml", b).unwrap_err();
+    assert!(
+        errs.iter().any(|d| d.line == 2
+            && d.column == 1
+            && d.message.starts_with("not supported by Cove: a batch-only buildspec")),
+        "{errs:?}"
+    );
+}
