@@ -184,7 +184,8 @@ fn a_batch_only_buildspec_is_refused_as_not_supported() {
     assert!(
         errs.iter().any(|d| d.line == 2
             && d.column == 1
-            && d.message.starts_with("not supported by Cove: a batch-only buildspec")),
+            && d.message
+                .starts_with("not supported by Cove: a batch-only buildspec")),
         "{errs:?}"
     );
 }
