@@ -491,6 +491,25 @@ async fn report_job<T: JobTransport>(
                 tar: crate::jobs::Tar::File(path),
             });
         }
+        for (n, c) in lease.caches.iter().enumerate() {
+            let mut restore = None;
+            if c.restore {
+                let path = files.path().join(format!("cache-{n}.tar"));
+                let send = || transport.input(job, attempt, &c.name, &path);
+                match with_retries(lease_end, job, "fetching a cache", send).await {
+                    Ok(()) => restore = Some(crate::jobs::Tar::File(path)),
+                    // a cache that cannot be fetched is a miss, never a failure
+                    Err(e) => {
+                        tracing::warn!(job, cache = %c.name, error = %e, "cache not restored")
+                    }
+                }
+            }
+            spec.caches.push(crate::jobs::CacheSpec {
+                name: c.name.clone(),
+                paths: c.paths.clone(),
+                restore,
+            });
+        }
         let (tx, mut rx) = tokio::sync::mpsc::channel::<LogLine>(1024);
         let shipper = async {
             let base = seq_base(attempt);
@@ -673,6 +692,7 @@ mod tests {
             lease_ms: 1000,
             packages: None,
             deploy: None,
+            caches: vec![],
         };
         let spec = job_spec(&lease).expect("valid");
         assert_eq!(spec.attempt, 2);

@@ -427,6 +427,21 @@ pub struct JobLease {
     /// the credentials to the job through its container-credentials endpoint.
     #[serde(default)]
     pub deploy: Option<crate::JobDeploy>,
+    /// File caches: a hit is fetched like an input artifact by its name before the steps; after
+    /// a success the agent uploads each cache's paths as an output artifact of that name.
+    #[serde(default)]
+    pub caches: Vec<JobCacheSpec>,
+}
+
+/// One file cache of a leased job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct JobCacheSpec {
+    /// `cove-cache-<i>`.
+    pub name: String,
+    pub paths: Vec<String>,
+    /// A stored cache matched its key or a restore key: fetch it (`…/inputs/{name}`).
+    pub restore: bool,
 }
 
 impl std::fmt::Debug for JobLease {
@@ -498,4 +513,77 @@ pub struct FinishRequest {
     /// `on-failure: RETRY` asked for another attempt.
     #[serde(default)]
     pub retry: bool,
+}
+
+/// A test or coverage report of a run (CodeCatalyst `Outputs.Reports`, buildspec `reports:`),
+/// read after the action's steps: `GET /api/v1/runs/{run}/reports`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RunReport {
+    /// The action (job) that produced it.
+    pub action: String,
+    /// The report's name in the workflow.
+    pub name: String,
+    /// `JUNITXML`, `COBERTURAXML`, …
+    pub format: String,
+    /// `test` or `coverage`.
+    pub kind: String,
+    /// Files read (matched by the report's paths).
+    pub files: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tests: Option<TestTotals>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coverage: Option<CoverageTotals>,
+    /// Success criteria that failed (each failed the action); empty when met or none.
+    #[serde(default)]
+    pub criteria_failed: Vec<String>,
+    /// Files that could not be read, with why.
+    #[serde(default)]
+    pub errors: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TestTotals {
+    pub total: u64,
+    pub passed: u64,
+    pub failed: u64,
+    pub skipped: u64,
+    /// Passed / (total - skipped), percent.
+    pub pass_rate: f64,
+    /// The first failed cases (at most 200).
+    pub failures: Vec<FailedTestCase>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FailedTestCase {
+    pub suite: String,
+    pub name: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CoverageTotals {
+    pub lines_covered: u64,
+    pub lines_total: u64,
+    pub branches_covered: u64,
+    pub branches_total: u64,
+    /// Percent of lines covered.
+    pub line_rate: f64,
+    /// Percent of branches covered.
+    pub branch_rate: f64,
+    /// Per file, sorted by path.
+    pub files: Vec<FileCoverageTotals>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FileCoverageTotals {
+    pub path: String,
+    pub lines_covered: u64,
+    pub lines_total: u64,
+    pub branches_covered: u64,
+    pub branches_total: u64,
 }

@@ -23,6 +23,7 @@ mod user;
 mod workflow;
 // workflow runs (issue 5)
 mod run;
+mod run_reports;
 mod secret;
 mod ssh;
 

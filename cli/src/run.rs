@@ -62,6 +62,15 @@ pub enum RunCommand {
         #[arg(long)]
         repo: Option<String>,
     },
+    /// Test and coverage reports of a run: totals, failed cases with their messages, coverage
+    /// per file, failed success criteria.
+    Reports {
+        run: String,
+        #[arg(long)]
+        repo: Option<String>,
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
     /// Approve an approval gate that waits (an `aws/approval` action).
     Approve {
         run: String,
@@ -378,6 +387,14 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
             let run = resolve_run(&client, &run, repo.as_deref())?;
             let run: Run = client.post(&format!("/runs/{run}/cancel"), &serde_json::json!({}))?;
             println!("run {} {}", run_name(&run), run.state.as_str());
+        }
+        RunCommand::Reports { run, repo, output } => {
+            let run = resolve_run(&client, &run, repo.as_deref())?;
+            let reports: Vec<cove_api::RunReport> = client.get(&format!("/runs/{run}/reports"))?;
+            match output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&reports)?),
+                Output::Text => crate::run_reports::print(&reports, &mut std::io::stdout().lock())?,
+            }
         }
         RunCommand::Retry { run, repo } => {
             let run = resolve_run(&client, &run, repo.as_deref())?;

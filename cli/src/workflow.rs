@@ -12,7 +12,9 @@ use crate::devfile::Output;
 pub enum WorkflowCommand {
     /// Validate CodeCatalyst workflows (`.codecatalyst/workflows/*.yaml`) and
     /// CodeBuild buildspecs: prints `FILE:LINE:COL: error: …` for each problem
-    /// and exits 1 if any file is invalid. Warnings go to stderr.
+    /// and exits 1 if any file is invalid. Warnings go to stderr. A construct
+    /// Cove would not run is an error `not supported by Cove: …`
+    /// (docs/compatibility.md) unless `--format-only`.
     Validate {
         #[arg(required = true)]
         files: Vec<PathBuf>,
@@ -21,6 +23,10 @@ pub enum WorkflowCommand {
         /// Print the normalized workflow as JSON when valid.
         #[arg(long)]
         show: bool,
+        /// Check only the format's own rules (CodeCatalyst / CodeBuild), not
+        /// what Cove supports.
+        #[arg(long)]
+        format_only: bool,
     },
 }
 
@@ -29,13 +35,19 @@ pub fn run(cmd: WorkflowCommand) -> Result<ExitCode> {
         files,
         output,
         show,
+        format_only,
     } = cmd;
+    let validate = if format_only {
+        workflows::validate_file
+    } else {
+        workflows::validate_for_cove
+    };
     let mut ok = true;
     let mut report = Vec::new();
     for f in &files {
         let name = f.display().to_string();
         let text = std::fs::read_to_string(f).with_context(|| format!("cannot read {name}"))?;
-        let (workflow, errors, warnings) = match workflows::validate_file(&name, &text) {
+        let (workflow, errors, warnings) = match validate(&name, &text) {
             Ok((w, warnings)) => (Some(w), Vec::new(), warnings),
             Err(errors) => (None, errors, Vec::new()),
         };

@@ -78,10 +78,11 @@ fn budget_error(file: &str, message: String) -> Diagnostic {
         .with_help("make the file smaller or simpler (fewer aliases, less nesting)")
 }
 
-/// [`workflows::validate_file`] within the budget.
+/// [`workflows::validate_for_cove`] within the budget: a construct Cove would
+/// not run is an error here, before any run exists.
 pub async fn workflow(file: &str, text: &str) -> Result<workflows::Validated, Vec<Diagnostic>> {
     let (f, t) = (file.to_string(), text.to_string());
-    off_thread(file, move || workflows::validate_file(&f, &t))
+    off_thread(file, move || workflows::validate_for_cove(&f, &t))
         .await
         .unwrap_or_else(|d| Err(vec![d]))
 }

@@ -1492,6 +1492,17 @@ pub fn api_routes() -> Vec<Route> {
         .answers(&[404]),
         route(
             M::GET,
+            "/api/v1/runs/{run}/reports",
+            Read,
+            reader,
+            false,
+            OK,
+            "The run's test and coverage reports: totals, failed cases, coverage per file, failed success criteria",
+            crate::runs::reports::list,
+        )
+        .answers(&[404]),
+        route(
+            M::GET,
             "/api/v1/runs/{run}/jobs/{job}/artifacts/{artifact}",
             Read,
             reader,

@@ -28,6 +28,7 @@ mod mirrors;
 mod notify;
 mod packages;
 mod pulls;
+mod reports;
 mod retention;
 mod runs;
 mod schedules;

@@ -23,7 +23,7 @@ use crate::pattern::Pattern;
 use crate::reader::{show, Reader};
 use crate::yaml11::to_json;
 
-const TOP_KEYS: &[&str] = &[
+pub(crate) const TOP_KEYS: &[&str] = &[
     "version",
     "run-as",
     "env",
@@ -34,7 +34,7 @@ const TOP_KEYS: &[&str] = &[
     "artifacts",
     "cache",
 ];
-const ENV_KEYS: &[&str] = &[
+pub(crate) const ENV_KEYS: &[&str] = &[
     "shell",
     "variables",
     "parameter-store",
@@ -42,14 +42,14 @@ const ENV_KEYS: &[&str] = &[
     "exported-variables",
     "git-credential-helper",
 ];
-const PHASE_KEYS: &[&str] = &[
+pub(crate) const PHASE_KEYS: &[&str] = &[
     "run-as",
     "on-failure",
     "runtime-versions",
     "commands",
     "finally",
 ];
-const ARTIFACT_KEYS: &[&str] = &[
+pub(crate) const ARTIFACT_KEYS: &[&str] = &[
     "files",
     "name",
     "discard-paths",
@@ -59,7 +59,8 @@ const ARTIFACT_KEYS: &[&str] = &[
     "s3-prefix",
     "secondary-artifacts",
 ];
-const REPORT_KEYS: &[&str] = &["files", "base-directory", "discard-paths", "file-format"];
+pub(crate) const REPORT_KEYS: &[&str] =
+    &["files", "base-directory", "discard-paths", "file-format"];
 const REPORT_FORMATS: &[&str] = &[
     "JUNITXML",
     "CUCUMBERJSON",
@@ -72,6 +73,7 @@ const REPORT_FORMATS: &[&str] = &[
     "JACOCOXML",
     "SIMPLECOV",
 ];
+pub(crate) const CACHE_KEYS: &[&str] = &["paths", "key", "fallback-keys", "action"];
 const SHELLS: &[&str] = &[
     "bash",
     "sh",
@@ -143,6 +145,11 @@ pub(crate) fn parse(r: &mut Reader, root: &Node, text: &str) -> Option<Workflow>
     }
     match root.get("phases") {
         Some(phases) => configuration.steps = read_phases(r, phases),
+        None if root.get("batch").is_some() => r.error(
+            root.entry("batch").map_or(root.pos, |e| e.key.pos),
+            "not supported by Cove: a batch-only buildspec (`batch:` without `phases`: build-graph, build-list, build-matrix)",
+            "write the builds as actions of a CodeCatalyst workflow with `DependsOn`, or add `phases` to run this buildspec as one build",
+        ),
         None => r.error(
             root.pos,
             "the buildspec has no `phases`",
@@ -627,7 +634,7 @@ fn read_reports(r: &mut Reader, n: &Node, outputs: &mut Outputs) {
 
 fn read_cache(r: &mut Reader, n: &Node) -> Option<Cache> {
     r.map(n, "`cache`")?;
-    r.check_keys(n, &["paths", "key", "fallback-keys", "action"], "`cache`");
+    r.check_keys(n, CACHE_KEYS, "`cache`");
     let paths = n
         .get("paths")
         .map(|p| r.text_list(p, "`cache.paths`"))

@@ -21,7 +21,7 @@ use crate::pattern::Pattern;
 use crate::reader::{is_name, Reader};
 use crate::yaml11::to_json;
 
-const TOP_KEYS: &[&str] = &[
+pub(crate) const TOP_KEYS: &[&str] = &[
     "Name",
     "SchemaVersion",
     "RunMode",
@@ -29,7 +29,7 @@ const TOP_KEYS: &[&str] = &[
     "Triggers",
     "Actions",
 ];
-const ACTION_KEYS: &[&str] = &[
+pub(crate) const ACTION_KEYS: &[&str] = &[
     "Identifier",
     "DependsOn",
     "Compute",
@@ -41,8 +41,9 @@ const ACTION_KEYS: &[&str] = &[
     "Configuration",
     "Packages",
 ];
-const GROUP_KEYS: &[&str] = &["Actions", "DependsOn"];
-const TRIGGER_KEYS: &[&str] = &["Type", "Events", "Branches", "FilesChanged", "Expression"];
+pub(crate) const GROUP_KEYS: &[&str] = &["Actions", "DependsOn"];
+pub(crate) const TRIGGER_KEYS: &[&str] =
+    &["Type", "Events", "Branches", "FilesChanged", "Expression"];
 const ON_DEMAND_FLEETS: &[&str] = &[
     "Linux.x86-64.Large",
     "Linux.x86-64.XLarge",

@@ -66,6 +66,8 @@ mod model;
 pub mod pattern;
 pub mod plan;
 mod reader;
+pub mod reports;
+pub mod support;
 mod triggers;
 pub mod yaml11;
 
@@ -108,6 +110,19 @@ fn detect(root: &yamlmap::Node) -> Option<Format> {
 /// On success returns the workflow and its warnings; otherwise every error
 /// found (and the warnings), sorted by position.
 pub fn validate_file(path_display: &str, text: &str) -> Result<Validated, Vec<Diagnostic>> {
+    validate(path_display, text, false)
+}
+
+/// [`validate_file`], then what Cove does with the constructs used
+/// ([`support`]): a construct Cove would not run with its documented meaning
+/// is an error `not supported by Cove: …` at its position, one that runs
+/// with a difference a warning. Servers and `cove workflow validate` use
+/// this, so nothing is accepted and then ignored.
+pub fn validate_for_cove(path_display: &str, text: &str) -> Result<Validated, Vec<Diagnostic>> {
+    validate(path_display, text, true)
+}
+
+fn validate(path_display: &str, text: &str, cove: bool) -> Result<Validated, Vec<Diagnostic>> {
     let root = match yamlmap::parse(text) {
         Ok(Some(root)) => root,
         Ok(None) => {
@@ -145,11 +160,18 @@ pub fn validate_file(path_display: &str, text: &str) -> Result<Validated, Vec<Di
             None
         }
     };
-    let diags = r.finish();
-    match workflow {
-        Some(w) if !diags.iter().any(Diagnostic::is_error) => Ok((w, diags)),
-        _ => Err(diags),
+    let mut diags = r.finish();
+    let Some(w) = workflow.filter(|_| !diags.iter().any(Diagnostic::is_error)) else {
+        return Err(diags);
+    };
+    if cove {
+        diags.extend(support::check(path_display, &root, w.format));
+        diags.sort_by_key(|d| (d.line, d.column));
+        if diags.iter().any(Diagnostic::is_error) {
+            return Err(diags);
+        }
     }
+    Ok((w, diags))
 }
 
 fn file_stem(path: &str) -> &str {
@@ -162,13 +184,13 @@ fn file_stem(path: &str) -> &str {
 
 /// The workflow for a repository that has a root `buildspec.yml` and no
 /// CodeCatalyst workflow: the buildspec's single action, triggered on a
-/// push to `default_branch`.
+/// push to `default_branch`. Judged as [`validate_for_cove`] does.
 pub fn implicit_buildspec_workflow(
     path_display: &str,
     text: &str,
     default_branch: &str,
 ) -> Result<Validated, Vec<Diagnostic>> {
-    let (mut w, warnings) = validate_file(path_display, text)?;
+    let (mut w, warnings) = validate_for_cove(path_display, text)?;
     if w.format != Format::Buildspec {
         return Err(vec![Diagnostic::error(
             path_display,

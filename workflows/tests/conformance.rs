@@ -478,3 +478,61 @@ fn buildspec_details() {
     assert_eq!(java.actions[0].outputs.variables, vec!["VERSION_HASH"]);
     assert!(java.batch.is_some());
 }
+
+/// What Cove itself does with each corpus file (`validate_for_cove`): the
+/// files valid for their format that use a construct Cove does not run are
+/// refused at that construct, never accepted and then ignored.
+#[test]
+fn cove_refuses_what_it_would_not_run() {
+    let expected: BTreeMap<&str, Vec<(usize, &str)>> = BTreeMap::from([
+        ("buildspec/avanderm.aws-cicd-cdk--buildspec.yaml", vec![]),
+        ("buildspec/avanderm.aws-codeartifact-demo--cdk-buildspec.yaml", vec![]),
+        ("buildspec/aws-samples.aws-codebuild-multiple-buildspec--buildspec-rpm.yaml", vec![]),
+        ("buildspec/aws-samples.aws-codepipeline-terraform-cicd-samples--buildspec_validate.yaml", vec![]),
+        ("buildspec/aws.aws-encryption-sdk-java--ci-build.yaml", vec![(12, "`env.parameter-store`"), (14, "`env.secrets-manager`")]),
+        ("buildspec/aws.aws-encryption-sdk-javascript--publish.yaml", vec![(9, "`env.secrets-manager`")]),
+        ("buildspec/aws.aws-encryption-sdk-javascript--version.yaml", vec![(9, "`git-credential-helper: yes`")]),
+        ("buildspec/aws.aws-lc--run_nonroot_target.yaml", vec![(12, "`run-as`"), (19, "`run-as`")]),
+        ("buildspec/aws.aws-lc--run_x509_limbo_reports_target.yaml", vec![]),
+        ("buildspec/aws.s2n-tls--buildspec_mem.yaml", vec![]),
+        ("buildspec/aws.s2n-tls--buildspec_ubuntu_integrationv2.yaml", vec![]),
+        ("buildspec/awslabs.aws-crt-java--build-jar.yaml", vec![]),
+        ("buildspec/schoemme.aws-codebuild-parallel-testing--buildspec.yaml", vec![]),
+        ("codecatalyst/Coykto.foodfeed--dev_backend.yaml", vec![(27, "`AutoDiscoverReports`"), (46, "the managed action `aws/cdk-bootstrap@v1`"), (61, "the managed action `aws/cdk-deploy@v1`")]),
+        ("codecatalyst/Lock128.projen-pipelines-typescript-example--deploy.yaml", vec![]),
+        ("codecatalyst/Lock128.projen-pipelines-typescript-example--release-prod.yaml", vec![]),
+        ("codecatalyst/aws-samples.amazon-chime-sdk-click-to-call--onPushToMainDeployPipeline.yaml", vec![(21, "`AutoDiscoverReports`"), (39, "the managed action `aws/cdk-deploy@v1`")]),
+        ("codecatalyst/aws.codecatalyst-runner-cli--custom.yaml", vec![(23, "custom actions")]),
+        ("codecatalyst/aws.codecatalyst-runner-cli--sample.yaml", vec![]),
+        ("codecatalyst/aws.codecatalyst-runner-cli--shared.yaml", vec![(10, "`SharedInstance: true`"), (13, "custom actions")]),
+        ("codecatalyst/clareliguori.summarize-my-document--test.yaml", vec![]),
+        ("codecatalyst/florian-thoni-sonarsource.test_python--test.yaml", vec![(31, "`AutoDiscoverReports`"), (52, "the GitHub Actions runner action `aws/github-actions-runner@v1.0.0`")]),
+        ("codecatalyst/headforthecloud.codecatalyst-python-pipeline--python-testing-pipeline.yaml", vec![(35, "the report format `PYLINTJSON`"), (39, "the success criterion `StaticAnalysisQuality`"), (42, "the success criterion `StaticAnalysisSecurity`"), (45, "the success criterion `StaticAnalysisBug`"), (72, "the report format `SARIFSA`"), (76, "the success criterion `StaticAnalysisFinding`")]),
+        ("codecatalyst/santoses-me.infra--deploy.yaml", vec![]),
+        ("codecatalyst/vedmichv.todoapp-codecatalyst-demo--main_fullstack_workflow.yaml", vec![(29, "`AutoDiscoverReports`"), (43, "the managed action `aws/cdk-bootstrap@v1`"), (58, "the managed action `aws/cdk-deploy@v1`"), (105, "`AutoDiscoverReports`"), (120, "the managed action `aws/cdk-bootstrap@v1`"), (135, "the managed action `aws/cdk-deploy@v1`")]),
+        ("codecatalyst/walteh.webauthn--deployment-pipeline.yaml", vec![(19, "the Arm64 fleet `Linux.Arm64.Large`"), (37, "`AutoDiscoverReports`"), (44, "the Arm64 fleet `Linux.Arm64.Large`"), (64, "`AutoDiscoverReports`"), (87, "the managed action `aws/cdk-deploy@v1`"), (105, "`AutoDiscoverReports`"), (129, "the managed action `aws/cdk-deploy@v1`"), (146, "`AutoDiscoverReports`"), (170, "the managed action `aws/cdk-deploy@v1`"), (187, "`AutoDiscoverReports`"), (212, "the managed action `aws/cdk-deploy@v1`"), (235, "the managed action `aws/cdk-deploy@v1`")]),
+    ]);
+    let mut seen = 0;
+    for (rel, text) in corpus_files() {
+        let Some(want) = expected.get(rel.as_str()) else {
+            continue;
+        };
+        seen += 1;
+        let got: Vec<(usize, String)> = match workflows::validate_for_cove(&rel, &text) {
+            Ok(_) => Vec::new(),
+            Err(diags) => diags
+                .iter()
+                .filter(|d| d.is_error())
+                .map(|d| (d.line, d.message.clone()))
+                .collect(),
+        };
+        assert_eq!(got.len(), want.len(), "{rel}: {got:?}");
+        for ((line, msg), (wl, needle)) in got.iter().zip(want) {
+            assert!(
+                *line == *wl && msg.starts_with("not supported by Cove: ") && msg.contains(needle),
+                "{rel}: want {wl} `{needle}`, got {line} `{msg}`"
+            );
+        }
+    }
+    assert_eq!(seen, expected.len(), "every pinned file is in the corpus");
+}

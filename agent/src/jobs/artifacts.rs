@@ -59,6 +59,10 @@ impl PartialEq for ArtifactFile {
 impl Eq for ArtifactFile {}
 
 impl ArtifactFile {
+    pub(crate) fn from_temp(path: tempfile::TempPath) -> ArtifactFile {
+        ArtifactFile(std::sync::Arc::new(path))
+    }
+
     pub fn path(&self) -> &Path {
         &self.0
     }

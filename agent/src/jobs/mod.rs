@@ -12,6 +12,7 @@
 //! in commands only as `${CATALYST_SECRETS_name}`). See `docs/jobs.md`.
 
 mod artifacts;
+pub mod cache;
 mod script;
 
 use std::collections::{BTreeMap, HashMap};
@@ -38,6 +39,7 @@ use crate::mask::{LogSink, LogStream, MaskSet, MaskedOutput};
 pub use artifacts::{
     collect, glob_match, ArtifactError, ArtifactFile, ArtifactSpec, OutputArtifact,
 };
+pub use cache::CacheSpec;
 pub use script::{ARTIFACTS_DIR, ROOT, SRC_DIR};
 
 /// Label on every job container: the job id.
@@ -81,6 +83,8 @@ pub struct JobSpec {
     /// and exposed as `CATALYST_SOURCE_DIR_<name>`.
     pub inputs: Vec<InputArtifact>,
     pub outputs: Vec<ArtifactSpec>,
+    /// File caches: restored before the steps, saved after a success ([`cache`]).
+    pub caches: Vec<CacheSpec>,
     /// Variables whose final values are exported (`Outputs.Variables`,
     /// buildspec `exported-variables`).
     pub exported_variables: Vec<String>,
@@ -138,6 +142,7 @@ impl JobSpec {
             secrets: Vec::new(),
             inputs: Vec::new(),
             outputs: Vec::new(),
+            caches: Vec::new(),
             exported_variables: Vec::new(),
             timeout: Duration::from_secs(60 * 60),
             grace: Duration::from_secs(10),
@@ -889,6 +894,14 @@ impl Runner<'_> {
             self.upload(&format!("{ARTIFACTS_DIR}/{}", a.name), a.tar.clone())
                 .await?;
         }
+        // cache hits: entries are relative to `/`, so each path comes back where it was
+        let mut restored = Vec::new();
+        for c in &self.job.caches {
+            if let Some(tar) = &c.restore {
+                self.upload("/", tar.clone()).await?;
+                restored.push(c.name.clone());
+            }
+        }
         self.docker
             .start_container(self.container, None::<StartContainerOptions>)
             .await
@@ -905,6 +918,9 @@ impl Runner<'_> {
             retry: false,
             timings: JobTimings::default(),
         };
+        for name in &restored {
+            out.system(&format!("[cove] cache {name} restored")).await;
+        }
         let failed = match self.job.script.clone() {
             Script::Steps(steps) => self.run_steps(&steps, &mut out, &mut result).await?,
             Script::Phases(phases) => self.run_phases(&phases, &mut out, &mut result).await?,
@@ -929,8 +945,34 @@ impl Runner<'_> {
                     *value = masked;
                 }
             }
+            if result.status == JobStatus::Succeeded {
+                for c in &self.job.caches {
+                    match cache::save(self.docker, self.container, c).await {
+                        Ok(Some(a)) => {
+                            out.system(&format!(
+                                "[cove] cache {} saved ({} files)",
+                                c.name,
+                                a.files.len()
+                            ))
+                            .await;
+                            result.artifacts.push(a);
+                        }
+                        Ok(None) => {
+                            out.system(&format!(
+                                "[cove] cache {}: none of its paths exists; not saved",
+                                c.name
+                            ))
+                            .await;
+                        }
+                        Err(e) => out.system(&format!("[cove] cache {}: {e}", c.name)).await,
+                    }
+                }
+            }
             match self.collect_artifacts().await {
-                Ok(a) => result.artifacts = a,
+                Ok(a) => {
+                    let caches = std::mem::replace(&mut result.artifacts, a);
+                    result.artifacts.extend(caches);
+                }
                 Err(Collect::Docker(e)) => return Err(e),
                 Err(Collect::Artifact(e)) => {
                     out.system(&format!("[cove] {e}")).await;

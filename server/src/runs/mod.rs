@@ -12,11 +12,13 @@
 //! - Time comes from [`Clock`], which tests can move forward.
 
 pub mod approval;
+pub mod cache;
 pub mod http;
 pub mod log_cap;
 pub mod package_policy;
 pub mod packages;
 pub mod pulls;
+pub mod reports;
 pub mod schedule;
 pub mod schedules;
 pub mod secrets;
@@ -1019,6 +1021,7 @@ async fn build_lease(state: &AppState, job: &JobRow, attempt: u32) -> Result<Job
                 discard_paths: a.discard_paths,
                 exclude_paths: a.exclude_paths.clone(),
             })
+            .chain(reports::artifact_specs(action))
             .collect(),
         exported_variables: action.outputs.variables.clone(),
         timeout_secs: u64::try_from(job.timeout_ms / 1000).unwrap_or(3600),
@@ -1026,6 +1029,7 @@ async fn build_lease(state: &AppState, job: &JobRow, attempt: u32) -> Result<Job
         lease_ms: u64::try_from(runs.config.lease.as_millis()).unwrap_or(30_000),
         packages,
         deploy,
+        caches: cache::lease_specs(state, &run, action),
     })
 }
 
@@ -1109,6 +1113,19 @@ pub async fn input_path(
     name: &str,
 ) -> Result<std::path::PathBuf, RunsError> {
     let job = current_job(state, job_id, attempt).await?;
+    if cache::index_of(name).is_some() {
+        // a cache of this job's action, never another job's upload of the same name
+        let run = state
+            .store()
+            .run(job.run_id)
+            .await?
+            .ok_or_else(|| RunsError::NotFound(format!("run {}", job.run_id)))?;
+        let wf = parse_run_workflow(&run).await?;
+        return wf
+            .action(&job.action)
+            .and_then(|a| cache::input_file(state, &run, a, name))
+            .ok_or_else(|| RunsError::NotFound(format!("cache {name}")));
+    }
     for other in state.store().jobs_of_run(job.run_id).await? {
         let names: Vec<String> = serde_json::from_str(&other.artifacts_json).unwrap_or_default();
         if names.iter().any(|n| n == name) {
@@ -1259,6 +1276,37 @@ pub async fn finish(
         JobOutcome::Cancelled => JobState::Cancelled,
         JobOutcome::TimedOut => JobState::TimedOut,
     };
+    // Reports are read once the steps ended (also after a failed build); a failed success
+    // criterion fails a job whose steps succeeded.
+    let mut to = to;
+    let mut error = report.error.clone();
+    let finished_action = if matches!(to, JobState::Succeeded | JobState::Failed) {
+        finished_action(state, &job).await
+    } else {
+        Ok(None)
+    };
+    if let Ok(Some((run, action))) = &finished_action {
+        let failed = reports::collect(state, &job, action).await;
+        match failed {
+            Ok(failed) if !failed.is_empty() => {
+                tracing::info!(job = job_id, reasons = ?failed, "report success criteria failed");
+                if to == JobState::Succeeded {
+                    to = JobState::Failed;
+                    error = Some(failed.join("; "));
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(job = job_id, error = %e, "reading the job's reports failed"),
+        }
+        if to == JobState::Succeeded {
+            if let Err(e) = cache::save(state, run, &job, action).await {
+                tracing::warn!(job = job_id, error = %e, "saving the job's caches failed");
+            }
+        }
+    }
+    if let Err(e) = finished_action {
+        tracing::warn!(job = job_id, error = %e, "the finished job's action cannot be read");
+    }
     let vars = serde_json::to_string(&report.variables)
         .map_err(|e| RunsError::BadRequest(e.to_string()))?;
     let ended = state
@@ -1267,7 +1315,7 @@ pub async fn finish(
             job_id,
             report.attempt,
             to,
-            report.error.as_deref(),
+            error.as_deref(),
             &vars,
             now,
             &digest,
@@ -1290,6 +1338,23 @@ pub async fn finish(
     );
     settle_run(state, job.run_id).await?;
     Ok(())
+}
+
+/// The run and action of a finished job when it declares reports or caches (the run's
+/// workflow parsed again).
+async fn finished_action(
+    state: &AppState,
+    job: &JobRow,
+) -> Result<Option<(RunRow, workflows::Action)>, RunsError> {
+    let Some(run) = state.store().run(job.run_id).await? else {
+        return Ok(None);
+    };
+    let wf = parse_run_workflow(&run).await?;
+    let action = wf
+        .action(&job.action)
+        .filter(|a| !a.outputs.reports.is_empty() || !a.caching.is_empty())
+        .cloned();
+    Ok(action.map(|a| (run, a)))
 }
 
 /// Ends leases whose heartbeats stopped: a requested cancel is finalized as `cancelled`; else

@@ -100,6 +100,7 @@ impl Store {
         for id in run_ids {
             for sql in [
                 "DELETE FROM job_logs WHERE job_id IN (SELECT id FROM jobs WHERE run_id = $1)",
+                "DELETE FROM run_reports WHERE run_id = $1",
                 "DELETE FROM jobs WHERE run_id = $1",
                 "DELETE FROM runs WHERE id = $1",
             ] {

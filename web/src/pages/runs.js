@@ -1,5 +1,6 @@
 import { api, subscribe } from '../api.js';
 import { h, replace, badge, shortSha, ago, duration } from '../dom.js';
+import { loadReports } from './run_reports.js';
 
 const ACTIVE = new Set(['queued', 'running']);
 
@@ -182,6 +183,8 @@ export async function runPage(main, { params }) {
   const logStatus = h('p', { class: 'muted-text', role: 'status' });
   const logBox = h('pre', { class: 'log', id: 'job-log', role: 'log', 'aria-labelledby': 'log-h', tabindex: '0' });
   const artifacts = h('div', { id: 'artifacts' });
+  const reports = h('div', { id: 'reports' }, h('p', {}, 'Reports appear when the run has ended.'));
+  let reportsFor = null;
   main.append(
     h('p', { class: 'crumbs' }, h('a', { href: `#/repos/${run.repo}` }, run.repo), ' / ', h('a', { href: `#/repos/${run.repo}/runs?branch=${encodeURIComponent(run.branch)}` }, `runs on ${run.branch}`)),
     title,
@@ -191,6 +194,7 @@ export async function runPage(main, { params }) {
     error,
     h('section', { 'aria-labelledby': 'dag-h' }, h('h2', { id: 'dag-h' }, 'Actions'), dag),
     h('section', { 'aria-labelledby': 'log-h', class: 'log-section' }, logTitle, logStatus, logBox),
+    h('section', { 'aria-labelledby': 'rep-h' }, h('h2', { id: 'rep-h' }, 'Reports'), reports),
     h('section', { 'aria-labelledby': 'art-h' }, h('h2', { id: 'art-h' }, 'Artifacts'), artifacts),
   );
 
@@ -259,6 +263,11 @@ export async function runPage(main, { params }) {
       ),
     );
     requestAnimationFrame(() => drawEdges(svg, grid, run.jobs));
+    const finished = run.jobs.filter((j) => j.finished_at_ms).length;
+    if (finished && reportsFor !== `${run.id}:${finished}`) {
+      reportsFor = `${run.id}:${finished}`;
+      loadReports(reports, run.id);
+    }
     const arts = run.jobs.flatMap((j) => j.artifacts.map((a) => [j, a]));
     replace(
       artifacts,
