@@ -175,7 +175,7 @@ pub struct Environment {
 pub struct EnvEvent {
     pub id: i64,
     pub at_ms: i64,
-    /// `progress`, `post_start`, `state`, `error`.
+    /// `progress`, `post_start`, `pre_stop`, `project`, `dotfiles`, `state`, `error`.
     pub kind: String,
     pub message: String,
 }

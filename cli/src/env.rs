@@ -270,19 +270,7 @@ pub(crate) fn wait(
 ) -> Result<Environment> {
     let started = Instant::now();
     loop {
-        let events: Vec<EnvEvent> = client
-            .get(&format!("/environments/{id}/events?after={after}"))
-            .unwrap_or_default();
-        for ev in &events {
-            after = after.max(ev.id);
-            let mut lines = ev.message.lines();
-            if let Some(first) = lines.next() {
-                eprintln!("  {:<10} {first}", ev.kind);
-            }
-            for l in lines {
-                eprintln!("             {l}");
-            }
-        }
+        print_events(client, id, &mut after);
         let env: Environment = match client.get(&format!("/environments/{id}")) {
             Ok(e) => e,
             Err(crate::client::ClientError::NotFound { .. }) if want == EnvState::Deleting => {
@@ -292,9 +280,13 @@ pub(crate) fn wait(
         };
         // a deletion is done when the environment is gone, not when it says "deleting"
         if env.state == want && want != EnvState::Deleting {
+            // what the agent reported before the state changed (dotfiles, postStart output)
+            // may have landed after the events were read above
+            print_events(client, id, &mut after);
             return Ok(env);
         }
         if env.state == EnvState::Failed {
+            print_events(client, id, &mut after);
             bail!(
                 "environment {} failed: {}",
                 env.name,
@@ -316,6 +308,23 @@ pub(crate) fn wait(
             );
         }
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Prints the environment's events after `after` on stderr and moves `after` past them.
+fn print_events(client: &Client, id: &str, after: &mut i64) {
+    let events: Vec<EnvEvent> = client
+        .get(&format!("/environments/{id}/events?after={after}"))
+        .unwrap_or_default();
+    for ev in &events {
+        *after = (*after).max(ev.id);
+        let mut lines = ev.message.lines();
+        if let Some(first) = lines.next() {
+            eprintln!("  {:<10} {first}", ev.kind);
+        }
+        for l in lines {
+            eprintln!("             {l}");
+        }
     }
 }
 

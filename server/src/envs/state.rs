@@ -97,10 +97,11 @@ pub async fn apply_report(state: &AppState, report: EnvReport) -> Result<(), Api
             store
                 .add_env_event(
                     &env_id,
-                    if event == "postStart" {
-                        "post_start"
-                    } else {
-                        "pre_stop"
+                    match event.as_str() {
+                        "postStart" => "post_start",
+                        // a devfile project's clone (agent/src/environment.rs clone_projects)
+                        "project" => "project",
+                        _ => "pre_stop",
                     },
                     &format!("{event} command {command} {status}\n{output}"),
                 )
