@@ -68,6 +68,16 @@ batch:
             - slow
 "#;
 
+const FAST_FAIL: &str = r#"version: 0.2
+batch:
+  fast-fail: true
+  build-list:
+    - identifier: broken
+      buildspec: ci/broken.yml
+    - identifier: slow
+      buildspec: ci/slow.yml
+"#;
+
 fn matrix_child(name: &str) -> String {
     format!(
         "version: 0.2\nenv:\n  exported-variables: [SEEN]\nphases:\n  build:\n    commands:\n      - SEEN=\"{name}-$MODE\"\n      - echo \"matrix $SEEN\"\n"
@@ -208,6 +218,30 @@ async fn batch_buildspecs_run_as_a_graph_and_a_matrix_of_jobs() {
                 ("two-fast".to_string(), "two-fast".to_string()),
                 ("two-slow".to_string(), "two-slow".to_string()),
             ]
+        );
+
+        // fast-fail: the failed build stops the other one (skipped before it started, or
+        // cancelled while it ran), and the run fails
+        let run = push_and_wait(
+            &home,
+            &url,
+            &dir.join("fastfail"),
+            "fastfail",
+            &[
+                ("buildspec.yml", FAST_FAIL),
+                ("ci/broken.yml", LINT),
+                (
+                    "ci/slow.yml",
+                    "version: 0.2\nphases:\n  build:\n    commands:\n      - sleep 30\n      - echo slept\n",
+                ),
+            ],
+        );
+        assert_eq!(run.state, RunState::Failed, "{run:#?}");
+        let state = |a: &str| run.jobs.iter().find(|j| j.action == a).unwrap().state;
+        assert_eq!(state("broken"), JobState::Failed, "{run:#?}");
+        assert!(
+            matches!(state("slow"), JobState::Skipped | JobState::Cancelled),
+            "{run:#?}"
         );
     })
     .await

@@ -191,3 +191,69 @@ pub(super) async fn supersede_run(state: &AppState, run_id: i64) -> Result<(), R
     settle_run(state, run_id).await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(action: &str, state: JobState, on_failure: JobFailure) -> JobRow {
+        JobRow {
+            id: 1,
+            run_id: 1,
+            idx: 0,
+            action: action.into(),
+            depends_on: Vec::new(),
+            state,
+            attempt: 1,
+            max_attempts: 1,
+            lease_expires_ms: None,
+            cancel_requested: false,
+            timeout_ms: 1000,
+            started_at_ms: None,
+            finished_at_ms: None,
+            error: None,
+            variables_json: "{}".into(),
+            artifacts_json: "[]".into(),
+            on_failure,
+        }
+    }
+
+    #[test]
+    fn ignored_failures_do_not_fail_the_run() {
+        use JobFailure::*;
+        use JobState::*;
+        let ok = job("a", Succeeded, Fail);
+        let cases = [
+            (
+                vec![ok.clone(), job("b", Failed, Ignore)],
+                RunState::Succeeded,
+            ),
+            (
+                vec![ok.clone(), job("b", Skipped, Ignore)],
+                RunState::Succeeded,
+            ),
+            (
+                vec![ok.clone(), job("b", TimedOut, Ignore)],
+                RunState::Succeeded,
+            ),
+            (vec![ok.clone(), job("b", Failed, Fail)], RunState::Failed),
+            (
+                vec![job("b", Failed, Ignore), job("c", Skipped, Fail)],
+                RunState::Failed,
+            ),
+            // a fast-fail build's failure, and the build it stopped
+            (
+                vec![job("b", Failed, FailFast), job("c", Cancelled, FailFast)],
+                RunState::Failed,
+            ),
+            // without fast-fail, a cancel is a cancel
+            (
+                vec![job("b", Failed, Fail), job("c", Cancelled, Fail)],
+                RunState::Cancelled,
+            ),
+        ];
+        for (jobs, want) in cases {
+            assert_eq!(derive_run_state(&jobs), want, "{jobs:#?}");
+        }
+    }
+}
