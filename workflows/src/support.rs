@@ -102,7 +102,7 @@ pub const CONSTRUCTS: &[Construct] = &[
     bs("env.exported-variables", "runs", "exported like `Outputs.Variables`"),
     bs("env.git-credential-helper", "runs · refuses", "`no` runs; `yes` is refused: jobs get no git credentials"),
     bs("proxy", "warns", "explicit-proxy settings do not apply: Cove uploads artifacts and logs itself"),
-    bs("batch", "runs · warns", "without `phases` (a batch-only buildspec): each build is an action of the run (docs/runs.md \"Batch buildspecs\"); beside `phases`: warns, the phases run as one build (as a non-batch CodeBuild start does) and the batch is not started"),
+    bs("batch", "runs · warns", "without `phases` (a batch-only buildspec): each build is an action of the run (docs/runs.md \"Batch buildspecs\"), and the file's own `env`, `artifacts`, `reports`, `cache` warn (each build uses its buildspec's); beside `phases`: warns, the phases run as one build (as a non-batch CodeBuild start does) and the batch is not started"),
     bs("batch.fast-fail", "runs", "`true`: once a build fails (one without `ignore-failure`), running builds are stopped and the others never start; default `false`: the others run on"),
     bs("batch.build-graph", "runs", "builds that wait for their `depend-on` builds to succeed"),
     bs("batch.build-list", "runs", "builds that run in parallel (`identifier` optional: `build1`, `build2` …)"),
@@ -446,6 +446,15 @@ fn buildspec(c: &mut Checker, root: &Node) {
             );
         } else {
             batch(c, &e.value);
+            for key in ["env", "artifacts", "reports", "cache"] {
+                if let Some(k) = root.entry(key) {
+                    c.warn(
+                        k.key.pos,
+                        format!("`{key}` of a batch-only buildspec has no effect: each build uses the `{key}` of the buildspec it names"),
+                        "move it into the builds' buildspecs (a build's `env.variables` go under its entry's `env`)",
+                    );
+                }
+            }
         }
     }
     for p in root.get("phases").map(Node::entries).unwrap_or_default() {

@@ -433,3 +433,14 @@ fn a_batch_beside_phases_still_runs_the_phases_as_one_build() {
     assert!(warnings.iter().any(|d| d.message.contains("not started")));
     assert!(repo.reads.is_empty());
 }
+
+#[test]
+fn the_batch_files_own_settings_warn() {
+    // each build runs its own buildspec's env and artifacts: the batch file's would be ignored
+    let text = "version: 0.2\nenv:\n  variables:\n    A: b\nbatch:\n  build-list:\n    - buildspec: a.yml\nartifacts:\n  files: [x]\n";
+    let mut repo = Repo::with(&[("a.yml", OK)]);
+    let (_, warnings) = run(text, &mut repo).expect("valid");
+    let at: Vec<(usize, usize)> = warnings.iter().map(|d| (d.line, d.column)).collect();
+    assert_eq!(at, [(2, 1), (8, 1)], "{warnings:?}");
+    assert!(warnings[0].message.contains("has no effect"));
+}
