@@ -179,6 +179,14 @@ async fn batch_buildspecs_run_as_a_graph_and_a_matrix_of_jobs() {
         // each build's env.variables over its buildspec's
         assert_eq!(job("compile").variables["DONE"], "compile-done");
         assert_eq!(job("test").variables["DONE"], "test-done");
+        assert!(job("lint").ignore_failure && !job("test").ignore_failure);
+        let shown = ok(&cove(&home, &url, &["run", "show", &run.id.to_string()]));
+        assert!(
+            shown
+                .lines()
+                .any(|l| l.starts_with("lint") && l.contains("(failure ignored)")),
+            "{shown}"
+        );
         let log = ok(&cove(
             &home,
             &url,
