@@ -140,6 +140,9 @@ pub struct Job {
     /// Set for `aws/approval` gates.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval: Option<Approval>,
+    /// A batch build with `ignore-failure`: its failure does not fail the run.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ignore_failure: bool,
 }
 
 /// An approval gate: who may decide, how many approvals it needs, what was decided.

@@ -209,6 +209,9 @@ fn print_run(run: &Run) {
             _ => "-".into(),
         };
         let mut note = j.error.clone().unwrap_or_default();
+        if j.ignore_failure {
+            note = format!("(failure ignored) {note}");
+        }
         if !j.artifacts.is_empty() {
             note = format!("artifacts: {} {note}", j.artifacts.join(", "));
         }

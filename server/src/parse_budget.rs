@@ -20,6 +20,8 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 use yamlmap::{Diagnostic, Pos};
 
+use crate::runs::source::{At, CommitReader};
+
 /// Parses running at once; each stays under 64 MiB by the parsers' bounds.
 pub const MAX_CONCURRENT_PARSES: usize = 4;
 
@@ -78,20 +80,28 @@ fn budget_error(file: &str, message: String) -> Diagnostic {
         .with_help("make the file smaller or simpler (fewer aliases, less nesting)")
 }
 
-/// [`workflows::validate_for_cove`] within the budget: a construct Cove would
-/// not run is an error here, before any run exists.
-pub async fn workflow(file: &str, text: &str) -> Result<workflows::Validated, Vec<Diagnostic>> {
+/// [`workflows::validate_for_cove_with`] within the budget: a construct Cove would
+/// not run is an error here, before any run exists. A batch buildspec's builds read the
+/// buildspecs they name from the repository at `at` (the same commit), within the same budget.
+pub async fn workflow(
+    file: &str,
+    text: &str,
+    at: At,
+) -> Result<workflows::Validated, Vec<Diagnostic>> {
     let (f, t) = (file.to_string(), text.to_string());
-    off_thread(file, move || workflows::validate_for_cove(&f, &t))
-        .await
-        .unwrap_or_else(|d| Err(vec![d]))
+    off_thread(file, move || {
+        workflows::validate_for_cove_with(&f, &t, &mut CommitReader::new(at))
+    })
+    .await
+    .unwrap_or_else(|d| Err(vec![d]))
 }
 
-/// [`workflows::implicit_buildspec_workflow`] within the budget.
+/// [`workflows::implicit_buildspec_workflow_with`] within the budget (see [`workflow`]).
 pub async fn implicit_buildspec(
     file: &str,
     text: &str,
     default_branch: &str,
+    at: At,
 ) -> Result<workflows::Validated, Vec<Diagnostic>> {
     let (f, t, b) = (
         file.to_string(),
@@ -99,7 +109,7 @@ pub async fn implicit_buildspec(
         default_branch.to_string(),
     );
     off_thread(file, move || {
-        workflows::implicit_buildspec_workflow(&f, &t, &b)
+        workflows::implicit_buildspec_workflow_with(&f, &t, &b, &mut CommitReader::new(at))
     })
     .await
     .unwrap_or_else(|d| Err(vec![d]))
@@ -129,7 +139,11 @@ mod tests {
                 vec![format!("*a{}", i - 1); 9].join(",")
             ));
         }
-        let e = workflow("wf.yaml", &text).await.unwrap_err();
+        let at = At {
+            repo_path: "/nonexistent".into(),
+            commit: "0".repeat(40),
+        };
+        let e = workflow("wf.yaml", &text, at).await.unwrap_err();
         assert!(e[0].message.contains("alias"), "{}", e[0]);
     }
 }

@@ -53,7 +53,7 @@ pub use mirrors::MirrorRow;
 pub use notify::{Attempt, DeliveryRow, NotifyTargetRow};
 pub use pulls::{CommentRow, NewPull, PendingPullEvent, PullEventRow, PullRow, ReviewRow};
 pub use runs::SecretRow;
-pub use runs::{ActiveJob, JobRow, RunRow, WorkflowErrorRow};
+pub use runs::{ActiveJob, JobFailure, JobRow, RunRow, WorkflowErrorRow};
 pub use schedules::{ScheduleClaim, ScheduleRow};
 pub use sessions::SessionRow;
 pub use ssh_keys::SshKeyRow;

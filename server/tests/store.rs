@@ -245,6 +245,7 @@ async fn durable_runs_store_on_every_backend() -> Result<()> {
             error: None,
             variables_json: "{}".into(),
             artifacts_json: "[]".into(),
+            on_failure: Default::default(),
         };
         let (r1, j1) = (next_id(), next_id());
         assert!(

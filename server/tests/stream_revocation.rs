@@ -64,6 +64,7 @@ async fn open_run(server: &TestServer) -> i64 {
         error: None,
         variables_json: "{}".into(),
         artifacts_json: "[]".into(),
+        on_failure: Default::default(),
     };
     store.create_run(&run, &[job]).await.unwrap();
     let line = JobLogLine {

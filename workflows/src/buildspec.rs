@@ -11,8 +11,9 @@
 //!   with a warning that there is no primary artifact.
 //! - `secrets-manager` and `parameter-store` values are literal (`$X` in a
 //!   secret id is not expanded).
-//! - `batch` is kept as data; unknown keys inside it are warnings (Cove does
-//!   not run batch builds yet).
+//! - `batch` is read by [`crate::batch`] (unknown keys inside it are
+//!   warnings); a batch-only buildspec (no `phases`) parses with no actions
+//!   here, and [`crate::validate_for_cove`] expands its builds.
 
 use std::collections::BTreeMap;
 
@@ -87,7 +88,12 @@ const SHELLS: &[&str] = &[
 /// The id of the single action a buildspec becomes.
 pub const BUILDSPEC_ACTION: &str = "buildspec";
 
-pub(crate) fn parse(r: &mut Reader, root: &Node, text: &str) -> Option<Workflow> {
+/// The workflow, and the `batch` section when there is one.
+pub(crate) fn parse(
+    r: &mut Reader,
+    root: &Node,
+    text: &str,
+) -> Option<(Workflow, Option<crate::batch::Spec>)> {
     check_later_documents(r, text);
     r.map(root, "a buildspec")?;
     r.check_keys(root, TOP_KEYS, "the buildspec");
@@ -145,11 +151,7 @@ pub(crate) fn parse(r: &mut Reader, root: &Node, text: &str) -> Option<Workflow>
     }
     match root.get("phases") {
         Some(phases) => configuration.steps = read_phases(r, phases),
-        None if root.get("batch").is_some() => r.error(
-            root.entry("batch").map_or(root.pos, |e| e.key.pos),
-            "not supported by Cove: a batch-only buildspec (`batch:` without `phases`: build-graph, build-list, build-matrix)",
-            "write the builds as actions of a CodeCatalyst workflow with `DependsOn`, or add `phases` to run this buildspec as one build",
-        ),
+        None if root.get("batch").is_some() => {}
         None => r.error(
             root.pos,
             "the buildspec has no `phases`",
@@ -167,12 +169,13 @@ pub(crate) fn parse(r: &mut Reader, root: &Node, text: &str) -> Option<Workflow>
         .and_then(|c| read_cache(r, c))
         .into_iter()
         .collect();
-    let batch = root.get("batch").map(|b| {
-        check_batch(r, b);
-        to_json(b)
-    });
+    let spec = root
+        .entry("batch")
+        .and_then(|e| crate::batch::read(r, e.key.pos, &e.value));
+    let batch = root.get("batch").map(to_json);
+    let batch_only = root.get("phases").is_none() && batch.is_some();
 
-    Some(Workflow {
+    let mut workflow = Workflow {
         name: String::new(),
         source_file: r.file.to_string(),
         format: Format::Buildspec,
@@ -197,9 +200,16 @@ pub(crate) fn parse(r: &mut Reader, root: &Node, text: &str) -> Option<Workflow>
             packages: None,
             secrets,
             gate: None,
+            batch: None,
         }],
         batch,
-    })
+        fast_fail: false,
+    };
+    if batch_only {
+        // The builds become the actions (`validate_for_cove`).
+        workflow.actions.clear();
+    }
+    Some((workflow, spec))
 }
 
 /// A leading `---` is legal; later documents are ignored.
@@ -660,106 +670,6 @@ fn read_cache(r: &mut Reader, n: &Node) -> Option<Cache> {
         paths,
         restore_keys,
     })
-}
-
-/// Light checks of `batch` (kept as data): warnings for unknown keys,
-/// errors for a build graph whose `depend-on` names no build.
-fn check_batch(r: &mut Reader, b: &Node) {
-    if r.map(b, "`batch`").is_none() {
-        return;
-    }
-    let known = [
-        "fast-fail",
-        "build-list",
-        "build-matrix",
-        "build-graph",
-        "build-fanout",
-        "service-role",
-        "combine-artifacts",
-        "build-timeout-in-mins",
-    ];
-    warn_unknown(r, b, &known, "`batch`");
-    if let Some(f) = b.get("fast-fail") {
-        r.boolean(f, "`batch.fast-fail`");
-    }
-    for list_key in ["build-list", "build-graph"] {
-        let Some(list) = b.get(list_key) else {
-            continue;
-        };
-        let items = r
-            .seq(list, &format!("`batch.{list_key}`"))
-            .unwrap_or_default();
-        let ids: Vec<&str> = items
-            .iter()
-            .filter_map(|i| i.get("identifier")?.as_str())
-            .collect();
-        let known: std::collections::HashSet<&str> = ids.iter().copied().collect();
-        for item in items {
-            if r.map(item, "a batch build").is_none() {
-                continue;
-            }
-            let entry_keys = [
-                "identifier",
-                "buildspec",
-                "depend-on",
-                "env",
-                "debug-session",
-                "ignore-failure",
-            ];
-            warn_unknown(r, item, &entry_keys, &format!("a `{list_key}` entry"));
-            r.required(item, "identifier", &format!("this `{list_key}` entry"));
-            if let Some(env) = item.get("env") {
-                let env_keys = [
-                    "compute-type",
-                    "fleet",
-                    "image",
-                    "privileged-mode",
-                    "type",
-                    "variables",
-                ];
-                warn_unknown(r, env, &env_keys, "a batch build's `env`");
-            }
-            if let Some(deps) = item.get("depend-on") {
-                for d in r.seq(deps, "`depend-on`").unwrap_or_default() {
-                    if let Some(id) = d.as_str() {
-                        if !known.contains(id) {
-                            let help = if r.is_full() {
-                                String::new()
-                            } else {
-                                format!(
-                                    "builds here: {}",
-                                    crate::reader::list_names(ids.iter().copied())
-                                )
-                            };
-                            r.error(
-                                d.pos,
-                                format!("`depend-on` names `{id}`, which is not a build in `{list_key}`"),
-                                help,
-                            );
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
-
-fn warn_unknown(r: &mut Reader, n: &Node, known: &[&str], ctx: &str) {
-    for e in n.entries() {
-        let k = show(&e.key);
-        if !known.contains(&k.as_str()) {
-            let what = if e.value.is_null() {
-                " (empty, ignored)"
-            } else {
-                " (kept, not interpreted)"
-            };
-            r.warn(
-                e.key.pos,
-                format!("unknown key `{k}` in {ctx}{what}"),
-                format!("known keys: {}", known.join(", ")),
-            );
-        }
-    }
 }
 
 #[cfg(test)]

@@ -125,6 +125,7 @@ pub(crate) fn parse(r: &mut Reader, root: &Node, text: &str) -> Option<Workflow>
         compute,
         actions,
         batch: None,
+        fast_fail: false,
     })
 }
 
@@ -650,6 +651,7 @@ fn action(
         packages,
         secrets: Vec::new(),
         gate,
+        batch: None,
     }
 }
 

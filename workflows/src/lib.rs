@@ -57,6 +57,7 @@
 //! ```
 
 pub mod approval;
+pub mod batch;
 mod buildspec;
 mod codecatalyst;
 pub mod cron;
@@ -71,6 +72,7 @@ pub mod support;
 mod triggers;
 pub mod yaml11;
 
+pub use batch::{BuildspecReader, NoBuildspecs, ReadError};
 pub use buildspec::{parse_on_failure, OnFailureError, BUILDSPEC_ACTION};
 pub use codecatalyst::MAX_SECRETS_PER_ACTION;
 pub use cron::{Cron, CronError};
@@ -109,8 +111,11 @@ fn detect(root: &yamlmap::Node) -> Option<Format> {
 ///
 /// On success returns the workflow and its warnings; otherwise every error
 /// found (and the warnings), sorted by position.
+///
+/// A batch-only buildspec (`batch` without `phases`) is valid here with no
+/// actions: its builds need the files they name ([`validate_for_cove_with`]).
 pub fn validate_file(path_display: &str, text: &str) -> Result<Validated, Vec<Diagnostic>> {
-    validate(path_display, text, false)
+    validate(path_display, text, false, None)
 }
 
 /// [`validate_file`], then what Cove does with the constructs used
@@ -118,11 +123,40 @@ pub fn validate_file(path_display: &str, text: &str) -> Result<Validated, Vec<Di
 /// is an error `not supported by Cove: …` at its position, one that runs
 /// with a difference a warning. Servers and `cove workflow validate` use
 /// this, so nothing is accepted and then ignored.
+///
+/// A batch-only buildspec needs the files its builds name:
+/// [`validate_for_cove_with`]; here every such file is unreadable.
 pub fn validate_for_cove(path_display: &str, text: &str) -> Result<Validated, Vec<Diagnostic>> {
-    validate(path_display, text, true)
+    validate_for_cove_with(path_display, text, &mut NoBuildspecs)
 }
 
-fn validate(path_display: &str, text: &str, cove: bool) -> Result<Validated, Vec<Diagnostic>> {
+/// [`validate_for_cove`], reading the buildspecs that the builds of a
+/// batch-only buildspec name through `reader` (paths relative to the
+/// repository's root, at the same commit). Each build becomes an action
+/// (see [`batch`]); errors in a referenced buildspec point into that file.
+pub fn validate_for_cove_with(
+    path_display: &str,
+    text: &str,
+    reader: &mut dyn BuildspecReader,
+) -> Result<Validated, Vec<Diagnostic>> {
+    validate(path_display, text, true, Some(reader))
+}
+
+/// A buildspec named by a batch build: judged like any buildspec Cove
+/// runs; a batch inside it is not expanded (it has no actions then).
+pub(crate) fn validate_batch_child(
+    path_display: &str,
+    text: &str,
+) -> Result<Validated, Vec<Diagnostic>> {
+    validate(path_display, text, true, None)
+}
+
+fn validate(
+    path_display: &str,
+    text: &str,
+    cove: bool,
+    reader: Option<&mut dyn BuildspecReader>,
+) -> Result<Validated, Vec<Diagnostic>> {
     let root = match yamlmap::parse(text) {
         Ok(Some(root)) => root,
         Ok(None) => {
@@ -145,10 +179,12 @@ fn validate(path_display: &str, text: &str, cove: bool) -> Result<Validated, Vec
         }
     };
     let mut r = Reader::new(path_display, text);
+    let mut spec = None;
     let workflow = match detect(&root) {
         Some(Format::Codecatalyst) => codecatalyst::parse(&mut r, &root, text),
-        Some(Format::Buildspec) => buildspec::parse(&mut r, &root, text).map(|mut w| {
+        Some(Format::Buildspec) => buildspec::parse(&mut r, &root, text).map(|(mut w, s)| {
             w.name = file_stem(path_display).to_string();
+            spec = s;
             w
         }),
         None => {
@@ -161,7 +197,7 @@ fn validate(path_display: &str, text: &str, cove: bool) -> Result<Validated, Vec
         }
     };
     let mut diags = r.finish();
-    let Some(w) = workflow.filter(|_| !diags.iter().any(Diagnostic::is_error)) else {
+    let Some(mut w) = workflow.filter(|_| !diags.iter().any(Diagnostic::is_error)) else {
         return Err(diags);
     };
     if cove {
@@ -169,6 +205,27 @@ fn validate(path_display: &str, text: &str, cove: bool) -> Result<Validated, Vec
         diags.sort_by_key(|d| (d.line, d.column));
         if diags.iter().any(Diagnostic::is_error) {
             return Err(diags);
+        }
+        let batch_only = w.format == Format::Buildspec && root.get("phases").is_none();
+        if let (true, Some(spec), Some(reader)) = (batch_only, &spec, reader) {
+            match batch::expand(path_display, spec, reader) {
+                Ok((actions, warnings)) => {
+                    w.actions = actions;
+                    w.fast_fail = spec.fast_fail;
+                    diags.extend(warnings);
+                }
+                Err(errors) => {
+                    diags.extend(errors);
+                    return Err(diags);
+                }
+            }
+            if let Err(e) = RunPlan::new(&w) {
+                diags.push(
+                    Diagnostic::error(path_display, spec.pos, format!("`depend-on` {e}"))
+                        .with_help("remove one `depend-on` of the cycle"),
+                );
+                return Err(diags);
+            }
         }
     }
     Ok((w, diags))
@@ -190,7 +247,18 @@ pub fn implicit_buildspec_workflow(
     text: &str,
     default_branch: &str,
 ) -> Result<Validated, Vec<Diagnostic>> {
-    let (mut w, warnings) = validate_for_cove(path_display, text)?;
+    implicit_buildspec_workflow_with(path_display, text, default_branch, &mut NoBuildspecs)
+}
+
+/// [`implicit_buildspec_workflow`], reading the buildspecs a batch-only
+/// buildspec's builds name through `reader` (see [`validate_for_cove_with`]).
+pub fn implicit_buildspec_workflow_with(
+    path_display: &str,
+    text: &str,
+    default_branch: &str,
+    reader: &mut dyn BuildspecReader,
+) -> Result<Validated, Vec<Diagnostic>> {
+    let (mut w, warnings) = validate_for_cove_with(path_display, text, reader)?;
     if w.format != Format::Buildspec {
         return Err(vec![Diagnostic::error(
             path_display,

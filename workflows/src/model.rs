@@ -44,9 +44,16 @@ pub struct Workflow {
     pub compute: Option<Compute>,
     /// Every action, flattened out of action groups, in file order.
     pub actions: Vec<Action>,
-    /// Buildspec `batch` section, kept as data (not executed yet).
+    /// Buildspec `batch` section as data. In a batch-only buildspec (no
+    /// `phases`) its builds are the [`Action`]s (see [`Action::batch`]);
+    /// beside `phases` it is not started (the phases run as one build).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub batch: Option<Json>,
+    /// Batch `fast-fail`: once a build fails (one without
+    /// `ignore-failure`), the builds still running are stopped and those
+    /// not started never run.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub fast_fail: bool,
 }
 
 /// How runs of one workflow share its actions (CodeCatalyst `RunMode`).
@@ -193,6 +200,24 @@ pub struct Action {
     /// `aws/approval@…` only: who decides, how many, and when it pauses.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gate: Option<crate::approval::Gate>,
+    /// A build of a batch buildspec: which buildspec it runs and whether its
+    /// failure is ignored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batch: Option<BatchBuild>,
+}
+
+/// A build of a batch-only buildspec (`build-graph`, `build-list` or
+/// `build-matrix` entry).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct BatchBuild {
+    /// The buildspec whose phases the build runs (a path in the
+    /// repository, read at the run's commit).
+    pub buildspec: String,
+    /// `ignore-failure`: the build's failure (or its being skipped) does
+    /// not fail the run. Builds that depend on it still wait for its
+    /// success.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub ignore_failure: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

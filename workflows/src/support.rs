@@ -102,7 +102,29 @@ pub const CONSTRUCTS: &[Construct] = &[
     bs("env.exported-variables", "runs", "exported like `Outputs.Variables`"),
     bs("env.git-credential-helper", "runs · refuses", "`no` runs; `yes` is refused: jobs get no git credentials"),
     bs("proxy", "warns", "explicit-proxy settings do not apply: Cove uploads artifacts and logs itself"),
-    bs("batch", "warns · refuses", "beside `phases`: warns, the phases run as one build (as a non-batch CodeBuild start does); a batch-only buildspec (`batch` without `phases`) is refused"),
+    bs("batch", "runs · warns", "without `phases` (a batch-only buildspec): each build is an action of the run (docs/runs.md \"Batch buildspecs\"), and the file's own `env`, `artifacts`, `reports`, `cache` warn (each build uses its buildspec's); beside `phases`: warns, the phases run as one build (as a non-batch CodeBuild start does) and the batch is not started"),
+    bs("batch.fast-fail", "runs", "`true`: once a build fails (one without `ignore-failure`), running builds are stopped and the others never start; default `false`: the others run on"),
+    bs("batch.build-graph", "runs", "builds that wait for their `depend-on` builds to succeed"),
+    bs("batch.build-list", "runs", "builds that run in parallel (`identifier` optional: `build1`, `build2` …)"),
+    bs("batch.build-matrix", "runs", "one build per combination of the `dynamic` values (buildspec × image × compute type × each variable), `static` settings on all"),
+    bs("batch.build-matrix.static", "runs", "`ignore-failure` and `env` of every build"),
+    bs("batch.build-matrix.dynamic", "runs", "`buildspec`, `env.image`, `env.compute-type`, `env.variables` lists"),
+    bs("batch.build-fanout", "refuses", "test splitting (`codebuild-tests-run`) is not available"),
+    bs("batch.service-role", "warns", "no effect: builds run with the agent's job permissions"),
+    bs("batch.combine-artifacts", "runs", "a run's artifacts are always kept together, per build identifier"),
+    bs("batch.build-timeout-in-mins", "warns", "applied to each build (its job timeout), not to the batch as a whole"),
+    bs("batch.<build>.identifier", "runs", "the action's name (letters, digits, `_`, `-`)"),
+    bs("batch.<build>.buildspec", "runs · refuses", "a path in the repository, read at the run's commit; its phases run; S3 locations are refused"),
+    bs("batch.<build>.depend-on", "runs", "`build-graph` only: the build runs once these succeeded, and is skipped when one did not"),
+    bs("batch.<build>.ignore-failure", "runs", "the build's failure (or its being skipped) does not fail the run"),
+    bs("batch.<build>.debug-session", "warns", "`true` has no effect (no Session Manager); use `cove env` for an interactive environment"),
+    bs("batch.<build>.env", "runs", "overrides of the build's buildspec; see the keys below"),
+    bs("batch.<build>.env.variables", "runs", "set over the buildspec's `env.variables`"),
+    bs("batch.<build>.env.image", "runs · refuses", "the job's image, pulled by the agent's engine; CodeBuild's curated `aws/codebuild/…` images are refused"),
+    bs("batch.<build>.env.compute-type", "warns", "the build runs with the agent's job limits"),
+    bs("batch.<build>.env.fleet", "refuses", "builds run on Cove's registered agents"),
+    bs("batch.<build>.env.type", "runs · warns · refuses", "`LINUX_CONTAINER` runs; other Linux types warn (run as a Linux container); `ARM_*` and `WINDOWS_*` types are refused"),
+    bs("batch.<build>.env.privileged-mode", "runs · refuses", "`false` runs; `true` is refused: jobs never run privileged (no Docker daemon inside a build)"),
     bs("phases", "runs", "install, pre_build, build, post_build in order (docs/jobs.md)"),
     bs("phases.<phase>.run-as", "refuses", "commands run as the image's user"),
     bs("phases.<phase>.on-failure", "runs", "`ABORT`, `CONTINUE`, `RETRY[-n][-regex]`"),
@@ -420,8 +442,19 @@ fn buildspec(c: &mut Checker, root: &Node) {
             c.warn(
                 e.key.pos,
                 "`batch` is not started: Cove runs the phases as one build (as a non-batch CodeBuild start does)",
-                "remove `batch`, or move the batch into its own buildspec",
+                "remove `batch`, or move the batch into its own buildspec (without `phases`), whose builds name their buildspecs",
             );
+        } else {
+            batch(c, &e.value);
+            for key in ["env", "artifacts", "reports", "cache"] {
+                if let Some(k) = root.entry(key) {
+                    c.warn(
+                        k.key.pos,
+                        format!("`{key}` of a batch-only buildspec has no effect: each build uses the `{key}` of the buildspec it names"),
+                        "move it into the builds' buildspecs (a build's `env.variables` go under its entry's `env`)",
+                    );
+                }
+            }
         }
     }
     for p in root.get("phases").map(Node::entries).unwrap_or_default() {
@@ -464,6 +497,126 @@ fn buildspec(c: &mut Checker, root: &Node) {
                 e.key.pos,
                 "`cache.action` (a cache is always restored before the build and saved after it)",
                 "remove `action`",
+            );
+        }
+    }
+}
+
+/// A batch-only buildspec's batch section.
+fn batch(c: &mut Checker, b: &Node) {
+    if let Some(e) = b.entry("build-fanout") {
+        c.refuse(
+            e.key.pos,
+            "`build-fanout` (test splitting with `codebuild-tests-run` is not available)",
+            "use `build-matrix` with a variable that selects the tests of each build",
+        );
+    }
+    if let Some(e) = b.entry("service-role") {
+        c.warn(
+            e.key.pos,
+            "`service-role` has no effect: builds run with the agent's job permissions",
+            "remove `service-role`",
+        );
+    }
+    if let Some(e) = b.entry("build-timeout-in-mins") {
+        c.warn(
+            e.key.pos,
+            "`build-timeout-in-mins` applies to each build (its job's timeout), not to the batch as a whole",
+            "remove it to use the default job timeout (60 minutes)",
+        );
+    }
+    for key in ["build-graph", "build-list"] {
+        for item in b.get(key).map(Node::items).unwrap_or_default() {
+            build(c, item);
+        }
+    }
+    if let Some(m) = b.get("build-matrix") {
+        if let Some(s) = m.get("static") {
+            build(c, s);
+        }
+        if let Some(env) = m.get("dynamic").and_then(|d| d.get("env")) {
+            build_env(c, env);
+        }
+    }
+}
+
+/// One build (or the matrix's `static` / `dynamic` part).
+fn build(c: &mut Checker, n: &Node) {
+    if let Some(d) = n.get("debug-session") {
+        if !is_false(d) {
+            c.warn(
+                d.pos,
+                "`debug-session` has no effect (no Session Manager)",
+                "remove it; open an environment with `cove env create` to work interactively",
+            );
+        }
+    }
+    if let Some(env) = n.get("env") {
+        build_env(c, env);
+    }
+}
+
+fn build_env(c: &mut Checker, env: &Node) {
+    // a dynamic matrix dimension is a list: judge each value
+    let values = |key: &str| -> Vec<&Node> {
+        match env.get(key) {
+            Some(n) if !n.items().is_empty() => n.items().iter().collect(),
+            Some(n) => vec![n],
+            None => Vec::new(),
+        }
+    };
+    for n in values("compute-type") {
+        if let Some(t) = text(n) {
+            c.warn(
+                n.pos,
+                format!(
+                    "`compute-type: {t}` has no effect: the build runs with the agent's job limits"
+                ),
+                "remove `compute-type` to silence this warning",
+            );
+        }
+    }
+    if let Some(n) = env.get("fleet") {
+        c.refuse(
+            n.pos,
+            format!(
+                "the fleet `{}` (builds run on Cove's registered agents)",
+                text(n).unwrap_or_default()
+            ),
+            "remove `fleet`",
+        );
+    }
+    for n in values("image") {
+        if let Some(t) = text(n).filter(|t| t.starts_with("aws/codebuild/")) {
+            c.refuse(
+                n.pos,
+                format!("CodeBuild's curated image `{t}`"),
+                "name an image your agents can pull (e.g. `debian:bookworm`), or remove `image` for Cove's default image",
+            );
+        }
+    }
+    if let Some(n) = env.get("type") {
+        let t = text(n).unwrap_or_default();
+        if t.starts_with("ARM") || t.starts_with("WINDOWS") {
+            c.refuse(
+                n.pos,
+                format!("the environment type `{t}` (Cove's agents run Linux x86-64 jobs)"),
+                "use `LINUX_CONTAINER` or remove `type`",
+            );
+        } else if t != "LINUX_CONTAINER" {
+            c.warn(
+                n.pos,
+                format!("the environment type `{t}` runs as a Linux container on a Cove agent"),
+                "use `LINUX_CONTAINER` or remove `type`",
+            );
+        }
+    }
+    if let Some(n) = env.get("privileged-mode") {
+        if !is_false(n) {
+            c.refuse(
+                n.pos,
+                "`privileged-mode: true` (jobs never run privileged, so there is no Docker daemon inside a build)",
+                "remove `privileged-mode`; build images outside the job",
             );
         }
     }
@@ -582,6 +735,9 @@ mod tests {
         need(s, "artifacts.", b::ARTIFACT_KEYS);
         need(s, "reports.<group>.", b::REPORT_KEYS);
         need(s, "cache.", b::CACHE_KEYS);
+        need(s, "batch.", crate::batch::BATCH_KEYS);
+        need(s, "batch.<build>.", crate::batch::ENTRY_KEYS);
+        need(s, "batch.<build>.env.", crate::batch::ENV_KEYS);
         assert!(missing.is_empty(), "no row in CONSTRUCTS for {missing:?}");
     }
 

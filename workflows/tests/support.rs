@@ -178,14 +178,14 @@ fn buildspec_constructs_that_run_with_a_warning() {
 }
 
 #[test]
-fn a_batch_only_buildspec_is_refused_as_not_supported() {
+fn a_batch_only_buildspec_needs_its_buildspecs() {
+    // Without a reader (the server and the CLI give one: tests/batch.rs),
+    // the builds' buildspecs cannot be read: an error at each.
     let b = "version: 0.2\nbatch:\n  build-graph:\n    - identifier: a\n      buildspec: a.yml\n";
     let errs = validate_for_cove("wf.yaml", b).unwrap_err();
     assert!(
-        errs.iter().any(|d| d.line == 2
-            && d.column == 1
-            && d.message
-                .starts_with("not supported by Cove: a batch-only buildspec")),
+        errs.iter()
+            .any(|d| d.line == 5 && d.column == 18 && d.message.contains("cannot be read here")),
         "{errs:?}"
     );
 }

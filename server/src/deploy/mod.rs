@@ -460,7 +460,7 @@ pub async fn rollback(
             env.name
         )));
     }
-    let mut workflow = crate::runs::parse_run_workflow(&old).await?;
+    let mut workflow = crate::runs::parse_run_workflow(state, &old).await?;
     let keep = rollback_actions(&workflow, &env.name);
     workflow.actions.retain(|a| keep.contains(&a.id));
     if workflow.actions.is_empty() {

@@ -70,7 +70,7 @@ pub(super) async fn open_ready_gates(
         .run(run_id)
         .await?
         .ok_or_else(|| RunsError::NotFound(format!("run {run_id}")))?;
-    let wf = parse_run_workflow(&run).await?;
+    let wf = parse_run_workflow(state, &run).await?;
     let now = state.runs().clock.now_ms();
     let mut changed = false;
     for job in ready {
@@ -207,7 +207,7 @@ pub async fn decide(
             "action {action} is not an approval gate"
         )));
     }
-    let wf = parse_run_workflow(run).await?;
+    let wf = parse_run_workflow(state, run).await?;
     // A deploy action's gate: the approvers of its environment; approved, the action runs.
     let deploy_gate = crate::deploy::gate_of_job(state, job.id).await?;
     if deploy_gate.is_none() && wf.action(action).is_none_or(|a| a.gate.is_none()) {
@@ -317,7 +317,7 @@ pub async fn approvals_of_run(
     if gates.is_empty() {
         return Ok(BTreeMap::new());
     }
-    let wf = parse_run_workflow(run).await.ok();
+    let wf = parse_run_workflow(state, run).await.ok();
     let decisions = state.store().decisions_of_run(run.id).await?;
     let mut out = BTreeMap::new();
     for g in gates {

@@ -56,6 +56,7 @@ fn job_dto(j: JobRow, agent_id: Option<i64>) -> Job {
         variables: serde_json::from_str(&j.variables_json).unwrap_or_default(),
         artifacts: serde_json::from_str(&j.artifacts_json).unwrap_or_default(),
         approval: None,
+        ignore_failure: j.on_failure == crate::store::JobFailure::Ignore,
     }
 }
 

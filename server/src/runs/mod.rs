@@ -244,12 +244,26 @@ fn valid_artifact_name(name: &str) -> bool {
 
 /// Parses a run's stored workflow again (the text is kept with the run), off the async
 /// workers within the parse budget.
-pub(crate) async fn parse_run_workflow(run: &RunRow) -> Result<Workflow, RunsError> {
+/// A batch buildspec's builds read their buildspecs at the run's commit again.
+pub(crate) async fn parse_run_workflow(
+    state: &AppState,
+    run: &RunRow,
+) -> Result<Workflow, RunsError> {
+    let repo = state
+        .store()
+        .repo_by_id(run.repo_id)
+        .await?
+        .ok_or_else(|| RunsError::NotFound(format!("repository of run {}", run.id)))?;
+    let at = source::At {
+        repo_path: git::repo_path(state.data_dir(), &repo.owner, &repo.name),
+        commit: run.commit_sha.clone(),
+    };
     let parsed = match &run.implicit_branch {
         Some(branch) => {
-            parse_budget::implicit_buildspec(&run.workflow_file, &run.workflow_text, branch).await
+            parse_budget::implicit_buildspec(&run.workflow_file, &run.workflow_text, branch, at)
+                .await
         }
-        None => parse_budget::workflow(&run.workflow_file, &run.workflow_text).await,
+        None => parse_budget::workflow(&run.workflow_file, &run.workflow_text, at).await,
     };
     parsed.map(|(w, _)| w).map_err(|diags| {
         RunsError::BadRequest(
@@ -407,6 +421,11 @@ async fn insert_run(
             error: None,
             variables_json: "{}".into(),
             artifacts_json: "[]".into(),
+            on_failure: match &action.batch {
+                Some(b) if b.ignore_failure => store::JobFailure::Ignore,
+                _ if workflow.fast_fail => store::JobFailure::FailFast,
+                _ => store::JobFailure::Fail,
+            },
         })
         .collect();
     // Deploy actions (deploy/): refused ones fail once stored, those that need approvals wait
@@ -473,7 +492,8 @@ pub async fn on_push(state: &AppState, event: &PushEvent) -> Result<Vec<RunRow>,
     }
     let path = git::repo_path(state.data_dir(), owner, name);
     let (commit, files) = source::workflow_files(path.clone(), event.new_sha.clone()).await?;
-    let changed = source::changed_files(path, event.old_sha.clone(), event.new_sha.clone()).await?;
+    let changed =
+        source::changed_files(path.clone(), event.old_sha.clone(), event.new_sha.clone()).await?;
     let changed: Vec<&str> = changed.iter().map(String::as_str).collect();
     let mut created = Vec::new();
     let record_error = |file: &str, message: String| WorkflowErrorRow {
@@ -487,7 +507,11 @@ pub async fn on_push(state: &AppState, event: &PushEvent) -> Result<Vec<RunRow>,
     };
     let mut scheduled = Vec::new();
     for (file, text) in &files.workflows {
-        match parse_budget::workflow(file, text).await {
+        let at = source::At {
+            repo_path: path.clone(),
+            commit: commit.clone(),
+        };
+        match parse_budget::workflow(file, text, at).await {
             Ok((wf, _)) => {
                 if let Some(row) =
                     schedules::schedule_of(&wf, file, branch, state.runs().clock.now_ms())
@@ -542,7 +566,11 @@ pub async fn on_push(state: &AppState, event: &PushEvent) -> Result<Vec<RunRow>,
     }
     if !has_workflows {
         if let Some((file, text)) = &files.buildspec {
-            match parse_budget::implicit_buildspec(file, text, &repo.default_branch).await {
+            let at = source::At {
+                repo_path: path.clone(),
+                commit: commit.clone(),
+            };
+            match parse_budget::implicit_buildspec(file, text, &repo.default_branch, at).await {
                 Ok((wf, _)) => {
                     if wf.matches_push(branch, &changed) {
                         let source = RunSource {
@@ -588,14 +616,18 @@ pub async fn start_manual(
     actor: Option<&str>,
 ) -> Result<RunRow, RunsError> {
     let path = git::repo_path(state.data_dir(), &repo.owner, &repo.name);
-    let (commit, files) = source::workflow_files(path, format!("refs/heads/{branch}"))
+    let (commit, files) = source::workflow_files(path.clone(), format!("refs/heads/{branch}"))
         .await
         .map_err(|e| match e {
             GitError::NotFound(_) => RunsError::NotFound(format!("branch {branch}")),
             other => other.into(),
         })?;
+    let at = source::At {
+        repo_path: path,
+        commit: commit.clone(),
+    };
     for (file, text) in &files.workflows {
-        if let Ok((wf, _)) = parse_budget::workflow(file, text).await {
+        if let Ok((wf, _)) = parse_budget::workflow(file, text, at.clone()).await {
             if wf.name == workflow || file == workflow {
                 return create_run(
                     state, repo, &wf, file, text, None, branch, &commit, "manual", actor,
@@ -607,7 +639,7 @@ pub async fn start_manual(
     if files.workflows.is_empty() {
         if let Some((file, text)) = &files.buildspec {
             if let Ok((wf, _)) =
-                parse_budget::implicit_buildspec(file, text, &repo.default_branch).await
+                parse_budget::implicit_buildspec(file, text, &repo.default_branch, at.clone()).await
             {
                 if wf.name == workflow || file == workflow {
                     return create_run(
@@ -892,7 +924,7 @@ async fn build_lease(state: &AppState, job: &JobRow, attempt: u32) -> Result<Job
         .run(job.run_id)
         .await?
         .ok_or_else(|| RunsError::NotFound(format!("run {}", job.run_id)))?;
-    let wf = parse_run_workflow(&run).await?;
+    let wf = parse_run_workflow(state, &run).await?;
     let action = wf
         .action(&job.action)
         .ok_or_else(|| RunsError::BadRequest(format!("action {} is gone", job.action)))?;
@@ -1120,7 +1152,7 @@ pub async fn input_path(
             .run(job.run_id)
             .await?
             .ok_or_else(|| RunsError::NotFound(format!("run {}", job.run_id)))?;
-        let wf = parse_run_workflow(&run).await?;
+        let wf = parse_run_workflow(state, &run).await?;
         return wf
             .action(&job.action)
             .and_then(|a| cache::input_file(state, &run, a, name))
@@ -1349,7 +1381,7 @@ async fn finished_action(
     let Some(run) = state.store().run(job.run_id).await? else {
         return Ok(None);
     };
-    let wf = parse_run_workflow(&run).await?;
+    let wf = parse_run_workflow(state, &run).await?;
     let action = wf
         .action(&job.action)
         .filter(|a| !a.outputs.reports.is_empty() || !a.caching.is_empty())

@@ -72,11 +72,15 @@ pub async fn on_pull_event(
     };
     let path = git::repo_path(state.data_dir(), &repo.owner, &repo.name);
     let (commit, files) = source::workflow_files(path.clone(), head.clone()).await?;
+    let at = source::At {
+        repo_path: path.clone(),
+        commit: commit.clone(),
+    };
     let changed = source::pull_changed_files(path, pull.base_sha.clone(), commit.clone()).await?;
     let changed: Vec<&str> = changed.iter().map(String::as_str).collect();
     let mut created = Vec::new();
     for (file, text) in &files.workflows {
-        let Ok((wf, _)) = parse_budget::workflow(file, text).await else {
+        let Ok((wf, _)) = parse_budget::workflow(file, text, at.clone()).await else {
             // The push of the source branch recorded the error.
             continue;
         };

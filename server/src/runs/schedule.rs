@@ -138,6 +138,7 @@ mod tests {
                 error: None,
                 variables_json: "{}".into(),
                 artifacts_json: "[]".into(),
+                on_failure: Default::default(),
             },
             repo_id: 1,
             workflow_file: "w.yaml".into(),

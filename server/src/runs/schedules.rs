@@ -113,7 +113,8 @@ async fn fire_one(
         .ok_or_else(|| RunsError::NotFound("repository".into()))?;
     let path = git::repo_path(state.data_dir(), &repo.owner, &repo.name);
     let (commit, files) =
-        match source::workflow_files(path, format!("refs/heads/{}", schedule.branch)).await {
+        match source::workflow_files(path.clone(), format!("refs/heads/{}", schedule.branch)).await
+        {
             Ok(found) => found,
             Err(GitError::NotFound(_)) => {
                 // The branch is gone (its deletion removes its schedules too).
@@ -132,7 +133,11 @@ async fn fire_one(
             schedule.workflow_file, schedule.branch
         )));
     };
-    let wf = parse_budget::workflow(file, text)
+    let at = source::At {
+        repo_path: path,
+        commit: commit.clone(),
+    };
+    let wf = parse_budget::workflow(file, text, at)
         .await
         .map_err(|_| RunsError::BadRequest(format!("{file} is not a valid workflow")))?
         .0;

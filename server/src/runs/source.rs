@@ -83,6 +83,67 @@ pub async fn workflow_files(
     .await?
 }
 
+/// A repository at one commit: where a batch buildspec's builds read the buildspecs they
+/// name (`workflows::BuildspecReader`). The repository is opened on the first read, so a
+/// workflow that names no other file costs nothing.
+#[derive(Clone, Debug)]
+pub struct At {
+    pub repo_path: PathBuf,
+    pub commit: String,
+}
+
+/// [`At`] as a reader, on a blocking thread (git2 is synchronous).
+pub struct CommitReader {
+    at: At,
+    tree: Option<(git2::Repository, git2::Oid)>,
+}
+
+impl CommitReader {
+    pub fn new(at: At) -> Self {
+        CommitReader { at, tree: None }
+    }
+
+    fn blob(&mut self, path: &str) -> Result<Result<String, usize>, GitError> {
+        if self.tree.is_none() {
+            let repo = git2::Repository::open_bare(&self.at.repo_path)?;
+            let tree = commit_of(&repo, &self.at.commit)?.tree()?.id();
+            self.tree = Some((repo, tree));
+        }
+        let Some((repo, tree)) = &self.tree else {
+            return Err(GitError::NotFound("tree".into()));
+        };
+        let entry = repo
+            .find_tree(*tree)?
+            .get_path(Path::new(path))
+            .map_err(|_| GitError::NotFound(path.to_string()))?;
+        if entry.kind() != Some(git2::ObjectType::Blob) {
+            return Err(GitError::NotFound(path.to_string()));
+        }
+        blob_text(repo, entry.id())
+    }
+}
+
+impl workflows::BuildspecReader for CommitReader {
+    fn read(&mut self, path: &str) -> Result<String, workflows::ReadError> {
+        match self.blob(path) {
+            Ok(Ok(text)) => Ok(text),
+            Ok(Err(size)) => Err(workflows::ReadError::TooLarge {
+                path: path.to_string(),
+                size: size as u64,
+                max: MAX_WORKFLOW_BYTES as u64,
+            }),
+            Err(GitError::NotFound(_)) => Err(workflows::ReadError::NotFound(path.to_string())),
+            Err(e) => {
+                tracing::warn!(path, error = %e, "reading a batch build's buildspec failed");
+                Err(workflows::ReadError::Unreadable(
+                    path.to_string(),
+                    "the repository could not be read".into(),
+                ))
+            }
+        }
+    }
+}
+
 /// Paths that differ between `old` and `new` (every path of `new` when `old` is the zero
 /// id or unknown, i.e. a new branch).
 pub async fn changed_files(

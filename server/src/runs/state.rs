@@ -7,10 +7,12 @@ use std::collections::BTreeSet;
 use cove_api::{JobState, RunState};
 
 use super::{approval, RunsError};
-use crate::store::JobRow;
+use crate::store::{JobFailure, JobRow};
 use crate::AppState;
 
-/// The run's state from its jobs.
+/// The run's state from its jobs. A job whose failure is ignored (a batch build with
+/// `ignore-failure`) does not fail the run, whether it failed or was skipped; a `fast-fail`
+/// build's failure fails the run even though the builds it stopped ended cancelled.
 pub fn derive_run_state(jobs: &[JobRow]) -> RunState {
     let all_terminal = jobs.iter().all(|j| j.state.is_terminal());
     if !all_terminal {
@@ -25,24 +27,40 @@ pub fn derive_run_state(jobs: &[JobRow]) -> RunState {
         };
     }
     let any = |s: JobState| jobs.iter().any(|j| j.state == s);
+    let fails_run = |j: &JobRow| {
+        j.on_failure != JobFailure::Ignore
+            && matches!(
+                j.state,
+                JobState::Failed | JobState::AgentLost | JobState::TimedOut | JobState::Skipped
+            )
+    };
     if any(JobState::Superseded) {
         RunState::Superseded
+    } else if jobs
+        .iter()
+        .any(|j| fast_failed(j) && j.state != JobState::Skipped)
+    {
+        RunState::Failed
     } else if any(JobState::Cancelled) {
         RunState::Cancelled
-    } else if jobs.iter().any(|j| {
-        matches!(
-            j.state,
-            JobState::Failed | JobState::AgentLost | JobState::TimedOut | JobState::Skipped
-        )
-    }) {
+    } else if jobs.iter().any(fails_run) {
         RunState::Failed
     } else {
         RunState::Succeeded
     }
 }
 
-/// After a job ended: skip pending dependents of jobs that did not succeed, store the run's
-/// state, wake pollers and followers.
+/// A `fast-fail` build that failed: the run's other unfinished jobs stop.
+fn fast_failed(j: &JobRow) -> bool {
+    j.on_failure == JobFailure::FailFast
+        && matches!(
+            j.state,
+            JobState::Failed | JobState::AgentLost | JobState::TimedOut
+        )
+}
+
+/// After a job ended: skip pending dependents of jobs that did not succeed, stop the others
+/// after a `fast-fail` build failed, store the run's state, wake pollers and followers.
 pub async fn settle_run(state: &AppState, run_id: i64) -> Result<RunState, RunsError> {
     let store = state.store();
     let now = state.runs().clock.now_ms();
@@ -72,6 +90,17 @@ pub async fn settle_run(state: &AppState, run_id: i64) -> Result<RunState, RunsE
         }
         if changed || approval::open_ready_gates(state, run_id, &jobs).await? {
             continue;
+        }
+        if let Some(failed) = jobs.iter().find(|j| fast_failed(j)) {
+            let unfinished = jobs.iter().any(|j| {
+                j.state == JobState::Pending
+                    || (j.state == JobState::Running && !j.cancel_requested)
+            });
+            if unfinished {
+                let reason = format!("fast-fail: build `{}` failed", failed.action);
+                end_unfinished(state, run_id, JobState::Skipped, &reason).await?;
+                continue;
+            }
         }
         let derived = derive_run_state(&jobs);
         let finished = derived.is_terminal().then_some(now);
@@ -161,4 +190,70 @@ pub(super) async fn supersede_run(state: &AppState, run_id: i64) -> Result<(), R
     tracing::info!(run = run_id, "run superseded");
     settle_run(state, run_id).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(action: &str, state: JobState, on_failure: JobFailure) -> JobRow {
+        JobRow {
+            id: 1,
+            run_id: 1,
+            idx: 0,
+            action: action.into(),
+            depends_on: Vec::new(),
+            state,
+            attempt: 1,
+            max_attempts: 1,
+            lease_expires_ms: None,
+            cancel_requested: false,
+            timeout_ms: 1000,
+            started_at_ms: None,
+            finished_at_ms: None,
+            error: None,
+            variables_json: "{}".into(),
+            artifacts_json: "[]".into(),
+            on_failure,
+        }
+    }
+
+    #[test]
+    fn ignored_failures_do_not_fail_the_run() {
+        use JobFailure::*;
+        use JobState::*;
+        let ok = job("a", Succeeded, Fail);
+        let cases = [
+            (
+                vec![ok.clone(), job("b", Failed, Ignore)],
+                RunState::Succeeded,
+            ),
+            (
+                vec![ok.clone(), job("b", Skipped, Ignore)],
+                RunState::Succeeded,
+            ),
+            (
+                vec![ok.clone(), job("b", TimedOut, Ignore)],
+                RunState::Succeeded,
+            ),
+            (vec![ok.clone(), job("b", Failed, Fail)], RunState::Failed),
+            (
+                vec![job("b", Failed, Ignore), job("c", Skipped, Fail)],
+                RunState::Failed,
+            ),
+            // a fast-fail build's failure, and the build it stopped
+            (
+                vec![job("b", Failed, FailFast), job("c", Cancelled, FailFast)],
+                RunState::Failed,
+            ),
+            // without fast-fail, a cancel is a cancel
+            (
+                vec![job("b", Failed, Fail), job("c", Cancelled, Fail)],
+                RunState::Cancelled,
+            ),
+        ];
+        for (jobs, want) in cases {
+            assert_eq!(derive_run_state(&jobs), want, "{jobs:#?}");
+        }
+    }
 }

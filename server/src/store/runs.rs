@@ -43,6 +43,38 @@ pub struct RunRow {
     pub pr_number: Option<i64>,
 }
 
+/// What a job's failure does to its run (`jobs.on_failure`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum JobFailure {
+    /// The run fails.
+    #[default]
+    Fail,
+    /// A batch build with `ignore-failure`: the run does not fail for this job (its
+    /// dependents are still skipped).
+    Ignore,
+    /// A build of a batch with `fast-fail`: the run fails and its other unfinished jobs stop.
+    FailFast,
+}
+
+impl JobFailure {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobFailure::Fail => "fail",
+            JobFailure::Ignore => "ignore",
+            JobFailure::FailFast => "fail_fast",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<JobFailure> {
+        match s {
+            "fail" => Some(JobFailure::Fail),
+            "ignore" => Some(JobFailure::Ignore),
+            "fail_fast" => Some(JobFailure::FailFast),
+            _ => None,
+        }
+    }
+}
+
 /// A stored job (one action of a run).
 #[derive(Debug, Clone)]
 pub struct JobRow {
@@ -62,6 +94,8 @@ pub struct JobRow {
     pub error: Option<String>,
     pub variables_json: String,
     pub artifacts_json: String,
+    /// What its failure does to the run.
+    pub on_failure: JobFailure,
 }
 
 /// A pending or running job with what the scheduler needs of its run.
@@ -91,7 +125,7 @@ const RUN_COLS: &str = "id, repo_id, workflow, workflow_file, workflow_text, imp
     run_mode, branch, commit_sha, trigger_kind, state, created_at_ms, finished_at_ms, number";
 const JOB_COLS: &str = "id, run_id, idx, action, depends_on, state, attempt, max_attempts, \
     lease_expires_ms, cancel_requested, timeout_ms, started_at_ms, finished_at_ms, error, \
-    variables, artifacts";
+    variables, artifacts, on_failure";
 
 fn run_from_row(row: &AnyRow) -> Result<RunRow, StoreError> {
     let state: String = row.try_get("state")?;
@@ -137,6 +171,11 @@ fn job_from_row(row: &AnyRow) -> Result<JobRow, StoreError> {
         error: row.try_get("error")?,
         variables_json: row.try_get("variables")?,
         artifacts_json: row.try_get("artifacts")?,
+        on_failure: {
+            let f: String = row.try_get("on_failure")?;
+            JobFailure::parse(&f)
+                .ok_or_else(|| StoreError::Corrupt(format!("unknown job failure mode {f:?}")))?
+        },
     })
 }
 
@@ -301,7 +340,7 @@ impl Store {
             let deps = serde_json::to_string(&job.depends_on)
                 .map_err(|e| StoreError::Corrupt(e.to_string()))?;
             sqlx::query(&format!(
-                "INSERT INTO jobs ({JOB_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+                "INSERT INTO jobs ({JOB_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
             ))
             .bind(job.id)
             .bind(job.run_id)
@@ -319,6 +358,7 @@ impl Store {
             .bind(&job.error)
             .bind(&job.variables_json)
             .bind(&job.artifacts_json)
+            .bind(job.on_failure.as_str())
             .execute(&mut *tx)
             .await?;
         }

@@ -537,6 +537,7 @@ pub async fn insert_run_row(
         error: None,
         variables_json: "{}".into(),
         artifacts_json: "[]".into(),
+        on_failure: Default::default(),
     };
     server.state.store().create_run(&run, &[job]).await?;
     Ok(())

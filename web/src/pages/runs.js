@@ -255,6 +255,7 @@ export async function runPage(main, { params }) {
               },
               h('span', { class: 'job-name' }, j.action),
               badge(j.state),
+              j.ignore_failure ? h('span', { class: 'job-note', title: 'ignore-failure: this build does not fail the run' }, 'failure ignored') : null,
               h('span', { class: 'job-time' }, duration(j.started_at_ms, j.finished_at_ms)),
               j.error ? h('span', { class: 'job-error' }, j.error) : null,
             ),
