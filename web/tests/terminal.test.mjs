@@ -182,7 +182,9 @@ test('settings: the dotfiles repository is shown, set, refused with the server\'
 
 test('settings: the editor of new environments is chosen and kept beside the dotfiles', async () => {
   await rest('PUT', '/user/settings', { dotfiles: `${USER}/${REPO}`, editor: 'terminal' });
+  // the page may already show #/settings (the step above): reload to read the new settings
   await page.goto(`${URL}/#/settings`);
+  await page.reload();
   await page.locator('#dotfiles-current code', { hasText: `${USER}/${REPO}` }).waitFor();
   assert.equal(await page.locator('#editor').inputValue(), 'terminal');
   await page.locator('#editor').selectOption('vscode');
