@@ -1,0 +1,526 @@
+#!/usr/bin/env bash
+# A real one-node Kubernetes cluster on this machine, built offline from Go modules and cached.
+#
+#   scripts/k8s-cluster.sh build    build kube-apiserver, kube-controller-manager, kube-scheduler,
+#                                   kubelet, kubectl (k8s.io/kubernetes Go module) and etcd into
+#                                   $COVE_K8S_CACHE (default ${XDG_CACHE_HOME:-$HOME/.cache}/cove/k8s/v$K8S_VERSION);
+#                                   a second build is instant.
+#   scripts/k8s-cluster.sh start    certificates, etcd, control plane, a private containerd, CNI, kubelet;
+#                                   waits for the node to be Ready. Prints `export KUBECONFIG=...`.
+#   scripts/k8s-cluster.sh stop     stops everything and removes mounts, veths, iptables chains it created.
+#   scripts/k8s-cluster.sh status   what runs.
+#
+# See docs/kubernetes.md for the flags, timings and what was worked around.
+set -euo pipefail
+
+K8S_VERSION=${K8S_VERSION:-1.34.4}
+ETCD_VERSION=${ETCD_VERSION:-3.6.17}
+CRICTL_VERSION=${CRICTL_VERSION:-1.34.0}
+CACHE=${COVE_K8S_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/cove/k8s/v$K8S_VERSION}
+BIN=$CACHE/bin
+# Runtime state of the running cluster (certs, etcd data, containerd root, logs).
+STATE=${COVE_K8S_STATE:-/tmp/cove-k8s}
+NICE=${COVE_K8S_NICE:-nice -n 19}
+
+log() { echo "k8s-cluster: $*" >&2; }
+die() {
+  echo "k8s-cluster: error: $*" >&2
+  exit 1
+}
+
+build() {
+  local want=(kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl etcd pause crictl)
+  local missing=()
+  for b in "${want[@]}"; do [ -x "$BIN/$b" ] || missing+=("$b"); done
+  if [ ${#missing[@]} -eq 0 ]; then
+    log "binaries for v$K8S_VERSION cached in $BIN"
+    return 0
+  fi
+  command -v go >/dev/null || die "go is required to build Kubernetes"
+  mkdir -p "$BIN" "$CACHE/src"
+  local t0=$SECONDS
+  local minor=${K8S_VERSION#*.}
+  minor=${minor%%.*}
+  local patch=${K8S_VERSION##*.}
+
+  # 1. Kubernetes: an outside module depending on k8s.io/kubernetes, with one replace line per
+  #    staging module (pinned at v0.0.0 in its go.mod) generated from the downloaded go.mod.
+  local kmod=$CACHE/src/kube
+  mkdir -p "$kmod"
+  (
+    cd "$kmod"
+    [ -f go.mod ] || go mod init cove-k8s-build >/dev/null 2>&1
+    local gomod
+    gomod=$($NICE go mod download -json "k8s.io/kubernetes@v$K8S_VERSION" | sed -n 's/.*"GoMod": "\(.*\)",/\1/p')
+    [ -f "$gomod" ] || die "could not download k8s.io/kubernetes@v$K8S_VERSION"
+    local m
+    for m in $(awk '$1 ~ /^k8s\.io\// && $2 == "v0.0.0" {print $1}' "$gomod"); do
+      go mod edit -replace="$m=$m@v0.$minor.$patch"
+    done
+    cat >tools.go <<'EOF'
+//go:build tools
+
+package tools
+
+import (
+	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+	_ "k8s.io/kubernetes/cmd/kube-scheduler"
+	_ "k8s.io/kubernetes/cmd/kubelet"
+	_ "k8s.io/kubernetes/cmd/kubectl"
+)
+EOF
+    $NICE go get "k8s.io/kubernetes@v$K8S_VERSION"
+    $NICE go mod tidy -e >/dev/null 2>&1 || true
+    local ld="-s -w"
+    ld+=" -X k8s.io/component-base/version.gitVersion=v$K8S_VERSION"
+    ld+=" -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor"
+    ld+=" -X k8s.io/component-base/version.gitTreeState=clean"
+    ld+=" -X k8s.io/client-go/pkg/version.gitVersion=v$K8S_VERSION"
+    local c
+    for c in kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl; do
+      [ -x "$BIN/$c" ] && continue
+      log "building $c v$K8S_VERSION ($((SECONDS - t0)) s so far)"
+      CGO_ENABLED=0 $NICE go build -trimpath -tags tools -ldflags "$ld" -o "$BIN/$c.tmp" "k8s.io/kubernetes/cmd/$c"
+      mv "$BIN/$c.tmp" "$BIN/$c"
+    done
+    # The pause container, from the same module's source.
+    if [ ! -x "$BIN/pause" ]; then
+      local kdir
+      kdir=$(go list -m -f '{{.Dir}}' k8s.io/kubernetes)
+      $NICE gcc -Os -Wall -Werror -static -DVERSION=v3.10-cove -o "$BIN/pause" "$kdir/build/pause/linux/pause.c"
+      strip "$BIN/pause" || true
+    fi
+  )
+
+  # 2. etcd: a wrapper module around etcdmain (etcd's own go.mod carries replaces).
+  if [ ! -x "$BIN/etcd" ]; then
+    local emod=$CACHE/src/etcd
+    mkdir -p "$emod"
+    (
+      cd "$emod"
+      [ -f go.mod ] || go mod init cove-etcd-build >/dev/null 2>&1
+      cat >main.go <<'EOF'
+package main
+
+import (
+	"os"
+
+	"go.etcd.io/etcd/server/v3/etcdmain"
+)
+
+func main() { etcdmain.Main(os.Args) }
+EOF
+      $NICE go get "go.etcd.io/etcd/server/v3@v$ETCD_VERSION"
+      $NICE go mod tidy
+      log "building etcd v$ETCD_VERSION ($((SECONDS - t0)) s so far)"
+      CGO_ENABLED=0 $NICE go build -trimpath -ldflags "-s -w" -o "$BIN/etcd.tmp" .
+      mv "$BIN/etcd.tmp" "$BIN/etcd"
+    )
+  fi
+  # 3. crictl, to remove pod sandboxes through CRI (so CNI DEL runs) when stopping.
+  if [ ! -x "$BIN/crictl" ]; then
+    local cmod=$CACHE/src/crictl
+    mkdir -p "$cmod"
+    (
+      cd "$cmod"
+      [ -f go.mod ] || go mod init cove-crictl-build >/dev/null 2>&1
+      printf '//go:build tools\n\npackage tools\n\nimport _ "sigs.k8s.io/cri-tools/cmd/crictl"\n' >tools.go
+      $NICE go get "sigs.k8s.io/cri-tools@v$CRICTL_VERSION"
+      $NICE go mod tidy -e >/dev/null 2>&1 || true
+      log "building crictl v$CRICTL_VERSION ($((SECONDS - t0)) s so far)"
+      CGO_ENABLED=0 $NICE go build -trimpath -ldflags "-s -w" -o "$BIN/crictl.tmp" sigs.k8s.io/cri-tools/cmd/crictl
+      mv "$BIN/crictl.tmp" "$BIN/crictl"
+    )
+  fi
+  log "build done in $((SECONDS - t0)) s: $BIN"
+}
+
+# ---------------------------------------------------------------- start / stop
+
+NODE=${COVE_K8S_NODE:-cove-node}
+API_PORT=${COVE_K8S_API_PORT:-6443}
+ETCD_PORT=${COVE_K8S_ETCD_PORT:-23790}
+POD_CIDR=${COVE_K8S_POD_CIDR:-10.244.0.0/16}
+SVC_CIDR=${COVE_K8S_SVC_CIDR:-10.96.0.0/16}
+BRIDGE=cove-cni0
+CNI_NET=cove-k8s
+CTR_SOCK=$STATE/containerd/containerd.sock
+PKI=$STATE/pki
+SYSCTLS="vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops kernel.keys.root_maxkeys kernel.keys.root_maxbytes"
+
+node_ip() {
+  ip -4 route get 1.1.1.1 2>/dev/null | sed -n 's/.* src \([0-9.]*\).*/\1/p' | head -1
+}
+
+kctl() { "$BIN/kubectl" --kubeconfig "$STATE/admin.kubeconfig" "$@"; }
+ctr_() { ctr -a "$CTR_SOCK" -n k8s.io "$@"; }
+
+# cert NAME CN O [SANs] : a key and a certificate signed by the cluster CA.
+cert() {
+  local name=$1 cn=$2 org=$3 sans=${4:-}
+  [ -f "$PKI/$name.crt" ] && return 0
+  local subj="/CN=$cn"
+  [ -n "$org" ] && subj="/O=$org$subj"
+  openssl genrsa -out "$PKI/$name.key" 2048 2>/dev/null
+  openssl req -new -key "$PKI/$name.key" -subj "$subj" -out "$PKI/$name.csr" 2>/dev/null
+  {
+    echo "basicConstraints=CA:FALSE"
+    echo "keyUsage=critical,digitalSignature,keyEncipherment"
+    echo "extendedKeyUsage=serverAuth,clientAuth"
+    [ -n "$sans" ] && echo "subjectAltName=$sans"
+  } >"$PKI/$name.ext"
+  openssl x509 -req -in "$PKI/$name.csr" -CA "$PKI/ca.crt" -CAkey "$PKI/ca.key" -CAcreateserial \
+    -days 365 -sha256 -extfile "$PKI/$name.ext" -out "$PKI/$name.crt" 2>/dev/null
+}
+
+kubeconfig() { # NAME CERTNAME
+  local f=$STATE/$1.kubeconfig
+  [ -f "$f" ] && return 0
+  local k=("$BIN/kubectl" --kubeconfig "$f")
+  "${k[@]}" config set-cluster cove --certificate-authority="$PKI/ca.crt" --embed-certs=true \
+    --server="https://127.0.0.1:$API_PORT" >/dev/null
+  "${k[@]}" config set-credentials "$1" --client-certificate="$PKI/$2.crt" --client-key="$PKI/$2.key" \
+    --embed-certs=true >/dev/null
+  "${k[@]}" config set-context default --cluster=cove --user="$1" >/dev/null
+  "${k[@]}" config use-context default >/dev/null
+}
+
+pki() {
+  mkdir -p "$PKI"
+  chmod 700 "$PKI"
+  if [ ! -f "$PKI/ca.crt" ]; then
+    openssl genrsa -out "$PKI/ca.key" 2048 2>/dev/null
+    openssl req -x509 -new -key "$PKI/ca.key" -subj "/CN=cove-k8s-ca" -days 365 -sha256 \
+      -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature" \
+      -out "$PKI/ca.crt" 2>/dev/null
+  fi
+  local ip=$1
+  local svc_ip=${SVC_CIDR%.*/*}
+  svc_ip=${SVC_CIDR%%/*}
+  svc_ip=${svc_ip%.*}.1
+  cert apiserver kube-apiserver "" \
+    "DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,DNS:localhost,IP:127.0.0.1,IP:$svc_ip,IP:$ip"
+  cert apiserver-kubelet-client kube-apiserver-kubelet-client system:masters
+  cert admin cove-admin system:masters
+  cert controller-manager system:kube-controller-manager ""
+  cert scheduler system:kube-scheduler ""
+  cert kubelet "system:node:$NODE" system:nodes
+  cert kubelet-serving "system:node:$NODE" system:nodes "DNS:$NODE,DNS:localhost,IP:127.0.0.1,IP:$ip"
+  [ -f "$PKI/sa.key" ] || {
+    openssl genrsa -out "$PKI/sa.key" 2048 2>/dev/null
+    openssl rsa -in "$PKI/sa.key" -pubout -out "$PKI/sa.pub" 2>/dev/null
+  }
+  kubeconfig admin admin
+  kubeconfig controller-manager controller-manager
+  kubeconfig scheduler scheduler
+  kubeconfig kubelet kubelet
+}
+
+# run NAME CMD... : start a background process, its pid in $STATE/pids/NAME, output in $STATE/logs/NAME.log
+run() {
+  local name=$1
+  shift
+  mkdir -p "$STATE/pids" "$STATE/logs"
+  if [ -f "$STATE/pids/$name" ] && kill -0 "$(cat "$STATE/pids/$name")" 2>/dev/null; then
+    return 0
+  fi
+  setsid "$@" >>"$STATE/logs/$name.log" 2>&1 </dev/null &
+  echo $! >"$STATE/pids/$name"
+}
+
+wait_for() { # WHAT SECONDS CMD...
+  local what=$1 secs=$2
+  shift 2
+  local i
+  for ((i = 0; i < secs * 4; i++)); do
+    if "$@" >/dev/null 2>&1; then return 0; fi
+    sleep 0.25
+  done
+  die "$what not ready after ${secs}s (logs in $STATE/logs)"
+}
+
+# A docker-archive tarball holding the static pause binary, importable with `ctr images import`.
+pause_image() {
+  local out=$STATE/pause.tar
+  [ -f "$out" ] && return 0
+  local d
+  d=$(mktemp -d)
+  mkdir -p "$d/rootfs"
+  cp "$BIN/pause" "$d/rootfs/pause"
+  tar -C "$d/rootfs" --owner=0 --group=0 --numeric-owner --mtime=@0 -cf "$d/layer.tar" pause
+  local diff
+  diff=$(sha256sum "$d/layer.tar" | cut -d' ' -f1)
+  mkdir -p "$d/img/$diff"
+  mv "$d/layer.tar" "$d/img/$diff/layer.tar"
+  cat >"$d/config.json" <<EOF
+{"architecture":"amd64","os":"linux","config":{"Entrypoint":["/pause"],"User":"65535:65535"},"rootfs":{"type":"layers","diff_ids":["sha256:$diff"]},"history":[{"created_by":"cove k8s-cluster.sh pause"}]}
+EOF
+  local cfg
+  cfg=$(sha256sum "$d/config.json" | cut -d' ' -f1)
+  mv "$d/config.json" "$d/img/$cfg.json"
+  echo "[{\"Config\":\"$cfg.json\",\"RepoTags\":[\"registry.k8s.io/pause:3.10\"],\"Layers\":[\"$diff/layer.tar\"]}]" >"$d/img/manifest.json"
+  tar -C "$d/img" -cf "$out" .
+  rm -rf "$d"
+}
+
+write_configs() {
+  local ip=$1
+  mkdir -p "$STATE/containerd" "$STATE/cni/net.d" "$STATE/kubelet"
+  cat >"$STATE/containerd/config.toml" <<EOF
+version = 2
+root = "$STATE/containerd/root"
+state = "$STATE/containerd/state"
+disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.devmapper"]
+[grpc]
+  address = "$CTR_SOCK"
+[plugins."io.containerd.internal.v1.opt"]
+  path = "$STATE/containerd/opt"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "registry.k8s.io/pause:3.10"
+  stream_server_address = "127.0.0.1"
+  enable_selinux = false
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        SystemdCgroup = false
+        Root = "$STATE/containerd/runc"
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "$STATE/cni/net.d"
+EOF
+  local pod_subnet=${POD_CIDR%.*.*/*}.0.0/24
+  pod_subnet=$(echo "$POD_CIDR" | awk -F'[./]' '{print $1"."$2".0.0/24"}')
+  cat >"$STATE/cni/net.d/10-cove.conflist" <<EOF
+{
+  "cniVersion": "0.4.0",
+  "name": "$CNI_NET",
+  "plugins": [
+    {"type": "bridge", "bridge": "$BRIDGE", "isGateway": true, "ipMasq": true, "hairpinMode": true,
+     "ipam": {"type": "host-local", "dataDir": "$STATE/cni/ipam", "ranges": [[{"subnet": "$pod_subnet"}]],
+              "routes": [{"dst": "0.0.0.0/0"}]}},
+    {"type": "portmap", "capabilities": {"portMappings": true}},
+    {"type": "firewall"}
+  ]
+}
+EOF
+  cat >"$STATE/kubelet/config.yaml" <<EOF
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+address: "$ip"
+port: 10250
+readOnlyPort: 0
+healthzBindAddress: 127.0.0.1
+healthzPort: 10248
+authentication:
+  anonymous: {enabled: false}
+  webhook: {enabled: true}
+  x509: {clientCAFile: "$PKI/ca.crt"}
+authorization: {mode: Webhook}
+tlsCertFile: "$PKI/kubelet-serving.crt"
+tlsPrivateKeyFile: "$PKI/kubelet-serving.key"
+cgroupDriver: cgroupfs
+failCgroupV1: false
+failSwapOn: false
+containerRuntimeEndpoint: "unix://$CTR_SOCK"
+clusterDomain: cluster.local
+resolvConf: /etc/resolv.conf
+imageGCHighThresholdPercent: 100
+imageGCLowThresholdPercent: 99
+evictionHard: {"memory.available": "100Mi", "nodefs.available": "1%", "imagefs.available": "1%"}
+serializeImagePulls: false
+EOF
+}
+
+start() {
+  [ "$(id -u)" = 0 ] || die "start needs root (containerd, kubelet, CNI)"
+  build
+  for b in containerd runc openssl ip iptables; do command -v $b >/dev/null || die "$b is required"; done
+  [ -x /usr/lib/cni/bridge ] || die "CNI plugins missing: apt-get install containernetworking-plugins"
+  local t0=$SECONDS ip
+  ip=$(node_ip)
+  [ -n "$ip" ] || die "no node IP (no default route)"
+  mkdir -p "$STATE"
+  # Remember the kernel tunables kubelet rewrites, to restore them on stop.
+  if [ ! -f "$STATE/sysctls.orig" ]; then
+    for s in $SYSCTLS; do echo "$s=$(sysctl -n "$s")"; done >"$STATE/sysctls.orig"
+  fi
+  pki "$ip"
+  write_configs "$ip"
+
+  run etcd "$BIN/etcd" --name cove --data-dir "$STATE/etcd" \
+    --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
+    --listen-peer-urls "http://127.0.0.1:$((ETCD_PORT + 10))" --initial-advertise-peer-urls "http://127.0.0.1:$((ETCD_PORT + 10))" \
+    --initial-cluster "cove=http://127.0.0.1:$((ETCD_PORT + 10))" --listen-metrics-urls "" --log-level warn \
+    --quota-backend-bytes $((2 * 1024 * 1024 * 1024))
+  wait_for etcd 30 curl -fsS "http://127.0.0.1:$ETCD_PORT/health"
+
+  run kube-apiserver "$BIN/kube-apiserver" \
+    --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
+    --bind-address 127.0.0.1 --secure-port "$API_PORT" --advertise-address "$ip" \
+    --service-cluster-ip-range "$SVC_CIDR" \
+    --client-ca-file "$PKI/ca.crt" --tls-cert-file "$PKI/apiserver.crt" --tls-private-key-file "$PKI/apiserver.key" \
+    --kubelet-client-certificate "$PKI/apiserver-kubelet-client.crt" --kubelet-client-key "$PKI/apiserver-kubelet-client.key" \
+    --kubelet-preferred-address-types InternalIP \
+    --service-account-key-file "$PKI/sa.pub" --service-account-signing-key-file "$PKI/sa.key" \
+    --service-account-issuer https://kubernetes.default.svc.cluster.local \
+    --authorization-mode Node,RBAC --enable-admission-plugins NodeRestriction \
+    --allow-privileged=true --profiling=false --v=1
+  wait_for kube-apiserver 120 kctl get --raw /readyz
+
+  run kube-controller-manager "$BIN/kube-controller-manager" \
+    --kubeconfig "$STATE/controller-manager.kubeconfig" \
+    --authentication-kubeconfig "$STATE/controller-manager.kubeconfig" \
+    --authorization-kubeconfig "$STATE/controller-manager.kubeconfig" \
+    --bind-address 127.0.0.1 --leader-elect=false --use-service-account-credentials=true \
+    --service-account-private-key-file "$PKI/sa.key" --root-ca-file "$PKI/ca.crt" \
+    --cluster-signing-cert-file "$PKI/ca.crt" --cluster-signing-key-file "$PKI/ca.key" \
+    --allocate-node-cidrs --cluster-cidr "$POD_CIDR" --service-cluster-ip-range "$SVC_CIDR" \
+    --enable-hostpath-provisioner --profiling=false --v=1
+  run kube-scheduler "$BIN/kube-scheduler" \
+    --kubeconfig "$STATE/scheduler.kubeconfig" \
+    --authentication-kubeconfig "$STATE/scheduler.kubeconfig" \
+    --authorization-kubeconfig "$STATE/scheduler.kubeconfig" \
+    --bind-address 127.0.0.1 --leader-elect=false --profiling=false --v=1
+
+  # The node: a private containerd (own root, state, socket; never the engine's), CNI, kubelet.
+  run containerd containerd --config "$STATE/containerd/config.toml"
+  wait_for containerd 30 ctr -a "$CTR_SOCK" version
+  pause_image
+  if ! ctr_ images ls -q | grep -qx registry.k8s.io/pause:3.10; then
+    ctr_ images import "$STATE/pause.tar" >/dev/null
+  fi
+  # Kubelet's root dir as its own shared mount, so volume mount propagation never touches /.
+  if ! mountpoint -q "$STATE/kubelet"; then
+    mount --bind "$STATE/kubelet" "$STATE/kubelet"
+    mount --make-rshared "$STATE/kubelet"
+  fi
+  run kubelet "$BIN/kubelet" --config "$STATE/kubelet/config.yaml" --kubeconfig "$STATE/kubelet.kubeconfig" \
+    --root-dir "$STATE/kubelet" --cert-dir "$PKI" --hostname-override "$NODE" --node-ip "$ip" --v=1
+  wait_for "node $NODE Ready" 180 sh -c "'$BIN/kubectl' --kubeconfig '$STATE/admin.kubeconfig' get node '$NODE' -o jsonpath='{.status.conditions[?(@.type==\"Ready\")].status}' | grep -qx True"
+  log "cluster up in $((SECONDS - t0)) s"
+  echo "export KUBECONFIG=$STATE/admin.kubeconfig"
+}
+
+# import IMAGE... : copy images from the Docker engine ($DOCKER_HOST) into the cluster's containerd.
+import_images() {
+  local i
+  for i in "$@"; do
+    docker save "$i" | ctr_ images import --all-platforms - >/dev/null
+    log "imported $i"
+  done
+}
+
+stop_pid() { # NAME
+  local f=$STATE/pids/$1 pid i
+  [ -f "$f" ] || return 0
+  pid=$(cat "$f")
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 40; i++)); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.25
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  rm -f "$f"
+}
+
+stop() {
+  [ -d "$STATE" ] || {
+    log "nothing to stop"
+    return 0
+  }
+  stop_pid kubelet
+  # Remove every pod sandbox through CRI so CNI DEL runs (veths, IPs, portmap and firewall rules).
+  if [ -S "$CTR_SOCK" ] && [ -x "$BIN/crictl" ]; then
+    "$BIN/crictl" -r "unix://$CTR_SOCK" rmp -fa >/dev/null 2>&1 || true
+  fi
+  if [ -S "$CTR_SOCK" ]; then
+    local c
+    for c in $(ctr_ tasks ls -q 2>/dev/null); do ctr_ tasks kill -s KILL "$c" >/dev/null 2>&1 || true; done
+    sleep 1
+    for c in $(ctr_ tasks ls -q 2>/dev/null); do ctr_ tasks delete -f "$c" >/dev/null 2>&1 || true; done
+    for c in $(ctr_ containers ls -q 2>/dev/null); do ctr_ containers delete "$c" >/dev/null 2>&1 || true; done
+  fi
+  stop_pid containerd
+  # containerd-shim processes of this containerd (their command line names our socket).
+  local p
+  for p in $(pgrep -f "containerd-shim-runc-v2 .*-address $CTR_SOCK" || true); do kill -KILL "$p" 2>/dev/null || true; done
+  stop_pid kube-scheduler
+  stop_pid kube-controller-manager
+  stop_pid kube-apiserver
+  stop_pid etcd
+  # Mounts under the state dir (pod volumes, sandbox shm, overlay rootfs), deepest first.
+  local m
+  for m in $(awk -v s="$STATE" 'index($5, s) == 1 {print $5}' /proc/self/mountinfo | sort -r); do
+    umount -l "$m" 2>/dev/null || true
+  done
+  # Network: the bridge (its veths go with their netns), CNI iptables chains, our cgroups.
+  ip link del "$BRIDGE" 2>/dev/null || true
+  local t ch
+  for t in filter nat; do
+    for ch in $(iptables -t $t -S 2>/dev/null | awk '$1 == "-N" && $2 ~ /^CNI-/ {print $2}'); do
+      iptables -t $t -S 2>/dev/null | grep -E -- "-j $ch( |\$)" | sed 's/^-A/-D/' | while read -r r; do
+        eval iptables -t $t "$r" 2>/dev/null || true
+      done
+    done
+    for ch in $(iptables -t $t -S 2>/dev/null | awk '$1 == "-N" && $2 ~ /^CNI-/ {print $2}'); do
+      iptables -t $t -F "$ch" 2>/dev/null || true
+    done
+    for ch in $(iptables -t $t -S 2>/dev/null | awk '$1 == "-N" && $2 ~ /^CNI-/ {print $2}'); do
+      iptables -t $t -X "$ch" 2>/dev/null || true
+    done
+    # kubelet's own chains
+    for ch in KUBE-FIREWALL KUBE-KUBELET-CANARY KUBE-MARK-DROP KUBE-MARK-MASQ KUBE-POSTROUTING; do
+      iptables -t $t -S 2>/dev/null | grep -E -- "-j $ch( |\$)" | sed 's/^-A/-D/' | while read -r r; do
+        eval iptables -t $t "$r" 2>/dev/null || true
+      done
+      iptables -t $t -F "$ch" 2>/dev/null || true
+      iptables -t $t -X "$ch" 2>/dev/null || true
+    done
+  done
+  rm -f /var/lib/cni/results/$CNI_NET-* 2>/dev/null || true
+  local cg
+  for cg in /sys/fs/cgroup/*/kubepods; do
+    [ -d "$cg" ] && find "$cg" -depth -type d -exec rmdir {} + 2>/dev/null || true
+  done
+  if [ -f "$STATE/sysctls.orig" ]; then
+    while IFS== read -r k v; do sysctl -qw "$k=$v" 2>/dev/null || true; done <"$STATE/sysctls.orig"
+  fi
+  rm -rf "$STATE"
+  log "stopped and cleaned"
+}
+
+status() {
+  local n rc=0
+  for n in etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet; do
+    if [ -f "$STATE/pids/$n" ] && kill -0 "$(cat "$STATE/pids/$n")" 2>/dev/null; then
+      echo "$n: running (pid $(cat "$STATE/pids/$n"))"
+    else
+      echo "$n: stopped"
+      rc=1
+    fi
+  done
+  [ $rc = 0 ] && kctl get nodes -o wide
+  return $rc
+}
+
+cmd=${1:-}
+case "$cmd" in
+build) build ;;
+start) start ;;
+stop) stop ;;
+status) status ;;
+import)
+  shift
+  import_images "$@"
+  ;;
+*)
+  echo "usage: $0 build|start|stop|status|import IMAGE..." >&2
+  exit 2
+  ;;
+esac
