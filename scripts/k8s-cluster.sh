@@ -259,7 +259,7 @@ EOF
   local cfg
   cfg=$(sha256sum "$d/config.json" | cut -d' ' -f1)
   mv "$d/config.json" "$d/img/$cfg.json"
-  echo "[{\"Config\":\"$cfg.json\",\"RepoTags\":[\"registry.k8s.io/pause:3.10\"],\"Layers\":[\"$diff/layer.tar\"]}]" >"$d/img/manifest.json"
+  echo "[{\"Config\":\"$cfg.json\",\"RepoTags\":[\"cove/pause:3.10\"],\"Layers\":[\"$diff/layer.tar\"]}]" >"$d/img/manifest.json"
   tar -C "$d/img" -cf "$out" .
   rm -rf "$d"
 }
@@ -277,7 +277,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
 [plugins."io.containerd.internal.v1.opt"]
   path = "$STATE/containerd/opt"
 [plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = "registry.k8s.io/pause:3.10"
+  sandbox_image = "cove/pause:3.10"
   stream_server_address = "127.0.0.1"
   enable_selinux = false
   [plugins."io.containerd.grpc.v1.cri".containerd]
@@ -390,7 +390,7 @@ start() {
   run containerd containerd --config "$STATE/containerd/config.toml"
   wait_for containerd 30 ctr -a "$CTR_SOCK" version
   pause_image
-  if ! ctr_ images ls -q | grep -qx registry.k8s.io/pause:3.10; then
+  if ! ctr_ images ls -q | grep -q "/cove/pause:3.10$"; then
     ctr_ images import "$STATE/pause.tar" >/dev/null
   fi
   # Kubelet's root dir as its own shared mount, so volume mount propagation never touches /.
@@ -412,6 +412,39 @@ import_images() {
     docker save "$i" | ctr_ images import --all-platforms - >/dev/null
     log "imported $i"
   done
+}
+
+# smoke [IMAGE]: import IMAGE (default cove/busybox:latest) from $DOCKER_HOST, run a Pod `echo hello`
+# to completion, check `kubectl logs`, delete it.
+smoke() {
+  local image=${1:-cove/busybox:latest} t0=$SECONDS
+  import_images "$image"
+  local name=cove-smoke-$$
+  kctl apply -f - >/dev/null <<EOF
+apiVersion: v1
+kind: Pod
+metadata: {name: $name, namespace: default, labels: {app: cove-smoke}}
+spec:
+  restartPolicy: Never
+  automountServiceAccountToken: false
+  containers:
+  - {name: main, image: "$image", imagePullPolicy: Never, command: ["sh", "-c", "echo hello"]}
+EOF
+  local phase="" i
+  for ((i = 0; i < 480; i++)); do
+    phase=$(kctl get pod "$name" -o jsonpath='{.status.phase}' 2>/dev/null || true)
+    case "$phase" in Succeeded | Failed) break ;; esac
+    sleep 0.25
+  done
+  local out
+  out=$(kctl logs "$name" 2>&1 || true)
+  if [ "$phase" != Succeeded ] || [ "$out" != hello ]; then
+    kctl describe pod "$name" >&2 || true
+    kctl delete pod "$name" --wait=false >/dev/null 2>&1 || true
+    die "smoke pod: phase '$phase', logs '$out'"
+  fi
+  kctl delete pod "$name" >/dev/null
+  log "smoke pod ran 'echo hello' to completion, logs read back ($((SECONDS - t0)) s)"
 }
 
 stop_pid() { # NAME
@@ -515,12 +548,16 @@ build) build ;;
 start) start ;;
 stop) stop ;;
 status) status ;;
+smoke)
+  shift
+  smoke "$@"
+  ;;
 import)
   shift
   import_images "$@"
   ;;
 *)
-  echo "usage: $0 build|start|stop|status|import IMAGE..." >&2
+  echo "usage: $0 build|start|stop|status|import IMAGE...|smoke [IMAGE]" >&2
   exit 2
   ;;
 esac
