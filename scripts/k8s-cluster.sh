@@ -280,6 +280,8 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
   sandbox_image = "cove/pause:3.10"
   stream_server_address = "127.0.0.1"
   enable_selinux = false
+  # No CAP_SYS_RESOURCE here (a sandbox): never ask runc for an oom_score_adj below containerd's own.
+  restrict_oom_score_adj = true
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
     default_runtime_name = "runc"
@@ -332,6 +334,7 @@ imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 evictionHard: {"memory.available": "100Mi", "nodefs.available": "1%", "imagefs.available": "1%"}
 serializeImagePulls: false
+oomScoreAdj: 0
 EOF
 }
 
@@ -462,6 +465,12 @@ stop_pid() { # NAME
   rm -f "$f"
 }
 
+drop_jumps() { # TABLE CHAIN: delete every rule that jumps to CHAIN
+  local r
+  iptables -t "$1" -S 2>/dev/null | awk -v c="$2" '$1 == "-A" { for (i = 2; i < NF; i++) if ($i == "-j" && $(i + 1) == c) { $1 = "-D"; print; break } }' |
+    while read -r r; do eval iptables -t "$1" "$r" 2>/dev/null || true; done
+}
+
 stop() {
   [ -d "$STATE" ] || {
     log "nothing to stop"
@@ -495,32 +504,25 @@ stop() {
   # Network: the bridge (its veths go with their netns), CNI iptables chains, our cgroups.
   ip link del "$BRIDGE" 2>/dev/null || true
   local t ch
-  for t in filter nat; do
-    for ch in $(iptables -t $t -S 2>/dev/null | awk '$1 == "-N" && $2 ~ /^CNI-/ {print $2}'); do
-      iptables -t $t -S 2>/dev/null | grep -E -- "-j $ch( |\$)" | sed 's/^-A/-D/' | while read -r r; do
-        eval iptables -t $t "$r" 2>/dev/null || true
-      done
-    done
-    for ch in $(iptables -t $t -S 2>/dev/null | awk '$1 == "-N" && $2 ~ /^CNI-/ {print $2}'); do
-      iptables -t $t -F "$ch" 2>/dev/null || true
-    done
-    for ch in $(iptables -t $t -S 2>/dev/null | awk '$1 == "-N" && $2 ~ /^CNI-/ {print $2}'); do
-      iptables -t $t -X "$ch" 2>/dev/null || true
-    done
-    # kubelet's own chains
-    for ch in KUBE-FIREWALL KUBE-KUBELET-CANARY KUBE-MARK-DROP KUBE-MARK-MASQ KUBE-POSTROUTING; do
-      iptables -t $t -S 2>/dev/null | grep -E -- "-j $ch( |\$)" | sed 's/^-A/-D/' | while read -r r; do
-        eval iptables -t $t "$r" 2>/dev/null || true
-      done
-      iptables -t $t -F "$ch" 2>/dev/null || true
-      iptables -t $t -X "$ch" 2>/dev/null || true
-    done
+  for t in mangle nat filter; do
+    # CNI's chains (bridge ipMasq, portmap, firewall) and kubelet's own (canaries, the iptables mode hint).
+    local chains
+    chains=$(iptables -t $t -S 2>/dev/null | awk '$1 == "-N" && ($2 ~ /^CNI-/ || $2 ~ /^KUBE-(FIREWALL|KUBELET-CANARY|MARK-DROP|MARK-MASQ|POSTROUTING|IPTABLES-HINT)$/) {print $2}')
+    for ch in $chains; do drop_jumps $t "$ch"; done
+    for ch in $chains; do iptables -t $t -F "$ch" 2>/dev/null || true; done
+    for ch in $chains; do iptables -t $t -X "$ch" 2>/dev/null || true; done
   done
   rm -f /var/lib/cni/results/$CNI_NET-* 2>/dev/null || true
-  local cg
-  for cg in /sys/fs/cgroup/*/kubepods; do
-    [ -d "$cg" ] && find "$cg" -depth -type d -exec rmdir {} + 2>/dev/null || true
+  # The pod cgroups kubelet made (cgroupfs driver), once their last task is gone.
+  local cg i
+  for ((i = 0; i < 20; i++)); do
+    for cg in /sys/fs/cgroup/*/kubepods; do
+      [ -d "$cg" ] && find "$cg" -depth -type d -exec rmdir {} + 2>/dev/null || true
+    done
+    compgen -G '/sys/fs/cgroup/*/kubepods' >/dev/null || break
+    sleep 0.5
   done
+  compgen -G '/sys/fs/cgroup/*/kubepods' >/dev/null && log "warning: pod cgroups left: $(echo /sys/fs/cgroup/*/kubepods)" || true
   if [ -f "$STATE/sysctls.orig" ]; then
     while IFS== read -r k v; do sysctl -qw "$k=$v" 2>/dev/null || true; done <"$STATE/sysctls.orig"
   fi
