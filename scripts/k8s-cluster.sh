@@ -404,6 +404,8 @@ start() {
   run kubelet "$BIN/kubelet" --config "$STATE/kubelet/config.yaml" --kubeconfig "$STATE/kubelet.kubeconfig" \
     --root-dir "$STATE/kubelet" --cert-dir "$PKI" --hostname-override "$NODE" --node-ip "$ip" --v=1
   wait_for "node $NODE Ready" 180 sh -c "'$BIN/kubectl' --kubeconfig '$STATE/admin.kubeconfig' get node '$NODE' -o jsonpath='{.status.conditions[?(@.type==\"Ready\")].status}' | grep -qx True"
+  # Pods in "default" need its ServiceAccount, which the controller-manager creates shortly after start.
+  wait_for "default ServiceAccount" 60 kctl -n default get serviceaccount default
   log "cluster up in $((SECONDS - t0)) s"
   echo "export KUBECONFIG=$STATE/admin.kubeconfig"
 }
