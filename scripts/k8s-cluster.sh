@@ -341,8 +341,15 @@ EOF
 start() {
   [ "$(id -u)" = 0 ] || die "start needs root (containerd, kubelet, CNI)"
   build
-  for b in containerd runc openssl ip iptables; do command -v $b >/dev/null || die "$b is required"; done
-  [ -x /usr/lib/cni/bridge ] || die "CNI plugins missing: apt-get install containernetworking-plugins"
+  # The node's runtime and CNI plugins come from Debian's packages.
+  if ! command -v containerd >/dev/null || ! command -v runc >/dev/null || [ ! -x /usr/lib/cni/bridge ]; then
+    command -v apt-get >/dev/null || die "need containerd, runc and containernetworking-plugins (/usr/lib/cni)"
+    log "installing containerd runc containernetworking-plugins with apt-get"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+      containerd runc containernetworking-plugins >/dev/null
+  fi
+  for b in containerd ctr runc openssl ip iptables curl; do command -v $b >/dev/null || die "$b is required"; done
+  [ -x /usr/lib/cni/bridge ] || die "CNI plugins missing in /usr/lib/cni"
   local t0=$SECONDS ip
   ip=$(node_ip)
   [ -n "$ip" ] || die "no node IP (no default route)"
@@ -452,19 +459,22 @@ EOF
   log "smoke pod ran 'echo hello' to completion, logs read back ($((SECONDS - t0)) s)"
 }
 
-stop_pid() { # NAME
-  local f=$STATE/pids/$1 pid i
-  [ -f "$f" ] || return 0
-  pid=$(cat "$f")
-  if kill -0 "$pid" 2>/dev/null; then
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 40; i++)); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.25
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-  fi
-  rm -f "$f"
+stop_pids() { # NAME... : TERM them together, wait up to 10 s, then KILL
+  local n f pids=() i p alive
+  for n in "$@"; do
+    f=$STATE/pids/$n
+    [ -f "$f" ] || continue
+    p=$(cat "$f")
+    rm -f "$f"
+    kill -TERM "$p" 2>/dev/null && pids+=("$p")
+  done
+  for ((i = 0; i < 40; i++)); do
+    alive=0
+    for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+    [ $alive = 0 ] && return 0
+    sleep 0.25
+  done
+  for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
 }
 
 drop_jumps() { # TABLE CHAIN: delete every rule that jumps to CHAIN
@@ -478,7 +488,7 @@ stop() {
     log "nothing to stop"
     return 0
   }
-  stop_pid kubelet
+  stop_pids kubelet
   # Remove every pod sandbox through CRI so CNI DEL runs (veths, IPs, portmap and firewall rules).
   if [ -S "$CTR_SOCK" ] && [ -x "$BIN/crictl" ]; then
     "$BIN/crictl" -r "unix://$CTR_SOCK" rmp -fa >/dev/null 2>&1 || true
@@ -490,14 +500,12 @@ stop() {
     for c in $(ctr_ tasks ls -q 2>/dev/null); do ctr_ tasks delete -f "$c" >/dev/null 2>&1 || true; done
     for c in $(ctr_ containers ls -q 2>/dev/null); do ctr_ containers delete "$c" >/dev/null 2>&1 || true; done
   fi
-  stop_pid containerd
+  stop_pids containerd
   # containerd-shim processes of this containerd (their command line names our socket).
   local p
   for p in $(pgrep -f "containerd-shim-runc-v2 .*-address $CTR_SOCK" || true); do kill -KILL "$p" 2>/dev/null || true; done
-  stop_pid kube-scheduler
-  stop_pid kube-controller-manager
-  stop_pid kube-apiserver
-  stop_pid etcd
+  stop_pids kube-scheduler kube-controller-manager kube-apiserver
+  stop_pids etcd
   # Mounts under the state dir (pod volumes, sandbox shm, overlay rootfs), deepest first.
   local m
   for m in $(awk -v s="$STATE" 'index($5, s) == 1 {print $5}' /proc/self/mountinfo | sort -r); do
