@@ -29,7 +29,7 @@ die() {
 }
 
 build() {
-  local want=(kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl etcd pause crictl)
+  local want=(kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl kube-proxy etcd pause crictl)
   local missing=()
   for b in "${want[@]}"; do [ -x "$BIN/$b" ] || missing+=("$b"); done
   if [ ${#missing[@]} -eq 0 ]; then
@@ -68,6 +68,7 @@ import (
 	_ "k8s.io/kubernetes/cmd/kube-scheduler"
 	_ "k8s.io/kubernetes/cmd/kubelet"
 	_ "k8s.io/kubernetes/cmd/kubectl"
+	_ "k8s.io/kubernetes/cmd/kube-proxy"
 )
 EOF
     $NICE go get "k8s.io/kubernetes@v$K8S_VERSION"
@@ -78,7 +79,7 @@ EOF
     ld+=" -X k8s.io/component-base/version.gitTreeState=clean"
     ld+=" -X k8s.io/client-go/pkg/version.gitVersion=v$K8S_VERSION"
     local c
-    for c in kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl; do
+    for c in kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl kube-proxy; do
       [ -x "$BIN/$c" ] && continue
       log "building $c v$K8S_VERSION ($((SECONDS - t0)) s so far)"
       CGO_ENABLED=0 $NICE go build -trimpath -tags tools -ldflags "$ld" -o "$BIN/$c.tmp" "k8s.io/kubernetes/cmd/$c"
