@@ -206,6 +206,7 @@ pki() {
   cert admin cove-admin system:masters
   cert controller-manager system:kube-controller-manager ""
   cert scheduler system:kube-scheduler ""
+  cert kube-proxy system:kube-proxy ""
   cert kubelet "system:node:$NODE" system:nodes
   cert kubelet-serving "system:node:$NODE" system:nodes "DNS:$NODE,DNS:localhost,IP:127.0.0.1,IP:$ip"
   [ -f "$PKI/sa.key" ] || {
@@ -216,6 +217,7 @@ pki() {
   kubeconfig controller-manager controller-manager
   kubeconfig scheduler scheduler
   kubeconfig kubelet kubelet
+  kubeconfig kube-proxy kube-proxy
 }
 
 # run NAME CMD... : start a background process, its pid in $STATE/pids/NAME, output in $STATE/logs/NAME.log
@@ -412,6 +414,26 @@ start() {
   run kubelet "$BIN/kubelet" --config "$STATE/kubelet/config.yaml" --kubeconfig "$STATE/kubelet.kubeconfig" \
     --root-dir "$STATE/kubelet" --cert-dir "$PKI" --hostname-override "$NODE" --node-ip "$ip" --v=1
   wait_for "node $NODE Ready" 180 sh -c "'$BIN/kubectl' --kubeconfig '$STATE/admin.kubeconfig' get node '$NODE' -o jsonpath='{.status.conditions[?(@.type==\"Ready\")].status}' | grep -qx True"
+  # Services: kube-proxy in iptables mode, told not to rewrite host sysctls (conntrack sizes and
+  # timeouts, route_localnet); `stop` runs `kube-proxy --cleanup`.
+  run kube-proxy "$BIN/kube-proxy" --kubeconfig "$STATE/kube-proxy.kubeconfig" \
+    --hostname-override "$NODE" --cluster-cidr "$POD_CIDR" --proxy-mode iptables \
+    --conntrack-max-per-core 0 --conntrack-tcp-timeout-established 0 --conntrack-tcp-timeout-close-wait 0 \
+    --iptables-localhost-nodeports=false \
+    --metrics-bind-address 127.0.0.1:10249 --healthz-bind-address 127.0.0.1:10256 --v=1
+  wait_for kube-proxy 60 curl -fsS http://127.0.0.1:10256/healthz
+  # PersistentVolumeClaims: the controller-manager's hostpath provisioner (directories under
+  # /tmp/hostpath_pv), as the default StorageClass.
+  kctl apply -f - >/dev/null <<EOF
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata:
+  name: cove-hostpath
+  annotations: {storageclass.kubernetes.io/is-default-class: "true"}
+provisioner: kubernetes.io/host-path
+reclaimPolicy: Delete
+volumeBindingMode: Immediate
+EOF
   # Pods in "default" need its ServiceAccount, which the controller-manager creates shortly after start.
   wait_for "default ServiceAccount" 60 kctl -n default get serviceaccount default
   log "cluster up in $((SECONDS - t0)) s"
@@ -489,7 +511,7 @@ stop() {
     log "nothing to stop"
     return 0
   }
-  stop_pids kubelet
+  stop_pids kube-proxy kubelet
   # Remove every pod sandbox through CRI so CNI DEL runs (veths, IPs, portmap and firewall rules).
   if [ -S "$CTR_SOCK" ] && [ -x "$BIN/crictl" ]; then
     "$BIN/crictl" -r "unix://$CTR_SOCK" rmp -fa >/dev/null 2>&1 || true
@@ -523,7 +545,10 @@ stop() {
     for ch in $chains; do iptables -t $t -F "$ch" 2>/dev/null || true; done
     for ch in $chains; do iptables -t $t -X "$ch" 2>/dev/null || true; done
   done
+  # kube-proxy's chains (KUBE-SERVICES, KUBE-NODEPORTS, …) and their jumps.
+  [ -x "$BIN/kube-proxy" ] && "$BIN/kube-proxy" --cleanup >/dev/null 2>&1 || true
   rm -f /var/lib/cni/results/$CNI_NET-* 2>/dev/null || true
+  rm -rf /tmp/hostpath_pv
   # The pod cgroups kubelet made (cgroupfs driver), once their last task is gone.
   local cg i
   for ((i = 0; i < 20; i++)); do
@@ -543,7 +568,7 @@ stop() {
 
 status() {
   local n rc=0
-  for n in etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet; do
+  for n in etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet kube-proxy; do
     if [ -f "$STATE/pids/$n" ] && kill -0 "$(cat "$STATE/pids/$n")" 2>/dev/null; then
       echo "$n: running (pid $(cat "$STATE/pids/$n"))"
     else
