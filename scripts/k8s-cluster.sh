@@ -449,37 +449,114 @@ import_images() {
   done
 }
 
-# smoke [IMAGE]: import IMAGE (default cove/busybox:latest) from $DOCKER_HOST, run a Pod `echo hello`
-# to completion, check `kubectl logs`, delete it.
+# pod_phase NAME SECONDS: wait until the Pod has finished; prints its phase.
+pod_done() {
+  local phase="" i
+  for ((i = 0; i < $2 * 4; i++)); do
+    phase=$(kctl get pod "$1" -o jsonpath='{.status.phase}' 2>/dev/null || true)
+    case "$phase" in Succeeded | Failed) break ;; esac
+    sleep 0.25
+  done
+  echo "$phase"
+}
+
+smoke_fail() {
+  kctl describe pods -l cove-smoke >&2 || true
+  kctl delete pods,services,pvc -l cove-smoke --wait=false >/dev/null 2>&1 || true
+  die "smoke: $*"
+}
+
+# smoke [IMAGE]: import IMAGE (default cove/busybox:latest) from $DOCKER_HOST, then check for real:
+# a Pod runs `echo hello` to completion and `kubectl logs` reads it; a PVC keeps a file from one
+# Pod to the next; a ClusterIP Service reaches a server Pod from another Pod; `kubectl exec` works.
+# Everything it made is deleted.
 smoke() {
-  local image=${1:-cove/busybox:latest} t0=$SECONDS
+  local image=${1:-cove/busybox:latest} t0=$SECONDS out phase
   import_images "$image"
-  local name=cove-smoke-$$
+  local n=cove-smoke-$$
   kctl apply -f - >/dev/null <<EOF
 apiVersion: v1
 kind: Pod
-metadata: {name: $name, namespace: default, labels: {app: cove-smoke}}
+metadata: {name: $n-hello, labels: {cove-smoke: "$n"}}
 spec:
   restartPolicy: Never
   automountServiceAccountToken: false
   containers:
   - {name: main, image: "$image", imagePullPolicy: Never, command: ["sh", "-c", "echo hello"]}
 EOF
-  local phase="" i
-  for ((i = 0; i < 480; i++)); do
-    phase=$(kctl get pod "$name" -o jsonpath='{.status.phase}' 2>/dev/null || true)
-    case "$phase" in Succeeded | Failed) break ;; esac
-    sleep 0.25
-  done
-  local out
-  out=$(kctl logs "$name" 2>&1 || true)
-  if [ "$phase" != Succeeded ] || [ "$out" != hello ]; then
-    kctl describe pod "$name" >&2 || true
-    kctl delete pod "$name" --wait=false >/dev/null 2>&1 || true
-    die "smoke pod: phase '$phase', logs '$out'"
-  fi
-  kctl delete pod "$name" >/dev/null
-  log "smoke pod ran 'echo hello' to completion, logs read back ($((SECONDS - t0)) s)"
+  phase=$(pod_done "$n-hello" 120)
+  out=$(kctl logs "$n-hello" 2>&1 || true)
+  [ "$phase" = Succeeded ] && [ "$out" = hello ] || smoke_fail "hello pod: phase '$phase', logs '$out'"
+  log "smoke: a Pod ran 'echo hello' to completion, logs read back ($((SECONDS - t0)) s)"
+
+  kctl apply -f - >/dev/null <<EOF
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: $n, labels: {cove-smoke: "$n"}}
+spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 64Mi}}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: $n-web, labels: {cove-smoke: "$n", app: $n-web}}
+spec:
+  automountServiceAccountToken: false
+  containers:
+  - name: main
+    image: "$image"
+    imagePullPolicy: Never
+    command: ["sh", "-c", "echo kept-$n > /data/f && mkdir -p /www && echo served-$n > /www/index.html && exec httpd -f -p 8080 -h /www"]
+    volumeMounts: [{name: d, mountPath: /data}]
+  volumes: [{name: d, persistentVolumeClaim: {claimName: $n}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: $n, labels: {cove-smoke: "$n"}}
+spec: {selector: {app: $n-web}, ports: [{port: 80, targetPort: 8080}]}
+EOF
+  kctl wait --for=condition=Ready "pod/$n-web" --timeout=120s >/dev/null || smoke_fail "web pod not ready"
+  out=$(kctl exec "$n-web" -- cat /data/f 2>&1 || true)
+  [ "$out" = "kept-$n" ] || smoke_fail "exec: '$out'"
+  local ip
+  ip=$(kctl get service "$n" -o jsonpath='{.spec.clusterIP}')
+  kctl apply -f - >/dev/null <<EOF
+apiVersion: v1
+kind: Pod
+metadata: {name: $n-client, labels: {cove-smoke: "$n"}}
+spec:
+  restartPolicy: Never
+  automountServiceAccountToken: false
+  containers:
+  # kube-proxy programs a new Service within about a second: retry until the page comes back.
+  - {name: main, image: "$image", imagePullPolicy: Never,
+     command: ["sh", "-c", "for i in \$(seq 40); do wget -qO- -T 5 http://$ip/ 2>/dev/null | grep -x served-$n && exit 0; sleep 0.5; done; exit 1"]}
+EOF
+  phase=$(pod_done "$n-client" 120)
+  out=$(kctl logs "$n-client" 2>&1 | tail -1 || true)
+  [ "$phase" = Succeeded ] && [ "$out" = "served-$n" ] || smoke_fail "service $ip: phase '$phase', logs '$out'"
+  log "smoke: kubectl exec works; a Pod reached another through ClusterIP Service $ip"
+
+  kctl delete pod "$n-web" --grace-period=1 >/dev/null
+  kctl apply -f - >/dev/null <<EOF
+apiVersion: v1
+kind: Pod
+metadata: {name: $n-reader, labels: {cove-smoke: "$n"}}
+spec:
+  restartPolicy: Never
+  automountServiceAccountToken: false
+  containers:
+  - name: main
+    image: "$image"
+    imagePullPolicy: Never
+    command: ["cat", "/data/f"]
+    volumeMounts: [{name: d, mountPath: /data}]
+  volumes: [{name: d, persistentVolumeClaim: {claimName: $n}}]
+EOF
+  phase=$(pod_done "$n-reader" 120)
+  out=$(kctl logs "$n-reader" 2>&1 || true)
+  [ "$phase" = Succeeded ] && [ "$out" = "kept-$n" ] || smoke_fail "pvc reader: phase '$phase', logs '$out'"
+  log "smoke: a PVC kept a file from one Pod to the next"
+  kctl delete pods,services,pvc -l "cove-smoke=$n" >/dev/null
+  log "smoke passed in $((SECONDS - t0)) s"
 }
 
 stop_pids() { # NAME... : TERM them together, wait up to 10 s, then KILL
