@@ -16,6 +16,7 @@ set -euo pipefail
 K8S_VERSION=${K8S_VERSION:-1.34.4}
 ETCD_VERSION=${ETCD_VERSION:-3.6.17}
 CRICTL_VERSION=${CRICTL_VERSION:-1.34.0}
+KUBE_ROUTER_VERSION=${KUBE_ROUTER_VERSION:-2.1.0}
 CACHE=${COVE_K8S_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/cove/k8s/v$K8S_VERSION}
 BIN=$CACHE/bin
 # Runtime state of the running cluster (certs, etcd data, containerd root, logs).
@@ -29,7 +30,7 @@ die() {
 }
 
 build() {
-  local want=(kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl kube-proxy etcd pause crictl)
+  local want=(kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl kube-proxy etcd pause crictl kube-router)
   local missing=()
   for b in "${want[@]}"; do [ -x "$BIN/$b" ] || missing+=("$b"); done
   if [ ${#missing[@]} -eq 0 ]; then
@@ -134,6 +135,12 @@ EOF
       mv "$BIN/crictl.tmp" "$BIN/crictl"
     )
   fi
+  # 4. kube-router, run as a NetworkPolicy controller only (its go.mod has no replaces).
+  if [ ! -x "$BIN/kube-router" ]; then
+    log "building kube-router v$KUBE_ROUTER_VERSION ($((SECONDS - t0)) s so far)"
+    CGO_ENABLED=0 GOBIN="$BIN" $NICE go install -trimpath -ldflags "-s -w" \
+      "github.com/cloudnativelabs/kube-router/v2/cmd/kube-router@v$KUBE_ROUTER_VERSION"
+  fi
   log "build done in $((SECONDS - t0)) s: $BIN"
 }
 
@@ -207,6 +214,7 @@ pki() {
   cert controller-manager system:kube-controller-manager ""
   cert scheduler system:kube-scheduler ""
   cert kube-proxy system:kube-proxy ""
+  cert kube-router cove:kube-router ""
   cert kubelet "system:node:$NODE" system:nodes
   cert kubelet-serving "system:node:$NODE" system:nodes "DNS:$NODE,DNS:localhost,IP:127.0.0.1,IP:$ip"
   [ -f "$PKI/sa.key" ] || {
@@ -218,6 +226,7 @@ pki() {
   kubeconfig scheduler scheduler
   kubeconfig kubelet kubelet
   kubeconfig kube-proxy kube-proxy
+  kubeconfig kube-router kube-router
 }
 
 # run NAME CMD... : start a background process, its pid in $STATE/pids/NAME, output in $STATE/logs/NAME.log
@@ -422,6 +431,38 @@ start() {
     --iptables-localhost-nodeports=false \
     --metrics-bind-address 127.0.0.1:10249 --healthz-bind-address 127.0.0.1:10256 --v=1
   wait_for kube-proxy 60 curl -fsS http://127.0.0.1:10256/healthz
+  # NetworkPolicy enforcement: kube-router as a firewall only (no routing, no service proxy, no
+  # CNI config of its own), with read access to what policies select.
+  kctl apply -f - >/dev/null <<EOF
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: cove:kube-router}
+rules:
+- apiGroups: [""]
+  resources: [namespaces, pods, services, endpoints, nodes]
+  verbs: [get, list, watch]
+- apiGroups: [networking.k8s.io]
+  resources: [networkpolicies]
+  verbs: [get, list, watch]
+- apiGroups: [discovery.k8s.io]
+  resources: [endpointslices]
+  verbs: [get, list, watch]
+- apiGroups: ["", events.k8s.io]
+  resources: [events]
+  verbs: [create, patch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: cove:kube-router}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cove:kube-router}
+subjects:
+- {apiGroup: rbac.authorization.k8s.io, kind: User, name: cove:kube-router}
+EOF
+  run kube-router "$BIN/kube-router" --kubeconfig "$STATE/kube-router.kubeconfig" \
+    --hostname-override "$NODE" --run-firewall=true --run-router=false --run-service-proxy=false \
+    --enable-cni=false --enable-pod-egress=false --service-cluster-ip-range "$SVC_CIDR" \
+    --health-port 20244 --v=1
+  wait_for kube-router 60 curl -fsS http://127.0.0.1:20244/healthz
   # PersistentVolumeClaims: the controller-manager's hostpath provisioner (directories under
   # /tmp/hostpath_pv), as the default StorageClass.
   kctl apply -f - >/dev/null <<EOF
@@ -462,7 +503,7 @@ pod_done() {
 
 smoke_fail() {
   kctl describe pods -l cove-smoke >&2 || true
-  kctl delete pods,services,pvc -l cove-smoke --wait=false >/dev/null 2>&1 || true
+  kctl delete pods,services,pvc,networkpolicies -l cove-smoke --wait=false >/dev/null 2>&1 || true
   die "smoke: $*"
 }
 
@@ -555,7 +596,65 @@ EOF
   out=$(kctl logs "$n-reader" 2>&1 || true)
   [ "$phase" = Succeeded ] && [ "$out" = "kept-$n" ] || smoke_fail "pvc reader: phase '$phase', logs '$out'"
   log "smoke: a PVC kept a file from one Pod to the next"
-  kctl delete pods,services,pvc -l "cove-smoke=$n" >/dev/null
+
+  # NetworkPolicy enforced (kube-router): a client whose egress policy allows only server A
+  # reaches A and is refused by B, which an unrestricted client reaches.
+  local r
+  for r in a b; do
+    kctl apply -f - >/dev/null <<EOF
+apiVersion: v1
+kind: Pod
+metadata: {name: $n-srv-$r, labels: {cove-smoke: "$n"}}
+spec:
+  automountServiceAccountToken: false
+  containers:
+  - {name: main, image: "$image", imagePullPolicy: Never,
+     command: ["sh", "-c", "mkdir -p /w && echo page-$r > /w/index.html && exec httpd -f -p 8080 -h /w"]}
+EOF
+  done
+  kctl wait --for=condition=Ready "pod/$n-srv-a" "pod/$n-srv-b" --timeout=120s >/dev/null || smoke_fail "servers not ready"
+  local ipa ipb
+  ipa=$(kctl get pod "$n-srv-a" -o jsonpath='{.status.podIP}')
+  ipb=$(kctl get pod "$n-srv-b" -o jsonpath='{.status.podIP}')
+  kctl apply -f - >/dev/null <<EOF
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: $n, labels: {cove-smoke: "$n"}}
+spec:
+  podSelector: {matchLabels: {cove-smoke-egress: "$n"}}
+  policyTypes: [Egress]
+  egress:
+  - to: [{ipBlock: {cidr: $ipa/32}}]
+    ports: [{protocol: TCP, port: 8080}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: $n-open, labels: {cove-smoke: "$n"}}
+spec:
+  restartPolicy: Never
+  automountServiceAccountToken: false
+  containers:
+  - {name: main, image: "$image", imagePullPolicy: Never, command: ["wget", "-qO-", "-T", "5", "http://$ipb:8080/"]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: $n-fenced, labels: {cove-smoke: "$n", cove-smoke-egress: "$n"}}
+spec:
+  restartPolicy: Never
+  automountServiceAccountToken: false
+  containers:
+  # The policy reaches a new Pod's rules within a sync (about a second): wait for that state.
+  - {name: main, image: "$image", imagePullPolicy: Never,
+     command: ["sh", "-c", "for i in \$(seq 40); do a=\$(wget -qO- -T 3 http://$ipa:8080/ 2>/dev/null); if [ \"\$a\" = page-a ] && ! wget -qO- -T 3 http://$ipb:8080/ >/dev/null 2>&1; then echo enforced; exit 0; fi; sleep 0.5; done; exit 1"]}
+EOF
+  phase=$(pod_done "$n-open" 120)
+  out=$(kctl logs "$n-open" 2>&1 || true)
+  [ "$phase" = Succeeded ] && [ "$out" = page-b ] || smoke_fail "unrestricted client: phase '$phase', logs '$out'"
+  phase=$(pod_done "$n-fenced" 120)
+  out=$(kctl logs "$n-fenced" 2>&1 | tail -1 || true)
+  [ "$phase" = Succeeded ] && [ "$out" = enforced ] || smoke_fail "egress policy not enforced: phase '$phase', logs '$out'"
+  log "smoke: an egress NetworkPolicy is enforced (allowed server reached, other refused)"
+  kctl delete pods,services,pvc,networkpolicies -l "cove-smoke=$n" >/dev/null
   log "smoke passed in $((SECONDS - t0)) s"
 }
 
@@ -588,7 +687,7 @@ stop() {
     log "nothing to stop"
     return 0
   }
-  stop_pids kube-proxy kubelet
+  stop_pids kube-router kube-proxy kubelet
   # Remove every pod sandbox through CRI so CNI DEL runs (veths, IPs, portmap and firewall rules).
   if [ -S "$CTR_SOCK" ] && [ -x "$BIN/crictl" ]; then
     "$BIN/crictl" -r "unix://$CTR_SOCK" rmp -fa >/dev/null 2>&1 || true
@@ -617,13 +716,18 @@ stop() {
   for t in mangle nat filter; do
     # CNI's chains (bridge ipMasq, portmap, firewall) and kubelet's own (canaries, the iptables mode hint).
     local chains
-    chains=$(iptables -t $t -S 2>/dev/null | awk '$1 == "-N" && ($2 ~ /^CNI-/ || $2 ~ /^KUBE-(FIREWALL|KUBELET-CANARY|MARK-DROP|MARK-MASQ|POSTROUTING|IPTABLES-HINT)$/) {print $2}')
+    chains=$(iptables -t $t -S 2>/dev/null | awk '$1 == "-N" && ($2 ~ /^CNI-/ || $2 ~ /^KUBE-(FIREWALL|KUBELET-CANARY|MARK-DROP|MARK-MASQ|POSTROUTING|IPTABLES-HINT)$/ || $2 ~ /^KUBE-(ROUTER-|NWPLCY-|POD-FW-|SRC-|DST-)/) {print $2}')
     for ch in $chains; do drop_jumps $t "$ch"; done
     for ch in $chains; do iptables -t $t -F "$ch" 2>/dev/null || true; done
     for ch in $chains; do iptables -t $t -X "$ch" 2>/dev/null || true; done
   done
   # kube-proxy's chains (KUBE-SERVICES, KUBE-NODEPORTS, …) and their jumps.
   [ -x "$BIN/kube-proxy" ] && "$BIN/kube-proxy" --cleanup >/dev/null 2>&1 || true
+  # kube-router's ipsets (after the rules that used them are gone).
+  local set
+  for set in $(ipset list -n 2>/dev/null | grep -E '^(KUBE-(SRC|DST|NWPLCY)-|kube-router-)' || true); do
+    ipset destroy "$set" 2>/dev/null || true
+  done
   rm -f /var/lib/cni/results/$CNI_NET-* 2>/dev/null || true
   rm -rf /tmp/hostpath_pv
   # The pod cgroups kubelet made (cgroupfs driver), once their last task is gone.
@@ -645,7 +749,7 @@ stop() {
 
 status() {
   local n rc=0
-  for n in etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet kube-proxy; do
+  for n in etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet kube-proxy kube-router; do
     if [ -f "$STATE/pids/$n" ] && kill -0 "$(cat "$STATE/pids/$n")" 2>/dev/null; then
       echo "$n: running (pid $(cat "$STATE/pids/$n"))"
     else
