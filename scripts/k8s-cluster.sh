@@ -2,12 +2,16 @@
 # A real one-node Kubernetes cluster on this machine, built offline from Go modules and cached.
 #
 #   scripts/k8s-cluster.sh build    build kube-apiserver, kube-controller-manager, kube-scheduler,
-#                                   kubelet, kubectl (k8s.io/kubernetes Go module) and etcd into
-#                                   $COVE_K8S_CACHE (default ${XDG_CACHE_HOME:-$HOME/.cache}/cove/k8s/v$K8S_VERSION);
-#                                   a second build is instant.
-#   scripts/k8s-cluster.sh start    certificates, etcd, control plane, a private containerd, CNI, kubelet;
+#                                   kubelet, kubectl, kube-proxy (k8s.io/kubernetes Go module), etcd,
+#                                   crictl, kube-router and pause into $COVE_K8S_CACHE (default
+#                                   ${XDG_CACHE_HOME:-$HOME/.cache}/cove/k8s/v$K8S_VERSION); a second build is instant.
+#   scripts/k8s-cluster.sh start    certificates, etcd, control plane, a private containerd, CNI, kubelet,
+#                                   kube-proxy, kube-router (NetworkPolicy), a default StorageClass;
 #                                   waits for the node to be Ready. Prints `export KUBECONFIG=...`.
-#   scripts/k8s-cluster.sh stop     stops everything and removes mounts, veths, iptables chains it created.
+#   scripts/k8s-cluster.sh import IMAGE...   docker save IMAGE ($DOCKER_HOST) into the cluster's containerd.
+#   scripts/k8s-cluster.sh smoke [IMAGE]     real checks: a Pod's logs, exec, a Service, a PVC, an egress policy.
+#   scripts/k8s-cluster.sh stop     stops everything and removes mounts, veths, iptables chains, ipsets,
+#                                   cgroups it created; restores the kernel tunables kubelet changed.
 #   scripts/k8s-cluster.sh status   what runs.
 #
 # See docs/kubernetes.md for the flags, timings and what was worked around.
@@ -353,14 +357,16 @@ EOF
 start() {
   [ "$(id -u)" = 0 ] || die "start needs root (containerd, kubelet, CNI)"
   build
-  # The node's runtime and CNI plugins come from Debian's packages.
-  if ! command -v containerd >/dev/null || ! command -v runc >/dev/null || [ ! -x /usr/lib/cni/bridge ]; then
-    command -v apt-get >/dev/null || die "need containerd, runc and containernetworking-plugins (/usr/lib/cni)"
-    log "installing containerd runc containernetworking-plugins with apt-get"
+  # The node's runtime, CNI plugins, and the ipset/conntrack tools kube-router and kube-proxy
+  # call come from Debian's packages.
+  if ! command -v containerd >/dev/null || ! command -v runc >/dev/null || [ ! -x /usr/lib/cni/bridge ] ||
+    ! command -v ipset >/dev/null || ! command -v conntrack >/dev/null; then
+    command -v apt-get >/dev/null || die "need containerd, runc, containernetworking-plugins (/usr/lib/cni), ipset, conntrack"
+    log "installing containerd runc containernetworking-plugins ipset conntrack with apt-get"
     DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      containerd runc containernetworking-plugins >/dev/null
+      containerd runc containernetworking-plugins ipset conntrack >/dev/null
   fi
-  for b in containerd ctr runc openssl ip iptables curl; do command -v $b >/dev/null || die "$b is required"; done
+  for b in containerd ctr runc openssl ip iptables ipset curl; do command -v $b >/dev/null || die "$b is required"; done
   [ -x /usr/lib/cni/bridge ] || die "CNI plugins missing in /usr/lib/cni"
   local t0=$SECONDS ip
   ip=$(node_ip)
