@@ -580,7 +580,7 @@ EOF
   phase=$(pod_done "$n-client" 120)
   out=$(kctl logs "$n-client" 2>&1 | tail -1 || true)
   [ "$phase" = Succeeded ] && [ "$out" = "served-$n" ] || smoke_fail "service $ip: phase '$phase', logs '$out'"
-  log "smoke: kubectl exec works; a Pod reached another through ClusterIP Service $ip"
+  log "smoke: kubectl exec works; a Pod reached another through ClusterIP Service $ip ($((SECONDS - t0)) s)"
 
   kctl delete pod "$n-web" --grace-period=1 >/dev/null
   kctl apply -f - >/dev/null <<EOF
@@ -601,7 +601,7 @@ EOF
   phase=$(pod_done "$n-reader" 120)
   out=$(kctl logs "$n-reader" 2>&1 || true)
   [ "$phase" = Succeeded ] && [ "$out" = "kept-$n" ] || smoke_fail "pvc reader: phase '$phase', logs '$out'"
-  log "smoke: a PVC kept a file from one Pod to the next"
+  log "smoke: a PVC kept a file from one Pod to the next ($((SECONDS - t0)) s)"
 
   # NetworkPolicy enforced (kube-router): a client whose egress policy allows only server A
   # reaches A and is refused by B, which an unrestricted client reaches.
@@ -653,14 +653,16 @@ spec:
   - {name: main, image: "$image", imagePullPolicy: Never,
      command: ["sh", "-c", "for i in \$(seq 40); do a=\$(wget -qO- -T 3 http://$ipa:8080/ 2>/dev/null); if [ \"\$a\" = page-a ] && ! wget -qO- -T 3 http://$ipb:8080/ >/dev/null 2>&1; then echo enforced; exit 0; fi; sleep 0.5; done; exit 1"]}
 EOF
+  log "smoke: servers up, policy and clients created ($((SECONDS - t0)) s)"
   phase=$(pod_done "$n-open" 120)
   out=$(kctl logs "$n-open" 2>&1 || true)
   [ "$phase" = Succeeded ] && [ "$out" = page-b ] || smoke_fail "unrestricted client: phase '$phase', logs '$out'"
+  log "smoke: unrestricted client reached server B ($((SECONDS - t0)) s)"
   phase=$(pod_done "$n-fenced" 120)
   out=$(kctl logs "$n-fenced" 2>&1 | tail -1 || true)
   [ "$phase" = Succeeded ] && [ "$out" = enforced ] || smoke_fail "egress policy not enforced: phase '$phase', logs '$out'"
-  log "smoke: an egress NetworkPolicy is enforced (allowed server reached, other refused)"
-  kctl delete pods,services,pvc,networkpolicies -l "cove-smoke=$n" >/dev/null
+  log "smoke: an egress NetworkPolicy is enforced (allowed server reached, other refused) ($((SECONDS - t0)) s)"
+  kctl delete pods,services,pvc,networkpolicies -l "cove-smoke=$n" --grace-period=1 >/dev/null
   log "smoke passed in $((SECONDS - t0)) s"
 }
 
