@@ -100,7 +100,7 @@ fn testng_nunit_trx_and_cucumber() {
 fn coverage_formats_give_totals_and_files() {
     let c = cov(
         "COBERTURAXML",
-        r#"<?xml version="1.0" ?><!DOCTYPE coverage SYSTEM "http://cobertura.sourceforge.net/xml/coverage-04.dtd">
+        r#"<?xml version="1.0" ?><!DOCTYPE coverage SYSTEM "coverage-04.dtd">
 <coverage line-rate="0.5"><packages><package name="p"><classes>
 <class name="A" filename="src/a.py"><methods><method name="m"><lines><line number="1" hits="1"/></lines></method></methods>
 <lines><line number="1" hits="1"/><line number="2" hits="0" branch="true" condition-coverage="50% (1/2)"/><line number="3" hits="2"/><line number="4" hits="0"/></lines></class>
