@@ -565,20 +565,26 @@ impl PrivateNetwork {
         );
         let mut args = vec!["-w".to_string(), "-I".into(), "INPUT".into()];
         args.extend(spec.iter().cloned());
+        self.run_insert(args).await?;
+        self.rules.push(spec);
+        Ok(())
+    }
+
+    /// Runs one rule-inserting firewall command; its failure names the command.
+    async fn run_insert(&self, args: Vec<String>) -> Result<(), NetError> {
         let (_, failures) = self
             .options
             .firewall
             .run(&self.docker, vec![args.clone()], false)
             .await;
-        if let Some(message) = failures.into_iter().next() {
-            return Err(NetError::Firewall {
+        match failures.into_iter().next() {
+            Some(message) => Err(NetError::Firewall {
                 job: self.job_id.clone(),
                 command: format!("{} {}", self.options.firewall.binary(), args.join(" ")),
                 message,
-            });
+            }),
+            None => Ok(()),
         }
-        self.rules.push(spec);
-        Ok(())
     }
 
     /// Let the job's containers reach `port` on the bridge address (where
@@ -653,18 +659,7 @@ impl PrivateNetwork {
             .map(String::from)
             .to_vec();
         args.extend(spec.iter().cloned());
-        let (_, failures) = self
-            .options
-            .firewall
-            .run(&self.docker, vec![args.clone()], false)
-            .await;
-        if let Some(message) = failures.into_iter().next() {
-            return Err(NetError::Firewall {
-                job: self.job_id.clone(),
-                command: format!("{} {}", self.options.firewall.binary(), args.join(" ")),
-                message,
-            });
-        }
+        self.run_insert(args).await?;
         self.nat_rules.push(spec);
         Ok(())
     }
