@@ -35,8 +35,9 @@ pub struct DeployCredentials {
     request: AssumeRequest,
     token: Secret,
     cached: tokio::sync::Mutex<Option<SessionCredentials>>,
-    /// Every credential string handed out so far (for the mask set).
-    issued: std::sync::Mutex<Vec<Secret>>,
+    /// Every credential string handed out so far (for the mask set); shared with the job's
+    /// log shipper so credentials refreshed while the job runs are masked too.
+    issued: crate::mask::LateSecrets,
 }
 
 impl fmt::Debug for DeployCredentials {
@@ -101,7 +102,7 @@ impl DeployCredentials {
             },
             token: Secret::new(random_token()?),
             cached: tokio::sync::Mutex::new(None),
-            issued: std::sync::Mutex::new(Vec::new()),
+            issued: crate::mask::LateSecrets::default(),
         })
     }
 
@@ -127,12 +128,11 @@ impl DeployCredentials {
             tracing::info!(role = %self.request.role_arn, "deploy credentials near expiry, refreshing");
         }
         let fresh = self.broker.assume(&self.request).await?;
-        {
-            let mut issued = self.issued.lock().unwrap_or_else(|p| p.into_inner());
-            issued.push(Secret::new(fresh.access_key_id.clone()));
-            issued.push(fresh.secret_access_key.clone());
-            issued.push(fresh.session_token.clone());
-        }
+        self.issued.add([
+            fresh.access_key_id.clone(),
+            fresh.secret_access_key.expose().to_string(),
+            fresh.session_token.expose().to_string(),
+        ]);
         *cached = Some(fresh.clone());
         Ok((fresh, false))
     }
@@ -194,14 +194,13 @@ impl DeployCredentials {
     /// The token and every credential string handed out so far, for the job's mask set.
     pub fn secrets(&self) -> Vec<Secret> {
         let mut out = vec![self.token.clone()];
-        out.extend(
-            self.issued
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .iter()
-                .cloned(),
-        );
+        out.extend(self.issued.values().into_iter().map(Secret::new));
         out
+    }
+
+    /// The live list of credential strings handed out, growing as credentials are refreshed.
+    pub fn late_secrets(&self) -> crate::mask::LateSecrets {
+        self.issued.clone()
     }
 }
 

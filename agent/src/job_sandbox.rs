@@ -298,6 +298,11 @@ impl SandboxedJob {
         Ok(SandboxedJob { sandbox })
     }
 
+    /// See [`crate::private_net::JobSandbox::late_secrets`].
+    pub fn late_secrets(&self) -> Option<crate::mask::LateSecrets> {
+        self.sandbox.late_secrets()
+    }
+
     pub fn network_name(&self) -> &str {
         self.sandbox.network_name()
     }

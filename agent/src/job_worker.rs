@@ -450,6 +450,9 @@ async fn report_job<T: JobTransport>(
     // sandbox exists, the job's package credentials.
     let mut mask: Vec<String> = lease.secrets.iter().map(|(_, v)| v.clone()).collect();
     let mut sandbox = None;
+    // Deploy credentials refreshed while the job runs: a second masking pass on every line,
+    // variable and error that leaves the agent.
+    let mut late: Option<crate::mask::LateSecrets> = None;
     let work = async {
         let mut spec = job_spec(lease)?;
         spec.owner = config.owner.clone();
@@ -466,6 +469,7 @@ async fn report_job<T: JobTransport>(
                 crate::job_sandbox::SandboxedJob::start(docker, &config.sandbox, lease, &mut spec)
                     .await?;
             tracing::info!(job, attempt, network = %s.network_name(), "job sandbox ready");
+            late = s.late_secrets();
             sandbox = Some(s);
             mask.extend(spec.mask.iter().cloned());
             mask.extend(spec.secrets.iter().map(|(_, v)| v.clone()));
@@ -521,7 +525,10 @@ async fn report_job<T: JobTransport>(
                 loop {
                     tokio::select! {
                         line = rx.recv() => match line {
-                            Some(line) => {
+                            Some(mut line) => {
+                                if let Some(late) = &late {
+                                    line.text = late.mask_str(&line.text);
+                                }
                                 batch.push(wire_line(line, base));
                                 if batch.len() >= config.log_batch_lines { break; }
                             }
@@ -565,6 +572,9 @@ async fn report_job<T: JobTransport>(
     };
     if let Some(s) = sandbox.take() {
         s.teardown().await;
+    }
+    if let Some(late) = &late {
+        mask.extend(late.values());
     }
     if stale.is_cancelled() {
         crate::metrics::global().job_ended(None, started.elapsed());

@@ -330,6 +330,60 @@ impl MaskSet {
     }
 }
 
+/// Secrets that exist only after a job has started — deploy credentials refreshed while the
+/// job runs (docs/deployments.md). Cloned handles share one list; every line, variable and
+/// error that leaves the agent after [`LateSecrets::add`] is masked with it as a second pass
+/// (a credential has no newline, so a whole line holds the whole value).
+#[derive(Clone, Debug, Default)]
+pub struct LateSecrets {
+    inner: Arc<std::sync::RwLock<LateInner>>,
+}
+
+#[derive(Debug, Default)]
+struct LateInner {
+    values: Vec<String>,
+    set: Option<Arc<MaskSet>>,
+}
+
+impl LateSecrets {
+    /// Add values (ignored when already known); the mask set is rebuilt.
+    pub fn add<I: IntoIterator<Item = String>>(&self, values: I) {
+        let mut inner = self.inner.write().unwrap_or_else(|p| p.into_inner());
+        let before = inner.values.len();
+        for v in values {
+            if !inner.values.contains(&v) {
+                inner.values.push(v);
+            }
+        }
+        if inner.values.len() != before {
+            inner.set = Some(Arc::new(MaskSet::new(inner.values.iter())));
+        }
+    }
+
+    /// Every value added so far.
+    pub fn values(&self) -> Vec<String> {
+        self.inner
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values
+            .clone()
+    }
+
+    /// `text` with every value added so far masked.
+    pub fn mask_str(&self, text: &str) -> String {
+        let set = self
+            .inner
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .set
+            .clone();
+        match set {
+            Some(set) if !set.is_empty() => set.mask_str(text),
+            _ => text.to_string(),
+        }
+    }
+}
+
 /// Masks one byte stream (e.g. a step's stdout) written in arbitrary chunks.
 #[derive(Debug)]
 pub struct StreamMasker {
@@ -609,6 +663,27 @@ impl<'a> MaskedOutput<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn late_secrets_mask_what_was_added_after_the_start() {
+        let late = LateSecrets::default();
+        let shared = late.clone();
+        assert_eq!(
+            late.mask_str("key ASIAFIRSTKEY123 here"),
+            "key ASIAFIRSTKEY123 here"
+        );
+        shared.add(["ASIAFIRSTKEY123".to_string()]);
+        shared.add([
+            "ASIAFIRSTKEY123".to_string(),
+            "refreshed-secret-42".to_string(),
+        ]);
+        let out = late.mask_str("a ASIAFIRSTKEY123 b refreshed-secret-42 c");
+        assert!(
+            !out.contains("ASIAFIRSTKEY123") && !out.contains("refreshed-secret-42"),
+            "{out}"
+        );
+        assert_eq!(late.values().len(), 2);
+    }
 
     fn set(secrets: &[&str]) -> Arc<MaskSet> {
         Arc::new(MaskSet::new(secrets.iter().map(|s| s.as_bytes())))

@@ -1070,6 +1070,12 @@ impl JobSandbox {
         out
     }
 
+    /// Credential strings issued after the start (refreshed deploy credentials), for a
+    /// second masking pass on everything the job sends.
+    pub fn late_secrets(&self) -> Option<crate::mask::LateSecrets> {
+        self.deploy.as_ref().map(|d| d.late_secrets())
+    }
+
     /// Stop the gateway, then delete the rules and the network.
     pub async fn teardown(mut self) -> Result<(), NetError> {
         if let Some(g) = self.gateway.take() {

@@ -204,6 +204,18 @@ async fn credentials_are_cached_and_refreshed_before_expiry() {
     let (_, later) = get(&gateway, Some(&token)).await;
     let later: serde_json::Value = serde_json::from_str(&later).unwrap();
     assert_ne!(later["AccessKeyId"], first["AccessKeyId"], "refreshed");
+    // The refreshed strings join the mask set of the running job (its log shipper holds the
+    // same live list), not only the ones issued at the start.
+    let late = creds.late_secrets();
+    for field in ["AccessKeyId", "SecretAccessKey", "Token"] {
+        let value = later[field].as_str().unwrap();
+        let line = format!("leak: {value} end");
+        let masked = late.mask_str(&line);
+        assert!(
+            !masked.contains(value),
+            "{field} of the refreshed session is masked: {masked}"
+        );
+    }
     gateway.shutdown().await;
 }
 

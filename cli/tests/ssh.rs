@@ -270,6 +270,29 @@ fn run(url: &str, port: u16, state: &AppState, alice: &str, bob: &str) {
     );
     assert_eq!(text(&out.stdout).trim(), "hello", "{}", text(&out.stderr));
 
+    // keep-alives: OpenSSH's client asks every second on a connection that stays idle for 6 s
+    // and gives up after 2 unanswered (as VS Code Remote-SSH configures it); the server
+    // answers them, so the command's output arrives after the silence.
+    let out = ssh(
+        port,
+        &alice_key,
+        &id,
+        &[
+            "-o",
+            "ServerAliveInterval=1",
+            "-o",
+            "ServerAliveCountMax=2",
+            "sleep 6; echo still here",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout).trim(),
+        "still here",
+        "{}",
+        text(&out.stderr)
+    );
+
     // a PTY with -tt
     let out = ssh(port, &alice_key, &id, &["-tt", "tty; stty size"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));

@@ -800,3 +800,125 @@ async fn the_documented_examples_deploy_in_order_and_in_parallel() -> Result<()>
     server.stop().await;
     Ok(())
 }
+
+/// A retried run asks a protected environment's approvers again: the approval of the failed
+/// attempt does not carry over (as a re-run of a protected deployment on GitHub).
+#[tokio::test]
+async fn a_retried_deploy_waits_for_its_approvers_again() -> Result<()> {
+    let server = TestServer::start_configured(|c| c.embedded_agent = false).await?;
+    let (olga, walt, _) = team(&server).await;
+    use reqwest::Method as M;
+    let (s, b) = call(
+        &server,
+        M::POST,
+        &olga,
+        ENVS,
+        Some(
+            json!({"name": "prod", "protection": {"required_approvals": 1, "approvers": ["olga"]}}),
+        ),
+    )
+    .await;
+    assert_eq!(s, 201, "{b}");
+    let (s, b) = call(
+        &server,
+        M::PUT,
+        &server.admin_token,
+        &format!("{ENVS}/prod/connections/prod-account"),
+        Some(json!({"account_id": ACCOUNT, "region": "us-east-1", "roles": [DEPLOY_ROLE]})),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    let wf = format!(
+        "Name: prod\nSchemaVersion: \"1.0\"\nTriggers:\n  - Type: PUSH\n    Branches: [main]\n\
+         Actions:\n  DeployProd:\n    Identifier: aws/build@v1\n    Environment:\n      Name: prod\n\
+         \x20     Connections:\n        - Name: prod-account\n          Role: {DEPLOY_ROLE}\n\
+         \x20   Configuration:\n      Steps:\n        - Run: echo prod\n"
+    );
+    let work = tempfile::tempdir()?;
+    let dir = work.path();
+    git_ok(dir, &["init", "-q", "-b", "main"]).await?;
+    commit_file(
+        dir,
+        ".codecatalyst/workflows/prod.yaml",
+        wf.as_bytes(),
+        "wf",
+    )
+    .await?;
+    git_ok(
+        dir,
+        &[
+            "push",
+            "-q",
+            &server.git_url("admin/app", Some(&walt)),
+            "main",
+        ],
+    )
+    .await?;
+    let run = wait_run(&server, "main").await;
+    settled(&server, run.id, |r| {
+        job(r, "DeployProd").state == JobState::WaitingApproval
+    })
+    .await;
+    let approve = format!("/runs/{}/actions/DeployProd/approve", run.id);
+    let (s, b) = call(
+        &server,
+        M::POST,
+        &olga,
+        &approve,
+        Some(json!({"comment": "ok"})),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    let leases = lease_all(&server).await;
+    assert_eq!(leases.len(), 1, "approved: leased");
+    // The deploy fails (as its agent would report); the run fails.
+    assert!(
+        server
+            .state
+            .store()
+            .end_job(
+                leases[0].job_id,
+                JobState::Running,
+                Some(leases[0].attempt),
+                JobState::Failed,
+                Some("exit 1"),
+                None,
+                cove_server::store::now_ms(),
+            )
+            .await?
+    );
+    cove_server::runs::settle_run(&server.state, run.id).await?;
+    settled(&server, run.id, |r| r.state.is_terminal()).await;
+    let (s, b) = call(
+        &server,
+        M::POST,
+        &walt,
+        &format!("/runs/{}/retry", run.id),
+        None,
+    )
+    .await;
+    assert!(s.is_success(), "{s} {b}");
+    // The retry waits for olga again; nothing is leased until she decides once more.
+    settled(&server, run.id, |r| {
+        job(r, "DeployProd").state == JobState::WaitingApproval
+    })
+    .await;
+    assert!(
+        lease_all(&server).await.is_empty(),
+        "no lease on the old approval"
+    );
+    let (s, b) = call(
+        &server,
+        M::POST,
+        &olga,
+        &approve,
+        Some(json!({"comment": "again"})),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    let leases = lease_all(&server).await;
+    assert_eq!(leases.len(), 1, "approved again: leased");
+    assert_eq!(leases[0].action, "DeployProd");
+    server.stop().await;
+    Ok(())
+}

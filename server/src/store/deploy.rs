@@ -417,12 +417,13 @@ impl Store {
         .transpose()
     }
 
-    /// The users who approved job `job_id` (approval decisions outlive the gate row of an
-    /// approved deploy action).
+    /// The users who approved job `job_id` in its newest round (approval decisions outlive
+    /// the gate row of an approved deploy action; a retry opens a new round).
     pub async fn approvers_of_job(&self, job_id: i64) -> Result<Vec<String>, StoreError> {
         let rows = sqlx::query(
             "SELECT DISTINCT user_name FROM approval_decisions WHERE job_id = $1 \
-             AND decision = 'approve' ORDER BY user_name",
+             AND decision = 'approve' AND round = \
+             (SELECT MAX(round) FROM approval_decisions WHERE job_id = $1) ORDER BY user_name",
         )
         .bind(job_id)
         .fetch_all(&self.pool)

@@ -723,14 +723,30 @@ impl Store {
     }
 
     /// Resets a run's ended jobs for a retry (all jobs back to pending, attempts kept).
+    /// Every job of the run that did not succeed back to `pending`. A job that was approved
+    /// through a gate that then closed (an approved deploy action, deploy/) becomes a gate
+    /// again, one round past its last decisions: a retry asks its approvers again, as a
+    /// re-run of a protected deployment does on GitHub.
     pub async fn reset_run_jobs(&self, run_id: i64) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO approval_gates (job_id, run_id, round) \
+             SELECT j.id, j.run_id, (SELECT MAX(d.round) FROM approval_decisions d WHERE d.job_id = j.id) \
+             FROM jobs j WHERE j.run_id = $1 AND j.state <> 'succeeded' \
+             AND EXISTS (SELECT 1 FROM approval_decisions d WHERE d.job_id = j.id) \
+             AND NOT EXISTS (SELECT 1 FROM approval_gates g WHERE g.job_id = j.id)",
+        )
+        .bind(run_id)
+        .execute(&mut *tx)
+        .await?;
         sqlx::query(
             "UPDATE jobs SET state = 'pending', cancel_requested = 0, error = NULL, \
              lease_expires_ms = NULL, finished_at_ms = NULL WHERE run_id = $1 AND state <> 'succeeded'",
         )
         .bind(run_id)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(())
     }
 
