@@ -8,7 +8,8 @@
 #    playwright-core; the tests push repositories with the real git client;
 # 4. saves screenshots to target/ui-screenshots/ (gitignored), then stops the server and
 #    removes the containers and volumes of the environments it created (by label).
-# Needs: chromium, nodejs + npm, git (scripts/test-env.sh installs them).
+# Needs: chromium, nodejs + npm, git, moto_server (scripts/test-env.sh installs them); moto
+# is the STS of the deployments test's connections (endpoint profile `moto`).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -42,6 +43,7 @@ mkdir -p "$SHOTS"
 rm -f "$SHOTS"/*.png
 
 SERVER_PID=""
+MOTO_PID=""
 cleanup() {
   local rc=$?
   # The environments this server created: their ids label every container and volume.
@@ -52,6 +54,7 @@ cleanup() {
     kill "$SERVER_PID" 2>/dev/null || true
     wait "$SERVER_PID" 2>/dev/null || true
   fi
+  if [ -n "$MOTO_PID" ]; then kill "$MOTO_PID" 2>/dev/null || true; wait "$MOTO_PID" 2>/dev/null || true; fi
   for id in $ids; do
     docker ps -aq --filter "label=cove.env=$id" | xargs -r docker rm -f >/dev/null 2>&1 || true
     docker volume ls -q --filter "label=cove.env=$id" | xargs -r docker volume rm -f >/dev/null 2>&1 || true
@@ -65,8 +68,27 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-log "starting cove-server on $URL"
+# Deployments (web/tests/deploy.test.mjs): moto as the STS of an endpoint profile `moto`
+# that administrators may name in a connection; the embedded agent's base credentials are
+# moto's fake ones (no cloud is ever contacted: no instance metadata, no default endpoint).
+command -v moto_server >/dev/null || { log "moto_server is missing: run scripts/test-env.sh"; exit 1; }
+moto_server -H 127.0.0.1 -p 0 >"$TMP/moto.log" 2>&1 &
+MOTO_PID=$!
+MOTO_URL=""
+for _ in $(seq 1 150); do
+  MOTO_URL="$(grep -o 'Running on http://127.0.0.1:[0-9]*' "$TMP/moto.log" 2>/dev/null | head -n1 | sed 's/^Running on //' || true)"
+  [ -n "$MOTO_URL" ] && break
+  kill -0 "$MOTO_PID" 2>/dev/null || { log "moto_server exited: $(cat "$TMP/moto.log")"; exit 1; }
+  sleep 0.2
+done
+[ -n "$MOTO_URL" ] || { log "moto_server did not report its port"; exit 1; }
+printf '[packages.endpoints.moto]\nsts = "%s"\n' "$MOTO_URL" >"$TMP/cove.toml"
+
+log "starting cove-server on $URL (moto STS at $MOTO_URL)"
 COVE_ADMIN_TOKEN="$ADMIN_TOKEN" COVE_DATA_DIR="$TMP/data" COVE_LISTEN="127.0.0.1:$PORT" \
+  COVE_CONFIG="$TMP/cove.toml" AWS_ACCESS_KEY_ID=AKIACOVEUITESTBASE01 \
+  AWS_SECRET_ACCESS_KEY=cove-ui-test-base-secret-not-real AWS_EC2_METADATA_DISABLED=true \
+  AWS_CONFIG_FILE=/nonexistent/cove-ui-aws-config AWS_SHARED_CREDENTIALS_FILE=/nonexistent/cove-ui-aws-creds \
   RUST_LOG="${RUST_LOG:-info}" target/debug/cove-server >"$TMP/server.log" 2>&1 &
 SERVER_PID=$!
 for _ in $(seq 1 100); do
@@ -82,6 +104,6 @@ TESTS=("$@")
 log "browser tests (node --test in web/: ${TESTS[*]})"
 t0=$SECONDS
 (cd web && COVE_URL="$URL" COVE_USER="$USER_NAME" COVE_PASSWORD="$USER_PASSWORD" \
-  COVE_ADMIN_TOKEN="$ADMIN_TOKEN" COVE_CHROMIUM="$CHROMIUM" COVE_SCREENSHOTS="$SHOTS" \
+  COVE_ADMIN_TOKEN="$ADMIN_TOKEN" COVE_CHROMIUM="$CHROMIUM" COVE_SCREENSHOTS="$SHOTS" COVE_MOTO_URL="$MOTO_URL" \
   node --test --test-force-exit --test-concurrency=1 --test-reporter=spec "${TESTS[@]}")
 log "browser tests passed in $((SECONDS - t0))s; screenshots in $SHOTS"

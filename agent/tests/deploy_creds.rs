@@ -432,7 +432,7 @@ async fn bench_deploy_creds() {
             .build(),
     );
     let mut raw = Vec::new();
-    for i in 0..30 {
+    for i in 0..200 {
         let t = std::time::Instant::now();
         sts.assume_role()
             .role_arn(ROLE)
@@ -456,7 +456,7 @@ async fn bench_deploy_creds() {
         .await,
     );
     let mut first = Vec::new();
-    for _ in 0..30 {
+    for _ in 0..200 {
         let c = DeployCredentials::new(broker.clone(), &deploy(&moto.url())).unwrap();
         let t = std::time::Instant::now();
         c.credentials().await.unwrap();
@@ -480,4 +480,85 @@ async fn bench_deploy_creds() {
         hits,
     );
     gateway.shutdown().await;
+    report(
+        "credentials endpoint from a job container, cache hit (169.254.170.2 redirect)",
+        from_a_job(broker, &moto).await,
+    );
+}
+
+/// Times 300 GETs of the credentials endpoint as a job sees it: python3's http.client in a
+/// cove/universal container on a deploy job's network, through `AWS_CONTAINER_CREDENTIALS_FULL_URI`
+/// (169.254.170.2, NAT-redirected to the job's gateway), a new TCP connection each, after one
+/// warm-up request (the role is assumed before the job starts: every timed GET is a cache hit).
+async fn from_a_job(broker: Arc<Broker>, moto: &Moto) -> Vec<Duration> {
+    use cove_agent::private_net::{GatewayAt, JobSandbox, NetOptions, SandboxSpec, LABEL_JOB};
+    let d = bollard::Docker::connect_with_local_defaults().unwrap();
+    let job_id = format!("dc-bench-{}", std::process::id());
+    let creds = Arc::new(DeployCredentials::new(broker.clone(), &deploy(&moto.url())).unwrap());
+    let sandbox = JobSandbox::start(
+        &d,
+        broker,
+        SandboxSpec {
+            job: cove_agent::broker::JobRef {
+                run_id: "run-bench".into(),
+                job_id: job_id.clone(),
+                timeout: Duration::from_secs(600),
+            },
+            codeartifact: None,
+            mode: cove_agent::broker::Mode::TokenFree,
+            allow: AllowList::default(),
+            home: "/root".into(),
+            net: NetOptions::default(),
+            gateway_at: GatewayAt::HostBridge,
+            deploy: Some(creds),
+        },
+    )
+    .await
+    .unwrap();
+    let id = docker_ok(&[
+        "run",
+        "-d",
+        "--network",
+        sandbox.network_name(),
+        "--label",
+        &format!("{LABEL_JOB}={job_id}"),
+        "cove/universal:latest",
+        "sleep",
+        "600",
+    ]);
+    let containers = Containers(vec![id.clone()]);
+    let inj = sandbox.injection();
+    let mut env: Vec<(String, String)> = inj.env.clone().into_iter().collect();
+    env.extend(inj.secret_env.clone());
+    let (ok, out) = exec(
+        &id,
+        &env,
+        r#"python3 - <<'EOF'
+import http.client, json, os, time, urllib.parse
+url = urllib.parse.urlsplit(os.environ["AWS_CONTAINER_CREDENTIALS_FULL_URI"])
+token = os.environ["AWS_CONTAINER_AUTHORIZATION_TOKEN"]
+out = []
+for i in range(301):
+    t = time.perf_counter()
+    c = http.client.HTTPConnection(url.hostname, url.port or 80, timeout=5)
+    c.request("GET", url.path, headers={"Authorization": token})
+    r = c.getresponse()
+    body = r.read()
+    c.close()
+    dt = time.perf_counter() - t
+    assert r.status == 200 and b"AccessKeyId" in body, r.status
+    if i:
+        out.append(dt)
+print("SAMPLES " + json.dumps(out))
+EOF"#,
+    );
+    assert!(ok, "{out}");
+    let samples: Vec<f64> = out
+        .lines()
+        .find_map(|l| l.strip_prefix("SAMPLES "))
+        .map(|j| serde_json::from_str(j).unwrap())
+        .unwrap_or_else(|| panic!("no samples: {out}"));
+    drop(containers);
+    sandbox.teardown().await.unwrap();
+    samples.into_iter().map(Duration::from_secs_f64).collect()
 }

@@ -127,6 +127,23 @@ pub struct Deployment {
     pub finished_at_ms: Option<i64>,
 }
 
+/// A deploy action of a run (`Job.deployment`): the environment it deploys to and where the
+/// deploy stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct JobDeployment {
+    /// The deployment environment (`#/repos/{owner}/{name}/deploy/{environment}` in the web UI).
+    pub environment: String,
+    /// As in [`Deployment::state`]: the job's state, or `refused`.
+    pub state: String,
+    /// Why it was refused or failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// While it waits for approvals: `waiting for 1 approval(s) from olga`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<String>,
+}
+
 /// A deployment environment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

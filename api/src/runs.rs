@@ -143,6 +143,9 @@ pub struct Job {
     /// A batch build with `ignore-failure`: its failure does not fail the run.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub ignore_failure: bool,
+    /// Set for deploy actions: the deployment environment and where the deploy stands.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment: Option<crate::JobDeployment>,
 }
 
 /// An approval gate: who may decide, how many approvals it needs, what was decided.

@@ -229,6 +229,29 @@ fn print_run(run: &Run) {
             print_approval(&j.action, a);
         }
     }
+    let deploys: Vec<_> = run
+        .jobs
+        .iter()
+        .filter_map(|j| j.deployment.as_ref().map(|d| (&j.action, d)))
+        .collect();
+    if !deploys.is_empty() {
+        println!();
+        for (action, d) in deploys {
+            println!("{}", deploy_line(action, d));
+        }
+    }
+}
+
+/// `deploy DeployProd to prod: waiting_approval (waiting for 1 approval(s) from olga)`.
+fn deploy_line(action: &str, d: &cove_api::JobDeployment) -> String {
+    let mut line = format!("deploy {action} to {}: {}", d.environment, d.state);
+    if let Some(w) = &d.waiting {
+        line.push_str(&format!(" ({w})"));
+    }
+    if let Some(r) = &d.reason {
+        line.push_str(&format!(": {r}"));
+    }
+    line
 }
 
 /// `YYYY-MM-DD HH:MM:SS UTC` of Unix milliseconds (Howard Hinnant's civil-from-days).
@@ -517,5 +540,26 @@ mod tests {
         assert_eq!(super::utc(0), "1970-01-01 00:00:00 UTC");
         assert_eq!(super::utc(1_780_000_000_123), "2026-05-28 20:26:40 UTC");
         assert_eq!(super::utc(951_825_600_000), "2000-02-29 12:00:00 UTC");
+    }
+
+    #[test]
+    fn deploy_lines_name_the_environment_and_what_the_deploy_waits_for() {
+        let mut d = cove_api::JobDeployment {
+            environment: "prod".into(),
+            state: "waiting_approval".into(),
+            reason: None,
+            waiting: Some("waiting for 1 approval(s) from olga".into()),
+        };
+        assert_eq!(
+            super::deploy_line("DeployProd", &d),
+            "deploy DeployProd to prod: waiting_approval (waiting for 1 approval(s) from olga)"
+        );
+        d.state = "refused".into();
+        d.waiting = None;
+        d.reason = Some("branch `x` may not deploy to environment `prod`".into());
+        assert_eq!(
+            super::deploy_line("DeployProd", &d),
+            "deploy DeployProd to prod: refused: branch `x` may not deploy to environment `prod`"
+        );
     }
 }

@@ -212,10 +212,24 @@ pub async fn update_env(
     }
     check_request(&req)?;
     let json = protection_json(&req.protection)?;
+    let waiting = if req.protection.required_approvals == 0 {
+        state.store().waiting_deploy_jobs(env.id).await?
+    } else {
+        Vec::new()
+    };
     state
         .store()
         .update_deploy_env(env.id, &req.description, &json, store::now_ms())
         .await?;
+    super::end_waiting_gates(
+        &state,
+        &waiting,
+        &format!(
+            "deploy ended: environment `{}` stopped requiring approvals while this action waited for one; retry the run to deploy under the new rule",
+            env.name
+        ),
+    )
+    .await?;
     let env = load_env(&state, &repo, &params).await?;
     Ok(Json(env_dto(&state, &env).await?))
 }
@@ -227,7 +241,17 @@ pub async fn delete_env(
     Path(params): Path<BTreeMap<String, String>>,
 ) -> Result<StatusCode, ApiError> {
     let env = load_env(&state, &repo, &params).await?;
+    let waiting = state.store().waiting_deploy_jobs(env.id).await?;
     state.store().delete_deploy_env(env.id).await?;
+    super::end_waiting_gates(
+        &state,
+        &waiting,
+        &format!(
+            "deploy ended: deployment environment `{}` was deleted while this action waited for approval",
+            env.name
+        ),
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

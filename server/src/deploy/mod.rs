@@ -253,6 +253,50 @@ pub async fn gate_of_job(
     )
 }
 
+/// The deploy actions waiting for the approvals of an environment that was just deleted or
+/// stopped requiring approvals (`jobs`: job and run ids, read before the change) cannot be
+/// decided under its rule any more: each fails at once with `why` (also a `[cove]` line in its
+/// log) instead of waiting for its gate's expiry, and its run settles (dependents skipped).
+pub async fn end_waiting_gates(
+    state: &AppState,
+    jobs: &[(i64, i64)],
+    why: &str,
+) -> Result<(), RunsError> {
+    let now = state.runs().clock().now_ms();
+    for &(job_id, run_id) in jobs {
+        if !state
+            .store()
+            .end_job(
+                job_id,
+                JobState::WaitingApproval,
+                None,
+                JobState::Failed,
+                Some(why),
+                None,
+                now,
+            )
+            .await?
+        {
+            continue; // decided or expired meanwhile
+        }
+        tracing::info!(run = run_id, job = job_id, reason = %why, "waiting deploy action ended");
+        state
+            .store()
+            .append_logs(
+                job_id,
+                &[cove_api::JobLogLine {
+                    seq: 0,
+                    stream: cove_api::LogStreamKind::System,
+                    ts: u64::try_from(now).unwrap_or(0),
+                    text: format!("[cove] {why}"),
+                }],
+            )
+            .await?;
+        crate::runs::settle_run(state, run_id).await?;
+    }
+    Ok(())
+}
+
 /// What a leased deploy action gets: the environment's variables (plain) and secrets
 /// (opened; masked by the agent).
 #[derive(Debug, Default)]
@@ -472,16 +516,45 @@ pub async fn rollback(
     crate::runs::create_rollback_run(state, repo, &workflow, &old, actor).await
 }
 
-/// Deployments of a run by job id (for the run's DTO and the web UI).
+/// The deploy actions of a run by job id, as the run's DTO shows them next to each action
+/// (`Job.deployment`): environment, state, the refusal or failure, and for a deploy waiting
+/// for approvals how many more it needs and from whom (`approvals`: the run's gates, from
+/// `runs::approval::approvals_of_run`).
 pub async fn of_run(
     state: &AppState,
     run_id: i64,
-) -> Result<BTreeMap<i64, cove_api::Deployment>, RunsError> {
+    approvals: &BTreeMap<i64, cove_api::Approval>,
+) -> Result<BTreeMap<i64, cove_api::JobDeployment>, RunsError> {
     Ok(state
         .store()
         .deployments_of_run(run_id)
         .await?
         .iter()
-        .map(|d| (d.job_id, http::deployment_dto(d)))
+        .map(|d| {
+            let dto = http::deployment_dto(d);
+            let waiting = (dto.state == JobState::WaitingApproval.as_str())
+                .then(|| approvals.get(&d.job_id).map(waiting_text))
+                .flatten();
+            (
+                d.job_id,
+                cove_api::JobDeployment {
+                    environment: dto.environment,
+                    state: dto.state,
+                    reason: dto.reason,
+                    waiting,
+                },
+            )
+        })
         .collect())
+}
+
+/// `waiting for 1 approval(s) from olga, piet` (approvers not named: the repository's owners).
+pub fn waiting_text(a: &cove_api::Approval) -> String {
+    let missing = a.approvals_required.saturating_sub(a.approvals).max(1);
+    let who = if a.approvers.is_empty() {
+        "the repository's owners".to_string()
+    } else {
+        a.approvers.join(", ")
+    };
+    format!("waiting for {missing} approval(s) from {who}")
 }

@@ -77,6 +77,24 @@ pub(super) async fn open_ready_gates(
         let action = wf.action(&job.action);
         // A deploy action's gate: the approvers of its environment (deploy/).
         let deploy_gate = crate::deploy::gate_of_job(state, job.id).await?;
+        if deploy_gate.is_none() && action.is_none_or(|a| a.gate.is_none()) {
+            // Its environment was deleted or stopped requiring approvals before the gate
+            // opened: nothing could approve it under a rule (deploy::end_waiting_gates).
+            let why = "deploy ended: its deployment environment was deleted or stopped requiring approvals before this action's approval opened; retry the run";
+            changed |= state
+                .store()
+                .end_job(
+                    job.id,
+                    JobState::Pending,
+                    None,
+                    JobState::Failed,
+                    Some(why),
+                    None,
+                    now,
+                )
+                .await?;
+            continue;
+        }
         let gate = deploy_gate
             .clone()
             .or_else(|| action.and_then(|a| a.gate.clone()))

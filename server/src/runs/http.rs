@@ -56,6 +56,7 @@ fn job_dto(j: JobRow, agent_id: Option<i64>) -> Job {
         variables: serde_json::from_str(&j.variables_json).unwrap_or_default(),
         artifacts: serde_json::from_str(&j.artifacts_json).unwrap_or_default(),
         approval: None,
+        deployment: None,
         ignore_failure: j.on_failure == crate::store::JobFailure::Ignore,
     }
 }
@@ -64,6 +65,7 @@ fn job_dto(j: JobRow, agent_id: Option<i64>) -> Job {
 pub async fn run_dto(state: &AppState, repo: &RepoRow, run: RunRow) -> Result<Run, ApiError> {
     let jobs = state.store().jobs_of_run(run.id).await?;
     let mut approvals = super::approval::approvals_of_run(state, &run, &jobs).await?;
+    let mut deployments = crate::deploy::of_run(state, run.id, &approvals).await?;
     let agents: BTreeMap<i64, i64> = state
         .store()
         .job_agents_of_run(run.id)
@@ -89,8 +91,10 @@ pub async fn run_dto(state: &AppState, repo: &RepoRow, run: RunRow) -> Result<Ru
             .map(|j| {
                 let agent = agents.get(&j.id).copied();
                 let approval = approvals.remove(&j.id);
+                let deployment = deployments.remove(&j.id);
                 Job {
                     approval,
+                    deployment,
                     ..job_dto(j, agent)
                 }
             })

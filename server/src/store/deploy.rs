@@ -202,6 +202,21 @@ impl Store {
         Ok(done.rows_affected() > 0)
     }
 
+    /// The deploy actions of environment `env_id` that wait for approval: (job id, run id).
+    pub async fn waiting_deploy_jobs(&self, env_id: i64) -> Result<Vec<(i64, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT d.job_id, d.run_id FROM deployments d JOIN jobs j ON j.id = d.job_id \
+             WHERE d.env_id = $1 AND j.state = $2 ORDER BY d.id",
+        )
+        .bind(env_id)
+        .bind(cove_api::JobState::WaitingApproval.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("job_id")?, r.try_get("run_id")?)))
+            .collect()
+    }
+
     /// Deletes an environment with its connections, variables and history.
     pub async fn delete_deploy_env(&self, id: i64) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;

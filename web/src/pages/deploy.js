@@ -1,6 +1,9 @@
 // Deployment environments (issue 21, docs/deployments.md): per repository, what is deployed in
 // each environment, its protection rule, account connections, variables (secret values never)
-// and its history. Read-only: environments are managed with `cove deploy env …`.
+// and its history. Environments are managed with `cove deploy env …`; writers roll back to an
+// earlier successful deployment from the history ("Roll back to #N": a new run under the
+// environment's protections). Readers see no controls (`GET …/access`; the server refuses
+// them anyway).
 import { api } from '../api.js';
 import { h, replace, badge, shortSha, ago } from '../dom.js';
 
@@ -9,7 +12,7 @@ function who(p) {
   return [role, p.deployers.join(', ')].filter(Boolean).join(', ');
 }
 
-function history(list, owner, name) {
+function history(list, owner, name, rollback) {
   if (!list.length) return h('p', {}, 'No deployments yet.');
   return h(
     'table',
@@ -18,7 +21,7 @@ function history(list, owner, name) {
     h(
       'thead',
       {},
-      h('tr', {}, ...['Run', 'Action', 'Commit', 'Branch', 'By', 'When', 'Result'].map((t) => h('th', { scope: 'col' }, t))),
+      h('tr', {}, ...['Run', 'Action', 'Commit', 'Branch', 'By', 'When', 'Result', ...(rollback ? [''] : [])].map((t) => h('th', { scope: 'col' }, t))),
     ),
     h(
       'tbody',
@@ -34,6 +37,7 @@ function history(list, owner, name) {
           h('td', {}, d.actor || '—'),
           h('td', {}, ago(d.created_at_ms)),
           h('td', {}, badge(d.state), d.reason ? h('span', { class: 'muted' }, ` ${d.reason}`) : ''),
+          rollback ? h('td', {}, d.state === 'succeeded' ? h('button', { type: 'button', class: 'secondary small', 'data-rollback': d.run_number, onclick: () => rollback(d.run_number) }, `Roll back to #${d.run_number}`) : '') : null,
         ),
       ),
     ),
@@ -72,11 +76,24 @@ export async function deployEnvsPage(main, { params }) {
   );
 }
 
-export async function deployEnvPage(main, { params }) {
+export async function deployEnvPage(main, { params, navigate }) {
   const [owner, name, env] = params;
   main.append(h('h1', {}, `${env} · ${owner}/${name}`));
   const base = `/repos/${owner}/${name}/deploy/environments/${encodeURIComponent(env)}`;
-  const [e, list] = await Promise.all([api(base), api(`${base}/deployments`)]);
+  const [e, list, access] = await Promise.all([api(base), api(`${base}/deployments`), api(`/repos/${owner}/${name}/access`)]);
+  const error = h('p', { role: 'alert', class: 'error' });
+  const rollback = access.can_write
+    ? async (run) => {
+        if (!window.confirm(`Deploy ${owner}/${name}#${run} to ${env} again (a new run, under ${env}'s rules)?`)) return;
+        error.textContent = '';
+        try {
+          const created = await api(`${base}/rollback`, { method: 'POST', body: { run } });
+          navigate(`#/runs/${created.id}`);
+        } catch (err) {
+          error.textContent = err.message;
+        }
+      }
+    : null;
   const p = e.protection;
   const current = e.current
     ? h('p', { 'data-testid': 'current' }, `Deployed: ${owner}/${name}#${e.current.run_number} (${shortSha(e.current.commit_sha)}, ${e.current.action}) by ${e.current.actor || '—'}, ${ago(e.current.finished_at_ms || e.current.created_at_ms)}`)
@@ -103,7 +120,8 @@ export async function deployEnvPage(main, { params }) {
       ? h('ul', {}, ...e.variables.map((v) => h('li', { class: 'mono' }, v.secret ? `${v.name} (secret)` : `${v.name}=${v.value}`)))
       : h('p', {}, 'None.'),
     h('h2', {}, 'History'),
-    history(list, owner, name),
+    error,
+    history(list, owner, name, rollback),
   );
   main.append(body);
 }

@@ -117,6 +117,27 @@ async function schedulesSection(owner, name) {
   );
 }
 
+/** The deployment environment a deploy action deploys to (a link to its page) and, while
+ * it waits, the approvals it needs, under the action's button; other actions: the button. */
+function withDeployment(job, repo, button) {
+  const d = job.deployment;
+  if (!d) return button;
+  const slug = job.action.replace(/[^A-Za-z0-9_-]/g, '_');
+  return h(
+    'div',
+    { class: 'job-wrap' },
+    button,
+    h(
+      'p',
+      { class: 'job-deploy', id: `deploy-${slug}`, 'data-environment': d.environment },
+      'deploys to ',
+      h('a', { href: `#/repos/${repo}/deploy/${encodeURIComponent(d.environment)}` }, d.environment),
+      d.state === 'refused' ? ' · refused' : '',
+      d.waiting ? ` · ${d.waiting}` : '',
+    ),
+  );
+}
+
 /** Columns of the DAG: an action's column is one more than its deepest dependency's. */
 function levels(jobs) {
   const byName = new Map(jobs.map((j) => [j.action, j]));
@@ -243,21 +264,25 @@ export async function runPage(main, { params }) {
           'div',
           { class: 'dag-col' },
           col.map((j) =>
-            h(
-              'button',
-              {
-                type: 'button',
-                class: `job state-${j.state}`,
-                'data-action': j.action,
-                'aria-pressed': String(j.action === selected),
-                'aria-label': `${j.action}: ${j.state.replace('_', ' ')}${j.depends_on.length ? `, after ${j.depends_on.join(', ')}` : ''}. Show its log.`,
-                onclick: () => follow(j.action),
-              },
-              h('span', { class: 'job-name' }, j.action),
-              badge(j.state),
-              j.ignore_failure ? h('span', { class: 'job-note', title: 'ignore-failure: this build does not fail the run' }, 'failure ignored') : null,
-              h('span', { class: 'job-time' }, duration(j.started_at_ms, j.finished_at_ms)),
-              j.error ? h('span', { class: 'job-error' }, j.error) : null,
+            withDeployment(
+              j,
+              run.repo,
+              h(
+                'button',
+                {
+                  type: 'button',
+                  class: `job state-${j.state}`,
+                  'data-action': j.action,
+                  'aria-pressed': String(j.action === selected),
+                  'aria-label': `${j.action}: ${j.state.replace('_', ' ')}${j.depends_on.length ? `, after ${j.depends_on.join(', ')}` : ''}. Show its log.`,
+                  onclick: () => follow(j.action),
+                },
+                h('span', { class: 'job-name' }, j.action),
+                badge(j.state),
+                j.ignore_failure ? h('span', { class: 'job-note', title: 'ignore-failure: this build does not fail the run' }, 'failure ignored') : null,
+                h('span', { class: 'job-time' }, duration(j.started_at_ms, j.finished_at_ms)),
+                j.error ? h('span', { class: 'job-error' }, j.error) : null,
+              ),
             ),
           ),
         ),
@@ -317,6 +342,7 @@ export async function runPage(main, { params }) {
           'section',
           { class: 'approval waiting', role: 'region', 'aria-label': `Approval needed: ${j.action}`, 'data-action': j.action },
           h('h2', {}, `Approval needed: ${j.action}`),
+          j.deployment ? h('p', {}, 'Deploys to ', h('a', { href: `#/repos/${run.repo}/deploy/${encodeURIComponent(j.deployment.environment)}` }, j.deployment.environment), '.') : null,
           h(
             'p',
             {},
