@@ -6,6 +6,7 @@
 //! - A push through A creates its run (the leader's push consumer, woken over NOTIFY) and
 //!   the repository clones through B at the same commit.
 //! - A run's log, followed from B, arrives line by line while the agent reports to A.
+//! - Concurrent pushes through A and B each record only their own ref update.
 //! - A due SCHEDULE slot fires exactly once.
 //! - SIGKILL of the leader B: A leads within seconds, a run queued before the kill completes,
 //!   and the next due slot fires exactly once again.
@@ -290,6 +291,34 @@ async fn two_replicas_share_the_work_and_survive_the_leaders_sigkill() -> Result
     }
     let first: Run = get_json(&b_url, &format!("/runs/{}", first.id)).await?;
     assert_eq!(first.state, RunState::Succeeded, "{first:#?}");
+
+    // Pushes through both replicas at once, to new branches: the repository's lock holds
+    // across replicas, so each push records its own ref update and nothing else.
+    let mut pushes = tokio::task::JoinSet::new();
+    for i in 0..8 {
+        let url = if i % 2 == 0 { &a_url } else { &b_url };
+        let host = url.trim_start_matches("http://").to_string();
+        let work = work.clone();
+        pushes.spawn(async move {
+            let remote = format!("http://cove:{ADMIN_TOKEN}@{host}/git/admin/r.git");
+            git_ok(
+                &work,
+                &["push", "-q", &remote, &format!("HEAD:refs/heads/b{i}")],
+            )
+            .await
+        });
+    }
+    while let Some(done) = pushes.join_next().await {
+        done??;
+    }
+    let events: Vec<cove_api::PushEvent> =
+        get_json(&b_url, "/repos/admin/r/events?limit=1000").await?;
+    for i in 0..8 {
+        let branch = format!("refs/heads/b{i}");
+        let n = events.iter().filter(|e| e.ref_name == branch).count();
+        assert_eq!(n, 1, "{branch} recorded {n} times: {events:#?}");
+    }
+    assert_eq!(events.len(), 9, "{events:#?}");
 
     // A due slot fires exactly once (the leader fires; A does not).
     make_due(&db, 2).await?;

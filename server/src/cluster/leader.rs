@@ -51,6 +51,7 @@ fn step_down(state: &AppState, why: &str) {
 /// Campaigns, leads, and campaigns again, forever (the caller cancels it at shutdown; the
 /// session is then dropped, which closes its connection and releases the lock).
 async fn campaign(state: &AppState) {
+    let mut warned = false;
     loop {
         let mut session = match state.store().leader_session().await {
             Ok(Some(session)) => session,
@@ -65,7 +66,15 @@ async fn campaign(state: &AppState) {
         let acquired = loop {
             match tokio::time::timeout(CHECK_TIMEOUT, session.try_acquire()).await {
                 Ok(Ok(true)) => break true,
-                Ok(Ok(false)) => tokio::time::sleep(CAMPAIGN_EVERY).await,
+                Ok(Ok(false)) => {
+                    if !warned && state.runs().config().embedded_slots > 0 {
+                        warned = true;
+                        tracing::warn!(
+                            "another replica leads: with several replicas run jobs on standalone agents ([jobs] embedded_slots = 0); the embedded job loops of replicas sharing a data directory cannot tell their jobs apart (docs/replicas.md)"
+                        );
+                    }
+                    tokio::time::sleep(CAMPAIGN_EVERY).await
+                }
                 Ok(Err(e)) => {
                     tracing::warn!(error = %e, "leader election: the session failed; reconnecting");
                     break false;
