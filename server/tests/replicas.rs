@@ -379,3 +379,70 @@ async fn two_replicas_share_the_work_and_survive_the_leaders_sigkill() -> Result
     }
     Ok(())
 }
+
+/// Waits until `cond` holds, for at most `within`.
+async fn eventually(within: Duration, what: &str, cond: impl Fn() -> bool) -> Result<Duration> {
+    let start = Instant::now();
+    while !cond() {
+        if start.elapsed() > within {
+            bail!("{what}: not within {within:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(start.elapsed())
+}
+
+/// A leader whose database session is ended (not its process) stops leading, and another
+/// replica leads; a leader that stops gracefully hands over at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_leader_that_loses_its_session_steps_down() -> Result<()> {
+    let Some(db) = common::postgres_db_or_skip("cove_leader").await? else {
+        return Ok(());
+    };
+    let one = common::TestServer::start_with(Some(db.clone())).await?;
+    eventually(Duration::from_secs(10), "the first replica leads", || {
+        one.state.cluster().is_leader()
+    })
+    .await?;
+    let two = common::TestServer::start_with(Some(db.clone())).await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(one.state.cluster().is_leader());
+    assert!(!two.state.cluster().is_leader(), "two leaders");
+
+    // End the leader's session from the database's side.
+    let pool = sqlx::AnyPool::connect(&db).await?;
+    let ended = sqlx::query(
+        "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' \
+         AND classid = 1131378277 AND objid = 1 AND objsubid = 2 AND granted \
+         AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+    )
+    .fetch_all(&pool)
+    .await?;
+    assert_eq!(ended.len(), 1, "one session holds the leader lock");
+    eventually(Duration::from_secs(10), "the old leader steps down", || {
+        !one.state.cluster().is_leader()
+    })
+    .await?;
+    eventually(Duration::from_secs(10), "the other replica leads", || {
+        two.state.cluster().is_leader()
+    })
+    .await?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        !one.state.cluster().is_leader(),
+        "the old leader campaigns again but does not lead while the other does"
+    );
+
+    // A graceful stop releases the lock: the remaining replica leads again.
+    two.stop().await;
+    eventually(Duration::from_secs(10), "leadership comes back", || {
+        one.state.cluster().is_leader()
+    })
+    .await?;
+    one.stop().await;
+    pool.close().await;
+    if let Some(base) = common::postgres_base_url() {
+        common::drop_postgres_db(&base, &db).await?;
+    }
+    Ok(())
+}
