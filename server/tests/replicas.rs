@@ -178,7 +178,7 @@ async fn two_replicas_share_the_work_and_survive_the_leaders_sigkill() -> Result
             "database_url = \"{db}\"\n[jobs]\nembedded_slots = 0\ndefault_image = \"cove/busybox:latest\"\n"
         ),
     )?;
-    // The replicas run no embedded agent: environments and jobs are the agent's.
+    // The replicas get no Docker engine (no embedded agent): jobs run on the one agent.
     let envs = [("DOCKER_HOST", "unix:///nonexistent/docker.sock")];
     let spawn = |port: u16| {
         let config = config.clone();
