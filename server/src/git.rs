@@ -741,8 +741,7 @@ async fn run_receive_pack(
     };
     let side_band = commands.side_band;
     let mut reader: BoxReader = Box::pin(io::Cursor::new(commands.raw).chain(reader));
-    let lock = state.repo_lock(repo.id);
-    let _guard = lock.lock().await;
+    let _guard = crate::cluster::lock_repo(&state, repo.id).await?;
     let held = std::time::Instant::now();
     let path = repo_path(state.data_dir(), &repo.owner, &repo.name);
     let before = snapshot_refs(path.clone()).await?;

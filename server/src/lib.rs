@@ -13,6 +13,8 @@
 pub mod agents;
 pub mod audit;
 pub mod auth;
+// Several replicas on PostgreSQL: leadership, wake-ups, repository locks (issue 20).
+pub mod cluster;
 pub mod config;
 pub mod deploy;
 pub mod dotfiles;
@@ -109,6 +111,8 @@ struct Inner {
     ssh: Option<ssh::SshService>,
     /// Open port tunnels per user (`cove env port-forward`).
     tunnels: ports::Tunnels,
+    /// Replicas: leadership and wake-ups between them (`cluster`).
+    cluster: cluster::Cluster,
 }
 
 /// Shared state of all handlers.
@@ -128,6 +132,11 @@ impl AppState {
 
     pub fn store(&self) -> &Store {
         &self.0.store
+    }
+
+    /// Replicas: whether this one leads, wake-ups for the others.
+    pub fn cluster(&self) -> &cluster::Cluster {
+        &self.0.cluster
     }
 
     /// Environments and the agent that runs them.
@@ -198,6 +207,7 @@ impl AppState {
     fn publish(&self, event: PushEvent) {
         // No subscriber is fine: events are in the store either way.
         let _ = self.0.events.send(event);
+        self.0.cluster.announce(cluster::Wake::Push);
     }
 
     /// A receiver of every pull-request event (`pr_opened`, `pr_revision`, `pr_merged`,
@@ -216,7 +226,8 @@ impl AppState {
         &self.0.closing
     }
 
-    /// The lock that serializes pushes (and deletion) of one repository.
+    /// The in-process lock of one repository; [`cluster::lock_repo`] takes it and the
+    /// replicas' lock together, which is what serializes pushes (and deletion).
     pub fn repo_lock(&self, repo_id: i64) -> Arc<tokio::sync::Mutex<()>> {
         let mut locks = match self.0.repo_locks.lock() {
             Ok(guard) => guard,
@@ -271,6 +282,7 @@ impl Server {
         if let Some(url) = &config.public_url {
             let _ = public_url.set(url.clone());
         }
+        let cluster = cluster::Cluster::new(store.postgres().is_some());
         let (events, _) = broadcast::channel(EVENT_BUS_CAPACITY);
         let (agent, agent_reports) = if config.embedded_agent {
             embedded_agent(&config.limits.environments, &config.runs.sandbox).await
@@ -312,7 +324,10 @@ impl Server {
             mirrors: forge::mirror::Mirrors::new(config.mirrors.clone()),
             ssh,
             tunnels: ports::Tunnels::default(),
+            cluster,
         }));
+        state.runs().forward_wakes(state.cluster().forward());
+        state.notifier().forward_wakes(state.cluster().forward());
         // Pull requests whose source moved while the server was down (or between a push's
         // events and its revisions) get their revision now.
         forge::reconcile(&state).await?;
@@ -345,6 +360,9 @@ impl Server {
         let addr = listener.local_addr().map_err(ServerError::Listener)?;
         let _ = self.state.0.public_url.set(format!("http://{addr}"));
         tracing::info!(addr = %addr, public_url = %self.state.public_url(), "cove-server listening");
+        // Replicas (PostgreSQL): the election and the wake-ups, before the singleton work.
+        cluster::leader::spawn(self.state.clone());
+        cluster::bus::spawn(self.state.clone());
         if let Some(reports) = self.agent_reports {
             envs::spawn_background(self.state.clone(), reports, self.intervals).await;
         }
@@ -505,6 +523,8 @@ pub async fn recover_push_events(store: &Store, data_dir: &Path) -> Result<usize
         if !path.exists() {
             continue;
         }
+        // Another replica may be between a push's refs and its events: wait for its lock.
+        let _across = store.lock_repo_across(repo.id).await?;
         let on_disk = git::snapshot_refs(path).await?;
         let recorded = store.recorded_refs(repo.id).await?;
         let updates = git::diff_refs(&recorded, &on_disk);

@@ -16,6 +16,8 @@ use sqlx::{AnyPool, Row};
 mod agents;
 mod audit;
 mod branch_rules;
+// Several replicas on PostgreSQL (issue 20): leader lock, wake-ups, repository locks.
+pub mod cluster;
 mod editor;
 
 mod approvals;
@@ -167,6 +169,8 @@ pub struct RefUpdate {
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: AnyPool,
+    /// PostgreSQL only: what replicas share beyond the pool (`store/cluster.rs`).
+    pg: Option<std::sync::Arc<cluster::PgSide>>,
 }
 
 fn scopes_to_text(scopes: &[Scope]) -> String {
@@ -254,11 +258,19 @@ impl Store {
         }
         let pool = options.connect(url).await.map_err(StoreError::Connect)?;
         MIGRATOR.run(&pool).await?;
-        Ok(Store { pool })
+        let pg = if sqlite {
+            None
+        } else {
+            Some(cluster::PgSide::new(url)?)
+        };
+        Ok(Store { pool, pg })
     }
 
     /// Closes the pool, waiting for connections to finish.
     pub async fn close(&self) {
+        if let Some(pg) = &self.pg {
+            pg.close().await;
+        }
         self.pool.close().await;
     }
 

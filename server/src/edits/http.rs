@@ -98,8 +98,7 @@ pub async fn edit_file(
     let user = &principal.user;
     let path = crate::repos::repo_dir(&state, &repo);
     // Serialized with pushes and merges; `update-ref` with the old value guards the rest.
-    let lock = state.repo_lock(repo.id);
-    let _guard = lock.lock().await;
+    let _guard = crate::cluster::lock_repo(&state, repo.id).await?;
     let head = super::head_of(path.clone(), req.branch.clone())
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("branch {}", req.branch)))?;

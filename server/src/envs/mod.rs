@@ -178,9 +178,9 @@ pub async fn spawn_background(
         }
     });
     // two loops, so that a slow pass of one never delays the other; each pass works
-    // per environment (see check_devfiles and reap_idle)
-    let s = state.clone();
-    tokio::spawn(async move {
+    // per environment (see check_devfiles and reap_idle); on the leader only
+    // (`crate::cluster`)
+    crate::cluster::singleton(&state, "devfile watcher", move |s| async move {
         let mut devfile = tokio::time::interval(intervals.devfile_check);
         devfile.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -190,7 +190,7 @@ pub async fn spawn_background(
             }
         }
     });
-    tokio::spawn(async move {
+    crate::cluster::singleton(&state, "idle reaper", move |state| async move {
         let mut idle = tokio::time::interval(intervals.idle_check);
         idle.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

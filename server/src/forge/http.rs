@@ -470,8 +470,7 @@ pub async fn merge_pull(
     }
     // Serialized with pushes: the pull request and the refs are read and changed under the
     // repository's lock.
-    let lock = state.repo_lock(repo.id);
-    let _guard = lock.lock().await;
+    let _guard = crate::cluster::lock_repo(&state, repo.id).await?;
     let pull = load_pull(&state, &repo, &params).await?;
     let reasons = merge::requirements(&state, &repo, &pull, &principal.user).await?;
     if !reasons.is_empty() {

@@ -408,8 +408,7 @@ pub async fn create_branch(
         .unwrap_or_else(|| text::branch_name(issue.number, &issue.title));
     crate::edits::check_branch_name(&name)?;
     let ref_name = format!("refs/heads/{name}");
-    let lock = state.repo_lock(repo.id);
-    let _guard = lock.lock().await;
+    let _guard = crate::cluster::lock_repo(&state, repo.id).await?;
     let path = crate::repos::repo_dir(&state, &repo);
     let base = crate::edits::head_of(path.clone(), repo.default_branch.clone())
         .await?

@@ -116,6 +116,8 @@ pub struct Metrics {
     jobs: Family<StateLabels, Gauge>,
     queue_depth: Gauge,
     agents: Family<AgentLabels, Gauge>,
+    /// 1 while this replica leads (`crate::cluster`).
+    leader: Gauge,
     /// One scrape refreshes and encodes at a time.
     scrape: tokio::sync::Mutex<()>,
 }
@@ -146,6 +148,7 @@ impl Metrics {
             jobs: Family::default(),
             queue_depth: Gauge::default(),
             agents: Family::default(),
+            leader: Gauge::default(),
             scrape: tokio::sync::Mutex::new(()),
             registry: Registry::default(),
         };
@@ -228,7 +231,17 @@ impl Metrics {
             "Agents: registered (not revoked), active (seen in the last minute), embedded (0/1)",
             m.agents.clone(),
         );
+        registry.register(
+            "replica_leader",
+            "1 while this replica is the leader that runs the singleton work (schedules, reapers, retention, notification delivery); always 1 with SQLite",
+            m.leader.clone(),
+        );
         Metrics { registry, ..m }
+    }
+
+    /// Whether this replica leads now (`crate::cluster::leader`).
+    pub fn set_leader(&self, leader: bool) {
+        self.leader.set(i64::from(leader));
     }
 
     /// Counts one answered HTTP request.

@@ -92,6 +92,8 @@ const MAX_TEXT: usize = 1000;
 pub struct Notifier {
     settings: NotifySettings,
     wake: tokio::sync::Notify,
+    /// Wake-ups for the other replicas (`crate::cluster`); unset with one process.
+    replicas: std::sync::OnceLock<crate::cluster::Forward>,
 }
 
 impl Notifier {
@@ -99,6 +101,7 @@ impl Notifier {
         Notifier {
             settings,
             wake: tokio::sync::Notify::new(),
+            replicas: std::sync::OnceLock::new(),
         }
     }
 
@@ -109,6 +112,19 @@ impl Notifier {
     /// A delivery is due: the worker looks now.
     pub fn wake(&self) {
         self.wake.notify_one();
+        if let Some(forward) = self.replicas.get() {
+            forward.send(crate::cluster::Wake::Notify);
+        }
+    }
+
+    /// Wakes this process's worker only (another replica queued a delivery).
+    pub fn wake_local(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Sends this process's wake-ups to the other replicas too.
+    pub fn forward_wakes(&self, forward: crate::cluster::Forward) {
+        let _ = self.replicas.set(forward);
     }
 }
 

@@ -38,33 +38,42 @@ pub fn backoff_ms(base_ms: i64, attempts: u32) -> i64 {
     base_ms.saturating_mul(1_i64 << shift).min(MAX_BACKOFF_MS)
 }
 
-/// Runs the worker until the token is cancelled. Pending deliveries (a restart interrupted
-/// them, or they wait for a retry) are due at once.
+/// Runs the worker until the token is cancelled, on the leader only (`crate::cluster`).
+/// With one process (SQLite), pending deliveries (a restart interrupted them, or they wait
+/// for a retry) are due at once; with replicas a new leader leaves the deliveries another
+/// replica claimed alone until their claim ends ([`CLAIM_MS`]), so no attempt runs twice.
 pub fn spawn(state: AppState) -> tokio_util::sync::CancellationToken {
     let stop = tokio_util::sync::CancellationToken::new();
     let token = stop.clone();
-    tokio::spawn(async move {
-        match state
-            .store()
-            .retry_pending_deliveries(store::now_ms())
-            .await
-        {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(count = n, "retrying pending notifications after a restart"),
-            Err(e) => tracing::warn!(error = %e, "cannot reschedule pending notifications"),
-        }
-        loop {
-            let wait = match pass(&state).await {
-                Ok(wait) => wait,
-                Err(e) => {
-                    tracing::warn!(error = %e, "notification pass failed");
-                    Duration::from_secs(1)
+    crate::cluster::singleton(&state, "notification delivery", move |state| {
+        let token = token.clone();
+        async move {
+            if !state.cluster().replicated() {
+                match state
+                    .store()
+                    .retry_pending_deliveries(store::now_ms())
+                    .await
+                {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        tracing::info!(count = n, "retrying pending notifications after a restart")
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot reschedule pending notifications"),
                 }
-            };
-            tokio::select! {
-                _ = token.cancelled() => return,
-                _ = state.notifier().wake.notified() => {}
-                _ = tokio::time::sleep(wait) => {}
+            }
+            loop {
+                let wait = match pass(&state).await {
+                    Ok(wait) => wait,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "notification pass failed");
+                        Duration::from_secs(1)
+                    }
+                };
+                tokio::select! {
+                    _ = token.cancelled() => return,
+                    _ = state.notifier().wake.notified() => {}
+                    _ = tokio::time::sleep(wait) => {}
+                }
             }
         }
     });

@@ -110,8 +110,7 @@ pub async fn delete_repo(
     Extension(repo): Extension<RepoRow>,
     Extension(principal): Extension<Principal>,
 ) -> Result<StatusCode, ApiError> {
-    let lock = state.repo_lock(repo.id);
-    let _guard = lock.lock().await;
+    let _guard = crate::cluster::lock_repo(&state, repo.id).await?;
     // environments first (containers and volumes on the engine), then the rows
     envs::delete_repo_envs(&state, repo.id).await?;
     // runs, jobs and logs go with the row (foreign keys cascade); their artifact files here

@@ -76,21 +76,25 @@ pub async fn run_once(state: &AppState, now_ms: i64) -> Result<Pass, StoreError>
     Ok(pass)
 }
 
-/// Runs [`run_once`] every `retention_interval` until the token is cancelled.
+/// Runs [`run_once`] every `retention_interval` until the token is cancelled, on the leader
+/// only (`crate::cluster`).
 pub fn spawn(state: AppState) -> tokio_util::sync::CancellationToken {
     let stop = tokio_util::sync::CancellationToken::new();
     let token = stop.clone();
     let every = state.limits().retention_interval;
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = token.cancelled() => return,
-                _ = tick.tick() => {}
-            }
-            if let Err(e) = run_once(&state, crate::store::now_ms()).await {
-                tracing::warn!(error = %e, "retention pass failed; retrying at the next interval");
+    crate::cluster::singleton(&state, "retention", move |state| {
+        let token = token.clone();
+        async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = token.cancelled() => return,
+                    _ = tick.tick() => {}
+                }
+                if let Err(e) = run_once(&state, crate::store::now_ms()).await {
+                    tracing::warn!(error = %e, "retention pass failed; retrying at the next interval");
+                }
             }
         }
     });

@@ -170,6 +170,8 @@ pub struct Runs {
     /// One pass over pending pull request events at a time (`pulls::process_pending`).
     pull_cursor: tokio::sync::Mutex<()>,
     key: SecretKey,
+    /// Wake-ups for the other replicas (`crate::cluster`); unset with one process.
+    replicas: std::sync::OnceLock<crate::cluster::Forward>,
 }
 
 impl std::fmt::Debug for Runs {
@@ -191,6 +193,7 @@ impl Runs {
             push_cursor: tokio::sync::Mutex::new(()),
             pull_cursor: tokio::sync::Mutex::new(()),
             key: SecretKey::load_or_create(data_dir)?,
+            replicas: std::sync::OnceLock::new(),
         })
     }
 
@@ -212,8 +215,25 @@ impl Runs {
     }
 
     fn wake(&self) {
+        self.wake_local();
+        self.announce();
+    }
+
+    /// Wakes this process's lease pollers and followers (another replica moved something).
+    pub fn wake_local(&self) {
         self.ready.notify_waiters();
         self.progress.notify_waiters();
+    }
+
+    /// Sends this process's wake-ups to the other replicas too.
+    pub fn forward_wakes(&self, forward: crate::cluster::Forward) {
+        let _ = self.replicas.set(forward);
+    }
+
+    fn announce(&self) {
+        if let Some(forward) = self.replicas.get() {
+            forward.send(crate::cluster::Wake::Runs);
+        }
     }
 }
 
@@ -696,43 +716,48 @@ pub async fn process_pending_pushes(state: &AppState) -> Result<usize, RunsError
 }
 
 /// Creates runs from stored push events: at start-up, whenever the push bus says a push was
-/// stored (or that this subscriber lagged), and every 30 s. Errors are logged, never fatal.
+/// stored (or that this subscriber lagged), when another replica stored one, and every 30 s;
+/// on the leader only (`crate::cluster`; the unique key of (event, workflow file) keeps a
+/// handover from creating a run twice). Errors are logged, never fatal.
 pub fn spawn_push_consumer(state: AppState) {
+    crate::cluster::singleton(&state, "push consumer", consume_pushes);
+}
+
+async fn consume_pushes(state: AppState) {
     let mut rx = state.subscribe();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(PUSH_CURSOR_INTERVAL);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut retry_in = Duration::ZERO;
-        loop {
-            let failed = match process_pending_pushes(&state).await {
-                Ok(_) => {
-                    retry_in = Duration::ZERO;
-                    false
-                }
-                Err(e) => {
-                    // 1 s, doubling up to the periodic pass.
-                    retry_in = (retry_in * 2).clamp(Duration::from_secs(1), PUSH_CURSOR_INTERVAL);
-                    tracing::error!(error = %e, retry_in_s = retry_in.as_secs(), "creating runs from stored push events failed; retrying");
-                    true
-                }
-            };
-            tokio::select! {
-                () = tokio::time::sleep(retry_in), if failed => {}
-                got = rx.recv() => match got {
-                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                        // Every stored event is read from the store: drain the bus.
-                        while !matches!(
-                            rx.try_recv(),
-                            Err(tokio::sync::broadcast::error::TryRecvError::Empty
-                                | tokio::sync::broadcast::error::TryRecvError::Closed)
-                        ) {}
-                    }
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-                },
-                _ = tick.tick() => {}
+    let mut tick = tokio::time::interval(PUSH_CURSOR_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut retry_in = Duration::ZERO;
+    loop {
+        let failed = match process_pending_pushes(&state).await {
+            Ok(_) => {
+                retry_in = Duration::ZERO;
+                false
             }
+            Err(e) => {
+                // 1 s, doubling up to the periodic pass.
+                retry_in = (retry_in * 2).clamp(Duration::from_secs(1), PUSH_CURSOR_INTERVAL);
+                tracing::error!(error = %e, retry_in_s = retry_in.as_secs(), "creating runs from stored push events failed; retrying");
+                true
+            }
+        };
+        tokio::select! {
+            () = tokio::time::sleep(retry_in), if failed => {}
+            () = state.cluster().pushed.notified() => {}
+            got = rx.recv() => match got {
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    // Every stored event is read from the store: drain the bus.
+                    while !matches!(
+                        rx.try_recv(),
+                        Err(tokio::sync::broadcast::error::TryRecvError::Empty
+                            | tokio::sync::broadcast::error::TryRecvError::Closed)
+                    ) {}
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            },
+            _ = tick.tick() => {}
         }
-    });
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1113,6 +1138,7 @@ pub async fn append_logs(state: &AppState, job_id: i64, batch: &LogBatch) -> Res
     let lines = log_cap::admit(state, job_id, batch.attempt, &batch.lines).await?;
     state.store().append_logs(job_id, &lines).await?;
     state.runs().progress.notify_waiters();
+    state.runs().announce();
     Ok(())
 }
 
@@ -1445,9 +1471,10 @@ pub async fn reap_expired(state: &AppState) -> Result<Vec<i64>, RunsError> {
     Ok(handled)
 }
 
-/// The reaper loop.
+/// The reaper loop, on the leader only (`crate::cluster`; every transition it makes is a
+/// conditional update on (state, attempt), so a handover never ends a job twice).
 pub fn spawn_reaper(state: AppState) {
-    tokio::spawn(async move {
+    crate::cluster::singleton(&state, "lease reaper", |state| async move {
         let mut tick = tokio::time::interval(state.runs().config.reap_interval);
         loop {
             tick.tick().await;

@@ -166,10 +166,11 @@ async fn fire_one(
     insert_run(state, &repo, &wf, &source, None, Some(&claim), None).await
 }
 
-/// Fires due schedules at start-up (missed slots: once) and every [`TICK`]. Errors are
-/// logged, never fatal.
+/// Fires due schedules at start-up (missed slots: once) and every [`TICK`], on the leader
+/// only (`crate::cluster`; the conditional claim still keeps a handover from firing a slot
+/// twice). Errors are logged, never fatal.
 pub fn spawn_scheduler(state: AppState) {
-    tokio::spawn(async move {
+    crate::cluster::singleton(&state, "schedules", |state| async move {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

@@ -189,8 +189,7 @@ async fn sync_locked(
         .await
         .map_err(|e| ApiError::Unavailable(format!("the upstream is refused: {e}")))?;
     let path = crate::git::repo_path(state.data_dir(), &repo.owner, &repo.name);
-    let lock = state.repo_lock(repo.id);
-    let _guard = lock.lock().await;
+    let _guard = crate::cluster::lock_repo(state, repo.id).await?;
     let before = crate::git::snapshot_refs(path.clone()).await?;
     fetch::fetch(fetch::Fetch {
         repo: &path,
