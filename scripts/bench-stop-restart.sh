@@ -32,6 +32,7 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 TOKEN="cove_bench_admin_token_0123456789abcdef0123456789"
 
 mkdir -p "$WORK/repo"
@@ -62,13 +63,17 @@ raw_up_noinit() {
   docker run -d --name "raw-$1-app" --network "container:raw-$1-infra" -v "raw-$1-projects:/projects" -w /projects \
     -e IS_LOCAL=true -m 2g --pids-limit 4096 --security-opt no-new-privileges \
     --entrypoint /bin/sh cove/universal:latest -c "$RAW_KEEP" >/dev/null &
+  local app=$!
   docker run -d --name "raw-$1-db" --network "container:raw-$1-infra" -v "raw-$1-data:/data" \
     -m 512m --pids-limit 4096 --security-opt no-new-privileges \
     --entrypoint dynalite cove/dynamodb-local:latest --port 8000 --createTableMs 0 --path /data >/dev/null &
-  wait
+  wait "$app" $!
 }
 raw_stop() {
-  docker stop "raw-$1-app" >/dev/null & docker stop "raw-$1-db" >/dev/null & wait
+  docker stop "raw-$1-app" >/dev/null &
+  local app=$!
+  docker stop "raw-$1-db" >/dev/null &
+  wait "$app" $!
   docker stop -t 1 "raw-$1-infra" >/dev/null
 }
 
