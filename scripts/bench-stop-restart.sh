@@ -70,9 +70,10 @@ raw_up_noinit() {
   wait "$app" $!
 }
 raw_stop() {
-  docker stop "raw-$1-app" >/dev/null &
+  # Cove gives components 5 s (docker's own default is 10 s)
+  docker stop -t 5 "raw-$1-app" >/dev/null &
   local app=$!
-  docker stop "raw-$1-db" >/dev/null &
+  docker stop -t 5 "raw-$1-db" >/dev/null &
   wait "$app" $!
   docker stop -t 1 "raw-$1-infra" >/dev/null
 }
