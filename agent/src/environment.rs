@@ -12,7 +12,7 @@ use cove_api::agent::EnvDotfiles;
 
 use crate::commands::{run_event, CommandRun};
 use crate::dotfiles::DotfilesRun;
-use crate::pod::{PodError, PodSpec, PodStatus, Runtime};
+use crate::pod::{PodError, PodSpec, PodStatus, RestartPlan, Runtime};
 use crate::sources::{checkout, SourceError, SourceSpec};
 
 /// A step of `create`/`restart`, for progress reporting.
@@ -155,22 +155,34 @@ pub async fn stop(
     Ok(runs)
 }
 
-/// Restart with a new plan: containers are recreated, volumes and
-/// `/projects` are kept. The caller validates the new devfile first (see
-/// [`plan_from_workspace`]), so an invalid devfile never reaches this point.
+/// Restart with a new plan: only the components whose containers differ from the new plan
+/// are recreated (the infra container, and with it the network namespace, and every other
+/// container keep running; [`Runtime::restart_plan`]); everything is recreated when the
+/// infra container itself changes. Volumes and `/projects` are kept. The old plan's preStop
+/// events run first when a container is about to go. The caller validates the new devfile
+/// first (see [`plan_from_workspace`]), so an invalid devfile never reaches this point.
 pub async fn restart(
     rt: &Runtime,
     old: &EnvironmentPlan,
     spec: &PodSpec,
 ) -> Result<PodStatus, EnvError> {
-    if rt.status(&spec.env_id).await?.is_some_and(|s| s.running())
-        && !old.events.pre_stop.is_empty()
-    {
+    Ok(restart_planned(rt, old, spec).await?.0)
+}
+
+/// [`restart`], also returning what it did (for the environment's log).
+pub async fn restart_planned(
+    rt: &Runtime,
+    old: &EnvironmentPlan,
+    spec: &PodSpec,
+) -> Result<(PodStatus, RestartPlan), EnvError> {
+    let plan = rt.restart_plan(spec).await?;
+    if plan.running && plan.changes_anything() && !old.events.pre_stop.is_empty() {
         run_event(rt, &spec.env_id, old, &old.events.pre_stop)
             .await
             .ok();
     }
-    Ok(rt.recreate(spec).await?)
+    let status = rt.restart_with(spec, &plan).await?;
+    Ok((status, plan))
 }
 
 /// Largest workspace file (a devfile or one of its parents) the agent reads: 1 MiB.

@@ -25,6 +25,13 @@ pub const LABEL_ROLE: &str = "cove.role";
 pub const LABEL_COMPONENT: &str = "cove.component";
 /// `true` on volumes that are recreated on every start (devfile `ephemeral`).
 pub const LABEL_EPHEMERAL: &str = "cove.ephemeral";
+/// On containers: digests of what the container was created from, per aspect (image,
+/// command, env, mounts, resources, other); a restart keeps the containers whose digests
+/// the new plan reproduces (`restart.rs`).
+pub const LABEL_SPEC: &str = "cove.spec";
+
+mod restart;
+pub use restart::{Change, ComponentChange, RestartPlan};
 
 /// Seconds a container gets between SIGTERM and SIGKILL on stop.
 const STOP_TIMEOUT_SECS: i32 = 5;
@@ -418,86 +425,11 @@ impl Runtime {
         created_volumes: &mut Vec<String>,
     ) -> Result<PodStatus> {
         let env = spec.env_id.as_str();
-        // volumes: sources + devfile volumes (ephemeral ones are recreated)
-        self.ensure_volume(
-            env,
-            &sources_volume(env),
-            "sources",
-            None,
-            false,
-            created_volumes,
-        )
-        .await?;
-        for v in &spec.plan.volumes {
-            let name = volume_name(env, &v.name);
-            if !v.persistent {
-                self.docker
-                    .remove_volume(&name, Some(RemoveVolumeOptions { force: true }))
-                    .await
-                    .ok();
-            }
-            self.ensure_volume(
-                env,
-                &name,
-                "volume",
-                Some(&v.name),
-                !v.persistent,
-                created_volumes,
-            )
-            .await?;
-        }
+        self.ensure_volumes(spec, created_volumes).await?;
         // the environment's own network (with host isolation), unless turned off
         let network = crate::env_net::ensure(&self.docker, env, &self.network).await?;
         // infra container: owns the network namespace and publishes endpoints
-        let mut exposed = Vec::new();
-        let mut bindings = HashMap::new();
-        for c in spec.plan.containers.iter().filter(|c| !c.dedicated_pod) {
-            for e in c.endpoints.iter().filter(|e| e.published()) {
-                let key = format!(
-                    "{}/{}",
-                    e.port,
-                    if e.protocol == Protocol::Udp {
-                        "udp"
-                    } else {
-                        "tcp"
-                    }
-                );
-                exposed.push(key.clone());
-                bindings.insert(
-                    key,
-                    Some(vec![PortBinding {
-                        host_ip: Some(spec.publish_address.clone()),
-                        host_port: Some(String::new()),
-                    }]),
-                );
-            }
-        }
-        let infra = ContainerCreateBody {
-            image: Some(spec.infra_image.clone()),
-            entrypoint: Some(KEEP_ALIVE.iter().map(|s| s.to_string()).collect()),
-            cmd: Some(Vec::new()),
-            hostname: Some(
-                spec.plan
-                    .name
-                    .clone()
-                    .filter(|n| devfiles::is_identifier(n))
-                    .unwrap_or_else(|| env.to_string()),
-            ),
-            labels: Some(labels(env, "infra", None)),
-            exposed_ports: Some(exposed),
-            stop_timeout: Some(STOP_TIMEOUT_SECS.into()),
-            host_config: Some(HostConfig {
-                network_mode: network.clone(),
-                port_bindings: Some(bindings),
-                pids_limit: Some(64),
-                memory: Some(32 * 1024 * 1024),
-                cap_drop: Some(vec!["ALL".into()]),
-                security_opt: Some(vec!["no-new-privileges".into()]),
-                privileged: Some(false),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
+        let infra = infra_body(spec, network.as_deref());
         let infra_id = self
             .docker
             .create_container(
@@ -540,6 +472,46 @@ impl Runtime {
         self.status(env)
             .await?
             .ok_or_else(|| PodError::NotFound(env.to_string()))
+    }
+
+    /// The sources volume and the plan's volumes. An ephemeral volume is removed and made
+    /// again empty, unless a running container still mounts it (the engine refuses to
+    /// remove a volume in use): a restart that keeps that container keeps its contents.
+    async fn ensure_volumes(
+        &self,
+        spec: &PodSpec,
+        created_volumes: &mut Vec<String>,
+    ) -> Result<()> {
+        let env = spec.env_id.as_str();
+        // volumes: sources + devfile volumes (ephemeral ones are recreated)
+        self.ensure_volume(
+            env,
+            &sources_volume(env),
+            "sources",
+            None,
+            false,
+            created_volumes,
+        )
+        .await?;
+        for v in &spec.plan.volumes {
+            let name = volume_name(env, &v.name);
+            if !v.persistent {
+                self.docker
+                    .remove_volume(&name, Some(RemoveVolumeOptions { force: true }))
+                    .await
+                    .ok();
+            }
+            self.ensure_volume(
+                env,
+                &name,
+                "volume",
+                Some(&v.name),
+                !v.persistent,
+                created_volumes,
+            )
+            .await?;
+        }
+        Ok(())
     }
 
     async fn ensure_volume(
@@ -618,7 +590,7 @@ impl Runtime {
             .map(|b| b as i64);
         let cpu_millis = c.cpu_limit_millis.or(spec.max_cpu_millis);
         let (cap_add, cap_drop) = capabilities(c);
-        ContainerCreateBody {
+        let mut body = ContainerCreateBody {
             image: Some(c.image.clone()),
             user: c.user.clone(),
             entrypoint: c.command.clone(),
@@ -650,10 +622,20 @@ impl Runtime {
                 readonly_rootfs: c.read_only_root_fs.then_some(true),
                 security_opt: Some(vec!["no-new-privileges".into()]),
                 privileged: Some(false),
+                init: signals_forwarded(c).then_some(true),
                 ..Default::default()
             }),
             ..Default::default()
-        }
+        };
+        // what the mounts mean beyond their names: an ephemeral volume is recreated
+        let mounted: Vec<&devfiles::VolumePlan> = spec
+            .plan
+            .volumes
+            .iter()
+            .filter(|v| c.mounts.iter().any(|m| m.volume == v.name))
+            .collect();
+        restart::stamp(&mut body, &mounted);
+        body
     }
 
     /// Containers of an environment (infra first).
@@ -1346,6 +1328,74 @@ impl Runtime {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+}
+
+/// The infra container of `spec`: holds the pod's network namespace and publishes its
+/// endpoints; `network` is the environment's own network, if any.
+fn infra_body(spec: &PodSpec, network: Option<&str>) -> ContainerCreateBody {
+    let env = spec.env_id.as_str();
+    let mut exposed = Vec::new();
+    let mut bindings = HashMap::new();
+    for c in spec.plan.containers.iter().filter(|c| !c.dedicated_pod) {
+        for e in c.endpoints.iter().filter(|e| e.published()) {
+            let key = format!(
+                "{}/{}",
+                e.port,
+                if e.protocol == Protocol::Udp {
+                    "udp"
+                } else {
+                    "tcp"
+                }
+            );
+            exposed.push(key.clone());
+            bindings.insert(
+                key,
+                Some(vec![PortBinding {
+                    host_ip: Some(spec.publish_address.clone()),
+                    host_port: Some(String::new()),
+                }]),
+            );
+        }
+    }
+    let mut body = ContainerCreateBody {
+        image: Some(spec.infra_image.clone()),
+        entrypoint: Some(KEEP_ALIVE.iter().map(|s| s.to_string()).collect()),
+        cmd: Some(Vec::new()),
+        hostname: Some(
+            spec.plan
+                .name
+                .clone()
+                .filter(|n| devfiles::is_identifier(n))
+                .unwrap_or_else(|| env.to_string()),
+        ),
+        labels: Some(labels(env, "infra", None)),
+        exposed_ports: Some(exposed),
+        stop_timeout: Some(STOP_TIMEOUT_SECS.into()),
+        host_config: Some(HostConfig {
+            network_mode: network.map(str::to_string),
+            port_bindings: Some(bindings),
+            pids_limit: Some(64),
+            memory: Some(32 * 1024 * 1024),
+            cap_drop: Some(vec!["ALL".into()]),
+            security_opt: Some(vec!["no-new-privileges".into()]),
+            privileged: Some(false),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    restart::stamp(&mut body, &[]);
+    body
+}
+
+/// Whether a component runs under Docker's init (`HostConfig.Init`, tini), which forwards
+/// SIGTERM to the process and reaps orphans: yes when the devfile (or Cove's keep-alive) chose
+/// the command. Such a process is no init: as PID 1 the kernel ignores every signal it has no
+/// handler for, so `dynalite` or `sleep` would sit out the whole stop timeout. Under the init
+/// it gets the default action (exit) or runs its own handler, as anywhere else. A container
+/// that keeps its image's entrypoint runs as the image intends, as PID 1 (images such as
+/// s6-overlay's refuse to run otherwise) and gets Docker's grace period on stop.
+pub fn signals_forwarded(c: &ContainerPlan) -> bool {
+    c.command.is_some()
 }
 
 fn role_of(c: &bollard::models::ContainerSummary) -> &str {

@@ -473,13 +473,17 @@ impl Worker {
                 editor,
             } => self.background(env_id.clone(), move |w| async move {
                 let restarted = match w.spec_for(&env_id, plan, editor).await {
-                    Ok(spec) => environment::restart(&w.rt, &old_plan, &spec)
+                    Ok(spec) => environment::restart_planned(&w.rt, &old_plan, &spec)
                         .await
-                        .map(|st| (st, spec)),
+                        .map(|(st, done)| (st, spec, done)),
                     Err(e) => Err(e.into()),
                 };
                 match restarted {
-                    Ok((st, spec)) => {
+                    Ok((st, spec, done)) => {
+                        w.report(EnvReport::Progress {
+                            env_id: env_id.clone(),
+                            step: format!("restart: {}", done.summary()),
+                        });
                         w.start_editor(&spec, editor).await;
                         w.state(&env_id, EnvState::Running, None, ports(&st))
                     }
