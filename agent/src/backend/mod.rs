@@ -1,6 +1,6 @@
 //! Where environments and jobs run: one trait, [`Backend`], with two implementations —
-//! [`docker::DockerBackend`] (a thin adapter over [`crate::pod::Runtime`] and
-//! [`crate::jobs::run_job`]) and [`kubernetes::KubernetesBackend`] (an environment is one
+//! [`crate::pod::Runtime`] (Docker: `docker/` implements the trait by delegating to `pod.rs`
+//! and [`crate::jobs::run_job`]) and [`kubernetes::KubernetesBackend`] (an environment is one
 //! Pod in one namespace, through the API server only).
 //!
 //! The trait is **object-safe** (`#[async_trait]`, so `&dyn Backend` / `Arc<dyn Backend>`
@@ -69,6 +69,9 @@ pub type Result<T> = std::result::Result<T, BackendError>;
 
 pub type BoxReader = Pin<Box<dyn tokio::io::AsyncRead + Send>>;
 pub type BoxWriter = Pin<Box<dyn tokio::io::AsyncWrite + Send>>;
+/// A tar archive as a stream of chunks (what `sources` and `dotfiles` produce).
+pub type TarBody =
+    Pin<Box<dyn futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'static>>;
 pub type ExitFuture = Pin<Box<dyn Future<Output = Result<Option<i64>>> + Send>>;
 
 /// A running command with its streams: what terminals, `cove env exec` and SSH channels use.
@@ -110,9 +113,23 @@ pub trait Backend: Send + Sync {
     /// Every environment this backend has (for reconciliation).
     async fn list(&self) -> Result<Vec<PodStatus>>;
 
-    /// Run a command to completion in a component, within the backend's exec bounds
-    /// ([`crate::bounded::ExecLimits`]: output past the budget dropped with a note, exit code
-    /// 124 at the timeout).
+    /// The bounds of [`Backend::exec`].
+    fn exec_limits(&self) -> crate::bounded::ExecLimits;
+
+    /// Run a command to completion in a component, within `limits` (at most the backend's
+    /// own, [`crate::bounded::ExecLimits`]): output past the budget dropped with a note, exit
+    /// code 124 at the timeout.
+    #[allow(clippy::too_many_arguments)]
+    async fn exec_limited(
+        &self,
+        env: &str,
+        component: &str,
+        cmd: &[&str],
+        vars: &[(String, String)],
+        workdir: Option<&str>,
+        limits: crate::bounded::ExecLimits,
+    ) -> Result<ExecOutput>;
+    /// [`Backend::exec_limited`] within the backend's own bounds.
     async fn exec(
         &self,
         env: &str,
@@ -120,7 +137,10 @@ pub trait Backend: Send + Sync {
         cmd: &[&str],
         vars: &[(String, String)],
         workdir: Option<&str>,
-    ) -> Result<ExecOutput>;
+    ) -> Result<ExecOutput> {
+        self.exec_limited(env, component, cmd, vars, workdir, self.exec_limits())
+            .await
+    }
     /// Start a command with its streams attached; with a TTY of `tty` = (cols, rows) or
     /// without. Nothing bounds its output: the caller streams it.
     async fn exec_streams(
@@ -138,8 +158,20 @@ pub trait Backend: Send + Sync {
         path: &str,
         max_bytes: usize,
     ) -> Result<Option<String>>;
-    /// Unpack a tar archive into a component's filesystem at `path`.
-    async fn upload_tar(&self, env: &str, component: &str, path: &str, tar: Vec<u8>) -> Result<()>;
+    /// Unpack a tar archive, streamed in chunks, into a component's filesystem at `path`.
+    async fn upload_tar_stream(
+        &self,
+        env: &str,
+        component: &str,
+        path: &str,
+        body: TarBody,
+    ) -> Result<()>;
+    /// [`Backend::upload_tar_stream`] of an archive in memory.
+    async fn upload_tar(&self, env: &str, component: &str, path: &str, tar: Vec<u8>) -> Result<()> {
+        let body = futures_util::stream::once(async move { Ok(bytes::Bytes::from(tar)) });
+        self.upload_tar_stream(env, component, path, Box::pin(body))
+            .await
+    }
     /// The last `tail` lines a component wrote (bounded like an exec's output).
     async fn logs(&self, env: &str, component: &str, tail: u32) -> Result<String>;
 

@@ -1,5 +1,5 @@
-//! The Docker backend: a thin adapter that delegates every call to
-//! [`crate::pod::Runtime`] (environments as pods of containers sharing an infra
+//! The Docker backend: [`Runtime`] implements [`Backend`] by delegating every call to
+//! its own methods in `pod.rs` (environments as pods of containers sharing an infra
 //! container's network namespace) and [`crate::jobs::run_job`] (job containers). All
 //! Docker logic stays in `pod.rs` and `jobs/`; this file only translates types.
 
@@ -8,74 +8,65 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 
-use super::{Backend, BackendKind, ExecStreams, Result};
+use super::{Backend, BackendKind, ExecStreams, Result, TarBody};
 use crate::jobs::{CancellationToken, JobResult, JobSpec};
 use crate::mask::LogSink;
 use crate::pod::{ExecOutput, PodSpec, PodStatus, Runtime};
 
-/// Environments and jobs on one Docker engine.
-#[derive(Clone)]
-pub struct DockerBackend {
-    rt: Runtime,
-}
-
-impl DockerBackend {
-    pub fn new(rt: Runtime) -> Self {
-        DockerBackend { rt }
-    }
-
-    /// The runtime underneath (for what only Docker has: networks, the editor volume).
-    pub fn runtime(&self) -> &Runtime {
-        &self.rt
-    }
-}
+/// The Docker backend is [`Runtime`] itself (this name for readers looking for it).
+pub type DockerBackend = Runtime;
 
 /// Pipe size between the engine's multiplexed output and the readers.
 const PIPE_BYTES: usize = 64 * 1024;
 
 #[async_trait::async_trait]
-impl Backend for DockerBackend {
+impl Backend for Runtime {
     fn kind(&self) -> BackendKind {
         BackendKind::Docker
     }
 
     async fn create(&self, spec: &PodSpec) -> Result<PodStatus> {
-        Ok(self.rt.create(spec).await?)
+        Ok(Runtime::create(self, spec).await?)
     }
 
     async fn start(&self, env: &str) -> Result<PodStatus> {
-        Ok(self.rt.start(env).await?)
+        Ok(Runtime::start(self, env).await?)
     }
 
     async fn stop(&self, env: &str) -> Result<()> {
-        Ok(self.rt.stop(env).await?)
+        Ok(Runtime::stop(self, env).await?)
     }
 
     async fn recreate(&self, spec: &PodSpec) -> Result<PodStatus> {
-        Ok(self.rt.recreate(spec).await?)
+        Ok(Runtime::recreate(self, spec).await?)
     }
 
     async fn delete(&self, env: &str) -> Result<()> {
-        Ok(self.rt.delete(env).await?)
+        Ok(Runtime::delete(self, env).await?)
     }
 
     async fn status(&self, env: &str) -> Result<Option<PodStatus>> {
-        Ok(self.rt.status(env).await?)
+        Ok(Runtime::status(self, env).await?)
     }
 
     async fn list(&self) -> Result<Vec<PodStatus>> {
-        Ok(self.rt.list().await?)
+        Ok(Runtime::list(self).await?)
     }
 
-    async fn exec(
+    fn exec_limits(&self) -> crate::bounded::ExecLimits {
+        Runtime::exec_limits(self)
+    }
+
+    async fn exec_limited(
         &self,
         env: &str,
         component: &str,
         cmd: &[&str],
         vars: &[(String, String)],
         workdir: Option<&str>,
+        limits: crate::bounded::ExecLimits,
     ) -> Result<ExecOutput> {
-        Ok(self.rt.exec(env, component, cmd, vars, workdir).await?)
+        Ok(Runtime::exec_limited(self, env, component, cmd, vars, workdir, limits).await?)
     }
 
     async fn exec_streams(
@@ -90,10 +81,7 @@ impl Backend for DockerBackend {
         } else {
             Vec::new()
         };
-        let session = self
-            .rt
-            .exec_attached(env, component, cmd, tty, vars)
-            .await?;
+        let session = Runtime::exec_attached(self, env, component, cmd, tty, vars).await?;
         let crate::pod::TtySession {
             exec_id,
             mut output,
@@ -118,7 +106,7 @@ impl Backend for DockerBackend {
             out_w.shutdown().await.ok();
             err_w.shutdown().await.ok();
         });
-        let (rt, env_id, id) = (self.rt.clone(), env.to_string(), exec_id.clone());
+        let (rt, env_id, id) = (self.clone(), env.to_string(), exec_id.clone());
         let exit = Box::pin(async move {
             pump.await.ok();
             // the output ended: the engine records the exit code right after
@@ -132,7 +120,7 @@ impl Backend for DockerBackend {
         });
         let resize = tty.map(|_| {
             let (tx, mut rx) = tokio::sync::mpsc::channel::<(u16, u16)>(8);
-            let (rt, env_id) = (self.rt.clone(), env.to_string());
+            let (rt, env_id) = (self.clone(), env.to_string());
             tokio::spawn(async move {
                 while let Some((cols, rows)) = rx.recv().await {
                     rt.resize_tty(&env_id, &exec_id, cols, rows).await.ok();
@@ -157,19 +145,25 @@ impl Backend for DockerBackend {
         path: &str,
         max_bytes: usize,
     ) -> Result<Option<String>> {
-        Ok(self.rt.read_file(env, component, path, max_bytes).await?)
+        Ok(Runtime::read_file(self, env, component, path, max_bytes).await?)
     }
 
-    async fn upload_tar(&self, env: &str, component: &str, path: &str, tar: Vec<u8>) -> Result<()> {
-        Ok(self.rt.upload_tar(env, component, path, tar).await?)
+    async fn upload_tar_stream(
+        &self,
+        env: &str,
+        component: &str,
+        path: &str,
+        body: TarBody,
+    ) -> Result<()> {
+        Ok(Runtime::upload_tar_stream(self, env, component, path, body).await?)
     }
 
     async fn logs(&self, env: &str, component: &str, tail: u32) -> Result<String> {
-        Ok(self.rt.logs(env, component, tail).await?)
+        Ok(Runtime::logs(self, env, component, tail).await?)
     }
 
     async fn wait_running(&self, env: &str, timeout: Duration) -> Result<PodStatus> {
-        Ok(self.rt.wait_running(env, timeout).await?)
+        Ok(Runtime::wait_running(self, env, timeout).await?)
     }
 
     async fn run_job(
@@ -178,6 +172,6 @@ impl Backend for DockerBackend {
         sink: &mut LogSink,
         cancel: &CancellationToken,
     ) -> Result<JobResult> {
-        Ok(crate::jobs::run_job(self.rt.docker(), job, sink, cancel).await?)
+        Ok(crate::jobs::run_job(Runtime::docker(self), job, sink, cancel).await?)
     }
 }

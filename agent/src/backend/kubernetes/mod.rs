@@ -19,7 +19,7 @@ use kube::api::{Api, AttachParams, DeleteParams, ListParams, LogParams, PostPara
 use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
 
-use super::{Backend, BackendError, BackendKind, ExecStreams, Result};
+use super::{Backend, BackendError, BackendKind, ExecStreams, Result, TarBody};
 use crate::jobs::{CancellationToken, JobResult, JobSpec};
 use crate::mask::LogSink;
 use crate::pod::{ContainerState, ExecOutput, PodError, PodSpec, PodStatus, PublishedEndpoint};
@@ -772,18 +772,27 @@ impl Backend for KubernetesBackend {
         Ok(out)
     }
 
-    async fn exec(
+    fn exec_limits(&self) -> crate::bounded::ExecLimits {
+        self.exec_limits
+    }
+
+    async fn exec_limited(
         &self,
         env: &str,
         component: &str,
         cmd: &[&str],
         vars: &[(String, String)],
         workdir: Option<&str>,
+        limits: crate::bounded::ExecLimits,
     ) -> Result<ExecOutput> {
+        let limits = crate::bounded::ExecLimits {
+            output_bytes: limits.output_bytes.min(self.exec_limits.output_bytes),
+            timeout: limits.timeout.min(self.exec_limits.timeout),
+        };
         let streams = self
             .attach(env, component, wrap(cmd, vars, workdir), None)
             .await?;
-        super::collect_output(streams, self.exec_limits).await
+        super::collect_output(streams, limits).await
     }
 
     async fn exec_streams(
@@ -841,7 +850,13 @@ impl Backend for KubernetesBackend {
         }
     }
 
-    async fn upload_tar(&self, env: &str, component: &str, path: &str, tar: Vec<u8>) -> Result<()> {
+    async fn upload_tar_stream(
+        &self,
+        env: &str,
+        component: &str,
+        path: &str,
+        mut body: TarBody,
+    ) -> Result<()> {
         let argv = ["tar", "-x", "-f", "-", "-C", path]
             .map(str::to_string)
             .to_vec();
@@ -849,7 +864,10 @@ impl Backend for KubernetesBackend {
         let mut stdin = std::mem::replace(&mut streams.stdin, Box::pin(tokio::io::sink()));
         // write while the output is read (a full pipe would stall both sides)
         let writer = async move {
-            stdin.write_all(&tar).await?;
+            use futures_util::StreamExt;
+            while let Some(chunk) = body.next().await {
+                stdin.write_all(&chunk?).await?;
+            }
             stdin.shutdown().await
         };
         let limits = crate::bounded::ExecLimits {
