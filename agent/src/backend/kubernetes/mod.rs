@@ -10,23 +10,27 @@
 //! (`pods/exec` over WebSocket, `pods/log`), with the exit code from the exec's status
 //! channel. Workflow jobs do not run here yet ([`BackendError::Unsupported`]).
 
+mod exec;
 pub mod manifest;
+mod status;
 
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret, Service};
-use kube::api::{Api, AttachParams, DeleteParams, ListParams, LogParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams};
 use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
 
 use super::{Backend, BackendError, BackendKind, ExecStreams, Result, TarBody};
 use crate::jobs::{CancellationToken, JobResult, JobSpec};
 use crate::mask::LogSink;
-use crate::pod::{ContainerState, ExecOutput, PodError, PodSpec, PodStatus, PublishedEndpoint};
+use crate::pod::{ExecOutput, PodError, PodSpec, PodStatus};
+use exec::wrap;
 use manifest::{
     env_selector, plan_secret_name, pod_name, service_name, LABEL_ENV, LABEL_MANAGED_BY,
     LABEL_ROLE, MANAGED_BY,
 };
+use status::{started, status_of, Started};
 
 /// Key of the Pod manifest (JSON) in an environment's plan Secret.
 const POD_KEY: &str = "pod.json";
@@ -88,7 +92,7 @@ pub struct KubernetesBackend {
 }
 
 /// Waiting reasons that will not resolve by themselves.
-const FATAL_WAITING: &[&str] = &[
+pub(super) const FATAL_WAITING: &[&str] = &[
     "ErrImageNeverPull",
     "ErrImagePull",
     "ImagePullBackOff",
@@ -98,7 +102,7 @@ const FATAL_WAITING: &[&str] = &[
     "RunContainerError",
 ];
 
-fn kerr(env: &str, action: &str) -> impl FnOnce(kube::Error) -> BackendError {
+pub(super) fn kerr(env: &str, action: &str) -> impl FnOnce(kube::Error) -> BackendError {
     let (env, action) = (env.to_string(), action.to_string());
     move |e| BackendError::Kubernetes {
         env,
@@ -361,238 +365,6 @@ impl KubernetesBackend {
             .into());
         }
         Ok(pod)
-    }
-
-    /// Start `argv` in a component with the streams asked for.
-    async fn attach(
-        &self,
-        env: &str,
-        component: &str,
-        argv: Vec<String>,
-        tty: Option<(u16, u16)>,
-    ) -> Result<ExecStreams> {
-        self.running_pod(env, component).await?;
-        let ap = AttachParams::default()
-            .container(component)
-            .stdin(true)
-            .stdout(true)
-            .stderr(tty.is_none())
-            .tty(tty.is_some())
-            .max_stdout_buf_size(64 * 1024)
-            .max_stderr_buf_size(64 * 1024)
-            .max_stdin_buf_size(64 * 1024);
-        let mut process = self
-            .pods()
-            .exec(&pod_name(env), argv, &ap)
-            .await
-            .map_err(kerr(env, "exec"))?;
-        let stdin = process.stdin().expect("stdin attached");
-        let stdout = process.stdout().expect("stdout attached");
-        let stderr = process.stderr();
-        let status = process.take_status().expect("status taken once");
-        let resize = match (tty, process.terminal_size()) {
-            (Some((cols, rows)), Some(mut sizes)) => {
-                use futures_util::SinkExt;
-                let (tx, mut rx) = tokio::sync::mpsc::channel::<(u16, u16)>(8);
-                tx.try_send((cols, rows)).ok();
-                tokio::spawn(async move {
-                    while let Some((width, height)) = rx.recv().await {
-                        let size = kube::api::TerminalSize {
-                            width: width.max(1),
-                            height: height.max(1),
-                        };
-                        if sizes.send(size).await.is_err() {
-                            break;
-                        }
-                    }
-                });
-                Some(tx)
-            }
-            _ => None,
-        };
-        let exit = Box::pin(async move { Ok(status.await.map(|s| exit_code(&s))) });
-        Ok(ExecStreams {
-            stdin: Box::pin(stdin),
-            stdout: Box::pin(stdout),
-            stderr: stderr.map(|e| Box::pin(e) as super::BoxReader),
-            exit,
-            resize,
-            keep: Box::new(process),
-        })
-    }
-
-    async fn exec_bounded(
-        &self,
-        env: &str,
-        component: &str,
-        argv: Vec<String>,
-        limits: crate::bounded::ExecLimits,
-        stop_on_overflow: bool,
-    ) -> Result<(crate::bounded::BoundedOutput, Option<i64>)> {
-        let streams = self.attach(env, component, argv, None).await?;
-        super::collect_bounded(streams, limits, stop_on_overflow).await
-    }
-}
-
-/// Whether every container of a Pod has started at least once.
-enum Started {
-    Yes,
-    NotYet(String),
-    Never(String),
-}
-
-fn started(pod: &Pod) -> Started {
-    let Some(status) = &pod.status else {
-        return Started::NotYet("no status yet".into());
-    };
-    let phase = status.phase.as_deref().unwrap_or("Pending");
-    if matches!(phase, "Failed" | "Succeeded") {
-        return Started::Never(format!(
-            "the Pod is {phase}{}",
-            status
-                .message
-                .as_deref()
-                .map(|m| format!(": {m}"))
-                .unwrap_or_default()
-        ));
-    }
-    let want = pod.spec.as_ref().map(|s| s.containers.len()).unwrap_or(0);
-    let statuses = status.container_statuses.clone().unwrap_or_default();
-    let mut waiting = Vec::new();
-    let mut up = 0;
-    for c in &statuses {
-        let state = c.state.clone().unwrap_or_default();
-        if let Some(w) = &state.waiting {
-            let reason = w.reason.clone().unwrap_or_default();
-            let line = format!(
-                "container `{}`: {reason}{}",
-                c.name,
-                w.message
-                    .as_deref()
-                    .map(|m| format!(" ({m})"))
-                    .unwrap_or_default()
-            );
-            if FATAL_WAITING.contains(&reason.as_str()) {
-                return Started::Never(line);
-            }
-            if c.restart_count > 0 {
-                up += 1; // it ran, and ended: a service whose image exits
-            } else {
-                waiting.push(line);
-            }
-        } else if state.running.is_some() || state.terminated.is_some() {
-            up += 1;
-        }
-    }
-    if want > 0 && up == want {
-        return Started::Yes;
-    }
-    if waiting.is_empty() {
-        // not scheduled yet, or no container status yet: the scheduler says why
-        let why = status
-            .conditions
-            .iter()
-            .flatten()
-            .find(|c| c.status == "False" && c.message.is_some())
-            .and_then(|c| c.message.clone())
-            .unwrap_or_else(|| format!("the Pod is {phase}"));
-        waiting.push(why);
-    }
-    Started::NotYet(waiting.join("; "))
-}
-
-/// The exit code in an exec's final status: 0 on success, the `ExitCode` cause otherwise.
-fn exit_code(s: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Status) -> i64 {
-    if s.status.as_deref() == Some("Success") {
-        return 0;
-    }
-    s.details
-        .as_ref()
-        .and_then(|d| d.causes.as_ref())
-        .and_then(|causes| {
-            causes
-                .iter()
-                .find(|c| c.reason.as_deref() == Some("ExitCode"))
-                .and_then(|c| c.message.as_deref()?.parse().ok())
-        })
-        .unwrap_or(-1)
-}
-
-/// `cmd` with `vars` set and run in `workdir` (the exec API has neither).
-fn wrap(cmd: &[&str], vars: &[(String, String)], workdir: Option<&str>) -> Vec<String> {
-    let mut argv = Vec::new();
-    if let Some(dir) = workdir {
-        argv.extend(
-            [
-                "/bin/sh",
-                "-c",
-                "cd -- \"$1\" || exit 1; shift; exec \"$@\"",
-                "sh",
-                dir,
-            ]
-            .map(str::to_string),
-        );
-    }
-    if !vars.is_empty() {
-        argv.push("env".into());
-        argv.extend(vars.iter().map(|(k, v)| format!("{k}={v}")));
-    }
-    argv.extend(cmd.iter().map(|s| s.to_string()));
-    argv
-}
-
-fn status_of(
-    env: &str,
-    pod: Option<&Pod>,
-    stored: Option<&Pod>,
-    svc: Option<&Service>,
-) -> PodStatus {
-    let spec = pod.or(stored).and_then(|p| p.spec.as_ref());
-    let statuses = pod
-        .and_then(|p| p.status.as_ref())
-        .and_then(|s| s.container_statuses.clone())
-        .unwrap_or_default();
-    let phase_running = pod
-        .and_then(|p| p.status.as_ref())
-        .and_then(|s| s.phase.as_deref())
-        == Some("Running");
-    let deleting = pod.is_some_and(|p| p.metadata.deletion_timestamp.is_some());
-    let containers = spec
-        .map(|s| {
-            s.containers
-                .iter()
-                .map(|c| {
-                    let st = statuses.iter().find(|s| s.name == c.name);
-                    ContainerState {
-                        component: c.name.clone(),
-                        id: st.and_then(|s| s.container_id.clone()).unwrap_or_default(),
-                        running: !deleting
-                            && st
-                                .and_then(|s| s.state.as_ref())
-                                .is_some_and(|s| s.running.is_some()),
-                    }
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let mut endpoints = Vec::new();
-    if let Some(spec) = svc.and_then(|s| s.spec.as_ref()) {
-        let ip = spec.cluster_ip.clone().unwrap_or_default();
-        for p in spec.ports.iter().flatten() {
-            endpoints.push(PublishedEndpoint {
-                port: u16::try_from(p.port).unwrap_or(0),
-                protocol: p.protocol.as_deref().unwrap_or("TCP").to_ascii_lowercase(),
-                host_ip: ip.clone(),
-                host_port: u16::try_from(p.port).unwrap_or(0),
-            });
-        }
-    }
-    endpoints.sort_by_key(|e| e.port);
-    PodStatus {
-        env_id: env.to_string(),
-        infra_running: phase_running && !deleting,
-        containers,
-        endpoints,
     }
 }
 
@@ -955,53 +727,6 @@ impl Backend for KubernetesBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn vars_and_workdir_wrap_the_command() {
-        assert_eq!(wrap(&["ls"], &[], None), ["ls"]);
-        assert_eq!(
-            wrap(
-                &["ls", "-l"],
-                &[("A".into(), "1".into())],
-                Some("/projects")
-            ),
-            [
-                "/bin/sh",
-                "-c",
-                "cd -- \"$1\" || exit 1; shift; exec \"$@\"",
-                "sh",
-                "/projects",
-                "env",
-                "A=1",
-                "ls",
-                "-l"
-            ]
-        );
-    }
-
-    #[test]
-    fn exit_codes_come_from_the_status_causes() {
-        use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Status, StatusCause, StatusDetails};
-        let ok = Status {
-            status: Some("Success".into()),
-            ..Default::default()
-        };
-        assert_eq!(exit_code(&ok), 0);
-        let failed = Status {
-            status: Some("Failure".into()),
-            reason: Some("NonZeroExitCode".into()),
-            details: Some(StatusDetails {
-                causes: Some(vec![StatusCause {
-                    reason: Some("ExitCode".into()),
-                    message: Some("3".into()),
-                    field: None,
-                }]),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        assert_eq!(exit_code(&failed), 3);
-    }
 
     #[test]
     fn config_reads_with_defaults() {
