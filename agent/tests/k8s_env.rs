@@ -263,7 +263,7 @@ async fn an_environment_lives_as_one_pod_with_only_the_agents_role() {
         &env,
         "app",
         &format!(
-            "i=0; while [ $i -lt 60 ]; do wget -q -T 2 -O - http://{ip}:8080/ 2>/dev/null | grep echo-server && exit 0; i=$((i+1)); sleep 0.5; done; exit 1"
+            "i=0; while [ $i -lt 30 ]; do wget -q -T 2 -O - http://{ip}:8080/ 2>/dev/null | grep echo-server && exit 0; i=$((i+1)); sleep 1; done; exit 1"
         ),
     )
     .await;

@@ -8,18 +8,21 @@ use super::{kerr, manifest::pod_name, KubernetesBackend};
 use crate::backend::{ExecStreams, Result};
 
 impl KubernetesBackend {
-    /// Start `argv` in a component with the streams asked for.
+    /// Start `argv` in a component with the streams asked for. Without `with_stdin` the
+    /// command's standard input is not attached (it reads end-of-file) and
+    /// [`ExecStreams::stdin`] discards what is written.
     pub(super) async fn attach(
         &self,
         env: &str,
         component: &str,
         argv: Vec<String>,
         tty: Option<(u16, u16)>,
+        with_stdin: bool,
     ) -> Result<ExecStreams> {
         self.running_pod(env, component).await?;
         let ap = AttachParams::default()
             .container(component)
-            .stdin(true)
+            .stdin(with_stdin)
             .stdout(true)
             .stderr(tty.is_none())
             .tty(tty.is_some())
@@ -31,10 +34,20 @@ impl KubernetesBackend {
             .exec(&pod_name(env), argv, &ap)
             .await
             .map_err(kerr(env, "exec"))?;
-        let stdin = process.stdin().expect("stdin attached");
-        let stdout = process.stdout().expect("stdout attached");
+        let stdin: crate::backend::BoxWriter = match process.stdin() {
+            Some(w) => Box::pin(w),
+            None => Box::pin(tokio::io::sink()),
+        };
+        let missing = |what: &str| crate::backend::BackendError::Kubernetes {
+            env: env.to_string(),
+            action: "exec".into(),
+            message: format!("the connection has no {what}"),
+        };
+        let stdout = process.stdout().ok_or_else(|| missing("stdout"))?;
         let stderr = process.stderr();
-        let status = process.take_status().expect("status taken once");
+        let status = process
+            .take_status()
+            .ok_or_else(|| missing("status channel"))?;
         let resize = match (tty, process.terminal_size()) {
             (Some((cols, rows)), Some(mut sizes)) => {
                 use futures_util::SinkExt;
@@ -57,7 +70,7 @@ impl KubernetesBackend {
         };
         let exit = Box::pin(async move { Ok(status.await.map(|s| exit_code(&s))) });
         Ok(ExecStreams {
-            stdin: Box::pin(stdin),
+            stdin,
             stdout: Box::pin(stdout),
             stderr: stderr.map(|e| Box::pin(e) as crate::backend::BoxReader),
             exit,
@@ -74,7 +87,7 @@ impl KubernetesBackend {
         limits: crate::bounded::ExecLimits,
         stop_on_overflow: bool,
     ) -> Result<(crate::bounded::BoundedOutput, Option<i64>)> {
-        let streams = self.attach(env, component, argv, None).await?;
+        let streams = self.attach(env, component, argv, None, false).await?;
         crate::backend::collect_bounded(streams, limits, stop_on_overflow).await
     }
 }

@@ -562,7 +562,7 @@ impl Backend for KubernetesBackend {
             timeout: limits.timeout.min(self.exec_limits.timeout),
         };
         let streams = self
-            .attach(env, component, wrap(cmd, vars, workdir), None)
+            .attach(env, component, wrap(cmd, vars, workdir), None, false)
             .await?;
         super::collect_output(streams, limits).await
     }
@@ -581,7 +581,7 @@ impl Backend for KubernetesBackend {
         } else {
             cmd
         };
-        self.attach(env, component, argv, tty).await
+        self.attach(env, component, argv, tty, true).await
     }
 
     async fn read_file(
@@ -632,7 +632,7 @@ impl Backend for KubernetesBackend {
         let argv = ["tar", "-x", "-f", "-", "-C", path]
             .map(str::to_string)
             .to_vec();
-        let mut streams = self.attach(env, component, argv, None).await?;
+        let mut streams = self.attach(env, component, argv, None, true).await?;
         let mut stdin = std::mem::replace(&mut streams.stdin, Box::pin(tokio::io::sink()));
         // write while the output is read (a full pipe would stall both sides)
         let writer = async move {
