@@ -94,6 +94,19 @@ async fn agent_client(token_dir: &Path) -> kube::Client {
     let rbac = repo().join("deploy/kubernetes/rbac.yaml");
     let out = kubectl(&["apply", "-f", rbac.to_str().unwrap()]);
     assert!(out.status.success(), "apply rbac.yaml: {out:?}");
+    // Pods of a new namespace need its `default` ServiceAccount, which the controller-manager
+    // makes shortly after the namespace
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !kubectl(&["-n", NAMESPACE, "get", "serviceaccount", "default"])
+        .status
+        .success()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no default ServiceAccount in {NAMESPACE}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
     let out = kubectl(&[
         "-n",
         NAMESPACE,
