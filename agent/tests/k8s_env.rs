@@ -250,13 +250,13 @@ async fn an_environment_lives_as_one_pod_with_only_the_agents_role() {
         .exec(
             &env,
             "app",
-            &["pwd"],
+            &["sh", "-c", "echo \"$A:$(pwd)\""],
             &[("A".into(), "1".into())],
             Some("/scratch"),
         )
         .await
         .unwrap();
-    assert_eq!((out.exit_code, out.stdout.trim()), (0, "/scratch"));
+    assert_eq!((out.exit_code, out.stdout.trim()), (0, "1:/scratch"));
     match b.exec(&env, "nope", &["true"], &[], None).await {
         Err(BackendError::Pod(cove_agent::PodError::NoComponent { .. })) => {}
         other => panic!(
