@@ -381,6 +381,28 @@ async fn an_environment_lives_as_one_pod_with_only_the_agents_role() {
     let (code, out) = sh(&b, &env, "app", "wget -q -O - http://localhost:8080/").await;
     assert!(code == 0 && out.contains("echo-server"), "{out}");
 
+    // recreate (a restart with a changed devfile): the new plan runs, /projects is kept
+    let mut changed = plan();
+    for e in changed.containers[0]
+        .env
+        .iter_mut()
+        .filter(|e| e.name == "GREETING")
+    {
+        e.value = "hello-again".into();
+    }
+    let st = b
+        .recreate(&PodSpec::new(env.clone(), changed))
+        .await
+        .expect("recreate");
+    assert!(st.running(), "{st:?}");
+    let (code, out) = sh(&b, &env, "app", "echo $GREETING; cat /projects/note.txt").await;
+    assert_eq!((code, out.as_str()), (0, "hello-again\nkept\n"));
+    // and the stored plan is the new one: a stop/start keeps it
+    b.stop(&env).await.expect("stop");
+    b.start(&env).await.expect("start");
+    let (_, out) = sh(&b, &env, "app", "echo $GREETING").await;
+    assert_eq!(out.trim(), "hello-again");
+
     // delete: nothing labelled with the environment remains
     b.delete(&env).await.expect("delete");
     assert_eq!(labelled(&client, &env).await, Vec::<String>::new());
