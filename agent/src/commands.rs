@@ -9,7 +9,7 @@ use futures_util::future::{join_all, BoxFuture};
 use futures_util::FutureExt;
 use serde::{Deserialize, Serialize};
 
-use crate::pod::{PodError, Runtime};
+use crate::backend::{Backend, BackendError};
 
 /// The outcome of one leaf command.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,11 +52,11 @@ pub fn exec_line(command_line: &str, working_dir: Option<&str>) -> String {
 /// Run command `id` of `plan` in environment `env`. Returns every leaf run
 /// in order; the command failed if any returned run failed.
 pub fn run_command<'a>(
-    rt: &'a Runtime,
+    rt: &'a dyn Backend,
     env: &'a str,
     plan: &'a EnvironmentPlan,
     id: &'a str,
-) -> BoxFuture<'a, Result<Vec<CommandRun>, PodError>> {
+) -> BoxFuture<'a, Result<Vec<CommandRun>, BackendError>> {
     async move {
         let Some(cmd) = plan.command(id) else {
             return Ok(vec![CommandRun {
@@ -116,11 +116,11 @@ pub fn run_command<'a>(
 /// stop the others (CodeCatalyst keeps the environment up after a failing
 /// postStart and reports it).
 pub async fn run_event(
-    rt: &Runtime,
+    rt: &dyn Backend,
     env: &str,
     plan: &EnvironmentPlan,
     ids: &[String],
-) -> Result<Vec<CommandRun>, PodError> {
+) -> Result<Vec<CommandRun>, BackendError> {
     let mut runs = Vec::new();
     for id in ids {
         runs.extend(run_command(rt, env, plan, id).await?);

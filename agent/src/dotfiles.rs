@@ -12,8 +12,8 @@ use cove_api::agent::EnvDotfiles;
 use tokio::io::AsyncReadExt;
 use tokio::process::Command;
 
+use crate::backend::Backend;
 use crate::bounded::ExecLimits;
-use crate::pod::Runtime;
 
 /// Install scripts, in the order they are looked for (the first one present runs).
 pub const INSTALL_SCRIPTS: [&str; 8] = [
@@ -59,7 +59,12 @@ impl DotfilesRun {
 }
 
 /// Clone `spec` into `~/.dotfiles` of `component` and run its install script once.
-pub async fn install(rt: &Runtime, env: &str, component: &str, spec: &EnvDotfiles) -> DotfilesRun {
+pub async fn install(
+    rt: &dyn Backend,
+    env: &str,
+    component: &str,
+    spec: &EnvDotfiles,
+) -> DotfilesRun {
     let home = match rt
         .exec(
             env,
@@ -103,7 +108,9 @@ pub async fn install(rt: &Runtime, env: &str, component: &str, spec: &EnvDotfile
         Err(e) => return DotfilesRun::failed("clone", e.to_string()),
     }
     let (body, writer) = crate::sources::tar_stream(dir, ".dotfiles".into());
-    let upload = rt.upload_tar_stream(env, component, &home, body).await;
+    let upload = rt
+        .upload_tar_stream(env, component, &home, Box::pin(body))
+        .await;
     let written = writer
         .await
         .map_err(|e| e.to_string())

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use cove_api::agent::EnvDotfiles;
 
+use crate::backend::{Backend, BackendError};
 use crate::commands::{run_event, CommandRun};
 use crate::dotfiles::DotfilesRun;
 use crate::pod::{PodError, PodSpec, PodStatus, RestartPlan, Runtime};
@@ -30,6 +31,8 @@ pub enum Progress {
 pub enum EnvError {
     #[error(transparent)]
     Pod(#[from] PodError),
+    #[error(transparent)]
+    Backend(#[from] BackendError),
     #[error(transparent)]
     Sources(#[from] SourceError),
     #[error("{0}")]
@@ -58,7 +61,7 @@ pub struct Started {
 /// postStart events once. A failure before postStart removes what was made
 /// (nothing half-launched is left behind).
 pub async fn create(
-    rt: &Runtime,
+    rt: &dyn Backend,
     spec: &PodSpec,
     source: Option<&SourceSpec>,
     dotfiles: Option<&EnvDotfiles>,
@@ -100,7 +103,7 @@ pub async fn create(
 /// the projects root of the main container, in order; one that is already
 /// there (Cove's own repository, or a restart) is left alone.
 pub async fn clone_projects(
-    rt: &Runtime,
+    rt: &dyn Backend,
     spec: &PodSpec,
     progress: &mut (dyn FnMut(Progress) + Send),
 ) -> Vec<crate::sources::ProjectClone> {
@@ -121,7 +124,7 @@ pub async fn clone_projects(
 }
 
 async fn clone_sources(
-    rt: &Runtime,
+    rt: &dyn Backend,
     spec: &PodSpec,
     source: Option<&SourceSpec>,
     progress: &mut (dyn FnMut(Progress) + Send),
@@ -140,7 +143,7 @@ async fn clone_sources(
 
 /// Run preStop events, then stop the containers.
 pub async fn stop(
-    rt: &Runtime,
+    rt: &dyn Backend,
     env: &str,
     plan: &EnvironmentPlan,
 ) -> Result<Vec<CommandRun>, EnvError> {
@@ -162,11 +165,20 @@ pub async fn stop(
 /// events run first when a container is about to go. The caller validates the new devfile
 /// first (see [`plan_from_workspace`]), so an invalid devfile never reaches this point.
 pub async fn restart(
-    rt: &Runtime,
+    rt: &dyn Backend,
     old: &EnvironmentPlan,
     spec: &PodSpec,
 ) -> Result<PodStatus, EnvError> {
-    Ok(restart_planned(rt, old, spec).await?.0)
+    // Through the trait: the Docker backend's `recreate` is the restart by difference
+    // ([`restart_planned`] does the same on a `Runtime` and says what it did).
+    if rt.status(&spec.env_id).await?.is_some_and(|s| s.running())
+        && !old.events.pre_stop.is_empty()
+    {
+        run_event(rt, &spec.env_id, old, &old.events.pre_stop)
+            .await
+            .ok();
+    }
+    Ok(rt.recreate(spec).await?)
 }
 
 /// [`restart`], also returning what it did (for the environment's log).
@@ -191,11 +203,11 @@ pub const MAX_WORKSPACE_FILE_BYTES: usize = 1 << 20;
 /// Read a file from the main container; `None` when it does not exist; an error when
 /// it is larger than [`MAX_WORKSPACE_FILE_BYTES`] or does not end (`/dev/zero`).
 pub async fn read_file(
-    rt: &Runtime,
+    rt: &dyn Backend,
     env: &str,
     component: &str,
     path: &str,
-) -> Result<Option<String>, PodError> {
+) -> Result<Option<String>, BackendError> {
     rt.read_file(env, component, path, MAX_WORKSPACE_FILE_BYTES)
         .await
 }
@@ -240,7 +252,7 @@ fn join(from_file: &str, uri: &str) -> String {
 /// tries a change before pushing it). Errors come back as
 /// `path:line:col: error: …` lines and change nothing.
 pub async fn plan_from_workspace(
-    rt: &Runtime,
+    rt: &dyn Backend,
     env: &str,
     component: &str,
     path: &str,

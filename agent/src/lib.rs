@@ -14,6 +14,7 @@
 //! server is the per-job endpoint gateway. The standalone binary is
 //! `cove-agent` (`src/bin/cove-agent.rs`, configuration in [`config`]).
 
+pub mod backend;
 pub mod bounded;
 pub mod broker;
 pub mod commands;

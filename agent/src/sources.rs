@@ -17,7 +17,8 @@ use tokio::task::JoinHandle;
 
 use cove_api::agent::EnvSource;
 
-use crate::pod::{PodError, Runtime};
+use crate::backend::{Backend, BackendError};
+use crate::pod::PodError;
 
 /// What to check out: the protocol's [`EnvSource`] (clone URL without
 /// credentials, repository directory, branch or new branch, a short-lived
@@ -36,6 +37,8 @@ pub enum SourceError {
     Io(#[from] std::io::Error),
     #[error(transparent)]
     Pod(#[from] PodError),
+    #[error(transparent)]
+    Backend(#[from] BackendError),
 }
 
 async fn git(
@@ -76,7 +79,7 @@ async fn git(
 /// directory already exists (the sources volume persists across restarts).
 /// Returns false when the sources were already there.
 pub async fn checkout(
-    rt: &Runtime,
+    rt: &dyn Backend,
     env: &str,
     component: &str,
     projects_root: &str,
@@ -182,7 +185,7 @@ pub async fn checkout(
     // whatever the size of the working tree.
     let (body, writer) = tar_stream(dir.clone(), spec.repo.clone());
     let upload = rt
-        .upload_tar_stream(env, component, projects_root, body)
+        .upload_tar_stream(env, component, projects_root, Box::pin(body))
         .await;
     let written = writer
         .await
@@ -315,7 +318,7 @@ echo cloned
 /// for `sparseCheckoutDirs`. A target that exists is left alone. Zip
 /// projects are not downloaded (the plan warns).
 pub async fn clone_project(
-    rt: &Runtime,
+    rt: &dyn Backend,
     env: &str,
     component: &str,
     projects_root: &str,

@@ -1,0 +1,185 @@
+//! Commands in an environment's containers through the API server (`pods/exec` over
+//! WebSocket): streams, the exit code from the status channel, and the variables and working
+//! directory the exec API does not have.
+
+use kube::api::AttachParams;
+
+use super::{kerr, manifest::pod_name, KubernetesBackend};
+use crate::backend::{ExecStreams, Result};
+
+impl KubernetesBackend {
+    /// Start `argv` in a component with the streams asked for. Without `with_stdin` the
+    /// command's standard input is not attached (it reads end-of-file) and
+    /// [`ExecStreams::stdin`] discards what is written.
+    pub(super) async fn attach(
+        &self,
+        env: &str,
+        component: &str,
+        argv: Vec<String>,
+        tty: Option<(u16, u16)>,
+        with_stdin: bool,
+    ) -> Result<ExecStreams> {
+        self.running_pod(env, component).await?;
+        let ap = AttachParams::default()
+            .container(component)
+            .stdin(with_stdin)
+            .stdout(true)
+            .stderr(tty.is_none())
+            .tty(tty.is_some())
+            .max_stdout_buf_size(64 * 1024)
+            .max_stderr_buf_size(64 * 1024)
+            .max_stdin_buf_size(64 * 1024);
+        let mut process = self
+            .pods()
+            .exec(&pod_name(env), argv, &ap)
+            .await
+            .map_err(kerr(env, "exec"))?;
+        let stdin: crate::backend::BoxWriter = match process.stdin() {
+            Some(w) => Box::pin(w),
+            None => Box::pin(tokio::io::sink()),
+        };
+        let missing = |what: &str| crate::backend::BackendError::Kubernetes {
+            env: env.to_string(),
+            action: "exec".into(),
+            message: format!("the connection has no {what}"),
+        };
+        let stdout = process.stdout().ok_or_else(|| missing("stdout"))?;
+        let stderr = process.stderr();
+        let status = process
+            .take_status()
+            .ok_or_else(|| missing("status channel"))?;
+        let resize = match (tty, process.terminal_size()) {
+            (Some((cols, rows)), Some(mut sizes)) => {
+                use futures_util::SinkExt;
+                let (tx, mut rx) = tokio::sync::mpsc::channel::<(u16, u16)>(8);
+                tx.try_send((cols, rows)).ok();
+                tokio::spawn(async move {
+                    while let Some((width, height)) = rx.recv().await {
+                        let size = kube::api::TerminalSize {
+                            width: width.max(1),
+                            height: height.max(1),
+                        };
+                        if sizes.send(size).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+                Some(tx)
+            }
+            _ => None,
+        };
+        let exit = Box::pin(async move { Ok(status.await.map(|s| exit_code(&s))) });
+        Ok(ExecStreams {
+            stdin,
+            stdout: Box::pin(stdout),
+            stderr: stderr.map(|e| Box::pin(e) as crate::backend::BoxReader),
+            exit,
+            resize,
+            keep: Box::new(process),
+        })
+    }
+
+    pub(super) async fn exec_bounded(
+        &self,
+        env: &str,
+        component: &str,
+        argv: Vec<String>,
+        limits: crate::bounded::ExecLimits,
+        stop_on_overflow: bool,
+    ) -> Result<(crate::bounded::BoundedOutput, Option<i64>)> {
+        let streams = self.attach(env, component, argv, None, false).await?;
+        crate::backend::collect_bounded(streams, limits, stop_on_overflow).await
+    }
+}
+
+/// The exit code in an exec's final status: 0 on success, the `ExitCode` cause otherwise.
+pub(super) fn exit_code(s: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Status) -> i64 {
+    if s.status.as_deref() == Some("Success") {
+        return 0;
+    }
+    s.details
+        .as_ref()
+        .and_then(|d| d.causes.as_ref())
+        .and_then(|causes| {
+            causes
+                .iter()
+                .find(|c| c.reason.as_deref() == Some("ExitCode"))
+                .and_then(|c| c.message.as_deref()?.parse().ok())
+        })
+        .unwrap_or(-1)
+}
+
+/// `cmd` with `vars` set and run in `workdir` (the exec API has neither).
+pub(super) fn wrap(cmd: &[&str], vars: &[(String, String)], workdir: Option<&str>) -> Vec<String> {
+    let mut argv = Vec::new();
+    if let Some(dir) = workdir {
+        argv.extend(
+            [
+                "/bin/sh",
+                "-c",
+                "cd -- \"$1\" || exit 1; shift; exec \"$@\"",
+                "sh",
+                dir,
+            ]
+            .map(str::to_string),
+        );
+    }
+    if !vars.is_empty() {
+        argv.push("env".into());
+        argv.extend(vars.iter().map(|(k, v)| format!("{k}={v}")));
+    }
+    argv.extend(cmd.iter().map(|s| s.to_string()));
+    argv
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vars_and_workdir_wrap_the_command() {
+        assert_eq!(wrap(&["ls"], &[], None), ["ls"]);
+        assert_eq!(
+            wrap(
+                &["ls", "-l"],
+                &[("A".into(), "1".into())],
+                Some("/projects")
+            ),
+            [
+                "/bin/sh",
+                "-c",
+                "cd -- \"$1\" || exit 1; shift; exec \"$@\"",
+                "sh",
+                "/projects",
+                "env",
+                "A=1",
+                "ls",
+                "-l"
+            ]
+        );
+    }
+
+    #[test]
+    fn exit_codes_come_from_the_status_causes() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Status, StatusCause, StatusDetails};
+        let ok = Status {
+            status: Some("Success".into()),
+            ..Default::default()
+        };
+        assert_eq!(exit_code(&ok), 0);
+        let failed = Status {
+            status: Some("Failure".into()),
+            reason: Some("NonZeroExitCode".into()),
+            details: Some(StatusDetails {
+                causes: Some(vec![StatusCause {
+                    reason: Some("ExitCode".into()),
+                    message: Some("3".into()),
+                    field: None,
+                }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(exit_code(&failed), 3);
+    }
+}

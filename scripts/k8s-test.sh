@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# The Kubernetes backend's tests on a real one-node cluster (docs/kubernetes.md):
+#   scripts/k8s-cluster.sh build    (cached by version: instant when built)
+#   scripts/k8s-cluster.sh start    (KUBECONFIG from its output)
+#   scripts/k8s-cluster.sh import   cove/busybox cove/echo-server (from $DOCKER_HOST)
+#   cargo test -p cove-agent --test k8s_env -- --ignored
+#   scripts/k8s-cluster.sh stop     (always, also after a failure)
+# Needs root and a Docker engine with the images (scripts/test-env.sh). Exits with the
+# first failure's status. Called by scripts/test.sh after the browser tests, so the
+# cluster's kube-proxy/kube-router rules never overlap the Docker tests.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+K8S=scripts/k8s-cluster.sh
+log() { printf '[k8s-test] %s\n' "$*"; }
+
+[ -n "${DOCKER_HOST:-}" ] || { log "DOCKER_HOST is not set (source the env of scripts/test-env.sh)"; exit 1; }
+
+# the test's kubectl: the one the cluster script built
+export COVE_KUBECTL="${COVE_K8S_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/cove/k8s/v${K8S_VERSION:-1.34.4}}/bin/kubectl"
+
+t0=$SECONDS
+bash "$K8S" build
+log "build: $((SECONDS - t0)) s"
+
+stopped=0
+stop_cluster() {
+  [ "$stopped" = 1 ] && return 0
+  stopped=1
+  local t=$SECONDS
+  bash "$K8S" stop || log "stop failed"
+  log "stop: $((SECONDS - t)) s"
+}
+trap stop_cluster EXIT
+
+t=$SECONDS
+out=$(bash "$K8S" start)
+printf '%s\n' "$out"
+eval "$(printf '%s\n' "$out" | grep '^export KUBECONFIG=')"
+export KUBECONFIG
+log "start: $((SECONDS - t)) s"
+
+t=$SECONDS
+bash "$K8S" import cove/busybox:latest cove/echo-server:latest
+log "import: $((SECONDS - t)) s"
+
+t=$SECONDS
+rc=0
+cargo test -p cove-agent --test k8s_env -- --ignored || rc=$?
+log "cargo test -p cove-agent --test k8s_env: $((SECONDS - t)) s (exit $rc)"
+stop_cluster
+log "total: $((SECONDS - t0)) s"
+exit "$rc"
