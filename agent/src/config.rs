@@ -8,6 +8,8 @@
 //! state_dir: /var/lib/cove-agent           # holds agent-token (0600) and agent-id
 //! registration_token_file: /run/secrets/cove-registration-token
 //! metrics_listen: 127.0.0.1:9465          # /metrics and /healthz, no credentials (off if absent)
+//! labels:                                  # placement labels (docs/agents.md); the agent adds
+//!   region: eu                             #   backend=docker and arch=amd64|arm64 itself
 //! sandbox:                                 # job isolation (private_net::SandboxSettings)
 //!   private_network: true
 //! ```
@@ -15,6 +17,7 @@
 //! Unknown keys are errors that name the file. The file never holds the agent token; the
 //! registration token only by reference (`registration_token_file`).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -48,6 +51,9 @@ pub struct FileConfig {
     /// Serve the agent's own metrics (`/metrics`, `/healthz`) on HOST:PORT, without
     /// credentials (off when absent; keep it on a loopback or private address).
     pub metrics_listen: Option<String>,
+    /// Placement labels (`region: eu`); `backend` and `arch` are set by the agent.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
 }
 
 /// Overrides from flags and environment variables (these win over the file).
@@ -59,6 +65,8 @@ pub struct Overrides {
     pub state_dir: Option<PathBuf>,
     pub registration_token_file: Option<PathBuf>,
     pub metrics_listen: Option<String>,
+    /// `KEY=VALUE` labels from `--label` (a key given here replaces the file's).
+    pub labels: Vec<String>,
 }
 
 /// The effective configuration.
@@ -72,6 +80,8 @@ pub struct AgentConfig {
     pub sandbox: SandboxSettings,
     /// Where the agent's metrics are served (none: not served).
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Every label the agent reports: the file's, the flags', then `backend` and `arch`.
+    pub labels: BTreeMap<String, String>,
 }
 
 /// Why the configuration is unusable.
@@ -160,6 +170,12 @@ impl AgentConfig {
         if slots == 0 {
             return Err(ConfigError::Invalid("slots must be at least 1".into()));
         }
+        let mut labels = file.labels;
+        for text in &over.labels {
+            let (k, v) = crate::labels::parse(text).map_err(ConfigError::Invalid)?;
+            labels.insert(k, v);
+        }
+        let labels = crate::labels::standard(&labels);
         Ok(AgentConfig {
             server,
             name,
@@ -173,6 +189,7 @@ impl AgentConfig {
                 .or(file.registration_token_file),
             sandbox: file.sandbox,
             metrics_listen,
+            labels,
         })
     }
 
@@ -262,6 +279,35 @@ mod tests {
         )
         .expect("valid");
         assert_eq!((config.name.as_str(), config.slots), ("myhost", 1));
+    }
+
+    #[test]
+    fn labels_come_from_the_file_and_flags_and_the_agent_adds_its_own() {
+        let file = parse("server: http://s\nlabels:\n  region: eu\n  pool: cpu\n").expect("valid");
+        let config = AgentConfig::resolve(
+            file,
+            Overrides {
+                labels: vec!["pool=gpu".into(), "disk=ssd".into()],
+                ..Default::default()
+            },
+            "h",
+        )
+        .expect("valid");
+        assert_eq!(config.labels["region"], "eu");
+        assert_eq!(config.labels["pool"], "gpu");
+        assert_eq!(config.labels["disk"], "ssd");
+        assert_eq!(config.labels["backend"], "docker");
+        assert!(config.labels.contains_key("arch"));
+        let err = AgentConfig::resolve(
+            parse("server: http://s\n").expect("valid"),
+            Overrides {
+                labels: vec!["gpu".into()],
+                ..Default::default()
+            },
+            "h",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("KEY=VALUE"), "{err}");
     }
 
     #[test]

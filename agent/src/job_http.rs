@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use cove_api::{
-    AgentIdentity, FinishRequest, HeartbeatRequest, HeartbeatResponse, JobLease, LeaseRequest,
-    LogBatch, RegisterAgentRequest, RegisteredAgent,
+    AgentCapacity, AgentIdentity, AgentStatus, FinishRequest, HeartbeatRequest, HeartbeatResponse,
+    JobLease, LeaseRequest, LogBatch, RegisterAgentRequest, RegisteredAgent,
 };
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request, StatusCode};
@@ -123,17 +123,21 @@ pub enum RegisterError {
     Failed { server: String, message: String },
 }
 
-/// Registers an agent named `name` with a one-time `registration_token`; the answer holds the
-/// agent's id and its own token.
+/// Registers an agent named `name` with a one-time `registration_token`, its `labels` and
+/// `capacity`; the answer holds the agent's id and its own token.
 pub async fn register(
     server: &str,
     registration_token: &str,
     name: &str,
+    labels: &std::collections::BTreeMap<String, String>,
+    capacity: &AgentCapacity,
 ) -> Result<RegisteredAgent, RegisterError> {
     let transport = HttpTransport::new(server, registration_token);
     let body = RegisterAgentRequest {
         name: name.to_string(),
         version: Some(env!("CARGO_PKG_VERSION").to_string()),
+        labels: labels.clone(),
+        capacity: Some(capacity.clone()),
     };
     let failed = |message: String| RegisterError::Failed {
         server: transport.base.clone(),
@@ -208,6 +212,13 @@ impl HttpTransport {
             )));
         }
         serde_json::from_slice(&body).map(Some).map_err(other)
+    }
+
+    /// `POST /api/v1/agent/status`: the agent's labels and capacity now (issue 20).
+    pub async fn status(&self, status: &AgentStatus) -> Result<(), TransportError> {
+        self.json("/agent/status", status, Duration::from_secs(30))
+            .await
+            .map(|_| ())
     }
 
     /// One request; any status is returned.

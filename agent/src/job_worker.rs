@@ -96,6 +96,8 @@ pub struct WorkerConfig {
     /// reports each of their attempts as failed by the agent, so the server retries the job
     /// (`RetryOnAgentLost`) at once instead of after the lease. `None`: no owner label.
     pub owner: Option<String>,
+    /// Jobs running now (reported as capacity; shared by clones of the configuration).
+    pub busy: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Default for WorkerConfig {
@@ -107,6 +109,7 @@ impl Default for WorkerConfig {
             log_batch_lines: 64,
             sandbox: crate::private_net::SandboxSettings::default(),
             owner: None,
+            busy: Arc::default(),
         }
     }
 }
@@ -143,9 +146,15 @@ pub async fn run<T: JobTransport>(
                 };
                 match leased {
                     Ok(Some(lease)) => {
-                        tokio::select! {
-                            _ = shutdown.cancelled() => return,
-                            () = execute(&docker, transport.as_ref(), &config, lease) => {}
+                        use std::sync::atomic::Ordering::Relaxed;
+                        config.busy.fetch_add(1, Relaxed);
+                        let stopped = tokio::select! {
+                            _ = shutdown.cancelled() => true,
+                            () = execute(&docker, transport.as_ref(), &config, lease) => false,
+                        };
+                        config.busy.fetch_sub(1, Relaxed);
+                        if stopped {
+                            return;
                         }
                     }
                     Ok(None) => {}

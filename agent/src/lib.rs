@@ -29,6 +29,7 @@ pub mod job_http;
 pub mod job_sandbox;
 pub mod job_worker;
 pub mod jobs;
+pub mod labels;
 pub mod mask;
 pub mod metrics;
 pub mod pod;

@@ -137,6 +137,15 @@ pub struct Job {
     /// The registered agent that holds (or last held) the lease; absent for the embedded one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_id: Option<i64>,
+    /// The name of that agent (`embedded` for the server's own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    /// Labels the job's agent must carry (from `Compute.Fleet`; docs/agents.md).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Why a pending job cannot be placed now ("no agent matches labels pool=gpu").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<String>,
     /// Set for `aws/approval` gates.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval: Option<Approval>,

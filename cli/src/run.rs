@@ -215,6 +215,12 @@ fn print_run(run: &Run) {
         if !j.artifacts.is_empty() {
             note = format!("artifacts: {} {note}", j.artifacts.join(", "));
         }
+        if let Some(agent) = &j.agent {
+            note = format!("agent: {agent} {note}");
+        }
+        if let Some(waiting) = &j.waiting {
+            note = format!("waiting: {waiting} {note}");
+        }
         println!(
             "{:<24} {:<16} {:<8} {:<10} {}",
             j.action,

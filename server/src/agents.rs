@@ -5,6 +5,15 @@
 //! Revoking an agent expires the leases it holds at once, so the reaper handles its running
 //! jobs like a lost agent's on its next pass (`agent_lost`, or a retry when configured)
 //! instead of waiting for the lease to run out; the agent's next call gets 401.
+//!
+//! Labels, capacity and pools (issue 20): an agent reports labels and capacity on
+//! registration and with its status reports (`POST /api/v1/agent/status`); a registration
+//! token may name an agent pool the new agent joins ([`pools`]); which agent may run which
+//! job is [`placement`] (pure) over [`eligibility`] (the store's view). docs/agents.md.
+
+pub mod eligibility;
+pub mod placement;
+pub mod pools;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -15,11 +24,11 @@ use axum::Extension;
 
 use crate::extract::{Json, Path};
 use cove_api::{
-    AgentInfo, CreateRegistrationTokenRequest, RegisterAgentRequest, RegisteredAgent,
-    RegistrationToken, AGENT_TOKEN_PREFIX, REGISTRATION_TOKEN_PREFIX,
+    AgentCapacity, AgentInfo, AgentStatus, CreateRegistrationTokenRequest, RegisterAgentRequest,
+    RegisteredAgent, RegistrationToken, AGENT_TOKEN_PREFIX, REGISTRATION_TOKEN_PREFIX,
 };
 
-use crate::auth::{self, Principal, RegistrationGrant};
+use crate::auth::{self, AgentPrincipal, Principal, RegistrationGrant};
 use crate::error::ApiError;
 use crate::store::now_secs;
 use crate::AppState;
@@ -49,6 +58,14 @@ pub async fn create_registration_token(
         }
         Some(s) => s,
     };
+    let pool_id = match req.pool.as_deref().map(str::trim) {
+        None => None,
+        Some(name) => Some(state.store().agent_pool_id(name).await?.ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "agent pool {name} (create it with `cove agent pool create`)"
+            ))
+        })?),
+    };
     let now = now_secs();
     let expires_at = now + i64::try_from(ttl).unwrap_or(i64::MAX / 2);
     let token = auth::generate_token_with(REGISTRATION_TOKEN_PREFIX);
@@ -60,6 +77,7 @@ pub async fn create_registration_token(
             now,
             expires_at,
             MAX_OUTSTANDING_REGISTRATION_TOKENS,
+            pool_id,
         )
         .await?
         .ok_or_else(|| {
@@ -72,6 +90,7 @@ pub async fn create_registration_token(
         registration_token = row.id,
         by = %principal.user.username,
         expires_at,
+        pool = req.pool.as_deref().unwrap_or("-"),
         "agent registration token created"
     );
     Ok((
@@ -97,6 +116,7 @@ pub async fn register(
             "agent name must be 1-100 printable characters".into(),
         ));
     }
+    placement::validate_labels(&req.labels).map_err(ApiError::BadRequest)?;
     let token = auth::generate_token_with(AGENT_TOKEN_PREFIX);
     let agent = state
         .store()
@@ -105,6 +125,8 @@ pub async fn register(
             name,
             &auth::hash_token(&token),
             now_secs(),
+            &req.labels,
+            &req.capacity.unwrap_or_default(),
         )
         .await?
         .map_err(auth::registration_refused)?;
@@ -112,6 +134,8 @@ pub async fn register(
         agent = agent.id,
         name = %agent.name,
         version = req.version.as_deref().unwrap_or("?"),
+        pool = agent.pool_id,
+        labels = %placement::labels_text(&agent.labels),
         "agent registered"
     );
     Ok((
@@ -123,26 +147,100 @@ pub async fn register(
     ))
 }
 
-/// `GET /api/v1/agents` (administrators).
+/// `POST /api/v1/agent/status` (the agent's own token): its labels and capacity now.
+pub async fn agent_status(
+    State(state): State<AppState>,
+    Extension(agent): Extension<AgentPrincipal>,
+    Json(status): Json<AgentStatus>,
+) -> Result<StatusCode, ApiError> {
+    placement::validate_labels(&status.labels).map_err(ApiError::BadRequest)?;
+    state
+        .store()
+        .set_agent_status(agent.id, &status.labels, &status.capacity, now_secs())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /api/v1/agents` (administrators): registered agents with their pool, labels (as
+/// placement sees them), capacity, backend and what they run; then the embedded agent when
+/// the server has one.
 pub async fn list_agents(State(state): State<AppState>) -> Result<Json<Vec<AgentInfo>>, ApiError> {
     let mut jobs: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+    let mut embedded_jobs = Vec::new();
     for (agent, job) in state.store().running_jobs_by_agent().await? {
         jobs.entry(agent).or_default().push(job);
     }
+    for job in state.store().running_embedded_jobs().await? {
+        embedded_jobs.push(job);
+    }
+    let pools = state.store().agent_pools().await?;
+    let pool_names: std::collections::BTreeSet<String> =
+        pools.iter().map(|p| p.name.clone()).collect();
     let agents = state.store().list_agents().await?;
-    Ok(Json(
-        agents
-            .into_iter()
-            .map(|a| AgentInfo {
+    let mut out: Vec<AgentInfo> = agents
+        .into_iter()
+        .map(|a| {
+            let pool = a.pool_id.map(|id| {
+                pools
+                    .iter()
+                    .find(|p| p.id == id)
+                    .map_or_else(|| format!("#{id} (deleted)"), |p| p.name.clone())
+            });
+            let labels = placement::effective_labels(&a.labels, pool.as_deref(), &pool_names);
+            AgentInfo {
                 current_jobs: jobs.remove(&a.id).unwrap_or_default(),
                 id: a.id,
                 name: a.name,
                 created_at: a.created_at,
                 last_seen_at: a.last_seen_at,
                 revoked: a.revoked_at.is_some(),
+                backend: labels.get("backend").cloned().unwrap_or_default(),
+                pool,
+                labels,
+                capacity: a.capacity,
+                current_environments: Vec::new(),
+                embedded: false,
+            }
+        })
+        .collect();
+    if state.runs().config().embedded_slots > 0 || state.envs().has_agent() {
+        let envs: Vec<String> = state
+            .store()
+            .list_envs()
+            .await?
+            .into_iter()
+            .filter(|e| {
+                !matches!(
+                    e.state,
+                    cove_api::EnvState::Stopped | cove_api::EnvState::Failed
+                )
             })
-            .collect(),
-    ))
+            .map(|e| e.id)
+            .collect();
+        let labels = eligibility::embedded_labels();
+        out.push(AgentInfo {
+            id: 0,
+            name: eligibility::EMBEDDED_NAME.to_string(),
+            created_at: 0,
+            last_seen_at: Some(now_secs()),
+            revoked: false,
+            backend: labels.get("backend").cloned().unwrap_or_default(),
+            pool: None,
+            labels,
+            capacity: AgentCapacity {
+                cpus: u32::try_from(std::thread::available_parallelism().map_or(0, |n| n.get()))
+                    .unwrap_or(0),
+                memory_bytes: 0,
+                max_jobs: u32::try_from(state.runs().config().embedded_slots).unwrap_or(0),
+                running_jobs: u32::try_from(embedded_jobs.len()).unwrap_or(0),
+                running_environments: u32::try_from(envs.len()).unwrap_or(0),
+            },
+            current_jobs: embedded_jobs,
+            current_environments: envs,
+            embedded: true,
+        });
+    }
+    Ok(Json(out))
 }
 
 /// `DELETE /api/v1/agents/{agent}` (administrators): revokes the agent's token and expires

@@ -1561,6 +1561,39 @@ pub fn api_routes() -> Vec<Route> {
             agents::revoke_agent,
         )
         .answers(&[404]),
+        // ---- agent pools (issue 20, docs/agents.md): administrators only
+        route(
+            M::POST,
+            "/api/v1/agent-pools",
+            Admin,
+            None,
+            true,
+            CREATED,
+            "Create an agent pool serving these repositories and owners",
+            agents::pools::create_pool,
+        )
+        .answers(&[404, 409]),
+        route(
+            M::GET,
+            "/api/v1/agent-pools",
+            Admin,
+            None,
+            true,
+            OK,
+            "List agent pools with their repositories, owners and agents",
+            agents::pools::list_pools,
+        ),
+        route(
+            M::DELETE,
+            "/api/v1/agent-pools/{pool}",
+            Admin,
+            None,
+            true,
+            GONE,
+            "Delete an agent pool (409 while it has agents or outstanding registration tokens)",
+            agents::pools::delete_pool,
+        )
+        .answers(&[404, 409]),
         route(
             M::GET,
             "/api/v1/audit",
@@ -1578,6 +1611,13 @@ pub fn api_routes() -> Vec<Route> {
             OK,
             "Agent: who this agent token belongs to",
             runs::agent_self,
+        ),
+        agent_route(
+            M::POST,
+            "/api/v1/agent/status",
+            GONE,
+            "Agent: report its labels and capacity (issue 20)",
+            agents::agent_status,
         ),
         agent_route(
             M::POST,

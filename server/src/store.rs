@@ -13,6 +13,7 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Row};
 
+mod agent_pools;
 mod agents;
 mod audit;
 mod branch_rules;
@@ -39,6 +40,7 @@ mod settings;
 mod ssh_keys;
 mod users;
 
+pub use agent_pools::PoolRow;
 pub use agents::{AgentRow, RegistrationRefusal, RegistrationTokenRow};
 pub use audit::{AuditFilter, AuditRow};
 

@@ -505,7 +505,12 @@ async fn a_registered_cove_agent_process_runs_pushed_jobs_and_reuses_its_token()
     push_workflow(&server, work.path(), "app").await?;
     let run = wait_for_run(&server, "admin/app", 1).await?;
     assert_eq!(run.state, RunState::Succeeded, "{run:#?}");
-    let listed = agents(&server).await?;
+    // Registered agents first; the embedded agent (environments) is listed last.
+    let listed: Vec<AgentInfo> = agents(&server)
+        .await?
+        .into_iter()
+        .filter(|a| !a.embedded)
+        .collect();
     assert_eq!(listed.len(), 1, "{listed:#?}");
     assert_eq!(listed[0].name, "e2e-agent");
     assert_eq!(
@@ -544,7 +549,15 @@ async fn a_registered_cove_agent_process_runs_pushed_jobs_and_reuses_its_token()
     git_ok(work.path(), &["push", "-q", &url, "main"]).await?;
     let run = wait_for_run(&server, "admin/app", 2).await?;
     assert_eq!(run.state, RunState::Succeeded, "{run:#?}");
-    assert_eq!(agents(&server).await?.len(), 1, "no second registration");
+    assert_eq!(
+        agents(&server)
+            .await?
+            .iter()
+            .filter(|a| !a.embedded)
+            .count(),
+        1,
+        "no second registration"
+    );
     let stderr2 = stop(agent).await?;
 
     // Neither token ever reaches the agent's log, even at debug level.

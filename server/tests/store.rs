@@ -246,6 +246,7 @@ async fn durable_runs_store_on_every_backend() -> Result<()> {
             variables_json: "{}".into(),
             artifacts_json: "[]".into(),
             on_failure: Default::default(),
+            labels: Default::default(),
         };
         let (r1, j1) = (next_id(), next_id());
         assert!(

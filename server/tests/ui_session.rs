@@ -354,6 +354,7 @@ async fn sse_streams_deliver_runs_logs_with_resume_and_environments() -> Result<
         variables_json: "{}".into(),
         artifacts_json: "[]".into(),
         on_failure: Default::default(),
+        labels: Default::default(),
     };
     let build = job(run_id + 1, 0, "Build", vec![], cove_api::JobState::Running);
     let test = job(

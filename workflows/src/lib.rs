@@ -61,6 +61,7 @@ pub mod batch;
 mod buildspec;
 mod codecatalyst;
 pub mod cron;
+pub mod fleet;
 mod graph;
 pub mod interpolate;
 mod model;

@@ -51,7 +51,7 @@ pub const CONSTRUCTS: &[Construct] = &[
     cc("RunMode", "runs", "`QUEUED`, `SUPERSEDED`, `PARALLEL` (docs/runs.md)"),
     cc("Compute", "runs", "workflow-level compute; see the keys below"),
     cc("Compute.Type", "runs · warns", "`EC2` runs the action as a job container on a Cove agent; `Lambda` warns: it runs the same way, without Lambda's limits"),
-    cc("Compute.Fleet", "warns · refuses", "on-demand `Linux.x86-64.Large`/`XLarge` warn: the action runs with the agent's job limits, not the fleet's size; `Linux.Arm64.*` and provisioned fleets are refused"),
+    cc("Compute.Fleet", "runs · warns", "a provisioned fleet `NAME` runs the action only on an agent of the agent pool `NAME` (label `pool=NAME`; docs/agents.md); on-demand `Linux.x86-64.*` / `Linux.Arm64.*` warn: they run on an agent labelled `arch=amd64` / `arch=arm64` with its job limits, not the fleet's size"),
     cc("Compute.SharedInstance", "runs · refuses", "`false` runs; `true` is refused: every action runs in its own fresh container, so files do not carry between actions (use artifacts)"),
     cc("Triggers", "runs", "none: manual starts only"),
     cc("Triggers[].Type", "runs", "`PUSH`, `PULLREQUEST`, `SCHEDULE`, `MANUAL`"),
@@ -254,23 +254,20 @@ fn compute(c: &mut Checker, n: &Node) {
     }
     if let Some(f) = n.get("Fleet") {
         let name = text(f).unwrap_or_default();
-        if matches!(name, "Linux.x86-64.Large" | "Linux.x86-64.XLarge") {
+        if let Some((_, arch)) = crate::fleet::ON_DEMAND.iter().find(|(n, _)| *n == name) {
             c.warn(
                 f.pos,
-                format!("fleet `{name}`: the action runs with the Cove agent's job limits, not this fleet's size"),
+                format!(
+                    "fleet `{name}`: the action runs on an agent labelled `arch={arch}`, with that \
+                     agent's job limits, not this fleet's size"
+                ),
                 "remove `Fleet` to silence this warning",
             );
-        } else if name.starts_with("Linux.Arm64") {
+        } else if !crate::fleet::valid_label_value(name) {
             c.refuse(
                 f.pos,
-                format!("the Arm64 fleet `{name}` (Cove's agents run x86-64 jobs)"),
-                "use `Linux.x86-64.Large` or remove `Fleet`",
-            );
-        } else {
-            c.refuse(
-                f.pos,
-                format!("the provisioned fleet `{name}`"),
-                "remove `Fleet`: actions run on Cove's registered agents",
+                format!("the fleet name `{name}` as an agent pool (pool names are 1-63 letters, digits, `.`, `_`, `-`)"),
+                "rename the fleet to a valid pool name, or remove `Fleet`",
             );
         }
     }

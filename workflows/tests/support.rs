@@ -96,10 +96,20 @@ fn actions_cove_cannot_run_are_refused_at_their_identifier() {
 
 #[test]
 fn compute_types_and_fleets() {
-    let t = action("    Compute:\n      Type: EC2\n      Fleet: Linux.Arm64.Large\n");
-    refused_at(&t, 8, 14, "Arm64 fleet");
-    let t = action("    Compute:\n      Type: EC2\n      Fleet: my-provisioned\n");
-    refused_at(&t, 8, 14, "provisioned fleet `my-provisioned`");
+    // A provisioned fleet runs on the agent pool of that name; Arm64 on an arm64 agent.
+    assert!(cove_warnings(&action(
+        "    Compute:\n      Type: EC2\n      Fleet: my-provisioned\n"
+    ))
+    .is_empty());
+    let w = cove_warnings(&action(
+        "    Compute:\n      Type: EC2\n      Fleet: Linux.Arm64.Large\n",
+    ));
+    assert!(
+        w.len() == 1 && w[0].message.contains("arch=arm64") && w[0].line == 8,
+        "{w:?}"
+    );
+    let t = action("    Compute:\n      Type: EC2\n      Fleet: \"my fleet\"\n");
+    refused_at(&t, 8, 14, "fleet name `my fleet` as an agent pool");
     let t = "Name: w\nSchemaVersion: '1.0'\nCompute:\n  Type: EC2\n  SharedInstance: true\nActions:\n  B:\n    Identifier: aws/build@v1\n    Configuration: {Steps: [{Run: make}]}\n";
     refused_at(t, 5, 19, "SharedInstance");
     let w = cove_warnings(&action(

@@ -50,6 +50,16 @@ struct Args {
     /// `metrics_listen:`; off by default).
     #[arg(long, env = "COVE_AGENT_METRICS_LISTEN", value_name = "HOST:PORT")]
     metrics_listen: Option<String>,
+    /// A placement label, KEY=VALUE (repeatable; COVE_AGENT_LABELS: comma-separated). Jobs
+    /// whose `Compute.Fleet` asks for labels run only on agents that carry them
+    /// (docs/agents.md); `backend=docker` and `arch` are always added.
+    #[arg(
+        long = "label",
+        env = "COVE_AGENT_LABELS",
+        value_name = "KEY=VALUE",
+        value_delimiter = ','
+    )]
+    labels: Vec<String>,
 }
 
 fn main() -> ExitCode {
@@ -108,6 +118,7 @@ fn load_config(args: &Args) -> Result<AgentConfig> {
         state_dir: args.state_dir.clone(),
         registration_token_file: args.registration_token_file.clone(),
         metrics_listen: args.metrics_listen.clone(),
+        labels: args.labels.clone(),
     };
     Ok(AgentConfig::resolve(file, over, &host_name())?)
 }
@@ -169,7 +180,18 @@ async fn agent_token(config: &AgentConfig, env_registration: Option<String>) -> 
         .with_context(|| format!("creating {}", config.state_dir.display()))?;
     std::fs::set_permissions(&config.state_dir, std::fs::Permissions::from_mode(0o700))
         .with_context(|| format!("restricting {}", config.state_dir.display()))?;
-    let registered = job_http::register(&config.server, &registration, &config.name).await?;
+    let capacity = cove_api::AgentCapacity {
+        max_jobs: u32::try_from(config.slots).unwrap_or(u32::MAX),
+        ..Default::default()
+    };
+    let registered = job_http::register(
+        &config.server,
+        &registration,
+        &config.name,
+        &config.labels,
+        &capacity,
+    )
+    .await?;
     write_private(&token_path, &registered.token)?;
     write_private(&config.id_path(), &format!("{}\n", registered.agent_id))?;
     tracing::info!(
@@ -179,6 +201,54 @@ async fn agent_token(config: &AgentConfig, env_registration: Option<String>) -> 
         "registered with the server; the agent token is stored in the state directory"
     );
     Ok(registered.token)
+}
+
+/// How often the agent reports its labels and capacity.
+const STATUS_EVERY: Duration = Duration::from_secs(10);
+
+/// Reports labels and capacity (the engine's CPUs and memory, slots, busy slots) every
+/// [`STATUS_EVERY`] until `stop`. A failed report is logged and retried at the next tick.
+async fn report_status(
+    transport: Arc<HttpTransport>,
+    docker: bollard::Docker,
+    labels: std::collections::BTreeMap<String, String>,
+    slots: usize,
+    busy: Arc<std::sync::atomic::AtomicUsize>,
+    stop: CancellationToken,
+) {
+    let (cpus, memory_bytes) = match docker.info().await {
+        Ok(info) => (
+            info.ncpu.and_then(|n| u32::try_from(n).ok()).unwrap_or(0),
+            info.mem_total
+                .and_then(|m| u64::try_from(m).ok())
+                .unwrap_or(0),
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "reading the engine's CPUs and memory failed");
+            (0, 0)
+        }
+    };
+    let mut tick = tokio::time::interval(STATUS_EVERY);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let status = cove_api::AgentStatus {
+            labels: labels.clone(),
+            capacity: cove_api::AgentCapacity {
+                cpus,
+                memory_bytes,
+                max_jobs: u32::try_from(slots).unwrap_or(u32::MAX),
+                running_jobs: u32::try_from(busy.load(std::sync::atomic::Ordering::Relaxed))
+                    .unwrap_or(u32::MAX),
+                running_environments: 0,
+            },
+        };
+        if let Err(e) = transport.status(&status).await {
+            tracing::warn!(error = %e, "reporting the agent's status failed");
+        }
+    }
 }
 
 const REVOKED: &str = "the agent token was revoked or is unknown; register again with a new \
@@ -244,7 +314,16 @@ async fn run(args: Args, env_registration: Option<String>) -> Result<ExitCode> {
         owner: Some(format!("agent-{}", identity.agent_id)),
         ..Default::default()
     };
-    job_worker::run(docker, Arc::new(transport), worker, stop).await;
+    let transport = Arc::new(transport);
+    tokio::spawn(report_status(
+        transport.clone(),
+        docker.clone(),
+        config.labels.clone(),
+        config.slots,
+        worker.busy.clone(),
+        stop.clone(),
+    ));
+    job_worker::run(docker, transport, worker, stop).await;
     if revoked.is_cancelled() {
         eprintln!("error: {REVOKED}");
         return Ok(ExitCode::FAILURE);

@@ -45,6 +45,9 @@ pub async fn repo_of_run(state: &AppState, run: &str) -> Result<(String, String)
 fn job_dto(j: JobRow, agent_id: Option<i64>) -> Job {
     Job {
         agent_id,
+        agent: None,
+        waiting: None,
+        labels: j.labels.clone(),
         id: j.id,
         action: j.action,
         state: j.state,
@@ -72,6 +75,19 @@ pub async fn run_dto(state: &AppState, repo: &RepoRow, run: RunRow) -> Result<Ru
         .await?
         .into_iter()
         .collect();
+    // Names of the agents that ran (or run) the jobs; `embedded` for leased jobs without one.
+    let mut agent_names: BTreeMap<i64, String> = BTreeMap::new();
+    for id in agents.values() {
+        if !agent_names.contains_key(id) {
+            if let Some(a) = state.store().agent(*id).await? {
+                agent_names.insert(*id, a.name);
+            }
+        }
+    }
+    let full_name = format!("{}/{}", repo.owner, repo.name);
+    let mut waiting =
+        crate::agents::eligibility::waiting_reasons(state, &full_name, repo.id, &repo.owner, &jobs)
+            .await?;
     Ok(Run {
         id: run.id,
         number: run.number,
@@ -92,9 +108,19 @@ pub async fn run_dto(state: &AppState, repo: &RepoRow, run: RunRow) -> Result<Ru
                 let agent = agents.get(&j.id).copied();
                 let approval = approvals.remove(&j.id);
                 let deployment = deployments.remove(&j.id);
+                let agent_name = match agent {
+                    Some(id) => agent_names.get(&id).cloned(),
+                    None if j.attempt > 0 && approval.is_none() => {
+                        Some(crate::agents::eligibility::EMBEDDED_NAME.to_string())
+                    }
+                    None => None,
+                };
+                let waiting = waiting.remove(&j.id).filter(|_| approval.is_none());
                 Job {
                     approval,
                     deployment,
+                    agent: agent_name,
+                    waiting,
                     ..job_dto(j, agent)
                 }
             })

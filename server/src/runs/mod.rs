@@ -446,6 +446,7 @@ async fn insert_run(
                 _ if workflow.fast_fail => store::JobFailure::FailFast,
                 _ => store::JobFailure::Fail,
             },
+            labels: workflows::fleet::action_labels(workflow, action),
         })
         .collect();
     // Deploy actions (deploy/): refused ones fail once stored, those that need approvals wait
@@ -804,9 +805,22 @@ pub async fn try_lease_for(
 ) -> Result<Option<JobLease>, RunsError> {
     let runs = state.runs();
     let _serialized = runs.scheduler.lock().await;
+    // The polling agent's labels and pool (docs/agents.md "Placement"); an unknown agent gets
+    // nothing. (A lease taken by an agent revoked during its long poll expires at once: the
+    // handler's check.)
+    let Some(me) = crate::agents::eligibility::candidate(state, agent).await? else {
+        return Ok(None);
+    };
+    let eligible = |j: &store::ActiveJob| {
+        me.may_run(crate::agents::placement::JobNeeds {
+            repo_id: j.repo_id,
+            owner: &j.repo_owner,
+            labels: &j.job.labels,
+        })
+    };
     loop {
         let active = state.store().active_jobs().await?;
-        let decision = schedule::decide(&active);
+        let decision = schedule::decide_for(&active, &eligible);
         for run_id in &decision.supersede {
             supersede_run(state, *run_id).await?;
         }

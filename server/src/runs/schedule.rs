@@ -46,6 +46,13 @@ fn key(j: &ActiveJob) -> Key<'_> {
 /// Decides the next lease. `active` is every pending or running job, ordered by run id (=
 /// creation order) and position in the workflow.
 pub fn decide(active: &[ActiveJob]) -> Decision {
+    decide_for(active, &|_| true)
+}
+
+/// [`decide`] for one polling agent: the job to lease is the first ready job (same order)
+/// that `eligible` accepts — the agent's labels and pool (`agents::placement`). Supersession
+/// does not depend on the agent.
+pub fn decide_for(active: &[ActiveJob], eligible: &dyn Fn(&ActiveJob) -> bool) -> Decision {
     let mut in_run: HashMap<i64, HashSet<&str>> = HashMap::new();
     let mut occupied: HashSet<Key<'_>> = HashSet::new();
     let mut oldest: HashMap<Key<'_>, i64> = HashMap::new();
@@ -91,7 +98,7 @@ pub fn decide(active: &[ActiveJob]) -> Decision {
     }
     let lease = active
         .iter()
-        .filter(|j| j.job.state == JobState::Pending && !j.gate && deps_done(j))
+        .filter(|j| j.job.state == JobState::Pending && !j.gate && deps_done(j) && eligible(j))
         .find(|j| match j.run_mode.as_str() {
             "PARALLEL" => true,
             "SUPERSEDED" => !occupied.contains(&key(j)),
@@ -139,11 +146,13 @@ mod tests {
                 variables_json: "{}".into(),
                 artifacts_json: "[]".into(),
                 on_failure: Default::default(),
+                labels: Default::default(),
             },
             repo_id: 1,
             workflow_file: "w.yaml".into(),
             run_mode: mode.into(),
             gate: false,
+            repo_owner: "admin".into(),
         }
     }
 

@@ -215,6 +215,7 @@ mod tests {
             variables_json: "{}".into(),
             artifacts_json: "[]".into(),
             on_failure,
+            labels: Default::default(),
         }
     }
 

@@ -1,6 +1,9 @@
 //! SQL for agents (their own principals) and one-time agent registration tokens. Only
 //! SHA-256 hashes of tokens are stored.
 
+use std::collections::BTreeMap;
+
+use cove_api::AgentCapacity;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
@@ -14,6 +17,12 @@ pub struct AgentRow {
     pub created_at: i64,
     pub last_seen_at: Option<i64>,
     pub revoked_at: Option<i64>,
+    /// Its agent pool (issue 20), from its registration token.
+    pub pool_id: Option<i64>,
+    /// The labels it declared (the placement's view: `agents::placement::effective_labels`).
+    pub labels: BTreeMap<String, String>,
+    /// As last reported.
+    pub capacity: AgentCapacity,
 }
 
 /// A stored registration token (without its hash).
@@ -24,6 +33,8 @@ pub struct RegistrationTokenRow {
     pub expires_at: i64,
     pub used_at: Option<i64>,
     pub used_by_agent: Option<i64>,
+    /// The pool the registered agent joins.
+    pub pool_id: Option<i64>,
 }
 
 /// Why a registration token was not accepted.
@@ -34,8 +45,9 @@ pub enum RegistrationRefusal {
     Expired,
 }
 
-const AGENT_COLS: &str = "id, name, created_at, last_seen_at, revoked_at";
-const REG_COLS: &str = "id, created_by, expires_at, used_at, used_by_agent";
+const AGENT_COLS: &str =
+    "id, name, created_at, last_seen_at, revoked_at, pool_id, labels, capacity";
+const REG_COLS: &str = "id, created_by, expires_at, used_at, used_by_agent, pool_id";
 
 fn agent_from_row(row: &AnyRow) -> Result<AgentRow, StoreError> {
     Ok(AgentRow {
@@ -44,6 +56,10 @@ fn agent_from_row(row: &AnyRow) -> Result<AgentRow, StoreError> {
         created_at: row.try_get("created_at")?,
         last_seen_at: row.try_get("last_seen_at")?,
         revoked_at: row.try_get("revoked_at")?,
+        pool_id: row.try_get("pool_id")?,
+        // Written only from validated values; an unreadable one reads as empty.
+        labels: serde_json::from_str(&row.try_get::<String, _>("labels")?).unwrap_or_default(),
+        capacity: serde_json::from_str(&row.try_get::<String, _>("capacity")?).unwrap_or_default(),
     })
 }
 
@@ -54,6 +70,7 @@ fn reg_from_row(row: &AnyRow) -> Result<RegistrationTokenRow, StoreError> {
         expires_at: row.try_get("expires_at")?,
         used_at: row.try_get("used_at")?,
         used_by_agent: row.try_get("used_by_agent")?,
+        pool_id: row.try_get("pool_id")?,
     })
 }
 
@@ -81,11 +98,12 @@ impl Store {
         now: i64,
         expires_at: i64,
         cap: i64,
+        pool_id: Option<i64>,
     ) -> Result<Option<RegistrationTokenRow>, StoreError> {
         let id = next_id();
         let inserted = sqlx::query(
-            "INSERT INTO agent_registration_tokens (id, token_hash, created_by, created_at, expires_at) \
-             SELECT $1, $2, $3, $4, $5 WHERE (SELECT COUNT(*) FROM agent_registration_tokens \
+            "INSERT INTO agent_registration_tokens (id, token_hash, created_by, created_at, expires_at, pool_id) \
+             SELECT $1, $2, $3, $4, $5, $8 WHERE (SELECT COUNT(*) FROM agent_registration_tokens \
              WHERE used_at IS NULL AND expires_at > $6) < $7",
         )
         .bind(id)
@@ -95,6 +113,7 @@ impl Store {
         .bind(expires_at)
         .bind(now)
         .bind(cap)
+        .bind(pool_id)
         .execute(&self.pool)
         .await?
         .rows_affected();
@@ -107,6 +126,7 @@ impl Store {
             expires_at,
             used_at: None,
             used_by_agent: None,
+            pool_id,
         }))
     }
 
@@ -123,32 +143,37 @@ impl Store {
         row.as_ref().map(reg_from_row).transpose()
     }
 
-    /// Consumes the registration token and creates the agent, in one transaction: the token
-    /// must be unused and unexpired at `now`, else nothing is written and the reason returned.
+    /// Consumes the registration token and creates the agent with its labels and capacity, in
+    /// one transaction: the token must be unused and unexpired at `now`, else nothing is
+    /// written and the reason returned. The agent joins the token's pool.
     pub async fn register_agent(
         &self,
         registration_hash: &str,
         name: &str,
         agent_token_hash: &str,
         now: i64,
+        labels: &BTreeMap<String, String>,
+        capacity: &AgentCapacity,
     ) -> Result<Result<AgentRow, RegistrationRefusal>, StoreError> {
-        let agent = AgentRow {
-            id: next_id(),
-            name: name.to_string(),
-            created_at: now,
-            last_seen_at: Some(now),
-            revoked_at: None,
-        };
+        let id = next_id();
+        let labels_json =
+            serde_json::to_string(labels).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let capacity_json =
+            serde_json::to_string(capacity).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let mut tx = self.pool.begin().await?;
         sqlx::query(
-            "INSERT INTO agents (id, name, token_hash, created_at, last_seen_at) \
-             VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO agents (id, name, token_hash, created_at, last_seen_at, labels, capacity, pool_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, \
+             (SELECT pool_id FROM agent_registration_tokens WHERE token_hash = $8))",
         )
-        .bind(agent.id)
+        .bind(id)
         .bind(name)
         .bind(agent_token_hash)
         .bind(now)
         .bind(now)
+        .bind(&labels_json)
+        .bind(&capacity_json)
+        .bind(registration_hash)
         .execute(&mut *tx)
         .await?;
         let used = sqlx::query(
@@ -156,12 +181,17 @@ impl Store {
              WHERE token_hash = $3 AND used_at IS NULL AND expires_at > $4",
         )
         .bind(now)
-        .bind(agent.id)
+        .bind(id)
         .bind(registration_hash)
         .bind(now)
         .execute(&mut *tx)
         .await?;
         if used.rows_affected() == 1 {
+            let row = sqlx::query(&format!("SELECT {AGENT_COLS} FROM agents WHERE id = $1"))
+                .bind(id)
+                .fetch_one(&mut *tx)
+                .await?;
+            let agent = agent_from_row(&row)?;
             tx.commit().await?;
             return Ok(Ok(agent));
         }
@@ -171,6 +201,35 @@ impl Store {
             Some(row) => row.refusal(now).unwrap_or(RegistrationRefusal::Used),
         };
         Ok(Err(refusal))
+    }
+
+    /// The agent `id`, revoked or not.
+    pub async fn agent(&self, id: i64) -> Result<Option<AgentRow>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {AGENT_COLS} FROM agents WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(agent_from_row).transpose()
+    }
+
+    /// Stores an agent's status report (labels, capacity) and that it was seen at `now`.
+    pub async fn set_agent_status(
+        &self,
+        id: i64,
+        labels: &BTreeMap<String, String>,
+        capacity: &AgentCapacity,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE agents SET labels = $1, capacity = $2, last_seen_at = $3 WHERE id = $4",
+        )
+        .bind(serde_json::to_string(labels).map_err(|e| StoreError::Corrupt(e.to_string()))?)
+        .bind(serde_json::to_string(capacity).map_err(|e| StoreError::Corrupt(e.to_string()))?)
+        .bind(now)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     /// The agent with this token hash, revoked or not.
@@ -226,6 +285,16 @@ impl Store {
         rows.iter()
             .map(|r| Ok((r.try_get("agent_id")?, r.try_get("id")?)))
             .collect()
+    }
+
+    /// Ids of the running jobs the embedded agent holds.
+    pub async fn running_embedded_jobs(&self) -> Result<Vec<i64>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id FROM jobs WHERE state = 'running' AND agent_id IS NULL ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok(r.try_get("id")?)).collect()
     }
 
     /// Revokes an agent's token and expires the leases it holds at `now_ms`, in one

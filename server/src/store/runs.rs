@@ -96,6 +96,8 @@ pub struct JobRow {
     pub artifacts_json: String,
     /// What its failure does to the run.
     pub on_failure: JobFailure,
+    /// Labels its agent must carry (from `Compute.Fleet`; docs/agents.md).
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 /// A pending or running job with what the scheduler needs of its run.
@@ -107,6 +109,8 @@ pub struct ActiveJob {
     pub run_mode: String,
     /// An approval gate: never leased (it waits for people, not for an agent).
     pub gate: bool,
+    /// The owner of the run's repository (agent pools may allow all of an owner's).
+    pub repo_owner: String,
 }
 
 /// A stored workflow error.
@@ -125,7 +129,7 @@ const RUN_COLS: &str = "id, repo_id, workflow, workflow_file, workflow_text, imp
     run_mode, branch, commit_sha, trigger_kind, state, created_at_ms, finished_at_ms, number";
 const JOB_COLS: &str = "id, run_id, idx, action, depends_on, state, attempt, max_attempts, \
     lease_expires_ms, cancel_requested, timeout_ms, started_at_ms, finished_at_ms, error, \
-    variables, artifacts, on_failure";
+    variables, artifacts, on_failure, labels";
 
 fn run_from_row(row: &AnyRow) -> Result<RunRow, StoreError> {
     let state: String = row.try_get("state")?;
@@ -175,6 +179,10 @@ fn job_from_row(row: &AnyRow) -> Result<JobRow, StoreError> {
             let f: String = row.try_get("on_failure")?;
             JobFailure::parse(&f)
                 .ok_or_else(|| StoreError::Corrupt(format!("unknown job failure mode {f:?}")))?
+        },
+        labels: {
+            let l: String = row.try_get("labels")?;
+            serde_json::from_str(&l).map_err(|e| StoreError::Corrupt(format!("job labels: {e}")))?
         },
     })
 }
@@ -340,7 +348,7 @@ impl Store {
             let deps = serde_json::to_string(&job.depends_on)
                 .map_err(|e| StoreError::Corrupt(e.to_string()))?;
             sqlx::query(&format!(
-                "INSERT INTO jobs ({JOB_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
+                "INSERT INTO jobs ({JOB_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
             ))
             .bind(job.id)
             .bind(job.run_id)
@@ -359,6 +367,10 @@ impl Store {
             .bind(&job.variables_json)
             .bind(&job.artifacts_json)
             .bind(job.on_failure.as_str())
+            .bind(
+                serde_json::to_string(&job.labels)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            )
             .execute(&mut *tx)
             .await?;
         }
@@ -531,8 +543,9 @@ impl Store {
         let rows = sqlx::query(&format!(
             "SELECT {}, r.repo_id AS r_repo_id, r.workflow_file AS r_workflow_file, \
              r.run_mode AS r_run_mode, \
-             (SELECT COUNT(*) FROM approval_gates g WHERE g.job_id = j.id) AS gate_count \
-             FROM jobs j JOIN runs r ON r.id = j.run_id \
+             (SELECT COUNT(*) FROM approval_gates g WHERE g.job_id = j.id) AS gate_count, \
+             p.owner AS p_owner \
+             FROM jobs j JOIN runs r ON r.id = j.run_id JOIN repos p ON p.id = r.repo_id \
              WHERE j.state IN ('pending', 'running', 'waiting_approval') ORDER BY j.run_id, j.idx",
             prefixed(JOB_COLS, "j")
         ))
@@ -546,6 +559,7 @@ impl Store {
                     workflow_file: row.try_get("r_workflow_file")?,
                     run_mode: row.try_get("r_run_mode")?,
                     gate: row.try_get::<i64, _>("gate_count")? > 0,
+                    repo_owner: row.try_get("p_owner")?,
                 })
             })
             .collect()

@@ -538,6 +538,7 @@ pub async fn insert_run_row(
         variables_json: "{}".into(),
         artifacts_json: "[]".into(),
         on_failure: Default::default(),
+        labels: Default::default(),
     };
     server.state.store().create_run(&run, &[job]).await?;
     Ok(())

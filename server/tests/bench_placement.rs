@@ -1,0 +1,275 @@
+#![allow(clippy::unwrap_used)]
+//! Benchmark (not a test; `#[ignore]`, run by `scripts/bench-placement.sh`): placing 1,000
+//! jobs over 50 simulated agents, in process, at the store (issue 20, docs/benchmarks.md).
+//!
+//! Setup (not timed): 20 repositories, 5 agent pools serving 2 repositories each, 50 agents
+//! registered through the API (10 pooled, 2 per pool; 40 unpooled, `region=eu|us`), 100 runs
+//! of 10 PARALLEL jobs written to the store: every job of a pooled repository requires
+//! `pool=<its pool>` (500), a quarter of the others `region=eu`, the rest nothing.
+//!
+//! Timed: the agents poll round-robin until every job is placed; each poll is the lease path's
+//! placement — the polling agent's candidate (`agents::eligibility::candidate`), the active
+//! jobs read from the store, `schedule::decide_for` with the placement rule, and the
+//! conditional `lease_job` update — without building the lease's job description. Also timed:
+//! the same decisions over one in-memory snapshot (the pure placement cost). Every placement
+//! is checked against the rule.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use anyhow::Result;
+use common::TestServer;
+use cove_api::{JobState, RegisteredAgent, RunState};
+use cove_server::agents::placement::JobNeeds;
+use cove_server::store::{JobRow, RunRow};
+use serde_json::json;
+
+const REPOS: usize = 20;
+const POOLS: usize = 5;
+const AGENTS: usize = 50;
+const RUNS: usize = 100;
+const JOBS_PER_RUN: usize = 10;
+
+async fn register(
+    server: &TestServer,
+    name: &str,
+    pool: Option<String>,
+    labels: serde_json::Value,
+) -> Result<RegisteredAgent> {
+    let body = match pool {
+        Some(p) => json!({ "pool": p }),
+        None => json!({}),
+    };
+    let reg: cove_api::RegistrationToken = server
+        .http
+        .post(server.api("/agents/registration-tokens"))
+        .bearer_auth(&server.admin_token)
+        .json(&body)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    Ok(server
+        .http
+        .post(server.api("/agents/register"))
+        .bearer_auth(&reg.token)
+        .json(&json!({"name": name, "labels": labels}))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: scripts/bench-placement.sh"]
+async fn placement_bench() -> Result<()> {
+    let server = TestServer::start_configured(|c| c.embedded_agent = false).await?;
+    let store = server.state.store();
+    let mut repo_ids = Vec::new();
+    for r in 0..REPOS {
+        server
+            .create_repo(&server.admin_token, &format!("b{r}"))
+            .await?;
+        repo_ids.push(store.repo("admin", &format!("b{r}")).await?.unwrap().id);
+    }
+    for p in 0..POOLS {
+        server
+            .http
+            .post(server.api("/agent-pools"))
+            .bearer_auth(&server.admin_token)
+            .json(&json!({"name": format!("pool-{p}"), "repos": [format!("admin/b{}", 2 * p), format!("admin/b{}", 2 * p + 1)]}))
+            .send()
+            .await?
+            .error_for_status()?;
+    }
+    let mut agents = Vec::new();
+    for a in 0..AGENTS {
+        let pool = (a < 2 * POOLS).then(|| format!("pool-{}", a / 2));
+        let region = if a % 2 == 0 { "eu" } else { "us" };
+        let reg = register(
+            &server,
+            &format!("sim-{a}"),
+            pool,
+            json!({"region": region}),
+        )
+        .await?;
+        agents.push(reg.agent_id);
+    }
+    let now = server.state.runs().clock().now_ms();
+    for r in 0..RUNS {
+        let repo = r % REPOS;
+        let run = RunRow {
+            id: cove_server::store::next_id(),
+            repo_id: repo_ids[repo],
+            workflow: "bench".into(),
+            workflow_file: ".codecatalyst/workflows/bench.yaml".into(),
+            workflow_text: String::new(),
+            implicit_branch: None,
+            run_mode: "PARALLEL".into(),
+            branch: "main".into(),
+            commit_sha: "0".repeat(40),
+            trigger_kind: "push".into(),
+            state: RunState::Queued,
+            created_at_ms: now,
+            finished_at_ms: None,
+            number: 0,
+            pr_number: None,
+        };
+        let jobs: Vec<JobRow> = (0..JOBS_PER_RUN)
+            .map(|j| {
+                let mut labels = BTreeMap::new();
+                if repo < 2 * POOLS {
+                    labels.insert("pool".to_string(), format!("pool-{}", repo / 2));
+                } else if j % 4 == 0 {
+                    labels.insert("region".to_string(), "eu".to_string());
+                }
+                JobRow {
+                    id: cove_server::store::next_id(),
+                    run_id: run.id,
+                    idx: j as i64,
+                    action: format!("A{j}"),
+                    depends_on: Vec::new(),
+                    state: JobState::Pending,
+                    attempt: 0,
+                    max_attempts: 1,
+                    lease_expires_ms: None,
+                    cancel_requested: false,
+                    timeout_ms: 3_600_000,
+                    started_at_ms: None,
+                    finished_at_ms: None,
+                    error: None,
+                    variables_json: "{}".into(),
+                    artifacts_json: "[]".into(),
+                    on_failure: Default::default(),
+                    labels,
+                }
+            })
+            .collect();
+        store
+            .create_numbered_run(&run, &jobs, &[], None, None)
+            .await?;
+    }
+    let total = RUNS * JOBS_PER_RUN;
+
+    // Pure placement over one snapshot: each poll decides among the still-pending jobs.
+    let mut snapshot = store.active_jobs().await?;
+    let mut candidates = Vec::new();
+    for id in &agents {
+        candidates.push(
+            cove_server::agents::eligibility::candidate(&server.state, Some(*id))
+                .await?
+                .unwrap(),
+        );
+    }
+    let started = Instant::now();
+    let mut placed = 0;
+    'rounds: loop {
+        let mut any = false;
+        for me in &candidates {
+            let eligible = |j: &cove_server::store::ActiveJob| {
+                me.may_run(JobNeeds {
+                    repo_id: j.repo_id,
+                    owner: &j.repo_owner,
+                    labels: &j.job.labels,
+                })
+            };
+            if let Some(job) = cove_server::runs::schedule::decide_for(&snapshot, &eligible).lease {
+                let j = snapshot.iter_mut().find(|j| j.job.id == job).unwrap();
+                j.job.state = JobState::Running;
+                placed += 1;
+                any = true;
+                if placed == total {
+                    break 'rounds;
+                }
+            }
+        }
+        assert!(any, "{placed} of {total} placed, then nothing");
+    }
+    let pure = started.elapsed();
+
+    // At the store: candidate, active jobs, decision and the conditional update per poll.
+    let started = Instant::now();
+    let mut placed_on: BTreeMap<i64, i64> = BTreeMap::new();
+    let mut polls = 0;
+    'store: loop {
+        let mut any = false;
+        for id in &agents {
+            polls += 1;
+            let me = cove_server::agents::eligibility::candidate(&server.state, Some(*id))
+                .await?
+                .unwrap();
+            let active = store.active_jobs().await?;
+            let eligible = |j: &cove_server::store::ActiveJob| {
+                me.may_run(JobNeeds {
+                    repo_id: j.repo_id,
+                    owner: &j.repo_owner,
+                    labels: &j.job.labels,
+                })
+            };
+            if let Some(job) = cove_server::runs::schedule::decide_for(&active, &eligible).lease {
+                if store
+                    .lease_job(job, now, now + 30_000, Some(*id))
+                    .await?
+                    .is_some()
+                {
+                    placed_on.insert(job, *id);
+                    any = true;
+                    if placed_on.len() == total {
+                        break 'store;
+                    }
+                }
+            }
+        }
+        assert!(any, "{} of {total} placed, then nothing", placed_on.len());
+    }
+    let at_store = started.elapsed();
+
+    // Every placement obeys the rule.
+    let by_id: BTreeMap<i64, &cove_server::agents::placement::Candidate> =
+        candidates.iter().map(|c| (c.id.unwrap(), c)).collect();
+    let mut pooled_jobs = 0;
+    for j in &snapshot {
+        let agent = by_id[&placed_on[&j.job.id]];
+        assert!(agent.may_run(JobNeeds {
+            repo_id: j.repo_id,
+            owner: &j.repo_owner,
+            labels: &j.job.labels
+        }));
+        if j.job.labels.contains_key("pool") {
+            pooled_jobs += 1;
+            assert!(agent.pool.is_some());
+        }
+    }
+    let per_agent = {
+        let mut n: BTreeMap<i64, usize> = BTreeMap::new();
+        for a in placed_on.values() {
+            *n.entry(*a).or_default() += 1;
+        }
+        (
+            n.values().min().copied().unwrap_or(0),
+            n.values().max().copied().unwrap_or(0),
+        )
+    };
+    println!(
+        "placement: {total} jobs ({pooled_jobs} pool-bound) over {AGENTS} agents ({} pooled), {REPOS} repositories, {POOLS} pools",
+        2 * POOLS
+    );
+    println!(
+        "  pure decisions over one snapshot: {:.1} ms ({:.1} µs per placement)",
+        pure.as_secs_f64() * 1e3,
+        pure.as_secs_f64() * 1e6 / total as f64
+    );
+    println!(
+        "  at the store ({polls} polls: candidate + active jobs read + decision + lease update): {:.1} ms ({:.2} ms per placement); jobs per agent min {} max {}",
+        at_store.as_secs_f64() * 1e3,
+        at_store.as_secs_f64() * 1e3 / total as f64,
+        per_agent.0,
+        per_agent.1
+    );
+    server.stop().await;
+    Ok(())
+}
