@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
+mod team;
 
 use std::time::{Duration, Instant};
 
@@ -828,5 +829,102 @@ async fn removal_ends_streams_requests_and_project_tokens_within_30_s() {
             Ok(_) => panic!("the stream of a member who kept access ended"),
         }
     }
+    server.stop().await;
+}
+
+/// Reads the terminal until the server closes it: the close frame must come within
+/// [`BOUND`] of `since`, with code 1008 and a reason containing `reason`.
+async fn closed_with(socket: &mut team::Socket, since: Instant, reason: &str) {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    loop {
+        let left = BOUND.saturating_sub(since.elapsed());
+        let msg = tokio::time::timeout(left, socket.next())
+            .await
+            .unwrap_or_else(|_| panic!("the terminal is still open after {BOUND:?}"));
+        match msg {
+            Some(Ok(Message::Close(Some(frame)))) => {
+                assert_eq!(u16::from(frame.code), 1008, "{frame:?}");
+                assert!(frame.reason.contains(reason), "{frame:?}");
+                return;
+            }
+            Some(Ok(Message::Close(None))) | None | Some(Err(_)) => {
+                panic!("the terminal ended without a close frame that says why")
+            }
+            Some(Ok(_)) => {}
+        }
+    }
+}
+
+/// Runs `echo` in the terminal and waits for its output: the terminal is live.
+async fn live(socket: &mut team::Socket) {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    socket
+        .send(Message::Binary(b"echo live-$((6*7))\n".to_vec().into()))
+        .await
+        .unwrap();
+    let mut seen = String::new();
+    while !seen.contains("live-42") {
+        let msg = tokio::time::timeout(BOUND, socket.next())
+            .await
+            .unwrap_or_else(|_| panic!("no output; got {seen:?}"));
+        match msg {
+            Some(Ok(Message::Binary(b))) => seen.push_str(&String::from_utf8_lossy(&b)),
+            Some(Ok(_)) => {}
+            other => panic!("terminal ended: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_members_terminal_closes_within_30_s() {
+    cove_tests::require_docker();
+    let server = TestServer::start().await.unwrap();
+    let api = Api { server: &server };
+    let t = team::setup(&server).await;
+    let mut cleanup = team::Cleanup::default();
+    // sam is no member of olga/shared: only the project makes him a writer there
+    assert_eq!(
+        api.post(&t.olga, "/projects", json!({"name": "team"}))
+            .await
+            .0,
+        201
+    );
+    let (s, b) = api
+        .post(
+            &t.olga,
+            "/projects/team/repos",
+            json!({"repo": "olga/shared"}),
+        )
+        .await;
+    assert_eq!(s, 201, "{b}");
+    api.join(&t.olga, "team", "sam", &t.sam, "contributor")
+        .await;
+    let (status, env) = team::create_env(&server, &t.sam, "project-term").await;
+    assert_eq!(status, 201);
+    let id = env.unwrap().id;
+    cleanup.0.push(id.clone());
+    team::wait_state(&server, &id, cove_api::EnvState::Running).await;
+    let (h, v) = team::bearer(&t.sam);
+    let mut socket = team::open_terminal(&server, &id, h, &v)
+        .await
+        .unwrap_or_else(|status| panic!("terminal refused: {status}"));
+    live(&mut socket).await;
+
+    let since = Instant::now();
+    assert_eq!(api.delete(&t.olga, "/projects/team/members/sam").await, 204);
+    closed_with(&mut socket, since, "access withdrawn").await;
+    // and a new terminal, or anything else on the environment, is refused
+    let (h, v) = team::bearer(&t.sam);
+    assert_eq!(
+        team::open_terminal(&server, &id, h, &v).await.err(),
+        Some(404)
+    );
+    assert_eq!(api.get(&t.sam, &format!("/environments/{id}")).await.0, 404);
+
+    let r = api.delete(&t.olga, &format!("/environments/{id}")).await;
+    assert_eq!(r, 202);
+    team::wait_gone(&server, &id).await;
     server.stop().await;
 }
