@@ -61,7 +61,8 @@ pub struct Issue {
     pub assignees: Vec<String>,
     pub labels: Vec<String>,
     pub priority: Priority,
-    /// `XS`, `S`, `M`, `L` or `XL`; absent when not estimated.
+    /// `XS`, `S`, `M`, `L` or `XL`, or in a project that estimates in points `0`, `1`, `2`,
+    /// `3`, `5`, `8`, `13` or `21`; absent when not estimated.
     pub estimate: Option<String>,
     pub author: String,
     pub created_at_ms: i64,
@@ -262,4 +263,10 @@ pub struct RepoAccess {
     pub role: crate::Role,
     /// Writer or owner: may create and move issues and commit edits.
     pub can_write: bool,
+    /// The project the repository belongs to, if any.
+    #[serde(default)]
+    pub project: Option<String>,
+    /// How its issues are estimated (its project's setting; `sizes` without a project).
+    #[serde(default)]
+    pub estimate_kind: crate::EstimateKind,
 }

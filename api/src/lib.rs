@@ -17,6 +17,7 @@ mod issues;
 mod mirrors;
 mod notify;
 mod packages;
+mod projects;
 mod pulls;
 mod runs;
 mod session;
@@ -32,6 +33,7 @@ pub use issues::*;
 pub use mirrors::*;
 pub use notify::*;
 pub use packages::*;
+pub use projects::*;
 pub use pulls::*;
 pub use runs::*;
 pub use session::*;
@@ -190,6 +192,11 @@ pub struct CreateTokenRequest {
     /// A token that never expires (administrators only; not with `expires_in_seconds`).
     #[serde(default)]
     pub never_expires: bool,
+    /// Scope the token to one project the caller is a member of: it then opens only that
+    /// project's routes and its repositories, and stops working when the caller leaves or is
+    /// removed from the project.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
 }
 
 /// `PUT /api/v1/user/password`: the caller changes its own password.
@@ -223,6 +230,9 @@ pub struct TokenInfo {
     pub created_at: i64,
     /// Unix seconds; `None` when the token does not expire.
     pub expires_at: Option<i64>,
+    /// The project the token is scoped to, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
 }
 
 /// Response to `POST /api/v1/tokens`: the only time the secret is shown.

@@ -10,11 +10,13 @@ mod env;
 mod forward;
 // issues and the board (issue 16)
 mod issue;
+// projects and members (issue 16)
 mod login;
 mod mirror;
 mod notify;
 mod packages;
 mod pr;
+mod project;
 mod repo;
 mod rules;
 mod terminal;
@@ -54,6 +56,9 @@ enum Command {
     /// Issues and the board: create, list, show, edit, comment, assign, move, close, branch,
     /// columns, board.
     Issue(issue::IssueArgs),
+    /// Projects: create, list, show, repos, members (invite, role, remove), invitations,
+    /// leave, board.
+    Project(project::ProjectArgs),
     /// Repository secrets for workflows (`${Secrets.NAME}`).
     Secret(secret::SecretArgs),
     /// Deployment environments, their history and rollback.
@@ -90,6 +95,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run::run(args),
         Command::Pr(args) => pr::run(args).map(|()| ExitCode::SUCCESS),
         Command::Issue(args) => issue::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Project(args) => project::run(args).map(|()| ExitCode::SUCCESS),
         Command::Secret(args) => secret::run(args).map(|()| ExitCode::SUCCESS),
         Command::Deploy(args) => deploy::run(args).map(|()| ExitCode::SUCCESS),
         Command::Agent(args) => agent::run(args).map(|()| ExitCode::SUCCESS),

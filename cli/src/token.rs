@@ -27,6 +27,10 @@ pub enum TokenCommand {
         /// (administrators). Default: the server's (90 days unless configured).
         #[arg(long)]
         expires: Option<String>,
+        /// Scope the token to one project: it opens only that project and its
+        /// repositories, and stops working when you leave the project.
+        #[arg(long)]
+        project: Option<String>,
     },
     /// List your tokens (never their secrets).
     List,
@@ -94,6 +98,7 @@ pub fn run(args: TokenArgs) -> Result<()> {
             name,
             scopes,
             expires,
+            project,
         } => {
             let expiry = expires.as_deref().map(parse_expiry).transpose()?;
             let created: CreatedToken = client.post(
@@ -106,6 +111,7 @@ pub fn run(args: TokenArgs) -> Result<()> {
                         _ => None,
                     },
                     never_expires: expiry == Some(Expiry::Never),
+                    project,
                 },
             )?;
             eprintln!(

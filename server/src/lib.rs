@@ -34,6 +34,7 @@ pub mod notify;
 pub mod openapi;
 pub mod parse_budget;
 pub mod ports;
+pub mod projects;
 pub mod repos;
 pub mod retention;
 pub mod routes;

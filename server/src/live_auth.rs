@@ -69,7 +69,7 @@ impl Grant {
             "cannot re-check the credential (internal error)".to_string()
         };
         let now = now_secs();
-        let (scopes, token_id) = match &self.credential {
+        let (scopes, token_id, project_id) = match &self.credential {
             Credential::Token(id) => {
                 let token = store
                     .token_by_id(*id)
@@ -79,7 +79,7 @@ impl Grant {
                 if token.expires_at.is_some_and(|at| at <= now) {
                     return Err("the token expired".into());
                 }
-                (Some(token.scopes), Some(*id))
+                (Some(token.scopes), Some(*id), token.project_id)
             }
             Credential::Session(id) => {
                 let session = store
@@ -90,9 +90,9 @@ impl Grant {
                 if session.expires_at <= now {
                     return Err("the session expired".into());
                 }
-                (None, None)
+                (None, None, None)
             }
-            Credential::Password(_) => (None, None),
+            Credential::Password(_) => (None, None, None),
         };
         let user = store
             .user_by_id(self.user_id)
@@ -117,6 +117,7 @@ impl Grant {
             user,
             scopes,
             token_id,
+            project_id,
             method,
             // the session's details only matter to the session routes, never to a re-check
             session: None,

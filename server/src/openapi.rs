@@ -231,7 +231,7 @@ pub fn statuses(route: &Route) -> Vec<u16> {
     if spec.path.contains('{') || !route.doc.query.is_empty() {
         out.push(400);
     }
-    if spec.repo_role.is_some() {
+    if spec.repo_role.is_some() || spec.path.contains("{project}") {
         out.push(404);
     }
     if let Some(body) = &route.doc.body {
@@ -315,6 +315,15 @@ pub fn operation(route: &Route, components: &mut BTreeMap<String, Value>) -> Val
     if let Some(access) = spec.env_access {
         description.push_str(&format!("; only {}", access.describe()));
     }
+    if let Some(role) = spec.project_role {
+        description.push_str(&format!(
+            " and the `{}` role in the project (non-members: 404)",
+            role.as_str()
+        ));
+    }
+    if spec.reviewers {
+        description.push_str("; a reviewer of the repository's project may also call it");
+    }
     if spec.admin_only {
         description.push_str("; administrators only");
     }
@@ -353,6 +362,7 @@ pub fn operation(route: &Route, components: &mut BTreeMap<String, Value>) -> Val
             Audience::Signature => "signature",
         },
         "x-cove-repo-role": spec.repo_role.map(Role::as_str),
+        "x-cove-project-role": spec.project_role.map(cove_api::ProjectRole::as_str),
         "responses": responses,
     });
     if let Some(body) = &route.doc.body {

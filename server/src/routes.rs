@@ -11,7 +11,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::Router;
-use cove_api::{Role, Scope};
+use cove_api::{ProjectRole, Role, Scope};
 
 use crate::agents;
 use crate::auth::{self, Audience, Principal};
@@ -49,6 +49,13 @@ pub struct RouteSpec {
     /// `{env}` routes: who may act on the environment beyond `repo_role` (its creator, an
     /// administrator, for some routes the repository's owners). `None`: `repo_role` alone.
     pub env_access: Option<EnvAccess>,
+    /// `{project}` routes: the project role the caller must hold (Cove's administrators count
+    /// as project administrators). Non-members get 404. `None`: no project role (a route
+    /// that checks its caller itself, e.g. accepting an invitation).
+    pub project_role: Option<ProjectRole>,
+    /// Pull-request review routes: a reviewer of the repository's project (a reader there)
+    /// may call them too, besides holders of `repo_role`.
+    pub reviewers: bool,
     pub summary: &'static str,
     /// Status of a successful call.
     pub success: StatusCode,
@@ -97,6 +104,18 @@ impl Route {
         self
     }
 
+    /// A `{project}` route that needs this project role.
+    fn project(mut self, role: ProjectRole) -> Self {
+        self.spec.project_role = Some(role);
+        self
+    }
+
+    /// A pull-request review route a project reviewer may call too (see `RouteSpec`).
+    fn reviewers(mut self) -> Self {
+        self.spec.reviewers = true;
+        self
+    }
+
     /// For a handler that builds its own `Response`: a success has no body.
     fn empty(mut self) -> Self {
         self.doc.output = OutputDoc::Empty;
@@ -140,6 +159,8 @@ where
             repo_role,
             admin_only,
             env_access: None,
+            project_role: None,
+            reviewers: false,
             summary,
             success,
             extra_statuses: Vec::new(),
@@ -853,6 +874,7 @@ pub fn api_routes() -> Vec<Route> {
             "Comment on the pull request, on a line of its diff (path, side, line, commit), or reply (parent_id)",
             forge::create_comment,
         )
+        .reviewers()
         .answers(&[404]),
         route(
             M::PATCH,
@@ -864,6 +886,7 @@ pub fn api_routes() -> Vec<Route> {
             "Edit a comment (its author)",
             forge::edit_comment,
         )
+        .reviewers()
         .answers(&[404]),
         route(
             M::DELETE,
@@ -875,6 +898,7 @@ pub fn api_routes() -> Vec<Route> {
             "Delete a comment and its replies (its author or an administrator)",
             forge::delete_comment,
         )
+        .reviewers()
         .answers(&[404]),
         route(
             M::GET,
@@ -897,6 +921,7 @@ pub fn api_routes() -> Vec<Route> {
             "Review: approve, request_changes or comment",
             forge::create_review,
         )
+        .reviewers()
         .answers(&[404, 409]),
         route(
             M::GET,
@@ -1136,6 +1161,147 @@ pub fn api_routes() -> Vec<Route> {
             crate::edits::http::edit_file,
         )
         .answers(&[403, 404, 409, 413, 422]),
+        // ---- projects and members (issue 16): handlers in projects/; `{project}` routes need
+        // the project role given by `.project(…)` (non-members 404)
+        route(
+            M::POST,
+            "/api/v1/projects",
+            Write,
+            None,
+            false,
+            CREATED,
+            "Create a project (name, description, estimate_kind); the caller becomes its administrator",
+            crate::projects::http::create_project,
+        )
+        .answers(&[400, 409]),
+        route(
+            M::GET,
+            "/api/v1/projects",
+            Read,
+            None,
+            false,
+            OK,
+            "The caller's projects and pending invitations (administrators: every project)",
+            crate::projects::http::list_projects,
+        ),
+        route(
+            M::GET,
+            "/api/v1/projects/{project}",
+            Read,
+            None,
+            false,
+            OK,
+            "A project: description, estimate kind, repositories, the caller's role",
+            crate::projects::http::get_project,
+        )
+        .project(ProjectRole::Reader)
+        .answers(&[404]),
+        route(
+            M::PATCH,
+            "/api/v1/projects/{project}",
+            Write,
+            None,
+            false,
+            OK,
+            "Change a project's description or estimate kind (sizes|points)",
+            crate::projects::http::update_project,
+        )
+        .project(ProjectRole::Administrator)
+        .answers(&[400, 404]),
+        route(
+            M::GET,
+            "/api/v1/projects/{project}/board",
+            Read,
+            None,
+            false,
+            OK,
+            "The boards of the project's repositories merged by column name (cards keep their repository)",
+            crate::projects::board::project_board,
+        )
+        .project(ProjectRole::Reader)
+        .answers(&[404]),
+        route(
+            M::POST,
+            "/api/v1/projects/{project}/repos",
+            Write,
+            None,
+            false,
+            CREATED,
+            "Attach a repository the caller owns to the project (a repository is in at most one project: 409)",
+            crate::projects::http::attach_repo,
+        )
+        .project(ProjectRole::Administrator)
+        .answers(&[400, 404, 409]),
+        route(
+            M::DELETE,
+            "/api/v1/projects/{project}/repos/{owner}/{name}",
+            Write,
+            None,
+            false,
+            GONE,
+            "Take a repository out of the project: project roles no longer apply to it",
+            crate::projects::http::detach_repo,
+        )
+        .project(ProjectRole::Administrator)
+        .answers(&[404]),
+        route(
+            M::GET,
+            "/api/v1/projects/{project}/members",
+            Read,
+            None,
+            false,
+            OK,
+            "The members with their roles, then pending invitations",
+            crate::projects::http::list_members,
+        )
+        .project(ProjectRole::Reader)
+        .answers(&[404]),
+        route(
+            M::POST,
+            "/api/v1/projects/{project}/members",
+            Write,
+            None,
+            false,
+            CREATED,
+            "Invite a user by name with a role; they become a member when they accept",
+            crate::projects::http::invite_member,
+        )
+        .project(ProjectRole::Administrator)
+        .answers(&[400, 404, 409]),
+        route(
+            M::PUT,
+            "/api/v1/projects/{project}/members/{user}",
+            Write,
+            None,
+            false,
+            OK,
+            "Change a member's (or a pending invitation's) role; the last administrator keeps it (409)",
+            crate::projects::http::set_member_role,
+        )
+        .project(ProjectRole::Administrator)
+        .answers(&[400, 404, 409]),
+        route(
+            M::DELETE,
+            "/api/v1/projects/{project}/members/{user}",
+            Write,
+            None,
+            false,
+            GONE,
+            "Remove a member or withdraw an invitation (administrators), or leave / decline (the user); access ends within 30 s",
+            crate::projects::http::remove_member,
+        )
+        .answers(&[400, 404, 409]),
+        route(
+            M::POST,
+            "/api/v1/projects/{project}/invitations/accept",
+            Write,
+            None,
+            false,
+            OK,
+            "Accept the caller's pending invitation: they become a member with its role",
+            crate::projects::http::accept_invitation,
+        )
+        .answers(&[404]),
         // ---- workflow runs (issue 5): `{run}` routes check the role on the run's repository
         route(
             M::GET,
@@ -1923,6 +2089,8 @@ pub fn router(state: AppState) -> Router {
         repo_role: None,
         admin_only: true,
         env_access: None,
+        project_role: None,
+        reviewers: false,
         summary: "Prometheus metrics (administrators)",
         success: StatusCode::OK,
         extra_statuses: Vec::new(),
@@ -1939,6 +2107,8 @@ pub fn router(state: AppState) -> Router {
         repo_role: Some(Role::Reader),
         admin_only: false,
         env_access: None,
+        project_role: None,
+        reviewers: false,
         summary: "A public devfile endpoint through the reverse proxy",
         success: StatusCode::OK,
         extra_statuses: Vec::new(),
@@ -1956,6 +2126,8 @@ pub fn router(state: AppState) -> Router {
         repo_role: Some(Role::Reader),
         admin_only: false,
         env_access: Some(EnvAccess::CreatorOnly),
+        project_role: None,
+        reviewers: false,
         summary: "VS Code in the browser of an environment (its owner)",
         success: StatusCode::OK,
         extra_statuses: Vec::new(),
@@ -2072,15 +2244,25 @@ pub(crate) async fn authorize_user(
     params: &[(String, String)],
 ) -> Result<(Option<RepoRow>, Option<crate::store::EnvRow>), ApiError> {
     auth::require_scope(Some(principal), spec.scope, spec.admin_only)?;
-    let Some(role) = spec.repo_role else {
-        return Ok((None, None));
-    };
     let param = |key: &str| {
         params
             .iter()
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.clone())
             .unwrap_or_default()
+    };
+    let project = param("project");
+    if !project.is_empty() {
+        crate::projects::authorize(state, spec.project_role, principal, &project).await?;
+    } else if principal.project_id.is_some() && spec.repo_role.is_none() {
+        return Err(ApiError::Forbidden(
+            "this token is scoped to a project: it opens only that project's routes and its \
+             repositories"
+                .into(),
+        ));
+    }
+    let Some(role) = spec.repo_role else {
+        return Ok((None, None));
     };
     let env_id = param("env");
     let run_id = param("run");
@@ -2100,7 +2282,7 @@ pub(crate) async fn authorize_user(
     }
     if env_id.is_empty() {
         crate::audit::note_repo(&param("owner"), &param("name"));
-        let repo = auth::authorize_repo(
+        let authorized = auth::authorize_repo(
             state.store(),
             Some(principal),
             &param("owner"),
@@ -2108,7 +2290,17 @@ pub(crate) async fn authorize_user(
             spec.scope,
             role,
         )
-        .await?;
+        .await;
+        let repo = match authorized {
+            Err(ApiError::Forbidden(why)) if spec.reviewers => {
+                let (owner, name) = (param("owner"), param("name"));
+                crate::projects::authorize_reviewer(
+                    state, principal, spec.scope, &owner, &name, why,
+                )
+                .await?
+            }
+            other => other?,
+        };
         return Ok((Some(repo), None));
     }
     // environment routes: the role is checked on the environment's repository; a caller who

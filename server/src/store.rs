@@ -30,6 +30,7 @@ mod metrics;
 mod mirrors;
 mod notify;
 mod packages;
+mod projects;
 mod pulls;
 mod reports;
 mod retention;
@@ -55,6 +56,7 @@ pub use issues::{
 pub use metrics::StateCounts;
 pub use mirrors::MirrorRow;
 pub use notify::{Attempt, DeliveryRow, NotifyTargetRow};
+pub use projects::{MemberRefusal, ProjectMemberRow, ProjectRow};
 pub use pulls::{CommentRow, NewPull, PendingPullEvent, PullEventRow, PullRow, ReviewRow};
 pub use runs::SecretRow;
 pub use runs::{ActiveJob, JobFailure, JobRow, RunRow, WorkflowErrorRow};
@@ -132,6 +134,8 @@ pub struct TokenRow {
     pub scopes: Vec<Scope>,
     pub expires_at: Option<i64>,
     pub created_at: i64,
+    /// The project the token is scoped to (migration 0028), if any.
+    pub project_id: Option<i64>,
 }
 
 /// A stored repository.
@@ -216,6 +220,7 @@ fn token_from_row(row: &AnyRow) -> Result<TokenRow, StoreError> {
         scopes: scopes_from_text(&row.try_get::<String, _>("scopes")?)?,
         expires_at: row.try_get("expires_at")?,
         created_at: row.try_get("created_at")?,
+        project_id: row.try_get("project_id")?,
     })
 }
 
@@ -234,7 +239,7 @@ fn repo_from_row(row: &AnyRow) -> Result<RepoRow, StoreError> {
 }
 
 const USER_COLS: &str = "id, username, password_hash, is_admin, disabled_at, email";
-const TOKEN_COLS: &str = "id, user_id, name, scopes, expires_at, created_at";
+const TOKEN_COLS: &str = "id, user_id, name, scopes, expires_at, created_at, project_id";
 const REPO_COLS: &str = "id, owner, name, owner_id, visibility, default_branch, created_at";
 
 impl Store {
@@ -350,6 +355,20 @@ impl Store {
         scopes: &[Scope],
         expires_at: Option<i64>,
     ) -> Result<TokenRow, StoreError> {
+        self.create_token_in(user_id, name, token_hash, scopes, expires_at, None)
+            .await
+    }
+
+    /// [`Store::create_token`] for a token scoped to `project_id` (when given).
+    pub async fn create_token_in(
+        &self,
+        user_id: i64,
+        name: &str,
+        token_hash: &str,
+        scopes: &[Scope],
+        expires_at: Option<i64>,
+        project_id: Option<i64>,
+    ) -> Result<TokenRow, StoreError> {
         let row = TokenRow {
             id: next_id(),
             user_id,
@@ -357,10 +376,11 @@ impl Store {
             scopes: scopes.to_vec(),
             expires_at,
             created_at: now_secs(),
+            project_id,
         };
         sqlx::query(
-            "INSERT INTO tokens (id, user_id, name, token_hash, scopes, expires_at, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO tokens (id, user_id, name, token_hash, scopes, expires_at, created_at, \
+             project_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(row.id)
         .bind(user_id)
@@ -369,6 +389,7 @@ impl Store {
         .bind(scopes_to_text(scopes))
         .bind(expires_at)
         .bind(row.created_at)
+        .bind(project_id)
         .execute(&self.pool)
         .await
         .map_err(|e| map_unique(e, || "token".to_string()))?;
@@ -381,7 +402,7 @@ impl Store {
         token_hash: &str,
     ) -> Result<Option<(TokenRow, UserRow)>, StoreError> {
         let row = sqlx::query(
-            "SELECT t.id, t.user_id, t.name, t.scopes, t.expires_at, t.created_at, \
+            "SELECT t.id, t.user_id, t.name, t.scopes, t.expires_at, t.created_at, t.project_id, \
                     u.username, u.password_hash, u.is_admin, u.disabled_at, u.email \
              FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = $1",
         )
@@ -484,8 +505,11 @@ impl Store {
             sqlx::query(&format!(
                 "SELECT {REPO_COLS} FROM repos WHERE owner_id = $1 OR visibility = 'public' \
                  OR id IN (SELECT repo_id FROM repo_members WHERE user_id = $2) \
+                 OR id IN (SELECT pr.repo_id FROM project_repos pr JOIN project_members pm \
+                           ON pm.project_id = pr.project_id WHERE pm.user_id = $3) \
                  ORDER BY owner, name"
             ))
+            .bind(user_id)
             .bind(user_id)
             .bind(user_id)
             .fetch_all(&self.pool)
@@ -507,7 +531,9 @@ impl Store {
         Ok(())
     }
 
-    pub async fn member_role(
+    /// The per-repository role set for `user_id` (`repo_members`), which overrides a role
+    /// derived from the repository's project ([`Store::member_role`]).
+    pub async fn repo_member_role(
         &self,
         repo_id: i64,
         user_id: i64,

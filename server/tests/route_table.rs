@@ -8,7 +8,7 @@ mod common;
 
 use anyhow::Result;
 use common::TestServer;
-use cove_api::{Role, Scope};
+use cove_api::{ProjectRole, Role, Scope};
 use cove_server::auth::Audience;
 use cove_server::routes::{all_paths, api_routes, RouteSpec};
 use reqwest::{Method, StatusCode};
@@ -49,6 +49,8 @@ fn concrete_path(spec: &RouteSpec, repo: &str, token_id: i64) -> String {
         .replace("{environment}", "prod")
         .replace("{connection}", "main")
         .replace("{variable}", "REGION")
+        .replace("{project}", "p1")
+        .replace("{user}", "bob")
 }
 
 async fn call(
@@ -90,6 +92,20 @@ async fn every_api_route_refuses_missing_wrong_expired_and_underscoped_tokens() 
     insert_env(&server).await?;
     insert_run(&server).await?;
     let bob = server.create_user("bob").await?;
+    // project `p1` (the admin its administrator) holding `admin/r1`, for `{project}` routes
+    for (path, body) in [
+        ("/projects", json!({"name": "p1"})),
+        ("/projects/p1/repos", json!({"repo": "admin/r1"})),
+    ] {
+        let resp = server
+            .http
+            .post(server.api(path))
+            .bearer_auth(&server.admin_token)
+            .json(&body)
+            .send()
+            .await?;
+        assert_eq!(resp.status(), 201, "{path}");
+    }
     let admin_token_id = server
         .create_token(&server.admin_token, &[Scope::Read])
         .await?
@@ -175,6 +191,14 @@ async fn every_api_route_refuses_missing_wrong_expired_and_underscoped_tokens() 
                 "{what}: non-admin"
             );
         }
+        // A user who is not a member of the project: 404, existence not revealed.
+        if spec.project_role.is_some() {
+            assert_eq!(
+                call(&server, spec, &path, Some(&bob)).await?,
+                404,
+                "{what}: non-member of the project"
+            );
+        }
         // A user who is not a member of the private repository: 404, existence not revealed.
         if spec.repo_role.is_some() && spec.scope != Scope::Admin {
             assert_eq!(
@@ -204,6 +228,115 @@ async fn every_api_route_refuses_missing_wrong_expired_and_underscoped_tokens() 
                 spec.path
             );
         }
+    }
+
+    // Project roles: bob a reader of `p1`; routes that need more refuse him, the rest admit him.
+    let post = |path: &str, token: &str, body: serde_json::Value| {
+        server
+            .http
+            .post(server.api(path))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+    };
+    let resp = post(
+        "/projects/p1/members",
+        &server.admin_token,
+        json!({"user": "bob", "role": "reader"}),
+    )
+    .await?;
+    assert_eq!(resp.status(), 201);
+    let resp = post("/projects/p1/invitations/accept", &bob, json!({})).await?;
+    assert_eq!(resp.status(), 200);
+    for route in &routes {
+        let spec = &route.spec;
+        let Some(role) = spec.project_role else {
+            continue;
+        };
+        let path = concrete_path(spec, "admin/r1", admin_token_id);
+        let status = call(&server, spec, &path, Some(&bob)).await?;
+        if role > ProjectRole::Reader {
+            assert_eq!(status, 403, "{} {}: project reader", spec.method, spec.path);
+        } else {
+            assert!(
+                status != 401 && status != 403 && status != 404,
+                "{} {}: project reader got {status}",
+                spec.method,
+                spec.path
+            );
+        }
+    }
+    // A project reviewer without a per-repository role: the review routes admit him, the other
+    // writer routes do not.
+    let resp = server
+        .http
+        .put(server.api("/projects/p1/members/bob"))
+        .bearer_auth(&server.admin_token)
+        .json(&json!({"role": "reviewer"}))
+        .send()
+        .await?;
+    assert_eq!(resp.status(), 200);
+    let resp = server
+        .http
+        .delete(server.api("/repos/admin/r1/members/bob"))
+        .bearer_auth(&server.admin_token)
+        .send()
+        .await?;
+    assert_eq!(resp.status(), 204);
+    let mut reviewer_routes = 0;
+    for route in &routes {
+        let spec = &route.spec;
+        if spec.repo_role != Some(Role::Writer) || spec.env_access.is_some() {
+            continue;
+        }
+        let path = concrete_path(spec, "admin/r1", admin_token_id);
+        let status = call(&server, spec, &path, Some(&bob)).await?;
+        if spec.reviewers {
+            reviewer_routes += 1;
+            assert!(
+                status != 401 && status != 403,
+                "{} {}: project reviewer got {status}",
+                spec.method,
+                spec.path
+            );
+        } else {
+            assert_eq!(
+                status, 403,
+                "{} {}: project reviewer",
+                spec.method, spec.path
+            );
+        }
+    }
+    assert!(
+        reviewer_routes >= 2,
+        "the review routes lost their reviewer rule"
+    );
+    // A token scoped to `p1` opens nothing but `p1` and its repositories.
+    let resp = post(
+        "/tokens",
+        &bob,
+        json!({"name": "p", "scopes": ["read", "write"], "project": "p1"}),
+    )
+    .await?;
+    assert_eq!(resp.status(), 201);
+    let scoped = resp.json::<cove_api::CreatedToken>().await?.token;
+    for route in &routes {
+        let spec = &route.spec;
+        if spec.audience != Audience::Users
+            || spec.repo_role.is_some()
+            || spec.path.contains("{project}")
+            || spec.admin_only
+        {
+            continue;
+        }
+        let path = concrete_path(spec, "admin/r1", admin_token_id);
+        assert_eq!(
+            call(&server, spec, &path, Some(&scoped)).await?,
+            403,
+            "{} {}: project-scoped token",
+            spec.method,
+            spec.path
+        );
     }
 
     // Agent-protocol routes refuse every user token (admins' too) and take agent tokens;
@@ -327,6 +460,14 @@ async fn every_json_body_refuses_wrong_shapes_with_a_json_error() -> Result<()> 
     insert_env(&server).await?;
     insert_run(&server).await?;
     server.create_user("bob").await?;
+    let resp = server
+        .http
+        .post(server.api("/projects"))
+        .bearer_auth(&server.admin_token)
+        .json(&json!({"name": "p1"}))
+        .send()
+        .await?;
+    assert_eq!(resp.status(), 201);
     let agent = server.agent_token().await?;
     let registration = server.registration_token(None).await?;
     let mut checked = 0;

@@ -17,6 +17,8 @@ import { settingsPage } from './pages/settings.js';
 import { issuesPage, issuePage } from './pages/issues.js';
 import { boardPage } from './pages/board.js';
 import { deployEnvsPage, deployEnvPage } from './pages/deploy.js';
+// projects and members (issue 16)
+import { projectsPage, projectPage } from './pages/projects.js';
 
 const app = document.getElementById('app');
 let session = null;
@@ -38,6 +40,9 @@ const routes = [
   [/^\/repos\/([^/]+)\/([^/]+)\/board$/, () => boardPage],
   [/^\/repos\/([^/]+)\/([^/]+)\/deploy$/, () => deployEnvsPage],
   [/^\/repos\/([^/]+)\/([^/]+)\/deploy\/([^/]+)$/, () => deployEnvPage],
+  // projects and members (issue 16)
+  [/^\/projects$/, () => projectsPage],
+  [/^\/projects\/([^/]+)$/, () => projectPage],
   [/^\/envs$/, () => envsPage],
   [/^\/envs\/([^/]+)$/, () => envPage],
   [/^\/runs\/(\d+)$/, () => runPage],
@@ -71,6 +76,8 @@ function header() {
       link('#/envs', 'Environments', path === '/' || path.startsWith('/envs')),
       link('#/settings/ssh-keys', 'SSH keys', path.startsWith('/settings/ssh-keys')),
       link('#/settings', 'Settings', path === '/settings'),
+      // projects and members (issue 16)
+      link('#/projects', 'Projects', path.startsWith('/projects')),
     ),
     h(
       'div',

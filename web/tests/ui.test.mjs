@@ -977,11 +977,11 @@ test('keyboard: skip link first, then the main navigation; the skip link moves f
     await fresh.waitForFunction(() => document.activeElement && document.activeElement.tagName === 'H1');
     // …and going back passes Log out, the navigation and the brand to the skip link.
     const back = [];
-    for (let i = 0; i < 7; i += 1) {
+    for (let i = 0; i < 8; i += 1) {
       await fresh.keyboard.press('Shift+Tab');
       back.push(await fresh.evaluate(() => document.activeElement.textContent));
     }
-    assert.deepEqual(back.slice(0, 6), ['Log out', 'Settings', 'SSH keys', 'Environments', 'Repositories', 'Cove']);
+    assert.deepEqual(back.slice(0, 7), ['Log out', 'Projects', 'Settings', 'SSH keys', 'Environments', 'Repositories', 'Cove']);
     assert.equal(await fresh.evaluate(() => document.activeElement.textContent), 'Skip to content');
     await fresh.keyboard.press('Enter');
     assert.equal(await fresh.evaluate(() => document.activeElement.id), 'main');

@@ -21,15 +21,25 @@ use crate::AppState;
 /// Longest token lifetime accepted: ten years.
 pub const MAX_TOKEN_SECONDS: u64 = 10 * 365 * 24 * 3600;
 
-/// The wire form of a stored token.
-pub fn token_dto(row: TokenRow) -> TokenInfo {
+/// The wire form of a stored token (`project`: the name of the project it is scoped to).
+pub fn token_dto(row: TokenRow, project: Option<String>) -> TokenInfo {
     TokenInfo {
         id: row.id,
         name: row.name,
         scopes: row.scopes,
         created_at: row.created_at,
         expires_at: row.expires_at,
+        project,
     }
+}
+
+/// [`token_dto`] with the project's name looked up.
+async fn token_info(state: &AppState, row: TokenRow) -> Result<TokenInfo, ApiError> {
+    let project = match row.project_id {
+        Some(id) => state.store().project_by_id(id).await?.map(|p| p.name),
+        None => None,
+    };
+    Ok(token_dto(row, project))
 }
 
 pub(crate) fn user_dto(user: UserRow, scopes: Vec<cove_api::Scope>) -> User {
@@ -171,7 +181,11 @@ pub async fn list_tokens(
     Extension(principal): Extension<Principal>,
 ) -> Result<Json<Vec<TokenInfo>>, ApiError> {
     let tokens = state.store().list_tokens(principal.user.id).await?;
-    Ok(Json(tokens.into_iter().map(token_dto).collect()))
+    let mut out = Vec::with_capacity(tokens.len());
+    for row in tokens {
+        out.push(token_info(&state, row).await?);
+    }
+    Ok(Json(out))
 }
 
 /// When a new token expires: its own lifetime, else the server default; `never` only for
@@ -232,15 +246,32 @@ pub async fn create_token(
         )));
     }
     let expires_at = token_expiry(&state, &principal, &req)?;
+    // a token scoped to a project: the caller must be a member of it
+    let project = match &req.project {
+        None => None,
+        Some(name) => {
+            let project = crate::projects::load(&state, name).await?;
+            if state
+                .store()
+                .project_role(project.id, principal.user.id)
+                .await?
+                .is_none()
+            {
+                return Err(ApiError::NotFound(format!("project {name}")));
+            }
+            Some(project)
+        }
+    };
     let token = generate_token();
     let row = state
         .store()
-        .create_token(
+        .create_token_in(
             principal.user.id,
             name,
             &hash_token(&token),
             &scopes,
             expires_at,
+            project.as_ref().map(|p| p.id),
         )
         .await?;
     tracing::info!(username = %principal.user.username, token_id = row.id, "token created");
@@ -249,7 +280,7 @@ pub async fn create_token(
         StatusCode::CREATED,
         Json(CreatedToken {
             token,
-            info: token_dto(row),
+            info: token_dto(row, project.map(|p| p.name)),
         }),
     ))
 }

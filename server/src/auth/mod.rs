@@ -79,6 +79,9 @@ pub struct Principal {
     pub scopes: Vec<Scope>,
     /// The token used, when authenticated by token.
     pub token_id: Option<i64>,
+    /// The project the token is scoped to: the credential opens only that project's routes
+    /// and repositories, and only while the user is a member ([`check_token_project`]).
+    pub project_id: Option<i64>,
     /// How the caller authenticated.
     pub method: AuthMethod,
     /// The browser session, when authenticated by the session cookie.
@@ -261,6 +264,7 @@ pub async fn authenticate_caller(
                 user,
                 scopes: row.scopes,
                 token_id: Some(row.id),
+                project_id: row.project_id,
                 method: AuthMethod::Token,
                 session: None,
             })))
@@ -275,6 +279,7 @@ pub async fn authenticate_caller(
                 user,
                 scopes,
                 token_id: None,
+                project_id: None,
                 method: AuthMethod::Password,
                 session: None,
             })))
@@ -428,6 +433,9 @@ pub async fn authorize_repo(
             Some(_) => ApiError::NotFound(format!("repository {full_name}")),
         });
     };
+    if let Some(p) = principal {
+        check_token_project(store, p, Some(&repo)).await?;
+    }
     let have = effective_role(store, principal, &repo).await?;
     // Anonymous callers only ever read.
     let anonymous_ok = principal.is_some() || (scope == Scope::Read && role == Role::Reader);
@@ -440,4 +448,52 @@ pub async fn authorize_repo(
             role.as_str()
         ))),
     }
+}
+
+/// A credential scoped to a project (`Principal::project_id`) opens only that project's
+/// repositories (`repo`) and routes (`project`), and only while its user is a member: 403
+/// otherwise. Other credentials pass.
+pub async fn check_token_project(
+    store: &Store,
+    principal: &Principal,
+    repo: Option<&RepoRow>,
+) -> Result<(), ApiError> {
+    let Some(project_id) = principal.project_id else {
+        return Ok(());
+    };
+    if let Some(repo) = repo {
+        let in_project = store
+            .project_of_repo(repo.id)
+            .await?
+            .is_some_and(|p| p.id == project_id);
+        if !in_project {
+            return Err(ApiError::Forbidden(format!(
+                "this token is scoped to a project that {}/{} is not part of",
+                repo.owner, repo.name
+            )));
+        }
+    }
+    if store
+        .project_role(project_id, principal.user.id)
+        .await?
+        .is_none()
+    {
+        return Err(ApiError::Forbidden(
+            "this token is scoped to a project you are no longer a member of".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Whether `user` may review pull requests on `repo` though their role there is reader: they
+/// are a reviewer of its project and no per-repository role overrides that.
+pub async fn project_reviewer(
+    store: &Store,
+    user: &UserRow,
+    repo: &RepoRow,
+) -> Result<bool, ApiError> {
+    Ok(!user.disabled
+        && store.repo_member_role(repo.id, user.id).await?.is_none()
+        && store.project_role_for_repo(repo.id, user.id).await?
+            == Some(cove_api::ProjectRole::Reviewer))
 }

@@ -186,6 +186,7 @@ pub async fn authenticate_request(
         user,
         scopes,
         token_id: None,
+        project_id: None,
         method: AuthMethod::Session,
         session: Some(SessionAuth {
             id: row.id,

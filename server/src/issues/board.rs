@@ -96,8 +96,14 @@ pub async fn access(
     let role = crate::auth::role_of_user(state.store(), &principal.user, &repo)
         .await?
         .unwrap_or(Role::Reader);
+    let project = state.store().project_of_repo(repo.id).await?;
     Ok(Json(RepoAccess {
         role,
         can_write: role >= Role::Writer,
+        estimate_kind: project
+            .as_ref()
+            .map(|p| p.estimate_kind)
+            .unwrap_or_default(),
+        project: project.map(|p| p.name),
     }))
 }

@@ -10,6 +10,7 @@ use cove_api::{
     Branch, CreateIssue, CreateIssueBranch, Issue, IssueLinks, IssueList, IssuePullLink, MoveIssue,
     Priority, UpdateIssue, ESTIMATES, ZERO_SHA,
 };
+use cove_api::{EstimateKind, ESTIMATE_POINTS};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -114,17 +115,34 @@ fn check_labels(labels: &[String]) -> Result<Vec<String>, ApiError> {
     Ok(out)
 }
 
-fn check_estimate(estimate: &str) -> Result<Option<String>, ApiError> {
+/// An estimate in the form the repository's project uses (`estimate_kind`; T-shirt sizes
+/// without a project); empty clears it.
+async fn check_estimate(
+    state: &AppState,
+    repo: &RepoRow,
+    estimate: &str,
+) -> Result<Option<String>, ApiError> {
     if estimate.is_empty() {
         return Ok(None);
     }
-    let upper = estimate.to_ascii_uppercase();
-    if ESTIMATES.contains(&upper.as_str()) {
-        Ok(Some(upper))
+    let kind = state
+        .store()
+        .project_of_repo(repo.id)
+        .await?
+        .map(|p| p.estimate_kind)
+        .unwrap_or_default();
+    let (allowed, value): (&[&str], String) = match kind {
+        EstimateKind::Sizes => (&ESTIMATES, estimate.to_ascii_uppercase()),
+        EstimateKind::Points => (&ESTIMATE_POINTS, estimate.trim().to_string()),
+    };
+    if allowed.contains(&value.as_str()) {
+        Ok(Some(value))
     } else {
         Err(ApiError::BadRequest(format!(
-            "estimate must be one of {} (got {estimate:?})",
-            ESTIMATES.join(", ")
+            "estimate must be one of {} in this repository's project ({} estimates; got \
+             {estimate:?})",
+            allowed.join(", "),
+            kind.as_str()
         )))
     }
 }
@@ -197,7 +215,8 @@ pub async fn create_issue(
     check_text("description", &req.description, MAX_BODY_BYTES, false)?;
     let assignees = check_assignees(&state, &repo, &req.assignees).await?;
     let labels = check_labels(&req.labels)?;
-    let estimate = check_estimate(req.estimate.as_deref().unwrap_or_default())?;
+    let estimate =
+        check_estimate(&state, &repo, req.estimate.as_deref().unwrap_or_default()).await?;
     let columns = state.store().board_columns(repo.id).await?;
     let column = match &req.column {
         Some(name) => find_column(&columns, name)?,
@@ -279,7 +298,7 @@ pub async fn update_issue(
         issue.priority = priority;
     }
     if let Some(estimate) = &req.estimate {
-        issue.estimate = check_estimate(estimate)?;
+        issue.estimate = check_estimate(&state, &repo, estimate).await?;
     }
     state.store().update_issue(&issue).await?;
     let issue = load_issue(&state, &repo, &params).await?;

@@ -281,6 +281,7 @@ impl Connection {
             scopes: auth::user_scopes(&user),
             user: user.clone(),
             token_id: None,
+            project_id: None,
             method: AuthMethod::Password,
             session: None,
         };

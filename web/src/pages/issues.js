@@ -9,6 +9,9 @@ import { renderMarkdownIn } from '../markdown.js';
 
 export const PRIORITIES = ['none', 'low', 'medium', 'high'];
 export const ESTIMATES = ['', 'XS', 'S', 'M', 'L', 'XL'];
+// a project that estimates in points (its `estimate_kind`, from GET …/access)
+export const POINTS = ['', '0', '1', '2', '3', '5', '8', '13', '21'];
+const estimatesOf = (access) => (access.estimate_kind === 'points' ? POINTS : ESTIMATES);
 const PAGE = 25;
 
 const list = (text) => text.split(',').map((s) => s.trim()).filter(Boolean);
@@ -113,11 +116,11 @@ export async function issuesPage(main, { params, query, navigate }) {
       offset + page.issues.length < page.total ? pageLink(offset + PAGE, 'Next') : null,
     ),
   );
-  if (access.can_write) main.append(newIssueForm(base, owner, name, columns, navigate));
+  if (access.can_write) main.append(newIssueForm(base, owner, name, columns, navigate, estimatesOf(access)));
   return null;
 }
 
-function newIssueForm(base, owner, name, columns, navigate) {
+function newIssueForm(base, owner, name, columns, navigate, estimates) {
   const error = h('p', { role: 'alert', class: 'error' });
   const form = h(
     'form',
@@ -130,7 +133,7 @@ function newIssueForm(base, owner, name, columns, navigate) {
     h('div', { class: 'inline' },
       select('issue-column', 'Column', columns, columns[0]),
       select('issue-priority', 'Priority', PRIORITIES, 'none'),
-      select('issue-estimate', 'Estimate', ESTIMATES, ''),
+      select('issue-estimate', 'Estimate', estimates, ''),
     ),
     h('label', { for: 'issue-assignees' }, 'Assignees (comma-separated)'),
     h('input', { id: 'issue-assignees' }),
@@ -247,7 +250,7 @@ export async function issuePage(main, { params, session, navigate }) {
       h('div', { class: 'inline' },
         select('edit-column', 'Column', columns, issue.column),
         select('edit-priority', 'Priority', PRIORITIES, issue.priority),
-        select('edit-estimate', 'Estimate', ESTIMATES, issue.estimate || ''),
+        select('edit-estimate', 'Estimate', estimatesOf(access), issue.estimate || ''),
       ),
       h('label', { for: 'edit-assignees' }, 'Assignees (comma-separated)'),
       h('input', { id: 'edit-assignees', value: issue.assignees.join(', ') }),
