@@ -1,4 +1,4 @@
-//! SQL for projects and members (migration 0028_projects): projects, their repositories (one
+//! SQL for projects and members (migration 0029_projects): projects, their repositories (one
 //! project per repository at most), members with project roles, pending invitations, and the
 //! role on a repository that a project role gives.
 //!
