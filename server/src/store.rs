@@ -134,7 +134,7 @@ pub struct TokenRow {
     pub scopes: Vec<Scope>,
     pub expires_at: Option<i64>,
     pub created_at: i64,
-    /// The project the token is scoped to (migration 0028), if any.
+    /// The project the token is scoped to (migration 0029), if any.
     pub project_id: Option<i64>,
 }
 

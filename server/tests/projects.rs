@@ -641,6 +641,7 @@ async fn open_run(server: &TestServer) -> i64 {
         variables_json: "{}".into(),
         artifacts_json: "[]".into(),
         on_failure: Default::default(),
+        labels: Default::default(),
     };
     store.create_run(&run, &[job]).await.unwrap();
     let line = JobLogLine {
