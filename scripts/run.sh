@@ -20,6 +20,7 @@ export DOCKER_HOST
 # come from scripts/test-env.sh above.
 (cd web && npm ci --no-audit --no-fund --loglevel=error && npm run build)
 
+bash scripts/ui-assets-stamp.sh
 cargo build -q -p cove -p cove-server
 echo
 echo "CLI: $ROOT/target/debug/cove   (e.g. export PATH=\"$ROOT/target/debug:\$PATH\")"

@@ -29,6 +29,7 @@ node_major="$(node -p 'process.versions.node.split(".")[0]')"
 
 log "web assets: npm ci && npm run build"
 (cd web && npm ci --no-audit --no-fund --loglevel=error && npm run build)
+bash scripts/ui-assets-stamp.sh
 log "cargo build -p cove-server"
 cargo build -q -p cove-server
 
