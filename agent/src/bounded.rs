@@ -148,3 +148,72 @@ mod tests {
         assert_eq!(o.finish(), ("hi\n".to_string(), String::new()));
     }
 }
+
+/// The last `cap` bytes of a log read in chunks (memory stays under `2 * cap`), rendered with a
+/// note of how much earlier output was dropped.
+#[derive(Debug)]
+pub struct LogTail {
+    cap: usize,
+    kept: Vec<u8>,
+    dropped: u64,
+}
+
+impl LogTail {
+    pub fn new(cap: usize) -> Self {
+        LogTail {
+            cap,
+            kept: Vec::new(),
+            dropped: 0,
+        }
+    }
+
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.kept.extend_from_slice(bytes);
+        if self.kept.len() > 2 * self.cap {
+            self.trim();
+        }
+    }
+
+    fn trim(&mut self) {
+        if self.kept.len() > self.cap {
+            let cut = self.kept.len() - self.cap;
+            self.dropped += cut as u64;
+            self.kept.drain(..cut);
+        }
+    }
+
+    /// The kept bytes as text, after a `[cove: N bytes of earlier output dropped]` line when
+    /// anything was dropped.
+    pub fn into_text(mut self) -> String {
+        self.trim();
+        let mut text = String::new();
+        if self.dropped > 0 {
+            text.push_str(&format!(
+                "[cove: {} bytes of earlier output dropped]\n",
+                self.dropped
+            ));
+        }
+        text.push_str(&String::from_utf8_lossy(&self.kept));
+        text
+    }
+}
+
+#[cfg(test)]
+mod log_tail_tests {
+    use super::LogTail;
+
+    #[test]
+    fn keeps_the_last_bytes_and_says_what_was_dropped() {
+        let mut t = LogTail::new(4);
+        for chunk in [&b"abc"[..], b"defg", b"hij"] {
+            t.push(chunk);
+        }
+        assert_eq!(
+            t.into_text(),
+            "[cove: 6 bytes of earlier output dropped]\nghij"
+        );
+        let mut t = LogTail::new(8);
+        t.push(b"short");
+        assert_eq!(t.into_text(), "short");
+    }
+}

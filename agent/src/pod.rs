@@ -1253,30 +1253,12 @@ impl Runtime {
         let cap = self.exec_limits.output_bytes;
         let deadline = tokio::time::Instant::now() + self.exec_limits.timeout;
         let mut stream = self.docker.logs(&id, Some(options));
-        let mut kept: Vec<u8> = Vec::new();
-        let mut dropped = 0u64;
+        let mut tail = crate::bounded::LogTail::new(cap);
         while let Ok(Some(chunk)) = tokio::time::timeout_at(deadline, stream.next()).await {
             let chunk = chunk.map_err(Self::err(env, "read logs"))?;
-            kept.extend_from_slice(&chunk.into_bytes());
-            if kept.len() > 2 * cap {
-                let cut = kept.len() - cap;
-                dropped += cut as u64;
-                kept.drain(..cut);
-            }
+            tail.push(&chunk.into_bytes());
         }
-        if kept.len() > cap {
-            let cut = kept.len() - cap;
-            dropped += cut as u64;
-            kept.drain(..cut);
-        }
-        let mut text = String::new();
-        if dropped > 0 {
-            text.push_str(&format!(
-                "[cove: {dropped} bytes of earlier output dropped]\n"
-            ));
-        }
-        text.push_str(&String::from_utf8_lossy(&kept));
-        Ok(text)
+        Ok(tail.into_text())
     }
 
     /// Write a tar archive into a component's filesystem at `path`.

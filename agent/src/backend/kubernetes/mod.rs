@@ -682,33 +682,15 @@ impl Backend for KubernetesBackend {
         // keep the end, at most the exec output budget, for at most the exec timeout
         let cap = self.exec_limits.output_bytes;
         let deadline = tokio::time::Instant::now() + self.exec_limits.timeout;
-        let mut kept: Vec<u8> = Vec::new();
-        let mut dropped = 0u64;
+        let mut tail = crate::bounded::LogTail::new(cap);
         let mut buf = vec![0u8; 16 * 1024];
         while let Ok(Ok(n)) = tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
             if n == 0 {
                 break;
             }
-            kept.extend_from_slice(&buf[..n]);
-            if kept.len() > 2 * cap {
-                let cut = kept.len() - cap;
-                dropped += cut as u64;
-                kept.drain(..cut);
-            }
+            tail.push(&buf[..n]);
         }
-        if kept.len() > cap {
-            let cut = kept.len() - cap;
-            dropped += cut as u64;
-            kept.drain(..cut);
-        }
-        let mut text = String::new();
-        if dropped > 0 {
-            text.push_str(&format!(
-                "[cove: {dropped} bytes of earlier output dropped]\n"
-            ));
-        }
-        text.push_str(&String::from_utf8_lossy(&kept));
-        Ok(text)
+        Ok(tail.into_text())
     }
 
     async fn run_job(
