@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Prepare this machine (Debian 12, as root) for Cove's tests. Idempotent:
-#   1. apt-get install docker.io debootstrap busybox-static nodejs npm chromium systemd
+#   1. apt-get install docker.io debootstrap busybox-static nodejs npm chromium systemd (+ containerd runc
+#      containernetworking-plugins ipset conntrack for the Kubernetes test)
 #      python3-aiosmtpd openssh-client rsync tmux (each skipped when present)
 #   2. make sure a docker engine answers; if none does, start dockerd under
 #      $COVE_DOCKERD_DIR (default /tmp/cove-dockerd) with its socket at
@@ -50,6 +51,13 @@ command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 command -v ssh >/dev/null 2>&1 || need+=(openssh-client)
 command -v rsync >/dev/null 2>&1 || need+=(rsync)
 command -v tmux >/dev/null 2>&1 || need+=(tmux)
+# The Kubernetes backend's test runs a real one-node cluster (scripts/k8s-cluster.sh): its node
+# runtime, CNI plugins and the tools kube-proxy and kube-router call come from Debian.
+command -v containerd >/dev/null 2>&1 || need+=(containerd)
+command -v runc >/dev/null 2>&1 || need+=(runc)
+[ -x /usr/lib/cni/bridge ] || need+=(containernetworking-plugins)
+command -v ipset >/dev/null 2>&1 || need+=(ipset)
+command -v conntrack >/dev/null 2>&1 || need+=(conntrack)
 if [ "${#need[@]}" -gt 0 ]; then
   t0="$(now)"
   log "apt-get install ${need[*]}"
@@ -58,7 +66,7 @@ if [ "${#need[@]}" -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
   log "packages installed in $(elapsed "$t0")s"
 else
-  log "packages present (dockerd, debootstrap, busybox-static, node, npm, chromium, systemd, aiosmtpd, ssh, rsync, tmux)"
+  log "packages present (dockerd, debootstrap, busybox-static, node, npm, chromium, systemd, aiosmtpd, ssh, rsync, tmux, containerd, runc, CNI plugins, ipset, conntrack)"
 fi
 # The docker CLI may come from elsewhere (/usr/local/bin); docker.io brings one otherwise.
 command -v docker >/dev/null 2>&1 || die "no docker CLI on PATH after installing docker.io"

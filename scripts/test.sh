@@ -14,6 +14,11 @@ elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.0f", b - a }'; }
 banner() { printf '\n==> %s\n' "$*"; }
 
 t_all="$(now)"
+# A cold build of the workspace's test binaries needs about 25 GB; say so up front, since a
+# full disk shows up later only as a linker's "Bus error".
+free_gb=$(df -Pk . | awk 'NR==2 { printf "%d", $4 / 1048576 }')
+echo "free disk: ${free_gb} GB"
+[ "$free_gb" -ge 30 ] || echo "WARNING: less than 30 GB free; a cold build of the tests may fail with a full disk"
 banner "scripts/test-env.sh"
 bash scripts/test-env.sh
 # shellcheck disable=SC1091
@@ -62,6 +67,10 @@ step "cargo test --workspace --no-fail-fast" cargo_test
 # The web UI in real headless Chromium against a real server + Docker (screenshots:
 # target/ui-screenshots/).
 step "scripts/test-ui.sh (browser tests)" bash scripts/test-ui.sh
+# The Kubernetes backend on a real one-node cluster built from Go modules (cached by version
+# in ~/.cache/cove/k8s; cold build ~13 min). Last, so the cluster's kube-proxy and kube-router
+# rules never overlap the Docker tests (docs/kubernetes.md).
+step "scripts/k8s-test.sh (Kubernetes backend)" bash scripts/k8s-test.sh
 
 banner "summary ($(elapsed "$t_all")s total)"
 printf '  %s\n' "${results[@]}"
