@@ -83,7 +83,8 @@ for _ in $(seq 1 150); do
   sleep 0.2
 done
 [ -n "$MOTO_URL" ] || { log "moto_server did not report its port"; exit 1; }
-printf '[packages.endpoints.moto]\nsts = "%s"\n' "$MOTO_URL" >"$TMP/cove.toml"
+# web/tests/story.test.mjs receives its webhooks on 127.0.0.1: loopback admitted for this run.
+printf '[packages.endpoints.moto]\nsts = "%s"\n\n[notify]\nallow_private = ["127.0.0.1/32"]\n' "$MOTO_URL" >"$TMP/cove.toml"
 
 log "starting cove-server on $URL (moto STS at $MOTO_URL)"
 COVE_ADMIN_TOKEN="$ADMIN_TOKEN" COVE_DATA_DIR="$TMP/data" COVE_LISTEN="127.0.0.1:$PORT" \
