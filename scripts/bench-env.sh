@@ -127,3 +127,8 @@ echo
 for v in "${VERSIONS[@]}"; do
   echo "idle RSS of cove-server $v (with the embedded agent): $(awk -v k="${RSS_KB[$v]}" 'BEGIN{printf "%.1f", k/1024}') MiB (${RSS_PARTS[$v]})"
 done
+# machine-readable rows for scripts/bench.sh (key, p50, p95, samples, baseline, its p50, p95)
+if [ -n "${BENCH_ROWS:-}" ]; then
+  printf 'create-cold\t%s\t%s\t%s\traw docker script\t%s\t%s\n' "$(stat_of current.create 0.5)" \
+    "$(stat_of current.create 0.95)" "$RUNS" "$(stat_of raw.create 0.5)" "$(stat_of raw.create 0.95)" >>"$BENCH_ROWS"
+fi

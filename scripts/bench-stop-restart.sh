@@ -132,3 +132,10 @@ for b in "raw:full recreate (raw docker)" "one:one container recreated (raw dock
   b50=$(stat_of "$f.restart" 0.5); b95=$(stat_of "$f.restart" 0.95)
   echo "| cove env restart, one env var changed | $c50 | $c95 | $label | $b50 | $b95 | $(ratio "$c50" "$b50") |"
 done
+# machine-readable rows for scripts/bench.sh (key, p50, p95, samples, baseline, its p50, p95)
+if [ -n "${BENCH_ROWS:-}" ]; then
+  printf 'stop\t%s\t%s\t%s\tdocker stop of the same containers\t%s\t%s\n' "$(stat_of cove.stop 0.5)" \
+    "$(stat_of cove.stop 0.95)" "$RUNS" "$(stat_of raw.stop 0.5)" "$(stat_of raw.stop 0.95)" >>"$BENCH_ROWS"
+  printf 'restart\t%s\t%s\t%s\tfull recreate (raw docker)\t%s\t%s\n' "$(stat_of cove.restart 0.5)" \
+    "$(stat_of cove.restart 0.95)" "$RUNS" "$(stat_of raw.restart 0.5)" "$(stat_of raw.restart 0.95)" >>"$BENCH_ROWS"
+fi
