@@ -5,6 +5,7 @@
 # (VmRSS, and its heap/stack and file-mapped parts).
 #
 #   bash scripts/bench-rss.sh [SAMPLES]     (needs DOCKER_HOST for the agent's Docker client)
+#   PROFILE=debug bash scripts/bench-rss.sh # debug binaries (not the target's numbers)
 #
 # With BENCH_ROWS=FILE it also appends the rows `rss-server` and `rss-agent` for
 # scripts/bench.sh (key, p50, p95, samples, baseline, baseline p50, baseline p95).
@@ -13,8 +14,10 @@ SAMPLES="${1:-10}"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 [ -n "${DOCKER_HOST:-}" ] || { source "${COVE_DOCKERD_DIR:-/tmp/cove-dockerd}/env"; export DOCKER_HOST; }
-cargo build -q --release -p cove --bin cove -p cove-server --bin cove-server -p cove-agent --bin cove-agent
-BIN="$ROOT/target/release"
+PROFILE="${PROFILE:-release}"
+FLAGS=(); [ "$PROFILE" = release ] && FLAGS=(--release)
+cargo build -q "${FLAGS[@]}" -p cove --bin cove -p cove-server --bin cove-server -p cove-agent --bin cove-agent
+BIN="$ROOT/target/$PROFILE"
 WORK="$(mktemp -d)"
 PIDS=()
 trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"' EXIT
@@ -46,7 +49,7 @@ done
 
 # p of column 1 (KiB) in MiB, one decimal
 q() { awk '{print $1}' "$WORK/$1" | sort -n | awk -v p="$2" '{a[NR]=$1} END {i=int((NR-1)*p+0.5)+1; printf "%.1f", a[i]/1024}'; }
-echo "$(date -u '+%Y-%m-%d %H:%M UTC'), load average $(cut -d' ' -f1-3 /proc/loadavg), $SAMPLES samples 0.5 s apart"
+echo "$(date -u '+%Y-%m-%d %H:%M UTC'), load average $(cut -d' ' -f1-3 /proc/loadavg), $SAMPLES samples 0.5 s apart, $PROFILE build"
 for who in server agent; do
   parts=$(tail -1 "$WORK/$who" | awk '{printf "heap and stacks %.1f MiB, mapped files %.1f MiB", $2/1024, $3/1024}')
   echo "idle RSS of cove-$who: p50 $(q "$who" 0.5) MiB, p95 $(q "$who" 0.95) MiB (last: $parts)"

@@ -317,6 +317,20 @@ async fn log_latency() -> Result<()> {
     let run = wait_run(&b, 1).await?;
     let run_id = run.id;
     let base = b.url.clone();
+    // in process: the server's own follower (stored and published), no HTTP to the reader
+    let job_id = run.jobs[0].id;
+    let state = b.state.clone();
+    let inproc = tokio::spawn(async move {
+        use cove_server::runs::log_follow::{follow, Followed};
+        use futures_util::StreamExt;
+        let mut got = Vec::new();
+        let mut lines = Box::pin(follow(state, job_id, None, 1000));
+        while let Some(Followed::Lines(batch)) = lines.next().await {
+            let at = now_ms();
+            got.extend(batch.into_iter().map(|l| (l.text, at)));
+        }
+        got
+    });
     let sse = tokio::spawn(sse_arrivals(format!(
         "{}/api/v1/runs/{run_id}/jobs/Emit/logs/stream",
         b.url
@@ -348,7 +362,13 @@ async fn log_latency() -> Result<()> {
         .json()
         .await?;
     let sse = sse.await??;
+    let inproc = inproc.await?;
     for (what, key, arrivals) in [
+        (
+            "the server's follower (stored, pushed)",
+            "logs-stored",
+            &inproc,
+        ),
         ("`cove run logs -f`", "logs-cli", &arrivals),
         ("the browser (SSE)", "logs-sse", &sse),
     ] {
