@@ -24,9 +24,11 @@ done
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 [ -n "${DOCKER_HOST:-}" ] || { source "${COVE_DOCKERD_DIR:-/tmp/cove-dockerd}/env"; export DOCKER_HOST; }
-cargo build -q --release -p cove -p cove-server
+PROFILE="${PROFILE:-release}"  # PROFILE=debug: debug binaries (scripts/bench.sh passes it on)
+FLAGS=(); [ "$PROFILE" = release ] && FLAGS=(--release)
+cargo build -q "${FLAGS[@]}" -p cove -p cove-server
 VERSIONS=(current)
-declare -A BIN=([current]="$ROOT/target/release")
+declare -A BIN=([current]="$ROOT/target/$PROFILE")
 if [ -n "$VS" ]; then
   sha=$(git rev-parse --short "$VS^{commit}")
   tree="$ROOT/target/bench-vs/$sha"

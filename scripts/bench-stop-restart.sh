@@ -17,8 +17,10 @@ RUNS="${1:-10}"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 [ -n "${DOCKER_HOST:-}" ] || { source "${COVE_DOCKERD_DIR:-/tmp/cove-dockerd}/env"; export DOCKER_HOST; }
-cargo build -q --release -p cove -p cove-server
-BIN="$ROOT/target/release"
+PROFILE="${PROFILE:-release}"  # PROFILE=debug: debug binaries (scripts/bench.sh passes it on)
+FLAGS=(); [ "$PROFILE" = release ] && FLAGS=(--release)
+cargo build -q "${FLAGS[@]}" -p cove -p cove-server
+BIN="$ROOT/target/$PROFILE"
 
 WORK="$(mktemp -d)"
 SERVER=""

@@ -6,6 +6,7 @@
 # failed says "failed" (its output is kept in the printed log path).
 #
 #   bash scripts/bench.sh [SAMPLES]         (needs DOCKER_HOST; see scripts/test-env.sh)
+#   PROFILE=debug bash scripts/bench.sh     (debug binaries: not the targets' numbers)
 #
 # Adding a row is one line in ROWS (and a script stage that writes its key, below).
 set -euo pipefail
@@ -39,8 +40,10 @@ export BENCH_ROWS="$WORK/rows.tsv"
 : >"$BENCH_ROWS"
 LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
 STARTED="$(date -u '+%Y-%m-%d %H:%M UTC')"
-echo "building release binaries (nice -n 19)..." >&2
-nice -n 19 cargo build -q --release -p cove --bin cove -p cove-server --bin cove-server \
+export PROFILE="${PROFILE:-release}"
+FLAGS=(); [ "$PROFILE" = release ] && FLAGS=(--release)
+echo "building $PROFILE binaries (nice -n 19)..." >&2
+nice -n 19 cargo build -q "${FLAGS[@]}" -p cove --bin cove -p cove-server --bin cove-server \
   --example bench_runs -p cove-agent --bin cove-agent
 FAILED=()
 for i in "${!STAGES[@]}"; do
@@ -54,7 +57,7 @@ for i in "${!STAGES[@]}"; do
   fi
 done
 
-echo "# $STARTED, $(uname -m), $(nproc) cores, release build, $SAMPLES samples per row; load average before: $LOAD_BEFORE, after: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "# $STARTED, $(uname -m), $(nproc) cores, $PROFILE build, $SAMPLES samples per row; load average before: $LOAD_BEFORE, after: $(cut -d' ' -f1-3 /proc/loadavg)"
 for f in "${FAILED[@]}"; do echo "# stage failed: $f"; done
 echo
 ROWS="$ROWS" python3 - "$BENCH_ROWS" <<'PY'
