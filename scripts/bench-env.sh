@@ -24,9 +24,11 @@ done
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 [ -n "${DOCKER_HOST:-}" ] || { source "${COVE_DOCKERD_DIR:-/tmp/cove-dockerd}/env"; export DOCKER_HOST; }
-cargo build -q --release -p cove -p cove-server
+PROFILE="${PROFILE:-release}"  # PROFILE=debug: debug binaries (scripts/bench.sh passes it on)
+FLAGS=(); [ "$PROFILE" = release ] && FLAGS=(--release)
+cargo build -q "${FLAGS[@]}" -p cove -p cove-server
 VERSIONS=(current)
-declare -A BIN=([current]="$ROOT/target/release")
+declare -A BIN=([current]="$ROOT/target/$PROFILE")
 if [ -n "$VS" ]; then
   sha=$(git rev-parse --short "$VS^{commit}")
   tree="$ROOT/target/bench-vs/$sha"
@@ -127,3 +129,8 @@ echo
 for v in "${VERSIONS[@]}"; do
   echo "idle RSS of cove-server $v (with the embedded agent): $(awk -v k="${RSS_KB[$v]}" 'BEGIN{printf "%.1f", k/1024}') MiB (${RSS_PARTS[$v]})"
 done
+# machine-readable rows for scripts/bench.sh (key, p50, p95, samples, baseline, its p50, p95)
+if [ -n "${BENCH_ROWS:-}" ]; then
+  printf 'create-cold\t%s\t%s\t%s\traw docker script\t%s\t%s\n' "$(stat_of current.create 0.5)" \
+    "$(stat_of current.create 0.95)" "$RUNS" "$(stat_of raw.create 0.5)" "$(stat_of raw.create 0.95)" >>"$BENCH_ROWS"
+fi

@@ -9,6 +9,8 @@ if [ -f /tmp/cove-dockerd/env ] && [ -z "${DOCKER_HOST:-}" ]; then
   source /tmp/cove-dockerd/env
   export DOCKER_HOST
 fi
-cargo build --release -q -p cove --bin cove
-cargo build --release -q -p cove-server --example bench_runs
-COVE_BIN="$PWD/target/release/cove" exec target/release/examples/bench_runs "${1:-all}" "${2:-10}"
+PROFILE="${PROFILE:-release}"  # PROFILE=debug: debug binaries (scripts/bench.sh passes it on)
+FLAGS=(); [ "$PROFILE" = release ] && FLAGS=(--release)
+cargo build "${FLAGS[@]}" -q -p cove --bin cove
+cargo build "${FLAGS[@]}" -q -p cove-server --example bench_runs
+COVE_BIN="$PWD/target/$PROFILE/cove" exec "target/$PROFILE/examples/bench_runs" "${1:-all}" "${2:-10}"

@@ -17,8 +17,10 @@ RUNS="${1:-10}"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 [ -n "${DOCKER_HOST:-}" ] || { source "${COVE_DOCKERD_DIR:-/tmp/cove-dockerd}/env"; export DOCKER_HOST; }
-cargo build -q --release -p cove -p cove-server
-BIN="$ROOT/target/release"
+PROFILE="${PROFILE:-release}"  # PROFILE=debug: debug binaries (scripts/bench.sh passes it on)
+FLAGS=(); [ "$PROFILE" = release ] && FLAGS=(--release)
+cargo build -q "${FLAGS[@]}" -p cove -p cove-server
+BIN="$ROOT/target/$PROFILE"
 
 WORK="$(mktemp -d)"
 SERVER=""
@@ -132,3 +134,10 @@ for b in "raw:full recreate (raw docker)" "one:one container recreated (raw dock
   b50=$(stat_of "$f.restart" 0.5); b95=$(stat_of "$f.restart" 0.95)
   echo "| cove env restart, one env var changed | $c50 | $c95 | $label | $b50 | $b95 | $(ratio "$c50" "$b50") |"
 done
+# machine-readable rows for scripts/bench.sh (key, p50, p95, samples, baseline, its p50, p95)
+if [ -n "${BENCH_ROWS:-}" ]; then
+  printf 'stop\t%s\t%s\t%s\tdocker stop of the same containers\t%s\t%s\n' "$(stat_of cove.stop 0.5)" \
+    "$(stat_of cove.stop 0.95)" "$RUNS" "$(stat_of raw.stop 0.5)" "$(stat_of raw.stop 0.95)" >>"$BENCH_ROWS"
+  printf 'restart\t%s\t%s\t%s\tfull recreate (raw docker)\t%s\t%s\n' "$(stat_of cove.restart 0.5)" \
+    "$(stat_of cove.restart 0.95)" "$RUNS" "$(stat_of raw.restart 0.5)" "$(stat_of raw.restart 0.95)" >>"$BENCH_ROWS"
+fi

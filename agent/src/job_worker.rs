@@ -86,7 +86,9 @@ pub struct WorkerConfig {
     pub slots: usize,
     /// Long-poll wait of one lease request.
     pub lease_wait: Duration,
-    /// A log batch is sent after this long or this many lines, whichever comes first.
+    /// A log batch is sent as soon as a line is cut, with the lines cut while the previous
+    /// batch was in flight (at most `log_batch_lines`). Non-zero: wait this long after a
+    /// batch's first line for more lines (zero by default: no timer on the log path).
     pub log_flush: Duration,
     pub log_batch_lines: usize,
     /// How jobs are isolated (private networks, gateway, egress allow-list).
@@ -105,7 +107,7 @@ impl Default for WorkerConfig {
         WorkerConfig {
             slots: 2,
             lease_wait: Duration::from_secs(30),
-            log_flush: Duration::from_millis(100),
+            log_flush: Duration::ZERO,
             log_batch_lines: 64,
             sandbox: crate::private_net::SandboxSettings::default(),
             owner: None,
@@ -526,24 +528,43 @@ async fn report_job<T: JobTransport>(
         let (tx, mut rx) = tokio::sync::mpsc::channel::<LogLine>(1024);
         let shipper = async {
             let base = seq_base(attempt);
+            let masked = |mut line: LogLine| {
+                if let Some(late) = &late {
+                    line.text = late.mask_str(&line.text);
+                }
+                line
+            };
             let mut batch: Vec<JobLogLine> = Vec::new();
             let mut open = true;
             while open {
+                // No timer on the path: a line is sent as soon as it is cut. Lines cut while
+                // a batch is in flight wait in the channel and go together in the next one
+                // (up to `log_batch_lines`); `log_flush` > 0 waits that long for company.
+                match rx.recv().await {
+                    Some(line) => batch.push(wire_line(masked(line), base)),
+                    None => break,
+                }
                 let deadline = tokio::time::sleep(config.log_flush);
                 tokio::pin!(deadline);
-                loop {
-                    tokio::select! {
-                        line = rx.recv() => match line {
-                            Some(mut line) => {
-                                if let Some(late) = &late {
-                                    line.text = late.mask_str(&line.text);
-                                }
-                                batch.push(wire_line(line, base));
-                                if batch.len() >= config.log_batch_lines { break; }
-                            }
-                            None => { open = false; break; }
-                        },
-                        () = &mut deadline => break,
+                while batch.len() < config.log_batch_lines.max(1) {
+                    let next = if config.log_flush.is_zero() {
+                        match rx.try_recv() {
+                            Ok(line) => Some(line),
+                            Err(tokio::sync::mpsc::error::TryRecvError::Empty) => break,
+                            Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => None,
+                        }
+                    } else {
+                        tokio::select! {
+                            line = rx.recv() => line,
+                            () = &mut deadline => break,
+                        }
+                    };
+                    match next {
+                        Some(line) => batch.push(wire_line(masked(line), base)),
+                        None => {
+                            open = false;
+                            break;
+                        }
                     }
                 }
                 if !batch.is_empty() {

@@ -5,9 +5,12 @@
 //! 2. `push`: real `git push` → the job's first step running (its first log line, as cut by
 //!    the agent), over N pushes, embedded agent on the real Docker engine.
 //! 3. `logs`: a step prints a line every 100 ms; `cove run logs -f` (the real CLI, path in
-//!    `COVE_BIN`) receives each line; latency = arrival − the agent's cut time.
+//!    `COVE_BIN`) and the browser's SSE stream (`…/logs/stream`, read at the same time)
+//!    receive each line; latency = arrival − the agent's cut time.
 //!
-//! Usage: `bench_runs [dispatch|push|logs|all] [PUSHES]`.
+//! Usage: `bench_runs [dispatch|push|logs|all] [PUSHES]`. With `BENCH_ROWS=FILE` each
+//! measurement is also appended to FILE as one tab-separated row for `scripts/bench.sh`:
+//! `key, p50, p95, samples, baseline, baseline p50, baseline p95` (`-` where none).
 
 #![allow(clippy::unwrap_used)]
 
@@ -68,6 +71,26 @@ fn pct(mut v: Vec<f64>, p: f64) -> f64 {
     v[i.min(v.len() - 1)]
 }
 
+/// Appends one row for `scripts/bench.sh` when `BENCH_ROWS` names a file.
+fn bench_row(key: &str, samples: &[f64]) -> Result<()> {
+    let Ok(path) = std::env::var("BENCH_ROWS") else {
+        return Ok(());
+    };
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    writeln!(
+        f,
+        "{key}\t{:.0}\t{:.0}\t{}\t-\t-\t-",
+        pct(samples.to_vec(), 0.5),
+        pct(samples.to_vec(), 0.95),
+        samples.len()
+    )?;
+    Ok(())
+}
+
 fn now_ms() -> i64 {
     cove_server::store::now_ms()
 }
@@ -113,9 +136,11 @@ async fn dispatch(n: usize) -> Result<()> {
     }
     let created = t.elapsed();
     let t = Instant::now();
+    let finished = std::sync::Arc::new(std::sync::Mutex::new(Vec::with_capacity(n)));
     let mut agents = Vec::new();
     for _ in 0..4 {
         let state = b.state.clone();
+        let finished = finished.clone();
         agents.push(tokio::spawn(async move {
             let mut done = 0usize;
             while let Some(lease) = cove_server::runs::lease(&state, Duration::ZERO)
@@ -132,6 +157,7 @@ async fn dispatch(n: usize) -> Result<()> {
                 cove_server::runs::finish(&state, lease.job_id, &report)
                     .await
                     .unwrap();
+                finished.lock().unwrap().push(Instant::now());
                 done += 1;
             }
             done
@@ -149,6 +175,18 @@ async fn dispatch(n: usize) -> Result<()> {
         took.as_secs_f64(),
         total as f64 / took.as_secs_f64()
     );
+    // samples: the rate over each tenth of the jobs
+    let mut at = finished.lock().unwrap().clone();
+    at.sort();
+    let step = (at.len() / 10).max(1);
+    let mut rates = Vec::new();
+    let mut prev = t;
+    for chunk in at.chunks(step) {
+        let end = *chunk.last().unwrap();
+        rates.push(chunk.len() as f64 / end.duration_since(prev).as_secs_f64().max(1e-6));
+        prev = end;
+    }
+    bench_row("dispatch", &rates)?;
     Ok(())
 }
 
@@ -217,9 +255,45 @@ async fn push_latency(pushes: usize) -> Result<()> {
         "push → first step running over {pushes} pushes: p50 {:.0} ms, p95 {:.0} ms, max {:.0} ms",
         pct(lat.clone(), 0.5),
         pct(lat.clone(), 0.95),
-        pct(lat, 1.0)
+        pct(lat.clone(), 1.0)
     );
+    bench_row("push", &lat)?;
     Ok(())
+}
+
+/// Arrival times of the lines of the job's SSE log stream (the browser's run page).
+async fn sse_arrivals(url: String) -> Result<Vec<(String, i64)>> {
+    use futures_util::StreamExt;
+    let resp = reqwest::Client::new()
+        .get(url)
+        .bearer_auth(TOKEN)
+        .send()
+        .await?;
+    if resp.status() != 200 {
+        bail!("log stream: {}", resp.status());
+    }
+    let mut body = resp.bytes_stream();
+    let mut buf = String::new();
+    let mut got = Vec::new();
+    while let Some(chunk) = body.next().await {
+        buf.push_str(std::str::from_utf8(&chunk?)?);
+        let at = now_ms();
+        while let Some(end) = buf.find("\n\n") {
+            let block: String = buf.drain(..end + 2).collect();
+            if block.lines().any(|l| l == "event: end") {
+                return Ok(got);
+            }
+            if !block.lines().any(|l| l == "event: lines") {
+                continue;
+            }
+            for data in block.lines().filter_map(|l| l.strip_prefix("data: ")) {
+                for l in serde_json::from_str::<Vec<JobLogLine>>(data)? {
+                    got.push((l.text, at));
+                }
+            }
+        }
+    }
+    Ok(got)
 }
 
 async fn log_latency() -> Result<()> {
@@ -243,6 +317,24 @@ async fn log_latency() -> Result<()> {
     let run = wait_run(&b, 1).await?;
     let run_id = run.id;
     let base = b.url.clone();
+    // in process: the server's own follower (stored and published), no HTTP to the reader
+    let job_id = run.jobs[0].id;
+    let state = b.state.clone();
+    let inproc = tokio::spawn(async move {
+        use cove_server::runs::log_follow::{follow, Followed};
+        use futures_util::StreamExt;
+        let mut got = Vec::new();
+        let mut lines = Box::pin(follow(state, job_id, None, 1000));
+        while let Some(Followed::Lines(batch)) = lines.next().await {
+            let at = now_ms();
+            got.extend(batch.into_iter().map(|l| (l.text, at)));
+        }
+        got
+    });
+    let sse = tokio::spawn(sse_arrivals(format!(
+        "{}/api/v1/runs/{run_id}/jobs/Emit/logs/stream",
+        b.url
+    )));
     let arrivals = tokio::task::spawn_blocking(move || -> Result<Vec<(String, i64)>> {
         let mut child = std::process::Command::new(cove)
             .args(["run", "logs", "-f", &run_id.to_string(), "Emit"])
@@ -269,25 +361,38 @@ async fn log_latency() -> Result<()> {
         .await?
         .json()
         .await?;
-    let mut lat = Vec::new();
-    for (text, at) in &arrivals {
-        if !text.starts_with("line-") {
-            continue;
+    let sse = sse.await??;
+    let inproc = inproc.await?;
+    for (what, key, arrivals) in [
+        (
+            "the server's follower (stored, pushed)",
+            "logs-stored",
+            &inproc,
+        ),
+        ("`cove run logs -f`", "logs-cli", &arrivals),
+        ("the browser (SSE)", "logs-sse", &sse),
+    ] {
+        let mut lat = Vec::new();
+        for (text, at) in arrivals {
+            if !text.starts_with("line-") {
+                continue;
+            }
+            if let Some(l) = lines.iter().find(|l| &l.text == text) {
+                lat.push((at - l.ts as i64) as f64);
+            }
         }
-        if let Some(l) = lines.iter().find(|l| &l.text == text) {
-            lat.push((at - l.ts as i64) as f64);
+        if lat.is_empty() {
+            bail!("no lines matched: {arrivals:?}");
         }
+        println!(
+            "log line → visible in {what} over {} lines: p50 {:.0} ms, p95 {:.0} ms, max {:.0} ms",
+            lat.len(),
+            pct(lat.clone(), 0.5),
+            pct(lat.clone(), 0.95),
+            pct(lat.clone(), 1.0)
+        );
+        bench_row(key, &lat)?;
     }
-    if lat.is_empty() {
-        bail!("no lines matched: {arrivals:?}");
-    }
-    println!(
-        "log line → visible in `cove run logs -f` over {} lines: p50 {:.0} ms, p95 {:.0} ms, max {:.0} ms",
-        lat.len(),
-        pct(lat.clone(), 0.5),
-        pct(lat.clone(), 0.95),
-        pct(lat, 1.0)
-    );
     Ok(())
 }
 

@@ -99,6 +99,8 @@ struct Inner {
     limits: config::Limits,
     /// Per-job log usage under the log cap.
     log_caps: runs::log_cap::LogCaps,
+    /// Followers of job logs: one broadcast channel per followed job.
+    log_hub: runs::log_follow::LogHub,
     /// Cancelled when the server begins its graceful shutdown: long-lived streams (server-sent
     /// events) end then, so in-flight requests can finish.
     closing: tokio_util::sync::CancellationToken,
@@ -181,6 +183,11 @@ impl AppState {
     /// Per-job log usage under the log cap.
     pub fn log_caps(&self) -> &runs::log_cap::LogCaps {
         &self.0.log_caps
+    }
+
+    /// Followers of job logs (`runs::log_follow`).
+    pub fn log_hub(&self) -> &runs::log_follow::LogHub {
+        &self.0.log_hub
     }
 
     /// Password checks (throttle, hashing slots) and the `[auth]` settings.
@@ -319,6 +326,7 @@ impl Server {
             metrics: metrics::Metrics::new(),
             limits: config.limits.clone(),
             log_caps: runs::log_cap::LogCaps::default(),
+            log_hub: runs::log_follow::LogHub::default(),
             closing: tokio_util::sync::CancellationToken::new(),
             logins: auth::Logins::new(config.auth.clone()),
             notifier: notify::Notifier::new(config.notify.clone()),

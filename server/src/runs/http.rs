@@ -13,11 +13,13 @@ use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use cove_api::{
     AgentIdentity, CommitStatus, FinishRequest, HeartbeatRequest, HeartbeatResponse, Job, JobLease,
-    JobLogLine, LeaseRequest, LogBatch, Run, RunState, SecretInfo, SetSecretRequest,
-    StartRunRequest, WorkflowError,
+    LeaseRequest, LogBatch, Run, RunState, SecretInfo, SetSecretRequest, StartRunRequest,
+    WorkflowError,
 };
+use futures_util::StreamExt;
 use serde::Deserialize;
 
+use super::log_follow::Followed;
 use super::secrets::valid_secret_name;
 use super::RunsError;
 use crate::auth::AgentPrincipal;
@@ -300,48 +302,22 @@ pub async fn job_logs(
         }
         return Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response());
     }
-    struct Follow {
-        state: AppState,
-        job: i64,
-        after: Option<u64>,
-    }
-    let start = Follow {
-        state: state.clone(),
-        job: job.id,
-        after: q.after,
-    };
-    let stream = futures_util::stream::unfold(start, |mut f| async move {
-        let st = f.state.clone();
-        loop {
-            let notified = st.runs().progress().notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            // Read the state before the lines: lines stored before the end are then seen.
-            let ended = match f.state.store().job(f.job).await {
-                Ok(Some(j)) => j.state.is_terminal(),
-                Ok(None) => true,
-                Err(e) => return Some((Err(std::io::Error::other(e.to_string())), f)),
-            };
-            let lines: Vec<JobLogLine> = match f.state.store().job_logs(f.job, f.after, 1000).await
-            {
-                Ok(lines) => lines,
-                Err(e) => return Some((Err(std::io::Error::other(e.to_string())), f)),
-            };
-            if let Some(last) = lines.last() {
-                f.after = Some(last.seq);
-                let mut chunk = String::new();
-                for l in &lines {
-                    chunk.push_str(&l.text);
-                    chunk.push('\n');
+    let stream = super::log_follow::follow(state.clone(), job.id, q.after, 1000).filter_map(
+        |item| async move {
+            match item {
+                Followed::Lines(lines) => {
+                    let mut chunk = String::new();
+                    for l in &lines {
+                        chunk.push_str(&l.text);
+                        chunk.push('\n');
+                    }
+                    Some(Ok(Bytes::from(chunk)))
                 }
-                return Some((Ok(Bytes::from(chunk)), f));
+                Followed::End(_) => None,
+                Followed::Error(e) => Some(Err(std::io::Error::other(e))),
             }
-            if ended {
-                return None;
-            }
-            let _ = tokio::time::timeout(Duration::from_secs(1), notified).await;
-        }
-    });
+        },
+    );
     // ends with a last line saying why once the caller's authorization no longer holds
     let stream =
         crate::live_auth::until_revoked(Box::pin(stream), grant.revoked(state.clone()), |reason| {
@@ -732,71 +708,31 @@ pub async fn stream_job_logs(
     headers: axum::http::HeaderMap,
 ) -> Result<Response, ApiError> {
     use axum::response::sse::Event;
-    use futures_util::StreamExt;
     let run = load_run(&state, &repo, &params).await?;
     let job = load_job(&state, &run, &params).await?;
     let resume = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
-    struct Follow {
-        state: AppState,
-        job: i64,
-        after: Option<u64>,
-        done: bool,
-    }
-    let closing = state.clone();
-    let start = Follow {
-        state,
-        job: job.id,
-        after: resume.or(q.after),
-        done: false,
-    };
-    let stream = futures_util::stream::unfold(start, |mut f| async move {
-        if f.done {
-            return None;
-        }
-        loop {
-            let st = f.state.clone();
-            let notified = st.runs().progress().notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            // Read the state before the lines: lines stored before the end are then seen.
-            let job = match f.state.store().job(f.job).await {
-                Ok(job) => job,
-                Err(e) => {
-                    f.done = true;
-                    let ev = Event::default().event("error").data(e.to_string());
-                    return Some((Ok::<_, std::convert::Infallible>(ev), f));
+    let stream =
+        super::log_follow::follow(state.clone(), job.id, resume.or(q.after), 500).map(|item| {
+            let ev = match item {
+                Followed::Lines(lines) => {
+                    let last = lines.last().map(|l| l.seq).unwrap_or_default();
+                    let data = serde_json::to_string(&lines).unwrap_or_else(|_| "[]".into());
+                    Event::default()
+                        .event("lines")
+                        .id(last.to_string())
+                        .data(data)
                 }
-            };
-            let lines = match f.state.store().job_logs(f.job, f.after, 500).await {
-                Ok(lines) => lines,
-                Err(e) => {
-                    f.done = true;
-                    return Some((Ok(Event::default().event("error").data(e.to_string())), f));
+                Followed::End(state) => {
+                    let state = state.map(|s| s.as_str().to_string()).unwrap_or_default();
+                    let data = serde_json::json!({ "state": state }).to_string();
+                    Event::default().event("end").data(data)
                 }
+                Followed::Error(e) => Event::default().event("error").data(e),
             };
-            if let Some(last) = lines.last() {
-                f.after = Some(last.seq);
-                let data = serde_json::to_string(&lines).unwrap_or_else(|_| "[]".into());
-                let ev = Event::default()
-                    .event("lines")
-                    .id(last.seq.to_string())
-                    .data(data);
-                return Some((Ok(ev), f));
-            }
-            let ended = job.as_ref().map(|j| j.state.is_terminal()).unwrap_or(true);
-            if ended {
-                f.done = true;
-                let state = job
-                    .map(|j| j.state.as_str().to_string())
-                    .unwrap_or_default();
-                let data = serde_json::json!({ "state": state }).to_string();
-                return Some((Ok(Event::default().event("end").data(data)), f));
-            }
-            let _ = tokio::time::timeout(crate::sse::POLL, notified).await;
-        }
-    });
-    Ok(crate::sse::response(&closing, grant, stream.boxed()))
+            Ok::<_, std::convert::Infallible>(ev)
+        });
+    Ok(crate::sse::response(&state, grant, stream.boxed()))
 }

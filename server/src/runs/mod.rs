@@ -15,6 +15,7 @@ pub mod approval;
 pub mod cache;
 pub mod http;
 pub mod log_cap;
+pub mod log_follow;
 pub mod package_policy;
 pub mod packages;
 pub mod pulls;
@@ -162,7 +163,8 @@ pub struct Runs {
     clock: Clock,
     /// Woken when a job may have become ready (pollers re-check).
     ready: Notify,
-    /// Woken when log lines were stored or a job/run changed (log followers re-check).
+    /// Woken when a job/run changed or another replica stored log lines (log followers and
+    /// SSE snapshots re-check; this process's new lines go through `log_follow::LogHub`).
     progress: Notify,
     scheduler: tokio::sync::Mutex<()>,
     /// One pass over the stored push events at a time.
@@ -1151,7 +1153,9 @@ pub async fn append_logs(state: &AppState, job_id: i64, batch: &LogBatch) -> Res
     current_job(state, job_id, batch.attempt).await?;
     let lines = log_cap::admit(state, job_id, batch.attempt, &batch.lines).await?;
     state.store().append_logs(job_id, &lines).await?;
-    state.runs().progress.notify_waiters();
+    // stored first, then pushed to this process's followers; other replicas' followers
+    // re-read the store when woken
+    state.log_hub().publish(job_id, &lines);
     state.runs().announce();
     Ok(())
 }
