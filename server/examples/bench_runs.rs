@@ -1,7 +1,8 @@
 //! Workflow engine benchmarks (run by `scripts/bench-runs.sh`, release build):
 //!
-//! 1. `dispatch`: 1000 queued one-action runs, leased and finished by 4 in-process fake
-//!    agents (no Docker) — the scheduler's throughput.
+//! 1. `dispatch`: 10,000 (`DISPATCH_RUNS`) queued one-action runs, leased and finished by 50
+//!    (`DISPATCH_AGENTS`) in-process registered agents (no Docker) — the scheduler's
+//!    throughput, on SQLite and, when `COVE_TEST_POSTGRES_URL` is set, on PostgreSQL.
 //! 2. `push`: real `git push` → the job's first step running (its first log line, as cut by
 //!    the agent), over N pushes, embedded agent on the real Docker engine.
 //! 3. `logs`: a step prints a line every 100 ms; `cove run logs -f` (the real CLI, path in
@@ -29,8 +30,13 @@ struct Bench {
 }
 
 async fn start(embedded: bool) -> Result<Bench> {
+    start_with(embedded, None).await
+}
+
+async fn start_with(embedded: bool, database_url: Option<String>) -> Result<Bench> {
     let data = tempfile::tempdir()?;
     let mut config = Config::new(data.path());
+    config.database_url = database_url;
     config.admin_token = Some(TOKEN.into());
     config.embedded_agent = embedded;
     config.runs.default_image =
@@ -90,8 +96,44 @@ fn git(dir: &Path, args: &[&str]) -> Result<()> {
     Ok(())
 }
 
-async fn dispatch(n: usize) -> Result<()> {
-    let b = start(false).await?;
+/// Registers `n` agents through the API; their ids.
+async fn register_agents(b: &Bench, n: usize) -> Result<Vec<i64>> {
+    let http = reqwest::Client::new();
+    let mut ids = Vec::new();
+    for a in 0..n {
+        let reg: cove_api::RegistrationToken = http
+            .post(format!("{}/api/v1/agents/registration-tokens", b.url))
+            .bearer_auth(TOKEN)
+            .json(&serde_json::json!({}))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let agent: cove_api::RegisteredAgent = http
+            .post(format!("{}/api/v1/agents/register", b.url))
+            .bearer_auth(&reg.token)
+            .json(&serde_json::json!({"name": format!("bench-{a}"), "labels": {}}))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        ids.push(agent.agent_id);
+    }
+    Ok(ids)
+}
+
+/// `n` queued one-action runs leased and finished by `agents` in-process registered agents
+/// (no Docker), on SQLite or (`database_url`) PostgreSQL.
+async fn dispatch(n: usize, agents: usize, database_url: Option<String>) -> Result<()> {
+    let backend = if database_url.is_some() {
+        "postgresql"
+    } else {
+        "sqlite"
+    };
+    let b = start_with(false, database_url).await?;
+    let ids = register_agents(&b, agents).await?;
     let repo = b.state.store().repo("admin", "b").await?.context("repo")?;
     let text = "Name: d\nSchemaVersion: \"1.0\"\nRunMode: PARALLEL\nActions:\n  A:\n    Identifier: aws/build@v1\n    Configuration: {Steps: [{Run: 'true'}]}\n";
     let (wf, _) = workflows::validate_file("d.yaml", text).map_err(|d| anyhow::anyhow!("{d:?}"))?;
@@ -113,12 +155,12 @@ async fn dispatch(n: usize) -> Result<()> {
     }
     let created = t.elapsed();
     let t = Instant::now();
-    let mut agents = Vec::new();
-    for _ in 0..4 {
+    let mut tasks = Vec::new();
+    for id in ids {
         let state = b.state.clone();
-        agents.push(tokio::spawn(async move {
+        tasks.push(tokio::spawn(async move {
             let mut done = 0usize;
-            while let Some(lease) = cove_server::runs::lease(&state, Duration::ZERO)
+            while let Some(lease) = cove_server::runs::lease_for(&state, Duration::ZERO, Some(id))
                 .await
                 .unwrap()
             {
@@ -138,17 +180,61 @@ async fn dispatch(n: usize) -> Result<()> {
         }));
     }
     let mut total = 0;
-    for a in agents {
-        total += a.await?;
+    for task in tasks {
+        total += task.await?;
     }
     let took = t.elapsed();
+    let runs = b
+        .state
+        .store()
+        .list_runs(repo.id, None, n as i64 + 1)
+        .await?;
+    let succeeded = runs
+        .iter()
+        .filter(|r| r.state == cove_api::RunState::Succeeded)
+        .count();
+    if total != n || succeeded != n {
+        bail!("{total} jobs finished, {succeeded} runs succeeded; expected {n}");
+    }
     println!(
-        "dispatch: {n} runs created in {:.2} s ({:.0}/s); {total} jobs leased+finished by 4 agents in {:.2} s = {:.0} jobs/s",
+        "dispatch ({backend}): {n} runs created in {:.2} s ({:.0}/s); {total} jobs leased+finished by {agents} agents in {:.2} s = {:.0} jobs/s",
         created.as_secs_f64(),
         n as f64 / created.as_secs_f64(),
         took.as_secs_f64(),
         total as f64 / took.as_secs_f64()
     );
+    Ok(())
+}
+
+/// A fresh database on the PostgreSQL cluster at `base` (`COVE_TEST_POSTGRES_URL`).
+async fn postgres_db(base: &str) -> Result<String> {
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(base).await?;
+    let name = format!("cove_bench_{}", cove_server::store::next_id());
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&pool)
+        .await?;
+    pool.close().await;
+    let (prefix, _) = base.rsplit_once('/').context("a database path")?;
+    Ok(format!("{prefix}/{name}"))
+}
+
+async fn dispatch_all() -> Result<()> {
+    let n: usize = std::env::var("DISPATCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let agents: usize = std::env::var("DISPATCH_AGENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50);
+    dispatch(n, agents, None).await?;
+    match std::env::var("COVE_TEST_POSTGRES_URL") {
+        Ok(base) if !base.is_empty() => {
+            dispatch(n, agents, Some(postgres_db(&base).await?)).await?
+        }
+        _ => println!("dispatch (postgresql): not run (COVE_TEST_POSTGRES_URL is not set)"),
+    }
     Ok(())
 }
 
@@ -297,7 +383,7 @@ async fn main() -> Result<()> {
     let what = args.get(1).map(String::as_str).unwrap_or("all");
     let pushes: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(10);
     if matches!(what, "dispatch" | "all") {
-        dispatch(1000).await?;
+        dispatch_all().await?;
     }
     if matches!(what, "push" | "all") {
         push_latency(pushes).await?;
