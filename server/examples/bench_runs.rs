@@ -126,7 +126,15 @@ async fn register_agents(b: &Bench, n: usize) -> Result<Vec<i64>> {
 
 /// `n` queued one-action runs leased and finished by `agents` in-process registered agents
 /// (no Docker), on SQLite or (`database_url`) PostgreSQL.
-async fn dispatch(n: usize, agents: usize, database_url: Option<String>) -> Result<()> {
+/// `serial`: each lease and each finish waits for the previous one (a bench-side lock), so no
+/// placement round serves more than one poll and no finish batch holds more than one report —
+/// the unbatched baseline, measured in the same invocation.
+async fn dispatch(
+    n: usize,
+    agents: usize,
+    database_url: Option<String>,
+    serial: bool,
+) -> Result<()> {
     let backend = if database_url.is_some() {
         "postgresql"
     } else {
@@ -156,14 +164,23 @@ async fn dispatch(n: usize, agents: usize, database_url: Option<String>) -> Resu
     let created = t.elapsed();
     let t = Instant::now();
     let mut tasks = Vec::new();
+    let locks = std::sync::Arc::new((tokio::sync::Mutex::new(()), tokio::sync::Mutex::new(())));
     for id in ids {
         let state = b.state.clone();
+        let locks = locks.clone();
         tasks.push(tokio::spawn(async move {
             let mut done = 0usize;
-            while let Some(lease) = cove_server::runs::lease_for(&state, Duration::ZERO, Some(id))
-                .await
-                .unwrap()
-            {
+            loop {
+                let one = if serial {
+                    Some(locks.0.lock().await)
+                } else {
+                    None
+                };
+                let lease = cove_server::runs::lease_for(&state, Duration::ZERO, Some(id))
+                    .await
+                    .unwrap();
+                drop(one);
+                let Some(lease) = lease else { break };
                 let report = FinishRequest {
                     attempt: lease.attempt,
                     outcome: JobOutcome::Succeeded,
@@ -171,9 +188,15 @@ async fn dispatch(n: usize, agents: usize, database_url: Option<String>) -> Resu
                     error: None,
                     retry: false,
                 };
+                let one = if serial {
+                    Some(locks.1.lock().await)
+                } else {
+                    None
+                };
                 cove_server::runs::finish(&state, lease.job_id, &report)
                     .await
                     .unwrap();
+                drop(one);
                 done += 1;
             }
             done
@@ -197,7 +220,8 @@ async fn dispatch(n: usize, agents: usize, database_url: Option<String>) -> Resu
         bail!("{total} jobs finished, {succeeded} runs succeeded; expected {n}");
     }
     println!(
-        "dispatch ({backend}): {n} runs created in {:.2} s ({:.0}/s); {total} jobs leased+finished by {agents} agents in {:.2} s = {:.0} jobs/s",
+        "dispatch ({backend}, {}): {n} runs created in {:.2} s ({:.0}/s); {total} jobs leased+finished by {agents} agents in {:.2} s = {:.0} jobs/s",
+        if serial { "one at a time" } else { "batched" },
         created.as_secs_f64(),
         n as f64 / created.as_secs_f64(),
         took.as_secs_f64(),
@@ -228,12 +252,22 @@ async fn dispatch_all() -> Result<()> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(50);
-    dispatch(n, agents, None).await?;
-    match std::env::var("COVE_TEST_POSTGRES_URL") {
-        Ok(base) if !base.is_empty() => {
-            dispatch(n, agents, Some(postgres_db(&base).await?)).await?
+    // `DISPATCH_MODE`: both (default), batched or serial.
+    let mode = std::env::var("DISPATCH_MODE").unwrap_or_else(|_| "both".into());
+    let modes: &[bool] = match mode.as_str() {
+        "batched" => &[false],
+        "serial" => &[true],
+        _ => &[true, false],
+    };
+    let pg = std::env::var("COVE_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|v| !v.is_empty());
+    for serial in modes {
+        dispatch(n, agents, None, *serial).await?;
+        match &pg {
+            Some(base) => dispatch(n, agents, Some(postgres_db(base).await?), *serial).await?,
+            None => println!("dispatch (postgresql): not run (COVE_TEST_POSTGRES_URL is not set)"),
         }
-        _ => println!("dispatch (postgresql): not run (COVE_TEST_POSTGRES_URL is not set)"),
     }
     Ok(())
 }
