@@ -333,3 +333,131 @@ async fn a_poll_takes_at_most_its_slots() -> Result<()> {
     server.stop().await;
     Ok(())
 }
+
+/// Finish reports sent together are written in one batch: every report the server
+/// acknowledged is still there after the real `cove-server` binary is SIGKILLed the moment the
+/// acknowledgements arrived (a batch acknowledged before its commit would lose them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn acknowledged_batched_finishes_survive_a_sigkill() -> Result<()> {
+    use common::{commit_file, free_port, git_ok, spawn_server_with, SpawnOptions, ADMIN_TOKEN};
+    const ACTIONS: usize = 24;
+    let tmp = tempfile::tempdir()?;
+    let data_dir = tmp.path().join("data");
+    let config = tmp.path().join("cove.toml");
+    std::fs::write(&config, "[jobs]\nembedded_slots = 0\n")?;
+    let port = free_port()?;
+    let spawn = || {
+        let options = SpawnOptions {
+            config: Some(&config),
+            inherit_stderr: true,
+            ready_within: std::time::Duration::from_secs(60),
+            ..SpawnOptions::default()
+        };
+        spawn_server_with(&data_dir, port, options)
+    };
+    let mut server = spawn().await?;
+    let url = server.url.clone();
+    let http = reqwest::Client::new();
+    let resp = http
+        .post(format!("{url}/api/v1/repos"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"name": "fin"}))
+        .send()
+        .await?;
+    assert_eq!(resp.status(), 201);
+    let mut text =
+        String::from("Name: fin\nSchemaVersion: \"1.0\"\nRunMode: PARALLEL\nTriggers:\n  - Type: PUSH\n    Branches: [main]\nActions:\n");
+    for a in 0..ACTIONS {
+        text.push_str(&format!(
+            "  A{a}:\n    Identifier: aws/build@v1\n    Configuration:\n      Steps:\n        - Run: echo {a}\n"
+        ));
+    }
+    let work = tmp.path().join("work");
+    std::fs::create_dir_all(work.join(".codecatalyst/workflows"))?;
+    git_ok(&work, &["init", "-q", "-b", "main"]).await?;
+    std::fs::write(work.join(".codecatalyst/workflows/fin.yaml"), text)?;
+    git_ok(&work, &["add", "."]).await?;
+    commit_file(&work, "README", b"x", "workflow").await?;
+    let host = url.trim_start_matches("http://");
+    git_ok(
+        &work,
+        &[
+            "push",
+            "-q",
+            &format!("http://cove:{ADMIN_TOKEN}@{host}/git/admin/fin.git"),
+            "main",
+        ],
+    )
+    .await?;
+    // A registered agent leases every job.
+    let reg: cove_api::RegistrationToken = http
+        .post(format!("{url}/api/v1/agents/registration-tokens"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({}))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let agent: cove_api::RegisteredAgent = http
+        .post(format!("{url}/api/v1/agents/register"))
+        .bearer_auth(&reg.token)
+        .json(&json!({"name": "fin"}))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let mut leases = Vec::new();
+    while leases.len() < ACTIONS {
+        let resp = http
+            .post(format!("{url}/api/v1/agent/lease"))
+            .bearer_auth(&agent.token)
+            .json(&json!({"wait_ms": 10000}))
+            .send()
+            .await?;
+        assert_eq!(resp.status(), 200, "lease {}", leases.len());
+        leases.push(resp.json::<cove_api::JobLease>().await?);
+    }
+    // All finishes at once (they form batches); SIGKILL as soon as they are acknowledged.
+    let finishes = leases.iter().map(|l| {
+        let http = http.clone();
+        let url = url.clone();
+        let token = agent.token.clone();
+        let (job, attempt) = (l.job_id, l.attempt);
+        async move {
+            let resp = http
+                .post(format!("{url}/api/v1/agent/jobs/{job}/finish"))
+                .bearer_auth(&token)
+                .json(&json!({"attempt": attempt, "outcome": "succeeded"}))
+                .send()
+                .await?;
+            anyhow::Ok((job, resp.status()))
+        }
+    });
+    let acked = futures_util::future::join_all(finishes).await;
+    server.child.kill().await?;
+    let acked: Vec<i64> = acked
+        .into_iter()
+        .map(|r| {
+            let (job, status) = r.unwrap();
+            assert!(status.is_success(), "finish of job {job}: {status}");
+            job
+        })
+        .collect();
+    assert_eq!(acked.len(), ACTIONS);
+
+    let mut server = spawn().await?;
+    let runs: Vec<cove_api::Run> =
+        common::api_json_at(&server.url, "/repos/admin/fin/runs").await?;
+    let run: cove_api::Run =
+        common::api_json_at(&server.url, &format!("/runs/{}", runs[0].id)).await?;
+    for job in &acked {
+        let j = run.jobs.iter().find(|j| j.id == *job).unwrap();
+        assert_eq!(j.state, JobState::Succeeded, "job {job} after the SIGKILL");
+        assert_eq!(j.attempt, 1);
+    }
+    assert_eq!(run.state, RunState::Succeeded);
+    server.child.kill().await?;
+    Ok(())
+}
