@@ -1,7 +1,8 @@
 //! Workflow engine benchmarks (run by `scripts/bench-runs.sh`, release build):
 //!
-//! 1. `dispatch`: 1000 queued one-action runs, leased and finished by 4 in-process fake
-//!    agents (no Docker) — the scheduler's throughput.
+//! 1. `dispatch`: 10,000 (`DISPATCH_RUNS`) queued one-action runs, leased and finished by 50
+//!    (`DISPATCH_AGENTS`) in-process registered agents (no Docker) — the scheduler's
+//!    throughput, on SQLite and, when `COVE_TEST_POSTGRES_URL` is set, on PostgreSQL.
 //! 2. `push`: real `git push` → the job's first step running (its first log line, as cut by
 //!    the agent), over N pushes, embedded agent on the real Docker engine.
 //! 3. `logs`: a step prints a line every 100 ms; `cove run logs -f` (the real CLI, path in
@@ -32,8 +33,13 @@ struct Bench {
 }
 
 async fn start(embedded: bool) -> Result<Bench> {
+    start_with(embedded, None).await
+}
+
+async fn start_with(embedded: bool, database_url: Option<String>) -> Result<Bench> {
     let data = tempfile::tempdir()?;
     let mut config = Config::new(data.path());
+    config.database_url = database_url;
     config.admin_token = Some(TOKEN.into());
     config.embedded_agent = embedded;
     config.runs.default_image =
@@ -113,8 +119,52 @@ fn git(dir: &Path, args: &[&str]) -> Result<()> {
     Ok(())
 }
 
-async fn dispatch(n: usize) -> Result<()> {
-    let b = start(false).await?;
+/// Registers `n` agents through the API; their ids.
+async fn register_agents(b: &Bench, n: usize) -> Result<Vec<i64>> {
+    let http = reqwest::Client::new();
+    let mut ids = Vec::new();
+    for a in 0..n {
+        let reg: cove_api::RegistrationToken = http
+            .post(format!("{}/api/v1/agents/registration-tokens", b.url))
+            .bearer_auth(TOKEN)
+            .json(&serde_json::json!({}))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let agent: cove_api::RegisteredAgent = http
+            .post(format!("{}/api/v1/agents/register", b.url))
+            .bearer_auth(&reg.token)
+            .json(&serde_json::json!({"name": format!("bench-{a}"), "labels": {}}))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        ids.push(agent.agent_id);
+    }
+    Ok(ids)
+}
+
+/// `n` queued one-action runs leased and finished by `agents` in-process registered agents
+/// (no Docker), on SQLite or (`database_url`) PostgreSQL.
+/// `serial`: each lease and each finish waits for the previous one (a bench-side lock), so no
+/// placement round serves more than one poll and no finish batch holds more than one report —
+/// the unbatched baseline, measured in the same invocation.
+async fn dispatch(
+    n: usize,
+    agents: usize,
+    database_url: Option<String>,
+    serial: bool,
+) -> Result<()> {
+    let backend = if database_url.is_some() {
+        "postgresql"
+    } else {
+        "sqlite"
+    };
+    let b = start_with(false, database_url).await?;
+    let ids = register_agents(&b, agents).await?;
     let repo = b.state.store().repo("admin", "b").await?.context("repo")?;
     let text = "Name: d\nSchemaVersion: \"1.0\"\nRunMode: PARALLEL\nActions:\n  A:\n    Identifier: aws/build@v1\n    Configuration: {Steps: [{Run: 'true'}]}\n";
     let (wf, _) = workflows::validate_file("d.yaml", text).map_err(|d| anyhow::anyhow!("{d:?}"))?;
@@ -137,16 +187,25 @@ async fn dispatch(n: usize) -> Result<()> {
     let created = t.elapsed();
     let t = Instant::now();
     let finished = std::sync::Arc::new(std::sync::Mutex::new(Vec::with_capacity(n)));
-    let mut agents = Vec::new();
-    for _ in 0..4 {
+    let mut tasks = Vec::new();
+    let locks = std::sync::Arc::new((tokio::sync::Mutex::new(()), tokio::sync::Mutex::new(())));
+    for id in ids {
         let state = b.state.clone();
+        let locks = locks.clone();
         let finished = finished.clone();
-        agents.push(tokio::spawn(async move {
+        tasks.push(tokio::spawn(async move {
             let mut done = 0usize;
-            while let Some(lease) = cove_server::runs::lease(&state, Duration::ZERO)
-                .await
-                .unwrap()
-            {
+            loop {
+                let one = if serial {
+                    Some(locks.0.lock().await)
+                } else {
+                    None
+                };
+                let lease = cove_server::runs::lease_for(&state, Duration::ZERO, Some(id))
+                    .await
+                    .unwrap();
+                drop(one);
+                let Some(lease) = lease else { break };
                 let report = FinishRequest {
                     attempt: lease.attempt,
                     outcome: JobOutcome::Succeeded,
@@ -154,22 +213,41 @@ async fn dispatch(n: usize) -> Result<()> {
                     error: None,
                     retry: false,
                 };
+                let one = if serial {
+                    Some(locks.1.lock().await)
+                } else {
+                    None
+                };
                 cove_server::runs::finish(&state, lease.job_id, &report)
                     .await
                     .unwrap();
                 finished.lock().unwrap().push(Instant::now());
+                drop(one);
                 done += 1;
             }
             done
         }));
     }
     let mut total = 0;
-    for a in agents {
-        total += a.await?;
+    for task in tasks {
+        total += task.await?;
     }
     let took = t.elapsed();
+    let runs = b
+        .state
+        .store()
+        .list_runs(repo.id, None, n as i64 + 1)
+        .await?;
+    let succeeded = runs
+        .iter()
+        .filter(|r| r.state == cove_api::RunState::Succeeded)
+        .count();
+    if total != n || succeeded != n {
+        bail!("{total} jobs finished, {succeeded} runs succeeded; expected {n}");
+    }
     println!(
-        "dispatch: {n} runs created in {:.2} s ({:.0}/s); {total} jobs leased+finished by 4 agents in {:.2} s = {:.0} jobs/s",
+        "dispatch ({backend}, {}): {n} runs created in {:.2} s ({:.0}/s); {total} jobs leased+finished by {agents} agents in {:.2} s = {:.0} jobs/s",
+        if serial { "one at a time" } else { "batched" },
         created.as_secs_f64(),
         n as f64 / created.as_secs_f64(),
         took.as_secs_f64(),
@@ -187,6 +265,48 @@ async fn dispatch(n: usize) -> Result<()> {
         prev = end;
     }
     bench_row("dispatch", &rates)?;
+    Ok(())
+}
+
+/// A fresh database on the PostgreSQL cluster at `base` (`COVE_TEST_POSTGRES_URL`).
+async fn postgres_db(base: &str) -> Result<String> {
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(base).await?;
+    let name = format!("cove_bench_{}", cove_server::store::next_id());
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&pool)
+        .await?;
+    pool.close().await;
+    let (prefix, _) = base.rsplit_once('/').context("a database path")?;
+    Ok(format!("{prefix}/{name}"))
+}
+
+async fn dispatch_all() -> Result<()> {
+    let n: usize = std::env::var("DISPATCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let agents: usize = std::env::var("DISPATCH_AGENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50);
+    // `DISPATCH_MODE`: both (default), batched or serial.
+    let mode = std::env::var("DISPATCH_MODE").unwrap_or_else(|_| "both".into());
+    let modes: &[bool] = match mode.as_str() {
+        "batched" => &[false],
+        "serial" => &[true],
+        _ => &[true, false],
+    };
+    let pg = std::env::var("COVE_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|v| !v.is_empty());
+    for serial in modes {
+        dispatch(n, agents, None, *serial).await?;
+        match &pg {
+            Some(base) => dispatch(n, agents, Some(postgres_db(base).await?), *serial).await?,
+            None => println!("dispatch (postgresql): not run (COVE_TEST_POSTGRES_URL is not set)"),
+        }
+    }
     Ok(())
 }
 
@@ -402,7 +522,7 @@ async fn main() -> Result<()> {
     let what = args.get(1).map(String::as_str).unwrap_or("all");
     let pushes: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(10);
     if matches!(what, "dispatch" | "all") {
-        dispatch(1000).await?;
+        dispatch_all().await?;
     }
     if matches!(what, "push" | "all") {
         push_latency(pushes).await?;

@@ -23,6 +23,7 @@ mod editor;
 
 mod approvals;
 mod deploy;
+mod dispatch;
 mod envs;
 mod issues;
 mod live_auth;
@@ -44,6 +45,7 @@ mod users;
 pub use agent_pools::PoolRow;
 pub use agents::{AgentRow, RegistrationRefusal, RegistrationTokenRow};
 pub use audit::{AuditFilter, AuditRow};
+pub use dispatch::{FinishWrite, LeaseWrite};
 
 pub use approvals::{DecisionRow, GateRow};
 pub use deploy::{

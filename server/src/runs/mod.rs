@@ -7,12 +7,15 @@
 //! Invariants:
 //! - The store is the truth: every state change is a conditional row update (`WHERE state =
 //!   … AND attempt = …`), so a stale attempt can never change a job, and a job is leased at
-//!   most once per attempt (`lease_job` only moves `pending → running`).
-//! - Leasing is serialized by one async mutex (one server process owns the scheduler).
+//!   most once per attempt (`lease_job`/`lease_jobs` only move `pending → running`).
+//! - Leasing is serialized in placement rounds (`dispatch.rs`): polls that arrive together
+//!   are placed in one round over one read of the active set, leased in one transaction;
+//!   finish reports that arrive together are written in one transaction.
 //! - Time comes from [`Clock`], which tests can move forward.
 
 pub mod approval;
 pub mod cache;
+mod dispatch;
 pub mod http;
 pub mod log_cap;
 pub mod log_follow;
@@ -26,6 +29,7 @@ pub mod secrets;
 pub mod source;
 mod state;
 
+pub use dispatch::{place_round, Poll, MAX_LEASES_PER_POLL};
 use state::supersede_run;
 pub use state::{cancel_run, derive_run_state, retry_run, settle_run};
 
@@ -166,7 +170,10 @@ pub struct Runs {
     /// Woken when a job/run changed or another replica stored log lines (log followers and
     /// SSE snapshots re-check; this process's new lines go through `log_follow::LogHub`).
     progress: Notify,
-    scheduler: tokio::sync::Mutex<()>,
+    /// Lease polls served together, one placement round at a time (`dispatch`).
+    lease_batcher: dispatch::Batcher<dispatch::Poll, Vec<(i64, u32)>>,
+    /// Finish reports written together (`dispatch`).
+    finish_batcher: dispatch::Batcher<dispatch::FinishItem, bool>,
     /// One pass over the stored push events at a time.
     push_cursor: tokio::sync::Mutex<()>,
     /// One pass over pending pull request events at a time (`pulls::process_pending`).
@@ -191,7 +198,8 @@ impl Runs {
             clock: Clock::default(),
             ready: Notify::new(),
             progress: Notify::new(),
-            scheduler: tokio::sync::Mutex::new(()),
+            lease_batcher: dispatch::Batcher::new(),
+            finish_batcher: dispatch::Batcher::new(),
             push_cursor: tokio::sync::Mutex::new(()),
             pull_cursor: tokio::sync::Mutex::new(()),
             key: SecretKey::load_or_create(data_dir)?,
@@ -780,17 +788,32 @@ pub async fn lease_for(
     wait: Duration,
     agent: Option<i64>,
 ) -> Result<Option<JobLease>, RunsError> {
+    Ok(lease_many_for(state, wait, agent, 1)
+        .await?
+        .into_iter()
+        .next())
+}
+
+/// Waits up to `wait` for ready jobs and leases up to `slots` of them (an agent's free slots,
+/// at most [`MAX_LEASES_PER_POLL`]) to `agent` in one placement round.
+pub async fn lease_many_for(
+    state: &AppState,
+    wait: Duration,
+    agent: Option<i64>,
+    slots: usize,
+) -> Result<Vec<JobLease>, RunsError> {
     let deadline = tokio::time::Instant::now() + wait;
     let runs = state.runs();
     loop {
         let notified = runs.ready.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        if let Some(lease) = try_lease_for(state, agent).await? {
-            return Ok(Some(lease));
+        let leases = try_lease_many_for(state, agent, slots).await?;
+        if !leases.is_empty() {
+            return Ok(leases);
         }
         if tokio::time::timeout_at(deadline, notified).await.is_err() {
-            return Ok(None);
+            return Ok(Vec::new());
         }
     }
 }
@@ -805,38 +828,24 @@ pub async fn try_lease_for(
     state: &AppState,
     agent: Option<i64>,
 ) -> Result<Option<JobLease>, RunsError> {
+    Ok(try_lease_many_for(state, agent, 1)
+        .await?
+        .into_iter()
+        .next())
+}
+
+/// [`try_lease_for`] of up to `slots` jobs. The agent's poll joins the next placement round
+/// (`dispatch`): the rounds are serialized, and a job is leased at most once per attempt (the
+/// conditional update). A job that cannot start (missing secret, bad reference) fails,
+/// visibly, and is not returned.
+pub async fn try_lease_many_for(
+    state: &AppState,
+    agent: Option<i64>,
+    slots: usize,
+) -> Result<Vec<JobLease>, RunsError> {
     let runs = state.runs();
-    let _serialized = runs.scheduler.lock().await;
-    // The polling agent's labels and pool (docs/agents.md "Placement"); an unknown agent gets
-    // nothing. (A lease taken by an agent revoked during its long poll expires at once: the
-    // handler's check.)
-    let Some(me) = crate::agents::eligibility::candidate(state, agent).await? else {
-        return Ok(None);
-    };
-    let eligible = |j: &store::ActiveJob| {
-        me.may_run(crate::agents::placement::JobNeeds {
-            repo_id: j.repo_id,
-            owner: &j.repo_owner,
-            labels: &j.job.labels,
-        })
-    };
-    loop {
-        let active = state.store().active_jobs().await?;
-        let decision = schedule::decide_for(&active, &eligible);
-        for run_id in &decision.supersede {
-            supersede_run(state, *run_id).await?;
-        }
-        if !decision.supersede.is_empty() {
-            continue;
-        }
-        let Some(job_id) = decision.lease else {
-            return Ok(None);
-        };
-        let now = runs.clock.now_ms();
-        let expires = now + i64::try_from(runs.config.lease.as_millis()).unwrap_or(i64::MAX);
-        let Some(attempt) = state.store().lease_job(job_id, now, expires, agent).await? else {
-            continue;
-        };
+    let mut out = Vec::new();
+    for (job_id, attempt) in dispatch::lease_ids(state, agent, slots).await? {
         let job = state
             .store()
             .job(job_id)
@@ -844,11 +853,11 @@ pub async fn try_lease_for(
             .ok_or_else(|| RunsError::NotFound(format!("job {job_id}")))?;
         match build_lease(state, &job, attempt).await {
             Ok(lease) => {
-                settle_run(state, job.run_id).await?;
                 tracing::info!(job = job_id, attempt, action = %job.action, agent, "job leased");
-                return Ok(Some(lease));
+                out.push(lease);
             }
             Err(e) => {
+                let now = runs.clock.now_ms();
                 // The job cannot start (missing secret, bad reference): it fails, visibly.
                 let message = e.to_string();
                 tracing::warn!(job = job_id, error = %message, "job cannot start");
@@ -880,6 +889,7 @@ pub async fn try_lease_for(
             }
         }
     }
+    Ok(out)
 }
 
 fn phase_to_wire(
@@ -1385,18 +1395,24 @@ pub async fn finish(
     }
     let vars = serde_json::to_string(&report.variables)
         .map_err(|e| RunsError::BadRequest(e.to_string()))?;
-    let ended = state
-        .store()
-        .finish_job(
-            job_id,
-            report.attempt,
-            to,
-            error.as_deref(),
-            &vars,
-            now,
-            &digest,
-        )
-        .await?;
+    // Written together with the reports that arrive meanwhile; returns once committed and
+    // the run settled (docs/runs.md "Dispatch").
+    let ended = dispatch::finish_write(
+        state,
+        dispatch::FinishItem {
+            write: store::FinishWrite {
+                job_id,
+                attempt: report.attempt,
+                to,
+                error,
+                variables_json: vars,
+                now_ms: now,
+                digest: digest.clone(),
+            },
+            run_id: job.run_id,
+        },
+    )
+    .await?;
     if !ended {
         if replayed().await? {
             return Ok(());
@@ -1406,13 +1422,6 @@ pub async fn finish(
             attempt: report.attempt,
         });
     }
-    tracing::info!(
-        job = job_id,
-        attempt = report.attempt,
-        state = to.as_str(),
-        "job finished"
-    );
-    settle_run(state, job.run_id).await?;
     Ok(())
 }
 

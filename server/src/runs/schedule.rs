@@ -53,6 +53,35 @@ pub fn decide(active: &[ActiveJob]) -> Decision {
 /// that `eligible` accepts — the agent's labels and pool (`agents::placement`). Supersession
 /// does not depend on the agent.
 pub fn decide_for(active: &[ActiveJob], eligible: &dyn Fn(&ActiveJob) -> bool) -> Decision {
+    let a = assign(active, &[Want { slots: 1, eligible }]);
+    Decision {
+        lease: a.leases.first().map(|(_, job)| *job),
+        supersede: a.supersede,
+    }
+}
+
+/// One poll in a placement round: up to `slots` jobs for an agent that may run the jobs
+/// `eligible` accepts.
+pub struct Want<'a> {
+    pub slots: usize,
+    pub eligible: &'a dyn Fn(&ActiveJob) -> bool,
+}
+
+/// The decisions of one placement round over one snapshot of the active set.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Assignment {
+    /// `(index of the want, job id)`, in the scheduler's order.
+    pub leases: Vec<(usize, i64)>,
+    /// Runs a SUPERSEDED workflow drops first (nothing is leased in such a round).
+    pub supersede: Vec<i64>,
+}
+
+/// Serves every want of a round in one pass over the active set (O(active jobs + leases ×
+/// wants)): the ready jobs are taken in the scheduler's order (oldest run first, then
+/// workflow order), each by the first want (in arrival order) with a free slot that may run
+/// it; a leased QUEUED/SUPERSEDED job occupies its action for the rest of the round, exactly
+/// as if the wants had polled one after the other.
+pub fn assign(active: &[ActiveJob], wants: &[Want<'_>]) -> Assignment {
     let mut in_run: HashMap<i64, HashSet<&str>> = HashMap::new();
     let mut occupied: HashSet<Key<'_>> = HashSet::new();
     let mut oldest: HashMap<Key<'_>, i64> = HashMap::new();
@@ -74,7 +103,6 @@ pub fn decide_for(active: &[ActiveJob], eligible: &dyn Fn(&ActiveJob) -> bool) -
             .iter()
             .any(|d| same_run.is_some_and(|s| s.contains(d.as_str())))
     };
-    // SUPERSEDED: runs waiting at each action's entry; keep the newest.
     let mut waiting: HashMap<Key<'_>, Vec<i64>> = HashMap::new();
     for j in active {
         if j.run_mode == "SUPERSEDED" && j.job.state == JobState::Pending && deps_done(j) {
@@ -91,25 +119,44 @@ pub fn decide_for(active: &[ActiveJob], eligible: &dyn Fn(&ActiveJob) -> bool) -
     supersede.sort_unstable();
     supersede.dedup();
     if !supersede.is_empty() {
-        return Decision {
-            lease: None,
+        return Assignment {
+            leases: Vec::new(),
             supersede,
         };
     }
-    let lease = active
-        .iter()
-        .filter(|j| j.job.state == JobState::Pending && !j.gate && deps_done(j) && eligible(j))
-        .find(|j| match j.run_mode.as_str() {
+    let mut free: Vec<usize> = wants.iter().map(|w| w.slots).collect();
+    let mut left: usize = free.iter().sum();
+    let mut leases = Vec::new();
+    for j in active {
+        if left == 0 {
+            break;
+        }
+        if j.job.state != JobState::Pending || j.gate || !deps_done(j) {
+            continue;
+        }
+        let may_enter = match j.run_mode.as_str() {
             "PARALLEL" => true,
             "SUPERSEDED" => !occupied.contains(&key(j)),
             _ => {
                 !occupied.contains(&key(j))
                     && oldest.get(&key(j)).is_none_or(|o| *o >= j.job.run_id)
             }
-        })
-        .map(|j| j.job.id);
-    Decision {
-        lease,
+        };
+        if !may_enter {
+            continue;
+        }
+        let Some(w) = (0..wants.len()).find(|&w| free[w] > 0 && (wants[w].eligible)(j)) else {
+            continue;
+        };
+        free[w] -= 1;
+        left -= 1;
+        leases.push((w, j.job.id));
+        if j.run_mode != "PARALLEL" {
+            occupied.insert(key(j));
+        }
+    }
+    Assignment {
+        leases,
         supersede: Vec::new(),
     }
 }
@@ -226,5 +273,47 @@ mod tests {
             job(3, 30, "A", &[], Pending, "SUPERSEDED"),
         ];
         assert_eq!(decide(&a), Decision::default());
+    }
+
+    #[test]
+    fn a_round_serves_many_wants_like_polls_one_after_the_other() {
+        let a = [
+            job(1, 10, "A", &[], Pending, "QUEUED"),
+            job(2, 20, "A", &[], Pending, "QUEUED"),
+            job(3, 30, "X", &[], Pending, "PARALLEL"),
+            job(3, 31, "Y", &[], Pending, "PARALLEL"),
+            job(4, 40, "X", &[], Pending, "PARALLEL"),
+        ];
+        let any = |_: &ActiveJob| true;
+        let not_31 = |j: &ActiveJob| j.job.id != 31;
+        let wants = [
+            Want {
+                slots: 2,
+                eligible: &not_31,
+            },
+            Want {
+                slots: 5,
+                eligible: &any,
+            },
+        ];
+        // Run 2 waits behind run 1 at A (QUEUED, one run inside); job 31 only for want 1.
+        assert_eq!(
+            assign(&a, &wants).leases,
+            vec![(0, 10), (0, 30), (1, 31), (1, 40)]
+        );
+        // The same as single polls one after the other.
+        let mut polled = Vec::new();
+        let mut snapshot = a.to_vec();
+        for (w, slots) in [(0usize, 2usize), (1, 5)] {
+            for _ in 0..slots {
+                if let Some(id) = decide_for(&snapshot, wants[w].eligible).lease {
+                    polled.push((w, id));
+                    let j = snapshot.iter_mut().find(|j| j.job.id == id).unwrap();
+                    j.job.state = Running;
+                }
+            }
+        }
+        polled.sort_by_key(|(_, id)| *id);
+        assert_eq!(polled, assign(&a, &wants).leases);
     }
 }

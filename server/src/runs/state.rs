@@ -111,6 +111,49 @@ pub async fn settle_run(state: &AppState, run_id: i64) -> Result<RunState, RunsE
     }
 }
 
+/// [`settle_run`] for the runs of several jobs that just ended, with one transaction for all
+/// the run states: a run that needs more than its state set (a dependent to skip, a gate to
+/// open, a fast-fail to apply) is settled on its own by [`settle_run`].
+pub async fn settle_runs(state: &AppState, run_ids: &[i64]) -> Result<(), RunsError> {
+    let store = state.store();
+    let now = state.runs().clock.now_ms();
+    let mut ids = run_ids.to_vec();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut simple: Vec<(i64, RunState, Vec<JobRow>)> = Vec::new();
+    for run_id in ids {
+        let jobs = store.jobs_of_run(run_id).await?;
+        let bad: BTreeSet<&str> = jobs
+            .iter()
+            .filter(|j| j.state.is_terminal() && j.state != JobState::Succeeded)
+            .map(|j| j.action.as_str())
+            .collect();
+        let to_skip = jobs.iter().any(|j| {
+            j.state == JobState::Pending && j.depends_on.iter().any(|d| bad.contains(d.as_str()))
+        });
+        let to_fast_fail = jobs.iter().any(fast_failed)
+            && jobs.iter().any(|j| {
+                j.state == JobState::Pending
+                    || (j.state == JobState::Running && !j.cancel_requested)
+            });
+        if to_skip || to_fast_fail || approval::open_ready_gates(state, run_id, &jobs).await? {
+            settle_run(state, run_id).await?;
+            continue;
+        }
+        simple.push((run_id, derive_run_state(&jobs), jobs));
+    }
+    let states: Vec<(i64, RunState, Option<i64>)> = simple
+        .iter()
+        .map(|(id, derived, _)| (*id, *derived, derived.is_terminal().then_some(now)))
+        .collect();
+    store.set_run_states(&states).await?;
+    for (run_id, derived, jobs) in &simple {
+        crate::notify::run_finished(state, *run_id, *derived, jobs).await;
+    }
+    state.runs().wake();
+    Ok(())
+}
+
 /// Cancels a run: pending jobs end `cancelled`, running ones are told in their next heartbeat
 /// (and finalized by the reaper when their agent stays silent).
 pub async fn cancel_run(state: &AppState, run_id: i64) -> Result<RunState, RunsError> {

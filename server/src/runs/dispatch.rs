@@ -1,0 +1,289 @@
+//! Batched dispatch (issue 19 "Dispatch", issue 20 placement; docs/runs.md "Dispatch"):
+//!
+//! - **Placement rounds.** Lease polls that arrive while a round runs wait for the next one,
+//!   which serves all of them together: the active set is read once, every poll's agent is
+//!   placed by one pass ([`schedule::assign`]), and all the leases are one transaction. So
+//!   placing N jobs costs O(rounds × active jobs), not O(N × active jobs), and one fsync per
+//!   round instead of two per job.
+//! - **Finish group commit.** Finish reports that arrive together are written in one
+//!   transaction, and their runs' states in a second; each report is acknowledged only after
+//!   the transaction holding it committed, so an acknowledged finish survives a SIGKILL.
+//!
+//! A round runs in a task of its own: a poll or report whose request is dropped (the agent
+//! hung up) cannot cut a round short and strand the others' work.
+
+use std::sync::Mutex;
+
+use tokio::sync::oneshot;
+
+use super::{schedule, supersede_run, RunsError};
+use crate::agents::placement::{Candidate, JobNeeds};
+use crate::store::{ActiveJob, FinishWrite, LeaseWrite, StoreError};
+use crate::AppState;
+
+/// Most leases one poll may ask for (an agent's free slots).
+pub const MAX_LEASES_PER_POLL: usize = 64;
+
+/// A queued request and where its result goes.
+type Queued<T, R> = (T, oneshot::Sender<Result<R, String>>);
+
+/// An eligibility check of one poll.
+type Check<'a> = Box<dyn Fn(&ActiveJob) -> bool + 'a>;
+
+/// Requests that arrive while a batch is served wait for the next batch, which takes all of
+/// them: one caller at a time (the turn) serves everything queued.
+pub(crate) struct Batcher<T, R> {
+    queue: Mutex<Vec<Queued<T, R>>>,
+    turn: tokio::sync::Mutex<()>,
+}
+
+impl<T: Send + 'static, R: Send + 'static> Batcher<T, R> {
+    pub(crate) fn new() -> Self {
+        Batcher {
+            queue: Mutex::new(Vec::new()),
+            turn: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Queues `item` and waits for its result; whoever gets the turn serves the whole queue
+    /// with `serve` (one result per item, in order) in a task of its own.
+    pub(crate) async fn run<F, Fut>(&self, item: T, serve: F) -> Result<R, RunsError>
+    where
+        F: FnOnce(Vec<T>) -> Fut,
+        Fut: std::future::Future<Output = Result<Vec<R>, RunsError>> + Send + 'static,
+    {
+        let (tx, mut rx) = oneshot::channel();
+        self.queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((item, tx));
+        let turn = self.turn.lock().await;
+        // Served by the previous turn?
+        match rx.try_recv() {
+            Ok(result) => return result.map_err(batch_err),
+            Err(oneshot::error::TryRecvError::Closed) => {
+                return Err(batch_err("the batch was interrupted".into()))
+            }
+            Err(oneshot::error::TryRecvError::Empty) => {}
+        }
+        let queued = std::mem::take(&mut *self.queue.lock().unwrap_or_else(|e| e.into_inner()));
+        let (items, senders): (Vec<T>, Vec<_>) = queued.into_iter().unzip();
+        let count = items.len();
+        let task = tokio::spawn(serve(items));
+        let results: Vec<Result<R, String>> = match task.await {
+            Ok(Ok(results)) if results.len() == count => results.into_iter().map(Ok).collect(),
+            Ok(Ok(_)) => failed(count, "a batch answered the wrong number of items"),
+            Ok(Err(e)) => failed(count, &e.to_string()),
+            Err(e) => failed(count, &format!("a batch failed: {e}")),
+        };
+        for (sender, result) in senders.into_iter().zip(results) {
+            let _ = sender.send(result);
+        }
+        drop(turn);
+        match rx.await {
+            Ok(result) => result.map_err(batch_err),
+            Err(_) => Err(batch_err("the batch was interrupted".into())),
+        }
+    }
+}
+
+fn failed<R>(count: usize, message: &str) -> Vec<Result<R, String>> {
+    (0..count).map(|_| Err(message.to_string())).collect()
+}
+
+fn batch_err(message: String) -> RunsError {
+    RunsError::Store(StoreError::Query(sqlx::Error::Protocol(message)))
+}
+
+/// One agent's poll in a placement round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Poll {
+    /// `None`: the embedded agent.
+    pub agent: Option<i64>,
+    /// How many jobs it takes at most (its free slots), 1..=[`MAX_LEASES_PER_POLL`].
+    pub slots: usize,
+}
+
+/// One placement round for `polls` (store level, without building the jobs' descriptions):
+/// the polling agents as candidates, the active set read once, one assignment, the leases in
+/// one transaction. Per poll, the `(job id, attempt)` it leased. Callers serialize rounds
+/// (the lease batcher; the placement benchmark calls it directly).
+pub async fn place_round(
+    state: &AppState,
+    polls: &[Poll],
+) -> Result<Vec<Vec<(i64, u32)>>, RunsError> {
+    let mut out: Vec<Vec<(i64, u32)>> = vec![Vec::new(); polls.len()];
+    // The polling agents' labels and pools (docs/agents.md "Placement"); an unknown agent
+    // gets nothing.
+    let mut candidates: Vec<Option<Candidate>> = Vec::with_capacity(polls.len());
+    for p in polls {
+        let known = candidates
+            .iter()
+            .zip(polls)
+            .find(|(_, q)| q.agent == p.agent)
+            .map(|(c, _)| c.clone());
+        candidates.push(match known {
+            Some(c) => c,
+            None => crate::agents::eligibility::candidate(state, p.agent).await?,
+        });
+    }
+    let mut free: Vec<usize> = polls
+        .iter()
+        .zip(&candidates)
+        .map(|(p, c)| {
+            if c.is_some() {
+                p.slots.min(MAX_LEASES_PER_POLL)
+            } else {
+                0
+            }
+        })
+        .collect();
+    let runs = state.runs();
+    // A lease that finds its job taken (another replica, a cancel) re-reads the active set;
+    // bounded so a round always ends.
+    for _ in 0..8 {
+        if free.iter().all(|f| *f == 0) {
+            break;
+        }
+        let active = state.store().active_jobs().await?;
+        let assignment = assign(&active, &candidates, &free);
+        if !assignment.supersede.is_empty() {
+            for run_id in &assignment.supersede {
+                supersede_run(state, *run_id).await?;
+            }
+            continue;
+        }
+        if assignment.leases.is_empty() {
+            break;
+        }
+        let leased: std::collections::HashSet<i64> =
+            assignment.leases.iter().map(|(_, job)| *job).collect();
+        let runs_of: std::collections::HashMap<i64, i64> = active
+            .iter()
+            .filter(|j| leased.contains(&j.job.id))
+            .map(|j| (j.job.id, j.job.run_id))
+            .collect();
+        let run_of = |job: i64| runs_of.get(&job).copied().unwrap_or_default();
+        let batch: Vec<LeaseWrite> = assignment
+            .leases
+            .iter()
+            .map(|(w, job)| LeaseWrite {
+                job_id: *job,
+                run_id: run_of(*job),
+                agent: polls[*w].agent,
+            })
+            .collect();
+        let now = runs.clock.now_ms();
+        let expires = now + i64::try_from(runs.config.lease.as_millis()).unwrap_or(i64::MAX);
+        let attempts = state.store().lease_jobs(&batch, now, expires).await?;
+        let mut taken = false;
+        for ((w, job), attempt) in assignment.leases.iter().zip(attempts) {
+            match attempt {
+                Some(a) => {
+                    out[*w].push((*job, a));
+                    free[*w] -= 1;
+                }
+                None => taken = true,
+            }
+        }
+        if out.iter().any(|o| !o.is_empty()) {
+            runs.wake();
+        }
+        if !taken {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// The round's decisions: each candidate (`None`: an unknown agent, which gets nothing) with
+/// its free slots.
+fn assign(
+    active: &[ActiveJob],
+    candidates: &[Option<Candidate>],
+    free: &[usize],
+) -> schedule::Assignment {
+    let checks: Vec<Check<'_>> = candidates
+        .iter()
+        .map(|c| -> Check<'_> {
+            match c {
+                Some(me) => Box::new(move |j: &ActiveJob| {
+                    me.may_run(JobNeeds {
+                        repo_id: j.repo_id,
+                        owner: &j.repo_owner,
+                        labels: &j.job.labels,
+                    })
+                }),
+                None => Box::new(|_: &ActiveJob| false),
+            }
+        })
+        .collect();
+    let wants: Vec<schedule::Want<'_>> = checks
+        .iter()
+        .zip(free)
+        .map(|(check, slots)| schedule::Want {
+            slots: *slots,
+            eligible: check.as_ref(),
+        })
+        .collect();
+    schedule::assign(active, &wants)
+}
+
+/// Leases up to `slots` jobs for `agent` in the next placement round.
+pub(super) async fn lease_ids(
+    state: &AppState,
+    agent: Option<i64>,
+    slots: usize,
+) -> Result<Vec<(i64, u32)>, RunsError> {
+    let poll = Poll {
+        agent,
+        slots: slots.clamp(1, MAX_LEASES_PER_POLL),
+    };
+    let st = state.clone();
+    state
+        .runs()
+        .lease_batcher
+        .run(
+            poll,
+            move |polls| async move { place_round(&st, &polls).await },
+        )
+        .await
+}
+
+/// One finish report's write plus its run (settled after the batch commits).
+pub(super) struct FinishItem {
+    pub write: FinishWrite,
+    pub run_id: i64,
+}
+
+/// Writes a finish report together with the others that arrived meanwhile; whether it ended
+/// its attempt. Returns after the transaction holding it committed and its run was settled.
+pub(super) async fn finish_write(state: &AppState, item: FinishItem) -> Result<bool, RunsError> {
+    let st = state.clone();
+    state
+        .runs()
+        .finish_batcher
+        .run(item, move |items| async move {
+            let writes: Vec<FinishWrite> = items.iter().map(|i| i.write.clone()).collect();
+            let ended = st.store().finish_jobs(&writes).await?;
+            let runs: Vec<i64> = items
+                .iter()
+                .zip(&ended)
+                .filter(|(_, e)| **e)
+                .map(|(i, _)| i.run_id)
+                .collect();
+            for (i, e) in items.iter().zip(&ended) {
+                if *e {
+                    tracing::info!(
+                        job = i.write.job_id,
+                        attempt = i.write.attempt,
+                        state = i.write.to.as_str(),
+                        "job finished"
+                    );
+                }
+            }
+            super::state::settle_runs(&st, &runs).await?;
+            Ok(ended)
+        })
+        .await
+}
