@@ -115,7 +115,24 @@ pub(crate) async fn create(
     repo: &RepoRow,
     req: CreateEnvironmentRequest,
 ) -> Result<Response, ApiError> {
-    let agent = state.envs().agent()?.clone();
+    // where it runs: decided first, so that "no agent matches" writes nothing
+    crate::agents::placement::validate_labels(&req.labels).map_err(ApiError::BadRequest)?;
+    let placed = crate::agents::env_placement::place(
+        &crate::agents::env_placement::candidates(state).await?,
+        &format!("{}/{}", repo.owner, repo.name),
+        crate::agents::placement::JobNeeds {
+            repo_id: repo.id,
+            owner: &repo.owner,
+            labels: &req.labels,
+        },
+    )
+    .map_err(ApiError::Conflict)?;
+    let agent = match placed.agent_id {
+        None => EnvAgent::Embedded(Box::new(state.envs().agent()?.clone())),
+        Some(id) => EnvAgent::Remote(state.envs().links().get(id).ok_or_else(|| {
+            ApiError::Conflict(format!("agent {}'s link went down; try again", placed.name))
+        })?),
+    };
     let base = req
         .from
         .clone()
@@ -219,6 +236,8 @@ pub(crate) async fn create(
         idle_timeout_secs: req.idle_timeout_secs.unwrap_or(DEFAULT_IDLE_TIMEOUT_SECS) as i64,
         last_activity_ms: now_ms(),
         created_at: now_secs(),
+        agent_id: placed.agent_id,
+        placement: Some(format!("{}: {}", placed.name, placed.why)),
     };
     // the editor: the request's, else the caller's setting (docs/vscode.md)
     let editor = match req.editor {

@@ -483,6 +483,8 @@ pub async fn insert_env_row(server: &TestServer, owner: &str, name: &str, id: &s
         idle_timeout_secs: 0,
         last_activity_ms: 0,
         created_at: 0,
+        agent_id: None,
+        placement: None,
     };
     server.state.store().create_env(&row).await?;
     Ok(())
