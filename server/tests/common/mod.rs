@@ -2,6 +2,8 @@
 //! an HTTP client, and a wrapper around the real `git` CLI.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod dockerd;
+
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
