@@ -123,7 +123,7 @@ async fn terminal_round_trip(server: &TestServer, id: &str) -> Result<()> {
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     use tokio_tungstenite::tungstenite::Message;
-    let cmd = serde_json::to_string(&["cat"])?;
+    let cmd = serde_json::to_string(&["sh", "-c", "stty -echo; echo READY; exec cat"])?;
     let url = format!(
         "{}/environments/{id}/terminal?cmd={}",
         server.api("").replace("http://", "ws://"),
@@ -135,18 +135,9 @@ async fn terminal_round_trip(server: &TestServer, id: &str) -> Result<()> {
         format!("Bearer {}", server.admin_token).parse()?,
     );
     let (mut ws, _) = tokio_tungstenite::connect_async(req).await?;
-    // more than one stream window, so credit has to flow back
-    let line = "round-trip-0123456789abcdef".repeat(40);
-    let mut want = String::new();
-    for _ in 0..30 {
-        ws.send(Message::binary(format!("{line}\n").into_bytes()))
-            .await?;
-        want.push_str(&line);
-    }
+    let deadline = Instant::now() + Duration::from_secs(90);
     let mut got = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while String::from_utf8_lossy(&got).matches(line.as_str()).count() < 60 {
-        // the TTY echoes the input and `cat` writes it back
+    while !String::from_utf8_lossy(&got).contains("READY") {
         let next = tokio::time::timeout(
             deadline.saturating_duration_since(Instant::now()),
             ws.next(),
@@ -158,6 +149,37 @@ async fn terminal_round_trip(server: &TestServer, id: &str) -> Result<()> {
             other => bail!("terminal ended early ({other:?}); got {} bytes", got.len()),
         }
     }
+    // more than one credit window (256 KiB) back from `cat`, so credit has to flow
+    let line = "round-trip-0123456789abcdef".repeat(40);
+    let lines = 300;
+    got.clear();
+    let sender = {
+        let (mut sink, stream) = ws.split();
+        let line = line.clone();
+        let task = tokio::spawn(async move {
+            for _ in 0..lines {
+                sink.send(Message::binary(format!("{line}\n").into_bytes()))
+                    .await?;
+            }
+            Ok::<_, anyhow::Error>(sink)
+        });
+        (task, stream)
+    };
+    let (task, mut stream) = sender;
+    while String::from_utf8_lossy(&got).matches(line.as_str()).count() < lines {
+        let next = tokio::time::timeout(
+            deadline.saturating_duration_since(Instant::now()),
+            stream.next(),
+        )
+        .await;
+        match next {
+            Ok(Some(Ok(Message::Binary(b)))) => got.extend_from_slice(&b),
+            Ok(Some(Ok(_))) => {}
+            other => bail!("terminal ended early ({other:?}); got {} bytes", got.len()),
+        }
+    }
+    let sink = task.await??;
+    let mut ws = sink.reunite(stream)?;
     let _ = ws.close(None).await;
     Ok(())
 }
@@ -275,8 +297,9 @@ async fn environments_land_by_label_on_their_engine_and_survive_agent_loss() -> 
     .await?;
     assert!(lost.reason.unwrap_or_default().contains("agent-b"));
     let r = exec(&server, &id, "true").await?;
-    assert_eq!(r.status(), 503);
-    assert!(r.text().await?.contains("unreachable"));
+    assert_eq!(r.status(), 409);
+    let text = r.text().await?;
+    assert!(text.contains("agent_unreachable"), "{text}");
 
     // agent-b back (its stored token): reconciled to running, /projects intact
     let _b2 = spawn_agent(
