@@ -256,6 +256,45 @@ async fn environments_land_by_label_on_their_engine_and_survive_agent_loss() -> 
         "containers on engine 1"
     );
 
+    // the devfile's pool attribute places too (agent-a has fewer environments, so without it
+    // the environment would go there)
+    repo_with_devfile(
+        &server.http,
+        &server.url,
+        "attr",
+        &format!("attributes:\n  cove.dev/pool: b\n{DEVFILE}"),
+    )
+    .await;
+    let r = server
+        .http
+        .post(server.api("/repos/admin/attr/environments"))
+        .bearer_auth(&server.admin_token)
+        .json(&json!({ "idle_timeout_secs": 0 }))
+        .send()
+        .await?;
+    assert_eq!(r.status(), 201);
+    let by_attr: Environment = r.json().await?;
+    assert_eq!(
+        by_attr.agent.as_deref(),
+        Some("agent-b"),
+        "{:?}",
+        by_attr.placement
+    );
+    wait_state(
+        &server,
+        &by_attr.id,
+        EnvState::Running,
+        Duration::from_secs(120),
+    )
+    .await?;
+    let r = server
+        .http
+        .delete(server.api(&format!("/environments/{}", by_attr.id)))
+        .bearer_auth(&server.admin_token)
+        .send()
+        .await?;
+    assert!(r.status().is_success());
+
     // exec and a stream through the link
     let r = exec(
         &server,
