@@ -82,7 +82,7 @@ where
 }
 
 /// An HTTP and HTTPS client (system CA certificates; without any, only `http://` works).
-fn client<B>() -> Client<HttpsConnector<HttpConnector>, B>
+pub(crate) fn client<B>() -> Client<HttpsConnector<HttpConnector>, B>
 where
     B: hyper::body::Body + Send + Unpin + 'static,
     B::Data: Send,

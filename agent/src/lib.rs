@@ -30,6 +30,7 @@ pub mod job_sandbox;
 pub mod job_worker;
 pub mod jobs;
 pub mod labels;
+pub mod link;
 pub mod mask;
 pub mod metrics;
 pub mod pod;

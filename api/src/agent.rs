@@ -227,3 +227,150 @@ pub enum TermOutput {
     Data { bytes: Vec<u8> },
     Exit { code: i64 },
 }
+
+/// The link: one WebSocket a standalone agent dials out to the server
+/// (`GET /api/v1/agent/link`, its agent token), carrying [`EnvCommand`]s and their
+/// [`AgentReply`]s, pushed [`EnvReport`]s and multiplexed byte streams (terminals, attached
+/// execs). Control frames are JSON text messages ([`LinkFrame`]); stream bytes are binary
+/// messages ([`encode_data`]). ARCHITECTURE.md "The agent link".
+pub mod link {
+    use serde::{Deserialize, Serialize};
+
+    use super::{AgentReply, EnvCommand, EnvReport};
+
+    /// Largest message either side accepts (a `Create` carries a whole plan).
+    pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+    /// Largest payload of one data message.
+    pub const MAX_CHUNK_BYTES: usize = 32 * 1024;
+    /// Bytes a sender may have in flight on one stream, in each direction, before the
+    /// receiver grants more with [`LinkFrame::Credit`].
+    pub const STREAM_WINDOW_BYTES: u32 = 256 * 1024;
+    /// Streams open at once on one link.
+    pub const MAX_STREAMS: usize = 1024;
+
+    /// A control frame.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    #[serde(tag = "type", rename_all = "snake_case")]
+    pub enum LinkFrame {
+        /// Agent → server, first: the protocol version it speaks.
+        Hello { protocol: u32 },
+        /// Server → agent: a command; answered by the `Reply` with the same id.
+        Call { id: u64, command: Box<EnvCommand> },
+        /// Agent → server.
+        Reply { id: u64, reply: AgentReply },
+        /// Agent → server, on its own.
+        Report { report: EnvReport },
+        /// Server → agent: open a byte stream; answered by `Opened`.
+        Open { stream: u64, open: StreamOpen },
+        /// Agent → server: the stream runs (`error: None`) or could not start.
+        Opened {
+            stream: u64,
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            error: Option<String>,
+        },
+        /// Server → agent: the terminal's new size.
+        Resize { stream: u64, cols: u16, rows: u16 },
+        /// Server → agent: close the command's stdin.
+        Eof { stream: u64 },
+        /// Agent → server: the command exited (after its last output); the stream ends.
+        Exit { stream: u64, code: i64 },
+        /// The receiver of a stream's data consumed `bytes`: the sender may send that many more.
+        Credit { stream: u64, bytes: u32 },
+        /// Either side gives the stream up (the reader went away); the agent ends the command's
+        /// input.
+        Close { stream: u64 },
+    }
+
+    /// What a stream runs.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(tag = "kind", rename_all = "snake_case")]
+    pub enum StreamOpen {
+        /// An interactive terminal (a TTY); output is stdout only.
+        Terminal {
+            env_id: String,
+            component: String,
+            command: Vec<String>,
+            cols: u16,
+            rows: u16,
+        },
+        /// An attached exec, with a TTY of (cols, rows) or without one.
+        Exec {
+            env_id: String,
+            component: String,
+            command: Vec<String>,
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            tty: Option<(u16, u16)>,
+            #[serde(default)]
+            vars: Vec<String>,
+        },
+        /// A command in the environment's network namespace (its infra container).
+        NamespaceExec {
+            env_id: String,
+            command: Vec<String>,
+        },
+    }
+
+    /// Which way a data message's bytes go.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum DataKind {
+        /// Server → agent: the command's stdin.
+        Stdin = 0,
+        /// Agent → server.
+        Stdout = 1,
+        /// Agent → server.
+        Stderr = 2,
+    }
+
+    /// A binary data message: the stream id (8 bytes, big-endian), the kind (1 byte), the
+    /// bytes.
+    pub fn encode_data(stream: u64, kind: DataKind, bytes: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(9 + bytes.len());
+        out.extend_from_slice(&stream.to_be_bytes());
+        out.push(kind as u8);
+        out.extend_from_slice(bytes);
+        out
+    }
+
+    /// The parts of a binary data message; `None` when it is malformed.
+    pub fn decode_data(message: &[u8]) -> Option<(u64, DataKind, &[u8])> {
+        if message.len() < 9 || message.len() > 9 + MAX_CHUNK_BYTES {
+            return None;
+        }
+        let stream = u64::from_be_bytes(message[..8].try_into().ok()?);
+        let kind = match message[8] {
+            0 => DataKind::Stdin,
+            1 => DataKind::Stdout,
+            2 => DataKind::Stderr,
+            _ => return None,
+        };
+        Some((stream, kind, &message[9..]))
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn data_round_trips_and_bad_messages_are_refused() {
+            let m = encode_data(7, DataKind::Stderr, b"hi");
+            assert_eq!(decode_data(&m), Some((7, DataKind::Stderr, &b"hi"[..])));
+            assert_eq!(decode_data(&m[..8]), None);
+            let mut bad = m.clone();
+            bad[8] = 9;
+            assert_eq!(decode_data(&bad), None);
+            let big = encode_data(1, DataKind::Stdin, &vec![0; MAX_CHUNK_BYTES + 1]);
+            assert_eq!(decode_data(&big), None);
+        }
+
+        #[test]
+        fn frames_are_tagged_json() {
+            let f = LinkFrame::Credit {
+                stream: 3,
+                bytes: 10,
+            };
+            let text = serde_json::to_string(&f).unwrap();
+            assert_eq!(text, r#"{"type":"credit","stream":3,"bytes":10}"#);
+            assert_eq!(serde_json::from_str::<LinkFrame>(&text).unwrap(), f);
+        }
+    }
+}

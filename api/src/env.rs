@@ -14,6 +14,10 @@ pub enum EnvState {
     Stopped,
     Failed,
     Deleting,
+    /// Its agent's link is down: not running, not deleted; commands on it are refused until
+    /// the agent is back and the environment is reconciled (docs/agents.md).
+    #[serde(rename = "agent_unreachable")]
+    AgentUnreachable,
 }
 
 impl EnvState {
@@ -26,6 +30,7 @@ impl EnvState {
             EnvState::Stopped => "stopped",
             EnvState::Failed => "failed",
             EnvState::Deleting => "deleting",
+            EnvState::AgentUnreachable => "agent_unreachable",
         }
     }
 
@@ -38,6 +43,7 @@ impl EnvState {
             "stopped" => EnvState::Stopped,
             "failed" => EnvState::Failed,
             "deleting" => EnvState::Deleting,
+            "agent_unreachable" => EnvState::AgentUnreachable,
             _ => return None,
         })
     }
@@ -111,6 +117,11 @@ pub struct CreateEnvironmentRequest {
     /// `terminal`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub editor: Option<Editor>,
+    /// Labels the environment's agent must carry (`pool=gpu`; `cove env create --pool`); also
+    /// the devfile's `cove.dev/pool` attribute. Empty: the embedded agent, else any agent
+    /// (docs/agents.md "Environments on agents").
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 /// A published endpoint of an environment.
@@ -167,6 +178,12 @@ pub struct Environment {
     /// environment's owner, when `editor` is `vscode`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub editor_url: Option<String>,
+    /// The agent it runs on (`embedded`, or a registered agent's name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    /// Why it was placed there (the placement rule that chose the agent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<String>,
 }
 
 /// One line of an environment's history: progress, postStart output, state changes.

@@ -49,6 +49,12 @@ pub enum EnvCommand {
         /// your `editor` setting.
         #[arg(long, value_parser = parse_editor)]
         editor: Option<cove_api::Editor>,
+        /// Run it on an agent of this pool (the label `pool=NAME`; docs/agents.md).
+        #[arg(long)]
+        pool: Option<String>,
+        /// Run it on an agent carrying this label, KEY=VALUE (repeatable).
+        #[arg(long = "label", value_name = "KEY=VALUE")]
+        labels: Vec<String>,
         /// Return at once instead of waiting until running.
         #[arg(long)]
         no_wait: bool,
@@ -224,6 +230,12 @@ pub(crate) fn print_env(e: &Environment) {
         e.devfile_path.as_deref().unwrap_or("(Cove's default)")
     );
     println!("  components:  {}", e.components.join(", "));
+    if let Some(agent) = &e.agent {
+        match &e.placement {
+            Some(why) => println!("  agent:       {agent} ({why})"),
+            None => println!("  agent:       {agent}"),
+        }
+    }
     for ep in &e.endpoints {
         println!(
             "  endpoint:    {} :{} {} {}",
@@ -347,10 +359,22 @@ pub fn run(args: EnvArgs) -> Result<std::process::ExitCode> {
             size,
             idle_timeout,
             editor,
+            pool,
+            labels,
             no_wait,
             output,
         } => {
             let path = repo_path(&client, &repo)?;
+            let mut wanted = std::collections::BTreeMap::new();
+            for l in labels {
+                let Some((k, v)) = l.split_once('=') else {
+                    anyhow::bail!("--label {l:?}: use KEY=VALUE");
+                };
+                wanted.insert(k.to_string(), v.to_string());
+            }
+            if let Some(p) = pool {
+                wanted.insert("pool".to_string(), p);
+            }
             let req = CreateEnvironmentRequest {
                 branch,
                 new_branch,
@@ -360,6 +384,7 @@ pub fn run(args: EnvArgs) -> Result<std::process::ExitCode> {
                 size,
                 idle_timeout_secs: idle_timeout,
                 editor,
+                labels: wanted,
             };
             let env: Environment = client.post(&format!("/repos/{path}/environments"), &req)?;
             eprintln!(

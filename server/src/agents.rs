@@ -12,6 +12,8 @@
 //! job is [`placement`] (pure) over [`eligibility`] (the store's view). docs/agents.md.
 
 pub mod eligibility;
+pub mod env_placement;
+pub mod link;
 pub mod placement;
 pub mod pools;
 

@@ -1786,6 +1786,14 @@ pub fn api_routes() -> Vec<Route> {
             agents::agent_status,
         ),
         agent_route(
+            M::GET,
+            "/api/v1/agent/link",
+            StatusCode::SWITCHING_PROTOCOLS,
+            "Agent: the environment link (WebSocket the agent dials out; commands, reports and byte streams of environments placed on it; issue 20)",
+            agents::link::agent_link,
+        )
+        .empty(),
+        agent_route(
             M::POST,
             "/api/v1/agent/lease",
             OK,

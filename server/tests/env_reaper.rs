@@ -28,6 +28,8 @@ fn idle_row(id: &str, repo_id: i64, owner_id: i64, plan_json: &str) -> EnvRow {
         idle_timeout_secs: 60,
         last_activity_ms: 0,
         created_at: 0,
+        agent_id: None,
+        placement: None,
     }
 }
 

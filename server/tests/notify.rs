@@ -527,6 +527,8 @@ async fn an_idle_stop_notifies() -> Result<()> {
             idle_timeout_secs: 60,
             last_activity_ms: 0,
             created_at: 0,
+            agent_id: None,
+            placement: None,
         })
         .await?;
     let stopped = cove_server::envs::reap_idle(&server.state, 10 * 60 * 1000).await?;

@@ -527,6 +527,8 @@ async fn the_idle_reaper_mails_the_environment_owner() -> Result<()> {
             idle_timeout_secs: 1,
             last_activity_ms: cove_server::store::now_ms(),
             created_at: 0,
+            agent_id: None,
+            placement: None,
         })
         .await?;
     let mail = sink

@@ -36,6 +36,8 @@ async fn exercise(url: &str) -> Result<()> {
         idle_timeout_secs: 60,
         last_activity_ms: 0,
         created_at: 0,
+        agent_id: None,
+        placement: None,
     };
     store.create_env(&row).await?;
     let state = |s: &Store| {

@@ -57,6 +57,8 @@ async fn exercise(url: &str) -> Result<()> {
         idle_timeout_secs: 60,
         last_activity_ms: 0,
         created_at: 0,
+        agent_id: None,
+        placement: None,
     };
     store.create_env(&row).await?;
     ensure!(store.env_devfile_upstream("e1").await?.is_none());

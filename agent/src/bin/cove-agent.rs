@@ -60,6 +60,17 @@ struct Args {
         value_delimiter = ','
     )]
     labels: Vec<String>,
+    /// Serve environments too (`--environments=false`: jobs only): the agent dials out one
+    /// WebSocket to the server (`/api/v1/agent/link`) and runs the environments placed on it
+    /// on this host's Docker engine (docs/agents.md "Environments on agents").
+    #[arg(
+        long,
+        env = "COVE_AGENT_ENVIRONMENTS",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        value_name = "BOOL"
+    )]
+    environments: bool,
 }
 
 fn main() -> ExitCode {
@@ -260,6 +271,10 @@ async fn run(args: Args, env_registration: Option<String>) -> Result<ExitCode> {
     let stop = CancellationToken::new();
     let revoked = CancellationToken::new();
     let transport = HttpTransport::new(&config.server, &token).on_unauthorized(revoked.clone());
+    let link_target = args.environments.then(|| cove_agent::link::LinkTarget {
+        server: config.server.clone(),
+        token: token.clone(),
+    });
     drop(token);
     let identity = transport
         .identity()
@@ -272,12 +287,13 @@ async fn run(args: Args, env_registration: Option<String>) -> Result<ExitCode> {
         );
         return Ok(ExitCode::FAILURE);
     };
-    let docker =
+    let rt =
         match tokio::time::timeout(Duration::from_secs(10), cove_agent::Runtime::connect()).await {
-            Ok(Ok(rt)) => rt.docker().clone(),
+            Ok(Ok(rt)) => rt,
             Ok(Err(e)) => bail!("no Docker engine: {e}"),
             Err(_) => bail!("no Docker engine answered within 10 s"),
         };
+    let docker = rt.docker().clone();
     tracing::info!(
         server = %config.server,
         agent_id = identity.agent_id,
@@ -315,6 +331,21 @@ async fn run(args: Args, env_registration: Option<String>) -> Result<ExitCode> {
         ..Default::default()
     };
     let transport = Arc::new(transport);
+    if let Some(target) = link_target {
+        // environments: the same worker the server's embedded agent runs, over the link
+        let rt = rt.with_network(cove_agent::env_net::EnvNetwork {
+            settings: Default::default(),
+            net: cove_agent::job_sandbox::net_options(&config.sandbox),
+        });
+        let (handle, reports) =
+            cove_agent::worker::spawn(rt, cove_agent::worker::AgentConfig::default());
+        let (stop, revoked) = (stop.clone(), revoked.clone());
+        tokio::spawn(async move {
+            if !cove_agent::link::run(target, handle, reports, stop).await {
+                revoked.cancel();
+            }
+        });
+    }
     tokio::spawn(report_status(
         transport.clone(),
         docker.clone(),

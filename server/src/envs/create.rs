@@ -43,8 +43,12 @@ pub(super) fn keep_limits(plan: &mut EnvironmentPlan, old: &EnvironmentPlan) {
     }
 }
 
-/// (devfile path in the repository, its text, the plan)
-pub(super) type LoadedDevfile = (Option<String>, String, EnvironmentPlan);
+/// The devfile attribute naming the agent pool an environment runs in (the label `pool=…`;
+/// the create request's labels win; docs/agents.md "Environments on agents").
+pub const POOL_ATTRIBUTE: &str = "cove.dev/pool";
+
+/// (devfile path in the repository, its text, the plan, its [`POOL_ATTRIBUTE`])
+pub(super) type LoadedDevfile = (Option<String>, String, EnvironmentPlan, Option<String>);
 
 /// Reads, validates and plans the devfile of `rev` in the bare repository at `repo_path`
 /// (`requested` path, else the usual names, else Cove's default), off the async workers with
@@ -78,6 +82,12 @@ pub(super) async fn load_devfile(
             Ok(
                 devfiles::load_str(&display, &text, &resolver, &LoadOptions::default())
                     .map(|l| {
+                        let pool = l
+                            .devfile
+                            .attributes
+                            .get(POOL_ATTRIBUTE)
+                            .and_then(|v| v.as_str())
+                            .map(str::to_string);
                         (
                             path,
                             text,
@@ -85,6 +95,7 @@ pub(super) async fn load_devfile(
                                 repo: Some(repo_name),
                             })
                             .0,
+                            pool,
                         )
                     })
                     .map_err(|r| r.to_string()),
@@ -115,7 +126,6 @@ pub(crate) async fn create(
     repo: &RepoRow,
     req: CreateEnvironmentRequest,
 ) -> Result<Response, ApiError> {
-    let agent = state.envs().agent()?.clone();
     let base = req
         .from
         .clone()
@@ -148,9 +158,33 @@ pub(crate) async fn create(
         repo.name.clone(),
     )
     .await?;
-    let (devfile_path, devfile_text, plan) = match loaded {
+    let (devfile_path, devfile_text, plan, devfile_pool) = match loaded {
         Ok(x) => x,
         Err(message) => return Ok(invalid_devfile(message)),
+    };
+    // where it runs: decided before anything is written, so that "no agent matches" leaves
+    // nothing behind; the request's labels, else the devfile's pool attribute
+    let mut labels = req.labels.clone();
+    if let Some(pool) = devfile_pool.filter(|_| !labels.contains_key(workflows::fleet::POOL_LABEL))
+    {
+        labels.insert(workflows::fleet::POOL_LABEL.to_string(), pool);
+    }
+    crate::agents::placement::validate_labels(&labels).map_err(ApiError::BadRequest)?;
+    let placed = crate::agents::env_placement::place(
+        &crate::agents::env_placement::candidates(state).await?,
+        &format!("{}/{}", repo.owner, repo.name),
+        crate::agents::placement::JobNeeds {
+            repo_id: repo.id,
+            owner: &repo.owner,
+            labels: &labels,
+        },
+    )
+    .map_err(ApiError::Conflict)?;
+    let agent = match placed.agent_id {
+        None => EnvAgent::Embedded(Box::new(state.envs().agent()?.clone())),
+        Some(id) => EnvAgent::Remote(state.envs().links().get(id).ok_or_else(|| {
+            ApiError::Conflict(format!("agent {}'s link went down; try again", placed.name))
+        })?),
     };
     let upstream = super::outdated::blob_id(&devfile_text);
     let mut plan = plan;
@@ -219,6 +253,8 @@ pub(crate) async fn create(
         idle_timeout_secs: req.idle_timeout_secs.unwrap_or(DEFAULT_IDLE_TIMEOUT_SECS) as i64,
         last_activity_ms: now_ms(),
         created_at: now_secs(),
+        agent_id: placed.agent_id,
+        placement: Some(format!("{}: {}", placed.name, placed.why)),
     };
     // the editor: the request's, else the caller's setting (docs/vscode.md)
     let editor = match req.editor {

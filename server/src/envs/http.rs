@@ -85,6 +85,18 @@ pub(crate) async fn env_dto(state: &AppState, row: &EnvRow) -> Result<Environmen
         }
     }
     let editor = state.store().env_editor(&row.id).await?;
+    let agent = match row.agent_id {
+        None => crate::agents::eligibility::EMBEDDED_NAME.to_string(),
+        Some(id) => match state.store().agent(id).await? {
+            Some(a) => a.name,
+            None => format!("#{id} (removed)"),
+        },
+    };
+    // stored as `NAME: rule`
+    let placement = row
+        .placement
+        .as_deref()
+        .map(|p| p.split_once(": ").map_or(p, |(_, why)| why).to_string());
     Ok(Environment {
         id: row.id.clone(),
         name: row.name.clone(),
@@ -105,6 +117,8 @@ pub(crate) async fn env_dto(state: &AppState, row: &EnvRow) -> Result<Environmen
         editor,
         editor_url: (editor == cove_api::Editor::Vscode)
             .then(|| crate::ports::proxy::editor_url(state.public_url(), &row.id)),
+        agent: Some(agent),
+        placement,
     })
 }
 
@@ -239,7 +253,7 @@ pub async fn restart_env(
             row.state.as_str()
         )));
     }
-    let agent = state.envs().agent()?.clone();
+    let agent = state.envs().agent_for(&row)?;
     let old = plan_of(&row)?;
     let repo = state
         .store()
@@ -336,7 +350,7 @@ pub async fn delete_env(
     State(state): State<AppState>,
     Extension(row): Extension<EnvRow>,
 ) -> Result<StatusCode, ApiError> {
-    let agent = state.envs().agent()?;
+    let agent = state.envs().agent_for(&row)?;
     if !state
         .store()
         .transition_env(&row.id, &[row.state], EnvState::Deleting, None)
@@ -395,7 +409,7 @@ pub async fn exec_env(
     state.store().touch_env(&row.id, now_ms()).await?;
     let reply = state
         .envs()
-        .agent()?
+        .agent_for(&row)?
         .call(EnvCommand::Exec {
             env_id: row.id.clone(),
             component,
@@ -432,7 +446,7 @@ pub async fn env_logs(
     };
     match state
         .envs()
-        .agent()?
+        .agent_for(&row)?
         .call(EnvCommand::Logs {
             env_id: row.id.clone(),
             component,

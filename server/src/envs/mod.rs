@@ -37,6 +37,7 @@ pub use watcher::*;
 
 use std::time::Duration;
 
+pub use crate::agents::link::EnvAgent;
 use cove_agent::worker::AgentHandle;
 use cove_api::agent::{AgentReply, EnvReport};
 use devfiles::EnvironmentPlan;
@@ -53,7 +54,10 @@ pub(super) const CLONE_TOKEN_SECS: i64 = 10 * 60;
 
 /// The server's side of environments.
 pub struct Envs {
+    /// The embedded agent (environments with no `agent_id`).
     agent: Option<AgentHandle>,
+    /// Standalone agents' links (environments placed on them).
+    links: crate::agents::link::Links,
     /// Environments found on the engine with no row in the store.
     orphans: Mutex<Vec<String>>,
     /// Environments whose devfile check is under way (the watcher skips them).
@@ -66,6 +70,7 @@ impl Envs {
     pub fn new(agent: Option<AgentHandle>) -> Self {
         Envs {
             agent,
+            links: crate::agents::link::Links::default(),
             orphans: Mutex::new(Vec::new()),
             watching: watcher::InFlight::default(),
             terminals: terminal_sessions::TerminalSessions::default(),
@@ -89,9 +94,32 @@ impl Envs {
         })
     }
 
-    /// The agent, when one is connected (the SSH server's sessions run through it).
+    /// The embedded agent, when the server has one.
     pub fn agent_handle(&self) -> Option<&AgentHandle> {
         self.agent.as_ref()
+    }
+
+    /// Standalone agents' links.
+    pub fn links(&self) -> &crate::agents::link::Links {
+        &self.links
+    }
+
+    /// The agent environment `row` runs on: the embedded one, or a standalone agent over its
+    /// link (503 while that link is down: the environment is `agent_unreachable`).
+    pub fn agent_for(&self, row: &EnvRow) -> Result<EnvAgent, ApiError> {
+        match row.agent_id {
+            None => self.agent().map(|a| EnvAgent::Embedded(Box::new(a.clone()))),
+            Some(id) => self.links.get(id).map(EnvAgent::Remote).ok_or_else(|| {
+                ApiError::Unavailable(format!(
+                    "environment {} runs on {}, whose agent is unreachable now (its link is down); it comes back when the agent reconnects",
+                    row.name,
+                    row.placement
+                        .as_deref()
+                        .and_then(|p| p.split(':').next())
+                        .unwrap_or("a standalone agent")
+                ))
+            }),
+        }
     }
 
     pub fn has_agent(&self) -> bool {
@@ -125,6 +153,11 @@ pub(super) fn main_component(plan: &EnvironmentPlan) -> Result<String, ApiError>
 
 pub(super) fn clone_token_name(env_id: &str) -> String {
     format!("env-clone-{env_id}")
+}
+
+/// The message of an agent's error reply (for callers outside `envs`).
+pub(crate) fn reply_error_text(reply: AgentReply) -> String {
+    reply_error(reply)
 }
 
 pub(super) fn reply_error(reply: AgentReply) -> String {

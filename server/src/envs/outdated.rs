@@ -115,7 +115,7 @@ pub async fn update_env(
         repo.name.clone(),
     )
     .await?;
-    let (path, text, mut plan) = match loaded {
+    let (path, text, mut plan, _pool) = match loaded {
         Ok(x) => x,
         Err(message) => return Ok(invalid_devfile(message)),
     };

@@ -31,7 +31,7 @@ pub(super) async fn transition(
                 .join(" or ")
         )));
     }
-    let agent = state.envs().agent()?;
+    let agent = state.envs().agent_for(row)?;
     // conditional on the state the caller saw: a concurrent change wins, this one is refused
     if !state
         .store()
@@ -205,16 +205,57 @@ pub const INTERRUPTED_CREATE: &str = "the server stopped while the environment w
 /// again; vanished ones are marked failed; unknown ones are reported as orphans and left
 /// alone.
 pub async fn reconcile(state: &AppState) -> Result<(), ApiError> {
+    let rows = state.store().list_envs().await?;
+    // environments on standalone agents: unreachable until their agent's link is up (it is
+    // reconciled then, `crate::agents::link::reconcile_agent`)
+    for row in rows.iter().filter(|r| r.agent_id.is_some()) {
+        if state.envs().agent_for(row).is_err() {
+            crate::agents::link::mark_one_unreachable(state, row, "the server started").await?;
+        }
+    }
     let Some(agent) = state.envs().agent.clone() else {
         return Ok(());
     };
+    let agent = EnvAgent::Embedded(Box::new(agent));
     let AgentReply::Pods { pods } = agent.call(EnvCommand::List).await else {
         return Ok(());
     };
-    let rows = state.store().list_envs().await?;
-    for row in &rows {
+    let embedded: Vec<EnvRow> = rows
+        .iter()
+        .filter(|r| r.agent_id.is_none())
+        .cloned()
+        .collect();
+    reconcile_rows(state, &agent, &embedded, &pods, true).await?;
+    // the engine may be shared with a standalone agent: its environments are no orphans
+    let orphans: Vec<String> = pods
+        .iter()
+        .filter(|p| !rows.iter().any(|r| r.id == p.env_id))
+        .map(|p| p.env_id.clone())
+        .collect();
+    for o in &orphans {
+        tracing::warn!(env = %o, "orphan environment on the Docker engine: no such environment in the store; leaving it alone");
+    }
+    *state.envs().orphans.lock().await = orphans;
+    Ok(())
+}
+
+/// Matches `rows` (the environments of one agent) with the `pods` it reports. `startup`: the
+/// server just started, so an environment caught in `creating` is failed; otherwise (an
+/// agent's link came back) environments with an operation under way are left to its reports,
+/// and `agent_unreachable` ones return to the state their containers are in.
+pub(crate) async fn reconcile_rows(
+    state: &AppState,
+    agent: &EnvAgent,
+    rows: &[EnvRow],
+    pods: &[cove_api::agent::PodReport],
+    startup: bool,
+) -> Result<(), ApiError> {
+    for row in rows {
         let pod = pods.iter().find(|p| p.env_id == row.id);
         let (new, reason) = match (row.state, pod) {
+            (EnvState::Creating | EnvState::Starting | EnvState::Stopping, _) if !startup => {
+                continue
+            }
             // the agent that was creating it died with the server: its clone or postStart
             // may not have finished, so it is never taken for running
             (EnvState::Creating, _) => (EnvState::Failed, Some(INTERRUPTED_CREATE.to_string())),
@@ -230,10 +271,14 @@ pub async fn reconcile(state: &AppState) -> Result<(), ApiError> {
                 }
                 continue;
             }
-            (EnvState::Running | EnvState::Starting, Some(p)) if p.running => {
+            (EnvState::Running | EnvState::Starting | EnvState::AgentUnreachable, Some(p))
+                if p.running =>
+            {
                 (EnvState::Running, None)
             }
-            (EnvState::Stopping | EnvState::Stopped, Some(p)) if !p.running => {
+            (EnvState::Stopping | EnvState::Stopped | EnvState::AgentUnreachable, Some(p))
+                if !p.running =>
+            {
                 (EnvState::Stopped, None)
             }
             (EnvState::Stopping, Some(_)) => (EnvState::Running, None),
@@ -266,7 +311,7 @@ pub async fn reconcile(state: &AppState) -> Result<(), ApiError> {
                 None => format!("reconciled: {}", new.as_str()),
             };
             state.store().add_env_event(&row.id, "state", &msg).await?;
-            if row.state == EnvState::Creating {
+            if matches!(row.state, EnvState::Creating | EnvState::AgentUnreachable) {
                 drop_clone_token(state, row).await?;
             }
         }
@@ -280,15 +325,6 @@ pub async fn reconcile(state: &AppState) -> Result<(), ApiError> {
                 .await?;
         }
     }
-    let orphans: Vec<String> = pods
-        .iter()
-        .filter(|p| !rows.iter().any(|r| r.id == p.env_id))
-        .map(|p| p.env_id.clone())
-        .collect();
-    for o in &orphans {
-        tracing::warn!(env = %o, "orphan environment on the Docker engine: no such environment in the store; leaving it alone");
-    }
-    *state.envs().orphans.lock().await = orphans;
     Ok(())
 }
 
@@ -310,8 +346,8 @@ pub async fn delete_repo_envs(state: &AppState, repo_id: i64) -> Result<(), ApiE
     if rows.is_empty() {
         return Ok(());
     }
-    let agent = state.envs().agent()?.clone();
     for row in &rows {
+        let agent = state.envs().agent_for(row)?;
         if row.state != EnvState::Deleting
             && !state
                 .store()

@@ -117,7 +117,7 @@ pub async fn terminal(
             "cd \"${PROJECT_SOURCE:-${PROJECTS_ROOT:-/}}\" 2>/dev/null; if command -v bash >/dev/null; then exec bash -l; else exec sh -l; fi".into(),
         ],
     };
-    let agent = state.envs().agent()?.clone();
+    let agent = state.envs().agent_for(&row)?;
     let (cols, rows) = (q.cols.unwrap_or(80), q.rows.unwrap_or(24));
     let revoked = grant.revoked(state.clone());
     if let Some(id) = &q.reconnect {

@@ -148,12 +148,16 @@ impl Session {
 
 /// Hangs up (then kills) every process of the exec started with `marker`, in the background.
 pub fn end_processes(state: &AppState, env_id: &str, component: &str, marker: &str) {
-    let Ok(agent) = state.envs().agent().cloned() else {
-        return;
-    };
     let command = vec!["/bin/sh".into(), "-c".into(), end_script(marker)];
     let (env_id, component) = (env_id.to_string(), component.to_string());
+    let state = state.clone();
     tokio::spawn(async move {
+        let Ok(Some(row)) = state.store().env(&env_id).await else {
+            return;
+        };
+        let Ok(agent) = state.envs().agent_for(&row) else {
+            return;
+        };
         let reply = agent
             .call(EnvCommand::Exec {
                 env_id: env_id.clone(),

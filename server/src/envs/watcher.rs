@@ -6,8 +6,6 @@ use cove_api::EnvState;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use cove_agent::worker::AgentHandle;
-
 use super::*;
 use crate::error::ApiError;
 use crate::store::EnvRow;
@@ -60,14 +58,17 @@ impl InFlight {
 /// hostile workspace (a devfile that is `/dev/zero`) delays nobody else. An environment
 /// whose previous check is still running is skipped; a failing one is logged.
 pub async fn check_devfiles(state: &AppState) -> Result<(), ApiError> {
-    let Some(agent) = state.envs().agent.clone() else {
-        return Ok(());
-    };
     for row in state.store().list_envs().await? {
-        if row.state != EnvState::Running || !state.envs().watching.start(&row.id) {
+        if row.state != EnvState::Running {
             continue;
         }
-        let (state, agent) = (state.clone(), agent.clone());
+        let Ok(agent) = state.envs().agent_for(&row) else {
+            continue;
+        };
+        if !state.envs().watching.start(&row.id) {
+            continue;
+        }
+        let state = state.clone();
         tokio::spawn(async move {
             let id = row.id.clone();
             match tokio::time::timeout(DEVFILE_CHECK_TIMEOUT, check_devfile(&state, &agent, row))
@@ -84,7 +85,7 @@ pub async fn check_devfiles(state: &AppState) -> Result<(), ApiError> {
 }
 
 /// Compare the devfile in one running workspace with the applied one.
-async fn check_devfile(state: &AppState, agent: &AgentHandle, row: EnvRow) -> Result<(), ApiError> {
+async fn check_devfile(state: &AppState, agent: &EnvAgent, row: EnvRow) -> Result<(), ApiError> {
     let Ok(plan) = plan_of(&row) else {
         return Ok(());
     };

@@ -28,7 +28,7 @@ fn preference(state: EnvState) -> Option<u8> {
         EnvState::Creating => Some(2),
         EnvState::Stopped => Some(3),
         EnvState::Stopping => Some(4),
-        EnvState::Failed | EnvState::Deleting => None,
+        EnvState::Failed | EnvState::Deleting | EnvState::AgentUnreachable => None,
     }
 }
 
@@ -124,6 +124,8 @@ mod tests {
             idle_timeout_secs: 0,
             last_activity_ms: 0,
             created_at,
+            agent_id: None,
+            placement: None,
         }
     }
 

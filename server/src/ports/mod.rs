@@ -57,11 +57,18 @@ pub async fn connect(
     env_id: &str,
     port: u16,
 ) -> Result<Box<dyn PortStream>, ConnectError> {
-    match state.store().env(env_id).await {
-        Ok(Some(env)) if env.state == EnvState::Running => {}
+    let env = match state.store().env(env_id).await {
+        Ok(Some(env)) if env.state == EnvState::Running => env,
         _ => return Err(ConnectError::NotRunning),
+    };
+    let agent = state
+        .envs()
+        .agent_for(&env)
+        .map_err(|_| ConnectError::NoAgent)?;
+    if agent.is_remote() {
+        // a standalone agent's engine is elsewhere: the relay in the environment, over the link
+        return relay(&agent, env_id, port).await;
     }
-    let agent = state.envs().agent_handle().ok_or(ConnectError::NoAgent)?;
     let address = match agent.env_address(env_id).await {
         Ok(Some(ip)) => ip,
         _ => return Err(ConnectError::NoAddress),
@@ -73,19 +80,28 @@ pub async fn connect(
             Ok(Box::new(tcp))
         }
         Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-            let relay = agent
-                .open_namespace_exec(
-                    env_id,
-                    vec!["nc".into(), "127.0.0.1".into(), port.to_string()],
-                )
-                .await
-                .map_err(|_| ConnectError::NothingListens(port))?;
-            let (ours, theirs) = tokio::io::duplex(64 * 1024);
-            tokio::spawn(relay_stream(theirs, relay));
-            Ok(Box::new(ours))
+            relay(&agent, env_id, port).await
         }
         _ => Err(ConnectError::NothingListens(port)),
     }
+}
+
+/// `nc 127.0.0.1 PORT` in the environment's infra container, bridged to an in-memory stream.
+async fn relay(
+    agent: &crate::envs::EnvAgent,
+    env_id: &str,
+    port: u16,
+) -> Result<Box<dyn PortStream>, ConnectError> {
+    let relay = agent
+        .open_namespace_exec(
+            env_id,
+            vec!["nc".into(), "127.0.0.1".into(), port.to_string()],
+        )
+        .await
+        .map_err(|_| ConnectError::NothingListens(port))?;
+    let (ours, theirs) = tokio::io::duplex(64 * 1024);
+    tokio::spawn(relay_stream(theirs, relay));
+    Ok(Box::new(ours))
 }
 
 /// Bridges one end of an in-memory stream and a relay command's stdin/stdout: bytes read

@@ -143,11 +143,14 @@ pub(super) async fn run_session(state: AppState, login: Login, channel: Channel<
             return;
         }
     };
-    let Some(agent) = state.envs().agent_handle() else {
-        let _ = stderr.write_all(b"cove: no agent is connected\r\n").await;
-        let _ = write.exit_status(255).await;
-        let _ = write.close().await;
-        return;
+    let agent = match state.envs().agent_for(&env) {
+        Ok(agent) => agent,
+        Err(e) => {
+            let _ = stderr.write_all(format!("cove: {e}\r\n").as_bytes()).await;
+            let _ = write.exit_status(255).await;
+            let _ = write.close().await;
+            return;
+        }
     };
     let component = match login.component.clone().or_else(|| main_component(&env)) {
         Some(c) => c,

@@ -25,12 +25,16 @@ pub struct EnvRow {
     pub idle_timeout_secs: i64,
     pub last_activity_ms: i64,
     pub created_at: i64,
+    /// The registered agent it runs on; `None`: the embedded agent.
+    pub agent_id: Option<i64>,
+    /// Why placement chose that agent.
+    pub placement: Option<String>,
 }
 
 const ENV_COLS: &str =
     "id, name, repo_id, owner_id, branch, devfile_path, state, reason, plan_json, \
     devfile_text, restart_required, devfile_changes, endpoints_json, idle_timeout_secs, \
-    last_activity_ms, created_at";
+    last_activity_ms, created_at, agent_id, placement";
 
 fn env_from_row(row: &AnyRow) -> Result<EnvRow, StoreError> {
     let state: String = row.try_get("state")?;
@@ -52,13 +56,15 @@ fn env_from_row(row: &AnyRow) -> Result<EnvRow, StoreError> {
         idle_timeout_secs: row.try_get("idle_timeout_secs")?,
         last_activity_ms: row.try_get("last_activity_ms")?,
         created_at: row.try_get("created_at")?,
+        agent_id: row.try_get("agent_id")?,
+        placement: row.try_get("placement")?,
     })
 }
 
 impl Store {
     pub async fn create_env(&self, env: &EnvRow) -> Result<(), StoreError> {
         sqlx::query(&format!(
-            "INSERT INTO environments ({ENV_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+            "INSERT INTO environments ({ENV_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
         ))
         .bind(&env.id)
         .bind(&env.name)
@@ -76,6 +82,8 @@ impl Store {
         .bind(env.idle_timeout_secs)
         .bind(env.last_activity_ms)
         .bind(env.created_at)
+        .bind(env.agent_id)
+        .bind(&env.placement)
         .execute(&self.pool)
         .await
         .map_err(|e| map_unique(e, || format!("environment {}", env.name)))?;

@@ -2,6 +2,8 @@
 //! an HTTP client, and a wrapper around the real `git` CLI.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod dockerd;
+
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
@@ -483,6 +485,8 @@ pub async fn insert_env_row(server: &TestServer, owner: &str, name: &str, id: &s
         idle_timeout_secs: 0,
         last_activity_ms: 0,
         created_at: 0,
+        agent_id: None,
+        placement: None,
     };
     server.state.store().create_env(&row).await?;
     Ok(())
