@@ -33,6 +33,7 @@ pub mod labels;
 pub mod mask;
 pub mod metrics;
 pub mod pod;
+pub mod prebuild;
 pub mod private_net;
 pub mod sources;
 pub mod worker;
