@@ -56,6 +56,7 @@ pub struct Request<'a> {
     pub source: &'a EnvSource,
     pub build: Option<&'a str>,
     pub post_start: bool,
+    pub sha: &'a str,
     pub image_repo: &'a str,
     pub labels: &'a [(String, String)],
 }
@@ -98,6 +99,8 @@ async fn steps(
         log.line(&l);
     }
     let started = created.map_err(|e| e.to_string())?;
+    check_head(rt, &spec, req).await?;
+    log.line(&format!("sources at {}", req.sha));
     for p in &started.projects {
         log.line(&format!("project {}: {} {}", p.name, p.outcome, p.detail));
     }
@@ -138,4 +141,36 @@ async fn steps(
         .into_iter()
         .map(|(component, image)| PrebuiltImage { component, image })
         .collect())
+}
+
+/// The clone's branch head is `req.sha` (read from the loose ref a fresh checkout writes, so
+/// the image needs no git).
+async fn check_head(rt: &Runtime, spec: &PodSpec, req: &Request<'_>) -> Result<(), String> {
+    let (Some(main), Some(root)) = (
+        spec.plan.main_container(),
+        spec.plan
+            .main_container()
+            .and_then(|m| m.source_mapping.clone()),
+    ) else {
+        return Err("the devfile has no container with the sources mounted".into());
+    };
+    let git = format!("{}/{}/.git", root.trim_end_matches('/'), req.source.repo);
+    let branch = req.source.branch.as_str();
+    let head = rt
+        .read_file(
+            &spec.env_id,
+            &main.name,
+            &format!("{git}/refs/heads/{branch}"),
+            4096,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    match head.as_deref().map(str::trim) {
+        Some(h) if h == req.sha => Ok(()),
+        Some(h) => Err(format!(
+            "the branch moved during the prebuild (at {h}, expected {}); a newer prebuild follows",
+            req.sha
+        )),
+        None => Err(format!("cannot read the cloned head of {branch}")),
+    }
 }

@@ -579,6 +579,7 @@ impl Worker {
                 source,
                 build,
                 post_start,
+                sha,
                 image_repo,
                 labels,
             } => {
@@ -587,6 +588,7 @@ impl Worker {
                     source: &source,
                     build: build.as_deref(),
                     post_start,
+                    sha: &sha,
                     image_repo: &image_repo,
                     labels: &labels,
                 };
@@ -604,19 +606,14 @@ impl Worker {
                     },
                 }
             }
-            EnvCommand::RemovePrebuilds {
-                image_repos,
-                keep_repos_of,
-            } => match self
-                .rt
-                .remove_prebuilds(&image_repos, keep_repos_of.as_deref())
-                .await
-            {
-                Ok(_) => AgentReply::Accepted,
-                Err(e) => AgentReply::Error {
-                    message: e.to_string(),
-                },
-            },
+            EnvCommand::RemovePrebuilds { install, keep } => {
+                match self.rt.remove_prebuilds(&install, &keep).await {
+                    Ok(_) => AgentReply::Accepted,
+                    Err(e) => AgentReply::Error {
+                        message: e.to_string(),
+                    },
+                }
+            }
             EnvCommand::List => match self.rt.list().await {
                 Ok(pods) => AgentReply::Pods {
                     pods: pods

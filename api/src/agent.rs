@@ -157,19 +157,19 @@ pub enum EnvCommand {
         /// Whether the devfile marks its postStart events prebuild-safe.
         #[serde(default)]
         post_start: bool,
+        /// The commit the branch is expected at: the prebuild fails when the clone has
+        /// another one (the branch moved; a newer prebuild follows).
+        sha: String,
         /// Image repository of the snapshots (`cove-prebuild/<id>`).
         image_repo: String,
         /// Labels put on the snapshot images (repository, prebuild).
         #[serde(default)]
         labels: Vec<(String, String)>,
     },
-    /// Remove the snapshot images under each of `image_repos`; with `keep_repos_of` set, also
-    /// every snapshot image whose repository label is not in that list (deleted repositories).
-    RemovePrebuilds {
-        image_repos: Vec<String>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        keep_repos_of: Option<Vec<String>>,
-    },
+    /// Remove the snapshot images of Cove installation `install` (their `cove.prebuild.install`
+    /// label) whose prebuild (`cove.prebuild` label) is not in `keep`. Images still used by a
+    /// container stay (the next pass retries).
+    RemovePrebuilds { install: String, keep: Vec<String> },
 }
 
 /// A component's snapshot image of a prebuild.

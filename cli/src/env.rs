@@ -224,6 +224,10 @@ pub(crate) fn print_env(e: &Environment) {
         e.devfile_path.as_deref().unwrap_or("(Cove's default)")
     );
     println!("  components:  {}", e.components.join(", "));
+    match &e.prebuilt_from {
+        Some(sha) => println!("  start:       prebuilt from {sha}"),
+        None => println!("  start:       cold"),
+    }
     for ep in &e.endpoints {
         println!(
             "  endpoint:    {} :{} {} {}",

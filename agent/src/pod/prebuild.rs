@@ -17,8 +17,9 @@ use super::{labels, Result, Runtime};
 
 /// Label of a snapshot image: the prebuild's id.
 pub const LABEL_PREBUILD: &str = "cove.prebuild";
-/// Label of a snapshot image: the repository's id.
-pub const LABEL_PREBUILD_REPO: &str = "cove.prebuild.repo";
+/// Label of a snapshot image: the Cove installation (its store) that made it, so that one
+/// installation never removes another's images on a shared engine.
+pub const LABEL_PREBUILD_INSTALL: &str = "cove.prebuild.install";
 /// Every snapshot image's repository starts with this.
 pub const IMAGE_PREFIX: &str = "cove-prebuild/";
 
@@ -204,9 +205,14 @@ impl Runtime {
             .ok();
     }
 
-    /// Snapshot images on this engine: (image reference, repository label).
-    pub async fn prebuild_images(&self) -> Result<Vec<(String, Option<String>)>> {
-        let filters = HashMap::from([("label".to_string(), vec![LABEL_PREBUILD.to_string()])]);
+    /// Removes the snapshot images of installation `install` whose prebuild is not in
+    /// `keep`. An image still used by a container is left (the engine refuses without force;
+    /// the next pass retries). Returns how many remain of those it tried.
+    pub async fn remove_prebuilds(&self, install: &str, keep: &[String]) -> Result<usize> {
+        let filters = HashMap::from([(
+            "label".to_string(),
+            vec![format!("{LABEL_PREBUILD_INSTALL}={install}")],
+        )]);
         let list = self
             .docker
             .list_images(Some(ListImagesOptions {
@@ -215,55 +221,43 @@ impl Runtime {
             }))
             .await
             .map_err(Self::err("prebuilds", "list images"))?;
-        let mut out = Vec::new();
+        let mut remaining = 0;
         for image in list {
-            let repo = image.labels.get(LABEL_PREBUILD_REPO).cloned();
-            for tag in image
+            let id = image
+                .labels
+                .get(LABEL_PREBUILD)
+                .cloned()
+                .unwrap_or_default();
+            if keep.contains(&id) {
+                continue;
+            }
+            let tags: Vec<&String> = image
                 .repo_tags
                 .iter()
                 .filter(|t| t.starts_with(IMAGE_PREFIX))
-            {
-                out.push((tag.clone(), repo.clone()));
-            }
-        }
-        Ok(out)
-    }
-
-    /// Removes the snapshot images of `image_repo` (`cove-prebuild/…`), and, with
-    /// `keep_repos`, every snapshot image whose repository label is not in it. An image still
-    /// used by an environment's container is left (the engine refuses; the next pass retries).
-    /// Returns the references that remain.
-    pub async fn remove_prebuilds(
-        &self,
-        image_repos: &[String],
-        keep_repos: Option<&[String]>,
-    ) -> Result<Vec<String>> {
-        let mut remaining = Vec::new();
-        for (tag, repo) in self.prebuild_images().await? {
-            let by_name = image_repos.iter().any(|r| {
-                tag.strip_prefix(r.as_str())
-                    .is_some_and(|t| t.starts_with(':'))
-            });
-            let by_repo = keep_repos
-                .is_some_and(|keep| repo.as_ref().is_none_or(|r| !keep.iter().any(|k| k == r)));
-            if !(by_name || by_repo) {
-                continue;
-            }
-            if let Err(e) = self
-                .docker
-                .remove_image(
-                    &tag,
-                    Some(RemoveImageOptions {
-                        force: false,
-                        ..Default::default()
-                    }),
-                    None,
-                )
-                .await
-            {
-                if !super::is_not_found(&e) {
-                    tracing::info!(image = %tag, error = %e, "prebuild image kept for now");
-                    remaining.push(tag);
+                .collect();
+            let names: Vec<String> = if tags.is_empty() {
+                vec![image.id.clone()]
+            } else {
+                tags.into_iter().cloned().collect()
+            };
+            for name in names {
+                let removed = self
+                    .docker
+                    .remove_image(
+                        &name,
+                        Some(RemoveImageOptions {
+                            force: false,
+                            ..Default::default()
+                        }),
+                        None,
+                    )
+                    .await;
+                if let Err(e) = removed {
+                    if !super::is_not_found(&e) {
+                        tracing::info!(image = %name, error = %e, "prebuild image kept for now");
+                        remaining += 1;
+                    }
                 }
             }
         }

@@ -85,7 +85,9 @@ pub(crate) async fn env_dto(state: &AppState, row: &EnvRow) -> Result<Environmen
         }
     }
     let editor = state.store().env_editor(&row.id).await?;
+    let prebuilt_from = state.store().env_prebuilt_from(&row.id).await?;
     Ok(Environment {
+        prebuilt_from,
         id: row.id.clone(),
         name: row.name.clone(),
         repo,
