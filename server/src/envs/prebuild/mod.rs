@@ -67,29 +67,41 @@ async fn prebuild_branches(state: &AppState, repo: &RepoRow) -> Result<Vec<Strin
 }
 
 /// After a push (`forge::after_push`): queues a prebuild for each pushed branch that prebuilds
-/// and whose devfile at the new commit has something to prebuild. Never fails the push.
+/// and whose devfile at the new commit has something to prebuild. Off the push's path (a task
+/// of its own, so reading settings and devfiles never delays the push); never fails the push.
 pub async fn after_push(state: &AppState, repo: &RepoRow, events: &[PushEventRow]) {
     if !state.envs().has_agent() {
         return;
     }
-    let branches = match prebuild_branches(state, repo).await {
-        Ok(b) => b,
-        Err(e) => {
-            tracing::warn!(error = %e, "reading prebuild settings failed");
-            return;
-        }
-    };
-    for event in events {
-        let Some(branch) = event.ref_name.strip_prefix("refs/heads/") else {
-            continue;
-        };
-        if event.new_sha == ZERO_SHA || !branches.iter().any(|b| b == branch) {
-            continue;
-        }
-        if let Err(e) = queue(state, repo, branch, &event.new_sha, false).await {
-            tracing::warn!(error = %e, branch, "queueing a prebuild failed");
-        }
+    let pushed: Vec<(String, String)> = events
+        .iter()
+        .filter(|e| e.new_sha != ZERO_SHA)
+        .filter_map(|e| {
+            let branch = e.ref_name.strip_prefix("refs/heads/")?;
+            Some((branch.to_string(), e.new_sha.clone()))
+        })
+        .collect();
+    if pushed.is_empty() {
+        return;
     }
+    let (state, repo) = (state.clone(), repo.clone());
+    tokio::spawn(async move {
+        let branches = match prebuild_branches(&state, &repo).await {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading prebuild settings failed");
+                return;
+            }
+        };
+        for (branch, sha) in pushed {
+            if !branches.contains(&branch) {
+                continue;
+            }
+            if let Err(e) = queue(&state, &repo, &branch, &sha, false).await {
+                tracing::warn!(error = %e, branch, "queueing a prebuild failed");
+            }
+        }
+    });
 }
 
 /// Queues a prebuild of `sha` on `branch` when its devfile has something to prebuild (or
@@ -390,4 +402,20 @@ pub(crate) async fn for_create(
         sha,
         skip_post_start: post_start_safe(&text),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::post_start_safe;
+
+    #[test]
+    fn only_the_top_level_attribute_set_to_true_marks_post_start_safe() {
+        let marked = "schemaVersion: 2.2.0\nattributes:\n  cove.dev/prebuild-post-start: true\n";
+        assert!(post_start_safe(marked));
+        assert!(!post_start_safe(&marked.replace("true", "false")));
+        assert!(!post_start_safe("schemaVersion: 2.2.0\n"));
+        let nested = "schemaVersion: 2.2.0\nmetadata:\n  attributes:\n    cove.dev/prebuild-post-start: true\n";
+        assert!(!post_start_safe(nested));
+        assert!(!post_start_safe(": not yaml ["));
+    }
 }
