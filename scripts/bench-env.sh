@@ -5,6 +5,12 @@
 # script that makes the same raw docker calls (volumes, infra container, two
 # containers in its namespace, sources copied in, the postStart test run).
 # Also prints the idle RSS of cove-server (which embeds the agent).
+# Prebuilds (issue 19, docs/prebuilds.md), this version only: the same files in a second
+# repository whose devfile marks postStart prebuild-safe (`cove.dev/prebuild-post-start`), so a
+# push prebuilds it; each round then measures create from the prebuilt commit → a shell runs a
+# command (`cove env exec … -- true`), beside a cold create of the same commit (`--devfile
+# devfile.yaml` names the devfile, which never uses a prebuild) → the same command, and the raw
+# docker script.
 #
 #   bash scripts/bench-env.sh [RUNS] [--vs REV]    (needs DOCKER_HOST; see scripts/test-env.sh)
 #
@@ -71,6 +77,21 @@ for v in "${VERSIONS[@]}"; do
   git -C "$WORK/repo" push -q "http://admin:$TOKEN@127.0.0.1:$port/git/admin/bench.git" main
 done
 
+# the prebuilt repository (this version): same files, postStart marked prebuild-safe
+CLI=(env XDG_CONFIG_HOME="$WORK/current/config" "${BIN[current]}/cove")
+cp -r "$WORK/repo" "$WORK/prerepo"
+sed -i 's/^metadata:/attributes:\n  cove.dev\/prebuild-post-start: true\nmetadata:/' "$WORK/prerepo/devfile.yaml"
+git -C "$WORK/prerepo" -c user.name=b -c user.email=b@example.com commit -qam prebuild
+"${CLI[@]}" repo create benchpre >/dev/null
+git -C "$WORK/prerepo" push -q "http://admin:$TOKEN@${URL[current]#http://}/git/admin/benchpre.git" main
+for _ in $(seq 600); do
+  st=$("${CLI[@]}" prebuild list admin/benchpre --output json | python3 -c 'import json,sys; l=json.load(sys.stdin); print(l[0]["state"] if l else "none")')
+  [ "$st" = succeeded ] && break
+  [ "$st" = failed ] && { "${CLI[@]}" prebuild list admin/benchpre; exit 1; }
+  sleep 0.5
+done
+[ "$st" = succeeded ] || { echo "the prebuild did not finish" >&2; exit 1; }
+
 . scripts/raw-env.sh
 
 # one round of a Cove version: create (waits for running, postStart done), restart, delete
@@ -100,8 +121,26 @@ raw_round() {
   raw_down "$e"; raw_clean "$e"
 }
 
+# create → a shell runs a command: from the prebuild, and cold (same commit)
+pre_round() {
+  local i="$1" t0 t1 t2 t3
+  t0=$(now)
+  "${CLI[@]}" env create admin/benchpre --name "p$i" >/dev/null 2>"$WORK/create.log" || { cat "$WORK/create.log"; exit 1; }
+  "${CLI[@]}" env exec "p$i" --no-tty -- true
+  t1=$(now)
+  "${CLI[@]}" env create admin/benchpre --devfile devfile.yaml --name "c$i" >/dev/null 2>"$WORK/create.log" || { cat "$WORK/create.log"; exit 1; }
+  "${CLI[@]}" env exec "c$i" --no-tty -- true
+  t2=$(now)
+  echo $((t1 - t0)) >>"$WORK/prebuilt.shell"; echo $((t2 - t1)) >>"$WORK/cold.shell"
+  "${CLI[@]}" env show "p$i" | grep -q "prebuilt from" || { echo "p$i is not prebuilt" >&2; exit 1; }
+  "${CLI[@]}" env show "c$i" | grep -q "start:       cold" || { echo "c$i is not cold" >&2; exit 1; }
+  "${CLI[@]}" env delete "p$i" --yes >/dev/null 2>&1
+  "${CLI[@]}" env delete "c$i" --yes >/dev/null 2>&1
+}
+
 for i in $(seq "$RUNS"); do
   for v in "${VERSIONS[@]}"; do cove_round "$v" "$i"; done
+  pre_round "$i"
   raw_round "$i"
 done
 declare -A RSS_KB RSS_PARTS
@@ -125,6 +164,13 @@ for op in create restart; do
     echo "| $label | $v | $c50 | $c95 | $r50 | $r95 | $(ratio "$c50" "$r50") |"
   done
 done
+p50=$(stat_of prebuilt.shell 0.5); p95=$(stat_of prebuilt.shell 0.95)
+c50=$(stat_of cold.shell 0.5); c95=$(stat_of cold.shell 0.95)
+r50=$(stat_of raw.create 0.5); r95=$(stat_of raw.create 0.95)
+echo "| create from a prebuild → shell runs a command | current | $p50 | $p95 | $r50 | $r95 | $(ratio "$p50" "$r50") |"
+echo "| cold create of the same commit → shell runs a command | current | $c50 | $c95 | $r50 | $r95 | $(ratio "$c50" "$r50") |"
+echo
+echo "prebuilt vs cold create of the same commit, p50: $(ratio "$p50" "$c50")"
 echo
 for v in "${VERSIONS[@]}"; do
   echo "idle RSS of cove-server $v (with the embedded agent): $(awk -v k="${RSS_KB[$v]}" 'BEGIN{printf "%.1f", k/1024}') MiB (${RSS_PARTS[$v]})"

@@ -34,6 +34,7 @@ pub mod link;
 pub mod mask;
 pub mod metrics;
 pub mod pod;
+pub mod prebuild;
 pub mod private_net;
 pub mod sources;
 pub mod worker;

@@ -30,6 +30,7 @@ pub const LABEL_EPHEMERAL: &str = "cove.ephemeral";
 /// the new plan reproduces (`restart.rs`).
 pub const LABEL_SPEC: &str = "cove.spec";
 
+pub mod prebuild;
 mod restart;
 pub use restart::{Change, ComponentChange, RestartPlan};
 

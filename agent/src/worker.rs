@@ -573,6 +573,47 @@ impl Worker {
                     message: e.to_string(),
                 },
             },
+            EnvCommand::Prebuild {
+                pod_id,
+                plan,
+                source,
+                build,
+                post_start,
+                sha,
+                image_repo,
+                labels,
+            } => {
+                let req = crate::prebuild::Request {
+                    spec: self.spec(&pod_id, plan),
+                    source: &source,
+                    build: build.as_deref(),
+                    post_start,
+                    sha: &sha,
+                    image_repo: &image_repo,
+                    labels: &labels,
+                };
+                let (result, log) = crate::prebuild::run(&self.rt, req).await;
+                match result {
+                    Ok(images) => AgentReply::Prebuilt {
+                        images,
+                        log,
+                        error: None,
+                    },
+                    Err(e) => AgentReply::Prebuilt {
+                        images: Vec::new(),
+                        log,
+                        error: Some(e),
+                    },
+                }
+            }
+            EnvCommand::RemovePrebuilds { install, keep } => {
+                match self.rt.remove_prebuilds(&install, &keep).await {
+                    Ok(_) => AgentReply::Accepted,
+                    Err(e) => AgentReply::Error {
+                        message: e.to_string(),
+                    },
+                }
+            }
             EnvCommand::List => match self.rt.list().await {
                 Ok(pods) => AgentReply::Pods {
                     pods: pods

@@ -142,6 +142,41 @@ pub enum EnvCommand {
     },
     /// Every environment the agent has (for reconciliation).
     List,
+    /// Run a prebuild (docs/prebuilds.md): a pod `pod_id` from `plan`, the sources cloned,
+    /// the `build` command and, when `post_start`, the postStart events run, then every
+    /// component container committed to `image_repo:<component>` (the main one with its
+    /// sources under the source mapping) and the pod removed. Answered with
+    /// [`AgentReply::Prebuilt`] once done (success or failure).
+    Prebuild {
+        pod_id: String,
+        plan: EnvironmentPlan,
+        source: EnvSource,
+        /// The devfile's default `build` command, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        build: Option<String>,
+        /// Whether the devfile marks its postStart events prebuild-safe.
+        #[serde(default)]
+        post_start: bool,
+        /// The commit the branch is expected at: the prebuild fails when the clone has
+        /// another one (the branch moved; a newer prebuild follows).
+        sha: String,
+        /// Image repository of the snapshots (`cove-prebuild/<id>`).
+        image_repo: String,
+        /// Labels put on the snapshot images (repository, prebuild).
+        #[serde(default)]
+        labels: Vec<(String, String)>,
+    },
+    /// Remove the snapshot images of Cove installation `install` (their `cove.prebuild.install`
+    /// label) whose prebuild (`cove.prebuild` label) is not in `keep`. Images still used by a
+    /// container stay (the next pass retries).
+    RemovePrebuilds { install: String, keep: Vec<String> },
+}
+
+/// A component's snapshot image of a prebuild.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrebuiltImage {
+    pub component: String,
+    pub image: String,
 }
 
 /// The direct answer to an [`EnvCommand`].
@@ -165,6 +200,14 @@ pub enum AgentReply {
     },
     Pods {
         pods: Vec<PodReport>,
+    },
+    /// A prebuild ended: its snapshot images on success, `error` on failure; `log` is
+    /// bounded (the prebuild's steps and command output).
+    Prebuilt {
+        images: Vec<PrebuiltImage>,
+        log: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
     },
     /// The command could not be carried out; `message` is for people.
     Error {

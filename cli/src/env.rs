@@ -236,6 +236,10 @@ pub(crate) fn print_env(e: &Environment) {
             None => println!("  agent:       {agent}"),
         }
     }
+    match &e.prebuilt_from {
+        Some(sha) => println!("  start:       prebuilt from {sha}"),
+        None => println!("  start:       cold"),
+    }
     for ep in &e.endpoints {
         println!(
             "  endpoint:    {} :{} {} {}",

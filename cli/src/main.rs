@@ -16,6 +16,7 @@ mod mirror;
 mod notify;
 mod packages;
 mod pr;
+mod prebuild;
 mod project;
 mod repo;
 mod rules;
@@ -63,6 +64,8 @@ enum Command {
     Secret(secret::SecretArgs),
     /// Deployment environments, their history and rollback.
     Deploy(deploy::DeployArgs),
+    /// Prebuilds: list, logs, run (a branch's head prepared ahead of time).
+    Prebuild(prebuild::PrebuildArgs),
     /// Standalone agents: registration tokens, list, revoke (administrators).
     Agent(agent::AgentArgs),
     /// Users with a password, e.g. for the web UI; your own password (`passwd`).
@@ -98,6 +101,7 @@ fn main() -> ExitCode {
         Command::Project(args) => project::run(args).map(|()| ExitCode::SUCCESS),
         Command::Secret(args) => secret::run(args).map(|()| ExitCode::SUCCESS),
         Command::Deploy(args) => deploy::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Prebuild(args) => prebuild::run(args).map(|()| ExitCode::SUCCESS),
         Command::Agent(args) => agent::run(args).map(|()| ExitCode::SUCCESS),
         Command::User(args) => user::run(args).map(|()| ExitCode::SUCCESS),
         Command::Audit(args) => audit::run(args).map(|()| ExitCode::SUCCESS),

@@ -67,6 +67,8 @@ pub enum RepoCommand {
     Notify(crate::notify::NotifyArgs),
     /// Mirror an upstream on GitHub, GitLab or Gitea: set, show, sync, unset (owners).
     Mirror(crate::mirror::MirrorArgs),
+    /// Which branches prebuild environments: show, set, off (owners set).
+    Prebuilds(crate::prebuild::SettingsArgs),
     /// Show or set how long finished runs (with their logs and artifacts) are kept.
     Retention {
         /// NAME or OWNER/NAME.
@@ -171,6 +173,7 @@ pub fn run(args: RepoArgs) -> Result<()> {
         RepoCommand::Rules(args) => crate::rules::run(&client, args),
         RepoCommand::Notify(args) => crate::notify::run(&client, args),
         RepoCommand::Mirror(args) => crate::mirror::run(&client, args),
+        RepoCommand::Prebuilds(args) => crate::prebuild::run_settings(&client, args),
         RepoCommand::Retention {
             name,
             days,

@@ -31,6 +31,7 @@ mod metrics;
 mod mirrors;
 mod notify;
 mod packages;
+mod prebuilds;
 mod projects;
 mod pulls;
 mod reports;
@@ -58,6 +59,7 @@ pub use issues::{
 pub use metrics::StateCounts;
 pub use mirrors::MirrorRow;
 pub use notify::{Attempt, DeliveryRow, NotifyTargetRow};
+pub use prebuilds::PrebuildRow;
 pub use projects::{MemberRefusal, ProjectMemberRow, ProjectRow};
 pub use pulls::{CommentRow, NewPull, PendingPullEvent, PullEventRow, PullRow, ReviewRow};
 pub use runs::SecretRow;

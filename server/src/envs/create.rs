@@ -219,6 +219,21 @@ pub(crate) async fn create(
             devfile_path.unwrap_or_default()
         )));
     }
+    // a succeeded prebuild of exactly the branch head: start from its snapshots (prebuild/)
+    let prebuilt = if req.new_branch.is_none() && req.devfile_path.is_none() {
+        let email = format!("{}@users.noreply.cove", principal.user.username);
+        super::prebuild::for_create(
+            state,
+            repo,
+            &base,
+            &devfile_text,
+            &mut plan,
+            (&principal.user.username, &email),
+        )
+        .await?
+    } else {
+        None
+    };
     let name = match &req.name {
         Some(n) if devfiles::is_identifier(n) && n.len() <= 63 => n.clone(),
         Some(n) => {
@@ -267,6 +282,12 @@ pub(crate) async fn create(
         .set_env_devfile_upstream(&row.id, Some(&upstream))
         .await?;
     state.store().set_env_editor(&row.id, editor).await?;
+    if let Some(p) = &prebuilt {
+        state
+            .store()
+            .set_env_prebuild(&row.id, p.id, &p.sha)
+            .await?;
+    }
     state
         .store()
         .add_env_event(&row.id, "state", "creating")
@@ -318,11 +339,22 @@ pub(crate) async fn create(
     state
         .metrics()
         .env_op_begun(&row.id, crate::metrics::EnvOp::Create);
+    // from a prebuild the sources are in the snapshot (no clone), and postStart already ran
+    // when the devfile marks it prebuild-safe
+    let source = match &prebuilt {
+        Some(p) => {
+            if p.skip_post_start {
+                plan.events.post_start.clear();
+            }
+            None
+        }
+        None => Some(source),
+    };
     match agent
         .call(EnvCommand::Create {
             env_id: row.id.clone(),
             plan,
-            source: Some(source),
+            source,
             dotfiles,
             editor,
         })

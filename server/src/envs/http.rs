@@ -97,7 +97,9 @@ pub(crate) async fn env_dto(state: &AppState, row: &EnvRow) -> Result<Environmen
         .placement
         .as_deref()
         .map(|p| p.split_once(": ").map_or(p, |(_, why)| why).to_string());
+    let prebuilt_from = state.store().env_prebuilt_from(&row.id).await?;
     Ok(Environment {
+        prebuilt_from,
         id: row.id.clone(),
         name: row.name.clone(),
         repo,

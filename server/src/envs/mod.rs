@@ -17,6 +17,7 @@ mod create;
 mod devfile;
 mod http;
 mod outdated;
+pub mod prebuild;
 mod reaper;
 mod registry;
 mod state;
@@ -202,6 +203,7 @@ pub async fn spawn_background(
         Ok(Err(e)) => tracing::error!(error = %e, "reconciliation failed"),
         Err(_) => tracing::error!("reconciliation did not finish within 60 s"),
     }
+    prebuild::spawn(&state);
     let s = state.clone();
     tokio::spawn(async move {
         while let Some(r) = reports.recv().await {

@@ -146,6 +146,8 @@ pub async fn after_push(
     }
     // Issues (issue 16): `Fixes #N` in commits pushed to the default branch.
     crate::issues::after_push(state, repo, pusher, events).await;
+    // Prebuilds (issue 19): branches that prebuild queue one.
+    crate::envs::prebuild::after_push(state, repo, events).await;
 }
 
 async fn revise(

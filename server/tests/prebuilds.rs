@@ -1,0 +1,344 @@
+//! Prebuilds (issue 19, docs/prebuilds.md) with the real `cove-server` binary (embedded
+//! agent), real Docker and real git:
+//!
+//! - a push to the default branch queues a prebuild that runs the devfile's build command and
+//!   snapshots the result; a create of that commit is "prebuilt from <sha>", has the files the
+//!   build wrote (in the container and in /projects) and the branch head it claims; the
+//!   prebuild's pod is gone afterwards;
+//! - after a push that no prebuild follows, the next create is cold (never the stale snapshot):
+//!   the build's files are absent and the new commit is there;
+//! - a failed prebuild leaves no container and no image, and create is cold and works.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{free_port, spawn_server_with, Proc, SpawnOptions, ADMIN_TOKEN};
+use cove_api::{EnvState, Environment, ExecResult, Prebuild, PrebuildState};
+use serde_json::json;
+use tokio::process::Child;
+
+struct Server {
+    _child: Child,
+    url: String,
+    http: reqwest::Client,
+}
+
+impl Server {
+    async fn spawn(data_dir: &Path) -> Server {
+        let options = SpawnOptions {
+            ready_within: Duration::from_secs(60),
+            ..SpawnOptions::default()
+        };
+        let Proc { child, url } = spawn_server_with(data_dir, free_port().unwrap(), options)
+            .await
+            .unwrap();
+        Server {
+            _child: child,
+            url,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> T {
+        common::admin_get(&self.http, format!("{}/api/v1{path}", self.url)).await
+    }
+
+    async fn put(&self, path: &str, body: serde_json::Value) {
+        let r = self
+            .http
+            .put(format!("{}/api/v1{path}", self.url))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    }
+
+    /// Waits until the repository has a finished prebuild of `sha` and returns it.
+    async fn prebuild_of(&self, repo: &str, sha: &str) -> Prebuild {
+        let deadline = Instant::now() + Duration::from_secs(240);
+        loop {
+            let list: Vec<Prebuild> = self.get(&format!("/repos/admin/{repo}/prebuilds")).await;
+            if let Some(p) = list.iter().find(|p| {
+                p.sha == sha && matches!(p.state, PrebuildState::Succeeded | PrebuildState::Failed)
+            }) {
+                return p.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no finished prebuild of {sha}: {list:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+
+    async fn create(&self, repo: &str) -> Environment {
+        let r = self
+            .http
+            .post(format!(
+                "{}/api/v1/repos/admin/{repo}/environments",
+                self.url
+            ))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+        let e: Environment = r.json().await.unwrap();
+        self.wait_running(&e.id).await
+    }
+
+    async fn wait_running(&self, id: &str) -> Environment {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let e: Environment = self.get(&format!("/environments/{id}")).await;
+            match e.state {
+                EnvState::Running => return e,
+                EnvState::Failed => panic!("environment failed: {:?}", e.reason),
+                _ => {}
+            }
+            assert!(Instant::now() < deadline, "environment did not start");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn sh(&self, id: &str, line: &str) -> ExecResult {
+        let r = self
+            .http
+            .post(format!("{}/api/v1/environments/{id}/exec", self.url))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&json!({ "command": ["sh", "-c", line] }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        r.json().await.unwrap()
+    }
+
+    async fn delete_env(&self, id: &str) {
+        let r = self
+            .http
+            .delete(format!("{}/api/v1/environments/{id}", self.url))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+    }
+}
+
+fn docker(args: &[&str]) -> Vec<String> {
+    let out = std::process::Command::new("docker")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "docker {args:?} failed");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Containers of the prebuild's pod (and its snapshot container), and its images.
+fn leftovers(prebuild: i64) -> (Vec<String>, Vec<String>) {
+    (
+        docker(&[
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label=cove.env=pb{prebuild}"),
+        ]),
+        docker(&[
+            "images",
+            "-q",
+            "--filter",
+            &format!("label=cove.prebuild={prebuild}"),
+        ]),
+    )
+}
+
+fn remove_images(prebuild: i64) {
+    for id in leftovers(prebuild).1 {
+        let _ = std::process::Command::new("docker")
+            .args(["rmi", "-f", &id])
+            .output();
+    }
+}
+
+/// A busybox devfile whose build command writes a file into the container and one into the
+/// sources (`status` is the build's exit code).
+fn devfile(status: u8) -> String {
+    format!(
+        r#"schemaVersion: 2.2.0
+components:
+  - name: main
+    container:
+      image: cove/busybox:latest
+      mountSources: true
+commands:
+  - id: build
+    exec:
+      component: main
+      commandLine: echo built > /tmp/cove-built.txt && echo in-sources > built-marker.txt && exit {status}
+      workingDir: ${{PROJECT_SOURCE}}
+      group:
+        kind: build
+        isDefault: true
+"#
+    )
+}
+
+async fn push_repo(server: &Server, name: &str, devfile: &str) -> (tempfile::TempDir, String) {
+    common::create_repo_http(&server.http, &server.url, name).await;
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    common::git_blocking(dir, &["init", "-q", "-b", "main"]);
+    std::fs::write(dir.join("devfile.yaml"), devfile).unwrap();
+    let sha = commit_and_push(server, dir, name, "devfile").await;
+    (work, sha)
+}
+
+async fn commit_and_push(server: &Server, dir: &Path, name: &str, message: &str) -> String {
+    common::git_blocking(dir, &["add", "."]);
+    common::git_blocking(
+        dir,
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@example.com",
+            "commit",
+            "-q",
+            "-m",
+            message,
+        ],
+    );
+    common::git_blocking(
+        dir,
+        &[
+            "push",
+            "-q",
+            &common::admin_git_url(&server.url, name),
+            "main",
+        ],
+    );
+    let out = std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prebuilt_environment_has_the_build_and_the_head_it_claims_and_a_later_push_is_cold() {
+    cove_tests::require_docker();
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::spawn(data.path()).await;
+    let (work, sha) = push_repo(&server, "pre", &devfile(0)).await;
+
+    let pb = server.prebuild_of("pre", &sha).await;
+    assert_eq!(pb.state, PrebuildState::Succeeded, "{pb:?}");
+    assert_eq!(pb.branch, "main");
+    assert_eq!(pb.images, vec![format!("cove-prebuild/p{}:main", pb.id)]);
+    let (containers, images) = leftovers(pb.id);
+    assert!(
+        containers.is_empty(),
+        "the prebuild's pod remains: {containers:?}"
+    );
+    assert_eq!(images.len(), 1, "one snapshot image: {images:?}");
+    let log: cove_api::PrebuildLog = server
+        .get(&format!("/repos/admin/pre/prebuilds/{}/logs", pb.id))
+        .await;
+    assert!(log.log.contains("build"), "{}", log.log);
+
+    // a create of the prebuilt commit starts from the snapshot
+    let env = server.create("pre").await;
+    assert_eq!(env.prebuilt_from.as_deref(), Some(sha.as_str()));
+    let built = server.sh(&env.id, "cat /tmp/cove-built.txt").await;
+    assert_eq!(built.stdout.trim(), "built", "{built:?}");
+    let marker = server
+        .sh(&env.id, "cat /projects/pre/built-marker.txt")
+        .await;
+    assert_eq!(marker.stdout.trim(), "in-sources", "{marker:?}");
+    let head = server
+        .sh(&env.id, "cat /projects/pre/.git/refs/heads/main")
+        .await;
+    assert_eq!(head.stdout.trim(), sha, "{head:?}");
+    // the snapshot is used by this environment only: a file written here is not in the next
+    server
+        .sh(&env.id, "echo mine > /projects/pre/mine.txt")
+        .await;
+    let second = server.create("pre").await;
+    assert_eq!(second.prebuilt_from.as_deref(), Some(sha.as_str()));
+    let mine = server
+        .sh(&second.id, "test -e /projects/pre/mine.txt; echo $?")
+        .await;
+    assert_eq!(mine.stdout.trim(), "1", "{mine:?}");
+
+    // a push that no prebuild follows: the next create is cold, never the old snapshot
+    server
+        .put(
+            "/repos/admin/pre/prebuilds/settings",
+            json!({"enabled": false, "branches": [], "keep": 3}),
+        )
+        .await;
+    std::fs::write(work.path().join("new.txt"), "second commit\n").unwrap();
+    let sha2 = commit_and_push(&server, work.path(), "pre", "second").await;
+    let cold = server.create("pre").await;
+    assert_eq!(cold.prebuilt_from, None, "{cold:?}");
+    let files = server
+        .sh(
+            &cold.id,
+            "cat /projects/pre/new.txt; test -e /tmp/cove-built.txt; echo built=$?; test -e /projects/pre/built-marker.txt; echo marker=$?",
+        )
+        .await;
+    assert!(files.stdout.contains("second commit"), "{files:?}");
+    assert!(files.stdout.contains("built=1"), "{files:?}");
+    assert!(files.stdout.contains("marker=1"), "{files:?}");
+    let head = server
+        .sh(&cold.id, "cat /projects/pre/.git/refs/heads/main")
+        .await;
+    assert_eq!(head.stdout.trim(), sha2);
+
+    for e in [&env, &second, &cold] {
+        server.delete_env(&e.id).await;
+    }
+    remove_images(pb.id);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_prebuild_leaves_nothing_and_create_is_cold() {
+    cove_tests::require_docker();
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::spawn(data.path()).await;
+    let (_work, sha) = push_repo(&server, "bad", &devfile(3)).await;
+
+    let pb = server.prebuild_of("bad", &sha).await;
+    assert_eq!(pb.state, PrebuildState::Failed, "{pb:?}");
+    assert!(
+        pb.reason.as_deref().unwrap_or("").contains("exited with 3"),
+        "{pb:?}"
+    );
+    let log: cove_api::PrebuildLog = server
+        .get(&format!("/repos/admin/bad/prebuilds/{}/logs", pb.id))
+        .await;
+    assert!(log.log.contains("prebuild failed"), "{}", log.log);
+    let (containers, images) = leftovers(pb.id);
+    assert!(containers.is_empty(), "containers remain: {containers:?}");
+    assert!(images.is_empty(), "images remain: {images:?}");
+
+    let env = server.create("bad").await;
+    assert_eq!(env.prebuilt_from, None);
+    let head = server
+        .sh(&env.id, "cat /projects/bad/.git/refs/heads/main")
+        .await;
+    assert_eq!(head.stdout.trim(), sha);
+    server.delete_env(&env.id).await;
+}
