@@ -1,7 +1,9 @@
 //! An extra, separate Docker engine for multi-engine tests (issue 20): its own dockerd with
 //! its own `--data-root`, `--exec-root`, `--pidfile` and unix socket under
-//! `/tmp/cove-remote-<pid>-<n>/`, no default bridge (`--bridge=none`), its own address pools,
-//! and no iptables of its own (the main engine owns the host's chains). Images are copied
+//! `/tmp/cove-remote-<pid>-<n>/`, a default bridge of its own (`--bridge=cvdNNN`, made here
+//! and deleted on drop — never `--bridge=none`, with which dockerd deletes the host's
+//! `docker0`, the main engine's bridge), its own address pools, and no iptables of its own
+//! (the main engine owns the host's chains). Images are copied
 //! from the main engine (`docker save | docker load`). Killed, and its directory removed, on
 //! drop.
 
@@ -16,6 +18,8 @@ static NEXT: AtomicU32 = AtomicU32::new(0);
 
 pub struct ExtraDockerd {
     child: std::process::Child,
+    /// The engine's own default bridge (an interface name of at most 15 bytes).
+    bridge: String,
     pub dir: PathBuf,
     /// `unix:///…/docker.sock`: the DOCKER_HOST of this engine.
     pub host: String,
@@ -33,6 +37,19 @@ impl ExtraDockerd {
         let host = format!("unix://{}", sock.display());
         // a distinct pool per engine (and per process), away from the main engine's
         let octet = 200 + (std::process::id() % 40) as u8 + (n as u8 % 10);
+        let had_docker0 = std::path::Path::new("/sys/class/net/docker0").exists();
+        let bridge = format!("cvd{octet}n{n}");
+        let made = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "ip link del {bridge} 2>/dev/null; ip link add {bridge} type bridge && \
+                 ip addr add 10.{octet}.255.1/24 dev {bridge} && ip link set {bridge} up"
+            ))
+            .status()
+            .context("ip link add")?;
+        if !made.success() {
+            bail!("could not make the bridge {bridge} for the extra engine");
+        }
         let log = std::fs::File::create(dir.join("dockerd.log"))?;
         let child = Command::new("dockerd")
             .arg("--host")
@@ -43,15 +60,21 @@ impl ExtraDockerd {
             .arg(dir.join("exec"))
             .arg("--pidfile")
             .arg(dir.join("pid"))
-            .args(["--bridge=none", "--iptables=false", "--ip6tables=false"])
+            .arg(format!("--bridge={bridge}"))
+            .args(["--iptables=false", "--ip6tables=false"])
             .arg(format!(
-                "--default-address-pool=base=10.{octet}.0.0/16,size=24"
+                "--default-address-pool=base=10.{octet}.0.0/17,size=24"
             ))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .context("starting dockerd")?;
-        let engine = ExtraDockerd { child, dir, host };
+        let engine = ExtraDockerd {
+            child,
+            bridge,
+            dir,
+            host,
+        };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let ok = Command::new("docker")
@@ -70,6 +93,10 @@ impl ExtraDockerd {
                 bail!("the extra dockerd did not answer within 60 s:\n{log}");
             }
             std::thread::sleep(Duration::from_millis(200));
+        }
+        // The main engine's bridge must survive a second engine on the same host.
+        if had_docker0 && !std::path::Path::new("/sys/class/net/docker0").exists() {
+            bail!("starting the extra dockerd removed the host's docker0 (the main engine's bridge)");
         }
         for image in images {
             let status = Command::new("sh")
@@ -114,8 +141,9 @@ impl Drop for ExtraDockerd {
         let _ = Command::new("sh")
             .arg("-c")
             .arg(format!(
-                "umount -R {0}/data {0}/exec 2>/dev/null; rm -rf {0}",
-                self.dir.display()
+                "umount -R {0}/data {0}/exec 2>/dev/null; rm -rf {0}; ip link del {1} 2>/dev/null",
+                self.dir.display(),
+                self.bridge
             ))
             .status();
     }
