@@ -117,7 +117,7 @@ pub(crate) async fn queue(
     let loaded =
         super::create::load_devfile(state, repo_path, sha.to_string(), None, repo.name.clone())
             .await?;
-    let Ok((_, text, plan)) = loaded else {
+    let Ok((_, text, plan, _)) = loaded else {
         return Ok(None); // an invalid devfile: a create reports it
     };
     if !always && !worth_prebuilding(&plan, &text) {
@@ -231,7 +231,7 @@ async fn prepare_and_call(
     let loaded =
         super::create::load_devfile(state, repo_path, row.sha.clone(), None, repo.name.clone())
             .await?;
-    let (_, text, plan) = loaded.map_err(ApiError::BadRequest)?;
+    let (_, text, plan, _) = loaded.map_err(ApiError::BadRequest)?;
     // the clone's credential: the repository owner's, read-only and short-lived
     let owner = state
         .store()
