@@ -29,10 +29,16 @@ struct Bench {
 }
 
 async fn start(embedded: bool) -> Result<Bench> {
+    start_with(embedded, 0).await
+}
+
+/// `pool`: ready job sandboxes of the embedded agent (`[jobs] pool`).
+async fn start_with(embedded: bool, pool: usize) -> Result<Bench> {
     let data = tempfile::tempdir()?;
     let mut config = Config::new(data.path());
     config.admin_token = Some(TOKEN.into());
     config.embedded_agent = embedded;
+    config.runs.job_pool = pool;
     config.runs.default_image =
         std::env::var("COVE_BENCH_IMAGE").unwrap_or_else(|_| "cove/busybox:latest".into());
     config.runs.heartbeat = Duration::from_secs(2);
@@ -176,8 +182,17 @@ async fn wait_run(b: &Bench, count: usize) -> Result<Run> {
     }
 }
 
+/// Push → first step, with the embedded agent's job pool disabled (today's cold path) and
+/// with a pool of 2, one after the other in the same invocation.
 async fn push_latency(pushes: usize) -> Result<()> {
-    let b = start(true).await?;
+    push_latency_with(pushes, 0).await?;
+    push_latency_with(pushes, 2).await
+}
+
+async fn push_latency_with(pushes: usize, pool: usize) -> Result<()> {
+    let b = start_with(true, pool).await?;
+    // The embedded agent starts (and fills its pool) in the background.
+    tokio::time::sleep(Duration::from_secs(5)).await;
     let work = tempfile::tempdir()?;
     let dir = work.path();
     let url = format!(
@@ -214,7 +229,8 @@ async fn push_latency(pushes: usize) -> Result<()> {
         }
     }
     println!(
-        "push → first step running over {pushes} pushes: p50 {:.0} ms, p95 {:.0} ms, max {:.0} ms",
+        "push → first step running over {pushes} pushes, job pool {}: p50 {:.0} ms, p95 {:.0} ms, max {:.0} ms",
+        if pool == 0 { "off".to_string() } else { pool.to_string() },
         pct(lat.clone(), 0.5),
         pct(lat.clone(), 0.95),
         pct(lat, 1.0)
@@ -293,6 +309,13 @@ async fn log_latency() -> Result<()> {
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> Result<()> {
+    if std::env::var_os("RUST_LOG").is_some() {
+        // For the split of one path: the server's and the agent's log lines with times.
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let args: Vec<String> = std::env::args().collect();
     let what = args.get(1).map(String::as_str).unwrap_or("all");
     let pushes: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(10);
