@@ -221,6 +221,9 @@ async fn push_latency_with(pushes: usize, pool: usize) -> Result<()> {
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         };
+        if std::env::var_os("RUST_LOG").is_some() {
+            eprintln!("sample {i}: git push started at {t0} ms, first step at {first} ms (epoch)");
+        }
         lat.push((first - t0) as f64);
         // Let the run end so pushes do not overlap.
         let t = Instant::now();
