@@ -494,6 +494,8 @@ async fn report_job<T: JobTransport>(
     // Deploy credentials refreshed while the job runs: a second masking pass on every line,
     // variable and error that leaves the agent.
     let mut late: Option<crate::mask::LateSecrets> = None;
+    // A claimed pooled container: removed here too if the job ends before the runner took it.
+    let mut pooled_container: Option<String> = None;
     let work = async {
         let mut spec = job_spec(lease)?;
         spec.owner = config.owner.clone();
@@ -509,6 +511,7 @@ async fn report_job<T: JobTransport>(
         let pooled = pool.and_then(|p| p.claim(lease));
         if let Some(claimed) = pooled {
             spec.pooled = Some(claimed.container.clone());
+            pooled_container = Some(claimed.container.clone());
             if let Some(s) = claimed.sandbox {
                 let s = crate::job_sandbox::SandboxedJob::pooled(s, &mut spec);
                 tracing::info!(job, attempt, network = %s.network_name(), container = %claimed.container, "pooled job sandbox claimed");
@@ -622,6 +625,11 @@ async fn report_job<T: JobTransport>(
         r = work => r,
         () = stale.cancelled() => Err("the attempt became stale".to_string()),
     };
+    if let Some(id) = pooled_container.take() {
+        if let Err(e) = crate::jobs::remove_container(docker, &id).await {
+            tracing::warn!(job, container = %id, error = %e, "removing a pooled job container failed");
+        }
+    }
     if let Some(s) = sandbox.take() {
         s.teardown().await;
     }

@@ -588,7 +588,7 @@ fn claimed_by(name: &str) -> Option<(String, u32)> {
     Some((job.to_string(), attempt.parse().ok()?))
 }
 
-async fn remove_container(docker: &Docker, id: &str) -> Result<(), DockerError> {
+pub(crate) async fn remove_container(docker: &Docker, id: &str) -> Result<(), DockerError> {
     let options = RemoveContainerOptions {
         force: true,
         v: true,
