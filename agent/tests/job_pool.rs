@@ -551,3 +551,64 @@ async fn killing_the_agent_while_its_pool_fills_leaves_nothing_after_restart() {
         "the killed agent's pool was left behind"
     );
 }
+
+fn pct(mut v: Vec<f64>, p: f64) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+    v[i.min(v.len() - 1)]
+}
+
+/// Lease handed out → the first step's start line (the agent's side of push → first step),
+/// with the pool off and with a pool of 2, one job at a time. Prints p50/p95; asserts nothing
+/// about time. `cargo test -p cove-agent --test job_pool bench -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "benchmark: run by hand (docs/benchmarks.md)"]
+async fn bench_lease_to_first_step_pooled_and_cold() {
+    engine().await;
+    let samples: usize = std::env::var("COVE_BENCH_SAMPLES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10);
+    for pool in [0, 2] {
+        let owner = unique("pool-bench");
+        let _cleanup = Cleanup(owner.clone());
+        let a = agent(&owner, pool);
+        if pool > 0 {
+            wait_pool(&owner, pool).await;
+        } else {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+        let mut lat = Vec::new();
+        for i in 0..samples {
+            let job = 900 + i as i64;
+            let t0 = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis() as i64;
+            a.queue.push(lease(job, POOL_IMAGE, &["echo first"]));
+            let (r, _) = a.queue.wait(job).await;
+            assert_eq!(r.outcome, JobOutcome::Succeeded);
+            let first = a
+                .queue
+                .lines
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|(j, l)| *j == job && l.text.contains("$ echo first"))
+                .map(|(_, l)| l.ts as i64)
+                .unwrap();
+            lat.push((first - t0) as f64);
+            // Back-to-back jobs like pushes a second apart: the refill runs in between.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        println!(
+            "lease → first step over {samples} jobs, pool {}: p50 {:.0} ms, p95 {:.0} ms, max {:.0} ms",
+            if pool == 0 { "off".to_string() } else { pool.to_string() },
+            pct(lat.clone(), 0.5),
+            pct(lat.clone(), 0.95),
+            pct(lat, 1.0)
+        );
+        a.stop.cancel();
+        a.task.await.unwrap();
+    }
+}
