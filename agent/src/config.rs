@@ -12,6 +12,8 @@
 //!   region: eu                             #   backend=docker and arch=amd64|arm64 itself
 //! sandbox:                                 # job isolation (private_net::SandboxSettings)
 //!   private_network: true
+//! job_pool: 2                              # ready job sandboxes (job_pool.rs; 0: none)
+//! job_pool_image: cove/universal:latest    # their image: the server's default image
 //! ```
 //!
 //! Unknown keys are errors that name the file. The file never holds the agent token; the
@@ -54,6 +56,11 @@ pub struct FileConfig {
     /// Placement labels (`region: eu`); `backend` and `arch` are set by the agent.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// Ready job sandboxes kept ahead of leases (default 0: none).
+    pub job_pool: Option<usize>,
+    /// Image of the pooled sandboxes (default `cove/universal:latest`, the server's default
+    /// image of actions that name none).
+    pub job_pool_image: Option<String>,
 }
 
 /// Overrides from flags and environment variables (these win over the file).
@@ -67,6 +74,8 @@ pub struct Overrides {
     pub metrics_listen: Option<String>,
     /// `KEY=VALUE` labels from `--label` (a key given here replaces the file's).
     pub labels: Vec<String>,
+    pub job_pool: Option<usize>,
+    pub job_pool_image: Option<String>,
 }
 
 /// The effective configuration.
@@ -82,6 +91,9 @@ pub struct AgentConfig {
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// Every label the agent reports: the file's, the flags', then `backend` and `arch`.
     pub labels: BTreeMap<String, String>,
+    /// Ready job sandboxes ([`crate::job_pool`]; 0: none).
+    pub job_pool: usize,
+    pub job_pool_image: String,
 }
 
 /// Why the configuration is unusable.
@@ -176,7 +188,24 @@ impl AgentConfig {
             labels.insert(k, v);
         }
         let labels = crate::labels::standard(&labels);
+        let job_pool = over
+            .job_pool
+            .or(file.job_pool)
+            .unwrap_or(crate::job_worker::DEFAULT_POOL);
+        if job_pool > 16 {
+            return Err(ConfigError::Invalid(
+                "job_pool must be at most 16 ready sandboxes".into(),
+            ));
+        }
+        let job_pool_image = over
+            .job_pool_image
+            .or(file.job_pool_image)
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| crate::jobs::DEFAULT_IMAGE.to_string());
         Ok(AgentConfig {
+            job_pool,
+            job_pool_image,
             server,
             name,
             slots,
@@ -279,6 +308,40 @@ mod tests {
         )
         .expect("valid");
         assert_eq!((config.name.as_str(), config.slots), ("myhost", 1));
+        assert_eq!(config.job_pool, crate::job_worker::DEFAULT_POOL);
+        assert_eq!(config.job_pool_image, crate::jobs::DEFAULT_IMAGE);
+        let file = parse(
+            "server: http://s
+job_pool: 3
+job_pool_image: img:1
+",
+        )
+        .expect("valid");
+        let config = AgentConfig::resolve(
+            file,
+            Overrides {
+                job_pool: Some(0),
+                ..Default::default()
+            },
+            "h",
+        )
+        .expect("valid");
+        assert_eq!(
+            (config.job_pool, config.job_pool_image.as_str()),
+            (0, "img:1")
+        );
+        let err = AgentConfig::resolve(
+            parse(
+                "server: http://s
+job_pool: 1000
+",
+            )
+            .expect("valid"),
+            Overrides::default(),
+            "h",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("job_pool"), "{err}");
     }
 
     #[test]

@@ -281,21 +281,29 @@ impl SandboxedJob {
                 }
             }
         }
-        // Later entries win: the sandbox's variables override the action's
-        // own proxy or index settings.
-        spec.env.retain(|(k, _)| !env.iter().any(|(e, _)| e == k));
-        spec.env.extend(env);
-        spec.secrets
-            .retain(|(k, _)| !secret_env.iter().any(|(e, _)| e == k));
-        spec.secrets.extend(secret_env);
-        spec.files.extend(files.into_iter().map(|f| JobFile {
-            path: f.path.to_string_lossy().into_owned(),
-            contents: f.contents.into_bytes(),
-            mode: f.mode,
-        }));
-        spec.mask
-            .extend(sandbox.secrets().iter().map(|s| s.expose().to_string()));
+        inject(spec, &sandbox, env, secret_env, files);
         Ok(SandboxedJob { sandbox })
+    }
+
+    /// A pooled sandbox ([`crate::job_pool`]) claimed by the job of `spec`: points `spec` at
+    /// it. The sandbox was made for the agent's settings alone (no package credentials, no
+    /// deploy role), so only its gateway variables apply.
+    pub fn pooled(sandbox: JobSandbox, spec: &mut JobSpec) -> SandboxedJob {
+        spec.network = Some(sandbox.network_name().to_string());
+        let injection = sandbox.injection();
+        let files = injection.files.clone();
+        let secret_env = injection
+            .secret_env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let env = injection
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        inject(spec, &sandbox, env, secret_env, files);
+        SandboxedJob { sandbox }
     }
 
     /// See [`crate::private_net::JobSandbox::late_secrets`].
@@ -313,6 +321,66 @@ impl SandboxedJob {
             tracing::warn!(error = %e, "removing a job's private network failed");
         }
     }
+}
+
+/// Later entries win: the sandbox's variables override the action's own proxy or index
+/// settings.
+fn inject(
+    spec: &mut JobSpec,
+    sandbox: &JobSandbox,
+    env: Vec<(String, String)>,
+    secret_env: Vec<(String, String)>,
+    files: Vec<crate::broker::InjectedFile>,
+) {
+    spec.env.retain(|(k, _)| !env.iter().any(|(e, _)| e == k));
+    spec.env.extend(env);
+    spec.secrets
+        .retain(|(k, _)| !secret_env.iter().any(|(e, _)| e == k));
+    spec.secrets.extend(secret_env);
+    spec.files.extend(files.into_iter().map(|f| JobFile {
+        path: f.path.to_string_lossy().into_owned(),
+        contents: f.contents.into_bytes(),
+        mode: f.mode,
+    }));
+    spec.mask
+        .extend(sandbox.secrets().iter().map(|s| s.expose().to_string()));
+}
+
+/// A sandbox for the job pool: the private network of slot `slot` (its `cove.job` label),
+/// its rules and, when the agent's egress allow-list is not empty, its gateway — made from
+/// the agent's settings only, before any job, so it holds no credentials.
+pub async fn pool_sandbox(
+    docker: &Docker,
+    settings: &SandboxSettings,
+    slot: &str,
+) -> Result<JobSandbox, String> {
+    let allow = AllowList::parse(&settings.egress_allow)
+        .map_err(|e| format!("the agent's egress allow-list: {e}"))?;
+    let broker = Arc::new(Broker::new(
+        aws_config::SdkConfig::builder().build(),
+        Arc::new(SystemClock),
+        BrokerOptions::default(),
+    ));
+    JobSandbox::start(
+        docker,
+        broker,
+        SandboxSpec {
+            job: JobRef {
+                run_id: String::new(),
+                job_id: slot.to_string(),
+                timeout: Duration::from_secs(3600),
+            },
+            codeartifact: None,
+            mode: Mode::TokenFree,
+            allow,
+            home: HOME.into(),
+            net: net_options(settings),
+            gateway_at: gateway_at(settings),
+            deploy: None,
+        },
+    )
+    .await
+    .map_err(|e| format!("a pooled private network could not be set up: {e}"))
 }
 
 /// At agent start: private networks and firewall rules a killed agent left

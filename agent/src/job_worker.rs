@@ -79,6 +79,10 @@ pub trait JobTransport: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), TransportError>> + Send;
 }
 
+/// Ready sandboxes a standalone agent keeps by default (`--job-pool`): none — opt-in, since an
+/// agent killed without a graceful stop leaves its pool's networks behind until its next start.
+pub const DEFAULT_POOL: usize = 0;
+
 /// Tuning of the job loop.
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
@@ -100,6 +104,11 @@ pub struct WorkerConfig {
     pub owner: Option<String>,
     /// Jobs running now (reported as capacity; shared by clones of the configuration).
     pub busy: Arc<std::sync::atomic::AtomicUsize>,
+    /// Ready job sandboxes kept ahead of leases ([`crate::job_pool`]; 0: none). Needs an
+    /// `owner`.
+    pub pool: usize,
+    /// Image of the pooled sandboxes: the image of actions that name none.
+    pub pool_image: String,
 }
 
 impl Default for WorkerConfig {
@@ -112,6 +121,8 @@ impl Default for WorkerConfig {
             sandbox: crate::private_net::SandboxSettings::default(),
             owner: None,
             busy: Arc::default(),
+            pool: DEFAULT_POOL,
+            pool_image: crate::jobs::DEFAULT_IMAGE.to_string(),
         }
     }
 }
@@ -128,16 +139,32 @@ pub async fn run<T: JobTransport>(
     if let Some(owner) = &config.owner {
         recover_orphans(&docker, transport.as_ref(), owner).await;
     }
+    if let Some(owner) = &config.owner {
+        crate::job_pool::clean_after_crash(&docker, &config.sandbox, owner).await;
+    }
     if config.sandbox.private_network {
         crate::job_sandbox::clean_after_crash(&docker, &config.sandbox).await;
     }
+    let pool = match &config.owner {
+        Some(owner) if config.pool > 0 => Some(crate::job_pool::JobPool::start(
+            docker.clone(),
+            crate::job_pool::PoolConfig {
+                size: config.pool,
+                image: config.pool_image.clone(),
+                owner: owner.clone(),
+                sandbox: config.sandbox.clone(),
+            },
+        )),
+        _ => None,
+    };
     let mut loops = Vec::new();
     for slot in 0..config.slots.max(1) {
-        let (docker, transport, config, shutdown) = (
+        let (docker, transport, config, shutdown, pool) = (
             docker.clone(),
             transport.clone(),
             config.clone(),
             shutdown.clone(),
+            pool.clone(),
         );
         loops.push(tokio::spawn(async move {
             tracing::debug!(slot, "job loop started");
@@ -152,7 +179,7 @@ pub async fn run<T: JobTransport>(
                         config.busy.fetch_add(1, Relaxed);
                         let stopped = tokio::select! {
                             _ = shutdown.cancelled() => true,
-                            () = execute(&docker, transport.as_ref(), &config, lease) => false,
+                            () = execute(&docker, transport.as_ref(), &config, pool.as_deref(), lease) => false,
                         };
                         config.busy.fetch_sub(1, Relaxed);
                         if stopped {
@@ -173,6 +200,9 @@ pub async fn run<T: JobTransport>(
     }
     for l in loops {
         let _ = l.await;
+    }
+    if let Some(pool) = &pool {
+        pool.shutdown().await;
     }
     // A graceful stop: the dropped jobs' containers are removed now, so nothing they started
     // keeps running after the agent (their attempts end with the lease, or at the next start).
@@ -385,6 +415,7 @@ pub async fn execute<T: JobTransport>(
     docker: &Docker,
     transport: &T,
     config: &WorkerConfig,
+    pool: Option<&crate::job_pool::JobPool>,
     lease: JobLease,
 ) {
     let (job, attempt) = (lease.job_id, lease.attempt);
@@ -435,7 +466,7 @@ pub async fn execute<T: JobTransport>(
     };
     let work = async {
         report_job(
-            docker, transport, config, &lease, &cancel, &stale, &lease_end,
+            docker, transport, config, pool, &lease, &cancel, &stale, &lease_end,
         )
         .await;
         reported.cancel();
@@ -444,10 +475,12 @@ pub async fn execute<T: JobTransport>(
 }
 
 /// [`execute`] without its heartbeats.
+#[allow(clippy::too_many_arguments)]
 async fn report_job<T: JobTransport>(
     docker: &Docker,
     transport: &T,
     config: &WorkerConfig,
+    pool: Option<&crate::job_pool::JobPool>,
     lease: &JobLease,
     cancel: &CancellationToken,
     stale: &CancellationToken,
@@ -464,6 +497,8 @@ async fn report_job<T: JobTransport>(
     // Deploy credentials refreshed while the job runs: a second masking pass on every line,
     // variable and error that leaves the agent.
     let mut late: Option<crate::mask::LateSecrets> = None;
+    // A claimed pooled container: removed here too if the job ends before the runner took it.
+    let mut pooled_container: Option<String> = None;
     let work = async {
         let mut spec = job_spec(lease)?;
         spec.owner = config.owner.clone();
@@ -475,7 +510,19 @@ async fn report_job<T: JobTransport>(
                     .to_string(),
             );
         }
-        if config.sandbox.private_network {
+        // A pooled sandbox when one matches (used by this job only), else a new one.
+        let pooled = pool.and_then(|p| p.claim(lease));
+        if let Some(claimed) = pooled {
+            spec.pooled = Some(claimed.container.clone());
+            pooled_container = Some(claimed.container.clone());
+            if let Some(s) = claimed.sandbox {
+                let s = crate::job_sandbox::SandboxedJob::pooled(s, &mut spec);
+                tracing::info!(job, attempt, network = %s.network_name(), container = %claimed.container, "pooled job sandbox claimed");
+                sandbox = Some(s);
+                mask.extend(spec.mask.iter().cloned());
+                mask.extend(spec.secrets.iter().map(|(_, v)| v.clone()));
+            }
+        } else if config.sandbox.private_network {
             let s =
                 crate::job_sandbox::SandboxedJob::start(docker, &config.sandbox, lease, &mut spec)
                     .await?;
@@ -600,6 +647,11 @@ async fn report_job<T: JobTransport>(
         r = work => r,
         () = stale.cancelled() => Err("the attempt became stale".to_string()),
     };
+    if let Some(id) = pooled_container.take() {
+        if let Err(e) = crate::jobs::remove_container(docker, &id).await {
+            tracing::warn!(job, container = %id, error = %e, "removing a pooled job container failed");
+        }
+    }
     if let Some(s) = sandbox.take() {
         s.teardown().await;
     }

@@ -26,6 +26,7 @@ pub mod env_net;
 pub mod environment;
 pub mod gateway;
 pub mod job_http;
+pub mod job_pool;
 pub mod job_sandbox;
 pub mod job_worker;
 pub mod jobs;

@@ -33,15 +33,18 @@ struct Bench {
 }
 
 async fn start(embedded: bool) -> Result<Bench> {
-    start_with(embedded, None).await
+    start_with(embedded, None, 0).await
 }
 
-async fn start_with(embedded: bool, database_url: Option<String>) -> Result<Bench> {
+/// `database_url`: PostgreSQL instead of SQLite; `pool`: ready job sandboxes of the embedded
+/// agent (`[jobs] pool`).
+async fn start_with(embedded: bool, database_url: Option<String>, pool: usize) -> Result<Bench> {
     let data = tempfile::tempdir()?;
     let mut config = Config::new(data.path());
     config.database_url = database_url;
     config.admin_token = Some(TOKEN.into());
     config.embedded_agent = embedded;
+    config.runs.job_pool = pool;
     config.runs.default_image =
         std::env::var("COVE_BENCH_IMAGE").unwrap_or_else(|_| "cove/busybox:latest".into());
     config.runs.heartbeat = Duration::from_secs(2);
@@ -163,7 +166,7 @@ async fn dispatch(
     } else {
         "sqlite"
     };
-    let b = start_with(false, database_url).await?;
+    let b = start_with(false, database_url, 0).await?;
     let ids = register_agents(&b, agents).await?;
     let repo = b.state.store().repo("admin", "b").await?.context("repo")?;
     let text = "Name: d\nSchemaVersion: \"1.0\"\nRunMode: PARALLEL\nActions:\n  A:\n    Identifier: aws/build@v1\n    Configuration: {Steps: [{Run: 'true'}]}\n";
@@ -334,8 +337,17 @@ async fn wait_run(b: &Bench, count: usize) -> Result<Run> {
     }
 }
 
+/// Push → first step, with the embedded agent's job pool disabled (today's cold path) and
+/// with a pool of 2, one after the other in the same invocation.
 async fn push_latency(pushes: usize) -> Result<()> {
-    let b = start(true).await?;
+    push_latency_with(pushes, 0).await?;
+    push_latency_with(pushes, 2).await
+}
+
+async fn push_latency_with(pushes: usize, pool: usize) -> Result<()> {
+    let b = start_with(true, None, pool).await?;
+    // The embedded agent starts (and fills its pool) in the background.
+    tokio::time::sleep(Duration::from_secs(5)).await;
     let work = tempfile::tempdir()?;
     let dir = work.path();
     let url = format!(
@@ -364,6 +376,9 @@ async fn push_latency(pushes: usize) -> Result<()> {
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         };
+        if std::env::var_os("RUST_LOG").is_some() {
+            eprintln!("sample {i}: git push started at {t0} ms, first step at {first} ms (epoch)");
+        }
         lat.push((first - t0) as f64);
         // Let the run end so pushes do not overlap.
         let t = Instant::now();
@@ -372,7 +387,8 @@ async fn push_latency(pushes: usize) -> Result<()> {
         }
     }
     println!(
-        "push → first step running over {pushes} pushes: p50 {:.0} ms, p95 {:.0} ms, max {:.0} ms",
+        "push → first step running over {pushes} pushes, job pool {}: p50 {:.0} ms, p95 {:.0} ms, max {:.0} ms",
+        if pool == 0 { "off".to_string() } else { pool.to_string() },
         pct(lat.clone(), 0.5),
         pct(lat.clone(), 0.95),
         pct(lat.clone(), 1.0)
@@ -518,6 +534,13 @@ async fn log_latency() -> Result<()> {
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> Result<()> {
+    if std::env::var_os("RUST_LOG").is_some() {
+        // For the split of one path: the server's and the agent's log lines with times.
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let args: Vec<String> = std::env::args().collect();
     let what = args.get(1).map(String::as_str).unwrap_or("all");
     let pushes: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(10);

@@ -349,6 +349,9 @@ pub struct JobsFileConfig {
     pub retry_on_agent_lost: Option<u32>,
     /// Image of actions that name no container (default `cove/universal:latest`).
     pub default_image: Option<String>,
+    /// Ready job sandboxes the embedded agent keeps for actions in the default image
+    /// (default 0; at most 16; docs/runs.md "Job sandbox pool").
+    pub pool: Option<usize>,
     /// How long an approval gate waits before it fails, when its action sets no `Timeout`
     /// (default 7 days).
     pub approval_timeout_secs: Option<u64>,
@@ -557,6 +560,9 @@ impl Config {
         }
         if let Some(image) = jobs.default_image {
             runs.default_image = image;
+        }
+        if let Some(n) = jobs.pool {
+            runs.job_pool = n.min(16);
         }
         if let Some(packages) = file.packages.clone() {
             packages.check().map_err(ConfigError::Packages)?;

@@ -71,6 +71,14 @@ struct Args {
         value_name = "BOOL"
     )]
     environments: bool,
+    /// Ready job sandboxes kept ahead of leases: private network, firewall rules and a
+    /// started container, each used by one job (overrides `job_pool:`; default 0: none).
+    #[arg(long, env = "COVE_AGENT_JOB_POOL", value_name = "N")]
+    job_pool: Option<usize>,
+    /// Image of the pooled sandboxes; jobs in another image start cold (overrides
+    /// `job_pool_image:`; default cove/universal:latest, the server's default image).
+    #[arg(long, env = "COVE_AGENT_JOB_POOL_IMAGE", value_name = "IMAGE")]
+    job_pool_image: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -130,6 +138,8 @@ fn load_config(args: &Args) -> Result<AgentConfig> {
         registration_token_file: args.registration_token_file.clone(),
         metrics_listen: args.metrics_listen.clone(),
         labels: args.labels.clone(),
+        job_pool: args.job_pool,
+        job_pool_image: args.job_pool_image.clone(),
     };
     Ok(AgentConfig::resolve(file, over, &host_name())?)
 }
@@ -328,6 +338,8 @@ async fn run(args: Args, env_registration: Option<String>) -> Result<ExitCode> {
         lease_wait: Duration::from_secs(20),
         sandbox: config.sandbox.clone(),
         owner: Some(format!("agent-{}", identity.agent_id)),
+        pool: config.job_pool,
+        pool_image: config.job_pool_image.clone(),
         ..Default::default()
     };
     let transport = Arc::new(transport);

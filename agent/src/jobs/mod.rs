@@ -107,6 +107,11 @@ pub struct JobSpec {
     pub mask: Vec<String>,
     /// The agent running the job (label [`LABEL_OWNER`]); `None`: no owner label.
     pub owner: Option<String>,
+    /// A started container claimed from the agent's job pool ([`crate::job_pool`]) to run
+    /// in instead of creating one: it was created from [`container_body`] with this spec's
+    /// image, limits and network, and is used by this job only (renamed to the job's
+    /// container name, removed at the end like a created one).
+    pub pooled: Option<String>,
 }
 
 /// A file the runner writes into the build container.
@@ -152,6 +157,7 @@ impl JobSpec {
             files: Vec::new(),
             mask: Vec::new(),
             owner: None,
+            pooled: None,
         }
     }
 }
@@ -476,7 +482,8 @@ pub async fn remove_stale_job_containers(
 /// A job container found by [`remove_owned_job_containers`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrphanedJob {
-    /// The job id of its [`LABEL_JOB`] label.
+    /// The job id of its [`LABEL_JOB`] label (a claimed pooled container: of its name; an
+    /// unclaimed one: empty).
     pub job: String,
     /// Its [`LABEL_ATTEMPT`] label (0 when missing).
     pub attempt: u32,
@@ -540,11 +547,20 @@ pub async fn remove_owned_job_containers(
             if removed.iter().any(|r| r.container == id) {
                 continue;
             }
-            let job = labels.get(LABEL_JOB).cloned().unwrap_or_default();
-            let attempt = labels
+            let mut job = labels.get(LABEL_JOB).cloned().unwrap_or_default();
+            let mut attempt = labels
                 .get(LABEL_ATTEMPT)
                 .and_then(|a| a.parse().ok())
                 .unwrap_or(0);
+            if labels.contains_key(crate::job_pool::LABEL_POOL) {
+                // A pooled container: a job claimed it if it carries the job's name.
+                (job, attempt) = c
+                    .names
+                    .iter()
+                    .flatten()
+                    .find_map(|n| claimed_by(n))
+                    .unwrap_or_default();
+            }
             tracing::warn!(job = %job, attempt, container = %id, "removed an orphaned job container");
             removed.push(OrphanedJob {
                 job,
@@ -564,7 +580,15 @@ pub async fn remove_owned_job_containers(
     })
 }
 
-async fn remove_container(docker: &Docker, id: &str) -> Result<(), DockerError> {
+/// The job and attempt of a container named `cove-job-<job>-<attempt>` (Docker lists names
+/// with a leading `/`).
+fn claimed_by(name: &str) -> Option<(String, u32)> {
+    let rest = name.trim_start_matches('/').strip_prefix("cove-job-")?;
+    let (job, attempt) = rest.rsplit_once('-')?;
+    Some((job.to_string(), attempt.parse().ok()?))
+}
+
+pub(crate) async fn remove_container(docker: &Docker, id: &str) -> Result<(), DockerError> {
     let options = RemoveContainerOptions {
         force: true,
         v: true,
@@ -641,21 +665,45 @@ pub async fn run_job(
         }
     };
     let created = Instant::now();
-    let container = docker
-        .create_container(
-            Some(CreateContainerOptions {
-                name: Some(format!("cove-job-{}-{}", job.job_id, job.attempt)),
-                ..Default::default()
-            }),
-            container_body(job),
-        )
-        .await
-        .map_err(err("create container"))?
-        .id;
-    tracing::info!(job = %job.job_id, attempt = job.attempt, container = %container, image = %job.image, "job container created");
-    let guard = ContainerGuard {
-        docker: docker.clone(),
-        id: Some(container.clone()),
+    let name = format!("cove-job-{}-{}", job.job_id, job.attempt);
+    let (container, guard) = match &job.pooled {
+        Some(id) => {
+            // Removed at the end whatever happens, like a created one.
+            let guard = ContainerGuard {
+                docker: docker.clone(),
+                id: Some(id.clone()),
+            };
+            // The name says which attempt runs in it (`docker ps`, and the agent's orphan
+            // recovery reads it: a pooled container's labels name its pool slot).
+            docker
+                .rename_container(
+                    id,
+                    bollard::query_parameters::RenameContainerOptions { name },
+                )
+                .await
+                .map_err(err("rename pooled container"))?;
+            tracing::info!(job = %job.job_id, attempt = job.attempt, container = %id, image = %job.image, "job runs in a pooled container");
+            (id.clone(), guard)
+        }
+        None => {
+            let container = docker
+                .create_container(
+                    Some(CreateContainerOptions {
+                        name: Some(name),
+                        ..Default::default()
+                    }),
+                    container_body(job),
+                )
+                .await
+                .map_err(err("create container"))?
+                .id;
+            tracing::info!(job = %job.job_id, attempt = job.attempt, container = %container, image = %job.image, "job container created");
+            let guard = ContainerGuard {
+                docker: docker.clone(),
+                id: Some(container.clone()),
+            };
+            (container, guard)
+        }
     };
     let mut runner = Runner {
         docker,
@@ -745,7 +793,7 @@ async fn fetch_source(job: &JobSpec) -> Result<Option<Tar>, JobError> {
     }
 }
 
-fn container_body(job: &JobSpec) -> ContainerCreateBody {
+pub(crate) fn container_body(job: &JobSpec) -> ContainerCreateBody {
     let mut labels = HashMap::from([
         (LABEL_JOB.to_string(), job.job_id.clone()),
         (LABEL_ATTEMPT.to_string(), job.attempt.to_string()),
@@ -902,10 +950,12 @@ impl Runner<'_> {
                 restored.push(c.name.clone());
             }
         }
-        self.docker
-            .start_container(self.container, None::<StartContainerOptions>)
-            .await
-            .map_err(self.err("start container"))?;
+        if self.job.pooled.is_none() {
+            self.docker
+                .start_container(self.container, None::<StartContainerOptions>)
+                .await
+                .map_err(self.err("start container"))?;
+        }
 
         let mut out = MaskedOutput::new(sink, &self.secrets);
         let mut result = JobResult {

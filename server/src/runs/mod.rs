@@ -70,6 +70,8 @@ pub struct RunsConfig {
     pub embedded_slots: usize,
     /// How the embedded agent isolates jobs (`[jobs.sandbox]` of the config file).
     pub sandbox: cove_agent::private_net::SandboxSettings,
+    /// Ready job sandboxes the embedded agent keeps (`[jobs] pool`, default 0; docs/runs.md).
+    pub job_pool: usize,
     /// Endpoint profiles and roles repositories may use for packages (`[packages]`).
     pub packages: package_policy::PackagesPolicy,
 
@@ -88,6 +90,7 @@ impl Default for RunsConfig {
             retry_on_agent_lost: 1,
             embedded_slots: 2,
             sandbox: cove_agent::private_net::SandboxSettings::default(),
+            job_pool: 0,
             packages: package_policy::PackagesPolicy::default(),
 
             approval_timeout: approval::DEFAULT_TIMEOUT,
@@ -1696,6 +1699,8 @@ pub fn spawn_background(
             slots,
             sandbox: state.runs().config.sandbox.clone(),
             owner: Some(owner),
+            pool: state.runs().config.job_pool,
+            pool_image: state.runs().config.default_image.clone(),
             ..Default::default()
         };
         cove_agent::job_worker::run(docker, transport, config, stop_loop).await;
