@@ -96,7 +96,9 @@ impl ExtraDockerd {
         }
         // The main engine's bridge must survive a second engine on the same host.
         if had_docker0 && !std::path::Path::new("/sys/class/net/docker0").exists() {
-            bail!("starting the extra dockerd removed the host's docker0 (the main engine's bridge)");
+            bail!(
+                "starting the extra dockerd removed the host's docker0 (the main engine's bridge)"
+            );
         }
         for image in images {
             let status = Command::new("sh")
