@@ -179,7 +179,15 @@ pub(crate) async fn create(
             labels: &labels,
         },
     )
-    .map_err(ApiError::Conflict)?;
+    .map_err(|why| {
+        // labels no agent matches: the request's problem (409); no labels and no agent at
+        // all (no embedded agent, none linked): the service's (503)
+        if labels.is_empty() {
+            ApiError::Unavailable(why)
+        } else {
+            ApiError::Conflict(why)
+        }
+    })?;
     let agent = match placed.agent_id {
         None => EnvAgent::Embedded(Box::new(state.envs().agent()?.clone())),
         Some(id) => EnvAgent::Remote(state.envs().links().get(id).ok_or_else(|| {
