@@ -1846,7 +1846,8 @@ pub fn api_routes() -> Vec<Route> {
             "Agent: the environment link (WebSocket the agent dials out; commands, reports and byte streams of environments placed on it; issue 20)",
             agents::link::agent_link,
         )
-        .empty(),
+        .empty()
+        .answers(&[400]),
         agent_route(
             M::POST,
             "/api/v1/agent/lease",
