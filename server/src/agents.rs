@@ -62,6 +62,7 @@ pub async fn create_registration_token(
     };
     let pool_id = match req.pool.as_deref().map(str::trim) {
         None => None,
+        Some("") => return Err(ApiError::BadRequest("pool must not be empty".into())),
         Some(name) => Some(state.store().agent_pool_id(name).await?.ok_or_else(|| {
             ApiError::NotFound(format!(
                 "agent pool {name} (create it with `cove agent pool create`)"

@@ -1745,7 +1745,7 @@ pub fn api_routes() -> Vec<Route> {
             "Create a one-time agent registration token (shown once; ttl_secs, default 1 h)",
             agents::create_registration_token,
         )
-        .answers(&[429]),
+        .answers(&[404, 429]),
         {
             let mut r = route(
                 M::POST,

@@ -12,10 +12,8 @@ mod team;
 use std::time::{Duration, Instant};
 
 use common::TestServer;
-use cove_api::{
-    EstimateKind, JobLogLine, JobState, LogStreamKind, ProjectRole, Role, RunState, Visibility,
-};
-use cove_server::store::{JobRow, MemberRefusal, RunRow, Store};
+use cove_api::{EstimateKind, ProjectRole, Role, Visibility};
+use cove_server::store::{MemberRefusal, Store};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -600,60 +598,6 @@ async fn project_store_rules_hold_on_sqlite_and_postgres() {
     .unwrap();
 }
 
-/// A run of `olga/shared` whose one job waits for an agent that never comes, with a line of
-/// log: its streams stay open until something ends them.
-async fn open_run(server: &TestServer) -> i64 {
-    let store = server.state.store();
-    let repo = store.repo("olga", "shared").await.unwrap().unwrap();
-    let run_id = 7_100_001;
-    let run = RunRow {
-        id: run_id,
-        repo_id: repo.id,
-        workflow: "wf".into(),
-        workflow_file: ".codecatalyst/workflows/wf.yaml".into(),
-        workflow_text: String::new(),
-        implicit_branch: None,
-        run_mode: "QUEUED".into(),
-        branch: "main".into(),
-        commit_sha: "0".repeat(40),
-        trigger_kind: "manual".into(),
-        state: RunState::Running,
-        created_at_ms: 0,
-        finished_at_ms: None,
-        number: 0,
-        pr_number: None,
-    };
-    let job = JobRow {
-        id: run_id + 1,
-        run_id,
-        idx: 0,
-        action: "Build".into(),
-        depends_on: vec![],
-        state: JobState::Pending,
-        attempt: 0,
-        max_attempts: 1,
-        lease_expires_ms: None,
-        cancel_requested: false,
-        timeout_ms: 3_600_000,
-        started_at_ms: None,
-        finished_at_ms: None,
-        error: None,
-        variables_json: "{}".into(),
-        artifacts_json: "[]".into(),
-        on_failure: Default::default(),
-        labels: Default::default(),
-    };
-    store.create_run(&run, &[job]).await.unwrap();
-    let line = JobLogLine {
-        seq: 1,
-        stream: LogStreamKind::Stdout,
-        ts: 0,
-        text: "building".into(),
-    };
-    store.append_logs(run_id + 1, &[line]).await.unwrap();
-    run_id
-}
-
 /// The acceptance bound is 30 s; asserted with a margin.
 const BOUND: Duration = Duration::from_secs(35);
 
@@ -714,7 +658,7 @@ async fn removal_ends_streams_requests_and_project_tokens_within_30_s() {
     );
     api.join(&olga, "team", "walt", &walt, "contributor").await;
     api.join(&olga, "team", "rita", &rita, "reader").await;
-    let run = open_run(&server).await;
+    let run = team::open_run(&server, 7_100_001).await;
 
     // a token scoped to the project: only the project and its repositories
     assert_eq!(

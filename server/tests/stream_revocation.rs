@@ -14,8 +14,7 @@ mod team;
 use std::time::{Duration, Instant};
 
 use common::TestServer;
-use cove_api::{EnvState, JobLogLine, JobState, LogStreamKind, RunState, Scope};
-use cove_server::store::{JobRow, RunRow};
+use cove_api::{EnvState, Scope};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 use team::{bearer, Events, Next};
@@ -23,60 +22,6 @@ use tokio_tungstenite::tungstenite::Message;
 
 /// The acceptance bound: a stream ends at most this long after its access does.
 const BOUND: Duration = Duration::from_secs(30);
-
-/// A run of `olga/shared` whose one job (`Build`) waits for an agent that never comes (the
-/// server has none), with a line of log: its streams stay open until something ends them.
-async fn open_run(server: &TestServer) -> i64 {
-    let store = server.state.store();
-    let repo = store.repo("olga", "shared").await.unwrap().unwrap();
-    let run_id = 7_000_001;
-    let run = RunRow {
-        id: run_id,
-        repo_id: repo.id,
-        workflow: "wf".into(),
-        workflow_file: ".codecatalyst/workflows/wf.yaml".into(),
-        workflow_text: String::new(),
-        implicit_branch: None,
-        run_mode: "QUEUED".into(),
-        branch: "main".into(),
-        commit_sha: "0".repeat(40),
-        trigger_kind: "manual".into(),
-        state: RunState::Running,
-        created_at_ms: 0,
-        finished_at_ms: None,
-        number: 0,
-        pr_number: None,
-    };
-    let job = JobRow {
-        id: run_id + 1,
-        run_id,
-        idx: 0,
-        action: "Build".into(),
-        depends_on: vec![],
-        state: JobState::Pending,
-        attempt: 0,
-        max_attempts: 1,
-        lease_expires_ms: None,
-        cancel_requested: false,
-        timeout_ms: 3_600_000,
-        started_at_ms: None,
-        finished_at_ms: None,
-        error: None,
-        variables_json: "{}".into(),
-        artifacts_json: "[]".into(),
-        on_failure: Default::default(),
-        labels: Default::default(),
-    };
-    store.create_run(&run, &[job]).await.unwrap();
-    let line = JobLogLine {
-        seq: 1,
-        stream: LogStreamKind::Stdout,
-        ts: 0,
-        text: "building".into(),
-    };
-    store.append_logs(run_id + 1, &[line]).await.unwrap();
-    run_id
-}
 
 /// A token of `user` (password login) with read + write scopes: `(token, id)`.
 async fn second_token(server: &TestServer, user: &str) -> (String, i64) {
@@ -200,7 +145,7 @@ async fn event_streams_end_within_30_s_of_revocation_logout_expiry_and_removal()
         .await
         .unwrap();
     let t = team::setup(&server).await;
-    let run = open_run(&server).await;
+    let run = team::open_run(&server, 7_000_001).await;
     let job_logs = format!("/runs/{run}/jobs/Build/logs/stream");
     let run_stream = format!("/runs/{run}/stream");
     let run_list = "/repos/olga/shared/runs/stream";

@@ -6,11 +6,11 @@
 // API); a reader sees no move or edit controls and the API answers them 403.
 import { test as nodeTest, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
+import { admin, gitIn, logIn } from './lib.mjs';
 
 const URL = process.env.COVE_URL;
 const USER = process.env.COVE_USER;
@@ -55,34 +55,6 @@ setTimeout(() => {
 
 const shot = (name) => page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
 
-async function admin(method, apiPath, body) {
-  const resp = await fetch(`${URL}/api/v1${apiPath}`, {
-    method,
-    headers: { Authorization: `Bearer ${ADMIN}`, 'Content-Type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await resp.text();
-  if (!resp.ok) throw new Error(`${method} ${apiPath}: ${resp.status} ${text}`);
-  return text ? JSON.parse(text) : null;
-}
-
-function git(args) {
-  return execFileSync('git', args, {
-    cwd: work,
-    encoding: 'utf8',
-    env: { ...process.env, GIT_AUTHOR_NAME: 'UI', GIT_AUTHOR_EMAIL: 'ui@test.invalid', GIT_COMMITTER_NAME: 'UI', GIT_COMMITTER_EMAIL: 'ui@test.invalid', GIT_TERMINAL_PROMPT: '0' },
-  });
-}
-
-async function logIn(user, password) {
-  await page.goto(`${URL}/#/login`);
-  await page.waitForSelector('#login-user');
-  await page.getByLabel('User name').fill(user);
-  await page.getByLabel('Password', { exact: true }).fill(password);
-  await page.getByRole('button', { name: 'Log in' }).click();
-  await page.locator('[data-testid=username]', { hasText: user }).waitFor();
-}
-
 /** The issue numbers of a board column, top to bottom. */
 async function column(name) {
   return page.$$eval(`section.board-col[data-column="${name}"] li.card`, (cards) => cards.map((c) => Number(c.dataset.number)));
@@ -94,14 +66,14 @@ before(async () => {
   await admin('POST', '/users', { username: READER, password: READER_PASSWORD, is_admin: false });
   await admin('PUT', `/repos/${FULL}/members/${USER}`, { role: 'writer' });
   await admin('PUT', `/repos/${FULL}/members/${READER}`, { role: 'reader' });
-  git(['init', '-q', '-b', 'main']);
+  gitIn(work, ['init', '-q', '-b', 'main']);
   writeFileSync(path.join(work, 'README.md'), '# Plan\n');
-  git(['add', '.']);
-  git(['commit', '-q', '-m', 'readme']);
+  gitIn(work, ['add', '.']);
+  gitIn(work, ['commit', '-q', '-m', 'readme']);
   const u = new globalThis.URL(`${URL}/git/${FULL}.git`);
   u.username = 'cove';
   u.password = ADMIN;
-  git(['push', '-q', u.toString(), 'main']);
+  gitIn(work, ['push', '-q', u.toString(), 'main']);
   for (const title of ['Add a copyright footer', 'Second card', 'Third card']) {
     await admin('POST', `/repos/${FULL}/issues`, { title, description: 'Touch `README.md`; see #2.' });
   }
@@ -118,7 +90,7 @@ after(async () => {
 });
 
 test('a writer drags a card between columns and it stays there after a reload', async () => {
-  await logIn(USER, PASSWORD);
+  await logIn(page, USER, PASSWORD);
   await page.goto(`${URL}/#/repos/${FULL}/board`);
   await page.getByRole('heading', { name: `Board of ${FULL}` }).waitFor();
   await page.locator('section.board-col[data-column="Backlog"] li.card').first().waitFor();
@@ -214,7 +186,7 @@ test('a reader sees no move or edit controls, and the API refuses them with 403'
   await page.goto(`${URL}/#/`);
   await page.getByRole('button', { name: 'Log out' }).click();
   await page.waitForSelector('#login-user');
-  await logIn(READER, READER_PASSWORD);
+  await logIn(page, READER, READER_PASSWORD);
   await page.goto(`${URL}/#/repos/${FULL}/board`);
   await page.locator('section.board-col li.card').first().waitFor();
   assert.equal(await page.locator('li.card[draggable=true]').count(), 0, 'no draggable cards');

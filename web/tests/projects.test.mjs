@@ -9,6 +9,7 @@ import { test as nodeTest, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
+import { logIn } from './lib.mjs';
 
 const URL = process.env.COVE_URL;
 const USER = process.env.COVE_USER;
@@ -73,15 +74,6 @@ const basic = (user, password) => `Basic ${Buffer.from(`${user}:${password}`).to
 
 async function members() {
   return admin('GET', `/projects/${PROJECT}/members`);
-}
-
-async function logIn(p, user, password) {
-  await p.goto(`${URL}/#/login`);
-  await p.waitForSelector('#login-user');
-  await p.getByLabel('User name').fill(user);
-  await p.getByLabel('Password', { exact: true }).fill(password);
-  await p.getByRole('button', { name: 'Log in' }).click();
-  await p.locator('[data-testid=username]', { hasText: user }).waitFor();
 }
 
 before(async () => {

@@ -13,12 +13,12 @@
 // Done, listing the branch and the pull request.
 import { test as nodeTest, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync, mkdirSync, rmSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
+import { admin, gitIn, logIn } from './lib.mjs';
 
 const URL = process.env.COVE_URL;
 const DEV = process.env.COVE_USER;
@@ -78,25 +78,6 @@ setTimeout(() => {
   process.exit(1);
 }, 5 * 60 * 1000).unref();
 
-async function admin(method, apiPath, body) {
-  const resp = await fetch(`${URL}/api/v1${apiPath}`, {
-    method,
-    headers: { Authorization: `Bearer ${ADMIN}`, 'Content-Type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await resp.text();
-  if (!resp.ok) throw new Error(`${method} ${apiPath}: ${resp.status} ${text}`);
-  return text ? JSON.parse(text) : null;
-}
-
-function git(args) {
-  return execFileSync('git', args, {
-    cwd: work,
-    encoding: 'utf8',
-    env: { ...process.env, GIT_AUTHOR_NAME: 'UI', GIT_AUTHOR_EMAIL: 'ui@test.invalid', GIT_COMMITTER_NAME: 'UI', GIT_COMMITTER_EMAIL: 'ui@test.invalid', GIT_TERMINAL_PROMPT: '0' },
-  });
-}
-
 async function until(what, probe, ms = 30_000) {
   const deadline = Date.now() + ms;
   for (;;) {
@@ -105,15 +86,6 @@ async function until(what, probe, ms = 30_000) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 200));
   }
-}
-
-async function logIn(page, user, password) {
-  await page.goto(`${URL}/#/login`);
-  await page.waitForSelector('#login-user');
-  await page.getByLabel('User name').fill(user);
-  await page.getByLabel('Password', { exact: true }).fill(password);
-  await page.getByRole('button', { name: 'Log in' }).click();
-  await page.locator('[data-testid=username]', { hasText: user }).waitFor();
 }
 
 async function column(page, name) {
@@ -147,16 +119,16 @@ before(async () => {
     url: `http://127.0.0.1:${server.address().port}/hook`,
     events: ['issue_mentioned', 'issue_assigned'],
   });
-  git(['init', '-q', '-b', 'main']);
+  gitIn(work, ['init', '-q', '-b', 'main']);
   writeFileSync(path.join(work, 'README.md'), '# App\n');
   mkdirSync(path.join(work, '.codecatalyst/workflows'), { recursive: true });
   writeFileSync(path.join(work, '.codecatalyst/workflows/ship.yaml'), WORKFLOW);
-  git(['add', '.']);
-  git(['commit', '-q', '-m', 'start']);
+  gitIn(work, ['add', '.']);
+  gitIn(work, ['commit', '-q', '-m', 'start']);
   const u = new globalThis.URL(`${URL}/git/${FULL}.git`);
   u.username = 'cove';
   u.password = ADMIN;
-  git(['push', '-q', u.toString(), 'main']);
+  gitIn(work, ['push', '-q', u.toString(), 'main']);
   browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox', '--disable-dev-shm-usage'] });
   for (const who of ['mate', 'dev']) {
     const context = await browser.newContext({ viewport: { width: 1400, height: 900 } });
