@@ -21,7 +21,7 @@ use std::time::Instant;
 
 use anyhow::Result;
 use common::TestServer;
-use cove_api::{JobState, RegisteredAgent, RunState};
+use cove_api::JobState;
 use cove_server::agents::placement::JobNeeds;
 use cove_server::store::{JobRow, RunRow};
 use serde_json::json;
@@ -31,38 +31,6 @@ const POOLS: usize = 5;
 const AGENTS: usize = 50;
 const RUNS: usize = 100;
 const JOBS_PER_RUN: usize = 10;
-
-async fn register(
-    server: &TestServer,
-    name: &str,
-    pool: Option<String>,
-    labels: serde_json::Value,
-) -> Result<RegisteredAgent> {
-    let body = match pool {
-        Some(p) => json!({ "pool": p }),
-        None => json!({}),
-    };
-    let reg: cove_api::RegistrationToken = server
-        .http
-        .post(server.api("/agents/registration-tokens"))
-        .bearer_auth(&server.admin_token)
-        .json(&body)
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
-    Ok(server
-        .http
-        .post(server.api("/agents/register"))
-        .bearer_auth(&reg.token)
-        .json(&json!({"name": name, "labels": labels}))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "benchmark: scripts/bench-placement.sh"]
@@ -90,35 +58,19 @@ async fn placement_bench() -> Result<()> {
     for a in 0..AGENTS {
         let pool = (a < 2 * POOLS).then(|| format!("pool-{}", a / 2));
         let region = if a % 2 == 0 { "eu" } else { "us" };
-        let reg = register(
-            &server,
-            &format!("sim-{a}"),
-            pool,
-            json!({"region": region}),
-        )
-        .await?;
+        let reg = server
+            .register_agent_in(
+                &format!("sim-{a}"),
+                pool.as_deref(),
+                json!({"region": region}),
+            )
+            .await?;
         agents.push(reg.agent_id);
     }
     let now = server.state.runs().clock().now_ms();
     for r in 0..RUNS {
         let repo = r % REPOS;
-        let run = RunRow {
-            id: cove_server::store::next_id(),
-            repo_id: repo_ids[repo],
-            workflow: "bench".into(),
-            workflow_file: ".codecatalyst/workflows/bench.yaml".into(),
-            workflow_text: String::new(),
-            implicit_branch: None,
-            run_mode: "PARALLEL".into(),
-            branch: "main".into(),
-            commit_sha: "0".repeat(40),
-            trigger_kind: "push".into(),
-            state: RunState::Queued,
-            created_at_ms: now,
-            finished_at_ms: None,
-            number: 0,
-            pr_number: None,
-        };
+        let run = RunRow::queued(repo_ids[repo], "bench", now);
         let jobs: Vec<JobRow> = (0..JOBS_PER_RUN)
             .map(|j| {
                 let mut labels = BTreeMap::new();
@@ -128,24 +80,8 @@ async fn placement_bench() -> Result<()> {
                     labels.insert("region".to_string(), "eu".to_string());
                 }
                 JobRow {
-                    id: cove_server::store::next_id(),
-                    run_id: run.id,
-                    idx: j as i64,
-                    action: format!("A{j}"),
-                    depends_on: Vec::new(),
-                    state: JobState::Pending,
-                    attempt: 0,
-                    max_attempts: 1,
-                    lease_expires_ms: None,
-                    cancel_requested: false,
-                    timeout_ms: 3_600_000,
-                    started_at_ms: None,
-                    finished_at_ms: None,
-                    error: None,
-                    variables_json: "{}".into(),
-                    artifacts_json: "[]".into(),
-                    on_failure: Default::default(),
                     labels,
+                    ..JobRow::pending(run.id, j as i64, &format!("A{j}"))
                 }
             })
             .collect();

@@ -14,40 +14,6 @@ use cove_api::{JobState, RunState};
 use cove_server::store::{JobRow, LeaseWrite, RunRow, Store};
 use serde_json::json;
 
-/// Registers an agent (in `pool` when given) with `labels`: its id.
-async fn register(
-    server: &TestServer,
-    name: &str,
-    pool: Option<&str>,
-    labels: serde_json::Value,
-) -> Result<i64> {
-    let body = match pool {
-        Some(p) => json!({ "pool": p }),
-        None => json!({}),
-    };
-    let reg: cove_api::RegistrationToken = server
-        .http
-        .post(server.api("/agents/registration-tokens"))
-        .bearer_auth(&server.admin_token)
-        .json(&body)
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
-    let agent: cove_api::RegisteredAgent = server
-        .http
-        .post(server.api("/agents/register"))
-        .bearer_auth(&reg.token)
-        .json(&json!({"name": name, "labels": labels}))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
-    Ok(agent.agent_id)
-}
-
 /// `runs` PARALLEL runs of `per_run` jobs in repository `repo_id`, each job requiring
 /// `labels`; the job ids.
 async fn queue(
@@ -60,43 +26,11 @@ async fn queue(
     let now = server.state.runs().clock().now_ms();
     let mut ids = Vec::new();
     for _ in 0..runs {
-        let run = RunRow {
-            id: cove_server::store::next_id(),
-            repo_id,
-            workflow: "d".into(),
-            workflow_file: ".codecatalyst/workflows/d.yaml".into(),
-            workflow_text: String::new(),
-            implicit_branch: None,
-            run_mode: "PARALLEL".into(),
-            branch: "main".into(),
-            commit_sha: "0".repeat(40),
-            trigger_kind: "push".into(),
-            state: RunState::Queued,
-            created_at_ms: now,
-            finished_at_ms: None,
-            number: 0,
-            pr_number: None,
-        };
+        let run = RunRow::queued(repo_id, "d", now);
         let jobs: Vec<JobRow> = (0..per_run)
             .map(|j| JobRow {
-                id: cove_server::store::next_id(),
-                run_id: run.id,
-                idx: j as i64,
-                action: format!("A{j}"),
-                depends_on: Vec::new(),
-                state: JobState::Pending,
-                attempt: 0,
-                max_attempts: 1,
-                lease_expires_ms: None,
-                cancel_requested: false,
-                timeout_ms: 3_600_000,
-                started_at_ms: None,
-                finished_at_ms: None,
-                error: None,
-                variables_json: "{}".into(),
-                artifacts_json: "[]".into(),
-                on_failure: Default::default(),
                 labels: labels.clone(),
+                ..JobRow::pending(run.id, j as i64, &format!("A{j}"))
             })
             .collect();
         ids.extend(jobs.iter().map(|j| j.id));
@@ -141,7 +75,12 @@ async fn concurrent_batched_leases_never_give_one_job_twice() -> Result<()> {
         let jobs = queue(&server, repo.id, 40, 5, &BTreeMap::new()).await?;
         let mut agents = Vec::new();
         for a in 0..6 {
-            agents.push(register(&server, &format!("a{a}"), None, json!({})).await?);
+            agents.push(
+                server
+                    .register_agent_in(&format!("a{a}"), None, json!({}))
+                    .await?
+                    .agent_id,
+            );
         }
         // Another replica on the same database leases through its own store, concurrently.
         let other = Store::open(&url).await?;
@@ -271,16 +210,19 @@ async fn pool_and_label_rules_hold_for_every_job_of_a_batch() -> Result<()> {
     )
     .await?;
     let any_jobs = queue(&server, open, 10, 3, &BTreeMap::new()).await?;
-    let gpu = register(&server, "gpu-1", Some("gpu"), json!({"region": "eu"})).await?;
-    let eu = register(&server, "eu-1", None, json!({"region": "eu"})).await?;
+    let gpu = server
+        .register_agent_in("gpu-1", Some("gpu"), json!({"region": "eu"}))
+        .await?
+        .agent_id;
+    let eu = server
+        .register_agent_in("eu-1", None, json!({"region": "eu"}))
+        .await?
+        .agent_id;
     // An unpooled agent claiming the administrators' pool label gets none of its jobs.
-    let us = register(
-        &server,
-        "us-1",
-        None,
-        json!({"region": "us", "pool": "gpu"}),
-    )
-    .await?;
+    let us = server
+        .register_agent_in("us-1", None, json!({"region": "us", "pool": "gpu"}))
+        .await?
+        .agent_id;
     let (g, e, u) = tokio::join!(
         drain(&server, gpu, 8),
         drain(&server, eu, 8),
@@ -308,7 +250,10 @@ async fn a_poll_takes_at_most_its_slots() -> Result<()> {
     server.create_repo(&server.admin_token, "d").await?;
     let repo = server.state.store().repo("admin", "d").await?.unwrap();
     queue(&server, repo.id, 30, 3, &BTreeMap::new()).await?;
-    let agent = register(&server, "a", None, json!({})).await?;
+    let agent = server
+        .register_agent_in("a", None, json!({}))
+        .await?
+        .agent_id;
     for (slots, want) in [(5, 5), (1000, cove_server::runs::MAX_LEASES_PER_POLL)] {
         let leased = cove_server::runs::place_round(
             &server.state,

@@ -10,11 +10,11 @@
 // back from the history; a reader sees no controls and the API answers 403.
 import { test as nodeTest, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, mkdirSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
+import { basicAuth, call as callAs, gitIn, logIn as logInOn } from './lib.mjs';
 
 const URL = process.env.COVE_URL;
 const USER = process.env.COVE_USER;
@@ -96,26 +96,12 @@ setTimeout(() => {
 
 const shot = (name) => page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
 
-/** A REST call with a bearer token; the parsed answer, or an error naming the status. */
-async function call(token, method, apiPath, body) {
-  const resp = await fetch(`${URL}/api/v1${apiPath}`, {
-    method,
-    headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await resp.text();
-  if (!resp.ok) throw new Error(`${method} ${apiPath}: ${resp.status} ${text}`);
-  // Ids are 64-bit: kept as strings (JavaScript numbers would round them).
-  return text ? JSON.parse(text.replace(/:\s*(\d{16,})/g, ':"$1"')) : null;
-}
 
-function git(args) {
-  return execFileSync('git', args, {
-    cwd: work,
-    encoding: 'utf8',
-    env: { ...process.env, GIT_AUTHOR_NAME: 'UI', GIT_AUTHOR_EMAIL: 'ui@test.invalid', GIT_COMMITTER_NAME: 'UI', GIT_COMMITTER_EMAIL: 'ui@test.invalid', GIT_TERMINAL_PROMPT: '0' },
-  });
-}
+
+/** A REST call with a bearer token (64-bit ids kept as strings). */
+const call = (token, method, apiPath, body) => callAs(`Bearer ${token}`, method, apiPath, body, { bigIds: true });
+const git = (args) => gitIn(work, args);
+const logIn = (user, password) => logInOn(page, user, password);
 
 /** Pushes `branch` as the owner (the user of scripts/test-ui.sh): the runs' "who". */
 function push(branch) {
@@ -125,14 +111,6 @@ function push(branch) {
   git(['push', '-q', u.toString(), branch]);
 }
 
-async function logIn(user, password) {
-  await page.goto(`${URL}/#/login`);
-  await page.waitForSelector('#login-user');
-  await page.getByLabel('User name').fill(user);
-  await page.getByLabel('Password', { exact: true }).fill(password);
-  await page.getByRole('button', { name: 'Log in' }).click();
-  await page.locator('[data-testid=username]', { hasText: user }).waitFor();
-}
 
 /** The run of `branch` (waits for the push to be turned into a run). */
 async function runOf(branch) {
@@ -157,13 +135,7 @@ before(async () => {
   await call(ADMIN, 'POST', '/users', { username: READER, password: READER_PASSWORD, is_admin: false });
   await call(ADMIN, 'PUT', `/repos/${FULL}/members/${USER}`, { role: 'owner' });
   await call(ADMIN, 'PUT', `/repos/${FULL}/members/${READER}`, { role: 'reader' });
-  const created = await fetch(`${URL}/api/v1/tokens`, {
-    method: 'POST',
-    headers: { Authorization: `Basic ${Buffer.from(`${USER}:${PASSWORD}`).toString('base64')}`, 'Content-Type': 'application/json' },
-    body: JSON.stringify({ name: `deploy-ui-${REPO}`, scopes: ['read', 'write'] }),
-  });
-  assert.equal(created.status, 201, await created.clone().text());
-  ownerToken = (await created.json()).token;
+  ownerToken = (await callAs(basicAuth(USER, PASSWORD), 'POST', '/tokens', { name: `deploy-ui-${REPO}`, scopes: ['read', 'write'] })).token;
   // The owner creates the environments; only an administrator may add their connections.
   await call(ownerToken, 'POST', ENVS, { name: 'dev', description: 'every push of main', protection: { branches: ['main'] } });
   await call(ownerToken, 'POST', ENVS, { name: 'prod', description: 'production', protection: { branches: ['main'], required_approvals: 1, approvers: [USER] } });

@@ -6,16 +6,31 @@ import { execFileSync } from 'node:child_process';
 const URL = process.env.COVE_URL;
 const ADMIN = process.env.COVE_ADMIN_TOKEN;
 
-/** A call to the REST API as the administrator; the JSON answer, or an error with the body. */
-export async function admin(method, apiPath, body) {
+/**
+ * A call to the REST API with `authorization` (the whole header value: `Bearer …`, `Basic …`);
+ * the JSON answer, or an error naming the status and the body. `bigIds`: 64-bit ids are kept as
+ * strings (JavaScript numbers would round them).
+ */
+export async function call(authorization, method, apiPath, body, { bigIds = false } = {}) {
   const resp = await fetch(`${URL}/api/v1${apiPath}`, {
     method,
-    headers: { Authorization: `Bearer ${ADMIN}`, 'Content-Type': 'application/json' },
+    headers: { Authorization: authorization, 'Content-Type': 'application/json' },
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   const text = await resp.text();
   if (!resp.ok) throw new Error(`${method} ${apiPath}: ${resp.status} ${text}`);
-  return text ? JSON.parse(text) : null;
+  if (!text) return null;
+  return JSON.parse(bigIds ? text.replace(/:\s*(\d{16,})/g, ':"$1"') : text);
+}
+
+/** The `Authorization` value of HTTP basic authentication as `user`. */
+export function basicAuth(user, password) {
+  return `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
+}
+
+/** A call to the REST API as the administrator (see `call`). */
+export async function admin(method, apiPath, body) {
+  return call(`Bearer ${ADMIN}`, method, apiPath, body);
 }
 
 /** `git ARGS` in `cwd` with a fixed identity and no prompts; its stdout. */

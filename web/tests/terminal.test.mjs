@@ -4,11 +4,11 @@
 // scripts/test-ui.sh). The steps depend on each other and run in order.
 import { test as nodeTest, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
+import { basicAuth, call, gitIn } from './lib.mjs';
 
 const URL = process.env.COVE_URL;
 const USER = process.env.COVE_USER;
@@ -60,26 +60,10 @@ setTimeout(() => {
 }, 6 * 60 * 1000).unref();
 
 const shot = (name) => page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
-const basic = `Basic ${Buffer.from(`${USER}:${PASSWORD}`).toString('base64')}`;
+const rest = (method, p, body) => call(basicAuth(USER, PASSWORD), method, p, body);
+const git = (args) => gitIn(work, args);
 
-async function rest(method, p, body) {
-  const r = await fetch(`${URL}/api/v1${p}`, {
-    method,
-    headers: { Authorization: basic, 'Content-Type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await r.text();
-  if (!r.ok) throw new Error(`${method} ${p}: ${r.status} ${text}`);
-  return text ? JSON.parse(text) : null;
-}
 
-function git(args) {
-  return execFileSync('git', args, {
-    cwd: work,
-    encoding: 'utf8',
-    env: { ...process.env, GIT_AUTHOR_NAME: 'UI Test', GIT_AUTHOR_EMAIL: 'ui@test.invalid', GIT_COMMITTER_NAME: 'UI Test', GIT_COMMITTER_EMAIL: 'ui@test.invalid', GIT_TERMINAL_PROMPT: '0' },
-  });
-}
 
 /** The terminal's text, one string per row (xterm's DOM renderer). */
 async function terminalRows() {

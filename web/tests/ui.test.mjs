@@ -9,6 +9,7 @@ import { mkdtempSync, writeFileSync, mkdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
+import { gitIn } from './lib.mjs';
 import WebSocket from 'ws';
 
 const URL = process.env.COVE_URL;
@@ -98,20 +99,7 @@ let envId;
 
 const shot = (name) => page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
 
-function git(args, cwd = work) {
-  return execFileSync('git', args, {
-    cwd,
-    encoding: 'utf8',
-    env: {
-      ...process.env,
-      GIT_AUTHOR_NAME: 'UI Test',
-      GIT_AUTHOR_EMAIL: 'ui@test.invalid',
-      GIT_COMMITTER_NAME: 'UI Test',
-      GIT_COMMITTER_EMAIL: 'ui@test.invalid',
-      GIT_TERMINAL_PROMPT: '0',
-    },
-  });
-}
+const git = (args, cwd = work) => gitIn(cwd, args);
 
 function pushUrl(cloneUrl) {
   const u = new globalThis.URL(cloneUrl);

@@ -6,11 +6,11 @@
 // the environment fails and so does this test.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
+import { gitIn, logIn } from './lib.mjs';
 
 const URL = process.env.COVE_URL;
 const USER = process.env.COVE_USER;
@@ -47,13 +47,8 @@ let env;
 
 const shot = (pg, name) => pg.screenshot({ path: path.join(SHOTS, `vscode-${name}.png`) });
 
-function git(args) {
-  return execFileSync('git', args, {
-    cwd: work,
-    encoding: 'utf8',
-    env: { ...process.env, GIT_AUTHOR_NAME: 'UI Test', GIT_AUTHOR_EMAIL: 'ui@test.invalid', GIT_COMMITTER_NAME: 'UI Test', GIT_COMMITTER_EMAIL: 'ui@test.invalid', GIT_TERMINAL_PROMPT: '0' },
-  });
-}
+
+const git = (args) => gitIn(work, args);
 
 /** A REST call with the page's session (and its CSRF token). */
 async function api(method, p, body) {
@@ -70,14 +65,6 @@ async function api(method, p, body) {
   return res.text ? JSON.parse(res.text) : null;
 }
 
-async function logIn(pg, user, password) {
-  await pg.goto(`${URL}/`);
-  await pg.locator('#login-user').waitFor();
-  await pg.getByLabel('User name').fill(user);
-  await pg.getByLabel('Password', { exact: true }).fill(password);
-  await pg.getByRole('button', { name: 'Log in' }).click();
-  await pg.locator('[data-testid=username]', { hasText: user }).waitFor();
-}
 
 before(async () => {
   work = mkdtempSync(path.join(tmpdir(), 'cove-ui-vscode-'));

@@ -43,6 +43,59 @@ pub struct RunRow {
     pub pr_number: Option<i64>,
 }
 
+impl RunRow {
+    /// A queued run of `workflow` (file `.codecatalyst/workflows/<workflow>.yaml`) in
+    /// repository `repo_id`, created at `now_ms`: PARALLEL, on `main` at an all-zero commit,
+    /// triggered by a push. For runs written straight to the store (tests, benchmarks);
+    /// change what differs with struct update syntax.
+    pub fn queued(repo_id: i64, workflow: &str, now_ms: i64) -> RunRow {
+        RunRow {
+            id: super::next_id(),
+            repo_id,
+            workflow: workflow.to_string(),
+            workflow_file: format!(".codecatalyst/workflows/{workflow}.yaml"),
+            workflow_text: String::new(),
+            implicit_branch: None,
+            run_mode: "PARALLEL".into(),
+            branch: "main".into(),
+            commit_sha: "0".repeat(40),
+            trigger_kind: "push".into(),
+            state: RunState::Queued,
+            created_at_ms: now_ms,
+            finished_at_ms: None,
+            number: 0,
+            pr_number: None,
+        }
+    }
+}
+
+impl JobRow {
+    /// Job `idx` (`action`) of run `run_id`, pending, never attempted: one attempt, an hour's
+    /// timeout, no dependencies, variables or artifacts, no labels.
+    pub fn pending(run_id: i64, idx: i64, action: &str) -> JobRow {
+        JobRow {
+            id: super::next_id(),
+            run_id,
+            idx,
+            action: action.to_string(),
+            depends_on: Vec::new(),
+            state: JobState::Pending,
+            attempt: 0,
+            max_attempts: 1,
+            lease_expires_ms: None,
+            cancel_requested: false,
+            timeout_ms: 3_600_000,
+            started_at_ms: None,
+            finished_at_ms: None,
+            error: None,
+            variables_json: "{}".into(),
+            artifacts_json: "[]".into(),
+            on_failure: JobFailure::Fail,
+            labels: Default::default(),
+        }
+    }
+}
+
 /// What a job's failure does to its run (`jobs.on_failure`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum JobFailure {

@@ -256,19 +256,48 @@ impl TestServer {
 
     /// Registers an agent named `name`: `(agent id, agent token)`.
     pub async fn register_agent(&self, name: &str) -> Result<(i64, String)> {
-        let registration = self.registration_token(None).await?;
+        let agent = self.register_agent_in(name, None, json!({})).await?;
+        Ok((agent.agent_id, agent.token))
+    }
+
+    /// Registers an agent named `name` into agent pool `pool` (if any) with `labels` (a JSON
+    /// object).
+    pub async fn register_agent_in(
+        &self,
+        name: &str,
+        pool: Option<&str>,
+        labels: serde_json::Value,
+    ) -> Result<cove_api::RegisteredAgent> {
+        let body = match pool {
+            Some(p) => json!({ "pool": p }),
+            None => json!({}),
+        };
+        let resp = self
+            .http
+            .post(self.api("/agents/registration-tokens"))
+            .bearer_auth(&self.admin_token)
+            .json(&body)
+            .send()
+            .await?;
+        if resp.status() != 201 {
+            bail!(
+                "registration token: {} {}",
+                resp.status(),
+                resp.text().await?
+            );
+        }
+        let registration = resp.json::<cove_api::RegistrationToken>().await?.token;
         let resp = self
             .http
             .post(self.api("/agents/register"))
             .bearer_auth(&registration)
-            .json(&json!({ "name": name }))
+            .json(&json!({ "name": name, "labels": labels }))
             .send()
             .await?;
         if resp.status() != 201 {
             bail!("register: {} {}", resp.status(), resp.text().await?);
         }
-        let agent: cove_api::RegisteredAgent = resp.json().await?;
-        Ok((agent.agent_id, agent.token))
+        Ok(resp.json().await?)
     }
 
     /// The token of an agent registered on first use (for tests that play the agent).
@@ -509,40 +538,19 @@ pub async fn insert_run_row(
         .context("repository exists")?;
     let run = RunRow {
         id: run_id,
-        repo_id: repo.id,
-        workflow: "wf".into(),
         workflow_file: ".codecatalyst/workflows/wf.yaml".into(),
-        workflow_text: String::new(),
-        implicit_branch: None,
         run_mode: "QUEUED".into(),
-        branch: "main".into(),
-        commit_sha: "0".repeat(40),
         trigger_kind: "manual".into(),
         state: cove_api::RunState::Failed,
-        created_at_ms: 0,
         finished_at_ms: Some(0),
-        number: 0,
-        pr_number: None,
+        ..RunRow::queued(repo.id, "wf", 0)
     };
     let job = JobRow {
         id: run_id + 1,
-        run_id,
-        idx: 0,
-        action: "Build".into(),
-        depends_on: vec![],
         state: cove_api::JobState::Failed,
         attempt: 1,
-        max_attempts: 1,
-        lease_expires_ms: None,
-        cancel_requested: false,
         timeout_ms: 1000,
-        started_at_ms: None,
-        finished_at_ms: None,
-        error: None,
-        variables_json: "{}".into(),
-        artifacts_json: "[]".into(),
-        on_failure: Default::default(),
-        labels: Default::default(),
+        ..JobRow::pending(run_id, 0, "Build")
     };
     server.state.store().create_run(&run, &[job]).await?;
     Ok(())

@@ -327,40 +327,15 @@ pub async fn open_run(server: &TestServer, run_id: i64) -> i64 {
     let repo = store.repo("olga", "shared").await.unwrap().unwrap();
     let run = cove_server::store::RunRow {
         id: run_id,
-        repo_id: repo.id,
-        workflow: "wf".into(),
         workflow_file: ".codecatalyst/workflows/wf.yaml".into(),
-        workflow_text: String::new(),
-        implicit_branch: None,
         run_mode: "QUEUED".into(),
-        branch: "main".into(),
-        commit_sha: "0".repeat(40),
         trigger_kind: "manual".into(),
         state: cove_api::RunState::Running,
-        created_at_ms: 0,
-        finished_at_ms: None,
-        number: 0,
-        pr_number: None,
+        ..cove_server::store::RunRow::queued(repo.id, "wf", 0)
     };
     let job = cove_server::store::JobRow {
         id: run_id + 1,
-        run_id,
-        idx: 0,
-        action: "Build".into(),
-        depends_on: vec![],
-        state: cove_api::JobState::Pending,
-        attempt: 0,
-        max_attempts: 1,
-        lease_expires_ms: None,
-        cancel_requested: false,
-        timeout_ms: 3_600_000,
-        started_at_ms: None,
-        finished_at_ms: None,
-        error: None,
-        variables_json: "{}".into(),
-        artifacts_json: "[]".into(),
-        on_failure: Default::default(),
-        labels: Default::default(),
+        ..cove_server::store::JobRow::pending(run_id, 0, "Build")
     };
     store.create_run(&run, &[job]).await.unwrap();
     let line = cove_api::JobLogLine {
