@@ -9,17 +9,109 @@
 //!   transaction, and their runs' states in a second; each report is acknowledged only after
 //!   the transaction holding it committed, so an acknowledged finish survives a SIGKILL.
 //!
+//! - **The active set between rounds.** A round does not read every pending and running job
+//!   from the store: the set read by an earlier round is kept ([`ActiveCache`]) with that
+//!   round's leases applied, and each finish batch takes its ended jobs out. Anything else
+//!   that may make a job ready (a new run, a retry, a cancel, an approval, an expired lease,
+//!   another replica's wake-up) wakes the pollers through `Runs::wake`, which drops the kept
+//!   set, and the set is never older than [`ACTIVE_MAX_AGE`]. A kept set can only be behind
+//!   the store: a job it shows pending that is not is refused by the conditional lease (the
+//!   round then reads the set again), and one it does not show yet waits for the next read.
+//!
 //! A round runs in a task of its own: a poll or report whose request is dropped (the agent
 //! hung up) cannot cut a round short and strand the others' work.
 
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
 use super::{schedule, supersede_run, RunsError};
 use crate::agents::placement::{Candidate, JobNeeds};
-use crate::store::{ActiveJob, FinishWrite, LeaseWrite, StoreError};
+use crate::store::{ActiveJob, FinishWrite, LeaseWrite, Store, StoreError};
 use crate::AppState;
+
+/// How long a kept active set serves placement rounds before it is read again whatever
+/// happened (a bound on a change that woke nobody).
+pub const ACTIVE_MAX_AGE: Duration = Duration::from_secs(1);
+
+/// The active set kept between placement rounds (see the module's documentation).
+#[derive(Default)]
+pub(crate) struct ActiveCache {
+    kept: Mutex<Kept>,
+    /// Bumped by every wake-up that may have made a job ready.
+    generation: AtomicU64,
+}
+
+#[derive(Default)]
+struct Kept {
+    /// `None`: read the store at the next round.
+    jobs: Option<Vec<ActiveJob>>,
+    read_at: Option<Instant>,
+    generation: u64,
+    /// A round holds the set (rounds are serialized by the lease batcher).
+    out: bool,
+    /// Jobs that ended while a round held the set.
+    ended: HashSet<i64>,
+}
+
+impl ActiveCache {
+    /// The next round reads the store.
+    pub(crate) fn invalidate(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// `jobs` left the active set (a finish batch committed them).
+    pub(crate) fn ended(&self, jobs: &[i64]) {
+        let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(set) = kept.jobs.as_mut() {
+            set.retain(|j| !jobs.contains(&j.job.id));
+        } else if kept.out {
+            kept.ended.extend(jobs);
+        }
+    }
+
+    /// The active set for a round: the kept one while it is current, else read from `store`.
+    /// Give it back with [`ActiveCache::put_back`].
+    async fn take(&self, store: &Store) -> Result<Vec<ActiveJob>, StoreError> {
+        let generation = self.generation.load(Ordering::SeqCst);
+        {
+            let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+            kept.out = true;
+            let fresh = kept.generation == generation
+                && kept.read_at.is_some_and(|t| t.elapsed() < ACTIVE_MAX_AGE);
+            match kept.jobs.take() {
+                Some(set) if fresh => return Ok(set),
+                _ => kept.ended.clear(),
+            }
+        }
+        let read = store.active_jobs().await;
+        let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+        if read.is_err() {
+            kept.out = false;
+        }
+        // A wake-up during the read makes the next round read again.
+        kept.generation = generation;
+        kept.read_at = Some(Instant::now());
+        read
+    }
+
+    /// Keeps `set` (the round's leases applied) for the next round; `None`: the next round
+    /// reads the store.
+    fn put_back(&self, set: Option<Vec<ActiveJob>>) {
+        let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+        kept.out = false;
+        let ended = std::mem::take(&mut kept.ended);
+        kept.jobs = set.map(|mut set| {
+            if !ended.is_empty() {
+                set.retain(|j| !ended.contains(&j.job.id));
+            }
+            set
+        });
+    }
+}
 
 /// Most leases one poll may ask for (an agent's free slots).
 pub const MAX_LEASES_PER_POLL: usize = 64;
@@ -145,15 +237,17 @@ pub async fn place_round(
         if free.iter().all(|f| *f == 0) {
             break;
         }
-        let active = state.store().active_jobs().await?;
+        let mut active = runs.active.take(state.store()).await?;
         let assignment = assign(&active, &candidates, &free);
         if !assignment.supersede.is_empty() {
+            runs.active.put_back(None);
             for run_id in &assignment.supersede {
                 supersede_run(state, *run_id).await?;
             }
             continue;
         }
         if assignment.leases.is_empty() {
+            runs.active.put_back(Some(active));
             break;
         }
         let leased: std::collections::HashSet<i64> =
@@ -175,19 +269,39 @@ pub async fn place_round(
             .collect();
         let now = runs.clock.now_ms();
         let expires = now + i64::try_from(runs.config.lease.as_millis()).unwrap_or(i64::MAX);
-        let attempts = state.store().lease_jobs(&batch, now, expires).await?;
+        let attempts = match state.store().lease_jobs(&batch, now, expires).await {
+            Ok(a) => a,
+            Err(e) => {
+                runs.active.put_back(None);
+                return Err(e.into());
+            }
+        };
         let mut taken = false;
+        let mut now_running: std::collections::HashMap<i64, u32> = Default::default();
         for ((w, job), attempt) in assignment.leases.iter().zip(attempts) {
             match attempt {
                 Some(a) => {
                     out[*w].push((*job, a));
                     free[*w] -= 1;
+                    now_running.insert(*job, a);
                 }
                 None => taken = true,
             }
         }
+        if taken {
+            // Another replica or a cancel got there first: the set is behind the store.
+            runs.active.put_back(None);
+        } else {
+            for j in active.iter_mut() {
+                if let Some(a) = now_running.get(&j.job.id) {
+                    j.job.state = cove_api::JobState::Running;
+                    j.job.attempt = *a;
+                }
+            }
+            runs.active.put_back(Some(active));
+        }
         if out.iter().any(|o| !o.is_empty()) {
-            runs.wake();
+            runs.wake_kept();
         }
         if !taken {
             break;
@@ -266,6 +380,13 @@ pub(super) async fn finish_write(state: &AppState, item: FinishItem) -> Result<b
         .run(item, move |items| async move {
             let writes: Vec<FinishWrite> = items.iter().map(|i| i.write.clone()).collect();
             let ended = st.store().finish_jobs(&writes).await?;
+            let gone: Vec<i64> = items
+                .iter()
+                .zip(&ended)
+                .filter(|(_, e)| **e)
+                .map(|(i, _)| i.write.job_id)
+                .collect();
+            st.runs().active.ended(&gone);
             let runs: Vec<i64> = items
                 .iter()
                 .zip(&ended)

@@ -177,6 +177,8 @@ pub struct Runs {
     lease_batcher: dispatch::Batcher<dispatch::Poll, Vec<(i64, u32)>>,
     /// Finish reports written together (`dispatch`).
     finish_batcher: dispatch::Batcher<dispatch::FinishItem, bool>,
+    /// The active set kept between placement rounds (`dispatch`).
+    active: dispatch::ActiveCache,
     /// One pass over the stored push events at a time.
     push_cursor: tokio::sync::Mutex<()>,
     /// One pass over pending pull request events at a time (`pulls::process_pending`).
@@ -203,6 +205,7 @@ impl Runs {
             progress: Notify::new(),
             lease_batcher: dispatch::Batcher::new(),
             finish_batcher: dispatch::Batcher::new(),
+            active: dispatch::ActiveCache::default(),
             push_cursor: tokio::sync::Mutex::new(()),
             pull_cursor: tokio::sync::Mutex::new(()),
             key: SecretKey::load_or_create(data_dir)?,
@@ -233,7 +236,20 @@ impl Runs {
     }
 
     /// Wakes this process's lease pollers and followers (another replica moved something).
+    /// The next placement round reads the active set again.
     pub fn wake_local(&self) {
+        self.active.invalidate();
+        self.notify();
+    }
+
+    /// [`Runs::wake`] after a change the cached active set already holds (leases of a round,
+    /// jobs ended by a finish batch): pollers and followers re-check, the set is not re-read.
+    fn wake_kept(&self) {
+        self.notify();
+        self.announce();
+    }
+
+    fn notify(&self) {
         self.ready.notify_waiters();
         self.progress.notify_waiters();
     }

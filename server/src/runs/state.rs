@@ -113,7 +113,8 @@ pub async fn settle_run(state: &AppState, run_id: i64) -> Result<RunState, RunsE
 
 /// [`settle_run`] for the runs of several jobs that just ended, with one transaction for all
 /// the run states: a run that needs more than its state set (a dependent to skip, a gate to
-/// open, a fast-fail to apply) is settled on its own by [`settle_run`].
+/// open, a fast-fail to apply) is settled on its own by [`settle_run`]. The caller took the
+/// ended jobs out of the cached active set (`dispatch::ActiveCache::ended`).
 pub async fn settle_runs(state: &AppState, run_ids: &[i64]) -> Result<(), RunsError> {
     let store = state.store();
     let now = state.runs().clock.now_ms();
@@ -150,7 +151,9 @@ pub async fn settle_runs(state: &AppState, run_ids: &[i64]) -> Result<(), RunsEr
     for (run_id, derived, jobs) in &simple {
         crate::notify::run_finished(state, *run_id, *derived, jobs).await;
     }
-    state.runs().wake();
+    // Only run states changed here (the finish batch took its ended jobs out of the cached
+    // active set; runs settled on their own above woke with a re-read).
+    state.runs().wake_kept();
     Ok(())
 }
 
