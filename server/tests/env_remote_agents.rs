@@ -40,7 +40,11 @@ fn spawn_agent(
         .env_remove("COVE_REGISTRATION_TOKEN")
         .env_remove("COVE_AGENT_LABELS")
         .env("DOCKER_HOST", docker_host)
-        .env("RUST_LOG", "warn")
+        // COVE_TEST_AGENT_LOG=info shows what the agents do
+        .env(
+            "RUST_LOG",
+            std::env::var("COVE_TEST_AGENT_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .kill_on_drop(true);
