@@ -349,12 +349,17 @@ impl KubernetesBackend {
                     pod: &name,
                     job_id: id,
                 };
-                let (outcome, first) =
-                    crate::jobs::run_in(&engine, job, sink, cancel, source, deadline).await;
-                outcome.map(|mut r| {
-                    r.timings.start_latency = first.map(|t| t - created);
-                    r
-                })
+                match check_fence(&engine, job.gateway).await {
+                    Err(e) => Err(e),
+                    Ok(()) => {
+                        let (outcome, first) =
+                            crate::jobs::run_in(&engine, job, sink, cancel, source, deadline).await;
+                        outcome.map(|mut r| {
+                            r.timings.start_latency = first.map(|t| t - created);
+                            r
+                        })
+                    }
+                }
             }
             Ok(stopped) => {
                 let (status, why) = match stopped {
@@ -563,6 +568,85 @@ impl KubernetesBackend {
             removed.push(name);
         }
         Ok(removed)
+    }
+}
+
+/// The probe of [`check_fence`]: `$1`, `$2` = address and port of a listener that answers
+/// `FENCE_OPEN`; prints `fenced` once it cannot be reached, `no-tool` when the image has no
+/// way to try, `open` when it stayed reachable.
+const FENCE_PROBE: &str = r#"unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY
+probe() {
+  if command -v curl >/dev/null 2>&1; then curl -s -m 2 --noproxy '*' "http://$1:$2/" 2>/dev/null; return; fi
+  if command -v wget >/dev/null 2>&1; then wget -q -T 2 -O - "http://$1:$2/" 2>/dev/null; return; fi
+  if command -v nc >/dev/null 2>&1; then nc -w 2 "$1" "$2" </dev/null 2>/dev/null; return; fi
+  echo no-tool
+}
+i=0
+while [ $i -lt 40 ]; do
+  r=$(probe "$1" "$2")
+  case "$r" in
+    no-tool) echo no-tool; exit 0 ;;
+    *cove-fence-open*) ;;
+    *) echo fenced; exit 0 ;;
+  esac
+  i=$((i + 1))
+  sleep 0.5
+done
+echo open
+"#;
+const FENCE_OPEN: &[u8] = b"HTTP/1.0 200 OK\r\nContent-Length: 15\r\n\r\ncove-fence-open";
+
+/// The NetworkPolicy reaches a new Pod's rules within the controller's sync (about a second
+/// with kube-router): before the first command, wait until the Pod can no longer reach a
+/// listener the agent opens beside the gateway (same address, a port the policy does not
+/// allow). A policy that is not enforced fails the job (fail closed); an image without
+/// `curl`, `wget` or `nc` cannot probe, which is logged, and the job runs after a pause of
+/// two seconds.
+async fn check_fence(
+    engine: &PodJob<'_>,
+    gateway: Option<SocketAddr>,
+) -> std::result::Result<(), JobError> {
+    let Some(gw) = gateway else {
+        // nothing is allowed at all; there is no address of the agent's to probe with
+        return Ok(());
+    };
+    let listener = tokio::net::TcpListener::bind((gw.ip(), 0))
+        .await
+        .map_err(|source| JobError::Io {
+            job: engine.job_id.to_string(),
+            source,
+        })?;
+    let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
+    let server = tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                conn.write_all(FENCE_OPEN).await.ok();
+                conn.shutdown().await.ok();
+            });
+        }
+    });
+    let ip = gw.ip().to_string();
+    let port = port.to_string();
+    let said = engine
+        .capture(&["/bin/sh", "-c", FENCE_PROBE, "sh", &ip, &port])
+        .await;
+    server.abort();
+    let said = String::from_utf8_lossy(&said?).trim().to_string();
+    match said.as_str() {
+        "fenced" => Ok(()),
+        "no-tool" => {
+            tracing::warn!(job = %engine.job_id, "the job's image has no curl, wget or nc: its egress fence was not checked");
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            Ok(())
+        }
+        other => Err(JobError::Kubernetes {
+            job: engine.job_id.to_string(),
+            action: "fence egress".into(),
+            message: format!(
+                "the job's Pod still reaches {ip}:{port} past its NetworkPolicy ({other}): \
+                 does the cluster enforce NetworkPolicies?"
+            ),
+        }),
     }
 }
 
