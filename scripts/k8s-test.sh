@@ -2,7 +2,7 @@
 # The Kubernetes backend's tests on a real one-node cluster (docs/kubernetes.md):
 #   scripts/k8s-cluster.sh build    (cached by version: instant when built)
 #   scripts/k8s-cluster.sh start    (KUBECONFIG from its output)
-#   scripts/k8s-cluster.sh import   cove/busybox cove/echo-server (from $DOCKER_HOST)
+#   scripts/k8s-cluster.sh import   cove/busybox cove/echo-server cove/universal (from $DOCKER_HOST)
 #   cargo test -p cove-agent --test k8s_env -- --ignored
 #   cargo test -p cove-agent --test k8s_jobs -- --ignored
 #   scripts/k8s-cluster.sh stop     (always, also after a failure)
@@ -43,7 +43,7 @@ export KUBECONFIG
 log "start: $((SECONDS - t)) s"
 
 t=$SECONDS
-bash "$K8S" import cove/busybox:latest cove/echo-server:latest
+bash "$K8S" import cove/busybox:latest cove/echo-server:latest cove/universal:latest
 log "import: $((SECONDS - t)) s"
 
 t=$SECONDS

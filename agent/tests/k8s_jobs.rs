@@ -10,7 +10,9 @@
 //!   gateway's port only;
 //! * a failing step fails the job with its exit status, later steps do not run;
 //! * a cancelled job ends as cancelled;
-//! * after each job nothing labelled with it remains (Pod, Secret, NetworkPolicy).
+//! * after each job nothing labelled with it remains (Pod, Secret, NetworkPolicy);
+//! * `npm install` through the CodeArtifact double and the gateway's package route runs in a
+//!   fenced cove/universal job Pod (moto and the double beside the cluster).
 //!
 //! Ignored in the workspace run (no cluster then): `scripts/k8s-test.sh` runs it with
 //! `--ignored`; a missing cluster fails it in CI (`CI=true`).
@@ -36,6 +38,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[path = "k8s/cluster.rs"]
 mod cluster;
+#[path = "../../tests/codeartifact_double/harness.rs"]
+mod harness;
 use cluster::{agent_client, cluster_ready, kubectl, unique, NAMESPACE};
 
 const SECRET: &str = "k8s-s3cret-value-7f3a";
@@ -375,5 +379,132 @@ async fn jobs_run_as_fenced_pods_with_only_the_agents_role() {
         }),
         "a job Pod is left"
     );
+    gateway.shutdown().await;
+}
+
+/// The acceptance's "npm install through the CodeArtifact double as a Pod that cannot reach
+/// anything but the gateway": moto (STS) and the double beside the cluster, the broker, the
+/// job's gateway on the node's address with the package routes (token-free: the Pod's
+/// `.npmrc` names the gateway, never a token), `npm install` in a cove/universal job Pod whose
+/// NetworkPolicy allows only the gateway (checked enforced before the step starts).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a cluster: run by scripts/k8s-test.sh (scripts/test.sh's Kubernetes step) with --ignored"]
+async fn an_npm_install_through_the_codeartifact_double_runs_in_a_fenced_pod() {
+    use cove_agent::broker::{
+        Broker, BrokerConfig, BrokerOptions, JobRef, Mode, PackageFormat, RepositoryRef,
+        SystemClock,
+    };
+    use cove_agent::gateway::BrokerSource;
+    use cove_agent::jobs::JobFile;
+
+    if !cluster_ready() {
+        return;
+    }
+    // the broker's base credentials: moto accepts any
+    std::env::set_var("AWS_ACCESS_KEY_ID", "AKIDCOVEK8SJOBTEST01");
+    std::env::set_var("AWS_SECRET_ACCESS_KEY", "k8s-job-base-secret-0123456789");
+    std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
+    std::env::set_var("AWS_CONFIG_FILE", "/nonexistent/cove-test-config");
+    std::env::set_var(
+        "AWS_SHARED_CREDENTIALS_FILE",
+        "/nonexistent/cove-test-creds",
+    );
+    let tokens = tempfile::tempdir().unwrap();
+    let client = agent_client(tokens.path()).await;
+    let b = backend(client.clone());
+    let ip = node_ip();
+
+    let moto = harness::Moto::start();
+    let double = harness::Double::start_on("127.0.0.2:0", &[]);
+    let broker = Arc::new(
+        Broker::from_default_chain(
+            "us-east-1",
+            Arc::new(SystemClock),
+            BrokerOptions {
+                max_attempts: 1,
+                ..BrokerOptions::default()
+            },
+        )
+        .await,
+    );
+    let cfg = BrokerConfig {
+        role_arn: "arn:aws:iam::123456789012:role/cove-build".into(),
+        region: "us-east-1".into(),
+        domain: "acme".into(),
+        domain_owner: "123456789012".into(),
+        repositories: vec![RepositoryRef {
+            name: "npm-store".into(),
+            format: PackageFormat::Npm,
+        }],
+        sts_endpoint: Some(moto.url()),
+        codeartifact_endpoint: Some(double.url()),
+        max_session_secs: None,
+    };
+    let job_id = unique("kjnpm");
+    let job_ref = JobRef {
+        run_id: "run-1".into(),
+        job_id: job_id.clone(),
+        timeout: Duration::from_secs(1800),
+    };
+    let gateway = Gateway::start(
+        tokio::net::TcpListener::bind((ip, 0)).await.unwrap(),
+        Arc::new(BrokerSource {
+            broker: broker.clone(),
+            config: cfg.clone(),
+            job: job_ref.clone(),
+        }),
+        GatewayConfig::new(job_id.clone(), AllowList::parse::<&str>(&[]).unwrap()),
+    )
+    .unwrap();
+    let creds = broker
+        .job_credentials(&cfg, &job_ref, Mode::TokenFree)
+        .await
+        .expect("credentials from moto and the double");
+    let token = creds.token.token.expose().to_string();
+    let inj = creds.token_free(std::path::Path::new("/root"), &gateway.url());
+
+    let mut job = JobSpec::new(
+        job_id.clone(),
+        Script::Steps(vec![
+            "cat /root/.npmrc".into(),
+            "set -e; mkdir -p /tmp/p && cd /tmp/p && npm init -y >/dev/null && \
+             npm install --no-audit --no-fund --loglevel=error @acme/hello >/dev/null && \
+             node -e 'console.log(require(\"@acme/hello\"))'"
+                .into(),
+        ]),
+    );
+    job.image = "cove/universal:latest".into();
+    job.gateway = Some(gateway.local_addr());
+    job.env = inj
+        .env
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    job.secrets = inj
+        .secret_env
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    job.files = inj
+        .files
+        .iter()
+        .map(|f| JobFile {
+            path: f.path.to_string_lossy().into_owned(),
+            contents: f.contents.clone().into_bytes(),
+            mode: f.mode,
+        })
+        .collect();
+    job.mask = vec![token.clone()];
+    job.timeout = Duration::from_secs(600);
+    let (result, lines) = run(&b, &job, CancellationToken::new()).await;
+    let log = text(&lines);
+    assert_eq!(result.status, JobStatus::Succeeded, "{log}");
+    assert!(output(&lines).contains(&"hello from @acme/hello"), "{log}");
+    let npmrc = format!("registry={}/npm/npm-store/", gateway.url());
+    assert!(output(&lines).contains(&npmrc.as_str()), "{log}");
+    assert!(!log.contains(&token), "the token reached the job's log");
+    // the gateway added the token upstream; the build never had it
+    assert_eq!(double.stats()["last_data_auth_scheme"], "bearer");
+    assert_nothing_left(&client, &job_id).await;
     gateway.shutdown().await;
 }
