@@ -11,6 +11,10 @@
 //! * a failing step fails the job with its exit status, later steps do not run;
 //! * a cancelled job ends as cancelled;
 //! * after each job nothing labelled with it remains (Pod, Secret, NetworkPolicy);
+//! * the agent's job loop (`job_worker::run` with `KubernetesJobs`) leases a job and runs it
+//!   as a Pod: its sandbox is the gateway on the node's address with the agent's egress
+//!   allow-list (`HTTP_PROXY` set), the lease's secret is masked, the report comes back, and
+//!   the loop's stop leaves nothing of it;
 //! * `npm install` through the CodeArtifact double and the gateway's package route runs in a
 //!   fenced cove/universal job Pod (moto and the double beside the cluster).
 //!
@@ -40,6 +44,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 mod cluster;
 #[path = "../../tests/codeartifact_double/harness.rs"]
 mod harness;
+#[path = "common/job_queue.rs"]
+mod job_queue;
 use cluster::{agent_client, cluster_ready, kubectl, unique, NAMESPACE};
 
 const SECRET: &str = "k8s-s3cret-value-7f3a";
@@ -507,4 +513,64 @@ async fn an_npm_install_through_the_codeartifact_double_runs_in_a_fenced_pod() {
     assert_eq!(double.stats()["last_data_auth_scheme"], "bearer");
     assert_nothing_left(&client, &job_id).await;
     gateway.shutdown().await;
+}
+
+/// `cove-agent` with jobs on Kubernetes: the job loop leases, builds the job's sandbox without
+/// a network (the gateway on the node's address, the agent's allow-list), runs the job
+/// through `Backend::run_job` and reports.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a cluster: run by scripts/k8s-test.sh (scripts/test.sh's Kubernetes step) with --ignored"]
+async fn the_job_loop_runs_leased_jobs_as_pods() {
+    use cove_agent::job_worker::{self, KubernetesJobs, WorkerConfig};
+    use cove_api::{JobOutcome, JobScript};
+
+    if !cluster_ready() {
+        return;
+    }
+    let tokens = tempfile::tempdir().unwrap();
+    let client = agent_client(tokens.path()).await;
+    let b = backend(client.clone());
+    let ip = node_ip();
+    let allowed = serve(ip, "allowed-by-the-agent").await;
+
+    let queue = Arc::new(job_queue::Queue::default());
+    let stop = CancellationToken::new();
+    let owner = unique("k8s-agent");
+    let mut config = WorkerConfig {
+        slots: 1,
+        lease_wait: Duration::from_millis(200),
+        owner: Some(owner.clone()),
+        kubernetes: Some(KubernetesJobs {
+            backend: b.clone(),
+            gateway_address: ip,
+        }),
+        ..Default::default()
+    };
+    config.sandbox.egress_allow = vec![allowed.to_string()];
+    let worker = tokio::spawn(job_worker::run(
+        bollard::Docker::connect_with_local_defaults().unwrap(),
+        queue.clone(),
+        config,
+        stop.clone(),
+    ));
+    let job: i64 = 4_200_000 + i64::from(std::process::id() % 100_000);
+    let mut lease = job_queue::lease(job, "cove/busybox:latest", &[]);
+    lease.script = JobScript::Steps(vec![
+        "echo \"token $CATALYST_SECRETS_t\"".into(),
+        "echo \"via: $(wget -q -T 10 -O - http://$ALLOWED/ || echo failed)\"".into(),
+    ]);
+    lease.env = vec![("ALLOWED".into(), allowed.to_string())];
+    queue.push(lease);
+    let (report, lines) = queue.wait(job).await;
+    let log = lines.join("\n");
+    assert_eq!(report.outcome, JobOutcome::Succeeded, "{report:?}\n{log}");
+    assert!(lines.iter().any(|l| l == "token ***"), "{log}");
+    assert!(!log.contains("s3cr3t-value-xyz"), "{log}");
+    assert!(
+        lines.iter().any(|l| l == "via: allowed-by-the-agent"),
+        "{log}"
+    );
+    assert_nothing_left(&client, &job.to_string()).await;
+    stop.cancel();
+    worker.await.unwrap();
 }

@@ -58,6 +58,11 @@ pub struct KubernetesConfig {
     /// How long create/start wait for every container to start.
     #[serde(default = "default_ready_timeout")]
     pub ready_timeout_secs: u64,
+    /// Where workflow jobs' gateways listen: an address of the agent's that job Pods reach
+    /// (the node's for an agent beside the cluster, the agent Pod's in it); the job worker's
+    /// `KubernetesJobs::gateway_address`.
+    #[serde(default)]
+    pub job_gateway_address: Option<std::net::IpAddr>,
 }
 
 fn default_pull_policy() -> String {
@@ -80,6 +85,7 @@ impl KubernetesConfig {
             image_pull_policy: default_pull_policy(),
             volume_size: default_volume_size(),
             ready_timeout_secs: default_ready_timeout(),
+            job_gateway_address: None,
         }
     }
 }
