@@ -11,6 +11,7 @@
 //! channel. Workflow jobs run as Pods fenced by a NetworkPolicy ([`jobs`]).
 
 mod exec;
+mod job_manifest;
 pub mod jobs;
 pub mod manifest;
 mod status;
