@@ -14,7 +14,8 @@
 //! * the agent's job loop (`job_worker::run` with `KubernetesJobs`) leases a job and runs it
 //!   as a Pod: its sandbox is the gateway on the node's address with the agent's egress
 //!   allow-list (`HTTP_PROXY` set), the lease's secret is masked, the report comes back, and
-//!   the loop's stop leaves nothing of it;
+//!   the loop's stop leaves nothing of it; a job Pod of the same agent's previous life is
+//!   removed when the loop starts;
 //! * `npm install` through the CodeArtifact double and the gateway's package route runs in a
 //!   fenced cove/universal job Pod (moto and the double beside the cluster).
 //!
@@ -370,6 +371,10 @@ async fn jobs_run_as_fenced_pods_with_only_the_agents_role() {
     let log = text(&lines);
     assert_eq!(result.status, JobStatus::Cancelled, "{log}");
     assert!(!output(&lines).contains(&"never"), "{log}");
+    // SIGTERM reached the step's process group (an exec is a session leader under runc, as
+    // on Docker): the step ended within the grace period, no SIGKILL was needed
+    assert!(log.contains("[cove] cancelled: sending SIGTERM"), "{log}");
+    assert!(!log.contains("SIGKILL"), "{log}");
     assert_nothing_left(&client, &cancel_id).await;
 
     // the label the test selected by is the one the backend sets
@@ -536,6 +541,13 @@ async fn the_job_loop_runs_leased_jobs_as_pods() {
     let queue = Arc::new(job_queue::Queue::default());
     let stop = CancellationToken::new();
     let owner = unique("k8s-agent");
+    // a job Pod of this agent's previous life (it died mid-job): removed when the loop starts
+    let mut orphan_spec = JobSpec::new(unique("kjorphan"), Script::Steps(vec![]));
+    orphan_spec.image = "cove/busybox:latest".into();
+    orphan_spec.owner = Some(owner.clone());
+    let orphan = cove_agent::backend::kubernetes::jobs::job_pod(&orphan_spec, b.config(), false);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
+    pods.create(&Default::default(), &orphan).await.unwrap();
     let mut config = WorkerConfig {
         slots: 1,
         lease_wait: Duration::from_millis(200),
@@ -563,6 +575,13 @@ async fn the_job_loop_runs_leased_jobs_as_pods() {
     queue.push(lease);
     let (report, lines) = queue.wait(job).await;
     let log = lines.join("\n");
+    assert!(
+        pods.get_opt(&job_object_name(&orphan_spec))
+            .await
+            .unwrap()
+            .is_none(),
+        "the orphaned job Pod of the agent is still there"
+    );
     assert_eq!(report.outcome, JobOutcome::Succeeded, "{report:?}\n{log}");
     assert!(lines.iter().any(|l| l == "token ***"), "{log}");
     assert!(!log.contains("s3cr3t-value-xyz"), "{log}");
