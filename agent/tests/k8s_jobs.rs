@@ -55,6 +55,8 @@ fn backend(client: kube::Client) -> KubernetesBackend {
     let mut config = KubernetesConfig::new(NAMESPACE);
     config.image_pull_policy = "Never".into();
     config.ready_timeout_secs = 120;
+    // jobs without a gateway are probed from here too
+    config.job_gateway_address = Some(node_ip());
     KubernetesBackend::with_client(client, config)
 }
 

@@ -13,7 +13,6 @@
 //! the job's future is dropped.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -139,7 +138,11 @@ impl KubernetesBackend {
                     pod: &name,
                     job_id: id,
                 };
-                match check_fence(&engine, job.gateway).await {
+                let probe_at = job
+                    .gateway
+                    .map(|g| g.ip())
+                    .or(self.config.job_gateway_address);
+                match check_fence(&engine, probe_at).await {
                     Err(e) => Err(e),
                     Ok(()) => {
                         let (outcome, first) =
@@ -391,16 +394,19 @@ const FENCE_OPEN: &[u8] = b"HTTP/1.0 200 OK\r\nContent-Length: 15\r\n\r\ncove-fe
 /// listener the agent opens beside the gateway (same address, a port the policy does not
 /// allow). A policy that is not enforced fails the job (fail closed); an image without
 /// `curl`, `wget` or `nc` cannot probe, which is logged, and the job runs after a pause of
-/// two seconds.
+/// two seconds. `at`: the gateway's address, else `KubernetesConfig::job_gateway_address`
+/// (a job without a gateway may reach nothing at all); with neither there is nothing to probe
+/// with: the pause of two seconds, logged.
 async fn check_fence(
     engine: &PodJob<'_>,
-    gateway: Option<SocketAddr>,
+    at: Option<std::net::IpAddr>,
 ) -> std::result::Result<(), JobError> {
-    let Some(gw) = gateway else {
-        // nothing is allowed at all; there is no address of the agent's to probe with
+    let Some(ip) = at else {
+        tracing::warn!(job = %engine.job_id, "no address of the agent's to probe the job's egress fence with (kubernetes.job_gateway_address)");
+        tokio::time::sleep(Duration::from_secs(2)).await;
         return Ok(());
     };
-    let listener = tokio::net::TcpListener::bind((gw.ip(), 0))
+    let listener = tokio::net::TcpListener::bind((ip, 0))
         .await
         .map_err(|source| JobError::Io {
             job: engine.job_id.to_string(),
@@ -415,7 +421,7 @@ async fn check_fence(
             });
         }
     });
-    let ip = gw.ip().to_string();
+    let ip = ip.to_string();
     let port = port.to_string();
     let said = engine
         .capture(&["/bin/sh", "-c", FENCE_PROBE, "sh", &ip, &port])
