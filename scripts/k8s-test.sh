@@ -2,8 +2,9 @@
 # The Kubernetes backend's tests on a real one-node cluster (docs/kubernetes.md):
 #   scripts/k8s-cluster.sh build    (cached by version: instant when built)
 #   scripts/k8s-cluster.sh start    (KUBECONFIG from its output)
-#   scripts/k8s-cluster.sh import   cove/busybox cove/echo-server (from $DOCKER_HOST)
+#   scripts/k8s-cluster.sh import   cove/busybox cove/echo-server cove/universal (from $DOCKER_HOST)
 #   cargo test -p cove-agent --test k8s_env -- --ignored
+#   cargo test -p cove-agent --test k8s_jobs -- --ignored
 #   scripts/k8s-cluster.sh stop     (always, also after a failure)
 # Needs root and a Docker engine with the images (scripts/test-env.sh). Exits with the
 # first failure's status. Called by scripts/test.sh after the browser tests, so the
@@ -42,13 +43,20 @@ export KUBECONFIG
 log "start: $((SECONDS - t)) s"
 
 t=$SECONDS
-bash "$K8S" import cove/busybox:latest cove/echo-server:latest
+bash "$K8S" import cove/busybox:latest cove/echo-server:latest cove/universal:latest
 log "import: $((SECONDS - t)) s"
 
 t=$SECONDS
 rc=0
 cargo test -p cove-agent --test k8s_env -- --ignored || rc=$?
 log "cargo test -p cove-agent --test k8s_env: $((SECONDS - t)) s (exit $rc)"
+
+# workflow jobs as Pods fenced by a NetworkPolicy (same images; the gateway on the node's address)
+t=$SECONDS
+rc_jobs=0
+cargo test -p cove-agent --test k8s_jobs -- --ignored || rc_jobs=$?
+log "cargo test -p cove-agent --test k8s_jobs: $((SECONDS - t)) s (exit $rc_jobs)"
+[ "$rc" != 0 ] || rc=$rc_jobs
 stop_cluster
 log "total: $((SECONDS - t0)) s"
 exit "$rc"

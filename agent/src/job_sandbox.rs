@@ -65,7 +65,7 @@ pub fn gateway_at(settings: &SandboxSettings) -> GatewayAt {
 pub fn net_options(settings: &SandboxSettings) -> NetOptions {
     NetOptions {
         firewall: match gateway_at(settings) {
-            GatewayAt::HostBridge => Firewall::Local {
+            GatewayAt::HostBridge | GatewayAt::Address(_) => Firewall::Local {
                 iptables: settings.iptables.clone(),
             },
             GatewayAt::Container(_) => Firewall::HostContainer {
@@ -153,6 +153,19 @@ impl SandboxedJob {
         lease: &JobLease,
         spec: &mut JobSpec,
     ) -> Result<SandboxedJob, String> {
+        Self::start_at(docker, settings, lease, spec, gateway_at(settings)).await
+    }
+
+    /// [`SandboxedJob::start`] with the gateway at `at`. [`GatewayAt::Address`] (a job Pod on
+    /// Kubernetes): no private network; `spec.gateway` is set to the gateway's address (the
+    /// one egress the Pod's NetworkPolicy allows) instead of `spec.network`.
+    pub async fn start_at(
+        docker: &Docker,
+        settings: &SandboxSettings,
+        lease: &JobLease,
+        spec: &mut JobSpec,
+        at: GatewayAt,
+    ) -> Result<SandboxedJob, String> {
         let packages = lease.packages.as_ref();
         let codeartifact = packages.map(|p| broker_config(settings, p));
         let mode = match packages.map(|p| p.mode) {
@@ -200,14 +213,18 @@ impl SandboxedJob {
                 allow,
                 home: HOME.into(),
                 net: net_options(settings),
-                gateway_at: gateway_at(settings),
+                gateway_at: at.clone(),
                 deploy,
             },
         )
         .await
         .map_err(|e| format!("the job's private network could not be set up: {e}"))?;
 
-        spec.network = Some(sandbox.network_name().to_string());
+        if matches!(at, GatewayAt::Address(_)) {
+            spec.gateway = sandbox.gateway_addr();
+        } else {
+            spec.network = Some(sandbox.network_name().to_string());
+        }
         let injection = sandbox.injection();
         let mut files = injection.files.clone();
         let mut secret_env: Vec<(String, String)> = injection

@@ -109,6 +109,27 @@ pub struct WorkerConfig {
     pub pool: usize,
     /// Image of the pooled sandboxes: the image of actions that name none.
     pub pool_image: String,
+    /// Run jobs as Kubernetes Pods instead of Docker containers (no private network, no
+    /// pool: each Pod is fenced by its NetworkPolicy); `None`: Docker.
+    pub kubernetes: Option<KubernetesJobs>,
+}
+
+/// Jobs as Pods (`backend/kubernetes/jobs.rs`) through [`crate::backend::Backend::run_job`].
+#[derive(Clone)]
+pub struct KubernetesJobs {
+    pub backend: crate::backend::kubernetes::KubernetesBackend,
+    /// Where each job's gateway listens: an address of the agent's that job Pods reach (the
+    /// node's for an agent beside the cluster, the agent Pod's in it).
+    pub gateway_address: std::net::IpAddr,
+}
+
+impl std::fmt::Debug for KubernetesJobs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubernetesJobs")
+            .field("namespace", &self.backend.config().namespace)
+            .field("gateway_address", &self.gateway_address)
+            .finish()
+    }
 }
 
 impl Default for WorkerConfig {
@@ -123,6 +144,7 @@ impl Default for WorkerConfig {
             busy: Arc::default(),
             pool: DEFAULT_POOL,
             pool_image: crate::jobs::DEFAULT_IMAGE.to_string(),
+            kubernetes: None,
         }
     }
 }
@@ -136,25 +158,34 @@ pub async fn run<T: JobTransport>(
     config: WorkerConfig,
     shutdown: CancellationToken,
 ) {
-    if let Some(owner) = &config.owner {
-        recover_orphans(&docker, transport.as_ref(), owner).await;
-    }
-    if let Some(owner) = &config.owner {
-        crate::job_pool::clean_after_crash(&docker, &config.sandbox, owner).await;
-    }
-    if config.sandbox.private_network {
-        crate::job_sandbox::clean_after_crash(&docker, &config.sandbox).await;
+    if let Some(k) = &config.kubernetes {
+        // the Pods of a process that died can no longer be driven: remove them
+        if let Some(owner) = &config.owner {
+            remove_job_pods(k, owner).await;
+        }
+    } else {
+        if let Some(owner) = &config.owner {
+            recover_orphans(&docker, transport.as_ref(), owner).await;
+        }
+        if let Some(owner) = &config.owner {
+            crate::job_pool::clean_after_crash(&docker, &config.sandbox, owner).await;
+        }
+        if config.sandbox.private_network {
+            crate::job_sandbox::clean_after_crash(&docker, &config.sandbox).await;
+        }
     }
     let pool = match &config.owner {
-        Some(owner) if config.pool > 0 => Some(crate::job_pool::JobPool::start(
-            docker.clone(),
-            crate::job_pool::PoolConfig {
-                size: config.pool,
-                image: config.pool_image.clone(),
-                owner: owner.clone(),
-                sandbox: config.sandbox.clone(),
-            },
-        )),
+        Some(owner) if config.pool > 0 && config.kubernetes.is_none() => {
+            Some(crate::job_pool::JobPool::start(
+                docker.clone(),
+                crate::job_pool::PoolConfig {
+                    size: config.pool,
+                    image: config.pool_image.clone(),
+                    owner: owner.clone(),
+                    sandbox: config.sandbox.clone(),
+                },
+            ))
+        }
         _ => None,
     };
     let mut loops = Vec::new();
@@ -206,7 +237,11 @@ pub async fn run<T: JobTransport>(
     }
     // A graceful stop: the dropped jobs' containers are removed now, so nothing they started
     // keeps running after the agent (their attempts end with the lease, or at the next start).
-    if let Some(owner) = config.owner.as_deref().filter(|_| shutdown.is_cancelled()) {
+    if let (Some(owner), Some(k)) = (config.owner.as_deref(), &config.kubernetes) {
+        if shutdown.is_cancelled() {
+            remove_job_pods(k, owner).await;
+        }
+    } else if let Some(owner) = config.owner.as_deref().filter(|_| shutdown.is_cancelled()) {
         match crate::jobs::remove_owned_job_containers(&docker, owner).await {
             Ok(removed) if !removed.is_empty() => {
                 tracing::info!(
@@ -217,6 +252,17 @@ pub async fn run<T: JobTransport>(
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "removing job containers at shutdown failed"),
         }
+    }
+}
+
+/// Removes the job Pods (and their Secrets and policies) labelled with `owner`.
+async fn remove_job_pods(k: &KubernetesJobs, owner: &str) {
+    match k.backend.remove_owned_job_pods(owner).await {
+        Ok(removed) if !removed.is_empty() => {
+            tracing::info!(pods = removed.len(), "job Pods of this agent removed")
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "removing this agent's job Pods failed"),
     }
 }
 
@@ -502,6 +548,13 @@ async fn report_job<T: JobTransport>(
     let work = async {
         let mut spec = job_spec(lease)?;
         spec.owner = config.owner.clone();
+        if lease.deploy.is_some() && config.kubernetes.is_some() {
+            return Err(
+                "this deploy action needs the Docker private-network sandbox; \
+                 this agent runs jobs on Kubernetes"
+                    .to_string(),
+            );
+        }
         if lease.deploy.is_some() && !config.sandbox.private_network {
             // The role is served only on the job's own network (docs/deployments.md).
             return Err(
@@ -522,6 +575,22 @@ async fn report_job<T: JobTransport>(
                 mask.extend(spec.mask.iter().cloned());
                 mask.extend(spec.secrets.iter().map(|(_, v)| v.clone()));
             }
+        } else if let Some(k) = &config.kubernetes {
+            // no network: the gateway on the agent's address, the Pod fenced to it
+            let at = crate::private_net::GatewayAt::Address(k.gateway_address);
+            let s = crate::job_sandbox::SandboxedJob::start_at(
+                docker,
+                &config.sandbox,
+                lease,
+                &mut spec,
+                at,
+            )
+            .await?;
+            tracing::info!(job, attempt, gateway = ?spec.gateway, "job gateway ready");
+            late = s.late_secrets();
+            sandbox = Some(s);
+            mask.extend(spec.mask.iter().cloned());
+            mask.extend(spec.secrets.iter().map(|(_, v)| v.clone()));
         } else if config.sandbox.private_network {
             let s =
                 crate::job_sandbox::SandboxedJob::start(docker, &config.sandbox, lease, &mut spec)
@@ -635,7 +704,14 @@ async fn report_job<T: JobTransport>(
         };
         let runner = async {
             let mut sink = LogSink::new(tx);
-            let result = run_job(docker, &spec, &mut sink, cancel).await;
+            let result = match &config.kubernetes {
+                Some(k) => {
+                    crate::backend::Backend::run_job(&k.backend, &spec, &mut sink, cancel).await
+                }
+                None => run_job(docker, &spec, &mut sink, cancel)
+                    .await
+                    .map_err(crate::backend::BackendError::from),
+            };
             drop(sink);
             result
         };

@@ -887,6 +887,10 @@ pub enum GatewayAt {
     /// On this container's address in the job network: the agent runs in
     /// the container with this id or name and joins each job network.
     Container(String),
+    /// No private network: the job runs as a Kubernetes Pod fenced by its NetworkPolicy
+    /// (`backend/kubernetes/jobs.rs`), and the gateway listens on this address, which the
+    /// Pod reaches (the node's address for an agent beside the cluster, the agent Pod's in it).
+    Address(IpAddr),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -897,6 +901,8 @@ pub enum SandboxError {
     Gateway(#[from] GatewayError),
     #[error(transparent)]
     Broker(#[from] BrokerError),
+    #[error("job `{0}` is a deploy action: its role is served only on a Docker private network")]
+    DeployWithoutNetwork(String),
     #[error("cannot listen on {addr} for job `{job}`'s gateway: {source}")]
     Listen {
         job: String,
@@ -936,20 +942,28 @@ impl JobSandbox {
         spec: SandboxSpec,
     ) -> Result<JobSandbox, SandboxError> {
         let job_id = spec.job.job_id.clone();
-        let mut net = PrivateNetwork::create(docker, &job_id, spec.net.clone()).await?;
+        if matches!(spec.gateway_at, GatewayAt::Address(_)) && spec.deploy.is_some() {
+            return Err(SandboxError::DeployWithoutNetwork(job_id));
+        }
+        let mut net = match spec.gateway_at {
+            GatewayAt::Address(_) => None,
+            _ => Some(PrivateNetwork::create(docker, &job_id, spec.net.clone()).await?),
+        };
         if spec.codeartifact.is_none() && spec.allow.is_empty() && spec.deploy.is_none() {
             // Nothing to forward to: no gateway, the network has no way out.
             return Ok(JobSandbox {
-                net: Some(net),
+                net,
                 gateway: None,
                 injection: BuildInjection::default(),
                 credentials: None,
                 deploy: None,
             });
         }
-        let listen_ip = match &spec.gateway_at {
-            GatewayAt::HostBridge => net.gateway_ip(),
-            GatewayAt::Container(me) => join_network(docker, &net, me).await?,
+        let listen_ip = match (&spec.gateway_at, &net) {
+            (GatewayAt::Address(ip), _) => *ip,
+            (GatewayAt::HostBridge, Some(net)) => net.gateway_ip(),
+            (GatewayAt::Container(me), Some(net)) => join_network(docker, net, me).await?,
+            (_, None) => unreachable!("a network exists unless the gateway has an address"),
         };
         let listener = tokio::net::TcpListener::bind((listen_ip, 0))
             .await
@@ -965,7 +979,7 @@ impl JobSandbox {
                 addr: listen_ip,
                 source,
             })?;
-        if spec.gateway_at == GatewayAt::HostBridge {
+        if let (GatewayAt::HostBridge, Some(net)) = (&spec.gateway_at, net.as_mut()) {
             net.allow_gateway_port(addr.port()).await?;
         }
         let gateway_url = format!("http://{addr}");
@@ -988,6 +1002,9 @@ impl JobSandbox {
         if let Some(deploy) = &spec.deploy {
             // The SDKs take a plain-http credentials URI only on loopback or the container
             // credentials addresses: 169.254.170.2:80 is redirected to this job's gateway.
+            let net = net
+                .as_mut()
+                .ok_or_else(|| SandboxError::DeployWithoutNetwork(job_id.clone()))?;
             net.redirect(crate::creds::CREDENTIALS_IP, 80, addr).await?;
             // The first AssumeRole, before the job starts: a role that cannot be assumed fails
             // the job with the reason, and the credentials are in the mask set from the start.
@@ -1019,7 +1036,7 @@ impl JobSandbox {
         config.credentials = spec.deploy.clone();
         let gateway = Gateway::start(listener, source, config)?;
         Ok(JobSandbox {
-            net: Some(net),
+            net,
             gateway: Some(gateway),
             injection,
             credentials,
@@ -1033,9 +1050,14 @@ impl JobSandbox {
             .expect("the network lives until teardown consumes the sandbox")
     }
 
-    /// `NetworkMode` for the job's containers.
+    /// `NetworkMode` for the job's containers (empty without a network: a Kubernetes job).
     pub fn network_name(&self) -> &str {
-        self.net().name()
+        self.net.as_ref().map(PrivateNetwork::name).unwrap_or("")
+    }
+
+    /// Where the gateway listens, if the job has one.
+    pub fn gateway_addr(&self) -> Option<std::net::SocketAddr> {
+        self.gateway.as_ref().map(Gateway::local_addr)
     }
 
     pub fn network(&self) -> &PrivateNetwork {

@@ -5,14 +5,10 @@
 //! one tar (entries relative to `/`), at most [`MAX_CACHE_BYTES`], and handed to the server as
 //! an output artifact named like the cache, which stores it under the cache's key.
 
-use std::io::{Read, Write};
-
-use bollard::errors::Error as DockerError;
-use bollard::query_parameters::DownloadFromContainerOptions;
-use bollard::Docker;
-use futures_util::StreamExt;
+use std::io::Read;
 
 use super::artifacts::{ArtifactFile, OutputArtifact};
+use super::engine::{Downloaded, JobEngine};
 use super::{Tar, SRC_DIR};
 
 /// Largest cache saved; a larger one is not saved (the job still succeeds).
@@ -48,47 +44,33 @@ pub fn container_path(p: &str) -> Option<String> {
     })
 }
 
-/// The paths of `spec` read out of `container` as one tar relative to `/`; `Ok(None)` when
-/// none of them exists. Errors are messages for the job's log (a cache never fails a job).
-pub async fn save(
-    docker: &Docker,
-    container: &str,
+/// The paths of `spec` read out of the job's container as one tar relative to `/`;
+/// `Ok(None)` when none of them exists. Errors are messages for the job's log (a cache never
+/// fails a job).
+pub(crate) async fn save(
+    engine: &dyn JobEngine,
     spec: &CacheSpec,
 ) -> Result<Option<OutputArtifact>, String> {
     let mut parts = Vec::new();
     let mut total = 0u64;
+    let too_large = || format!("the cache is larger than {MAX_CACHE_BYTES} bytes; not saved");
     for p in &spec.paths {
         let Some(path) = container_path(p) else {
             return Err(format!("cache path `{p}` is not a plain path"));
         };
-        let mut file = tempfile::NamedTempFile::new().map_err(|e| e.to_string())?;
-        let mut stream = docker.download_from_container(
-            container,
-            Some(DownloadFromContainerOptions { path: path.clone() }),
-        );
-        let mut found = true;
-        while let Some(chunk) = stream.next().await {
-            match chunk {
-                Ok(bytes) => {
-                    total += bytes.len() as u64;
-                    if total > MAX_CACHE_BYTES {
-                        return Err(format!(
-                            "the cache is larger than {MAX_CACHE_BYTES} bytes; not saved"
-                        ));
-                    }
-                    file.write_all(&bytes).map_err(|e| e.to_string())?;
-                }
-                Err(DockerError::DockerResponseServerError {
-                    status_code: 404, ..
-                }) => {
-                    found = false;
-                    break;
-                }
-                Err(e) => return Err(format!("reading `{path}`: {e}")),
+        let file = tempfile::NamedTempFile::new().map_err(|e| e.to_string())?;
+        let mut writer = tokio::fs::File::from_std(file.reopen().map_err(|e| e.to_string())?);
+        let got = engine
+            .download(&path, &mut writer, MAX_CACHE_BYTES - total)
+            .await
+            .map_err(|e| format!("reading `{path}`: {e}"))?;
+        match got {
+            Downloaded::Done(n) => {
+                total += n;
+                parts.push((path, file));
             }
-        }
-        if found {
-            parts.push((path, file));
+            Downloaded::NotFound => {}
+            Downloaded::TooLarge => return Err(too_large()),
         }
     }
     if parts.is_empty() {

@@ -13,28 +13,25 @@
 
 mod artifacts;
 pub mod cache;
-mod script;
+pub mod engine;
+pub(crate) mod script;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Seek, SeekFrom};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bollard::container::LogOutput;
 use bollard::errors::Error as DockerError;
-use bollard::exec::StartExecResults;
-use bollard::models::{ContainerCreateBody, ExecConfig, HostConfig};
-use bollard::query_parameters::{
-    CreateContainerOptions, DownloadFromContainerOptions, RemoveContainerOptions,
-    StartContainerOptions, UploadToContainerOptions,
-};
+use bollard::models::{ContainerCreateBody, HostConfig};
+use bollard::query_parameters::{CreateContainerOptions, RemoveContainerOptions};
 use bollard::Docker;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 pub use tokio_util::sync::CancellationToken;
 
-use crate::mask::{LogSink, LogStream, MaskSet, MaskedOutput};
+use crate::mask::{LogSink, MaskSet, MaskedOutput};
+use engine::{DockerJob, Downloaded, JobEngine, Running};
 
 pub use artifacts::{
     collect, glob_match, ArtifactError, ArtifactFile, ArtifactSpec, OutputArtifact,
@@ -99,6 +96,10 @@ pub struct JobSpec {
     /// Docker network to attach to (the private build network); `None`
     /// uses the engine's default bridge.
     pub network: Option<String>,
+    /// Kubernetes: the one address the job's Pod may reach (its gateway; the only egress
+    /// rule of the job's NetworkPolicy); `None`: no egress at all. Docker ignores it (the
+    /// job's private network and its rules decide there).
+    pub gateway: Option<std::net::SocketAddr>,
     /// Files written into the container before it starts (`.npmrc`,
     /// `pip.conf`, …), with their modes.
     pub files: Vec<JobFile>,
@@ -154,6 +155,7 @@ impl JobSpec {
             cleanup_budget: Duration::from_secs(60),
             limits: Limits::default(),
             network: None,
+            gateway: None,
             files: Vec::new(),
             mask: Vec::new(),
             owner: None,
@@ -370,6 +372,13 @@ pub enum JobError {
         action: String,
         #[source]
         source: DockerError,
+    },
+    /// The Kubernetes API server or the exec in a job's Pod failed.
+    #[error("job `{job}`: kubernetes {action} failed: {message}")]
+    Kubernetes {
+        job: String,
+        action: String,
+        message: String,
     },
     #[error("job `{job}`: building the container's files failed: {source}")]
     Io {
@@ -615,45 +624,7 @@ pub async fn run_job(
 ) -> Result<JobResult, JobError> {
     let began = Instant::now();
     let deadline = tokio::time::Instant::now() + job.timeout;
-    if !valid_job_id(&job.job_id) {
-        return Err(JobError::BadId(job.job_id.clone()));
-    }
-    let bad = |detail: String| JobError::BadSpec {
-        job: job.job_id.clone(),
-        detail,
-    };
-    for (k, _) in job.env.iter().chain(&job.secrets) {
-        if !valid_env_name(k) {
-            return Err(bad(format!(
-                "`{k}` is not a valid environment variable name"
-            )));
-        }
-    }
-    for spec in &job.outputs {
-        spec.validate().map_err(|e| bad(e.to_string()))?;
-    }
-    for a in &job.inputs {
-        if !valid_env_name(&a.name) {
-            return Err(bad(format!(
-                "input artifact name `{}` is not valid",
-                a.name
-            )));
-        }
-    }
-    for f in &job.files {
-        if !f.path.starts_with('/') || f.path.split('/').any(|c| c == "..") {
-            return Err(bad(format!(
-                "file path `{}` must be absolute, without `..`",
-                f.path
-            )));
-        }
-    }
-    let secrets = Arc::new(MaskSet::new(
-        job.secrets
-            .iter()
-            .map(|(_, v)| v.as_bytes())
-            .chain(job.mask.iter().map(|v| v.as_bytes())),
-    ));
+    validate(job)?;
     let source = fetch_source(job).await?;
     let err = |action: &str| {
         let job = job.job_id.clone();
@@ -705,10 +676,42 @@ pub async fn run_job(
             (container, guard)
         }
     };
-    let mut runner = Runner {
+    let engine = DockerJob {
         docker,
-        job,
+        job_id: &job.job_id,
         container: &container,
+        pooled: job.pooled.is_some(),
+    };
+    let (outcome, first_started) = run_in(&engine, job, sink, cancel, source, deadline).await;
+    let removed = guard.remove().await;
+    let mut result = outcome?;
+    removed.map_err(err("remove container"))?;
+    result.timings.start_latency = first_started.map(|t| t - created);
+    result.timings.total = began.elapsed();
+    tracing::info!(job = %job.job_id, attempt = job.attempt, status = ?result.status, millis = result.timings.total.as_millis() as u64, "job finished");
+    Ok(result)
+}
+
+/// Run `job`'s commands in the container of `engine`, which exists (and, unless the engine
+/// starts it, runs): uploads, steps or phases, exported variables, caches, artifacts. Also
+/// returns when the first command started.
+pub(crate) async fn run_in(
+    engine: &dyn JobEngine,
+    job: &JobSpec,
+    sink: &mut LogSink,
+    cancel: &CancellationToken,
+    source: Option<Tar>,
+    deadline: tokio::time::Instant,
+) -> (Result<JobResult, JobError>, Option<Instant>) {
+    let secrets = Arc::new(MaskSet::new(
+        job.secrets
+            .iter()
+            .map(|(_, v)| v.as_bytes())
+            .chain(job.mask.iter().map(|v| v.as_bytes())),
+    ));
+    let mut runner = Runner {
+        engine,
+        job,
         secrets,
         cancel,
         deadline,
@@ -720,16 +723,49 @@ pub async fn run_job(
         tail: String::new(),
     };
     let outcome = runner.run(sink, source).await;
-    let removed = guard.remove().await;
-    let mut result = outcome?;
-    removed.map_err(err("remove container"))?;
-    result.timings.start_latency = runner.first_started.map(|t| t - created);
-    result.timings.total = began.elapsed();
-    tracing::info!(job = %job.job_id, attempt = job.attempt, status = ?result.status, millis = result.timings.total.as_millis() as u64, "job finished");
-    Ok(result)
+    (outcome, runner.first_started)
 }
 
-async fn fetch_source(job: &JobSpec) -> Result<Option<Tar>, JobError> {
+/// The checks every engine makes before anything is created: ids, variable and artifact
+/// names, file paths.
+pub(crate) fn validate(job: &JobSpec) -> Result<(), JobError> {
+    if !valid_job_id(&job.job_id) {
+        return Err(JobError::BadId(job.job_id.clone()));
+    }
+    let bad = |detail: String| JobError::BadSpec {
+        job: job.job_id.clone(),
+        detail,
+    };
+    for (k, _) in job.env.iter().chain(&job.secrets) {
+        if !valid_env_name(k) {
+            return Err(bad(format!(
+                "`{k}` is not a valid environment variable name"
+            )));
+        }
+    }
+    for spec in &job.outputs {
+        spec.validate().map_err(|e| bad(e.to_string()))?;
+    }
+    for a in &job.inputs {
+        if !valid_env_name(&a.name) {
+            return Err(bad(format!(
+                "input artifact name `{}` is not valid",
+                a.name
+            )));
+        }
+    }
+    for f in &job.files {
+        if !f.path.starts_with('/') || f.path.split('/').any(|c| c == "..") {
+            return Err(bad(format!(
+                "file path `{}` must be absolute, without `..`",
+                f.path
+            )));
+        }
+    }
+    Ok(())
+}
+
+pub(crate) async fn fetch_source(job: &JobSpec) -> Result<Option<Tar>, JobError> {
     let fail = |detail: String| JobError::Source {
         job: job.job_id.clone(),
         detail,
@@ -823,9 +859,8 @@ pub(crate) fn container_body(job: &JobSpec) -> ContainerCreateBody {
 }
 
 struct Runner<'a> {
-    docker: &'a Docker,
+    engine: &'a dyn JobEngine,
     job: &'a JobSpec,
-    container: &'a str,
     secrets: Arc<MaskSet>,
     cancel: &'a CancellationToken,
     deadline: tokio::time::Instant,
@@ -851,16 +886,6 @@ enum Ran {
 }
 
 impl Runner<'_> {
-    fn err(&self, action: &str) -> impl FnOnce(DockerError) -> JobError {
-        let job = self.job.job_id.clone();
-        let action = action.to_string();
-        move |source| JobError::Docker {
-            job,
-            action,
-            source,
-        }
-    }
-
     fn io(&self) -> impl FnOnce(std::io::Error) -> JobError {
         let job = self.job.job_id.clone();
         move |source| JobError::Io { job, source }
@@ -886,24 +911,7 @@ impl Runner<'_> {
     }
 
     async fn upload(&self, path: &str, tar: impl Into<Tar>) -> Result<(), JobError> {
-        let body = match tar.into() {
-            Tar::Bytes(bytes) => bollard::body_full(bytes.into()),
-            Tar::File(file) => {
-                let file = tokio::fs::File::open(&file).await.map_err(self.io())?;
-                bollard::body_try_stream(file_chunks(file))
-            }
-        };
-        self.docker
-            .upload_to_container(
-                self.container,
-                Some(UploadToContainerOptions {
-                    path: path.to_string(),
-                    ..Default::default()
-                }),
-                body,
-            )
-            .await
-            .map_err(self.err(&format!("upload to {path}")))
+        self.engine.upload(path, tar.into()).await
     }
 
     async fn run(
@@ -950,12 +958,7 @@ impl Runner<'_> {
                 restored.push(c.name.clone());
             }
         }
-        if self.job.pooled.is_none() {
-            self.docker
-                .start_container(self.container, None::<StartContainerOptions>)
-                .await
-                .map_err(self.err("start container"))?;
-        }
+        self.engine.start().await?;
 
         let mut out = MaskedOutput::new(sink, &self.secrets);
         let mut result = JobResult {
@@ -997,7 +1000,7 @@ impl Runner<'_> {
             }
             if result.status == JobStatus::Succeeded {
                 for c in &self.job.caches {
-                    match cache::save(self.docker, self.container, c).await {
+                    match cache::save(self.engine, c).await {
                         Ok(Some(a)) => {
                             out.system(&format!(
                                 "[cove] cache {} saved ({} files)",
@@ -1237,34 +1240,19 @@ impl Runner<'_> {
         if first {
             env.extend(self.builtin_env());
             env.extend(self.job.env.iter().map(|(k, v)| format!("{k}={v}")));
-            env.extend(self.job.secrets.iter().map(|(k, v)| format!("{k}={v}")));
+            if !self.engine.secrets_in_container() {
+                env.extend(self.job.secrets.iter().map(|(k, v)| format!("{k}={v}")));
+            }
         }
-        let exec = self
-            .docker
-            .create_exec(
-                self.container,
-                ExecConfig {
-                    attach_stdout: Some(true),
-                    attach_stderr: Some(true),
-                    cmd: Some(script::command_line(&self.job.shell, n, first, overrides)),
-                    env: Some(env),
-                    working_dir: Some(self.workdir()),
-                    ..Default::default()
-                },
-            )
-            .await
-            .map_err(self.err("create exec"))?;
-        let started = self
-            .docker
-            .start_exec(&exec.id, None)
-            .await
-            .map_err(self.err("start exec"))?;
+        let cmd = script::command_line(&self.job.shell, n, first, overrides);
+        let Running {
+            mut output,
+            exit,
+            keep,
+        } = self.engine.exec(cmd, env, self.workdir()).await?;
         if self.first_started.is_none() {
             self.first_started = Some(Instant::now());
         }
-        let StartExecResults::Attached { mut output, .. } = started else {
-            return Ok(Ran::Exit(-1));
-        };
         let mut interrupted: Option<Interrupt> = None;
         let mut grace_until: Option<tokio::time::Instant> = None;
         let mut give_up: Option<tokio::time::Instant> = None;
@@ -1273,20 +1261,15 @@ impl Runner<'_> {
             tokio::select! {
                 chunk = output.next() => match chunk {
                     None => break,
-                    Some(Ok(LogOutput::StdErr { message })) => {
-                        self.keep_tail(&message);
-                        out.write(LogStream::Stderr, &message).await;
-                    }
-                    Some(Ok(other)) => {
-                        let bytes = other.into_bytes();
+                    Some(Ok((stream, bytes))) => {
                         self.keep_tail(&bytes);
-                        out.write(LogStream::Stdout, &bytes).await;
+                        out.write(stream, &bytes).await;
                     }
                     Some(Err(e)) => {
                         if interrupted.is_some() {
                             break;
                         }
-                        return Err(self.err("read exec output")(e));
+                        return Err(e);
                     }
                 },
                 _ = self.cancel.cancelled(), if interrupted.is_none() && cleanup.is_none() => {
@@ -1321,13 +1304,8 @@ impl Runner<'_> {
             self.interrupted = self.interrupted.or(interrupted);
             return Ok(Ran::Interrupted);
         }
-        let code = self
-            .docker
-            .inspect_exec(&exec.id)
-            .await
-            .map_err(self.err("inspect exec"))?
-            .exit_code
-            .unwrap_or(-1);
+        let code = exit.await?;
+        drop(keep);
         tracing::debug!(job = %self.job.job_id, command = n, exit_code = code, millis = self.last_started.elapsed().as_millis() as u64, "command finished");
         if code != 0 {
             out.system(&format!("[cove] exit status {code}")).await;
@@ -1363,7 +1341,7 @@ impl Runner<'_> {
             "p=$(cat {pid} 2>/dev/null) && [ -n \"$p\" ] && kill -{sig} -\"$p\"",
             pid = script::PID_FILE
         );
-        match self.exec_capture(&["/bin/sh", "-c", &script]).await {
+        match self.engine.capture(&["/bin/sh", "-c", &script]).await {
             Ok(_) => {}
             Err(error) => {
                 tracing::warn!(job = %self.job.job_id, signal = sig, %error, "signalling the step failed")
@@ -1371,44 +1349,11 @@ impl Runner<'_> {
         }
     }
 
-    /// Run a helper command in the container and collect its stdout.
-    async fn exec_capture(&self, cmd: &[&str]) -> Result<Vec<u8>, JobError> {
-        let exec = self
-            .docker
-            .create_exec(
-                self.container,
-                ExecConfig {
-                    attach_stdout: Some(true),
-                    attach_stderr: Some(true),
-                    cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
-                    ..Default::default()
-                },
-            )
-            .await
-            .map_err(self.err("create exec"))?;
-        let mut stdout = Vec::new();
-        if let StartExecResults::Attached { mut output, .. } = self
-            .docker
-            .start_exec(&exec.id, None)
-            .await
-            .map_err(self.err("start exec"))?
-        {
-            while let Some(chunk) = output.next().await {
-                if let LogOutput::StdOut { message } =
-                    chunk.map_err(self.err("read exec output"))?
-                {
-                    stdout.extend_from_slice(&message);
-                }
-            }
-        }
-        Ok(stdout)
-    }
-
     async fn exported_variables(&self) -> Result<BTreeMap<String, String>, JobError> {
         if self.job.exported_variables.is_empty() || self.commands == 0 {
             return Ok(BTreeMap::new());
         }
-        let dump = self.exec_capture(&["cat", script::ENV0_FILE]).await?;
+        let dump = self.engine.capture(&["cat", script::ENV0_FILE]).await?;
         let env = script::parse_env(&dump);
         Ok(self
             .job
@@ -1425,32 +1370,23 @@ impl Runner<'_> {
         for spec in &self.job.outputs {
             spec.validate().map_err(Collect::Artifact)?;
         }
-        let mut stream = self.docker.download_from_container(
-            self.container,
-            Some(DownloadFromContainerOptions {
-                path: SRC_DIR.to_string(),
-            }),
-        );
         // spool the tree to a temporary file: a source tree can be large
         let spool = tempfile::tempfile().map_err(|e| Collect::Docker(self.io()(e)))?;
         let mut file = tokio::fs::File::from_std(spool);
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| match e {
-                // the job removed its own source directory
-                DockerError::DockerResponseServerError {
-                    status_code: 404, ..
-                } => Collect::Artifact(ArtifactError::Io {
-                    artifact: self.job.outputs[0].name.clone(),
-                    source: std::io::Error::new(
-                        std::io::ErrorKind::NotFound,
-                        format!("{SRC_DIR} no longer exists"),
-                    ),
-                }),
-                e => Collect::Docker(self.err("download sources")(e)),
-            })?;
-            file.write_all(&chunk)
-                .await
-                .map_err(|e| Collect::Docker(self.io()(e)))?;
+        let got = self
+            .engine
+            .download(SRC_DIR, &mut file, u64::MAX)
+            .await
+            .map_err(Collect::Docker)?;
+        if got == Downloaded::NotFound {
+            // the job removed its own source directory
+            return Err(Collect::Artifact(ArtifactError::Io {
+                artifact: self.job.outputs[0].name.clone(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!("{SRC_DIR} no longer exists"),
+                ),
+            }));
         }
         file.flush()
             .await

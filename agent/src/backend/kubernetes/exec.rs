@@ -20,6 +20,21 @@ impl KubernetesBackend {
         with_stdin: bool,
     ) -> Result<ExecStreams> {
         self.running_pod(env, component).await?;
+        self.attach_pod(env, &pod_name(env), component, argv, tty, with_stdin)
+            .await
+    }
+
+    /// [`Self::attach`] in a Pod named `pod` (a job's); `what` names it in errors.
+    pub(super) async fn attach_pod(
+        &self,
+        what: &str,
+        pod: &str,
+        component: &str,
+        argv: Vec<String>,
+        tty: Option<(u16, u16)>,
+        with_stdin: bool,
+    ) -> Result<ExecStreams> {
+        let env = what;
         let ap = AttachParams::default()
             .container(component)
             .stdin(with_stdin)
@@ -31,7 +46,7 @@ impl KubernetesBackend {
             .max_stdin_buf_size(64 * 1024);
         let mut process = self
             .pods()
-            .exec(&pod_name(env), argv, &ap)
+            .exec(pod, argv, &ap)
             .await
             .map_err(kerr(env, "exec"))?;
         let stdin: crate::backend::BoxWriter = match process.stdin() {

@@ -396,6 +396,7 @@ mod tests {
             image_pull_policy: "Never".into(),
             volume_size: "1Gi".into(),
             ready_timeout_secs: 120,
+            job_gateway_address: None,
         }
     }
 

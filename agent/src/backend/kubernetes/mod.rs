@@ -8,9 +8,11 @@
 //! recreate = a new manifest, Pod replaced, claims kept; delete = Pod, Service, Secret and
 //! claims by label, waiting until they are gone. exec/logs go through the API server
 //! (`pods/exec` over WebSocket, `pods/log`), with the exit code from the exec's status
-//! channel. Workflow jobs do not run here yet ([`BackendError::Unsupported`]).
+//! channel. Workflow jobs run as Pods fenced by a NetworkPolicy ([`jobs`]).
 
 mod exec;
+mod job_manifest;
+pub mod jobs;
 pub mod manifest;
 mod status;
 
@@ -57,6 +59,11 @@ pub struct KubernetesConfig {
     /// How long create/start wait for every container to start.
     #[serde(default = "default_ready_timeout")]
     pub ready_timeout_secs: u64,
+    /// Where workflow jobs' gateways listen: an address of the agent's that job Pods reach
+    /// (the node's for an agent beside the cluster, the agent Pod's in it); the job worker's
+    /// `KubernetesJobs::gateway_address`.
+    #[serde(default)]
+    pub job_gateway_address: Option<std::net::IpAddr>,
 }
 
 fn default_pull_policy() -> String {
@@ -79,6 +86,7 @@ impl KubernetesConfig {
             image_pull_policy: default_pull_policy(),
             volume_size: default_volume_size(),
             ready_timeout_secs: default_ready_timeout(),
+            job_gateway_address: None,
         }
     }
 }
@@ -114,7 +122,7 @@ pub(super) fn kerr(env: &str, action: &str) -> impl FnOnce(kube::Error) -> Backe
     }
 }
 
-fn is_status(e: &kube::Error, code: u16) -> bool {
+pub(super) fn is_status(e: &kube::Error, code: u16) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == code)
 }
 
@@ -342,6 +350,56 @@ impl KubernetesBackend {
                 }
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Unpack a tar archive, streamed in chunks, at `path` of `component` in Pod `pod`
+    /// (`tar -x` by exec); `what` names the environment or job in errors.
+    pub(super) async fn untar(
+        &self,
+        what: &str,
+        pod: &str,
+        component: &str,
+        path: &str,
+        mut body: TarBody,
+    ) -> Result<()> {
+        let env = what;
+        let argv = ["tar", "-x", "-f", "-", "-C", path]
+            .map(str::to_string)
+            .to_vec();
+        let mut streams = self
+            .attach_pod(env, pod, component, argv, None, true)
+            .await?;
+        let mut stdin = std::mem::replace(&mut streams.stdin, Box::pin(tokio::io::sink()));
+        // write while the output is read (a full pipe would stall both sides)
+        let writer = async move {
+            use futures_util::StreamExt;
+            while let Some(chunk) = body.next().await {
+                stdin.write_all(&chunk?).await?;
+            }
+            stdin.shutdown().await
+        };
+        let limits = crate::bounded::ExecLimits {
+            output_bytes: 64 * 1024,
+            timeout: self.exec_limits.timeout,
+        };
+        let (written, collected) =
+            tokio::join!(writer, super::collect_bounded(streams, limits, false));
+        let (out, code) = collected?;
+        let (_, stderr) = out.finish();
+        match (written, code) {
+            (Ok(()), Some(0)) => Ok(()),
+            (w, code) => Err(BackendError::Kubernetes {
+                env: env.to_string(),
+                action: format!("upload files to {path}"),
+                message: format!(
+                    "tar exited with {} {}{}",
+                    code.map(|c| c.to_string())
+                        .unwrap_or_else(|| "no code".into()),
+                    stderr.trim(),
+                    w.err().map(|e| format!(" ({e})")).unwrap_or_default()
+                ),
+            }),
         }
     }
 
@@ -627,43 +685,10 @@ impl Backend for KubernetesBackend {
         env: &str,
         component: &str,
         path: &str,
-        mut body: TarBody,
+        body: TarBody,
     ) -> Result<()> {
-        let argv = ["tar", "-x", "-f", "-", "-C", path]
-            .map(str::to_string)
-            .to_vec();
-        let mut streams = self.attach(env, component, argv, None, true).await?;
-        let mut stdin = std::mem::replace(&mut streams.stdin, Box::pin(tokio::io::sink()));
-        // write while the output is read (a full pipe would stall both sides)
-        let writer = async move {
-            use futures_util::StreamExt;
-            while let Some(chunk) = body.next().await {
-                stdin.write_all(&chunk?).await?;
-            }
-            stdin.shutdown().await
-        };
-        let limits = crate::bounded::ExecLimits {
-            output_bytes: 64 * 1024,
-            timeout: self.exec_limits.timeout,
-        };
-        let (written, collected) =
-            tokio::join!(writer, super::collect_bounded(streams, limits, false));
-        let (out, code) = collected?;
-        let (_, stderr) = out.finish();
-        match (written, code) {
-            (Ok(()), Some(0)) => Ok(()),
-            (w, code) => Err(BackendError::Kubernetes {
-                env: env.to_string(),
-                action: format!("upload files to {path}"),
-                message: format!(
-                    "tar exited with {} {}{}",
-                    code.map(|c| c.to_string())
-                        .unwrap_or_else(|| "no code".into()),
-                    stderr.trim(),
-                    w.err().map(|e| format!(" ({e})")).unwrap_or_default()
-                ),
-            }),
-        }
+        self.running_pod(env, component).await?;
+        self.untar(env, &pod_name(env), component, path, body).await
     }
 
     async fn logs(&self, env: &str, component: &str, tail: u32) -> Result<String> {
@@ -693,16 +718,14 @@ impl Backend for KubernetesBackend {
         Ok(tail.into_text())
     }
 
+    /// One Pod per job attempt, fenced by a NetworkPolicy (see [`jobs`]).
     async fn run_job(
         &self,
-        _job: &JobSpec,
-        _sink: &mut LogSink,
-        _cancel: &CancellationToken,
+        job: &JobSpec,
+        sink: &mut LogSink,
+        cancel: &CancellationToken,
     ) -> Result<JobResult> {
-        Err(BackendError::Unsupported {
-            backend: "kubernetes",
-            what: "workflow jobs",
-        })
+        Ok(self.run_job_pod(job, sink, cancel).await?)
     }
 }
 
