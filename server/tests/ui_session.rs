@@ -413,7 +413,11 @@ async fn sse_streams_deliver_runs_logs_with_resume_and_environments() -> Result<
     // stored, then pushed to this server's followers (what runs::append_logs does for an
     // agent's batch)
     let second = [line(2, "second line")];
-    server.state.store().append_logs(run_id + 1, &second).await?;
+    server
+        .state
+        .store()
+        .append_logs(run_id + 1, &second)
+        .await?;
     server.state.log_hub().publish(run_id + 1, &second);
     let (_, id, data) = logs.next(Duration::from_secs(5)).await?;
     assert_eq!(id.as_deref(), Some("2"));
