@@ -4,6 +4,7 @@
 #   scripts/k8s-cluster.sh start    (KUBECONFIG from its output)
 #   scripts/k8s-cluster.sh import   cove/busybox cove/echo-server (from $DOCKER_HOST)
 #   cargo test -p cove-agent --test k8s_env -- --ignored
+#   cargo test -p cove-server --test env_k8s_agent -- --ignored   (a cove-agent with backend: kubernetes)
 #   scripts/k8s-cluster.sh stop     (always, also after a failure)
 # Needs root and a Docker engine with the images (scripts/test-env.sh). Exits with the
 # first failure's status. Called by scripts/test.sh after the browser tests, so the
@@ -23,6 +24,13 @@ export COVE_KUBECTL="${COVE_K8S_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/cove/k8s/
 t0=$SECONDS
 bash "$K8S" build
 log "build: $((SECONDS - t0)) s"
+
+# compile before the cluster is up (its minutes are shared with everything else)
+t=$SECONDS
+cargo test -p cove-agent --test k8s_env --no-run
+cargo test -p cove-server --test env_k8s_agent --no-run
+cargo build -p cove-agent --bin cove-agent
+log "compile: $((SECONDS - t)) s"
 
 stopped=0
 stop_cluster() {
@@ -49,6 +57,13 @@ t=$SECONDS
 rc=0
 cargo test -p cove-agent --test k8s_env -- --ignored || rc=$?
 log "cargo test -p cove-agent --test k8s_env: $((SECONDS - t)) s (exit $rc)"
+
+# environments through a standalone cove-agent with the Kubernetes backend (server in process)
+t=$SECONDS
+rc2=0
+cargo test -p cove-server --test env_k8s_agent -- --ignored || rc2=$?
+log "cargo test -p cove-server --test env_k8s_agent: $((SECONDS - t)) s (exit $rc2)"
+[ "$rc" = 0 ] && rc=$rc2
 stop_cluster
 log "total: $((SECONDS - t0)) s"
 exit "$rc"

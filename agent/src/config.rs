@@ -532,6 +532,28 @@ job_pool: 1000
     }
 
     #[test]
+    fn the_shipped_kubernetes_deployment_configures_the_kubernetes_backend() {
+        use serde::Deserialize as _;
+        let text = include_str!("../../deploy/kubernetes/agent.yaml");
+        let config_map = serde_yaml::Deserializer::from_str(text)
+            .map(|doc| serde_yaml::Value::deserialize(doc).expect("yaml"))
+            .find(|doc| doc["kind"] == "ConfigMap")
+            .expect("a ConfigMap");
+        let agent_yaml = config_map["data"]["agent.yaml"]
+            .as_str()
+            .expect("agent.yaml");
+        let config = AgentConfig::resolve(
+            parse(agent_yaml).expect("the shipped agent.yaml parses"),
+            Overrides::default(),
+            "h",
+        )
+        .expect("valid");
+        assert_eq!(config.backend, BackendKind::Kubernetes);
+        assert_eq!(config.kubernetes.expect("settings").namespace, "cove");
+        assert_eq!(config.labels["backend"], "kubernetes");
+    }
+
+    #[test]
     fn backend_mistakes_are_clear_errors() {
         let err = parse("server: http://s\nbackend: podman\n")
             .unwrap_err()
