@@ -416,6 +416,55 @@ async fn an_environment_runs_on_kubernetes_through_a_standalone_agent() -> Resul
     let out = exec(&server, &id, "wget -q -O - http://localhost:8080/").await?;
     assert!(out.stdout.contains("echo-server"), "{out:?}");
 
+    // the devfile changed in the workspace: the watcher reads it through the agent
+    // (restart_required), and a restart replaces the Pod with the new limit, /projects kept
+    let out = exec(
+        &server,
+        &id,
+        "f=$(find /projects -maxdepth 2 -name devfile.yaml | head -n 1); \
+         sed -i 's/memoryLimit: 256Mi/memoryLimit: 300Mi/' \"$f\" && grep -c 300Mi \"$f\"",
+    )
+    .await?;
+    assert_eq!(out.stdout.trim(), "1", "{out:?}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !env(&server, &id).await?.restart_required {
+        if Instant::now() > deadline {
+            bail!("restart_required never set");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    action(&server, &id, "restart").await?;
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let e = env(&server, &id).await?;
+        if e.state == EnvState::Running && !e.restart_required {
+            break;
+        }
+        if e.state == EnvState::Failed || Instant::now() > deadline {
+            bail!("restart: {:?} {:?}", e.state, e.reason);
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let limit = kubectl_ok(&[
+        "-n",
+        NAMESPACE,
+        "get",
+        "pod",
+        &format!("cove-env-{id}"),
+        "-o",
+        "jsonpath={.spec.containers[0].resources.limits.memory}",
+    ]);
+    assert_eq!(limit, (300u64 << 20).to_string());
+    let out = exec(&server, &id, "cat /projects/marker").await?;
+    assert_eq!(out.stdout.trim(), "kept", "{out:?}");
+    let r = server
+        .http
+        .get(server.api(&format!("/environments/{id}/logs?component=web")))
+        .bearer_auth(&server.admin_token)
+        .send()
+        .await?;
+    assert_eq!(r.status(), 200, "logs: {}", r.text().await?);
+
     // delete: the row goes once the agent removed everything labelled with it
     let r = server
         .http
