@@ -10,7 +10,7 @@
 //! `POST …/environments {labels: {pool: k8s}}` (what `cove env create --pool k8s` sends) of a
 //! devfile with an app and a sidecar listening on localhost:8080 → running on that agent, the
 //! DTO says agent and backend; one Pod with both containers; exec in the app reaches the
-//! sidecar on localhost; a terminal works through the link; a file in /projects survives
+//! sidecar on localhost; a terminal and a port tunnel work through the link; a file in /projects survives
 //! stop (no Pod, claims kept) and start; delete removes the Pod, Service, claims and plan
 //! Secret.
 //!
@@ -276,6 +276,45 @@ async fn terminal_echo(server: &TestServer, id: &str) -> Result<()> {
     Ok(())
 }
 
+/// A port tunnel (`cove env port-forward`): the relay over the link, `nc 127.0.0.1 8080` in
+/// the Pod's first container, answers an HTTP request with the sidecar's page.
+async fn tunnel_get(server: &TestServer, id: &str, port: u16) -> Result<String> {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::Message;
+    let url = format!(
+        "{}/environments/{id}/ports/{port}/tunnel",
+        server.api("").replace("http://", "ws://")
+    );
+    let mut req = url.into_client_request()?;
+    req.headers_mut().insert(
+        "authorization",
+        format!("Bearer {}", server.admin_token).parse()?,
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await?;
+    ws.send(Message::binary(b"GET / HTTP/1.0\r\n\r\n".to_vec()))
+        .await?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut got = Vec::new();
+    while !String::from_utf8_lossy(&got).contains("echo-server") {
+        let next = tokio::time::timeout(
+            deadline.saturating_duration_since(Instant::now()),
+            ws.next(),
+        )
+        .await;
+        match next {
+            Ok(Some(Ok(Message::Binary(b)))) => got.extend_from_slice(&b),
+            Ok(Some(Ok(_))) => {}
+            other => bail!(
+                "tunnel ended early ({other:?}); got {:?}",
+                String::from_utf8_lossy(&got)
+            ),
+        }
+    }
+    let _ = ws.close(None).await;
+    Ok(String::from_utf8_lossy(&got).into_owned())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "needs the cluster of scripts/k8s-cluster.sh (scripts/k8s-test.sh runs it)"]
 async fn an_environment_runs_on_kubernetes_through_a_standalone_agent() -> Result<()> {
@@ -400,6 +439,8 @@ async fn an_environment_runs_on_kubernetes_through_a_standalone_agent() -> Resul
     let out = exec(&server, &id, "echo kept > /projects/marker; exit 3").await?;
     assert_eq!(out.exit_code, 3, "{out:?}");
     terminal_echo(&server, &id).await?;
+    let page = tunnel_get(&server, &id, 8080).await?;
+    assert!(page.starts_with("HTTP/1."), "{page}");
 
     // stop: no Pod, the claim of /projects stays; start: the file is back
     action(&server, &id, "stop").await?;
