@@ -236,6 +236,103 @@ fn objects(kind: &str, id: &str) -> String {
     ])
 }
 
+/// `cove-agent --environments` with `backend: kubernetes` in its agent.yaml, `--label
+/// pool=k8s`, the ServiceAccount's kubeconfig and no Docker engine.
+async fn spawn_agent(
+    server: &TestServer,
+    dir: &Path,
+    kubeconfig: &Path,
+) -> Result<tokio::process::Child> {
+    let config = dir.join("agent.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "server: {}\nname: k8s-agent\nbackend: kubernetes\nkubernetes:\n  namespace: {NAMESPACE}\n  \
+             storage_class: cove-hostpath\n  image_pull_policy: Never\n  volume_size: 64Mi\n",
+            server.url
+        ),
+    )?;
+    let registration = dir.join("registration");
+    std::fs::write(&registration, server.registration_token(None).await?)?;
+    let agent_bin: PathBuf = cove_tests::cargo_bin("cove-agent", "cove-agent")?;
+    let agent = tokio::process::Command::new(agent_bin)
+        .arg("--config")
+        .arg(&config)
+        .arg("--state-dir")
+        .arg(dir.join("state"))
+        .arg("--registration-token-file")
+        .arg(&registration)
+        .args(["--label", "pool=k8s"])
+        .env_remove("COVE_REGISTRATION_TOKEN")
+        .env_remove("COVE_AGENT_LABELS")
+        .env("KUBECONFIG", kubeconfig)
+        // no Docker engine: everything of the environment must go through Kubernetes
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()?;
+
+    Ok(agent)
+}
+
+/// `POST …/environments {labels: {pool: k8s}}` of `admin/<repo>` (what `cove env create
+/// --pool k8s` sends): 409 until the agent's link is up, then 201.
+async fn create_on_k8s(server: &TestServer, repo: &str) -> Result<Environment> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = server
+            .http
+            .post(server.api(&format!("/repos/admin/{repo}/environments")))
+            .bearer_auth(&server.admin_token)
+            .json(&json!({ "labels": { "pool": "k8s" }, "idle_timeout_secs": 0 }))
+            .send()
+            .await?;
+        if r.status() == 201 {
+            return Ok(r.json().await?);
+        }
+        let (status, text) = (r.status(), r.text().await?);
+        assert_eq!(status, 409, "{text}");
+        if Instant::now() > deadline {
+            bail!("k8s-agent never linked: {text}");
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// Deletes the environment: its row goes once the agent removed everything, and nothing
+/// labelled with it is left in the namespace.
+async fn delete_and_check(server: &TestServer, id: &str) -> Result<()> {
+    let r = server
+        .http
+        .delete(server.api(&format!("/environments/{id}")))
+        .bearer_auth(&server.admin_token)
+        .send()
+        .await?;
+    assert!(r.status().is_success(), "delete: {}", r.status());
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let r = server
+            .http
+            .get(server.api(&format!("/environments/{id}")))
+            .bearer_auth(&server.admin_token)
+            .send()
+            .await?;
+        if r.status() == 404 {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("environment {id} still there: {}", r.text().await?);
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    for kind in ["pods", "services", "persistentvolumeclaims", "secrets"] {
+        assert_eq!(objects(kind, id), "", "{kind} of {id} left after delete");
+    }
+    Ok(())
+}
+
 /// A terminal (WebSocket to the server → a stream over the link → `pods/exec` with a TTY):
 /// what is typed comes back through the shell.
 async fn terminal_echo(server: &TestServer, id: &str) -> Result<()> {
@@ -326,36 +423,7 @@ async fn an_environment_runs_on_kubernetes_through_a_standalone_agent() -> Resul
     let server = TestServer::start_configured(|c| c.embedded_agent = false).await?;
     repo_with_devfile(&server.http, &server.url, "k8s", DEVFILE).await;
 
-    let config = tmp.path().join("agent.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "server: {}\nname: k8s-agent\nbackend: kubernetes\nkubernetes:\n  namespace: {NAMESPACE}\n  \
-             storage_class: cove-hostpath\n  image_pull_policy: Never\n  volume_size: 64Mi\n",
-            server.url
-        ),
-    )?;
-    let registration = tmp.path().join("registration");
-    std::fs::write(&registration, server.registration_token(None).await?)?;
-    let agent_bin: PathBuf = cove_tests::cargo_bin("cove-agent", "cove-agent")?;
-    let _agent = tokio::process::Command::new(agent_bin)
-        .arg("--config")
-        .arg(&config)
-        .arg("--state-dir")
-        .arg(tmp.path().join("state"))
-        .arg("--registration-token-file")
-        .arg(&registration)
-        .args(["--label", "pool=k8s"])
-        .env_remove("COVE_REGISTRATION_TOKEN")
-        .env_remove("COVE_AGENT_LABELS")
-        .env("KUBECONFIG", &kubeconfig)
-        // no Docker engine: everything of the environment must go through Kubernetes
-        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()?;
+    let _agent = spawn_agent(&server, tmp.path(), &kubeconfig).await?;
 
     // the agent reports backend=kubernetes
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -384,25 +452,7 @@ async fn an_environment_runs_on_kubernetes_through_a_standalone_agent() -> Resul
     }
 
     // `cove env create --pool k8s`: 409 until the agent's link is up, then placed there
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let created: Environment = loop {
-        let r = server
-            .http
-            .post(server.api("/repos/admin/k8s/environments"))
-            .bearer_auth(&server.admin_token)
-            .json(&json!({ "labels": { "pool": "k8s" }, "idle_timeout_secs": 0 }))
-            .send()
-            .await?;
-        if r.status() == 201 {
-            break r.json().await?;
-        }
-        let (status, text) = (r.status(), r.text().await?);
-        assert_eq!(status, 409, "{text}");
-        if Instant::now() > deadline {
-            bail!("k8s-agent never linked: {text}");
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    };
+    let created = create_on_k8s(&server, "k8s").await?;
     let id = created.id.clone();
     assert_eq!(created.agent.as_deref(), Some("k8s-agent"));
     let running = wait_state(&server, &id, EnvState::Running, Duration::from_secs(240)).await?;
@@ -507,31 +557,94 @@ async fn an_environment_runs_on_kubernetes_through_a_standalone_agent() -> Resul
     assert_eq!(r.status(), 200, "logs: {}", r.text().await?);
 
     // delete: the row goes once the agent removed everything labelled with it
-    let r = server
+    delete_and_check(&server, &id).await?;
+    Ok(())
+}
+
+const TEST_PY: &str = r#"import os, boto3
+
+def test_items_roundtrip_on_local_dynamodb():
+    assert os.environ["IS_LOCAL"] == "true"
+    db = boto3.resource("dynamodb", endpoint_url="http://localhost:8000", region_name="us-east-1",
+                        aws_access_key_id="local", aws_secret_access_key="local")
+    name = "todos-" + str(os.getpid())
+    table = db.create_table(TableName=name, KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+                            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+                            BillingMode="PAY_PER_REQUEST")
+    table.wait_until_exists()
+    table.put_item(Item={"id": "1", "title": "write tests"})
+    assert table.get_item(Key={"id": "1"})["Item"]["title"] == "write tests"
+"#;
+
+/// The example devfile devfiles/examples/app-with-dynamodb.yaml (cove/universal + the
+/// cove/dynamodb-local sidecar, both imported into the node) on the cluster through the agent:
+/// postStart's pytest and a boto3 round trip against the sidecar on localhost pass inside.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs the cluster of scripts/k8s-cluster.sh with cove/universal and cove/dynamodb-local imported (scripts/k8s-test.sh runs it)"]
+async fn the_app_with_dynamodb_example_runs_on_kubernetes() -> Result<()> {
+    if !cluster_ready() {
+        return Ok(());
+    }
+    let tmp = tempfile::tempdir()?;
+    let kubeconfig = agent_kubeconfig(tmp.path())?;
+    let server = TestServer::start_configured(|c| c.embedded_agent = false).await?;
+    common::create_repo_http(&server.http, &server.url, "todo").await;
+    let work = tmp.path().join("todo");
+    std::fs::create_dir_all(&work)?;
+    let devfile =
+        std::fs::read_to_string(repo_root().join("devfiles/examples/app-with-dynamodb.yaml"))?;
+    std::fs::write(work.join("devfile.yaml"), devfile)?;
+    std::fs::write(work.join("test_app.py"), TEST_PY)?;
+    for args in [
+        &["init", "-q", "-b", "main"][..],
+        &["add", "."],
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@example.com",
+            "commit",
+            "-q",
+            "-m",
+            "app",
+        ],
+        &[
+            "push",
+            "-q",
+            &common::admin_git_url(&server.url, "todo"),
+            "main",
+        ],
+    ] {
+        common::git_blocking(&work, args);
+    }
+    let _agent = spawn_agent(&server, tmp.path(), &kubeconfig).await?;
+
+    let created = create_on_k8s(&server, "todo").await?;
+    let id = created.id.clone();
+    let running = wait_state(&server, &id, EnvState::Running, Duration::from_secs(300)).await?;
+    assert_eq!(running.backend.as_deref(), Some("kubernetes"));
+    assert_eq!(running.components, ["app", "dynamodb"]);
+    // postStart ran the test (its outcome is an event of the environment)
+    let events = server
         .http
-        .delete(server.api(&format!("/environments/{id}")))
+        .get(server.api(&format!("/environments/{id}/events")))
         .bearer_auth(&server.admin_token)
         .send()
+        .await?
+        .text()
         .await?;
-    assert!(r.status().is_success(), "delete: {}", r.status());
-    let deadline = Instant::now() + Duration::from_secs(180);
-    loop {
-        let r = server
-            .http
-            .get(server.api(&format!("/environments/{id}")))
-            .bearer_auth(&server.admin_token)
-            .send()
-            .await?;
-        if r.status() == 404 {
-            break;
-        }
-        if Instant::now() > deadline {
-            bail!("environment {id} still there: {}", r.text().await?);
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-    for kind in ["pods", "services", "persistentvolumeclaims", "secrets"] {
-        assert_eq!(objects(kind, &id), "", "{kind} of {id} left after delete");
-    }
+    assert!(
+        events.contains("postStart command test succeeded") && events.contains("1 passed"),
+        "postStart: {events}"
+    );
+    let out = exec(
+        &server,
+        &id,
+        "cd /projects/todo && python3 -m pytest -q -p no:cacheprovider",
+    )
+    .await?;
+    assert_eq!(out.exit_code, 0, "{out:?}");
+    assert!(out.stdout.contains("1 passed"), "{out:?}");
+    delete_and_check(&server, &id).await?;
     Ok(())
 }
