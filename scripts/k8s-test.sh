@@ -2,7 +2,8 @@
 # The Kubernetes backend's tests on a real one-node cluster (docs/kubernetes.md):
 #   scripts/k8s-cluster.sh build    (cached by version: instant when built)
 #   scripts/k8s-cluster.sh start    (KUBECONFIG from its output)
-#   scripts/k8s-cluster.sh import   cove/busybox cove/echo-server (from $DOCKER_HOST)
+#   scripts/k8s-cluster.sh import   cove/busybox cove/echo-server, then cove/universal
+#                                   cove/dynamodb-local (from $DOCKER_HOST)
 #   cargo test -p cove-agent --test k8s_env -- --ignored
 #   cargo test -p cove-server --test env_k8s_agent -- --ignored   (a cove-agent with backend: kubernetes)
 #   scripts/k8s-cluster.sh stop     (always, also after a failure)
@@ -52,6 +53,10 @@ log "start: $((SECONDS - t)) s"
 t=$SECONDS
 bash "$K8S" import cove/busybox:latest cove/echo-server:latest
 log "import: $((SECONDS - t)) s"
+# the app-with-dynamodb example's images (env_k8s_agent's second test): ~70 s for both
+t=$SECONDS
+bash "$K8S" import cove/universal:latest cove/dynamodb-local:latest
+log "import cove/universal cove/dynamodb-local: $((SECONDS - t)) s"
 
 t=$SECONDS
 rc=0
@@ -61,7 +66,7 @@ log "cargo test -p cove-agent --test k8s_env: $((SECONDS - t)) s (exit $rc)"
 # environments through a standalone cove-agent with the Kubernetes backend (server in process)
 t=$SECONDS
 rc2=0
-cargo test -p cove-server --test env_k8s_agent -- --ignored || rc2=$?
+cargo test -p cove-server --test env_k8s_agent -- --ignored --test-threads=1 || rc2=$?
 log "cargo test -p cove-server --test env_k8s_agent: $((SECONDS - t)) s (exit $rc2)"
 [ "$rc" = 0 ] && rc=$rc2
 stop_cluster
