@@ -184,11 +184,13 @@ impl AgentHandle {
         env: &str,
         cmd: Vec<String>,
     ) -> Result<ExecSession, String> {
-        let streams = self
-            .backend
-            .namespace_streams(env, cmd)
-            .await
-            .map_err(|e| e.to_string())?;
+        // the server's port relay (`nc 127.0.0.1 PORT`) is the backend's port connection
+        // (Docker: that very command in the infra container; Kubernetes: pods/portforward)
+        let streams = match relay_port(&cmd) {
+            Some(port) => self.backend.connect_port(env, port).await,
+            None => self.backend.namespace_streams(env, cmd).await,
+        }
+        .map_err(|e| e.to_string())?;
         Ok(pump_exec(streams))
     }
 
@@ -199,6 +201,16 @@ impl AgentHandle {
             .env_address(env)
             .await
             .map_err(|e| e.to_string())
+    }
+}
+
+/// The port of the server's relay command, `nc 127.0.0.1 PORT` (server/src/ports).
+fn relay_port(cmd: &[String]) -> Option<u16> {
+    match cmd {
+        [nc, host, port] if nc == "nc" && host == "127.0.0.1" => {
+            port.parse().ok().filter(|p| *p > 0)
+        }
+        _ => None,
     }
 }
 
@@ -807,5 +819,20 @@ impl Worker {
             }
             Err(e) => self.state(env, EnvState::Failed, Some(e.to_string()), vec![]),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::relay_port;
+
+    #[test]
+    fn only_the_servers_relay_command_is_a_port_connection() {
+        let v = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(relay_port(&v(&["nc", "127.0.0.1", "8080"])), Some(8080));
+        assert_eq!(relay_port(&v(&["nc", "127.0.0.1", "0"])), None);
+        assert_eq!(relay_port(&v(&["nc", "10.0.0.1", "80"])), None);
+        assert_eq!(relay_port(&v(&["nc", "127.0.0.1", "80", "-v"])), None);
+        assert_eq!(relay_port(&v(&["sh", "-c", "nc 127.0.0.1 80"])), None);
     }
 }

@@ -10,7 +10,7 @@
 //! `POST …/environments {labels: {pool: k8s}}` (what `cove env create --pool k8s` sends) of a
 //! devfile with an app and a sidecar listening on localhost:8080 → running on that agent, the
 //! DTO says agent and backend; one Pod with both containers; exec in the app reaches the
-//! sidecar on localhost; a terminal and a port tunnel work through the link; a file in /projects survives
+//! sidecar on localhost; a terminal and a port tunnel (pods/portforward) work through the link; a file in /projects survives
 //! stop (no Pod, claims kept) and start; delete removes the Pod, Service, claims and plan
 //! Secret.
 //!
@@ -373,9 +373,9 @@ async fn terminal_echo(server: &TestServer, id: &str) -> Result<()> {
     Ok(())
 }
 
-/// A port tunnel (`cove env port-forward`): the relay over the link, `nc 127.0.0.1 8080` in
-/// the Pod's first container, answers an HTTP request with the sidecar's page.
-async fn tunnel_get(server: &TestServer, id: &str, port: u16) -> Result<String> {
+/// A port tunnel (`cove env port-forward`): the server's relay over the link, served by the
+/// agent through `pods/portforward`, answers an HTTP request with a page containing `expect`.
+async fn tunnel_get(server: &TestServer, id: &str, port: u16, expect: &str) -> Result<String> {
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     use tokio_tungstenite::tungstenite::Message;
@@ -393,7 +393,7 @@ async fn tunnel_get(server: &TestServer, id: &str, port: u16) -> Result<String> 
         .await?;
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut got = Vec::new();
-    while !String::from_utf8_lossy(&got).contains("echo-server") {
+    while !String::from_utf8_lossy(&got).contains(expect) {
         let next = tokio::time::timeout(
             deadline.saturating_duration_since(Instant::now()),
             ws.next(),
@@ -489,7 +489,7 @@ async fn an_environment_runs_on_kubernetes_through_a_standalone_agent() -> Resul
     let out = exec(&server, &id, "echo kept > /projects/marker; exit 3").await?;
     assert_eq!(out.exit_code, 3, "{out:?}");
     terminal_echo(&server, &id).await?;
-    let page = tunnel_get(&server, &id, 8080).await?;
+    let page = tunnel_get(&server, &id, 8080, "echo-server").await?;
     assert!(page.starts_with("HTTP/1."), "{page}");
 
     // stop: no Pod, the claim of /projects stays; start: the file is back
@@ -645,6 +645,12 @@ async fn the_app_with_dynamodb_example_runs_on_kubernetes() -> Result<()> {
     .await?;
     assert_eq!(out.exit_code, 0, "{out:?}");
     assert!(out.stdout.contains("1 passed"), "{out:?}");
+    // a port tunnel to the database: the app's image (cove/universal) has no `nc`, so this
+    // goes through the API server's port-forward, not a relay command in the Pod
+    let out = exec(&server, &id, "command -v nc || echo no-nc").await?;
+    assert_eq!(out.stdout.trim(), "no-nc", "{out:?}");
+    let page = tunnel_get(&server, &id, 8000, "HTTP/1.").await?;
+    assert!(page.starts_with("HTTP/1."), "{page}");
     delete_and_check(&server, &id).await?;
     Ok(())
 }

@@ -180,6 +180,14 @@ pub trait Backend: Send + Sync {
             what: "commands in the environment's network namespace",
         })
     }
+    /// A byte stream to `port` on the environment's own loopback (port tunnels, SSH
+    /// `direct-tcpip`): what is written to `stdin` goes to the connection, `stdout` reads
+    /// from it, `exit` resolves once it closed. The default relays through `nc 127.0.0.1
+    /// PORT` in [`Backend::namespace_streams`] (Docker: the infra container's busybox).
+    async fn connect_port(&self, env: &str, port: u16) -> Result<ExecStreams> {
+        let cmd = ["nc", "127.0.0.1", &port.to_string()].map(str::to_string);
+        self.namespace_streams(env, cmd.to_vec()).await
+    }
     /// The address of the environment's network namespace as this host reaches it; `None`
     /// when it has none this host can dial (then ports go through [`Backend::namespace_streams`]).
     async fn env_address(&self, env: &str) -> Result<Option<std::net::IpAddr>> {

@@ -584,6 +584,11 @@ impl Backend for KubernetesBackend {
         self.attach(env, component, argv, tty, true).await
     }
 
+    /// Through the API server's `pods/portforward` (no `nc` needed in the Pod).
+    async fn connect_port(&self, env: &str, port: u16) -> Result<ExecStreams> {
+        self.port_streams(env, port).await
+    }
+
     /// In the Pod's first container: every container of a Pod shares its network namespace
     /// (so the command must be in that container's image, e.g. `nc` for a port relay).
     async fn namespace_streams(&self, env: &str, cmd: Vec<String>) -> Result<ExecStreams> {
