@@ -2,9 +2,11 @@
 # The Kubernetes backend's tests on a real one-node cluster (docs/kubernetes.md):
 #   scripts/k8s-cluster.sh build    (cached by version: instant when built)
 #   scripts/k8s-cluster.sh start    (KUBECONFIG from its output)
-#   scripts/k8s-cluster.sh import   cove/busybox cove/echo-server cove/universal (from $DOCKER_HOST)
+#   scripts/k8s-cluster.sh import   cove/busybox cove/echo-server cove/universal, then
+#                                   cove/dynamodb-local (from $DOCKER_HOST)
 #   cargo test -p cove-agent --test k8s_env -- --ignored
 #   cargo test -p cove-agent --test k8s_jobs -- --ignored
+#   cargo test -p cove-server --test env_k8s_agent -- --ignored   (a cove-agent with backend: kubernetes)
 #   scripts/k8s-cluster.sh stop     (always, also after a failure)
 # Needs root and a Docker engine with the images (scripts/test-env.sh). Exits with the
 # first failure's status. Called by scripts/test.sh after the browser tests, so the
@@ -25,6 +27,13 @@ t0=$SECONDS
 bash "$K8S" build
 log "build: $((SECONDS - t0)) s"
 
+# compile before the cluster is up (its minutes are shared with everything else)
+t=$SECONDS
+cargo test -p cove-agent --test k8s_env --test k8s_jobs --no-run
+cargo test -p cove-server --test env_k8s_agent --no-run
+cargo build -p cove-agent --bin cove-agent
+log "compile: $((SECONDS - t)) s"
+
 stopped=0
 stop_cluster() {
   [ "$stopped" = 1 ] && return 0
@@ -43,8 +52,12 @@ export KUBECONFIG
 log "start: $((SECONDS - t)) s"
 
 t=$SECONDS
-bash "$K8S" import cove/busybox:latest cove/echo-server:latest cove/universal:latest
+bash "$K8S" import cove/busybox:latest cove/echo-server:latest
 log "import: $((SECONDS - t)) s"
+# cove/universal (k8s_jobs' npm job, the app-with-dynamodb example) and cove/dynamodb-local
+t=$SECONDS
+bash "$K8S" import cove/universal:latest cove/dynamodb-local:latest
+log "import cove/universal cove/dynamodb-local: $((SECONDS - t)) s"
 
 t=$SECONDS
 rc=0
@@ -57,6 +70,13 @@ rc_jobs=0
 cargo test -p cove-agent --test k8s_jobs -- --ignored || rc_jobs=$?
 log "cargo test -p cove-agent --test k8s_jobs: $((SECONDS - t)) s (exit $rc_jobs)"
 [ "$rc" != 0 ] || rc=$rc_jobs
+
+# environments through a standalone cove-agent with the Kubernetes backend (server in process)
+t=$SECONDS
+rc2=0
+cargo test -p cove-server --test env_k8s_agent -- --ignored --test-threads=1 || rc2=$?
+log "cargo test -p cove-server --test env_k8s_agent: $((SECONDS - t)) s (exit $rc2)"
+[ "$rc" != 0 ] || rc=$rc2
 stop_cluster
 log "total: $((SECONDS - t0)) s"
 exit "$rc"

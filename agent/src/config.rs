@@ -14,6 +14,10 @@
 //!   private_network: true
 //! job_pool: 2                              # ready job sandboxes (job_pool.rs; 0: none)
 //! job_pool_image: cove/universal:latest    # their image: the server's default image
+//! backend: docker                          # where environments run: docker (default) or
+//! kubernetes:                              #   kubernetes, with this section
+//!   namespace: cove                        #   (backend::kubernetes::KubernetesConfig; the
+//!   storage_class: cove-hostpath           #   kubeconfig from KUBECONFIG, else in-cluster)
 //! ```
 //!
 //! Unknown keys are errors that name the file. The file never holds the agent token; the
@@ -24,6 +28,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::backend::kubernetes::KubernetesConfig;
+use crate::backend::BackendKind;
 use crate::private_net::SandboxSettings;
 
 /// Default state directory.
@@ -61,6 +67,38 @@ pub struct FileConfig {
     /// Image of the pooled sandboxes (default `cove/universal:latest`, the server's default
     /// image of actions that name none).
     pub job_pool_image: Option<String>,
+    /// Where environments run (default `docker`).
+    pub backend: Option<BackendChoice>,
+    /// The Kubernetes backend's settings (with `backend: kubernetes`).
+    pub kubernetes: Option<KubernetesConfig>,
+}
+
+/// `backend:` of agent.yaml.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendChoice {
+    Docker,
+    Kubernetes,
+}
+
+impl BackendChoice {
+    /// `docker` or `kubernetes` (as `--backend` takes it).
+    pub fn parse(text: &str) -> Result<BackendChoice, ConfigError> {
+        match text.trim() {
+            "docker" => Ok(BackendChoice::Docker),
+            "kubernetes" => Ok(BackendChoice::Kubernetes),
+            other => Err(ConfigError::Invalid(format!(
+                "backend {other:?}: expected docker or kubernetes"
+            ))),
+        }
+    }
+
+    pub fn kind(self) -> BackendKind {
+        match self {
+            BackendChoice::Docker => BackendKind::Docker,
+            BackendChoice::Kubernetes => BackendKind::Kubernetes,
+        }
+    }
 }
 
 /// Overrides from flags and environment variables (these win over the file).
@@ -76,6 +114,11 @@ pub struct Overrides {
     pub labels: Vec<String>,
     pub job_pool: Option<usize>,
     pub job_pool_image: Option<String>,
+    /// `--backend docker|kubernetes`.
+    pub backend: Option<String>,
+    /// `--kubernetes-namespace` (replaces `kubernetes.namespace`; with `--backend
+    /// kubernetes` it is enough without a `kubernetes:` section).
+    pub kubernetes_namespace: Option<String>,
 }
 
 /// The effective configuration.
@@ -94,6 +137,10 @@ pub struct AgentConfig {
     /// Ready job sandboxes ([`crate::job_pool`]; 0: none).
     pub job_pool: usize,
     pub job_pool_image: String,
+    /// Where environments run.
+    pub backend: BackendKind,
+    /// Set exactly when `backend` is Kubernetes.
+    pub kubernetes: Option<KubernetesConfig>,
 }
 
 /// Why the configuration is unusable.
@@ -187,7 +234,13 @@ impl AgentConfig {
             let (k, v) = crate::labels::parse(text).map_err(ConfigError::Invalid)?;
             labels.insert(k, v);
         }
-        let labels = crate::labels::standard(&labels);
+        let (backend, kubernetes) = resolve_backend(
+            &file.backend,
+            file.kubernetes,
+            &over.backend,
+            &over.kubernetes_namespace,
+        )?;
+        let labels = crate::labels::standard_for(&labels, backend);
         let job_pool = over
             .job_pool
             .or(file.job_pool)
@@ -219,6 +272,8 @@ impl AgentConfig {
             sandbox: file.sandbox,
             metrics_listen,
             labels,
+            backend,
+            kubernetes,
         })
     }
 
@@ -229,6 +284,70 @@ impl AgentConfig {
     pub fn id_path(&self) -> PathBuf {
         self.state_dir.join(ID_FILE)
     }
+}
+
+/// The backend and its settings: `--backend` over `backend:`; Kubernetes needs a namespace
+/// (`kubernetes.namespace` or `--kubernetes-namespace`); a `kubernetes:` section without
+/// `backend: kubernetes` is refused rather than ignored.
+fn resolve_backend(
+    file_backend: &Option<BackendChoice>,
+    file_kubernetes: Option<KubernetesConfig>,
+    over_backend: &Option<String>,
+    over_namespace: &Option<String>,
+) -> Result<(BackendKind, Option<KubernetesConfig>), ConfigError> {
+    let choice = match over_backend {
+        Some(text) => BackendChoice::parse(text)?,
+        None => file_backend.unwrap_or(BackendChoice::Docker),
+    };
+    let namespace = over_namespace
+        .as_deref()
+        .map(str::trim)
+        .filter(|n| !n.is_empty());
+    match choice {
+        BackendChoice::Docker => {
+            if file_kubernetes.is_some() || namespace.is_some() {
+                return Err(ConfigError::Invalid(
+                    "a `kubernetes:` section (or --kubernetes-namespace) is set but the backend is docker: \
+                     set `backend: kubernetes` (or --backend kubernetes), or remove it"
+                        .into(),
+                ));
+            }
+            Ok((BackendKind::Docker, None))
+        }
+        BackendChoice::Kubernetes => {
+            let mut k = match (file_kubernetes, namespace) {
+                (Some(k), _) => k,
+                (None, Some(ns)) => KubernetesConfig::new(ns),
+                (None, None) => {
+                    return Err(ConfigError::Invalid(
+                        "backend kubernetes needs a namespace: a `kubernetes:` section with \
+                         `namespace:` (or --kubernetes-namespace)"
+                            .into(),
+                    ))
+                }
+            };
+            if let Some(ns) = namespace {
+                k.namespace = ns.to_string();
+            }
+            if !valid_namespace(&k.namespace) {
+                return Err(ConfigError::Invalid(format!(
+                    "kubernetes namespace {:?} is not a DNS label (a-z, 0-9, '-', at most 63)",
+                    k.namespace
+                )));
+            }
+            Ok((BackendKind::Kubernetes, Some(k)))
+        }
+    }
+}
+
+fn valid_namespace(ns: &str) -> bool {
+    !ns.is_empty()
+        && ns.len() <= 63
+        && ns
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !ns.starts_with('-')
+        && !ns.ends_with('-')
 }
 
 #[cfg(test)]
@@ -371,6 +490,116 @@ job_pool: 1000
         )
         .unwrap_err();
         assert!(err.to_string().contains("KEY=VALUE"), "{err}");
+    }
+
+    #[test]
+    fn the_backend_is_docker_unless_kubernetes_is_chosen_with_a_namespace() {
+        let config = AgentConfig::resolve(
+            parse("server: http://s\n").expect("valid"),
+            Overrides::default(),
+            "h",
+        )
+        .expect("valid");
+        assert_eq!(
+            (config.backend, config.kubernetes.is_none()),
+            (BackendKind::Docker, true)
+        );
+        let file = parse(
+            "server: http://s\nbackend: kubernetes\nkubernetes:\n  namespace: cove\n  \
+             storage_class: cove-hostpath\n  image_pull_policy: Never\n",
+        )
+        .expect("valid");
+        let config = AgentConfig::resolve(file, Overrides::default(), "h").expect("valid");
+        assert_eq!(config.backend, BackendKind::Kubernetes);
+        assert_eq!(config.labels["backend"], "kubernetes");
+        let k = config.kubernetes.expect("kubernetes settings");
+        assert_eq!(k.namespace, "cove");
+        assert_eq!(k.storage_class.as_deref(), Some("cove-hostpath"));
+        assert_eq!(k.image_pull_policy, "Never");
+        // flags alone
+        let config = AgentConfig::resolve(
+            parse("server: http://s\n").expect("valid"),
+            Overrides {
+                backend: Some("kubernetes".into()),
+                kubernetes_namespace: Some("envs".into()),
+                ..Default::default()
+            },
+            "h",
+        )
+        .expect("valid");
+        assert_eq!(config.kubernetes.expect("settings").namespace, "envs");
+        assert_eq!(config.labels["backend"], "kubernetes");
+    }
+
+    #[test]
+    fn the_shipped_kubernetes_deployment_configures_the_kubernetes_backend() {
+        use serde::Deserialize as _;
+        let text = include_str!("../../deploy/kubernetes/agent.yaml");
+        let config_map = serde_yaml::Deserializer::from_str(text)
+            .map(|doc| serde_yaml::Value::deserialize(doc).expect("yaml"))
+            .find(|doc| doc["kind"] == "ConfigMap")
+            .expect("a ConfigMap");
+        let agent_yaml = config_map["data"]["agent.yaml"]
+            .as_str()
+            .expect("agent.yaml");
+        let config = AgentConfig::resolve(
+            parse(agent_yaml).expect("the shipped agent.yaml parses"),
+            Overrides::default(),
+            "h",
+        )
+        .expect("valid");
+        assert_eq!(config.backend, BackendKind::Kubernetes);
+        assert_eq!(config.kubernetes.expect("settings").namespace, "cove");
+        assert_eq!(config.labels["backend"], "kubernetes");
+    }
+
+    #[test]
+    fn backend_mistakes_are_clear_errors() {
+        let err = parse("server: http://s\nbackend: podman\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("podman") && err.contains("kubernetes"),
+            "{err}"
+        );
+        let err = parse(
+            "server: http://s\nbackend: kubernetes\nkubernetes:\n  namespace: a\n  nmespace: b\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("nmespace"), "{err}");
+        let resolve = |text: &str, over: Overrides| {
+            AgentConfig::resolve(parse(text).expect("valid"), over, "h")
+                .unwrap_err()
+                .to_string()
+        };
+        let err = resolve(
+            "server: http://s\nbackend: kubernetes\n",
+            Overrides::default(),
+        );
+        assert!(err.contains("namespace"), "{err}");
+        let err = resolve(
+            "server: http://s\nkubernetes:\n  namespace: cove\n",
+            Overrides::default(),
+        );
+        assert!(err.contains("backend: kubernetes"), "{err}");
+        let err = resolve(
+            "server: http://s\n",
+            Overrides {
+                backend: Some("kube".into()),
+                ..Default::default()
+            },
+        );
+        assert!(err.contains("docker or kubernetes"), "{err}");
+        let err = resolve(
+            "server: http://s\n",
+            Overrides {
+                backend: Some("kubernetes".into()),
+                kubernetes_namespace: Some("Not_A_Label".into()),
+                ..Default::default()
+            },
+        );
+        assert!(err.contains("DNS label"), "{err}");
     }
 
     #[test]

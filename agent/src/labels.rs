@@ -1,5 +1,5 @@
 //! An agent's labels (issue 20, docs/agents.md): what it declares (`--label k=v`, `labels:`
-//! in agent.yaml) plus what it always reports — `backend=docker` and its CPU architecture
+//! in agent.yaml) plus what it always reports — `backend=docker|kubernetes` and its CPU architecture
 //! (`arch=amd64|arm64`). The server checks label syntax and owns the `pool` label.
 
 use std::collections::BTreeMap;
@@ -19,8 +19,16 @@ pub fn host_arch() -> &'static str {
 
 /// `declared` plus `backend=docker` and `arch=<host>`.
 pub fn standard(declared: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    standard_for(declared, crate::backend::BackendKind::Docker)
+}
+
+/// `declared` plus `backend=<backend>` and `arch=<host>`.
+pub fn standard_for(
+    declared: &BTreeMap<String, String>,
+    backend: crate::backend::BackendKind,
+) -> BTreeMap<String, String> {
     let mut labels = declared.clone();
-    labels.insert(BACKEND.to_string(), "docker".to_string());
+    labels.insert(BACKEND.to_string(), backend.label().to_string());
     labels.insert(ARCH.to_string(), host_arch().to_string());
     labels
 }

@@ -1,7 +1,11 @@
-//! The agent side of the agent protocol: carries out [`EnvCommand`]s on
-//! the Docker engine and sends [`EnvReport`]s. The embedded agent runs this
-//! in the server's process; long operations run in the background, one at a
-//! time per environment.
+//! The agent side of the agent protocol: carries out [`EnvCommand`]s on the agent's
+//! [`Backend`] (Docker or Kubernetes) and sends [`EnvReport`]s. The embedded agent runs this
+//! in the server's process, a standalone `cove-agent` behind its link; long operations run in
+//! the background, one at a time per environment. Terminals and attached execs are the
+//! backend's [`crate::backend::ExecStreams`]. What only the Docker engine has — VS Code's
+//! volume, prebuild snapshots, the restart by difference's summary — is used when the agent
+//! runs on Docker ([`spawn`]); on another backend ([`spawn_backend`]) those report that they
+//! are not available there.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -13,6 +17,7 @@ use cove_api::agent::{
 use cove_api::{Editor, EnvState, ExecResult};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::backend::{Backend, ExecStreams};
 use crate::environment::{self, Progress};
 use crate::pod::{PodSpec, PodStatus, Runtime};
 
@@ -22,7 +27,7 @@ type Job = (EnvCommand, oneshot::Sender<AgentReply>);
 #[derive(Clone)]
 pub struct AgentHandle {
     tx: mpsc::Sender<Job>,
-    rt: Runtime,
+    backend: Arc<dyn Backend>,
 }
 
 /// The two ends of an interactive terminal.
@@ -35,7 +40,12 @@ impl AgentHandle {
     /// The engine's CPUs (millicores) and memory (bytes): the default maximum
     /// of a container's limits.
     pub fn capacity(&self) -> (Option<u64>, Option<u64>) {
-        self.rt.capacity()
+        self.backend.capacity()
+    }
+
+    /// Which engine this agent drives.
+    pub fn backend_kind(&self) -> crate::backend::BackendKind {
+        self.backend.kind()
     }
 
     /// Send a command and wait for its direct reply.
@@ -51,8 +61,8 @@ impl AgentHandle {
         })
     }
 
-    /// Open an interactive terminal (`docker exec` with a TTY) running `cmd`
-    /// in `component`. Output ends with [`TermOutput::Exit`].
+    /// Open an interactive terminal (an exec with a TTY, `TERM=xterm-256color`) running
+    /// `cmd` in `component`. Output ends with [`TermOutput::Exit`].
     pub async fn open_terminal(
         &self,
         env: &str,
@@ -61,58 +71,54 @@ impl AgentHandle {
         cols: u16,
         rows: u16,
     ) -> Result<Terminal, String> {
-        let session = self
-            .rt
-            .exec_tty(env, component, cmd, cols, rows)
+        let streams = self
+            .backend
+            .exec_streams(env, component, cmd, Some((cols, rows)))
             .await
             .map_err(|e| e.to_string())?;
         let (in_tx, mut in_rx) = mpsc::channel::<TermInput>(64);
         let (out_tx, out_rx) = mpsc::channel::<TermOutput>(64);
-        let crate::pod::TtySession {
-            exec_id,
-            mut output,
-            mut input,
-        } = session;
-        let rt = self.rt.clone();
-        let env_in = env.to_string();
-        let exec_in = exec_id.clone();
+        let ExecStreams {
+            mut stdin,
+            mut stdout,
+            stderr: _,
+            exit,
+            resize,
+            keep,
+        } = streams;
         tokio::spawn(async move {
             use tokio::io::AsyncWriteExt;
             while let Some(msg) = in_rx.recv().await {
                 match msg {
                     TermInput::Data { bytes } => {
-                        if input.write_all(&bytes).await.is_err() || input.flush().await.is_err() {
+                        if stdin.write_all(&bytes).await.is_err() || stdin.flush().await.is_err() {
                             break;
                         }
                     }
                     TermInput::Resize { cols, rows } => {
-                        rt.resize_tty(&env_in, &exec_in, cols, rows).await.ok();
+                        if let Some(r) = &resize {
+                            r.send((cols, rows)).await.ok();
+                        }
                     }
                 }
             }
         });
-        let rt = self.rt.clone();
-        let env_out = env.to_string();
         tokio::spawn(async move {
-            use futures_util::StreamExt;
-            while let Some(chunk) = output.next().await {
-                let Ok(chunk) = chunk else { break };
-                if out_tx
-                    .send(TermOutput::Data {
-                        bytes: chunk.into_bytes().to_vec(),
-                    })
-                    .await
-                    .is_err()
-                {
-                    return;
+            use tokio::io::AsyncReadExt;
+            let _keep = keep;
+            let mut buf = vec![0u8; 32 * 1024];
+            loop {
+                match stdout.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        let bytes = buf[..n].to_vec();
+                        if out_tx.send(TermOutput::Data { bytes }).await.is_err() {
+                            return;
+                        }
+                    }
                 }
             }
-            let code = rt
-                .exec_exit_code(&env_out, &exec_id)
-                .await
-                .ok()
-                .flatten()
-                .unwrap_or(-1);
+            let code = exit.await.ok().flatten().unwrap_or(-1);
             let _ = out_tx.send(TermOutput::Exit { code }).await;
         });
         Ok(Terminal {
@@ -161,98 +167,130 @@ impl AgentHandle {
         tty: Option<(u16, u16)>,
         vars: Vec<String>,
     ) -> Result<ExecSession, String> {
-        let session = self
-            .rt
-            .exec_attached(env, component, cmd, tty, vars)
+        let streams = self
+            .backend
+            .exec_streams_with(env, component, cmd, tty, vars)
             .await
             .map_err(|e| e.to_string())?;
-        Ok(self.pump_exec(env, session))
+        Ok(pump_exec(streams))
     }
 
-    /// Runs `cmd` without a TTY in the environment's network namespace (its infra container,
-    /// Cove's busybox), stdin/stdout/stderr attached: e.g. `nc 127.0.0.1 PORT` to reach a
-    /// service that listens on the pod's loopback only.
+    /// Runs `cmd` without a TTY in the environment's network namespace (Docker: its infra
+    /// container, Cove's busybox; Kubernetes: the Pod's first container), stdin/stdout/stderr
+    /// attached: e.g. `nc 127.0.0.1 PORT` to reach a service that listens on the pod's
+    /// loopback only.
     pub async fn open_namespace_exec(
         &self,
         env: &str,
         cmd: Vec<String>,
     ) -> Result<ExecSession, String> {
-        let session = self
-            .rt
-            .exec_in_namespace(env, cmd)
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(self.pump_exec(env, session))
-    }
-
-    fn pump_exec(&self, env: &str, session: crate::pod::TtySession) -> ExecSession {
-        let (in_tx, mut in_rx) = mpsc::channel::<ExecInput>(64);
-        let (out_tx, out_rx) = mpsc::channel::<ExecOutput>(64);
-        let crate::pod::TtySession {
-            exec_id,
-            mut output,
-            mut input,
-        } = session;
-        let rt = self.rt.clone();
-        let env_in = env.to_string();
-        let exec_in = exec_id.clone();
-        tokio::spawn(async move {
-            use tokio::io::AsyncWriteExt;
-            while let Some(msg) = in_rx.recv().await {
-                match msg {
-                    ExecInput::Data(bytes) => {
-                        if input.write_all(&bytes).await.is_err() || input.flush().await.is_err() {
-                            break;
-                        }
-                    }
-                    ExecInput::Eof => {
-                        let _ = input.shutdown().await;
-                    }
-                    ExecInput::Resize { cols, rows } => {
-                        rt.resize_tty(&env_in, &exec_in, cols, rows).await.ok();
-                    }
-                }
-            }
-        });
-        let rt = self.rt.clone();
-        let env_out = env.to_string();
-        tokio::spawn(async move {
-            use bollard::container::LogOutput;
-            use futures_util::StreamExt;
-            while let Some(chunk) = output.next().await {
-                let Ok(chunk) = chunk else { break };
-                let out = match chunk {
-                    LogOutput::StdErr { message } => ExecOutput::Stderr(message.to_vec()),
-                    other => ExecOutput::Stdout(other.into_bytes().to_vec()),
-                };
-                if out_tx.send(out).await.is_err() {
-                    return;
-                }
-            }
-            // the engine may still call the exec running for a moment after its output ends
-            let mut code = -1;
-            for _ in 0..40 {
-                match rt.exec_exit_code(&env_out, &exec_id).await {
-                    Ok(Some(c)) => {
-                        code = c;
-                        break;
-                    }
-                    Ok(None) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
-                    Err(_) => break,
-                }
-            }
-            let _ = out_tx.send(ExecOutput::Exit(code)).await;
-        });
-        ExecSession {
-            input: in_tx,
-            output: out_rx,
+        // the server's port relay (`nc 127.0.0.1 PORT`) is the backend's port connection
+        // (Docker: that very command in the infra container; Kubernetes: pods/portforward)
+        let streams = match relay_port(&cmd) {
+            Some(port) => self.backend.connect_port(env, port).await,
+            None => self.backend.namespace_streams(env, cmd).await,
         }
+        .map_err(|e| e.to_string())?;
+        Ok(pump_exec(streams))
     }
 
     /// The address of the environment's network namespace as this host reaches it (for
-    /// forwarded TCP connections); `None` when it is not running.
+    /// forwarded TCP connections); `None` when it is not running or the backend has none.
     pub async fn env_address(&self, env: &str) -> Result<Option<std::net::IpAddr>, String> {
-        self.rt.env_address(env).await.map_err(|e| e.to_string())
+        self.backend
+            .env_address(env)
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// The port of the server's relay command, `nc 127.0.0.1 PORT` (server/src/ports).
+fn relay_port(cmd: &[String]) -> Option<u16> {
+    match cmd {
+        [nc, host, port] if nc == "nc" && host == "127.0.0.1" => {
+            port.parse().ok().filter(|p| *p > 0)
+        }
+        _ => None,
+    }
+}
+
+/// An attached command's streams as an [`ExecSession`]: input written to its stdin (EOF
+/// shuts it down), stdout and stderr read concurrently, then its exit code.
+fn pump_exec(streams: ExecStreams) -> ExecSession {
+    let (in_tx, mut in_rx) = mpsc::channel::<ExecInput>(64);
+    let (out_tx, out_rx) = mpsc::channel::<ExecOutput>(64);
+    let ExecStreams {
+        mut stdin,
+        stdout,
+        stderr,
+        exit,
+        resize,
+        keep,
+    } = streams;
+    tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        while let Some(msg) = in_rx.recv().await {
+            match msg {
+                ExecInput::Data(bytes) => {
+                    if stdin.write_all(&bytes).await.is_err() || stdin.flush().await.is_err() {
+                        break;
+                    }
+                }
+                ExecInput::Eof => {
+                    let _ = stdin.shutdown().await;
+                }
+                ExecInput::Resize { cols, rows } => {
+                    if let Some(r) = &resize {
+                        r.send((cols, rows)).await.ok();
+                    }
+                }
+            }
+        }
+    });
+    tokio::spawn(async move {
+        let _keep = keep;
+        let out = forward(stdout, out_tx.clone(), ExecOutput::Stdout);
+        let err = async {
+            match stderr {
+                Some(e) => forward(e, out_tx.clone(), ExecOutput::Stderr).await,
+                None => true,
+            }
+        };
+        tokio::pin!(out, err);
+        let (mut out_done, mut err_done) = (false, false);
+        while !(out_done && err_done) {
+            // the reader went away: stop at once (dropping the streams detaches)
+            tokio::select! {
+                ok = &mut out, if !out_done => if ok { out_done = true } else { return },
+                ok = &mut err, if !err_done => if ok { err_done = true } else { return },
+            }
+        }
+        let code = exit.await.ok().flatten().unwrap_or(-1);
+        let _ = out_tx.send(ExecOutput::Exit(code)).await;
+    });
+    ExecSession {
+        input: in_tx,
+        output: out_rx,
+    }
+}
+
+/// Reads `from` to its end into `to` as `wrap(bytes)`; `false` when `to` is gone.
+async fn forward(
+    mut from: crate::backend::BoxReader,
+    to: mpsc::Sender<ExecOutput>,
+    wrap: fn(Vec<u8>) -> ExecOutput,
+) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = vec![0u8; 32 * 1024];
+    loop {
+        match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return true,
+            Ok(n) => {
+                if to.send(wrap(buf[..n].to_vec())).await.is_err() {
+                    return false;
+                }
+            }
+        }
     }
 }
 
@@ -285,14 +323,12 @@ impl Default for AgentConfig {
     }
 }
 
-/// Start an agent on `rt`. Returns its handle and the stream of reports.
+/// Start an agent on the Docker engine `rt` (networks a killed agent left are cleaned up
+/// first). Returns its handle and the stream of reports.
 pub fn spawn(
     rt: Runtime,
     config: AgentConfig,
 ) -> (AgentHandle, mpsc::UnboundedReceiver<EnvReport>) {
-    let (tx, mut rx) = mpsc::channel::<Job>(64);
-    let (reports, reports_rx) = mpsc::unbounded_channel();
-    let handle_rt = rt.clone();
     // what a killed agent left: networks of environments without containers, stale rules
     let (docker, network) = (rt.docker().clone(), rt.network().clone());
     tokio::spawn(async move {
@@ -300,8 +336,29 @@ pub fn spawn(
             tracing::warn!(%error, "cleaning up environment networks failed");
         }
     });
+    start(Arc::new(rt.clone()), Some(rt), config)
+}
+
+/// Start an agent on any backend (e.g. [`crate::backend::kubernetes::KubernetesBackend`]).
+/// Docker-only features (VS Code's volume, prebuilds) report that they are not available;
+/// use [`spawn`] for the Docker engine.
+pub fn spawn_backend(
+    backend: Arc<dyn Backend>,
+    config: AgentConfig,
+) -> (AgentHandle, mpsc::UnboundedReceiver<EnvReport>) {
+    start(backend, None, config)
+}
+
+fn start(
+    backend: Arc<dyn Backend>,
+    docker: Option<Runtime>,
+    config: AgentConfig,
+) -> (AgentHandle, mpsc::UnboundedReceiver<EnvReport>) {
+    let (tx, mut rx) = mpsc::channel::<Job>(64);
+    let (reports, reports_rx) = mpsc::unbounded_channel();
     let worker = Worker {
-        rt,
+        backend: backend.clone(),
+        docker,
         config,
         reports,
         locks: Arc::default(),
@@ -315,12 +372,14 @@ pub fn spawn(
             });
         }
     });
-    (AgentHandle { tx, rt: handle_rt }, reports_rx)
+    (AgentHandle { tx, backend }, reports_rx)
 }
 
 #[derive(Clone)]
 struct Worker {
-    rt: Runtime,
+    backend: Arc<dyn Backend>,
+    /// The same engine as `backend` when it is Docker (for what only Docker has).
+    docker: Option<Runtime>,
     config: AgentConfig,
     reports: mpsc::UnboundedSender<EnvReport>,
     locks: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
@@ -369,14 +428,28 @@ impl Worker {
         editor: Editor,
     ) -> Result<PodSpec, crate::pod::PodError> {
         let mut spec = self.spec(env, plan);
-        crate::editor::prepare(&self.rt, &mut spec, editor).await?;
+        if let Some(rt) = &self.docker {
+            crate::editor::prepare(rt, &mut spec, editor).await?;
+        }
         Ok(spec)
     }
 
     /// Starts the editor's server once the containers run; a failure is an event of the
     /// environment, never a failure of it.
     async fn start_editor(&self, spec: &PodSpec, editor: Editor) {
-        if let Err(e) = crate::editor::start(&self.rt, spec, editor).await {
+        let Some(rt) = &self.docker else {
+            if editor == Editor::Vscode {
+                self.report(EnvReport::Progress {
+                    env_id: spec.env_id.clone(),
+                    step: format!(
+                        "VS Code in the browser is not available on the {} backend yet; use the terminal or SSH",
+                        self.backend.kind().label()
+                    ),
+                });
+            }
+            return;
+        };
+        if let Err(e) = crate::editor::start(rt, spec, editor).await {
             self.report(EnvReport::Progress {
                 env_id: spec.env_id.clone(),
                 step: format!("VS Code did not start: {e}"),
@@ -420,7 +493,7 @@ impl Worker {
                 editor,
             } => {
                 self.background(env_id.clone(), move |w| async move {
-                    match w.rt.start(&env_id).await {
+                    match w.backend.start(&env_id).await {
                         Ok(st) => {
                             w.start_editor(&w.spec(&env_id, plan), editor).await;
                             w.state(&env_id, EnvState::Running, None, ports(&st))
@@ -429,9 +502,9 @@ impl Worker {
                             // containers gone (e.g. removed by hand): build them again from the plan
                             let recreated = async {
                                 let spec = w.spec_for(&env_id, plan, editor).await?;
-                                let st = w.rt.recreate(&spec).await?;
+                                let st = w.backend.recreate(&spec).await?;
                                 w.start_editor(&spec, editor).await;
-                                Ok::<_, crate::pod::PodError>(st)
+                                Ok::<_, crate::backend::BackendError>(st)
                             }
                             .await;
                             match recreated {
@@ -449,7 +522,7 @@ impl Worker {
             }
             EnvCommand::Stop { env_id, plan } => {
                 self.background(env_id.clone(), move |w| async move {
-                    match environment::stop(&w.rt, &env_id, &plan).await {
+                    match environment::stop(&*w.backend, &env_id, &plan).await {
                         Ok(runs) => {
                             for r in runs {
                                 w.report(EnvReport::CommandOutput {
@@ -473,16 +546,21 @@ impl Worker {
                 editor,
             } => self.background(env_id.clone(), move |w| async move {
                 let restarted = match w.spec_for(&env_id, plan, editor).await {
-                    Ok(spec) => environment::restart_planned(&w.rt, &old_plan, &spec)
-                        .await
-                        .map(|(st, done)| (st, spec, done)),
+                    Ok(spec) => match &w.docker {
+                        Some(rt) => environment::restart_planned(rt, &old_plan, &spec)
+                            .await
+                            .map(|(st, done)| (st, spec, done.summary())),
+                        None => environment::restart(&*w.backend, &old_plan, &spec)
+                            .await
+                            .map(|st| (st, spec, "the pod was replaced; volumes kept".to_string())),
+                    },
                     Err(e) => Err(e.into()),
                 };
                 match restarted {
-                    Ok((st, spec, done)) => {
+                    Ok((st, spec, summary)) => {
                         w.report(EnvReport::Progress {
                             env_id: env_id.clone(),
-                            step: format!("restart: {}", done.summary()),
+                            step: format!("restart: {summary}"),
                         });
                         w.start_editor(&spec, editor).await;
                         w.state(&env_id, EnvState::Running, None, ports(&st))
@@ -498,7 +576,7 @@ impl Worker {
                 }
             }),
             EnvCommand::Delete { env_id } => self.background(env_id.clone(), move |w| async move {
-                match w.rt.delete(&env_id).await {
+                match w.backend.delete(&env_id).await {
                     Ok(()) => w.state(&env_id, EnvState::Deleting, Some("deleted".into()), vec![]),
                     Err(e) => w.state(
                         &env_id,
@@ -516,7 +594,7 @@ impl Worker {
                 registry_parent,
             } => {
                 match environment::plan_from_workspace(
-                    &self.rt,
+                    &*self.backend,
                     &env_id,
                     &component,
                     &path,
@@ -538,7 +616,7 @@ impl Worker {
                 env_id,
                 component,
                 path,
-            } => match environment::read_file(&self.rt, &env_id, &component, &path).await {
+            } => match environment::read_file(&*self.backend, &env_id, &component, &path).await {
                 Ok(content) => AgentReply::File { content },
                 Err(e) => AgentReply::Error {
                     message: e.to_string(),
@@ -550,7 +628,11 @@ impl Worker {
                 command,
             } => {
                 let argv: Vec<&str> = command.iter().map(String::as_str).collect();
-                match self.rt.exec(&env_id, &component, &argv, &[], None).await {
+                match self
+                    .backend
+                    .exec(&env_id, &component, &argv, &[], None)
+                    .await
+                {
                     Ok(o) => AgentReply::Exec {
                         result: ExecResult {
                             exit_code: o.exit_code,
@@ -567,7 +649,7 @@ impl Worker {
                 env_id,
                 component,
                 tail,
-            } => match self.rt.logs(&env_id, &component, tail).await {
+            } => match self.backend.logs(&env_id, &component, tail).await {
                 Ok(text) => AgentReply::Logs { text },
                 Err(e) => AgentReply::Error {
                     message: e.to_string(),
@@ -583,6 +665,16 @@ impl Worker {
                 image_repo,
                 labels,
             } => {
+                let Some(rt) = &self.docker else {
+                    return AgentReply::Prebuilt {
+                        images: Vec::new(),
+                        log: String::new(),
+                        error: Some(format!(
+                            "the {} backend does not run prebuilds yet",
+                            self.backend.kind().label()
+                        )),
+                    };
+                };
                 let req = crate::prebuild::Request {
                     spec: self.spec(&pod_id, plan),
                     source: &source,
@@ -592,7 +684,7 @@ impl Worker {
                     image_repo: &image_repo,
                     labels: &labels,
                 };
-                let (result, log) = crate::prebuild::run(&self.rt, req).await;
+                let (result, log) = crate::prebuild::run(rt, req).await;
                 match result {
                     Ok(images) => AgentReply::Prebuilt {
                         images,
@@ -607,14 +699,18 @@ impl Worker {
                 }
             }
             EnvCommand::RemovePrebuilds { install, keep } => {
-                match self.rt.remove_prebuilds(&install, &keep).await {
+                let Some(rt) = &self.docker else {
+                    // no snapshot images on another backend: nothing to remove
+                    return AgentReply::Accepted;
+                };
+                match rt.remove_prebuilds(&install, &keep).await {
                     Ok(_) => AgentReply::Accepted,
                     Err(e) => AgentReply::Error {
                         message: e.to_string(),
                     },
                 }
             }
-            EnvCommand::List => match self.rt.list().await {
+            EnvCommand::List => match self.backend.list().await {
                 Ok(pods) => AgentReply::Pods {
                     pods: pods
                         .iter()
@@ -677,7 +773,7 @@ impl Worker {
             });
         };
         match environment::create(
-            &self.rt,
+            &*self.backend,
             &spec,
             source.as_ref(),
             dotfiles.as_ref(),
@@ -723,5 +819,20 @@ impl Worker {
             }
             Err(e) => self.state(env, EnvState::Failed, Some(e.to_string()), vec![]),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::relay_port;
+
+    #[test]
+    fn only_the_servers_relay_command_is_a_port_connection() {
+        let v = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(relay_port(&v(&["nc", "127.0.0.1", "8080"])), Some(8080));
+        assert_eq!(relay_port(&v(&["nc", "127.0.0.1", "0"])), None);
+        assert_eq!(relay_port(&v(&["nc", "10.0.0.1", "80"])), None);
+        assert_eq!(relay_port(&v(&["nc", "127.0.0.1", "80", "-v"])), None);
+        assert_eq!(relay_port(&v(&["sh", "-c", "nc 127.0.0.1 80"])), None);
     }
 }

@@ -184,6 +184,10 @@ pub struct Environment {
     /// Why it was placed there (the placement rule that chose the agent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub placement: Option<String>,
+    /// The engine under that agent (its `backend` label: `docker`, `kubernetes`); `None`
+    /// when the agent did not report one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<String>,
     /// The commit of the prebuild the environment was created from; `None`: a cold create
     /// (cloned and built at create). docs/prebuilds.md.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -235,6 +235,9 @@ pub(crate) fn print_env(e: &Environment) {
             Some(why) => println!("  agent:       {agent} ({why})"),
             None => println!("  agent:       {agent}"),
         }
+        if let Some(backend) = &e.backend {
+            println!("  backend:     {backend}");
+        }
     }
     match &e.prebuilt_from {
         Some(sha) => println!("  start:       prebuilt from {sha}"),

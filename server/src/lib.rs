@@ -372,9 +372,13 @@ impl Server {
         // Replicas (PostgreSQL): the election and the wake-ups, before the singleton work.
         cluster::leader::spawn(self.state.clone());
         cluster::bus::spawn(self.state.clone());
-        if let Some(reports) = self.agent_reports {
-            envs::spawn_background(self.state.clone(), reports, self.intervals).await;
-        }
+        // reconciliation, the devfile watcher, the idle reaper and prebuilds serve the
+        // environments of standalone agents too: they run without an embedded agent (then
+        // with no embedded reports; standalone agents' reports come over their links)
+        let reports = self
+            .agent_reports
+            .unwrap_or_else(|| tokio::sync::mpsc::unbounded_channel().1);
+        envs::spawn_background(self.state.clone(), reports, self.intervals).await;
         let (stop_jobs, jobs) = runs::spawn_background(self.state.clone());
         let stop_jobs = stop_jobs.drop_guard();
         let _stop_retention = retention::spawn(self.state.clone()).drop_guard();

@@ -150,6 +150,55 @@ pub trait Backend: Send + Sync {
         cmd: Vec<String>,
         tty: Option<(u16, u16)>,
     ) -> Result<ExecStreams>;
+    /// [`Backend::exec_streams`] with `vars` (`NAME=value`) added to the command's
+    /// environment. The default runs `env VARS… CMD` for engines whose exec has no
+    /// environment of its own.
+    async fn exec_streams_with(
+        &self,
+        env: &str,
+        component: &str,
+        cmd: Vec<String>,
+        tty: Option<(u16, u16)>,
+        vars: Vec<String>,
+    ) -> Result<ExecStreams> {
+        if vars.is_empty() {
+            return self.exec_streams(env, component, cmd, tty).await;
+        }
+        let mut argv = vec!["env".to_string()];
+        argv.extend(vars);
+        argv.extend(cmd);
+        self.exec_streams(env, component, argv, tty).await
+    }
+    /// A command without a TTY in the environment's network namespace rather than in one
+    /// named component (e.g. `nc 127.0.0.1 PORT` to reach a service that listens on the
+    /// environment's loopback only). Docker: the infra container (Cove's busybox);
+    /// Kubernetes: the Pod's first container (every container of a Pod shares its loopback).
+    async fn namespace_streams(&self, env: &str, cmd: Vec<String>) -> Result<ExecStreams> {
+        let _ = (env, cmd);
+        Err(BackendError::Unsupported {
+            backend: self.kind().label(),
+            what: "commands in the environment's network namespace",
+        })
+    }
+    /// A byte stream to `port` on the environment's own loopback (port tunnels, SSH
+    /// `direct-tcpip`): what is written to `stdin` goes to the connection, `stdout` reads
+    /// from it, `exit` resolves once it closed. The default relays through `nc 127.0.0.1
+    /// PORT` in [`Backend::namespace_streams`] (Docker: the infra container's busybox).
+    async fn connect_port(&self, env: &str, port: u16) -> Result<ExecStreams> {
+        let cmd = ["nc", "127.0.0.1", &port.to_string()].map(str::to_string);
+        self.namespace_streams(env, cmd.to_vec()).await
+    }
+    /// The address of the environment's network namespace as this host reaches it; `None`
+    /// when it has none this host can dial (then ports go through [`Backend::namespace_streams`]).
+    async fn env_address(&self, env: &str) -> Result<Option<std::net::IpAddr>> {
+        let _ = env;
+        Ok(None)
+    }
+    /// The engine's CPUs (millicores) and memory (bytes), the default maximum of a
+    /// container's limits; `(None, None)` when the backend does not know them.
+    fn capacity(&self) -> (Option<u64>, Option<u64>) {
+        (None, None)
+    }
     /// Read a file of at most `max_bytes`; `Ok(None)` when it cannot be read.
     async fn read_file(
         &self,

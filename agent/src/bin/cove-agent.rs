@@ -1,5 +1,5 @@
-//! `cove-agent`: runs workflow jobs on the local Docker engine for a Cove server on another
-//! host or network. It only dials out: it registers once with a one-time registration token,
+//! `cove-agent`: runs workflow jobs on the local Docker engine, and environments on it or on a
+//! Kubernetes cluster (`backend: kubernetes`), for a Cove server on another host or network. It only dials out: it registers once with a one-time registration token,
 //! keeps the agent token it gets in `<state_dir>/agent-token` (mode 0600) and long-polls the
 //! server for leases with it. See docs/private-subnet.md, "Running cove-agent".
 //!
@@ -79,6 +79,18 @@ struct Args {
     /// `job_pool_image:`; default cove/universal:latest, the server's default image).
     #[arg(long, env = "COVE_AGENT_JOB_POOL_IMAGE", value_name = "IMAGE")]
     job_pool_image: Option<String>,
+    /// Where environments run: `docker` (default) or `kubernetes` (overrides `backend:`;
+    /// Kubernetes reads KUBECONFIG, else the Pod's ServiceAccount; docs/kubernetes.md
+    /// "Environments through an agent").
+    #[arg(long, env = "COVE_AGENT_BACKEND", value_name = "docker|kubernetes")]
+    backend: Option<String>,
+    /// The namespace of the Kubernetes backend (overrides `kubernetes.namespace`).
+    #[arg(
+        long,
+        env = "COVE_AGENT_KUBERNETES_NAMESPACE",
+        value_name = "NAMESPACE"
+    )]
+    kubernetes_namespace: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -140,6 +152,8 @@ fn load_config(args: &Args) -> Result<AgentConfig> {
         labels: args.labels.clone(),
         job_pool: args.job_pool,
         job_pool_image: args.job_pool_image.clone(),
+        backend: args.backend.clone(),
+        kubernetes_namespace: args.kubernetes_namespace.clone(),
     };
     Ok(AgentConfig::resolve(file, over, &host_name())?)
 }
@@ -231,13 +245,17 @@ const STATUS_EVERY: Duration = Duration::from_secs(10);
 /// [`STATUS_EVERY`] until `stop`. A failed report is logged and retried at the next tick.
 async fn report_status(
     transport: Arc<HttpTransport>,
-    docker: bollard::Docker,
+    docker: Option<bollard::Docker>,
     labels: std::collections::BTreeMap<String, String>,
     slots: usize,
     busy: Arc<std::sync::atomic::AtomicUsize>,
     stop: CancellationToken,
 ) {
-    let (cpus, memory_bytes) = match docker.info().await {
+    let info = match &docker {
+        Some(d) => d.info().await,
+        None => Ok(Default::default()),
+    };
+    let (cpus, memory_bytes) = match info {
         Ok(info) => (
             info.ncpu.and_then(|n| u32::try_from(n).ok()).unwrap_or(0),
             info.mem_total
@@ -272,6 +290,30 @@ async fn report_status(
     }
 }
 
+/// The Kubernetes backend, checked to reach its namespace (a clear error at start rather
+/// than failed environments later).
+async fn kubernetes_backend(
+    config: cove_agent::backend::kubernetes::KubernetesConfig,
+) -> Result<cove_agent::backend::kubernetes::KubernetesBackend> {
+    use cove_agent::backend::Backend;
+    let namespace = config.namespace.clone();
+    let backend = cove_agent::backend::kubernetes::KubernetesBackend::connect(config)
+        .await
+        .context("no Kubernetes client (KUBECONFIG, or the Pod's ServiceAccount in a cluster)")?;
+    match tokio::time::timeout(Duration::from_secs(15), backend.list()).await {
+        Ok(Ok(envs)) => {
+            tracing::info!(
+                %namespace,
+                environments = envs.len(),
+                "environments run on Kubernetes"
+            );
+            Ok(backend)
+        }
+        Ok(Err(e)) => bail!("the Kubernetes API server refused namespace {namespace}: {e}"),
+        Err(_) => bail!("the Kubernetes API server did not answer within 15 s"),
+    }
+}
+
 const REVOKED: &str = "the agent token was revoked or is unknown; register again with a new \
      registration token (cove agent registration-token)";
 
@@ -297,18 +339,29 @@ async fn run(args: Args, env_registration: Option<String>) -> Result<ExitCode> {
         );
         return Ok(ExitCode::FAILURE);
     };
-    let rt =
+    let engine =
         match tokio::time::timeout(Duration::from_secs(10), cove_agent::Runtime::connect()).await {
-            Ok(Ok(rt)) => rt,
-            Ok(Err(e)) => bail!("no Docker engine: {e}"),
-            Err(_) => bail!("no Docker engine answered within 10 s"),
+            Ok(Ok(rt)) => Ok(rt),
+            Ok(Err(e)) => Err(format!("no Docker engine: {e}")),
+            Err(_) => Err("no Docker engine answered within 10 s".to_string()),
         };
-    let docker = rt.docker().clone();
+    // jobs run on the Docker engine; with the Kubernetes backend an agent without one serves
+    // environments only
+    let rt = match (engine, &config.kubernetes) {
+        (Ok(rt), _) => Some(rt),
+        (Err(e), None) => bail!("{e}"),
+        (Err(e), Some(_)) => {
+            tracing::warn!(error = %e, "no Docker engine: this agent serves environments on Kubernetes and leases no jobs");
+            None
+        }
+    };
+    let docker = rt.as_ref().map(|rt| rt.docker().clone());
     tracing::info!(
         server = %config.server,
         agent_id = identity.agent_id,
         name = %identity.name,
         slots = config.slots,
+        backend = config.backend.label(),
         "cove-agent started"
     );
     if let Some(addr) = config.metrics_listen {
@@ -345,12 +398,23 @@ async fn run(args: Args, env_registration: Option<String>) -> Result<ExitCode> {
     let transport = Arc::new(transport);
     if let Some(target) = link_target {
         // environments: the same worker the server's embedded agent runs, over the link
-        let rt = rt.with_network(cove_agent::env_net::EnvNetwork {
-            settings: Default::default(),
-            net: cove_agent::job_sandbox::net_options(&config.sandbox),
-        });
-        let (handle, reports) =
-            cove_agent::worker::spawn(rt, cove_agent::worker::AgentConfig::default());
+        let (handle, reports) = match (&config.kubernetes, &rt) {
+            (Some(k), _) => {
+                let backend = kubernetes_backend(k.clone()).await?;
+                cove_agent::worker::spawn_backend(
+                    Arc::new(backend),
+                    cove_agent::worker::AgentConfig::default(),
+                )
+            }
+            (None, Some(rt)) => {
+                let rt = rt.clone().with_network(cove_agent::env_net::EnvNetwork {
+                    settings: Default::default(),
+                    net: cove_agent::job_sandbox::net_options(&config.sandbox),
+                });
+                cove_agent::worker::spawn(rt, cove_agent::worker::AgentConfig::default())
+            }
+            (None, None) => bail!("no Docker engine"),
+        };
         let (stop, revoked) = (stop.clone(), revoked.clone());
         tokio::spawn(async move {
             if !cove_agent::link::run(target, handle, reports, stop).await {
@@ -366,7 +430,10 @@ async fn run(args: Args, env_registration: Option<String>) -> Result<ExitCode> {
         worker.busy.clone(),
         stop.clone(),
     ));
-    job_worker::run(docker, transport, worker, stop).await;
+    match docker {
+        Some(docker) => job_worker::run(docker, transport, worker, stop).await,
+        None => stop.cancelled().await,
+    }
     if revoked.is_cancelled() {
         eprintln!("error: {REVOKED}");
         return Ok(ExitCode::FAILURE);

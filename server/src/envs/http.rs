@@ -85,11 +85,17 @@ pub(crate) async fn env_dto(state: &AppState, row: &EnvRow) -> Result<Environmen
         }
     }
     let editor = state.store().env_editor(&row.id).await?;
-    let agent = match row.agent_id {
-        None => crate::agents::eligibility::EMBEDDED_NAME.to_string(),
+    let (agent, backend) = match row.agent_id {
+        None => (
+            crate::agents::eligibility::EMBEDDED_NAME.to_string(),
+            Some(cove_agent::backend::BackendKind::Docker.label().to_string()),
+        ),
         Some(id) => match state.store().agent(id).await? {
-            Some(a) => a.name,
-            None => format!("#{id} (removed)"),
+            Some(a) => {
+                let backend = a.labels.get(cove_agent::labels::BACKEND).cloned();
+                (a.name, backend)
+            }
+            None => (format!("#{id} (removed)"), None),
         },
     };
     // stored as `NAME: rule`
@@ -121,6 +127,7 @@ pub(crate) async fn env_dto(state: &AppState, row: &EnvRow) -> Result<Environmen
             .then(|| crate::ports::proxy::editor_url(state.public_url(), &row.id)),
         agent: Some(agent),
         placement,
+        backend,
     })
 }
 

@@ -83,61 +83,34 @@ impl Backend for Runtime {
         } else {
             Vec::new()
         };
+        self.exec_streams_with(env, component, cmd, tty, vars).await
+    }
+
+    /// `vars` go into the exec's own environment (nothing else is added).
+    async fn exec_streams_with(
+        &self,
+        env: &str,
+        component: &str,
+        cmd: Vec<String>,
+        tty: Option<(u16, u16)>,
+        vars: Vec<String>,
+    ) -> Result<ExecStreams> {
         let session = Runtime::exec_attached(self, env, component, cmd, tty, vars).await?;
-        let crate::pod::TtySession {
-            exec_id,
-            mut output,
-            input,
-        } = session;
-        // split Docker's multiplexed output into two pipes
-        let (out_r, out_w) = tokio::io::simplex(PIPE_BYTES);
-        let (err_r, err_w) = tokio::io::simplex(PIPE_BYTES);
-        let pump = tokio::spawn(async move {
-            let (mut out_w, mut err_w) = (out_w, err_w);
-            while let Some(Ok(chunk)) = output.next().await {
-                let ok = match chunk {
-                    bollard::container::LogOutput::StdErr { message } => {
-                        err_w.write_all(&message).await
-                    }
-                    other => out_w.write_all(&other.into_bytes()).await,
-                };
-                if ok.is_err() {
-                    break;
-                }
-            }
-            out_w.shutdown().await.ok();
-            err_w.shutdown().await.ok();
-        });
-        let (rt, env_id, id) = (self.clone(), env.to_string(), exec_id.clone());
-        let exit = Box::pin(async move {
-            pump.await.ok();
-            // the output ended: the engine records the exit code right after
-            for _ in 0..100 {
-                if let Some(code) = rt.exec_exit_code(&env_id, &id).await? {
-                    return Ok(Some(code));
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            Ok(None)
-        });
-        let resize = tty.map(|_| {
-            let (tx, mut rx) = tokio::sync::mpsc::channel::<(u16, u16)>(8);
-            let (rt, env_id) = (self.clone(), env.to_string());
-            tokio::spawn(async move {
-                while let Some((cols, rows)) = rx.recv().await {
-                    rt.resize_tty(&env_id, &exec_id, cols, rows).await.ok();
-                }
-            });
-            tx
-        });
-        Ok(ExecStreams {
-            stdin: input,
-            stdout: Box::pin(out_r),
-            stderr: tty.is_none().then(|| Box::pin(err_r) as super::BoxReader),
-            exit,
-            resize,
-            keep: Box::new(()),
-        })
+        Ok(streams(self, env, session, tty))
+    }
+
+    /// In the infra container (Cove's busybox), which owns the network namespace.
+    async fn namespace_streams(&self, env: &str, cmd: Vec<String>) -> Result<ExecStreams> {
+        let session = Runtime::exec_in_namespace(self, env, cmd).await?;
+        Ok(streams(self, env, session, None))
+    }
+
+    async fn env_address(&self, env: &str) -> Result<Option<std::net::IpAddr>> {
+        Ok(Runtime::env_address(self, env).await?)
+    }
+
+    fn capacity(&self) -> (Option<u64>, Option<u64>) {
+        Runtime::capacity(self)
     }
 
     async fn read_file(
@@ -175,5 +148,69 @@ impl Backend for Runtime {
         cancel: &CancellationToken,
     ) -> Result<JobResult> {
         Ok(crate::jobs::run_job(Runtime::docker(self), job, sink, cancel).await?)
+    }
+}
+
+/// An attached Docker exec as [`ExecStreams`]: the multiplexed output split into two pipes,
+/// the exit code read from the engine once the output ended, resizes sent to the exec.
+fn streams(
+    rt: &Runtime,
+    env: &str,
+    session: crate::pod::TtySession,
+    tty: Option<(u16, u16)>,
+) -> ExecStreams {
+    let crate::pod::TtySession {
+        exec_id,
+        mut output,
+        input,
+    } = session;
+    // split Docker's multiplexed output into two pipes
+    let (out_r, out_w) = tokio::io::simplex(PIPE_BYTES);
+    let (err_r, err_w) = tokio::io::simplex(PIPE_BYTES);
+    let pump = tokio::spawn(async move {
+        let (mut out_w, mut err_w) = (out_w, err_w);
+        while let Some(Ok(chunk)) = output.next().await {
+            let ok = match chunk {
+                bollard::container::LogOutput::StdErr { message } => {
+                    err_w.write_all(&message).await
+                }
+                other => out_w.write_all(&other.into_bytes()).await,
+            };
+            if ok.is_err() {
+                break;
+            }
+        }
+        out_w.shutdown().await.ok();
+        err_w.shutdown().await.ok();
+    });
+    let (rt2, env_id, id) = (rt.clone(), env.to_string(), exec_id.clone());
+    let exit = Box::pin(async move {
+        pump.await.ok();
+        // the output ended: the engine records the exit code right after
+        for _ in 0..100 {
+            if let Some(code) = rt2.exec_exit_code(&env_id, &id).await? {
+                return Ok(Some(code));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(None)
+    });
+    let resize = tty.map(|_| {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<(u16, u16)>(8);
+        let (rt, env_id) = (rt.clone(), env.to_string());
+        tokio::spawn(async move {
+            while let Some((cols, rows)) = rx.recv().await {
+                rt.resize_tty(&env_id, &exec_id, cols, rows).await.ok();
+            }
+        });
+        tx
+    });
+    ExecStreams {
+        stdin: input,
+        stdout: Box::pin(out_r),
+        stderr: tty.is_none().then(|| Box::pin(err_r) as super::BoxReader),
+        exit,
+        resize,
+        keep: Box::new(()),
     }
 }

@@ -94,6 +94,70 @@ impl KubernetesBackend {
         })
     }
 
+    /// A connection to `port` on the Pod's loopback through the API server
+    /// (`pods/portforward`): no program in the Pod's images is needed. The stream ends when
+    /// the connection closes, or with the kubelet's error on stderr (exit code 1) when the
+    /// port cannot be reached.
+    pub(super) async fn port_streams(&self, env: &str, port: u16) -> Result<ExecStreams> {
+        use tokio::io::AsyncWriteExt;
+        self.pods()
+            .get_opt(&pod_name(env))
+            .await
+            .map_err(kerr(env, "get pod"))?
+            .ok_or_else(|| crate::pod::PodError::NotFound(env.to_string()))?;
+        let mut forwarder = self
+            .pods()
+            .portforward(&pod_name(env), &[port])
+            .await
+            .map_err(kerr(env, "port-forward"))?;
+        let missing = |what: &str| crate::backend::BackendError::Kubernetes {
+            env: env.to_string(),
+            action: "port-forward".into(),
+            message: format!("the connection has no {what}"),
+        };
+        let stream = forwarder
+            .take_stream(port)
+            .ok_or_else(|| missing("stream"))?;
+        let error = forwarder
+            .take_error(port)
+            .ok_or_else(|| missing("error channel"))?;
+        let (mut from_pod, to_pod) = tokio::io::split(stream);
+        let (out_r, mut out_w) = tokio::io::simplex(64 * 1024);
+        let (err_r, mut err_w) = tokio::io::simplex(4 * 1024);
+        let (code_tx, code_rx) = tokio::sync::oneshot::channel::<i64>();
+        tokio::spawn(async move {
+            let code = {
+                let copy = tokio::io::copy(&mut from_pod, &mut out_w);
+                tokio::pin!(copy, error);
+                tokio::select! {
+                    _ = &mut copy => 0,
+                    e = &mut error => match e {
+                        Some(message) => {
+                            err_w.write_all(message.as_bytes()).await.ok();
+                            1
+                        }
+                        // the connection ended: what the Pod sent before is still copied
+                        None => {
+                            (&mut copy).await.ok();
+                            0
+                        }
+                    },
+                }
+            };
+            out_w.shutdown().await.ok();
+            err_w.shutdown().await.ok();
+            let _ = code_tx.send(code);
+        });
+        Ok(ExecStreams {
+            stdin: Box::pin(to_pod),
+            stdout: Box::pin(out_r),
+            stderr: Some(Box::pin(err_r)),
+            exit: Box::pin(async move { Ok(code_rx.await.ok()) }),
+            resize: None,
+            keep: Box::new(forwarder),
+        })
+    }
+
     pub(super) async fn exec_bounded(
         &self,
         env: &str,

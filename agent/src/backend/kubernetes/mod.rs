@@ -41,7 +41,7 @@ const POD_KEY: &str = "pod.json";
 const GONE_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// `kubernetes:` of the agent's configuration.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KubernetesConfig {
     /// The one namespace the agent works in (its Role's).
@@ -640,6 +640,28 @@ impl Backend for KubernetesBackend {
             cmd
         };
         self.attach(env, component, argv, tty, true).await
+    }
+
+    /// Through the API server's `pods/portforward` (no `nc` needed in the Pod).
+    async fn connect_port(&self, env: &str, port: u16) -> Result<ExecStreams> {
+        self.port_streams(env, port).await
+    }
+
+    /// In the Pod's first container: every container of a Pod shares its network namespace
+    /// (so the command must be in that container's image, e.g. `nc` for a port relay).
+    async fn namespace_streams(&self, env: &str, cmd: Vec<String>) -> Result<ExecStreams> {
+        let pod = self
+            .pods()
+            .get_opt(&pod_name(env))
+            .await
+            .map_err(kerr(env, "get pod"))?
+            .ok_or_else(|| PodError::NotFound(env.to_string()))?;
+        let first = pod
+            .spec
+            .and_then(|s| s.containers.into_iter().next())
+            .map(|c| c.name)
+            .ok_or_else(|| PodError::NotFound(env.to_string()))?;
+        self.attach(env, &first, cmd, None, true).await
     }
 
     async fn read_file(

@@ -1,0 +1,656 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! Environments on Kubernetes through a standalone agent (issue 20 §2; docs/kubernetes.md
+//! "Environments through an agent"), on the real one-node cluster of
+//! `scripts/k8s-cluster.sh` (KUBECONFIG from its output; cove/busybox and cove/echo-server
+//! imported): the server in process (no embedded agent), a `cove-agent --environments`
+//! process with `backend: kubernetes` in its agent.yaml, `--label pool=k8s`, a kubeconfig
+//! holding ONLY the ServiceAccount token of deploy/kubernetes/rbac.yaml, and no Docker
+//! engine at all (DOCKER_HOST points nowhere, so nothing can run on Docker).
+//!
+//! `POST …/environments {labels: {pool: k8s}}` (what `cove env create --pool k8s` sends) of a
+//! devfile with an app and a sidecar listening on localhost:8080 → running on that agent, the
+//! DTO says agent and backend; one Pod with both containers; exec in the app reaches the
+//! sidecar on localhost; a terminal and a port tunnel (pods/portforward) work through the link; a file in /projects survives
+//! stop (no Pod, claims kept) and start; delete removes the Pod, Service, claims and plan
+//! Secret.
+//!
+//! Ignored in the workspace run (no cluster then): `scripts/k8s-test.sh` runs it with
+//! `--ignored`. Without a reachable cluster it fails in CI (`CI=true`), prints SKIP elsewhere.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use common::{repo_with_devfile, TestServer};
+use cove_api::{EnvState, Environment, ExecResult};
+use serde_json::json;
+
+const NAMESPACE: &str = "cove";
+
+const DEVFILE: &str = "schemaVersion: 2.2.0
+metadata:
+  name: k8s-link
+components:
+  - name: app
+    container:
+      image: cove/busybox:latest
+      mountSources: true
+      memoryLimit: 256Mi
+  - name: web
+    container:
+      image: cove/echo-server:latest
+      mountSources: false
+      memoryLimit: 64Mi
+      endpoints:
+        - name: web
+          targetPort: 8080
+          exposure: internal
+";
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// kubectl from COVE_KUBECTL, else the cluster script's cache, else PATH.
+fn kubectl_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("COVE_KUBECTL") {
+        return p.into();
+    }
+    let cached = std::env::var("HOME")
+        .map(|h| PathBuf::from(h).join(".cache/cove/k8s/v1.34.4/bin/kubectl"))
+        .ok();
+    match cached {
+        Some(p) if p.exists() => p,
+        _ => "kubectl".into(),
+    }
+}
+
+/// kubectl as the cluster's administrator (KUBECONFIG).
+fn kubectl(args: &[&str]) -> std::process::Output {
+    Command::new(kubectl_bin())
+        .args(args)
+        .output()
+        .expect("run kubectl")
+}
+
+fn kubectl_ok(args: &[&str]) -> String {
+    let out = kubectl(args);
+    assert!(out.status.success(), "kubectl {args:?}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Whether a cluster answers; in CI its absence is a failure.
+fn cluster_ready() -> bool {
+    let why = if std::env::var_os("KUBECONFIG").is_none() {
+        "KUBECONFIG is not set (run `scripts/k8s-cluster.sh start`)".to_string()
+    } else {
+        match Command::new(kubectl_bin())
+            .args(["get", "--raw", "/readyz"])
+            .output()
+        {
+            Ok(o) if o.status.success() => return true,
+            Ok(o) => format!(
+                "the API server does not answer: {}",
+                String::from_utf8_lossy(&o.stderr).trim()
+            ),
+            Err(e) => format!("kubectl cannot run: {e}"),
+        }
+    };
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "no Kubernetes cluster: {why}"
+    );
+    eprintln!("SKIP: no Kubernetes cluster: {why}");
+    false
+}
+
+/// Applies deploy/kubernetes/rbac.yaml and writes a kubeconfig for the agent with the
+/// cluster's address and CA and only the `cove-agent` ServiceAccount's token.
+fn agent_kubeconfig(dir: &Path) -> Result<PathBuf> {
+    let rbac = repo_root().join("deploy/kubernetes/rbac.yaml");
+    kubectl_ok(&["apply", "-f", rbac.to_str().unwrap()]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !kubectl(&["-n", NAMESPACE, "get", "serviceaccount", "default"])
+        .status
+        .success()
+    {
+        if Instant::now() > deadline {
+            bail!("no default ServiceAccount in {NAMESPACE}");
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let token = kubectl_ok(&[
+        "-n",
+        NAMESPACE,
+        "create",
+        "token",
+        "cove-agent",
+        "--duration",
+        "1h",
+    ]);
+    let admin: serde_json::Value = serde_json::from_str(&kubectl_ok(&[
+        "config",
+        "view",
+        "--raw",
+        "--minify",
+        "--flatten",
+        "-o",
+        "json",
+    ]))?;
+    let cluster = &admin["clusters"][0]["cluster"];
+    let server = cluster["server"].as_str().context("cluster server")?;
+    let ca = cluster["certificate-authority-data"]
+        .as_str()
+        .context("cluster CA data")?;
+    let config = json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "cove", "cluster": {"server": server, "certificate-authority-data": ca}}],
+        "users": [{"name": "cove-agent", "user": {"token": token}}],
+        "contexts": [{"name": "agent", "context": {"cluster": "cove", "user": "cove-agent", "namespace": NAMESPACE}}],
+        "current-context": "agent",
+    });
+    let path = dir.join("agent.kubeconfig");
+    std::fs::write(&path, serde_json::to_string(&config)?)?;
+    Ok(path)
+}
+
+async fn env(server: &TestServer, id: &str) -> Result<Environment> {
+    Ok(server
+        .http
+        .get(server.api(&format!("/environments/{id}")))
+        .bearer_auth(&server.admin_token)
+        .send()
+        .await?
+        .json()
+        .await?)
+}
+
+async fn wait_state(
+    server: &TestServer,
+    id: &str,
+    want: EnvState,
+    within: Duration,
+) -> Result<Environment> {
+    let deadline = Instant::now() + within;
+    loop {
+        let e = env(server, id).await?;
+        if e.state == want {
+            return Ok(e);
+        }
+        if e.state == EnvState::Failed && want != EnvState::Failed {
+            bail!("environment failed: {:?}", e.reason);
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "environment is {:?} ({:?}), not {want:?}",
+                e.state,
+                e.reason
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+async fn exec(server: &TestServer, id: &str, script: &str) -> Result<ExecResult> {
+    let r = server
+        .http
+        .post(server.api(&format!("/environments/{id}/exec")))
+        .bearer_auth(&server.admin_token)
+        .json(&json!({ "command": ["sh", "-c", script] }))
+        .send()
+        .await?;
+    if r.status() != 200 {
+        bail!("exec {script:?}: {} {}", r.status(), r.text().await?);
+    }
+    Ok(r.json().await?)
+}
+
+async fn action(server: &TestServer, id: &str, what: &str) -> Result<()> {
+    let r = server
+        .http
+        .post(server.api(&format!("/environments/{id}/{what}")))
+        .bearer_auth(&server.admin_token)
+        .send()
+        .await?;
+    if !r.status().is_success() {
+        bail!("{what}: {} {}", r.status(), r.text().await?);
+    }
+    Ok(())
+}
+
+/// Names of the objects of kind `kind` labelled with environment `id`.
+fn objects(kind: &str, id: &str) -> String {
+    kubectl_ok(&[
+        "-n",
+        NAMESPACE,
+        "get",
+        kind,
+        "-l",
+        &format!("app.kubernetes.io/managed-by=cove,cove.dev/env={id}"),
+        "-o",
+        "name",
+    ])
+}
+
+/// `cove-agent --environments` with `backend: kubernetes` in its agent.yaml, `--label
+/// pool=k8s`, the ServiceAccount's kubeconfig and no Docker engine.
+async fn spawn_agent(
+    server: &TestServer,
+    dir: &Path,
+    kubeconfig: &Path,
+) -> Result<tokio::process::Child> {
+    let config = dir.join("agent.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "server: {}\nname: k8s-agent\nbackend: kubernetes\nkubernetes:\n  namespace: {NAMESPACE}\n  \
+             storage_class: cove-hostpath\n  image_pull_policy: Never\n  volume_size: 64Mi\n",
+            server.url
+        ),
+    )?;
+    let registration = dir.join("registration");
+    std::fs::write(&registration, server.registration_token(None).await?)?;
+    let agent_bin: PathBuf = cove_tests::cargo_bin("cove-agent", "cove-agent")?;
+    let agent = tokio::process::Command::new(agent_bin)
+        .arg("--config")
+        .arg(&config)
+        .arg("--state-dir")
+        .arg(dir.join("state"))
+        .arg("--registration-token-file")
+        .arg(&registration)
+        .args(["--label", "pool=k8s"])
+        .env_remove("COVE_REGISTRATION_TOKEN")
+        .env_remove("COVE_AGENT_LABELS")
+        .env("KUBECONFIG", kubeconfig)
+        // no Docker engine: everything of the environment must go through Kubernetes
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()?;
+
+    Ok(agent)
+}
+
+/// `POST …/environments {labels: {pool: k8s}}` of `admin/<repo>` (what `cove env create
+/// --pool k8s` sends): 409 until the agent's link is up, then 201.
+async fn create_on_k8s(server: &TestServer, repo: &str) -> Result<Environment> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = server
+            .http
+            .post(server.api(&format!("/repos/admin/{repo}/environments")))
+            .bearer_auth(&server.admin_token)
+            .json(&json!({ "labels": { "pool": "k8s" }, "idle_timeout_secs": 0 }))
+            .send()
+            .await?;
+        if r.status() == 201 {
+            return Ok(r.json().await?);
+        }
+        let (status, text) = (r.status(), r.text().await?);
+        assert_eq!(status, 409, "{text}");
+        if Instant::now() > deadline {
+            bail!("k8s-agent never linked: {text}");
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// Deletes the environment: its row goes once the agent removed everything, and nothing
+/// labelled with it is left in the namespace.
+async fn delete_and_check(server: &TestServer, id: &str) -> Result<()> {
+    let r = server
+        .http
+        .delete(server.api(&format!("/environments/{id}")))
+        .bearer_auth(&server.admin_token)
+        .send()
+        .await?;
+    assert!(r.status().is_success(), "delete: {}", r.status());
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let r = server
+            .http
+            .get(server.api(&format!("/environments/{id}")))
+            .bearer_auth(&server.admin_token)
+            .send()
+            .await?;
+        if r.status() == 404 {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("environment {id} still there: {}", r.text().await?);
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    for kind in ["pods", "services", "persistentvolumeclaims", "secrets"] {
+        assert_eq!(objects(kind, id), "", "{kind} of {id} left after delete");
+    }
+    Ok(())
+}
+
+/// A terminal (WebSocket to the server → a stream over the link → `pods/exec` with a TTY):
+/// what is typed comes back through the shell.
+async fn terminal_echo(server: &TestServer, id: &str) -> Result<()> {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::Message;
+    let url = format!(
+        "{}/environments/{id}/terminal",
+        server.api("").replace("http://", "ws://")
+    );
+    let mut req = url.into_client_request()?;
+    req.headers_mut().insert(
+        "authorization",
+        format!("Bearer {}", server.admin_token).parse()?,
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await?;
+    // the shell computes it, so an echo of the typed line alone does not pass
+    ws.send(Message::binary(b"echo term-$((40+2)) $TERM\n".to_vec()))
+        .await?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut got = Vec::new();
+    while !String::from_utf8_lossy(&got).contains("term-42 xterm-256color") {
+        let next = tokio::time::timeout(
+            deadline.saturating_duration_since(Instant::now()),
+            ws.next(),
+        )
+        .await;
+        match next {
+            Ok(Some(Ok(Message::Binary(b)))) => got.extend_from_slice(&b),
+            Ok(Some(Ok(_))) => {}
+            other => bail!(
+                "terminal ended early ({other:?}); got {:?}",
+                String::from_utf8_lossy(&got)
+            ),
+        }
+    }
+    let _ = ws.close(None).await;
+    Ok(())
+}
+
+/// A port tunnel (`cove env port-forward`): the server's relay over the link, served by the
+/// agent through `pods/portforward`, answers an HTTP request with a page containing `expect`.
+async fn tunnel_get(server: &TestServer, id: &str, port: u16, expect: &str) -> Result<String> {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::Message;
+    let url = format!(
+        "{}/environments/{id}/ports/{port}/tunnel",
+        server.api("").replace("http://", "ws://")
+    );
+    let mut req = url.into_client_request()?;
+    req.headers_mut().insert(
+        "authorization",
+        format!("Bearer {}", server.admin_token).parse()?,
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await?;
+    ws.send(Message::binary(b"GET / HTTP/1.0\r\n\r\n".to_vec()))
+        .await?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut got = Vec::new();
+    while !String::from_utf8_lossy(&got).contains(expect) {
+        let next = tokio::time::timeout(
+            deadline.saturating_duration_since(Instant::now()),
+            ws.next(),
+        )
+        .await;
+        match next {
+            Ok(Some(Ok(Message::Binary(b)))) => got.extend_from_slice(&b),
+            Ok(Some(Ok(_))) => {}
+            other => bail!(
+                "tunnel ended early ({other:?}); got {:?}",
+                String::from_utf8_lossy(&got)
+            ),
+        }
+    }
+    let _ = ws.close(None).await;
+    Ok(String::from_utf8_lossy(&got).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs the cluster of scripts/k8s-cluster.sh (scripts/k8s-test.sh runs it)"]
+async fn an_environment_runs_on_kubernetes_through_a_standalone_agent() -> Result<()> {
+    if !cluster_ready() {
+        return Ok(());
+    }
+    let tmp = tempfile::tempdir()?;
+    let kubeconfig = agent_kubeconfig(tmp.path())?;
+    let server = TestServer::start_configured(|c| c.embedded_agent = false).await?;
+    repo_with_devfile(&server.http, &server.url, "k8s", DEVFILE).await;
+
+    let _agent = spawn_agent(&server, tmp.path(), &kubeconfig).await?;
+
+    // the agent reports backend=kubernetes
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let agents: Vec<cove_api::AgentInfo> = server
+            .http
+            .get(server.api("/agents"))
+            .bearer_auth(&server.admin_token)
+            .send()
+            .await?
+            .json()
+            .await?;
+        if let Some(a) = agents.iter().find(|a| a.name == "k8s-agent") {
+            assert_eq!(a.backend, "kubernetes", "{a:?}");
+            assert_eq!(
+                a.labels.get("pool").map(String::as_str),
+                Some("k8s"),
+                "{a:?}"
+            );
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("k8s-agent never registered: {agents:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    // `cove env create --pool k8s`: 409 until the agent's link is up, then placed there
+    let created = create_on_k8s(&server, "k8s").await?;
+    let id = created.id.clone();
+    assert_eq!(created.agent.as_deref(), Some("k8s-agent"));
+    let running = wait_state(&server, &id, EnvState::Running, Duration::from_secs(240)).await?;
+    assert_eq!(running.agent.as_deref(), Some("k8s-agent"));
+    assert_eq!(running.backend.as_deref(), Some("kubernetes"));
+    assert!(
+        running
+            .placement
+            .as_deref()
+            .unwrap_or_default()
+            .contains("pool=k8s"),
+        "{:?}",
+        running.placement
+    );
+
+    // one Pod with both components as its containers
+    let containers = kubectl_ok(&[
+        "-n",
+        NAMESPACE,
+        "get",
+        "pod",
+        &format!("cove-env-{id}"),
+        "-o",
+        "jsonpath={.spec.containers[*].name}",
+    ]);
+    assert_eq!(containers, "app web");
+
+    // exec in the app: the sidecar on localhost, the sources cloned into /projects
+    let out = exec(&server, &id, "wget -q -O - http://localhost:8080/").await?;
+    assert_eq!(out.exit_code, 0, "{out:?}");
+    assert!(out.stdout.contains("echo-server"), "{out:?}");
+    let out = exec(&server, &id, "find /projects -name devfile.yaml").await?;
+    assert!(out.stdout.contains("devfile.yaml"), "{out:?}");
+    let out = exec(&server, &id, "echo kept > /projects/marker; exit 3").await?;
+    assert_eq!(out.exit_code, 3, "{out:?}");
+    terminal_echo(&server, &id).await?;
+    let page = tunnel_get(&server, &id, 8080, "echo-server").await?;
+    assert!(page.starts_with("HTTP/1."), "{page}");
+
+    // stop: no Pod, the claim of /projects stays; start: the file is back
+    action(&server, &id, "stop").await?;
+    wait_state(&server, &id, EnvState::Stopped, Duration::from_secs(120)).await?;
+    assert_eq!(objects("pods", &id), "");
+    assert!(
+        objects("persistentvolumeclaims", &id).contains("projects"),
+        "the /projects claim is gone after stop"
+    );
+    action(&server, &id, "start").await?;
+    wait_state(&server, &id, EnvState::Running, Duration::from_secs(180)).await?;
+    let out = exec(&server, &id, "cat /projects/marker").await?;
+    assert_eq!(out.stdout.trim(), "kept", "{out:?}");
+    let out = exec(&server, &id, "wget -q -O - http://localhost:8080/").await?;
+    assert!(out.stdout.contains("echo-server"), "{out:?}");
+
+    // the devfile changed in the workspace: the watcher reads it through the agent
+    // (restart_required), and a restart replaces the Pod with the new limit, /projects kept
+    let out = exec(
+        &server,
+        &id,
+        "f=$(find /projects -maxdepth 2 -name devfile.yaml | head -n 1); \
+         sed -i 's/memoryLimit: 256Mi/memoryLimit: 300Mi/' \"$f\" && grep -c 300Mi \"$f\"",
+    )
+    .await?;
+    assert_eq!(out.stdout.trim(), "1", "{out:?}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !env(&server, &id).await?.restart_required {
+        if Instant::now() > deadline {
+            bail!("restart_required never set");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    action(&server, &id, "restart").await?;
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let e = env(&server, &id).await?;
+        if e.state == EnvState::Running && !e.restart_required {
+            break;
+        }
+        if e.state == EnvState::Failed || Instant::now() > deadline {
+            bail!("restart: {:?} {:?}", e.state, e.reason);
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let limit = kubectl_ok(&[
+        "-n",
+        NAMESPACE,
+        "get",
+        "pod",
+        &format!("cove-env-{id}"),
+        "-o",
+        "jsonpath={.spec.containers[0].resources.limits.memory}",
+    ]);
+    assert_eq!(limit, (300u64 << 20).to_string());
+    let out = exec(&server, &id, "cat /projects/marker").await?;
+    assert_eq!(out.stdout.trim(), "kept", "{out:?}");
+    let r = server
+        .http
+        .get(server.api(&format!("/environments/{id}/logs?component=web")))
+        .bearer_auth(&server.admin_token)
+        .send()
+        .await?;
+    assert_eq!(r.status(), 200, "logs: {}", r.text().await?);
+
+    // delete: the row goes once the agent removed everything labelled with it
+    delete_and_check(&server, &id).await?;
+    Ok(())
+}
+
+const TEST_PY: &str = r#"import os, boto3
+
+def test_items_roundtrip_on_local_dynamodb():
+    assert os.environ["IS_LOCAL"] == "true"
+    db = boto3.resource("dynamodb", endpoint_url="http://localhost:8000", region_name="us-east-1",
+                        aws_access_key_id="local", aws_secret_access_key="local")
+    name = "todos-" + str(os.getpid())
+    table = db.create_table(TableName=name, KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+                            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+                            BillingMode="PAY_PER_REQUEST")
+    table.wait_until_exists()
+    table.put_item(Item={"id": "1", "title": "write tests"})
+    assert table.get_item(Key={"id": "1"})["Item"]["title"] == "write tests"
+"#;
+
+/// The example devfile devfiles/examples/app-with-dynamodb.yaml (cove/universal + the
+/// cove/dynamodb-local sidecar, both imported into the node) on the cluster through the agent:
+/// postStart's pytest and a boto3 round trip against the sidecar on localhost pass inside.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs the cluster of scripts/k8s-cluster.sh with cove/universal and cove/dynamodb-local imported (scripts/k8s-test.sh runs it)"]
+async fn the_app_with_dynamodb_example_runs_on_kubernetes() -> Result<()> {
+    if !cluster_ready() {
+        return Ok(());
+    }
+    let tmp = tempfile::tempdir()?;
+    let kubeconfig = agent_kubeconfig(tmp.path())?;
+    let server = TestServer::start_configured(|c| c.embedded_agent = false).await?;
+    common::create_repo_http(&server.http, &server.url, "todo").await;
+    let work = tmp.path().join("todo");
+    std::fs::create_dir_all(&work)?;
+    let devfile =
+        std::fs::read_to_string(repo_root().join("devfiles/examples/app-with-dynamodb.yaml"))?;
+    std::fs::write(work.join("devfile.yaml"), devfile)?;
+    std::fs::write(work.join("test_app.py"), TEST_PY)?;
+    for args in [
+        &["init", "-q", "-b", "main"][..],
+        &["add", "."],
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@example.com",
+            "commit",
+            "-q",
+            "-m",
+            "app",
+        ],
+        &[
+            "push",
+            "-q",
+            &common::admin_git_url(&server.url, "todo"),
+            "main",
+        ],
+    ] {
+        common::git_blocking(&work, args);
+    }
+    let _agent = spawn_agent(&server, tmp.path(), &kubeconfig).await?;
+
+    let created = create_on_k8s(&server, "todo").await?;
+    let id = created.id.clone();
+    let running = wait_state(&server, &id, EnvState::Running, Duration::from_secs(300)).await?;
+    assert_eq!(running.backend.as_deref(), Some("kubernetes"));
+    assert_eq!(running.components, ["app", "dynamodb"]);
+    // postStart ran the test (its outcome is an event of the environment)
+    let events = server
+        .http
+        .get(server.api(&format!("/environments/{id}/events")))
+        .bearer_auth(&server.admin_token)
+        .send()
+        .await?
+        .text()
+        .await?;
+    assert!(
+        events.contains("postStart command test succeeded") && events.contains("1 passed"),
+        "postStart: {events}"
+    );
+    let out = exec(
+        &server,
+        &id,
+        "cd /projects/todo && python3 -m pytest -q -p no:cacheprovider",
+    )
+    .await?;
+    assert_eq!(out.exit_code, 0, "{out:?}");
+    assert!(out.stdout.contains("1 passed"), "{out:?}");
+    // a port tunnel to the database: the app's image (cove/universal) has no `nc`, so this
+    // goes through the API server's port-forward, not a relay command in the Pod
+    let out = exec(&server, &id, "command -v nc || echo no-nc").await?;
+    assert_eq!(out.stdout.trim(), "no-nc", "{out:?}");
+    let page = tunnel_get(&server, &id, 8000, "HTTP/1.").await?;
+    assert!(page.starts_with("HTTP/1."), "{page}");
+    delete_and_check(&server, &id).await?;
+    Ok(())
+}
