@@ -350,8 +350,10 @@ async fn run(args: Args, env_registration: Option<String>) -> Result<ExitCode> {
     let rt = match (engine, &config.kubernetes) {
         (Ok(rt), _) => Some(rt),
         (Err(e), None) => bail!("{e}"),
-        (Err(e), Some(_)) => {
-            tracing::warn!(error = %e, "no Docker engine: this agent serves environments on Kubernetes and leases no jobs");
+        (Err(e), Some(k)) => {
+            if k.job_gateway_address.is_none() {
+                tracing::warn!(error = %e, "no Docker engine and no kubernetes.job_gateway_address: this agent serves environments on Kubernetes and leases no jobs");
+            }
             None
         }
     };
@@ -386,7 +388,7 @@ async fn run(args: Args, env_registration: Option<String>) -> Result<ExitCode> {
         on_revoked.0.cancelled().await;
         on_revoked.1.cancel();
     });
-    let worker = WorkerConfig {
+    let mut worker = WorkerConfig {
         slots: config.slots,
         lease_wait: Duration::from_secs(20),
         sandbox: config.sandbox.clone(),
@@ -430,6 +432,28 @@ async fn run(args: Args, env_registration: Option<String>) -> Result<ExitCode> {
         worker.busy.clone(),
         stop.clone(),
     ));
+    // jobs as Pods on the cluster when the agent says where their gateway listens
+    // (`kubernetes.job_gateway_address`; docs/kubernetes.md "Jobs as Pods")
+    let docker = match config
+        .kubernetes
+        .as_ref()
+        .and_then(|k| k.job_gateway_address.map(|a| (k, a)))
+    {
+        Some((k, gateway_address)) => {
+            worker.kubernetes = Some(cove_agent::job_worker::KubernetesJobs {
+                backend: kubernetes_backend(k.clone()).await?,
+                gateway_address,
+            });
+            tracing::info!(%gateway_address, "jobs run as Pods on Kubernetes");
+            // the job loop's Docker handle is not used for Pods; it connects lazily
+            Some(match docker {
+                Some(d) => d,
+                None => bollard::Docker::connect_with_local_defaults()
+                    .context("a Docker client handle for the job loop")?,
+            })
+        }
+        None => docker,
+    };
     match docker {
         Some(docker) => job_worker::run(docker, transport, worker, stop).await,
         None => stop.cancelled().await,

@@ -55,6 +55,7 @@ pub async fn run(
         if stop.is_cancelled() {
             return true;
         }
+        tracing::debug!(server = %target.server, "environment link: dialling");
         match dial(&target).await {
             Ok(ws) => {
                 tracing::info!(server = %target.server, "environment link up");
