@@ -58,28 +58,6 @@ async fn spawn_agent(
     })
 }
 
-async fn registration_token(server: &TestServer, pool: Option<&str>) -> Result<String> {
-    let body = match pool {
-        Some(p) => json!({ "pool": p }),
-        None => json!({}),
-    };
-    let resp = server
-        .http
-        .post(server.api("/agents/registration-tokens"))
-        .bearer_auth(&server.admin_token)
-        .json(&body)
-        .send()
-        .await?;
-    if resp.status() != 201 {
-        bail!(
-            "registration token: {} {}",
-            resp.status(),
-            resp.text().await?
-        );
-    }
-    Ok(resp.json::<cove_api::RegistrationToken>().await?.token)
-}
-
 async fn runs(server: &TestServer, repo: &str) -> Result<Vec<Run>> {
     Ok(server
         .http
@@ -160,7 +138,7 @@ async fn pooled_jobs_land_on_their_pool_and_fleet_jobs_wait_for_a_matching_agent
     assert!(out.contains("agent pool gpu created"), "{out}");
 
     // Only the plain agent runs: the gpu job waits, and says why.
-    let plain_reg = registration_token(&server, None).await?;
+    let plain_reg = server.registration_token(None).await?;
     let _plain = spawn_agent(
         &agent_bin,
         &server,

@@ -24,6 +24,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use common::envs::{env, wait_state};
 use common::{repo_with_devfile, TestServer};
 use cove_api::{EnvState, Environment, ExecResult};
 use serde_json::json;
@@ -156,43 +157,6 @@ fn agent_kubeconfig(dir: &Path) -> Result<PathBuf> {
     let path = dir.join("agent.kubeconfig");
     std::fs::write(&path, serde_json::to_string(&config)?)?;
     Ok(path)
-}
-
-async fn env(server: &TestServer, id: &str) -> Result<Environment> {
-    Ok(server
-        .http
-        .get(server.api(&format!("/environments/{id}")))
-        .bearer_auth(&server.admin_token)
-        .send()
-        .await?
-        .json()
-        .await?)
-}
-
-async fn wait_state(
-    server: &TestServer,
-    id: &str,
-    want: EnvState,
-    within: Duration,
-) -> Result<Environment> {
-    let deadline = Instant::now() + within;
-    loop {
-        let e = env(server, id).await?;
-        if e.state == want {
-            return Ok(e);
-        }
-        if e.state == EnvState::Failed && want != EnvState::Failed {
-            bail!("environment failed: {:?}", e.reason);
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "environment is {:?} ({:?}), not {want:?}",
-                e.state,
-                e.reason
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
 }
 
 async fn exec(server: &TestServer, id: &str, script: &str) -> Result<ExecResult> {

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 use common::dockerd::ExtraDockerd;
+use common::envs::{env, wait_state};
 use common::{repo_with_devfile, TestServer};
 use cove_api::{EnvState, Environment, ExecResult};
 use serde_json::json;
@@ -54,43 +55,6 @@ fn spawn_agent(
         cmd.arg("--registration-token-file").arg(&reg_file);
     }
     Ok(cmd.spawn()?)
-}
-
-async fn env(server: &TestServer, id: &str) -> Result<Environment> {
-    Ok(server
-        .http
-        .get(server.api(&format!("/environments/{id}")))
-        .bearer_auth(&server.admin_token)
-        .send()
-        .await?
-        .json()
-        .await?)
-}
-
-async fn wait_state(
-    server: &TestServer,
-    id: &str,
-    want: EnvState,
-    within: Duration,
-) -> Result<Environment> {
-    let deadline = Instant::now() + within;
-    loop {
-        let e = env(server, id).await?;
-        if e.state == want {
-            return Ok(e);
-        }
-        if e.state == EnvState::Failed && want != EnvState::Failed {
-            bail!("environment failed: {:?}", e.reason);
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "environment is {:?} ({:?}), not {want:?}",
-                e.state,
-                e.reason
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 async fn create(server: &TestServer, pool: &str) -> Result<reqwest::Response> {

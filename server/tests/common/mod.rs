@@ -3,6 +3,7 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 pub mod dockerd;
+pub mod envs;
 
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
@@ -233,10 +234,15 @@ impl TestServer {
 
     /// A new one-time agent registration token (`ttl_secs` default: the server's).
     pub async fn registration_token(&self, ttl_secs: Option<u64>) -> Result<String> {
-        let body = match ttl_secs {
+        self.registration_token_for(match ttl_secs {
             Some(t) => json!({ "ttl_secs": t }),
             None => json!({}),
-        };
+        })
+        .await
+    }
+
+    /// A new one-time agent registration token for the request `body` (`ttl_secs`, `pool`).
+    pub async fn registration_token_for(&self, body: serde_json::Value) -> Result<String> {
         let resp = self
             .http
             .post(self.api("/agents/registration-tokens"))
@@ -268,25 +274,12 @@ impl TestServer {
         pool: Option<&str>,
         labels: serde_json::Value,
     ) -> Result<cove_api::RegisteredAgent> {
-        let body = match pool {
-            Some(p) => json!({ "pool": p }),
-            None => json!({}),
-        };
-        let resp = self
-            .http
-            .post(self.api("/agents/registration-tokens"))
-            .bearer_auth(&self.admin_token)
-            .json(&body)
-            .send()
+        let registration = self
+            .registration_token_for(match pool {
+                Some(p) => json!({ "pool": p }),
+                None => json!({}),
+            })
             .await?;
-        if resp.status() != 201 {
-            bail!(
-                "registration token: {} {}",
-                resp.status(),
-                resp.text().await?
-            );
-        }
-        let registration = resp.json::<cove_api::RegistrationToken>().await?.token;
         let resp = self
             .http
             .post(self.api("/agents/register"))
