@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 use common::dockerd::ExtraDockerd;
-use common::envs::{env, wait_state};
+use common::envs::wait_state;
 use common::{repo_with_devfile, TestServer};
 use cove_api::{EnvState, Environment, ExecResult};
 use serde_json::json;
