@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 use common::{commit_file, git_ok, start_for_agent_process, TestServer};
 use cove_api::{AgentInfo, JobState, Run, RunState};
-use serde_json::json;
 
 const GPU_WF: &str = "Name: train\nSchemaVersion: \"1.0\"\nTriggers:\n  - Type: PUSH\nActions:\n  Train:\n    Identifier: aws/build@v1\n    Compute:\n      Type: EC2\n      Fleet: gpu\n    Configuration:\n      Steps:\n        - Run: echo trained\n";
 const PLAIN_WF: &str = "Name: build\nSchemaVersion: \"1.0\"\nTriggers:\n  - Type: PUSH\nActions:\n  Build:\n    Identifier: aws/build@v1\n    Configuration:\n      Steps:\n        - Run: echo built\n";
