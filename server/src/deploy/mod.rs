@@ -317,6 +317,10 @@ pub async fn for_lease(
     job: &JobRow,
     action: &Action,
 ) -> Result<Option<LeaseDeploy>, RunsError> {
+    // Deployments are recorded only for actions with an `Environment` (`plan`, `record`).
+    if action.environment.is_none() {
+        return Ok(None);
+    }
     let Some(d) = state.store().deployment_of_job(job.id).await? else {
         if action
             .environment

@@ -1001,7 +1001,14 @@ async fn build_lease(state: &AppState, job: &JobRow, attempt: u32) -> Result<Job
     let mut ctx = workflows::Context::for_action(action, workflows::Target::Shell);
     ctx.commit_id = run.commit_sha.clone();
     ctx.branch_name = run.branch.clone();
-    for other in state.store().jobs_of_run(run.id).await? {
+    // Other actions' outputs reach only their dependents (a `${Action.Var}` reference is an
+    // edge of the plan): a job without dependencies needs no read of its run's jobs.
+    let others = if job.depends_on.is_empty() {
+        Vec::new()
+    } else {
+        state.store().jobs_of_run(run.id).await?
+    };
+    for other in others {
         if other.state == JobState::Succeeded {
             let vars: BTreeMap<String, String> =
                 serde_json::from_str(&other.variables_json).unwrap_or_default();
