@@ -420,7 +420,7 @@ mod tests {
         let config = AgentConfig::resolve(
             empty,
             Overrides {
-                server: Some("http://s".into()),
+                server: Some("http://127.0.0.1:8080".into()),
                 ..Default::default()
             },
             "myhost",
@@ -430,7 +430,7 @@ mod tests {
         assert_eq!(config.job_pool, crate::job_worker::DEFAULT_POOL);
         assert_eq!(config.job_pool_image, crate::jobs::DEFAULT_IMAGE);
         let file = parse(
-            "server: http://s
+            "server: http://127.0.0.1:8080
 job_pool: 3
 job_pool_image: img:1
 ",
@@ -451,7 +451,7 @@ job_pool_image: img:1
         );
         let err = AgentConfig::resolve(
             parse(
-                "server: http://s
+                "server: http://127.0.0.1:8080
 job_pool: 1000
 ",
             )
@@ -465,7 +465,8 @@ job_pool: 1000
 
     #[test]
     fn labels_come_from_the_file_and_flags_and_the_agent_adds_its_own() {
-        let file = parse("server: http://s\nlabels:\n  region: eu\n  pool: cpu\n").expect("valid");
+        let file = parse("server: http://127.0.0.1:8080\nlabels:\n  region: eu\n  pool: cpu\n")
+            .expect("valid");
         let config = AgentConfig::resolve(
             file,
             Overrides {
@@ -481,7 +482,7 @@ job_pool: 1000
         assert_eq!(config.labels["backend"], "docker");
         assert!(config.labels.contains_key("arch"));
         let err = AgentConfig::resolve(
-            parse("server: http://s\n").expect("valid"),
+            parse("server: http://127.0.0.1:8080\n").expect("valid"),
             Overrides {
                 labels: vec!["gpu".into()],
                 ..Default::default()
@@ -495,7 +496,7 @@ job_pool: 1000
     #[test]
     fn the_backend_is_docker_unless_kubernetes_is_chosen_with_a_namespace() {
         let config = AgentConfig::resolve(
-            parse("server: http://s\n").expect("valid"),
+            parse("server: http://127.0.0.1:8080\n").expect("valid"),
             Overrides::default(),
             "h",
         )
@@ -505,7 +506,7 @@ job_pool: 1000
             (BackendKind::Docker, true)
         );
         let file = parse(
-            "server: http://s\nbackend: kubernetes\nkubernetes:\n  namespace: cove\n  \
+            "server: http://127.0.0.1:8080\nbackend: kubernetes\nkubernetes:\n  namespace: cove\n  \
              storage_class: cove-hostpath\n  image_pull_policy: Never\n",
         )
         .expect("valid");
@@ -518,7 +519,7 @@ job_pool: 1000
         assert_eq!(k.image_pull_policy, "Never");
         // flags alone
         let config = AgentConfig::resolve(
-            parse("server: http://s\n").expect("valid"),
+            parse("server: http://127.0.0.1:8080\n").expect("valid"),
             Overrides {
                 backend: Some("kubernetes".into()),
                 kubernetes_namespace: Some("envs".into()),
@@ -555,7 +556,7 @@ job_pool: 1000
 
     #[test]
     fn backend_mistakes_are_clear_errors() {
-        let err = parse("server: http://s\nbackend: podman\n")
+        let err = parse("server: http://127.0.0.1:8080\nbackend: podman\n")
             .unwrap_err()
             .to_string();
         assert!(
@@ -563,7 +564,7 @@ job_pool: 1000
             "{err}"
         );
         let err = parse(
-            "server: http://s\nbackend: kubernetes\nkubernetes:\n  namespace: a\n  nmespace: b\n",
+            "server: http://127.0.0.1:8080\nbackend: kubernetes\nkubernetes:\n  namespace: a\n  nmespace: b\n",
         )
         .unwrap_err()
         .to_string();
@@ -574,17 +575,17 @@ job_pool: 1000
                 .to_string()
         };
         let err = resolve(
-            "server: http://s\nbackend: kubernetes\n",
+            "server: http://127.0.0.1:8080\nbackend: kubernetes\n",
             Overrides::default(),
         );
         assert!(err.contains("namespace"), "{err}");
         let err = resolve(
-            "server: http://s\nkubernetes:\n  namespace: cove\n",
+            "server: http://127.0.0.1:8080\nkubernetes:\n  namespace: cove\n",
             Overrides::default(),
         );
         assert!(err.contains("backend: kubernetes"), "{err}");
         let err = resolve(
-            "server: http://s\n",
+            "server: http://127.0.0.1:8080\n",
             Overrides {
                 backend: Some("kube".into()),
                 ..Default::default()
@@ -592,7 +593,7 @@ job_pool: 1000
         );
         assert!(err.contains("docker or kubernetes"), "{err}");
         let err = resolve(
-            "server: http://s\n",
+            "server: http://127.0.0.1:8080\n",
             Overrides {
                 backend: Some("kubernetes".into()),
                 kubernetes_namespace: Some("Not_A_Label".into()),
