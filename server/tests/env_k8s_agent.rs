@@ -24,9 +24,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use common::envs::{env, wait_state};
+use common::envs::{env, exec, wait_state};
 use common::{repo_with_devfile, TestServer};
-use cove_api::{EnvState, Environment, ExecResult};
+use cove_api::{EnvState, Environment};
 use serde_json::json;
 
 const NAMESPACE: &str = "cove";
@@ -157,20 +157,6 @@ fn agent_kubeconfig(dir: &Path) -> Result<PathBuf> {
     let path = dir.join("agent.kubeconfig");
     std::fs::write(&path, serde_json::to_string(&config)?)?;
     Ok(path)
-}
-
-async fn exec(server: &TestServer, id: &str, script: &str) -> Result<ExecResult> {
-    let r = server
-        .http
-        .post(server.api(&format!("/environments/{id}/exec")))
-        .bearer_auth(&server.admin_token)
-        .json(&json!({ "command": ["sh", "-c", script] }))
-        .send()
-        .await?;
-    if r.status() != 200 {
-        bail!("exec {script:?}: {} {}", r.status(), r.text().await?);
-    }
-    Ok(r.json().await?)
 }
 
 async fn action(server: &TestServer, id: &str, what: &str) -> Result<()> {

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 use common::dockerd::ExtraDockerd;
-use common::envs::wait_state;
+use common::envs::{exec_request as exec, wait_state};
 use common::{repo_with_devfile, TestServer};
 use cove_api::{EnvState, Environment, ExecResult};
 use serde_json::json;
@@ -63,16 +63,6 @@ async fn create(server: &TestServer, pool: &str) -> Result<reqwest::Response> {
         .post(server.api("/repos/admin/remote/environments"))
         .bearer_auth(&server.admin_token)
         .json(&json!({ "labels": { "pool": pool }, "idle_timeout_secs": 0 }))
-        .send()
-        .await?)
-}
-
-async fn exec(server: &TestServer, id: &str, script: &str) -> Result<reqwest::Response> {
-    Ok(server
-        .http
-        .post(server.api(&format!("/environments/{id}/exec")))
-        .bearer_auth(&server.admin_token)
-        .json(&json!({ "command": ["sh", "-c", script] }))
         .send()
         .await?)
 }

@@ -3,21 +3,38 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
-use cove_api::{EnvState, Environment};
+use cove_api::{EnvState, Environment, ExecResult};
 
 use super::TestServer;
 
 /// Environment `id` as the administrator sees it.
 pub async fn env(server: &TestServer, id: &str) -> Result<Environment> {
+    super::api_json(server, &format!("/environments/{id}")).await
+}
+
+/// `sh -c SCRIPT` in environment `id` through the exec route, as the administrator: the answer
+/// whatever its status.
+pub async fn exec_request(
+    server: &TestServer,
+    id: &str,
+    script: &str,
+) -> Result<reqwest::Response> {
     Ok(server
         .http
-        .get(server.api(&format!("/environments/{id}")))
+        .post(server.api(&format!("/environments/{id}/exec")))
         .bearer_auth(&server.admin_token)
+        .json(&serde_json::json!({ "command": ["sh", "-c", script] }))
         .send()
-        .await?
-        .error_for_status()?
-        .json()
         .await?)
+}
+
+/// [`exec_request`] that must succeed: its result.
+pub async fn exec(server: &TestServer, id: &str, script: &str) -> Result<ExecResult> {
+    let r = exec_request(server, id, script).await?;
+    if r.status() != 200 {
+        bail!("exec {script:?}: {} {}", r.status(), r.text().await?);
+    }
+    Ok(r.json().await?)
 }
 
 /// Waits up to `within` until environment `id` is `want`; an environment that fails on the
