@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmark (not a test) of job placement (issue 20): 1,000 jobs over 50 simulated agents
+# Benchmark (not a test) of placement (issue 20): 1,000 jobs, then 1,000 environments, over 50 simulated agents
 # (10 in five agent pools, 40 unpooled with region labels), in process, on SQLite. Prints the
 # pure placement decisions over one snapshot and the store-level placement in rounds (all 50
 # agents poll; one active-set read, one decision pass, one lease transaction per round).

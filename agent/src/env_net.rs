@@ -357,7 +357,8 @@ async fn delete_rules(docker: &Docker, fw: &Firewall, env: &str, listing: &str) 
 /// environment network whose environment has no container left (unless it
 /// was created in the last two minutes: another agent on this engine may be
 /// creating that environment right now), and every `cove.env=<id>` rule
-/// whose environment has no network. Returns the environments cleaned.
+/// whose environment has no network here and whose bridge is gone from the host (another
+/// engine's environments keep theirs). Returns the environments cleaned.
 pub async fn cleanup_orphans(docker: &Docker, n: &EnvNetwork) -> Result<Vec<String>, PodError> {
     cleanup_orphans_where(docker, n, std::time::Duration::from_secs(120), |_| true).await
 }
@@ -406,11 +407,29 @@ pub async fn cleanup_orphans_where(
         with_network.remove(&env);
         cleaned.insert(env);
     }
-    if let Ok(listing) = list_rules(docker, &n.net.firewall, "*").await {
-        let stale: BTreeSet<String> = tagged_rules(&listing)
-            .into_iter()
+    // a rule whose environment has no network on this engine is stale only when its bridge
+    // is gone from the host too: another engine on this host (a second agent, a test's
+    // extra dockerd) has environments of its own, with their rules in the same tables
+    let interfaces = n.net.firewall.host_interfaces(docker).await;
+    let listing = match interfaces {
+        Some(_) => list_rules(docker, &n.net.firewall, "*").await.ok(),
+        None => {
+            tracing::warn!("host interfaces not listed: stale environment rules are kept");
+            None
+        }
+    };
+    if let (Some(listing), Some(interfaces)) = (listing, interfaces) {
+        let rules = tagged_rules(&listing);
+        let live: BTreeSet<&str> = rules
+            .iter()
+            .filter(|(_, r)| r.value_of("-i").is_some_and(|i| interfaces.contains(i)))
+            .map(|(e, _)| e.as_str())
+            .collect();
+        let stale: BTreeSet<String> = rules
+            .iter()
             .map(|(e, _)| e)
-            .filter(|e| !with_network.contains(e) && consider(e))
+            .filter(|e| !with_network.contains(*e) && !live.contains(e.as_str()) && consider(e))
+            .cloned()
             .collect();
         for env in stale {
             for f in delete_rules(docker, &n.net.firewall, &env, &listing).await {

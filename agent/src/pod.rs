@@ -32,6 +32,7 @@ pub const LABEL_SPEC: &str = "cove.spec";
 
 pub mod prebuild;
 mod restart;
+mod volumes;
 pub use restart::{Change, ComponentChange, RestartPlan};
 
 /// Seconds a container gets between SIGTERM and SIGKILL on stop.
@@ -80,6 +81,9 @@ pub enum PodError {
     OverLimit { env: String, what: String },
     #[error("environment `{env}`: {message}")]
     Editor { env: String, message: String },
+    /// Moving a volume out of or into this engine (`pod::volumes`).
+    #[error("volume of environment `{env}`: {message}")]
+    Volume { env: String, message: String },
     #[error("network of environment `{env}`: {message}")]
     Network { env: String, message: String },
     #[error("docker {action} for environment `{env}` failed: {source}")]

@@ -152,6 +152,38 @@ impl Firewall {
     }
 }
 
+impl Firewall {
+    /// The network interfaces of the host's namespace, where the rules live (`None`: they
+    /// could not be listed). Another engine on the same host has its own bridges there: a
+    /// rule on an interface that exists is not this agent's to call stale.
+    pub(crate) async fn host_interfaces(
+        &self,
+        docker: &Docker,
+    ) -> Option<std::collections::BTreeSet<String>> {
+        match self {
+            Firewall::Local { .. } => std::fs::read_dir("/sys/class/net").ok().map(|dir| {
+                dir.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            }),
+            // the helper runs in the host's network namespace: its /sys/class/net is the host's
+            Firewall::HostContainer { image, .. } => {
+                let (out, failures) = host_container_batch(
+                    docker,
+                    image,
+                    "ls",
+                    &[vec!["/sys/class/net".to_string()]],
+                    false,
+                )
+                .await;
+                failures
+                    .is_empty()
+                    .then(|| out.split_whitespace().map(str::to_string).collect())
+            }
+        }
+    }
+}
+
 fn shell_quote(word: &str) -> String {
     format!("'{}'", word.replace('\'', "'\\''"))
 }

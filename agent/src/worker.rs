@@ -28,6 +28,8 @@ type Job = (EnvCommand, oneshot::Sender<AgentReply>);
 pub struct AgentHandle {
     tx: mpsc::Sender<Job>,
     backend: Arc<dyn Backend>,
+    /// The image of infra containers, also the never-started helper of volume copies.
+    infra_image: Arc<str>,
 }
 
 /// The two ends of an interactive terminal.
@@ -194,6 +196,23 @@ impl AgentHandle {
         Ok(pump_exec(streams))
     }
 
+    /// One of the environment's volumes (`None`: the sources) as a tar archive out
+    /// (`export`: on stdout) or in (from stdin): [`crate::backend::Backend::volume_streams`],
+    /// for `cove env move`.
+    pub async fn open_volume(
+        &self,
+        env: &str,
+        volume: Option<&str>,
+        export: bool,
+    ) -> Result<ExecSession, String> {
+        let streams = self
+            .backend
+            .volume_streams(env, volume, export, &self.infra_image)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(pump_exec(streams))
+    }
+
     /// The address of the environment's network namespace as this host reaches it (for
     /// forwarded TCP connections); `None` when it is not running or the backend has none.
     pub async fn env_address(&self, env: &str) -> Result<Option<std::net::IpAddr>, String> {
@@ -356,6 +375,7 @@ fn start(
 ) -> (AgentHandle, mpsc::UnboundedReceiver<EnvReport>) {
     let (tx, mut rx) = mpsc::channel::<Job>(64);
     let (reports, reports_rx) = mpsc::unbounded_channel();
+    let infra_image: Arc<str> = config.infra_image.as_str().into();
     let worker = Worker {
         backend: backend.clone(),
         docker,
@@ -372,7 +392,14 @@ fn start(
             });
         }
     });
-    (AgentHandle { tx, backend }, reports_rx)
+    (
+        AgentHandle {
+            tx,
+            backend,
+            infra_image,
+        },
+        reports_rx,
+    )
 }
 
 #[derive(Clone)]

@@ -692,4 +692,28 @@ async fn networks_and_rules_left_by_a_killed_agent_are_cleaned_up() {
     assert!(network_exists(&kept));
     rt.start(&kept).await.unwrap();
     assert!(rt.status(&kept).await.unwrap().unwrap().running());
+
+    // Rules of another engine's environment on this host (no network here, its bridge
+    // exists: `lo` stands for it) are not this agent's: kept.
+    let other = unique("t-orphd");
+    let rule = [
+        "INPUT",
+        "-i",
+        "lo",
+        "-m",
+        "comment",
+        "--comment",
+        &format!("{LABEL_ENV}={other}"),
+        "-j",
+        "RETURN",
+    ];
+    run_ok("iptables", &[&["-w", "-A"][..], &rule[..]].concat());
+    let cleaned =
+        env_net::cleanup_orphans_where(rt.docker(), rt.network(), Duration::ZERO, |e| e == other)
+            .await
+            .unwrap();
+    let left = env_rules(&other).len();
+    run_ok("iptables", &[&["-w", "-D"][..], &rule[..]].concat());
+    assert!(cleaned.is_empty(), "{cleaned:?}");
+    assert_eq!(left, 1, "another engine's rule was removed");
 }

@@ -351,6 +351,22 @@ pub mod link {
             env_id: String,
             command: Vec<String>,
         },
+        /// The contents of one of the environment's volumes as a tar archive on stdout
+        /// (`cove env move`); `volume`: a devfile volume's name, `None` the sources
+        /// (`/projects`). Exit 0 once the whole archive was sent.
+        VolumeExport {
+            env_id: String,
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            volume: Option<String>,
+        },
+        /// The volume made anew from the tar archive on stdin (the other end of
+        /// [`StreamOpen::VolumeExport`]); exit 0 once stdin's end was reached and the archive
+        /// is in the volume.
+        VolumeImport {
+            env_id: String,
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            volume: Option<String>,
+        },
     }
 
     /// Which way a data message's bytes go.

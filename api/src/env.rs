@@ -124,6 +124,21 @@ pub struct CreateEnvironmentRequest {
     pub labels: std::collections::BTreeMap<String, String>,
 }
 
+/// `POST /api/v1/environments/{env}/move` (`cove env move`): where the stopped environment
+/// goes — the agent named `agent`, or the agent placement picks for `labels` (docs/agents.md
+/// "Moving an environment"). One of the two.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct MoveEnvironmentRequest {
+    /// The agent's name (`cove agent list`; `embedded` for the server's own agent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    /// Labels the new agent must carry (`pool=gpu`; `cove env move --pool`).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub labels: std::collections::BTreeMap<String, String>,
+}
+
 /// A published endpoint of an environment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

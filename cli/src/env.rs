@@ -100,6 +100,24 @@ pub enum EnvCommand {
         #[arg(long)]
         no_wait: bool,
     },
+    /// Move an environment to another agent: stopped first (preStop runs), /projects and
+    /// the devfile's persistent volumes copied there, started there, the old copy removed. A
+    /// failed move leaves it where it was. Name the agent, or a pool or labels to place it by.
+    Move {
+        env: String,
+        /// The agent to move it to (`cove agent list`; `embedded` for the server's own).
+        #[arg(long, conflicts_with_all = ["pool", "labels"])]
+        agent: Option<String>,
+        /// An agent of this pool (the label `pool=NAME`).
+        #[arg(long)]
+        pool: Option<String>,
+        /// An agent carrying this label, KEY=VALUE (repeatable).
+        #[arg(long = "label", value_name = "KEY=VALUE")]
+        labels: Vec<String>,
+        /// Return once the move has begun instead of waiting until it runs on the new agent.
+        #[arg(long)]
+        no_wait: bool,
+    },
     /// Delete an environment, its containers and volumes.
     Delete {
         env: String,
@@ -372,16 +390,7 @@ pub fn run(args: EnvArgs) -> Result<std::process::ExitCode> {
             output,
         } => {
             let path = repo_path(&client, &repo)?;
-            let mut wanted = std::collections::BTreeMap::new();
-            for l in labels {
-                let Some((k, v)) = l.split_once('=') else {
-                    anyhow::bail!("--label {l:?}: use KEY=VALUE");
-                };
-                wanted.insert(k.to_string(), v.to_string());
-            }
-            if let Some(p) = pool {
-                wanted.insert("pool".to_string(), p);
-            }
+            let wanted = wanted_labels(labels, pool)?;
             let req = CreateEnvironmentRequest {
                 branch,
                 new_branch,
@@ -456,6 +465,13 @@ pub fn run(args: EnvArgs) -> Result<std::process::ExitCode> {
         EnvCommand::Update { env, no_wait } => {
             action(&client, &env, "update", EnvState::Running, no_wait)?
         }
+        EnvCommand::Move {
+            env,
+            agent,
+            pool,
+            labels,
+            no_wait,
+        } => move_env(&client, &env, agent, wanted_labels(labels, pool)?, no_wait)?,
         EnvCommand::Delete { env, yes } => {
             let e = resolve(&client, &env)?;
             if !yes {
@@ -593,6 +609,74 @@ pub fn run(args: EnvArgs) -> Result<std::process::ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--label K=V` (repeatable) and `--pool NAME` as one label set.
+fn wanted_labels(
+    labels: Vec<String>,
+    pool: Option<String>,
+) -> Result<std::collections::BTreeMap<String, String>> {
+    let mut wanted = std::collections::BTreeMap::new();
+    for l in labels {
+        let Some((k, v)) = l.split_once('=') else {
+            anyhow::bail!("--label {l:?}: use KEY=VALUE");
+        };
+        wanted.insert(k.to_string(), v.to_string());
+    }
+    if let Some(p) = pool {
+        wanted.insert("pool".to_string(), p);
+    }
+    Ok(wanted)
+}
+
+/// `cove env move`: stops the environment when it runs, asks for the move, and waits until it
+/// runs on its new agent (or the move failed and it stayed where it was).
+fn move_env(
+    client: &Client,
+    env: &str,
+    agent: Option<String>,
+    labels: std::collections::BTreeMap<String, String>,
+    no_wait: bool,
+) -> Result<()> {
+    if agent.is_none() && labels.is_empty() {
+        bail!("say where to: --agent NAME, --pool NAME or --label KEY=VALUE");
+    }
+    let mut e = resolve(client, env)?;
+    if e.state != EnvState::Stopped {
+        eprintln!("stopping {} first", e.name);
+        let after = last_event(client, &e.id)?;
+        let _: Environment = client.post(
+            &format!("/environments/{}/stop", e.id),
+            &serde_json::json!({}),
+        )?;
+        e = wait(client, &e.id, EnvState::Stopped, after)
+            .map_err(|err| anyhow!("stop of {}: {err}", e.name))?;
+    }
+    let after = last_event(client, &e.id)?;
+    let req = cove_api::MoveEnvironmentRequest { agent, labels };
+    let moving: Environment = client.post(&format!("/environments/{}/move", e.id), &req)?;
+    eprintln!(
+        "{}: {}",
+        moving.name,
+        moving.reason.as_deref().unwrap_or("moving")
+    );
+    if no_wait {
+        return Ok(());
+    }
+    let done = match wait(client, &e.id, EnvState::Running, after) {
+        Ok(done) => done,
+        // a failed move puts it back, stopped, with the reason
+        Err(err) => {
+            let now: Environment = client.get(&format!("/environments/{}", e.id))?;
+            bail!(
+                "move of {}: {}",
+                e.name,
+                now.reason.unwrap_or_else(|| err.to_string())
+            );
+        }
+    };
+    print_env(&done);
+    Ok(())
 }
 
 fn action(client: &Client, env: &str, verb: &str, want: EnvState, no_wait: bool) -> Result<()> {

@@ -2013,6 +2013,19 @@ pub fn api_routes() -> Vec<Route> {
         .answers(&[409, 503]),
         route(
             M::POST,
+            "/api/v1/environments/{env}/move",
+            Write,
+            writer,
+            false,
+            ACCEPTED,
+            "Move a stopped environment to another agent: its volumes are copied there, it starts there, and the old agent's copy is removed (docs/agents.md \"Moving an environment\")",
+            envs::move_env,
+        )
+        .env(EnvAccess::Creator)
+        .json::<cove_api::Environment>()
+        .answers(&[400, 409, 503]),
+        route(
+            M::POST,
             "/api/v1/environments/{env}/restart",
             Write,
             writer,

@@ -32,9 +32,10 @@ const AGENTS: usize = 50;
 const RUNS: usize = 100;
 const JOBS_PER_RUN: usize = 10;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "benchmark: scripts/bench-placement.sh"]
-async fn placement_bench() -> Result<()> {
+/// 20 repositories, 5 agent pools serving 2 repositories each, 50 agents registered through
+/// the API (10 pooled, 2 per pool; 40 unpooled, `region=eu|us`). Returns the server, the
+/// repositories' ids and the agents' ids.
+async fn setup() -> Result<(TestServer, Vec<i64>, Vec<i64>)> {
     let server = TestServer::start_configured(|c| c.embedded_agent = false).await?;
     let store = server.state.store();
     let mut repo_ids = Vec::new();
@@ -67,6 +68,14 @@ async fn placement_bench() -> Result<()> {
             .await?;
         agents.push(reg.agent_id);
     }
+    Ok((server, repo_ids, agents))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: scripts/bench-placement.sh"]
+async fn placement_bench() -> Result<()> {
+    let (server, repo_ids, agents) = setup().await?;
+    let store = server.state.store();
     let now = server.state.runs().clock().now_ms();
     for r in 0..RUNS {
         let repo = r % REPOS;
@@ -196,6 +205,103 @@ async fn placement_bench() -> Result<()> {
         at_store.as_secs_f64() * 1e3 / total as f64,
         per_agent.0,
         per_agent.1
+    );
+    server.stop().await;
+    Ok(())
+}
+
+/// Placing 1,000 environments over the same 50 agents, at the store: per environment what
+/// `cove env create` does to choose its agent (`env_placement::candidates` — the agents with
+/// their pools and the environments per agent, two reads — then the pure `place`) and the
+/// write of its row with the chosen agent. The simulated agents have no sockets: their links
+/// count as up. Environments of pooled repositories ask for `pool=<their pool>`, a quarter of
+/// the others `region=eu`, the rest nothing (the server has no embedded agent, so those go to
+/// any agent that may serve the repository).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: scripts/bench-placement.sh"]
+async fn env_placement_bench() -> Result<()> {
+    use cove_server::agents::env_placement;
+    let (server, repo_ids, agents) = setup().await?;
+    let store = server.state.store();
+    let admin = store.user_by_name("admin").await?.unwrap().id;
+    let total = 1000;
+    let mut placed_on: Vec<(usize, BTreeMap<String, String>, i64)> = Vec::new();
+    let started = Instant::now();
+    for i in 0..total {
+        let repo = i % REPOS;
+        let mut labels = BTreeMap::new();
+        if repo < 2 * POOLS {
+            labels.insert("pool".to_string(), format!("pool-{}", repo / 2));
+        } else if i % 4 == 0 {
+            labels.insert("region".to_string(), "eu".to_string());
+        }
+        let candidates = env_placement::candidates_linked(&server.state, |_| true).await?;
+        let placed = env_placement::place(
+            &candidates,
+            &format!("admin/b{repo}"),
+            JobNeeds {
+                repo_id: repo_ids[repo],
+                owner: "admin",
+                labels: &labels,
+            },
+        )
+        .map_err(anyhow::Error::msg)?;
+        let agent = placed.agent_id.unwrap();
+        store
+            .create_env(&cove_server::store::EnvRow {
+                id: format!("e{i:011}"),
+                name: format!("env-{i}"),
+                repo_id: repo_ids[repo],
+                owner_id: admin,
+                branch: "main".into(),
+                devfile_path: None,
+                state: cove_api::EnvState::Creating,
+                reason: None,
+                plan_json: "{}".into(),
+                devfile_text: Some("schemaVersion: 2.2.0\n".into()),
+                restart_required: false,
+                devfile_changes: None,
+                endpoints_json: "[]".into(),
+                idle_timeout_secs: 1800,
+                last_activity_ms: 0,
+                created_at: 0,
+                agent_id: Some(agent),
+                placement: Some(format!("{}: {}", placed.name, placed.why)),
+            })
+            .await?;
+        placed_on.push((repo, labels, agent));
+    }
+    let elapsed = started.elapsed();
+
+    // Every placement obeys the rule, and the load is spread.
+    let mut candidates = BTreeMap::new();
+    for id in &agents {
+        let c = cove_server::agents::eligibility::candidate(&server.state, Some(*id))
+            .await?
+            .unwrap();
+        candidates.insert(*id, c);
+    }
+    let mut per_agent: BTreeMap<i64, usize> = BTreeMap::new();
+    for (repo, labels, agent) in &placed_on {
+        assert!(candidates[agent].may_run(JobNeeds {
+            repo_id: repo_ids[*repo],
+            owner: "admin",
+            labels,
+        }));
+        *per_agent.entry(*agent).or_default() += 1;
+    }
+    let stored = store.env_counts_by_agent().await?;
+    assert_eq!(stored.values().sum::<usize>(), total);
+    println!(
+        "placement: {total} environments over {AGENTS} agents ({} pooled), {REPOS} repositories, {POOLS} pools",
+        2 * POOLS
+    );
+    println!(
+        "  environments, at the store (per create: candidates (2 reads) + place + the row's insert): {:.1} ms ({:.3} ms per placement; target <= 1000 ms for the {total}); environments per agent min {} max {}",
+        elapsed.as_secs_f64() * 1e3,
+        elapsed.as_secs_f64() * 1e3 / total as f64,
+        per_agent.values().min().unwrap(),
+        per_agent.values().max().unwrap()
     );
     server.stop().await;
     Ok(())

@@ -2,7 +2,7 @@
 //! walked as the environment's creator, another writer, a reader, a stranger (no access to
 //! the repository), the repository's owner and an administrator, on real environments (the
 //! embedded agent on the real Docker engine). An environment belongs to its creator: terminal,
-//! exec, logs, events, start, restart and update need the creator or an administrator; the
+//! exec, logs, events, start, move, restart and update need the creator or an administrator; the
 //! repository's owner may also stop and delete it; everyone else with a role on the
 //! repository only sees that it exists.
 
@@ -108,6 +108,7 @@ fn the_route_table_names_the_environment_rule_of_every_environment_route() {
             "/api/v1/environments/{env}/stop",
             Some(CreatorOrRepoOwner),
         ),
+        ("POST", "/api/v1/environments/{env}/move", Some(Creator)),
         ("POST", "/api/v1/environments/{env}/restart", Some(Creator)),
         ("POST", "/api/v1/environments/{env}/update", Some(Creator)),
         ("POST", "/api/v1/environments/{env}/exec", Some(Creator)),
@@ -314,6 +315,18 @@ async fn every_environment_route_as_creator_writer_reader_stranger_owner_and_adm
     )
     .await;
     wait_state(&server, &a, EnvState::Running).await;
+    // move (to another agent): the same rule as start; the creator reaches the handler (a
+    // running environment: stop it first)
+    let mv = format!("/environments/{a}/move");
+    walk(&server, Method::POST, &mv, json!({"agent": "x"}), &refused).await;
+    walk(
+        &server,
+        Method::POST,
+        &mv,
+        json!({"agent": "x"}),
+        &[("alice", t.alice.as_str(), 409)],
+    )
+    .await;
     walk(&server, Method::POST, &stop, json!({}), &refused[..2]).await;
     walk(&server, Method::POST, &stop, json!({}), &refused[3..]).await;
     for (name, token) in [("alice", &t.alice), ("admin", &t.admin), ("olga", &t.olga)] {

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 use common::dockerd::ExtraDockerd;
-use common::envs::{exec_request as exec, wait_state};
+use common::envs::{delete_and_wait, exec_request as exec, wait_state};
 use common::{repo_with_devfile, TestServer};
 use cove_api::{EnvState, Environment, ExecResult};
 use serde_json::json;
@@ -57,14 +57,118 @@ fn spawn_agent(
     Ok(cmd.spawn()?)
 }
 
+/// The main test engine with `agent-a` (`pool=a`) and a second dockerd with `agent-b`
+/// (`pool=b`), both registered to `server`.
+struct TwoAgents {
+    engine1: String,
+    engine2: ExtraDockerd,
+    agent_bin: PathBuf,
+    tmp: tempfile::TempDir,
+    a: tokio::process::Child,
+    b: tokio::process::Child,
+}
+
+impl TwoAgents {
+    async fn start(server: &TestServer) -> Result<TwoAgents> {
+        let engine1 =
+            std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
+        let engine2 =
+            tokio::task::spawn_blocking(|| ExtraDockerd::start(&["cove/busybox:latest"])).await??;
+        let agent_bin: PathBuf = cove_tests::cargo_bin("cove-agent", "cove-agent")?;
+        let tmp = tempfile::tempdir()?;
+        let reg_a = server.registration_token(None).await?;
+        let reg_b = server.registration_token(None).await?;
+        let a = spawn_agent(
+            &agent_bin,
+            server,
+            &tmp.path().join("a"),
+            "agent-a",
+            "pool=a",
+            Some(&reg_a),
+            &engine1,
+        )?;
+        let b = spawn_agent(
+            &agent_bin,
+            server,
+            &tmp.path().join("b"),
+            "agent-b",
+            "pool=b",
+            Some(&reg_b),
+            &engine2.host,
+        )?;
+        Ok(TwoAgents {
+            engine1,
+            engine2,
+            agent_bin,
+            tmp,
+            a,
+            b,
+        })
+    }
+}
+
 async fn create(server: &TestServer, pool: &str) -> Result<reqwest::Response> {
+    create_in(server, "remote", pool).await
+}
+
+async fn create_in(server: &TestServer, repo: &str, pool: &str) -> Result<reqwest::Response> {
     Ok(server
         .http
-        .post(server.api("/repos/admin/remote/environments"))
+        .post(server.api(&format!("/repos/admin/{repo}/environments")))
         .bearer_auth(&server.admin_token)
         .json(&json!({ "labels": { "pool": pool }, "idle_timeout_secs": 0 }))
         .send()
         .await?)
+}
+
+/// Creates an environment of `repo` on an agent of `pool` once that agent's link is up (409
+/// until then, never a hang) and waits until it runs.
+async fn running_in(server: &TestServer, repo: &str, pool: &str) -> Result<Environment> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let created: Environment = loop {
+        let r = create_in(server, repo, pool).await?;
+        if r.status() == 201 {
+            break r.json().await?;
+        }
+        let (status, text) = (r.status(), r.text().await?);
+        assert_eq!(status, 409, "{text}");
+        if Instant::now() > deadline {
+            bail!("no agent of pool {pool} linked: {text}");
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    wait_state(
+        server,
+        &created.id,
+        EnvState::Running,
+        Duration::from_secs(120),
+    )
+    .await
+}
+
+/// `POST /api/v1/environments/{id}/{action}` with `body` as the admin.
+async fn post(
+    server: &TestServer,
+    id: &str,
+    action: &str,
+    body: serde_json::Value,
+) -> Result<reqwest::Response> {
+    Ok(server
+        .http
+        .post(server.api(&format!("/environments/{id}/{action}")))
+        .bearer_auth(&server.admin_token)
+        .json(&body)
+        .send()
+        .await?)
+}
+
+fn volumes_of(docker_host: &str, env_id: &str) -> String {
+    let out = std::process::Command::new("docker")
+        .args(["-H", docker_host, "volume", "ls", "-q", "--filter"])
+        .arg(format!("label=cove.env={env_id}"))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 fn containers_of(docker_host: &str, env_id: &str) -> String {
@@ -156,34 +260,16 @@ async fn environments_land_by_label_on_their_engine_and_survive_agent_loss() -> 
     if !common::docker_engine_or_skip().await {
         return Ok(());
     }
-    let engine1 =
-        std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
-    let engine2 =
-        tokio::task::spawn_blocking(|| ExtraDockerd::start(&["cove/busybox:latest"])).await??;
-    let agent_bin: PathBuf = cove_tests::cargo_bin("cove-agent", "cove-agent")?;
     let server = TestServer::start_configured(|c| c.embedded_agent = false).await?;
+    let TwoAgents {
+        engine1,
+        engine2,
+        agent_bin,
+        tmp,
+        a: _a,
+        mut b,
+    } = TwoAgents::start(&server).await?;
     repo_with_devfile(&server.http, &server.url, "remote", DEVFILE).await;
-    let tmp = tempfile::tempdir()?;
-    let reg_a = server.registration_token(None).await?;
-    let reg_b = server.registration_token(None).await?;
-    let _a = spawn_agent(
-        &agent_bin,
-        &server,
-        &tmp.path().join("a"),
-        "agent-a",
-        "pool=a",
-        Some(&reg_a),
-        &engine1,
-    )?;
-    let mut b = spawn_agent(
-        &agent_bin,
-        &server,
-        &tmp.path().join("b"),
-        "agent-b",
-        "pool=b",
-        Some(&reg_b),
-        &engine2.host,
-    )?;
 
     // placement: pool=b once agent-b's link is up (409 until then, never a hang)
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -245,13 +331,7 @@ async fn environments_land_by_label_on_their_engine_and_survive_agent_loss() -> 
         Duration::from_secs(120),
     )
     .await?;
-    let r = server
-        .http
-        .delete(server.api(&format!("/environments/{}", by_attr.id)))
-        .bearer_auth(&server.admin_token)
-        .send()
-        .await?;
-    assert!(r.status().is_success());
+    delete_and_wait(&server, &by_attr.id, Duration::from_secs(60)).await?;
 
     // exec and a stream through the link
     let r = exec(
@@ -321,12 +401,173 @@ async fn environments_land_by_label_on_their_engine_and_survive_agent_loss() -> 
     let text = r.text().await?;
     assert!(text.contains("no agent matches labels pool=x"), "{text}");
 
-    let r = server
-        .http
-        .delete(server.api(&format!("/environments/{id}")))
-        .bearer_auth(&server.admin_token)
-        .send()
+    delete_and_wait(&server, &id, Duration::from_secs(60)).await?;
+    Ok(())
+}
+
+/// `cove env move` (docs/agents.md "Moving an environment"): a stopped environment on agent-b
+/// moves to agent-a with /projects and its devfile volume (contents, owners, modes), runs
+/// there, and nothing of it is left on engine 2; the refusals change nothing; a move whose
+/// start fails on the new agent (its engine lacks the image) puts the environment back on
+/// its agent, stopped, with its data, and leaves nothing on the other engine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_environment_moves_to_another_agent_with_its_volumes() -> Result<()> {
+    if !common::docker_engine_or_skip().await {
+        return Ok(());
+    }
+    let server = TestServer::start_configured(|c| c.embedded_agent = false).await?;
+    let agents = TwoAgents::start(&server).await?;
+    let (engine1, engine2) = (agents.engine1.as_str(), agents.engine2.host.as_str());
+    let with_volume = "schemaVersion: 2.2.0\ncomponents:\n  - name: main\n    container:\n      image: cove/busybox:latest\n      volumeMounts: [{name: cache, path: /cache}]\n  - name: cache\n    volume: {size: 1Gi}\n";
+    repo_with_devfile(&server.http, &server.url, "moving", with_volume).await;
+    let env = running_in(&server, "moving", "b").await?;
+    let id = env.id.clone();
+    assert_eq!(env.agent.as_deref(), Some("agent-b"));
+    let out: ExecResult = exec(
+        &server,
+        &id,
+        "echo moved > /projects/m && mkdir -p /projects/sub && echo deep > /projects/sub/f && chown 1234:1234 /projects/sub/f && chmod 640 /projects/sub/f && echo vol > /cache/v && echo ok",
+    )
+    .await?
+    .json()
+    .await?;
+    assert_eq!(out.stdout.trim(), "ok", "{out:?}");
+
+    // refused, nothing changes: running; no place said; its own pool (its own agent); both
+    let r = post(&server, &id, "move", json!({"labels": {"pool": "a"}})).await?;
+    assert_eq!(r.status(), 409);
+    assert!(r.text().await?.contains("stop it before moving it"));
+    post(&server, &id, "stop", json!({})).await?;
+    wait_state(&server, &id, EnvState::Stopped, Duration::from_secs(60)).await?;
+    let r = post(&server, &id, "move", json!({})).await?;
+    assert_eq!(r.status(), 400);
+    let r = post(&server, &id, "move", json!({"labels": {"pool": "b"}})).await?;
+    assert_eq!(r.status(), 409);
+    let text = r.text().await?;
+    assert!(
+        text.contains("other than the environment's own agent"),
+        "{text}"
+    );
+    let r = post(&server, &id, "move", json!({"agent": "agent-b"})).await?;
+    assert_eq!(r.status(), 409);
+    let r = post(&server, &id, "move", json!({"agent": "nobody"})).await?;
+    assert_eq!(r.status(), 409);
+
+    // the move with the CLI, from running (it stops it first): running on agent-a with
+    // everything it had
+    post(&server, &id, "start", json!({})).await?;
+    wait_state(&server, &id, EnvState::Running, Duration::from_secs(60)).await?;
+    let out = tokio::process::Command::new(cove_tests::cargo_bin("cove", "cove")?)
+        .args(["env", "move", &id, "--pool", "a"])
+        .env("HOME", agents.tmp.path())
+        .env("COVE_URL", &server.url)
+        .env("COVE_TOKEN", &server.admin_token)
+        .output()
         .await?;
-    assert!(r.status().is_success());
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stderr.contains("stopping"), "{stderr}");
+    assert!(
+        stderr.contains("moving from agent-b to agent-a"),
+        "{stderr}"
+    );
+    let moved = wait_state(&server, &id, EnvState::Running, Duration::from_secs(5)).await?;
+    assert_eq!(moved.agent.as_deref(), Some("agent-a"));
+    let why = moved.placement.unwrap_or_default();
+    assert!(why.contains("moved from agent-b"), "{why}");
+    let out: ExecResult = exec(
+        &server,
+        &id,
+        "cat /projects/m /projects/sub/f /cache/v && stat -c '%u:%g %a' /projects/sub/f",
+    )
+    .await?
+    .json()
+    .await?;
+    assert_eq!(
+        out.stdout.split_whitespace().collect::<Vec<_>>(),
+        ["moved", "deep", "vol", "1234:1234", "640"],
+        "{out:?}"
+    );
+    assert!(!containers_of(engine1, &id).is_empty());
+    // the old copy goes once it runs on the new agent
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !(containers_of(engine2, &id).is_empty() && volumes_of(engine2, &id).is_empty()) {
+        assert!(
+            Instant::now() < deadline,
+            "left on engine 2: {} / {}",
+            containers_of(engine2, &id),
+            volumes_of(engine2, &id)
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    // a move that cannot start on the other agent: engine 2 has no cove/base image
+    let base = "schemaVersion: 2.2.0\ncomponents:\n  - name: main\n    container: {image: 'cove/base:bookworm', command: [sleep, infinity]}\n";
+    repo_with_devfile(&server.http, &server.url, "stays", base).await;
+    let stays = running_in(&server, "stays", "a").await?;
+    let out: ExecResult = exec(&server, &stays.id, "echo here > /projects/h && echo ok")
+        .await?
+        .json()
+        .await?;
+    assert_eq!(out.stdout.trim(), "ok", "{out:?}");
+    post(&server, &stays.id, "stop", json!({})).await?;
+    wait_state(
+        &server,
+        &stays.id,
+        EnvState::Stopped,
+        Duration::from_secs(60),
+    )
+    .await?;
+    let r = post(&server, &stays.id, "move", json!({"agent": "agent-b"})).await?;
+    assert_eq!(r.status(), 202, "{}", r.text().await?);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let back = loop {
+        let e: Environment = server
+            .http
+            .get(server.api(&format!("/environments/{}", stays.id)))
+            .bearer_auth(&server.admin_token)
+            .send()
+            .await?
+            .json()
+            .await?;
+        if e.state == EnvState::Stopped {
+            break e;
+        }
+        assert!(Instant::now() < deadline, "still {:?}", e.state);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    let reason = back.reason.unwrap_or_default();
+    assert!(
+        reason.contains("the move to agent-b failed and the environment stayed on agent-a"),
+        "{reason}"
+    );
+    assert_eq!(back.agent.as_deref(), Some("agent-a"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !(containers_of(engine2, &stays.id).is_empty()
+        && volumes_of(engine2, &stays.id).is_empty())
+    {
+        assert!(Instant::now() < deadline, "left on engine 2");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    post(&server, &stays.id, "start", json!({})).await?;
+    wait_state(
+        &server,
+        &stays.id,
+        EnvState::Running,
+        Duration::from_secs(60),
+    )
+    .await?;
+    let out: ExecResult = exec(&server, &stays.id, "cat /projects/h")
+        .await?
+        .json()
+        .await?;
+    assert_eq!(out.stdout.trim(), "here");
+
+    for e in [&id, &stays.id] {
+        delete_and_wait(&server, e, Duration::from_secs(60)).await?;
+    }
     Ok(())
 }

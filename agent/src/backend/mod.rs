@@ -190,6 +190,24 @@ pub trait Backend: Send + Sync {
     }
     /// The address of the environment's network namespace as this host reaches it; `None`
     /// when it has none this host can dial (then ports go through [`Backend::namespace_streams`]).
+    /// One of the environment's volumes (`None`: the sources, `/projects`) as a tar archive:
+    /// `export` — the archive on stdout; else the volume made anew from the archive on
+    /// stdin. Exit 0 when it all went through, else 1 with the reason on stderr. The
+    /// environment is stopped meanwhile (`cove env move`); nothing of it runs.
+    async fn volume_streams(
+        &self,
+        env: &str,
+        volume: Option<&str>,
+        export: bool,
+        helper_image: &str,
+    ) -> Result<ExecStreams> {
+        let _ = (env, volume, export, helper_image);
+        Err(BackendError::Unsupported {
+            backend: self.kind().label(),
+            what: "environment moves (copying volumes between agents)",
+        })
+    }
+
     async fn env_address(&self, env: &str) -> Result<Option<std::net::IpAddr>> {
         let _ = env;
         Ok(None)

@@ -275,6 +275,14 @@ async fn open_stream(
             .open_namespace_exec(&env_id, command)
             .await
             .map(|s| (Err(s.input), Output::Exec(s.output))),
+        StreamOpen::VolumeExport { env_id, volume } => agent
+            .open_volume(&env_id, volume.as_deref(), true)
+            .await
+            .map(|s| (Err(s.input), Output::Exec(s.output))),
+        StreamOpen::VolumeImport { env_id, volume } => agent
+            .open_volume(&env_id, volume.as_deref(), false)
+            .await
+            .map(|s| (Err(s.input), Output::Exec(s.output))),
     };
     let (input, mut output) = match opened {
         Ok(x) => x,

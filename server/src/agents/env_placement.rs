@@ -131,19 +131,25 @@ pub fn place(
 pub async fn candidates(
     state: &crate::AppState,
 ) -> Result<Vec<EnvCandidate>, crate::store::StoreError> {
-    let envs = state.store().list_envs().await?;
-    let load = |id: Option<i64>| {
-        envs.iter()
-            .filter(|e| e.agent_id == id && e.state != cove_api::EnvState::Failed)
-            .count()
-    };
     let links = state.envs().links();
+    candidates_linked(state, |id| links.get(id).is_some()).await
+}
+
+/// [`candidates`] with the link state from `linked` (the placement benchmark's simulated
+/// agents have no sockets): two reads — the agents with their pools, and the number of
+/// environments per agent.
+pub async fn candidates_linked(
+    state: &crate::AppState,
+    linked: impl Fn(i64) -> bool,
+) -> Result<Vec<EnvCandidate>, crate::store::StoreError> {
+    let counts = state.store().env_counts_by_agent().await?;
+    let load = |id: Option<i64>| counts.get(&id).copied().unwrap_or(0);
     let mut out: Vec<EnvCandidate> = super::eligibility::candidates(state)
         .await?
         .into_iter()
         .filter(|c| c.id.is_some())
         .map(|c| EnvCandidate {
-            linked: c.id.is_some_and(|id| links.get(id).is_some()),
+            linked: c.id.is_some_and(&linked),
             environments: load(c.id),
             candidate: c,
         })

@@ -10,7 +10,7 @@
 //! (the other REST handlers and the DTO), `state` (transitions, agent reports,
 //! reconciliation), `watcher` (devfile changes), `reaper` (idle stop), `terminal` (WebSocket
 //! terminals), `terminal_sessions` (reconnecting terminals), `devfile` (reading devfiles from the repository), `outdated` (the branch's
-//! devfile moved on; `update`).
+//! devfile moved on; `update`), `relocate` (`cove env move`: to another agent, volumes copied).
 
 pub mod access;
 mod create;
@@ -20,6 +20,7 @@ mod outdated;
 pub mod prebuild;
 mod reaper;
 mod registry;
+mod relocate;
 mod state;
 mod terminal;
 pub mod terminal_sessions;
@@ -32,6 +33,7 @@ pub use http::*;
 pub(crate) use outdated::is_outdated;
 pub use outdated::update_env;
 pub use reaper::*;
+pub use relocate::move_env;
 pub use state::*;
 pub use terminal::*;
 pub use watcher::*;
@@ -207,7 +209,7 @@ pub async fn spawn_background(
     let s = state.clone();
     tokio::spawn(async move {
         while let Some(r) = reports.recv().await {
-            if let Err(e) = apply_report(&s, r).await {
+            if let Err(e) = apply_report_of(&s, None, r).await {
                 tracing::error!(error = %e, "applying an agent report failed");
             }
         }

@@ -63,6 +63,29 @@ pub(super) async fn transition(
     Ok(Json(env_dto(state, &row).await?))
 }
 
+/// Applies a report of agent `agent` (`None`: the embedded agent) about one of its own
+/// environments; reports about environments placed elsewhere are ignored (an agent cannot
+/// move another's, and the old agent's clean-up after `cove env move` moves nothing).
+pub async fn apply_report_of(
+    state: &AppState,
+    agent: Option<i64>,
+    report: EnvReport,
+) -> Result<(), ApiError> {
+    let env_id = match &report {
+        EnvReport::Progress { env_id, .. }
+        | EnvReport::CommandOutput { env_id, .. }
+        | EnvReport::State { env_id, .. } => env_id.clone(),
+    };
+    match state.store().env(&env_id).await? {
+        Some(row) if row.agent_id == agent => apply_report(state, report).await,
+        Some(_) => {
+            tracing::info!(?agent, env = %env_id, "ignored a report about an environment that is not on this agent");
+            Ok(())
+        }
+        None => Ok(()),
+    }
+}
+
 /// Apply one agent report to the store.
 pub async fn apply_report(state: &AppState, report: EnvReport) -> Result<(), ApiError> {
     let store = state.store();

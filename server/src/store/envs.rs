@@ -140,6 +140,43 @@ impl Store {
         rows.iter().map(env_from_row).collect()
     }
 
+    /// Places the environment on agent `agent_id` (`None`: the embedded agent) for `why`
+    /// (`cove env move`).
+    pub async fn set_env_agent(
+        &self,
+        id: &str,
+        agent_id: Option<i64>,
+        placement: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE environments SET agent_id = $1, placement = $2 WHERE id = $3")
+            .bind(agent_id)
+            .bind(placement)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Environments per agent that are not failed (`None`: the embedded agent) — what
+    /// environment placement weighs, without reading the environments themselves.
+    pub async fn env_counts_by_agent(
+        &self,
+    ) -> Result<std::collections::HashMap<Option<i64>, usize>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT agent_id, COUNT(*) AS n FROM environments WHERE state <> $1 GROUP BY agent_id",
+        )
+        .bind(EnvState::Failed.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = std::collections::HashMap::new();
+        for row in &rows {
+            let agent: Option<i64> = row.try_get("agent_id")?;
+            let n: i64 = row.try_get("n")?;
+            out.insert(agent, usize::try_from(n).unwrap_or(usize::MAX));
+        }
+        Ok(out)
+    }
+
     pub async fn set_env_state(
         &self,
         id: &str,

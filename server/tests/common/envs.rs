@@ -64,3 +64,34 @@ pub async fn wait_state(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// Deletes environment `id` as the administrator and waits up to `within` until it is gone
+/// (the agent has removed its containers, volumes and network), so that a test that stops
+/// its agents right after leaves nothing on the engine.
+pub async fn delete_and_wait(server: &TestServer, id: &str, within: Duration) -> Result<()> {
+    let r = server
+        .http
+        .delete(server.api(&format!("/environments/{id}")))
+        .bearer_auth(&server.admin_token)
+        .send()
+        .await?;
+    if !r.status().is_success() {
+        bail!("delete {id}: {} {}", r.status(), r.text().await?);
+    }
+    let deadline = Instant::now() + within;
+    loop {
+        let r = server
+            .http
+            .get(server.api(&format!("/environments/{id}")))
+            .bearer_auth(&server.admin_token)
+            .send()
+            .await?;
+        if r.status() == 404 {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("environment {id} still there: {}", r.text().await?);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

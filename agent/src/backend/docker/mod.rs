@@ -109,6 +109,16 @@ impl Backend for Runtime {
         Ok(Runtime::env_address(self, env).await?)
     }
 
+    async fn volume_streams(
+        &self,
+        env: &str,
+        volume: Option<&str>,
+        export: bool,
+        helper_image: &str,
+    ) -> Result<ExecStreams> {
+        Ok(volume_streams(self, env, volume, export, helper_image).await?)
+    }
+
     fn capacity(&self) -> (Option<u64>, Option<u64>) {
         Runtime::capacity(self)
     }
@@ -213,4 +223,80 @@ fn streams(
         resize,
         keep: Box::new(()),
     }
+}
+
+/// [`Backend::volume_streams`] on Docker: the archive between `pod::volumes` and a pipe; the
+/// exit code says whether all of it went through.
+async fn volume_streams(
+    rt: &Runtime,
+    env: &str,
+    volume: Option<&str>,
+    export: bool,
+    helper_image: &str,
+) -> std::result::Result<ExecStreams, crate::pod::PodError> {
+    let (err_r, mut err_w) = tokio::io::simplex(4096);
+    let (code_tx, code_rx) = tokio::sync::oneshot::channel::<i64>();
+    let exit: super::ExitFuture = Box::pin(async move { Ok(code_rx.await.ok()) });
+    if export {
+        let mut archive = Box::pin(rt.export_volume(env, volume, helper_image).await?);
+        let (out_r, mut out_w) = tokio::io::simplex(PIPE_BYTES);
+        tokio::spawn(async move {
+            let mut failed = None;
+            while let Some(chunk) = archive.next().await {
+                match chunk {
+                    Ok(bytes) => {
+                        if out_w.write_all(&bytes).await.is_err() {
+                            failed = Some("the reader went away".to_string());
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        failed = Some(format!("reading the volume's archive failed: {e}"));
+                        break;
+                    }
+                }
+            }
+            drop(archive);
+            out_w.shutdown().await.ok();
+            if let Some(why) = &failed {
+                err_w.write_all(why.as_bytes()).await.ok();
+            }
+            err_w.shutdown().await.ok();
+            let _ = code_tx.send(i64::from(failed.is_some()));
+        });
+        return Ok(ExecStreams {
+            stdin: Box::pin(tokio::io::sink()),
+            stdout: Box::pin(out_r),
+            stderr: Some(Box::pin(err_r)),
+            exit,
+            resize: None,
+            keep: Box::new(()),
+        });
+    }
+    let (in_r, in_w) = tokio::io::simplex(PIPE_BYTES);
+    let archive = tokio_util::io::ReaderStream::with_capacity(in_r, PIPE_BYTES);
+    let (rt, env, volume, image) = (
+        rt.clone(),
+        env.to_string(),
+        volume.map(str::to_string),
+        helper_image.to_string(),
+    );
+    tokio::spawn(async move {
+        let done = rt
+            .import_volume(&env, volume.as_deref(), &image, archive)
+            .await;
+        if let Err(e) = &done {
+            err_w.write_all(e.to_string().as_bytes()).await.ok();
+        }
+        err_w.shutdown().await.ok();
+        let _ = code_tx.send(i64::from(done.is_err()));
+    });
+    Ok(ExecStreams {
+        stdin: Box::pin(in_w),
+        stdout: Box::pin(tokio::io::empty()),
+        stderr: Some(Box::pin(err_r)),
+        exit,
+        resize: None,
+        keep: Box::new(()),
+    })
 }

@@ -342,6 +342,24 @@ impl LinkHandle {
         Ok(self.exec_session(parts))
     }
 
+    /// A volume's archive out of or into the agent (as [`AgentHandle::open_volume`]).
+    pub async fn open_volume(
+        &self,
+        env_id: &str,
+        volume: Option<&str>,
+        export: bool,
+    ) -> Result<ExecSession, String> {
+        let (env_id, volume) = (env_id.to_string(), volume.map(str::to_string));
+        let parts = self
+            .open(if export {
+                StreamOpen::VolumeExport { env_id, volume }
+            } else {
+                StreamOpen::VolumeImport { env_id, volume }
+            })
+            .await?;
+        Ok(self.exec_session(parts))
+    }
+
     fn exec_session(&self, parts: StreamParts) -> ExecSession {
         let (in_tx, in_rx) = mpsc::channel::<ExecInput>(64);
         let (out_tx, out_rx) = mpsc::channel::<ExecOutput>(64);
@@ -448,6 +466,20 @@ impl EnvAgent {
         match self {
             EnvAgent::Embedded(a) => a.open_namespace_exec(env_id, command).await,
             EnvAgent::Remote(l) => l.open_namespace_exec(env_id, command).await,
+        }
+    }
+
+    /// A volume's archive out of (`export`) or into the agent: `cove env move`
+    /// (`crate::envs::relocate`).
+    pub async fn open_volume(
+        &self,
+        env_id: &str,
+        volume: Option<&str>,
+        export: bool,
+    ) -> Result<ExecSession, String> {
+        match self {
+            EnvAgent::Embedded(a) => a.open_volume(env_id, volume, export).await,
+            EnvAgent::Remote(l) => l.open_volume(env_id, volume, export).await,
         }
     }
 

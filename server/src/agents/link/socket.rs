@@ -97,7 +97,7 @@ async fn run(state: AppState, agent: AgentPrincipal, socket: WebSocket) {
         let (state, id) = (state.clone(), agent.id);
         tokio::spawn(async move {
             while let Some(r) = reports_rx.recv().await {
-                if let Err(e) = apply_own_report(&state, id, r).await {
+                if let Err(e) = crate::envs::apply_report_of(&state, Some(id), r).await {
                     tracing::error!(error = %e, "applying an agent report failed");
                 }
             }
@@ -177,23 +177,6 @@ async fn on_frame(
         other => {
             tracing::warn!(agent = %link.name(), frame = ?other, "agent link: unexpected frame");
             let _ = out;
-        }
-    }
-}
-
-/// Applies a report of agent `agent_id` about one of its own environments; reports about
-/// environments placed elsewhere are ignored (an agent cannot move another's).
-async fn apply_own_report(state: &AppState, agent_id: i64, r: EnvReport) -> Result<(), ApiError> {
-    let env_id = match &r {
-        EnvReport::Progress { env_id, .. }
-        | EnvReport::CommandOutput { env_id, .. }
-        | EnvReport::State { env_id, .. } => env_id.clone(),
-    };
-    match state.store().env(&env_id).await? {
-        Some(row) if row.agent_id == Some(agent_id) => crate::envs::apply_report(state, r).await,
-        _ => {
-            tracing::warn!(agent_id, env = %env_id, "ignored a report about an environment that is not on this agent");
-            Ok(())
         }
     }
 }
