@@ -604,3 +604,201 @@ async fn the_app_with_dynamodb_example_runs_on_kubernetes() -> Result<()> {
     delete_and_check(&server, &id).await?;
     Ok(())
 }
+
+/// Replaces `from` by `to` in every string of `v`.
+fn rename(v: &mut serde_json::Value, from: &str, to: &str) {
+    match v {
+        serde_json::Value::String(s) if s.contains(from) => *s = s.replace(from, to),
+        serde_json::Value::Array(a) => a.iter_mut().for_each(|x| rename(x, from, to)),
+        serde_json::Value::Object(o) => o.values_mut().for_each(|x| rename(x, from, to)),
+        _ => {}
+    }
+}
+
+/// The objects Cove made for environment `id` (Pod, Service, claims, the plan's Secret) as a
+/// manifest `kubectl apply` can create again under the name `to`: what the server and the
+/// API server filled in (uid, versions, status, the bound volume, the cluster IP, the node,
+/// the service account token volume) removed.
+fn same_objects_as(id: &str, to: &str) -> Result<serde_json::Value> {
+    let mut list: serde_json::Value = serde_json::from_str(&kubectl_ok(&[
+        "-n",
+        NAMESPACE,
+        "get",
+        "persistentvolumeclaims,secrets,services,pods",
+        "-l",
+        &format!("app.kubernetes.io/managed-by=cove,cove.dev/env={id}"),
+        "-o",
+        "json",
+    ]))?;
+    let items = list["items"].as_array_mut().context("items")?;
+    for item in items.iter_mut() {
+        let o = item.as_object_mut().context("object")?;
+        o.remove("status");
+        let meta = o["metadata"].as_object_mut().context("metadata")?;
+        for k in [
+            "uid",
+            "resourceVersion",
+            "creationTimestamp",
+            "managedFields",
+            "ownerReferences",
+            "finalizers",
+            "annotations",
+            "generation",
+        ] {
+            meta.remove(k);
+        }
+        if let Some(spec) = o.get_mut("spec").and_then(|s| s.as_object_mut()) {
+            for k in ["volumeName", "clusterIP", "clusterIPs", "nodeName"] {
+                spec.remove(k);
+            }
+            if let Some(vols) = spec.get_mut("volumes").and_then(|v| v.as_array_mut()) {
+                vols.retain(|v| {
+                    !v["name"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .starts_with("kube-api-access-")
+                });
+            }
+            for list in ["containers", "initContainers"] {
+                for c in spec
+                    .get_mut(list)
+                    .and_then(|v| v.as_array_mut())
+                    .into_iter()
+                    .flatten()
+                {
+                    if let Some(m) = c.get_mut("volumeMounts").and_then(|m| m.as_array_mut()) {
+                        m.retain(|m| {
+                            !m["name"]
+                                .as_str()
+                                .unwrap_or_default()
+                                .starts_with("kube-api-access-")
+                        });
+                    }
+                }
+            }
+        }
+    }
+    rename(&mut list, id, to);
+    Ok(list)
+}
+
+/// `POST …/environments` with pool=k8s, then polled (20 ms) until running: how long, and
+/// its id.
+async fn cove_create_running(server: &TestServer) -> Result<(Duration, String)> {
+    let t0 = Instant::now();
+    let created = create_on_k8s(server, "k8s").await?;
+    loop {
+        let e = env(server, &created.id).await?;
+        match e.state {
+            EnvState::Running => break,
+            EnvState::Failed => bail!("failed: {:?}", e.reason),
+            _ => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+    Ok((t0.elapsed(), created.id))
+}
+
+/// Benchmark (issue 20), not a test: `scripts/bench-k8s.sh` runs it. Create → running of the
+/// same environment through Cove (`POST …/environments` with pool=k8s → the standalone
+/// agent's Kubernetes backend → running) beside `kubectl apply` of the very objects Cove made
+/// (claims, Secret, Service, Pod; renamed) → `kubectl wait --for=condition=Ready`, each round
+/// right after Cove's environment is deleted. Target: Cove ≤ 1.3× kubectl (p50).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "benchmark: scripts/bench-k8s.sh"]
+async fn bench_create_on_kubernetes_vs_kubectl_apply() -> Result<()> {
+    if !cluster_ready() {
+        return Ok(());
+    }
+    let rounds: usize = std::env::var("ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(5);
+    let tmp = tempfile::tempdir()?;
+    let kubeconfig = agent_kubeconfig(tmp.path())?;
+    let server = TestServer::start_configured(|c| c.embedded_agent = false).await?;
+    repo_with_devfile(&server.http, &server.url, "k8s", DEVFILE).await;
+    let _agent = spawn_agent(&server, tmp.path(), &kubeconfig).await?;
+
+    // warm-up: the first Pod pays for the images' first start
+    let (_, warm) = cove_create_running(&server).await?;
+    let manifest_of = |id: &str, n: usize| -> Result<PathBuf> {
+        let path = tmp.path().join(format!("k{n}.json"));
+        std::fs::write(
+            &path,
+            serde_json::to_string(&same_objects_as(id, &format!("kb{n:02}"))?)?,
+        )?;
+        Ok(path)
+    };
+    let kubectl_once = |path: PathBuf, pod: String| async move {
+        tokio::task::spawn_blocking(move || -> Result<Duration> {
+            let t0 = Instant::now();
+            kubectl_ok(&["apply", "-f", path.to_str().unwrap()]);
+            kubectl_ok(&[
+                "-n",
+                NAMESPACE,
+                "wait",
+                "--for=condition=Ready",
+                &format!("pod/{pod}"),
+                "--timeout=240s",
+            ]);
+            let took = t0.elapsed();
+            kubectl_ok(&["delete", "--wait=true", "-f", path.to_str().unwrap()]);
+            Ok(took)
+        })
+        .await?
+    };
+    let pod_of = |manifest: &PathBuf| -> Result<String> {
+        let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(manifest)?)?;
+        v["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|i| i["kind"] == "Pod")
+            .and_then(|p| p["metadata"]["name"].as_str())
+            .map(str::to_string)
+            .context("no Pod in the manifest")
+    };
+    let warm_manifest = manifest_of(&warm, 0)?;
+    let warm_pod = pod_of(&warm_manifest)?;
+    kubectl_once(warm_manifest, warm_pod).await?;
+    delete_and_check(&server, &warm).await?;
+
+    let (mut cove, mut raw) = (Vec::new(), Vec::new());
+    for n in 1..=rounds {
+        // the manifest comes from this round's Cove environment, so Cove goes first and
+        // kubectl applies the same objects right after Cove's are deleted
+        let (took, id) = cove_create_running(&server).await?;
+        cove.push(took);
+        let manifest = manifest_of(&id, n)?;
+        let pod = pod_of(&manifest)?;
+        delete_and_check(&server, &id).await?;
+        raw.push(kubectl_once(manifest, pod).await?);
+    }
+    let ms = |d: &Duration| d.as_secs_f64() * 1e3;
+    let pct = |v: &mut Vec<Duration>, q: f64| {
+        v.sort();
+        let i = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1;
+        ms(&v[i])
+    };
+    let (c50, c95, r50, r95) = (
+        pct(&mut cove, 0.5),
+        pct(&mut cove, 0.95),
+        pct(&mut raw, 0.5),
+        pct(&mut raw, 0.95),
+    );
+    println!("k8s create → running, {rounds} rounds (after one warm-up each)");
+    println!("| what | p50 ms | p95 ms | min ms | max ms |");
+    println!("|---|---:|---:|---:|---:|");
+    println!(
+        "| `kubectl apply` of the same objects → `kubectl wait --for=condition=Ready` — the baseline | {r50:.0} | {r95:.0} | {:.0} | {:.0} |",
+        ms(&raw[0]),
+        ms(raw.last().unwrap())
+    );
+    println!(
+        "| Cove: `POST …/environments` pool=k8s → running (standalone agent, Kubernetes backend) | {c50:.0} | {c95:.0} | {:.0} | {:.0} |",
+        ms(&cove[0]),
+        ms(cove.last().unwrap())
+    );
+    println!("Cove / kubectl at p50: {:.2}x (target <= 1.3x)", c50 / r50);
+    Ok(())
+}

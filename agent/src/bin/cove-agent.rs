@@ -398,16 +398,18 @@ async fn run(args: Args, env_registration: Option<String>) -> Result<ExitCode> {
         ..Default::default()
     };
     let transport = Arc::new(transport);
+    // one client of the cluster for environments and jobs alike
+    let kube = match &config.kubernetes {
+        Some(k) => Some(kubernetes_backend(k.clone()).await?),
+        None => None,
+    };
     if let Some(target) = link_target {
         // environments: the same worker the server's embedded agent runs, over the link
-        let (handle, reports) = match (&config.kubernetes, &rt) {
-            (Some(k), _) => {
-                let backend = kubernetes_backend(k.clone()).await?;
-                cove_agent::worker::spawn_backend(
-                    Arc::new(backend),
-                    cove_agent::worker::AgentConfig::default(),
-                )
-            }
+        let (handle, reports) = match (&kube, &rt) {
+            (Some(backend), _) => cove_agent::worker::spawn_backend(
+                Arc::new(backend.clone()),
+                cove_agent::worker::AgentConfig::default(),
+            ),
             (None, Some(rt)) => {
                 let rt = rt.clone().with_network(cove_agent::env_net::EnvNetwork {
                     settings: Default::default(),
@@ -434,14 +436,15 @@ async fn run(args: Args, env_registration: Option<String>) -> Result<ExitCode> {
     ));
     // jobs as Pods on the cluster when the agent says where their gateway listens
     // (`kubernetes.job_gateway_address`; docs/kubernetes.md "Jobs as Pods")
-    let docker = match config
-        .kubernetes
-        .as_ref()
-        .and_then(|k| k.job_gateway_address.map(|a| (k, a)))
-    {
-        Some((k, gateway_address)) => {
+    let docker = match kube.as_ref().zip(
+        config
+            .kubernetes
+            .as_ref()
+            .and_then(|k| k.job_gateway_address),
+    ) {
+        Some((backend, gateway_address)) => {
             worker.kubernetes = Some(cove_agent::job_worker::KubernetesJobs {
-                backend: kubernetes_backend(k.clone()).await?,
+                backend: backend.clone(),
                 gateway_address,
             });
             tracing::info!(%gateway_address, "jobs run as Pods on Kubernetes");

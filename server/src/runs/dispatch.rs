@@ -67,7 +67,9 @@ impl ActiveCache {
     pub(crate) fn ended(&self, jobs: &[i64]) {
         let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(set) = kept.jobs.as_mut() {
-            set.retain(|j| !jobs.contains(&j.job.id));
+            // a finish batch can end many jobs of a large active set: look them up in a set
+            let ended: std::collections::HashSet<i64> = jobs.iter().copied().collect();
+            set.retain(|j| !ended.contains(&j.job.id));
         } else if kept.out {
             kept.ended.extend(jobs);
         }
