@@ -14,6 +14,6 @@ PROFILE="${PROFILE:-debug}"
 FLAGS=()
 [ "$PROFILE" = release ] && FLAGS=(--release)
 echo "# $(date -u +%FT%TZ) $(uname -m), $(nproc) cores, profile $PROFILE, SQLite, load before: $(cut -d' ' -f1-3 /proc/loadavg)"
-nice -n 19 cargo test -q "${FLAGS[@]}" -p cove-server --test bench_placement -- --ignored --nocapture 2>&1 \
+nice -n 19 cargo test -q "${FLAGS[@]}" -p cove-server --test bench_placement -- --ignored --nocapture --test-threads=1 2>&1 \
   | grep -E '^(placement|  )'
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -181,6 +181,9 @@ pub struct Store {
     pool: AnyPool,
     /// PostgreSQL only: what replicas share beyond the pool (`store/cluster.rs`).
     pg: Option<std::sync::Arc<cluster::PgSide>>,
+    /// The agents and pools environment placement reads, kept briefly (`store/agents.rs`
+    /// [`Store::agents_and_pools`]).
+    agents_cache: std::sync::Arc<agents::AgentsCache>,
 }
 
 fn scopes_to_text(scopes: &[Scope]) -> String {
@@ -274,7 +277,11 @@ impl Store {
         } else {
             Some(cluster::PgSide::new(url)?)
         };
-        Ok(Store { pool, pg })
+        Ok(Store {
+            pool,
+            pg,
+            agents_cache: Default::default(),
+        })
     }
 
     /// Closes the pool, waiting for connections to finish.

@@ -92,14 +92,12 @@ pub async fn candidate(
 /// Every agent that could take jobs now: unrevoked registered agents, and the embedded agent
 /// when it runs jobs.
 pub async fn candidates(state: &AppState) -> Result<Vec<Candidate>, StoreError> {
-    let pools = state.store().agent_pools().await?;
-    let mut out: Vec<Candidate> = state
-        .store()
-        .list_agents()
-        .await?
+    let snap = state.store().agents_and_pools().await?;
+    let mut out: Vec<Candidate> = snap
+        .agents
         .iter()
         .filter(|a| a.revoked_at.is_none())
-        .map(|a| candidate_of(a, &pools))
+        .map(|a| candidate_of(a, &snap.pools))
         .collect();
     if state.runs().config().embedded_slots > 0 {
         out.push(embedded_candidate());

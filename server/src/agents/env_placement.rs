@@ -136,8 +136,9 @@ pub async fn candidates(
 }
 
 /// [`candidates`] with the link state from `linked` (the placement benchmark's simulated
-/// agents have no sockets): two reads — the agents with their pools, and the number of
-/// environments per agent.
+/// agents have no sockets): the agents with their pools as the store keeps them
+/// (`Store::agents_and_pools`, re-read after a change or 1 s) and one count of environments
+/// per agent.
 pub async fn candidates_linked(
     state: &crate::AppState,
     linked: impl Fn(i64) -> bool,

@@ -56,6 +56,7 @@ impl Store {
                 .await?;
         }
         tx.commit().await?;
+        self.agents_changed();
         Ok(id)
     }
 
@@ -161,6 +162,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
+        self.agents_changed();
         Ok(Some(true))
     }
 }

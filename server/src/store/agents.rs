@@ -2,6 +2,9 @@
 //! SHA-256 hashes of tokens are stored.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use cove_api::AgentCapacity;
 use sqlx::any::AnyRow;
@@ -193,6 +196,7 @@ impl Store {
                 .await?;
             let agent = agent_from_row(&row)?;
             tx.commit().await?;
+            self.agents_changed();
             return Ok(Ok(agent));
         }
         tx.rollback().await?;
@@ -220,15 +224,27 @@ impl Store {
         capacity: &AgentCapacity,
         now: i64,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE agents SET labels = $1, capacity = $2, last_seen_at = $3 WHERE id = $4",
+        let labels =
+            serde_json::to_string(labels).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        // labels change rarely (placement's cache is dropped only then); capacity and the
+        // time seen with every report
+        let relabelled = sqlx::query(
+            "UPDATE agents SET labels = $1 WHERE id = $2 AND (labels IS NULL OR labels <> $3)",
         )
-        .bind(serde_json::to_string(labels).map_err(|e| StoreError::Corrupt(e.to_string()))?)
-        .bind(serde_json::to_string(capacity).map_err(|e| StoreError::Corrupt(e.to_string()))?)
-        .bind(now)
+        .bind(&labels)
         .bind(id)
+        .bind(&labels)
         .execute(&self.pool)
         .await?;
+        if relabelled.rows_affected() > 0 {
+            self.agents_changed();
+        }
+        sqlx::query("UPDATE agents SET capacity = $1, last_seen_at = $2 WHERE id = $3")
+            .bind(serde_json::to_string(capacity).map_err(|e| StoreError::Corrupt(e.to_string()))?)
+            .bind(now)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -265,6 +281,41 @@ impl Store {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    /// The agents and agent pools, read at most [`AGENTS_MAX_AGE`] ago and after this
+    /// process's last change to either (registration, revocation, new labels, a pool made or
+    /// deleted): what environment placement reads on every create. Another replica's change
+    /// shows within [`AGENTS_MAX_AGE`]; revocation is checked again where it matters (a
+    /// revoked agent's link is closed, its leases refused).
+    pub async fn agents_and_pools(&self) -> Result<Arc<AgentsSnapshot>, StoreError> {
+        let generation = self.agents_cache.generation.load(Ordering::SeqCst);
+        if let Some((g, at, snap)) = self
+            .agents_cache
+            .kept
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
+            if *g == generation && at.elapsed() < AGENTS_MAX_AGE {
+                return Ok(snap.clone());
+            }
+        }
+        let snap = Arc::new(AgentsSnapshot {
+            agents: self.list_agents().await?,
+            pools: self.agent_pools().await?,
+        });
+        *self
+            .agents_cache
+            .kept
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some((generation, Instant::now(), snap.clone()));
+        Ok(snap)
+    }
+
+    /// Drops the kept [`Store::agents_and_pools`].
+    pub(crate) fn agents_changed(&self) {
+        self.agents_cache.generation.fetch_add(1, Ordering::SeqCst);
     }
 
     pub async fn list_agents(&self) -> Result<Vec<AgentRow>, StoreError> {
@@ -330,6 +381,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
+        self.agents_changed();
         Ok(Some(done.rows_affected() == 1))
     }
 
@@ -357,4 +409,21 @@ impl Store {
             .map(|r| Ok((r.try_get("id")?, r.try_get("agent_id")?)))
             .collect()
     }
+}
+
+/// How long [`Store::agents_and_pools`] may serve what it read.
+pub const AGENTS_MAX_AGE: Duration = Duration::from_secs(1);
+
+/// Agents and pools as read together.
+#[derive(Debug)]
+pub struct AgentsSnapshot {
+    pub agents: Vec<AgentRow>,
+    pub pools: Vec<super::agent_pools::PoolRow>,
+}
+
+/// The kept [`AgentsSnapshot`] and the change counter that makes it stale.
+#[derive(Debug, Default)]
+pub(crate) struct AgentsCache {
+    generation: AtomicU64,
+    kept: Mutex<Option<(u64, Instant, Arc<AgentsSnapshot>)>>,
 }
