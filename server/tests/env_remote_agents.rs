@@ -409,7 +409,8 @@ async fn environments_land_by_label_on_their_engine_and_survive_agent_loss() -> 
 /// moves to agent-a with /projects and its devfile volume (contents, owners, modes), runs
 /// there, and nothing of it is left on engine 2; the refusals change nothing; a move whose
 /// start fails on the new agent (its engine lacks the image) puts the environment back on
-/// its agent, stopped, with its data, and leaves nothing on the other engine.
+/// its agent, stopped, with its data, and leaves nothing on the other engine; an environment
+/// deleted while it moves leaves nothing on either engine.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_environment_moves_to_another_agent_with_its_volumes() -> Result<()> {
     if !common::docker_engine_or_skip().await {
@@ -566,8 +567,29 @@ async fn an_environment_moves_to_another_agent_with_its_volumes() -> Result<()> 
         .await?;
     assert_eq!(out.stdout.trim(), "here");
 
-    for e in [&id, &stays.id] {
-        delete_and_wait(&server, e, Duration::from_secs(60)).await?;
+    delete_and_wait(&server, &stays.id, Duration::from_secs(60)).await?;
+
+    // deleted while it moves (agent-a → agent-b): gone, and nothing of it on either engine
+    post(&server, &id, "stop", json!({})).await?;
+    wait_state(&server, &id, EnvState::Stopped, Duration::from_secs(60)).await?;
+    let r = post(&server, &id, "move", json!({"labels": {"pool": "b"}})).await?;
+    assert_eq!(r.status(), 202, "{}", r.text().await?);
+    delete_and_wait(&server, &id, Duration::from_secs(90)).await?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let left: Vec<String> = [engine1, engine2]
+            .iter()
+            .flat_map(|e| [containers_of(e, &id), volumes_of(e, &id)])
+            .filter(|s| !s.is_empty())
+            .collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "left after a delete during a move: {left:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
     }
     Ok(())
 }

@@ -274,6 +274,33 @@ impl Move {
             ),
         )
         .await?;
+        // deleted (or otherwise acted on) during the copy: the new agent's copy goes, the
+        // old one is the deletion's business
+        match self.state.store().env(env).await? {
+            Some(now) if now.state == EnvState::Starting && now.agent_id == self.row.agent_id => {}
+            None => return self.deleted_meanwhile().await,
+            Some(now) if now.state == EnvState::Deleting => return self.deleted_meanwhile().await,
+            // e.g. its agent became unreachable: the old copy stays as it is, the new goes
+            Some(now) => {
+                let _ = self
+                    .target
+                    .call(EnvCommand::Delete {
+                        env_id: env.to_string(),
+                    })
+                    .await;
+                return self
+                    .event(
+                        "move",
+                        &format!(
+                            "the move to {} was abandoned: the environment became {}; it stays on {}",
+                            self.placed.name,
+                            now.state.as_str(),
+                            self.from
+                        ),
+                    )
+                    .await;
+            }
+        }
         // 2. placed on the new agent, created there from the copied volumes
         self.state
             .store()
@@ -311,8 +338,9 @@ impl Move {
         // 3. running there: the old copy goes
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            let Some(now) = self.state.store().env(env).await? else {
-                return Ok(()); // deleted meanwhile
+            let now = self.state.store().env(env).await?;
+            let Some(now) = now.filter(|n| n.state != EnvState::Deleting) else {
+                return self.deleted_meanwhile().await;
             };
             match now.state {
                 EnvState::Running => break,
@@ -371,6 +399,32 @@ impl Move {
             ),
         )
         .await
+    }
+
+    /// The environment was deleted (or is being deleted) during the move, on whichever agent
+    /// it was placed on then: both copies go, and its row once both agents are done (the
+    /// report of the agent it is no longer placed on would not count).
+    async fn deleted_meanwhile(&self) -> Result<(), ApiError> {
+        let env = self.row.id.as_str();
+        for agent in [&self.target, &self.source] {
+            let _ = agent
+                .call(EnvCommand::Delete {
+                    env_id: env.to_string(),
+                })
+                .await;
+        }
+        // the agents' deletes are accepted and run in the background: give them time, then
+        // drop the row if it is still being deleted
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            match self.state.store().env(env).await? {
+                None => return Ok(()),
+                Some(r) if r.state != EnvState::Deleting => break,
+                Some(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+            }
+        }
+        self.state.store().delete_env_if_deleting(env).await?;
+        Ok(())
     }
 
     /// Puts everything back: the new agent's copy deleted, the environment on the old agent,
