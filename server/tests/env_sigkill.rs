@@ -121,13 +121,26 @@ async fn environment_survives_sigkill_of_the_server() {
         .await
         .unwrap();
     assert_eq!(r.status(), 202);
+    // gone from the API only once the agent removed containers, volumes and network: the
+    // server is killed after that, so nothing of the environment stays on the engine
     let deadline = Instant::now() + Duration::from_secs(30);
-    while running_containers(&id) > 0 {
+    loop {
+        let r = http
+            .get(format!("{url}/api/v1/environments/{id}"))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 404 {
+            break;
+        }
         assert!(
             Instant::now() < deadline,
-            "delete did not remove the containers"
+            "delete did not finish: {} containers running",
+            running_containers(&id)
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    assert_eq!(running_containers(&id), 0, "delete did not remove the containers");
     server.start_kill().ok();
 }
