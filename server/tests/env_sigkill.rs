@@ -141,6 +141,10 @@ async fn environment_survives_sigkill_of_the_server() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(running_containers(&id), 0, "delete did not remove the containers");
+    assert_eq!(
+        running_containers(&id),
+        0,
+        "delete did not remove the containers"
+    );
     server.start_kill().ok();
 }
