@@ -24,7 +24,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use common::envs::{env, exec, wait_state};
+use common::envs::{delete_and_wait, env, exec, wait_state};
 use common::{repo_with_devfile, TestServer};
 use cove_api::{EnvState, Environment};
 use serde_json::json;
@@ -254,29 +254,7 @@ async fn create_on_k8s(server: &TestServer, repo: &str) -> Result<Environment> {
 /// Deletes the environment: its row goes once the agent removed everything, and nothing
 /// labelled with it is left in the namespace.
 async fn delete_and_check(server: &TestServer, id: &str) -> Result<()> {
-    let r = server
-        .http
-        .delete(server.api(&format!("/environments/{id}")))
-        .bearer_auth(&server.admin_token)
-        .send()
-        .await?;
-    assert!(r.status().is_success(), "delete: {}", r.status());
-    let deadline = Instant::now() + Duration::from_secs(180);
-    loop {
-        let r = server
-            .http
-            .get(server.api(&format!("/environments/{id}")))
-            .bearer_auth(&server.admin_token)
-            .send()
-            .await?;
-        if r.status() == 404 {
-            break;
-        }
-        if Instant::now() > deadline {
-            bail!("environment {id} still there: {}", r.text().await?);
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    delete_and_wait(server, id, Duration::from_secs(180)).await?;
     for kind in ["pods", "services", "persistentvolumeclaims", "secrets"] {
         assert_eq!(objects(kind, id), "", "{kind} of {id} left after delete");
     }
