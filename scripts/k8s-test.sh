@@ -6,7 +6,7 @@
 #                                   cove/dynamodb-local (from $DOCKER_HOST)
 #   cargo test -p cove-agent --test k8s_env -- --ignored
 #   cargo test -p cove-agent --test k8s_jobs -- --ignored
-#   cargo test -p cove-server --test env_k8s_agent -- --ignored   (a cove-agent with backend: kubernetes)
+#   cargo test -p cove-server --test env_k8s_agent -- --ignored --skip bench_   (a cove-agent with backend: kubernetes; the benchmark is scripts/bench-k8s.sh)
 #   scripts/k8s-cluster.sh stop     (always, also after a failure)
 # Needs root and a Docker engine with the images (scripts/test-env.sh). Exits with the
 # first failure's status. Called by scripts/test.sh after the browser tests, so the
@@ -74,7 +74,7 @@ log "cargo test -p cove-agent --test k8s_jobs: $((SECONDS - t)) s (exit $rc_jobs
 # environments through a standalone cove-agent with the Kubernetes backend (server in process)
 t=$SECONDS
 rc2=0
-cargo test -p cove-server --test env_k8s_agent -- --ignored --test-threads=1 || rc2=$?
+cargo test -p cove-server --test env_k8s_agent -- --ignored --test-threads=1 --skip bench_ || rc2=$?
 log "cargo test -p cove-server --test env_k8s_agent: $((SECONDS - t)) s (exit $rc2)"
 [ "$rc" != 0 ] || rc=$rc2
 stop_cluster
