@@ -5,6 +5,7 @@
 //! server: https://cove.example.internal   # the only place the agent dials
 //! name: build-1                            # shown in `cove agent list`
 //! slots: 2                                 # jobs at once
+//! max_environments: 10                     # environments running at once (default: no limit)
 //! state_dir: /var/lib/cove-agent           # holds agent-token (0600) and agent-id
 //! registration_token_file: /run/secrets/cove-registration-token
 //! metrics_listen: 127.0.0.1:9465          # /metrics and /healthz, no credentials (off if absent)
@@ -49,6 +50,9 @@ pub struct FileConfig {
     pub name: Option<String>,
     /// Jobs run at the same time (default 1).
     pub slots: Option<usize>,
+    /// Environments running at the same time (default: no limit). Placement gives new
+    /// environments only to agents with room.
+    pub max_environments: Option<usize>,
     /// Where the agent keeps its token (default `/var/lib/cove-agent`).
     pub state_dir: Option<PathBuf>,
     /// A file holding a one-time registration token (used on first start only).
@@ -107,6 +111,7 @@ pub struct Overrides {
     pub server: Option<String>,
     pub name: Option<String>,
     pub slots: Option<usize>,
+    pub max_environments: Option<usize>,
     pub state_dir: Option<PathBuf>,
     pub registration_token_file: Option<PathBuf>,
     pub metrics_listen: Option<String>,
@@ -127,6 +132,8 @@ pub struct AgentConfig {
     pub server: String,
     pub name: String,
     pub slots: usize,
+    /// Environments running at once (`None`: no limit).
+    pub max_environments: Option<usize>,
     pub state_dir: PathBuf,
     pub registration_token_file: Option<PathBuf>,
     pub sandbox: SandboxSettings,
@@ -229,6 +236,12 @@ impl AgentConfig {
         if slots == 0 {
             return Err(ConfigError::Invalid("slots must be at least 1".into()));
         }
+        let max_environments = over.max_environments.or(file.max_environments);
+        if max_environments == Some(0) {
+            return Err(ConfigError::Invalid(
+                "max_environments must be at least 1 (leave it out for no limit)".into(),
+            ));
+        }
         let mut labels = file.labels;
         for text in &over.labels {
             let (k, v) = crate::labels::parse(text).map_err(ConfigError::Invalid)?;
@@ -262,6 +275,7 @@ impl AgentConfig {
             server,
             name,
             slots,
+            max_environments,
             state_dir: over
                 .state_dir
                 .or(file.state_dir)

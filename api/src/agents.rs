@@ -69,6 +69,11 @@ pub struct AgentCapacity {
     /// Environments it runs now.
     #[serde(default)]
     pub running_environments: u32,
+    /// Environments it may run at once (`max_environments` of its configuration; 0: no
+    /// limit). Placement gives a new environment only to an agent with room, and starting a
+    /// stopped one on a full agent is refused (docs/agents.md "Room").
+    #[serde(default)]
+    pub max_environments: u32,
 }
 
 /// `POST /api/v1/agent/status` (the agent's own token): labels and capacity, sent every few

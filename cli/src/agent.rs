@@ -81,10 +81,15 @@ fn gib(bytes: u64) -> String {
 fn capacity_text(a: &AgentInfo) -> String {
     let c = &a.capacity;
     format!(
-        "jobs {}/{} envs {} cpu {} mem {}",
+        "jobs {}/{} envs {}/{} cpu {} mem {}",
         c.running_jobs,
         c.max_jobs,
         c.running_environments,
+        if c.max_environments == 0 {
+            "-".to_string()
+        } else {
+            c.max_environments.to_string()
+        },
         if c.cpus == 0 {
             "-".into()
         } else {

@@ -176,6 +176,16 @@ pub async fn list_agents(State(state): State<AppState>) -> Result<Json<Vec<Agent
     for job in state.store().running_embedded_jobs().await? {
         embedded_jobs.push(job);
     }
+    // environments by the agent they are placed on (`None`: embedded), those not stopped
+    let mut envs_of: BTreeMap<Option<i64>, Vec<String>> = BTreeMap::new();
+    for e in state.store().list_envs().await? {
+        if !matches!(
+            e.state,
+            cove_api::EnvState::Stopped | cove_api::EnvState::Failed
+        ) {
+            envs_of.entry(e.agent_id).or_default().push(e.id);
+        }
+    }
     let pools = state.store().agent_pools().await?;
     let pool_names: std::collections::BTreeSet<String> =
         pools.iter().map(|p| p.name.clone()).collect();
@@ -200,26 +210,21 @@ pub async fn list_agents(State(state): State<AppState>) -> Result<Json<Vec<Agent
                 backend: labels.get("backend").cloned().unwrap_or_default(),
                 pool,
                 labels,
-                capacity: a.capacity,
-                current_environments: Vec::new(),
+                capacity: AgentCapacity {
+                    // the server's count: the agent does not know what was placed on it
+                    running_environments: u32::try_from(
+                        envs_of.get(&Some(a.id)).map_or(0, Vec::len),
+                    )
+                    .unwrap_or(0),
+                    ..a.capacity
+                },
+                current_environments: envs_of.remove(&Some(a.id)).unwrap_or_default(),
                 embedded: false,
             }
         })
         .collect();
     if state.runs().config().embedded_slots > 0 || state.envs().has_agent() {
-        let envs: Vec<String> = state
-            .store()
-            .list_envs()
-            .await?
-            .into_iter()
-            .filter(|e| {
-                !matches!(
-                    e.state,
-                    cove_api::EnvState::Stopped | cove_api::EnvState::Failed
-                )
-            })
-            .map(|e| e.id)
-            .collect();
+        let envs: Vec<String> = envs_of.remove(&None).unwrap_or_default();
         let labels = eligibility::embedded_labels();
         out.push(AgentInfo {
             id: 0,
@@ -237,6 +242,11 @@ pub async fn list_agents(State(state): State<AppState>) -> Result<Json<Vec<Agent
                 max_jobs: u32::try_from(state.runs().config().embedded_slots).unwrap_or(0),
                 running_jobs: u32::try_from(embedded_jobs.len()).unwrap_or(0),
                 running_environments: u32::try_from(envs.len()).unwrap_or(0),
+                max_environments: state
+                    .limits()
+                    .environments
+                    .max_running
+                    .map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX)),
             },
             current_jobs: embedded_jobs,
             current_environments: envs,

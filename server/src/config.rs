@@ -98,6 +98,9 @@ pub struct EnvironmentsFileConfig {
     /// Largest memory limit of one container (`"16Gi"`, `"512Mi"`); a devfile
     /// asking for more is refused. Default: the engine's memory.
     pub max_memory: Option<Quantity>,
+    /// Environments the embedded agent runs at once (default: no limit); standalone agents
+    /// have their own `max_environments` (docs/agents.md "Room").
+    pub max_running: Option<usize>,
     /// `[environments.network]`: `isolate` (own network, host and metadata
     /// blocked; default true), `blocked` (CIDRs, default `169.254.0.0/16`).
     pub network: Option<cove_agent::env_net::EnvNetSettings>,
@@ -133,6 +136,8 @@ pub struct EnvironmentsConfig {
     pub max_cpu_millis: Option<u64>,
     /// Largest memory limit of a container, in bytes (`None`: the engine's memory).
     pub max_memory_bytes: Option<u64>,
+    /// Environments the embedded agent runs at once (`None`: no limit).
+    pub max_running: Option<usize>,
     pub network: cove_agent::env_net::EnvNetSettings,
     /// Default devfile registry for `parent.id`.
     pub devfile_registry: Option<String>,
@@ -177,9 +182,15 @@ impl EnvironmentsFileConfig {
             crate::notify::ssrf::parse_url(url)
                 .map_err(|e| ConfigError::Environments(format!("devfile_registry: {e}")))?;
         }
+        if self.max_running == Some(0) {
+            return Err(ConfigError::Environments(
+                "max_running must be at least 1 (leave it out for no limit)".into(),
+            ));
+        }
         Ok(EnvironmentsConfig {
             max_cpu_millis,
             max_memory_bytes,
+            max_running: self.max_running,
             network,
             devfile_registry: self.devfile_registry,
             devfile_registry_allow,

@@ -52,7 +52,7 @@ pub use approvals::{DecisionRow, GateRow};
 pub use deploy::{
     DeployConnectionRow, DeployEnvRow, DeployVariableRow, DeploymentRow, NewDeployment,
 };
-pub use envs::EnvRow;
+pub use envs::{EnvLoad, EnvRow};
 pub use issues::{
     ColumnRow, IssueCommentRow, IssueFilter, IssueRow, MoveRefusal, NewIssue, DEFAULT_COLUMNS,
 };

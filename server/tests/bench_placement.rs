@@ -297,7 +297,7 @@ async fn env_placement_bench() -> Result<()> {
         *per_agent.entry(*agent).or_default() += 1;
     }
     let stored = store.env_counts_by_agent().await?;
-    assert_eq!(stored.values().sum::<usize>(), total);
+    assert_eq!(stored.values().map(|l| l.placed).sum::<usize>(), total);
     println!(
         "placement: {total} environments over {AGENTS} agents ({} pooled), {REPOS} repositories, {POOLS} pools",
         2 * POOLS

@@ -32,7 +32,32 @@ fn spawn_agent(
     registration: Option<&str>,
     docker_host: &str,
 ) -> Result<tokio::process::Child> {
+    spawn_agent_with(
+        bin,
+        server,
+        state,
+        name,
+        label,
+        registration,
+        docker_host,
+        &[],
+    )
+}
+
+/// [`spawn_agent`] with more flags.
+#[allow(clippy::too_many_arguments)]
+fn spawn_agent_with(
+    bin: &Path,
+    server: &TestServer,
+    state: &Path,
+    name: &str,
+    label: &str,
+    registration: Option<&str>,
+    docker_host: &str,
+    extra: &[&str],
+) -> Result<tokio::process::Child> {
     let mut cmd = tokio::process::Command::new(bin);
+    cmd.args(extra);
     cmd.arg("--server")
         .arg(&server.url)
         .arg("--state-dir")
@@ -590,6 +615,110 @@ async fn an_environment_moves_to_another_agent_with_its_volumes() -> Result<()> 
             "left after a delete during a move: {left:?}"
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    Ok(())
+}
+
+/// Room (docs/agents.md "Room"): the embedded agent with `[environments] max_running = 1` and
+/// a standalone agent started with `--max-environments 1` each take one running environment;
+/// the next is a clear 409 naming who is full (never a wait), a stopped environment does not
+/// count, starting it again on a full agent is refused, and `GET /agents` shows the room and
+/// which environments run where.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn agents_take_environments_only_while_they_have_room() -> Result<()> {
+    if !common::docker_engine_or_skip().await {
+        return Ok(());
+    }
+    let server =
+        TestServer::start_configured(|c| c.limits.environments.max_running = Some(1)).await?;
+    let engine =
+        std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
+    let tmp = tempfile::tempdir()?;
+    let reg = server.registration_token(None).await?;
+    let _agent = spawn_agent_with(
+        &cove_tests::cargo_bin("cove-agent", "cove-agent")?,
+        &server,
+        &tmp.path().join("r"),
+        "agent-r",
+        "pool=r",
+        Some(&reg),
+        &engine,
+        &["--max-environments", "1"],
+    )?;
+    repo_with_devfile(&server.http, &server.url, "roomy", DEVFILE).await;
+    let unlabelled = || async {
+        server
+            .http
+            .post(server.api("/repos/admin/roomy/environments"))
+            .bearer_auth(&server.admin_token)
+            .json(&json!({ "idle_timeout_secs": 0 }))
+            .send()
+            .await
+    };
+    let within = Duration::from_secs(120);
+
+    // the embedded agent: one running environment, the next refused with the reason
+    let r = unlabelled().await?;
+    assert_eq!(r.status(), 201);
+    let first: Environment = r.json().await?;
+    assert_eq!(first.agent.as_deref(), Some("embedded"));
+    wait_state(&server, &first.id, EnvState::Running, within).await?;
+    let r = unlabelled().await?;
+    let (status, text) = (r.status(), r.text().await?);
+    assert_eq!(status, 409, "{text}");
+    assert!(
+        text.contains("no room on the server's embedded agent: it runs 1 of 1 environments"),
+        "{text}"
+    );
+    // a stopped environment leaves room; starting it again while the other runs is refused
+    assert_eq!(
+        post(&server, &first.id, "stop", json!({})).await?.status(),
+        200
+    );
+    wait_state(&server, &first.id, EnvState::Stopped, within).await?;
+    let r = unlabelled().await?;
+    assert_eq!(r.status(), 201);
+    let second: Environment = r.json().await?;
+    wait_state(&server, &second.id, EnvState::Running, within).await?;
+    let r = post(&server, &first.id, "start", json!({})).await?;
+    let (status, text) = (r.status(), r.text().await?);
+    assert_eq!(status, 409, "{text}");
+    assert!(
+        text.contains("no room on agent embedded: it runs 1 of 1 environments"),
+        "{text}"
+    );
+
+    // a standalone agent with --max-environments 1
+    let third = running_in(&server, "roomy", "r").await?;
+    assert_eq!(third.agent.as_deref(), Some("agent-r"));
+    let r = create_in(&server, "roomy", "r").await?;
+    let (status, text) = (r.status(), r.text().await?);
+    assert_eq!(status, 409, "{text}");
+    assert!(
+        text.contains("no agent matches labels pool=r with room: agent-r runs 1 of 1 environments"),
+        "{text}"
+    );
+
+    // what runs where, and the room, as `cove agent list` shows it
+    let agents: Vec<cove_api::AgentInfo> = server
+        .http
+        .get(server.api("/agents"))
+        .bearer_auth(&server.admin_token)
+        .send()
+        .await?
+        .json()
+        .await?;
+    let by_name = |n: &str| agents.iter().find(|a| a.name == n).unwrap();
+    let r_agent = by_name("agent-r");
+    assert_eq!(r_agent.current_environments, vec![third.id.clone()]);
+    assert_eq!(r_agent.capacity.max_environments, 1);
+    assert_eq!(r_agent.capacity.running_environments, 1);
+    let embedded = by_name("embedded");
+    assert_eq!(embedded.current_environments, vec![second.id.clone()]);
+    assert_eq!(embedded.capacity.max_environments, 1);
+
+    for e in [&first, &second, &third] {
+        delete_and_wait(&server, &e.id, within).await?;
     }
     Ok(())
 }

@@ -39,6 +39,10 @@ struct Args {
     /// Jobs at the same time (overrides `slots:`; default 1).
     #[arg(long, env = "COVE_AGENT_SLOTS")]
     slots: Option<usize>,
+    /// Environments running at the same time (overrides `max_environments:`; default: no
+    /// limit). New environments are placed only on agents with room.
+    #[arg(long, env = "COVE_AGENT_MAX_ENVIRONMENTS")]
+    max_environments: Option<usize>,
     /// Where the agent token is kept (overrides `state_dir:`).
     #[arg(long, env = "COVE_AGENT_STATE_DIR", value_name = "DIR")]
     state_dir: Option<PathBuf>,
@@ -146,6 +150,7 @@ fn load_config(args: &Args) -> Result<AgentConfig> {
         server: args.server.clone(),
         name: args.name.clone(),
         slots: args.slots,
+        max_environments: args.max_environments,
         state_dir: args.state_dir.clone(),
         registration_token_file: args.registration_token_file.clone(),
         metrics_listen: args.metrics_listen.clone(),
@@ -217,6 +222,7 @@ async fn agent_token(config: &AgentConfig, env_registration: Option<String>) -> 
         .with_context(|| format!("restricting {}", config.state_dir.display()))?;
     let capacity = cove_api::AgentCapacity {
         max_jobs: u32::try_from(config.slots).unwrap_or(u32::MAX),
+        max_environments: max_environments_of(config),
         ..Default::default()
     };
     let registered = job_http::register(
@@ -238,6 +244,13 @@ async fn agent_token(config: &AgentConfig, env_registration: Option<String>) -> 
     Ok(registered.token)
 }
 
+/// `max_environments` as reported (0: no limit).
+fn max_environments_of(config: &AgentConfig) -> u32 {
+    config
+        .max_environments
+        .map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX))
+}
+
 /// How often the agent reports its labels and capacity.
 const STATUS_EVERY: Duration = Duration::from_secs(10);
 
@@ -248,6 +261,7 @@ async fn report_status(
     docker: Option<bollard::Docker>,
     labels: std::collections::BTreeMap<String, String>,
     slots: usize,
+    max_environments: u32,
     busy: Arc<std::sync::atomic::AtomicUsize>,
     stop: CancellationToken,
 ) {
@@ -282,6 +296,7 @@ async fn report_status(
                 running_jobs: u32::try_from(busy.load(std::sync::atomic::Ordering::Relaxed))
                     .unwrap_or(u32::MAX),
                 running_environments: 0,
+                max_environments,
             },
         };
         if let Err(e) = transport.status(&status).await {
@@ -431,6 +446,7 @@ async fn run(args: Args, env_registration: Option<String>) -> Result<ExitCode> {
         docker.clone(),
         config.labels.clone(),
         config.slots,
+        max_environments_of(&config),
         worker.busy.clone(),
         stop.clone(),
     ));

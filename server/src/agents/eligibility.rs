@@ -27,7 +27,7 @@ fn pool_of(row: &PoolRow) -> Pool {
     }
 }
 
-fn candidate_of(agent: &AgentRow, pools: &[PoolRow]) -> Candidate {
+pub(crate) fn candidate_of(agent: &AgentRow, pools: &[PoolRow]) -> Candidate {
     let names: BTreeSet<String> = pools.iter().map(|p| p.name.clone()).collect();
     let pool = agent
         .pool_id

@@ -6,9 +6,15 @@
 //! 1. no labels asked and the server has an embedded agent → the embedded agent;
 //! 2. else the agents that may serve it — the jobs' rule ([`placement::Candidate::check`]:
 //!    its pool, if any, serves the repository; it carries every asked label) — and whose
-//!    link is up; the one with the fewest environments, then by name (deterministic);
+//!    link is up; of those with room (fewer environments creating, starting or running than
+//!    its `max_environments`, when it has one), the one with the fewest environments, then
+//!    by name (deterministic);
 //! 3. none → a clear error naming the labels (and, when agents carry them but may not serve
-//!    the repository or are not linked, which ones), never a wait.
+//!    the repository, are not linked or are full, which ones), never a wait.
+//!
+//! The embedded agent's room is `[environments] max_running`; when it is full an
+//! environment that asked for no labels is refused with that reason (it does not spill
+//! over to labelled agents, whose pools were chosen by their owners).
 //!
 //! The environment stays on the chosen agent across stop/start/restart (its volumes live
 //! there); the choice and its reason are stored with it (`environments.agent_id`,
@@ -24,6 +30,27 @@ pub struct EnvCandidate {
     pub linked: bool,
     /// Environments placed on it now (not failed).
     pub environments: usize,
+    /// Of those, creating, starting or running.
+    pub active: usize,
+    /// Environments it may run at once (`None`: no limit).
+    pub max_active: Option<usize>,
+}
+
+impl EnvCandidate {
+    /// It may take one more running environment.
+    pub fn has_room(&self) -> bool {
+        self.max_active.is_none_or(|max| self.active < max)
+    }
+
+    /// "NAME runs A of M environments" (for errors).
+    fn fullness(&self) -> String {
+        format!(
+            "{} runs {} of {} environments",
+            self.candidate.name,
+            self.active,
+            self.max_active.unwrap_or(usize::MAX)
+        )
+    }
 }
 
 /// Where an environment goes.
@@ -47,6 +74,13 @@ pub fn place(
     let embedded = candidates.iter().find(|c| c.candidate.id.is_none());
     if needs.labels.is_empty() {
         if let Some(e) = embedded {
+            if !e.has_room() {
+                return Err(format!(
+                    "no room on the server's embedded agent: it runs {} of {} environments ([environments] max_running); stop one, or ask for an agent's labels (--pool, --label)",
+                    e.active,
+                    e.max_active.unwrap_or(usize::MAX)
+                ));
+            }
             return Ok(Placed {
                 agent_id: None,
                 name: e.candidate.name.clone(),
@@ -67,7 +101,8 @@ pub fn place(
             placement::labels_text(needs.labels)
         )
     };
-    if let Some(best) = linked.iter().min_by(|a, b| {
+    let roomy: Vec<&EnvCandidate> = linked.iter().copied().filter(|c| c.has_room()).collect();
+    if let Some(best) = roomy.iter().min_by(|a, b| {
         (a.environments, &a.candidate.name).cmp(&(b.environments, &b.candidate.name))
     }) {
         let asked = if needs.labels.is_empty() {
@@ -83,12 +118,19 @@ pub fn place(
             agent_id: best.candidate.id,
             name: best.candidate.name.clone(),
             why: format!(
-                "{asked}{pool}; {} of {} eligible linked agents, fewest environments ({}), then by name",
+                "{asked}{pool}; {} of {} eligible linked agents with room, fewest environments ({}), then by name",
                 best.candidate.name,
-                linked.len(),
+                roomy.len(),
                 best.environments
             ),
         });
+    }
+    if !linked.is_empty() {
+        let full: Vec<String> = linked.iter().take(5).map(|c| c.fullness()).collect();
+        return Err(format!(
+            "{wanted} with room: {} (max_environments); stop an environment there, or add an agent",
+            full.join(", ")
+        ));
     }
     if !eligible.is_empty() {
         let names: Vec<&str> = eligible
@@ -144,25 +186,69 @@ pub async fn candidates_linked(
     linked: impl Fn(i64) -> bool,
 ) -> Result<Vec<EnvCandidate>, crate::store::StoreError> {
     let counts = state.store().env_counts_by_agent().await?;
-    let load = |id: Option<i64>| counts.get(&id).copied().unwrap_or(0);
-    let mut out: Vec<EnvCandidate> = super::eligibility::candidates(state)
-        .await?
-        .into_iter()
-        .filter(|c| c.id.is_some())
-        .map(|c| EnvCandidate {
-            linked: c.id.is_some_and(&linked),
-            environments: load(c.id),
-            candidate: c,
+    let load = |id: Option<i64>| counts.get(&id).copied().unwrap_or_default();
+    let snap = state.store().agents_and_pools().await?;
+    let mut out: Vec<EnvCandidate> = snap
+        .agents
+        .iter()
+        .filter(|a| a.revoked_at.is_none())
+        .map(|a| {
+            let c = super::eligibility::candidate_of(a, &snap.pools);
+            let l = load(c.id);
+            EnvCandidate {
+                linked: c.id.is_some_and(&linked),
+                environments: l.placed,
+                active: l.active,
+                max_active: max_active(&a.capacity),
+                candidate: c,
+            }
         })
         .collect();
     if state.envs().has_agent() {
+        let l = load(None);
         out.push(EnvCandidate {
             candidate: super::eligibility::embedded_candidate(),
             linked: true,
-            environments: load(None),
+            environments: l.placed,
+            active: l.active,
+            max_active: state.limits().environments.max_running,
         });
     }
     Ok(out)
+}
+
+/// An agent's room as it reports it (`max_environments`, 0: no limit).
+pub fn max_active(capacity: &cove_api::AgentCapacity) -> Option<usize> {
+    (capacity.max_environments > 0)
+        .then(|| usize::try_from(capacity.max_environments).unwrap_or(usize::MAX))
+}
+
+/// Refuses to start environment `env_id` on agent `agent_id` (`None`: the embedded agent)
+/// when the agent has no room: its volumes live there, so it cannot go elsewhere (`cove env
+/// move` can).
+pub async fn check_room_to_start(
+    state: &crate::AppState,
+    agent_id: Option<i64>,
+    env_id: &str,
+) -> Result<(), crate::error::ApiError> {
+    let (max, name) = match agent_id {
+        None => (
+            state.limits().environments.max_running,
+            super::eligibility::EMBEDDED_NAME.to_string(),
+        ),
+        Some(id) => match state.store().agent(id).await? {
+            Some(a) => (max_active(&a.capacity), a.name),
+            None => return Ok(()),
+        },
+    };
+    let Some(max) = max else { return Ok(()) };
+    let active = state.store().active_envs_on(agent_id, env_id).await?;
+    if active >= max {
+        return Err(crate::error::ApiError::Conflict(format!(
+            "no room on agent {name}: it runs {active} of {max} environments; stop one there, or move this environment (cove env move)"
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -192,6 +278,8 @@ mod tests {
             },
             linked: true,
             environments: envs,
+            active: envs,
+            max_active: None,
         }
     }
 
@@ -200,6 +288,8 @@ mod tests {
             candidate: super::super::eligibility::embedded_candidate(),
             linked: true,
             environments: 9,
+            active: 9,
+            max_active: None,
         }
     }
 
@@ -270,6 +360,43 @@ mod tests {
         assert_eq!(
             e,
             "no agent matches labels pool=x for acme/x: px (pool x) may not serve this repository"
+        );
+    }
+
+    #[test]
+    fn only_agents_with_room_take_environments() {
+        let b = labels(&[("pool", "b")]);
+        let mut full = agent(1, "b1", &[("pool", "b")], None, 2);
+        full.max_active = Some(2);
+        let mut roomy = agent(2, "b2", &[("pool", "b")], None, 5);
+        roomy.max_active = Some(6);
+        // the fuller agent is chosen: the emptier one has no room
+        let p = place(&[full.clone(), roomy.clone()], "acme/x", needs(&b)).unwrap();
+        assert_eq!(p.name, "b2");
+        assert!(
+            p.why.contains("1 eligible linked agents with room"),
+            "{}",
+            p.why
+        );
+        // stopped environments do not count against the room
+        let mut stopped = full.clone();
+        stopped.active = 1;
+        let p = place(&[stopped, roomy.clone()], "acme/x", needs(&b)).unwrap();
+        assert_eq!(p.name, "b1");
+        // all full: a clear error naming them, never a wait
+        roomy.active = 6;
+        let e = place(&[full, roomy], "acme/x", needs(&b)).unwrap_err();
+        assert_eq!(
+            e,
+            "no agent matches labels pool=b with room: b1 runs 2 of 2 environments, b2 runs 6 of 6 environments (max_environments); stop an environment there, or add an agent"
+        );
+        // the embedded agent full, no labels asked
+        let mut emb = embedded();
+        emb.max_active = Some(9);
+        let e = place(&[emb], "acme/x", needs(&Labels::new())).unwrap_err();
+        assert!(
+            e.starts_with("no room on the server's embedded agent: it runs 9 of 9"),
+            "{e}"
         );
     }
 }

@@ -180,9 +180,9 @@ pub(crate) async fn create(
         },
     )
     .map_err(|why| {
-        // labels no agent matches: the request's problem (409); no labels and no agent at
-        // all (no embedded agent, none linked): the service's (503)
-        if labels.is_empty() {
+        // labels no agent matches, or no room: 409; no labels and no agent at all (no
+        // embedded agent, none linked): the service's (503)
+        if labels.is_empty() && !why.starts_with("no room") {
             ApiError::Unavailable(why)
         } else {
             ApiError::Conflict(why)

@@ -180,6 +180,13 @@ async fn choose(
                     "agent {name} is not linked (running without environments, or unreachable)"
                 )));
             }
+            if !c.has_room() {
+                return Err(ApiError::Conflict(format!(
+                    "no room on agent {name}: it runs {} of {} environments (max_environments)",
+                    c.active,
+                    c.max_active.unwrap_or(usize::MAX)
+                )));
+            }
             Ok(Placed {
                 agent_id: c.candidate.id,
                 name: name.clone(),

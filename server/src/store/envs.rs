@@ -7,6 +7,15 @@ use sqlx::Row;
 use super::{map_unique, next_id, now_ms, Store, StoreError};
 
 /// A stored environment.
+/// The environments of one agent, as placement weighs them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EnvLoad {
+    /// Placed there and not failed (stopped ones too: their volumes live there).
+    pub placed: usize,
+    /// Creating, starting or running: what counts against the agent's room.
+    pub active: usize,
+}
+
 #[derive(Debug, Clone)]
 pub struct EnvRow {
     pub id: String,
@@ -157,24 +166,58 @@ impl Store {
         Ok(())
     }
 
-    /// Environments per agent that are not failed (`None`: the embedded agent) — what
+    /// Environments per agent (`None`: the embedded agent): those placed there and not failed,
+    /// and of them those running or on their way to it (creating, starting, running) — what
     /// environment placement weighs, without reading the environments themselves.
     pub async fn env_counts_by_agent(
         &self,
-    ) -> Result<std::collections::HashMap<Option<i64>, usize>, StoreError> {
+    ) -> Result<std::collections::HashMap<Option<i64>, EnvLoad>, StoreError> {
         let rows = sqlx::query(
-            "SELECT agent_id, COUNT(*) AS n FROM environments WHERE state <> $1 GROUP BY agent_id",
+            "SELECT agent_id, COUNT(*) AS n, \
+             SUM(CASE WHEN state IN ($2, $3, $4) THEN 1 ELSE 0 END) AS active \
+             FROM environments WHERE state <> $1 GROUP BY agent_id",
         )
         .bind(EnvState::Failed.as_str())
+        .bind(EnvState::Creating.as_str())
+        .bind(EnvState::Starting.as_str())
+        .bind(EnvState::Running.as_str())
         .fetch_all(&self.pool)
         .await?;
         let mut out = std::collections::HashMap::new();
         for row in &rows {
             let agent: Option<i64> = row.try_get("agent_id")?;
             let n: i64 = row.try_get("n")?;
-            out.insert(agent, usize::try_from(n).unwrap_or(usize::MAX));
+            let active: i64 = row.try_get("active")?;
+            out.insert(
+                agent,
+                EnvLoad {
+                    placed: usize::try_from(n).unwrap_or(usize::MAX),
+                    active: usize::try_from(active).unwrap_or(usize::MAX),
+                },
+            );
         }
         Ok(out)
+    }
+
+    /// [`EnvLoad::active`] of one agent (`None`: the embedded agent), `except` one
+    /// environment (the one being started).
+    pub async fn active_envs_on(
+        &self,
+        agent_id: Option<i64>,
+        except: &str,
+    ) -> Result<usize, StoreError> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM environments WHERE agent_id IS NOT DISTINCT FROM $1 \
+             AND state IN ($2, $3, $4) AND id <> $5",
+        )
+        .bind(agent_id)
+        .bind(EnvState::Creating.as_str())
+        .bind(EnvState::Starting.as_str())
+        .bind(EnvState::Running.as_str())
+        .bind(except)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(usize::try_from(n).unwrap_or(usize::MAX))
     }
 
     pub async fn set_env_state(
