@@ -32,7 +32,7 @@ pub const LABEL_SPEC: &str = "cove.spec";
 
 pub mod prebuild;
 mod restart;
-mod volumes;
+pub(crate) mod volumes;
 pub use restart::{Change, ComponentChange, RestartPlan};
 
 /// Seconds a container gets between SIGTERM and SIGKILL on stop.

@@ -489,6 +489,187 @@ async fn an_environment_runs_on_kubernetes_through_a_standalone_agent() -> Resul
     Ok(())
 }
 
+/// `POST …/environments/{id}/move` with `body`: 202.
+async fn move_to(server: &TestServer, id: &str, body: serde_json::Value) -> Result<()> {
+    let r = server
+        .http
+        .post(server.api(&format!("/environments/{id}/move")))
+        .bearer_auth(&server.admin_token)
+        .json(&body)
+        .send()
+        .await?;
+    if r.status() != 202 {
+        bail!("move: {} {}", r.status(), r.text().await?);
+    }
+    Ok(())
+}
+
+/// `cove env move` between backends (docs/agents.md "Moving an environment"): an environment
+/// on the server's embedded Docker agent, with a file owned by 1234:1234 mode 640 in
+/// /projects and a file in a persistent devfile volume, moves to the Kubernetes agent (its
+/// claims made from the Docker volumes' archives by a helper Pod) and runs there with both
+/// files, owner and mode; nothing of it is left on the engine; then it moves back to the
+/// embedded agent with a file written on the cluster, and nothing of it is left in the
+/// namespace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs the cluster of scripts/k8s-cluster.sh (scripts/k8s-test.sh runs it)"]
+async fn an_environment_moves_between_docker_and_kubernetes() -> Result<()> {
+    if !cluster_ready() {
+        return Ok(());
+    }
+    let tmp = tempfile::tempdir()?;
+    let kubeconfig = agent_kubeconfig(tmp.path())?;
+    // the embedded agent on the test's Docker engine, and the Kubernetes agent
+    let server = TestServer::start().await?;
+    let devfile = "schemaVersion: 2.2.0
+components:
+  - name: app
+    container:
+      image: cove/busybox:latest
+      mountSources: true
+      memoryLimit: 128Mi
+      volumeMounts:
+        - name: cache
+          path: /cache
+  - name: cache
+    volume:
+      size: 64Mi
+";
+    repo_with_devfile(&server.http, &server.url, "mover", devfile).await;
+    let _agent = spawn_agent(&server, tmp.path(), &kubeconfig).await?;
+    let docker_host =
+        std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
+    let on_docker = |id: &str| {
+        let out = Command::new("docker")
+            .env("DOCKER_HOST", &docker_host)
+            .args(["ps", "-aq", "--filter", &format!("label=cove.env={id}")])
+            .output()
+            .expect("docker ps");
+        let vols = Command::new("docker")
+            .env("DOCKER_HOST", &docker_host)
+            .args([
+                "volume",
+                "ls",
+                "-q",
+                "--filter",
+                &format!("label=cove.env={id}"),
+            ])
+            .output()
+            .expect("docker volume ls");
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout).trim(),
+            String::from_utf8_lossy(&vols.stdout).trim()
+        )
+    };
+
+    let r = server
+        .http
+        .post(server.api("/repos/admin/mover/environments"))
+        .bearer_auth(&server.admin_token)
+        .json(&json!({ "idle_timeout_secs": 0 }))
+        .send()
+        .await?;
+    assert_eq!(r.status(), 201);
+    let created: Environment = r.json().await?;
+    let id = created.id.clone();
+    assert_eq!(created.agent.as_deref(), Some("embedded"));
+    wait_state(&server, &id, EnvState::Running, Duration::from_secs(120)).await?;
+    let out = exec(
+        &server,
+        &id,
+        "mkdir -p /projects/sub && echo deep > /projects/sub/f && chown 1234:1234 /projects/sub/f \
+         && chmod 640 /projects/sub/f && echo vol > /cache/v && echo ok",
+    )
+    .await?;
+    assert_eq!(out.stdout.trim(), "ok", "{out:?}");
+    action(&server, &id, "stop").await?;
+    wait_state(&server, &id, EnvState::Stopped, Duration::from_secs(60)).await?;
+
+    // to the cluster (409 until the agent's link is up)
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = server
+            .http
+            .post(server.api(&format!("/environments/{id}/move")))
+            .bearer_auth(&server.admin_token)
+            .json(&json!({"labels": {"pool": "k8s"}}))
+            .send()
+            .await?;
+        if r.status() == 202 {
+            break;
+        }
+        let (status, text) = (r.status(), r.text().await?);
+        assert_eq!(status, 409, "{text}");
+        if Instant::now() > deadline {
+            bail!("k8s-agent never linked: {text}");
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let moved = wait_state(&server, &id, EnvState::Running, Duration::from_secs(240)).await?;
+    assert_eq!(moved.agent.as_deref(), Some("k8s-agent"));
+    assert_eq!(moved.backend.as_deref(), Some("kubernetes"));
+    let out = exec(
+        &server,
+        &id,
+        "stat -c '%u:%g %a' /projects/sub/f && cat /projects/sub/f /cache/v",
+    )
+    .await?;
+    assert_eq!(out.stdout, "1234:1234 640\ndeep\nvol\n", "{out:?}");
+    assert!(
+        objects("persistentvolumeclaims", &id).contains("vol-cache"),
+        "{}",
+        objects("persistentvolumeclaims", &id)
+    );
+    // the engine's copy goes once it runs on the cluster
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !on_docker(&id).is_empty() {
+        if Instant::now() > deadline {
+            bail!("left on the Docker engine: {}", on_docker(&id));
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_eq!(
+        objects("pods", &id),
+        format!("pod/cove-env-{id}"),
+        "no helper left"
+    );
+
+    // and back, with what was written on the cluster
+    let out = exec(&server, &id, "echo k8s > /projects/from-k8s && echo ok").await?;
+    assert_eq!(out.stdout.trim(), "ok", "{out:?}");
+    action(&server, &id, "stop").await?;
+    wait_state(&server, &id, EnvState::Stopped, Duration::from_secs(120)).await?;
+    move_to(&server, &id, json!({"agent": "embedded"})).await?;
+    let back = wait_state(&server, &id, EnvState::Running, Duration::from_secs(240)).await?;
+    assert_eq!(back.agent.as_deref(), Some("embedded"));
+    let out = exec(
+        &server,
+        &id,
+        "stat -c '%u:%g %a' /projects/sub/f && cat /projects/from-k8s /cache/v",
+    )
+    .await?;
+    assert_eq!(out.stdout, "1234:1234 640\nk8s\nvol\n", "{out:?}");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let left: Vec<String> = ["pods", "persistentvolumeclaims", "secrets", "services"]
+            .iter()
+            .map(|k| objects(k, &id))
+            .filter(|o| !o.is_empty())
+            .collect();
+        if left.is_empty() {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("left in the namespace after the move back: {left:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    delete_and_wait(&server, &id, Duration::from_secs(120)).await?;
+    assert_eq!(on_docker(&id), "");
+    Ok(())
+}
+
 const TEST_PY: &str = r#"import os, boto3
 
 def test_items_roundtrip_on_local_dynamodb():

@@ -202,7 +202,7 @@ impl Runtime {
 }
 
 /// Eight hex digits of `s` (FNV-1a), to keep helper names short and distinct per volume.
-fn short_hash(s: &str) -> String {
+pub(crate) fn short_hash(s: &str) -> String {
     let mut h: u32 = 0x811c_9dc5;
     for b in s.bytes() {
         h ^= u32::from(b);

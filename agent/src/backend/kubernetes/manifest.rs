@@ -96,7 +96,14 @@ pub fn build(spec: &PodSpec, cfg: &KubernetesConfig, max: (Option<u64>, Option<u
     let env = spec.env_id.as_str();
     let mut volumes = Vec::new();
     let mut claims = Vec::new();
-    claims.push(claim(projects_claim(env), env, "projects", None, None, cfg));
+    claims.push(claim_for(
+        projects_claim(env),
+        env,
+        "projects",
+        None,
+        None,
+        cfg,
+    ));
     volumes.push(Volume {
         name: "projects".into(),
         persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
@@ -111,7 +118,7 @@ pub fn build(spec: &PodSpec, cfg: &KubernetesConfig, max: (Option<u64>, Option<u
         let name = format!("vol-{i}");
         volume_names.insert(v.name.clone(), name.clone());
         if v.persistent {
-            claims.push(claim(
+            claims.push(claim_for(
                 volume_claim(env, &v.name),
                 env,
                 "volume",
@@ -172,7 +179,9 @@ pub fn build(spec: &PodSpec, cfg: &KubernetesConfig, max: (Option<u64>, Option<u
     }
 }
 
-fn claim(
+/// A claim of environment `env` (`role` `projects` or `volume`, `volume` its devfile name),
+/// of `size_bytes` or the configuration's `volume_size`.
+pub(super) fn claim_for(
     name: String,
     env: &str,
     role: &str,

@@ -15,6 +15,7 @@ mod job_manifest;
 pub mod jobs;
 pub mod manifest;
 mod status;
+mod volumes;
 
 use std::time::Duration;
 
@@ -38,7 +39,7 @@ use status::{started, status_of, Started};
 const POD_KEY: &str = "pod.json";
 
 /// How long deletions are waited for (a Pod's grace period plus the kubelet's work).
-const GONE_TIMEOUT: Duration = Duration::from_secs(90);
+pub(super) const GONE_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// `kubernetes:` of the agent's configuration.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -517,6 +518,7 @@ impl Backend for KubernetesBackend {
 
     async fn delete(&self, env: &str) -> Result<()> {
         self.delete_pod(env, 1).await?;
+        self.delete_helpers(env).await?;
         self.delete_named(&self.services(), env, &service_name(env), None)
             .await?;
         self.delete_named(&self.secrets(), env, &plan_secret_name(env), None)
@@ -649,6 +651,16 @@ impl Backend for KubernetesBackend {
 
     /// In the Pod's first container: every container of a Pod shares its network namespace
     /// (so the command must be in that container's image, e.g. `nc` for a port relay).
+    async fn volume_streams(
+        &self,
+        env: &str,
+        volume: Option<&str>,
+        export: bool,
+        helper_image: &str,
+    ) -> Result<ExecStreams> {
+        self.move_volume(env, volume, export, helper_image).await
+    }
+
     async fn namespace_streams(&self, env: &str, cmd: Vec<String>) -> Result<ExecStreams> {
         let pod = self
             .pods()
