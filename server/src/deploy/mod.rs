@@ -508,7 +508,7 @@ pub async fn rollback(
             env.name
         )));
     }
-    let mut workflow = crate::runs::parse_run_workflow(state, &old).await?;
+    let mut workflow = (*crate::runs::parse_run_workflow(state, &old).await?).clone();
     let keep = rollback_actions(&workflow, &env.name);
     workflow.actions.retain(|a| keep.contains(&a.id));
     if workflow.actions.is_empty() {

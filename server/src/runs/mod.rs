@@ -179,6 +179,8 @@ pub struct Runs {
     finish_batcher: dispatch::Batcher<dispatch::FinishItem, bool>,
     /// The active set kept between placement rounds (`dispatch`).
     active: dispatch::ActiveCache,
+    /// Runs' workflows as parsed, by run id (a run's text and commit never change).
+    parsed: ParsedWorkflows,
     /// One pass over the stored push events at a time.
     push_cursor: tokio::sync::Mutex<()>,
     /// One pass over pending pull request events at a time (`pulls::process_pending`).
@@ -206,6 +208,7 @@ impl Runs {
             lease_batcher: dispatch::Batcher::new(),
             finish_batcher: dispatch::Batcher::new(),
             active: dispatch::ActiveCache::default(),
+            parsed: ParsedWorkflows::default(),
             push_cursor: tokio::sync::Mutex::new(()),
             pull_cursor: tokio::sync::Mutex::new(()),
             key: SecretKey::load_or_create(data_dir)?,
@@ -297,7 +300,10 @@ fn valid_artifact_name(name: &str) -> bool {
 pub(crate) async fn parse_run_workflow(
     state: &AppState,
     run: &RunRow,
-) -> Result<Workflow, RunsError> {
+) -> Result<Arc<Workflow>, RunsError> {
+    if let Some(wf) = state.runs().parsed.get(run.id) {
+        return Ok(wf);
+    }
     let repo = state
         .store()
         .repo_by_id(run.repo_id)
@@ -314,7 +320,7 @@ pub(crate) async fn parse_run_workflow(
         }
         None => parse_budget::workflow(&run.workflow_file, &run.workflow_text, at).await,
     };
-    parsed.map(|(w, _)| w).map_err(|diags| {
+    let wf = Arc::new(parsed.map(|(w, _)| w).map_err(|diags| {
         RunsError::BadRequest(
             diags
                 .iter()
@@ -322,7 +328,42 @@ pub(crate) async fn parse_run_workflow(
                 .collect::<Vec<_>>()
                 .join("\n"),
         )
-    })
+    })?);
+    state.runs().parsed.put(run.id, wf.clone());
+    Ok(wf)
+}
+
+/// The last [`ParsedWorkflows::KEEP`] runs' parsed workflows: a job's lease and its finish
+/// (and approvals) read their run's workflow, and parsing it again each time (a blocking
+/// task, a repository read for buildspecs) was most of a one-action job's dispatch cost.
+#[derive(Default)]
+struct ParsedWorkflows {
+    inner: std::sync::Mutex<(
+        std::collections::HashMap<i64, Arc<Workflow>>,
+        std::collections::VecDeque<i64>,
+    )>,
+}
+
+impl ParsedWorkflows {
+    const KEEP: usize = 256;
+
+    fn get(&self, run: i64) -> Option<Arc<Workflow>> {
+        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner.0.get(&run).cloned()
+    }
+
+    fn put(&self, run: i64, wf: Arc<Workflow>) {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let (map, order) = &mut *inner;
+        if map.insert(run, wf).is_none() {
+            order.push_back(run);
+        }
+        while order.len() > Self::KEEP {
+            if let Some(old) = order.pop_front() {
+                map.remove(&old);
+            }
+        }
+    }
 }
 
 /// Stores a new run of `workflow` and its jobs, and wakes pollers.
@@ -1457,15 +1498,23 @@ async fn finished_action(
     state: &AppState,
     job: &JobRow,
 ) -> Result<Option<(RunRow, workflows::Action)>, RunsError> {
+    let wants = |wf: &Workflow| {
+        wf.action(&job.action)
+            .filter(|a| !a.outputs.reports.is_empty() || !a.caching.is_empty())
+            .cloned()
+    };
+    // the run's workflow as its lease parsed it: most actions declare neither, and then the
+    // run is not read at all
+    if let Some(wf) = state.runs().parsed.get(job.run_id) {
+        if wants(&wf).is_none() {
+            return Ok(None);
+        }
+    }
     let Some(run) = state.store().run(job.run_id).await? else {
         return Ok(None);
     };
     let wf = parse_run_workflow(state, &run).await?;
-    let action = wf
-        .action(&job.action)
-        .filter(|a| !a.outputs.reports.is_empty() || !a.caching.is_empty())
-        .cloned();
-    Ok(action.map(|a| (run, a)))
+    Ok(wants(&wf).map(|a| (run, a)))
 }
 
 /// Ends leases whose heartbeats stopped: a requested cancel is finalized as `cancelled`; else
