@@ -338,11 +338,14 @@ pub(crate) async fn parse_run_workflow(
 /// task, a repository read for buildspecs) was most of a one-action job's dispatch cost.
 #[derive(Default)]
 struct ParsedWorkflows {
-    inner: std::sync::Mutex<(
-        std::collections::HashMap<i64, Arc<Workflow>>,
-        std::collections::VecDeque<i64>,
-    )>,
+    inner: std::sync::Mutex<KeptWorkflows>,
 }
+
+/// The kept workflows and their run ids, oldest first.
+type KeptWorkflows = (
+    std::collections::HashMap<i64, Arc<Workflow>>,
+    std::collections::VecDeque<i64>,
+);
 
 impl ParsedWorkflows {
     const KEEP: usize = 256;
