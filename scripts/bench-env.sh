@@ -179,4 +179,5 @@ done
 if [ -n "${BENCH_ROWS:-}" ]; then
   printf 'create-cold\t%s\t%s\t%s\traw docker script\t%s\t%s\n' "$(stat_of current.create 0.5)" \
     "$(stat_of current.create 0.95)" "$RUNS" "$(stat_of raw.create 0.5)" "$(stat_of raw.create 0.95)" >>"$BENCH_ROWS"
+  printf 'create-prebuilt\t%s\t%s\t%s\tcold create of the same commit\t%s\t%s\n' "$p50" "$p95" "$RUNS" "$c50" "$c95" >>"$BENCH_ROWS"
 fi

@@ -256,18 +256,12 @@ async fn dispatch(
         took.as_secs_f64(),
         total as f64 / took.as_secs_f64()
     );
-    // samples: the rate over each tenth of the jobs
-    let mut at = finished.lock().unwrap().clone();
-    at.sort();
-    let step = (at.len() / 10).max(1);
-    let mut rates = Vec::new();
-    let mut prev = t;
-    for chunk in at.chunks(step) {
-        let end = *chunk.last().unwrap();
-        rates.push(chunk.len() as f64 / end.duration_since(prev).as_secs_f64().max(1e-6));
-        prev = end;
+    // one row per backend for scripts/bench.sh: the whole run's rate (the batched path only;
+    // one at a time is O(runs²) at this size and is the docs' comparison, not the table's)
+    if !serial {
+        let rate = total as f64 / took.as_secs_f64();
+        bench_row(&format!("dispatch-{backend}"), &[rate])?;
     }
-    bench_row("dispatch", &rates)?;
     Ok(())
 }
 
@@ -340,11 +334,34 @@ async fn wait_run(b: &Bench, count: usize) -> Result<Run> {
 /// Push → first step, with the embedded agent's job pool disabled (today's cold path) and
 /// with a pool of 2, one after the other in the same invocation.
 async fn push_latency(pushes: usize) -> Result<()> {
-    push_latency_with(pushes, 0).await?;
-    push_latency_with(pushes, 2).await
+    let off = push_latency_with(pushes, 0).await?;
+    let pooled = push_latency_with(pushes, 2).await?;
+    bench_row_vs("push", &pooled, "job pool off (the path before)", &off)
 }
 
-async fn push_latency_with(pushes: usize, pool: usize) -> Result<()> {
+/// [`bench_row`] with a baseline measured in the same invocation.
+fn bench_row_vs(key: &str, samples: &[f64], baseline: &str, base: &[f64]) -> Result<()> {
+    let Ok(path) = std::env::var("BENCH_ROWS") else {
+        return Ok(());
+    };
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    writeln!(
+        f,
+        "{key}\t{:.0}\t{:.0}\t{}\t{baseline}\t{:.0}\t{:.0}",
+        pct(samples.to_vec(), 0.5),
+        pct(samples.to_vec(), 0.95),
+        samples.len(),
+        pct(base.to_vec(), 0.5),
+        pct(base.to_vec(), 0.95),
+    )?;
+    Ok(())
+}
+
+async fn push_latency_with(pushes: usize, pool: usize) -> Result<Vec<f64>> {
     let b = start_with(true, None, pool).await?;
     // The embedded agent starts (and fills its pool) in the background.
     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -393,8 +410,7 @@ async fn push_latency_with(pushes: usize, pool: usize) -> Result<()> {
         pct(lat.clone(), 0.95),
         pct(lat.clone(), 1.0)
     );
-    bench_row("push", &lat)?;
-    Ok(())
+    Ok(lat)
 }
 
 /// Arrival times of the lines of the job's SSE log stream (the browser's run page).
