@@ -130,6 +130,26 @@ impl Server {
             .await
             .unwrap();
         assert_eq!(r.status(), 202);
+        // until it is gone: a test that ended (and dropped its server) during the deletion
+        // would leave the environment's infra container and volume on the shared engine
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        loop {
+            let r = self
+                .http
+                .get(format!("{}/api/v1/environments/{id}", self.url))
+                .bearer_auth(ADMIN_TOKEN)
+                .send()
+                .await
+                .unwrap();
+            if r.status() == 404 {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "environment {id} not deleted after 120 s"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
     }
 }
 
