@@ -39,7 +39,7 @@ use status::{started, status_of, Started};
 const POD_KEY: &str = "pod.json";
 
 /// How long deletions are waited for (a Pod's grace period plus the kubelet's work).
-pub(super) const GONE_TIMEOUT: Duration = Duration::from_secs(90);
+const GONE_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// `kubernetes:` of the agent's configuration.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -259,27 +259,41 @@ impl KubernetesBackend {
     /// Delete the environment's Pod and wait until it is gone (so its name is free and its
     /// claims are released).
     async fn delete_pod(&self, env: &str, grace: u32) -> Result<()> {
-        self.delete_named(&self.pods(), env, &pod_name(env), Some(grace))
-            .await?;
+        self.delete_and_wait_gone(&self.pods(), env, &pod_name(env), Some(grace), "delete pod")
+            .await
+    }
+
+    /// [`Self::delete_named`], then wait up to [`GONE_TIMEOUT`] until the object is gone;
+    /// `action` names the step in the error.
+    pub(super) async fn delete_and_wait_gone<K>(
+        &self,
+        api: &Api<K>,
+        env: &str,
+        name: &str,
+        grace: Option<u32>,
+        action: &str,
+    ) -> Result<()>
+    where
+        K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    {
+        self.delete_named(api, env, name, grace).await?;
         let deadline = tokio::time::Instant::now() + GONE_TIMEOUT;
-        loop {
-            let pod = self
-                .pods()
-                .get_opt(&pod_name(env))
-                .await
-                .map_err(kerr(env, "get pod"))?;
-            if pod.is_none() {
-                return Ok(());
-            }
+        while api
+            .get_opt(name)
+            .await
+            .map_err(kerr(env, &format!("get `{name}`")))?
+            .is_some()
+        {
             if tokio::time::Instant::now() >= deadline {
                 return Err(BackendError::Kubernetes {
                     env: env.to_string(),
-                    action: "delete pod".into(),
-                    message: format!("still there after {} s", GONE_TIMEOUT.as_secs()),
+                    action: action.into(),
+                    message: format!("`{name}` still there after {} s", GONE_TIMEOUT.as_secs()),
                 });
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+        Ok(())
     }
 
     /// The stored Pod manifest of a (possibly stopped) environment.
@@ -324,12 +338,17 @@ impl KubernetesBackend {
     }
 
     async fn wait_started(&self, env: &str) -> Result<()> {
+        self.wait_pod_started(env, &pod_name(env)).await
+    }
+
+    /// Waits up to `ready_timeout_secs` until Pod `name` of `env` runs.
+    pub(super) async fn wait_pod_started(&self, env: &str, name: &str) -> Result<()> {
         let timeout = Duration::from_secs(self.config.ready_timeout_secs);
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let pod = self
                 .pods()
-                .get_opt(&pod_name(env))
+                .get_opt(name)
                 .await
                 .map_err(kerr(env, "get pod"))?
                 .ok_or_else(|| PodError::NotFound(env.to_string()))?;

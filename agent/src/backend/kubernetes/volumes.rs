@@ -12,8 +12,6 @@
 //! label) if the agent died first. An import makes the claim anew (the configuration's
 //! `volume_size`, the StorageClass as for any claim) and deletes it again when `tar` fails.
 
-use std::time::Duration;
-
 use k8s_openapi::api::core::v1::{
     Container, PersistentVolumeClaimVolumeSource, Pod, PodSpec as KPodSpec, SecurityContext,
     Volume, VolumeMount,
@@ -21,8 +19,7 @@ use k8s_openapi::api::core::v1::{
 use kube::api::{ListParams, PostParams};
 
 use super::manifest::{self, projects_claim, volume_claim};
-use super::status::{started, Started};
-use super::{is_status, kerr, KubernetesBackend, GONE_TIMEOUT};
+use super::{is_status, kerr, KubernetesBackend};
 use crate::backend::{BackendError, ExecStreams, Result};
 use crate::pod::volumes::short_hash;
 use crate::pod::PodError;
@@ -231,24 +228,8 @@ impl KubernetesBackend {
         role: &str,
         volume: Option<&str>,
     ) -> Result<()> {
-        self.delete_named(&self.claims(), env, claim, None).await?;
-        let deadline = tokio::time::Instant::now() + GONE_TIMEOUT;
-        while self
-            .claims()
-            .get_opt(claim)
-            .await
-            .map_err(kerr(env, "get claim"))?
-            .is_some()
-        {
-            if tokio::time::Instant::now() >= deadline {
-                return Err(BackendError::Kubernetes {
-                    env: env.to_string(),
-                    action: "replace claim".into(),
-                    message: format!("`{claim}` still there after {} s", GONE_TIMEOUT.as_secs()),
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        self.delete_and_wait_gone(&self.claims(), env, claim, None, "replace claim")
+            .await?;
         let pvc = manifest::claim_for(claim.to_string(), env, role, volume, None, &self.config);
         match self.claims().create(&PostParams::default(), &pvc).await {
             Ok(_) => Ok(()),
@@ -266,24 +247,14 @@ impl KubernetesBackend {
         image: &str,
         export: bool,
     ) -> Result<()> {
-        self.delete_named(&self.pods(), env, name, Some(0)).await?;
-        let deadline = tokio::time::Instant::now() + GONE_TIMEOUT;
-        while self
-            .pods()
-            .get_opt(name)
-            .await
-            .map_err(kerr(env, "get pod"))?
-            .is_some()
-        {
-            if tokio::time::Instant::now() >= deadline {
-                return Err(BackendError::Kubernetes {
-                    env: env.to_string(),
-                    action: "replace the volume helper".into(),
-                    message: format!("`{name}` still there after {} s", GONE_TIMEOUT.as_secs()),
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        self.delete_and_wait_gone(
+            &self.pods(),
+            env,
+            name,
+            Some(0),
+            "replace the volume helper",
+        )
+        .await?;
         let pod = helper_pod(
             env,
             name,
@@ -296,34 +267,19 @@ impl KubernetesBackend {
             .create(&PostParams::default(), &pod)
             .await
             .map_err(kerr(env, "create the volume helper pod"))?;
-        let timeout = Duration::from_secs(self.config.ready_timeout_secs);
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let pod = self
-                .pods()
-                .get_opt(name)
+        if let Err(e) = self.wait_pod_started(env, name).await {
+            self.delete_named(&self.pods(), env, name, Some(0))
                 .await
-                .map_err(kerr(env, "get pod"))?
-                .ok_or_else(|| PodError::NotFound(env.to_string()))?;
-            let why = match started(&pod) {
-                Started::Yes => return Ok(()),
-                Started::Never(reason) => Some(reason),
-                Started::NotYet(reason) if tokio::time::Instant::now() >= deadline => Some(
-                    format!("not running after {} s: {reason}", timeout.as_secs()),
-                ),
-                Started::NotYet(_) => None,
-            };
-            if let Some(reason) = why {
-                self.delete_named(&self.pods(), env, name, Some(0))
-                    .await
-                    .ok();
-                return Err(BackendError::NotStarted {
-                    env: env.to_string(),
+                .ok();
+            return Err(match e {
+                BackendError::NotStarted { env, reason } => BackendError::NotStarted {
+                    env,
                     reason: format!("the volume helper: {reason}"),
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+                },
+                other => other,
+            });
         }
+        Ok(())
     }
 
     /// Helper Pods of `env` a crash left behind (deleted with the environment).
