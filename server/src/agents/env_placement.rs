@@ -223,13 +223,12 @@ pub fn max_active(capacity: &cove_api::AgentCapacity) -> Option<usize> {
         .then(|| usize::try_from(capacity.max_environments).unwrap_or(usize::MAX))
 }
 
-/// Refuses to start environment `env_id` on agent `agent_id` (`None`: the embedded agent)
+/// Refuses to start a stopped environment on agent `agent_id` (`None`: the embedded agent)
 /// when the agent has no room: its volumes live there, so it cannot go elsewhere (`cove env
 /// move` can).
 pub async fn check_room_to_start(
     state: &crate::AppState,
     agent_id: Option<i64>,
-    env_id: &str,
 ) -> Result<(), crate::error::ApiError> {
     let (max, name) = match agent_id {
         None => (
@@ -242,7 +241,13 @@ pub async fn check_room_to_start(
         },
     };
     let Some(max) = max else { return Ok(()) };
-    let active = state.store().active_envs_on(agent_id, env_id).await?;
+    // the environment itself is stopped or failed: not counted
+    let active = state
+        .store()
+        .env_counts_by_agent()
+        .await?
+        .get(&agent_id)
+        .map_or(0, |l| l.active);
     if active >= max {
         return Err(crate::error::ApiError::Conflict(format!(
             "no room on agent {name}: it runs {active} of {max} environments; stop one there, or move this environment (cove env move)"

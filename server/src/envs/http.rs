@@ -213,7 +213,7 @@ pub async fn start_env(
 ) -> Result<Json<Environment>, ApiError> {
     let plan = plan_of(&row)?;
     if matches!(row.state, EnvState::Stopped | EnvState::Failed) {
-        crate::agents::env_placement::check_room_to_start(&state, row.agent_id, &row.id).await?;
+        crate::agents::env_placement::check_room_to_start(&state, row.agent_id).await?;
     }
     state.store().touch_env(&row.id, now_ms()).await?;
     state

@@ -199,27 +199,6 @@ impl Store {
         Ok(out)
     }
 
-    /// [`EnvLoad::active`] of one agent (`None`: the embedded agent), `except` one
-    /// environment (the one being started).
-    pub async fn active_envs_on(
-        &self,
-        agent_id: Option<i64>,
-        except: &str,
-    ) -> Result<usize, StoreError> {
-        let n: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM environments WHERE agent_id IS NOT DISTINCT FROM $1 \
-             AND state IN ($2, $3, $4) AND id <> $5",
-        )
-        .bind(agent_id)
-        .bind(EnvState::Creating.as_str())
-        .bind(EnvState::Starting.as_str())
-        .bind(EnvState::Running.as_str())
-        .bind(except)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(usize::try_from(n).unwrap_or(usize::MAX))
-    }
-
     pub async fn set_env_state(
         &self,
         id: &str,
