@@ -82,17 +82,34 @@ fn pct(mut v: Vec<f64>, p: f64) -> f64 {
 
 /// Appends one row for `scripts/bench.sh` when `BENCH_ROWS` names a file.
 fn bench_row(key: &str, samples: &[f64]) -> Result<()> {
+    write_row(key, samples, None)
+}
+
+/// [`bench_row`] with a baseline measured in the same invocation.
+fn bench_row_vs(key: &str, samples: &[f64], baseline: &str, base: &[f64]) -> Result<()> {
+    write_row(key, samples, Some((baseline, base)))
+}
+
+fn write_row(key: &str, samples: &[f64], baseline: Option<(&str, &[f64])>) -> Result<()> {
     let Ok(path) = std::env::var("BENCH_ROWS") else {
         return Ok(());
     };
     use std::io::Write;
+    let base = match baseline {
+        Some((name, b)) => format!(
+            "{name}\t{:.0}\t{:.0}",
+            pct(b.to_vec(), 0.5),
+            pct(b.to_vec(), 0.95)
+        ),
+        None => "-\t-\t-".to_string(),
+    };
     let mut f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(path)?;
     writeln!(
         f,
-        "{key}\t{:.0}\t{:.0}\t{}\t-\t-\t-",
+        "{key}\t{:.0}\t{:.0}\t{}\t{base}",
         pct(samples.to_vec(), 0.5),
         pct(samples.to_vec(), 0.95),
         samples.len()
@@ -337,28 +354,6 @@ async fn push_latency(pushes: usize) -> Result<()> {
     let off = push_latency_with(pushes, 0).await?;
     let pooled = push_latency_with(pushes, 2).await?;
     bench_row_vs("push", &pooled, "job pool off (the path before)", &off)
-}
-
-/// [`bench_row`] with a baseline measured in the same invocation.
-fn bench_row_vs(key: &str, samples: &[f64], baseline: &str, base: &[f64]) -> Result<()> {
-    let Ok(path) = std::env::var("BENCH_ROWS") else {
-        return Ok(());
-    };
-    use std::io::Write;
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)?;
-    writeln!(
-        f,
-        "{key}\t{:.0}\t{:.0}\t{}\t{baseline}\t{:.0}\t{:.0}",
-        pct(samples.to_vec(), 0.5),
-        pct(samples.to_vec(), 0.95),
-        samples.len(),
-        pct(base.to_vec(), 0.5),
-        pct(base.to_vec(), 0.95),
-    )?;
-    Ok(())
 }
 
 async fn push_latency_with(pushes: usize, pool: usize) -> Result<Vec<f64>> {
