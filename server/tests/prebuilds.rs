@@ -132,7 +132,7 @@ impl Server {
         assert_eq!(r.status(), 202);
         // until it is gone: a test that ended (and dropped its server) during the deletion
         // would leave the environment's infra container and volume on the shared engine
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             let r = self
                 .http
@@ -145,10 +145,10 @@ impl Server {
                 return;
             }
             assert!(
-                std::time::Instant::now() < deadline,
+                Instant::now() < deadline,
                 "environment {id} not deleted after 120 s"
             );
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 }

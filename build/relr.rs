@@ -1,4 +1,5 @@
-//! Link flags of the binaries only (the library and its tests are unaffected).
+//! The build script of cove-server and cove-agent (their Cargo.toml `build`): link flags of
+//! the binaries only (the libraries and their tests are unaffected).
 fn main() {
     // DT_RELR: the executable's relative relocations packed (a few KiB instead of MiBs of
     // `.rela.dyn`, which the loader reads at every start and which stayed resident). Needs
