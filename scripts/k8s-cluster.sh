@@ -769,12 +769,30 @@ status() {
   return $rc
 }
 
+# diagnose: a compact picture of a cluster whose Pods do not come up (for CI logs): processes,
+# node conditions, every Pod with its phase, the latest events, error lines of kubelet and
+# containerd.
+diagnose() {
+  echo "--- k8s-cluster diagnose"
+  status || true
+  kctl get node "$NODE" -o jsonpath='{range .status.conditions[*]}{.type}={.status} {.reason}: {.message}{"\n"}{end}' 2>&1 || true
+  kctl get pods -A -o wide 2>&1 | head -30 || true
+  kctl get events -A --sort-by=.lastTimestamp 2>&1 | grep -v MissingClusterDNS | tail -12 | cut -c1-240 || true
+  local n
+  for n in kubelet containerd kube-apiserver; do
+    echo "--- $n log (error lines, last 6)"
+    grep -E '^E[0-9]{4}|level=error' "$STATE/logs/$n.log" 2>/dev/null | grep -v 'code = NotFound' | tail -6 | cut -c1-300 || true
+  done
+  echo "--- host: $(uptime); disk: $(df -h "$STATE" | tail -1)"
+}
+
 cmd=${1:-}
 case "$cmd" in
 build) build ;;
 start) start ;;
 stop) stop ;;
 status) status ;;
+diagnose) diagnose ;;
 smoke)
   shift
   smoke "$@"
@@ -784,7 +802,7 @@ import)
   import_images "$@"
   ;;
 *)
-  echo "usage: $0 build|start|stop|status|import IMAGE...|smoke [IMAGE]" >&2
+  echo "usage: $0 build|start|stop|status|diagnose|import IMAGE...|smoke [IMAGE]" >&2
   exit 2
   ;;
 esac

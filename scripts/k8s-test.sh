@@ -4,9 +4,11 @@
 #   scripts/k8s-cluster.sh start    (KUBECONFIG from its output)
 #   scripts/k8s-cluster.sh import   cove/busybox cove/echo-server cove/universal, then
 #                                   cove/dynamodb-local (from $DOCKER_HOST)
+#   scripts/k8s-cluster.sh smoke    (a cluster failing it is diagnosed and started once more)
 #   cargo test -p cove-agent --test k8s_env -- --ignored
 #   cargo test -p cove-agent --test k8s_jobs -- --ignored
 #   cargo test -p cove-server --test env_k8s_agent -- --ignored --skip bench_   (a cove-agent with backend: kubernetes; the benchmark is scripts/bench-k8s.sh)
+#   scripts/k8s-cluster.sh diagnose (after a failed test: nodes, Pods, events, error lines)
 #   scripts/k8s-cluster.sh stop     (always, also after a failure)
 # Needs root and a Docker engine with the images (scripts/test-env.sh). Exits with the
 # first failure's status. Called by scripts/test.sh after the browser tests, so the
@@ -44,20 +46,33 @@ stop_cluster() {
 }
 trap stop_cluster EXIT
 
-t=$SECONDS
-out=$(bash "$K8S" start)
-printf '%s\n' "$out"
-eval "$(printf '%s\n' "$out" | grep '^export KUBECONFIG=')"
-export KUBECONFIG
-log "start: $((SECONDS - t)) s"
-
-t=$SECONDS
-bash "$K8S" import cove/busybox:latest cove/echo-server:latest
-log "import: $((SECONDS - t)) s"
-# cove/universal (k8s_jobs' npm job, the app-with-dynamodb example) and cove/dynamodb-local
-t=$SECONDS
-bash "$K8S" import cove/universal:latest cove/dynamodb-local:latest
-log "import cove/universal cove/dynamodb-local: $((SECONDS - t)) s"
+# start, import, smoke (a Pod runs, a PVC keeps a file, a Service answers, a NetworkPolicy
+# fences): the tests only ever see a cluster that works. A cluster that fails its smoke test is
+# described (what CI's log keeps), stopped, and started once more.
+bring_up() {
+  local t=$SECONDS out
+  out=$(bash "$K8S" start) || return 1
+  printf '%s\n' "$out"
+  eval "$(printf '%s\n' "$out" | grep '^export KUBECONFIG=')"
+  export KUBECONFIG
+  log "start: $((SECONDS - t)) s"
+  t=$SECONDS
+  bash "$K8S" import cove/busybox:latest cove/echo-server:latest || return 1
+  log "import: $((SECONDS - t)) s"
+  # cove/universal (k8s_jobs' npm job, the app-with-dynamodb example) and cove/dynamodb-local
+  t=$SECONDS
+  bash "$K8S" import cove/universal:latest cove/dynamodb-local:latest || return 1
+  log "import cove/universal cove/dynamodb-local: $((SECONDS - t)) s"
+  t=$SECONDS
+  bash "$K8S" smoke cove/busybox:latest || return 1
+  log "smoke: $((SECONDS - t)) s"
+}
+if ! bring_up; then
+  log "the cluster failed to come up or its smoke test: diagnosis, then one more start"
+  bash "$K8S" diagnose || true
+  bash "$K8S" stop || log "stop failed"
+  bring_up || { bash "$K8S" diagnose || true; log "the cluster failed twice"; exit 1; }
+fi
 
 t=$SECONDS
 rc=0
@@ -77,6 +92,8 @@ rc2=0
 cargo test -p cove-server --test env_k8s_agent -- --ignored --test-threads=1 --skip bench_ || rc2=$?
 log "cargo test -p cove-server --test env_k8s_agent: $((SECONDS - t)) s (exit $rc2)"
 [ "$rc" != 0 ] || rc=$rc2
+# a failed test: the cluster's own account of it, last in the log (where CI's excerpt looks)
+[ "$rc" = 0 ] || bash "$K8S" diagnose || true
 stop_cluster
 log "total: $((SECONDS - t0)) s"
 exit "$rc"

@@ -125,14 +125,27 @@ pub fn resize_under_tmux(port: u16, key: &Path, id: &str) {
     screen_has(&format!("size={}=", pane()));
     tmux(&["resize-window", "-t", "t", "-x", "120", "-y", "40"]);
     assert_eq!(pane(), "40 120");
-    tmux(&[
-        "send-keys",
-        "-t",
-        "t",
-        "clear; echo size=$(stty size)=",
-        "Enter",
-    ]);
-    screen_has("size=40 120=");
+    // the window-change travels ssh -> Cove -> the exec's pty while the keys are typed: ask
+    // again until the shell sees the new size (each try clears the screen)
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        tmux(&[
+            "send-keys",
+            "-t",
+            "t",
+            "clear; echo size=$(stty size)=",
+            "Enter",
+        ]);
+        std::thread::sleep(Duration::from_millis(500));
+        let screen = tmux(&["capture-pane", "-p", "-t", "t"]);
+        if screen.contains("size=40 120=") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the shell never saw the new size 40 120:\n{screen}"
+        );
+    }
     tmux(&["send-keys", "-t", "t", "exit", "Enter"]);
 }
 
