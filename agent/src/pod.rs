@@ -851,8 +851,29 @@ impl Runtime {
 
     /// Remove every container, volume and the network (with its firewall
     /// rules) of the environment.
+    ///
+    /// A move that still exports the environment (another task) may start a volume helper
+    /// after the containers were listed: a volume still in use is tried again, a few times,
+    /// after removing the containers again.
     pub async fn delete(&self, env: &str) -> Result<()> {
-        self.remove_containers(env).await?;
+        let mut round = 0;
+        loop {
+            round += 1;
+            self.remove_containers(env).await?;
+            match self.remove_volumes(env).await {
+                Err((e, true)) if round < 6 => {
+                    tracing::info!(env, error = %e, "a volume is still in use; removing the environment's containers again");
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                Err((e, _)) => return Err(e),
+                Ok(()) => break,
+            }
+        }
+        crate::env_net::remove(&self.docker, env, &self.network).await
+    }
+
+    /// Removes the environment's volumes; an error says whether a volume was in use (409).
+    async fn remove_volumes(&self, env: &str) -> std::result::Result<(), (PodError, bool)> {
         let filters = HashMap::from([("label".to_string(), vec![format!("{LABEL_ENV}={env}")])]);
         let volumes = self
             .docker
@@ -860,7 +881,7 @@ impl Runtime {
                 filters: Some(filters),
             }))
             .await
-            .map_err(Self::err(env, "list volumes"))?;
+            .map_err(|e| (Self::err(env, "list volumes")(e), false))?;
         for v in volumes.volumes.into_iter().flatten() {
             match self
                 .docker
@@ -868,12 +889,22 @@ impl Runtime {
                 .await
             {
                 Err(e) if !is_not_found(&e) => {
-                    return Err(Self::err(env, format!("remove volume `{}`", v.name))(e))
+                    let in_use = matches!(
+                        e,
+                        DockerError::DockerResponseServerError {
+                            status_code: 409,
+                            ..
+                        }
+                    );
+                    return Err((
+                        Self::err(env, format!("remove volume `{}`", v.name))(e),
+                        in_use,
+                    ));
                 }
                 _ => {}
             }
         }
-        crate::env_net::remove(&self.docker, env, &self.network).await
+        Ok(())
     }
 
     async fn component_id(&self, env: &str, component: &str) -> Result<String> {

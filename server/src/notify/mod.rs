@@ -264,7 +264,7 @@ pub(crate) async fn enqueue(
         .into_iter()
         .filter(|t| match only {
             Some(id) => t.id == id,
-            None => t.events.is_empty() || t.events.iter().any(|e| e == event.kind.as_str()),
+            None => subscribed(&t.events, event.kind),
         })
         .collect();
     if targets.is_empty() {
@@ -307,6 +307,26 @@ pub(crate) async fn enqueue(
     Ok(rows)
 }
 
+/// A target with these `events` takes `kind` (none listed: every event).
+fn subscribed(events: &[String], kind: EventKind) -> bool {
+    events.is_empty() || events.iter().any(|e| e == kind.as_str())
+}
+
+/// Whether any of the repository's targets takes `kind` (an event nobody takes is not
+/// composed: most repositories notify nobody of most runs).
+async fn any_target_takes(
+    state: &AppState,
+    repo_id: i64,
+    kind: EventKind,
+) -> Result<bool, store::StoreError> {
+    Ok(state
+        .store()
+        .notify_targets(repo_id)
+        .await?
+        .iter()
+        .any(|t| subscribed(&t.events, kind)))
+}
+
 /// Slack's mrkdwn: `&`, `<`, `>` escaped, the link as `<url|label>`.
 fn slack_text(text: &str, url: Option<&str>) -> String {
     let escaped = text
@@ -332,14 +352,26 @@ pub async fn run_finished(state: &AppState, run_id: i64, derived: RunState, jobs
         RunState::Failed => EventKind::RunFailed,
         _ => return,
     };
-    let run = match state.store().run(run_id).await {
-        Ok(Some(run)) => run,
-        Ok(None) => return,
+    // the run's fixed fields (repository, workflow, branch, commit), kept by its lease
+    let run = match state.runs().fixed_run(run_id) {
+        Some(run) => run,
+        None => match state.store().run(run_id).await {
+            Ok(Some(run)) => std::sync::Arc::new(run),
+            Ok(None) => return,
+            Err(e) => {
+                tracing::error!(run = run_id, error = %e, "cannot read the run for its notification");
+                return;
+            }
+        },
+    };
+    match any_target_takes(state, run.repo_id, kind).await {
+        Ok(true) => {}
+        Ok(false) => return,
         Err(e) => {
-            tracing::error!(run = run_id, error = %e, "cannot read the run for its notification");
+            tracing::error!(run = run_id, error = %e, "cannot read the notification targets");
             return;
         }
-    };
+    }
     let last_end = jobs
         .iter()
         .filter_map(|j| j.finished_at_ms)

@@ -30,7 +30,7 @@ use tokio::sync::oneshot;
 
 use super::{schedule, supersede_run, RunsError};
 use crate::agents::placement::{Candidate, JobNeeds};
-use crate::store::{ActiveJob, FinishWrite, LeaseWrite, Store, StoreError};
+use crate::store::{ActiveJob, FinishWrite, JobRow, LeaseWrite, Store, StoreError};
 use crate::AppState;
 
 /// How long a kept active set serves placement rounds before it is read again whatever
@@ -206,7 +206,18 @@ pub async fn place_round(
     state: &AppState,
     polls: &[Poll],
 ) -> Result<Vec<Vec<(i64, u32)>>, RunsError> {
-    let mut out: Vec<Vec<(i64, u32)>> = vec![Vec::new(); polls.len()];
+    Ok(place(state, polls)
+        .await?
+        .into_iter()
+        .map(|jobs| jobs.into_iter().map(|j| (j.id, j.attempt)).collect())
+        .collect())
+}
+
+/// [`place_round`] with the leased jobs' rows as the active set holds them, now running with
+/// their new attempt (their fixed fields — run, action, dependencies, labels, timeout — are
+/// what a lease description needs; nothing else of them is current).
+async fn place(state: &AppState, polls: &[Poll]) -> Result<Vec<Vec<JobRow>>, RunsError> {
+    let mut out: Vec<Vec<JobRow>> = vec![Vec::new(); polls.len()];
     // The polling agents' labels and pools (docs/agents.md "Placement"); an unknown agent
     // gets nothing.
     let mut candidates: Vec<Option<Candidate>> = Vec::with_capacity(polls.len());
@@ -254,12 +265,14 @@ pub async fn place_round(
         }
         let leased: std::collections::HashSet<i64> =
             assignment.leases.iter().map(|(_, job)| *job).collect();
-        let runs_of: std::collections::HashMap<i64, i64> = active
+        // where each leased job is in the set
+        let at: std::collections::HashMap<i64, usize> = active
             .iter()
-            .filter(|j| leased.contains(&j.job.id))
-            .map(|j| (j.job.id, j.job.run_id))
+            .enumerate()
+            .filter(|(_, j)| leased.contains(&j.job.id))
+            .map(|(i, j)| (j.job.id, i))
             .collect();
-        let run_of = |job: i64| runs_of.get(&job).copied().unwrap_or_default();
+        let run_of = |job: i64| at.get(&job).map_or(0, |i| active[*i].job.run_id);
         let batch: Vec<LeaseWrite> = assignment
             .leases
             .iter()
@@ -279,29 +292,20 @@ pub async fn place_round(
             }
         };
         let mut taken = false;
-        let mut now_running: std::collections::HashMap<i64, u32> = Default::default();
         for ((w, job), attempt) in assignment.leases.iter().zip(attempts) {
-            match attempt {
-                Some(a) => {
-                    out[*w].push((*job, a));
+            match (attempt, at.get(job)) {
+                (Some(a), Some(i)) => {
+                    let row = &mut active[*i].job;
+                    row.state = cove_api::JobState::Running;
+                    row.attempt = a;
+                    out[*w].push(row.clone());
                     free[*w] -= 1;
-                    now_running.insert(*job, a);
                 }
-                None => taken = true,
+                _ => taken = true,
             }
         }
-        if taken {
-            // Another replica or a cancel got there first: the set is behind the store.
-            runs.active.put_back(None);
-        } else {
-            for j in active.iter_mut() {
-                if let Some(a) = now_running.get(&j.job.id) {
-                    j.job.state = cove_api::JobState::Running;
-                    j.job.attempt = *a;
-                }
-            }
-            runs.active.put_back(Some(active));
-        }
+        // Another replica or a cancel got there first: the set is behind the store.
+        runs.active.put_back((!taken).then_some(active));
         if out.iter().any(|o| !o.is_empty()) {
             runs.wake_kept();
         }
@@ -346,11 +350,11 @@ fn assign(
 }
 
 /// Leases up to `slots` jobs for `agent` in the next placement round.
-pub(super) async fn lease_ids(
+pub(super) async fn lease_jobs(
     state: &AppState,
     agent: Option<i64>,
     slots: usize,
-) -> Result<Vec<(i64, u32)>, RunsError> {
+) -> Result<Vec<JobRow>, RunsError> {
     let poll = Poll {
         agent,
         slots: slots.clamp(1, MAX_LEASES_PER_POLL),
@@ -359,10 +363,7 @@ pub(super) async fn lease_ids(
     state
         .runs()
         .lease_batcher
-        .run(
-            poll,
-            move |polls| async move { place_round(&st, &polls).await },
-        )
+        .run(poll, move |polls| async move { place(&st, &polls).await })
         .await
 }
 

@@ -21,6 +21,7 @@ pub mod log_cap;
 pub mod log_follow;
 pub mod package_policy;
 pub mod packages;
+mod parsed;
 pub mod pulls;
 pub mod reports;
 pub mod schedule;
@@ -30,6 +31,8 @@ pub mod source;
 mod state;
 
 pub use dispatch::{place_round, Poll, MAX_LEASES_PER_POLL};
+use parsed::ParsedWorkflows;
+pub(crate) use parsed::{parse_run_workflow, run_and_workflow};
 use state::supersede_run;
 pub use state::{cancel_run, derive_run_state, retry_run, settle_run};
 
@@ -174,12 +177,12 @@ pub struct Runs {
     /// SSE snapshots re-check; this process's new lines go through `log_follow::LogHub`).
     progress: Notify,
     /// Lease polls served together, one placement round at a time (`dispatch`).
-    lease_batcher: dispatch::Batcher<dispatch::Poll, Vec<(i64, u32)>>,
+    lease_batcher: dispatch::Batcher<dispatch::Poll, Vec<JobRow>>,
     /// Finish reports written together (`dispatch`).
     finish_batcher: dispatch::Batcher<dispatch::FinishItem, bool>,
     /// The active set kept between placement rounds (`dispatch`).
     active: dispatch::ActiveCache,
-    /// Runs' workflows as parsed, by run id (a run's text and commit never change).
+    /// Runs' rows and workflows as parsed, by run id (`parsed.rs`).
     parsed: ParsedWorkflows,
     /// One pass over the stored push events at a time.
     push_cursor: tokio::sync::Mutex<()>,
@@ -226,6 +229,12 @@ impl Runs {
 
     pub fn key(&self) -> &SecretKey {
         &self.key
+    }
+
+    /// A kept run row (`parsed`): only its fixed fields — repository, workflow, branch,
+    /// commit, trigger — are current.
+    pub(crate) fn fixed_run(&self, run_id: i64) -> Option<Arc<RunRow>> {
+        self.parsed.fixed_run(run_id)
     }
 
     /// A future that completes at the next progress notification (register before checking).
@@ -293,81 +302,6 @@ fn valid_artifact_name(name: &str) -> bool {
 // ---------------------------------------------------------------------------------------
 // Runs from pushes and manual starts
 // ---------------------------------------------------------------------------------------
-
-/// Parses a run's stored workflow again (the text is kept with the run), off the async
-/// workers within the parse budget.
-/// A batch buildspec's builds read their buildspecs at the run's commit again.
-pub(crate) async fn parse_run_workflow(
-    state: &AppState,
-    run: &RunRow,
-) -> Result<Arc<Workflow>, RunsError> {
-    if let Some(wf) = state.runs().parsed.get(run.id) {
-        return Ok(wf);
-    }
-    let repo = state
-        .store()
-        .repo_by_id(run.repo_id)
-        .await?
-        .ok_or_else(|| RunsError::NotFound(format!("repository of run {}", run.id)))?;
-    let at = source::At {
-        repo_path: git::repo_path(state.data_dir(), &repo.owner, &repo.name),
-        commit: run.commit_sha.clone(),
-    };
-    let parsed = match &run.implicit_branch {
-        Some(branch) => {
-            parse_budget::implicit_buildspec(&run.workflow_file, &run.workflow_text, branch, at)
-                .await
-        }
-        None => parse_budget::workflow(&run.workflow_file, &run.workflow_text, at).await,
-    };
-    let wf = Arc::new(parsed.map(|(w, _)| w).map_err(|diags| {
-        RunsError::BadRequest(
-            diags
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("\n"),
-        )
-    })?);
-    state.runs().parsed.put(run.id, wf.clone());
-    Ok(wf)
-}
-
-/// The last [`ParsedWorkflows::KEEP`] runs' parsed workflows: a job's lease and its finish
-/// (and approvals) read their run's workflow, and parsing it again each time (a blocking
-/// task, a repository read for buildspecs) was most of a one-action job's dispatch cost.
-#[derive(Default)]
-struct ParsedWorkflows {
-    inner: std::sync::Mutex<KeptWorkflows>,
-}
-
-/// The kept workflows and their run ids, oldest first.
-type KeptWorkflows = (
-    std::collections::HashMap<i64, Arc<Workflow>>,
-    std::collections::VecDeque<i64>,
-);
-
-impl ParsedWorkflows {
-    const KEEP: usize = 256;
-
-    fn get(&self, run: i64) -> Option<Arc<Workflow>> {
-        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        inner.0.get(&run).cloned()
-    }
-
-    fn put(&self, run: i64, wf: Arc<Workflow>) {
-        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let (map, order) = &mut *inner;
-        if map.insert(run, wf).is_none() {
-            order.push_back(run);
-        }
-        while order.len() > Self::KEEP {
-            if let Some(old) = order.pop_front() {
-                map.remove(&old);
-            }
-        }
-    }
-}
 
 /// Stores a new run of `workflow` and its jobs, and wakes pollers.
 #[allow(clippy::too_many_arguments)]
@@ -908,12 +842,8 @@ pub async fn try_lease_many_for(
 ) -> Result<Vec<JobLease>, RunsError> {
     let runs = state.runs();
     let mut out = Vec::new();
-    for (job_id, attempt) in dispatch::lease_ids(state, agent, slots).await? {
-        let job = state
-            .store()
-            .job(job_id)
-            .await?
-            .ok_or_else(|| RunsError::NotFound(format!("job {job_id}")))?;
+    for job in dispatch::lease_jobs(state, agent, slots).await? {
+        let (job_id, attempt) = (job.id, job.attempt);
         match build_lease(state, &job, attempt).await {
             Ok(lease) => {
                 tracing::info!(job = job_id, attempt, action = %job.action, agent, "job leased");
@@ -1033,12 +963,7 @@ const MAX_JOB_TEXT_BYTES: usize = 4 * workflows::interpolate::MAX_INTERPOLATED_B
 /// variable reference; its value travels in `secrets`), outputs of finished dependencies,
 /// source and input artifacts.
 async fn build_lease(state: &AppState, job: &JobRow, attempt: u32) -> Result<JobLease, RunsError> {
-    let run = state
-        .store()
-        .run(job.run_id)
-        .await?
-        .ok_or_else(|| RunsError::NotFound(format!("run {}", job.run_id)))?;
-    let wf = parse_run_workflow(state, &run).await?;
+    let (run, wf) = run_and_workflow(state, job.run_id).await?;
     let action = wf
         .action(&job.action)
         .ok_or_else(|| RunsError::BadRequest(format!("action {} is gone", job.action)))?;
@@ -1508,7 +1433,7 @@ async fn finished_action(
     };
     // the run's workflow as its lease parsed it: most actions declare neither, and then the
     // run is not read at all
-    if let Some(wf) = state.runs().parsed.get(job.run_id) {
+    if let Some(wf) = state.runs().parsed.workflow(job.run_id) {
         if wants(&wf).is_none() {
             return Ok(None);
         }

@@ -122,8 +122,9 @@ pub async fn settle_runs(state: &AppState, run_ids: &[i64]) -> Result<(), RunsEr
     ids.sort_unstable();
     ids.dedup();
     let mut simple: Vec<(i64, RunState, Vec<JobRow>)> = Vec::new();
+    let mut jobs_of = store.jobs_of_runs(&ids).await?;
     for run_id in ids {
-        let jobs = store.jobs_of_run(run_id).await?;
+        let jobs = jobs_of.remove(&run_id).unwrap_or_default();
         let bad: BTreeSet<&str> = jobs
             .iter()
             .filter(|j| j.state.is_terminal() && j.state != JobState::Succeeded)

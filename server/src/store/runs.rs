@@ -581,6 +581,31 @@ impl Store {
         .collect()
     }
 
+    /// [`Store::jobs_of_run`] of several runs in one query (in chunks of 500 ids): each
+    /// run's jobs in order; a run without jobs is absent.
+    pub async fn jobs_of_runs(
+        &self,
+        run_ids: &[i64],
+    ) -> Result<std::collections::HashMap<i64, Vec<JobRow>>, StoreError> {
+        let mut out: std::collections::HashMap<i64, Vec<JobRow>> = Default::default();
+        for chunk in run_ids.chunks(500) {
+            let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT {JOB_COLS} FROM jobs WHERE run_id IN ({}) ORDER BY run_id, idx",
+                placeholders.join(", ")
+            );
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            for row in q.fetch_all(&self.pool).await? {
+                let job = job_from_row(&row)?;
+                out.entry(job.run_id).or_default().push(job);
+            }
+        }
+        Ok(out)
+    }
+
     pub async fn job(&self, id: i64) -> Result<Option<JobRow>, StoreError> {
         sqlx::query(&format!("SELECT {JOB_COLS} FROM jobs WHERE id = $1"))
             .bind(id)
