@@ -65,12 +65,8 @@ pub(super) async fn open_ready_gates(
     if ready.is_empty() {
         return Ok(false);
     }
-    let run = state
-        .store()
-        .run(run_id)
-        .await?
-        .ok_or_else(|| RunsError::NotFound(format!("run {run_id}")))?;
-    let wf = parse_run_workflow(state, &run).await?;
+    // only the run's fixed fields are read below (commit, branch, workflow, repository)
+    let (run, wf) = super::run_and_workflow(state, run_id).await?;
     let now = state.runs().clock.now_ms();
     let mut changed = false;
     for job in ready {
