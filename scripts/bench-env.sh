@@ -10,7 +10,11 @@
 # push prebuilds it; each round then measures create from the prebuilt commit → a shell runs a
 # command (`cove env exec … -- true`), beside a cold create of the same commit (`--devfile
 # devfile.yaml` names the devfile, which never uses a prebuild) → the same command, and the raw
-# docker script.
+# docker script. The prebuilt repository keeps one environment warm (`cove repo prebuilds set
+# --warm 1`, docs/prebuilds.md "Warm pool"): each round waits (untimed) until the pool has one
+# ready, then times create → shell from the pool; and create → shell of the prebuilt commit
+# that the pool cannot serve (`--size small`: the pool's are medium), which starts the
+# prebuild's snapshot images.
 #
 #   bash scripts/bench-env.sh [RUNS] [--vs REV]    (needs DOCKER_HOST; see scripts/test-env.sh)
 #
@@ -91,6 +95,17 @@ for _ in $(seq 600); do
   sleep 0.5
 done
 [ "$st" = succeeded ] || { echo "the prebuild did not finish" >&2; exit 1; }
+"${CLI[@]}" repo prebuilds set admin/benchpre --warm 1 >/dev/null
+# until the warm pool has an environment ready (not timed)
+pool_ready() {
+  local n
+  for _ in $(seq 600); do
+    n=$("${CLI[@]}" prebuild list admin/benchpre --output json | python3 -c 'import json,sys; l=json.load(sys.stdin); print(l[0].get("pool_ready", 0) if l else 0)')
+    [ "$n" -ge 1 ] && return 0
+    sleep 0.1
+  done
+  echo "the warm pool did not fill" >&2; exit 1
+}
 
 . scripts/raw-env.sh
 
@@ -121,21 +136,27 @@ raw_round() {
   raw_down "$e"; raw_clean "$e"
 }
 
-# create → a shell runs a command: from the prebuild, and cold (same commit)
+# create → a shell runs a command: from the warm pool, from the prebuild's images, and cold
+# (same commit)
 pre_round() {
   local i="$1" t0 t1 t2 t3
+  pool_ready
   t0=$(now)
-  "${CLI[@]}" env create admin/benchpre --name "p$i" >/dev/null 2>"$WORK/create.log" || { cat "$WORK/create.log"; exit 1; }
-  "${CLI[@]}" env exec "p$i" --no-tty -- true
+  "${CLI[@]}" env create admin/benchpre --name "w$i" >/dev/null 2>"$WORK/create-w.log" || { cat "$WORK/create-w.log"; exit 1; }
+  "${CLI[@]}" env exec "w$i" --no-tty -- true
   t1=$(now)
+  "${CLI[@]}" env create admin/benchpre --size small --name "p$i" >/dev/null 2>"$WORK/create.log" || { cat "$WORK/create.log"; exit 1; }
+  "${CLI[@]}" env exec "p$i" --no-tty -- true
+  t2=$(now)
   "${CLI[@]}" env create admin/benchpre --devfile devfile.yaml --name "c$i" >/dev/null 2>"$WORK/create.log" || { cat "$WORK/create.log"; exit 1; }
   "${CLI[@]}" env exec "c$i" --no-tty -- true
-  t2=$(now)
-  echo $((t1 - t0)) >>"$WORK/prebuilt.shell"; echo $((t2 - t1)) >>"$WORK/cold.shell"
+  t3=$(now)
+  echo $((t1 - t0)) >>"$WORK/pool.shell"; echo $((t2 - t1)) >>"$WORK/prebuilt.shell"; echo $((t3 - t2)) >>"$WORK/cold.shell"
+  "${CLI[@]}" env show "w$i" | grep -q "prebuilt from" || { echo "w$i is not prebuilt" >&2; exit 1; }
+  grep -q "claimed from the warm pool" "$WORK/create-w.log" || { echo "w$i was not claimed from the pool" >&2; cat "$WORK/create-w.log" >&2; exit 1; }
   "${CLI[@]}" env show "p$i" | grep -q "prebuilt from" || { echo "p$i is not prebuilt" >&2; exit 1; }
   "${CLI[@]}" env show "c$i" | grep -q "start:       cold" || { echo "c$i is not cold" >&2; exit 1; }
-  "${CLI[@]}" env delete "p$i" --yes >/dev/null 2>&1
-  "${CLI[@]}" env delete "c$i" --yes >/dev/null 2>&1
+  for e in "w$i" "p$i" "c$i"; do "${CLI[@]}" env delete "$e" --yes >/dev/null 2>&1; done
 }
 
 for i in $(seq "$RUNS"); do
@@ -164,13 +185,15 @@ for op in create restart; do
     echo "| $label | $v | $c50 | $c95 | $r50 | $r95 | $(ratio "$c50" "$r50") |"
   done
 done
+w50=$(stat_of pool.shell 0.5); w95=$(stat_of pool.shell 0.95)
 p50=$(stat_of prebuilt.shell 0.5); p95=$(stat_of prebuilt.shell 0.95)
 c50=$(stat_of cold.shell 0.5); c95=$(stat_of cold.shell 0.95)
 r50=$(stat_of raw.create 0.5); r95=$(stat_of raw.create 0.95)
-echo "| create from a prebuild → shell runs a command | current | $p50 | $p95 | $r50 | $r95 | $(ratio "$p50" "$r50") |"
+echo "| create from a prebuild, warm pool → shell runs a command | current | $w50 | $w95 | $r50 | $r95 | $(ratio "$w50" "$r50") |"
+echo "| create from a prebuild, no warm environment → shell runs a command | current | $p50 | $p95 | $r50 | $r95 | $(ratio "$p50" "$r50") |"
 echo "| cold create of the same commit → shell runs a command | current | $c50 | $c95 | $r50 | $r95 | $(ratio "$c50" "$r50") |"
 echo
-echo "prebuilt vs cold create of the same commit, p50: $(ratio "$p50" "$c50")"
+echo "vs cold create of the same commit, p50: warm pool $(ratio "$w50" "$c50"), prebuild's images $(ratio "$p50" "$c50")"
 echo
 for v in "${VERSIONS[@]}"; do
   echo "idle RSS of cove-server $v (with the embedded agent): $(awk -v k="${RSS_KB[$v]}" 'BEGIN{printf "%.1f", k/1024}') MiB (${RSS_PARTS[$v]})"
@@ -179,5 +202,6 @@ done
 if [ -n "${BENCH_ROWS:-}" ]; then
   printf 'create-cold\t%s\t%s\t%s\traw docker script\t%s\t%s\n' "$(stat_of current.create 0.5)" \
     "$(stat_of current.create 0.95)" "$RUNS" "$(stat_of raw.create 0.5)" "$(stat_of raw.create 0.95)" >>"$BENCH_ROWS"
-  printf 'create-prebuilt\t%s\t%s\t%s\tcold create of the same commit\t%s\t%s\n' "$p50" "$p95" "$RUNS" "$c50" "$c95" >>"$BENCH_ROWS"
+  printf 'create-prebuilt\t%s\t%s\t%s\tcold create of the same commit\t%s\t%s\n' "$w50" "$w95" "$RUNS" "$c50" "$c95" >>"$BENCH_ROWS"
+  printf 'create-prebuilt-raw\t%s\t%s\t%s\traw docker script (clone + postStart)\t%s\t%s\n' "$w50" "$w95" "$RUNS" "$r50" "$r95" >>"$BENCH_ROWS"
 fi

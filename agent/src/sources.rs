@@ -398,6 +398,62 @@ fn without_userinfo(url: &str) -> String {
     url.to_string()
 }
 
+/// Largest git config a claim rewrites.
+const MAX_GIT_CONFIG_BYTES: usize = 64 * 1024;
+
+/// Writes `user.name`/`user.email` of `identity` into the config of the clone at `repo_dir`
+/// in `component`: read through the backend, edited with the agent's own git (exactly as the
+/// clone of a create wrote them), unpacked back in place. The container needs no git.
+pub async fn set_git_identity(
+    rt: &dyn Backend,
+    env: &str,
+    component: &str,
+    repo_dir: &str,
+    identity: (&str, &str),
+) -> Result<(), String> {
+    let git_dir = format!("{}/.git", repo_dir.trim_end_matches('/'));
+    let text = rt
+        .read_file(
+            env,
+            component,
+            &format!("{git_dir}/config"),
+            MAX_GIT_CONFIG_BYTES,
+        )
+        .await
+        .map_err(|e| format!("reading the clone's git config: {e}"))?
+        .ok_or_else(|| format!("{git_dir}/config cannot be read"))?;
+    let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let file = tmp.path().join("config");
+    std::fs::write(&file, text).map_err(|e| e.to_string())?;
+    for (key, value) in [("user.name", identity.0), ("user.email", identity.1)] {
+        let out = Command::new("git")
+            .arg("config")
+            .arg("--file")
+            .arg(&file)
+            .args([key, value])
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .map_err(|e| format!("git config: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "git config {key}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+    }
+    let tar = {
+        let mut builder = tar::Builder::new(Vec::new());
+        builder
+            .append_path_with_name(&file, "config")
+            .and_then(|()| builder.into_inner())
+            .map_err(|e| e.to_string())?
+    };
+    rt.upload_tar(env, component, &git_dir, tar)
+        .await
+        .map_err(|e| format!("writing the clone's git config: {e}"))
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

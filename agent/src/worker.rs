@@ -649,6 +649,24 @@ impl Worker {
                     message: e.to_string(),
                 },
             },
+            EnvCommand::SetGitIdentity {
+                env_id,
+                component,
+                repo_dir,
+                name,
+                email,
+            } => match crate::sources::set_git_identity(
+                &*self.backend,
+                &env_id,
+                &component,
+                &repo_dir,
+                (&name, &email),
+            )
+            .await
+            {
+                Ok(()) => AgentReply::Accepted,
+                Err(message) => AgentReply::Error { message },
+            },
             EnvCommand::Exec {
                 env_id,
                 component,

@@ -128,6 +128,17 @@ pub enum EnvCommand {
         component: String,
         path: String,
     },
+    /// Write `name` and `email` as `user.name`/`user.email` into the git config of the clone
+    /// at `repo_dir` in `component` (a warm pool's environment claimed by a user: the
+    /// prebuild's clone named "Cove prebuild"). Done by the agent with its own git, so the
+    /// container needs none.
+    SetGitIdentity {
+        env_id: String,
+        component: String,
+        repo_dir: String,
+        name: String,
+        email: String,
+    },
     /// Run a command to completion.
     Exec {
         env_id: String,

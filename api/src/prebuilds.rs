@@ -60,6 +60,12 @@ pub struct Prebuild {
     pub created_at_ms: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at_ms: Option<i64>,
+    /// Environments of this prebuild in the warm pool: running and ready to claim, and being
+    /// created.
+    #[serde(default)]
+    pub pool_ready: u32,
+    #[serde(default)]
+    pub pool_creating: u32,
 }
 
 /// A prebuild's log (`GET …/prebuilds/{id}/logs`), at most 1 MiB.
@@ -84,6 +90,10 @@ pub struct PrebuildSettings {
     /// Succeeded prebuilds kept per branch (1–20; default 3).
     #[serde(default = "default_keep")]
     pub keep: u32,
+    /// Warm pool (0–5, default 0): environments of each branch's current prebuild created and
+    /// started ahead of time; `cove env create` of that commit claims one (docs/prebuilds.md).
+    #[serde(default)]
+    pub warm: u32,
 }
 
 fn default_keep() -> u32 {
@@ -96,6 +106,7 @@ impl Default for PrebuildSettings {
             enabled: true,
             branches: Vec::new(),
             keep: default_keep(),
+            warm: 0,
         }
     }
 }

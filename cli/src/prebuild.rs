@@ -65,6 +65,9 @@ pub enum SettingsCommand {
         /// Succeeded prebuilds kept per branch (1-20).
         #[arg(long, default_value_t = 3)]
         keep: u32,
+        /// Environments of each branch's current prebuild kept running, ready to claim (0-5).
+        #[arg(long, default_value_t = 0)]
+        warm: u32,
     },
     /// Turn prebuilds off (owners).
     Off {
@@ -81,14 +84,16 @@ fn settings_path(client: &Client, repo: &str) -> Result<String> {
 fn print_settings(s: &PrebuildSettings) {
     if !s.enabled {
         println!("prebuilds: off");
-    } else if s.branches.is_empty() {
-        println!("prebuilds: the default branch (keeping {} each)", s.keep);
+        return;
+    }
+    let branches = if s.branches.is_empty() {
+        "the default branch".to_string()
     } else {
-        println!(
-            "prebuilds: {} (keeping {} each)",
-            s.branches.join(", "),
-            s.keep
-        );
+        s.branches.join(", ")
+    };
+    println!("prebuilds: {branches} (keeping {} each)", s.keep);
+    if s.warm > 0 {
+        println!("warm pool: {} ready environment(s) per branch", s.warm);
     }
 }
 
@@ -102,11 +107,13 @@ pub fn run_settings(client: &Client, args: SettingsArgs) -> Result<()> {
             repo,
             branches,
             keep,
+            warm,
         } => {
             let body = PrebuildSettings {
                 enabled: true,
                 branches,
                 keep,
+                warm,
             };
             let s: PrebuildSettings = client.put(&settings_path(client, &repo)?, &body)?;
             print_settings(&s);
@@ -139,8 +146,16 @@ pub fn run(args: PrebuildArgs) -> Result<()> {
                         println!("no prebuilds");
                     }
                     for p in &list {
+                        let pool = if p.pool_ready + p.pool_creating > 0 {
+                            format!(
+                                " (warm pool: {} ready, {} starting)",
+                                p.pool_ready, p.pool_creating
+                            )
+                        } else {
+                            String::new()
+                        };
                         println!(
-                            "{:<20} {:<24} {} {}{}",
+                            "{:<20} {:<24} {} {}{}{pool}",
                             p.id,
                             p.branch,
                             short(&p.sha),

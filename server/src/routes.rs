@@ -2382,7 +2382,13 @@ pub(crate) async fn authorize_user(
     // environment routes: the role is checked on the environment's repository; a caller who
     // cannot see that repository learns nothing about it (404 for the environment)
     let not_found = || ApiError::NotFound(format!("environment {env_id}"));
-    let env = state.store().env(&env_id).await?.ok_or_else(not_found)?;
+    // an environment in a warm pool is no one's until claimed (`crate::envs::pool`)
+    let env = state
+        .store()
+        .env(&env_id)
+        .await?
+        .filter(|e| e.pooled.is_none())
+        .ok_or_else(not_found)?;
     let repo = state
         .store()
         .repo_by_id(env.repo_id)

@@ -272,6 +272,7 @@ async fn env_placement_bench() -> Result<()> {
                 created_at: 0,
                 agent_id: Some(agent),
                 placement: Some(format!("{}: {}", placed.name, placed.why)),
+                pooled: None,
             })
             .await?;
         in_insert += t_i.elapsed();

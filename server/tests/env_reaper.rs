@@ -30,6 +30,7 @@ fn idle_row(id: &str, repo_id: i64, owner_id: i64, plan_json: &str) -> EnvRow {
         created_at: 0,
         agent_id: None,
         placement: None,
+        pooled: None,
     }
 }
 

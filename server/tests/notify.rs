@@ -529,6 +529,7 @@ async fn an_idle_stop_notifies() -> Result<()> {
             created_at: 0,
             agent_id: None,
             placement: None,
+            pooled: None,
         })
         .await?;
     let stopped = cove_server::envs::reap_idle(&server.state, 10 * 60 * 1000).await?;

@@ -529,6 +529,7 @@ async fn the_idle_reaper_mails_the_environment_owner() -> Result<()> {
             created_at: 0,
             agent_id: None,
             placement: None,
+            pooled: None,
         })
         .await?;
     let mail = sink

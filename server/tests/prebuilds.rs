@@ -7,7 +7,12 @@
 //!   prebuild's pod is gone afterwards;
 //! - after a push that no prebuild follows, the next create is cold (never the stale snapshot):
 //!   the build's files are absent and the new commit is there;
-//! - a failed prebuild leaves no container and no image, and create is cold and works.
+//! - a failed prebuild leaves no container and no image, and create is cold and works;
+//! - a warm pool hands out a running environment of the prebuild (the prebuild's files, the
+//!   head it claims, the claimer's git identity), is refilled, and after a push never hands
+//!   out the old commit: its environments are deleted, containers and all;
+//! - a server killed (SIGKILL) while its pool fills leaves no container, network or volume of
+//!   a half-made pooled environment after it restarts.
 
 #![allow(clippy::unwrap_used)]
 
@@ -74,6 +79,38 @@ impl Server {
                 "no finished prebuild of {sha}: {list:?}"
             );
             tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+
+    /// The create's answer (201), before waiting for anything.
+    async fn create_now(&self, repo: &str) -> Environment {
+        let r = self
+            .http
+            .post(format!(
+                "{}/api/v1/repos/admin/{repo}/environments",
+                self.url
+            ))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+        r.json().await.unwrap()
+    }
+
+    /// Waits until `repo`'s prebuild `id` has `ready` pooled environments running and none
+    /// being created.
+    async fn pool_settled(&self, repo: &str, id: i64, ready: u32) {
+        let deadline = Instant::now() + Duration::from_secs(180);
+        loop {
+            let list: Vec<Prebuild> = self.get(&format!("/repos/admin/{repo}/prebuilds")).await;
+            let p = list.iter().find(|p| p.id == id).unwrap();
+            if p.pool_ready == ready && p.pool_creating == 0 {
+                return;
+            }
+            assert!(Instant::now() < deadline, "pool of {id} not settled: {p:?}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
 
@@ -181,6 +218,49 @@ fn leftovers(prebuild: i64) -> (Vec<String>, Vec<String>) {
             &format!("label=cove.prebuild={prebuild}"),
         ]),
     )
+}
+
+/// What the engine still has of environment `env`: containers, networks, volumes.
+fn env_leftovers(env: &str) -> Vec<String> {
+    let label = format!("label=cove.env={env}");
+    let mut all = docker(&["ps", "-aq", "--filter", &label]);
+    all.extend(docker(&["network", "ls", "-q", "--filter", &label]));
+    all.extend(docker(&["volume", "ls", "-q", "--filter", &label]));
+    all
+}
+
+/// The pooled environments in the server's store (SQLite in its data directory): (id, prebuild,
+/// state). No route shows them: they are no one's until claimed.
+async fn pooled(data: &Path) -> Vec<(String, i64, EnvState)> {
+    let url = format!("sqlite://{}?mode=rwc", data.join("cove.db").display());
+    let store = cove_server::store::Store::open(&url).await.unwrap();
+    let rows = store.pooled_envs().await.unwrap();
+    store.close().await;
+    rows.into_iter()
+        .map(|e| (e.id, e.pooled.unwrap(), e.state))
+        .collect()
+}
+
+/// Waits until no environment of prebuild `id` is pooled any more and none of `ids` has a
+/// container, network or volume left.
+async fn pool_gone(data: &Path, id: i64, ids: &[String]) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let left: Vec<_> = pooled(data)
+            .await
+            .into_iter()
+            .filter(|p| p.1 == id)
+            .collect();
+        let engine: Vec<String> = ids.iter().flat_map(|e| env_leftovers(e)).collect();
+        if left.is_empty() && engine.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "pool of {id} not gone: rows {left:?}, engine {engine:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
 }
 
 fn remove_images(prebuild: i64) {
@@ -361,4 +441,160 @@ async fn a_failed_prebuild_leaves_nothing_and_create_is_cold() {
         .await;
     assert_eq!(head.stdout.trim(), sha);
     server.delete_env(&env.id).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_warm_pool_hands_out_ready_environments_of_the_head_and_never_a_stale_one() {
+    cove_tests::require_docker();
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::spawn(data.path()).await;
+    let (work, sha) = push_repo(&server, "warm", &devfile(0)).await;
+    let pb = server.prebuild_of("warm", &sha).await;
+    assert_eq!(pb.state, PrebuildState::Succeeded, "{pb:?}");
+    server
+        .put(
+            "/repos/admin/warm/prebuilds/settings",
+            json!({"enabled": true, "branches": [], "keep": 3, "warm": 1}),
+        )
+        .await;
+    server.pool_settled("warm", pb.id, 1).await;
+    // a pooled environment is no one's: not listed
+    let listed: Vec<Environment> = server.get("/environments").await;
+    assert!(listed.is_empty(), "{listed:?}");
+    let first_pool: Vec<String> = pooled(data.path()).await.into_iter().map(|p| p.0).collect();
+    assert_eq!(first_pool.len(), 1);
+
+    // claimed: running in the create's own answer, the prebuild's files and head, the
+    // claimer's identity in the clone (the prebuild's clone named "Cove prebuild")
+    let env = server.create_now("warm").await;
+    assert_eq!(env.state, EnvState::Running, "{env:?}");
+    assert_eq!(env.id, first_pool[0]);
+    assert_eq!(env.prebuilt_from.as_deref(), Some(sha.as_str()));
+    let files = server
+        .sh(
+            &env.id,
+            "cat /tmp/cove-built.txt /projects/warm/built-marker.txt /projects/warm/.git/refs/heads/main",
+        )
+        .await;
+    assert_eq!(
+        files.stdout.split_whitespace().collect::<Vec<_>>(),
+        vec!["built", "in-sources", sha.as_str()],
+        "{files:?}"
+    );
+    // (busybox has no git: the config is read as text)
+    let config = server.sh(&env.id, "cat /projects/warm/.git/config").await;
+    let config: String = config.stdout.split_whitespace().collect();
+    assert!(
+        config.contains("name=admin") && config.contains("email=admin@users.noreply.cove"),
+        "{config}"
+    );
+    assert!(!config.contains("Coveprebuild"), "{config}");
+    let listed: Vec<Environment> = server.get("/environments").await;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    // refilled with another environment, never the claimed one again
+    server.pool_settled("warm", pb.id, 1).await;
+    let second_pool: Vec<String> = pooled(data.path()).await.into_iter().map(|p| p.0).collect();
+    assert_eq!(second_pool.len(), 1);
+    assert_ne!(second_pool[0], env.id);
+
+    // a push: the old commit's pool is deleted, containers and all, and a create is cold (or
+    // from the new prebuild), never the old snapshot
+    std::fs::write(work.path().join("new.txt"), "second commit\n").unwrap();
+    let sha2 = commit_and_push(&server, work.path(), "warm", "second").await;
+    let after = server.create("warm").await;
+    assert_ne!(
+        after.prebuilt_from.as_deref(),
+        Some(sha.as_str()),
+        "{after:?}"
+    );
+    let head = server
+        .sh(&after.id, "cat /projects/warm/.git/refs/heads/main")
+        .await;
+    assert_eq!(head.stdout.trim(), sha2);
+    pool_gone(data.path(), pb.id, &second_pool).await;
+    // the new head's prebuild fills the pool again, and a create claims from it
+    let pb2 = server.prebuild_of("warm", &sha2).await;
+    assert_eq!(pb2.state, PrebuildState::Succeeded, "{pb2:?}");
+    server.pool_settled("warm", pb2.id, 1).await;
+    let third = server.create_now("warm").await;
+    assert_eq!(third.state, EnvState::Running, "{third:?}");
+    assert_eq!(third.prebuilt_from.as_deref(), Some(sha2.as_str()));
+
+    // warm 0: the pool drains
+    let last_pool: Vec<String> = {
+        server.pool_settled("warm", pb2.id, 1).await;
+        pooled(data.path()).await.into_iter().map(|p| p.0).collect()
+    };
+    server
+        .put(
+            "/repos/admin/warm/prebuilds/settings",
+            json!({"enabled": true, "branches": [], "keep": 3, "warm": 0}),
+        )
+        .await;
+    pool_gone(data.path(), pb2.id, &last_pool).await;
+    for e in [&env, &after, &third] {
+        server.delete_env(&e.id).await;
+    }
+    remove_images(pb.id);
+    remove_images(pb2.id);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_killed_while_its_pool_fills_leaves_nothing_half_made() {
+    cove_tests::require_docker();
+    let data = tempfile::tempdir().unwrap();
+    let mut server = Server::spawn(data.path()).await;
+    let (_work, sha) = push_repo(&server, "kill", &devfile(0)).await;
+    let pb = server.prebuild_of("kill", &sha).await;
+    assert_eq!(pb.state, PrebuildState::Succeeded, "{pb:?}");
+    server
+        .put(
+            "/repos/admin/kill/prebuilds/settings",
+            json!({"enabled": true, "branches": [], "keep": 3, "warm": 2}),
+        )
+        .await;
+    // SIGKILL while a pooled environment is being created
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let caught = loop {
+        let rows = pooled(data.path()).await;
+        if rows.iter().any(|r| r.2 == EnvState::Creating) {
+            break rows;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no pooled environment being created: {rows:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    server._child.kill().await.unwrap();
+    let seen: Vec<String> = pooled(data.path()).await.into_iter().map(|p| p.0).collect();
+    assert!(!seen.is_empty(), "{caught:?}");
+
+    // restarted: the half-made ones are deleted, the pool is filled anew
+    let server = Server::spawn(data.path()).await;
+    server.pool_settled("kill", pb.id, 2).await;
+    let now: Vec<String> = pooled(data.path()).await.into_iter().map(|p| p.0).collect();
+    for (id, _, state) in &caught {
+        if *state == EnvState::Creating {
+            assert!(
+                !now.contains(id),
+                "{id} was caught creating and is still pooled"
+            );
+            assert_eq!(
+                env_leftovers(id),
+                Vec::<String>::new(),
+                "{id} left on the engine"
+            );
+        }
+    }
+    // and draining it leaves nothing of any of them
+    server
+        .put(
+            "/repos/admin/kill/prebuilds/settings",
+            json!({"enabled": true, "branches": [], "keep": 3, "warm": 0}),
+        )
+        .await;
+    let all: Vec<String> = seen.into_iter().chain(now).collect();
+    pool_gone(data.path(), pb.id, &all).await;
+    remove_images(pb.id);
 }

@@ -48,6 +48,7 @@ async fn exercise(url: &str) -> Result<()> {
         created_at: 0,
         agent_id: None,
         placement: None,
+        pooled: None,
     };
     store.create_env(&row("e1")).await?;
     store.create_env(&row("e2")).await?;

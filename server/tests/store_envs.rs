@@ -38,6 +38,7 @@ async fn exercise(url: &str) -> Result<()> {
         created_at: 0,
         agent_id: None,
         placement: None,
+        pooled: None,
     };
     store.create_env(&row).await?;
     let state = |s: &Store| {

@@ -59,6 +59,7 @@ async fn exercise(url: &str) -> Result<()> {
         created_at: 0,
         agent_id: None,
         placement: None,
+        pooled: None,
     };
     store.create_env(&row).await?;
     ensure!(store.env_devfile_upstream("e1").await?.is_none());

@@ -14,7 +14,7 @@ use devfiles::{EnvironmentPlan, LoadOptions, PlanOptions};
 use super::*;
 use crate::auth::{self, Principal};
 use crate::error::ApiError;
-use crate::store::{now_ms, now_secs, EnvRow, RepoRow};
+use crate::store::{now_ms, now_secs, EnvRow, RepoRow, UserRow};
 use crate::AppState;
 
 pub(super) fn random_hex(n: usize) -> String {
@@ -119,13 +119,44 @@ pub async fn create_env(
 /// Creates an environment owned by `principal` in `repo` as `req` asks: the one code path of
 /// `POST …/environments` and of "Open in environment" on a pull request
 /// (`crate::forge::open_env`). A success is 201 with the [`cove_api::Environment`]; an
-/// invalid devfile is the 422 of [`invalid_devfile`].
+/// invalid devfile is the 422 of [`invalid_devfile`]. From a prebuild with a warm pool, the
+/// environment is claimed from the pool instead (`super::pool`).
 pub(crate) async fn create(
     state: &AppState,
     principal: &Principal,
     repo: &RepoRow,
     req: CreateEnvironmentRequest,
 ) -> Result<Response, ApiError> {
+    create_as(state, Creator::User(principal), repo, req).await
+}
+
+/// Who an environment is created for.
+pub(crate) enum Creator<'a> {
+    /// A user's create: theirs, with their dotfiles and editor; claimed from a warm pool when
+    /// one has an environment of the same prebuild ready.
+    User(&'a Principal),
+    /// Into the warm pool of `prebuild` (`super::pool`), owned by the repository's `owner`
+    /// until claimed: no dotfiles, the terminal editor, no idle timeout, no git identity in
+    /// its environment (the claim writes the claimer's into the clone's config).
+    Pool { owner: &'a UserRow, prebuild: i64 },
+}
+
+impl Creator<'_> {
+    fn user(&self) -> &UserRow {
+        match self {
+            Creator::User(p) => &p.user,
+            Creator::Pool { owner, .. } => owner,
+        }
+    }
+}
+
+pub(crate) async fn create_as(
+    state: &AppState,
+    creator: Creator<'_>,
+    repo: &RepoRow,
+    req: CreateEnvironmentRequest,
+) -> Result<Response, ApiError> {
+    let user = creator.user();
     let base = req
         .from
         .clone()
@@ -229,18 +260,25 @@ pub(crate) async fn create(
     }
     // a succeeded prebuild of exactly the branch head: start from its snapshots (prebuild/)
     let prebuilt = if req.new_branch.is_none() && req.devfile_path.is_none() {
-        let email = format!("{}@users.noreply.cove", principal.user.username);
-        super::prebuild::for_create(
-            state,
-            repo,
-            &base,
-            &devfile_text,
-            &mut plan,
-            (&principal.user.username, &email),
-        )
-        .await?
+        let email = format!("{}@users.noreply.cove", user.username);
+        let git_user = match creator {
+            Creator::User(_) => Some((user.username.as_str(), email.as_str())),
+            Creator::Pool { .. } => None,
+        };
+        super::prebuild::for_create(state, repo, &base, &devfile_text, &mut plan, git_user).await?
     } else {
         None
+    };
+    let pooled = match creator {
+        Creator::Pool { prebuild, .. } => {
+            if prebuilt.as_ref().map(|p| p.id) != Some(prebuild) {
+                return Err(ApiError::Conflict(format!(
+                    "prebuild {prebuild} is no longer the branch head's"
+                )));
+            }
+            Some(prebuild)
+        }
+        Creator::User(_) => None,
     };
     let name = match &req.name {
         Some(n) if devfiles::is_identifier(n) && n.len() <= 63 => n.clone(),
@@ -259,11 +297,33 @@ pub(crate) async fn create(
             random_hex(4)
         ),
     };
+    // the editor: the request's, else the caller's setting (docs/vscode.md)
+    let editor = match (&creator, req.editor) {
+        (Creator::Pool { .. }, _) => cove_api::Editor::Terminal,
+        (Creator::User(_), Some(e)) => e,
+        (Creator::User(_), None) => state.store().user_editor(user.id).await?,
+    };
+    let idle_timeout_secs = req.idle_timeout_secs.unwrap_or(DEFAULT_IDLE_TIMEOUT_SECS) as i64;
+    // a warm pool's environment of the same prebuild, when this create asks nothing the pool's
+    // do not have (default labels and size, the terminal editor, no dotfiles)
+    if let (Creator::User(_), Some(p)) = (&creator, &prebuilt) {
+        let plain = req.labels.is_empty()
+            && req.size.as_deref().is_none_or(|s| s == "medium")
+            && editor == cove_api::Editor::Terminal
+            && state.store().user_dotfiles(user.id).await?.is_none();
+        if plain {
+            if let Some(row) =
+                super::pool::claim(state, user, repo, p.id, &name, idle_timeout_secs).await?
+            {
+                return Ok((StatusCode::CREATED, Json(env_dto(state, &row).await?)).into_response());
+            }
+        }
+    }
     let row = EnvRow {
         id: format!("e{}", random_hex(11)),
         name,
         repo_id: repo.id,
-        owner_id: principal.user.id,
+        owner_id: user.id,
         branch: branch.clone(),
         devfile_path,
         state: EnvState::Creating,
@@ -273,16 +333,12 @@ pub(crate) async fn create(
         restart_required: false,
         devfile_changes: None,
         endpoints_json: "[]".into(),
-        idle_timeout_secs: req.idle_timeout_secs.unwrap_or(DEFAULT_IDLE_TIMEOUT_SECS) as i64,
+        idle_timeout_secs,
         last_activity_ms: now_ms(),
         created_at: now_secs(),
         agent_id: placed.agent_id,
         placement: Some(format!("{}: {}", placed.name, placed.why)),
-    };
-    // the editor: the request's, else the caller's setting (docs/vscode.md)
-    let editor = match req.editor {
-        Some(e) => e,
-        None => state.store().user_editor(principal.user.id).await?,
+        pooled,
     };
     state.store().create_env(&row).await?;
     state
@@ -305,18 +361,24 @@ pub(crate) async fn create(
     state
         .store()
         .create_token(
-            principal.user.id,
+            user.id,
             &clone_token_name(&row.id),
             &auth::hash_token(&token),
             &[Scope::Read],
             Some(now_secs() + CLONE_TOKEN_SECS),
         )
         .await?;
-    let basic = base64::engine::general_purpose::STANDARD
-        .encode(format!("{}:{token}", principal.user.username));
+    let basic =
+        base64::engine::general_purpose::STANDARD.encode(format!("{}:{token}", user.username));
     let auth_header = format!("Authorization: Basic {basic}");
     // the owner's dotfiles: a setting that cannot be used is a warning, never a failure
-    let dotfiles = match crate::dotfiles::for_create(state, principal, &auth_header).await {
+    let found = match creator {
+        Creator::User(principal) => {
+            crate::dotfiles::for_create(state, principal, &auth_header).await
+        }
+        Creator::Pool { .. } => Ok(None),
+    };
+    let dotfiles = match found {
         Ok(d) => d,
         Err(why) => {
             state
@@ -341,8 +403,8 @@ pub(crate) async fn create(
         branch: base,
         new_branch: req.new_branch.clone(),
         auth_header: Some(auth_header),
-        git_user_name: principal.user.username.clone(),
-        git_user_email: format!("{}@users.noreply.cove", principal.user.username),
+        git_user_name: user.username.clone(),
+        git_user_email: format!("{}@users.noreply.cove", user.username),
     };
     state
         .metrics()

@@ -153,7 +153,7 @@ pub(super) async fn visible_envs(
         .map(|r| r.id)
         .collect();
     for row in state.store().list_envs().await? {
-        if !readable.contains(&row.repo_id) {
+        if !readable.contains(&row.repo_id) || row.pooled.is_some() {
             continue;
         }
         let dto = env_dto(state, &row).await?;

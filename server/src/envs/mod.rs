@@ -10,13 +10,15 @@
 //! (the other REST handlers and the DTO), `state` (transitions, agent reports,
 //! reconciliation), `watcher` (devfile changes), `reaper` (idle stop), `terminal` (WebSocket
 //! terminals), `terminal_sessions` (reconnecting terminals), `devfile` (reading devfiles from the repository), `outdated` (the branch's
-//! devfile moved on; `update`), `relocate` (`cove env move`: to another agent, volumes copied).
+//! devfile moved on; `update`), `relocate` (`cove env move`: to another agent, volumes copied), `prebuild` (prebuilds), `pool` (warm pools of
+//! prebuilt environments, claimed on create).
 
 pub mod access;
 mod create;
 mod devfile;
 mod http;
 mod outdated;
+mod pool;
 pub mod prebuild;
 mod reaper;
 mod registry;
@@ -206,6 +208,7 @@ pub async fn spawn_background(
         Err(_) => tracing::error!("reconciliation did not finish within 60 s"),
     }
     prebuild::spawn(&state);
+    pool::spawn(&state);
     let s = state.clone();
     tokio::spawn(async move {
         while let Some(r) = reports.recv().await {

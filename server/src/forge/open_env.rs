@@ -126,6 +126,7 @@ mod tests {
             created_at,
             agent_id: None,
             placement: None,
+            pooled: None,
         }
     }
 

@@ -38,12 +38,15 @@ pub struct EnvRow {
     pub agent_id: Option<i64>,
     /// Why placement chose that agent.
     pub placement: Option<String>,
+    /// In the warm pool of this prebuild, not yet claimed (`crate::envs::pool`): no user sees
+    /// or reaches it until a create claims it.
+    pub pooled: Option<i64>,
 }
 
 const ENV_COLS: &str =
     "id, name, repo_id, owner_id, branch, devfile_path, state, reason, plan_json, \
     devfile_text, restart_required, devfile_changes, endpoints_json, idle_timeout_secs, \
-    last_activity_ms, created_at, agent_id, placement";
+    last_activity_ms, created_at, agent_id, placement, pool_prebuild";
 
 fn env_from_row(row: &AnyRow) -> Result<EnvRow, StoreError> {
     let state: String = row.try_get("state")?;
@@ -67,13 +70,14 @@ fn env_from_row(row: &AnyRow) -> Result<EnvRow, StoreError> {
         created_at: row.try_get("created_at")?,
         agent_id: row.try_get("agent_id")?,
         placement: row.try_get("placement")?,
+        pooled: row.try_get("pool_prebuild")?,
     })
 }
 
 impl Store {
     pub async fn create_env(&self, env: &EnvRow) -> Result<(), StoreError> {
         sqlx::query(&format!(
-            "INSERT INTO environments ({ENV_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
+            "INSERT INTO environments ({ENV_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
         ))
         .bind(&env.id)
         .bind(&env.name)
@@ -93,6 +97,7 @@ impl Store {
         .bind(env.created_at)
         .bind(env.agent_id)
         .bind(&env.placement)
+        .bind(env.pooled)
         .execute(&self.pool)
         .await
         .map_err(|e| map_unique(e, || format!("environment {}", env.name)))?;
@@ -113,7 +118,7 @@ impl Store {
     /// name that exists in several repositories matches them all).
     pub async fn find_envs(&self, id_or_name: &str) -> Result<Vec<EnvRow>, StoreError> {
         let rows = sqlx::query(&format!(
-            "SELECT {ENV_COLS} FROM environments WHERE id = $1 OR name = $1 ORDER BY created_at"
+            "SELECT {ENV_COLS} FROM environments WHERE (id = $1 OR name = $1) AND pool_prebuild IS NULL ORDER BY created_at"
         ))
         .bind(id_or_name)
         .fetch_all(&self.pool)
@@ -130,7 +135,7 @@ impl Store {
         branch: &str,
     ) -> Result<Vec<EnvRow>, StoreError> {
         let rows = sqlx::query(&format!(
-            "SELECT {ENV_COLS} FROM environments WHERE repo_id = $1 AND owner_id = $2 AND branch = $3 ORDER BY created_at, id"
+            "SELECT {ENV_COLS} FROM environments WHERE repo_id = $1 AND owner_id = $2 AND branch = $3 AND pool_prebuild IS NULL ORDER BY created_at, id"
         ))
         .bind(repo_id)
         .bind(owner_id)
@@ -147,6 +152,68 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(env_from_row).collect()
+    }
+
+    /// The environments in warm pools, not yet claimed (`crate::envs::pool`).
+    pub async fn pooled_envs(&self) -> Result<Vec<EnvRow>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {ENV_COLS} FROM environments WHERE pool_prebuild IS NOT NULL ORDER BY created_at, id"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(env_from_row).collect()
+    }
+
+    /// Claims the running pooled environment `id` of prebuild `prebuild` for user `owner_id`
+    /// as `name`: it leaves the pool (one claim wins; false when another took it first or it
+    /// is no longer running). A name already used in the repository is the usual conflict.
+    pub async fn claim_pooled_env(
+        &self,
+        id: &str,
+        prebuild: i64,
+        owner_id: i64,
+        name: &str,
+        idle_timeout_secs: i64,
+    ) -> Result<bool, StoreError> {
+        let now = now_ms();
+        let done = sqlx::query(
+            "UPDATE environments SET pool_prebuild = NULL, owner_id = $1, name = $2, \
+             idle_timeout_secs = $3, last_activity_ms = $4, created_at = $5 \
+             WHERE id = $6 AND pool_prebuild = $7 AND state = 'running'",
+        )
+        .bind(owner_id)
+        .bind(name)
+        .bind(idle_timeout_secs)
+        .bind(now)
+        .bind(now / 1000)
+        .bind(id)
+        .bind(prebuild)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| map_unique(e, || format!("environment {name}")))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Puts claimed environment `id` back into the pool of `prebuild` as `name`, failed for
+    /// `reason` (a claim that could not finish; the pool loop deletes it).
+    pub async fn unclaim_failed_env(
+        &self,
+        id: &str,
+        prebuild: i64,
+        name: &str,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE environments SET pool_prebuild = $1, name = $2, state = 'failed', reason = $3 \
+             WHERE id = $4",
+        )
+        .bind(prebuild)
+        .bind(name)
+        .bind(reason)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     /// Places the environment on agent `agent_id` (`None`: the embedded agent) for `why`

@@ -42,11 +42,12 @@ fn from_row(row: &AnyRow) -> Result<PrebuildRow, StoreError> {
 impl Store {
     /// The repository's prebuild settings (the defaults when never set).
     pub async fn prebuild_settings(&self, repo_id: i64) -> Result<PrebuildSettings, StoreError> {
-        let row =
-            sqlx::query("SELECT enabled, branches, keep FROM prebuild_settings WHERE repo_id = $1")
-                .bind(repo_id)
-                .fetch_optional(&self.pool)
-                .await?;
+        let row = sqlx::query(
+            "SELECT enabled, branches, keep, warm FROM prebuild_settings WHERE repo_id = $1",
+        )
+        .bind(repo_id)
+        .fetch_optional(&self.pool)
+        .await?;
         let Some(row) = row else {
             return Ok(PrebuildSettings::default());
         };
@@ -56,7 +57,18 @@ impl Store {
             branches: serde_json::from_str(&branches)
                 .map_err(|e| StoreError::Corrupt(format!("prebuild branches: {e}")))?,
             keep: u32::try_from(row.try_get::<i64, _>("keep")?).unwrap_or(3),
+            warm: u32::try_from(row.try_get::<i64, _>("warm")?).unwrap_or(0),
         })
+    }
+
+    /// The repositories whose prebuild settings keep a warm pool (`warm > 0`, prebuilds on).
+    pub async fn warm_pool_repos(&self) -> Result<Vec<i64>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT repo_id FROM prebuild_settings WHERE warm > 0 AND enabled <> 0 ORDER BY repo_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok(r.try_get::<i64, _>(0)?)).collect()
     }
 
     pub async fn set_prebuild_settings(
@@ -67,13 +79,14 @@ impl Store {
         let branches =
             serde_json::to_string(&s.branches).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         sqlx::query(
-            "INSERT INTO prebuild_settings (repo_id, enabled, branches, keep) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (repo_id) DO UPDATE SET enabled = $2, branches = $3, keep = $4",
+            "INSERT INTO prebuild_settings (repo_id, enabled, branches, keep, warm) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (repo_id) DO UPDATE SET enabled = $2, branches = $3, keep = $4, warm = $5",
         )
         .bind(repo_id)
         .bind(i64::from(s.enabled))
         .bind(branches)
         .bind(i64::from(s.keep))
+        .bind(i64::from(s.warm))
         .execute(&self.pool)
         .await?;
         Ok(())

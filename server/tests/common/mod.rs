@@ -509,6 +509,7 @@ pub async fn insert_env_row(server: &TestServer, owner: &str, name: &str, id: &s
         created_at: 0,
         agent_id: None,
         placement: None,
+        pooled: None,
     };
     server.state.store().create_env(&row).await?;
     Ok(())

@@ -20,7 +20,15 @@ const LIST_LIMIT: i64 = 100;
 /// Most branches that prebuild in one repository.
 const MAX_BRANCHES: usize = 20;
 
-fn dto(row: &PrebuildRow) -> Prebuild {
+fn dto(row: &PrebuildRow, pooled: &[crate::store::EnvRow]) -> Prebuild {
+    let of_this = pooled.iter().filter(|e| e.pooled == Some(row.id));
+    let ready = of_this
+        .clone()
+        .filter(|e| e.state == cove_api::EnvState::Running)
+        .count();
+    let creating = of_this
+        .filter(|e| e.state == cove_api::EnvState::Creating)
+        .count();
     let images: Vec<PrebuiltImage> = serde_json::from_str(&row.images_json).unwrap_or_default();
     Prebuild {
         id: row.id,
@@ -31,6 +39,8 @@ fn dto(row: &PrebuildRow) -> Prebuild {
         images: images.into_iter().map(|i| i.image).collect(),
         created_at_ms: row.created_at_ms,
         finished_at_ms: row.finished_at_ms,
+        pool_ready: ready as u32,
+        pool_creating: creating as u32,
     }
 }
 
@@ -40,7 +50,8 @@ pub async fn list(
     Extension(repo): Extension<RepoRow>,
 ) -> Result<Json<Vec<Prebuild>>, ApiError> {
     let rows = state.store().prebuilds(repo.id, LIST_LIMIT).await?;
-    Ok(Json(rows.iter().map(dto).collect()))
+    let pooled = state.store().pooled_envs().await?;
+    Ok(Json(rows.iter().map(|r| dto(r, &pooled)).collect()))
 }
 
 /// `GET /api/v1/repos/{owner}/{name}/prebuilds/{prebuild}/logs`.
@@ -103,7 +114,7 @@ pub async fn trigger(
         .prebuild(id)
         .await?
         .ok_or_else(|| ApiError::NotFound("prebuild".into()))?;
-    Ok((StatusCode::ACCEPTED, Json(dto(&row))))
+    Ok((StatusCode::ACCEPTED, Json(dto(&row, &[]))))
 }
 
 /// `GET /api/v1/repos/{owner}/{name}/prebuilds/settings`.
@@ -139,6 +150,13 @@ pub async fn set_settings(
     if !(1..=20).contains(&body.keep) {
         return Err(ApiError::BadRequest("keep: 1 to 20".into()));
     }
+    if body.warm > super::super::pool::MAX_WARM {
+        return Err(ApiError::BadRequest(format!(
+            "warm: 0 to {}",
+            super::super::pool::MAX_WARM
+        )));
+    }
     state.store().set_prebuild_settings(repo.id, &body).await?;
+    super::super::pool::wake();
     Ok(Json(body))
 }

@@ -54,7 +54,10 @@ fn worth_prebuilding(plan: &EnvironmentPlan, devfile: &str) -> bool {
 }
 
 /// The branches of `repo` that prebuild (none when prebuilds are off).
-async fn prebuild_branches(state: &AppState, repo: &RepoRow) -> Result<Vec<String>, ApiError> {
+pub(super) async fn prebuild_branches(
+    state: &AppState,
+    repo: &RepoRow,
+) -> Result<Vec<String>, ApiError> {
     let s = state.store().prebuild_settings(repo.id).await?;
     if !s.enabled {
         return Ok(Vec::new());
@@ -84,6 +87,7 @@ pub async fn after_push(state: &AppState, repo: &RepoRow, events: &[PushEventRow
     if pushed.is_empty() {
         return;
     }
+    super::pool::wake(); // environments of the branch's old head leave its pool
     let (state, repo) = (state.clone(), repo.clone());
     tokio::spawn(async move {
         let branches = match prebuild_branches(&state, &repo).await {
@@ -214,6 +218,7 @@ async fn run(state: &AppState, row: crate::store::PrebuildRow) -> Result<(), Api
         .store()
         .finish_prebuild(row.id, st, reason.as_deref(), &images, &log)
         .await?;
+    super::pool::wake();
     Ok(())
 }
 
@@ -341,7 +346,7 @@ pub(crate) async fn for_create(
     branch: &str,
     devfile_text: &str,
     plan: &mut EnvironmentPlan,
-    git_user: (&str, &str),
+    git_user: Option<(&str, &str)>,
 ) -> Result<Option<Prebuilt>, ApiError> {
     let repo_path = crate::git::repo_path(state.data_dir(), &repo.owner, &repo.name);
     let b = branch.to_string();
@@ -382,7 +387,7 @@ pub(crate) async fn for_create(
         if let Some(i) = images.iter().find(|i| i.component == c.name) {
             c.image = i.image.clone();
         }
-        if Some(&c.name) == main.as_ref() {
+        if let Some(git_user) = git_user.filter(|_| Some(&c.name) == main.as_ref()) {
             // the clone's config names the prebuild; commits are the owner's
             for (k, v) in [
                 ("GIT_AUTHOR_NAME", git_user.0),
