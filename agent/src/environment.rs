@@ -14,7 +14,7 @@ use crate::backend::{Backend, BackendError};
 use crate::commands::{run_event, CommandRun};
 use crate::dotfiles::DotfilesRun;
 use crate::pod::{PodError, PodSpec, PodStatus, RestartPlan, Runtime};
-use crate::sources::{checkout, SourceError, SourceSpec};
+use crate::sources::{SourceError, SourceSpec};
 
 /// A step of `create`/`restart`, for progress reporting.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,8 +68,35 @@ pub async fn create(
     progress: &mut (dyn FnMut(Progress) + Send),
 ) -> Result<Started, EnvError> {
     progress(Progress::CreatingContainers);
-    let status = rt.create(spec).await?;
-    let cloned = match clone_sources(rt, spec, source, progress).await {
+    // the sources are cloned on the agent's host while the containers are being made, and
+    // unpacked into the main container once it runs
+    let target = match (source, spec.plan.main_container()) {
+        (Some(src), Some(main)) => main.source_mapping.as_ref().map(|root| (src, main, root)),
+        _ => None,
+    };
+    if let Some((src, _, _)) = target {
+        progress(Progress::Cloning {
+            repo: src.repo.clone(),
+        });
+    }
+    let prepare = async {
+        match target {
+            Some((src, _, _)) => Some(crate::sources::prepare(src).await),
+            None => None,
+        }
+    };
+    let (status, prepared) = tokio::join!(rt.create(spec), prepare);
+    let status = status?;
+    let cloned = match (target, prepared) {
+        (Some((src, main, root)), Some(Ok(prepared))) => {
+            crate::sources::upload_prepared(rt, &spec.env_id, &main.name, root, src, &prepared)
+                .await
+                .map_err(EnvError::from)
+        }
+        (_, Some(Err(e))) => Err(EnvError::from(e)),
+        _ => Ok(false),
+    };
+    let cloned = match cloned {
         Ok(c) => c,
         Err(e) => {
             rt.delete(&spec.env_id).await.ok();
@@ -121,24 +148,6 @@ pub async fn clone_projects(
         done.push(crate::sources::clone_project(rt, &spec.env_id, &main.name, root, p).await);
     }
     done
-}
-
-async fn clone_sources(
-    rt: &dyn Backend,
-    spec: &PodSpec,
-    source: Option<&SourceSpec>,
-    progress: &mut (dyn FnMut(Progress) + Send),
-) -> Result<bool, EnvError> {
-    let (Some(src), Some(main)) = (source, spec.plan.main_container()) else {
-        return Ok(false);
-    };
-    let Some(root) = &main.source_mapping else {
-        return Ok(false);
-    };
-    progress(Progress::Cloning {
-        repo: src.repo.clone(),
-    });
-    Ok(checkout(rt, &spec.env_id, &main.name, root, src).await?)
 }
 
 /// Run preStop events, then stop the containers.

@@ -430,9 +430,14 @@ impl Runtime {
         created_volumes: &mut Vec<String>,
     ) -> Result<PodStatus> {
         let env = spec.env_id.as_str();
-        self.ensure_volumes(spec, created_volumes).await?;
-        // the environment's own network (with host isolation), unless turned off
-        let network = crate::env_net::ensure(&self.docker, env, &self.network).await?;
+        // volumes and the environment's own network (with host isolation, unless turned off)
+        // are independent: made concurrently
+        let (volumes, network) = tokio::join!(
+            self.ensure_volumes(spec, created_volumes),
+            crate::env_net::ensure(&self.docker, env, &self.network)
+        );
+        volumes?;
+        let network = network?;
         // infra container: owns the network namespace and publishes endpoints
         let infra = infra_body(spec, network.as_deref());
         let infra_id = self
@@ -447,29 +452,38 @@ impl Runtime {
             .await
             .map_err(Self::err(env, "create infra container"))?
             .id;
-        self.docker
-            .start_container(&infra_id, None::<StartContainerOptions>)
-            .await
-            .map_err(Self::err(env, "start infra container"))?;
-        // components are independent once the namespace exists: create them concurrently
-        let starts = spec.plan.containers.iter().map(|c| {
+        // the components join the infra container's namespace, which must run before they
+        // start but not before they are created: they are created (concurrently) while it
+        // starts, then started (concurrently)
+        let creates = spec.plan.containers.iter().map(|c| {
             let body = self.component_body(spec, c, &infra_id, network.as_deref());
             async move {
                 let options = CreateContainerOptions {
                     name: Some(container_name(env, &c.name)),
                     ..Default::default()
                 };
-                let id = self
-                    .docker
+                self.docker
                     .create_container(Some(options), body)
                     .await
-                    .map_err(Self::err(env, format!("create container `{}`", c.name)))?
-                    .id;
-                self.docker
-                    .start_container(&id, None::<StartContainerOptions>)
-                    .await
-                    .map_err(Self::err(env, format!("start container `{}`", c.name)))
+                    .map(|r| r.id)
+                    .map_err(Self::err(env, format!("create container `{}`", c.name)))
             }
+        });
+        let (infra_started, created) = tokio::join!(
+            self.docker
+                .start_container(&infra_id, None::<StartContainerOptions>),
+            futures_util::future::join_all(creates)
+        );
+        infra_started.map_err(Self::err(env, "start infra container"))?;
+        let mut ids = Vec::new();
+        for (c, r) in spec.plan.containers.iter().zip(created) {
+            ids.push((c, r?));
+        }
+        let starts = ids.iter().map(|(c, id)| async move {
+            self.docker
+                .start_container(id, None::<StartContainerOptions>)
+                .await
+                .map_err(Self::err(env, format!("start container `{}`", c.name)))
         });
         for r in futures_util::future::join_all(starts).await {
             r?;
@@ -488,35 +502,41 @@ impl Runtime {
         created_volumes: &mut Vec<String>,
     ) -> Result<()> {
         let env = spec.env_id.as_str();
-        // volumes: sources + devfile volumes (ephemeral ones are recreated)
-        self.ensure_volume(
-            env,
-            &sources_volume(env),
-            "sources",
-            None,
-            false,
-            created_volumes,
-        )
-        .await?;
+        // volumes: sources + devfile volumes (ephemeral ones are recreated), concurrently
+        let sources = sources_volume(env);
+        let mut wanted: Vec<(String, &str, Option<&str>, bool)> =
+            vec![(sources, "sources", None, false)];
         for v in &spec.plan.volumes {
-            let name = volume_name(env, &v.name);
-            if !v.persistent {
-                self.docker
-                    .remove_volume(&name, Some(RemoveVolumeOptions { force: true }))
-                    .await
-                    .ok();
-            }
-            self.ensure_volume(
-                env,
-                &name,
+            wanted.push((
+                volume_name(env, &v.name),
                 "volume",
-                Some(&v.name),
+                Some(v.name.as_str()),
                 !v.persistent,
-                created_volumes,
-            )
-            .await?;
+            ));
         }
-        Ok(())
+        let made = wanted
+            .iter()
+            .map(|(name, role, component, ephemeral)| async move {
+                if *ephemeral {
+                    self.docker
+                        .remove_volume(name, Some(RemoveVolumeOptions { force: true }))
+                        .await
+                        .ok();
+                }
+                let mut created = Vec::new();
+                let r = self
+                    .ensure_volume(env, name, role, *component, *ephemeral, &mut created)
+                    .await;
+                (r, created)
+            });
+        let mut first_error = None;
+        for (r, created) in futures_util::future::join_all(made).await {
+            created_volumes.extend(created);
+            if let Err(e) = r {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
     }
 
     async fn ensure_volume(

@@ -85,13 +85,39 @@ pub async fn checkout(
     projects_root: &str,
     spec: &SourceSpec,
 ) -> Result<bool, SourceError> {
+    if present(rt, env, component, projects_root, spec).await? {
+        return Ok(false);
+    }
+    let prepared = prepare(spec).await?;
+    upload(rt, env, component, projects_root, spec, &prepared).await?;
+    Ok(true)
+}
+
+/// Whether `<projects_root>/<repo>` already exists in `component`.
+async fn present(
+    rt: &dyn Backend,
+    env: &str,
+    component: &str,
+    projects_root: &str,
+    spec: &SourceSpec,
+) -> Result<bool, SourceError> {
     let target = format!("{}/{}", projects_root.trim_end_matches('/'), spec.repo);
     let probe = rt
         .exec(env, component, &["test", "-e", &target], &[], None)
         .await?;
-    if probe.exit_code == 0 {
-        return Ok(false);
-    }
+    Ok(probe.exit_code == 0)
+}
+
+/// A checkout of a [`SourceSpec`] made on the agent's host, ready to be unpacked into a
+/// container ([`upload`]); removed when dropped.
+pub struct Prepared {
+    _tmp: tempfile::TempDir,
+    dir: std::path::PathBuf,
+}
+
+/// Clones and checks out `spec` on the agent's host, with the owner's identity in the clone's
+/// config. Needs no container: a create runs it while its containers are being made.
+pub async fn prepare(spec: &SourceSpec) -> Result<Prepared, SourceError> {
     let tmp = tempfile::tempdir()?;
     let base = tmp.path();
     git(
@@ -180,10 +206,38 @@ pub async fn checkout(
         "config",
     )
     .await?;
+    Ok(Prepared { _tmp: tmp, dir })
+}
+
+/// Unpacks `prepared` into `<projects_root>/<repo>` of `component`, unless that directory
+/// already exists. Returns false when the sources were already there.
+pub async fn upload_prepared(
+    rt: &dyn Backend,
+    env: &str,
+    component: &str,
+    projects_root: &str,
+    spec: &SourceSpec,
+    prepared: &Prepared,
+) -> Result<bool, SourceError> {
+    if present(rt, env, component, projects_root, spec).await? {
+        return Ok(false);
+    }
+    upload(rt, env, component, projects_root, spec, prepared).await?;
+    Ok(true)
+}
+
+async fn upload(
+    rt: &dyn Backend,
+    env: &str,
+    component: &str,
+    projects_root: &str,
+    spec: &SourceSpec,
+    prepared: &Prepared,
+) -> Result<(), SourceError> {
     // Streamed: a blocking thread writes the tar in 64 KiB chunks into a
     // small channel that is the upload's body, so memory stays bounded
     // whatever the size of the working tree.
-    let (body, writer) = tar_stream(dir.clone(), spec.repo.clone());
+    let (body, writer) = tar_stream(prepared.dir.clone(), spec.repo.clone());
     let upload = rt
         .upload_tar_stream(env, component, projects_root, Box::pin(body))
         .await;
@@ -194,7 +248,7 @@ pub async fn checkout(
     // its body end early).
     written?;
     upload?;
-    Ok(true)
+    Ok(())
 }
 
 /// Chunk size of a streamed tar, and how many chunks may wait in flight.
