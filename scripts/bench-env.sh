@@ -164,6 +164,14 @@ for i in $(seq "$RUNS"); do
   pre_round "$i"
   raw_round "$i"
 done
+# the warm pool drains (its environment would outlive the server and its data directory)
+"${CLI[@]}" repo prebuilds set admin/benchpre --warm 0 >/dev/null
+for _ in $(seq 300); do
+  left=$("${CLI[@]}" prebuild list admin/benchpre --output json | python3 -c 'import json,sys; print(sum(p.get("pool_ready", 0) + p.get("pool_creating", 0) for p in json.load(sys.stdin)))')
+  [ "$left" = 0 ] && break
+  sleep 0.1
+done
+sleep 3   # the agent's delete of the last one
 declare -A RSS_KB RSS_PARTS
 for v in "${VERSIONS[@]}"; do
   st="/proc/${SERVER_PID[$v]}/status"
