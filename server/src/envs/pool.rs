@@ -193,11 +193,8 @@ async fn discard(state: &AppState, e: &EnvRow) {
     let Ok(agent) = state.envs().agent_for(e) else {
         return; // its agent is away: the next pass tries again
     };
-    match state
-        .store()
-        .transition_env(&e.id, &[e.state], EnvState::Deleting, None)
-        .await
-    {
+    // only while still pooled: a create may have claimed it since the pass read it
+    match state.store().begin_discard_pooled_env(&e.id, e.state).await {
         Ok(true) => {}
         Ok(false) => return,
         Err(err) => {

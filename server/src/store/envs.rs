@@ -307,6 +307,24 @@ impl Store {
         Ok(done.rows_affected() > 0)
     }
 
+    /// Marks pooled environment `id` `deleting` while it is still pooled and `from`: false when
+    /// a create claimed it meanwhile (then it is the claimer's and stays).
+    pub async fn begin_discard_pooled_env(
+        &self,
+        id: &str,
+        from: EnvState,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE environments SET state = 'deleting', reason = NULL \
+             WHERE id = $1 AND state = $2 AND pool_prebuild IS NOT NULL",
+        )
+        .bind(id)
+        .bind(from.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
     /// Deletes an environment row (and its events) only while it is `deleting`.
     pub async fn delete_env_if_deleting(&self, id: &str) -> Result<bool, StoreError> {
         let done = sqlx::query("DELETE FROM environments WHERE id = $1 AND state = $2")
