@@ -115,19 +115,7 @@ impl Server {
     }
 
     async fn create(&self, repo: &str) -> Environment {
-        let r = self
-            .http
-            .post(format!(
-                "{}/api/v1/repos/admin/{repo}/environments",
-                self.url
-            ))
-            .bearer_auth(ADMIN_TOKEN)
-            .json(&json!({}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
-        let e: Environment = r.json().await.unwrap();
+        let e = self.create_now(repo).await;
         self.wait_running(&e.id).await
     }
 

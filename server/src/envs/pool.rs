@@ -94,14 +94,8 @@ async fn current_prebuild(
 ) -> Result<Option<i64>, ApiError> {
     let repo_path = crate::git::repo_path(state.data_dir(), &repo.owner, &repo.name);
     let b = branch.to_string();
-    let head = tokio::task::spawn_blocking(move || -> Option<String> {
-        let git = git2::Repository::open_bare(&repo_path).ok()?;
-        let commit = git
-            .find_reference(&format!("refs/heads/{b}"))
-            .ok()?
-            .peel_to_commit()
-            .ok()?;
-        Some(commit.id().to_string())
+    let head = tokio::task::spawn_blocking(move || {
+        super::prebuild::branch_head(&git2::Repository::open_bare(&repo_path).ok()?, &b)
     })
     .await
     .map_err(ApiError::internal)?;
@@ -122,11 +116,10 @@ async fn pass(state: &AppState) -> Result<bool, ApiError> {
     }
     // what each pool should hold: prebuild -> (repository, how many)
     let mut wanted: HashMap<i64, (RepoRow, usize)> = HashMap::new();
-    for repo_id in state.store().warm_pool_repos().await? {
+    for (repo_id, warm) in state.store().warm_pool_repos().await? {
         let Some(repo) = state.store().repo_by_id(repo_id).await? else {
             continue;
         };
-        let warm = state.store().prebuild_settings(repo_id).await?.warm;
         for branch in super::prebuild::prebuild_branches(state, &repo).await? {
             if let Some(id) = current_prebuild(state, &repo, &branch).await? {
                 wanted.insert(id, (repo.clone(), warm.min(MAX_WARM) as usize));

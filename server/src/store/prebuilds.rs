@@ -61,14 +61,20 @@ impl Store {
         })
     }
 
-    /// The repositories whose prebuild settings keep a warm pool (`warm > 0`, prebuilds on).
-    pub async fn warm_pool_repos(&self) -> Result<Vec<i64>, StoreError> {
+    /// The repositories whose prebuild settings keep a warm pool (`warm > 0`, prebuilds on),
+    /// with their `warm`.
+    pub async fn warm_pool_repos(&self) -> Result<Vec<(i64, u32)>, StoreError> {
         let rows = sqlx::query(
-            "SELECT repo_id FROM prebuild_settings WHERE warm > 0 AND enabled <> 0 ORDER BY repo_id",
+            "SELECT repo_id, warm FROM prebuild_settings WHERE warm > 0 AND enabled <> 0 ORDER BY repo_id",
         )
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(|r| Ok(r.try_get::<i64, _>(0)?)).collect()
+        rows.iter()
+            .map(|r| {
+                let warm = u32::try_from(r.try_get::<i64, _>(1)?).unwrap_or(0);
+                Ok((r.try_get::<i64, _>(0)?, warm))
+            })
+            .collect()
     }
 
     pub async fn set_prebuild_settings(

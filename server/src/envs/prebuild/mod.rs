@@ -328,6 +328,16 @@ pub async fn collect(state: &AppState) -> Result<(), ApiError> {
     }
 }
 
+/// The commit at the head of `branch` in `git`, if the branch exists.
+pub(super) fn branch_head(git: &git2::Repository, branch: &str) -> Option<String> {
+    let commit = git
+        .find_reference(&format!("refs/heads/{branch}"))
+        .ok()?
+        .peel_to_commit()
+        .ok()?;
+    Some(commit.id().to_string())
+}
+
 /// What a create from a prebuild changes.
 pub(crate) struct Prebuilt {
     pub id: i64,
@@ -352,13 +362,7 @@ pub(crate) async fn for_create(
     let b = branch.to_string();
     let head = tokio::task::spawn_blocking(move || -> Option<(String, String)> {
         let git = git2::Repository::open_bare(&repo_path).ok()?;
-        let sha = git
-            .find_reference(&format!("refs/heads/{b}"))
-            .ok()?
-            .peel_to_commit()
-            .ok()?
-            .id()
-            .to_string();
+        let sha = branch_head(&git, &b)?;
         let text = super::devfile_at(&repo_path, &sha, None).ok()?.1;
         Some((sha, text))
     })
