@@ -72,7 +72,13 @@ failed_bins=()
 step "cargo test --workspace --no-fail-fast" cargo_test
 # The web UI in real headless Chromium against a real server + Docker (screenshots:
 # target/ui-screenshots/).
-step "scripts/test-ui.sh (browser tests)" bash scripts/test-ui.sh
+ui_test() {
+  local rc=0
+  mkdir -p target
+  bash scripts/test-ui.sh 2>&1 | tee target/ui-test.log || rc=$?
+  return "$rc"
+}
+step "scripts/test-ui.sh (browser tests)" ui_test
 # The Kubernetes backend on a real one-node cluster built from Go modules (cached by version
 # in ~/.cache/cove/k8s; cold build ~13 min). Last, so the cluster's kube-proxy and kube-router
 # rules never overlap the Docker tests (docs/kubernetes.md).
@@ -85,6 +91,13 @@ if [ "${#failed[@]}" -gt 0 ]; then
   if [ "${#failed_bins[@]}" -gt 0 ] && [ -n "${failed_bins[*]}" ]; then
     echo "failed test binaries:"
     printf '%s\n' "${failed_bins[@]}" | sed 's/^/  /'
+    # The first lines of each failing test's report: CI keeps only the log's tail.
+    echo "why (first lines of each failure, target/cargo-test.log):"
+    awk '/^---- .* stdout ----$/ { n = 12 } n > 0 { print "  " $0; n-- }' target/cargo-test.log | head -150
+  fi
+  if [[ " ${failed[*]} " == *"browser tests"* ]] && [ -f target/ui-test.log ]; then
+    echo "why (node's report of the failing browser tests, target/ui-test.log):"
+    sed -n '/failing tests:/,$p' target/ui-test.log | grep -Ev '^ *at .*node:(internal|async_hooks)' | head -120 | sed 's/^/  /'
   fi
   exit 1
 fi

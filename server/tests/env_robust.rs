@@ -8,7 +8,9 @@
 //!   output is capped with a note and a command past the timeout is abandoned;
 //! - SIGKILL while an environment is in postStart: after the restart it is
 //!   failed (never running), and its containers belong to it (no orphan);
-//! - deleting a repository removes its environments' containers and volumes.
+//! - deleting a repository removes its environments' containers and volumes;
+//! - a delete is accepted in whatever state the environment is in, also while it is being
+//!   created and when several deletes of it race (each answers 202): nothing remains.
 
 #![allow(clippy::unwrap_used)]
 
@@ -478,5 +480,33 @@ async fn deleting_a_repository_removes_its_environments() {
     );
     assert!(labelled("volume", &label).is_empty(), "volumes remain");
     assert!(server.list().await.is_empty());
+    server.kill().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletes_racing_a_create_and_each_other_are_all_accepted() {
+    cove_tests::require_docker();
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::spawn(data.path(), free_port().unwrap(), &[]).await;
+    server.repo_with_devfile("racy", &devfile("main", "")).await;
+    let r = server.create("racy", json!({"name": "racy-dev"})).await;
+    assert_eq!(r.status(), 201);
+    let env: Environment = r.json().await.unwrap();
+    let _cleanup = cove_tests::EnvCleanup(env.id.clone());
+    // while it is being created (the agent moves it to running meanwhile): four deletes at once
+    let deletes = (0..4).map(|_| server.delete_env(&env.id));
+    futures_util::future::join_all(deletes).await;
+    wait_gone(&env.id).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while server.list().await.iter().any(|e| e.id == env.id) {
+        assert!(Instant::now() < deadline, "the row was not removed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let label = format!("cove.env={}", env.id);
+    assert!(
+        labelled("container", &label).is_empty(),
+        "containers remain"
+    );
+    assert!(labelled("volume", &label).is_empty(), "volumes remain");
     server.kill().await;
 }

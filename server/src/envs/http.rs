@@ -363,15 +363,9 @@ pub async fn delete_env(
     Extension(row): Extension<EnvRow>,
 ) -> Result<StatusCode, ApiError> {
     let agent = state.envs().agent_for(&row)?;
-    if !state
-        .store()
-        .transition_env(&row.id, &[row.state], EnvState::Deleting, None)
-        .await?
-    {
-        return Err(ApiError::Conflict(format!(
-            "environment {} changed state meanwhile; look at it again",
-            row.name
-        )));
+    if !state::mark_deleting(&state, &row).await? {
+        // already being deleted (a second click, a retried request): the same answer
+        return Ok(StatusCode::ACCEPTED);
     }
     match agent
         .call(EnvCommand::Delete {

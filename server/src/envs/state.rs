@@ -12,6 +12,35 @@ use crate::error::ApiError;
 use crate::store::{now_ms, EnvRow};
 use crate::AppState;
 
+/// Whether a delete moved the row to `Deleting`: deletion is allowed from every state, so a
+/// state change that lands between the caller's read and this write (an agent's report of
+/// `running`, say) is not a conflict: read again and retry. `Ok(false)`: already deleting.
+pub(super) async fn mark_deleting(state: &AppState, row: &EnvRow) -> Result<bool, ApiError> {
+    let mut seen = row.state;
+    for _ in 0..20 {
+        if seen == EnvState::Deleting {
+            return Ok(false);
+        }
+        if state
+            .store()
+            .transition_env(&row.id, &[seen], EnvState::Deleting, None)
+            .await?
+        {
+            return Ok(true);
+        }
+        match state.store().env(&row.id).await? {
+            Some(now) => seen = now.state,
+            None => {
+                return Err(ApiError::NotFound(format!("environment {}", row.name)));
+            }
+        }
+    }
+    Err(ApiError::Conflict(format!(
+        "environment {} keeps changing state; try again",
+        row.name
+    )))
+}
+
 pub(super) async fn transition(
     state: &AppState,
     row: &EnvRow,
@@ -371,17 +400,7 @@ pub async fn delete_repo_envs(state: &AppState, repo_id: i64) -> Result<(), ApiE
     }
     for row in &rows {
         let agent = state.envs().agent_for(row)?;
-        if row.state != EnvState::Deleting
-            && !state
-                .store()
-                .transition_env(&row.id, &[row.state], EnvState::Deleting, None)
-                .await?
-        {
-            return Err(ApiError::Conflict(format!(
-                "environment {} changed state meanwhile; try again",
-                row.name
-            )));
-        }
+        mark_deleting(state, row).await?;
         state
             .store()
             .add_env_event(
