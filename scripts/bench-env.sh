@@ -51,7 +51,7 @@ fi
 
 WORK="$(mktemp -d)"
 PIDS=()
-trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"' EXIT
+trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null; rm -rf "$WORK"' EXIT
 TOKEN="cove_bench_admin_token_0123456789abcdef0123456789"
 
 # the repository: the example devfile plus a test that uses the sidecar
@@ -71,7 +71,15 @@ git -C "$WORK/repo" -c user.name=b -c user.email=b@example.com commit -q -m benc
 declare -A URL SERVER_PID
 for v in "${VERSIONS[@]}"; do
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-  COVE_ADMIN_TOKEN="$TOKEN" RUST_LOG=warn "${BIN[$v]}/cove-server" --data-dir "$WORK/$v/data" \
+  # this version keeps warm pod shells (docs/prebuilds.md "Warm pod shells"); a --vs
+  # version runs with its defaults
+  conf=()
+  if [ "$v" = current ]; then
+    mkdir -p "$WORK/$v"
+    printf '[environments]\nwarm_shells = %s\n' "${WARM_SHELLS:-2}" >"$WORK/$v/cove.toml"
+    conf=(--config "$WORK/$v/cove.toml")
+  fi
+  COVE_ADMIN_TOKEN="$TOKEN" RUST_LOG=warn "${BIN[$v]}/cove-server" "${conf[@]}" --data-dir "$WORK/$v/data" \
     --listen "127.0.0.1:$port" >"$WORK/$v.server.log" 2>&1 &
   SERVER_PID[$v]=$!; PIDS+=($!)
   URL[$v]="http://127.0.0.1:$port"
@@ -119,6 +127,12 @@ cove_round() {
   "${cli[@]}" env restart "b$i" >/dev/null 2>&1
   t2=$(now)
   echo $((t1 - t0)) >>"$WORK/$v.create"; echo $((t2 - t1)) >>"$WORK/$v.restart"
+  # whether the create took a warm pod shell (its event log says so)
+  local id
+  id=$("${cli[@]}" env show "b$i" --output json | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+  local events
+  events=$(curl -fsS -H "Authorization: Bearer $TOKEN" "${URL[$v]}/api/v1/environments/$id/events")
+  if grep -q "warm pod shell" <<<"$events"; then echo "b$i" >>"$WORK/$v.shells"; fi
   "${cli[@]}" env delete "b$i" --yes >/dev/null 2>&1
 }
 # the same docker calls by hand (scripts/raw-env.sh)
@@ -152,10 +166,10 @@ pre_round() {
   "${CLI[@]}" env exec "c$i" --no-tty -- true
   t3=$(now)
   echo $((t1 - t0)) >>"$WORK/pool.shell"; echo $((t2 - t1)) >>"$WORK/prebuilt.shell"; echo $((t3 - t2)) >>"$WORK/cold.shell"
-  "${CLI[@]}" env show "w$i" | grep -q "prebuilt from" || { echo "w$i is not prebuilt" >&2; exit 1; }
+  grep -q "prebuilt from" <<<"$("${CLI[@]}" env show "w$i")" || { echo "w$i is not prebuilt" >&2; "${CLI[@]}" env show "w$i" >&2; cat "$WORK/create-w.log" >&2; "${CLI[@]}" prebuild list admin/benchpre >&2; exit 1; }
   grep -q "claimed from the warm pool" "$WORK/create-w.log" || { echo "w$i was not claimed from the pool" >&2; cat "$WORK/create-w.log" >&2; exit 1; }
-  "${CLI[@]}" env show "p$i" | grep -q "prebuilt from" || { echo "p$i is not prebuilt" >&2; exit 1; }
-  "${CLI[@]}" env show "c$i" | grep -q "start:       cold" || { echo "c$i is not cold" >&2; exit 1; }
+  grep -q "prebuilt from" <<<"$("${CLI[@]}" env show "p$i")" || { echo "p$i is not prebuilt" >&2; "${CLI[@]}" env show "p$i" >&2; "${CLI[@]}" prebuild list admin/benchpre >&2; exit 1; }
+  grep -q "start:       cold" <<<"$("${CLI[@]}" env show "c$i")" || { echo "c$i is not cold" >&2; exit 1; }
   for e in "w$i" "p$i" "c$i"; do "${CLI[@]}" env delete "$e" --yes >/dev/null 2>&1; done
 }
 
@@ -213,3 +227,7 @@ if [ -n "${BENCH_ROWS:-}" ]; then
   printf 'create-prebuilt\t%s\t%s\t%s\tcold create of the same commit\t%s\t%s\n' "$w50" "$w95" "$RUNS" "$c50" "$c95" >>"$BENCH_ROWS"
   printf 'create-prebuilt-raw\t%s\t%s\t%s\traw docker script (clone + postStart)\t%s\t%s\n' "$w50" "$w95" "$RUNS" "$r50" "$r95" >>"$BENCH_ROWS"
 fi
+echo
+for v in "${VERSIONS[@]}"; do
+  echo "create → running of $v: $(cat "$WORK/$v.shells" 2>/dev/null | wc -l) of $RUNS took a warm pod shell ([environments] warm_shells = ${WARM_SHELLS:-2} for current)"
+done

@@ -288,7 +288,7 @@ pub async fn ensure(
     // Anything else (first start, a reboot lost them, another network or
     // other CIDRs): delete what is there and insert the whole set.
     let c = comment(env);
-    let mut batch: Vec<Vec<String>> = have
+    let deletes: Vec<Vec<String>> = have
         .iter()
         .map(|r| {
             let mut args = vec!["-w".to_string(), "-D".into(), r.chain.clone()];
@@ -296,6 +296,15 @@ pub async fn ensure(
             args
         })
         .collect();
+    // a rule that is gone by the time it is deleted (another cleanup got there first) is
+    // what the delete wanted: only the inserts must all go through
+    if !deletes.is_empty() {
+        let (_, failures) = n.net.firewall.run(docker, deletes, true).await;
+        for f in failures {
+            tracing::info!(env, failure = %f, "an old isolation rule was already gone");
+        }
+    }
+    let mut batch: Vec<Vec<String>> = Vec::new();
     for r in &wanted {
         let mut args = vec!["-w".to_string(), "-I".into(), r.chain.clone()];
         args.extend(with_comment(&r.spec, &c));

@@ -32,6 +32,7 @@ pub const LABEL_SPEC: &str = "cove.spec";
 
 pub mod prebuild;
 mod restart;
+pub mod shells;
 pub(crate) mod volumes;
 pub use restart::{Change, ComponentChange, RestartPlan};
 
@@ -162,6 +163,10 @@ pub struct PodStatus {
     pub infra_running: bool,
     pub containers: Vec<ContainerState>,
     pub endpoints: Vec<PublishedEndpoint>,
+    /// Set by a create whose sources volume is new and empty (made by the create, or by the
+    /// warm shell it took): the sources need no "already there?" check before the upload.
+    #[serde(default)]
+    pub sources_empty: bool,
 }
 
 impl PodStatus {
@@ -432,26 +437,63 @@ impl Runtime {
         let env = spec.env_id.as_str();
         // volumes and the environment's own network (with host isolation, unless turned off)
         // are independent: made concurrently
-        let (volumes, network) = tokio::join!(
+        // a warm shell of this id (`shells.rs`) already has the network, the sources volume
+        // and a started infra container: its marker goes, the rest is found in place
+        let infra_container = infra_name(env);
+        let (volumes, network, took_shell, shell) = tokio::join!(
             self.ensure_volumes(spec, created_volumes),
-            crate::env_net::ensure(&self.docker, env, &self.network)
+            crate::env_net::ensure(&self.docker, env, &self.network),
+            self.take_shell(env),
+            self.docker
+                .inspect_container(&infra_container, None::<InspectContainerOptions>)
         );
         volumes?;
         let network = network?;
         // infra container: owns the network namespace and publishes endpoints
         let infra = infra_body(spec, network.as_deref());
-        let infra_id = self
-            .docker
-            .create_container(
-                Some(CreateContainerOptions {
-                    name: Some(infra_name(env)),
-                    ..Default::default()
-                }),
-                infra,
-            )
-            .await
-            .map_err(Self::err(env, "create infra container"))?
-            .id;
+        let wanted = infra
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(LABEL_SPEC))
+            .cloned();
+        let kept = shell.ok().filter(|c| {
+            let running = c.state.as_ref().and_then(|s| s.running) == Some(true);
+            let spec = c
+                .config
+                .as_ref()
+                .and_then(|c| c.labels.as_ref())
+                .and_then(|l| l.get(LABEL_SPEC));
+            running && spec.is_some() && spec == wanted.as_ref()
+        });
+        let shell_id = kept.and_then(|c| c.id);
+        let infra_running = shell_id.is_some();
+        let infra_id = match shell_id {
+            Some(id) => id,
+            None => {
+                // whatever else is there under the name (a shell of another shape) goes
+                self.docker
+                    .remove_container(
+                        &infra_name(env),
+                        Some(RemoveContainerOptions {
+                            force: true,
+                            ..Default::default()
+                        }),
+                    )
+                    .await
+                    .ok();
+                self.docker
+                    .create_container(
+                        Some(CreateContainerOptions {
+                            name: Some(infra_name(env)),
+                            ..Default::default()
+                        }),
+                        infra,
+                    )
+                    .await
+                    .map_err(Self::err(env, "create infra container"))?
+                    .id
+            }
+        };
         // the components join the infra container's namespace, which must run before they
         // start but not before they are created: they are created (concurrently) while it
         // starts, then started (concurrently)
@@ -469,11 +511,16 @@ impl Runtime {
                     .map_err(Self::err(env, format!("create container `{}`", c.name)))
             }
         });
-        let (infra_started, created) = tokio::join!(
+        let start_infra = async {
+            if infra_running {
+                return Ok(());
+            }
             self.docker
-                .start_container(&infra_id, None::<StartContainerOptions>),
-            futures_util::future::join_all(creates)
-        );
+                .start_container(&infra_id, None::<StartContainerOptions>)
+                .await
+        };
+        let (infra_started, created) =
+            tokio::join!(start_infra, futures_util::future::join_all(creates));
         infra_started.map_err(Self::err(env, "start infra container"))?;
         let mut ids = Vec::new();
         for (c, r) in spec.plan.containers.iter().zip(created) {
@@ -488,9 +535,12 @@ impl Runtime {
         for r in futures_util::future::join_all(starts).await {
             r?;
         }
-        self.status(env)
+        let mut status = self
+            .status(env)
             .await?
-            .ok_or_else(|| PodError::NotFound(env.to_string()))
+            .ok_or_else(|| PodError::NotFound(env.to_string()))?;
+        status.sources_empty = took_shell || created_volumes.contains(&sources_volume(env));
+        Ok(status)
     }
 
     /// The sources volume and the plan's volumes. An ephemeral volume is removed and made
@@ -690,6 +740,7 @@ impl Runtime {
             infra_running: false,
             containers: Vec::new(),
             endpoints: Vec::new(),
+            sources_empty: false,
         };
         for c in &list {
             let running = matches!(

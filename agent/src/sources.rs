@@ -226,6 +226,19 @@ pub async fn upload_prepared(
     Ok(true)
 }
 
+/// [`upload_prepared`] into a sources volume known to be new and empty (no check first).
+pub async fn upload_fresh(
+    rt: &dyn Backend,
+    env: &str,
+    component: &str,
+    projects_root: &str,
+    spec: &SourceSpec,
+    prepared: &Prepared,
+) -> Result<bool, SourceError> {
+    upload(rt, env, component, projects_root, spec, prepared).await?;
+    Ok(true)
+}
+
 async fn upload(
     rt: &dyn Backend,
     env: &str,

@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::backend::{Backend, ExecStreams};
 use crate::environment::{self, Progress};
+use crate::pod::shells::Shells;
 use crate::pod::{PodSpec, PodStatus, Runtime};
 
 type Job = (EnvCommand, oneshot::Sender<AgentReply>);
@@ -30,6 +31,8 @@ pub struct AgentHandle {
     backend: Arc<dyn Backend>,
     /// The image of infra containers, also the never-started helper of volume copies.
     infra_image: Arc<str>,
+    /// Warm pod shells (Docker, `warm_shells` > 0).
+    shells: Option<Arc<Shells>>,
 }
 
 /// The two ends of an interactive terminal.
@@ -48,6 +51,18 @@ impl AgentHandle {
     /// Which engine this agent drives.
     pub fn backend_kind(&self) -> crate::backend::BackendKind {
         self.backend.kind()
+    }
+
+    /// Ready warm pod shells (`crate::pod::shells`).
+    pub fn ready_shells(&self) -> usize {
+        self.shells.as_ref().map_or(0, |s| s.ready())
+    }
+
+    /// At the agent's end: its ready warm pod shells are removed (environments stay).
+    pub async fn shutdown(&self) {
+        if let Some(shells) = &self.shells {
+            shells.shutdown().await;
+        }
     }
 
     /// Send a command and wait for its direct reply.
@@ -326,6 +341,9 @@ pub struct AgentConfig {
     /// Largest memory limit of a container, in bytes (`None`: the engine's
     /// memory); a devfile asking for more is refused.
     pub max_memory_bytes: Option<u64>,
+    /// Ready pod shells kept per recently created shape (`crate::pod::shells`; 0: none;
+    /// Docker only).
+    pub warm_shells: usize,
 }
 
 impl Default for AgentConfig {
@@ -338,6 +356,7 @@ impl Default for AgentConfig {
             default_memory_bytes: Some(4 * 1024 * 1024 * 1024),
             max_cpu_millis: None,
             max_memory_bytes: None,
+            warm_shells: 0,
         }
     }
 }
@@ -355,7 +374,8 @@ pub fn spawn(
             tracing::warn!(%error, "cleaning up environment networks failed");
         }
     });
-    start(Arc::new(rt.clone()), Some(rt), config)
+    let shells = (config.warm_shells > 0).then(|| Shells::start(rt.clone(), config.warm_shells));
+    start(Arc::new(rt.clone()), Some(rt), shells, config)
 }
 
 /// Start an agent on any backend (e.g. [`crate::backend::kubernetes::KubernetesBackend`]).
@@ -365,12 +385,13 @@ pub fn spawn_backend(
     backend: Arc<dyn Backend>,
     config: AgentConfig,
 ) -> (AgentHandle, mpsc::UnboundedReceiver<EnvReport>) {
-    start(backend, None, config)
+    start(backend, None, None, config)
 }
 
 fn start(
     backend: Arc<dyn Backend>,
     docker: Option<Runtime>,
+    shells: Option<Arc<Shells>>,
     config: AgentConfig,
 ) -> (AgentHandle, mpsc::UnboundedReceiver<EnvReport>) {
     let (tx, mut rx) = mpsc::channel::<Job>(64);
@@ -379,6 +400,7 @@ fn start(
     let worker = Worker {
         backend: backend.clone(),
         docker,
+        shells: shells.clone(),
         config,
         reports,
         locks: Arc::default(),
@@ -397,6 +419,7 @@ fn start(
             tx,
             backend,
             infra_image,
+            shells,
         },
         reports_rx,
     )
@@ -407,6 +430,7 @@ struct Worker {
     backend: Arc<dyn Backend>,
     /// The same engine as `backend` when it is Docker (for what only Docker has).
     docker: Option<Runtime>,
+    shells: Option<Arc<Shells>>,
     config: AgentConfig,
     reports: mpsc::UnboundedSender<EnvReport>,
     locks: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
@@ -755,10 +779,18 @@ impl Worker {
                     },
                 }
             }
+            EnvCommand::ClaimShell { plan } => AgentReply::Shell {
+                env_id: self
+                    .shells
+                    .as_ref()
+                    .and_then(|s| s.claim(&self.spec("eshell", plan))),
+            },
+            // ready shells are the agent's, not environments
             EnvCommand::List => match self.backend.list().await {
                 Ok(pods) => AgentReply::Pods {
                     pods: pods
                         .iter()
+                        .filter(|p| !self.shells.as_ref().is_some_and(|s| s.is_ready(&p.env_id)))
                         .map(|p| PodReport {
                             env_id: p.env_id.clone(),
                             running: p.running(),
@@ -797,6 +829,8 @@ impl Worker {
         dotfiles: Option<EnvDotfiles>,
         editor: Editor,
     ) {
+        // warm shells are made after this create, not during it
+        let _creating = self.shells.as_ref().map(|s| s.creating());
         let spec = match self.spec_for(env, plan, editor).await {
             Ok(spec) => spec,
             Err(e) => return self.state(env, EnvState::Failed, Some(e.to_string()), vec![]),

@@ -181,6 +181,12 @@ pub enum EnvCommand {
     /// label) whose prebuild (`cove.prebuild` label) is not in `keep`. Images still used by a
     /// container stay (the next pass retries).
     RemovePrebuilds { install: String, keep: Vec<String> },
+    /// Before a create: the id of a ready pod shell (the environment's network, sources volume
+    /// and started infra container, made ahead of time for the same published ports and
+    /// hostname) that the environment then takes as its own; answered with
+    /// [`AgentReply::Shell`] (`None`: no shell ready; the agent may make one for next time).
+    /// Each shell is handed out once.
+    ClaimShell { plan: EnvironmentPlan },
 }
 
 /// A component's snapshot image of a prebuild.
@@ -219,6 +225,10 @@ pub enum AgentReply {
         log: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,
+    },
+    /// The answer to [`EnvCommand::ClaimShell`].
+    Shell {
+        env_id: Option<String>,
     },
     /// The command could not be carried out; `message` is for people.
     Error {

@@ -110,6 +110,10 @@ pub struct EnvironmentsFileConfig {
     /// Addresses (CIDRs or single addresses) a devfile registry may have
     /// although they are loopback, private or link-local.
     pub devfile_registry_allow_private: Option<Vec<String>>,
+    /// Ready pod shells (network, sources volume, started infra container) the embedded
+    /// agent keeps per recently created shape, 0–4 (default 0: none); docs/environments.md
+    /// "Warm pod shells".
+    pub warm_shells: Option<usize>,
 }
 
 /// A Kubernetes-style quantity, written as a TOML number or string.
@@ -143,6 +147,8 @@ pub struct EnvironmentsConfig {
     pub devfile_registry: Option<String>,
     /// Private addresses a devfile registry may have.
     pub devfile_registry_allow: Vec<ipnet::IpNet>,
+    /// Ready pod shells per shape on the embedded agent (0: none).
+    pub warm_shells: usize,
 }
 
 impl EnvironmentsFileConfig {
@@ -182,6 +188,12 @@ impl EnvironmentsFileConfig {
             crate::notify::ssrf::parse_url(url)
                 .map_err(|e| ConfigError::Environments(format!("devfile_registry: {e}")))?;
         }
+        let warm_shells = self.warm_shells.unwrap_or(0);
+        if warm_shells > 4 {
+            return Err(ConfigError::Environments(format!(
+                "warm_shells = {warm_shells}: at most 4 ready shells per shape"
+            )));
+        }
         if self.max_running == Some(0) {
             return Err(ConfigError::Environments(
                 "max_running must be at least 1 (leave it out for no limit)".into(),
@@ -194,6 +206,7 @@ impl EnvironmentsFileConfig {
             network,
             devfile_registry: self.devfile_registry,
             devfile_registry_allow,
+            warm_shells,
         })
     }
 }

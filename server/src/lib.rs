@@ -424,6 +424,15 @@ impl Server {
         {
             tracing::warn!("the embedded agent's jobs did not stop within 15 s");
         }
+        // its ready warm pod shells are removed (a killed server's go after 10 minutes)
+        if let Some(agent) = self.state.envs().agent_handle() {
+            if tokio::time::timeout(std::time::Duration::from_secs(15), agent.shutdown())
+                .await
+                .is_err()
+            {
+                tracing::warn!("the embedded agent's warm pod shells were not removed within 15 s");
+            }
+        }
         self.state.store().close().await;
         tracing::info!("cove-server stopped");
         Ok(())
@@ -456,6 +465,7 @@ async fn embedded_agent(
             let agent_config = cove_agent::worker::AgentConfig {
                 max_cpu_millis: envs.max_cpu_millis,
                 max_memory_bytes: envs.max_memory_bytes,
+                warm_shells: envs.warm_shells,
                 ..Default::default()
             };
             let (handle, reports) = cove_agent::worker::spawn(rt, agent_config);

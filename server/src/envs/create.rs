@@ -319,8 +319,23 @@ pub(crate) async fn create_as(
             }
         }
     }
+    // a warm pod shell of this plan's shape on that agent (pod/shells.rs): its id becomes the
+    // environment's, and the agent finds network, sources volume and infra container ready
+    let shell = match agent
+        .call(EnvCommand::ClaimShell { plan: plan.clone() })
+        .await
+    {
+        AgentReply::Shell { env_id: Some(id) }
+            if valid_shell_id(&id) && state.store().env(&id).await?.is_none() =>
+        {
+            Some(id)
+        }
+        _ => None,
+    };
     let row = EnvRow {
-        id: format!("e{}", random_hex(11)),
+        id: shell
+            .clone()
+            .unwrap_or_else(|| format!("e{}", random_hex(11))),
         name,
         repo_id: repo.id,
         owner_id: user.id,
@@ -340,7 +355,17 @@ pub(crate) async fn create_as(
         placement: Some(format!("{}: {}", placed.name, placed.why)),
         pooled,
     };
-    state.store().create_env(&row).await?;
+    if let Err(e) = state.store().create_env(&row).await {
+        if shell.is_some() {
+            // the shell is nobody's now: the agent removes it
+            agent
+                .call(EnvCommand::Delete {
+                    env_id: row.id.clone(),
+                })
+                .await;
+        }
+        return Err(e.into());
+    }
     state
         .store()
         .set_env_devfile_upstream(&row.id, Some(&upstream))
@@ -356,6 +381,16 @@ pub(crate) async fn create_as(
         .store()
         .add_env_event(&row.id, "state", "creating")
         .await?;
+    if shell.is_some() {
+        state
+            .store()
+            .add_env_event(
+                &row.id,
+                "shell",
+                "a warm pod shell: network, sources volume and infra container made ahead of time",
+            )
+            .await?;
+    }
     // a short-lived, read-only credential for the clone; removed once the environment is up
     let token = auth::generate_token();
     state
@@ -451,6 +486,15 @@ pub(crate) async fn create_as(
         .await?
         .ok_or_else(|| ApiError::NotFound("environment".into()))?;
     Ok((StatusCode::CREATED, Json(env_dto(state, &row).await?)).into_response())
+}
+
+/// An id an agent may hand out for a shell: the server's own format (`e` and 22 hex digits).
+fn valid_shell_id(id: &str) -> bool {
+    id.len() == 23
+        && id.starts_with('e')
+        && id[1..]
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// Refuses, before anything is created, a base branch that does not exist (404) and a

@@ -124,5 +124,6 @@ pub(super) fn status_of(
         infra_running: phase_running && !deleting,
         containers,
         endpoints,
+        sources_empty: false,
     }
 }

@@ -1,0 +1,295 @@
+//! Warm pod shells (issue 19, docs/prebuilds.md "Warm pod shells") with the real
+//! `cove-server` binary (embedded agent, `[environments] warm_shells = 1`) on real Docker:
+//!
+//! - the first create of a shape is cold and asks for a shell; the next create of the same
+//!   shape takes the ready shell's id, and its infra container is the shell's (same container
+//!   id, created before the request), with the endpoint published and a command running;
+//! - each shell is used once: the pool makes a new one (another id) for the next create;
+//! - a graceful stop (SIGTERM) removes the ready shell; environments stay;
+//! - a killed server's shell is an orphan the next agent removes (`remove_orphans_where`).
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{free_port, spawn_server_with, Proc, SpawnOptions, ADMIN_TOKEN};
+use cove_api::{EnvState, Environment};
+use serde_json::json;
+
+/// The tests look at every shell on the engine: one at a time.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+const DEVFILE: &str = "schemaVersion: 2.2.0
+metadata: {name: shellapp}
+components:
+  - name: main
+    container:
+      image: cove/busybox:latest
+      endpoints:
+        - {name: web, targetPort: 8080}
+  - name: side
+    container: {image: cove/busybox:latest}
+";
+
+struct Server {
+    proc: Proc,
+    http: reqwest::Client,
+}
+
+impl Server {
+    async fn spawn(data_dir: &Path, config: &Path) -> Server {
+        let options = SpawnOptions {
+            config: Some(config),
+            ready_within: Duration::from_secs(60),
+            ..SpawnOptions::default()
+        };
+        let proc = spawn_server_with(data_dir, free_port().unwrap(), options)
+            .await
+            .unwrap();
+        Server {
+            proc,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    fn url(&self) -> &str {
+        &self.proc.url
+    }
+
+    async fn create(&self, name: &str) -> Environment {
+        let r = self
+            .http
+            .post(format!(
+                "{}/api/v1/repos/admin/app/environments",
+                self.url()
+            ))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&json!({ "name": name }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        r.json().await.unwrap()
+    }
+
+    async fn wait_running(&self, id: &str) -> Environment {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let e: Environment = common::admin_get(
+                &self.http,
+                format!("{}/api/v1/environments/{id}", self.url()),
+            )
+            .await;
+            match e.state {
+                EnvState::Running => return e,
+                EnvState::Failed => panic!("environment failed: {:?}", e.reason),
+                _ => {}
+            }
+            assert!(Instant::now() < deadline, "environment did not start");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn exec_ok(&self, id: &str) {
+        let r = self
+            .http
+            .post(format!("{}/api/v1/environments/{id}/exec", self.url()))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&json!({ "command": ["sh", "-c", "test -d /projects && hostname"] }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let out: cove_api::ExecResult = r.json().await.unwrap();
+        assert_eq!(out.exit_code, 0, "{out:?}");
+        assert_eq!(out.stdout.trim(), "shellapp");
+    }
+}
+
+/// Output lines of a `docker` command.
+fn docker(args: &[&str]) -> Vec<String> {
+    let out = cove_tests::docker(args).output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+/// Environment ids of the ready shells (marker volumes) on the engine.
+fn ready_shells() -> Vec<String> {
+    docker(&[
+        "volume",
+        "ls",
+        "--filter",
+        "label=cove.role=shell",
+        "--format",
+        "{{.Label \"cove.env\"}}",
+    ])
+}
+
+/// Waits until a ready shell not in `known` appears; returns its id.
+async fn new_shell(known: &[String]) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(s) = ready_shells().into_iter().find(|s| !known.contains(s)) {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "no warm shell was made");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn infra_id(env: &str) -> String {
+    docker(&["inspect", "-f", "{{.Id}}", &format!("cove-{env}--infra")])
+        .pop()
+        .unwrap_or_default()
+}
+
+fn config(dir: &Path) -> std::path::PathBuf {
+    let path = dir.join("cove.toml");
+    std::fs::write(&path, "[environments]\nwarm_shells = 1\n").unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_takes_a_warm_shell_once_and_a_graceful_stop_removes_the_rest() {
+    cove_tests::require_docker();
+    let _serial = SERIAL.lock().await;
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::spawn(&data.path().join("data"), &config(data.path())).await;
+    common::repo_with_devfile(&server.http, server.url(), "app", DEVFILE).await;
+    let before = ready_shells();
+
+    // the first create of this shape: cold, and it asks for a shell for the next one
+    let a = server.create("a").await;
+    let _ca = cove_tests::EnvCleanup(a.id.clone());
+    server.wait_running(&a.id).await;
+    let shell = new_shell(&before).await;
+    let _cs = cove_tests::EnvCleanup(shell.clone());
+    assert_ne!(shell, a.id);
+    let shell_infra = infra_id(&shell);
+    assert!(!shell_infra.is_empty(), "the shell has no infra container");
+
+    // the next create takes it: the shell's id, its infra container, its network
+    let b = server.create("b").await;
+    let _cb = cove_tests::EnvCleanup(b.id.clone());
+    assert_eq!(b.id, shell, "the create did not take the ready shell");
+    let b = server.wait_running(&b.id).await;
+    assert_eq!(
+        infra_id(&b.id),
+        shell_infra,
+        "the infra container was recreated"
+    );
+    assert!(
+        !ready_shells().contains(&b.id),
+        "the marker of a taken shell stays"
+    );
+    assert!(
+        b.endpoints.iter().any(|e| e.port == 8080),
+        "{:?}",
+        b.endpoints
+    );
+    let published = docker(&["port", &format!("cove-{}--infra", b.id), "8080/tcp"]);
+    assert!(
+        published.iter().any(|p| p.starts_with("127.0.0.1:")),
+        "{published:?}"
+    );
+    server.exec_ok(&b.id).await;
+    let containers = docker(&["ps", "-aq", "--filter", &format!("label=cove.env={}", b.id)]);
+    assert_eq!(containers.len(), 3, "infra, main and side");
+
+    // used once: another shell (another id) for the create after
+    let mut known = before.clone();
+    known.push(shell.clone());
+    let second = new_shell(&known).await;
+    let _cs2 = cove_tests::EnvCleanup(second.clone());
+    assert_ne!(second, b.id);
+    let c = server.create("c").await;
+    let _cc = cove_tests::EnvCleanup(c.id.clone());
+    assert_eq!(c.id, second);
+    server.wait_running(&c.id).await;
+    server.exec_ok(&c.id).await;
+
+    // a graceful stop removes the ready shell, and only that
+    known.push(second.clone());
+    let third = new_shell(&known).await;
+    let _cs3 = cove_tests::EnvCleanup(third.clone());
+    let pid = server.proc.child.id().unwrap().to_string();
+    let mut proc = server.proc;
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    tokio::time::timeout(Duration::from_secs(30), proc.child.wait())
+        .await
+        .expect("the server did not stop")
+        .unwrap();
+    let label = format!("label=cove.env={third}");
+    assert!(
+        docker(&["ps", "-aq", "--filter", &label]).is_empty(),
+        "the shell's container stays"
+    );
+    assert!(
+        docker(&["volume", "ls", "-q", "--filter", &label]).is_empty(),
+        "the shell's volumes stay"
+    );
+    assert!(
+        docker(&["network", "ls", "-q", "--filter", &label]).is_empty(),
+        "the shell's network stays"
+    );
+    for env in [&a.id, &b.id, &c.id] {
+        let label = format!("label=cove.env={env}");
+        assert!(
+            !docker(&["ps", "-aq", "--filter", &label]).is_empty(),
+            "{env} lost its containers"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_servers_shell_is_an_orphan_the_next_agent_removes() {
+    cove_tests::require_docker();
+    let _serial = SERIAL.lock().await;
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::spawn(&data.path().join("data"), &config(data.path())).await;
+    common::repo_with_devfile(&server.http, server.url(), "app", DEVFILE).await;
+    let before = ready_shells();
+    let a = server.create("a").await;
+    let _ca = cove_tests::EnvCleanup(a.id.clone());
+    server.wait_running(&a.id).await;
+    let shell = new_shell(&before).await;
+    let _cs = cove_tests::EnvCleanup(shell.clone());
+    let mut proc = server.proc;
+    proc.child.start_kill().unwrap();
+    proc.child.wait().await.unwrap();
+    let label = format!("label=cove.env={shell}");
+    assert!(!docker(&["ps", "-aq", "--filter", &label]).is_empty());
+
+    // what an agent runs at start and every minute (with its age limit of 10 minutes)
+    let rt = cove_agent::Runtime::connect().await.unwrap();
+    let removed =
+        cove_agent::pod::shells::remove_orphans_where(&rt, Duration::ZERO, |e| e == shell)
+            .await
+            .unwrap();
+    assert_eq!(removed, 1);
+    assert!(
+        docker(&["ps", "-aq", "--filter", &label]).is_empty(),
+        "the shell's container stays"
+    );
+    assert!(
+        docker(&["volume", "ls", "-q", "--filter", &label]).is_empty(),
+        "the shell's volumes stay"
+    );
+    assert!(
+        docker(&["network", "ls", "-q", "--filter", &label]).is_empty(),
+        "the shell's network stays"
+    );
+    // the environment is no shell: it stays
+    let env_label = format!("label=cove.env={}", a.id);
+    assert!(!docker(&["ps", "-aq", "--filter", &env_label]).is_empty());
+}
