@@ -25,7 +25,10 @@ echo "log in with:  cove login $URL --token <admin token>"
 CONFIG_FLAG=()
 if [ -z "${COVE_CONFIG:-}" ]; then
   SSH_LISTEN="${COVE_SSH_LISTEN:-127.0.0.1:2222}"
-  printf '# written by scripts/run-server.sh\n[ssh]\nlisten = "%s"\n' "$SSH_LISTEN" >"$DATA_DIR/run.toml"
+  # and one warm pod shell per recent devfile shape, so that a cold create only starts the
+  # components (docs/prebuilds.md "Warm pod shells")
+  printf '# written by scripts/run-server.sh\n[ssh]\nlisten = "%s"\n\n[environments]\nwarm_shells = 1\n' \
+    "$SSH_LISTEN" >"$DATA_DIR/run.toml"
   CONFIG_FLAG=(--config "$DATA_DIR/run.toml")
   echo "ssh:          $SSH_LISTEN  (cove ssh-key add ~/.ssh/id_ed25519.pub && cove config-ssh && ssh cove.<env>)"
 fi
