@@ -89,13 +89,10 @@ pub async fn create(
     let status = status?;
     let cloned = match (target, prepared) {
         (Some((src, main, root)), Some(Ok(prepared))) => {
-            let env = &spec.env_id;
-            if status.sources_empty {
-                crate::sources::upload_fresh(rt, env, &main.name, root, src, &prepared).await
-            } else {
-                crate::sources::upload_prepared(rt, env, &main.name, root, src, &prepared).await
-            }
-            .map_err(EnvError::from)
+            let (env, target) = (&spec.env_id, (main.name.as_str(), root.as_str()));
+            crate::sources::upload_prepared(rt, env, target, src, &prepared, status.sources_empty)
+                .await
+                .map_err(EnvError::from)
         }
         (_, Some(Err(e))) => Err(EnvError::from(e)),
         _ => Ok(false),

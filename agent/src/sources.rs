@@ -210,31 +210,20 @@ pub async fn prepare(spec: &SourceSpec) -> Result<Prepared, SourceError> {
 }
 
 /// Unpacks `prepared` into `<projects_root>/<repo>` of `component`, unless that directory
-/// already exists. Returns false when the sources were already there.
+/// already exists (not looked for when `known_empty`: a sources volume the create or its warm
+/// shell just made). Returns false when the sources were already there.
 pub async fn upload_prepared(
     rt: &dyn Backend,
     env: &str,
-    component: &str,
-    projects_root: &str,
+    target: (&str, &str),
     spec: &SourceSpec,
     prepared: &Prepared,
+    known_empty: bool,
 ) -> Result<bool, SourceError> {
-    if present(rt, env, component, projects_root, spec).await? {
+    let (component, projects_root) = target;
+    if !known_empty && present(rt, env, component, projects_root, spec).await? {
         return Ok(false);
     }
-    upload(rt, env, component, projects_root, spec, prepared).await?;
-    Ok(true)
-}
-
-/// [`upload_prepared`] into a sources volume known to be new and empty (no check first).
-pub async fn upload_fresh(
-    rt: &dyn Backend,
-    env: &str,
-    component: &str,
-    projects_root: &str,
-    spec: &SourceSpec,
-    prepared: &Prepared,
-) -> Result<bool, SourceError> {
     upload(rt, env, component, projects_root, spec, prepared).await?;
     Ok(true)
 }

@@ -149,10 +149,30 @@ fn infra_id(env: &str) -> String {
         .unwrap_or_default()
 }
 
-fn config(dir: &Path) -> std::path::PathBuf {
-    let path = dir.join("cove.toml");
-    std::fs::write(&path, "[environments]\nwarm_shells = 1\n").unwrap();
-    path
+/// A server with `warm_shells = 1` in `dir`, its repository `admin/app`, and a first (cold)
+/// environment `a`, running; then the shell that create asked for, ready. Returns the server,
+/// `a`, the shell's id and the shells that were there before (other tests' are never touched),
+/// with cleanups of `a` and the shell.
+async fn with_a_ready_shell(
+    dir: &Path,
+) -> (
+    Server,
+    Environment,
+    String,
+    Vec<String>,
+    [cove_tests::EnvCleanup; 2],
+) {
+    let config = dir.join("cove.toml");
+    std::fs::write(&config, "[environments]\nwarm_shells = 1\n").unwrap();
+    let server = Server::spawn(&dir.join("data"), &config).await;
+    common::repo_with_devfile(&server.http, server.url(), "app", DEVFILE).await;
+    let before = ready_shells();
+    let a = server.create("a").await;
+    let ca = cove_tests::EnvCleanup(a.id.clone());
+    server.wait_running(&a.id).await;
+    let shell = new_shell(&before).await;
+    let cs = cove_tests::EnvCleanup(shell.clone());
+    (server, a, shell, before, [ca, cs])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -160,16 +180,8 @@ async fn a_create_takes_a_warm_shell_once_and_a_graceful_stop_removes_the_rest()
     cove_tests::require_docker();
     let _serial = SERIAL.lock().await;
     let data = tempfile::tempdir().unwrap();
-    let server = Server::spawn(&data.path().join("data"), &config(data.path())).await;
-    common::repo_with_devfile(&server.http, server.url(), "app", DEVFILE).await;
-    let before = ready_shells();
-
     // the first create of this shape: cold, and it asks for a shell for the next one
-    let a = server.create("a").await;
-    let _ca = cove_tests::EnvCleanup(a.id.clone());
-    server.wait_running(&a.id).await;
-    let shell = new_shell(&before).await;
-    let _cs = cove_tests::EnvCleanup(shell.clone());
+    let (server, a, shell, before, _cleanup) = with_a_ready_shell(data.path()).await;
     assert_ne!(shell, a.id);
     let shell_infra = infra_id(&shell);
     assert!(!shell_infra.is_empty(), "the shell has no infra container");
@@ -256,14 +268,7 @@ async fn a_killed_servers_shell_is_an_orphan_the_next_agent_removes() {
     cove_tests::require_docker();
     let _serial = SERIAL.lock().await;
     let data = tempfile::tempdir().unwrap();
-    let server = Server::spawn(&data.path().join("data"), &config(data.path())).await;
-    common::repo_with_devfile(&server.http, server.url(), "app", DEVFILE).await;
-    let before = ready_shells();
-    let a = server.create("a").await;
-    let _ca = cove_tests::EnvCleanup(a.id.clone());
-    server.wait_running(&a.id).await;
-    let shell = new_shell(&before).await;
-    let _cs = cove_tests::EnvCleanup(shell.clone());
+    let (server, a, shell, _, _cleanup) = with_a_ready_shell(data.path()).await;
     let mut proc = server.proc;
     proc.child.start_kill().unwrap();
     proc.child.wait().await.unwrap();
