@@ -344,6 +344,9 @@ pub struct AgentConfig {
     /// Ready pod shells kept per recently created shape (`crate::pod::shells`; 0: none;
     /// Docker only).
     pub warm_shells: usize,
+    /// Who makes the warm shells (the embedded agent: its data directory); an agent started
+    /// again with the same owner removes its previous process's shells at once.
+    pub shell_owner: String,
 }
 
 impl Default for AgentConfig {
@@ -357,6 +360,7 @@ impl Default for AgentConfig {
             max_cpu_millis: None,
             max_memory_bytes: None,
             warm_shells: 0,
+            shell_owner: String::new(),
         }
     }
 }
@@ -374,7 +378,8 @@ pub fn spawn(
             tracing::warn!(%error, "cleaning up environment networks failed");
         }
     });
-    let shells = (config.warm_shells > 0).then(|| Shells::start(rt.clone(), config.warm_shells));
+    let shells = (config.warm_shells > 0)
+        .then(|| Shells::start(rt.clone(), config.warm_shells, &config.shell_owner));
     start(Arc::new(rt.clone()), Some(rt), shells, config)
 }
 

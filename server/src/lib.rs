@@ -293,7 +293,12 @@ impl Server {
         let cluster = cluster::Cluster::new(store.postgres().is_some());
         let (events, _) = broadcast::channel(EVENT_BUS_CAPACITY);
         let (agent, agent_reports) = if config.embedded_agent {
-            embedded_agent(&config.limits.environments, &config.runs.sandbox).await
+            embedded_agent(
+                &config.limits.environments,
+                &config.runs.sandbox,
+                &config.data_dir,
+            )
+            .await
         } else {
             (None, None)
         };
@@ -450,6 +455,7 @@ type AgentParts = (
 async fn embedded_agent(
     envs: &config::EnvironmentsConfig,
     sandbox: &cove_agent::private_net::SandboxSettings,
+    data_dir: &Path,
 ) -> AgentParts {
     let connect = tokio::time::timeout(
         std::time::Duration::from_secs(5),
@@ -466,6 +472,13 @@ async fn embedded_agent(
                 max_cpu_millis: envs.max_cpu_millis,
                 max_memory_bytes: envs.max_memory_bytes,
                 warm_shells: envs.warm_shells,
+                // this server's shells, also after a restart (a killed server's are removed then)
+                shell_owner: format!(
+                    "server:{}",
+                    std::fs::canonicalize(data_dir)
+                        .unwrap_or_else(|_| data_dir.to_path_buf())
+                        .display()
+                ),
                 ..Default::default()
             };
             let (handle, reports) = cove_agent::worker::spawn(rt, agent_config);

@@ -6,7 +6,8 @@
 //!   id, created before the request), with the endpoint published and a command running;
 //! - each shell is used once: the pool makes a new one (another id) for the next create;
 //! - a graceful stop (SIGTERM) removes the ready shell; environments stay;
-//! - a killed server's shell is an orphan the next agent removes (`remove_orphans_where`).
+//! - a killed server's shell is removed when that server starts again (its agent's owner
+//!   label) and its environment stays; another agent's shell goes by age only.
 
 #![allow(clippy::unwrap_used)]
 
@@ -88,7 +89,12 @@ impl Server {
                 EnvState::Failed => panic!("environment failed: {:?}", e.reason),
                 _ => {}
             }
-            assert!(Instant::now() < deadline, "environment did not start");
+            assert!(
+                Instant::now() < deadline,
+                "environment did not start: {:?} {:?}",
+                e.state,
+                e.reason
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -264,7 +270,7 @@ async fn a_create_takes_a_warm_shell_once_and_a_graceful_stop_removes_the_rest()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_servers_shell_is_an_orphan_the_next_agent_removes() {
+async fn a_killed_servers_shell_is_removed_when_it_starts_again_and_orphans_by_age() {
     cove_tests::require_docker();
     let _serial = SERIAL.lock().await;
     let data = tempfile::tempdir().unwrap();
@@ -275,26 +281,48 @@ async fn a_killed_servers_shell_is_an_orphan_the_next_agent_removes() {
     let label = format!("label=cove.env={shell}");
     assert!(!docker(&["ps", "-aq", "--filter", &label]).is_empty());
 
-    // what an agent runs at start and every minute (with its age limit of 10 minutes)
-    let rt = cove_agent::Runtime::connect().await.unwrap();
-    let removed =
-        cove_agent::pod::shells::remove_orphans_where(&rt, Duration::ZERO, |e| e == shell)
-            .await
-            .unwrap();
-    assert_eq!(removed, 1);
-    assert!(
-        docker(&["ps", "-aq", "--filter", &label]).is_empty(),
-        "the shell's container stays"
-    );
-    assert!(
-        docker(&["volume", "ls", "-q", "--filter", &label]).is_empty(),
-        "the shell's volumes stay"
-    );
-    assert!(
-        docker(&["network", "ls", "-q", "--filter", &label]).is_empty(),
-        "the shell's network stays"
-    );
-    // the environment is no shell: it stays
+    // the same server (data directory) started again removes its previous process's shell
+    let again = Server::spawn(&data.path().join("data"), &data.path().join("cove.toml")).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !docker(&["ps", "-aq", "--filter", &label]).is_empty()
+        || !docker(&["volume", "ls", "-q", "--filter", &label]).is_empty()
+        || !docker(&["network", "ls", "-q", "--filter", &label]).is_empty()
+    {
+        assert!(Instant::now() < deadline, "the killed server's shell stays");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // the environment is no shell: its containers and its row stay
     let env_label = format!("label=cove.env={}", a.id);
-    assert!(!docker(&["ps", "-aq", "--filter", &env_label]).is_empty());
+    assert_eq!(docker(&["ps", "-aq", "--filter", &env_label]).len(), 3);
+    let kept: Environment = common::admin_get(
+        &again.http,
+        format!("{}/api/v1/environments/{}", again.url(), a.id),
+    )
+    .await;
+    assert_eq!(kept.id, a.id);
+
+    // another agent's shell (another owner) is removed by age only, what every agent with
+    // shells runs each minute with its limit of 10 minutes
+    let rt = cove_agent::Runtime::connect().await.unwrap();
+    let spec = cove_agent::pod::PodSpec::new(
+        cove_agent::pod::shells::new_env_id(),
+        devfiles::EnvironmentPlan::default(),
+    );
+    let _cf = cove_tests::EnvCleanup(spec.env_id.clone());
+    rt.make_shell(&spec, "another-agent").await.unwrap();
+    let theirs = spec.env_id.clone();
+    let young = cove_agent::pod::shells::remove_orphans_where(&rt, Duration::from_secs(600), |e| {
+        e == theirs
+    })
+    .await
+    .unwrap();
+    assert_eq!(young, 0, "a young shell of another agent was removed");
+    let old = cove_agent::pod::shells::remove_orphans_where(&rt, Duration::ZERO, |e| e == theirs)
+        .await
+        .unwrap();
+    assert_eq!(old, 1);
+    let label = format!("label=cove.env={}", spec.env_id);
+    assert!(docker(&["ps", "-aq", "--filter", &label]).is_empty());
+    assert!(docker(&["volume", "ls", "-q", "--filter", &label]).is_empty());
+    assert!(docker(&["network", "ls", "-q", "--filter", &label]).is_empty());
 }

@@ -32,6 +32,10 @@ use super::{infra_body, labels, PodSpec, Result, Runtime, LABEL_ENV, LABEL_ROLE,
 
 /// `cove.role` of a ready shell's marker volume.
 pub const ROLE_SHELL: &str = "shell";
+/// On a marker volume: the token of the agent that made the shell ([`crate::job_pool::token`]
+/// of its owner name; the embedded agent's is its data directory), so that an agent that
+/// starts again removes its previous process's shells at once.
+pub const LABEL_SHELL_OWNER: &str = "cove.shell.owner";
 /// Shapes kept warm at once (the most recently asked for).
 pub const MAX_SHAPES: usize = 2;
 /// A shape not asked for in this long is no longer refilled.
@@ -99,6 +103,8 @@ struct Inner {
 pub struct Shells {
     rt: Runtime,
     size: usize,
+    /// [`LABEL_SHELL_OWNER`] of this agent's shells.
+    owner: String,
     inner: Mutex<Inner>,
     wake: tokio::sync::Notify,
     /// Environments being created on this agent ([`Shells::creating`]).
@@ -117,11 +123,13 @@ impl Drop for Creating {
 
 impl Shells {
     /// Keeps `size` ready shells per recent shape on `rt` (refilled in the background);
-    /// first removes orphaned shells (older than [`MAX_AGE`]).
-    pub fn start(rt: Runtime, size: usize) -> Arc<Shells> {
+    /// first removes the shells of this agent's previous process (`owner`, any age) and
+    /// orphaned ones (older than [`MAX_AGE`]).
+    pub fn start(rt: Runtime, size: usize, owner: &str) -> Arc<Shells> {
         let shells = Arc::new(Shells {
             rt,
             size,
+            owner: crate::job_pool::token(owner),
             inner: Mutex::default(),
             wake: tokio::sync::Notify::new(),
             creating: AtomicUsize::new(0),
@@ -234,8 +242,10 @@ impl Shells {
                 return;
             }
             if last_sweep.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+                // at start, this agent's previous process's shells too (whatever their age)
+                let mine = last_sweep.is_none().then_some(self.owner.as_str());
                 last_sweep = Some(Instant::now());
-                match remove_orphans(&self.rt, MAX_AGE).await {
+                match remove_stale(&self.rt, MAX_AGE, mine, |_| true).await {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(removed = n, "orphaned warm pod shells removed"),
                     Err(error) => tracing::warn!(%error, "listing warm pod shells failed"),
@@ -309,7 +319,7 @@ impl Shells {
 
     /// Makes one shell of `key` and puts it in the pool (or removes it again).
     async fn make(self: Arc<Shells>, key: String, spec: PodSpec) {
-        let made = self.rt.make_shell(&spec).await;
+        let made = self.rt.make_shell(&spec, &self.owner).await;
         let keep_it = {
             let mut inner = self.inner();
             match &made {
@@ -350,7 +360,7 @@ impl Shells {
 impl Runtime {
     /// Makes the shell of `spec`: its sources volume, its network and its infra container,
     /// started, then the marker volume that says it is ready and unclaimed.
-    pub async fn make_shell(&self, spec: &PodSpec) -> Result<()> {
+    pub async fn make_shell(&self, spec: &PodSpec, owner: &str) -> Result<()> {
         let env = spec.env_id.as_str();
         let mut created = Vec::new();
         let sources = super::sources_volume(env);
@@ -383,7 +393,11 @@ impl Runtime {
         self.docker
             .create_volume(VolumeCreateRequest {
                 name: Some(marker_volume(env)),
-                labels: Some(labels(env, ROLE_SHELL, None)),
+                labels: Some({
+                    let mut l = labels(env, ROLE_SHELL, None);
+                    l.insert(LABEL_SHELL_OWNER.into(), owner.to_string());
+                    l
+                }),
                 ..Default::default()
             })
             .await
@@ -416,6 +430,16 @@ pub async fn remove_orphans_where(
     min_age: Duration,
     consider: impl Fn(&str) -> bool,
 ) -> Result<usize> {
+    remove_stale(rt, min_age, None, consider).await
+}
+
+/// [`remove_orphans_where`], and also the shells of owner token `mine` whatever their age.
+async fn remove_stale(
+    rt: &Runtime,
+    min_age: Duration,
+    mine: Option<&str>,
+    consider: impl Fn(&str) -> bool,
+) -> Result<usize> {
     let filters = HashMap::from([(
         "label".to_string(),
         vec![format!("{LABEL_ROLE}={ROLE_SHELL}")],
@@ -444,7 +468,8 @@ pub async fn remove_orphans_where(
             .as_deref()
             .and_then(crate::job_sandbox::rfc3339_secs)
             .unwrap_or(now);
-        if now.saturating_sub(made) < min_age.as_secs() {
+        let own = mine.is_some() && v.labels.get(LABEL_SHELL_OWNER).map(String::as_str) == mine;
+        if !own && now.saturating_sub(made) < min_age.as_secs() {
             continue;
         }
         if let Err(error) = rt.delete(&env).await {
