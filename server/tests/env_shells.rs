@@ -141,7 +141,18 @@ fn ready_shells() -> Vec<String> {
 async fn new_shell(known: &[String]) -> String {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        if let Some(s) = ready_shells().into_iter().find(|s| !known.contains(s)) {
+        // the marker comes first, the started infra container last; then the agent pools it
+        let made = ready_shells().into_iter().find(|s| {
+            !known.contains(s)
+                && docker(&[
+                    "inspect",
+                    "-f",
+                    "{{.State.Running}}",
+                    &format!("cove-{s}--infra"),
+                ]) == ["true"]
+        });
+        if let Some(s) = made {
+            tokio::time::sleep(Duration::from_millis(300)).await;
             return s;
         }
         assert!(Instant::now() < deadline, "no warm shell was made");

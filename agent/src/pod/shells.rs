@@ -358,10 +358,23 @@ impl Shells {
 }
 
 impl Runtime {
-    /// Makes the shell of `spec`: its sources volume, its network and its infra container,
-    /// started, then the marker volume that says it is ready and unclaimed.
+    /// Makes the shell of `spec`: the marker volume that says it is unclaimed (and whose),
+    /// then its sources volume, its network and its infra container, started.
     pub async fn make_shell(&self, spec: &PodSpec, owner: &str) -> Result<()> {
         let env = spec.env_id.as_str();
+        // the marker first: a shell cut short (a killed agent) is found by it too
+        self.docker
+            .create_volume(VolumeCreateRequest {
+                name: Some(marker_volume(env)),
+                labels: Some({
+                    let mut l = labels(env, ROLE_SHELL, None);
+                    l.insert(LABEL_SHELL_OWNER.into(), owner.to_string());
+                    l
+                }),
+                ..Default::default()
+            })
+            .await
+            .map_err(Self::err(env, "create the shell's marker volume"))?;
         let mut created = Vec::new();
         let sources = super::sources_volume(env);
         let (volume, network) = tokio::join!(
@@ -390,18 +403,6 @@ impl Runtime {
             )
             .await
             .map_err(Self::err(env, "start infra container"))?;
-        self.docker
-            .create_volume(VolumeCreateRequest {
-                name: Some(marker_volume(env)),
-                labels: Some({
-                    let mut l = labels(env, ROLE_SHELL, None);
-                    l.insert(LABEL_SHELL_OWNER.into(), owner.to_string());
-                    l
-                }),
-                ..Default::default()
-            })
-            .await
-            .map_err(Self::err(env, "create the shell's marker volume"))?;
         Ok(())
     }
 
