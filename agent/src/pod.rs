@@ -456,6 +456,7 @@ impl Runtime {
             .as_ref()
             .and_then(|l| l.get(LABEL_SPEC))
             .cloned();
+        let found = shell.is_ok();
         let kept = shell.ok().filter(|c| {
             let running = c.state.as_ref().and_then(|s| s.running) == Some(true);
             let spec = c
@@ -471,16 +472,18 @@ impl Runtime {
             Some(id) => id,
             None => {
                 // whatever else is there under the name (a shell of another shape) goes
-                self.docker
-                    .remove_container(
-                        &infra_name(env),
-                        Some(RemoveContainerOptions {
-                            force: true,
-                            ..Default::default()
-                        }),
-                    )
-                    .await
-                    .ok();
+                if found {
+                    self.docker
+                        .remove_container(
+                            &infra_name(env),
+                            Some(RemoveContainerOptions {
+                                force: true,
+                                ..Default::default()
+                            }),
+                        )
+                        .await
+                        .ok();
+                }
                 self.docker
                     .create_container(
                         Some(CreateContainerOptions {
