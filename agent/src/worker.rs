@@ -53,11 +53,6 @@ impl AgentHandle {
         self.backend.kind()
     }
 
-    /// Ready warm pod shells (`crate::pod::shells`).
-    pub fn ready_shells(&self) -> usize {
-        self.shells.as_ref().map_or(0, |s| s.ready())
-    }
-
     /// At the agent's end: its ready warm pod shells are removed (environments stay).
     pub async fn shutdown(&self) {
         if let Some(shells) = &self.shells {

@@ -205,11 +205,6 @@ impl Shells {
         self.inner().ready.iter().any(|r| r.env == env)
     }
 
-    /// Ready shells, all shapes.
-    pub fn ready(&self) -> usize {
-        self.inner().ready.len()
-    }
-
     /// Stops refilling and removes the ready shells.
     pub async fn shutdown(&self) {
         let ready = {
@@ -419,13 +414,8 @@ impl Runtime {
     }
 }
 
-/// Removes every ready shell on the engine whose marker is at least `min_age` old (a killed
-/// agent's). Returns how many.
-pub async fn remove_orphans(rt: &Runtime, min_age: Duration) -> Result<usize> {
-    remove_orphans_where(rt, min_age, |_| true).await
-}
-
-/// [`remove_orphans`] of the shells `consider` accepts (tests limit it to their own).
+/// Removes every ready shell on the engine whose marker is at least `min_age` old (an agent
+/// that is gone) among those `consider` accepts (tests limit it to their own). Returns how many.
 pub async fn remove_orphans_where(
     rt: &Runtime,
     min_age: Duration,
