@@ -474,6 +474,10 @@ pub async fn clean_after_crash(docker: &Docker, settings: &SandboxSettings) {
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "cleaning up private networks failed"),
     }
+    let helper_age = std::time::Duration::from_secs(60);
+    if let Err(e) = crate::private_net::remove_stale_helpers(docker, helper_age, |_| true).await {
+        tracing::warn!(error = %e, "removing stale firewall helpers failed");
+    }
 }
 
 /// Seconds since the epoch of an RFC 3339 UTC time (`2026-11-26T11:32:06.5Z`).

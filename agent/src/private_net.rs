@@ -188,6 +188,69 @@ fn shell_quote(word: &str) -> String {
     format!("'{}'", word.replace('\'', "'\\''"))
 }
 
+/// `cove.role` of a firewall helper container.
+pub const ROLE_FIREWALL: &str = "firewall";
+
+/// Removes firewall helper containers that exited (or never started) at least `min_age` ago
+/// and that `consider` accepts: an agent removes its helper as soon as it has read the
+/// output, so such a helper was left by a process killed while the helper ran (the engine
+/// runs it to the end anyway). Running helpers are left alone. Returns how many were removed.
+pub async fn remove_stale_helpers(
+    docker: &Docker,
+    min_age: std::time::Duration,
+    consider: impl Fn(&str) -> bool,
+) -> Result<usize, DockerError> {
+    use bollard::query_parameters::{ListContainersOptions, RemoveContainerOptions};
+    let filters = HashMap::from([
+        (
+            "label".to_string(),
+            vec![format!("{LABEL_ROLE}={ROLE_FIREWALL}")],
+        ),
+        (
+            "status".to_string(),
+            vec![
+                "exited".to_string(),
+                "created".to_string(),
+                "dead".to_string(),
+            ],
+        ),
+    ]);
+    let list = docker
+        .list_containers(Some(ListContainersOptions {
+            all: true,
+            filters: Some(filters),
+            ..Default::default()
+        }))
+        .await?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let mut removed = 0;
+    for c in list {
+        let Some(id) = c.id else { continue };
+        let age = now.saturating_sub(c.created.unwrap_or(now));
+        if age < min_age.as_secs() as i64 || !consider(&id) {
+            continue;
+        }
+        let options = RemoveContainerOptions {
+            force: true,
+            ..Default::default()
+        };
+        match docker.remove_container(&id, Some(options)).await {
+            Ok(()) => removed += 1,
+            Err(DockerError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    if removed > 0 {
+        tracing::info!(removed, "firewall helpers a killed process left removed");
+    }
+    Ok(removed)
+}
+
 /// One helper container for a batch of iptables commands: `--network host`,
 /// `NET_ADMIN`/`NET_RAW` only, removed afterwards.
 async fn host_container_batch(
@@ -217,7 +280,7 @@ async fn host_container_batch(
         ));
     }
     script.push_str("exit $rc\n");
-    let labels = HashMap::from([(LABEL_ROLE.to_string(), "firewall".to_string())]);
+    let labels = HashMap::from([(LABEL_ROLE.to_string(), ROLE_FIREWALL.to_string())]);
     let body = ContainerCreateBody {
         image: Some(image.to_string()),
         entrypoint: Some(vec!["/bin/sh".into(), "-c".into(), script]),

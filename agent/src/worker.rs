@@ -369,6 +369,12 @@ pub fn spawn(
     // what a killed agent left: networks of environments without containers, stale rules
     let (docker, network) = (rt.docker().clone(), rt.network().clone());
     tokio::spawn(async move {
+        let helper_age = std::time::Duration::from_secs(60);
+        if let Err(error) =
+            crate::private_net::remove_stale_helpers(&docker, helper_age, |_| true).await
+        {
+            tracing::warn!(%error, "removing stale firewall helpers failed");
+        }
         if let Err(error) = crate::env_net::cleanup_orphans(&docker, &network).await {
             tracing::warn!(%error, "cleaning up environment networks failed");
         }

@@ -390,3 +390,53 @@ async fn orphans_of_a_killed_agent_are_cleaned_up() {
         .unwrap();
     assert!(again.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn firewall_helpers_a_killed_process_left_are_removed_and_running_ones_kept() {
+    let d = engine().await;
+    let label = format!("{LABEL_ROLE}=firewall");
+    // what a process killed while its helper ran leaves: an exited helper nobody removes
+    let exited = docker_ok(&[
+        "run",
+        "-d",
+        "--label",
+        &label,
+        "cove/busybox:latest",
+        "true",
+    ]);
+    let running = docker_ok(&[
+        "run",
+        "-d",
+        "--label",
+        &label,
+        "cove/busybox:latest",
+        "sleep",
+        "60",
+    ]);
+    let _cleanup = Containers(vec![exited.clone(), running.clone()]);
+    docker_ok(&["wait", &exited]);
+    let ours = |id: &str| id == exited || id == running;
+    // too young: another agent may be reading its output now
+    let young = cove_agent::private_net::remove_stale_helpers(
+        &d,
+        std::time::Duration::from_secs(3600),
+        ours,
+    )
+    .await
+    .unwrap();
+    assert_eq!(young, 0);
+    assert!(docker(&["inspect", &exited]).status.success());
+    let removed =
+        cove_agent::private_net::remove_stale_helpers(&d, std::time::Duration::ZERO, ours)
+            .await
+            .unwrap();
+    assert_eq!(removed, 1);
+    assert!(
+        !docker(&["inspect", &exited]).status.success(),
+        "exited helper left"
+    );
+    assert!(
+        docker(&["inspect", &running]).status.success(),
+        "running helper removed"
+    );
+}

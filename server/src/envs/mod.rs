@@ -65,6 +65,9 @@ pub struct Envs {
     links: crate::agents::link::Links,
     /// Environments found on the engine with no row in the store.
     orphans: Mutex<Vec<String>>,
+    /// Environments the previous server process was creating (failed at start-up): once
+    /// deleted they are swept again a while later ([`state::sweep_late`]).
+    interrupted: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Environments whose devfile check is under way (the watcher skips them).
     watching: watcher::InFlight,
     /// Reconnecting terminals (`?reconnect=ID`), kept across dropped sockets.
@@ -77,6 +80,7 @@ impl Envs {
             agent,
             links: crate::agents::link::Links::default(),
             orphans: Mutex::new(Vec::new()),
+            interrupted: Default::default(),
             watching: watcher::InFlight::default(),
             terminals: terminal_sessions::TerminalSessions::default(),
         }

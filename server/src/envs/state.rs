@@ -170,6 +170,10 @@ pub async fn apply_report(state: &AppState, report: EnvReport) -> Result<(), Api
             };
             if new == EnvState::Deleting && reason.as_deref() == Some("deleted") {
                 store.delete_env_if_deleting(&env_id).await?;
+                let interrupted = state.envs().interrupted.lock().unwrap().remove(&env_id);
+                if interrupted {
+                    sweep_late(state, &row);
+                }
                 return Ok(());
             }
             // an agent report moves the environment only from the states that asked for it,
@@ -363,6 +367,14 @@ pub(crate) async fn reconcile_rows(
                 None => format!("reconciled: {}", new.as_str()),
             };
             state.store().add_env_event(&row.id, "state", &msg).await?;
+            if reason.as_deref() == Some(INTERRUPTED_CREATE) {
+                state
+                    .envs()
+                    .interrupted
+                    .lock()
+                    .unwrap()
+                    .insert(row.id.clone());
+            }
             if matches!(row.state, EnvState::Creating | EnvState::AgentUnreachable) {
                 drop_clone_token(state, row).await?;
             }
@@ -378,6 +390,46 @@ pub(crate) async fn reconcile_rows(
         }
     }
     Ok(())
+}
+
+/// When an environment the previous server process was creating is swept again after its
+/// delete, counted from the delete.
+const LATE_SWEEPS: [Duration; 7] = [
+    Duration::from_secs(2),
+    Duration::from_secs(5),
+    Duration::from_secs(10),
+    Duration::from_secs(20),
+    Duration::from_secs(40),
+    Duration::from_secs(60),
+    Duration::from_secs(120),
+];
+
+/// Sends the delete of `row` (deleted, its row gone) again a few times over two minutes. The
+/// server that was creating it was killed with Docker requests under way, and the engine
+/// finishes a request whose caller died: a container whose image fills a new volume, say,
+/// may appear after this process listed and removed the environment's objects. A delete of
+/// an environment with nothing left is cheap (three listings), and its report is ignored
+/// (no row).
+fn sweep_late(state: &AppState, row: &EnvRow) {
+    let Ok(agent) = state.envs().agent_for(row) else {
+        return;
+    };
+    let env_id = row.id.clone();
+    tokio::spawn(async move {
+        let mut waited = Duration::ZERO;
+        for at in LATE_SWEEPS {
+            tokio::time::sleep(at - waited).await;
+            waited = at;
+            if let reply @ AgentReply::Error { .. } = agent
+                .call(EnvCommand::Delete {
+                    env_id: env_id.clone(),
+                })
+                .await
+            {
+                tracing::warn!(env = %env_id, error = %reply_error(reply), "sweeping an interrupted create again failed");
+            }
+        }
+    });
 }
 
 /// How long deleting a repository waits for its environments to be removed.
