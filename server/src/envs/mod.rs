@@ -67,7 +67,7 @@ pub struct Envs {
     orphans: Mutex<Vec<String>>,
     /// Environments the previous server process was creating (failed at start-up): once
     /// deleted they are swept again a while later ([`state::sweep_late`]).
-    interrupted: std::sync::Mutex<std::collections::HashSet<String>>,
+    interrupted: Mutex<std::collections::HashSet<String>>,
     /// Environments whose devfile check is under way (the watcher skips them).
     watching: watcher::InFlight,
     /// Reconnecting terminals (`?reconnect=ID`), kept across dropped sockets.

@@ -170,7 +170,7 @@ pub async fn apply_report(state: &AppState, report: EnvReport) -> Result<(), Api
             };
             if new == EnvState::Deleting && reason.as_deref() == Some("deleted") {
                 store.delete_env_if_deleting(&env_id).await?;
-                let interrupted = state.envs().interrupted.lock().unwrap().remove(&env_id);
+                let interrupted = state.envs().interrupted.lock().await.remove(&env_id);
                 if interrupted {
                     sweep_late(state, &row);
                 }
@@ -368,12 +368,7 @@ pub(crate) async fn reconcile_rows(
             };
             state.store().add_env_event(&row.id, "state", &msg).await?;
             if reason.as_deref() == Some(INTERRUPTED_CREATE) {
-                state
-                    .envs()
-                    .interrupted
-                    .lock()
-                    .unwrap()
-                    .insert(row.id.clone());
+                state.envs().interrupted.lock().await.insert(row.id.clone());
             }
             if matches!(row.state, EnvState::Creating | EnvState::AgentUnreachable) {
                 drop_clone_token(state, row).await?;
