@@ -1,5 +1,5 @@
 //! Where environments and jobs run: one trait, [`Backend`], with two implementations —
-//! [`crate::pod::Runtime`] (Docker: `docker/` implements the trait by delegating to `pod.rs`
+//! [`crate::pod::Runtime`] (Docker: `docker/` implements the trait by delegating to `pod/`
 //! and [`crate::jobs::run_job`]) and [`kubernetes::KubernetesBackend`] (an environment is one
 //! Pod in one namespace, through the API server only).
 //!

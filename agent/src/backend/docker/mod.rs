@@ -1,7 +1,7 @@
 //! The Docker backend: [`Runtime`] implements [`Backend`] by delegating every call to
-//! its own methods in `pod.rs` (environments as pods of containers sharing an infra
+//! its own methods in `pod/` (environments as pods of containers sharing an infra
 //! container's network namespace) and [`crate::jobs::run_job`] (job containers). All
-//! Docker logic stays in `pod.rs` and `jobs/`; this file only translates types.
+//! Docker logic stays in `pod/` and `jobs/`; this file only translates types.
 
 use std::time::Duration;
 
