@@ -26,6 +26,7 @@ mod deploy;
 mod dispatch;
 mod envs;
 mod issues;
+mod jobs;
 mod live_auth;
 mod metrics;
 mod mirrors;
@@ -42,6 +43,7 @@ mod sessions;
 mod settings;
 mod ssh_keys;
 mod users;
+mod workflow_errors;
 
 pub use agent_pools::PoolRow;
 pub use agents::{AgentRow, RegistrationRefusal, RegistrationTokenRow};
@@ -62,11 +64,12 @@ pub use notify::{Attempt, DeliveryRow, NotifyTargetRow};
 pub use prebuilds::PrebuildRow;
 pub use projects::{MemberRefusal, ProjectMemberRow, ProjectRow};
 pub use pulls::{CommentRow, NewPull, PendingPullEvent, PullEventRow, PullRow, ReviewRow};
-pub use runs::SecretRow;
-pub use runs::{ActiveJob, JobFailure, JobRow, RunRow, WorkflowErrorRow};
+pub use runs::{ActiveJob, JobFailure, JobRow, RunRow};
 pub use schedules::{ScheduleClaim, ScheduleRow};
 pub use sessions::SessionRow;
 pub use ssh_keys::SshKeyRow;
+pub use workflow_errors::SecretRow;
+pub use workflow_errors::WorkflowErrorRow;
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
