@@ -403,18 +403,17 @@ const LATE_SWEEPS: [Duration; 7] = [
 /// server that was creating it was killed with Docker requests under way, and the engine
 /// finishes a request whose caller died: a container whose image fills a new volume, say,
 /// may appear after this process listed and removed the environment's objects. A delete of
-/// an environment with nothing left is cheap (three listings), and its report is ignored
-/// (no row).
+/// an environment with nothing left costs two listings, a firewall rule listing and a network
+/// lookup; its report is ignored (no row).
 fn sweep_late(state: &AppState, row: &EnvRow) {
     let Ok(agent) = state.envs().agent_for(row) else {
         return;
     };
     let env_id = row.id.clone();
+    let deleted = tokio::time::Instant::now();
     tokio::spawn(async move {
-        let mut waited = Duration::ZERO;
         for at in LATE_SWEEPS {
-            tokio::time::sleep(at - waited).await;
-            waited = at;
+            tokio::time::sleep_until(deleted + at).await;
             if let reply @ AgentReply::Error { .. } = agent
                 .call(EnvCommand::Delete {
                     env_id: env_id.clone(),
