@@ -3,6 +3,11 @@
 //!
 //! cargo run --release -p cove-agent --example bench_env -- [DEVFILE] [RUNS]
 
+/// Reading devfiles from disk, as the `cove` CLI does.
+#[allow(dead_code)]
+#[path = "../../cli/src/devfile_fs.rs"]
+mod devfile_fs;
+
 use std::time::{Duration, Instant};
 
 use cove_agent::environment;
@@ -23,8 +28,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .cloned()
         .unwrap_or_else(|| "devfiles/examples/app-with-dynamodb.yaml".into());
     let runs: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(10);
-    let loaded = devfiles::load_file(std::path::Path::new(&path), &LoadOptions::default())
-        .map_err(|r| r.to_string())?;
+    let loaded = devfile_fs::load_file(
+        std::path::Path::new(&path),
+        &LoadOptions::default(),
+        &devfile_fs::FsResolver,
+    )
+    .map_err(|r| r.to_string())?;
     let (mut plan, _) = loaded.plan(&PlanOptions {
         repo: Some("bench".into()),
     });

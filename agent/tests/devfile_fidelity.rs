@@ -5,6 +5,11 @@
 
 #![allow(clippy::unwrap_used)]
 
+/// Reading devfiles from disk, as the `cove` CLI does.
+#[allow(dead_code)]
+#[path = "../../cli/src/devfile_fs.rs"]
+mod devfile_fs;
+
 use std::path::Path;
 
 use cove_agent::{PodSpec, Runtime};
@@ -14,7 +19,7 @@ fn plan(name: &str) -> devfiles::EnvironmentPlan {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../devfiles/tests/fidelity")
         .join(name);
-    devfiles::load_file(&path, &LoadOptions::default())
+    devfile_fs::load_file(&path, &LoadOptions::default(), &devfile_fs::FsResolver)
         .unwrap_or_else(|r| panic!("{r}"))
         .plan(&PlanOptions {
             repo: Some("repo".into()),

@@ -16,6 +16,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+/// Reading devfiles from disk, as the `cove` CLI does.
+#[allow(dead_code)]
+#[path = "../../cli/src/devfile_fs.rs"]
+mod devfile_fs;
+
 use std::time::Duration;
 
 use cove_agent::backend::kubernetes::manifest::{env_selector, LABEL_ENV, LABEL_MANAGED_BY};
@@ -33,7 +38,7 @@ use cluster::{agent_client, cluster_ready, repo, unique, NAMESPACE};
 
 fn plan() -> devfiles::EnvironmentPlan {
     let path = repo().join("agent/tests/k8s/two-containers.yaml");
-    devfiles::load_file(&path, &LoadOptions::default())
+    devfile_fs::load_file(&path, &LoadOptions::default(), &devfile_fs::FsResolver)
         .unwrap_or_else(|r| panic!("{r}"))
         .plan(&PlanOptions {
             repo: Some("repo".into()),

@@ -56,16 +56,7 @@ fn load(
     opts: &LoadOptions,
     resolver: &RegistryResolver,
 ) -> Result<devfiles::Loaded, devfiles::Rejected> {
-    let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| devfiles::Rejected {
-        errors: vec![devfiles::Diagnostic::error(
-            &file,
-            devfiles::Pos::START,
-            format!("cannot read the devfile: {e}"),
-        )],
-        warnings: Vec::new(),
-    })?;
-    devfiles::load_str(&file, &text, resolver, opts)
+    crate::devfile_fs::load_file(path, opts, resolver)
 }
 
 #[derive(Clone, Copy, ValueEnum)]

@@ -27,7 +27,9 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use devfiles::{FsResolver, Resolver};
+use devfiles::Resolver;
+
+use crate::devfile_fs::FsResolver;
 
 /// Largest devfile or index read from a registry.
 const MAX_BYTES: u64 = 4 * 1024 * 1024;
@@ -82,6 +84,10 @@ impl RegistryResolver {
 impl Resolver for RegistryResolver {
     fn read(&self, from_file: &str, uri: &str) -> Result<(String, String), String> {
         FsResolver.read(from_file, uri)
+    }
+
+    fn same_file(&self, a: &str, b: &str) -> bool {
+        FsResolver.same_file(a, b)
     }
 
     fn read_registry(

@@ -5,6 +5,7 @@ mod audit;
 mod client;
 mod deploy;
 mod devfile;
+mod devfile_fs;
 mod devfile_registry;
 mod env;
 mod forward;

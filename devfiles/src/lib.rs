@@ -3,11 +3,12 @@
 //! resolve `parent` chains and `{{variables}}`, and turn the result into an
 //! [`EnvironmentPlan`], the only thing an agent consumes.
 //!
-//! Invariants: pure. No Docker, no network, no async, no process spawning.
-//! The only IO is reading a parent devfile through a [`Resolver`], whose
-//! default ([`FsResolver`]) reads local files relative to the child. Errors
-//! and warnings are [`yamlmap::Diagnostic`]s with file, line and column, and
-//! are returned, never printed.
+//! Invariants: pure. No IO of its own: no files, Docker, network, async or
+//! processes. A parent devfile is read through the caller's [`Resolver`]
+//! (the CLI's reads local files, the server's reads the commit, an agent's
+//! reads what the server sent). Errors and warnings are
+//! [`yamlmap::Diagnostic`]s with file, line and column, and are returned,
+//! never printed.
 
 pub mod model;
 mod overrides;
@@ -22,7 +23,6 @@ mod version;
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::Path;
 
 pub use model::{ComponentKind, Devfile, Exposure, GroupKind, Protocol};
 pub use overrides::{
@@ -91,25 +91,13 @@ pub trait Resolver {
             None => "`parent.id` needs `parent.registryUrl` or a configured default devfile registry".into(),
         })
     }
-}
 
-/// Resolves local and relative `parent.uri`s on the filesystem; refuses
-/// URLs (a server that can fetch them supplies its own [`Resolver`]).
-#[derive(Clone, Copy, Debug, Default)]
-pub struct FsResolver;
-
-impl Resolver for FsResolver {
-    fn read(&self, from_file: &str, uri: &str) -> Result<(String, String), String> {
-        if uri.starts_with("http://") || uri.starts_with("https://") {
-            return Err("fetching parents over the network is not supported; copy the parent into the repository".into());
-        }
-        let path = match Path::new(from_file).parent() {
-            Some(dir) if !Path::new(uri).is_absolute() => dir.join(uri),
-            _ => Path::new(uri).to_path_buf(),
-        };
-        let text =
-            std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        Ok((path.display().to_string(), text))
+    /// Whether two names this resolver returned are the same file (a parent
+    /// chain that comes back to one of its files is a cycle). Names are
+    /// compared as written unless the resolver knows better (the CLI's
+    /// compares canonical paths).
+    fn same_file(&self, a: &str, b: &str) -> bool {
+        a == b
     }
 }
 
@@ -192,20 +180,6 @@ impl fmt::Display for Rejected {
 }
 
 impl std::error::Error for Rejected {}
-
-/// Load a devfile from disk (parents relative to it).
-pub fn load_file(path: &Path, opts: &LoadOptions) -> Result<Loaded, Rejected> {
-    let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| Rejected {
-        errors: vec![Diagnostic::error(
-            &file,
-            Pos::START,
-            format!("cannot read the devfile: {e}"),
-        )],
-        warnings: Vec::new(),
-    })?;
-    load_str(&file, &text, &FsResolver, opts)
-}
 
 /// Load a devfile from text. `file` is the name used in diagnostics and as
 /// the base for relative parents.

@@ -9,7 +9,6 @@
 //! file and line where the unknown variable is written.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::Path;
 
 use serde_yaml::{Mapping, Value as Yaml};
 use yamlmap::{Diagnostic, Node, Pos, Seg};
@@ -301,7 +300,10 @@ pub(crate) fn load_chain(
             })
         };
         let (parent_file, parent_text) = read?;
-        if chain.iter().any(|d| same_file(&d.file, &parent_file)) {
+        if chain
+            .iter()
+            .any(|d| resolver.same_file(&d.file, &parent_file))
+        {
             return Err(vec![Diagnostic::error(
                 &current.file,
                 at(key),
@@ -325,11 +327,6 @@ pub(crate) fn load_chain(
         chain.push(parent_doc);
     }
     Ok(chain)
-}
-
-fn same_file(a: &str, b: &str) -> bool {
-    let canon = |p: &str| std::fs::canonicalize(Path::new(p)).ok();
-    a == b || matches!((canon(a), canon(b)), (Some(x), Some(y)) if x == y)
 }
 
 /// Collect the variables of the chain, root first; the caller's overrides win.

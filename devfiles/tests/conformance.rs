@@ -5,6 +5,11 @@
 
 #![allow(clippy::unwrap_used)]
 
+/// Reading devfiles from disk, as the `cove` CLI does.
+#[allow(dead_code)]
+#[path = "../../cli/src/devfile_fs.rs"]
+mod devfile_fs;
+
 use std::path::{Path, PathBuf};
 
 use devfiles::{CommandAction, GroupKind, LoadOptions, Loaded, PlanOptions, Rejected, Severity};
@@ -20,7 +25,11 @@ fn corpus() -> PathBuf {
 }
 
 fn load(rel: &str) -> Result<Loaded, Rejected> {
-    devfiles::load_file(&corpus().join(rel), &LoadOptions::default())
+    devfile_fs::load_file(
+        &corpus().join(rel),
+        &LoadOptions::default(),
+        &devfile_fs::FsResolver,
+    )
 }
 
 fn valid(rel: &str) -> Loaded {

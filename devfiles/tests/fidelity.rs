@@ -3,6 +3,11 @@
 
 #![allow(clippy::unwrap_used)]
 
+/// Reading devfiles from disk, as the `cove` CLI does.
+#[allow(dead_code)]
+#[path = "../../cli/src/devfile_fs.rs"]
+mod devfile_fs;
+
 use std::path::{Path, PathBuf};
 
 use devfiles::{EnvironmentPlan, LoadOptions, Loaded, PlanOptions, Rejected};
@@ -15,7 +20,11 @@ fn path(name: &str) -> PathBuf {
 }
 
 fn load(name: &str) -> Result<Loaded, Rejected> {
-    devfiles::load_file(&path(name), &LoadOptions::default())
+    devfile_fs::load_file(
+        &path(name),
+        &LoadOptions::default(),
+        &devfile_fs::FsResolver,
+    )
 }
 
 /// Diagnostics with the directory cut off, one per line.
@@ -185,7 +194,7 @@ fn absolute_clone_path_and_errors_from_a_parent_override_point_at_the_child() {
     let loaded = devfiles::load_str(
         &child.display().to_string(),
         &text,
-        &devfiles::FsResolver,
+        &devfile_fs::FsResolver,
         &LoadOptions::default(),
     )
     .unwrap_or_else(|r| panic!("{r}"));
@@ -272,4 +281,33 @@ fn errors_are_sorted_by_file_and_position() {
               help: add a component `- name: nothing` with `volume: {}`, or fix the name
         "#]],
     );
+}
+
+#[test]
+fn a_parent_chain_that_comes_back_to_one_of_its_files_is_a_cycle() {
+    // b.yaml names a.yaml through another spelling of the same path
+    let dir = std::env::temp_dir().join(format!("cove-parent-cycle-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("sub")).unwrap();
+    let doc = |parent: &str| {
+        format!(
+            "schemaVersion: 2.2.0\nmetadata:\n  name: n\nparent:\n  uri: {parent}\ncomponents:\n  - name: c\n    container:\n      image: busybox\n"
+        )
+    };
+    std::fs::write(dir.join("a.yaml"), doc("sub/b.yaml")).unwrap();
+    std::fs::write(dir.join("sub/b.yaml"), doc("../sub/../a.yaml")).unwrap();
+    let r = devfile_fs::load_file(
+        &dir.join("a.yaml"),
+        &LoadOptions::default(),
+        &devfile_fs::FsResolver,
+    )
+    .unwrap_err();
+    std::fs::remove_dir_all(&dir).unwrap();
+    let e = &r.errors[0];
+    assert_eq!(
+        e.message, "parent `../sub/../a.yaml` is already part of this parent chain (a cycle)",
+        "{e}"
+    );
+    assert!(e.file.ends_with("sub/b.yaml"), "{e}");
+    assert_eq!((e.pos().line, e.pos().column), (5, 8), "{e}");
+    assert_eq!(r.errors.len(), 1, "{r}");
 }

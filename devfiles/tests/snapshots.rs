@@ -3,14 +3,19 @@
 
 #![allow(clippy::unwrap_used)]
 
+/// Reading devfiles from disk, as the `cove` CLI does.
+#[allow(dead_code)]
+#[path = "../../cli/src/devfile_fs.rs"]
+mod devfile_fs;
+
 use std::path::Path;
 
 use devfiles::{LoadOptions, PlanOptions};
 use expect_test::{expect_file, ExpectFile};
 
 fn check(path: &Path, repo: Option<&str>, expect: ExpectFile) {
-    let loaded =
-        devfiles::load_file(path, &LoadOptions::default()).unwrap_or_else(|r| panic!("{r}"));
+    let loaded = devfile_fs::load_file(path, &LoadOptions::default(), &devfile_fs::FsResolver)
+        .unwrap_or_else(|r| panic!("{r}"));
     let (plan, _) = loaded.plan(&PlanOptions {
         repo: repo.map(str::to_string),
     });
