@@ -56,7 +56,7 @@ fn scrub(text: &str, secrets: &[&str]) -> String {
 }
 
 pub async fn fetch(f: Fetch<'_>) -> Result<(), FetchError> {
-    // git.rs's `git()`: no variable that could aim it at another repository; then nothing
+    // `git::git()`: no variable that could aim it at another repository; then nothing
     // that would trace the credential header or ask for one.
     let mut cmd = crate::git::git();
     for var in [
