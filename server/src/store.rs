@@ -24,6 +24,7 @@ mod editor;
 mod approvals;
 mod deploy;
 mod dispatch;
+mod env_sweeps;
 mod envs;
 mod issues;
 mod jobs;
@@ -54,6 +55,7 @@ pub use approvals::{DecisionRow, GateRow};
 pub use deploy::{
     DeployConnectionRow, DeployEnvRow, DeployVariableRow, DeploymentRow, NewDeployment,
 };
+pub use env_sweeps::EnvSweep;
 pub use envs::{EnvLoad, EnvRow};
 pub use issues::{
     ColumnRow, IssueCommentRow, IssueFilter, IssueRow, MoveRefusal, NewIssue, DEFAULT_COLUMNS,

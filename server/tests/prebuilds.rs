@@ -559,7 +559,7 @@ async fn a_server_killed_while_its_pool_fills_leaves_nothing_half_made() {
     assert!(!seen.is_empty(), "{caught:?}");
 
     // restarted: the half-made ones are deleted, the pool is filled anew
-    let server = Server::spawn(data.path()).await;
+    let mut server = Server::spawn(data.path()).await;
     let interrupted: Vec<&String> = caught
         .iter()
         .filter(|r| r.2 == EnvState::Creating)
@@ -580,7 +580,8 @@ async fn a_server_killed_while_its_pool_fills_leaves_nothing_half_made() {
     // The engine finishes requests the killed server had under way, possibly after the
     // restarted one deleted the environment: what such a late request makes (here a network
     // and a container of the environment, made by hand just after the delete) is removed by
-    // the sweeps that follow the delete of an interrupted create.
+    // the sweeps that follow the delete of an interrupted create. The sweeps are stored: the
+    // restarted server is killed too, at once, and the next one goes on sweeping.
     let late = interrupted[0];
     let label = format!("cove.env={late}");
     docker(&[
@@ -591,6 +592,9 @@ async fn a_server_killed_while_its_pool_fills_leaves_nothing_half_made() {
         &format!("cove-{late}--net"),
     ]);
     docker(&["create", "--label", &label, "cove/busybox:latest", "true"]);
+    server._child.kill().await.unwrap();
+    let seen_again: Vec<String> = pooled(data.path()).await.into_iter().map(|p| p.0).collect();
+    let server = Server::spawn(data.path()).await;
     server.pool_settled("kill", pb.id, 2).await;
     let now: Vec<String> = pooled(data.path()).await.into_iter().map(|p| p.0).collect();
     for id in &interrupted {
@@ -618,7 +622,7 @@ async fn a_server_killed_while_its_pool_fills_leaves_nothing_half_made() {
             json!({"enabled": true, "branches": [], "keep": 3, "warm": 0}),
         )
         .await;
-    let all: Vec<String> = seen.into_iter().chain(now).collect();
+    let all: Vec<String> = seen.into_iter().chain(seen_again).chain(now).collect();
     pool_gone(data.path(), pb.id, &all).await;
     remove_images(pb.id);
 }

@@ -6,7 +6,7 @@ mod common;
 
 use anyhow::{Context, Result};
 use cove_api::{EnvState, Visibility};
-use cove_server::store::{EnvRow, Store};
+use cove_server::store::{EnvRow, EnvSweep, Store};
 
 #[tokio::test]
 async fn environment_transitions_are_conditional_on_every_backend() -> Result<()> {
@@ -108,6 +108,30 @@ async fn exercise(url: &str) -> Result<()> {
             .transition_env("e1", &[EnvState::Deleting], EnvState::Failed, None)
             .await?
     );
+
+    // the sweeps after an interrupted create: remembered once, started by the delete,
+    // forgotten at the end; an environment that was not interrupted has none
+    assert!(!store.env_sweep_deleted("e2", 5).await?);
+    store.add_env_sweep("e1", None).await?;
+    store.add_env_sweep("e1", Some(7)).await?;
+    store.add_env_sweep("e3", Some(9)).await?;
+    let sweep = |id: &str, agent_id, deleted_ms| EnvSweep {
+        env_id: id.into(),
+        agent_id,
+        deleted_ms,
+    };
+    assert_eq!(
+        store.env_sweeps().await?,
+        vec![sweep("e1", None, None), sweep("e3", Some(9), None)]
+    );
+    assert!(store.env_sweep_deleted("e1", 1_700_000_000_123).await?);
+    store.end_env_sweep("e3").await?;
+    assert_eq!(
+        store.env_sweeps().await?,
+        vec![sweep("e1", None, Some(1_700_000_000_123))]
+    );
+    store.end_env_sweep("e1").await?;
+    assert!(store.env_sweeps().await?.is_empty());
     store.close().await;
     Ok(())
 }

@@ -65,9 +65,6 @@ pub struct Envs {
     links: crate::agents::link::Links,
     /// Environments found on the engine with no row in the store.
     orphans: Mutex<Vec<String>>,
-    /// Environments the previous server process was creating (failed at start-up): once
-    /// deleted they are swept again a while later ([`state::sweep_late`]).
-    interrupted: Mutex<std::collections::HashSet<String>>,
     /// Environments whose devfile check is under way (the watcher skips them).
     watching: watcher::InFlight,
     /// Reconnecting terminals (`?reconnect=ID`), kept across dropped sockets.
@@ -80,7 +77,6 @@ impl Envs {
             agent,
             links: crate::agents::link::Links::default(),
             orphans: Mutex::new(Vec::new()),
-            interrupted: Default::default(),
             watching: watcher::InFlight::default(),
             terminals: terminal_sessions::TerminalSessions::default(),
         }
@@ -128,6 +124,14 @@ impl Envs {
                         .unwrap_or("a standalone agent")
                 ))
             }),
+        }
+    }
+
+    /// The agent `agent_id` names (`None`: the embedded one), if it is reachable now.
+    fn agent_by(&self, agent_id: Option<i64>) -> Option<EnvAgent> {
+        match agent_id {
+            None => self.agent.clone().map(|a| EnvAgent::Embedded(Box::new(a))),
+            Some(id) => self.links.get(id).map(EnvAgent::Remote),
         }
     }
 

@@ -169,11 +169,7 @@ pub async fn apply_report(state: &AppState, report: EnvReport) -> Result<(), Api
                 return Ok(());
             };
             if new == EnvState::Deleting && reason.as_deref() == Some("deleted") {
-                store.delete_env_if_deleting(&env_id).await?;
-                let interrupted = state.envs().interrupted.lock().await.remove(&env_id);
-                if interrupted {
-                    sweep_late(state, &row);
-                }
+                forget_deleted(state, &row).await?;
                 return Ok(());
             }
             // an agent report moves the environment only from the states that asked for it,
@@ -258,10 +254,11 @@ pub const INTERRUPTED_CREATE: &str = "the server stopped while the environment w
 /// Match stored environments with what the engine runs (at start-up, before requests
 /// are served). Running ones stay running; ones caught in `creating` are failed (their
 /// clone or postStart may not have finished; never running); a delete under way is sent
-/// again; vanished ones are marked failed; unknown ones are reported as orphans and left
-/// alone.
+/// again; vanished ones are marked failed; the sweeps after interrupted creates go on;
+/// other unknown ones are reported as orphans and left alone.
 pub async fn reconcile(state: &AppState) -> Result<(), ApiError> {
     let rows = state.store().list_envs().await?;
+    let swept = resume_sweeps(state, &rows).await?;
     // environments on standalone agents: unreachable until their agent's link is up (it is
     // reconciled then, `crate::agents::link::reconcile_agent`)
     for row in rows.iter().filter(|r| r.agent_id.is_some()) {
@@ -285,7 +282,7 @@ pub async fn reconcile(state: &AppState) -> Result<(), ApiError> {
     // the engine may be shared with a standalone agent: its environments are no orphans
     let orphans: Vec<String> = pods
         .iter()
-        .filter(|p| !rows.iter().any(|r| r.id == p.env_id))
+        .filter(|p| !rows.iter().any(|r| r.id == p.env_id) && !swept.contains(&p.env_id))
         .map(|p| p.env_id.clone())
         .collect();
     for o in &orphans {
@@ -344,7 +341,7 @@ pub(crate) async fn reconcile_rows(
                 Some("containers were stopped while the server was down".to_string()),
             ),
             (EnvState::Deleting, None) => {
-                state.store().delete_env_if_deleting(&row.id).await?;
+                forget_deleted(state, row).await?;
                 continue;
             }
             (EnvState::Stopped | EnvState::Failed, None) => continue,
@@ -368,7 +365,7 @@ pub(crate) async fn reconcile_rows(
             };
             state.store().add_env_event(&row.id, "state", &msg).await?;
             if reason.as_deref() == Some(INTERRUPTED_CREATE) {
-                state.envs().interrupted.lock().await.insert(row.id.clone());
+                state.store().add_env_sweep(&row.id, row.agent_id).await?;
             }
             if matches!(row.state, EnvState::Creating | EnvState::AgentUnreachable) {
                 drop_clone_token(state, row).await?;
@@ -399,21 +396,44 @@ const LATE_SWEEPS: [Duration; 7] = [
     Duration::from_secs(120),
 ];
 
-/// Sends the delete of `row` (deleted, its row gone) again a few times over two minutes. The
-/// server that was creating it was killed with Docker requests under way, and the engine
-/// finishes a request whose caller died: a container whose image fills a new volume, say,
-/// may appear after this process listed and removed the environment's objects. A delete of
-/// an environment with nothing left costs two listings, a firewall rule listing and a network
-/// lookup; its report is ignored (no row).
-fn sweep_late(state: &AppState, row: &EnvRow) {
-    let Ok(agent) = state.envs().agent_for(row) else {
-        return;
-    };
-    let env_id = row.id.clone();
-    let deleted = tokio::time::Instant::now();
+/// The agent removed `row`'s environment: its row goes, and if a killed server was creating
+/// it, the sweeps start ([`sweep_late`]; noted before the row goes, so a server killed in
+/// between still sweeps).
+async fn forget_deleted(state: &AppState, row: &EnvRow) -> Result<(), ApiError> {
+    let deleted_ms = now_ms();
+    if state.store().env_sweep_deleted(&row.id, deleted_ms).await? {
+        sweep_late(state, row.id.clone(), row.agent_id, deleted_ms);
+    }
+    state.store().delete_env_if_deleting(&row.id).await?;
+    Ok(())
+}
+
+/// Sends the delete of `env_id` (deleted at `deleted_ms`, its row gone) again a few times
+/// over two minutes, then forgets it. The server that was creating it was killed with Docker
+/// requests under way, and the engine finishes a request whose caller died: a container whose
+/// image fills a new volume, say, may appear after this process listed and removed the
+/// environment's objects. A delete of an environment with nothing left costs two listings, a
+/// firewall rule listing and a network lookup; its report is ignored (no row). The schedule
+/// is kept in the store (`env_sweeps`): a server started while one is under way resumes it
+/// ([`resume_sweeps`]), sweeping once at once for the times it missed.
+fn sweep_late(state: &AppState, env_id: String, agent_id: Option<i64>, deleted_ms: i64) {
+    let state = state.clone();
     tokio::spawn(async move {
-        for at in LATE_SWEEPS {
-            tokio::time::sleep_until(deleted + at).await;
+        let since = Duration::from_millis(u64::try_from(now_ms() - deleted_ms).unwrap_or(0));
+        let now = tokio::time::Instant::now();
+        let missed = LATE_SWEEPS.iter().any(|at| *at <= since);
+        let waits = std::iter::once(Duration::ZERO).filter(|_| missed).chain(
+            LATE_SWEEPS
+                .iter()
+                .filter(|at| **at > since)
+                .map(|at| *at - since),
+        );
+        for wait in waits {
+            tokio::time::sleep_until(now + wait).await;
+            // the agent may be away now (a standalone agent's link): the next time asks again
+            let Some(agent) = state.envs().agent_by(agent_id) else {
+                continue;
+            };
             if let reply @ AgentReply::Error { .. } = agent
                 .call(EnvCommand::Delete {
                     env_id: env_id.clone(),
@@ -423,7 +443,31 @@ fn sweep_late(state: &AppState, row: &EnvRow) {
                 tracing::warn!(env = %env_id, error = %reply_error(reply), "sweeping an interrupted create again failed");
             }
         }
+        if let Err(e) = state.store().end_env_sweep(&env_id).await {
+            tracing::warn!(env = %env_id, error = %e, "forgetting the sweeps of an interrupted create failed");
+        }
     });
+}
+
+/// At start-up: the sweeps a previous server process left under way go on; an environment
+/// remembered as interrupted whose row is gone (deleted, the server killed before it noted
+/// so) is swept from now.
+async fn resume_sweeps(state: &AppState, rows: &[EnvRow]) -> Result<Vec<String>, ApiError> {
+    let mut swept = Vec::new();
+    for sweep in state.store().env_sweeps().await? {
+        let deleted_ms = match sweep.deleted_ms {
+            Some(at) => at,
+            None if rows.iter().any(|r| r.id == sweep.env_id) => continue,
+            None => {
+                let at = now_ms();
+                state.store().env_sweep_deleted(&sweep.env_id, at).await?;
+                at
+            }
+        };
+        swept.push(sweep.env_id.clone());
+        sweep_late(state, sweep.env_id, sweep.agent_id, deleted_ms);
+    }
+    Ok(swept)
 }
 
 /// How long deleting a repository waits for its environments to be removed.
