@@ -204,3 +204,29 @@ async fn list_finds_environments_by_label() {
     let st = rt.wait_running(&env, Duration::from_secs(5)).await.unwrap();
     assert!(st.running());
 }
+
+#[tokio::test]
+async fn deletes_of_one_environment_at_once_all_succeed() {
+    // Two removals of one container at once: Docker answers the later one 409 "removal …
+    // already in progress". A delete waits for that removal instead of failing (a create's
+    // clean-up racing a delete, two agents on one engine).
+    let rt = runtime().await;
+    for round in 0..3 {
+        let env = unique(&format!("t-race{round}"));
+        let _cleanup = Cleanup(rt.clone(), env.clone());
+        rt.create(&PodSpec::new(&env, plan(TWO_CONTAINERS)))
+            .await
+            .unwrap();
+        let (a, b, c) = tokio::join!(rt.delete(&env), rt.delete(&env), rt.delete(&env));
+        for r in [a, b, c] {
+            r.unwrap_or_else(|e| panic!("round {round}: {e}"));
+        }
+        assert!(rt.status(&env).await.unwrap().is_none(), "round {round}");
+        let label = format!("{LABEL_ENV}={env}");
+        let left = std::process::Command::new("docker")
+            .args(["ps", "-aq", "--filter", &format!("label={label}")])
+            .output()
+            .unwrap();
+        assert!(left.stdout.is_empty(), "round {round}: containers left");
+    }
+}

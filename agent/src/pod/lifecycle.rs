@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use bollard::errors::Error as DockerError;
 use bollard::query_parameters::{
-    ListContainersOptions, ListVolumesOptions, RemoveContainerOptions, RemoveVolumeOptions,
-    StartContainerOptions, StopContainerOptions,
+    ListContainersOptions, ListVolumesOptions, RemoveVolumeOptions, StartContainerOptions,
+    StopContainerOptions,
 };
 
 use super::*;
@@ -200,15 +200,9 @@ impl Runtime {
         let remove = |c: &bollard::models::ContainerSummary| {
             let id = c.id.clone().unwrap_or_default();
             async move {
-                let options = RemoveContainerOptions {
-                    force: true,
-                    v: false,
-                    link: false,
-                };
-                match self.docker.remove_container(&id, Some(options)).await {
-                    Err(e) if !is_not_found(&e) => Err(Self::err(env, "remove container")(e)),
-                    _ => Ok(()),
-                }
+                remove_container_gone(&self.docker, &id)
+                    .await
+                    .map_err(Self::err(env, "remove container"))
             }
         };
         // components first (concurrently), then the infra container that owns their namespace

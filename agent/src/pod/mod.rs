@@ -294,6 +294,42 @@ fn labels(env: &str, role: &str, component: Option<&str>) -> HashMap<String, Str
     l
 }
 
+/// Removes container `id` (forced, its anonymous volumes kept) and returns once it is gone.
+/// Gone already is done. Another removal of it under way — Docker's 409 "removal of container
+/// … is already in progress": a create's clean-up racing a delete, another agent's — is
+/// waited for (up to 30 s) instead of failing the caller.
+async fn remove_container_gone(docker: &Docker, id: &str) -> std::result::Result<(), DockerError> {
+    let options = bollard::query_parameters::RemoveContainerOptions {
+        force: true,
+        v: false,
+        link: false,
+    };
+    let e = match docker.remove_container(id, Some(options)).await {
+        Ok(()) => return Ok(()),
+        Err(e) if is_not_found(&e) => return Ok(()),
+        Err(e) if is_removal_in_progress(&e) => e,
+        Err(e) => return Err(e),
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
+        match docker.inspect_container(id, None).await {
+            Err(gone) if is_not_found(&gone) => return Ok(()),
+            _ => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+        }
+    }
+    Err(e)
+}
+
+fn is_removal_in_progress(e: &DockerError) -> bool {
+    matches!(
+        e,
+        DockerError::DockerResponseServerError {
+            status_code: 409,
+            message,
+        } if message.contains("already in progress")
+    )
+}
+
 fn is_not_found(e: &DockerError) -> bool {
     matches!(
         e,

@@ -14,15 +14,13 @@
 use std::collections::BTreeMap;
 
 use bollard::models::{ContainerCreateBody, ContainerSummary};
-use bollard::query_parameters::{
-    CreateContainerOptions, RemoveContainerOptions, StartContainerOptions,
-};
+use bollard::query_parameters::{CreateContainerOptions, StartContainerOptions};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{
-    container_name, infra_body, is_not_found, role_of, valid_env_id, PodError, PodSpec, PodStatus,
-    Result, Runtime, LABEL_COMPONENT, LABEL_SPEC,
+    container_name, infra_body, remove_container_gone, role_of, valid_env_id, PodError, PodSpec,
+    PodStatus, Result, Runtime, LABEL_COMPONENT, LABEL_SPEC,
 };
 
 /// What a restart does with one component's container.
@@ -368,15 +366,9 @@ impl Runtime {
             .filter(|c| goes(label(c, LABEL_COMPONENT).unwrap_or_default()))
             .filter_map(|c| c.id.clone())
             .map(|id| async move {
-                let options = RemoveContainerOptions {
-                    force: true,
-                    v: false,
-                    link: false,
-                };
-                match self.docker.remove_container(&id, Some(options)).await {
-                    Err(e) if !is_not_found(&e) => Err(Self::err(env, "remove container")(e)),
-                    _ => Ok(()),
-                }
+                remove_container_gone(&self.docker, &id)
+                    .await
+                    .map_err(Self::err(env, "remove container"))
             });
         for r in futures_util::future::join_all(removals).await {
             r?;
