@@ -15,6 +15,8 @@
 //!   private_network: true
 //! job_pool: 2                              # ready job sandboxes (job_pool.rs; 0: none)
 //! job_pool_image: cove/universal:latest    # their image: the server's default image
+//! warm_shells: 1                           # ready pod shells per recent environment shape
+//!                                          #   (pod/shells.rs; Docker only; 0: none, at most 4)
 //! backend: docker                          # where environments run: docker (default) or
 //! kubernetes:                              #   kubernetes, with this section
 //!   namespace: cove                        #   (backend::kubernetes::KubernetesConfig; the
@@ -39,6 +41,8 @@ pub const DEFAULT_STATE_DIR: &str = "/var/lib/cove-agent";
 pub const TOKEN_FILE: &str = "agent-token";
 /// Name of the agent id file in the state directory.
 pub const ID_FILE: &str = "agent-id";
+/// Most ready pod shells per shape (the server's `[environments] warm_shells` has the same).
+pub const MAX_WARM_SHELLS: usize = 4;
 
 /// `agent.yaml` as written.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -71,6 +75,9 @@ pub struct FileConfig {
     /// Image of the pooled sandboxes (default `cove/universal:latest`, the server's default
     /// image of actions that name none).
     pub job_pool_image: Option<String>,
+    /// Ready pod shells per recently created environment shape (default 0: none; at most
+    /// [`MAX_WARM_SHELLS`]; Docker only).
+    pub warm_shells: Option<usize>,
     /// Where environments run (default `docker`).
     pub backend: Option<BackendChoice>,
     /// The Kubernetes backend's settings (with `backend: kubernetes`).
@@ -119,6 +126,7 @@ pub struct Overrides {
     pub labels: Vec<String>,
     pub job_pool: Option<usize>,
     pub job_pool_image: Option<String>,
+    pub warm_shells: Option<usize>,
     /// `--backend docker|kubernetes`.
     pub backend: Option<String>,
     /// `--kubernetes-namespace` (replaces `kubernetes.namespace`; with `--backend
@@ -144,6 +152,9 @@ pub struct AgentConfig {
     /// Ready job sandboxes ([`crate::job_pool`]; 0: none).
     pub job_pool: usize,
     pub job_pool_image: String,
+    /// Ready pod shells per recently created environment shape ([`crate::pod::shells`]; 0:
+    /// none; Docker only).
+    pub warm_shells: usize,
     /// Where environments run.
     pub backend: BackendKind,
     /// Set exactly when `backend` is Kubernetes.
@@ -269,9 +280,23 @@ impl AgentConfig {
             .map(|s| s.trim().to_string())
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| crate::jobs::DEFAULT_IMAGE.to_string());
+        let warm_shells = over.warm_shells.or(file.warm_shells).unwrap_or(0);
+        if warm_shells > MAX_WARM_SHELLS {
+            return Err(ConfigError::Invalid(format!(
+                "warm_shells = {warm_shells}: at most {MAX_WARM_SHELLS} ready shells per shape"
+            )));
+        }
+        if warm_shells > 0 && backend != BackendKind::Docker {
+            return Err(ConfigError::Invalid(
+                "warm_shells is for the Docker backend: a Kubernetes agent keeps no ready shells; \
+                 remove it or set it to 0"
+                    .into(),
+            ));
+        }
         Ok(AgentConfig {
             job_pool,
             job_pool_image,
+            warm_shells,
             server,
             name,
             slots,
@@ -475,6 +500,32 @@ job_pool: 1000
         )
         .unwrap_err();
         assert!(err.to_string().contains("job_pool"), "{err}");
+    }
+
+    #[test]
+    fn warm_shells_are_docker_only_and_bounded() {
+        let resolve = |text: &str, over: Option<usize>| {
+            AgentConfig::resolve(
+                parse(text).expect("valid"),
+                Overrides {
+                    warm_shells: over,
+                    ..Default::default()
+                },
+                "h",
+            )
+        };
+        let docker = "server: http://127.0.0.1:8080\n";
+        assert_eq!(resolve(docker, None).expect("valid").warm_shells, 0);
+        let two = "server: http://127.0.0.1:8080\nwarm_shells: 2\n";
+        assert_eq!(resolve(two, None).expect("valid").warm_shells, 2);
+        assert_eq!(resolve(two, Some(1)).expect("valid").warm_shells, 1);
+        let err = resolve(docker, Some(5)).unwrap_err().to_string();
+        assert!(err.contains("at most 4"), "{err}");
+        let k8s = "server: http://127.0.0.1:8080\nbackend: kubernetes\nkubernetes:\n  namespace: cove\nwarm_shells: 1\n";
+        let err = resolve(k8s, None).unwrap_err().to_string();
+        assert!(err.contains("Docker backend"), "{err}");
+        let k8s_none = k8s.replace("warm_shells: 1", "warm_shells: 0");
+        assert_eq!(resolve(&k8s_none, None).expect("valid").warm_shells, 0);
     }
 
     #[test]

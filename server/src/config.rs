@@ -189,9 +189,10 @@ impl EnvironmentsFileConfig {
                 .map_err(|e| ConfigError::Environments(format!("devfile_registry: {e}")))?;
         }
         let warm_shells = self.warm_shells.unwrap_or(0);
-        if warm_shells > 4 {
+        if warm_shells > cove_agent::config::MAX_WARM_SHELLS {
             return Err(ConfigError::Environments(format!(
-                "warm_shells = {warm_shells}: at most 4 ready shells per shape"
+                "warm_shells = {warm_shells}: at most {} ready shells per shape",
+                cove_agent::config::MAX_WARM_SHELLS
             )));
         }
         if self.max_running == Some(0) {

@@ -337,3 +337,129 @@ async fn a_killed_servers_shell_is_removed_when_it_starts_again_and_orphans_by_a
     assert!(docker(&["volume", "ls", "-q", "--filter", &label]).is_empty());
     assert!(docker(&["network", "ls", "-q", "--filter", &label]).is_empty());
 }
+
+/// Warm shells on a standalone `cove-agent` (`--warm-shells 1`): the server (in process, no
+/// embedded agent) asks the placed agent for a shell over the link, and the next create of
+/// a shape takes that agent's ready shell, whose marker carries the agent's owner token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standalone_agent_keeps_warm_shells_too() {
+    cove_tests::require_docker();
+    let _serial = SERIAL.lock().await;
+    let server = common::start_for_agent_process(0).await.unwrap();
+    common::repo_with_devfile(&server.http, &server.url, "app", DEVFILE).await;
+    let reg_file = server.tmp.path().join("agent.reg");
+    std::fs::write(&reg_file, server.registration_token(None).await.unwrap()).unwrap();
+    let engine =
+        std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
+    let mut agent =
+        tokio::process::Command::new(cove_tests::cargo_bin("cove-agent", "cove-agent").unwrap())
+            .args(["--server", &server.url, "--state-dir"])
+            .arg(server.tmp.path().join("agent"))
+            .args(["--name", "shells", "--slots", "1", "--warm-shells", "1"])
+            .arg("--registration-token-file")
+            .arg(&reg_file)
+            .env_remove("COVE_REGISTRATION_TOKEN")
+            .env_remove("COVE_AGENT_LABELS")
+            .env("DOCKER_HOST", engine)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+    let create = || async {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            // 503 until the agent registers, 409 until its link is up
+            let r = server
+                .http
+                .post(server.api("/repos/admin/app/environments"))
+                .bearer_auth(&server.admin_token)
+                .json(&json!({ "idle_timeout_secs": 0 }))
+                .send()
+                .await
+                .unwrap();
+            if r.status() == 201 {
+                let e: Environment = r.json().await.unwrap();
+                return e;
+            }
+            let (status, text) = (r.status(), r.text().await.unwrap());
+            assert!(status == 409 || status == 503, "{status}: {text}");
+            assert!(Instant::now() < deadline, "the agent never linked: {text}");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    };
+    let before = ready_shells();
+    let a = create().await;
+    let _ca = cove_tests::EnvCleanup(a.id.clone());
+    common::envs::wait_state(&server, &a.id, EnvState::Running, Duration::from_secs(120))
+        .await
+        .unwrap();
+    let shell = new_shell(&before).await;
+    let _cs = cove_tests::EnvCleanup(shell.clone());
+    assert_ne!(shell, a.id);
+    let owner = docker(&[
+        "volume",
+        "ls",
+        "--filter",
+        &format!("label=cove.env={shell}"),
+        "--filter",
+        "label=cove.role=shell",
+        "--format",
+        "{{.Label \"cove.shell.owner\"}}",
+    ]);
+    let agent_id = std::fs::read_to_string(server.tmp.path().join("agent/agent-id")).unwrap();
+    assert_eq!(
+        owner,
+        [cove_agent::job_pool::token(&format!(
+            "agent-{}",
+            agent_id.trim()
+        ))],
+        "the shell's owner is not the agent"
+    );
+    let shell_infra = infra_id(&shell);
+    let b = create().await;
+    let _cb = cove_tests::EnvCleanup(b.id.clone());
+    assert_eq!(
+        b.id, shell,
+        "the create did not take the agent's ready shell"
+    );
+    common::envs::wait_state(&server, &b.id, EnvState::Running, Duration::from_secs(120))
+        .await
+        .unwrap();
+    assert_eq!(
+        infra_id(&b.id),
+        shell_infra,
+        "the infra container was recreated"
+    );
+    // used once: the agent makes another; a graceful stop (SIGTERM) removes it, and only it
+    let third = new_shell(&[before.clone(), vec![shell.clone()]].concat()).await;
+    let _c3 = cove_tests::EnvCleanup(third.clone());
+    let pid = agent.id().unwrap().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    tokio::time::timeout(Duration::from_secs(40), agent.wait())
+        .await
+        .expect("the agent did not stop")
+        .unwrap();
+    let label = format!("label=cove.env={third}");
+    for kind in ["ps", "volume", "network"] {
+        let listed = match kind {
+            "ps" => docker(&["ps", "-aq", "--filter", &label]),
+            k => docker(&[k, "ls", "-q", "--filter", &label]),
+        };
+        assert!(
+            listed.is_empty(),
+            "the ready shell's {kind} objects stay: {listed:?}"
+        );
+    }
+    for env in [&a.id, &b.id] {
+        let label = format!("label=cove.env={env}");
+        assert!(
+            !docker(&["ps", "-aq", "--filter", &label]).is_empty(),
+            "{env} lost its containers"
+        );
+    }
+}

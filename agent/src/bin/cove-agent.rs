@@ -83,6 +83,11 @@ struct Args {
     /// `job_pool_image:`; default cove/universal:latest, the server's default image).
     #[arg(long, env = "COVE_AGENT_JOB_POOL_IMAGE", value_name = "IMAGE")]
     job_pool_image: Option<String>,
+    /// Ready pod shells (network, sources volume, started infra container) kept per recently
+    /// created environment shape, each taken by one create (overrides `warm_shells:`; Docker
+    /// only; default 0: none; docs/prebuilds.md "Warm pod shells").
+    #[arg(long, env = "COVE_AGENT_WARM_SHELLS", value_name = "N")]
+    warm_shells: Option<usize>,
     /// Where environments run: `docker` (default) or `kubernetes` (overrides `backend:`;
     /// Kubernetes reads KUBECONFIG, else the Pod's ServiceAccount; docs/kubernetes.md
     /// "Environments through an agent").
@@ -157,6 +162,7 @@ fn load_config(args: &Args) -> Result<AgentConfig> {
         labels: args.labels.clone(),
         job_pool: args.job_pool,
         job_pool_image: args.job_pool_image.clone(),
+        warm_shells: args.warm_shells,
         backend: args.backend.clone(),
         kubernetes_namespace: args.kubernetes_namespace.clone(),
     };
@@ -418,6 +424,8 @@ async fn run(args: Args, env_registration: Option<String>) -> Result<ExitCode> {
         Some(k) => Some(kubernetes_backend(k.clone()).await?),
         None => None,
     };
+    // the environment worker, to remove its ready shells when the agent stops
+    let mut env_agent = None;
     if let Some(target) = link_target {
         // environments: the same worker the server's embedded agent runs, over the link
         let (handle, reports) = match (&kube, &rt) {
@@ -430,10 +438,18 @@ async fn run(args: Args, env_registration: Option<String>) -> Result<ExitCode> {
                     settings: Default::default(),
                     net: cove_agent::job_sandbox::net_options(&config.sandbox),
                 });
-                cove_agent::worker::spawn(rt, cove_agent::worker::AgentConfig::default())
+                // its shells carry this agent's owner label: started again, it removes
+                // the ones its previous process left at once
+                let env_config = cove_agent::worker::AgentConfig {
+                    warm_shells: config.warm_shells,
+                    shell_owner: format!("agent-{}", identity.agent_id),
+                    ..Default::default()
+                };
+                cove_agent::worker::spawn(rt, env_config)
             }
             (None, None) => bail!("no Docker engine"),
         };
+        env_agent = Some(handle.clone());
         let (stop, revoked) = (stop.clone(), revoked.clone());
         tokio::spawn(async move {
             if !cove_agent::link::run(target, handle, reports, stop).await {
@@ -476,6 +492,16 @@ async fn run(args: Args, env_registration: Option<String>) -> Result<ExitCode> {
     match docker {
         Some(docker) => job_worker::run(docker, transport, worker, stop).await,
         None => stop.cancelled().await,
+    }
+    if let Some(agent) = env_agent {
+        if tokio::time::timeout(Duration::from_secs(20), agent.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "removing the ready pod shells took too long; the next start removes them"
+            );
+        }
     }
     if revoked.is_cancelled() {
         eprintln!("error: {REVOKED}");
