@@ -139,13 +139,21 @@ else
   if [ -f "$cpid_file" ] && ! alive "$(cat "$cpid_file" 2>/dev/null || echo 0)"; then
     rm -f "$cpid_file"
   fi
-  log "starting dockerd (socket $SOCK, data $DIR/data, log $DIR/log)"
+  # Networks of environments and jobs come from the engine's address pools. Docker's default
+  # pools hold about 30 bridge networks and skip every range a host interface already uses —
+  # stale bridges of an engine that was killed, another engine's — so a busy host can run out
+  # ("could not find an available, non-overlapping IPv4 address pool"). This engine gets a
+  # range of its own: 256 networks of /24 (the tests' extra dockerds use 10.201/10.230, the
+  # Kubernetes test 10.244 and 10.96).
+  pool="${COVE_DOCKERD_ADDRESS_POOL:-base=10.213.0.0/16,size=24}"
+  log "starting dockerd (socket $SOCK, data $DIR/data, log $DIR/log, address pool $pool)"
   # setsid + nohup: the engine outlives this script and the shell that ran it.
   setsid nohup dockerd \
     --host "unix://$SOCK" \
     --data-root "$DIR/data" \
     --exec-root "$DIR/exec" \
     --pidfile "$DIR/pid" \
+    --default-address-pool "$pool" \
     >"$DIR/log" 2>&1 </dev/null &
   dockerd_pid=$!
   host="unix://$SOCK"
