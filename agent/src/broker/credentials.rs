@@ -267,7 +267,7 @@ impl JobCredentials {
     }
 }
 
-/// `https://host/path/` → `//host/path/` (the key npm matches credentials by).
+/// An endpoint URL `SCHEME://HOST/PATH/` → `//HOST/PATH/` (the key npm matches credentials by).
 pub(super) fn strip_scheme(url: &str) -> &str {
     url.find("://").map_or(url, |i| &url[i + 1..])
 }

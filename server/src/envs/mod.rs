@@ -57,6 +57,9 @@ pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 30 * 60;
 /// How long the clone credential handed to the agent lives.
 pub(super) const CLONE_TOKEN_SECS: i64 = 10 * 60;
 
+const NO_EMBEDDED_AGENT: &str =
+    "no agent is connected: start cove-server where a Docker engine answers (DOCKER_HOST)";
+
 /// The server's side of environments.
 pub struct Envs {
     /// The embedded agent (environments with no `agent_id`).
@@ -94,9 +97,9 @@ impl Envs {
     }
 
     fn agent(&self) -> Result<&AgentHandle, ApiError> {
-        self.agent.as_ref().ok_or_else(|| {
-            ApiError::Unavailable("no agent is connected: start cove-server where a Docker engine answers (DOCKER_HOST)".into())
-        })
+        self.agent
+            .as_ref()
+            .ok_or_else(|| ApiError::Unavailable(NO_EMBEDDED_AGENT.into()))
     }
 
     /// The embedded agent, when the server has one.
@@ -112,19 +115,20 @@ impl Envs {
     /// The agent environment `row` runs on: the embedded one, or a standalone agent over its
     /// link (503 while that link is down: the environment is `agent_unreachable`).
     pub fn agent_for(&self, row: &EnvRow) -> Result<EnvAgent, ApiError> {
-        match row.agent_id {
-            None => self.agent().map(|a| EnvAgent::Embedded(Box::new(a.clone()))),
-            Some(id) => self.links.get(id).map(EnvAgent::Remote).ok_or_else(|| {
-                ApiError::Unavailable(format!(
-                    "environment {} runs on {}, whose agent is unreachable now (its link is down); it comes back when the agent reconnects",
-                    row.name,
-                    row.placement
-                        .as_deref()
-                        .and_then(|p| p.split(':').next())
-                        .unwrap_or("a standalone agent")
-                ))
-            }),
+        if let Some(agent) = self.agent_by(row.agent_id) {
+            return Ok(agent);
         }
+        Err(match row.agent_id {
+            None => ApiError::Unavailable(NO_EMBEDDED_AGENT.into()),
+            Some(_) => ApiError::Unavailable(format!(
+                "environment {} runs on {}, whose agent is unreachable now (its link is down); it comes back when the agent reconnects",
+                row.name,
+                row.placement
+                    .as_deref()
+                    .and_then(|p| p.split(':').next())
+                    .unwrap_or("a standalone agent")
+            )),
+        })
     }
 
     /// The agent `agent_id` names (`None`: the embedded one), if it is reachable now.
